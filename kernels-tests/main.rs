@@ -1,0 +1,7 @@
+//! GPU kernels against their CPU twins. One module per kernel family, named as the
+//! shader, launcher and reference it checks. Run with `cargo test --release`.
+
+mod common;
+
+mod elementwise;
+mod wgsl;

@@ -1,0 +1,1 @@
+// matmul kernels: see src/kernels/matmul.rs for the launchers and src/reference/matmul.rs for the CPU twins.

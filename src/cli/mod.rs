@@ -1,0 +1,57 @@
+//! Command-line parsing and dispatch to the subcommands.
+
+mod bench;
+mod info;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use wgml::{Context, ContextOptions, Result};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "wgml",
+    version,
+    about = "GPU compute-shader deep learning on any GPU wgpu reaches"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Adapter selection, shared by every subcommand.
+#[derive(Args, Debug, Clone)]
+pub struct GpuArgs {
+    /// Backend to use: vulkan, metal, dx12 or gl (default: all, best adapter wins).
+    #[arg(long, global = true, env = "WGML_BACKEND")]
+    pub backend: Option<String>,
+    /// Use the first adapter whose name contains this text (case-insensitive).
+    #[arg(long, global = true, env = "WGML_ADAPTER")]
+    pub adapter: Option<String>,
+}
+
+impl GpuArgs {
+    pub fn context(&self) -> Result<Context> {
+        Context::new(&ContextOptions {
+            backend: self.backend.clone(),
+            adapter: self.adapter.clone(),
+        })
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the adapters found, the one chosen and why, its features and limits.
+    Info,
+    /// Time kernels on random inputs.
+    Bench(bench::BenchArgs),
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Info => info::run(&cli.gpu),
+        Command::Bench(args) => bench::run(&cli.gpu, &args),
+    }
+}

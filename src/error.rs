@@ -1,0 +1,108 @@
+//! The one error type of wgml. Every fallible function returns [`Result`].
+//!
+//! Messages say what went wrong and, where there is one, what to do about it.
+
+/// Result alias used throughout wgml.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in wgml.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No adapter at all was found on the requested backends.
+    #[error(
+        "no GPU adapter found on backends {backends}. On Linux without a GPU, install the \
+         lavapipe software Vulkan driver (`apt-get install mesa-vulkan-drivers`); otherwise \
+         check the GPU driver, or try another backend with --backend / WGML_BACKEND"
+    )]
+    NoAdapter { backends: String },
+
+    /// `--adapter SUBSTRING` matched none of the adapters found.
+    #[error("no adapter name contains '{wanted}'; adapters found: {found}")]
+    AdapterNotFound { wanted: String, found: String },
+
+    /// An unknown backend name was given.
+    #[error("unknown backend '{0}': use one of vulkan, metal, dx12, gl")]
+    UnknownBackend(String),
+
+    /// The adapter refused to create a device.
+    #[error("could not create a device on '{adapter}': {message}")]
+    RequestDevice { adapter: String, message: String },
+
+    /// wgpu reported a validation or internal error while doing `context`.
+    #[error("GPU error while {context}: {message}")]
+    Gpu { context: String, message: String },
+
+    /// The device ran out of memory while doing `context`.
+    #[error(
+        "GPU out of memory while {context}; use a smaller batch size or model, or a GPU with more memory"
+    )]
+    OutOfMemory { context: String },
+
+    /// The device was lost (driver reset, GPU removed, destroyed).
+    #[error("the GPU device was lost ({reason}): {message}; create a new Context to continue")]
+    DeviceLost { reason: String, message: String },
+
+    /// Shapes passed to an op do not fit together.
+    #[error("{op}: {message}")]
+    Shape { op: &'static str, message: String },
+
+    /// A tensor or buffer would exceed what the device can bind or allocate.
+    #[error(
+        "{what} needs {bytes} bytes, more than this device allows in one buffer binding \
+         ({limit} bytes); use a smaller batch or split the tensor"
+    )]
+    TooLarge { what: String, bytes: u64, limit: u64 },
+
+    /// A tensor of the wrong element type was passed.
+    #[error("{op}: expected a {expected} tensor for {what}, got {got}")]
+    DType {
+        op: &'static str,
+        what: &'static str,
+        expected: &'static str,
+        got: &'static str,
+    },
+
+    /// Reading a buffer back from the GPU failed.
+    #[error("reading back from the GPU failed: {0}")]
+    Readback(String),
+
+    /// A WGSL shader failed to parse or validate.
+    #[error("shader {shader} is invalid: {message}")]
+    Shader { shader: &'static str, message: String },
+
+    /// An argument outside its allowed range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A data file has the wrong format.
+    #[error("{path}: {message}")]
+    Data { path: String, message: String },
+
+    /// Training diverged.
+    #[error("training stopped: {0}")]
+    Training(String),
+}
+
+impl Error {
+    /// Shorthand for a [`Error::Shape`] error.
+    pub fn shape(op: &'static str, message: impl Into<String>) -> Self {
+        Error::Shape {
+            op,
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for an [`Error::InvalidArgument`] error.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::InvalidArgument(message.into())
+    }
+}

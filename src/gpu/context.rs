@@ -1,0 +1,351 @@
+//! The GPU context: adapter choice, device creation with the adapter's real limits,
+//! error capture, device-lost tracking, the single place that waits on the GPU, and
+//! counters that tests use to prove a training step creates nothing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::gpu::pipeline::PipelineKey;
+
+/// How to choose an adapter.
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Restrict to one backend: "vulkan", "metal", "dx12" or "gl". `None` tries all
+    /// (and reads `WGML_BACKEND` when set).
+    pub backend: Option<String>,
+    /// Pick the first adapter whose name contains this (case-insensitive).
+    pub adapter: Option<String>,
+}
+
+/// One adapter as seen during selection, for `wgml info`.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub info: wgpu::AdapterInfo,
+    pub score: u32,
+}
+
+/// Counts of GPU work and object creation since the context was made.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub submissions: AtomicU64,
+    pub buffers_created: AtomicU64,
+    pub bind_groups_created: AtomicU64,
+    pub pipelines_created: AtomicU64,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    pub submissions: u64,
+    pub buffers_created: u64,
+    pub bind_groups_created: u64,
+    pub pipelines_created: u64,
+}
+
+impl std::ops::Sub for CounterSnapshot {
+    type Output = CounterSnapshot;
+    fn sub(self, rhs: Self) -> Self {
+        CounterSnapshot {
+            submissions: self.submissions - rhs.submissions,
+            buffers_created: self.buffers_created - rhs.buffers_created,
+            bind_groups_created: self.bind_groups_created - rhs.bind_groups_created,
+            pipelines_created: self.pipelines_created - rhs.pipelines_created,
+        }
+    }
+}
+
+/// The GPU: device, queue, limits and caches. Cheap to share by reference; all
+/// methods take `&self`.
+pub struct Context {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    /// Why this adapter was chosen (for `wgml info`).
+    pub choice: String,
+    /// Every adapter seen during selection.
+    pub adapters: Vec<AdapterSummary>,
+    pub counters: Counters,
+    pub(crate) modules: Mutex<HashMap<crate::kernels::Shader, Arc<wgpu::ShaderModule>>>,
+    pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    lost: Arc<Mutex<Option<(String, String)>>>,
+    uncaptured: Arc<Mutex<Option<String>>>,
+    poll_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("adapter", &self.info.name)
+            .field("backend", &self.info.backend)
+            .finish()
+    }
+}
+
+/// Parses a backend name as given on the command line.
+pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
+    match name.to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
+        _ => Err(Error::UnknownBackend(name.to_string())),
+    }
+}
+
+/// Preference of a device type: discrete first, CPU last.
+fn type_score(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 40,
+        wgpu::DeviceType::IntegratedGpu => 30,
+        wgpu::DeviceType::VirtualGpu => 20,
+        wgpu::DeviceType::Other => 10,
+        wgpu::DeviceType::Cpu => 5,
+    }
+}
+
+/// Native backends beat GL at equal device type.
+fn backend_score(b: wgpu::Backend) -> u32 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 2,
+        wgpu::Backend::Gl => 1,
+        _ => 0,
+    }
+}
+
+/// Optional features wgml uses when the adapter offers them.
+pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::SHADER_F16);
+
+impl Context {
+    /// Chooses an adapter and creates a device on it (blocking).
+    pub fn new(options: &ContextOptions) -> Result<Context> {
+        pollster::block_on(Self::new_async(options))
+    }
+
+    /// Chooses an adapter and creates a device on it.
+    pub async fn new_async(options: &ContextOptions) -> Result<Context> {
+        let backend = options
+            .backend
+            .clone()
+            .or_else(|| std::env::var("WGML_BACKEND").ok().filter(|s| !s.is_empty()));
+        let backends = match &backend {
+            Some(name) => parse_backend(name)?,
+            None => wgpu::Backends::all(),
+        };
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        // With no backend named, GL is only a fallback: probing it is slow and noisy
+        // on headless machines, and it is never preferred over a native backend.
+        let mut adapters = instance
+            .enumerate_adapters(backends & wgpu::Backends::PRIMARY)
+            .await;
+        if adapters.is_empty() && backends.contains(wgpu::Backends::GL) {
+            adapters = instance.enumerate_adapters(wgpu::Backends::GL).await;
+        }
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter {
+                backends: format!("{backends:?}"),
+            });
+        }
+        let mut summaries: Vec<AdapterSummary> = adapters
+            .iter()
+            .map(|a| {
+                let info = a.get_info();
+                let score = type_score(info.device_type) + backend_score(info.backend);
+                AdapterSummary { info, score }
+            })
+            .collect();
+        let chosen = match &options.adapter {
+            Some(wanted) => {
+                let w = wanted.to_ascii_lowercase();
+                let idx = summaries
+                    .iter()
+                    .position(|s| s.info.name.to_ascii_lowercase().contains(&w))
+                    .ok_or_else(|| Error::AdapterNotFound {
+                        wanted: wanted.clone(),
+                        found: summaries
+                            .iter()
+                            .map(|s| format!("'{}' ({:?})", s.info.name, s.info.backend))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })?;
+                (idx, format!("its name contains '{wanted}' (--adapter)"))
+            }
+            None => {
+                let idx = (0..summaries.len())
+                    .max_by_key(|&i| (summaries[i].score, std::cmp::Reverse(i)))
+                    .expect("adapters is not empty");
+                let s = &summaries[idx].info;
+                (
+                    idx,
+                    format!(
+                        "highest preference among {} adapter(s): {:?} on {:?} (discrete > integrated > virtual > CPU; Vulkan/Metal/DX12 > GL)",
+                        summaries.len(),
+                        s.device_type,
+                        s.backend
+                    ),
+                )
+            }
+        };
+        let adapter = &adapters[chosen.0];
+        summaries.sort_by_key(|s| std::cmp::Reverse(s.score));
+        let mut ctx = Self::from_adapter(adapter).await?;
+        ctx.choice = chosen.1;
+        ctx.adapters = summaries;
+        Ok(ctx)
+    }
+
+    /// Creates a device on `adapter` with the adapter's own limits and the optional
+    /// features it offers.
+    pub async fn from_adapter(adapter: &wgpu::Adapter) -> Result<Context> {
+        let info = adapter.get_info();
+        let features = adapter.features() & OPTIONAL_FEATURES;
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgml"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: info.name.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Self::from_device(info, device, queue))
+    }
+
+    /// Wraps a device and queue that a host program already owns, so wgml can run
+    /// on the GPU of another wgpu application. wgml uses the device's own limits and
+    /// features; it installs a device-lost callback and an uncaptured-error handler.
+    pub fn from_device(info: wgpu::AdapterInfo, device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let lost = Arc::new(Mutex::new(None));
+        let lost_slot = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut slot) = lost_slot.lock() {
+                *slot = Some((format!("{reason:?}"), message));
+            }
+        });
+        let uncaptured = Arc::new(Mutex::new(None));
+        let slot = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut s) = slot.lock() {
+                s.get_or_insert_with(|| e.to_string());
+            }
+        }));
+        Context {
+            limits: device.limits(),
+            features: device.features(),
+            choice: "supplied by the host program".to_string(),
+            adapters: Vec::new(),
+            info,
+            device,
+            queue,
+            counters: Counters::default(),
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+            lost,
+            uncaptured,
+            poll_lock: Mutex::new(()),
+        }
+    }
+
+    /// True when the adapter is a CPU implementation (lavapipe, WARP, SwiftShader).
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Returns an error if the device was lost or an uncaptured error happened
+    /// since the last check.
+    pub fn check(&self) -> Result<()> {
+        if let Some((reason, message)) = self.lost.lock().ok().and_then(|s| s.clone()) {
+            return Err(Error::DeviceLost { reason, message });
+        }
+        if let Some(message) = self.uncaptured.lock().ok().and_then(|mut s| s.take()) {
+            return Err(Error::Gpu {
+                context: "running GPU work".into(),
+                message,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and turns any
+    /// captured error into an [`Error`].
+    pub fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
+        self.check()?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        if o.is_some() {
+            return Err(Error::OutOfMemory {
+                context: context.to_string(),
+            });
+        }
+        if let Some(e) = v {
+            return Err(Error::Gpu {
+                context: context.to_string(),
+                message: e.to_string(),
+            });
+        }
+        Ok(value)
+    }
+
+    /// Blocks until all submitted work is done. This is the one place wgml waits on
+    /// the GPU; polls are serialised so two threads never poll the device at once
+    /// (wgpu-core 30.0.1 can panic when they do, see DESIGN.md).
+    pub fn wait(&self) -> Result<()> {
+        let _guard = self.poll_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu {
+                context: "waiting for the GPU".into(),
+                message: e.to_string(),
+            })?;
+        self.check()
+    }
+
+    /// Submits one command buffer and counts it.
+    pub fn submit(&self, commands: wgpu::CommandBuffer) -> Result<()> {
+        self.check()?;
+        self.queue.submit(Some(commands));
+        self.counters.submissions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A snapshot of the creation and submission counters.
+    pub fn counters(&self) -> CounterSnapshot {
+        let c = &self.counters;
+        CounterSnapshot {
+            submissions: c.submissions.load(Ordering::Relaxed),
+            buffers_created: c.buffers_created.load(Ordering::Relaxed),
+            bind_groups_created: c.bind_groups_created.load(Ordering::Relaxed),
+            pipelines_created: c.pipelines_created.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Largest size in bytes a single storage binding may have on this device.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
+    /// True when GPU timestamp queries can be written between passes.
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+}

@@ -1,0 +1,13 @@
+//! GPU plumbing: the [`Context`], tensors, the pipeline cache and prepared dispatches.
+
+mod context;
+mod dispatch;
+mod pipeline;
+mod tensor;
+
+pub use context::{
+    AdapterSummary, Context, ContextOptions, CounterSnapshot, Counters, OPTIONAL_FEATURES, parse_backend,
+};
+pub use dispatch::{Binding, Dispatch, MAX_GROUPS_PER_DIM, fold_groups};
+pub use pipeline::PipelineKey;
+pub use tensor::{DType, Tensor, numel, read_buffer};

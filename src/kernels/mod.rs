@@ -1,0 +1,112 @@
+//! Typed launchers, one module per shader family in `shaders/`.
+//!
+//! Each launcher validates shapes, returns an [`Error`](crate::Error) for anything
+//! that does not fit, and builds a [`Dispatch`](crate::gpu::Dispatch) (pipeline,
+//! bind group and uniform parameters) once. The CPU twin of every kernel lives in
+//! [`crate::reference`] under the same module name.
+
+pub mod conv;
+pub mod elementwise;
+pub mod loss;
+pub mod matmul;
+pub mod optim;
+pub mod pool;
+pub mod reduce;
+pub mod softmax;
+
+/// A WGSL source file of `shaders/`, embedded at compile time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Shader {
+    Conv,
+    Elementwise,
+    Loss,
+    Matmul,
+    Optim,
+    Pool,
+    Reduce,
+    Softmax,
+}
+
+impl Shader {
+    /// Every shader, for validation and `selftest`.
+    pub const ALL: [Shader; 8] = [
+        Shader::Conv,
+        Shader::Elementwise,
+        Shader::Loss,
+        Shader::Matmul,
+        Shader::Optim,
+        Shader::Pool,
+        Shader::Reduce,
+        Shader::Softmax,
+    ];
+
+    /// File name without extension.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shader::Conv => "conv",
+            Shader::Elementwise => "elementwise",
+            Shader::Loss => "loss",
+            Shader::Matmul => "matmul",
+            Shader::Optim => "optim",
+            Shader::Pool => "pool",
+            Shader::Reduce => "reduce",
+            Shader::Softmax => "softmax",
+        }
+    }
+
+    /// The WGSL text.
+    pub fn source(self) -> &'static str {
+        match self {
+            Shader::Conv => include_str!("../../shaders/conv.wgsl"),
+            Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
+            Shader::Loss => include_str!("../../shaders/loss.wgsl"),
+            Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::Pool => include_str!("../../shaders/pool.wgsl"),
+            Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),
+        }
+    }
+}
+
+/// One entry point of one shader: what a pipeline is built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    pub shader: Shader,
+    pub entry: &'static str,
+}
+
+impl Kernel {
+    pub const fn new(shader: Shader, entry: &'static str) -> Kernel {
+        Kernel { shader, entry }
+    }
+}
+
+/// Parses and validates a WGSL source with naga (no GPU needed).
+pub fn validate_wgsl(shader: Shader) -> crate::Result<()> {
+    let module = naga::front::wgsl::parse_str(shader.source()).map_err(|e| crate::Error::Shader {
+        shader: shader.name(),
+        message: e.emit_to_string(shader.source()),
+    })?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .map_err(|e| crate::Error::Shader {
+        shader: shader.name(),
+        message: e.emit_to_string(shader.source()),
+    })?;
+    Ok(())
+}
+
+/// Workgroup-count helper: groups of `size` invocations covering `n` items, folded
+/// into a grid the device accepts.
+pub fn groups_for(ctx: &crate::gpu::Context, n: usize, size: u32) -> crate::Result<[u32; 3]> {
+    crate::gpu::fold_groups(
+        (n as u64).div_ceil(size as u64),
+        ctx.limits
+            .max_compute_workgroups_per_dimension
+            .min(crate::gpu::MAX_GROUPS_PER_DIM),
+    )
+}

@@ -1,0 +1,1 @@
+//! CPU twins of the conv kernels (f64 accumulation).

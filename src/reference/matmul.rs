@@ -1,0 +1,1 @@
+//! CPU twins of the matmul kernels (f64 accumulation).

@@ -1,0 +1,11 @@
+//! CPU twins of every GPU kernel, with the same contracts as the launchers in
+//! [`crate::kernels`]. Plain loops, f64 accumulation: slow and obviously right.
+
+pub mod conv;
+pub mod elementwise;
+pub mod loss;
+pub mod matmul;
+pub mod optim;
+pub mod pool;
+pub mod reduce;
+pub mod softmax;

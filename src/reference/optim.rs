@@ -1,0 +1,1 @@
+//! CPU twins of the optim kernels (f64 accumulation).

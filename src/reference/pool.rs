@@ -1,0 +1,1 @@
+//! CPU twins of the pool kernels (f64 accumulation).

@@ -1,0 +1,1 @@
+//! CPU twins of the reduce kernels (f64 accumulation).

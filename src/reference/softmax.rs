@@ -1,0 +1,1 @@
+//! CPU twins of the softmax kernels (f64 accumulation).
