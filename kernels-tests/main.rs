@@ -3,5 +3,12 @@
 
 mod common;
 
+mod conv;
 mod elementwise;
+mod loss;
+mod matmul;
+mod optim;
+mod pool;
+mod reduce;
+mod softmax;
 mod wgsl;

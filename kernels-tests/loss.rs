@@ -1,0 +1,1 @@
+//! loss kernels against `wgml::reference::loss`.

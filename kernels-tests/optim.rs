@@ -1,0 +1,1 @@
+//! optim kernels against `wgml::reference::optim`.

@@ -1,0 +1,1 @@
+//! pool kernels against `wgml::reference::pool`.

@@ -1,0 +1,1 @@
+//! reduce kernels against `wgml::reference::reduce`.

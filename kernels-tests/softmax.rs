@@ -1,0 +1,1 @@
+//! softmax kernels against `wgml::reference::softmax`.
