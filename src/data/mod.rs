@@ -1,0 +1,7 @@
+//! Datasets: the IDX reader, MNIST-style folders, the embedded MNIST subset,
+//! Fashion-MNIST, and the small synthetic sets of the seed examples.
+
+pub mod dataset;
+pub mod idx;
+
+pub use dataset::{Dataset, FASHION_MNIST_DIR, Split, Targets};
