@@ -18,8 +18,11 @@
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod graph;
 pub mod kernels;
+pub mod nn;
 pub mod reference;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{Context, ContextOptions, DType, Tensor};

@@ -2,6 +2,7 @@
 
 mod bench;
 mod info;
+mod train;
 
 use std::process::ExitCode;
 
@@ -47,11 +48,14 @@ pub enum Command {
     Info,
     /// Time kernels on random inputs.
     Bench(bench::BenchArgs),
+    /// Train a model (default: the CNN on the embedded MNIST subset).
+    Train(train::TrainArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Info => info::run(&cli.gpu),
         Command::Bench(args) => bench::run(&cli.gpu, &args),
+        Command::Train(args) => train::run(&cli.gpu, &args),
     }
 }

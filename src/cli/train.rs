@@ -1,0 +1,163 @@
+//! `wgml train`: train one of the seed models and report what it learned.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use wgml::data::Dataset;
+use wgml::kernels::optim::Optimizer;
+use wgml::nn::zoo;
+use wgml::train::{self, Evaluation, History};
+use wgml::{Error, Result};
+
+use super::GpuArgs;
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Model: cnn, mlp, binary or regression.
+    #[arg(long, default_value = "cnn")]
+    pub model: String,
+    /// Dataset: mnist-10k (embedded), fashion-mnist, or a folder of IDX files.
+    /// Default: the model's own (mnist-10k for cnn and mlp, a synthetic set otherwise).
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate.
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f32>,
+    /// adam, sgd or rmsprop.
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// Seed of the initial weights and of the shuffles.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Write the epochs, test results and device as JSON.
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
+}
+
+/// The dataset a recipe names.
+pub fn load_data(name: &str, seed: u64) -> Result<Dataset> {
+    match name {
+        "two-blobs" => Ok(Dataset::two_blobs(seed)),
+        "linear-regression" => Ok(Dataset::linear_regression(seed)),
+        other => Dataset::by_name(other),
+    }
+}
+
+fn optimizer(name: &str, lr: f32) -> Result<Optimizer> {
+    let o = match name {
+        "adam" => Optimizer::adam(lr),
+        "sgd" => Optimizer::sgd(lr, 0.0),
+        "rmsprop" => Optimizer::rmsprop(lr),
+        other => {
+            return Err(Error::invalid(format!(
+                "unknown optimizer '{other}': choose adam, sgd or rmsprop"
+            )));
+        }
+    };
+    o.validate()?;
+    Ok(o)
+}
+
+pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
+    let mut recipe = zoo::recipe(&args.model)?;
+    if let Some(e) = args.epochs {
+        recipe.fit.epochs = e;
+    }
+    if let Some(b) = args.batch_size {
+        recipe.fit.batch_size = b;
+    }
+    let lr = args.lr.unwrap_or(recipe.optimizer.lr());
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(Error::invalid(format!("learning rate {lr} must be a positive number")));
+    }
+    recipe.optimizer = match &args.optimizer {
+        Some(name) => optimizer(name, lr)?,
+        None => recipe.optimizer.with_lr(lr),
+    };
+    recipe.fit.seed = args.seed;
+    recipe.fit.validate()?;
+    let data_name = args.data.clone().unwrap_or_else(|| recipe.data.to_string());
+    let data = load_data(&data_name, args.seed)?;
+    if data.sample_shape != recipe.model.input_shape {
+        return Err(Error::shape(
+            "train",
+            format!(
+                "model '{}' takes samples of shape {:?} but dataset '{}' has {:?}",
+                recipe.name, recipe.model.input_shape, data.name, data.sample_shape
+            ),
+        ));
+    }
+    let ctx = gpu.context()?;
+    println!(
+        "wgml: training {} on {} ({} train / {} test) on {} ({:?})",
+        recipe.name,
+        data.name,
+        data.train.len(),
+        data.test.len(),
+        ctx.info.name,
+        ctx.info.backend
+    );
+    let mut model = recipe.model.compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
+    println!("{} parameters", model.store.count());
+    let history = train::fit(&mut model, &ctx, &data.train, &recipe.fit)?;
+    let eval = train::evaluate(&mut model, &ctx, &data.test, recipe.fit.batch_size.max(256))?;
+    print_evaluation(&eval);
+    if let Some(path) = &args.metrics {
+        write_metrics(path, &history, &eval, &ctx)?;
+        println!("metrics written to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints test loss, accuracy, per-class metrics and the confusion matrix.
+pub fn print_evaluation(e: &Evaluation) {
+    print!("test loss: {:.4}", e.loss);
+    if let Some(a) = e.accuracy {
+        print!(" - test accuracy: {a:.4}");
+    }
+    println!(" ({} samples)", e.samples);
+    if e.per_class.is_empty() {
+        return;
+    }
+    println!("class  precision  recall  f1      support");
+    for m in &e.per_class {
+        println!(
+            "{:>5}  {:>9.4}  {:>6.4}  {:>6.4}  {:>7}",
+            m.class, m.precision, m.recall, m.f1, m.support
+        );
+    }
+    if let (Some(p), Some(r), Some(f)) = (e.macro_precision, e.macro_recall, e.macro_f1) {
+        println!("macro  {p:>9.4}  {r:>6.4}  {f:>6.4}");
+    }
+    println!("confusion matrix (rows: true class, columns: predicted):");
+    for row in &e.confusion {
+        println!("  {}", row.iter().map(|c| format!("{c:>5}")).collect::<String>());
+    }
+}
+
+fn write_metrics(path: &PathBuf, h: &History, e: &Evaluation, ctx: &wgml::Context) -> Result<()> {
+    let json = serde_json::json!({
+        "epochs": h.epochs,
+        "best_epoch": h.best_epoch,
+        "stopped_early": h.stopped_early,
+        "test_loss": e.loss,
+        "test_accuracy": e.accuracy,
+        "confusion_matrix": e.confusion,
+        "per_class": e.per_class,
+        "macro_precision": e.macro_precision,
+        "macro_recall": e.macro_recall,
+        "macro_f1": e.macro_f1,
+        "adapter": ctx.info.name,
+        "backend": format!("{:?}", ctx.info.backend),
+    });
+    let text = serde_json::to_string_pretty(&json).map_err(|e| Error::invalid(e.to_string()))?;
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}

@@ -1,0 +1,273 @@
+//! The graph executor.
+//!
+//! - [`Graph`]: ops with static per-sample shapes, inferred when a node is added
+//!   (a mismatch is an error naming the layer and both shapes).
+//! - [`autodiff`]: which nodes need gradients and in what order the backward rules run.
+//! - [`plan`]: lowers forward, loss, backward and optimizer update for one batch size
+//!   to prepared dispatches, allocating every buffer and bind group once.
+//! - [`params`]: parameters, their gradients and optimizer state, resident on the GPU.
+
+pub mod autodiff;
+pub mod params;
+pub mod plan;
+
+use crate::error::{Error, Result};
+use crate::kernels::conv::{Conv2dDesc, Padding};
+use crate::kernels::matmul::Activation;
+use crate::kernels::pool::Pool2dDesc;
+
+pub use params::{Param, ParamStore};
+pub use plan::{Plan, PlanOptions};
+
+/// Index of a node in its graph.
+pub type NodeId = usize;
+
+/// How a parameter is initialised.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// Keras' default for kernels: U(−l, l), l = √(6 / (fan_in + fan_out)).
+    GlorotUniform { fan_in: usize, fan_out: usize },
+    /// Keras' default for biases.
+    Zeros,
+}
+
+/// 2-D window geometry without the batch (filled in when a plan is built).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: Padding,
+}
+
+/// One operation. Inputs are earlier nodes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// The batch of samples fed each step.
+    Input,
+    /// A trainable tensor (no batch dimension). `name` follows PyTorch's
+    /// `state_dict` naming of the equivalent `nn.Sequential` (e.g. `4.weight`).
+    Param { name: String, init: Init },
+    /// `act(x · wᵀ + b)`, x `[B, in]`, w `[out, in]` (PyTorch's Linear layout), b `[out]`.
+    Dense { x: NodeId, w: NodeId, b: NodeId, act: Activation },
+    /// `act(conv2d(x, w) + b)`, x `[B, C, H, W]`, w `[O, C, kh, kw]`, b `[O]`.
+    Conv2d { x: NodeId, w: NodeId, b: NodeId, stride: (usize, usize), padding: Padding, act: Activation },
+    MaxPool2d { x: NodeId, window: Window },
+    AvgPool2d { x: NodeId, window: Window },
+    /// A view with another per-sample shape (Flatten): no data moves.
+    Reshape { x: NodeId },
+    /// Elementwise activation.
+    Act { x: NodeId, act: Activation },
+}
+
+/// A node: its op, its per-sample shape (parameters: full shape), and the name of
+/// the layer that made it (for messages).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub op: Op,
+    pub shape: Vec<usize>,
+    pub layer: String,
+}
+
+impl Node {
+    /// True for values with a batch dimension (everything but parameters).
+    pub fn batched(&self) -> bool {
+        !matches!(self.op, Op::Param { .. })
+    }
+}
+
+/// A graph of ops with static shapes, built in topological order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+}
+
+fn shape_err(layer: &str, message: String) -> Error {
+    Error::Shape {
+        op: "model",
+        message: format!("layer '{layer}': {message}"),
+    }
+}
+
+impl Graph {
+    pub fn new() -> Graph {
+        Graph::default()
+    }
+
+    fn push(&mut self, op: Op, shape: Vec<usize>, layer: &str) -> NodeId {
+        self.nodes.push(Node {
+            op,
+            shape,
+            layer: layer.to_string(),
+        });
+        self.nodes.len() - 1
+    }
+
+    pub fn shape(&self, id: NodeId) -> &[usize] {
+        &self.nodes[id].shape
+    }
+
+    /// The batch input with per-sample shape `shape`.
+    pub fn input(&mut self, shape: &[usize]) -> Result<NodeId> {
+        if shape.is_empty() || shape.contains(&0) {
+            return Err(shape_err("input", format!("input shape {shape:?} must be non-empty with no zero")));
+        }
+        Ok(self.push(Op::Input, shape.to_vec(), "input"))
+    }
+
+    /// A parameter of `shape`.
+    pub fn param(&mut self, name: &str, shape: &[usize], init: Init, layer: &str) -> NodeId {
+        self.push(
+            Op::Param {
+                name: name.to_string(),
+                init,
+            },
+            shape.to_vec(),
+            layer,
+        )
+    }
+
+    /// Dense layer on `x` (per-sample shape `[in]`).
+    pub fn dense(&mut self, x: NodeId, w: NodeId, b: NodeId, act: Activation, layer: &str) -> Result<NodeId> {
+        let xs = self.shape(x).to_vec();
+        let ws = self.shape(w).to_vec();
+        if xs.len() != 1 {
+            return Err(shape_err(
+                layer,
+                format!("Dense expects a flat input [features], got per-sample shape {xs:?}; add Flatten first"),
+            ));
+        }
+        if ws.len() != 2 || ws[1] != xs[0] || self.shape(b) != [ws[0]] {
+            return Err(shape_err(
+                layer,
+                format!(
+                    "input has {} features but the weight is {ws:?} and the bias {:?}",
+                    xs[0],
+                    self.shape(b)
+                ),
+            ));
+        }
+        Ok(self.push(Op::Dense { x, w, b, act }, vec![ws[0]], layer))
+    }
+
+    /// Conv2D layer on `x` (per-sample shape `[C, H, W]`).
+    pub fn conv2d(
+        &mut self,
+        x: NodeId,
+        w: NodeId,
+        b: NodeId,
+        stride: (usize, usize),
+        padding: Padding,
+        act: Activation,
+        layer: &str,
+    ) -> Result<NodeId> {
+        let xs = self.shape(x).to_vec();
+        let ws = self.shape(w).to_vec();
+        if xs.len() != 3 {
+            return Err(shape_err(
+                layer,
+                format!("Conv2D expects [channels, height, width] per sample, got {xs:?}"),
+            ));
+        }
+        if ws.len() != 4 || ws[1] != xs[0] || self.shape(b) != [ws[0]] {
+            return Err(shape_err(
+                layer,
+                format!("input has {} channels but the weight is {ws:?}", xs[0]),
+            ));
+        }
+        let desc = Conv2dDesc {
+            n: 1,
+            c_in: xs[0],
+            h: xs[1],
+            w: xs[2],
+            c_out: ws[0],
+            kh: ws[2],
+            kw: ws[3],
+            stride,
+            padding,
+        };
+        let (oh, ow) = desc
+            .out_hw()
+            .map_err(|e| shape_err(layer, format!("input {xs:?}, weight {ws:?}: {e}")))?;
+        Ok(self.push(
+            Op::Conv2d {
+                x,
+                w,
+                b,
+                stride,
+                padding,
+                act,
+            },
+            vec![ws[0], oh, ow],
+            layer,
+        ))
+    }
+
+    fn pool_out(&self, x: NodeId, window: Window, layer: &str) -> Result<Vec<usize>> {
+        let xs = self.shape(x).to_vec();
+        if xs.len() != 3 {
+            return Err(shape_err(
+                layer,
+                format!("pooling expects [channels, height, width] per sample, got {xs:?}"),
+            ));
+        }
+        let desc = pool_desc(1, &xs, window).map_err(|e| shape_err(layer, e.to_string()))?;
+        let (oh, ow) = desc
+            .out_hw()
+            .map_err(|e| shape_err(layer, format!("input {xs:?}: {e}")))?;
+        Ok(vec![xs[0], oh, ow])
+    }
+
+    pub fn max_pool2d(&mut self, x: NodeId, window: Window, layer: &str) -> Result<NodeId> {
+        let shape = self.pool_out(x, window, layer)?;
+        Ok(self.push(Op::MaxPool2d { x, window }, shape, layer))
+    }
+
+    pub fn avg_pool2d(&mut self, x: NodeId, window: Window, layer: &str) -> Result<NodeId> {
+        let shape = self.pool_out(x, window, layer)?;
+        Ok(self.push(Op::AvgPool2d { x, window }, shape, layer))
+    }
+
+    /// Flatten to `[features]`.
+    pub fn flatten(&mut self, x: NodeId, layer: &str) -> NodeId {
+        let n = self.shape(x).iter().product();
+        self.push(Op::Reshape { x }, vec![n], layer)
+    }
+
+    pub fn activation(&mut self, x: NodeId, act: Activation, layer: &str) -> NodeId {
+        let shape = self.shape(x).to_vec();
+        self.push(Op::Act { x, act }, shape, layer)
+    }
+
+    /// Inputs of a node.
+    pub fn inputs(&self, id: NodeId) -> Vec<NodeId> {
+        match &self.nodes[id].op {
+            Op::Input | Op::Param { .. } => vec![],
+            Op::Dense { x, w, b, .. } | Op::Conv2d { x, w, b, .. } => vec![*x, *w, *b],
+            Op::MaxPool2d { x, .. } | Op::AvgPool2d { x, .. } | Op::Reshape { x } | Op::Act { x, .. } => {
+                vec![*x]
+            }
+        }
+    }
+}
+
+/// Pooling geometry for a batch of `n` samples of per-sample shape `[C, H, W]`.
+/// 'same' padding is only offered for convolutions; pooling takes explicit padding.
+pub fn pool_desc(n: usize, xs: &[usize], window: Window) -> Result<Pool2dDesc> {
+    let padding = match window.padding {
+        Padding::Valid => (0, 0),
+        Padding::Explicit(ph, pw) => (ph, pw),
+        Padding::Same => {
+            return Err(Error::invalid("pooling supports 'valid' or explicit padding, not 'same'"));
+        }
+    };
+    Ok(Pool2dDesc {
+        n,
+        c: xs[0],
+        h: xs[1],
+        w: xs[2],
+        kh: window.kernel.0,
+        kw: window.kernel.1,
+        stride: window.stride,
+        padding,
+    })
+}

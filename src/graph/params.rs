@@ -1,0 +1,83 @@
+//! Parameters resident on the GPU: values, gradients, optimizer state, and the
+//! snapshot kept for early stopping's restore-best.
+
+use rand::Rng;
+
+use crate::error::Result;
+use crate::gpu::{Context, DType, Tensor};
+use crate::graph::{Graph, Init, NodeId, Op};
+
+/// One trainable tensor.
+#[derive(Debug)]
+pub struct Param {
+    /// PyTorch `state_dict` name, e.g. `0.weight`.
+    pub name: String,
+    pub node: NodeId,
+    pub shape: Vec<usize>,
+    pub value: Tensor,
+    pub grad: Tensor,
+    /// Optimizer state tensors (zero at start), as many as the optimizer keeps.
+    pub state: Vec<Tensor>,
+}
+
+/// Every parameter of a model.
+#[derive(Debug, Default)]
+pub struct ParamStore {
+    pub params: Vec<Param>,
+}
+
+/// Initial values of a parameter, drawn from `rng`.
+pub fn initial_values(init: Init, n: usize, rng: &mut impl Rng) -> Vec<f32> {
+    match init {
+        Init::Zeros => vec![0.0; n],
+        Init::GlorotUniform { fan_in, fan_out } => {
+            let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+            (0..n).map(|_| rng.random_range(-limit..limit)).collect()
+        }
+    }
+}
+
+impl ParamStore {
+    /// Allocates and initialises every parameter of `graph` (in node order, drawing
+    /// from `rng`), with `state_count` zeroed optimizer-state tensors each.
+    pub fn new(ctx: &Context, graph: &Graph, state_count: usize, rng: &mut impl Rng) -> Result<ParamStore> {
+        let mut params = Vec::new();
+        for (id, node) in graph.nodes.iter().enumerate() {
+            if let Op::Param { name, init } = &node.op {
+                let n = node.shape.iter().product();
+                let value = Tensor::from_f32(ctx, &initial_values(*init, n, rng), &node.shape)?;
+                let grad = Tensor::zeros(ctx, &node.shape, DType::F32)?;
+                let state = (0..state_count)
+                    .map(|_| Tensor::zeros(ctx, &node.shape, DType::F32))
+                    .collect::<Result<_>>()?;
+                params.push(Param {
+                    name: name.clone(),
+                    node: id,
+                    shape: node.shape.clone(),
+                    value,
+                    grad,
+                    state,
+                });
+            }
+        }
+        Ok(ParamStore { params })
+    }
+
+    /// The parameter made from node `id`.
+    pub fn by_node(&self, id: NodeId) -> Option<&Param> {
+        self.params.iter().find(|p| p.node == id)
+    }
+
+    /// Reads every parameter back: `(name, shape, values)`.
+    pub fn download(&self, ctx: &Context) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+        self.params
+            .iter()
+            .map(|p| Ok((p.name.clone(), p.shape.clone(), p.value.to_f32(ctx)?)))
+            .collect()
+    }
+
+    /// Total number of trainable values.
+    pub fn count(&self) -> usize {
+        self.params.iter().map(|p| p.value.numel()).sum()
+    }
+}

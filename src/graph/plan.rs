@@ -1,0 +1,496 @@
+//! Lowering a [`Graph`] for one batch size to prepared dispatches.
+//!
+//! A [`Plan`] owns every activation, gradient and scratch buffer of one batch
+//! size and every bind group that touches them, all created here, once. Training
+//! then only writes the batch (`queue.write_buffer`) and the per-step optimizer
+//! uniform, and records [`Plan::record_train`] into one compute pass.
+//!
+//! Memory: forward activations live for the whole step (backward reads them).
+//! Gradient buffers of activations are short-lived: each is released after the
+//! backward rule that reads it and reused by a later rule that needs the same
+//! size (see `Pool`).
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::graph::autodiff::{backward_order, consumers, requires_grad};
+use crate::graph::{Graph, NodeId, Op, ParamStore, pool_desc};
+use crate::kernels::conv::{Conv2dDesc, conv2d_backward, conv2d_forward};
+use crate::kernels::matmul::{Activation, MatmulDesc, matmul};
+use crate::kernels::optim::{Optimizer, StepUniform, optimizer_step};
+use crate::kernels::{elementwise, loss, pool, reduce, softmax};
+use crate::nn::Loss;
+
+/// What to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PlanOptions {
+    pub batch: usize,
+    /// Build backward and the optimizer update too.
+    pub train: bool,
+}
+
+/// GPU-resident sums over many steps, read once per epoch.
+#[derive(Debug)]
+pub struct Accumulators {
+    /// Σ per-sample loss.
+    pub loss_sum: Tensor,
+    /// Σ correct predictions (classification losses only).
+    pub correct: Tensor,
+}
+
+impl Accumulators {
+    pub fn new(ctx: &Context) -> Result<Accumulators> {
+        Ok(Accumulators {
+            loss_sum: Tensor::zeros(ctx, &[1], DType::F32)?,
+            correct: Tensor::zeros(ctx, &[1], DType::F32)?,
+        })
+    }
+
+    /// Zeroes both sums (queued).
+    pub fn reset(&self, ctx: &Context) -> Result<()> {
+        self.loss_sum.write(ctx, &[0.0f32])?;
+        self.correct.write(ctx, &[0.0f32])
+    }
+
+    /// Reads `(loss sum, correct count)`.
+    pub fn read(&self, ctx: &Context) -> Result<(f64, f64)> {
+        let l = self.loss_sum.to_f32(ctx)?[0] as f64;
+        let c = self.correct.to_f32(ctx)?[0] as f64;
+        Ok((l, c))
+    }
+}
+
+/// Everything one batch size needs, prepared once.
+#[derive(Debug)]
+pub struct Plan {
+    pub options: PlanOptions,
+    /// The batch of samples, `[B, sample shape...]`.
+    pub input: Tensor,
+    /// Targets: u32 `[B]` for categorical cross-entropy, f32 `[B, D]` otherwise.
+    pub targets: Tensor,
+    /// The model's output before the loss' folded activation (logits), `[B, D]`.
+    pub output: Tensor,
+    /// Per-sample losses of the batch.
+    pub losses: Tensor,
+    /// Probabilities (softmax or sigmoid of the logits; the output itself for MSE).
+    pub probabilities: Tensor,
+    /// Arg-max class per sample (classification).
+    pub predictions: Tensor,
+    pub forward: Vec<Dispatch>,
+    /// Loss, its gradient, and accumulation into the [`Accumulators`].
+    pub loss_train: Vec<Dispatch>,
+    /// Loss and accumulation, no gradient.
+    pub loss_eval: Vec<Dispatch>,
+    pub backward: Vec<Dispatch>,
+    pub update: Vec<Dispatch>,
+    /// Probabilities and predictions from the output.
+    pub predict: Vec<Dispatch>,
+    /// Kernel names of every dispatch, in `record_train` order (for profiles).
+    pub labels: Vec<&'static str>,
+}
+
+/// Free gradient buffers by element count, reused by later backward rules.
+#[derive(Default)]
+struct Pool {
+    free: HashMap<usize, Vec<Tensor>>,
+}
+
+impl Pool {
+    fn take(&mut self, ctx: &Context, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        match self.free.get_mut(&n).and_then(|v| v.pop()) {
+            Some(t) => t.reshape(shape),
+            None => Tensor::zeros(ctx, shape, DType::F32),
+        }
+    }
+
+    fn give(&mut self, t: Tensor) {
+        self.free.entry(t.numel()).or_default().push(t);
+    }
+}
+
+fn batched(batch: usize, shape: &[usize]) -> Vec<usize> {
+    let mut s = Vec::with_capacity(shape.len() + 1);
+    s.push(batch);
+    s.extend_from_slice(shape);
+    s
+}
+
+fn conv_desc(batch: usize, xs: &[usize], ws: &[usize], stride: (usize, usize), padding: crate::kernels::conv::Padding) -> Conv2dDesc {
+    Conv2dDesc {
+        n: batch,
+        c_in: xs[0],
+        h: xs[1],
+        w: xs[2],
+        c_out: ws[0],
+        kh: ws[2],
+        kw: ws[3],
+        stride,
+        padding,
+    }
+}
+
+impl Plan {
+    /// Builds the plan of `graph` whose output node is `output`, with loss `loss`.
+    /// Parameters, gradients and optimizer state come from `store` and are shared
+    /// by every plan of the model.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        ctx: &Context,
+        graph: &Graph,
+        output: NodeId,
+        loss_kind: Loss,
+        store: &ParamStore,
+        optimizer: &Optimizer,
+        step: &StepUniform,
+        acc: &Accumulators,
+        options: PlanOptions,
+    ) -> Result<Plan> {
+        let b = options.batch;
+        if b == 0 {
+            return Err(Error::invalid("batch size must be at least 1"));
+        }
+        let mut values: Vec<Option<Tensor>> = vec![None; graph.nodes.len()];
+        let mut aux: HashMap<NodeId, Tensor> = HashMap::new();
+        let mut forward = Vec::new();
+        let mut input = None;
+
+        for (id, node) in graph.nodes.iter().enumerate().take(output + 1) {
+            let shape = batched(b, &node.shape);
+            let value = |i: NodeId| values[i].clone().expect("inputs precede their consumers");
+            let t = match &node.op {
+                Op::Input => {
+                    let t = Tensor::zeros(ctx, &shape, DType::F32)?;
+                    input = Some(t.clone());
+                    t
+                }
+                Op::Param { name, .. } => store
+                    .by_node(id)
+                    .ok_or_else(|| Error::invalid(format!("parameter {name} is not in the store")))?
+                    .value
+                    .clone(),
+                Op::Dense { x, w, b: bias, act } => {
+                    let y = Tensor::zeros(ctx, &shape, DType::F32)?;
+                    let ws = graph.shape(*w);
+                    let mut d = MatmulDesc::new(b, ws[0], ws[1]);
+                    d.trans_b = true;
+                    d.activation = *act;
+                    forward.push(matmul(ctx, &d, &value(*x), &value(*w), Some(&value(*bias)), &y)?);
+                    y
+                }
+                Op::Conv2d {
+                    x,
+                    w,
+                    b: bias,
+                    stride,
+                    padding,
+                    act,
+                } => {
+                    let y = Tensor::zeros(ctx, &shape, DType::F32)?;
+                    let desc = conv_desc(b, graph.shape(*x), graph.shape(*w), *stride, *padding);
+                    forward.extend(conv2d_forward(ctx, &desc, &value(*x), &value(*w), Some(&value(*bias)), *act, &y)?);
+                    y
+                }
+                Op::MaxPool2d { x, window } => {
+                    let y = Tensor::zeros(ctx, &shape, DType::F32)?;
+                    let idx = Tensor::zeros(ctx, &shape, DType::U32)?;
+                    let desc = pool_desc(b, graph.shape(*x), *window)?;
+                    forward.push(pool::max_pool2d_forward(ctx, &desc, &value(*x), &y, &idx)?);
+                    aux.insert(id, idx);
+                    y
+                }
+                Op::AvgPool2d { x, window } => {
+                    let y = Tensor::zeros(ctx, &shape, DType::F32)?;
+                    let desc = pool_desc(b, graph.shape(*x), *window)?;
+                    forward.push(pool::avg_pool2d_forward(ctx, &desc, &value(*x), &y)?);
+                    y
+                }
+                Op::Reshape { x } => value(*x).reshape(&shape)?,
+                Op::Act { x, act } => {
+                    let y = Tensor::zeros(ctx, &shape, DType::F32)?;
+                    forward.push(elementwise::activation_forward(ctx, *act, &value(*x), &y)?);
+                    y
+                }
+            };
+            values[id] = Some(t);
+        }
+        let input = input.ok_or_else(|| Error::invalid("the model has no input"))?;
+        let out = values[output].clone().expect("output was built");
+        let out_dim = graph.shape(output).iter().product::<usize>();
+        let out2 = out.reshape(&[b, out_dim])?;
+
+        // Loss.
+        let scale = 1.0 / b as f32;
+        let losses = Tensor::zeros(ctx, &[b], DType::F32)?;
+        let targets = match loss_kind {
+            Loss::SparseCategoricalCrossentropy => Tensor::zeros(ctx, &[b], DType::U32)?,
+            _ => Tensor::zeros(ctx, &[b, out_dim], DType::F32)?,
+        };
+        let dlogits = if options.train {
+            Some(Tensor::zeros(ctx, &[b, out_dim], DType::F32)?)
+        } else {
+            None
+        };
+        let loss_dispatches = |grad: Option<&Tensor>| -> Result<Vec<Dispatch>> {
+            let mut v = Vec::new();
+            match loss_kind {
+                Loss::SparseCategoricalCrossentropy => {
+                    v.push(loss::softmax_cross_entropy(ctx, &out2, &targets, &losses, grad, scale)?);
+                    v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
+                    v.push(reduce::count_correct(ctx, &out2, &targets, &acc.correct)?);
+                }
+                Loss::BinaryCrossentropy => {
+                    v.push(loss::bce_with_logits(ctx, &out2, &targets, &losses, grad, scale)?);
+                    v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
+                    if out_dim == 1 {
+                        v.push(reduce::count_correct_binary(ctx, &out2, &targets, &acc.correct)?);
+                    }
+                }
+                Loss::MeanSquaredError => {
+                    v.push(loss::mse(ctx, &out2, &targets, &losses, grad, scale)?);
+                    v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
+                }
+            }
+            Ok(v)
+        };
+        let loss_eval = loss_dispatches(None)?;
+        let loss_train = match &dlogits {
+            Some(g) => loss_dispatches(Some(g))?,
+            None => Vec::new(),
+        };
+
+        // Probabilities and predictions.
+        let predictions = Tensor::zeros(ctx, &[b], DType::U32)?;
+        let mut predict = Vec::new();
+        let probabilities = match loss_kind {
+            Loss::SparseCategoricalCrossentropy => {
+                let p = Tensor::zeros(ctx, &[b, out_dim], DType::F32)?;
+                predict.push(softmax::softmax(ctx, &out2, &p)?);
+                predict.push(reduce::argmax_rows(ctx, &out2, &predictions)?);
+                p
+            }
+            Loss::BinaryCrossentropy => {
+                let p = Tensor::zeros(ctx, &[b, out_dim], DType::F32)?;
+                predict.push(elementwise::activation_forward(ctx, Activation::Sigmoid, &out2, &p)?);
+                p
+            }
+            Loss::MeanSquaredError => out2.clone(),
+        };
+
+        let (backward, update) = match dlogits {
+            Some(dl) => {
+                let backward = lower_backward(ctx, graph, output, b, &values, &aux, store, dl.reshape(out.shape())?)?;
+                let update = store
+                    .params
+                    .iter()
+                    .map(|p| optimizer_step(ctx, optimizer, step, &p.value, &p.grad, &p.state))
+                    .collect::<Result<Vec<_>>>()?;
+                (backward, update)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let labels = forward
+            .iter()
+            .chain(&loss_train)
+            .chain(&backward)
+            .chain(&update)
+            .map(|d| d.kernel.entry)
+            .collect();
+        Ok(Plan {
+            options,
+            input,
+            targets,
+            output: out2,
+            losses,
+            probabilities,
+            predictions,
+            forward,
+            loss_train,
+            loss_eval,
+            backward,
+            update,
+            predict,
+            labels,
+        })
+    }
+
+    /// Every dispatch of one training step, in order.
+    pub fn train_dispatches(&self) -> impl Iterator<Item = &Dispatch> {
+        self.forward
+            .iter()
+            .chain(&self.loss_train)
+            .chain(&self.backward)
+            .chain(&self.update)
+    }
+
+    /// Records one training step (forward, loss, backward, update) into `pass`.
+    pub fn record_train(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>) {
+        let all: Vec<&Dispatch> = self.train_dispatches().collect();
+        ctx.record(pass, &all);
+    }
+
+    /// Records forward + loss (no gradient) + predictions into `pass`.
+    pub fn record_eval(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>) {
+        let all: Vec<&Dispatch> = self
+            .forward
+            .iter()
+            .chain(&self.loss_eval)
+            .chain(&self.predict)
+            .collect();
+        ctx.record(pass, &all);
+    }
+}
+
+/// Lowers the backward rules of every node on the path from the parameters to
+/// `output`, whose gradient is `d_output`.
+#[allow(clippy::too_many_arguments)]
+fn lower_backward(
+    ctx: &Context,
+    graph: &Graph,
+    output: NodeId,
+    b: usize,
+    values: &[Option<Tensor>],
+    aux: &HashMap<NodeId, Tensor>,
+    store: &ParamStore,
+    d_output: Tensor,
+) -> Result<Vec<Dispatch>> {
+    let req = requires_grad(graph);
+    let uses = consumers(graph);
+    let mut grads: Vec<Option<Tensor>> = vec![None; graph.nodes.len()];
+    grads[output] = Some(d_output);
+    let mut pool = Pool::default();
+    let mut out = Vec::new();
+    let value = |i: NodeId| values[i].clone().expect("forward value");
+    let param_grad = |i: NodeId| -> Result<Tensor> {
+        if uses[i] > 1 {
+            return Err(Error::invalid(format!(
+                "parameter '{}' is used by {} ops; shared parameters are not supported",
+                graph.nodes[i].layer, uses[i]
+            )));
+        }
+        Ok(store.by_node(i).expect("every Param node is in the store").grad.clone())
+    };
+
+    for id in backward_order(graph, output) {
+        let dy = grads[id].take().expect("gradient of a node is complete before its rule runs");
+        // Where the gradient of input `x` goes: a fresh buffer for the first
+        // contribution, a temporary summed in for later ones.
+        let mut targets: Vec<(NodeId, Tensor, bool)> = Vec::new();
+        let mut dx_for = |x: NodeId, pool: &mut Pool, grads: &mut Vec<Option<Tensor>>| -> Result<Option<Tensor>> {
+            if !req[x] {
+                return Ok(None);
+            }
+            let shape = batched(b, &graph.nodes[x].shape);
+            let t = pool.take(ctx, &shape)?;
+            let accumulate = grads[x].is_some();
+            targets.push((x, t.clone(), accumulate));
+            if !accumulate {
+                grads[x] = Some(t.clone());
+            }
+            Ok(Some(t))
+        };
+        // Gradient before the op's fused activation.
+        let pre_activation = |act: Activation, pool: &mut Pool, out: &mut Vec<Dispatch>| -> Result<Tensor> {
+            if act == Activation::Identity {
+                return Ok(dy.clone());
+            }
+            let dz = pool.take(ctx, dy.shape())?;
+            out.push(elementwise::activation_backward(ctx, act, &value(id), &dy, &dz)?);
+            Ok(dz)
+        };
+        let mut temporaries = Vec::new();
+        let mut alias = false;
+        match &graph.nodes[id].op {
+            Op::Input | Op::Param { .. } => unreachable!("not in backward order"),
+            Op::Dense { x, w, b: bias, act } => {
+                let dz = pre_activation(*act, &mut pool, &mut out)?;
+                let ws = graph.shape(*w);
+                let (units, fan_in) = (ws[0], ws[1]);
+                // dW[out, in] = dzᵀ · x
+                let mut d = MatmulDesc::new(units, fan_in, b);
+                d.trans_a = true;
+                out.push(matmul(ctx, &d, &dz, &value(*x), None, &param_grad(*w)?)?);
+                out.push(reduce::channel_sum(ctx, &dz, b, units, 1, &param_grad(*bias)?, false)?);
+                if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
+                    // dx[B, in] = dz · W
+                    let d = MatmulDesc::new(b, fan_in, units);
+                    out.push(matmul(ctx, &d, &dz, &value(*w), None, &dx)?);
+                }
+                if *act != Activation::Identity {
+                    temporaries.push(dz);
+                }
+            }
+            Op::Conv2d {
+                x,
+                w,
+                b: bias,
+                stride,
+                padding,
+                act,
+            } => {
+                let dz = pre_activation(*act, &mut pool, &mut out)?;
+                let desc = conv_desc(b, graph.shape(*x), graph.shape(*w), *stride, *padding);
+                let dx = dx_for(*x, &mut pool, &mut grads)?;
+                out.extend(conv2d_backward(
+                    ctx,
+                    &desc,
+                    &value(*x),
+                    &value(*w),
+                    &dz,
+                    dx.as_ref(),
+                    &param_grad(*w)?,
+                    Some(&param_grad(*bias)?),
+                )?);
+                if *act != Activation::Identity {
+                    temporaries.push(dz);
+                }
+            }
+            Op::MaxPool2d { x, window } => {
+                if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
+                    let desc = pool_desc(b, graph.shape(*x), *window)?;
+                    out.extend(pool::max_pool2d_backward(ctx, &desc, &dy, &aux[&id], &dx)?);
+                }
+            }
+            Op::AvgPool2d { x, window } => {
+                if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
+                    let desc = pool_desc(b, graph.shape(*x), *window)?;
+                    out.push(pool::avg_pool2d_backward(ctx, &desc, &dy, &dx)?);
+                }
+            }
+            Op::Reshape { x } => {
+                if req[*x] {
+                    let shape = batched(b, &graph.nodes[*x].shape);
+                    if grads[*x].is_none() {
+                        grads[*x] = Some(dy.reshape(&shape)?);
+                        alias = true;
+                    } else {
+                        let t = pool.take(ctx, &shape)?;
+                        out.push(elementwise::scale(ctx, &dy.reshape(&shape)?, 1.0, &t)?);
+                        targets.push((*x, t, true));
+                    }
+                }
+            }
+            Op::Act { x, act } => {
+                if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
+                    out.push(elementwise::activation_backward(ctx, *act, &value(id), &dy, &dx)?);
+                }
+            }
+        }
+        // Sum later contributions into the input's gradient.
+        for (x, t, accumulate) in targets {
+            if accumulate {
+                let g = grads[x].as_ref().expect("first contribution exists");
+                out.push(elementwise::axpy(ctx, 1.0, &t, g)?);
+                temporaries.push(t);
+            }
+        }
+        for t in temporaries {
+            pool.give(t);
+        }
+        if !alias && id != output {
+            pool.give(dy);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,99 @@
+//! Layer descriptions, as in Keras: what a user writes to describe a model.
+
+use crate::kernels::conv::Padding;
+use crate::kernels::matmul::Activation;
+
+/// A layer's activation. `Softmax` is allowed only as the last layer's activation
+/// with categorical cross-entropy, where the loss kernel computes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum LayerActivation {
+    #[default]
+    Linear,
+    Relu,
+    Sigmoid,
+    Tanh,
+    Softmax,
+}
+
+impl LayerActivation {
+    /// The kernel activation, `None` for softmax.
+    pub fn kernel(self) -> Option<Activation> {
+        match self {
+            LayerActivation::Linear => Some(Activation::Identity),
+            LayerActivation::Relu => Some(Activation::Relu),
+            LayerActivation::Sigmoid => Some(Activation::Sigmoid),
+            LayerActivation::Tanh => Some(Activation::Tanh),
+            LayerActivation::Softmax => None,
+        }
+    }
+}
+
+/// One layer of a [`Sequential`](super::Sequential) model.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Layer {
+    Dense {
+        units: usize,
+        activation: LayerActivation,
+    },
+    Conv2D {
+        filters: usize,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: Padding,
+        activation: LayerActivation,
+    },
+    MaxPool2D {
+        pool: (usize, usize),
+        stride: (usize, usize),
+    },
+    AvgPool2D {
+        pool: (usize, usize),
+        stride: (usize, usize),
+    },
+    Flatten,
+    Activation(LayerActivation),
+}
+
+impl Layer {
+    pub fn dense(units: usize, activation: LayerActivation) -> Layer {
+        Layer::Dense { units, activation }
+    }
+
+    /// Keras' `Conv2D(filters, kernel, activation=...)`: stride 1, 'valid' padding.
+    pub fn conv2d(filters: usize, kernel: usize, activation: LayerActivation) -> Layer {
+        Layer::Conv2D {
+            filters,
+            kernel: (kernel, kernel),
+            stride: (1, 1),
+            padding: Padding::Valid,
+            activation,
+        }
+    }
+
+    /// Keras' `MaxPooling2D(pool)`: stride = pool, no padding.
+    pub fn max_pool(pool: usize) -> Layer {
+        Layer::MaxPool2D {
+            pool: (pool, pool),
+            stride: (pool, pool),
+        }
+    }
+
+    pub fn avg_pool(pool: usize) -> Layer {
+        Layer::AvgPool2D {
+            pool: (pool, pool),
+            stride: (pool, pool),
+        }
+    }
+
+    /// Keras-style name for messages and summaries.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Layer::Dense { .. } => "Dense",
+            Layer::Conv2D { .. } => "Conv2D",
+            Layer::MaxPool2D { .. } => "MaxPooling2D",
+            Layer::AvgPool2D { .. } => "AveragePooling2D",
+            Layer::Flatten => "Flatten",
+            Layer::Activation(_) => "Activation",
+        }
+    }
+}

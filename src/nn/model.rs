@@ -1,0 +1,352 @@
+//! `Sequential` (the description) and `Model` (the description compiled onto a GPU:
+//! graph, parameters, optimizer state and one plan per batch size).
+
+use std::collections::HashMap;
+
+use rand::SeedableRng;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, Dispatch, Tensor};
+use crate::graph::plan::Accumulators;
+use crate::graph::{Graph, Init, NodeId, ParamStore, Plan, PlanOptions, Window};
+use crate::kernels::matmul::Activation;
+use crate::kernels::optim::{Optimizer, StepUniform};
+use crate::nn::{Layer, LayerActivation, Loss};
+
+/// A stack of layers on an input of a given per-sample shape, as Keras' Sequential.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sequential {
+    pub input_shape: Vec<usize>,
+    pub layers: Vec<Layer>,
+}
+
+impl Sequential {
+    pub fn new(input_shape: &[usize]) -> Sequential {
+        Sequential {
+            input_shape: input_shape.to_vec(),
+            layers: Vec::new(),
+        }
+    }
+
+    /// Appends a layer.
+    pub fn add(mut self, layer: Layer) -> Sequential {
+        self.layers.push(layer);
+        self
+    }
+
+    /// Builds the graph for training with `loss`. Parameter names follow the
+    /// `state_dict` of the equivalent PyTorch `nn.Sequential`, where every
+    /// non-linear activation is a module of its own (so Conv2D(relu) is `0` and its
+    /// ReLU `1`). Returns the graph and its output node (the logits when the final
+    /// softmax or sigmoid is folded into the loss).
+    pub fn graph(&self, loss: Loss) -> Result<(Graph, NodeId)> {
+        let mut g = Graph::new();
+        let mut x = g.input(&self.input_shape)?;
+        let mut index = 0usize;
+        let count = self.layers.len();
+        if count == 0 {
+            return Err(Error::invalid("the model has no layers"));
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            let name = format!("{} #{}", layer.kind(), i + 1);
+            let last = i + 1 == count;
+            let resolve = |a: LayerActivation| -> Result<Activation> {
+                match (a, last, loss) {
+                    (LayerActivation::Softmax, true, Loss::SparseCategoricalCrossentropy) => Ok(Activation::Identity),
+                    (LayerActivation::Sigmoid, true, Loss::BinaryCrossentropy) => Ok(Activation::Identity),
+                    (LayerActivation::Softmax, _, _) => Err(Error::invalid(format!(
+                        "layer '{name}': softmax is supported only as the last layer's activation with \
+                         sparse categorical cross-entropy"
+                    ))),
+                    (a, _, _) => Ok(a.kernel().expect("not softmax")),
+                }
+            };
+            let modules = |a: LayerActivation| 1 + usize::from(a != LayerActivation::Linear);
+            match layer {
+                Layer::Dense { units, activation } => {
+                    let fan_in = g.shape(x).iter().product::<usize>();
+                    if *units == 0 {
+                        return Err(Error::invalid(format!("layer '{name}': Dense needs at least 1 unit")));
+                    }
+                    let w = g.param(
+                        &format!("{index}.weight"),
+                        &[*units, fan_in],
+                        Init::GlorotUniform {
+                            fan_in,
+                            fan_out: *units,
+                        },
+                        &name,
+                    );
+                    let b = g.param(&format!("{index}.bias"), &[*units], Init::Zeros, &name);
+                    x = g.dense(x, w, b, resolve(*activation)?, &name)?;
+                    index += modules(*activation);
+                }
+                Layer::Conv2D {
+                    filters,
+                    kernel,
+                    stride,
+                    padding,
+                    activation,
+                } => {
+                    let xs = g.shape(x).to_vec();
+                    if xs.len() != 3 {
+                        return Err(Error::shape(
+                            "model",
+                            format!("layer '{name}': Conv2D expects [channels, height, width] per sample, got {xs:?}"),
+                        ));
+                    }
+                    if *filters == 0 || kernel.0 == 0 || kernel.1 == 0 {
+                        return Err(Error::invalid(format!(
+                            "layer '{name}': filters and kernel size must be at least 1"
+                        )));
+                    }
+                    let area = kernel.0 * kernel.1;
+                    let w = g.param(
+                        &format!("{index}.weight"),
+                        &[*filters, xs[0], kernel.0, kernel.1],
+                        Init::GlorotUniform {
+                            fan_in: xs[0] * area,
+                            fan_out: filters * area,
+                        },
+                        &name,
+                    );
+                    let b = g.param(&format!("{index}.bias"), &[*filters], Init::Zeros, &name);
+                    x = g.conv2d(x, w, b, *stride, *padding, resolve(*activation)?, &name)?;
+                    index += modules(*activation);
+                }
+                Layer::MaxPool2D { pool, stride } | Layer::AvgPool2D { pool, stride } => {
+                    let window = Window {
+                        kernel: *pool,
+                        stride: *stride,
+                        padding: crate::kernels::conv::Padding::Valid,
+                    };
+                    x = if matches!(layer, Layer::MaxPool2D { .. }) {
+                        g.max_pool2d(x, window, &name)?
+                    } else {
+                        g.avg_pool2d(x, window, &name)?
+                    };
+                    index += 1;
+                }
+                Layer::Flatten => {
+                    x = g.flatten(x, &name);
+                    index += 1;
+                }
+                Layer::Activation(a) => {
+                    let act = resolve(*a)?;
+                    if act != Activation::Identity {
+                        x = g.activation(x, act, &name);
+                    }
+                    index += 1;
+                }
+            }
+        }
+        let out = g.shape(x).to_vec();
+        match loss {
+            Loss::SparseCategoricalCrossentropy if out.len() != 1 || out[0] < 2 => {
+                return Err(Error::shape(
+                    "model",
+                    format!("categorical cross-entropy needs an output of [classes >= 2], the model gives {out:?}"),
+                ));
+            }
+            _ if out.len() != 1 => {
+                return Err(Error::shape(
+                    "model",
+                    format!("the model's output must be flat [features], got {out:?}; add Flatten"),
+                ));
+            }
+            _ => {}
+        }
+        Ok((g, x))
+    }
+
+    /// Compiles the model onto `ctx`: builds the graph, initialises the parameters
+    /// (Glorot uniform weights, zero biases, drawn from `seed`), and allocates the
+    /// optimizer state.
+    pub fn compile(&self, ctx: &Context, loss: Loss, optimizer: Optimizer, seed: u64) -> Result<Model> {
+        optimizer.validate()?;
+        let (graph, output) = self.graph(loss)?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let store = ParamStore::new(ctx, &graph, optimizer.state_count(), &mut rng)?;
+        Ok(Model {
+            spec: self.clone(),
+            loss,
+            step_uniform: StepUniform::new(ctx)?,
+            acc: Accumulators::new(ctx)?,
+            optimizer,
+            graph,
+            output,
+            store,
+            plans: HashMap::new(),
+            step: 0,
+        })
+    }
+}
+
+/// A compiled model: everything resident on one GPU.
+#[derive(Debug)]
+pub struct Model {
+    pub spec: Sequential,
+    pub loss: Loss,
+    pub optimizer: Optimizer,
+    pub graph: Graph,
+    pub output: NodeId,
+    pub store: ParamStore,
+    pub step_uniform: StepUniform,
+    pub acc: Accumulators,
+    plans: HashMap<PlanOptions, Plan>,
+    /// Optimizer steps taken (the `t` of bias correction).
+    pub step: u32,
+}
+
+/// One batch on the CPU: samples and their targets (labels or values).
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    pub x: &'a [f32],
+    pub labels: &'a [u32],
+    pub values: &'a [f32],
+    pub len: usize,
+}
+
+impl Model {
+    /// The plan for `options`, built on first use.
+    pub fn plan(&mut self, ctx: &Context, options: PlanOptions) -> Result<&Plan> {
+        if !self.plans.contains_key(&options) {
+            let plan = Plan::build(
+                ctx,
+                &self.graph,
+                self.output,
+                self.loss,
+                &self.store,
+                &self.optimizer,
+                &self.step_uniform,
+                &self.acc,
+                options,
+            )?;
+            self.plans.insert(options, plan);
+        }
+        Ok(&self.plans[&options])
+    }
+
+    /// Number of output features (classes for classification).
+    pub fn output_dim(&self) -> usize {
+        self.graph.shape(self.output).iter().product()
+    }
+
+    fn upload(ctx: &Context, plan: &Plan, batch: &Batch<'_>) -> Result<()> {
+        plan.input.write(ctx, batch.x)?;
+        if batch.labels.is_empty() {
+            plan.targets.write(ctx, batch.values)
+        } else {
+            plan.targets.write(ctx, batch.labels)
+        }
+    }
+
+    /// Queues one training step on `batch`: upload, step uniform, and one command
+    /// buffer holding forward, loss, backward and update, submitted once. After it,
+    /// `extra` may append copies (e.g. the loss trace) to the same encoder. Nothing
+    /// is read back.
+    pub fn train_step(
+        &mut self,
+        ctx: &Context,
+        batch: &Batch<'_>,
+        lr: f32,
+        extra: impl FnOnce(&mut wgpu::CommandEncoder, &Accumulators),
+    ) -> Result<()> {
+        let options = PlanOptions {
+            batch: batch.len,
+            train: true,
+        };
+        self.plan(ctx, options)?;
+        let plan = &self.plans[&options];
+        Self::upload(ctx, plan, batch)?;
+        self.step += 1;
+        self.step_uniform.write(ctx, &self.optimizer, self.step, lr)?;
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("train step"),
+                timestamp_writes: None,
+            });
+            plan.record_train(ctx, &mut pass);
+        }
+        extra(&mut encoder, &self.acc);
+        ctx.submit(encoder.finish())
+    }
+
+    /// Queues forward + loss + predictions on `batch` (no gradient, no update).
+    /// Afterwards the plan's `probabilities` and `predictions` hold this batch's results.
+    pub fn eval_step(
+        &mut self,
+        ctx: &Context,
+        batch: &Batch<'_>,
+        extra: impl FnOnce(&mut wgpu::CommandEncoder, &Plan),
+    ) -> Result<()> {
+        let options = PlanOptions {
+            batch: batch.len,
+            train: false,
+        };
+        self.plan(ctx, options)?;
+        let plan = &self.plans[&options];
+        Self::upload(ctx, plan, batch)?;
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("eval step") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("eval step"),
+                timestamp_writes: None,
+            });
+            plan.record_eval(ctx, &mut pass);
+        }
+        extra(&mut encoder, plan);
+        ctx.submit(encoder.finish())
+    }
+
+    /// Copies every parameter into `into` (same order and shapes) on the GPU.
+    pub fn copy_params(&self, encoder: &mut wgpu::CommandEncoder, into: &[Tensor], restore: bool) {
+        for (p, t) in self.store.params.iter().zip(into) {
+            let bytes = (p.value.numel() * 4) as u64;
+            if restore {
+                encoder.copy_buffer_to_buffer(&t.buffer, 0, &p.value.buffer, 0, bytes);
+            } else {
+                encoder.copy_buffer_to_buffer(&p.value.buffer, 0, &t.buffer, 0, bytes);
+            }
+        }
+    }
+
+    /// Replaces the parameter values with `values` (name, shape, data) after checking
+    /// that every name and shape matches.
+    pub fn load_params(&self, ctx: &Context, values: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+        for p in &self.store.params {
+            let (_, shape, data) = values.iter().find(|(n, _, _)| *n == p.name).ok_or_else(|| Error::Data {
+                path: "weights".into(),
+                message: format!("tensor '{}' is missing", p.name),
+            })?;
+            if *shape != p.shape {
+                return Err(Error::Data {
+                    path: "weights".into(),
+                    message: format!(
+                        "tensor '{}' has shape {shape:?}, the model expects {:?}",
+                        p.name, p.shape
+                    ),
+                });
+            }
+            p.value.write(ctx, data)?;
+        }
+        if let Some((n, _, _)) = values.iter().find(|(n, _, _)| self.store.params.iter().all(|p| p.name != *n)) {
+            return Err(Error::Data {
+                path: "weights".into(),
+                message: format!("tensor '{n}' does not belong to this model"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every dispatch of a training step at `batch` (for profiling and tests).
+    pub fn train_dispatches(&mut self, ctx: &Context, batch: usize) -> Result<Vec<Dispatch>> {
+        let plan = self.plan(ctx, PlanOptions { batch, train: true })?;
+        Ok(plan.train_dispatches().cloned().collect())
+    }
+}

@@ -1,0 +1,134 @@
+//! Evaluation: loss, accuracy, per-class precision/recall/F1 and the confusion
+//! matrix. Predictions of every batch are copied on the GPU into one buffer and
+//! read once at the end.
+
+use crate::data::{Split, Targets};
+use crate::error::{Error, Result};
+use crate::gpu::{Context, DType, Tensor};
+use crate::nn::Model;
+use crate::nn::model::Batch;
+
+/// Precision, recall and F1 of one class.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ClassMetrics {
+    pub class: usize,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: usize,
+}
+
+/// What `evaluate` measured.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: Option<f64>,
+    pub samples: usize,
+    /// `confusion[true][predicted]` (classification only; binary uses classes 0/1).
+    pub confusion: Vec<Vec<u64>>,
+    pub per_class: Vec<ClassMetrics>,
+    pub macro_precision: Option<f64>,
+    pub macro_recall: Option<f64>,
+    pub macro_f1: Option<f64>,
+}
+
+fn batches(model: &mut Model, ctx: &Context, data: &Split, batch_size: usize, preds: Option<&Tensor>) -> Result<()> {
+    let n = data.len();
+    if n == 0 {
+        return Err(Error::invalid("no samples to evaluate"));
+    }
+    let b = batch_size.clamp(1, n);
+    let order: Vec<usize> = (0..n).collect();
+    let (mut xb, mut lb, mut vb) = (Vec::new(), Vec::new(), Vec::new());
+    model.acc.reset(ctx)?;
+    for (i, idx) in order.chunks(b).enumerate() {
+        data.gather(idx, &mut xb, &mut lb, &mut vb);
+        let batch = Batch {
+            x: &xb,
+            labels: &lb,
+            values: &vb,
+            len: idx.len(),
+        };
+        model.eval_step(ctx, &batch, |enc, plan| {
+            if let Some(p) = preds {
+                let (src, bytes) = match data.y {
+                    Targets::Classes { .. } => (&plan.predictions.buffer, idx.len() * 4),
+                    Targets::Values { dim, .. } => (&plan.probabilities.buffer, idx.len() * dim * 4),
+                };
+                enc.copy_buffer_to_buffer(src, 0, &p.buffer, (i * b * bytes / idx.len()) as u64, bytes as u64);
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Mean loss and accuracy over `data` (accuracy 0 for regression).
+pub fn evaluate_sums(model: &mut Model, ctx: &Context, data: &Split, batch_size: usize) -> Result<(f64, f64)> {
+    batches(model, ctx, data, batch_size, None)?;
+    let (l, c) = model.acc.read(ctx)?;
+    let n = data.len() as f64;
+    Ok((l / n, c / n))
+}
+
+/// Full evaluation of `model` on `data`.
+pub fn evaluate(model: &mut Model, ctx: &Context, data: &Split, batch_size: usize) -> Result<Evaluation> {
+    let n = data.len();
+    let (preds, classes, truth): (Tensor, usize, Vec<usize>) = match &data.y {
+        Targets::Classes { labels, classes } => (
+            Tensor::zeros(ctx, &[n], DType::U32)?,
+            *classes,
+            labels.iter().map(|&l| l as usize).collect(),
+        ),
+        Targets::Values { values, dim } => (
+            Tensor::zeros(ctx, &[n * dim], DType::F32)?,
+            if model.loss.is_classification() { 2 } else { 0 },
+            values.iter().map(|&v| usize::from(v > 0.5)).collect(),
+        ),
+    };
+    batches(model, ctx, data, batch_size, Some(&preds))?;
+    let (loss_sum, correct) = model.acc.read(ctx)?;
+    let predicted: Vec<usize> = match &data.y {
+        Targets::Classes { .. } => preds.to_u32(ctx)?.into_iter().map(|p| p as usize).collect(),
+        Targets::Values { .. } => preds.to_f32(ctx)?.into_iter().map(|p| usize::from(p > 0.5)).collect(),
+    };
+    let mut confusion = vec![vec![0u64; classes]; classes];
+    if classes > 0 {
+        for (&t, &p) in truth.iter().zip(&predicted) {
+            if t < classes && p < classes {
+                confusion[t][p] += 1;
+            }
+        }
+    }
+    let per_class: Vec<ClassMetrics> = (0..classes)
+        .map(|c| {
+            let tp = confusion[c][c] as f64;
+            let predicted_c: f64 = (0..classes).map(|t| confusion[t][c] as f64).sum();
+            let support: u64 = confusion[c].iter().sum();
+            let precision = if predicted_c > 0.0 { tp / predicted_c } else { 0.0 };
+            let recall = if support > 0 { tp / support as f64 } else { 0.0 };
+            let f1 = if precision + recall > 0.0 {
+                2.0 * precision * recall / (precision + recall)
+            } else {
+                0.0
+            };
+            ClassMetrics {
+                class: c,
+                precision,
+                recall,
+                f1,
+                support: support as usize,
+            }
+        })
+        .collect();
+    let mean = |f: fn(&ClassMetrics) -> f64| (classes > 0).then(|| per_class.iter().map(f).sum::<f64>() / classes as f64);
+    Ok(Evaluation {
+        loss: loss_sum / n as f64,
+        accuracy: model.loss.is_classification().then(|| correct / n as f64),
+        samples: n,
+        macro_precision: mean(|m| m.precision),
+        macro_recall: mean(|m| m.recall),
+        macro_f1: mean(|m| m.f1),
+        confusion,
+        per_class,
+    })
+}

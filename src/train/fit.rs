@@ -1,0 +1,247 @@
+//! The fit loop. Per step: write the batch, write the optimizer's step uniform,
+//! submit one command buffer. Loss and correct-prediction sums accumulate on the
+//! GPU and are read once per epoch, together with a per-step trace of the running
+//! loss sum (copied on the GPU) that names the first step whose loss was not finite.
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+
+use crate::data::Split;
+use crate::error::{Error, Result};
+use crate::gpu::{Context, DType, Tensor};
+use crate::nn::Model;
+use crate::nn::model::Batch;
+use crate::train::evaluate::evaluate_sums;
+
+/// How to train.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Fraction of the training samples (the last ones, as Keras) held out.
+    pub validation_split: f64,
+    /// Stop after this many epochs without a better validation loss (training loss
+    /// when there is no validation set).
+    pub patience: Option<usize>,
+    /// With early stopping: put back the weights of the best epoch at the end.
+    pub restore_best: bool,
+    /// Seed of the per-epoch shuffles.
+    pub seed: u64,
+    /// Shuffle the training samples every epoch.
+    pub shuffle: bool,
+    /// Stop after this many optimizer steps in total.
+    pub max_steps: Option<u64>,
+    /// Print a line per epoch.
+    pub verbose: bool,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig {
+            epochs: 10,
+            batch_size: 32,
+            validation_split: 0.0,
+            patience: None,
+            restore_best: true,
+            seed: 42,
+            shuffle: true,
+            max_steps: None,
+            verbose: true,
+        }
+    }
+}
+
+impl FitConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::invalid("batch size must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.validation_split) {
+            return Err(Error::invalid(format!(
+                "validation split {} is outside [0, 1)",
+                self.validation_split
+            )));
+        }
+        if self.patience == Some(0) {
+            return Err(Error::invalid("patience must be at least 1 epoch"));
+        }
+        Ok(())
+    }
+}
+
+/// What one epoch measured.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub loss: f64,
+    pub accuracy: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub seconds: f64,
+    pub images_per_second: f64,
+    pub steps: u64,
+}
+
+/// Every epoch of a fit.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct History {
+    pub epochs: Vec<EpochStats>,
+    /// Epoch (1-based) whose weights the model holds at the end when restored.
+    pub best_epoch: Option<usize>,
+    pub stopped_early: bool,
+}
+
+/// Trains `model` on `data`.
+pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -> Result<History> {
+    config.validate()?;
+    let (train, val) = data.split_validation(config.validation_split)?;
+    let n = train.len();
+    if n == 0 {
+        return Err(Error::invalid("no training samples"));
+    }
+    let b = config.batch_size.min(n);
+    let steps_per_epoch = n.div_ceil(b);
+    // Running loss sum after every step of an epoch, copied on the GPU.
+    let trace = Tensor::zeros(ctx, &[steps_per_epoch], DType::F32)?;
+    let early = config.patience.is_some();
+    let best: Vec<Tensor> = if early && config.restore_best {
+        model
+            .store
+            .params
+            .iter()
+            .map(|p| Tensor::zeros(ctx, &p.shape, DType::F32))
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    let (mut xb, mut lb, mut vb) = (Vec::new(), Vec::new(), Vec::new());
+    let mut history = History::default();
+    let mut best_score = f64::INFINITY;
+    let mut since_best = 0usize;
+    let mut total_steps = 0u64;
+    let lr = model.optimizer.lr();
+    let classification = model.loss.is_classification();
+
+    'epochs: for epoch in 1..=config.epochs {
+        let start = Instant::now();
+        if config.shuffle {
+            order.shuffle(&mut rng);
+        }
+        model.acc.reset(ctx)?;
+        let mut seen = 0usize;
+        let mut steps = 0u64;
+        for (i, idx) in order.chunks(b).enumerate() {
+            if config.max_steps.is_some_and(|m| total_steps >= m) {
+                break;
+            }
+            train.gather(idx, &mut xb, &mut lb, &mut vb);
+            let batch = Batch {
+                x: &xb,
+                labels: &lb,
+                values: &vb,
+                len: idx.len(),
+            };
+            model.train_step(ctx, &batch, lr, |enc, acc| {
+                enc.copy_buffer_to_buffer(&acc.loss_sum.buffer, 0, &trace.buffer, (i * 4) as u64, 4);
+            })?;
+            seen += idx.len();
+            steps += 1;
+            total_steps += 1;
+        }
+        if steps == 0 {
+            break;
+        }
+        let (loss_sum, correct) = model.acc.read(ctx)?;
+        let loss = loss_sum / seen as f64;
+        if !loss.is_finite() {
+            let sums = trace.to_f32(ctx)?;
+            let step = sums.iter().position(|s| !s.is_finite()).map_or(steps as usize, |s| s + 1);
+            return Err(Error::Training(format!(
+                "the loss became {} at epoch {epoch}, step {step} of {steps}; lower the learning rate \
+                 or check the data",
+                if loss.is_nan() { "NaN" } else { "infinite" }
+            )));
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let (val_loss, val_accuracy) = match &val {
+            Some(v) => {
+                let (l, c) = evaluate_sums(model, ctx, v, b)?;
+                (Some(l), if classification { Some(c) } else { None })
+            }
+            None => (None, None),
+        };
+        let stats = EpochStats {
+            epoch,
+            loss,
+            accuracy: classification.then(|| correct / seen as f64),
+            val_loss,
+            val_accuracy,
+            seconds,
+            images_per_second: seen as f64 / seconds,
+            steps,
+        };
+        if config.verbose {
+            println!("{}", epoch_line(&stats, config.epochs));
+        }
+        history.epochs.push(stats);
+
+        if early {
+            let score = val_loss.unwrap_or(loss);
+            if score < best_score {
+                best_score = score;
+                since_best = 0;
+                history.best_epoch = Some(epoch);
+                if !best.is_empty() {
+                    let mut enc = ctx.device.create_command_encoder(&Default::default());
+                    model.copy_params(&mut enc, &best, false);
+                    ctx.submit(enc.finish())?;
+                }
+            } else {
+                since_best += 1;
+                if since_best >= config.patience.unwrap_or(usize::MAX) {
+                    history.stopped_early = true;
+                    if config.verbose {
+                        println!("early stopping: no improvement for {since_best} epochs");
+                    }
+                    break 'epochs;
+                }
+            }
+        }
+        if config.max_steps.is_some_and(|m| total_steps >= m) {
+            break;
+        }
+    }
+    if !best.is_empty() && history.best_epoch.is_some() {
+        let last = history.epochs.len();
+        if history.best_epoch != Some(last) {
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            model.copy_params(&mut enc, &best, true);
+            ctx.submit(enc.finish())?;
+            if config.verbose {
+                println!("restored the weights of epoch {}", history.best_epoch.unwrap_or(last));
+            }
+        }
+    }
+    ctx.wait()?;
+    Ok(history)
+}
+
+/// A Keras-like epoch line.
+pub fn epoch_line(s: &EpochStats, epochs: usize) -> String {
+    let mut line = format!("Epoch {}/{epochs} - {:.2}s - loss: {:.4}", s.epoch, s.seconds, s.loss);
+    if let Some(a) = s.accuracy {
+        line += &format!(" - accuracy: {a:.4}");
+    }
+    if let Some(l) = s.val_loss {
+        line += &format!(" - val_loss: {l:.4}");
+    }
+    if let Some(a) = s.val_accuracy {
+        line += &format!(" - val_accuracy: {a:.4}");
+    }
+    line += &format!(" - {:.0} images/s", s.images_per_second);
+    line
+}

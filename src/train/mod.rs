@@ -1,0 +1,9 @@
+//! Training and evaluation: `fit` with validation, early stopping and a Keras-like
+//! line per epoch; `evaluate` with accuracy, per-class precision/recall/F1 and the
+//! confusion matrix.
+
+pub mod evaluate;
+pub mod fit;
+
+pub use evaluate::{ClassMetrics, Evaluation, evaluate};
+pub use fit::{EpochStats, FitConfig, History, fit};
