@@ -1,1 +1,541 @@
-//! optim launchers.
+//! Optimizer launchers: one fused dispatch per parameter tensor for Adam/AdamW, SGD
+//! (plain, momentum, Nesterov, L2 weight decay) and RMSprop (plain, momentum,
+//! centered).
+//!
+//! The exact update rules are written in the header of `shaders/optim.wgsl`; the CPU
+//! twins are in [`crate::reference::optim`].
+//!
+//! Values that change every step (learning rate, step number, Adam's bias
+//! corrections) live in one [`StepUniform`] per model, bound to every optimizer
+//! dispatch and rewritten once per step with [`StepUniform::write`]; the
+//! hyper-parameters fixed for the run go in each dispatch's own params uniform. So a
+//! training loop builds its optimizer dispatches once and replays them every step:
+//!
+//! ```no_run
+//! # use wgml::{Context, Tensor};
+//! # use wgml::kernels::optim::{Optimizer, StepUniform, optimizer_step};
+//! # fn demo(ctx: &Context, param: &Tensor, grad: &Tensor, state: &[Tensor]) -> wgml::Result<()> {
+//! let opt = Optimizer::adam(1e-3);
+//! let step = StepUniform::new(ctx)?;
+//! let update = optimizer_step(ctx, &opt, &step, param, grad, state)?;
+//! for t in 1..=100 {
+//!     // ... record forward and backward, filling `grad` ...
+//!     step.write(ctx, &opt, t, opt.lr())?;
+//!     ctx.run(&[&update])?;
+//! }
+//! # Ok(()) }
+//! ```
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::kernels::{Kernel, Shader, groups_for};
+
+/// Invocations per workgroup of the optimizer kernels.
+pub const WG: u32 = 256;
+
+/// Where Adam's epsilon sits relative to the bias corrections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpsilonPlacement {
+    /// PyTorch (`torch.optim.Adam`): `p -= lr·m̂/(√v̂ + ε)` with `m̂ = m/(1−β1^t)`,
+    /// `v̂ = v/(1−β2^t)`.
+    PyTorch,
+    /// Keras 3 (`keras.optimizers.Adam`): `p -= lr·√(1−β2^t)/(1−β1^t) · m/(√v + ε)`.
+    Keras,
+}
+
+/// An optimizer and its hyper-parameters.
+///
+/// `lr` is the initial (or constant) learning rate; the rate actually used by a step
+/// is the one given to [`StepUniform::write`], so schedules need no new dispatches.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Optimizer {
+    /// Adam; AdamW (decoupled weight decay, as `torch.optim.AdamW`) when
+    /// `weight_decay > 0`. State: `[m, v]`.
+    Adam {
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+        /// Decoupled: `p -= lr·weight_decay·p` before the Adam update.
+        weight_decay: f32,
+        epsilon_placement: EpsilonPlacement,
+    },
+    /// SGD as `torch.optim.SGD` (no dampening). State: `[]` when `momentum == 0`,
+    /// else `[momentum buffer]`.
+    Sgd {
+        lr: f32,
+        momentum: f32,
+        nesterov: bool,
+        /// L2, PyTorch style: added to the gradient as `weight_decay·p`.
+        weight_decay: f32,
+    },
+    /// RMSprop as `torch.optim.RMSprop` (ε outside the square root). State:
+    /// `[square average]`, then the momentum buffer when `momentum > 0`, then the
+    /// gradient average when `centered`.
+    RmsProp {
+        lr: f32,
+        rho: f32,
+        epsilon: f32,
+        momentum: f32,
+        centered: bool,
+    },
+}
+
+impl Optimizer {
+    /// Adam with Keras' defaults: β1 0.9, β2 0.999, ε 1e-7, Keras ε placement, no
+    /// weight decay.
+    pub fn adam(lr: f32) -> Self {
+        Optimizer::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            weight_decay: 0.0,
+            epsilon_placement: EpsilonPlacement::Keras,
+        }
+    }
+
+    /// SGD with heavy-ball momentum `momentum` (0 for plain SGD), no Nesterov, no
+    /// weight decay.
+    pub fn sgd(lr: f32, momentum: f32) -> Self {
+        Optimizer::Sgd {
+            lr,
+            momentum,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// RMSprop with Keras' defaults: ρ 0.9, ε 1e-7, no momentum, not centered.
+    pub fn rmsprop(lr: f32) -> Self {
+        Optimizer::RmsProp {
+            lr,
+            rho: 0.9,
+            epsilon: 1e-7,
+            momentum: 0.0,
+            centered: false,
+        }
+    }
+
+    /// The initial learning rate.
+    pub fn lr(&self) -> f32 {
+        match *self {
+            Optimizer::Adam { lr, .. } | Optimizer::Sgd { lr, .. } | Optimizer::RmsProp { lr, .. } => lr,
+        }
+    }
+
+    /// Short name for messages and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Optimizer::Adam { weight_decay, .. } if *weight_decay > 0.0 => "AdamW",
+            Optimizer::Adam { .. } => "Adam",
+            Optimizer::Sgd { .. } => "SGD",
+            Optimizer::RmsProp { .. } => "RMSprop",
+        }
+    }
+
+    /// How many state tensors of the parameter's shape this optimizer keeps (Adam 2,
+    /// SGD 0 or 1, RMSprop 1 to 3).
+    pub fn state_count(&self) -> usize {
+        self.state_names().len()
+    }
+
+    /// Names of the state tensors in the order [`optimizer_step`] takes them
+    /// (PyTorch's state-dict names).
+    pub fn state_names(&self) -> Vec<&'static str> {
+        match *self {
+            Optimizer::Adam { .. } => vec!["exp_avg", "exp_avg_sq"],
+            Optimizer::Sgd { momentum, .. } => {
+                if momentum > 0.0 {
+                    vec!["momentum_buffer"]
+                } else {
+                    vec![]
+                }
+            }
+            Optimizer::RmsProp {
+                momentum, centered, ..
+            } => {
+                let mut names = vec!["square_avg"];
+                if momentum > 0.0 {
+                    names.push("momentum_buffer");
+                }
+                if centered {
+                    names.push("grad_avg");
+                }
+                names
+            }
+        }
+    }
+
+    /// Checks every hyper-parameter: learning rate and ε finite and ≥ 0, β and ρ in
+    /// [0, 1), momentum in [0, 1], weight decay finite and ≥ 0, Nesterov only with
+    /// momentum > 0. The error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let name = self.name();
+        let non_negative = |field: &str, v: f32| -> Result<()> {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(Error::invalid(format!(
+                    "{name}: {field} must be a finite number >= 0, got {v}"
+                )))
+            }
+        };
+        let unit_open = |field: &str, v: f32| -> Result<()> {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::invalid(format!(
+                    "{name}: {field} must be in [0, 1), got {v}"
+                )))
+            }
+        };
+        let unit_closed = |field: &str, v: f32| -> Result<()> {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::invalid(format!(
+                    "{name}: {field} must be in [0, 1], got {v}"
+                )))
+            }
+        };
+        match *self {
+            Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                epsilon,
+                weight_decay,
+                ..
+            } => {
+                non_negative("lr", lr)?;
+                unit_open("beta1", beta1)?;
+                unit_open("beta2", beta2)?;
+                non_negative("epsilon", epsilon)?;
+                non_negative("weight_decay", weight_decay)?;
+            }
+            Optimizer::Sgd {
+                lr,
+                momentum,
+                nesterov,
+                weight_decay,
+            } => {
+                non_negative("lr", lr)?;
+                unit_closed("momentum", momentum)?;
+                non_negative("weight_decay", weight_decay)?;
+                if nesterov && momentum <= 0.0 {
+                    return Err(Error::invalid(format!(
+                        "{name}: nesterov needs momentum > 0, got momentum {momentum}"
+                    )));
+                }
+            }
+            Optimizer::RmsProp {
+                lr,
+                rho,
+                epsilon,
+                momentum,
+                ..
+            } => {
+                non_negative("lr", lr)?;
+                unit_open("rho", rho)?;
+                non_negative("epsilon", epsilon)?;
+                unit_closed("momentum", momentum)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Mirrors `Step` in `shaders/optim.wgsl`: the values that change every step.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepValues {
+    /// This step's learning rate.
+    pub lr: f32,
+    /// The step number, 1-based.
+    pub t: u32,
+    /// `1 − β1^t` (Adam; 1 otherwise).
+    pub bc1: f32,
+    /// `1 − β2^t` (Adam; 1 otherwise).
+    pub bc2: f32,
+    /// Adam's step size: `lr/(1 − β1^t)` (PyTorch placement) or
+    /// `lr·√(1 − β2^t)/(1 − β1^t)` (Keras placement); `lr` otherwise.
+    pub adam_step: f32,
+    /// `√(1 − β2^t)` (Adam; 1 otherwise).
+    pub bc2_sqrt: f32,
+    _pad: [u32; 2],
+}
+
+impl StepValues {
+    /// The values for step `t` (1-based) at learning rate `lr`; bias corrections are
+    /// computed in f64 and rounded once to f32.
+    pub fn new(optimizer: &Optimizer, t: u32, lr: f32) -> Result<Self> {
+        optimizer.validate()?;
+        if t == 0 {
+            return Err(Error::invalid(
+                "optimizer step t is 1-based; t = 0 would divide by a zero bias correction",
+            ));
+        }
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::invalid(format!(
+                "{}: the step's lr must be a finite number >= 0, got {lr}",
+                optimizer.name()
+            )));
+        }
+        let lr64 = lr as f64;
+        let (bc1, bc2, adam_step) = match *optimizer {
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                epsilon_placement,
+                ..
+            } => {
+                let bc1 = 1.0 - (beta1 as f64).powf(t as f64);
+                let bc2 = 1.0 - (beta2 as f64).powf(t as f64);
+                let step = match epsilon_placement {
+                    EpsilonPlacement::PyTorch => lr64 / bc1,
+                    EpsilonPlacement::Keras => lr64 * bc2.sqrt() / bc1,
+                };
+                (bc1, bc2, step)
+            }
+            _ => (1.0, 1.0, lr64),
+        };
+        Ok(StepValues {
+            lr,
+            t,
+            bc1: bc1 as f32,
+            bc2: bc2 as f32,
+            adam_step: adam_step as f32,
+            bc2_sqrt: bc2.sqrt() as f32,
+            _pad: [0; 2],
+        })
+    }
+}
+
+/// The per-step uniform shared by every optimizer dispatch of a model.
+#[derive(Debug, Clone)]
+pub struct StepUniform {
+    /// Created with `ctx.create_buffer`, `UNIFORM | COPY_DST`, holding [`StepValues`].
+    pub buffer: wgpu::Buffer,
+}
+
+impl StepUniform {
+    /// Allocates the uniform (zeroed: write it before the first step).
+    pub fn new(ctx: &Context) -> Result<Self> {
+        let buffer = ctx.create_buffer(
+            "optimizer step uniform",
+            std::mem::size_of::<StepValues>() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        Ok(StepUniform { buffer })
+    }
+
+    /// Writes the values for optimizer step `t` (1-based) at learning rate `lr`
+    /// (queued with `queue.write_buffer`, ordered before later submissions; no
+    /// readback). `optimizer` must be the one the dispatches were built with.
+    pub fn write(&self, ctx: &Context, optimizer: &Optimizer, t: u32, lr: f32) -> Result<()> {
+        let values = StepValues::new(optimizer, t, lr)?;
+        ctx.check()?;
+        ctx.queue
+            .write_buffer(&self.buffer, 0, bytemuck::bytes_of(&values));
+        Ok(())
+    }
+}
+
+/// Mirrors `Params` in `shaders/optim.wgsl`: hyper-parameters fixed for the run.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    flags: u32,
+    beta1: f32,
+    beta2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+    momentum: f32,
+    rho: f32,
+}
+
+const KERAS_PLACEMENT: u32 = 1;
+const NESTEROV: u32 = 2;
+
+const ADAM: Kernel = Kernel::new(Shader::Optim, "adam");
+const SGD: Kernel = Kernel::new(Shader::Optim, "sgd");
+const SGD_MOMENTUM: Kernel = Kernel::new(Shader::Optim, "sgd_momentum");
+const RMSPROP: Kernel = Kernel::new(Shader::Optim, "rmsprop");
+const RMSPROP_MOMENTUM: Kernel = Kernel::new(Shader::Optim, "rmsprop_momentum");
+const RMSPROP_CENTERED: Kernel = Kernel::new(Shader::Optim, "rmsprop_centered");
+const RMSPROP_CENTERED_MOMENTUM: Kernel = Kernel::new(Shader::Optim, "rmsprop_centered_momentum");
+
+/// One fused update of `param` from `grad`, using and updating `state`
+/// ([`Optimizer::state_count`] tensors of `param`'s shape, in the order of
+/// [`Optimizer::state_names`], zero-initialised by the caller before step 1).
+///
+/// The returned dispatch reads this step's learning rate and bias corrections from
+/// `step` when it runs, so it is built once and replayed every step after
+/// [`StepUniform::write`].
+pub fn optimizer_step(
+    ctx: &Context,
+    opt: &Optimizer,
+    step: &StepUniform,
+    param: &Tensor,
+    grad: &Tensor,
+    state: &[Tensor],
+) -> Result<Dispatch> {
+    optimizer_step_wg(ctx, opt, step, param, grad, state, WG)
+}
+
+/// [`optimizer_step`] with an explicit workgroup size (a power of two from 1 to 256),
+/// for tests that exercise grid folding on small tensors and for tuning.
+pub fn optimizer_step_wg(
+    ctx: &Context,
+    opt: &Optimizer,
+    step: &StepUniform,
+    param: &Tensor,
+    grad: &Tensor,
+    state: &[Tensor],
+    wg: u32,
+) -> Result<Dispatch> {
+    const OP: &str = "optimizer_step";
+    opt.validate()?;
+    if !wg.is_power_of_two() || wg > 256 {
+        return Err(Error::invalid(format!(
+            "{OP}: workgroup size must be a power of two from 1 to 256, got {wg}"
+        )));
+    }
+    param.expect_dtype(OP, "param", DType::F32)?;
+    grad.expect_dtype(OP, "grad", DType::F32)?;
+    if grad.shape() != param.shape() {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "grad shape {:?} differs from param shape {:?}",
+                grad.shape(),
+                param.shape()
+            ),
+        ));
+    }
+    let names = opt.state_names();
+    if state.len() != names.len() {
+        return Err(Error::invalid(format!(
+            "{OP}: {} keeps {} state tensor(s) [{}], got {}",
+            opt.name(),
+            names.len(),
+            names.join(", "),
+            state.len()
+        )));
+    }
+    for (s, name) in state.iter().zip(&names) {
+        s.expect_dtype(OP, "optimizer state", DType::F32)?;
+        if s.shape() != param.shape() {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "state tensor {name} has shape {:?}, differing from param shape {:?}",
+                    s.shape(),
+                    param.shape()
+                ),
+            ));
+        }
+    }
+    // A buffer may not be bound twice when one of the bindings is writable.
+    let mut buffers: Vec<(&str, &wgpu::Buffer)> = vec![("param", &param.buffer), ("grad", &grad.buffer)];
+    buffers.extend(names.iter().zip(state).map(|(n, s)| (*n, &s.buffer)));
+    for (i, (a, ba)) in buffers.iter().enumerate() {
+        if let Some((b, _)) = buffers[i + 1..].iter().find(|(_, bb)| *bb == *ba) {
+            return Err(Error::invalid(format!(
+                "{OP}: {a} and {b} are the same buffer; each needs its own"
+            )));
+        }
+    }
+    let n = param.numel();
+    let n32 = u32::try_from(n).map_err(|_| Error::TooLarge {
+        what: format!("an optimizer step over {n} elements"),
+        bytes: (n as u64) * 4,
+        limit: (u32::MAX as u64) * 4,
+    })?;
+
+    let mut params = Params {
+        n: n32,
+        flags: 0,
+        beta1: 0.0,
+        beta2: 0.0,
+        epsilon: 0.0,
+        weight_decay: 0.0,
+        momentum: 0.0,
+        rho: 0.0,
+    };
+    let mut bindings: Vec<(u32, &wgpu::Buffer)> =
+        vec![(1, &step.buffer), (2, &param.buffer), (3, &grad.buffer)];
+    let kernel = match *opt {
+        Optimizer::Adam {
+            beta1,
+            beta2,
+            epsilon,
+            weight_decay,
+            epsilon_placement,
+            ..
+        } => {
+            params.beta1 = beta1;
+            params.beta2 = beta2;
+            params.epsilon = epsilon;
+            params.weight_decay = weight_decay;
+            if epsilon_placement == EpsilonPlacement::Keras {
+                params.flags |= KERAS_PLACEMENT;
+            }
+            bindings.push((4, &state[0].buffer));
+            bindings.push((5, &state[1].buffer));
+            ADAM
+        }
+        Optimizer::Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+            ..
+        } => {
+            params.momentum = momentum;
+            params.weight_decay = weight_decay;
+            if nesterov {
+                params.flags |= NESTEROV;
+            }
+            if momentum > 0.0 {
+                bindings.push((4, &state[0].buffer));
+                SGD_MOMENTUM
+            } else {
+                SGD
+            }
+        }
+        Optimizer::RmsProp {
+            rho,
+            epsilon,
+            momentum,
+            centered,
+            ..
+        } => {
+            params.rho = rho;
+            params.epsilon = epsilon;
+            params.momentum = momentum;
+            bindings.push((4, &state[0].buffer));
+            let has_momentum = momentum > 0.0;
+            if has_momentum {
+                bindings.push((5, &state[1].buffer));
+            }
+            if centered {
+                bindings.push((6, &state[if has_momentum { 2 } else { 1 }].buffer));
+            }
+            match (has_momentum, centered) {
+                (false, false) => RMSPROP,
+                (true, false) => RMSPROP_MOMENTUM,
+                (false, true) => RMSPROP_CENTERED,
+                (true, true) => RMSPROP_CENTERED_MOMENTUM,
+            }
+        }
+    };
+    ctx.dispatch(
+        kernel,
+        &[("WG", wg as f64)],
+        &params,
+        &bindings,
+        groups_for(ctx, n, wg)?,
+    )
+}

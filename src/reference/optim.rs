@@ -1,1 +1,112 @@
-//! CPU twins of the optim kernels (f64 accumulation).
+//! CPU twins of the optim kernels (f64 arithmetic, f32 storage).
+//!
+//! The update rules are those of the header of `shaders/optim.wgsl`; bias
+//! corrections are computed here in f64 directly from the hyper-parameters.
+
+use crate::kernels::optim::{EpsilonPlacement, Optimizer};
+
+/// One update of `param` from `grad` at step `t` (1-based) with learning rate `lr`,
+/// using and updating `state` (`opt.state_count()` vectors of `param.len()`, in the
+/// order of [`Optimizer::state_names`], zero before step 1). Same contract as
+/// [`crate::kernels::optim::optimizer_step`]; panics on mismatched lengths.
+pub fn optimizer_step(
+    opt: &Optimizer,
+    t: u32,
+    lr: f32,
+    param: &mut [f32],
+    grad: &[f32],
+    state: &mut [Vec<f32>],
+) {
+    let n = param.len();
+    assert!(t >= 1, "optimizer step t is 1-based");
+    assert_eq!(grad.len(), n, "grad length differs from param length");
+    assert_eq!(state.len(), opt.state_count(), "wrong number of state vectors");
+    assert!(
+        state.iter().all(|s| s.len() == n),
+        "a state vector's length differs from param length"
+    );
+    let lr = lr as f64;
+    match *opt {
+        Optimizer::Adam {
+            beta1,
+            beta2,
+            epsilon,
+            weight_decay,
+            epsilon_placement,
+            ..
+        } => {
+            let (b1, b2, eps, wd) = (beta1 as f64, beta2 as f64, epsilon as f64, weight_decay as f64);
+            let bc1 = 1.0 - b1.powf(t as f64);
+            let bc2 = 1.0 - b2.powf(t as f64);
+            let (ms, vs) = state.split_at_mut(1);
+            let (ms, vs) = (&mut ms[0], &mut vs[0]);
+            for i in 0..n {
+                let g = grad[i] as f64;
+                let mut x = param[i] as f64;
+                if wd > 0.0 {
+                    x -= lr * wd * x;
+                }
+                let m = b1 * ms[i] as f64 + (1.0 - b1) * g;
+                let v = b2 * vs[i] as f64 + (1.0 - b2) * g * g;
+                ms[i] = m as f32;
+                vs[i] = v as f32;
+                x -= match epsilon_placement {
+                    EpsilonPlacement::PyTorch => lr * (m / bc1) / ((v / bc2).sqrt() + eps),
+                    EpsilonPlacement::Keras => lr * bc2.sqrt() / bc1 * m / (v.sqrt() + eps),
+                };
+                param[i] = x as f32;
+            }
+        }
+        Optimizer::Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+            ..
+        } => {
+            let (mu, wd) = (momentum as f64, weight_decay as f64);
+            for i in 0..n {
+                let x = param[i] as f64;
+                let g = grad[i] as f64 + wd * x;
+                let d = if momentum > 0.0 {
+                    let buf = mu * state[0][i] as f64 + g;
+                    state[0][i] = buf as f32;
+                    if nesterov { g + mu * buf } else { buf }
+                } else {
+                    g
+                };
+                param[i] = (x - lr * d) as f32;
+            }
+        }
+        Optimizer::RmsProp {
+            rho,
+            epsilon,
+            momentum,
+            centered,
+            ..
+        } => {
+            let (rho, eps, mu) = (rho as f64, epsilon as f64, momentum as f64);
+            let has_momentum = momentum > 0.0;
+            let avg_slot = if has_momentum { 2 } else { 1 };
+            for i in 0..n {
+                let g = grad[i] as f64;
+                let s = rho * state[0][i] as f64 + (1.0 - rho) * g * g;
+                state[0][i] = s as f32;
+                let d = if centered {
+                    let a = rho * state[avg_slot][i] as f64 + (1.0 - rho) * g;
+                    state[avg_slot][i] = a as f32;
+                    (s - a * a).max(0.0).sqrt() + eps
+                } else {
+                    s.sqrt() + eps
+                };
+                let u = if has_momentum {
+                    let buf = mu * state[1][i] as f64 + g / d;
+                    state[1][i] = buf as f32;
+                    buf
+                } else {
+                    g / d
+                };
+                param[i] = (param[i] as f64 - lr * u) as f32;
+            }
+        }
+    }
+}
