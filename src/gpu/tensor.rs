@@ -85,6 +85,29 @@ impl Tensor {
         })
     }
 
+    /// Wraps a buffer that the host program created, so wgml kernels can read and
+    /// write it in place. It must have STORAGE usage and hold `shape`'s elements.
+    pub fn from_buffer(buffer: wgpu::Buffer, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(Error::invalid(format!(
+                "a buffer wrapped as a tensor needs STORAGE usage, it has {:?}",
+                buffer.usage()
+            )));
+        }
+        let need = (numel(shape) as u64) * 4;
+        if buffer.size() < need {
+            return Err(Error::shape(
+                "Tensor::from_buffer",
+                format!("shape {shape:?} needs {need} bytes, the buffer has {}", buffer.size()),
+            ));
+        }
+        Ok(Tensor {
+            buffer,
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
     /// Uploads f32 data with the given shape.
     pub fn from_f32(ctx: &Context, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         Self::from_pod(ctx, data, shape, DType::F32)

@@ -124,6 +124,15 @@ impl Optimizer {
         }
     }
 
+    /// The same optimizer with another learning rate.
+    pub fn with_lr(&self, new_lr: f32) -> Self {
+        let mut o = self.clone();
+        match &mut o {
+            Optimizer::Adam { lr, .. } | Optimizer::Sgd { lr, .. } | Optimizer::RmsProp { lr, .. } => *lr = new_lr,
+        }
+        o
+    }
+
     /// Short name for messages and reports.
     pub fn name(&self) -> &'static str {
         match self {
