@@ -313,3 +313,19 @@ fn losses_reject_bad_inputs() {
         .to_string();
     assert!(e.contains("dlogits shares a buffer with targets"), "{e}");
 }
+
+#[test]
+fn empty_batch_is_a_no_op() {
+    let (_g, ctx) = gpu();
+    let x = Tensor::zeros(ctx, &[0, 5], DType::F32).unwrap();
+    let g = Tensor::zeros(ctx, &[0, 5], DType::F32).unwrap();
+    let t = Tensor::zeros(ctx, &[0, 5], DType::F32).unwrap();
+    let labels = Tensor::zeros(ctx, &[0], DType::U32).unwrap();
+    let l = Tensor::zeros(ctx, &[0], DType::F32).unwrap();
+    let ds = [
+        loss::softmax_cross_entropy(ctx, &x, &labels, &l, Some(&g), 1.0).unwrap(),
+        loss::mse(ctx, &x, &t, &l, Some(&g), 1.0).unwrap(),
+        loss::bce_with_logits(ctx, &x, &t, &l, None, 1.0).unwrap(),
+    ];
+    ctx.run(&ds.iter().collect::<Vec<_>>()).unwrap();
+}

@@ -173,3 +173,15 @@ fn softmax_rejects_bad_inputs() {
     let e = softmax::softmax(ctx, &u, &x).unwrap_err();
     assert!(matches!(e, Error::DType { what: "x", .. }), "{e}");
 }
+
+#[test]
+fn zero_rows_are_a_no_op() {
+    let (_g, ctx) = gpu();
+    let x = Tensor::zeros(ctx, &[0, 5], DType::F32).unwrap();
+    let y = Tensor::zeros(ctx, &[0, 5], DType::F32).unwrap();
+    ctx.run(&[
+        &softmax::softmax(ctx, &x, &y).unwrap(),
+        &softmax::log_softmax(ctx, &x, &y).unwrap(),
+    ])
+    .unwrap();
+}

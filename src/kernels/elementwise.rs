@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
-use crate::kernels::matmul::Activation;
+pub use crate::kernels::matmul::Activation;
 use crate::kernels::{Kernel, Shader, groups_for};
 
 /// Invocations per workgroup of the elementwise kernels.
