@@ -1,1 +1,331 @@
-//! loss kernels against `wgml::reference::loss`.
+//! loss kernels against `wgml::reference::loss`, and their gradients against finite
+//! differences of the reference losses.
+
+use rand::Rng;
+use wgml::kernels::loss;
+use wgml::{Context, DType, Error, Tensor, reference};
+
+use crate::common::*;
+
+/// (B, C or D): ones, primes, workgroup-size boundaries (32/64/128/256), a row far
+/// longer than a workgroup, a large batch, and more rows than one grid axis holds.
+const SHAPES: [(usize, usize); 10] = [
+    (1, 1),
+    (7, 1),
+    (5, 7),
+    (13, 31),
+    (3, 65),
+    (3, 257),
+    (64, 10),
+    (2, 100_000),
+    (256, 1000),
+    (70_000, 2),
+];
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Xent,
+    Mse,
+    Bce,
+}
+
+/// Inputs for a loss: x (logits / predictions), and either labels or f32 targets.
+struct Case {
+    rows: usize,
+    cols: usize,
+    x: Vec<f32>,
+    labels: Vec<u32>,
+    targets: Vec<f32>,
+}
+
+fn case(kind: Kind, seed: u64, rows: usize, cols: usize) -> Case {
+    let mut r = rng(seed);
+    let x = uniform(&mut r, rows * cols, -4.0, 4.0);
+    let labels = (0..rows).map(|_| r.random_range(0..cols as u32)).collect();
+    let targets = match kind {
+        Kind::Bce => (0..rows * cols)
+            .map(|i| {
+                if i % 3 == 0 {
+                    r.random_range(0.0..1.0)
+                } else {
+                    r.random_range(0..2) as f32
+                }
+            })
+            .collect(),
+        _ => uniform(&mut r, rows * cols, -4.0, 4.0),
+    };
+    Case {
+        rows,
+        cols,
+        x,
+        labels,
+        targets,
+    }
+}
+
+/// Runs the GPU loss (with gradient when `grad`), returns (loss, gradient).
+fn gpu_loss(ctx: &Context, kind: Kind, c: &Case, grad: bool, scale: f32) -> (Vec<f32>, Option<Vec<f32>>) {
+    let shape = [c.rows, c.cols];
+    let x = Tensor::from_f32(ctx, &c.x, &shape).unwrap();
+    let loss_t = nan_tensor(ctx, &[c.rows]);
+    let g = grad.then(|| nan_tensor(ctx, &shape));
+    let d = match kind {
+        Kind::Xent => {
+            let l = Tensor::from_u32(ctx, &c.labels, &[c.rows]).unwrap();
+            loss::softmax_cross_entropy(ctx, &x, &l, &loss_t, g.as_ref(), scale)
+        }
+        Kind::Mse => {
+            let t = Tensor::from_f32(ctx, &c.targets, &shape).unwrap();
+            loss::mse(ctx, &x, &t, &loss_t, g.as_ref(), scale)
+        }
+        Kind::Bce => {
+            let t = Tensor::from_f32(ctx, &c.targets, &shape).unwrap();
+            loss::bce_with_logits(ctx, &x, &t, &loss_t, g.as_ref(), scale)
+        }
+    }
+    .unwrap();
+    ctx.run(&[&d]).unwrap();
+    (loss_t.to_f32(ctx).unwrap(), g.map(|g| g.to_f32(ctx).unwrap()))
+}
+
+fn cpu_loss(kind: Kind, c: &Case, scale: f32) -> (Vec<f32>, Vec<f32>) {
+    let mut l = vec![0.0; c.rows];
+    let mut g = vec![0.0; c.rows * c.cols];
+    match kind {
+        Kind::Xent => {
+            reference::loss::softmax_cross_entropy(&c.x, c.cols, &c.labels, &mut l, Some(&mut g), scale)
+        }
+        Kind::Mse => reference::loss::mse(&c.x, &c.targets, c.cols, &mut l, Some(&mut g), scale),
+        Kind::Bce => reference::loss::bce_with_logits(&c.x, &c.targets, c.cols, &mut l, Some(&mut g), scale),
+    }
+    (l, g)
+}
+
+/// `scale · Σ_rows loss_row(x)` in f64, the function whose gradient the kernels write.
+fn total_loss(kind: Kind, c: &Case, x: &[f32], scale: f32) -> f64 {
+    let rows = x.chunks(c.cols).enumerate();
+    let s: f64 = match kind {
+        Kind::Xent => rows
+            .map(|(r, row)| reference::loss::xent_row(row, c.labels[r]))
+            .sum(),
+        Kind::Mse => rows
+            .map(|(r, row)| reference::loss::mse_row(row, &c.targets[r * c.cols..(r + 1) * c.cols]))
+            .sum(),
+        Kind::Bce => rows
+            .map(|(r, row)| reference::loss::bce_row(row, &c.targets[r * c.cols..(r + 1) * c.cols]))
+            .sum(),
+    };
+    s * scale as f64
+}
+
+fn check_against_reference(kind: Kind) {
+    let (_g, ctx) = gpu();
+    for (k, &(rows, cols)) in SHAPES.iter().enumerate() {
+        let c = case(kind, 100 + k as u64, rows, cols);
+        let scale = 1.0 / rows as f32;
+        let (want_l, want_g) = cpu_loss(kind, &c, scale);
+        let what = format!("{kind:?} [{rows}, {cols}]");
+
+        let (l, g) = gpu_loss(ctx, kind, &c, true, scale);
+        assert_close(&format!("{what} loss (with grad)"), &l, &want_l, 1e-5, 2e-5);
+        // Gradients are O(scale); compare relative to that.
+        assert_close(&format!("{what} grad"), &g.unwrap(), &want_g, 1e-6 * scale, 1e-4);
+
+        let (l, g) = gpu_loss(ctx, kind, &c, false, scale);
+        assert!(g.is_none());
+        assert_close(&format!("{what} loss (forward only)"), &l, &want_l, 1e-5, 2e-5);
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_matches_reference() {
+    check_against_reference(Kind::Xent);
+}
+
+#[test]
+fn mse_matches_reference() {
+    check_against_reference(Kind::Mse);
+}
+
+#[test]
+fn bce_with_logits_matches_reference() {
+    check_against_reference(Kind::Bce);
+}
+
+#[test]
+fn loss_gradients_match_finite_differences() {
+    let (_g, ctx) = gpu();
+    for kind in [Kind::Xent, Kind::Mse, Kind::Bce] {
+        for (k, &(rows, cols)) in [(1usize, 1usize), (3, 5), (4, 37)].iter().enumerate() {
+            let c = case(kind, 200 + k as u64, rows, cols);
+            let scale = 1.0 / rows as f32;
+            let (_, g) = gpu_loss(ctx, kind, &c, true, scale);
+            let fd = finite_diff(&c.x, 1e-3, |x| total_loss(kind, &c, x, scale));
+            assert_close(
+                &format!("{kind:?} [{rows}, {cols}] gradient vs finite differences"),
+                &g.unwrap(),
+                &fd,
+                2e-5,
+                1e-3,
+            );
+        }
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_ignores_out_of_range_labels() {
+    let (_g, ctx) = gpu();
+    let (rows, cols) = (6, 300);
+    let mut c = case(Kind::Xent, 7, rows, cols);
+    c.labels = vec![0, 300, 299, u32::MAX, 5, 301];
+    let (l, g) = gpu_loss(ctx, Kind::Xent, &c, true, 0.5);
+    let (want_l, want_g) = cpu_loss(Kind::Xent, &c, 0.5);
+    let g = g.unwrap();
+    for r in [1, 3, 5] {
+        assert_eq!(l[r], 0.0, "row {r} has no target: loss must be 0");
+        assert!(
+            g[r * cols..(r + 1) * cols].iter().all(|&v| v == 0.0),
+            "row {r}: gradient must be 0"
+        );
+    }
+    assert!(l[0] > 0.0 && l[2] > 0.0 && l[4] > 0.0);
+    assert_close("xent with ignored rows: loss", &l, &want_l, 1e-5, 2e-5);
+    assert_close("xent with ignored rows: grad", &g, &want_g, 1e-7, 1e-4);
+}
+
+#[test]
+fn softmax_cross_entropy_is_stable_at_extremes() {
+    let (_g, ctx) = gpu();
+    let c = Case {
+        rows: 4,
+        cols: 3,
+        x: vec![1e4, -1e4, 0.0, 1e4, -1e4, 0.0, 1e4, -1e4, 0.0, -1e4, -1e4, -1e4],
+        labels: vec![1, 0, 2, 2],
+        targets: vec![],
+    };
+    let (l, g) = gpu_loss(ctx, Kind::Xent, &c, true, 1.0);
+    assert_close("xent extremes loss", &l, &[2e4, 0.0, 1e4, 3f32.ln()], 0.0, 1e-6);
+    let third = 1.0 / 3.0;
+    #[rustfmt::skip]
+    let want_g = [
+        1.0, -1.0, 0.0,
+        0.0, 0.0, 0.0,
+        1.0, 0.0, -1.0,
+        third, third, third - 1.0,
+    ];
+    assert_close("xent extremes grad", &g.unwrap(), &want_g, 1e-7, 1e-6);
+}
+
+#[test]
+fn bce_is_finite_and_exact_at_large_logits() {
+    let (_g, ctx) = gpu();
+    let c = Case {
+        rows: 10,
+        cols: 1,
+        x: vec![1e4, 1e4, -1e4, -1e4, 1e4, 0.0, 20.0, -20.0, 50.0, -50.0],
+        labels: vec![],
+        targets: vec![1.0, 0.0, 0.0, 1.0, 0.3, 0.5, 1.0, 0.0, 0.0, 1.0],
+    };
+    let (l, g) = gpu_loss(ctx, Kind::Bce, &c, true, 1.0);
+    let g = g.unwrap();
+    assert!(l.iter().chain(&g).all(|v| v.is_finite()), "{l:?} {g:?}");
+    let (want_l, want_g) = cpu_loss(Kind::Bce, &c, 1.0);
+    assert_eq!(&want_l[..5], &[0.0, 1e4, 0.0, 1e4, 7000.0]);
+    // Exact-ish: tiny losses (softplus(-20) ≈ 2e-9) keep their relative precision.
+    assert_close("bce extremes loss", &l, &want_l, 1e-12, 1e-5);
+    assert_close("bce extremes grad", &g, &want_g, 1e-8, 1e-6);
+    assert_eq!(&g[..5], &[0.0, 1.0, 0.0, -1.0, 0.7]);
+}
+
+#[test]
+fn losses_reject_bad_inputs() {
+    let (_g, ctx) = gpu();
+    let logits = Tensor::zeros(ctx, &[4, 6], DType::F32).unwrap();
+    let labels = Tensor::zeros(ctx, &[4], DType::U32).unwrap();
+    let loss4 = Tensor::zeros(ctx, &[4], DType::F32).unwrap();
+    let grad = Tensor::zeros(ctx, &[4, 6], DType::F32).unwrap();
+
+    let f_labels = Tensor::zeros(ctx, &[4], DType::F32).unwrap();
+    let e = loss::softmax_cross_entropy(ctx, &logits, &f_labels, &loss4, None, 1.0).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::DType {
+                what: "labels",
+                expected: "u32",
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    let labels5 = Tensor::zeros(ctx, &[5], DType::U32).unwrap();
+    let e = loss::softmax_cross_entropy(ctx, &logits, &labels5, &loss4, None, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("labels") && e.contains("[5]") && e.contains("[4, 6]"),
+        "{e}"
+    );
+
+    let loss3 = Tensor::zeros(ctx, &[3], DType::F32).unwrap();
+    let e = loss::softmax_cross_entropy(ctx, &logits, &labels, &loss3, None, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("loss") && e.contains("[3]"), "{e}");
+
+    let grad_t = Tensor::zeros(ctx, &[6, 4], DType::F32).unwrap();
+    let e = loss::softmax_cross_entropy(ctx, &logits, &labels, &loss4, Some(&grad_t), 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dlogits") && e.contains("[6, 4]"), "{e}");
+
+    let e = loss::softmax_cross_entropy(ctx, &logits, &labels, &loss4, Some(&logits), 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dlogits shares a buffer with logits"), "{e}");
+
+    let empty = Tensor::zeros(ctx, &[4, 0], DType::F32).unwrap();
+    let e = loss::softmax_cross_entropy(ctx, &empty, &labels, &loss4, None, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[4, 0]"), "{e}");
+    let e = loss::mse(ctx, &empty, &empty, &loss4, None, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("mse") && e.contains("[4, 0]"), "{e}");
+
+    let target_t = Tensor::zeros(ctx, &[6, 4], DType::F32).unwrap();
+    let e = loss::mse(ctx, &logits, &target_t, &loss4, Some(&grad), 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("mse") && e.contains("target") && e.contains("[6, 4]"),
+        "{e}"
+    );
+
+    let u_targets = Tensor::zeros(ctx, &[4, 6], DType::U32).unwrap();
+    let e = loss::bce_with_logits(ctx, &logits, &u_targets, &loss4, None, 1.0).unwrap_err();
+    assert!(matches!(e, Error::DType { what: "targets", .. }), "{e}");
+
+    let e = loss::bce_with_logits(ctx, &logits, &grad, &loss4, Some(&grad), 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dlogits shares a buffer with targets"), "{e}");
+}
+
+#[test]
+fn empty_batch_is_a_no_op() {
+    let (_g, ctx) = gpu();
+    let x = Tensor::zeros(ctx, &[0, 5], DType::F32).unwrap();
+    let g = Tensor::zeros(ctx, &[0, 5], DType::F32).unwrap();
+    let t = Tensor::zeros(ctx, &[0, 5], DType::F32).unwrap();
+    let labels = Tensor::zeros(ctx, &[0], DType::U32).unwrap();
+    let l = Tensor::zeros(ctx, &[0], DType::F32).unwrap();
+    let ds = [
+        loss::softmax_cross_entropy(ctx, &x, &labels, &l, Some(&g), 1.0).unwrap(),
+        loss::mse(ctx, &x, &t, &l, Some(&g), 1.0).unwrap(),
+        loss::bce_with_logits(ctx, &x, &t, &l, None, 1.0).unwrap(),
+    ];
+    ctx.run(&ds.iter().collect::<Vec<_>>()).unwrap();
+}

@@ -1,1 +1,187 @@
 //! softmax kernels against `wgml::reference::softmax`.
+
+use wgml::kernels::softmax;
+use wgml::{DType, Error, Tensor, reference};
+
+use crate::common::*;
+
+/// (rows, cols): C = 1, primes, each workgroup-size boundary (32/64/128/256),
+/// C far longer than a workgroup, and more rows than one grid dimension holds.
+const SHAPES: [(usize, usize); 13] = [
+    (1, 1),
+    (3, 1),
+    (1, 7),
+    (13, 31),
+    (5, 32),
+    (5, 33),
+    (6, 64),
+    (6, 65),
+    (7, 257),
+    (4, 1000),
+    (3, 4099),
+    (2, 100_000),
+    (70_000, 3),
+];
+
+fn run(ctx: &wgml::Context, log: bool, x: &Tensor, y: &Tensor) {
+    let d = if log {
+        softmax::log_softmax(ctx, x, y)
+    } else {
+        softmax::softmax(ctx, x, y)
+    };
+    ctx.run(&[&d.unwrap()]).unwrap();
+}
+
+fn reference(log: bool, x: &[f32], cols: usize) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    if log {
+        reference::softmax::log_softmax(x, cols, &mut y);
+    } else {
+        reference::softmax::softmax(x, cols, &mut y);
+    }
+    y
+}
+
+/// Asserts every row of `y` sums to 1 within `tol`.
+#[track_caller]
+fn assert_rows_sum_to_one(what: &str, y: &[f32], cols: usize, tol: f64) {
+    for (r, row) in y.chunks(cols).enumerate() {
+        let s: f64 = row.iter().map(|&v| v as f64).sum();
+        assert!((s - 1.0).abs() <= tol, "{what}: row {r} sums to {s}");
+    }
+}
+
+#[test]
+fn softmax_and_log_softmax_match_reference() {
+    let (_g, ctx) = gpu();
+    for log in [false, true] {
+        for (k, &(rows, cols)) in SHAPES.iter().enumerate() {
+            let x = uniform(&mut rng(k as u64 + 10 * log as u64), rows * cols, -8.0, 8.0);
+            let xt = Tensor::from_f32(ctx, &x, &[rows, cols]).unwrap();
+            let y = nan_tensor(ctx, &[rows, cols]);
+            run(ctx, log, &xt, &y);
+            let got = y.to_f32(ctx).unwrap();
+            let want = reference(log, &x, cols);
+            let what = format!("{} [{rows}, {cols}]", if log { "log_softmax" } else { "softmax" });
+            if log {
+                assert_close(&what, &got, &want, 2e-5, 2e-5);
+            } else {
+                assert_close(&what, &got, &want, 1e-7, 2e-5);
+                assert_rows_sum_to_one(&what, &got, cols, 1e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn softmax_in_place() {
+    let (_g, ctx) = gpu();
+    for log in [false, true] {
+        for &(rows, cols) in &[(3usize, 1usize), (9, 300), (2, 5000)] {
+            let x = uniform(&mut rng(5), rows * cols, -4.0, 4.0);
+            let t = Tensor::from_f32(ctx, &x, &[rows, cols]).unwrap();
+            run(ctx, log, &t, &t);
+            let want = reference(log, &x, cols);
+            assert_close(
+                &format!("in place log={log} [{rows}, {cols}]"),
+                &t.to_f32(ctx).unwrap(),
+                &want,
+                2e-5,
+                2e-5,
+            );
+        }
+    }
+}
+
+#[test]
+fn softmax_is_stable_at_extremes() {
+    let (_g, ctx) = gpu();
+    let cols = 6;
+    #[rustfmt::skip]
+    let x = vec![
+        1e4, -1e4, 0.0, 1e4, 5.0, -5.0,      // two tied maxima at 1e4
+        -1e4, -1e4, -1e4, -1e4, -1e4, -1e4,  // all equal and very negative
+        1e4, 1e4 - 1.0, 1e4 - 2.0, 1e4 - 30.0, 1e4 - 100.0, -1e4,
+        88.0, 89.0, 90.0, -88.0, -89.0, -90.0, // exp would overflow without the max
+    ];
+    let rows = x.len() / cols;
+    let xt = Tensor::from_f32(ctx, &x, &[rows, cols]).unwrap();
+    for log in [false, true] {
+        let y = nan_tensor(ctx, &[rows, cols]);
+        run(ctx, log, &xt, &y);
+        let got = y.to_f32(ctx).unwrap();
+        assert!(
+            got.iter().all(|v| v.is_finite()),
+            "log={log}: non-finite output {got:?}"
+        );
+        let want = reference(log, &x, cols);
+        assert_close(&format!("extremes log={log}"), &got, &want, 1e-6, 1e-5);
+        if !log {
+            assert_rows_sum_to_one("extremes", &got, cols, 1e-6);
+            assert_eq!(&got[..2], &[0.5, 0.0]);
+            assert!(
+                got[6..12].iter().all(|&v| (v - 1.0 / 6.0).abs() < 1e-7),
+                "{:?}",
+                &got[6..12]
+            );
+        }
+    }
+    // Large C with one dominant logit and the rest at -1e4.
+    let cols = 100_000;
+    let mut x = vec![-1e4f32; cols];
+    x[77_777] = 1e4;
+    let xt = Tensor::from_f32(ctx, &x, &[1, cols]).unwrap();
+    let y = nan_tensor(ctx, &[1, cols]);
+    run(ctx, false, &xt, &y);
+    let got = y.to_f32(ctx).unwrap();
+    assert_eq!(got[77_777], 1.0);
+    assert_eq!(got.iter().filter(|&&v| v != 0.0).count(), 1);
+    run(ctx, true, &xt, &y);
+    let got = y.to_f32(ctx).unwrap();
+    assert_eq!(got[77_777], 0.0);
+    assert_eq!(got[0], -2e4);
+}
+
+#[test]
+fn softmax_of_one_column_is_one() {
+    let (_g, ctx) = gpu();
+    let x = [3.0f32, -1e4, 1e4, 0.0, 7.5];
+    let xt = Tensor::from_f32(ctx, &x, &[5, 1]).unwrap();
+    let y = nan_tensor(ctx, &[5, 1]);
+    run(ctx, false, &xt, &y);
+    assert_eq!(y.to_f32(ctx).unwrap(), vec![1.0; 5]);
+    run(ctx, true, &xt, &y);
+    assert_eq!(y.to_f32(ctx).unwrap(), vec![0.0; 5]);
+}
+
+#[test]
+fn softmax_rejects_bad_inputs() {
+    let (_g, ctx) = gpu();
+    let x = Tensor::zeros(ctx, &[4, 6], DType::F32).unwrap();
+    let y = Tensor::zeros(ctx, &[6, 4], DType::F32).unwrap();
+    let e = softmax::softmax(ctx, &x, &y).unwrap_err().to_string();
+    assert!(
+        e.contains("softmax") && e.contains("[4, 6]") && e.contains("[6, 4]"),
+        "{e}"
+    );
+    let e = softmax::log_softmax(ctx, &x, &y).unwrap_err().to_string();
+    assert!(e.contains("log_softmax"), "{e}");
+    let z = Tensor::zeros(ctx, &[4, 0], DType::F32).unwrap();
+    let e = softmax::softmax(ctx, &z, &z).unwrap_err().to_string();
+    assert!(e.contains("[4, 0]") && e.contains("at least 1"), "{e}");
+    let u = Tensor::zeros(ctx, &[4, 6], DType::U32).unwrap();
+    let e = softmax::softmax(ctx, &u, &x).unwrap_err();
+    assert!(matches!(e, Error::DType { what: "x", .. }), "{e}");
+}
+
+#[test]
+fn zero_rows_are_a_no_op() {
+    let (_g, ctx) = gpu();
+    let x = Tensor::zeros(ctx, &[0, 5], DType::F32).unwrap();
+    let y = Tensor::zeros(ctx, &[0, 5], DType::F32).unwrap();
+    ctx.run(&[
+        &softmax::softmax(ctx, &x, &y).unwrap(),
+        &softmax::log_softmax(ctx, &x, &y).unwrap(),
+    ])
+    .unwrap();
+}

@@ -3,22 +3,66 @@
 // Launchers: src/kernels/elementwise.rs. CPU twins: src/reference/elementwise.rs.
 // Every entry point handles any n: the launcher folds the workgroup count into a
 // 2-D/3-D grid when it exceeds 65,535 and each invocation bounds-checks its index.
+//
+// Bindings: @binding(1) y is the output (read_write); @binding(2) a and @binding(3) b
+// are read-only inputs. An entry point named *_inplace reads its first operand from y
+// itself, so the launcher can use it when the output shares a buffer with an input
+// (a buffer cannot be bound both read-only and writable in one dispatch).
+//
+// Activations (p.act): 0 identity, 1 relu, 2 sigmoid, 3 tanh.
+//   relu(x) = x if x > 0 else 0 (NaN -> 0)
+//   sigmoid(x) = 1 / (1 + e^-x), evaluated without overflow for any |x|
+//   tanh(x) is evaluated on x clamped to [-15, 15] (tanh(15) rounds to 1 in f32), so
+//   it never overflows inside the driver's exp.
+// Backward is expressed through the forward OUTPUT y:
+//   identity 1, relu (y > 0), sigmoid y(1 - y), tanh 1 - y^2.
 
 struct Params {
-    n: u32,
-    alpha: f32,
-    beta: f32,
-    _pad: u32,
+    n: u32,       // elements
+    alpha: f32,   // fill value / scale factor
+    beta: f32,    // unused, reserved
+    act: u32,     // activation code
+    c: u32,       // channels (bias length)
+    s: u32,       // elements per channel in bias_channels (1 for bias_rows)
+    _pad0: u32,
+    _pad1: u32,
 }
 
 override WG: u32 = 256;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
 
 // Linear invocation index over a (possibly folded) grid.
 fn linear_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * WG + lid;
+}
+
+fn sigmoid(x: f32) -> f32 {
+    let e = exp(-abs(x));        // in (0, 1]: never overflows
+    let r = 1.0 / (1.0 + e);
+    return select(e * r, r, x >= 0.0);
+}
+
+fn activate(kind: u32, x: f32) -> f32 {
+    switch kind {
+        case 1u: { return select(0.0, x, x > 0.0); }
+        case 2u: { return sigmoid(x); }
+        case 3u: { return tanh(clamp(x, -15.0, 15.0)); }
+        default: { return x; }
+    }
+}
+
+// f'(x) written through the forward output yv = f(x).
+fn activate_grad(kind: u32, yv: f32) -> f32 {
+    switch kind {
+        case 1u: { return select(0.0, 1.0, yv > 0.0); }
+        case 2u: { return yv * (1.0 - yv); }
+        case 3u: { return 1.0 - yv * yv; }
+        default: { return 1.0; }
+    }
 }
 
 // fill: y[i] = alpha for i < n.
@@ -28,5 +72,159 @@ fn fill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let i = linear_index(wg, nwg, lid);
     if (i < p.n) {
         y[i] = p.alpha;
+    }
+}
+
+// act_fwd: y[i] = f(a[i]).
+@compute @workgroup_size(WG)
+fn act_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = activate(p.act, a[i]);
+    }
+}
+
+// act_fwd_inplace: y[i] = f(y[i]).
+@compute @workgroup_size(WG)
+fn act_fwd_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = activate(p.act, y[i]);
+    }
+}
+
+// act_bwd: y[i] = b[i] * f'(.) where a = forward output, b = upstream gradient dy,
+// y = dx.
+@compute @workgroup_size(WG)
+fn act_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = b[i] * activate_grad(p.act, a[i]);
+    }
+}
+
+// act_bwd_inplace: dx overwrites dy: y[i] = y[i] * f'(.) with a = forward output.
+@compute @workgroup_size(WG)
+fn act_bwd_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = y[i] * activate_grad(p.act, a[i]);
+    }
+}
+
+// act_bwd_over_output: dx overwrites the forward output: y[i] = b[i] * f'(y[i]) with
+// y = forward output on entry, b = dy.
+@compute @workgroup_size(WG)
+fn act_bwd_over_output(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = b[i] * activate_grad(p.act, y[i]);
+    }
+}
+
+// add: y = a + b.
+@compute @workgroup_size(WG)
+fn add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = a[i] + b[i];
+    }
+}
+
+// add_inplace: y += b.
+@compute @workgroup_size(WG)
+fn add_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = y[i] + b[i];
+    }
+}
+
+// mul: y = a * b.
+@compute @workgroup_size(WG)
+fn mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = a[i] * b[i];
+    }
+}
+
+// mul_inplace: y *= b.
+@compute @workgroup_size(WG)
+fn mul_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = y[i] * b[i];
+    }
+}
+
+// square_inplace: y = y * y (mul with out, a and b all one buffer).
+@compute @workgroup_size(WG)
+fn square_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        let v = y[i];
+        y[i] = v * v;
+    }
+}
+
+// scale: y = alpha * a.
+@compute @workgroup_size(WG)
+fn scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = p.alpha * a[i];
+    }
+}
+
+// scale_inplace: y = alpha * y.
+@compute @workgroup_size(WG)
+fn scale_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = p.alpha * y[i];
+    }
+}
+
+// axpy: y += alpha * a.
+@compute @workgroup_size(WG)
+fn axpy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = y[i] + p.alpha * a[i];
+    }
+}
+
+// bias_act: y[i] = f(a[i] + b[(i / s) % c]). With s = 1 this is a bias per column of
+// a row-major [R, c] matrix; with s = H*W a bias per channel of an [N, c, H, W] tensor.
+@compute @workgroup_size(WG)
+fn bias_act(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = activate(p.act, a[i] + b[(i / p.s) % p.c]);
+    }
+}
+
+// bias_act_inplace: y[i] = f(y[i] + b[(i / s) % c]).
+@compute @workgroup_size(WG)
+fn bias_act_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = activate(p.act, y[i] + b[(i / p.s) % p.c]);
     }
 }

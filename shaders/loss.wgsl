@@ -1,1 +1,258 @@
-// loss kernels: see src/kernels/loss.rs for the launchers and src/reference/loss.rs for the CPU twins.
+// Losses: per-sample loss and, in the *_grad entry points, its gradient in the same
+// kernel. Inputs are row-major [rows, cols] (rows = batch B, cols = classes C or
+// features D).
+//
+// Launchers: src/kernels/loss.rs. CPU twins: src/reference/loss.rs.
+//
+// One workgroup per row (row index = linear workgroup id over a possibly folded
+// grid, bounds-checked; every invocation reaches every barrier). Invocation 0 writes
+// loss[row]; the gradient of grad_scale * sum_rows loss[row] is written for every
+// element of the row (grad_scale = 1/B turns it into the gradient of the mean).
+//
+//   xent:  loss = logsumexp(x) - x[label]   (softmax cross-entropy, max-subtracted)
+//          grad = (softmax(x) - onehot(label)) * grad_scale
+//          A label >= cols marks a row with no target: loss 0, gradient 0, and
+//          nothing is read or written out of bounds.
+//   mse:   loss = mean_d (p - t)^2;  grad = 2 (p - t) / D * grad_scale
+//   bce:   loss = mean_d [max(x, 0) - x t + log(1 + exp(-|x|))]   (logits x)
+//          grad = (sigmoid(x) - t) / D * grad_scale
+//          exp only ever sees -|x|, so any finite |x| (e.g. 1e4) is exact-ish.
+//
+// Bindings: @binding(1) x (logits or predictions, read), @binding(2) labels (u32,
+// read), @binding(3) loss (read_write), @binding(4) grad (read_write),
+// @binding(5) t (f32 targets, read). The forward-only entry points do not use grad.
+//
+// WG must be a power of two no larger than 256 (the scratch arrays).
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    grad_scale: f32,
+    _pad: u32,
+}
+
+override WG: u32 = 256;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<u32>;
+@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(5) var<storage, read> t: array<f32>;
+
+var<workgroup> red_m: array<f32, 256>;
+var<workgroup> red_s: array<f32, 256>;
+
+fn group_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+}
+
+// ---- shared reductions ----
+
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    red_s[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red_s[lid] = red_s[lid] + red_s[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red_s[0];
+    workgroupBarrier();
+    return r;
+}
+
+// Online (max m, sum s = sum exp(v - m)); s == 0 means empty.
+fn online_push(ms: vec2<f32>, v: f32) -> vec2<f32> {
+    if (ms.y == 0.0) {
+        return vec2<f32>(v, 1.0);
+    }
+    if (v > ms.x) {
+        return vec2<f32>(v, ms.y * exp(ms.x - v) + 1.0);
+    }
+    return vec2<f32>(ms.x, ms.y + exp(v - ms.x));
+}
+
+fn online_merge(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    if (b.y == 0.0) { return a; }
+    if (a.y == 0.0) { return b; }
+    let m = max(a.x, b.x);
+    return vec2<f32>(m, a.y * exp(a.x - m) + b.y * exp(b.x - m));
+}
+
+fn workgroup_stats(lid: u32, ms: vec2<f32>) -> vec2<f32> {
+    red_m[lid] = ms.x;
+    red_s[lid] = ms.y;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            let r = online_merge(vec2<f32>(red_m[lid], red_s[lid]),
+                                 vec2<f32>(red_m[lid + s], red_s[lid + s]));
+            red_m[lid] = r.x;
+            red_s[lid] = r.y;
+        }
+        workgroupBarrier();
+    }
+    let out = vec2<f32>(red_m[0], red_s[0]);
+    workgroupBarrier();
+    return out;
+}
+
+// ---- softmax cross-entropy ----
+
+struct XentRow {
+    valid: bool,   // row < rows
+    label: u32,    // >= cols: no target
+    m: f32,        // row max
+    s: f32,        // sum exp(x - m)
+}
+
+fn xent_row(r: u32, lid: u32) -> XentRow {
+    var row: XentRow;
+    row.valid = r < p.rows;
+    let cols = select(0u, p.cols, row.valid);
+    let base = r * p.cols;
+    var ms = vec2<f32>(0.0, 0.0);
+    for (var j = lid; j < cols; j = j + WG) {
+        ms = online_push(ms, x[base + j]);
+    }
+    let st = workgroup_stats(lid, ms);
+    row.m = st.x;
+    row.s = st.y;
+    row.label = 0xffffffffu;
+    if (row.valid) {
+        row.label = labels[r];
+    }
+    return row;
+}
+
+fn xent_write_loss(r: u32, lid: u32, row: XentRow) {
+    if (row.valid && lid == 0u) {
+        var l = 0.0;
+        if (row.label < p.cols) {
+            l = (row.m - x[r * p.cols + row.label]) + log(row.s);
+        }
+        loss[r] = l;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn xent(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let row = xent_row(r, lid);
+    xent_write_loss(r, lid, row);
+}
+
+@compute @workgroup_size(WG)
+fn xent_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let row = xent_row(r, lid);
+    xent_write_loss(r, lid, row);
+    let cols = select(0u, p.cols, row.valid);
+    let base = r * p.cols;
+    let has_target = row.label < p.cols;
+    let inv_s = 1.0 / row.s;
+    for (var j = lid; j < cols; j = j + WG) {
+        var g = 0.0;
+        if (has_target) {
+            g = exp(x[base + j] - row.m) * inv_s - select(0.0, 1.0, j == row.label);
+        }
+        grad[base + j] = g * p.grad_scale;
+    }
+}
+
+// ---- mean squared error ----
+
+fn row_mean_finish(r: u32, lid: u32, valid: bool, partial: f32) {
+    let total = workgroup_sum(lid, partial);
+    if (valid && lid == 0u) {
+        loss[r] = total / f32(p.cols);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn mse(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let valid = r < p.rows;
+    let cols = select(0u, p.cols, valid);
+    let base = r * p.cols;
+    var acc = 0.0;
+    for (var j = lid; j < cols; j = j + WG) {
+        let d = x[base + j] - t[base + j];
+        acc = acc + d * d;
+    }
+    row_mean_finish(r, lid, valid, acc);
+}
+
+@compute @workgroup_size(WG)
+fn mse_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let valid = r < p.rows;
+    let cols = select(0u, p.cols, valid);
+    let base = r * p.cols;
+    let k = 2.0 / f32(p.cols) * p.grad_scale;
+    var acc = 0.0;
+    for (var j = lid; j < cols; j = j + WG) {
+        let d = x[base + j] - t[base + j];
+        acc = acc + d * d;
+        grad[base + j] = d * k;
+    }
+    row_mean_finish(r, lid, valid, acc);
+}
+
+// ---- binary cross-entropy with logits ----
+
+// log(1 + u) for u in [0, 1]: a short series where 1 + u would round away u's digits.
+fn log1p_unit(u: f32) -> f32 {
+    if (u < 1e-3) {
+        return u * (1.0 - u * (0.5 - u * (1.0 / 3.0)));
+    }
+    return log(1.0 + u);
+}
+
+fn bce_term(xv: f32, tv: f32) -> f32 {
+    return max(xv, 0.0) - xv * tv + log1p_unit(exp(-abs(xv)));
+}
+
+fn sigmoid(v: f32) -> f32 {
+    let e = exp(-abs(v));
+    let r = 1.0 / (1.0 + e);
+    return select(e * r, r, v >= 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn bce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let valid = r < p.rows;
+    let cols = select(0u, p.cols, valid);
+    let base = r * p.cols;
+    var acc = 0.0;
+    for (var j = lid; j < cols; j = j + WG) {
+        acc = acc + bce_term(x[base + j], t[base + j]);
+    }
+    row_mean_finish(r, lid, valid, acc);
+}
+
+@compute @workgroup_size(WG)
+fn bce_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let valid = r < p.rows;
+    let cols = select(0u, p.cols, valid);
+    let base = r * p.cols;
+    let k = p.grad_scale / f32(p.cols);
+    var acc = 0.0;
+    for (var j = lid; j < cols; j = j + WG) {
+        let xv = x[base + j];
+        let tv = t[base + j];
+        acc = acc + bce_term(xv, tv);
+        grad[base + j] = (sigmoid(xv) - tv) * k;
+    }
+    row_mean_finish(r, lid, valid, acc);
+}

@@ -1,1 +1,122 @@
-// softmax kernels: see src/kernels/softmax.rs for the launchers and src/reference/softmax.rs for the CPU twins.
+// Row softmax and log-softmax of a row-major [rows, cols] f32 matrix.
+//
+// Launchers: src/kernels/softmax.rs. CPU twins: src/reference/softmax.rs.
+//
+// One workgroup per row (the row index is the linear workgroup id over a possibly
+// folded grid, bounds-checked). Each invocation walks its strided share of the row
+// keeping an online (max m, sum s = sum exp(x - m)) pair, the pairs are merged by a
+// tree reduction, and a second strided pass writes
+//   softmax:     y = exp(x - M) / S
+//   log_softmax: y = (x - M) - log(S)
+// Max-subtracted, so any finite inputs work (e.g. +-1e4), for any cols >= 1
+// (cols far longer than a workgroup is fine: 100,000 is tested).
+//
+// Bindings: @binding(1) x (read), @binding(2) y (read_write). softmax_rows_inplace
+// reads and writes y only (x == y). Each element is read and written by the same
+// invocation, so in place is safe.
+//
+// WG must be a power of two no larger than 256 (the scratch arrays).
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    log: u32,     // 0: softmax, 1: log_softmax
+    _pad: u32,
+}
+
+override WG: u32 = 256;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+var<workgroup> red_m: array<f32, 256>;
+var<workgroup> red_s: array<f32, 256>;
+
+fn group_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+}
+
+// Adds value v to the running (m, s); s == 0 means "nothing seen yet" (after the
+// first value s >= 1, because the max contributes exp(0)).
+fn online_push(ms: vec2<f32>, v: f32) -> vec2<f32> {
+    if (ms.y == 0.0) {
+        return vec2<f32>(v, 1.0);
+    }
+    if (v > ms.x) {
+        return vec2<f32>(v, ms.y * exp(ms.x - v) + 1.0);
+    }
+    return vec2<f32>(ms.x, ms.y + exp(v - ms.x));
+}
+
+// Merges two (m, s) pairs.
+fn online_merge(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    if (b.y == 0.0) { return a; }
+    if (a.y == 0.0) { return b; }
+    let m = max(a.x, b.x);
+    return vec2<f32>(m, a.y * exp(a.x - m) + b.y * exp(b.x - m));
+}
+
+// Workgroup-wide merge of every invocation's (m, s); all invocations get the result.
+fn workgroup_stats(lid: u32, ms: vec2<f32>) -> vec2<f32> {
+    red_m[lid] = ms.x;
+    red_s[lid] = ms.y;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            let r = online_merge(vec2<f32>(red_m[lid], red_s[lid]),
+                                 vec2<f32>(red_m[lid + s], red_s[lid + s]));
+            red_m[lid] = r.x;
+            red_s[lid] = r.y;
+        }
+        workgroupBarrier();
+    }
+    let out = vec2<f32>(red_m[0], red_s[0]);
+    workgroupBarrier();
+    return out;
+}
+
+fn finish(v: f32, m: f32, inv_s: f32, log_s: f32) -> f32 {
+    if (p.log != 0u) {
+        return (v - m) - log_s;
+    }
+    return exp(v - m) * inv_s;
+}
+
+// softmax_rows: y[r, :] = softmax(x[r, :]) or log_softmax (p.log).
+@compute @workgroup_size(WG)
+fn softmax_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let cols = select(0u, p.cols, r < p.rows);
+    let base = r * p.cols;
+    var ms = vec2<f32>(0.0, 0.0);
+    for (var j = lid; j < cols; j = j + WG) {
+        ms = online_push(ms, x[base + j]);
+    }
+    let st = workgroup_stats(lid, ms);
+    let inv_s = 1.0 / st.y;
+    let log_s = log(st.y);
+    for (var j = lid; j < cols; j = j + WG) {
+        y[base + j] = finish(x[base + j], st.x, inv_s, log_s);
+    }
+}
+
+// softmax_rows_inplace: the same with x == y.
+@compute @workgroup_size(WG)
+fn softmax_rows_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let cols = select(0u, p.cols, r < p.rows);
+    let base = r * p.cols;
+    var ms = vec2<f32>(0.0, 0.0);
+    for (var j = lid; j < cols; j = j + WG) {
+        ms = online_push(ms, y[base + j]);
+    }
+    let st = workgroup_stats(lid, ms);
+    let inv_s = 1.0 / st.y;
+    let log_s = log(st.y);
+    for (var j = lid; j < cols; j = j + WG) {
+        y[base + j] = finish(y[base + j], st.x, inv_s, log_s);
+    }
+}

@@ -1,7 +1,14 @@
-//! Elementwise launchers: fill, activations forward/backward, add, mul, axpy, bias add.
+//! Elementwise launchers: fill, activations forward/backward, add, mul, scale, axpy,
+//! bias add (+ activation) per row and per channel.
+//!
+//! All tensors here are f32. Binary ops require equal shapes (reshape first when a
+//! view differs). The output may share its buffer with an input: the launcher then
+//! picks the `*_inplace` entry point of `shaders/elementwise.wgsl`, because one
+//! buffer cannot be bound both read-only and writable in one dispatch.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
+pub use crate::kernels::matmul::Activation;
 use crate::kernels::{Kernel, Shader, groups_for};
 
 /// Invocations per workgroup of the elementwise kernels.
@@ -9,31 +16,373 @@ pub const WG: u32 = 256;
 
 /// Mirrors `Params` in `shaders/elementwise.wgsl`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     n: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    act: u32,
+    c: u32,
+    s: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 const FILL: Kernel = Kernel::new(Shader::Elementwise, "fill");
+const ACT_FWD: Kernel = Kernel::new(Shader::Elementwise, "act_fwd");
+const ACT_FWD_INPLACE: Kernel = Kernel::new(Shader::Elementwise, "act_fwd_inplace");
+const ACT_BWD: Kernel = Kernel::new(Shader::Elementwise, "act_bwd");
+const ACT_BWD_INPLACE: Kernel = Kernel::new(Shader::Elementwise, "act_bwd_inplace");
+const ACT_BWD_OVER_OUTPUT: Kernel = Kernel::new(Shader::Elementwise, "act_bwd_over_output");
+const ADD: Kernel = Kernel::new(Shader::Elementwise, "add");
+const ADD_INPLACE: Kernel = Kernel::new(Shader::Elementwise, "add_inplace");
+const MUL: Kernel = Kernel::new(Shader::Elementwise, "mul");
+const MUL_INPLACE: Kernel = Kernel::new(Shader::Elementwise, "mul_inplace");
+const SQUARE_INPLACE: Kernel = Kernel::new(Shader::Elementwise, "square_inplace");
+const SCALE: Kernel = Kernel::new(Shader::Elementwise, "scale");
+const SCALE_INPLACE: Kernel = Kernel::new(Shader::Elementwise, "scale_inplace");
+const AXPY: Kernel = Kernel::new(Shader::Elementwise, "axpy");
+const BIAS_ACT: Kernel = Kernel::new(Shader::Elementwise, "bias_act");
+const BIAS_ACT_INPLACE: Kernel = Kernel::new(Shader::Elementwise, "bias_act_inplace");
+
+/// The code of `act` in the shaders (`p.act`): 0 identity, 1 relu, 2 sigmoid, 3 tanh.
+pub fn activation_code(act: Activation) -> u32 {
+    match act {
+        Activation::Identity => 0,
+        Activation::Relu => 1,
+        Activation::Sigmoid => 2,
+        Activation::Tanh => 3,
+    }
+}
+
+/// True when two tensors are views of one GPU buffer.
+pub(crate) fn same_buffer(a: &Tensor, b: &Tensor) -> bool {
+    a.buffer == b.buffer
+}
+
+/// Errors unless `a` and `b` have the same shape.
+pub(crate) fn expect_same_shape(
+    op: &'static str,
+    what_a: &str,
+    a: &Tensor,
+    what_b: &str,
+    b: &Tensor,
+) -> Result<()> {
+    if a.shape() != b.shape() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{what_a} has shape {:?} but {what_b} has shape {:?}; they must be equal",
+                a.shape(),
+                b.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Converts an element count to the u32 the shaders index with.
+pub(crate) fn count_u32(op: &'static str, what: &str, n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::TooLarge {
+        what: format!("{op}: {what} ({n} elements)"),
+        bytes: (n as u64).saturating_mul(4),
+        limit: u32::MAX as u64 * 4,
+    })
+}
+
+fn launch(
+    ctx: &Context,
+    kernel: Kernel,
+    params: Params,
+    buffers: &[(u32, &wgpu::Buffer)],
+) -> Result<Dispatch> {
+    ctx.dispatch(
+        kernel,
+        &[("WG", WG as f64)],
+        &params,
+        buffers,
+        groups_for(ctx, params.n as usize, WG)?,
+    )
+}
 
 /// `y[i] = value` for every element of `y`.
 pub fn fill(ctx: &Context, y: &Tensor, value: f32) -> Result<Dispatch> {
     y.expect_dtype("fill", "y", DType::F32)?;
-    let n = y.numel();
     let params = Params {
-        n: n as u32,
+        n: count_u32("fill", "y", y.numel())?,
         alpha: value,
-        beta: 0.0,
-        _pad: 0,
+        ..Params::default()
     };
-    ctx.dispatch(
-        FILL,
-        &[("WG", WG as f64)],
-        &params,
-        &[(1, &y.buffer)],
-        groups_for(ctx, n, WG)?,
-    )
+    launch(ctx, FILL, params, &[(1, &y.buffer)])
+}
+
+/// `y = act(x)` elementwise. `y` may be `x` itself.
+pub fn activation_forward(ctx: &Context, act: Activation, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "activation_forward";
+    x.expect_dtype(OP, "x", DType::F32)?;
+    y.expect_dtype(OP, "y", DType::F32)?;
+    expect_same_shape(OP, "x", x, "y", y)?;
+    let params = Params {
+        n: count_u32(OP, "x", x.numel())?,
+        act: activation_code(act),
+        ..Params::default()
+    };
+    if same_buffer(x, y) {
+        launch(ctx, ACT_FWD_INPLACE, params, &[(1, &y.buffer)])
+    } else {
+        launch(ctx, ACT_FWD, params, &[(1, &y.buffer), (2, &x.buffer)])
+    }
+}
+
+/// `dx = dy * act'(x)`, with the derivative written through the forward OUTPUT
+/// `y = act(x)`: relu `y > 0`, sigmoid `y(1 - y)`, tanh `1 - y²`, identity 1.
+/// `dx` may share its buffer with `dy` or with `y` (not both).
+pub fn activation_backward(
+    ctx: &Context,
+    act: Activation,
+    y: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    const OP: &str = "activation_backward";
+    y.expect_dtype(OP, "y", DType::F32)?;
+    dy.expect_dtype(OP, "dy", DType::F32)?;
+    dx.expect_dtype(OP, "dx", DType::F32)?;
+    expect_same_shape(OP, "y", y, "dy", dy)?;
+    expect_same_shape(OP, "y", y, "dx", dx)?;
+    let params = Params {
+        n: count_u32(OP, "y", y.numel())?,
+        act: activation_code(act),
+        ..Params::default()
+    };
+    match (same_buffer(dx, y), same_buffer(dx, dy)) {
+        (false, false) => launch(
+            ctx,
+            ACT_BWD,
+            params,
+            &[(1, &dx.buffer), (2, &y.buffer), (3, &dy.buffer)],
+        ),
+        (false, true) => launch(ctx, ACT_BWD_INPLACE, params, &[(1, &dx.buffer), (2, &y.buffer)]),
+        (true, false) => launch(
+            ctx,
+            ACT_BWD_OVER_OUTPUT,
+            params,
+            &[(1, &dx.buffer), (3, &dy.buffer)],
+        ),
+        (true, true) => Err(Error::invalid(
+            "activation_backward: y, dy and dx are all one buffer; dx may share a buffer \
+             with y or with dy, not both",
+        )),
+    }
+}
+
+/// Which shader entry a commutative binary op uses for these buffers, and its bindings.
+fn binary<'a>(
+    op: &'static str,
+    a: &'a Tensor,
+    b: &'a Tensor,
+    out: &'a Tensor,
+) -> Result<(u32, BinaryForm<'a>)> {
+    a.expect_dtype(op, "a", DType::F32)?;
+    b.expect_dtype(op, "b", DType::F32)?;
+    out.expect_dtype(op, "out", DType::F32)?;
+    expect_same_shape(op, "a", a, "b", b)?;
+    expect_same_shape(op, "a", a, "out", out)?;
+    let n = count_u32(op, "a", a.numel())?;
+    let form = match (same_buffer(out, a), same_buffer(out, b)) {
+        (false, false) => BinaryForm::Fresh(&a.buffer, &b.buffer),
+        (true, false) => BinaryForm::InPlace(&b.buffer),
+        (false, true) => BinaryForm::InPlace(&a.buffer),
+        (true, true) => BinaryForm::SelfOp,
+    };
+    Ok((n, form))
+}
+
+enum BinaryForm<'a> {
+    /// `out` is a separate buffer: `(a, b)`.
+    Fresh(&'a wgpu::Buffer, &'a wgpu::Buffer),
+    /// `out` is one operand; the other is given.
+    InPlace(&'a wgpu::Buffer),
+    /// `out`, `a` and `b` are one buffer.
+    SelfOp,
+}
+
+/// `out = a + b` elementwise (equal shapes). `out` may be `a` and/or `b`.
+pub fn add(ctx: &Context, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<Dispatch> {
+    let (n, form) = binary("add", a, b, out)?;
+    let params = Params {
+        n,
+        ..Params::default()
+    };
+    match form {
+        BinaryForm::Fresh(a, b) => launch(ctx, ADD, params, &[(1, &out.buffer), (2, a), (3, b)]),
+        BinaryForm::InPlace(other) => launch(ctx, ADD_INPLACE, params, &[(1, &out.buffer), (3, other)]),
+        BinaryForm::SelfOp => launch(
+            ctx,
+            SCALE_INPLACE,
+            Params { alpha: 2.0, ..params },
+            &[(1, &out.buffer)],
+        ),
+    }
+}
+
+/// `out = a * b` elementwise (equal shapes). `out` may be `a` and/or `b`.
+pub fn mul(ctx: &Context, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<Dispatch> {
+    let (n, form) = binary("mul", a, b, out)?;
+    let params = Params {
+        n,
+        ..Params::default()
+    };
+    match form {
+        BinaryForm::Fresh(a, b) => launch(ctx, MUL, params, &[(1, &out.buffer), (2, a), (3, b)]),
+        BinaryForm::InPlace(other) => launch(ctx, MUL_INPLACE, params, &[(1, &out.buffer), (3, other)]),
+        BinaryForm::SelfOp => launch(ctx, SQUARE_INPLACE, params, &[(1, &out.buffer)]),
+    }
+}
+
+/// `y = alpha * x`. `y` may be `x`.
+pub fn scale(ctx: &Context, x: &Tensor, alpha: f32, y: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "scale";
+    x.expect_dtype(OP, "x", DType::F32)?;
+    y.expect_dtype(OP, "y", DType::F32)?;
+    expect_same_shape(OP, "x", x, "y", y)?;
+    let params = Params {
+        n: count_u32(OP, "x", x.numel())?,
+        alpha,
+        ..Params::default()
+    };
+    if same_buffer(x, y) {
+        launch(ctx, SCALE_INPLACE, params, &[(1, &y.buffer)])
+    } else {
+        launch(ctx, SCALE, params, &[(1, &y.buffer), (2, &x.buffer)])
+    }
+}
+
+/// `y += alpha * x`. When `x` is `y` this is `y *= 1 + alpha`.
+pub fn axpy(ctx: &Context, alpha: f32, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "axpy";
+    x.expect_dtype(OP, "x", DType::F32)?;
+    y.expect_dtype(OP, "y", DType::F32)?;
+    expect_same_shape(OP, "x", x, "y", y)?;
+    let n = count_u32(OP, "x", x.numel())?;
+    if same_buffer(x, y) {
+        let params = Params {
+            n,
+            alpha: 1.0 + alpha,
+            ..Params::default()
+        };
+        launch(ctx, SCALE_INPLACE, params, &[(1, &y.buffer)])
+    } else {
+        let params = Params {
+            n,
+            alpha,
+            ..Params::default()
+        };
+        launch(ctx, AXPY, params, &[(1, &y.buffer), (2, &x.buffer)])
+    }
+}
+
+/// Shared body of the two bias launchers: `y[i] = act(x[i] + bias[(i / s) % c])`.
+fn bias_act(
+    ctx: &Context,
+    op: &'static str,
+    x: &Tensor,
+    bias: &Tensor,
+    act: Activation,
+    y: &Tensor,
+    (c, s): (usize, usize),
+) -> Result<Dispatch> {
+    if same_buffer(bias, y) {
+        return Err(Error::invalid(format!(
+            "{op}: the output y shares a buffer with the bias"
+        )));
+    }
+    let params = Params {
+        n: count_u32(op, "x", x.numel())?,
+        act: activation_code(act),
+        c: count_u32(op, "bias", c)?.max(1),
+        s: count_u32(op, "x", s)?.max(1),
+        ..Params::default()
+    };
+    if same_buffer(x, y) {
+        launch(
+            ctx,
+            BIAS_ACT_INPLACE,
+            params,
+            &[(1, &y.buffer), (3, &bias.buffer)],
+        )
+    } else {
+        launch(
+            ctx,
+            BIAS_ACT,
+            params,
+            &[(1, &y.buffer), (2, &x.buffer), (3, &bias.buffer)],
+        )
+    }
+}
+
+fn bias_common(op: &'static str, x: &Tensor, bias: &Tensor, y: &Tensor) -> Result<()> {
+    x.expect_dtype(op, "x", DType::F32)?;
+    bias.expect_dtype(op, "bias", DType::F32)?;
+    y.expect_dtype(op, "y", DType::F32)?;
+    expect_same_shape(op, "x", x, "y", y)?;
+    if bias.shape().len() != 1 {
+        return Err(Error::shape(
+            op,
+            format!("bias must be 1-D [C], got shape {:?}", bias.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// `y[r, c] = act(x[r, c] + bias[c])` for `x` of shape `[..., C]` (every leading
+/// dimension is a row) and `bias` of shape `[C]`. `y` may be `x` itself.
+pub fn bias_add_rows(
+    ctx: &Context,
+    x: &Tensor,
+    bias: &Tensor,
+    act: Activation,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    const OP: &str = "bias_add_rows";
+    bias_common(OP, x, bias, y)?;
+    let c = bias.numel();
+    if x.shape().last() != Some(&c) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "x has shape {:?} but bias has shape {:?}; x's last dimension must equal the bias length",
+                x.shape(),
+                bias.shape()
+            ),
+        ));
+    }
+    bias_act(ctx, OP, x, bias, act, y, (c, 1))
+}
+
+/// `y[n, c, s] = act(x[n, c, s] + bias[c])` for `x` of shape `[N, C, S...]` (e.g.
+/// NCHW; the trailing dimensions are flattened to S, and may be absent) and `bias` of
+/// shape `[C]`. `y` may be `x` itself.
+pub fn bias_add_channels(
+    ctx: &Context,
+    x: &Tensor,
+    bias: &Tensor,
+    act: Activation,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    const OP: &str = "bias_add_channels";
+    bias_common(OP, x, bias, y)?;
+    let c = bias.numel();
+    if x.shape().len() < 2 || x.shape()[1] != c {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "x has shape {:?} but bias has shape {:?}; x must be [N, C, ...] with C equal to the bias length",
+                x.shape(),
+                bias.shape()
+            ),
+        ));
+    }
+    let s: usize = x.shape()[2..].iter().product();
+    bias_act(ctx, OP, x, bias, act, y, (c, s))
 }

@@ -1,6 +1,111 @@
-//! CPU twins of the elementwise kernels.
+//! CPU twins of the elementwise kernels (`shaders/elementwise.wgsl`). Activations are
+//! evaluated in f64 and rounded once to f32.
+
+use crate::kernels::matmul::Activation;
 
 /// `y[i] = value`.
 pub fn fill(y: &mut [f32], value: f32) {
     y.iter_mut().for_each(|v| *v = value);
+}
+
+/// `act(x)` for one value (relu of NaN is 0, as on the GPU).
+pub fn activate(act: Activation, x: f32) -> f32 {
+    let x = x as f64;
+    let v = match act {
+        Activation::Identity => x,
+        Activation::Relu => {
+            if x > 0.0 {
+                x
+            } else {
+                0.0
+            }
+        }
+        Activation::Sigmoid => {
+            let e = (-x.abs()).exp();
+            if x >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) }
+        }
+        Activation::Tanh => x.tanh(),
+    };
+    v as f32
+}
+
+/// `act'(x)` written through the forward output `y = act(x)`.
+pub fn activate_grad(act: Activation, y: f32) -> f32 {
+    let y = y as f64;
+    let g = match act {
+        Activation::Identity => 1.0,
+        Activation::Relu => {
+            if y > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        Activation::Sigmoid => y * (1.0 - y),
+        Activation::Tanh => 1.0 - y * y,
+    };
+    g as f32
+}
+
+/// `y = act(x)`.
+pub fn activation_forward(act: Activation, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len());
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = activate(act, v);
+    }
+}
+
+/// `dx = dy * act'(x)` through the forward output `y`.
+pub fn activation_backward(act: Activation, y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    assert!(y.len() == dy.len() && y.len() == dx.len());
+    for i in 0..y.len() {
+        dx[i] = (dy[i] as f64 * activate_grad(act, y[i]) as f64) as f32;
+    }
+}
+
+/// `out = a + b`.
+pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
+    assert!(a.len() == b.len() && a.len() == out.len());
+    for i in 0..a.len() {
+        out[i] = a[i] + b[i];
+    }
+}
+
+/// `out = a * b`.
+pub fn mul(a: &[f32], b: &[f32], out: &mut [f32]) {
+    assert!(a.len() == b.len() && a.len() == out.len());
+    for i in 0..a.len() {
+        out[i] = a[i] * b[i];
+    }
+}
+
+/// `y = alpha * x`.
+pub fn scale(x: &[f32], alpha: f32, y: &mut [f32]) {
+    assert_eq!(x.len(), y.len());
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = alpha * v;
+    }
+}
+
+/// `y += alpha * x`.
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len());
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = (*o as f64 + alpha as f64 * v as f64) as f32;
+    }
+}
+
+/// `y[r, c] = act(x[r, c] + bias[c])`, `C = bias.len()`.
+pub fn bias_add_rows(x: &[f32], bias: &[f32], act: Activation, y: &mut [f32]) {
+    bias_add_channels(x, bias, 1, act, y);
+}
+
+/// `y[n, c, s] = act(x[n, c, s] + bias[c])` for `x` viewed as `[N, C, S]`,
+/// `C = bias.len()`, `S = spatial`.
+pub fn bias_add_channels(x: &[f32], bias: &[f32], spatial: usize, act: Activation, y: &mut [f32]) {
+    assert_eq!(x.len(), y.len());
+    let c = bias.len();
+    for (i, (o, &v)) in y.iter_mut().zip(x).enumerate() {
+        *o = activate(act, v + bias[(i / spatial) % c]);
+    }
 }

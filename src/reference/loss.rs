@@ -1,1 +1,123 @@
-//! CPU twins of the loss kernels (f64 accumulation).
+//! CPU twins of the loss kernels (`shaders/loss.wgsl`), f64 arithmetic. The
+//! per-row functions return f64 so gradient checks can difference them precisely.
+
+use crate::reference::softmax::row_max_logsumexp;
+
+/// Cross-entropy of one row: `logsumexp(row) − row[label]`; 0 when `label ≥ C`
+/// (no target).
+pub fn xent_row(row: &[f32], label: u32) -> f64 {
+    let label = label as usize;
+    if label >= row.len() {
+        return 0.0;
+    }
+    let (m, lse) = row_max_logsumexp(row);
+    (m - row[label] as f64) + lse
+}
+
+/// Mean squared error of one row.
+pub fn mse_row(pred: &[f32], target: &[f32]) -> f64 {
+    let s: f64 = pred
+        .iter()
+        .zip(target)
+        .map(|(&p, &t)| (p as f64 - t as f64).powi(2))
+        .sum();
+    s / pred.len() as f64
+}
+
+/// Binary cross-entropy with logits of one row: mean of
+/// `max(x, 0) − x·t + ln(1 + e^{−|x|})`.
+pub fn bce_row(logits: &[f32], targets: &[f32]) -> f64 {
+    let s: f64 = logits
+        .iter()
+        .zip(targets)
+        .map(|(&x, &t)| {
+            let (x, t) = (x as f64, t as f64);
+            x.max(0.0) - x * t + (-x.abs()).exp().ln_1p()
+        })
+        .sum();
+    s / logits.len() as f64
+}
+
+fn sigmoid(x: f64) -> f64 {
+    let e = (-x.abs()).exp();
+    if x >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) }
+}
+
+/// Softmax cross-entropy of `logits` (`[B, cols]`) with `labels` (`[B]`): per-row
+/// loss, and `dlogits = (softmax − onehot)·grad_scale` (a zero row for labels `≥ cols`).
+pub fn softmax_cross_entropy(
+    logits: &[f32],
+    cols: usize,
+    labels: &[u32],
+    loss: &mut [f32],
+    dlogits: Option<&mut [f32]>,
+    grad_scale: f32,
+) {
+    assert_eq!(logits.len(), labels.len() * cols);
+    assert_eq!(loss.len(), labels.len());
+    for (r, row) in logits.chunks(cols).enumerate() {
+        loss[r] = xent_row(row, labels[r]) as f32;
+    }
+    if let Some(g) = dlogits {
+        assert_eq!(g.len(), logits.len());
+        for ((row, grow), &label) in logits.chunks(cols).zip(g.chunks_mut(cols)).zip(labels) {
+            let label = label as usize;
+            let (m, lse) = row_max_logsumexp(row);
+            for (j, (o, &v)) in grow.iter_mut().zip(row).enumerate() {
+                *o = if label < cols {
+                    let p = (v as f64 - m - lse).exp();
+                    ((p - (j == label) as u8 as f64) * grad_scale as f64) as f32
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
+/// Mean squared error per row of `[B, cols]`, and `dpred = 2(p − t)/cols·grad_scale`.
+pub fn mse(
+    pred: &[f32],
+    target: &[f32],
+    cols: usize,
+    loss: &mut [f32],
+    dpred: Option<&mut [f32]>,
+    grad_scale: f32,
+) {
+    assert_eq!(pred.len(), target.len());
+    assert_eq!(pred.len(), loss.len() * cols);
+    for (r, (p, t)) in pred.chunks(cols).zip(target.chunks(cols)).enumerate() {
+        loss[r] = mse_row(p, t) as f32;
+    }
+    if let Some(g) = dpred {
+        assert_eq!(g.len(), pred.len());
+        let k = 2.0 / cols as f64 * grad_scale as f64;
+        for ((o, &p), &t) in g.iter_mut().zip(pred).zip(target) {
+            *o = ((p as f64 - t as f64) * k) as f32;
+        }
+    }
+}
+
+/// Binary cross-entropy with logits per row of `[B, cols]`, and
+/// `dlogits = (σ(x) − t)/cols·grad_scale`.
+pub fn bce_with_logits(
+    logits: &[f32],
+    targets: &[f32],
+    cols: usize,
+    loss: &mut [f32],
+    dlogits: Option<&mut [f32]>,
+    grad_scale: f32,
+) {
+    assert_eq!(logits.len(), targets.len());
+    assert_eq!(logits.len(), loss.len() * cols);
+    for (r, (x, t)) in logits.chunks(cols).zip(targets.chunks(cols)).enumerate() {
+        loss[r] = bce_row(x, t) as f32;
+    }
+    if let Some(g) = dlogits {
+        assert_eq!(g.len(), logits.len());
+        let k = grad_scale as f64 / cols as f64;
+        for ((o, &x), &t) in g.iter_mut().zip(logits).zip(targets) {
+            *o = ((sigmoid(x as f64) - t as f64) * k) as f32;
+        }
+    }
+}
