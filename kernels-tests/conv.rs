@@ -240,7 +240,7 @@ fn forced_chunking_matches_reference() {
     // 7 images; a cap that fits 3 images' scratch gives chunks of 3, 3 and 1.
     for (case, d) in [
         desc(7, 3, (11, 9), 5, (3, 3), (1, 1), Padding::Same),
-        desc(5, 2, (27, 31), 32, (5, 5), (2, 2), Padding::Explicit(2, 2)),
+        desc(5, 2, (27, 31), 64, (5, 5), (2, 2), Padding::Explicit(2, 2)),
     ]
     .into_iter()
     .enumerate()
@@ -264,7 +264,17 @@ fn forced_chunking_matches_reference() {
         let one = conv::conv2d_forward(ctx, &d, &xt, &wt, None, Activation::Identity, &yt).unwrap();
         let three =
             conv::conv2d_forward_chunked(ctx, &d, &xt, &wt, None, Activation::Identity, &yt, cap).unwrap();
-        assert_eq!((one.len(), three.len()), (2, 6), "im2col + matmul per chunk");
+        let fwd_chunk = (cap / (oh * ow * d.ckk()) as u64 / 4) as usize;
+        assert!(fwd_chunk < d.n);
+        assert_eq!(
+            (one.len(), three.len()),
+            (2, 2 * d.n.div_ceil(fwd_chunk)),
+            "im2col + matmul per chunk"
+        );
+        let (dxt, dwt) = (nan_tensor(ctx, &d.input_shape()), nan_tensor(ctx, &d.weight_shape()));
+        let bwd = conv::conv2d_backward_chunked(ctx, &d, &xt, &wt, &yt, Some(&dxt), &dwt, None, cap).unwrap();
+        // im2col, transpose, dW matmul, dcol matmul, col2im per chunk of 3.
+        assert_eq!(bwd.len(), 5 * d.n.div_ceil(3), "backward chunks");
     }
 }
 
