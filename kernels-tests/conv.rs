@@ -80,10 +80,14 @@ fn gpu_forward(
     max_chunk_bytes: u64,
 ) -> Vec<f32> {
     let out = d.output_shape().unwrap();
-    let (xt, wt) = (upload(ctx, x, &d.input_shape()), upload(ctx, w, &d.weight_shape()));
+    let (xt, wt) = (
+        upload(ctx, x, &d.input_shape()),
+        upload(ctx, w, &d.weight_shape()),
+    );
     let bt = b.map(|b| upload(ctx, b, &[d.c_out]));
     let yt = nan_tensor(ctx, &out);
-    let list = conv::conv2d_forward_chunked(ctx, d, &xt, &wt, bt.as_ref(), act, &yt, max_chunk_bytes).unwrap();
+    let list =
+        conv::conv2d_forward_chunked(ctx, d, &xt, &wt, bt.as_ref(), act, &yt, max_chunk_bytes).unwrap();
     ctx.run(&list.iter().collect::<Vec<_>>()).unwrap();
     yt.to_f32(ctx).unwrap()
 }
@@ -95,15 +99,34 @@ struct Grads {
 }
 
 /// Runs backward on the GPU (all three gradients) and returns them.
-fn gpu_backward(ctx: &Context, d: &Conv2dDesc, x: &[f32], w: &[f32], dy: &[f32], max_chunk_bytes: u64) -> Grads {
-    let (xt, wt) = (upload(ctx, x, &d.input_shape()), upload(ctx, w, &d.weight_shape()));
+fn gpu_backward(
+    ctx: &Context,
+    d: &Conv2dDesc,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    max_chunk_bytes: u64,
+) -> Grads {
+    let (xt, wt) = (
+        upload(ctx, x, &d.input_shape()),
+        upload(ctx, w, &d.weight_shape()),
+    );
     let dyt = upload(ctx, dy, &d.output_shape().unwrap());
     let dxt = nan_tensor(ctx, &d.input_shape());
     let dwt = nan_tensor(ctx, &d.weight_shape());
     let dbt = nan_tensor(ctx, &[d.c_out]);
-    let list =
-        conv::conv2d_backward_chunked(ctx, d, &xt, &wt, &dyt, Some(&dxt), &dwt, Some(&dbt), max_chunk_bytes)
-            .unwrap();
+    let list = conv::conv2d_backward_chunked(
+        ctx,
+        d,
+        &xt,
+        &wt,
+        &dyt,
+        Some(&dxt),
+        &dwt,
+        Some(&dbt),
+        max_chunk_bytes,
+    )
+    .unwrap();
     ctx.run(&list.iter().collect::<Vec<_>>()).unwrap();
     Grads {
         dx: dxt.to_f32(ctx).unwrap(),
@@ -146,7 +169,12 @@ fn same_and_explicit_padding_follow_keras_and_pytorch() {
     // PyTorch: (h + 2p - k) / s + 1.
     let d = desc(1, 1, (27, 31), 1, (5, 3), (2, 3), Padding::Explicit(2, 1));
     assert_eq!(d.out_hw().unwrap(), ((27 + 4 - 5) / 2 + 1, (31 + 2 - 3) / 3 + 1));
-    assert_eq!(desc(1, 1, (28, 28), 1, (3, 3), (1, 1), Padding::Valid).out_hw().unwrap(), (26, 26));
+    assert_eq!(
+        desc(1, 1, (28, 28), 1, (3, 3), (1, 1), Padding::Valid)
+            .out_hw()
+            .unwrap(),
+        (26, 26)
+    );
 }
 
 #[test]
@@ -166,19 +194,40 @@ fn im2col_and_col2im_match_reference() {
         ctx.run(&[&a, &b]).unwrap();
         let mut col = vec![0.0; images * rows];
         reference::conv::im2col(&d, &x, first, images, &mut col);
-        assert_close(&format!("im2col {d:?}"), &colt.to_f32(ctx).unwrap(), &col, 0.0, 0.0);
+        assert_close(
+            &format!("im2col {d:?}"),
+            &colt.to_f32(ctx).unwrap(),
+            &col,
+            0.0,
+            0.0,
+        );
         let mut dx = vec![f32::NAN; x.len()];
         reference::conv::col2im(&d, &col, first, images, &mut dx);
         let got = dxt.to_f32(ctx).unwrap();
         let image = d.c_in * d.h * d.w;
         let range = first * image..(first + images) * image;
-        assert_close(&format!("col2im {d:?}"), &got[range.clone()], &dx[range.clone()], 1e-6, 1e-6);
+        assert_close(
+            &format!("col2im {d:?}"),
+            &got[range.clone()],
+            &dx[range.clone()],
+            1e-6,
+            1e-6,
+        );
         let outside = got.iter().enumerate().filter(|(i, _)| !range.contains(i));
-        assert!(outside.into_iter().all(|(_, v)| v.is_nan()), "col2im wrote outside its images");
+        assert!(
+            outside.into_iter().all(|(_, v)| v.is_nan()),
+            "col2im wrote outside its images"
+        );
         // col2im(im2col(x)) multiplies each pixel by the number of windows reading it:
         // for a 1x1 kernel with stride 1 that is the identity.
         if d.kh == 1 && d.kw == 1 && d.stride == (1, 1) {
-            assert_close("col2im(im2col(x)) == x for 1x1", &got[range.clone()], &x[range], 0.0, 0.0);
+            assert_close(
+                "col2im(im2col(x)) == x for 1x1",
+                &got[range.clone()],
+                &x[range],
+                0.0,
+                0.0,
+            );
         }
     }
 }
@@ -209,7 +258,12 @@ fn backward_matches_reference() {
     let (_g, ctx) = gpu();
     for (case, d) in sweep().into_iter().enumerate() {
         let (x, w, _) = inputs(&d, 30 + case as u64);
-        let dy = uniform(&mut rng(40 + case as u64), numel(&d.output_shape().unwrap()), -1.0, 1.0);
+        let dy = uniform(
+            &mut rng(40 + case as u64),
+            numel(&d.output_shape().unwrap()),
+            -1.0,
+            1.0,
+        );
         let got = gpu_backward(ctx, &d, &x, &w, &dy, u64::MAX);
         let want = ref_backward(&d, &x, &w, &dy);
         assert_grads(&format!("conv2d backward {d:?}"), &got, &want, 1e-4, 1e-4);
@@ -222,7 +276,10 @@ fn backward_without_dx_and_db_writes_only_dw() {
     let d = desc(3, 3, (9, 8), 4, (3, 3), (1, 1), Padding::Same);
     let (x, w, _) = inputs(&d, 50);
     let dy = uniform(&mut rng(51), numel(&d.output_shape().unwrap()), -1.0, 1.0);
-    let (xt, wt) = (upload(ctx, &x, &d.input_shape()), upload(ctx, &w, &d.weight_shape()));
+    let (xt, wt) = (
+        upload(ctx, &x, &d.input_shape()),
+        upload(ctx, &w, &d.weight_shape()),
+    );
     let dyt = upload(ctx, &dy, &d.output_shape().unwrap());
     let dwt = nan_tensor(ctx, &d.weight_shape());
     let list = conv::conv2d_backward(ctx, &d, &xt, &wt, &dyt, None, &dwt, None).unwrap();
@@ -256,10 +313,19 @@ fn forced_chunking_matches_reference() {
 
         let dy = uniform(&mut rng(70 + case as u64), want.len(), -1.0, 1.0);
         let got = gpu_backward(ctx, &d, &x, &w, &dy, cap);
-        assert_grads(&format!("chunked backward {d:?}"), &got, &ref_backward(&d, &x, &w, &dy), 1e-4, 1e-4);
+        assert_grads(
+            &format!("chunked backward {d:?}"),
+            &got,
+            &ref_backward(&d, &x, &w, &dy),
+            1e-4,
+            1e-4,
+        );
 
         // The cap really split the batch: fewer dispatches without it.
-        let (xt, wt) = (upload(ctx, &x, &d.input_shape()), upload(ctx, &w, &d.weight_shape()));
+        let (xt, wt) = (
+            upload(ctx, &x, &d.input_shape()),
+            upload(ctx, &w, &d.weight_shape()),
+        );
         let yt = nan_tensor(ctx, &d.output_shape().unwrap());
         let one = conv::conv2d_forward(ctx, &d, &xt, &wt, None, Activation::Identity, &yt).unwrap();
         let three =
@@ -271,7 +337,10 @@ fn forced_chunking_matches_reference() {
             (2, 2 * d.n.div_ceil(fwd_chunk)),
             "im2col + matmul per chunk"
         );
-        let (dxt, dwt) = (nan_tensor(ctx, &d.input_shape()), nan_tensor(ctx, &d.weight_shape()));
+        let (dxt, dwt) = (
+            nan_tensor(ctx, &d.input_shape()),
+            nan_tensor(ctx, &d.weight_shape()),
+        );
         let bwd = conv::conv2d_backward_chunked(ctx, &d, &xt, &wt, &yt, Some(&dxt), &dwt, None, cap).unwrap();
         // im2col, transpose, dW matmul, dcol matmul, col2im per chunk of 3.
         assert_eq!(bwd.len(), 5 * d.n.div_ceil(3), "backward chunks");
@@ -282,9 +351,13 @@ fn forced_chunking_matches_reference() {
 fn chunk_of_a_single_image_too_large_is_a_clear_error() {
     let (_g, ctx) = gpu();
     let d = desc(2, 3, (16, 16), 4, (3, 3), (1, 1), Padding::Same);
-    let (xt, wt) = (nan_tensor(ctx, &d.input_shape()), nan_tensor(ctx, &d.weight_shape()));
+    let (xt, wt) = (
+        nan_tensor(ctx, &d.input_shape()),
+        nan_tensor(ctx, &d.weight_shape()),
+    );
     let yt = nan_tensor(ctx, &d.output_shape().unwrap());
-    let e = conv::conv2d_forward_chunked(ctx, &d, &xt, &wt, None, Activation::Identity, &yt, 1024).unwrap_err();
+    let e =
+        conv::conv2d_forward_chunked(ctx, &d, &xt, &wt, None, Activation::Identity, &yt, 1024).unwrap_err();
     assert!(matches!(e, Error::TooLarge { .. }), "{e:?}");
     assert!(e.to_string().contains("im2col"), "{e}");
 }
@@ -323,7 +396,12 @@ fn backward_matches_finite_differences() {
     .enumerate()
     {
         let (x, w, b) = inputs(&d, 90 + case as u64);
-        let r = uniform(&mut rng(95 + case as u64), numel(&d.output_shape().unwrap()), -1.0, 1.0);
+        let r = uniform(
+            &mut rng(95 + case as u64),
+            numel(&d.output_shape().unwrap()),
+            -1.0,
+            1.0,
+        );
         // dy = ∂L/∂y = r.
         let got = gpu_backward(ctx, &d, &x, &w, &r, u64::MAX);
         let eps = 1e-2;
@@ -339,7 +417,10 @@ fn backward_matches_finite_differences() {
 
 fn expect_err<T: std::fmt::Debug>(r: wgml::Result<T>, needle: &str) -> Error {
     let e = r.expect_err("expected an error");
-    assert!(e.to_string().contains(needle), "error '{e}' does not mention '{needle}'");
+    assert!(
+        e.to_string().contains(needle),
+        "error '{e}' does not mention '{needle}'"
+    );
     e
 }
 
@@ -365,7 +446,11 @@ fn rejects_kernel_larger_than_padded_input() {
     );
     assert!(matches!(e, Error::Shape { .. }), "{e:?}");
     // With padding 1 the same kernel fits (4 + 2 >= 5).
-    assert!(desc(1, 1, (4, 9), 2, (5, 5), (1, 1), Padding::Explicit(1, 0)).validate().is_ok());
+    assert!(
+        desc(1, 1, (4, 9), 2, (5, 5), (1, 1), Padding::Explicit(1, 0))
+            .validate()
+            .is_ok()
+    );
     expect_err(
         conv::conv2d_backward(ctx, &d, &x, &w, &y, None, &w, None),
         "larger than the padded",
@@ -428,20 +513,43 @@ fn rejects_wrong_tensor_sizes() {
     let fwd = |x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor| {
         conv::conv2d_forward(ctx, &d, x, w, Some(b), Activation::Identity, y)
     };
-    expect_err(fwd(&x, &w, &b, &nan_tensor(ctx, &[2, 4, 6, 6])), "output height is 6, expected 8");
-    expect_err(fwd(&nan_tensor(ctx, &[2 * 3 * 64 - 1]), &w, &b, &y), "x has shape [383]");
-    expect_err(fwd(&x, &w, &nan_tensor(ctx, &[5]), &y), "expected [4] (one per output channel)");
-    expect_err(fwd(&x, &nan_tensor(ctx, &[4, 3, 3, 2]), &b, &y), "kernel width is 2, expected 3");
+    expect_err(
+        fwd(&x, &w, &b, &nan_tensor(ctx, &[2, 4, 6, 6])),
+        "output height is 6, expected 8",
+    );
+    expect_err(
+        fwd(&nan_tensor(ctx, &[2 * 3 * 64 - 1]), &w, &b, &y),
+        "x has shape [383]",
+    );
+    expect_err(
+        fwd(&x, &w, &nan_tensor(ctx, &[5]), &y),
+        "expected [4] (one per output channel)",
+    );
+    expect_err(
+        fwd(&x, &nan_tensor(ctx, &[4, 3, 3, 2]), &b, &y),
+        "kernel width is 2, expected 3",
+    );
     let e = expect_err(
-        fwd(&Tensor::zeros(ctx, &d.input_shape(), DType::U32).unwrap(), &w, &b, &y),
+        fwd(
+            &Tensor::zeros(ctx, &d.input_shape(), DType::U32).unwrap(),
+            &w,
+            &b,
+            &y,
+        ),
         "x",
     );
     assert!(matches!(e, Error::DType { .. }), "{e:?}");
     let bwd = |dy: &Tensor, dx: Option<&Tensor>, dw: &Tensor, db: Option<&Tensor>| {
         conv::conv2d_backward(ctx, &d, &x, &w, dy, dx, dw, db)
     };
-    expect_err(bwd(&nan_tensor(ctx, &[2, 4, 8, 7]), None, &w, None), "dy has shape");
-    expect_err(bwd(&y, Some(&nan_tensor(ctx, &[2, 3, 8])), &w, None), "dx has shape");
+    expect_err(
+        bwd(&nan_tensor(ctx, &[2, 4, 8, 7]), None, &w, None),
+        "dy has shape",
+    );
+    expect_err(
+        bwd(&y, Some(&nan_tensor(ctx, &[2, 3, 8])), &w, None),
+        "dx has shape",
+    );
     expect_err(bwd(&y, None, &nan_tensor(ctx, &[4, 3, 3]), None), "dw has shape");
     expect_err(bwd(&y, None, &w, Some(&nan_tensor(ctx, &[3]))), "db has shape");
     // im2col/col2im ranges and scratch sizes.
@@ -492,7 +600,10 @@ fn bench() {
         ms.sort_by(f64::total_cmp);
         println!(
             "{name}: median {:.3} ms (min {:.3}, max {:.3}) over 10 runs, {} dispatches",
-            ms[5], ms[0], ms[9], all.len()
+            ms[5],
+            ms[0],
+            ms[9],
+            all.len()
         );
     };
     time("forward", &[&fwd]);

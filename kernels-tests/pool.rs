@@ -6,7 +6,14 @@ use wgml::{Context, DType, Error, Tensor, reference};
 
 use crate::common::*;
 
-fn desc(n: usize, c: usize, hw: (usize, usize), k: (usize, usize), s: (usize, usize), p: (usize, usize)) -> Pool2dDesc {
+fn desc(
+    n: usize,
+    c: usize,
+    hw: (usize, usize),
+    k: (usize, usize),
+    s: (usize, usize),
+    p: (usize, usize),
+) -> Pool2dDesc {
     Pool2dDesc {
         n,
         c,
@@ -64,7 +71,11 @@ fn max_pool_forward_and_backward_match_reference() {
         let x = uniform(&mut rng(100 + case as u64), nin, -2.0, 2.0);
         let dy = uniform(&mut rng(200 + case as u64), nout, -1.0, 1.0);
         let (xt, dyt) = (upload(ctx, &x, &ins), upload(ctx, &dy, &outs));
-        let (yt, it, dxt) = (nan_tensor(ctx, &outs), u32_garbage(ctx, &outs), nan_tensor(ctx, &ins));
+        let (yt, it, dxt) = (
+            nan_tensor(ctx, &outs),
+            u32_garbage(ctx, &outs),
+            nan_tensor(ctx, &ins),
+        );
         let f = pool::max_pool2d_forward(ctx, &d, &xt, &yt, &it).unwrap();
         let b = pool::max_pool2d_backward(ctx, &d, &dyt, &it, &dxt).unwrap();
         let mut all = vec![&f];
@@ -76,7 +87,13 @@ fn max_pool_forward_and_backward_match_reference() {
         reference::pool::max_pool2d_backward(&d, &dy, &idx, &mut dx);
         assert_close(&format!("max y {d:?}"), &yt.to_f32(ctx).unwrap(), &y, 0.0, 0.0);
         assert_eq!(it.to_u32(ctx).unwrap(), idx, "max indices {d:?}");
-        assert_close(&format!("max dx {d:?}"), &dxt.to_f32(ctx).unwrap(), &dx, 1e-6, 1e-5);
+        assert_close(
+            &format!("max dx {d:?}"),
+            &dxt.to_f32(ctx).unwrap(),
+            &dx,
+            1e-6,
+            1e-5,
+        );
     }
 }
 
@@ -99,7 +116,13 @@ fn avg_pool_forward_and_backward_match_reference() {
         reference::pool::avg_pool2d_forward(&d, &x, &mut y);
         reference::pool::avg_pool2d_backward(&d, &dy, &mut dx);
         assert_close(&format!("avg y {d:?}"), &yt.to_f32(ctx).unwrap(), &y, 1e-6, 1e-5);
-        assert_close(&format!("avg dx {d:?}"), &dxt.to_f32(ctx).unwrap(), &dx, 1e-6, 1e-5);
+        assert_close(
+            &format!("avg dx {d:?}"),
+            &dxt.to_f32(ctx).unwrap(),
+            &dx,
+            1e-6,
+            1e-5,
+        );
     }
 }
 
@@ -114,7 +137,11 @@ fn pool_large_case_matches_reference() {
     let x = uniform(&mut rng(7), nin, -1.0, 1.0);
     let dy = uniform(&mut rng(8), nout, -1.0, 1.0);
     let (xt, dyt) = (upload(ctx, &x, &ins), upload(ctx, &dy, &outs));
-    let (yt, it, dxt) = (nan_tensor(ctx, &outs), u32_garbage(ctx, &outs), nan_tensor(ctx, &ins));
+    let (yt, it, dxt) = (
+        nan_tensor(ctx, &outs),
+        u32_garbage(ctx, &outs),
+        nan_tensor(ctx, &ins),
+    );
     let (ayt, adxt) = (nan_tensor(ctx, &outs), nan_tensor(ctx, &ins));
     let f = pool::max_pool2d_forward(ctx, &d, &xt, &yt, &it).unwrap();
     let b = pool::max_pool2d_backward(ctx, &d, &dyt, &it, &dxt).unwrap();
@@ -154,7 +181,11 @@ fn max_pool_backward_matches_finite_differences() {
         let r = uniform(&mut rng(600 + case as u64), nout, -1.0, 1.0);
         // GPU gradient of L = sum(r · maxpool(x)).
         let (xt, rt) = (upload(ctx, &x, &ins), upload(ctx, &r, &outs));
-        let (yt, it, dxt) = (nan_tensor(ctx, &outs), u32_garbage(ctx, &outs), nan_tensor(ctx, &ins));
+        let (yt, it, dxt) = (
+            nan_tensor(ctx, &outs),
+            u32_garbage(ctx, &outs),
+            nan_tensor(ctx, &ins),
+        );
         let f = pool::max_pool2d_forward(ctx, &d, &xt, &yt, &it).unwrap();
         let b = pool::max_pool2d_backward(ctx, &d, &rt, &it, &dxt).unwrap();
         ctx.run(&[&f, &b[0]]).unwrap();
@@ -164,7 +195,13 @@ fn max_pool_backward_matches_finite_differences() {
             y.iter().zip(&r).map(|(&a, &b)| a as f64 * b as f64).sum()
         });
         let got = dxt.to_f32(ctx).unwrap();
-        assert_close(&format!("max dx vs finite differences {d:?}"), &got, &fd, 2e-3, 1e-2);
+        assert_close(
+            &format!("max dx vs finite differences {d:?}"),
+            &got,
+            &fd,
+            2e-3,
+            1e-2,
+        );
         // Overlapping windows must actually route some element to two windows.
         if d.stride.0 < d.kh {
             let idx = it.to_u32(ctx).unwrap();
@@ -197,7 +234,13 @@ fn avg_pool_backward_matches_finite_differences() {
             reference::pool::avg_pool2d_forward(&d, xv, &mut y);
             y.iter().zip(&r).map(|(&a, &b)| a as f64 * b as f64).sum()
         });
-        assert_close(&format!("avg dx vs finite differences {d:?}"), &dxt.to_f32(ctx).unwrap(), &fd, 1e-3, 1e-2);
+        assert_close(
+            &format!("avg dx vs finite differences {d:?}"),
+            &dxt.to_f32(ctx).unwrap(),
+            &fd,
+            1e-3,
+            1e-2,
+        );
     }
 }
 
@@ -216,12 +259,18 @@ fn keras_maxpool_2x2_floor_mode() {
     let d = desc(1, 1, (3, 3), (3, 3), (1, 1), (1, 1));
     let mut y = vec![0.0; 9];
     reference::pool::avg_pool2d_forward(&d, &[1.0; 9], &mut y);
-    assert!((y[0] - 4.0 / 9.0).abs() < 1e-7 && (y[4] - 1.0).abs() < 1e-7, "{y:?}");
+    assert!(
+        (y[0] - 4.0 / 9.0).abs() < 1e-7 && (y[4] - 1.0).abs() < 1e-7,
+        "{y:?}"
+    );
 }
 
 fn expect_err<T: std::fmt::Debug>(r: wgml::Result<T>, needle: &str) -> Error {
     let e = r.expect_err("expected an error");
-    assert!(e.to_string().contains(needle), "error '{e}' does not mention '{needle}'");
+    assert!(
+        e.to_string().contains(needle),
+        "error '{e}' does not mention '{needle}'"
+    );
     e
 }
 
@@ -241,8 +290,15 @@ fn pool_rejects_window_larger_than_padded_input() {
     // 4 + 2·2 = 8 >= 5 fits; 5x5 window on a 2x6 input with no padding does not.
     assert!(d.out_hw().is_ok());
     let d = desc(1, 1, (2, 6), (5, 5), (1, 1), (0, 0));
-    let (x, y, i) = (nan_tensor(ctx, &[1, 1, 2, 6]), nan_tensor(ctx, &[1, 1, 1, 1]), u32_garbage(ctx, &[1]));
-    let e = expect_err(pool::max_pool2d_forward(ctx, &d, &x, &y, &i), "larger than the padded");
+    let (x, y, i) = (
+        nan_tensor(ctx, &[1, 1, 2, 6]),
+        nan_tensor(ctx, &[1, 1, 1, 1]),
+        u32_garbage(ctx, &[1]),
+    );
+    let e = expect_err(
+        pool::max_pool2d_forward(ctx, &d, &x, &y, &i),
+        "larger than the padded",
+    );
     assert!(matches!(e, Error::Shape { .. }), "{e:?}");
 }
 
@@ -272,5 +328,8 @@ fn pool_rejects_wrong_tensor_sizes_and_types() {
     let e = expect_err(pool::max_pool2d_forward(ctx, &d, &x, &y, &f_idx), "indices");
     assert!(matches!(e, Error::DType { .. }), "{e:?}");
     let short_idx = Tensor::zeros(ctx, &[2, 3, 3, 2], DType::U32).unwrap();
-    expect_err(pool::max_pool2d_backward(ctx, &d, &y, &short_idx, &x), "indices has shape");
+    expect_err(
+        pool::max_pool2d_backward(ctx, &d, &y, &short_idx, &x),
+        "indices has shape",
+    );
 }

@@ -239,7 +239,13 @@ fn params(desc: &Conv2dDesc, images: usize, x_offset: usize, total: usize, act: 
 
 /// Checks `t` is f32 with `shape`'s element count; when `t` is 4-D, every
 /// dimension must match and a mismatch is named (`dim_names`).
-fn check_tensor(op: &'static str, what: &'static str, t: &Tensor, shape: &[usize], dim_names: &[&str]) -> Result<()> {
+fn check_tensor(
+    op: &'static str,
+    what: &'static str,
+    t: &Tensor,
+    shape: &[usize],
+    dim_names: &[&str],
+) -> Result<()> {
     t.expect_dtype(op, what, DType::F32)?;
     let n: usize = shape.iter().product();
     if t.shape().len() == shape.len() {
@@ -268,7 +274,12 @@ fn check_tensor(op: &'static str, what: &'static str, t: &Tensor, shape: &[usize
     Ok(())
 }
 
-const X_DIMS: [&str; 4] = ["the batch size", "the channel count (c_in)", "the height", "the width"];
+const X_DIMS: [&str; 4] = [
+    "the batch size",
+    "the channel count (c_in)",
+    "the height",
+    "the width",
+];
 const W_DIMS: [&str; 4] = [
     "the output channel count (c_out)",
     "the input channel count (c_in, which must equal the input's channels)",
@@ -321,7 +332,12 @@ fn check_bias(op: &'static str, what: &'static str, desc: &Conv2dDesc, b: &Tenso
 /// How many images one chunk holds so that each of its scratch buffers (whose
 /// size per image in elements is `per_image`) fits `max_chunk_bytes` and the
 /// device's binding limit.
-fn chunk_images(ctx: &Context, desc: &Conv2dDesc, per_image: &[usize], max_chunk_bytes: u64) -> Result<usize> {
+fn chunk_images(
+    ctx: &Context,
+    desc: &Conv2dDesc,
+    per_image: &[usize],
+    max_chunk_bytes: u64,
+) -> Result<usize> {
     let limit = ctx.max_binding_bytes().min(max_chunk_bytes);
     let worst = per_image.iter().copied().max().unwrap_or(1) as u64 * 4;
     let images = (limit / worst).min(desc.n as u64) as usize;
@@ -342,7 +358,9 @@ fn chunk_images(ctx: &Context, desc: &Conv2dDesc, per_image: &[usize], max_chunk
 
 /// Chunks `(first image, images)` covering the batch.
 fn chunks(n: usize, per_chunk: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..n).step_by(per_chunk).map(move |n0| (n0, per_chunk.min(n - n0)))
+    (0..n)
+        .step_by(per_chunk)
+        .map(move |n0| (n0, per_chunk.min(n - n0)))
 }
 
 /// `col[img][p][r]` for images `first .. first + images` of `x` (layout in
@@ -400,11 +418,22 @@ pub fn col2im(
     )
 }
 
-fn check_range(op: &'static str, desc: &Conv2dDesc, first: usize, images: usize, col: &Tensor, need: usize) -> Result<()> {
+fn check_range(
+    op: &'static str,
+    desc: &Conv2dDesc,
+    first: usize,
+    images: usize,
+    col: &Tensor,
+    need: usize,
+) -> Result<()> {
     if images == 0 || first + images > desc.n {
         return Err(Error::shape(
             op,
-            format!("images {first}..{} is not a non-empty range of the batch of {}", first + images, desc.n),
+            format!(
+                "images {first}..{} is not a non-empty range of the batch of {}",
+                first + images,
+                desc.n
+            ),
         ));
     }
     if col.numel() < need {

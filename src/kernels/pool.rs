@@ -93,7 +93,10 @@ impl Pool2dDesc {
                 ),
             ));
         }
-        Ok(((hp - self.kh) / self.stride.0 + 1, (wp - self.kw) / self.stride.1 + 1))
+        Ok((
+            (hp - self.kh) / self.stride.0 + 1,
+            (wp - self.kw) / self.stride.1 + 1,
+        ))
     }
 
     /// Input shape `[n, c, h, w]`.
@@ -128,7 +131,13 @@ struct Params {
 
 /// Checks `t` has element type `dtype` and the element count of `shape` (and, if
 /// it is 4-D, exactly `shape`).
-fn check_tensor(op: &'static str, what: &'static str, t: &Tensor, shape: [usize; 4], dtype: DType) -> Result<()> {
+fn check_tensor(
+    op: &'static str,
+    what: &'static str,
+    t: &Tensor,
+    shape: [usize; 4],
+    dtype: DType,
+) -> Result<()> {
     t.expect_dtype(op, what, dtype)?;
     let n: usize = shape.iter().product();
     let fits = if t.shape().len() == 4 {

@@ -168,7 +168,8 @@ pub fn col2im(desc: &Conv2dDesc, col: &[f32], first: usize, images: usize, dx: &
                             let Some(ix) = source(ox, j, desc.stride.1, pads.left, wd) else {
                                 continue;
                             };
-                            acc[img * image + (c * h + iy) * wd + ix] += col[row + (c * kh + i) * kw + j] as f64;
+                            acc[img * image + (c * h + iy) * wd + ix] +=
+                                col[row + (c * kh + i) * kw + j] as f64;
                         }
                     }
                 }
