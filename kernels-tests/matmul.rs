@@ -1,1 +1,485 @@
-//! matmul kernels against `wgml::reference::matmul`.
+//! matmul kernels against `wgml::reference::matmul`, every variant forced on this
+//! adapter (the register kernel lavapipe uses by default and the workgroup-memory
+//! tiled kernels real GPUs use), all layouts, odd shapes, batches with offsets,
+//! strides and broadcast, epilogues, accumulation, folded grids and bad inputs.
+
+use rand::Rng;
+use wgml::kernels::matmul::{self, Activation, MatmulDesc, MatmulVariant};
+use wgml::{Context, DType, Error, Tensor, reference};
+
+use crate::common::*;
+
+/// Layouts as (trans_a, trans_b): NN, NT, TN, TT.
+const LAYOUTS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
+
+/// Elements each operand of `desc` needs (offsets, strides and the last batch).
+fn extents(desc: &MatmulDesc) -> (usize, usize, usize) {
+    let last = desc.batch - 1;
+    (
+        desc.a_offset + last * desc.a_batch_stride + desc.m * desc.k,
+        desc.b_offset + last * desc.b_batch_stride + desc.k * desc.n,
+        desc.c_offset + last * desc.c_batch_stride + desc.m * desc.n,
+    )
+}
+
+/// Inputs of one case: A, B, optional bias and the initial C (NaN unless accumulating).
+struct Case {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    c0: Vec<f32>,
+}
+
+fn random_case(desc: &MatmulDesc, with_bias: bool, seed: u64) -> Case {
+    let mut r = rng(seed);
+    let (na, nb, nc) = extents(desc);
+    let c0 = if desc.accumulate {
+        uniform(&mut r, nc, -1.0, 1.0)
+    } else {
+        vec![f32::NAN; nc]
+    };
+    Case {
+        a: uniform(&mut r, na, -1.0, 1.0),
+        b: uniform(&mut r, nb, -1.0, 1.0),
+        bias: with_bias.then(|| uniform(&mut r, desc.n, -1.0, 1.0)),
+        c0,
+    }
+}
+
+/// Runs `desc` on the GPU and returns C.
+fn run_gpu(ctx: &Context, desc: &MatmulDesc, case: &Case) -> Vec<f32> {
+    let a = Tensor::from_f32(ctx, &case.a, &[case.a.len()]).unwrap();
+    let b = Tensor::from_f32(ctx, &case.b, &[case.b.len()]).unwrap();
+    let bias = case
+        .bias
+        .as_ref()
+        .map(|v| Tensor::from_f32(ctx, v, &[v.len()]).unwrap());
+    let c = Tensor::from_f32(ctx, &case.c0, &[case.c0.len()]).unwrap();
+    let d = matmul::matmul(ctx, desc, &a, &b, bias.as_ref(), &c).unwrap();
+    ctx.run(&[&d]).unwrap();
+    c.to_f32(ctx).unwrap()
+}
+
+fn run_reference(desc: &MatmulDesc, case: &Case) -> Vec<f32> {
+    let mut want = case.c0.clone();
+    reference::matmul::matmul(desc, &case.a, &case.b, case.bias.as_deref(), &mut want).unwrap();
+    want
+}
+
+/// Compares element by element; where the reference left C untouched (NaN: gaps
+/// between batches, the offset prefix) the GPU must have left it untouched too.
+#[track_caller]
+fn assert_matches(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if w.is_nan() {
+            assert!(
+                g.is_nan(),
+                "{what}: element {i} outside the output was written ({g})"
+            );
+        }
+    }
+    let (g, w): (Vec<f32>, Vec<f32>) = got
+        .iter()
+        .zip(want)
+        .filter(|(_, w)| !w.is_nan())
+        .map(|(&g, &w)| (g, w))
+        .unzip();
+    assert_close(what, &g, &w, atol, rtol);
+}
+
+/// Absolute tolerance for f32 sums of `k` products of values in [-1, 1].
+fn atol_for(k: usize) -> f32 {
+    2e-6 * (k as f32).sqrt()
+}
+
+/// Checks `desc` (GPU vs reference) with random inputs.
+#[track_caller]
+fn check(ctx: &Context, desc: &MatmulDesc, with_bias: bool, seed: u64) {
+    let case = random_case(desc, with_bias, seed);
+    let got = run_gpu(ctx, desc, &case);
+    let want = run_reference(desc, &case);
+    let what = format!(
+        "{} {} m={} n={} k={} batch={} bias={with_bias} act={:?} acc={}",
+        desc.layout_name(),
+        desc.variant.map_or("auto", |v| v.name()),
+        desc.m,
+        desc.n,
+        desc.k,
+        desc.batch,
+        desc.activation,
+        desc.accumulate
+    );
+    assert_matches(&what, &got, &want, atol_for(desc.k), 1e-5);
+}
+
+fn layout(desc: MatmulDesc, (ta, tb): (bool, bool)) -> MatmulDesc {
+    let d = if ta { desc.trans_a() } else { desc };
+    if tb { d.trans_b() } else { d }
+}
+
+#[test]
+fn reference_matches_hand_computed_values() {
+    // [1 2; 3 4] · [5 6; 7 8] = [19 22; 43 50]; with A stored transposed and B
+    // stored transposed the same product comes out.
+    let a = [1.0, 2.0, 3.0, 4.0];
+    let b = [5.0, 6.0, 7.0, 8.0];
+    let at = [1.0, 3.0, 2.0, 4.0];
+    let bt = [5.0, 7.0, 6.0, 8.0];
+    let mut c = [0.0; 4];
+    let d = MatmulDesc::new(2, 2, 2);
+    reference::matmul::matmul(&d, &a, &b, None, &mut c).unwrap();
+    assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+    reference::matmul::matmul(&d.clone().trans_a().trans_b(), &at, &bt, None, &mut c).unwrap();
+    assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+    // Bias then ReLU: [19-20, 22-20, ...] clipped.
+    let relu = d.clone().activation(Activation::Relu);
+    reference::matmul::matmul(&relu, &a, &b, Some(&[-20.0, -30.0]), &mut c).unwrap();
+    assert_eq!(c, [0.0, 0.0, 23.0, 20.0]);
+    // Accumulate adds onto C.
+    reference::matmul::matmul(&d.accumulate(), &a, &b, None, &mut c).unwrap();
+    assert_eq!(c, [19.0, 22.0, 66.0, 70.0]);
+    assert_eq!(reference::matmul::activation(Activation::Sigmoid, 0.0), 0.5);
+    assert_eq!(reference::matmul::activation(Activation::Tanh, 0.0), 0.0);
+}
+
+#[test]
+fn every_variant_and_layout_on_odd_shapes() {
+    let (_g, ctx) = gpu();
+    // 1×1×1, primes, vectors (m = 1, n = 1), and sizes just past the register
+    // block (4, 64 columns), the K tile (8/16) and the 64/128 block tiles.
+    let shapes = [
+        (1, 1, 1),
+        (7, 13, 17),
+        (1, 37, 5),
+        (29, 1, 11),
+        (1, 1, 300),
+        (5, 66, 3),
+        (67, 5, 33),
+        (131, 129, 17),
+        (65, 130, 65),
+    ];
+    let mut seed = 100;
+    for variant in MatmulVariant::ALL {
+        for lay in LAYOUTS {
+            for &(m, n, k) in &shapes {
+                seed += 1;
+                check(
+                    ctx,
+                    &layout(MatmulDesc::new(m, n, k).variant(variant), lay),
+                    false,
+                    seed,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn automatic_variant_choice_is_correct() {
+    let (_g, ctx) = gpu();
+    for (i, lay) in LAYOUTS.into_iter().enumerate() {
+        check(
+            ctx,
+            &layout(MatmulDesc::new(33, 47, 70), lay),
+            false,
+            200 + i as u64,
+        );
+    }
+}
+
+#[test]
+fn batched_with_offsets_strides_and_broadcast() {
+    let (_g, ctx) = gpu();
+    let (m, n, k) = (9, 70, 19);
+    let mut seed = 300;
+    for variant in MatmulVariant::ALL {
+        for lay in LAYOUTS {
+            // Dense batches.
+            seed += 1;
+            check(
+                ctx,
+                &layout(MatmulDesc::new(m, n, k).batched(3).variant(variant), lay),
+                false,
+                seed,
+            );
+            // Offsets and padded strides (gaps between batches stay NaN in C).
+            seed += 1;
+            let d = MatmulDesc::new(m, n, k)
+                .batched(3)
+                .offsets(5, 3, 7)
+                .batch_strides(m * k + 11, k * n + 2, m * n + 13)
+                .variant(variant);
+            check(ctx, &layout(d, lay), false, seed);
+            // One B shared by every batch (a Dense layer over a sequence) and one A.
+            seed += 1;
+            let d = MatmulDesc::new(m, n, k)
+                .batched(4)
+                .batch_strides(m * k, 0, m * n)
+                .variant(variant);
+            check(ctx, &layout(d, lay), true, seed);
+            seed += 1;
+            let d = MatmulDesc::new(m, n, k)
+                .batched(2)
+                .offsets(1, 0, 0)
+                .batch_strides(0, k * n, m * n)
+                .variant(variant);
+            check(ctx, &layout(d, lay), false, seed);
+        }
+    }
+}
+
+#[test]
+fn bias_and_every_activation() {
+    let (_g, ctx) = gpu();
+    let mut seed = 400;
+    for variant in MatmulVariant::ALL {
+        for act in Activation::ALL {
+            for with_bias in [false, true] {
+                for lay in [(false, false), (false, true)] {
+                    seed += 1;
+                    let d = layout(MatmulDesc::new(23, 71, 31).activation(act).variant(variant), lay);
+                    check(ctx, &d, with_bias, seed);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn activations_saturate_without_nan() {
+    // Sums far outside tanh's and sigmoid's linear range, and tiny ones.
+    let (_g, ctx) = gpu();
+    for variant in MatmulVariant::ALL {
+        for act in [Activation::Sigmoid, Activation::Tanh] {
+            let d = MatmulDesc::new(1, 6, 1).activation(act).variant(variant);
+            let case = Case {
+                a: vec![1.0],
+                b: vec![-200.0, -20.0, -1e-3, 1e-6, 20.0, 200.0],
+                bias: None,
+                c0: vec![f32::NAN; 6],
+            };
+            let got = run_gpu(ctx, &d, &case);
+            let want = run_reference(&d, &case);
+            assert_close(&format!("{act:?} {}", variant.name()), &got, &want, 1e-7, 1e-5);
+        }
+    }
+}
+
+#[test]
+fn accumulate_adds_onto_c() {
+    let (_g, ctx) = gpu();
+    let mut seed = 500;
+    for variant in MatmulVariant::ALL {
+        for lay in LAYOUTS {
+            seed += 1;
+            let d = layout(MatmulDesc::new(19, 67, 23).accumulate().variant(variant), lay);
+            check(ctx, &d, false, seed);
+            seed += 1;
+            let d = layout(
+                MatmulDesc::new(5, 6, 7)
+                    .batched(2)
+                    .offsets(2, 3, 4)
+                    .batch_strides(0, 50, 40)
+                    .accumulate()
+                    .variant(variant),
+                lay,
+            );
+            check(ctx, &d, false, seed);
+        }
+    }
+}
+
+#[test]
+fn small_integers_are_exact() {
+    // Integer inputs in [-3, 3]: every partial sum is an integer below 2^24, so
+    // the result is exact in f32 whatever the summation order.
+    let (_g, ctx) = gpu();
+    let mut r = rng(600);
+    for variant in MatmulVariant::ALL {
+        for lay in LAYOUTS {
+            let d = layout(MatmulDesc::new(37, 75, 517).variant(variant), lay);
+            let (na, nb, nc) = extents(&d);
+            let mut ints =
+                |n: usize| -> Vec<f32> { (0..n).map(|_| r.random_range(-3i32..=3) as f32).collect() };
+            let case = Case {
+                a: ints(na),
+                b: ints(nb),
+                bias: None,
+                c0: vec![f32::NAN; nc],
+            };
+            let got = run_gpu(ctx, &d, &case);
+            let want = run_reference(&d, &case);
+            assert_close(
+                &format!("exact {} {}", d.layout_name(), variant.name()),
+                &got,
+                &want,
+                0.0,
+                0.0,
+            );
+        }
+    }
+}
+
+#[test]
+fn large_case_matches_reference() {
+    let (_g, ctx) = gpu();
+    check(ctx, &MatmulDesc::new(1000, 1100, 900), true, 700);
+}
+
+#[test]
+fn large_case_tiled_nt() {
+    // The GPU kernel at size, in the Dense layer's layout (X·Wᵀ + b).
+    let (_g, ctx) = gpu();
+    let d = MatmulDesc::new(300, 260, 700)
+        .trans_b()
+        .activation(Activation::Relu)
+        .variant(MatmulVariant::Tiled128);
+    check(ctx, &d, true, 701);
+}
+
+#[test]
+fn grids_over_65535_workgroups_fold() {
+    let (_g, ctx) = gpu();
+    let mut seed = 800;
+    for variant in MatmulVariant::ALL {
+        // M = 1, N = 9 million: >65,535 column tiles for every variant.
+        seed += 1;
+        check(
+            ctx,
+            &MatmulDesc::new(1, 9_000_000, 1).variant(variant),
+            false,
+            seed,
+        );
+        // 70,000 tiny batches.
+        seed += 1;
+        check(
+            ctx,
+            &MatmulDesc::new(1, 2, 3).batched(70_000).variant(variant),
+            false,
+            seed,
+        );
+    }
+}
+
+fn expect_err(result: wgml::Result<wgml::gpu::Dispatch>, needles: &[&str]) -> Error {
+    let e = match result {
+        Ok(_) => panic!("expected an error mentioning {needles:?}"),
+        Err(e) => e,
+    };
+    let msg = e.to_string();
+    for n in needles {
+        assert!(msg.contains(n), "error '{msg}' should mention '{n}'");
+    }
+    e
+}
+
+#[test]
+fn bad_inputs_are_rejected() {
+    let (_g, ctx) = gpu();
+    let t = |n: usize| Tensor::from_f32(ctx, &vec![1.0; n], &[n]).unwrap();
+    let (a, b, c) = (t(6), t(12), t(8));
+    let ok = MatmulDesc::new(2, 4, 3);
+    assert!(matmul::matmul(ctx, &ok, &a, &b, None, &c).is_ok());
+
+    // Zero sizes.
+    for d in [
+        MatmulDesc::new(0, 4, 3),
+        MatmulDesc::new(2, 0, 3),
+        MatmulDesc::new(2, 4, 0),
+        ok.clone().batched(0),
+    ] {
+        let e = expect_err(matmul::matmul(ctx, &d, &a, &b, None, &c), &["at least 1"]);
+        assert!(matches!(e, Error::Shape { .. }), "{e:?}");
+    }
+    // K mismatch: B holds [3, 4] but K = 4 needs [4, 4].
+    let e = expect_err(
+        matmul::matmul(ctx, &MatmulDesc::new(2, 4, 4), &t(8), &b, None, &c),
+        &["B holds 12", "needs 16"],
+    );
+    assert!(matches!(e, Error::Shape { .. }));
+    // Too-small A, C, and an offset pushing B past its end.
+    expect_err(
+        matmul::matmul(ctx, &ok, &t(5), &b, None, &c),
+        &["A holds 5", "needs 6"],
+    );
+    expect_err(
+        matmul::matmul(ctx, &ok, &a, &b, None, &t(7)),
+        &["C holds 7", "needs 8"],
+    );
+    expect_err(
+        matmul::matmul(ctx, &ok.clone().offsets(0, 1, 0), &a, &b, None, &c),
+        &["B holds 12", "needs 13", "offset 1"],
+    );
+    // Batches that do not fit, and overlapping C batches.
+    expect_err(
+        matmul::matmul(ctx, &ok.clone().batched(2), &a, &b, None, &c),
+        &["A holds 6", "needs 12"],
+    );
+    expect_err(
+        matmul::matmul(
+            ctx,
+            &ok.clone().batched(2).batch_strides(0, 0, 4),
+            &a,
+            &b,
+            None,
+            &t(16),
+        ),
+        &["overlap"],
+    );
+    // Accumulate with a bias or an activation.
+    let bias = t(4);
+    let e = expect_err(
+        matmul::matmul(ctx, &ok.clone().accumulate(), &a, &b, Some(&bias), &c),
+        &["accumulate", "bias"],
+    );
+    assert!(matches!(e, Error::InvalidArgument(_)));
+    expect_err(
+        matmul::matmul(
+            ctx,
+            &ok.clone().accumulate().activation(Activation::Relu),
+            &a,
+            &b,
+            None,
+            &c,
+        ),
+        &["accumulate", "relu"],
+    );
+    // Bias of the wrong length.
+    expect_err(
+        matmul::matmul(ctx, &ok, &a, &b, Some(&t(3)), &c),
+        &["bias has 3", "N=4"],
+    );
+    // Wrong dtype for each operand.
+    let u = |n: usize| Tensor::zeros(ctx, &[n], DType::U32).unwrap();
+    for (which, r) in [
+        ("A", matmul::matmul(ctx, &ok, &u(6), &b, None, &c)),
+        ("B", matmul::matmul(ctx, &ok, &a, &u(12), None, &c)),
+        ("C", matmul::matmul(ctx, &ok, &a, &b, None, &u(8))),
+        ("bias", matmul::matmul(ctx, &ok, &a, &b, Some(&u(4)), &c)),
+    ] {
+        let e = expect_err(r, &[which, "u32"]);
+        assert!(matches!(e, Error::DType { .. }), "{e:?}");
+    }
+    // C aliasing an input.
+    let big = t(64);
+    expect_err(
+        matmul::matmul(ctx, &ok, &big, &b, None, &big),
+        &["shares its buffer with A"],
+    );
+    // The reference rejects the same inputs.
+    let mut cv = vec![0.0; 8];
+    assert!(
+        reference::matmul::matmul(&MatmulDesc::new(2, 4, 4), &[0.0; 8], &[0.0; 12], None, &mut cv).is_err()
+    );
+    assert!(
+        reference::matmul::matmul(
+            &ok.clone().accumulate(),
+            &[0.0; 6],
+            &[0.0; 12],
+            Some(&[0.0; 4]),
+            &mut cv
+        )
+        .is_err()
+    );
+}

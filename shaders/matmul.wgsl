@@ -1,1 +1,393 @@
-// matmul kernels: see src/kernels/matmul.rs for the launchers and src/reference/matmul.rs for the CPU twins.
+// Matmul: C = op(A)·op(B) [+ bias] [activation], or C += op(A)·op(B), batched.
+//
+// Launchers: src/kernels/matmul.rs. CPU twin: src/reference/matmul.rs.
+//
+// Contract (all f32, dense row-major, element offsets/strides in Params):
+//   for batch t < p.batch, with A_t = a[a_off + t*a_bs ..], B_t, C_t likewise:
+//   op(A_t) is [M, K]: stored [M, K], or [K, M] when TRANS_A (the TN layout).
+//   op(B_t) is [K, N]: stored [K, N], or [N, K] when TRANS_B (the NT layout).
+//   C_t[i, j] = act(sum_k op(A_t)[i, k] * op(B_t)[k, j] + bias[j])   (FLAG_BIAS optional)
+//   or, with FLAG_ACCUMULATE, C_t[i, j] += sum_k ...   (no bias, no activation).
+//   C is only read with FLAG_ACCUMULATE. Without FLAG_BIAS the bias binding is a
+//   stand-in and never read.
+// Assumes (checked by the launcher): M, N, K, batch >= 1, every index fits the
+// bound buffers and in u32, C batches do not overlap, C aliases no input.
+//
+// Grid: one workgroup per (column tile, row tile, batch), linearised column tile
+// fastest and folded into a 2-D/3-D grid when over 65,535; a workgroup past the
+// last batch returns at once.
+//
+// Kernels:
+//   matmul_register  no workgroup memory, no barriers. REG_WG invocations side by
+//                    side along N, each accumulating REG_TM rows × 4 columns of C
+//                    in registers, read straight from global memory. Loads past
+//                    the last row/column are clamped to it (never stored), so the
+//                    inner loop has no branches. Default on CPU adapters
+//                    (lavapipe), where barriers are expensive.
+//   matmul_tiled     for GPUs. A BM×BN block of C per workgroup of
+//                    (BM/TM)·(BN/TN) invocations; K in tiles of BK staged through
+//                    workgroup memory, double-buffered (one barrier per K tile;
+//                    the next tile's global loads are in flight while this one
+//                    is computed). Each invocation holds a TM×TN register block
+//                    (TM, TN in {4, 8}) made of 4×4 quadrants spaced BM/2 (BN/2)
+//                    apart, read from workgroup memory as vec4. Global loads are
+//                    coalesced along whichever dimension is contiguous in memory;
+//                    elements outside A or B load as 0.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
+    flags: u32,
+    a_bs: u32,
+    b_bs: u32,
+    c_bs: u32,
+    act: u32,
+    tiles_m: u32,
+    tiles_n: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const FLAG_ACCUMULATE: u32 = 1u;
+const FLAG_BIAS: u32 = 2u;
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+// tanh without overflow (exp of large |x| is inf, and inf/inf is NaN) and with
+// full relative precision near 0 (where 1 - exp(-2|x|) cancels).
+fn tanh_safe(x: f32) -> f32 {
+    let ax = abs(x);
+    if (ax < 0.125) {
+        let x2 = x * x;
+        return x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))));
+    }
+    let t = exp(-2.0 * ax);
+    return sign(x) * ((1.0 - t) / (1.0 + t));
+}
+
+fn sigmoid_safe(x: f32) -> f32 {
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + exp(-x));
+    }
+    let e = exp(x);
+    return e / (1.0 + e);
+}
+
+fn activate(x: f32) -> f32 {
+    switch p.act {
+        case 1u: {
+            return max(x, 0.0);
+        }
+        case 2u: {
+            return sigmoid_safe(x);
+        }
+        case 3u: {
+            return tanh_safe(x);
+        }
+        default: {
+            return x;
+        }
+    }
+}
+
+// Writes one output element: C[i, j] of the batch starting at c_base.
+fn write_c(c_base: u32, i: u32, j: u32, sum: f32) {
+    let idx = c_base + i * p.n + j;
+    if ((p.flags & FLAG_ACCUMULATE) != 0u) {
+        c[idx] = c[idx] + sum;
+        return;
+    }
+    var v = sum;
+    if ((p.flags & FLAG_BIAS) != 0u) {
+        v = v + bias[j];
+    }
+    c[idx] = activate(v);
+}
+
+// (column tile, row tile, batch) of a workgroup in the folded grid.
+fn tile_of(wg: vec3<u32>, nwg: vec3<u32>) -> vec3<u32> {
+    let id = wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+    let tn = id % p.tiles_n;
+    let rest = id / p.tiles_n;
+    return vec3<u32>(tn, rest % p.tiles_m, rest / p.tiles_m);
+}
+
+// ---------------------------------------------------------------------------
+// matmul_register
+// ---------------------------------------------------------------------------
+
+override REG_WG: u32 = 16u;
+// Rows per invocation, at most 8.
+override REG_TM: u32 = 4u;
+
+@compute @workgroup_size(REG_WG)
+fn matmul_register(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let tile = tile_of(wg, nwg);
+    if (tile.z >= p.batch) {
+        return;
+    }
+    let a_base = p.a_off + tile.z * p.a_bs;
+    let b_base = p.b_off + tile.z * p.b_bs;
+    let c_base = p.c_off + tile.z * p.c_bs;
+    let i0 = tile.y * REG_TM;
+    let j0 = (tile.x * REG_WG + lid) * 4u;
+    let jc = min(vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u), vec4<u32>(p.n - 1u));
+
+    // Running indices of B[kk, jc] and of A[i0 + r, kk], advanced once per kk.
+    var b_idx: vec4<u32>;
+    var b_step: u32;
+    if (TRANS_B) {
+        b_idx = vec4<u32>(b_base) + jc * p.k;
+        b_step = 1u;
+    } else {
+        b_idx = vec4<u32>(b_base) + jc;
+        b_step = p.n;
+    }
+    var a_idx: array<u32, 8>;
+    var a_step: u32;
+    for (var r = 0u; r < REG_TM; r++) {
+        let i = min(i0 + r, p.m - 1u);
+        if (TRANS_A) {
+            a_idx[r] = a_base + i;
+        } else {
+            a_idx[r] = a_base + i * p.k;
+        }
+    }
+    if (TRANS_A) {
+        a_step = p.m;
+    } else {
+        a_step = 1u;
+    }
+
+    var acc: array<vec4<f32>, 8>;
+    for (var kk = 0u; kk < p.k; kk++) {
+        let bv = vec4<f32>(b[b_idx.x], b[b_idx.y], b[b_idx.z], b[b_idx.w]);
+        for (var r = 0u; r < REG_TM; r++) {
+            acc[r] = fma(vec4<f32>(a[a_idx[r]]), bv, acc[r]);
+            a_idx[r] += a_step;
+        }
+        b_idx += vec4<u32>(b_step);
+    }
+
+    for (var r = 0u; r < REG_TM; r++) {
+        let i = i0 + r;
+        if (i < p.m) {
+            for (var s = 0u; s < 4u; s++) {
+                if (j0 + s < p.n) {
+                    write_c(c_base, i, j0 + s, acc[r][s]);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// matmul_tiled
+// ---------------------------------------------------------------------------
+
+override BM: u32 = 64u;
+override BN: u32 = 64u;
+override BK: u32 = 16u;
+// Register block per invocation: 4 or 8 each.
+override TM: u32 = 4u;
+override TN: u32 = 4u;
+
+// Invocations along N and M, and in all.
+override TX: u32 = BN / TN;
+override TY: u32 = BM / TM;
+override NT: u32 = TX * TY;
+// Global elements each invocation stages per K tile, for A and for B (at most 16).
+override LA: u32 = BM * BK / NT;
+override LB: u32 = BN * BK / NT;
+// Row length in floats of the staged tiles ([BK][BM + 4] and [BK][BN + 4]); the
+// padding spreads the transposing stores of A over the memory banks.
+override SA_ROW: u32 = BM + 4u;
+override SB_ROW: u32 = BN + 4u;
+
+// Two buffers each (double buffering).
+var<workgroup> sa: array<vec4<f32>, 2u * BK * SA_ROW / 4u>;
+var<workgroup> sb: array<vec4<f32>, 2u * BK * SB_ROW / 4u>;
+
+// Loads this invocation's share of the A tile starting at column k0 into ra.
+fn load_a_tile(ra: ptr<function, array<f32, 16>>, a_base: u32, row0: u32, k0: u32, lid: u32) {
+    for (var l = 0u; l < LA; l++) {
+        let e = lid + l * NT;
+        var i: u32;
+        var kk: u32;
+        if (TRANS_A) {
+            i = e % BM;
+            kk = e / BM;
+        } else {
+            kk = e % BK;
+            i = e / BK;
+        }
+        let gi = row0 + i;
+        let gk = k0 + kk;
+        var v = 0.0;
+        if (gi < p.m && gk < p.k) {
+            if (TRANS_A) {
+                v = a[a_base + gk * p.m + gi];
+            } else {
+                v = a[a_base + gi * p.k + gk];
+            }
+        }
+        (*ra)[l] = v;
+    }
+}
+
+fn store_a_tile(ra: ptr<function, array<f32, 16>>, buf: u32, lid: u32) {
+    for (var l = 0u; l < LA; l++) {
+        let e = lid + l * NT;
+        var i: u32;
+        var kk: u32;
+        if (TRANS_A) {
+            i = e % BM;
+            kk = e / BM;
+        } else {
+            kk = e % BK;
+            i = e / BK;
+        }
+        let f = (buf * BK + kk) * SA_ROW + i;
+        sa[f / 4u][f % 4u] = (*ra)[l];
+    }
+}
+
+fn load_b_tile(rb: ptr<function, array<f32, 16>>, b_base: u32, col0: u32, k0: u32, lid: u32) {
+    for (var l = 0u; l < LB; l++) {
+        let e = lid + l * NT;
+        var j: u32;
+        var kk: u32;
+        if (TRANS_B) {
+            kk = e % BK;
+            j = e / BK;
+        } else {
+            j = e % BN;
+            kk = e / BN;
+        }
+        let gj = col0 + j;
+        let gk = k0 + kk;
+        var v = 0.0;
+        if (gj < p.n && gk < p.k) {
+            if (TRANS_B) {
+                v = b[b_base + gj * p.k + gk];
+            } else {
+                v = b[b_base + gk * p.n + gj];
+            }
+        }
+        (*rb)[l] = v;
+    }
+}
+
+fn store_b_tile(rb: ptr<function, array<f32, 16>>, buf: u32, lid: u32) {
+    for (var l = 0u; l < LB; l++) {
+        let e = lid + l * NT;
+        var j: u32;
+        var kk: u32;
+        if (TRANS_B) {
+            kk = e % BK;
+            j = e / BK;
+        } else {
+            j = e % BN;
+            kk = e / BN;
+        }
+        let f = (buf * BK + kk) * SB_ROW + j;
+        sb[f / 4u][f % 4u] = (*rb)[l];
+    }
+}
+
+@compute @workgroup_size(NT)
+fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let tile = tile_of(wg, nwg);
+    if (tile.z >= p.batch) {
+        return;
+    }
+    let a_base = p.a_off + tile.z * p.a_bs;
+    let b_base = p.b_off + tile.z * p.b_bs;
+    let c_base = p.c_off + tile.z * p.c_bs;
+    let row0 = tile.y * BM;
+    let col0 = tile.x * BN;
+    let tx = lid % TX;
+    let ty = lid / TX;
+    // Quadrants per invocation along M and N, and their spacing in vec4s.
+    let qm_n = TM / 4u;
+    let qn_n = TN / 4u;
+    let qm_step = BM / qm_n / 4u;
+    let qn_step = BN / qn_n / 4u;
+
+    var ra: array<f32, 16>;
+    var rb: array<f32, 16>;
+    var acc: array<vec4<f32>, 16>;
+    let ntiles = (p.k + BK - 1u) / BK;
+
+    load_a_tile(&ra, a_base, row0, 0u, lid);
+    load_b_tile(&rb, b_base, col0, 0u, lid);
+    store_a_tile(&ra, 0u, lid);
+    store_b_tile(&rb, 0u, lid);
+    workgroupBarrier();
+
+    for (var t = 0u; t < ntiles; t++) {
+        let cur = t & 1u;
+        let more = t + 1u < ntiles;
+        if (more) {
+            load_a_tile(&ra, a_base, row0, (t + 1u) * BK, lid);
+            load_b_tile(&rb, b_base, col0, (t + 1u) * BK, lid);
+        }
+        for (var kk = 0u; kk < BK; kk++) {
+            let a_row = (cur * BK + kk) * (SA_ROW / 4u) + ty;
+            let b_row = (cur * BK + kk) * (SB_ROW / 4u) + tx;
+            var af: array<vec4<f32>, 2>;
+            var bf: array<vec4<f32>, 2>;
+            for (var q = 0u; q < qm_n; q++) {
+                af[q] = sa[a_row + q * qm_step];
+            }
+            for (var q = 0u; q < qn_n; q++) {
+                bf[q] = sb[b_row + q * qn_step];
+            }
+            for (var qm = 0u; qm < qm_n; qm++) {
+                for (var r = 0u; r < 4u; r++) {
+                    let av = vec4<f32>(af[qm][r]);
+                    for (var qn = 0u; qn < qn_n; qn++) {
+                        let x = (qm * 4u + r) * qn_n + qn;
+                        acc[x] = fma(av, bf[qn], acc[x]);
+                    }
+                }
+            }
+        }
+        if (more) {
+            store_a_tile(&ra, 1u - cur, lid);
+            store_b_tile(&rb, 1u - cur, lid);
+        }
+        workgroupBarrier();
+    }
+
+    for (var qm = 0u; qm < qm_n; qm++) {
+        for (var r = 0u; r < 4u; r++) {
+            let i = row0 + qm * (BM / qm_n) + ty * 4u + r;
+            if (i < p.m) {
+                for (var qn = 0u; qn < qn_n; qn++) {
+                    let v = acc[(qm * 4u + r) * qn_n + qn];
+                    let j = col0 + qn * (BN / qn_n) + tx * 4u;
+                    for (var s = 0u; s < 4u; s++) {
+                        if (j + s < p.n) {
+                            write_c(c_base, i, j + s, v[s]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,1 +1,499 @@
-//! matmul launchers.
+//! Matmul launchers: `C = op(A)·op(B) [+ bias] [activation]` or `C += op(A)·op(B)`,
+//! batched, with the NN, NT (B stored transposed) and TN (A stored transposed)
+//! layouts, so backward passes never materialise a transpose.
+//!
+//! Two kernel variants serve every shape (see `shaders/matmul.wgsl`):
+//! - [`MatmulVariant::Register`]: no workgroup memory and no barriers; each
+//!   invocation accumulates a block of C in registers straight from global memory.
+//!   On CPU adapters (lavapipe) barriers are costly, so this is the default there.
+//! - [`MatmulVariant::Tiled64`] / [`MatmulVariant::Tiled128`]: workgroup-memory
+//!   tiles of 64×64 / 128×128 outputs, double-buffered K tiles and a 4×4 / 8×8
+//!   register block per invocation: the variant for real GPUs.
+//!
+//! [`MatmulDesc::variant`] forces one (tests prove every variant on every adapter);
+//! `None` chooses by adapter and shape.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::kernels::{Kernel, Shader};
+
+/// Elementwise function applied to each output in the matmul epilogue (after the bias).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Activation {
+    #[default]
+    Identity,
+    Relu,
+    Sigmoid,
+    Tanh,
+}
+
+impl Activation {
+    /// Every activation, for tests and sweeps.
+    pub const ALL: [Activation; 4] = [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::Sigmoid,
+        Activation::Tanh,
+    ];
+
+    /// The code the shaders switch on.
+    pub fn code(self) -> u32 {
+        match self {
+            Activation::Identity => 0,
+            Activation::Relu => 1,
+            Activation::Sigmoid => 2,
+            Activation::Tanh => 3,
+        }
+    }
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Identity => "identity",
+            Activation::Relu => "relu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+        }
+    }
+}
+
+/// Which matmul kernel runs. `None` in [`MatmulDesc::variant`] chooses automatically.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatmulVariant {
+    /// Register-blocked, no workgroup memory, no barriers (CPU adapters).
+    Register,
+    /// Workgroup-memory tiles of 64×64 outputs, 4×4 per invocation (GPUs, small shapes).
+    Tiled64,
+    /// Workgroup-memory tiles of 128×128 outputs, 8×8 per invocation (GPUs, large shapes).
+    Tiled128,
+}
+
+impl MatmulVariant {
+    /// Every variant, for tests and benchmarks.
+    pub const ALL: [MatmulVariant; 3] = [
+        MatmulVariant::Register,
+        MatmulVariant::Tiled64,
+        MatmulVariant::Tiled128,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulVariant::Register => "register",
+            MatmulVariant::Tiled64 => "tiled64",
+            MatmulVariant::Tiled128 => "tiled128",
+        }
+    }
+}
+
+/// C = op(A)·op(B) [+ bias per column] [activation], or C += op(A)·op(B) when accumulate.
+///
+/// Per batch `t` (0-based), with `A_t = A[a_offset + t·a_batch_stride ..]` and likewise
+/// for B and C, all dense row-major:
+/// - `op(A_t)` is `[M, K]`; stored as `[M, K]`, or as `[K, M]` when `trans_a` (TN).
+/// - `op(B_t)` is `[K, N]`; stored as `[K, N]`, or as `[N, K]` when `trans_b` (NT).
+/// - `C_t` is `[M, N]`. `bias` (length N) is added to every row before `activation`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MatmulDesc {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// Number of matrices (default 1).
+    pub batch: usize,
+    /// A stored as `[K, M]` row-major (the "TN" layout) instead of `[M, K]`.
+    pub trans_a: bool,
+    /// B stored as `[N, K]` row-major (the "NT" layout) instead of `[K, N]`.
+    pub trans_b: bool,
+    /// Element offsets into the buffers (default 0).
+    pub a_offset: usize,
+    pub b_offset: usize,
+    pub c_offset: usize,
+    /// Elements between consecutive batches; 0 broadcasts one matrix to every batch
+    /// (A and B only). Defaults are dense: `m·k`, `k·n`, `m·n`.
+    pub a_batch_stride: usize,
+    pub b_batch_stride: usize,
+    pub c_batch_stride: usize,
+    /// `C += op(A)·op(B)` (then `bias` must be `None` and `activation` Identity).
+    pub accumulate: bool,
+    pub activation: Activation,
+    /// Force a kernel variant; `None` (default) chooses by adapter and shape.
+    pub variant: Option<MatmulVariant>,
+}
+
+impl MatmulDesc {
+    /// One dense `[M, K]·[K, N]` product, no bias, no activation.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        MatmulDesc {
+            m,
+            n,
+            k,
+            batch: 1,
+            trans_a: false,
+            trans_b: false,
+            a_offset: 0,
+            b_offset: 0,
+            c_offset: 0,
+            a_batch_stride: m * k,
+            b_batch_stride: k * n,
+            c_batch_stride: m * n,
+            accumulate: false,
+            activation: Activation::Identity,
+            variant: None,
+        }
+    }
+
+    /// `batch` dense products (strides stay dense unless set).
+    pub fn batched(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// A is stored as `[K, M]`.
+    pub fn trans_a(mut self) -> Self {
+        self.trans_a = true;
+        self
+    }
+
+    /// B is stored as `[N, K]`.
+    pub fn trans_b(mut self) -> Self {
+        self.trans_b = true;
+        self
+    }
+
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// `C += op(A)·op(B)`.
+    pub fn accumulate(mut self) -> Self {
+        self.accumulate = true;
+        self
+    }
+
+    /// Element offsets of A, B and C in their buffers.
+    pub fn offsets(mut self, a: usize, b: usize, c: usize) -> Self {
+        self.a_offset = a;
+        self.b_offset = b;
+        self.c_offset = c;
+        self
+    }
+
+    /// Elements between batches of A, B and C (0 broadcasts A or B).
+    pub fn batch_strides(mut self, a: usize, b: usize, c: usize) -> Self {
+        self.a_batch_stride = a;
+        self.b_batch_stride = b;
+        self.c_batch_stride = c;
+        self
+    }
+
+    /// Forces a kernel variant.
+    pub fn variant(mut self, variant: MatmulVariant) -> Self {
+        self.variant = Some(variant);
+        self
+    }
+
+    /// Kernel name for reports: `matmul_nn`, `matmul_nt`, `matmul_tn` or `matmul_tt`.
+    pub fn layout_name(&self) -> &'static str {
+        match (self.trans_a, self.trans_b) {
+            (false, false) => "matmul_nn",
+            (false, true) => "matmul_nt",
+            (true, false) => "matmul_tn",
+            (true, true) => "matmul_tt",
+        }
+    }
+
+    /// Floating-point operations of one call (2·M·N·K per batch).
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.batch as f64
+    }
+
+    /// Checks the description against the element counts of the operands; shared by
+    /// the launcher and the CPU twin so both reject exactly the same inputs.
+    pub fn validate(&self, a_len: usize, b_len: usize, bias_len: Option<usize>, c_len: usize) -> Result<()> {
+        const OP: &str = "matmul";
+        let (m, n, k, batch) = (self.m, self.n, self.k, self.batch);
+        if m == 0 || n == 0 || k == 0 || batch == 0 {
+            return Err(Error::shape(
+                OP,
+                format!("every size must be at least 1, got M={m}, N={n}, K={k}, batch={batch}"),
+            ));
+        }
+        if self.accumulate && (bias_len.is_some() || self.activation != Activation::Identity) {
+            return Err(Error::invalid(format!(
+                "matmul: accumulate (C += A·B) cannot be combined with a bias or an activation \
+                 (got bias: {}, activation: {})",
+                bias_len.is_some(),
+                self.activation.name()
+            )));
+        }
+        if batch > 1 && self.c_batch_stride < m * n {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "C batch stride {} is smaller than one M×N = {m}×{n} output, so batches would overlap",
+                    self.c_batch_stride
+                ),
+            ));
+        }
+        let (a_rows, a_cols) = if self.trans_a { (k, m) } else { (m, k) };
+        let (b_rows, b_cols) = if self.trans_b { (n, k) } else { (k, n) };
+        let operands = [
+            ("A", a_len, self.a_offset, self.a_batch_stride, a_rows, a_cols),
+            ("B", b_len, self.b_offset, self.b_batch_stride, b_rows, b_cols),
+            ("C", c_len, self.c_offset, self.c_batch_stride, m, n),
+        ];
+        for (name, have, offset, stride, rows, cols) in operands {
+            let need =
+                (offset as u128) + (batch as u128 - 1) * (stride as u128) + (rows as u128) * (cols as u128);
+            if need > have as u128 {
+                return Err(Error::shape(
+                    OP,
+                    format!(
+                        "{name} holds {have} elements but needs {need}: offset {offset} + (batch {batch} - 1) × stride {stride} + {rows}×{cols} ({}M={m}, N={n}, K={k})",
+                        match (name, self.trans_a, self.trans_b) {
+                            ("A", true, _) => "A stored [K, M] (trans_a); ",
+                            ("A", false, _) => "A stored [M, K]; ",
+                            ("B", _, true) => "B stored [N, K] (trans_b); ",
+                            ("B", _, false) => "B stored [K, N]; ",
+                            _ => "C stored [M, N]; ",
+                        }
+                    ),
+                ));
+            }
+            if need > u32::MAX as u128 {
+                return Err(Error::TooLarge {
+                    what: format!("matmul operand {name} ({need} elements)"),
+                    bytes: (need * 4).min(u64::MAX as u128) as u64,
+                    limit: u32::MAX as u64 * 4,
+                });
+            }
+        }
+        if let Some(len) = bias_len
+            && len != n
+        {
+            return Err(Error::shape(
+                OP,
+                format!("bias has {len} elements but C has N={n} columns"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Mirrors `Params` in `shaders/matmul.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
+    flags: u32,
+    a_bs: u32,
+    b_bs: u32,
+    c_bs: u32,
+    act: u32,
+    tiles_m: u32,
+    tiles_n: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+/// `Params::flags` bits.
+const FLAG_ACCUMULATE: u32 = 1;
+const FLAG_BIAS: u32 = 2;
+
+const REGISTER: Kernel = Kernel::new(Shader::Matmul, "matmul_register");
+const TILED: Kernel = Kernel::new(Shader::Matmul, "matmul_tiled");
+
+/// Register-variant block: invocations per workgroup, rows per invocation, and
+/// columns per invocation (fixed at 4 in the shader).
+const REG_WG: u32 = 16;
+const REG_TM: u32 = 4;
+const REG_TN: u32 = 4;
+
+/// A tiled configuration: block tile BM×BN, K tile BK, per-invocation TM×TN.
+#[derive(Clone, Copy, Debug)]
+struct TileConfig {
+    bm: u32,
+    bn: u32,
+    bk: u32,
+    tm: u32,
+    tn: u32,
+}
+
+impl TileConfig {
+    fn threads(self) -> u32 {
+        (self.bm / self.tm) * (self.bn / self.tn)
+    }
+
+    /// Bytes of workgroup memory: two buffers of A and B tiles, rows padded by 4.
+    fn shared_bytes(self) -> u32 {
+        2 * self.bk * ((self.bm + 4) + (self.bn + 4)) * 4
+    }
+}
+
+fn tile_config(ctx: &Context, variant: MatmulVariant) -> Result<TileConfig> {
+    let (bm, tm) = match variant {
+        MatmulVariant::Tiled128 => (128, 8),
+        _ => (64, 4),
+    };
+    let mut cfg = TileConfig {
+        bm,
+        bn: bm,
+        bk: 16,
+        tm,
+        tn: tm,
+    };
+    let limits = &ctx.limits;
+    if cfg.shared_bytes() > limits.max_compute_workgroup_storage_size {
+        cfg.bk = 8;
+    }
+    if cfg.shared_bytes() > limits.max_compute_workgroup_storage_size
+        || cfg.threads() > limits.max_compute_invocations_per_workgroup
+        || cfg.threads() > limits.max_compute_workgroup_size_x
+    {
+        return Err(Error::invalid(format!(
+            "matmul variant {} needs {} invocations and {} bytes of workgroup memory; this device allows {} and {}",
+            variant.name(),
+            cfg.threads(),
+            cfg.shared_bytes(),
+            limits.max_compute_invocations_per_workgroup,
+            limits.max_compute_workgroup_storage_size
+        )));
+    }
+    Ok(cfg)
+}
+
+/// The variant `matmul` uses for `desc` on `ctx` when none is forced.
+pub fn auto_variant(ctx: &Context, desc: &MatmulDesc) -> MatmulVariant {
+    if let Some(v) = desc.variant {
+        return v;
+    }
+    if ctx.is_cpu() {
+        return MatmulVariant::Register;
+    }
+    // 128×128 tiles only when there are enough of them to fill a large GPU
+    // (~100+ multiprocessors, two workgroups each); otherwise 64×64 keeps it busy.
+    let tiles128 = desc.m.div_ceil(128) * desc.n.div_ceil(128) * desc.batch;
+    if tiles128 >= 256 {
+        MatmulVariant::Tiled128
+    } else {
+        MatmulVariant::Tiled64
+    }
+}
+
+/// Launches `C = op(A)·op(B) [+ bias] [activation]` (or `C += op(A)·op(B)`) as
+/// described by `desc`. All tensors are f32; their shapes are ignored except for
+/// their element counts, which must hold the described matrices.
+pub fn matmul(
+    ctx: &Context,
+    desc: &MatmulDesc,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
+) -> Result<Dispatch> {
+    a.expect_dtype("matmul", "A", DType::F32)?;
+    b.expect_dtype("matmul", "B", DType::F32)?;
+    c.expect_dtype("matmul", "C", DType::F32)?;
+    if let Some(bias) = bias {
+        bias.expect_dtype("matmul", "bias", DType::F32)?;
+    }
+    desc.validate(a.numel(), b.numel(), bias.map(|t| t.numel()), c.numel())?;
+    for (name, t) in [("A", Some(a)), ("B", Some(b)), ("bias", bias)] {
+        if let Some(t) = t
+            && t.buffer == c.buffer
+        {
+            return Err(Error::invalid(format!(
+                "matmul: C shares its buffer with {name}; write the product to a separate tensor"
+            )));
+        }
+    }
+
+    let variant = auto_variant(ctx, desc);
+    let (kernel, constants, bm, bn): (Kernel, Vec<(&'static str, f64)>, u32, u32) = match variant {
+        MatmulVariant::Register => (
+            REGISTER,
+            vec![
+                ("TRANS_A", desc.trans_a as u32 as f64),
+                ("TRANS_B", desc.trans_b as u32 as f64),
+                ("REG_WG", REG_WG as f64),
+                ("REG_TM", REG_TM as f64),
+            ],
+            REG_TM,
+            REG_WG * REG_TN,
+        ),
+        MatmulVariant::Tiled64 | MatmulVariant::Tiled128 => {
+            let cfg = tile_config(ctx, variant)?;
+            (
+                TILED,
+                vec![
+                    ("TRANS_A", desc.trans_a as u32 as f64),
+                    ("TRANS_B", desc.trans_b as u32 as f64),
+                    ("BM", cfg.bm as f64),
+                    ("BN", cfg.bn as f64),
+                    ("BK", cfg.bk as f64),
+                    ("TM", cfg.tm as f64),
+                    ("TN", cfg.tn as f64),
+                ],
+                cfg.bm,
+                cfg.bn,
+            )
+        }
+    };
+    let tiles_m = desc.m.div_ceil(bm as usize);
+    let tiles_n = desc.n.div_ceil(bn as usize);
+    let total = (tiles_m as u128) * (tiles_n as u128) * (desc.batch as u128);
+    if total > u32::MAX as u128 {
+        return Err(Error::TooLarge {
+            what: format!("a matmul grid of {total} workgroups"),
+            bytes: total.min(u64::MAX as u128) as u64,
+            limit: u32::MAX as u64,
+        });
+    }
+    let groups = crate::gpu::fold_groups(
+        total as u64,
+        ctx.limits
+            .max_compute_workgroups_per_dimension
+            .min(crate::gpu::MAX_GROUPS_PER_DIM),
+    )?;
+    let mut flags = 0;
+    if desc.accumulate {
+        flags |= FLAG_ACCUMULATE;
+    }
+    if bias.is_some() {
+        flags |= FLAG_BIAS;
+    }
+    let params = Params {
+        m: desc.m as u32,
+        n: desc.n as u32,
+        k: desc.k as u32,
+        batch: desc.batch as u32,
+        a_off: desc.a_offset as u32,
+        b_off: desc.b_offset as u32,
+        c_off: desc.c_offset as u32,
+        flags,
+        a_bs: desc.a_batch_stride as u32,
+        b_bs: desc.b_batch_stride as u32,
+        c_bs: desc.c_batch_stride as u32,
+        act: desc.activation.code(),
+        tiles_m: tiles_m as u32,
+        tiles_n: tiles_n as u32,
+        _pad0: 0,
+        _pad1: 0,
+    };
+    // Without a bias, A stands in at the bias binding (both read-only); the shader
+    // never reads it because FLAG_BIAS is clear.
+    let bias_buffer = bias.map_or(&a.buffer, |t| &t.buffer);
+    ctx.dispatch(
+        kernel,
+        &constants,
+        &params,
+        &[(1, &a.buffer), (2, &b.buffer), (3, bias_buffer), (4, &c.buffer)],
+        groups,
+    )
+}
