@@ -1,1 +1,595 @@
-//! conv launchers.
+//! 2-D convolution launchers: im2col + the tiled matmul, forward and backward,
+//! over NCHW images with OIHW weights (PyTorch's layouts). Helper kernels in
+//! `shaders/conv.wgsl` (its header documents the im2col layout), CPU twins in
+//! [`crate::reference::conv`].
+//!
+//! The im2col scratch of a whole batch can exceed what one storage binding may
+//! hold, so the launchers process the batch in chunks of images sized from
+//! `ctx.max_binding_bytes()` (and [`DEFAULT_MAX_CHUNK_BYTES`]); every chunk is a
+//! few dispatches addressing its images through matmul offsets. Each launcher
+//! allocates its own scratch once and returns the dispatch list that uses it, so
+//! the list can be recorded and replayed any number of times.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::kernels::matmul::{MatmulDesc, matmul};
+use crate::kernels::{Kernel, Shader, groups_for};
+
+pub use crate::kernels::matmul::Activation;
+
+/// Invocations per workgroup of the elementwise conv helpers.
+pub const WG: u32 = 256;
+/// Invocations per workgroup of `bias_grad` (fixed in the shader as `RWG`).
+const RWG: u32 = 256;
+
+/// Largest scratch buffer (bytes) one launcher call allocates by default, on top
+/// of the device's binding limit: bounds the memory a conv layer holds for its
+/// im2col matrix whatever the batch size.
+pub const DEFAULT_MAX_CHUNK_BYTES: u64 = 128 << 20;
+
+const IM2COL: Kernel = Kernel::new(Shader::Conv, "im2col");
+const COL2IM: Kernel = Kernel::new(Shader::Conv, "col2im");
+const TRANSPOSE_DY: Kernel = Kernel::new(Shader::Conv, "transpose_dy");
+const BIAS_ACT: Kernel = Kernel::new(Shader::Conv, "bias_act");
+const BIAS_GRAD: Kernel = Kernel::new(Shader::Conv, "bias_grad");
+
+/// How a convolution pads its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    /// No padding.
+    Valid,
+    /// Keras/TensorFlow "same": output `ceil(h / s)`; total padding
+    /// `max((ceil(h/s) - 1)·s + k - h, 0)`, the odd pixel on the bottom/right.
+    Same,
+    /// PyTorch's symmetric padding: `(ph, pw)` zeros on each side.
+    Explicit(usize, usize),
+}
+
+/// Shape of a 2-D convolution: input `x[n, c_in, h, w]`, weights
+/// `w[c_out, c_in, kh, kw]`, output `y[n, c_out, oh, ow]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conv2dDesc {
+    pub n: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: (usize, usize),
+    pub padding: Padding,
+}
+
+/// Padding on each side, as resolved from [`Padding`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pads {
+    pub top: usize,
+    pub bottom: usize,
+    pub left: usize,
+    pub right: usize,
+}
+
+fn same_pad(size: usize, k: usize, s: usize) -> (usize, usize) {
+    let out = size.div_ceil(s);
+    let total = ((out - 1) * s + k).saturating_sub(size);
+    (total / 2, total - total / 2)
+}
+
+impl Conv2dDesc {
+    /// Checks every size and the stride, resolves the padding and returns it.
+    pub fn pads(&self) -> Result<Pads> {
+        let dims = [
+            ("n", self.n),
+            ("c_in", self.c_in),
+            ("h", self.h),
+            ("w", self.w),
+            ("c_out", self.c_out),
+            ("kh", self.kh),
+            ("kw", self.kw),
+        ];
+        for (name, v) in dims {
+            if v == 0 {
+                return Err(Error::invalid(format!("conv2d: {name} is 0 in {self:?}")));
+            }
+        }
+        let (sh, sw) = self.stride;
+        if sh == 0 || sw == 0 {
+            return Err(Error::invalid(format!(
+                "conv2d: stride {:?} has a zero component",
+                self.stride
+            )));
+        }
+        let pads = match self.padding {
+            Padding::Valid => Pads {
+                top: 0,
+                bottom: 0,
+                left: 0,
+                right: 0,
+            },
+            Padding::Same => {
+                let (top, bottom) = same_pad(self.h, self.kh, sh);
+                let (left, right) = same_pad(self.w, self.kw, sw);
+                Pads {
+                    top,
+                    bottom,
+                    left,
+                    right,
+                }
+            }
+            Padding::Explicit(ph, pw) => Pads {
+                top: ph,
+                bottom: ph,
+                left: pw,
+                right: pw,
+            },
+        };
+        let hp = self.h + pads.top + pads.bottom;
+        let wp = self.w + pads.left + pads.right;
+        if self.kh > hp || self.kw > wp {
+            return Err(Error::shape(
+                "conv2d",
+                format!(
+                    "the {}x{} kernel is larger than the padded {hp}x{wp} input ({}x{} with padding {:?})",
+                    self.kh, self.kw, self.h, self.w, self.padding
+                ),
+            ));
+        }
+        Ok(pads)
+    }
+
+    /// Output height and width: `(h + pad_top + pad_bottom - kh) / sh + 1`.
+    pub fn out_hw(&self) -> Result<(usize, usize)> {
+        let p = self.pads()?;
+        Ok((
+            (self.h + p.top + p.bottom - self.kh) / self.stride.0 + 1,
+            (self.w + p.left + p.right - self.kw) / self.stride.1 + 1,
+        ))
+    }
+
+    /// Checks the description (sizes, stride, kernel against the padded input).
+    pub fn validate(&self) -> Result<()> {
+        self.pads().map(|_| ())
+    }
+
+    /// `[n, c_in, h, w]`.
+    pub fn input_shape(&self) -> [usize; 4] {
+        [self.n, self.c_in, self.h, self.w]
+    }
+
+    /// `[c_out, c_in, kh, kw]`.
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [self.c_out, self.c_in, self.kh, self.kw]
+    }
+
+    /// `[n, c_out, oh, ow]`.
+    pub fn output_shape(&self) -> Result<[usize; 4]> {
+        let (oh, ow) = self.out_hw()?;
+        Ok([self.n, self.c_out, oh, ow])
+    }
+
+    /// Rows of one image's im2col matrix, `c_in·kh·kw`.
+    pub fn ckk(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+}
+
+/// Mirrors `Params` in `shaders/conv.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    c: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    pt: u32,
+    pl: u32,
+    c_out: u32,
+    images: u32,
+    x_offset: u32,
+    total: u32,
+    act: u32,
+}
+
+fn act_code(act: Activation) -> u32 {
+    match act {
+        Activation::Identity => 0,
+        Activation::Relu => 1,
+        Activation::Sigmoid => 2,
+        Activation::Tanh => 3,
+    }
+}
+
+fn u32_of(what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::TooLarge {
+        what: format!("conv2d: {what} ({v}, indexed with 32 bits)"),
+        bytes: (v as u64).saturating_mul(4),
+        limit: u32::MAX as u64,
+    })
+}
+
+/// Params for a chunk of `images` images whose first element in the indexed
+/// tensor is `x_offset`, handling `total` elements.
+fn params(desc: &Conv2dDesc, images: usize, x_offset: usize, total: usize, act: u32) -> Result<Params> {
+    let pads = desc.pads()?;
+    let (oh, ow) = desc.out_hw()?;
+    Ok(Params {
+        c: u32_of("c_in", desc.c_in)?,
+        h: u32_of("h", desc.h)?,
+        w: u32_of("w", desc.w)?,
+        oh: u32_of("oh", oh)?,
+        ow: u32_of("ow", ow)?,
+        kh: u32_of("kh", desc.kh)?,
+        kw: u32_of("kw", desc.kw)?,
+        sh: u32_of("stride", desc.stride.0)?,
+        sw: u32_of("stride", desc.stride.1)?,
+        pt: u32_of("padding", pads.top)?,
+        pl: u32_of("padding", pads.left)?,
+        c_out: u32_of("c_out", desc.c_out)?,
+        images: u32_of("images", images)?,
+        x_offset: u32_of("element offset", x_offset)?,
+        total: u32_of("elements", total)?,
+        act,
+    })
+}
+
+/// Checks `t` is f32 with `shape`'s element count; when `t` is 4-D, every
+/// dimension must match and a mismatch is named (`dim_names`).
+fn check_tensor(
+    op: &'static str,
+    what: &'static str,
+    t: &Tensor,
+    shape: &[usize],
+    dim_names: &[&str],
+) -> Result<()> {
+    t.expect_dtype(op, what, DType::F32)?;
+    let n: usize = shape.iter().product();
+    if t.shape().len() == shape.len() {
+        for (d, (&got, &want)) in t.shape().iter().zip(shape).enumerate() {
+            if got != want {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "{what} has shape {:?} but the convolution expects {shape:?}: {} is {got}, expected {want}",
+                        t.shape(),
+                        dim_names.get(d).copied().unwrap_or("a dimension")
+                    ),
+                ));
+            }
+        }
+    } else if t.numel() != n {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{what} has shape {:?} ({} elements), expected {shape:?} ({n} elements)",
+                t.shape(),
+                t.numel()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+const X_DIMS: [&str; 4] = [
+    "the batch size",
+    "the channel count (c_in)",
+    "the height",
+    "the width",
+];
+const W_DIMS: [&str; 4] = [
+    "the output channel count (c_out)",
+    "the input channel count (c_in, which must equal the input's channels)",
+    "the kernel height",
+    "the kernel width",
+];
+const Y_DIMS: [&str; 4] = [
+    "the batch size",
+    "the channel count (c_out)",
+    "the output height",
+    "the output width",
+];
+
+fn check_common(op: &'static str, desc: &Conv2dDesc, x: &Tensor, w: &Tensor) -> Result<()> {
+    desc.validate()?;
+    // Name the classic mistake first: weights made for another channel count.
+    if w.shape().len() == 4 && w.shape()[1] != desc.c_in {
+        return Err(Error::shape(
+            op,
+            format!(
+                "the weights {:?} take {} input channels but the input has c_in = {} channels ({:?})",
+                w.shape(),
+                w.shape()[1],
+                desc.c_in,
+                x.shape()
+            ),
+        ));
+    }
+    check_tensor(op, "x", x, &desc.input_shape(), &X_DIMS)?;
+    check_tensor(op, "w", w, &desc.weight_shape(), &W_DIMS)?;
+    Ok(())
+}
+
+fn check_bias(op: &'static str, what: &'static str, desc: &Conv2dDesc, b: &Tensor) -> Result<()> {
+    b.expect_dtype(op, what, DType::F32)?;
+    if b.numel() != desc.c_out {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{what} has shape {:?} ({} elements), expected [{}] (one per output channel)",
+                b.shape(),
+                b.numel(),
+                desc.c_out
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// How many images one chunk holds so that each of its scratch buffers (whose
+/// size per image in elements is `per_image`) fits `max_chunk_bytes` and the
+/// device's binding limit.
+fn chunk_images(
+    ctx: &Context,
+    desc: &Conv2dDesc,
+    per_image: &[usize],
+    max_chunk_bytes: u64,
+) -> Result<usize> {
+    let limit = ctx.max_binding_bytes().min(max_chunk_bytes);
+    let worst = per_image.iter().copied().max().unwrap_or(1) as u64 * 4;
+    let images = (limit / worst).min(desc.n as u64) as usize;
+    if images == 0 {
+        return Err(Error::TooLarge {
+            what: format!(
+                "conv2d: the im2col scratch of one image ({} rows x {} output pixels, {:?})",
+                desc.ckk(),
+                desc.out_hw()?.0 * desc.out_hw()?.1,
+                desc
+            ),
+            bytes: worst,
+            limit,
+        });
+    }
+    Ok(images)
+}
+
+/// Chunks `(first image, images)` covering the batch.
+fn chunks(n: usize, per_chunk: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n)
+        .step_by(per_chunk)
+        .map(move |n0| (n0, per_chunk.min(n - n0)))
+}
+
+/// `col[img][p][r]` for images `first .. first + images` of `x` (layout in
+/// `shaders/conv.wgsl`); `col` needs at least `images·P·CKK` elements.
+pub fn im2col(
+    ctx: &Context,
+    desc: &Conv2dDesc,
+    x: &Tensor,
+    col: &Tensor,
+    first: usize,
+    images: usize,
+) -> Result<Dispatch> {
+    const OP: &str = "conv2d im2col";
+    desc.validate()?;
+    check_tensor(OP, "x", x, &desc.input_shape(), &X_DIMS)?;
+    col.expect_dtype(OP, "col", DType::F32)?;
+    let (oh, ow) = desc.out_hw()?;
+    let total = images * oh * ow * desc.ckk();
+    check_range(OP, desc, first, images, col, total)?;
+    let x_offset = first * desc.c_in * desc.h * desc.w;
+    ctx.dispatch(
+        IM2COL,
+        &[("WG", WG as f64)],
+        &params(desc, images, x_offset, total, 0)?,
+        &[(1, &x.buffer), (2, &col.buffer)],
+        groups_for(ctx, total, WG)?,
+    )
+}
+
+/// Gathers `col` (layout of [`im2col`]) back into images `first .. first + images`
+/// of `dx`, overwriting them: each pixel gets the sum of the col entries that
+/// read it.
+pub fn col2im(
+    ctx: &Context,
+    desc: &Conv2dDesc,
+    col: &Tensor,
+    dx: &Tensor,
+    first: usize,
+    images: usize,
+) -> Result<Dispatch> {
+    const OP: &str = "conv2d col2im";
+    desc.validate()?;
+    check_tensor(OP, "dx", dx, &desc.input_shape(), &X_DIMS)?;
+    col.expect_dtype(OP, "col", DType::F32)?;
+    let (oh, ow) = desc.out_hw()?;
+    check_range(OP, desc, first, images, col, images * oh * ow * desc.ckk())?;
+    let image = desc.c_in * desc.h * desc.w;
+    let total = images * image;
+    ctx.dispatch(
+        COL2IM,
+        &[("WG", WG as f64)],
+        &params(desc, images, first * image, total, 0)?,
+        &[(3, &col.buffer), (4, &dx.buffer)],
+        groups_for(ctx, total, WG)?,
+    )
+}
+
+fn check_range(
+    op: &'static str,
+    desc: &Conv2dDesc,
+    first: usize,
+    images: usize,
+    col: &Tensor,
+    need: usize,
+) -> Result<()> {
+    if images == 0 || first + images > desc.n {
+        return Err(Error::shape(
+            op,
+            format!(
+                "images {first}..{} is not a non-empty range of the batch of {}",
+                first + images,
+                desc.n
+            ),
+        ));
+    }
+    if col.numel() < need {
+        return Err(Error::shape(
+            op,
+            format!("col has {} elements, {images} image(s) need {need}", col.numel()),
+        ));
+    }
+    Ok(())
+}
+
+/// Forward convolution: `y[n, c_out, oh, ow] = act(conv(x, w) + bias[c_out])`,
+/// `y` overwritten. `x` is `[n, c_in, h, w]`, `w` is `[c_out, c_in, kh, kw]`,
+/// `bias` (optional) is `[c_out]`. Chunked as described in the module docs.
+pub fn conv2d_forward(
+    ctx: &Context,
+    desc: &Conv2dDesc,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    act: Activation,
+    y: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    conv2d_forward_chunked(ctx, desc, x, w, bias, act, y, DEFAULT_MAX_CHUNK_BYTES)
+}
+
+/// [`conv2d_forward`] with the scratch buffer capped at `max_chunk_bytes` (as
+/// well as the device's binding limit); tests use a small cap to force several
+/// chunks.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_chunked(
+    ctx: &Context,
+    desc: &Conv2dDesc,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    act: Activation,
+    y: &Tensor,
+    max_chunk_bytes: u64,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "conv2d_forward";
+    check_common(OP, desc, x, w)?;
+    let out = desc.output_shape()?;
+    check_tensor(OP, "y", y, &out, &Y_DIMS)?;
+    if let Some(b) = bias {
+        check_bias(OP, "bias", desc, b)?;
+    }
+    let (o, np, ckk) = (desc.c_out, out[2] * out[3], desc.ckk());
+    let per_chunk = chunk_images(ctx, desc, &[np * ckk], max_chunk_bytes)?;
+    let col = Tensor::zeros(ctx, &[per_chunk, np, ckk], DType::F32)?;
+    let mut list = Vec::new();
+    for (n0, images) in chunks(desc.n, per_chunk) {
+        list.push(im2col(ctx, desc, x, &col, n0, images)?);
+        // y_img[O, P] = W[O, CKK] · col_img[P, CKK]^T for every image of the chunk.
+        let mut m = MatmulDesc::new(o, np, ckk);
+        m.batch = images;
+        m.trans_b = true;
+        m.a_batch_stride = 0;
+        m.b_batch_stride = np * ckk;
+        m.c_offset = n0 * o * np;
+        m.c_batch_stride = o * np;
+        m.activation = if bias.is_none() { act } else { Activation::Identity };
+        list.push(matmul(ctx, &m, w, &col, None, y)?);
+    }
+    if let Some(b) = bias {
+        // The matmul's bias runs along its N (pixels); the conv bias runs along M
+        // (channels), so bias and activation get their own pass.
+        let total = desc.n * o * np;
+        list.push(ctx.dispatch(
+            BIAS_ACT,
+            &[("WG", WG as f64)],
+            &params(desc, desc.n, 0, total, act_code(act))?,
+            &[(7, &y.buffer), (8, &b.buffer)],
+            groups_for(ctx, total, WG)?,
+        )?);
+    }
+    Ok(list)
+}
+
+/// Backward convolution. `dy` is the gradient with respect to `y` (the caller has
+/// already applied the activation's backward). Overwrites `dw` with the weight
+/// gradient, `dx` (if given) with the input gradient and `db` (if given) with the
+/// bias gradient (the sum of `dy` over images and pixels).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward(
+    ctx: &Context,
+    desc: &Conv2dDesc,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    dx: Option<&Tensor>,
+    dw: &Tensor,
+    db: Option<&Tensor>,
+) -> Result<Vec<Dispatch>> {
+    conv2d_backward_chunked(ctx, desc, x, w, dy, dx, dw, db, DEFAULT_MAX_CHUNK_BYTES)
+}
+
+/// [`conv2d_backward`] with the scratch buffers capped at `max_chunk_bytes`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_chunked(
+    ctx: &Context,
+    desc: &Conv2dDesc,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    dx: Option<&Tensor>,
+    dw: &Tensor,
+    db: Option<&Tensor>,
+    max_chunk_bytes: u64,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "conv2d_backward";
+    check_common(OP, desc, x, w)?;
+    let out = desc.output_shape()?;
+    check_tensor(OP, "dy", dy, &out, &Y_DIMS)?;
+    check_tensor(OP, "dw", dw, &desc.weight_shape(), &W_DIMS)?;
+    if let Some(dx) = dx {
+        check_tensor(OP, "dx", dx, &desc.input_shape(), &X_DIMS)?;
+    }
+    if let Some(db) = db {
+        check_bias(OP, "db", desc, db)?;
+    }
+    let (o, np, ckk) = (desc.c_out, out[2] * out[3], desc.ckk());
+    let per_chunk = chunk_images(ctx, desc, &[np * ckk, o * np], max_chunk_bytes)?;
+    let col = Tensor::zeros(ctx, &[per_chunk, np, ckk], DType::F32)?;
+    let dyt = Tensor::zeros(ctx, &[o, per_chunk * np], DType::F32)?;
+    let mut list = Vec::new();
+    if let Some(db) = db {
+        list.push(ctx.dispatch(
+            BIAS_GRAD,
+            &[],
+            &params(desc, desc.n, 0, desc.n * o * np, 0)?,
+            &[(5, &dy.buffer), (9, &db.buffer)],
+            groups_for(ctx, o * RWG as usize, RWG)?,
+        )?);
+    }
+    for (chunk, (n0, images)) in chunks(desc.n, per_chunk).enumerate() {
+        list.push(im2col(ctx, desc, x, &col, n0, images)?);
+        let total = o * images * np;
+        list.push(ctx.dispatch(
+            TRANSPOSE_DY,
+            &[("WG", WG as f64)],
+            &params(desc, images, n0 * o * np, total, 0)?,
+            &[(5, &dy.buffer), (6, &dyt.buffer)],
+            groups_for(ctx, total, WG)?,
+        )?);
+        // dW[O, CKK] (+)= dyT[O, images·P] · col[images·P, CKK].
+        let mut m = MatmulDesc::new(o, ckk, images * np);
+        m.accumulate = chunk > 0;
+        list.push(matmul(ctx, &m, &dyt, &col, None, dw)?);
+        if let Some(dx) = dx {
+            // dcol[images·P, CKK] = dyT^T · W, written over col, then gathered.
+            let mut m = MatmulDesc::new(images * np, ckk, o);
+            m.trans_a = true;
+            list.push(matmul(ctx, &m, &dyt, w, None, &col)?);
+            list.push(col2im(ctx, desc, &col, dx, n0, images)?);
+        }
+    }
+    Ok(list)
+}

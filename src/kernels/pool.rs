@@ -1,1 +1,272 @@
-//! pool launchers.
+//! 2-D pooling launchers: max pooling (with argmax indices) and average pooling,
+//! forward and backward, over NCHW images. Kernels in `shaders/pool.wgsl`, CPU
+//! twins in [`crate::reference::pool`].
+//!
+//! Semantics (PyTorch's `MaxPool2d` / `AvgPool2d` defaults): windows `kh×kw`,
+//! stride `(sh, sw)`, symmetric padding `(ph, pw)` on each side with `ph <= kh/2`
+//! and `pw <= kw/2`, floor mode: `oh = (h + 2·ph - kh) / sh + 1`. Max pooling skips
+//! padded positions; average pooling divides by `kh·kw` whatever the padding
+//! (`count_include_pad=True`). Keras `MaxPool2D(2)` is `kh = kw = 2`, stride 2, no
+//! padding.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::kernels::{Kernel, Shader, groups_for};
+
+/// Invocations per workgroup of the pooling kernels.
+pub const WG: u32 = 256;
+
+const MAX_FORWARD: Kernel = Kernel::new(Shader::Pool, "max_pool_forward");
+const MAX_BACKWARD: Kernel = Kernel::new(Shader::Pool, "max_pool_backward");
+const AVG_FORWARD: Kernel = Kernel::new(Shader::Pool, "avg_pool_forward");
+const AVG_BACKWARD: Kernel = Kernel::new(Shader::Pool, "avg_pool_backward");
+
+/// Shape of a 2-D pooling: input `[n, c, h, w]`, window `kh×kw`, stride
+/// `(sh, sw)`, symmetric padding `(ph, pw)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool2dDesc {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+}
+
+impl Pool2dDesc {
+    /// Keras `MaxPool2D(k)` / `AveragePooling2D(k)`: `k×k` windows, stride `k`, no
+    /// padding.
+    pub fn square(n: usize, c: usize, h: usize, w: usize, k: usize) -> Self {
+        Pool2dDesc {
+            n,
+            c,
+            h,
+            w,
+            kh: k,
+            kw: k,
+            stride: (k, k),
+            padding: (0, 0),
+        }
+    }
+
+    /// Output height and width, after checking the description.
+    pub fn out_hw(&self) -> Result<(usize, usize)> {
+        let dims = [
+            ("n", self.n),
+            ("c", self.c),
+            ("h", self.h),
+            ("w", self.w),
+            ("kh", self.kh),
+            ("kw", self.kw),
+        ];
+        for (name, v) in dims {
+            if v == 0 {
+                return Err(Error::invalid(format!("pool2d: {name} is 0 in {self:?}")));
+            }
+        }
+        if self.stride.0 == 0 || self.stride.1 == 0 {
+            return Err(Error::invalid(format!(
+                "pool2d: stride {:?} has a zero component",
+                self.stride
+            )));
+        }
+        let (ph, pw) = self.padding;
+        if ph > self.kh / 2 || pw > self.kw / 2 {
+            return Err(Error::invalid(format!(
+                "pool2d: padding {:?} exceeds half the {}x{} window (at most ({}, {}))",
+                self.padding,
+                self.kh,
+                self.kw,
+                self.kh / 2,
+                self.kw / 2
+            )));
+        }
+        let (hp, wp) = (self.h + 2 * ph, self.w + 2 * pw);
+        if self.kh > hp || self.kw > wp {
+            return Err(Error::shape(
+                "pool2d",
+                format!(
+                    "the {}x{} window is larger than the padded {hp}x{wp} input ({}x{} with padding {:?})",
+                    self.kh, self.kw, self.h, self.w, self.padding
+                ),
+            ));
+        }
+        Ok((
+            (hp - self.kh) / self.stride.0 + 1,
+            (wp - self.kw) / self.stride.1 + 1,
+        ))
+    }
+
+    /// Input shape `[n, c, h, w]`.
+    pub fn input_shape(&self) -> [usize; 4] {
+        [self.n, self.c, self.h, self.w]
+    }
+
+    /// Output shape `[n, c, oh, ow]`.
+    pub fn output_shape(&self) -> Result<[usize; 4]> {
+        let (oh, ow) = self.out_hw()?;
+        Ok([self.n, self.c, oh, ow])
+    }
+}
+
+/// Mirrors `Params` in `shaders/pool.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    total: u32,
+    _pad: u32,
+}
+
+/// Checks `t` has element type `dtype` and the element count of `shape` (and, if
+/// it is 4-D, exactly `shape`).
+fn check_tensor(
+    op: &'static str,
+    what: &'static str,
+    t: &Tensor,
+    shape: [usize; 4],
+    dtype: DType,
+) -> Result<()> {
+    t.expect_dtype(op, what, dtype)?;
+    let n: usize = shape.iter().product();
+    let fits = if t.shape().len() == 4 {
+        t.shape() == shape
+    } else {
+        t.numel() == n
+    };
+    if !fits {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{what} has shape {:?} ({} elements), expected {shape:?} ({n} elements)",
+                t.shape(),
+                t.numel()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn to_u32(op: &'static str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::TooLarge {
+        what: format!("{op}: {v} elements (indices are 32-bit)"),
+        bytes: v as u64 * 4,
+        limit: u32::MAX as u64,
+    })
+}
+
+fn params(op: &'static str, desc: &Pool2dDesc, total: usize) -> Result<Params> {
+    let (oh, ow) = desc.out_hw()?;
+    Ok(Params {
+        h: to_u32(op, desc.h)?,
+        w: to_u32(op, desc.w)?,
+        oh: to_u32(op, oh)?,
+        ow: to_u32(op, ow)?,
+        kh: to_u32(op, desc.kh)?,
+        kw: to_u32(op, desc.kw)?,
+        sh: to_u32(op, desc.stride.0)?,
+        sw: to_u32(op, desc.stride.1)?,
+        ph: to_u32(op, desc.padding.0)?,
+        pw: to_u32(op, desc.padding.1)?,
+        total: to_u32(op, total)?,
+        _pad: 0,
+    })
+}
+
+/// Max pooling: `y[n, c, oy, ox]` = the largest real element of the window and
+/// `indices[n, c, oy, ox]` (u32) = its flat position `iy·w + ix` inside its
+/// `h×w` plane (the first on ties). `x` is `[n, c, h, w]`; `y` and `indices` are
+/// `[n, c, oh, ow]`; both are overwritten.
+pub fn max_pool2d_forward(
+    ctx: &Context,
+    desc: &Pool2dDesc,
+    x: &Tensor,
+    y: &Tensor,
+    indices: &Tensor,
+) -> Result<Dispatch> {
+    const OP: &str = "max_pool2d_forward";
+    let out = desc.output_shape()?;
+    check_tensor(OP, "x", x, desc.input_shape(), DType::F32)?;
+    check_tensor(OP, "y", y, out, DType::F32)?;
+    check_tensor(OP, "indices", indices, out, DType::U32)?;
+    let total = out.iter().product();
+    ctx.dispatch(
+        MAX_FORWARD,
+        &[("WG", WG as f64)],
+        &params(OP, desc, total)?,
+        &[(1, &x.buffer), (2, &y.buffer), (3, &indices.buffer)],
+        groups_for(ctx, total, WG)?,
+    )
+}
+
+/// Max pooling backward: `dx[n, c, iy, ix]` = the sum of `dy` over the windows
+/// whose recorded index (from [`max_pool2d_forward`]) is `(iy, ix)`; overwritten.
+/// Each dx element gathers over the windows covering it, so overlapping windows
+/// are exact without atomics. Returns one dispatch.
+pub fn max_pool2d_backward(
+    ctx: &Context,
+    desc: &Pool2dDesc,
+    dy: &Tensor,
+    indices: &Tensor,
+    dx: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "max_pool2d_backward";
+    let out = desc.output_shape()?;
+    check_tensor(OP, "dy", dy, out, DType::F32)?;
+    check_tensor(OP, "indices", indices, out, DType::U32)?;
+    check_tensor(OP, "dx", dx, desc.input_shape(), DType::F32)?;
+    let total = desc.input_shape().iter().product();
+    Ok(vec![ctx.dispatch(
+        MAX_BACKWARD,
+        &[("WG", WG as f64)],
+        &params(OP, desc, total)?,
+        &[(4, &dy.buffer), (5, &indices.buffer), (6, &dx.buffer)],
+        groups_for(ctx, total, WG)?,
+    )?])
+}
+
+/// Average pooling: `y[n, c, oy, ox]` = (sum of the window's real elements) /
+/// `(kh·kw)` — padded positions count in the divisor, PyTorch's default
+/// `count_include_pad=True`. `y` is overwritten.
+pub fn avg_pool2d_forward(ctx: &Context, desc: &Pool2dDesc, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "avg_pool2d_forward";
+    let out = desc.output_shape()?;
+    check_tensor(OP, "x", x, desc.input_shape(), DType::F32)?;
+    check_tensor(OP, "y", y, out, DType::F32)?;
+    let total = out.iter().product();
+    ctx.dispatch(
+        AVG_FORWARD,
+        &[("WG", WG as f64)],
+        &params(OP, desc, total)?,
+        &[(1, &x.buffer), (2, &y.buffer)],
+        groups_for(ctx, total, WG)?,
+    )
+}
+
+/// Average pooling backward: `dx[n, c, iy, ix]` = sum over the windows covering
+/// `(iy, ix)` of `dy / (kh·kw)`; overwritten.
+pub fn avg_pool2d_backward(ctx: &Context, desc: &Pool2dDesc, dy: &Tensor, dx: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "avg_pool2d_backward";
+    let out = desc.output_shape()?;
+    check_tensor(OP, "dy", dy, out, DType::F32)?;
+    check_tensor(OP, "dx", dx, desc.input_shape(), DType::F32)?;
+    let total = desc.input_shape().iter().product();
+    ctx.dispatch(
+        AVG_BACKWARD,
+        &[("WG", WG as f64)],
+        &params(OP, desc, total)?,
+        &[(4, &dy.buffer), (6, &dx.buffer)],
+        groups_for(ctx, total, WG)?,
+    )
+}
