@@ -14,6 +14,10 @@ fn main() -> wgml::Result<()> {
     let mut model = recipe.model.compile(&ctx, recipe.loss, recipe.optimizer, 42)?;
     train::fit(&mut model, &ctx, &data.train, &recipe.fit)?;
     let e = train::evaluate(&mut model, &ctx, &data.test, 256)?;
-    println!("test loss: {:.4} - test accuracy: {:.4}", e.loss, e.accuracy.unwrap_or(0.0));
+    println!(
+        "test loss: {:.4} - test accuracy: {:.4}",
+        e.loss,
+        e.accuracy.unwrap_or(0.0)
+    );
     Ok(())
 }

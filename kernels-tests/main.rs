@@ -11,4 +11,5 @@ mod optim;
 mod pool;
 mod reduce;
 mod softmax;
+mod train;
 mod wgsl;

@@ -37,6 +37,10 @@ pub struct TrainArgs {
     /// Write the epochs, test results and device as JSON.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
+    /// Instead of training: time every kernel of one training step and print a
+    /// table sorted by time.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// The dataset a recipe names.
@@ -73,7 +77,9 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     }
     let lr = args.lr.unwrap_or(recipe.optimizer.lr());
     if !(lr.is_finite() && lr > 0.0) {
-        return Err(Error::invalid(format!("learning rate {lr} must be a positive number")));
+        return Err(Error::invalid(format!(
+            "learning rate {lr} must be a positive number"
+        )));
     }
     recipe.optimizer = match &args.optimizer {
         Some(name) => optimizer(name, lr)?,
@@ -102,8 +108,15 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         ctx.info.name,
         ctx.info.backend
     );
-    let mut model = recipe.model.compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
+    let mut model = recipe
+        .model
+        .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
     println!("{} parameters", model.store.count());
+    if args.profile {
+        let rows = train::profile::profile_step(&mut model, &ctx, recipe.fit.batch_size, 5)?;
+        print!("{}", train::profile::profile_table(&rows));
+        return Ok(ExitCode::SUCCESS);
+    }
     let history = train::fit(&mut model, &ctx, &data.train, &recipe.fit)?;
     let eval = train::evaluate(&mut model, &ctx, &data.test, recipe.fit.batch_size.max(256))?;
     print_evaluation(&eval);

@@ -98,7 +98,10 @@ impl Tensor {
         if buffer.size() < need {
             return Err(Error::shape(
                 "Tensor::from_buffer",
-                format!("shape {shape:?} needs {need} bytes, the buffer has {}", buffer.size()),
+                format!(
+                    "shape {shape:?} needs {need} bytes, the buffer has {}",
+                    buffer.size()
+                ),
             ));
         }
         Ok(Tensor {

@@ -10,6 +10,7 @@
 pub mod autodiff;
 pub mod params;
 pub mod plan;
+pub mod reference;
 
 use crate::error::{Error, Result};
 use crate::kernels::conv::{Conv2dDesc, Padding};
@@ -46,17 +47,43 @@ pub enum Op {
     Input,
     /// A trainable tensor (no batch dimension). `name` follows PyTorch's
     /// `state_dict` naming of the equivalent `nn.Sequential` (e.g. `4.weight`).
-    Param { name: String, init: Init },
+    Param {
+        name: String,
+        init: Init,
+    },
     /// `act(x · wᵀ + b)`, x `[B, in]`, w `[out, in]` (PyTorch's Linear layout), b `[out]`.
-    Dense { x: NodeId, w: NodeId, b: NodeId, act: Activation },
+    Dense {
+        x: NodeId,
+        w: NodeId,
+        b: NodeId,
+        act: Activation,
+    },
     /// `act(conv2d(x, w) + b)`, x `[B, C, H, W]`, w `[O, C, kh, kw]`, b `[O]`.
-    Conv2d { x: NodeId, w: NodeId, b: NodeId, stride: (usize, usize), padding: Padding, act: Activation },
-    MaxPool2d { x: NodeId, window: Window },
-    AvgPool2d { x: NodeId, window: Window },
+    Conv2d {
+        x: NodeId,
+        w: NodeId,
+        b: NodeId,
+        stride: (usize, usize),
+        padding: Padding,
+        act: Activation,
+    },
+    MaxPool2d {
+        x: NodeId,
+        window: Window,
+    },
+    AvgPool2d {
+        x: NodeId,
+        window: Window,
+    },
     /// A view with another per-sample shape (Flatten): no data moves.
-    Reshape { x: NodeId },
+    Reshape {
+        x: NodeId,
+    },
     /// Elementwise activation.
-    Act { x: NodeId, act: Activation },
+    Act {
+        x: NodeId,
+        act: Activation,
+    },
 }
 
 /// A node: its op, its per-sample shape (parameters: full shape), and the name of
@@ -109,7 +136,10 @@ impl Graph {
     /// The batch input with per-sample shape `shape`.
     pub fn input(&mut self, shape: &[usize]) -> Result<NodeId> {
         if shape.is_empty() || shape.contains(&0) {
-            return Err(shape_err("input", format!("input shape {shape:?} must be non-empty with no zero")));
+            return Err(shape_err(
+                "input",
+                format!("input shape {shape:?} must be non-empty with no zero"),
+            ));
         }
         Ok(self.push(Op::Input, shape.to_vec(), "input"))
     }
@@ -133,7 +163,9 @@ impl Graph {
         if xs.len() != 1 {
             return Err(shape_err(
                 layer,
-                format!("Dense expects a flat input [features], got per-sample shape {xs:?}; add Flatten first"),
+                format!(
+                    "Dense expects a flat input [features], got per-sample shape {xs:?}; add Flatten first"
+                ),
             ));
         }
         if ws.len() != 2 || ws[1] != xs[0] || self.shape(b) != [ws[0]] {
@@ -150,6 +182,7 @@ impl Graph {
     }
 
     /// Conv2D layer on `x` (per-sample shape `[C, H, W]`).
+    #[allow(clippy::too_many_arguments)]
     pub fn conv2d(
         &mut self,
         x: NodeId,
@@ -257,7 +290,9 @@ pub fn pool_desc(n: usize, xs: &[usize], window: Window) -> Result<Pool2dDesc> {
         Padding::Valid => (0, 0),
         Padding::Explicit(ph, pw) => (ph, pw),
         Padding::Same => {
-            return Err(Error::invalid("pooling supports 'valid' or explicit padding, not 'same'"));
+            return Err(Error::invalid(
+                "pooling supports 'valid' or explicit padding, not 'same'",
+            ));
         }
     };
     Ok(Pool2dDesc {

@@ -20,6 +20,9 @@ pub struct Param {
     pub state: Vec<Tensor>,
 }
 
+/// A parameter read back to the CPU: `(name, shape, values)`.
+pub type NamedValues = (String, Vec<usize>, Vec<f32>);
+
 /// Every parameter of a model.
 #[derive(Debug, Default)]
 pub struct ParamStore {
@@ -69,7 +72,7 @@ impl ParamStore {
     }
 
     /// Reads every parameter back: `(name, shape, values)`.
-    pub fn download(&self, ctx: &Context) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn download(&self, ctx: &Context) -> Result<Vec<NamedValues>> {
         self.params
             .iter()
             .map(|p| Ok((p.name.clone(), p.shape.clone(), p.value.to_f32(ctx)?)))

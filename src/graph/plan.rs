@@ -117,7 +117,13 @@ fn batched(batch: usize, shape: &[usize]) -> Vec<usize> {
     s
 }
 
-fn conv_desc(batch: usize, xs: &[usize], ws: &[usize], stride: (usize, usize), padding: crate::kernels::conv::Padding) -> Conv2dDesc {
+fn conv_desc(
+    batch: usize,
+    xs: &[usize],
+    ws: &[usize],
+    stride: (usize, usize),
+    padding: crate::kernels::conv::Padding,
+) -> Conv2dDesc {
     Conv2dDesc {
         n: batch,
         c_in: xs[0],
@@ -189,7 +195,15 @@ impl Plan {
                 } => {
                     let y = Tensor::zeros(ctx, &shape, DType::F32)?;
                     let desc = conv_desc(b, graph.shape(*x), graph.shape(*w), *stride, *padding);
-                    forward.extend(conv2d_forward(ctx, &desc, &value(*x), &value(*w), Some(&value(*bias)), *act, &y)?);
+                    forward.extend(conv2d_forward(
+                        ctx,
+                        &desc,
+                        &value(*x),
+                        &value(*w),
+                        Some(&value(*bias)),
+                        *act,
+                        &y,
+                    )?);
                     y
                 }
                 Op::MaxPool2d { x, window } => {
@@ -236,7 +250,9 @@ impl Plan {
             let mut v = Vec::new();
             match loss_kind {
                 Loss::SparseCategoricalCrossentropy => {
-                    v.push(loss::softmax_cross_entropy(ctx, &out2, &targets, &losses, grad, scale)?);
+                    v.push(loss::softmax_cross_entropy(
+                        ctx, &out2, &targets, &losses, grad, scale,
+                    )?);
                     v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
                     v.push(reduce::count_correct(ctx, &out2, &targets, &acc.correct)?);
                 }
@@ -272,7 +288,12 @@ impl Plan {
             }
             Loss::BinaryCrossentropy => {
                 let p = Tensor::zeros(ctx, &[b, out_dim], DType::F32)?;
-                predict.push(elementwise::activation_forward(ctx, Activation::Sigmoid, &out2, &p)?);
+                predict.push(elementwise::activation_forward(
+                    ctx,
+                    Activation::Sigmoid,
+                    &out2,
+                    &p,
+                )?);
                 p
             }
             Loss::MeanSquaredError => out2.clone(),
@@ -280,7 +301,16 @@ impl Plan {
 
         let (backward, update) = match dlogits {
             Some(dl) => {
-                let backward = lower_backward(ctx, graph, output, b, &values, &aux, store, dl.reshape(out.shape())?)?;
+                let backward = lower_backward(
+                    ctx,
+                    graph,
+                    output,
+                    b,
+                    &values,
+                    &aux,
+                    store,
+                    dl.reshape(out.shape())?,
+                )?;
                 let update = store
                     .params
                     .iter()
@@ -369,27 +399,34 @@ fn lower_backward(
                 graph.nodes[i].layer, uses[i]
             )));
         }
-        Ok(store.by_node(i).expect("every Param node is in the store").grad.clone())
+        Ok(store
+            .by_node(i)
+            .expect("every Param node is in the store")
+            .grad
+            .clone())
     };
 
     for id in backward_order(graph, output) {
-        let dy = grads[id].take().expect("gradient of a node is complete before its rule runs");
+        let dy = grads[id]
+            .take()
+            .expect("gradient of a node is complete before its rule runs");
         // Where the gradient of input `x` goes: a fresh buffer for the first
         // contribution, a temporary summed in for later ones.
         let mut targets: Vec<(NodeId, Tensor, bool)> = Vec::new();
-        let mut dx_for = |x: NodeId, pool: &mut Pool, grads: &mut Vec<Option<Tensor>>| -> Result<Option<Tensor>> {
-            if !req[x] {
-                return Ok(None);
-            }
-            let shape = batched(b, &graph.nodes[x].shape);
-            let t = pool.take(ctx, &shape)?;
-            let accumulate = grads[x].is_some();
-            targets.push((x, t.clone(), accumulate));
-            if !accumulate {
-                grads[x] = Some(t.clone());
-            }
-            Ok(Some(t))
-        };
+        let mut dx_for =
+            |x: NodeId, pool: &mut Pool, grads: &mut Vec<Option<Tensor>>| -> Result<Option<Tensor>> {
+                if !req[x] {
+                    return Ok(None);
+                }
+                let shape = batched(b, &graph.nodes[x].shape);
+                let t = pool.take(ctx, &shape)?;
+                let accumulate = grads[x].is_some();
+                targets.push((x, t.clone(), accumulate));
+                if !accumulate {
+                    grads[x] = Some(t.clone());
+                }
+                Ok(Some(t))
+            };
         // Gradient before the op's fused activation.
         let pre_activation = |act: Activation, pool: &mut Pool, out: &mut Vec<Dispatch>| -> Result<Tensor> {
             if act == Activation::Identity {
@@ -411,7 +448,15 @@ fn lower_backward(
                 let mut d = MatmulDesc::new(units, fan_in, b);
                 d.trans_a = true;
                 out.push(matmul(ctx, &d, &dz, &value(*x), None, &param_grad(*w)?)?);
-                out.push(reduce::channel_sum(ctx, &dz, b, units, 1, &param_grad(*bias)?, false)?);
+                out.push(reduce::channel_sum(
+                    ctx,
+                    &dz,
+                    b,
+                    units,
+                    1,
+                    &param_grad(*bias)?,
+                    false,
+                )?);
                 if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
                     // dx[B, in] = dz · W
                     let d = MatmulDesc::new(b, fan_in, units);

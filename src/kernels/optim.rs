@@ -128,7 +128,9 @@ impl Optimizer {
     pub fn with_lr(&self, new_lr: f32) -> Self {
         let mut o = self.clone();
         match &mut o {
-            Optimizer::Adam { lr, .. } | Optimizer::Sgd { lr, .. } | Optimizer::RmsProp { lr, .. } => *lr = new_lr,
+            Optimizer::Adam { lr, .. } | Optimizer::Sgd { lr, .. } | Optimizer::RmsProp { lr, .. } => {
+                *lr = new_lr
+            }
         }
         o
     }

@@ -29,6 +29,7 @@ impl Sequential {
     }
 
     /// Appends a layer.
+    #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, layer: Layer) -> Sequential {
         self.layers.push(layer);
         self
@@ -52,7 +53,9 @@ impl Sequential {
             let last = i + 1 == count;
             let resolve = |a: LayerActivation| -> Result<Activation> {
                 match (a, last, loss) {
-                    (LayerActivation::Softmax, true, Loss::SparseCategoricalCrossentropy) => Ok(Activation::Identity),
+                    (LayerActivation::Softmax, true, Loss::SparseCategoricalCrossentropy) => {
+                        Ok(Activation::Identity)
+                    }
                     (LayerActivation::Sigmoid, true, Loss::BinaryCrossentropy) => Ok(Activation::Identity),
                     (LayerActivation::Softmax, _, _) => Err(Error::invalid(format!(
                         "layer '{name}': softmax is supported only as the last layer's activation with \
@@ -66,7 +69,9 @@ impl Sequential {
                 Layer::Dense { units, activation } => {
                     let fan_in = g.shape(x).iter().product::<usize>();
                     if *units == 0 {
-                        return Err(Error::invalid(format!("layer '{name}': Dense needs at least 1 unit")));
+                        return Err(Error::invalid(format!(
+                            "layer '{name}': Dense needs at least 1 unit"
+                        )));
                     }
                     let w = g.param(
                         &format!("{index}.weight"),
@@ -92,7 +97,9 @@ impl Sequential {
                     if xs.len() != 3 {
                         return Err(Error::shape(
                             "model",
-                            format!("layer '{name}': Conv2D expects [channels, height, width] per sample, got {xs:?}"),
+                            format!(
+                                "layer '{name}': Conv2D expects [channels, height, width] per sample, got {xs:?}"
+                            ),
                         ));
                     }
                     if *filters == 0 || kernel.0 == 0 || kernel.1 == 0 {
@@ -145,7 +152,9 @@ impl Sequential {
             Loss::SparseCategoricalCrossentropy if out.len() != 1 || out[0] < 2 => {
                 return Err(Error::shape(
                     "model",
-                    format!("categorical cross-entropy needs an output of [classes >= 2], the model gives {out:?}"),
+                    format!(
+                        "categorical cross-entropy needs an output of [classes >= 2], the model gives {out:?}"
+                    ),
                 ));
             }
             _ if out.len() != 1 => {
@@ -263,7 +272,9 @@ impl Model {
         self.step_uniform.write(ctx, &self.optimizer, self.step, lr)?;
         let mut encoder = ctx
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("train step"),
+            });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("train step"),
@@ -292,7 +303,9 @@ impl Model {
         Self::upload(ctx, plan, batch)?;
         let mut encoder = ctx
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("eval step") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("eval step"),
+            });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("eval step"),
@@ -318,12 +331,16 @@ impl Model {
 
     /// Replaces the parameter values with `values` (name, shape, data) after checking
     /// that every name and shape matches.
-    pub fn load_params(&self, ctx: &Context, values: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+    pub fn load_params(&self, ctx: &Context, values: &[crate::graph::params::NamedValues]) -> Result<()> {
         for p in &self.store.params {
-            let (_, shape, data) = values.iter().find(|(n, _, _)| *n == p.name).ok_or_else(|| Error::Data {
-                path: "weights".into(),
-                message: format!("tensor '{}' is missing", p.name),
-            })?;
+            let (_, shape, data) =
+                values
+                    .iter()
+                    .find(|(n, _, _)| *n == p.name)
+                    .ok_or_else(|| Error::Data {
+                        path: "weights".into(),
+                        message: format!("tensor '{}' is missing", p.name),
+                    })?;
             if *shape != p.shape {
                 return Err(Error::Data {
                     path: "weights".into(),
@@ -335,7 +352,10 @@ impl Model {
             }
             p.value.write(ctx, data)?;
         }
-        if let Some((n, _, _)) = values.iter().find(|(n, _, _)| self.store.params.iter().all(|p| p.name != *n)) {
+        if let Some((n, _, _)) = values
+            .iter()
+            .find(|(n, _, _)| self.store.params.iter().all(|p| p.name != *n))
+        {
             return Err(Error::Data {
                 path: "weights".into(),
                 message: format!("tensor '{n}' does not belong to this model"),

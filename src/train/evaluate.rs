@@ -32,7 +32,13 @@ pub struct Evaluation {
     pub macro_f1: Option<f64>,
 }
 
-fn batches(model: &mut Model, ctx: &Context, data: &Split, batch_size: usize, preds: Option<&Tensor>) -> Result<()> {
+fn batches(
+    model: &mut Model,
+    ctx: &Context,
+    data: &Split,
+    batch_size: usize,
+    preds: Option<&Tensor>,
+) -> Result<()> {
     let n = data.len();
     if n == 0 {
         return Err(Error::invalid("no samples to evaluate"));
@@ -55,7 +61,13 @@ fn batches(model: &mut Model, ctx: &Context, data: &Split, batch_size: usize, pr
                     Targets::Classes { .. } => (&plan.predictions.buffer, idx.len() * 4),
                     Targets::Values { dim, .. } => (&plan.probabilities.buffer, idx.len() * dim * 4),
                 };
-                enc.copy_buffer_to_buffer(src, 0, &p.buffer, (i * b * bytes / idx.len()) as u64, bytes as u64);
+                enc.copy_buffer_to_buffer(
+                    src,
+                    0,
+                    &p.buffer,
+                    (i * b * bytes / idx.len()) as u64,
+                    bytes as u64,
+                );
             }
         })?;
     }
@@ -63,7 +75,12 @@ fn batches(model: &mut Model, ctx: &Context, data: &Split, batch_size: usize, pr
 }
 
 /// Mean loss and accuracy over `data` (accuracy 0 for regression).
-pub fn evaluate_sums(model: &mut Model, ctx: &Context, data: &Split, batch_size: usize) -> Result<(f64, f64)> {
+pub fn evaluate_sums(
+    model: &mut Model,
+    ctx: &Context,
+    data: &Split,
+    batch_size: usize,
+) -> Result<(f64, f64)> {
     batches(model, ctx, data, batch_size, None)?;
     let (l, c) = model.acc.read(ctx)?;
     let n = data.len() as f64;
@@ -89,7 +106,11 @@ pub fn evaluate(model: &mut Model, ctx: &Context, data: &Split, batch_size: usiz
     let (loss_sum, correct) = model.acc.read(ctx)?;
     let predicted: Vec<usize> = match &data.y {
         Targets::Classes { .. } => preds.to_u32(ctx)?.into_iter().map(|p| p as usize).collect(),
-        Targets::Values { .. } => preds.to_f32(ctx)?.into_iter().map(|p| usize::from(p > 0.5)).collect(),
+        Targets::Values { .. } => preds
+            .to_f32(ctx)?
+            .into_iter()
+            .map(|p| usize::from(p > 0.5))
+            .collect(),
     };
     let mut confusion = vec![vec![0u64; classes]; classes];
     if classes > 0 {
@@ -120,7 +141,9 @@ pub fn evaluate(model: &mut Model, ctx: &Context, data: &Split, batch_size: usiz
             }
         })
         .collect();
-    let mean = |f: fn(&ClassMetrics) -> f64| (classes > 0).then(|| per_class.iter().map(f).sum::<f64>() / classes as f64);
+    let mean = |f: fn(&ClassMetrics) -> f64| {
+        (classes > 0).then(|| per_class.iter().map(f).sum::<f64>() / classes as f64)
+    };
     Ok(Evaluation {
         loss: loss_sum / n as f64,
         accuracy: model.loss.is_classification().then(|| correct / n as f64),

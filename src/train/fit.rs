@@ -159,7 +159,10 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
         let loss = loss_sum / seen as f64;
         if !loss.is_finite() {
             let sums = trace.to_f32(ctx)?;
-            let step = sums.iter().position(|s| !s.is_finite()).map_or(steps as usize, |s| s + 1);
+            let step = sums
+                .iter()
+                .position(|s| !s.is_finite())
+                .map_or(steps as usize, |s| s + 1);
             return Err(Error::Training(format!(
                 "the loss became {} at epoch {epoch}, step {step} of {steps}; lower the learning rate \
                  or check the data",
@@ -222,7 +225,10 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
             model.copy_params(&mut enc, &best, true);
             ctx.submit(enc.finish())?;
             if config.verbose {
-                println!("restored the weights of epoch {}", history.best_epoch.unwrap_or(last));
+                println!(
+                    "restored the weights of epoch {}",
+                    history.best_epoch.unwrap_or(last)
+                );
             }
         }
     }
@@ -232,7 +238,10 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
 
 /// A Keras-like epoch line.
 pub fn epoch_line(s: &EpochStats, epochs: usize) -> String {
-    let mut line = format!("Epoch {}/{epochs} - {:.2}s - loss: {:.4}", s.epoch, s.seconds, s.loss);
+    let mut line = format!(
+        "Epoch {}/{epochs} - {:.2}s - loss: {:.4}",
+        s.epoch, s.seconds, s.loss
+    );
     if let Some(a) = s.accuracy {
         line += &format!(" - accuracy: {a:.4}");
     }

@@ -4,6 +4,7 @@
 
 pub mod evaluate;
 pub mod fit;
+pub mod profile;
 
 pub use evaluate::{ClassMetrics, Evaluation, evaluate};
 pub use fit::{EpochStats, FitConfig, History, fit};

@@ -1,0 +1,160 @@
+//! End to end: training on the GPU equals training on the CPU reference path;
+//! a training step is one submission and creates nothing; divergence and bad
+//! models are reported as errors.
+
+use wgml::data::Dataset;
+use wgml::graph::reference::ReferenceExecutor;
+use wgml::kernels::optim::Optimizer;
+use wgml::nn::model::Batch;
+use wgml::nn::{Layer, LayerActivation as A, Loss, Sequential, zoo};
+use wgml::train::{FitConfig, fit};
+
+use crate::common::*;
+
+fn batch_of<'a>(x: &'a [f32], labels: &'a [u32], values: &'a [f32], len: usize) -> Batch<'a> {
+    Batch {
+        x,
+        labels,
+        values,
+        len,
+    }
+}
+
+#[test]
+fn cnn_training_on_gpu_matches_the_reference_path_step_by_step() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let recipe = zoo::cnn();
+    let mut model = recipe
+        .model
+        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 7)
+        .unwrap();
+    let mut cpu = ReferenceExecutor::from_model(&model, ctx).unwrap();
+    let b = 16;
+    let lr = recipe.optimizer.lr();
+    let (mut x, mut l, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    for step in 0..6 {
+        let idx: Vec<usize> = (step * b..(step + 1) * b).collect();
+        data.train.gather(&idx, &mut x, &mut l, &mut v);
+        model.acc.reset(ctx).unwrap();
+        model
+            .train_step(ctx, &batch_of(&x, &l, &v, b), lr, |_, _| {})
+            .unwrap();
+        let gpu_loss = model.acc.read(ctx).unwrap().0 / b as f64;
+        let cpu_loss = cpu.train_step(&x, &l, &v, b, lr).unwrap();
+        let rel = (gpu_loss - cpu_loss).abs() / cpu_loss.abs();
+        assert!(
+            rel < 1e-4,
+            "step {step}: GPU loss {gpu_loss} vs reference {cpu_loss} (rel {rel:e})"
+        );
+    }
+    // The parameters after 6 steps agree too.
+    for p in &model.store.params {
+        let gpu = p.value.to_f32(ctx).unwrap();
+        let want = &cpu.params()[p.node];
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert_close(&p.name, &gpu, want, 1e-4 * scale, 1e-3);
+    }
+}
+
+#[test]
+fn a_training_step_is_one_submission_and_creates_nothing() {
+    let (_g, ctx) = gpu();
+    let recipe = zoo::cnn();
+    let mut model = recipe
+        .model
+        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 1)
+        .unwrap();
+    let b = 8;
+    let x = vec![0.5f32; b * 784];
+    let l: Vec<u32> = (0..b as u32).collect();
+    let batch = batch_of(&x, &l, &[], b);
+    model.train_step(ctx, &batch, 0.001, |_, _| {}).unwrap();
+    ctx.wait().unwrap();
+    let before = ctx.counters();
+    for _ in 0..3 {
+        model.train_step(ctx, &batch, 0.001, |_, _| {}).unwrap();
+    }
+    let after = ctx.counters();
+    ctx.wait().unwrap();
+    let d = after - before;
+    assert_eq!(d.submissions, 3, "one submission per step");
+    assert_eq!(d.buffers_created, 0, "no buffer created after the first step");
+    assert_eq!(
+        d.bind_groups_created, 0,
+        "no bind group created after the first step"
+    );
+    assert_eq!(d.pipelines_created, 0);
+}
+
+#[test]
+fn a_diverging_loss_stops_training_naming_epoch_and_step() {
+    let (_g, ctx) = gpu();
+    let mut data = Dataset::linear_regression(3);
+    // A non-finite target makes the loss infinite from the third batch on.
+    if let wgml::data::Targets::Values { values, .. } = &mut data.train.y {
+        values[2 * 20 + 1] = f32::INFINITY;
+    }
+    let model = Sequential::new(&[3]).add(Layer::dense(1, A::Linear));
+    let mut m = model
+        .compile(ctx, Loss::MeanSquaredError, Optimizer::sgd(0.01, 0.0), 1)
+        .unwrap();
+    let cfg = FitConfig {
+        epochs: 2,
+        batch_size: 20,
+        shuffle: false,
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let e = fit(&mut m, ctx, &data.train, &cfg).unwrap_err().to_string();
+    assert!(e.contains("epoch 1, step 3"), "{e}");
+}
+
+#[test]
+fn bad_models_are_errors_naming_the_layer() {
+    let e = Sequential::new(&[1, 28, 28])
+        .add(Layer::dense(10, A::Relu))
+        .graph(Loss::SparseCategoricalCrossentropy)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Dense #1") && e.contains("Flatten"), "{e}");
+    let e = Sequential::new(&[1, 5, 5])
+        .add(Layer::conv2d(4, 7, A::Relu))
+        .graph(Loss::MeanSquaredError)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Conv2D #1"), "{e}");
+    let e = Sequential::new(&[4])
+        .add(Layer::dense(3, A::Softmax))
+        .add(Layer::dense(2, A::Linear))
+        .graph(Loss::SparseCategoricalCrossentropy)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("softmax"), "{e}");
+}
+
+#[test]
+fn partial_last_batch_is_trained_and_counted() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::two_blobs(5);
+    let recipe = zoo::binary();
+    let mut m = recipe
+        .model
+        .compile(ctx, recipe.loss, recipe.optimizer, 1)
+        .unwrap();
+    let cfg = FitConfig {
+        epochs: 1,
+        batch_size: 32,
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let h = fit(&mut m, ctx, &data.train, &cfg).unwrap();
+    // 80 samples at batch 32: 32 + 32 + 16, every sample counted once.
+    assert_eq!(h.epochs[0].steps, 3);
+    assert_eq!(m.step, 3);
+    let acc = h.epochs[0].accuracy.unwrap();
+    assert!(
+        (acc * 80.0 - (acc * 80.0).round()).abs() < 1e-9,
+        "accuracy {acc} is not k/80"
+    );
+}

@@ -1,0 +1,283 @@
+//! The CPU twin of the executor: the same graph, forward, loss, backward and
+//! optimizer update, computed with the reference kernels. Slow and obviously
+//! right; tests train a model for a few steps on both paths and compare losses.
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::graph::autodiff::{backward_order, requires_grad};
+use crate::graph::{Graph, NodeId, Op, pool_desc};
+use crate::kernels::conv::Conv2dDesc;
+use crate::kernels::matmul::{Activation, MatmulDesc};
+use crate::kernels::optim::Optimizer;
+use crate::nn::{Loss, Model};
+use crate::reference as r;
+
+/// Parameters and optimizer state on the CPU, stepping a graph with reference kernels.
+#[derive(Clone, Debug)]
+pub struct ReferenceExecutor {
+    graph: Graph,
+    output: NodeId,
+    loss: Loss,
+    optimizer: Optimizer,
+    /// Parameter values by node id (empty for non-parameters).
+    params: Vec<Vec<f32>>,
+    state: Vec<Vec<Vec<f32>>>,
+    step: u32,
+}
+
+fn conv_desc(
+    b: usize,
+    xs: &[usize],
+    ws: &[usize],
+    stride: (usize, usize),
+    padding: crate::kernels::conv::Padding,
+) -> Conv2dDesc {
+    Conv2dDesc {
+        n: b,
+        c_in: xs[0],
+        h: xs[1],
+        w: xs[2],
+        c_out: ws[0],
+        kh: ws[2],
+        kw: ws[3],
+        stride,
+        padding,
+    }
+}
+
+impl ReferenceExecutor {
+    /// A CPU copy of `model`'s current parameters (read back from the GPU) and
+    /// step count, with fresh optimizer state when the model has not stepped yet.
+    pub fn from_model(model: &Model, ctx: &Context) -> Result<ReferenceExecutor> {
+        let mut params = vec![Vec::new(); model.graph.nodes.len()];
+        let mut state = vec![Vec::new(); model.graph.nodes.len()];
+        for p in &model.store.params {
+            params[p.node] = p.value.to_f32(ctx)?;
+            state[p.node] = p.state.iter().map(|s| s.to_f32(ctx)).collect::<Result<_>>()?;
+        }
+        Ok(ReferenceExecutor {
+            graph: model.graph.clone(),
+            output: model.output,
+            loss: model.loss,
+            optimizer: model.optimizer.clone(),
+            params,
+            state,
+            step: model.step,
+        })
+    }
+
+    /// Parameter values by node id.
+    pub fn params(&self) -> &[Vec<f32>] {
+        &self.params
+    }
+
+    /// One training step on a batch of `b` samples; returns the mean loss.
+    pub fn train_step(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        values: &[f32],
+        b: usize,
+        lr: f32,
+    ) -> Result<f64> {
+        let g = &self.graph;
+        let n = g.nodes.len();
+        let mut vals: Vec<Vec<f32>> = vec![Vec::new(); n];
+        let mut aux: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let numel = |id: NodeId| b * g.shape(id).iter().product::<usize>();
+        for id in 0..=self.output {
+            let v = match &g.nodes[id].op {
+                Op::Input => {
+                    if x.len() != numel(id) {
+                        return Err(Error::shape(
+                            "reference",
+                            format!("batch has {} values, expected {}", x.len(), numel(id)),
+                        ));
+                    }
+                    x.to_vec()
+                }
+                Op::Param { .. } => self.params[id].clone(),
+                Op::Dense { x, w, b: bias, act } => {
+                    let ws = g.shape(*w);
+                    let mut d = MatmulDesc::new(b, ws[0], ws[1]);
+                    d.trans_b = true;
+                    d.activation = *act;
+                    let mut y = vec![0.0; numel(id)];
+                    r::matmul::matmul(&d, &vals[*x], &self.params[*w], Some(&self.params[*bias]), &mut y)?;
+                    y
+                }
+                Op::Conv2d {
+                    x,
+                    w,
+                    b: bias,
+                    stride,
+                    padding,
+                    act,
+                } => {
+                    let desc = conv_desc(b, g.shape(*x), g.shape(*w), *stride, *padding);
+                    let mut y = vec![0.0; numel(id)];
+                    r::conv::conv2d_forward(
+                        &desc,
+                        &vals[*x],
+                        &self.params[*w],
+                        Some(&self.params[*bias]),
+                        *act,
+                        &mut y,
+                    );
+                    y
+                }
+                Op::MaxPool2d { x, window } => {
+                    let desc = pool_desc(b, g.shape(*x), *window)?;
+                    let mut y = vec![0.0; numel(id)];
+                    let mut idx = vec![0u32; numel(id)];
+                    r::pool::max_pool2d_forward(&desc, &vals[*x], &mut y, &mut idx);
+                    aux[id] = idx;
+                    y
+                }
+                Op::AvgPool2d { x, window } => {
+                    let desc = pool_desc(b, g.shape(*x), *window)?;
+                    let mut y = vec![0.0; numel(id)];
+                    r::pool::avg_pool2d_forward(&desc, &vals[*x], &mut y);
+                    y
+                }
+                Op::Reshape { x } => vals[*x].clone(),
+                Op::Act { x, act } => {
+                    let mut y = vec![0.0; numel(id)];
+                    r::elementwise::activation_forward(*act, &vals[*x], &mut y);
+                    y
+                }
+            };
+            vals[id] = v;
+        }
+        let out = &vals[self.output];
+        let cols = out.len() / b;
+        let mut losses = vec![0.0; b];
+        let mut dout = vec![0.0; out.len()];
+        let scale = 1.0 / b as f32;
+        match self.loss {
+            Loss::SparseCategoricalCrossentropy => {
+                r::loss::softmax_cross_entropy(out, cols, labels, &mut losses, Some(&mut dout), scale)
+            }
+            Loss::BinaryCrossentropy => {
+                r::loss::bce_with_logits(out, values, cols, &mut losses, Some(&mut dout), scale)
+            }
+            Loss::MeanSquaredError => r::loss::mse(out, values, cols, &mut losses, Some(&mut dout), scale),
+        }
+        let mean_loss = losses.iter().map(|&l| l as f64).sum::<f64>() / b as f64;
+
+        // Backward.
+        let req = requires_grad(g);
+        let mut grads: Vec<Option<Vec<f32>>> = vec![None; n];
+        grads[self.output] = Some(dout);
+        let add_grad = |grads: &mut Vec<Option<Vec<f32>>>, i: NodeId, d: Vec<f32>| match &mut grads[i] {
+            Some(acc) => acc.iter_mut().zip(&d).for_each(|(a, v)| *a += v),
+            slot => *slot = Some(d),
+        };
+        let pre_act = |act: Activation, y: &[f32], dy: &[f32]| -> Vec<f32> {
+            if act == Activation::Identity {
+                return dy.to_vec();
+            }
+            let mut dz = vec![0.0; dy.len()];
+            r::elementwise::activation_backward(act, y, dy, &mut dz);
+            dz
+        };
+        for id in backward_order(g, self.output) {
+            let dy = grads[id].take().expect("gradient complete");
+            match &g.nodes[id].op {
+                Op::Dense { x, w, b: bias, act } => {
+                    let dz = pre_act(*act, &vals[id], &dy);
+                    let ws = g.shape(*w);
+                    let mut d = MatmulDesc::new(ws[0], ws[1], b);
+                    d.trans_a = true;
+                    let mut dw = vec![0.0; ws[0] * ws[1]];
+                    r::matmul::matmul(&d, &dz, &vals[*x], None, &mut dw)?;
+                    let mut db = vec![0.0; ws[0]];
+                    r::reduce::channel_sum(&dz, b, ws[0], 1, &mut db, false);
+                    if req[*x] {
+                        let d = MatmulDesc::new(b, ws[1], ws[0]);
+                        let mut dx = vec![0.0; numel(*x)];
+                        r::matmul::matmul(&d, &dz, &self.params[*w], None, &mut dx)?;
+                        add_grad(&mut grads, *x, dx);
+                    }
+                    add_grad(&mut grads, *w, dw);
+                    add_grad(&mut grads, *bias, db);
+                }
+                Op::Conv2d {
+                    x,
+                    w,
+                    b: bias,
+                    stride,
+                    padding,
+                    act,
+                } => {
+                    let dz = pre_act(*act, &vals[id], &dy);
+                    let desc = conv_desc(b, g.shape(*x), g.shape(*w), *stride, *padding);
+                    let mut dw = vec![0.0; self.params[*w].len()];
+                    let mut db = vec![0.0; self.params[*bias].len()];
+                    let mut dx = req[*x].then(|| vec![0.0; numel(*x)]);
+                    r::conv::conv2d_backward(
+                        &desc,
+                        &vals[*x],
+                        &self.params[*w],
+                        &dz,
+                        dx.as_deref_mut(),
+                        &mut dw,
+                        Some(&mut db),
+                    );
+                    if let Some(dx) = dx {
+                        add_grad(&mut grads, *x, dx);
+                    }
+                    add_grad(&mut grads, *w, dw);
+                    add_grad(&mut grads, *bias, db);
+                }
+                Op::MaxPool2d { x, window } => {
+                    if req[*x] {
+                        let desc = pool_desc(b, g.shape(*x), *window)?;
+                        let mut dx = vec![0.0; numel(*x)];
+                        r::pool::max_pool2d_backward(&desc, &dy, &aux[id], &mut dx);
+                        add_grad(&mut grads, *x, dx);
+                    }
+                }
+                Op::AvgPool2d { x, window } => {
+                    if req[*x] {
+                        let desc = pool_desc(b, g.shape(*x), *window)?;
+                        let mut dx = vec![0.0; numel(*x)];
+                        r::pool::avg_pool2d_backward(&desc, &dy, &mut dx);
+                        add_grad(&mut grads, *x, dx);
+                    }
+                }
+                Op::Reshape { x } => {
+                    if req[*x] {
+                        add_grad(&mut grads, *x, dy);
+                    }
+                }
+                Op::Act { x, act } => {
+                    if req[*x] {
+                        let mut dx = vec![0.0; dy.len()];
+                        r::elementwise::activation_backward(*act, &vals[id], &dy, &mut dx);
+                        add_grad(&mut grads, *x, dx);
+                    }
+                }
+                Op::Input | Op::Param { .. } => unreachable!("not in backward order"),
+            }
+        }
+        // Update, in node order like the GPU plan.
+        self.step += 1;
+        for id in 0..n {
+            if let Op::Param { .. } = g.nodes[id].op {
+                let grad = grads[id]
+                    .take()
+                    .unwrap_or_else(|| vec![0.0; self.params[id].len()]);
+                r::optim::optimizer_step(
+                    &self.optimizer,
+                    self.step,
+                    lr,
+                    &mut self.params[id],
+                    &grad,
+                    &mut self.state[id],
+                );
+            }
+        }
+        Ok(mean_loss)
+    }
+}
