@@ -263,8 +263,8 @@ impl ReferenceExecutor {
         }
         // Update, in node order like the GPU plan.
         self.step += 1;
-        for id in 0..n {
-            if let Op::Param { .. } = g.nodes[id].op {
+        for (id, node) in g.nodes.iter().enumerate() {
+            if let Op::Param { .. } = node.op {
                 let grad = grads[id]
                     .take()
                     .unwrap_or_else(|| vec![0.0; self.params[id].len()]);
