@@ -15,6 +15,7 @@
 //! - [`kernels`]: typed launchers, one per shader file in `shaders/`.
 //! - [`reference`]: the CPU twin of every kernel.
 
+pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod gpu;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use wgml::checkpoint;
 use wgml::data::Dataset;
 use wgml::kernels::optim::Optimizer;
 use wgml::nn::zoo;
@@ -37,6 +38,27 @@ pub struct TrainArgs {
     /// Write the epochs, test results and device as JSON.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
+    /// Fraction of the training set held out for validation (the last samples, as Keras).
+    #[arg(long, allow_negative_numbers = true)]
+    pub val_split: Option<f64>,
+    /// Early stopping: stop after N epochs without a better validation loss.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Momentum (SGD and RMSprop).
+    #[arg(long, allow_negative_numbers = true)]
+    pub momentum: Option<f32>,
+    /// Stop after N optimizer steps in total.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Keep the dataset's order (with --val-split 0 the first batch is the first B samples).
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Start from the weights in this safetensors checkpoint.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Save the trained weights to this safetensors checkpoint (PyTorch names and layouts).
+    #[arg(long)]
+    pub save: Option<PathBuf>,
     /// Instead of training: time every kernel of one training step and print a
     /// table sorted by time.
     #[arg(long)]
@@ -52,11 +74,29 @@ pub fn load_data(name: &str, seed: u64) -> Result<Dataset> {
     }
 }
 
-fn optimizer(name: &str, lr: f32) -> Result<Optimizer> {
+fn optimizer(name: &str, lr: f32, momentum: Option<f32>) -> Result<Optimizer> {
+    let m = momentum.unwrap_or(0.0);
     let o = match name {
+        "adam" if momentum.is_some() => {
+            return Err(Error::invalid("--momentum applies to sgd and rmsprop, not adam"));
+        }
         "adam" => Optimizer::adam(lr),
-        "sgd" => Optimizer::sgd(lr, 0.0),
-        "rmsprop" => Optimizer::rmsprop(lr),
+        "sgd" => Optimizer::sgd(lr, m),
+        "rmsprop" => match Optimizer::rmsprop(lr) {
+            Optimizer::RmsProp {
+                rho,
+                epsilon,
+                centered,
+                ..
+            } => Optimizer::RmsProp {
+                lr,
+                rho,
+                epsilon,
+                momentum: m,
+                centered,
+            },
+            other => other,
+        },
         other => {
             return Err(Error::invalid(format!(
                 "unknown optimizer '{other}': choose adam, sgd or rmsprop"
@@ -81,11 +121,28 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             "learning rate {lr} must be a positive number"
         )));
     }
-    recipe.optimizer = match &args.optimizer {
-        Some(name) => optimizer(name, lr)?,
-        None => recipe.optimizer.with_lr(lr),
+    let default_optimizer = match recipe.optimizer {
+        Optimizer::Adam { .. } => "adam",
+        Optimizer::Sgd { .. } => "sgd",
+        Optimizer::RmsProp { .. } => "rmsprop",
+    };
+    recipe.optimizer = match (&args.optimizer, args.momentum) {
+        (None, None) => recipe.optimizer.with_lr(lr),
+        (name, momentum) => optimizer(name.as_deref().unwrap_or(default_optimizer), lr, momentum)?,
     };
     recipe.fit.seed = args.seed;
+    if let Some(v) = args.val_split {
+        recipe.fit.validation_split = v;
+    }
+    if let Some(p) = args.patience {
+        recipe.fit.patience = Some(p);
+    }
+    if let Some(s) = args.steps {
+        recipe.fit.max_steps = Some(s);
+    }
+    if args.no_shuffle {
+        recipe.fit.shuffle = false;
+    }
     recipe.fit.validate()?;
     let data_name = args.data.clone().unwrap_or_else(|| recipe.data.to_string());
     let data = load_data(&data_name, args.seed)?;
@@ -112,12 +169,27 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         .model
         .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
     println!("{} parameters", model.store.count());
+    if let Some(path) = &args.init {
+        let c = checkpoint::load(path)?;
+        model.load_params(&ctx, &c.tensors).map_err(|e| match e {
+            Error::Data { message, .. } => Error::Data {
+                path: path.display().to_string(),
+                message: format!("does not fit model '{}': {message}", recipe.name),
+            },
+            other => other,
+        })?;
+        println!("initial weights from {}", path.display());
+    }
     if args.profile {
         let rows = train::profile::profile_step(&mut model, &ctx, recipe.fit.batch_size, 5)?;
         print!("{}", train::profile::profile_table(&rows));
         return Ok(ExitCode::SUCCESS);
     }
     let history = train::fit(&mut model, &ctx, &data.train, &recipe.fit)?;
+    if let Some(path) = &args.save {
+        checkpoint::save(path, recipe.name, &model.store.download(&ctx)?)?;
+        println!("weights saved to {}", path.display());
+    }
     let eval = train::evaluate(&mut model, &ctx, &data.test, recipe.fit.batch_size.max(256))?;
     print_evaluation(&eval);
     if let Some(path) = &args.metrics {

@@ -1,0 +1,169 @@
+//! Checkpoints in safetensors, laid out as the `state_dict` of the equivalent
+//! PyTorch `nn.Sequential`: the same tensor names and shapes (Linear weights
+//! `[out, in]`, Conv2d weights `[out, in, kh, kw]`, Flatten in C,H,W order), f32
+//! little-endian, so `safetensors.torch.load_file` gives a dict `load_state_dict`
+//! accepts. Metadata names the model and the wgml version.
+//!
+//! Saving is atomic: the bytes go to a temporary file in the same folder, which is
+//! flushed to disk and then renamed over the target, so a crash mid-save leaves
+//! either the old checkpoint or the new one, never a broken file.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use crate::error::{Error, Result};
+use crate::graph::params::NamedValues;
+
+/// Metadata key naming the model (e.g. `cnn`).
+pub const MODEL_KEY: &str = "model";
+/// Metadata key holding the wgml version that wrote the file.
+pub const VERSION_KEY: &str = "wgml_version";
+
+fn io(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Serialises `tensors` with metadata `model`.
+pub fn to_bytes(model: &str, tensors: &[NamedValues]) -> Result<Vec<u8>> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|f| f.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| {
+            TensorView::new(Dtype::F32, shape.clone(), b)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::invalid(format!("tensor {name}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = HashMap::from([
+        (MODEL_KEY.to_string(), model.to_string()),
+        (VERSION_KEY.to_string(), env!("CARGO_PKG_VERSION").to_string()),
+    ]);
+    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::invalid(format!("serialising: {e}")))
+}
+
+/// Writes a checkpoint atomically.
+pub fn save(path: &Path, model: &str, tensors: &[NamedValues]) -> Result<()> {
+    let bytes = to_bytes(model, tensors)?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("{} is not a file name", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+        f.write_all(&bytes).map_err(|e| io(&tmp, e))?;
+        f.sync_all().map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
+        // Make the rename itself durable.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A loaded checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub model: Option<String>,
+    pub version: Option<String>,
+    pub tensors: Vec<NamedValues>,
+}
+
+/// Parses checkpoint bytes (`name` is used in messages).
+pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<Checkpoint> {
+    let err = |message: String| Error::Data {
+        path: name.to_string(),
+        message,
+    };
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| err(format!("not a valid safetensors file: {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| err(format!("bad header: {e}")))?;
+    let info = meta.metadata().clone().unwrap_or_default();
+    let mut tensors = Vec::new();
+    let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    for n in names {
+        let view = st.tensor(&n).map_err(|e| err(format!("tensor {n}: {e}")))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(err(format!(
+                "tensor {n} is {:?}; wgml reads f32 checkpoints",
+                view.dtype()
+            )));
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        tensors.push((n.clone(), view.shape().to_vec(), values));
+    }
+    Ok(Checkpoint {
+        model: info.get(MODEL_KEY).cloned(),
+        version: info.get(VERSION_KEY).cloned(),
+        tensors,
+    })
+}
+
+/// Reads a checkpoint file.
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    from_bytes(&path.display().to_string(), &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_names_shapes_values_and_metadata() {
+        let t = vec![
+            (
+                "0.weight".to_string(),
+                vec![2, 1, 1, 2],
+                vec![1.0, -2.5, 3.25, 0.0],
+            ),
+            ("0.bias".to_string(), vec![2], vec![0.5, f32::MIN_POSITIVE]),
+        ];
+        let dir = std::env::temp_dir().join(format!("wgml-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.safetensors");
+        save(&path, "cnn", &t).unwrap();
+        let c = load(&path).unwrap();
+        assert_eq!(c.model.as_deref(), Some("cnn"));
+        assert_eq!(c.version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
+        let mut want = t.clone();
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(c.tensors, want);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn garbage_and_truncated_files_are_errors() {
+        assert!(from_bytes("x", b"not a checkpoint").is_err());
+        let bytes = to_bytes("m", &[("a".into(), vec![3], vec![1.0, 2.0, 3.0])]).unwrap();
+        let e = from_bytes("x", &bytes[..bytes.len() - 4])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x:"), "{e}");
+    }
+}
