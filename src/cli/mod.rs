@@ -49,7 +49,7 @@ pub enum Command {
     /// Time kernels on random inputs.
     Bench(bench::BenchArgs),
     /// Train a model (default: the CNN on the embedded MNIST subset).
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
