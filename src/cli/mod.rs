@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch to the subcommands.
 
 mod bench;
+mod eval;
 mod info;
 mod train;
 
@@ -50,6 +51,10 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Train a model (default: the CNN on the embedded MNIST subset).
     Train(Box<train::TrainArgs>),
+    /// Evaluate saved weights on a dataset's test split.
+    Eval(eval::EvalArgs),
+    /// Classify images with saved weights.
+    Predict(eval::PredictArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -57,5 +62,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Info => info::run(&cli.gpu),
         Command::Bench(args) => bench::run(&cli.gpu, &args),
         Command::Train(args) => train::run(&cli.gpu, &args),
+        Command::Eval(args) => eval::run_eval(&cli.gpu, &args),
+        Command::Predict(args) => eval::run_predict(&cli.gpu, &args),
     }
 }

@@ -193,7 +193,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     let eval = train::evaluate(&mut model, &ctx, &data.test, recipe.fit.batch_size.max(256))?;
     print_evaluation(&eval);
     if let Some(path) = &args.metrics {
-        write_metrics(path, &history, &eval, &ctx)?;
+        write_metrics_json(path, Some(&history), &eval, &ctx)?;
         println!("metrics written to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -225,11 +225,17 @@ pub fn print_evaluation(e: &Evaluation) {
     }
 }
 
-fn write_metrics(path: &PathBuf, h: &History, e: &Evaluation, ctx: &wgml::Context) -> Result<()> {
+/// Writes training history (if any) and test results as JSON.
+pub fn write_metrics_json(
+    path: &PathBuf,
+    h: Option<&History>,
+    e: &Evaluation,
+    ctx: &wgml::Context,
+) -> Result<()> {
     let json = serde_json::json!({
-        "epochs": h.epochs,
-        "best_epoch": h.best_epoch,
-        "stopped_early": h.stopped_early,
+        "epochs": h.map(|h| &h.epochs),
+        "best_epoch": h.and_then(|h| h.best_epoch),
+        "stopped_early": h.map(|h| h.stopped_early),
         "test_loss": e.loss,
         "test_accuracy": e.accuracy,
         "confusion_matrix": e.confusion,

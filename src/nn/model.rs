@@ -317,6 +317,46 @@ impl Model {
         ctx.submit(encoder.finish())
     }
 
+    /// Probabilities for `n` samples `x` (softmax over classes, sigmoid for binary
+    /// cross-entropy, the raw output for regression), `n × output_dim` values.
+    pub fn predict(&mut self, ctx: &Context, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        let sample: usize = self.spec.input_shape.iter().product();
+        if x.len() != n * sample {
+            return Err(Error::shape(
+                "predict",
+                format!("{} values given for {n} samples of {sample}", x.len()),
+            ));
+        }
+        let dim = self.output_dim();
+        let mut out = Vec::with_capacity(n * dim);
+        let labels = vec![0u32; n.min(256)];
+        let values = vec![0f32; n.min(256) * dim];
+        for start in (0..n).step_by(256) {
+            let len = (n - start).min(256);
+            let batch = Batch {
+                x: &x[start * sample..(start + len) * sample],
+                labels: if self.loss == Loss::SparseCategoricalCrossentropy {
+                    &labels[..len]
+                } else {
+                    &[]
+                },
+                values: if self.loss == Loss::SparseCategoricalCrossentropy {
+                    &[]
+                } else {
+                    &values[..len * dim]
+                },
+                len,
+            };
+            self.eval_step(ctx, &batch, |_, _| {})?;
+            let plan = &self.plans[&PlanOptions {
+                batch: len,
+                train: false,
+            }];
+            out.extend(plan.probabilities.to_f32(ctx)?);
+        }
+        Ok(out)
+    }
+
     /// Copies every parameter into `into` (same order and shapes) on the GPU.
     pub fn copy_params(&self, encoder: &mut wgpu::CommandEncoder, into: &[Tensor], restore: bool) {
         for (p, t) in self.store.params.iter().zip(into) {

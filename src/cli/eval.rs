@@ -1,0 +1,127 @@
+//! `wgml eval` and `wgml predict`: use saved weights.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use wgml::nn::zoo;
+use wgml::{Error, Result, checkpoint, train};
+
+use super::GpuArgs;
+use super::train::{load_data, print_evaluation, write_metrics_json};
+
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// Model: cnn, mlp, binary or regression.
+    #[arg(long, default_value = "cnn")]
+    pub model: String,
+    /// Safetensors checkpoint written by `wgml train --save`.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Dataset whose test split is evaluated (default: the model's own).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Seed of synthetic datasets.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Write the results as JSON.
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PredictArgs {
+    /// Model: cnn or mlp (image models).
+    #[arg(long, default_value = "cnn")]
+    pub model: String,
+    /// Safetensors checkpoint written by `wgml train --save`.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// PNG or JPEG images (any size, colour or grey).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+}
+
+/// Compiles `model` and loads `weights` into it.
+fn load_model(ctx: &wgml::Context, model: &str, weights: &PathBuf) -> Result<(zoo::Recipe, wgml::nn::Model)> {
+    let recipe = zoo::recipe(model)?;
+    let mut m = recipe
+        .model
+        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 0)?;
+    let c = checkpoint::load(weights)?;
+    if let Some(saved) = &c.model
+        && saved != recipe.name
+    {
+        return Err(Error::Data {
+            path: weights.display().to_string(),
+            message: format!("holds weights of model '{saved}', not '{}'", recipe.name),
+        });
+    }
+    m.load_params(ctx, &c.tensors).map_err(|e| match e {
+        Error::Data { message, .. } => Error::Data {
+            path: weights.display().to_string(),
+            message,
+        },
+        other => other,
+    })?;
+    m.step = 0;
+    Ok((recipe, m))
+}
+
+pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
+    let ctx = gpu.context()?;
+    let (recipe, mut model) = load_model(&ctx, &args.model, &args.weights)?;
+    let data = load_data(args.data.as_deref().unwrap_or(recipe.data), args.seed)?;
+    let e = train::evaluate(&mut model, &ctx, &data.test, 256)?;
+    print_evaluation(&e);
+    if let Some(path) = &args.metrics {
+        write_metrics_json(path, None, &e, &ctx)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Converts any image to what the MNIST models expect: 28×28 grey in [0, 1], a
+/// light digit on a dark background (inverted when the picture is dark-on-light).
+pub fn mnist_pixels(path: &PathBuf) -> Result<Vec<f32>> {
+    let img = image::open(path).map_err(|e| Error::Data {
+        path: path.display().to_string(),
+        message: format!("cannot read the image: {e}"),
+    })?;
+    let grey = img.to_luma8();
+    let small = image::imageops::resize(&grey, 28, 28, image::imageops::FilterType::Triangle);
+    let mut px: Vec<f32> = small.pixels().map(|p| p.0[0] as f32 / 255.0).collect();
+    // MNIST digits are white on black: a bright border means dark ink on paper.
+    let border: Vec<f32> = (0..28)
+        .flat_map(|i| [px[i], px[27 * 28 + i], px[i * 28], px[i * 28 + 27]])
+        .collect();
+    let border_mean = border.iter().sum::<f32>() / border.len() as f32;
+    if border_mean > 0.5 {
+        px.iter_mut().for_each(|p| *p = 1.0 - *p);
+    }
+    Ok(px)
+}
+
+pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
+    let ctx = gpu.context()?;
+    let (recipe, mut model) = load_model(&ctx, &args.model, &args.weights)?;
+    if recipe.model.input_shape != [1, 28, 28] {
+        return Err(Error::invalid(format!(
+            "predict takes images; model '{}' does not",
+            recipe.name
+        )));
+    }
+    let mut x = Vec::new();
+    for p in &args.images {
+        x.extend(mnist_pixels(p)?);
+    }
+    let probs = model.predict(&ctx, &x, args.images.len())?;
+    let classes = model.output_dim();
+    for (path, p) in args.images.iter().zip(probs.chunks(classes)) {
+        let (best, prob) = p
+            .iter()
+            .enumerate()
+            .fold((0, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
+        println!("{}: {best} (probability {prob:.4})", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
