@@ -1,6 +1,6 @@
 //! `wgml eval` and `wgml predict`: use saved weights.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -43,7 +43,7 @@ pub struct PredictArgs {
 }
 
 /// Compiles `model` and loads `weights` into it.
-fn load_model(ctx: &wgml::Context, model: &str, weights: &PathBuf) -> Result<(zoo::Recipe, wgml::nn::Model)> {
+fn load_model(ctx: &wgml::Context, model: &str, weights: &Path) -> Result<(zoo::Recipe, wgml::nn::Model)> {
     let recipe = zoo::recipe(model)?;
     let mut m = recipe
         .model
@@ -82,7 +82,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
 
 /// Converts any image to what the MNIST models expect: 28×28 grey in [0, 1], a
 /// light digit on a dark background (inverted when the picture is dark-on-light).
-pub fn mnist_pixels(path: &PathBuf) -> Result<Vec<f32>> {
+pub fn mnist_pixels(path: &Path) -> Result<Vec<f32>> {
     let img = image::open(path).map_err(|e| Error::Data {
         path: path.display().to_string(),
         message: format!("cannot read the image: {e}"),
