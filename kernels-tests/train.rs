@@ -158,3 +158,12 @@ fn partial_last_batch_is_trained_and_counted() {
         "accuracy {acc} is not k/80"
     );
 }
+
+#[test]
+fn selftest_passes_every_check_on_this_adapter() {
+    let (_g, ctx) = gpu();
+    let checks = wgml::selftest::run(ctx).unwrap();
+    assert!(checks.len() >= 20, "only {} checks", checks.len());
+    let failed: Vec<_> = checks.iter().filter(|c| !c.pass).collect();
+    assert!(failed.is_empty(), "failed: {failed:?}");
+}

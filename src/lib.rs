@@ -23,6 +23,7 @@ pub mod graph;
 pub mod kernels;
 pub mod nn;
 pub mod reference;
+pub mod selftest;
 pub mod train;
 
 pub use error::{Error, Result};

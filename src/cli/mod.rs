@@ -3,6 +3,7 @@
 mod bench;
 mod eval;
 mod info;
+mod selftest;
 mod train;
 
 use std::process::ExitCode;
@@ -55,6 +56,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Classify images with saved weights.
     Predict(eval::PredictArgs),
+    /// Check every kernel against its CPU twin on this GPU.
+    Selftest,
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -64,5 +67,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(args) => train::run(&cli.gpu, &args),
         Command::Eval(args) => eval::run_eval(&cli.gpu, &args),
         Command::Predict(args) => eval::run_predict(&cli.gpu, &args),
+        Command::Selftest => selftest::run(&cli.gpu),
     }
 }

@@ -1,0 +1,405 @@
+//! `wgml selftest`: every kernel family against its CPU twin on the chosen adapter
+//! at a few shapes. The first thing to run on a new GPU or driver.
+//!
+//! The error of a check is `max |gpu − ref| / max |ref|` over its outputs (so
+//! tiny reference values do not dominate); a check passes below [`TOLERANCE`].
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::error::Result;
+use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::kernels::conv::{Conv2dDesc, Padding};
+use crate::kernels::matmul::{Activation, MatmulDesc};
+use crate::kernels::optim::{Optimizer, StepUniform};
+use crate::kernels::pool::Pool2dDesc;
+use crate::kernels::{conv, elementwise, loss, matmul, optim, pool, reduce, softmax};
+use crate::reference as r;
+
+/// Largest normalised error a check may have.
+pub const TOLERANCE: f64 = 1e-4;
+
+/// One line of the self-test table.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Check {
+    pub kernel: String,
+    pub shape: String,
+    pub error: f64,
+    pub pass: bool,
+}
+
+fn error(gpu: &[f32], want: &[f32]) -> f64 {
+    let scale = want.iter().fold(0f64, |m, &v| m.max(v.abs() as f64)).max(1e-30);
+    let worst = gpu
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| {
+            let e = (g as f64 - w as f64).abs();
+            if e.is_nan() { f64::INFINITY } else { e }
+        })
+        .fold(0f64, f64::max);
+    if gpu.len() != want.len() {
+        f64::INFINITY
+    } else {
+        worst / scale
+    }
+}
+
+struct Runner<'a> {
+    ctx: &'a Context,
+    rng: StdRng,
+    checks: Vec<Check>,
+}
+
+impl Runner<'_> {
+    fn data(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.rng.random_range(-1.0f32..1.0)).collect()
+    }
+
+    fn upload(&self, v: &[f32], shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_f32(self.ctx, v, shape)
+    }
+
+    /// NaN-filled output so an unwritten element fails.
+    fn out(&self, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        Tensor::from_f32(self.ctx, &vec![f32::NAN; n], shape)
+    }
+
+    fn run(&self, d: &[Dispatch]) -> Result<()> {
+        self.ctx.run(&d.iter().collect::<Vec<_>>())
+    }
+
+    fn record(&mut self, kernel: &str, shape: String, gpu: &[(Vec<f32>, Vec<f32>)]) {
+        let err = gpu.iter().map(|(g, w)| error(g, w)).fold(0f64, f64::max);
+        self.checks.push(Check {
+            kernel: kernel.to_string(),
+            shape,
+            error: err,
+            pass: err < TOLERANCE,
+        });
+    }
+
+    fn matmul(&mut self, m: usize, n: usize, k: usize, ta: bool, tb: bool, act: Activation) -> Result<()> {
+        let mut d = MatmulDesc::new(m, n, k);
+        d.trans_a = ta;
+        d.trans_b = tb;
+        d.activation = act;
+        let (a, b, bias) = (self.data(m * k), self.data(k * n), self.data(n));
+        let c = self.out(&[m, n])?;
+        let (at, bt, biast) = (
+            self.upload(&a, &[m * k])?,
+            self.upload(&b, &[k * n])?,
+            self.upload(&bias, &[n])?,
+        );
+        self.run(&[matmul::matmul(self.ctx, &d, &at, &bt, Some(&biast), &c)?])?;
+        let mut want = vec![0.0; m * n];
+        r::matmul::matmul(&d, &a, &b, Some(&bias), &mut want)?;
+        let layout = d.layout_name();
+        self.record(
+            &format!("{layout} +bias {}", act.name()),
+            format!("{m}x{n}x{k}"),
+            &[(c.to_f32(self.ctx)?, want)],
+        );
+        Ok(())
+    }
+
+    fn activations(&mut self, n: usize) -> Result<()> {
+        for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
+            let (x, dy) = (self.data(n), self.data(n));
+            let (xt, dyt) = (self.upload(&x, &[n])?, self.upload(&dy, &[n])?);
+            let (y, dx) = (self.out(&[n])?, self.out(&[n])?);
+            self.run(&[elementwise::activation_forward(self.ctx, act, &xt, &y)?])?;
+            self.run(&[elementwise::activation_backward(self.ctx, act, &y, &dyt, &dx)?])?;
+            let mut wy = vec![0.0; n];
+            r::elementwise::activation_forward(act, &x, &mut wy);
+            let mut wdx = vec![0.0; n];
+            r::elementwise::activation_backward(act, &wy, &dy, &mut wdx);
+            self.record(
+                &format!("{} forward+backward", act.name()),
+                format!("{n}"),
+                &[(y.to_f32(self.ctx)?, wy), (dx.to_f32(self.ctx)?, wdx)],
+            );
+        }
+        Ok(())
+    }
+
+    fn softmax_and_losses(&mut self, rows: usize, cols: usize) -> Result<()> {
+        let x: Vec<f32> = self.data(rows * cols).iter().map(|v| v * 8.0).collect();
+        let xt = self.upload(&x, &[rows, cols])?;
+        let y = self.out(&[rows, cols])?;
+        self.run(&[softmax::softmax(self.ctx, &xt, &y)?])?;
+        let mut want = vec![0.0; rows * cols];
+        r::softmax::softmax(&x, cols, &mut want);
+        self.record(
+            "softmax",
+            format!("{rows}x{cols}"),
+            &[(y.to_f32(self.ctx)?, want)],
+        );
+
+        let labels: Vec<u32> = (0..rows).map(|_| self.rng.random_range(0..cols as u32)).collect();
+        let lt = Tensor::from_u32(self.ctx, &labels, &[rows])?;
+        let (l, g) = (self.out(&[rows])?, self.out(&[rows, cols])?);
+        let scale = 1.0 / rows as f32;
+        self.run(&[loss::softmax_cross_entropy(
+            self.ctx,
+            &xt,
+            &lt,
+            &l,
+            Some(&g),
+            scale,
+        )?])?;
+        let (mut wl, mut wg) = (vec![0.0; rows], vec![0.0; rows * cols]);
+        r::loss::softmax_cross_entropy(&x, cols, &labels, &mut wl, Some(&mut wg), scale);
+        self.record(
+            "softmax cross-entropy + grad",
+            format!("{rows}x{cols}"),
+            &[(l.to_f32(self.ctx)?, wl), (g.to_f32(self.ctx)?, wg)],
+        );
+
+        let t: Vec<f32> = (0..rows * cols)
+            .map(|_| self.rng.random_range(0.0f32..1.0))
+            .collect();
+        let tt = self.upload(&t, &[rows, cols])?;
+        for name in ["binary cross-entropy + grad", "mean squared error + grad"] {
+            let (l, g) = (self.out(&[rows])?, self.out(&[rows, cols])?);
+            let (mut wl, mut wg) = (vec![0.0; rows], vec![0.0; rows * cols]);
+            if name.starts_with("binary") {
+                self.run(&[loss::bce_with_logits(self.ctx, &xt, &tt, &l, Some(&g), scale)?])?;
+                r::loss::bce_with_logits(&x, &t, cols, &mut wl, Some(&mut wg), scale);
+            } else {
+                self.run(&[loss::mse(self.ctx, &xt, &tt, &l, Some(&g), scale)?])?;
+                r::loss::mse(&x, &t, cols, &mut wl, Some(&mut wg), scale);
+            }
+            self.record(
+                name,
+                format!("{rows}x{cols}"),
+                &[(l.to_f32(self.ctx)?, wl), (g.to_f32(self.ctx)?, wg)],
+            );
+        }
+        let out = self.out(&[cols])?;
+        self.run(&[reduce::channel_sum(self.ctx, &xt, rows, cols, 1, &out, false)?])?;
+        let mut want = vec![0.0; cols];
+        r::reduce::channel_sum(&x, rows, cols, 1, &mut want, false);
+        self.record(
+            "channel sum",
+            format!("{rows}x{cols}"),
+            &[(out.to_f32(self.ctx)?, want)],
+        );
+        Ok(())
+    }
+
+    fn conv(&mut self, desc: Conv2dDesc) -> Result<()> {
+        let (oh, ow) = desc.out_hw()?;
+        let xs = [desc.n, desc.c_in, desc.h, desc.w];
+        let ws = [desc.c_out, desc.c_in, desc.kh, desc.kw];
+        let ys = [desc.n, desc.c_out, oh, ow];
+        let (x, w, b) = (
+            self.data(xs.iter().product()),
+            self.data(ws.iter().product()),
+            self.data(desc.c_out),
+        );
+        let dy = self.data(ys.iter().product());
+        let (xt, wt, bt, dyt) = (
+            self.upload(&x, &xs)?,
+            self.upload(&w, &ws)?,
+            self.upload(&b, &[desc.c_out])?,
+            self.upload(&dy, &ys)?,
+        );
+        let (y, dx, dw, db) = (
+            self.out(&ys)?,
+            self.out(&xs)?,
+            self.out(&ws)?,
+            self.out(&[desc.c_out])?,
+        );
+        self.run(&conv::conv2d_forward(
+            self.ctx,
+            &desc,
+            &xt,
+            &wt,
+            Some(&bt),
+            Activation::Relu,
+            &y,
+        )?)?;
+        self.run(&conv::conv2d_backward(
+            self.ctx,
+            &desc,
+            &xt,
+            &wt,
+            &dyt,
+            Some(&dx),
+            &dw,
+            Some(&db),
+        )?)?;
+        let mut wy = vec![0.0; y.numel()];
+        r::conv::conv2d_forward(&desc, &x, &w, Some(&b), Activation::Relu, &mut wy);
+        let (mut wdx, mut wdw, mut wdb) = (
+            vec![0.0; dx.numel()],
+            vec![0.0; dw.numel()],
+            vec![0.0; desc.c_out],
+        );
+        r::conv::conv2d_backward(&desc, &x, &w, &dy, Some(&mut wdx), &mut wdw, Some(&mut wdb));
+        let shape = format!(
+            "{}x{}x{}x{} k{}x{} s{:?} {:?}",
+            desc.n, desc.c_in, desc.h, desc.w, desc.kh, desc.kw, desc.stride, desc.padding
+        );
+        self.record("conv2d forward", shape.clone(), &[(y.to_f32(self.ctx)?, wy)]);
+        self.record(
+            "conv2d backward (dx, dw, db)",
+            shape,
+            &[
+                (dx.to_f32(self.ctx)?, wdx),
+                (dw.to_f32(self.ctx)?, wdw),
+                (db.to_f32(self.ctx)?, wdb),
+            ],
+        );
+        Ok(())
+    }
+
+    fn pools(&mut self, desc: Pool2dDesc) -> Result<()> {
+        let (oh, ow) = desc.out_hw()?;
+        let xs = [desc.n, desc.c, desc.h, desc.w];
+        let ys = [desc.n, desc.c, oh, ow];
+        let (x, dy) = (self.data(xs.iter().product()), self.data(ys.iter().product()));
+        let (xt, dyt) = (self.upload(&x, &xs)?, self.upload(&dy, &ys)?);
+        let shape = format!(
+            "{}x{}x{}x{} k{}x{} s{:?}",
+            desc.n, desc.c, desc.h, desc.w, desc.kh, desc.kw, desc.stride
+        );
+        let (y, idx, dx) = (
+            self.out(&ys)?,
+            Tensor::zeros(self.ctx, &ys, DType::U32)?,
+            self.out(&xs)?,
+        );
+        self.run(&[pool::max_pool2d_forward(self.ctx, &desc, &xt, &y, &idx)?])?;
+        self.run(&pool::max_pool2d_backward(self.ctx, &desc, &dyt, &idx, &dx)?)?;
+        let (mut wy, mut widx, mut wdx) =
+            (vec![0.0; y.numel()], vec![0u32; y.numel()], vec![0.0; dx.numel()]);
+        r::pool::max_pool2d_forward(&desc, &x, &mut wy, &mut widx);
+        r::pool::max_pool2d_backward(&desc, &dy, &widx, &mut wdx);
+        self.record(
+            "max pool forward+backward",
+            shape.clone(),
+            &[(y.to_f32(self.ctx)?, wy), (dx.to_f32(self.ctx)?, wdx)],
+        );
+        let (y, dx) = (self.out(&ys)?, self.out(&xs)?);
+        self.run(&[pool::avg_pool2d_forward(self.ctx, &desc, &xt, &y)?])?;
+        self.run(&[pool::avg_pool2d_backward(self.ctx, &desc, &dyt, &dx)?])?;
+        let (mut wy, mut wdx) = (vec![0.0; y.numel()], vec![0.0; dx.numel()]);
+        r::pool::avg_pool2d_forward(&desc, &x, &mut wy);
+        r::pool::avg_pool2d_backward(&desc, &dy, &mut wdx);
+        self.record(
+            "avg pool forward+backward",
+            shape,
+            &[(y.to_f32(self.ctx)?, wy), (dx.to_f32(self.ctx)?, wdx)],
+        );
+        Ok(())
+    }
+
+    fn optimizer(&mut self, opt: Optimizer, n: usize, steps: u32) -> Result<()> {
+        let p0 = self.data(n);
+        let param = self.upload(&p0, &[n])?;
+        let grad = Tensor::zeros(self.ctx, &[n], DType::F32)?;
+        let state: Vec<Tensor> = (0..opt.state_count())
+            .map(|_| Tensor::zeros(self.ctx, &[n], DType::F32))
+            .collect::<Result<_>>()?;
+        let step = StepUniform::new(self.ctx)?;
+        let d = optim::optimizer_step(self.ctx, &opt, &step, &param, &grad, &state)?;
+        let mut want = p0.clone();
+        let mut wstate = vec![vec![0.0; n]; opt.state_count()];
+        for t in 1..=steps {
+            let g = self.data(n);
+            grad.write(self.ctx, &g)?;
+            step.write(self.ctx, &opt, t, opt.lr())?;
+            self.ctx.run(&[&d])?;
+            r::optim::optimizer_step(&opt, t, opt.lr(), &mut want, &g, &mut wstate);
+        }
+        // Compare the parameters' movement, not their values, so the error is
+        // relative to what the optimizer did.
+        let moved = |v: &[f32]| v.iter().zip(&p0).map(|(a, b)| a - b).collect::<Vec<f32>>();
+        let got = param.to_f32(self.ctx)?;
+        self.record(
+            &format!("{} x{steps} steps", opt.name()),
+            format!("{n}"),
+            &[(moved(&got), moved(&want))],
+        );
+        Ok(())
+    }
+}
+
+/// Runs every check on `ctx` (seeded, so the same on every run).
+pub fn run(ctx: &Context) -> Result<Vec<Check>> {
+    let mut t = Runner {
+        ctx,
+        rng: StdRng::seed_from_u64(2024),
+        checks: Vec::new(),
+    };
+    t.matmul(67, 45, 33, false, false, Activation::Identity)?;
+    t.matmul(32, 64, 300, false, true, Activation::Relu)?;
+    t.matmul(64, 300, 32, true, false, Activation::Identity)?;
+    t.matmul(128, 128, 128, false, false, Activation::Sigmoid)?;
+    t.activations(10_007)?;
+    t.softmax_and_losses(61, 10)?;
+    t.softmax_and_losses(3, 1_000)?;
+    t.conv(Conv2dDesc {
+        n: 4,
+        c_in: 1,
+        h: 28,
+        w: 28,
+        c_out: 32,
+        kh: 3,
+        kw: 3,
+        stride: (1, 1),
+        padding: Padding::Valid,
+    })?;
+    t.conv(Conv2dDesc {
+        n: 3,
+        c_in: 3,
+        h: 13,
+        w: 11,
+        c_out: 8,
+        kh: 5,
+        kw: 5,
+        stride: (2, 2),
+        padding: Padding::Same,
+    })?;
+    t.pools(Pool2dDesc {
+        n: 2,
+        c: 5,
+        h: 26,
+        w: 26,
+        kh: 2,
+        kw: 2,
+        stride: (2, 2),
+        padding: (0, 0),
+    })?;
+    t.pools(Pool2dDesc {
+        n: 1,
+        c: 3,
+        h: 27,
+        w: 31,
+        kh: 3,
+        kw: 3,
+        stride: (2, 2),
+        padding: (1, 1),
+    })?;
+    t.optimizer(Optimizer::adam(0.001), 1000, 5)?;
+    t.optimizer(Optimizer::sgd(0.01, 0.9), 1000, 5)?;
+    t.optimizer(Optimizer::rmsprop(0.001), 1000, 5)?;
+    Ok(t.checks)
+}
+
+/// The checks as a table.
+pub fn table(checks: &[Check]) -> String {
+    let mut s = format!("{:<34} {:<30} {:>11}  result\n", "kernel", "shape", "max error");
+    for c in checks {
+        s += &format!(
+            "{:<34} {:<30} {:>11.2e}  {}\n",
+            c.kernel,
+            c.shape,
+            c.error,
+            if c.pass { "pass" } else { "FAIL" }
+        );
+    }
+    s
+}
