@@ -1,14 +1,25 @@
 //! 2-D convolution launchers: im2col + the tiled matmul, forward and backward,
 //! over NCHW images with OIHW weights (PyTorch's layouts). Helper kernels in
-//! `shaders/conv.wgsl` (its header documents the im2col layout), CPU twins in
-//! [`crate::reference::conv`].
+//! `shaders/conv.wgsl` (its header documents the im2col layout and the matmul
+//! each pass uses), CPU twins in [`crate::reference::conv`].
+//!
+//! - The bias rides along as an extra row of ones in the im2col matrix (and an
+//!   extra weight column), and the activation runs in the matmul epilogue, so the
+//!   forward pass is `pack_weights`, then per chunk `im2col` + one batched matmul.
+//! - The weight gradient is one batched matmul per chunk (a `[CKK(+1), c_out]`
+//!   product per image) and a small reduction over the chunk's images, which also
+//!   yields the bias gradient from the ones row. The first chunk overwrites `dw`
+//!   and `db`, later chunks add.
+//! - The input gradient is a batched matmul `W^T · dy_img` and a gather `col2im`.
 //!
 //! The im2col scratch of a whole batch can exceed what one storage binding may
 //! hold, so the launchers process the batch in chunks of images sized from
-//! `ctx.max_binding_bytes()` (and [`DEFAULT_MAX_CHUNK_BYTES`]); every chunk is a
-//! few dispatches addressing its images through matmul offsets. Each launcher
-//! allocates its own scratch once and returns the dispatch list that uses it, so
-//! the list can be recorded and replayed any number of times.
+//! `ctx.max_binding_bytes()` and [`DEFAULT_MAX_CHUNK_BYTES`]; every chunk is a
+//! few dispatches addressing its images through matmul offsets. A single image
+//! whose im2col matrix exceeds the binding limit is rejected with
+//! [`Error::TooLarge`] (images are not split). Each launcher allocates its own
+//! scratch once and returns the dispatch list that uses it, so the list can be
+//! recorded and replayed any number of times.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
@@ -20,10 +31,14 @@ pub use crate::kernels::matmul::Activation;
 /// Invocations per workgroup of the conv helpers.
 pub const WG: u32 = 64;
 
-/// Largest scratch buffer (bytes) one launcher call allocates by default, on top
-/// of the device's binding limit: bounds the memory a conv layer holds for its
-/// im2col matrix whatever the batch size.
+/// Scratch size (bytes) up to which [`conv2d_forward`] and [`conv2d_backward`]
+/// batch images into one chunk: bounds the memory a conv layer holds for its
+/// im2col matrix whatever the batch size. A soft cap: a chunk always holds at
+/// least one image, limited only by the device's binding size.
 pub const DEFAULT_MAX_CHUNK_BYTES: u64 = 128 << 20;
+
+/// Sentinel for "the soft default cap" in the chunked launchers' internals.
+const SOFT_DEFAULT: u64 = 0;
 
 const IM2COL: Kernel = Kernel::new(Shader::Conv, "im2col");
 const COL2IM: Kernel = Kernel::new(Shader::Conv, "col2im");
@@ -332,8 +347,13 @@ fn chunk_images(
     per_image: &[usize],
     max_chunk_bytes: u64,
 ) -> Result<usize> {
-    let limit = ctx.max_binding_bytes().min(max_chunk_bytes);
     let worst = per_image.iter().copied().max().unwrap_or(1) as u64 * 4;
+    let cap = if max_chunk_bytes == SOFT_DEFAULT {
+        DEFAULT_MAX_CHUNK_BYTES.max(worst)
+    } else {
+        max_chunk_bytes
+    };
+    let limit = ctx.max_binding_bytes().min(cap);
     let images = (limit / worst).min(desc.n as u64) as usize;
     if images == 0 {
         let (oh, ow) = desc.out_hw()?;
@@ -457,12 +477,13 @@ pub fn conv2d_forward(
     act: Activation,
     y: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    conv2d_forward_chunked(ctx, desc, x, w, bias, act, y, DEFAULT_MAX_CHUNK_BYTES)
+    conv2d_forward_chunked(ctx, desc, x, w, bias, act, y, SOFT_DEFAULT)
 }
 
-/// [`conv2d_forward`] with the scratch buffer capped at `max_chunk_bytes` (as
-/// well as the device's binding limit); tests use a small cap to force several
-/// chunks.
+/// [`conv2d_forward`] with the scratch buffer capped at `max_chunk_bytes` (a hard
+/// cap, as is the device's binding limit: if one image's scratch exceeds it the
+/// call fails with [`Error::TooLarge`]); tests use a small cap to force several
+/// chunks. `0` means the soft default of [`conv2d_forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward_chunked(
     ctx: &Context,
@@ -539,10 +560,11 @@ pub fn conv2d_backward(
     dw: &Tensor,
     db: Option<&Tensor>,
 ) -> Result<Vec<Dispatch>> {
-    conv2d_backward_chunked(ctx, desc, x, w, dy, dx, dw, db, DEFAULT_MAX_CHUNK_BYTES)
+    conv2d_backward_chunked(ctx, desc, x, w, dy, dx, dw, db, SOFT_DEFAULT)
 }
 
-/// [`conv2d_backward`] with the scratch buffers capped at `max_chunk_bytes`.
+/// [`conv2d_backward`] with the scratch buffers capped at `max_chunk_bytes` (hard
+/// cap; `0` means the soft default, as in [`conv2d_forward_chunked`]).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_chunked(
     ctx: &Context,
