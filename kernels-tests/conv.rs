@@ -486,6 +486,17 @@ fn rejects_zero_sizes() {
     expect_err(d.validate(), "c_in is 0");
     let d = desc(1, 1, (4, 4), 1, (3, 0), (1, 1), Padding::Same);
     expect_err(d.validate(), "kw is 0");
+    // Sides are limited to 2^20 (the kernels divide coordinates through f32).
+    let d = desc(
+        1,
+        1,
+        (4, (1 << 20) - 1),
+        1,
+        (3, 3),
+        (1, 1),
+        Padding::Explicit(0, 1),
+    );
+    expect_err(d.validate(), "largest supported side");
 }
 
 #[test]

@@ -24,9 +24,11 @@
 //   input    dcol_img[CKK, P]  = W[O, CKK]^T · dy_img[O, P]             (TN), then col2im
 // so bias, activation and the bias gradient need no pass of their own.
 //
-// On CPU adapters (lavapipe) integer division and every storage load are
-// expensive, so im2col and col2im run one workgroup per row (uniform index
-// arithmetic) and step their invocations through the row without dividing.
+// On CPU adapters (lavapipe) integer division (done lane by lane) and every
+// storage access are expensive, so im2col and col2im run one workgroup per row
+// or plane (uniform index arithmetic), step their invocations through it without
+// dividing, and divide the few small coordinates by the stride through f32
+// (div_small). The launcher sizes WG from the row length (8 to 64).
 //
 // Entry points:
 //   im2col         workgroup g = img·LD + r writes row r of image img (P values);
@@ -79,12 +81,11 @@ fn group_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
 }
 
-// a / s, skipping the (slow on CPU adapters) division for the common s == 1.
-fn div_stride(a: u32, s: u32) -> u32 {
-    if (s == 1u) {
-        return a;
-    }
-    return a / s;
+// floor(a / s) for a < 2^20 and s >= 1 through one f32 division: (a + 0.5) / s
+// sits at least 0.5 / s away from an integer, far beyond f32's rounding error
+// (the launcher keeps padded image sides under 2^20).
+fn div_small(a: u32, s: u32) -> u32 {
+    return u32((f32(a) + 0.5) / f32(s));
 }
 
 @compute @workgroup_size(WG)
@@ -138,12 +139,12 @@ fn first_window(i: u32, pad: u32, k: u32, s: u32) -> u32 {
     if (a <= k) {
         return 0u;
     }
-    return div_stride(a - k + s - 1u, s);
+    return div_small(a - k + s - 1u, s);
 }
 
 // One past the last output row/column covering input coordinate `i`, clipped.
 fn end_window(i: u32, pad: u32, s: u32, n_out: u32) -> u32 {
-    return min(div_stride(i + pad, s) + 1u, n_out);
+    return min(div_small(i + pad, s) + 1u, n_out);
 }
 
 @compute @workgroup_size(WG)

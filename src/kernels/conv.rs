@@ -28,8 +28,14 @@ use crate::kernels::{Kernel, Shader, groups_for};
 
 pub use crate::kernels::matmul::Activation;
 
-/// Invocations per workgroup of the conv helpers.
+/// Invocations per workgroup of the elementwise conv helpers, and the most per
+/// workgroup of `im2col`/`col2im` (one workgroup per row; shorter rows get a
+/// smaller power of two, at least 8).
 pub const WG: u32 = 64;
+
+/// Padded image sides must stay below this: the kernels divide coordinates
+/// through f32, exact below 2^20.
+const MAX_SIDE: usize = 1 << 20;
 
 /// Scratch size (bytes) up to which [`conv2d_forward`] and [`conv2d_backward`]
 /// batch images into one chunk: bounds the memory a conv layer holds for its
@@ -138,6 +144,11 @@ impl Conv2dDesc {
         };
         let hp = self.h + pads.top + pads.bottom;
         let wp = self.w + pads.left + pads.right;
+        if hp >= MAX_SIDE || wp >= MAX_SIDE {
+            return Err(Error::invalid(format!(
+                "conv2d: the padded {hp}x{wp} input exceeds the largest supported side ({MAX_SIDE})"
+            )));
+        }
         if self.kh > hp || self.kw > wp {
             return Err(Error::shape(
                 "conv2d",
@@ -244,6 +255,11 @@ fn params(desc: &Conv2dDesc, images: usize, x_offset: usize, ld: usize, accumula
 /// Workgroups for one workgroup per row (`rows` of them), folded.
 fn row_groups(ctx: &Context, rows: usize) -> Result<[u32; 3]> {
     groups_for(ctx, rows, 1)
+}
+
+/// Workgroup size for a row of `len` elements.
+fn row_wg(len: usize) -> f64 {
+    len.next_power_of_two().clamp(8, WG as usize) as f64
 }
 
 /// Checks `t` is f32 with `shape`'s element count; when `t` is 4-D, every
@@ -427,7 +443,7 @@ pub fn im2col(
     let x_offset = first * desc.c_in * desc.h * desc.w;
     ctx.dispatch(
         IM2COL,
-        &[("WG", WG as f64)],
+        &[("WG", row_wg(oh * ow))],
         &params(desc, images, x_offset, ld, false)?,
         &[(1, &x.buffer), (2, &col.buffer)],
         row_groups(ctx, images * ld)?,
@@ -454,7 +470,7 @@ pub fn col2im(
     let image = desc.c_in * desc.h * desc.w;
     ctx.dispatch(
         COL2IM,
-        &[("WG", WG as f64)],
+        &[("WG", row_wg(desc.h * desc.w))],
         &params(desc, images, first * image, desc.ckk(), false)?,
         &[(3, &col.buffer), (4, &dx.buffer)],
         row_groups(ctx, images * desc.c_in)?,
