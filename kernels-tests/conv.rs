@@ -127,7 +127,10 @@ fn gpu_backward(
         max_chunk_bytes,
     )
     .unwrap();
-    ctx.run(&list.iter().collect::<Vec<_>>()).unwrap();
+    // Twice: replaying the recorded dispatches must overwrite, not accumulate.
+    let refs = list.iter().collect::<Vec<_>>();
+    ctx.run(&refs).unwrap();
+    ctx.run(&refs).unwrap();
     Grads {
         dx: dxt.to_f32(ctx).unwrap(),
         dw: dwt.to_f32(ctx).unwrap(),
