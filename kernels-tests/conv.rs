@@ -587,7 +587,8 @@ fn rejects_wrong_tensor_sizes() {
 /// Times forward + backward of the seed CNN's first layer (batch 32, 1 -> 32
 /// channels, 3x3, 28x28, valid, bias, ReLU; backward without dx as for an input
 /// layer, and with dx for comparison). Median of 10 single-submission runs
-/// after warm-up.
+/// after warm-up; also each dispatch alone, and a fill of y as a yardstick for
+/// the machine's load (see BENCHMARKS.md).
 /// `cargo test --release --test kernels conv::bench -- --ignored --nocapture`
 #[test]
 #[ignore]
