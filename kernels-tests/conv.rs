@@ -127,7 +127,10 @@ fn gpu_backward(
         max_chunk_bytes,
     )
     .unwrap();
-    ctx.run(&list.iter().collect::<Vec<_>>()).unwrap();
+    // Twice: replaying the recorded dispatches must overwrite, not accumulate.
+    let refs = list.iter().collect::<Vec<_>>();
+    ctx.run(&refs).unwrap();
+    ctx.run(&refs).unwrap();
     Grads {
         dx: dxt.to_f32(ctx).unwrap(),
         dw: dwt.to_f32(ctx).unwrap(),
@@ -183,26 +186,33 @@ fn im2col_and_col2im_match_reference() {
     for (case, d) in sweep().into_iter().enumerate() {
         let (x, _, _) = inputs(&d, 10 + case as u64);
         let (oh, ow) = d.out_hw().unwrap();
-        let rows = oh * ow * d.ckk();
+        let np = oh * ow;
         // A chunk in the middle of the batch when there is one.
         let (first, images) = if d.n >= 3 { (1, d.n - 2) } else { (0, d.n) };
+        let ones_row = case % 2 == 1;
+        let ld = d.ckk() + ones_row as usize;
         let xt = upload(ctx, &x, &d.input_shape());
-        let colt = nan_tensor(ctx, &[images * rows]);
-        let dxt = nan_tensor(ctx, &d.input_shape());
-        let a = conv::im2col(ctx, &d, &xt, &colt, first, images).unwrap();
-        let b = conv::col2im(ctx, &d, &colt, &dxt, first, images).unwrap();
-        ctx.run(&[&a, &b]).unwrap();
-        let mut col = vec![0.0; images * rows];
-        reference::conv::im2col(&d, &x, first, images, &mut col);
+        let colt = nan_tensor(ctx, &[images * ld * np]);
+        let a = conv::im2col(ctx, &d, &xt, &colt, first, images, ones_row).unwrap();
+        ctx.run(&[&a]).unwrap();
+        let mut col = vec![0.0; images * ld * np];
+        reference::conv::im2col(&d, &x, first, images, ones_row, &mut col);
         assert_close(
-            &format!("im2col {d:?}"),
+            &format!("im2col {d:?} ones={ones_row}"),
             &colt.to_f32(ctx).unwrap(),
             &col,
             0.0,
             0.0,
         );
+
+        // col2im of an independent random col (CKK rows per image).
+        let dcol = uniform(&mut rng(15 + case as u64), images * d.ckk() * np, -1.0, 1.0);
+        let dcolt = upload(ctx, &dcol, &[dcol.len()]);
+        let dxt = nan_tensor(ctx, &d.input_shape());
+        let b = conv::col2im(ctx, &d, &dcolt, &dxt, first, images).unwrap();
+        ctx.run(&[&b]).unwrap();
         let mut dx = vec![f32::NAN; x.len()];
-        reference::conv::col2im(&d, &col, first, images, &mut dx);
+        reference::conv::col2im(&d, &dcol, first, images, &mut dx);
         let got = dxt.to_f32(ctx).unwrap();
         let image = d.c_in * d.h * d.w;
         let range = first * image..(first + images) * image;
@@ -211,16 +221,18 @@ fn im2col_and_col2im_match_reference() {
             &got[range.clone()],
             &dx[range.clone()],
             1e-6,
-            1e-6,
+            1e-5,
         );
         let outside = got.iter().enumerate().filter(|(i, _)| !range.contains(i));
         assert!(
             outside.into_iter().all(|(_, v)| v.is_nan()),
             "col2im wrote outside its images"
         );
-        // col2im(im2col(x)) multiplies each pixel by the number of windows reading it:
-        // for a 1x1 kernel with stride 1 that is the identity.
-        if d.kh == 1 && d.kw == 1 && d.stride == (1, 1) {
+        // For a 1x1 kernel with stride 1 and no padding col2im(im2col(x)) == x.
+        if d.kh == 1 && d.kw == 1 && d.stride == (1, 1) && !ones_row {
+            let c = conv::col2im(ctx, &d, &colt, &dxt, first, images).unwrap();
+            ctx.run(&[&c]).unwrap();
+            let got = dxt.to_f32(ctx).unwrap();
             assert_close(
                 "col2im(im2col(x)) == x for 1x1",
                 &got[range.clone()],
@@ -303,7 +315,8 @@ fn forced_chunking_matches_reference() {
     .enumerate()
     {
         let (oh, ow) = d.out_hw().unwrap();
-        let per_image = (oh * ow * d.ckk()).max(oh * ow * d.c_out) as u64 * 4;
+        // The largest scratch per image is the im2col matrix with its ones row.
+        let per_image = (oh * ow * (d.ckk() + 1)) as u64 * 4;
         let cap = 3 * per_image + 4;
         let (x, w, b) = inputs(&d, 60 + case as u64);
         let got = gpu_forward(ctx, &d, (&x, &w, Some(&b)), Activation::Relu, cap);
@@ -342,7 +355,6 @@ fn forced_chunking_matches_reference() {
             nan_tensor(ctx, &d.weight_shape()),
         );
         let bwd = conv::conv2d_backward_chunked(ctx, &d, &xt, &wt, &yt, Some(&dxt), &dwt, None, cap).unwrap();
-        // im2col, transpose, dW matmul, dcol matmul, col2im per chunk of 3.
         assert_eq!(bwd.len(), 5 * d.n.div_ceil(3), "backward chunks");
     }
 }
@@ -477,6 +489,17 @@ fn rejects_zero_sizes() {
     expect_err(d.validate(), "c_in is 0");
     let d = desc(1, 1, (4, 4), 1, (3, 0), (1, 1), Padding::Same);
     expect_err(d.validate(), "kw is 0");
+    // Sides are limited to 2^20 (the kernels divide coordinates through f32).
+    let d = desc(
+        1,
+        1,
+        (4, (1 << 20) - 1),
+        1,
+        (3, 3),
+        (1, 1),
+        Padding::Explicit(0, 1),
+    );
+    expect_err(d.validate(), "largest supported side");
 }
 
 #[test]
@@ -554,14 +577,18 @@ fn rejects_wrong_tensor_sizes() {
     expect_err(bwd(&y, None, &w, Some(&nan_tensor(ctx, &[3]))), "db has shape");
     // im2col/col2im ranges and scratch sizes.
     let col = nan_tensor(ctx, &[10]);
-    expect_err(conv::im2col(ctx, &d, &x, &col, 0, 1), "col has 10 elements");
+    expect_err(
+        conv::im2col(ctx, &d, &x, &col, 0, 1, false),
+        "col has 10 elements",
+    );
     expect_err(conv::col2im(ctx, &d, &col, &x, 1, 2), "not a non-empty range");
 }
 
 /// Times forward + backward of the seed CNN's first layer (batch 32, 1 -> 32
 /// channels, 3x3, 28x28, valid, bias, ReLU; backward without dx as for an input
 /// layer, and with dx for comparison). Median of 10 single-submission runs
-/// after warm-up.
+/// after warm-up; also each dispatch alone, and a fill of y as a yardstick for
+/// the machine's load (see BENCHMARKS.md).
 /// `cargo test --release --test kernels conv::bench -- --ignored --nocapture`
 #[test]
 #[ignore]
@@ -606,6 +633,11 @@ fn bench() {
             all.len()
         );
     };
+    let fill = wgml::kernels::elementwise::fill(ctx, &yt, 1.0).unwrap();
+    time("fill y", &[std::slice::from_ref(&fill)]);
+    for d in fwd.iter().chain(bwd_dx.iter()) {
+        time(d.kernel.entry, &[std::slice::from_ref(d)]);
+    }
     time("forward", &[&fwd]);
     time("backward (dw, db)", &[&bwd]);
     time("forward + backward (dw, db)", &[&fwd, &bwd]);

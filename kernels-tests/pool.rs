@@ -307,6 +307,9 @@ fn pool_rejects_padding_over_half_the_window() {
     let d = desc(1, 1, (4, 4), (2, 2), (1, 1), (2, 0));
     let e = expect_err(d.out_hw(), "padding");
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    // Sides are limited to 2^20 (the kernels divide coordinates through f32).
+    let d = desc(1, 1, (1 << 20, 4), (2, 2), (2, 2), (0, 0));
+    expect_err(d.out_hw(), "largest supported side");
 }
 
 #[test]
@@ -332,4 +335,52 @@ fn pool_rejects_wrong_tensor_sizes_and_types() {
         pool::max_pool2d_backward(ctx, &d, &y, &short_idx, &x),
         "indices has shape",
     );
+}
+
+/// Times max and avg pooling forward + backward for the seed CNN's pooling layer
+/// (batch 32, 32 channels, 26x26, MaxPool2D(2)). Median of 10 runs after warm-up.
+/// `cargo test --release --test kernels pool::bench -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench() {
+    let (_g, ctx) = gpu();
+    let d = Pool2dDesc::square(32, 32, 26, 26, 2);
+    let (ins, outs) = (d.input_shape(), d.output_shape().unwrap());
+    let x = upload(ctx, &uniform(&mut rng(1), ins.iter().product(), -1.0, 1.0), &ins);
+    let dy = upload(
+        ctx,
+        &uniform(&mut rng(2), outs.iter().product(), -1.0, 1.0),
+        &outs,
+    );
+    let (y, i, dx) = (
+        nan_tensor(ctx, &outs),
+        u32_garbage(ctx, &outs),
+        nan_tensor(ctx, &ins),
+    );
+    let mf = pool::max_pool2d_forward(ctx, &d, &x, &y, &i).unwrap();
+    let mb = pool::max_pool2d_backward(ctx, &d, &dy, &i, &dx).unwrap();
+    let af = pool::avg_pool2d_forward(ctx, &d, &x, &y).unwrap();
+    let ab = pool::avg_pool2d_backward(ctx, &d, &dy, &dx).unwrap();
+    for (name, list) in [
+        ("max forward", vec![&mf]),
+        ("max backward", vec![&mb[0]]),
+        ("avg forward", vec![&af]),
+        ("avg backward", vec![&ab]),
+    ] {
+        for _ in 0..3 {
+            ctx.run(&list).unwrap();
+        }
+        let mut ms: Vec<f64> = (0..10)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                ctx.run(&list).unwrap();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        println!(
+            "{name}: median {:.3} ms (min {:.3}, max {:.3})",
+            ms[5], ms[0], ms[9]
+        );
+    }
 }

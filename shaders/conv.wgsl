@@ -1,5 +1,5 @@
-// 2-D convolution helpers: im2col, col2im, dy transpose, bias + activation, and
-// the bias gradient. The matrix products themselves run on the tiled matmul
+// 2-D convolution helpers: im2col, col2im, weight packing and the per-image
+// weight-gradient reduction. The matrix products run on the tiled matmul
 // (shaders/matmul.wgsl).
 //
 // Launchers: src/kernels/conv.rs. CPU twins: src/reference/conv.rs.
@@ -9,33 +9,40 @@
 // Stride (SH, SW); padding PT (top) and PL (left) — the bottom/right padding is
 // implied by OH/OW. The launcher processes the batch in chunks of `images`
 // images starting at image n0; `x_offset` is the element offset of image n0 in
-// the tensor the entry point indexes per image (x, dx or dy).
+// x (im2col) or dx (col2im).
 //
 // im2col layout (one decision used by every entry point): per image a row-major
-//   col[img][p][r],  p = oy·OW + ox,  r = (c·KH + i)·KW + j,
+//   col[img][r][p],  r = (c·KH + i)·KW + j < CKK,  p = oy·OW + ox,
 //   col = x[n0 + img, c, oy·SH - PT + i, ox·SW - PL + j]   (0 outside the image),
-// i.e. col_img is the [P, CKK] matrix whose row p is the receptive field of
-// output pixel p. Then, with dyT[O, images·P] the chunk's dy transposed so that
-// the images sit side by side:
-//   forward   y_img[O, P]     = W[O, CKK] · col_img^T        (matmul NT, W broadcast)
-//   weights   dW[O, CKK]     += dyT[O, images·P] · col[images·P, CKK]   (one NN matmul)
-//   input     dcol[images·P, CKK] = dyT^T · W[O, CKK]        (matmul TN), then col2im
-// Stacking the chunk's col_img blocks gives the dense [images·P, CKK] matrix the
-// weight gradient needs, so the chunk's dW is one matmul with K = images·P.
+// with LD = CKK or CKK + 1 rows per image; the optional extra row r = CKK is all
+// ones, so a bias becomes one more column of the weights (see pack_weights).
+// Then, per image (batched matmuls, the long P dimension along N):
+//   forward  y_img[O, P]       = W'[O, LD] · col_img[LD, P]            (NN, W' broadcast)
+//   weights  part_img[LD, O]   = col_img[LD, P] · dy_img[O, P]^T       (NT)
+//            dW[o, r] (+)= Σ_img part_img[r, o]; with the ones row, row CKK
+//            of the sum is the bias gradient Σ_img,p dy[img, o, p]       (reduce_dw)
+//   input    dcol_img[CKK, P]  = W[O, CKK]^T · dy_img[O, P]             (TN), then col2im
+// so bias, activation and the bias gradient need no pass of their own.
 //
-// Entry points (one invocation per element; grids over 65,535 workgroups are
-// folded and every invocation bounds-checks its linear index against p.total):
-//   im2col        x -> col               total = images·P·CKK; col overwritten.
-//   col2im        col -> dx (gather)     total = images·C·H·W; dx[x_offset ..]
-//                 overwritten with the sum of the col entries that read each
-//                 pixel (loops over the output pixels whose window covers it; no
-//                 atomics).
-//   transpose_dy  dy -> dyT              total = O·images·P;
-//                 dyT[o, img·P + p] = dy[x_offset + (img·O + o)·P + p].
-//   bias_act      y = act(y + bias[o])   total = N·O·P, in place.
-//   bias_grad     db[o] = sum over n, p of dy[n, o, p]; one workgroup of RWG
-//                 invocations per channel (tree reduction), db overwritten.
-// Activation codes (p.act): 0 identity, 1 relu, 2 sigmoid, 3 tanh.
+// On CPU adapters (lavapipe) integer division (done lane by lane) and every
+// storage access are expensive, so im2col and col2im run one workgroup per row
+// or plane (uniform index arithmetic), step their invocations through it without
+// dividing, and divide the few small coordinates by the stride through f32
+// (div_small). The launcher sizes WG from the row length (8 to 64).
+//
+// Entry points:
+//   im2col         workgroup g = img·LD + r writes row r of image img (P values);
+//                  col overwritten. Row r = CKK (when LD > CKK) is all ones.
+//   col2im         workgroup g = img·C + c gathers plane c of image img:
+//                  dx[x_offset + g·H·W + iy·W + ix] = Σ of dcol entries reading
+//                  that pixel (col layout with LD = CKK); overwritten. Gather form:
+//                  loops over the windows covering the pixel, no atomics.
+//   pack_weights   wp[o, r] = w[o, r] for r < CKK, bias[o] for r = CKK (LD = CKK + 1).
+//   reduce_dw      dw[o, r] (+)= Σ_img part[img, r, o] for r < CKK (LD = CKK).
+//   reduce_dw_db   the same with LD = CKK + 1; row CKK goes to db[o].
+//   (reduce_*: "+=" when p.accumulate == 1, else "=".)
+// Elementwise entry points use one invocation per element with grids over 65,535
+// workgroups folded; every entry point bounds-checks its linear index.
 
 struct Params {
     c: u32,
@@ -52,57 +59,77 @@ struct Params {
     c_out: u32,
     images: u32,
     x_offset: u32,
-    total: u32,
-    act: u32,
+    ld: u32,
+    accumulate: u32,
 }
 
-override WG: u32 = 256;
-const RWG: u32 = 256u;
+override WG: u32 = 64;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> col: array<f32>;
 @group(0) @binding(3) var<storage, read> col_in: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(5) var<storage, read> dy: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dyt: array<f32>;
-@group(0) @binding(7) var<storage, read_write> y: array<f32>;
-@group(0) @binding(8) var<storage, read> bias: array<f32>;
-@group(0) @binding(9) var<storage, read_write> db: array<f32>;
+@group(0) @binding(5) var<storage, read> w: array<f32>;
+@group(0) @binding(6) var<storage, read> bias: array<f32>;
+@group(0) @binding(7) var<storage, read_write> wp: array<f32>;
+@group(0) @binding(8) var<storage, read> part: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(10) var<storage, read_write> db: array<f32>;
 
-var<workgroup> partial: array<f32, RWG>;
+fn group_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+}
 
-fn linear_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, size: u32) -> u32 {
-    return (wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * size + lid;
+// floor(a / s) for a < 2^20 and s >= 1 through one f32 division: (a + 0.5) / s
+// sits at least 0.5 / s away from an integer, far beyond f32's rounding error
+// (the launcher keeps padded image sides under 2^20).
+fn div_small(a: u32, s: u32) -> u32 {
+    return u32((f32(a) + 0.5) / f32(s));
 }
 
 @compute @workgroup_size(WG)
-fn im2col(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+fn im2col(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let idx = linear_index(wg, nwg, lid, WG);
-    if (idx >= p.total) {
+    let g = group_index(wgid, nwg);
+    if (g >= p.images * p.ld) {
         return;
     }
-    let kk = p.kh * p.kw;
-    let ckk = p.c * kk;
     let np = p.oh * p.ow;
-    let r = idx % ckk;
-    let t = idx / ckk;
-    let pix = t % np;
-    let img = t / np;
-    let c = r / kk;
-    let rk = r % kk;
-    let i = rk / p.kw;
-    let j = rk % p.kw;
-    let oy = pix / p.ow;
-    let ox = pix % p.ow;
-    let iy = i32(oy * p.sh + i) - i32(p.pt);
-    let ix = i32(ox * p.sw + j) - i32(p.pl);
-    var v: f32 = 0.0;
-    if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w)) {
-        v = x[p.x_offset + ((img * p.c + c) * p.h + u32(iy)) * p.w + u32(ix)];
+    let out_base = g * np;
+    let img = g / p.ld;
+    let r = g % p.ld;
+    let kk = p.kh * p.kw;
+    if (r >= p.c * kk) {
+        for (var q = lid; q < np; q += WG) {
+            col[out_base + q] = 1.0;
+        }
+        return;
     }
-    col[idx] = v;
+    let c = r / kk;
+    let i = (r % kk) / p.kw;
+    let j = r % p.kw;
+    let x_base = p.x_offset + (img * p.c + c) * p.h * p.w;
+    // This invocation's pixel (oy, ox), advanced by WG pixels per step.
+    var oy = lid / p.ow;
+    var ox = lid % p.ow;
+    let step_y = WG / p.ow;
+    let step_x = WG % p.ow;
+    for (var q = lid; q < np; q += WG) {
+        let iy = i32(oy * p.sh + i) - i32(p.pt);
+        let ix = i32(ox * p.sw + j) - i32(p.pl);
+        var v: f32 = 0.0;
+        if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w)) {
+            v = x[x_base + u32(iy) * p.w + u32(ix)];
+        }
+        col[out_base + q] = v;
+        ox += step_x;
+        oy += step_y;
+        if (ox >= p.ow) {
+            ox -= p.ow;
+            oy += 1u;
+        }
+    }
 }
 
 // First output row/column whose window covers input coordinate `i` (padded
@@ -112,114 +139,121 @@ fn first_window(i: u32, pad: u32, k: u32, s: u32) -> u32 {
     if (a <= k) {
         return 0u;
     }
-    return (a - k + s - 1u) / s;
+    return div_small(a - k + s - 1u, s);
 }
 
 // One past the last output row/column covering input coordinate `i`, clipped.
 fn end_window(i: u32, pad: u32, s: u32, n_out: u32) -> u32 {
-    return min((i + pad) / s + 1u, n_out);
+    return min(div_small(i + pad, s) + 1u, n_out);
 }
 
 @compute @workgroup_size(WG)
-fn col2im(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+fn col2im(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let idx = linear_index(wg, nwg, lid, WG);
-    if (idx >= p.total) {
+    let g = group_index(wgid, nwg);
+    if (g >= p.images * p.c) {
         return;
     }
-    let ix = idx % p.w;
-    let t = idx / p.w;
-    let iy = t % p.h;
-    let t2 = t / p.h;
-    let c = t2 % p.c;
-    let img = t2 / p.c;
-    let ckk = p.c * p.kh * p.kw;
-    let img_base = img * p.oh * p.ow;
-    let oy_end = end_window(iy, p.pt, p.sh, p.oh);
-    let ox_begin = first_window(ix, p.pl, p.kw, p.sw);
-    let ox_end = end_window(ix, p.pl, p.sw, p.ow);
-    var acc: f32 = 0.0;
-    for (var oy = first_window(iy, p.pt, p.kh, p.sh); oy < oy_end; oy++) {
-        let i = iy + p.pt - oy * p.sh;
-        let row_base = (c * p.kh + i) * p.kw;
-        for (var ox = ox_begin; ox < ox_end; ox++) {
-            let j = ix + p.pl - ox * p.sw;
-            acc += col_in[(img_base + oy * p.ow + ox) * ckk + row_base + j];
-        }
-    }
-    dx[p.x_offset + idx] = acc;
-}
-
-@compute @workgroup_size(WG)
-fn transpose_dy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) lid: u32) {
-    let idx = linear_index(wg, nwg, lid, WG);
-    if (idx >= p.total) {
-        return;
-    }
+    let img = g / p.c;
+    let c = g % p.c;
+    let hw = p.h * p.w;
     let np = p.oh * p.ow;
-    let pix = idx % np;
-    let t = idx / np;
-    let img = t % p.images;
-    let o = t / p.images;
-    dyt[idx] = dy[p.x_offset + (img * p.c_out + o) * np + pix];
-}
-
-fn activate(v: f32) -> f32 {
-    switch p.act {
-        case 1u: {
-            return max(v, 0.0);
-        }
-        case 2u: {
-            // Stable both ways: exp never overflows.
-            let e = exp(-abs(v));
-            return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
-        }
-        case 3u: {
-            let e = exp(-2.0 * abs(v));
-            return sign(v) * (1.0 - e) / (1.0 + e);
-        }
-        default: {
-            return v;
-        }
-    }
-}
-
-@compute @workgroup_size(WG)
-fn bias_act(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) lid: u32) {
-    let idx = linear_index(wg, nwg, lid, WG);
-    if (idx >= p.total) {
-        return;
-    }
-    let o = (idx / (p.oh * p.ow)) % p.c_out;
-    y[idx] = activate(y[idx] + bias[o]);
-}
-
-@compute @workgroup_size(RWG)
-fn bias_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) lid: u32) {
-    // One workgroup per output channel o (the grid may be folded: recover o).
-    let o = wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
-    let np = p.oh * p.ow;
-    var acc: f32 = 0.0;
-    if (o < p.c_out) {
-        for (var n = 0u; n < p.images; n++) {
-            let base = (n * p.c_out + o) * np;
-            for (var k = lid; k < np; k += RWG) {
-                acc += dy[base + k];
+    let col_base = (img * p.ld + c * p.kh * p.kw) * np;
+    let dx_base = p.x_offset + g * hw;
+    var iy = lid / p.w;
+    var ix = lid % p.w;
+    let step_y = WG / p.w;
+    let step_x = WG % p.w;
+    for (var q = lid; q < hw; q += WG) {
+        let oy_end = end_window(iy, p.pt, p.sh, p.oh);
+        let ox_begin = first_window(ix, p.pl, p.kw, p.sw);
+        let ox_end = end_window(ix, p.pl, p.sw, p.ow);
+        var acc: f32 = 0.0;
+        for (var oy = first_window(iy, p.pt, p.kh, p.sh); oy < oy_end; oy++) {
+            let i = iy + p.pt - oy * p.sh;
+            let row = col_base + i * p.kw * np + oy * p.ow;
+            for (var ox = ox_begin; ox < ox_end; ox++) {
+                let j = ix + p.pl - ox * p.sw;
+                acc += col_in[row + j * np + ox];
             }
         }
-    }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var stride = RWG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            partial[lid] += partial[lid + stride];
+        dx[dx_base + q] = acc;
+        ix += step_x;
+        iy += step_y;
+        if (ix >= p.w) {
+            ix -= p.w;
+            iy += 1u;
         }
-        workgroupBarrier();
     }
-    if (lid == 0u && o < p.c_out) {
-        db[o] = partial[0];
+}
+
+@compute @workgroup_size(WG)
+fn pack_weights(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let e = group_index(wgid, nwg) * WG + lid;
+    if (e >= p.c_out * p.ld) {
+        return;
+    }
+    let o = e / p.ld;
+    let r = e % p.ld;
+    let ckk = p.ld - 1u;
+    if (r < ckk) {
+        wp[e] = w[o * ckk + r];
+    } else {
+        wp[e] = bias[o];
+    }
+}
+
+// Σ over the chunk's images of part[img, r, o].
+fn sum_parts(r: u32, o: u32) -> f32 {
+    var s: f32 = 0.0;
+    let step = p.ld * p.c_out;
+    var k = r * p.c_out + o;
+    for (var img = 0u; img < p.images; img++) {
+        s += part[k];
+        k += step;
+    }
+    return s;
+}
+
+@compute @workgroup_size(WG)
+fn reduce_dw(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let e = group_index(wgid, nwg) * WG + lid;
+    if (e >= p.c_out * p.ld) {
+        return;
+    }
+    let s = sum_parts(e % p.ld, e / p.ld);
+    if (p.accumulate == 1u) {
+        dw[e] += s;
+    } else {
+        dw[e] = s;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn reduce_dw_db(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let e = group_index(wgid, nwg) * WG + lid;
+    if (e >= p.c_out * p.ld) {
+        return;
+    }
+    let o = e / p.ld;
+    let r = e % p.ld;
+    let s = sum_parts(r, o);
+    let ckk = p.ld - 1u;
+    if (r < ckk) {
+        let k = o * ckk + r;
+        if (p.accumulate == 1u) {
+            dw[k] += s;
+        } else {
+            dw[k] = s;
+        }
+    } else {
+        if (p.accumulate == 1u) {
+            db[o] += s;
+        } else {
+            db[o] = s;
+        }
     }
 }

@@ -21,9 +21,12 @@
 // avg_pool_backward: dx[iy, ix] = sum over covering windows of dy / (kh·kw);
 //   gather form, dx overwritten.
 //
-// One invocation per output element (forward) or per input element (backward);
-// grids over 65,535 workgroups are folded into 2-D/3-D and every invocation
-// bounds-checks its linear index against p.total.
+// Work split: one workgroup per plane (the grid folded past 65,535 groups); its
+// WG invocations step through the plane's output elements (forward) or input
+// elements (backward), tracking their (row, column) incrementally. CPU adapters
+// (lavapipe) divide integers lane by lane, slowly, so no per-element integer
+// division remains: the few divisions by the stride use `div_small`, exact for
+// the small coordinates involved (the launcher keeps them under 2^20).
 
 struct Params {
     h: u32,
@@ -36,12 +39,12 @@ struct Params {
     sw: u32,
     ph: u32,
     pw: u32,
-    // Elements handled: planes·oh·ow (forward) or planes·h·w (backward).
-    total: u32,
+    // Number of planes (N·C).
+    planes: u32,
     _pad: u32,
 }
 
-override WG: u32 = 256;
+override WG: u32 = 64;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -51,8 +54,14 @@ override WG: u32 = 256;
 @group(0) @binding(5) var<storage, read> indices_in: array<u32>;
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;
 
-fn linear_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * WG + lid;
+fn group_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+}
+
+// floor(a / s) for a < 2^20 and s >= 1 through one f32 division: (a + 0.5) / s
+// sits at least 0.5 / s away from an integer, far beyond f32's rounding error.
+fn div_small(a: u32, s: u32) -> u32 {
+    return u32((f32(a) + 0.5) / f32(s));
 }
 
 // First output row/column whose window covers input coordinate `i` (padded
@@ -62,131 +71,172 @@ fn first_window(i: u32, pad: u32, k: u32, s: u32) -> u32 {
     if (a <= k) {
         return 0u;
     }
-    return (a - k + s - 1u) / s;
+    return div_small(a - k + s - 1u, s);
 }
 
-// Last window (exclusive bound) covering input coordinate `i`, clipped to `n_out`.
+// One past the last output row/column covering input coordinate `i`, clipped.
 fn end_window(i: u32, pad: u32, s: u32, n_out: u32) -> u32 {
-    return min((i + pad) / s + 1u, n_out);
+    return min(div_small(i + pad, s) + 1u, n_out);
 }
 
 @compute @workgroup_size(WG)
 fn max_pool_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
-    let i = linear_index(wg, nwg, lid);
-    if (i >= p.total) {
+    let plane = group_index(wg, nwg);
+    if (plane >= p.planes) {
         return;
     }
-    let ox = i % p.ow;
-    let t = i / p.ow;
-    let oy = t % p.oh;
-    let plane = t / p.oh;
-    let base = plane * p.h * p.w;
-    let y0 = i32(oy * p.sh) - i32(p.ph);
-    let x0 = i32(ox * p.sw) - i32(p.pw);
-    var best: f32 = 0.0;
-    var best_idx: u32 = 0xffffffffu;
-    for (var ky = 0u; ky < p.kh; ky++) {
-        let iy = y0 + i32(ky);
-        if (iy < 0 || iy >= i32(p.h)) {
-            continue;
-        }
-        for (var kx = 0u; kx < p.kw; kx++) {
-            let ix = x0 + i32(kx);
-            if (ix < 0 || ix >= i32(p.w)) {
+    let n_out = p.oh * p.ow;
+    let in_base = plane * p.h * p.w;
+    let out_base = plane * n_out;
+    var oy = lid / p.ow;
+    var ox = lid % p.ow;
+    let step_y = WG / p.ow;
+    let step_x = WG % p.ow;
+    for (var q = lid; q < n_out; q += WG) {
+        let y0 = i32(oy * p.sh) - i32(p.ph);
+        let x0 = i32(ox * p.sw) - i32(p.pw);
+        var best: f32 = 0.0;
+        var best_idx: u32 = 0xffffffffu;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let iy = y0 + i32(ky);
+            if (iy < 0 || iy >= i32(p.h)) {
                 continue;
             }
-            let flat = u32(iy) * p.w + u32(ix);
-            let v = x[base + flat];
-            if (best_idx == 0xffffffffu || v > best) {
-                best = v;
-                best_idx = flat;
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let ix = x0 + i32(kx);
+                if (ix < 0 || ix >= i32(p.w)) {
+                    continue;
+                }
+                let flat = u32(iy) * p.w + u32(ix);
+                let v = x[in_base + flat];
+                if (best_idx == 0xffffffffu || v > best) {
+                    best = v;
+                    best_idx = flat;
+                }
             }
         }
+        y[out_base + q] = best;
+        indices[out_base + q] = best_idx;
+        ox += step_x;
+        oy += step_y;
+        if (ox >= p.ow) {
+            ox -= p.ow;
+            oy += 1u;
+        }
     }
-    y[i] = best;
-    indices[i] = best_idx;
 }
 
 @compute @workgroup_size(WG)
 fn max_pool_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let i = linear_index(wg, nwg, lid);
-    if (i >= p.total) {
+    let plane = group_index(wg, nwg);
+    if (plane >= p.planes) {
         return;
     }
-    let ix = i % p.w;
-    let t = i / p.w;
-    let iy = t % p.h;
-    let plane = t / p.h;
-    let flat = iy * p.w + ix;
+    let n_in = p.h * p.w;
+    let in_base = plane * n_in;
     let out_base = plane * p.oh * p.ow;
-    let oy_end = end_window(iy, p.ph, p.sh, p.oh);
-    let ox_begin = first_window(ix, p.pw, p.kw, p.sw);
-    let ox_end = end_window(ix, p.pw, p.sw, p.ow);
-    var acc: f32 = 0.0;
-    for (var oy = first_window(iy, p.ph, p.kh, p.sh); oy < oy_end; oy++) {
-        for (var ox = ox_begin; ox < ox_end; ox++) {
-            let o = out_base + oy * p.ow + ox;
-            if (indices_in[o] == flat) {
-                acc += dy[o];
+    var iy = lid / p.w;
+    var ix = lid % p.w;
+    let step_y = WG / p.w;
+    let step_x = WG % p.w;
+    for (var q = lid; q < n_in; q += WG) {
+        let oy_end = end_window(iy, p.ph, p.sh, p.oh);
+        let ox_begin = first_window(ix, p.pw, p.kw, p.sw);
+        let ox_end = end_window(ix, p.pw, p.sw, p.ow);
+        var acc: f32 = 0.0;
+        for (var oy = first_window(iy, p.ph, p.kh, p.sh); oy < oy_end; oy++) {
+            for (var ox = ox_begin; ox < ox_end; ox++) {
+                let o = out_base + oy * p.ow + ox;
+                if (indices_in[o] == q) {
+                    acc += dy[o];
+                }
             }
         }
+        dx[in_base + q] = acc;
+        ix += step_x;
+        iy += step_y;
+        if (ix >= p.w) {
+            ix -= p.w;
+            iy += 1u;
+        }
     }
-    dx[i] = acc;
 }
 
 @compute @workgroup_size(WG)
 fn avg_pool_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
-    let i = linear_index(wg, nwg, lid);
-    if (i >= p.total) {
+    let plane = group_index(wg, nwg);
+    if (plane >= p.planes) {
         return;
     }
-    let ox = i % p.ow;
-    let t = i / p.ow;
-    let oy = t % p.oh;
-    let plane = t / p.oh;
-    let base = plane * p.h * p.w;
-    let y0 = i32(oy * p.sh) - i32(p.ph);
-    let x0 = i32(ox * p.sw) - i32(p.pw);
-    var acc: f32 = 0.0;
-    for (var ky = 0u; ky < p.kh; ky++) {
-        let iy = y0 + i32(ky);
-        if (iy < 0 || iy >= i32(p.h)) {
-            continue;
-        }
-        for (var kx = 0u; kx < p.kw; kx++) {
-            let ix = x0 + i32(kx);
-            if (ix < 0 || ix >= i32(p.w)) {
+    let n_out = p.oh * p.ow;
+    let in_base = plane * p.h * p.w;
+    let out_base = plane * n_out;
+    let scale = 1.0 / f32(p.kh * p.kw);
+    var oy = lid / p.ow;
+    var ox = lid % p.ow;
+    let step_y = WG / p.ow;
+    let step_x = WG % p.ow;
+    for (var q = lid; q < n_out; q += WG) {
+        let y0 = i32(oy * p.sh) - i32(p.ph);
+        let x0 = i32(ox * p.sw) - i32(p.pw);
+        var acc: f32 = 0.0;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let iy = y0 + i32(ky);
+            if (iy < 0 || iy >= i32(p.h)) {
                 continue;
             }
-            acc += x[base + u32(iy) * p.w + u32(ix)];
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let ix = x0 + i32(kx);
+                if (ix < 0 || ix >= i32(p.w)) {
+                    continue;
+                }
+                acc += x[in_base + u32(iy) * p.w + u32(ix)];
+            }
+        }
+        y[out_base + q] = acc * scale;
+        ox += step_x;
+        oy += step_y;
+        if (ox >= p.ow) {
+            ox -= p.ow;
+            oy += 1u;
         }
     }
-    y[i] = acc / f32(p.kh * p.kw);
 }
 
 @compute @workgroup_size(WG)
 fn avg_pool_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let i = linear_index(wg, nwg, lid);
-    if (i >= p.total) {
+    let plane = group_index(wg, nwg);
+    if (plane >= p.planes) {
         return;
     }
-    let ix = i % p.w;
-    let t = i / p.w;
-    let iy = t % p.h;
-    let plane = t / p.h;
+    let n_in = p.h * p.w;
+    let in_base = plane * n_in;
     let out_base = plane * p.oh * p.ow;
-    let oy_end = end_window(iy, p.ph, p.sh, p.oh);
-    let ox_begin = first_window(ix, p.pw, p.kw, p.sw);
-    let ox_end = end_window(ix, p.pw, p.sw, p.ow);
-    var acc: f32 = 0.0;
-    for (var oy = first_window(iy, p.ph, p.kh, p.sh); oy < oy_end; oy++) {
-        for (var ox = ox_begin; ox < ox_end; ox++) {
-            acc += dy[out_base + oy * p.ow + ox];
+    let scale = 1.0 / f32(p.kh * p.kw);
+    var iy = lid / p.w;
+    var ix = lid % p.w;
+    let step_y = WG / p.w;
+    let step_x = WG % p.w;
+    for (var q = lid; q < n_in; q += WG) {
+        let oy_end = end_window(iy, p.ph, p.sh, p.oh);
+        let ox_begin = first_window(ix, p.pw, p.kw, p.sw);
+        let ox_end = end_window(ix, p.pw, p.sw, p.ow);
+        var acc: f32 = 0.0;
+        for (var oy = first_window(iy, p.ph, p.kh, p.sh); oy < oy_end; oy++) {
+            for (var ox = ox_begin; ox < ox_end; ox++) {
+                acc += dy[out_base + oy * p.ow + ox];
+            }
+        }
+        dx[in_base + q] = acc * scale;
+        ix += step_x;
+        iy += step_y;
+        if (ix >= p.w) {
+            ix -= p.w;
+            iy += 1u;
         }
     }
-    dx[i] = acc / f32(p.kh * p.kw);
 }

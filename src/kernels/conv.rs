@@ -1,14 +1,25 @@
 //! 2-D convolution launchers: im2col + the tiled matmul, forward and backward,
 //! over NCHW images with OIHW weights (PyTorch's layouts). Helper kernels in
-//! `shaders/conv.wgsl` (its header documents the im2col layout), CPU twins in
-//! [`crate::reference::conv`].
+//! `shaders/conv.wgsl` (its header documents the im2col layout and the matmul
+//! each pass uses), CPU twins in [`crate::reference::conv`].
+//!
+//! - The bias rides along as an extra row of ones in the im2col matrix (and an
+//!   extra weight column), and the activation runs in the matmul epilogue, so the
+//!   forward pass is `pack_weights`, then per chunk `im2col` + one batched matmul.
+//! - The weight gradient is one batched matmul per chunk (a `[CKK(+1), c_out]`
+//!   product per image) and a small reduction over the chunk's images, which also
+//!   yields the bias gradient from the ones row. The first chunk overwrites `dw`
+//!   and `db`, later chunks add.
+//! - The input gradient is a batched matmul `W^T · dy_img` and a gather `col2im`.
 //!
 //! The im2col scratch of a whole batch can exceed what one storage binding may
 //! hold, so the launchers process the batch in chunks of images sized from
-//! `ctx.max_binding_bytes()` (and [`DEFAULT_MAX_CHUNK_BYTES`]); every chunk is a
-//! few dispatches addressing its images through matmul offsets. Each launcher
-//! allocates its own scratch once and returns the dispatch list that uses it, so
-//! the list can be recorded and replayed any number of times.
+//! `ctx.max_binding_bytes()` and [`DEFAULT_MAX_CHUNK_BYTES`]; every chunk is a
+//! few dispatches addressing its images through matmul offsets. A single image
+//! whose im2col matrix exceeds the binding limit is rejected with
+//! [`Error::TooLarge`] (images are not split). Each launcher allocates its own
+//! scratch once and returns the dispatch list that uses it, so the list can be
+//! recorded and replayed any number of times.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
@@ -17,21 +28,29 @@ use crate::kernels::{Kernel, Shader, groups_for};
 
 pub use crate::kernels::matmul::Activation;
 
-/// Invocations per workgroup of the elementwise conv helpers.
-pub const WG: u32 = 256;
-/// Invocations per workgroup of `bias_grad` (fixed in the shader as `RWG`).
-const RWG: u32 = 256;
+/// Invocations per workgroup of the elementwise conv helpers, and the most per
+/// workgroup of `im2col`/`col2im` (one workgroup per row; shorter rows get a
+/// smaller power of two, at least 8).
+pub const WG: u32 = 64;
 
-/// Largest scratch buffer (bytes) one launcher call allocates by default, on top
-/// of the device's binding limit: bounds the memory a conv layer holds for its
-/// im2col matrix whatever the batch size.
+/// Padded image sides must stay below this: the kernels divide coordinates
+/// through f32, exact below 2^20.
+const MAX_SIDE: usize = 1 << 20;
+
+/// Scratch size (bytes) up to which [`conv2d_forward`] and [`conv2d_backward`]
+/// batch images into one chunk: bounds the memory a conv layer holds for its
+/// im2col matrix whatever the batch size. A soft cap: a chunk always holds at
+/// least one image, limited only by the device's binding size.
 pub const DEFAULT_MAX_CHUNK_BYTES: u64 = 128 << 20;
+
+/// Sentinel for "the soft default cap" in the chunked launchers' internals.
+const SOFT_DEFAULT: u64 = 0;
 
 const IM2COL: Kernel = Kernel::new(Shader::Conv, "im2col");
 const COL2IM: Kernel = Kernel::new(Shader::Conv, "col2im");
-const TRANSPOSE_DY: Kernel = Kernel::new(Shader::Conv, "transpose_dy");
-const BIAS_ACT: Kernel = Kernel::new(Shader::Conv, "bias_act");
-const BIAS_GRAD: Kernel = Kernel::new(Shader::Conv, "bias_grad");
+const PACK_WEIGHTS: Kernel = Kernel::new(Shader::Conv, "pack_weights");
+const REDUCE_DW: Kernel = Kernel::new(Shader::Conv, "reduce_dw");
+const REDUCE_DW_DB: Kernel = Kernel::new(Shader::Conv, "reduce_dw_db");
 
 /// How a convolution pads its input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +144,11 @@ impl Conv2dDesc {
         };
         let hp = self.h + pads.top + pads.bottom;
         let wp = self.w + pads.left + pads.right;
+        if hp >= MAX_SIDE || wp >= MAX_SIDE {
+            return Err(Error::invalid(format!(
+                "conv2d: the padded {hp}x{wp} input exceeds the largest supported side ({MAX_SIDE})"
+            )));
+        }
         if self.kh > hp || self.kw > wp {
             return Err(Error::shape(
                 "conv2d",
@@ -191,17 +215,8 @@ struct Params {
     c_out: u32,
     images: u32,
     x_offset: u32,
-    total: u32,
-    act: u32,
-}
-
-fn act_code(act: Activation) -> u32 {
-    match act {
-        Activation::Identity => 0,
-        Activation::Relu => 1,
-        Activation::Sigmoid => 2,
-        Activation::Tanh => 3,
-    }
+    ld: u32,
+    accumulate: u32,
 }
 
 fn u32_of(what: &str, v: usize) -> Result<u32> {
@@ -213,8 +228,8 @@ fn u32_of(what: &str, v: usize) -> Result<u32> {
 }
 
 /// Params for a chunk of `images` images whose first element in the indexed
-/// tensor is `x_offset`, handling `total` elements.
-fn params(desc: &Conv2dDesc, images: usize, x_offset: usize, total: usize, act: u32) -> Result<Params> {
+/// tensor is `x_offset`, with `ld` im2col rows per image.
+fn params(desc: &Conv2dDesc, images: usize, x_offset: usize, ld: usize, accumulate: bool) -> Result<Params> {
     let pads = desc.pads()?;
     let (oh, ow) = desc.out_hw()?;
     Ok(Params {
@@ -232,9 +247,19 @@ fn params(desc: &Conv2dDesc, images: usize, x_offset: usize, total: usize, act: 
         c_out: u32_of("c_out", desc.c_out)?,
         images: u32_of("images", images)?,
         x_offset: u32_of("element offset", x_offset)?,
-        total: u32_of("elements", total)?,
-        act,
+        ld: u32_of("im2col rows", ld)?,
+        accumulate: accumulate as u32,
     })
+}
+
+/// Workgroups for one workgroup per row (`rows` of them), folded.
+fn row_groups(ctx: &Context, rows: usize) -> Result<[u32; 3]> {
+    groups_for(ctx, rows, 1)
+}
+
+/// Workgroup size for a row of `len` elements.
+fn row_wg(len: usize) -> f64 {
+    len.next_power_of_two().clamp(8, WG as usize) as f64
 }
 
 /// Checks `t` is f32 with `shape`'s element count; when `t` is 4-D, every
@@ -338,16 +363,21 @@ fn chunk_images(
     per_image: &[usize],
     max_chunk_bytes: u64,
 ) -> Result<usize> {
-    let limit = ctx.max_binding_bytes().min(max_chunk_bytes);
     let worst = per_image.iter().copied().max().unwrap_or(1) as u64 * 4;
+    let cap = if max_chunk_bytes == SOFT_DEFAULT {
+        DEFAULT_MAX_CHUNK_BYTES.max(worst)
+    } else {
+        max_chunk_bytes
+    };
+    let limit = ctx.max_binding_bytes().min(cap);
     let images = (limit / worst).min(desc.n as u64) as usize;
     if images == 0 {
+        let (oh, ow) = desc.out_hw()?;
         return Err(Error::TooLarge {
             what: format!(
-                "conv2d: the im2col scratch of one image ({} rows x {} output pixels, {:?})",
+                "conv2d: the im2col scratch of one image ({} rows x {} output pixels, {desc:?})",
                 desc.ckk(),
-                desc.out_hw()?.0 * desc.out_hw()?.1,
-                desc
+                oh * ow,
             ),
             bytes: worst,
             limit,
@@ -361,61 +391,6 @@ fn chunks(n: usize, per_chunk: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..n)
         .step_by(per_chunk)
         .map(move |n0| (n0, per_chunk.min(n - n0)))
-}
-
-/// `col[img][p][r]` for images `first .. first + images` of `x` (layout in
-/// `shaders/conv.wgsl`); `col` needs at least `images·P·CKK` elements.
-pub fn im2col(
-    ctx: &Context,
-    desc: &Conv2dDesc,
-    x: &Tensor,
-    col: &Tensor,
-    first: usize,
-    images: usize,
-) -> Result<Dispatch> {
-    const OP: &str = "conv2d im2col";
-    desc.validate()?;
-    check_tensor(OP, "x", x, &desc.input_shape(), &X_DIMS)?;
-    col.expect_dtype(OP, "col", DType::F32)?;
-    let (oh, ow) = desc.out_hw()?;
-    let total = images * oh * ow * desc.ckk();
-    check_range(OP, desc, first, images, col, total)?;
-    let x_offset = first * desc.c_in * desc.h * desc.w;
-    ctx.dispatch(
-        IM2COL,
-        &[("WG", WG as f64)],
-        &params(desc, images, x_offset, total, 0)?,
-        &[(1, &x.buffer), (2, &col.buffer)],
-        groups_for(ctx, total, WG)?,
-    )
-}
-
-/// Gathers `col` (layout of [`im2col`]) back into images `first .. first + images`
-/// of `dx`, overwriting them: each pixel gets the sum of the col entries that
-/// read it.
-pub fn col2im(
-    ctx: &Context,
-    desc: &Conv2dDesc,
-    col: &Tensor,
-    dx: &Tensor,
-    first: usize,
-    images: usize,
-) -> Result<Dispatch> {
-    const OP: &str = "conv2d col2im";
-    desc.validate()?;
-    check_tensor(OP, "dx", dx, &desc.input_shape(), &X_DIMS)?;
-    col.expect_dtype(OP, "col", DType::F32)?;
-    let (oh, ow) = desc.out_hw()?;
-    check_range(OP, desc, first, images, col, images * oh * ow * desc.ckk())?;
-    let image = desc.c_in * desc.h * desc.w;
-    let total = images * image;
-    ctx.dispatch(
-        COL2IM,
-        &[("WG", WG as f64)],
-        &params(desc, images, first * image, total, 0)?,
-        &[(3, &col.buffer), (4, &dx.buffer)],
-        groups_for(ctx, total, WG)?,
-    )
 }
 
 fn check_range(
@@ -445,9 +420,70 @@ fn check_range(
     Ok(())
 }
 
+/// Writes `col[img][r][p]` (layout in `shaders/conv.wgsl`) for images
+/// `first .. first + images` of `x`, with `CKK` rows per image, plus a row of
+/// ones when `ones_row` (`CKK + 1` rows). `col` needs at least
+/// `images·rows·P` elements; it is overwritten.
+pub fn im2col(
+    ctx: &Context,
+    desc: &Conv2dDesc,
+    x: &Tensor,
+    col: &Tensor,
+    first: usize,
+    images: usize,
+    ones_row: bool,
+) -> Result<Dispatch> {
+    const OP: &str = "conv2d im2col";
+    desc.validate()?;
+    check_tensor(OP, "x", x, &desc.input_shape(), &X_DIMS)?;
+    col.expect_dtype(OP, "col", DType::F32)?;
+    let (oh, ow) = desc.out_hw()?;
+    let ld = desc.ckk() + ones_row as usize;
+    check_range(OP, desc, first, images, col, images * ld * oh * ow)?;
+    let x_offset = first * desc.c_in * desc.h * desc.w;
+    ctx.dispatch(
+        IM2COL,
+        &[("WG", row_wg(oh * ow))],
+        &params(desc, images, x_offset, ld, false)?,
+        &[(1, &x.buffer), (2, &col.buffer)],
+        row_groups(ctx, images * ld)?,
+    )
+}
+
+/// Gathers `col` (layout of [`im2col`] with `CKK` rows per image) back into
+/// images `first .. first + images` of `dx`, overwriting them: each pixel gets
+/// the sum of the col entries that read it.
+pub fn col2im(
+    ctx: &Context,
+    desc: &Conv2dDesc,
+    col: &Tensor,
+    dx: &Tensor,
+    first: usize,
+    images: usize,
+) -> Result<Dispatch> {
+    const OP: &str = "conv2d col2im";
+    desc.validate()?;
+    check_tensor(OP, "dx", dx, &desc.input_shape(), &X_DIMS)?;
+    col.expect_dtype(OP, "col", DType::F32)?;
+    let (oh, ow) = desc.out_hw()?;
+    check_range(OP, desc, first, images, col, images * oh * ow * desc.ckk())?;
+    let image = desc.c_in * desc.h * desc.w;
+    ctx.dispatch(
+        COL2IM,
+        &[("WG", row_wg(desc.h * desc.w))],
+        &params(desc, images, first * image, desc.ckk(), false)?,
+        &[(3, &col.buffer), (4, &dx.buffer)],
+        row_groups(ctx, images * desc.c_in)?,
+    )
+}
+
 /// Forward convolution: `y[n, c_out, oh, ow] = act(conv(x, w) + bias[c_out])`,
 /// `y` overwritten. `x` is `[n, c_in, h, w]`, `w` is `[c_out, c_in, kh, kw]`,
 /// `bias` (optional) is `[c_out]`. Chunked as described in the module docs.
+///
+/// Dispatches: with a bias, one `pack_weights` (`[w | bias]` as `[c_out, CKK + 1]`)
+/// first; then per chunk `im2col` (with a row of ones when there is a bias) and
+/// one batched matmul `y_img = W' · col_img` with the activation in its epilogue.
 pub fn conv2d_forward(
     ctx: &Context,
     desc: &Conv2dDesc,
@@ -457,12 +493,13 @@ pub fn conv2d_forward(
     act: Activation,
     y: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    conv2d_forward_chunked(ctx, desc, x, w, bias, act, y, DEFAULT_MAX_CHUNK_BYTES)
+    conv2d_forward_chunked(ctx, desc, x, w, bias, act, y, SOFT_DEFAULT)
 }
 
-/// [`conv2d_forward`] with the scratch buffer capped at `max_chunk_bytes` (as
-/// well as the device's binding limit); tests use a small cap to force several
-/// chunks.
+/// [`conv2d_forward`] with the scratch buffer capped at `max_chunk_bytes` (a hard
+/// cap, as is the device's binding limit: if one image's scratch exceeds it the
+/// call fails with [`Error::TooLarge`]); tests use a small cap to force several
+/// chunks. `0` means the soft default of [`conv2d_forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward_chunked(
     ctx: &Context,
@@ -481,34 +518,39 @@ pub fn conv2d_forward_chunked(
     if let Some(b) = bias {
         check_bias(OP, "bias", desc, b)?;
     }
-    let (o, np, ckk) = (desc.c_out, out[2] * out[3], desc.ckk());
-    let per_chunk = chunk_images(ctx, desc, &[np * ckk], max_chunk_bytes)?;
-    let col = Tensor::zeros(ctx, &[per_chunk, np, ckk], DType::F32)?;
+    let (o, np) = (desc.c_out, out[2] * out[3]);
+    let ld = desc.ckk() + bias.is_some() as usize;
+    let per_chunk = chunk_images(ctx, desc, &[ld * np], max_chunk_bytes)?;
+    let col = Tensor::zeros(ctx, &[per_chunk, ld, np], DType::F32)?;
     let mut list = Vec::new();
+    let packed;
+    let weights = match bias {
+        Some(b) => {
+            packed = Tensor::zeros(ctx, &[o, ld], DType::F32)?;
+            list.push(ctx.dispatch(
+                PACK_WEIGHTS,
+                &[("WG", WG as f64)],
+                &params(desc, 0, 0, ld, false)?,
+                &[(5, &w.buffer), (6, &b.buffer), (7, &packed.buffer)],
+                groups_for(ctx, o * ld, WG)?,
+            )?);
+            &packed
+        }
+        None => w,
+    };
     for (n0, images) in chunks(desc.n, per_chunk) {
-        list.push(im2col(ctx, desc, x, &col, n0, images)?);
-        // y_img[O, P] = W[O, CKK] · col_img[P, CKK]^T for every image of the chunk.
-        let mut m = MatmulDesc::new(o, np, ckk);
-        m.batch = images;
-        m.trans_b = true;
-        m.a_batch_stride = 0;
-        m.b_batch_stride = np * ckk;
-        m.c_offset = n0 * o * np;
-        m.c_batch_stride = o * np;
-        m.activation = if bias.is_none() { act } else { Activation::Identity };
-        list.push(matmul(ctx, &m, w, &col, None, y)?);
-    }
-    if let Some(b) = bias {
-        // The matmul's bias runs along its N (pixels); the conv bias runs along M
-        // (channels), so bias and activation get their own pass.
-        let total = desc.n * o * np;
-        list.push(ctx.dispatch(
-            BIAS_ACT,
-            &[("WG", WG as f64)],
-            &params(desc, desc.n, 0, total, act_code(act))?,
-            &[(7, &y.buffer), (8, &b.buffer)],
-            groups_for(ctx, total, WG)?,
-        )?);
+        list.push(im2col(ctx, desc, x, &col, n0, images, bias.is_some())?);
+        // y_img[O, P] = W'[O, LD] · col_img[LD, P] for every image of the chunk.
+        let m = MatmulDesc {
+            batch: images,
+            a_batch_stride: 0,
+            b_batch_stride: ld * np,
+            c_offset: n0 * o * np,
+            c_batch_stride: o * np,
+            activation: act,
+            ..MatmulDesc::new(o, np, ld)
+        };
+        list.push(matmul(ctx, &m, weights, &col, None, y)?);
     }
     Ok(list)
 }
@@ -517,6 +559,12 @@ pub fn conv2d_forward_chunked(
 /// already applied the activation's backward). Overwrites `dw` with the weight
 /// gradient, `dx` (if given) with the input gradient and `db` (if given) with the
 /// bias gradient (the sum of `dy` over images and pixels).
+///
+/// Dispatches per chunk: `im2col` (with a row of ones when `db` is wanted), one
+/// batched matmul `part_img = col_img · dy_img^T` (`[LD, c_out]` per image), a
+/// `reduce_dw` summing the parts into `dw` (and `db`; the first chunk overwrites,
+/// later ones add), and with `dx` a batched matmul `dcol_img = W^T · dy_img`
+/// followed by `col2im`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward(
     ctx: &Context,
@@ -528,10 +576,11 @@ pub fn conv2d_backward(
     dw: &Tensor,
     db: Option<&Tensor>,
 ) -> Result<Vec<Dispatch>> {
-    conv2d_backward_chunked(ctx, desc, x, w, dy, dx, dw, db, DEFAULT_MAX_CHUNK_BYTES)
+    conv2d_backward_chunked(ctx, desc, x, w, dy, dx, dw, db, SOFT_DEFAULT)
 }
 
-/// [`conv2d_backward`] with the scratch buffers capped at `max_chunk_bytes`.
+/// [`conv2d_backward`] with the scratch buffers capped at `max_chunk_bytes` (hard
+/// cap; `0` means the soft default, as in [`conv2d_forward_chunked`]).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_chunked(
     ctx: &Context,
@@ -556,38 +605,55 @@ pub fn conv2d_backward_chunked(
         check_bias(OP, "db", desc, db)?;
     }
     let (o, np, ckk) = (desc.c_out, out[2] * out[3], desc.ckk());
-    let per_chunk = chunk_images(ctx, desc, &[np * ckk, o * np], max_chunk_bytes)?;
-    let col = Tensor::zeros(ctx, &[per_chunk, np, ckk], DType::F32)?;
-    let dyt = Tensor::zeros(ctx, &[o, per_chunk * np], DType::F32)?;
+    let ld = ckk + db.is_some() as usize;
+    let per_chunk = chunk_images(ctx, desc, &[ld * np, ld * o], max_chunk_bytes)?;
+    let col = Tensor::zeros(ctx, &[per_chunk, ld, np], DType::F32)?;
+    let parts = Tensor::zeros(ctx, &[per_chunk, ld, o], DType::F32)?;
     let mut list = Vec::new();
-    if let Some(db) = db {
-        list.push(ctx.dispatch(
-            BIAS_GRAD,
-            &[],
-            &params(desc, desc.n, 0, desc.n * o * np, 0)?,
-            &[(5, &dy.buffer), (9, &db.buffer)],
-            groups_for(ctx, o * RWG as usize, RWG)?,
-        )?);
-    }
     for (chunk, (n0, images)) in chunks(desc.n, per_chunk).enumerate() {
-        list.push(im2col(ctx, desc, x, &col, n0, images)?);
-        let total = o * images * np;
-        list.push(ctx.dispatch(
-            TRANSPOSE_DY,
-            &[("WG", WG as f64)],
-            &params(desc, images, n0 * o * np, total, 0)?,
-            &[(5, &dy.buffer), (6, &dyt.buffer)],
-            groups_for(ctx, total, WG)?,
-        )?);
-        // dW[O, CKK] (+)= dyT[O, images·P] · col[images·P, CKK].
-        let mut m = MatmulDesc::new(o, ckk, images * np);
-        m.accumulate = chunk > 0;
-        list.push(matmul(ctx, &m, &dyt, &col, None, dw)?);
+        list.push(im2col(ctx, desc, x, &col, n0, images, db.is_some())?);
+        // part_img[LD, O] = col_img[LD, P] · dy_img[O, P]^T.
+        let m = MatmulDesc {
+            batch: images,
+            trans_b: true,
+            b_offset: n0 * o * np,
+            a_batch_stride: ld * np,
+            b_batch_stride: o * np,
+            c_batch_stride: ld * o,
+            ..MatmulDesc::new(ld, o, np)
+        };
+        list.push(matmul(ctx, &m, &col, dy, None, &parts)?);
+        let reduce = params(desc, images, 0, ld, chunk > 0)?;
+        let groups = groups_for(ctx, o * ld, WG)?;
+        list.push(match db {
+            Some(db) => ctx.dispatch(
+                REDUCE_DW_DB,
+                &[("WG", WG as f64)],
+                &reduce,
+                &[(8, &parts.buffer), (9, &dw.buffer), (10, &db.buffer)],
+                groups,
+            )?,
+            None => ctx.dispatch(
+                REDUCE_DW,
+                &[("WG", WG as f64)],
+                &reduce,
+                &[(8, &parts.buffer), (9, &dw.buffer)],
+                groups,
+            )?,
+        });
         if let Some(dx) = dx {
-            // dcol[images·P, CKK] = dyT^T · W, written over col, then gathered.
-            let mut m = MatmulDesc::new(images * np, ckk, o);
-            m.trans_a = true;
-            list.push(matmul(ctx, &m, &dyt, w, None, &col)?);
+            // dcol_img[CKK, P] = W[O, CKK]^T · dy_img[O, P], written over col
+            // (dense, CKK rows per image), then gathered into dx.
+            let m = MatmulDesc {
+                batch: images,
+                trans_a: true,
+                b_offset: n0 * o * np,
+                a_batch_stride: 0,
+                b_batch_stride: o * np,
+                c_batch_stride: ckk * np,
+                ..MatmulDesc::new(ckk, np, o)
+            };
+            list.push(matmul(ctx, &m, w, dy, None, &col)?);
             list.push(col2im(ctx, desc, &col, dx, n0, images)?);
         }
     }

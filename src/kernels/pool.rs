@@ -13,8 +13,13 @@ use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
 use crate::kernels::{Kernel, Shader, groups_for};
 
-/// Invocations per workgroup of the pooling kernels.
-pub const WG: u32 = 256;
+/// Most invocations per workgroup of the pooling kernels (one workgroup per
+/// plane; smaller planes get a smaller power of two, at least 8).
+pub const MAX_WG: u32 = 64;
+
+/// Image sides (with padding) must stay below this: the kernels divide such
+/// coordinates through f32, exact below 2^20.
+const MAX_SIDE: usize = 1 << 20;
 
 const MAX_FORWARD: Kernel = Kernel::new(Shader::Pool, "max_pool_forward");
 const MAX_BACKWARD: Kernel = Kernel::new(Shader::Pool, "max_pool_backward");
@@ -84,6 +89,11 @@ impl Pool2dDesc {
             )));
         }
         let (hp, wp) = (self.h + 2 * ph, self.w + 2 * pw);
+        if hp >= MAX_SIDE || wp >= MAX_SIDE {
+            return Err(Error::invalid(format!(
+                "pool2d: the padded {hp}x{wp} input exceeds the largest supported side ({MAX_SIDE})"
+            )));
+        }
         if self.kh > hp || self.kw > wp {
             return Err(Error::shape(
                 "pool2d",
@@ -125,7 +135,7 @@ struct Params {
     sw: u32,
     ph: u32,
     pw: u32,
-    total: u32,
+    planes: u32,
     _pad: u32,
 }
 
@@ -166,7 +176,7 @@ fn to_u32(op: &'static str, v: usize) -> Result<u32> {
     })
 }
 
-fn params(op: &'static str, desc: &Pool2dDesc, total: usize) -> Result<Params> {
+fn params(op: &'static str, desc: &Pool2dDesc) -> Result<Params> {
     let (oh, ow) = desc.out_hw()?;
     Ok(Params {
         h: to_u32(op, desc.h)?,
@@ -179,9 +189,31 @@ fn params(op: &'static str, desc: &Pool2dDesc, total: usize) -> Result<Params> {
         sw: to_u32(op, desc.stride.1)?,
         ph: to_u32(op, desc.padding.0)?,
         pw: to_u32(op, desc.padding.1)?,
-        total: to_u32(op, total)?,
+        planes: to_u32(op, desc.n * desc.c)?,
         _pad: 0,
     })
+}
+
+/// Prepares one of the pool kernels: one workgroup per plane of `plane_len`
+/// elements (the elements its invocations step through).
+fn launch(
+    ctx: &Context,
+    op: &'static str,
+    kernel: Kernel,
+    desc: &Pool2dDesc,
+    plane_len: usize,
+    buffers: &[(u32, &wgpu::Buffer)],
+) -> Result<Dispatch> {
+    let wg = plane_len.next_power_of_two().clamp(8, MAX_WG as usize) as u32;
+    // Every element index must fit in u32.
+    to_u32(op, desc.n * desc.c * desc.h.max(1) * desc.w.max(1))?;
+    ctx.dispatch(
+        kernel,
+        &[("WG", wg as f64)],
+        &params(op, desc)?,
+        buffers,
+        groups_for(ctx, desc.n * desc.c, 1)?,
+    )
 }
 
 /// Max pooling: `y[n, c, oy, ox]` = the largest real element of the window and
@@ -200,13 +232,13 @@ pub fn max_pool2d_forward(
     check_tensor(OP, "x", x, desc.input_shape(), DType::F32)?;
     check_tensor(OP, "y", y, out, DType::F32)?;
     check_tensor(OP, "indices", indices, out, DType::U32)?;
-    let total = out.iter().product();
-    ctx.dispatch(
+    launch(
+        ctx,
+        OP,
         MAX_FORWARD,
-        &[("WG", WG as f64)],
-        &params(OP, desc, total)?,
+        desc,
+        out[2] * out[3],
         &[(1, &x.buffer), (2, &y.buffer), (3, &indices.buffer)],
-        groups_for(ctx, total, WG)?,
     )
 }
 
@@ -226,13 +258,13 @@ pub fn max_pool2d_backward(
     check_tensor(OP, "dy", dy, out, DType::F32)?;
     check_tensor(OP, "indices", indices, out, DType::U32)?;
     check_tensor(OP, "dx", dx, desc.input_shape(), DType::F32)?;
-    let total = desc.input_shape().iter().product();
-    Ok(vec![ctx.dispatch(
+    Ok(vec![launch(
+        ctx,
+        OP,
         MAX_BACKWARD,
-        &[("WG", WG as f64)],
-        &params(OP, desc, total)?,
+        desc,
+        desc.h * desc.w,
         &[(4, &dy.buffer), (5, &indices.buffer), (6, &dx.buffer)],
-        groups_for(ctx, total, WG)?,
     )?])
 }
 
@@ -244,13 +276,13 @@ pub fn avg_pool2d_forward(ctx: &Context, desc: &Pool2dDesc, x: &Tensor, y: &Tens
     let out = desc.output_shape()?;
     check_tensor(OP, "x", x, desc.input_shape(), DType::F32)?;
     check_tensor(OP, "y", y, out, DType::F32)?;
-    let total = out.iter().product();
-    ctx.dispatch(
+    launch(
+        ctx,
+        OP,
         AVG_FORWARD,
-        &[("WG", WG as f64)],
-        &params(OP, desc, total)?,
+        desc,
+        out[2] * out[3],
         &[(1, &x.buffer), (2, &y.buffer)],
-        groups_for(ctx, total, WG)?,
     )
 }
 
@@ -261,12 +293,12 @@ pub fn avg_pool2d_backward(ctx: &Context, desc: &Pool2dDesc, dy: &Tensor, dx: &T
     let out = desc.output_shape()?;
     check_tensor(OP, "dy", dy, out, DType::F32)?;
     check_tensor(OP, "dx", dx, desc.input_shape(), DType::F32)?;
-    let total = desc.input_shape().iter().product();
-    ctx.dispatch(
+    launch(
+        ctx,
+        OP,
         AVG_BACKWARD,
-        &[("WG", WG as f64)],
-        &params(OP, desc, total)?,
+        desc,
+        desc.h * desc.w,
         &[(4, &dy.buffer), (6, &dx.buffer)],
-        groups_for(ctx, total, WG)?,
     )
 }

@@ -117,20 +117,22 @@ pub fn conv2d_backward(
     }
 }
 
-/// `col[img][p][r]` (layout in `shaders/conv.wgsl`) for images
-/// `first .. first + images` of `x`; `col` holds at least `images·P·CKK` values.
-pub fn im2col(desc: &Conv2dDesc, x: &[f32], first: usize, images: usize, col: &mut [f32]) {
+/// `col[img][r][p]` (layout in `shaders/conv.wgsl`) for images
+/// `first .. first + images` of `x`, `CKK` rows per image plus a row of ones when
+/// `ones_row`; `col` holds at least `images·rows·P` values.
+pub fn im2col(desc: &Conv2dDesc, x: &[f32], first: usize, images: usize, ones_row: bool, col: &mut [f32]) {
     let (pads, oh, ow) = geometry(desc);
     let (c_in, h, wd, kh, kw) = (desc.c_in, desc.h, desc.w, desc.kh, desc.kw);
-    let ckk = desc.ckk();
+    let (ckk, np) = (desc.ckk(), oh * ow);
+    let ld = ckk + ones_row as usize;
     for img in 0..images {
         let n = first + img;
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let row = (img * oh * ow + oy * ow + ox) * ckk;
-                for c in 0..c_in {
-                    for i in 0..kh {
-                        for j in 0..kw {
+        for c in 0..c_in {
+            for i in 0..kh {
+                for j in 0..kw {
+                    let row = (img * ld + (c * kh + i) * kw + j) * np;
+                    for oy in 0..oh {
+                        for ox in 0..ow {
                             let v = match (
                                 source(oy, i, desc.stride.0, pads.top, h),
                                 source(ox, j, desc.stride.1, pads.left, wd),
@@ -138,38 +140,41 @@ pub fn im2col(desc: &Conv2dDesc, x: &[f32], first: usize, images: usize, col: &m
                                 (Some(iy), Some(ix)) => x[((n * c_in + c) * h + iy) * wd + ix],
                                 _ => 0.0,
                             };
-                            col[row + (c * kh + i) * kw + j] = v;
+                            col[row + oy * ow + ox] = v;
                         }
                     }
                 }
             }
         }
+        if ones_row {
+            col[(img * ld + ckk) * np..(img * ld + ld) * np].fill(1.0);
+        }
     }
 }
 
 /// Overwrites images `first .. first + images` of `dx` with the sum of the `col`
-/// entries (layout of [`im2col`]) that read each pixel; other images untouched.
+/// entries (layout of [`im2col`], `CKK` rows per image) that read each pixel;
+/// other images are untouched.
 pub fn col2im(desc: &Conv2dDesc, col: &[f32], first: usize, images: usize, dx: &mut [f32]) {
     let (pads, oh, ow) = geometry(desc);
     let (c_in, h, wd, kh, kw) = (desc.c_in, desc.h, desc.w, desc.kh, desc.kw);
-    let ckk = desc.ckk();
+    let (ckk, np) = (desc.ckk(), oh * ow);
     let image = c_in * h * wd;
     let mut acc = vec![0.0f64; images * image];
     for img in 0..images {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let row = (img * oh * ow + oy * ow + ox) * ckk;
-                for c in 0..c_in {
-                    for i in 0..kh {
+        for c in 0..c_in {
+            for i in 0..kh {
+                for j in 0..kw {
+                    let row = (img * ckk + (c * kh + i) * kw + j) * np;
+                    for oy in 0..oh {
                         let Some(iy) = source(oy, i, desc.stride.0, pads.top, h) else {
                             continue;
                         };
-                        for j in 0..kw {
+                        for ox in 0..ow {
                             let Some(ix) = source(ox, j, desc.stride.1, pads.left, wd) else {
                                 continue;
                             };
-                            acc[img * image + (c * h + iy) * wd + ix] +=
-                                col[row + (c * kh + i) * kw + j] as f64;
+                            acc[img * image + (c * h + iy) * wd + ix] += col[row + oy * ow + ox] as f64;
                         }
                     }
                 }
