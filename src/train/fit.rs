@@ -134,6 +134,8 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
         model.acc.reset(ctx)?;
         let mut seen = 0usize;
         let mut steps = 0u64;
+        let bar = progress_bar(config.verbose, steps_per_epoch as u64, epoch, config.epochs);
+        let mut last_tick = Instant::now();
         for (i, idx) in order.chunks(b).enumerate() {
             if config.max_steps.is_some_and(|m| total_steps >= m) {
                 break;
@@ -151,6 +153,22 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
             seen += idx.len();
             steps += 1;
             total_steps += 1;
+            if let Some(bar) = &bar {
+                bar.set_position(steps);
+                // A progress update reads the two GPU sums, a few times a second.
+                if last_tick.elapsed().as_secs_f64() > 0.3 {
+                    last_tick = Instant::now();
+                    let (l, c) = model.acc.read(ctx)?;
+                    let mut msg = format!("loss: {:.4}", l / seen as f64);
+                    if classification {
+                        msg += &format!(" - accuracy: {:.4}", c / seen as f64);
+                    }
+                    bar.set_message(msg);
+                }
+            }
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
         }
         if steps == 0 {
             break;
@@ -234,6 +252,24 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
     }
     ctx.wait()?;
     Ok(history)
+}
+
+/// A progress bar for one epoch when output goes to a terminal; `None` otherwise
+/// (plain epoch lines only, for logs and pipes).
+fn progress_bar(verbose: bool, steps: u64, epoch: usize, epochs: usize) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !verbose || !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(steps);
+    let style = indicatif::ProgressStyle::with_template(
+        "Epoch {prefix} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta} - {msg}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(format!("{epoch}/{epochs}"));
+    Some(bar)
 }
 
 /// A Keras-like epoch line.
