@@ -372,6 +372,21 @@ impl Plan {
     }
 }
 
+/// True when `x` (read only by one max-pool) is a Dense or Conv2d with a fused ReLU.
+fn relu_before_pool(graph: &Graph, x: NodeId, uses: usize) -> bool {
+    uses == 1
+        && matches!(
+            graph.nodes[x].op,
+            Op::Conv2d {
+                act: Activation::Relu,
+                ..
+            } | Op::Dense {
+                act: Activation::Relu,
+                ..
+            }
+        )
+}
+
 /// Lowers the backward rules of every node on the path from the parameters to
 /// `output`, whose gradient is `d_output`.
 #[allow(clippy::too_many_arguments)]
@@ -391,6 +406,8 @@ fn lower_backward(
     grads[output] = Some(d_output);
     let mut pool = Pool::default();
     let mut out = Vec::new();
+    // Nodes whose gradient already includes their fused activation's derivative.
+    let mut pre_activated = vec![false; graph.nodes.len()];
     let value = |i: NodeId| values[i].clone().expect("forward value");
     let param_grad = |i: NodeId| -> Result<Tensor> {
         if uses[i] > 1 {
@@ -428,8 +445,9 @@ fn lower_backward(
                 Ok(Some(t))
             };
         // Gradient before the op's fused activation.
+        let already = pre_activated[id];
         let pre_activation = |act: Activation, pool: &mut Pool, out: &mut Vec<Dispatch>| -> Result<Tensor> {
-            if act == Activation::Identity {
+            if act == Activation::Identity || already {
                 return Ok(dy.clone());
             }
             let dz = pool.take(ctx, dy.shape())?;
@@ -462,7 +480,7 @@ fn lower_backward(
                     let d = MatmulDesc::new(b, fan_in, units);
                     out.push(matmul(ctx, &d, &dz, &value(*w), None, &dx)?);
                 }
-                if *act != Activation::Identity {
+                if *act != Activation::Identity && !already {
                     temporaries.push(dz);
                 }
             }
@@ -487,14 +505,32 @@ fn lower_backward(
                     &param_grad(*w)?,
                     Some(&param_grad(*bias)?),
                 )?);
-                if *act != Activation::Identity {
+                if *act != Activation::Identity && !already {
                     temporaries.push(dz);
                 }
             }
             Op::MaxPool2d { x, window } => {
                 if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
                     let desc = pool_desc(b, graph.shape(*x), *window)?;
-                    out.extend(pool::max_pool2d_backward(ctx, &desc, &dy, &aux[&id], &dx)?);
+                    // ReLU then max-pool: the gradient reaches only each window's
+                    // arg-max, where ReLU's mask (y > 0) equals the pooled output's,
+                    // so mask the small pooled gradient and hand the producer a
+                    // gradient that is already before its activation.
+                    if relu_before_pool(graph, *x, uses[*x]) {
+                        let masked = pool.take(ctx, dy.shape())?;
+                        out.push(elementwise::activation_backward(
+                            ctx,
+                            Activation::Relu,
+                            &value(id),
+                            &dy,
+                            &masked,
+                        )?);
+                        out.extend(pool::max_pool2d_backward(ctx, &desc, &masked, &aux[&id], &dx)?);
+                        temporaries.push(masked);
+                        pre_activated[*x] = true;
+                    } else {
+                        out.extend(pool::max_pool2d_backward(ctx, &desc, &dy, &aux[&id], &dx)?);
+                    }
                 }
             }
             Op::AvgPool2d { x, window } => {
