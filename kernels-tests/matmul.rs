@@ -160,7 +160,7 @@ fn every_variant_and_layout_on_odd_shapes() {
         (65, 130, 65),
     ];
     let mut seed = 100;
-    for variant in MatmulVariant::ALL {
+    for variant in matmul::available_variants(ctx) {
         for lay in LAYOUTS {
             for &(m, n, k) in &shapes {
                 seed += 1;
@@ -193,7 +193,7 @@ fn batched_with_offsets_strides_and_broadcast() {
     let (_g, ctx) = gpu();
     let (m, n, k) = (9, 70, 19);
     let mut seed = 300;
-    for variant in MatmulVariant::ALL {
+    for variant in matmul::available_variants(ctx) {
         for lay in LAYOUTS {
             // Dense batches.
             seed += 1;
@@ -233,7 +233,7 @@ fn batched_with_offsets_strides_and_broadcast() {
 fn bias_and_every_activation() {
     let (_g, ctx) = gpu();
     let mut seed = 400;
-    for variant in MatmulVariant::ALL {
+    for variant in matmul::available_variants(ctx) {
         for act in Activation::ALL {
             for with_bias in [false, true] {
                 for lay in [(false, false), (false, true)] {
@@ -250,7 +250,7 @@ fn bias_and_every_activation() {
 fn activations_saturate_without_nan() {
     // Sums far outside tanh's and sigmoid's linear range, and tiny ones.
     let (_g, ctx) = gpu();
-    for variant in MatmulVariant::ALL {
+    for variant in matmul::available_variants(ctx) {
         for act in [Activation::Sigmoid, Activation::Tanh] {
             let d = MatmulDesc::new(1, 6, 1).activation(act).variant(variant);
             let case = Case {
@@ -270,7 +270,7 @@ fn activations_saturate_without_nan() {
 fn accumulate_adds_onto_c() {
     let (_g, ctx) = gpu();
     let mut seed = 500;
-    for variant in MatmulVariant::ALL {
+    for variant in matmul::available_variants(ctx) {
         for lay in LAYOUTS {
             seed += 1;
             let d = layout(MatmulDesc::new(19, 67, 23).accumulate().variant(variant), lay);
@@ -296,7 +296,7 @@ fn small_integers_are_exact() {
     // the result is exact in f32 whatever the summation order.
     let (_g, ctx) = gpu();
     let mut r = rng(600);
-    for variant in MatmulVariant::ALL {
+    for variant in matmul::available_variants(ctx) {
         for lay in LAYOUTS {
             let d = layout(MatmulDesc::new(37, 75, 517).variant(variant), lay);
             let (na, nb, nc) = extents(&d);
@@ -338,16 +338,17 @@ fn large_case_tiled_nt() {
     check(ctx, &d, true, 701);
 }
 
-#[test]
-fn grids_over_65535_workgroups_fold() {
-    let (_g, ctx) = gpu();
-    let mut seed = 800;
-    for variant in MatmulVariant::ALL {
-        // M = 1, N = 9 million: >65,535 column tiles for every variant.
+/// Over 65,535 workgroups in a dimension: `fold_groups` spreads them over a 2-D/3-D
+/// grid and every kernel recovers its tile from the flattened workgroup id.
+fn check_folding(ctx: &Context, variants: &[MatmulVariant], seed0: u64) {
+    let mut seed = seed0;
+    for &variant in variants {
+        let (_, bn) = variant.block();
+        // M = 1 and 70,000 column tiles of this variant.
         seed += 1;
         check(
             ctx,
-            &MatmulDesc::new(1, 9_000_000, 1).variant(variant),
+            &MatmulDesc::new(1, 70_000 * bn, 1).variant(variant),
             false,
             seed,
         );
@@ -360,6 +361,26 @@ fn grids_over_65535_workgroups_fold() {
             seed,
         );
     }
+}
+
+#[test]
+fn grids_over_65535_workgroups_fold() {
+    // The register kernels (lavapipe's default) on every run. The tiled kernels cost
+    // ~0.7 ms per workgroup on lavapipe (a minute per case), so they have their own
+    // test below, run on real GPUs (docs: `--include-ignored`).
+    let (_g, ctx) = gpu();
+    check_folding(
+        ctx,
+        &[MatmulVariant::RegisterLarge, MatmulVariant::RegisterSmall],
+        800,
+    );
+}
+
+#[test]
+#[ignore = "minutes on lavapipe; run on a real GPU with --include-ignored"]
+fn grids_over_65535_workgroups_fold_tiled() {
+    let (_g, ctx) = gpu();
+    check_folding(ctx, &[MatmulVariant::Tiled64, MatmulVariant::Tiled128], 820);
 }
 
 fn expect_err(result: wgml::Result<wgml::gpu::Dispatch>, needles: &[&str]) -> Error {

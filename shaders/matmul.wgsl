@@ -17,13 +17,11 @@
 // fastest and folded into a 2-D/3-D grid when over 65,535; a workgroup past the
 // last batch returns at once.
 //
-// Kernels:
-//   matmul_register  no workgroup memory, no barriers. REG_WG invocations side by
-//                    side along N, each accumulating REG_TM rows × 4 columns of C
-//                    in registers, read straight from global memory. Loads past
-//                    the last row/column are clamped to it (never stored), so the
-//                    inner loop has no branches. Default on CPU adapters
-//                    (lavapipe), where barriers are expensive.
+// The register-blocked kernels for CPU adapters (lavapipe) are in
+// matmul_subgroup.wgsl: they need subgroup operations, which would make this module
+// invalid on devices without them.
+//
+// Kernel:
 //   matmul_tiled     for GPUs. A BM×BN block of C per workgroup of
 //                    (BM/TM)·(BN/TN) invocations; K in tiles of BK staged through
 //                    workgroup memory, double-buffered (one barrier per K tile;
@@ -122,76 +120,6 @@ fn tile_of(wg: vec3<u32>, nwg: vec3<u32>) -> vec3<u32> {
     let tn = id % p.tiles_n;
     let rest = id / p.tiles_n;
     return vec3<u32>(tn, rest % p.tiles_m, rest / p.tiles_m);
-}
-
-// ---------------------------------------------------------------------------
-// matmul_register
-// ---------------------------------------------------------------------------
-
-override REG_WG: u32 = 16u;
-// Rows per invocation, at most 8.
-override REG_TM: u32 = 4u;
-
-@compute @workgroup_size(REG_WG)
-fn matmul_register(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
-    let tile = tile_of(wg, nwg);
-    if (tile.z >= p.batch) {
-        return;
-    }
-    let a_base = p.a_off + tile.z * p.a_bs;
-    let b_base = p.b_off + tile.z * p.b_bs;
-    let c_base = p.c_off + tile.z * p.c_bs;
-    let i0 = tile.y * REG_TM;
-    let j0 = (tile.x * REG_WG + lid) * 4u;
-    let jc = min(vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u), vec4<u32>(p.n - 1u));
-
-    // Running indices of B[kk, jc] and of A[i0 + r, kk], advanced once per kk.
-    var b_idx: vec4<u32>;
-    var b_step: u32;
-    if (TRANS_B) {
-        b_idx = vec4<u32>(b_base) + jc * p.k;
-        b_step = 1u;
-    } else {
-        b_idx = vec4<u32>(b_base) + jc;
-        b_step = p.n;
-    }
-    var a_idx: array<u32, 8>;
-    var a_step: u32;
-    for (var r = 0u; r < REG_TM; r++) {
-        let i = min(i0 + r, p.m - 1u);
-        if (TRANS_A) {
-            a_idx[r] = a_base + i;
-        } else {
-            a_idx[r] = a_base + i * p.k;
-        }
-    }
-    if (TRANS_A) {
-        a_step = p.m;
-    } else {
-        a_step = 1u;
-    }
-
-    var acc: array<vec4<f32>, 8>;
-    for (var kk = 0u; kk < p.k; kk++) {
-        let bv = vec4<f32>(b[b_idx.x], b[b_idx.y], b[b_idx.z], b[b_idx.w]);
-        for (var r = 0u; r < REG_TM; r++) {
-            acc[r] = fma(vec4<f32>(a[a_idx[r]]), bv, acc[r]);
-            a_idx[r] += a_step;
-        }
-        b_idx += vec4<u32>(b_step);
-    }
-
-    for (var r = 0u; r < REG_TM; r++) {
-        let i = i0 + r;
-        if (i < p.m) {
-            for (var s = 0u; s < 4u; s++) {
-                if (j0 + s < p.n) {
-                    write_c(c_base, i, j0 + s, acc[r][s]);
-                }
-            }
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -2,16 +2,20 @@
 //! batched, with the NN, NT (B stored transposed) and TN (A stored transposed)
 //! layouts, so backward passes never materialise a transpose.
 //!
-//! Two kernel variants serve every shape (see `shaders/matmul.wgsl`):
-//! - [`MatmulVariant::Register`]: no workgroup memory and no barriers; each
-//!   invocation accumulates a block of C in registers straight from global memory.
-//!   On CPU adapters (lavapipe) barriers are costly, so this is the default there.
-//! - [`MatmulVariant::Tiled64`] / [`MatmulVariant::Tiled128`]: workgroup-memory
-//!   tiles of 64×64 / 128×128 outputs, double-buffered K tiles and a 4×4 / 8×8
-//!   register block per invocation: the variant for real GPUs.
+//! Kernel variants (all serve every shape and layout):
+//! - [`MatmulVariant::RegisterLarge`] / [`MatmulVariant::RegisterSmall`]
+//!   (`shaders/matmul_subgroup.wgsl`): no workgroup memory and no barriers; each
+//!   invocation accumulates a 64×16 (or 16×4) block of C in registers, sharing A
+//!   values across the subgroup with shuffles. The default on CPU adapters
+//!   (lavapipe), where every memory load is expensive and barriers more so. Needs
+//!   the adapter's subgroup feature.
+//! - [`MatmulVariant::Tiled64`] / [`MatmulVariant::Tiled128`] (`shaders/matmul.wgsl`):
+//!   workgroup-memory tiles of 64×64 / 128×128 outputs, double-buffered K tiles and a
+//!   4×4 / 8×8 register block per invocation: the variant for real GPUs, and the
+//!   fallback everywhere.
 //!
-//! [`MatmulDesc::variant`] forces one (tests prove every variant on every adapter);
-//! `None` chooses by adapter and shape.
+//! [`MatmulDesc::variant`] forces one (the tests prove every variant on the adapter
+//! they run on); `None` chooses by adapter and shape ([`auto_variant`]).
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
@@ -60,8 +64,12 @@ impl Activation {
 /// Which matmul kernel runs. `None` in [`MatmulDesc::variant`] chooses automatically.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MatmulVariant {
-    /// Register-blocked, no workgroup memory, no barriers (CPU adapters).
-    Register,
+    /// Register-blocked, no workgroup memory, no barriers, 64×16 outputs per
+    /// invocation and 64×128 per workgroup (CPU adapters, large shapes). Needs subgroups.
+    RegisterLarge,
+    /// As `RegisterLarge` with 16×4 per invocation, 16×32 per workgroup (CPU
+    /// adapters, small shapes). Needs subgroups.
+    RegisterSmall,
     /// Workgroup-memory tiles of 64×64 outputs, 4×4 per invocation (GPUs, small shapes).
     Tiled64,
     /// Workgroup-memory tiles of 128×128 outputs, 8×8 per invocation (GPUs, large shapes).
@@ -70,17 +78,34 @@ pub enum MatmulVariant {
 
 impl MatmulVariant {
     /// Every variant, for tests and benchmarks.
-    pub const ALL: [MatmulVariant; 3] = [
-        MatmulVariant::Register,
+    pub const ALL: [MatmulVariant; 4] = [
+        MatmulVariant::RegisterLarge,
+        MatmulVariant::RegisterSmall,
         MatmulVariant::Tiled64,
         MatmulVariant::Tiled128,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            MatmulVariant::Register => "register",
+            MatmulVariant::RegisterLarge => "register_large",
+            MatmulVariant::RegisterSmall => "register_small",
             MatmulVariant::Tiled64 => "tiled64",
             MatmulVariant::Tiled128 => "tiled128",
+        }
+    }
+
+    /// True for the variants that need the adapter's subgroup feature.
+    pub fn needs_subgroups(self) -> bool {
+        matches!(self, MatmulVariant::RegisterLarge | MatmulVariant::RegisterSmall)
+    }
+
+    /// Outputs one workgroup computes, as (rows, columns) of C.
+    pub fn block(self) -> (usize, usize) {
+        match self {
+            MatmulVariant::RegisterLarge => (REG_LARGE.0 as usize, (REG_WG * REG_LARGE.1) as usize),
+            MatmulVariant::RegisterSmall => (REG_SMALL.0 as usize, (REG_WG * REG_SMALL.1) as usize),
+            MatmulVariant::Tiled64 => (64, 64),
+            MatmulVariant::Tiled128 => (128, 128),
         }
     }
 }
@@ -306,14 +331,15 @@ struct Params {
 const FLAG_ACCUMULATE: u32 = 1;
 const FLAG_BIAS: u32 = 2;
 
-const REGISTER: Kernel = Kernel::new(Shader::Matmul, "matmul_register");
+const REGISTER_LARGE: Kernel = Kernel::new(Shader::MatmulSubgroup, "matmul_register_large");
+const REGISTER_SMALL: Kernel = Kernel::new(Shader::MatmulSubgroup, "matmul_register_small");
 const TILED: Kernel = Kernel::new(Shader::Matmul, "matmul_tiled");
 
-/// Register-variant block: invocations per workgroup, rows per invocation, and
-/// columns per invocation (fixed at 4 in the shader).
-const REG_WG: u32 = 16;
-const REG_TM: u32 = 4;
-const REG_TN: u32 = 4;
+/// Invocations per workgroup of the register kernels (one 8-lane subgroup on lavapipe).
+const REG_WG: u32 = 8;
+/// Rows × columns per invocation of the register kernels (fixed in the shader).
+const REG_LARGE: (u32, u32) = (64, 16);
+const REG_SMALL: (u32, u32) = (16, 4);
 
 /// A tiled configuration: block tile BM×BN, K tile BK, per-invocation TM×TN.
 #[derive(Clone, Copy, Debug)]
@@ -368,13 +394,40 @@ fn tile_config(ctx: &Context, variant: MatmulVariant) -> Result<TileConfig> {
     Ok(cfg)
 }
 
+/// True when `ctx` can run the subgroup (register) variants.
+pub fn has_subgroups(ctx: &Context) -> bool {
+    ctx.features.contains(wgpu::Features::SUBGROUP)
+}
+
+/// The variants `ctx` can run: all of them, less the subgroup ones where the
+/// adapter has no subgroups.
+pub fn available_variants(ctx: &Context) -> Vec<MatmulVariant> {
+    MatmulVariant::ALL
+        .into_iter()
+        .filter(|v| !v.needs_subgroups() || has_subgroups(ctx))
+        .collect()
+}
+
 /// The variant `matmul` uses for `desc` on `ctx` when none is forced.
 pub fn auto_variant(ctx: &Context, desc: &MatmulDesc) -> MatmulVariant {
     if let Some(v) = desc.variant {
         return v;
     }
-    if ctx.is_cpu() {
-        return MatmulVariant::Register;
+    if ctx.is_cpu() && has_subgroups(ctx) {
+        // Cost model from measurements on lavapipe (BENCHMARKS.md): per workgroup
+        // and k, the large block costs ~45 load-units for 64×128 outputs, the small
+        // one ~7.3 for 16×32; pick the cheaper for this shape, padding included.
+        let tiles = |v: MatmulVariant| {
+            let (bm, bn) = v.block();
+            (desc.m.div_ceil(bm) * desc.n.div_ceil(bn)) as f64
+        };
+        let large = tiles(MatmulVariant::RegisterLarge) * 45.0;
+        let small = tiles(MatmulVariant::RegisterSmall) * 7.3;
+        return if large <= small {
+            MatmulVariant::RegisterLarge
+        } else {
+            MatmulVariant::RegisterSmall
+        };
     }
     // 128×128 tiles only when there are enough of them to fill a large GPU
     // (~100+ multiprocessors, two workgroups each); otherwise 64×64 keeps it busy.
@@ -415,38 +468,45 @@ pub fn matmul(
     }
 
     let variant = auto_variant(ctx, desc);
-    let (kernel, constants, bm, bn): (Kernel, Vec<(&'static str, f64)>, u32, u32) = match variant {
-        MatmulVariant::Register => (
-            REGISTER,
-            vec![
-                ("TRANS_A", desc.trans_a as u32 as f64),
-                ("TRANS_B", desc.trans_b as u32 as f64),
-                ("REG_WG", REG_WG as f64),
-                ("REG_TM", REG_TM as f64),
-            ],
-            REG_TM,
-            REG_WG * REG_TN,
-        ),
+    if variant.needs_subgroups() && !has_subgroups(ctx) {
+        return Err(Error::invalid(format!(
+            "matmul variant {} needs subgroup operations, which adapter '{}' does not offer; \
+             use a tiled variant or let wgml choose",
+            variant.name(),
+            ctx.info.name
+        )));
+    }
+    let layout = [
+        ("TRANS_A", desc.trans_a as u32 as f64),
+        ("TRANS_B", desc.trans_b as u32 as f64),
+    ];
+    let (kernel, constants): (Kernel, Vec<(&'static str, f64)>) = match variant {
+        MatmulVariant::RegisterLarge | MatmulVariant::RegisterSmall => {
+            let kernel = if variant == MatmulVariant::RegisterLarge {
+                REGISTER_LARGE
+            } else {
+                REGISTER_SMALL
+            };
+            let mut c = layout.to_vec();
+            c.push(("REG_WG", REG_WG as f64));
+            (kernel, c)
+        }
         MatmulVariant::Tiled64 | MatmulVariant::Tiled128 => {
             let cfg = tile_config(ctx, variant)?;
-            (
-                TILED,
-                vec![
-                    ("TRANS_A", desc.trans_a as u32 as f64),
-                    ("TRANS_B", desc.trans_b as u32 as f64),
-                    ("BM", cfg.bm as f64),
-                    ("BN", cfg.bn as f64),
-                    ("BK", cfg.bk as f64),
-                    ("TM", cfg.tm as f64),
-                    ("TN", cfg.tn as f64),
-                ],
-                cfg.bm,
-                cfg.bn,
-            )
+            let mut c = layout.to_vec();
+            c.extend([
+                ("BM", cfg.bm as f64),
+                ("BN", cfg.bn as f64),
+                ("BK", cfg.bk as f64),
+                ("TM", cfg.tm as f64),
+                ("TN", cfg.tn as f64),
+            ]);
+            (TILED, c)
         }
     };
-    let tiles_m = desc.m.div_ceil(bm as usize);
-    let tiles_n = desc.n.div_ceil(bn as usize);
+    let (bm, bn) = variant.block();
+    let tiles_m = desc.m.div_ceil(bm);
+    let tiles_n = desc.n.div_ceil(bn);
     let total = (tiles_m as u128) * (tiles_n as u128) * (desc.batch as u128);
     if total > u32::MAX as u128 {
         return Err(Error::TooLarge {

@@ -21,6 +21,7 @@ pub enum Shader {
     Elementwise,
     Loss,
     Matmul,
+    MatmulSubgroup,
     Optim,
     Pool,
     Reduce,
@@ -29,11 +30,12 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 9] = [
         Shader::Conv,
         Shader::Elementwise,
         Shader::Loss,
         Shader::Matmul,
+        Shader::MatmulSubgroup,
         Shader::Optim,
         Shader::Pool,
         Shader::Reduce,
@@ -47,6 +49,7 @@ impl Shader {
             Shader::Elementwise => "elementwise",
             Shader::Loss => "loss",
             Shader::Matmul => "matmul",
+            Shader::MatmulSubgroup => "matmul_subgroup",
             Shader::Optim => "optim",
             Shader::Pool => "pool",
             Shader::Reduce => "reduce",
@@ -61,6 +64,7 @@ impl Shader {
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Shader::MatmulSubgroup => include_str!("../../shaders/matmul_subgroup.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),

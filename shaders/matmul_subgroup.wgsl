@@ -1,0 +1,331 @@
+// Register-blocked matmul for CPU adapters (lavapipe): no workgroup memory, no
+// barriers; A values are shared between invocations with subgroup shuffles.
+//
+// Launcher: src/kernels/matmul.rs (MatmulVariant::RegisterLarge / RegisterSmall).
+// CPU twin: src/reference/matmul.rs. Same contract and Params as shaders/matmul.wgsl:
+//   for batch t < p.batch, with A_t = a[a_off + t*a_bs ..], B_t, C_t likewise:
+//   op(A_t) is [M, K]: stored [M, K], or [K, M] when TRANS_A (the TN layout).
+//   op(B_t) is [K, N]: stored [K, N], or [N, K] when TRANS_B (the NT layout).
+//   C_t[i, j] = act(sum_k op(A_t)[i, k] * op(B_t)[k, j] + bias[j])   (FLAG_BIAS optional)
+//   or, with FLAG_ACCUMULATE, C_t[i, j] += sum_k ...   (no bias, no activation).
+//   C is only read with FLAG_ACCUMULATE; without FLAG_BIAS the bias binding is a
+//   stand-in and never read.
+// Assumes (checked by the launcher): M, N, K, batch >= 1, every index fits the bound
+// buffers and u32, C batches do not overlap, C aliases no input, the device has
+// subgroups, and the REG_WG invocations of a workgroup fill subgroups from lane 0.
+//
+// This file is separate from matmul.wgsl because a module that uses subgroup
+// operations fails validation on devices without them; the tiled kernels there
+// must work everywhere.
+//
+// Why this shape (measured on lavapipe, Mesa 22.3, see BENCHMARKS.md): there every
+// load from a storage buffer or workgroup memory is emitted as a loop over the SIMD
+// lanes with a bounds check per lane, ~21 cycles per lane and component, while
+// arithmetic and subgroup shuffles cost about one cycle. So the kernel minimises
+// loads per multiply-add:
+// - Each invocation accumulates an RM x RN block of C in registers (RM = 64,
+//   RN = 16 for the large entry point; 16 x 4 for the small one), the 8 invocations
+//   of a subgroup side by side along N: a workgroup computes RM x (8 RN) of C.
+// - Per k each invocation loads its RN values of B's row k itself (nobody else
+//   needs them). A values are the same for the whole subgroup: for 8 consecutive
+//   k, lane l loads A[i0 + r, k0 + l] for every row r, then step j takes them from
+//   lane j with subgroupShuffle. That is RN + RM / 8 loads per RM * RN
+//   multiply-adds (20 per 1024 for the large block).
+// - Accumulators, B values and shared A values live in private arrays indexed only
+//   by constants after inlining (the helpers below are called with literal row
+//   numbers), so the compiler keeps them in registers; a loop over rows would index
+//   them dynamically and push them to memory.
+// - Rows past M and columns past N are clamped to the last one for loading and
+//   never stored, so the inner steps have no branches; K is handled in blocks of 8
+//   (fully unrolled) and a generic tail.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
+    flags: u32,
+    a_bs: u32,
+    b_bs: u32,
+    c_bs: u32,
+    act: u32,
+    tiles_m: u32,
+    tiles_n: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const FLAG_ACCUMULATE: u32 = 1u;
+const FLAG_BIAS: u32 = 2u;
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+// Invocations per workgroup: one subgroup of 8 lanes on lavapipe (256-bit SIMD).
+override REG_WG: u32 = 8u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+// tanh without overflow and with full relative precision near 0 (as in matmul.wgsl).
+fn tanh_safe(x: f32) -> f32 {
+    let ax = abs(x);
+    if (ax < 0.125) {
+        let x2 = x * x;
+        return x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))));
+    }
+    let t = exp(-2.0 * ax);
+    return sign(x) * ((1.0 - t) / (1.0 + t));
+}
+
+fn sigmoid_safe(x: f32) -> f32 {
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + exp(-x));
+    }
+    let e = exp(x);
+    return e / (1.0 + e);
+}
+
+fn activate(x: f32) -> f32 {
+    switch p.act {
+        case 1u: {
+            return max(x, 0.0);
+        }
+        case 2u: {
+            return sigmoid_safe(x);
+        }
+        case 3u: {
+            return tanh_safe(x);
+        }
+        default: {
+            return x;
+        }
+    }
+}
+
+// State of this invocation, shared by the helpers.
+var<private> acc: array<vec4<f32>, 256>;  // row r, columns 4q..4q+3 at acc[4r + q]
+var<private> a_sh: array<f32, 64>;        // A[i0 + r, k0 + lane] for the current block
+// The finished block, copied out of acc so the epilogue can loop over it with
+// dynamic indices (which would otherwise push acc itself out of registers).
+var<private> res: array<vec4<f32>, 256>;
+var<private> bv: array<vec4<f32>, 4>;     // B[k, j0 .. j0 + 15] for the current k
+var<private> b_col: array<u32, 16>;       // index of B[0, j0 + s] (clamped column)
+var<private> i0: u32;
+var<private> j0: u32;
+var<private> a_base: u32;
+var<private> c_base: u32;
+var<private> lane: u32;
+
+// Loads this lane's A value of row r for the block starting at k0 (0 past K).
+fn load_a(r: u32, k0: u32) {
+    let kk = k0 + lane;
+    let i = min(i0 + r, p.m - 1u);
+    var v = 0.0;
+    if (kk < p.k) {
+        if (TRANS_A) {
+            v = a[a_base + kk * p.m + i];
+        } else {
+            v = a[a_base + i * p.k + kk];
+        }
+    }
+    a_sh[r] = v;
+}
+
+fn set_col(s: u32, b_base: u32) {
+    let j = min(j0 + s, p.n - 1u);
+    if (TRANS_B) {
+        b_col[s] = b_base + j * p.k;
+    } else {
+        b_col[s] = b_base + j;
+    }
+}
+
+// Loads B[kk, j0 + 4q .. j0 + 4q + 3] into bv[q].
+fn load_b(q: u32, kk: u32) {
+    var o = kk * p.n;
+    if (TRANS_B) {
+        o = kk;
+    }
+    let s = 4u * q;
+    bv[q] = vec4<f32>(b[b_col[s] + o], b[b_col[s + 1u] + o], b[b_col[s + 2u] + o], b[b_col[s + 3u] + o]);
+}
+
+// Row r += A[i0 + r, k] * B[k, j0 .. j0 + 15]; A taken from lane j.
+fn mac16(r: u32, j: u32) {
+    let av = vec4<f32>(subgroupShuffle(a_sh[r], j));
+    acc[4u * r] = fma(av, bv[0], acc[4u * r]);
+    acc[4u * r + 1u] = fma(av, bv[1], acc[4u * r + 1u]);
+    acc[4u * r + 2u] = fma(av, bv[2], acc[4u * r + 2u]);
+    acc[4u * r + 3u] = fma(av, bv[3], acc[4u * r + 3u]);
+}
+
+// Row r += A[i0 + r, k] * B[k, j0 .. j0 + 3].
+fn mac4(r: u32, j: u32) {
+    let av = vec4<f32>(subgroupShuffle(a_sh[r], j));
+    acc[4u * r] = fma(av, bv[0], acc[4u * r]);
+}
+
+// One k of the large block (64 x 16 per invocation), A from lane j.
+fn step_large(kk: u32, j: u32) {
+    load_b(0u, kk); load_b(1u, kk); load_b(2u, kk); load_b(3u, kk);
+    mac16(0u, j); mac16(1u, j); mac16(2u, j); mac16(3u, j); mac16(4u, j); mac16(5u, j); mac16(6u, j); mac16(7u, j);
+    mac16(8u, j); mac16(9u, j); mac16(10u, j); mac16(11u, j); mac16(12u, j); mac16(13u, j); mac16(14u, j); mac16(15u, j);
+    mac16(16u, j); mac16(17u, j); mac16(18u, j); mac16(19u, j); mac16(20u, j); mac16(21u, j); mac16(22u, j); mac16(23u, j);
+    mac16(24u, j); mac16(25u, j); mac16(26u, j); mac16(27u, j); mac16(28u, j); mac16(29u, j); mac16(30u, j); mac16(31u, j);
+    mac16(32u, j); mac16(33u, j); mac16(34u, j); mac16(35u, j); mac16(36u, j); mac16(37u, j); mac16(38u, j); mac16(39u, j);
+    mac16(40u, j); mac16(41u, j); mac16(42u, j); mac16(43u, j); mac16(44u, j); mac16(45u, j); mac16(46u, j); mac16(47u, j);
+    mac16(48u, j); mac16(49u, j); mac16(50u, j); mac16(51u, j); mac16(52u, j); mac16(53u, j); mac16(54u, j); mac16(55u, j);
+    mac16(56u, j); mac16(57u, j); mac16(58u, j); mac16(59u, j); mac16(60u, j); mac16(61u, j); mac16(62u, j); mac16(63u, j);
+}
+
+// One k of the small block (16 x 4 per invocation), A from lane j.
+fn step_small(kk: u32, j: u32) {
+    load_b(0u, kk);
+    mac4(0u, j); mac4(1u, j); mac4(2u, j); mac4(3u, j); mac4(4u, j); mac4(5u, j); mac4(6u, j); mac4(7u, j);
+    mac4(8u, j); mac4(9u, j); mac4(10u, j); mac4(11u, j); mac4(12u, j); mac4(13u, j); mac4(14u, j); mac4(15u, j);
+}
+
+fn load_a_block(large: bool, k0: u32) {
+    load_a(0u, k0); load_a(1u, k0); load_a(2u, k0); load_a(3u, k0); load_a(4u, k0); load_a(5u, k0); load_a(6u, k0); load_a(7u, k0);
+    load_a(8u, k0); load_a(9u, k0); load_a(10u, k0); load_a(11u, k0); load_a(12u, k0); load_a(13u, k0); load_a(14u, k0); load_a(15u, k0);
+    if (large) {
+        load_a(16u, k0); load_a(17u, k0); load_a(18u, k0); load_a(19u, k0); load_a(20u, k0); load_a(21u, k0); load_a(22u, k0); load_a(23u, k0);
+        load_a(24u, k0); load_a(25u, k0); load_a(26u, k0); load_a(27u, k0); load_a(28u, k0); load_a(29u, k0); load_a(30u, k0); load_a(31u, k0);
+        load_a(32u, k0); load_a(33u, k0); load_a(34u, k0); load_a(35u, k0); load_a(36u, k0); load_a(37u, k0); load_a(38u, k0); load_a(39u, k0);
+        load_a(40u, k0); load_a(41u, k0); load_a(42u, k0); load_a(43u, k0); load_a(44u, k0); load_a(45u, k0); load_a(46u, k0); load_a(47u, k0);
+        load_a(48u, k0); load_a(49u, k0); load_a(50u, k0); load_a(51u, k0); load_a(52u, k0); load_a(53u, k0); load_a(54u, k0); load_a(55u, k0);
+        load_a(56u, k0); load_a(57u, k0); load_a(58u, k0); load_a(59u, k0); load_a(60u, k0); load_a(61u, k0); load_a(62u, k0); load_a(63u, k0);
+    }
+}
+
+fn step(large: bool, kk: u32, j: u32) {
+    if (large) {
+        step_large(kk, j);
+    } else {
+        step_small(kk, j);
+    }
+}
+
+fn write_c(i: u32, j: u32, sum: f32) {
+    let idx = c_base + i * p.n + j;
+    if ((p.flags & FLAG_ACCUMULATE) != 0u) {
+        c[idx] = c[idx] + sum;
+        return;
+    }
+    var v = sum;
+    if ((p.flags & FLAG_BIAS) != 0u) {
+        v = v + bias[j];
+    }
+    c[idx] = activate(v);
+}
+
+// Writes 4 consecutive outputs of row i from column j, those inside C.
+fn store4(i: u32, j: u32, v: vec4<f32>) {
+    if (j < p.n) {
+        write_c(i, j, v.x);
+    }
+    if (j + 1u < p.n) {
+        write_c(i, j + 1u, v.y);
+    }
+    if (j + 2u < p.n) {
+        write_c(i, j + 2u, v.z);
+    }
+    if (j + 3u < p.n) {
+        write_c(i, j + 3u, v.w);
+    }
+}
+
+fn copy_row(r: u32) {
+    res[4u * r] = acc[4u * r];
+    res[4u * r + 1u] = acc[4u * r + 1u];
+    res[4u * r + 2u] = acc[4u * r + 2u];
+    res[4u * r + 3u] = acc[4u * r + 3u];
+}
+
+fn run(large: bool, wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sl: u32, sg_size: u32) {
+    let id = wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+    let tile_n = id % p.tiles_n;
+    let rest = id / p.tiles_n;
+    let tile_m = rest % p.tiles_m;
+    let bt = rest / p.tiles_m;
+    if (bt >= p.batch) {
+        return;
+    }
+    var rm = 16u;
+    var rn = 4u;
+    if (large) {
+        rm = 64u;
+        rn = 16u;
+    }
+    i0 = tile_m * rm;
+    j0 = (tile_n * REG_WG + lid) * rn;
+    lane = sl;
+    a_base = p.a_off + bt * p.a_bs;
+    c_base = p.c_off + bt * p.c_bs;
+    let b_base = p.b_off + bt * p.b_bs;
+    set_col(0u, b_base); set_col(1u, b_base); set_col(2u, b_base); set_col(3u, b_base);
+    if (large) {
+        set_col(4u, b_base); set_col(5u, b_base); set_col(6u, b_base); set_col(7u, b_base); set_col(8u, b_base); set_col(9u, b_base);
+        set_col(10u, b_base); set_col(11u, b_base); set_col(12u, b_base); set_col(13u, b_base); set_col(14u, b_base); set_col(15u, b_base);
+    }
+
+    // Lanes that share A values: the subgroup, or the whole workgroup when smaller.
+    let kb = min(sg_size, REG_WG);
+    var k0 = 0u;
+    if (kb == 8u) {
+        for (; k0 + 8u <= p.k; k0 += 8u) {
+            load_a_block(large, k0);
+            step(large, k0, 0u); step(large, k0 + 1u, 1u);
+            step(large, k0 + 2u, 2u); step(large, k0 + 3u, 3u);
+            step(large, k0 + 4u, 4u); step(large, k0 + 5u, 5u);
+            step(large, k0 + 6u, 6u); step(large, k0 + 7u, 7u);
+        }
+    }
+    // The rest of K (and every block when subgroups are not 8 wide).
+    for (; k0 < p.k; k0 += kb) {
+        load_a_block(large, k0);
+        let steps = min(kb, p.k - k0);
+        for (var j = 0u; j < steps; j++) {
+            step(large, k0 + j, j);
+        }
+    }
+
+    // Epilogue: a loop (not unrolled: 1,024 inlined stores with activations would
+    // make the shader huge) over the rows inside C.
+    copy_row(0u); copy_row(1u); copy_row(2u); copy_row(3u); copy_row(4u); copy_row(5u); copy_row(6u); copy_row(7u);
+    copy_row(8u); copy_row(9u); copy_row(10u); copy_row(11u); copy_row(12u); copy_row(13u); copy_row(14u); copy_row(15u);
+    if (large) {
+        copy_row(16u); copy_row(17u); copy_row(18u); copy_row(19u); copy_row(20u); copy_row(21u); copy_row(22u); copy_row(23u);
+        copy_row(24u); copy_row(25u); copy_row(26u); copy_row(27u); copy_row(28u); copy_row(29u); copy_row(30u); copy_row(31u);
+        copy_row(32u); copy_row(33u); copy_row(34u); copy_row(35u); copy_row(36u); copy_row(37u); copy_row(38u); copy_row(39u);
+        copy_row(40u); copy_row(41u); copy_row(42u); copy_row(43u); copy_row(44u); copy_row(45u); copy_row(46u); copy_row(47u);
+        copy_row(48u); copy_row(49u); copy_row(50u); copy_row(51u); copy_row(52u); copy_row(53u); copy_row(54u); copy_row(55u);
+        copy_row(56u); copy_row(57u); copy_row(58u); copy_row(59u); copy_row(60u); copy_row(61u); copy_row(62u); copy_row(63u);
+    }
+    let rows = min(rm, p.m - i0);
+    for (var r = 0u; r < rows; r++) {
+        for (var q = 0u; q < rn / 4u; q++) {
+            store4(i0 + r, j0 + 4u * q, res[4u * r + q]);
+        }
+    }
+}
+
+@compute @workgroup_size(REG_WG)
+fn matmul_register_large(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32,
+                         @builtin(subgroup_invocation_id) sl: u32, @builtin(subgroup_size) sg_size: u32) {
+    run(true, wg, nwg, lid, sl, sg_size);
+}
+
+@compute @workgroup_size(REG_WG)
+fn matmul_register_small(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32,
+                         @builtin(subgroup_invocation_id) sl: u32, @builtin(subgroup_size) sg_size: u32) {
+    run(false, wg, nwg, lid, sl, sg_size);
+}
