@@ -210,6 +210,14 @@ fn curve_panel<DB: DrawingBackend>(
         0.5
     };
     let x_range = (1.0 - pad)..(epochs as f64 + pad);
+    // Enough decimals to tell the y ticks apart.
+    let decimals = match y1 - y0 {
+        s if s >= 20.0 => 0,
+        s if s >= 2.0 => 1,
+        s if s >= 0.2 => 2,
+        s if s >= 0.02 => 3,
+        _ => 4,
+    };
     let mut chart = ChartBuilder::on(area)
         .caption(title, bold(22.0))
         .margin(12)
@@ -221,10 +229,11 @@ fn curve_panel<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc("epoch")
         .y_desc(y_desc)
-        .x_labels((epochs + 1).min(12))
+        .x_labels(epochs.min(12))
         .y_labels(8)
+        .max_light_lines(1)
         .x_label_formatter(&epoch_label)
-        .y_label_formatter(&|v| format!("{v:.3}"))
+        .y_label_formatter(&|v| format!("{v:.decimals$}"))
         .label_style(font(14.0))
         .axis_desc_style(font(16.0))
         .light_line_style(GRID.mix(0.5))
@@ -299,8 +308,8 @@ pub fn write_curves(path: &Path, history: &History) -> Result<()> {
                 if epochs == 1 { "" } else { "s" }
             )
         };
+        let root = root.margin(10, 10, 10, 10);
         let root = root.titled(&title, bold(26.0)).map_err(&err)?;
-        let root = root.margin(0, 10, 10, 10);
         if with_acc {
             let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
             curve_panel(
