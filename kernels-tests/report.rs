@@ -18,6 +18,7 @@ use crate::common::*;
 
 const TRAIN_BLUE: [u8; 3] = [31, 119, 180];
 const VAL_ORANGE: [u8; 3] = [230, 110, 20];
+const BEST_GREEN: [u8; 3] = [44, 160, 44];
 
 /// A fresh, empty folder for one test.
 fn scratch(name: &str) -> PathBuf {
@@ -156,13 +157,9 @@ fn report_writes_three_valid_pictures() {
     };
     // A nested folder that does not exist yet is created.
     let nested = dir.join("a").join("b");
-    let written = report::write_report(
-        &nested,
-        &history(6, true, true),
-        &evaluation(confusion),
-        Some(&samples),
-    )
-    .unwrap();
+    let mut h = history(6, true, true);
+    h.best_epoch = Some(4);
+    let written = report::write_report(&nested, &h, &evaluation(confusion), Some(&samples)).unwrap();
     let names: Vec<String> = written
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -197,6 +194,7 @@ fn report_writes_three_valid_pictures() {
         ink(&curves, (0, 0, curves.width(), 40)) > 200,
         "the title is written"
     );
+    assert!(count(&curves, BEST_GREEN) > 100, "the best epoch is marked");
 
     let conf = decode(&written[1]);
     // Dark cells on the diagonal carry light text; light cells carry dark text.
@@ -237,6 +235,11 @@ fn one_epoch_without_validation_works_and_regression_draws_only_loss() {
     let curves = decode(&written[0]);
     assert!(count(&curves, TRAIN_BLUE) > 50, "the single epoch is marked");
     assert_eq!(count(&curves, VAL_ORANGE), 0, "no validation curve or legend");
+    assert_eq!(
+        count(&curves, BEST_GREEN),
+        0,
+        "no best epoch without early stopping"
+    );
     let two_panels = curves.width();
     decode(&written[1]);
 

@@ -42,6 +42,7 @@ const TEXT: RGBColor = RGBColor(34, 34, 34);
 const TRAIN_COLOR: RGBColor = RGBColor(31, 119, 180);
 const VAL_COLOR: RGBColor = RGBColor(230, 110, 20);
 const GRID: RGBColor = RGBColor(225, 225, 225);
+const BEST_COLOR: RGBColor = RGBColor(44, 160, 44);
 
 /// The font file to use: `wgml_font` (the value of `WGML_FONT`) when given, else
 /// the first of `candidates` that exists.
@@ -185,22 +186,49 @@ fn padded_range(values: &[f64], limits: (f64, f64)) -> (f64, f64) {
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
-    let span = (hi - lo).max(1e-3 * hi.abs().max(1.0));
-    let (lo, hi) = ((lo - 0.08 * span).max(limits.0), (hi + 0.08 * span).min(limits.1));
-    if hi > lo { (lo, hi) } else { (lo - 0.5, hi + 0.5) }
+    // One value (or all equal): a band of ±10% around it (at least ±0.05).
+    let pad = if hi - lo < 1e-9 * hi.abs().max(1.0) {
+        (0.1 * hi.abs()).max(0.05)
+    } else {
+        0.08 * (hi - lo)
+    };
+    let (a, b) = ((lo - pad).max(limits.0), (hi + pad).min(limits.1));
+    if b > a { (a, b) } else { (lo - pad, hi + pad) }
 }
 
-/// One panel of the curves: `train` and (when any) `val` per epoch.
+/// Width in pixels of `text` in `style` (0 when the font cannot say).
+fn text_width(text: &str, style: &TextStyle<'_>) -> u32 {
+    style.font.box_size(text).map(|(w, _)| w).unwrap_or(0)
+}
+
+/// One panel of the curves: a quantity per epoch, train and (when any) validation.
+struct Panel<'a> {
+    title: &'a str,
+    y_desc: &'a str,
+    train: &'a [(f64, f64)],
+    val: &'a [(f64, f64)],
+    /// Bounds of the quantity (accuracy lies in [0, 1]).
+    limits: (f64, f64),
+    /// Where the legend goes (away from where the curves usually are).
+    legend: SeriesLabelPosition,
+    /// The epoch whose weights the model kept (early stopping), marked by a line.
+    best: Option<usize>,
+}
+
 fn curve_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     path: &Path,
-    title: &str,
-    y_desc: &str,
-    train: &[(f64, f64)],
-    val: &[(f64, f64)],
-    limits: (f64, f64),
+    panel: &Panel<'_>,
     epochs: usize,
 ) -> Result<()> {
+    let Panel {
+        title,
+        y_desc,
+        train,
+        val,
+        limits,
+        ..
+    } = *panel;
     let err = draw_err(path);
     let all: Vec<f64> = train.iter().chain(val).map(|p| p.1).collect();
     let (y0, y1) = padded_range(&all, limits);
@@ -241,27 +269,45 @@ fn curve_panel<DB: DrawingBackend>(
         .draw()
         .map_err(&err)?;
     let series = [("train", train, TRAIN_COLOR), ("validation", val, VAL_COLOR)];
+    let marker = match epochs {
+        0..=3 => 6,
+        4..=30 => 4,
+        _ => 2,
+    };
     for (name, points, color) in series {
         if points.is_empty() {
             continue;
         }
         let pts: Vec<(f64, f64)> = points.iter().copied().filter(|p| p.1.is_finite()).collect();
+        let label = match points.last() {
+            Some((_, v)) => format!("{name} (last {v:.4})"),
+            None => name.to_string(),
+        };
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))
             .map_err(&err)?
-            .label(name)
+            .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
         chart
-            .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
+            .draw_series(pts.iter().map(|&p| Circle::new(p, marker, color.filled())))
             .map_err(&err)?;
+    }
+    if let Some(b) = panel.best.filter(|&b| b >= 1 && b <= epochs) {
+        let line = BEST_COLOR.stroke_width(2);
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(b as f64, y0), (b as f64, y1)],
+                8,
+                6,
+                line,
+            ))
+            .map_err(&err)?
+            .label(format!("best epoch ({b})"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], line));
     }
     chart
         .configure_series_labels()
-        .position(if y_desc == "loss" {
-            SeriesLabelPosition::UpperRight
-        } else {
-            SeriesLabelPosition::LowerRight
-        })
+        .position(panel.legend.clone())
         .label_font(font(15.0))
         .background_style(BACKGROUND.mix(0.85))
         .border_style(RGBColor(170, 170, 170))
@@ -310,39 +356,30 @@ pub fn write_curves(path: &Path, history: &History) -> Result<()> {
         };
         let root = root.margin(10, 10, 10, 10);
         let root = root.titled(&title, bold(26.0)).map_err(&err)?;
+        let loss_panel = Panel {
+            title: "Loss",
+            y_desc: "loss",
+            train: &loss,
+            val: &val_loss,
+            limits: (f64::NEG_INFINITY, f64::INFINITY),
+            legend: SeriesLabelPosition::UpperRight,
+            best: history.best_epoch,
+        };
         if with_acc {
             let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
-            curve_panel(
-                &left,
-                path,
-                "Loss",
-                "loss",
-                &loss,
-                &val_loss,
-                (f64::NEG_INFINITY, f64::INFINITY),
-                epochs,
-            )?;
-            curve_panel(
-                &right,
-                path,
-                "Accuracy",
-                "accuracy",
-                &acc,
-                &val_acc,
-                (0.0, 1.0),
-                epochs,
-            )?;
+            curve_panel(&left, path, &loss_panel, epochs)?;
+            let acc_panel = Panel {
+                title: "Accuracy",
+                y_desc: "accuracy",
+                train: &acc,
+                val: &val_acc,
+                limits: (0.0, 1.0),
+                legend: SeriesLabelPosition::LowerRight,
+                best: history.best_epoch,
+            };
+            curve_panel(&right, path, &acc_panel, epochs)?;
         } else {
-            curve_panel(
-                &root,
-                path,
-                "Loss",
-                "loss",
-                &loss,
-                &val_loss,
-                (f64::NEG_INFINITY, f64::INFINITY),
-                epochs,
-            )?;
+            curve_panel(&root, path, &loss_panel, epochs)?;
         }
         Ok(())
     })
@@ -388,33 +425,34 @@ pub fn write_confusion(path: &Path, confusion: &[Vec<u64>]) -> Result<()> {
     let max = confusion.iter().flatten().copied().max().unwrap_or(0).max(1);
     let total: u64 = confusion.iter().flatten().sum();
     let correct: u64 = (0..k).map(|i| confusion[i][i]).sum();
-    let digits = max.to_string().len();
-    let cell = (((digits as u32) * 11 + 16).max(48)).min(96);
+    let accuracy = if total > 0 {
+        format!(" — accuracy {:.2}%", 100.0 * correct as f64 / total as f64)
+    } else {
+        String::new()
+    };
+    let title = format!("Confusion matrix ({total} test samples{accuracy})");
+    let note = "rows: true class · columns: predicted class · diagonal: correct";
+    ensure_font()?;
+    // Cells wide enough for the largest count, larger for few classes, smaller for many.
+    let digits = max.to_string().len() as u32;
+    let cell = (digits * 11 + 16).max(480 / k as u32).clamp(36, 96);
     let cell = if k > 30 {
         (cell * 30 / k as u32).max(20)
     } else {
         cell
     };
     let grid = cell * k as u32;
-    let (left, top, bar_w) = (96u32, 96u32, 110u32);
-    let w = (left + grid + bar_w + 20).max(560);
-    let h = top + grid + 80;
+    let (side, bar) = (80u32, 120u32);
+    let content = side + grid + bar;
+    let w = content
+        .max(text_width(&title, &bold(22.0)) + 40)
+        .max(text_width(note, &font(14.0)) + 40);
+    let (top, h) = (96u32, 96 + grid + 76);
     let count_size = (cell as f64 * 0.34).clamp(9.0, 17.0);
     render(path, (w, h), |root| {
         let err = draw_err(path);
-        let accuracy = if total > 0 {
-            format!(" — accuracy {:.2}%", 100.0 * correct as f64 / total as f64)
-        } else {
-            String::new()
-        };
-        centred(
-            root,
-            path,
-            &format!("Confusion matrix ({total} test samples{accuracy})"),
-            &bold(22.0),
-            (w as i32 / 2, 26),
-        )?;
-        let (x0, y0, c) = (left as i32, top as i32, cell as i32);
+        centred(root, path, &title, &bold(22.0), (w as i32 / 2, 26))?;
+        let (x0, y0, c) = (((w - content) / 2 + side) as i32, top as i32, cell as i32);
         for (t, row) in confusion.iter().enumerate() {
             for (p, &n) in row.iter().enumerate() {
                 let color = blues((n as f64 / max as f64).sqrt());
@@ -491,13 +529,7 @@ pub fn write_confusion(path: &Path, confusion: &[Vec<u64>]) -> Result<()> {
                 .map_err(&err)?;
         }
         centred(root, path, "count", &font(14.0), (bx + bw / 2, y0 + g + 18))?;
-        centred(
-            root,
-            path,
-            "rows: true class · columns: predicted class · diagonal: correct",
-            &font(14.0),
-            (x0 + g / 2, y0 + g + 44),
-        )?;
+        centred(root, path, note, &font(14.0), (w as i32 / 2, y0 + g + 48))?;
         Ok(())
     })
 }
