@@ -75,15 +75,24 @@ pub fn find_font(wgml_font: Option<&Path>, candidates: &[&str]) -> Result<PathBu
 /// Registers the font with plotters once per process; later calls return the
 /// first outcome.
 fn ensure_font() -> Result<()> {
-    static FONT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    // (path, message) of the failure, kept to answer every later call the same.
+    static FONT: OnceLock<std::result::Result<(), (String, String)>> = OnceLock::new();
     let outcome = FONT.get_or_init(|| {
         let env = std::env::var_os("WGML_FONT").filter(|v| !v.is_empty());
-        let path = find_font(env.as_deref().map(Path::new), FONT_CANDIDATES).map_err(|e| e.to_string())?;
-        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let path = find_font(env.as_deref().map(Path::new), FONT_CANDIDATES).map_err(|e| match e {
+            Error::Report { path, message } => (path, message),
+            other => ("font".into(), other.to_string()),
+        })?;
+        let name = path.display().to_string();
+        let bytes = std::fs::read(&path).map_err(|e| (name.clone(), e.to_string()))?;
         // plotters keeps fonts for the life of the process.
         let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        plotters::style::register_font(FAMILY, FontStyle::Normal, bytes)
-            .map_err(|_| format!("{}: not a TrueType/OpenType font", path.display()))?;
+        plotters::style::register_font(FAMILY, FontStyle::Normal, bytes).map_err(|_| {
+            (
+                name.clone(),
+                "not a TrueType/OpenType font; set WGML_FONT to a .ttf file".to_string(),
+            )
+        })?;
         // A bold face beside the regular one, for titles, when there is one.
         let bold = path.with_file_name(match path.file_name().and_then(|n| n.to_str()) {
             Some("DejaVuSans.ttf") => "DejaVuSans-Bold.ttf",
@@ -101,10 +110,9 @@ fn ensure_font() -> Result<()> {
         }
         Ok(())
     });
-    outcome.clone().map_err(|message| Error::Report {
-        path: "font".into(),
-        message,
-    })
+    outcome
+        .clone()
+        .map_err(|(path, message)| Error::Report { path, message })
 }
 
 /// Maps a plotters (or any drawing) error into an [`Error`] naming the picture.
@@ -238,14 +246,8 @@ fn curve_panel<DB: DrawingBackend>(
         0.5
     };
     let x_range = (1.0 - pad)..(epochs as f64 + pad);
-    // Enough decimals to tell the y ticks apart.
-    let decimals = match y1 - y0 {
-        s if s >= 20.0 => 0,
-        s if s >= 2.0 => 1,
-        s if s >= 0.2 => 2,
-        s if s >= 0.02 => 3,
-        _ => 4,
-    };
+    // Enough decimals to tell the (about 8) y ticks apart.
+    let decimals = (-((y1 - y0) / 8.0).log10()).ceil().clamp(0.0, 6.0) as usize;
     let mut chart = ChartBuilder::on(area)
         .caption(title, bold(22.0))
         .margin(12)
@@ -694,15 +696,9 @@ pub fn write_misclassified(path: &Path, s: &Samples<'_>) -> Result<()> {
     })
 }
 
-/// Writes the pictures of a training run into `dir` (created if missing):
-/// `curves.png` (when `history` has epochs), `confusion.png` (classification) and
-/// `misclassified.png` (when `samples` are images). Returns the files written.
-pub fn write_report(
-    dir: &Path,
-    history: &History,
-    evaluation: &Evaluation,
-    samples: Option<&Samples<'_>>,
-) -> Result<Vec<PathBuf>> {
+/// Checks before a long run that a report can be written: creates `dir` (and its
+/// parents) when missing and loads the font.
+pub fn prepare(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.display().to_string(),
         source,
@@ -713,6 +709,19 @@ pub fn write_report(
             message: "is not a directory".into(),
         });
     }
+    ensure_font()
+}
+
+/// Writes the pictures of a training run into `dir` (created if missing):
+/// `curves.png` (when `history` has epochs), `confusion.png` (classification) and
+/// `misclassified.png` (when `samples` are images). Returns the files written.
+pub fn write_report(
+    dir: &Path,
+    history: &History,
+    evaluation: &Evaluation,
+    samples: Option<&Samples<'_>>,
+) -> Result<Vec<PathBuf>> {
+    prepare(dir)?;
     let mut written = Vec::new();
     if !history.epochs.is_empty() {
         let p = dir.join("curves.png");

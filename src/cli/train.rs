@@ -160,6 +160,10 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             ),
         ));
     }
+    if let Some(dir) = &args.report {
+        // Fail before training, not after it, when the pictures cannot be written.
+        report::prepare(dir)?;
+    }
     let ctx = gpu.context()?;
     println!(
         "wgml: training {} on {} ({} train / {} test) on {} ({:?})",
