@@ -10,6 +10,7 @@ mod matmul;
 mod optim;
 mod pool;
 mod reduce;
+mod report;
 mod softmax;
 mod train;
 mod wgsl;

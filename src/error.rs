@@ -90,6 +90,10 @@ pub enum Error {
     /// Training diverged.
     #[error("training stopped: {0}")]
     Training(String),
+
+    /// A report picture (or the font it needs) could not be drawn or written.
+    #[error("{path}: {message}")]
+    Report { path: String, message: String },
 }
 
 impl Error {

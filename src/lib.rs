@@ -14,6 +14,7 @@
 //! - [`gpu`]: context, tensors, pipeline cache, dispatches.
 //! - [`kernels`]: typed launchers, one per shader file in `shaders/`.
 //! - [`reference`]: the CPU twin of every kernel.
+//! - [`report`]: pictures of a training run (curves, confusion matrix, misclassified images).
 
 pub mod checkpoint;
 pub mod data;
@@ -23,6 +24,7 @@ pub mod graph;
 pub mod kernels;
 pub mod nn;
 pub mod reference;
+pub mod report;
 pub mod selftest;
 pub mod train;
 

@@ -8,6 +8,7 @@ use wgml::checkpoint;
 use wgml::data::Dataset;
 use wgml::kernels::optim::Optimizer;
 use wgml::nn::zoo;
+use wgml::report;
 use wgml::train::{self, Evaluation, History};
 use wgml::{Error, Result};
 
@@ -63,6 +64,10 @@ pub struct TrainArgs {
     /// table sorted by time.
     #[arg(long)]
     pub profile: bool,
+    /// Write pictures of the run into this folder (created if missing): learning
+    /// curves, the confusion matrix and misclassified test images (PNG).
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
 }
 
 /// The dataset a recipe names.
@@ -155,6 +160,10 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             ),
         ));
     }
+    if let Some(dir) = &args.report {
+        // Fail before training, not after it, when the pictures cannot be written.
+        report::prepare(dir)?;
+    }
     let ctx = gpu.context()?;
     println!(
         "wgml: training {} on {} ({} train / {} test) on {} ({:?})",
@@ -190,11 +199,25 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         checkpoint::save(path, recipe.name, &model.store.download(&ctx)?)?;
         println!("weights saved to {}", path.display());
     }
-    let eval = train::evaluate(&mut model, &ctx, &data.test, recipe.fit.batch_size.max(256))?;
+    let (eval, predicted) =
+        train::evaluate_with_predictions(&mut model, &ctx, &data.test, recipe.fit.batch_size.max(256))?;
     print_evaluation(&eval);
     if let Some(path) = &args.metrics {
         write_metrics_json(path, Some(&history), &eval, &ctx)?;
         println!("metrics written to {}", path.display());
+    }
+    if let Some(dir) = &args.report {
+        let truth = train::true_classes(&data.test);
+        let samples = report::Samples {
+            x: &data.test.x,
+            shape: &data.sample_shape,
+            truth: &truth,
+            predicted: &predicted,
+        };
+        let has_samples = !predicted.is_empty() && samples.is_image();
+        for path in report::write_report(dir, &history, &eval, has_samples.then_some(&samples))? {
+            println!("report: {}", path.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -89,17 +89,35 @@ pub fn evaluate_sums(
 
 /// Full evaluation of `model` on `data`.
 pub fn evaluate(model: &mut Model, ctx: &Context, data: &Split, batch_size: usize) -> Result<Evaluation> {
+    evaluate_with_predictions(model, ctx, data, batch_size).map(|(e, _)| e)
+}
+
+/// The true class of every sample of `data`: its label, or for 0/1 targets
+/// (binary classification) whether the value is above 0.5.
+pub fn true_classes(data: &Split) -> Vec<usize> {
+    match &data.y {
+        Targets::Classes { labels, .. } => labels.iter().map(|&l| l as usize).collect(),
+        Targets::Values { values, .. } => values.iter().map(|&v| usize::from(v > 0.5)).collect(),
+    }
+}
+
+/// [`evaluate`], also returning the predicted class of every sample in `data`'s
+/// order (the same GPU pass: predictions are gathered on the GPU and read once).
+/// For binary cross-entropy a class is whether the probability is above 0.5; for
+/// regression the vector is empty.
+pub fn evaluate_with_predictions(
+    model: &mut Model,
+    ctx: &Context,
+    data: &Split,
+    batch_size: usize,
+) -> Result<(Evaluation, Vec<usize>)> {
     let n = data.len();
-    let (preds, classes, truth): (Tensor, usize, Vec<usize>) = match &data.y {
-        Targets::Classes { labels, classes } => (
-            Tensor::zeros(ctx, &[n], DType::U32)?,
-            *classes,
-            labels.iter().map(|&l| l as usize).collect(),
-        ),
-        Targets::Values { values, dim } => (
+    let truth = true_classes(data);
+    let (preds, classes): (Tensor, usize) = match &data.y {
+        Targets::Classes { classes, .. } => (Tensor::zeros(ctx, &[n], DType::U32)?, *classes),
+        Targets::Values { dim, .. } => (
             Tensor::zeros(ctx, &[n * dim], DType::F32)?,
             if model.loss.is_classification() { 2 } else { 0 },
-            values.iter().map(|&v| usize::from(v > 0.5)).collect(),
         ),
     };
     batches(model, ctx, data, batch_size, Some(&preds))?;
@@ -144,7 +162,7 @@ pub fn evaluate(model: &mut Model, ctx: &Context, data: &Split, batch_size: usiz
     let mean = |f: fn(&ClassMetrics) -> f64| {
         (classes > 0).then(|| per_class.iter().map(f).sum::<f64>() / classes as f64)
     };
-    Ok(Evaluation {
+    let evaluation = Evaluation {
         loss: loss_sum / n as f64,
         accuracy: model.loss.is_classification().then(|| correct / n as f64),
         samples: n,
@@ -153,5 +171,7 @@ pub fn evaluate(model: &mut Model, ctx: &Context, data: &Split, batch_size: usiz
         macro_f1: mean(|m| m.f1),
         confusion,
         per_class,
-    })
+    };
+    let predicted = if classes > 0 { predicted } else { Vec::new() };
+    Ok((evaluation, predicted))
 }

@@ -6,5 +6,5 @@ pub mod evaluate;
 pub mod fit;
 pub mod profile;
 
-pub use evaluate::{ClassMetrics, Evaluation, evaluate};
+pub use evaluate::{ClassMetrics, Evaluation, evaluate, evaluate_with_predictions, true_classes};
 pub use fit::{EpochStats, FitConfig, History, fit};
