@@ -14,7 +14,9 @@
 //! - [`gpu`]: context, tensors, pipeline cache, dispatches.
 //! - [`kernels`]: typed launchers, one per shader file in `shaders/`.
 //! - [`reference`]: the CPU twin of every kernel.
+//! - [`bench`]: kernel and training-step benchmarks (`wgml bench`, `benches/`).
 
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
