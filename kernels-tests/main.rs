@@ -13,3 +13,4 @@ mod reduce;
 mod softmax;
 mod train;
 mod wgsl;
+mod bench;
