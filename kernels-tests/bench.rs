@@ -98,7 +98,10 @@ fn timer_rejects_empty_work() {
     let e = t.time_each(&[]).unwrap_err();
     assert!(e.to_string().contains("no dispatches"), "{e}");
     let e = t.time_repeats(&[&d], 0).unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("repeats"), "{e}");
+    assert!(
+        matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("repeats"),
+        "{e}"
+    );
 }
 
 fn tiny_options() -> BenchOptions {
@@ -131,11 +134,19 @@ fn check_row(row: &BenchRow, kernel: &str, shape_keys: &[&str], throughput: &str
     let keys: Vec<&str> = row.fields().iter().map(|(k, _)| *k).collect();
     assert_eq!(keys, want, "{kernel}: keys");
     assert_eq!(obj.len(), want.len(), "{kernel}: JSON keys {obj:?}");
-    for key in want.iter().filter(|k| !["kernel", "variant", "clock", "adapter"].contains(k)) {
+    for key in want
+        .iter()
+        .filter(|k| !["kernel", "variant", "clock", "adapter"].contains(k))
+    {
         let v = obj[*key].as_f64().unwrap_or(f64::NAN);
         assert!(v.is_finite() && v > 0.0, "{kernel}: {key} = {:?}", obj[*key]);
     }
-    assert!(row.min_ms <= row.ms, "{kernel}: min {} > median {}", row.min_ms, row.ms);
+    assert!(
+        row.min_ms <= row.ms,
+        "{kernel}: min {} > median {}",
+        row.min_ms,
+        row.ms
+    );
     assert_eq!(row.repeat, 3);
     assert!(!row.variant.is_empty() && !row.adapter.is_empty());
     let peak = match throughput {
@@ -154,10 +165,19 @@ fn matmul_rows_keep_their_keys_and_sizes() {
     for r in &rows {
         check_row(r, "matmul_nn", &["m", "n", "k"], "gflops");
     }
-    assert_eq!((rows[0].dim("m"), rows[0].dim("n"), rows[0].dim("k")), (Some(8), Some(8), Some(8)));
-    assert_eq!((rows[1].dim("m"), rows[1].dim("n"), rows[1].dim("k")), (Some(8), Some(16), Some(24)));
+    assert_eq!(
+        (rows[0].dim("m"), rows[0].dim("n"), rows[0].dim("k")),
+        (Some(8), Some(8), Some(8))
+    );
+    assert_eq!(
+        (rows[1].dim("m"), rows[1].dim("n"), rows[1].dim("k")),
+        (Some(8), Some(16), Some(24))
+    );
     let want = 2.0 * 8.0 * 16.0 * 24.0 / (rows[1].ms * 1e-3) / 1e9;
-    assert!((rows[1].gflops.unwrap() - want).abs() <= 1e-9 * want, "gflops from ms");
+    assert!(
+        (rows[1].gflops.unwrap() - want).abs() <= 1e-9 * want,
+        "gflops from ms"
+    );
 }
 
 #[test]
@@ -178,7 +198,11 @@ fn conv_rows_are_forward_and_forward_backward_with_3x_flops() {
     let fwd = 2.0 * (2 * 32 * 26 * 26) as f64 * 9.0;
     for (r, flops) in [(&rows[0], fwd), (&rows[1], 3.0 * fwd)] {
         let want = flops / (r.ms * 1e-3) / 1e9;
-        assert!((r.gflops.unwrap() - want).abs() <= 1e-9 * want, "{}: gflops", r.kernel);
+        assert!(
+            (r.gflops.unwrap() - want).abs() <= 1e-9 * want,
+            "{}: gflops",
+            r.kernel
+        );
     }
 }
 
@@ -233,7 +257,10 @@ fn seed_defaults_are_the_seed_cnn() {
         (32, 1, 28, 28, 32, 3, 3, (1, 1), Padding::Valid)
     );
     let train = Bench::TrainStep.parse_sizes(None).unwrap();
-    assert_eq!(train, [Size::TrainStep { batch: 32 }, Size::TrainStep { batch: 128 }]);
+    assert_eq!(
+        train,
+        [Size::TrainStep { batch: 32 }, Size::TrainStep { batch: 128 }]
+    );
     let recipe = zoo::cnn();
     let model = recipe
         .model
@@ -283,7 +310,9 @@ fn json_rows_parse_back_with_matmul_keys_unchanged() {
     assert_eq!(arr.len(), 2);
     let m = arr[0].as_object().unwrap();
     // The keys `wgml bench matmul --json` has always written.
-    for key in ["kernel", "variant", "m", "n", "k", "ms", "min_ms", "gflops", "repeat", "adapter"] {
+    for key in [
+        "kernel", "variant", "m", "n", "k", "ms", "min_ms", "gflops", "repeat", "adapter",
+    ] {
         assert!(m.contains_key(key), "matmul row lacks {key}: {m:?}");
     }
     assert_eq!(m["kernel"], "matmul_nn");
@@ -354,7 +383,10 @@ fn csv_rows_parse_back_with_the_union_of_columns() {
 fn bad_names_sizes_and_options_are_clear_errors() {
     let e = Bench::parse("matmull").unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("'matmull'") && msg.contains("train-step") && msg.contains("all"), "{msg}");
+    assert!(
+        msg.contains("'matmull'") && msg.contains("train-step") && msg.contains("all"),
+        "{msg}"
+    );
     assert_eq!(Bench::parse("all").unwrap(), Bench::ALL);
     assert_eq!(Bench::parse("train-step").unwrap(), [Bench::TrainStep]);
 
@@ -371,7 +403,11 @@ fn bad_names_sizes_and_options_are_clear_errors() {
     ];
     for (b, size, want) in cases {
         let e = b.parse_size(size).unwrap_err();
-        assert!(matches!(e, Error::InvalidArgument(_)), "{}: {size}: {e:?}", b.name());
+        assert!(
+            matches!(e, Error::InvalidArgument(_)),
+            "{}: {size}: {e:?}",
+            b.name()
+        );
         assert!(e.to_string().contains(want), "{} '{size}': {e}", b.name());
     }
     // A kernel larger than its input is a shape error at parse time.
@@ -380,20 +416,60 @@ fn bad_names_sizes_and_options_are_clear_errors() {
     assert!(Bench::Matmul.parse_sizes(Some(&[])).is_err());
 
     let bad: [(BenchOptions, &str); 5] = [
-        (BenchOptions { peak_gflops: Some(-1.0), ..Default::default() }, "--peak-gflops must be a positive number, got -1"),
-        (BenchOptions { peak_gbps: Some(0.0), ..Default::default() }, "--peak-gbps must be a positive number"),
-        (BenchOptions { peak_gbps: Some(f64::NAN), ..Default::default() }, "--peak-gbps"),
-        (BenchOptions { repeat: 0, ..Default::default() }, "--repeat"),
-        (BenchOptions { layouts: vec!["nx".into()], ..Default::default() }, "unknown matmul layout 'nx'"),
+        (
+            BenchOptions {
+                peak_gflops: Some(-1.0),
+                ..Default::default()
+            },
+            "--peak-gflops must be a positive number, got -1",
+        ),
+        (
+            BenchOptions {
+                peak_gbps: Some(0.0),
+                ..Default::default()
+            },
+            "--peak-gbps must be a positive number",
+        ),
+        (
+            BenchOptions {
+                peak_gbps: Some(f64::NAN),
+                ..Default::default()
+            },
+            "--peak-gbps",
+        ),
+        (
+            BenchOptions {
+                repeat: 0,
+                ..Default::default()
+            },
+            "--repeat",
+        ),
+        (
+            BenchOptions {
+                layouts: vec!["nx".into()],
+                ..Default::default()
+            },
+            "unknown matmul layout 'nx'",
+        ),
     ];
     for (opts, want) in bad {
         let e = opts.validate().unwrap_err();
         assert!(e.to_string().contains(want), "{opts:?}: {e}");
     }
     assert!(BenchOptions::default().validate().is_ok());
-    assert!(bench::parse_clock("sundial").unwrap_err().to_string().contains("'sundial'"));
+    assert!(
+        bench::parse_clock("sundial")
+            .unwrap_err()
+            .to_string()
+            .contains("'sundial'")
+    );
     assert_eq!(bench::parse_clock("wall").unwrap(), Some(Clock::WallClock));
-    assert!(bench::parse_variant("tiled7").unwrap_err().to_string().contains("'tiled7'"));
+    assert!(
+        bench::parse_variant("tiled7")
+            .unwrap_err()
+            .to_string()
+            .contains("'tiled7'")
+    );
 }
 
 /// `wgml bench` rejects bad arguments before touching a GPU, with a clear message.
@@ -402,13 +478,28 @@ fn cli_bench_rejects_bad_arguments() {
     let cases: [(&[&str], &str); 6] = [
         (&["bench", "convolution"], "unknown benchmark 'convolution'"),
         (&["bench", "matmul", "--sizes", "0"], "at least 1"),
-        (&["bench", "conv", "--sizes", "32,3x4"], "malformed size '3x4' for 'conv'"),
-        (&["bench", "pool", "--peak-gbps", "-5"], "--peak-gbps must be a positive number, got -5"),
-        (&["bench", "all", "--sizes", "4"], "--sizes applies to one benchmark"),
-        (&["bench", "softmax", "--clock", "sundial"], "unknown clock 'sundial'"),
+        (
+            &["bench", "conv", "--sizes", "32,3x4"],
+            "malformed size '3x4' for 'conv'",
+        ),
+        (
+            &["bench", "pool", "--peak-gbps", "-5"],
+            "--peak-gbps must be a positive number, got -5",
+        ),
+        (
+            &["bench", "all", "--sizes", "4"],
+            "--sizes applies to one benchmark",
+        ),
+        (
+            &["bench", "softmax", "--clock", "sundial"],
+            "unknown clock 'sundial'",
+        ),
     ];
     for (args, want) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_wgml")).args(args).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_wgml"))
+            .args(args)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(stderr.contains(want), "{args:?}: stderr was {stderr}");
@@ -436,7 +527,12 @@ fn profile_times_every_dispatch_of_a_step() {
         assert_eq!((p.batch, p.repeats), (2, 2));
         for (i, r) in p.rows.iter().enumerate() {
             assert_eq!(r.index, i);
-            assert!(r.ms.is_finite() && r.ms >= 0.0, "{clock}: row {i} ({}) {} ms", r.kernel, r.ms);
+            assert!(
+                r.ms.is_finite() && r.ms >= 0.0,
+                "{clock}: row {i} ({}) {} ms",
+                r.kernel,
+                r.ms
+            );
         }
         assert!(p.total_ms() > 0.0 && p.step_ms > 0.0, "{clock}: {p:?}");
         let table = profile::profile_table(&p);

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod bench;
 mod conv;
 mod elementwise;
 mod loss;
@@ -13,4 +14,3 @@ mod reduce;
 mod softmax;
 mod train;
 mod wgsl;
-mod bench;

@@ -246,7 +246,10 @@ impl BenchOptions {
         if self.repeat == 0 {
             return Err(Error::invalid("--repeat must be at least 1"));
         }
-        for (flag, peak) in [("--peak-gflops", self.peak_gflops), ("--peak-gbps", self.peak_gbps)] {
+        for (flag, peak) in [
+            ("--peak-gflops", self.peak_gflops),
+            ("--peak-gbps", self.peak_gbps),
+        ] {
             if let Some(p) = peak
                 && !(p.is_finite() && p > 0.0)
             {

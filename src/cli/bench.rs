@@ -74,10 +74,13 @@ pub struct BenchArgs {
     pub variant: Option<String>,
 }
 
+/// Each benchmark to run with its parsed sizes.
+pub type BenchPlan = Vec<(Bench, Vec<bench::Size>)>;
+
 impl BenchArgs {
     /// The benchmarks with their parsed sizes, and the options; every argument is
     /// checked here, before a GPU is touched.
-    pub fn plan(&self) -> Result<(Vec<(Bench, Vec<bench::Size>)>, BenchOptions)> {
+    pub fn plan(&self) -> Result<(BenchPlan, BenchOptions)> {
         let benches = Bench::parse(&self.what)?;
         if benches.len() > 1 && self.sizes.is_some() {
             return Err(Error::invalid(

@@ -12,5 +12,5 @@ pub use context::{
 };
 pub use dispatch::{Binding, Dispatch, MAX_GROUPS_PER_DIM, fold_groups};
 pub use pipeline::PipelineKey;
-pub use timer::{Clock, Timer};
 pub use tensor::{DType, Tensor, numel, read_buffer};
+pub use timer::{Clock, Timer};
