@@ -272,7 +272,7 @@ impl BenchOptions {
     }
 }
 
-/// Parses a matmul variant name (`register`, `tiled64`, ...).
+/// Parses a matmul variant name (`register_large`, `tiled64`, ...).
 pub fn parse_variant(name: &str) -> Result<MatmulVariant> {
     MatmulVariant::ALL
         .into_iter()
@@ -313,7 +313,7 @@ pub enum Work {
 pub struct Case {
     /// Kernel name, e.g. `matmul_nn` or `conv2d_forward_backward`.
     pub kernel: String,
-    /// Variant or configuration, e.g. `register` or `im2col`.
+    /// Variant or configuration, e.g. `register_large` or `im2col`.
     pub variant: String,
     /// Shape keys and values, e.g. `[("m", 256), ("n", 256), ("k", 256)]`.
     pub shape: Vec<(&'static str, usize)>,
