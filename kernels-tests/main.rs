@@ -3,6 +3,7 @@
 
 mod common;
 
+mod bench;
 mod conv;
 mod elementwise;
 mod loss;

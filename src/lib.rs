@@ -15,7 +15,9 @@
 //! - [`kernels`]: typed launchers, one per shader file in `shaders/`.
 //! - [`reference`]: the CPU twin of every kernel.
 //! - [`report`]: pictures of a training run (curves, confusion matrix, misclassified images).
+//! - [`bench`]: kernel and training-step benchmarks (`wgml bench`, `benches/`).
 
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;

@@ -1,204 +1,140 @@
-//! `wgml bench`: kernel timings on random inputs.
+//! `wgml bench`: kernel and training-step timings on random inputs.
 //!
-//! Each benchmark builds its dispatches once, runs a few warm-up submissions, then
-//! times `--repeat` submissions (submit + wait, wall clock) and reports the median.
-//! Benchmarks are named by the positional `what`; each family adds an arm to
-//! [`run`] and returns [`BenchResult`]s, which are printed as a table and written
-//! as a JSON array with `--json`.
+//! The benchmarks themselves live in [`wgml::bench`] (shared with `benches/`);
+//! this file parses the arguments, prints the table and writes JSON/CSV. Each case
+//! is warmed up (`--warmup` untimed runs), then timed `--repeat` times with GPU
+//! timestamps when the device has them (else submit + wait wall time); the median
+//! is reported. A `--plot FILE.png` option would hook in after the rows are
+//! collected in [`run`], drawing from the same `&[BenchRow]`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::Args;
-use rand::{Rng, SeedableRng};
-use serde::Serialize;
-use wgml::kernels::matmul::{self, MatmulDesc, MatmulVariant};
-use wgml::{Context, Error, Result, Tensor};
+use wgml::bench::{self, Bench, BenchOptions, BenchRow};
+use wgml::{Error, Result};
 
 use super::GpuArgs;
 
-/// Benchmarks `wgml bench` knows.
-const KNOWN: &[&str] = &["matmul"];
+/// `--help`'s text on sizes, built from the benchmarks' own descriptions.
+fn after_help() -> String {
+    let mut out = String::from("What --sizes means (comma-separated entries; dimensions joined by 'x'):\n");
+    for b in Bench::ALL {
+        out += &format!(
+            "  {:<11} {}\n  {:<11} default: {}\n",
+            b.name(),
+            b.size_syntax(),
+            "",
+            b.default_sizes().join(",")
+        );
+    }
+    out += "With 'all' every benchmark runs its default sizes (--sizes is then an error).\n\n\
+            Throughput: matmul and conv report GFLOP/s (conv forward 2*N*C_out*H_out*W_out*C_in*KH*KW,\n\
+            forward+backward 3x that); pool, softmax and adam report GB/s counting each input read\n\
+            once and each output written once; train-step reports images/s.";
+    out
+}
 
 #[derive(Args, Debug)]
+#[command(after_help = after_help())]
 pub struct BenchArgs {
-    /// Which kernel family to time: matmul.
+    /// What to time: matmul, conv, pool, softmax, adam, train-step or all.
     #[arg(default_value = "matmul")]
     pub what: String,
-    /// Problem sizes, comma-separated (matmul: square M = N = K).
-    #[arg(long, value_delimiter = ',', default_values_t = [256usize, 512, 1024])]
-    pub sizes: Vec<usize>,
-    /// Timed runs per size; the median is reported.
+    /// Problem sizes, comma-separated; their meaning per benchmark is below.
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Option<Vec<String>>,
+    /// Timed runs per case; the median is reported.
     #[arg(long, default_value_t = 10)]
     pub repeat: usize,
-    /// Untimed runs per size before timing.
+    /// Untimed runs per case before timing.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    /// Write the results as a JSON array to this file.
+    /// Write the rows as a JSON array to this file.
     #[arg(long)]
-    pub json: Option<std::path::PathBuf>,
+    pub json: Option<PathBuf>,
+    /// Write the rows as CSV to this file.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Peak GFLOP/s of the device: adds fraction_of_peak to compute-bound rows.
+    #[arg(long, allow_negative_numbers = true)]
+    pub peak_gflops: Option<f64>,
+    /// Peak memory bandwidth in GB/s: adds fraction_of_peak to memory-bound rows.
+    #[arg(long, allow_negative_numbers = true)]
+    pub peak_gbps: Option<f64>,
+    /// Clock: auto (GPU timestamps when available), gpu-timestamps or wall-clock.
+    #[arg(long, default_value = "auto")]
+    pub clock: String,
     /// matmul: layouts to time, comma-separated: nn, nt, tn.
     #[arg(long, value_delimiter = ',', default_values_t = [String::from("nn")])]
     pub layouts: Vec<String>,
-    /// matmul: force a kernel variant (register, tiled64, tiled128); default: the
-    /// one chosen for this adapter.
+    /// matmul: force a kernel variant (register_large, register_small, tiled64,
+    /// tiled128); default: the one chosen for this adapter and shape.
     #[arg(long)]
     pub variant: Option<String>,
 }
 
-/// One timed configuration.
-#[derive(Clone, Debug, Serialize)]
-pub struct BenchResult {
-    /// Kernel name, e.g. `matmul_nn`.
-    pub kernel: String,
-    /// Kernel variant or configuration, e.g. `register`.
-    pub variant: String,
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    /// Median wall time of one submission (submit + wait), milliseconds.
-    pub ms: f64,
-    /// Fastest repeat, milliseconds.
-    pub min_ms: f64,
-    /// Floating-point throughput at the median time.
-    pub gflops: f64,
-    pub repeat: usize,
-    pub adapter: String,
+/// Each benchmark to run with its parsed sizes.
+pub type BenchPlan = Vec<(Bench, Vec<bench::Size>)>;
+
+impl BenchArgs {
+    /// The benchmarks with their parsed sizes, and the options; every argument is
+    /// checked here, before a GPU is touched.
+    pub fn plan(&self) -> Result<(BenchPlan, BenchOptions)> {
+        let benches = Bench::parse(&self.what)?;
+        if benches.len() > 1 && self.sizes.is_some() {
+            return Err(Error::invalid(
+                "--sizes applies to one benchmark; with 'all' each runs its default sizes",
+            ));
+        }
+        let opts = BenchOptions {
+            repeat: self.repeat,
+            warmup: self.warmup,
+            clock: bench::parse_clock(&self.clock)?,
+            peak_gflops: self.peak_gflops,
+            peak_gbps: self.peak_gbps,
+            layouts: self.layouts.clone(),
+            variant: self.variant.as_deref().map(bench::parse_variant).transpose()?,
+            seed: 42,
+        };
+        opts.validate()?;
+        let plan = benches
+            .into_iter()
+            .map(|b| Ok((b, b.parse_sizes(self.sizes.as_deref())?)))
+            .collect::<Result<_>>()?;
+        Ok((plan, opts))
+    }
 }
 
 pub fn run(gpu: &GpuArgs, args: &BenchArgs) -> Result<ExitCode> {
-    if !KNOWN.contains(&args.what.as_str()) {
-        return Err(Error::invalid(format!(
-            "unknown benchmark '{}'; known: {}",
-            args.what,
-            KNOWN.join(", ")
-        )));
-    }
-    if args.repeat == 0 {
-        return Err(Error::invalid("--repeat must be at least 1"));
-    }
+    let (plan, opts) = args.plan()?;
     let ctx = gpu.context()?;
+    let timer = bench::timer(&ctx, &opts)?;
     println!(
         "adapter: {} ({:?} on {:?})",
         ctx.info.name, ctx.info.device_type, ctx.info.backend
     );
-    let results = match args.what.as_str() {
-        "matmul" => bench_matmul(&ctx, args)?,
-        _ => unreachable!("checked against KNOWN above"),
-    };
-    print_table(&results);
+    println!("clock: {}", timer.clock().describe());
+    println!(
+        "median of {} runs after {} warm-up run(s)\n",
+        opts.repeat, opts.warmup
+    );
+    drop(timer);
+    let mut rows: Vec<BenchRow> = Vec::new();
+    for (b, sizes) in &plan {
+        println!("== {} ==", b.name());
+        let got = bench::run(&ctx, sizes, &opts)?;
+        print!("{}", bench::table(&got));
+        println!();
+        rows.extend(got);
+    }
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&results).map_err(|e| Error::invalid(e.to_string()))?;
-        std::fs::write(path, text + "\n").map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        bench::write_json(path, &rows)?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.csv {
+        bench::write_csv(path, &rows)?;
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn parse_variant(name: &str) -> Result<MatmulVariant> {
-    MatmulVariant::ALL
-        .into_iter()
-        .find(|v| v.name() == name)
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "unknown matmul variant '{name}'; known: {}",
-                MatmulVariant::ALL.map(|v| v.name()).join(", ")
-            ))
-        })
-}
-
-/// Random values in [-1, 1) that are never exactly zero.
-fn random_nonzero(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            let v: f32 = rng.random_range(-1.0..1.0);
-            if v == 0.0 { 0.5 } else { v }
-        })
-        .collect()
-}
-
-/// Runs `dispatch` `warmup` times untimed, then `repeat` times; returns (median, min) ms.
-fn time_runs(
-    ctx: &Context,
-    dispatch: &wgml::gpu::Dispatch,
-    warmup: usize,
-    repeat: usize,
-) -> Result<(f64, f64)> {
-    for _ in 0..warmup {
-        ctx.run(&[dispatch])?;
-    }
-    let mut times = Vec::with_capacity(repeat);
-    for _ in 0..repeat {
-        let t0 = Instant::now();
-        ctx.run(&[dispatch])?;
-        times.push(t0.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    let median = if repeat % 2 == 1 {
-        times[repeat / 2]
-    } else {
-        0.5 * (times[repeat / 2 - 1] + times[repeat / 2])
-    };
-    Ok((median, times[0]))
-}
-
-fn bench_matmul(ctx: &Context, args: &BenchArgs) -> Result<Vec<BenchResult>> {
-    let forced = args.variant.as_deref().map(parse_variant).transpose()?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    let mut results = Vec::new();
-    for &size in &args.sizes {
-        if size == 0 {
-            return Err(Error::invalid("--sizes must be at least 1"));
-        }
-        let (m, n, k) = (size, size, size);
-        let a = Tensor::from_f32(ctx, &random_nonzero(&mut rng, m * k), &[m * k])?;
-        let b = Tensor::from_f32(ctx, &random_nonzero(&mut rng, k * n), &[k * n])?;
-        let c = Tensor::from_f32(ctx, &vec![0.0; m * n], &[m * n])?;
-        for layout in &args.layouts {
-            let mut desc = MatmulDesc::new(m, n, k);
-            match layout.as_str() {
-                "nn" => {}
-                "nt" => desc = desc.trans_b(),
-                "tn" => desc = desc.trans_a(),
-                other => {
-                    return Err(Error::invalid(format!(
-                        "unknown matmul layout '{other}'; known: nn, nt, tn"
-                    )));
-                }
-            }
-            desc.variant = forced;
-            let variant = matmul::auto_variant(ctx, &desc);
-            let d = matmul::matmul(ctx, &desc, &a, &b, None, &c)?;
-            let (ms, min_ms) = time_runs(ctx, &d, args.warmup, args.repeat)?;
-            results.push(BenchResult {
-                kernel: desc.layout_name().to_string(),
-                variant: variant.name().to_string(),
-                m,
-                n,
-                k,
-                ms,
-                min_ms,
-                gflops: desc.flops() / (ms * 1e-3) / 1e9,
-                repeat: args.repeat,
-                adapter: ctx.info.name.clone(),
-            });
-        }
-    }
-    Ok(results)
-}
-
-fn print_table(results: &[BenchResult]) {
-    println!(
-        "{:<12} {:<10} {:>6} {:>6} {:>6} {:>10} {:>10} {:>9}",
-        "kernel", "variant", "m", "n", "k", "median ms", "min ms", "GFLOP/s"
-    );
-    for r in results {
-        println!(
-            "{:<12} {:<10} {:>6} {:>6} {:>6} {:>10.3} {:>10.3} {:>9.2}",
-            r.kernel, r.variant, r.m, r.n, r.k, r.ms, r.min_ms, r.gflops
-        );
-    }
 }

@@ -60,8 +60,9 @@ pub struct TrainArgs {
     /// Save the trained weights to this safetensors checkpoint (PyTorch names and layouts).
     #[arg(long)]
     pub save: Option<PathBuf>,
-    /// Instead of training: time every kernel of one training step and print a
-    /// table sorted by time.
+    /// Instead of training: time every kernel of one training step (GPU timestamps
+    /// inside one submission when available, else each dispatch alone by wall
+    /// clock) and print a table sorted by time with each kernel's share.
     #[arg(long)]
     pub profile: bool,
     /// Write pictures of the run into this folder (created if missing): learning
@@ -190,8 +191,8 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         println!("initial weights from {}", path.display());
     }
     if args.profile {
-        let rows = train::profile::profile_step(&mut model, &ctx, recipe.fit.batch_size, 5)?;
-        print!("{}", train::profile::profile_table(&rows));
+        let profile = train::profile::profile_step(&mut model, &ctx, recipe.fit.batch_size, 5)?;
+        print!("{}", train::profile::profile_table(&profile));
         return Ok(ExitCode::SUCCESS);
     }
     let history = train::fit(&mut model, &ctx, &data.train, &recipe.fit)?;

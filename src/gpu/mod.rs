@@ -1,9 +1,11 @@
-//! GPU plumbing: the [`Context`], tensors, the pipeline cache and prepared dispatches.
+//! GPU plumbing: the [`Context`], tensors, the pipeline cache, prepared dispatches
+//! and the [`Timer`] that measures them.
 
 mod context;
 mod dispatch;
 mod pipeline;
 mod tensor;
+mod timer;
 
 pub use context::{
     AdapterSummary, Context, ContextOptions, CounterSnapshot, Counters, OPTIONAL_FEATURES, parse_backend,
@@ -11,3 +13,4 @@ pub use context::{
 pub use dispatch::{Binding, Dispatch, MAX_GROUPS_PER_DIM, fold_groups};
 pub use pipeline::PipelineKey;
 pub use tensor::{DType, Tensor, numel, read_buffer};
+pub use timer::{Clock, Timer};

@@ -1,10 +1,15 @@
-//! Where a training step's time goes: every dispatch of one step timed on its own
-//! (submit and wait, median of repeats), sorted by time.
-
-use std::time::Instant;
+//! Where a training step's time goes: every dispatch of one step timed, sorted by
+//! time.
+//!
+//! With GPU timestamps (see [`Timer`]) the whole step is one submission, recorded
+//! as `Model::train_step` records it, with a timestamp between consecutive
+//! dispatches: each dispatch's time is measured inside the real step. Without
+//! them each dispatch is submitted and waited on alone (wall clock), which adds
+//! the submission overhead to every row. Either way each row is the median over
+//! the repeats, after one untimed warm-up.
 
 use crate::error::Result;
-use crate::gpu::Context;
+use crate::gpu::{Clock, Context, Dispatch, Timer};
 use crate::nn::Model;
 
 /// One row of a profile.
@@ -14,48 +19,95 @@ pub struct ProfileRow {
     pub index: usize,
     pub kernel: &'static str,
     pub workgroups: [u32; 3],
+    /// Median time of this dispatch, milliseconds.
     pub ms: f64,
 }
 
-/// Times each dispatch of a training step at `batch` (`repeats` runs each after a
-/// warm-up run; median). The parameters change while this runs: profile a model
-/// you do not need afterwards, or reload its weights.
-pub fn profile_step(
+/// A training step's profile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    /// One row per dispatch, in step order.
+    pub rows: Vec<ProfileRow>,
+    /// The clock every time here was measured with.
+    pub clock: Clock,
+    /// Median time of the whole step recorded as one compute pass, milliseconds.
+    pub step_ms: f64,
+    /// Timed runs behind each median.
+    pub repeats: usize,
+    pub batch: usize,
+}
+
+impl Profile {
+    /// Sum of the per-dispatch times, milliseconds.
+    pub fn total_ms(&self) -> f64 {
+        self.rows.iter().map(|r| r.ms).sum()
+    }
+}
+
+/// Profiles one training step at `batch` with the best clock the device has
+/// (`repeats` timed runs after a warm-up; medians). The parameters change while
+/// this runs: profile a model you do not need afterwards, or reload its weights.
+pub fn profile_step(model: &mut Model, ctx: &Context, batch: usize, repeats: usize) -> Result<Profile> {
+    let mut timer = Timer::new(ctx);
+    profile_step_with(model, ctx, batch, repeats, &mut timer)
+}
+
+/// [`profile_step`] measured with `timer` (e.g. one forced to the wall clock).
+pub fn profile_step_with(
     model: &mut Model,
     ctx: &Context,
     batch: usize,
     repeats: usize,
-) -> Result<Vec<ProfileRow>> {
+    timer: &mut Timer<'_>,
+) -> Result<Profile> {
+    let repeats = repeats.max(1);
     let dispatches = model.train_dispatches(ctx, batch)?;
     model
         .step_uniform
         .write(ctx, &model.optimizer, model.step.max(1), model.optimizer.lr())?;
-    let mut rows = Vec::with_capacity(dispatches.len());
-    for (index, d) in dispatches.iter().enumerate() {
-        ctx.run(&[d])?;
-        let mut times: Vec<f64> = (0..repeats.max(1))
-            .map(|_| {
-                let t = Instant::now();
-                ctx.run(&[d]).map(|_| t.elapsed().as_secs_f64() * 1e3)
-            })
-            .collect::<Result<_>>()?;
-        times.sort_by(f64::total_cmp);
-        rows.push(ProfileRow {
+    let refs: Vec<&Dispatch> = dispatches.iter().collect();
+    timer.time_each(&refs)?;
+    let mut per_dispatch: Vec<Vec<f64>> = vec![Vec::with_capacity(repeats); refs.len()];
+    for _ in 0..repeats {
+        for (times, t) in per_dispatch.iter_mut().zip(timer.time_each(&refs)?) {
+            times.push(t);
+        }
+    }
+    let step_ms = crate::bench::median(&timer.time_repeats(&refs, repeats)?);
+    let rows = dispatches
+        .iter()
+        .zip(&per_dispatch)
+        .enumerate()
+        .map(|(index, (d, times))| ProfileRow {
             index,
             kernel: d.kernel.entry,
             workgroups: d.groups,
-            ms: times[times.len() / 2],
-        });
-    }
-    Ok(rows)
+            ms: crate::bench::median(times),
+        })
+        .collect();
+    Ok(Profile {
+        rows,
+        clock: timer.clock(),
+        step_ms,
+        repeats,
+        batch,
+    })
 }
 
-/// The profile as a table sorted by time, with each row's share of the total.
-pub fn profile_table(rows: &[ProfileRow]) -> String {
-    let total: f64 = rows.iter().map(|r| r.ms).sum();
-    let mut sorted = rows.to_vec();
+/// The profile as a table sorted by time, with each row's share of the sum, the
+/// whole step's time and the clock used.
+pub fn profile_table(profile: &Profile) -> String {
+    let total = profile.total_ms();
+    let mut sorted = profile.rows.clone();
     sorted.sort_by(|a, b| b.ms.total_cmp(&a.ms));
     let mut out = format!(
+        "training step at batch {}: {} dispatches; median of {} runs; clock: {}\n",
+        profile.batch,
+        profile.rows.len(),
+        profile.repeats,
+        profile.clock.describe()
+    );
+    out += &format!(
         "{:>3}  {:<28} {:>20} {:>10} {:>7}\n",
         "#", "kernel", "workgroups", "ms", "share"
     );
@@ -69,9 +121,14 @@ pub fn profile_table(rows: &[ProfileRow]) -> String {
             100.0 * r.ms / total.max(1e-12)
         );
     }
+    let sum_label = match profile.clock {
+        Clock::GpuTimestamps => "sum of dispatches",
+        Clock::WallClock => "sum (each dispatch alone)",
+    };
+    out += &format!("     {:<28} {:>20} {:>10.3}\n", sum_label, "", total);
     out += &format!(
         "     {:<28} {:>20} {:>10.3}\n",
-        "total (each dispatch alone)", "", total
+        "whole step (one pass)", "", profile.step_ms
     );
     out
 }
