@@ -457,3 +457,57 @@ fn predictions_per_sample_agree_with_the_confusion_matrix_and_predict() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn bench_row(kernel: &str, ms: f64, gflops: Option<f64>, gbps: Option<f64>) -> wgml::bench::BenchRow {
+    wgml::bench::BenchRow {
+        kernel: kernel.into(),
+        variant: "v".into(),
+        shape: vec![("m", 8)],
+        ms,
+        min_ms: ms,
+        gflops,
+        gbps,
+        images_per_s: None,
+        fraction_of_peak: None,
+        repeat: 3,
+        clock: wgml::gpu::Clock::WallClock,
+        adapter: "test adapter".into(),
+    }
+}
+
+#[test]
+fn bench_plot_draws_compute_and_memory_rows() {
+    let dir = scratch("bench-plot");
+    std::fs::create_dir_all(&dir).unwrap();
+    let rows = vec![
+        bench_row("matmul_nn", 1.0, Some(2.0), None),
+        bench_row("matmul_nn", 10.0, Some(6.0), None),
+        bench_row("max_pool_forward", 2.0, None, Some(0.5)),
+        bench_row("train_step", 5.0, None, None),
+    ];
+    let path = dir.join("bench.png");
+    report::write_bench_plot(&path, &rows).unwrap();
+    let img = decode(&path);
+    // Two panels side by side, the first series of each in the first palette colour.
+    assert!(
+        img.width() > img.height(),
+        "expected two panels, got {}x{}",
+        img.width(),
+        img.height()
+    );
+    assert!(img.pixels().any(|p| p.0 == TRAIN_BLUE), "no series drawn");
+
+    // Rows without any throughput figure: an error naming the file, nothing written.
+    let empty = dir.join("empty.png");
+    match report::write_bench_plot(&empty, &rows[3..]) {
+        Err(Error::Report { path, message }) => {
+            assert!(
+                path.contains("empty.png") && message.contains("GFLOP/s"),
+                "{path}: {message}"
+            )
+        }
+        other => panic!("expected a report error, got {other:?}"),
+    }
+    assert!(!empty.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,8 +4,7 @@
 //! this file parses the arguments, prints the table and writes JSON/CSV. Each case
 //! is warmed up (`--warmup` untimed runs), then timed `--repeat` times with GPU
 //! timestamps when the device has them (else submit + wait wall time); the median
-//! is reported. A `--plot FILE.png` option would hook in after the rows are
-//! collected in [`run`], drawing from the same `&[BenchRow]`.
+//! is reported. `--plot FILE.png` draws the rows (throughput against size).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +55,10 @@ pub struct BenchArgs {
     /// Write the rows as CSV to this file.
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Draw GFLOP/s (compute-bound) and GB/s (memory-bound) against problem size,
+    /// one line per kernel, into this PNG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Peak GFLOP/s of the device: adds fraction_of_peak to compute-bound rows.
     #[arg(long, allow_negative_numbers = true)]
     pub peak_gflops: Option<f64>,
@@ -108,6 +111,10 @@ impl BenchArgs {
 
 pub fn run(gpu: &GpuArgs, args: &BenchArgs) -> Result<ExitCode> {
     let (plan, opts) = args.plan()?;
+    if args.plot.is_some() {
+        // A missing font fails now, not after minutes of benchmarks.
+        wgml::report::check_font()?;
+    }
     let ctx = gpu.context()?;
     let timer = bench::timer(&ctx, &opts)?;
     println!(
@@ -134,6 +141,10 @@ pub fn run(gpu: &GpuArgs, args: &BenchArgs) -> Result<ExitCode> {
     }
     if let Some(path) = &args.csv {
         bench::write_csv(path, &rows)?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        wgml::report::write_bench_plot(path, &rows)?;
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

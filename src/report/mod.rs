@@ -16,6 +16,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use crate::error::{Error, Result};
 use crate::train::{Evaluation, History};
 
+mod bench;
+pub use bench::write_bench_plot;
+
 /// Where a font is looked for when `WGML_FONT` is not set, in this order.
 pub const FONT_CANDIDATES: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -113,6 +116,11 @@ fn ensure_font() -> Result<()> {
     outcome
         .clone()
         .map_err(|(path, message)| Error::Report { path, message })
+}
+
+/// Finds and registers the font the pictures need, or says how to get one.
+pub fn check_font() -> Result<()> {
+    ensure_font()
 }
 
 /// Maps a plotters (or any drawing) error into an [`Error`] naming the picture.
