@@ -4,6 +4,7 @@
 mod common;
 
 mod bench;
+mod context;
 mod conv;
 mod elementwise;
 mod loss;
