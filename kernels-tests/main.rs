@@ -4,6 +4,7 @@
 mod common;
 
 mod bench;
+mod cli;
 mod context;
 mod conv;
 mod elementwise;

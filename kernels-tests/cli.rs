@@ -1,0 +1,91 @@
+//! The `wgml` command line refuses bad arguments with a message that names the
+//! problem, a non-zero exit status and no panic.
+
+use std::process::{Command, Output};
+
+fn wgml(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgml"))
+        .args(args)
+        .output()
+        .expect("the wgml binary runs")
+}
+
+/// Runs `args`, expecting failure with every one of `want` in stderr.
+fn fails_with(args: &[&str], want: &[&str]) {
+    let out = wgml(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    for w in want {
+        assert!(
+            stderr.contains(w),
+            "{args:?}: expected {w:?} in stderr, got: {stderr}"
+        );
+    }
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("wgml-cli-test-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn train_arguments_out_of_range_are_refused() {
+    fails_with(
+        &["train", "--model", "resnet"],
+        &["unknown model 'resnet'", "cnn, mlp"],
+    );
+    fails_with(&["train", "--lr", "-0.1"], &["learning rate -0.1", "positive"]);
+    fails_with(&["train", "--lr", "0"], &["learning rate 0"]);
+    fails_with(&["train", "--batch-size", "0"], &["batch size", "at least 1"]);
+    fails_with(
+        &["train", "--val-split", "1.0"],
+        &["validation split 1", "[0, 1)"],
+    );
+    fails_with(
+        &["train", "--val-split", "-0.1"],
+        &["validation split -0.1", "[0, 1)"],
+    );
+    fails_with(&["train", "--optimizer", "lbfgs"], &["lbfgs"]);
+    fails_with(&["train", "--epochs", "many"], &["many"]);
+}
+
+#[test]
+fn missing_files_are_named() {
+    let nowhere = scratch("nowhere");
+    let n = nowhere.to_str().unwrap();
+    fails_with(&["train", "--data", n], &[n, "train-images-idx3-ubyte"]);
+    let weights = format!("{n}.safetensors");
+    fails_with(&["eval", "--model", "cnn", "--weights", &weights], &[&weights]);
+    fails_with(&["train", "--steps", "1", "--init", &weights], &[&weights]);
+    fails_with(
+        &["predict", "--model", "cnn", "--weights", &weights, "x.png"],
+        &[&weights],
+    );
+}
+
+#[test]
+fn checkpoints_that_do_not_fit_the_model_are_refused_naming_the_tensor() {
+    // The binary classifier (2 → 10 → 1) and the regression (3 → 2 → 1) share
+    // tensor names (0.weight, 0.bias, 2.weight, 2.bias) but not shapes.
+    let ckpt = scratch("binary.safetensors");
+    let c = ckpt.to_str().unwrap();
+    let out = wgml(&["train", "--model", "binary", "--steps", "1", "--save", c]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    fails_with(
+        &["train", "--model", "regression", "--steps", "1", "--init", c],
+        &[c, "0.weight", "[10, 2]", "[2, 3]"],
+    );
+    fails_with(
+        &["eval", "--model", "mlp", "--weights", c],
+        &[c, "model 'binary', not 'mlp'"],
+    );
+    // A file that is not a checkpoint at all.
+    let junk = scratch("junk.safetensors");
+    std::fs::write(&junk, b"not a safetensors file").unwrap();
+    let j = junk.to_str().unwrap();
+    fails_with(&["eval", "--model", "binary", "--weights", j], &[j]);
+    // predict on a file that is not an image.
+    fails_with(&["predict", "--model", "binary", "--weights", c, j], &[j]);
+    let _ = std::fs::remove_file(&ckpt);
+    let _ = std::fs::remove_file(&junk);
+}
