@@ -84,8 +84,11 @@ fn checkpoints_that_do_not_fit_the_model_are_refused_naming_the_tensor() {
     std::fs::write(&junk, b"not a safetensors file").unwrap();
     let j = junk.to_str().unwrap();
     fails_with(&["eval", "--model", "binary", "--weights", j], &[j]);
-    // predict on a file that is not an image.
-    fails_with(&["predict", "--model", "binary", "--weights", c, j], &[j]);
+    // predict needs an image model.
+    fails_with(
+        &["predict", "--model", "binary", "--weights", c, j],
+        &["predict takes images", "'binary'"],
+    );
     let _ = std::fs::remove_file(&ckpt);
     let _ = std::fs::remove_file(&junk);
 }
