@@ -97,6 +97,151 @@ fn max_pool_forward_and_backward_match_reference() {
     }
 }
 
+/// Disjoint windows (stride >= kernel), where the backward has a scatter form:
+/// odd and prime sizes with and without padding, strides past the kernel (gaps no
+/// window covers), floor mode's uncovered last rows/columns, planes larger than a
+/// workgroup, and the seed CNN's whole pooling layer as the large case.
+fn disjoint_sweep() -> Vec<Pool2dDesc> {
+    vec![
+        desc(1, 1, (1, 1), (1, 1), (1, 1), (0, 0)),
+        // k = 1, stride 2: every other row is a gap.
+        desc(2, 1, (3, 1), (1, 1), (2, 1), (0, 0)),
+        // 27x31, 2x2/2: the last row and column are uncovered.
+        Pool2dDesc::square(3, 3, 27, 31, 2),
+        // ... with padding 1: everything covered, the first and last windows clipped.
+        desc(2, 3, (27, 31), (2, 2), (2, 2), (1, 1)),
+        // 3x3/3 with padding: the last row is uncovered, the columns all covered.
+        desc(2, 3, (27, 31), (3, 3), (3, 3), (1, 1)),
+        // Stride past the kernel, non-square, padding: gaps inside and at the end.
+        desc(1, 2, (27, 31), (2, 3), (3, 4), (1, 1)),
+        desc(3, 1, (11, 6), (3, 2), (3, 2), (1, 0)),
+        // One window row: rows 3 and 4 and column 6 uncovered.
+        desc(2, 1, (5, 7), (3, 3), (3, 3), (0, 0)),
+        // A 17x13 output plane: more outputs than a workgroup's invocations.
+        desc(1, 5, (35, 27), (2, 2), (2, 2), (0, 0)),
+        // The seed CNN's MaxPool2D(2) after its 26x26 conv, batch 32 (692k inputs).
+        Pool2dDesc::square(32, 32, 26, 26, 2),
+    ]
+}
+
+#[test]
+fn pool_backward_scatter_and_gather_match_reference_on_disjoint_windows() {
+    let (_g, ctx) = gpu();
+    for (case, d) in disjoint_sweep().into_iter().enumerate() {
+        assert!(d.windows_disjoint(), "{d:?}");
+        let ins = d.input_shape();
+        let outs = d.output_shape().unwrap();
+        let (nin, nout) = (ins.iter().product::<usize>(), outs.iter().product::<usize>());
+        let x = uniform(&mut rng(900 + case as u64), nin, -2.0, 2.0);
+        let dy = uniform(&mut rng(1000 + case as u64), nout, -1.0, 1.0);
+        let (xt, dyt) = (upload(ctx, &x, &ins), upload(ctx, &dy, &outs));
+        let (yt, it) = (nan_tensor(ctx, &outs), u32_garbage(ctx, &outs));
+        ctx.run(&[&pool::max_pool2d_forward(ctx, &d, &xt, &yt, &it).unwrap()])
+            .unwrap();
+
+        let (mut y, mut idx) = (vec![0.0; nout], vec![0u32; nout]);
+        reference::pool::max_pool2d_forward(&d, &x, &mut y, &mut idx);
+        assert_close(&format!("max y {d:?}"), &yt.to_f32(ctx).unwrap(), &y, 0.0, 0.0);
+        assert_eq!(it.to_u32(ctx).unwrap(), idx, "max indices {d:?}");
+        let (mut max_dx, mut avg_dx) = (vec![0.0; nin], vec![0.0; nin]);
+        reference::pool::max_pool2d_backward(&d, &dy, &idx, &mut max_dx);
+        reference::pool::avg_pool2d_backward(&d, &dy, &mut avg_dx);
+
+        for form in [
+            pool::PoolBackward::Auto,
+            pool::PoolBackward::Scatter,
+            pool::PoolBackward::Gather,
+        ] {
+            let (mdxt, adxt) = (nan_tensor(ctx, &ins), nan_tensor(ctx, &ins));
+            let mb = pool::max_pool2d_backward_with(ctx, &d, &dyt, &it, &mdxt, form).unwrap();
+            let ab = pool::avg_pool2d_backward_with(ctx, &d, &dyt, &adxt, form).unwrap();
+            ctx.run(&[&mb[0], &ab]).unwrap();
+            let got = mdxt.to_f32(ctx).unwrap();
+            // One window per element: every dx is a copy of one dy or 0, exactly.
+            assert_close(&format!("max dx {form:?} {d:?}"), &got, &max_dx, 0.0, 0.0);
+            assert_close(
+                &format!("avg dx {form:?} {d:?}"),
+                &adxt.to_f32(ctx).unwrap(),
+                &avg_dx,
+                1e-6,
+                1e-5,
+            );
+        }
+    }
+}
+
+#[test]
+fn pool_backward_gather_covers_overlap_and_floor_leftovers() {
+    let (_g, ctx) = gpu();
+    // Overlapping windows (gather only), odd sizes, with and without padding;
+    // 28x30 with 3x3/2 and no padding leaves the last row uncovered.
+    let cases = [
+        desc(2, 3, (27, 31), (3, 3), (2, 2), (0, 0)),
+        desc(2, 3, (27, 31), (3, 3), (2, 2), (1, 1)),
+        desc(1, 4, (28, 30), (3, 3), (2, 2), (0, 0)),
+        desc(2, 2, (27, 31), (3, 2), (2, 1), (1, 1)),
+    ];
+    for (case, d) in cases.into_iter().enumerate() {
+        assert!(!d.windows_disjoint(), "{d:?}");
+        let ins = d.input_shape();
+        let outs = d.output_shape().unwrap();
+        let (nin, nout) = (ins.iter().product::<usize>(), outs.iter().product::<usize>());
+        let x = uniform(&mut rng(1100 + case as u64), nin, -2.0, 2.0);
+        let dy = uniform(&mut rng(1200 + case as u64), nout, -1.0, 1.0);
+        let (xt, dyt) = (upload(ctx, &x, &ins), upload(ctx, &dy, &outs));
+        let (yt, it) = (nan_tensor(ctx, &outs), u32_garbage(ctx, &outs));
+        let (mdxt, adxt) = (nan_tensor(ctx, &ins), nan_tensor(ctx, &ins));
+        let f = pool::max_pool2d_forward(ctx, &d, &xt, &yt, &it).unwrap();
+        ctx.run(&[&f]).unwrap();
+        let mb = pool::max_pool2d_backward(ctx, &d, &dyt, &it, &mdxt).unwrap();
+        let ab = pool::avg_pool2d_backward(ctx, &d, &dyt, &adxt).unwrap();
+        ctx.run(&[&mb[0], &ab]).unwrap();
+
+        let (mut y, mut idx) = (vec![0.0; nout], vec![0u32; nout]);
+        let (mut max_dx, mut avg_dx) = (vec![0.0; nin], vec![0.0; nin]);
+        reference::pool::max_pool2d_forward(&d, &x, &mut y, &mut idx);
+        reference::pool::max_pool2d_backward(&d, &dy, &idx, &mut max_dx);
+        reference::pool::avg_pool2d_backward(&d, &dy, &mut avg_dx);
+        assert_eq!(it.to_u32(ctx).unwrap(), idx, "max indices {d:?}");
+        let got = mdxt.to_f32(ctx).unwrap();
+        assert_close(&format!("max dx {d:?}"), &got, &max_dx, 1e-6, 1e-5);
+        assert_close(
+            &format!("avg dx {d:?}"),
+            &adxt.to_f32(ctx).unwrap(),
+            &avg_dx,
+            1e-6,
+            1e-5,
+        );
+        if d.padding == (0, 0) && d.h == 28 {
+            // The last row is in no window: zero in both gradients.
+            let row = &got[27 * 30..28 * 30];
+            assert!(row.iter().all(|&v| v == 0.0), "uncovered row not zeroed: {row:?}");
+        }
+    }
+}
+
+#[test]
+fn pool_backward_scatter_rejects_overlapping_windows() {
+    let (_g, ctx) = gpu();
+    let d = desc(1, 1, (6, 6), (3, 3), (2, 2), (0, 0));
+    let outs = d.output_shape().unwrap();
+    let (dy, i, dx) = (
+        nan_tensor(ctx, &outs),
+        u32_garbage(ctx, &outs),
+        nan_tensor(ctx, &d.input_shape()),
+    );
+    let e = expect_err(
+        pool::max_pool2d_backward_with(ctx, &d, &dy, &i, &dx, pool::PoolBackward::Scatter),
+        "disjoint windows",
+    );
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    let e = expect_err(
+        pool::avg_pool2d_backward_with(ctx, &d, &dy, &dx, pool::PoolBackward::Scatter),
+        "stride",
+    );
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+}
+
 #[test]
 fn avg_pool_forward_and_backward_match_reference() {
     let (_g, ctx) = gpu();
@@ -167,6 +312,8 @@ fn fd_cases() -> Vec<Pool2dDesc> {
         desc(2, 3, (7, 5), (3, 3), (1, 1), (1, 1)),
         desc(1, 2, (9, 8), (3, 2), (2, 1), (1, 1)),
         Pool2dDesc::square(2, 1, 5, 7, 2),
+        // Disjoint windows (scatter backward) with gaps, padding and leftovers.
+        desc(1, 2, (8, 9), (2, 3), (3, 4), (1, 1)),
     ]
 }
 
@@ -338,7 +485,10 @@ fn pool_rejects_wrong_tensor_sizes_and_types() {
 }
 
 /// Times max and avg pooling forward + backward for the seed CNN's pooling layer
-/// (batch 32, 32 channels, 26x26, MaxPool2D(2)). Median of 10 runs after warm-up.
+/// (batch 32, 32 channels, 26x26, MaxPool2D(2)), plus the overlapping-window
+/// (gather) max backward on a 3x3/2 pooling of the same input, and fills of y
+/// and dx as yardsticks of the machine's load. The kernels are timed in
+/// interleaved rounds (the shared machine's load drifts); median of 20 runs each.
 /// `cargo test --release --test kernels pool::bench -- --ignored --nocapture`
 #[test]
 #[ignore]
@@ -361,26 +511,55 @@ fn bench() {
     let mb = pool::max_pool2d_backward(ctx, &d, &dy, &i, &dx).unwrap();
     let af = pool::avg_pool2d_forward(ctx, &d, &x, &y).unwrap();
     let ab = pool::avg_pool2d_backward(ctx, &d, &dy, &dx).unwrap();
-    for (name, list) in [
-        ("max forward", vec![&mf]),
-        ("max backward", vec![&mb[0]]),
-        ("avg forward", vec![&af]),
-        ("avg backward", vec![&ab]),
-    ] {
-        for _ in 0..3 {
-            ctx.run(&list).unwrap();
-        }
-        let mut ms: Vec<f64> = (0..10)
-            .map(|_| {
+    let od = desc(32, 32, (26, 26), (3, 3), (2, 2), (0, 0));
+    let oouts = od.output_shape().unwrap();
+    let (oy, oi, ody) = (
+        nan_tensor(ctx, &oouts),
+        u32_garbage(ctx, &oouts),
+        upload(
+            ctx,
+            &uniform(&mut rng(3), oouts.iter().product(), -1.0, 1.0),
+            &oouts,
+        ),
+    );
+    let of = pool::max_pool2d_forward(ctx, &od, &x, &oy, &oi).unwrap();
+    ctx.run(&[&of]).unwrap();
+    let ob = pool::max_pool2d_backward(ctx, &od, &ody, &oi, &dx).unwrap();
+    let fill_y = wgml::kernels::elementwise::fill(ctx, &y, 1.0).unwrap();
+    let fill_dx = wgml::kernels::elementwise::fill(ctx, &dx, 1.0).unwrap();
+    let mbg = pool::max_pool2d_backward_with(ctx, &d, &dy, &i, &dx, pool::PoolBackward::Gather).unwrap();
+    let abg = pool::avg_pool2d_backward_with(ctx, &d, &dy, &dx, pool::PoolBackward::Gather).unwrap();
+    let items = [
+        ("avg backward (gather)", &abg),
+        ("max backward (2x2/2: gather)", &mbg[0]),
+        ("fill y (173k)", &fill_y),
+        ("fill dx (692k)", &fill_dx),
+        ("max forward", &mf),
+        ("max backward (2x2/2: scatter)", &mb[0]),
+        ("max backward (3x3/2: gather)", &ob[0]),
+        ("avg forward", &af),
+        ("avg backward", &ab),
+    ];
+    for (_, d) in &items {
+        ctx.run(&[*d]).unwrap();
+    }
+    let mut ms = vec![Vec::new(); items.len()];
+    for _ in 0..5 {
+        for (k, (_, d)) in items.iter().enumerate() {
+            for _ in 0..4 {
                 let t = std::time::Instant::now();
-                ctx.run(&list).unwrap();
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        ms.sort_by(f64::total_cmp);
+                ctx.run(&[*d]).unwrap();
+                ms[k].push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    for ((name, _), mut v) in items.iter().zip(ms) {
+        v.sort_by(f64::total_cmp);
         println!(
             "{name}: median {:.3} ms (min {:.3}, max {:.3})",
-            ms[5], ms[0], ms[9]
+            v[v.len() / 2],
+            v[0],
+            v[v.len() - 1]
         );
     }
 }

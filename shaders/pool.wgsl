@@ -15,15 +15,23 @@
 //   (iy, ix) whose index points at (iy, ix). Gather form: one invocation per dx
 //   element loops over the covering windows, so overlapping windows (stride <
 //   kernel) need no atomics. dx is overwritten.
+// max_pool_backward_scatter: the same result when windows do not overlap (stride
+//   >= kernel in both dimensions): one invocation per output element writes its
+//   whole stride cell of dx (dy at the recorded index, 0 elsewhere), the last
+//   cells of a row/column stretched over the input no window covers. ~2 loads and
+//   sh·sw stores per output instead of ~3 accesses per input plus loop overhead.
 // avg_pool_forward: y = (sum of the real elements of the window) / (kh·kw), i.e.
 //   padded positions count as zeros in the divisor (PyTorch's default
 //   count_include_pad=True; in floor mode no window reaches past the padding).
 // avg_pool_backward: dx[iy, ix] = sum over covering windows of dy / (kh·kw);
 //   gather form, dx overwritten.
+// avg_pool_backward_scatter: the same for disjoint windows, one invocation per
+//   output element writing its cell (dy / (kh·kw) inside the window, 0 outside).
 //
 // Work split: one workgroup per plane (the grid folded past 65,535 groups); its
-// WG invocations step through the plane's output elements (forward) or input
-// elements (backward), tracking their (row, column) incrementally. CPU adapters
+// WG invocations step through the plane's output elements (forward, scatter
+// backward) or input elements (gather backward), tracking their (row, column)
+// incrementally. CPU adapters
 // (lavapipe) divide integers lane by lane, slowly, so no per-element integer
 // division remains: the few divisions by the stride use `div_small`, exact for
 // the small coordinates involved (the launcher keeps them under 2^20).
@@ -89,31 +97,30 @@ fn max_pool_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     let n_out = p.oh * p.ow;
     let in_base = plane * p.h * p.w;
     let out_base = plane * n_out;
+    // -inf: every real element (but NaN) beats it or ties, and on a window of
+    // -infs the first element is kept, as the CPU twin does.
+    let neg_inf = bitcast<f32>(0xff800000u);
     var oy = lid / p.ow;
     var ox = lid % p.ow;
     let step_y = WG / p.ow;
     let step_x = WG % p.ow;
     for (var q = lid; q < n_out; q += WG) {
+        // The window clipped to the image once, so the element loop has no bounds
+        // checks (the launcher guarantees a non-empty intersection).
         let y0 = i32(oy * p.sh) - i32(p.ph);
         let x0 = i32(ox * p.sw) - i32(p.pw);
-        var best: f32 = 0.0;
-        var best_idx: u32 = 0xffffffffu;
-        for (var ky = 0u; ky < p.kh; ky++) {
-            let iy = y0 + i32(ky);
-            if (iy < 0 || iy >= i32(p.h)) {
-                continue;
-            }
-            for (var kx = 0u; kx < p.kw; kx++) {
-                let ix = x0 + i32(kx);
-                if (ix < 0 || ix >= i32(p.w)) {
-                    continue;
-                }
-                let flat = u32(iy) * p.w + u32(ix);
+        let iy0 = u32(max(y0, 0));
+        let iy1 = u32(min(y0 + i32(p.kh), i32(p.h)));
+        let ix0 = u32(max(x0, 0));
+        let ix1 = u32(min(x0 + i32(p.kw), i32(p.w)));
+        var best = neg_inf;
+        var best_idx = iy0 * p.w + ix0;
+        for (var row = iy0 * p.w; row < iy1 * p.w; row += p.w) {
+            for (var flat = row + ix0; flat < row + ix1; flat++) {
                 let v = x[in_base + flat];
-                if (best_idx == 0xffffffffu || v > best) {
-                    best = v;
-                    best_idx = flat;
-                }
+                let better = v > best;
+                best = select(best, v, better);
+                best_idx = select(best_idx, flat, better);
             }
         }
         y[out_base + q] = best;
@@ -127,6 +134,7 @@ fn max_pool_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     }
 }
 
+// Gather form (any windows, overlapping included): one invocation per dx element.
 @compute @workgroup_size(WG)
 fn max_pool_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
@@ -160,6 +168,53 @@ fn max_pool_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
         if (ix >= p.w) {
             ix -= p.w;
             iy += 1u;
+        }
+    }
+}
+
+// Input rows [lo, hi) of output row `o`'s cell when windows do not overlap
+// (stride >= kernel): the stride-wide band [o·s - pad, (o+1)·s - pad) clipped to
+// the image, the last band stretched to the end of the image so that rows no
+// window covers (floor mode's leftovers, gaps past the window) are written too.
+fn cell(o: u32, s: u32, pad: u32, n_out: u32, size: u32) -> vec2<u32> {
+    let lo = u32(max(i32(o * s) - i32(pad), 0));
+    let hi = select(min(o * s + s - pad, size), size, o + 1u == n_out);
+    return vec2<u32>(lo, hi);
+}
+
+// Scatter form, only for non-overlapping windows (stride >= kernel in both
+// dimensions; the launcher picks it): one invocation per OUTPUT element reads its
+// index and dy once and writes its whole cell of dx (dy at the argmax, 0 elsewhere).
+// The cells tile the plane, so every dx element is written exactly once.
+@compute @workgroup_size(WG)
+fn max_pool_backward_scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) lid: u32) {
+    let plane = group_index(wg, nwg);
+    if (plane >= p.planes) {
+        return;
+    }
+    let n_out = p.oh * p.ow;
+    let in_base = plane * p.h * p.w;
+    let out_base = plane * n_out;
+    var oy = lid / p.ow;
+    var ox = lid % p.ow;
+    let step_y = WG / p.ow;
+    let step_x = WG % p.ow;
+    for (var q = lid; q < n_out; q += WG) {
+        let g = dy[out_base + q];
+        let hit = in_base + indices_in[out_base + q];
+        let rows = cell(oy, p.sh, p.ph, p.oh, p.h);
+        let cols = cell(ox, p.sw, p.pw, p.ow, p.w);
+        for (var row = in_base + rows.x * p.w; row < in_base + rows.y * p.w; row += p.w) {
+            for (var i = row + cols.x; i < row + cols.y; i++) {
+                dx[i] = select(0.0, g, i == hit);
+            }
+        }
+        ox += step_x;
+        oy += step_y;
+        if (ox >= p.ow) {
+            ox -= p.ow;
+            oy += 1u;
         }
     }
 }
@@ -237,6 +292,46 @@ fn avg_pool_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
         if (ix >= p.w) {
             ix -= p.w;
             iy += 1u;
+        }
+    }
+}
+// Scatter form of avg_pool_backward for disjoint windows (see
+// max_pool_backward_scatter): each output writes its cell, dy / (kh·kw) on the
+// window's real elements and 0 on the rest of the cell.
+@compute @workgroup_size(WG)
+fn avg_pool_backward_scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) lid: u32) {
+    let plane = group_index(wg, nwg);
+    if (plane >= p.planes) {
+        return;
+    }
+    let n_out = p.oh * p.ow;
+    let in_base = plane * p.h * p.w;
+    let out_base = plane * n_out;
+    let scale = 1.0 / f32(p.kh * p.kw);
+    var oy = lid / p.ow;
+    var ox = lid % p.ow;
+    let step_y = WG / p.ow;
+    let step_x = WG % p.ow;
+    for (var q = lid; q < n_out; q += WG) {
+        let g = dy[out_base + q] * scale;
+        let rows = cell(oy, p.sh, p.ph, p.oh, p.h);
+        let cols = cell(ox, p.sw, p.pw, p.ow, p.w);
+        // Window ends (exclusive, unclipped: past the image they never match).
+        let wy_end = oy * p.sh + p.kh - p.ph;
+        let wx_end = ox * p.sw + p.kw - p.pw;
+        for (var iy = rows.x; iy < rows.y; iy++) {
+            let row = in_base + iy * p.w;
+            let gy = select(0.0, g, iy < wy_end);
+            for (var ix = cols.x; ix < cols.y; ix++) {
+                dx[row + ix] = select(0.0, gy, ix < wx_end);
+            }
+        }
+        ox += step_x;
+        oy += step_y;
+        if (ox >= p.ow) {
+            ox -= p.ow;
+            oy += 1u;
         }
     }
 }

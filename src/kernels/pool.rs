@@ -23,8 +23,10 @@ const MAX_SIDE: usize = 1 << 20;
 
 const MAX_FORWARD: Kernel = Kernel::new(Shader::Pool, "max_pool_forward");
 const MAX_BACKWARD: Kernel = Kernel::new(Shader::Pool, "max_pool_backward");
+const MAX_BACKWARD_SCATTER: Kernel = Kernel::new(Shader::Pool, "max_pool_backward_scatter");
 const AVG_FORWARD: Kernel = Kernel::new(Shader::Pool, "avg_pool_forward");
 const AVG_BACKWARD: Kernel = Kernel::new(Shader::Pool, "avg_pool_backward");
+const AVG_BACKWARD_SCATTER: Kernel = Kernel::new(Shader::Pool, "avg_pool_backward_scatter");
 
 /// Shape of a 2-D pooling: input `[n, c, h, w]`, window `kh×kw`, stride
 /// `(sh, sw)`, symmetric padding `(ph, pw)`.
@@ -107,6 +109,13 @@ impl Pool2dDesc {
             (hp - self.kh) / self.stride.0 + 1,
             (wp - self.kw) / self.stride.1 + 1,
         ))
+    }
+
+    /// Whether no two windows share an input element (stride >= kernel in both
+    /// dimensions, e.g. Keras' `MaxPool2D(k)`): the backward then scatters each
+    /// output's gradient over its own cell of `dx`.
+    pub fn windows_disjoint(&self) -> bool {
+        self.stride.0 >= self.kh && self.stride.1 >= self.kw
     }
 
     /// Input shape `[n, c, h, w]`.
@@ -244,8 +253,9 @@ pub fn max_pool2d_forward(
 
 /// Max pooling backward: `dx[n, c, iy, ix]` = the sum of `dy` over the windows
 /// whose recorded index (from [`max_pool2d_forward`]) is `(iy, ix)`; overwritten.
-/// Each dx element gathers over the windows covering it, so overlapping windows
-/// are exact without atomics. Returns one dispatch.
+/// Disjoint windows ([`Pool2dDesc::windows_disjoint`]): each output element writes
+/// its own cell of dx (scatter). Overlapping windows: each dx element gathers over
+/// the windows covering it, exact without atomics. Returns one dispatch.
 pub fn max_pool2d_backward(
     ctx: &Context,
     desc: &Pool2dDesc,
@@ -253,17 +263,64 @@ pub fn max_pool2d_backward(
     indices: &Tensor,
     dx: &Tensor,
 ) -> Result<Vec<Dispatch>> {
+    max_pool2d_backward_with(ctx, desc, dy, indices, dx, PoolBackward::Auto)
+}
+
+/// Whether `form` means the scatter kernel for `desc` (an error for `Scatter` on
+/// overlapping windows).
+fn scatter(op: &'static str, desc: &Pool2dDesc, form: PoolBackward) -> Result<bool> {
+    match form {
+        PoolBackward::Auto => Ok(desc.windows_disjoint()),
+        PoolBackward::Gather => Ok(false),
+        PoolBackward::Scatter if desc.windows_disjoint() => Ok(true),
+        PoolBackward::Scatter => Err(Error::invalid(format!(
+            "{op}: the scatter form needs disjoint windows (stride >= kernel), got a {}x{} window with stride {:?}",
+            desc.kh, desc.kw, desc.stride
+        ))),
+    }
+}
+
+/// How the pooling backwards ([`max_pool2d_backward_with`],
+/// [`avg_pool2d_backward_with`]) compute dx.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolBackward {
+    /// Scatter when the windows are disjoint, gather otherwise.
+    Auto,
+    /// One invocation per dx element, gathering over the windows covering it
+    /// (any windows).
+    Gather,
+    /// One invocation per output element, writing its cell of dx (disjoint windows
+    /// only).
+    Scatter,
+}
+
+/// [`max_pool2d_backward`] with the form chosen by the caller (tests and
+/// benchmarks compare them). `Scatter` on overlapping windows is an
+/// [`Error::InvalidArgument`].
+pub fn max_pool2d_backward_with(
+    ctx: &Context,
+    desc: &Pool2dDesc,
+    dy: &Tensor,
+    indices: &Tensor,
+    dx: &Tensor,
+    form: PoolBackward,
+) -> Result<Vec<Dispatch>> {
     const OP: &str = "max_pool2d_backward";
     let out = desc.output_shape()?;
     check_tensor(OP, "dy", dy, out, DType::F32)?;
     check_tensor(OP, "indices", indices, out, DType::U32)?;
     check_tensor(OP, "dx", dx, desc.input_shape(), DType::F32)?;
+    let (kernel, plane_len) = if scatter(OP, desc, form)? {
+        (MAX_BACKWARD_SCATTER, out[2] * out[3])
+    } else {
+        (MAX_BACKWARD, desc.h * desc.w)
+    };
     Ok(vec![launch(
         ctx,
         OP,
-        MAX_BACKWARD,
+        kernel,
         desc,
-        desc.h * desc.w,
+        plane_len,
         &[(4, &dy.buffer), (5, &indices.buffer), (6, &dx.buffer)],
     )?])
 }
@@ -287,18 +344,36 @@ pub fn avg_pool2d_forward(ctx: &Context, desc: &Pool2dDesc, x: &Tensor, y: &Tens
 }
 
 /// Average pooling backward: `dx[n, c, iy, ix]` = sum over the windows covering
-/// `(iy, ix)` of `dy / (kh·kw)`; overwritten.
+/// `(iy, ix)` of `dy / (kh·kw)`; overwritten. Scatter form for disjoint windows,
+/// gather form otherwise (as [`max_pool2d_backward`]).
 pub fn avg_pool2d_backward(ctx: &Context, desc: &Pool2dDesc, dy: &Tensor, dx: &Tensor) -> Result<Dispatch> {
+    avg_pool2d_backward_with(ctx, desc, dy, dx, PoolBackward::Auto)
+}
+
+/// [`avg_pool2d_backward`] with the form chosen by the caller (the same choices
+/// and errors as [`max_pool2d_backward_with`]).
+pub fn avg_pool2d_backward_with(
+    ctx: &Context,
+    desc: &Pool2dDesc,
+    dy: &Tensor,
+    dx: &Tensor,
+    form: PoolBackward,
+) -> Result<Dispatch> {
     const OP: &str = "avg_pool2d_backward";
     let out = desc.output_shape()?;
     check_tensor(OP, "dy", dy, out, DType::F32)?;
     check_tensor(OP, "dx", dx, desc.input_shape(), DType::F32)?;
+    let (kernel, plane_len) = if scatter(OP, desc, form)? {
+        (AVG_BACKWARD_SCATTER, out[2] * out[3])
+    } else {
+        (AVG_BACKWARD, desc.h * desc.w)
+    };
     launch(
         ctx,
         OP,
-        AVG_BACKWARD,
+        kernel,
         desc,
-        desc.h * desc.w,
+        plane_len,
         &[(4, &dy.buffer), (6, &dx.buffer)],
     )
 }
