@@ -504,3 +504,93 @@ fn bad_inputs_are_rejected() {
         .is_err()
     );
 }
+
+/// Times the matmuls of the seed CNN's training step (batch 32) with the
+/// automatic variant: the conv forward (batched NN, A broadcast, ReLU epilogue,
+/// K = 10), the conv weight gradient (NT, K = 676), and the Dense 5408 → 64 layer's
+/// forward (NT, bias + ReLU), weight gradient (TN) and input gradient (NN). Interleaved
+/// rounds (the shared machine's load drifts), median of 12 runs each.
+/// `cargo test --release --test kernels matmul::bench_train_shapes -- --ignored --nocapture`
+/// (`WGML_BENCH_ONLY=conv` times only the cases whose name contains "conv").
+#[test]
+#[ignore]
+fn bench_train_shapes() {
+    let (_g, ctx) = gpu();
+    let conv_fwd = MatmulDesc {
+        batch: 32,
+        a_batch_stride: 0,
+        b_batch_stride: 10 * 676,
+        c_batch_stride: 32 * 676,
+        activation: Activation::Relu,
+        ..MatmulDesc::new(32, 676, 10)
+    };
+    let conv_dw = MatmulDesc {
+        batch: 32,
+        trans_b: true,
+        a_batch_stride: 10 * 676,
+        b_batch_stride: 32 * 676,
+        c_batch_stride: 10 * 32,
+        ..MatmulDesc::new(10, 32, 676)
+    };
+    let cases = [
+        ("conv fwd 32x676x10 b32 relu", conv_fwd, false),
+        ("conv dW 10x32x676 b32 nt", conv_dw, false),
+        (
+            "dense fwd 32x64x5408 nt bias relu",
+            MatmulDesc::new(32, 64, 5408)
+                .trans_b()
+                .activation(Activation::Relu),
+            true,
+        ),
+        (
+            "dense dW 64x5408x32 tn",
+            MatmulDesc::new(64, 5408, 32).trans_a(),
+            false,
+        ),
+        ("dense dx 32x5408x64 nn", MatmulDesc::new(32, 5408, 64), false),
+    ];
+    let mut prepared = Vec::new();
+    let only = std::env::var("WGML_BENCH_ONLY").unwrap_or_default();
+    for (i, (name, desc, bias)) in cases.iter().enumerate() {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
+        let case = random_case(desc, *bias, 900 + i as u64);
+        let a = Tensor::from_f32(ctx, &case.a, &[case.a.len()]).unwrap();
+        let b = Tensor::from_f32(ctx, &case.b, &[case.b.len()]).unwrap();
+        let bias = case
+            .bias
+            .as_ref()
+            .map(|v| Tensor::from_f32(ctx, v, &[v.len()]).unwrap());
+        let c = Tensor::from_f32(ctx, &case.c0, &[case.c0.len()]).unwrap();
+        let t = std::time::Instant::now();
+        let d = matmul::matmul(ctx, desc, &a, &b, bias.as_ref(), &c).unwrap();
+        ctx.run(&[&d]).unwrap();
+        println!(
+            "{name}: first run (pipeline creation included) {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let variant = matmul::auto_variant(ctx, desc).name();
+        prepared.push((*name, variant, d, (a, b, bias, c)));
+    }
+    let mut ms = vec![Vec::new(); prepared.len()];
+    for _ in 0..4 {
+        for (k, (_, _, d, _)) in prepared.iter().enumerate() {
+            for _ in 0..3 {
+                let t = std::time::Instant::now();
+                ctx.run(&[d]).unwrap();
+                ms[k].push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    for ((name, variant, d, _), mut v) in prepared.iter().zip(ms) {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "{name} [{variant}, {:?} groups]: median {:.3} ms (min {:.3}, max {:.3})",
+            d.groups,
+            v[v.len() / 2],
+            v[0],
+            v[v.len() - 1]
+        );
+    }
+}

@@ -8,7 +8,9 @@
 //!   invocation accumulates a 64×16 (or 16×4) block of C in registers, sharing A
 //!   values across the subgroup with shuffles. The default on CPU adapters
 //!   (lavapipe), where every memory load is expensive and barriers more so. Needs
-//!   the adapter's subgroup feature.
+//!   the adapter's subgroup feature. The epilogue (activation, bias, accumulate) is
+//!   fixed per pipeline by override constants, since lavapipe would otherwise run
+//!   every branch of a run-time switch for each output.
 //! - [`MatmulVariant::Tiled64`] / [`MatmulVariant::Tiled128`] (`shaders/matmul.wgsl`):
 //!   workgroup-memory tiles of 64×64 / 128×128 outputs, double-buffered K tiles and a
 //!   4×4 / 8×8 register block per invocation: the variant for real GPUs, and the
@@ -488,7 +490,12 @@ pub fn matmul(
                 REGISTER_SMALL
             };
             let mut c = layout.to_vec();
-            c.push(("REG_WG", REG_WG as f64));
+            c.extend([
+                ("REG_WG", REG_WG as f64),
+                ("ACT", desc.activation.code() as f64),
+                ("ACCUMULATE", desc.accumulate as u32 as f64),
+                ("HAS_BIAS", bias.is_some() as u32 as f64),
+            ]);
             (kernel, c)
         }
         MatmulVariant::Tiled64 | MatmulVariant::Tiled128 => {
