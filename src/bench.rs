@@ -570,7 +570,13 @@ fn prepare_pool(ctx: &Context, rng: &mut StdRng, desc: &Pool2dDesc) -> Result<Ve
         },
         Case {
             kernel: "max_pool2d_backward".into(),
-            variant: "gather".into(),
+            // The form the launcher picks by default: scatter for disjoint windows.
+            variant: if desc.windows_disjoint() {
+                "scatter"
+            } else {
+                "gather"
+            }
+            .into(),
             shape,
             // Reads dy and the indices once (8 B per output); writes dx (4 B/elem).
             work: Work::Bytes(8.0 * output + 4.0 * input),
