@@ -618,7 +618,7 @@ fn bench_adam() {
         let (p, g, s) = tensors(ctx, n, 2);
         let d = optim::optimizer_step(ctx, &opt, &step, &p, &g, &s).unwrap();
         items.push((format!("{} n={n}", d.kernel.entry), d));
-        if n % 4 == 0 {
+        if n.is_multiple_of(4) {
             let fill = wgml::kernels::elementwise::fill(ctx, &p, 0.0).unwrap();
             items.push((format!("fill n={n}"), fill));
         }

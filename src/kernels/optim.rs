@@ -498,7 +498,7 @@ pub fn optimizer_step_wg(
             }
             bindings.push((4, &state[0].buffer));
             bindings.push((5, &state[1].buffer));
-            if n % 4 == 0 {
+            if n.is_multiple_of(4) {
                 // 4 elements per invocation (see adam_vec4 in the shader).
                 return ctx.dispatch(
                     ADAM_VEC4,
