@@ -1,6 +1,6 @@
 //! conv kernels against `wgml::reference::conv`.
 
-use wgml::kernels::conv::{self, Activation, Conv2dDesc, Padding};
+use wgml::kernels::conv::{self, Activation, Conv2dDesc, Im2colForm, Padding};
 use wgml::{Context, DType, Error, Tensor, reference};
 
 use crate::common::*;
@@ -180,6 +180,45 @@ fn same_and_explicit_padding_follow_keras_and_pytorch() {
     );
 }
 
+/// More than 65,535 planes (and col rows), so both im2col forms fold their grids:
+/// the spare workgroups of a folded grid must write nothing (no ones row when there
+/// is none). The automatic choice is the scatter form for 3x3 windows and the
+/// gather form for a 1x1 kernel with stride 2.
+#[test]
+fn im2col_forms_fold_large_grids() {
+    let (_g, ctx) = gpu();
+    let d = desc(1, 66_000, (3, 4), 1, (3, 3), (1, 1), Padding::Valid);
+    assert!(Im2colForm::scatter_loads_less(&d).unwrap());
+    assert!(!Im2colForm::scatter_loads_less(&desc(1, 1, (8, 8), 1, (1, 1), (2, 2), Padding::Valid)).unwrap());
+    let (x, _, _) = inputs(&d, 77);
+    let np = 2;
+    let xt = upload(ctx, &x, &d.input_shape());
+    for ones_row in [false, true] {
+        let ld = d.ckk() + ones_row as usize;
+        let mut col = vec![0.0; ld * np];
+        reference::conv::im2col(&d, &x, 0, 1, ones_row, &mut col);
+        for form in [Im2colForm::Gather, Im2colForm::Scatter] {
+            // One spare row past the end: it must stay NaN.
+            let colt = nan_tensor(ctx, &[(ld + 1) * np]);
+            let a = conv::im2col_with(ctx, &d, &xt, &colt, 0, 1, ones_row, form).unwrap();
+            assert!(a.groups[1] > 1, "{form:?}: the grid must fold");
+            ctx.run(&[&a]).unwrap();
+            let got = colt.to_f32(ctx).unwrap();
+            assert_close(
+                &format!("im2col {form:?} ones={ones_row}"),
+                &got[..ld * np],
+                &col,
+                0.0,
+                0.0,
+            );
+            assert!(
+                got[ld * np..].iter().all(|v| v.is_nan()),
+                "{form:?}: wrote past col"
+            );
+        }
+    }
+}
+
 #[test]
 fn im2col_and_col2im_match_reference() {
     let (_g, ctx) = gpu();
@@ -192,18 +231,22 @@ fn im2col_and_col2im_match_reference() {
         let ones_row = case % 2 == 1;
         let ld = d.ckk() + ones_row as usize;
         let xt = upload(ctx, &x, &d.input_shape());
-        let colt = nan_tensor(ctx, &[images * ld * np]);
-        let a = conv::im2col(ctx, &d, &xt, &colt, first, images, ones_row).unwrap();
-        ctx.run(&[&a]).unwrap();
         let mut col = vec![0.0; images * ld * np];
         reference::conv::im2col(&d, &x, first, images, ones_row, &mut col);
-        assert_close(
-            &format!("im2col {d:?} ones={ones_row}"),
-            &colt.to_f32(ctx).unwrap(),
-            &col,
-            0.0,
-            0.0,
-        );
+        // Both forms, whichever the automatic choice is, on every shape.
+        let mut colt = nan_tensor(ctx, &[images * ld * np]);
+        for form in [Im2colForm::Gather, Im2colForm::Scatter, Im2colForm::Auto] {
+            colt = nan_tensor(ctx, &[images * ld * np]);
+            let a = conv::im2col_with(ctx, &d, &xt, &colt, first, images, ones_row, form).unwrap();
+            ctx.run(&[&a]).unwrap();
+            assert_close(
+                &format!("im2col {form:?} {d:?} ones={ones_row}"),
+                &colt.to_f32(ctx).unwrap(),
+                &col,
+                0.0,
+                0.0,
+            );
+        }
 
         // col2im of an independent random col (CKK rows per image).
         let dcol = uniform(&mut rng(15 + case as u64), images * d.ckk() * np, -1.0, 1.0);
@@ -637,6 +680,12 @@ fn bench() {
     time("fill y", &[std::slice::from_ref(&fill)]);
     for d in fwd.iter().chain(bwd_dx.iter()) {
         time(d.kernel.entry, &[std::slice::from_ref(d)]);
+    }
+    // Both im2col forms on the forward's col (with the ones row), back to back.
+    let colt = nan_tensor(ctx, &[d.n * (d.ckk() + 1) * numel(&out[2..])]);
+    for form in [Im2colForm::Gather, Im2colForm::Scatter] {
+        let a = conv::im2col_with(ctx, &d, &xt, &colt, 0, d.n, true, form).unwrap();
+        time(&format!("im2col {form:?}"), &[std::slice::from_ref(&a)]);
     }
     time("forward", &[&fwd]);
     time("backward (dw, db)", &[&bwd]);

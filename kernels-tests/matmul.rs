@@ -550,7 +550,18 @@ fn bench_train_shapes() {
         ("dense dx 32x5408x64 nn", MatmulDesc::new(32, 5408, 64), false),
     ];
     let mut prepared = Vec::new();
+    let mut keep = Vec::new();
     let only = std::env::var("WGML_BENCH_ONLY").unwrap_or_default();
+    // WGML_BENCH_VARIANTS=1: also time each case with every register variant forced.
+    let forced: Vec<Option<MatmulVariant>> = if std::env::var("WGML_BENCH_VARIANTS").is_ok() {
+        vec![
+            None,
+            Some(MatmulVariant::RegisterLarge),
+            Some(MatmulVariant::RegisterSmall),
+        ]
+    } else {
+        vec![None]
+    };
     for (i, (name, desc, bias)) in cases.iter().enumerate() {
         if !name.contains(only.as_str()) {
             continue;
@@ -563,19 +574,27 @@ fn bench_train_shapes() {
             .as_ref()
             .map(|v| Tensor::from_f32(ctx, v, &[v.len()]).unwrap());
         let c = Tensor::from_f32(ctx, &case.c0, &[case.c0.len()]).unwrap();
-        let t = std::time::Instant::now();
-        let d = matmul::matmul(ctx, desc, &a, &b, bias.as_ref(), &c).unwrap();
-        ctx.run(&[&d]).unwrap();
-        println!(
-            "{name}: first run (pipeline creation included) {:.1} s",
-            t.elapsed().as_secs_f64()
-        );
-        let variant = matmul::auto_variant(ctx, desc).name();
-        prepared.push((*name, variant, d, (a, b, bias, c)));
+        for v in &forced {
+            let mut desc = desc.clone();
+            desc.variant = *v;
+            let t = std::time::Instant::now();
+            let d = matmul::matmul(ctx, &desc, &a, &b, bias.as_ref(), &c).unwrap();
+            ctx.run(&[&d]).unwrap();
+            println!(
+                "{name}: first run (pipeline creation included) {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            let variant = match v {
+                None => format!("auto: {}", matmul::auto_variant(ctx, &desc).name()),
+                Some(v) => v.name().to_string(),
+            };
+            prepared.push((*name, variant, d));
+        }
+        keep.push((a, b, bias, c));
     }
     let mut ms = vec![Vec::new(); prepared.len()];
     for _ in 0..4 {
-        for (k, (_, _, d, _)) in prepared.iter().enumerate() {
+        for (k, (_, _, d)) in prepared.iter().enumerate() {
             for _ in 0..3 {
                 let t = std::time::Instant::now();
                 ctx.run(&[d]).unwrap();
@@ -583,7 +602,7 @@ fn bench_train_shapes() {
             }
         }
     }
-    for ((name, variant, d, _), mut v) in prepared.iter().zip(ms) {
+    for ((name, variant, d), mut v) in prepared.iter().zip(ms) {
         v.sort_by(f64::total_cmp);
         println!(
             "{name} [{variant}, {:?} groups]: median {:.3} ms (min {:.3}, max {:.3})",

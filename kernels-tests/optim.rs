@@ -580,3 +580,70 @@ fn step_values_hold_f64_bias_corrections() {
     let s = optim::StepValues::new(&Optimizer::sgd(0.1, 0.9), 7, 0.05).unwrap();
     assert_eq!((s.lr, s.bc1, s.bc2, s.adam_step), (0.05, 1.0, 1.0, 0.05));
 }
+
+/// Adam over a multiple of 4 elements runs 4 per invocation (`adam_vec4`), other
+/// lengths one per invocation: both forms against the twin, the vec4 one on a grid
+/// that folds (4-invocation workgroups, more than 65,535 of them).
+#[test]
+fn adam_vec4_form_is_chosen_and_matches_its_twin() {
+    let (_g, ctx) = gpu();
+    let step = StepUniform::new(ctx).unwrap();
+    for (n, entry) in [(1000, "adam_vec4"), (4, "adam_vec4"), (1001, "adam"), (6, "adam")] {
+        let (p, g, s) = tensors(ctx, n, 2);
+        let d = optim::optimizer_step(ctx, &Optimizer::adam(0.01), &step, &p, &g, &s).unwrap();
+        assert_eq!(d.kernel.entry, entry, "n = {n}");
+    }
+    let n = 4 * (65_535 * 4 + 1_000);
+    for (k, (what, opt)) in all_optimizers().iter().enumerate() {
+        if what.starts_with("adam") {
+            check_steps(ctx, what, opt, n, 4, 3, 500 + k as u64);
+        }
+    }
+}
+
+/// Times one Adam step over the seed CNN's Dense 5408 -> 64 weights (346,112
+/// elements: the vec4 form) and over one element more (the scalar form), with a fill
+/// of the weights as a yardstick. Interleaved rounds, median of 18 runs each.
+/// `cargo test --release --test kernels optim::bench_adam -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_adam() {
+    let (_g, ctx) = gpu();
+    let opt = Optimizer::adam(1e-3);
+    let step = StepUniform::new(ctx).unwrap();
+    step.write(ctx, &opt, 1, 1e-3).unwrap();
+    let mut keep = Vec::new();
+    let mut items = Vec::new();
+    for n in [5408 * 64, 5408 * 64 + 1] {
+        let (p, g, s) = tensors(ctx, n, 2);
+        let d = optim::optimizer_step(ctx, &opt, &step, &p, &g, &s).unwrap();
+        items.push((format!("{} n={n}", d.kernel.entry), d));
+        if n.is_multiple_of(4) {
+            let fill = wgml::kernels::elementwise::fill(ctx, &p, 0.0).unwrap();
+            items.push((format!("fill n={n}"), fill));
+        }
+        keep.push((p, g, s));
+    }
+    for (_, d) in &items {
+        ctx.run(&[d]).unwrap();
+    }
+    let mut ms = vec![Vec::new(); items.len()];
+    for _ in 0..6 {
+        for (k, (_, d)) in items.iter().enumerate() {
+            for _ in 0..3 {
+                let t = Instant::now();
+                ctx.run(&[d]).unwrap();
+                ms[k].push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    for ((name, d), mut v) in items.iter().zip(ms) {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "{name} {:?} groups: median {:.3} ms (min {:.3})",
+            d.groups,
+            v[v.len() / 2],
+            v[0]
+        );
+    }
+}

@@ -136,11 +136,13 @@ var<private> c_base: u32;
 var<private> lane: u32;
 
 // Loads this lane's A value of row r for the block starting at k0 (0 past K).
+// Rows past M load nothing (their lane mask is off, which lavapipe skips cheaply;
+// the block's rows past M are never stored).
 fn load_a(r: u32, k0: u32) {
     let kk = k0 + lane;
-    let i = min(i0 + r, p.m - 1u);
+    let i = i0 + r;
     var v = 0.0;
-    if (kk < p.k) {
+    if (kk < p.k && i < p.m) {
         if (TRANS_A) {
             v = a[a_base + kk * p.m + i];
         } else {
@@ -166,7 +168,17 @@ fn load_b(q: u32, kk: u32) {
         o = kk;
     }
     let s = 4u * q;
-    bv[q] = vec4<f32>(b[b_col[s] + o], b[b_col[s + 1u] + o], b[b_col[s + 2u] + o], b[b_col[s + 3u] + o]);
+    bv[q] = vec4<f32>(load_b1(s, o), load_b1(s + 1u, o), load_b1(s + 2u, o), load_b1(s + 3u, o));
+}
+
+// B value of column j0 + s at offset o; columns past N load nothing (masked off,
+// cheap on lavapipe; never stored).
+fn load_b1(s: u32, o: u32) -> f32 {
+    var v = 0.0;
+    if (j0 + s < p.n) {
+        v = b[b_col[s] + o];
+    }
+    return v;
 }
 
 // Row r += A[i0 + r, k] * B[k, j0 .. j0 + 15]; A taken from lane j.

@@ -13,7 +13,8 @@
 //   @binding(4..6) s0, s1, s2: optimizer state tensors, f32[n] each, updated in place;
 //                      zero-initialised by the caller before step 1.
 // Grids: the launcher folds more than 65,535 workgroups into a 2-D/3-D grid; every
-// invocation recovers its linear index and bounds-checks it against p.n.
+// invocation recovers its linear index and bounds-checks it against p.n (adam_vec4:
+// p.n / 4, one invocation per 4 elements).
 //
 // Notation: g = grad[i], lr = st.lr (this step's learning rate), t = step number
 // (1-based); the bias corrections bc1 = 1 - beta1^t and bc2 = 1 - beta2^t are computed
@@ -89,6 +90,12 @@ override WG: u32 = 256;
 @group(0) @binding(4) var<storage, read_write> s0: array<f32>;
 @group(0) @binding(5) var<storage, read_write> s1: array<f32>;
 @group(0) @binding(6) var<storage, read_write> s2: array<f32>;
+// The same buffers seen 4 elements at a time, for adam_vec4 only (an entry point
+// binds either these or the scalar views above, never both).
+@group(0) @binding(2) var<storage, read_write> param4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> grad4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> m4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> v4: array<vec4<f32>>;
 
 // Linear invocation index over a (possibly folded) grid.
 fn linear_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
@@ -117,6 +124,34 @@ fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         x = x - st.adam_step * (m / (sqrt(v) / st.bc2_sqrt + p.epsilon));
     }
     param[i] = x;
+}
+
+// adam on 4 consecutive elements per invocation, for p.n a multiple of 4 (the
+// launcher's choice): the same arithmetic as adam, componentwise. On lavapipe each
+// storage access is a loop over the SIMD lanes, and a vec4 access makes one such
+// loop for its 4 components: ~15% faster than adam on the seed CNN's 346k weights.
+@compute @workgroup_size(WG)
+fn adam_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i >= p.n / 4u) {
+        return;
+    }
+    let g = grad4[i];
+    var x = param4[i];
+    if (p.weight_decay > 0.0) {
+        x = x - st.lr * p.weight_decay * x;
+    }
+    let m = p.beta1 * m4[i] + (1.0 - p.beta1) * g;
+    let v = p.beta2 * v4[i] + (1.0 - p.beta2) * g * g;
+    m4[i] = m;
+    v4[i] = v;
+    if ((p.flags & KERAS_PLACEMENT) != 0u) {
+        x = x - st.adam_step * m / (sqrt(v) + p.epsilon);
+    } else {
+        x = x - st.adam_step * (m / (sqrt(v) / st.bc2_sqrt + p.epsilon));
+    }
+    param4[i] = x;
 }
 
 @compute @workgroup_size(WG)

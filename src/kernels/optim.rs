@@ -371,6 +371,7 @@ const KERAS_PLACEMENT: u32 = 1;
 const NESTEROV: u32 = 2;
 
 const ADAM: Kernel = Kernel::new(Shader::Optim, "adam");
+const ADAM_VEC4: Kernel = Kernel::new(Shader::Optim, "adam_vec4");
 const SGD: Kernel = Kernel::new(Shader::Optim, "sgd");
 const SGD_MOMENTUM: Kernel = Kernel::new(Shader::Optim, "sgd_momentum");
 const RMSPROP: Kernel = Kernel::new(Shader::Optim, "rmsprop");
@@ -384,7 +385,8 @@ const RMSPROP_CENTERED_MOMENTUM: Kernel = Kernel::new(Shader::Optim, "rmsprop_ce
 ///
 /// The returned dispatch reads this step's learning rate and bias corrections from
 /// `step` when it runs, so it is built once and replayed every step after
-/// [`StepUniform::write`].
+/// [`StepUniform::write`]. Adam over a multiple of 4 elements updates 4 per
+/// invocation (the `adam_vec4` entry point), other lengths and optimizers one.
 pub fn optimizer_step(
     ctx: &Context,
     opt: &Optimizer,
@@ -496,6 +498,16 @@ pub fn optimizer_step_wg(
             }
             bindings.push((4, &state[0].buffer));
             bindings.push((5, &state[1].buffer));
+            if n.is_multiple_of(4) {
+                // 4 elements per invocation (see adam_vec4 in the shader).
+                return ctx.dispatch(
+                    ADAM_VEC4,
+                    &[("WG", wg as f64)],
+                    &params,
+                    &bindings,
+                    groups_for(ctx, n / 4, wg)?,
+                );
+            }
             ADAM
         }
         Optimizer::Sgd {
