@@ -41,6 +41,9 @@ fn sweep() -> Vec<Pool2dDesc> {
         desc(2, 2, (8, 8), (2, 2), (1, 1), (0, 0)),
         desc(3, 1, (11, 6), (3, 2), (2, 1), (1, 0)),
         desc(1, 1, (5, 7), (5, 7), (1, 1), (0, 0)),
+        // 2x2 windows, column stride 2, even width, overlapping rows: the pair
+        // forward with the gather backward.
+        desc(2, 2, (9, 8), (2, 2), (1, 2), (0, 0)),
     ]
 }
 
@@ -115,6 +118,11 @@ fn disjoint_sweep() -> Vec<Pool2dDesc> {
         // Stride past the kernel, non-square, padding: gaps inside and at the end.
         desc(1, 2, (27, 31), (2, 3), (3, 4), (1, 1)),
         desc(3, 1, (11, 6), (3, 2), (3, 2), (1, 0)),
+        // 2x2 windows on even widths (the pair kernels): row stride 3 (gaps, and
+        // the last 2 rows left over), an odd height, a single output row.
+        desc(2, 3, (27, 30), (2, 2), (3, 2), (0, 0)),
+        Pool2dDesc::square(1, 2, 5, 4, 2),
+        desc(3, 1, (3, 8), (2, 2), (2, 2), (0, 0)),
         // One window row: rows 3 and 4 and column 6 uncovered.
         desc(2, 1, (5, 7), (3, 3), (3, 3), (0, 0)),
         // A 17x13 output plane: more outputs than a workgroup's invocations.
@@ -240,6 +248,51 @@ fn pool_backward_scatter_rejects_overlapping_windows() {
         "stride",
     );
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+}
+
+/// Inputs with many ties (values from {-1, 0, 1}): every max-pool kernel must keep
+/// the first maximum in row-major order, as the twin does.
+#[test]
+fn max_pool_ties_keep_the_first_element() {
+    let (_g, ctx) = gpu();
+    let cases = [
+        Pool2dDesc::square(2, 3, 26, 26, 2),
+        Pool2dDesc::square(2, 3, 27, 31, 2),
+        desc(2, 2, (9, 8), (2, 2), (1, 2), (0, 0)),
+        desc(1, 3, (13, 17), (3, 3), (2, 2), (1, 1)),
+    ];
+    for (case, d) in cases.into_iter().enumerate() {
+        let ins = d.input_shape();
+        let outs = d.output_shape().unwrap();
+        let (nin, nout) = (ins.iter().product::<usize>(), outs.iter().product::<usize>());
+        let x: Vec<f32> = uniform(&mut rng(1300 + case as u64), nin, -1.5, 1.5)
+            .iter()
+            .map(|v| v.round())
+            .collect();
+        let dy = uniform(&mut rng(1400 + case as u64), nout, -1.0, 1.0);
+        let (xt, dyt) = (upload(ctx, &x, &ins), upload(ctx, &dy, &outs));
+        let (yt, it, dxt) = (
+            nan_tensor(ctx, &outs),
+            u32_garbage(ctx, &outs),
+            nan_tensor(ctx, &ins),
+        );
+        let f = pool::max_pool2d_forward(ctx, &d, &xt, &yt, &it).unwrap();
+        ctx.run(&[&f]).unwrap();
+        let b = pool::max_pool2d_backward(ctx, &d, &dyt, &it, &dxt).unwrap();
+        ctx.run(&[&b[0]]).unwrap();
+        let (mut y, mut idx, mut dx) = (vec![0.0; nout], vec![0u32; nout], vec![0.0; nin]);
+        reference::pool::max_pool2d_forward(&d, &x, &mut y, &mut idx);
+        reference::pool::max_pool2d_backward(&d, &dy, &idx, &mut dx);
+        assert_close(&format!("ties y {d:?}"), &yt.to_f32(ctx).unwrap(), &y, 0.0, 0.0);
+        assert_eq!(it.to_u32(ctx).unwrap(), idx, "ties indices {d:?}");
+        assert_close(
+            &format!("ties dx {d:?}"),
+            &dxt.to_f32(ctx).unwrap(),
+            &dx,
+            0.0,
+            0.0,
+        );
+    }
 }
 
 #[test]
@@ -535,7 +588,7 @@ fn bench() {
         ("fill y (173k)", &fill_y),
         ("fill dx (692k)", &fill_dx),
         ("max forward", &mf),
-        ("max backward (2x2/2: scatter)", &mb[0]),
+        ("max backward (2x2/2: auto)", &mb[0]),
         ("max backward (3x3/2: gather)", &ob[0]),
         ("avg forward", &af),
         ("avg backward", &ab),

@@ -24,6 +24,8 @@ const MAX_SIDE: usize = 1 << 20;
 const MAX_FORWARD: Kernel = Kernel::new(Shader::Pool, "max_pool_forward");
 const MAX_BACKWARD: Kernel = Kernel::new(Shader::Pool, "max_pool_backward");
 const MAX_BACKWARD_SCATTER: Kernel = Kernel::new(Shader::Pool, "max_pool_backward_scatter");
+const MAX_FORWARD_2X2: Kernel = Kernel::new(Shader::Pool, "max_pool_forward_2x2");
+const MAX_BACKWARD_2X2: Kernel = Kernel::new(Shader::Pool, "max_pool_backward_2x2");
 const AVG_FORWARD: Kernel = Kernel::new(Shader::Pool, "avg_pool_forward");
 const AVG_BACKWARD: Kernel = Kernel::new(Shader::Pool, "avg_pool_backward");
 const AVG_BACKWARD_SCATTER: Kernel = Kernel::new(Shader::Pool, "avg_pool_backward_scatter");
@@ -116,6 +118,18 @@ impl Pool2dDesc {
     /// output's gradient over its own cell of `dx`.
     pub fn windows_disjoint(&self) -> bool {
         self.stride.0 >= self.kh && self.stride.1 >= self.kw
+    }
+
+    /// Whether max pooling runs the pair kernels (`max_pool_forward_2x2`,
+    /// `max_pool_backward_2x2`): 2x2 windows, column stride 2, no padding and an
+    /// even width, so every window row is one aligned pair (Keras' `MaxPool2D(2)`
+    /// on even sizes). The backward also needs disjoint windows (row stride >= 2).
+    pub fn pairs(&self) -> bool {
+        self.kh == 2
+            && self.kw == 2
+            && self.stride.1 == 2
+            && self.padding == (0, 0)
+            && self.w.is_multiple_of(2)
     }
 
     /// Input shape `[n, c, h, w]`.
@@ -241,10 +255,15 @@ pub fn max_pool2d_forward(
     check_tensor(OP, "x", x, desc.input_shape(), DType::F32)?;
     check_tensor(OP, "y", y, out, DType::F32)?;
     check_tensor(OP, "indices", indices, out, DType::U32)?;
+    let kernel = if desc.pairs() {
+        MAX_FORWARD_2X2
+    } else {
+        MAX_FORWARD
+    };
     launch(
         ctx,
         OP,
-        MAX_FORWARD,
+        kernel,
         desc,
         out[2] * out[3],
         &[(1, &x.buffer), (2, &y.buffer), (3, &indices.buffer)],
@@ -290,7 +309,7 @@ pub enum PoolBackward {
     /// (any windows).
     Gather,
     /// One invocation per output element, writing its cell of dx (disjoint windows
-    /// only).
+    /// only; with pairs of dx when [`Pool2dDesc::pairs`], max pooling).
     Scatter,
 }
 
@@ -311,7 +330,12 @@ pub fn max_pool2d_backward_with(
     check_tensor(OP, "indices", indices, out, DType::U32)?;
     check_tensor(OP, "dx", dx, desc.input_shape(), DType::F32)?;
     let (kernel, plane_len) = if scatter(OP, desc, form)? {
-        (MAX_BACKWARD_SCATTER, out[2] * out[3])
+        let kernel = if desc.pairs() {
+            MAX_BACKWARD_2X2
+        } else {
+            MAX_BACKWARD_SCATTER
+        };
+        (kernel, out[2] * out[3])
     } else {
         (MAX_BACKWARD, desc.h * desc.w)
     };
