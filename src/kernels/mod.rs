@@ -63,8 +63,14 @@ impl Shader {
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
-            Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
-            Shader::MatmulSubgroup => include_str!("../../shaders/matmul_subgroup.wgsl"),
+            Shader::Matmul => concat!(
+                include_str!("../../shaders/activation.wgsl"),
+                include_str!("../../shaders/matmul.wgsl")
+            ),
+            Shader::MatmulSubgroup => concat!(
+                include_str!("../../shaders/activation.wgsl"),
+                include_str!("../../shaders/matmul_subgroup.wgsl")
+            ),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
