@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod context;
 mod conv;
+mod conv_pool;
 mod elementwise;
 mod loss;
 mod matmul;

@@ -1,6 +1,7 @@
-// Activation functions shared by the matmul epilogues. Not a module on its own: the
-// Shader registry (src/kernels/mod.rs) prepends this text to matmul.wgsl and
-// matmul_subgroup.wgsl, so their line numbers in error messages start after it.
+// Activation functions shared by the matmul epilogues and the fused conv + pool
+// kernels. Not a module on its own: the Shader registry (src/kernels/mod.rs)
+// prepends this text to matmul.wgsl, matmul_subgroup.wgsl and conv_pool.wgsl, so
+// their line numbers in error messages start after it.
 //
 // Kinds: 0 identity, 1 relu, 2 sigmoid, 3 tanh (src/kernels/matmul.rs `Activation`).
 // CPU twin: src/reference/matmul.rs.
@@ -42,3 +43,21 @@ fn apply_activation(kind: u32, x: f32) -> f32 {
     }
 }
 
+
+// f'(x) written through the output y = f(x) (relu: y > 0, so 0 at x = 0).
+fn activation_grad(kind: u32, y: f32) -> f32 {
+    switch kind {
+        case 1u: {
+            return select(0.0, 1.0, y > 0.0);
+        }
+        case 2u: {
+            return y * (1.0 - y);
+        }
+        case 3u: {
+            return 1.0 - y * y;
+        }
+        default: {
+            return 1.0;
+        }
+    }
+}

@@ -220,7 +220,7 @@ struct Params {
     accumulate: u32,
 }
 
-fn u32_of(what: &str, v: usize) -> Result<u32> {
+pub(crate) fn u32_of(what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::TooLarge {
         what: format!("conv2d: {what} ({v}, indexed with 32 bits)"),
         bytes: (v as u64).saturating_mul(4),
@@ -253,6 +253,29 @@ fn params(desc: &Conv2dDesc, images: usize, x_offset: usize, ld: usize, accumula
     })
 }
 
+/// `dw[o, r] = Σ_c parts[c, r, o]` for `r < CKK` and `db[o] = Σ_c parts[c, CKK, o]`
+/// over the `count` partial products in `parts` (`[count, CKK + 1, c_out]`),
+/// overwriting `dw` and `db`, or adding to them when `accumulate`.
+pub(crate) fn reduce_weight_parts(
+    ctx: &Context,
+    desc: &Conv2dDesc,
+    parts: &Tensor,
+    count: usize,
+    dw: &Tensor,
+    db: &Tensor,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let ld = desc.ckk() + 1;
+    let reduce = params(desc, count, 0, ld, accumulate)?;
+    ctx.dispatch(
+        REDUCE_DW_DB,
+        &[("WG", WG as f64)],
+        &reduce,
+        &[(8, &parts.buffer), (9, &dw.buffer), (10, &db.buffer)],
+        groups_for(ctx, desc.c_out * ld, WG)?,
+    )
+}
+
 /// Workgroups for one workgroup per row (`rows` of them), folded.
 fn row_groups(ctx: &Context, rows: usize) -> Result<[u32; 3]> {
     groups_for(ctx, rows, 1)
@@ -265,7 +288,7 @@ fn row_wg(len: usize) -> f64 {
 
 /// Checks `t` is f32 with `shape`'s element count; when `t` is 4-D, every
 /// dimension must match and a mismatch is named (`dim_names`).
-fn check_tensor(
+pub(crate) fn check_tensor(
     op: &'static str,
     what: &'static str,
     t: &Tensor,
@@ -300,26 +323,26 @@ fn check_tensor(
     Ok(())
 }
 
-const X_DIMS: [&str; 4] = [
+pub(crate) const X_DIMS: [&str; 4] = [
     "the batch size",
     "the channel count (c_in)",
     "the height",
     "the width",
 ];
-const W_DIMS: [&str; 4] = [
+pub(crate) const W_DIMS: [&str; 4] = [
     "the output channel count (c_out)",
     "the input channel count (c_in, which must equal the input's channels)",
     "the kernel height",
     "the kernel width",
 ];
-const Y_DIMS: [&str; 4] = [
+pub(crate) const Y_DIMS: [&str; 4] = [
     "the batch size",
     "the channel count (c_out)",
     "the output height",
     "the output width",
 ];
 
-fn check_common(op: &'static str, desc: &Conv2dDesc, x: &Tensor, w: &Tensor) -> Result<()> {
+pub(crate) fn check_common(op: &'static str, desc: &Conv2dDesc, x: &Tensor, w: &Tensor) -> Result<()> {
     desc.validate()?;
     // Name the classic mistake first: weights made for another channel count.
     if w.shape().len() == 4 && w.shape()[1] != desc.c_in {
@@ -339,7 +362,7 @@ fn check_common(op: &'static str, desc: &Conv2dDesc, x: &Tensor, w: &Tensor) -> 
     Ok(())
 }
 
-fn check_bias(op: &'static str, what: &'static str, desc: &Conv2dDesc, b: &Tensor) -> Result<()> {
+pub(crate) fn check_bias(op: &'static str, what: &'static str, desc: &Conv2dDesc, b: &Tensor) -> Result<()> {
     b.expect_dtype(op, what, DType::F32)?;
     if b.numel() != desc.c_out {
         return Err(Error::shape(
@@ -684,22 +707,14 @@ pub fn conv2d_backward_chunked(
             ..MatmulDesc::new(ld, o, np)
         };
         list.push(matmul(ctx, &m, &col, dy, None, &parts)?);
-        let reduce = params(desc, images, 0, ld, chunk > 0)?;
-        let groups = groups_for(ctx, o * ld, WG)?;
         list.push(match db {
-            Some(db) => ctx.dispatch(
-                REDUCE_DW_DB,
-                &[("WG", WG as f64)],
-                &reduce,
-                &[(8, &parts.buffer), (9, &dw.buffer), (10, &db.buffer)],
-                groups,
-            )?,
+            Some(db) => reduce_weight_parts(ctx, desc, &parts, images, dw, db, chunk > 0)?,
             None => ctx.dispatch(
                 REDUCE_DW,
                 &[("WG", WG as f64)],
-                &reduce,
+                &params(desc, images, 0, ld, chunk > 0)?,
                 &[(8, &parts.buffer), (9, &dw.buffer)],
-                groups,
+                groups_for(ctx, o * ld, WG)?,
             )?,
         });
         if let Some(dx) = dx {

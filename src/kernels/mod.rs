@@ -6,6 +6,7 @@
 //! [`crate::reference`] under the same module name.
 
 pub mod conv;
+pub mod conv_pool;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
@@ -18,6 +19,7 @@ pub mod softmax;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Shader {
     Conv,
+    ConvPool,
     Elementwise,
     Loss,
     Matmul,
@@ -30,8 +32,9 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 9] = [
+    pub const ALL: [Shader; 10] = [
         Shader::Conv,
+        Shader::ConvPool,
         Shader::Elementwise,
         Shader::Loss,
         Shader::Matmul,
@@ -46,6 +49,7 @@ impl Shader {
     pub fn name(self) -> &'static str {
         match self {
             Shader::Conv => "conv",
+            Shader::ConvPool => "conv_pool",
             Shader::Elementwise => "elementwise",
             Shader::Loss => "loss",
             Shader::Matmul => "matmul",
@@ -61,6 +65,10 @@ impl Shader {
     pub fn source(self) -> &'static str {
         match self {
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
+            Shader::ConvPool => concat!(
+                include_str!("../../shaders/activation.wgsl"),
+                include_str!("../../shaders/conv_pool.wgsl")
+            ),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Matmul => concat!(

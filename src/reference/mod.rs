@@ -2,6 +2,7 @@
 //! [`crate::kernels`]. Plain loops, f64 accumulation: slow and obviously right.
 
 pub mod conv;
+pub mod conv_pool;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
