@@ -9,6 +9,7 @@ use wgml::{Context, DType, Error, Tensor, reference};
 
 use crate::common::*;
 
+#[allow(clippy::too_many_arguments)]
 fn desc(
     n: usize,
     c_in: usize,
@@ -128,7 +129,10 @@ fn forward_matches_reference() {
                 }
             }
         }
-        assert!(checked * 10 >= n * c_out * ph * pw * 9, "case {case}: too few clear windows");
+        assert!(
+            checked * 10 >= n * c_out * ph * pw * 9,
+            "case {case}: too few clear windows"
+        );
     }
 }
 

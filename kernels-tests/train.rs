@@ -20,8 +20,16 @@ fn batch_of<'a>(x: &'a [f32], labels: &'a [u32], values: &'a [f32], len: usize) 
     }
 }
 
+/// Both lowerings of Conv2D → MaxPool2D: fused (where the adapter takes the
+/// fused kernels, as lavapipe does) and the im2col path.
 #[test]
 fn cnn_training_on_gpu_matches_the_reference_path_step_by_step() {
+    for fuse in [true, false] {
+        cnn_matches_reference(fuse);
+    }
+}
+
+fn cnn_matches_reference(fuse: bool) {
     let (_g, ctx) = gpu();
     let data = Dataset::mnist_10k().unwrap();
     let recipe = zoo::cnn();
@@ -29,6 +37,19 @@ fn cnn_training_on_gpu_matches_the_reference_path_step_by_step() {
         .model
         .compile(ctx, recipe.loss, recipe.optimizer.clone(), 7)
         .unwrap();
+    model.fuse = fuse;
+    let kernels: Vec<&str> = model
+        .train_dispatches(ctx, 16)
+        .unwrap()
+        .iter()
+        .map(|d| d.kernel.entry)
+        .collect();
+    let fused_here = fuse && ctx.is_cpu() && wgml::kernels::conv_pool::supported(ctx);
+    assert_eq!(
+        kernels.contains(&"conv_pool_forward"),
+        fused_here,
+        "fuse {fuse}: kernels {kernels:?}"
+    );
     let mut cpu = ReferenceExecutor::from_model(&model, ctx).unwrap();
     let b = 16;
     let lr = recipe.optimizer.lr();
@@ -45,7 +66,7 @@ fn cnn_training_on_gpu_matches_the_reference_path_step_by_step() {
         let rel = (gpu_loss - cpu_loss).abs() / cpu_loss.abs();
         assert!(
             rel < 1e-4,
-            "step {step}: GPU loss {gpu_loss} vs reference {cpu_loss} (rel {rel:e})"
+            "fuse {fuse}, step {step}: GPU loss {gpu_loss} vs reference {cpu_loss} (rel {rel:e})"
         );
     }
     // The parameters after 6 steps agree too.

@@ -17,6 +17,7 @@ use crate::gpu::{Context, DType, Dispatch, Tensor};
 use crate::graph::autodiff::{backward_order, consumers, requires_grad};
 use crate::graph::{Graph, NodeId, Op, ParamStore, pool_desc};
 use crate::kernels::conv::{Conv2dDesc, conv2d_backward, conv2d_forward};
+use crate::kernels::conv_pool::{self, ConvPoolDesc};
 use crate::kernels::matmul::{Activation, MatmulDesc, matmul};
 use crate::kernels::optim::{Optimizer, StepUniform, optimizer_step};
 use crate::kernels::{elementwise, loss, pool, reduce, softmax};
@@ -28,6 +29,9 @@ pub struct PlanOptions {
     pub batch: usize,
     /// Build backward and the optimizer update too.
     pub train: bool,
+    /// Lower `Conv2D → MaxPool2D(2)` to the fused kernels of
+    /// [`conv_pool`](crate::kernels::conv_pool) where [`fusable_conv_pools`] allows.
+    pub fuse: bool,
 }
 
 /// GPU-resident sums over many steps, read once per epoch.
@@ -161,8 +165,17 @@ impl Plan {
         let mut aux: HashMap<NodeId, Tensor> = HashMap::new();
         let mut forward = Vec::new();
         let mut input = None;
+        let fused = if options.fuse {
+            fusable_conv_pools(ctx, graph, output, b)
+        } else {
+            HashMap::new()
+        };
+        let fused_convs: Vec<NodeId> = fused.values().map(|f| f.conv).collect();
 
         for (id, node) in graph.nodes.iter().enumerate().take(output + 1) {
+            if fused_convs.contains(&id) {
+                continue; // computed by the max-pool that reads it
+            }
             let shape = batched(b, &node.shape);
             let value = |i: NodeId| values[i].clone().expect("inputs precede their consumers");
             let t = match &node.op {
@@ -204,6 +217,22 @@ impl Plan {
                         *act,
                         &y,
                     )?);
+                    y
+                }
+                Op::MaxPool2d { .. } if fused.contains_key(&id) => {
+                    let f = &fused[&id];
+                    let y = Tensor::zeros(ctx, &shape, DType::F32)?;
+                    let idx = Tensor::zeros(ctx, &f.desc.index_shape()?, DType::U32)?;
+                    forward.push(conv_pool::conv_pool_forward(
+                        ctx,
+                        &f.desc,
+                        &value(f.x),
+                        &value(f.w),
+                        &value(f.b),
+                        &y,
+                        &idx,
+                    )?);
+                    aux.insert(id, idx);
                     y
                 }
                 Op::MaxPool2d { x, window } => {
@@ -308,6 +337,7 @@ impl Plan {
                     b,
                     &values,
                     &aux,
+                    &fused,
                     store,
                     dl.reshape(out.shape())?,
                 )?;
@@ -372,6 +402,74 @@ impl Plan {
     }
 }
 
+/// A `Conv2D → MaxPool2D(2)` pair lowered to the fused kernels, keyed by the pool.
+#[derive(Debug)]
+struct FusedConvPool {
+    conv: NodeId,
+    x: NodeId,
+    w: NodeId,
+    b: NodeId,
+    desc: ConvPoolDesc,
+}
+
+/// The max-pools (up to `output`) that run fused with the convolution they read:
+/// on CPU adapters that can run [`conv_pool`] (there it removes most of the conv
+/// layer's memory traffic; GPUs keep the im2col path and its tiled matmul), for a
+/// 2×2/2 unpadded max-pool whose input is a convolution read by nothing else and
+/// whose own input needs no gradient (the fused backward gives none).
+fn fusable_conv_pools(
+    ctx: &Context,
+    graph: &Graph,
+    output: NodeId,
+    batch: usize,
+) -> HashMap<NodeId, FusedConvPool> {
+    let mut found = HashMap::new();
+    if !ctx.is_cpu() || !conv_pool::supported(ctx) {
+        return found;
+    }
+    let req = requires_grad(graph);
+    let uses = consumers(graph);
+    for (id, node) in graph.nodes.iter().enumerate().take(output + 1) {
+        let Op::MaxPool2d { x: conv, window } = &node.op else {
+            continue;
+        };
+        let pool_2x2 = window.kernel == (2, 2)
+            && window.stride == (2, 2)
+            && matches!(window.padding, crate::kernels::conv::Padding::Valid);
+        let Op::Conv2d {
+            x,
+            w,
+            b,
+            stride,
+            padding,
+            act,
+        } = &graph.nodes[*conv].op
+        else {
+            continue;
+        };
+        if !pool_2x2 || uses[*conv] != 1 || req[*x] {
+            continue;
+        }
+        let desc = ConvPoolDesc {
+            conv: conv_desc(batch, graph.shape(*x), graph.shape(*w), *stride, *padding),
+            activation: *act,
+        };
+        if desc.pooled_shape().is_ok() {
+            found.insert(
+                id,
+                FusedConvPool {
+                    conv: *conv,
+                    x: *x,
+                    w: *w,
+                    b: *b,
+                    desc,
+                },
+            );
+        }
+    }
+    found
+}
+
 /// True when `x` (read only by one max-pool) is a Dense or Conv2d with a fused ReLU.
 fn relu_before_pool(graph: &Graph, x: NodeId, uses: usize) -> bool {
     uses == 1
@@ -397,6 +495,7 @@ fn lower_backward(
     b: usize,
     values: &[Option<Tensor>],
     aux: &HashMap<NodeId, Tensor>,
+    fused: &HashMap<NodeId, FusedConvPool>,
     store: &ParamStore,
     d_output: Tensor,
 ) -> Result<Vec<Dispatch>> {
@@ -423,7 +522,11 @@ fn lower_backward(
             .clone())
     };
 
+    let fused_convs: Vec<NodeId> = fused.values().map(|f| f.conv).collect();
     for id in backward_order(graph, output) {
+        if fused_convs.contains(&id) {
+            continue; // its gradients came with the max-pool's rule
+        }
         let dy = grads[id]
             .take()
             .expect("gradient of a node is complete before its rule runs");
@@ -466,15 +569,9 @@ fn lower_backward(
                 let mut d = MatmulDesc::new(units, fan_in, b);
                 d.trans_a = true;
                 out.push(matmul(ctx, &d, &dz, &value(*x), None, &param_grad(*w)?)?);
-                out.push(reduce::channel_sum(
-                    ctx,
-                    &dz,
-                    b,
-                    units,
-                    1,
-                    &param_grad(*bias)?,
-                    false,
-                )?);
+                // db[out] = Σ over the batch's rows (one invocation per column for
+                // short batches: no workgroup reduction and its barriers).
+                out.push(reduce::sum_axis(ctx, &dz, 1, b, units, &param_grad(*bias)?)?);
                 if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
                     // dx[B, in] = dz · W
                     let d = MatmulDesc::new(b, fan_in, units);
@@ -508,6 +605,19 @@ fn lower_backward(
                 if *act != Activation::Identity && !already {
                     temporaries.push(dz);
                 }
+            }
+            Op::MaxPool2d { .. } if fused.contains_key(&id) => {
+                let f = &fused[&id];
+                out.extend(conv_pool::conv_pool_backward(
+                    ctx,
+                    &f.desc,
+                    &value(f.x),
+                    &dy,
+                    &value(id),
+                    &aux[&id],
+                    &param_grad(f.w)?,
+                    &param_grad(f.b)?,
+                )?);
             }
             Op::MaxPool2d { x, window } => {
                 if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {

@@ -15,8 +15,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
 use crate::kernels::conv::{
-    Conv2dDesc, W_DIMS, X_DIMS, check_bias, check_common, check_tensor, reduce_weight_parts,
-    u32_of,
+    Conv2dDesc, W_DIMS, X_DIMS, check_bias, check_common, check_tensor, reduce_weight_parts, u32_of,
 };
 use crate::kernels::matmul::Activation;
 use crate::kernels::{Kernel, Shader, groups_for};
@@ -183,7 +182,11 @@ pub fn conv_pool_forward(
     check_tensor(OP, "y", y, &desc.pooled_shape()?, &POOLED_DIMS)?;
     check_index(OP, desc, idx)?;
     let p = params(desc, 0, 0)?;
-    let groups = groups_for(ctx, (p.positions as usize).div_ceil(8) * p.chan_blocks as usize, 1)?;
+    let groups = groups_for(
+        ctx,
+        (p.positions as usize).div_ceil(8) * p.chan_blocks as usize,
+        1,
+    )?;
     ctx.dispatch(
         FORWARD,
         &[("ACT", act_constant(desc.activation))],
@@ -233,17 +236,10 @@ pub fn conv_pool_backward(
     let ld = c.ckk() + 1;
     let parts = Tensor::zeros(ctx, &[chunks, ld, c.c_out], DType::F32)?;
     let tb = c.ckk().min(TAP_BLOCK);
-    let groups = groups_for(
-        ctx,
-        chunks * p.tap_blocks as usize * p.chan_blocks as usize,
-        1,
-    )?;
+    let groups = groups_for(ctx, chunks * p.tap_blocks as usize * p.chan_blocks as usize, 1)?;
     let partial = ctx.dispatch(
         BACKWARD,
-        &[
-            ("ACT", act_constant(desc.activation)),
-            ("TB", tb as f64),
-        ],
+        &[("ACT", act_constant(desc.activation)), ("TB", tb as f64)],
         &p,
         &[
             (1, &x.buffer),

@@ -187,6 +187,7 @@ impl Sequential {
             store,
             plans: HashMap::new(),
             step: 0,
+            fuse: true,
         })
     }
 }
@@ -205,6 +206,9 @@ pub struct Model {
     plans: HashMap<PlanOptions, Plan>,
     /// Optimizer steps taken (the `t` of bias correction).
     pub step: u32,
+    /// Let the planner fuse layers where a fused kernel serves this adapter better
+    /// (see [`PlanOptions::fuse`]); set before the first step. On by default.
+    pub fuse: bool,
 }
 
 /// One batch on the CPU: samples and their targets (labels or values).
@@ -217,6 +221,15 @@ pub struct Batch<'a> {
 }
 
 impl Model {
+    /// The plan options for a batch of `batch` samples.
+    pub fn options(&self, batch: usize, train: bool) -> PlanOptions {
+        PlanOptions {
+            batch,
+            train,
+            fuse: self.fuse,
+        }
+    }
+
     /// The plan for `options`, built on first use.
     pub fn plan(&mut self, ctx: &Context, options: PlanOptions) -> Result<&Plan> {
         if !self.plans.contains_key(&options) {
@@ -261,10 +274,7 @@ impl Model {
         lr: f32,
         extra: impl FnOnce(&mut wgpu::CommandEncoder, &Accumulators),
     ) -> Result<()> {
-        let options = PlanOptions {
-            batch: batch.len,
-            train: true,
-        };
+        let options = self.options(batch.len, true);
         self.plan(ctx, options)?;
         let plan = &self.plans[&options];
         Self::upload(ctx, plan, batch)?;
@@ -294,10 +304,7 @@ impl Model {
         batch: &Batch<'_>,
         extra: impl FnOnce(&mut wgpu::CommandEncoder, &Plan),
     ) -> Result<()> {
-        let options = PlanOptions {
-            batch: batch.len,
-            train: false,
-        };
+        let options = self.options(batch.len, false);
         self.plan(ctx, options)?;
         let plan = &self.plans[&options];
         Self::upload(ctx, plan, batch)?;
@@ -348,10 +355,7 @@ impl Model {
                 len,
             };
             self.eval_step(ctx, &batch, |_, _| {})?;
-            let plan = &self.plans[&PlanOptions {
-                batch: len,
-                train: false,
-            }];
+            let plan = &self.plans[&self.options(len, false)];
             out.extend(plan.probabilities.to_f32(ctx)?);
         }
         Ok(out)
@@ -406,7 +410,7 @@ impl Model {
 
     /// Every dispatch of a training step at `batch` (for profiling and tests).
     pub fn train_dispatches(&mut self, ctx: &Context, batch: usize) -> Result<Vec<Dispatch>> {
-        let plan = self.plan(ctx, PlanOptions { batch, train: true })?;
+        let plan = self.plan(ctx, self.options(batch, true))?;
         Ok(plan.train_dispatches().cloned().collect())
     }
 }

@@ -10,9 +10,16 @@ use crate::kernels::matmul::Activation;
 use crate::reference::conv::{activate, conv2d_forward};
 
 fn shapes(desc: &ConvPoolDesc) -> ([usize; 4], [usize; 4], (usize, usize)) {
-    let pooled = desc.pooled_shape().expect("reference::conv_pool: invalid description");
-    let index = desc.index_shape().expect("reference::conv_pool: invalid description");
-    let conv = desc.conv.out_hw().expect("reference::conv_pool: invalid description");
+    let pooled = desc
+        .pooled_shape()
+        .expect("reference::conv_pool: invalid description");
+    let index = desc
+        .index_shape()
+        .expect("reference::conv_pool: invalid description");
+    let conv = desc
+        .conv
+        .out_hw()
+        .expect("reference::conv_pool: invalid description");
     (pooled, index, conv)
 }
 
