@@ -371,7 +371,11 @@ fn grids_over_65535_workgroups_fold() {
     let (_g, ctx) = gpu();
     check_folding(
         ctx,
-        &[MatmulVariant::RegisterLarge, MatmulVariant::RegisterSmall],
+        &[
+            MatmulVariant::RegisterLarge,
+            MatmulVariant::RegisterSmall,
+            MatmulVariant::RegisterMid,
+        ],
         800,
     );
 }
@@ -558,6 +562,7 @@ fn bench_train_shapes() {
             None,
             Some(MatmulVariant::RegisterLarge),
             Some(MatmulVariant::RegisterSmall),
+            Some(MatmulVariant::RegisterMid),
         ]
     } else {
         vec![None]

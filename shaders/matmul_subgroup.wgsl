@@ -26,7 +26,8 @@
 // arithmetic and subgroup shuffles cost about one cycle. So the kernel minimises
 // loads per multiply-add:
 // - Each invocation accumulates an RM x RN block of C in registers (RM = 64,
-//   RN = 16 for the large entry point; 16 x 4 for the small one), the 8 invocations
+//   RN = 16 for the large entry point; 16 x 4 or 32 x 4 for the small one, by the
+//   override constant SMALL_ROWS), the 8 invocations
 //   of a subgroup side by side along N: a workgroup computes RM x (8 RN) of C.
 // - Per k each invocation loads its RN values of B's row k itself (nobody else
 //   needs them). A values are the same for the whole subgroup: for 8 consecutive
@@ -80,6 +81,9 @@ override REG_WG: u32 = 8u;
 override ACT: u32 = 0u;
 override ACCUMULATE: bool = false;
 override HAS_BIAS: bool = false;
+// Rows per invocation of the small entry point: 16, or 32 (the "mid" block, 32 x 4:
+// half the B loads per multiply-add of 16 x 4 for shapes with few output tiles).
+override SMALL_ROWS: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -177,19 +181,25 @@ fn step_large(kk: u32, j: u32) {
     mac16(56u, j); mac16(57u, j); mac16(58u, j); mac16(59u, j); mac16(60u, j); mac16(61u, j); mac16(62u, j); mac16(63u, j);
 }
 
-// One k of the small block (16 x 4 per invocation), A from lane j.
+// One k of the small block (SMALL_ROWS x 4 per invocation), A from lane j.
 fn step_small(kk: u32, j: u32) {
     load_b(0u, kk);
     mac4(0u, j); mac4(1u, j); mac4(2u, j); mac4(3u, j); mac4(4u, j); mac4(5u, j); mac4(6u, j); mac4(7u, j);
     mac4(8u, j); mac4(9u, j); mac4(10u, j); mac4(11u, j); mac4(12u, j); mac4(13u, j); mac4(14u, j); mac4(15u, j);
+    if (SMALL_ROWS > 16u) {
+        mac4(16u, j); mac4(17u, j); mac4(18u, j); mac4(19u, j); mac4(20u, j); mac4(21u, j); mac4(22u, j); mac4(23u, j);
+        mac4(24u, j); mac4(25u, j); mac4(26u, j); mac4(27u, j); mac4(28u, j); mac4(29u, j); mac4(30u, j); mac4(31u, j);
+    }
 }
 
 fn load_a_block(large: bool, k0: u32) {
     load_a(0u, k0); load_a(1u, k0); load_a(2u, k0); load_a(3u, k0); load_a(4u, k0); load_a(5u, k0); load_a(6u, k0); load_a(7u, k0);
     load_a(8u, k0); load_a(9u, k0); load_a(10u, k0); load_a(11u, k0); load_a(12u, k0); load_a(13u, k0); load_a(14u, k0); load_a(15u, k0);
-    if (large) {
+    if (large || SMALL_ROWS > 16u) {
         load_a(16u, k0); load_a(17u, k0); load_a(18u, k0); load_a(19u, k0); load_a(20u, k0); load_a(21u, k0); load_a(22u, k0); load_a(23u, k0);
         load_a(24u, k0); load_a(25u, k0); load_a(26u, k0); load_a(27u, k0); load_a(28u, k0); load_a(29u, k0); load_a(30u, k0); load_a(31u, k0);
+    }
+    if (large) {
         load_a(32u, k0); load_a(33u, k0); load_a(34u, k0); load_a(35u, k0); load_a(36u, k0); load_a(37u, k0); load_a(38u, k0); load_a(39u, k0);
         load_a(40u, k0); load_a(41u, k0); load_a(42u, k0); load_a(43u, k0); load_a(44u, k0); load_a(45u, k0); load_a(46u, k0); load_a(47u, k0);
         load_a(48u, k0); load_a(49u, k0); load_a(50u, k0); load_a(51u, k0); load_a(52u, k0); load_a(53u, k0); load_a(54u, k0); load_a(55u, k0);
@@ -272,12 +282,18 @@ fn pick16(x: u32, g: u32) -> vec4<f32> {
     return v;
 }
 
-// Entry x of the small block (row r at acc[4r]), row group g < 4.
+// Entry x of the small block (row r at acc[4r]), row group g < SMALL_ROWS / 4.
 fn pick4(x: u32, g: u32) -> vec4<f32> {
     var v = acc[x];
     v = select(v, acc[x + 16u], g == 1u);
     v = select(v, acc[x + 32u], g == 2u);
     v = select(v, acc[x + 48u], g == 3u);
+    if (SMALL_ROWS > 16u) {
+        v = select(v, acc[x + 64u], g == 4u);
+        v = select(v, acc[x + 80u], g == 5u);
+        v = select(v, acc[x + 96u], g == 6u);
+        v = select(v, acc[x + 112u], g == 7u);
+    }
     return v;
 }
 
@@ -318,7 +334,7 @@ fn run(large: bool, wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sl: u32, sg_size: u
     if (bt >= p.batch) {
         return;
     }
-    var rm = 16u;
+    var rm = SMALL_ROWS;
     var rn = 4u;
     if (large) {
         rm = 64u;

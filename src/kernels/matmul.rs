@@ -72,6 +72,10 @@ pub enum MatmulVariant {
     /// As `RegisterLarge` with 16×4 per invocation, 16×32 per workgroup (CPU
     /// adapters, small shapes). Needs subgroups.
     RegisterSmall,
+    /// As `RegisterSmall` with 32×4 per invocation, 32×32 per workgroup: half the
+    /// B loads per multiply-add, for shapes with few output tiles (the seed CNN's
+    /// Dense layers at batch 32). Needs subgroups.
+    RegisterMid,
     /// Workgroup-memory tiles of 64×64 outputs, 4×4 per invocation (GPUs, small shapes).
     Tiled64,
     /// Workgroup-memory tiles of 128×128 outputs, 8×8 per invocation (GPUs, large shapes).
@@ -80,9 +84,10 @@ pub enum MatmulVariant {
 
 impl MatmulVariant {
     /// Every variant, for tests and benchmarks.
-    pub const ALL: [MatmulVariant; 4] = [
+    pub const ALL: [MatmulVariant; 5] = [
         MatmulVariant::RegisterLarge,
         MatmulVariant::RegisterSmall,
+        MatmulVariant::RegisterMid,
         MatmulVariant::Tiled64,
         MatmulVariant::Tiled128,
     ];
@@ -91,6 +96,7 @@ impl MatmulVariant {
         match self {
             MatmulVariant::RegisterLarge => "register_large",
             MatmulVariant::RegisterSmall => "register_small",
+            MatmulVariant::RegisterMid => "register_mid",
             MatmulVariant::Tiled64 => "tiled64",
             MatmulVariant::Tiled128 => "tiled128",
         }
@@ -98,7 +104,10 @@ impl MatmulVariant {
 
     /// True for the variants that need the adapter's subgroup feature.
     pub fn needs_subgroups(self) -> bool {
-        matches!(self, MatmulVariant::RegisterLarge | MatmulVariant::RegisterSmall)
+        matches!(
+            self,
+            MatmulVariant::RegisterLarge | MatmulVariant::RegisterSmall | MatmulVariant::RegisterMid
+        )
     }
 
     /// Outputs one workgroup computes, as (rows, columns) of C.
@@ -106,6 +115,7 @@ impl MatmulVariant {
         match self {
             MatmulVariant::RegisterLarge => (REG_LARGE.0 as usize, (REG_WG * REG_LARGE.1) as usize),
             MatmulVariant::RegisterSmall => (REG_SMALL.0 as usize, (REG_WG * REG_SMALL.1) as usize),
+            MatmulVariant::RegisterMid => (REG_MID.0 as usize, (REG_WG * REG_MID.1) as usize),
             MatmulVariant::Tiled64 => (64, 64),
             MatmulVariant::Tiled128 => (128, 128),
         }
@@ -342,6 +352,7 @@ const REG_WG: u32 = 8;
 /// Rows × columns per invocation of the register kernels (fixed in the shader).
 const REG_LARGE: (u32, u32) = (64, 16);
 const REG_SMALL: (u32, u32) = (16, 4);
+const REG_MID: (u32, u32) = (32, 4);
 
 /// A tiled configuration: block tile BM×BN, K tile BK, per-invocation TM×TN.
 #[derive(Clone, Copy, Debug)]
@@ -417,19 +428,31 @@ pub fn auto_variant(ctx: &Context, desc: &MatmulDesc) -> MatmulVariant {
     }
     if ctx.is_cpu() && has_subgroups(ctx) {
         // Cost model from measurements on lavapipe (BENCHMARKS.md): per workgroup
-        // and k, the large block costs ~45 load-units for 64×128 outputs, the small
-        // one ~7.3 for 16×32; pick the cheaper for this shape, padding included.
-        let tiles = |v: MatmulVariant| {
+        // and k, the large block costs ~45 load-units for 64×128 outputs, the mid
+        // one ~13 for 32×32, the small one ~7.3 for 16×32; workgroups run in
+        // waves over the CPU's cores. Pick the cheapest for this shape, padding
+        // included.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cost = |v: MatmulVariant, unit: f64| {
             let (bm, bn) = v.block();
-            (desc.m.div_ceil(bm) * desc.n.div_ceil(bn)) as f64
+            let tiles = desc.m.div_ceil(bm) * desc.n.div_ceil(bn);
+            tiles.div_ceil(cores) as f64 * unit
         };
-        let large = tiles(MatmulVariant::RegisterLarge) * 45.0;
-        let small = tiles(MatmulVariant::RegisterSmall) * 7.3;
-        return if large <= small {
-            MatmulVariant::RegisterLarge
-        } else {
-            MatmulVariant::RegisterSmall
-        };
+        let candidates = [
+            (
+                MatmulVariant::RegisterLarge,
+                cost(MatmulVariant::RegisterLarge, 45.0),
+            ),
+            (MatmulVariant::RegisterMid, cost(MatmulVariant::RegisterMid, 13.0)),
+            (
+                MatmulVariant::RegisterSmall,
+                cost(MatmulVariant::RegisterSmall, 7.3),
+            ),
+        ];
+        return candidates
+            .into_iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(MatmulVariant::RegisterLarge, |c| c.0);
     }
     // 128×128 tiles only when there are enough of them to fill a large GPU
     // (~100+ multiprocessors, two workgroups each); otherwise 64×64 keeps it busy.
@@ -483,13 +506,16 @@ pub fn matmul(
         ("TRANS_B", desc.trans_b as u32 as f64),
     ];
     let (kernel, constants): (Kernel, Vec<(&'static str, f64)>) = match variant {
-        MatmulVariant::RegisterLarge | MatmulVariant::RegisterSmall => {
+        MatmulVariant::RegisterLarge | MatmulVariant::RegisterSmall | MatmulVariant::RegisterMid => {
             let kernel = if variant == MatmulVariant::RegisterLarge {
                 REGISTER_LARGE
             } else {
                 REGISTER_SMALL
             };
             let mut c = layout.to_vec();
+            if variant == MatmulVariant::RegisterMid {
+                c.push(("SMALL_ROWS", REG_MID.0 as f64));
+            }
             c.extend([
                 ("REG_WG", REG_WG as f64),
                 ("ACT", desc.activation.code() as f64),
