@@ -112,6 +112,18 @@ fn forward_matches_reference() {
             for o in 0..c_out {
                 for i in 0..ph {
                     for j in 0..pw {
+                        let k = ((img * c_out + o) * ph + i) * pw + j;
+                        let want_pass = match d.activation {
+                            Activation::Identity => true,
+                            Activation::Relu => got.y[k] > 0.0,
+                            Activation::Sigmoid | Activation::Tanh => false,
+                        };
+                        assert_eq!(
+                            reference::conv_pool::passes(d, &got.idx, img, o, i, j),
+                            want_pass,
+                            "case {case}: gradient bit of (n {img}, c {o}, {i}, {j}), y {}",
+                            got.y[k]
+                        );
                         let at = |win: u32| {
                             let (a, bb) = ((win / 2) as usize, (win % 2) as usize);
                             z[((img * c_out + o) * oh + 2 * i + a) * ow + 2 * j + bb]
@@ -224,7 +236,7 @@ fn bad_input_is_an_error() {
     assert!(matches!(err, Error::DType { .. }), "{err}");
     let small = Tensor::zeros(ctx, &[1], DType::U32).unwrap();
     let err = conv_pool::conv_pool_forward(ctx, &d, &x, &w, &b, &y, &small).unwrap_err();
-    assert!(err.to_string().contains("two words per 32 channels"), "{err}");
+    assert!(err.to_string().contains("four words per 32 channels"), "{err}");
     let big_y = Tensor::zeros(ctx, &c.output_shape().unwrap(), DType::F32).unwrap();
     let err = conv_pool::conv_pool_forward(ctx, &d, &x, &w, &b, &big_y, &idx).unwrap_err();
     assert!(err.to_string().contains("pooled height"), "{err}");

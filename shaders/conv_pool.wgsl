@@ -9,12 +9,15 @@
 //
 //   conv_pool_forward
 //     y[n, o, i, j] = act(max over (a, b) in {0,1}^2 of z[n, o, 2i + a, 2j + b])
-//     win[n, o, i, j] = 2a + b of the first maximum in the order (0,0) (0,1) (1,0)
-//     (1,1), packed 2 bits per channel: channel o of the block of 32 that starts at
-//     32 cb goes to word idx[n, 2 cb + (o % 32) / 16, i, j] at bit 2 (o % 16);
-//     idx is u32 [N, 2 ceil(C_out / 32), PH, PW].
-//   conv_pool_backward (with gy the gradient of y and dz = gy * act'(y), act'
-//     written through y as shaders/activation.wgsl's activation_grad)
+//     and a 4-bit code per channel: bits 0-1 the window 2a + b of the first maximum
+//     in the order (0,0) (0,1) (1,0) (1,1); bit 2 set when the gradient passes
+//     the activation without reading y (identity always; relu when y > 0; never
+//     for sigmoid and tanh, whose derivative comes from y). Channel o of the block
+//     of 32 that starts at 32 cb goes to word idx[n, 4 cb + (o % 32) / 8, i, j] at
+//     bit 4 (o % 8); idx is u32 [N, 4 ceil(C_out / 32), PH, PW].
+//   conv_pool_backward (with gy the gradient of y and dz = gy * act'(y): gy where
+//     bit 2 is set, 0 elsewhere for identity and relu, gy * activation_grad(y) for
+//     sigmoid and tanh, as shaders/activation.wgsl writes it)
 //     part[c, t, o] = sum over the positions of chunk c of dz * x-value of tap t
 //     at the window's arg-max, for t < TAPS = C_in KH KW (tap t = (ci, ky, kx) in
 //     row-major order, the OIHW weight order), and part[c, TAPS, o] = sum of dz
@@ -31,10 +34,11 @@
 // CNN at batch 32) and reads it back in backward (relu mask, pool scatter, im2col
 // again, dW matmul: ~2.9 M); these kernels touch x, y, idx and gy only (~0.5 M each).
 //
-// Shape of the work: a workgroup is 8 invocations in one subgroup, one pooled
-// position (n, i, j) per invocation and a block of 32 output channels per
-// workgroup, held as 8 vec4 "quads". Weights and bias are loaded once per
-// workgroup and tap, 4 per lane, and handed to every lane with subgroupShuffle.
+// Shape of the work: a workgroup is 8 invocations in one subgroup and a block of
+// 32 output channels, held as 8 vec4 "quads". Forward: two pooled positions
+// (n, i, j) per invocation (so each weight load serves two); backward: a chunk
+// of positions per invocation. Weights and bias are loaded once per workgroup
+// and tap, 4 per lane, and handed to every lane with subgroupShuffle.
 // Accumulators live in private arrays indexed by constants only (helpers called
 // with literal arguments), so the compiler keeps them in registers.
 // Assumes (checked by the launcher): sizes >= 1, PH, PW >= 1, every index fits
@@ -82,7 +86,8 @@ override TB: u32 = 16u;
 var<private> lane: u32;
 var<private> ch0: u32;                     // first channel of this workgroup's block
 var<private> xv: vec4<f32>;                // x at the current tap, one per window position
-var<private> acc: array<vec4<f32>, 32>;    // forward: acc[8 win + q] = z of quad q at window win
+var<private> acc: array<vec4<f32>, 64>;    // forward: acc[32 h + 8 win + q] = z of quad q at
+                                           // window win of the lane's position h
 var<private> dz: array<vec4<f32>, 8>;      // backward: gradient at the arg-max, per quad
 var<private> wn: array<vec4<u32>, 8>;      // backward: arg-max window, per quad
 var<private> gacc: array<vec4<f32>, 136>;  // backward: gacc[8 tt + q], tt = 16 is the bias
@@ -132,13 +137,18 @@ fn bias_at(o: u32) -> f32 {
     return v;
 }
 
-// Forward: quad q of every window += weights of quad q (from lane q) * xv.
-fn fmac(q: u32, wl: vec4<f32>) {
+// Forward: quad q of every window of both positions += weights of quad q (from
+// lane q) * x (xa: position 0, xb: position 1).
+fn fmac(q: u32, wl: vec4<f32>, xa: vec4<f32>, xb: vec4<f32>) {
     let wq = subgroupShuffle(wl, q);
-    acc[q] = fma(wq, vec4<f32>(xv.x), acc[q]);
-    acc[8u + q] = fma(wq, vec4<f32>(xv.y), acc[8u + q]);
-    acc[16u + q] = fma(wq, vec4<f32>(xv.z), acc[16u + q]);
-    acc[24u + q] = fma(wq, vec4<f32>(xv.w), acc[24u + q]);
+    acc[q] = fma(wq, vec4<f32>(xa.x), acc[q]);
+    acc[8u + q] = fma(wq, vec4<f32>(xa.y), acc[8u + q]);
+    acc[16u + q] = fma(wq, vec4<f32>(xa.z), acc[16u + q]);
+    acc[24u + q] = fma(wq, vec4<f32>(xa.w), acc[24u + q]);
+    acc[32u + q] = fma(wq, vec4<f32>(xb.x), acc[32u + q]);
+    acc[40u + q] = fma(wq, vec4<f32>(xb.y), acc[40u + q]);
+    acc[48u + q] = fma(wq, vec4<f32>(xb.z), acc[48u + q]);
+    acc[56u + q] = fma(wq, vec4<f32>(xb.w), acc[56u + q]);
 }
 
 fn act4(v: vec4<f32>) -> vec4<f32> {
@@ -152,101 +162,141 @@ fn store_y(o: u32, at: u32, v: f32, live: bool) {
     }
 }
 
-// Forward epilogue of quad q: max over the windows (first wins ties), bias,
-// activation; stores y and returns the 4 windows packed at bits 2 (4q + e) % 32.
-fn finish(q: u32, bl: vec4<f32>, out_base: u32, plane: u32, live: bool) -> u32 {
-    var best = acc[q];
+// Forward epilogue of quad q of position h: max over the windows (first wins ties), bias,
+// activation; stores y and returns the quad's 4-bit codes at bits 16 (q % 2) + 4e.
+fn finish(h: u32, q: u32, bl: vec4<f32>, out_base: u32, plane: u32, live: bool) -> u32 {
+    let a0 = 32u * h + q;
+    var best = acc[a0];
     var k = vec4<u32>(0u);
-    let z1 = acc[8u + q];
+    let z1 = acc[a0 + 8u];
     k = select(k, vec4<u32>(1u), z1 > best);
     best = max(best, z1);
-    let z2 = acc[16u + q];
+    let z2 = acc[a0 + 16u];
     k = select(k, vec4<u32>(2u), z2 > best);
     best = max(best, z2);
-    let z3 = acc[24u + q];
+    let z3 = acc[a0 + 24u];
     k = select(k, vec4<u32>(3u), z3 > best);
     best = max(best, z3);
-    let yq = act4(best + subgroupShuffle(bl, q));
+    let pre = best + subgroupShuffle(bl, q);
+    let yq = act4(pre);
+    if (ACT == 0u) {
+        k |= vec4<u32>(4u);
+    } else if (ACT == 1u) {
+        k |= select(vec4<u32>(0u), vec4<u32>(4u), pre > vec4<f32>(0.0));
+    }
     let o = ch0 + 4u * q;
     let at = out_base + o * plane;
     store_y(o, at, yq.x, live);
     store_y(o + 1u, at + plane, yq.y, live);
     store_y(o + 2u, at + 2u * plane, yq.z, live);
     store_y(o + 3u, at + 3u * plane, yq.w, live);
-    let s = (8u * q) % 32u;
-    return (k.x << s) | (k.y << (s + 2u)) | (k.z << (s + 4u)) | (k.w << (s + 6u));
+    let s = 16u * (q % 2u);
+    return (k.x << s) | (k.y << (s + 4u)) | (k.z << (s + 8u)) | (k.w << (s + 12u));
+}
+
+fn store_word(word: u32, at: u32, first_channel: u32, live: bool) {
+    if (live && first_channel < p.c_out) {
+        idx[at] = word;
+    }
+}
+
+// Pooled position h (0 or 1) of this lane: (n, ij = i PW + j), and whether it
+// exists. Lanes past the last position compute the last one again (every lane
+// must take part in the shuffles) and store nothing.
+struct Position {
+    n: u32,
+    ij: u32,
+    i: u32,
+    j: u32,
+    live: bool,
+}
+
+fn position(raw: u32) -> Position {
+    let pos = min(raw, p.positions - 1u);
+    let plane = p.ph * p.pw;
+    let ij = pos % plane;
+    return Position(pos / plane, ij, ij / p.pw, ij % p.pw, raw < p.positions);
+}
+
+// Forward epilogue of position h: y of the 32 channels and their 4 code words.
+fn emit(h: u32, at: Position, bl: vec4<f32>, cb: u32) {
+    let plane = p.ph * p.pw;
+    let out_base = at.n * p.c_out * plane + at.ij;
+    let w0 = finish(h, 0u, bl, out_base, plane, at.live) | finish(h, 1u, bl, out_base, plane, at.live);
+    let w1 = finish(h, 2u, bl, out_base, plane, at.live) | finish(h, 3u, bl, out_base, plane, at.live);
+    let w2 = finish(h, 4u, bl, out_base, plane, at.live) | finish(h, 5u, bl, out_base, plane, at.live);
+    let w3 = finish(h, 6u, bl, out_base, plane, at.live) | finish(h, 7u, bl, out_base, plane, at.live);
+    let ib = (at.n * 4u * p.chan_blocks + 4u * cb) * plane + at.ij;
+    store_word(w0, ib, ch0, at.live);
+    store_word(w1, ib + plane, ch0 + 8u, at.live);
+    store_word(w2, ib + 2u * plane, ch0 + 16u, at.live);
+    store_word(w3, ib + 3u * plane, ch0 + 24u, at.live);
 }
 
 @compute @workgroup_size(8)
 fn conv_pool_forward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(subgroup_invocation_id) sl: u32) {
     let g = group_index(wgid, nwg);
-    if (g >= p.chan_blocks * ((p.positions + 7u) / 8u)) {
+    if (g >= p.chan_blocks * ((p.positions + 15u) / 16u)) {
         return;  // whole workgroup: uniform
     }
     lane = sl;
     let cb = g % p.chan_blocks;
     ch0 = 32u * cb;
-    let pos_raw = (g / p.chan_blocks) * 8u + lane;
-    // Lanes past the last position compute the last one again (every lane must
-    // take part in the shuffles) and store nothing.
-    let live = pos_raw < p.positions;
-    let pos = min(pos_raw, p.positions - 1u);
-    let plane = p.ph * p.pw;
-    let n = pos / plane;
-    let ij = pos % plane;
-    let i = ij / p.pw;
-    let j = ij % p.pw;
+    let first = (g / p.chan_blocks) * 16u + lane;
+    let pa = position(first);
+    let pb = position(first + 8u);
 
+    let o = ch0 + 4u * lane;
     for (var t = 0u; t < p.taps; t++) {
-        load_tap(n, i, j, t);
-        let o = ch0 + 4u * lane;
+        load_tap(pb.n, pb.i, pb.j, t);
+        let xb = xv;
+        load_tap(pa.n, pa.i, pa.j, t);
         let wl = vec4<f32>(w_at(o, t), w_at(o + 1u, t), w_at(o + 2u, t), w_at(o + 3u, t));
-        fmac(0u, wl); fmac(1u, wl); fmac(2u, wl); fmac(3u, wl);
-        fmac(4u, wl); fmac(5u, wl); fmac(6u, wl); fmac(7u, wl);
+        fmac(0u, wl, xv, xb); fmac(1u, wl, xv, xb); fmac(2u, wl, xv, xb); fmac(3u, wl, xv, xb);
+        fmac(4u, wl, xv, xb); fmac(5u, wl, xv, xb); fmac(6u, wl, xv, xb); fmac(7u, wl, xv, xb);
     }
 
-    let ob = ch0 + 4u * lane;
-    let bl = vec4<f32>(bias_at(ob), bias_at(ob + 1u), bias_at(ob + 2u), bias_at(ob + 3u));
-    let out_base = n * p.c_out * plane + ij;
-    let w0 = finish(0u, bl, out_base, plane, live) | finish(1u, bl, out_base, plane, live)
-           | finish(2u, bl, out_base, plane, live) | finish(3u, bl, out_base, plane, live);
-    let w1 = finish(4u, bl, out_base, plane, live) | finish(5u, bl, out_base, plane, live)
-           | finish(6u, bl, out_base, plane, live) | finish(7u, bl, out_base, plane, live);
-    if (live) {
-        let words = 2u * p.chan_blocks;
-        let ib = (n * words + 2u * cb) * plane + ij;
-        idx[ib] = w0;
-        if (ch0 + 16u < p.c_out) {
-            idx[ib + plane] = w1;
-        }
-    }
+    let bl = vec4<f32>(bias_at(o), bias_at(o + 1u), bias_at(o + 2u), bias_at(o + 3u));
+    emit(0u, pa, bl, cb);
+    emit(1u, pb, bl, cb);
 }
 
-// Backward: gy * act'(y) of channel o at (n, ij), 0 when dead or past C_out.
+// Backward: gy of channel o at (n, ij), times act'(y) for sigmoid and tanh; 0 when
+// dead or past C_out.
 fn grad_at(o: u32, n: u32, ij: u32, live: bool) -> f32 {
     var d = 0.0;
     if (live && o < p.c_out) {
         let k = (n * p.c_out + o) * p.ph * p.pw + ij;
         d = gy[k];
-        if (ACT != 0u) {
+        if (ACT >= 2u) {
             d *= activation_grad(ACT, y_in[k]);
         }
     }
     return d;
 }
 
-// dz and wn of quad q at (n, ij) from the position's index words.
-fn load_grad(q: u32, n: u32, ij: u32, live: bool, w0: u32, w1: u32) {
+// dz and wn of quad q at (n, ij) from the index word holding the quad.
+fn load_grad(q: u32, n: u32, ij: u32, live: bool, word: u32) {
     let o = ch0 + 4u * q;
-    dz[q] = vec4<f32>(grad_at(o, n, ij, live), grad_at(o + 1u, n, ij, live),
+    let g = vec4<f32>(grad_at(o, n, ij, live), grad_at(o + 1u, n, ij, live),
                       grad_at(o + 2u, n, ij, live), grad_at(o + 3u, n, ij, live));
-    var word = w0;
-    if (q >= 4u) {
-        word = w1;
+    let s = 16u * (q % 2u);
+    let code = (vec4<u32>(word) >> vec4<u32>(s, s + 4u, s + 8u, s + 12u)) & vec4<u32>(7u);
+    wn[q] = code & vec4<u32>(3u);
+    if (ACT >= 2u) {
+        dz[q] = g;
+    } else {
+        dz[q] = select(vec4<f32>(0.0), g, code >= vec4<u32>(4u));
     }
-    let s = (8u * q) % 32u;
-    wn[q] = (vec4<u32>(word) >> vec4<u32>(s, s + 2u, s + 4u, s + 6u)) & vec4<u32>(3u);
+}
+
+fn load_word(at: u32, first_channel: u32, live: bool) -> u32 {
+    var w = 0u;
+    if (live && first_channel < p.c_out) {
+        w = idx_in[at];
+    }
+    return w;
 }
 
 // x-value of tap xv at each channel's arg-max window, per quad.
@@ -315,7 +365,6 @@ fn conv_pool_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workg
     ch0 = 32u * cb;
     let t0 = tb * TB;
     let plane = p.ph * p.pw;
-    let words = 2u * p.chan_blocks;
 
     for (var s = 0u; s < p.per_lane; s++) {
         let pos_raw = (chunk * p.per_lane + s) * 8u + lane;
@@ -325,19 +374,15 @@ fn conv_pool_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workg
         let ij = pos % plane;
         let i = ij / p.pw;
         let j = ij % p.pw;
-        var w0 = 0u;
-        var w1 = 0u;
-        if (live) {
-            let ib = (n * words + 2u * cb) * plane + ij;
-            w0 = idx_in[ib];
-            if (ch0 + 16u < p.c_out) {
-                w1 = idx_in[ib + plane];
-            }
-        }
-        load_grad(0u, n, ij, live, w0, w1); load_grad(1u, n, ij, live, w0, w1);
-        load_grad(2u, n, ij, live, w0, w1); load_grad(3u, n, ij, live, w0, w1);
-        load_grad(4u, n, ij, live, w0, w1); load_grad(5u, n, ij, live, w0, w1);
-        load_grad(6u, n, ij, live, w0, w1); load_grad(7u, n, ij, live, w0, w1);
+        let ib = (n * 4u * p.chan_blocks + 4u * cb) * plane + ij;
+        let w0 = load_word(ib, ch0, live);
+        let w1 = load_word(ib + plane, ch0 + 8u, live);
+        let w2 = load_word(ib + 2u * plane, ch0 + 16u, live);
+        let w3 = load_word(ib + 3u * plane, ch0 + 24u, live);
+        load_grad(0u, n, ij, live, w0); load_grad(1u, n, ij, live, w0);
+        load_grad(2u, n, ij, live, w1); load_grad(3u, n, ij, live, w1);
+        load_grad(4u, n, ij, live, w2); load_grad(5u, n, ij, live, w2);
+        load_grad(6u, n, ij, live, w3); load_grad(7u, n, ij, live, w3);
         if (tb == 0u) {
             gacc[128u] += dz[0]; gacc[129u] += dz[1]; gacc[130u] += dz[2]; gacc[131u] += dz[3];
             gacc[132u] += dz[4]; gacc[133u] += dz[5]; gacc[134u] += dz[6]; gacc[135u] += dz[7];

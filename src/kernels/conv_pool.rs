@@ -61,10 +61,11 @@ impl ConvPoolDesc {
         Ok([self.conv.n, self.conv.c_out, oh / 2, ow / 2])
     }
 
-    /// The packed arg-max windows: u32 `[n, 2·ceil(c_out / 32), oh / 2, ow / 2]`.
+    /// The packed 4-bit codes (arg-max window, gradient-passes bit): u32
+    /// `[n, 4·ceil(c_out / 32), oh / 2, ow / 2]`.
     pub fn index_shape(&self) -> Result<[usize; 4]> {
         let [n, c, ph, pw] = self.pooled_shape()?;
-        Ok([n, 2 * c.div_ceil(CHANNEL_BLOCK), ph, pw])
+        Ok([n, 4 * c.div_ceil(CHANNEL_BLOCK), ph, pw])
     }
 }
 
@@ -151,7 +152,7 @@ fn check_index(op: &'static str, desc: &ConvPoolDesc, idx: &Tensor) -> Result<()
         return Err(Error::shape(
             op,
             format!(
-                "idx has shape {:?} ({} elements), expected {want:?} (two words per 32 channels)",
+                "idx has shape {:?} ({} elements), expected {want:?} (four words per 32 channels)",
                 idx.shape(),
                 idx.numel()
             ),
@@ -164,8 +165,9 @@ fn act_constant(a: Activation) -> f64 {
     a.code() as f64
 }
 
-/// Forward: `y = maxpool2x2(act(conv(x, w) + bias))` and the packed arg-max
-/// windows in `idx` (layout in `shaders/conv_pool.wgsl`).
+/// Forward: `y = maxpool2x2(act(conv(x, w) + bias))` and, in `idx`, each
+/// output's arg-max window and whether its gradient passes the activation
+/// (layout in `shaders/conv_pool.wgsl`).
 pub fn conv_pool_forward(
     ctx: &Context,
     desc: &ConvPoolDesc,
@@ -182,9 +184,10 @@ pub fn conv_pool_forward(
     check_tensor(OP, "y", y, &desc.pooled_shape()?, &POOLED_DIMS)?;
     check_index(OP, desc, idx)?;
     let p = params(desc, 0, 0)?;
+    // 16 positions (two per invocation) per workgroup.
     let groups = groups_for(
         ctx,
-        (p.positions as usize).div_ceil(8) * p.chan_blocks as usize,
+        (p.positions as usize).div_ceil(16) * p.chan_blocks as usize,
         1,
     )?;
     ctx.dispatch(

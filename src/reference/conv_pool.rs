@@ -24,18 +24,25 @@ fn shapes(desc: &ConvPoolDesc) -> ([usize; 4], [usize; 4], (usize, usize)) {
 }
 
 /// Flat position in `idx` of the word holding channel `o` at `(n, i, j)`, and the
-/// bit where its 2-bit window starts.
+/// bit where its 4-bit code starts.
 pub fn index_slot(desc: &ConvPoolDesc, n: usize, o: usize, i: usize, j: usize) -> (usize, u32) {
     let (pooled, index, _) = shapes(desc);
-    let word = 2 * (o / CHANNEL_BLOCK) + (o % CHANNEL_BLOCK) / 16;
+    let word = 4 * (o / CHANNEL_BLOCK) + (o % CHANNEL_BLOCK) / 8;
     let at = ((n * index[1] + word) * pooled[2] + i) * pooled[3] + j;
-    (at, 2 * (o % 16) as u32)
+    (at, 4 * (o % 8) as u32)
 }
 
 /// The window (`2a + b`) recorded for channel `o` at `(n, i, j)`.
 pub fn window(desc: &ConvPoolDesc, idx: &[u32], n: usize, o: usize, i: usize, j: usize) -> u32 {
     let (at, shift) = index_slot(desc, n, o, i, j);
     (idx[at] >> shift) & 3
+}
+
+/// Whether the code of channel `o` at `(n, i, j)` says the gradient passes the
+/// activation (identity; relu with y > 0; never set for sigmoid and tanh).
+pub fn passes(desc: &ConvPoolDesc, idx: &[u32], n: usize, o: usize, i: usize, j: usize) -> bool {
+    let (at, shift) = index_slot(desc, n, o, i, j);
+    (idx[at] >> shift) & 4 != 0
 }
 
 /// The convolution's output before the activation, `[n, c_out, oh, ow]`.
@@ -47,7 +54,8 @@ pub fn pre_activation(desc: &ConvPoolDesc, x: &[f32], w: &[f32], bias: &[f32]) -
 }
 
 /// `y = maxpool2x2(act(conv(x, w) + bias))`; `idx` gets each window's first
-/// maximum of the pre-activation (words of channels that do not exist are 0).
+/// maximum of the pre-activation and the gradient-passes bit (words of channels
+/// that do not exist are 0).
 pub fn conv_pool_forward(
     desc: &ConvPoolDesc,
     x: &[f32],
@@ -74,8 +82,13 @@ pub fn conv_pool_forward(
                         }
                     }
                     y[((n * c_out + o) * ph + i) * pw + j] = activate(desc.activation, best.0 as f64) as f32;
+                    let pass = match desc.activation {
+                        Activation::Identity => true,
+                        Activation::Relu => best.0 > 0.0,
+                        Activation::Sigmoid | Activation::Tanh => false,
+                    };
                     let (at, shift) = index_slot(desc, n, o, i, j);
-                    idx[at] |= best.1 << shift;
+                    idx[at] |= (best.1 | (pass as u32) << 2) << shift;
                 }
             }
         }
