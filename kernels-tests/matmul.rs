@@ -618,3 +618,139 @@ fn bench_train_shapes() {
         );
     }
 }
+
+/// The fused weight-gradient + Adam epilogue equals the reference matmul into a
+/// gradient followed by the reference Adam step, over 3 steps (replayed dispatch,
+/// fresh factors each step), for every register variant, every layout, odd
+/// shapes, both epsilon placements and AdamW.
+#[test]
+fn matmul_adam_equals_matmul_then_adam() {
+    use wgml::kernels::optim::{EpsilonPlacement, Optimizer, StepUniform};
+    let (_g, ctx) = gpu();
+    if !matmul::available_variants(ctx)
+        .iter()
+        .any(|v| v.needs_subgroups())
+    {
+        // The fused epilogue needs the register kernels: say so rather than pass.
+        let d = MatmulDesc::new(4, 4, 4);
+        let t = Tensor::zeros(ctx, &[16], DType::F32).unwrap();
+        let (p, m, v) = (t.clone(), t.clone(), t.clone());
+        let step = StepUniform::new(ctx).unwrap();
+        let err = matmul::matmul_adam(ctx, &d, &t, &t, &p, &m, &v, &Optimizer::adam(1e-3), &step);
+        assert!(err.is_err());
+        return;
+    }
+    let adamw = Optimizer::Adam {
+        lr: 0.01,
+        beta1: 0.8,
+        beta2: 0.99,
+        epsilon: 1e-6,
+        weight_decay: 0.05,
+        epsilon_placement: EpsilonPlacement::PyTorch,
+    };
+    let cases = [
+        (
+            MatmulDesc::new(64, 5408, 32),
+            Optimizer::adam(1e-3),
+            (true, false),
+        ),
+        (MatmulDesc::new(37, 28, 11), adamw.clone(), (true, false)),
+        (MatmulDesc::new(3, 132, 17), Optimizer::adam(0.05), (false, false)),
+        (MatmulDesc::new(33, 4, 5), adamw, (false, true)),
+    ];
+    let mut r = rng(1234);
+    for (case, (base, opt, lay)) in cases.iter().enumerate() {
+        // Every register variant on the planner's layout (TN); the automatic
+        // choice on the others (each pipeline takes seconds to compile on lavapipe).
+        let variants: Vec<Option<MatmulVariant>> = if case == 0 {
+            matmul::available_variants(ctx)
+                .into_iter()
+                .filter(|v| v.needs_subgroups())
+                .map(Some)
+                .collect()
+        } else {
+            vec![None]
+        };
+        for variant in variants {
+            let mut d = layout(base.clone(), *lay);
+            d.variant = variant;
+            let (mm, nn, kk) = (d.m, d.n, d.k);
+            let p0 = uniform(&mut r, mm * nn, -1.0, 1.0);
+            let (mut p_ref, mut state) = (p0.clone(), vec![vec![0.0f32; mm * nn]; 2]);
+            let param = Tensor::from_f32(ctx, &p0, &[mm, nn]).unwrap();
+            let m = Tensor::zeros(ctx, &[mm, nn], DType::F32).unwrap();
+            let v = Tensor::zeros(ctx, &[mm, nn], DType::F32).unwrap();
+            let a = Tensor::zeros(ctx, &[mm * kk], DType::F32).unwrap();
+            let b = Tensor::zeros(ctx, &[kk * nn], DType::F32).unwrap();
+            let step = StepUniform::new(ctx).unwrap();
+            let dispatch = matmul::matmul_adam(ctx, &d, &a, &b, &param, &m, &v, opt, &step).unwrap();
+            for t in 1..=3u32 {
+                let av = uniform(&mut r, mm * kk, -1.0, 1.0);
+                let bv = uniform(&mut r, kk * nn, -1.0, 1.0);
+                a.write(ctx, &av).unwrap();
+                b.write(ctx, &bv).unwrap();
+                step.write(ctx, opt, t, opt.lr()).unwrap();
+                ctx.run(&[&dispatch]).unwrap();
+                let mut grad = vec![0.0f32; mm * nn];
+                reference::matmul::matmul(&d, &av, &bv, None, &mut grad).unwrap();
+                reference::optim::optimizer_step(opt, t, opt.lr(), &mut p_ref, &grad, &mut state);
+            }
+            let what = format!("case {case} {lay:?} {variant:?}");
+            assert_close(
+                &format!("{what}: param"),
+                &param.to_f32(ctx).unwrap(),
+                &p_ref,
+                1e-5,
+                1e-4,
+            );
+            assert_close(
+                &format!("{what}: m"),
+                &m.to_f32(ctx).unwrap(),
+                &state[0],
+                1e-5,
+                1e-4,
+            );
+            assert_close(
+                &format!("{what}: v"),
+                &v.to_f32(ctx).unwrap(),
+                &state[1],
+                1e-5,
+                1e-4,
+            );
+        }
+    }
+    // Misuse is an error: an activation, N not a multiple of 4, SGD, shared buffers.
+    let d = MatmulDesc::new(4, 4, 4);
+    let t = |n| Tensor::zeros(ctx, &[n], DType::F32).unwrap();
+    let (a, b, p, m, v) = (t(16), t(16), t(16), t(16), t(16));
+    let step = StepUniform::new(ctx).unwrap();
+    let mut relu = d.clone();
+    relu.activation = Activation::Relu;
+    let err = matmul::matmul_adam(ctx, &relu, &a, &b, &p, &m, &v, &Optimizer::adam(1e-3), &step).unwrap_err();
+    assert!(err.to_string().contains("one plain product"), "{err}");
+    let sgd = Optimizer::Sgd {
+        lr: 0.1,
+        momentum: 0.0,
+        nesterov: false,
+        weight_decay: 0.0,
+    };
+    let d6 = MatmulDesc::new(2, 6, 4);
+    let (a8, p12, m12, v12) = (t(8), t(12), t(12), t(12));
+    let err = matmul::matmul_adam(
+        ctx,
+        &d6,
+        &a8,
+        &t(24),
+        &p12,
+        &m12,
+        &v12,
+        &Optimizer::adam(1e-3),
+        &step,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("N a multiple of 4"), "{err}");
+    let err = matmul::matmul_adam(ctx, &d, &a, &b, &p, &m, &v, &sgd, &step).unwrap_err();
+    assert!(err.to_string().contains("Adam only"), "{err}");
+    let err = matmul::matmul_adam(ctx, &d, &a, &b, &p, &p, &v, &Optimizer::adam(1e-3), &step).unwrap_err();
+    assert!(err.to_string().contains("five separate buffers"), "{err}");
+}

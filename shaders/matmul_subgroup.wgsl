@@ -16,6 +16,10 @@
 // buffers and u32, C batches do not overlap, C aliases no input, the device has
 // subgroups, and the REG_WG invocations of a workgroup fill subgroups from lane 0.
 //
+// The Shader registry appends an epilogue hook: matmul_store.wgsl (the contract
+// above) or matmul_adam.wgsl (C is a parameter and the product its gradient:
+// apply Adam instead of storing; see that file).
+//
 // This file is separate from matmul.wgsl because a module that uses subgroup
 // operations fails validation on devices without them; the tiled kernels there
 // must work everywhere.
@@ -238,6 +242,15 @@ fn write_c(i: u32, j: u32, sum: f32, b: f32) {
 // Writes 4 consecutive outputs of row i from column j, those inside C; b holds
 // their biases.
 fn store4(i: u32, j: u32, v: vec4<f32>, b: vec4<f32>) {
+    if (FUSED_ADAM) {
+        // matmul_adam.wgsl: v is the gradient of the parameters at C[i, j ..].
+        var count = 0u;
+        if (j < p.n) {
+            count = min(p.n - j, 4u);
+        }
+        adam_store4(c_base + i * p.n + j, v, count);
+        return;
+    }
     if (j < p.n) {
         write_c(i, j, v.x, b.x);
     }

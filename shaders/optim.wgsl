@@ -4,7 +4,7 @@
 // Launchers: src/kernels/optim.rs. CPU twins: src/reference/optim.rs.
 //
 // Bindings (the same for every entry point; each entry point uses a subset):
-//   @binding(0) p:     Params, hyper-parameters fixed for the whole run (one per dispatch).
+//   @binding(0) p:     OptimParams, hyper-parameters fixed for the whole run (one per dispatch).
 //   @binding(1) st:    Step, the per-step values, one buffer shared by every optimizer
 //                      dispatch of a model and rewritten once per step with
 //                      queue.write_buffer, so no bind group is rebuilt during training.
@@ -56,34 +56,11 @@
 //   Entry points: rmsprop (s0), rmsprop_momentum (s0, s1), rmsprop_centered (s0, s2),
 //   rmsprop_centered_momentum (s0, s1, s2).
 
-struct Params {
-    n: u32,
-    flags: u32,
-    beta1: f32,
-    beta2: f32,
-    epsilon: f32,
-    weight_decay: f32,
-    momentum: f32,
-    rho: f32,
-}
-
-struct Step {
-    lr: f32,
-    t: u32,
-    bc1: f32,
-    bc2: f32,
-    adam_step: f32,
-    bc2_sqrt: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-const KERAS_PLACEMENT: u32 = 1u;
 const NESTEROV: u32 = 2u;
 
 override WG: u32 = 256;
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: OptimParams;  // OptimParams and Step: shaders/adam.wgsl
 @group(0) @binding(1) var<uniform> st: Step;
 @group(0) @binding(2) var<storage, read_write> param: array<f32>;
 @group(0) @binding(3) var<storage, read> grad: array<f32>;
@@ -109,21 +86,11 @@ fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (i >= p.n) {
         return;
     }
-    let g = grad[i];
-    var x = param[i];
-    if (p.weight_decay > 0.0) {
-        x = x - st.lr * p.weight_decay * x;
-    }
-    let m = p.beta1 * s0[i] + (1.0 - p.beta1) * g;
-    let v = p.beta2 * s1[i] + (1.0 - p.beta2) * g * g;
-    s0[i] = m;
-    s1[i] = v;
-    if ((p.flags & KERAS_PLACEMENT) != 0u) {
-        x = x - st.adam_step * m / (sqrt(v) + p.epsilon);
-    } else {
-        x = x - st.adam_step * (m / (sqrt(v) / st.bc2_sqrt + p.epsilon));
-    }
-    param[i] = x;
+    let r = adam_update(vec4<f32>(param[i]), vec4<f32>(grad[i]), vec4<f32>(s0[i]),
+                        vec4<f32>(s1[i]), p, st);
+    s0[i] = r.m.x;
+    s1[i] = r.v.x;
+    param[i] = r.x.x;
 }
 
 // adam on 4 consecutive elements per invocation, for p.n a multiple of 4 (the
@@ -137,21 +104,10 @@ fn adam_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     if (i >= p.n / 4u) {
         return;
     }
-    let g = grad4[i];
-    var x = param4[i];
-    if (p.weight_decay > 0.0) {
-        x = x - st.lr * p.weight_decay * x;
-    }
-    let m = p.beta1 * m4[i] + (1.0 - p.beta1) * g;
-    let v = p.beta2 * v4[i] + (1.0 - p.beta2) * g * g;
-    m4[i] = m;
-    v4[i] = v;
-    if ((p.flags & KERAS_PLACEMENT) != 0u) {
-        x = x - st.adam_step * m / (sqrt(v) + p.epsilon);
-    } else {
-        x = x - st.adam_step * (m / (sqrt(v) / st.bc2_sqrt + p.epsilon));
-    }
-    param4[i] = x;
+    let r = adam_update(param4[i], grad4[i], m4[i], v4[i], p, st);
+    m4[i] = r.m;
+    v4[i] = r.v;
+    param4[i] = r.x;
 }
 
 @compute @workgroup_size(WG)

@@ -330,7 +330,7 @@ impl Plan {
 
         let (backward, update) = match dlogits {
             Some(dl) => {
-                let backward = lower_backward(
+                let lowered = lower_backward(
                     ctx,
                     graph,
                     output,
@@ -340,12 +340,15 @@ impl Plan {
                     &fused,
                     store,
                     dl.reshape(out.shape())?,
+                    options.fuse.then_some((optimizer, step)),
                 )?;
                 let update = store
                     .params
                     .iter()
+                    .filter(|p| !lowered.updated.contains(&p.node))
                     .map(|p| optimizer_step(ctx, optimizer, step, &p.value, &p.grad, &p.state))
                     .collect::<Result<Vec<_>>>()?;
+                let backward = lowered.dispatches;
                 (backward, update)
             }
             None => (Vec::new(), Vec::new()),
@@ -485,8 +488,27 @@ fn relu_before_pool(graph: &Graph, x: NodeId, uses: usize) -> bool {
         )
 }
 
+/// The backward pass as lowered.
+struct Backward {
+    dispatches: Vec<Dispatch>,
+    /// Parameters whose optimizer step already ran inside the backward pass (a
+    /// Dense weight gradient with the Adam epilogue): the update list skips them.
+    updated: Vec<NodeId>,
+}
+
+/// Whether the Dense weight gradient `d` (into parameter node `w`) runs with the
+/// fused Adam epilogue: on CPU adapters whose register kernels take the shape,
+/// with Adam, when the planner may fuse (`fuse_adam` is given).
+fn adam_in_epilogue(ctx: &Context, d: &MatmulDesc, fuse_adam: Option<(&Optimizer, &StepUniform)>) -> bool {
+    matches!(fuse_adam, Some((Optimizer::Adam { .. }, _)))
+        && d.n.is_multiple_of(4)
+        && ctx.is_cpu()
+        && crate::kernels::matmul::auto_variant(ctx, d).needs_subgroups()
+}
+
 /// Lowers the backward rules of every node on the path from the parameters to
-/// `output`, whose gradient is `d_output`.
+/// `output`, whose gradient is `d_output`. With `fuse_adam`, Dense weight
+/// gradients may apply the optimizer step themselves (see [`adam_in_epilogue`]).
 #[allow(clippy::too_many_arguments)]
 fn lower_backward(
     ctx: &Context,
@@ -498,7 +520,9 @@ fn lower_backward(
     fused: &HashMap<NodeId, FusedConvPool>,
     store: &ParamStore,
     d_output: Tensor,
-) -> Result<Vec<Dispatch>> {
+    fuse_adam: Option<(&Optimizer, &StepUniform)>,
+) -> Result<Backward> {
+    let mut updated = Vec::new();
     let req = requires_grad(graph);
     let uses = consumers(graph);
     let mut grads: Vec<Option<Tensor>> = vec![None; graph.nodes.len()];
@@ -566,16 +590,35 @@ fn lower_backward(
                 let ws = graph.shape(*w);
                 let (units, fan_in) = (ws[0], ws[1]);
                 // dW[out, in] = dzᵀ · x
-                let mut d = MatmulDesc::new(units, fan_in, b);
-                d.trans_a = true;
-                out.push(matmul(ctx, &d, &dz, &value(*x), None, &param_grad(*w)?)?);
+                let mut dw_desc = MatmulDesc::new(units, fan_in, b);
+                dw_desc.trans_a = true;
+                let adam_here = adam_in_epilogue(ctx, &dw_desc, fuse_adam);
+                if !adam_here {
+                    out.push(matmul(ctx, &dw_desc, &dz, &value(*x), None, &param_grad(*w)?)?);
+                }
                 // db[out] = Σ over the batch's rows (one invocation per column for
                 // short batches: no workgroup reduction and its barriers).
                 out.push(reduce::sum_axis(ctx, &dz, 1, b, units, &param_grad(*bias)?)?);
                 if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
-                    // dx[B, in] = dz · W
+                    // dx[B, in] = dz · W (before W's update below).
                     let d = MatmulDesc::new(b, fan_in, units);
                     out.push(matmul(ctx, &d, &dz, &value(*w), None, &dx)?);
+                }
+                if let (true, Some((optimizer, step))) = (adam_here, fuse_adam) {
+                    param_grad(*w)?; // the same sharing check as the unfused path
+                    let p = store.by_node(*w).expect("every Param node is in the store");
+                    out.push(crate::kernels::matmul::matmul_adam(
+                        ctx,
+                        &dw_desc,
+                        &dz,
+                        &value(*x),
+                        &p.value,
+                        &p.state[0],
+                        &p.state[1],
+                        optimizer,
+                        step,
+                    )?);
+                    updated.push(*w);
                 }
                 if *act != Activation::Identity && !already {
                     temporaries.push(dz);
@@ -683,5 +726,8 @@ fn lower_backward(
             pool.give(dy);
         }
     }
-    Ok(out)
+    Ok(Backward {
+        dispatches: out,
+        updated,
+    })
 }

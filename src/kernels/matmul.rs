@@ -475,6 +475,116 @@ pub fn matmul(
     bias: Option<&Tensor>,
     c: &Tensor,
 ) -> Result<Dispatch> {
+    launch(ctx, desc, a, b, bias, c, None)
+}
+
+/// The Adam epilogue's extra bindings (`shaders/matmul_adam.wgsl`).
+struct AdamEpilogue<'a> {
+    step: &'a wgpu::Buffer,
+    hyper: &'a wgpu::Buffer,
+    param: &'a wgpu::Buffer,
+    m: &'a wgpu::Buffer,
+    v: &'a wgpu::Buffer,
+}
+
+/// Weight gradient and Adam step in one dispatch: `G = op(A)·op(B)` is the
+/// gradient of the parameter `param` (`[M, N]`), and instead of storing `G` each
+/// output applies one step of `optimizer` (Adam or AdamW, with the per-step values
+/// of `step`) to `param` and its moments `m`, `v`. Exactly what [`matmul`] into a
+/// gradient followed by [`optimizer_step`](crate::kernels::optim::optimizer_step)
+/// computes, without the gradient's round trip through memory.
+///
+/// Needs a register variant (CPU adapters with subgroups: see [`auto_variant`]);
+/// `desc` must be a single product (batch 1, no C offset) with N a multiple of 4
+/// and no bias, activation or accumulate.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_adam(
+    ctx: &Context,
+    desc: &MatmulDesc,
+    a: &Tensor,
+    b: &Tensor,
+    param: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    optimizer: &crate::kernels::optim::Optimizer,
+    step: &crate::kernels::optim::StepUniform,
+) -> Result<Dispatch> {
+    const OP: &str = "matmul_adam";
+    if desc.batch != 1
+        || desc.accumulate
+        || desc.activation != Activation::Identity
+        || desc.c_offset != 0
+        || !desc.n.is_multiple_of(4)
+    {
+        return Err(Error::invalid(format!(
+            "{OP}: the gradient must be one plain product (batch 1, no activation, no \
+             accumulate, no C offset, N a multiple of 4), got batch {}, activation {}, \
+             accumulate {}, C offset {}, N {}",
+            desc.batch,
+            desc.activation.name(),
+            desc.accumulate,
+            desc.c_offset,
+            desc.n
+        )));
+    }
+    if !auto_variant(ctx, desc).needs_subgroups() {
+        return Err(Error::invalid(format!(
+            "{OP}: the fused Adam epilogue exists for the register kernels only (CPU \
+             adapters with subgroups); on '{}' use matmul into a gradient and optimizer_step",
+            ctx.info.name
+        )));
+    }
+    let hyper = crate::kernels::optim::adam_hyper(optimizer, param.numel())?;
+    for (name, t) in [("m", m), ("v", v)] {
+        t.expect_dtype(OP, name, DType::F32)?;
+        if t.numel() != param.numel() {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "{name} has {} elements but the parameter has {}",
+                    t.numel(),
+                    param.numel()
+                ),
+            ));
+        }
+    }
+    let distinct = [&param.buffer, &m.buffer, &v.buffer, &a.buffer, &b.buffer];
+    for (i, x) in distinct.iter().enumerate() {
+        if distinct[i + 1..].contains(x) {
+            return Err(Error::invalid(format!(
+                "{OP}: the parameter, its moments and the two factors must be five separate buffers"
+            )));
+        }
+    }
+    let hyper_buffer = ctx.create_buffer(
+        "matmul_adam hyper-parameters",
+        std::mem::size_of_val(&hyper) as u64,
+        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    )?;
+    ctx.queue
+        .write_buffer(&hyper_buffer, 0, bytemuck::bytes_of(&hyper));
+    // C's binding is never touched by this epilogue: a stand-in of C's size keeps
+    // the launcher's checks as they are.
+    let stand_in = Tensor::zeros(ctx, &[param.numel()], DType::F32)?;
+    let adam = AdamEpilogue {
+        step: &step.buffer,
+        hyper: &hyper_buffer,
+        param: &param.buffer,
+        m: &m.buffer,
+        v: &v.buffer,
+    };
+    launch(ctx, desc, a, b, None, &stand_in, Some(adam))
+}
+
+fn launch(
+    ctx: &Context,
+    desc: &MatmulDesc,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
+    adam: Option<AdamEpilogue<'_>>,
+) -> Result<Dispatch> {
     a.expect_dtype("matmul", "A", DType::F32)?;
     b.expect_dtype("matmul", "B", DType::F32)?;
     c.expect_dtype("matmul", "C", DType::F32)?;
@@ -507,11 +617,17 @@ pub fn matmul(
     ];
     let (kernel, constants): (Kernel, Vec<(&'static str, f64)>) = match variant {
         MatmulVariant::RegisterLarge | MatmulVariant::RegisterSmall | MatmulVariant::RegisterMid => {
-            let kernel = if variant == MatmulVariant::RegisterLarge {
-                REGISTER_LARGE
+            let entry = if variant == MatmulVariant::RegisterLarge {
+                REGISTER_LARGE.entry
             } else {
-                REGISTER_SMALL
+                REGISTER_SMALL.entry
             };
+            let shader = if adam.is_some() {
+                Shader::MatmulSubgroupAdam
+            } else {
+                Shader::MatmulSubgroup
+            };
+            let kernel = Kernel::new(shader, entry);
             let mut c = layout.to_vec();
             if variant == MatmulVariant::RegisterMid {
                 c.push(("SMALL_ROWS", REG_MID.0 as f64));
@@ -582,11 +698,9 @@ pub fn matmul(
     // Without a bias, A stands in at the bias binding (both read-only); the shader
     // never reads it because FLAG_BIAS is clear.
     let bias_buffer = bias.map_or(&a.buffer, |t| &t.buffer);
-    ctx.dispatch(
-        kernel,
-        &constants,
-        &params,
-        &[(1, &a.buffer), (2, &b.buffer), (3, bias_buffer), (4, &c.buffer)],
-        groups,
-    )
+    let mut bindings = vec![(1, &a.buffer), (2, &b.buffer), (3, bias_buffer), (4, &c.buffer)];
+    if let Some(e) = &adam {
+        bindings.extend([(5, e.step), (6, e.hyper), (7, e.param), (8, e.m), (9, e.v)]);
+    }
+    ctx.dispatch(kernel, &constants, &params, &bindings, groups)
 }

@@ -24,6 +24,8 @@ pub enum Shader {
     Loss,
     Matmul,
     MatmulSubgroup,
+    /// `MatmulSubgroup` with the Adam epilogue (`shaders/matmul_adam.wgsl`).
+    MatmulSubgroupAdam,
     Optim,
     Pool,
     Reduce,
@@ -32,13 +34,14 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 10] = [
+    pub const ALL: [Shader; 11] = [
         Shader::Conv,
         Shader::ConvPool,
         Shader::Elementwise,
         Shader::Loss,
         Shader::Matmul,
         Shader::MatmulSubgroup,
+        Shader::MatmulSubgroupAdam,
         Shader::Optim,
         Shader::Pool,
         Shader::Reduce,
@@ -54,6 +57,7 @@ impl Shader {
             Shader::Loss => "loss",
             Shader::Matmul => "matmul",
             Shader::MatmulSubgroup => "matmul_subgroup",
+            Shader::MatmulSubgroupAdam => "matmul_adam",
             Shader::Optim => "optim",
             Shader::Pool => "pool",
             Shader::Reduce => "reduce",
@@ -77,9 +81,19 @@ impl Shader {
             ),
             Shader::MatmulSubgroup => concat!(
                 include_str!("../../shaders/activation.wgsl"),
-                include_str!("../../shaders/matmul_subgroup.wgsl")
+                include_str!("../../shaders/matmul_subgroup.wgsl"),
+                include_str!("../../shaders/matmul_store.wgsl")
             ),
-            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::MatmulSubgroupAdam => concat!(
+                include_str!("../../shaders/activation.wgsl"),
+                include_str!("../../shaders/adam.wgsl"),
+                include_str!("../../shaders/matmul_subgroup.wgsl"),
+                include_str!("../../shaders/matmul_adam.wgsl")
+            ),
+            Shader::Optim => concat!(
+                include_str!("../../shaders/adam.wgsl"),
+                include_str!("../../shaders/optim.wgsl")
+            ),
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),

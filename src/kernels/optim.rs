@@ -353,10 +353,10 @@ impl StepUniform {
     }
 }
 
-/// Mirrors `Params` in `shaders/optim.wgsl`: hyper-parameters fixed for the run.
+/// Mirrors `OptimParams` in `shaders/adam.wgsl`: hyper-parameters fixed for the run.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
+pub(crate) struct Params {
     n: u32,
     flags: u32,
     beta1: f32,
@@ -378,6 +378,45 @@ const RMSPROP: Kernel = Kernel::new(Shader::Optim, "rmsprop");
 const RMSPROP_MOMENTUM: Kernel = Kernel::new(Shader::Optim, "rmsprop_momentum");
 const RMSPROP_CENTERED: Kernel = Kernel::new(Shader::Optim, "rmsprop_centered");
 const RMSPROP_CENTERED_MOMENTUM: Kernel = Kernel::new(Shader::Optim, "rmsprop_centered_momentum");
+
+/// The uniform of an Adam-family `opt` over `n` parameters (for the fused
+/// epilogue of [`matmul_adam`](crate::kernels::matmul::matmul_adam)); an error
+/// for other optimizers or an `n` past u32.
+pub(crate) fn adam_hyper(opt: &Optimizer, n: usize) -> Result<Params> {
+    opt.validate()?;
+    let Optimizer::Adam {
+        beta1,
+        beta2,
+        epsilon,
+        weight_decay,
+        epsilon_placement,
+        ..
+    } = *opt
+    else {
+        return Err(Error::invalid(format!(
+            "the fused Adam epilogue applies Adam only, not {}",
+            opt.name()
+        )));
+    };
+    Ok(Params {
+        n: u32::try_from(n).map_err(|_| Error::TooLarge {
+            what: format!("an optimizer step over {n} elements"),
+            bytes: (n as u64) * 4,
+            limit: (u32::MAX as u64) * 4,
+        })?,
+        flags: if epsilon_placement == EpsilonPlacement::Keras {
+            KERAS_PLACEMENT
+        } else {
+            0
+        },
+        beta1,
+        beta2,
+        epsilon,
+        weight_decay,
+        momentum: 0.0,
+        rho: 0.0,
+    })
+}
 
 /// One fused update of `param` from `grad`, using and updating `state`
 /// ([`Optimizer::state_count`] tensors of `param`'s shape, in the order of
