@@ -62,13 +62,19 @@ fn timer_times_follow_the_work_with_either_clock() {
         }
         let mut t = Timer::with_clock(ctx, clock).unwrap();
         t.time(&[&big]).unwrap(); // warm-up
-        let once = t.time_repeats(&[&big], 3).unwrap();
-        assert_eq!(once.len(), 3);
+        assert_eq!(t.time_repeats(&[&big], 3).unwrap().len(), 3);
+        // Interleaved, and the fastest of each compared: other tests run on the
+        // CPU at the same time, and on lavapipe they slow the GPU down too.
+        let (mut once, mut twice) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            once.extend(t.time_repeats(&[&big], 1).unwrap());
+            twice.extend(t.time_repeats(&[&big, &big], 1).unwrap());
+        }
         assert_positive(&format!("{clock}: big once"), &once);
-        let twice = t.time_repeats(&[&big, &big], 3).unwrap();
         assert_positive(&format!("{clock}: big twice"), &twice);
+        let fastest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
         assert!(
-            median(&twice) > 1.2 * median(&once),
+            fastest(&twice) > 1.2 * fastest(&once),
             "{clock}: twice the work took {twice:?} ms, once {once:?} ms"
         );
         let mut each = Vec::new();
