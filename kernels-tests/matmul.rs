@@ -375,6 +375,7 @@ fn grids_over_65535_workgroups_fold() {
             MatmulVariant::RegisterLarge,
             MatmulVariant::RegisterSmall,
             MatmulVariant::RegisterMid,
+            MatmulVariant::RegisterWide,
         ],
         800,
     );
@@ -563,6 +564,7 @@ fn bench_train_shapes() {
             Some(MatmulVariant::RegisterLarge),
             Some(MatmulVariant::RegisterSmall),
             Some(MatmulVariant::RegisterMid),
+            Some(MatmulVariant::RegisterWide),
         ]
     } else {
         vec![None]

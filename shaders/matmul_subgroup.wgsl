@@ -88,6 +88,10 @@ override HAS_BIAS: bool = false;
 // Rows per invocation of the small entry point: 16, or 32 (the "mid" block, 32 x 4:
 // half the B loads per multiply-add of 16 x 4 for shapes with few output tiles).
 override SMALL_ROWS: u32 = 16u;
+// Rows per invocation of the large entry point: 64, or 32 (the "wide" block,
+// 32 x 16: no multiply-adds wasted on rows past M when M is 32, e.g. a Dense
+// layer's input gradient at batch 32).
+override LARGE_ROWS: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -179,10 +183,12 @@ fn step_large(kk: u32, j: u32) {
     mac16(8u, j); mac16(9u, j); mac16(10u, j); mac16(11u, j); mac16(12u, j); mac16(13u, j); mac16(14u, j); mac16(15u, j);
     mac16(16u, j); mac16(17u, j); mac16(18u, j); mac16(19u, j); mac16(20u, j); mac16(21u, j); mac16(22u, j); mac16(23u, j);
     mac16(24u, j); mac16(25u, j); mac16(26u, j); mac16(27u, j); mac16(28u, j); mac16(29u, j); mac16(30u, j); mac16(31u, j);
+    if (LARGE_ROWS > 32u) {
     mac16(32u, j); mac16(33u, j); mac16(34u, j); mac16(35u, j); mac16(36u, j); mac16(37u, j); mac16(38u, j); mac16(39u, j);
     mac16(40u, j); mac16(41u, j); mac16(42u, j); mac16(43u, j); mac16(44u, j); mac16(45u, j); mac16(46u, j); mac16(47u, j);
     mac16(48u, j); mac16(49u, j); mac16(50u, j); mac16(51u, j); mac16(52u, j); mac16(53u, j); mac16(54u, j); mac16(55u, j);
     mac16(56u, j); mac16(57u, j); mac16(58u, j); mac16(59u, j); mac16(60u, j); mac16(61u, j); mac16(62u, j); mac16(63u, j);
+    }
 }
 
 // One k of the small block (SMALL_ROWS x 4 per invocation), A from lane j.
@@ -203,7 +209,7 @@ fn load_a_block(large: bool, k0: u32) {
         load_a(16u, k0); load_a(17u, k0); load_a(18u, k0); load_a(19u, k0); load_a(20u, k0); load_a(21u, k0); load_a(22u, k0); load_a(23u, k0);
         load_a(24u, k0); load_a(25u, k0); load_a(26u, k0); load_a(27u, k0); load_a(28u, k0); load_a(29u, k0); load_a(30u, k0); load_a(31u, k0);
     }
-    if (large) {
+    if (large && LARGE_ROWS > 32u) {
         load_a(32u, k0); load_a(33u, k0); load_a(34u, k0); load_a(35u, k0); load_a(36u, k0); load_a(37u, k0); load_a(38u, k0); load_a(39u, k0);
         load_a(40u, k0); load_a(41u, k0); load_a(42u, k0); load_a(43u, k0); load_a(44u, k0); load_a(45u, k0); load_a(46u, k0); load_a(47u, k0);
         load_a(48u, k0); load_a(49u, k0); load_a(50u, k0); load_a(51u, k0); load_a(52u, k0); load_a(53u, k0); load_a(54u, k0); load_a(55u, k0);
@@ -274,7 +280,8 @@ fn store4(i: u32, j: u32, v: vec4<f32>, b: vec4<f32>) {
 // a per-lane gather per output, and copies into such an array can take LLVM
 // minutes to compile.
 
-// Entry x of the large block, row group g < 16 (x < 16: rows 0..3 of the group).
+// Entry x of the large block, row group g < LARGE_ROWS / 4 (x < 16: rows 0..3 of
+// the group).
 fn pick16(x: u32, g: u32) -> vec4<f32> {
     var v = acc[x];
     v = select(v, acc[x + 16u], g == 1u);
@@ -284,6 +291,9 @@ fn pick16(x: u32, g: u32) -> vec4<f32> {
     v = select(v, acc[x + 80u], g == 5u);
     v = select(v, acc[x + 96u], g == 6u);
     v = select(v, acc[x + 112u], g == 7u);
+    if (LARGE_ROWS <= 32u) {
+        return v;
+    }
     v = select(v, acc[x + 128u], g == 8u);
     v = select(v, acc[x + 144u], g == 9u);
     v = select(v, acc[x + 160u], g == 10u);
@@ -350,7 +360,7 @@ fn run(large: bool, wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sl: u32, sg_size: u
     var rm = SMALL_ROWS;
     var rn = 4u;
     if (large) {
-        rm = 64u;
+        rm = LARGE_ROWS;
         rn = 16u;
     }
     i0 = tile_m * rm;

@@ -71,7 +71,8 @@ pub struct BenchArgs {
     /// matmul: layouts to time, comma-separated: nn, nt, tn.
     #[arg(long, value_delimiter = ',', default_values_t = [String::from("nn")])]
     pub layouts: Vec<String>,
-    /// matmul: force a kernel variant (register_large, register_small, register_mid, tiled64,
+    /// matmul: force a kernel variant (register_large, register_small, register_mid,
+    /// register_wide, tiled64,
     /// tiled128); default: the one chosen for this adapter and shape.
     #[arg(long)]
     pub variant: Option<String>,

@@ -76,6 +76,10 @@ pub enum MatmulVariant {
     /// B loads per multiply-add, for shapes with few output tiles (the seed CNN's
     /// Dense layers at batch 32). Needs subgroups.
     RegisterMid,
+    /// As `RegisterLarge` with 32×16 per invocation, 32×128 per workgroup: no
+    /// multiply-adds spent on rows past M when M is 32 (a Dense layer's input
+    /// gradient at batch 32). Needs subgroups.
+    RegisterWide,
     /// Workgroup-memory tiles of 64×64 outputs, 4×4 per invocation (GPUs, small shapes).
     Tiled64,
     /// Workgroup-memory tiles of 128×128 outputs, 8×8 per invocation (GPUs, large shapes).
@@ -84,10 +88,11 @@ pub enum MatmulVariant {
 
 impl MatmulVariant {
     /// Every variant, for tests and benchmarks.
-    pub const ALL: [MatmulVariant; 5] = [
+    pub const ALL: [MatmulVariant; 6] = [
         MatmulVariant::RegisterLarge,
         MatmulVariant::RegisterSmall,
         MatmulVariant::RegisterMid,
+        MatmulVariant::RegisterWide,
         MatmulVariant::Tiled64,
         MatmulVariant::Tiled128,
     ];
@@ -97,6 +102,7 @@ impl MatmulVariant {
             MatmulVariant::RegisterLarge => "register_large",
             MatmulVariant::RegisterSmall => "register_small",
             MatmulVariant::RegisterMid => "register_mid",
+            MatmulVariant::RegisterWide => "register_wide",
             MatmulVariant::Tiled64 => "tiled64",
             MatmulVariant::Tiled128 => "tiled128",
         }
@@ -106,7 +112,10 @@ impl MatmulVariant {
     pub fn needs_subgroups(self) -> bool {
         matches!(
             self,
-            MatmulVariant::RegisterLarge | MatmulVariant::RegisterSmall | MatmulVariant::RegisterMid
+            MatmulVariant::RegisterLarge
+                | MatmulVariant::RegisterSmall
+                | MatmulVariant::RegisterMid
+                | MatmulVariant::RegisterWide
         )
     }
 
@@ -116,6 +125,7 @@ impl MatmulVariant {
             MatmulVariant::RegisterLarge => (REG_LARGE.0 as usize, (REG_WG * REG_LARGE.1) as usize),
             MatmulVariant::RegisterSmall => (REG_SMALL.0 as usize, (REG_WG * REG_SMALL.1) as usize),
             MatmulVariant::RegisterMid => (REG_MID.0 as usize, (REG_WG * REG_MID.1) as usize),
+            MatmulVariant::RegisterWide => (REG_WIDE.0 as usize, (REG_WG * REG_WIDE.1) as usize),
             MatmulVariant::Tiled64 => (64, 64),
             MatmulVariant::Tiled128 => (128, 128),
         }
@@ -353,6 +363,7 @@ const REG_WG: u32 = 8;
 const REG_LARGE: (u32, u32) = (64, 16);
 const REG_SMALL: (u32, u32) = (16, 4);
 const REG_MID: (u32, u32) = (32, 4);
+const REG_WIDE: (u32, u32) = (32, 16);
 
 /// A tiled configuration: block tile BM×BN, K tile BK, per-invocation TM×TN.
 #[derive(Clone, Copy, Debug)]
@@ -428,8 +439,9 @@ pub fn auto_variant(ctx: &Context, desc: &MatmulDesc) -> MatmulVariant {
     }
     if ctx.is_cpu() && has_subgroups(ctx) {
         // Cost model from measurements on lavapipe (BENCHMARKS.md): per workgroup
-        // and k, the large block costs ~45 load-units for 64×128 outputs, the mid
-        // one ~13 for 32×32, the small one ~7.3 for 16×32; workgroups run in
+        // and k, the large block costs ~45 load-units for 64×128 outputs, the wide
+        // one ~34 for 32×128, the mid one ~13 for 32×32, the small one ~7.3 for
+        // 16×32; workgroups run in
         // waves over the CPU's cores. Pick the cheapest for this shape, padding
         // included.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -442,6 +454,10 @@ pub fn auto_variant(ctx: &Context, desc: &MatmulDesc) -> MatmulVariant {
             (
                 MatmulVariant::RegisterLarge,
                 cost(MatmulVariant::RegisterLarge, 45.0),
+            ),
+            (
+                MatmulVariant::RegisterWide,
+                cost(MatmulVariant::RegisterWide, 34.0),
             ),
             (MatmulVariant::RegisterMid, cost(MatmulVariant::RegisterMid, 13.0)),
             (
@@ -616,11 +632,13 @@ fn launch(
         ("TRANS_B", desc.trans_b as u32 as f64),
     ];
     let (kernel, constants): (Kernel, Vec<(&'static str, f64)>) = match variant {
-        MatmulVariant::RegisterLarge | MatmulVariant::RegisterSmall | MatmulVariant::RegisterMid => {
-            let entry = if variant == MatmulVariant::RegisterLarge {
-                REGISTER_LARGE.entry
-            } else {
-                REGISTER_SMALL.entry
+        MatmulVariant::RegisterLarge
+        | MatmulVariant::RegisterSmall
+        | MatmulVariant::RegisterMid
+        | MatmulVariant::RegisterWide => {
+            let entry = match variant {
+                MatmulVariant::RegisterLarge | MatmulVariant::RegisterWide => REGISTER_LARGE.entry,
+                _ => REGISTER_SMALL.entry,
             };
             let shader = if adam.is_some() {
                 Shader::MatmulSubgroupAdam
@@ -631,6 +649,9 @@ fn launch(
             let mut c = layout.to_vec();
             if variant == MatmulVariant::RegisterMid {
                 c.push(("SMALL_ROWS", REG_MID.0 as f64));
+            }
+            if variant == MatmulVariant::RegisterWide {
+                c.push(("LARGE_ROWS", REG_WIDE.0 as f64));
             }
             c.extend([
                 ("REG_WG", REG_WG as f64),
