@@ -358,7 +358,7 @@ impl Plan {
             .chain(&loss_train)
             .chain(&backward)
             .chain(&update)
-            .map(|d| d.kernel.entry)
+            .map(|d| d.kernel.label())
             .collect();
         Ok(Plan {
             options,

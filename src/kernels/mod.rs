@@ -112,6 +112,16 @@ impl Kernel {
     pub const fn new(shader: Shader, entry: &'static str) -> Kernel {
         Kernel { shader, entry }
     }
+
+    /// Name for profiles: the entry point, marked when its module applies Adam in
+    /// the epilogue (`shaders/matmul_adam.wgsl`).
+    pub fn label(self) -> &'static str {
+        match (self.shader, self.entry) {
+            (Shader::MatmulSubgroupAdam, "matmul_register_large") => "matmul_register_large+adam",
+            (Shader::MatmulSubgroupAdam, _) => "matmul_register_small+adam",
+            _ => self.entry,
+        }
+    }
 }
 
 /// Parses and validates a WGSL source with naga (no GPU needed).

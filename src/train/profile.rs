@@ -80,7 +80,7 @@ pub fn profile_step_with(
         .enumerate()
         .map(|(index, (d, times))| ProfileRow {
             index,
-            kernel: d.kernel.entry,
+            kernel: d.kernel.label(),
             workgroups: d.groups,
             ms: crate::bench::median(times),
         })
