@@ -65,6 +65,11 @@ pub struct TrainArgs {
     /// clock) and print a table sorted by time with each kernel's share.
     #[arg(long)]
     pub profile: bool,
+    /// Lower every layer on its own, without the fused kernels the planner picks for
+    /// CPU adapters (Conv2D + MaxPool2D in one kernel pair, Adam in the Dense weight
+    /// gradient's epilogue); same results up to f32 rounding, for comparison.
+    #[arg(long)]
+    pub no_fuse: bool,
     /// Write pictures of the run into this folder (created if missing): learning
     /// curves, the confusion matrix and misclassified test images (PNG).
     #[arg(long, value_name = "DIR")]
@@ -178,6 +183,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     let mut model = recipe
         .model
         .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
+    model.fuse = !args.no_fuse;
     println!("{} parameters", model.store.count());
     if let Some(path) = &args.init {
         let c = checkpoint::load(path)?;
