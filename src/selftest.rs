@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use crate::error::Result;
 use crate::gpu::{Context, DType, Dispatch, Tensor};
 use crate::kernels::conv::{Conv2dDesc, Padding};
+use crate::kernels::conv_pool::{self, ConvPoolDesc};
 use crate::kernels::matmul::{Activation, MatmulDesc};
 use crate::kernels::optim::{Optimizer, StepUniform};
 use crate::kernels::pool::Pool2dDesc;
@@ -296,6 +297,94 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// The fused conv + ReLU + 2×2 max-pool pair (CPU adapters with subgroups).
+    fn conv_pool(&mut self, conv: Conv2dDesc) -> Result<()> {
+        let desc = ConvPoolDesc {
+            conv,
+            activation: Activation::Relu,
+        };
+        let c = &desc.conv;
+        let (xs, ws, ys) = (c.input_shape(), c.weight_shape(), desc.pooled_shape()?);
+        let (x, w, b) = (
+            self.data(xs.iter().product()),
+            self.data(ws.iter().product()),
+            self.data(c.c_out),
+        );
+        let dy = self.data(ys.iter().product());
+        let (xt, wt, bt, dyt) = (
+            self.upload(&x, &xs)?,
+            self.upload(&w, &ws)?,
+            self.upload(&b, &[c.c_out])?,
+            self.upload(&dy, &ys)?,
+        );
+        let (y, dw, db) = (self.out(&ys)?, self.out(&ws)?, self.out(&[c.c_out])?);
+        let idx = Tensor::zeros(self.ctx, &desc.index_shape()?, DType::U32)?;
+        self.run(&[conv_pool::conv_pool_forward(
+            self.ctx, &desc, &xt, &wt, &bt, &y, &idx,
+        )?])?;
+        self.run(&conv_pool::conv_pool_backward(
+            self.ctx, &desc, &xt, &dyt, &y, &idx, &dw, &db,
+        )?)?;
+        let (gy, gidx) = (y.to_f32(self.ctx)?, idx.to_u32(self.ctx)?);
+        let mut wy = vec![0.0; gy.len()];
+        let mut widx = vec![0; gidx.len()];
+        r::conv_pool::conv_pool_forward(&desc, &x, &w, &b, &mut wy, &mut widx);
+        // The backward twin gets the GPU's y and windows, so a near-tie that
+        // rounded the other way on the GPU cannot fail the check.
+        let (mut wdw, mut wdb) = (vec![0.0; dw.numel()], vec![0.0; c.c_out]);
+        r::conv_pool::conv_pool_backward(&desc, &x, &dy, &gy, &gidx, &mut wdw, &mut wdb);
+        let shape = format!(
+            "{}x{}x{}x{} k{}x{} ->{}",
+            c.n, c.c_in, c.h, c.w, c.kh, c.kw, c.c_out
+        );
+        self.record("conv+relu+pool fused forward", shape.clone(), &[(gy, wy)]);
+        self.record(
+            "conv+relu+pool fused dw, db",
+            shape,
+            &[(dw.to_f32(self.ctx)?, wdw), (db.to_f32(self.ctx)?, wdb)],
+        );
+        Ok(())
+    }
+
+    /// The weight gradient with Adam in the epilogue (register kernels).
+    fn matmul_adam(&mut self, m: usize, n: usize, k: usize, steps: u32) -> Result<()> {
+        let opt = Optimizer::adam(0.001);
+        let mut d = MatmulDesc::new(m, n, k);
+        d.trans_a = true;
+        let p0 = self.data(m * n);
+        let param = self.upload(&p0, &[m, n])?;
+        let (mt, vt) = (
+            Tensor::zeros(self.ctx, &[m, n], DType::F32)?,
+            Tensor::zeros(self.ctx, &[m, n], DType::F32)?,
+        );
+        let (at, bt) = (
+            Tensor::zeros(self.ctx, &[k * m], DType::F32)?,
+            Tensor::zeros(self.ctx, &[k * n], DType::F32)?,
+        );
+        let step = StepUniform::new(self.ctx)?;
+        let dispatch = matmul::matmul_adam(self.ctx, &d, &at, &bt, &param, &mt, &vt, &opt, &step)?;
+        let mut want = p0.clone();
+        let mut state = vec![vec![0.0; m * n]; 2];
+        for t in 1..=steps {
+            let (a, b) = (self.data(k * m), self.data(k * n));
+            at.write(self.ctx, &a)?;
+            bt.write(self.ctx, &b)?;
+            step.write(self.ctx, &opt, t, opt.lr())?;
+            self.ctx.run(&[&dispatch])?;
+            let mut g = vec![0.0; m * n];
+            r::matmul::matmul(&d, &a, &b, None, &mut g)?;
+            r::optim::optimizer_step(&opt, t, opt.lr(), &mut want, &g, &mut state);
+        }
+        let moved = |v: &[f32]| v.iter().zip(&p0).map(|(a, b)| a - b).collect::<Vec<f32>>();
+        let got = param.to_f32(self.ctx)?;
+        self.record(
+            &format!("tn dW + Adam epilogue x{steps}"),
+            format!("{m}x{n}x{k}"),
+            &[(moved(&got), moved(&want))],
+        );
+        Ok(())
+    }
+
     fn optimizer(&mut self, opt: Optimizer, n: usize, steps: u32) -> Result<()> {
         let p0 = self.data(n);
         let param = self.upload(&p0, &[n])?;
@@ -383,6 +472,24 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
         stride: (2, 2),
         padding: (1, 1),
     })?;
+    if conv_pool::supported(ctx) {
+        t.conv_pool(Conv2dDesc {
+            n: 3,
+            c_in: 2,
+            h: 13,
+            w: 12,
+            c_out: 40,
+            kh: 3,
+            kw: 3,
+            stride: (1, 1),
+            padding: Padding::Same,
+        })?;
+    }
+    // The Adam epilogue exists for the register kernels, which wgml picks on CPU
+    // adapters with subgroups.
+    if ctx.is_cpu() && matmul::has_subgroups(ctx) {
+        t.matmul_adam(64, 300, 32, 3)?;
+    }
     t.optimizer(Optimizer::adam(0.001), 1000, 5)?;
     t.optimizer(Optimizer::sgd(0.01, 0.9), 1000, 5)?;
     t.optimizer(Optimizer::rmsprop(0.001), 1000, 5)?;
