@@ -186,23 +186,38 @@ fn matmul_rows_keep_their_keys_and_sizes() {
     );
 }
 
+/// Per size: the im2col forward and forward + backward rows, then, on CPU adapters
+/// that train with the fused conv + ReLU + max-pool pair, its two rows (the second
+/// size's 4x4 output pools to 2x2).
 #[test]
 fn conv_rows_are_forward_and_forward_backward_with_3x_flops() {
     let (_g, ctx) = gpu();
     let rows = tiny_rows(ctx, Bench::Conv, &["2", "2x3x9x9x4x3x2"]);
     let keys = ["n", "c_in", "h", "w", "c_out", "kh", "kw", "stride"];
-    assert_eq!(rows.len(), 4);
-    check_row(&rows[0], "conv2d_forward", &keys, "gflops");
-    check_row(&rows[1], "conv2d_forward_backward", &keys, "gflops");
-    check_row(&rows[2], "conv2d_forward", &keys, "gflops");
-    check_row(&rows[3], "conv2d_forward_backward", &keys, "gflops");
+    let fused = ctx.is_cpu() && wgml::kernels::conv_pool::supported(ctx);
+    let per_size = if fused { 4 } else { 2 };
+    assert_eq!(rows.len(), 2 * per_size);
+    let mut names = vec!["conv2d_forward", "conv2d_forward_backward"];
+    if fused {
+        names.extend(["conv_relu_maxpool_forward", "conv_relu_maxpool_forward_dw"]);
+    }
+    for size in 0..2 {
+        for (i, name) in names.iter().enumerate() {
+            check_row(&rows[size * per_size + i], name, &keys, "gflops");
+        }
+    }
     // "2" is the seed CNN's first layer at batch 2.
     let dims: Vec<usize> = keys.iter().map(|k| rows[0].dim(k).unwrap()).collect();
     assert_eq!(dims, [2, 1, 28, 28, 32, 3, 3, 1]);
-    assert_eq!(rows[2].dim("stride"), Some(2));
-    // Flops: forward 2·N·C_out·OH·OW·C_in·KH·KW, forward+backward 3x.
+    assert_eq!(rows[per_size].dim("stride"), Some(2));
+    // Flops: forward 2·N·C_out·OH·OW·C_in·KH·KW, forward+backward 3x; the fused
+    // pair's forward + weight gradient 2x.
     let fwd = 2.0 * (2 * 32 * 26 * 26) as f64 * 9.0;
-    for (r, flops) in [(&rows[0], fwd), (&rows[1], 3.0 * fwd)] {
+    let mut expected = vec![(&rows[0], fwd), (&rows[1], 3.0 * fwd)];
+    if fused {
+        expected.extend([(&rows[2], fwd), (&rows[3], 2.0 * fwd)]);
+    }
+    for (r, flops) in expected {
         let want = flops / (r.ms * 1e-3) / 1e9;
         assert!(
             (r.gflops.unwrap() - want).abs() <= 1e-9 * want,

@@ -27,6 +27,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use crate::error::{Error, Result};
 use crate::gpu::{Clock, Context, DType, Dispatch, Tensor, Timer};
 use crate::kernels::conv::{self, Activation, Conv2dDesc, Padding};
+use crate::kernels::conv_pool::{self, ConvPoolDesc};
 use crate::kernels::matmul::{self, MatmulDesc, MatmulVariant};
 use crate::kernels::optim::{self, Optimizer, StepUniform};
 use crate::kernels::pool::{self, Pool2dDesc};
@@ -519,7 +520,7 @@ fn prepare_conv(ctx: &Context, rng: &mut StdRng, desc: &Conv2dDesc) -> Result<Ve
     ];
     let mut both = forward.clone();
     both.extend(backward);
-    Ok(vec![
+    let mut cases = vec![
         Case {
             kernel: "conv2d_forward".into(),
             variant: "im2col".into(),
@@ -530,11 +531,46 @@ fn prepare_conv(ctx: &Context, rng: &mut StdRng, desc: &Conv2dDesc) -> Result<Ve
         Case {
             kernel: "conv2d_forward_backward".into(),
             variant: "im2col".into(),
-            shape,
+            shape: shape.clone(),
             work: Work::Flops(3.0 * flops),
             dispatches: both,
         },
-    ])
+    ];
+    // Where training fuses the layer with its ReLU and a 2x2 max-pool (CPU adapters
+    // with subgroups, see kernels::conv_pool), time that pair too: forward, and
+    // forward + weight gradient (no dX: 2x the forward's flops).
+    let fused = ConvPoolDesc {
+        conv: desc.clone(),
+        activation: Activation::Relu,
+    };
+    if ctx.is_cpu() && conv_pool::supported(ctx) && fused.pooled_shape().is_ok() {
+        let pooled = fused.pooled_shape()?;
+        let yp = Tensor::zeros(ctx, &pooled, DType::F32)?;
+        let idx = Tensor::zeros(ctx, &fused.index_shape()?, DType::U32)?;
+        let dyp = random_tensor(ctx, rng, &pooled)?;
+        let forward = conv_pool::conv_pool_forward(ctx, &fused, &x, &w, &bias, &yp, &idx)?;
+        // The backward reads what the forward wrote: fill it once.
+        ctx.run(&[&forward])?;
+        let mut both = vec![forward.clone()];
+        both.extend(conv_pool::conv_pool_backward(
+            ctx, &fused, &x, &dyp, &yp, &idx, &dw, &db,
+        )?);
+        cases.push(Case {
+            kernel: "conv_relu_maxpool_forward".into(),
+            variant: "fused".into(),
+            shape: shape.clone(),
+            work: Work::Flops(flops),
+            dispatches: vec![forward],
+        });
+        cases.push(Case {
+            kernel: "conv_relu_maxpool_forward_dw".into(),
+            variant: "fused".into(),
+            shape,
+            work: Work::Flops(2.0 * flops),
+            dispatches: both,
+        });
+    }
+    Ok(cases)
 }
 
 fn prepare_pool(ctx: &Context, rng: &mut StdRng, desc: &Pool2dDesc) -> Result<Vec<Case>> {

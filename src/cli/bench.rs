@@ -29,8 +29,10 @@ fn after_help() -> String {
     }
     out += "With 'all' every benchmark runs its default sizes (--sizes is then an error).\n\n\
             Throughput: matmul and conv report GFLOP/s (conv forward 2*N*C_out*H_out*W_out*C_in*KH*KW,\n\
-            forward+backward 3x that); pool, softmax and adam report GB/s counting each input read\n\
-            once and each output written once; train-step reports images/s.";
+            forward+backward 3x that; on CPU adapters also the fused conv+ReLU+2x2 max-pool pair that\n\
+            training uses there: forward, and forward + weight gradient at 2x); pool, softmax and adam\n\
+            report GB/s counting each input read once and each output written once; train-step\n\
+            reports images/s.";
     out
 }
 
