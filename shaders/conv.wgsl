@@ -80,16 +80,8 @@ override WG: u32 = 64;
 @group(0) @binding(9) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(10) var<storage, read_write> db: array<f32>;
 
-fn group_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
-}
-
-// floor(a / s) for a < 2^20 and s >= 1 through one f32 division: (a + 0.5) / s
-// sits at least 0.5 / s away from an integer, far beyond f32's rounding error
-// (the launcher keeps padded image sides under 2^20).
-fn div_small(a: u32, s: u32) -> u32 {
-    return u32((f32(a) + 0.5) / f32(s));
-}
+// group_index, div_small, first_window, end_window and the walk_start/walk_next
+// plane walk come from shaders/plane.wgsl, prepended to this file.
 
 @compute @workgroup_size(WG)
 fn im2col(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -114,11 +106,11 @@ fn im2col(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let j = r % p.kw;
     let x_base = p.x_offset + (img * p.c + c) * p.h * p.w;
     // This invocation's pixel (oy, ox), advanced by WG pixels per step.
-    var oy = lid / p.ow;
-    var ox = lid % p.ow;
-    let step_y = WG / p.ow;
-    let step_x = WG % p.ow;
+    let step = walk_step(p.ow);
+    var at = walk_start(lid, p.ow);
     for (var q = lid; q < np; q += WG) {
+        let ox = at.x;
+        let oy = at.y;
         let iy = i32(oy * p.sh + i) - i32(p.pt);
         let ix = i32(ox * p.sw + j) - i32(p.pl);
         var v: f32 = 0.0;
@@ -126,12 +118,7 @@ fn im2col(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: 
             v = x[x_base + u32(iy) * p.w + u32(ix)];
         }
         col[out_base + q] = v;
-        ox += step_x;
-        oy += step_y;
-        if (ox >= p.ow) {
-            ox -= p.ow;
-            oy += 1u;
-        }
+        at = walk_next(at, step, p.ow);
     }
 }
 
@@ -171,11 +158,11 @@ fn im2col_scatter(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroup
     let hd = (p.oh - 1u) * p.sh + p.kh;
     let wd = (p.ow - 1u) * p.sw + p.kw;
     // This invocation's padded pixel (py, px), advanced by WG pixels per step.
-    var py = lid / wd;
-    var px = lid % wd;
-    let step_y = WG / wd;
-    let step_x = WG % wd;
+    let step = walk_step(wd);
+    var at = walk_start(lid, wd);
     for (var q = lid; q < hd * wd; q += WG) {
+        let px = at.x;
+        let py = at.y;
         let iy = i32(py) - i32(p.pt);
         let ix = i32(px) - i32(p.pl);
         var v: f32 = 0.0;
@@ -200,28 +187,8 @@ fn im2col_scatter(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroup
             }
             oy -= 1u;
         }
-        px += step_x;
-        py += step_y;
-        if (px >= wd) {
-            px -= wd;
-            py += 1u;
-        }
+        at = walk_next(at, step, wd);
     }
-}
-
-// First output row/column whose window covers input coordinate `i` (padded
-// coordinate i + pad), for kernel size k and stride s.
-fn first_window(i: u32, pad: u32, k: u32, s: u32) -> u32 {
-    let a = i + pad + 1u;
-    if (a <= k) {
-        return 0u;
-    }
-    return div_small(a - k + s - 1u, s);
-}
-
-// One past the last output row/column covering input coordinate `i`, clipped.
-fn end_window(i: u32, pad: u32, s: u32, n_out: u32) -> u32 {
-    return min(div_small(i + pad, s) + 1u, n_out);
 }
 
 @compute @workgroup_size(WG)
@@ -237,11 +204,11 @@ fn col2im(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let np = p.oh * p.ow;
     let col_base = (img * p.ld + c * p.kh * p.kw) * np;
     let dx_base = p.x_offset + g * hw;
-    var iy = lid / p.w;
-    var ix = lid % p.w;
-    let step_y = WG / p.w;
-    let step_x = WG % p.w;
+    let step = walk_step(p.w);
+    var at = walk_start(lid, p.w);
     for (var q = lid; q < hw; q += WG) {
+        let ix = at.x;
+        let iy = at.y;
         let oy_end = end_window(iy, p.pt, p.sh, p.oh);
         let ox_begin = first_window(ix, p.pl, p.kw, p.sw);
         let ox_end = end_window(ix, p.pl, p.sw, p.ow);
@@ -255,12 +222,7 @@ fn col2im(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: 
             }
         }
         dx[dx_base + q] = acc;
-        ix += step_x;
-        iy += step_y;
-        if (ix >= p.w) {
-            ix -= p.w;
-            iy += 1u;
-        }
+        at = walk_next(at, step, p.w);
     }
 }
 

@@ -68,30 +68,8 @@ override WG: u32 = 64;
 @group(0) @binding(1) var<storage, read> x_pairs: array<vec2<f32>>;
 @group(0) @binding(6) var<storage, read_write> dx_pairs: array<vec2<f32>>;
 
-fn group_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
-}
-
-// floor(a / s) for a < 2^20 and s >= 1 through one f32 division: (a + 0.5) / s
-// sits at least 0.5 / s away from an integer, far beyond f32's rounding error.
-fn div_small(a: u32, s: u32) -> u32 {
-    return u32((f32(a) + 0.5) / f32(s));
-}
-
-// First output row/column whose window covers input coordinate `i` (padded
-// coordinate i + pad), for kernel size k and stride s.
-fn first_window(i: u32, pad: u32, k: u32, s: u32) -> u32 {
-    let a = i + pad + 1u;
-    if (a <= k) {
-        return 0u;
-    }
-    return div_small(a - k + s - 1u, s);
-}
-
-// One past the last output row/column covering input coordinate `i`, clipped.
-fn end_window(i: u32, pad: u32, s: u32, n_out: u32) -> u32 {
-    return min(div_small(i + pad, s) + 1u, n_out);
-}
+// group_index, div_small, first_window, end_window and the walk_start/walk_next
+// plane walk come from shaders/plane.wgsl, prepended to this file.
 
 @compute @workgroup_size(WG)
 fn max_pool_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -106,11 +84,11 @@ fn max_pool_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     // -inf: every real element (but NaN) beats it or ties, and on a window of
     // -infs the first element is kept, as the CPU twin does.
     let neg_inf = bitcast<f32>(0xff800000u);
-    var oy = lid / p.ow;
-    var ox = lid % p.ow;
-    let step_y = WG / p.ow;
-    let step_x = WG % p.ow;
+    let step = walk_step(p.ow);
+    var at = walk_start(lid, p.ow);
     for (var q = lid; q < n_out; q += WG) {
+        let ox = at.x;
+        let oy = at.y;
         // The window clipped to the image once, so the element loop has no bounds
         // checks (the launcher guarantees a non-empty intersection).
         let y0 = i32(oy * p.sh) - i32(p.ph);
@@ -131,12 +109,7 @@ fn max_pool_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
         }
         y[out_base + q] = best;
         indices[out_base + q] = best_idx;
-        ox += step_x;
-        oy += step_y;
-        if (ox >= p.ow) {
-            ox -= p.ow;
-            oy += 1u;
-        }
+        at = walk_next(at, step, p.ow);
     }
 }
 
@@ -151,11 +124,11 @@ fn max_pool_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let n_in = p.h * p.w;
     let in_base = plane * n_in;
     let out_base = plane * p.oh * p.ow;
-    var iy = lid / p.w;
-    var ix = lid % p.w;
-    let step_y = WG / p.w;
-    let step_x = WG % p.w;
+    let step = walk_step(p.w);
+    var at = walk_start(lid, p.w);
     for (var q = lid; q < n_in; q += WG) {
+        let ix = at.x;
+        let iy = at.y;
         let oy_end = end_window(iy, p.ph, p.sh, p.oh);
         let ox_begin = first_window(ix, p.pw, p.kw, p.sw);
         let ox_end = end_window(ix, p.pw, p.sw, p.ow);
@@ -169,12 +142,7 @@ fn max_pool_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
             }
         }
         dx[in_base + q] = acc;
-        ix += step_x;
-        iy += step_y;
-        if (ix >= p.w) {
-            ix -= p.w;
-            iy += 1u;
-        }
+        at = walk_next(at, step, p.w);
     }
 }
 
@@ -202,11 +170,11 @@ fn max_pool_backward_scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
     let n_out = p.oh * p.ow;
     let in_base = plane * p.h * p.w;
     let out_base = plane * n_out;
-    var oy = lid / p.ow;
-    var ox = lid % p.ow;
-    let step_y = WG / p.ow;
-    let step_x = WG % p.ow;
+    let step = walk_step(p.ow);
+    var at = walk_start(lid, p.ow);
     for (var q = lid; q < n_out; q += WG) {
+        let ox = at.x;
+        let oy = at.y;
         let g = dy[out_base + q];
         let hit = in_base + indices_in[out_base + q];
         let rows = cell(oy, p.sh, p.ph, p.oh, p.h);
@@ -216,12 +184,7 @@ fn max_pool_backward_scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
                 dx[i] = select(0.0, g, i == hit);
             }
         }
-        ox += step_x;
-        oy += step_y;
-        if (ox >= p.ow) {
-            ox -= p.ow;
-            oy += 1u;
-        }
+        at = walk_next(at, step, p.ow);
     }
 }
 
@@ -236,11 +199,11 @@ fn avg_pool_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     let in_base = plane * p.h * p.w;
     let out_base = plane * n_out;
     let scale = 1.0 / f32(p.kh * p.kw);
-    var oy = lid / p.ow;
-    var ox = lid % p.ow;
-    let step_y = WG / p.ow;
-    let step_x = WG % p.ow;
+    let step = walk_step(p.ow);
+    var at = walk_start(lid, p.ow);
     for (var q = lid; q < n_out; q += WG) {
+        let ox = at.x;
+        let oy = at.y;
         let y0 = i32(oy * p.sh) - i32(p.ph);
         let x0 = i32(ox * p.sw) - i32(p.pw);
         var acc: f32 = 0.0;
@@ -258,12 +221,7 @@ fn avg_pool_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
             }
         }
         y[out_base + q] = acc * scale;
-        ox += step_x;
-        oy += step_y;
-        if (ox >= p.ow) {
-            ox -= p.ow;
-            oy += 1u;
-        }
+        at = walk_next(at, step, p.ow);
     }
 }
 
@@ -278,11 +236,11 @@ fn avg_pool_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let in_base = plane * n_in;
     let out_base = plane * p.oh * p.ow;
     let scale = 1.0 / f32(p.kh * p.kw);
-    var iy = lid / p.w;
-    var ix = lid % p.w;
-    let step_y = WG / p.w;
-    let step_x = WG % p.w;
+    let step = walk_step(p.w);
+    var at = walk_start(lid, p.w);
     for (var q = lid; q < n_in; q += WG) {
+        let ix = at.x;
+        let iy = at.y;
         let oy_end = end_window(iy, p.ph, p.sh, p.oh);
         let ox_begin = first_window(ix, p.pw, p.kw, p.sw);
         let ox_end = end_window(ix, p.pw, p.sw, p.ow);
@@ -293,12 +251,7 @@ fn avg_pool_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
             }
         }
         dx[in_base + q] = acc * scale;
-        ix += step_x;
-        iy += step_y;
-        if (ix >= p.w) {
-            ix -= p.w;
-            iy += 1u;
-        }
+        at = walk_next(at, step, p.w);
     }
 }
 // Scatter form of avg_pool_backward for disjoint windows (see
@@ -315,11 +268,11 @@ fn avg_pool_backward_scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
     let in_base = plane * p.h * p.w;
     let out_base = plane * n_out;
     let scale = 1.0 / f32(p.kh * p.kw);
-    var oy = lid / p.ow;
-    var ox = lid % p.ow;
-    let step_y = WG / p.ow;
-    let step_x = WG % p.ow;
+    let step = walk_step(p.ow);
+    var at = walk_start(lid, p.ow);
     for (var q = lid; q < n_out; q += WG) {
+        let ox = at.x;
+        let oy = at.y;
         let g = dy[out_base + q] * scale;
         let rows = cell(oy, p.sh, p.ph, p.oh, p.h);
         let cols = cell(ox, p.sw, p.pw, p.ow, p.w);
@@ -333,12 +286,7 @@ fn avg_pool_backward_scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
                 dx[row + ix] = select(0.0, gy, ix < wx_end);
             }
         }
-        ox += step_x;
-        oy += step_y;
-        if (ox >= p.ow) {
-            ox -= p.ow;
-            oy += 1u;
-        }
+        at = walk_next(at, step, p.ow);
     }
 }
 
@@ -362,11 +310,11 @@ fn max_pool_forward_2x2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
     let half_w = p.w / 2u;
     let in_base = plane * p.h * half_w;
     let out_base = plane * n_out;
-    var oy = lid / p.ow;
-    var ox = lid % p.ow;
-    let step_y = WG / p.ow;
-    let step_x = WG % p.ow;
+    let step = walk_step(p.ow);
+    var at = walk_start(lid, p.ow);
     for (var q = lid; q < n_out; q += WG) {
+        let ox = at.x;
+        let oy = at.y;
         let top = oy * p.sh * half_w + ox;
         let a = x_pairs[in_base + top];
         let b = x_pairs[in_base + top + half_w];
@@ -388,12 +336,7 @@ fn max_pool_forward_2x2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
         }
         y[out_base + q] = best;
         indices[out_base + q] = best_idx;
-        ox += step_x;
-        oy += step_y;
-        if (ox >= p.ow) {
-            ox -= p.ow;
-            oy += 1u;
-        }
+        at = walk_next(at, step, p.ow);
     }
 }
 
@@ -408,11 +351,11 @@ fn max_pool_backward_2x2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     let half_w = p.w / 2u;
     let in_base = plane * p.h * half_w;
     let out_base = plane * n_out;
-    var oy = lid / p.ow;
-    var ox = lid % p.ow;
-    let step_y = WG / p.ow;
-    let step_x = WG % p.ow;
+    let step = walk_step(p.ow);
+    var at = walk_start(lid, p.ow);
     for (var q = lid; q < n_out; q += WG) {
+        let ox = at.x;
+        let oy = at.y;
         let g = dy[out_base + q];
         let hit = indices_in[out_base + q];
         // Cell rows [oy·sh, (oy+1)·sh), the last stretched to h; the window covers
@@ -423,11 +366,6 @@ fn max_pool_backward_2x2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
             let f = 2u * pair;
             dx_pairs[in_base + pair] = vec2<f32>(select(0.0, g, f == hit), select(0.0, g, f + 1u == hit));
         }
-        ox += step_x;
-        oy += step_y;
-        if (ox >= p.ow) {
-            ox -= p.ow;
-            oy += 1u;
-        }
+        at = walk_next(at, step, p.ow);
     }
 }

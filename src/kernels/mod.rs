@@ -68,7 +68,10 @@ impl Shader {
     /// The WGSL text.
     pub fn source(self) -> &'static str {
         match self {
-            Shader::Conv => include_str!("../../shaders/conv.wgsl"),
+            Shader::Conv => concat!(
+                include_str!("../../shaders/plane.wgsl"),
+                include_str!("../../shaders/conv.wgsl")
+            ),
             Shader::ConvPool => concat!(
                 include_str!("../../shaders/activation.wgsl"),
                 include_str!("../../shaders/conv_pool.wgsl")
@@ -94,7 +97,10 @@ impl Shader {
                 include_str!("../../shaders/adam.wgsl"),
                 include_str!("../../shaders/optim.wgsl")
             ),
-            Shader::Pool => include_str!("../../shaders/pool.wgsl"),
+            Shader::Pool => concat!(
+                include_str!("../../shaders/plane.wgsl"),
+                include_str!("../../shaders/pool.wgsl")
+            ),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),
         }
