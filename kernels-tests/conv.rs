@@ -6,7 +6,7 @@ use wgml::{Context, DType, Error, Tensor, reference};
 use crate::common::*;
 
 #[allow(clippy::too_many_arguments)]
-fn desc(
+pub(crate) fn desc(
     n: usize,
     c_in: usize,
     hw: (usize, usize),

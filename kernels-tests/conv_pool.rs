@@ -2,13 +2,14 @@
 //! `wgml::reference::conv_pool`, and that twin against the unfused references
 //! (conv2d, activation, max-pool) it replaces.
 
-use wgml::kernels::conv::{Activation, Conv2dDesc, Padding};
+use wgml::kernels::conv::{Activation, Padding};
 use wgml::kernels::conv_pool::{self, ConvPoolDesc};
 use wgml::kernels::pool::Pool2dDesc;
 use wgml::{Context, DType, Error, Tensor, reference};
 
 use crate::common::*;
 
+/// A fused pair over `crate::conv::desc`'s convolution (square stride).
 #[allow(clippy::too_many_arguments)]
 fn desc(
     n: usize,
@@ -21,17 +22,7 @@ fn desc(
     activation: Activation,
 ) -> ConvPoolDesc {
     ConvPoolDesc {
-        conv: Conv2dDesc {
-            n,
-            c_in,
-            h: hw.0,
-            w: hw.1,
-            c_out,
-            kh: k.0,
-            kw: k.1,
-            stride: (stride, stride),
-            padding,
-        },
+        conv: crate::conv::desc(n, c_in, hw, c_out, k, (stride, stride), padding),
         activation,
     }
 }
@@ -107,6 +98,7 @@ fn forward_matches_reference() {
         // (near-ties may round either way in f32).
         let z = reference::conv_pool::pre_activation(d, &x, &w, &b);
         let (oh, ow) = d.conv.out_hw().unwrap();
+        let layout = reference::conv_pool::IndexLayout::new(d);
         let mut checked = 0;
         for img in 0..n {
             for o in 0..c_out {
@@ -119,7 +111,7 @@ fn forward_matches_reference() {
                             Activation::Sigmoid | Activation::Tanh => false,
                         };
                         assert_eq!(
-                            reference::conv_pool::passes(d, &got.idx, img, o, i, j),
+                            layout.passes(&got.idx, img, o, i, j),
                             want_pass,
                             "case {case}: gradient bit of (n {img}, c {o}, {i}, {j}), y {}",
                             got.y[k]
@@ -134,8 +126,8 @@ fn forward_matches_reference() {
                             continue;
                         }
                         checked += 1;
-                        let want = reference::conv_pool::window(d, &idx, img, o, i, j);
-                        let have = reference::conv_pool::window(d, &got.idx, img, o, i, j);
+                        let want = layout.window(&idx, img, o, i, j);
+                        let have = layout.window(&got.idx, img, o, i, j);
                         assert_eq!(have, want, "case {case}: window of (n {img}, c {o}, {i}, {j})");
                     }
                 }

@@ -46,15 +46,15 @@ fn random_case(desc: &MatmulDesc, with_bias: bool, seed: u64) -> Case {
     }
 }
 
+/// A, B, the bias (if any) and C's initial values of `case` on the GPU.
+fn upload_case(ctx: &Context, case: &Case) -> (Tensor, Tensor, Option<Tensor>, Tensor) {
+    let t = |v: &[f32]| Tensor::from_f32(ctx, v, &[v.len()]).unwrap();
+    (t(&case.a), t(&case.b), case.bias.as_deref().map(t), t(&case.c0))
+}
+
 /// Runs `desc` on the GPU and returns C.
 fn run_gpu(ctx: &Context, desc: &MatmulDesc, case: &Case) -> Vec<f32> {
-    let a = Tensor::from_f32(ctx, &case.a, &[case.a.len()]).unwrap();
-    let b = Tensor::from_f32(ctx, &case.b, &[case.b.len()]).unwrap();
-    let bias = case
-        .bias
-        .as_ref()
-        .map(|v| Tensor::from_f32(ctx, v, &[v.len()]).unwrap());
-    let c = Tensor::from_f32(ctx, &case.c0, &[case.c0.len()]).unwrap();
+    let (a, b, bias, c) = upload_case(ctx, case);
     let d = matmul::matmul(ctx, desc, &a, &b, bias.as_ref(), &c).unwrap();
     ctx.run(&[&d]).unwrap();
     c.to_f32(ctx).unwrap()
@@ -603,13 +603,7 @@ fn bench_train_shapes() {
             continue;
         }
         let case = random_case(desc, *bias, 900 + i as u64);
-        let a = Tensor::from_f32(ctx, &case.a, &[case.a.len()]).unwrap();
-        let b = Tensor::from_f32(ctx, &case.b, &[case.b.len()]).unwrap();
-        let bias = case
-            .bias
-            .as_ref()
-            .map(|v| Tensor::from_f32(ctx, v, &[v.len()]).unwrap());
-        let c = Tensor::from_f32(ctx, &case.c0, &[case.c0.len()]).unwrap();
+        let (a, b, bias, c) = upload_case(ctx, &case);
         for v in &forced {
             let mut desc = desc.clone();
             desc.variant = *v;

@@ -543,8 +543,7 @@ fn prepare_conv(ctx: &Context, rng: &mut StdRng, desc: &Conv2dDesc) -> Result<Ve
         conv: desc.clone(),
         activation: Activation::Relu,
     };
-    if ctx.is_cpu() && conv_pool::supported(ctx) && fused.pooled_shape().is_ok() {
-        let pooled = fused.pooled_shape()?;
+    if let (true, Ok(pooled)) = (ctx.is_cpu() && conv_pool::supported(ctx), fused.pooled_shape()) {
         let yp = Tensor::zeros(ctx, &pooled, DType::F32)?;
         let idx = Tensor::zeros(ctx, &fused.index_shape()?, DType::U32)?;
         let dyp = random_tensor(ctx, rng, &pooled)?;

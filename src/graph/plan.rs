@@ -170,10 +170,9 @@ impl Plan {
         } else {
             HashMap::new()
         };
-        let fused_convs: Vec<NodeId> = fused.values().map(|f| f.conv).collect();
 
         for (id, node) in graph.nodes.iter().enumerate().take(output + 1) {
-            if fused_convs.contains(&id) {
+            if runs_in_fused_pair(&fused, id) {
                 continue; // computed by the max-pool that reads it
             }
             let shape = batched(b, &node.shape);
@@ -415,6 +414,12 @@ struct FusedConvPool {
     desc: ConvPoolDesc,
 }
 
+/// Whether convolution `conv` runs inside the fused kernels of the max-pool that
+/// reads it (so it has no lowering, forward or backward, of its own).
+fn runs_in_fused_pair(fused: &HashMap<NodeId, FusedConvPool>, conv: NodeId) -> bool {
+    fused.values().any(|f| f.conv == conv)
+}
+
 /// The max-pools (up to `output`) that run fused with the convolution they read:
 /// on CPU adapters that can run [`conv_pool`] (there it removes most of the conv
 /// layer's memory traffic; GPUs keep the im2col path and its tiled matmul), for a
@@ -546,9 +551,8 @@ fn lower_backward(
             .clone())
     };
 
-    let fused_convs: Vec<NodeId> = fused.values().map(|f| f.conv).collect();
     for id in backward_order(graph, output) {
-        if fused_convs.contains(&id) {
+        if runs_in_fused_pair(fused, id) {
             continue; // its gradients came with the max-pool's rule
         }
         let dy = grads[id]

@@ -498,7 +498,8 @@ pub fn matmul(
 struct AdamEpilogue<'a> {
     step: &'a wgpu::Buffer,
     hyper: &'a wgpu::Buffer,
-    param: &'a wgpu::Buffer,
+    /// Bound at C's binding in place of the parameter, which goes to binding 7.
+    c_stand_in: &'a wgpu::Buffer,
     m: &'a wgpu::Buffer,
     v: &'a wgpu::Buffer,
 }
@@ -579,17 +580,18 @@ pub fn matmul_adam(
     )?;
     ctx.queue
         .write_buffer(&hyper_buffer, 0, bytemuck::bytes_of(&hyper));
-    // C's binding is never touched by this epilogue: a stand-in of C's size keeps
-    // the launcher's checks as they are.
-    let stand_in = Tensor::zeros(ctx, &[param.numel()], DType::F32)?;
+    // The parameter is C for the launcher's checks; C's own binding, which this
+    // epilogue never touches, gets a one-element stand-in (the parameter itself is
+    // bound writable at 7, and a buffer may not be bound writable twice).
+    let stand_in = Tensor::zeros(ctx, &[1], DType::F32)?;
     let adam = AdamEpilogue {
         step: &step.buffer,
         hyper: &hyper_buffer,
-        param: &param.buffer,
+        c_stand_in: &stand_in.buffer,
         m: &m.buffer,
         v: &v.buffer,
     };
-    launch(ctx, desc, a, b, None, &stand_in, Some(adam))
+    launch(ctx, desc, a, b, None, param, Some(adam))
 }
 
 fn launch(
@@ -719,9 +721,19 @@ fn launch(
     // Without a bias, A stands in at the bias binding (both read-only); the shader
     // never reads it because FLAG_BIAS is clear.
     let bias_buffer = bias.map_or(&a.buffer, |t| &t.buffer);
-    let mut bindings = vec![(1, &a.buffer), (2, &b.buffer), (3, bias_buffer), (4, &c.buffer)];
-    if let Some(e) = &adam {
-        bindings.extend([(5, e.step), (6, e.hyper), (7, e.param), (8, e.m), (9, e.v)]);
-    }
+    let bindings = match &adam {
+        None => vec![(1, &a.buffer), (2, &b.buffer), (3, bias_buffer), (4, &c.buffer)],
+        Some(e) => vec![
+            (1, &a.buffer),
+            (2, &b.buffer),
+            (3, bias_buffer),
+            (4, e.c_stand_in),
+            (5, e.step),
+            (6, e.hyper),
+            (7, &c.buffer),
+            (8, e.m),
+            (9, e.v),
+        ],
+    };
     ctx.dispatch(kernel, &constants, &params, &bindings, groups)
 }

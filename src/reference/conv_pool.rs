@@ -23,26 +23,44 @@ fn shapes(desc: &ConvPoolDesc) -> ([usize; 4], [usize; 4], (usize, usize)) {
     (pooled, index, conv)
 }
 
-/// Flat position in `idx` of the word holding channel `o` at `(n, i, j)`, and the
-/// bit where its 4-bit code starts.
-pub fn index_slot(desc: &ConvPoolDesc, n: usize, o: usize, i: usize, j: usize) -> (usize, u32) {
-    let (pooled, index, _) = shapes(desc);
-    let word = 4 * (o / CHANNEL_BLOCK) + (o % CHANNEL_BLOCK) / 8;
-    let at = ((n * index[1] + word) * pooled[2] + i) * pooled[3] + j;
-    (at, 4 * (o % 8) as u32)
+/// Where each channel's 4-bit code lives in `idx`, computed once per description.
+#[derive(Clone, Copy, Debug)]
+pub struct IndexLayout {
+    words: usize,
+    ph: usize,
+    pw: usize,
 }
 
-/// The window (`2a + b`) recorded for channel `o` at `(n, i, j)`.
-pub fn window(desc: &ConvPoolDesc, idx: &[u32], n: usize, o: usize, i: usize, j: usize) -> u32 {
-    let (at, shift) = index_slot(desc, n, o, i, j);
-    (idx[at] >> shift) & 3
-}
+impl IndexLayout {
+    pub fn new(desc: &ConvPoolDesc) -> IndexLayout {
+        let (pooled, index, _) = shapes(desc);
+        IndexLayout {
+            words: index[1],
+            ph: pooled[2],
+            pw: pooled[3],
+        }
+    }
 
-/// Whether the code of channel `o` at `(n, i, j)` says the gradient passes the
-/// activation (identity; relu with y > 0; never set for sigmoid and tanh).
-pub fn passes(desc: &ConvPoolDesc, idx: &[u32], n: usize, o: usize, i: usize, j: usize) -> bool {
-    let (at, shift) = index_slot(desc, n, o, i, j);
-    (idx[at] >> shift) & 4 != 0
+    /// Flat position in `idx` of the word holding channel `o` at `(n, i, j)`, and
+    /// the bit where its code starts.
+    pub fn slot(&self, n: usize, o: usize, i: usize, j: usize) -> (usize, u32) {
+        let word = 4 * (o / CHANNEL_BLOCK) + (o % CHANNEL_BLOCK) / 8;
+        let at = ((n * self.words + word) * self.ph + i) * self.pw + j;
+        (at, 4 * (o % 8) as u32)
+    }
+
+    /// The window (`2a + b`) recorded for channel `o` at `(n, i, j)`.
+    pub fn window(&self, idx: &[u32], n: usize, o: usize, i: usize, j: usize) -> u32 {
+        let (at, shift) = self.slot(n, o, i, j);
+        (idx[at] >> shift) & 3
+    }
+
+    /// Whether the code of channel `o` at `(n, i, j)` says the gradient passes the
+    /// activation (identity; relu with y > 0; never set for sigmoid and tanh).
+    pub fn passes(&self, idx: &[u32], n: usize, o: usize, i: usize, j: usize) -> bool {
+        let (at, shift) = self.slot(n, o, i, j);
+        (idx[at] >> shift) & 4 != 0
+    }
 }
 
 /// The convolution's output before the activation, `[n, c_out, oh, ow]`.
@@ -66,6 +84,7 @@ pub fn conv_pool_forward(
 ) {
     let (pooled, _, (oh, ow)) = shapes(desc);
     let z = pre_activation(desc, x, w, bias);
+    let layout = IndexLayout::new(desc);
     idx.fill(0);
     let [n_img, c_out, ph, pw] = pooled;
     for n in 0..n_img {
@@ -87,7 +106,7 @@ pub fn conv_pool_forward(
                         Activation::Relu => best.0 > 0.0,
                         Activation::Sigmoid | Activation::Tanh => false,
                     };
-                    let (at, shift) = index_slot(desc, n, o, i, j);
+                    let (at, shift) = layout.slot(n, o, i, j);
                     idx[at] |= (best.1 | (pass as u32) << 2) << shift;
                 }
             }
@@ -121,6 +140,7 @@ pub fn conv_pool_backward(
     let c = &desc.conv;
     let pads = c.pads().expect("reference::conv_pool: invalid description");
     let [n_img, c_out, ph, pw] = pooled;
+    let layout = IndexLayout::new(desc);
     let mut gw = vec![0.0f64; dw.len()];
     let mut gb = vec![0.0f64; c_out];
     for n in 0..n_img {
@@ -130,7 +150,7 @@ pub fn conv_pool_backward(
                     let k = ((n * c_out + o) * ph + i) * pw + j;
                     let d = dy[k] as f64 * derivative(desc.activation, y[k] as f64);
                     gb[o] += d;
-                    let win = window(desc, idx, n, o, i, j) as usize;
+                    let win = layout.window(idx, n, o, i, j) as usize;
                     let (zy, zx) = (2 * i + win / 2, 2 * j + win % 2);
                     for ci in 0..c.c_in {
                         for ky in 0..c.kh {
