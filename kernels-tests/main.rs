@@ -12,6 +12,7 @@ mod elementwise;
 mod loss;
 mod matmul;
 mod optim;
+mod pipeline;
 mod pool;
 mod reduce;
 mod report;

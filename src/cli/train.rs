@@ -201,13 +201,23 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         print!("{}", train::profile::profile_table(&profile));
         return Ok(ExitCode::SUCCESS);
     }
+    // Every plan of the run at once: their pipelines compile in parallel.
+    let test_batch = recipe.fit.batch_size.max(256);
+    let start = std::time::Instant::now();
+    let mut plans = train::fit_plans(&model, &data.train, &recipe.fit)?;
+    plans.extend(train::eval_plans(&model, data.test.len(), test_batch));
+    let compiled = model.prepare(&ctx, &plans)?;
+    println!(
+        "prepared {} plans in {:.2}s ({compiled} pipelines compiled in parallel)",
+        plans.len(),
+        start.elapsed().as_secs_f64()
+    );
     let history = train::fit(&mut model, &ctx, &data.train, &recipe.fit)?;
     if let Some(path) = &args.save {
         checkpoint::save(path, recipe.name, &model.store.download(&ctx)?)?;
         println!("weights saved to {}", path.display());
     }
-    let (eval, predicted) =
-        train::evaluate_with_predictions(&mut model, &ctx, &data.test, recipe.fit.batch_size.max(256))?;
+    let (eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;
     print_evaluation(&eval);
     if let Some(path) = &args.metrics {
         write_metrics_json(path, Some(&history), &eval, &ctx)?;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::gpu::pipeline::PipelineKey;
+use crate::gpu::pipeline::{KernelLayout, PipelineKey};
 
 /// How to choose an adapter.
 #[derive(Clone, Debug, Default)]
@@ -71,6 +71,7 @@ pub struct Context {
     pub counters: Counters,
     pub(crate) modules: Mutex<HashMap<crate::kernels::Shader, Arc<wgpu::ShaderModule>>>,
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    pub(crate) layouts: Mutex<HashMap<crate::kernels::Kernel, Arc<KernelLayout>>>,
     lost: Arc<Mutex<Option<(String, String)>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     poll_lock: Mutex<()>,
@@ -255,6 +256,7 @@ impl Context {
             counters: Counters::default(),
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            layouts: Mutex::new(HashMap::new()),
             lost,
             uncaptured,
             poll_lock: Mutex::new(()),

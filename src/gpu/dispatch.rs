@@ -5,11 +5,11 @@
 //! with [`Context::run`]; the graph executor records a whole training step's
 //! dispatches into one compute pass and submits once.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
+use crate::gpu::pipeline::PipelineSlot;
 use crate::kernels::Kernel;
 
 /// Maximum workgroups per grid dimension guaranteed by WebGPU.
@@ -19,7 +19,9 @@ pub const MAX_GROUPS_PER_DIM: u32 = 65_535;
 #[derive(Debug, Clone)]
 pub struct Dispatch {
     pub kernel: Kernel,
-    pub pipeline: Arc<wgpu::ComputePipeline>,
+    /// Filled before the dispatch can be recorded (see
+    /// [`Context::deferring_pipelines`]).
+    pub pipeline: PipelineSlot,
     pub bind_group: wgpu::BindGroup,
     pub groups: [u32; 3],
     /// Keeps the uniform parameter buffer alive as long as the bind group.
@@ -57,8 +59,8 @@ pub type Binding<'a> = (u32, &'a wgpu::Buffer);
 impl Context {
     /// Prepares a launch of `kernel`: `params` (a `#[repr(C)]` Pod struct) goes to a
     /// new uniform buffer at `@binding(0)`, each of `buffers` at its own binding.
-    /// Pipelines use the layout derived from the entry point, so exactly the
-    /// bindings the entry point uses must be given.
+    /// The bind group follows the entry point's layout (every buffer it uses, read
+    /// from the shader), so exactly the bindings the entry point uses must be given.
     pub fn dispatch<P: bytemuck::Pod>(
         &self,
         kernel: Kernel,
@@ -100,8 +102,8 @@ impl Context {
                 });
             }
         }
-        let pipeline = self.pipeline(kernel, constants)?;
-        let layout = pipeline.get_bind_group_layout(0);
+        let layout = self.kernel_layout(kernel)?;
+        let pipeline = self.pipeline_slot(kernel, constants)?;
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .map(|&(binding, b)| wgpu::BindGroupEntry {
@@ -112,7 +114,7 @@ impl Context {
         let bind_group = self.scoped(&format!("binding buffers for {}", kernel.entry), || {
             self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(kernel.entry),
-                layout: &layout,
+                layout: &layout.bind_group,
                 entries: &entries,
             })
         })?;
@@ -132,7 +134,10 @@ impl Context {
             if d.groups.contains(&0) {
                 continue;
             }
-            pass.set_pipeline(&d.pipeline);
+            let pipeline = d.pipeline.get().expect(
+                "a dispatch is recorded only after its pipeline is compiled (deferring_pipelines returns Ok)",
+            );
+            pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &d.bind_group, &[]);
             pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
         }

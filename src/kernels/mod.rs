@@ -132,11 +132,17 @@ impl Kernel {
 
 /// Parses and validates a WGSL source with naga (no GPU needed).
 pub fn validate_wgsl(shader: Shader) -> crate::Result<()> {
+    parse_wgsl(shader).map(|_| ())
+}
+
+/// The naga module of a shader and its validation info (which globals each entry
+/// point uses, among the rest).
+pub fn parse_wgsl(shader: Shader) -> crate::Result<(naga::Module, naga::valid::ModuleInfo)> {
     let module = naga::front::wgsl::parse_str(shader.source()).map_err(|e| crate::Error::Shader {
         shader: shader.name(),
         message: e.emit_to_string(shader.source()),
     })?;
-    naga::valid::Validator::new(
+    let info = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
         naga::valid::Capabilities::all(),
     )
@@ -145,7 +151,7 @@ pub fn validate_wgsl(shader: Shader) -> crate::Result<()> {
         shader: shader.name(),
         message: e.emit_to_string(shader.source()),
     })?;
-    Ok(())
+    Ok((module, info))
 }
 
 /// Workgroup-count helper: groups of `size` invocations covering `n` items, folded

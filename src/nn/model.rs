@@ -230,6 +230,21 @@ impl Model {
         }
     }
 
+    /// Builds the plans of `options` that do not exist yet, compiling all the
+    /// pipelines they need together, in parallel (one worker per core), instead of
+    /// one plan's at a time when each is first used. Returns how many pipelines
+    /// were compiled.
+    pub fn prepare(&mut self, ctx: &Context, options: &[PlanOptions]) -> Result<u64> {
+        let before = ctx.counters().pipelines_created;
+        ctx.deferring_pipelines(|| {
+            for &o in options {
+                self.plan(ctx, o)?;
+            }
+            Ok(())
+        })?;
+        Ok(ctx.counters().pipelines_created - before)
+    }
+
     /// The plan for `options`, built on first use.
     pub fn plan(&mut self, ctx: &Context, options: PlanOptions) -> Result<&Plan> {
         if !self.plans.contains_key(&options) {

@@ -5,6 +5,7 @@
 use crate::data::{Split, Targets};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Tensor};
+use crate::graph::PlanOptions;
 use crate::nn::Model;
 use crate::nn::model::Batch;
 
@@ -30,6 +31,20 @@ pub struct Evaluation {
     pub macro_precision: Option<f64>,
     pub macro_recall: Option<f64>,
     pub macro_f1: Option<f64>,
+}
+
+/// The plans evaluating `samples` samples in batches of `batch_size` uses (a full
+/// batch and, when `samples` is not a multiple, the last partial one).
+pub fn eval_plans(model: &Model, samples: usize, batch_size: usize) -> Vec<PlanOptions> {
+    if samples == 0 {
+        return Vec::new();
+    }
+    let b = batch_size.clamp(1, samples);
+    let mut plans = vec![model.options(b, false)];
+    if !samples.is_multiple_of(b) {
+        plans.push(model.options(samples % b, false));
+    }
+    plans
 }
 
 fn batches(

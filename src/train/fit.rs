@@ -11,9 +11,10 @@ use rand::seq::SliceRandom;
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Tensor};
+use crate::graph::PlanOptions;
 use crate::nn::Model;
 use crate::nn::model::Batch;
-use crate::train::evaluate::evaluate_sums;
+use crate::train::evaluate::{eval_plans, evaluate_sums};
 
 /// How to train.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,6 +94,27 @@ pub struct History {
     pub stopped_early: bool,
 }
 
+/// Every plan a [`fit`] of `data` with `config` uses: training on full and partial
+/// batches, evaluating the validation split. [`fit`] builds them all before its
+/// first step ([`Model::prepare`]), so their pipelines compile in parallel.
+pub fn fit_plans(model: &Model, data: &Split, config: &FitConfig) -> Result<Vec<PlanOptions>> {
+    config.validate()?;
+    let (train, val) = data.split_validation(config.validation_split)?;
+    let n = train.len();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let b = config.batch_size.min(n);
+    let mut plans = vec![model.options(b, true)];
+    if !n.is_multiple_of(b) {
+        plans.push(model.options(n % b, true));
+    }
+    if let Some(v) = &val {
+        plans.extend(eval_plans(model, v.len(), b));
+    }
+    Ok(plans)
+}
+
 /// Trains `model` on `data`.
 pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -> Result<History> {
     config.validate()?;
@@ -103,6 +125,7 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
     }
     let b = config.batch_size.min(n);
     let steps_per_epoch = n.div_ceil(b);
+    model.prepare(ctx, &fit_plans(model, data, config)?)?;
     // Running loss sum after every step of an epoch, copied on the GPU.
     let trace = Tensor::zeros(ctx, &[steps_per_epoch], DType::F32)?;
     let early = config.patience.is_some();

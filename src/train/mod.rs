@@ -6,5 +6,5 @@ pub mod evaluate;
 pub mod fit;
 pub mod profile;
 
-pub use evaluate::{ClassMetrics, Evaluation, evaluate, evaluate_with_predictions, true_classes};
-pub use fit::{EpochStats, FitConfig, History, fit};
+pub use evaluate::{ClassMetrics, Evaluation, eval_plans, evaluate, evaluate_with_predictions, true_classes};
+pub use fit::{EpochStats, FitConfig, History, fit, fit_plans};
