@@ -180,11 +180,11 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         ctx.info.name,
         ctx.info.backend
     );
+    println!("{}", recipe.model.summary()?);
     let mut model = recipe
         .model
         .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
     model.fuse = !args.no_fuse;
-    println!("{} parameters", model.store.count());
     if let Some(path) = &args.init {
         let c = checkpoint::load(path)?;
         model.load_params(&ctx, &c.tensors).map_err(|e| match e {

@@ -2,10 +2,12 @@
 
 pub mod layers;
 pub mod model;
+pub mod summary;
 pub mod zoo;
 
 pub use layers::{Layer, LayerActivation};
 pub use model::{Model, Sequential};
+pub use summary::{LayerSummary, Summary};
 
 /// Training losses. Each folds the model's final activation where Keras users put
 /// one: categorical cross-entropy is computed from logits (a final softmax is folded

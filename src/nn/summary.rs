@@ -1,0 +1,183 @@
+//! A model's summary, as Keras' `model.summary()`: one row per layer with its
+//! output shape (per sample, channels first), its parameter count and the
+//! PyTorch `state_dict` names its parameters have in checkpoints.
+
+use std::fmt;
+
+use crate::error::Result;
+use crate::graph::Op;
+use crate::nn::{Layer, LayerActivation, Loss, Sequential};
+
+/// One layer of a [`Summary`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerSummary {
+    /// The layer's name in messages, e.g. `Dense #4`.
+    pub name: String,
+    /// Its activation, when it has one that is not linear.
+    pub activation: Option<LayerActivation>,
+    /// Output shape of one sample.
+    pub output_shape: Vec<usize>,
+    pub params: usize,
+    /// Checkpoint names of its parameters (`4.weight`, `4.bias`).
+    pub param_names: Vec<String>,
+}
+
+/// Every layer of a model, in order, with the totals.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub input_shape: Vec<usize>,
+    pub layers: Vec<LayerSummary>,
+}
+
+impl Summary {
+    /// Number of trainable parameters.
+    pub fn total_params(&self) -> usize {
+        self.layers.iter().map(|l| l.params).sum()
+    }
+}
+
+impl Sequential {
+    /// The layers with their output shapes and parameter counts. Errors as
+    /// [`Sequential::graph`] does, naming the layer whose shapes do not fit.
+    pub fn summary(&self) -> Result<Summary> {
+        // The loss only decides which final activation is folded into it; shapes
+        // and parameters do not depend on it. Use the one that accepts a final
+        // softmax so every valid model summarises.
+        let (graph, _) = self.graph(Loss::SparseCategoricalCrossentropy)?;
+        let layers = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| {
+                let name = format!("{} #{}", layer.kind(), i + 1);
+                let nodes = || graph.nodes.iter().filter(|n| n.layer == name);
+                let output_shape = nodes()
+                    .rfind(|n| n.batched())
+                    .map(|n| n.shape.clone())
+                    .unwrap_or_default();
+                let params = nodes()
+                    .filter(|n| !n.batched())
+                    .map(|n| n.shape.iter().product::<usize>())
+                    .sum();
+                let param_names = nodes()
+                    .filter_map(|n| match &n.op {
+                        Op::Param { name, .. } => Some(name.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let activation = match layer {
+                    Layer::Dense { activation, .. }
+                    | Layer::Conv2D { activation, .. }
+                    | Layer::Activation(activation) => Some(*activation),
+                    _ => None,
+                }
+                .filter(|a| *a != LayerActivation::Linear);
+                LayerSummary {
+                    name,
+                    activation,
+                    output_shape,
+                    params,
+                    param_names,
+                }
+            })
+            .collect();
+        Ok(Summary {
+            input_shape: self.input_shape.clone(),
+            layers,
+        })
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows: Vec<[String; 4]> = self
+            .layers
+            .iter()
+            .map(|l| {
+                let name = match l.activation {
+                    Some(a) => format!("{} ({})", l.name, format!("{a:?}").to_lowercase()),
+                    None => l.name.clone(),
+                };
+                [
+                    name,
+                    format!("{:?}", l.output_shape),
+                    grouped(l.params),
+                    l.param_names.join(", "),
+                ]
+            })
+            .collect();
+        let header = ["Layer", "Output shape", "Params", "Checkpoint names"];
+        let width = |c: usize| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+        };
+        let (w0, w1, w2) = (width(0), width(1), width(2));
+        writeln!(f, "Input shape {:?} per sample", self.input_shape)?;
+        let line = |r: [&str; 4]| format!("{:<w0$}  {:<w1$}  {:>w2$}  {}", r[0], r[1], r[2], r[3]);
+        writeln!(f, "{}", line(header).trim_end())?;
+        for r in &rows {
+            writeln!(f, "{}", line([&r[0], &r[1], &r[2], &r[3]]).trim_end())?;
+        }
+        let total = self.total_params();
+        write!(
+            f,
+            "Total params: {} ({:.2} MiB of f32), all trainable",
+            grouped(total),
+            (total * 4) as f64 / (1024.0 * 1024.0)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::zoo;
+
+    #[test]
+    fn the_seed_cnn_summarises_as_keras_counts_it() {
+        let s = zoo::cnn().model.summary().unwrap();
+        let shapes: Vec<&[usize]> = s.layers.iter().map(|l| l.output_shape.as_slice()).collect();
+        assert_eq!(
+            shapes,
+            vec![&[32, 26, 26][..], &[32, 13, 13], &[5408], &[64], &[10]]
+        );
+        // Keras' summary of the same model: 320, 0, 0, 346,176, 650; 347,146 in all.
+        let params: Vec<usize> = s.layers.iter().map(|l| l.params).collect();
+        assert_eq!(params, vec![320, 0, 0, 346_176, 650]);
+        assert_eq!(s.total_params(), 347_146);
+        assert_eq!(s.layers[3].param_names, vec!["4.weight", "4.bias"]);
+        let text = s.to_string();
+        assert!(
+            text.contains("Dense #4 (relu)") && text.contains("346,176"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("Total params: 347,146 (1.32 MiB of f32), all trainable"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn digits_group_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(1_234_567), "1,234,567");
+    }
+}
