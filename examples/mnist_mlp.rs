@@ -11,7 +11,7 @@ fn main() -> wgml::Result<()> {
     let ctx = Context::new(&ContextOptions::default())?;
     let data = Dataset::mnist_10k()?;
     let recipe = zoo::mlp();
-    println!("{}", recipe.model.summary()?);
+    println!("{}", recipe.model.summary(recipe.loss)?);
     let mut model = recipe.model.compile(&ctx, recipe.loss, recipe.optimizer, 42)?;
     train::fit(&mut model, &ctx, &data.train, &recipe.fit)?;
     let e = train::evaluate(&mut model, &ctx, &data.test, 256)?;

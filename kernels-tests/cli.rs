@@ -92,3 +92,29 @@ fn checkpoints_that_do_not_fit_the_model_are_refused_naming_the_tensor() {
     let _ = std::fs::remove_file(&ckpt);
     let _ = std::fs::remove_file(&junk);
 }
+
+#[test]
+fn eval_draws_the_confusion_matrix_and_misclassified_digits() {
+    let ckpt = scratch("mlp.safetensors");
+    let c = ckpt.to_str().unwrap();
+    let out = wgml(&["train", "--model", "mlp", "--steps", "2", "--save", c]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = scratch("eval-report");
+    let d = dir.to_str().unwrap();
+    let out = wgml(&["eval", "--model", "mlp", "--weights", c, "--report", d]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for png in ["confusion.png", "misclassified.png"] {
+        let bytes = std::fs::read(dir.join(png)).unwrap_or_else(|e| panic!("{png}: {e}"));
+        assert!(bytes.starts_with(b"\x89PNG"), "{png} is not a PNG");
+    }
+    // No training, no learning curves.
+    assert!(!dir.join("curves.png").exists());
+    // A report folder that cannot exist is refused before evaluating.
+    let under_file = format!("{c}/report");
+    fails_with(
+        &["eval", "--model", "mlp", "--weights", c, "--report", &under_file],
+        &[c],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&ckpt);
+}

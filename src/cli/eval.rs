@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 use wgml::nn::zoo;
+use wgml::train::History;
 use wgml::{Error, Result, checkpoint, train};
 
 use super::GpuArgs;
-use super::train::{load_data, print_evaluation, write_metrics_json};
+use super::train::{load_data, print_evaluation, write_metrics_json, write_run_report};
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
@@ -27,6 +28,9 @@ pub struct EvalArgs {
     /// Write the results as JSON.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
+    /// Draw confusion.png and misclassified.png (image data) into this folder.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -69,13 +73,20 @@ fn load_model(ctx: &wgml::Context, model: &str, weights: &Path) -> Result<(zoo::
 }
 
 pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
+    if let Some(dir) = &args.report {
+        // Fail before evaluating, not after, when the pictures cannot be written.
+        wgml::report::prepare(dir)?;
+    }
     let ctx = gpu.context()?;
     let (recipe, mut model) = load_model(&ctx, &args.model, &args.weights)?;
     let data = load_data(args.data.as_deref().unwrap_or(recipe.data), args.seed)?;
-    let e = train::evaluate(&mut model, &ctx, &data.test, 256)?;
+    let (e, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, 256)?;
     print_evaluation(&e);
     if let Some(path) = &args.metrics {
         write_metrics_json(path, None, &e, &ctx)?;
+    }
+    if let Some(dir) = &args.report {
+        write_run_report(dir, &History::default(), &e, &data, &predicted)?;
     }
     Ok(ExitCode::SUCCESS)
 }

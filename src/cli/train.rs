@@ -1,6 +1,6 @@
 //! `wgml train`: train one of the seed models and report what it learned.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -180,7 +180,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         ctx.info.name,
         ctx.info.backend
     );
-    println!("{}", recipe.model.summary()?);
+    println!("{}", recipe.model.summary(recipe.loss)?);
     let mut model = recipe
         .model
         .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
@@ -224,19 +224,32 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         println!("metrics written to {}", path.display());
     }
     if let Some(dir) = &args.report {
-        let truth = train::true_classes(&data.test);
-        let samples = report::Samples {
-            x: &data.test.x,
-            shape: &data.sample_shape,
-            truth: &truth,
-            predicted: &predicted,
-        };
-        let has_samples = !predicted.is_empty() && samples.is_image();
-        for path in report::write_report(dir, &history, &eval, has_samples.then_some(&samples))? {
-            println!("report: {}", path.display());
-        }
+        write_run_report(dir, &history, &eval, &data, &predicted)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the report pictures of a run (`history` may be empty: no curves) for
+/// the test split of `data`, whose predicted classes are `predicted`.
+pub fn write_run_report(
+    dir: &Path,
+    history: &History,
+    eval: &Evaluation,
+    data: &Dataset,
+    predicted: &[usize],
+) -> Result<()> {
+    let truth = train::true_classes(&data.test);
+    let samples = report::Samples {
+        x: &data.test.x,
+        shape: &data.sample_shape,
+        truth: &truth,
+        predicted,
+    };
+    let has_samples = !predicted.is_empty() && samples.is_image();
+    for path in report::write_report(dir, history, eval, has_samples.then_some(&samples))? {
+        println!("report: {}", path.display());
+    }
+    Ok(())
 }
 
 /// Prints test loss, accuracy, per-class metrics and the confusion matrix.

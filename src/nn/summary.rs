@@ -37,13 +37,11 @@ impl Summary {
 }
 
 impl Sequential {
-    /// The layers with their output shapes and parameter counts. Errors as
-    /// [`Sequential::graph`] does, naming the layer whose shapes do not fit.
-    pub fn summary(&self) -> Result<Summary> {
-        // The loss only decides which final activation is folded into it; shapes
-        // and parameters do not depend on it. Use the one that accepts a final
-        // softmax so every valid model summarises.
-        let (graph, _) = self.graph(Loss::SparseCategoricalCrossentropy)?;
+    /// The layers with their output shapes and parameter counts, for training
+    /// with `loss`. Errors as [`Sequential::graph`] does, naming the layer whose
+    /// shapes do not fit.
+    pub fn summary(&self, loss: Loss) -> Result<Summary> {
+        let (graph, _) = self.graph(loss)?;
         let layers = self
             .layers
             .iter()
@@ -101,6 +99,16 @@ fn grouped(n: usize) -> String {
     out
 }
 
+/// A byte count for people: `164 B`, `1.5 KiB`, `1.32 MiB`.
+fn size(bytes: usize) -> String {
+    const KIB: f64 = 1024.0;
+    match bytes as f64 {
+        b if b < KIB => format!("{bytes} B"),
+        b if b < KIB * KIB => format!("{:.1} KiB", b / KIB),
+        b => format!("{:.2} MiB", b / (KIB * KIB)),
+    }
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rows: Vec<[String; 4]> = self
@@ -137,9 +145,9 @@ impl fmt::Display for Summary {
         let total = self.total_params();
         write!(
             f,
-            "Total params: {} ({:.2} MiB of f32), all trainable",
+            "Total params: {} ({} of f32), all trainable",
             grouped(total),
-            (total * 4) as f64 / (1024.0 * 1024.0)
+            size(total * 4)
         )
     }
 }
@@ -151,7 +159,8 @@ mod tests {
 
     #[test]
     fn the_seed_cnn_summarises_as_keras_counts_it() {
-        let s = zoo::cnn().model.summary().unwrap();
+        let r = zoo::cnn();
+        let s = r.model.summary(r.loss).unwrap();
         let shapes: Vec<&[usize]> = s.layers.iter().map(|l| l.output_shape.as_slice()).collect();
         assert_eq!(
             shapes,
@@ -179,5 +188,7 @@ mod tests {
         assert_eq!(grouped(999), "999");
         assert_eq!(grouped(1000), "1,000");
         assert_eq!(grouped(1_234_567), "1,234,567");
+        assert_eq!(size(44), "44 B");
+        assert_eq!(size(164 * 1024 + 512), "164.5 KiB");
     }
 }
