@@ -8,6 +8,7 @@ mod cli;
 mod context;
 mod conv;
 mod conv_pool;
+mod dropout;
 mod elementwise;
 mod loss;
 mod matmul;

@@ -3,7 +3,8 @@
 // epilogue applies Adam instead of storing the gradient). Not a module on its own:
 // the Shader registry (src/kernels/mod.rs) prepends this text to those modules.
 // The formulas, both epsilon placements and the Step values are documented at the
-// top of optim.wgsl. CPU twin: src/reference/optim.rs.
+// top of optim.wgsl; `Step` itself is in step.wgsl, prepended before this text.
+// CPU twin: src/reference/optim.rs.
 
 // Hyper-parameters fixed for the run (src/kernels/optim.rs `Params`).
 struct OptimParams {
@@ -17,17 +18,6 @@ struct OptimParams {
     rho: f32,
 }
 
-// Per-step values (src/kernels/optim.rs `StepValues`).
-struct Step {
-    lr: f32,
-    t: u32,
-    bc1: f32,
-    bc2: f32,
-    adam_step: f32,
-    bc2_sqrt: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
 
 const KERAS_PLACEMENT: u32 = 1u;
 

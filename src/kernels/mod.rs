@@ -7,6 +7,7 @@
 
 pub mod conv;
 pub mod conv_pool;
+pub mod dropout;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
@@ -20,6 +21,7 @@ pub mod softmax;
 pub enum Shader {
     Conv,
     ConvPool,
+    Dropout,
     Elementwise,
     Loss,
     Matmul,
@@ -34,9 +36,10 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 11] = [
+    pub const ALL: [Shader; 12] = [
         Shader::Conv,
         Shader::ConvPool,
+        Shader::Dropout,
         Shader::Elementwise,
         Shader::Loss,
         Shader::Matmul,
@@ -53,6 +56,7 @@ impl Shader {
         match self {
             Shader::Conv => "conv",
             Shader::ConvPool => "conv_pool",
+            Shader::Dropout => "dropout",
             Shader::Elementwise => "elementwise",
             Shader::Loss => "loss",
             Shader::Matmul => "matmul",
@@ -76,6 +80,10 @@ impl Shader {
                 include_str!("../../shaders/activation.wgsl"),
                 include_str!("../../shaders/conv_pool.wgsl")
             ),
+            Shader::Dropout => concat!(
+                include_str!("../../shaders/step.wgsl"),
+                include_str!("../../shaders/dropout.wgsl")
+            ),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Matmul => concat!(
@@ -89,11 +97,13 @@ impl Shader {
             ),
             Shader::MatmulSubgroupAdam => concat!(
                 include_str!("../../shaders/activation.wgsl"),
+                include_str!("../../shaders/step.wgsl"),
                 include_str!("../../shaders/adam.wgsl"),
                 include_str!("../../shaders/matmul_subgroup.wgsl"),
                 include_str!("../../shaders/matmul_adam.wgsl")
             ),
             Shader::Optim => concat!(
+                include_str!("../../shaders/step.wgsl"),
                 include_str!("../../shaders/adam.wgsl"),
                 include_str!("../../shaders/optim.wgsl")
             ),

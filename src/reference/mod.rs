@@ -3,6 +3,7 @@
 
 pub mod conv;
 pub mod conv_pool;
+pub mod dropout;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
