@@ -31,30 +31,86 @@ fn cnn_training_on_gpu_matches_the_reference_path_step_by_step() {
 
 fn cnn_matches_reference(fuse: bool) {
     let (_g, ctx) = gpu();
-    let data = Dataset::mnist_10k().unwrap();
     let recipe = zoo::cnn();
     let mut model = recipe
         .model
         .compile(ctx, recipe.loss, recipe.optimizer.clone(), 7)
         .unwrap();
     model.fuse = fuse;
-    let kernels: Vec<&str> = model
-        .train_dispatches(ctx, 16)
-        .unwrap()
-        .iter()
-        .map(|d| d.kernel.entry)
-        .collect();
+    let kernels = kernel_names(&mut model, ctx, 16);
     let fused_here = fuse && ctx.is_cpu() && wgml::kernels::conv_pool::supported(ctx);
     assert_eq!(
         kernels.contains(&"conv_pool_forward"),
         fused_here,
         "fuse {fuse}: kernels {kernels:?}"
     );
-    let mut cpu = ReferenceExecutor::from_model(&model, ctx).unwrap();
-    let b = 16;
-    let lr = recipe.optimizer.lr();
+    matches_reference(
+        ctx,
+        &format!("cnn, fuse {fuse}"),
+        &mut model,
+        recipe.optimizer.lr(),
+        16,
+        6,
+    );
+}
+
+/// Keras' MNIST convnet: two conv blocks (the second needs its input's gradient,
+/// so it takes the im2col path even where the first is fused) and Dropout(0.5),
+/// whose masks the reference path draws bit for bit.
+#[test]
+fn convnet_with_dropout_matches_the_reference_path_step_by_step() {
+    let (_g, ctx) = gpu();
+    let recipe = zoo::convnet();
+    let mut model = recipe
+        .model
+        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 11)
+        .unwrap();
+    let kernels = kernel_names(&mut model, ctx, 16);
+    assert_eq!(
+        kernels.iter().filter(|k| **k == "dropout").count(),
+        2,
+        "{kernels:?}"
+    );
+    matches_reference(ctx, "convnet", &mut model, recipe.optimizer.lr(), 16, 4);
+    // Evaluating, dropout is the identity: no dropout kernel, and predictions do
+    // not change from one call to the next.
+    let eval: Vec<&str> = model
+        .eval_dispatches(ctx, 16)
+        .unwrap()
+        .iter()
+        .map(|d| d.kernel.entry)
+        .collect();
+    assert!(!eval.contains(&"dropout"), "{eval:?}");
+    let data = Dataset::mnist_10k().unwrap();
+    let x = &data.test.x[..16 * 784];
+    let first = model.predict(ctx, x, 16).unwrap();
+    assert_eq!(first, model.predict(ctx, x, 16).unwrap());
+}
+
+fn kernel_names(model: &mut wgml::nn::Model, ctx: &wgml::Context, b: usize) -> Vec<&'static str> {
+    model
+        .train_dispatches(ctx, b)
+        .unwrap()
+        .iter()
+        .map(|d| d.kernel.entry)
+        .collect()
+}
+
+/// Trains `model` for `steps` steps of `b` embedded MNIST digits on the GPU and on
+/// the reference executor: losses within 1e-4 relative at every step, parameters
+/// close after.
+fn matches_reference(
+    ctx: &wgml::Context,
+    what: &str,
+    model: &mut wgml::nn::Model,
+    lr: f32,
+    b: usize,
+    steps: usize,
+) {
+    let data = Dataset::mnist_10k().unwrap();
+    let mut cpu = ReferenceExecutor::from_model(model, ctx).unwrap();
     let (mut x, mut l, mut v) = (Vec::new(), Vec::new(), Vec::new());
-    for step in 0..6 {
+    for step in 0..steps {
         let idx: Vec<usize> = (step * b..(step + 1) * b).collect();
         data.train.gather(&idx, &mut x, &mut l, &mut v);
         model.acc.reset(ctx).unwrap();
@@ -66,15 +122,15 @@ fn cnn_matches_reference(fuse: bool) {
         let rel = (gpu_loss - cpu_loss).abs() / cpu_loss.abs();
         assert!(
             rel < 1e-4,
-            "fuse {fuse}, step {step}: GPU loss {gpu_loss} vs reference {cpu_loss} (rel {rel:e})"
+            "{what}, step {step}: GPU loss {gpu_loss} vs reference {cpu_loss} (rel {rel:e})"
         );
     }
-    // The parameters after 6 steps agree too.
+    // The parameters after these steps agree too.
     for p in &model.store.params {
         let gpu = p.value.to_f32(ctx).unwrap();
         let want = &cpu.params()[p.node];
         let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        assert_close(&p.name, &gpu, want, 1e-4 * scale, 1e-3);
+        assert_close(&format!("{what}: {}", p.name), &gpu, want, 1e-4 * scale, 1e-3);
     }
 }
 
@@ -152,6 +208,13 @@ fn bad_models_are_errors_naming_the_layer() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("softmax"), "{e}");
+    let e = Sequential::new(&[4])
+        .add(Layer::dense(3, A::Relu))
+        .add(Layer::dropout(1.0))
+        .graph(Loss::MeanSquaredError)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Dropout #2") && e.contains("dropout rate 1"), "{e}");
 }
 
 #[test]

@@ -84,6 +84,14 @@ pub enum Op {
         x: NodeId,
         act: Activation,
     },
+    /// Inverted dropout of a fraction `rate` of the units while training (mask
+    /// drawn from `seed` and the step number, see `kernels::dropout`); the
+    /// identity when evaluating.
+    Dropout {
+        x: NodeId,
+        rate: f32,
+        seed: u32,
+    },
 }
 
 /// A node: its op, its per-sample shape (parameters: full shape), and the name of
@@ -271,14 +279,35 @@ impl Graph {
         self.push(Op::Act { x, act }, shape, layer)
     }
 
+    /// Dropout of a fraction `rate` (in [0, 1)) of `x`'s units while training.
+    /// Its mask seed is set when a model is compiled ([`Graph::seed_dropout`]).
+    pub fn dropout(&mut self, x: NodeId, rate: f32, layer: &str) -> Result<NodeId> {
+        crate::kernels::dropout::DropoutRate::new(rate)
+            .map_err(|e| Error::invalid(format!("layer '{layer}': {e}")))?;
+        let shape = self.shape(x).to_vec();
+        Ok(self.push(Op::Dropout { x, rate, seed: 0 }, shape, layer))
+    }
+
+    /// Gives every dropout node its own mask seed, derived from `seed` and the
+    /// node's position.
+    pub fn seed_dropout(&mut self, seed: u64) {
+        for (id, node) in self.nodes.iter_mut().enumerate() {
+            if let Op::Dropout { seed: s, .. } = &mut node.op {
+                *s = crate::kernels::dropout::layer_seed(seed, id);
+            }
+        }
+    }
+
     /// Inputs of a node.
     pub fn inputs(&self, id: NodeId) -> Vec<NodeId> {
         match &self.nodes[id].op {
             Op::Input | Op::Param { .. } => vec![],
             Op::Dense { x, w, b, .. } | Op::Conv2d { x, w, b, .. } => vec![*x, *w, *b],
-            Op::MaxPool2d { x, .. } | Op::AvgPool2d { x, .. } | Op::Reshape { x } | Op::Act { x, .. } => {
-                vec![*x]
-            }
+            Op::MaxPool2d { x, .. }
+            | Op::AvgPool2d { x, .. }
+            | Op::Reshape { x }
+            | Op::Act { x, .. }
+            | Op::Dropout { x, .. } => vec![*x],
         }
     }
 }

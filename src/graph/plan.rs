@@ -20,7 +20,7 @@ use crate::kernels::conv::{Conv2dDesc, conv2d_backward, conv2d_forward};
 use crate::kernels::conv_pool::{self, ConvPoolDesc};
 use crate::kernels::matmul::{Activation, MatmulDesc, matmul};
 use crate::kernels::optim::{Optimizer, StepUniform, optimizer_step};
-use crate::kernels::{elementwise, loss, pool, reduce, softmax};
+use crate::kernels::{dropout, elementwise, loss, pool, reduce, softmax};
 use crate::nn::Loss;
 
 /// What to build.
@@ -274,6 +274,13 @@ impl Plan {
                     forward.push(elementwise::activation_forward(ctx, *act, &value(*x), &y)?);
                     y
                 }
+                Op::Dropout { x, rate, seed } if options.train => {
+                    let y = Tensor::zeros(ctx, &shape, DType::F32)?;
+                    forward.push(dropout::dropout(ctx, &value(*x), &y, *rate, *seed, step)?);
+                    y
+                }
+                // Evaluating: the identity, a view of the input.
+                Op::Dropout { x, .. } => value(*x),
             };
             values[id] = Some(t);
         }
@@ -359,6 +366,7 @@ impl Plan {
                     &fused,
                     store,
                     dl.reshape(out.shape())?,
+                    step,
                     options.fuse.then_some((optimizer, step)),
                 )?;
                 let update = store
@@ -412,14 +420,14 @@ impl Plan {
         ctx.record(pass, &all);
     }
 
+    /// Every dispatch of one evaluation step, in order.
+    pub fn eval_dispatches(&self) -> impl Iterator<Item = &Dispatch> {
+        self.forward.iter().chain(&self.loss_eval).chain(&self.predict)
+    }
+
     /// Records forward + loss (no gradient) + predictions into `pass`.
     pub fn record_eval(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>) {
-        let all: Vec<&Dispatch> = self
-            .forward
-            .iter()
-            .chain(&self.loss_eval)
-            .chain(&self.predict)
-            .collect();
+        let all: Vec<&Dispatch> = self.eval_dispatches().collect();
         ctx.record(pass, &all);
     }
 }
@@ -545,6 +553,7 @@ fn lower_backward(
     fused: &HashMap<NodeId, FusedConvPool>,
     store: &ParamStore,
     d_output: Tensor,
+    step: &StepUniform,
     fuse_adam: Option<(&Optimizer, &StepUniform)>,
 ) -> Result<Backward> {
     let mut updated = Vec::new();
@@ -732,6 +741,12 @@ fn lower_backward(
             Op::Act { x, act } => {
                 if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
                     out.push(elementwise::activation_backward(ctx, *act, &value(id), &dy, &dx)?);
+                }
+            }
+            Op::Dropout { x, rate, seed } => {
+                // The same mask (same seed, same step) applied to the gradient.
+                if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
+                    out.push(dropout::dropout(ctx, &dy, &dx, *rate, *seed, step)?);
                 }
             }
         }

@@ -85,6 +85,8 @@ impl ReferenceExecutor {
         let mut vals: Vec<Vec<f32>> = vec![Vec::new(); n];
         let mut aux: Vec<Vec<u32>> = vec![Vec::new(); n];
         let numel = |id: NodeId| b * g.shape(id).iter().product::<usize>();
+        // This step's number, as the GPU's per-step uniform holds it (dropout masks).
+        let t = self.step + 1;
         for id in 0..=self.output {
             let v = match &g.nodes[id].op {
                 Op::Input => {
@@ -144,6 +146,11 @@ impl ReferenceExecutor {
                 Op::Act { x, act } => {
                     let mut y = vec![0.0; numel(id)];
                     r::elementwise::activation_forward(*act, &vals[*x], &mut y);
+                    y
+                }
+                Op::Dropout { x, rate, seed } => {
+                    let mut y = vec![0.0; numel(id)];
+                    r::dropout::dropout(&vals[*x], &mut y, *rate, *seed, t)?;
                     y
                 }
             };
@@ -258,11 +265,18 @@ impl ReferenceExecutor {
                         add_grad(&mut grads, *x, dx);
                     }
                 }
+                Op::Dropout { x, rate, seed } => {
+                    if req[*x] {
+                        let mut dx = vec![0.0; dy.len()];
+                        r::dropout::dropout(&dy, &mut dx, *rate, *seed, t)?;
+                        add_grad(&mut grads, *x, dx);
+                    }
+                }
                 Op::Input | Op::Param { .. } => unreachable!("not in backward order"),
             }
         }
         // Update, in node order like the GPU plan.
-        self.step += 1;
+        self.step = t;
         for (id, node) in g.nodes.iter().enumerate() {
             if let Op::Param { .. } = node.op {
                 let grad = grads[id]

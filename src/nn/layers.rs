@@ -52,6 +52,11 @@ pub enum Layer {
     },
     Flatten,
     Activation(LayerActivation),
+    /// Keras' `Dropout(rate)`: while training, zeroes each unit with probability
+    /// `rate` and scales the rest by `1 / (1 − rate)`; the identity otherwise.
+    Dropout {
+        rate: f32,
+    },
 }
 
 impl Layer {
@@ -78,6 +83,11 @@ impl Layer {
         }
     }
 
+    /// Keras' `Dropout(rate)`.
+    pub fn dropout(rate: f32) -> Layer {
+        Layer::Dropout { rate }
+    }
+
     pub fn avg_pool(pool: usize) -> Layer {
         Layer::AvgPool2D {
             pool: (pool, pool),
@@ -93,6 +103,7 @@ impl Layer {
             Layer::MaxPool2D { .. } => "MaxPooling2D",
             Layer::AvgPool2D { .. } => "AveragePooling2D",
             Layer::Flatten => "Flatten",
+            Layer::Dropout { .. } => "Dropout",
             Layer::Activation(_) => "Activation",
         }
     }

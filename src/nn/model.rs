@@ -138,6 +138,11 @@ impl Sequential {
                     x = g.flatten(x, &name);
                     index += 1;
                 }
+                Layer::Dropout { rate } => {
+                    // nn.Dropout is a module of its own (no parameters).
+                    x = g.dropout(x, *rate, &name)?;
+                    index += 1;
+                }
                 Layer::Activation(a) => {
                     let act = resolve(*a)?;
                     if act != Activation::Identity {
@@ -169,11 +174,12 @@ impl Sequential {
     }
 
     /// Compiles the model onto `ctx`: builds the graph, initialises the parameters
-    /// (Glorot uniform weights, zero biases, drawn from `seed`), and allocates the
-    /// optimizer state.
+    /// (Glorot uniform weights, zero biases, drawn from `seed`), seeds the dropout
+    /// masks from `seed`, and allocates the optimizer state.
     pub fn compile(&self, ctx: &Context, loss: Loss, optimizer: Optimizer, seed: u64) -> Result<Model> {
         optimizer.validate()?;
-        let (graph, output) = self.graph(loss)?;
+        let (mut graph, output) = self.graph(loss)?;
+        graph.seed_dropout(seed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let store = ParamStore::new(ctx, &graph, optimizer.state_count(), &mut rng)?;
         Ok(Model {
@@ -427,5 +433,12 @@ impl Model {
     pub fn train_dispatches(&mut self, ctx: &Context, batch: usize) -> Result<Vec<Dispatch>> {
         let plan = self.plan(ctx, self.options(batch, true))?;
         Ok(plan.train_dispatches().cloned().collect())
+    }
+
+    /// The dispatches one evaluation step of `batch` samples records, in order
+    /// (forward, loss, predictions).
+    pub fn eval_dispatches(&mut self, ctx: &Context, batch: usize) -> Result<Vec<Dispatch>> {
+        let plan = self.plan(ctx, self.options(batch, false))?;
+        Ok(plan.eval_dispatches().cloned().collect())
     }
 }
