@@ -15,10 +15,11 @@ const LAYOUTS: [(bool, bool); 4] = [(false, false), (false, true), (true, false)
 /// Elements each operand of `desc` needs (offsets, strides and the last batch).
 fn extents(desc: &MatmulDesc) -> (usize, usize, usize) {
     let last = desc.batch - 1;
+    let c_last = if desc.reduce_batch { 0 } else { last };
     (
         desc.a_offset + last * desc.a_batch_stride + desc.m * desc.k,
         desc.b_offset + last * desc.b_batch_stride + desc.k * desc.n,
-        desc.c_offset + last * desc.c_batch_stride + desc.m * desc.n,
+        desc.c_offset + c_last * desc.c_batch_stride + desc.m * desc.n,
     )
 }
 
@@ -110,7 +111,12 @@ fn check(ctx: &Context, desc: &MatmulDesc, with_bias: bool, seed: u64) {
         desc.activation,
         desc.accumulate
     );
-    assert_matches(&what, &got, &want, atol_for(desc.k), 1e-5);
+    let terms = if desc.reduce_batch {
+        desc.k * desc.batch
+    } else {
+        desc.k
+    };
+    assert_matches(&what, &got, &want, atol_for(terms), 1e-5);
 }
 
 /// The variants with distinct code: every available one less `register_mid` and
@@ -292,6 +298,79 @@ fn activations_saturate_without_nan() {
             let want = run_reference(&d, &case);
             assert_close(&format!("{act:?} {}", variant.name()), &got, &want, 1e-7, 1e-5);
         }
+    }
+}
+
+/// Batch-reduce products (one C summed over the batch: a convolution's weight
+/// gradient over images) on the register variants: every layout on the small
+/// kernel, the NT layout the convolution uses on the others, offsets, padded and
+/// broadcast strides, a bias with an activation, and accumulate. Tiled variants
+/// refuse it. (Each combination is its own pipeline: seconds of LLVM in CI.)
+#[test]
+fn reduce_batch_sums_the_batch_into_one_c() {
+    let (_g, ctx) = gpu();
+    let register: Vec<MatmulVariant> = matmul::available_variants(ctx)
+        .into_iter()
+        .filter(|v| v.needs_subgroups())
+        .collect();
+    let (m, n, k) = (37, 70, 19);
+    let mut seed = 900;
+    for &variant in &register {
+        let layouts: &[(bool, bool)] = if variant == MatmulVariant::RegisterSmall {
+            &LAYOUTS
+        } else {
+            &[(false, true)]
+        };
+        for &lay in layouts {
+            seed += 1;
+            let d = MatmulDesc::new(m, n, k)
+                .batched(5)
+                .offsets(3, 5, 7)
+                .batch_strides(m * k + 2, k * n + 1, 0)
+                .reduce_batch()
+                .variant(variant);
+            check(ctx, &layout(d, lay), false, seed);
+        }
+    }
+    if register.contains(&MatmulVariant::RegisterSmall) {
+        let small = MatmulVariant::RegisterSmall;
+        // One A for every entry (a_batch_stride 0), a bias and ReLU after the sum.
+        let d = MatmulDesc::new(m, n, k)
+            .batched(4)
+            .batch_strides(0, k * n, 0)
+            .activation(Activation::Relu)
+            .reduce_batch()
+            .variant(small);
+        check(ctx, &d, true, 990);
+        // Added onto C.
+        let d = MatmulDesc::new(m, n, k)
+            .batched(3)
+            .accumulate()
+            .reduce_batch()
+            .variant(small)
+            .trans_b();
+        check(ctx, &d, false, 991);
+    }
+    // A batch of one is a plain product.
+    if let Some(&v) = register.first() {
+        check(
+            ctx,
+            &MatmulDesc::new(m, n, k).reduce_batch().variant(v).trans_b(),
+            false,
+            992,
+        );
+    }
+    for variant in [MatmulVariant::Tiled64, MatmulVariant::Tiled128] {
+        let d = MatmulDesc::new(m, n, k)
+            .batched(2)
+            .reduce_batch()
+            .variant(variant);
+        let case = random_case(&d, false, 993);
+        let (a, b, _, c) = upload_case(ctx, &case);
+        expect_err(
+            matmul::matmul(ctx, &d, &a, &b, None, &c),
+            &["reduce_batch", variant.name()],
+        );
     }
 }
 

@@ -12,6 +12,9 @@
 //   stand-in and never read. Here the flags and the activation come from the
 //   override constants ACCUMULATE, HAS_BIAS and ACT (the launcher sets them to
 //   match p.flags and p.act).
+//   With REDUCE_BATCH the batch's products are summed into one C (C_0):
+//   C[i, j] = act(sum_t sum_k op(A_t)[i, k] * op(B_t)[k, j] + bias[j]) (or +=),
+//   and the grid has tiles only (no batch dimension).
 // Assumes (checked by the launcher): M, N, K, batch >= 1, every index fits the bound
 // buffers and u32, C batches do not overlap, C aliases no input, the device has
 // subgroups, and the REG_WG invocations of a workgroup fill subgroups from lane 0.
@@ -92,6 +95,9 @@ override SMALL_ROWS: u32 = 16u;
 // 32 x 16: no multiply-adds wasted on rows past M when M is 32, e.g. a Dense
 // layer's input gradient at batch 32).
 override LARGE_ROWS: u32 = 64u;
+// Sum the products of the whole batch into one C (see the contract above): each
+// invocation walks K once per batch entry with the same accumulators.
+override REDUCE_BATCH: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -112,6 +118,7 @@ var<private> b_col: array<u32, 16>;       // index of B[0, j0 + s] (clamped colu
 var<private> i0: u32;
 var<private> j0: u32;
 var<private> a_base: u32;
+var<private> b_shift: u32;                // B offset of the current batch entry
 var<private> c_base: u32;
 var<private> lane: u32;
 
@@ -156,7 +163,7 @@ fn load_b(q: u32, kk: u32) {
 fn load_b1(s: u32, o: u32) -> f32 {
     var v = 0.0;
     if (j0 + s < p.n) {
-        v = b[b_col[s] + o];
+        v = b[b_col[s] + o + b_shift];
     }
     return v;
 }
@@ -354,7 +361,9 @@ fn run(large: bool, wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sl: u32, sg_size: u
     let rest = id / p.tiles_n;
     let tile_m = rest % p.tiles_m;
     let bt = rest / p.tiles_m;
-    if (bt >= p.batch) {
+    // (A folded grid may hold a few more groups than asked; with REDUCE_BATCH the
+    // grid has no batch dimension, so every group past the tiles is one of them.)
+    if (bt >= p.batch || (REDUCE_BATCH && bt > 0u)) {
         return;
     }
     var rm = SMALL_ROWS;
@@ -366,9 +375,8 @@ fn run(large: bool, wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sl: u32, sg_size: u
     i0 = tile_m * rm;
     j0 = (tile_n * REG_WG + lid) * rn;
     lane = sl;
-    a_base = p.a_off + bt * p.a_bs;
     c_base = p.c_off + bt * p.c_bs;
-    let b_base = p.b_off + bt * p.b_bs;
+    let b_base = p.b_off;
     set_col(0u, b_base); set_col(1u, b_base); set_col(2u, b_base); set_col(3u, b_base);
     if (large) {
         set_col(4u, b_base); set_col(5u, b_base); set_col(6u, b_base); set_col(7u, b_base); set_col(8u, b_base); set_col(9u, b_base);
@@ -377,22 +385,33 @@ fn run(large: bool, wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sl: u32, sg_size: u
 
     // Lanes that share A values: the subgroup, or the whole workgroup when smaller.
     let kb = min(sg_size, REG_WG);
-    var k0 = 0u;
-    if (kb == 8u) {
-        for (; k0 + 8u <= p.k; k0 += 8u) {
-            load_a_block(large, k0);
-            step(large, k0, 0u); step(large, k0 + 1u, 1u);
-            step(large, k0 + 2u, 2u); step(large, k0 + 3u, 3u);
-            step(large, k0 + 4u, 4u); step(large, k0 + 5u, 5u);
-            step(large, k0 + 6u, 6u); step(large, k0 + 7u, 7u);
-        }
+    // The batch entries this invocation sums: its own, or all of them.
+    var t = bt;
+    var t_end = bt + 1u;
+    if (REDUCE_BATCH) {
+        t = 0u;
+        t_end = p.batch;
     }
-    // The rest of K (and every block when subgroups are not 8 wide).
-    for (; k0 < p.k; k0 += kb) {
-        load_a_block(large, k0);
-        let steps = min(kb, p.k - k0);
-        for (var j = 0u; j < steps; j++) {
-            step(large, k0 + j, j);
+    for (; t < t_end; t++) {
+        a_base = p.a_off + t * p.a_bs;
+        b_shift = t * p.b_bs;
+        var k0 = 0u;
+        if (kb == 8u) {
+            for (; k0 + 8u <= p.k; k0 += 8u) {
+                load_a_block(large, k0);
+                step(large, k0, 0u); step(large, k0 + 1u, 1u);
+                step(large, k0 + 2u, 2u); step(large, k0 + 3u, 3u);
+                step(large, k0 + 4u, 4u); step(large, k0 + 5u, 5u);
+                step(large, k0 + 6u, 6u); step(large, k0 + 7u, 7u);
+            }
+        }
+        // The rest of K (and every block when subgroups are not 8 wide).
+        for (; k0 < p.k; k0 += kb) {
+            load_a_block(large, k0);
+            let steps = min(kb, p.k - k0);
+            for (var j = 0u; j < steps; j++) {
+                step(large, k0 + j, j);
+            }
         }
     }
 

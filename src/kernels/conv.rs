@@ -23,7 +23,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
-use crate::kernels::matmul::{MatmulDesc, matmul};
+use crate::kernels::matmul::{MatmulDesc, matmul, supports_reduce_batch};
 use crate::kernels::{Kernel, Shader, groups_for};
 
 pub use crate::kernels::matmul::Activation;
@@ -691,28 +691,34 @@ pub fn conv2d_backward_chunked(
     let (o, np, ckk) = (desc.c_out, out[2] * out[3], desc.ckk());
     let ld = ckk + db.is_some() as usize;
     let per_chunk = chunk_images(ctx, desc, &[ld * np, ld * o], max_chunk_bytes)?;
+    // part_img[LD, O] = col_img[LD, P] · dy_img[O, P]^T per image, or, where the
+    // adapter runs batch-reduce products, their sum over the chunk's images in
+    // one product: no per-image partials to write and read back.
+    let weight_product = |n0: usize, images: usize| MatmulDesc {
+        batch: images,
+        trans_b: true,
+        b_offset: n0 * o * np,
+        a_batch_stride: ld * np,
+        b_batch_stride: o * np,
+        c_batch_stride: ld * o,
+        ..MatmulDesc::new(ld, o, np)
+    };
+    let reduce = per_chunk > 1 && supports_reduce_batch(ctx, &weight_product(0, per_chunk));
     let col = Tensor::zeros(ctx, &[per_chunk, ld, np], DType::F32)?;
-    let parts = Tensor::zeros(ctx, &[per_chunk, ld, o], DType::F32)?;
+    let parts = Tensor::zeros(ctx, &[if reduce { 1 } else { per_chunk }, ld, o], DType::F32)?;
     let mut list = Vec::new();
     for (chunk, (n0, images)) in chunks(desc.n, per_chunk).enumerate() {
         list.push(im2col(ctx, desc, x, &col, n0, images, db.is_some())?);
-        // part_img[LD, O] = col_img[LD, P] · dy_img[O, P]^T.
-        let m = MatmulDesc {
-            batch: images,
-            trans_b: true,
-            b_offset: n0 * o * np,
-            a_batch_stride: ld * np,
-            b_batch_stride: o * np,
-            c_batch_stride: ld * o,
-            ..MatmulDesc::new(ld, o, np)
-        };
+        let mut m = weight_product(n0, images);
+        m.reduce_batch = reduce;
         list.push(matmul(ctx, &m, &col, dy, None, &parts)?);
+        let part_count = if reduce { 1 } else { images };
         list.push(match db {
-            Some(db) => reduce_weight_parts(ctx, desc, &parts, images, dw, db, chunk > 0)?,
+            Some(db) => reduce_weight_parts(ctx, desc, &parts, part_count, dw, db, chunk > 0)?,
             None => ctx.dispatch(
                 REDUCE_DW,
                 &[("WG", WG as f64)],
-                &params(desc, images, 0, ld, chunk > 0)?,
+                &params(desc, part_count, 0, ld, chunk > 0)?,
                 &[(8, &parts.buffer), (9, &dw.buffer)],
                 groups_for(ctx, o * ld, WG)?,
             )?,

@@ -161,6 +161,12 @@ pub struct MatmulDesc {
     pub c_batch_stride: usize,
     /// `C += op(A)·op(B)` (then `bias` must be `None` and `activation` Identity).
     pub accumulate: bool,
+    /// Sum the batch's products into one C: `C = act(Σ_t op(A_t)·op(B_t) + bias)`
+    /// (or `C += Σ_t …`); C holds one `M×N` matrix and `c_batch_stride` is unused.
+    /// A batch-reduce product, e.g. a convolution's weight gradient summed over
+    /// images without per-image partials. Register variants only (CPU adapters
+    /// with subgroups; see [`supports_reduce_batch`]).
+    pub reduce_batch: bool,
     pub activation: Activation,
     /// Force a kernel variant; `None` (default) chooses by adapter and shape.
     pub variant: Option<MatmulVariant>,
@@ -183,6 +189,7 @@ impl MatmulDesc {
             b_batch_stride: k * n,
             c_batch_stride: m * n,
             accumulate: false,
+            reduce_batch: false,
             activation: Activation::Identity,
             variant: None,
         }
@@ -214,6 +221,12 @@ impl MatmulDesc {
     /// `C += op(A)·op(B)`.
     pub fn accumulate(mut self) -> Self {
         self.accumulate = true;
+        self
+    }
+
+    /// Sum the batch's products into one C (see [`MatmulDesc::reduce_batch`]).
+    pub fn reduce_batch(mut self) -> Self {
+        self.reduce_batch = true;
         self
     }
 
@@ -273,7 +286,7 @@ impl MatmulDesc {
                 self.activation.name()
             )));
         }
-        if batch > 1 && self.c_batch_stride < m * n {
+        if batch > 1 && !self.reduce_batch && self.c_batch_stride < m * n {
             return Err(Error::shape(
                 OP,
                 format!(
@@ -284,12 +297,34 @@ impl MatmulDesc {
         }
         let (a_rows, a_cols) = if self.trans_a { (k, m) } else { (m, k) };
         let (b_rows, b_cols) = if self.trans_b { (n, k) } else { (k, n) };
+        // A batch-reduced C is one matrix.
+        let (c_batches, c_stride) = if self.reduce_batch {
+            (1, 0)
+        } else {
+            (batch, self.c_batch_stride)
+        };
         let operands = [
-            ("A", a_len, self.a_offset, self.a_batch_stride, a_rows, a_cols),
-            ("B", b_len, self.b_offset, self.b_batch_stride, b_rows, b_cols),
-            ("C", c_len, self.c_offset, self.c_batch_stride, m, n),
+            (
+                "A",
+                a_len,
+                self.a_offset,
+                batch,
+                self.a_batch_stride,
+                a_rows,
+                a_cols,
+            ),
+            (
+                "B",
+                b_len,
+                self.b_offset,
+                batch,
+                self.b_batch_stride,
+                b_rows,
+                b_cols,
+            ),
+            ("C", c_len, self.c_offset, c_batches, c_stride, m, n),
         ];
-        for (name, have, offset, stride, rows, cols) in operands {
+        for (name, have, offset, batch, stride, rows, cols) in operands {
             let need =
                 (offset as u128) + (batch as u128 - 1) * (stride as u128) + (rows as u128) * (cols as u128);
             if need > have as u128 {
@@ -416,6 +451,12 @@ fn tile_config(ctx: &Context, variant: MatmulVariant) -> Result<TileConfig> {
         )));
     }
     Ok(cfg)
+}
+
+/// True when `ctx` runs [`MatmulDesc::reduce_batch`] products: when the variant
+/// chosen for them is a register one (CPU adapters with subgroups).
+pub fn supports_reduce_batch(ctx: &Context, desc: &MatmulDesc) -> bool {
+    auto_variant(ctx, desc).needs_subgroups() && has_subgroups(ctx)
 }
 
 /// True when `ctx` can run the subgroup (register) variants.
@@ -621,6 +662,14 @@ fn launch(
     }
 
     let variant = auto_variant(ctx, desc);
+    if desc.reduce_batch && !variant.needs_subgroups() {
+        return Err(Error::invalid(format!(
+            "matmul: reduce_batch (one C summed over the batch) needs a register variant; \
+             variant {} cannot: use batched products and sum them, or a register variant on an \
+             adapter with subgroups",
+            variant.name()
+        )));
+    }
     if variant.needs_subgroups() && !has_subgroups(ctx) {
         return Err(Error::invalid(format!(
             "matmul variant {} needs subgroup operations, which adapter '{}' does not offer; \
@@ -661,6 +710,9 @@ fn launch(
                 ("ACCUMULATE", desc.accumulate as u32 as f64),
                 ("HAS_BIAS", bias.is_some() as u32 as f64),
             ]);
+            if desc.reduce_batch {
+                c.push(("REDUCE_BATCH", 1.0));
+            }
             (kernel, c)
         }
         MatmulVariant::Tiled64 | MatmulVariant::Tiled128 => {
@@ -679,7 +731,8 @@ fn launch(
     let (bm, bn) = variant.block();
     let tiles_m = desc.m.div_ceil(bm);
     let tiles_n = desc.n.div_ceil(bn);
-    let total = (tiles_m as u128) * (tiles_n as u128) * (desc.batch as u128);
+    let grid_batches = if desc.reduce_batch { 1 } else { desc.batch };
+    let total = (tiles_m as u128) * (tiles_n as u128) * (grid_batches as u128);
     if total > u32::MAX as u128 {
         return Err(Error::TooLarge {
             what: format!("a matmul grid of {total} workgroups"),

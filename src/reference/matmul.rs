@@ -21,25 +21,34 @@ pub fn activation(act: Activation, x: f64) -> f64 {
 pub fn matmul(desc: &MatmulDesc, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32]) -> Result<()> {
     desc.validate(a.len(), b.len(), bias.map(|s| s.len()), c.len())?;
     let (m, n, k) = (desc.m, desc.n, desc.k);
-    for t in 0..desc.batch {
-        let a0 = desc.a_offset + t * desc.a_batch_stride;
-        let b0 = desc.b_offset + t * desc.b_batch_stride;
-        let c0 = desc.c_offset + t * desc.c_batch_stride;
+    // With reduce_batch one output sums every batch entry; otherwise each entry
+    // has its own.
+    let (outputs, per_output) = if desc.reduce_batch {
+        (1, desc.batch)
+    } else {
+        (desc.batch, 1)
+    };
+    for out_t in 0..outputs {
+        let c0 = desc.c_offset + out_t * desc.c_batch_stride;
         for i in 0..m {
             for j in 0..n {
                 let mut sum = 0.0f64;
-                for kk in 0..k {
-                    let av = if desc.trans_a {
-                        a[a0 + kk * m + i]
-                    } else {
-                        a[a0 + i * k + kk]
-                    };
-                    let bv = if desc.trans_b {
-                        b[b0 + j * k + kk]
-                    } else {
-                        b[b0 + kk * n + j]
-                    };
-                    sum += av as f64 * bv as f64;
+                for t in out_t * per_output..(out_t + 1) * per_output {
+                    let a0 = desc.a_offset + t * desc.a_batch_stride;
+                    let b0 = desc.b_offset + t * desc.b_batch_stride;
+                    for kk in 0..k {
+                        let av = if desc.trans_a {
+                            a[a0 + kk * m + i]
+                        } else {
+                            a[a0 + i * k + kk]
+                        };
+                        let bv = if desc.trans_b {
+                            b[b0 + j * k + kk]
+                        } else {
+                            b[b0 + kk * n + j]
+                        };
+                        sum += av as f64 * bv as f64;
+                    }
                 }
                 let out = &mut c[c0 + i * n + j];
                 *out = if desc.accumulate {
