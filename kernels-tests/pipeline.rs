@@ -146,6 +146,28 @@ fn a_failed_build_or_compile_is_an_error_and_ends_the_deferral() {
     assert_eq!(y.to_f32(&ctx).unwrap(), vec![2.0, 4.0]);
 }
 
+/// Running a dispatch inside its own deferral compiles what is queued so far
+/// instead of failing; the deferral goes on.
+#[test]
+fn running_inside_a_deferral_compiles_what_is_queued() {
+    let (_guard, _) = gpu();
+    let ctx = fresh_context();
+    let x = Tensor::from_f32(&ctx, &[1.0, -2.0], &[2]).unwrap();
+    let y = nan_tensor(&ctx, &[2]);
+    let later = ctx
+        .deferring_pipelines(|| {
+            let d = elementwise::scale(&ctx, &x, 3.0, &y)?;
+            assert!(!compiled(&d));
+            ctx.run(&[&d])?;
+            assert!(compiled(&d));
+            elementwise::axpy(&ctx, 1.0, &x, &y)
+        })
+        .unwrap();
+    assert!(compiled(&later));
+    ctx.run(&[&later]).unwrap();
+    assert_eq!(y.to_f32(&ctx).unwrap(), vec![4.0, -8.0]);
+}
+
 #[test]
 fn an_unknown_entry_point_is_an_error_naming_it() {
     let (_guard, ctx) = gpu();

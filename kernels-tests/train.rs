@@ -81,10 +81,69 @@ fn convnet_with_dropout_matches_the_reference_path_step_by_step() {
         .map(|d| d.kernel.entry)
         .collect();
     assert!(!eval.contains(&"dropout"), "{eval:?}");
+    // The same weights in the same model with Dropout(0.0) predict the same.
+    let mut spec = recipe.model.clone();
+    for layer in &mut spec.layers {
+        if let Layer::Dropout { rate } = layer {
+            *rate = 0.0;
+        }
+    }
+    let twin = spec
+        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 11)
+        .unwrap();
+    twin.load_params(ctx, &model.store.download(ctx).unwrap())
+        .unwrap();
+    let mut twin = twin;
     let data = Dataset::mnist_10k().unwrap();
     let x = &data.test.x[..16 * 784];
-    let first = model.predict(ctx, x, 16).unwrap();
-    assert_eq!(first, model.predict(ctx, x, 16).unwrap());
+    let with_dropout = model.predict(ctx, x, 16).unwrap();
+    let without = twin.predict(ctx, x, 16).unwrap();
+    assert_close(
+        "predictions with Dropout(0.5) vs Dropout(0.0)",
+        &with_dropout,
+        &without,
+        0.0,
+        0.0,
+    );
+}
+
+/// Every plan a fit and the test evaluation use, prepared at once, leaves nothing
+/// to build later; a preparation that fails leaves nothing half-built behind.
+#[test]
+fn prepared_plans_serve_the_whole_run_and_a_failed_preparation_leaves_none() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::two_blobs(3);
+    let recipe = zoo::binary();
+    let mut model = recipe
+        .model
+        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 5)
+        .unwrap();
+    let cfg = FitConfig {
+        epochs: 2,
+        batch_size: 16,
+        validation_split: 0.25,
+        verbose: false,
+        ..FitConfig::default()
+    };
+    // A failing preparation (a batch of 0 among good ones) is an error, and the
+    // good plans it had built are dropped: the next step builds its own and runs.
+    let bad = [model.options(16, true), model.options(0, true)];
+    assert!(model.prepare(ctx, &bad).is_err());
+    let x = &data.train.x[..16 * 2];
+    let l: Vec<u32> = Vec::new();
+    let v = vec![1.0f32; 16];
+    model
+        .train_step(ctx, &batch_of(x, &l, &v, 16), 0.01, |_, _| {})
+        .unwrap();
+
+    let mut plans = wgml::train::fit_plans(&model, &data.train, &cfg).unwrap();
+    plans.extend(wgml::train::eval_plans(&model, data.test.len(), 16));
+    model.prepare(ctx, &plans).unwrap();
+    let before = ctx.counters();
+    fit(&mut model, ctx, &data.train, &cfg).unwrap();
+    wgml::train::evaluate(&mut model, ctx, &data.test, 16).unwrap();
+    let d = ctx.counters() - before;
+    assert_eq!(d.pipelines_created, 0, "a plan was built after prepare");
 }
 
 fn kernel_names(model: &mut wgml::nn::Model, ctx: &wgml::Context, b: usize) -> Vec<&'static str> {

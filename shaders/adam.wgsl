@@ -18,7 +18,6 @@ struct OptimParams {
     rho: f32,
 }
 
-
 const KERAS_PLACEMENT: u32 = 1u;
 
 struct AdamUpdate {

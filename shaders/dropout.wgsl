@@ -1,17 +1,20 @@
 // Inverted dropout, as Keras' Dropout and PyTorch's nn.Dropout in training:
 //
-//   y[i] = keep(i) ? x[i] * p.scale : 0        p.scale = 1 / (1 - rate)
+//   y[i] = x[i] * (keep(i) ? p.scale : 0)      p.scale = 1 / (1 - rate)
+//
+// (a dropped NaN or infinity stays NaN, as PyTorch's and Keras' x * mask does)
 //
 // keep(i) is a pure function of (p.seed, the step number t, i), drawn from a
 // counter-based hash instead of a stored random state:
 //
-//   h = mix(i ^ mix(p.seed ^ mix(t)))           mix: the PCG output permutation
+//   h = pcg_hash(i ^ pcg_hash(p.seed ^ pcg_hash(t)))   (the PCG output permutation)
 //   keep(i) = (h >> 8) >= p.threshold          p.threshold = round(rate * 2^24)
 //
 // so a unit is kept with probability 1 - threshold / 2^24 (the rate rounded to 24
 // bits). The backward pass is the same map applied to the gradient (dx = keep ·
 // scale · dy) and recomputes the mask rather than storing it; the CPU twin
-// (src/reference/dropout.rs) draws the same mask bit for bit. Launcher:
+// (src/reference/dropout.rs) draws the same mask bit for bit (and the same values,
+// where the device does not flush subnormal products to zero). Launcher:
 // src/kernels/dropout.rs. At evaluation the layer is the identity and runs no kernel.
 //
 // Bindings: @binding(0) p; @binding(1) st, the per-step uniform (step.wgsl, read
@@ -33,7 +36,7 @@ override WG: u32 = 256;
 
 // PCG's output permutation of a 32-bit state (one LCG step, then the RXS-M-XS
 // output function): a cheap, well-mixed u32 -> u32 hash.
-fn mix(v: u32) -> u32 {
+fn pcg_hash(v: u32) -> u32 {
     let state = v * 747796405u + 2891336453u;
     let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
     return (word >> 22u) ^ word;
@@ -46,7 +49,7 @@ fn dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (i >= p.n) {
         return;
     }
-    let stream = mix(p.seed ^ mix(st.t));
-    let keep = (mix(i ^ stream) >> 8u) >= p.threshold;
-    y[i] = select(0.0, x[i] * p.scale, keep);
+    let stream = pcg_hash(p.seed ^ pcg_hash(st.t));
+    let keep = (pcg_hash(i ^ stream) >> 8u) >= p.threshold;
+    y[i] = x[i] * select(0.0, p.scale, keep);
 }

@@ -60,7 +60,7 @@ const NESTEROV: u32 = 2u;
 
 override WG: u32 = 256;
 
-@group(0) @binding(0) var<uniform> p: OptimParams;  // OptimParams and Step: shaders/adam.wgsl
+@group(0) @binding(0) var<uniform> p: OptimParams;  // OptimParams: shaders/adam.wgsl; Step: shaders/step.wgsl
 @group(0) @binding(1) var<uniform> st: Step;
 @group(0) @binding(2) var<storage, read_write> param: array<f32>;
 @group(0) @binding(3) var<storage, read> grad: array<f32>;

@@ -205,7 +205,11 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     let test_batch = recipe.fit.batch_size.max(256);
     let start = std::time::Instant::now();
     let mut plans = train::fit_plans(&model, &data.train, &recipe.fit)?;
-    plans.extend(train::eval_plans(&model, data.test.len(), test_batch));
+    for p in train::eval_plans(&model, data.test.len(), test_batch) {
+        if !plans.contains(&p) {
+            plans.push(p);
+        }
+    }
     let compiled = model.prepare(&ctx, &plans)?;
     println!(
         "prepared {} plans in {:.2}s ({compiled} pipelines compiled in parallel)",

@@ -79,9 +79,9 @@ impl Split {
         }
     }
 
-    /// Splits off the last `fraction` of the samples as a validation set, as Keras'
-    /// `validation_split` does (taken before any shuffling).
-    pub fn split_validation(&self, fraction: f64) -> Result<(Split, Option<Split>)> {
+    /// How many samples [`Split::split_validation`] leaves for training and for
+    /// validation, without copying any.
+    pub fn validation_sizes(&self, fraction: f64) -> Result<(usize, usize)> {
         if !(0.0..1.0).contains(&fraction) {
             return Err(Error::invalid(format!(
                 "validation split {fraction} is outside [0, 1)"
@@ -89,14 +89,22 @@ impl Split {
         }
         let n = self.len();
         let n_val = (n as f64 * fraction).floor() as usize;
-        if n_val == 0 {
-            return Ok((self.clone(), None));
-        }
-        if n_val == n {
+        if n_val == n && n > 0 {
             return Err(Error::invalid(format!(
                 "validation split {fraction} leaves no training samples out of {n}"
             )));
         }
+        Ok((n - n_val, n_val))
+    }
+
+    /// Splits off the last `fraction` of the samples as a validation set, as Keras'
+    /// `validation_split` does (taken before any shuffling).
+    pub fn split_validation(&self, fraction: f64) -> Result<(Split, Option<Split>)> {
+        let (n_train, n_val) = self.validation_sizes(fraction)?;
+        if n_val == 0 {
+            return Ok((self.clone(), None));
+        }
+        let n = n_train + n_val;
         let train: Vec<usize> = (0..n - n_val).collect();
         let val: Vec<usize> = (n - n_val..n).collect();
         Ok((self.select(&train), Some(self.select(&val))))

@@ -103,7 +103,6 @@ impl Context {
             }
         }
         let layout = self.kernel_layout(kernel)?;
-        let pipeline = self.pipeline_slot(kernel, constants)?;
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .map(|&(binding, b)| wgpu::BindGroupEntry {
@@ -119,6 +118,8 @@ impl Context {
             })
         })?;
         self.counters.bind_groups_created.fetch_add(1, Ordering::Relaxed);
+        // Last, so a dispatch refused above queues no pipeline in a deferral.
+        let pipeline = self.pipeline_slot(kernel, constants)?;
         Ok(Dispatch {
             kernel,
             pipeline,
@@ -128,15 +129,40 @@ impl Context {
         })
     }
 
+    /// Makes sure every one of `dispatches` has its pipeline: inside a deferral
+    /// ([`Context::deferring_pipelines`]) on this thread, compiles what it has
+    /// queued so far. Errors if a pipeline is still missing (its deferral failed,
+    /// so the dispatch must be dropped).
+    pub fn ready(&self, dispatches: &[&Dispatch]) -> Result<()> {
+        if dispatches.iter().all(|d| d.pipeline.get().is_some()) {
+            return Ok(());
+        }
+        self.compile_deferred()?;
+        match dispatches.iter().find(|d| d.pipeline.get().is_none()) {
+            None => Ok(()),
+            Some(d) => Err(Error::invalid(format!(
+                "the pipeline of {} was never compiled: the deferred build that made this \
+                 dispatch failed; make the dispatch again",
+                d.kernel.entry
+            ))),
+        }
+    }
+
     /// Records `dispatches` in order into one compute pass.
+    ///
+    /// # Panics
+    /// If a dispatch has no pipeline yet; call [`Context::ready`] first when the
+    /// dispatches may come from a deferred build that has not finished (every
+    /// recording path of wgml does).
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, dispatches: &[&Dispatch]) {
         for d in dispatches {
             if d.groups.contains(&0) {
                 continue;
             }
-            let pipeline = d.pipeline.get().expect(
-                "a dispatch is recorded only after its pipeline is compiled (deferring_pipelines returns Ok)",
-            );
+            let pipeline = d
+                .pipeline
+                .get()
+                .expect("Context::ready before Context::record: a dispatch without its pipeline");
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &d.bind_group, &[]);
             pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
@@ -146,6 +172,7 @@ impl Context {
     /// Runs `dispatches` in order in one submission and waits for them.
     pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
         self.check()?;
+        self.ready(dispatches)?;
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {

@@ -193,14 +193,35 @@ impl Context {
         Ok(slot)
     }
 
+    /// Compiles what the deferral in progress on this thread has queued for this
+    /// context so far (the deferral goes on, empty). Nothing to do outside one.
+    pub(crate) fn compile_deferred(&self) -> Result<()> {
+        let pending = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+            Some(deferral) if deferral.context == self.id() => std::mem::take(&mut deferral.pending),
+            _ => Vec::new(),
+        });
+        self.compile_pending(pending)
+    }
+
     /// Compiles what a deferral queued (each distinct pipeline once, one worker
     /// per core) and fills the slots.
     fn compile_pending(&self, pending: Vec<Pending>) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
         let mut distinct: Vec<(PipelineKey, Vec<(&'static str, f64)>)> = Vec::new();
         for p in &pending {
             if !distinct.iter().any(|(k, _)| *k == p.key) {
                 distinct.push((p.key.clone(), p.constants.clone()));
             }
+        }
+        // Shader modules first, one per shader: workers that missed the module
+        // cache together would each create and validate the same one.
+        let mut shaders: Vec<Shader> = distinct.iter().map(|(k, _)| k.kernel.shader).collect();
+        shaders.sort_unstable();
+        shaders.dedup();
+        for shader in shaders {
+            self.module(shader)?;
         }
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -379,7 +400,11 @@ pub fn group0_bindings(shader: Shader) -> Result<Arc<ShaderBindings>> {
                 ty: wgpu::BindingType::Buffer {
                     ty,
                     has_dynamic_offset: false,
-                    min_binding_size: None,
+                    // As wgpu derives it: the type's size (a runtime array's
+                    // element), so a too-small buffer fails at bind-group creation.
+                    min_binding_size: std::num::NonZeroU64::new(
+                        module.types[var.ty].inner.size(module.to_ctx()) as u64,
+                    ),
                 },
                 count: None,
             });

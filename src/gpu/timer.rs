@@ -138,6 +138,7 @@ impl<'a> Timer<'a> {
     /// read back once; with the wall clock each run is its own submission.
     pub fn time_repeats(&mut self, dispatches: &[&Dispatch], repeats: usize) -> Result<Vec<f64>> {
         check_work("Timer::time_repeats", dispatches)?;
+        self.ctx.ready(dispatches)?;
         if repeats == 0 {
             return Err(Error::invalid("Timer::time_repeats: repeats must be at least 1"));
         }
@@ -176,6 +177,7 @@ impl<'a> Timer<'a> {
     /// dispatch is its own submission.
     pub fn time_each(&mut self, dispatches: &[&Dispatch]) -> Result<Vec<f64>> {
         check_work("Timer::time_each", dispatches)?;
+        self.ctx.ready(dispatches)?;
         if self.clock == Clock::WallClock {
             return dispatches.iter().map(|d| self.wall(&[d])).collect();
         }

@@ -280,12 +280,14 @@ impl Graph {
     }
 
     /// Dropout of a fraction `rate` (in [0, 1)) of `x`'s units while training.
-    /// Its mask seed is set when a model is compiled ([`Graph::seed_dropout`]).
+    /// Its mask seed derives from seed 0 and the node's position until a model is
+    /// compiled ([`Graph::seed_dropout`] with the model's seed).
     pub fn dropout(&mut self, x: NodeId, rate: f32, layer: &str) -> Result<NodeId> {
         crate::kernels::dropout::DropoutRate::new(rate)
             .map_err(|e| Error::invalid(format!("layer '{layer}': {e}")))?;
         let shape = self.shape(x).to_vec();
-        Ok(self.push(Op::Dropout { x, rate, seed: 0 }, shape, layer))
+        let seed = crate::kernels::dropout::layer_seed(0, self.nodes.len());
+        Ok(self.push(Op::Dropout { x, rate, seed }, shape, layer))
     }
 
     /// Gives every dropout node its own mask seed, derived from `seed` and the

@@ -257,7 +257,7 @@ impl Optimizer {
     }
 }
 
-/// Mirrors `Step` in `shaders/optim.wgsl`: the values that change every step.
+/// Mirrors `Step` in `shaders/step.wgsl`: the values that change every step.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct StepValues {
@@ -323,7 +323,8 @@ impl StepValues {
     }
 }
 
-/// The per-step uniform shared by every optimizer dispatch of a model.
+/// The per-step uniform shared by every optimizer dispatch of a model, and read
+/// by its dropout dispatches for the step number.
 #[derive(Debug, Clone)]
 pub struct StepUniform {
     /// Created with `ctx.create_buffer`, `UNIFORM | COPY_DST`, holding [`StepValues`].
@@ -334,7 +335,7 @@ impl StepUniform {
     /// Allocates the uniform (zeroed: write it before the first step).
     pub fn new(ctx: &Context) -> Result<Self> {
         let buffer = ctx.create_buffer(
-            "optimizer step uniform",
+            "per-step uniform",
             std::mem::size_of::<StepValues>() as u64,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         )?;

@@ -242,12 +242,25 @@ impl Model {
     /// were compiled.
     pub fn prepare(&mut self, ctx: &Context, options: &[PlanOptions]) -> Result<u64> {
         let before = ctx.counters().pipelines_created;
-        ctx.deferring_pipelines(|| {
-            for &o in options {
+        let new: Vec<PlanOptions> = options
+            .iter()
+            .copied()
+            .filter(|o| !self.plans.contains_key(o))
+            .collect();
+        let built = ctx.deferring_pipelines(|| {
+            for &o in &new {
                 self.plan(ctx, o)?;
             }
             Ok(())
-        })?;
+        });
+        if let Err(e) = built {
+            // Plans built before the failure have pipelines that will never be
+            // compiled: drop them, so a later use builds them again.
+            for o in &new {
+                self.plans.remove(o);
+            }
+            return Err(e);
+        }
         Ok(ctx.counters().pipelines_created - before)
     }
 
@@ -298,9 +311,12 @@ impl Model {
         let options = self.options(batch.len, true);
         self.plan(ctx, options)?;
         let plan = &self.plans[&options];
+        ctx.ready(&plan.train_dispatches().collect::<Vec<_>>())?;
         Self::upload(ctx, plan, batch)?;
-        self.step += 1;
-        self.step_uniform.write(ctx, &self.optimizer, self.step, lr)?;
+        // The step counts once its work is submitted (Adam's t and the dropout
+        // masks stay in step with the reference executor if anything fails).
+        let t = self.step + 1;
+        self.step_uniform.write(ctx, &self.optimizer, t, lr)?;
         let mut encoder = ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -314,7 +330,9 @@ impl Model {
             plan.record_train(ctx, &mut pass);
         }
         extra(&mut encoder, &self.acc);
-        ctx.submit(encoder.finish())
+        ctx.submit(encoder.finish())?;
+        self.step = t;
+        Ok(())
     }
 
     /// Queues forward + loss + predictions on `batch` (no gradient, no update).
@@ -328,6 +346,7 @@ impl Model {
         let options = self.options(batch.len, false);
         self.plan(ctx, options)?;
         let plan = &self.plans[&options];
+        ctx.ready(&plan.eval_dispatches().collect::<Vec<_>>())?;
         Self::upload(ctx, plan, batch)?;
         let mut encoder = ctx
             .device

@@ -42,6 +42,9 @@ impl Sequential {
     /// shapes do not fit.
     pub fn summary(&self, loss: Loss) -> Result<Summary> {
         let (graph, _) = self.graph(loss)?;
+        // A layer with no node of its own (a linear Activation, or a final softmax
+        // or sigmoid folded into the loss) keeps its input's shape.
+        let mut shape = self.input_shape.clone();
         let layers = self
             .layers
             .iter()
@@ -49,10 +52,10 @@ impl Sequential {
             .map(|(i, layer)| {
                 let name = format!("{} #{}", layer.kind(), i + 1);
                 let nodes = || graph.nodes.iter().filter(|n| n.layer == name);
-                let output_shape = nodes()
-                    .rfind(|n| n.batched())
-                    .map(|n| n.shape.clone())
-                    .unwrap_or_default();
+                if let Some(n) = nodes().rfind(|n| n.batched()) {
+                    shape = n.shape.clone();
+                }
+                let output_shape = shape.clone();
                 let params = nodes()
                     .filter(|n| !n.batched())
                     .map(|n| n.shape.iter().product::<usize>())

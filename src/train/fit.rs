@@ -99,19 +99,18 @@ pub struct History {
 /// first step ([`Model::prepare`]), so their pipelines compile in parallel.
 pub fn fit_plans(model: &Model, data: &Split, config: &FitConfig) -> Result<Vec<PlanOptions>> {
     config.validate()?;
-    let (train, val) = data.split_validation(config.validation_split)?;
-    let n = train.len();
+    let (n, n_val) = data.validation_sizes(config.validation_split)?;
     if n == 0 {
         return Ok(Vec::new());
     }
     let b = config.batch_size.min(n);
     let mut plans = vec![model.options(b, true)];
-    if !n.is_multiple_of(b) {
+    // The partial last batch, unless a step limit ends training before it.
+    let steps = n.div_ceil(b) as u64;
+    if !n.is_multiple_of(b) && config.max_steps.is_none_or(|m| m >= steps) {
         plans.push(model.options(n % b, true));
     }
-    if let Some(v) = &val {
-        plans.extend(eval_plans(model, v.len(), b));
-    }
+    plans.extend(eval_plans(model, n_val, b));
     Ok(plans)
 }
 
