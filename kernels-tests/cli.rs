@@ -47,6 +47,11 @@ fn train_arguments_out_of_range_are_refused() {
     );
     fails_with(&["train", "--optimizer", "lbfgs"], &["lbfgs"]);
     fails_with(&["train", "--epochs", "many"], &["many"]);
+    fails_with(
+        &["train", "--monitor", "val_acc"],
+        &["unknown monitor 'val_acc'", "val_accuracy"],
+    );
+    fails_with(&["train", "--min-delta", "-1"], &["min_delta -1"]);
 }
 
 #[test]

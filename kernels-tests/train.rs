@@ -7,7 +7,7 @@ use wgml::graph::reference::ReferenceExecutor;
 use wgml::kernels::optim::Optimizer;
 use wgml::nn::model::Batch;
 use wgml::nn::{Layer, LayerActivation as A, Loss, Sequential, zoo};
-use wgml::train::{FitConfig, fit};
+use wgml::train::{FitConfig, Monitor, fit};
 
 use crate::common::*;
 
@@ -244,6 +244,111 @@ fn a_diverging_loss_stops_training_naming_epoch_and_step() {
     };
     let e = fit(&mut m, ctx, &data.train, &cfg).unwrap_err().to_string();
     assert!(e.contains("epoch 1, step 3"), "{e}");
+}
+
+/// Early stopping as Keras' EarlyStopping: the watched value, its direction,
+/// min_delta, patience and restore-best.
+#[test]
+fn early_stopping_watches_the_chosen_value() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::two_blobs(9);
+    let recipe = zoo::binary();
+    let run = |monitor: Monitor, min_delta: f64| {
+        let mut model = recipe
+            .model
+            .compile(ctx, recipe.loss, recipe.optimizer.clone(), 2)
+            .unwrap();
+        let cfg = FitConfig {
+            epochs: 12,
+            batch_size: 16,
+            validation_split: 0.25,
+            patience: Some(2),
+            monitor,
+            min_delta,
+            verbose: false,
+            ..FitConfig::default()
+        };
+        fit(&mut model, ctx, &data.train, &cfg).unwrap()
+    };
+    for monitor in [
+        Monitor::ValLoss,
+        Monitor::ValAccuracy,
+        Monitor::Loss,
+        Monitor::Accuracy,
+    ] {
+        let h = run(monitor, 0.0);
+        let value = |e: &wgml::train::EpochStats| match monitor {
+            Monitor::ValLoss => -e.val_loss.unwrap(),
+            Monitor::ValAccuracy => e.val_accuracy.unwrap(),
+            Monitor::Loss => -e.loss,
+            Monitor::Accuracy => e.accuracy.unwrap(),
+        };
+        // The best epoch is the first with the best value (higher is better here).
+        let best = h
+            .epochs
+            .iter()
+            .fold((0, f64::NEG_INFINITY), |(bi, bv), e| {
+                if value(e) > bv {
+                    (e.epoch, value(e))
+                } else {
+                    (bi, bv)
+                }
+            })
+            .0;
+        assert_eq!(h.best_epoch, Some(best), "{monitor:?}: {:?}", h.epochs);
+        // Stopped early exactly when patience ran out after the best epoch.
+        let ran = h.epochs.len();
+        assert_eq!(h.stopped_early, ran < 12, "{monitor:?}");
+        if h.stopped_early {
+            assert_eq!(ran, best + 2, "{monitor:?}: patience 2 after epoch {best}");
+        }
+    }
+    // A min_delta larger than any change: only the first epoch ever counts.
+    let h = run(Monitor::ValLoss, 1e9);
+    assert_eq!(
+        (h.best_epoch, h.epochs.len(), h.stopped_early),
+        (Some(1), 3, true)
+    );
+}
+
+#[test]
+fn early_stopping_on_a_value_the_run_lacks_is_an_error() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::linear_regression(1);
+    let recipe = zoo::regression();
+    let mut model = recipe
+        .model
+        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 1)
+        .unwrap();
+    let cfg = |monitor, validation_split| FitConfig {
+        epochs: 2,
+        patience: Some(1),
+        monitor,
+        validation_split,
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let e = fit(&mut model, ctx, &data.train, &cfg(Monitor::Accuracy, 0.2)).unwrap_err();
+    assert!(e.to_string().contains("has no accuracy"), "{e}");
+    let blobs = Dataset::two_blobs(1);
+    let recipe = zoo::binary();
+    let mut model = recipe
+        .model
+        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 1)
+        .unwrap();
+    let e = fit(&mut model, ctx, &blobs.train, &cfg(Monitor::ValAccuracy, 0.0)).unwrap_err();
+    assert!(e.to_string().contains("validation split"), "{e}");
+    let bad = FitConfig {
+        min_delta: -1.0,
+        ..FitConfig::default()
+    };
+    assert!(bad.validate().unwrap_err().to_string().contains("min_delta"));
+    assert!(
+        Monitor::parse("val_acc")
+            .unwrap_err()
+            .to_string()
+            .contains("val_accuracy")
+    );
 }
 
 #[test]

@@ -42,9 +42,17 @@ pub struct TrainArgs {
     /// Fraction of the training set held out for validation (the last samples, as Keras).
     #[arg(long, allow_negative_numbers = true)]
     pub val_split: Option<f64>,
-    /// Early stopping: stop after N epochs without a better validation loss.
+    /// Early stopping: stop after N epochs without a better --monitor value (the
+    /// weights of the best epoch are put back at the end).
     #[arg(long)]
     pub patience: Option<usize>,
+    /// What early stopping watches: val_loss (default; the training loss without a
+    /// validation split), val_accuracy, loss or accuracy.
+    #[arg(long)]
+    pub monitor: Option<String>,
+    /// Early stopping counts an epoch as better only by more than this.
+    #[arg(long, allow_negative_numbers = true)]
+    pub min_delta: Option<f64>,
     /// Momentum (SGD and RMSprop).
     #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f32>,
@@ -147,6 +155,12 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     }
     if let Some(p) = args.patience {
         recipe.fit.patience = Some(p);
+    }
+    if let Some(m) = &args.monitor {
+        recipe.fit.monitor = train::Monitor::parse(m)?;
+    }
+    if let Some(d) = args.min_delta {
+        recipe.fit.min_delta = d;
     }
     if let Some(s) = args.steps {
         recipe.fit.max_steps = Some(s);

@@ -16,6 +16,61 @@ use crate::nn::Model;
 use crate::nn::model::Batch;
 use crate::train::evaluate::{eval_plans, evaluate_sums};
 
+/// The quantity early stopping watches, as Keras' `EarlyStopping(monitor=...)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Monitor {
+    /// Validation loss (Keras' default); the training loss when there is no
+    /// validation split.
+    #[default]
+    ValLoss,
+    /// Validation accuracy (higher is better); needs a validation split and a
+    /// classification loss.
+    ValAccuracy,
+    /// Training loss.
+    Loss,
+    /// Training accuracy (higher is better); needs a classification loss.
+    Accuracy,
+}
+
+impl Monitor {
+    /// Parses Keras' names: `val_loss`, `val_accuracy`, `loss`, `accuracy`.
+    pub fn parse(name: &str) -> Result<Monitor> {
+        match name {
+            "val_loss" => Ok(Monitor::ValLoss),
+            "val_accuracy" => Ok(Monitor::ValAccuracy),
+            "loss" => Ok(Monitor::Loss),
+            "accuracy" => Ok(Monitor::Accuracy),
+            other => Err(Error::invalid(format!(
+                "unknown monitor '{other}': choose val_loss, val_accuracy, loss or accuracy"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Monitor::ValLoss => "val_loss",
+            Monitor::ValAccuracy => "val_accuracy",
+            Monitor::Loss => "loss",
+            Monitor::Accuracy => "accuracy",
+        }
+    }
+
+    fn higher_is_better(self) -> bool {
+        matches!(self, Monitor::ValAccuracy | Monitor::Accuracy)
+    }
+
+    /// The watched value of an epoch, oriented so that lower is better.
+    fn score(self, s: &EpochStats) -> Option<f64> {
+        let v = match self {
+            Monitor::ValLoss => Some(s.val_loss.unwrap_or(s.loss)),
+            Monitor::ValAccuracy => s.val_accuracy,
+            Monitor::Loss => Some(s.loss),
+            Monitor::Accuracy => s.accuracy,
+        }?;
+        Some(if self.higher_is_better() { -v } else { v })
+    }
+}
+
 /// How to train.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FitConfig {
@@ -23,9 +78,12 @@ pub struct FitConfig {
     pub batch_size: usize,
     /// Fraction of the training samples (the last ones, as Keras) held out.
     pub validation_split: f64,
-    /// Stop after this many epochs without a better validation loss (training loss
-    /// when there is no validation set).
+    /// Stop after this many epochs without a better `monitor` value.
     pub patience: Option<usize>,
+    /// What early stopping watches (and restore-best keeps the best of).
+    pub monitor: Monitor,
+    /// An epoch improves on the best only by more than this (Keras' `min_delta`).
+    pub min_delta: f64,
     /// With early stopping: put back the weights of the best epoch at the end.
     pub restore_best: bool,
     /// Seed of the per-epoch shuffles.
@@ -45,6 +103,8 @@ impl Default for FitConfig {
             batch_size: 32,
             validation_split: 0.0,
             patience: None,
+            monitor: Monitor::ValLoss,
+            min_delta: 0.0,
             restore_best: true,
             seed: 42,
             shuffle: true,
@@ -67,6 +127,12 @@ impl FitConfig {
         }
         if self.patience == Some(0) {
             return Err(Error::invalid("patience must be at least 1 epoch"));
+        }
+        if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
+            return Err(Error::invalid(format!(
+                "min_delta {} must be a finite number >= 0",
+                self.min_delta
+            )));
         }
         Ok(())
     }
@@ -147,6 +213,21 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
     let mut total_steps = 0u64;
     let lr = model.optimizer.lr();
     let classification = model.loss.is_classification();
+    if early {
+        let needs_accuracy = matches!(config.monitor, Monitor::ValAccuracy | Monitor::Accuracy);
+        if needs_accuracy && !classification {
+            return Err(Error::invalid(format!(
+                "early stopping on {}: loss {} has no accuracy; monitor val_loss or loss",
+                config.monitor.name(),
+                model.loss.name()
+            )));
+        }
+        if config.monitor == Monitor::ValAccuracy && val.is_none() {
+            return Err(Error::invalid(
+                "early stopping on val_accuracy needs a validation split (--val-split)",
+            ));
+        }
+    }
 
     'epochs: for epoch in 1..=config.epochs {
         let start = Instant::now();
@@ -230,11 +311,17 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
         if config.verbose {
             println!("{}", epoch_line(&stats, config.epochs));
         }
+        let watched = config.monitor.score(&stats);
         history.epochs.push(stats);
 
         if early {
-            let score = val_loss.unwrap_or(loss);
-            if score < best_score {
+            let score = watched.ok_or_else(|| {
+                Error::invalid(format!(
+                    "early stopping on {}: not measured",
+                    config.monitor.name()
+                ))
+            })?;
+            if score < best_score - config.min_delta {
                 best_score = score;
                 since_best = 0;
                 history.best_epoch = Some(epoch);
