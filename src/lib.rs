@@ -10,6 +10,38 @@
 //! - Matmul: `C[M, N] = op(A)[M, K] · op(B)[K, N]`.
 //! - All tensors are dense and row-major; the last dimension is contiguous.
 //!
+//! ## Training a model
+//! (the same as README's "Using wgml from Rust"; compiled by `cargo test`, not run)
+//! ```no_run
+//! use wgml::kernels::optim::Optimizer;
+//! use wgml::nn::{Layer, LayerActivation as A, Loss, Sequential};
+//! use wgml::train::{FitConfig, Monitor, evaluate, fit};
+//!
+//! # fn main() -> wgml::Result<()> {
+//! let ctx = wgml::Context::new(&Default::default())?; // or Context::from_device(...)
+//! let data = wgml::data::Dataset::mnist_10k()?;
+//! let spec = Sequential::new(&[1, 28, 28])
+//!     .add(Layer::conv2d(32, 3, A::Relu))
+//!     .add(Layer::max_pool(2))
+//!     .add(Layer::Flatten)
+//!     .add(Layer::dropout(0.25))
+//!     .add(Layer::dense(10, A::Softmax));
+//! println!("{}", spec.summary(Loss::SparseCategoricalCrossentropy)?);
+//! let mut model = spec.compile(&ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(1e-3), 42)?;
+//! let cfg = FitConfig {
+//!     epochs: 5,
+//!     validation_split: 0.1,
+//!     patience: Some(2),
+//!     monitor: Monitor::ValAccuracy,
+//!     ..FitConfig::default()
+//! };
+//! fit(&mut model, &ctx, &data.train, &cfg)?; // builds every plan first, pipelines in parallel
+//! let e = evaluate(&mut model, &ctx, &data.test, 256)?;
+//! println!("test accuracy {:?}", e.accuracy);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## Modules
 //! - [`gpu`]: context, tensors, pipeline cache, dispatches.
 //! - [`kernels`]: typed launchers, one per shader file in `shaders/`.
