@@ -40,6 +40,7 @@ fn history(epochs: usize, validation: bool, accuracy: bool) -> History {
                     val_accuracy: (validation && accuracy).then(|| 0.95 - 0.3 / t),
                     seconds: 1.0,
                     images_per_second: 1000.0,
+                    lr: 0.001,
                     steps: 10,
                 }
             })

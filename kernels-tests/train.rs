@@ -7,7 +7,7 @@ use wgml::graph::reference::ReferenceExecutor;
 use wgml::kernels::optim::Optimizer;
 use wgml::nn::model::Batch;
 use wgml::nn::{Layer, LayerActivation as A, Loss, Sequential, zoo};
-use wgml::train::{FitConfig, Monitor, fit};
+use wgml::train::{FitConfig, Monitor, ReduceLrOnPlateau, fit};
 
 use crate::common::*;
 
@@ -309,6 +309,44 @@ fn early_stopping_watches_the_chosen_value() {
         (h.best_epoch, h.epochs.len(), h.stopped_early),
         (Some(1), 3, true)
     );
+}
+
+/// ReduceLROnPlateau: the rate each epoch ran at, and that the GPU steps use it
+/// (a reduction to almost nothing freezes the regression's loss).
+#[test]
+fn the_learning_rate_drops_on_a_plateau_and_the_steps_use_it() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::linear_regression(4);
+    let recipe = zoo::regression();
+    let mut model = recipe
+        .model
+        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 3)
+        .unwrap();
+    let cfg = FitConfig {
+        epochs: 5,
+        batch_size: 20,
+        // No epoch counts as better after the first: reduce after one.
+        reduce_lr: Some(ReduceLrOnPlateau {
+            monitor: Monitor::Loss,
+            factor: 1e-6,
+            patience: 1,
+            min_delta: 1e9,
+            ..ReduceLrOnPlateau::default()
+        }),
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let h = fit(&mut model, ctx, &data.train, &cfg).unwrap();
+    let lr0 = recipe.optimizer.lr() as f64;
+    let lrs: Vec<f64> = h.epochs.iter().map(|e| e.lr).collect();
+    let want = [lr0, lr0, lr0 * 1e-6, lr0 * 1e-12, lr0 * 1e-18];
+    for (got, want) in lrs.iter().zip(want) {
+        assert!((got - want).abs() <= 1e-9 * want, "{lrs:?}");
+    }
+    let losses: Vec<f64> = h.epochs.iter().map(|e| e.loss).collect();
+    assert!((losses[1] - losses[0]).abs() > 1e-3 * losses[0], "{losses:?}");
+    // From epoch 4 on the weights barely move: the loss repeats.
+    assert!((losses[4] - losses[3]).abs() <= 1e-4 * losses[3], "{losses:?}");
 }
 
 #[test]

@@ -53,6 +53,16 @@ pub struct TrainArgs {
     /// Early stopping counts an epoch as better only by more than this.
     #[arg(long, allow_negative_numbers = true)]
     pub min_delta: Option<f64>,
+    /// Lower the learning rate after N epochs without a better --monitor value
+    /// (Keras' ReduceLROnPlateau).
+    #[arg(long, value_name = "N")]
+    pub reduce_lr_patience: Option<usize>,
+    /// Factor of each reduction (default 0.1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub reduce_lr_factor: Option<f64>,
+    /// The learning rate is never reduced below this (default 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub min_lr: Option<f64>,
     /// Momentum (SGD and RMSprop).
     #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f32>,
@@ -161,6 +171,22 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     }
     if let Some(d) = args.min_delta {
         recipe.fit.min_delta = d;
+    }
+    if args.reduce_lr_patience.is_some() || args.reduce_lr_factor.is_some() || args.min_lr.is_some() {
+        let mut rule = train::ReduceLrOnPlateau {
+            monitor: recipe.fit.monitor,
+            ..Default::default()
+        };
+        if let Some(p) = args.reduce_lr_patience {
+            rule.patience = p;
+        }
+        if let Some(f) = args.reduce_lr_factor {
+            rule.factor = f;
+        }
+        if let Some(m) = args.min_lr {
+            rule.min_lr = m;
+        }
+        recipe.fit.reduce_lr = Some(rule);
     }
     if let Some(s) = args.steps {
         recipe.fit.max_steps = Some(s);

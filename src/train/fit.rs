@@ -71,6 +71,99 @@ impl Monitor {
     }
 }
 
+/// Keras' `ReduceLROnPlateau`: multiply the learning rate by `factor` after
+/// `patience` epochs without a better `monitor` value (better by more than
+/// `min_delta`), then wait `cooldown` epochs before counting again; never below
+/// `min_lr`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReduceLrOnPlateau {
+    pub monitor: Monitor,
+    pub factor: f64,
+    pub patience: usize,
+    pub min_delta: f64,
+    pub cooldown: usize,
+    pub min_lr: f64,
+}
+
+impl Default for ReduceLrOnPlateau {
+    /// Keras' defaults.
+    fn default() -> Self {
+        ReduceLrOnPlateau {
+            monitor: Monitor::ValLoss,
+            factor: 0.1,
+            patience: 10,
+            min_delta: 1e-4,
+            cooldown: 0,
+            min_lr: 0.0,
+        }
+    }
+}
+
+impl ReduceLrOnPlateau {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.factor > 0.0 && self.factor < 1.0) {
+            return Err(Error::invalid(format!(
+                "learning-rate reduction factor {} must be in (0, 1)",
+                self.factor
+            )));
+        }
+        if self.patience == 0 {
+            return Err(Error::invalid(
+                "learning-rate reduction patience must be at least 1 epoch",
+            ));
+        }
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !(non_negative(self.min_delta) && non_negative(self.min_lr)) {
+            return Err(Error::invalid(format!(
+                "learning-rate reduction: min_delta {} and min_lr {} must be finite numbers >= 0",
+                self.min_delta, self.min_lr
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The running state of a [`ReduceLrOnPlateau`], stepped once per epoch.
+#[derive(Debug)]
+struct Plateau {
+    rule: ReduceLrOnPlateau,
+    best: f64,
+    wait: usize,
+    cooldown: usize,
+}
+
+impl Plateau {
+    fn new(rule: ReduceLrOnPlateau) -> Plateau {
+        Plateau {
+            rule,
+            best: f64::INFINITY,
+            wait: 0,
+            cooldown: 0,
+        }
+    }
+
+    /// The learning rate for the next epoch, given this epoch's (lower-is-better)
+    /// score and rate; Keras' order of checks.
+    fn step(&mut self, score: f64, lr: f64) -> f64 {
+        if self.cooldown > 0 {
+            self.cooldown -= 1;
+            self.wait = 0;
+        }
+        if score < self.best - self.rule.min_delta {
+            self.best = score;
+            self.wait = 0;
+        } else if self.cooldown == 0 {
+            self.wait += 1;
+            if self.wait >= self.rule.patience && lr > self.rule.min_lr {
+                self.cooldown = self.rule.cooldown;
+                self.wait = 0;
+                return (lr * self.rule.factor).max(self.rule.min_lr);
+            }
+        }
+        lr
+    }
+}
+
 /// How to train.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FitConfig {
@@ -84,6 +177,8 @@ pub struct FitConfig {
     pub monitor: Monitor,
     /// An epoch improves on the best only by more than this (Keras' `min_delta`).
     pub min_delta: f64,
+    /// Lower the learning rate when the watched value stops improving.
+    pub reduce_lr: Option<ReduceLrOnPlateau>,
     /// With early stopping: put back the weights of the best epoch at the end.
     pub restore_best: bool,
     /// Seed of the per-epoch shuffles.
@@ -105,6 +200,7 @@ impl Default for FitConfig {
             patience: None,
             monitor: Monitor::ValLoss,
             min_delta: 0.0,
+            reduce_lr: None,
             restore_best: true,
             seed: 42,
             shuffle: true,
@@ -128,6 +224,9 @@ impl FitConfig {
         if self.patience == Some(0) {
             return Err(Error::invalid("patience must be at least 1 epoch"));
         }
+        if let Some(r) = &self.reduce_lr {
+            r.validate()?;
+        }
         if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
             return Err(Error::invalid(format!(
                 "min_delta {} must be a finite number >= 0",
@@ -149,6 +248,8 @@ pub struct EpochStats {
     pub seconds: f64,
     pub images_per_second: f64,
     pub steps: u64,
+    /// The learning rate of this epoch's steps.
+    pub lr: f64,
 }
 
 /// Every epoch of a fit.
@@ -211,7 +312,8 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
     let mut best_score = f64::INFINITY;
     let mut since_best = 0usize;
     let mut total_steps = 0u64;
-    let lr = model.optimizer.lr();
+    let mut lr = model.optimizer.lr() as f64;
+    let mut plateau = config.reduce_lr.map(Plateau::new);
     let classification = model.loss.is_classification();
     if early {
         let needs_accuracy = matches!(config.monitor, Monitor::ValAccuracy | Monitor::Accuracy);
@@ -250,7 +352,7 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
                 values: &vb,
                 len: idx.len(),
             };
-            model.train_step(ctx, &batch, lr, |enc, acc| {
+            model.train_step(ctx, &batch, lr as f32, |enc, acc| {
                 enc.copy_buffer_to_buffer(&acc.loss_sum.buffer, 0, &trace.buffer, (i * 4) as u64, 4);
             })?;
             seen += idx.len();
@@ -307,11 +409,26 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
             seconds,
             images_per_second: seen as f64 / seconds,
             steps,
+            lr,
         };
         if config.verbose {
             println!("{}", epoch_line(&stats, config.epochs));
         }
         let watched = config.monitor.score(&stats);
+        if let Some(p) = &mut plateau {
+            let score = p.rule.monitor.score(&stats).ok_or_else(|| {
+                Error::invalid(format!(
+                    "learning-rate reduction on {}: this run does not measure it (no \
+                     validation split or no accuracy)",
+                    p.rule.monitor.name()
+                ))
+            })?;
+            let next = p.step(score, lr);
+            if next != lr && config.verbose {
+                println!("Epoch {epoch}: reducing the learning rate to {next:e}");
+            }
+            lr = next;
+        }
         history.epochs.push(stats);
 
         if early {
@@ -398,4 +515,57 @@ pub fn epoch_line(s: &EpochStats, epochs: usize) -> String {
     }
     line += &format!(" - {:.0} images/s", s.images_per_second);
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plateau_reduces_as_keras_does() {
+        let rule = ReduceLrOnPlateau {
+            factor: 0.5,
+            patience: 2,
+            min_delta: 0.0,
+            cooldown: 1,
+            min_lr: 0.3,
+            ..ReduceLrOnPlateau::default()
+        };
+        let mut p = Plateau::new(rule);
+        let mut lr = 1.0;
+        let mut lrs = Vec::new();
+        // Improves, then flat: reduce after 2 flat epochs; the next epoch ends the
+        // cooldown and (as in Keras, which decrements first) already counts, so the
+        // second reduction comes one epoch later; then min_lr holds.
+        for score in [3.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0] {
+            lr = p.step(score, lr);
+            lrs.push(lr);
+        }
+        assert_eq!(lrs, vec![1.0, 1.0, 1.0, 0.5, 0.5, 0.3, 0.3, 0.3, 0.3, 0.3]);
+        // An improvement resets the count.
+        let mut p = Plateau::new(ReduceLrOnPlateau {
+            patience: 2,
+            factor: 0.5,
+            min_delta: 0.0,
+            ..ReduceLrOnPlateau::default()
+        });
+        let lrs: Vec<f64> = [5.0, 5.0, 4.0, 4.0, 4.0]
+            .iter()
+            .map(|&s| p.step(s, 1.0))
+            .collect();
+        assert_eq!(lrs, vec![1.0, 1.0, 1.0, 1.0, 0.5]);
+    }
+
+    #[test]
+    fn bad_reduction_settings_are_errors() {
+        for (factor, patience, min_lr) in [(1.0, 1, 0.0), (0.0, 1, 0.0), (0.5, 0, 0.0), (0.5, 1, -1.0)] {
+            let r = ReduceLrOnPlateau {
+                factor,
+                patience,
+                min_lr,
+                ..ReduceLrOnPlateau::default()
+            };
+            assert!(r.validate().is_err(), "{r:?}");
+        }
+    }
 }

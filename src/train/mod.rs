@@ -7,4 +7,4 @@ pub mod fit;
 pub mod profile;
 
 pub use evaluate::{ClassMetrics, Evaluation, eval_plans, evaluate, evaluate_with_predictions, true_classes};
-pub use fit::{EpochStats, FitConfig, History, Monitor, fit, fit_plans};
+pub use fit::{EpochStats, FitConfig, History, Monitor, ReduceLrOnPlateau, fit, fit_plans};
