@@ -385,6 +385,45 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Dropout forward (and so backward: the same map) at step `t`.
+    fn dropout(&mut self, n: usize, rate: f32, t: u32) -> Result<()> {
+        let x = self.data(n);
+        let xt = self.upload(&x, &[n])?;
+        let y = self.out(&[n])?;
+        let step = StepUniform::new(self.ctx)?;
+        step.write(self.ctx, &Optimizer::sgd(0.1, 0.0), t, 0.1)?;
+        let seed = crate::kernels::dropout::layer_seed(2024, 7);
+        self.run(&[crate::kernels::dropout::dropout(
+            self.ctx, &xt, &y, rate, seed, &step,
+        )?])?;
+        let mut want = vec![0.0; n];
+        r::dropout::dropout(&x, &mut want, rate, seed, t)?;
+        self.record(
+            &format!("dropout {rate}"),
+            format!("{n} step {t}"),
+            &[(y.to_f32(self.ctx)?, want)],
+        );
+        Ok(())
+    }
+
+    /// One C summed over a batch (the conv weight gradient's product on CPU
+    /// adapters).
+    fn matmul_reduce_batch(&mut self, m: usize, n: usize, k: usize, batch: usize) -> Result<()> {
+        let d = MatmulDesc::new(m, n, k).batched(batch).trans_b().reduce_batch();
+        let (a, b) = (self.data(batch * m * k), self.data(batch * n * k));
+        let (at, bt) = (self.upload(&a, &[a.len()])?, self.upload(&b, &[b.len()])?);
+        let c = self.out(&[m, n])?;
+        self.run(&[matmul::matmul(self.ctx, &d, &at, &bt, None, &c)?])?;
+        let mut want = vec![0.0; m * n];
+        r::matmul::matmul(&d, &a, &b, None, &mut want)?;
+        self.record(
+            "nt summed over the batch",
+            format!("{m}x{n}x{k} x{batch}"),
+            &[(c.to_f32(self.ctx)?, want)],
+        );
+        Ok(())
+    }
+
     fn optimizer(&mut self, opt: Optimizer, n: usize, steps: u32) -> Result<()> {
         let p0 = self.data(n);
         let param = self.upload(&p0, &[n])?;
@@ -490,6 +529,11 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
     if ctx.is_cpu() && matmul::has_subgroups(ctx) {
         t.matmul_adam(64, 300, 32, 3)?;
     }
+    let reduced = MatmulDesc::new(73, 64, 49).batched(6).trans_b().reduce_batch();
+    if matmul::supports_reduce_batch(ctx, &reduced) {
+        t.matmul_reduce_batch(73, 64, 49, 6)?;
+    }
+    t.dropout(10_007, 0.5, 3)?;
     t.optimizer(Optimizer::adam(0.001), 1000, 5)?;
     t.optimizer(Optimizer::sgd(0.01, 0.9), 1000, 5)?;
     t.optimizer(Optimizer::rmsprop(0.001), 1000, 5)?;
