@@ -45,9 +45,9 @@
 //! ## Modules
 //! - [`gpu`]: context, tensors, pipeline cache, dispatches.
 //! - [`kernels`]: typed launchers, one per shader file in `shaders/`.
-//! - [`reference`]: the CPU twin of every kernel.
+//! - [`reference`](mod@reference): the CPU twin of every kernel.
 //! - [`report`]: pictures of a training run (curves, confusion matrix, misclassified images).
-//! - [`bench`]: kernel and training-step benchmarks (`wgml bench`, `benches/`).
+//! - [`bench`](mod@bench): kernel and training-step benchmarks (`wgml bench`, `benches/`).
 
 pub mod bench;
 pub mod checkpoint;

@@ -30,7 +30,7 @@ pub struct PlanOptions {
     /// Build backward and the optimizer update too.
     pub train: bool,
     /// Lower `Conv2D → MaxPool2D(2)` to the fused kernels of
-    /// [`conv_pool`](crate::kernels::conv_pool) where [`fusable_conv_pools`] allows.
+    /// [`crate::kernels::conv_pool`] where the planner's `fusable_conv_pools` allows.
     pub fuse: bool,
 }
 

@@ -132,7 +132,7 @@ impl MatmulVariant {
     }
 }
 
-/// C = op(A)·op(B) [+ bias per column] [activation], or C += op(A)·op(B) when accumulate.
+/// C = op(A)·op(B) \[+ bias per column\] \[activation\], or C += op(A)·op(B) when accumulate.
 ///
 /// Per batch `t` (0-based), with `A_t = A[a_offset + t·a_batch_stride ..]` and likewise
 /// for B and C, all dense row-major:
