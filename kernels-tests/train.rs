@@ -11,6 +11,14 @@ use wgml::train::{FitConfig, Monitor, ReduceLrOnPlateau, fit};
 
 use crate::common::*;
 
+/// `recipe`'s model compiled on `ctx` with its loss and optimizer, from `seed`.
+fn compiled(ctx: &wgml::Context, recipe: &zoo::Recipe, seed: u64) -> wgml::nn::Model {
+    recipe
+        .model
+        .compile(ctx, recipe.loss, recipe.optimizer.clone(), seed)
+        .unwrap()
+}
+
 fn batch_of<'a>(x: &'a [f32], labels: &'a [u32], values: &'a [f32], len: usize) -> Batch<'a> {
     Batch {
         x,
@@ -32,10 +40,7 @@ fn cnn_training_on_gpu_matches_the_reference_path_step_by_step() {
 fn cnn_matches_reference(fuse: bool) {
     let (_g, ctx) = gpu();
     let recipe = zoo::cnn();
-    let mut model = recipe
-        .model
-        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 7)
-        .unwrap();
+    let mut model = compiled(ctx, &recipe, 7);
     model.fuse = fuse;
     let kernels = kernel_names(&mut model, ctx, 16);
     let fused_here = fuse && ctx.is_cpu() && wgml::kernels::conv_pool::supported(ctx);
@@ -61,10 +66,7 @@ fn cnn_matches_reference(fuse: bool) {
 fn convnet_with_dropout_matches_the_reference_path_step_by_step() {
     let (_g, ctx) = gpu();
     let recipe = zoo::convnet();
-    let mut model = recipe
-        .model
-        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 11)
-        .unwrap();
+    let mut model = compiled(ctx, &recipe, 11);
     let kernels = kernel_names(&mut model, ctx, 16);
     assert_eq!(
         kernels.iter().filter(|k| **k == "dropout").count(),
@@ -114,10 +116,7 @@ fn prepared_plans_serve_the_whole_run_and_a_failed_preparation_leaves_none() {
     let (_g, ctx) = gpu();
     let data = Dataset::two_blobs(3);
     let recipe = zoo::binary();
-    let mut model = recipe
-        .model
-        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 5)
-        .unwrap();
+    let mut model = compiled(ctx, &recipe, 5);
     let cfg = FitConfig {
         epochs: 2,
         batch_size: 16,
@@ -197,10 +196,7 @@ fn matches_reference(
 fn a_training_step_is_one_submission_and_creates_nothing() {
     let (_g, ctx) = gpu();
     let recipe = zoo::cnn();
-    let mut model = recipe
-        .model
-        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 1)
-        .unwrap();
+    let mut model = compiled(ctx, &recipe, 1);
     let b = 8;
     let x = vec![0.5f32; b * 784];
     let l: Vec<u32> = (0..b as u32).collect();
@@ -254,10 +250,7 @@ fn early_stopping_watches_the_chosen_value() {
     let data = Dataset::two_blobs(9);
     let recipe = zoo::binary();
     let run = |monitor: Monitor, min_delta: f64| {
-        let mut model = recipe
-            .model
-            .compile(ctx, recipe.loss, recipe.optimizer.clone(), 2)
-            .unwrap();
+        let mut model = compiled(ctx, &recipe, 2);
         let cfg = FitConfig {
             epochs: 12,
             batch_size: 16,
@@ -318,10 +311,7 @@ fn the_learning_rate_drops_on_a_plateau_and_the_steps_use_it() {
     let (_g, ctx) = gpu();
     let data = Dataset::linear_regression(4);
     let recipe = zoo::regression();
-    let mut model = recipe
-        .model
-        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 3)
-        .unwrap();
+    let mut model = compiled(ctx, &recipe, 3);
     let cfg = FitConfig {
         epochs: 5,
         batch_size: 20,
@@ -354,10 +344,7 @@ fn early_stopping_on_a_value_the_run_lacks_is_an_error() {
     let (_g, ctx) = gpu();
     let data = Dataset::linear_regression(1);
     let recipe = zoo::regression();
-    let mut model = recipe
-        .model
-        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 1)
-        .unwrap();
+    let mut model = compiled(ctx, &recipe, 1);
     let cfg = |monitor, validation_split| FitConfig {
         epochs: 2,
         patience: Some(1),
@@ -370,10 +357,7 @@ fn early_stopping_on_a_value_the_run_lacks_is_an_error() {
     assert!(e.to_string().contains("has no accuracy"), "{e}");
     let blobs = Dataset::two_blobs(1);
     let recipe = zoo::binary();
-    let mut model = recipe
-        .model
-        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 1)
-        .unwrap();
+    let mut model = compiled(ctx, &recipe, 1);
     let e = fit(&mut model, ctx, &blobs.train, &cfg(Monitor::ValAccuracy, 0.0)).unwrap_err();
     assert!(e.to_string().contains("validation split"), "{e}");
     let bad = FitConfig {

@@ -144,29 +144,11 @@ fn conv_desc(
 impl Plan {
     /// Builds the plan of `graph` whose output node is `output`, with loss `loss`.
     /// Parameters, gradients and optimizer state come from `store` and are shared
-    /// by every plan of the model. The pipelines the plan needs are compiled
-    /// together at the end, in parallel ([`Context::deferring_pipelines`]).
+    /// by every plan of the model. Inside [`Context::deferring_pipelines`] (as
+    /// [`Model::plan`](crate::nn::Model::plan) calls it) the plan's pipelines are
+    /// compiled together, in parallel, when the deferral ends.
     #[allow(clippy::too_many_arguments)]
     pub fn build(
-        ctx: &Context,
-        graph: &Graph,
-        output: NodeId,
-        loss_kind: Loss,
-        store: &ParamStore,
-        optimizer: &Optimizer,
-        step: &StepUniform,
-        acc: &Accumulators,
-        options: PlanOptions,
-    ) -> Result<Plan> {
-        ctx.deferring_pipelines(|| {
-            Self::build_dispatches(
-                ctx, graph, output, loss_kind, store, optimizer, step, acc, options,
-            )
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn build_dispatches(
         ctx: &Context,
         graph: &Graph,
         output: NodeId,

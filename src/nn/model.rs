@@ -267,17 +267,20 @@ impl Model {
     /// The plan for `options`, built on first use.
     pub fn plan(&mut self, ctx: &Context, options: PlanOptions) -> Result<&Plan> {
         if !self.plans.contains_key(&options) {
-            let plan = Plan::build(
-                ctx,
-                &self.graph,
-                self.output,
-                self.loss,
-                &self.store,
-                &self.optimizer,
-                &self.step_uniform,
-                &self.acc,
-                options,
-            )?;
+            // The plan's pipelines compile together, one thread per core.
+            let plan = ctx.deferring_pipelines(|| {
+                Plan::build(
+                    ctx,
+                    &self.graph,
+                    self.output,
+                    self.loss,
+                    &self.store,
+                    &self.optimizer,
+                    &self.step_uniform,
+                    &self.acc,
+                    options,
+                )
+            })?;
             self.plans.insert(options, plan);
         }
         Ok(&self.plans[&options])
