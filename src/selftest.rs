@@ -408,14 +408,14 @@ impl Runner<'_> {
 
     /// One C summed over a batch (the conv weight gradient's product on CPU
     /// adapters).
-    fn matmul_reduce_batch(&mut self, m: usize, n: usize, k: usize, batch: usize) -> Result<()> {
-        let d = MatmulDesc::new(m, n, k).batched(batch).trans_b().reduce_batch();
+    fn matmul_reduce_batch(&mut self, d: &MatmulDesc) -> Result<()> {
+        let (m, n, k, batch) = (d.m, d.n, d.k, d.batch);
         let (a, b) = (self.data(batch * m * k), self.data(batch * n * k));
         let (at, bt) = (self.upload(&a, &[a.len()])?, self.upload(&b, &[b.len()])?);
         let c = self.out(&[m, n])?;
-        self.run(&[matmul::matmul(self.ctx, &d, &at, &bt, None, &c)?])?;
+        self.run(&[matmul::matmul(self.ctx, d, &at, &bt, None, &c)?])?;
         let mut want = vec![0.0; m * n];
-        r::matmul::matmul(&d, &a, &b, None, &mut want)?;
+        r::matmul::matmul(d, &a, &b, None, &mut want)?;
         self.record(
             "nt summed over the batch",
             format!("{m}x{n}x{k} x{batch}"),
@@ -531,7 +531,7 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
     }
     let reduced = MatmulDesc::new(73, 64, 49).batched(6).trans_b().reduce_batch();
     if matmul::supports_reduce_batch(ctx, &reduced) {
-        t.matmul_reduce_batch(73, 64, 49, 6)?;
+        t.matmul_reduce_batch(&reduced)?;
     }
     t.dropout(10_007, 0.5, 3)?;
     t.optimizer(Optimizer::adam(0.001), 1000, 5)?;

@@ -80,7 +80,11 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
     let ctx = gpu.context()?;
     let (recipe, mut model) = load_model(&ctx, &args.model, &args.weights)?;
     let data = load_data(args.data.as_deref().unwrap_or(recipe.data), args.seed)?;
-    let (e, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, 256)?;
+    // Per-sample predictions only when the report draws them.
+    let (e, predicted) = match &args.report {
+        Some(_) => train::evaluate_with_predictions(&mut model, &ctx, &data.test, 256)?,
+        None => (train::evaluate(&mut model, &ctx, &data.test, 256)?, Vec::new()),
+    };
     print_evaluation(&e);
     if let Some(path) = &args.metrics {
         write_metrics_json(path, None, &e, &ctx)?;

@@ -396,6 +396,22 @@ impl Plan {
             .chain(&self.update)
     }
 
+    /// Makes sure the dispatches of a training step (`train`) or an evaluation
+    /// step have their pipelines ([`Context::ready`]); no work and no allocation
+    /// when they do, which is every step but those inside a deferral.
+    pub fn ready(&self, ctx: &Context, train: bool) -> Result<()> {
+        let compiled = |d: &Dispatch| d.pipeline.get().is_some();
+        if train && self.train_dispatches().all(compiled) || !train && self.eval_dispatches().all(compiled) {
+            return Ok(());
+        }
+        let all: Vec<&Dispatch> = if train {
+            self.train_dispatches().collect()
+        } else {
+            self.eval_dispatches().collect()
+        };
+        ctx.ready(&all)
+    }
+
     /// Records one training step (forward, loss, backward, update) into `pass`.
     pub fn record_train(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>) {
         let all: Vec<&Dispatch> = self.train_dispatches().collect();

@@ -314,7 +314,7 @@ impl Model {
         let options = self.options(batch.len, true);
         self.plan(ctx, options)?;
         let plan = &self.plans[&options];
-        ctx.ready(&plan.train_dispatches().collect::<Vec<_>>())?;
+        plan.ready(ctx, true)?;
         Self::upload(ctx, plan, batch)?;
         // The step counts once its work is submitted (Adam's t and the dropout
         // masks stay in step with the reference executor if anything fails).
@@ -349,7 +349,7 @@ impl Model {
         let options = self.options(batch.len, false);
         self.plan(ctx, options)?;
         let plan = &self.plans[&options];
-        ctx.ready(&plan.eval_dispatches().collect::<Vec<_>>())?;
+        plan.ready(ctx, false)?;
         Self::upload(ctx, plan, batch)?;
         let mut encoder = ctx
             .device
