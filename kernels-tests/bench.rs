@@ -53,7 +53,7 @@ fn timer_uses_timestamps_when_the_device_has_them() {
 /// 16³ one, and the same dispatch twice in one pass takes longer than once.
 #[test]
 fn timer_times_follow_the_work_with_either_clock() {
-    let (_g, ctx) = gpu();
+    let (_g, ctx) = gpu_exclusive();
     let small = matmul_dispatch(ctx, 16);
     let big = matmul_dispatch(ctx, 256);
     for clock in [Clock::GpuTimestamps, Clock::WallClock] {
@@ -530,7 +530,7 @@ fn cli_bench_rejects_bad_arguments() {
 
 #[test]
 fn profile_times_every_dispatch_of_a_step() {
-    let (_g, ctx) = gpu();
+    let (_g, ctx) = gpu_exclusive();
     let recipe = zoo::cnn();
     for clock in [Clock::GpuTimestamps, Clock::WallClock] {
         if clock == Clock::GpuTimestamps && !ctx.has_timestamps() {

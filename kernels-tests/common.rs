@@ -3,28 +3,83 @@
 
 #![allow(dead_code)]
 
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use wgml::{Context, ContextOptions, Tensor};
 
-static CONTEXT: OnceLock<Context> = OnceLock::new();
-static GPU_LOCK: Mutex<()> = Mutex::new(());
+/// Tests that may run side by side hold this shared; tests that need the machine
+/// to themselves (timings) hold it exclusively.
+static GPU_LOCK: RwLock<()> = RwLock::new(());
 
-/// The shared GPU context plus a guard serialising GPU tests (the device is polled
-/// from one thread at a time; lavapipe already uses every core per dispatch).
-/// Fails, never skips, when there is no adapter.
-pub fn gpu() -> (MutexGuard<'static, ()>, &'static Context) {
-    let guard = GPU_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let ctx = CONTEXT.get_or_init(|| match Context::new(&ContextOptions::default()) {
+/// One context per test thread that can run at once, each used by one test at a
+/// time. Separate devices matter on lavapipe: it compiles a pipeline's machine
+/// code (LLVM) at its first dispatch, on the device's one queue thread, so tests
+/// sharing a device would compile one after another however many cores there are.
+/// A test holds its context alone, so the context's counters see only its work.
+static CONTEXTS: OnceLock<Vec<(Mutex<()>, OnceLock<Context>)>> = OnceLock::new();
+
+/// What a test holds while it uses the GPU.
+pub struct GpuGuard {
+    _context: MutexGuard<'static, ()>,
+    _gpu: GpuLock,
+}
+
+enum GpuLock {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Exclusive(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
+fn contexts() -> &'static [(Mutex<()>, OnceLock<Context>)] {
+    CONTEXTS.get_or_init(|| {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (0..n).map(|_| (Mutex::new(()), OnceLock::new())).collect()
+    })
+}
+
+/// A free context of the pool (waiting for the first one when none is free),
+/// created on first use.
+fn take_context(gpu: GpuLock) -> (GpuGuard, &'static Context) {
+    let pool = contexts();
+    let (guard, slot) = pool
+        .iter()
+        .find_map(|(lock, slot)| match lock.try_lock() {
+            Ok(g) => Some((g, slot)),
+            // A test that failed while holding it leaves the context usable.
+            Err(TryLockError::Poisoned(p)) => Some((p.into_inner(), slot)),
+            Err(TryLockError::WouldBlock) => None,
+        })
+        .unwrap_or_else(|| (pool[0].0.lock().unwrap_or_else(|p| p.into_inner()), &pool[0].1));
+    let ctx = slot.get_or_init(|| match Context::new(&ContextOptions::default()) {
         Ok(c) => c,
         Err(e) => panic!(
             "GPU tests need a wgpu adapter: {e}\n\
              On Linux without a GPU: apt-get install mesa-vulkan-drivers (lavapipe)"
         ),
     });
-    (guard, ctx)
+    (
+        GpuGuard {
+            _context: guard,
+            _gpu: gpu,
+        },
+        ctx,
+    )
+}
+
+/// A GPU context for this test alone; other tests may run at the same time on
+/// their own contexts. Fails, never skips, when there is no adapter.
+pub fn gpu() -> (GpuGuard, &'static Context) {
+    take_context(GpuLock::Shared(
+        GPU_LOCK.read().unwrap_or_else(|p| p.into_inner()),
+    ))
+}
+
+/// A GPU context with no other GPU test running: for timings.
+pub fn gpu_exclusive() -> (GpuGuard, &'static Context) {
+    take_context(GpuLock::Exclusive(
+        GPU_LOCK.write().unwrap_or_else(|p| p.into_inner()),
+    ))
 }
 
 /// Seeded generator; every test names its seed.

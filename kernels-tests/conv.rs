@@ -636,7 +636,7 @@ fn rejects_wrong_tensor_sizes() {
 #[test]
 #[ignore]
 fn bench() {
-    let (_g, ctx) = gpu();
+    let (_g, ctx) = gpu_exclusive();
     let d = desc(32, 1, (28, 28), 32, (3, 3), (1, 1), Padding::Valid);
     let (x, w, b) = inputs(&d, 1);
     let out = d.output_shape().unwrap();

@@ -97,26 +97,64 @@ fn atol_for(k: usize) -> f32 {
 /// Checks `desc` (GPU vs reference) with random inputs.
 #[track_caller]
 fn check(ctx: &Context, desc: &MatmulDesc, with_bias: bool, seed: u64) {
-    let case = random_case(desc, with_bias, seed);
-    let got = run_gpu(ctx, desc, &case);
-    let want = run_reference(desc, &case);
-    let what = format!(
-        "{} {} m={} n={} k={} batch={} bias={with_bias} act={:?} acc={}",
-        desc.layout_name(),
-        desc.variant.map_or("auto", |v| v.name()),
-        desc.m,
-        desc.n,
-        desc.k,
-        desc.batch,
-        desc.activation,
-        desc.accumulate
-    );
-    let terms = if desc.reduce_batch {
-        desc.k * desc.batch
-    } else {
-        desc.k
-    };
-    assert_matches(&what, &got, &want, atol_for(terms), 1e-5);
+    let mut checks = Checks::default();
+    checks.add(desc.clone(), with_bias, seed);
+    checks.run(ctx);
+}
+
+/// A sweep of GPU-vs-reference checks. Each combination of variant, layout and
+/// epilogue is its own pipeline (seconds of LLVM on lavapipe with a cold shader
+/// cache), so `run` builds every dispatch first and compiles their pipelines
+/// together, one thread per core, before running and checking them in order.
+#[derive(Default)]
+struct Checks {
+    cases: Vec<(MatmulDesc, bool, u64)>,
+}
+
+impl Checks {
+    fn add(&mut self, desc: MatmulDesc, with_bias: bool, seed: u64) {
+        self.cases.push((desc, with_bias, seed));
+    }
+
+    #[track_caller]
+    fn run(self, ctx: &Context) {
+        let prepared = ctx
+            .deferring_pipelines(|| {
+                self.cases
+                    .iter()
+                    .map(|(desc, with_bias, seed)| {
+                        let (desc, with_bias) = (desc.clone(), *with_bias);
+                        let case = random_case(&desc, with_bias, *seed);
+                        let (a, b, bias, c) = upload_case(ctx, &case);
+                        let dispatch = matmul::matmul(ctx, &desc, &a, &b, bias.as_ref(), &c)?;
+                        Ok((desc, with_bias, case, c, dispatch))
+                    })
+                    .collect::<wgml::Result<Vec<_>>>()
+            })
+            .unwrap();
+        for (desc, with_bias, case, c, dispatch) in prepared {
+            ctx.run(&[&dispatch]).unwrap();
+            let got = c.to_f32(ctx).unwrap();
+            let want = run_reference(&desc, &case);
+            let what = format!(
+                "{} {} m={} n={} k={} batch={} bias={with_bias} act={:?} acc={}",
+                desc.layout_name(),
+                desc.variant.map_or("auto", |v| v.name()),
+                desc.m,
+                desc.n,
+                desc.k,
+                desc.batch,
+                desc.activation,
+                desc.accumulate
+            );
+            let terms = if desc.reduce_batch {
+                desc.k * desc.batch
+            } else {
+                desc.k
+            };
+            assert_matches(&what, &got, &want, atol_for(terms), 1e-5);
+        }
+    }
 }
 
 /// The variants with distinct code: every available one less `register_mid` and
@@ -164,6 +202,7 @@ fn reference_matches_hand_computed_values() {
 #[test]
 fn every_variant_and_layout_on_odd_shapes() {
     let (_g, ctx) = gpu();
+    let mut checks = Checks::default();
     // 1×1×1, primes, vectors (m = 1, n = 1), and sizes just past the register
     // block (4, 64 columns), the K tile (8/16) and the 64/128 block tiles.
     let shapes = [
@@ -182,15 +221,15 @@ fn every_variant_and_layout_on_odd_shapes() {
         for lay in LAYOUTS {
             for &(m, n, k) in &shapes {
                 seed += 1;
-                check(
-                    ctx,
-                    &layout(MatmulDesc::new(m, n, k).variant(variant), lay),
+                checks.add(
+                    layout(MatmulDesc::new(m, n, k).variant(variant), lay),
                     false,
                     seed,
                 );
             }
         }
     }
+    checks.run(ctx);
 }
 
 #[test]
@@ -209,15 +248,15 @@ fn automatic_variant_choice_is_correct() {
 #[test]
 fn batched_with_offsets_strides_and_broadcast() {
     let (_g, ctx) = gpu();
+    let mut checks = Checks::default();
     let (m, n, k) = (9, 70, 19);
     let mut seed = 300;
     for variant in epilogue_variants(ctx) {
         for lay in LAYOUTS {
             // Dense batches.
             seed += 1;
-            check(
-                ctx,
-                &layout(MatmulDesc::new(m, n, k).batched(3).variant(variant), lay),
+            checks.add(
+                layout(MatmulDesc::new(m, n, k).batched(3).variant(variant), lay),
                 false,
                 seed,
             );
@@ -228,23 +267,24 @@ fn batched_with_offsets_strides_and_broadcast() {
                 .offsets(5, 3, 7)
                 .batch_strides(m * k + 11, k * n + 2, m * n + 13)
                 .variant(variant);
-            check(ctx, &layout(d, lay), false, seed);
+            checks.add(layout(d, lay), false, seed);
             // One B shared by every batch (a Dense layer over a sequence) and one A.
             seed += 1;
             let d = MatmulDesc::new(m, n, k)
                 .batched(4)
                 .batch_strides(m * k, 0, m * n)
                 .variant(variant);
-            check(ctx, &layout(d, lay), true, seed);
+            checks.add(layout(d, lay), true, seed);
             seed += 1;
             let d = MatmulDesc::new(m, n, k)
                 .batched(2)
                 .offsets(1, 0, 0)
                 .batch_strides(0, k * n, m * n)
                 .variant(variant);
-            check(ctx, &layout(d, lay), false, seed);
+            checks.add(layout(d, lay), false, seed);
         }
     }
+    checks.run(ctx);
 }
 
 /// Every epilogue (activation × bias) on every variant. `register_mid` and
@@ -254,6 +294,7 @@ fn batched_with_offsets_strides_and_broadcast() {
 #[test]
 fn bias_and_every_activation() {
     let (_g, ctx) = gpu();
+    let mut checks = Checks::default();
     let mut seed = 400;
     let mut all = Vec::new();
     for act in Activation::ALL {
@@ -276,9 +317,10 @@ fn bias_and_every_activation() {
         for &(act, with_bias, lay) in combos {
             seed += 1;
             let d = layout(MatmulDesc::new(23, 71, 31).activation(act).variant(variant), lay);
-            check(ctx, &d, with_bias, seed);
+            checks.add(d, with_bias, seed);
         }
     }
+    checks.run(ctx);
 }
 
 #[test]
@@ -309,6 +351,7 @@ fn activations_saturate_without_nan() {
 #[test]
 fn reduce_batch_sums_the_batch_into_one_c() {
     let (_g, ctx) = gpu();
+    let mut checks = Checks::default();
     let register: Vec<MatmulVariant> = matmul::available_variants(ctx)
         .into_iter()
         .filter(|v| v.needs_subgroups())
@@ -329,7 +372,7 @@ fn reduce_batch_sums_the_batch_into_one_c() {
                 .batch_strides(m * k + 2, k * n + 1, 0)
                 .reduce_batch()
                 .variant(variant);
-            check(ctx, &layout(d, lay), false, seed);
+            checks.add(layout(d, lay), false, seed);
         }
     }
     if register.contains(&MatmulVariant::RegisterSmall) {
@@ -341,7 +384,7 @@ fn reduce_batch_sums_the_batch_into_one_c() {
             .activation(Activation::Relu)
             .reduce_batch()
             .variant(small);
-        check(ctx, &d, true, 990);
+        checks.add(d, true, 990);
         // Added onto C.
         let d = MatmulDesc::new(m, n, k)
             .batched(3)
@@ -349,13 +392,12 @@ fn reduce_batch_sums_the_batch_into_one_c() {
             .reduce_batch()
             .variant(small)
             .trans_b();
-        check(ctx, &d, false, 991);
+        checks.add(d, false, 991);
     }
     // A batch of one is a plain product.
     if let Some(&v) = register.first() {
-        check(
-            ctx,
-            &MatmulDesc::new(m, n, k).reduce_batch().variant(v).trans_b(),
+        checks.add(
+            MatmulDesc::new(m, n, k).reduce_batch().variant(v).trans_b(),
             false,
             992,
         );
@@ -372,17 +414,19 @@ fn reduce_batch_sums_the_batch_into_one_c() {
             &["reduce_batch", variant.name()],
         );
     }
+    checks.run(ctx);
 }
 
 #[test]
 fn accumulate_adds_onto_c() {
     let (_g, ctx) = gpu();
+    let mut checks = Checks::default();
     let mut seed = 500;
     for variant in epilogue_variants(ctx) {
         for lay in LAYOUTS {
             seed += 1;
             let d = layout(MatmulDesc::new(19, 67, 23).accumulate().variant(variant), lay);
-            check(ctx, &d, false, seed);
+            checks.add(d, false, seed);
             seed += 1;
             let d = layout(
                 MatmulDesc::new(5, 6, 7)
@@ -393,9 +437,10 @@ fn accumulate_adds_onto_c() {
                     .variant(variant),
                 lay,
             );
-            check(ctx, &d, false, seed);
+            checks.add(d, false, seed);
         }
     }
+    checks.run(ctx);
 }
 
 #[test]
@@ -450,25 +495,21 @@ fn large_case_tiled_nt() {
 /// grid and every kernel recovers its tile from the flattened workgroup id.
 fn check_folding(ctx: &Context, variants: &[MatmulVariant], seed0: u64) {
     let mut seed = seed0;
+    let mut checks = Checks::default();
     for &variant in variants {
         let (_, bn) = variant.block();
         // M = 1 and 70,000 column tiles of this variant.
         seed += 1;
-        check(
-            ctx,
-            &MatmulDesc::new(1, 70_000 * bn, 1).variant(variant),
-            false,
-            seed,
-        );
+        checks.add(MatmulDesc::new(1, 70_000 * bn, 1).variant(variant), false, seed);
         // 70,000 tiny batches.
         seed += 1;
-        check(
-            ctx,
-            &MatmulDesc::new(1, 2, 3).batched(70_000).variant(variant),
+        checks.add(
+            MatmulDesc::new(1, 2, 3).batched(70_000).variant(variant),
             false,
             seed,
         );
     }
+    checks.run(ctx);
 }
 
 #[test]
@@ -628,7 +669,7 @@ fn bad_inputs_are_rejected() {
 #[test]
 #[ignore]
 fn bench_train_shapes() {
-    let (_g, ctx) = gpu();
+    let (_g, ctx) = gpu_exclusive();
     let conv_fwd = MatmulDesc {
         batch: 32,
         a_batch_stride: 0,

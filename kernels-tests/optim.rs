@@ -608,7 +608,7 @@ fn adam_vec4_form_is_chosen_and_matches_its_twin() {
 #[test]
 #[ignore]
 fn bench_adam() {
-    let (_g, ctx) = gpu();
+    let (_g, ctx) = gpu_exclusive();
     let opt = Optimizer::adam(1e-3);
     let step = StepUniform::new(ctx).unwrap();
     step.write(ctx, &opt, 1, 1e-3).unwrap();

@@ -2,11 +2,11 @@
 //! error capture, device-lost tracking, the single place that waits on the GPU, and
 //! counters that tests use to prove a training step creates nothing.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::gpu::once_map::OnceMap;
 use crate::gpu::pipeline::{KernelLayout, PipelineKey};
 
 /// How to choose an adapter.
@@ -69,9 +69,9 @@ pub struct Context {
     /// Every adapter seen during selection.
     pub adapters: Vec<AdapterSummary>,
     pub counters: Counters,
-    pub(crate) modules: Mutex<HashMap<crate::kernels::Shader, Arc<wgpu::ShaderModule>>>,
-    pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
-    pub(crate) layouts: Mutex<HashMap<crate::kernels::Kernel, Arc<KernelLayout>>>,
+    pub(crate) modules: OnceMap<crate::kernels::Shader, Arc<wgpu::ShaderModule>>,
+    pub(crate) pipelines: OnceMap<PipelineKey, Arc<wgpu::ComputePipeline>>,
+    pub(crate) layouts: OnceMap<crate::kernels::Kernel, Arc<KernelLayout>>,
     lost: Arc<Mutex<Option<(String, String)>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     poll_lock: Mutex<()>,
@@ -254,9 +254,9 @@ impl Context {
             device,
             queue,
             counters: Counters::default(),
-            modules: Mutex::new(HashMap::new()),
-            pipelines: Mutex::new(HashMap::new()),
-            layouts: Mutex::new(HashMap::new()),
+            modules: OnceMap::default(),
+            pipelines: OnceMap::default(),
+            layouts: OnceMap::default(),
             lost,
             uncaptured,
             poll_lock: Mutex::new(()),

@@ -3,6 +3,7 @@
 
 mod context;
 mod dispatch;
+mod once_map;
 mod pipeline;
 mod tensor;
 mod timer;

@@ -89,41 +89,35 @@ impl Context {
         constants: &[(&'static str, f64)],
     ) -> Result<Arc<wgpu::ComputePipeline>> {
         let key = PipelineKey::new(kernel, constants);
-        if let Some(p) = self.cached_pipeline(&key) {
-            return Ok(p);
-        }
-        let module = self.module(kernel.shader)?;
-        let layout = self.kernel_layout(kernel)?;
-        let label = format!("{}::{}", kernel.shader.name(), kernel.entry);
-        let pipeline = self
-            .scoped(&format!("creating pipeline {label} {constants:?}"), || {
-                self.device
-                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(&label),
-                        layout: Some(&layout.pipeline),
-                        module: &module,
-                        entry_point: Some(kernel.entry),
-                        compilation_options: wgpu::PipelineCompilationOptions {
-                            constants,
-                            zero_initialize_workgroup_memory: false,
-                        },
-                        cache: None,
-                    })
-            })
-            .map_err(|e| match e {
-                Error::Gpu { message, .. } => Error::Shader {
-                    shader: kernel.shader.name(),
-                    message: format!("entry point {}: {message}", kernel.entry),
-                },
-                other => other,
-            })?;
-        self.counters.pipelines_created.fetch_add(1, Ordering::Relaxed);
-        let pipeline = Arc::new(pipeline);
-        self.pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, pipeline.clone());
-        Ok(pipeline)
+        self.pipelines.get_or_make(&key, || {
+            let module = self.module(kernel.shader)?;
+            let layout = self.kernel_layout(kernel)?;
+            let label = format!("{}::{}", kernel.shader.name(), kernel.entry);
+            let pipeline = self
+                .scoped(&format!("creating pipeline {label} {constants:?}"), || {
+                    self.device
+                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                            label: Some(&label),
+                            layout: Some(&layout.pipeline),
+                            module: &module,
+                            entry_point: Some(kernel.entry),
+                            compilation_options: wgpu::PipelineCompilationOptions {
+                                constants,
+                                zero_initialize_workgroup_memory: false,
+                            },
+                            cache: None,
+                        })
+                })
+                .map_err(|e| match e {
+                    Error::Gpu { message, .. } => Error::Shader {
+                        shader: kernel.shader.name(),
+                        message: format!("entry point {}: {message}", kernel.entry),
+                    },
+                    other => other,
+                })?;
+            self.counters.pipelines_created.fetch_add(1, Ordering::Relaxed);
+            Ok(Arc::new(pipeline))
+        })
     }
 
     /// Runs `build`; the pipelines of the dispatches it makes on this thread with
@@ -263,84 +257,59 @@ impl Context {
         self as *const Context as usize
     }
 
+    /// The pipeline of `key` if it is compiled (not waiting for one being compiled).
     fn cached_pipeline(&self, key: &PipelineKey) -> Option<Arc<wgpu::ComputePipeline>> {
-        self.pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
+        self.pipelines.get(key)
     }
 
     /// The bind-group and pipeline layouts of `kernel`, created on first use.
     pub(crate) fn kernel_layout(&self, kernel: Kernel) -> Result<Arc<KernelLayout>> {
-        if let Some(l) = self
-            .layouts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&kernel)
-        {
-            return Ok(l.clone());
-        }
-        let bindings = group0_bindings(kernel.shader)?;
-        let entries = bindings
-            .iter()
-            .find(|(name, _)| name == kernel.entry)
-            .map(|(_, e)| e)
-            .ok_or_else(|| Error::Shader {
-                shader: kernel.shader.name(),
-                message: format!("there is no entry point '{}'", kernel.entry),
+        self.layouts.get_or_make(&kernel, || {
+            let bindings = group0_bindings(kernel.shader)?;
+            let entries = bindings
+                .iter()
+                .find(|(name, _)| name == kernel.entry)
+                .map(|(_, e)| e)
+                .ok_or_else(|| Error::Shader {
+                    shader: kernel.shader.name(),
+                    message: format!("there is no entry point '{}'", kernel.entry),
+                })?;
+            let label = format!("{}::{}", kernel.shader.name(), kernel.entry);
+            let layout = self.scoped(&format!("creating the layouts of {label}"), || {
+                let bind_group = self
+                    .device
+                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                        label: Some(&label),
+                        entries,
+                    });
+                let pipeline = self
+                    .device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(&label),
+                        bind_group_layouts: &[Some(&bind_group)],
+                        immediate_size: 0,
+                    });
+                KernelLayout { bind_group, pipeline }
             })?;
-        let label = format!("{}::{}", kernel.shader.name(), kernel.entry);
-        let layout = self.scoped(&format!("creating the layouts of {label}"), || {
-            let bind_group = self
-                .device
-                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some(&label),
-                    entries,
-                });
-            let pipeline = self
-                .device
-                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(&label),
-                    bind_group_layouts: &[Some(&bind_group)],
-                    immediate_size: 0,
-                });
-            KernelLayout { bind_group, pipeline }
-        })?;
-        let layout = Arc::new(layout);
-        self.layouts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(kernel, layout.clone());
-        Ok(layout)
+            Ok(Arc::new(layout))
+        })
     }
 
     fn module(&self, shader: Shader) -> Result<Arc<wgpu::ShaderModule>> {
-        if let Some(m) = self
-            .modules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&shader)
-        {
-            return Ok(m.clone());
-        }
-        let module = self
-            .scoped(&format!("compiling shader {}", shader.name()), || {
-                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader.name()),
-                    source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+        self.modules.get_or_make(&shader, || {
+            let module = self
+                .scoped(&format!("compiling shader {}", shader.name()), || {
+                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(shader.name()),
+                        source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                    })
                 })
-            })
-            .map_err(|e| Error::Shader {
-                shader: shader.name(),
-                message: e.to_string(),
-            })?;
-        let module = Arc::new(module);
-        self.modules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(shader, module.clone());
-        Ok(module)
+                .map_err(|e| Error::Shader {
+                    shader: shader.name(),
+                    message: e.to_string(),
+                })?;
+            Ok(Arc::new(module))
+        })
     }
 }
 
