@@ -3,6 +3,7 @@
 
 mod common;
 
+mod batchnorm;
 mod bench;
 mod cli;
 mod context;

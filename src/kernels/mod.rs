@@ -5,6 +5,7 @@
 //! bind group and uniform parameters) once. The CPU twin of every kernel lives in
 //! [`crate::reference`] under the same module name.
 
+pub mod batchnorm;
 pub mod conv;
 pub mod conv_pool;
 pub mod dropout;
@@ -19,6 +20,7 @@ pub mod softmax;
 /// A WGSL source file of `shaders/`, embedded at compile time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Shader {
+    Batchnorm,
     Conv,
     ConvPool,
     Dropout,
@@ -36,7 +38,8 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 12] = [
+    pub const ALL: [Shader; 13] = [
+        Shader::Batchnorm,
         Shader::Conv,
         Shader::ConvPool,
         Shader::Dropout,
@@ -54,6 +57,7 @@ impl Shader {
     /// File name without extension.
     pub fn name(self) -> &'static str {
         match self {
+            Shader::Batchnorm => "batchnorm",
             Shader::Conv => "conv",
             Shader::ConvPool => "conv_pool",
             Shader::Dropout => "dropout",
@@ -72,6 +76,7 @@ impl Shader {
     /// The WGSL text.
     pub fn source(self) -> &'static str {
         match self {
+            Shader::Batchnorm => include_str!("../../shaders/batchnorm.wgsl"),
             Shader::Conv => concat!(
                 include_str!("../../shaders/plane.wgsl"),
                 include_str!("../../shaders/conv.wgsl")

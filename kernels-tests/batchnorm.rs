@@ -1,0 +1,291 @@
+//! Batch normalization against `wgml::reference::batchnorm`: training forward (with
+//! the saved and moving statistics), evaluation forward and backward on conv-shaped
+//! and Dense-shaped views; a hand-computed case; the reference backward against
+//! finite differences; bad input.
+
+use wgml::kernels::batchnorm::{self, BatchNormDesc};
+use wgml::{Context, Tensor, reference};
+
+use crate::common::*;
+
+fn up(ctx: &Context, v: &[f32]) -> Tensor {
+    Tensor::from_f32(ctx, v, &[v.len()]).unwrap()
+}
+
+/// Random inputs for `d`: x around `offset`, γ, β, moving statistics.
+struct Inputs {
+    x: Vec<f32>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    moving_mean: Vec<f32>,
+    moving_var: Vec<f32>,
+}
+
+fn inputs(d: &BatchNormDesc, offset: f32, seed: u64) -> Inputs {
+    let mut r = rng(seed);
+    Inputs {
+        x: uniform(&mut r, d.numel(), offset - 2.0, offset + 2.0),
+        gamma: uniform(&mut r, d.c, 0.5, 1.5),
+        beta: uniform(&mut r, d.c, -0.5, 0.5),
+        moving_mean: uniform(&mut r, d.c, -0.2, 0.2),
+        moving_var: uniform(&mut r, d.c, 0.5, 2.0),
+    }
+}
+
+/// Conv-shaped views (odd sizes, more elements per channel than a workgroup, one
+/// sample), Dense-shaped ones (s = 1), and x far from zero (the two-pass variance).
+const CASES: [(usize, usize, usize, f32); 6] = [
+    (4, 3, 25, 0.0),
+    (5, 7, 169, 0.0),
+    (1, 2, 1000, 0.5),
+    (32, 17, 1, 0.0),
+    (3, 4, 1, -1.0),
+    (8, 5, 49, 1000.0),
+];
+
+#[test]
+fn training_forward_matches_its_twin_with_saved_and_moving_statistics() {
+    let (_g, ctx) = gpu();
+    for (i, &(n, c, s, offset)) in CASES.iter().enumerate() {
+        let d = BatchNormDesc::new(n, c, s);
+        let inp = inputs(&d, offset, 10 + i as u64);
+        let (y, sm, sis) = (nan_tensor(ctx, &[d.numel()]), nan_tensor(ctx, &[c]), nan_tensor(ctx, &[c]));
+        let (mm, mv) = (up(ctx, &inp.moving_mean), up(ctx, &inp.moving_var));
+        let disp = batchnorm::batchnorm_train(
+            ctx,
+            &d,
+            &up(ctx, &inp.x),
+            &up(ctx, &inp.gamma),
+            &up(ctx, &inp.beta),
+            &y,
+            &sm,
+            &sis,
+            &mm,
+            &mv,
+        )
+        .unwrap();
+        ctx.run(&[&disp]).unwrap();
+        let mut want_y = vec![0.0; d.numel()];
+        let (mut want_sm, mut want_sis) = (vec![0.0; c], vec![0.0; c]);
+        let (mut want_mm, mut want_mv) = (inp.moving_mean.clone(), inp.moving_var.clone());
+        reference::batchnorm::batchnorm_train(
+            &d,
+            &inp.x,
+            &inp.gamma,
+            &inp.beta,
+            &mut want_y,
+            &mut want_sm,
+            &mut want_sis,
+            &mut want_mm,
+            &mut want_mv,
+        )
+        .unwrap();
+        let what = format!("n={n} c={c} s={s} offset={offset}");
+        // Sums of f32 values near 1000 lose ~1e-4 of a unit deviation to rounding.
+        let atol = if offset.abs() > 100.0 { 5e-3 } else { 1e-5 };
+        assert_close(&format!("{what} y"), &y.to_f32(ctx).unwrap(), &want_y, atol, 1e-5);
+        assert_close(&format!("{what} mean"), &sm.to_f32(ctx).unwrap(), &want_sm, 1e-6, 1e-5);
+        assert_close(&format!("{what} inv_std"), &sis.to_f32(ctx).unwrap(), &want_sis, atol, 1e-5);
+        assert_close(&format!("{what} moving mean"), &mm.to_f32(ctx).unwrap(), &want_mm, 1e-6, 1e-5);
+        assert_close(&format!("{what} moving var"), &mv.to_f32(ctx).unwrap(), &want_mv, 1e-6, 1e-4);
+    }
+}
+
+#[test]
+fn hand_computed_channel() {
+    // One channel [1, 2, 3, 4]: mean 2.5, biased variance 1.25; γ = 2, β = 1, ε = 0.75
+    // so √(var + ε) = √2. Moving statistics from (0, 1) with momentum 0.5.
+    let (_g, ctx) = gpu();
+    let d = BatchNormDesc {
+        momentum: 0.5,
+        epsilon: 0.75,
+        ..BatchNormDesc::new(2, 1, 2)
+    };
+    let (y, sm, sis) = (nan_tensor(ctx, &[4]), nan_tensor(ctx, &[1]), nan_tensor(ctx, &[1]));
+    let (mm, mv) = (up(ctx, &[0.0]), up(ctx, &[1.0]));
+    let disp = batchnorm::batchnorm_train(
+        ctx,
+        &d,
+        &up(ctx, &[1.0, 2.0, 3.0, 4.0]),
+        &up(ctx, &[2.0]),
+        &up(ctx, &[1.0]),
+        &y,
+        &sm,
+        &sis,
+        &mm,
+        &mv,
+    )
+    .unwrap();
+    ctx.run(&[&disp]).unwrap();
+    let r = std::f32::consts::SQRT_2;
+    let want: Vec<f32> = [-1.5f32, -0.5, 0.5, 1.5].iter().map(|v| 2.0 * v / r + 1.0).collect();
+    assert_close("y", &y.to_f32(ctx).unwrap(), &want, 1e-6, 1e-6);
+    assert_close("mean", &sm.to_f32(ctx).unwrap(), &[2.5], 0.0, 1e-7);
+    assert_close("inv_std", &sis.to_f32(ctx).unwrap(), &[1.0 / r], 0.0, 1e-6);
+    assert_close("moving mean", &mm.to_f32(ctx).unwrap(), &[1.25], 0.0, 1e-7);
+    assert_close("moving var", &mv.to_f32(ctx).unwrap(), &[1.125], 0.0, 1e-7);
+}
+
+#[test]
+fn evaluation_forward_matches_its_twin() {
+    let (_g, ctx) = gpu();
+    for (i, &(n, c, s, offset)) in CASES.iter().enumerate() {
+        let d = BatchNormDesc::new(n, c, s);
+        let inp = inputs(&d, offset.clamp(-1.0, 1.0), 20 + i as u64);
+        let y = nan_tensor(ctx, &[d.numel()]);
+        let disp = batchnorm::batchnorm_eval(
+            ctx,
+            &d,
+            &up(ctx, &inp.x),
+            &up(ctx, &inp.gamma),
+            &up(ctx, &inp.beta),
+            &up(ctx, &inp.moving_mean),
+            &up(ctx, &inp.moving_var),
+            &y,
+        )
+        .unwrap();
+        ctx.run(&[&disp]).unwrap();
+        let mut want = vec![0.0; d.numel()];
+        reference::batchnorm::batchnorm_eval(
+            &d,
+            &inp.x,
+            &inp.gamma,
+            &inp.beta,
+            &inp.moving_mean,
+            &inp.moving_var,
+            &mut want,
+        )
+        .unwrap();
+        assert_close(&format!("eval n={n} c={c} s={s}"), &y.to_f32(ctx).unwrap(), &want, 1e-5, 1e-5);
+    }
+}
+
+/// The training forward's saved statistics of `inp` (from the twin).
+fn saved_stats(d: &BatchNormDesc, inp: &Inputs) -> (Vec<f32>, Vec<f32>) {
+    let mut y = vec![0.0; d.numel()];
+    let (mut sm, mut sis) = (vec![0.0; d.c], vec![0.0; d.c]);
+    let (mut mm, mut mv) = (inp.moving_mean.clone(), inp.moving_var.clone());
+    reference::batchnorm::batchnorm_train(
+        d, &inp.x, &inp.gamma, &inp.beta, &mut y, &mut sm, &mut sis, &mut mm, &mut mv,
+    )
+    .unwrap();
+    (sm, sis)
+}
+
+#[test]
+fn backward_matches_its_twin_with_and_without_dx() {
+    let (_g, ctx) = gpu();
+    for (i, &(n, c, s, offset)) in CASES.iter().enumerate() {
+        let d = BatchNormDesc::new(n, c, s);
+        let inp = inputs(&d, offset, 30 + i as u64);
+        let dy = uniform(&mut rng(40 + i as u64), d.numel(), -1.0, 1.0);
+        let (sm, sis) = saved_stats(&d, &inp);
+        let mut want_dx = vec![0.0; d.numel()];
+        let (mut want_dg, mut want_db) = (vec![0.0; c], vec![0.0; c]);
+        reference::batchnorm::batchnorm_backward(
+            &d,
+            &inp.x,
+            &inp.gamma,
+            &sm,
+            &sis,
+            &dy,
+            Some(&mut want_dx),
+            &mut want_dg,
+            &mut want_db,
+        )
+        .unwrap();
+        for with_dx in [true, false] {
+            let dx = nan_tensor(ctx, &[d.numel()]);
+            let (dg, db) = (nan_tensor(ctx, &[c]), nan_tensor(ctx, &[c]));
+            let disp = batchnorm::batchnorm_backward(
+                ctx,
+                &d,
+                &up(ctx, &inp.x),
+                &up(ctx, &inp.gamma),
+                &up(ctx, &sm),
+                &up(ctx, &sis),
+                &up(ctx, &dy),
+                with_dx.then_some(&dx),
+                &dg,
+                &db,
+            )
+            .unwrap();
+            ctx.run(&[&disp]).unwrap();
+            let what = format!("n={n} c={c} s={s} offset={offset} dx={with_dx}");
+            let m = (n * s) as f32;
+            let atol = 1e-6 * m.sqrt();
+            assert_close(&format!("{what} dgamma"), &dg.to_f32(ctx).unwrap(), &want_dg, atol, 1e-5);
+            assert_close(&format!("{what} dbeta"), &db.to_f32(ctx).unwrap(), &want_db, atol, 1e-5);
+            let got_dx = dx.to_f32(ctx).unwrap();
+            if with_dx {
+                let atol = if offset.abs() > 100.0 { 1e-3 } else { 1e-5 };
+                assert_close(&format!("{what} dx"), &got_dx, &want_dx, atol, 1e-4);
+            } else {
+                assert!(got_dx.iter().all(|v| v.is_nan()), "{what}: dx was written");
+            }
+        }
+    }
+}
+
+/// The twin's backward is the derivative of its forward: L = Σ w·y against central
+/// differences in f64-accurate arithmetic (x, γ, β).
+#[test]
+fn reference_backward_is_the_derivative_of_the_forward() {
+    let d = BatchNormDesc::new(3, 2, 4);
+    let inp = inputs(&d, 0.3, 50);
+    let w = uniform(&mut rng(51), d.numel(), -1.0, 1.0);
+    let loss = |x: &[f32], gamma: &[f32], beta: &[f32]| -> f64 {
+        let mut y = vec![0.0; d.numel()];
+        let (mut sm, mut sis) = (vec![0.0; d.c], vec![0.0; d.c]);
+        let (mut mm, mut mv) = (vec![0.0; d.c], vec![1.0; d.c]);
+        reference::batchnorm::batchnorm_train(&d, x, gamma, beta, &mut y, &mut sm, &mut sis, &mut mm, &mut mv)
+            .unwrap();
+        y.iter().zip(&w).map(|(&a, &b)| a as f64 * b as f64).sum()
+    };
+    let (sm, sis) = saved_stats(&d, &inp);
+    let mut dx = vec![0.0; d.numel()];
+    let (mut dg, mut db) = (vec![0.0; d.c], vec![0.0; d.c]);
+    reference::batchnorm::batchnorm_backward(&d, &inp.x, &inp.gamma, &sm, &sis, &w, Some(&mut dx), &mut dg, &mut db)
+        .unwrap();
+    let num_dx = finite_diff(&inp.x, 1e-2, |x| loss(x, &inp.gamma, &inp.beta));
+    let num_dg = finite_diff(&inp.gamma, 1e-2, |g| loss(&inp.x, g, &inp.beta));
+    let num_db = finite_diff(&inp.beta, 1e-2, |b| loss(&inp.x, &inp.gamma, b));
+    assert_close("dx vs finite differences", &dx, &num_dx, 2e-3, 2e-3);
+    assert_close("dgamma vs finite differences", &dg, &num_dg, 2e-3, 2e-3);
+    assert_close("dbeta vs finite differences", &db, &num_db, 2e-3, 2e-3);
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    let (_g, ctx) = gpu();
+    let d = BatchNormDesc::new(2, 3, 4);
+    let x = nan_tensor(ctx, &[24]);
+    let c = || nan_tensor(ctx, &[3]);
+    let (g, b, sm, sis, mm, mv) = (c(), c(), c(), c(), c(), c());
+    let y = nan_tensor(ctx, &[24]);
+    let msg = |r: wgml::Result<wgml::gpu::Dispatch>| match r {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("accepted"),
+    };
+    // Wrong sizes.
+    let short = nan_tensor(ctx, &[23]);
+    let e = msg(batchnorm::batchnorm_train(ctx, &d, &short, &g, &b, &y, &sm, &sis, &mm, &mv));
+    assert!(e.contains("x has shape [23]") && e.contains("needs 24"), "{e}");
+    let e = msg(batchnorm::batchnorm_eval(ctx, &d, &x, &g, &b, &mm, &nan_tensor(ctx, &[4]), &y));
+    assert!(e.contains("moving_var"), "{e}");
+    // Aliasing an output with an input.
+    let e = msg(batchnorm::batchnorm_train(ctx, &d, &x, &g, &b, &x, &sm, &sis, &mm, &mv));
+    assert!(e.contains("y and x must be distinct"), "{e}");
+    let e = msg(batchnorm::batchnorm_backward(ctx, &d, &x, &g, &sm, &sis, &y, None, &g, &b));
+    assert!(e.contains("dgamma and gamma must be distinct"), "{e}");
+    // Bad hyper-parameters and empty views.
+    for (desc, needle) in [
+        (BatchNormDesc { momentum: 1.5, ..d }, "momentum 1.5"),
+        (BatchNormDesc { epsilon: 0.0, ..d }, "epsilon 0"),
+        (BatchNormDesc { epsilon: f32::NAN, ..d }, "epsilon NaN"),
+        (BatchNormDesc { n: 0, ..d }, "empty"),
+    ] {
+        let e = msg(batchnorm::batchnorm_eval(ctx, &desc, &x, &g, &b, &mm, &mv, &y));
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+}

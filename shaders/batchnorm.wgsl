@@ -1,0 +1,172 @@
+// Batch normalization over the channel axis of x viewed as [n, c, s] (NCHW with
+// s = H·W; a Dense layer's [batch, features] with s = 1), as Keras'
+// BatchNormalization on that axis and PyTorch's BatchNorm1d/2d:
+//
+//   training:    mean[j] = Σ x / m,  var[j] = Σ (x - mean)² / m   (m = n·s, biased)
+//                y = γ (x - mean) / √(var + ε) + β
+//                moving_mean = μ·moving_mean + (1 - μ)·mean     (μ = Keras' momentum)
+//                moving_var  = μ·moving_var  + (1 - μ)·var      (Keras: the biased var)
+//   evaluating:  y = γ (x - moving_mean) / √(moving_var + ε) + β
+//   backward:    x̂ = (x - mean)·inv_std,  dγ = Σ dy·x̂,  dβ = Σ dy,
+//                dx = γ·inv_std·(dy - dβ/m - x̂·dγ/m)
+//
+// The training forward keeps mean and inv_std per channel for backward. Two passes
+// over the channel (mean, then squared deviations) rather than Σx² - mean²: no
+// cancellation when |mean| ≫ std. One workgroup per channel, strided loops and a
+// tree reduction. CPU twin: src/reference/batchnorm.rs; launcher:
+// src/kernels/batchnorm.rs.
+//
+// Bindings (every entry point): @binding(0) p; then per entry point as declared.
+// Output buffers are distinct from input buffers.
+
+struct Params {
+    n: u32,
+    c: u32,
+    s: u32,
+    momentum: f32,
+    epsilon: f32,
+    // batchnorm_backward: 1 to write dx, 0 when x needs no gradient.
+    write_dx: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+override WG: u32 = 256;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+// Training forward: per-channel mean and 1/√(var + ε) of this batch (written),
+// and the moving statistics (updated). Evaluating: the moving statistics (read).
+@group(0) @binding(5) var<storage, read_write> saved_mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> saved_inv_std: array<f32>;
+@group(0) @binding(7) var<storage, read_write> moving_mean: array<f32>;
+@group(0) @binding(8) var<storage, read_write> moving_var: array<f32>;
+// Backward: dy read; dγ, dβ written, and dx when p.write_dx is 1.
+@group(0) @binding(9) var<storage, read> dy: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(11) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(12) var<storage, read_write> dbeta: array<f32>;
+
+var<workgroup> red_a: array<f32, WG>;
+var<workgroup> red_b: array<f32, WG>;
+
+fn group_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+}
+
+// Element t (< n·s) of channel j.
+fn at(j: u32, t: u32) -> u32 {
+    let i = t / p.s;
+    return (i * p.c + j) * p.s + (t - i * p.s);
+}
+
+// Sums of `a` and of `b` over the workgroup; every invocation gets both.
+fn workgroup_sum2(lid: u32, a: f32, b: f32) -> vec2<f32> {
+    red_a[lid] = a;
+    red_b[lid] = b;
+    workgroupBarrier();
+    for (var k = WG / 2u; k > 0u; k = k >> 1u) {
+        if (lid < k) {
+            red_a[lid] = red_a[lid] + red_a[lid + k];
+            red_b[lid] = red_b[lid] + red_b[lid + k];
+        }
+        workgroupBarrier();
+    }
+    let r = vec2<f32>(red_a[0], red_b[0]);
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let j = group_index(wg, nwg);
+    let valid = j < p.c;
+    let m = select(0u, p.n * p.s, valid);
+    let inv_m = 1.0 / f32(max(m, 1u));
+    var acc = 0.0;
+    for (var t = lid; t < m; t = t + WG) {
+        acc = acc + x[at(j, t)];
+    }
+    let mean = workgroup_sum2(lid, acc, 0.0).x * inv_m;
+    acc = 0.0;
+    for (var t = lid; t < m; t = t + WG) {
+        let d = x[at(j, t)] - mean;
+        acc = acc + d * d;
+    }
+    let variance = workgroup_sum2(lid, acc, 0.0).x * inv_m;
+    if (!valid) {
+        return;
+    }
+    let inv_std = 1.0 / sqrt(variance + p.epsilon);
+    let scale = gamma[j] * inv_std;
+    let shift = beta[j] - mean * scale;
+    for (var t = lid; t < m; t = t + WG) {
+        let k = at(j, t);
+        y[k] = x[k] * scale + shift;
+    }
+    if (lid == 0u) {
+        saved_mean[j] = mean;
+        saved_inv_std[j] = inv_std;
+        moving_mean[j] = moving_mean[j] * p.momentum + mean * (1.0 - p.momentum);
+        moving_var[j] = moving_var[j] * p.momentum + variance * (1.0 - p.momentum);
+    }
+}
+
+// One invocation per element.
+@compute @workgroup_size(WG)
+fn batchnorm_eval(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let k = group_index(wg, nwg) * WG + lid;
+    if (k >= p.n * p.c * p.s) {
+        return;
+    }
+    let j = (k / p.s) % p.c;
+    let scale = gamma[j] / sqrt(moving_var[j] + p.epsilon);
+    y[k] = (x[k] - moving_mean[j]) * scale + beta[j];
+}
+
+@compute @workgroup_size(WG)
+fn batchnorm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let j = group_index(wg, nwg);
+    let valid = j < p.c;
+    let m = select(0u, p.n * p.s, valid);
+    var mean = 0.0;
+    var inv_std = 0.0;
+    if (valid) {
+        mean = saved_mean[j];
+        inv_std = saved_inv_std[j];
+    }
+    var sum_dy = 0.0;
+    var sum_dy_xhat = 0.0;
+    for (var t = lid; t < m; t = t + WG) {
+        let k = at(j, t);
+        let g = dy[k];
+        sum_dy = sum_dy + g;
+        sum_dy_xhat = sum_dy_xhat + g * (x[k] - mean) * inv_std;
+    }
+    let sums = workgroup_sum2(lid, sum_dy, sum_dy_xhat);
+    if (!valid) {
+        return;
+    }
+    if (lid == 0u) {
+        dbeta[j] = sums.x;
+        dgamma[j] = sums.y;
+    }
+    if (p.write_dx == 0u) {
+        return;
+    }
+    let inv_m = 1.0 / f32(m);
+    let scale = gamma[j] * inv_std;
+    let mean_dy = sums.x * inv_m;
+    let mean_dy_xhat = sums.y * inv_m;
+    for (var t = lid; t < m; t = t + WG) {
+        let k = at(j, t);
+        let xhat = (x[k] - mean) * inv_std;
+        dx[k] = scale * (dy[k] - mean_dy - xhat * mean_dy_xhat);
+    }
+}
