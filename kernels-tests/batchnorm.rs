@@ -49,7 +49,11 @@ fn training_forward_matches_its_twin_with_saved_and_moving_statistics() {
     for (i, &(n, c, s, offset)) in CASES.iter().enumerate() {
         let d = BatchNormDesc::new(n, c, s);
         let inp = inputs(&d, offset, 10 + i as u64);
-        let (y, sm, sis) = (nan_tensor(ctx, &[d.numel()]), nan_tensor(ctx, &[c]), nan_tensor(ctx, &[c]));
+        let (y, sm, sis) = (
+            nan_tensor(ctx, &[d.numel()]),
+            nan_tensor(ctx, &[c]),
+            nan_tensor(ctx, &[c]),
+        );
         let (mm, mv) = (up(ctx, &inp.moving_mean), up(ctx, &inp.moving_var));
         let disp = batchnorm::batchnorm_train(
             ctx,
@@ -84,10 +88,34 @@ fn training_forward_matches_its_twin_with_saved_and_moving_statistics() {
         // Sums of f32 values near 1000 lose ~1e-4 of a unit deviation to rounding.
         let atol = if offset.abs() > 100.0 { 5e-3 } else { 1e-5 };
         assert_close(&format!("{what} y"), &y.to_f32(ctx).unwrap(), &want_y, atol, 1e-5);
-        assert_close(&format!("{what} mean"), &sm.to_f32(ctx).unwrap(), &want_sm, 1e-6, 1e-5);
-        assert_close(&format!("{what} inv_std"), &sis.to_f32(ctx).unwrap(), &want_sis, atol, 1e-5);
-        assert_close(&format!("{what} moving mean"), &mm.to_f32(ctx).unwrap(), &want_mm, 1e-6, 1e-5);
-        assert_close(&format!("{what} moving var"), &mv.to_f32(ctx).unwrap(), &want_mv, 1e-6, 1e-4);
+        assert_close(
+            &format!("{what} mean"),
+            &sm.to_f32(ctx).unwrap(),
+            &want_sm,
+            1e-6,
+            1e-5,
+        );
+        assert_close(
+            &format!("{what} inv_std"),
+            &sis.to_f32(ctx).unwrap(),
+            &want_sis,
+            atol,
+            1e-5,
+        );
+        assert_close(
+            &format!("{what} moving mean"),
+            &mm.to_f32(ctx).unwrap(),
+            &want_mm,
+            1e-6,
+            1e-5,
+        );
+        assert_close(
+            &format!("{what} moving var"),
+            &mv.to_f32(ctx).unwrap(),
+            &want_mv,
+            1e-6,
+            1e-4,
+        );
     }
 }
 
@@ -101,7 +129,11 @@ fn hand_computed_channel() {
         epsilon: 0.75,
         ..BatchNormDesc::new(2, 1, 2)
     };
-    let (y, sm, sis) = (nan_tensor(ctx, &[4]), nan_tensor(ctx, &[1]), nan_tensor(ctx, &[1]));
+    let (y, sm, sis) = (
+        nan_tensor(ctx, &[4]),
+        nan_tensor(ctx, &[1]),
+        nan_tensor(ctx, &[1]),
+    );
     let (mm, mv) = (up(ctx, &[0.0]), up(ctx, &[1.0]));
     let disp = batchnorm::batchnorm_train(
         ctx,
@@ -118,7 +150,10 @@ fn hand_computed_channel() {
     .unwrap();
     ctx.run(&[&disp]).unwrap();
     let r = std::f32::consts::SQRT_2;
-    let want: Vec<f32> = [-1.5f32, -0.5, 0.5, 1.5].iter().map(|v| 2.0 * v / r + 1.0).collect();
+    let want: Vec<f32> = [-1.5f32, -0.5, 0.5, 1.5]
+        .iter()
+        .map(|v| 2.0 * v / r + 1.0)
+        .collect();
     assert_close("y", &y.to_f32(ctx).unwrap(), &want, 1e-6, 1e-6);
     assert_close("mean", &sm.to_f32(ctx).unwrap(), &[2.5], 0.0, 1e-7);
     assert_close("inv_std", &sis.to_f32(ctx).unwrap(), &[1.0 / r], 0.0, 1e-6);
@@ -156,7 +191,13 @@ fn evaluation_forward_matches_its_twin() {
             &mut want,
         )
         .unwrap();
-        assert_close(&format!("eval n={n} c={c} s={s}"), &y.to_f32(ctx).unwrap(), &want, 1e-5, 1e-5);
+        assert_close(
+            &format!("eval n={n} c={c} s={s}"),
+            &y.to_f32(ctx).unwrap(),
+            &want,
+            1e-5,
+            1e-5,
+        );
     }
 }
 
@@ -214,8 +255,20 @@ fn backward_matches_its_twin_with_and_without_dx() {
             let what = format!("n={n} c={c} s={s} offset={offset} dx={with_dx}");
             let m = (n * s) as f32;
             let atol = 1e-6 * m.sqrt();
-            assert_close(&format!("{what} dgamma"), &dg.to_f32(ctx).unwrap(), &want_dg, atol, 1e-5);
-            assert_close(&format!("{what} dbeta"), &db.to_f32(ctx).unwrap(), &want_db, atol, 1e-5);
+            assert_close(
+                &format!("{what} dgamma"),
+                &dg.to_f32(ctx).unwrap(),
+                &want_dg,
+                atol,
+                1e-5,
+            );
+            assert_close(
+                &format!("{what} dbeta"),
+                &db.to_f32(ctx).unwrap(),
+                &want_db,
+                atol,
+                1e-5,
+            );
             let got_dx = dx.to_f32(ctx).unwrap();
             if with_dx {
                 let atol = if offset.abs() > 100.0 { 1e-3 } else { 1e-5 };
@@ -238,15 +291,27 @@ fn reference_backward_is_the_derivative_of_the_forward() {
         let mut y = vec![0.0; d.numel()];
         let (mut sm, mut sis) = (vec![0.0; d.c], vec![0.0; d.c]);
         let (mut mm, mut mv) = (vec![0.0; d.c], vec![1.0; d.c]);
-        reference::batchnorm::batchnorm_train(&d, x, gamma, beta, &mut y, &mut sm, &mut sis, &mut mm, &mut mv)
-            .unwrap();
+        reference::batchnorm::batchnorm_train(
+            &d, x, gamma, beta, &mut y, &mut sm, &mut sis, &mut mm, &mut mv,
+        )
+        .unwrap();
         y.iter().zip(&w).map(|(&a, &b)| a as f64 * b as f64).sum()
     };
     let (sm, sis) = saved_stats(&d, &inp);
     let mut dx = vec![0.0; d.numel()];
     let (mut dg, mut db) = (vec![0.0; d.c], vec![0.0; d.c]);
-    reference::batchnorm::batchnorm_backward(&d, &inp.x, &inp.gamma, &sm, &sis, &w, Some(&mut dx), &mut dg, &mut db)
-        .unwrap();
+    reference::batchnorm::batchnorm_backward(
+        &d,
+        &inp.x,
+        &inp.gamma,
+        &sm,
+        &sis,
+        &w,
+        Some(&mut dx),
+        &mut dg,
+        &mut db,
+    )
+    .unwrap();
     let num_dx = finite_diff(&inp.x, 1e-2, |x| loss(x, &inp.gamma, &inp.beta));
     let num_dg = finite_diff(&inp.gamma, 1e-2, |g| loss(&inp.x, g, &inp.beta));
     let num_db = finite_diff(&inp.beta, 1e-2, |b| loss(&inp.x, &inp.gamma, b));
@@ -269,20 +334,41 @@ fn bad_input_is_an_error() {
     };
     // Wrong sizes.
     let short = nan_tensor(ctx, &[23]);
-    let e = msg(batchnorm::batchnorm_train(ctx, &d, &short, &g, &b, &y, &sm, &sis, &mm, &mv));
+    let e = msg(batchnorm::batchnorm_train(
+        ctx, &d, &short, &g, &b, &y, &sm, &sis, &mm, &mv,
+    ));
     assert!(e.contains("x has shape [23]") && e.contains("needs 24"), "{e}");
-    let e = msg(batchnorm::batchnorm_eval(ctx, &d, &x, &g, &b, &mm, &nan_tensor(ctx, &[4]), &y));
+    let e = msg(batchnorm::batchnorm_eval(
+        ctx,
+        &d,
+        &x,
+        &g,
+        &b,
+        &mm,
+        &nan_tensor(ctx, &[4]),
+        &y,
+    ));
     assert!(e.contains("moving_var"), "{e}");
     // Aliasing an output with an input.
-    let e = msg(batchnorm::batchnorm_train(ctx, &d, &x, &g, &b, &x, &sm, &sis, &mm, &mv));
+    let e = msg(batchnorm::batchnorm_train(
+        ctx, &d, &x, &g, &b, &x, &sm, &sis, &mm, &mv,
+    ));
     assert!(e.contains("y and x must be distinct"), "{e}");
-    let e = msg(batchnorm::batchnorm_backward(ctx, &d, &x, &g, &sm, &sis, &y, None, &g, &b));
+    let e = msg(batchnorm::batchnorm_backward(
+        ctx, &d, &x, &g, &sm, &sis, &y, None, &g, &b,
+    ));
     assert!(e.contains("dgamma and gamma must be distinct"), "{e}");
     // Bad hyper-parameters and empty views.
     for (desc, needle) in [
         (BatchNormDesc { momentum: 1.5, ..d }, "momentum 1.5"),
         (BatchNormDesc { epsilon: 0.0, ..d }, "epsilon 0"),
-        (BatchNormDesc { epsilon: f32::NAN, ..d }, "epsilon NaN"),
+        (
+            BatchNormDesc {
+                epsilon: f32::NAN,
+                ..d
+            },
+            "epsilon NaN",
+        ),
         (BatchNormDesc { n: 0, ..d }, "empty"),
     ] {
         let e = msg(batchnorm::batchnorm_eval(ctx, &desc, &x, &g, &b, &mm, &mv, &y));

@@ -11,7 +11,7 @@ pub fn requires_grad(graph: &Graph) -> Vec<bool> {
     let mut req = vec![false; graph.nodes.len()];
     for (id, node) in graph.nodes.iter().enumerate() {
         req[id] = match node.op {
-            Op::Param { .. } => true,
+            Op::Param { trainable, .. } => trainable,
             Op::Input => false,
             _ => graph.inputs(id).iter().any(|&i| req[i]),
         };

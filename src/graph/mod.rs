@@ -13,6 +13,7 @@ pub mod plan;
 pub mod reference;
 
 use crate::error::{Error, Result};
+use crate::kernels::batchnorm::BatchNormDesc;
 use crate::kernels::conv::{Conv2dDesc, Padding};
 use crate::kernels::matmul::Activation;
 use crate::kernels::pool::Pool2dDesc;
@@ -28,8 +29,10 @@ pub type NodeId = usize;
 pub enum Init {
     /// Keras' default for kernels: U(−l, l), l = √(6 / (fan_in + fan_out)).
     GlorotUniform { fan_in: usize, fan_out: usize },
-    /// Keras' default for biases.
+    /// Keras' default for biases (and BatchNormalization's beta and moving mean).
     Zeros,
+    /// BatchNormalization's gamma and moving variance.
+    Ones,
 }
 
 /// 2-D window geometry without the batch (filled in when a plan is built).
@@ -45,11 +48,15 @@ pub struct Window {
 pub enum Op {
     /// The batch of samples fed each step.
     Input,
-    /// A trainable tensor (no batch dimension). `name` follows PyTorch's
+    /// A tensor of the model (no batch dimension). `name` follows PyTorch's
     /// `state_dict` naming of the equivalent `nn.Sequential` (e.g. `4.weight`).
+    /// Trainable ones get a gradient and an optimizer step; the others (a batch
+    /// normalization's moving statistics) are state the forward pass updates, saved
+    /// and restored with the rest.
     Param {
         name: String,
         init: Init,
+        trainable: bool,
     },
     /// `act(x · wᵀ + b)`, x `[B, in]`, w `[out, in]` (PyTorch's Linear layout), b `[out]`.
     Dense {
@@ -83,6 +90,19 @@ pub enum Op {
     Act {
         x: NodeId,
         act: Activation,
+    },
+    /// Batch normalization over the first per-sample axis (channels of
+    /// `[C, H, W]`, features of `[F]`): batch statistics while training (moving
+    /// `moving_mean`/`moving_var`, non-trainable parameters, toward them), the moving
+    /// statistics when evaluating. `gamma`, `beta` and the statistics have `[C]`.
+    BatchNorm {
+        x: NodeId,
+        gamma: NodeId,
+        beta: NodeId,
+        moving_mean: NodeId,
+        moving_var: NodeId,
+        momentum: f32,
+        epsilon: f32,
     },
     /// Inverted dropout of a fraction `rate` of the units while training (mask
     /// drawn from `seed` and the step number, see `kernels::dropout`); the
@@ -152,16 +172,83 @@ impl Graph {
         Ok(self.push(Op::Input, shape.to_vec(), "input"))
     }
 
-    /// A parameter of `shape`.
+    /// A trainable parameter of `shape`.
     pub fn param(&mut self, name: &str, shape: &[usize], init: Init, layer: &str) -> NodeId {
         self.push(
             Op::Param {
                 name: name.to_string(),
                 init,
+                trainable: true,
             },
             shape.to_vec(),
             layer,
         )
+    }
+
+    /// A non-trainable parameter of `shape` (state the forward pass updates).
+    pub fn state(&mut self, name: &str, shape: &[usize], init: Init, layer: &str) -> NodeId {
+        self.push(
+            Op::Param {
+                name: name.to_string(),
+                init,
+                trainable: false,
+            },
+            shape.to_vec(),
+            layer,
+        )
+    }
+
+    /// Batch normalization of `x` over its first per-sample axis (see
+    /// [`Op::BatchNorm`]); `gamma`, `beta`, `moving_mean` and `moving_var` must be
+    /// `[C]` parameters, the statistics non-trainable.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm(
+        &mut self,
+        x: NodeId,
+        gamma: NodeId,
+        beta: NodeId,
+        moving_mean: NodeId,
+        moving_var: NodeId,
+        momentum: f32,
+        epsilon: f32,
+        layer: &str,
+    ) -> Result<NodeId> {
+        let xs = self.shape(x).to_vec();
+        let (c, _) = batch_norm_view(&xs);
+        batch_norm_desc(1, &xs, momentum, epsilon)
+            .validate()
+            .map_err(|e| Error::invalid(format!("layer '{layer}': {e}")))?;
+        for (what, id, trainable) in [
+            ("gamma", gamma, true),
+            ("beta", beta, true),
+            ("moving mean", moving_mean, false),
+            ("moving variance", moving_var, false),
+        ] {
+            let fits = matches!(self.nodes[id].op, Op::Param { trainable: t, .. } if t == trainable);
+            if !fits || self.shape(id) != [c] {
+                return Err(shape_err(
+                    layer,
+                    format!(
+                        "the {what} must be a {}parameter of [{c}] for an input of {xs:?}, got {:?}",
+                        if trainable { "" } else { "non-trainable " },
+                        self.shape(id)
+                    ),
+                ));
+            }
+        }
+        Ok(self.push(
+            Op::BatchNorm {
+                x,
+                gamma,
+                beta,
+                moving_mean,
+                moving_var,
+                momentum,
+                epsilon,
+            },
+            xs,
+            layer,
+        ))
     }
 
     /// Dense layer on `x` (per-sample shape `[in]`).
@@ -305,12 +392,42 @@ impl Graph {
         match &self.nodes[id].op {
             Op::Input | Op::Param { .. } => vec![],
             Op::Dense { x, w, b, .. } | Op::Conv2d { x, w, b, .. } => vec![*x, *w, *b],
+            Op::BatchNorm {
+                x,
+                gamma,
+                beta,
+                moving_mean,
+                moving_var,
+                ..
+            } => vec![*x, *gamma, *beta, *moving_mean, *moving_var],
             Op::MaxPool2d { x, .. }
             | Op::AvgPool2d { x, .. }
             | Op::Reshape { x }
             | Op::Act { x, .. }
             | Op::Dropout { x, .. } => vec![*x],
         }
+    }
+}
+
+/// A batch normalization's view of a per-sample shape: `(channels, values per
+/// channel per sample)`, the first axis against the product of the rest.
+pub fn batch_norm_view(shape: &[usize]) -> (usize, usize) {
+    match shape.split_first() {
+        Some((&c, rest)) => (c, rest.iter().product()),
+        None => (0, 0),
+    }
+}
+
+/// The kernel view of a batch normalization of per-sample shape `xs` over a
+/// batch of `batch`.
+pub fn batch_norm_desc(batch: usize, xs: &[usize], momentum: f32, epsilon: f32) -> BatchNormDesc {
+    let (c, s) = batch_norm_view(xs);
+    BatchNormDesc {
+        n: batch,
+        c,
+        s,
+        momentum,
+        epsilon,
     }
 }
 

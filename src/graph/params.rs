@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::gpu::{Context, DType, Tensor};
 use crate::graph::{Graph, Init, NodeId, Op};
 
-/// One trainable tensor.
+/// One tensor of the model.
 #[derive(Debug)]
 pub struct Param {
     /// PyTorch `state_dict` name, e.g. `0.weight`.
@@ -15,6 +15,9 @@ pub struct Param {
     pub node: NodeId,
     pub shape: Vec<usize>,
     pub value: Tensor,
+    /// False for state the forward pass updates (moving statistics): no optimizer
+    /// step, no optimizer state, a gradient buffer nothing writes.
+    pub trainable: bool,
     pub grad: Tensor,
     /// Optimizer state tensors (zero at start), as many as the optimizer keeps.
     pub state: Vec<Tensor>,
@@ -33,6 +36,7 @@ pub struct ParamStore {
 pub fn initial_values(init: Init, n: usize, rng: &mut impl Rng) -> Vec<f32> {
     match init {
         Init::Zeros => vec![0.0; n],
+        Init::Ones => vec![1.0; n],
         Init::GlorotUniform { fan_in, fan_out } => {
             let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
             (0..n).map(|_| rng.random_range(-limit..limit)).collect()
@@ -46,10 +50,16 @@ impl ParamStore {
     pub fn new(ctx: &Context, graph: &Graph, state_count: usize, rng: &mut impl Rng) -> Result<ParamStore> {
         let mut params = Vec::new();
         for (id, node) in graph.nodes.iter().enumerate() {
-            if let Op::Param { name, init } = &node.op {
+            if let Op::Param {
+                name,
+                init,
+                trainable,
+            } = &node.op
+            {
                 let n = node.shape.iter().product();
                 let value = Tensor::from_f32(ctx, &initial_values(*init, n, rng), &node.shape)?;
                 let grad = Tensor::zeros(ctx, &node.shape, DType::F32)?;
+                let state_count = if *trainable { state_count } else { 0 };
                 let state = (0..state_count)
                     .map(|_| Tensor::zeros(ctx, &node.shape, DType::F32))
                     .collect::<Result<_>>()?;
@@ -58,6 +68,7 @@ impl ParamStore {
                     node: id,
                     shape: node.shape.clone(),
                     value,
+                    trainable: *trainable,
                     grad,
                     state,
                 });
@@ -81,6 +92,19 @@ impl ParamStore {
 
     /// Total number of trainable values.
     pub fn count(&self) -> usize {
-        self.params.iter().map(|p| p.value.numel()).sum()
+        self.params
+            .iter()
+            .filter(|p| p.trainable)
+            .map(|p| p.value.numel())
+            .sum()
+    }
+
+    /// Total number of non-trainable values (moving statistics).
+    pub fn count_non_trainable(&self) -> usize {
+        self.params
+            .iter()
+            .filter(|p| !p.trainable)
+            .map(|p| p.value.numel())
+            .sum()
     }
 }

@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
 use crate::graph::autodiff::{backward_order, consumers, requires_grad};
-use crate::graph::{Graph, NodeId, Op, ParamStore, pool_desc};
+use crate::graph::{Graph, NodeId, Op, ParamStore, batch_norm_desc, pool_desc};
+use crate::kernels::batchnorm::{batchnorm_backward, batchnorm_eval, batchnorm_train};
 use crate::kernels::conv::{Conv2dDesc, conv2d_backward, conv2d_forward};
 use crate::kernels::conv_pool::{self, ConvPoolDesc};
 use crate::kernels::matmul::{Activation, MatmulDesc, matmul};
@@ -165,6 +166,8 @@ impl Plan {
         }
         let mut values: Vec<Option<Tensor>> = vec![None; graph.nodes.len()];
         let mut aux: HashMap<NodeId, Tensor> = HashMap::new();
+        // Batch normalizations' per-channel mean and 1/std of the batch, for backward.
+        let mut saved: HashMap<NodeId, (Tensor, Tensor)> = HashMap::new();
         let mut forward = Vec::new();
         let mut input = None;
         let fused = if options.fuse {
@@ -263,6 +266,40 @@ impl Plan {
                 }
                 // Evaluating: the identity, a view of the input.
                 Op::Dropout { x, .. } => value(*x),
+                Op::BatchNorm {
+                    x,
+                    gamma,
+                    beta,
+                    moving_mean,
+                    moving_var,
+                    momentum,
+                    epsilon,
+                } => {
+                    let y = Tensor::zeros(ctx, &shape, DType::F32)?;
+                    let d = batch_norm_desc(b, graph.shape(*x), *momentum, *epsilon);
+                    let (g, bt) = (value(*gamma), value(*beta));
+                    let (mm, mv) = (value(*moving_mean), value(*moving_var));
+                    if options.train {
+                        let mean = Tensor::zeros(ctx, &[d.c], DType::F32)?;
+                        let inv_std = Tensor::zeros(ctx, &[d.c], DType::F32)?;
+                        forward.push(batchnorm_train(
+                            ctx,
+                            &d,
+                            &value(*x),
+                            &g,
+                            &bt,
+                            &y,
+                            &mean,
+                            &inv_std,
+                            &mm,
+                            &mv,
+                        )?);
+                        saved.insert(id, (mean, inv_std));
+                    } else {
+                        forward.push(batchnorm_eval(ctx, &d, &value(*x), &g, &bt, &mm, &mv, &y)?);
+                    }
+                    y
+                }
             };
             values[id] = Some(t);
         }
@@ -345,6 +382,7 @@ impl Plan {
                     b,
                     &values,
                     &aux,
+                    &saved,
                     &fused,
                     store,
                     dl.reshape(out.shape())?,
@@ -354,7 +392,7 @@ impl Plan {
                 let update = store
                     .params
                     .iter()
-                    .filter(|p| !lowered.updated.contains(&p.node))
+                    .filter(|p| p.trainable && !lowered.updated.contains(&p.node))
                     .map(|p| optimizer_step(ctx, optimizer, step, &p.value, &p.grad, &p.state))
                     .collect::<Result<Vec<_>>>()?;
                 let backward = lowered.dispatches;
@@ -548,6 +586,7 @@ fn lower_backward(
     b: usize,
     values: &[Option<Tensor>],
     aux: &HashMap<NodeId, Tensor>,
+    saved: &HashMap<NodeId, (Tensor, Tensor)>,
     fused: &HashMap<NodeId, FusedConvPool>,
     store: &ParamStore,
     d_output: Tensor,
@@ -740,6 +779,30 @@ fn lower_backward(
                 if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
                     out.push(elementwise::activation_backward(ctx, *act, &value(id), &dy, &dx)?);
                 }
+            }
+            Op::BatchNorm {
+                x,
+                gamma,
+                beta,
+                momentum,
+                epsilon,
+                ..
+            } => {
+                let d = batch_norm_desc(b, graph.shape(*x), *momentum, *epsilon);
+                let (mean, inv_std) = &saved[&id];
+                let dx = dx_for(*x, &mut pool, &mut grads)?;
+                out.push(batchnorm_backward(
+                    ctx,
+                    &d,
+                    &value(*x),
+                    &value(*gamma),
+                    mean,
+                    inv_std,
+                    &dy,
+                    dx.as_ref(),
+                    &param_grad(*gamma)?,
+                    &param_grad(*beta)?,
+                )?);
             }
             Op::Dropout { x, rate, seed } => {
                 // The same mask (same seed, same step) applied to the gradient.

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::graph::autodiff::{backward_order, requires_grad};
-use crate::graph::{Graph, NodeId, Op, pool_desc};
+use crate::graph::{Graph, NodeId, Op, batch_norm_desc, pool_desc};
 use crate::kernels::conv::Conv2dDesc;
 use crate::kernels::matmul::{Activation, MatmulDesc};
 use crate::kernels::optim::Optimizer;
@@ -23,6 +23,14 @@ pub struct ReferenceExecutor {
     params: Vec<Vec<f32>>,
     state: Vec<Vec<Vec<f32>>>,
     step: u32,
+}
+
+/// The forward pass' values, pooling indices and batch normalizations' saved
+/// `(mean, 1/std)`, by node id.
+struct Forward {
+    values: Vec<Vec<f32>>,
+    aux: Vec<Vec<u32>>,
+    saved: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 fn conv_desc(
@@ -71,22 +79,23 @@ impl ReferenceExecutor {
         &self.params
     }
 
-    /// One training step on a batch of `b` samples; returns the mean loss.
-    pub fn train_step(
-        &mut self,
-        x: &[f32],
-        labels: &[u32],
-        values: &[f32],
-        b: usize,
-        lr: f32,
-    ) -> Result<f64> {
+    /// The model's output (before the loss' folded activation) for a batch of `b`
+    /// samples, evaluating: dropout is the identity and batch normalization uses
+    /// its moving statistics.
+    pub fn eval_output(&mut self, x: &[f32], b: usize) -> Result<Vec<f32>> {
+        let mut f = self.forward(x, b, None)?;
+        Ok(std::mem::take(&mut f.values[self.output]))
+    }
+
+    /// The forward pass; `train` holds the step number while training (dropout
+    /// masks; batch normalization on batch statistics, moving its moving ones).
+    fn forward(&mut self, x: &[f32], b: usize, train: Option<u32>) -> Result<Forward> {
         let g = &self.graph;
         let n = g.nodes.len();
         let mut vals: Vec<Vec<f32>> = vec![Vec::new(); n];
         let mut aux: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut saved: Vec<(Vec<f32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); n];
         let numel = |id: NodeId| b * g.shape(id).iter().product::<usize>();
-        // This step's number, as the GPU's per-step uniform holds it (dropout masks).
-        let t = self.step + 1;
         for id in 0..=self.output {
             let v = match &g.nodes[id].op {
                 Op::Input => {
@@ -148,14 +157,84 @@ impl ReferenceExecutor {
                     r::elementwise::activation_forward(*act, &vals[*x], &mut y);
                     y
                 }
-                Op::Dropout { x, rate, seed } => {
+                Op::Dropout { x, rate, seed } => match train {
+                    Some(t) => {
+                        let mut y = vec![0.0; numel(id)];
+                        r::dropout::dropout(&vals[*x], &mut y, *rate, *seed, t)?;
+                        y
+                    }
+                    None => vals[*x].clone(),
+                },
+                Op::BatchNorm {
+                    x,
+                    gamma,
+                    beta,
+                    moving_mean,
+                    moving_var,
+                    momentum,
+                    epsilon,
+                } => {
+                    let d = batch_norm_desc(b, g.shape(*x), *momentum, *epsilon);
                     let mut y = vec![0.0; numel(id)];
-                    r::dropout::dropout(&vals[*x], &mut y, *rate, *seed, t)?;
+                    let p = &mut self.params;
+                    if train.is_some() {
+                        let (mut mean, mut inv_std) = (vec![0.0; d.c], vec![0.0; d.c]);
+                        let (mut mm, mut mv) = (p[*moving_mean].clone(), p[*moving_var].clone());
+                        r::batchnorm::batchnorm_train(
+                            &d,
+                            &vals[*x],
+                            &p[*gamma],
+                            &p[*beta],
+                            &mut y,
+                            &mut mean,
+                            &mut inv_std,
+                            &mut mm,
+                            &mut mv,
+                        )?;
+                        (p[*moving_mean], p[*moving_var]) = (mm, mv);
+                        saved[id] = (mean, inv_std);
+                    } else {
+                        r::batchnorm::batchnorm_eval(
+                            &d,
+                            &vals[*x],
+                            &p[*gamma],
+                            &p[*beta],
+                            &p[*moving_mean],
+                            &p[*moving_var],
+                            &mut y,
+                        )?;
+                    }
                     y
                 }
             };
             vals[id] = v;
         }
+        Ok(Forward {
+            values: vals,
+            aux,
+            saved,
+        })
+    }
+
+    /// One training step on a batch of `b` samples; returns the mean loss.
+    pub fn train_step(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        values: &[f32],
+        b: usize,
+        lr: f32,
+    ) -> Result<f64> {
+        // This step's number, as the GPU's per-step uniform holds it (dropout masks).
+        let t = self.step + 1;
+        let Forward {
+            values: vals,
+            aux,
+            saved,
+        } = self.forward(x, b, Some(t))?;
+        let g = &self.graph;
+        let n = g.nodes.len();
+        let numel = |id: NodeId| b * g.shape(id).iter().product::<usize>();
         let out = &vals[self.output];
         let cols = out.len() / b;
         let mut losses = vec![0.0; b];
@@ -272,13 +351,42 @@ impl ReferenceExecutor {
                         add_grad(&mut grads, *x, dx);
                     }
                 }
+                Op::BatchNorm {
+                    x,
+                    gamma,
+                    beta,
+                    momentum,
+                    epsilon,
+                    ..
+                } => {
+                    let d = batch_norm_desc(b, g.shape(*x), *momentum, *epsilon);
+                    let (mean, inv_std) = &saved[id];
+                    let (mut dg, mut db) = (vec![0.0; d.c], vec![0.0; d.c]);
+                    let mut dx = req[*x].then(|| vec![0.0; numel(*x)]);
+                    r::batchnorm::batchnorm_backward(
+                        &d,
+                        &vals[*x],
+                        &self.params[*gamma],
+                        mean,
+                        inv_std,
+                        &dy,
+                        dx.as_deref_mut(),
+                        &mut dg,
+                        &mut db,
+                    )?;
+                    if let Some(dx) = dx {
+                        add_grad(&mut grads, *x, dx);
+                    }
+                    add_grad(&mut grads, *gamma, dg);
+                    add_grad(&mut grads, *beta, db);
+                }
                 Op::Input | Op::Param { .. } => unreachable!("not in backward order"),
             }
         }
         // Update, in node order like the GPU plan.
         self.step = t;
         for (id, node) in g.nodes.iter().enumerate() {
-            if let Op::Param { .. } = node.op {
+            if let Op::Param { trainable: true, .. } = node.op {
                 let grad = grads[id]
                     .take()
                     .unwrap_or_else(|| vec![0.0; self.params[id].len()]);

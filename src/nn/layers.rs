@@ -57,6 +57,17 @@ pub enum Layer {
     Dropout {
         rate: f32,
     },
+    /// Keras' `BatchNormalization` over the channel axis (channels first: axis 1 of
+    /// `[N, C, H, W]`, the features of `[N, F]`): learns a scale γ and offset β per
+    /// channel; normalizes with the batch's statistics while training and with
+    /// moving statistics (`moving = momentum · moving + (1 − momentum) · batch`)
+    /// when evaluating. PyTorch's `BatchNorm1d/2d(C, eps=epsilon,
+    /// momentum=1 − momentum)`, except that the moving variance is the biased one,
+    /// as Keras keeps it.
+    BatchNormalization {
+        momentum: f32,
+        epsilon: f32,
+    },
 }
 
 impl Layer {
@@ -88,6 +99,14 @@ impl Layer {
         Layer::Dropout { rate }
     }
 
+    /// Keras' `BatchNormalization()`: momentum 0.99, epsilon 0.001.
+    pub fn batch_norm() -> Layer {
+        Layer::BatchNormalization {
+            momentum: 0.99,
+            epsilon: 1e-3,
+        }
+    }
+
     pub fn avg_pool(pool: usize) -> Layer {
         Layer::AvgPool2D {
             pool: (pool, pool),
@@ -104,6 +123,7 @@ impl Layer {
             Layer::AvgPool2D { .. } => "AveragePooling2D",
             Layer::Flatten => "Flatten",
             Layer::Dropout { .. } => "Dropout",
+            Layer::BatchNormalization { .. } => "BatchNormalization",
             Layer::Activation(_) => "Activation",
         }
     }

@@ -138,6 +138,16 @@ impl Sequential {
                     x = g.flatten(x, &name);
                     index += 1;
                 }
+                Layer::BatchNormalization { momentum, epsilon } => {
+                    // nn.BatchNorm1d/2d's state_dict names.
+                    let (c, _) = crate::graph::batch_norm_view(g.shape(x));
+                    let gamma = g.param(&format!("{index}.weight"), &[c], Init::Ones, &name);
+                    let beta = g.param(&format!("{index}.bias"), &[c], Init::Zeros, &name);
+                    let mean = g.state(&format!("{index}.running_mean"), &[c], Init::Zeros, &name);
+                    let var = g.state(&format!("{index}.running_var"), &[c], Init::Ones, &name);
+                    x = g.batch_norm(x, gamma, beta, mean, var, *momentum, *epsilon, &name)?;
+                    index += 1;
+                }
                 Layer::Dropout { rate } => {
                     // nn.Dropout is a module of its own (no parameters).
                     x = g.dropout(x, *rate, &name)?;

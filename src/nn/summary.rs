@@ -17,7 +17,10 @@ pub struct LayerSummary {
     pub activation: Option<LayerActivation>,
     /// Output shape of one sample.
     pub output_shape: Vec<usize>,
+    /// Every value it holds, trainable or not (as Keras' `Param #`).
     pub params: usize,
+    /// Of those, the ones no optimizer updates (moving statistics).
+    pub non_trainable: usize,
     /// Checkpoint names of its parameters (`4.weight`, `4.bias`).
     pub param_names: Vec<String>,
 }
@@ -30,9 +33,14 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Number of trainable parameters.
+    /// Number of parameters, trainable or not.
     pub fn total_params(&self) -> usize {
         self.layers.iter().map(|l| l.params).sum()
+    }
+
+    /// Number of non-trainable parameters (moving statistics).
+    pub fn non_trainable_params(&self) -> usize {
+        self.layers.iter().map(|l| l.non_trainable).sum()
     }
 }
 
@@ -60,6 +68,10 @@ impl Sequential {
                     .filter(|n| !n.batched())
                     .map(|n| n.shape.iter().product::<usize>())
                     .sum();
+                let non_trainable = nodes()
+                    .filter(|n| matches!(n.op, Op::Param { trainable: false, .. }))
+                    .map(|n| n.shape.iter().product::<usize>())
+                    .sum();
                 let param_names = nodes()
                     .filter_map(|n| match &n.op {
                         Op::Param { name, .. } => Some(name.clone()),
@@ -78,6 +90,7 @@ impl Sequential {
                     activation,
                     output_shape,
                     params,
+                    non_trainable,
                     param_names,
                 }
             })
@@ -146,12 +159,23 @@ impl fmt::Display for Summary {
             writeln!(f, "{}", line([&r[0], &r[1], &r[2], &r[3]]).trim_end())?;
         }
         let total = self.total_params();
+        let fixed = self.non_trainable_params();
         write!(
             f,
-            "Total params: {} ({} of f32), all trainable",
+            "Total params: {} ({} of f32), ",
             grouped(total),
             size(total * 4)
-        )
+        )?;
+        if fixed == 0 {
+            write!(f, "all trainable")
+        } else {
+            write!(
+                f,
+                "{} trainable, {} non-trainable",
+                grouped(total - fixed),
+                grouped(fixed)
+            )
+        }
     }
 }
 
@@ -181,6 +205,35 @@ mod tests {
         );
         assert!(
             text.ends_with("Total params: 347,146 (1.32 MiB of f32), all trainable"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn batch_normalization_counts_as_keras_does() {
+        // Keras: Conv2D(8, 3) 80; BatchNormalization 32 (16 trainable, 16 not);
+        // Flatten; Dense(10) 5,130; BatchNormalization 40 (20 + 20); Dense(3) 33.
+        let m = Sequential::new(&[1, 10, 10])
+            .add(Layer::conv2d(8, 3, LayerActivation::Linear))
+            .add(Layer::batch_norm())
+            .add(Layer::Activation(LayerActivation::Relu))
+            .add(Layer::Flatten)
+            .add(Layer::dense(10, LayerActivation::Linear))
+            .add(Layer::batch_norm())
+            .add(Layer::dense(3, LayerActivation::Softmax));
+        let s = m.summary(Loss::SparseCategoricalCrossentropy).unwrap();
+        let params: Vec<usize> = s.layers.iter().map(|l| l.params).collect();
+        assert_eq!(params, vec![80, 32, 0, 0, 5_130, 40, 33]);
+        assert_eq!(s.non_trainable_params(), 36);
+        assert_eq!(s.layers[1].output_shape, vec![8, 8, 8]);
+        assert_eq!(
+            s.layers[1].param_names,
+            vec!["1.weight", "1.bias", "1.running_mean", "1.running_var"]
+        );
+        assert_eq!(s.layers[5].param_names[0], "5.weight");
+        let text = s.to_string();
+        assert!(
+            text.ends_with("Total params: 5,315 (20.8 KiB of f32), 5,279 trainable, 36 non-trainable"),
             "{text}"
         );
     }

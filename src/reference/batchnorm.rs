@@ -13,10 +13,7 @@ fn check_lens(d: &BatchNormDesc, full: &[usize], per_channel: &[usize]) -> Resul
     if full.iter().any(|&l| l != d.numel()) || per_channel.iter().any(|&l| l != d.c) {
         return Err(Error::shape(
             "batchnorm",
-            format!(
-                "slices do not fit the view [n={}, c={}, s={}]",
-                d.n, d.c, d.s
-            ),
+            format!("slices do not fit the view [n={}, c={}, s={}]", d.n, d.c, d.s),
         ));
     }
     Ok(())
@@ -83,7 +80,8 @@ pub fn batchnorm_eval(
     for j in 0..d.c {
         let inv_std = 1.0 / (moving_var[j] as f64 + d.epsilon as f64).sqrt();
         for k in channel(d, j) {
-            y[k] = ((x[k] as f64 - moving_mean[j] as f64) * inv_std * gamma[j] as f64 + beta[j] as f64) as f32;
+            y[k] =
+                ((x[k] as f64 - moving_mean[j] as f64) * inv_std * gamma[j] as f64 + beta[j] as f64) as f32;
         }
     }
     Ok(())
