@@ -495,6 +495,31 @@ fn bad_models_are_errors_naming_the_layer() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("Dropout #2") && e.contains("dropout rate 1"), "{e}");
+    for (layer, needle) in [
+        (
+            Layer::BatchNormalization {
+                momentum: 1.5,
+                epsilon: 1e-3,
+            },
+            "momentum 1.5",
+        ),
+        (
+            Layer::BatchNormalization {
+                momentum: 0.99,
+                epsilon: -1.0,
+            },
+            "epsilon -1",
+        ),
+    ] {
+        let e = Sequential::new(&[4])
+            .add(Layer::dense(3, A::Relu))
+            .add(layer)
+            .add(Layer::dense(2, A::Linear))
+            .graph(Loss::MeanSquaredError)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("BatchNormalization #2") && e.contains(needle), "{e}");
+    }
 }
 
 #[test]

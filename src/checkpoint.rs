@@ -2,7 +2,9 @@
 //! PyTorch `nn.Sequential`: the same tensor names and shapes (Linear weights
 //! `[out, in]`, Conv2d weights `[out, in, kh, kw]`, Flatten in C,H,W order), f32
 //! little-endian, so `safetensors.torch.load_file` gives a dict `load_state_dict`
-//! accepts. Metadata names the model and the wgml version.
+//! accepts. Metadata names the model and the wgml version. Batch normalizations
+//! also get PyTorch's `num_batches_tracked` (i64, the training steps taken), so a
+//! strict `load_state_dict` finds every key; reading ignores it.
 //!
 //! Saving is atomic: the bytes go to a temporary file in the same folder, which is
 //! flushed to disk and then renamed over the target, so a crash mid-save leaves
@@ -29,17 +31,30 @@ fn io(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
-/// Serialises `tensors` with metadata `model`.
-pub fn to_bytes(model: &str, tensors: &[NamedValues]) -> Result<Vec<u8>> {
-    let bytes: Vec<Vec<u8>> = tensors
+/// PyTorch's batch-normalization step counter, written next to each running mean.
+const BATCHES_TRACKED: &str = "num_batches_tracked";
+
+/// Serialises `tensors` with metadata `model`; `steps` is the number of training
+/// steps taken (each batch normalization's `num_batches_tracked`).
+pub fn to_bytes(model: &str, tensors: &[NamedValues], steps: u64) -> Result<Vec<u8>> {
+    let mut entries: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, shape, v) in tensors {
+        let bytes = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+        entries.push((name.clone(), Dtype::F32, shape.clone(), bytes));
+        if let Some(prefix) = name.strip_suffix(".running_mean") {
+            let counter = format!("{prefix}.{BATCHES_TRACKED}");
+            entries.push((
+                counter,
+                Dtype::I64,
+                Vec::new(),
+                (steps as i64).to_le_bytes().to_vec(),
+            ));
+        }
+    }
+    let views = entries
         .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|f| f.to_le_bytes()).collect())
-        .collect();
-    let views = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((name, shape, _), b)| {
-            TensorView::new(Dtype::F32, shape.clone(), b)
+        .map(|(name, dtype, shape, b)| {
+            TensorView::new(*dtype, shape.clone(), b)
                 .map(|v| (name.clone(), v))
                 .map_err(|e| Error::invalid(format!("tensor {name}: {e}")))
         })
@@ -51,9 +66,9 @@ pub fn to_bytes(model: &str, tensors: &[NamedValues]) -> Result<Vec<u8>> {
     safetensors::serialize(views, Some(metadata)).map_err(|e| Error::invalid(format!("serialising: {e}")))
 }
 
-/// Writes a checkpoint atomically.
-pub fn save(path: &Path, model: &str, tensors: &[NamedValues]) -> Result<()> {
-    let bytes = to_bytes(model, tensors)?;
+/// Writes a checkpoint atomically (see [`to_bytes`]).
+pub fn save(path: &Path, model: &str, tensors: &[NamedValues], steps: u64) -> Result<()> {
+    let bytes = to_bytes(model, tensors, steps)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -102,6 +117,9 @@ pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<Checkpoint> {
     names.sort();
     for n in names {
         let view = st.tensor(&n).map_err(|e| err(format!("tensor {n}: {e}")))?;
+        if n.ends_with(&format!(".{BATCHES_TRACKED}")) && view.dtype() == Dtype::I64 {
+            continue; // PyTorch's counter: nothing of the model depends on it
+        }
         if view.dtype() != Dtype::F32 {
             return Err(err(format!(
                 "tensor {n} is {:?}; wgml reads f32 checkpoints",
@@ -145,7 +163,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("wgml-ckpt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("m.safetensors");
-        save(&path, "cnn", &t).unwrap();
+        save(&path, "cnn", &t, 7).unwrap();
         let c = load(&path).unwrap();
         assert_eq!(c.model.as_deref(), Some("cnn"));
         assert_eq!(c.version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
@@ -158,9 +176,29 @@ mod tests {
     }
 
     #[test]
+    fn batch_norms_carry_pytorchs_step_counter_which_reading_skips() {
+        let t = vec![
+            ("1.running_mean".to_string(), vec![2], vec![0.5, -0.5]),
+            ("1.running_var".to_string(), vec![2], vec![1.5, 2.0]),
+        ];
+        let bytes = to_bytes("m", &t, 42).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let counter = st.tensor("1.num_batches_tracked").unwrap();
+        assert_eq!(counter.dtype(), Dtype::I64);
+        assert!(counter.shape().is_empty());
+        assert_eq!(counter.data(), 42i64.to_le_bytes());
+        assert_eq!(from_bytes("x", &bytes).unwrap().tensors, t);
+        // Any other non-f32 tensor is refused, naming it.
+        let other = TensorView::new(Dtype::I64, vec![], &[0u8; 8]).unwrap();
+        let bytes = safetensors::serialize([("1.steps".to_string(), other)], None).unwrap();
+        let e = from_bytes("x", &bytes).unwrap_err().to_string();
+        assert!(e.contains("1.steps") && e.contains("I64"), "{e}");
+    }
+
+    #[test]
     fn garbage_and_truncated_files_are_errors() {
         assert!(from_bytes("x", b"not a checkpoint").is_err());
-        let bytes = to_bytes("m", &[("a".into(), vec![3], vec![1.0, 2.0, 3.0])]).unwrap();
+        let bytes = to_bytes("m", &[("a".into(), vec![3], vec![1.0, 2.0, 3.0])], 0).unwrap();
         let e = from_bytes("x", &bytes[..bytes.len() - 4])
             .unwrap_err()
             .to_string();

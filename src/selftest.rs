@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::Result;
 use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::kernels::batchnorm::{self, BatchNormDesc};
 use crate::kernels::conv::{Conv2dDesc, Padding};
 use crate::kernels::conv_pool::{self, ConvPoolDesc};
 use crate::kernels::matmul::{Activation, MatmulDesc};
@@ -406,6 +407,76 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Batch normalization: training forward (output, saved and moving statistics),
+    /// evaluation forward, backward (dx, dγ, dβ).
+    fn batchnorm(&mut self, d: BatchNormDesc) -> Result<()> {
+        let (n, c) = (d.numel(), d.c);
+        let (x, dy, beta) = (self.data(n), self.data(n), self.data(c));
+        let gamma: Vec<f32> = self.data(c).iter().map(|v| 1.0 + 0.5 * v).collect();
+        let (mm, mv) = (self.data(c), vec![1.5f32; c]);
+        let (xt, dyt) = (self.upload(&x, &[n])?, self.upload(&dy, &[n])?);
+        let (gt, bt) = (self.upload(&gamma, &[c])?, self.upload(&beta, &[c])?);
+        let (mmt, mvt) = (self.upload(&mm, &[c])?, self.upload(&mv, &[c])?);
+        let (y, ye, dx) = (self.out(&[n])?, self.out(&[n])?, self.out(&[n])?);
+        let (sm, sis, dg, db) = (self.out(&[c])?, self.out(&[c])?, self.out(&[c])?, self.out(&[c])?);
+        let ctx = self.ctx;
+        self.run(&[
+            batchnorm::batchnorm_eval(ctx, &d, &xt, &gt, &bt, &mmt, &mvt, &ye)?,
+            batchnorm::batchnorm_train(ctx, &d, &xt, &gt, &bt, &y, &sm, &sis, &mmt, &mvt)?,
+            batchnorm::batchnorm_backward(ctx, &d, &xt, &gt, &sm, &sis, &dyt, Some(&dx), &dg, &db)?,
+        ])?;
+        let mut want_ye = vec![0.0; n];
+        r::batchnorm::batchnorm_eval(&d, &x, &gamma, &beta, &mm, &mv, &mut want_ye)?;
+        let (mut want_y, mut want_sm, mut want_sis) = (vec![0.0; n], vec![0.0; c], vec![0.0; c]);
+        let (mut want_mm, mut want_mv) = (mm.clone(), mv.clone());
+        r::batchnorm::batchnorm_train(
+            &d,
+            &x,
+            &gamma,
+            &beta,
+            &mut want_y,
+            &mut want_sm,
+            &mut want_sis,
+            &mut want_mm,
+            &mut want_mv,
+        )?;
+        let (mut want_dx, mut want_dg, mut want_db) = (vec![0.0; n], vec![0.0; c], vec![0.0; c]);
+        r::batchnorm::batchnorm_backward(
+            &d,
+            &x,
+            &gamma,
+            &want_sm,
+            &want_sis,
+            &dy,
+            Some(&mut want_dx),
+            &mut want_dg,
+            &mut want_db,
+        )?;
+        let shape = format!("{}x{}x{}", d.n, d.c, d.s);
+        self.record("batchnorm eval", shape.clone(), &[(ye.to_f32(ctx)?, want_ye)]);
+        self.record(
+            "batchnorm train",
+            shape.clone(),
+            &[
+                (y.to_f32(ctx)?, want_y),
+                (sm.to_f32(ctx)?, want_sm),
+                (sis.to_f32(ctx)?, want_sis),
+                (mmt.to_f32(ctx)?, want_mm),
+                (mvt.to_f32(ctx)?, want_mv),
+            ],
+        );
+        self.record(
+            "batchnorm backward",
+            shape,
+            &[
+                (dx.to_f32(ctx)?, want_dx),
+                (dg.to_f32(ctx)?, want_dg),
+                (db.to_f32(ctx)?, want_db),
+            ],
+        );
+        Ok(())
+    }
+
     /// One C summed over a batch (the conv weight gradient's product on CPU
     /// adapters).
     fn matmul_reduce_batch(&mut self, d: &MatmulDesc) -> Result<()> {
@@ -534,6 +605,8 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
         t.matmul_reduce_batch(&reduced)?;
     }
     t.dropout(10_007, 0.5, 3)?;
+    t.batchnorm(BatchNormDesc::new(16, 32, 169))?;
+    t.batchnorm(BatchNormDesc::new(7, 64, 1))?;
     t.optimizer(Optimizer::adam(0.001), 1000, 5)?;
     t.optimizer(Optimizer::sgd(0.01, 0.9), 1000, 5)?;
     t.optimizer(Optimizer::rmsprop(0.001), 1000, 5)?;

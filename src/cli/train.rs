@@ -258,7 +258,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     );
     let history = train::fit(&mut model, &ctx, &data.train, &recipe.fit)?;
     if let Some(path) = &args.save {
-        checkpoint::save(path, recipe.name, &model.store.download(&ctx)?)?;
+        checkpoint::save(path, recipe.name, &model.store.download(&ctx)?, model.step as u64)?;
         println!("weights saved to {}", path.display());
     }
     let (eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;
