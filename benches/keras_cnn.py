@@ -2,10 +2,12 @@
 on the same embedded data, same model, optimizer, batch size and validation split.
 
     pip install "jax[cpu]" keras numpy
-    KERAS_BACKEND=jax python3 benches/keras_cnn.py data/mnist-10k [EPOCHS] [SEED] [cnn|convnet]
+    KERAS_BACKEND=jax python3 benches/keras_cnn.py data/mnist-10k [EPOCHS] [SEED] [cnn|cnn-bn|convnet]
 
 `convnet` is Keras' "Simple MNIST convnet" example (wgml's `--model convnet`): two
 conv blocks, Dropout(0.5), batch 128, validation split 0.1, no early stopping.
+`cnn-bn` is the seed CNN with BatchNormalization before each hidden ReLU (wgml's
+`--model cnn-bn`), trained as the seed CNN.
 
 Prints one line per epoch with its wall time and images/s (the first epoch includes
 JAX's compilation), then the test loss and accuracy. Not part of the test suite.
@@ -65,6 +67,21 @@ def main() -> None:
             keras.layers.Dense(10, activation="softmax"),
         ])
         batch, split, callbacks = 128, 0.1, []
+    elif which == "cnn-bn":
+        model = keras.Sequential([
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(32, (3, 3)),
+            keras.layers.BatchNormalization(),
+            keras.layers.Activation("relu"),
+            keras.layers.MaxPooling2D((2, 2)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64),
+            keras.layers.BatchNormalization(),
+            keras.layers.Activation("relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ])
+        batch, split = 32, 0.2
+        callbacks = [keras.callbacks.EarlyStopping(patience=5, restore_best_weights=True)]
     else:
         model = keras.Sequential([
             keras.Input((28, 28, 1)),

@@ -16,7 +16,8 @@ use super::GpuArgs;
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Model: cnn, convnet, mlp, binary or regression.
+    /// Model: cnn, cnn-bn (the cnn with batch normalization), convnet, mlp, binary
+    /// or regression.
     #[arg(long, default_value = "cnn")]
     pub model: String,
     /// Dataset: mnist-10k (embedded), fashion-mnist, or a folder of IDX files.

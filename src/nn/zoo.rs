@@ -19,7 +19,7 @@ pub struct Recipe {
 }
 
 /// Names accepted by [`recipe`].
-pub const MODELS: [&str; 5] = ["cnn", "convnet", "mlp", "binary", "regression"];
+pub const MODELS: [&str; 6] = ["cnn", "cnn-bn", "convnet", "mlp", "binary", "regression"];
 
 /// Conv2D(32, 3×3, relu) → MaxPool(2×2) → Flatten → Dense(64, relu) → Dense(10, softmax);
 /// Adam lr 0.001; batch 32; validation split 0.2; early stopping patience 5 with
@@ -44,6 +44,27 @@ pub fn cnn() -> Recipe {
             ..FitConfig::default()
         },
         data: "mnist-10k",
+    }
+}
+
+/// The seed CNN with batch normalization between each hidden layer and its ReLU
+/// (Keras' usual Conv2D → BatchNormalization → Activation('relu') pattern):
+/// Conv2D(32, 3×3) → BN → ReLU → MaxPool(2×2) → Flatten → Dense(64) → BN → ReLU →
+/// Dense(10, softmax); trained as [`cnn`].
+pub fn cnn_bn() -> Recipe {
+    Recipe {
+        name: "cnn-bn",
+        model: Sequential::new(&[1, 28, 28])
+            .add(Layer::conv2d(32, 3, A::Linear))
+            .add(Layer::batch_norm())
+            .add(Layer::Activation(A::Relu))
+            .add(Layer::max_pool(2))
+            .add(Layer::Flatten)
+            .add(Layer::dense(64, A::Linear))
+            .add(Layer::batch_norm())
+            .add(Layer::Activation(A::Relu))
+            .add(Layer::dense(10, A::Softmax)),
+        ..cnn()
     }
 }
 
@@ -137,6 +158,7 @@ pub fn regression() -> Recipe {
 pub fn recipe(name: &str) -> Result<Recipe> {
     match name {
         "cnn" => Ok(cnn()),
+        "cnn-bn" => Ok(cnn_bn()),
         "convnet" => Ok(convnet()),
         "mlp" => Ok(mlp()),
         "binary" => Ok(binary()),
