@@ -1,9 +1,10 @@
 //! Batch normalization against `wgml::reference::batchnorm`: training forward (with
 //! the saved and moving statistics), evaluation forward and backward on conv-shaped
-//! and Dense-shaped views; a hand-computed case; the reference backward against
-//! finite differences; bad input.
+//! and Dense-shaped views, with each activation after it; a hand-computed case; the
+//! reference backward against finite differences; bad input.
 
 use wgml::kernels::batchnorm::{self, BatchNormDesc};
+use wgml::kernels::matmul::Activation;
 use wgml::{Context, Tensor, reference};
 
 use crate::common::*;
@@ -32,28 +33,49 @@ fn inputs(d: &BatchNormDesc, offset: f32, seed: u64) -> Inputs {
     }
 }
 
+/// One case: `(n, c, s, offset of x, activation)`.
+type Case = (usize, usize, usize, f32, Activation);
+
 /// Conv-shaped views (odd sizes, more elements per channel than a workgroup, one
-/// sample), Dense-shaped ones (s = 1), and x far from zero (the two-pass variance).
-const CASES: [(usize, usize, usize, f32); 6] = [
-    (4, 3, 25, 0.0),
-    (5, 7, 169, 0.0),
-    (1, 2, 1000, 0.5),
-    (32, 17, 1, 0.0),
-    (3, 4, 1, -1.0),
-    (8, 5, 49, 1000.0),
+/// sample), Dense-shaped ones (s = 1), x far from zero (the two-pass variance),
+/// and every activation after the normalization.
+const CASES: [Case; 7] = [
+    (4, 3, 25, 0.0, Activation::Identity),
+    (5, 7, 169, 0.0, Activation::Relu),
+    (1, 2, 1000, 0.5, Activation::Tanh),
+    (32, 17, 1, 0.0, Activation::Relu),
+    (3, 4, 1, -1.0, Activation::Sigmoid),
+    (8, 5, 49, 1000.0, Activation::Identity),
+    (6, 3, 10, 0.0, Activation::Identity),
 ];
+
+fn desc((n, c, s, _, act): Case) -> BatchNormDesc {
+    BatchNormDesc::new(n, c, s).activation(act)
+}
+
+fn name((n, c, s, offset, act): Case) -> String {
+    format!("n={n} c={c} s={s} offset={offset} {act:?}")
+}
+
+/// The twin's training forward of `inp`: `(y, [mean | inv_std], moving mean, moving var)`.
+fn twin_train(d: &BatchNormDesc, inp: &Inputs) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut y = vec![0.0; d.numel()];
+    let mut stats = vec![0.0; 2 * d.c];
+    let (mut mm, mut mv) = (inp.moving_mean.clone(), inp.moving_var.clone());
+    reference::batchnorm::batchnorm_train(
+        d, &inp.x, &inp.gamma, &inp.beta, &mut y, &mut stats, &mut mm, &mut mv,
+    )
+    .unwrap();
+    (y, stats, mm, mv)
+}
 
 #[test]
 fn training_forward_matches_its_twin_with_saved_and_moving_statistics() {
     let (_g, ctx) = gpu();
-    for (i, &(n, c, s, offset)) in CASES.iter().enumerate() {
-        let d = BatchNormDesc::new(n, c, s);
+    for (i, &case) in CASES.iter().enumerate() {
+        let (d, what, offset) = (desc(case), name(case), case.3);
         let inp = inputs(&d, offset, 10 + i as u64);
-        let (y, sm, sis) = (
-            nan_tensor(ctx, &[d.numel()]),
-            nan_tensor(ctx, &[c]),
-            nan_tensor(ctx, &[c]),
-        );
+        let (y, stats) = (nan_tensor(ctx, &[d.numel()]), nan_tensor(ctx, &[2 * d.c]));
         let (mm, mv) = (up(ctx, &inp.moving_mean), up(ctx, &inp.moving_var));
         let disp = batchnorm::batchnorm_train(
             ctx,
@@ -62,60 +84,29 @@ fn training_forward_matches_its_twin_with_saved_and_moving_statistics() {
             &up(ctx, &inp.gamma),
             &up(ctx, &inp.beta),
             &y,
-            &sm,
-            &sis,
+            &stats,
             &mm,
             &mv,
         )
         .unwrap();
         ctx.run(&[&disp]).unwrap();
-        let mut want_y = vec![0.0; d.numel()];
-        let (mut want_sm, mut want_sis) = (vec![0.0; c], vec![0.0; c]);
-        let (mut want_mm, mut want_mv) = (inp.moving_mean.clone(), inp.moving_var.clone());
-        reference::batchnorm::batchnorm_train(
-            &d,
-            &inp.x,
-            &inp.gamma,
-            &inp.beta,
-            &mut want_y,
-            &mut want_sm,
-            &mut want_sis,
-            &mut want_mm,
-            &mut want_mv,
-        )
-        .unwrap();
-        let what = format!("n={n} c={c} s={s} offset={offset}");
+        let (want_y, want_stats, want_mm, want_mv) = twin_train(&d, &inp);
         // Sums of f32 values near 1000 lose ~1e-4 of a unit deviation to rounding.
         let atol = if offset.abs() > 100.0 { 5e-3 } else { 1e-5 };
+        let c = d.c;
         assert_close(&format!("{what} y"), &y.to_f32(ctx).unwrap(), &want_y, atol, 1e-5);
-        assert_close(
-            &format!("{what} mean"),
-            &sm.to_f32(ctx).unwrap(),
-            &want_sm,
-            1e-6,
-            1e-5,
-        );
+        let got = stats.to_f32(ctx).unwrap();
+        assert_close(&format!("{what} mean"), &got[..c], &want_stats[..c], 1e-6, 1e-5);
         assert_close(
             &format!("{what} inv_std"),
-            &sis.to_f32(ctx).unwrap(),
-            &want_sis,
+            &got[c..],
+            &want_stats[c..],
             atol,
             1e-5,
         );
-        assert_close(
-            &format!("{what} moving mean"),
-            &mm.to_f32(ctx).unwrap(),
-            &want_mm,
-            1e-6,
-            1e-5,
-        );
-        assert_close(
-            &format!("{what} moving var"),
-            &mv.to_f32(ctx).unwrap(),
-            &want_mv,
-            1e-6,
-            1e-4,
-        );
+        let (got_mm, got_mv) = (mm.to_f32(ctx).unwrap(), mv.to_f32(ctx).unwrap());
+        assert_close(&format!("{what} moving mean"), &got_mm, &want_mm, 1e-6, 1e-5);
+        assert_close(&format!("{what} moving var"), &got_mv, &want_mv, 1e-6, 1e-4);
     }
 }
 
@@ -129,25 +120,10 @@ fn hand_computed_channel() {
         epsilon: 0.75,
         ..BatchNormDesc::new(2, 1, 2)
     };
-    let (y, sm, sis) = (
-        nan_tensor(ctx, &[4]),
-        nan_tensor(ctx, &[1]),
-        nan_tensor(ctx, &[1]),
-    );
+    let (y, stats) = (nan_tensor(ctx, &[4]), nan_tensor(ctx, &[2]));
     let (mm, mv) = (up(ctx, &[0.0]), up(ctx, &[1.0]));
-    let disp = batchnorm::batchnorm_train(
-        ctx,
-        &d,
-        &up(ctx, &[1.0, 2.0, 3.0, 4.0]),
-        &up(ctx, &[2.0]),
-        &up(ctx, &[1.0]),
-        &y,
-        &sm,
-        &sis,
-        &mm,
-        &mv,
-    )
-    .unwrap();
+    let (x, gamma, beta) = (up(ctx, &[1.0, 2.0, 3.0, 4.0]), up(ctx, &[2.0]), up(ctx, &[1.0]));
+    let disp = batchnorm::batchnorm_train(ctx, &d, &x, &gamma, &beta, &y, &stats, &mm, &mv).unwrap();
     ctx.run(&[&disp]).unwrap();
     let r = std::f32::consts::SQRT_2;
     let want: Vec<f32> = [-1.5f32, -0.5, 0.5, 1.5]
@@ -155,18 +131,30 @@ fn hand_computed_channel() {
         .map(|v| 2.0 * v / r + 1.0)
         .collect();
     assert_close("y", &y.to_f32(ctx).unwrap(), &want, 1e-6, 1e-6);
-    assert_close("mean", &sm.to_f32(ctx).unwrap(), &[2.5], 0.0, 1e-7);
-    assert_close("inv_std", &sis.to_f32(ctx).unwrap(), &[1.0 / r], 0.0, 1e-6);
+    assert_close(
+        "[mean, inv_std]",
+        &stats.to_f32(ctx).unwrap(),
+        &[2.5, 1.0 / r],
+        0.0,
+        1e-6,
+    );
     assert_close("moving mean", &mm.to_f32(ctx).unwrap(), &[1.25], 0.0, 1e-7);
     assert_close("moving var", &mv.to_f32(ctx).unwrap(), &[1.125], 0.0, 1e-7);
+    // With ReLU after it, the two negative outputs become 0.
+    let relu = d.activation(Activation::Relu);
+    let disp = batchnorm::batchnorm_train(ctx, &relu, &x, &gamma, &beta, &y, &stats, &mm, &mv).unwrap();
+    ctx.run(&[&disp]).unwrap();
+    let want: Vec<f32> = want.iter().map(|v| v.max(0.0)).collect();
+    assert_eq!(want.iter().filter(|&&v| v == 0.0).count(), 1);
+    assert_close("relu y", &y.to_f32(ctx).unwrap(), &want, 1e-6, 1e-6);
 }
 
 #[test]
 fn evaluation_forward_matches_its_twin() {
     let (_g, ctx) = gpu();
-    for (i, &(n, c, s, offset)) in CASES.iter().enumerate() {
-        let d = BatchNormDesc::new(n, c, s);
-        let inp = inputs(&d, offset.clamp(-1.0, 1.0), 20 + i as u64);
+    for (i, &case) in CASES.iter().enumerate() {
+        let d = desc(case);
+        let inp = inputs(&d, case.3.clamp(-1.0, 1.0), 20 + i as u64);
         let y = nan_tensor(ctx, &[d.numel()]);
         let disp = batchnorm::batchnorm_eval(
             ctx,
@@ -191,44 +179,27 @@ fn evaluation_forward_matches_its_twin() {
             &mut want,
         )
         .unwrap();
-        assert_close(
-            &format!("eval n={n} c={c} s={s}"),
-            &y.to_f32(ctx).unwrap(),
-            &want,
-            1e-5,
-            1e-5,
-        );
+        let what = format!("eval {}", name(case));
+        assert_close(&what, &y.to_f32(ctx).unwrap(), &want, 1e-5, 1e-5);
     }
-}
-
-/// The training forward's saved statistics of `inp` (from the twin).
-fn saved_stats(d: &BatchNormDesc, inp: &Inputs) -> (Vec<f32>, Vec<f32>) {
-    let mut y = vec![0.0; d.numel()];
-    let (mut sm, mut sis) = (vec![0.0; d.c], vec![0.0; d.c]);
-    let (mut mm, mut mv) = (inp.moving_mean.clone(), inp.moving_var.clone());
-    reference::batchnorm::batchnorm_train(
-        d, &inp.x, &inp.gamma, &inp.beta, &mut y, &mut sm, &mut sis, &mut mm, &mut mv,
-    )
-    .unwrap();
-    (sm, sis)
 }
 
 #[test]
 fn backward_matches_its_twin_with_and_without_dx() {
     let (_g, ctx) = gpu();
-    for (i, &(n, c, s, offset)) in CASES.iter().enumerate() {
-        let d = BatchNormDesc::new(n, c, s);
+    for (i, &case) in CASES.iter().enumerate() {
+        let (d, offset) = (desc(case), case.3);
         let inp = inputs(&d, offset, 30 + i as u64);
         let dy = uniform(&mut rng(40 + i as u64), d.numel(), -1.0, 1.0);
-        let (sm, sis) = saved_stats(&d, &inp);
+        let stats = twin_train(&d, &inp).1;
         let mut want_dx = vec![0.0; d.numel()];
-        let (mut want_dg, mut want_db) = (vec![0.0; c], vec![0.0; c]);
+        let (mut want_dg, mut want_db) = (vec![0.0; d.c], vec![0.0; d.c]);
         reference::batchnorm::batchnorm_backward(
             &d,
             &inp.x,
             &inp.gamma,
-            &sm,
-            &sis,
+            &inp.beta,
+            &stats,
             &dy,
             Some(&mut want_dx),
             &mut want_dg,
@@ -237,14 +208,14 @@ fn backward_matches_its_twin_with_and_without_dx() {
         .unwrap();
         for with_dx in [true, false] {
             let dx = nan_tensor(ctx, &[d.numel()]);
-            let (dg, db) = (nan_tensor(ctx, &[c]), nan_tensor(ctx, &[c]));
+            let (dg, db) = (nan_tensor(ctx, &[d.c]), nan_tensor(ctx, &[d.c]));
             let disp = batchnorm::batchnorm_backward(
                 ctx,
                 &d,
                 &up(ctx, &inp.x),
                 &up(ctx, &inp.gamma),
-                &up(ctx, &sm),
-                &up(ctx, &sis),
+                &up(ctx, &inp.beta),
+                &up(ctx, &stats),
                 &up(ctx, &dy),
                 with_dx.then_some(&dx),
                 &dg,
@@ -252,9 +223,8 @@ fn backward_matches_its_twin_with_and_without_dx() {
             )
             .unwrap();
             ctx.run(&[&disp]).unwrap();
-            let what = format!("n={n} c={c} s={s} offset={offset} dx={with_dx}");
-            let m = (n * s) as f32;
-            let atol = 1e-6 * m.sqrt();
+            let what = format!("{} dx={with_dx}", name(case));
+            let atol = 1e-6 * ((d.n * d.s) as f32).sqrt();
             assert_close(
                 &format!("{what} dgamma"),
                 &dg.to_f32(ctx).unwrap(),
@@ -281,63 +251,86 @@ fn backward_matches_its_twin_with_and_without_dx() {
 }
 
 /// The twin's backward is the derivative of its forward: L = Σ w·y against central
-/// differences in f64-accurate arithmetic (x, γ, β).
+/// differences (x, γ, β), without and with a (smooth) activation after it.
 #[test]
 fn reference_backward_is_the_derivative_of_the_forward() {
-    let d = BatchNormDesc::new(3, 2, 4);
-    let inp = inputs(&d, 0.3, 50);
-    let w = uniform(&mut rng(51), d.numel(), -1.0, 1.0);
-    let loss = |x: &[f32], gamma: &[f32], beta: &[f32]| -> f64 {
-        let mut y = vec![0.0; d.numel()];
-        let (mut sm, mut sis) = (vec![0.0; d.c], vec![0.0; d.c]);
-        let (mut mm, mut mv) = (vec![0.0; d.c], vec![1.0; d.c]);
-        reference::batchnorm::batchnorm_train(
-            &d, x, gamma, beta, &mut y, &mut sm, &mut sis, &mut mm, &mut mv,
+    for act in [Activation::Identity, Activation::Tanh, Activation::Sigmoid] {
+        let d = BatchNormDesc::new(3, 2, 4).activation(act);
+        let inp = inputs(&d, 0.3, 50);
+        let w = uniform(&mut rng(51), d.numel(), -1.0, 1.0);
+        let loss = |x: &[f32], gamma: &[f32], beta: &[f32]| -> f64 {
+            let moved = Inputs {
+                x: x.to_vec(),
+                gamma: gamma.to_vec(),
+                beta: beta.to_vec(),
+                moving_mean: vec![0.0; d.c],
+                moving_var: vec![1.0; d.c],
+            };
+            let y = twin_train(&d, &moved).0;
+            y.iter().zip(&w).map(|(&a, &b)| a as f64 * b as f64).sum()
+        };
+        let stats = twin_train(&d, &inp).1;
+        let mut dx = vec![0.0; d.numel()];
+        let (mut dg, mut db) = (vec![0.0; d.c], vec![0.0; d.c]);
+        reference::batchnorm::batchnorm_backward(
+            &d,
+            &inp.x,
+            &inp.gamma,
+            &inp.beta,
+            &stats,
+            &w,
+            Some(&mut dx),
+            &mut dg,
+            &mut db,
         )
         .unwrap();
-        y.iter().zip(&w).map(|(&a, &b)| a as f64 * b as f64).sum()
-    };
-    let (sm, sis) = saved_stats(&d, &inp);
-    let mut dx = vec![0.0; d.numel()];
-    let (mut dg, mut db) = (vec![0.0; d.c], vec![0.0; d.c]);
-    reference::batchnorm::batchnorm_backward(
-        &d,
-        &inp.x,
-        &inp.gamma,
-        &sm,
-        &sis,
-        &w,
-        Some(&mut dx),
-        &mut dg,
-        &mut db,
-    )
-    .unwrap();
-    let num_dx = finite_diff(&inp.x, 1e-2, |x| loss(x, &inp.gamma, &inp.beta));
-    let num_dg = finite_diff(&inp.gamma, 1e-2, |g| loss(&inp.x, g, &inp.beta));
-    let num_db = finite_diff(&inp.beta, 1e-2, |b| loss(&inp.x, &inp.gamma, b));
-    assert_close("dx vs finite differences", &dx, &num_dx, 2e-3, 2e-3);
-    assert_close("dgamma vs finite differences", &dg, &num_dg, 2e-3, 2e-3);
-    assert_close("dbeta vs finite differences", &db, &num_db, 2e-3, 2e-3);
+        let num_dx = finite_diff(&inp.x, 1e-2, |x| loss(x, &inp.gamma, &inp.beta));
+        let num_dg = finite_diff(&inp.gamma, 1e-2, |g| loss(&inp.x, g, &inp.beta));
+        let num_db = finite_diff(&inp.beta, 1e-2, |b| loss(&inp.x, &inp.gamma, b));
+        assert_close(
+            &format!("{act:?} dx vs finite differences"),
+            &dx,
+            &num_dx,
+            2e-3,
+            2e-3,
+        );
+        assert_close(
+            &format!("{act:?} dgamma vs finite differences"),
+            &dg,
+            &num_dg,
+            2e-3,
+            2e-3,
+        );
+        assert_close(
+            &format!("{act:?} dbeta vs finite differences"),
+            &db,
+            &num_db,
+            2e-3,
+            2e-3,
+        );
+    }
 }
 
 #[test]
 fn bad_input_is_an_error() {
     let (_g, ctx) = gpu();
     let d = BatchNormDesc::new(2, 3, 4);
-    let x = nan_tensor(ctx, &[24]);
+    let (x, y) = (nan_tensor(ctx, &[24]), nan_tensor(ctx, &[24]));
     let c = || nan_tensor(ctx, &[3]);
-    let (g, b, sm, sis, mm, mv) = (c(), c(), c(), c(), c(), c());
-    let y = nan_tensor(ctx, &[24]);
+    let (g, b, mm, mv) = (c(), c(), c(), c());
+    let stats = nan_tensor(ctx, &[6]);
     let msg = |r: wgml::Result<wgml::gpu::Dispatch>| match r {
         Err(e) => e.to_string(),
         Ok(_) => panic!("accepted"),
     };
+    let train = |d: &BatchNormDesc, x: &Tensor, y: &Tensor, stats: &Tensor| {
+        msg(batchnorm::batchnorm_train(ctx, d, x, &g, &b, y, stats, &mm, &mv))
+    };
     // Wrong sizes.
-    let short = nan_tensor(ctx, &[23]);
-    let e = msg(batchnorm::batchnorm_train(
-        ctx, &d, &short, &g, &b, &y, &sm, &sis, &mm, &mv,
-    ));
+    let e = train(&d, &nan_tensor(ctx, &[23]), &y, &stats);
     assert!(e.contains("x has shape [23]") && e.contains("needs 24"), "{e}");
+    let e = train(&d, &x, &y, &c());
+    assert!(e.contains("saved has shape [3]") && e.contains("needs 6"), "{e}");
     let e = msg(batchnorm::batchnorm_eval(
         ctx,
         &d,
@@ -350,12 +343,10 @@ fn bad_input_is_an_error() {
     ));
     assert!(e.contains("moving_var"), "{e}");
     // Aliasing an output with an input.
-    let e = msg(batchnorm::batchnorm_train(
-        ctx, &d, &x, &g, &b, &x, &sm, &sis, &mm, &mv,
-    ));
+    let e = train(&d, &x, &x, &stats);
     assert!(e.contains("y and x must be distinct"), "{e}");
     let e = msg(batchnorm::batchnorm_backward(
-        ctx, &d, &x, &g, &sm, &sis, &y, None, &g, &b,
+        ctx, &d, &x, &g, &b, &stats, &y, None, &g, &mm,
     ));
     assert!(e.contains("dgamma and gamma must be distinct"), "{e}");
     // Bad hyper-parameters and empty views.
@@ -371,7 +362,7 @@ fn bad_input_is_an_error() {
         ),
         (BatchNormDesc { n: 0, ..d }, "empty"),
     ] {
-        let e = msg(batchnorm::batchnorm_eval(ctx, &desc, &x, &g, &b, &mm, &mv, &y));
+        let e = train(&desc, &x, &y, &stats);
         assert!(e.contains(needle), "{needle}: {e}");
     }
 }

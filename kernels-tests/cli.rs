@@ -32,7 +32,7 @@ fn scratch(name: &str) -> std::path::PathBuf {
 fn train_arguments_out_of_range_are_refused() {
     fails_with(
         &["train", "--model", "resnet"],
-        &["unknown model 'resnet'", "cnn, convnet, mlp"],
+        &["unknown model 'resnet'", "cnn, cnn-bn, convnet, mlp"],
     );
     fails_with(&["train", "--lr", "-0.1"], &["learning rate -0.1", "positive"]);
     fails_with(&["train", "--lr", "0"], &["learning rate 0"]);

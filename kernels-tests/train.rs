@@ -147,6 +147,14 @@ fn batch_normalization_matches_the_reference_path_training_and_evaluating() {
         2,
         "{kernels:?}"
     );
+    // The Activation layer after the first one runs inside its kernels (the one
+    // act_bwd is the Dense layer's own ReLU).
+    assert!(!kernels.contains(&"act_fwd"), "{kernels:?}");
+    assert_eq!(
+        kernels.iter().filter(|k| **k == "act_bwd").count(),
+        1,
+        "{kernels:?}"
+    );
     matches_reference(ctx, "batch norm", &mut model, optimizer.lr(), 16, 4);
     // The convolution's bias feeds the batch normalization directly, so its exact
     // gradient is zero (normalizing removes any per-channel offset): both paths

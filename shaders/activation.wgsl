@@ -1,6 +1,7 @@
-// Activation functions shared by the matmul epilogues and the fused conv + pool
-// kernels. Not a module on its own: the Shader registry (src/kernels/mod.rs)
-// prepends this text to matmul.wgsl, matmul_subgroup.wgsl and conv_pool.wgsl, so
+// Activation functions shared by the matmul epilogues, the fused conv + pool
+// kernels and batch normalization. Not a module on its own: the Shader registry
+// (src/kernels/mod.rs) prepends this text to matmul.wgsl, matmul_subgroup.wgsl,
+// conv_pool.wgsl and batchnorm.wgsl, so
 // their line numbers in error messages start after it.
 //
 // Kinds: 0 identity, 1 relu, 2 sigmoid, 3 tanh (src/kernels/matmul.rs `Activation`).

@@ -1,23 +1,27 @@
 // Batch normalization over the channel axis of x viewed as [n, c, s] (NCHW with
 // s = H·W; a Dense layer's [batch, features] with s = 1), as Keras'
-// BatchNormalization on that axis and PyTorch's BatchNorm1d/2d:
+// BatchNormalization on that axis and PyTorch's BatchNorm1d/2d, followed by an
+// optional activation act (identity, relu, sigmoid, tanh: activation.wgsl), so
+// the usual BatchNormalization → Activation pair is one pass:
 //
 //   training:    mean[j] = Σ x / m,  var[j] = Σ (x - mean)² / m   (m = n·s, biased)
-//                y = γ (x - mean) / √(var + ε) + β
+//                y = act(z),  z = γ (x - mean) / √(var + ε) + β
 //                moving_mean = μ·moving_mean + (1 - μ)·mean     (μ = Keras' momentum)
 //                moving_var  = μ·moving_var  + (1 - μ)·var      (Keras: the biased var)
-//   evaluating:  y = γ (x - moving_mean) / √(moving_var + ε) + β
-//   backward:    x̂ = (x - mean)·inv_std,  dγ = Σ dy·x̂,  dβ = Σ dy,
-//                dx = γ·inv_std·(dy - dβ/m - x̂·dγ/m)
+//   evaluating:  y = act(γ (x - moving_mean) / √(moving_var + ε) + β)
+//   backward:    g = dy · act'(z) (z recomputed from x: nothing more is read),
+//                x̂ = (x - mean)·inv_std,  dγ = Σ g·x̂,  dβ = Σ g,
+//                dx = γ·inv_std·(g - dβ/m - x̂·dγ/m)
 //
-// The training forward keeps mean and inv_std per channel for backward. Two passes
-// over the channel (mean, then squared deviations) rather than Σx² - mean²: no
-// cancellation when |mean| ≫ std. One workgroup per channel, strided loops and a
-// tree reduction. CPU twin: src/reference/batchnorm.rs; launcher:
-// src/kernels/batchnorm.rs.
+// The training forward keeps [mean | inv_std] per channel (one [2, c] buffer) for
+// backward. Two passes over the channel (mean, then squared deviations) rather
+// than Σx² - mean²: no cancellation when |mean| ≫ std. One workgroup per channel,
+// strided loops and a tree reduction. CPU twin: src/reference/batchnorm.rs;
+// launcher: src/kernels/batchnorm.rs.
 //
-// Bindings (every entry point): @binding(0) p; then per entry point as declared.
-// Output buffers are distinct from input buffers.
+// Bindings (every entry point): @binding(0) p; then per entry point as declared
+// (at most 8 storage buffers each, WebGPU's default limit). Output buffers are
+// distinct from input buffers.
 
 struct Params {
     n: u32,
@@ -25,10 +29,11 @@ struct Params {
     s: u32,
     momentum: f32,
     epsilon: f32,
+    // Activation kind after the normalization (activation.wgsl).
+    act: u32,
     // batchnorm_backward: 1 to write dx, 0 when x needs no gradient.
     write_dx: u32,
-    _pad0: u32,
-    _pad1: u32,
+    _pad: u32,
 }
 
 override WG: u32 = 256;
@@ -38,13 +43,13 @@ override WG: u32 = 256;
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> beta: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-// Training forward: per-channel mean and 1/√(var + ε) of this batch (written),
-// and the moving statistics (updated). Evaluating: the moving statistics (read).
-@group(0) @binding(5) var<storage, read_write> saved_mean: array<f32>;
-@group(0) @binding(6) var<storage, read_write> saved_inv_std: array<f32>;
+// Training forward: this batch's per-channel mean (saved[j]) and 1/√(var + ε)
+// (saved[c + j]), written; backward reads them.
+@group(0) @binding(5) var<storage, read_write> saved: array<f32>;
+// Training forward: updated. Evaluating: read.
 @group(0) @binding(7) var<storage, read_write> moving_mean: array<f32>;
 @group(0) @binding(8) var<storage, read_write> moving_var: array<f32>;
-// Backward: dy read; dγ, dβ written, and dx when p.write_dx is 1.
+// Backward: dy (the gradient of y) read; dγ, dβ written, and dx when p.write_dx is 1.
 @group(0) @binding(9) var<storage, read> dy: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(11) var<storage, read_write> dgamma: array<f32>;
@@ -106,11 +111,11 @@ fn batchnorm_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let shift = beta[j] - mean * scale;
     for (var t = lid; t < m; t = t + WG) {
         let k = at(j, t);
-        y[k] = x[k] * scale + shift;
+        y[k] = apply_activation(p.act, x[k] * scale + shift);
     }
     if (lid == 0u) {
-        saved_mean[j] = mean;
-        saved_inv_std[j] = inv_std;
+        saved[j] = mean;
+        saved[p.c + j] = inv_std;
         moving_mean[j] = moving_mean[j] * p.momentum + mean * (1.0 - p.momentum);
         moving_var[j] = moving_var[j] * p.momentum + variance * (1.0 - p.momentum);
     }
@@ -126,7 +131,7 @@ fn batchnorm_eval(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     }
     let j = (k / p.s) % p.c;
     let scale = gamma[j] / sqrt(moving_var[j] + p.epsilon);
-    y[k] = (x[k] - moving_mean[j]) * scale + beta[j];
+    y[k] = apply_activation(p.act, (x[k] - moving_mean[j]) * scale + beta[j]);
 }
 
 @compute @workgroup_size(WG)
@@ -137,19 +142,24 @@ fn batchnorm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let m = select(0u, p.n * p.s, valid);
     var mean = 0.0;
     var inv_std = 0.0;
+    var scale = 0.0;
+    var shift = 0.0;
     if (valid) {
-        mean = saved_mean[j];
-        inv_std = saved_inv_std[j];
+        mean = saved[j];
+        inv_std = saved[p.c + j];
+        scale = gamma[j] * inv_std;
+        shift = beta[j] - mean * scale;
     }
-    var sum_dy = 0.0;
-    var sum_dy_xhat = 0.0;
+    var sum_g = 0.0;
+    var sum_g_xhat = 0.0;
     for (var t = lid; t < m; t = t + WG) {
         let k = at(j, t);
-        let g = dy[k];
-        sum_dy = sum_dy + g;
-        sum_dy_xhat = sum_dy_xhat + g * (x[k] - mean) * inv_std;
+        let xk = x[k];
+        let g = dy[k] * activation_grad(p.act, apply_activation(p.act, xk * scale + shift));
+        sum_g = sum_g + g;
+        sum_g_xhat = sum_g_xhat + g * (xk - mean) * inv_std;
     }
-    let sums = workgroup_sum2(lid, sum_dy, sum_dy_xhat);
+    let sums = workgroup_sum2(lid, sum_g, sum_g_xhat);
     if (!valid) {
         return;
     }
@@ -161,12 +171,13 @@ fn batchnorm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
         return;
     }
     let inv_m = 1.0 / f32(m);
-    let scale = gamma[j] * inv_std;
-    let mean_dy = sums.x * inv_m;
-    let mean_dy_xhat = sums.y * inv_m;
+    let mean_g = sums.x * inv_m;
+    let mean_g_xhat = sums.y * inv_m;
     for (var t = lid; t < m; t = t + WG) {
         let k = at(j, t);
-        let xhat = (x[k] - mean) * inv_std;
-        dx[k] = scale * (dy[k] - mean_dy - xhat * mean_dy_xhat);
+        let xk = x[k];
+        let g = dy[k] * activation_grad(p.act, apply_activation(p.act, xk * scale + shift));
+        let xhat = (xk - mean) * inv_std;
+        dx[k] = scale * (g - mean_g - xhat * mean_g_xhat);
     }
 }

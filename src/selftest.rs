@@ -410,6 +410,7 @@ impl Runner<'_> {
     /// Batch normalization: training forward (output, saved and moving statistics),
     /// evaluation forward, backward (dx, dγ, dβ).
     fn batchnorm(&mut self, d: BatchNormDesc) -> Result<()> {
+        let act = format!("{:?}", d.activation).to_lowercase();
         let (n, c) = (d.numel(), d.c);
         let (x, dy, beta) = (self.data(n), self.data(n), self.data(c));
         let gamma: Vec<f32> = self.data(c).iter().map(|v| 1.0 + 0.5 * v).collect();
@@ -418,16 +419,16 @@ impl Runner<'_> {
         let (gt, bt) = (self.upload(&gamma, &[c])?, self.upload(&beta, &[c])?);
         let (mmt, mvt) = (self.upload(&mm, &[c])?, self.upload(&mv, &[c])?);
         let (y, ye, dx) = (self.out(&[n])?, self.out(&[n])?, self.out(&[n])?);
-        let (sm, sis, dg, db) = (self.out(&[c])?, self.out(&[c])?, self.out(&[c])?, self.out(&[c])?);
+        let (stats, dg, db) = (self.out(&[2 * c])?, self.out(&[c])?, self.out(&[c])?);
         let ctx = self.ctx;
         self.run(&[
             batchnorm::batchnorm_eval(ctx, &d, &xt, &gt, &bt, &mmt, &mvt, &ye)?,
-            batchnorm::batchnorm_train(ctx, &d, &xt, &gt, &bt, &y, &sm, &sis, &mmt, &mvt)?,
-            batchnorm::batchnorm_backward(ctx, &d, &xt, &gt, &sm, &sis, &dyt, Some(&dx), &dg, &db)?,
+            batchnorm::batchnorm_train(ctx, &d, &xt, &gt, &bt, &y, &stats, &mmt, &mvt)?,
+            batchnorm::batchnorm_backward(ctx, &d, &xt, &gt, &bt, &stats, &dyt, Some(&dx), &dg, &db)?,
         ])?;
         let mut want_ye = vec![0.0; n];
         r::batchnorm::batchnorm_eval(&d, &x, &gamma, &beta, &mm, &mv, &mut want_ye)?;
-        let (mut want_y, mut want_sm, mut want_sis) = (vec![0.0; n], vec![0.0; c], vec![0.0; c]);
+        let (mut want_y, mut want_stats) = (vec![0.0; n], vec![0.0; 2 * c]);
         let (mut want_mm, mut want_mv) = (mm.clone(), mv.clone());
         r::batchnorm::batchnorm_train(
             &d,
@@ -435,8 +436,7 @@ impl Runner<'_> {
             &gamma,
             &beta,
             &mut want_y,
-            &mut want_sm,
-            &mut want_sis,
+            &mut want_stats,
             &mut want_mm,
             &mut want_mv,
         )?;
@@ -445,28 +445,31 @@ impl Runner<'_> {
             &d,
             &x,
             &gamma,
-            &want_sm,
-            &want_sis,
+            &beta,
+            &want_stats,
             &dy,
             Some(&mut want_dx),
             &mut want_dg,
             &mut want_db,
         )?;
         let shape = format!("{}x{}x{}", d.n, d.c, d.s);
-        self.record("batchnorm eval", shape.clone(), &[(ye.to_f32(ctx)?, want_ye)]);
         self.record(
-            "batchnorm train",
+            &format!("batchnorm eval {act}"),
+            shape.clone(),
+            &[(ye.to_f32(ctx)?, want_ye)],
+        );
+        self.record(
+            &format!("batchnorm train {act}"),
             shape.clone(),
             &[
                 (y.to_f32(ctx)?, want_y),
-                (sm.to_f32(ctx)?, want_sm),
-                (sis.to_f32(ctx)?, want_sis),
+                (stats.to_f32(ctx)?, want_stats),
                 (mmt.to_f32(ctx)?, want_mm),
                 (mvt.to_f32(ctx)?, want_mv),
             ],
         );
         self.record(
-            "batchnorm backward",
+            &format!("batchnorm backward {act}"),
             shape,
             &[
                 (dx.to_f32(ctx)?, want_dx),
@@ -605,7 +608,7 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
         t.matmul_reduce_batch(&reduced)?;
     }
     t.dropout(10_007, 0.5, 3)?;
-    t.batchnorm(BatchNormDesc::new(16, 32, 169))?;
+    t.batchnorm(BatchNormDesc::new(16, 32, 169).activation(Activation::Relu))?;
     t.batchnorm(BatchNormDesc::new(7, 64, 1))?;
     t.optimizer(Optimizer::adam(0.001), 1000, 5)?;
     t.optimizer(Optimizer::sgd(0.01, 0.9), 1000, 5)?;

@@ -91,7 +91,7 @@ pub enum Op {
         x: NodeId,
         act: Activation,
     },
-    /// Batch normalization over the first per-sample axis (channels of
+    /// `act(batch_norm(x))` over the first per-sample axis (channels of
     /// `[C, H, W]`, features of `[F]`): batch statistics while training (moving
     /// `moving_mean`/`moving_var`, non-trainable parameters, toward them), the moving
     /// statistics when evaluating. `gamma`, `beta` and the statistics have `[C]`.
@@ -103,6 +103,7 @@ pub enum Op {
         moving_var: NodeId,
         momentum: f32,
         epsilon: f32,
+        act: Activation,
     },
     /// Inverted dropout of a fraction `rate` of the units while training (mask
     /// drawn from `seed` and the step number, see `kernels::dropout`); the
@@ -198,7 +199,7 @@ impl Graph {
         )
     }
 
-    /// Batch normalization of `x` over its first per-sample axis (see
+    /// Batch normalization of `x` over its first per-sample axis, then `act` (see
     /// [`Op::BatchNorm`]); `gamma`, `beta`, `moving_mean` and `moving_var` must be
     /// `[C]` parameters, the statistics non-trainable.
     #[allow(clippy::too_many_arguments)]
@@ -211,11 +212,12 @@ impl Graph {
         moving_var: NodeId,
         momentum: f32,
         epsilon: f32,
+        act: Activation,
         layer: &str,
     ) -> Result<NodeId> {
         let xs = self.shape(x).to_vec();
         let (c, _) = batch_norm_view(&xs);
-        batch_norm_desc(1, &xs, momentum, epsilon)
+        batch_norm_desc(1, &xs, momentum, epsilon, act)
             .validate()
             .map_err(|e| Error::invalid(format!("layer '{layer}': {e}")))?;
         for (what, id, trainable) in [
@@ -245,6 +247,7 @@ impl Graph {
                 moving_var,
                 momentum,
                 epsilon,
+                act,
             },
             xs,
             layer,
@@ -419,8 +422,14 @@ pub fn batch_norm_view(shape: &[usize]) -> (usize, usize) {
 }
 
 /// The kernel view of a batch normalization of per-sample shape `xs` over a
-/// batch of `batch`.
-pub fn batch_norm_desc(batch: usize, xs: &[usize], momentum: f32, epsilon: f32) -> BatchNormDesc {
+/// batch of `batch`, followed by `act`.
+pub fn batch_norm_desc(
+    batch: usize,
+    xs: &[usize],
+    momentum: f32,
+    epsilon: f32,
+    act: Activation,
+) -> BatchNormDesc {
     let (c, s) = batch_norm_view(xs);
     BatchNormDesc {
         n: batch,
@@ -428,6 +437,7 @@ pub fn batch_norm_desc(batch: usize, xs: &[usize], momentum: f32, epsilon: f32) 
         s,
         momentum,
         epsilon,
+        activation: act,
     }
 }
 

@@ -165,9 +165,9 @@ impl Plan {
             return Err(Error::invalid("batch size must be at least 1"));
         }
         let mut values: Vec<Option<Tensor>> = vec![None; graph.nodes.len()];
+        // What forward keeps for a node's backward: max-pool arg-max indices, a
+        // batch normalization's [mean | 1/std] per channel.
         let mut aux: HashMap<NodeId, Tensor> = HashMap::new();
-        // Batch normalizations' per-channel mean and 1/std of the batch, for backward.
-        let mut saved: HashMap<NodeId, (Tensor, Tensor)> = HashMap::new();
         let mut forward = Vec::new();
         let mut input = None;
         let fused = if options.fuse {
@@ -274,14 +274,14 @@ impl Plan {
                     moving_var,
                     momentum,
                     epsilon,
+                    act,
                 } => {
                     let y = Tensor::zeros(ctx, &shape, DType::F32)?;
-                    let d = batch_norm_desc(b, graph.shape(*x), *momentum, *epsilon);
+                    let d = batch_norm_desc(b, graph.shape(*x), *momentum, *epsilon, *act);
                     let (g, bt) = (value(*gamma), value(*beta));
                     let (mm, mv) = (value(*moving_mean), value(*moving_var));
                     if options.train {
-                        let mean = Tensor::zeros(ctx, &[d.c], DType::F32)?;
-                        let inv_std = Tensor::zeros(ctx, &[d.c], DType::F32)?;
+                        let stats = Tensor::zeros(ctx, &[2, d.c], DType::F32)?;
                         forward.push(batchnorm_train(
                             ctx,
                             &d,
@@ -289,12 +289,11 @@ impl Plan {
                             &g,
                             &bt,
                             &y,
-                            &mean,
-                            &inv_std,
+                            &stats,
                             &mm,
                             &mv,
                         )?);
-                        saved.insert(id, (mean, inv_std));
+                        aux.insert(id, stats);
                     } else {
                         forward.push(batchnorm_eval(ctx, &d, &value(*x), &g, &bt, &mm, &mv, &y)?);
                     }
@@ -382,7 +381,6 @@ impl Plan {
                     b,
                     &values,
                     &aux,
-                    &saved,
                     &fused,
                     store,
                     dl.reshape(out.shape())?,
@@ -586,7 +584,6 @@ fn lower_backward(
     b: usize,
     values: &[Option<Tensor>],
     aux: &HashMap<NodeId, Tensor>,
-    saved: &HashMap<NodeId, (Tensor, Tensor)>,
     fused: &HashMap<NodeId, FusedConvPool>,
     store: &ParamStore,
     d_output: Tensor,
@@ -786,18 +783,18 @@ fn lower_backward(
                 beta,
                 momentum,
                 epsilon,
+                act,
                 ..
             } => {
-                let d = batch_norm_desc(b, graph.shape(*x), *momentum, *epsilon);
-                let (mean, inv_std) = &saved[&id];
+                let d = batch_norm_desc(b, graph.shape(*x), *momentum, *epsilon, *act);
                 let dx = dx_for(*x, &mut pool, &mut grads)?;
                 out.push(batchnorm_backward(
                     ctx,
                     &d,
                     &value(*x),
                     &value(*gamma),
-                    mean,
-                    inv_std,
+                    &value(*beta),
+                    &aux[&id],
                     &dy,
                     dx.as_ref(),
                     &param_grad(*gamma)?,

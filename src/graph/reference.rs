@@ -26,11 +26,11 @@ pub struct ReferenceExecutor {
 }
 
 /// The forward pass' values, pooling indices and batch normalizations' saved
-/// `(mean, 1/std)`, by node id.
+/// `[mean | 1/std]`, by node id.
 struct Forward {
     values: Vec<Vec<f32>>,
     aux: Vec<Vec<u32>>,
-    saved: Vec<(Vec<f32>, Vec<f32>)>,
+    saved: Vec<Vec<f32>>,
 }
 
 fn conv_desc(
@@ -94,7 +94,7 @@ impl ReferenceExecutor {
         let n = g.nodes.len();
         let mut vals: Vec<Vec<f32>> = vec![Vec::new(); n];
         let mut aux: Vec<Vec<u32>> = vec![Vec::new(); n];
-        let mut saved: Vec<(Vec<f32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); n];
+        let mut saved: Vec<Vec<f32>> = vec![Vec::new(); n];
         let numel = |id: NodeId| b * g.shape(id).iter().product::<usize>();
         for id in 0..=self.output {
             let v = match &g.nodes[id].op {
@@ -173,26 +173,19 @@ impl ReferenceExecutor {
                     moving_var,
                     momentum,
                     epsilon,
+                    act,
                 } => {
-                    let d = batch_norm_desc(b, g.shape(*x), *momentum, *epsilon);
+                    let d = batch_norm_desc(b, g.shape(*x), *momentum, *epsilon, *act);
                     let mut y = vec![0.0; numel(id)];
                     let p = &mut self.params;
                     if train.is_some() {
-                        let (mut mean, mut inv_std) = (vec![0.0; d.c], vec![0.0; d.c]);
+                        let mut stats = vec![0.0; 2 * d.c];
                         let (mut mm, mut mv) = (p[*moving_mean].clone(), p[*moving_var].clone());
                         r::batchnorm::batchnorm_train(
-                            &d,
-                            &vals[*x],
-                            &p[*gamma],
-                            &p[*beta],
-                            &mut y,
-                            &mut mean,
-                            &mut inv_std,
-                            &mut mm,
-                            &mut mv,
+                            &d, &vals[*x], &p[*gamma], &p[*beta], &mut y, &mut stats, &mut mm, &mut mv,
                         )?;
                         (p[*moving_mean], p[*moving_var]) = (mm, mv);
-                        saved[id] = (mean, inv_std);
+                        saved[id] = stats;
                     } else {
                         r::batchnorm::batchnorm_eval(
                             &d,
@@ -357,18 +350,18 @@ impl ReferenceExecutor {
                     beta,
                     momentum,
                     epsilon,
+                    act,
                     ..
                 } => {
-                    let d = batch_norm_desc(b, g.shape(*x), *momentum, *epsilon);
-                    let (mean, inv_std) = &saved[id];
+                    let d = batch_norm_desc(b, g.shape(*x), *momentum, *epsilon, *act);
                     let (mut dg, mut db) = (vec![0.0; d.c], vec![0.0; d.c]);
                     let mut dx = req[*x].then(|| vec![0.0; numel(*x)]);
                     r::batchnorm::batchnorm_backward(
                         &d,
                         &vals[*x],
                         &self.params[*gamma],
-                        mean,
-                        inv_std,
+                        &self.params[*beta],
+                        &saved[id],
                         &dy,
                         dx.as_deref_mut(),
                         &mut dg,

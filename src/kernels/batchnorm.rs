@@ -1,10 +1,13 @@
 //! Batch-normalization launchers (`shaders/batchnorm.wgsl`): the training forward
 //! (batch statistics, moving statistics updated), the evaluation forward (moving
-//! statistics) and the backward pass. CPU twin: [`crate::reference::batchnorm`].
+//! statistics) and the backward pass, each with an optional activation after the
+//! normalization (Keras' BatchNormalization → Activation in one pass). CPU twin:
+//! [`crate::reference::batchnorm`].
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
-use crate::kernels::elementwise::{count_u32, same_buffer};
+use crate::kernels::elementwise::{activation_code, count_u32, same_buffer};
+use crate::kernels::matmul::Activation;
 use crate::kernels::{Kernel, Shader, groups_for};
 
 /// Invocations per workgroup.
@@ -23,13 +26,14 @@ struct Params {
     s: u32,
     momentum: f32,
     epsilon: f32,
+    act: u32,
     write_dx: u32,
-    _pad: [u32; 2],
+    _pad: u32,
 }
 
 /// x viewed as `[n, c, s]`, normalized per channel `c` over `n · s` values (NCHW:
-/// `s = H · W`; a Dense layer's `[batch, features]`: `s = 1`). `momentum` and
-/// `epsilon` as Keras' BatchNormalization (defaults 0.99 and 0.001).
+/// `s = H · W`; a Dense layer's `[batch, features]`: `s = 1`), then `activation`.
+/// `momentum` and `epsilon` as Keras' BatchNormalization (defaults 0.99 and 0.001).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormDesc {
     pub n: usize,
@@ -37,6 +41,7 @@ pub struct BatchNormDesc {
     pub s: usize,
     pub momentum: f32,
     pub epsilon: f32,
+    pub activation: Activation,
 }
 
 impl BatchNormDesc {
@@ -48,7 +53,13 @@ impl BatchNormDesc {
             s,
             momentum: 0.99,
             epsilon: 1e-3,
+            activation: Activation::Identity,
         }
+    }
+
+    /// The same with `activation` after the normalization.
+    pub fn activation(self, activation: Activation) -> BatchNormDesc {
+        BatchNormDesc { activation, ..self }
     }
 
     pub fn numel(&self) -> usize {
@@ -88,8 +99,9 @@ impl BatchNormDesc {
             s: count_u32("batchnorm", "s", self.s)?,
             momentum: self.momentum,
             epsilon: self.epsilon,
+            act: activation_code(self.activation),
             write_dx: write_dx as u32,
-            _pad: [0; 2],
+            _pad: 0,
         })
     }
 }
@@ -129,10 +141,10 @@ fn check(d: &BatchNormDesc, read: &[Arg<'_>], written: &[Arg<'_>]) -> Result<()>
     Ok(())
 }
 
-/// Training forward: `y = γ (x − mean) / √(var + ε) + β` with this batch's per-channel
-/// mean and biased variance; writes `saved_mean` and `saved_inv_std` (`1/√(var + ε)`,
-/// for [`batchnorm_backward`]) and moves `moving_mean`/`moving_var` toward the batch's
-/// statistics (`moving = momentum · moving + (1 − momentum) · batch`).
+/// Training forward: `y = act(γ (x − mean) / √(var + ε) + β)` with this batch's
+/// per-channel mean and biased variance; writes `saved` (`[2, c]`: the means, then
+/// `1/√(var + ε)`, for [`batchnorm_backward`]) and moves `moving_mean`/`moving_var`
+/// toward the batch's statistics (`moving = momentum · moving + (1 − momentum) · batch`).
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_train(
     ctx: &Context,
@@ -141,8 +153,7 @@ pub fn batchnorm_train(
     gamma: &Tensor,
     beta: &Tensor,
     y: &Tensor,
-    saved_mean: &Tensor,
-    saved_inv_std: &Tensor,
+    saved: &Tensor,
     moving_mean: &Tensor,
     moving_var: &Tensor,
 ) -> Result<Dispatch> {
@@ -152,8 +163,7 @@ pub fn batchnorm_train(
         &[("x", x, n), ("gamma", gamma, c), ("beta", beta, c)],
         &[
             ("y", y, n),
-            ("saved_mean", saved_mean, c),
-            ("saved_inv_std", saved_inv_std, c),
+            ("saved", saved, 2 * c),
             ("moving_mean", moving_mean, c),
             ("moving_var", moving_var, c),
         ],
@@ -168,8 +178,7 @@ pub fn batchnorm_train(
             (2, &gamma.buffer),
             (3, &beta.buffer),
             (4, &y.buffer),
-            (5, &saved_mean.buffer),
-            (6, &saved_inv_std.buffer),
+            (5, &saved.buffer),
             (7, &moving_mean.buffer),
             (8, &moving_var.buffer),
         ],
@@ -177,7 +186,7 @@ pub fn batchnorm_train(
     )
 }
 
-/// Evaluation forward: `y = γ (x − moving_mean) / √(moving_var + ε) + β`.
+/// Evaluation forward: `y = act(γ (x − moving_mean) / √(moving_var + ε) + β)`.
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_eval(
     ctx: &Context,
@@ -218,16 +227,17 @@ pub fn batchnorm_eval(
     )
 }
 
-/// Backward of [`batchnorm_train`] from the statistics it saved: writes `dgamma`
-/// (`Σ dy · x̂`), `dbeta` (`Σ dy`) and, when given, `dx`.
+/// Backward of [`batchnorm_train`] from the statistics it saved, given `dy`, the
+/// gradient of its (activated) output: writes `dgamma` (`Σ g · x̂`), `dbeta`
+/// (`Σ g`, with `g = dy · act'`) and, when given, `dx`.
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_backward(
     ctx: &Context,
     d: &BatchNormDesc,
     x: &Tensor,
     gamma: &Tensor,
-    saved_mean: &Tensor,
-    saved_inv_std: &Tensor,
+    beta: &Tensor,
+    saved: &Tensor,
     dy: &Tensor,
     dx: Option<&Tensor>,
     dgamma: &Tensor,
@@ -252,8 +262,8 @@ pub fn batchnorm_backward(
         &[
             ("x", x, n),
             ("gamma", gamma, c),
-            ("saved_mean", saved_mean, c),
-            ("saved_inv_std", saved_inv_std, c),
+            ("beta", beta, c),
+            ("saved", saved, 2 * c),
             ("dy", dy, n),
         ],
         &written,
@@ -266,8 +276,8 @@ pub fn batchnorm_backward(
         &[
             (1, &x.buffer),
             (2, &gamma.buffer),
-            (5, &saved_mean.buffer),
-            (6, &saved_inv_std.buffer),
+            (3, &beta.buffer),
+            (5, &saved.buffer),
             (9, &dy.buffer),
             (10, &dx_buffer.buffer),
             (11, &dgamma.buffer),

@@ -76,7 +76,10 @@ impl Shader {
     /// The WGSL text.
     pub fn source(self) -> &'static str {
         match self {
-            Shader::Batchnorm => include_str!("../../shaders/batchnorm.wgsl"),
+            Shader::Batchnorm => concat!(
+                include_str!("../../shaders/activation.wgsl"),
+                include_str!("../../shaders/batchnorm.wgsl")
+            ),
             Shader::Conv => concat!(
                 include_str!("../../shaders/plane.wgsl"),
                 include_str!("../../shaders/conv.wgsl")

@@ -45,13 +45,17 @@ impl Sequential {
         let mut x = g.input(&self.input_shape)?;
         let mut index = 0usize;
         let count = self.layers.len();
+        // Set by a layer that ran the next one (an Activation) inside its own node.
+        let mut fold_next = false;
         if count == 0 {
             return Err(Error::invalid("the model has no layers"));
         }
         for (i, layer) in self.layers.iter().enumerate() {
             let name = format!("{} #{}", layer.kind(), i + 1);
             let last = i + 1 == count;
-            let resolve = |a: LayerActivation| -> Result<Activation> {
+            // The kernel activation of `a` in a layer named `name`, last or not (a
+            // final softmax or sigmoid is folded into the loss).
+            let resolve_in = |a: LayerActivation, name: &str, last: bool| -> Result<Activation> {
                 match (a, last, loss) {
                     (LayerActivation::Softmax, true, Loss::SparseCategoricalCrossentropy) => {
                         Ok(Activation::Identity)
@@ -64,6 +68,7 @@ impl Sequential {
                     (a, _, _) => Ok(a.kernel().expect("not softmax")),
                 }
             };
+            let resolve = |a: LayerActivation| resolve_in(a, &name, last);
             let modules = |a: LayerActivation| 1 + usize::from(a != LayerActivation::Linear);
             match layer {
                 Layer::Dense { units, activation } => {
@@ -145,7 +150,18 @@ impl Sequential {
                     let beta = g.param(&format!("{index}.bias"), &[c], Init::Zeros, &name);
                     let mean = g.state(&format!("{index}.running_mean"), &[c], Init::Zeros, &name);
                     let var = g.state(&format!("{index}.running_var"), &[c], Init::Ones, &name);
-                    x = g.batch_norm(x, gamma, beta, mean, var, *momentum, *epsilon, &name)?;
+                    // An Activation layer right after runs inside the normalization's
+                    // kernels (one pass over the data instead of two); it keeps its
+                    // own module index and makes no node of its own.
+                    let act = match self.layers.get(i + 1) {
+                        Some(next @ Layer::Activation(a)) => {
+                            fold_next = true;
+                            let next_name = format!("{} #{}", next.kind(), i + 2);
+                            resolve_in(*a, &next_name, i + 2 == count)?
+                        }
+                        _ => Activation::Identity,
+                    };
+                    x = g.batch_norm(x, gamma, beta, mean, var, *momentum, *epsilon, act, &name)?;
                     index += 1;
                 }
                 Layer::Dropout { rate } => {
@@ -153,6 +169,7 @@ impl Sequential {
                     x = g.dropout(x, *rate, &name)?;
                     index += 1;
                 }
+                Layer::Activation(_) if std::mem::take(&mut fold_next) => index += 1,
                 Layer::Activation(a) => {
                     let act = resolve(*a)?;
                     if act != Activation::Identity {

@@ -2,6 +2,19 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::batchnorm::BatchNormDesc;
+use crate::kernels::matmul::Activation;
+use crate::reference::matmul::activation;
+
+/// `act'(z)` for a pre-activation `z`.
+fn activation_grad(act: Activation, z: f64) -> f64 {
+    let y = activation(act, z);
+    match act {
+        Activation::Identity => 1.0,
+        Activation::Relu => f64::from(u8::from(y > 0.0)),
+        Activation::Sigmoid => y * (1.0 - y),
+        Activation::Tanh => 1.0 - y * y,
+    }
+}
 
 /// Indices of channel `j`'s elements in x viewed as `[n, c, s]`.
 fn channel(d: &BatchNormDesc, j: usize) -> impl Iterator<Item = usize> + '_ {
@@ -19,8 +32,9 @@ fn check_lens(d: &BatchNormDesc, full: &[usize], per_channel: &[usize]) -> Resul
     Ok(())
 }
 
-/// Training forward; returns nothing but fills `y`, `saved_mean`, `saved_inv_std`
-/// and moves `moving_mean`/`moving_var` (see [`crate::kernels::batchnorm::batchnorm_train`]).
+/// Training forward: fills `y` and `saved` (`[2, c]`: means, then `1/√(var + ε)`)
+/// and moves `moving_mean`/`moving_var` (see
+/// [`crate::kernels::batchnorm::batchnorm_train`]).
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_train(
     d: &BatchNormDesc,
@@ -28,23 +42,21 @@ pub fn batchnorm_train(
     gamma: &[f32],
     beta: &[f32],
     y: &mut [f32],
-    saved_mean: &mut [f32],
-    saved_inv_std: &mut [f32],
+    saved: &mut [f32],
     moving_mean: &mut [f32],
     moving_var: &mut [f32],
 ) -> Result<()> {
     check_lens(
         d,
         &[x.len(), y.len()],
-        &[
-            gamma.len(),
-            beta.len(),
-            saved_mean.len(),
-            saved_inv_std.len(),
-            moving_mean.len(),
-            moving_var.len(),
-        ],
+        &[gamma.len(), beta.len(), moving_mean.len(), moving_var.len()],
     )?;
+    if saved.len() != 2 * d.c {
+        return Err(Error::shape(
+            "batchnorm",
+            format!("saved must hold 2·c = {} values", 2 * d.c),
+        ));
+    }
     let m = (d.n * d.s) as f64;
     let mu = d.momentum;
     for j in 0..d.c {
@@ -52,17 +64,18 @@ pub fn batchnorm_train(
         let var = channel(d, j).map(|k| (x[k] as f64 - mean).powi(2)).sum::<f64>() / m;
         let inv_std = 1.0 / (var + d.epsilon as f64).sqrt();
         for k in channel(d, j) {
-            y[k] = (gamma[j] as f64 * (x[k] as f64 - mean) * inv_std + beta[j] as f64) as f32;
+            let z = gamma[j] as f64 * (x[k] as f64 - mean) * inv_std + beta[j] as f64;
+            y[k] = activation(d.activation, z) as f32;
         }
-        saved_mean[j] = mean as f32;
-        saved_inv_std[j] = inv_std as f32;
+        saved[j] = mean as f32;
+        saved[d.c + j] = inv_std as f32;
         moving_mean[j] = moving_mean[j] * mu + mean as f32 * (1.0 - mu);
         moving_var[j] = moving_var[j] * mu + var as f32 * (1.0 - mu);
     }
     Ok(())
 }
 
-/// Evaluation forward with the moving statistics.
+/// Evaluation forward with the moving statistics, then the activation.
 pub fn batchnorm_eval(
     d: &BatchNormDesc,
     x: &[f32],
@@ -80,21 +93,22 @@ pub fn batchnorm_eval(
     for j in 0..d.c {
         let inv_std = 1.0 / (moving_var[j] as f64 + d.epsilon as f64).sqrt();
         for k in channel(d, j) {
-            y[k] =
-                ((x[k] as f64 - moving_mean[j] as f64) * inv_std * gamma[j] as f64 + beta[j] as f64) as f32;
+            let z = (x[k] as f64 - moving_mean[j] as f64) * inv_std * gamma[j] as f64 + beta[j] as f64;
+            y[k] = activation(d.activation, z) as f32;
         }
     }
     Ok(())
 }
 
-/// Backward from the saved statistics: `dgamma`, `dbeta`, and `dx` when given.
+/// Backward from the saved statistics, `dy` being the gradient of the activated
+/// output: `dgamma`, `dbeta`, and `dx` when given.
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_backward(
     d: &BatchNormDesc,
     x: &[f32],
     gamma: &[f32],
-    saved_mean: &[f32],
-    saved_inv_std: &[f32],
+    beta: &[f32],
+    saved: &[f32],
     dy: &[f32],
     mut dx: Option<&mut [f32]>,
     dgamma: &mut [f32],
@@ -104,26 +118,30 @@ pub fn batchnorm_backward(
     check_lens(
         d,
         &[x.len(), dy.len(), dx_len],
-        &[
-            gamma.len(),
-            saved_mean.len(),
-            saved_inv_std.len(),
-            dgamma.len(),
-            dbeta.len(),
-        ],
+        &[gamma.len(), beta.len(), dgamma.len(), dbeta.len()],
     )?;
+    if saved.len() != 2 * d.c {
+        return Err(Error::shape(
+            "batchnorm",
+            format!("saved must hold 2·c = {} values", 2 * d.c),
+        ));
+    }
     let m = (d.n * d.s) as f64;
     for j in 0..d.c {
-        let (mean, inv_std) = (saved_mean[j] as f64, saved_inv_std[j] as f64);
+        let (mean, inv_std) = (saved[j] as f64, saved[d.c + j] as f64);
+        let scale = gamma[j] as f64 * inv_std;
         let xhat = |k: usize| (x[k] as f64 - mean) * inv_std;
-        let sum_dy: f64 = channel(d, j).map(|k| dy[k] as f64).sum();
-        let sum_dy_xhat: f64 = channel(d, j).map(|k| dy[k] as f64 * xhat(k)).sum();
-        dbeta[j] = sum_dy as f32;
-        dgamma[j] = sum_dy_xhat as f32;
+        // The gradient before the activation.
+        let g = |k: usize| {
+            dy[k] as f64 * activation_grad(d.activation, scale * (x[k] as f64 - mean) + beta[j] as f64)
+        };
+        let sum_g: f64 = channel(d, j).map(g).sum();
+        let sum_g_xhat: f64 = channel(d, j).map(|k| g(k) * xhat(k)).sum();
+        dbeta[j] = sum_g as f32;
+        dgamma[j] = sum_g_xhat as f32;
         if let Some(dx) = dx.as_deref_mut() {
-            let scale = gamma[j] as f64 * inv_std;
             for k in channel(d, j) {
-                dx[k] = (scale * (dy[k] as f64 - sum_dy / m - xhat(k) * sum_dy_xhat / m)) as f32;
+                dx[k] = (scale * (g(k) - sum_g / m - xhat(k) * sum_g_xhat / m)) as f32;
             }
         }
     }
