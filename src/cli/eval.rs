@@ -13,7 +13,7 @@ use super::train::{load_data, print_evaluation, write_metrics_json, write_run_re
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// Model: cnn, convnet, mlp, binary or regression.
+    /// Model: cnn, cnn-bn, convnet, mlp, binary or regression.
     #[arg(long, default_value = "cnn")]
     pub model: String,
     /// Safetensors checkpoint written by `wgml train --save`.
@@ -35,7 +35,7 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct PredictArgs {
-    /// Model: cnn or mlp (image models).
+    /// Model: cnn, cnn-bn, convnet or mlp (image models).
     #[arg(long, default_value = "cnn")]
     pub model: String,
     /// Safetensors checkpoint written by `wgml train --save`.

@@ -67,4 +67,58 @@ mod tests {
         assert_eq!(backward_order(&g, z), vec![z, y]);
         assert_eq!(consumers(&g), vec![1, 1, 1, 1, 0]);
     }
+
+    #[test]
+    fn moving_statistics_take_no_gradient_and_are_not_shared() {
+        let mut g = Graph::new();
+        let x = g.input(&[3, 2, 2]).unwrap();
+        let gamma = g.param("1.weight", &[3], Init::Ones, "bn");
+        let beta = g.param("1.bias", &[3], Init::Zeros, "bn");
+        let mean = g.state("1.running_mean", &[3], Init::Zeros, "bn");
+        let var = g.state("1.running_var", &[3], Init::Ones, "bn");
+        let y = g
+            .batch_norm(x, gamma, beta, mean, var, 0.99, 1e-3, Activation::Relu, "bn")
+            .unwrap();
+        assert_eq!(requires_grad(&g), vec![false, true, true, false, false, true]);
+        assert_eq!(backward_order(&g, y), vec![y]);
+        // A second normalization over the same statistics is refused, naming them.
+        let (gamma2, beta2) = (
+            g.param("2.weight", &[3], Init::Ones, "bn2"),
+            g.param("2.bias", &[3], Init::Zeros, "bn2"),
+        );
+        let e = g
+            .batch_norm(
+                y,
+                gamma2,
+                beta2,
+                mean,
+                var,
+                0.99,
+                1e-3,
+                Activation::Identity,
+                "bn2",
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bn2") && e.contains("moving mean is already used"),
+            "{e}"
+        );
+        // Statistics must be non-trainable, of [C].
+        let e = g
+            .batch_norm(
+                y,
+                gamma2,
+                beta2,
+                gamma2,
+                var,
+                0.99,
+                1e-3,
+                Activation::Identity,
+                "bn3",
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("non-trainable"), "{e}");
+    }
 }

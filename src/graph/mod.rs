@@ -226,6 +226,16 @@ impl Graph {
             ("moving mean", moving_mean, false),
             ("moving variance", moving_var, false),
         ] {
+            // A batch normalization owns its parameters: shared moving statistics
+            // would be moved twice a step.
+            if (0..self.nodes.len()).any(|n| self.inputs(n).contains(&id)) {
+                return Err(shape_err(
+                    layer,
+                    format!(
+                        "the {what} is already used by another op; each batch normalization needs its own"
+                    ),
+                ));
+            }
             let fits = matches!(self.nodes[id].op, Op::Param { trainable: t, .. } if t == trainable);
             if !fits || self.shape(id) != [c] {
                 return Err(shape_err(
