@@ -2,8 +2,8 @@
 
 `wgml train --save` writes safetensors with the names and layouts of the model's
 `torch.nn.Sequential` state_dict. This script builds that Sequential (the seed CNN, or
-with `cnn-bn` the CNN with batch normalization: BatchNorm2d/1d with eps=1e-3 and
-momentum=0.01, Keras' 0.99 the other way round), loads the file strictly (every name
+with `cnn-bn` the CNN with batch normalization: bias-free layers before BatchNorm2d/1d
+with eps=1e-3 and momentum=0.01, Keras' 0.99 the other way round), loads the file strictly (every name
 and shape must match, nothing missing or extra, `num_batches_tracked` included),
 evaluates the test split of an IDX dataset folder and prints the test loss and
 accuracy, to compare with `wgml eval` on the same file.
@@ -31,9 +31,9 @@ def main() -> None:
     nn = torch.nn
     if len(sys.argv) == 4 and sys.argv[3] == "cnn-bn":
         model = nn.Sequential(
-            nn.Conv2d(1, 32, 3), nn.BatchNorm2d(32, eps=1e-3, momentum=0.01), nn.ReLU(),
+            nn.Conv2d(1, 32, 3, bias=False), nn.BatchNorm2d(32, eps=1e-3, momentum=0.01), nn.ReLU(),
             nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(5408, 64), nn.BatchNorm1d(64, eps=1e-3, momentum=0.01), nn.ReLU(),
+            nn.Linear(5408, 64, bias=False), nn.BatchNorm1d(64, eps=1e-3, momentum=0.01), nn.ReLU(),
             nn.Linear(64, 10),
         )
     else:

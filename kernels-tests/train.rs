@@ -198,6 +198,54 @@ fn batch_normalization_matches_the_reference_path_training_and_evaluating() {
     assert_eq!(running.to_f32(ctx).unwrap(), var);
 }
 
+/// Keras' `use_bias=False` before each batch normalization (the usual pattern:
+/// the normalization's β is the offset), trained with Adam: no bias tensors in the
+/// model or its checkpoint names, the convolution without a bias takes the im2col
+/// path, and the GPU steps equal the reference path's, every parameter included.
+#[test]
+fn layers_without_bias_train_as_the_reference_path() {
+    let (_g, ctx) = gpu();
+    let spec = Sequential::new(&[1, 28, 28])
+        .add(Layer::conv2d(6, 3, A::Linear).without_bias())
+        .add(Layer::batch_norm())
+        .add(Layer::Activation(A::Relu))
+        .add(Layer::max_pool(2))
+        .add(Layer::Flatten)
+        .add(Layer::dense(16, A::Linear).without_bias())
+        .add(Layer::batch_norm())
+        .add(Layer::Activation(A::Tanh))
+        .add(Layer::dense(10, A::Softmax));
+    let loss = Loss::SparseCategoricalCrossentropy;
+    let summary = spec.summary(loss).unwrap();
+    assert_eq!(summary.layers[0].param_names, vec!["0.weight"]);
+    assert_eq!(summary.layers[0].params, 6 * 9);
+    assert_eq!(summary.layers[5].param_names, vec!["5.weight"]);
+    assert_eq!(summary.layers[5].params, 16 * 6 * 13 * 13);
+    let optimizer = Optimizer::adam(1e-3);
+    let mut model = spec.compile(ctx, loss, optimizer.clone(), 9).unwrap();
+    let names: Vec<&str> = model.store.params.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "0.weight",
+            "1.weight",
+            "1.bias",
+            "1.running_mean",
+            "1.running_var",
+            "5.weight",
+            "6.weight",
+            "6.bias",
+            "6.running_mean",
+            "6.running_var",
+            "8.weight",
+            "8.bias"
+        ]
+    );
+    let kernels = kernel_names(&mut model, ctx, 16);
+    assert!(!kernels.contains(&"conv_pool_forward"), "{kernels:?}");
+    matches_reference(ctx, "no bias", &mut model, optimizer.lr(), 16, 4);
+}
+
 /// Every plan a fit and the test evaluation use, prepared at once, leaves nothing
 /// to build later; a preparation that fails leaves nothing half-built behind.
 #[test]
@@ -281,7 +329,7 @@ fn matches_reference(
         graph.nodes.iter().any(|n| match &n.op {
             Op::BatchNorm { x, .. } => matches!(
                 graph.nodes[*x].op,
-                Op::Dense { b, act: Identity, .. } | Op::Conv2d { b, act: Identity, .. } if b == node
+                Op::Dense { b, act: Identity, .. } | Op::Conv2d { b, act: Identity, .. } if b == Some(node)
             ),
             _ => false,
         })

@@ -61,7 +61,7 @@ mod tests {
         let x = g.input(&[4]).unwrap();
         let w = g.param("0.weight", &[3, 4], Init::Zeros, "dense");
         let b = g.param("0.bias", &[3], Init::Zeros, "dense");
-        let y = g.dense(x, w, b, Activation::Relu, "dense").unwrap();
+        let y = g.dense(x, w, Some(b), Activation::Relu, "dense").unwrap();
         let z = g.activation(y, Activation::Tanh, "act");
         assert_eq!(requires_grad(&g), vec![false, true, true, true, true]);
         assert_eq!(backward_order(&g, z), vec![z, y]);

@@ -58,18 +58,20 @@ pub enum Op {
         init: Init,
         trainable: bool,
     },
-    /// `act(x · wᵀ + b)`, x `[B, in]`, w `[out, in]` (PyTorch's Linear layout), b `[out]`.
+    /// `act(x · wᵀ + b)`, x `[B, in]`, w `[out, in]` (PyTorch's Linear layout), b
+    /// `[out]` when the layer has a bias.
     Dense {
         x: NodeId,
         w: NodeId,
-        b: NodeId,
+        b: Option<NodeId>,
         act: Activation,
     },
-    /// `act(conv2d(x, w) + b)`, x `[B, C, H, W]`, w `[O, C, kh, kw]`, b `[O]`.
+    /// `act(conv2d(x, w) + b)`, x `[B, C, H, W]`, w `[O, C, kh, kw]`, b `[O]` when
+    /// the layer has a bias.
     Conv2d {
         x: NodeId,
         w: NodeId,
-        b: NodeId,
+        b: Option<NodeId>,
         stride: (usize, usize),
         padding: Padding,
         act: Activation,
@@ -265,7 +267,14 @@ impl Graph {
     }
 
     /// Dense layer on `x` (per-sample shape `[in]`).
-    pub fn dense(&mut self, x: NodeId, w: NodeId, b: NodeId, act: Activation, layer: &str) -> Result<NodeId> {
+    pub fn dense(
+        &mut self,
+        x: NodeId,
+        w: NodeId,
+        b: Option<NodeId>,
+        act: Activation,
+        layer: &str,
+    ) -> Result<NodeId> {
         let xs = self.shape(x).to_vec();
         let ws = self.shape(w).to_vec();
         if xs.len() != 1 {
@@ -276,13 +285,14 @@ impl Graph {
                 ),
             ));
         }
-        if ws.len() != 2 || ws[1] != xs[0] || self.shape(b) != [ws[0]] {
+        let bias_fits = b.is_none_or(|b| ws.len() == 2 && self.shape(b) == [ws[0]]);
+        if ws.len() != 2 || ws[1] != xs[0] || !bias_fits {
             return Err(shape_err(
                 layer,
                 format!(
                     "input has {} features but the weight is {ws:?} and the bias {:?}",
                     xs[0],
-                    self.shape(b)
+                    b.map(|b| self.shape(b))
                 ),
             ));
         }
@@ -295,7 +305,7 @@ impl Graph {
         &mut self,
         x: NodeId,
         w: NodeId,
-        b: NodeId,
+        b: Option<NodeId>,
         stride: (usize, usize),
         padding: Padding,
         act: Activation,
@@ -309,7 +319,8 @@ impl Graph {
                 format!("Conv2D expects [channels, height, width] per sample, got {xs:?}"),
             ));
         }
-        if ws.len() != 4 || ws[1] != xs[0] || self.shape(b) != [ws[0]] {
+        let bias_fits = b.is_none_or(|b| ws.len() == 4 && self.shape(b) == [ws[0]]);
+        if ws.len() != 4 || ws[1] != xs[0] || !bias_fits {
             return Err(shape_err(
                 layer,
                 format!("input has {} channels but the weight is {ws:?}", xs[0]),
@@ -404,7 +415,9 @@ impl Graph {
     pub fn inputs(&self, id: NodeId) -> Vec<NodeId> {
         match &self.nodes[id].op {
             Op::Input | Op::Param { .. } => vec![],
-            Op::Dense { x, w, b, .. } | Op::Conv2d { x, w, b, .. } => vec![*x, *w, *b],
+            Op::Dense { x, w, b, .. } | Op::Conv2d { x, w, b, .. } => {
+                [*x, *w].into_iter().chain(*b).collect()
+            }
             Op::BatchNorm {
                 x,
                 gamma,

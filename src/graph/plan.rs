@@ -199,7 +199,8 @@ impl Plan {
                     let mut d = MatmulDesc::new(b, ws[0], ws[1]);
                     d.trans_b = true;
                     d.activation = *act;
-                    forward.push(matmul(ctx, &d, &value(*x), &value(*w), Some(&value(*bias)), &y)?);
+                    let bias = bias.map(value);
+                    forward.push(matmul(ctx, &d, &value(*x), &value(*w), bias.as_ref(), &y)?);
                     y
                 }
                 Op::Conv2d {
@@ -212,12 +213,13 @@ impl Plan {
                 } => {
                     let y = Tensor::zeros(ctx, &shape, DType::F32)?;
                     let desc = conv_desc(b, graph.shape(*x), graph.shape(*w), *stride, *padding);
+                    let bias = bias.map(value);
                     forward.extend(conv2d_forward(
                         ctx,
                         &desc,
                         &value(*x),
                         &value(*w),
-                        Some(&value(*bias)),
+                        bias.as_ref(),
                         *act,
                         &y,
                     )?);
@@ -485,8 +487,8 @@ fn runs_in_fused_pair(fused: &HashMap<NodeId, FusedConvPool>, conv: NodeId) -> b
 /// The max-pools (up to `output`) that run fused with the convolution they read:
 /// on CPU adapters that can run [`conv_pool`] (there it removes most of the conv
 /// layer's memory traffic; GPUs keep the im2col path and its tiled matmul), for a
-/// 2×2/2 unpadded max-pool whose input is a convolution read by nothing else and
-/// whose own input needs no gradient (the fused backward gives none).
+/// 2×2/2 unpadded max-pool whose input is a convolution with a bias, read by nothing
+/// else, whose own input needs no gradient (the fused backward gives none).
 fn fusable_conv_pools(
     ctx: &Context,
     graph: &Graph,
@@ -517,6 +519,10 @@ fn fusable_conv_pools(
         else {
             continue;
         };
+        // The fused kernels add a bias (a convolution without one takes the im2col path).
+        let Some(bias) = *b else {
+            continue;
+        };
         if !pool_2x2 || uses[*conv] != 1 || req[*x] {
             continue;
         }
@@ -531,7 +537,7 @@ fn fusable_conv_pools(
                     conv: *conv,
                     x: *x,
                     w: *w,
-                    b: *b,
+                    b: bias,
                     desc,
                 },
             );
@@ -665,7 +671,9 @@ fn lower_backward(
                 }
                 // db[out] = Σ over the batch's rows (one invocation per column for
                 // short batches: no workgroup reduction and its barriers).
-                out.push(reduce::sum_axis(ctx, &dz, 1, b, units, &param_grad(*bias)?)?);
+                if let Some(bias) = bias {
+                    out.push(reduce::sum_axis(ctx, &dz, 1, b, units, &param_grad(*bias)?)?);
+                }
                 if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
                     // dx[B, in] = dz · W (before W's update below).
                     let d = MatmulDesc::new(b, fan_in, units);
@@ -710,7 +718,7 @@ fn lower_backward(
                     &dz,
                     dx.as_ref(),
                     &param_grad(*w)?,
-                    Some(&param_grad(*bias)?),
+                    bias.map(param_grad).transpose()?.as_ref(),
                 )?);
                 if *act != Activation::Identity && !already {
                     temporaries.push(dz);

@@ -114,7 +114,8 @@ impl ReferenceExecutor {
                     d.trans_b = true;
                     d.activation = *act;
                     let mut y = vec![0.0; numel(id)];
-                    r::matmul::matmul(&d, &vals[*x], &self.params[*w], Some(&self.params[*bias]), &mut y)?;
+                    let bias = bias.map(|b| self.params[b].as_slice());
+                    r::matmul::matmul(&d, &vals[*x], &self.params[*w], bias, &mut y)?;
                     y
                 }
                 Op::Conv2d {
@@ -131,7 +132,7 @@ impl ReferenceExecutor {
                         &desc,
                         &vals[*x],
                         &self.params[*w],
-                        Some(&self.params[*bias]),
+                        bias.map(|b| self.params[b].as_slice()),
                         *act,
                         &mut y,
                     );
@@ -270,8 +271,11 @@ impl ReferenceExecutor {
                     d.trans_a = true;
                     let mut dw = vec![0.0; ws[0] * ws[1]];
                     r::matmul::matmul(&d, &dz, &vals[*x], None, &mut dw)?;
-                    let mut db = vec![0.0; ws[0]];
-                    r::reduce::channel_sum(&dz, b, ws[0], 1, &mut db, false);
+                    if let Some(bias) = bias {
+                        let mut db = vec![0.0; ws[0]];
+                        r::reduce::channel_sum(&dz, b, ws[0], 1, &mut db, false);
+                        add_grad(&mut grads, *bias, db);
+                    }
                     if req[*x] {
                         let d = MatmulDesc::new(b, ws[1], ws[0]);
                         let mut dx = vec![0.0; numel(*x)];
@@ -279,7 +283,6 @@ impl ReferenceExecutor {
                         add_grad(&mut grads, *x, dx);
                     }
                     add_grad(&mut grads, *w, dw);
-                    add_grad(&mut grads, *bias, db);
                 }
                 Op::Conv2d {
                     x,
@@ -292,7 +295,7 @@ impl ReferenceExecutor {
                     let dz = pre_act(*act, &vals[id], &dy);
                     let desc = conv_desc(b, g.shape(*x), g.shape(*w), *stride, *padding);
                     let mut dw = vec![0.0; self.params[*w].len()];
-                    let mut db = vec![0.0; self.params[*bias].len()];
+                    let mut db = bias.map(|b| vec![0.0; self.params[b].len()]);
                     let mut dx = req[*x].then(|| vec![0.0; numel(*x)]);
                     r::conv::conv2d_backward(
                         &desc,
@@ -301,13 +304,15 @@ impl ReferenceExecutor {
                         &dz,
                         dx.as_deref_mut(),
                         &mut dw,
-                        Some(&mut db),
+                        db.as_deref_mut(),
                     );
                     if let Some(dx) = dx {
                         add_grad(&mut grads, *x, dx);
                     }
                     add_grad(&mut grads, *w, dw);
-                    add_grad(&mut grads, *bias, db);
+                    if let (Some(bias), Some(db)) = (bias, db) {
+                        add_grad(&mut grads, *bias, db);
+                    }
                 }
                 Op::MaxPool2d { x, window } => {
                     if req[*x] {

@@ -31,9 +31,12 @@ impl LayerActivation {
 /// One layer of a [`Sequential`](super::Sequential) model.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Layer {
+    /// `use_bias` as Keras' (true by default; false before a batch normalization,
+    /// which removes any offset: the bias would only learn rounding noise).
     Dense {
         units: usize,
         activation: LayerActivation,
+        use_bias: bool,
     },
     Conv2D {
         filters: usize,
@@ -41,6 +44,7 @@ pub enum Layer {
         stride: (usize, usize),
         padding: Padding,
         activation: LayerActivation,
+        use_bias: bool,
     },
     MaxPool2D {
         pool: (usize, usize),
@@ -72,7 +76,42 @@ pub enum Layer {
 
 impl Layer {
     pub fn dense(units: usize, activation: LayerActivation) -> Layer {
-        Layer::Dense { units, activation }
+        Layer::Dense {
+            units,
+            activation,
+            use_bias: true,
+        }
+    }
+
+    /// The same Dense or Conv2D layer without its bias (Keras' `use_bias=False`;
+    /// PyTorch's `bias=False`: no `.bias` in checkpoints). Other layers have no
+    /// bias and are returned unchanged.
+    pub fn without_bias(self) -> Layer {
+        match self {
+            Layer::Dense {
+                units, activation, ..
+            } => Layer::Dense {
+                units,
+                activation,
+                use_bias: false,
+            },
+            Layer::Conv2D {
+                filters,
+                kernel,
+                stride,
+                padding,
+                activation,
+                ..
+            } => Layer::Conv2D {
+                filters,
+                kernel,
+                stride,
+                padding,
+                activation,
+                use_bias: false,
+            },
+            other => other,
+        }
     }
 
     /// Keras' `Conv2D(filters, kernel, activation=...)`: stride 1, 'valid' padding.
@@ -83,6 +122,7 @@ impl Layer {
             stride: (1, 1),
             padding: Padding::Valid,
             activation,
+            use_bias: true,
         }
     }
 

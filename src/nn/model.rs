@@ -71,7 +71,11 @@ impl Sequential {
             let resolve = |a: LayerActivation| resolve_in(a, &name, last);
             let modules = |a: LayerActivation| 1 + usize::from(a != LayerActivation::Linear);
             match layer {
-                Layer::Dense { units, activation } => {
+                Layer::Dense {
+                    units,
+                    activation,
+                    use_bias,
+                } => {
                     let fan_in = g.shape(x).iter().product::<usize>();
                     if *units == 0 {
                         return Err(Error::invalid(format!(
@@ -87,7 +91,8 @@ impl Sequential {
                         },
                         &name,
                     );
-                    let b = g.param(&format!("{index}.bias"), &[*units], Init::Zeros, &name);
+                    let b =
+                        use_bias.then(|| g.param(&format!("{index}.bias"), &[*units], Init::Zeros, &name));
                     x = g.dense(x, w, b, resolve(*activation)?, &name)?;
                     index += modules(*activation);
                 }
@@ -97,6 +102,7 @@ impl Sequential {
                     stride,
                     padding,
                     activation,
+                    use_bias,
                 } => {
                     let xs = g.shape(x).to_vec();
                     if xs.len() != 3 {
@@ -122,7 +128,8 @@ impl Sequential {
                         },
                         &name,
                     );
-                    let b = g.param(&format!("{index}.bias"), &[*filters], Init::Zeros, &name);
+                    let b =
+                        use_bias.then(|| g.param(&format!("{index}.bias"), &[*filters], Init::Zeros, &name));
                     x = g.conv2d(x, w, b, *stride, *padding, resolve(*activation)?, &name)?;
                     index += modules(*activation);
                 }

@@ -48,19 +48,20 @@ pub fn cnn() -> Recipe {
 }
 
 /// The seed CNN with batch normalization between each hidden layer and its ReLU
-/// (Keras' usual Conv2D → BatchNormalization → Activation('relu') pattern):
-/// Conv2D(32, 3×3) → BN → ReLU → MaxPool(2×2) → Flatten → Dense(64) → BN → ReLU →
-/// Dense(10, softmax); trained as [`cnn`].
+/// (Keras' usual `Conv2D(use_bias=False) → BatchNormalization → Activation('relu')`
+/// pattern: the normalization's β is the offset): Conv2D(32, 3×3, no bias) → BN →
+/// ReLU → MaxPool(2×2) → Flatten → Dense(64, no bias) → BN → ReLU → Dense(10,
+/// softmax); trained as [`cnn`].
 pub fn cnn_bn() -> Recipe {
     Recipe {
         name: "cnn-bn",
         model: Sequential::new(&[1, 28, 28])
-            .add(Layer::conv2d(32, 3, A::Linear))
+            .add(Layer::conv2d(32, 3, A::Linear).without_bias())
             .add(Layer::batch_norm())
             .add(Layer::Activation(A::Relu))
             .add(Layer::max_pool(2))
             .add(Layer::Flatten)
-            .add(Layer::dense(64, A::Linear))
+            .add(Layer::dense(64, A::Linear).without_bias())
             .add(Layer::batch_norm())
             .add(Layer::Activation(A::Relu))
             .add(Layer::dense(10, A::Softmax)),
