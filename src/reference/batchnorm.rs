@@ -21,9 +21,14 @@ fn channel(d: &BatchNormDesc, j: usize) -> impl Iterator<Item = usize> + '_ {
     (0..d.n).flat_map(move |i| (0..d.s).map(move |k| (i * d.c + j) * d.s + k))
 }
 
-fn check_lens(d: &BatchNormDesc, full: &[usize], per_channel: &[usize]) -> Result<()> {
+/// Errors unless `d` is valid, every `full` length is `n·c·s`, every `per_channel`
+/// one is `c` and `saved` (the `[mean | inv_std]` buffer), when given, is `2·c`.
+fn check_lens(d: &BatchNormDesc, full: &[usize], per_channel: &[usize], saved: Option<usize>) -> Result<()> {
     d.validate()?;
-    if full.iter().any(|&l| l != d.numel()) || per_channel.iter().any(|&l| l != d.c) {
+    let fits = full.iter().all(|&l| l == d.numel())
+        && per_channel.iter().all(|&l| l == d.c)
+        && saved.is_none_or(|l| l == 2 * d.c);
+    if !fits {
         return Err(Error::shape(
             "batchnorm",
             format!("slices do not fit the view [n={}, c={}, s={}]", d.n, d.c, d.s),
@@ -50,13 +55,8 @@ pub fn batchnorm_train(
         d,
         &[x.len(), y.len()],
         &[gamma.len(), beta.len(), moving_mean.len(), moving_var.len()],
+        Some(saved.len()),
     )?;
-    if saved.len() != 2 * d.c {
-        return Err(Error::shape(
-            "batchnorm",
-            format!("saved must hold 2·c = {} values", 2 * d.c),
-        ));
-    }
     let m = (d.n * d.s) as f64;
     let mu = d.momentum;
     for j in 0..d.c {
@@ -89,6 +89,7 @@ pub fn batchnorm_eval(
         d,
         &[x.len(), y.len()],
         &[gamma.len(), beta.len(), moving_mean.len(), moving_var.len()],
+        None,
     )?;
     for j in 0..d.c {
         let inv_std = 1.0 / (moving_var[j] as f64 + d.epsilon as f64).sqrt();
@@ -119,13 +120,8 @@ pub fn batchnorm_backward(
         d,
         &[x.len(), dy.len(), dx_len],
         &[gamma.len(), beta.len(), dgamma.len(), dbeta.len()],
+        Some(saved.len()),
     )?;
-    if saved.len() != 2 * d.c {
-        return Err(Error::shape(
-            "batchnorm",
-            format!("saved must hold 2·c = {} values", 2 * d.c),
-        ));
-    }
     let m = (d.n * d.s) as f64;
     for j in 0..d.c {
         let (mean, inv_std) = (saved[j] as f64, saved[d.c + j] as f64);
