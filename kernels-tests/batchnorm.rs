@@ -37,9 +37,10 @@ fn inputs(d: &BatchNormDesc, offset: f32, seed: u64) -> Inputs {
 type Case = (usize, usize, usize, f32, Activation);
 
 /// Conv-shaped views (odd sizes, more elements per channel than a workgroup, one
-/// sample), Dense-shaped ones (s = 1), x far from zero (the two-pass variance),
-/// and every activation after the normalization.
-const CASES: [Case; 7] = [
+/// sample), Dense-shaped ones (s = 1: the one-invocation-per-channel kernels, more
+/// channels than a workgroup), x far from zero (the two-pass variance), and every
+/// activation after the normalization.
+const CASES: [Case; 8] = [
     (4, 3, 25, 0.0, Activation::Identity),
     (5, 7, 169, 0.0, Activation::Relu),
     (1, 2, 1000, 0.5, Activation::Tanh),
@@ -47,6 +48,7 @@ const CASES: [Case; 7] = [
     (3, 4, 1, -1.0, Activation::Sigmoid),
     (8, 5, 49, 1000.0, Activation::Identity),
     (6, 3, 10, 0.0, Activation::Identity),
+    (5, 300, 1, 0.0, Activation::Tanh),
 ];
 
 fn desc((n, c, s, _, act): Case) -> BatchNormDesc {

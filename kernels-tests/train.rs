@@ -138,12 +138,18 @@ fn batch_normalization_matches_the_reference_path_training_and_evaluating() {
         .unwrap();
     let kernels = kernel_names(&mut model, ctx, 16);
     assert_eq!(
-        kernels.iter().filter(|k| **k == "batchnorm_train").count(),
+        kernels
+            .iter()
+            .filter(|k| k.starts_with("batchnorm_train"))
+            .count(),
         2,
         "{kernels:?}"
     );
     assert_eq!(
-        kernels.iter().filter(|k| **k == "batchnorm_backward").count(),
+        kernels
+            .iter()
+            .filter(|k| k.starts_with("batchnorm_backward"))
+            .count(),
         2,
         "{kernels:?}"
     );
@@ -185,7 +191,7 @@ fn batch_normalization_matches_the_reference_path_training_and_evaluating() {
         .map(|d| d.kernel.entry)
         .collect();
     assert!(
-        eval.contains(&"batchnorm_eval") && !eval.contains(&"batchnorm_train"),
+        eval.contains(&"batchnorm_eval") && !eval.iter().any(|k| k.starts_with("batchnorm_train")),
         "{eval:?}"
     );
     let got = model.predict(ctx, x, n).unwrap();

@@ -16,7 +16,9 @@
 // The training forward keeps [mean | inv_std] per channel (one [2, c] buffer) for
 // backward. Two passes over the channel (mean, then squared deviations) rather
 // than Σx² - mean²: no cancellation when |mean| ≫ std. One workgroup per channel,
-// strided loops and a tree reduction. CPU twin: src/reference/batchnorm.rs;
+// strided loops and a tree reduction; the backward for s = 1 (`*_rows`) takes one
+// invocation per channel looping over the batch (see BENCHMARKS.md for why the
+// training forward does not: on lavapipe that form of it ran 9× slower). CPU twin: src/reference/batchnorm.rs;
 // launcher: src/kernels/batchnorm.rs.
 //
 // Bindings (every entry point): @binding(0) p; then per entry point as declared
@@ -85,6 +87,20 @@ fn workgroup_sum2(lid: u32, a: f32, b: f32) -> vec2<f32> {
     return r;
 }
 
+// Keeps channel j's batch statistics for backward and moves its moving ones.
+fn save_statistics(j: u32, mean: f32, variance: f32, inv_std: f32) {
+    saved[j] = mean;
+    saved[p.c + j] = inv_std;
+    moving_mean[j] = moving_mean[j] * p.momentum + mean * (1.0 - p.momentum);
+    moving_var[j] = moving_var[j] * p.momentum + variance * (1.0 - p.momentum);
+}
+
+// The gradient before the activation at element k of a channel whose
+// normalization is z = x·scale + shift.
+fn pre_activation_grad(k: u32, scale: f32, shift: f32) -> f32 {
+    return dy[k] * activation_grad(p.act, apply_activation(p.act, x[k] * scale + shift));
+}
+
 @compute @workgroup_size(WG)
 fn batchnorm_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
@@ -114,10 +130,7 @@ fn batchnorm_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         y[k] = apply_activation(p.act, x[k] * scale + shift);
     }
     if (lid == 0u) {
-        saved[j] = mean;
-        saved[p.c + j] = inv_std;
-        moving_mean[j] = moving_mean[j] * p.momentum + mean * (1.0 - p.momentum);
-        moving_var[j] = moving_var[j] * p.momentum + variance * (1.0 - p.momentum);
+        save_statistics(j, mean, variance, inv_std);
     }
 }
 
@@ -154,10 +167,9 @@ fn batchnorm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     var sum_g_xhat = 0.0;
     for (var t = lid; t < m; t = t + WG) {
         let k = at(j, t);
-        let xk = x[k];
-        let g = dy[k] * activation_grad(p.act, apply_activation(p.act, xk * scale + shift));
+        let g = pre_activation_grad(k, scale, shift);
         sum_g = sum_g + g;
-        sum_g_xhat = sum_g_xhat + g * (xk - mean) * inv_std;
+        sum_g_xhat = sum_g_xhat + g * (x[k] - mean) * inv_std;
     }
     let sums = workgroup_sum2(lid, sum_g, sum_g_xhat);
     if (!valid) {
@@ -175,9 +187,44 @@ fn batchnorm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let mean_g_xhat = sums.y * inv_m;
     for (var t = lid; t < m; t = t + WG) {
         let k = at(j, t);
-        let xk = x[k];
-        let g = dy[k] * activation_grad(p.act, apply_activation(p.act, xk * scale + shift));
-        let xhat = (xk - mean) * inv_std;
-        dx[k] = scale * (g - mean_g - xhat * mean_g_xhat);
+        let xhat = (x[k] - mean) * inv_std;
+        dx[k] = scale * (pre_activation_grad(k, scale, shift) - mean_g - xhat * mean_g_xhat);
+    }
+}
+
+// batchnorm_backward for s = 1 (a Dense layer's [batch, features]): one invocation
+// per channel looping over the batch, so neighbouring invocations read neighbouring
+// features and no workgroup waits at barriers for a handful of rows.
+@compute @workgroup_size(WG)
+fn batchnorm_backward_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32) {
+    let j = group_index(wg, nwg) * WG + lid;
+    if (j >= p.c) {
+        return;
+    }
+    let mean = saved[j];
+    let inv_std = saved[p.c + j];
+    let scale = gamma[j] * inv_std;
+    let shift = beta[j] - mean * scale;
+    var sum_g = 0.0;
+    var sum_g_xhat = 0.0;
+    for (var i = 0u; i < p.n; i = i + 1u) {
+        let k = i * p.c + j;
+        let g = pre_activation_grad(k, scale, shift);
+        sum_g = sum_g + g;
+        sum_g_xhat = sum_g_xhat + g * (x[k] - mean) * inv_std;
+    }
+    dbeta[j] = sum_g;
+    dgamma[j] = sum_g_xhat;
+    if (p.write_dx == 0u) {
+        return;
+    }
+    let inv_n = 1.0 / f32(p.n);
+    let mean_g = sum_g * inv_n;
+    let mean_g_xhat = sum_g_xhat * inv_n;
+    for (var i = 0u; i < p.n; i = i + 1u) {
+        let k = i * p.c + j;
+        let xhat = (x[k] - mean) * inv_std;
+        dx[k] = scale * (pre_activation_grad(k, scale, shift) - mean_g - xhat * mean_g_xhat);
     }
 }

@@ -16,6 +16,7 @@ pub const WG: u32 = 256;
 const TRAIN: Kernel = Kernel::new(Shader::Batchnorm, "batchnorm_train");
 const EVAL: Kernel = Kernel::new(Shader::Batchnorm, "batchnorm_eval");
 const BACKWARD: Kernel = Kernel::new(Shader::Batchnorm, "batchnorm_backward");
+const BACKWARD_ROWS: Kernel = Kernel::new(Shader::Batchnorm, "batchnorm_backward_rows");
 
 /// Mirrors `Params` in `shaders/batchnorm.wgsl`.
 #[repr(C)]
@@ -89,6 +90,18 @@ impl BatchNormDesc {
             )));
         }
         Ok(())
+    }
+
+    /// The backward kernel and its grid: one workgroup per channel, or for `s = 1`
+    /// one invocation per channel. (The training forward keeps one workgroup per
+    /// channel at `s = 1` too: its one-invocation form measured 9× slower on
+    /// lavapipe, see BENCHMARKS.md.)
+    fn backward_kernel(&self, ctx: &Context) -> Result<(Kernel, [u32; 3])> {
+        if self.s == 1 {
+            Ok((BACKWARD_ROWS, groups_for(ctx, self.c, WG)?))
+        } else {
+            Ok((BACKWARD, groups_for(ctx, self.c, 1)?))
+        }
     }
 
     fn params(&self, write_dx: bool) -> Result<Params> {
@@ -269,8 +282,9 @@ pub fn batchnorm_backward(
         &written,
     )?;
     let params = d.params(dx.is_some())?;
+    let (kernel, groups) = d.backward_kernel(ctx)?;
     ctx.dispatch(
-        BACKWARD,
+        kernel,
         &[("WG", WG as f64)],
         &params,
         &[
@@ -283,6 +297,6 @@ pub fn batchnorm_backward(
             (11, &dgamma.buffer),
             (12, &dbeta.buffer),
         ],
-        groups_for(ctx, c, 1)?,
+        groups,
     )
 }
