@@ -245,6 +245,25 @@ fn memory_bound_rows_report_bandwidth() {
     check_row(&soft[1], "softmax", &["rows", "cols"], "gbps");
     assert_eq!((soft[1].dim("rows"), soft[1].dim("cols")), (Some(3), Some(10)));
 
+    let bn = tiny_rows(ctx, Bench::BatchNorm, &["2x3x5", "4"]);
+    assert_eq!(bn.len(), 6);
+    let kernels: Vec<&str> = bn.iter().map(|r| r.kernel.as_str()).collect();
+    assert_eq!(
+        kernels[..3],
+        ["batchnorm_train", "batchnorm_eval", "batchnorm_backward"]
+    );
+    for row in &bn {
+        check_row(row, &row.kernel, &["n", "c", "s"], "gbps");
+    }
+    // Backward: x and dy read, dx written, 4 B each per element (2·3·5 of them).
+    let want = 12.0 * 30.0 / (bn[2].ms * 1e-3) / 1e9;
+    assert!(
+        (bn[2].gbps.unwrap() - want).abs() <= 1e-9 * want,
+        "batchnorm gbps"
+    );
+    // N alone is cnn-bn's first normalization at batch N.
+    assert_eq!((bn[3].dim("c"), bn[3].dim("s")), (Some(32), Some(676)));
+
     let adam = tiny_rows(ctx, Bench::Adam, &["1000"]);
     assert_eq!(adam.len(), 1);
     check_row(&adam[0], "adam", &["params"], "gbps");

@@ -26,6 +26,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Clock, Context, DType, Dispatch, Tensor, Timer};
+use crate::kernels::batchnorm::{self, BatchNormDesc};
 use crate::kernels::conv::{self, Activation, Conv2dDesc, Padding};
 use crate::kernels::conv_pool::{self, ConvPoolDesc};
 use crate::kernels::matmul::{self, MatmulDesc, MatmulVariant};
@@ -42,6 +43,7 @@ pub enum Bench {
     Conv,
     Pool,
     Softmax,
+    BatchNorm,
     Adam,
     TrainStep,
 }
@@ -51,11 +53,12 @@ pub const SEED_CNN_PARAMS: usize = 347_146;
 
 impl Bench {
     /// Every benchmark, in the order `all` runs them.
-    pub const ALL: [Bench; 6] = [
+    pub const ALL: [Bench; 7] = [
         Bench::Matmul,
         Bench::Conv,
         Bench::Pool,
         Bench::Softmax,
+        Bench::BatchNorm,
         Bench::Adam,
         Bench::TrainStep,
     ];
@@ -67,6 +70,7 @@ impl Bench {
             Bench::Conv => "conv",
             Bench::Pool => "pool",
             Bench::Softmax => "softmax",
+            Bench::BatchNorm => "batchnorm",
             Bench::Adam => "adam",
             Bench::TrainStep => "train-step",
         }
@@ -99,6 +103,9 @@ impl Bench {
             Bench::Pool => &["32", "128"],
             // The seed CNN's output (10 classes) at batch 128, then a wide softmax.
             Bench::Softmax => &["128x10", "1024x1000"],
+            // cnn-bn's two normalizations at batch 32 (after the conv, after the
+            // Dense layer), then the conv one at batch 128.
+            Bench::BatchNorm => &["32", "32x64x1", "128"],
             Bench::Adam => &["347146", "4194304"],
             Bench::TrainStep => &["32", "128"],
         }
@@ -116,6 +123,10 @@ impl Bench {
                 "N (the seed CNN's 2x2 max-pool at batch N: 32 channels, 26x26) or NxCxHxWxK (KxK window, stride K)"
             }
             Bench::Softmax => "ROWSxCOLS, or ROWS (10 columns, the seed CNN's classes)",
+            Bench::BatchNorm => {
+                "N (cnn-bn's first normalization at batch N: 32 channels of 26x26) or NxCxS \
+                 (C channels of S values per sample; S = 1 for a Dense layer's features)"
+            }
             Bench::Adam => "P (parameters in one tensor; the seed CNN has 347146)",
             Bench::TrainStep => "B (batch size of one seed-CNN training step)",
         }
@@ -152,6 +163,8 @@ impl Bench {
             (Bench::Pool, &[n, c, h, w, k]) => Size::Pool(Pool2dDesc::square(n, c, h, w, k)),
             (Bench::Softmax, &[rows]) => Size::Softmax { rows, cols: 10 },
             (Bench::Softmax, &[rows, cols]) => Size::Softmax { rows, cols },
+            (Bench::BatchNorm, &[n]) => Size::BatchNorm(BatchNormDesc::new(n, 32, 26 * 26)),
+            (Bench::BatchNorm, &[n, c, s]) => Size::BatchNorm(BatchNormDesc::new(n, c, s)),
             (Bench::Adam, &[params]) => Size::Adam { params },
             (Bench::TrainStep, &[batch]) => Size::TrainStep { batch },
             _ => return Err(malformed()),
@@ -160,6 +173,7 @@ impl Bench {
         match &size {
             Size::Conv(d) => d.validate()?,
             Size::Pool(d) => d.out_hw().map(|_| ())?,
+            Size::BatchNorm(d) => d.validate()?,
             _ => {}
         }
         Ok(size)
@@ -195,12 +209,13 @@ fn conv_desc(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, 
 }
 
 /// One problem size of one benchmark.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Size {
     Matmul { m: usize, n: usize, k: usize },
     Conv(Conv2dDesc),
     Pool(Pool2dDesc),
     Softmax { rows: usize, cols: usize },
+    BatchNorm(BatchNormDesc),
     Adam { params: usize },
     TrainStep { batch: usize },
 }
@@ -449,6 +464,7 @@ pub fn prepare(ctx: &Context, size: &Size, opts: &BenchOptions) -> Result<Vec<Ca
         Size::Conv(desc) => prepare_conv(ctx, &mut rng, desc),
         Size::Pool(desc) => prepare_pool(ctx, &mut rng, desc),
         &Size::Softmax { rows, cols } => prepare_softmax(ctx, &mut rng, rows, cols),
+        Size::BatchNorm(desc) => prepare_batchnorm(ctx, &mut rng, desc),
         &Size::Adam { params } => prepare_adam(ctx, &mut rng, params),
         &Size::TrainStep { batch } => prepare_train_step(ctx, &mut rng, batch),
     }
@@ -632,6 +648,63 @@ fn prepare_softmax(ctx: &Context, rng: &mut StdRng, rows: usize, cols: usize) ->
         work: Work::Bytes(8.0 * (rows * cols) as f64),
         dispatches: vec![softmax::softmax(ctx, &x, &y)?],
     }])
+}
+
+/// Training forward (with ReLU, as cnn-bn runs it), evaluation forward and backward.
+fn prepare_batchnorm(ctx: &Context, rng: &mut StdRng, desc: &BatchNormDesc) -> Result<Vec<Case>> {
+    let d = desc.activation(Activation::Relu);
+    let (n, c) = (d.numel(), d.c);
+    let x = random_tensor(ctx, rng, &[n])?;
+    let dy = random_tensor(ctx, rng, &[n])?;
+    let gamma = Tensor::from_f32(ctx, &vec![1.0; c], &[c])?;
+    let beta = random_tensor(ctx, rng, &[c])?;
+    let moving_mean = Tensor::zeros(ctx, &[c], DType::F32)?;
+    let moving_var = Tensor::from_f32(ctx, &vec![1.0; c], &[c])?;
+    let stats = Tensor::zeros(ctx, &[2, c], DType::F32)?;
+    let (y, dx) = (
+        Tensor::zeros(ctx, &[n], DType::F32)?,
+        Tensor::zeros(ctx, &[n], DType::F32)?,
+    );
+    let (dgamma, dbeta) = (
+        Tensor::zeros(ctx, &[c], DType::F32)?,
+        Tensor::zeros(ctx, &[c], DType::F32)?,
+    );
+    let shape = vec![("n", d.n), ("c", c), ("s", d.s)];
+    let train =
+        batchnorm::batchnorm_train(ctx, &d, &x, &gamma, &beta, &y, &stats, &moving_mean, &moving_var)?;
+    let backward = batchnorm::batchnorm_backward(
+        ctx,
+        &d,
+        &x,
+        &gamma,
+        &beta,
+        &stats,
+        &dy,
+        Some(&dx),
+        &dgamma,
+        &dbeta,
+    )?;
+    let eval = batchnorm::batchnorm_eval(ctx, &d, &x, &gamma, &beta, &moving_mean, &moving_var, &y)?;
+    let case = |kernel: &str, bytes: f64, dispatch: Dispatch| Case {
+        kernel: kernel.into(),
+        variant: if kernel == "batchnorm_backward" && d.s == 1 {
+            "rows"
+        } else {
+            "channel"
+        }
+        .into(),
+        shape: shape.clone(),
+        work: Work::Bytes(bytes),
+        dispatches: vec![dispatch],
+    };
+    // Each tensor counted once: x read and y written (8 B per element); backward
+    // reads x and dy and writes dx (12 B). The kernels read x more than once (two
+    // statistics passes), which caches may or may not serve.
+    Ok(vec![
+        case("batchnorm_train", 8.0 * n as f64, train),
+        case("batchnorm_eval", 8.0 * n as f64, eval),
+        case("batchnorm_backward", 12.0 * n as f64, backward),
+    ])
 }
 
 fn prepare_adam(ctx: &Context, rng: &mut StdRng, params: usize) -> Result<Vec<Case>> {

@@ -30,16 +30,16 @@ fn after_help() -> String {
     out += "With 'all' every benchmark runs its default sizes (--sizes is then an error).\n\n\
             Throughput: matmul and conv report GFLOP/s (conv forward 2*N*C_out*H_out*W_out*C_in*KH*KW,\n\
             forward+backward 3x that; on CPU adapters also the fused conv+ReLU+2x2 max-pool pair that\n\
-            training uses there: forward, and forward + weight gradient at 2x); pool, softmax and adam\n\
-            report GB/s counting each input read once and each output written once; train-step\n\
-            reports images/s.";
+            training uses there: forward, and forward + weight gradient at 2x); pool, softmax, batchnorm\n\
+            and adam report GB/s counting each input read once and each output written once;\n\
+            train-step reports images/s.";
     out
 }
 
 #[derive(Args, Debug)]
 #[command(after_help = after_help())]
 pub struct BenchArgs {
-    /// What to time: matmul, conv, pool, softmax, adam, train-step or all.
+    /// What to time: matmul, conv, pool, softmax, batchnorm, adam, train-step or all.
     #[arg(default_value = "matmul")]
     pub what: String,
     /// Problem sizes, comma-separated; their meaning per benchmark is below.
