@@ -252,6 +252,41 @@ fn layers_without_bias_train_as_the_reference_path() {
     matches_reference(ctx, "no bias", &mut model, optimizer.lr(), 16, 4);
 }
 
+/// Keras' GlobalAveragePooling2D (an all-convolutional head): per-channel means,
+/// [C, H, W] → [C], one PyTorch module pair in the checkpoint names, trained step by
+/// step as the reference path; a flat input is an error naming the layer.
+#[test]
+fn global_average_pooling_trains_as_the_reference_path() {
+    let (_g, ctx) = gpu();
+    let loss = Loss::SparseCategoricalCrossentropy;
+    let spec = Sequential::new(&[1, 28, 28])
+        .add(Layer::conv2d(8, 3, A::Relu))
+        .add(Layer::max_pool(2))
+        .add(Layer::conv2d(12, 3, A::Relu))
+        .add(Layer::global_avg_pool())
+        .add(Layer::dense(10, A::Softmax));
+    let summary = spec.summary(loss).unwrap();
+    let shapes: Vec<&[usize]> = summary.layers.iter().map(|l| l.output_shape.as_slice()).collect();
+    assert_eq!(
+        shapes,
+        vec![&[8, 26, 26][..], &[8, 13, 13], &[12, 11, 11], &[12], &[10]]
+    );
+    // Conv2D(relu) 0-1, MaxPool 2, Conv2D(relu) 3-4, pooling + flatten 5-6, Dense 7.
+    assert_eq!(summary.layers[4].param_names, vec!["7.weight", "7.bias"]);
+    let optimizer = Optimizer::adam(1e-3);
+    let mut model = spec.compile(ctx, loss, optimizer.clone(), 4).unwrap();
+    matches_reference(ctx, "global average pooling", &mut model, optimizer.lr(), 16, 4);
+    let e = Sequential::new(&[10])
+        .add(Layer::global_avg_pool())
+        .graph(Loss::MeanSquaredError)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("GlobalAveragePooling2D #1") && e.contains("[10]"),
+        "{e}"
+    );
+}
+
 /// Every plan a fit and the test evaluation use, prepared at once, leaves nothing
 /// to build later; a preparation that fails leaves nothing half-built behind.
 #[test]

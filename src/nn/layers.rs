@@ -55,6 +55,9 @@ pub enum Layer {
         stride: (usize, usize),
     },
     Flatten,
+    /// Keras' `GlobalAveragePooling2D`: the mean of each channel's plane, `[C, H, W]`
+    /// to `[C]` (PyTorch: `nn.AdaptiveAvgPool2d(1)` then `nn.Flatten()`, two modules).
+    GlobalAveragePooling2D,
     Activation(LayerActivation),
     /// Keras' `Dropout(rate)`: while training, zeroes each unit with probability
     /// `rate` and scales the rest by `1 / (1 − rate)`; the identity otherwise.
@@ -147,6 +150,11 @@ impl Layer {
         }
     }
 
+    /// Keras' `GlobalAveragePooling2D()`.
+    pub fn global_avg_pool() -> Layer {
+        Layer::GlobalAveragePooling2D
+    }
+
     pub fn avg_pool(pool: usize) -> Layer {
         Layer::AvgPool2D {
             pool: (pool, pool),
@@ -162,6 +170,7 @@ impl Layer {
             Layer::MaxPool2D { .. } => "MaxPooling2D",
             Layer::AvgPool2D { .. } => "AveragePooling2D",
             Layer::Flatten => "Flatten",
+            Layer::GlobalAveragePooling2D => "GlobalAveragePooling2D",
             Layer::Dropout { .. } => "Dropout",
             Layer::BatchNormalization { .. } => "BatchNormalization",
             Layer::Activation(_) => "Activation",

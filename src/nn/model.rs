@@ -150,6 +150,27 @@ impl Sequential {
                     x = g.flatten(x, &name);
                     index += 1;
                 }
+                Layer::GlobalAveragePooling2D => {
+                    let xs = g.shape(x).to_vec();
+                    if xs.len() != 3 {
+                        return Err(Error::shape(
+                            "model",
+                            format!(
+                                "layer '{name}': GlobalAveragePooling2D expects [channels, height, width] per \
+                                 sample, got {xs:?}"
+                            ),
+                        ));
+                    }
+                    // One average-pooling window over the whole plane, then [C, 1, 1] as [C].
+                    let window = Window {
+                        kernel: (xs[1], xs[2]),
+                        stride: (xs[1], xs[2]),
+                        padding: crate::kernels::conv::Padding::Valid,
+                    };
+                    x = g.avg_pool2d(x, window, &name)?;
+                    x = g.flatten(x, &name);
+                    index += 2;
+                }
                 Layer::BatchNormalization { momentum, epsilon } => {
                     // nn.BatchNorm1d/2d's state_dict names.
                     let (c, _) = crate::graph::batch_norm_view(g.shape(x));
