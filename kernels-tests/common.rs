@@ -13,7 +13,7 @@ use wgml::{Context, ContextOptions, Tensor};
 /// to themselves (timings) hold it exclusively.
 static GPU_LOCK: RwLock<()> = RwLock::new(());
 
-/// One context per test thread that can run at once, each used by one test at a
+/// One context per test thread that can run at once (up to 4), each used by one test at a
 /// time. Separate devices matter on lavapipe: it compiles a pipeline's machine
 /// code (LLVM) at its first dispatch, on the device's one queue thread, so tests
 /// sharing a device would compile one after another however many cores there are.
@@ -33,7 +33,9 @@ enum GpuLock {
 
 fn contexts() -> &'static [(Mutex<()>, OnceLock<Context>)] {
     CONTEXTS.get_or_init(|| {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // At most 4: each lavapipe device starts its own worker threads, and more
+        // devices than cores only add compile jobs competing for them.
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
         (0..n).map(|_| (Mutex::new(()), OnceLock::new())).collect()
     })
 }
