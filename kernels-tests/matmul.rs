@@ -121,10 +121,9 @@ impl Checks {
         let prepared = ctx
             .deferring_pipelines(|| {
                 self.cases
-                    .iter()
+                    .into_iter()
                     .map(|(desc, with_bias, seed)| {
-                        let (desc, with_bias) = (desc.clone(), *with_bias);
-                        let case = random_case(&desc, with_bias, *seed);
+                        let case = random_case(&desc, with_bias, seed);
                         let (a, b, bias, c) = upload_case(ctx, &case);
                         let dispatch = matmul::matmul(ctx, &desc, &a, &b, bias.as_ref(), &c)?;
                         Ok((desc, with_bias, case, c, dispatch))

@@ -685,9 +685,11 @@ fn prepare_batchnorm(ctx: &Context, rng: &mut StdRng, desc: &BatchNormDesc) -> R
         &dbeta,
     )?;
     let eval = batchnorm::batchnorm_eval(ctx, &d, &x, &gamma, &beta, &moving_mean, &moving_var, &y)?;
+    // The launcher picks the form; the row names it (`*_rows`: one invocation per
+    // channel, otherwise one workgroup per channel or per element).
     let case = |kernel: &str, bytes: f64, dispatch: Dispatch| Case {
         kernel: kernel.into(),
-        variant: if kernel == "batchnorm_backward" && d.s == 1 {
+        variant: if dispatch.kernel.entry.ends_with("_rows") {
             "rows"
         } else {
             "channel"

@@ -218,10 +218,11 @@ impl Graph {
         layer: &str,
     ) -> Result<NodeId> {
         let xs = self.shape(x).to_vec();
-        let (c, _) = batch_norm_view(&xs);
-        batch_norm_desc(1, &xs, momentum, epsilon, act)
-            .validate()
+        let desc = batch_norm_desc(1, &xs, momentum, epsilon, act);
+        desc.validate()
             .map_err(|e| Error::invalid(format!("layer '{layer}': {e}")))?;
+        let c = desc.c;
+        let used = autodiff::consumers(self);
         for (what, id, trainable) in [
             ("gamma", gamma, true),
             ("beta", beta, true),
@@ -230,7 +231,7 @@ impl Graph {
         ] {
             // A batch normalization owns its parameters: shared moving statistics
             // would be moved twice a step.
-            if (0..self.nodes.len()).any(|n| self.inputs(n).contains(&id)) {
+            if used[id] > 0 {
                 return Err(shape_err(
                     layer,
                     format!(

@@ -257,15 +257,6 @@ pub fn batchnorm_backward(
     dbeta: &Tensor,
 ) -> Result<Dispatch> {
     let (n, c) = (d.numel(), d.c);
-    // Without dx the shader never touches binding 10, but the layout has it.
-    let unused;
-    let dx_buffer = match dx {
-        Some(t) => t,
-        None => {
-            unused = Tensor::zeros(ctx, &[1], DType::F32)?;
-            &unused
-        }
-    };
     let mut written = vec![("dgamma", dgamma, c), ("dbeta", dbeta, c)];
     if let Some(t) = dx {
         written.push(("dx", t, n));
@@ -283,6 +274,15 @@ pub fn batchnorm_backward(
     )?;
     let params = d.params(dx.is_some())?;
     let (kernel, groups) = d.backward_kernel(ctx)?;
+    // Without dx the shader never touches binding 10, but the layout has it.
+    let unused;
+    let dx_buffer = match dx {
+        Some(t) => t,
+        None => {
+            unused = Tensor::zeros(ctx, &[1], DType::F32)?;
+            &unused
+        }
+    };
     ctx.dispatch(
         kernel,
         &[("WG", WG as f64)],

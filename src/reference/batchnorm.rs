@@ -3,17 +3,12 @@
 use crate::error::{Error, Result};
 use crate::kernels::batchnorm::BatchNormDesc;
 use crate::kernels::matmul::Activation;
+use crate::reference::elementwise::activate_grad;
 use crate::reference::matmul::activation;
 
-/// `act'(z)` for a pre-activation `z`.
+/// `act'(z)` for a pre-activation `z`, written through the output as the GPU does.
 fn activation_grad(act: Activation, z: f64) -> f64 {
-    let y = activation(act, z);
-    match act {
-        Activation::Identity => 1.0,
-        Activation::Relu => f64::from(u8::from(y > 0.0)),
-        Activation::Sigmoid => y * (1.0 - y),
-        Activation::Tanh => 1.0 - y * y,
-    }
+    activate_grad(act, activation(act, z) as f32) as f64
 }
 
 /// Indices of channel `j`'s elements in x viewed as `[n, c, s]`.
