@@ -263,6 +263,12 @@ fn memory_bound_rows_report_bandwidth() {
     );
     // N alone is cnn-bn's first normalization at batch N.
     assert_eq!((bn[3].dim("c"), bn[3].dim("s")), (Some(32), Some(676)));
+    // The row names the form the launcher chose: per channel, or per invocation for
+    // a Dense layer's backward (s = 1).
+    assert!(bn.iter().all(|r| r.variant == "channel"), "{bn:?}");
+    let dense = tiny_rows(ctx, Bench::BatchNorm, &["2x3x1"]);
+    let variants: Vec<&str> = dense.iter().map(|r| r.variant.as_str()).collect();
+    assert_eq!(variants, ["channel", "channel", "rows"]);
 
     let adam = tiny_rows(ctx, Bench::Adam, &["1000"]);
     assert_eq!(adam.len(), 1);
