@@ -98,6 +98,61 @@ fn checkpoints_that_do_not_fit_the_model_are_refused_naming_the_tensor() {
     let _ = std::fs::remove_file(&junk);
 }
 
+/// Each epoch's loss and accuracy in a `--metrics` file.
+fn epoch_losses(metrics: &std::path::Path) -> Vec<(f64, f64)> {
+    let text = std::fs::read_to_string(metrics).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["loss"].as_f64().unwrap(), e["accuracy"].as_f64().unwrap()))
+        .collect()
+}
+
+/// `--backup`: a run of 3 epochs kept, then raised to 5, gives the epochs of a
+/// 5-epoch run that never stopped; the finished run's backup is removed.
+#[test]
+fn train_resumes_from_its_backup() {
+    let dir = scratch("backup");
+    let d = dir.to_str().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (whole, part) = (scratch("whole.json"), scratch("part.json"));
+    let run = |args: &[&str]| {
+        let out = wgml(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let train = ["train", "--model", "binary", "--epochs"];
+    run(&[&train[..], &["5", "--metrics", whole.to_str().unwrap()]].concat());
+    let first = run(&[&train[..], &["3", "--backup", d, "--keep-backup"]].concat());
+    assert!(!first.contains("resuming"), "{first}");
+    let state = dir.join("training-state.safetensors");
+    assert!(state.exists());
+    let second = run(&[
+        &train[..],
+        &["5", "--backup", d, "--metrics", part.to_str().unwrap()],
+    ]
+    .concat());
+    assert!(second.contains("3 of 5 epochs done, 15 steps"), "{second}");
+    assert!(
+        second.contains("Epoch 4/5") && !second.contains("Epoch 3/5"),
+        "{second}"
+    );
+    assert_eq!(epoch_losses(&part), epoch_losses(&whole));
+    assert!(!state.exists(), "the finished run's backup was kept");
+    fails_with(&["train", "--keep-backup"], &["--backup"]);
+    for f in [&whole, &part] {
+        let _ = std::fs::remove_file(f);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn eval_draws_the_confusion_matrix_and_misclassified_digits() {
     let ckpt = scratch("mlp.safetensors");

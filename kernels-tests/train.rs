@@ -653,3 +653,187 @@ fn selftest_passes_every_check_on_this_adapter() {
     let failed: Vec<_> = checks.iter().filter(|c| !c.pass).collect();
     assert!(failed.is_empty(), "failed: {failed:?}");
 }
+
+/// The epoch statistics a resumed run must reproduce: all but the timings.
+fn measured(h: &wgml::train::History) -> Vec<wgml::train::EpochStats> {
+    h.epochs
+        .iter()
+        .map(|e| wgml::train::EpochStats {
+            seconds: 0.0,
+            images_per_second: 0.0,
+            ..e.clone()
+        })
+        .collect()
+}
+
+/// Every parameter and optimizer-state value of `model`, read back.
+fn training_state(model: &wgml::nn::Model, ctx: &wgml::Context) -> Vec<Vec<f32>> {
+    let mut all = Vec::new();
+    for p in &model.store.params {
+        all.push(p.value.to_f32(ctx).unwrap());
+        for s in &p.state {
+            all.push(s.to_f32(ctx).unwrap());
+        }
+    }
+    all
+}
+
+/// Keras' BackupAndRestore: a run stopped in the middle of an epoch and started
+/// again from its backup ends with the history, weights, optimizer state and step
+/// count of the run that never stopped. The model has dropout (masks follow the
+/// step number), the run a partial last batch, a validation split, a learning rate
+/// that drops on a plateau and early stopping with restore-best, so every piece of
+/// the saved progress matters.
+#[test]
+fn a_run_resumed_from_its_backup_equals_the_run_that_never_stopped() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::two_blobs(5);
+    let spec = Sequential::new(&[2])
+        .add(Layer::dense(16, A::Relu))
+        .add(Layer::dropout(0.25))
+        .add(Layer::dense(1, A::Sigmoid));
+    let model = || {
+        spec.compile(ctx, Loss::BinaryCrossentropy, Optimizer::adam(0.05), 7)
+            .unwrap()
+    };
+    let dir = std::env::temp_dir().join(format!("wgml-backup-test-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let kept = wgml::train::Backup {
+        dir: dir.clone(),
+        delete_when_done: false,
+    };
+    // 60 training samples at batch 16: 4 steps per epoch, the last one of 12.
+    let cfg = FitConfig {
+        epochs: 8,
+        batch_size: 16,
+        validation_split: 0.25,
+        patience: Some(3),
+        reduce_lr: Some(ReduceLrOnPlateau {
+            factor: 0.5,
+            patience: 1,
+            min_delta: 0.0,
+            ..ReduceLrOnPlateau::default()
+        }),
+        verbose: false,
+        ..FitConfig::default()
+    };
+
+    let mut whole = model();
+    let want = fit(&mut whole, ctx, &data.train, &cfg).unwrap();
+    assert!(
+        want.epochs.iter().any(|e| e.lr < 0.05),
+        "the plateau rule never acted: {:?}",
+        measured(&want)
+    );
+
+    // Stopped two steps into epoch 3: the backup holds epochs 1 and 2.
+    let mut stopped = model();
+    let cut = FitConfig {
+        max_steps: Some(10),
+        backup: Some(kept.clone()),
+        ..cfg.clone()
+    };
+    let h = fit(&mut stopped, ctx, &data.train, &cut).unwrap();
+    assert_eq!((h.epochs.len(), stopped.step), (3, 10));
+    assert!(kept.path().exists());
+
+    // Started again on a model whose weights are not the run's: the backup's replace them.
+    let mut resumed = model();
+    for p in &resumed.store.params {
+        p.value.write(ctx, &vec![0.5f32; p.value.numel()]).unwrap();
+    }
+    let again = FitConfig {
+        backup: Some(wgml::train::Backup::new(&dir)),
+        ..cfg.clone()
+    };
+    let got = fit(&mut resumed, ctx, &data.train, &again).unwrap();
+    assert_eq!(measured(&got), measured(&want));
+    assert_eq!(
+        (got.best_epoch, got.stopped_early),
+        (want.best_epoch, want.stopped_early)
+    );
+    assert_eq!(resumed.step, whole.step);
+    assert_eq!(training_state(&resumed, ctx), training_state(&whole, ctx));
+    // Training ended normally: the backup is gone.
+    assert!(!kept.path().exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A backup written with other settings, another model or another file format is
+/// refused with a message naming the difference and the way out; nothing is trained.
+#[test]
+fn a_backup_that_does_not_match_the_run_is_refused() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::two_blobs(3);
+    let recipe = zoo::binary();
+    let dir = std::env::temp_dir().join(format!("wgml-backup-refused-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let backup = wgml::train::Backup {
+        dir: dir.clone(),
+        delete_when_done: false,
+    };
+    let cfg = FitConfig {
+        epochs: 1,
+        batch_size: 16,
+        backup: Some(backup.clone()),
+        verbose: false,
+        ..FitConfig::default()
+    };
+    fit(&mut compiled(ctx, &recipe, 1), ctx, &data.train, &cfg).unwrap();
+    let refused = |model: &mut wgml::nn::Model, cfg: &FitConfig, data: &wgml::data::Split| {
+        let before = training_state(model, ctx);
+        let e = fit(model, ctx, data, cfg).unwrap_err().to_string();
+        assert_eq!(model.step, 0, "{e}");
+        assert_eq!(training_state(model, ctx), before, "{e}");
+        assert!(
+            e.contains("training-state.safetensors") && e.contains("to start over"),
+            "{e}"
+        );
+        e
+    };
+    let other_batch = FitConfig {
+        batch_size: 8,
+        epochs: 2,
+        ..cfg.clone()
+    };
+    let e = refused(&mut compiled(ctx, &recipe, 1), &other_batch, &data.train);
+    assert!(
+        e.contains("batch_size = 16") && e.contains("batch_size = 8"),
+        "{e}"
+    );
+    let e = refused(
+        &mut compiled(ctx, &recipe, 1),
+        &FitConfig {
+            epochs: 2,
+            ..cfg.clone()
+        },
+        &Dataset::two_blobs(4).train,
+    );
+    assert!(e.contains("data_crc32"), "{e}");
+    let wider = Sequential::new(&[2])
+        .add(Layer::dense(12, A::Sigmoid))
+        .add(Layer::dense(1, A::Sigmoid));
+    let mut m = wider
+        .compile(ctx, recipe.loss, recipe.optimizer.clone(), 1)
+        .unwrap();
+    let e = refused(
+        &mut m,
+        &FitConfig {
+            epochs: 2,
+            ..cfg.clone()
+        },
+        &data.train,
+    );
+    assert!(e.contains("model = "), "{e}");
+    // A plain weights checkpoint is not a training state; garbage is not safetensors.
+    let plain = compiled(ctx, &recipe, 1);
+    wgml::checkpoint::save(&backup.path(), "binary", &plain.store.download(ctx).unwrap(), 0).unwrap();
+    let e = refused(&mut compiled(ctx, &recipe, 1), &cfg, &data.train);
+    assert!(e.contains("not a wgml training state"), "{e}");
+    std::fs::write(backup.path(), b"not a state").unwrap();
+    let e = fit(&mut compiled(ctx, &recipe, 1), ctx, &data.train, &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a valid safetensors file"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -37,10 +37,9 @@ const BATCHES_TRACKED: &str = "num_batches_tracked";
 /// Serialises `tensors` with metadata `model`; `steps` is the number of training
 /// steps taken (each batch normalization's `num_batches_tracked`).
 pub fn to_bytes(model: &str, tensors: &[NamedValues], steps: u64) -> Result<Vec<u8>> {
-    let mut entries: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     for (name, shape, v) in tensors {
-        let bytes = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-        entries.push((name.clone(), Dtype::F32, shape.clone(), bytes));
+        entries.push(f32_entry(name.clone(), shape, v));
         if let Some(prefix) = name.strip_suffix(".running_mean") {
             let counter = format!("{prefix}.{BATCHES_TRACKED}");
             entries.push((
@@ -51,6 +50,22 @@ pub fn to_bytes(model: &str, tensors: &[NamedValues], steps: u64) -> Result<Vec<
             ));
         }
     }
+    let metadata = HashMap::from([(MODEL_KEY.to_string(), model.to_string())]);
+    serialize(&entries, metadata)
+}
+
+/// One tensor to serialise: name, dtype, shape, little-endian bytes.
+pub(crate) type Entry = (String, Dtype, Vec<usize>, Vec<u8>);
+
+/// The entry of an f32 tensor.
+pub(crate) fn f32_entry(name: String, shape: &[usize], values: &[f32]) -> Entry {
+    let bytes = values.iter().flat_map(|f| f.to_le_bytes()).collect();
+    (name, Dtype::F32, shape.to_vec(), bytes)
+}
+
+/// Serialises `entries` with `metadata`, to which the wgml version is added.
+pub(crate) fn serialize(entries: &[Entry], mut metadata: HashMap<String, String>) -> Result<Vec<u8>> {
+    metadata.insert(VERSION_KEY.to_string(), env!("CARGO_PKG_VERSION").to_string());
     let views = entries
         .iter()
         .map(|(name, dtype, shape, b)| {
@@ -59,16 +74,17 @@ pub fn to_bytes(model: &str, tensors: &[NamedValues], steps: u64) -> Result<Vec<
                 .map_err(|e| Error::invalid(format!("tensor {name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata = HashMap::from([
-        (MODEL_KEY.to_string(), model.to_string()),
-        (VERSION_KEY.to_string(), env!("CARGO_PKG_VERSION").to_string()),
-    ]);
     safetensors::serialize(views, Some(metadata)).map_err(|e| Error::invalid(format!("serialising: {e}")))
 }
 
 /// Writes a checkpoint atomically (see [`to_bytes`]).
 pub fn save(path: &Path, model: &str, tensors: &[NamedValues], steps: u64) -> Result<()> {
-    let bytes = to_bytes(model, tensors, steps)?;
+    write_atomic(path, &to_bytes(model, tensors, steps)?)
+}
+
+/// Writes `bytes` to `path` atomically: to a temporary file in the same folder,
+/// flushed to disk, then renamed over `path`.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -79,7 +95,7 @@ pub fn save(path: &Path, model: &str, tensors: &[NamedValues], steps: u64) -> Re
     let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        f.write_all(&bytes).map_err(|e| io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| io(&tmp, e))?;
         f.sync_all().map_err(|e| io(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
         // Make the rename itself durable.
@@ -100,6 +116,8 @@ pub struct Checkpoint {
     pub model: Option<String>,
     pub version: Option<String>,
     pub tensors: Vec<NamedValues>,
+    /// Every metadata entry of the file, `model` and `wgml_version` included.
+    pub metadata: HashMap<String, String>,
 }
 
 /// Parses checkpoint bytes (`name` is used in messages).
@@ -137,6 +155,7 @@ pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<Checkpoint> {
         model: info.get(MODEL_KEY).cloned(),
         version: info.get(VERSION_KEY).cloned(),
         tensors,
+        metadata: info,
     })
 }
 

@@ -73,6 +73,16 @@ pub struct TrainArgs {
     /// Keep the dataset's order (with --val-split 0 the first batch is the first B samples).
     #[arg(long)]
     pub no_shuffle: bool,
+    /// Keep the whole training state (weights, optimizer state, early-stopping and
+    /// learning-rate counters, history) in this folder after every epoch, and resume
+    /// from it when it holds one: a run that was stopped continues where it was, with
+    /// the same results (Keras' BackupAndRestore). Removed when training ends.
+    #[arg(long, value_name = "DIR")]
+    pub backup: Option<PathBuf>,
+    /// Keep --backup's state when training ends, to train for more epochs later
+    /// (`--epochs` may then be raised; every other setting must stay the same).
+    #[arg(long, requires = "backup")]
+    pub keep_backup: bool,
     /// Start from the weights in this safetensors checkpoint.
     #[arg(long)]
     pub init: Option<PathBuf>,
@@ -195,6 +205,10 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     if args.no_shuffle {
         recipe.fit.shuffle = false;
     }
+    recipe.fit.backup = args.backup.as_ref().map(|dir| train::Backup {
+        dir: dir.clone(),
+        delete_when_done: !args.keep_backup,
+    });
     recipe.fit.validate()?;
     let data_name = args.data.clone().unwrap_or_else(|| recipe.data.to_string());
     let data = load_data(&data_name, args.seed)?;

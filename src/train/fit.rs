@@ -14,6 +14,7 @@ use crate::gpu::{Context, DType, Tensor};
 use crate::graph::PlanOptions;
 use crate::nn::Model;
 use crate::nn::model::Batch;
+use crate::train::backup::{self, Backup};
 use crate::train::evaluate::{eval_plans, evaluate_sums};
 
 /// The quantity early stopping watches, as Keras' `EarlyStopping(monitor=...)`.
@@ -124,44 +125,59 @@ impl ReduceLrOnPlateau {
 }
 
 /// The running state of a [`ReduceLrOnPlateau`], stepped once per epoch.
-#[derive(Debug)]
-struct Plateau {
-    rule: ReduceLrOnPlateau,
-    best: f64,
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Plateau {
+    /// Best (lower-is-better) score so far; `None` before the first epoch.
+    best: Option<f64>,
     wait: usize,
     cooldown: usize,
 }
 
 impl Plateau {
-    fn new(rule: ReduceLrOnPlateau) -> Plateau {
-        Plateau {
-            rule,
-            best: f64::INFINITY,
-            wait: 0,
-            cooldown: 0,
-        }
-    }
-
     /// The learning rate for the next epoch, given this epoch's (lower-is-better)
     /// score and rate; Keras' order of checks.
-    fn step(&mut self, score: f64, lr: f64) -> f64 {
+    fn step(&mut self, rule: &ReduceLrOnPlateau, score: f64, lr: f64) -> f64 {
         if self.cooldown > 0 {
             self.cooldown -= 1;
             self.wait = 0;
         }
-        if score < self.best - self.rule.min_delta {
-            self.best = score;
+        if improves(score, self.best, rule.min_delta) {
+            self.best = Some(score);
             self.wait = 0;
         } else if self.cooldown == 0 {
             self.wait += 1;
-            if self.wait >= self.rule.patience && lr > self.rule.min_lr {
-                self.cooldown = self.rule.cooldown;
+            if self.wait >= rule.patience && lr > rule.min_lr {
+                self.cooldown = rule.cooldown;
                 self.wait = 0;
-                return (lr * self.rule.factor).max(self.rule.min_lr);
+                return (lr * rule.factor).max(rule.min_lr);
             }
         }
         lr
     }
+}
+
+/// Whether a (lower-is-better) `score` beats `best` by more than `min_delta`; any
+/// score beats no best at all.
+fn improves(score: f64, best: Option<f64>, min_delta: f64) -> bool {
+    best.is_none_or(|b| score < b - min_delta)
+}
+
+/// What [`fit`]'s loop carries from one epoch to the next besides the tensors on
+/// the GPU: everything a [`Backup`] needs to continue the run exactly.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Progress {
+    /// Optimizer steps of this fit (what `max_steps` counts).
+    pub total_steps: u64,
+    /// The model's step count (Adam's t, the dropout masks' step number).
+    pub model_step: u32,
+    /// Learning rate of the next epoch.
+    pub lr: f64,
+    /// Early stopping: the best (lower-is-better) score and the epochs since it.
+    pub best_score: Option<f64>,
+    pub since_best: usize,
+    pub plateau: Plateau,
+    /// Every epoch run so far; its length is the number of epochs done.
+    pub history: History,
 }
 
 /// How to train.
@@ -189,6 +205,9 @@ pub struct FitConfig {
     pub max_steps: Option<u64>,
     /// Print a line per epoch.
     pub verbose: bool,
+    /// Keep the whole training state in this backup after every epoch, and resume
+    /// from it when it holds one (Keras' `BackupAndRestore`).
+    pub backup: Option<Backup>,
 }
 
 impl Default for FitConfig {
@@ -206,6 +225,7 @@ impl Default for FitConfig {
             shuffle: true,
             max_steps: None,
             verbose: true,
+            backup: None,
         }
     }
 }
@@ -238,7 +258,7 @@ impl FitConfig {
 }
 
 /// What one epoch measured.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochStats {
     pub epoch: usize,
     pub loss: f64,
@@ -253,7 +273,7 @@ pub struct EpochStats {
 }
 
 /// Every epoch of a fit.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct History {
     pub epochs: Vec<EpochStats>,
     /// Epoch (1-based) whose weights the model holds at the end when restored.
@@ -308,12 +328,6 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
     let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..n).collect();
     let (mut xb, mut lb, mut vb) = (Vec::new(), Vec::new(), Vec::new());
-    let mut history = History::default();
-    let mut best_score = f64::INFINITY;
-    let mut since_best = 0usize;
-    let mut total_steps = 0u64;
-    let mut lr = model.optimizer.lr() as f64;
-    let mut plateau = config.reduce_lr.map(Plateau::new);
     let classification = model.loss.is_classification();
     if early {
         let needs_accuracy = matches!(config.monitor, Monitor::ValAccuracy | Monitor::Accuracy);
@@ -330,8 +344,42 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
             ));
         }
     }
+    let settings = match &config.backup {
+        Some(_) => backup::settings(model, data, val.as_ref().map_or(0, Split::len), config),
+        None => Default::default(),
+    };
+    let mut p = Progress {
+        lr: model.optimizer.lr() as f64,
+        ..Progress::default()
+    };
+    if let Some(b) = &config.backup {
+        if let Some(restored) = backup::restore(b, ctx, model, &best, &settings)? {
+            p = restored;
+            if config.verbose {
+                println!(
+                    "resuming from {}: {} of {} epochs done, {} steps",
+                    b.path().display(),
+                    p.history.epochs.len(),
+                    config.epochs,
+                    p.total_steps
+                );
+            }
+        }
+        // Each epoch's shuffle follows from the previous ones: replay those done.
+        if config.shuffle {
+            for _ in 0..p.history.epochs.len() {
+                order.shuffle(&mut rng);
+            }
+        }
+    }
+    let finished =
+        |p: &Progress| p.history.stopped_early || config.max_steps.is_some_and(|m| p.total_steps >= m);
 
-    'epochs: for epoch in 1..=config.epochs {
+    let first = p.history.epochs.len() + 1;
+    for epoch in first..=config.epochs {
+        if finished(&p) {
+            break;
+        }
         let start = Instant::now();
         if config.shuffle {
             order.shuffle(&mut rng);
@@ -342,7 +390,7 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
         let bar = progress_bar(config.verbose, steps_per_epoch as u64, epoch, config.epochs);
         let mut last_tick = Instant::now();
         for (i, idx) in order.chunks(b).enumerate() {
-            if config.max_steps.is_some_and(|m| total_steps >= m) {
+            if config.max_steps.is_some_and(|m| p.total_steps >= m) {
                 break;
             }
             train.gather(idx, &mut xb, &mut lb, &mut vb);
@@ -352,12 +400,12 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
                 values: &vb,
                 len: idx.len(),
             };
-            model.train_step(ctx, &batch, lr as f32, |enc, acc| {
+            model.train_step(ctx, &batch, p.lr as f32, |enc, acc| {
                 enc.copy_buffer_to_buffer(&acc.loss_sum.buffer, 0, &trace.buffer, (i * 4) as u64, 4);
             })?;
             seen += idx.len();
             steps += 1;
-            total_steps += 1;
+            p.total_steps += 1;
             if let Some(bar) = &bar {
                 bar.set_position(steps);
                 // A progress update reads the two GPU sums, a few times a second.
@@ -378,6 +426,7 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
         if steps == 0 {
             break;
         }
+        p.model_step = model.step;
         let (loss_sum, correct) = model.acc.read(ctx)?;
         let loss = loss_sum / seen as f64;
         if !loss.is_finite() {
@@ -409,27 +458,27 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
             seconds,
             images_per_second: seen as f64 / seconds,
             steps,
-            lr,
+            lr: p.lr,
         };
         if config.verbose {
             println!("{}", epoch_line(&stats, config.epochs));
         }
         let watched = config.monitor.score(&stats);
-        if let Some(p) = &mut plateau {
-            let score = p.rule.monitor.score(&stats).ok_or_else(|| {
+        if let Some(rule) = &config.reduce_lr {
+            let score = rule.monitor.score(&stats).ok_or_else(|| {
                 Error::invalid(format!(
                     "learning-rate reduction on {}: this run does not measure it (no \
                      validation split or no accuracy)",
-                    p.rule.monitor.name()
+                    rule.monitor.name()
                 ))
             })?;
-            let next = p.step(score, lr);
-            if next != lr && config.verbose {
+            let next = p.plateau.step(rule, score, p.lr);
+            if next != p.lr && config.verbose {
                 println!("Epoch {epoch}: reducing the learning rate to {next:e}");
             }
-            lr = next;
+            p.lr = next;
         }
-        history.epochs.push(stats);
+        p.history.epochs.push(stats);
 
         if early {
             let score = watched.ok_or_else(|| {
@@ -438,30 +487,34 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
                     config.monitor.name()
                 ))
             })?;
-            if score < best_score - config.min_delta {
-                best_score = score;
-                since_best = 0;
-                history.best_epoch = Some(epoch);
+            if improves(score, p.best_score, config.min_delta) {
+                p.best_score = Some(score);
+                p.since_best = 0;
+                p.history.best_epoch = Some(epoch);
                 if !best.is_empty() {
                     let mut enc = ctx.device.create_command_encoder(&Default::default());
                     model.copy_params(&mut enc, &best, false);
                     ctx.submit(enc.finish())?;
                 }
             } else {
-                since_best += 1;
-                if since_best >= config.patience.unwrap_or(usize::MAX) {
-                    history.stopped_early = true;
+                p.since_best += 1;
+                if p.since_best >= config.patience.unwrap_or(usize::MAX) {
+                    p.history.stopped_early = true;
                     if config.verbose {
-                        println!("early stopping: no improvement for {since_best} epochs");
+                        println!("early stopping: no improvement for {} epochs", p.since_best);
                     }
-                    break 'epochs;
                 }
             }
         }
-        if config.max_steps.is_some_and(|m| total_steps >= m) {
-            break;
+        // A backup holds whole epochs only: a run cut short by max_steps resumes
+        // from the last complete one.
+        if let Some(b) = &config.backup
+            && steps == steps_per_epoch as u64
+        {
+            backup::save(b, ctx, model, &best, &settings, &p)?;
         }
     }
+    let history = p.history;
     if !best.is_empty() && history.best_epoch.is_some() {
         let last = history.epochs.len();
         if history.best_epoch != Some(last) {
@@ -477,6 +530,9 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
         }
     }
     ctx.wait()?;
+    if let Some(b) = &config.backup {
+        backup::finish(b, config.verbose);
+    }
     Ok(history)
 }
 
@@ -531,27 +587,28 @@ mod tests {
             min_lr: 0.3,
             ..ReduceLrOnPlateau::default()
         };
-        let mut p = Plateau::new(rule);
+        let mut p = Plateau::default();
         let mut lr = 1.0;
         let mut lrs = Vec::new();
         // Improves, then flat: reduce after 2 flat epochs; the next epoch ends the
         // cooldown and (as in Keras, which decrements first) already counts, so the
         // second reduction comes one epoch later; then min_lr holds.
         for score in [3.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0] {
-            lr = p.step(score, lr);
+            lr = p.step(&rule, score, lr);
             lrs.push(lr);
         }
         assert_eq!(lrs, vec![1.0, 1.0, 1.0, 0.5, 0.5, 0.3, 0.3, 0.3, 0.3, 0.3]);
         // An improvement resets the count.
-        let mut p = Plateau::new(ReduceLrOnPlateau {
+        let rule = ReduceLrOnPlateau {
             patience: 2,
             factor: 0.5,
             min_delta: 0.0,
             ..ReduceLrOnPlateau::default()
-        });
+        };
+        let mut p = Plateau::default();
         let lrs: Vec<f64> = [5.0, 5.0, 4.0, 4.0, 4.0]
             .iter()
-            .map(|&s| p.step(s, 1.0))
+            .map(|&s| p.step(&rule, s, 1.0))
             .collect();
         assert_eq!(lrs, vec![1.0, 1.0, 1.0, 1.0, 0.5]);
     }

@@ -2,9 +2,11 @@
 //! line per epoch; `evaluate` with accuracy, per-class precision/recall/F1 and the
 //! confusion matrix.
 
+pub mod backup;
 pub mod evaluate;
 pub mod fit;
 pub mod profile;
 
+pub use backup::Backup;
 pub use evaluate::{ClassMetrics, Evaluation, eval_plans, evaluate, evaluate_with_predictions, true_classes};
 pub use fit::{EpochStats, FitConfig, History, Monitor, ReduceLrOnPlateau, fit, fit_plans};

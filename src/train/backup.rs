@@ -1,0 +1,294 @@
+//! Keras' `BackupAndRestore` for [`fit`](super::fit): after every complete epoch the
+//! whole training state goes to one file, so a run that stops (killed, crashed, out
+//! of time) continues where it was when started again, with the results it would
+//! have had without stopping.
+//!
+//! The file, `DIR/training-state.safetensors`, holds
+//! - `param/NAME`: every parameter (moving statistics included), PyTorch names;
+//! - `optimizer/NAME/K`: the optimizer's state tensor `K` of each trainable
+//!   parameter (Adam: 0 = m, 1 = v);
+//! - `best/NAME`: the best epoch's weights, when early stopping restores them;
+//!
+//! and, as safetensors metadata, the settings a resumed run must share with the
+//! run that wrote it (`settings`, a JSON object of strings) and the loop's progress
+//! (`progress`, JSON: steps, learning rate, early-stopping and plateau counters,
+//! the history so far). What it does not hold follows from what it does: each
+//! epoch's shuffle from the seed (replayed), dropout masks from the step number.
+//! It is written atomically: a crash while saving leaves the previous epoch's
+//! state.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::{self, f32_entry};
+use crate::data::{Split, Targets};
+use crate::error::{Error, Result};
+use crate::gpu::{Context, Tensor};
+use crate::graph::Op;
+use crate::nn::Model;
+use crate::train::fit::{FitConfig, Progress};
+
+/// The file a backup folder holds.
+pub const FILE_NAME: &str = "training-state.safetensors";
+const FORMAT_KEY: &str = "format";
+const FORMAT: &str = "wgml-training-state-1";
+const SETTINGS_KEY: &str = "settings";
+const PROGRESS_KEY: &str = "progress";
+
+/// Where [`fit`](super::fit) keeps its training state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backup {
+    /// Folder of the state file (created when missing).
+    pub dir: PathBuf,
+    /// Remove the state file when `fit` returns normally (Keras'
+    /// `delete_checkpoint=True`); keep it to train for more epochs later.
+    pub delete_when_done: bool,
+}
+
+impl Backup {
+    /// A backup in `dir`, removed when training ends normally.
+    pub fn new(dir: impl Into<PathBuf>) -> Backup {
+        Backup {
+            dir: dir.into(),
+            delete_when_done: true,
+        }
+    }
+
+    /// The state file.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
+    }
+
+    fn create_dir(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| Error::Io {
+            path: self.dir.display().to_string(),
+            source,
+        })
+    }
+}
+
+/// What a resumed run must share with the run that wrote the backup, each as text:
+/// the model (layers, loss, optimizer and its hyper-parameters, dropout seeds), the
+/// fit settings that shape the sequence of steps, and the training data (sizes and
+/// a CRC-32 of its values). The number of epochs and the step limit may differ.
+pub(crate) fn settings(
+    model: &Model,
+    data: &Split,
+    validation: usize,
+    config: &FitConfig,
+) -> BTreeMap<String, String> {
+    let dropout_seeds: Vec<u32> = model
+        .graph
+        .nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            Op::Dropout { seed, .. } => Some(seed),
+            _ => None,
+        })
+        .collect();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(bytemuck::cast_slice(&data.x));
+    match &data.y {
+        Targets::Classes { labels, classes } => {
+            crc.update(bytemuck::cast_slice(labels));
+            crc.update(&(*classes as u64).to_le_bytes());
+        }
+        Targets::Values { values, dim } => {
+            crc.update(bytemuck::cast_slice(values));
+            crc.update(&(*dim as u64).to_le_bytes());
+        }
+    }
+    let entries = [
+        ("model", format!("{:?}", model.spec)),
+        ("loss", model.loss.name().to_string()),
+        ("optimizer", format!("{:?}", model.optimizer)),
+        ("dropout_seeds", format!("{dropout_seeds:?}")),
+        ("batch_size", config.batch_size.to_string()),
+        ("validation_split", config.validation_split.to_string()),
+        ("seed", config.seed.to_string()),
+        ("shuffle", config.shuffle.to_string()),
+        ("patience", format!("{:?}", config.patience)),
+        ("monitor", config.monitor.name().to_string()),
+        ("min_delta", config.min_delta.to_string()),
+        ("restore_best", config.restore_best.to_string()),
+        ("reduce_lr", format!("{:?}", config.reduce_lr)),
+        ("samples", format!("{} ({validation} for validation)", data.len())),
+        ("data_crc32", format!("{:08x}", crc.finalize())),
+    ];
+    entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn err(path: &Path, message: String) -> Error {
+    Error::Data {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::invalid(format!("training state: {e}")))
+}
+
+/// Writes the state of `model` after an epoch: parameters, optimizer state, the
+/// best epoch's weights (`best`, when early stopping keeps them) and `progress`.
+pub(crate) fn save(
+    backup: &Backup,
+    ctx: &Context,
+    model: &Model,
+    best: &[Tensor],
+    settings: &BTreeMap<String, String>,
+    progress: &Progress,
+) -> Result<()> {
+    let mut entries = Vec::new();
+    for p in &model.store.params {
+        entries.push(f32_entry(
+            format!("param/{}", p.name),
+            &p.shape,
+            &p.value.to_f32(ctx)?,
+        ));
+        for (k, s) in p.state.iter().enumerate() {
+            entries.push(f32_entry(
+                format!("optimizer/{}/{k}", p.name),
+                &p.shape,
+                &s.to_f32(ctx)?,
+            ));
+        }
+    }
+    if progress.history.best_epoch.is_some() {
+        for (p, t) in model.store.params.iter().zip(best) {
+            entries.push(f32_entry(format!("best/{}", p.name), &p.shape, &t.to_f32(ctx)?));
+        }
+    }
+    let metadata = HashMap::from([
+        (FORMAT_KEY.to_string(), FORMAT.to_string()),
+        (SETTINGS_KEY.to_string(), to_json(settings)?),
+        (PROGRESS_KEY.to_string(), to_json(progress)?),
+    ]);
+    backup.create_dir()?;
+    checkpoint::write_atomic(&backup.path(), &checkpoint::serialize(&entries, metadata)?)
+}
+
+/// Loads the backup's state into `model` (and `best`) when the backup holds one,
+/// after checking that it was written with the same `settings` and holds every
+/// tensor of this model and no other; returns its progress. Nothing is written to
+/// the GPU unless every check passes.
+pub(crate) fn restore(
+    backup: &Backup,
+    ctx: &Context,
+    model: &mut Model,
+    best: &[Tensor],
+    settings: &BTreeMap<String, String>,
+) -> Result<Option<Progress>> {
+    // A folder that cannot be made fails the run now, not after its first epoch.
+    backup.create_dir()?;
+    let path = backup.path();
+    if !path.exists() {
+        return Ok(None);
+    }
+    let c = checkpoint::load(&path)?;
+    let start_over = format!("remove {} to start over", path.display());
+    if c.metadata.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT) {
+        return Err(err(
+            &path,
+            format!("is not a wgml training state (no '{FORMAT_KEY}: {FORMAT}' entry); {start_over}"),
+        ));
+    }
+    let field = |key: &str| {
+        c.metadata
+            .get(key)
+            .ok_or_else(|| err(&path, format!("has no '{key}' entry; {start_over}")))
+    };
+    let saved: BTreeMap<String, String> = serde_json::from_str(field(SETTINGS_KEY)?)
+        .map_err(|e| err(&path, format!("unreadable settings ({e}); {start_over}")))?;
+    for (key, value) in settings {
+        match saved.get(key) {
+            Some(s) if s == value => {}
+            Some(s) => {
+                return Err(err(
+                    &path,
+                    format!(
+                        "was written by a run with {key} = {s}, but this run has {key} = {value}; \
+                         resume with the same settings, or {start_over}"
+                    ),
+                ));
+            }
+            None => return Err(err(&path, format!("does not record {key}; {start_over}"))),
+        }
+    }
+    if let Some(key) = saved.keys().find(|k| !settings.contains_key(*k)) {
+        return Err(err(
+            &path,
+            format!("records an unknown setting '{key}'; {start_over}"),
+        ));
+    }
+    let progress: Progress = serde_json::from_str(field(PROGRESS_KEY)?)
+        .map_err(|e| err(&path, format!("unreadable progress ({e}); {start_over}")))?;
+
+    let tensors: HashMap<&str, (&[usize], &[f32])> = c
+        .tensors
+        .iter()
+        .map(|(n, shape, v)| (n.as_str(), (shape.as_slice(), v.as_slice())))
+        .collect();
+    // Every tensor the model needs from the file, and where it goes.
+    let mut needed: Vec<(String, &[usize], &Tensor)> = Vec::new();
+    for p in &model.store.params {
+        needed.push((format!("param/{}", p.name), &p.shape, &p.value));
+        for (k, s) in p.state.iter().enumerate() {
+            needed.push((format!("optimizer/{}/{k}", p.name), &p.shape, s));
+        }
+    }
+    if progress.history.best_epoch.is_some() {
+        for (p, t) in model.store.params.iter().zip(best) {
+            needed.push((format!("best/{}", p.name), &p.shape, t));
+        }
+    }
+    let mut writes: Vec<(&Tensor, &[f32])> = Vec::new();
+    for (name, shape, into) in &needed {
+        match tensors.get(name.as_str()) {
+            None => {
+                return Err(err(
+                    &path,
+                    format!("has no tensor '{name}', which this model needs; {start_over}"),
+                ));
+            }
+            Some((s, _)) if s != shape => {
+                return Err(err(
+                    &path,
+                    format!("tensor '{name}' has shape {s:?}, the model expects {shape:?}; {start_over}"),
+                ));
+            }
+            Some((_, v)) => writes.push((into, v)),
+        }
+    }
+    let wanted: HashSet<&str> = needed.iter().map(|(n, _, _)| n.as_str()).collect();
+    if let Some(extra) = tensors.keys().find(|n| !wanted.contains(**n)) {
+        return Err(err(
+            &path,
+            format!("holds tensor '{extra}', which this model does not have; {start_over}"),
+        ));
+    }
+    for (t, v) in writes {
+        t.write(ctx, v)?;
+    }
+    model.step = progress.model_step;
+    Ok(Some(progress))
+}
+
+/// The end of a fit that returned normally: removes the state file unless the
+/// backup is kept. A file that cannot be removed is reported, not an error (the
+/// training it describes is done).
+pub(crate) fn finish(backup: &Backup, verbose: bool) {
+    if !backup.delete_when_done {
+        return;
+    }
+    let path = backup.path();
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound && verbose => {
+            eprintln!(
+                "warning: could not remove the finished run's backup {}: {e}",
+                path.display()
+            );
+        }
+        _ => {}
+    }
+}
