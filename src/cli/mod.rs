@@ -37,10 +37,20 @@ pub struct GpuArgs {
 
 impl GpuArgs {
     pub fn context(&self) -> Result<Context> {
-        Context::new(&ContextOptions {
+        let ctx = Context::new(&ContextOptions {
             backend: self.backend.clone(),
             adapter: self.adapter.clone(),
-        })
+        })?;
+        if self.backend.is_none() && ctx.info.backend == wgpu::Backend::Gl {
+            // Chosen only because nothing else was found: say what is lost.
+            eprintln!(
+                "note: no Vulkan, Metal or DX12 adapter was found, so wgml runs on OpenGL \
+                 ('{}'), without subgroups and several times slower; on Linux without a GPU, \
+                 `apt-get install mesa-vulkan-drivers` gives the lavapipe Vulkan driver",
+                ctx.info.name
+            );
+        }
+        Ok(ctx)
     }
 }
 
