@@ -84,6 +84,14 @@ fn checkpoints_that_do_not_fit_the_model_are_refused_naming_the_tensor() {
         &["eval", "--model", "mlp", "--weights", c],
         &[c, "model 'binary', not 'mlp'"],
     );
+    // Without --model, eval takes the model the checkpoint names.
+    let out = wgml(&["eval", "--weights", c]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("test accuracy") && stdout.contains("(20 samples)"),
+        "{stdout}"
+    );
     // A file that is not a checkpoint at all.
     let junk = scratch("junk.safetensors");
     std::fs::write(&junk, b"not a safetensors file").unwrap();

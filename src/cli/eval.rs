@@ -13,9 +13,10 @@ use super::train::{load_data, print_evaluation, write_metrics_json, write_run_re
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// Model: cnn, cnn-bn, convnet, mlp, binary or regression.
-    #[arg(long, default_value = "cnn")]
-    pub model: String,
+    /// Model: cnn, cnn-bn, convnet, mlp, binary or regression (default: the one the
+    /// checkpoint names, else cnn).
+    #[arg(long)]
+    pub model: Option<String>,
     /// Safetensors checkpoint written by `wgml train --save`.
     #[arg(long)]
     pub weights: PathBuf,
@@ -35,9 +36,10 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct PredictArgs {
-    /// Model: cnn, cnn-bn, convnet or mlp (image models).
-    #[arg(long, default_value = "cnn")]
-    pub model: String,
+    /// Model: cnn, cnn-bn, convnet or mlp (image models; default: the one the
+    /// checkpoint names, else cnn).
+    #[arg(long)]
+    pub model: Option<String>,
     /// Safetensors checkpoint written by `wgml train --save`.
     #[arg(long)]
     pub weights: PathBuf,
@@ -46,13 +48,18 @@ pub struct PredictArgs {
     pub images: Vec<PathBuf>,
 }
 
-/// Compiles `model` and loads `weights` into it.
-fn load_model(ctx: &wgml::Context, model: &str, weights: &Path) -> Result<(zoo::Recipe, wgml::nn::Model)> {
-    let recipe = zoo::recipe(model)?;
+/// Compiles `model` (by default the model the checkpoint names, else the CNN) and
+/// loads `weights` into it.
+fn load_model(
+    ctx: &wgml::Context,
+    model: Option<&str>,
+    weights: &Path,
+) -> Result<(zoo::Recipe, wgml::nn::Model)> {
+    let c = checkpoint::load(weights)?;
+    let recipe = zoo::recipe(model.or(c.model.as_deref()).unwrap_or("cnn"))?;
     let mut m = recipe
         .model
         .compile(ctx, recipe.loss, recipe.optimizer.clone(), 0)?;
-    let c = checkpoint::load(weights)?;
     if let Some(saved) = &c.model
         && saved != recipe.name
     {
@@ -78,7 +85,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
         wgml::report::prepare(dir)?;
     }
     let ctx = gpu.context()?;
-    let (recipe, mut model) = load_model(&ctx, &args.model, &args.weights)?;
+    let (recipe, mut model) = load_model(&ctx, args.model.as_deref(), &args.weights)?;
     let data = load_data(args.data.as_deref().unwrap_or(recipe.data), args.seed)?;
     // Per-sample predictions only when the report draws them.
     let (e, predicted) = match &args.report {
@@ -118,7 +125,7 @@ pub fn mnist_pixels(path: &Path) -> Result<Vec<f32>> {
 
 pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
     let ctx = gpu.context()?;
-    let (recipe, mut model) = load_model(&ctx, &args.model, &args.weights)?;
+    let (recipe, mut model) = load_model(&ctx, args.model.as_deref(), &args.weights)?;
     if recipe.model.input_shape != [1, 28, 28] {
         return Err(Error::invalid(format!(
             "predict takes images; model '{}' does not",
