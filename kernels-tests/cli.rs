@@ -52,6 +52,32 @@ fn train_arguments_out_of_range_are_refused() {
         &["unknown monitor 'val_acc'", "val_accuracy"],
     );
     fails_with(&["train", "--min-delta", "-1"], &["min_delta -1"]);
+    fails_with(
+        &["train", "--lr-schedule", "linear"],
+        &["'linear'", "cosine or exponential"],
+    );
+    fails_with(
+        &["train", "--lr-schedule", "exponential", "--decay-rate", "0.5"],
+        &["needs --decay-steps"],
+    );
+    fails_with(&["train", "--decay-rate", "0.5"], &["need --lr-schedule"]);
+    fails_with(
+        &["train", "--lr-schedule", "cosine", "--staircase"],
+        &["--staircase belongs to --lr-schedule exponential"],
+    );
+    fails_with(
+        &["train", "--warmup-steps", "10"],
+        &["--warmup-steps belongs to --lr-schedule cosine"],
+    );
+    fails_with(
+        &["train", "--lr-schedule", "cosine", "--alpha", "2"],
+        &["alpha 2"],
+    );
+    fails_with(
+        &["train", "--optimizer", "rmsprop", "--weight-decay", "0.01"],
+        &["--weight-decay applies to adam"],
+    );
+    fails_with(&["train", "--weight-decay", "-1"], &["weight_decay", "-1"]);
 }
 
 #[test]
@@ -159,6 +185,28 @@ fn train_resumes_from_its_backup() {
         let _ = std::fs::remove_file(f);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--weight-decay` reaches the optimizer: the same run with it trains differently.
+#[test]
+fn weight_decay_changes_the_training() {
+    let plain = scratch("plain.json");
+    let decayed = scratch("decayed.json");
+    for (file, extra) in [(&plain, None), (&decayed, Some("0.5"))] {
+        let mut args = vec!["train", "--model", "binary", "--epochs", "2"];
+        args.extend(["--metrics", file.to_str().unwrap()]);
+        if let Some(wd) = extra {
+            args.extend(["--weight-decay", wd]);
+        }
+        let out = wgml(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (a, b) = (epoch_losses(&plain), epoch_losses(&decayed));
+    assert_eq!((a.len(), b.len()), (2, 2));
+    assert_ne!(a[1], b[1], "{a:?} {b:?}");
+    for f in [&plain, &decayed] {
+        let _ = std::fs::remove_file(f);
+    }
 }
 
 #[test]

@@ -825,6 +825,50 @@ fn a_backup_that_does_not_match_the_run_is_refused() {
         &data.train,
     );
     assert!(e.contains("model = "), "{e}");
+    // A cosine decay over "the whole run" changes with the number of epochs, so
+    // raising them is refused; a schedule with its own decay steps may run on.
+    std::fs::remove_file(backup.path()).unwrap();
+    let cosine = |decay_steps| FitConfig {
+        lr_schedule: Some(wgml::train::LrSchedule::Cosine {
+            decay_steps,
+            alpha: 0.0,
+            warmup_steps: 0,
+        }),
+        ..cfg.clone()
+    };
+    fit(&mut compiled(ctx, &recipe, 1), ctx, &data.train, &cosine(None)).unwrap();
+    let e = refused(
+        &mut compiled(ctx, &recipe, 1),
+        &FitConfig {
+            epochs: 2,
+            ..cosine(None)
+        },
+        &data.train,
+    );
+    assert!(
+        e.contains("lr_schedule = Some(Cosine { decay_steps: Some(5)"),
+        "{e}"
+    );
+    std::fs::remove_file(backup.path()).unwrap();
+    fit(
+        &mut compiled(ctx, &recipe, 1),
+        ctx,
+        &data.train,
+        &cosine(Some(50)),
+    )
+    .unwrap();
+    let mut m = compiled(ctx, &recipe, 1);
+    let h = fit(
+        &mut m,
+        ctx,
+        &data.train,
+        &FitConfig {
+            epochs: 2,
+            ..cosine(Some(50))
+        },
+    )
+    .unwrap();
+    assert_eq!((h.epochs.len(), m.step), (2, 10));
     // A plain weights checkpoint is not a training state; garbage is not safetensors.
     let plain = compiled(ctx, &recipe, 1);
     wgml::checkpoint::save(&backup.path(), "binary", &plain.store.download(ctx).unwrap(), 0).unwrap();
@@ -836,4 +880,68 @@ fn a_backup_that_does_not_match_the_run_is_refused() {
         .to_string();
     assert!(e.contains("not a valid safetensors file"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A learning-rate schedule sets every step's rate: a fit with a cosine decay (and
+/// warmup) ends with the weights of the same steps taken one by one at the rates of
+/// Keras' formula; each epoch records the rate of its last step.
+#[test]
+fn a_learning_rate_schedule_sets_the_rate_of_every_step() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::two_blobs(6);
+    let recipe = zoo::binary();
+    let schedule = wgml::train::LrSchedule::Cosine {
+        decay_steps: None,
+        alpha: 0.1,
+        warmup_steps: 3,
+    };
+    // 80 samples at batch 16, in order: 5 steps per epoch, 15 in all.
+    let cfg = FitConfig {
+        epochs: 3,
+        batch_size: 16,
+        shuffle: false,
+        lr_schedule: Some(schedule),
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let mut fitted = compiled(ctx, &recipe, 4);
+    let h = fit(&mut fitted, ctx, &data.train, &cfg).unwrap();
+    let lr0 = recipe.optimizer.lr() as f64;
+    let rate = |t: u64| schedule.rate(lr0, t, 15);
+    let recorded: Vec<f64> = h.epochs.iter().map(|e| e.lr).collect();
+    assert_eq!(recorded, vec![rate(4), rate(9), rate(14)]);
+    assert!(rate(0) == 0.0 && rate(3) == lr0 && (rate(14) - 0.1 * lr0) < 0.02 * lr0);
+
+    let mut stepped = compiled(ctx, &recipe, 4);
+    let idx: Vec<usize> = (0..80).collect();
+    let (mut x, mut labels, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for t in 0..15u64 {
+        let chunk = &idx[(t as usize % 5) * 16..][..16];
+        data.train.gather(chunk, &mut x, &mut labels, &mut values);
+        let batch = batch_of(&x, &labels, &values, 16);
+        stepped
+            .train_step(ctx, &batch, rate(t) as f32, |_, _| {})
+            .unwrap();
+    }
+    assert_eq!(training_state(&fitted, ctx), training_state(&stepped, ctx));
+    // Different from a constant rate, so the test could fail.
+    let mut constant = compiled(ctx, &recipe, 4);
+    let cfg = FitConfig {
+        lr_schedule: None,
+        ..cfg
+    };
+    fit(&mut constant, ctx, &data.train, &cfg).unwrap();
+    assert_ne!(training_state(&fitted, ctx), training_state(&constant, ctx));
+    // Keras refuses a schedule together with ReduceLROnPlateau; so does wgml.
+    let both = FitConfig {
+        lr_schedule: Some(schedule),
+        reduce_lr: Some(ReduceLrOnPlateau::default()),
+        ..FitConfig::default()
+    };
+    assert!(
+        both.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("ReduceLROnPlateau")
+    );
 }

@@ -67,6 +67,30 @@ pub struct TrainArgs {
     /// Momentum (SGD and RMSprop).
     #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f32>,
+    /// Weight decay: decoupled for adam (AdamW, as Keras' and PyTorch's), L2 added to
+    /// the gradient for sgd (PyTorch's SGD).
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f32>,
+    /// Change the learning rate every step: cosine (Keras' CosineDecay, over the whole
+    /// run unless --decay-steps; optional --warmup-steps and --alpha) or exponential
+    /// (lr · decay-rate^(step / decay-steps); --staircase rounds the exponent down).
+    #[arg(long, value_name = "cosine|exponential")]
+    pub lr_schedule: Option<String>,
+    /// Steps of the schedule's decay (cosine: default every step after the warmup).
+    #[arg(long, value_name = "N")]
+    pub decay_steps: Option<u64>,
+    /// Exponential decay: the factor per --decay-steps steps.
+    #[arg(long, allow_negative_numbers = true)]
+    pub decay_rate: Option<f64>,
+    /// Exponential decay: lower the rate in steps, every --decay-steps steps.
+    #[arg(long)]
+    pub staircase: bool,
+    /// Cosine decay: the final rate as a fraction of --lr (default 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub alpha: Option<f64>,
+    /// Cosine decay: steps of a linear warmup from 0 to --lr first (default 0).
+    #[arg(long, value_name = "N")]
+    pub warmup_steps: Option<u64>,
     /// Stop after N optimizer steps in total.
     #[arg(long)]
     pub steps: Option<u64>,
@@ -147,6 +171,72 @@ fn optimizer(name: &str, lr: f32, momentum: Option<f32>) -> Result<Optimizer> {
     Ok(o)
 }
 
+/// `optimizer` with weight decay `wd` (Adam: decoupled, AdamW; SGD: L2).
+fn with_weight_decay(optimizer: Optimizer, wd: f32) -> Result<Optimizer> {
+    let mut o = optimizer;
+    match &mut o {
+        Optimizer::Adam { weight_decay, .. } | Optimizer::Sgd { weight_decay, .. } => *weight_decay = wd,
+        Optimizer::RmsProp { .. } => {
+            return Err(Error::invalid(
+                "--weight-decay applies to adam (AdamW) and sgd; wgml's rmsprop has none",
+            ));
+        }
+    }
+    o.validate()?;
+    Ok(o)
+}
+
+/// The schedule the flags describe; flags of a schedule not chosen are refused.
+fn lr_schedule(args: &TrainArgs) -> Result<Option<train::LrSchedule>> {
+    let unused = |flag: &str, given: bool, kind: &str| -> Result<()> {
+        if given {
+            return Err(Error::invalid(format!("{flag} belongs to --lr-schedule {kind}")));
+        }
+        Ok(())
+    };
+    let schedule = match args.lr_schedule.as_deref() {
+        None => {
+            if args.decay_steps.is_some() || args.decay_rate.is_some() || args.staircase {
+                return Err(Error::invalid(
+                    "--decay-steps, --decay-rate and --staircase need --lr-schedule",
+                ));
+            }
+            unused("--alpha", args.alpha.is_some(), "cosine")?;
+            unused("--warmup-steps", args.warmup_steps.is_some(), "cosine")?;
+            return Ok(None);
+        }
+        Some("exponential") => {
+            unused("--alpha", args.alpha.is_some(), "cosine")?;
+            unused("--warmup-steps", args.warmup_steps.is_some(), "cosine")?;
+            train::LrSchedule::Exponential {
+                decay_steps: args
+                    .decay_steps
+                    .ok_or_else(|| Error::invalid("--lr-schedule exponential needs --decay-steps N"))?,
+                decay_rate: args
+                    .decay_rate
+                    .ok_or_else(|| Error::invalid("--lr-schedule exponential needs --decay-rate R"))?,
+                staircase: args.staircase,
+            }
+        }
+        Some("cosine") => {
+            unused("--decay-rate", args.decay_rate.is_some(), "exponential")?;
+            unused("--staircase", args.staircase, "exponential")?;
+            train::LrSchedule::Cosine {
+                decay_steps: args.decay_steps,
+                alpha: args.alpha.unwrap_or(0.0),
+                warmup_steps: args.warmup_steps.unwrap_or(0),
+            }
+        }
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "unknown learning-rate schedule '{other}': choose cosine or exponential"
+            )));
+        }
+    };
+    schedule.validate()?;
+    Ok(Some(schedule))
+}
+
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     let mut recipe = zoo::recipe(&args.model)?;
     if let Some(e) = args.epochs {
@@ -170,6 +260,10 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         (None, None) => recipe.optimizer.with_lr(lr),
         (name, momentum) => optimizer(name.as_deref().unwrap_or(default_optimizer), lr, momentum)?,
     };
+    if let Some(wd) = args.weight_decay {
+        recipe.optimizer = with_weight_decay(recipe.optimizer, wd)?;
+    }
+    recipe.fit.lr_schedule = lr_schedule(args)?;
     recipe.fit.seed = args.seed;
     if let Some(v) = args.val_split {
         recipe.fit.validation_split = v;

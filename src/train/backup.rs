@@ -1,4 +1,4 @@
-//! Keras' `BackupAndRestore` for [`fit`](super::fit): after every complete epoch the
+//! Keras' `BackupAndRestore` for [`fit`](super::fit()): after every complete epoch the
 //! whole training state goes to one file, so a run that stops (killed, crashed, out
 //! of time) continues where it was when started again, with the results it would
 //! have had without stopping.
@@ -27,6 +27,7 @@ use crate::gpu::{Context, Tensor};
 use crate::graph::Op;
 use crate::nn::Model;
 use crate::train::fit::{FitConfig, Progress};
+use crate::train::schedule::LrSchedule;
 
 /// The file a backup folder holds.
 pub const FILE_NAME: &str = "training-state.safetensors";
@@ -35,7 +36,7 @@ const FORMAT: &str = "wgml-training-state-1";
 const SETTINGS_KEY: &str = "settings";
 const PROGRESS_KEY: &str = "progress";
 
-/// Where [`fit`](super::fit) keeps its training state.
+/// Where [`fit`](super::fit()) keeps its training state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backup {
     /// Folder of the state file (created when missing).
@@ -69,13 +70,16 @@ impl Backup {
 
 /// What a resumed run must share with the run that wrote the backup, each as text:
 /// the model (layers, loss, optimizer and its hyper-parameters, dropout seeds), the
-/// fit settings that shape the sequence of steps, and the training data (sizes and
-/// a CRC-32 of its values). The number of epochs and the step limit may differ.
+/// fit settings that shape the sequence of steps (the learning-rate `schedule` as
+/// resolved for this fit), and the training data (sizes and a CRC-32 of its
+/// values). The number of epochs and the step limit may differ, unless a schedule
+/// spreads over them.
 pub(crate) fn settings(
     model: &Model,
     data: &Split,
     validation: usize,
     config: &FitConfig,
+    schedule: Option<LrSchedule>,
 ) -> BTreeMap<String, String> {
     let dropout_seeds: Vec<u32> = model
         .graph
@@ -112,6 +116,7 @@ pub(crate) fn settings(
         ("min_delta", config.min_delta.to_string()),
         ("restore_best", config.restore_best.to_string()),
         ("reduce_lr", format!("{:?}", config.reduce_lr)),
+        ("lr_schedule", format!("{schedule:?}")),
         ("samples", format!("{} ({validation} for validation)", data.len())),
         ("data_crc32", format!("{:08x}", crc.finalize())),
     ];

@@ -16,6 +16,7 @@ use crate::nn::Model;
 use crate::nn::model::Batch;
 use crate::train::backup::{self, Backup};
 use crate::train::evaluate::{eval_plans, evaluate_sums};
+use crate::train::schedule::LrSchedule;
 
 /// The quantity early stopping watches, as Keras' `EarlyStopping(monitor=...)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -170,7 +171,7 @@ pub(crate) struct Progress {
     pub total_steps: u64,
     /// The model's step count (Adam's t, the dropout masks' step number).
     pub model_step: u32,
-    /// Learning rate of the next epoch.
+    /// Learning rate of the next epoch (the schedule's base rate, with a schedule).
     pub lr: f64,
     /// Early stopping: the best (lower-is-better) score and the epochs since it.
     pub best_score: Option<f64>,
@@ -195,6 +196,8 @@ pub struct FitConfig {
     pub min_delta: f64,
     /// Lower the learning rate when the watched value stops improving.
     pub reduce_lr: Option<ReduceLrOnPlateau>,
+    /// Change the learning rate every step (not with `reduce_lr`, as in Keras).
+    pub lr_schedule: Option<LrSchedule>,
     /// With early stopping: put back the weights of the best epoch at the end.
     pub restore_best: bool,
     /// Seed of the per-epoch shuffles.
@@ -220,6 +223,7 @@ impl Default for FitConfig {
             monitor: Monitor::ValLoss,
             min_delta: 0.0,
             reduce_lr: None,
+            lr_schedule: None,
             restore_best: true,
             seed: 42,
             shuffle: true,
@@ -247,6 +251,15 @@ impl FitConfig {
         if let Some(r) = &self.reduce_lr {
             r.validate()?;
         }
+        if let Some(s) = &self.lr_schedule {
+            s.validate()?;
+            if self.reduce_lr.is_some() {
+                return Err(Error::invalid(
+                    "a learning-rate schedule and ReduceLROnPlateau both set the rate: use one \
+                     of them (Keras refuses the pair too)",
+                ));
+            }
+        }
         if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
             return Err(Error::invalid(format!(
                 "min_delta {} must be a finite number >= 0",
@@ -268,7 +281,7 @@ pub struct EpochStats {
     pub seconds: f64,
     pub images_per_second: f64,
     pub steps: u64,
-    /// The learning rate of this epoch's steps.
+    /// The learning rate of this epoch's steps (of its last step, with a schedule).
     pub lr: f64,
 }
 
@@ -344,8 +357,15 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
             ));
         }
     }
+    // Steps this fit takes unless early stopping ends it: what a cosine decay
+    // without decay steps spreads over.
+    let planned = config
+        .max_steps
+        .unwrap_or(u64::MAX)
+        .min((config.epochs * steps_per_epoch) as u64);
+    let schedule = config.lr_schedule.map(|s| s.resolved(planned));
     let settings = match &config.backup {
-        Some(_) => backup::settings(model, data, val.as_ref().map_or(0, Split::len), config),
+        Some(_) => backup::settings(model, data, val.as_ref().map_or(0, Split::len), config, schedule),
         None => Default::default(),
     };
     let mut p = Progress {
@@ -387,6 +407,7 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
         model.acc.reset(ctx)?;
         let mut seen = 0usize;
         let mut steps = 0u64;
+        let mut step_lr = p.lr;
         let bar = progress_bar(config.verbose, steps_per_epoch as u64, epoch, config.epochs);
         let mut last_tick = Instant::now();
         for (i, idx) in order.chunks(b).enumerate() {
@@ -400,7 +421,10 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
                 values: &vb,
                 len: idx.len(),
             };
-            model.train_step(ctx, &batch, p.lr as f32, |enc, acc| {
+            if let Some(s) = &schedule {
+                step_lr = s.rate(p.lr, p.total_steps, planned);
+            }
+            model.train_step(ctx, &batch, step_lr as f32, |enc, acc| {
                 enc.copy_buffer_to_buffer(&acc.loss_sum.buffer, 0, &trace.buffer, (i * 4) as u64, 4);
             })?;
             seen += idx.len();
@@ -458,7 +482,7 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
             seconds,
             images_per_second: seen as f64 / seconds,
             steps,
-            lr: p.lr,
+            lr: step_lr,
         };
         if config.verbose {
             println!("{}", epoch_line(&stats, config.epochs));

@@ -6,7 +6,9 @@ pub mod backup;
 pub mod evaluate;
 pub mod fit;
 pub mod profile;
+pub mod schedule;
 
 pub use backup::Backup;
 pub use evaluate::{ClassMetrics, Evaluation, eval_plans, evaluate, evaluate_with_predictions, true_classes};
 pub use fit::{EpochStats, FitConfig, History, Monitor, ReduceLrOnPlateau, fit, fit_plans};
+pub use schedule::LrSchedule;

@@ -1,0 +1,210 @@
+//! Learning-rate schedules, as Keras' `keras.optimizers.schedules`. The rate of each
+//! optimizer step is a function of the step's index within the fit (0 for its first
+//! step, as Keras' `optimizer.iterations`; a run resumed from a backup counts on
+//! from it). [`fit`](super::fit()) writes it into the step uniform it rewrites every
+//! step anyway, so a schedule costs no dispatch and no buffer.
+
+use crate::error::{Error, Result};
+
+/// How the learning rate changes from step to step. `lr` below is the optimizer's
+/// learning rate (`--lr`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LrSchedule {
+    /// Keras' `ExponentialDecay`: `lr · decay_rate^(step / decay_steps)`, the
+    /// exponent rounded down when `staircase` (then PyTorch's `StepLR(step_size =
+    /// decay_steps, gamma = decay_rate)` counted in steps).
+    Exponential {
+        decay_steps: u64,
+        decay_rate: f64,
+        staircase: bool,
+    },
+    /// Keras' `CosineDecay`: after `warmup_steps` steps rising linearly from 0 to
+    /// `lr` (Keras' `initial_learning_rate=0, warmup_target=lr`), `lr · ((1 − alpha) ·
+    /// ½(1 + cos(π · min(s, D) / D)) + alpha)` where `s` counts the steps after the
+    /// warmup and `D = decay_steps`; `None` decays over every remaining step of the
+    /// fit (PyTorch's `CosineAnnealingLR(T_max = D, eta_min = alpha · lr)`).
+    Cosine {
+        decay_steps: Option<u64>,
+        alpha: f64,
+        warmup_steps: u64,
+    },
+}
+
+impl LrSchedule {
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            LrSchedule::Exponential {
+                decay_steps,
+                decay_rate,
+                ..
+            } => {
+                if decay_steps == 0 {
+                    return Err(Error::invalid(
+                        "exponential decay: decay steps must be at least 1",
+                    ));
+                }
+                if !(decay_rate.is_finite() && decay_rate > 0.0) {
+                    return Err(Error::invalid(format!(
+                        "exponential decay: decay rate {decay_rate} must be a positive number"
+                    )));
+                }
+            }
+            LrSchedule::Cosine {
+                decay_steps, alpha, ..
+            } => {
+                if decay_steps == Some(0) {
+                    return Err(Error::invalid("cosine decay: decay steps must be at least 1"));
+                }
+                if !(0.0..=1.0).contains(&alpha) {
+                    return Err(Error::invalid(format!(
+                        "cosine decay: alpha {alpha} (the final fraction of the rate) must be in [0, 1]"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The schedule with every default filled in for a fit of `total` steps: a
+    /// cosine decay without `decay_steps` decays over the steps after its warmup.
+    pub fn resolved(self, total: u64) -> LrSchedule {
+        match self {
+            LrSchedule::Cosine {
+                decay_steps: None,
+                alpha,
+                warmup_steps,
+            } => LrSchedule::Cosine {
+                decay_steps: Some(total.saturating_sub(warmup_steps).max(1)),
+                alpha,
+                warmup_steps,
+            },
+            other => other,
+        }
+    }
+
+    /// The rate of step `step` (0-based) for the base rate `lr`, in a fit of `total`
+    /// steps.
+    pub fn rate(&self, lr: f64, step: u64, total: u64) -> f64 {
+        match self.resolved(total) {
+            LrSchedule::Exponential {
+                decay_steps,
+                decay_rate,
+                staircase,
+            } => {
+                let p = step as f64 / decay_steps as f64;
+                lr * decay_rate.powf(if staircase { p.floor() } else { p })
+            }
+            LrSchedule::Cosine {
+                decay_steps,
+                alpha,
+                warmup_steps,
+            } => {
+                if step < warmup_steps {
+                    return lr * step as f64 / warmup_steps as f64;
+                }
+                let d = decay_steps.unwrap_or(1) as f64;
+                let s = ((step - warmup_steps) as f64).min(d);
+                let cosine = 0.5 * (1.0 + (std::f64::consts::PI * s / d).cos());
+                lr * ((1.0 - alpha) * cosine + alpha)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-12 * b.abs().max(1e-30)
+    }
+
+    /// Values worked out by hand from Keras' formulas.
+    #[test]
+    fn rates_follow_keras_formulas() {
+        let exp = LrSchedule::Exponential {
+            decay_steps: 10,
+            decay_rate: 0.5,
+            staircase: false,
+        };
+        assert!(close(exp.rate(0.1, 0, 100), 0.1));
+        assert!(close(exp.rate(0.1, 5, 100), 0.1 * 0.5f64.sqrt()));
+        assert!(close(exp.rate(0.1, 20, 100), 0.025));
+        let stairs = LrSchedule::Exponential {
+            decay_steps: 10,
+            decay_rate: 0.5,
+            staircase: true,
+        };
+        assert!(close(stairs.rate(0.1, 9, 100), 0.1));
+        assert!(close(stairs.rate(0.1, 10, 100), 0.05));
+        assert!(close(stairs.rate(0.1, 29, 100), 0.025));
+
+        let cos = LrSchedule::Cosine {
+            decay_steps: Some(100),
+            alpha: 0.1,
+            warmup_steps: 0,
+        };
+        assert!(close(cos.rate(1.0, 0, 0), 1.0));
+        // Halfway: cos(π/2) = 0, so (1 − 0.1)·0.5 + 0.1.
+        assert!(close(cos.rate(1.0, 50, 0), 0.55));
+        assert!(close(cos.rate(1.0, 100, 0), 0.1));
+        assert!(
+            close(cos.rate(1.0, 500, 0), 0.1),
+            "held at alpha after decay_steps"
+        );
+
+        // Warmup over 10 steps, then a cosine over the 30 steps left of a 40-step fit.
+        let warm = LrSchedule::Cosine {
+            decay_steps: None,
+            alpha: 0.0,
+            warmup_steps: 10,
+        };
+        assert!(close(warm.rate(2.0, 0, 40), 0.0));
+        assert!(close(warm.rate(2.0, 5, 40), 1.0));
+        assert!(close(warm.rate(2.0, 10, 40), 2.0));
+        assert!(close(warm.rate(2.0, 25, 40), 1.0));
+        assert!(warm.rate(2.0, 40, 40).abs() < 1e-15);
+        assert_eq!(
+            warm.resolved(40),
+            LrSchedule::Cosine {
+                decay_steps: Some(30),
+                alpha: 0.0,
+                warmup_steps: 10
+            }
+        );
+    }
+
+    #[test]
+    fn bad_schedules_are_errors() {
+        let bad = [
+            LrSchedule::Exponential {
+                decay_steps: 0,
+                decay_rate: 0.5,
+                staircase: false,
+            },
+            LrSchedule::Exponential {
+                decay_steps: 10,
+                decay_rate: 0.0,
+                staircase: false,
+            },
+            LrSchedule::Exponential {
+                decay_steps: 10,
+                decay_rate: f64::NAN,
+                staircase: false,
+            },
+            LrSchedule::Cosine {
+                decay_steps: Some(0),
+                alpha: 0.0,
+                warmup_steps: 0,
+            },
+            LrSchedule::Cosine {
+                decay_steps: None,
+                alpha: 1.5,
+                warmup_steps: 0,
+            },
+        ];
+        for s in bad {
+            assert!(s.validate().is_err(), "{s:?}");
+        }
+    }
+}
