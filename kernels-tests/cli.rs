@@ -126,7 +126,7 @@ fn checkpoints_that_do_not_fit_the_model_are_refused_naming_the_tensor() {
     // predict needs an image model.
     fails_with(
         &["predict", "--model", "binary", "--weights", c, j],
-        &["predict takes images", "'binary'"],
+        &["predict takes 28×28 grey images", "'binary'"],
     );
     let _ = std::fs::remove_file(&ckpt);
     let _ = std::fs::remove_file(&junk);

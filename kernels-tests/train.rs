@@ -945,3 +945,61 @@ fn a_learning_rate_schedule_sets_the_rate_of_every_step() {
             .contains("ReduceLROnPlateau")
     );
 }
+
+/// Keras' `model.save` / `load_model`: a trained model saved with its architecture
+/// comes back, from the file alone, as the same model (layers, loss, optimizer)
+/// with the same weights and moving statistics, and predicts the same.
+#[test]
+fn a_saved_model_loads_back_from_the_file_alone() {
+    let (_g, ctx) = gpu();
+    let spec = Sequential::new(&[1, 9, 9])
+        .add(Layer::Conv2D {
+            filters: 4,
+            kernel: (3, 3),
+            stride: (2, 2),
+            padding: wgml::kernels::conv::Padding::Same,
+            activation: A::Linear,
+            use_bias: false,
+        })
+        .add(Layer::batch_norm())
+        .add(Layer::Activation(A::Relu))
+        .add(Layer::dropout(0.2))
+        .add(Layer::Flatten)
+        .add(Layer::dense(3, A::Softmax));
+    let optimizer = Optimizer::RmsProp {
+        lr: 0.01,
+        rho: 0.8,
+        epsilon: 1e-6,
+        momentum: 0.5,
+        centered: true,
+    };
+    let mut model = spec
+        .compile(ctx, Loss::SparseCategoricalCrossentropy, optimizer.clone(), 3)
+        .unwrap();
+    let x = uniform(&mut rng(5), 12 * 81, -1.0, 1.0);
+    let labels = vec![0u32, 1, 2, 1, 0, 2, 2, 1, 0, 0, 1, 2];
+    for _ in 0..3 {
+        model
+            .train_step(ctx, &batch_of(&x, &labels, &[], 12), 0.01, |_, _| {})
+            .unwrap();
+    }
+    let path = std::env::temp_dir().join(format!("wgml-saved-model-{}.safetensors", std::process::id()));
+    wgml::checkpoint::save_model(&path, ctx, &model, "custom").unwrap();
+    let (mut loaded, file) = wgml::checkpoint::load_model(ctx, &path).unwrap();
+    assert_eq!(file.model.as_deref(), Some("custom"));
+    assert_eq!(
+        (&loaded.spec, loaded.loss, &loaded.optimizer),
+        (&spec, Loss::SparseCategoricalCrossentropy, &optimizer)
+    );
+    assert_eq!(
+        loaded.store.download(ctx).unwrap(),
+        model.store.download(ctx).unwrap()
+    );
+    let want = model.predict(ctx, &x, 12).unwrap();
+    assert_eq!(loaded.predict(ctx, &x, 12).unwrap(), want);
+    // A weights-only checkpoint does not describe its model.
+    wgml::checkpoint::save(&path, "custom", &model.store.download(ctx).unwrap(), 3).unwrap();
+    let e = wgml::checkpoint::load_model(ctx, &path).unwrap_err().to_string();
+    assert!(e.contains("does not describe its model"), "{e}");
+    std::fs::remove_file(&path).ok();
+}

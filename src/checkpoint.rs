@@ -2,7 +2,10 @@
 //! PyTorch `nn.Sequential`: the same tensor names and shapes (Linear weights
 //! `[out, in]`, Conv2d weights `[out, in, kh, kw]`, Flatten in C,H,W order), f32
 //! little-endian, so `safetensors.torch.load_file` gives a dict `load_state_dict`
-//! accepts. Metadata names the model and the wgml version. Batch normalizations
+//! accepts. Metadata names the model and the wgml version; files written by
+//! [`save_model`] also describe the model (layers, loss, optimizer: the
+//! `architecture` entry, JSON), so [`load_model`] rebuilds it without the code that
+//! built it, as Keras' `load_model` does. Batch normalizations
 //! also get PyTorch's `num_batches_tracked` (i64, the training steps taken), so a
 //! strict `load_state_dict` finds every key; reading ignores it.
 //!
@@ -17,12 +20,27 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::error::{Error, Result};
+use crate::gpu::Context;
 use crate::graph::params::NamedValues;
+use crate::kernels::optim::Optimizer;
+use crate::nn::{Loss, Model, Sequential};
 
 /// Metadata key naming the model (e.g. `cnn`).
 pub const MODEL_KEY: &str = "model";
 /// Metadata key holding the wgml version that wrote the file.
 pub const VERSION_KEY: &str = "wgml_version";
+/// Metadata key holding the model's [`Architecture`] as JSON.
+pub const ARCHITECTURE_KEY: &str = "architecture";
+
+/// What it takes to rebuild a model: its layers, its loss and its optimizer (the
+/// optimizer's settings; its state is a backup's business, see
+/// [`crate::train::Backup`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Architecture {
+    pub model: Sequential,
+    pub loss: Loss,
+    pub optimizer: Optimizer,
+}
 
 fn io(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
@@ -37,6 +55,16 @@ const BATCHES_TRACKED: &str = "num_batches_tracked";
 /// Serialises `tensors` with metadata `model`; `steps` is the number of training
 /// steps taken (each batch normalization's `num_batches_tracked`).
 pub fn to_bytes(model: &str, tensors: &[NamedValues], steps: u64) -> Result<Vec<u8>> {
+    checkpoint_bytes(model, tensors, steps, None)
+}
+
+/// [`to_bytes`], with the model's `architecture` in the metadata when given.
+fn checkpoint_bytes(
+    model: &str,
+    tensors: &[NamedValues],
+    steps: u64,
+    architecture: Option<&Architecture>,
+) -> Result<Vec<u8>> {
     let mut entries: Vec<Entry> = Vec::new();
     for (name, shape, v) in tensors {
         entries.push(f32_entry(name.clone(), shape, v));
@@ -50,7 +78,11 @@ pub fn to_bytes(model: &str, tensors: &[NamedValues], steps: u64) -> Result<Vec<
             ));
         }
     }
-    let metadata = HashMap::from([(MODEL_KEY.to_string(), model.to_string())]);
+    let mut metadata = HashMap::from([(MODEL_KEY.to_string(), model.to_string())]);
+    if let Some(a) = architecture {
+        let json = serde_json::to_string(a).map_err(|e| Error::invalid(format!("architecture: {e}")))?;
+        metadata.insert(ARCHITECTURE_KEY.to_string(), json);
+    }
     serialize(&entries, metadata)
 }
 
@@ -80,6 +112,37 @@ pub(crate) fn serialize(entries: &[Entry], mut metadata: HashMap<String, String>
 /// Writes a checkpoint atomically (see [`to_bytes`]).
 pub fn save(path: &Path, model: &str, tensors: &[NamedValues], steps: u64) -> Result<()> {
     write_atomic(path, &to_bytes(model, tensors, steps)?)
+}
+
+/// Saves `model` as `name`: every parameter (moving statistics included), the
+/// steps taken, and its [`Architecture`], atomically. [`load_model`] reads it back;
+/// PyTorch loads it as any other checkpoint.
+pub fn save_model(path: &Path, ctx: &Context, model: &Model, name: &str) -> Result<()> {
+    let architecture = Architecture {
+        model: model.spec.clone(),
+        loss: model.loss,
+        optimizer: model.optimizer.clone(),
+    };
+    let tensors = model.store.download(ctx)?;
+    write_atomic(
+        path,
+        &checkpoint_bytes(name, &tensors, model.step as u64, Some(&architecture))?,
+    )
+}
+
+/// Reads a [`save_model`] file and rebuilds the model it describes, compiled on
+/// `ctx` with the file's weights (the optimizer's state starts from zero, as after
+/// [`Sequential::compile`]); returns it with the file's contents.
+pub fn load_model(ctx: &Context, path: &Path) -> Result<(Model, Checkpoint)> {
+    let c = load(path)?;
+    let model = c.build(ctx, path)?.ok_or_else(|| Error::Data {
+        path: path.display().to_string(),
+        message: "does not describe its model (no 'architecture' entry: an older wgml \
+                  checkpoint or another program's); build the model in code and use \
+                  Model::load_params, or name a wgml model with --model"
+            .into(),
+    })?;
+    Ok((model, c))
 }
 
 /// Writes `bytes` to `path` atomically: to a temporary file in the same folder,
@@ -118,6 +181,36 @@ pub struct Checkpoint {
     pub tensors: Vec<NamedValues>,
     /// Every metadata entry of the file, `model` and `wgml_version` included.
     pub metadata: HashMap<String, String>,
+}
+
+impl Checkpoint {
+    /// The model the file describes, compiled on `ctx` with the file's weights;
+    /// `None` when the file does not describe one (`path` names it in errors).
+    pub fn build(&self, ctx: &Context, path: &Path) -> Result<Option<Model>> {
+        let Some(a) = self.architecture(path)? else {
+            return Ok(None);
+        };
+        let model = a.model.compile(ctx, a.loss, a.optimizer, 0)?;
+        model.load_params(ctx, &self.tensors).map_err(|e| match e {
+            Error::Data { message, .. } => Error::Data {
+                path: path.display().to_string(),
+                message: format!("does not match the model it describes: {message}"),
+            },
+            other => other,
+        })?;
+        Ok(Some(model))
+    }
+
+    /// The model the file describes, if it does (`path` names it in errors).
+    pub fn architecture(&self, path: &Path) -> Result<Option<Architecture>> {
+        let Some(json) = self.metadata.get(ARCHITECTURE_KEY) else {
+            return Ok(None);
+        };
+        serde_json::from_str(json).map(Some).map_err(|e| Error::Data {
+            path: path.display().to_string(),
+            message: format!("its '{ARCHITECTURE_KEY}' entry is not a model description wgml reads: {e}"),
+        })
+    }
 }
 
 /// Parses checkpoint bytes (`name` is used in messages).
@@ -212,6 +305,66 @@ mod tests {
         let bytes = safetensors::serialize([("1.steps".to_string(), other)], None).unwrap();
         let e = from_bytes("x", &bytes).unwrap_err().to_string();
         assert!(e.contains("1.steps") && e.contains("I64"), "{e}");
+    }
+
+    /// Every kind of layer, padding, activation, loss and optimizer survives the
+    /// trip through the `architecture` entry.
+    #[test]
+    fn architectures_round_trip_through_json() {
+        use crate::kernels::conv::Padding;
+        use crate::nn::{Layer, LayerActivation as A};
+        let model = Sequential::new(&[3, 32, 32])
+            .add(Layer::Conv2D {
+                filters: 8,
+                kernel: (3, 5),
+                stride: (2, 1),
+                padding: Padding::Same,
+                activation: A::Tanh,
+                use_bias: false,
+            })
+            .add(Layer::Conv2D {
+                filters: 4,
+                kernel: (3, 3),
+                stride: (1, 1),
+                padding: Padding::Explicit(1, 2),
+                activation: A::Linear,
+                use_bias: true,
+            })
+            .add(Layer::batch_norm())
+            .add(Layer::Activation(A::Sigmoid))
+            .add(Layer::max_pool(2))
+            .add(Layer::avg_pool(2))
+            .add(Layer::global_avg_pool())
+            .add(Layer::dropout(0.25))
+            .add(Layer::Flatten)
+            .add(Layer::dense(7, A::Relu).without_bias())
+            .add(Layer::dense(3, A::Softmax));
+        for (loss, optimizer) in [
+            (Loss::SparseCategoricalCrossentropy, Optimizer::adam(1e-3)),
+            (Loss::BinaryCrossentropy, Optimizer::sgd(0.1, 0.9)),
+            (Loss::MeanSquaredError, Optimizer::rmsprop(0.01)),
+        ] {
+            let a = Architecture {
+                model: model.clone(),
+                loss,
+                optimizer,
+            };
+            let bytes = checkpoint_bytes("custom", &[], 0, Some(&a)).unwrap();
+            let c = from_bytes("x", &bytes).unwrap();
+            assert_eq!(c.architecture(Path::new("x")).unwrap(), Some(a));
+        }
+        // Files without one say so; a broken one is an error naming the file.
+        let plain = from_bytes("x", &to_bytes("m", &[], 0).unwrap()).unwrap();
+        assert_eq!(plain.architecture(Path::new("x")).unwrap(), None);
+        let mut broken = plain;
+        broken
+            .metadata
+            .insert(ARCHITECTURE_KEY.into(), "{\"model\": 3}".into());
+        let e = broken
+            .architecture(Path::new("f.safetensors"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("f.safetensors") && e.contains("architecture"), "{e}");
     }
 
     #[test]

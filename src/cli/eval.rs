@@ -48,14 +48,31 @@ pub struct PredictArgs {
     pub images: Vec<PathBuf>,
 }
 
-/// Compiles `model` (by default the model the checkpoint names, else the CNN) and
-/// loads `weights` into it.
-fn load_model(
-    ctx: &wgml::Context,
-    model: Option<&str>,
-    weights: &Path,
-) -> Result<(zoo::Recipe, wgml::nn::Model)> {
+/// A model read back for `eval` and `predict`.
+struct Loaded {
+    /// The name the file gives it (or the `--model` given).
+    name: String,
+    /// The dataset a wgml model is trained on, if it is one of wgml's.
+    default_data: Option<&'static str>,
+    model: wgml::nn::Model,
+}
+
+/// Compiles the model and loads `weights` into it: wgml's model `model` when given
+/// (the file must hold its weights), else the model the file describes, else the
+/// wgml model the file names, else the CNN.
+fn load_model(ctx: &wgml::Context, model: Option<&str>, weights: &Path) -> Result<Loaded> {
     let c = checkpoint::load(weights)?;
+    if model.is_none()
+        && let Some(m) = c.build(ctx, weights)?
+    {
+        let name = c.model.clone().unwrap_or_else(|| "unnamed".into());
+        let default_data = zoo::recipe(&name).ok().map(|r| r.data);
+        return Ok(Loaded {
+            name,
+            default_data,
+            model: m,
+        });
+    }
     let recipe = zoo::recipe(model.or(c.model.as_deref()).unwrap_or("cnn"))?;
     let mut m = recipe
         .model
@@ -76,7 +93,11 @@ fn load_model(
         other => other,
     })?;
     m.step = 0;
-    Ok((recipe, m))
+    Ok(Loaded {
+        name: recipe.name.to_string(),
+        default_data: Some(recipe.data),
+        model: m,
+    })
 }
 
 pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
@@ -85,8 +106,26 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
         wgml::report::prepare(dir)?;
     }
     let ctx = gpu.context()?;
-    let (recipe, mut model) = load_model(&ctx, args.model.as_deref(), &args.weights)?;
-    let data = load_data(args.data.as_deref().unwrap_or(recipe.data), args.seed)?;
+    let Loaded {
+        name,
+        default_data,
+        mut model,
+    } = load_model(&ctx, args.model.as_deref(), &args.weights)?;
+    let data_name = args.data.as_deref().or(default_data).ok_or_else(|| {
+        Error::invalid(format!(
+            "model '{name}' is not one of wgml's, so it has no default dataset: give --data"
+        ))
+    })?;
+    let data = load_data(data_name, args.seed)?;
+    if data.sample_shape != model.spec.input_shape {
+        return Err(Error::shape(
+            "eval",
+            format!(
+                "model '{name}' takes samples of shape {:?} but dataset '{}' has {:?}",
+                model.spec.input_shape, data.name, data.sample_shape
+            ),
+        ));
+    }
     // Per-sample predictions only when the report draws them.
     let (e, predicted) = match &args.report {
         Some(_) => train::evaluate_with_predictions(&mut model, &ctx, &data.test, 256)?,
@@ -125,11 +164,11 @@ pub fn mnist_pixels(path: &Path) -> Result<Vec<f32>> {
 
 pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
     let ctx = gpu.context()?;
-    let (recipe, mut model) = load_model(&ctx, args.model.as_deref(), &args.weights)?;
-    if recipe.model.input_shape != [1, 28, 28] {
+    let Loaded { name, mut model, .. } = load_model(&ctx, args.model.as_deref(), &args.weights)?;
+    if model.spec.input_shape != [1, 28, 28] {
         return Err(Error::invalid(format!(
-            "predict takes images; model '{}' does not",
-            recipe.name
+            "predict takes 28×28 grey images; model '{name}' takes {:?}",
+            model.spec.input_shape
         )));
     }
     let mut x = Vec::new();

@@ -54,7 +54,7 @@ const REDUCE_DW: Kernel = Kernel::new(Shader::Conv, "reduce_dw");
 const REDUCE_DW_DB: Kernel = Kernel::new(Shader::Conv, "reduce_dw_db");
 
 /// How a convolution pads its input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Padding {
     /// No padding.
     Valid,

@@ -34,7 +34,7 @@ use crate::kernels::{Kernel, Shader, groups_for};
 pub const WG: u32 = 256;
 
 /// Where Adam's epsilon sits relative to the bias corrections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EpsilonPlacement {
     /// PyTorch (`torch.optim.Adam`): `p -= lr·m̂/(√v̂ + ε)` with `m̂ = m/(1−β1^t)`,
     /// `v̂ = v/(1−β2^t)`.
@@ -47,7 +47,7 @@ pub enum EpsilonPlacement {
 ///
 /// `lr` is the initial (or constant) learning rate; the rate actually used by a step
 /// is the one given to [`StepUniform::write`], so schedules need no new dispatches.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Optimizer {
     /// Adam; AdamW (decoupled weight decay, as `torch.optim.AdamW`) when
     /// `weight_decay > 0`. State: `[m, v]`.

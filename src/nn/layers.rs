@@ -5,7 +5,7 @@ use crate::kernels::matmul::Activation;
 
 /// A layer's activation. `Softmax` is allowed only as the last layer's activation
 /// with categorical cross-entropy, where the loss kernel computes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub enum LayerActivation {
     #[default]
     Linear,
@@ -29,7 +29,7 @@ impl LayerActivation {
 }
 
 /// One layer of a [`Sequential`](super::Sequential) model.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Layer {
     /// `use_bias` as Keras' (true by default; false before a batch normalization,
     /// which removes any offset: the bias would only learn rounding noise).

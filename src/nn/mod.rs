@@ -13,7 +13,7 @@ pub use summary::{LayerSummary, Summary};
 /// one: categorical cross-entropy is computed from logits (a final softmax is folded
 /// into the loss kernel), binary cross-entropy from logits (a final sigmoid is folded
 /// in), which is both faster and numerically stable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Loss {
     /// Integer class labels; Keras' `sparse_categorical_crossentropy`.
     SparseCategoricalCrossentropy,

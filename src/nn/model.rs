@@ -14,7 +14,7 @@ use crate::kernels::optim::{Optimizer, StepUniform};
 use crate::nn::{Layer, LayerActivation, Loss};
 
 /// A stack of layers on an input of a given per-sample shape, as Keras' Sequential.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sequential {
     pub input_shape: Vec<usize>,
     pub layers: Vec<Layer>,
