@@ -187,6 +187,61 @@ fn train_resumes_from_its_backup() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `examples/models/cnn.json` is the seed CNN, written with Keras' defaults left out.
+#[test]
+fn the_example_model_file_is_the_seed_cnn() {
+    let a: wgml::checkpoint::Architecture =
+        serde_json::from_str(include_str!("../examples/models/cnn.json")).unwrap();
+    let cnn = wgml::nn::zoo::cnn();
+    assert_eq!(
+        (a.model, a.loss, a.optimizer),
+        (cnn.model, cnn.loss, cnn.optimizer)
+    );
+}
+
+/// `--model FILE.json` trains the model the file describes (on the --data it needs),
+/// and what it saves evaluates from the file alone.
+#[test]
+fn train_takes_a_model_from_a_json_file() {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/models/cnn.json");
+    fails_with(
+        &["train", "--model", model, "--steps", "1"],
+        &["has no dataset of its own", "--data"],
+    );
+    let broken = scratch("broken.json");
+    std::fs::write(&broken, r#"{"model": {"layers": []}}"#).unwrap();
+    let b = broken.to_str().unwrap();
+    fails_with(
+        &["train", "--model", b, "--data", "mnist-10k"],
+        &[b, "not a model description"],
+    );
+    let saved = scratch("from-json.safetensors");
+    let s = saved.to_str().unwrap();
+    let out = wgml(&[
+        "train",
+        "--model",
+        model,
+        "--data",
+        "mnist-10k",
+        "--steps",
+        "3",
+        "--save",
+        s,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("training cnn on mnist-10k") && stdout.contains("347,146"),
+        "{stdout}"
+    );
+    let out = wgml(&["eval", "--weights", s]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(2000 samples)"));
+    for f in [&broken, &saved] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
 /// `--weight-decay` reaches the optimizer: the same run with it trains differently.
 #[test]
 fn weight_decay_changes_the_training() {

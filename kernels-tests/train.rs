@@ -678,6 +678,16 @@ fn training_state(model: &wgml::nn::Model, ctx: &wgml::Context) -> Vec<Vec<f32>>
     all
 }
 
+/// A backup kept after training, in an empty folder of its own.
+fn kept_backup(name: &str) -> wgml::train::Backup {
+    let dir = std::env::temp_dir().join(format!("wgml-backup-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    wgml::train::Backup {
+        dir,
+        delete_when_done: false,
+    }
+}
+
 /// Keras' BackupAndRestore: a run stopped in the middle of an epoch and started
 /// again from its backup ends with the history, weights, optimizer state and step
 /// count of the run that never stopped. The model has dropout (masks follow the
@@ -696,12 +706,8 @@ fn a_run_resumed_from_its_backup_equals_the_run_that_never_stopped() {
         spec.compile(ctx, Loss::BinaryCrossentropy, Optimizer::adam(0.05), 7)
             .unwrap()
     };
-    let dir = std::env::temp_dir().join(format!("wgml-backup-test-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    let kept = wgml::train::Backup {
-        dir: dir.clone(),
-        delete_when_done: false,
-    };
+    let kept = kept_backup("resumed");
+    let dir = kept.dir.clone();
     // 60 training samples at batch 16: 4 steps per epoch, the last one of 12.
     let cfg = FitConfig {
         epochs: 8,
@@ -766,12 +772,8 @@ fn a_backup_that_does_not_match_the_run_is_refused() {
     let (_g, ctx) = gpu();
     let data = Dataset::two_blobs(3);
     let recipe = zoo::binary();
-    let dir = std::env::temp_dir().join(format!("wgml-backup-refused-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    let backup = wgml::train::Backup {
-        dir: dir.clone(),
-        delete_when_done: false,
-    };
+    let backup = kept_backup("refused");
+    let dir = backup.dir.clone();
     let cfg = FitConfig {
         epochs: 1,
         batch_size: 16,

@@ -138,8 +138,8 @@ pub fn load_model(ctx: &Context, path: &Path) -> Result<(Model, Checkpoint)> {
     let model = c.build(ctx, path)?.ok_or_else(|| Error::Data {
         path: path.display().to_string(),
         message: "does not describe its model (no 'architecture' entry: an older wgml \
-                  checkpoint or another program's); build the model in code and use \
-                  Model::load_params, or name a wgml model with --model"
+                  checkpoint or another program's); build the model in code and load the \
+                  weights with Model::load_params"
             .into(),
     })?;
     Ok((model, c))

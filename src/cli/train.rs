@@ -17,7 +17,9 @@ use super::GpuArgs;
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     /// Model: cnn, cnn-bn (the cnn with batch normalization), convnet, mlp, binary
-    /// or regression.
+    /// or regression; or a JSON file describing one (layers, loss, optimizer; see
+    /// examples/models/cnn.json), trained with --data and fit's defaults (10 epochs,
+    /// batch 32, no validation split).
     #[arg(long, default_value = "cnn")]
     pub model: String,
     /// Dataset: mnist-10k (embedded), fashion-mnist, or a folder of IDX files.
@@ -237,8 +239,39 @@ fn lr_schedule(args: &TrainArgs) -> Result<Option<train::LrSchedule>> {
     Ok(Some(schedule))
 }
 
+/// A model described in a JSON file (a checkpoint's [`checkpoint::Architecture`]),
+/// as a recipe with fit's defaults; its name is the file's stem.
+fn recipe_from_file(path: &Path) -> Result<(zoo::Recipe, String)> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let a: checkpoint::Architecture = serde_json::from_str(&text).map_err(|e| Error::Data {
+        path: path.display().to_string(),
+        message: format!("is not a model description (see examples/models/cnn.json): {e}"),
+    })?;
+    let name = path
+        .file_stem()
+        .map_or("custom".into(), |s| s.to_string_lossy().into_owned());
+    let recipe = zoo::Recipe {
+        name: "custom",
+        model: a.model,
+        loss: a.loss,
+        optimizer: a.optimizer,
+        fit: train::FitConfig::default(),
+        data: "",
+    };
+    Ok((recipe, name))
+}
+
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
-    let mut recipe = zoo::recipe(&args.model)?;
+    let (mut recipe, name) = if args.model.ends_with(".json") {
+        recipe_from_file(Path::new(&args.model))?
+    } else {
+        let r = zoo::recipe(&args.model)?;
+        let name = r.name.to_string();
+        (r, name)
+    };
     if let Some(e) = args.epochs {
         recipe.fit.epochs = e;
     }
@@ -304,14 +337,23 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         delete_when_done: !args.keep_backup,
     });
     recipe.fit.validate()?;
-    let data_name = args.data.clone().unwrap_or_else(|| recipe.data.to_string());
+    let data_name = match (&args.data, recipe.data) {
+        (Some(d), _) => d.clone(),
+        (None, "") => {
+            return Err(Error::invalid(format!(
+                "model '{name}' from {} has no dataset of its own: give --data",
+                args.model
+            )));
+        }
+        (None, d) => d.to_string(),
+    };
     let data = load_data(&data_name, args.seed)?;
     if data.sample_shape != recipe.model.input_shape {
         return Err(Error::shape(
             "train",
             format!(
                 "model '{}' takes samples of shape {:?} but dataset '{}' has {:?}",
-                recipe.name, recipe.model.input_shape, data.name, data.sample_shape
+                name, recipe.model.input_shape, data.name, data.sample_shape
             ),
         ));
     }
@@ -322,7 +364,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     let ctx = gpu.context()?;
     println!(
         "wgml: training {} on {} ({} train / {} test) on {} ({:?})",
-        recipe.name,
+        name,
         data.name,
         data.train.len(),
         data.test.len(),
@@ -339,7 +381,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         model.load_params(&ctx, &c.tensors).map_err(|e| match e {
             Error::Data { message, .. } => Error::Data {
                 path: path.display().to_string(),
-                message: format!("does not fit model '{}': {message}", recipe.name),
+                message: format!("does not fit model '{name}': {message}"),
             },
             other => other,
         })?;
@@ -367,7 +409,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     );
     let history = train::fit(&mut model, &ctx, &data.train, &recipe.fit)?;
     if let Some(path) = &args.save {
-        checkpoint::save_model(path, &ctx, &model, recipe.name)?;
+        checkpoint::save_model(path, &ctx, &model, &name)?;
         println!("weights saved to {}", path.display());
     }
     let (eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;

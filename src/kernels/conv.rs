@@ -54,9 +54,10 @@ const REDUCE_DW: Kernel = Kernel::new(Shader::Conv, "reduce_dw");
 const REDUCE_DW_DB: Kernel = Kernel::new(Shader::Conv, "reduce_dw_db");
 
 /// How a convolution pads its input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Padding {
     /// No padding.
+    #[default]
     Valid,
     /// Keras/TensorFlow "same": output `ceil(h / s)`; total padding
     /// `max((ceil(h/s) - 1)·s + k - h, 0)`, the odd pixel on the bottom/right.

@@ -47,26 +47,38 @@ pub enum EpsilonPlacement {
 ///
 /// `lr` is the initial (or constant) learning rate; the rate actually used by a step
 /// is the one given to [`StepUniform::write`], so schedules need no new dispatches.
+///
+/// In JSON (a checkpoint's architecture, `wgml train --model FILE.json`), fields left
+/// out take Keras' defaults: Adam's β1 0.9, β2 0.999, ε 1e-7 (Keras placement),
+/// RMSprop's ρ 0.9 and ε 1e-7, no momentum, no weight decay.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Optimizer {
     /// Adam; AdamW (decoupled weight decay, as `torch.optim.AdamW`) when
     /// `weight_decay > 0`. State: `[m, v]`.
     Adam {
         lr: f32,
+        #[serde(default = "keras::beta1")]
         beta1: f32,
+        #[serde(default = "keras::beta2")]
         beta2: f32,
+        #[serde(default = "keras::epsilon")]
         epsilon: f32,
         /// Decoupled: `p -= lr·weight_decay·p` before the Adam update.
+        #[serde(default)]
         weight_decay: f32,
+        #[serde(default = "keras::placement")]
         epsilon_placement: EpsilonPlacement,
     },
     /// SGD as `torch.optim.SGD` (no dampening). State: `[]` when `momentum == 0`,
     /// else `[momentum buffer]`.
     Sgd {
         lr: f32,
+        #[serde(default)]
         momentum: f32,
+        #[serde(default)]
         nesterov: bool,
         /// L2, PyTorch style: added to the gradient as `weight_decay·p`.
+        #[serde(default)]
         weight_decay: f32,
     },
     /// RMSprop as `torch.optim.RMSprop` (ε outside the square root). State:
@@ -74,11 +86,35 @@ pub enum Optimizer {
     /// gradient average when `centered`.
     RmsProp {
         lr: f32,
+        #[serde(default = "keras::rho")]
         rho: f32,
+        #[serde(default = "keras::epsilon")]
         epsilon: f32,
+        #[serde(default)]
         momentum: f32,
+        #[serde(default)]
         centered: bool,
     },
+}
+
+/// Keras' defaults for fields a JSON description leaves out.
+mod keras {
+    use super::EpsilonPlacement;
+    pub fn beta1() -> f32 {
+        0.9
+    }
+    pub fn beta2() -> f32 {
+        0.999
+    }
+    pub fn epsilon() -> f32 {
+        1e-7
+    }
+    pub fn rho() -> f32 {
+        0.9
+    }
+    pub fn placement() -> EpsilonPlacement {
+        EpsilonPlacement::Keras
+    }
 }
 
 impl Optimizer {

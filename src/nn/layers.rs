@@ -29,21 +29,31 @@ impl LayerActivation {
 }
 
 /// One layer of a [`Sequential`](super::Sequential) model.
+///
+/// In JSON (a checkpoint's architecture, `wgml train --model FILE.json`), fields left
+/// out take Keras' defaults: activation linear, bias used, stride 1, 'valid' padding,
+/// batch normalization's momentum 0.99 and epsilon 0.001.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Layer {
     /// `use_bias` as Keras' (true by default; false before a batch normalization,
     /// which removes any offset: the bias would only learn rounding noise).
     Dense {
         units: usize,
+        #[serde(default)]
         activation: LayerActivation,
+        #[serde(default = "keras::use_bias")]
         use_bias: bool,
     },
     Conv2D {
         filters: usize,
         kernel: (usize, usize),
+        #[serde(default = "keras::stride")]
         stride: (usize, usize),
+        #[serde(default)]
         padding: Padding,
+        #[serde(default)]
         activation: LayerActivation,
+        #[serde(default = "keras::use_bias")]
         use_bias: bool,
     },
     MaxPool2D {
@@ -72,9 +82,27 @@ pub enum Layer {
     /// momentum=1 − momentum)`, except that the moving variance is the biased one,
     /// as Keras keeps it.
     BatchNormalization {
+        #[serde(default = "keras::bn_momentum")]
         momentum: f32,
+        #[serde(default = "keras::bn_epsilon")]
         epsilon: f32,
     },
+}
+
+/// Keras' defaults for fields a JSON description leaves out.
+mod keras {
+    pub fn use_bias() -> bool {
+        true
+    }
+    pub fn stride() -> (usize, usize) {
+        (1, 1)
+    }
+    pub fn bn_momentum() -> f32 {
+        0.99
+    }
+    pub fn bn_epsilon() -> f32 {
+        1e-3
+    }
 }
 
 impl Layer {
