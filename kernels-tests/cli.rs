@@ -78,6 +78,10 @@ fn train_arguments_out_of_range_are_refused() {
         &["--weight-decay applies to adam"],
     );
     fails_with(&["train", "--weight-decay", "-1"], &["weight_decay", "-1"]);
+    fails_with(
+        &["train", "--clip-norm", "0"],
+        &["largest gradient norm", "positive"],
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod common;
 mod batchnorm;
 mod bench;
 mod cli;
+mod clip;
 mod context;
 mod conv;
 mod conv_pool;

@@ -1005,3 +1005,49 @@ fn a_saved_model_loads_back_from_the_file_alone() {
     assert!(e.contains("does not describe its model"), "{e}");
     std::fs::remove_file(&path).ok();
 }
+
+/// Gradient clipping by global norm (`Model::clip_norm`): the GPU run equals the
+/// reference path step by step with the clipping active (SGD, so the scale shows in
+/// every update), the last step's factor is min(1, limit / norm), and the optimizer
+/// no longer runs inside the backward pass (it must wait for the norm).
+#[test]
+fn clipped_training_matches_the_reference_path() {
+    let (_g, ctx) = gpu();
+    let recipe = zoo::cnn();
+    let mut model = recipe
+        .model
+        .compile(ctx, recipe.loss, Optimizer::sgd(0.1, 0.9), 5)
+        .unwrap();
+    let limit = 0.05;
+    model.clip_norm = Some(wgml::graph::ClipNorm::new(limit).unwrap());
+    matches_reference(ctx, "cnn, clipped", &mut model, 0.1, 16, 3);
+    let plan = model.plan(ctx, model.options(16, true)).unwrap();
+    let factor = plan.clip_factor.as_ref().unwrap().to_f32(ctx).unwrap();
+    let (scale, norm) = (factor[0], factor[1]);
+    assert!(norm > 4.0 * limit && scale < 0.25, "[scale, norm] = {factor:?}");
+    assert!(
+        (scale - limit / (norm + 1e-6)).abs() <= 1e-6 * scale,
+        "{factor:?}"
+    );
+    assert!(kernel_names(&mut model, ctx, 16).contains(&"clip_factor"));
+    // With Adam, the Dense weight gradient's fused update (taken on CPU adapters)
+    // gives way to the separate one, after the clipping.
+    let labels = |clip: Option<f32>| {
+        let mut m = compiled(ctx, &recipe, 5);
+        m.clip_norm = clip.map(|c| wgml::graph::ClipNorm::new(c).unwrap());
+        let d = m.train_dispatches(ctx, 16).unwrap();
+        d.iter().map(|d| d.kernel.label()).collect::<Vec<_>>()
+    };
+    let clipped = labels(Some(limit));
+    assert!(clipped.iter().all(|k| !k.contains("+adam")), "{clipped:?}");
+    if ctx.is_cpu() {
+        assert!(labels(None).iter().any(|k| k.contains("+adam")));
+    }
+    // Without clipping the same steps end elsewhere.
+    let mut free = recipe
+        .model
+        .compile(ctx, recipe.loss, Optimizer::sgd(0.1, 0.9), 5)
+        .unwrap();
+    matches_reference(ctx, "cnn, not clipped", &mut free, 0.1, 16, 3);
+    assert_ne!(training_state(&model, ctx), training_state(&free, ctx));
+}

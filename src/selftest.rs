@@ -386,6 +386,29 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Gradient clipping by global norm of tensors of `sizes`, to a third of their
+    /// norm: the scaled gradients and `[scale, norm]`.
+    fn clip(&mut self, sizes: &[usize]) -> Result<()> {
+        let values: Vec<Vec<f32>> = sizes.iter().map(|&n| self.data(n)).collect();
+        let tensors = values
+            .iter()
+            .map(|v| self.upload(v, &[v.len()]))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = values.iter().flatten().map(|&v| v * v).sum::<f32>().sqrt();
+        let grads: Vec<&Tensor> = tensors.iter().collect();
+        let clip = crate::kernels::clip::clip_by_global_norm(self.ctx, &grads, norm / 3.0)?;
+        self.run(&clip.dispatches)?;
+        let mut want = values;
+        let mut views: Vec<&mut [f32]> = want.iter_mut().map(|v| v.as_mut_slice()).collect();
+        let (scale, want_norm) = r::clip::clip_by_global_norm(&mut views, norm / 3.0);
+        let mut pairs = vec![(clip.factor.to_f32(self.ctx)?, vec![scale, want_norm])];
+        for (t, w) in tensors.iter().zip(want) {
+            pairs.push((t.to_f32(self.ctx)?, w));
+        }
+        self.record("clip_by_global_norm", format!("{sizes:?}"), &pairs);
+        Ok(())
+    }
+
     /// Dropout forward (and so backward: the same map) at step `t`.
     fn dropout(&mut self, n: usize, rate: f32, t: u32) -> Result<()> {
         let x = self.data(n);
@@ -608,6 +631,7 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
         t.matmul_reduce_batch(&reduced)?;
     }
     t.dropout(10_007, 0.5, 3)?;
+    t.clip(&[288, 32, 346_112, 64, 650, 10])?;
     t.batchnorm(BatchNormDesc::new(16, 32, 169).activation(Activation::Relu))?;
     t.batchnorm(BatchNormDesc::new(7, 64, 1))?;
     t.optimizer(Optimizer::adam(0.001), 1000, 5)?;

@@ -69,6 +69,10 @@ pub struct TrainArgs {
     /// Momentum (SGD and RMSprop).
     #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f32>,
+    /// Clip each step's gradients to this global L2 norm (PyTorch's clip_grad_norm_,
+    /// Keras' global_clipnorm).
+    #[arg(long, allow_negative_numbers = true, value_name = "MAX_NORM")]
+    pub clip_norm: Option<f32>,
     /// Weight decay: decoupled for adam (AdamW, as Keras' and PyTorch's), L2 added to
     /// the gradient for sgd (PyTorch's SGD).
     #[arg(long, allow_negative_numbers = true)]
@@ -293,6 +297,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         (None, None) => recipe.optimizer.with_lr(lr),
         (name, momentum) => optimizer(name.as_deref().unwrap_or(default_optimizer), lr, momentum)?,
     };
+    let clip_norm = args.clip_norm.map(wgml::graph::ClipNorm::new).transpose()?;
     if let Some(wd) = args.weight_decay {
         recipe.optimizer = with_weight_decay(recipe.optimizer, wd)?;
     }
@@ -376,6 +381,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         .model
         .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
     model.fuse = !args.no_fuse;
+    model.clip_norm = clip_norm;
     if let Some(path) = &args.init {
         let c = checkpoint::load(path)?;
         model.load_params(&ctx, &c.tensors).map_err(|e| match e {

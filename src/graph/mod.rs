@@ -19,7 +19,7 @@ use crate::kernels::matmul::Activation;
 use crate::kernels::pool::Pool2dDesc;
 
 pub use params::{Param, ParamStore};
-pub use plan::{Plan, PlanOptions};
+pub use plan::{ClipNorm, Plan, PlanOptions};
 
 /// Index of a node in its graph.
 pub type NodeId = usize;

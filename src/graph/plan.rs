@@ -17,6 +17,7 @@ use crate::gpu::{Context, DType, Dispatch, Tensor};
 use crate::graph::autodiff::{backward_order, consumers, requires_grad};
 use crate::graph::{Graph, NodeId, Op, ParamStore, batch_norm_desc, pool_desc};
 use crate::kernels::batchnorm::{batchnorm_backward, batchnorm_eval, batchnorm_train};
+use crate::kernels::clip::clip_by_global_norm;
 use crate::kernels::conv::{Conv2dDesc, conv2d_backward, conv2d_forward};
 use crate::kernels::conv_pool::{self, ConvPoolDesc};
 use crate::kernels::matmul::{Activation, MatmulDesc, matmul};
@@ -33,6 +34,29 @@ pub struct PlanOptions {
     /// Lower `Conv2D → MaxPool2D(2)` to the fused kernels of
     /// [`crate::kernels::conv_pool`] where the planner's `fusable_conv_pools` allows.
     pub fuse: bool,
+    /// Clip the step's gradients to this global norm before the optimizer update
+    /// ([`crate::kernels::clip`]); the optimizer then never runs inside backward.
+    pub clip_norm: Option<ClipNorm>,
+}
+
+/// A largest global gradient norm: finite and positive (held as its bits, so plan
+/// options stay hashable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClipNorm(u32);
+
+impl ClipNorm {
+    pub fn new(max_norm: f32) -> Result<ClipNorm> {
+        if !(max_norm.is_finite() && max_norm > 0.0) {
+            return Err(Error::invalid(format!(
+                "the largest gradient norm must be a positive number, got {max_norm}"
+            )));
+        }
+        Ok(ClipNorm(max_norm.to_bits()))
+    }
+
+    pub fn get(self) -> f32 {
+        f32::from_bits(self.0)
+    }
 }
 
 /// GPU-resident sums over many steps, read once per epoch.
@@ -87,7 +111,10 @@ pub struct Plan {
     pub loss_train: Vec<Dispatch>,
     /// Loss and accumulation, no gradient.
     pub loss_eval: Vec<Dispatch>,
+    /// Backward, then the gradient clipping when the options ask for it.
     pub backward: Vec<Dispatch>,
+    /// `[scale, global norm]` of the last step's gradients, when they are clipped.
+    pub clip_factor: Option<Tensor>,
     pub update: Vec<Dispatch>,
     /// Probabilities and predictions from the output.
     pub predict: Vec<Dispatch>,
@@ -374,7 +401,7 @@ impl Plan {
             Loss::MeanSquaredError => out2.clone(),
         };
 
-        let (backward, update) = match dlogits {
+        let (backward, clip_factor, update) = match dlogits {
             Some(dl) => {
                 let lowered = lower_backward(
                     ctx,
@@ -387,18 +414,30 @@ impl Plan {
                     store,
                     dl.reshape(out.shape())?,
                     step,
-                    options.fuse.then_some((optimizer, step)),
+                    (options.fuse && options.clip_norm.is_none()).then_some((optimizer, step)),
                 )?;
+                let mut backward = lowered.dispatches;
+                let mut clip_factor = None;
+                if let Some(c) = options.clip_norm {
+                    let grads: Vec<&Tensor> = store
+                        .params
+                        .iter()
+                        .filter(|p| p.trainable)
+                        .map(|p| &p.grad)
+                        .collect();
+                    let clip = clip_by_global_norm(ctx, &grads, c.get())?;
+                    backward.extend(clip.dispatches);
+                    clip_factor = Some(clip.factor);
+                }
                 let update = store
                     .params
                     .iter()
                     .filter(|p| p.trainable && !lowered.updated.contains(&p.node))
                     .map(|p| optimizer_step(ctx, optimizer, step, &p.value, &p.grad, &p.state))
                     .collect::<Result<Vec<_>>>()?;
-                let backward = lowered.dispatches;
-                (backward, update)
+                (backward, clip_factor, update)
             }
-            None => (Vec::new(), Vec::new()),
+            None => (Vec::new(), None, Vec::new()),
         };
         let labels = forward
             .iter()
@@ -419,6 +458,7 @@ impl Plan {
             loss_train,
             loss_eval,
             backward,
+            clip_factor,
             update,
             predict,
             labels,

@@ -19,6 +19,8 @@ pub struct ReferenceExecutor {
     output: NodeId,
     loss: Loss,
     optimizer: Optimizer,
+    /// Clip the gradients to this global norm before the update (the model's).
+    clip_norm: Option<f32>,
     /// Parameter values by node id (empty for non-parameters).
     params: Vec<Vec<f32>>,
     state: Vec<Vec<Vec<f32>>>,
@@ -68,6 +70,7 @@ impl ReferenceExecutor {
             output: model.output,
             loss: model.loss,
             optimizer: model.optimizer.clone(),
+            clip_norm: model.clip_norm.map(|c| c.get()),
             params,
             state,
             step: model.step,
@@ -380,6 +383,20 @@ impl ReferenceExecutor {
                 }
                 Op::Input | Op::Param { .. } => unreachable!("not in backward order"),
             }
+        }
+        // Clipping, over every trainable parameter's gradient, as the GPU plan.
+        if let Some(max_norm) = self.clip_norm {
+            let trainable = |id: usize| matches!(g.nodes[id].op, Op::Param { trainable: true, .. });
+            let mut views: Vec<&mut [f32]> = grads
+                .iter_mut()
+                .enumerate()
+                .filter(|(id, _)| trainable(*id))
+                .map(|(id, d)| {
+                    d.get_or_insert_with(|| vec![0.0; self.params[id].len()])
+                        .as_mut_slice()
+                })
+                .collect();
+            r::clip::clip_by_global_norm(&mut views, max_norm);
         }
         // Update, in node order like the GPU plan.
         self.step = t;

@@ -6,6 +6,7 @@
 //! [`crate::reference`] under the same module name.
 
 pub mod batchnorm;
+pub mod clip;
 pub mod conv;
 pub mod conv_pool;
 pub mod dropout;
@@ -21,6 +22,7 @@ pub mod softmax;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Shader {
     Batchnorm,
+    Clip,
     Conv,
     ConvPool,
     Dropout,
@@ -38,8 +40,9 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 13] = [
+    pub const ALL: [Shader; 14] = [
         Shader::Batchnorm,
+        Shader::Clip,
         Shader::Conv,
         Shader::ConvPool,
         Shader::Dropout,
@@ -58,6 +61,7 @@ impl Shader {
     pub fn name(self) -> &'static str {
         match self {
             Shader::Batchnorm => "batchnorm",
+            Shader::Clip => "clip",
             Shader::Conv => "conv",
             Shader::ConvPool => "conv_pool",
             Shader::Dropout => "dropout",
@@ -80,6 +84,7 @@ impl Shader {
                 include_str!("../../shaders/activation.wgsl"),
                 include_str!("../../shaders/batchnorm.wgsl")
             ),
+            Shader::Clip => include_str!("../../shaders/clip.wgsl"),
             Shader::Conv => concat!(
                 include_str!("../../shaders/plane.wgsl"),
                 include_str!("../../shaders/conv.wgsl")

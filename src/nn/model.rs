@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Dispatch, Tensor};
 use crate::graph::plan::Accumulators;
-use crate::graph::{Graph, Init, NodeId, ParamStore, Plan, PlanOptions, Window};
+use crate::graph::{ClipNorm, Graph, Init, NodeId, ParamStore, Plan, PlanOptions, Window};
 use crate::kernels::matmul::Activation;
 use crate::kernels::optim::{Optimizer, StepUniform};
 use crate::nn::{Layer, LayerActivation, Loss};
@@ -249,6 +249,7 @@ impl Sequential {
             plans: HashMap::new(),
             step: 0,
             fuse: true,
+            clip_norm: None,
         })
     }
 }
@@ -270,6 +271,10 @@ pub struct Model {
     /// Let the planner fuse layers where a fused kernel serves this adapter better
     /// (see [`PlanOptions::fuse`]); set before the first step. On by default.
     pub fuse: bool,
+    /// Clip every training step's gradients to this global norm, as PyTorch's
+    /// `clip_grad_norm_` (Keras' `global_clipnorm`); off by default. Plans are
+    /// built for the value at hand, so it may change between steps.
+    pub clip_norm: Option<ClipNorm>,
 }
 
 /// One batch on the CPU: samples and their targets (labels or values).
@@ -288,6 +293,7 @@ impl Model {
             batch,
             train,
             fuse: self.fuse,
+            clip_norm: self.clip_norm.filter(|_| train),
         }
     }
 

@@ -107,6 +107,7 @@ pub(crate) fn settings(
         ("loss", model.loss.name().to_string()),
         ("optimizer", format!("{:?}", model.optimizer)),
         ("dropout_seeds", format!("{dropout_seeds:?}")),
+        ("clip_norm", format!("{:?}", model.clip_norm.map(|c| c.get()))),
         ("batch_size", config.batch_size.to_string()),
         ("validation_split", config.validation_split.to_string()),
         ("seed", config.seed.to_string()),
