@@ -246,6 +246,79 @@ fn train_takes_a_model_from_a_json_file() {
     }
 }
 
+/// A folder of images (`train/<class>/*.png`, `test/<class>/*.png`) trains a model
+/// of one's own end to end: classes named by their folders, RGB images of another
+/// size resized to the model's input, bars told apart by their direction.
+#[test]
+fn train_learns_a_folder_of_images() {
+    use rand::{Rng, SeedableRng};
+    let dir = scratch("bars");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    for (split, count) in [("train", 24), ("test", 8)] {
+        for class in ["horizontal", "vertical"] {
+            let folder = dir.join(split).join(class);
+            std::fs::create_dir_all(&folder).unwrap();
+            for i in 0..count {
+                let at = rng.random_range(1..7u32);
+                let ink = image::Rgb([rng.random_range(150..=255), rng.random_range(150..=255), 200]);
+                let img = image::RgbImage::from_fn(8, 8, |x, y| {
+                    let on = if class == "horizontal" { y == at } else { x == at };
+                    if on { ink } else { image::Rgb([10, 10, 10]) }
+                });
+                img.save(folder.join(format!("{i:02}.png"))).unwrap();
+            }
+        }
+    }
+    let model = scratch("bars.json");
+    std::fs::write(
+        &model,
+        r#"{"model": {"input_shape": [3, 12, 12], "layers": [
+            {"Conv2D": {"filters": 4, "kernel": [3, 3], "activation": "Relu"}},
+            {"MaxPool2D": {"pool": [2, 2], "stride": [2, 2]}},
+            "Flatten",
+            {"Dense": {"units": 2, "activation": "Softmax"}}]},
+          "loss": "SparseCategoricalCrossentropy", "optimizer": {"Adam": {"lr": 0.01}}}"#,
+    )
+    .unwrap();
+    let metrics = scratch("bars-metrics.json");
+    let args = [
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        dir.to_str().unwrap(),
+    ];
+    let out = wgml(
+        &[
+            &args[..],
+            &[
+                "--epochs",
+                "15",
+                "--batch-size",
+                "8",
+                "--metrics",
+                metrics.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("classes: 0 = horizontal, 1 = vertical"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(48 train / 16 test)"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
+    assert_eq!(json["class_names"], serde_json::json!(["horizontal", "vertical"]));
+    let accuracy = json["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.9, "test accuracy {accuracy}: {stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&model);
+    let _ = std::fs::remove_file(&metrics);
+}
+
 /// `--weight-decay` reaches the optimizer: the same run with it trains differently.
 #[test]
 fn weight_decay_changes_the_training() {

@@ -1051,3 +1051,35 @@ fn clipped_training_matches_the_reference_path() {
     matches_reference(ctx, "cnn, not clipped", &mut free, 0.1, 16, 3);
     assert_ne!(training_state(&model, ctx), training_state(&free, ctx));
 }
+
+/// Data whose targets do not fit the model is refused before any step, naming both.
+#[test]
+fn targets_that_do_not_fit_the_model_are_refused() {
+    let (_g, ctx) = gpu();
+    let digits = Dataset::mnist_10k().unwrap();
+    let three = Sequential::new(&[1, 28, 28])
+        .add(Layer::Flatten)
+        .add(Layer::dense(3, A::Softmax));
+    let mut m = three
+        .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(1e-3), 1)
+        .unwrap();
+    let cfg = FitConfig {
+        epochs: 1,
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let e = fit(&mut m, ctx, &digits.train, &cfg).unwrap_err().to_string();
+    assert!(e.contains("10 classes") && e.contains("3 outputs"), "{e}");
+    let e = wgml::train::evaluate(&mut m, ctx, &digits.test, 256)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("10 classes"), "{e}");
+    assert_eq!(m.step, 0);
+    let blobs = Dataset::two_blobs(1);
+    let e = fit(&mut m, ctx, &blobs.train, &cfg).unwrap_err().to_string();
+    assert!(e.contains("needs class labels"), "{e}");
+    let recipe = zoo::binary();
+    let mut b = compiled(ctx, &recipe, 1);
+    let e = fit(&mut b, ctx, &digits.train, &cfg).unwrap_err().to_string();
+    assert!(e.contains("binary_crossentropy needs target values"), "{e}");
+}

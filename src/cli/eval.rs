@@ -116,7 +116,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
             "model '{name}' is not one of wgml's, so it has no default dataset: give --data"
         ))
     })?;
-    let data = load_data(data_name, args.seed)?;
+    let data = load_data(data_name, args.seed, &model.spec.input_shape)?;
     if data.sample_shape != model.spec.input_shape {
         return Err(Error::shape(
             "eval",
@@ -133,7 +133,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
     };
     print_evaluation(&e);
     if let Some(path) = &args.metrics {
-        write_metrics_json(path, None, &e, &ctx)?;
+        write_metrics_json(path, None, &e, &data.class_names, &ctx)?;
     }
     if let Some(dir) = &args.report {
         write_run_report(dir, &History::default(), &e, &data, &predicted)?;

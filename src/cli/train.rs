@@ -22,7 +22,9 @@ pub struct TrainArgs {
     /// batch 32, no validation split).
     #[arg(long, default_value = "cnn")]
     pub model: String,
-    /// Dataset: mnist-10k (embedded), fashion-mnist, or a folder of IDX files.
+    /// Dataset: mnist-10k (embedded), fashion-mnist, a folder of IDX files, or a folder
+    /// of images (train/CLASS/*.png and test/CLASS/*.png; grey or RGB as the model
+    /// takes them, resized to its input).
     /// Default: the model's own (mnist-10k for cnn and mlp, a synthetic set otherwise).
     #[arg(long)]
     pub data: Option<String>,
@@ -136,12 +138,24 @@ pub struct TrainArgs {
 }
 
 /// The dataset a recipe names.
-pub fn load_data(name: &str, seed: u64) -> Result<Dataset> {
-    match name {
-        "two-blobs" => Ok(Dataset::two_blobs(seed)),
-        "linear-regression" => Ok(Dataset::linear_regression(seed)),
-        other => Dataset::by_name(other),
+/// The dataset `name` names, its images read as samples of `sample_shape` when it
+/// is a folder of images.
+pub fn load_data(name: &str, seed: u64, sample_shape: &[usize]) -> Result<Dataset> {
+    let data = match name {
+        "two-blobs" => Dataset::two_blobs(seed),
+        "linear-regression" => Dataset::linear_regression(seed),
+        other => Dataset::open(other, sample_shape)?,
+    };
+    if !data.class_names.is_empty() {
+        let names: Vec<String> = data
+            .class_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{i} = {n}"))
+            .collect();
+        println!("classes: {}", names.join(", "));
     }
+    Ok(data)
 }
 
 fn optimizer(name: &str, lr: f32, momentum: Option<f32>) -> Result<Optimizer> {
@@ -352,7 +366,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         }
         (None, d) => d.to_string(),
     };
-    let data = load_data(&data_name, args.seed)?;
+    let data = load_data(&data_name, args.seed, &recipe.model.input_shape)?;
     if data.sample_shape != recipe.model.input_shape {
         return Err(Error::shape(
             "train",
@@ -421,7 +435,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     let (eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;
     print_evaluation(&eval);
     if let Some(path) = &args.metrics {
-        write_metrics_json(path, Some(&history), &eval, &ctx)?;
+        write_metrics_json(path, Some(&history), &eval, &data.class_names, &ctx)?;
         println!("metrics written to {}", path.display());
     }
     if let Some(dir) = &args.report {
@@ -479,11 +493,13 @@ pub fn print_evaluation(e: &Evaluation) {
     }
 }
 
-/// Writes training history (if any) and test results as JSON.
+/// Writes training history (if any) and test results as JSON (`class_names` by
+/// label, empty when the data does not name its classes).
 pub fn write_metrics_json(
     path: &PathBuf,
     h: Option<&History>,
     e: &Evaluation,
+    class_names: &[String],
     ctx: &wgml::Context,
 ) -> Result<()> {
     let json = serde_json::json!({
@@ -493,6 +509,7 @@ pub fn write_metrics_json(
         "test_loss": e.loss,
         "test_accuracy": e.accuracy,
         "confusion_matrix": e.confusion,
+        "class_names": class_names,
         "per_class": e.per_class,
         "macro_precision": e.macro_precision,
         "macro_recall": e.macro_recall,

@@ -139,6 +139,9 @@ pub struct Dataset {
     pub sample_shape: Vec<usize>,
     pub train: Split,
     pub test: Split,
+    /// Names of the classes by label, where the data names them (an image folder's
+    /// class folders); empty when the classes are just numbered.
+    pub class_names: Vec<String>,
 }
 
 /// Where Debian's `dataset-fashion-mnist` package installs Fashion-MNIST.
@@ -223,6 +226,7 @@ fn assemble(name: &str, files: [(String, IdxArray); 4]) -> Result<Dataset> {
         sample_shape: vec![1, hw[0], hw[1]],
         train,
         test,
+        class_names: Vec::new(),
     })
 }
 
@@ -289,6 +293,20 @@ impl Dataset {
         Ok(d)
     }
 
+    /// `mnist-10k`, `fashion-mnist`, or a folder: of the four IDX files, or of
+    /// images (`train/<class>/*`, `test/<class>/*`, see [`crate::data::image_folder`])
+    /// read as samples of `sample_shape`.
+    pub fn open(name: &str, sample_shape: &[usize]) -> Result<Dataset> {
+        let dir = Path::new(name);
+        match name {
+            "mnist-10k" | "mnist" | "fashion-mnist" | "fashion" => Self::by_name(name),
+            _ if crate::data::image_folder::is_image_folder(dir) => {
+                crate::data::image_folder::read_image_folder(dir, sample_shape)
+            }
+            _ => Self::from_idx_dir(dir),
+        }
+    }
+
     /// `mnist-10k`, `fashion-mnist`, or a folder path.
     pub fn by_name(name: &str) -> Result<Dataset> {
         match name {
@@ -325,6 +343,7 @@ impl Dataset {
             sample_shape: vec![2],
             train: all.select(&order[..80]),
             test: all.select(&order[80..]),
+            class_names: Vec::new(),
         }
     }
 
@@ -353,6 +372,7 @@ impl Dataset {
             sample_shape: vec![3],
             train,
             test,
+            class_names: Vec::new(),
         }
     }
 }

@@ -3,5 +3,6 @@
 
 pub mod dataset;
 pub mod idx;
+pub mod image_folder;
 
 pub use dataset::{Dataset, FASHION_MNIST_DIR, Split, Targets};

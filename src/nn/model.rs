@@ -347,6 +347,39 @@ impl Model {
         Ok(&self.plans[&options])
     }
 
+    /// Checks that `data`'s targets fit this model: class labels (fewer classes than
+    /// outputs) for categorical cross-entropy, as many values per sample as outputs
+    /// for the other losses.
+    pub fn check_data(&self, data: &crate::data::Split) -> Result<()> {
+        use crate::data::Targets;
+        let out = self.output_dim();
+        let problem = match (&data.y, self.loss) {
+            (Targets::Classes { classes, .. }, Loss::SparseCategoricalCrossentropy) => {
+                (*classes > out).then(|| {
+                    format!(
+                        "the data has {classes} classes but the model has {out} outputs: give its \
+                         last Dense layer {classes} units"
+                    )
+                })
+            }
+            (Targets::Values { dim, .. }, Loss::SparseCategoricalCrossentropy) => Some(format!(
+                "{} needs class labels; the data has {dim} value(s) per sample",
+                self.loss.name()
+            )),
+            (Targets::Classes { .. }, loss) => Some(format!(
+                "{} needs target values; the data has class labels",
+                loss.name()
+            )),
+            (Targets::Values { dim, .. }, _) => (*dim != out).then(|| {
+                format!("the data has {dim} target value(s) per sample but the model has {out} outputs")
+            }),
+        };
+        match problem {
+            Some(message) => Err(Error::shape("data", message)),
+            None => Ok(()),
+        }
+    }
+
     /// Number of output features (classes for classification).
     pub fn output_dim(&self) -> usize {
         self.graph.shape(self.output).iter().product()

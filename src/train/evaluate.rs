@@ -58,6 +58,7 @@ fn batches(
     if n == 0 {
         return Err(Error::invalid("no samples to evaluate"));
     }
+    model.check_data(data)?;
     let b = batch_size.clamp(1, n);
     let order: Vec<usize> = (0..n).collect();
     let (mut xb, mut lb, mut vb) = (Vec::new(), Vec::new(), Vec::new());

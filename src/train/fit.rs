@@ -317,6 +317,7 @@ pub fn fit_plans(model: &Model, data: &Split, config: &FitConfig) -> Result<Vec<
 /// Trains `model` on `data`.
 pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -> Result<History> {
     config.validate()?;
+    model.check_data(data)?;
     let (train, val) = data.split_validation(config.validation_split)?;
     let n = train.len();
     if n == 0 {
