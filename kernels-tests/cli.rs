@@ -204,10 +204,17 @@ fn the_example_model_file_is_the_seed_cnn() {
 }
 
 /// `--model FILE.json` trains the model the file describes (on the --data it needs),
-/// and what it saves evaluates from the file alone.
+/// and what it saves evaluates from the file alone: under a name that is not one of
+/// wgml's models, only the file's description can rebuild it.
 #[test]
 fn train_takes_a_model_from_a_json_file() {
-    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/models/cnn.json");
+    let own = scratch("mine.json");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/models/cnn.json"),
+        &own,
+    )
+    .unwrap();
+    let model = own.to_str().unwrap();
     fails_with(
         &["train", "--model", model, "--steps", "1"],
         &["has no dataset of its own", "--data"],
@@ -235,13 +242,29 @@ fn train_takes_a_model_from_a_json_file() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        stdout.contains("training cnn on mnist-10k") && stdout.contains("347,146"),
+        stdout.contains("-mine on mnist-10k") && stdout.contains("347,146"),
         "{stdout}"
     );
-    let out = wgml(&["eval", "--weights", s]);
+    fails_with(
+        &["eval", "--weights", s],
+        &["mine' is not one of wgml's", "--data"],
+    );
+    let out = wgml(&["eval", "--weights", s, "--data", "mnist-10k"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("(2000 samples)"));
-    for f in [&broken, &saved] {
+    // An absurd layer is an error, not an attempt to allocate it.
+    std::fs::write(
+        &broken,
+        r#"{"model": {"input_shape": [1, 28, 28], "layers": ["Flatten", {"Dense": {"units": 2000000000}},
+            {"Dense": {"units": 2, "activation": "Softmax"}}]},
+          "loss": "SparseCategoricalCrossentropy", "optimizer": {"Adam": {"lr": 0.001}}}"#,
+    )
+    .unwrap();
+    fails_with(
+        &["train", "--model", b, "--data", "mnist-10k"],
+        &["parameter 1.weight", "more than this device allows"],
+    );
+    for f in [&broken, &saved, &own] {
         let _ = std::fs::remove_file(f);
     }
 }

@@ -6,7 +6,8 @@
 //                elements workgroup w visits (i = w·WG + lid, stepping by the
 //                dispatch's WG · num_workgroups.x; a 1-D grid);
 //   clip_factor  once, one workgroup: factor[0] = scale, factor[1] = ‖g‖ from the
-//                p.n partial sums;
+//                p.n partial sums (a NaN or infinite gradient gives a NaN scale,
+//                as in PyTorch: the step's loss check then stops training);
 //   scale_by     once per gradient tensor: g[i] *= factor[0] (grid folded in 2-D/3-D
 //                past 65,535 workgroups, each index bounds-checked).
 // Partial sums stay in f32 (the CPU twin, src/reference/clip.rs, sums in f64).
@@ -66,7 +67,11 @@ fn clip_factor(@builtin(local_invocation_index) lid: u32) {
     let total = workgroup_total(lid, acc);
     if (lid == 0u) {
         let norm = sqrt(total);
-        factor[0] = min(1.0, p.max_norm / (norm + 1e-6));
+        let q = p.max_norm / (norm + 1e-6);
+        // A NaN norm gives a NaN factor, as PyTorch's clamp does (min() may not
+        // propagate it); the bit test is immune to compilers that assume no NaN.
+        let nan = (bitcast<u32>(q) & 0x7fffffffu) > 0x7f800000u;
+        factor[0] = select(min(1.0, q), q, nan);
         factor[1] = norm;
     }
 }

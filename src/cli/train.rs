@@ -112,7 +112,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     pub backup: Option<PathBuf>,
     /// Keep --backup's state when training ends, to train for more epochs later
-    /// (`--epochs` may then be raised; every other setting must stay the same).
+    /// (`--epochs` may then be raised, unless a cosine schedule spreads over the run's
+    /// steps; every other setting must stay the same; a run that stopped early stays
+    /// finished).
     #[arg(long, requires = "backup")]
     pub keep_backup: bool,
     /// Start from the weights in this safetensors checkpoint.

@@ -3,7 +3,7 @@
 
 use rand::Rng;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Tensor};
 use crate::graph::{Graph, Init, NodeId, Op};
 
@@ -56,7 +56,17 @@ impl ParamStore {
                 trainable,
             } = &node.op
             {
-                let n = node.shape.iter().product();
+                // Refuse what the device cannot hold before drawing it on the CPU.
+                let n = node
+                    .shape
+                    .iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d))
+                    .filter(|&n| (n as u64).saturating_mul(4) <= ctx.max_binding_bytes())
+                    .ok_or_else(|| Error::TooLarge {
+                        what: format!("parameter {name} of shape {:?}", node.shape),
+                        bytes: node.shape.iter().fold(4u64, |a, &d| a.saturating_mul(d as u64)),
+                        limit: ctx.max_binding_bytes(),
+                    })?;
                 let value = Tensor::from_f32(ctx, &initial_values(*init, n, rng), &node.shape)?;
                 let grad = Tensor::zeros(ctx, &node.shape, DType::F32)?;
                 let state_count = if *trainable { state_count } else { 0 };

@@ -31,8 +31,9 @@ impl LayerActivation {
 /// One layer of a [`Sequential`](super::Sequential) model.
 ///
 /// In JSON (a checkpoint's architecture, `wgml train --model FILE.json`), fields left
-/// out take Keras' defaults: activation linear, bias used, stride 1, 'valid' padding,
-/// batch normalization's momentum 0.99 and epsilon 0.001.
+/// out take Keras' defaults: activation linear, bias used, convolution stride 1,
+/// 'valid' padding, batch normalization's momentum 0.99 and epsilon 0.001. Pools
+/// name their stride (Keras' default is the pool size: `"stride"` equal to `"pool"`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Layer {
     /// `use_bias` as Keras' (true by default; false before a batch normalization,

@@ -3,7 +3,7 @@
 
 /// Scales every gradient in `grads` by `min(1, max_norm / (‖g‖ + 1e-6))`, where
 /// `‖g‖` is the L2 norm of all of them together (summed in f64); returns
-/// `(scale, ‖g‖)`.
+/// `(scale, ‖g‖)`. A NaN or infinite gradient gives a NaN scale, as in PyTorch.
 pub fn clip_by_global_norm(grads: &mut [&mut [f32]], max_norm: f32) -> (f32, f32) {
     let sum: f64 = grads
         .iter()
@@ -11,7 +11,9 @@ pub fn clip_by_global_norm(grads: &mut [&mut [f32]], max_norm: f32) -> (f32, f32
         .map(|&v| v as f64 * v as f64)
         .sum();
     let norm = sum.sqrt() as f32;
-    let scale = (max_norm / (norm + 1e-6)).min(1.0);
+    let q = max_norm / (norm + 1e-6);
+    // NaN stays NaN, as PyTorch's clamp (f32::min would give 1).
+    let scale = if q.is_nan() { q } else { q.min(1.0) };
     for g in grads.iter_mut() {
         for v in g.iter_mut() {
             *v *= scale;

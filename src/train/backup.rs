@@ -108,6 +108,8 @@ pub(crate) fn settings(
         ("optimizer", format!("{:?}", model.optimizer)),
         ("dropout_seeds", format!("{dropout_seeds:?}")),
         ("clip_norm", format!("{:?}", model.clip_norm.map(|c| c.get()))),
+        // Fused and separate kernels round differently.
+        ("fuse", model.fuse.to_string()),
         ("batch_size", config.batch_size.to_string()),
         ("validation_split", config.validation_split.to_string()),
         ("seed", config.seed.to_string()),

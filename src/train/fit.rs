@@ -157,10 +157,12 @@ impl Plateau {
     }
 }
 
-/// Whether a (lower-is-better) `score` beats `best` by more than `min_delta`; any
-/// score beats no best at all.
+/// Whether a (lower-is-better) `score` beats `best` by more than `min_delta`, as
+/// Keras compares against a best that starts at +inf: any finite score beats no
+/// best at all, and NaN or +inf never improve (so a best is always finite, which a
+/// backup's JSON can hold).
 fn improves(score: f64, best: Option<f64>, min_delta: f64) -> bool {
-    best.is_none_or(|b| score < b - min_delta)
+    score < best.unwrap_or(f64::INFINITY) - min_delta
 }
 
 /// What [`fit`]'s loop carries from one epoch to the next besides the tensors on
@@ -384,6 +386,9 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
                     config.epochs,
                     p.total_steps
                 );
+                if p.history.stopped_early {
+                    println!("that run had stopped early: there is nothing left to train");
+                }
             }
         }
         // Each epoch's shuffle follows from the previous ones: replay those done.
@@ -531,8 +536,8 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
                 }
             }
         }
-        // A backup holds whole epochs only: a run cut short by max_steps resumes
-        // from the last complete one.
+        // A backup holds whole epochs only: a run cut short by max_steps (with its
+        // backup kept) resumes from the last complete one.
         if let Some(b) = &config.backup
             && steps == steps_per_epoch as u64
         {

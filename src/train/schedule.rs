@@ -1,6 +1,8 @@
 //! Learning-rate schedules, as Keras' `keras.optimizers.schedules`. The rate of each
-//! optimizer step is a function of the step's index within the fit (0 for its first
-//! step, as Keras' `optimizer.iterations`; a run resumed from a backup counts on
+//! optimizer step is a function of the step's index within the fit: 0 for its first
+//! step, as Keras' `optimizer.iterations` in a model's first `fit` (Keras keeps
+//! counting across later `fit` calls; wgml starts each fit's schedule afresh, so a
+//! decay "over the whole run" means this run; a run resumed from a backup counts on
 //! from it). [`fit`](super::fit()) writes it into the step uniform it rewrites every
 //! step anyway, so a schedule costs no dispatch and no buffer.
 
