@@ -993,7 +993,7 @@ fn a_saved_model_loads_back_from_the_file_alone() {
             .unwrap();
     }
     let path = std::env::temp_dir().join(format!("wgml-saved-model-{}.safetensors", std::process::id()));
-    wgml::checkpoint::save_model(&path, ctx, &model, "custom").unwrap();
+    wgml::checkpoint::save_model(&path, ctx, &model, "custom", &[]).unwrap();
     let (mut loaded, file) = wgml::checkpoint::load_model(ctx, &path).unwrap();
     assert_eq!(file.model.as_deref(), Some("custom"));
     assert_eq!(

@@ -40,6 +40,10 @@ pub struct Architecture {
     pub model: Sequential,
     pub loss: Loss,
     pub optimizer: Optimizer,
+    /// The names of the classes by label, when the training data named them (a
+    /// folder of images); `wgml predict` prints them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<String>,
 }
 
 fn io(path: &Path, source: std::io::Error) -> Error {
@@ -115,13 +119,21 @@ pub fn save(path: &Path, model: &str, tensors: &[NamedValues], steps: u64) -> Re
 }
 
 /// Saves `model` as `name`: every parameter (moving statistics included), the
-/// steps taken, and its [`Architecture`], atomically. [`load_model`] reads it back;
-/// PyTorch loads it as any other checkpoint.
-pub fn save_model(path: &Path, ctx: &Context, model: &Model, name: &str) -> Result<()> {
+/// steps taken, and its [`Architecture`] (with the data's `class_names`, if any),
+/// atomically. [`load_model`] reads it back; PyTorch loads it as any other
+/// checkpoint.
+pub fn save_model(
+    path: &Path,
+    ctx: &Context,
+    model: &Model,
+    name: &str,
+    class_names: &[String],
+) -> Result<()> {
     let architecture = Architecture {
         model: model.spec.clone(),
         loss: model.loss,
         optimizer: model.optimizer.clone(),
+        class_names: class_names.to_vec(),
     };
     let tensors = model.store.download(ctx)?;
     write_atomic(
@@ -348,6 +360,7 @@ mod tests {
                 model: model.clone(),
                 loss,
                 optimizer,
+                class_names: vec!["cat".into(), "dog".into()],
             };
             let bytes = checkpoint_bytes("custom", &[], 0, Some(&a)).unwrap();
             let c = from_bytes("x", &bytes).unwrap();

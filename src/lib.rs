@@ -48,6 +48,12 @@
 //! - [`reference`](mod@reference): the CPU twin of every kernel.
 //! - [`report`]: pictures of a training run (curves, confusion matrix, misclassified images).
 //! - [`bench`](mod@bench): kernel and training-step benchmarks (`wgml bench`, `benches/`).
+//! - [`graph`]: ops with static shapes, autodiff, the planner, the CPU reference executor.
+//! - [`nn`]: Keras-style layers, `Sequential`, the seed models ([`nn::zoo`]).
+//! - [`train`]: `fit` (early stopping, ReduceLROnPlateau, schedules, resumable backups),
+//!   `evaluate`, step profiles.
+//! - [`data`]: IDX files, folders of images, the embedded MNIST subset, synthetic sets.
+//! - [`checkpoint`]: safetensors files in PyTorch's names, with the model's description.
 
 pub mod bench;
 pub mod checkpoint;

@@ -54,6 +54,8 @@ struct Loaded {
     name: String,
     /// The dataset a wgml model is trained on, if it is one of wgml's.
     default_data: Option<&'static str>,
+    /// Names of the classes by label, when the file records them.
+    class_names: Vec<String>,
     model: wgml::nn::Model,
 }
 
@@ -67,9 +69,14 @@ fn load_model(ctx: &wgml::Context, model: Option<&str>, weights: &Path) -> Resul
     {
         let name = c.model.clone().unwrap_or_else(|| "unnamed".into());
         let default_data = zoo::recipe(&name).ok().map(|r| r.data);
+        let class_names = c
+            .architecture(weights)?
+            .map(|a| a.class_names)
+            .unwrap_or_default();
         return Ok(Loaded {
             name,
             default_data,
+            class_names,
             model: m,
         });
     }
@@ -96,6 +103,7 @@ fn load_model(ctx: &wgml::Context, model: Option<&str>, weights: &Path) -> Resul
     Ok(Loaded {
         name: recipe.name.to_string(),
         default_data: Some(recipe.data),
+        class_names: Vec::new(),
         model: m,
     })
 }
@@ -110,6 +118,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
         name,
         default_data,
         mut model,
+        ..
     } = load_model(&ctx, args.model.as_deref(), &args.weights)?;
     let data_name = args.data.as_deref().or(default_data).ok_or_else(|| {
         Error::invalid(format!(
@@ -164,16 +173,31 @@ pub fn mnist_pixels(path: &Path) -> Result<Vec<f32>> {
 
 pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
     let ctx = gpu.context()?;
-    let Loaded { name, mut model, .. } = load_model(&ctx, args.model.as_deref(), &args.weights)?;
-    if model.spec.input_shape != [1, 28, 28] {
-        return Err(Error::invalid(format!(
-            "predict takes 28×28 grey images; model '{name}' takes {:?}",
-            model.spec.input_shape
-        )));
-    }
+    let Loaded {
+        name,
+        class_names,
+        mut model,
+        ..
+    } = load_model(&ctx, args.model.as_deref(), &args.weights)?;
+    let shape = match model.spec.input_shape[..] {
+        [c, h, w] if c == 1 || c == 3 => [c, h, w],
+        _ => {
+            return Err(Error::invalid(format!(
+                "predict takes images; model '{name}' takes samples of shape {:?}",
+                model.spec.input_shape
+            )));
+        }
+    };
+    // MNIST's models see digits as MNIST prepares them; a model trained on a folder
+    // of images (whose classes the file names) sees images as the folders gave them.
+    let mnist = shape == [1, 28, 28] && class_names.is_empty();
     let mut x = Vec::new();
     for p in &args.images {
-        x.extend(mnist_pixels(p)?);
+        x.extend(if mnist {
+            mnist_pixels(p)?
+        } else {
+            wgml::data::image_folder::pixels(p, shape)?
+        });
     }
     let probs = model.predict(&ctx, &x, args.images.len())?;
     let classes = model.output_dim();
@@ -182,7 +206,13 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
             .iter()
             .enumerate()
             .fold((0, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
-        println!("{}: {best} (probability {prob:.4})", path.display());
+        match class_names.get(best) {
+            Some(class) => println!(
+                "{}: {class} (class {best}, probability {prob:.4})",
+                path.display()
+            ),
+            None => println!("{}: {best} (probability {prob:.4})", path.display()),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

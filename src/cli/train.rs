@@ -431,7 +431,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     );
     let history = train::fit(&mut model, &ctx, &data.train, &recipe.fit)?;
     if let Some(path) = &args.save {
-        checkpoint::save_model(path, &ctx, &model, &name)?;
+        checkpoint::save_model(path, &ctx, &model, &name, &data.class_names)?;
         println!("weights saved to {}", path.display());
     }
     let (eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;

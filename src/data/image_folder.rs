@@ -67,8 +67,9 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// One image as `[C, H, W]` values in `[0, 1]`.
-fn pixels(path: &Path, [c, h, w]: [usize; 3]) -> Result<Vec<f32>> {
+/// One image as `[C, H, W]` values in `[0, 1]` (grey when `C = 1`, else RGB), as
+/// the folders' images are read.
+pub fn pixels(path: &Path, [c, h, w]: [usize; 3]) -> Result<Vec<f32>> {
     let img = image::open(path).map_err(|e| err(path, format!("cannot read the image: {e}")))?;
     let resize =
         |i: &image::DynamicImage| i.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
