@@ -1090,3 +1090,66 @@ fn targets_that_do_not_fit_the_model_are_refused() {
     let e = fit(&mut b, ctx, &digits.train, &cfg).unwrap_err().to_string();
     assert!(e.contains("binary_crossentropy needs target values"), "{e}");
 }
+
+/// Image augmentation (`FitConfig::augment`): it changes what the model sees, yet a
+/// run is reproducible and a run resumed from its backup mid-way draws the same
+/// shifts and flips as the run that never stopped.
+#[test]
+fn augmented_training_is_reproducible_and_resumes_exactly() {
+    let (_g, ctx) = gpu();
+    let mut r = rng(8);
+    let images = wgml::data::Split {
+        x: uniform(&mut r, 48 * 64, 0.0, 1.0),
+        sample_len: 64,
+        y: wgml::data::Targets::Classes {
+            labels: (0..48).map(|i| (i % 3) as u32).collect(),
+            classes: 3,
+        },
+    };
+    let spec = Sequential::new(&[1, 8, 8])
+        .add(Layer::conv2d(4, 3, A::Relu))
+        .add(Layer::max_pool(2))
+        .add(Layer::Flatten)
+        .add(Layer::dense(3, A::Softmax));
+    let model = || {
+        spec.compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.01), 2)
+            .unwrap()
+    };
+    let augment = wgml::data::augment::Augment {
+        shift: 2,
+        flip_horizontal: true,
+    };
+    // 48 samples at batch 16: 3 steps per epoch.
+    let cfg = FitConfig {
+        epochs: 4,
+        batch_size: 16,
+        augment: Some(augment),
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let run = |cfg: &FitConfig| {
+        let mut m = model();
+        let h = fit(&mut m, ctx, &images, cfg).unwrap();
+        (measured(&h), training_state(&m, ctx))
+    };
+    let want = run(&cfg);
+    assert_eq!(run(&cfg), want, "the same augmented run twice");
+    let plain = run(&FitConfig {
+        augment: None,
+        ..cfg.clone()
+    });
+    assert_ne!(plain.1, want.1, "augmentation changed nothing");
+    // Stopped in epoch 2, resumed.
+    let kept = kept_backup("augmented");
+    run(&FitConfig {
+        max_steps: Some(5),
+        backup: Some(kept.clone()),
+        ..cfg.clone()
+    });
+    let resumed = run(&FitConfig {
+        backup: Some(kept.clone()),
+        ..cfg.clone()
+    });
+    assert_eq!(resumed, want);
+    std::fs::remove_dir_all(&kept.dir).ok();
+}

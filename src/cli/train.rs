@@ -102,6 +102,14 @@ pub struct TrainArgs {
     /// Stop after N optimizer steps in total.
     #[arg(long)]
     pub steps: Option<u64>,
+    /// Move each training image by up to N pixels each way, drawn anew every epoch
+    /// (Keras' RandomTranslation with fill_mode="constant"; zeros come in).
+    #[arg(long, value_name = "N")]
+    pub augment_shift: Option<usize>,
+    /// Mirror each training image left to right with probability ½ (Keras'
+    /// RandomFlip("horizontal")).
+    #[arg(long)]
+    pub augment_flip: bool,
     /// Keep the dataset's order (with --val-split 0 the first batch is the first B samples).
     #[arg(long)]
     pub no_shuffle: bool,
@@ -353,11 +361,20 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     if args.no_shuffle {
         recipe.fit.shuffle = false;
     }
+    if args.augment_shift.is_some() || args.augment_flip {
+        recipe.fit.augment = Some(wgml::data::augment::Augment {
+            shift: args.augment_shift.unwrap_or(0),
+            flip_horizontal: args.augment_flip,
+        });
+    }
     recipe.fit.backup = args.backup.as_ref().map(|dir| train::Backup {
         dir: dir.clone(),
         delete_when_done: !args.keep_backup,
     });
     recipe.fit.validate()?;
+    if let Some(a) = &recipe.fit.augment {
+        a.validate(&recipe.model.input_shape)?;
+    }
     let data_name = match (&args.data, recipe.data) {
         (Some(d), _) => d.clone(),
         (None, "") => {

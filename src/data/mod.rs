@@ -1,6 +1,7 @@
 //! Datasets: the IDX reader, MNIST-style folders, the embedded MNIST subset,
 //! Fashion-MNIST, and the small synthetic sets of the seed examples.
 
+pub mod augment;
 pub mod dataset;
 pub mod idx;
 pub mod image_folder;

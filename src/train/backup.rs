@@ -119,6 +119,10 @@ pub(crate) fn settings(
         ("min_delta", config.min_delta.to_string()),
         ("restore_best", config.restore_best.to_string()),
         ("reduce_lr", format!("{:?}", config.reduce_lr)),
+        (
+            "augment",
+            format!("{:?}", config.augment.filter(|a| !a.is_identity())),
+        ),
         ("lr_schedule", format!("{schedule:?}")),
         ("samples", format!("{} ({validation} for validation)", data.len())),
         ("data_crc32", format!("{:08x}", crc.finalize())),

@@ -9,6 +9,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
 use crate::data::Split;
+use crate::data::augment::Augment;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Tensor};
 use crate::graph::PlanOptions;
@@ -208,6 +209,9 @@ pub struct FitConfig {
     pub shuffle: bool,
     /// Stop after this many optimizer steps in total.
     pub max_steps: Option<u64>,
+    /// Random shifts and flips of the training images (Keras' `RandomTranslation`,
+    /// `RandomFlip`); `None` trains on the images as they are.
+    pub augment: Option<Augment>,
     /// Print a line per epoch.
     pub verbose: bool,
     /// Keep the whole training state in this backup after every epoch, and resume
@@ -230,6 +234,7 @@ impl Default for FitConfig {
             seed: 42,
             shuffle: true,
             max_steps: None,
+            augment: None,
             verbose: true,
             backup: None,
         }
@@ -327,6 +332,15 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
     }
     let b = config.batch_size.min(n);
     let steps_per_epoch = n.div_ceil(b);
+    let augment = match config.augment.filter(|a| !a.is_identity()) {
+        Some(a) => {
+            a.validate(&model.spec.input_shape)?;
+            let s = &model.spec.input_shape;
+            Some((a, [s[0], s[1], s[2]]))
+        }
+        None => None,
+    };
+    let mut scratch = Vec::new();
     model.prepare(ctx, &fit_plans(model, data, config)?)?;
     // Running loss sum after every step of an epoch, copied on the GPU.
     let trace = Tensor::zeros(ctx, &[steps_per_epoch], DType::F32)?;
@@ -421,6 +435,14 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
                 break;
             }
             train.gather(idx, &mut xb, &mut lb, &mut vb);
+            if let Some((a, shape)) = &augment {
+                a.apply(
+                    &mut xb,
+                    *shape,
+                    &mut Augment::rng(config.seed, epoch, i),
+                    &mut scratch,
+                );
+            }
             let batch = Batch {
                 x: &xb,
                 labels: &lb,
