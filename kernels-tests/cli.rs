@@ -82,6 +82,8 @@ fn train_arguments_out_of_range_are_refused() {
         &["train", "--clip-norm", "0"],
         &["largest gradient norm", "positive"],
     );
+    fails_with(&["train", "--augment-shift", "28"], &["out of sight"]);
+    fails_with(&["train", "--model", "binary", "--augment-flip"], &["[C, H, W]"]);
 }
 
 #[test]
