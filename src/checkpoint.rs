@@ -147,7 +147,7 @@ pub fn save_model(
 /// [`Sequential::compile`]); returns it with the file's contents.
 pub fn load_model(ctx: &Context, path: &Path) -> Result<(Model, Checkpoint)> {
     let c = load(path)?;
-    let model = c.build(ctx, path)?.ok_or_else(|| Error::Data {
+    let (model, _) = c.build(ctx, path)?.ok_or_else(|| Error::Data {
         path: path.display().to_string(),
         message: "does not describe its model (no 'architecture' entry: an older wgml \
                   checkpoint or another program's); build the model in code and load the \
@@ -196,21 +196,18 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// The model the file describes, compiled on `ctx` with the file's weights;
-    /// `None` when the file does not describe one (`path` names it in errors).
-    pub fn build(&self, ctx: &Context, path: &Path) -> Result<Option<Model>> {
+    /// The model the file describes, compiled on `ctx` with the file's weights, and
+    /// its description; `None` when the file does not describe one (`path` names it
+    /// in errors).
+    pub fn build(&self, ctx: &Context, path: &Path) -> Result<Option<(Model, Architecture)>> {
         let Some(a) = self.architecture(path)? else {
             return Ok(None);
         };
-        let model = a.model.compile(ctx, a.loss, a.optimizer, 0)?;
-        model.load_params(ctx, &self.tensors).map_err(|e| match e {
-            Error::Data { message, .. } => Error::Data {
-                path: path.display().to_string(),
-                message: format!("does not match the model it describes: {message}"),
-            },
-            other => other,
-        })?;
-        Ok(Some(model))
+        let model = a.model.compile(ctx, a.loss, a.optimizer.clone(), 0)?;
+        model
+            .load_params(ctx, &self.tensors)
+            .map_err(|e| e.in_file(path, "does not match the model it describes"))?;
+        Ok(Some((model, a)))
     }
 
     /// The model the file describes, if it does (`path` names it in errors).

@@ -109,4 +109,21 @@ impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidArgument(message.into())
     }
+
+    /// A [`Error::Data`] error re-pointed at the file `path`, its message prefixed by
+    /// `context` (when not empty); any other error unchanged. For errors about
+    /// tensors that came from a file (e.g. [`crate::nn::Model::load_params`]).
+    pub fn in_file(self, path: &std::path::Path, context: &str) -> Self {
+        match self {
+            Error::Data { message, .. } => Error::Data {
+                path: path.display().to_string(),
+                message: if context.is_empty() {
+                    message
+                } else {
+                    format!("{context}: {message}")
+                },
+            },
+            other => other,
+        }
+    }
 }

@@ -65,18 +65,14 @@ struct Loaded {
 fn load_model(ctx: &wgml::Context, model: Option<&str>, weights: &Path) -> Result<Loaded> {
     let c = checkpoint::load(weights)?;
     if model.is_none()
-        && let Some(m) = c.build(ctx, weights)?
+        && let Some((m, a)) = c.build(ctx, weights)?
     {
         let name = c.model.clone().unwrap_or_else(|| "unnamed".into());
         let default_data = zoo::recipe(&name).ok().map(|r| r.data);
-        let class_names = c
-            .architecture(weights)?
-            .map(|a| a.class_names)
-            .unwrap_or_default();
         return Ok(Loaded {
             name,
             default_data,
-            class_names,
+            class_names: a.class_names,
             model: m,
         });
     }
@@ -92,13 +88,8 @@ fn load_model(ctx: &wgml::Context, model: Option<&str>, weights: &Path) -> Resul
             message: format!("holds weights of model '{saved}', not '{}'", recipe.name),
         });
     }
-    m.load_params(ctx, &c.tensors).map_err(|e| match e {
-        Error::Data { message, .. } => Error::Data {
-            path: weights.display().to_string(),
-            message,
-        },
-        other => other,
-    })?;
+    m.load_params(ctx, &c.tensors)
+        .map_err(|e| e.in_file(weights, ""))?;
     m.step = 0;
     Ok(Loaded {
         name: recipe.name.to_string(),

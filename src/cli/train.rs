@@ -417,13 +417,9 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     model.clip_norm = clip_norm;
     if let Some(path) = &args.init {
         let c = checkpoint::load(path)?;
-        model.load_params(&ctx, &c.tensors).map_err(|e| match e {
-            Error::Data { message, .. } => Error::Data {
-                path: path.display().to_string(),
-                message: format!("does not fit model '{name}': {message}"),
-            },
-            other => other,
-        })?;
+        model
+            .load_params(&ctx, &c.tensors)
+            .map_err(|e| e.in_file(path, &format!("does not fit model '{name}'")))?;
         println!("initial weights from {}", path.display());
     }
     if args.profile {
