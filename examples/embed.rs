@@ -41,7 +41,7 @@ fn main() -> wgml::Result<()> {
     desc.trans_b = true;
     desc.activation = Activation::Relu;
     let d = matmul(&ctx, &desc, &xt, &wt, Some(&bt), &yt)?;
-    ctx.run(&[&d])?;
+    ctx.run_all(&d)?;
     // y = relu(x · wᵀ + bias): [[1.5, 2.5, 3.5, 6.5], [0, 0, 0, 0]]
     println!("y = {:?}", yt.to_f32(&ctx)?);
     Ok(())

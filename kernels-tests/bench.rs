@@ -19,7 +19,10 @@ fn matmul_dispatch(ctx: &Context, s: usize) -> Dispatch {
     let a = Tensor::from_f32(ctx, &uniform(&mut r, s * s, -1.0, 1.0), &[s * s]).unwrap();
     let b = Tensor::from_f32(ctx, &uniform(&mut r, s * s, -1.0, 1.0), &[s * s]).unwrap();
     let c = nan_tensor(ctx, &[s * s]);
-    matmul::matmul(ctx, &MatmulDesc::new(s, s, s), &a, &b, None, &c).unwrap()
+    // One dispatch (no split-K), so the tests time exactly one kernel.
+    let mut list = matmul::matmul(ctx, &MatmulDesc::new(s, s, s).split_k(1), &a, &b, None, &c).unwrap();
+    assert_eq!(list.len(), 1, "an unsplit product is one dispatch");
+    list.remove(0)
 }
 
 fn assert_positive(what: &str, times: &[f64]) {

@@ -57,7 +57,7 @@ fn upload_case(ctx: &Context, case: &Case) -> (Tensor, Tensor, Option<Tensor>, T
 fn run_gpu(ctx: &Context, desc: &MatmulDesc, case: &Case) -> Vec<f32> {
     let (a, b, bias, c) = upload_case(ctx, case);
     let d = matmul::matmul(ctx, desc, &a, &b, bias.as_ref(), &c).unwrap();
-    ctx.run(&[&d]).unwrap();
+    ctx.run_all(&d).unwrap();
     c.to_f32(ctx).unwrap()
 }
 
@@ -132,7 +132,7 @@ impl Checks {
             })
             .unwrap();
         for (desc, with_bias, case, c, dispatch) in prepared {
-            ctx.run(&[&dispatch]).unwrap();
+            ctx.run_all(&dispatch).unwrap();
             let got = c.to_f32(ctx).unwrap();
             let want = run_reference(&desc, &case);
             let what = format!(
@@ -343,21 +343,18 @@ fn activations_saturate_without_nan() {
 }
 
 /// Batch-reduce products (one C summed over the batch: a convolution's weight
-/// gradient over images) on the register variants: every layout on the small
-/// kernel, the NT layout the convolution uses on the others, offsets, padded and
-/// broadcast strides, a bias with an activation, and accumulate. Tiled variants
-/// refuse it. (Each combination is its own pipeline: seconds of LLVM in CI.)
+/// gradient over images): the register variants sum in registers (every layout
+/// on the small kernel, the NT layout the convolution uses on the others), the
+/// tiled ones through the split-K reduction; offsets, padded and broadcast
+/// strides, a bias with an activation, and accumulate. (Each combination is its
+/// own pipeline: seconds of LLVM in CI.)
 #[test]
 fn reduce_batch_sums_the_batch_into_one_c() {
     let (_g, ctx) = gpu();
     let mut checks = Checks::default();
-    let register: Vec<MatmulVariant> = matmul::available_variants(ctx)
-        .into_iter()
-        .filter(|v| v.needs_subgroups())
-        .collect();
     let (m, n, k) = (37, 70, 19);
     let mut seed = 900;
-    for &variant in &register {
+    for variant in matmul::available_variants(ctx) {
         let layouts: &[(bool, bool)] = if variant == MatmulVariant::RegisterSmall {
             &LAYOUTS
         } else {
@@ -374,46 +371,130 @@ fn reduce_batch_sums_the_batch_into_one_c() {
             checks.add(layout(d, lay), false, seed);
         }
     }
-    if register.contains(&MatmulVariant::RegisterSmall) {
-        let small = MatmulVariant::RegisterSmall;
+    for variant in [MatmulVariant::RegisterSmall, MatmulVariant::Tiled64] {
+        if !matmul::variant_available(ctx, variant) {
+            continue;
+        }
         // One A for every entry (a_batch_stride 0), a bias and ReLU after the sum.
         let d = MatmulDesc::new(m, n, k)
             .batched(4)
             .batch_strides(0, k * n, 0)
             .activation(Activation::Relu)
             .reduce_batch()
-            .variant(small);
+            .variant(variant);
         checks.add(d, true, 990);
         // Added onto C.
         let d = MatmulDesc::new(m, n, k)
             .batched(3)
             .accumulate()
             .reduce_batch()
-            .variant(small)
+            .variant(variant)
             .trans_b();
         checks.add(d, false, 991);
-    }
-    // A batch of one is a plain product.
-    if let Some(&v) = register.first() {
+        // A batch of one is a plain product.
         checks.add(
-            MatmulDesc::new(m, n, k).reduce_batch().variant(v).trans_b(),
+            MatmulDesc::new(m, n, k).reduce_batch().variant(variant).trans_b(),
             false,
             992,
         );
     }
-    for variant in [MatmulVariant::Tiled64, MatmulVariant::Tiled128] {
-        let d = MatmulDesc::new(m, n, k)
-            .batched(2)
-            .reduce_batch()
-            .variant(variant);
-        let case = random_case(&d, false, 993);
-        let (a, b, _, c) = upload_case(ctx, &case);
-        expect_err(
-            matmul::matmul(ctx, &d, &a, &b, None, &c),
-            &["reduce_batch", variant.name()],
+    checks.run(ctx);
+}
+
+/// Split-K products (K cut into ranges whose partial products are summed in a
+/// fixed order by a second dispatch) equal the reference: every layout on the
+/// small register kernel and both tiled kernels, the NT layout on the others;
+/// factors that divide K unevenly, more ranges asked than K has 16-element steps
+/// (rounded down), batches with offsets and padded strides, a bias with tanh,
+/// accumulate, and a batch-reduce product split too.
+#[test]
+fn split_k_matches_reference_in_every_variant_and_layout() {
+    let (_g, ctx) = gpu();
+    let mut checks = Checks::default();
+    let mut seed = 1200;
+    for variant in matmul::available_variants(ctx) {
+        let all_layouts = matches!(
+            variant,
+            MatmulVariant::RegisterSmall | MatmulVariant::Tiled64 | MatmulVariant::Tiled128
         );
+        let layouts: &[(bool, bool)] = if all_layouts { &LAYOUTS } else { &[(false, true)] };
+        for &lay in layouts {
+            for (m, n, k, splits) in [(7, 13, 300, 3), (33, 65, 1000, 16), (5, 9, 40, 8), (1, 1, 257, 2)] {
+                seed += 1;
+                let d = MatmulDesc::new(m, n, k).variant(variant).split_k(splits);
+                checks.add(layout(d, lay), false, seed);
+            }
+            seed += 1;
+            let d = MatmulDesc::new(19, 23, 211)
+                .batched(3)
+                .offsets(5, 3, 2)
+                .batch_strides(19 * 211 + 4, 211 * 23 + 1, 19 * 23 + 6)
+                .variant(variant)
+                .split_k(5);
+            checks.add(layout(d, lay), false, seed);
+        }
+        seed += 1;
+        let epilogue = MatmulDesc::new(21, 35, 333)
+            .activation(Activation::Tanh)
+            .variant(variant)
+            .split_k(4)
+            .trans_b();
+        checks.add(epilogue, true, seed);
+        seed += 1;
+        let added = MatmulDesc::new(21, 35, 333)
+            .accumulate()
+            .variant(variant)
+            .split_k(6)
+            .trans_b();
+        checks.add(added, false, seed);
+        seed += 1;
+        let reduced = MatmulDesc::new(10, 32, 676)
+            .batched(4)
+            .reduce_batch()
+            .variant(variant)
+            .split_k(3)
+            .trans_b();
+        checks.add(reduced, false, seed);
     }
     checks.run(ctx);
+}
+
+/// A split product is two dispatches whose result is the same bit for bit on
+/// every run (fixed summation order, no atomics), and a factor of 1 is one
+/// dispatch.
+#[test]
+fn split_k_is_deterministic_and_one_split_is_one_dispatch() {
+    let (_g, ctx) = gpu();
+    let variant = matmul::available_variants(ctx)[0];
+    let d = MatmulDesc::new(32, 64, 5408).variant(variant).split_k(21);
+    let case = random_case(&d, false, 1300);
+    let (a, b, _, c) = upload_case(ctx, &case);
+    let list = matmul::matmul(ctx, &d, &a, &b, None, &c).unwrap();
+    assert_eq!(
+        list.len(),
+        2,
+        "a split product is the partials and their reduction"
+    );
+    ctx.run_all(&list).unwrap();
+    let first = c.to_f32(ctx).unwrap();
+    for _ in 0..3 {
+        c.write(ctx, &vec![f32::NAN; first.len()]).unwrap();
+        ctx.run_all(&list).unwrap();
+        let again = c.to_f32(ctx).unwrap();
+        assert!(
+            first.iter().zip(&again).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "a split-K product changed between runs"
+        );
+    }
+    assert_matches(
+        "split 21",
+        &first,
+        &run_reference(&d, &case),
+        atol_for(5408),
+        1e-5,
+    );
+    let one = matmul::matmul(ctx, &d.clone().split_k(1), &a, &b, None, &c).unwrap();
+    assert_eq!(one.len(), 1, "split_k(1) is one dispatch");
 }
 
 #[test]
@@ -536,7 +617,7 @@ fn grids_over_65535_workgroups_fold_tiled() {
     check_folding(ctx, &[MatmulVariant::Tiled64, MatmulVariant::Tiled128], 820);
 }
 
-fn expect_err(result: wgml::Result<wgml::gpu::Dispatch>, needles: &[&str]) -> Error {
+fn expect_err(result: wgml::Result<Vec<wgml::gpu::Dispatch>>, needles: &[&str]) -> Error {
     let e = match result {
         Ok(_) => panic!("expected an error mentioning {needles:?}"),
         Err(e) => e,
@@ -728,13 +809,13 @@ fn bench_train_shapes() {
             desc.variant = *v;
             let t = std::time::Instant::now();
             let d = matmul::matmul(ctx, &desc, &a, &b, bias.as_ref(), &c).unwrap();
-            ctx.run(&[&d]).unwrap();
+            ctx.run_all(&d).unwrap();
             println!(
                 "{name}: first run (pipeline creation included) {:.1} s",
                 t.elapsed().as_secs_f64()
             );
             let variant = match v {
-                None => format!("auto: {}", matmul::auto_variant(ctx, &desc).name()),
+                None => format!("auto: {}", matmul::choose(ctx, &desc).unwrap().name()),
                 Some(v) => v.name().to_string(),
             };
             prepared.push((*name, variant, d));
@@ -746,7 +827,7 @@ fn bench_train_shapes() {
         for (k, (_, _, d)) in prepared.iter().enumerate() {
             for _ in 0..3 {
                 let t = std::time::Instant::now();
-                ctx.run(&[d]).unwrap();
+                ctx.run_all(d).unwrap();
                 ms[k].push(t.elapsed().as_secs_f64() * 1e3);
             }
         }
@@ -755,7 +836,7 @@ fn bench_train_shapes() {
         v.sort_by(f64::total_cmp);
         println!(
             "{name} [{variant}, {:?} groups]: median {:.3} ms (min {:.3}, max {:.3})",
-            d.groups,
+            d.iter().map(|d| d.groups).collect::<Vec<_>>(),
             v[v.len() / 2],
             v[0],
             v[v.len() - 1]

@@ -17,6 +17,18 @@
 // fastest and folded into a 2-D/3-D grid when over 65,535; a workgroup past the
 // last batch returns at once.
 //
+// Split-K (products whose output tiles are too few to fill the device, e.g. a
+// Dense layer's forward at batch 32 with K = 5408): with SPLIT_K the grid has
+// p.k_split workgroups per (tile, batch), the s-th summing only
+// k in [s * k_chunk, min(K, (s + 1) * k_chunk)), and each stores its raw partial
+// sum (no bias, activation or accumulate) at
+//   c[((t * k_split + s) * M + i) * N + j]
+// of a scratch buffer bound as C. matmul_split_reduce then adds the k_split
+// partials of each output in order s = 0, 1, ... (and, with FLAG_REDUCE_BATCH,
+// those of every batch entry t = 0, 1, ...: a batch-reduce product) and applies the
+// epilogue into the real C. The order is fixed and no atomics are used, so the
+// result is the same bit for bit on every run.
+//
 // The register-blocked kernels for CPU adapters (lavapipe) are in
 // matmul_subgroup.wgsl: they need subgroup operations, which would make this module
 // invalid on devices without them.
@@ -47,15 +59,21 @@ struct Params {
     act: u32,
     tiles_m: u32,
     tiles_n: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Split-K (see below): the number of K ranges and the length of each (a
+    // multiple of BK); 1 and K when not split.
+    k_split: u32,
+    k_chunk: u32,
 }
 
 const FLAG_ACCUMULATE: u32 = 1u;
 const FLAG_BIAS: u32 = 2u;
+// matmul_split_reduce: sum the partials of every batch entry into one C.
+const FLAG_REDUCE_BATCH: u32 = 4u;
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
+// Store raw partial sums for matmul_split_reduce (see Split-K above).
+override SPLIT_K: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -117,7 +135,8 @@ var<workgroup> sa: array<vec4<f32>, 2u * BK * SA_ROW / 4u>;
 var<workgroup> sb: array<vec4<f32>, 2u * BK * SB_ROW / 4u>;
 
 // Loads this invocation's share of the A tile starting at column k0 into ra.
-fn load_a_tile(ra: ptr<function, array<f32, 16>>, a_base: u32, row0: u32, k0: u32, lid: u32) {
+// Elements at k >= k_end load as 0 (the end of K, or of this split's range).
+fn load_a_tile(ra: ptr<function, array<f32, 16>>, a_base: u32, row0: u32, k0: u32, k_end: u32, lid: u32) {
     for (var l = 0u; l < LA; l++) {
         let e = lid + l * NT;
         var i: u32;
@@ -132,7 +151,7 @@ fn load_a_tile(ra: ptr<function, array<f32, 16>>, a_base: u32, row0: u32, k0: u3
         let gi = row0 + i;
         let gk = k0 + kk;
         var v = 0.0;
-        if (gi < p.m && gk < p.k) {
+        if (gi < p.m && gk < k_end) {
             if (TRANS_A) {
                 v = a[a_base + gk * p.m + gi];
             } else {
@@ -160,7 +179,7 @@ fn store_a_tile(ra: ptr<function, array<f32, 16>>, buf: u32, lid: u32) {
     }
 }
 
-fn load_b_tile(rb: ptr<function, array<f32, 16>>, b_base: u32, col0: u32, k0: u32, lid: u32) {
+fn load_b_tile(rb: ptr<function, array<f32, 16>>, b_base: u32, col0: u32, k0: u32, k_end: u32, lid: u32) {
     for (var l = 0u; l < LB; l++) {
         let e = lid + l * NT;
         var j: u32;
@@ -175,7 +194,7 @@ fn load_b_tile(rb: ptr<function, array<f32, 16>>, b_base: u32, col0: u32, k0: u3
         let gj = col0 + j;
         let gk = k0 + kk;
         var v = 0.0;
-        if (gj < p.n && gk < p.k) {
+        if (gj < p.n && gk < k_end) {
             if (TRANS_B) {
                 v = b[b_base + gj * p.k + gk];
             } else {
@@ -207,12 +226,24 @@ fn store_b_tile(rb: ptr<function, array<f32, 16>>, buf: u32, lid: u32) {
 fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
     let tile = tile_of(wg, nwg);
-    if (tile.z >= p.batch) {
+    // Batch entry t and K range [k_begin, k_end) of this workgroup.
+    var t = tile.z;
+    var split = 0u;
+    if (SPLIT_K) {
+        split = tile.z % p.k_split;
+        t = tile.z / p.k_split;
+    }
+    if (t >= p.batch) {
         return;
     }
-    let a_base = p.a_off + tile.z * p.a_bs;
-    let b_base = p.b_off + tile.z * p.b_bs;
-    let c_base = p.c_off + tile.z * p.c_bs;
+    let k_begin = split * p.k_chunk;
+    let k_end = min(p.k, k_begin + p.k_chunk);
+    let a_base = p.a_off + t * p.a_bs;
+    let b_base = p.b_off + t * p.b_bs;
+    var c_base = p.c_off + t * p.c_bs;
+    if (SPLIT_K) {
+        c_base = (t * p.k_split + split) * p.m * p.n;
+    }
     let row0 = tile.y * BM;
     let col0 = tile.x * BN;
     let tx = lid % TX;
@@ -226,20 +257,20 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     var ra: array<f32, 16>;
     var rb: array<f32, 16>;
     var acc: array<vec4<f32>, 16>;
-    let ntiles = (p.k + BK - 1u) / BK;
+    let ntiles = (k_end - k_begin + BK - 1u) / BK;
 
-    load_a_tile(&ra, a_base, row0, 0u, lid);
-    load_b_tile(&rb, b_base, col0, 0u, lid);
+    load_a_tile(&ra, a_base, row0, k_begin, k_end, lid);
+    load_b_tile(&rb, b_base, col0, k_begin, k_end, lid);
     store_a_tile(&ra, 0u, lid);
     store_b_tile(&rb, 0u, lid);
     workgroupBarrier();
 
-    for (var t = 0u; t < ntiles; t++) {
-        let cur = t & 1u;
-        let more = t + 1u < ntiles;
+    for (var kt = 0u; kt < ntiles; kt++) {
+        let cur = kt & 1u;
+        let more = kt + 1u < ntiles;
         if (more) {
-            load_a_tile(&ra, a_base, row0, (t + 1u) * BK, lid);
-            load_b_tile(&rb, b_base, col0, (t + 1u) * BK, lid);
+            load_a_tile(&ra, a_base, row0, k_begin + (kt + 1u) * BK, k_end, lid);
+            load_b_tile(&rb, b_base, col0, k_begin + (kt + 1u) * BK, k_end, lid);
         }
         for (var kk = 0u; kk < BK; kk++) {
             let a_row = (cur * BK + kk) * (SA_ROW / 4u) + ty;
@@ -278,11 +309,58 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
                     let j = col0 + qn * (BN / qn_n) + tx * 4u;
                     for (var s = 0u; s < 4u; s++) {
                         if (j + s < p.n) {
-                            write_c(c_base, i, j + s, v[s]);
+                            if (SPLIT_K) {
+                                c[c_base + i * p.n + j + s] = v[s];
+                            } else {
+                                write_c(c_base, i, j + s, v[s]);
+                            }
                         }
                     }
                 }
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// matmul_split_reduce
+// ---------------------------------------------------------------------------
+//
+// The second half of a split-K product (see Split-K above). Bindings: the
+// partials at `a` (binding 1, [batch][k_split][M][N]), the bias and C as in the
+// contract. One invocation per output of C (a batch-reduce product has one M×N
+// C; otherwise `batch` of them at p.c_off + t * p.c_bs), linearised j fastest in
+// a folded grid of SR_WG-invocation workgroups. It sums the partials in a fixed
+// order (t, then s, ascending) and applies the epilogue through write_c.
+
+override SR_WG: u32 = 256u;
+
+@compute @workgroup_size(SR_WG)
+fn matmul_split_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let id = (wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * SR_WG + lid;
+    let mn = p.m * p.n;
+    let reduce_batch = (p.flags & FLAG_REDUCE_BATCH) != 0u;
+    var outputs = p.batch;
+    if (reduce_batch) {
+        outputs = 1u;
+    }
+    if (id >= outputs * mn) {
+        return;
+    }
+    let t_out = id / mn;
+    let e = id % mn;
+    var t = t_out;
+    var t_end = t_out + 1u;
+    if (reduce_batch) {
+        t = 0u;
+        t_end = p.batch;
+    }
+    var sum = 0.0;
+    for (; t < t_end; t++) {
+        for (var s = 0u; s < p.k_split; s++) {
+            sum += a[(t * p.k_split + s) * mn + e];
+        }
+    }
+    write_c(p.c_off + t_out * p.c_bs, e / p.n, e % p.n, sum);
 }

@@ -15,6 +15,10 @@
 //   With REDUCE_BATCH the batch's products are summed into one C (C_0):
 //   C[i, j] = act(sum_t sum_k op(A_t)[i, k] * op(B_t)[k, j] + bias[j]) (or +=),
 //   and the grid has tiles only (no batch dimension).
+//   With SPLIT_K the product is the first half of a split-K product, exactly as in
+//   matmul.wgsl (p.k_split K ranges of p.k_chunk, raw partials stored at
+//   c[((t * k_split + s) * M + i) * N + j]; the launcher then sets ACT,
+//   ACCUMULATE and HAS_BIAS off and runs matmul_split_reduce).
 // Assumes (checked by the launcher): M, N, K, batch >= 1, every index fits the bound
 // buffers and u32, C batches do not overlap, C aliases no input, the device has
 // subgroups, and the REG_WG invocations of a workgroup fill subgroups from lane 0.
@@ -73,8 +77,8 @@ struct Params {
     act: u32,
     tiles_m: u32,
     tiles_n: u32,
-    _pad0: u32,
-    _pad1: u32,
+    k_split: u32,
+    k_chunk: u32,
 }
 
 override TRANS_A: bool = false;
@@ -98,6 +102,8 @@ override LARGE_ROWS: u32 = 64u;
 // Sum the products of the whole batch into one C (see the contract above): each
 // invocation walks K once per batch entry with the same accumulators.
 override REDUCE_BATCH: bool = false;
+// Store raw partial sums of one K range (see the contract above).
+override SPLIT_K: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -121,6 +127,7 @@ var<private> a_base: u32;
 var<private> b_shift: u32;                // B offset of the current batch entry
 var<private> c_base: u32;
 var<private> lane: u32;
+var<private> k_end: u32;                  // end of this invocation's K range
 
 // Loads this lane's A value of row r for the block starting at k0 (0 past K).
 // Rows past M load nothing (their lane mask is off, which lavapipe skips cheaply;
@@ -129,7 +136,7 @@ fn load_a(r: u32, k0: u32) {
     let kk = k0 + lane;
     let i = i0 + r;
     var v = 0.0;
-    if (kk < p.k && i < p.m) {
+    if (kk < k_end && i < p.m) {
         if (TRANS_A) {
             v = a[a_base + kk * p.m + i];
         } else {
@@ -360,7 +367,15 @@ fn run(large: bool, wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sl: u32, sg_size: u
     let tile_n = id % p.tiles_n;
     let rest = id / p.tiles_n;
     let tile_m = rest % p.tiles_m;
-    let bt = rest / p.tiles_m;
+    var bt = rest / p.tiles_m;
+    // This workgroup's K range: all of K, or one split of it.
+    var split = 0u;
+    if (SPLIT_K) {
+        split = bt % p.k_split;
+        bt = bt / p.k_split;
+    }
+    let k_begin = split * p.k_chunk;
+    k_end = min(p.k, k_begin + p.k_chunk);
     // (A folded grid may hold a few more groups than asked; with REDUCE_BATCH the
     // grid has no batch dimension, so every group past the tiles is one of them.)
     if (bt >= p.batch || (REDUCE_BATCH && bt > 0u)) {
@@ -376,6 +391,9 @@ fn run(large: bool, wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sl: u32, sg_size: u
     j0 = (tile_n * REG_WG + lid) * rn;
     lane = sl;
     c_base = p.c_off + bt * p.c_bs;
+    if (SPLIT_K) {
+        c_base = (bt * p.k_split + split) * p.m * p.n;
+    }
     let b_base = p.b_off;
     set_col(0u, b_base); set_col(1u, b_base); set_col(2u, b_base); set_col(3u, b_base);
     if (large) {
@@ -395,9 +413,9 @@ fn run(large: bool, wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sl: u32, sg_size: u
     for (; t < t_end; t++) {
         a_base = p.a_off + t * p.a_bs;
         b_shift = t * p.b_bs;
-        var k0 = 0u;
+        var k0 = k_begin;
         if (kb == 8u) {
-            for (; k0 + 8u <= p.k; k0 += 8u) {
+            for (; k0 + 8u <= k_end; k0 += 8u) {
                 load_a_block(large, k0);
                 step(large, k0, 0u); step(large, k0 + 1u, 1u);
                 step(large, k0 + 2u, 2u); step(large, k0 + 3u, 3u);
@@ -406,9 +424,9 @@ fn run(large: bool, wg: vec3<u32>, nwg: vec3<u32>, lid: u32, sl: u32, sg_size: u
             }
         }
         // The rest of K (and every block when subgroups are not 8 wide).
-        for (; k0 < p.k; k0 += kb) {
+        for (; k0 < k_end; k0 += kb) {
             load_a_block(large, k0);
-            let steps = min(kb, p.k - k0);
+            let steps = min(kb, k_end - k0);
             for (var j = 0u; j < steps; j++) {
                 step(large, k0 + j, j);
             }

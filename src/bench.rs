@@ -237,6 +237,8 @@ pub struct BenchOptions {
     pub layouts: Vec<String>,
     /// matmul: force a kernel variant.
     pub variant: Option<MatmulVariant>,
+    /// matmul: force a split-K factor (1: no split).
+    pub split_k: Option<usize>,
     /// Seed of the random inputs.
     pub seed: u64,
 }
@@ -251,6 +253,7 @@ impl Default for BenchOptions {
             peak_gbps: None,
             layouts: vec!["nn".to_string()],
             variant: None,
+            split_k: None,
             seed: 42,
         }
     }
@@ -273,6 +276,9 @@ impl BenchOptions {
                     "{flag} must be a positive number, got {p}"
                 )));
             }
+        }
+        if self.split_k == Some(0) {
+            return Err(Error::invalid("--split-k must be at least 1 (1: no split)"));
         }
         if self.layouts.is_empty() {
             return Err(Error::invalid("--layouts is empty; known: nn, nt, tn"));
@@ -495,13 +501,14 @@ fn prepare_matmul(
             }
         }
         desc.variant = opts.variant;
-        let variant = matmul::auto_variant(ctx, &desc);
+        desc.split_k = opts.split_k;
+        let choice = matmul::choose(ctx, &desc)?;
         cases.push(Case {
             kernel: desc.layout_name().to_string(),
-            variant: variant.name().to_string(),
+            variant: choice.name(),
             shape: vec![("m", m), ("n", n), ("k", k)],
             work: Work::Flops(desc.flops()),
-            dispatches: vec![matmul::matmul(ctx, &desc, &a, &b, None, &c)?],
+            dispatches: matmul::matmul(ctx, &desc, &a, &b, None, &c)?,
         });
     }
     Ok(cases)

@@ -94,7 +94,7 @@ impl Runner<'_> {
             self.upload(&b, &[k * n])?,
             self.upload(&bias, &[n])?,
         );
-        self.run(&[matmul::matmul(self.ctx, &d, &at, &bt, Some(&biast), &c)?])?;
+        self.run(&matmul::matmul(self.ctx, &d, &at, &bt, Some(&biast), &c)?)?;
         let mut want = vec![0.0; m * n];
         r::matmul::matmul(&d, &a, &b, Some(&bias), &mut want)?;
         let layout = d.layout_name();
@@ -510,7 +510,7 @@ impl Runner<'_> {
         let (a, b) = (self.data(batch * m * k), self.data(batch * n * k));
         let (at, bt) = (self.upload(&a, &[a.len()])?, self.upload(&b, &[b.len()])?);
         let c = self.out(&[m, n])?;
-        self.run(&[matmul::matmul(self.ctx, d, &at, &bt, None, &c)?])?;
+        self.run(&matmul::matmul(self.ctx, d, &at, &bt, None, &c)?)?;
         let mut want = vec![0.0; m * n];
         r::matmul::matmul(d, &a, &b, None, &mut want)?;
         self.record(

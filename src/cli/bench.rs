@@ -78,6 +78,11 @@ pub struct BenchArgs {
     /// tiled128); default: the one chosen for this adapter and shape.
     #[arg(long)]
     pub variant: Option<String>,
+    /// matmul: force a split-K factor (K split into this many ranges whose partial
+    /// products are summed in a fixed order; 1: no split); default: the one chosen
+    /// for this adapter and shape.
+    #[arg(long)]
+    pub split_k: Option<usize>,
 }
 
 /// Each benchmark to run with its parsed sizes.
@@ -101,6 +106,7 @@ impl BenchArgs {
             peak_gbps: self.peak_gbps,
             layouts: self.layouts.clone(),
             variant: self.variant.as_deref().map(bench::parse_variant).transpose()?,
+            split_k: self.split_k,
             seed: 42,
         };
         opts.validate()?;

@@ -72,6 +72,8 @@ pub struct Context {
     pub(crate) modules: OnceMap<crate::kernels::Shader, Arc<wgpu::ShaderModule>>,
     pub(crate) pipelines: OnceMap<PipelineKey, Arc<wgpu::ComputePipeline>>,
     pub(crate) layouts: OnceMap<crate::kernels::Kernel, Arc<KernelLayout>>,
+    /// Kernel choices measured on this adapter (see [`crate::kernels::tune`]).
+    pub(crate) tuning: super::tune_cache::TuneStore,
     lost: Arc<Mutex<Option<(String, String)>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     poll_lock: Mutex<()>,
@@ -257,6 +259,7 @@ impl Context {
             modules: OnceMap::default(),
             pipelines: OnceMap::default(),
             layouts: OnceMap::default(),
+            tuning: Default::default(),
             lost,
             uncaptured,
             poll_lock: Mutex::new(()),

@@ -169,6 +169,11 @@ impl Context {
         }
     }
 
+    /// [`Context::run`] for an owned list, as launchers return it.
+    pub fn run_all(&self, dispatches: &[Dispatch]) -> Result<()> {
+        self.run(&dispatches.iter().collect::<Vec<_>>())
+    }
+
     /// Runs `dispatches` in order in one submission and waits for them.
     pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
         self.check()?;

@@ -7,11 +7,13 @@ mod once_map;
 mod pipeline;
 mod tensor;
 mod timer;
+mod tune_cache;
 
 pub use context::{
     AdapterSummary, Context, ContextOptions, CounterSnapshot, Counters, OPTIONAL_FEATURES, parse_backend,
 };
 pub use dispatch::{Binding, Dispatch, MAX_GROUPS_PER_DIM, fold_groups};
-pub use pipeline::{PipelineKey, PipelineSlot, group0_bindings};
+pub use pipeline::{PipelineKey, PipelineSlot, SHADER_CHECKS_ENV, group0_bindings, shader_runtime_checks};
 pub use tensor::{DType, Tensor, numel, read_buffer};
 pub use timer::{Clock, Timer};
+pub use tune_cache::{CACHE_DIR_ENV, CACHE_FILE, TunedEntry, cache_dir};

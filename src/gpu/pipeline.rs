@@ -297,12 +297,17 @@ impl Context {
 
     fn module(&self, shader: Shader) -> Result<Arc<wgpu::ShaderModule>> {
         self.modules.get_or_make(&shader, || {
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(shader.name()),
+                source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+            };
+            let checks = shader_runtime_checks();
             let module = self
                 .scoped(&format!("compiling shader {}", shader.name()), || {
-                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(shader.name()),
-                        source: wgpu::ShaderSource::Wgsl(shader.source().into()),
-                    })
+                    // SAFETY: only wgml's own shaders (compiled in, never user
+                    // text) come here, and `shader_runtime_checks` documents what
+                    // each of them guarantees for the checks it leaves out.
+                    unsafe { self.device.create_shader_module_trusted(desc, checks) }
                 })
                 .map_err(|e| Error::Shader {
                     shader: shader.name(),
@@ -311,6 +316,37 @@ impl Context {
             Ok(Arc::new(module))
         })
     }
+}
+
+/// Environment variable that turns wgpu's injected shader checks back on
+/// (`WGML_SHADER_CHECKS=1`): for chasing a suspected out-of-bounds access.
+pub const SHADER_CHECKS_ENV: &str = "WGML_SHADER_CHECKS";
+
+/// The run-time checks wgpu adds to wgml's shaders.
+///
+/// By default two are left out, because they cost GPUs real speed and wgml's
+/// kernels make them redundant:
+/// - bounds clamps on every dynamically indexed array, vector and workgroup
+///   array: every kernel bounds-checks its own global indices against sizes the
+///   launcher validated, and indexes its private and workgroup arrays only with
+///   values its loops keep in range (the kernel tests run exactly this code with
+///   outputs pre-filled with NaN, so a stray write shows);
+/// - the counter wgpu adds to every loop to guard against infinite ones, which
+///   keeps drivers from fully unrolling the matmul inner loops (and so keeping
+///   the accumulator block in registers): every wgml loop is bounded by a
+///   uniform size or an override constant.
+///
+/// Integer-division checks stay on (a divisor of 0 from a bad uniform would
+/// otherwise be undefined behaviour). `WGML_SHADER_CHECKS=1` turns every check
+/// back on.
+pub fn shader_runtime_checks() -> wgpu::ShaderRuntimeChecks {
+    let mut checks = wgpu::ShaderRuntimeChecks::checked();
+    if std::env::var(SHADER_CHECKS_ENV).is_ok_and(|v| v == "1") {
+        return checks;
+    }
+    checks.bounds_checks = false;
+    checks.force_loop_bounding = false;
+    checks
 }
 
 /// Group-0 layout entries per entry point of one shader.

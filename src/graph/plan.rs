@@ -227,7 +227,7 @@ impl Plan {
                     d.trans_b = true;
                     d.activation = *act;
                     let bias = bias.map(value);
-                    forward.push(matmul(ctx, &d, &value(*x), &value(*w), bias.as_ref(), &y)?);
+                    forward.extend(matmul(ctx, &d, &value(*x), &value(*w), bias.as_ref(), &y)?);
                     y
                 }
                 Op::Conv2d {
@@ -707,7 +707,7 @@ fn lower_backward(
                 dw_desc.trans_a = true;
                 let adam_here = adam_in_epilogue(ctx, &dw_desc, fuse_adam);
                 if !adam_here {
-                    out.push(matmul(ctx, &dw_desc, &dz, &value(*x), None, &param_grad(*w)?)?);
+                    out.extend(matmul(ctx, &dw_desc, &dz, &value(*x), None, &param_grad(*w)?)?);
                 }
                 // db[out] = Σ over the batch's rows (one invocation per column for
                 // short batches: no workgroup reduction and its barriers).
@@ -717,7 +717,7 @@ fn lower_backward(
                 if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
                     // dx[B, in] = dz · W (before W's update below).
                     let d = MatmulDesc::new(b, fan_in, units);
-                    out.push(matmul(ctx, &d, &dz, &value(*w), None, &dx)?);
+                    out.extend(matmul(ctx, &d, &dz, &value(*w), None, &dx)?);
                 }
                 if let (true, Some((optimizer, step))) = (adam_here, fuse_adam) {
                     param_grad(*w)?; // the same sharing check as the unfused path

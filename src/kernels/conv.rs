@@ -635,7 +635,7 @@ pub fn conv2d_forward_chunked(
             activation: act,
             ..MatmulDesc::new(o, np, ld)
         };
-        list.push(matmul(ctx, &m, weights, &col, None, y)?);
+        list.extend(matmul(ctx, &m, weights, &col, None, y)?);
     }
     Ok(list)
 }
@@ -712,7 +712,7 @@ pub fn conv2d_backward_chunked(
         list.push(im2col(ctx, desc, x, &col, n0, images, db.is_some())?);
         let mut m = weight_product(n0, images);
         m.reduce_batch = reduce;
-        list.push(matmul(ctx, &m, &col, dy, None, &parts)?);
+        list.extend(matmul(ctx, &m, &col, dy, None, &parts)?);
         let part_count = if reduce { 1 } else { images };
         list.push(match db {
             Some(db) => reduce_weight_parts(ctx, desc, &parts, part_count, dw, db, chunk > 0)?,
@@ -736,7 +736,7 @@ pub fn conv2d_backward_chunked(
                 c_batch_stride: ckk * np,
                 ..MatmulDesc::new(ckk, np, o)
             };
-            list.push(matmul(ctx, &m, w, dy, None, &col)?);
+            list.extend(matmul(ctx, &m, w, dy, None, &col)?);
             list.push(col2im(ctx, desc, &col, dx, n0, images)?);
         }
     }

@@ -17,7 +17,17 @@
 //!   fallback everywhere.
 //!
 //! [`MatmulDesc::variant`] forces one (the tests prove every variant on the adapter
-//! they run on); `None` chooses by adapter and shape ([`auto_variant`]).
+//! they run on); `None` chooses by adapter and shape ([`choose`]).
+//!
+//! **Split-K.** A product whose output tiles are too few to occupy a GPU (a Dense
+//! layer's forward at batch 32: M = 32, N = 64, K = 5408 is one 64×64 tile, one
+//! workgroup walking all of K while the other multiprocessors idle) runs in two
+//! dispatches: every variant can split K into [`MatmulChoice::splits`] ranges,
+//! each workgroup storing the raw partial sum of its range into a scratch buffer,
+//! then `matmul_split_reduce` adds the partials of each output in a fixed order
+//! and applies the epilogue. No atomics, so a run is reproducible bit for bit.
+//! The same reduction sums a batch-reduce product ([`MatmulDesc::reduce_batch`])
+//! for the tiled variants. [`MatmulDesc::split_k`] forces a split factor.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
@@ -108,6 +118,20 @@ impl MatmulVariant {
         }
     }
 
+    /// Parses a name as [`MatmulVariant::name`] writes it.
+    pub fn from_name(name: &str) -> Option<MatmulVariant> {
+        MatmulVariant::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// True for the variants written for CPU adapters only: their fully unrolled
+    /// 64×16 and 32×16 blocks per invocation take GPU compilers minutes (or
+    /// never finish) and run at a few percent of the others there (H200:
+    /// `register_wide` 90 GFLOP/s at 1024³, `register_large` did not finish in
+    /// 20 s; `../shared/gpu-runs/2026-12-04-h200/`). Never offered on GPUs.
+    pub fn cpu_only(self) -> bool {
+        matches!(self, MatmulVariant::RegisterLarge | MatmulVariant::RegisterWide)
+    }
+
     /// True for the variants that need the adapter's subgroup feature.
     pub fn needs_subgroups(self) -> bool {
         matches!(
@@ -170,6 +194,10 @@ pub struct MatmulDesc {
     pub activation: Activation,
     /// Force a kernel variant; `None` (default) chooses by adapter and shape.
     pub variant: Option<MatmulVariant>,
+    /// Force the number of K ranges of a split-K product (1: no split; see the
+    /// module docs); `None` (default) chooses by adapter and shape. Rounded so
+    /// that every range is a whole number of 16-element K steps.
+    pub split_k: Option<usize>,
 }
 
 impl MatmulDesc {
@@ -192,6 +220,7 @@ impl MatmulDesc {
             reduce_batch: false,
             activation: Activation::Identity,
             variant: None,
+            split_k: None,
         }
     }
 
@@ -250,6 +279,19 @@ impl MatmulDesc {
     pub fn variant(mut self, variant: MatmulVariant) -> Self {
         self.variant = Some(variant);
         self
+    }
+
+    /// Forces a split-K factor (1: no split).
+    pub fn split_k(mut self, splits: usize) -> Self {
+        self.split_k = Some(splits);
+        self
+    }
+
+    /// Workgroups of one output tile grid: `tiles_m · tiles_n · batch` for `variant`
+    /// (a batch-reduce product counts its batch too: split-K spreads it).
+    fn tile_count(&self, variant: MatmulVariant) -> usize {
+        let (bm, bn) = variant.block();
+        self.m.div_ceil(bm) * self.n.div_ceil(bn) * self.batch
     }
 
     /// Kernel name for reports: `matmul_nn`, `matmul_nt`, `matmul_tn` or `matmul_tt`.
@@ -380,17 +422,34 @@ struct Params {
     act: u32,
     tiles_m: u32,
     tiles_n: u32,
-    _pad0: u32,
-    _pad1: u32,
+    k_split: u32,
+    k_chunk: u32,
 }
 
 /// `Params::flags` bits.
 const FLAG_ACCUMULATE: u32 = 1;
 const FLAG_BIAS: u32 = 2;
+const FLAG_REDUCE_BATCH: u32 = 4;
 
 const REGISTER_LARGE: Kernel = Kernel::new(Shader::MatmulSubgroup, "matmul_register_large");
 const REGISTER_SMALL: Kernel = Kernel::new(Shader::MatmulSubgroup, "matmul_register_small");
 const TILED: Kernel = Kernel::new(Shader::Matmul, "matmul_tiled");
+const SPLIT_REDUCE: Kernel = Kernel::new(Shader::Matmul, "matmul_split_reduce");
+/// Invocations per workgroup of `matmul_split_reduce`.
+const SPLIT_REDUCE_WG: u32 = 256;
+/// Every split-K range is a multiple of this many K elements (the tiled kernels'
+/// largest K tile; the register kernels step K by 8).
+const SPLIT_ALIGN: usize = 16;
+/// Fewest K elements per split range the automatic choice makes: below this the
+/// partials' traffic outweighs the parallelism gained.
+const MIN_SPLIT_RANGE: usize = 128;
+/// Most split ranges the automatic choice makes.
+const MAX_AUTO_SPLITS: usize = 64;
+/// Workgroups the automatic split aims for on a GPU: two per multiprocessor of
+/// the largest GPUs wgml has met (132 on an H100/H200), which also fills smaller
+/// ones. wgpu does not report the multiprocessor count, so where this guess is
+/// wrong the tuner ([`crate::kernels::tune`]) measures the alternatives.
+const TARGET_WORKGROUPS: usize = 264;
 
 /// Invocations per workgroup of the register kernels (one 8-lane subgroup on lavapipe).
 const REG_WG: u32 = 8;
@@ -453,10 +512,11 @@ fn tile_config(ctx: &Context, variant: MatmulVariant) -> Result<TileConfig> {
     Ok(cfg)
 }
 
-/// True when `ctx` runs [`MatmulDesc::reduce_batch`] products: when the variant
-/// chosen for them is a register one (CPU adapters with subgroups).
-pub fn supports_reduce_batch(ctx: &Context, desc: &MatmulDesc) -> bool {
-    auto_variant(ctx, desc).needs_subgroups() && has_subgroups(ctx)
+/// True when `ctx` runs [`MatmulDesc::reduce_batch`] products: every adapter
+/// does (the register variants sum the batch in registers, the tiled ones
+/// through the split-K reduction). Kept for callers that ask.
+pub fn supports_reduce_batch(_ctx: &Context, _desc: &MatmulDesc) -> bool {
+    true
 }
 
 /// True when `ctx` can run the subgroup (register) variants.
@@ -464,16 +524,119 @@ pub fn has_subgroups(ctx: &Context) -> bool {
     ctx.features.contains(wgpu::Features::SUBGROUP)
 }
 
-/// The variants `ctx` can run: all of them, less the subgroup ones where the
-/// adapter has no subgroups.
+/// True when `ctx` may run `variant`: the subgroup variants need the adapter's
+/// subgroups, and the CPU-only ones ([`MatmulVariant::cpu_only`]) a CPU adapter.
+pub fn variant_available(ctx: &Context, variant: MatmulVariant) -> bool {
+    (!variant.needs_subgroups() || has_subgroups(ctx)) && (!variant.cpu_only() || ctx.is_cpu())
+}
+
+/// The variants `ctx` can run (see [`variant_available`]).
 pub fn available_variants(ctx: &Context) -> Vec<MatmulVariant> {
     MatmulVariant::ALL
         .into_iter()
-        .filter(|v| !v.needs_subgroups() || has_subgroups(ctx))
+        .filter(|&v| variant_available(ctx, v))
         .collect()
 }
 
-/// The variant `matmul` uses for `desc` on `ctx` when none is forced.
+/// How one product runs: the kernel variant and the number of K ranges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatmulChoice {
+    pub variant: MatmulVariant,
+    /// K ranges of a split-K product; 1 runs the product in one dispatch.
+    pub splits: usize,
+}
+
+impl MatmulChoice {
+    /// `variant` or `variant/splitN`, for reports.
+    pub fn name(&self) -> String {
+        if self.splits > 1 {
+            format!("{}/split{}", self.variant.name(), self.splits)
+        } else {
+            self.variant.name().to_string()
+        }
+    }
+}
+
+/// The choice `matmul` makes for `desc` on `ctx`: what `desc` forces, else what the
+/// tuner measured on this adapter ([`crate::kernels::tune`]), else the
+/// built-in rule ([`auto_variant`], [`auto_splits`]).
+pub fn choose(ctx: &Context, desc: &MatmulDesc) -> Result<MatmulChoice> {
+    let tuned = if desc.variant.is_none() || desc.split_k.is_none() {
+        crate::kernels::tune::matmul_choice(ctx, desc)?
+    } else {
+        None
+    };
+    let variant = match (desc.variant, tuned) {
+        (Some(v), _) => v,
+        (None, Some(t)) => t.variant,
+        (None, None) => auto_variant(ctx, desc),
+    };
+    let splits = match (desc.split_k, tuned) {
+        (Some(s), _) => s,
+        (None, Some(t)) if t.variant == variant => t.splits,
+        _ => auto_splits(ctx, desc, variant),
+    };
+    Ok(MatmulChoice {
+        variant,
+        splits: fit_splits(ctx, desc, splits),
+    })
+}
+
+/// The split factor the built-in rule picks for `desc` with `variant`: 1 on CPU
+/// adapters (their few cores are filled by the output tiles already) and where
+/// the tiles reach [`TARGET_WORKGROUPS`] / 2; otherwise enough ranges to reach
+/// [`TARGET_WORKGROUPS`] workgroups, each at least [`MIN_SPLIT_RANGE`] long, at
+/// most [`MAX_AUTO_SPLITS`].
+pub fn auto_splits(ctx: &Context, desc: &MatmulDesc, variant: MatmulVariant) -> usize {
+    if ctx.is_cpu() {
+        1
+    } else {
+        gpu_splits(desc, variant)
+    }
+}
+
+/// The split factor of the built-in rule on a GPU (see [`auto_splits`]).
+pub fn gpu_splits(desc: &MatmulDesc, variant: MatmulVariant) -> usize {
+    let tiles = desc.tile_count(variant);
+    if tiles * 2 >= TARGET_WORKGROUPS {
+        return 1;
+    }
+    TARGET_WORKGROUPS
+        .div_ceil(tiles)
+        .min(desc.k / MIN_SPLIT_RANGE)
+        .clamp(1, MAX_AUTO_SPLITS)
+}
+
+/// Most split ranges `desc` can have (one per 16-element K step).
+pub fn max_splits(desc: &MatmulDesc) -> usize {
+    desc.k.div_ceil(SPLIT_ALIGN)
+}
+
+/// `splits` made valid for `desc`: at least 1, no more ranges than 16-element K
+/// steps, and few enough that the partials fit one storage binding and u32
+/// indices (a batch-reduce product on a tiled variant keeps at least one partial
+/// per batch entry).
+fn fit_splits(ctx: &Context, desc: &MatmulDesc, splits: usize) -> usize {
+    let per_split = (desc.batch as u64) * (desc.m as u64) * (desc.n as u64);
+    let room = (ctx.max_binding_bytes() / 4).min(u32::MAX as u64) / per_split.max(1);
+    let splits = splits.clamp(1, max_splits(desc));
+    split_ranges(desc.k, splits.min(room.max(1) as usize)).0
+}
+
+/// `(ranges, range length)` of K split into about `splits` ranges whose length is
+/// a multiple of [`SPLIT_ALIGN`]; every range is non-empty.
+fn split_ranges(k: usize, splits: usize) -> (usize, usize) {
+    let chunk = k.div_ceil(splits.max(1)).next_multiple_of(SPLIT_ALIGN);
+    (k.div_ceil(chunk), chunk)
+}
+
+/// The variant the built-in rule picks for `desc` on `ctx` (what `matmul` runs
+/// when nothing is forced and the tuner has no measurement): on CPU adapters
+/// with subgroups, the register block a cost model measured on lavapipe rates
+/// cheapest; on GPUs with subgroups `register_small`, the fastest variant
+/// measured on an H200 (6.1–6.8 TFLOP/s at 1024³–4096³ against 1.8 for the
+/// tiled ones, `../shared/gpu-runs/2026-12-04-h200/`); elsewhere the tiled
+/// variant whose tiles fill the device.
 pub fn auto_variant(ctx: &Context, desc: &MatmulDesc) -> MatmulVariant {
     if let Some(v) = desc.variant {
         return v;
@@ -511,6 +674,9 @@ pub fn auto_variant(ctx: &Context, desc: &MatmulDesc) -> MatmulVariant {
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map_or(MatmulVariant::RegisterLarge, |c| c.0);
     }
+    if has_subgroups(ctx) {
+        return MatmulVariant::RegisterSmall;
+    }
     // 128×128 tiles only when there are enough of them to fill a large GPU
     // (~100+ multiprocessors, two workgroups each); otherwise 64×64 keeps it busy.
     let tiles128 = desc.m.div_ceil(128) * desc.n.div_ceil(128) * desc.batch;
@@ -523,7 +689,9 @@ pub fn auto_variant(ctx: &Context, desc: &MatmulDesc) -> MatmulVariant {
 
 /// Launches `C = op(A)·op(B) [+ bias] [activation]` (or `C += op(A)·op(B)`) as
 /// described by `desc`. All tensors are f32; their shapes are ignored except for
-/// their element counts, which must hold the described matrices.
+/// their element counts, which must hold the described matrices. Returns the
+/// dispatches to record in order: one, or two for a split-K product (the
+/// partials' scratch buffer lives as long as they do).
 pub fn matmul(
     ctx: &Context,
     desc: &MatmulDesc,
@@ -531,7 +699,7 @@ pub fn matmul(
     b: &Tensor,
     bias: Option<&Tensor>,
     c: &Tensor,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     launch(ctx, desc, a, b, bias, c, None)
 }
 
@@ -592,6 +760,13 @@ pub fn matmul_adam(
             ctx.info.name
         )));
     }
+    // The epilogue exists in the register kernels only: pin the variant so the
+    // tuner never picks another.
+    let desc = &MatmulDesc {
+        variant: Some(auto_variant(ctx, desc)),
+        split_k: Some(1),
+        ..desc.clone()
+    };
     let hyper = crate::kernels::optim::adam_hyper(optimizer, param.numel())?;
     for (name, t) in [("m", m), ("v", v)] {
         t.expect_dtype(OP, name, DType::F32)?;
@@ -632,7 +807,13 @@ pub fn matmul_adam(
         m: &m.buffer,
         v: &v.buffer,
     };
-    launch(ctx, desc, a, b, None, param, Some(adam))
+    let mut list = launch(ctx, desc, a, b, None, param, Some(adam))?;
+    match (list.pop(), list.is_empty()) {
+        (Some(d), true) => Ok(d),
+        _ => Err(Error::invalid(
+            "internal: the Adam epilogue ran as more than one dispatch",
+        )),
+    }
 }
 
 fn launch(
@@ -643,7 +824,7 @@ fn launch(
     bias: Option<&Tensor>,
     c: &Tensor,
     adam: Option<AdamEpilogue<'_>>,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     a.expect_dtype("matmul", "A", DType::F32)?;
     b.expect_dtype("matmul", "B", DType::F32)?;
     c.expect_dtype("matmul", "C", DType::F32)?;
@@ -661,15 +842,8 @@ fn launch(
         }
     }
 
-    let variant = auto_variant(ctx, desc);
-    if desc.reduce_batch && !variant.needs_subgroups() {
-        return Err(Error::invalid(format!(
-            "matmul: reduce_batch (one C summed over the batch) needs a register variant; \
-             variant {} cannot: use batched products and sum them, or a register variant on an \
-             adapter with subgroups",
-            variant.name()
-        )));
-    }
+    let mut choice = choose(ctx, desc)?;
+    let variant = choice.variant;
     if variant.needs_subgroups() && !has_subgroups(ctx) {
         return Err(Error::invalid(format!(
             "matmul variant {} needs subgroup operations, which adapter '{}' does not offer; \
@@ -678,10 +852,36 @@ fn launch(
             ctx.info.name
         )));
     }
+    if variant.cpu_only() && !ctx.is_cpu() {
+        return Err(Error::invalid(format!(
+            "matmul variant {} is built for CPU adapters (a fully unrolled block per \
+             invocation that GPU compilers take minutes over) and is not offered on '{}'; \
+             use register_small, register_mid, tiled64 or tiled128, or let wgml choose",
+            variant.name(),
+            ctx.info.name
+        )));
+    }
+    if adam.is_some() {
+        // The Adam epilogue updates the parameter from the whole gradient.
+        choice.splits = 1;
+    }
+    // Split-K (or a tiled batch-reduce product): partials, then the reduction.
+    let split = choice.splits > 1 || (desc.reduce_batch && !variant.needs_subgroups());
+    let (splits, chunk) = if split {
+        split_ranges(desc.k, choice.splits)
+    } else {
+        (1, desc.k)
+    };
     let layout = [
         ("TRANS_A", desc.trans_a as u32 as f64),
         ("TRANS_B", desc.trans_b as u32 as f64),
     ];
+    // The first dispatch's own epilogue: none when it stores partials.
+    let (act, accumulate, has_bias) = if split {
+        (Activation::Identity, false, false)
+    } else {
+        (desc.activation, desc.accumulate, bias.is_some())
+    };
     let (kernel, constants): (Kernel, Vec<(&'static str, f64)>) = match variant {
         MatmulVariant::RegisterLarge
         | MatmulVariant::RegisterSmall
@@ -706,11 +906,13 @@ fn launch(
             }
             c.extend([
                 ("REG_WG", REG_WG as f64),
-                ("ACT", desc.activation.code() as f64),
-                ("ACCUMULATE", desc.accumulate as u32 as f64),
-                ("HAS_BIAS", bias.is_some() as u32 as f64),
+                ("ACT", act.code() as f64),
+                ("ACCUMULATE", accumulate as u32 as f64),
+                ("HAS_BIAS", has_bias as u32 as f64),
             ]);
-            if desc.reduce_batch {
+            if split {
+                c.push(("SPLIT_K", 1.0));
+            } else if desc.reduce_batch {
                 c.push(("REDUCE_BATCH", 1.0));
             }
             (kernel, c)
@@ -725,26 +927,26 @@ fn launch(
                 ("TM", cfg.tm as f64),
                 ("TN", cfg.tn as f64),
             ]);
+            if split {
+                c.push(("SPLIT_K", 1.0));
+            }
             (TILED, c)
         }
     };
     let (bm, bn) = variant.block();
     let tiles_m = desc.m.div_ceil(bm);
     let tiles_n = desc.n.div_ceil(bn);
-    let grid_batches = if desc.reduce_batch { 1 } else { desc.batch };
-    let total = (tiles_m as u128) * (tiles_n as u128) * (grid_batches as u128);
-    if total > u32::MAX as u128 {
-        return Err(Error::TooLarge {
-            what: format!("a matmul grid of {total} workgroups"),
-            bytes: total.min(u64::MAX as u128) as u64,
-            limit: u32::MAX as u64,
-        });
-    }
-    let groups = crate::gpu::fold_groups(
-        total as u64,
-        ctx.limits
-            .max_compute_workgroups_per_dimension
-            .min(crate::gpu::MAX_GROUPS_PER_DIM),
+    let grid_batches = if split {
+        desc.batch * splits
+    } else if desc.reduce_batch {
+        1
+    } else {
+        desc.batch
+    };
+    let groups = grid(
+        ctx,
+        (tiles_m as u128) * (tiles_n as u128) * (grid_batches as u128),
+        "a matmul grid",
     )?;
     let mut flags = 0;
     if desc.accumulate {
@@ -752,6 +954,9 @@ fn launch(
     }
     if bias.is_some() {
         flags |= FLAG_BIAS;
+    }
+    if desc.reduce_batch {
+        flags |= FLAG_REDUCE_BATCH;
     }
     let params = Params {
         m: desc.m as u32,
@@ -768,12 +973,41 @@ fn launch(
         act: desc.activation.code(),
         tiles_m: tiles_m as u32,
         tiles_n: tiles_n as u32,
-        _pad0: 0,
-        _pad1: 0,
+        k_split: splits as u32,
+        k_chunk: chunk as u32,
     };
     // Without a bias, A stands in at the bias binding (both read-only); the shader
     // never reads it because FLAG_BIAS is clear.
     let bias_buffer = bias.map_or(&a.buffer, |t| &t.buffer);
+    if split {
+        // One partial per (batch entry, K range); fit_splits kept it bindable.
+        let partials = (desc.batch * splits * desc.m * desc.n) as u64;
+        let scratch = ctx.create_buffer(
+            "matmul split-K partials",
+            partials * 4,
+            wgpu::BufferUsages::STORAGE,
+        )?;
+        let products = ctx.dispatch(
+            kernel,
+            &constants,
+            &params,
+            &[(1, &a.buffer), (2, &b.buffer), (3, bias_buffer), (4, &scratch)],
+            groups,
+        )?;
+        let outputs = if desc.reduce_batch { 1 } else { desc.batch } * desc.m * desc.n;
+        let reduce = ctx.dispatch(
+            SPLIT_REDUCE,
+            &[("SR_WG", SPLIT_REDUCE_WG as f64)],
+            &params,
+            &[(1, &scratch), (3, bias_buffer), (4, &c.buffer)],
+            grid(
+                ctx,
+                outputs.div_ceil(SPLIT_REDUCE_WG as usize) as u128,
+                "a split-K reduction",
+            )?,
+        )?;
+        return Ok(vec![products, reduce]);
+    }
     let bindings = match &adam {
         None => vec![(1, &a.buffer), (2, &b.buffer), (3, bias_buffer), (4, &c.buffer)],
         Some(e) => vec![
@@ -788,5 +1022,24 @@ fn launch(
             (9, e.v),
         ],
     };
-    ctx.dispatch(kernel, &constants, &params, &bindings, groups)
+    Ok(vec![
+        ctx.dispatch(kernel, &constants, &params, &bindings, groups)?,
+    ])
+}
+
+/// A grid of `total` workgroups folded to the device's per-dimension limit.
+fn grid(ctx: &Context, total: u128, what: &str) -> Result<[u32; 3]> {
+    if total > u32::MAX as u128 {
+        return Err(Error::TooLarge {
+            what: format!("{what} of {total} workgroups"),
+            bytes: total.min(u64::MAX as u128) as u64,
+            limit: u32::MAX as u64,
+        });
+    }
+    crate::gpu::fold_groups(
+        total as u64,
+        ctx.limits
+            .max_compute_workgroups_per_dimension
+            .min(crate::gpu::MAX_GROUPS_PER_DIM),
+    )
 }

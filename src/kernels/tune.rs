@@ -1,0 +1,291 @@
+//! Kernel choices measured on the adapter at hand (autotuning).
+//!
+//! The first time a product of a given layout and shape is launched without a
+//! forced variant, wgml times the candidates (every matmul variant the adapter
+//! may run, each with the split-K factors that could fill the device) on that
+//! adapter and keeps the fastest. Choices are remembered by the
+//! [`Context`] and saved in the tuning cache on disk (per adapter, driver and
+//! wgml version; see [`crate::gpu::cache_dir`]), so the next run starts with
+//! them. Every candidate is a variant the kernel tests prove equal to the CPU
+//! twin, so tuning changes speed, never results beyond f32 rounding.
+//!
+//! When it runs, from `WGML_TUNE` ([`TUNE_ENV`]):
+//! - `auto` (default): on GPUs. Not on CPU adapters (lavapipe), where compiling
+//!   one candidate pipeline costs about a second: there the built-in cost model
+//!   measured on lavapipe chooses ([`super::matmul::auto_variant`]).
+//! - `on`: everywhere, each product's measurement bounded by [`budget`].
+//! - `off`: never, and the cache is not consulted: the built-in rules choose, so
+//!   runs that must be identical across machines take the same kernels.
+//!
+//! `wgml tune` measures a model's products ahead of a run; `wgml info` lists
+//! the cache.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, Dispatch, Tensor, Timer, TunedEntry};
+use crate::kernels::matmul::{self, MatmulChoice, MatmulDesc, MatmulVariant};
+
+/// Environment variable choosing when kernels are tuned: `auto`, `on` or `off`.
+pub const TUNE_ENV: &str = "WGML_TUNE";
+
+/// When the tuner measures (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TuneMode {
+    /// Never; the built-in rules choose and the cache is ignored.
+    Off,
+    /// On GPUs, not on CPU adapters.
+    Auto,
+    /// On every adapter.
+    On,
+}
+
+impl TuneMode {
+    /// Parses `auto`, `on` or `off` (also `1`/`0`, `true`/`false`).
+    pub fn parse(value: &str) -> Result<TuneMode> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(TuneMode::Auto),
+            "on" | "1" | "true" => Ok(TuneMode::On),
+            "off" | "0" | "false" => Ok(TuneMode::Off),
+            other => Err(Error::invalid(format!(
+                "{TUNE_ENV}={other} is not a tuning mode; use auto (tune on GPUs), on or off"
+            ))),
+        }
+    }
+
+    /// The mode `WGML_TUNE` asks for (`auto` when unset).
+    pub fn from_env() -> Result<TuneMode> {
+        match std::env::var(TUNE_ENV) {
+            Ok(v) => TuneMode::parse(&v),
+            Err(std::env::VarError::NotPresent) => Ok(TuneMode::Auto),
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::invalid(format!(
+                "{TUNE_ENV} is not valid text; use auto, on or off"
+            ))),
+        }
+    }
+
+    /// Whether this mode measures on `ctx`'s adapter.
+    pub fn measures_on(self, ctx: &Context) -> bool {
+        match self {
+            TuneMode::Off => false,
+            TuneMode::Auto => !ctx.is_cpu(),
+            TuneMode::On => true,
+        }
+    }
+}
+
+/// The mode in force for `ctx`: its own override ([`Context::set_tune_mode`]) or
+/// the environment's.
+pub fn mode(ctx: &Context) -> Result<TuneMode> {
+    match ctx.tune_mode_override() {
+        Some(m) => TuneMode::parse(&m),
+        None => TuneMode::from_env(),
+    }
+}
+
+/// Most time one product's measurement may take (compiling its candidates
+/// included) before the tuner settles for the best so far: 0.4 s on a GPU, so
+/// a model's handful of products tune in about a second; 20 s on a CPU adapter,
+/// where each candidate pipeline compiles for about a second.
+pub fn budget(ctx: &Context) -> Duration {
+    if ctx.is_cpu() {
+        Duration::from_secs(20)
+    } else {
+        Duration::from_millis(400)
+    }
+}
+
+/// Measures how long a candidate's dispatches take. The real clock times them on
+/// the GPU; tests substitute a fake one to check that the tuner keeps what the
+/// clock says is fastest.
+pub trait TuneClock {
+    /// Milliseconds `dispatches` (the launch of `choice`) take.
+    fn time(&mut self, ctx: &Context, choice: &MatmulChoice, dispatches: &[&Dispatch]) -> Result<f64>;
+}
+
+/// The real clock: one warm-up run, then the fastest of three timed runs (GPU
+/// timestamps where the adapter has them, else wall clock).
+pub struct GpuClock;
+
+impl TuneClock for GpuClock {
+    fn time(&mut self, ctx: &Context, _choice: &MatmulChoice, dispatches: &[&Dispatch]) -> Result<f64> {
+        let mut timer = Timer::new(ctx);
+        timer.time(dispatches)?;
+        let runs = timer.time_repeats(dispatches, 3)?;
+        Ok(runs.into_iter().fold(f64::INFINITY, f64::min))
+    }
+}
+
+/// The cache key of `desc`'s product: layout, sizes, batch and whether the
+/// batch is reduced (offsets, strides and the epilogue do not change which
+/// kernel is fastest enough to tell apart).
+pub fn matmul_key(desc: &MatmulDesc) -> String {
+    format!(
+        "{} m{} n{} k{} b{}{}",
+        desc.layout_name(),
+        desc.m,
+        desc.n,
+        desc.k,
+        desc.batch,
+        if desc.reduce_batch { " reduce" } else { "" }
+    )
+}
+
+/// Reads a choice as [`MatmulChoice::name`] writes it.
+pub fn parse_choice(name: &str) -> Option<MatmulChoice> {
+    let (variant, splits) = match name.split_once("/split") {
+        Some((v, s)) => (v, s.parse().ok().filter(|&s| s >= 1)?),
+        None => (name, 1),
+    };
+    Some(MatmulChoice {
+        variant: MatmulVariant::from_name(variant)?,
+        splits,
+    })
+}
+
+/// The measured choice for `desc` on `ctx` when the tuner has one, measuring it
+/// now if the mode allows and nothing is known; `None` leaves the choice to the
+/// built-in rules. Never fails because of a candidate: one that does not
+/// compile or run is skipped.
+pub fn matmul_choice(ctx: &Context, desc: &MatmulDesc) -> Result<Option<MatmulChoice>> {
+    let mode = mode(ctx)?;
+    if mode == TuneMode::Off {
+        return Ok(None);
+    }
+    let key = matmul_key(desc);
+    if let Some(entry) = ctx.tuned(&key)
+        && let Some(choice) = parse_choice(&entry.choice)
+        && matmul::variant_available(ctx, choice.variant)
+    {
+        return Ok(Some(choice));
+    }
+    if !mode.measures_on(ctx) {
+        return Ok(None);
+    }
+    let candidates = matmul_candidates(ctx, desc);
+    let report = tune_matmul_among(ctx, desc, &candidates, &mut GpuClock, budget(ctx))?;
+    Ok(report.best.map(|(choice, _)| choice))
+}
+
+/// What the tuner may choose among for `desc` on `ctx`, the built-in rule's
+/// choice first (so it is measured even when the budget runs out): every
+/// available variant, each unsplit and, where its output tiles cannot fill the
+/// device, with the automatic split factor and its quarter, half and double.
+pub fn matmul_candidates(ctx: &Context, desc: &MatmulDesc) -> Vec<MatmulChoice> {
+    let first = MatmulChoice {
+        variant: matmul::auto_variant(ctx, desc),
+        splits: matmul::auto_splits(ctx, desc, matmul::auto_variant(ctx, desc)),
+    };
+    let mut out = vec![first];
+    for variant in matmul::available_variants(ctx) {
+        let h = matmul::gpu_splits(desc, variant);
+        for splits in [1, h / 4, h / 2, h, 2 * h] {
+            let c = MatmulChoice { variant, splits };
+            if (splits == 1 || (splits >= 2 && splits <= matmul::max_splits(desc))) && !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// One tuning run: every candidate's time (or why it could not run) and the
+/// fastest.
+#[derive(Clone, Debug)]
+pub struct TuneReport {
+    /// The cache key measured.
+    pub key: String,
+    /// Each candidate measured, in order, with its time in ms or the reason it
+    /// was skipped.
+    pub results: Vec<(MatmulChoice, std::result::Result<f64, String>)>,
+    /// Candidates left unmeasured because the budget ran out.
+    pub unmeasured: usize,
+    /// The fastest candidate and its time, if any ran.
+    pub best: Option<(MatmulChoice, f64)>,
+    /// Wall time of the whole run (compiling included), ms.
+    pub elapsed_ms: f64,
+}
+
+/// Times `candidates` for `desc`'s product on scratch operands of its sizes
+/// (filled with non-zero values; the caller's tensors are never touched) with
+/// `clock`, stopping when `budget` is spent, and records the fastest on `ctx`
+/// (and in the cache file).
+pub fn tune_matmul_among(
+    ctx: &Context,
+    desc: &MatmulDesc,
+    candidates: &[MatmulChoice],
+    clock: &mut dyn TuneClock,
+    budget: Duration,
+) -> Result<TuneReport> {
+    let start = Instant::now();
+    let key = matmul_key(desc);
+    // The product alone: no epilogue, no offsets, dense C.
+    let mut probe = MatmulDesc {
+        a_batch_stride: desc.a_batch_stride,
+        b_batch_stride: desc.b_batch_stride,
+        batch: desc.batch,
+        trans_a: desc.trans_a,
+        trans_b: desc.trans_b,
+        reduce_batch: desc.reduce_batch,
+        ..MatmulDesc::new(desc.m, desc.n, desc.k)
+    };
+    let last = desc.batch - 1;
+    let a = pattern(ctx, last * probe.a_batch_stride + desc.m * desc.k, 0.37)?;
+    let b = pattern(ctx, last * probe.b_batch_stride + desc.k * desc.n, 0.61)?;
+    let c_len = if desc.reduce_batch { 1 } else { desc.batch } * desc.m * desc.n;
+    let c = Tensor::zeros(ctx, &[c_len], crate::gpu::DType::F32)?;
+    // Compile every candidate's pipelines together, one thread per core (a
+    // candidate that fails here fails again below and is skipped there).
+    let _ = ctx.deferring_pipelines(|| {
+        for &choice in candidates {
+            let mut d = probe.clone();
+            d.variant = Some(choice.variant);
+            d.split_k = Some(choice.splits);
+            let _ = matmul::matmul(ctx, &d, &a, &b, None, &c);
+        }
+        Ok(())
+    });
+    let mut results = Vec::new();
+    let mut unmeasured = 0;
+    for &choice in candidates {
+        if start.elapsed() > budget && !results.is_empty() {
+            unmeasured += 1;
+            continue;
+        }
+        probe.variant = Some(choice.variant);
+        probe.split_k = Some(choice.splits);
+        let timed = matmul::matmul(ctx, &probe, &a, &b, None, &c).and_then(|list| {
+            let refs: Vec<&Dispatch> = list.iter().collect();
+            clock.time(ctx, &choice, &refs)
+        });
+        results.push((choice, timed.map_err(|e| e.to_string())));
+    }
+    let best = results
+        .iter()
+        .filter_map(|(c, t)| t.as_ref().ok().filter(|t| t.is_finite()).map(|&t| (*c, t)))
+        .min_by(|x, y| x.1.total_cmp(&y.1));
+    if let Some((choice, ms)) = best {
+        ctx.record_tuned(
+            &key,
+            TunedEntry {
+                choice: choice.name(),
+                ms,
+                candidates: results.len(),
+            },
+        );
+    }
+    Ok(TuneReport {
+        key,
+        results,
+        unmeasured,
+        best,
+        elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+/// A tensor of `len` values in [-0.5, 0.5) that are not all alike (GPUs can run
+/// faster on zeros, so timing on zeros would flatter every candidate).
+fn pattern(ctx: &Context, len: usize, step: f32) -> Result<Tensor> {
+    let data: Vec<f32> = (0..len).map(|i| ((i as f32 * step).fract()) - 0.5).collect();
+    Tensor::from_f32(ctx, &data, &[len])
+}
