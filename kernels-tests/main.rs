@@ -21,4 +21,5 @@ mod reduce;
 mod report;
 mod softmax;
 mod train;
+mod tune;
 mod wgsl;

@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
+use wgml::Context;
 use wgml::Result;
+use wgml::kernels::tune::{self, TuneMode};
 
 use super::GpuArgs;
 
@@ -46,5 +48,44 @@ pub fn run(gpu: &GpuArgs) -> Result<ExitCode> {
         l.max_compute_workgroup_storage_size
     );
     println!("  timestamp queries                    {}", ctx.has_timestamps());
+    print!("{}", tuning_table(&ctx));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The tuning mode, the cache file and the measured choices `ctx` knows for its
+/// adapter, as text for people.
+pub fn tuning_table(ctx: &Context) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mode = match tune::mode(ctx) {
+        Ok(m) if m.measures_on(ctx) => "measures kernel choices on this adapter".to_string(),
+        Ok(TuneMode::Off) => "off (built-in rules, cache ignored)".to_string(),
+        Ok(_) => {
+            "uses cached choices only on this CPU adapter (WGML_TUNE=on or `wgml tune` measures)".to_string()
+        }
+        Err(e) => format!("{e}"),
+    };
+    let _ = writeln!(out, "kernel tuning ({}): {mode}", tune::TUNE_ENV);
+    let _ = writeln!(
+        out,
+        "  cache: {}",
+        ctx.tuning_cache_path().map_or_else(
+            || "none (no cache directory known; set WGML_CACHE_DIR)".to_string(),
+            |p| p.display().to_string()
+        )
+    );
+    let entries = ctx.tuned_entries();
+    let _ = writeln!(
+        out,
+        "  {} measured choices for this adapter and driver",
+        entries.len()
+    );
+    for (key, e) in entries {
+        let _ = writeln!(
+            out,
+            "  {key:<40} {:<26} {:>9.4} ms  ({} candidates)",
+            e.choice, e.ms, e.candidates
+        );
+    }
+    out
 }

@@ -68,6 +68,10 @@ pub enum Command {
     Predict(eval::PredictArgs),
     /// Check every kernel against its CPU twin on this GPU.
     Selftest,
+    /// Measure the kernel choices (matmul variant and split-K factor) of a model's
+    /// training and evaluation steps on this GPU and keep them in the tuning cache,
+    /// so later runs start with them. Takes `wgml train`'s options.
+    Tune(Box<train::TrainArgs>),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -78,5 +82,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(args) => eval::run_eval(&cli.gpu, &args),
         Command::Predict(args) => eval::run_predict(&cli.gpu, &args),
         Command::Selftest => selftest::run(&cli.gpu),
+        Command::Tune(mut args) => {
+            args.tune_only = true;
+            train::run(&cli.gpu, &args)
+        }
     }
 }

@@ -145,6 +145,9 @@ pub struct TrainArgs {
     /// curves, the confusion matrix and misclassified test images (PNG).
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// Set by `wgml tune`: measure the kernel choices of the run's plans and stop.
+    #[arg(skip)]
+    pub tune_only: bool,
 }
 
 /// The dataset a recipe names.
@@ -427,6 +430,11 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         print!("{}", train::profile::profile_table(&profile));
         return Ok(ExitCode::SUCCESS);
     }
+    if args.tune_only {
+        // Measure every product of the run's plans on this adapter, whatever
+        // WGML_TUNE says (the other kernels have no alternatives to choose from).
+        ctx.set_tune_mode(Some("on"));
+    }
     // Every plan of the run at once: their pipelines compile in parallel.
     let test_batch = recipe.fit.batch_size.max(256);
     let start = std::time::Instant::now();
@@ -442,6 +450,10 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         plans.len(),
         start.elapsed().as_secs_f64()
     );
+    if args.tune_only {
+        print!("{}", super::info::tuning_table(&ctx));
+        return Ok(ExitCode::SUCCESS);
+    }
     let history = train::fit(&mut model, &ctx, &data.train, &recipe.fit)?;
     if let Some(path) = &args.save {
         checkpoint::save_model(path, &ctx, &model, &name, &data.class_names)?;

@@ -1043,3 +1043,49 @@ fn grid(ctx: &Context, total: u128, what: &str) -> Result<[u32; 3]> {
             .min(crate::gpu::MAX_GROUPS_PER_DIM),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_ranges_are_aligned_non_empty_and_cover_k() {
+        for k in [1, 15, 16, 17, 100, 257, 676, 5408, 100_000] {
+            for asked in [1, 2, 3, 7, 16, 42, 64, 1000] {
+                let (ranges, chunk) = split_ranges(k, asked);
+                assert!(chunk.is_multiple_of(SPLIT_ALIGN), "k {k}, {asked}: chunk {chunk}");
+                assert!(
+                    ranges >= 1 && ranges <= asked.max(1),
+                    "k {k}, {asked}: {ranges} ranges"
+                );
+                assert!(
+                    (ranges - 1) * chunk < k && ranges * chunk >= k,
+                    "k {k}, {asked}: {ranges} x {chunk}"
+                );
+            }
+        }
+        assert_eq!(split_ranges(5408, 42), (38, 144));
+    }
+
+    #[test]
+    fn gpu_splits_fill_the_device_only_where_tiles_cannot() {
+        // The seed CNN's Dense forward at batch 32: one 64×64 tile.
+        let dense = MatmulDesc::new(32, 64, 5408);
+        assert_eq!(gpu_splits(&dense, MatmulVariant::Tiled64), 5408 / MIN_SPLIT_RANGE);
+        // Short K: no range under MIN_SPLIT_RANGE.
+        assert_eq!(
+            gpu_splits(&MatmulDesc::new(32, 64, 200), MatmulVariant::Tiled64),
+            1
+        );
+        // Enough tiles already.
+        assert_eq!(
+            gpu_splits(&MatmulDesc::new(1024, 1024, 4096), MatmulVariant::Tiled64),
+            1
+        );
+        // Capped.
+        assert_eq!(
+            gpu_splits(&MatmulDesc::new(1, 1, 1 << 20), MatmulVariant::Tiled64),
+            MAX_AUTO_SPLITS
+        );
+    }
+}

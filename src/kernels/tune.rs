@@ -179,7 +179,8 @@ pub fn matmul_candidates(ctx: &Context, desc: &MatmulDesc) -> Vec<MatmulChoice> 
     let mut out = vec![first];
     for variant in matmul::available_variants(ctx) {
         let h = matmul::gpu_splits(desc, variant);
-        for splits in [1, h / 4, h / 2, h, 2 * h] {
+        let splits: &[usize] = if h > 1 { &[1, h / 4, h / 2, h, 2 * h] } else { &[1] };
+        for &splits in splits {
             let c = MatmulChoice { variant, splits };
             if (splits == 1 || (splits >= 2 && splits <= matmul::max_splits(desc))) && !out.contains(&c) {
                 out.push(c);
@@ -288,4 +289,40 @@ pub fn tune_matmul_among(
 fn pattern(ctx: &Context, len: usize, step: f32) -> Result<Tensor> {
     let data: Vec<f32> = (0..len).map(|i| ((i as f32 * step).fract()) - 0.5).collect();
     Tensor::from_f32(ctx, &data, &[len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_and_bad_ones_say_what_to_use() {
+        assert_eq!(TuneMode::parse("auto").unwrap(), TuneMode::Auto);
+        assert_eq!(TuneMode::parse("").unwrap(), TuneMode::Auto);
+        assert_eq!(TuneMode::parse(" ON ").unwrap(), TuneMode::On);
+        assert_eq!(TuneMode::parse("0").unwrap(), TuneMode::Off);
+        let e = TuneMode::parse("maybe").unwrap_err().to_string();
+        assert!(e.contains("auto") && e.contains("off"), "{e}");
+    }
+
+    #[test]
+    fn choices_round_trip_through_their_names() {
+        for variant in MatmulVariant::ALL {
+            for splits in [1, 2, 17] {
+                let c = MatmulChoice { variant, splits };
+                assert_eq!(parse_choice(&c.name()), Some(c));
+            }
+        }
+        assert_eq!(parse_choice("tiled64/split0"), None);
+        assert_eq!(parse_choice("tiled64/splitx"), None);
+        assert_eq!(parse_choice("tiled96"), None);
+    }
+
+    #[test]
+    fn keys_name_layout_sizes_and_batch_reduction() {
+        let d = MatmulDesc::new(32, 64, 5408);
+        assert_eq!(matmul_key(&d), "matmul_nn m32 n64 k5408 b1");
+        let d = MatmulDesc::new(10, 32, 676).batched(32).trans_b().reduce_batch();
+        assert_eq!(matmul_key(&d), "matmul_nt m10 n32 k676 b32 reduce");
+    }
 }
