@@ -1,64 +1,100 @@
 #!/usr/bin/env bash
 # The GPU figures of the performance issue in as few device calls as possible
 # (../shared/docs/GPU.md): wgml and PyTorch side by side on the same GPU, every raw
-# output written under $OUT (the device tool brings that folder back).
+# output written under $OUT (the device tool brings that folder back; the stage
+# packs its logs into one $OUT/<stage>.tgz as well, since only 8 files come back).
 #
 # Prepare once on the development machine (repo root), as GPU.md says, plus the
 # test binary:
 #   (GPU.md's two blocks: the Vulkan/EGL loader .debs into .gl/, `wgml` into .device/)
 #   cp "$(ls -t target/release/deps/kernels-* | grep -v '\.d$' | head -1)" .device/kernels
-# Then one device call per stage, carrying .gl and .device (each stays under the
-# 10-minute limit on an H100; `all` runs the three in a row):
-#   bash benches/gpu_session.sh wgml    # info, bench all, matmul 1024-4096, CNN epochs at batch 32/128
+# Then one device call per stage, carrying .gl and .device (`all` runs them in a row;
+# every step has its own time limit so one hang cannot eat the call):
+#   bash benches/gpu_session.sh wgml    # tuning from an empty cache, CNN/MLP epochs at batch 32/128,
+#                                       # profiles, matmul 1024-4096 (tuned and forced), bench all
 #   bash benches/gpu_session.sh torch   # benches/torch_baseline.py (cuBLAS, cuDNN, PyTorch eager)
-#   bash benches/gpu_session.sh tests   # every kernel test on NVIDIA Vulkan, ignored ones included
+#   bash benches/gpu_session.sh tests   # every kernel test alone, 8 at a time, 60 s each at most
 # Without .gl (e.g. a local try on lavapipe) the loader set-up is skipped.
 set -uo pipefail
 stage="${1:-all}"
 OUT="${OUT:?set OUT to the folder that receives the results}"
 mkdir -p "$OUT"
+logs="$OUT/logs"
+mkdir -p "$logs"
 
 if [ -d .gl ]; then
     for f in .gl/*.deb; do dpkg -x "$f" /; done
     ldconfig
     export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 fi
-command -v nvidia-smi >/dev/null && nvidia-smi -L | tee "$OUT/gpu.txt"
-wgml=./.device/wgml
-[ -x "$wgml" ] || wgml=./target/release/wgml
+command -v nvidia-smi >/dev/null && nvidia-smi -L | tee "$logs/gpu.txt"
+wgml=$(realpath ./.device/wgml 2>/dev/null)
+[ -x "$wgml" ] || wgml=$(realpath ./target/release/wgml)
+# A fresh tuning cache: the first run below measures everything, as a new user's would.
+export WGML_CACHE_DIR="$logs/tune-cache"
+rm -rf "$WGML_CACHE_DIR"
 
-run() {  # name, command...: output to $OUT/name.log, status noted, never stops the stage
-    local name=$1
-    shift
+run() {  # name, limit in seconds, command...: output to $logs/name.log, never stops the stage
+    local name=$1 limit=$2
+    shift 2
     echo "== $name: $*"
-    "$@" > "$OUT/$name.log" 2>&1
-    echo "== $name: exit $?" | tee -a "$OUT/$name.log"
+    timeout -k 5 "$limit" "$@" > "$logs/$name.log" 2>&1
+    echo "== $name: exit $? after ${SECONDS}s of the stage" | tee -a "$logs/$name.log"
 }
 
 if [ "$stage" = wgml ] || [ "$stage" = all ]; then
-    run info "$wgml" info
-    run bench-all "$wgml" bench all --repeat 20 --json "$OUT/bench-all.json" \
-        --csv "$OUT/bench-all.csv" --plot "$OUT/bench-all.png"
-    run matmul "$wgml" bench matmul --sizes 1024,2048,4096 --layouts nn,nt,tn --repeat 20 \
-        --json "$OUT/matmul.json"
-    run train-step "$wgml" bench train-step --sizes 32,128 --repeat 20 --json "$OUT/train-step.json"
-    run train-b32 "$wgml" train --epochs 3 --batch-size 32 --metrics "$OUT/train-b32.json"
-    run train-b128 "$wgml" train --epochs 3 --batch-size 128 --metrics "$OUT/train-b128.json"
-    run profile-b32 "$wgml" train --profile
+    run info-before 30 "$wgml" info
+    # First run with an empty cache: pipelines and tuning are inside its first epoch.
+    run train-b32 120 "$wgml" train --epochs 3 --batch-size 32 --metrics "$logs/train-b32.json"
+    run train-b128 120 "$wgml" train --epochs 3 --batch-size 128 --metrics "$logs/train-b128.json"
+    run mlp-b128 60 "$wgml" train --model mlp --epochs 3 --batch-size 128 --metrics "$logs/mlp-b128.json"
+    run mlp-b32 60 "$wgml" train --model mlp --epochs 3 --batch-size 32 --metrics "$logs/mlp-b32.json"
+    run profile-b32 60 "$wgml" train --profile --batch-size 32
+    run profile-b128 60 "$wgml" train --profile --batch-size 128
+    # The same runs with the built-in rules only (no tuning), for comparison.
+    WGML_TUNE=off run train-b32-untuned 120 "$wgml" train --epochs 2 --batch-size 32
+    WGML_TUNE=off run profile-b32-untuned 60 "$wgml" train --profile --batch-size 32
+    run matmul 180 "$wgml" bench matmul --sizes 1024,2048,4096 --layouts nn,nt,tn --repeat 20 \
+        --json "$logs/matmul.json"
+    for v in register_small register_mid tiled64 tiled128; do
+        run "matmul-$v" 60 "$wgml" bench matmul --sizes 1024,4096 --variant "$v" --split-k 1 \
+            --repeat 10 --json "$logs/matmul-$v.json"
+    done
+    # The seed CNN's Dense forward (one output tile, K = 5408) at several split factors.
+    for s in 1 8 16 32 64; do
+        run "dense-split$s" 30 "$wgml" bench matmul --sizes 32x64x5408 --split-k "$s" --repeat 20 \
+            --json "$logs/dense-split$s.json"
+    done
+    run bench-all 180 "$wgml" bench all --repeat 20 --json "$logs/bench-all.json" --csv "$logs/bench-all.csv"
+    run selftest 120 "$wgml" selftest
+    run info-after 30 "$wgml" info
 fi
 if [ "$stage" = torch ] || [ "$stage" = all ]; then
     echo "== torch_baseline"
-    python3 benches/torch_baseline.py data/mnist-10k > "$OUT/torch.json" 2> "$OUT/torch.log"
-    echo "== torch_baseline: exit $?" | tee -a "$OUT/torch.log"
+    timeout -k 5 300 python3 benches/torch_baseline.py data/mnist-10k > "$logs/torch.json" 2> "$logs/torch.log"
+    echo "== torch_baseline: exit $?" | tee -a "$logs/torch.log"
 fi
 if [ "$stage" = tests ] || [ "$stage" = all ]; then
     if [ -x .device/kernels ]; then
-        # cli::, report:: and the bench CLI test start the wgml binary at its build path
-        # on the development machine (absent here); everything else runs.
-        run tests ./.device/kernels --include-ignored --test-threads 1 \
-            --skip cli:: --skip report:: --skip bench::cli_
+        # Every test alone (ignored ones included), 8 at a time, 60 s each at most:
+        # one line per test with its exit status (124: timed out) and seconds.
+        export WGML_BIN="$wgml"
+        start=$SECONDS
+        # TESTS_FILTER=matmul:: runs only the tests whose names contain it (local tries).
+        ./.device/kernels --list --include-ignored 2>/dev/null | sed -n 's/: test$//p' |
+            grep -F -- "${TESTS_FILTER:-}" |
+            xargs -P "${TESTS_JOBS:-8}" -I{} bash -c \
+                't0=$(date +%s%N); timeout -k 5 60 ./.device/kernels --exact "{}" --include-ignored \
+                   > "'"$logs"'/test-{}.log" 2>&1; rc=$?; \
+                 ms=$(( ($(date +%s%N) - t0) / 1000000 )); \
+                 printf "%s %d.%03d %s\n" $rc $((ms / 1000)) $((ms % 1000)) "{}"' \
+            > "$logs/tests-one-by-one.txt"
+        echo "tests: $(grep -c '^0 ' "$logs/tests-one-by-one.txt") passed of \
+$(wc -l < "$logs/tests-one-by-one.txt") in $((SECONDS - start)) s" | tee "$logs/tests-summary.txt"
+        grep -v '^0 ' "$logs/tests-one-by-one.txt" | tee -a "$logs/tests-summary.txt"
     else
         echo "no .device/kernels: copy the kernels test binary there (see the header)"
     fi
 fi
-tail -n 3 "$OUT"/*.log
+tail -n 2 "$logs"/*.log | tail -n 120
+tar czf "$OUT/$stage.tgz" -C "$logs" .

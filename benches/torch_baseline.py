@@ -15,7 +15,8 @@ Writes one JSON array of rows, keyed like `wgml bench --json` so the two line up
   embedded MNIST subset (Conv2d(1, 32, 3) ReLU MaxPool2d(2) Flatten Linear(5408, 64)
   ReLU Linear(64, 10), Adam lr 1e-3 with Keras' epsilon 1e-7, cross-entropy): kernel
   "train_epoch", batch, images, seconds, images_per_second, for the epoch after a
-  warm-up epoch.
+  warm-up epoch; and the seed MLP's (Flatten Linear(784, 128) ReLU Linear(128, 10),
+  same optimizer and loss) as kernel "torch_mlp_train_epoch".
 
 GPU times come from CUDA events after warm-up (median of the repeats); inputs are
 random, never zeros. Runs on the CPU (with a note on stderr) where CUDA is absent, so
@@ -106,6 +107,12 @@ def cnn():
     ).to(DEVICE)
 
 
+def mlp():
+    return torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10),
+    ).to(DEVICE)
+
+
 def train_rows(folder):
     from pathlib import Path
 
@@ -117,9 +124,11 @@ def train_rows(folder):
     n_train = 640 if QUICK else int(len(x) * 0.8)
     x, y = x[:n_train].to(DEVICE), y[:n_train].to(DEVICE)
     rows = []
-    for batch in (32, 128):
+    for kernel, make, batch in (("torch_train_epoch", cnn, 32), ("torch_train_epoch", cnn, 128),
+                                ("torch_mlp_train_epoch", mlp, 32),
+                                ("torch_mlp_train_epoch", mlp, 128)):
         torch.manual_seed(0)
-        model = cnn()
+        model = make()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
 
         def epoch():
@@ -137,7 +146,7 @@ def train_rows(folder):
         t0 = time.perf_counter()
         epoch()
         s = time.perf_counter() - t0
-        rows.append({"kernel": "torch_train_epoch", "batch": batch, "images": n_train,
+        rows.append({"kernel": kernel, "batch": batch, "images": n_train,
                      "seconds": s, "images_per_second": n_train / s})
     return rows
 

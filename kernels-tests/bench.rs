@@ -545,7 +545,7 @@ fn cli_bench_rejects_bad_arguments() {
         ),
     ];
     for (args, want) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_wgml"))
+        let out = Command::new(crate::common::wgml_bin())
             .args(args)
             .output()
             .unwrap();

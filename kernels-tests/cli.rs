@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 
 fn wgml(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wgml"))
+    Command::new(crate::common::wgml_bin())
         .args(args)
         .output()
         .expect("the wgml binary runs")
@@ -211,11 +211,7 @@ fn the_example_model_file_is_the_seed_cnn() {
 #[test]
 fn train_takes_a_model_from_a_json_file() {
     let own = scratch("mine.json");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/models/cnn.json"),
-        &own,
-    )
-    .unwrap();
+    std::fs::copy(crate::common::repo_file("examples/models/cnn.json"), &own).unwrap();
     let model = own.to_str().unwrap();
     fails_with(
         &["train", "--model", model, "--steps", "1"],
@@ -412,4 +408,55 @@ fn eval_draws_the_confusion_matrix_and_misclassified_digits() {
     );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&ckpt);
+}
+
+/// `wgml tune` measures a model's products into the cache directory it is given,
+/// `wgml info` lists them, a corrupt cache is ignored with a note, and a bad
+/// WGML_TUNE is refused naming the modes.
+#[test]
+fn tune_fills_the_cache_and_info_lists_it() {
+    let dir = scratch("tune-cache");
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |args: &[&str], tune: Option<&str>| {
+        let mut c = Command::new(crate::common::wgml_bin());
+        c.args(args).env("WGML_CACHE_DIR", &dir).env_remove("WGML_TUNE");
+        if let Some(t) = tune {
+            c.env("WGML_TUNE", t);
+        }
+        c.output().expect("the wgml binary runs")
+    };
+    let out = run(&["tune", "--model", "mlp"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("measured choices for this adapter"), "{stdout}");
+    // The MLP's Dense forward at its default batch of 128.
+    assert!(stdout.contains("matmul_nt m128 n128 k784 b1"), "{stdout}");
+    let cache = std::fs::read_to_string(dir.join("tune.json")).expect("tune writes the cache file");
+    assert!(cache.contains("matmul_nt m128 n128 k784 b1"), "{cache}");
+    let out = run(&["info"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(stdout.contains("matmul_nt m128 n128 k784 b1"), "{stdout}");
+    assert!(
+        stdout.contains(&dir.join("tune.json").display().to_string()),
+        "{stdout}"
+    );
+    std::fs::write(dir.join("tune.json"), "{ not json").unwrap();
+    let out = run(&["info"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("ignoring the kernel tuning cache"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 measured choices"));
+    let out = run(&["train", "--model", "mlp", "--steps", "1"], Some("sometimes"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("WGML_TUNE=sometimes") && stderr.contains("auto"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -164,3 +164,34 @@ pub fn finite_diff(x: &[f32], eps: f64, f: impl Fn(&[f32]) -> f64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// Environment variable naming the `wgml` binary the CLI tests start, for a test
+/// binary copied to another machine (the GPU machine has no build tree).
+pub const WGML_BIN_ENV: &str = "WGML_BIN";
+
+/// The `wgml` binary the CLI tests start: `$WGML_BIN` when set, else the one Cargo
+/// built beside this test binary.
+pub fn wgml_bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os(WGML_BIN_ENV).filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    let built = std::path::PathBuf::from(env!("CARGO_BIN_EXE_wgml"));
+    assert!(
+        built.exists(),
+        "the wgml binary is not at its build path {}: set {WGML_BIN_ENV} to a wgml binary",
+        built.display()
+    );
+    built
+}
+
+/// A file of the repository: under the checkout Cargo built from, or, when this
+/// test binary runs elsewhere, under the current directory (run it from a
+/// checkout's root).
+pub fn repo_file(relative: &str) -> std::path::PathBuf {
+    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    if built.exists() {
+        built
+    } else {
+        std::path::PathBuf::from(relative)
+    }
+}
