@@ -231,6 +231,46 @@ fn every_variant_and_layout_on_odd_shapes() {
     checks.run(ctx);
 }
 
+/// The tiled kernels' vec4 loads (taken when every contiguous dimension, offset
+/// and batch stride is a multiple of 4): every layout, tiles cut at every edge,
+/// batches with aligned offsets and strides, split-K ranges, and vectors and
+/// sizes of exactly one vec4.
+#[test]
+fn tiled_vec4_loads_on_aligned_shapes() {
+    let (_g, ctx) = gpu();
+    let mut checks = Checks::default();
+    let mut seed = 1400;
+    for variant in [MatmulVariant::Tiled64, MatmulVariant::Tiled128] {
+        for lay in LAYOUTS {
+            for (m, n, k) in [
+                (4, 4, 4),
+                (68, 132, 36),
+                (132, 4, 20),
+                (4, 260, 8),
+                (128, 128, 64),
+            ] {
+                seed += 1;
+                checks.add(
+                    layout(MatmulDesc::new(m, n, k).variant(variant), lay),
+                    false,
+                    seed,
+                );
+            }
+            seed += 1;
+            let batched = MatmulDesc::new(36, 44, 28)
+                .batched(3)
+                .offsets(8, 4, 3)
+                .batch_strides(36 * 28 + 4, 0, 36 * 44 + 1)
+                .variant(variant);
+            checks.add(layout(batched, lay), true, seed);
+            seed += 1;
+            let split = MatmulDesc::new(20, 36, 1000).variant(variant).split_k(16);
+            checks.add(layout(split, lay), false, seed);
+        }
+    }
+    checks.run(ctx);
+}
+
 #[test]
 fn automatic_variant_choice_is_correct() {
     let (_g, ctx) = gpu();

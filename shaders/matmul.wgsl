@@ -42,7 +42,12 @@
 //                    (TM, TN in {4, 8}) made of 4×4 quadrants spaced BM/2 (BN/2)
 //                    apart, read from workgroup memory as vec4. Global loads are
 //                    coalesced along whichever dimension is contiguous in memory;
-//                    elements outside A or B load as 0.
+//                    elements outside A or B load as 0. With VEC4 (the launcher
+//                    sets it when both operands' contiguous dimensions, offsets
+//                    and batch strides are multiples of 4) every global load is a
+//                    vec4 (a4 and b4 are the same buffers as a and b), a quarter
+//                    of the load instructions; a vec4 is then either wholly inside
+//                    the operand or wholly outside.
 
 struct Params {
     m: u32,
@@ -80,6 +85,10 @@ override SPLIT_K: bool = false;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+// A and B again, read four floats at a time (matmul_tiled with VEC4; the launcher
+// binds a 16-byte stand-in when an operand is smaller than one vec4 and VEC4 is off).
+@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
 
 fn activate(x: f32) -> f32 {
     return apply_activation(p.act, x);  // shaders/activation.wgsl
@@ -129,6 +138,12 @@ override LB: u32 = BN * BK / NT;
 // padding spreads the transposing stores of A over the memory banks.
 override SA_ROW: u32 = BM + 4u;
 override SB_ROW: u32 = BN + 4u;
+
+// vec4 global loads (see the kernel's header) and the vec4s each invocation
+// stages per K tile, for A and for B (at most 4; the launcher keeps them whole).
+override VEC4: bool = false;
+override LA4: u32 = BM * BK / 4u / NT;
+override LB4: u32 = BN * BK / 4u / NT;
 
 // Two buffers each (double buffering).
 var<workgroup> sa: array<vec4<f32>, 2u * BK * SA_ROW / 4u>;
@@ -222,6 +237,117 @@ fn store_b_tile(rb: ptr<function, array<f32, 16>>, buf: u32, lid: u32) {
     }
 }
 
+// The VEC4 forms of the four helpers above: the same tiles, loaded as vec4s.
+fn load_a_tile4(ra: ptr<function, array<vec4<f32>, 4>>, a_base: u32, row0: u32, k0: u32, k_end: u32, lid: u32) {
+    for (var l = 0u; l < LA4; l++) {
+        let e = lid + l * NT;
+        var v = vec4<f32>(0.0);
+        if (TRANS_A) {
+            // [K, M]: four consecutive rows of one k.
+            let gi = row0 + (e % (BM / 4u)) * 4u;
+            let gk = k0 + e / (BM / 4u);
+            if (gi < p.m && gk < k_end) {
+                v = a4[(a_base + gk * p.m + gi) / 4u];
+            }
+        } else {
+            // [M, K]: four consecutive k of one row.
+            let gk = k0 + (e % (BK / 4u)) * 4u;
+            let gi = row0 + e / (BK / 4u);
+            if (gi < p.m && gk < k_end) {
+                v = a4[(a_base + gi * p.k + gk) / 4u];
+            }
+        }
+        (*ra)[l] = v;
+    }
+}
+
+fn store_a_tile4(ra: ptr<function, array<vec4<f32>, 4>>, buf: u32, lid: u32) {
+    for (var l = 0u; l < LA4; l++) {
+        let e = lid + l * NT;
+        let v = (*ra)[l];
+        if (TRANS_A) {
+            let i = (e % (BM / 4u)) * 4u;
+            let kk = e / (BM / 4u);
+            sa[((buf * BK + kk) * SA_ROW + i) / 4u] = v;
+        } else {
+            let kk = (e % (BK / 4u)) * 4u;
+            let i = e / (BK / 4u);
+            for (var q = 0u; q < 4u; q++) {
+                let f = (buf * BK + kk + q) * SA_ROW + i;
+                sa[f / 4u][f % 4u] = v[q];
+            }
+        }
+    }
+}
+
+fn load_b_tile4(rb: ptr<function, array<vec4<f32>, 4>>, b_base: u32, col0: u32, k0: u32, k_end: u32, lid: u32) {
+    for (var l = 0u; l < LB4; l++) {
+        let e = lid + l * NT;
+        var v = vec4<f32>(0.0);
+        if (TRANS_B) {
+            // [N, K]: four consecutive k of one column.
+            let gk = k0 + (e % (BK / 4u)) * 4u;
+            let gj = col0 + e / (BK / 4u);
+            if (gj < p.n && gk < k_end) {
+                v = b4[(b_base + gj * p.k + gk) / 4u];
+            }
+        } else {
+            // [K, N]: four consecutive columns of one k.
+            let gj = col0 + (e % (BN / 4u)) * 4u;
+            let gk = k0 + e / (BN / 4u);
+            if (gj < p.n && gk < k_end) {
+                v = b4[(b_base + gk * p.n + gj) / 4u];
+            }
+        }
+        (*rb)[l] = v;
+    }
+}
+
+fn store_b_tile4(rb: ptr<function, array<vec4<f32>, 4>>, buf: u32, lid: u32) {
+    for (var l = 0u; l < LB4; l++) {
+        let e = lid + l * NT;
+        let v = (*rb)[l];
+        if (TRANS_B) {
+            let kk = (e % (BK / 4u)) * 4u;
+            let j = e / (BK / 4u);
+            for (var q = 0u; q < 4u; q++) {
+                let f = (buf * BK + kk + q) * SB_ROW + j;
+                sb[f / 4u][f % 4u] = v[q];
+            }
+        } else {
+            let j = (e % (BN / 4u)) * 4u;
+            let kk = e / (BN / 4u);
+            sb[((buf * BK + kk) * SB_ROW + j) / 4u] = v;
+        }
+    }
+}
+
+// Stages the K tile starting at k0 into registers (scalar or vec4 loads).
+fn load_tiles(ra: ptr<function, array<f32, 16>>, rb: ptr<function, array<f32, 16>>,
+              ra4: ptr<function, array<vec4<f32>, 4>>, rb4: ptr<function, array<vec4<f32>, 4>>,
+              a_base: u32, b_base: u32, row0: u32, col0: u32, k0: u32, k_end: u32, lid: u32) {
+    if (VEC4) {
+        load_a_tile4(ra4, a_base, row0, k0, k_end, lid);
+        load_b_tile4(rb4, b_base, col0, k0, k_end, lid);
+    } else {
+        load_a_tile(ra, a_base, row0, k0, k_end, lid);
+        load_b_tile(rb, b_base, col0, k0, k_end, lid);
+    }
+}
+
+// Writes the staged tiles into workgroup buffer `buf`.
+fn store_tiles(ra: ptr<function, array<f32, 16>>, rb: ptr<function, array<f32, 16>>,
+               ra4: ptr<function, array<vec4<f32>, 4>>, rb4: ptr<function, array<vec4<f32>, 4>>,
+               buf: u32, lid: u32) {
+    if (VEC4) {
+        store_a_tile4(ra4, buf, lid);
+        store_b_tile4(rb4, buf, lid);
+    } else {
+        store_a_tile(ra, buf, lid);
+        store_b_tile(rb, buf, lid);
+    }
+}
+
 @compute @workgroup_size(NT)
 fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
@@ -256,21 +382,20 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
 
     var ra: array<f32, 16>;
     var rb: array<f32, 16>;
+    var ra4: array<vec4<f32>, 4>;
+    var rb4: array<vec4<f32>, 4>;
     var acc: array<vec4<f32>, 16>;
     let ntiles = (k_end - k_begin + BK - 1u) / BK;
 
-    load_a_tile(&ra, a_base, row0, k_begin, k_end, lid);
-    load_b_tile(&rb, b_base, col0, k_begin, k_end, lid);
-    store_a_tile(&ra, 0u, lid);
-    store_b_tile(&rb, 0u, lid);
+    load_tiles(&ra, &rb, &ra4, &rb4, a_base, b_base, row0, col0, k_begin, k_end, lid);
+    store_tiles(&ra, &rb, &ra4, &rb4, 0u, lid);
     workgroupBarrier();
 
     for (var kt = 0u; kt < ntiles; kt++) {
         let cur = kt & 1u;
         let more = kt + 1u < ntiles;
         if (more) {
-            load_a_tile(&ra, a_base, row0, k_begin + (kt + 1u) * BK, k_end, lid);
-            load_b_tile(&rb, b_base, col0, k_begin + (kt + 1u) * BK, k_end, lid);
+            load_tiles(&ra, &rb, &ra4, &rb4, a_base, b_base, row0, col0, k_begin + (kt + 1u) * BK, k_end, lid);
         }
         for (var kk = 0u; kk < BK; kk++) {
             let a_row = (cur * BK + kk) * (SA_ROW / 4u) + ty;
@@ -294,8 +419,7 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
             }
         }
         if (more) {
-            store_a_tile(&ra, 1u - cur, lid);
-            store_b_tile(&rb, 1u - cur, lid);
+            store_tiles(&ra, &rb, &ra4, &rb4, 1u - cur, lid);
         }
         workgroupBarrier();
     }

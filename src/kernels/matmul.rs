@@ -930,6 +930,9 @@ fn launch(
             if split {
                 c.push(("SPLIT_K", 1.0));
             }
+            if vec4_loads(desc, cfg) {
+                c.push(("VEC4", 1.0));
+            }
             (TILED, c)
         }
     };
@@ -979,6 +982,29 @@ fn launch(
     // Without a bias, A stands in at the bias binding (both read-only); the shader
     // never reads it because FLAG_BIAS is clear.
     let bias_buffer = bias.map_or(&a.buffer, |t| &t.buffer);
+    // The tiled kernel also binds A and B as arrays of vec4 (read only with VEC4);
+    // an operand smaller than one vec4 gets a stand-in.
+    let vec4_bindings: Vec<(u32, wgpu::Buffer)> = if kernel == TILED {
+        let small = a.buffer.size() < 16 || b.buffer.size() < 16;
+        let stand_in = if small {
+            Some(ctx.create_buffer("matmul vec4 stand-in", 16, wgpu::BufferUsages::STORAGE)?)
+        } else {
+            None
+        };
+        let pick = |t: &Tensor| match &stand_in {
+            Some(s) if t.buffer.size() < 16 => s.clone(),
+            _ => t.buffer.clone(),
+        };
+        vec![(5, pick(a)), (6, pick(b))]
+    } else {
+        Vec::new()
+    };
+    let with_vec4 = |list: Vec<(u32, &wgpu::Buffer)>| -> Vec<(u32, wgpu::Buffer)> {
+        list.into_iter()
+            .map(|(i, b)| (i, b.clone()))
+            .chain(vec4_bindings.iter().cloned())
+            .collect()
+    };
     if split {
         // One partial per (batch entry, K range); fit_splits kept it bindable.
         let partials = (desc.batch * splits * desc.m * desc.n) as u64;
@@ -987,13 +1013,13 @@ fn launch(
             partials * 4,
             wgpu::BufferUsages::STORAGE,
         )?;
-        let products = ctx.dispatch(
-            kernel,
-            &constants,
-            &params,
-            &[(1, &a.buffer), (2, &b.buffer), (3, bias_buffer), (4, &scratch)],
-            groups,
-        )?;
+        let bindings = with_vec4(vec![
+            (1, &a.buffer),
+            (2, &b.buffer),
+            (3, bias_buffer),
+            (4, &scratch),
+        ]);
+        let products = ctx.dispatch(kernel, &constants, &params, &refs(&bindings), groups)?;
         let outputs = if desc.reduce_batch { 1 } else { desc.batch } * desc.m * desc.n;
         let reduce = ctx.dispatch(
             SPLIT_REDUCE,
@@ -1009,7 +1035,12 @@ fn launch(
         return Ok(vec![products, reduce]);
     }
     let bindings = match &adam {
-        None => vec![(1, &a.buffer), (2, &b.buffer), (3, bias_buffer), (4, &c.buffer)],
+        None => with_vec4(vec![
+            (1, &a.buffer),
+            (2, &b.buffer),
+            (3, bias_buffer),
+            (4, &c.buffer),
+        ]),
         Some(e) => vec![
             (1, &a.buffer),
             (2, &b.buffer),
@@ -1020,11 +1051,47 @@ fn launch(
             (7, &c.buffer),
             (8, e.m),
             (9, e.v),
-        ],
+        ]
+        .into_iter()
+        .map(|(i, b)| (i, b.clone()))
+        .collect(),
     };
-    Ok(vec![
-        ctx.dispatch(kernel, &constants, &params, &bindings, groups)?,
-    ])
+    Ok(vec![ctx.dispatch(
+        kernel,
+        &constants,
+        &params,
+        &refs(&bindings),
+        groups,
+    )?])
+}
+
+/// Borrowed bindings of owned ones.
+fn refs(list: &[(u32, wgpu::Buffer)]) -> Vec<(u32, &wgpu::Buffer)> {
+    list.iter().map(|(i, b)| (*i, b)).collect()
+}
+
+/// Whether the tiled kernel may load both operands of `desc` as vec4s: each
+/// operand's contiguous dimension (K for A, N for B; M and K when stored
+/// transposed), element offset and batch stride are multiples of 4, and the
+/// tiles split into whole vec4s per invocation (at most 4 each).
+fn vec4_loads(desc: &MatmulDesc, cfg: TileConfig) -> bool {
+    let a_row = if desc.trans_a { desc.m } else { desc.k };
+    let b_row = if desc.trans_b { desc.k } else { desc.n };
+    let aligned = [
+        a_row,
+        b_row,
+        desc.a_offset,
+        desc.b_offset,
+        desc.a_batch_stride,
+        desc.b_batch_stride,
+    ]
+    .iter()
+    .all(|x| x.is_multiple_of(4));
+    let per_thread = |rows: u32| {
+        let vecs = rows * cfg.bk / 4;
+        vecs.is_multiple_of(cfg.threads()) && (1..=4).contains(&(vecs / cfg.threads()))
+    };
+    aligned && per_thread(cfg.bm) && per_thread(cfg.bn)
 }
 
 /// A grid of `total` workgroups folded to the device's per-dimension limit.
