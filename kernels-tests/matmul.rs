@@ -240,7 +240,11 @@ fn tiled_vec4_loads_on_aligned_shapes() {
     let (_g, ctx) = gpu();
     let mut checks = Checks::default();
     let mut seed = 1400;
-    for variant in [MatmulVariant::Tiled64, MatmulVariant::Tiled128] {
+    for variant in [
+        MatmulVariant::Tiled64,
+        MatmulVariant::Tiled128,
+        MatmulVariant::Tiled128x64,
+    ] {
         for lay in LAYOUTS {
             for (m, n, k) in [
                 (4, 4, 4),
@@ -455,7 +459,10 @@ fn split_k_matches_reference_in_every_variant_and_layout() {
     for variant in matmul::available_variants(ctx) {
         let all_layouts = matches!(
             variant,
-            MatmulVariant::RegisterSmall | MatmulVariant::Tiled64 | MatmulVariant::Tiled128
+            MatmulVariant::RegisterSmall
+                | MatmulVariant::Tiled64
+                | MatmulVariant::Tiled128
+                | MatmulVariant::Tiled128x64
         );
         let layouts: &[(bool, bool)] = if all_layouts { &LAYOUTS } else { &[(false, true)] };
         for &lay in layouts {

@@ -87,6 +87,13 @@ impl Runner<'_> {
         d.trans_a = ta;
         d.trans_b = tb;
         d.activation = act;
+        self.matmul_desc(d)
+    }
+
+    /// A product with a bias and `d`'s activation, as `d` describes it (variant and
+    /// split-K factor included).
+    fn matmul_desc(&mut self, d: MatmulDesc) -> Result<()> {
+        let (m, n, k, act) = (d.m, d.n, d.k, d.activation);
         let (a, b, bias) = (self.data(m * k), self.data(k * n), self.data(n));
         let c = self.out(&[m, n])?;
         let (at, bt, biast) = (
@@ -98,8 +105,12 @@ impl Runner<'_> {
         let mut want = vec![0.0; m * n];
         r::matmul::matmul(&d, &a, &b, Some(&bias), &mut want)?;
         let layout = d.layout_name();
+        let split = match d.split_k {
+            Some(s) if s > 1 => format!(" split-K {s}"),
+            _ => String::new(),
+        };
         self.record(
-            &format!("{layout} +bias {}", act.name()),
+            &format!("{layout} +bias {}{split}", act.name()),
             format!("{m}x{n}x{k}"),
             &[(c.to_f32(self.ctx)?, want)],
         );
@@ -563,6 +574,13 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
     t.matmul(32, 64, 300, false, true, Activation::Relu)?;
     t.matmul(64, 300, 32, true, false, Activation::Identity)?;
     t.matmul(128, 128, 128, false, false, Activation::Sigmoid)?;
+    // The seed CNN's Dense forward at batch 32 split over K (what GPUs run).
+    t.matmul_desc(
+        MatmulDesc::new(32, 64, 5408)
+            .trans_b()
+            .activation(Activation::Relu)
+            .split_k(16),
+    )?;
     t.activations(10_007)?;
     t.softmax_and_losses(61, 10)?;
     t.softmax_and_losses(3, 1_000)?;

@@ -74,8 +74,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [String::from("nn")])]
     pub layouts: Vec<String>,
     /// matmul: force a kernel variant (register_large, register_small, register_mid,
-    /// register_wide, tiled64,
-    /// tiled128); default: the one chosen for this adapter and shape.
+    /// register_wide, tiled64, tiled128, tiled128x64; the first and fourth on CPU
+    /// adapters only); default: the one chosen (or measured) for this adapter and shape.
     #[arg(long)]
     pub variant: Option<String>,
     /// matmul: force a split-K factor (K split into this many ranges whose partial

@@ -74,6 +74,8 @@ pub(crate) struct TuneStore {
     dir: Mutex<Option<Option<PathBuf>>>,
     /// Overrides `WGML_TUNE` for this context (the tuner parses it).
     mode: Mutex<Option<String>>,
+    /// Time this context has spent measuring.
+    spent: Mutex<std::time::Duration>,
 }
 
 /// The directory of the tuning cache: `$WGML_CACHE_DIR`, else the user's cache
@@ -126,6 +128,16 @@ impl Context {
     /// The mode set by [`Context::set_tune_mode`], if any.
     pub fn tune_mode_override(&self) -> Option<String> {
         self.tuning.mode.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Time this context has spent measuring kernel choices.
+    pub fn tuning_spent(&self) -> std::time::Duration {
+        *self.tuning.spent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds `time` to [`Context::tuning_spent`].
+    pub fn add_tuning_spent(&self, time: std::time::Duration) {
+        *self.tuning.spent.lock().unwrap_or_else(|p| p.into_inner()) += time;
     }
 
     /// The measured choice for `key`, reading the disk cache the first time.

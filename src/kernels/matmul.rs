@@ -11,10 +11,11 @@
 //!   the adapter's subgroup feature. The epilogue (activation, bias, accumulate) is
 //!   fixed per pipeline by override constants, since lavapipe would otherwise run
 //!   every branch of a run-time switch for each output.
-//! - [`MatmulVariant::Tiled64`] / [`MatmulVariant::Tiled128`] (`shaders/matmul.wgsl`):
-//!   workgroup-memory tiles of 64×64 / 128×128 outputs, double-buffered K tiles and a
-//!   4×4 / 8×8 register block per invocation: the variant for real GPUs, and the
-//!   fallback everywhere.
+//! - [`MatmulVariant::Tiled64`] / [`MatmulVariant::Tiled128x64`] /
+//!   [`MatmulVariant::Tiled128`] (`shaders/matmul.wgsl`): workgroup-memory tiles of
+//!   64×64 / 128×64 / 128×128 outputs, 256 invocations each holding a 4×4 / 8×4 /
+//!   8×8 register block, double-buffered K tiles of 16, vec4 global loads where the
+//!   operands are aligned: the variants for real GPUs, and the fallback everywhere.
 //!
 //! [`MatmulDesc::variant`] forces one (the tests prove every variant on the adapter
 //! they run on); `None` chooses by adapter and shape ([`choose`]).
@@ -94,17 +95,21 @@ pub enum MatmulVariant {
     Tiled64,
     /// Workgroup-memory tiles of 128×128 outputs, 8×8 per invocation (GPUs, large shapes).
     Tiled128,
+    /// Workgroup-memory tiles of 128×64 outputs, 8×4 per invocation: twice the
+    /// workgroups of `Tiled128` for shapes between the two.
+    Tiled128x64,
 }
 
 impl MatmulVariant {
     /// Every variant, for tests and benchmarks.
-    pub const ALL: [MatmulVariant; 6] = [
+    pub const ALL: [MatmulVariant; 7] = [
         MatmulVariant::RegisterLarge,
         MatmulVariant::RegisterSmall,
         MatmulVariant::RegisterMid,
         MatmulVariant::RegisterWide,
         MatmulVariant::Tiled64,
         MatmulVariant::Tiled128,
+        MatmulVariant::Tiled128x64,
     ];
 
     pub fn name(self) -> &'static str {
@@ -115,6 +120,7 @@ impl MatmulVariant {
             MatmulVariant::RegisterWide => "register_wide",
             MatmulVariant::Tiled64 => "tiled64",
             MatmulVariant::Tiled128 => "tiled128",
+            MatmulVariant::Tiled128x64 => "tiled128x64",
         }
     }
 
@@ -152,6 +158,7 @@ impl MatmulVariant {
             MatmulVariant::RegisterWide => (REG_WIDE.0 as usize, (REG_WG * REG_WIDE.1) as usize),
             MatmulVariant::Tiled64 => (64, 64),
             MatmulVariant::Tiled128 => (128, 128),
+            MatmulVariant::Tiled128x64 => (128, 64),
         }
     }
 }
@@ -481,16 +488,13 @@ impl TileConfig {
 }
 
 fn tile_config(ctx: &Context, variant: MatmulVariant) -> Result<TileConfig> {
-    let (bm, tm) = match variant {
-        MatmulVariant::Tiled128 => (128, 8),
-        _ => (64, 4),
-    };
+    let (bm, bn) = variant.block();
     let mut cfg = TileConfig {
-        bm,
-        bn: bm,
+        bm: bm as u32,
+        bn: bn as u32,
         bk: 16,
-        tm,
-        tn: tm,
+        tm: if bm == 128 { 8 } else { 4 },
+        tn: if bn == 128 { 8 } else { 4 },
     };
     let limits = &ctx.limits;
     if cfg.shared_bytes() > limits.max_compute_workgroup_storage_size {
@@ -917,7 +921,7 @@ fn launch(
             }
             (kernel, c)
         }
-        MatmulVariant::Tiled64 | MatmulVariant::Tiled128 => {
+        MatmulVariant::Tiled64 | MatmulVariant::Tiled128 | MatmulVariant::Tiled128x64 => {
             let cfg = tile_config(ctx, variant)?;
             let mut c = layout.to_vec();
             c.extend([

@@ -10,9 +10,11 @@
 //! twin, so tuning changes speed, never results beyond f32 rounding.
 //!
 //! When it runs, from `WGML_TUNE` ([`TUNE_ENV`]):
-//! - `auto` (default): on GPUs. Not on CPU adapters (lavapipe), where compiling
-//!   one candidate pipeline costs about a second: there the built-in cost model
-//!   measured on lavapipe chooses ([`super::matmul::auto_variant`]).
+//! - `auto` (default): on GPUs, at most [`AUTO_TOTAL_BUDGET`] per process (what
+//!   is not measured in one run is measured in the next). Not on CPU adapters
+//!   (lavapipe), where compiling one candidate pipeline costs about a second:
+//!   there the built-in cost model measured on lavapipe chooses
+//!   ([`super::matmul::auto_variant`]).
 //! - `on`: everywhere, each product's measurement bounded by [`budget`].
 //! - `off`: never, and the cache is not consulted: the built-in rules choose, so
 //!   runs that must be identical across machines take the same kernels.
@@ -162,10 +164,21 @@ pub fn matmul_choice(ctx: &Context, desc: &MatmulDesc) -> Result<Option<MatmulCh
     if !mode.measures_on(ctx) {
         return Ok(None);
     }
+    // Automatic tuning may not hold a run up for long: past its total budget the
+    // built-in rule serves (unrecorded, so a later run measures what is left).
+    if mode == TuneMode::Auto && ctx.tuning_spent() >= AUTO_TOTAL_BUDGET {
+        return Ok(None);
+    }
     let candidates = matmul_candidates(ctx, desc);
     let report = tune_matmul_among(ctx, desc, &candidates, &mut GpuClock, budget(ctx))?;
+    ctx.add_tuning_spent(Duration::from_secs_f64(report.elapsed_ms / 1e3));
     Ok(report.best.map(|(choice, _)| choice))
 }
+
+/// Most time automatic tuning (`WGML_TUNE=auto`) spends in one process: a new
+/// model's first run pays at most this much (plus the last product's own budget);
+/// `wgml tune` and `WGML_TUNE=on` have no such cap.
+pub const AUTO_TOTAL_BUDGET: Duration = Duration::from_millis(1500);
 
 /// What the tuner may choose among for `desc` on `ctx`, the built-in rule's
 /// choice first (so it is measured even when the budget runs out): every
