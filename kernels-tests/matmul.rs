@@ -664,7 +664,11 @@ fn grids_over_65535_workgroups_fold_tiled() {
     let (_g, ctx) = gpu();
     check_folding(
         ctx,
-        &[MatmulVariant::Tiled64, MatmulVariant::Tiled128, MatmulVariant::Tiled128x64],
+        &[
+            MatmulVariant::Tiled64,
+            MatmulVariant::Tiled128,
+            MatmulVariant::Tiled128x64,
+        ],
         820,
     );
 }

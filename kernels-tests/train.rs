@@ -59,6 +59,64 @@ fn cnn_matches_reference(fuse: bool) {
     );
 }
 
+/// Restores a shared context's adapter class when the test ends (or fails).
+struct PlanAs<'a>(&'a wgml::Context);
+
+impl Drop for PlanAs<'_> {
+    fn drop(&mut self) {
+        self.0.set_adapter_class(wgml::gpu::AdapterClass::Native);
+    }
+}
+
+/// The paths real GPUs take, run here: the context plans as on a GPU with
+/// subgroups (register_small, split-K for the Dense forward and the conv weight
+/// gradient, no CPU fusions) and as on one without (the tiled kernels, vec4 loads,
+/// split-K and the batch-reduce through the split reduction). The seed CNN trains
+/// as the reference path step by step with Adam and with SGD + momentum (whose
+/// step follows the gradient's scale, so a wrong magnitude shows).
+#[test]
+fn cnn_planned_as_on_a_gpu_matches_the_reference_path() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    for class in [
+        wgml::gpu::AdapterClass::Gpu,
+        wgml::gpu::AdapterClass::GpuWithoutSubgroups,
+    ] {
+        ctx.set_adapter_class(class);
+        assert!(!ctx.is_cpu(), "{class:?}");
+        for optimizer in [Optimizer::adam(1e-3), Optimizer::sgd(0.05, 0.9)] {
+            let mut recipe = zoo::cnn();
+            recipe.optimizer = optimizer.clone();
+            let mut model = compiled(ctx, &recipe, 11);
+            let kernels = kernel_names(&mut model, ctx, 16);
+            assert!(
+                kernels.contains(&"matmul_split_reduce"),
+                "{class:?}: no split-K product in {kernels:?}"
+            );
+            assert!(
+                !kernels
+                    .iter()
+                    .any(|k| k.contains("conv_pool") || k.ends_with("+adam")),
+                "{class:?}: a CPU fusion in {kernels:?}"
+            );
+            let register = kernels.iter().any(|k| k.starts_with("matmul_register"));
+            assert_eq!(
+                register,
+                class == wgml::gpu::AdapterClass::Gpu && wgml::kernels::matmul::has_subgroups(ctx),
+                "{class:?}: {kernels:?}"
+            );
+            matches_reference(
+                ctx,
+                &format!("cnn planned as {class:?}, {optimizer:?}"),
+                &mut model,
+                optimizer.lr(),
+                16,
+                4,
+            );
+        }
+    }
+}
+
 /// Keras' MNIST convnet: two conv blocks (the second needs its input's gradient,
 /// so it takes the im2col path even where the first is fused) and Dropout(0.5),
 /// whose masks the reference path draws bit for bit.

@@ -56,6 +56,19 @@ impl std::ops::Sub for CounterSnapshot {
     }
 }
 
+/// How planning and kernel choice treat an adapter ([`Context::set_adapter_class`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AdapterClass {
+    /// As it is: a CPU adapter gets the CPU-shaped kernels and fusions.
+    Native = 0,
+    /// As a GPU: split-K, GPU variants only, no CPU fusions; subgroups if the
+    /// device has them.
+    Gpu = 1,
+    /// As a GPU without subgroup operations (the tiled kernels only), as GL and
+    /// some other backends are.
+    GpuWithoutSubgroups = 2,
+}
+
 /// The GPU: device, queue, limits and caches. Cheap to share by reference; all
 /// methods take `&self`.
 pub struct Context {
@@ -74,6 +87,8 @@ pub struct Context {
     pub(crate) layouts: OnceMap<crate::kernels::Kernel, Arc<KernelLayout>>,
     /// Kernel choices measured on this adapter (see [`crate::kernels::tune`]).
     pub(crate) tuning: super::tune_cache::TuneStore,
+    /// How planning and kernel choice see the adapter (see [`AdapterClass`]).
+    class: std::sync::atomic::AtomicU8,
     lost: Arc<Mutex<Option<(String, String)>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     poll_lock: Mutex<()>,
@@ -260,15 +275,49 @@ impl Context {
             pipelines: OnceMap::default(),
             layouts: OnceMap::default(),
             tuning: Default::default(),
+            class: std::sync::atomic::AtomicU8::new(AdapterClass::Native as u8),
             lost,
             uncaptured,
             poll_lock: Mutex::new(()),
         }
     }
 
-    /// True when the adapter is a CPU implementation (lavapipe, WARP, SwiftShader).
+    /// True when planning and kernel choice treat the adapter as a CPU
+    /// implementation (lavapipe, WARP, SwiftShader): when it is one, unless
+    /// [`Context::set_adapter_class`] says to plan as on a GPU.
     pub fn is_cpu(&self) -> bool {
+        self.is_cpu_device() && self.adapter_class() == AdapterClass::Native
+    }
+
+    /// True when the adapter really is a CPU implementation, whatever planning
+    /// pretends (compile and run costs follow the real device).
+    pub fn is_cpu_device(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// True when kernels may use subgroup operations: the device has them and
+    /// [`Context::set_adapter_class`] has not hidden them.
+    pub fn subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+            && self.adapter_class() != AdapterClass::GpuWithoutSubgroups
+    }
+
+    /// How planning and kernel choice see this adapter.
+    pub fn adapter_class(&self) -> AdapterClass {
+        match self.class.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => AdapterClass::Gpu,
+            2 => AdapterClass::GpuWithoutSubgroups,
+            _ => AdapterClass::Native,
+        }
+    }
+
+    /// Makes planning and kernel choice on this context behave as `class` says,
+    /// from the next plan or launch on (those made before keep their choices):
+    /// the test suite runs the paths real GPUs take on a CPU adapter this way.
+    /// Results stay exact; only speed and kernel choice change.
+    pub fn set_adapter_class(&self, class: AdapterClass) {
+        self.class
+            .store(class as u8, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Returns an error if the device was lost or an uncaptured error happened

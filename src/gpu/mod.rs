@@ -10,7 +10,8 @@ mod timer;
 mod tune_cache;
 
 pub use context::{
-    AdapterSummary, Context, ContextOptions, CounterSnapshot, Counters, OPTIONAL_FEATURES, parse_backend,
+    AdapterClass, AdapterSummary, Context, ContextOptions, CounterSnapshot, Counters, OPTIONAL_FEATURES,
+    parse_backend,
 };
 pub use dispatch::{Binding, Dispatch, MAX_GROUPS_PER_DIM, fold_groups};
 pub use pipeline::{PipelineKey, PipelineSlot, SHADER_CHECKS_ENV, group0_bindings, shader_runtime_checks};

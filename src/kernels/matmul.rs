@@ -525,7 +525,7 @@ pub fn supports_reduce_batch(_ctx: &Context, _desc: &MatmulDesc) -> bool {
 
 /// True when `ctx` can run the subgroup (register) variants.
 pub fn has_subgroups(ctx: &Context) -> bool {
-    ctx.features.contains(wgpu::Features::SUBGROUP)
+    ctx.subgroups()
 }
 
 /// True when `ctx` may run `variant`: the subgroup variants need the adapter's

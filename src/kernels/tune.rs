@@ -70,7 +70,7 @@ impl TuneMode {
     pub fn measures_on(self, ctx: &Context) -> bool {
         match self {
             TuneMode::Off => false,
-            TuneMode::Auto => !ctx.is_cpu(),
+            TuneMode::Auto => !ctx.is_cpu_device(),
             TuneMode::On => true,
         }
     }
@@ -90,7 +90,7 @@ pub fn mode(ctx: &Context) -> Result<TuneMode> {
 /// a model's handful of products tune in about a second; 20 s on a CPU adapter,
 /// where each candidate pipeline compiles for about a second.
 pub fn budget(ctx: &Context) -> Duration {
-    if ctx.is_cpu() {
+    if ctx.is_cpu_device() {
         Duration::from_secs(20)
     } else {
         Duration::from_millis(400)
