@@ -1,7 +1,11 @@
 //! GPU kernels against their CPU twins. One module per kernel family, named as the
 //! shader, launcher and reference it checks. Run with `cargo test --release`.
 
+mod alloc;
 mod common;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Recording = alloc::Recording;
 
 mod batchnorm;
 mod bench;
@@ -12,6 +16,7 @@ mod conv;
 mod conv_pool;
 mod dropout;
 mod elementwise;
+mod hostile_files;
 mod loss;
 mod matmul;
 mod optim;

@@ -144,10 +144,11 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
 /// Converts any image to what the MNIST models expect: 28×28 grey in [0, 1], a
 /// light digit on a dark background (inverted when the picture is dark-on-light).
 pub fn mnist_pixels(path: &Path) -> Result<Vec<f32>> {
-    let img = image::open(path).map_err(|e| Error::Data {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
-        message: format!("cannot read the image: {e}"),
+        source,
     })?;
+    let img = wgml::data::image_folder::decode(path, &bytes)?;
     let grey = img.to_luma8();
     let small = image::imageops::resize(&grey, 28, 28, image::imageops::FilterType::Triangle);
     let mut px: Vec<f32> = small.pixels().map(|p| p.0[0] as f32 / 255.0).collect();

@@ -70,7 +70,8 @@ fn file_name(path: &Path) -> String {
 /// One image as `[C, H, W]` values in `[0, 1]` (grey when `C = 1`, else RGB), as
 /// the folders' images are read.
 pub fn pixels(path: &Path, [c, h, w]: [usize; 3]) -> Result<Vec<f32>> {
-    let img = image::open(path).map_err(|e| err(path, format!("cannot read the image: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| err(path, format!("cannot read the image: {e}")))?;
+    let img = decode(path, &bytes)?;
     let resize =
         |i: &image::DynamicImage| i.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
     Ok(match c {
@@ -89,6 +90,36 @@ pub fn pixels(path: &Path, [c, h, w]: [usize; 3]) -> Result<Vec<f32>> {
             }
             x
         }
+    })
+}
+
+/// Most bytes a decoder may allocate per byte of the file: PNG's deflate cannot
+/// expand data more than ~1,032 times, and a JPEG of flat 8×8 blocks about as
+/// much, so an image claiming more is corrupt or hostile (a 200-byte file whose
+/// header declares 60,000 × 60,000 pixels).
+const MAX_EXPANSION: u64 = 1_100;
+/// Decoding allowance independent of the file's size (small files, headers).
+const BASE_ALLOWANCE: u64 = 1 << 20;
+/// Largest width or height read.
+const MAX_SIDE: u32 = 16_384;
+
+/// Decodes image `bytes` (`path` names them in errors) with the decoder's
+/// allocations bounded by the file's real size (see [`MAX_EXPANSION`]), so a
+/// header that lies about the image's size is an error, never a huge allocation.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| err(path, format!("cannot read the image: {e}")))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some((bytes.len() as u64).saturating_mul(MAX_EXPANSION) + BASE_ALLOWANCE);
+    reader.limits(limits);
+    reader.decode().map_err(|e| {
+        err(
+            path,
+            format!("cannot read the image ({} bytes): {e}", bytes.len()),
+        )
     })
 }
 
