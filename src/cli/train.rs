@@ -454,7 +454,11 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         print!("{}", super::info::tuning_table(&ctx));
         return Ok(ExitCode::SUCCESS);
     }
-    let history = train::fit(&mut model, &ctx, &data.train, &recipe.fit)?;
+    let history = train::fit(&mut model, &ctx, &data.train, &recipe.fit).inspect_err(|e| {
+        if matches!(e, Error::DeviceLost { .. }) {
+            eprintln!("{}", device_lost_advice(recipe.fit.backup.as_ref()));
+        }
+    })?;
     if let Some(path) = &args.save {
         checkpoint::save_model(path, &ctx, &model, &name, &data.class_names)?;
         println!("weights saved to {}", path.display());
@@ -469,6 +473,22 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         write_run_report(dir, &history, &eval, &data, &predicted)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a person whose GPU went away during training does next.
+fn device_lost_advice(backup: Option<&train::Backup>) -> String {
+    match backup {
+        Some(b) => format!(
+            "note: the GPU went away during training (a driver reset, the device removed or \
+             out of memory). Run the same command again: it resumes from the last complete \
+             epoch saved in {}.",
+            b.dir.display()
+        ),
+        None => "note: the GPU went away during training (a driver reset, the device removed or \
+                 out of memory). Run the command again; add --backup DIR so that a run \
+                 interrupted like this resumes from its last complete epoch."
+            .to_string(),
+    }
 }
 
 /// Writes the report pictures of a run (`history` may be empty: no curves) for

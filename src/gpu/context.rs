@@ -31,6 +31,8 @@ pub struct AdapterSummary {
 pub struct Counters {
     pub submissions: AtomicU64,
     pub buffers_created: AtomicU64,
+    /// Bytes of all buffers created.
+    pub buffer_bytes_created: AtomicU64,
     pub bind_groups_created: AtomicU64,
     pub pipelines_created: AtomicU64,
 }
@@ -40,6 +42,7 @@ pub struct Counters {
 pub struct CounterSnapshot {
     pub submissions: u64,
     pub buffers_created: u64,
+    pub buffer_bytes_created: u64,
     pub bind_groups_created: u64,
     pub pipelines_created: u64,
 }
@@ -50,6 +53,7 @@ impl std::ops::Sub for CounterSnapshot {
         CounterSnapshot {
             submissions: self.submissions - rhs.submissions,
             buffers_created: self.buffers_created - rhs.buffers_created,
+            buffer_bytes_created: self.buffer_bytes_created - rhs.buffer_bytes_created,
             bind_groups_created: self.bind_groups_created - rhs.bind_groups_created,
             pipelines_created: self.pipelines_created - rhs.pipelines_created,
         }
@@ -386,6 +390,7 @@ impl Context {
         CounterSnapshot {
             submissions: c.submissions.load(Ordering::Relaxed),
             buffers_created: c.buffers_created.load(Ordering::Relaxed),
+            buffer_bytes_created: c.buffer_bytes_created.load(Ordering::Relaxed),
             bind_groups_created: c.bind_groups_created.load(Ordering::Relaxed),
             pipelines_created: c.pipelines_created.load(Ordering::Relaxed),
         }
