@@ -195,3 +195,12 @@ pub fn repo_file(relative: &str) -> std::path::PathBuf {
         std::path::PathBuf::from(relative)
     }
 }
+
+/// A new empty directory for this test process under the system's temporary one
+/// (`wgml-NAME-PID`; a leftover of the same name is removed first).
+pub fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wgml-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

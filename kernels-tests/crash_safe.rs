@@ -17,6 +17,8 @@ use wgml::nn::{Layer, LayerActivation as A, Loss, Sequential};
 use wgml::train::{Backup, FitConfig, fit};
 use wgml::{Context, ContextOptions};
 
+use crate::common::fresh_dir;
+
 /// Environment variable naming the folder a child saves into.
 const DIR_ENV: &str = "WGML_CRASH_DIR";
 /// Elements of the checkpoint child's weight tensor (1 MiB: a save takes long
@@ -166,16 +168,9 @@ fn kill_repeatedly(
     seen
 }
 
-fn fresh_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("wgml-crash-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn checkpoints_survive_200_kills_mid_save() {
-    let dir = fresh_dir("checkpoint");
+    let dir = fresh_dir("crash-checkpoint");
     let file = dir.join("model.safetensors");
     let seen = kill_repeatedly(
         "crash_safe::checkpoint_saver_child",
@@ -207,7 +202,7 @@ fn backups_survive_200_kills_mid_training() {
 }
 
 fn backups_survive(kills: usize) {
-    let dir = fresh_dir(&format!("backup-{kills}"));
+    let dir = fresh_dir(&format!("crash-backup-{kills}"));
     let file = dir.join(wgml::train::backup::FILE_NAME);
     let steps = kill_repeatedly(
         "crash_safe::backup_trainer_child",

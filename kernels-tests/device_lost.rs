@@ -35,8 +35,7 @@ fn a_lost_device_is_an_error_and_the_run_resumes_on_a_new_context() {
     let spec = Sequential::new(&[2])
         .add(Layer::dense(32, A::Relu))
         .add(Layer::dense(1, A::Sigmoid));
-    let dir = std::env::temp_dir().join(format!("wgml-device-lost-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
+    let dir = fresh_dir("device-lost");
     // Many short epochs: the device goes away in the middle of the run.
     let cfg = |backup: Option<Backup>| FitConfig {
         epochs: 200,

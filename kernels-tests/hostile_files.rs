@@ -390,8 +390,7 @@ fn png_claiming(w: u32, h: u32) -> Vec<u8> {
 
 #[test]
 fn hostile_images_are_errors_without_huge_allocations() {
-    let dir = std::env::temp_dir().join(format!("wgml-hostile-images-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("hostile-images");
     let bound = |len: usize| 1100 * len + (2 << 20);
     let mut m = Mutator::new(4);
     for (name, base, count) in [
@@ -427,8 +426,7 @@ fn hostile_backups_are_errors_and_never_panic() {
     let spec = Sequential::new(&[2])
         .add(Layer::dense(4, A::Relu))
         .add(Layer::dense(1, A::Sigmoid));
-    let dir = std::env::temp_dir().join(format!("wgml-hostile-backup-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
+    let dir = fresh_dir("hostile-backup");
     let backup = Backup {
         dir: dir.clone(),
         delete_when_done: false,

@@ -5,7 +5,6 @@
 //! `WGML_TUNE=off` (per context here) returns to the built-in rules.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use wgml::gpu::Dispatch;
@@ -36,14 +35,6 @@ impl TuneClock for FakeClock {
     }
 }
 
-/// A fresh directory under the system's temporary one.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wgml-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A context of its own (its tuning table must not leak into other tests'),
 /// keeping its cache in `dir`.
 fn own_context(dir: &std::path::Path) -> Context {
@@ -60,7 +51,7 @@ fn choice(variant: MatmulVariant, splits: usize) -> MatmulChoice {
 #[test]
 fn tuner_keeps_the_fastest_and_matmul_runs_it() {
     let (_g, _) = gpu();
-    let dir = temp_dir("tune");
+    let dir = fresh_dir("tune");
     let ctx = own_context(&dir);
     let reg = matmul::available_variants(&ctx)[0];
     let desc = MatmulDesc::new(3, 5, 777).trans_b();
@@ -130,7 +121,7 @@ fn tuner_keeps_the_fastest_and_matmul_runs_it() {
 #[test]
 fn failing_candidates_are_skipped_and_the_budget_is_kept() {
     let (_g, _) = gpu();
-    let dir = temp_dir("tune-budget");
+    let dir = fresh_dir("tune-budget");
     let ctx = own_context(&dir);
     let reg = matmul::available_variants(&ctx)[0];
     let desc = MatmulDesc::new(6, 10, 100);
@@ -172,7 +163,7 @@ fn failing_candidates_are_skipped_and_the_budget_is_kept() {
 #[test]
 fn corrupt_or_foreign_cache_files_are_ignored_and_replaced() {
     let (_g, _) = gpu();
-    let dir = temp_dir("tune-corrupt");
+    let dir = fresh_dir("tune-corrupt");
     let path = dir.join(wgml::gpu::CACHE_FILE);
     let key = "matmul_nn m2 n2 k2 b1";
     let entry = wgml::gpu::TunedEntry {

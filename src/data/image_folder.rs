@@ -97,11 +97,11 @@ pub fn pixels(path: &Path, [c, h, w]: [usize; 3]) -> Result<Vec<f32>> {
 /// expand data more than ~1,032 times, and a JPEG of flat 8×8 blocks about as
 /// much, so an image claiming more is corrupt or hostile (a 200-byte file whose
 /// header declares 60,000 × 60,000 pixels).
-const MAX_EXPANSION: u64 = 1_100;
+pub const MAX_EXPANSION: u64 = 1_100;
 /// Decoding allowance independent of the file's size (small files, headers).
-const BASE_ALLOWANCE: u64 = 1 << 20;
+pub const BASE_ALLOWANCE: u64 = 1 << 20;
 /// Largest width or height read.
-const MAX_SIDE: u32 = 16_384;
+pub const MAX_SIDE: u32 = 16_384;
 
 /// Decodes image `bytes` (`path` names them in errors) with the decoder's
 /// allocations bounded by the file's real size (see [`MAX_EXPANSION`]), so a

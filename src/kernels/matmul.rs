@@ -449,14 +449,14 @@ const SPLIT_REDUCE_WG: u32 = 256;
 const SPLIT_ALIGN: usize = 16;
 /// Fewest K elements per split range the automatic choice makes: below this the
 /// partials' traffic outweighs the parallelism gained.
-const MIN_SPLIT_RANGE: usize = 128;
+pub const MIN_SPLIT_RANGE: usize = 128;
 /// Most split ranges the automatic choice makes.
-const MAX_AUTO_SPLITS: usize = 64;
+pub const MAX_AUTO_SPLITS: usize = 64;
 /// Workgroups the automatic split aims for on a GPU: two per multiprocessor of
 /// the largest GPUs wgml has met (132 on an H100/H200), which also fills smaller
 /// ones. wgpu does not report the multiprocessor count, so where this guess is
 /// wrong the tuner ([`crate::kernels::tune`]) measures the alternatives.
-const TARGET_WORKGROUPS: usize = 264;
+pub const TARGET_WORKGROUPS: usize = 264;
 
 /// Invocations per workgroup of the register kernels (one 8-lane subgroup on lavapipe).
 const REG_WG: u32 = 8;
