@@ -42,11 +42,17 @@
 //! # }
 //! ```
 //!
+//! ## Features
+//! - `cli` (default): the `wgml` command line and what only it needs (clap, the
+//!   training progress bar, the report pictures). A program embedding the engine
+//!   builds without it: `wgml = { version = "…", default-features = false }`.
+//!
 //! ## Modules
 //! - [`gpu`]: context, tensors, pipeline cache, dispatches.
 //! - [`kernels`]: typed launchers, one per shader file in `shaders/`.
 //! - [`reference`](mod@reference): the CPU twin of every kernel.
-//! - [`report`]: pictures of a training run (curves, confusion matrix, misclassified images).
+//! - `report` (with the default `cli` feature): pictures of a training run (curves,
+//!   confusion matrix, misclassified images).
 //! - [`bench`](mod@bench): kernel and training-step benchmarks (`wgml bench`, `benches/`).
 //! - [`graph`]: ops with static shapes, autodiff, the planner, the CPU reference executor.
 //! - [`nn`]: Keras-style layers, `Sequential`, the seed models ([`nn::zoo`]).
@@ -64,6 +70,7 @@ pub mod graph;
 pub mod kernels;
 pub mod nn;
 pub mod reference;
+#[cfg(feature = "cli")]
 pub mod report;
 pub mod selftest;
 pub mod train;

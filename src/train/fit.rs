@@ -590,6 +590,7 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
 
 /// A progress bar for one epoch when output goes to a terminal; `None` otherwise
 /// (plain epoch lines only, for logs and pipes).
+#[cfg(feature = "cli")]
 fn progress_bar(verbose: bool, steps: u64, epoch: usize, epochs: usize) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !verbose || !std::io::stdout().is_terminal() {
@@ -604,6 +605,23 @@ fn progress_bar(verbose: bool, steps: u64, epoch: usize, epochs: usize) -> Optio
     bar.set_style(style);
     bar.set_prefix(format!("{epoch}/{epochs}"));
     Some(bar)
+}
+
+/// Without the `cli` feature there is no progress bar (plain epoch lines only).
+#[cfg(not(feature = "cli"))]
+fn progress_bar(_verbose: bool, _steps: u64, _epoch: usize, _epochs: usize) -> Option<NoBar> {
+    None
+}
+
+/// Stands in for the progress bar without the `cli` feature.
+#[cfg(not(feature = "cli"))]
+struct NoBar;
+
+#[cfg(not(feature = "cli"))]
+impl NoBar {
+    fn set_position(&self, _: u64) {}
+    fn set_message(&self, _: String) {}
+    fn finish_and_clear(&self) {}
 }
 
 /// A Keras-like epoch line.
