@@ -8,9 +8,12 @@
 //! - [`params`]: parameters, their gradients and optimizer state, resident on the GPU.
 
 pub mod autodiff;
+mod loss;
 pub mod params;
 pub mod plan;
 pub mod reference;
+
+pub use loss::Loss;
 
 use crate::error::{Error, Result};
 use crate::kernels::batchnorm::BatchNormDesc;

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::graph::Loss;
 use crate::graph::autodiff::{backward_order, consumers, requires_grad};
 use crate::graph::{Graph, NodeId, Op, ParamStore, batch_norm_desc, pool_desc};
 use crate::kernels::batchnorm::{batchnorm_backward, batchnorm_eval, batchnorm_train};
@@ -23,7 +24,6 @@ use crate::kernels::conv_pool::{self, ConvPoolDesc};
 use crate::kernels::matmul::{Activation, MatmulDesc, matmul};
 use crate::kernels::optim::{Optimizer, StepUniform, optimizer_step};
 use crate::kernels::{dropout, elementwise, loss, pool, reduce, softmax};
-use crate::nn::Loss;
 
 /// What to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -173,7 +173,7 @@ impl Plan {
     /// Builds the plan of `graph` whose output node is `output`, with loss `loss`.
     /// Parameters, gradients and optimizer state come from `store` and are shared
     /// by every plan of the model. Inside [`Context::deferring_pipelines`] (as
-    /// [`Model::plan`](crate::nn::Model::plan) calls it) the plan's pipelines are
+    /// `Model::plan` in the nn layer calls it) the plan's pipelines are
     /// compiled together, in parallel, when the deferral ends.
     #[allow(clippy::too_many_arguments)]
     pub fn build(

@@ -3,13 +3,12 @@
 //! right; tests train a model for a few steps on both paths and compare losses.
 
 use crate::error::{Error, Result};
-use crate::gpu::Context;
+use crate::graph::Loss;
 use crate::graph::autodiff::{backward_order, requires_grad};
 use crate::graph::{Graph, NodeId, Op, batch_norm_desc, pool_desc};
 use crate::kernels::conv::Conv2dDesc;
 use crate::kernels::matmul::{Activation, MatmulDesc};
 use crate::kernels::optim::Optimizer;
-use crate::nn::{Loss, Model};
 use crate::reference as r;
 
 /// Parameters and optimizer state on the CPU, stepping a graph with reference kernels.
@@ -56,25 +55,31 @@ fn conv_desc(
 }
 
 impl ReferenceExecutor {
-    /// A CPU copy of `model`'s current parameters (read back from the GPU) and
-    /// step count, with fresh optimizer state when the model has not stepped yet.
-    pub fn from_model(model: &Model, ctx: &Context) -> Result<ReferenceExecutor> {
-        let mut params = vec![Vec::new(); model.graph.nodes.len()];
-        let mut state = vec![Vec::new(); model.graph.nodes.len()];
-        for p in &model.store.params {
-            params[p.node] = p.value.to_f32(ctx)?;
-            state[p.node] = p.state.iter().map(|s| s.to_f32(ctx)).collect::<Result<_>>()?;
-        }
-        Ok(ReferenceExecutor {
-            graph: model.graph.clone(),
-            output: model.output,
-            loss: model.loss,
-            optimizer: model.optimizer.clone(),
-            clip_norm: model.clip_norm.map(|c| c.get()),
+    /// An executor of `graph` (its `output` trained with `loss` and `optimizer`,
+    /// gradients clipped to `clip_norm`) from parameter values and optimizer
+    /// state by node id, after `step` steps. The nn layer builds one from
+    /// a model's current state (`ReferenceExecutor::from_model`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        graph: Graph,
+        output: NodeId,
+        loss: Loss,
+        optimizer: Optimizer,
+        clip_norm: Option<f32>,
+        params: Vec<Vec<f32>>,
+        state: Vec<Vec<Vec<f32>>>,
+        step: u32,
+    ) -> ReferenceExecutor {
+        ReferenceExecutor {
+            graph,
+            output,
+            loss,
+            optimizer,
+            clip_norm,
             params,
             state,
-            step: model.step,
-        })
+            step,
+        }
     }
 
     /// Parameter values by node id.

@@ -558,3 +558,26 @@ impl Model {
         Ok(plan.eval_dispatches().cloned().collect())
     }
 }
+
+impl crate::graph::reference::ReferenceExecutor {
+    /// A CPU copy of `model`'s current parameters (read back from the GPU) and
+    /// step count, with fresh optimizer state when the model has not stepped yet.
+    pub fn from_model(model: &Model, ctx: &Context) -> Result<Self> {
+        let mut params = vec![Vec::new(); model.graph.nodes.len()];
+        let mut state = vec![Vec::new(); model.graph.nodes.len()];
+        for p in &model.store.params {
+            params[p.node] = p.value.to_f32(ctx)?;
+            state[p.node] = p.state.iter().map(|s| s.to_f32(ctx)).collect::<Result<_>>()?;
+        }
+        Ok(Self::new(
+            model.graph.clone(),
+            model.output,
+            model.loss,
+            model.optimizer.clone(),
+            model.clip_norm.map(|c| c.get()),
+            params,
+            state,
+            model.step,
+        ))
+    }
+}
