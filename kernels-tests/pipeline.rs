@@ -4,7 +4,7 @@
 //! empty cache.
 
 use wgml::gpu::{Dispatch, group0_bindings};
-use wgml::kernels::{Kernel, Shader, elementwise};
+use wgml::kernels::{Shader, elementwise};
 use wgml::{Context, ContextOptions, Error, Tensor};
 
 use crate::common::*;
@@ -20,7 +20,7 @@ fn compiled(d: &Dispatch) -> bool {
 
 #[test]
 fn layouts_hold_exactly_the_buffers_each_entry_point_uses() {
-    let scale = group0_bindings(Shader::Elementwise).unwrap();
+    let scale = group0_bindings(Shader::Elementwise.module()).unwrap();
     let (_, entries) = scale.iter().find(|(name, _)| name == "scale").unwrap();
     let summary: Vec<(u32, Option<bool>)> = entries
         .iter()
@@ -39,7 +39,7 @@ fn layouts_hold_exactly_the_buffers_each_entry_point_uses() {
     // params (uniform), y (written), a (read); b is declared but scale never uses it.
     assert_eq!(summary, vec![(0, None), (1, Some(false)), (2, Some(true))]);
     for shader in Shader::ALL {
-        let all = group0_bindings(shader).unwrap_or_else(|e| panic!("{e}"));
+        let all = group0_bindings(shader.module()).unwrap_or_else(|e| panic!("{e}"));
         assert!(!all.is_empty(), "{} has no entry point", shader.name());
         for (entry, entries) in all.iter() {
             assert!(!entries.is_empty(), "{}::{entry} binds nothing", shader.name());
@@ -122,7 +122,7 @@ fn a_failed_build_or_compile_is_an_error_and_ends_the_deferral() {
     assert_eq!(ctx.counters().pipelines_created, before);
 
     // A pipeline that cannot compile (an override the shader does not declare).
-    let bad = Kernel::new(Shader::Elementwise, "scale");
+    let bad = Shader::Elementwise.kernel("scale");
     let e = ctx
         .deferring_pipelines(|| {
             ctx.dispatch(
@@ -174,7 +174,7 @@ fn an_unknown_entry_point_is_an_error_naming_it() {
     let x = Tensor::from_f32(ctx, &[1.0], &[1]).unwrap();
     let e = ctx
         .dispatch(
-            Kernel::new(Shader::Elementwise, "no_such_entry"),
+            Shader::Elementwise.kernel("no_such_entry"),
             &[],
             &[0u32; 8],
             &[(1, &x.buffer)],

@@ -86,10 +86,11 @@ pub struct Context {
     /// Every adapter seen during selection.
     pub adapters: Vec<AdapterSummary>,
     pub counters: Counters,
-    pub(crate) modules: OnceMap<crate::kernels::Shader, Arc<wgpu::ShaderModule>>,
+    pub(crate) modules: OnceMap<super::ShaderSource, Arc<wgpu::ShaderModule>>,
     pub(crate) pipelines: OnceMap<PipelineKey, Arc<wgpu::ComputePipeline>>,
-    pub(crate) layouts: OnceMap<crate::kernels::Kernel, Arc<KernelLayout>>,
-    /// Kernel choices measured on this adapter (see [`crate::kernels::tune`]).
+    pub(crate) layouts: OnceMap<super::Kernel, Arc<KernelLayout>>,
+    /// Kernel choices measured on this adapter (the tuner above this layer decides
+    /// what they mean).
     pub(crate) tuning: super::tune_cache::TuneStore,
     /// How planning and kernel choice see the adapter (see [`AdapterClass`]).
     class: std::sync::atomic::AtomicU8,

@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
+use crate::gpu::Kernel;
 use crate::gpu::pipeline::PipelineSlot;
-use crate::kernels::Kernel;
 
 /// Maximum workgroups per grid dimension guaranteed by WebGPU.
 pub const MAX_GROUPS_PER_DIM: u32 = 65_535;

@@ -3,6 +3,7 @@
 
 mod context;
 mod dispatch;
+mod kernel;
 mod once_map;
 mod pipeline;
 mod tensor;
@@ -14,6 +15,7 @@ pub use context::{
     parse_backend,
 };
 pub use dispatch::{Binding, Dispatch, MAX_GROUPS_PER_DIM, fold_groups};
+pub use kernel::{Kernel, ShaderSource, parse_wgsl};
 pub use pipeline::{PipelineKey, PipelineSlot, SHADER_CHECKS_ENV, group0_bindings, shader_runtime_checks};
 pub use tensor::{DType, Tensor, numel, read_buffer};
 pub use timer::{Clock, Timer};

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::kernels::{Kernel, Shader};
+use crate::gpu::{Kernel, ShaderSource};
 
 /// Cache key: the kernel and its override constants (values as f64 bit patterns).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -92,7 +92,7 @@ impl Context {
         self.pipelines.get_or_make(&key, || {
             let module = self.module(kernel.shader)?;
             let layout = self.kernel_layout(kernel)?;
-            let label = format!("{}::{}", kernel.shader.name(), kernel.entry);
+            let label = format!("{}::{}", kernel.shader.name, kernel.entry);
             let pipeline = self
                 .scoped(&format!("creating pipeline {label} {constants:?}"), || {
                     self.device
@@ -110,7 +110,7 @@ impl Context {
                 })
                 .map_err(|e| match e {
                     Error::Gpu { message, .. } => Error::Shader {
-                        shader: kernel.shader.name(),
+                        shader: kernel.shader.name,
                         message: format!("entry point {}: {message}", kernel.entry),
                     },
                     other => other,
@@ -211,7 +211,7 @@ impl Context {
         }
         // Shader modules first, one per shader: workers that missed the module
         // cache together would each create and validate the same one.
-        let mut shaders: Vec<Shader> = distinct.iter().map(|(k, _)| k.kernel.shader).collect();
+        let mut shaders: Vec<ShaderSource> = distinct.iter().map(|(k, _)| k.kernel.shader).collect();
         shaders.sort_unstable();
         shaders.dedup();
         for shader in shaders {
@@ -271,10 +271,10 @@ impl Context {
                 .find(|(name, _)| name == kernel.entry)
                 .map(|(_, e)| e)
                 .ok_or_else(|| Error::Shader {
-                    shader: kernel.shader.name(),
+                    shader: kernel.shader.name,
                     message: format!("there is no entry point '{}'", kernel.entry),
                 })?;
-            let label = format!("{}::{}", kernel.shader.name(), kernel.entry);
+            let label = format!("{}::{}", kernel.shader.name, kernel.entry);
             let layout = self.scoped(&format!("creating the layouts of {label}"), || {
                 let bind_group = self
                     .device
@@ -295,22 +295,22 @@ impl Context {
         })
     }
 
-    fn module(&self, shader: Shader) -> Result<Arc<wgpu::ShaderModule>> {
+    fn module(&self, shader: ShaderSource) -> Result<Arc<wgpu::ShaderModule>> {
         self.modules.get_or_make(&shader, || {
             let desc = wgpu::ShaderModuleDescriptor {
-                label: Some(shader.name()),
-                source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                label: Some(shader.name),
+                source: wgpu::ShaderSource::Wgsl(shader.wgsl.into()),
             };
             let checks = shader_runtime_checks();
             let module = self
-                .scoped(&format!("compiling shader {}", shader.name()), || {
+                .scoped(&format!("compiling shader {}", shader.name), || {
                     // SAFETY: only wgml's own shaders (compiled in, never user
                     // text) come here, and `shader_runtime_checks` documents what
                     // each of them guarantees for the checks it leaves out.
                     unsafe { self.device.create_shader_module_trusted(desc, checks) }
                 })
                 .map_err(|e| Error::Shader {
-                    shader: shader.name(),
+                    shader: shader.name,
                     message: e.to_string(),
                 })?;
             Ok(Arc::new(module))
@@ -356,15 +356,15 @@ type ShaderBindings = Vec<(String, Vec<wgpu::BindGroupLayoutEntry>)>;
 /// uses (directly or through the functions it calls), uniform or storage with the
 /// declared access, as wgpu would derive them from the compiled pipeline. Read once
 /// per process (the sources are compiled in).
-pub fn group0_bindings(shader: Shader) -> Result<Arc<ShaderBindings>> {
-    static CACHE: OnceLock<Mutex<HashMap<Shader, Arc<ShaderBindings>>>> = OnceLock::new();
+pub fn group0_bindings(shader: ShaderSource) -> Result<Arc<ShaderBindings>> {
+    static CACHE: OnceLock<Mutex<HashMap<ShaderSource, Arc<ShaderBindings>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(b) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&shader) {
         return Ok(b.clone());
     }
-    let (module, info) = crate::kernels::parse_wgsl(shader)?;
+    let (module, info) = crate::gpu::parse_wgsl(shader)?;
     let fail = |message: String| Error::Shader {
-        shader: shader.name(),
+        shader: shader.name,
         message,
     };
     let mut out = Vec::new();

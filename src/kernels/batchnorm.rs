@@ -13,10 +13,10 @@ use crate::kernels::{Kernel, Shader, groups_for};
 /// Invocations per workgroup.
 pub const WG: u32 = 256;
 
-const TRAIN: Kernel = Kernel::new(Shader::Batchnorm, "batchnorm_train");
-const EVAL: Kernel = Kernel::new(Shader::Batchnorm, "batchnorm_eval");
-const BACKWARD: Kernel = Kernel::new(Shader::Batchnorm, "batchnorm_backward");
-const BACKWARD_ROWS: Kernel = Kernel::new(Shader::Batchnorm, "batchnorm_backward_rows");
+const TRAIN: Kernel = Shader::Batchnorm.kernel("batchnorm_train");
+const EVAL: Kernel = Shader::Batchnorm.kernel("batchnorm_eval");
+const BACKWARD: Kernel = Shader::Batchnorm.kernel("batchnorm_backward");
+const BACKWARD_ROWS: Kernel = Shader::Batchnorm.kernel("batchnorm_backward_rows");
 
 /// Mirrors `Params` in `shaders/batchnorm.wgsl`.
 #[repr(C)]

@@ -30,9 +30,9 @@ struct Params {
     _pad: u32,
 }
 
-const SUM_SQUARES: Kernel = Kernel::new(Shader::Clip, "sum_squares");
-const CLIP_FACTOR: Kernel = Kernel::new(Shader::Clip, "clip_factor");
-const SCALE_BY: Kernel = Kernel::new(Shader::Clip, "scale_by");
+const SUM_SQUARES: Kernel = Shader::Clip.kernel("sum_squares");
+const CLIP_FACTOR: Kernel = Shader::Clip.kernel("clip_factor");
+const SCALE_BY: Kernel = Shader::Clip.kernel("scale_by");
 
 const CONSTANTS: &[(&str, f64)] = &[("WG", WG as f64)];
 

@@ -46,12 +46,12 @@ pub const DEFAULT_MAX_CHUNK_BYTES: u64 = 128 << 20;
 /// Sentinel for "the soft default cap" in the chunked launchers' internals.
 const SOFT_DEFAULT: u64 = 0;
 
-const IM2COL: Kernel = Kernel::new(Shader::Conv, "im2col");
-const IM2COL_SCATTER: Kernel = Kernel::new(Shader::Conv, "im2col_scatter");
-const COL2IM: Kernel = Kernel::new(Shader::Conv, "col2im");
-const PACK_WEIGHTS: Kernel = Kernel::new(Shader::Conv, "pack_weights");
-const REDUCE_DW: Kernel = Kernel::new(Shader::Conv, "reduce_dw");
-const REDUCE_DW_DB: Kernel = Kernel::new(Shader::Conv, "reduce_dw_db");
+const IM2COL: Kernel = Shader::Conv.kernel("im2col");
+const IM2COL_SCATTER: Kernel = Shader::Conv.kernel("im2col_scatter");
+const COL2IM: Kernel = Shader::Conv.kernel("col2im");
+const PACK_WEIGHTS: Kernel = Shader::Conv.kernel("pack_weights");
+const REDUCE_DW: Kernel = Shader::Conv.kernel("reduce_dw");
+const REDUCE_DW_DB: Kernel = Shader::Conv.kernel("reduce_dw_db");
 
 /// How a convolution pads its input.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

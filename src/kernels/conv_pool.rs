@@ -20,8 +20,8 @@ use crate::kernels::conv::{
 use crate::kernels::matmul::Activation;
 use crate::kernels::{Kernel, Shader, groups_for};
 
-const FORWARD: Kernel = Kernel::new(Shader::ConvPool, "conv_pool_forward");
-const BACKWARD: Kernel = Kernel::new(Shader::ConvPool, "conv_pool_backward");
+const FORWARD: Kernel = Shader::ConvPool.kernel("conv_pool_forward");
+const BACKWARD: Kernel = Shader::ConvPool.kernel("conv_pool_backward");
 
 /// Output channels per workgroup (8 lanes × a quad each).
 pub const CHANNEL_BLOCK: usize = 32;

@@ -11,7 +11,7 @@ use crate::kernels::{Kernel, Shader, groups_for};
 /// Invocations per workgroup.
 pub const WG: u32 = 256;
 
-const DROPOUT: Kernel = Kernel::new(Shader::Dropout, "dropout");
+const DROPOUT: Kernel = Shader::Dropout.kernel("dropout");
 
 /// Mirrors `Params` in `shaders/dropout.wgsl`.
 #[repr(C)]

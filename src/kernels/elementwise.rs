@@ -28,22 +28,22 @@ struct Params {
     _pad1: u32,
 }
 
-const FILL: Kernel = Kernel::new(Shader::Elementwise, "fill");
-const ACT_FWD: Kernel = Kernel::new(Shader::Elementwise, "act_fwd");
-const ACT_FWD_INPLACE: Kernel = Kernel::new(Shader::Elementwise, "act_fwd_inplace");
-const ACT_BWD: Kernel = Kernel::new(Shader::Elementwise, "act_bwd");
-const ACT_BWD_INPLACE: Kernel = Kernel::new(Shader::Elementwise, "act_bwd_inplace");
-const ACT_BWD_OVER_OUTPUT: Kernel = Kernel::new(Shader::Elementwise, "act_bwd_over_output");
-const ADD: Kernel = Kernel::new(Shader::Elementwise, "add");
-const ADD_INPLACE: Kernel = Kernel::new(Shader::Elementwise, "add_inplace");
-const MUL: Kernel = Kernel::new(Shader::Elementwise, "mul");
-const MUL_INPLACE: Kernel = Kernel::new(Shader::Elementwise, "mul_inplace");
-const SQUARE_INPLACE: Kernel = Kernel::new(Shader::Elementwise, "square_inplace");
-const SCALE: Kernel = Kernel::new(Shader::Elementwise, "scale");
-const SCALE_INPLACE: Kernel = Kernel::new(Shader::Elementwise, "scale_inplace");
-const AXPY: Kernel = Kernel::new(Shader::Elementwise, "axpy");
-const BIAS_ACT: Kernel = Kernel::new(Shader::Elementwise, "bias_act");
-const BIAS_ACT_INPLACE: Kernel = Kernel::new(Shader::Elementwise, "bias_act_inplace");
+const FILL: Kernel = Shader::Elementwise.kernel("fill");
+const ACT_FWD: Kernel = Shader::Elementwise.kernel("act_fwd");
+const ACT_FWD_INPLACE: Kernel = Shader::Elementwise.kernel("act_fwd_inplace");
+const ACT_BWD: Kernel = Shader::Elementwise.kernel("act_bwd");
+const ACT_BWD_INPLACE: Kernel = Shader::Elementwise.kernel("act_bwd_inplace");
+const ACT_BWD_OVER_OUTPUT: Kernel = Shader::Elementwise.kernel("act_bwd_over_output");
+const ADD: Kernel = Shader::Elementwise.kernel("add");
+const ADD_INPLACE: Kernel = Shader::Elementwise.kernel("add_inplace");
+const MUL: Kernel = Shader::Elementwise.kernel("mul");
+const MUL_INPLACE: Kernel = Shader::Elementwise.kernel("mul_inplace");
+const SQUARE_INPLACE: Kernel = Shader::Elementwise.kernel("square_inplace");
+const SCALE: Kernel = Shader::Elementwise.kernel("scale");
+const SCALE_INPLACE: Kernel = Shader::Elementwise.kernel("scale_inplace");
+const AXPY: Kernel = Shader::Elementwise.kernel("axpy");
+const BIAS_ACT: Kernel = Shader::Elementwise.kernel("bias_act");
+const BIAS_ACT_INPLACE: Kernel = Shader::Elementwise.kernel("bias_act_inplace");
 
 /// The code of `act` in the shaders (`p.act`): 0 identity, 1 relu, 2 sigmoid, 3 tanh.
 pub fn activation_code(act: Activation) -> u32 {

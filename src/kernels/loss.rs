@@ -22,12 +22,12 @@ struct Params {
     _pad: u32,
 }
 
-const XENT: Kernel = Kernel::new(Shader::Loss, "xent");
-const XENT_GRAD: Kernel = Kernel::new(Shader::Loss, "xent_grad");
-const MSE: Kernel = Kernel::new(Shader::Loss, "mse");
-const MSE_GRAD: Kernel = Kernel::new(Shader::Loss, "mse_grad");
-const BCE: Kernel = Kernel::new(Shader::Loss, "bce");
-const BCE_GRAD: Kernel = Kernel::new(Shader::Loss, "bce_grad");
+const XENT: Kernel = Shader::Loss.kernel("xent");
+const XENT_GRAD: Kernel = Shader::Loss.kernel("xent_grad");
+const MSE: Kernel = Shader::Loss.kernel("mse");
+const MSE_GRAD: Kernel = Shader::Loss.kernel("mse_grad");
+const BCE: Kernel = Shader::Loss.kernel("bce");
+const BCE_GRAD: Kernel = Shader::Loss.kernel("bce_grad");
 
 /// Binding indices in `shaders/loss.wgsl`.
 const B_X: u32 = 1;

@@ -438,10 +438,10 @@ const FLAG_ACCUMULATE: u32 = 1;
 const FLAG_BIAS: u32 = 2;
 const FLAG_REDUCE_BATCH: u32 = 4;
 
-const REGISTER_LARGE: Kernel = Kernel::new(Shader::MatmulSubgroup, "matmul_register_large");
-const REGISTER_SMALL: Kernel = Kernel::new(Shader::MatmulSubgroup, "matmul_register_small");
-const TILED: Kernel = Kernel::new(Shader::Matmul, "matmul_tiled");
-const SPLIT_REDUCE: Kernel = Kernel::new(Shader::Matmul, "matmul_split_reduce");
+const REGISTER_LARGE: Kernel = Shader::MatmulSubgroup.kernel("matmul_register_large");
+const REGISTER_SMALL: Kernel = Shader::MatmulSubgroup.kernel("matmul_register_small");
+const TILED: Kernel = Shader::Matmul.kernel("matmul_tiled");
+const SPLIT_REDUCE: Kernel = Shader::Matmul.kernel("matmul_split_reduce");
 /// Invocations per workgroup of `matmul_split_reduce`.
 const SPLIT_REDUCE_WG: u32 = 256;
 /// Every split-K range is a multiple of this many K elements (the tiled kernels'
@@ -900,7 +900,11 @@ fn launch(
             } else {
                 Shader::MatmulSubgroup
             };
-            let kernel = Kernel::new(shader, entry);
+            let kernel = match (adam.is_some(), entry == REGISTER_LARGE.entry) {
+                (false, _) => shader.kernel(entry),
+                (true, true) => shader.kernel(entry).labelled("matmul_register_large+adam"),
+                (true, false) => shader.kernel(entry).labelled("matmul_register_small+adam"),
+            };
             let mut c = layout.to_vec();
             if variant == MatmulVariant::RegisterMid {
                 c.push(("SMALL_ROWS", REG_MID.0 as f64));

@@ -58,8 +58,21 @@ impl Shader {
         Shader::Softmax,
     ];
 
+    /// The module as the GPU layer compiles it.
+    pub const fn module(self) -> crate::gpu::ShaderSource {
+        crate::gpu::ShaderSource {
+            name: self.name(),
+            wgsl: self.source(),
+        }
+    }
+
+    /// A kernel of this shader: its entry point `entry`.
+    pub const fn kernel(self, entry: &'static str) -> Kernel {
+        Kernel::new(self.module(), entry)
+    }
+
     /// File name without extension.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Shader::Batchnorm => "batchnorm",
             Shader::Clip => "clip",
@@ -79,7 +92,7 @@ impl Shader {
     }
 
     /// The WGSL text.
-    pub fn source(self) -> &'static str {
+    pub const fn source(self) -> &'static str {
         match self {
             Shader::Batchnorm => concat!(
                 include_str!("../../shaders/activation.wgsl"),
@@ -131,51 +144,16 @@ impl Shader {
     }
 }
 
-/// One entry point of one shader: what a pipeline is built from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Kernel {
-    pub shader: Shader,
-    pub entry: &'static str,
-}
-
-impl Kernel {
-    pub const fn new(shader: Shader, entry: &'static str) -> Kernel {
-        Kernel { shader, entry }
-    }
-
-    /// Name for profiles: the entry point, marked when its module applies Adam in
-    /// the epilogue (`shaders/matmul_adam.wgsl`).
-    pub fn label(self) -> &'static str {
-        match (self.shader, self.entry) {
-            (Shader::MatmulSubgroupAdam, "matmul_register_large") => "matmul_register_large+adam",
-            (Shader::MatmulSubgroupAdam, _) => "matmul_register_small+adam",
-            _ => self.entry,
-        }
-    }
-}
+pub use crate::gpu::Kernel;
 
 /// Parses and validates a WGSL source with naga (no GPU needed).
 pub fn validate_wgsl(shader: Shader) -> crate::Result<()> {
     parse_wgsl(shader).map(|_| ())
 }
 
-/// The naga module of a shader and its validation info (which globals each entry
-/// point uses, among the rest).
+/// The naga module of a shader and its validation info.
 pub fn parse_wgsl(shader: Shader) -> crate::Result<(naga::Module, naga::valid::ModuleInfo)> {
-    let module = naga::front::wgsl::parse_str(shader.source()).map_err(|e| crate::Error::Shader {
-        shader: shader.name(),
-        message: e.emit_to_string(shader.source()),
-    })?;
-    let info = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .map_err(|e| crate::Error::Shader {
-        shader: shader.name(),
-        message: e.emit_to_string(shader.source()),
-    })?;
-    Ok((module, info))
+    crate::gpu::parse_wgsl(shader.module())
 }
 
 /// Workgroup-count helper: groups of `size` invocations covering `n` items, folded

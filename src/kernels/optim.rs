@@ -407,14 +407,14 @@ pub(crate) struct Params {
 const KERAS_PLACEMENT: u32 = 1;
 const NESTEROV: u32 = 2;
 
-const ADAM: Kernel = Kernel::new(Shader::Optim, "adam");
-const ADAM_VEC4: Kernel = Kernel::new(Shader::Optim, "adam_vec4");
-const SGD: Kernel = Kernel::new(Shader::Optim, "sgd");
-const SGD_MOMENTUM: Kernel = Kernel::new(Shader::Optim, "sgd_momentum");
-const RMSPROP: Kernel = Kernel::new(Shader::Optim, "rmsprop");
-const RMSPROP_MOMENTUM: Kernel = Kernel::new(Shader::Optim, "rmsprop_momentum");
-const RMSPROP_CENTERED: Kernel = Kernel::new(Shader::Optim, "rmsprop_centered");
-const RMSPROP_CENTERED_MOMENTUM: Kernel = Kernel::new(Shader::Optim, "rmsprop_centered_momentum");
+const ADAM: Kernel = Shader::Optim.kernel("adam");
+const ADAM_VEC4: Kernel = Shader::Optim.kernel("adam_vec4");
+const SGD: Kernel = Shader::Optim.kernel("sgd");
+const SGD_MOMENTUM: Kernel = Shader::Optim.kernel("sgd_momentum");
+const RMSPROP: Kernel = Shader::Optim.kernel("rmsprop");
+const RMSPROP_MOMENTUM: Kernel = Shader::Optim.kernel("rmsprop_momentum");
+const RMSPROP_CENTERED: Kernel = Shader::Optim.kernel("rmsprop_centered");
+const RMSPROP_CENTERED_MOMENTUM: Kernel = Shader::Optim.kernel("rmsprop_centered_momentum");
 
 /// The uniform of an Adam-family `opt` over `n` parameters (for the fused
 /// epilogue of [`matmul_adam`](crate::kernels::matmul::matmul_adam)); an error

@@ -21,14 +21,14 @@ pub const MAX_WG: u32 = 64;
 /// coordinates through f32, exact below 2^20.
 const MAX_SIDE: usize = 1 << 20;
 
-const MAX_FORWARD: Kernel = Kernel::new(Shader::Pool, "max_pool_forward");
-const MAX_BACKWARD: Kernel = Kernel::new(Shader::Pool, "max_pool_backward");
-const MAX_BACKWARD_SCATTER: Kernel = Kernel::new(Shader::Pool, "max_pool_backward_scatter");
-const MAX_FORWARD_2X2: Kernel = Kernel::new(Shader::Pool, "max_pool_forward_2x2");
-const MAX_BACKWARD_2X2: Kernel = Kernel::new(Shader::Pool, "max_pool_backward_2x2");
-const AVG_FORWARD: Kernel = Kernel::new(Shader::Pool, "avg_pool_forward");
-const AVG_BACKWARD: Kernel = Kernel::new(Shader::Pool, "avg_pool_backward");
-const AVG_BACKWARD_SCATTER: Kernel = Kernel::new(Shader::Pool, "avg_pool_backward_scatter");
+const MAX_FORWARD: Kernel = Shader::Pool.kernel("max_pool_forward");
+const MAX_BACKWARD: Kernel = Shader::Pool.kernel("max_pool_backward");
+const MAX_BACKWARD_SCATTER: Kernel = Shader::Pool.kernel("max_pool_backward_scatter");
+const MAX_FORWARD_2X2: Kernel = Shader::Pool.kernel("max_pool_forward_2x2");
+const MAX_BACKWARD_2X2: Kernel = Shader::Pool.kernel("max_pool_backward_2x2");
+const AVG_FORWARD: Kernel = Shader::Pool.kernel("avg_pool_forward");
+const AVG_BACKWARD: Kernel = Shader::Pool.kernel("avg_pool_backward");
+const AVG_BACKWARD_SCATTER: Kernel = Shader::Pool.kernel("avg_pool_backward_scatter");
 
 /// Shape of a 2-D pooling: input `[n, c, h, w]`, window `kh×kw`, stride
 /// `(sh, sw)`, symmetric padding `(ph, pw)`.

@@ -35,14 +35,14 @@ struct Params {
     _pad: [u32; 3],
 }
 
-const CHANNEL_SUM: Kernel = Kernel::new(Shader::Reduce, "channel_sum");
-const SUM_AXIS_THREAD: Kernel = Kernel::new(Shader::Reduce, "sum_axis_thread");
-const SUM_AXIS_WG: Kernel = Kernel::new(Shader::Reduce, "sum_axis_wg");
-const SUM_ALL: Kernel = Kernel::new(Shader::Reduce, "sum_all");
-const ARGMAX_ROWS_THREAD: Kernel = Kernel::new(Shader::Reduce, "argmax_rows_thread");
-const ARGMAX_ROWS_WG: Kernel = Kernel::new(Shader::Reduce, "argmax_rows_wg");
-const COUNT_CORRECT: Kernel = Kernel::new(Shader::Reduce, "count_correct");
-const COUNT_CORRECT_BINARY: Kernel = Kernel::new(Shader::Reduce, "count_correct_binary");
+const CHANNEL_SUM: Kernel = Shader::Reduce.kernel("channel_sum");
+const SUM_AXIS_THREAD: Kernel = Shader::Reduce.kernel("sum_axis_thread");
+const SUM_AXIS_WG: Kernel = Shader::Reduce.kernel("sum_axis_wg");
+const SUM_ALL: Kernel = Shader::Reduce.kernel("sum_all");
+const ARGMAX_ROWS_THREAD: Kernel = Shader::Reduce.kernel("argmax_rows_thread");
+const ARGMAX_ROWS_WG: Kernel = Shader::Reduce.kernel("argmax_rows_wg");
+const COUNT_CORRECT: Kernel = Shader::Reduce.kernel("count_correct");
+const COUNT_CORRECT_BINARY: Kernel = Shader::Reduce.kernel("count_correct_binary");
 
 const CONSTANTS: &[(&str, f64)] = &[("WG", WG as f64)];
 

@@ -16,8 +16,8 @@ struct Params {
     _pad: u32,
 }
 
-const SOFTMAX_ROWS: Kernel = Kernel::new(Shader::Softmax, "softmax_rows");
-const SOFTMAX_ROWS_INPLACE: Kernel = Kernel::new(Shader::Softmax, "softmax_rows_inplace");
+const SOFTMAX_ROWS: Kernel = Shader::Softmax.kernel("softmax_rows");
+const SOFTMAX_ROWS_INPLACE: Kernel = Shader::Softmax.kernel("softmax_rows_inplace");
 
 /// Workgroup size for a kernel that gives each row of `len` elements one workgroup:
 /// the smallest power of two from 32 to 256 covering the row, so short rows do not
