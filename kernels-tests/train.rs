@@ -1217,3 +1217,126 @@ fn augmented_training_is_reproducible_and_resumes_exactly() {
     assert_eq!(resumed, want);
     std::fs::remove_dir_all(&kept.dir).ok();
 }
+
+/// Records what `fit_with` tells it and stops where it is told to.
+#[derive(Default)]
+struct Recorder {
+    batches: Vec<wgml::train::BatchEnd>,
+    epochs: Vec<wgml::train::EpochStats>,
+    events: Vec<String>,
+    stop_after_steps: Option<u64>,
+    stop_after_epochs: Option<usize>,
+}
+
+impl wgml::train::Callback for Recorder {
+    fn on_batch_end(&mut self, batch: &wgml::train::BatchEnd) -> wgml::train::Control {
+        self.batches.push(*batch);
+        match self.stop_after_steps {
+            Some(n) if batch.total_steps >= n => wgml::train::Control::Stop,
+            _ => wgml::train::Control::Continue,
+        }
+    }
+
+    fn on_epoch_end(&mut self, stats: &wgml::train::EpochStats, _epochs: usize) -> wgml::train::Control {
+        self.epochs.push(stats.clone());
+        match self.stop_after_epochs {
+            Some(n) if stats.epoch >= n => wgml::train::Control::Stop,
+            _ => wgml::train::Control::Continue,
+        }
+    }
+
+    fn on_event(&mut self, event: &wgml::train::FitEvent<'_>) {
+        self.events.push(format!("{event:?}"));
+    }
+}
+
+/// Keras-style callbacks: every step and epoch reported as the history has them,
+/// the plateau's rate cuts and early stopping as events, and a callback can stop
+/// the run after a step (the epoch then covers the steps taken) or after an epoch.
+#[test]
+fn callbacks_follow_and_stop_the_run() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::linear_regression(4);
+    let recipe = zoo::regression();
+    let cfg = FitConfig {
+        epochs: 6,
+        batch_size: 20,
+        patience: Some(3),
+        monitor: Monitor::Loss,
+        min_delta: 1e9,
+        reduce_lr: Some(ReduceLrOnPlateau {
+            monitor: Monitor::Loss,
+            factor: 0.5,
+            patience: 1,
+            min_delta: 1e9,
+            ..ReduceLrOnPlateau::default()
+        }),
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let mut model = compiled(ctx, &recipe, 3);
+    let mut rec = Recorder::default();
+    let h = wgml::train::fit_with(&mut model, ctx, &data.train, &cfg, &mut [&mut rec]).unwrap();
+    // Every step, numbered within its epoch and in the run.
+    let steps_per_epoch = h.epochs[0].steps;
+    assert_eq!(
+        rec.batches.len() as u64,
+        h.epochs.iter().map(|e| e.steps).sum::<u64>()
+    );
+    for (i, b) in rec.batches.iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(
+            (b.epoch as u64, b.step, b.total_steps, b.steps_per_epoch),
+            (
+                i / steps_per_epoch + 1,
+                i % steps_per_epoch + 1,
+                i + 1,
+                steps_per_epoch
+            )
+        );
+    }
+    assert_eq!(rec.epochs, h.epochs);
+    // No epoch improves by 1e9: the rate halves after each epoch from the second,
+    // and early stopping ends the run after the fourth.
+    assert!(h.stopped_early && h.epochs.len() == 4, "{:?}", h.epochs.len());
+    let cuts = rec
+        .events
+        .iter()
+        .filter(|e| e.starts_with("LearningRateReduced"))
+        .count();
+    assert_eq!(cuts, 3, "{:?}", rec.events);
+    // Then restore-best (on by default) puts the first epoch's weights back.
+    let tail: Vec<&str> = rec.events[3..].iter().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "EarlyStopped { epoch: 4, epochs_without_improvement: 3 }",
+            "RestoredBest { epoch: 1 }"
+        ]
+    );
+
+    // Stopped two steps into the second epoch: that epoch covers the 2 it took.
+    let cut = steps_per_epoch + 2;
+    let mut model = compiled(ctx, &recipe, 3);
+    let mut stop = Recorder {
+        stop_after_steps: Some(cut),
+        ..Recorder::default()
+    };
+    let cfg = FitConfig {
+        patience: None,
+        reduce_lr: None,
+        ..cfg
+    };
+    let h = wgml::train::fit_with(&mut model, ctx, &data.train, &cfg, &mut [&mut stop]).unwrap();
+    assert_eq!(model.step as u64, cut);
+    assert_eq!(h.epochs.len(), 2);
+    assert_eq!(h.epochs[1].steps, 2);
+    // Stopped after the second epoch.
+    let mut model = compiled(ctx, &recipe, 3);
+    let mut stop = Recorder {
+        stop_after_epochs: Some(2),
+        ..Recorder::default()
+    };
+    let h = wgml::train::fit_with(&mut model, ctx, &data.train, &cfg, &mut [&mut stop]).unwrap();
+    assert_eq!((h.epochs.len(), model.step), (2, 2 * steps_per_epoch as u32));
+}

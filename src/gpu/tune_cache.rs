@@ -12,8 +12,8 @@
 //! trusting old ones. The file is read once per context, when the first choice is
 //! asked for, and rewritten (atomically: a temporary file renamed over it) after
 //! each new measurement. A file that cannot be read or parsed is ignored with a
-//! note on stderr and replaced at the next save; a failed save is a note too:
-//! the cache only ever saves time, it never stops a run.
+//! warning (the `log` crate) and replaced at the next save; a failed save is a
+//! warning too: the cache only ever saves time, it never stops a run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -161,7 +161,7 @@ impl Context {
     }
 
     /// Records a measured choice and saves the cache file (a failed save is a
-    /// note on stderr, never an error).
+    /// warning through the `log` crate, never an error).
     pub fn record_tuned(&self, key: &str, entry: TunedEntry) {
         self.load_tuning();
         self.tuning
@@ -173,8 +173,8 @@ impl Context {
         if let Some(path) = self.tuning_cache_path()
             && let Err(e) = self.save_tuning(&path)
         {
-            eprintln!(
-                "note: could not save kernel tuning results to {}: {e}; they are kept for this run only",
+            log::warn!(
+                "could not save kernel tuning results to {}: {e}; they are kept for this run only",
                 path.display()
             );
         }
@@ -202,8 +202,8 @@ impl Context {
             Ok(Some(file)) => file.adapters.get(&self.tuning_fingerprint()).cloned(),
             Ok(None) => None,
             Err(why) => {
-                eprintln!(
-                    "note: ignoring the kernel tuning cache {} ({why}); kernels will be measured again",
+                log::warn!(
+                    "ignoring the kernel tuning cache {} ({why}); kernels will be measured again",
                     path.display()
                 );
                 None

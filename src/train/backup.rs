@@ -288,16 +288,16 @@ pub(crate) fn restore(
 
 /// The end of a fit that returned normally: removes the state file unless the
 /// backup is kept. A file that cannot be removed is reported, not an error (the
-/// training it describes is done).
-pub(crate) fn finish(backup: &Backup, verbose: bool) {
+/// training it describes is done): a warning through the `log` crate.
+pub(crate) fn finish(backup: &Backup) {
     if !backup.delete_when_done {
         return;
     }
     let path = backup.path();
     match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound && verbose => {
-            eprintln!(
-                "warning: could not remove the finished run's backup {}: {e}",
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            log::warn!(
+                "could not remove the finished run's backup {}: {e}",
                 path.display()
             );
         }

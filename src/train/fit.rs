@@ -16,6 +16,7 @@ use crate::graph::PlanOptions;
 use crate::nn::Model;
 use crate::nn::model::Batch;
 use crate::train::backup::{self, Backup};
+use crate::train::callbacks::{BatchEnd, Callback, Control, FitEvent, PrintProgress};
 use crate::train::evaluate::{eval_plans, evaluate_sums};
 use crate::train::schedule::LrSchedule;
 
@@ -323,6 +324,69 @@ pub fn fit_plans(model: &Model, data: &Split, config: &FitConfig) -> Result<Vec<
 
 /// Trains `model` on `data`.
 pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -> Result<History> {
+    fit_with(model, ctx, data, config, &mut [])
+}
+
+/// [`fit`] calling `callbacks` after every step and epoch and at every event of
+/// the run (see [`callbacks`](super::callbacks)); any of them may stop the run.
+/// With `config.verbose`, [`PrintProgress`] comes first.
+pub fn fit_with(
+    model: &mut Model,
+    ctx: &Context,
+    data: &Split,
+    config: &FitConfig,
+    callbacks: &mut [&mut dyn Callback],
+) -> Result<History> {
+    let mut hooks = Hooks {
+        console: config.verbose.then_some(PrintProgress),
+        user: callbacks,
+    };
+    run_fit(model, ctx, data, config, &mut hooks)
+}
+
+/// The callbacks of one run: the console's (when verbose) and the caller's.
+struct Hooks<'a, 'b> {
+    console: Option<PrintProgress>,
+    user: &'a mut [&'b mut dyn Callback],
+}
+
+impl Hooks<'_, '_> {
+    fn each(&mut self, mut f: impl FnMut(&mut dyn Callback) -> Control) -> Control {
+        let mut control = Control::Continue;
+        if let Some(c) = &mut self.console {
+            control = f(c);
+        }
+        for c in self.user.iter_mut() {
+            if f(&mut **c) == Control::Stop {
+                control = Control::Stop;
+            }
+        }
+        control
+    }
+
+    fn batch_end(&mut self, batch: &BatchEnd) -> bool {
+        self.each(|c| c.on_batch_end(batch)) == Control::Stop
+    }
+
+    fn epoch_end(&mut self, stats: &EpochStats, epochs: usize) -> bool {
+        self.each(|c| c.on_epoch_end(stats, epochs)) == Control::Stop
+    }
+
+    fn event(&mut self, event: FitEvent<'_>) {
+        self.each(|c| {
+            c.on_event(&event);
+            Control::Continue
+        });
+    }
+}
+
+fn run_fit(
+    model: &mut Model,
+    ctx: &Context,
+    data: &Split,
+    config: &FitConfig,
+    hooks: &mut Hooks<'_, '_>,
+) -> Result<History> {
     config.validate()?;
     model.check_data(data)?;
     let (train, val) = data.split_validation(config.validation_split)?;
@@ -392,18 +456,14 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
     if let Some(b) = &config.backup {
         if let Some(restored) = backup::restore(b, ctx, model, &best, &settings)? {
             p = restored;
-            if config.verbose {
-                println!(
-                    "resuming from {}: {} of {} epochs done, {} steps",
-                    b.path().display(),
-                    p.history.epochs.len(),
-                    config.epochs,
-                    p.total_steps
-                );
-                if p.history.stopped_early {
-                    println!("that run had stopped early: there is nothing left to train");
-                }
-            }
+            let path = b.path();
+            hooks.event(FitEvent::Resumed {
+                path: &path,
+                epochs_done: p.history.epochs.len(),
+                epochs: config.epochs,
+                steps: p.total_steps,
+                finished: p.history.stopped_early,
+            });
         }
         // Each epoch's shuffle follows from the previous ones: replay those done.
         if config.shuffle {
@@ -416,8 +476,9 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
         |p: &Progress| p.history.stopped_early || config.max_steps.is_some_and(|m| p.total_steps >= m);
 
     let first = p.history.epochs.len() + 1;
+    let mut stop = false;
     for epoch in first..=config.epochs {
-        if finished(&p) {
+        if finished(&p) || stop {
             break;
         }
         let start = Instant::now();
@@ -458,6 +519,13 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
             seen += idx.len();
             steps += 1;
             p.total_steps += 1;
+            let end = BatchEnd {
+                epoch,
+                step: steps,
+                steps_per_epoch: steps_per_epoch as u64,
+                total_steps: p.total_steps,
+            };
+            stop |= hooks.batch_end(&end);
             if let Some(bar) = &bar {
                 bar.set_position(steps);
                 // A progress update reads the two GPU sums, a few times a second.
@@ -470,6 +538,9 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
                     }
                     bar.set_message(msg);
                 }
+            }
+            if stop {
+                break;
             }
         }
         if let Some(bar) = bar {
@@ -512,9 +583,7 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
             steps,
             lr: step_lr,
         };
-        if config.verbose {
-            println!("{}", epoch_line(&stats, config.epochs));
-        }
+        stop |= hooks.epoch_end(&stats, config.epochs);
         let watched = config.monitor.score(&stats);
         if let Some(rule) = &config.reduce_lr {
             let score = rule.monitor.score(&stats).ok_or_else(|| {
@@ -525,8 +594,8 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
                 ))
             })?;
             let next = p.plateau.step(rule, score, p.lr);
-            if next != p.lr && config.verbose {
-                println!("Epoch {epoch}: reducing the learning rate to {next:e}");
+            if next != p.lr {
+                hooks.event(FitEvent::LearningRateReduced { epoch, lr: next });
             }
             p.lr = next;
         }
@@ -552,9 +621,10 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
                 p.since_best += 1;
                 if p.since_best >= config.patience.unwrap_or(usize::MAX) {
                     p.history.stopped_early = true;
-                    if config.verbose {
-                        println!("early stopping: no improvement for {} epochs", p.since_best);
-                    }
+                    hooks.event(FitEvent::EarlyStopped {
+                        epoch,
+                        epochs_without_improvement: p.since_best,
+                    });
                 }
             }
         }
@@ -573,17 +643,14 @@ pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -
             let mut enc = ctx.device.create_command_encoder(&Default::default());
             model.copy_params(&mut enc, &best, true);
             ctx.submit(enc.finish())?;
-            if config.verbose {
-                println!(
-                    "restored the weights of epoch {}",
-                    history.best_epoch.unwrap_or(last)
-                );
-            }
+            hooks.event(FitEvent::RestoredBest {
+                epoch: history.best_epoch.unwrap_or(last),
+            });
         }
     }
     ctx.wait()?;
     if let Some(b) = &config.backup {
-        backup::finish(b, config.verbose);
+        backup::finish(b);
     }
     Ok(history)
 }

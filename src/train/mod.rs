@@ -3,12 +3,14 @@
 //! confusion matrix.
 
 pub mod backup;
+pub mod callbacks;
 pub mod evaluate;
 pub mod fit;
 pub mod profile;
 pub mod schedule;
 
 pub use backup::Backup;
+pub use callbacks::{BatchEnd, Callback, Control, FitEvent, PrintProgress};
 pub use evaluate::{ClassMetrics, Evaluation, eval_plans, evaluate, evaluate_with_predictions, true_classes};
-pub use fit::{EpochStats, FitConfig, History, Monitor, ReduceLrOnPlateau, fit, fit_plans};
+pub use fit::{EpochStats, FitConfig, History, Monitor, ReduceLrOnPlateau, fit, fit_plans, fit_with};
 pub use schedule::LrSchedule;
