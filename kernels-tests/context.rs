@@ -68,3 +68,30 @@ fn tensor_larger_than_a_binding_is_an_error_naming_the_limit() {
         Ok(_) => panic!("a {elems}-element tensor exceeds the {limit}-byte binding limit"),
     }
 }
+
+/// Readback as a future the host drives: nothing completes it until the host
+/// polls its device (wgml polls on no thread of its own), then it holds the
+/// values; the blocking convenience gives the same.
+#[test]
+fn readback_is_a_future_the_host_drives() {
+    use std::future::Future;
+    use std::task::{Context as TaskContext, Poll, Waker};
+    let (_g, ctx) = crate::common::gpu();
+    let values = [1.5f32, -2.0, 3.25, 0.0, 7.0];
+    let t = wgml::Tensor::from_f32(ctx, &values, &[5]).unwrap();
+    let mut pending = Box::pin(t.read_async::<f32>(ctx).unwrap());
+    let mut cx = TaskContext::from_waker(Waker::noop());
+    assert!(
+        pending.as_mut().poll(&mut cx).is_pending(),
+        "resolved before the host polled"
+    );
+    ctx.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    match pending.as_mut().poll(&mut cx) {
+        Poll::Ready(Ok(v)) => assert_eq!(v, values),
+        other => panic!("after the host's poll: {other:?}"),
+    }
+    assert_eq!(t.to_f32(ctx).unwrap(), values);
+    // Empty tensors resolve at once.
+    let empty = wgml::gpu::read_buffer_async::<f32>(ctx, &t.buffer, 0).unwrap();
+    assert_eq!(pollster::block_on(empty).unwrap(), Vec::<f32>::new());
+}

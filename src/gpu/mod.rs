@@ -17,6 +17,6 @@ pub use context::{
 pub use dispatch::{Binding, Dispatch, MAX_GROUPS_PER_DIM, fold_groups};
 pub use kernel::{Kernel, ShaderSource, parse_wgsl};
 pub use pipeline::{PipelineKey, PipelineSlot, SHADER_CHECKS_ENV, group0_bindings, shader_runtime_checks};
-pub use tensor::{DType, Tensor, numel, read_buffer};
+pub use tensor::{DType, Tensor, numel, read_buffer, read_buffer_async};
 pub use timer::{Clock, Timer};
 pub use tune_cache::{CACHE_DIR_ENV, CACHE_FILE, TunedEntry, cache_dir};

@@ -1,9 +1,10 @@
 //! GPU tensors: a storage buffer with a shape and an element type.
 //!
 //! Tensors are dense and row-major (the last dimension is contiguous). Uploads go
-//! through `queue.write_buffer`; downloads copy into a staging buffer, map it
-//! asynchronously (a futures-intrusive channel carries the map result) and wait
-//! through [`Context::wait`].
+//! through `queue.write_buffer`; downloads copy into a staging buffer and map it
+//! asynchronously (a futures-intrusive channel carries the map result): as a
+//! future the host awaits while it polls its device ([`read_buffer_async`]), or
+//! waiting through [`Context::wait`] ([`read_buffer`]).
 
 use std::sync::atomic::Ordering;
 
@@ -211,63 +212,91 @@ impl Tensor {
         Ok(())
     }
 
-    /// Reads the tensor back as f32 (blocking).
+    /// Reads the tensor back as f32, waiting for the GPU (blocking convenience for
+    /// [`Tensor::read_async`]).
     pub fn to_f32(&self, ctx: &Context) -> Result<Vec<f32>> {
         self.expect_dtype("Tensor::to_f32", "the tensor", DType::F32)?;
-        pollster::block_on(self.read_async(ctx))
+        read_buffer(ctx, &self.buffer, self.numel())
     }
 
     /// Reads the tensor back as u32 (blocking).
     pub fn to_u32(&self, ctx: &Context) -> Result<Vec<u32>> {
         self.expect_dtype("Tensor::to_u32", "the tensor", DType::U32)?;
-        pollster::block_on(self.read_async(ctx))
+        read_buffer(ctx, &self.buffer, self.numel())
     }
 
-    /// Reads the tensor back: copies it to a staging buffer, maps it and returns
-    /// its elements.
-    pub async fn read_async<T: bytemuck::Pod>(&self, ctx: &Context) -> Result<Vec<T>> {
-        read_buffer(ctx, &self.buffer, self.numel()).await
+    /// Starts reading the tensor back (see [`read_buffer_async`]): the copy is
+    /// submitted now, and the returned future resolves once the device has been
+    /// polled past it. wgml does not poll for it: the host does, on its own
+    /// schedule (`Device::poll`), or calls [`Context::wait`].
+    pub fn read_async<T: bytemuck::Pod>(
+        &self,
+        ctx: &Context,
+    ) -> Result<impl std::future::Future<Output = Result<Vec<T>>> + Send + 'static> {
+        read_buffer_async(ctx, &self.buffer, self.numel())
     }
 }
 
-/// Reads the first `len` 4-byte elements of `buffer` back to the CPU.
-pub async fn read_buffer<T: bytemuck::Pod>(
+/// Reads the first `len` elements of type `T` of `buffer` back to the CPU,
+/// waiting for the GPU: [`read_buffer_async`], then [`Context::wait`].
+pub fn read_buffer<T: bytemuck::Pod>(ctx: &Context, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+    let pending = read_buffer_async(ctx, buffer, len)?;
+    ctx.wait()?;
+    pollster::block_on(pending)
+}
+
+/// Starts reading the first `len` elements of type `T` of `buffer` back to the
+/// CPU: records and submits a copy into a staging buffer and asks to map it. The
+/// future owns the staging buffer and resolves to the values once the map is
+/// done, which happens when the device is polled after the copy finished; it
+/// never polls, blocks or spawns a thread, so a host that drives its device from
+/// its own loop (or shares it with other programs) keeps that control. Dropping
+/// the future abandons the read.
+pub fn read_buffer_async<T: bytemuck::Pod>(
     ctx: &Context,
     buffer: &wgpu::Buffer,
     len: usize,
-) -> Result<Vec<T>> {
-    if len == 0 {
-        return Ok(Vec::new());
-    }
+) -> Result<impl std::future::Future<Output = Result<Vec<T>>> + Send + 'static> {
     let bytes = (len * std::mem::size_of::<T>()) as u64;
-    let staging = ctx.create_buffer(
-        "readback staging",
-        bytes,
-        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-    )?;
-    let mut encoder = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("readback"),
-        });
-    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
-    ctx.submit(encoder.finish())?;
+    let staging = if bytes == 0 {
+        None
+    } else {
+        let staging = ctx.create_buffer(
+            "readback staging",
+            bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?;
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        ctx.submit(encoder.finish())?;
+        Some(staging)
+    };
     let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-    staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| {
-        let _ = sender.send(r);
-    });
-    ctx.wait()?;
-    match receiver.receive().await {
-        Some(Ok(())) => {}
-        Some(Err(e)) => return Err(Error::Readback(e.to_string())),
-        None => return Err(Error::Readback("the map callback never ran".into())),
+    if let Some(staging) = &staging {
+        staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = sender.send(r);
+        });
     }
-    let view = staging
-        .slice(..bytes)
-        .get_mapped_range()
-        .map_err(|e| Error::Readback(e.to_string()))?;
-    let out = bytemuck::cast_slice::<u8, T>(&view).to_vec();
-    drop(view);
-    staging.unmap();
-    Ok(out)
+    Ok(async move {
+        let Some(staging) = staging else {
+            return Ok(Vec::new());
+        };
+        match receiver.receive().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Readback(e.to_string())),
+            None => return Err(Error::Readback("the map callback never ran".into())),
+        }
+        let view = staging
+            .slice(..bytes)
+            .get_mapped_range()
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let out = bytemuck::cast_slice::<u8, T>(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    })
 }
