@@ -1340,3 +1340,54 @@ fn callbacks_follow_and_stop_the_run() {
     let h = wgml::train::fit_with(&mut model, ctx, &data.train, &cfg, &mut [&mut stop]).unwrap();
     assert_eq!((h.epochs.len(), model.step), (2, 2 * steps_per_epoch as u32));
 }
+
+/// Inference on the host's own buffers: 300 test digits (two batches) go from a
+/// host buffer through the model into another host buffer, recorded into the
+/// host's encoder or submitted by wgml, with the same values as `predict` on host
+/// slices; buffers that are too small or lack the copy usage are refused.
+#[test]
+fn predict_on_buffers_the_host_owns() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let mut model = compiled(ctx, &zoo::mlp(), 4);
+    let n = 300;
+    let x = &data.test.x[..n * 784];
+    let want = model.predict(ctx, x, n).unwrap();
+    let host = |bytes: usize, usage: wgpu::BufferUsages| {
+        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("host"),
+            size: bytes as u64,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    use wgpu::BufferUsages as U;
+    let input = host(n * 784 * 4, U::STORAGE | U::COPY_SRC | U::COPY_DST);
+    ctx.queue.write_buffer(&input, 0, bytemuck::cast_slice(x));
+    for own_encoder in [true, false] {
+        let output = host(n * 10 * 4, U::STORAGE | U::COPY_DST | U::COPY_SRC);
+        if own_encoder {
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            model
+                .predict_on_buffers(ctx, &input, n, &output, Some(&mut enc))
+                .unwrap();
+            ctx.queue.submit(Some(enc.finish()));
+        } else {
+            model.predict_on_buffers(ctx, &input, n, &output, None).unwrap();
+        }
+        let got: Vec<f32> = wgml::gpu::read_buffer(ctx, &output, n * 10).unwrap();
+        assert_eq!(got, want, "own encoder: {own_encoder}");
+    }
+    let small = host(n * 10 * 4 - 4, U::COPY_DST);
+    let e = model
+        .predict_on_buffers(ctx, &input, n, &small, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("output buffer") && e.contains("12000"), "{e}");
+    let no_copy = host(n * 10 * 4, U::STORAGE);
+    let e = model
+        .predict_on_buffers(ctx, &input, n, &no_copy, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("COPY_DST"), "{e}");
+}

@@ -498,6 +498,83 @@ impl Model {
         Ok(out)
     }
 
+    /// Inference on buffers the host owns, with no CPU round trip: the `n` samples
+    /// in `input` (f32, `n × sample` values from byte 0; `COPY_SRC` usage) go
+    /// through the model in batches of up to 256, and their outputs (as
+    /// [`Model::predict`] gives them: probabilities, or the raw output for
+    /// regression) land in `output` (f32, `n × output_dim` values from byte 0;
+    /// `COPY_DST` usage). The work is recorded into `encoder` when the host gives
+    /// one (it submits it, with its own work before and after), else wgml submits
+    /// it. Nothing is read back or waited for.
+    pub fn predict_on_buffers(
+        &mut self,
+        ctx: &Context,
+        input: &wgpu::Buffer,
+        n: usize,
+        output: &wgpu::Buffer,
+        encoder: Option<&mut wgpu::CommandEncoder>,
+    ) -> Result<()> {
+        const OP: &str = "predict_on_buffers";
+        let sample: usize = self.spec.input_shape.iter().product();
+        let dim = self.output_dim();
+        if n == 0 {
+            return Err(Error::shape(OP, "no samples (n = 0)"));
+        }
+        for (name, buffer, need, usage) in [
+            ("input", input, n * sample * 4, wgpu::BufferUsages::COPY_SRC),
+            ("output", output, n * dim * 4, wgpu::BufferUsages::COPY_DST),
+        ] {
+            if buffer.size() < need as u64 {
+                return Err(Error::shape(
+                    OP,
+                    format!(
+                        "the {name} buffer holds {} bytes; {n} samples need {need}",
+                        buffer.size()
+                    ),
+                ));
+            }
+            if !buffer.usage().contains(usage) {
+                return Err(Error::invalid(format!(
+                    "{OP}: the {name} buffer needs {usage:?} usage, it has {:?}",
+                    buffer.usage()
+                )));
+            }
+        }
+        let chunks: Vec<(usize, usize)> = (0..n).step_by(256).map(|s| (s, (n - s).min(256))).collect();
+        for &(_, len) in &chunks {
+            let options = self.options(len, false);
+            self.plan(ctx, options)?;
+            self.plans[&options].ready(ctx, false)?;
+        }
+        let mut own = None;
+        let encoder = match encoder {
+            Some(e) => e,
+            None => own.insert(
+                ctx.device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("predict on buffers"),
+                    }),
+            ),
+        };
+        for (start, len) in chunks {
+            let plan = &self.plans[&self.options(len, false)];
+            let (x, y) = ((len * sample * 4) as u64, (len * dim * 4) as u64);
+            encoder.copy_buffer_to_buffer(input, (start * sample * 4) as u64, &plan.input.buffer, 0, x);
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("predict on buffers"),
+                    timestamp_writes: None,
+                });
+                plan.record_eval(ctx, &mut pass);
+            }
+            encoder.copy_buffer_to_buffer(&plan.probabilities.buffer, 0, output, (start * dim * 4) as u64, y);
+        }
+        if let Some(own) = own {
+            ctx.submit(own.finish())?;
+        }
+        Ok(())
+    }
+
     /// Copies every parameter into `into` (same order and shapes) on the GPU.
     pub fn copy_params(&self, encoder: &mut wgpu::CommandEncoder, into: &[Tensor], restore: bool) {
         for (p, t) in self.store.params.iter().zip(into) {
