@@ -1391,3 +1391,64 @@ fn predict_on_buffers_the_host_owns() {
         .to_string();
     assert!(e.contains("COPY_DST"), "{e}");
 }
+
+/// Training steps on the host's own buffers equal steps on host slices bit for
+/// bit (recorded into the host's encoder or submitted by wgml); a targets buffer
+/// that is too small is refused.
+#[test]
+fn train_steps_on_buffers_the_host_owns() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let recipe = zoo::mlp();
+    let mut slices = compiled(ctx, &recipe, 6);
+    let mut buffers = compiled(ctx, &recipe, 6);
+    let b = 32;
+    use wgpu::BufferUsages as U;
+    let host = |bytes: &[u8]| {
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("host"),
+            size: bytes.len() as u64,
+            usage: U::STORAGE | U::COPY_SRC | U::COPY_DST,
+            mapped_at_creation: false,
+        });
+        ctx.queue.write_buffer(&buffer, 0, bytes);
+        buffer
+    };
+    let (mut x, mut l, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    for step in 0..3 {
+        let idx: Vec<usize> = (step * b..(step + 1) * b).collect();
+        data.train.gather(&idx, &mut x, &mut l, &mut v);
+        slices
+            .train_step(ctx, &batch_of(&x, &l, &v, b), 1e-3, |_, _| {})
+            .unwrap();
+        let (input, targets) = (host(bytemuck::cast_slice(&x)), host(bytemuck::cast_slice(&l)));
+        if step % 2 == 0 {
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            buffers
+                .train_step_on_buffers(ctx, &input, &targets, b, 1e-3, Some(&mut enc))
+                .unwrap();
+            ctx.queue.submit(Some(enc.finish()));
+        } else {
+            buffers
+                .train_step_on_buffers(ctx, &input, &targets, b, 1e-3, None)
+                .unwrap();
+        }
+    }
+    assert_eq!(buffers.step, slices.step);
+    for (p, q) in slices.store.params.iter().zip(&buffers.store.params) {
+        assert_eq!(
+            p.value.to_f32(ctx).unwrap(),
+            q.value.to_f32(ctx).unwrap(),
+            "{}",
+            p.name
+        );
+    }
+    assert_eq!(slices.acc.read(ctx).unwrap(), buffers.acc.read(ctx).unwrap());
+    let input = host(bytemuck::cast_slice(&x));
+    let short = host(&[0u8; 4 * 31]);
+    let e = buffers
+        .train_step_on_buffers(ctx, &input, &short, b, 1e-3, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("targets buffer") && e.contains("128"), "{e}");
+}

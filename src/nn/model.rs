@@ -498,6 +498,72 @@ impl Model {
         Ok(out)
     }
 
+    /// One training step on buffers the host owns, with no CPU round trip: the `n`
+    /// samples in `input` (f32, `n × sample` values) and their targets in
+    /// `targets` (u32 class labels for sparse categorical cross-entropy, else f32
+    /// `n × output_dim` values), both from byte 0 and with `COPY_SRC` usage, at
+    /// learning rate `lr`. The step is recorded into `encoder` when the host gives
+    /// one, else wgml submits it. Its step counter and rate go through a uniform
+    /// written when the step is recorded, so a host recording several steps must
+    /// submit each encoder before recording the next. Nothing is read back; the
+    /// loss and correct-count sums accumulate as [`Model::train_step`]'s do.
+    pub fn train_step_on_buffers(
+        &mut self,
+        ctx: &Context,
+        input: &wgpu::Buffer,
+        targets: &wgpu::Buffer,
+        n: usize,
+        lr: f32,
+        encoder: Option<&mut wgpu::CommandEncoder>,
+    ) -> Result<()> {
+        const OP: &str = "train_step_on_buffers";
+        let sample: usize = self.spec.input_shape.iter().product();
+        let per_target = if self.loss == Loss::SparseCategoricalCrossentropy {
+            1
+        } else {
+            self.output_dim()
+        };
+        if n == 0 {
+            return Err(Error::shape(OP, "no samples (n = 0)"));
+        }
+        for (name, buffer, need) in [
+            ("input", input, n * sample * 4),
+            ("targets", targets, n * per_target * 4),
+        ] {
+            check_host_buffer(OP, name, buffer, need, wgpu::BufferUsages::COPY_SRC)?;
+        }
+        let options = self.options(n, true);
+        self.plan(ctx, options)?;
+        let plan = &self.plans[&options];
+        plan.ready(ctx, true)?;
+        let t = self.step + 1;
+        self.step_uniform.write(ctx, &self.optimizer, t, lr)?;
+        let mut own = None;
+        let encoder = match encoder {
+            Some(e) => e,
+            None => own.insert(
+                ctx.device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("train step on buffers"),
+                    }),
+            ),
+        };
+        encoder.copy_buffer_to_buffer(input, 0, &plan.input.buffer, 0, (n * sample * 4) as u64);
+        encoder.copy_buffer_to_buffer(targets, 0, &plan.targets.buffer, 0, (n * per_target * 4) as u64);
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("train step on buffers"),
+                timestamp_writes: None,
+            });
+            plan.record_train(ctx, &mut pass);
+        }
+        if let Some(own) = own {
+            ctx.submit(own.finish())?;
+        }
+        self.step = t;
+        Ok(())
+    }
+
     /// Inference on buffers the host owns, with no CPU round trip: the `n` samples
     /// in `input` (f32, `n × sample` values from byte 0; `COPY_SRC` usage) go
     /// through the model in batches of up to 256, and their outputs (as
@@ -524,21 +590,7 @@ impl Model {
             ("input", input, n * sample * 4, wgpu::BufferUsages::COPY_SRC),
             ("output", output, n * dim * 4, wgpu::BufferUsages::COPY_DST),
         ] {
-            if buffer.size() < need as u64 {
-                return Err(Error::shape(
-                    OP,
-                    format!(
-                        "the {name} buffer holds {} bytes; {n} samples need {need}",
-                        buffer.size()
-                    ),
-                ));
-            }
-            if !buffer.usage().contains(usage) {
-                return Err(Error::invalid(format!(
-                    "{OP}: the {name} buffer needs {usage:?} usage, it has {:?}",
-                    buffer.usage()
-                )));
-            }
+            check_host_buffer(OP, name, buffer, need, usage)?;
         }
         let chunks: Vec<(usize, usize)> = (0..n).step_by(256).map(|s| (s, (n - s).min(256))).collect();
         for &(_, len) in &chunks {
@@ -634,6 +686,29 @@ impl Model {
         let plan = self.plan(ctx, self.options(batch, false))?;
         Ok(plan.eval_dispatches().cloned().collect())
     }
+}
+
+/// Checks that a host's buffer holds `need` bytes and has `usage`.
+fn check_host_buffer(
+    op: &'static str,
+    name: &str,
+    buffer: &wgpu::Buffer,
+    need: usize,
+    usage: wgpu::BufferUsages,
+) -> Result<()> {
+    if buffer.size() < need as u64 {
+        return Err(Error::shape(
+            op,
+            format!("the {name} buffer holds {} bytes; it needs {need}", buffer.size()),
+        ));
+    }
+    if !buffer.usage().contains(usage) {
+        return Err(Error::invalid(format!(
+            "{op}: the {name} buffer needs {usage:?} usage, it has {:?}",
+            buffer.usage()
+        )));
+    }
+    Ok(())
 }
 
 impl crate::graph::reference::ReferenceExecutor {
