@@ -39,12 +39,19 @@ use crate::nn::zoo;
 /// One benchmark family of `wgml bench`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Bench {
+    /// Matrix multiplication (`matmul`).
     Matmul,
+    /// 2-D convolution, forward and forward + backward (`conv`).
     Conv,
+    /// 2-D max-pool, forward and backward (`pool`).
     Pool,
+    /// Row softmax (`softmax`).
     Softmax,
+    /// Batch normalization: training forward, evaluation forward and backward (`batchnorm`).
     BatchNorm,
+    /// The fused Adam optimizer step (`adam`).
     Adam,
+    /// One whole training step of the seed CNN (`train-step`).
     TrainStep,
 }
 
@@ -211,13 +218,38 @@ fn conv_desc(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, 
 /// One problem size of one benchmark.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Size {
-    Matmul { m: usize, n: usize, k: usize },
+    /// An `m x k` by `k x n` matrix product.
+    Matmul {
+        /// Rows of the product.
+        m: usize,
+        /// Columns of the product.
+        n: usize,
+        /// The inner (summed-over) dimension.
+        k: usize,
+    },
+    /// A 2-D convolution layer.
     Conv(Conv2dDesc),
+    /// A 2-D max-pool.
     Pool(Pool2dDesc),
-    Softmax { rows: usize, cols: usize },
+    /// A softmax over each row of a `rows x cols` matrix.
+    Softmax {
+        /// Number of rows.
+        rows: usize,
+        /// Number of columns (classes).
+        cols: usize,
+    },
+    /// A batch normalization.
     BatchNorm(BatchNormDesc),
-    Adam { params: usize },
-    TrainStep { batch: usize },
+    /// An Adam step on one parameter tensor.
+    Adam {
+        /// Parameters in the tensor.
+        params: usize,
+    },
+    /// One training step of the seed CNN.
+    TrainStep {
+        /// Batch size of the step.
+        batch: usize,
+    },
 }
 
 /// How a benchmark runs: repeats, clock, peaks and matmul's own choices.
@@ -339,6 +371,7 @@ pub struct Case {
     pub variant: String,
     /// Shape keys and values, e.g. `[("m", 256), ("n", 256), ("k", 256)]`.
     pub shape: Vec<(&'static str, usize)>,
+    /// The work one run does.
     pub work: Work,
     /// Recorded in order into one compute pass per run.
     pub dispatches: Vec<Dispatch>,
@@ -347,8 +380,11 @@ pub struct Case {
 /// One timed case.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchRow {
+    /// Kernel name, from the case.
     pub kernel: String,
+    /// Variant or configuration, from the case.
     pub variant: String,
+    /// Shape keys and values, from the case.
     pub shape: Vec<(&'static str, usize)>,
     /// Median time of one run, milliseconds.
     pub ms: f64,
@@ -362,16 +398,22 @@ pub struct BenchRow {
     pub images_per_s: Option<f64>,
     /// `gflops / --peak-gflops` or `gbps / --peak-gbps`, when a peak was given.
     pub fraction_of_peak: Option<f64>,
+    /// Timed runs behind the median.
     pub repeat: usize,
+    /// The clock the runs were timed with.
     pub clock: Clock,
+    /// Name of the adapter the case ran on.
     pub adapter: String,
 }
 
 /// A value of a row as written to JSON and CSV.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
+    /// A string (kernel, variant, clock, adapter).
     Text(String),
+    /// An integer (shape values, repeat).
     Int(usize),
+    /// A number (times and throughputs).
     Float(f64),
 }
 

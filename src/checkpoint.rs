@@ -37,8 +37,11 @@ pub const ARCHITECTURE_KEY: &str = "architecture";
 /// [`crate::train::Backup`]).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Architecture {
+    /// The layers.
     pub model: Sequential,
+    /// The training loss.
     pub loss: Loss,
+    /// The optimizer's settings.
     pub optimizer: Optimizer,
     /// The names of the classes by label, when the training data named them (a
     /// folder of images); `wgml predict` prints them.
@@ -188,8 +191,11 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// A loaded checkpoint.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
+    /// The `model` metadata entry (the model's name), if any.
     pub model: Option<String>,
+    /// The `wgml_version` metadata entry, if any.
     pub version: Option<String>,
+    /// Every f32 tensor as `(name, shape, values)`, sorted by name.
     pub tensors: Vec<NamedValues>,
     /// Every metadata entry of the file, `model` and `wgml_version` included.
     pub metadata: HashMap<String, String>,

@@ -15,11 +15,19 @@ pub enum Error {
          lavapipe software Vulkan driver (`apt-get install mesa-vulkan-drivers`); otherwise \
          check the GPU driver, or try another backend with --backend / WGML_BACKEND"
     )]
-    NoAdapter { backends: String },
+    NoAdapter {
+        /// The backends that were searched, as wgpu prints them.
+        backends: String,
+    },
 
     /// `--adapter SUBSTRING` matched none of the adapters found.
     #[error("no adapter name contains '{wanted}'; adapters found: {found}")]
-    AdapterNotFound { wanted: String, found: String },
+    AdapterNotFound {
+        /// The substring given with `--adapter`.
+        wanted: String,
+        /// The names and backends of the adapters that were found, comma-separated.
+        found: String,
+    },
 
     /// An unknown backend name was given.
     #[error("unknown backend '{0}': use one of vulkan, metal, dx12, gl")]
@@ -27,39 +35,73 @@ pub enum Error {
 
     /// The adapter refused to create a device.
     #[error("could not create a device on '{adapter}': {message}")]
-    RequestDevice { adapter: String, message: String },
+    RequestDevice {
+        /// Name of the adapter that refused.
+        adapter: String,
+        /// wgpu's error message.
+        message: String,
+    },
 
     /// wgpu reported a validation or internal error while doing `context`.
     #[error("GPU error while {context}: {message}")]
-    Gpu { context: String, message: String },
+    Gpu {
+        /// What wgml was doing when the error was reported.
+        context: String,
+        /// wgpu's error message.
+        message: String,
+    },
 
     /// The device ran out of memory while doing `context`.
     #[error(
         "GPU out of memory while {context}; use a smaller batch size or model, or a GPU with more memory"
     )]
-    OutOfMemory { context: String },
+    OutOfMemory {
+        /// What wgml was doing when memory ran out.
+        context: String,
+    },
 
     /// The device was lost (driver reset, GPU removed, destroyed).
     #[error("the GPU device was lost ({reason}): {message}; create a new Context to continue")]
-    DeviceLost { reason: String, message: String },
+    DeviceLost {
+        /// wgpu's reason for the loss.
+        reason: String,
+        /// wgpu's message about the loss.
+        message: String,
+    },
 
     /// Shapes passed to an op do not fit together.
     #[error("{op}: {message}")]
-    Shape { op: &'static str, message: String },
+    Shape {
+        /// Name of the op.
+        op: &'static str,
+        /// What does not fit.
+        message: String,
+    },
 
     /// A tensor or buffer would exceed what the device can bind or allocate.
     #[error(
         "{what} needs {bytes} bytes, more than this device allows in one buffer binding \
          ({limit} bytes); use a smaller batch or split the tensor"
     )]
-    TooLarge { what: String, bytes: u64, limit: u64 },
+    TooLarge {
+        /// Description of the tensor or buffer.
+        what: String,
+        /// Bytes it would need.
+        bytes: u64,
+        /// The device's limit, in bytes.
+        limit: u64,
+    },
 
     /// A tensor of the wrong element type was passed.
     #[error("{op}: expected a {expected} tensor for {what}, got {got}")]
     DType {
+        /// Name of the op.
         op: &'static str,
+        /// Which operand of the op had the wrong type.
         what: &'static str,
+        /// Name of the element type the op expected.
         expected: &'static str,
+        /// Name of the element type the tensor has.
         got: &'static str,
     },
 
@@ -69,7 +111,12 @@ pub enum Error {
 
     /// A WGSL shader failed to parse or validate.
     #[error("shader {shader} is invalid: {message}")]
-    Shader { shader: &'static str, message: String },
+    Shader {
+        /// Name of the shader.
+        shader: &'static str,
+        /// The parse or validation error.
+        message: String,
+    },
 
     /// An argument outside its allowed range.
     #[error("invalid argument: {0}")]
@@ -78,14 +125,21 @@ pub enum Error {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: String,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
 
     /// A data file has the wrong format.
     #[error("{path}: {message}")]
-    Data { path: String, message: String },
+    Data {
+        /// The file (or data set name) at fault.
+        path: String,
+        /// What is wrong with its format.
+        message: String,
+    },
 
     /// Training diverged.
     #[error("training stopped: {0}")]
@@ -93,7 +147,12 @@ pub enum Error {
 
     /// A report picture (or the font it needs) could not be drawn or written.
     #[error("{path}: {message}")]
-    Report { path: String, message: String },
+    Report {
+        /// The picture or font file, or `font` when no font was found.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl Error {

@@ -60,6 +60,7 @@
 //!   `evaluate`, step profiles.
 //! - [`data`]: IDX files, folders of images, the embedded MNIST subset, synthetic sets.
 //! - [`checkpoint`]: safetensors files in PyTorch's names, with the model's description.
+#![warn(missing_docs)]
 
 pub mod bench;
 pub mod checkpoint;

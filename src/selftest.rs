@@ -24,9 +24,13 @@ pub const TOLERANCE: f64 = 1e-4;
 /// One line of the self-test table.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Check {
+    /// What was checked (kernel and variant).
     pub kernel: String,
+    /// The problem size as printed, e.g. `MxNxK` for a product.
     pub shape: String,
+    /// Largest normalised error over the outputs.
     pub error: f64,
+    /// Whether the error is below [`TOLERANCE`].
     pub pass: bool,
 }
 

@@ -15,12 +15,23 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Targets {
     /// One class index per sample, each `< classes`.
-    Classes { labels: Vec<u32>, classes: usize },
+    Classes {
+        /// The class index of each sample.
+        labels: Vec<u32>,
+        /// Number of classes.
+        classes: usize,
+    },
     /// `dim` real values per sample (regression, binary targets in {0, 1}).
-    Values { values: Vec<f32>, dim: usize },
+    Values {
+        /// The values, `dim` per sample, one sample after another.
+        values: Vec<f32>,
+        /// Number of values per sample.
+        dim: usize,
+    },
 }
 
 impl Targets {
+    /// Number of samples the targets cover.
     pub fn len(&self) -> usize {
         match self {
             Targets::Classes { labels, .. } => labels.len(),
@@ -28,6 +39,7 @@ impl Targets {
         }
     }
 
+    /// Whether there are no targets.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -52,16 +64,21 @@ impl Targets {
 /// Samples (flattened, `sample_len` f32 each) and their targets.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Split {
+    /// The samples, `sample_len` values each, one after another.
     pub x: Vec<f32>,
+    /// Number of f32 values in one sample.
     pub sample_len: usize,
+    /// The samples' targets, in the same order.
     pub y: Targets,
 }
 
 impl Split {
+    /// Number of samples.
     pub fn len(&self) -> usize {
         self.y.len()
     }
 
+    /// Whether the split holds no samples.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -134,10 +151,13 @@ impl Split {
 /// A named dataset: train and test splits and the shape of one sample.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
+    /// The dataset's name, e.g. `mnist-10k` or the folder's name.
     pub name: String,
     /// Shape of one sample, e.g. `[1, 28, 28]` or `[2]`.
     pub sample_shape: Vec<usize>,
+    /// The training samples.
     pub train: Split,
+    /// The test samples.
     pub test: Split,
     /// Names of the classes by label, where the data names them (an image folder's
     /// class folders); empty when the classes are just numbered.

@@ -17,7 +17,9 @@ pub const MAX_IDX_BYTES: u64 = 1 << 32;
 /// A decoded IDX array of unsigned bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdxArray {
+    /// Size of each dimension, outermost first, as in the header.
     pub dims: Vec<usize>,
+    /// The bytes, row-major, as many as the product of `dims`.
     pub data: Vec<u8>,
 }
 

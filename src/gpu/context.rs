@@ -22,28 +22,39 @@ pub struct ContextOptions {
 /// One adapter as seen during selection, for `wgml info`.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
+    /// The adapter's name, vendor, device type, driver and backend, as wgpu reports them.
     pub info: wgpu::AdapterInfo,
+    /// Preference from device type and backend (higher is chosen first).
     pub score: u32,
 }
 
 /// Counts of GPU work and object creation since the context was made.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Command buffers submitted through [`Context::submit`].
     pub submissions: AtomicU64,
+    /// Buffers created through [`Context::create_buffer`].
     pub buffers_created: AtomicU64,
     /// Bytes of all buffers created.
     pub buffer_bytes_created: AtomicU64,
+    /// Bind groups created (one per prepared [`Dispatch`](crate::gpu::Dispatch)).
     pub bind_groups_created: AtomicU64,
+    /// Compute pipelines compiled.
     pub pipelines_created: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CounterSnapshot {
+    /// Command buffers submitted.
     pub submissions: u64,
+    /// Buffers created.
     pub buffers_created: u64,
+    /// Bytes of all buffers created.
     pub buffer_bytes_created: u64,
+    /// Bind groups created.
     pub bind_groups_created: u64,
+    /// Compute pipelines compiled.
     pub pipelines_created: u64,
 }
 
@@ -76,15 +87,22 @@ pub enum AdapterClass {
 /// The GPU: device, queue, limits and caches. Cheap to share by reference; all
 /// methods take `&self`.
 pub struct Context {
+    /// The device every buffer, bind group and pipeline is created on.
     pub device: wgpu::Device,
+    /// The device's queue: uploads and submissions go through it.
     pub queue: wgpu::Queue,
+    /// The adapter's name, vendor, device type, driver and backend, as wgpu reports them.
     pub info: wgpu::AdapterInfo,
+    /// The device's limits (the adapter's own when wgml created the device).
     pub limits: wgpu::Limits,
+    /// Features enabled on the device (the optional ones the adapter offers when wgml
+    /// created it).
     pub features: wgpu::Features,
     /// Why this adapter was chosen (for `wgml info`).
     pub choice: String,
     /// Every adapter seen during selection.
     pub adapters: Vec<AdapterSummary>,
+    /// Creation and submission counts since the context was made (see [`Context::counters`]).
     pub counters: Counters,
     pub(crate) modules: OnceMap<super::ShaderSource, Arc<wgpu::ShaderModule>>,
     pub(crate) pipelines: OnceMap<PipelineKey, Arc<wgpu::ComputePipeline>>,

@@ -18,11 +18,15 @@ pub const MAX_GROUPS_PER_DIM: u32 = 65_535;
 /// One kernel launch, ready to record.
 #[derive(Debug, Clone)]
 pub struct Dispatch {
+    /// The shader entry point launched.
     pub kernel: Kernel,
     /// Filled before the dispatch can be recorded (see
     /// [`Context::deferring_pipelines`]).
     pub pipeline: PipelineSlot,
+    /// Bind group 0: the bound buffers, with the params uniform at `@binding(0)` when
+    /// there is one.
     pub bind_group: wgpu::BindGroup,
+    /// Workgroups along x, y and z; a grid with a zero dimension is skipped when recorded.
     pub groups: [u32; 3],
     /// Keeps the uniform parameter buffer alive as long as the bind group.
     pub params: Option<wgpu::Buffer>,

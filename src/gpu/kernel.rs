@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 /// name are one module) and its text.
 #[derive(Clone, Copy, Debug)]
 pub struct ShaderSource {
+    /// Module name, for messages and as the module's identity.
     pub name: &'static str,
+    /// The WGSL source text.
     pub wgsl: &'static str,
 }
 
@@ -43,13 +45,16 @@ impl Ord for ShaderSource {
 /// One entry point of one shader module: what a pipeline is built from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Kernel {
+    /// The module the entry point is in.
     pub shader: ShaderSource,
+    /// Name of the entry point (`@compute fn`).
     pub entry: &'static str,
     /// Name in profiles; the entry point unless set with [`Kernel::labelled`].
     label: &'static str,
 }
 
 impl Kernel {
+    /// Entry point `entry` of `shader`, labelled with the entry point's name in profiles.
     pub const fn new(shader: ShaderSource, entry: &'static str) -> Kernel {
         Kernel {
             shader,

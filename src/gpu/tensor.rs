@@ -14,11 +14,14 @@ use crate::gpu::Context;
 /// Element type of a tensor. Both are 4 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit float.
     F32,
+    /// 32-bit unsigned integer.
     U32,
 }
 
 impl DType {
+    /// The WGSL type name: `f32` or `u32`.
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
@@ -30,6 +33,7 @@ impl DType {
 /// A dense row-major tensor resident on the GPU.
 #[derive(Debug, Clone)]
 pub struct Tensor {
+    /// The storage buffer; its first `numel() · 4` bytes hold the elements, row-major.
     pub buffer: wgpu::Buffer,
     shape: Vec<usize>,
     dtype: DType,
@@ -172,14 +176,17 @@ impl Tensor {
         Ok(())
     }
 
+    /// Dimensions, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// Element type.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
 
+    /// Number of elements (the product of the shape).
     pub fn numel(&self) -> usize {
         numel(&self.shape)
     }

@@ -15,6 +15,7 @@ pub enum Loss {
 }
 
 impl Loss {
+    /// Keras' name of the loss, e.g. `sparse_categorical_crossentropy`.
     pub fn name(self) -> &'static str {
         match self {
             Loss::SparseCategoricalCrossentropy => "sparse_categorical_crossentropy",

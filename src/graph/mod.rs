@@ -31,7 +31,12 @@ pub type NodeId = usize;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
     /// Keras' default for kernels: U(−l, l), l = √(6 / (fan_in + fan_out)).
-    GlorotUniform { fan_in: usize, fan_out: usize },
+    GlorotUniform {
+        /// Inputs feeding each output unit (`in`, or `C·kh·kw` for a convolution).
+        fan_in: usize,
+        /// Outputs each input unit feeds (`out`, or `O·kh·kw` for a convolution).
+        fan_out: usize,
+    },
     /// Keras' default for biases (and BatchNormalization's beta and moving mean).
     Zeros,
     /// BatchNormalization's gamma and moving variance.
@@ -41,8 +46,11 @@ pub enum Init {
 /// 2-D window geometry without the batch (filled in when a plan is built).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
+    /// Window size, `(height, width)`.
     pub kernel: (usize, usize),
+    /// Step between windows, `(height, width)`.
     pub stride: (usize, usize),
+    /// Padding of the input (pooling takes 'valid' or explicit padding).
     pub padding: Padding,
 }
 
@@ -57,43 +65,65 @@ pub enum Op {
     /// normalization's moving statistics) are state the forward pass updates, saved
     /// and restored with the rest.
     Param {
+        /// `state_dict` name, e.g. `4.weight`.
         name: String,
+        /// How the values are initialised.
         init: Init,
+        /// Whether the optimizer updates it.
         trainable: bool,
     },
     /// `act(x · wᵀ + b)`, x `[B, in]`, w `[out, in]` (PyTorch's Linear layout), b
     /// `[out]` when the layer has a bias.
     Dense {
+        /// Input, `[in]` per sample.
         x: NodeId,
+        /// Weight parameter, `[out, in]`.
         w: NodeId,
+        /// Bias parameter, `[out]`, if any.
         b: Option<NodeId>,
+        /// Activation applied after the bias.
         act: Activation,
     },
     /// `act(conv2d(x, w) + b)`, x `[B, C, H, W]`, w `[O, C, kh, kw]`, b `[O]` when
     /// the layer has a bias.
     Conv2d {
+        /// Input, `[C, H, W]` per sample.
         x: NodeId,
+        /// Weight parameter, `[O, C, kh, kw]`.
         w: NodeId,
+        /// Bias parameter, `[O]`, if any.
         b: Option<NodeId>,
+        /// Step between windows, `(height, width)`.
         stride: (usize, usize),
+        /// Padding of the input.
         padding: Padding,
+        /// Activation applied after the bias.
         act: Activation,
     },
+    /// Maximum over each window of `x` (`[C, H, W]` per sample).
     MaxPool2d {
+        /// Input, `[C, H, W]` per sample.
         x: NodeId,
+        /// Pooling window geometry.
         window: Window,
     },
+    /// Mean over each window of `x` (`[C, H, W]` per sample).
     AvgPool2d {
+        /// Input, `[C, H, W]` per sample.
         x: NodeId,
+        /// Pooling window geometry.
         window: Window,
     },
     /// A view with another per-sample shape (Flatten): no data moves.
     Reshape {
+        /// Input viewed with the new shape.
         x: NodeId,
     },
     /// Elementwise activation.
     Act {
+        /// Input.
         x: NodeId,
+        /// Activation applied to each element.
         act: Activation,
     },
     /// `act(batch_norm(x))` over the first per-sample axis (channels of
@@ -101,21 +131,32 @@ pub enum Op {
     /// `moving_mean`/`moving_var`, non-trainable parameters, toward them), the moving
     /// statistics when evaluating. `gamma`, `beta` and the statistics have `[C]`.
     BatchNorm {
+        /// Input, normalised over its first per-sample axis.
         x: NodeId,
+        /// Trainable scale, `[C]`.
         gamma: NodeId,
+        /// Trainable shift, `[C]`.
         beta: NodeId,
+        /// Non-trainable moving mean, `[C]`.
         moving_mean: NodeId,
+        /// Non-trainable moving variance, `[C]`.
         moving_var: NodeId,
+        /// Weight of the old moving statistics in each update (Keras' `momentum`).
         momentum: f32,
+        /// Added to the variance before its square root.
         epsilon: f32,
+        /// Activation applied after the normalization.
         act: Activation,
     },
     /// Inverted dropout of a fraction `rate` of the units while training (mask
     /// drawn from `seed` and the step number, see `kernels::dropout`); the
     /// identity when evaluating.
     Dropout {
+        /// Input.
         x: NodeId,
+        /// Fraction of units dropped, in [0, 1).
         rate: f32,
+        /// Mask seed (see [`Graph::seed_dropout`]).
         seed: u32,
     },
 }
@@ -124,8 +165,11 @@ pub enum Op {
 /// the layer that made it (for messages).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
+    /// The operation.
     pub op: Op,
+    /// Per-sample shape (parameters: full shape).
     pub shape: Vec<usize>,
+    /// Name of the layer that made it, for messages.
     pub layer: String,
 }
 
@@ -139,6 +183,7 @@ impl Node {
 /// A graph of ops with static shapes, built in topological order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Graph {
+    /// The nodes, indexed by [`NodeId`], inputs before their consumers.
     pub nodes: Vec<Node>,
 }
 
@@ -150,6 +195,7 @@ fn shape_err(layer: &str, message: String) -> Error {
 }
 
 impl Graph {
+    /// An empty graph.
     pub fn new() -> Graph {
         Graph::default()
     }
@@ -163,6 +209,7 @@ impl Graph {
         self.nodes.len() - 1
     }
 
+    /// The shape of node `id` (per sample; parameters: full shape).
     pub fn shape(&self, id: NodeId) -> &[usize] {
         &self.nodes[id].shape
     }
@@ -373,11 +420,13 @@ impl Graph {
         Ok(vec![xs[0], oh, ow])
     }
 
+    /// Max pooling of `x` (per-sample shape `[C, H, W]`) over `window`.
     pub fn max_pool2d(&mut self, x: NodeId, window: Window, layer: &str) -> Result<NodeId> {
         let shape = self.pool_out(x, window, layer)?;
         Ok(self.push(Op::MaxPool2d { x, window }, shape, layer))
     }
 
+    /// Average pooling of `x` (per-sample shape `[C, H, W]`) over `window`.
     pub fn avg_pool2d(&mut self, x: NodeId, window: Window, layer: &str) -> Result<NodeId> {
         let shape = self.pool_out(x, window, layer)?;
         Ok(self.push(Op::AvgPool2d { x, window }, shape, layer))
@@ -389,6 +438,7 @@ impl Graph {
         self.push(Op::Reshape { x }, vec![n], layer)
     }
 
+    /// Elementwise activation `act` of `x`.
     pub fn activation(&mut self, x: NodeId, act: Activation, layer: &str) -> NodeId {
         let shape = self.shape(x).to_vec();
         self.push(Op::Act { x, act }, shape, layer)

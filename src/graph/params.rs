@@ -12,12 +12,16 @@ use crate::graph::{Graph, Init, NodeId, Op};
 pub struct Param {
     /// PyTorch `state_dict` name, e.g. `0.weight`.
     pub name: String,
+    /// The graph node it was made from.
     pub node: NodeId,
+    /// Its full shape.
     pub shape: Vec<usize>,
+    /// Current values (f32).
     pub value: Tensor,
     /// False for state the forward pass updates (moving statistics): no optimizer
     /// step, no optimizer state, a gradient buffer nothing writes.
     pub trainable: bool,
+    /// Gradient of the loss with respect to the values, same shape.
     pub grad: Tensor,
     /// Optimizer state tensors (zero at start), as many as the optimizer keeps.
     pub state: Vec<Tensor>,
@@ -29,6 +33,7 @@ pub type NamedValues = (String, Vec<usize>, Vec<f32>);
 /// Every parameter of a model.
 #[derive(Debug, Default)]
 pub struct ParamStore {
+    /// The parameters, in graph node order.
     pub params: Vec<Param>,
 }
 

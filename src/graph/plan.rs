@@ -28,6 +28,7 @@ use crate::kernels::{dropout, elementwise, loss, pool, reduce, softmax};
 /// What to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PlanOptions {
+    /// Number of samples per batch.
     pub batch: usize,
     /// Build backward and the optimizer update too.
     pub train: bool,
@@ -45,6 +46,7 @@ pub struct PlanOptions {
 pub struct ClipNorm(u32);
 
 impl ClipNorm {
+    /// The norm `max_norm`; errors unless it is finite and positive.
     pub fn new(max_norm: f32) -> Result<ClipNorm> {
         if !(max_norm.is_finite() && max_norm > 0.0) {
             return Err(Error::invalid(format!(
@@ -54,6 +56,7 @@ impl ClipNorm {
         Ok(ClipNorm(max_norm.to_bits()))
     }
 
+    /// The largest norm, as an `f32`.
     pub fn get(self) -> f32 {
         f32::from_bits(self.0)
     }
@@ -69,6 +72,7 @@ pub struct Accumulators {
 }
 
 impl Accumulators {
+    /// Both sums, zeroed, on `ctx`.
     pub fn new(ctx: &Context) -> Result<Accumulators> {
         Ok(Accumulators {
             loss_sum: Tensor::zeros(ctx, &[1], DType::F32)?,
@@ -93,6 +97,7 @@ impl Accumulators {
 /// Everything one batch size needs, prepared once.
 #[derive(Debug)]
 pub struct Plan {
+    /// What was built.
     pub options: PlanOptions,
     /// The batch of samples, `[B, sample shape...]`.
     pub input: Tensor,
@@ -106,6 +111,7 @@ pub struct Plan {
     pub probabilities: Tensor,
     /// Arg-max class per sample (classification).
     pub predictions: Tensor,
+    /// The forward pass, input to output.
     pub forward: Vec<Dispatch>,
     /// Loss, its gradient, and accumulation into the [`Accumulators`].
     pub loss_train: Vec<Dispatch>,
@@ -115,6 +121,7 @@ pub struct Plan {
     pub backward: Vec<Dispatch>,
     /// `[scale, global norm]` of the last step's gradients, when they are clipped.
     pub clip_factor: Option<Tensor>,
+    /// Optimizer steps of the trainable parameters not already updated inside backward.
     pub update: Vec<Dispatch>,
     /// Probabilities and predictions from the output.
     pub predict: Vec<Dispatch>,

@@ -37,11 +37,18 @@ struct Params {
 /// `momentum` and `epsilon` as Keras' BatchNormalization (defaults 0.99 and 0.001).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormDesc {
+    /// Leading size `n` (batch).
     pub n: usize,
+    /// Channels `c`: one mean and variance each.
     pub c: usize,
+    /// Elements per channel of each item (`H · W` for NCHW, 1 for a Dense layer).
     pub s: usize,
+    /// Weight of the old moving statistics in their update:
+    /// `moving = momentum·moving + (1 − momentum)·batch`.
     pub momentum: f32,
+    /// Added to the variance before its square root.
     pub epsilon: f32,
+    /// Applied after the normalization (Identity for none).
     pub activation: Activation,
 }
 
@@ -63,6 +70,7 @@ impl BatchNormDesc {
         BatchNormDesc { activation, ..self }
     }
 
+    /// Number of elements of x, `n · c · s`.
     pub fn numel(&self) -> usize {
         self.n * self.c * self.s
     }

@@ -70,23 +70,36 @@ pub enum Padding {
 /// `w[c_out, c_in, kh, kw]`, output `y[n, c_out, oh, ow]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Conv2dDesc {
+    /// Batch size (images).
     pub n: usize,
+    /// Input channels.
     pub c_in: usize,
+    /// Input height in pixels.
     pub h: usize,
+    /// Input width in pixels.
     pub w: usize,
+    /// Output channels (filters).
     pub c_out: usize,
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
+    /// Stride as (vertical, horizontal).
     pub stride: (usize, usize),
+    /// How the input is padded.
     pub padding: Padding,
 }
 
 /// Padding on each side, as resolved from [`Padding`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pads {
+    /// Zero rows above the image.
     pub top: usize,
+    /// Zero rows below the image.
     pub bottom: usize,
+    /// Zero columns left of the image.
     pub left: usize,
+    /// Zero columns right of the image.
     pub right: usize,
 }
 

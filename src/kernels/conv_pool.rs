@@ -43,7 +43,10 @@ const POOLED_DIMS: [&str; 4] = [
 /// (floor mode, no padding).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConvPoolDesc {
+    /// The convolution (sizes, stride and padding).
     pub conv: Conv2dDesc,
+    /// The convolution's activation (the kernel applies it to each pooled maximum, the
+    /// same for these monotonic functions).
     pub activation: Activation,
 }
 

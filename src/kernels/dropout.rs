@@ -28,11 +28,15 @@ struct Params {
 /// multiplied by `scale = 1 / (1 − rate)`. Errors unless `0 ≤ rate < 1`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DropoutRate {
+    /// A unit is dropped when the top 24 bits of its hash are below this: `round(rate · 2^24)`.
     pub threshold: u32,
+    /// Multiplier of the kept units: `1 / (1 − rate)`.
     pub scale: f32,
 }
 
 impl DropoutRate {
+    /// The threshold and scale of `rate`, the fraction of units dropped; errors unless
+    /// `0 ≤ rate < 1`.
     pub fn new(rate: f32) -> Result<DropoutRate> {
         if !(0.0..1.0).contains(&rate) {
             return Err(Error::invalid(format!(

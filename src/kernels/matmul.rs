@@ -37,10 +37,14 @@ use crate::kernels::{Kernel, Shader};
 /// Elementwise function applied to each output in the matmul epilogue (after the bias).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Activation {
+    /// `x` unchanged.
     #[default]
     Identity,
+    /// `max(x, 0)`.
     Relu,
+    /// Logistic sigmoid, `1 / (1 + e^-x)`.
     Sigmoid,
+    /// Hyperbolic tangent.
     Tanh,
 }
 
@@ -112,6 +116,7 @@ impl MatmulVariant {
         MatmulVariant::Tiled128x64,
     ];
 
+    /// Lower-case name, e.g. `tiled64` (as [`MatmulVariant::from_name`] parses it).
     pub fn name(self) -> &'static str {
         match self {
             MatmulVariant::RegisterLarge => "register_large",
@@ -172,8 +177,11 @@ impl MatmulVariant {
 /// - `C_t` is `[M, N]`. `bias` (length N) is added to every row before `activation`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MatmulDesc {
+    /// Rows of `op(A)` and of C (M).
     pub m: usize,
+    /// Columns of `op(B)` and of C (N).
     pub n: usize,
+    /// Columns of `op(A)` and rows of `op(B)`: the summed dimension (K).
     pub k: usize,
     /// Number of matrices (default 1).
     pub batch: usize,
@@ -183,12 +191,16 @@ pub struct MatmulDesc {
     pub trans_b: bool,
     /// Element offsets into the buffers (default 0).
     pub a_offset: usize,
+    /// Element offset of B in its buffer (default 0).
     pub b_offset: usize,
+    /// Element offset of C in its buffer (default 0).
     pub c_offset: usize,
     /// Elements between consecutive batches; 0 broadcasts one matrix to every batch
     /// (A and B only). Defaults are dense: `m·k`, `k·n`, `m·n`.
     pub a_batch_stride: usize,
+    /// Elements between consecutive batches of B; 0 broadcasts one B (default `k·n`).
     pub b_batch_stride: usize,
+    /// Elements between consecutive batches of C (default `m·n`).
     pub c_batch_stride: usize,
     /// `C += op(A)·op(B)` (then `bias` must be `None` and `activation` Identity).
     pub accumulate: bool,
@@ -198,6 +210,7 @@ pub struct MatmulDesc {
     /// images without per-image partials. Register variants only (CPU adapters
     /// with subgroups; see [`supports_reduce_batch`]).
     pub reduce_batch: bool,
+    /// Applied to every output after the bias (default Identity).
     pub activation: Activation,
     /// Force a kernel variant; `None` (default) chooses by adapter and shape.
     pub variant: Option<MatmulVariant>,
@@ -249,6 +262,7 @@ impl MatmulDesc {
         self
     }
 
+    /// Applies `activation` to every output, after the bias.
     pub fn activation(mut self, activation: Activation) -> Self {
         self.activation = activation;
         self
@@ -545,6 +559,7 @@ pub fn available_variants(ctx: &Context) -> Vec<MatmulVariant> {
 /// How one product runs: the kernel variant and the number of K ranges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MatmulChoice {
+    /// The kernel variant that runs.
     pub variant: MatmulVariant,
     /// K ranges of a split-K product; 1 runs the product in one dispatch.
     pub splits: usize,

@@ -22,20 +22,34 @@ pub mod tune;
 /// A WGSL source file of `shaders/`, embedded at compile time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Shader {
+    /// Batch normalization with its activation (`shaders/batchnorm.wgsl`).
     Batchnorm,
+    /// Gradient clipping by global norm (`shaders/clip.wgsl`).
     Clip,
+    /// Convolution helpers: im2col, col2im, weight packing, weight-gradient reduction
+    /// (`shaders/conv.wgsl`).
     Conv,
+    /// Fused convolution, activation and 2×2 max-pool (`shaders/conv_pool.wgsl`).
     ConvPool,
+    /// Inverted dropout (`shaders/dropout.wgsl`).
     Dropout,
+    /// Elementwise kernels over flat arrays (`shaders/elementwise.wgsl`).
     Elementwise,
+    /// Per-sample losses and their gradients (`shaders/loss.wgsl`).
     Loss,
+    /// The tiled workgroup-memory matmul and the split-K reduction (`shaders/matmul.wgsl`).
     Matmul,
+    /// The register-blocked subgroup matmul (`shaders/matmul_subgroup.wgsl`).
     MatmulSubgroup,
     /// `MatmulSubgroup` with the Adam epilogue (`shaders/matmul_adam.wgsl`).
     MatmulSubgroupAdam,
+    /// Fused optimizer steps (`shaders/optim.wgsl`).
     Optim,
+    /// Max and average pooling (`shaders/pool.wgsl`).
     Pool,
+    /// Reductions: sums, means, row argmax and accuracy counts (`shaders/reduce.wgsl`).
     Reduce,
+    /// Row softmax and log-softmax (`shaders/softmax.wgsl`).
     Softmax,
 }
 

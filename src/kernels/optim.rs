@@ -56,25 +56,33 @@ pub enum Optimizer {
     /// Adam; AdamW (decoupled weight decay, as `torch.optim.AdamW`) when
     /// `weight_decay > 0`. State: `[m, v]`.
     Adam {
+        /// Initial (or constant) learning rate.
         lr: f32,
+        /// Decay rate of the first moment `m`.
         #[serde(default = "keras::beta1")]
         beta1: f32,
+        /// Decay rate of the second moment `v`.
         #[serde(default = "keras::beta2")]
         beta2: f32,
+        /// Added to the square root of the second moment (where exactly: `epsilon_placement`).
         #[serde(default = "keras::epsilon")]
         epsilon: f32,
         /// Decoupled: `p -= lr·weight_decay·p` before the Adam update.
         #[serde(default)]
         weight_decay: f32,
+        /// Whether ε follows PyTorch's or Keras' formula.
         #[serde(default = "keras::placement")]
         epsilon_placement: EpsilonPlacement,
     },
     /// SGD as `torch.optim.SGD` (no dampening). State: `[]` when `momentum == 0`,
     /// else `[momentum buffer]`.
     Sgd {
+        /// Initial (or constant) learning rate.
         lr: f32,
+        /// Heavy-ball momentum factor (0: plain SGD, no state).
         #[serde(default)]
         momentum: f32,
+        /// Nesterov momentum: step along `g + momentum·buf` instead of `buf`.
         #[serde(default)]
         nesterov: bool,
         /// L2, PyTorch style: added to the gradient as `weight_decay·p`.
@@ -85,13 +93,19 @@ pub enum Optimizer {
     /// `[square average]`, then the momentum buffer when `momentum > 0`, then the
     /// gradient average when `centered`.
     RmsProp {
+        /// Initial (or constant) learning rate.
         lr: f32,
+        /// Decay rate of the square average.
         #[serde(default = "keras::rho")]
         rho: f32,
+        /// Added to the square root of the square average (outside the root).
         #[serde(default = "keras::epsilon")]
         epsilon: f32,
+        /// Momentum factor of the update buffer (0: none).
         #[serde(default)]
         momentum: f32,
+        /// Centered: subtract the square of the running gradient average from the square
+        /// average before the root.
         #[serde(default)]
         centered: bool,
     },

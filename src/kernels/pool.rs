@@ -34,13 +34,21 @@ const AVG_BACKWARD_SCATTER: Kernel = Shader::Pool.kernel("avg_pool_backward_scat
 /// `(sh, sw)`, symmetric padding `(ph, pw)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pool2dDesc {
+    /// Batch size (images).
     pub n: usize,
+    /// Channels.
     pub c: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Window height.
     pub kh: usize,
+    /// Window width.
     pub kw: usize,
+    /// Stride as (vertical, horizontal).
     pub stride: (usize, usize),
+    /// Padding on each side as (vertical, horizontal), at most half the window.
     pub padding: (usize, usize),
 }
 

@@ -7,11 +7,16 @@ use crate::kernels::matmul::Activation;
 /// with categorical cross-entropy, where the loss kernel computes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub enum LayerActivation {
+    /// No activation: the identity.
     #[default]
     Linear,
+    /// Rectified linear unit, `max(x, 0)`.
     Relu,
+    /// Logistic sigmoid, `1 / (1 + e^-x)`.
     Sigmoid,
+    /// Hyperbolic tangent.
     Tanh,
+    /// Softmax over the features; only as the last layer's activation (see above).
     Softmax,
 }
 
@@ -39,40 +44,61 @@ pub enum Layer {
     /// `use_bias` as Keras' (true by default; false before a batch normalization,
     /// which removes any offset: the bias would only learn rounding noise).
     Dense {
+        /// Number of output features.
         units: usize,
+        /// Activation applied to the output.
         #[serde(default)]
         activation: LayerActivation,
+        /// Whether the layer adds a learned bias.
         #[serde(default = "keras::use_bias")]
         use_bias: bool,
     },
+    /// Keras' `Conv2D` (PyTorch's `nn.Conv2d`): a 2-D convolution over `[C, H, W]` inputs.
     Conv2D {
+        /// Number of output channels.
         filters: usize,
+        /// Kernel size `(height, width)`.
         kernel: (usize, usize),
+        /// Stride `(vertical, horizontal)`.
         #[serde(default = "keras::stride")]
         stride: (usize, usize),
+        /// Padding mode ('valid', 'same', or explicit).
         #[serde(default)]
         padding: Padding,
+        /// Activation applied to the output.
         #[serde(default)]
         activation: LayerActivation,
+        /// Whether the layer adds a learned bias per filter.
         #[serde(default = "keras::use_bias")]
         use_bias: bool,
     },
+    /// Keras' `MaxPooling2D` (PyTorch's `nn.MaxPool2d`): the maximum over each
+    /// window, no padding.
     MaxPool2D {
+        /// Window size `(height, width)`.
         pool: (usize, usize),
+        /// Stride `(vertical, horizontal)`.
         stride: (usize, usize),
     },
+    /// Keras' `AveragePooling2D` (PyTorch's `nn.AvgPool2d`): the mean over each
+    /// window, no padding.
     AvgPool2D {
+        /// Window size `(height, width)`.
         pool: (usize, usize),
+        /// Stride `(vertical, horizontal)`.
         stride: (usize, usize),
     },
+    /// Keras' `Flatten` (PyTorch's `nn.Flatten`): reshapes each sample to one dimension.
     Flatten,
     /// Keras' `GlobalAveragePooling2D`: the mean of each channel's plane, `[C, H, W]`
     /// to `[C]` (PyTorch: `nn.AdaptiveAvgPool2d(1)` then `nn.Flatten()`, two modules).
     GlobalAveragePooling2D,
+    /// Keras' `Activation`: applies an activation on its own.
     Activation(LayerActivation),
     /// Keras' `Dropout(rate)`: while training, zeroes each unit with probability
     /// `rate` and scales the rest by `1 / (1 − rate)`; the identity otherwise.
     Dropout {
+        /// Fraction of units dropped while training, in `[0, 1)`.
         rate: f32,
     },
     /// Keras' `BatchNormalization` over the channel axis (channels first: axis 1 of
@@ -83,8 +109,10 @@ pub enum Layer {
     /// momentum=1 − momentum)`, except that the moving variance is the biased one,
     /// as Keras keeps it.
     BatchNormalization {
+        /// Weight of the old moving statistics in each update (Keras' convention).
         #[serde(default = "keras::bn_momentum")]
         momentum: f32,
+        /// Small constant added to the variance before its square root.
         #[serde(default = "keras::bn_epsilon")]
         epsilon: f32,
     },
@@ -107,6 +135,7 @@ mod keras {
 }
 
 impl Layer {
+    /// Keras' `Dense(units, activation=...)` with a bias.
     pub fn dense(units: usize, activation: LayerActivation) -> Layer {
         Layer::Dense {
             units,
@@ -184,6 +213,7 @@ impl Layer {
         Layer::GlobalAveragePooling2D
     }
 
+    /// Keras' `AveragePooling2D(pool)`: stride = pool, no padding.
     pub fn avg_pool(pool: usize) -> Layer {
         Layer::AvgPool2D {
             pool: (pool, pool),

@@ -16,11 +16,14 @@ use crate::nn::{Layer, LayerActivation, Loss};
 /// A stack of layers on an input of a given per-sample shape, as Keras' Sequential.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sequential {
+    /// Shape of one sample, e.g. `[C, H, W]` for images or `[F]` for features.
     pub input_shape: Vec<usize>,
+    /// The layers, first to last.
     pub layers: Vec<Layer>,
 }
 
 impl Sequential {
+    /// An empty model on samples of shape `input_shape`; add layers with [`Sequential::add`].
     pub fn new(input_shape: &[usize]) -> Sequential {
         Sequential {
             input_shape: input_shape.to_vec(),
@@ -257,13 +260,22 @@ impl Sequential {
 /// A compiled model: everything resident on one GPU.
 #[derive(Debug)]
 pub struct Model {
+    /// The description the model was compiled from.
     pub spec: Sequential,
+    /// The loss it trains with.
     pub loss: Loss,
+    /// The optimizer and its hyperparameters.
     pub optimizer: Optimizer,
+    /// The computation graph built from `spec`.
     pub graph: Graph,
+    /// The graph's output node (the logits when the final activation is folded into the loss).
     pub output: NodeId,
+    /// Every parameter's value, gradient and optimizer state on the GPU.
     pub store: ParamStore,
+    /// The per-step uniform (step number, learning rate) read by the optimizer and
+    /// dropout dispatches.
     pub step_uniform: StepUniform,
+    /// GPU-resident loss and correct-prediction sums, read once per epoch.
     pub acc: Accumulators,
     plans: HashMap<PlanOptions, Plan>,
     /// Optimizer steps taken (the `t` of bias correction).
@@ -280,9 +292,13 @@ pub struct Model {
 /// One batch on the CPU: samples and their targets (labels or values).
 #[derive(Clone, Copy, Debug)]
 pub struct Batch<'a> {
+    /// The samples, `len × sample` values.
     pub x: &'a [f32],
+    /// Class labels, one per sample, for categorical cross-entropy; empty otherwise.
     pub labels: &'a [u32],
+    /// Target values, `len × output_dim`, for the other losses; used when `labels` is empty.
     pub values: &'a [f32],
+    /// Number of samples in the batch.
     pub len: usize,
 }
 

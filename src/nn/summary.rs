@@ -28,7 +28,9 @@ pub struct LayerSummary {
 /// Every layer of a model, in order, with the totals.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
+    /// Shape of one input sample.
     pub input_shape: Vec<usize>,
+    /// One row per layer, in order.
     pub layers: Vec<LayerSummary>,
 }
 

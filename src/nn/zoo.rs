@@ -9,10 +9,15 @@ use crate::train::FitConfig;
 /// A model with the loss, optimizer and fit settings it is trained with by default.
 #[derive(Clone, Debug)]
 pub struct Recipe {
+    /// The recipe's name, one of [`MODELS`].
     pub name: &'static str,
+    /// The model to train.
     pub model: Sequential,
+    /// The loss it trains with.
     pub loss: Loss,
+    /// The optimizer, with its learning rate.
     pub optimizer: Optimizer,
+    /// Epochs, batch size, validation split and the other fit settings.
     pub fit: FitConfig,
     /// Default dataset name (see `Dataset::by_name`), or a synthetic set.
     pub data: &'static str,

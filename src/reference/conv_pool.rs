@@ -32,6 +32,7 @@ pub struct IndexLayout {
 }
 
 impl IndexLayout {
+    /// The layout for `desc`; panics if the description is invalid.
     pub fn new(desc: &ConvPoolDesc) -> IndexLayout {
         let (pooled, index, _) = shapes(desc);
         IndexLayout {

@@ -569,7 +569,9 @@ pub struct Samples<'a> {
     pub x: &'a [f32],
     /// Shape of one sample: `[C, H, W]` with C = 1 (grey) or 3 (RGB).
     pub shape: &'a [usize],
+    /// The true class of each sample.
     pub truth: &'a [usize],
+    /// The predicted class of each sample.
     pub predicted: &'a [usize],
 }
 

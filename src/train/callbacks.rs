@@ -42,22 +42,36 @@ pub struct BatchEnd {
 pub enum FitEvent<'a> {
     /// The run continues from a backup.
     Resumed {
+        /// The backup file.
         path: &'a Path,
+        /// Epochs the backed-up run had finished.
         epochs_done: usize,
+        /// The run's planned number of epochs.
         epochs: usize,
+        /// Steps the backed-up run had taken.
         steps: u64,
         /// The backed-up run had already stopped early: nothing is left to train.
         finished: bool,
     },
     /// ReduceLROnPlateau lowered the rate after `epoch`.
-    LearningRateReduced { epoch: usize, lr: f64 },
+    LearningRateReduced {
+        /// The epoch just finished, from 1.
+        epoch: usize,
+        /// The new learning rate.
+        lr: f64,
+    },
     /// Early stopping ends the run after `epoch`.
     EarlyStopped {
+        /// The epoch just finished, from 1.
         epoch: usize,
+        /// Epochs since the monitored value last improved.
         epochs_without_improvement: usize,
     },
     /// The weights of the best epoch were put back at the end.
-    RestoredBest { epoch: usize },
+    RestoredBest {
+        /// The epoch whose weights were restored, from 1.
+        epoch: usize,
+    },
 }
 
 /// Hooks into a run; every method has a default that does nothing.

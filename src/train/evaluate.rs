@@ -12,24 +12,36 @@ use crate::nn::model::Batch;
 /// Precision, recall and F1 of one class.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ClassMetrics {
+    /// The class index.
     pub class: usize,
+    /// Fraction of the samples predicted as this class that belong to it (0 when none is predicted).
     pub precision: f64,
+    /// Fraction of this class's samples predicted as it (0 when it has none).
     pub recall: f64,
+    /// Harmonic mean of precision and recall (0 when both are 0).
     pub f1: f64,
+    /// Number of samples whose true class this is.
     pub support: usize,
 }
 
 /// What `evaluate` measured.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Evaluation {
+    /// Mean loss per sample.
     pub loss: f64,
+    /// Fraction of samples classified correctly; `None` for regression.
     pub accuracy: Option<f64>,
+    /// Number of samples evaluated.
     pub samples: usize,
     /// `confusion[true][predicted]` (classification only; binary uses classes 0/1).
     pub confusion: Vec<Vec<u64>>,
+    /// Metrics of each class, in class order (empty for regression).
     pub per_class: Vec<ClassMetrics>,
+    /// Unweighted mean of the per-class precisions; `None` for regression.
     pub macro_precision: Option<f64>,
+    /// Unweighted mean of the per-class recalls; `None` for regression.
     pub macro_recall: Option<f64>,
+    /// Unweighted mean of the per-class F1 scores; `None` for regression.
     pub macro_f1: Option<f64>,
 }
 

@@ -50,6 +50,7 @@ impl Monitor {
         }
     }
 
+    /// Keras' name of the quantity (what [`Monitor::parse`] reads).
     pub fn name(self) -> &'static str {
         match self {
             Monitor::ValLoss => "val_loss",
@@ -81,11 +82,17 @@ impl Monitor {
 /// `min_lr`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ReduceLrOnPlateau {
+    /// The quantity watched.
     pub monitor: Monitor,
+    /// Multiplier applied to the rate at each reduction, in (0, 1).
     pub factor: f64,
+    /// Epochs without improvement before a reduction, at least 1.
     pub patience: usize,
+    /// An epoch improves on the best only by more than this.
     pub min_delta: f64,
+    /// Epochs to wait after a reduction before counting again.
     pub cooldown: usize,
+    /// The lowest rate a reduction goes to.
     pub min_lr: f64,
 }
 
@@ -104,6 +111,8 @@ impl Default for ReduceLrOnPlateau {
 }
 
 impl ReduceLrOnPlateau {
+    /// Checks the rule: an error unless `factor` is in (0, 1), `patience` is at least
+    /// 1, and `min_delta` and `min_lr` are finite and non-negative.
     pub fn validate(&self) -> Result<()> {
         if !(self.factor > 0.0 && self.factor < 1.0) {
             return Err(Error::invalid(format!(
@@ -188,7 +197,9 @@ pub(crate) struct Progress {
 /// How to train.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FitConfig {
+    /// Number of epochs of the run (a resumed run's earlier ones included).
     pub epochs: usize,
+    /// Samples per training step (also the validation batch size).
     pub batch_size: usize,
     /// Fraction of the training samples (the last ones, as Keras) held out.
     pub validation_split: f64,
@@ -243,6 +254,9 @@ impl Default for FitConfig {
 }
 
 impl FitConfig {
+    /// Checks the settings: an error for a zero batch size or patience, a validation
+    /// split outside [0, 1), a bad reduction rule or schedule, both of those at once,
+    /// or a negative or non-finite `min_delta`.
     pub fn validate(&self) -> Result<()> {
         if self.batch_size == 0 {
             return Err(Error::invalid("batch size must be at least 1"));
@@ -281,13 +295,21 @@ impl FitConfig {
 /// What one epoch measured.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochStats {
+    /// The epoch, from 1.
     pub epoch: usize,
+    /// Mean training loss per sample over the epoch's steps.
     pub loss: f64,
+    /// Training accuracy; `None` without a classification loss.
     pub accuracy: Option<f64>,
+    /// Validation loss; `None` without a validation split.
     pub val_loss: Option<f64>,
+    /// Validation accuracy; `None` without a validation split or a classification loss.
     pub val_accuracy: Option<f64>,
+    /// Wall-clock time of the epoch's training steps (validation not included), seconds.
     pub seconds: f64,
+    /// Training samples per second over `seconds`.
     pub images_per_second: f64,
+    /// Optimizer steps taken in this epoch.
     pub steps: u64,
     /// The learning rate of this epoch's steps (of its last step, with a schedule).
     pub lr: f64,
@@ -296,9 +318,11 @@ pub struct EpochStats {
 /// Every epoch of a fit.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct History {
+    /// Statistics of every epoch run, in order.
     pub epochs: Vec<EpochStats>,
     /// Epoch (1-based) whose weights the model holds at the end when restored.
     pub best_epoch: Option<usize>,
+    /// Whether early stopping ended the run.
     pub stopped_early: bool,
 }
 

@@ -17,7 +17,9 @@ use crate::nn::Model;
 pub struct ProfileRow {
     /// Position in the step.
     pub index: usize,
+    /// The dispatch's kernel, by its profile label.
     pub kernel: &'static str,
+    /// Workgroups dispatched in x, y and z.
     pub workgroups: [u32; 3],
     /// Median time of this dispatch, milliseconds.
     pub ms: f64,
@@ -34,6 +36,7 @@ pub struct Profile {
     pub step_ms: f64,
     /// Timed runs behind each median.
     pub repeats: usize,
+    /// Batch size of the profiled step.
     pub batch: usize,
 }
 

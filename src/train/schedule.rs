@@ -16,8 +16,11 @@ pub enum LrSchedule {
     /// exponent rounded down when `staircase` (then PyTorch's `StepLR(step_size =
     /// decay_steps, gamma = decay_rate)` counted in steps).
     Exponential {
+        /// Steps over which the rate is multiplied by `decay_rate` once (at least 1).
         decay_steps: u64,
+        /// Factor applied per `decay_steps` steps (positive).
         decay_rate: f64,
+        /// Round the exponent down, so the rate drops in steps.
         staircase: bool,
     },
     /// Keras' `CosineDecay`: after `warmup_steps` steps rising linearly from 0 to
@@ -26,13 +29,18 @@ pub enum LrSchedule {
     /// warmup and `D = decay_steps`; `None` decays over every remaining step of the
     /// fit (PyTorch's `CosineAnnealingLR(T_max = D, eta_min = alpha · lr)`).
     Cosine {
+        /// Steps the decay spans after the warmup (at least 1), or `None` for the rest of the fit.
         decay_steps: Option<u64>,
+        /// The final rate as a fraction of `lr`, in [0, 1].
         alpha: f64,
+        /// Steps of linear warmup from 0 to `lr` before the decay.
         warmup_steps: u64,
     },
 }
 
 impl LrSchedule {
+    /// Checks the parameters: an error unless decay steps are at least 1, an
+    /// exponential decay rate is positive and a cosine `alpha` is in [0, 1].
     pub fn validate(&self) -> Result<()> {
         match *self {
             LrSchedule::Exponential {
