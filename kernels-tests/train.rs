@@ -37,26 +37,34 @@ fn cnn_training_on_gpu_matches_the_reference_path_step_by_step() {
     }
 }
 
+/// With Adam (the recipe's) and with SGD + momentum, whose step follows the
+/// gradient's scale: Adam's first step is lr·sign(g), so a gradient off by a
+/// constant factor would pass with Adam alone.
 fn cnn_matches_reference(fuse: bool) {
     let (_g, ctx) = gpu();
-    let recipe = zoo::cnn();
-    let mut model = compiled(ctx, &recipe, 7);
-    model.fuse = fuse;
-    let kernels = kernel_names(&mut model, ctx, 16);
-    let fused_here = fuse && ctx.is_cpu() && wgml::kernels::conv_pool::supported(ctx);
-    assert_eq!(
-        kernels.contains(&"conv_pool_forward"),
-        fused_here,
-        "fuse {fuse}: kernels {kernels:?}"
-    );
-    matches_reference(
-        ctx,
-        &format!("cnn, fuse {fuse}"),
-        &mut model,
-        recipe.optimizer.lr(),
-        16,
-        6,
-    );
+    for optimizer in [zoo::cnn().optimizer, Optimizer::sgd(0.05, 0.9)] {
+        let recipe = zoo::Recipe {
+            optimizer: optimizer.clone(),
+            ..zoo::cnn()
+        };
+        let mut model = compiled(ctx, &recipe, 7);
+        model.fuse = fuse;
+        let kernels = kernel_names(&mut model, ctx, 16);
+        let fused_here = fuse && ctx.is_cpu() && wgml::kernels::conv_pool::supported(ctx);
+        assert_eq!(
+            kernels.contains(&"conv_pool_forward"),
+            fused_here,
+            "fuse {fuse}: kernels {kernels:?}"
+        );
+        matches_reference(
+            ctx,
+            &format!("cnn, fuse {fuse}, {optimizer:?}"),
+            &mut model,
+            optimizer.lr(),
+            16,
+            6,
+        );
+    }
 }
 
 /// Restores a shared context's adapter class when the test ends (or fails).
@@ -138,6 +146,10 @@ fn convnet_with_dropout_matches_the_reference_path_step_by_step() {
         "{kernels:?}"
     );
     matches_reference(ctx, "convnet", &mut model, recipe.optimizer.lr(), 16, 4);
+    // SGD: the dropout gradient's 1/(1 - rate) scale shows in the step.
+    let sgd = Optimizer::sgd(0.05, 0.9);
+    let mut with_sgd = recipe.model.compile(ctx, recipe.loss, sgd.clone(), 11).unwrap();
+    matches_reference(ctx, "convnet, SGD", &mut with_sgd, sgd.lr(), 16, 4);
     // Evaluating, dropout is the identity: no dropout kernel, and predictions do
     // not change from one call to the next.
     let eval: Vec<&str> = model
@@ -314,6 +326,9 @@ fn layers_without_bias_train_as_the_reference_path() {
     let kernels = kernel_names(&mut model, ctx, 16);
     assert!(!kernels.contains(&"conv_pool_forward"), "{kernels:?}");
     matches_reference(ctx, "no bias", &mut model, optimizer.lr(), 16, 4);
+    let sgd = Optimizer::sgd(0.05, 0.9);
+    let mut with_sgd = spec.compile(ctx, loss, sgd.clone(), 9).unwrap();
+    matches_reference(ctx, "no bias, SGD", &mut with_sgd, sgd.lr(), 16, 4);
 }
 
 /// Keras' GlobalAveragePooling2D (an all-convolutional head): per-channel means,
@@ -340,6 +355,10 @@ fn global_average_pooling_trains_as_the_reference_path() {
     let optimizer = Optimizer::adam(1e-3);
     let mut model = spec.compile(ctx, loss, optimizer.clone(), 4).unwrap();
     matches_reference(ctx, "global average pooling", &mut model, optimizer.lr(), 16, 4);
+    // SGD: the pooling gradient's 1/(H·W) scale shows in the step.
+    let sgd = Optimizer::sgd(0.05, 0.9);
+    let mut with_sgd = spec.compile(ctx, loss, sgd.clone(), 4).unwrap();
+    matches_reference(ctx, "global average pooling, SGD", &mut with_sgd, sgd.lr(), 16, 4);
     let e = Sequential::new(&[10])
         .add(Layer::global_avg_pool())
         .graph(Loss::MeanSquaredError)
