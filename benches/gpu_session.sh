@@ -83,6 +83,7 @@ if [ "$stage" = tests ] || [ "$stage" = all ]; then
         # TESTS_FILTER=matmul:: runs only the tests whose names contain it (local tries).
         ./.device/kernels --list --include-ignored 2>/dev/null | sed -n 's/: test$//p' |
             grep -F -- "${TESTS_FILTER:-}" |
+            grep -vE '_child$|soak_100k|200_kills' |  # child processes and long soaks: not for this run
             xargs -P "${TESTS_JOBS:-8}" -I{} bash -c \
                 't0=$(date +%s%N); timeout -k 5 60 ./.device/kernels --exact "{}" --include-ignored \
                    > "'"$logs"'/test-{}.log" 2>&1; rc=$?; \
