@@ -464,9 +464,13 @@ fn backward_matches_finite_differences() {
         let fdw = finite_diff(&w, eps, |wv| loss(&d, &x, wv, &b, &r));
         let fdb = finite_diff(&b, eps, |bv| loss(&d, &x, &w, bv, &r));
         let what = format!("{d:?} vs finite differences");
-        assert_close(&format!("dx {what}"), &got.dx, &fdx, 1e-3, 1e-2);
-        assert_close(&format!("dw {what}"), &got.dw, &fdw, 1e-3, 1e-2);
-        assert_close(&format!("db {what}"), &got.db, &fdb, 1e-3, 1e-2);
+        // The loss is linear in each of x, w and b, so central differences are
+        // exact but for the f32 rounding of the twin's outputs y (|y| of a few
+        // units, ~6e-8 relative, a few hundred of them in the sum) divided by
+        // 2·eps: the worst measured here is 3.3e-5 on a value of 0.93.
+        assert_close(&format!("dx {what}"), &got.dx, &fdx, 1e-4, 1e-4);
+        assert_close(&format!("dw {what}"), &got.dw, &fdw, 1e-4, 1e-4);
+        assert_close(&format!("db {what}"), &got.db, &fdb, 1e-4, 1e-4);
     }
 }
 
