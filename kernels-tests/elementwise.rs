@@ -180,8 +180,10 @@ fn activation_backward_matches_finite_differences() {
             &format!("{act:?} backward vs finite differences"),
             &dx.to_f32(ctx).unwrap(),
             &fd,
-            2e-4,
-            2e-3,
+            // Central differences of f32 activations: their rounding (~6e-8)
+            // divided by 2·eps = 2e-3 dominates (worst measured 2e-5 on 0.15).
+            1e-4,
+            5e-4,
         );
     }
 }

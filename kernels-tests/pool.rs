@@ -438,8 +438,10 @@ fn avg_pool_backward_matches_finite_differences() {
             &format!("avg dx vs finite differences {d:?}"),
             &dxt.to_f32(ctx).unwrap(),
             &fd,
-            1e-3,
-            1e-2,
+            // Average pooling is linear: central differences are exact but for
+            // the twin's f32 outputs (worst measured 1.4e-6 on 0.32).
+            1e-5,
+            1e-5,
         );
     }
 }
