@@ -648,10 +648,7 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
     if ctx.is_cpu() && matmul::has_subgroups(ctx) {
         t.matmul_adam(64, 300, 32, 3)?;
     }
-    let reduced = MatmulDesc::new(73, 64, 49).batched(6).trans_b().reduce_batch();
-    if matmul::supports_reduce_batch(ctx, &reduced) {
-        t.matmul_reduce_batch(&reduced)?;
-    }
+    t.matmul_reduce_batch(&MatmulDesc::new(73, 64, 49).batched(6).trans_b().reduce_batch())?;
     t.dropout(10_007, 0.5, 3)?;
     t.clip(&[288, 32, 346_112, 64, 650, 10])?;
     t.batchnorm(BatchNormDesc::new(16, 32, 169).activation(Activation::Relu))?;

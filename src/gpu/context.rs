@@ -35,8 +35,6 @@ pub struct Counters {
     pub submissions: AtomicU64,
     /// Buffers created through [`Context::create_buffer`].
     pub buffers_created: AtomicU64,
-    /// Bytes of all buffers created.
-    pub buffer_bytes_created: AtomicU64,
     /// Bind groups created (one per prepared [`Dispatch`](crate::gpu::Dispatch)).
     pub bind_groups_created: AtomicU64,
     /// Compute pipelines compiled.
@@ -50,8 +48,6 @@ pub struct CounterSnapshot {
     pub submissions: u64,
     /// Buffers created.
     pub buffers_created: u64,
-    /// Bytes of all buffers created.
-    pub buffer_bytes_created: u64,
     /// Bind groups created.
     pub bind_groups_created: u64,
     /// Compute pipelines compiled.
@@ -64,7 +60,6 @@ impl std::ops::Sub for CounterSnapshot {
         CounterSnapshot {
             submissions: self.submissions - rhs.submissions,
             buffers_created: self.buffers_created - rhs.buffers_created,
-            buffer_bytes_created: self.buffer_bytes_created - rhs.buffer_bytes_created,
             bind_groups_created: self.bind_groups_created - rhs.bind_groups_created,
             pipelines_created: self.pipelines_created - rhs.pipelines_created,
         }
@@ -409,7 +404,6 @@ impl Context {
         CounterSnapshot {
             submissions: c.submissions.load(Ordering::Relaxed),
             buffers_created: c.buffers_created.load(Ordering::Relaxed),
-            buffer_bytes_created: c.buffer_bytes_created.load(Ordering::Relaxed),
             bind_groups_created: c.bind_groups_created.load(Ordering::Relaxed),
             pipelines_created: c.pipelines_created.load(Ordering::Relaxed),
         }

@@ -70,9 +70,6 @@ impl Context {
             })
         })?;
         self.counters.buffers_created.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .buffer_bytes_created
-            .fetch_add(size, Ordering::Relaxed);
         Ok(buffer)
     }
 }

@@ -23,7 +23,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
-use crate::kernels::matmul::{MatmulDesc, matmul, supports_reduce_batch};
+use crate::kernels::matmul::{MatmulDesc, matmul};
 use crate::kernels::{Kernel, Shader, groups_for};
 
 pub use crate::kernels::matmul::Activation;
@@ -705,8 +705,8 @@ pub fn conv2d_backward_chunked(
     let (o, np, ckk) = (desc.c_out, out[2] * out[3], desc.ckk());
     let ld = ckk + db.is_some() as usize;
     let per_chunk = chunk_images(ctx, desc, &[ld * np, ld * o], max_chunk_bytes)?;
-    // part_img[LD, O] = col_img[LD, P] · dy_img[O, P]^T per image, or, where the
-    // adapter runs batch-reduce products, their sum over the chunk's images in
+    // part_img[LD, O] = col_img[LD, P] · dy_img[O, P]^T per image, or, for a chunk
+    // of several images, their sum over the chunk's images in
     // one product: no per-image partials to write and read back.
     let weight_product = |n0: usize, images: usize| MatmulDesc {
         batch: images,
@@ -717,7 +717,7 @@ pub fn conv2d_backward_chunked(
         c_batch_stride: ld * o,
         ..MatmulDesc::new(ld, o, np)
     };
-    let reduce = per_chunk > 1 && supports_reduce_batch(ctx, &weight_product(0, per_chunk));
+    let reduce = per_chunk > 1;
     let col = Tensor::zeros(ctx, &[per_chunk, ld, np], DType::F32)?;
     let parts = Tensor::zeros(ctx, &[if reduce { 1 } else { per_chunk }, ld, o], DType::F32)?;
     let mut list = Vec::new();

@@ -207,8 +207,9 @@ pub struct MatmulDesc {
     /// Sum the batch's products into one C: `C = act(Σ_t op(A_t)·op(B_t) + bias)`
     /// (or `C += Σ_t …`); C holds one `M×N` matrix and `c_batch_stride` is unused.
     /// A batch-reduce product, e.g. a convolution's weight gradient summed over
-    /// images without per-image partials. Register variants only (CPU adapters
-    /// with subgroups; see [`supports_reduce_batch`]).
+    /// images without per-image partials. Every variant runs it: the register
+    /// ones sum the batch in registers, the tiled ones through the split-K
+    /// reduction.
     pub reduce_batch: bool,
     /// Applied to every output after the bias (default Identity).
     pub activation: Activation,
@@ -528,13 +529,6 @@ fn tile_config(ctx: &Context, variant: MatmulVariant) -> Result<TileConfig> {
         )));
     }
     Ok(cfg)
-}
-
-/// True when `ctx` runs [`MatmulDesc::reduce_batch`] products: every adapter
-/// does (the register variants sum the batch in registers, the tiled ones
-/// through the split-K reduction). Kept for callers that ask.
-pub fn supports_reduce_batch(_ctx: &Context, _desc: &MatmulDesc) -> bool {
-    true
 }
 
 /// True when `ctx` can run the subgroup (register) variants.
@@ -861,7 +855,7 @@ fn launch(
         }
     }
 
-    let mut choice = choose(ctx, desc)?;
+    let choice = choose(ctx, desc)?;
     let variant = choice.variant;
     if variant.needs_subgroups() && !has_subgroups(ctx) {
         return Err(Error::invalid(format!(
@@ -879,10 +873,6 @@ fn launch(
             variant.name(),
             ctx.info.name
         )));
-    }
-    if adam.is_some() {
-        // The Adam epilogue updates the parameter from the whole gradient.
-        choice.splits = 1;
     }
     // Split-K (or a tiled batch-reduce product): partials, then the reduction.
     let split = choice.splits > 1 || (desc.reduce_batch && !variant.needs_subgroups());
@@ -1006,27 +996,20 @@ fn launch(
     // never reads it because FLAG_BIAS is clear.
     let bias_buffer = bias.map_or(&a.buffer, |t| &t.buffer);
     // The tiled kernel also binds A and B as arrays of vec4 (read only with VEC4);
-    // an operand smaller than one vec4 gets a stand-in.
-    let vec4_bindings: Vec<(u32, wgpu::Buffer)> = if kernel == TILED {
-        let small = a.buffer.size() < 16 || b.buffer.size() < 16;
-        let stand_in = if small {
-            Some(ctx.create_buffer("matmul vec4 stand-in", 16, wgpu::BufferUsages::STORAGE)?)
-        } else {
-            None
-        };
-        let pick = |t: &Tensor| match &stand_in {
-            Some(s) if t.buffer.size() < 16 => s.clone(),
-            _ => t.buffer.clone(),
-        };
-        vec![(5, pick(a)), (6, pick(b))]
+    // an operand smaller than one vec4 gets a 16-byte stand-in.
+    let stand_in = if kernel == TILED && (a.buffer.size() < 16 || b.buffer.size() < 16) {
+        Some(ctx.create_buffer("matmul vec4 stand-in", 16, wgpu::BufferUsages::STORAGE)?)
+    } else {
+        None
+    };
+    let [a4, b4] = [a, b].map(|t| match &stand_in {
+        Some(s) if t.buffer.size() < 16 => s,
+        _ => &t.buffer,
+    });
+    let vec4_bindings: Vec<(u32, &wgpu::Buffer)> = if kernel == TILED {
+        vec![(5, a4), (6, b4)]
     } else {
         Vec::new()
-    };
-    let with_vec4 = |list: Vec<(u32, &wgpu::Buffer)>| -> Vec<(u32, wgpu::Buffer)> {
-        list.into_iter()
-            .map(|(i, b)| (i, b.clone()))
-            .chain(vec4_bindings.iter().cloned())
-            .collect()
     };
     if split {
         // One partial per (batch entry, K range); fit_splits kept it bindable.
@@ -1036,13 +1019,9 @@ fn launch(
             partials * 4,
             wgpu::BufferUsages::STORAGE,
         )?;
-        let bindings = with_vec4(vec![
-            (1, &a.buffer),
-            (2, &b.buffer),
-            (3, bias_buffer),
-            (4, &scratch),
-        ]);
-        let products = ctx.dispatch(kernel, &constants, &params, &refs(&bindings), groups)?;
+        let mut bindings = vec![(1, &a.buffer), (2, &b.buffer), (3, bias_buffer), (4, &scratch)];
+        bindings.extend(&vec4_bindings);
+        let products = ctx.dispatch(kernel, &constants, &params, &bindings, groups)?;
         let outputs = if desc.reduce_batch { 1 } else { desc.batch } * desc.m * desc.n;
         let reduce = ctx.dispatch(
             SPLIT_REDUCE,
@@ -1058,12 +1037,11 @@ fn launch(
         return Ok(vec![products, reduce]);
     }
     let bindings = match &adam {
-        None => with_vec4(vec![
-            (1, &a.buffer),
-            (2, &b.buffer),
-            (3, bias_buffer),
-            (4, &c.buffer),
-        ]),
+        None => {
+            let mut list = vec![(1, &a.buffer), (2, &b.buffer), (3, bias_buffer), (4, &c.buffer)];
+            list.extend(&vec4_bindings);
+            list
+        }
         Some(e) => vec![
             (1, &a.buffer),
             (2, &b.buffer),
@@ -1074,23 +1052,11 @@ fn launch(
             (7, &c.buffer),
             (8, e.m),
             (9, e.v),
-        ]
-        .into_iter()
-        .map(|(i, b)| (i, b.clone()))
-        .collect(),
+        ],
     };
-    Ok(vec![ctx.dispatch(
-        kernel,
-        &constants,
-        &params,
-        &refs(&bindings),
-        groups,
-    )?])
-}
-
-/// Borrowed bindings of owned ones.
-fn refs(list: &[(u32, wgpu::Buffer)]) -> Vec<(u32, &wgpu::Buffer)> {
-    list.iter().map(|(i, b)| (*i, b)).collect()
+    Ok(vec![
+        ctx.dispatch(kernel, &constants, &params, &bindings, groups)?,
+    ])
 }
 
 /// Whether the tiled kernel may load both operands of `desc` as vec4s: each

@@ -106,14 +106,25 @@ pub trait TuneClock {
 }
 
 /// The real clock: one warm-up run, then the fastest of three timed runs (GPU
-/// timestamps where the adapter has them, else wall clock).
-pub struct GpuClock;
+/// timestamps where the adapter has them, else wall clock). One timer serves
+/// every candidate, so its query set is made once.
+pub struct GpuClock<'a> {
+    timer: Timer<'a>,
+}
 
-impl TuneClock for GpuClock {
-    fn time(&mut self, ctx: &Context, _choice: &MatmulChoice, dispatches: &[&Dispatch]) -> Result<f64> {
-        let mut timer = Timer::new(ctx);
-        timer.time(dispatches)?;
-        let runs = timer.time_repeats(dispatches, 3)?;
+impl<'a> GpuClock<'a> {
+    /// A clock timing on `ctx`.
+    pub fn new(ctx: &'a Context) -> GpuClock<'a> {
+        GpuClock {
+            timer: Timer::new(ctx),
+        }
+    }
+}
+
+impl TuneClock for GpuClock<'_> {
+    fn time(&mut self, _ctx: &Context, _choice: &MatmulChoice, dispatches: &[&Dispatch]) -> Result<f64> {
+        self.timer.time(dispatches)?;
+        let runs = self.timer.time_repeats(dispatches, 3)?;
         Ok(runs.into_iter().fold(f64::INFINITY, f64::min))
     }
 }
@@ -170,7 +181,7 @@ pub fn matmul_choice(ctx: &Context, desc: &MatmulDesc) -> Result<Option<MatmulCh
         return Ok(None);
     }
     let candidates = matmul_candidates(ctx, desc);
-    let report = tune_matmul_among(ctx, desc, &candidates, &mut GpuClock, budget(ctx))?;
+    let report = tune_matmul_among(ctx, desc, &candidates, &mut GpuClock::new(ctx), budget(ctx))?;
     ctx.add_tuning_spent(Duration::from_secs_f64(report.elapsed_ms / 1e3));
     Ok(report.best.map(|(choice, _)| choice))
 }
@@ -185,9 +196,10 @@ pub const AUTO_TOTAL_BUDGET: Duration = Duration::from_millis(1500);
 /// available variant, each unsplit and, where its output tiles cannot fill the
 /// device, with the automatic split factor and its quarter, half and double.
 pub fn matmul_candidates(ctx: &Context, desc: &MatmulDesc) -> Vec<MatmulChoice> {
+    let variant = matmul::auto_variant(ctx, desc);
     let first = MatmulChoice {
-        variant: matmul::auto_variant(ctx, desc),
-        splits: matmul::auto_splits(ctx, desc, matmul::auto_variant(ctx, desc)),
+        variant,
+        splits: matmul::auto_splits(ctx, desc, variant),
     };
     let mut out = vec![first];
     for variant in matmul::available_variants(ctx) {

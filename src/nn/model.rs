@@ -554,28 +554,15 @@ impl Model {
         plan.ready(ctx, true)?;
         let t = self.step + 1;
         self.step_uniform.write(ctx, &self.optimizer, t, lr)?;
-        let mut own = None;
-        let encoder = match encoder {
-            Some(e) => e,
-            None => own.insert(
-                ctx.device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("train step on buffers"),
-                    }),
-            ),
-        };
-        encoder.copy_buffer_to_buffer(input, 0, &plan.input.buffer, 0, (n * sample * 4) as u64);
-        encoder.copy_buffer_to_buffer(targets, 0, &plan.targets.buffer, 0, (n * per_target * 4) as u64);
-        {
+        record_or_submit(ctx, encoder, "train step on buffers", |encoder| {
+            encoder.copy_buffer_to_buffer(input, 0, &plan.input.buffer, 0, (n * sample * 4) as u64);
+            encoder.copy_buffer_to_buffer(targets, 0, &plan.targets.buffer, 0, (n * per_target * 4) as u64);
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("train step on buffers"),
                 timestamp_writes: None,
             });
             plan.record_train(ctx, &mut pass);
-        }
-        if let Some(own) = own {
-            ctx.submit(own.finish())?;
-        }
+        })?;
         self.step = t;
         Ok(())
     }
@@ -614,33 +601,29 @@ impl Model {
             self.plan(ctx, options)?;
             self.plans[&options].ready(ctx, false)?;
         }
-        let mut own = None;
-        let encoder = match encoder {
-            Some(e) => e,
-            None => own.insert(
-                ctx.device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        let plans = &self.plans;
+        let options = |len| self.options(len, false);
+        record_or_submit(ctx, encoder, "predict on buffers", |encoder| {
+            for (start, len) in chunks {
+                let plan = &plans[&options(len)];
+                let (x, y) = ((len * sample * 4) as u64, (len * dim * 4) as u64);
+                encoder.copy_buffer_to_buffer(input, (start * sample * 4) as u64, &plan.input.buffer, 0, x);
+                {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some("predict on buffers"),
-                    }),
-            ),
-        };
-        for (start, len) in chunks {
-            let plan = &self.plans[&self.options(len, false)];
-            let (x, y) = ((len * sample * 4) as u64, (len * dim * 4) as u64);
-            encoder.copy_buffer_to_buffer(input, (start * sample * 4) as u64, &plan.input.buffer, 0, x);
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("predict on buffers"),
-                    timestamp_writes: None,
-                });
-                plan.record_eval(ctx, &mut pass);
+                        timestamp_writes: None,
+                    });
+                    plan.record_eval(ctx, &mut pass);
+                }
+                encoder.copy_buffer_to_buffer(
+                    &plan.probabilities.buffer,
+                    0,
+                    output,
+                    (start * dim * 4) as u64,
+                    y,
+                );
             }
-            encoder.copy_buffer_to_buffer(&plan.probabilities.buffer, 0, output, (start * dim * 4) as u64, y);
-        }
-        if let Some(own) = own {
-            ctx.submit(own.finish())?;
-        }
-        Ok(())
+        })
     }
 
     /// Copies every parameter into `into` (same order and shapes) on the GPU.
@@ -701,6 +684,29 @@ impl Model {
     pub fn eval_dispatches(&mut self, ctx: &Context, batch: usize) -> Result<Vec<Dispatch>> {
         let plan = self.plan(ctx, self.options(batch, false))?;
         Ok(plan.eval_dispatches().cloned().collect())
+    }
+}
+
+/// Records `work` into the host's `encoder` when there is one; otherwise into an
+/// encoder of wgml's (labelled `label`), which is then submitted.
+fn record_or_submit(
+    ctx: &Context,
+    encoder: Option<&mut wgpu::CommandEncoder>,
+    label: &str,
+    work: impl FnOnce(&mut wgpu::CommandEncoder),
+) -> Result<()> {
+    match encoder {
+        Some(encoder) => {
+            work(encoder);
+            Ok(())
+        }
+        None => {
+            let mut own = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+            work(&mut own);
+            ctx.submit(own.finish())
+        }
     }
 }
 
