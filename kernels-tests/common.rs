@@ -204,3 +204,12 @@ pub fn fresh_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Restores a shared context's adapter class when the test ends (or fails).
+pub struct PlanAs<'a>(pub &'a Context);
+
+impl Drop for PlanAs<'_> {
+    fn drop(&mut self) {
+        self.0.set_adapter_class(wgml::gpu::AdapterClass::Native);
+    }
+}

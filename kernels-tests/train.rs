@@ -67,15 +67,6 @@ fn cnn_matches_reference(fuse: bool) {
     }
 }
 
-/// Restores a shared context's adapter class when the test ends (or fails).
-struct PlanAs<'a>(&'a wgml::Context);
-
-impl Drop for PlanAs<'_> {
-    fn drop(&mut self) {
-        self.0.set_adapter_class(wgml::gpu::AdapterClass::Native);
-    }
-}
-
 /// The paths real GPUs take, run here: the context plans as on a GPU with
 /// subgroups (register_small, split-K for the Dense forward and the conv weight
 /// gradient, no CPU fusions) and as on one without (the tiled kernels, vec4 loads,
