@@ -205,11 +205,13 @@ pub fn fresh_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// Restores a shared context's adapter class when the test ends (or fails).
+/// Restores a pooled context's adapter class and grid cap when the test ends (or
+/// fails), so the next test on that context plans as usual.
 pub struct PlanAs<'a>(pub &'a Context);
 
 impl Drop for PlanAs<'_> {
     fn drop(&mut self) {
         self.0.set_adapter_class(wgml::gpu::AdapterClass::Native);
+        self.0.set_max_groups_per_dim(0);
     }
 }

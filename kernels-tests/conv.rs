@@ -638,7 +638,7 @@ fn rejects_wrong_tensor_sizes() {
 /// the machine's load (see BENCHMARKS.md).
 /// `cargo test --release --test kernels conv::bench -- --ignored --nocapture`
 #[test]
-#[ignore]
+#[ignore = "a timing harness: run by .ci/run with --ignored, and by hand with --nocapture"]
 fn bench() {
     let (_g, ctx) = gpu_exclusive();
     let d = desc(32, 1, (28, 28), 32, (3, 3), (1, 1), Padding::Valid);

@@ -43,9 +43,9 @@ fn child(test: &str, dir: &Path) -> Child {
 }
 
 /// Saves checkpoint after checkpoint, save `i` holding `i` in every value and
-/// `save-i` as its model name, until killed.
+/// `save-i` as its model name, until killed; started by the crash tests in a child
+/// process with the folder in its environment (without it: nothing to do).
 #[test]
-#[ignore = "started by the crash tests in a child process"]
 fn checkpoint_saver_child() {
     let Some(dir) = std::env::var_os(DIR_ENV) else {
         return;
@@ -66,9 +66,9 @@ fn checkpoint_saver_child() {
 }
 
 /// Trains with a backup after every epoch, resuming from the folder's backup,
-/// until killed.
+/// until killed; started by the crash tests in a child process with the folder in
+/// its environment (without it: nothing to do).
 #[test]
-#[ignore = "started by the crash tests in a child process"]
 fn backup_trainer_child() {
     let Some(dir) = std::env::var_os(DIR_ENV) else {
         return;
@@ -196,7 +196,7 @@ fn backups_survive_kills_mid_training() {
 }
 
 #[test]
-#[ignore = "about two minutes on lavapipe; CI kills 25 times"]
+#[ignore = "about two minutes on lavapipe: run by .ci/run with --ignored; every run kills 25 times"]
 fn backups_survive_200_kills_mid_training() {
     backups_survive(200);
 }

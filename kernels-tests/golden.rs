@@ -259,3 +259,15 @@ fn golden_cases_planned_as_on_a_gpu_match_pytorch_float64() {
         check_all(ctx);
     }
 }
+
+/// The same cases with every grid folded (at most 12 workgroups per dimension, so
+/// any dispatch over 12 workgroups runs a 2-D grid and any over 144 a 3-D one): the
+/// folding that dispatches over 65,535 workgroups need, proven for every kernel of
+/// training and evaluation.
+#[test]
+fn golden_cases_with_every_grid_folded_match_pytorch_float64() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    ctx.set_max_groups_per_dim(12);
+    check_all(ctx);
+}

@@ -606,7 +606,7 @@ fn adam_vec4_form_is_chosen_and_matches_its_twin() {
 /// of the weights as a yardstick. Interleaved rounds, median of 18 runs each.
 /// `cargo test --release --test kernels optim::bench_adam -- --ignored --nocapture`
 #[test]
-#[ignore]
+#[ignore = "a timing harness: run by .ci/run with --ignored, and by hand with --nocapture"]
 fn bench_adam() {
     let (_g, ctx) = gpu_exclusive();
     let opt = Optimizer::adam(1e-3);

@@ -399,8 +399,11 @@ fn max_pool_backward_matches_finite_differences() {
             &format!("max dx vs finite differences {d:?}"),
             &got,
             &fd,
-            2e-3,
-            1e-2,
+            // Max pooling copies an input: with inputs further apart than eps, the
+            // central difference sees one output move by exactly the f32 step of
+            // its input, so it is exact but for the f64 sum's rounding.
+            1e-5,
+            1e-5,
         );
         // Overlapping windows must actually route some element to two windows.
         if d.stride.0 < d.kh {
@@ -546,7 +549,7 @@ fn pool_rejects_wrong_tensor_sizes_and_types() {
 /// interleaved rounds (the shared machine's load drifts); median of 20 runs each.
 /// `cargo test --release --test kernels pool::bench -- --ignored --nocapture`
 #[test]
-#[ignore]
+#[ignore = "a timing harness: run by .ci/run with --ignored, and by hand with --nocapture"]
 fn bench() {
     let (_g, ctx) = gpu();
     let d = Pool2dDesc::square(32, 32, 26, 26, 2);

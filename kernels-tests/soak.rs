@@ -2,7 +2,7 @@
 //! pipeline and the process's memory stays flat. The run happens in a child
 //! process (this test binary started again on `soak_child`), so the resident
 //! memory measured is the training's alone, not the other tests'. CI runs 5,000
-//! steps; `soak_100k` (ignored: about a minute on lavapipe) runs 100,000.
+//! steps; `soak_100k` (ignored: about a minute on lavapipe; .ci/run runs it) runs 100,000.
 
 use std::process::Command;
 
@@ -26,9 +26,10 @@ fn rss_kib() -> u64 {
     pages * 4
 }
 
-/// The soak itself; runs only when started by `soaks` (it prints its figures).
+/// The soak itself, when started by `soak` in a child process with the number of
+/// steps in its environment (it prints its figures); in the suite's own run it has
+/// nothing to do and passes.
 #[test]
-#[ignore = "started by the soak tests in a child process"]
 fn soak_child() {
     let Ok(steps) = std::env::var(STEPS_ENV) else {
         return;
@@ -137,7 +138,7 @@ fn training_memory_stays_flat_over_5000_steps() {
 }
 
 #[test]
-#[ignore = "about a minute on lavapipe; the CI version runs 5,000 steps"]
+#[ignore = "about a minute on lavapipe: run by .ci/run with --ignored; every run soaks 5,000 steps"]
 fn soak_100k() {
     soak(100_000);
 }

@@ -407,7 +407,7 @@ fn kernel_names(model: &mut wgml::nn::Model, ctx: &wgml::Context, b: usize) -> V
 }
 
 /// Trains `model` for `steps` steps of `b` embedded MNIST digits on the GPU and on
-/// the reference executor: losses within 1e-4 relative at every step, parameters
+/// the reference executor: losses within 1e-5 relative at every step, parameters
 /// close after (but for biases that feed a batch normalization directly: their
 /// exact gradient is zero, so both paths hold rounding noise there).
 fn matches_reference(
@@ -432,7 +432,7 @@ fn matches_reference(
         let cpu_loss = cpu.train_step(&x, &l, &v, b, lr).unwrap();
         let rel = (gpu_loss - cpu_loss).abs() / cpu_loss.abs();
         assert!(
-            rel < 1e-4,
+            rel < 1e-5,
             "{what}, step {step}: GPU loss {gpu_loss} vs reference {cpu_loss} (rel {rel:e})"
         );
     }
@@ -453,6 +453,10 @@ fn matches_reference(
         let gpu = p.value.to_f32(ctx).unwrap();
         let want = &cpu.params()[p.node];
         let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        // Looser than the losses: over several steps, Adam's lr·g/(|g| + ε) turns
+        // the f32 rounding of near-zero gradients into whole steps (seen: 6e-6 on a
+        // weight of 1e-4 after 6 steps). The one-step comparison with PyTorch
+        // float64 in golden.rs holds every tensor to 1e-5.
         assert_close(&format!("{what}: {}", p.name), &gpu, want, 1e-4 * scale, 1e-3);
     }
 }

@@ -107,6 +107,9 @@ pub struct Context {
     pub(crate) tuning: super::tune_cache::TuneStore,
     /// How planning and kernel choice see the adapter (see [`AdapterClass`]).
     class: std::sync::atomic::AtomicU8,
+    /// A cap on grid dimensions below the device's (0: none; see
+    /// [`Context::set_max_groups_per_dim`]).
+    grid_cap: std::sync::atomic::AtomicU32,
     lost: Arc<Mutex<Option<(String, String)>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     poll_lock: Mutex<()>,
@@ -294,6 +297,7 @@ impl Context {
             layouts: OnceMap::default(),
             tuning: Default::default(),
             class: std::sync::atomic::AtomicU8::new(AdapterClass::Native as u8),
+            grid_cap: std::sync::atomic::AtomicU32::new(0),
             lost,
             uncaptured,
             poll_lock: Mutex::new(()),
@@ -336,6 +340,27 @@ impl Context {
     pub fn set_adapter_class(&self, class: AdapterClass) {
         self.class
             .store(class as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The most workgroups wgml puts in one grid dimension: the device's limit (at
+    /// most 65,535), or the cap [`Context::set_max_groups_per_dim`] set.
+    pub fn max_groups_per_dim(&self) -> u32 {
+        let device = self
+            .limits
+            .max_compute_workgroups_per_dimension
+            .min(super::MAX_GROUPS_PER_DIM);
+        match self.grid_cap.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => device,
+            cap => cap.min(device),
+        }
+    }
+
+    /// Caps grid dimensions at `cap` workgroups (0 restores the device's limit) from
+    /// the next plan or launch on: larger dispatches fold into 2-D and 3-D grids, as
+    /// those over 65,535 workgroups do on every device. The test suite proves the
+    /// folding of every kernel this way with small dispatches; results stay exact.
+    pub fn set_max_groups_per_dim(&self, cap: u32) {
+        self.grid_cap.store(cap, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Returns an error if the device was lost or an uncaptured error happened

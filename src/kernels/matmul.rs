@@ -1092,12 +1092,7 @@ fn grid(ctx: &Context, total: u128, what: &str) -> Result<[u32; 3]> {
             limit: u32::MAX as u64,
         });
     }
-    crate::gpu::fold_groups(
-        total as u64,
-        ctx.limits
-            .max_compute_workgroups_per_dimension
-            .min(crate::gpu::MAX_GROUPS_PER_DIM),
-    )
+    crate::gpu::fold_groups(total as u64, ctx.max_groups_per_dim())
 }
 
 #[cfg(test)]

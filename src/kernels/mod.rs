@@ -173,10 +173,5 @@ pub fn parse_wgsl(shader: Shader) -> crate::Result<(naga::Module, naga::valid::M
 /// Workgroup-count helper: groups of `size` invocations covering `n` items, folded
 /// into a grid the device accepts.
 pub fn groups_for(ctx: &crate::gpu::Context, n: usize, size: u32) -> crate::Result<[u32; 3]> {
-    crate::gpu::fold_groups(
-        (n as u64).div_ceil(size as u64),
-        ctx.limits
-            .max_compute_workgroups_per_dimension
-            .min(crate::gpu::MAX_GROUPS_PER_DIM),
-    )
+    crate::gpu::fold_groups((n as u64).div_ceil(size as u64), ctx.max_groups_per_dim())
 }
