@@ -192,6 +192,7 @@ fn batch_normalization_matches_the_reference_path_training_and_evaluating() {
         .add(Layer::BatchNormalization {
             momentum: 0.5,
             epsilon: 1e-3,
+            trainable: true,
         })
         .add(Layer::Activation(A::Relu))
         .add(Layer::max_pool(2))
@@ -418,12 +419,26 @@ fn matches_reference(
     b: usize,
     steps: usize,
 ) {
+    matches_reference_with(ctx, what, model, lr, b, steps, |l| l);
+}
+
+/// [`matches_reference`] with the digits' labels mapped by `label`.
+fn matches_reference_with(
+    ctx: &wgml::Context,
+    what: &str,
+    model: &mut wgml::nn::Model,
+    lr: f32,
+    b: usize,
+    steps: usize,
+    label: impl Fn(u32) -> u32,
+) {
     let data = Dataset::mnist_10k().unwrap();
     let mut cpu = ReferenceExecutor::from_model(model, ctx).unwrap();
     let (mut x, mut l, mut v) = (Vec::new(), Vec::new(), Vec::new());
     for step in 0..steps {
         let idx: Vec<usize> = (step * b..(step + 1) * b).collect();
         data.train.gather(&idx, &mut x, &mut l, &mut v);
+        l.iter_mut().for_each(|l| *l = label(*l));
         model.acc.reset(ctx).unwrap();
         model
             .train_step(ctx, &batch_of(&x, &l, &v, b), lr, |_, _| {})
@@ -675,6 +690,7 @@ fn bad_models_are_errors_naming_the_layer() {
             Layer::BatchNormalization {
                 momentum: 1.5,
                 epsilon: 1e-3,
+                trainable: true,
             },
             "momentum 1.5",
         ),
@@ -682,6 +698,7 @@ fn bad_models_are_errors_naming_the_layer() {
             Layer::BatchNormalization {
                 momentum: 0.99,
                 epsilon: -1.0,
+                trainable: true,
             },
             "epsilon -1",
         ),
@@ -1047,6 +1064,7 @@ fn a_saved_model_loads_back_from_the_file_alone() {
             padding: wgml::kernels::conv::Padding::Same,
             activation: A::Linear,
             use_bias: false,
+            trainable: true,
         })
         .add(Layer::batch_norm())
         .add(Layer::Activation(A::Relu))
@@ -1465,4 +1483,154 @@ fn train_steps_on_buffers_the_host_owns() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("targets buffer") && e.contains("128"), "{e}");
+}
+
+/// A base (Flatten → Dense 32 relu) and a head of `classes`.
+fn base_with_head(classes: usize) -> Sequential {
+    Sequential::new(&[1, 28, 28])
+        .add(Layer::Flatten)
+        .add(Layer::dense(32, A::Relu))
+        .add(Layer::dense(classes, A::Softmax))
+}
+
+/// Fine-tuning: a checkpoint of a 10-class model starts a 5-class one; the base
+/// loads (the head, of another shape, starts anew) and, frozen, keeps its weights
+/// bit for bit while the head trains; the step equals the reference path's with
+/// Adam (whose CPU-adapter lowering fuses the update into the weight gradient) and
+/// with SGD.
+#[test]
+fn a_frozen_base_keeps_its_weights_while_a_new_head_trains() {
+    let (_g, ctx) = gpu();
+    let loss = Loss::SparseCategoricalCrossentropy;
+    let base = base_with_head(10)
+        .compile(ctx, loss, Optimizer::adam(1e-3), 3)
+        .unwrap();
+    let values = base.store.download(ctx).unwrap();
+    for optimizer in [Optimizer::adam(1e-2), Optimizer::sgd(0.1, 0.9)] {
+        let spec = base_with_head(5)
+            .freeze(loss, &wgml::nn::Freeze::Loaded, &values)
+            .unwrap();
+        assert!(!spec.layers[1].is_trainable() && spec.layers[2].is_trainable());
+        let summary = spec.summary(loss).unwrap();
+        assert_eq!(summary.non_trainable_params(), 784 * 32 + 32, "{summary}");
+        let mut model = spec.compile(ctx, loss, optimizer.clone(), 4).unwrap();
+        let report = model.load_matching(ctx, &values).unwrap();
+        assert_eq!(report.loaded, ["1.weight", "1.bias"]);
+        let new: Vec<&str> = report.new.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(new, ["3.weight", "3.bias"]);
+        assert!(report.new[0].1.contains("[10, 32]"), "{report}");
+        assert_eq!(report.unused, Vec::<String>::new());
+        let before = model.store.download(ctx).unwrap();
+        // Digits' labels modulo 5 stand in for the new task.
+        matches_reference_with(
+            ctx,
+            &format!("frozen base, {optimizer:?}"),
+            &mut model,
+            optimizer.lr(),
+            8,
+            3,
+            |l| l % 5,
+        );
+        let after = model.store.download(ctx).unwrap();
+        for ((name, _, was), (_, _, now)) in before.iter().zip(&after) {
+            assert_eq!(was == now, name.starts_with("1."), "{name} after training");
+        }
+    }
+}
+
+/// A frozen layer between trainable ones passes the gradient on to the layer
+/// before it and keeps its own weights; the step equals the reference path's.
+#[test]
+fn a_frozen_layer_between_trainable_ones_passes_the_gradient_on() {
+    let (_g, ctx) = gpu();
+    let loss = Loss::SparseCategoricalCrossentropy;
+    for optimizer in [Optimizer::adam(1e-2), Optimizer::sgd(0.1, 0.9)] {
+        let spec = Sequential::new(&[1, 28, 28])
+            .add(Layer::conv2d(4, 3, A::Relu))
+            .add(Layer::conv2d(4, 3, A::Relu).frozen())
+            .add(Layer::max_pool(2))
+            .add(Layer::Flatten)
+            .add(Layer::dense(16, A::Tanh).frozen())
+            .add(Layer::dense(10, A::Softmax));
+        let mut model = spec.compile(ctx, loss, optimizer.clone(), 5).unwrap();
+        let before = model.store.download(ctx).unwrap();
+        matches_reference(
+            ctx,
+            &format!("frozen middle, {optimizer:?}"),
+            &mut model,
+            optimizer.lr(),
+            8,
+            3,
+        );
+        let after = model.store.download(ctx).unwrap();
+        for ((name, _, was), (_, _, now)) in before.iter().zip(&after) {
+            let frozen = name.starts_with("2.") || name.starts_with("6.");
+            assert_eq!(was == now, frozen, "{name} after training");
+        }
+    }
+}
+
+#[test]
+fn freezing_what_cannot_be_frozen_is_an_error_naming_the_layer() {
+    let (_g, ctx) = gpu();
+    let loss = Loss::SparseCategoricalCrossentropy;
+    let values = base_with_head(10)
+        .compile(ctx, loss, Optimizer::adam(1e-3), 3)
+        .unwrap()
+        .store
+        .download(ctx)
+        .unwrap();
+    let freeze = |text: &str| {
+        base_with_head(5)
+            .freeze(loss, &wgml::nn::Freeze::parse(text)?, &values)
+            .map(|_| ())
+    };
+    let message = |r: wgml::Result<()>| r.unwrap_err().to_string();
+    assert!(message(freeze("1")).contains("'Flatten #1' has no parameters"));
+    assert!(message(freeze("4")).contains("layer 4 does not exist"));
+    assert!(
+        message(freeze("3")).contains("3.weight"),
+        "a frozen head of another shape"
+    );
+    assert!(message(freeze("2-1")).contains("'2-1'"));
+    assert!(message(freeze("x")).contains("'x'"));
+    assert_eq!(
+        wgml::nn::Freeze::parse("1,3-4").unwrap(),
+        wgml::nn::Freeze::Layers(vec![1, 3, 4])
+    );
+    // A frozen layer that the checkpoint does not cover keeps random weights: refused.
+    let spec = base_with_head(5).add(Layer::dense(3, A::Softmax));
+    let spec = Sequential {
+        layers: vec![
+            spec.layers[0].clone(),
+            spec.layers[1].clone().frozen(),
+            Layer::dense(7, A::Relu).frozen(),
+            Layer::dense(5, A::Softmax),
+        ],
+        ..spec
+    };
+    let model = spec.compile(ctx, loss, Optimizer::adam(1e-3), 3).unwrap();
+    let e = model.load_matching(ctx, &values).unwrap_err().to_string();
+    assert!(
+        e.contains("'Dense #3' is frozen") && e.contains("3.weight"),
+        "{e}"
+    );
+    // Batch normalization: Keras runs a frozen one in inference mode; not yet here.
+    let bn = Sequential::new(&[4])
+        .add(Layer::batch_norm().frozen())
+        .add(Layer::dense(2, A::Softmax));
+    let e = bn
+        .compile(ctx, loss, Optimizer::adam(1e-3), 3)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("BatchNormalization #1") && e.contains("not supported yet"),
+        "{e}"
+    );
+    // In JSON, as Keras writes it; left out, a layer trains.
+    let json = r#"{"input_shape": [4], "layers": [{"Dense": {"units": 3, "trainable": false}}, {"Dense": {"units": 2}}]}"#;
+    let spec: Sequential = serde_json::from_str(json).unwrap();
+    assert!(!spec.layers[0].is_trainable() && spec.layers[1].is_trainable());
+    let back = serde_json::to_string(&spec).unwrap();
+    assert_eq!(back.matches("trainable").count(), 1, "{back}");
 }

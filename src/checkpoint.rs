@@ -336,6 +336,7 @@ mod tests {
                 padding: Padding::Same,
                 activation: A::Tanh,
                 use_bias: false,
+                trainable: true,
             })
             .add(Layer::Conv2D {
                 filters: 4,
@@ -344,6 +345,7 @@ mod tests {
                 padding: Padding::Explicit(1, 2),
                 activation: A::Linear,
                 use_bias: true,
+                trainable: true,
             })
             .add(Layer::batch_norm())
             .add(Layer::Activation(A::Sigmoid))

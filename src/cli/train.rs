@@ -7,7 +7,7 @@ use clap::Args;
 use wgml::checkpoint;
 use wgml::data::Dataset;
 use wgml::kernels::optim::Optimizer;
-use wgml::nn::zoo;
+use wgml::nn::{self, zoo};
 use wgml::report;
 use wgml::train::{self, Evaluation, History};
 use wgml::{Error, Result};
@@ -125,9 +125,15 @@ pub struct TrainArgs {
     /// finished).
     #[arg(long, requires = "backup")]
     pub keep_backup: bool,
-    /// Start from the weights in this safetensors checkpoint.
+    /// Start from the weights in this safetensors checkpoint: every tensor whose name
+    /// and shape match the model's loads, the others (a new head, new layers) start
+    /// from their initialiser; wgml prints which is which.
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Freeze layers (Keras' trainable = False): 'loaded' (every layer --init fully
+    /// loads: the pretrained base) or layer numbers from 1 and ranges, e.g. 1-4,6.
+    #[arg(long, value_name = "loaded|LAYERS")]
+    pub freeze: Option<String>,
     /// Save the trained weights to this safetensors checkpoint (PyTorch names and layouts).
     #[arg(long)]
     pub save: Option<PathBuf>,
@@ -412,18 +418,30 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         ctx.info.name,
         ctx.info.backend
     );
+    let init = args
+        .init
+        .as_ref()
+        .map(|p| checkpoint::load(p).map(|c| (p, c)))
+        .transpose()?;
+    if let Some(freeze) = &args.freeze {
+        let freeze = nn::Freeze::parse(freeze)?;
+        let values = init.as_ref().map_or(&[][..], |(_, c)| &c.tensors[..]);
+        if freeze == nn::Freeze::Loaded && init.is_none() {
+            return Err(Error::invalid("--freeze loaded needs --init CHECKPOINT"));
+        }
+        recipe.model = recipe.model.freeze(recipe.loss, &freeze, values)?;
+    }
     println!("{}", recipe.model.summary(recipe.loss)?);
     let mut model = recipe
         .model
         .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
     model.fuse = !args.no_fuse;
     model.clip_norm = clip_norm;
-    if let Some(path) = &args.init {
-        let c = checkpoint::load(path)?;
-        model
-            .load_params(&ctx, &c.tensors)
+    if let Some((path, c)) = &init {
+        let report = model
+            .load_matching(&ctx, &c.tensors)
             .map_err(|e| e.in_file(path, &format!("does not fit model '{name}'")))?;
-        println!("initial weights from {}", path.display());
+        println!("initial weights from {}: {report}", path.display());
     }
     if args.profile {
         let profile = train::profile::profile_step(&mut model, &ctx, recipe.fit.batch_size, 5)?;

@@ -238,6 +238,12 @@ impl Graph {
         )
     }
 
+    /// A parameter of `shape` that training leaves as it is (a frozen layer's: no
+    /// gradient flows into it, no optimizer state, no update).
+    pub fn frozen_param(&mut self, name: &str, shape: &[usize], init: Init, layer: &str) -> NodeId {
+        self.state(name, shape, init, layer)
+    }
+
     /// A non-trainable parameter of `shape` (state the forward pass updates).
     pub fn state(&mut self, name: &str, shape: &[usize], init: Init, layer: &str) -> NodeId {
         self.push(

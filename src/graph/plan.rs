@@ -712,14 +712,16 @@ fn lower_backward(
                 // dW[out, in] = dzᵀ · x
                 let mut dw_desc = MatmulDesc::new(units, fan_in, b);
                 dw_desc.trans_a = true;
-                let adam_here = adam_in_epilogue(ctx, &dw_desc, fuse_adam);
-                if !adam_here {
+                // A frozen layer (its weights take no gradient) runs here only for
+                // the gradient of its input.
+                let adam_here = req[*w] && adam_in_epilogue(ctx, &dw_desc, fuse_adam);
+                if req[*w] && !adam_here {
                     out.extend(matmul(ctx, &dw_desc, &dz, &value(*x), None, &param_grad(*w)?)?);
                 }
                 // db[out] = Σ over the batch's rows (one invocation per column for
                 // short batches: no workgroup reduction and its barriers).
-                if let Some(bias) = bias {
-                    out.push(reduce::sum_axis(ctx, &dz, 1, b, units, &param_grad(*bias)?)?);
+                if let Some(bias) = bias.filter(|b| req[*b]) {
+                    out.push(reduce::sum_axis(ctx, &dz, 1, b, units, &param_grad(bias)?)?);
                 }
                 if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
                     // dx[B, in] = dz · W (before W's update below).

@@ -52,6 +52,10 @@ pub enum Layer {
         /// Whether the layer adds a learned bias.
         #[serde(default = "keras::use_bias")]
         use_bias: bool,
+        /// False to freeze the layer (Keras' `trainable = False`): no gradient
+        /// into its parameters, no optimizer state, no update.
+        #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
+        trainable: bool,
     },
     /// Keras' `Conv2D` (PyTorch's `nn.Conv2d`): a 2-D convolution over `[C, H, W]` inputs.
     Conv2D {
@@ -71,6 +75,10 @@ pub enum Layer {
         /// Whether the layer adds a learned bias per filter.
         #[serde(default = "keras::use_bias")]
         use_bias: bool,
+        /// False to freeze the layer (Keras' `trainable = False`): no gradient
+        /// into its parameters, no optimizer state, no update.
+        #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
+        trainable: bool,
     },
     /// Keras' `MaxPooling2D` (PyTorch's `nn.MaxPool2d`): the maximum over each
     /// window, no padding.
@@ -115,6 +123,10 @@ pub enum Layer {
         /// Small constant added to the variance before its square root.
         #[serde(default = "keras::bn_epsilon")]
         epsilon: f32,
+        /// False to freeze the layer, as Keras' `trainable = False` (not supported
+        /// yet: wgml refuses the model, see [`Layer::frozen`]).
+        #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
+        trainable: bool,
     },
 }
 
@@ -132,6 +144,12 @@ mod keras {
     pub fn bn_epsilon() -> f32 {
         1e-3
     }
+    pub fn trainable() -> bool {
+        true
+    }
+    pub fn is_true(v: &bool) -> bool {
+        *v
+    }
 }
 
 impl Layer {
@@ -141,6 +159,7 @@ impl Layer {
             units,
             activation,
             use_bias: true,
+            trainable: true,
         }
     }
 
@@ -150,11 +169,15 @@ impl Layer {
     pub fn without_bias(self) -> Layer {
         match self {
             Layer::Dense {
-                units, activation, ..
+                units,
+                activation,
+                trainable,
+                ..
             } => Layer::Dense {
                 units,
                 activation,
                 use_bias: false,
+                trainable,
             },
             Layer::Conv2D {
                 filters,
@@ -162,6 +185,7 @@ impl Layer {
                 stride,
                 padding,
                 activation,
+                trainable,
                 ..
             } => Layer::Conv2D {
                 filters,
@@ -170,6 +194,7 @@ impl Layer {
                 padding,
                 activation,
                 use_bias: false,
+                trainable,
             },
             other => other,
         }
@@ -184,6 +209,7 @@ impl Layer {
             padding: Padding::Valid,
             activation,
             use_bias: true,
+            trainable: true,
         }
     }
 
@@ -205,6 +231,7 @@ impl Layer {
         Layer::BatchNormalization {
             momentum: 0.99,
             epsilon: 1e-3,
+            trainable: true,
         }
     }
 
@@ -218,6 +245,37 @@ impl Layer {
         Layer::AvgPool2D {
             pool: (pool, pool),
             stride: (pool, pool),
+        }
+    }
+
+    /// The same layer frozen (Keras' `layer.trainable = False`, PyTorch's
+    /// `requires_grad_(False)` on its parameters): its parameters keep their values
+    /// while the rest of the model trains. Layers without parameters are returned
+    /// unchanged.
+    pub fn frozen(self) -> Layer {
+        self.with_trainable(false)
+    }
+
+    /// The same layer with its `trainable` flag set to `trainable` (layers without
+    /// parameters have none and are returned unchanged).
+    pub fn with_trainable(mut self, trainable: bool) -> Layer {
+        match &mut self {
+            Layer::Dense { trainable: t, .. }
+            | Layer::Conv2D { trainable: t, .. }
+            | Layer::BatchNormalization { trainable: t, .. } => *t = trainable,
+            _ => {}
+        }
+        self
+    }
+
+    /// False for a frozen layer; true for the others (and for layers without
+    /// parameters).
+    pub fn is_trainable(&self) -> bool {
+        match self {
+            Layer::Dense { trainable, .. }
+            | Layer::Conv2D { trainable, .. }
+            | Layer::BatchNormalization { trainable, .. } => *trainable,
+            _ => true,
         }
     }
 

@@ -3,11 +3,13 @@
 pub mod layers;
 pub mod model;
 pub mod summary;
+pub mod transfer;
 pub mod zoo;
 
 pub use layers::{Layer, LayerActivation};
 pub use model::{Model, Sequential};
 pub use summary::{LayerSummary, Summary};
+pub use transfer::{Freeze, InitReport};
 
 /// Training losses (defined by the graph, which lowers them; see
 /// [`crate::graph::Loss`]).

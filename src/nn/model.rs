@@ -78,6 +78,7 @@ impl Sequential {
                     units,
                     activation,
                     use_bias,
+                    trainable,
                 } => {
                     let fan_in = g.shape(x).iter().product::<usize>();
                     if *units == 0 {
@@ -85,7 +86,9 @@ impl Sequential {
                             "layer '{name}': Dense needs at least 1 unit"
                         )));
                     }
-                    let w = g.param(
+                    let w = param(
+                        &mut g,
+                        *trainable,
                         &format!("{index}.weight"),
                         &[*units, fan_in],
                         Init::GlorotUniform {
@@ -94,8 +97,16 @@ impl Sequential {
                         },
                         &name,
                     );
-                    let b =
-                        use_bias.then(|| g.param(&format!("{index}.bias"), &[*units], Init::Zeros, &name));
+                    let b = use_bias.then(|| {
+                        param(
+                            &mut g,
+                            *trainable,
+                            &format!("{index}.bias"),
+                            &[*units],
+                            Init::Zeros,
+                            &name,
+                        )
+                    });
                     x = g.dense(x, w, b, resolve(*activation)?, &name)?;
                     index += modules(*activation);
                 }
@@ -106,6 +117,7 @@ impl Sequential {
                     padding,
                     activation,
                     use_bias,
+                    trainable,
                 } => {
                     let xs = g.shape(x).to_vec();
                     if xs.len() != 3 {
@@ -122,7 +134,9 @@ impl Sequential {
                         )));
                     }
                     let area = kernel.0 * kernel.1;
-                    let w = g.param(
+                    let w = param(
+                        &mut g,
+                        *trainable,
                         &format!("{index}.weight"),
                         &[*filters, xs[0], kernel.0, kernel.1],
                         Init::GlorotUniform {
@@ -131,8 +145,16 @@ impl Sequential {
                         },
                         &name,
                     );
-                    let b =
-                        use_bias.then(|| g.param(&format!("{index}.bias"), &[*filters], Init::Zeros, &name));
+                    let b = use_bias.then(|| {
+                        param(
+                            &mut g,
+                            *trainable,
+                            &format!("{index}.bias"),
+                            &[*filters],
+                            Init::Zeros,
+                            &name,
+                        )
+                    });
                     x = g.conv2d(x, w, b, *stride, *padding, resolve(*activation)?, &name)?;
                     index += modules(*activation);
                 }
@@ -174,7 +196,20 @@ impl Sequential {
                     x = g.flatten(x, &name);
                     index += 2;
                 }
-                Layer::BatchNormalization { momentum, epsilon } => {
+                Layer::BatchNormalization {
+                    momentum,
+                    epsilon,
+                    trainable,
+                } => {
+                    if !trainable {
+                        // Keras runs a frozen batch normalization in inference mode
+                        // (moving statistics, none updated); the planner has no such
+                        // training-time lowering yet.
+                        return Err(Error::invalid(format!(
+                            "layer '{name}': freezing a BatchNormalization layer is not supported yet; \
+                             freeze the layers around it and leave it trainable"
+                        )));
+                    }
                     // nn.BatchNorm1d/2d's state_dict names.
                     let (c, _) = crate::graph::batch_norm_view(g.shape(x));
                     let gamma = g.param(&format!("{index}.weight"), &[c], Init::Ones, &name);
@@ -254,6 +289,15 @@ impl Sequential {
             fuse: true,
             clip_norm: None,
         })
+    }
+}
+
+/// A parameter of a layer that trains (`trainable`) or is frozen.
+fn param(g: &mut Graph, trainable: bool, name: &str, shape: &[usize], init: Init, layer: &str) -> NodeId {
+    if trainable {
+        g.param(name, shape, init, layer)
+    } else {
+        g.frozen_param(name, shape, init, layer)
     }
 }
 

@@ -1,0 +1,210 @@
+//! Transfer learning: starting a model from another model's checkpoint whose layers
+//! partly differ (another head, more layers), and freezing the layers that came from
+//! it, as Keras users do with `load_weights(..., skip_mismatch=True)` and
+//! `layer.trainable = False`.
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::graph::params::NamedValues;
+use crate::graph::{Graph, Op};
+use crate::nn::{Loss, Model, Sequential};
+
+/// What loading a checkpoint into a model did, tensor by tensor (PyTorch names).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InitReport {
+    /// Tensors of the model that took the checkpoint's values.
+    pub loaded: Vec<String>,
+    /// Tensors of the model that kept their initial values, each with the reason
+    /// (not in the checkpoint, or there with another shape).
+    pub new: Vec<(String, String)>,
+    /// Tensors of the checkpoint the model has no place for.
+    pub unused: Vec<String>,
+}
+
+impl std::fmt::Display for InitReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "loaded {} tensor(s): {}",
+            self.loaded.len(),
+            self.loaded.join(", ")
+        )?;
+        for (name, why) in &self.new {
+            write!(f, "\nnew {name}: {why}")?;
+        }
+        if !self.unused.is_empty() {
+            write!(f, "\nunused from the checkpoint: {}", self.unused.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Which layers a freeze applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Freeze {
+    /// Every layer whose tensors all come from the checkpoint (the pretrained base).
+    Loaded,
+    /// These layers, by number from 1 as the model's summary and messages count them.
+    Layers(Vec<usize>),
+}
+
+impl Freeze {
+    /// Parses `loaded`, or layer numbers and ranges such as `1,2,4-6`.
+    pub fn parse(text: &str) -> Result<Freeze> {
+        if text.trim() == "loaded" {
+            return Ok(Freeze::Loaded);
+        }
+        let bad = |part: &str| {
+            Error::invalid(format!(
+                "--freeze: '{part}' is not a layer number (from 1), a range such as 2-4, or 'loaded'"
+            ))
+        };
+        let mut layers = Vec::new();
+        for part in text.split(',').map(str::trim) {
+            let number = |s: &str| {
+                s.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| bad(part))
+            };
+            match part.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (number(a)?, number(b)?);
+                    if a > b {
+                        return Err(bad(part));
+                    }
+                    layers.extend(a..=b);
+                }
+                None => layers.push(number(part)?),
+            }
+        }
+        Ok(Freeze::Layers(layers))
+    }
+}
+
+/// The layer (from 0) that made each of `graph`'s parameters, as
+/// [`Sequential::graph`] names layers (`"<kind> #<number from 1>"`).
+fn layer_of(graph: &Graph, node: usize) -> Option<usize> {
+    let name = &graph.nodes[node].layer;
+    name.rsplit_once(" #")?.1.parse::<usize>().ok()?.checked_sub(1)
+}
+
+/// `(layer, name, shape)` of every tensor `spec` holds (trainable or not).
+fn tensors(spec: &Sequential, loss: Loss) -> Result<Vec<(usize, String, Vec<usize>)>> {
+    let (graph, _) = spec.graph(loss)?;
+    Ok(graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(id, n)| match &n.op {
+            Op::Param { name, .. } => Some((layer_of(&graph, id)?, name.clone(), n.shape.clone())),
+            _ => None,
+        })
+        .collect())
+}
+
+impl Sequential {
+    /// The same model with `freeze`'s layers frozen ([`Layer::frozen`](super::Layer::frozen)),
+    /// `values` being the checkpoint the model starts from (for [`Freeze::Loaded`]).
+    /// Errors name a layer number past the model's end, a layer without parameters,
+    /// and a frozen layer whose tensor the checkpoint holds with another shape.
+    pub fn freeze(&self, loss: Loss, freeze: &Freeze, values: &[NamedValues]) -> Result<Sequential> {
+        let held = tensors(self, loss)?;
+        let matches = |name: &str, shape: &[usize]| values.iter().any(|(n, s, _)| n == name && s == shape);
+        let layers: Vec<usize> = match freeze {
+            Freeze::Loaded => (0..self.layers.len())
+                .filter(|&i| {
+                    let mine: Vec<_> = held.iter().filter(|(l, _, _)| *l == i).collect();
+                    !mine.is_empty() && mine.iter().all(|(_, n, s)| matches(n, s))
+                })
+                .collect(),
+            Freeze::Layers(numbers) => numbers.iter().map(|n| n - 1).collect(),
+        };
+        let mut out = self.clone();
+        for i in layers {
+            let layer = out.layers.get(i).ok_or_else(|| {
+                Error::invalid(format!(
+                    "--freeze: layer {} does not exist; the model has {} layers",
+                    i + 1,
+                    self.layers.len()
+                ))
+            })?;
+            let name = format!("{} #{}", layer.kind(), i + 1);
+            if !held.iter().any(|(l, _, _)| *l == i) {
+                return Err(Error::invalid(format!(
+                    "layer '{name}' has no parameters to freeze"
+                )));
+            }
+            for (_, n, s) in held.iter().filter(|(l, _, _)| *l == i) {
+                if let Some((_, other, _)) = values.iter().find(|(vn, vs, _)| vn == n && vs != s) {
+                    return Err(Error::invalid(format!(
+                        "layer '{name}' is frozen but the checkpoint's '{n}' has shape {other:?}, the layer \
+                         {s:?}: a frozen layer must load its weights"
+                    )));
+                }
+            }
+            out.layers[i] = out.layers[i].clone().frozen();
+        }
+        Ok(out)
+    }
+}
+
+impl Model {
+    /// Loads every tensor of `values` whose name and shape match one of the model's;
+    /// the others keep their initial values (a new head, new layers), and the
+    /// report says which is which. Errors when nothing matches (not a checkpoint of
+    /// a related model) and when a frozen layer's tensor is missing or has another
+    /// shape (a frozen layer that kept random weights would never learn them).
+    pub fn load_matching(&self, ctx: &Context, values: &[NamedValues]) -> Result<InitReport> {
+        let mut report = InitReport::default();
+        let frozen = |node: usize| {
+            let layer = self.graph.nodes[node].layer.clone();
+            self.spec
+                .layers
+                .get(layer_of(&self.graph, node).unwrap_or(usize::MAX))
+                .is_some_and(|l| !l.is_trainable())
+                .then_some(layer)
+        };
+        for p in &self.store.params {
+            match values.iter().find(|(n, _, _)| *n == p.name) {
+                Some((_, shape, data)) if *shape == p.shape => {
+                    p.value.write(ctx, data)?;
+                    report.loaded.push(p.name.clone());
+                }
+                found => {
+                    let why = match found {
+                        Some((_, shape, _)) => {
+                            format!("shape {shape:?} in the checkpoint, {:?} in the model", p.shape)
+                        }
+                        None => "not in the checkpoint".to_string(),
+                    };
+                    if let Some(layer) = frozen(p.node) {
+                        return Err(Error::invalid(format!(
+                            "layer '{layer}' is frozen but its tensor '{}' cannot load: {why}",
+                            p.name
+                        )));
+                    }
+                    report.new.push((p.name.clone(), why));
+                }
+            }
+        }
+        if report.loaded.is_empty() {
+            let first = report
+                .new
+                .first()
+                .map(|(n, why)| format!(" ('{n}': {why})"))
+                .unwrap_or_default();
+            return Err(Error::invalid(format!(
+                "no tensor of the checkpoint matches the model by name and shape{first}: is it a checkpoint \
+                 of a related model?"
+            )));
+        }
+        report.unused = values
+            .iter()
+            .filter(|(n, _, _)| self.store.params.iter().all(|p| p.name != *n))
+            .map(|(n, _, _)| n.clone())
+            .collect();
+        Ok(report)
+    }
+}
