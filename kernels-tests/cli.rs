@@ -108,9 +108,20 @@ fn checkpoints_that_do_not_fit_the_model_are_refused_naming_the_tensor() {
     let c = ckpt.to_str().unwrap();
     let out = wgml(&["train", "--model", "binary", "--steps", "1", "--save", c]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // --init loads what matches (here only the last bias, [1] in both) and names
+    // every tensor that starts anew, with both shapes.
+    let out = wgml(&["train", "--model", "regression", "--steps", "1", "--init", c]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("loaded 1 tensor(s): 2.bias")
+            && stdout.contains("new 0.weight: shape [10, 2] in the checkpoint, [2, 3] in the model"),
+        "{stdout}"
+    );
+    // Frozen, a layer whose tensor cannot load is refused, naming it.
     fails_with(
-        &["train", "--model", "regression", "--steps", "1", "--init", c],
-        &[c, "0.weight", "[10, 2]", "[2, 3]"],
+        &["train", "--model", "regression", "--steps", "1", "--init", c, "--freeze", "1"],
+        &["Dense #1", "0.weight", "[10, 2]", "[2, 3]"],
     );
     fails_with(
         &["eval", "--model", "mlp", "--weights", c],
