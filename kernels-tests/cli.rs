@@ -120,7 +120,17 @@ fn checkpoints_that_do_not_fit_the_model_are_refused_naming_the_tensor() {
     );
     // Frozen, a layer whose tensor cannot load is refused, naming it.
     fails_with(
-        &["train", "--model", "regression", "--steps", "1", "--init", c, "--freeze", "1"],
+        &[
+            "train",
+            "--model",
+            "regression",
+            "--steps",
+            "1",
+            "--init",
+            c,
+            "--freeze",
+            "1",
+        ],
         &["Dense #1", "0.weight", "[10, 2]", "[2, 3]"],
     );
     fails_with(
