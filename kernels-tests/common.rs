@@ -205,6 +205,13 @@ pub fn fresh_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// The adapter classes real GPUs plan as (with subgroups and without), for tests that
+/// run the GPU paths on any adapter with [`Context::set_adapter_class`].
+pub const GPU_CLASSES: [wgml::gpu::AdapterClass; 2] = [
+    wgml::gpu::AdapterClass::Gpu,
+    wgml::gpu::AdapterClass::GpuWithoutSubgroups,
+];
+
 /// Restores a pooled context's adapter class and grid cap when the test ends (or
 /// fails), so the next test on that context plans as usual.
 pub struct PlanAs<'a>(pub &'a Context);

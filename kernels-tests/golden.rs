@@ -251,10 +251,7 @@ fn every_layer_kind_and_loss_matches_pytorch_float64() {
 fn golden_cases_planned_as_on_a_gpu_match_pytorch_float64() {
     let (_g, ctx) = gpu();
     let _restore = PlanAs(ctx);
-    for class in [
-        wgml::gpu::AdapterClass::Gpu,
-        wgml::gpu::AdapterClass::GpuWithoutSubgroups,
-    ] {
+    for class in GPU_CLASSES {
         ctx.set_adapter_class(class);
         check_all(ctx);
     }

@@ -77,10 +77,7 @@ fn cnn_matches_reference(fuse: bool) {
 fn cnn_planned_as_on_a_gpu_matches_the_reference_path() {
     let (_g, ctx) = gpu();
     let _restore = PlanAs(ctx);
-    for class in [
-        wgml::gpu::AdapterClass::Gpu,
-        wgml::gpu::AdapterClass::GpuWithoutSubgroups,
-    ] {
+    for class in GPU_CLASSES {
         ctx.set_adapter_class(class);
         assert!(!ctx.is_cpu(), "{class:?}");
         for optimizer in [Optimizer::adam(1e-3), Optimizer::sgd(0.05, 0.9)] {

@@ -425,10 +425,10 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         .transpose()?;
     if let Some(freeze) = &args.freeze {
         let freeze = nn::Freeze::parse(freeze)?;
-        let values = init.as_ref().map_or(&[][..], |(_, c)| &c.tensors[..]);
         if freeze == nn::Freeze::Loaded && init.is_none() {
             return Err(Error::invalid("--freeze loaded needs --init CHECKPOINT"));
         }
+        let values = init.as_ref().map_or(&[][..], |(_, c)| &c.tensors[..]);
         recipe.model = recipe.model.freeze(recipe.loss, &freeze, values)?;
     }
     println!("{}", recipe.model.summary(recipe.loss)?);

@@ -252,18 +252,12 @@ impl Layer {
     /// `requires_grad_(False)` on its parameters): its parameters keep their values
     /// while the rest of the model trains. Layers without parameters are returned
     /// unchanged.
-    pub fn frozen(self) -> Layer {
-        self.with_trainable(false)
-    }
-
-    /// The same layer with its `trainable` flag set to `trainable` (layers without
-    /// parameters have none and are returned unchanged).
-    pub fn with_trainable(mut self, trainable: bool) -> Layer {
-        match &mut self {
-            Layer::Dense { trainable: t, .. }
-            | Layer::Conv2D { trainable: t, .. }
-            | Layer::BatchNormalization { trainable: t, .. } => *t = trainable,
-            _ => {}
+    pub fn frozen(mut self) -> Layer {
+        if let Layer::Dense { trainable, .. }
+        | Layer::Conv2D { trainable, .. }
+        | Layer::BatchNormalization { trainable, .. } = &mut self
+        {
+            *trainable = false;
         }
         self
     }
