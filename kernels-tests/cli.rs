@@ -159,6 +159,88 @@ fn checkpoints_that_do_not_fit_the_model_are_refused_naming_the_tensor() {
     let _ = std::fs::remove_file(&junk);
 }
 
+/// The fine-tuning recipe from the command line: pretrain on digits 0-4, then a new
+/// head on 5-9 from 10 labelled images each over the frozen base; eval of the
+/// result on the same classes; mistakes in the new flags are refused by name.
+#[test]
+fn fine_tuning_on_other_classes_from_few_labels() {
+    let base = scratch("base04.safetensors");
+    let b = base.to_str().unwrap();
+    let out = wgml(&["train", "--classes", "0-4", "--steps", "3", "--save", b]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "classes kept: 0 = 0, 1 = 1, 2 = 2, 3 = 3, 4 = 4",
+        "(4113 train / 1018 test)",
+        "Dense #5 (softmax)  [5]",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
+    let tuned = scratch("tuned59.safetensors");
+    let t = tuned.to_str().unwrap();
+    let fine = [
+        "train",
+        "--classes",
+        "5-9",
+        "--per-class",
+        "10",
+        "--val-split",
+        "0",
+        "--epochs",
+        "1",
+        "--init",
+        b,
+        "--new-layers",
+        "5",
+    ];
+    let out = wgml(&[&fine[..], &["--freeze", "loaded", "--save", t]].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "classes kept: 0 = 5, 1 = 6, 2 = 7, 3 = 8, 4 = 9",
+        "(50 train / 982 test)",
+        "325 trainable, 346,496 non-trainable",
+        "loaded 4 tensor(s): 0.weight, 0.bias, 4.weight, 4.bias",
+        "new 6.weight: a new layer, starting from its initialiser",
+        "(982 samples)",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
+    // The saved 5-class model evaluates on the same classes, not on all ten.
+    let out = wgml(&["eval", "--weights", t, "--classes", "5-9"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("(982 samples)"), "{stdout}");
+    fails_with(
+        &["eval", "--weights", t],
+        &["10 classes but the model has 5 outputs"],
+    );
+    fails_with(
+        &[&fine[..], &["--freeze", "5"]].concat(),
+        &["'Dense #5' is both new and frozen"],
+    );
+    fails_with(
+        &["train", "--classes", "3,10"],
+        &["class 10 does not exist", "0-9"],
+    );
+    fails_with(&["train", "--classes", "4-2"], &["--classes: '4-2'"]);
+    fails_with(
+        &["train", "--classes", "0-1", "--per-class", "5000"],
+        &["--per-class 5000", "class 0 has only"],
+    );
+    fails_with(&["train", "--new-layers", "5"], &["--init"]);
+    fails_with(
+        &["train", "--init", b, "--new-layers", "2"],
+        &["'MaxPooling2D #2' has no parameters"],
+    );
+    fails_with(
+        &["train", "--init", b, "--new-layers", "9"],
+        &["layer 9 does not exist"],
+    );
+    let _ = std::fs::remove_file(&base);
+    let _ = std::fs::remove_file(&tuned);
+}
+
 /// Each epoch's loss and accuracy in a `--metrics` file.
 fn epoch_losses(metrics: &std::path::Path) -> Vec<(f64, f64)> {
     let text = std::fs::read_to_string(metrics).unwrap();

@@ -1535,6 +1535,57 @@ fn a_frozen_base_keeps_its_weights_while_a_new_head_trains() {
     }
 }
 
+/// `--new-layers`: a head of the same shape as the checkpoint's starts from its
+/// initialiser anyway, the rest loads, and the numbers given are checked.
+#[test]
+fn a_new_layer_starts_from_its_initialiser_though_the_checkpoint_fits_it() {
+    let (_g, ctx) = gpu();
+    let loss = Loss::SparseCategoricalCrossentropy;
+    let values = base_with_head(5)
+        .compile(ctx, loss, Optimizer::adam(1e-3), 3)
+        .unwrap()
+        .store
+        .download(ctx)
+        .unwrap();
+    let model = base_with_head(5)
+        .compile(ctx, loss, Optimizer::adam(1e-3), 4)
+        .unwrap();
+    let initial = model.store.download(ctx).unwrap();
+    let report = model.load_matching_except(ctx, &values, &[3]).unwrap();
+    assert_eq!(report.loaded, ["1.weight", "1.bias"]);
+    assert_eq!(report.new.len(), 2);
+    assert!(report.new[0].1.contains("a new layer"), "{report}");
+    let after = model.store.download(ctx).unwrap();
+    for (((name, _, init), (_, _, loaded)), (_, _, now)) in initial.iter().zip(&values).zip(&after) {
+        let expect = if name.starts_with("3.") { init } else { loaded };
+        assert_eq!(now, expect, "{name}");
+    }
+    assert_ne!(initial[2].2, values[2].2, "the two seeds' heads differ");
+    let e = model
+        .load_matching_except(ctx, &values, &[1])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'Flatten #1' has no parameters"), "{e}");
+    let e = model
+        .load_matching_except(ctx, &values, &[4])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("layer 4 does not exist"), "{e}");
+    let head = Sequential::new(&[4])
+        .add(Layer::dense(3, A::Relu))
+        .add(Layer::Dropout { rate: 0.5 });
+    assert!(matches!(
+        head.with_head_units(7).unwrap().layers[0],
+        Layer::Dense { units: 7, .. }
+    ));
+    let e = Sequential::new(&[1, 4, 4])
+        .add(Layer::conv2d(2, 3, A::Relu))
+        .with_head_units(7)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("must be Dense") && e.contains("Conv2D"), "{e}");
+}
+
 /// A frozen layer between trainable ones passes the gradient on to the layer
 /// before it and keeps its own weights; the step equals the reference path's.
 #[test]

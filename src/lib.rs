@@ -70,6 +70,7 @@ pub mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod nn;
+pub mod ranges;
 pub mod reference;
 #[cfg(feature = "cli")]
 pub mod report;

@@ -9,7 +9,7 @@ use wgml::train::History;
 use wgml::{Error, Result, checkpoint, train};
 
 use super::GpuArgs;
-use super::train::{load_data, print_evaluation, write_metrics_json, write_run_report};
+use super::train::{keep_classes, load_data, print_evaluation, write_metrics_json, write_run_report};
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
@@ -23,6 +23,10 @@ pub struct EvalArgs {
     /// Dataset whose test split is evaluated (default: the model's own).
     #[arg(long)]
     pub data: Option<String>,
+    /// Evaluate on these classes only, relabelled from 0 in the order given, as
+    /// `wgml train --classes` trained the model (e.g. 5-9).
+    #[arg(long, value_name = "LIST")]
+    pub classes: Option<String>,
     /// Seed of synthetic datasets.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -116,7 +120,10 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
             "model '{name}' is not one of wgml's, so it has no default dataset: give --data"
         ))
     })?;
-    let data = load_data(data_name, args.seed, &model.spec.input_shape)?;
+    let mut data = load_data(data_name, args.seed, &model.spec.input_shape)?;
+    if let Some(list) = &args.classes {
+        data = keep_classes(data, list)?;
+    }
     if data.sample_shape != model.spec.input_shape {
         return Err(Error::shape(
             "eval",

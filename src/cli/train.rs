@@ -28,6 +28,15 @@ pub struct TrainArgs {
     /// Default: the model's own (mnist-10k for cnn and mlp, a synthetic set otherwise).
     #[arg(long)]
     pub data: Option<String>,
+    /// Train and test on these classes only, e.g. 0-4 or 1,3,7, relabelled from 0 in
+    /// the order given (5-9 makes digit 5 class 0); the model's output layer gets one
+    /// unit per kept class.
+    #[arg(long, value_name = "LIST")]
+    pub classes: Option<String>,
+    /// Train on N labelled samples of each class only, drawn with --seed (the test
+    /// split stays whole).
+    #[arg(long, value_name = "N")]
+    pub per_class: Option<usize>,
     #[arg(long)]
     pub epochs: Option<usize>,
     #[arg(long)]
@@ -134,6 +143,11 @@ pub struct TrainArgs {
     /// loads: the pretrained base) or layer numbers from 1 and ranges, e.g. 1-4,6.
     #[arg(long, value_name = "loaded|LAYERS")]
     pub freeze: Option<String>,
+    /// Layers (numbers from 1 and ranges) that start from their initialisers even
+    /// where --init holds tensors that fit them: a new head for a new task with as
+    /// many classes as the old one.
+    #[arg(long, value_name = "LAYERS", requires = "init")]
+    pub new_layers: Option<String>,
     /// Save the trained weights to this safetensors checkpoint (PyTorch names and layouts).
     #[arg(long)]
     pub save: Option<PathBuf>,
@@ -174,6 +188,24 @@ pub fn load_data(name: &str, seed: u64, sample_shape: &[usize]) -> Result<Datase
             .collect();
         println!("classes: {}", names.join(", "));
     }
+    Ok(data)
+}
+
+/// `data` with only the classes `list` names (`--classes`), relabelled from 0.
+pub fn keep_classes(data: Dataset, list: &str) -> Result<Dataset> {
+    let classes = wgml::ranges::parse(list, 0).map_err(|part| {
+        Error::invalid(format!(
+            "--classes: '{part}' is not a class number (from 0) or a range such as 0-4"
+        ))
+    })?;
+    let data = data.keep_classes(&classes)?;
+    let names: Vec<String> = data
+        .class_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{i} = {n}"))
+        .collect();
+    println!("classes kept: {}", names.join(", "));
     Ok(data)
 }
 
@@ -394,7 +426,16 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         }
         (None, d) => d.to_string(),
     };
-    let data = load_data(&data_name, args.seed, &recipe.model.input_shape)?;
+    let mut data = load_data(&data_name, args.seed, &recipe.model.input_shape)?;
+    if let Some(list) = &args.classes {
+        data = keep_classes(data, list)?;
+        if recipe.loss == nn::Loss::SparseCategoricalCrossentropy {
+            recipe.model = recipe.model.with_head_units(data.class_names.len())?;
+        }
+    }
+    if let Some(n) = args.per_class {
+        data = data.per_class(n, args.seed)?;
+    }
     if data.sample_shape != recipe.model.input_shape {
         return Err(Error::shape(
             "train",
@@ -423,13 +464,26 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         .as_ref()
         .map(|p| checkpoint::load(p).map(|c| (p, c)))
         .transpose()?;
+    let new_layers = match &args.new_layers {
+        Some(list) => wgml::ranges::parse(list, 1).map_err(|part| {
+            Error::invalid(format!(
+                "--new-layers: '{part}' is not a layer number (from 1) or a range such as 2-4"
+            ))
+        })?,
+        None => Vec::new(),
+    };
     if let Some(freeze) = &args.freeze {
         let freeze = nn::Freeze::parse(freeze)?;
         if freeze == nn::Freeze::Loaded && init.is_none() {
             return Err(Error::invalid("--freeze loaded needs --init CHECKPOINT"));
         }
-        let values = init.as_ref().map_or(&[][..], |(_, c)| &c.tensors[..]);
-        recipe.model = recipe.model.freeze(recipe.loss, &freeze, values)?;
+        // The new layers' tensors do not come from the checkpoint: 'loaded' leaves them out.
+        let fresh = recipe.model.tensors_of_layers(recipe.loss, &new_layers)?;
+        let values: Vec<_> = init
+            .iter()
+            .flat_map(|(_, c)| c.tensors.iter().filter(|(n, _, _)| !fresh.contains(n)).cloned())
+            .collect();
+        recipe.model = recipe.model.freeze(recipe.loss, &freeze, &values)?;
     }
     println!("{}", recipe.model.summary(recipe.loss)?);
     let mut model = recipe
@@ -439,7 +493,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     model.clip_norm = clip_norm;
     if let Some((path, c)) = &init {
         let report = model
-            .load_matching(&ctx, &c.tensors)
+            .load_matching_except(&ctx, &c.tensors, &new_layers)
             .map_err(|e| e.in_file(path, &format!("does not fit model '{name}'")))?;
         println!("initial weights from {}: {report}", path.display());
     }

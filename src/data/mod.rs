@@ -5,5 +5,6 @@ pub mod augment;
 pub mod dataset;
 pub mod idx;
 pub mod image_folder;
+pub mod subset;
 
 pub use dataset::{Dataset, FASHION_MNIST_DIR, Split, Targets};

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::graph::params::NamedValues;
 use crate::graph::{Graph, Op};
-use crate::nn::{Loss, Model, Sequential};
+use crate::nn::{Layer, Loss, Model, Sequential};
 
 /// What loading a checkpoint into a model did, tensor by tensor (PyTorch names).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -54,32 +54,11 @@ impl Freeze {
         if text.trim() == "loaded" {
             return Ok(Freeze::Loaded);
         }
-        let bad = |part: &str| {
+        crate::ranges::parse(text, 1).map(Freeze::Layers).map_err(|part| {
             Error::invalid(format!(
                 "--freeze: '{part}' is not a layer number (from 1), a range such as 2-4, or 'loaded'"
             ))
-        };
-        let mut layers = Vec::new();
-        for part in text.split(',').map(str::trim) {
-            let number = |s: &str| {
-                s.trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .ok_or_else(|| bad(part))
-            };
-            match part.split_once('-') {
-                Some((a, b)) => {
-                    let (a, b) = (number(a)?, number(b)?);
-                    if a > b {
-                        return Err(bad(part));
-                    }
-                    layers.extend(a..=b);
-                }
-                None => layers.push(number(part)?),
-            }
-        }
-        Ok(Freeze::Layers(layers))
+        })
     }
 }
 
@@ -105,6 +84,54 @@ fn tensors(spec: &Sequential, loss: Loss) -> Result<Vec<(usize, String, Vec<usiz
 }
 
 impl Sequential {
+    /// The names of the tensors of the layers numbered `layers` (from 1). Errors
+    /// name a number past the model's end and a layer without parameters.
+    pub fn tensors_of_layers(&self, loss: Loss, layers: &[usize]) -> Result<Vec<String>> {
+        let held = tensors(self, loss)?;
+        let mut names = Vec::new();
+        for &number in layers {
+            let i = number
+                .checked_sub(1)
+                .filter(|&i| i < self.layers.len())
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "layer {number} does not exist; the model has {} layers",
+                        self.layers.len()
+                    ))
+                })?;
+            let before = names.len();
+            names.extend(held.iter().filter(|(l, _, _)| *l == i).map(|(_, n, _)| n.clone()));
+            if names.len() == before {
+                return Err(Error::invalid(format!(
+                    "layer '{} #{number}' has no parameters",
+                    self.layers[i].kind()
+                )));
+            }
+        }
+        Ok(names)
+    }
+
+    /// The same model with its last layer with parameters, which must be a Dense
+    /// layer, giving `units` outputs: the head of a classifier of `units` classes.
+    pub fn with_head_units(&self, units: usize) -> Result<Sequential> {
+        let mut out = self.clone();
+        match out.layers.iter_mut().rev().find(|l| {
+            matches!(
+                l,
+                Layer::Dense { .. } | Layer::Conv2D { .. } | Layer::BatchNormalization { .. }
+            )
+        }) {
+            Some(Layer::Dense { units: u, .. }) => *u = units,
+            other => {
+                return Err(Error::invalid(format!(
+                    "the model's output layer must be Dense to be given {units} units, not {}",
+                    other.map_or("missing", |l| l.kind())
+                )));
+            }
+        }
+        Ok(out)
+    }
+
     /// The same model with `freeze`'s layers frozen ([`Layer::frozen`](super::Layer::frozen)),
     /// `values` being the checkpoint the model starts from (for [`Freeze::Loaded`]).
     /// Errors name a layer number past the model's end, a layer without parameters,
@@ -157,6 +184,21 @@ impl Model {
     /// a related model) and when a frozen layer's tensor is missing or has another
     /// shape (a frozen layer that kept random weights would never learn them).
     pub fn load_matching(&self, ctx: &Context, values: &[NamedValues]) -> Result<InitReport> {
+        self.load_matching_except(ctx, values, &[])
+    }
+
+    /// [`Model::load_matching`], except that the layers numbered `new_layers` (counted
+    /// from 1) start from their initialisers even where the checkpoint holds tensors that
+    /// fit them: a new head of the same shape as the old one (PyTorch users assign a
+    /// new `nn.Linear`, Keras users pop the last layer and add another). Errors name a
+    /// number past the model's end or a layer without parameters.
+    pub fn load_matching_except(
+        &self,
+        ctx: &Context,
+        values: &[NamedValues],
+        new_layers: &[usize],
+    ) -> Result<InitReport> {
+        let fresh = self.spec.tensors_of_layers(self.loss, new_layers)?;
         let mut report = InitReport::default();
         let frozen = |node: usize| {
             let layer = self.graph.nodes[node].layer.clone();
@@ -167,6 +209,18 @@ impl Model {
                 .then_some(layer)
         };
         for p in &self.store.params {
+            if fresh.contains(&p.name) {
+                if let Some(layer) = frozen(p.node) {
+                    return Err(Error::invalid(format!(
+                        "layer '{layer}' is both new and frozen: it would keep its random weights"
+                    )));
+                }
+                report.new.push((
+                    p.name.clone(),
+                    "a new layer, starting from its initialiser".into(),
+                ));
+                continue;
+            }
             match values.iter().find(|(n, _, _)| *n == p.name) {
                 Some((_, shape, data)) if *shape == p.shape => {
                     p.value.write(ctx, data)?;
