@@ -218,6 +218,92 @@ fn evaluation_forward_matches_its_twin() {
     }
 }
 
+/// The gradient of the evaluation forward (a frozen layer trained through).
+#[test]
+fn evaluation_backward_matches_its_twin() {
+    let (_g, ctx) = gpu();
+    for (i, &case) in CASES.iter().enumerate() {
+        let d = desc(case);
+        let inp = inputs(&d, case.3.clamp(-1.0, 1.0), 60 + i as u64);
+        let dy = uniform(&mut rng(70 + i as u64), d.numel(), -1.0, 1.0);
+        let dx = nan_tensor(ctx, &[d.numel()]);
+        let disp = batchnorm::batchnorm_eval_backward(
+            ctx,
+            &d,
+            &up(ctx, &inp.x),
+            &up(ctx, &inp.gamma),
+            &up(ctx, &inp.beta),
+            &up(ctx, &inp.moving_mean),
+            &up(ctx, &inp.moving_var),
+            &up(ctx, &dy),
+            &dx,
+        )
+        .unwrap();
+        ctx.run(&[&disp]).unwrap();
+        let mut want = vec![0.0; d.numel()];
+        reference::batchnorm::batchnorm_eval_backward(
+            &d,
+            &inp.x,
+            &inp.gamma,
+            &inp.beta,
+            &inp.moving_mean,
+            &inp.moving_var,
+            &dy,
+            &mut want,
+        )
+        .unwrap();
+        let what = format!("eval backward {}", name(case));
+        assert_close(&what, &dx.to_f32(ctx).unwrap(), &want, 1e-6, 1e-5);
+    }
+}
+
+/// The twin's evaluation backward against central differences in f64 of
+/// `L = Σ w · act(γ (x − moving_mean) / √(moving_var + ε) + β)`, written out here.
+#[test]
+fn reference_evaluation_backward_is_the_derivative_of_the_forward() {
+    for act in [Activation::Identity, Activation::Tanh, Activation::Sigmoid] {
+        let d = BatchNormDesc::new(3, 2, 4).activation(act);
+        let inp = inputs(&d, 0.3, 80);
+        let w = uniform(&mut rng(81), d.numel(), -1.0, 1.0);
+        let mut dx = vec![0.0; d.numel()];
+        reference::batchnorm::batchnorm_eval_backward(
+            &d,
+            &inp.x,
+            &inp.gamma,
+            &inp.beta,
+            &inp.moving_mean,
+            &inp.moving_var,
+            &w,
+            &mut dx,
+        )
+        .unwrap();
+        let loss = |x: &[f64]| -> f64 {
+            let mut total = 0.0;
+            for (k, &xk) in x.iter().enumerate() {
+                let c = (k / d.s) % d.c;
+                let inv = 1.0 / (inp.moving_var[c] as f64 + d.epsilon as f64).sqrt();
+                let z = inp.gamma[c] as f64 * (xk - inp.moving_mean[c] as f64) * inv + inp.beta[c] as f64;
+                let y = match act {
+                    Activation::Identity => z,
+                    Activation::Relu => z.max(0.0),
+                    Activation::Tanh => z.tanh(),
+                    Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+                };
+                total += w[k] as f64 * y;
+            }
+            total
+        };
+        let num = finite_diff_f64(&inp.x, loss);
+        assert_close(
+            &format!("{act:?} eval dx vs finite differences"),
+            &dx,
+            &num,
+            1e-6,
+            1e-5,
+        );
+    }
+}
+
 #[test]
 fn backward_matches_its_twin_with_and_without_dx() {
     let (_g, ctx) = gpu();

@@ -9,6 +9,8 @@
 //                moving_mean = μ·moving_mean + (1 - μ)·mean     (μ = Keras' momentum)
 //                moving_var  = μ·moving_var  + (1 - μ)·var      (Keras: the biased var)
 //   evaluating:  y = act(γ (x - moving_mean) / √(moving_var + ε) + β)
+//   eval backward (a frozen layer trained through, Keras' inference mode; γ, β and
+//                the statistics are constants): dx = dy · act'(z) · γ / √(moving_var + ε)
 //   backward:    g = dy · act'(z) (z recomputed from x: nothing more is read),
 //                x̂ = (x - mean)·inv_std,  dγ = Σ g·x̂,  dβ = Σ g,
 //                dx = γ·inv_std·(g - dβ/m - x̂·dγ/m)
@@ -145,6 +147,20 @@ fn batchnorm_eval(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     let j = (k / p.s) % p.c;
     let scale = gamma[j] / sqrt(moving_var[j] + p.epsilon);
     y[k] = apply_activation(p.act, (x[k] - moving_mean[j]) * scale + beta[j]);
+}
+
+// The gradient of batchnorm_eval's input (γ, β and the moving statistics are
+// constants): one invocation per element.
+@compute @workgroup_size(WG)
+fn batchnorm_eval_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32) {
+    let k = group_index(wg, nwg) * WG + lid;
+    if (k >= p.n * p.c * p.s) {
+        return;
+    }
+    let j = (k / p.s) % p.c;
+    let scale = gamma[j] / sqrt(moving_var[j] + p.epsilon);
+    dx[k] = scale * pre_activation_grad(k, scale, beta[j] - moving_mean[j] * scale);
 }
 
 @compute @workgroup_size(WG)

@@ -147,6 +147,10 @@ pub enum Op {
         epsilon: f32,
         /// Activation applied after the normalization.
         act: Activation,
+        /// Frozen (γ and β non-trainable, Keras' `trainable = False`): the moving
+        /// statistics normalise in training too and stay unchanged, as Keras runs a
+        /// frozen layer in inference mode; only the input gets a gradient.
+        frozen: bool,
     },
     /// Inverted dropout of a fraction `rate` of the units while training (mask
     /// drawn from `seed` and the step number, see `kernels::dropout`); the
@@ -259,7 +263,8 @@ impl Graph {
 
     /// Batch normalization of `x` over its first per-sample axis, then `act` (see
     /// [`Op::BatchNorm`]); `gamma`, `beta`, `moving_mean` and `moving_var` must be
-    /// `[C]` parameters, the statistics non-trainable.
+    /// `[C]` parameters, the statistics non-trainable, γ and β both trainable or both
+    /// frozen (then the layer is frozen: inference mode while training too).
     #[allow(clippy::too_many_arguments)]
     pub fn batch_norm(
         &mut self,
@@ -279,9 +284,10 @@ impl Graph {
             .map_err(|e| Error::invalid(format!("layer '{layer}': {e}")))?;
         let c = desc.c;
         let used = autodiff::consumers(self);
+        let frozen = matches!(self.nodes[gamma].op, Op::Param { trainable: false, .. });
         for (what, id, trainable) in [
-            ("gamma", gamma, true),
-            ("beta", beta, true),
+            ("gamma", gamma, !frozen),
+            ("beta", beta, !frozen),
             ("moving mean", moving_mean, false),
             ("moving variance", moving_var, false),
         ] {
@@ -301,7 +307,11 @@ impl Graph {
                     layer,
                     format!(
                         "the {what} must be a {}parameter of [{c}] for an input of {xs:?}, got {:?}",
-                        if trainable { "" } else { "non-trainable " },
+                        if trainable {
+                            ""
+                        } else {
+                            "non-trainable (or frozen) "
+                        },
                         self.shape(id)
                     ),
                 ));
@@ -317,6 +327,7 @@ impl Graph {
                 momentum,
                 epsilon,
                 act,
+                frozen,
             },
             xs,
             layer,

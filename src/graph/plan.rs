@@ -17,7 +17,9 @@ use crate::gpu::{Context, DType, Dispatch, Tensor};
 use crate::graph::Loss;
 use crate::graph::autodiff::{backward_order, consumers, requires_grad};
 use crate::graph::{Graph, NodeId, Op, ParamStore, batch_norm_desc, pool_desc};
-use crate::kernels::batchnorm::{batchnorm_backward, batchnorm_eval, batchnorm_train};
+use crate::kernels::batchnorm::{
+    batchnorm_backward, batchnorm_eval, batchnorm_eval_backward, batchnorm_train,
+};
 use crate::kernels::clip::clip_by_global_norm;
 use crate::kernels::conv::{Conv2dDesc, conv2d_backward, conv2d_forward};
 use crate::kernels::conv_pool::{self, ConvPoolDesc};
@@ -311,12 +313,13 @@ impl Plan {
                     momentum,
                     epsilon,
                     act,
+                    frozen,
                 } => {
                     let y = Tensor::zeros(ctx, &shape, DType::F32)?;
                     let d = batch_norm_desc(b, graph.shape(*x), *momentum, *epsilon, *act);
                     let (g, bt) = (value(*gamma), value(*beta));
                     let (mm, mv) = (value(*moving_mean), value(*moving_var));
-                    if options.train {
+                    if options.train && !frozen {
                         let stats = Tensor::zeros(ctx, &[2, d.c], DType::F32)?;
                         forward.push(batchnorm_train(
                             ctx,
@@ -832,6 +835,33 @@ fn lower_backward(
             Op::Act { x, act } => {
                 if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
                     out.push(elementwise::activation_backward(ctx, *act, &value(id), &dy, &dx)?);
+                }
+            }
+            Op::BatchNorm {
+                x,
+                gamma,
+                beta,
+                moving_mean,
+                moving_var,
+                momentum,
+                epsilon,
+                act,
+                frozen: true,
+            } => {
+                // Inference mode: only the input's gradient.
+                let d = batch_norm_desc(b, graph.shape(*x), *momentum, *epsilon, *act);
+                if let Some(dx) = dx_for(*x, &mut pool, &mut grads)? {
+                    out.push(batchnorm_eval_backward(
+                        ctx,
+                        &d,
+                        &value(*x),
+                        &value(*gamma),
+                        &value(*beta),
+                        &value(*moving_mean),
+                        &value(*moving_var),
+                        &dy,
+                        &dx,
+                    )?);
                 }
             }
             Op::BatchNorm {

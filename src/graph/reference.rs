@@ -183,11 +183,12 @@ impl ReferenceExecutor {
                     momentum,
                     epsilon,
                     act,
+                    frozen,
                 } => {
                     let d = batch_norm_desc(b, g.shape(*x), *momentum, *epsilon, *act);
                     let mut y = vec![0.0; numel(id)];
                     let p = &mut self.params;
-                    if train.is_some() {
+                    if train.is_some() && !frozen {
                         let mut stats = vec![0.0; 2 * d.c];
                         let (mut mm, mut mv) = (p[*moving_mean].clone(), p[*moving_var].clone());
                         r::batchnorm::batchnorm_train(
@@ -354,6 +355,34 @@ impl ReferenceExecutor {
                     if req[*x] {
                         let mut dx = vec![0.0; dy.len()];
                         r::dropout::dropout(&dy, &mut dx, *rate, *seed, t)?;
+                        add_grad(&mut grads, *x, dx);
+                    }
+                }
+                Op::BatchNorm {
+                    x,
+                    gamma,
+                    beta,
+                    moving_mean,
+                    moving_var,
+                    momentum,
+                    epsilon,
+                    act,
+                    frozen: true,
+                } => {
+                    if req[*x] {
+                        let d = batch_norm_desc(b, g.shape(*x), *momentum, *epsilon, *act);
+                        let p = &self.params;
+                        let mut dx = vec![0.0; numel(*x)];
+                        r::batchnorm::batchnorm_eval_backward(
+                            &d,
+                            &vals[*x],
+                            &p[*gamma],
+                            &p[*beta],
+                            &p[*moving_mean],
+                            &p[*moving_var],
+                            &dy,
+                            &mut dx,
+                        )?;
                         add_grad(&mut grads, *x, dx);
                     }
                 }

@@ -1,6 +1,6 @@
 //! Batch-normalization launchers (`shaders/batchnorm.wgsl`): the training forward
 //! (batch statistics, moving statistics updated), the evaluation forward (moving
-//! statistics) and the backward pass, each with an optional activation after the
+//! statistics) and the backward passes of both, each with an optional activation after the
 //! normalization (Keras' BatchNormalization → Activation in one pass). CPU twin:
 //! [`crate::reference::batchnorm`].
 
@@ -15,6 +15,7 @@ pub const WG: u32 = 256;
 
 const TRAIN: Kernel = Shader::Batchnorm.kernel("batchnorm_train");
 const EVAL: Kernel = Shader::Batchnorm.kernel("batchnorm_eval");
+const EVAL_BACKWARD: Kernel = Shader::Batchnorm.kernel("batchnorm_eval_backward");
 const BACKWARD: Kernel = Shader::Batchnorm.kernel("batchnorm_backward");
 const BACKWARD_ROWS: Kernel = Shader::Batchnorm.kernel("batchnorm_backward_rows");
 
@@ -243,6 +244,52 @@ pub fn batchnorm_eval(
             (4, &y.buffer),
             (7, &moving_mean.buffer),
             (8, &moving_var.buffer),
+        ],
+        groups_for(ctx, n, WG)?,
+    )
+}
+
+/// Backward of [`batchnorm_eval`] for its input only (γ, β and the moving
+/// statistics are constants: a frozen layer that later layers train through, as
+/// Keras runs a layer with `trainable = False`): `dx = dy · act'(z) · γ / √(moving_var + ε)`.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_eval_backward(
+    ctx: &Context,
+    d: &BatchNormDesc,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    moving_mean: &Tensor,
+    moving_var: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    let (n, c) = (d.numel(), d.c);
+    check(
+        d,
+        &[
+            ("x", x, n),
+            ("gamma", gamma, c),
+            ("beta", beta, c),
+            ("moving_mean", moving_mean, c),
+            ("moving_var", moving_var, c),
+            ("dy", dy, n),
+        ],
+        &[("dx", dx, n)],
+    )?;
+    let params = d.params(true)?;
+    ctx.dispatch(
+        EVAL_BACKWARD,
+        &[("WG", WG as f64)],
+        &params,
+        &[
+            (1, &x.buffer),
+            (2, &gamma.buffer),
+            (3, &beta.buffer),
+            (7, &moving_mean.buffer),
+            (8, &moving_var.buffer),
+            (9, &dy.buffer),
+            (10, &dx.buffer),
         ],
         groups_for(ctx, n, WG)?,
     )

@@ -201,19 +201,25 @@ impl Sequential {
                     epsilon,
                     trainable,
                 } => {
-                    if !trainable {
-                        // Keras runs a frozen batch normalization in inference mode
-                        // (moving statistics, none updated); the planner has no such
-                        // training-time lowering yet.
-                        return Err(Error::invalid(format!(
-                            "layer '{name}': freezing a BatchNormalization layer is not supported yet; \
-                             freeze the layers around it and leave it trainable"
-                        )));
-                    }
-                    // nn.BatchNorm1d/2d's state_dict names.
+                    // nn.BatchNorm1d/2d's state_dict names. Frozen, γ and β are
+                    // constants and the layer runs in inference mode (Keras').
                     let (c, _) = crate::graph::batch_norm_view(g.shape(x));
-                    let gamma = g.param(&format!("{index}.weight"), &[c], Init::Ones, &name);
-                    let beta = g.param(&format!("{index}.bias"), &[c], Init::Zeros, &name);
+                    let gamma = param(
+                        &mut g,
+                        *trainable,
+                        &format!("{index}.weight"),
+                        &[c],
+                        Init::Ones,
+                        &name,
+                    );
+                    let beta = param(
+                        &mut g,
+                        *trainable,
+                        &format!("{index}.bias"),
+                        &[c],
+                        Init::Zeros,
+                        &name,
+                    );
                     let mean = g.state(&format!("{index}.running_mean"), &[c], Init::Zeros, &name);
                     let var = g.state(&format!("{index}.running_var"), &[c], Init::Ones, &name);
                     // An Activation layer right after runs inside the normalization's

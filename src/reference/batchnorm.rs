@@ -96,6 +96,34 @@ pub fn batchnorm_eval(
     Ok(())
 }
 
+/// Backward of [`batchnorm_eval`] for `dx` only (the other inputs are constants).
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_eval_backward(
+    d: &BatchNormDesc,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    moving_mean: &[f32],
+    moving_var: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<()> {
+    check_lens(
+        d,
+        &[x.len(), dy.len(), dx.len()],
+        &[gamma.len(), beta.len(), moving_mean.len(), moving_var.len()],
+        None,
+    )?;
+    for j in 0..d.c {
+        let scale = gamma[j] as f64 / (moving_var[j] as f64 + d.epsilon as f64).sqrt();
+        for k in channel(d, j) {
+            let z = (x[k] as f64 - moving_mean[j] as f64) * scale + beta[j] as f64;
+            dx[k] = (scale * dy[k] as f64 * activation_grad(d.activation, z)) as f32;
+        }
+    }
+    Ok(())
+}
+
 /// Backward from the saved statistics, `dy` being the gradient of the activated
 /// output: `dgamma`, `dbeta`, and `dx` when given.
 #[allow(clippy::too_many_arguments)]
