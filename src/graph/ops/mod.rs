@@ -1,0 +1,443 @@
+//! The ops, one module per family. Each module holds everything about its ops side
+//! by side: the [`Graph`] builder that checks shapes, the GPU forward lowering, the
+//! GPU backward rule, and the CPU reference forward and backward. The planner
+//! ([`crate::graph::plan`]) and the reference executor
+//! ([`crate::graph::reference`]) only walk the graph and call the rules through
+//! the four matches below, so adding an op touches its own module, one line in
+//! each match, and its test.
+//!
+//! Contexts: [`Lowering`] (a plan's forward pass being built), [`BackwardLowering`]
+//! (its backward pass), [`RefForward`] and [`RefBackward`] (the reference
+//! executor's step).
+
+pub mod batchnorm;
+pub mod conv;
+pub mod conv_pool;
+pub mod dense;
+pub mod elementwise;
+pub mod pool;
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::graph::{Graph, NodeId, Op, ParamStore};
+use crate::kernels::elementwise as ew;
+use crate::kernels::matmul::Activation;
+use crate::kernels::optim::{Optimizer, StepUniform};
+use crate::reference as r;
+
+use conv_pool::FusedConvPool;
+
+/// `[batch, shape...]`.
+pub(crate) fn batched(batch: usize, shape: &[usize]) -> Vec<usize> {
+    let mut s = Vec::with_capacity(shape.len() + 1);
+    s.push(batch);
+    s.extend_from_slice(shape);
+    s
+}
+
+/// A plan's forward pass while it is built: every node's value so far, what
+/// forward keeps for backward, the dispatches in order.
+pub(crate) struct Lowering<'a> {
+    pub ctx: &'a Context,
+    pub graph: &'a Graph,
+    /// Samples per batch.
+    pub batch: usize,
+    /// Whether the plan trains (dropout draws masks, batch normalization uses batch
+    /// statistics).
+    pub train: bool,
+    /// The per-step uniform (dropout masks read the step number).
+    pub step: &'a StepUniform,
+    /// Each node's value, `None` until lowered.
+    pub values: Vec<Option<Tensor>>,
+    /// What forward keeps for a node's backward: max-pool arg-max indices, a batch
+    /// normalization's `[mean | 1/std]` per channel.
+    pub aux: HashMap<NodeId, Tensor>,
+    /// Conv → max-pool pairs lowered to the fused kernels, keyed by the pool.
+    pub fused: HashMap<NodeId, FusedConvPool>,
+    /// The forward dispatches, in order.
+    pub dispatches: Vec<Dispatch>,
+}
+
+impl Lowering<'_> {
+    /// The value of node `i`, lowered before its consumers.
+    pub fn value(&self, i: NodeId) -> Tensor {
+        self.values[i].clone().expect("inputs precede their consumers")
+    }
+
+    /// A new f32 buffer for node `id`'s batched value.
+    pub fn output(&self, id: NodeId) -> Result<Tensor> {
+        Tensor::zeros(self.ctx, &batched(self.batch, self.graph.shape(id)), DType::F32)
+    }
+
+    /// The per-sample shape of node `i`.
+    pub fn shape(&self, i: NodeId) -> &[usize] {
+        self.graph.shape(i)
+    }
+}
+
+/// Lowers node `id`'s forward op (not the input or a parameter) and returns its value.
+pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor> {
+    match &lw.graph.nodes[id].op {
+        Op::Input | Op::Param { .. } => unreachable!("the planner places inputs and parameters"),
+        Op::Dense { x, w, b, act } => dense::forward(lw, id, *x, *w, *b, *act),
+        op @ Op::Conv2d { .. } => conv::forward(lw, id, op),
+        Op::MaxPool2d { x, window } => pool::max_forward(lw, id, *x, *window),
+        Op::AvgPool2d { x, window } => pool::avg_forward(lw, id, *x, *window),
+        Op::Reshape { x } => elementwise::reshape_forward(lw, id, *x),
+        Op::Act { x, act } => elementwise::act_forward(lw, id, *x, *act),
+        Op::Dropout { x, rate, seed } => elementwise::dropout_forward(lw, id, *x, *rate, *seed),
+        op @ Op::BatchNorm { .. } => batchnorm::forward(lw, id, op),
+    }
+}
+
+/// A plan's backward pass while it is built: the gradients so far, a pool of free
+/// gradient buffers, the dispatches in order. A rule asks for the gradient buffer
+/// of each input with [`BackwardLowering::dx_for`] (fresh for the first
+/// contribution, summed in for later ones) and the gradient before the op's fused
+/// activation with [`BackwardLowering::pre_activation`].
+pub(crate) struct BackwardLowering<'a> {
+    pub ctx: &'a Context,
+    pub graph: &'a Graph,
+    /// Samples per batch.
+    pub batch: usize,
+    /// The forward pass' values and what it kept.
+    pub values: &'a [Option<Tensor>],
+    pub aux: &'a HashMap<NodeId, Tensor>,
+    pub fused: &'a HashMap<NodeId, FusedConvPool>,
+    pub store: &'a ParamStore,
+    /// The per-step uniform (dropout masks read the step number).
+    pub step: &'a StepUniform,
+    /// Given when Dense weight gradients may apply Adam in their epilogue.
+    pub fuse_adam: Option<(&'a Optimizer, &'a StepUniform)>,
+    /// Which nodes need a gradient, and how many ops read each node.
+    pub req: Vec<bool>,
+    pub uses: Vec<usize>,
+    /// Each node's gradient (complete once every consumer's rule ran).
+    pub grads: Vec<Option<Tensor>>,
+    /// Nodes whose gradient already includes their fused activation's derivative.
+    pub pre_activated: Vec<bool>,
+    /// Parameters whose optimizer step already ran inside backward.
+    pub updated: Vec<NodeId>,
+    /// The backward dispatches, in order.
+    pub dispatches: Vec<Dispatch>,
+    pool: Pool,
+    /// This rule's input gradients: (input, buffer, whether to sum it into the
+    /// input's existing gradient).
+    targets: Vec<(NodeId, Tensor, bool)>,
+    /// Buffers this rule used and gives back when it ends.
+    temporaries: Vec<Tensor>,
+    /// The rule handed its output gradient on as its input's (a view): keep it.
+    alias: bool,
+}
+
+/// Free gradient buffers by element count, reused by later backward rules.
+#[derive(Default)]
+struct Pool {
+    free: HashMap<usize, Vec<Tensor>>,
+}
+
+impl Pool {
+    fn take(&mut self, ctx: &Context, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        match self.free.get_mut(&n).and_then(|v| v.pop()) {
+            Some(t) => t.reshape(shape),
+            None => Tensor::zeros(ctx, shape, DType::F32),
+        }
+    }
+
+    fn give(&mut self, t: Tensor) {
+        self.free.entry(t.numel()).or_default().push(t);
+    }
+}
+
+impl<'a> BackwardLowering<'a> {
+    /// The backward pass of `graph` from the forward pass' `values` and `aux`,
+    /// before any rule ran; `output`'s gradient is `d_output`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        ctx: &'a Context,
+        graph: &'a Graph,
+        batch: usize,
+        values: &'a [Option<Tensor>],
+        aux: &'a HashMap<NodeId, Tensor>,
+        fused: &'a HashMap<NodeId, FusedConvPool>,
+        store: &'a ParamStore,
+        step: &'a StepUniform,
+        fuse_adam: Option<(&'a Optimizer, &'a StepUniform)>,
+        output: NodeId,
+        d_output: Tensor,
+    ) -> BackwardLowering<'a> {
+        let mut grads = vec![None; graph.nodes.len()];
+        grads[output] = Some(d_output);
+        BackwardLowering {
+            ctx,
+            graph,
+            batch,
+            values,
+            aux,
+            fused,
+            store,
+            step,
+            fuse_adam,
+            req: crate::graph::autodiff::requires_grad(graph),
+            uses: crate::graph::autodiff::consumers(graph),
+            grads,
+            pre_activated: vec![false; graph.nodes.len()],
+            updated: Vec::new(),
+            dispatches: Vec::new(),
+            pool: Pool::default(),
+            targets: Vec::new(),
+            temporaries: Vec::new(),
+            alias: false,
+        }
+    }
+
+    /// The forward value of node `i`.
+    pub fn value(&self, i: NodeId) -> Tensor {
+        self.values[i].clone().expect("forward value")
+    }
+
+    /// The per-sample shape of node `i`.
+    pub fn shape(&self, i: NodeId) -> &'a [usize] {
+        self.graph.shape(i)
+    }
+
+    /// The gradient buffer of parameter node `i` (errors when several ops share it).
+    pub fn param_grad(&self, i: NodeId) -> Result<Tensor> {
+        if self.uses[i] > 1 {
+            return Err(Error::invalid(format!(
+                "parameter '{}' is used by {} ops; shared parameters are not supported",
+                self.graph.nodes[i].layer, self.uses[i]
+            )));
+        }
+        Ok(self
+            .store
+            .by_node(i)
+            .expect("every Param node is in the store")
+            .grad
+            .clone())
+    }
+
+    /// Where this rule writes the gradient of its input `x`: `None` when `x` needs
+    /// none; a fresh buffer for `x`'s first contribution, else a temporary summed
+    /// into it when the rule ends.
+    pub fn dx_for(&mut self, x: NodeId) -> Result<Option<Tensor>> {
+        if !self.req[x] {
+            return Ok(None);
+        }
+        let shape = batched(self.batch, self.graph.shape(x));
+        let t = self.pool.take(self.ctx, &shape)?;
+        let accumulate = self.grads[x].is_some();
+        self.targets.push((x, t.clone(), accumulate));
+        if !accumulate {
+            self.grads[x] = Some(t.clone());
+        }
+        Ok(Some(t))
+    }
+
+    /// Hands `dy` on unchanged as the gradient of `x` (reshaped to `x`'s shape): a
+    /// view when it is `x`'s first contribution, else summed in.
+    pub fn pass_through(&mut self, x: NodeId, dy: &Tensor) -> Result<()> {
+        if !self.req[x] {
+            return Ok(());
+        }
+        let shape = batched(self.batch, self.graph.shape(x));
+        if self.grads[x].is_none() {
+            self.grads[x] = Some(dy.reshape(&shape)?);
+            self.alias = true;
+        } else {
+            let t = self.pool.take(self.ctx, &shape)?;
+            self.dispatches
+                .push(ew::scale(self.ctx, &dy.reshape(&shape)?, 1.0, &t)?);
+            self.targets.push((x, t, true));
+        }
+        Ok(())
+    }
+
+    /// The gradient of node `id` before its fused activation `act`, from `dy`
+    /// (after it): `dy` itself for the identity or when an earlier rule already
+    /// applied the derivative, else a temporary buffer.
+    pub fn pre_activation(&mut self, id: NodeId, act: Activation, dy: &Tensor) -> Result<Tensor> {
+        if act == Activation::Identity || self.pre_activated[id] {
+            return Ok(dy.clone());
+        }
+        let dz = self.temporary(dy.shape())?;
+        self.dispatches
+            .push(ew::activation_backward(self.ctx, act, &self.value(id), dy, &dz)?);
+        Ok(dz)
+    }
+
+    /// A scratch buffer of `shape` that goes back to the pool when this rule ends.
+    pub fn temporary(&mut self, shape: &[usize]) -> Result<Tensor> {
+        let t = self.pool.take(self.ctx, shape)?;
+        self.temporaries.push(t.clone());
+        Ok(t)
+    }
+
+    /// Runs node `id`'s backward rule on its complete gradient, then sums later
+    /// contributions into their inputs' gradients and frees what the rule used.
+    pub fn run_rule(&mut self, id: NodeId, output: NodeId) -> Result<()> {
+        let dy = self.grads[id]
+            .take()
+            .expect("gradient of a node is complete before its rule runs");
+        self.alias = false;
+        lower_backward_rule(self, id, &dy)?;
+        for (x, t, accumulate) in std::mem::take(&mut self.targets) {
+            if accumulate {
+                let g = self.grads[x].as_ref().expect("first contribution exists");
+                self.dispatches.push(ew::axpy(self.ctx, 1.0, &t, g)?);
+                self.pool.give(t);
+            }
+        }
+        for t in std::mem::take(&mut self.temporaries) {
+            self.pool.give(t);
+        }
+        if !self.alias && id != output {
+            self.pool.give(dy);
+        }
+        Ok(())
+    }
+}
+
+/// Lowers node `id`'s backward rule, `dy` being its output's gradient.
+fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -> Result<()> {
+    let graph = bw.graph;
+    match &graph.nodes[id].op {
+        Op::Input | Op::Param { .. } => unreachable!("not in backward order"),
+        Op::Dense { x, w, b, act } => dense::backward(bw, id, dy, *x, *w, *b, *act),
+        op @ Op::Conv2d { .. } => conv::backward(bw, id, dy, op),
+        Op::MaxPool2d { x, window } => pool::max_backward(bw, id, dy, *x, *window),
+        Op::AvgPool2d { x, window } => pool::avg_backward(bw, dy, *x, *window),
+        Op::Reshape { x } => bw.pass_through(*x, dy),
+        Op::Act { x, act } => elementwise::act_backward(bw, id, dy, *x, *act),
+        Op::Dropout { x, rate, seed } => elementwise::dropout_backward(bw, dy, *x, *rate, *seed),
+        op @ Op::BatchNorm { .. } => batchnorm::backward(bw, id, dy, op),
+    }
+}
+
+/// The reference executor's forward pass while it runs.
+pub(crate) struct RefForward<'a> {
+    pub graph: &'a Graph,
+    /// Samples per batch.
+    pub batch: usize,
+    /// The step number while training (dropout masks; batch statistics), `None`
+    /// when evaluating.
+    pub train: Option<u32>,
+    /// Parameter values by node id (batch normalization moves its statistics).
+    pub params: &'a mut [Vec<f32>],
+    /// Values by node id.
+    pub values: Vec<Vec<f32>>,
+    /// Max-pool arg-max indices by node id.
+    pub aux: Vec<Vec<u32>>,
+    /// Batch normalizations' saved `[mean | 1/std]` by node id.
+    pub saved: Vec<Vec<f32>>,
+}
+
+impl RefForward<'_> {
+    /// Number of values of node `id` for the whole batch.
+    pub fn numel(&self, id: NodeId) -> usize {
+        self.batch * self.graph.shape(id).iter().product::<usize>()
+    }
+
+    /// The value of node `i`: a parameter's, or an earlier node's.
+    pub fn value(&self, i: NodeId) -> &[f32] {
+        match self.graph.nodes[i].op {
+            Op::Param { .. } => &self.params[i],
+            _ => &self.values[i],
+        }
+    }
+}
+
+/// Computes node `id` (not the input or a parameter) on the CPU.
+pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<Vec<f32>> {
+    let graph = rf.graph;
+    match &graph.nodes[id].op {
+        Op::Input | Op::Param { .. } => unreachable!("the executor places inputs and parameters"),
+        Op::Dense { x, w, b, act } => dense::reference_forward(rf, id, *x, *w, *b, *act),
+        op @ Op::Conv2d { .. } => conv::reference_forward(rf, id, op),
+        Op::MaxPool2d { x, window } => pool::reference_max_forward(rf, id, *x, *window),
+        Op::AvgPool2d { x, window } => pool::reference_avg_forward(rf, id, *x, *window),
+        Op::Reshape { x } => Ok(rf.values[*x].clone()),
+        Op::Act { x, act } => Ok(elementwise::reference_act_forward(rf, id, *x, *act)),
+        Op::Dropout { x, rate, seed } => elementwise::reference_dropout_forward(rf, id, *x, *rate, *seed),
+        op @ Op::BatchNorm { .. } => batchnorm::reference_forward(rf, id, op),
+    }
+}
+
+/// The reference executor's backward pass while it runs.
+pub(crate) struct RefBackward<'a> {
+    pub graph: &'a Graph,
+    /// Samples per batch.
+    pub batch: usize,
+    /// This step's number (dropout masks).
+    pub step: u32,
+    /// Parameter values by node id.
+    pub params: &'a [Vec<f32>],
+    /// The forward pass' values, arg-max indices and saved statistics by node id.
+    pub values: &'a [Vec<f32>],
+    pub aux: &'a [Vec<u32>],
+    pub saved: &'a [Vec<f32>],
+    /// Which nodes need a gradient.
+    pub req: Vec<bool>,
+    /// Each node's gradient so far.
+    pub grads: Vec<Option<Vec<f32>>>,
+}
+
+impl RefBackward<'_> {
+    /// Number of values of node `id` for the whole batch.
+    pub fn numel(&self, id: NodeId) -> usize {
+        self.batch * self.graph.shape(id).iter().product::<usize>()
+    }
+
+    /// The forward value of node `i`: a parameter's, or a computed one.
+    pub fn value(&self, i: NodeId) -> &[f32] {
+        match self.graph.nodes[i].op {
+            Op::Param { .. } => &self.params[i],
+            _ => &self.values[i],
+        }
+    }
+
+    /// Sums `d` into node `i`'s gradient.
+    pub fn add_grad(&mut self, i: NodeId, d: Vec<f32>) {
+        match &mut self.grads[i] {
+            Some(acc) => acc.iter_mut().zip(&d).for_each(|(a, v)| *a += v),
+            slot => *slot = Some(d),
+        }
+    }
+
+    /// The gradient before node `id`'s fused activation `act`, from `dy` (after it).
+    pub fn pre_activation(&self, id: NodeId, act: Activation, dy: &[f32]) -> Vec<f32> {
+        if act == Activation::Identity {
+            return dy.to_vec();
+        }
+        let mut dz = vec![0.0; dy.len()];
+        r::elementwise::activation_backward(act, &self.values[id], dy, &mut dz);
+        dz
+    }
+}
+
+/// Runs node `id`'s backward rule on the CPU, `dy` being its output's gradient.
+pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f32>) -> Result<()> {
+    let graph = rb.graph;
+    match &graph.nodes[id].op {
+        Op::Input | Op::Param { .. } => unreachable!("not in backward order"),
+        Op::Dense { x, w, b, act } => dense::reference_backward(rb, id, &dy, *x, *w, *b, *act),
+        op @ Op::Conv2d { .. } => conv::reference_backward(rb, id, &dy, op),
+        Op::MaxPool2d { x, window } => pool::reference_max_backward(rb, id, &dy, *x, *window),
+        Op::AvgPool2d { x, window } => pool::reference_avg_backward(rb, &dy, *x, *window),
+        Op::Reshape { x } => {
+            if rb.req[*x] {
+                rb.add_grad(*x, dy);
+            }
+            Ok(())
+        }
+        Op::Act { x, act } => {
+            elementwise::reference_act_backward(rb, id, &dy, *x, *act);
+            Ok(())
+        }
+        Op::Dropout { x, rate, seed } => elementwise::reference_dropout_backward(rb, &dy, *x, *rate, *seed),
+        op @ Op::BatchNorm { .. } => batchnorm::reference_backward(rb, id, &dy, op),
+    }
+}
