@@ -438,3 +438,61 @@ fn elementwise_rejects_wrong_dtype_and_bad_aliasing() {
     let e = message(elementwise::bias_add_rows(ctx, &b, &bias, Activation::Identity, &b).unwrap_err());
     assert!(e.contains("shares a buffer with the bias"), "{e}");
 }
+
+/// `exp_scale` and its backward `mul_scale` against their twins, and the backward
+/// against central differences of the twin's forward (in f64).
+#[test]
+fn exp_scale_and_its_backward_match_reference() {
+    let (_g, ctx) = gpu();
+    for (k, &n) in SIZES.iter().enumerate() {
+        let x = uniform(&mut rng(600 + k as u64), n, -6.0, 6.0);
+        let dy = uniform(&mut rng(700 + k as u64), n, -1.0, 1.0);
+        let xt = Tensor::from_f32(ctx, &x, &[n]).unwrap();
+        let y = nan_tensor(ctx, &[n]);
+        ctx.run(&[&elementwise::exp_scale(ctx, &xt, 0.5, &y).unwrap()])
+            .unwrap();
+        let mut want = vec![0.0; n];
+        reference::elementwise::exp_scale(&x, 0.5, &mut want);
+        let got = y.to_f32(ctx).unwrap();
+        assert_close(&format!("exp_scale n={n}"), &got, &want, 0.0, 2e-6);
+        let dyt = Tensor::from_f32(ctx, &dy, &[n]).unwrap();
+        let dx = nan_tensor(ctx, &[n]);
+        ctx.run(&[&elementwise::mul_scale(ctx, 0.5, &y, &dyt, &dx).unwrap()])
+            .unwrap();
+        let mut want_dx = vec![0.0; n];
+        reference::elementwise::mul_scale(0.5, &got, &dy, &mut want_dx);
+        assert_close(
+            &format!("mul_scale n={n}"),
+            &dx.to_f32(ctx).unwrap(),
+            &want_dx,
+            0.0,
+            1e-6,
+        );
+    }
+    // d/dx Σ dy · exp(x/2) = dy · exp(x/2) / 2, against f64 central differences.
+    let x = uniform(&mut rng(800), 9, -3.0, 3.0);
+    let dy = uniform(&mut rng(801), 9, -1.0, 1.0);
+    let mut y = vec![0.0; 9];
+    reference::elementwise::exp_scale(&x, 0.5, &mut y);
+    let mut dx = vec![0.0; 9];
+    reference::elementwise::mul_scale(0.5, &y, &dy, &mut dx);
+    let fd: Vec<f32> = (0..9)
+        .map(|i| {
+            let f = |v: f64| {
+                (0..9)
+                    .map(|j| dy[j] as f64 * (0.5 * if j == i { v } else { x[j] as f64 }).exp())
+                    .sum::<f64>()
+            };
+            ((f(x[i] as f64 + 1e-6) - f(x[i] as f64 - 1e-6)) / 2e-6) as f32
+        })
+        .collect();
+    assert_close("exp_scale backward vs finite differences", &dx, &fd, 1e-6, 1e-5);
+    // Aliased buffers are refused.
+    let t = Tensor::from_f32(ctx, &x, &[9]).unwrap();
+    assert!(elementwise::exp_scale(ctx, &t, 0.5, &t).is_err());
+    assert!(elementwise::mul_scale(ctx, 0.5, &t, &dx_tensor(ctx, &dy), &t).is_err());
+}
+
+fn dx_tensor(ctx: &wgml::Context, v: &[f32]) -> Tensor {
+    Tensor::from_f32(ctx, v, &[v.len()]).unwrap()
+}

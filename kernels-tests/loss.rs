@@ -332,3 +332,122 @@ fn empty_batch_is_a_no_op() {
     ];
     ctx.run(&ds.iter().collect::<Vec<_>>()).unwrap();
 }
+
+/// The loss terms computed inside a graph (a variational autoencoder's KL and
+/// summed reconstruction BCE) against their twins on every shape, with a per-sample
+/// upstream gradient, and the twins' gradients against f64 central differences.
+#[test]
+fn loss_terms_match_their_twins_and_finite_differences() {
+    use wgml::kernels::loss::Term;
+    let (_g, ctx) = gpu();
+    for term in [Term::KlNormal, Term::BceSum] {
+        for (k, &(rows, cols)) in SHAPES.iter().enumerate() {
+            let c = case(Kind::Bce, 900 + k as u64, rows, cols);
+            // KL: a mean and a log-variance in [-4, 4]; BCE: logits and targets.
+            let b_values = match term {
+                Term::KlNormal => uniform(&mut rng(950 + k as u64), rows * cols, -4.0, 4.0),
+                Term::BceSum => c.targets.clone(),
+            };
+            let dy = uniform(&mut rng(990 + k as u64), rows, -1.0, 1.0);
+            let shape = [rows, cols];
+            let a = Tensor::from_f32(ctx, &c.x, &shape).unwrap();
+            let b = Tensor::from_f32(ctx, &b_values, &shape).unwrap();
+            let dyt = Tensor::from_f32(ctx, &dy, &[rows]).unwrap();
+            let loss_t = nan_tensor(ctx, &[rows]);
+            let da = nan_tensor(ctx, &shape);
+            let db = nan_tensor(ctx, &shape);
+            let db_arg = (term == Term::KlNormal).then_some(&db);
+            ctx.run(&[
+                &loss::loss_term(ctx, term, &a, &b, &loss_t).unwrap(),
+                &loss::loss_term_grad(ctx, term, &a, &b, &dyt, &da, db_arg).unwrap(),
+            ])
+            .unwrap();
+            let mut want = vec![0.0; rows];
+            reference::loss::loss_term(term, &c.x, &b_values, cols, &mut want);
+            let what = format!("{term:?} [{rows}, {cols}]");
+            // Sums of up to 100,000 f32 terms of size ≤ 60 (e^4) in workgroup order
+            // against f64: 1e-5 relative of the row sum, plus its magnitude's rounding.
+            assert_close(
+                &format!("{what} loss"),
+                &loss_t.to_f32(ctx).unwrap(),
+                &want,
+                1e-4,
+                1e-5,
+            );
+            let mut want_da = vec![0.0; rows * cols];
+            let mut want_db = vec![0.0; rows * cols];
+            let want_db_arg = (term == Term::KlNormal).then_some(&mut want_db[..]);
+            reference::loss::loss_term_grad(term, &c.x, &b_values, &dy, &mut want_da, want_db_arg);
+            assert_close(
+                &format!("{what} da"),
+                &da.to_f32(ctx).unwrap(),
+                &want_da,
+                1e-7,
+                1e-5,
+            );
+            if term == Term::KlNormal {
+                assert_close(
+                    &format!("{what} db"),
+                    &db.to_f32(ctx).unwrap(),
+                    &want_db,
+                    1e-7,
+                    1e-5,
+                );
+            }
+        }
+        // The twin's gradient is the derivative of Σ dy · loss (f64 differences of
+        // the f64 forward written out here).
+        let (rows, cols) = (3, 4);
+        let a = uniform(&mut rng(1), rows * cols, -2.0, 2.0);
+        let b = match term {
+            Term::KlNormal => uniform(&mut rng(2), rows * cols, -2.0, 2.0),
+            Term::BceSum => uniform(&mut rng(2), rows * cols, 0.0, 1.0),
+        };
+        let dy = uniform(&mut rng(3), rows, -1.0, 1.0);
+        let total = |a: &[f64], b: &[f64]| -> f64 {
+            (0..rows * cols)
+                .map(|i| {
+                    let (x, y) = (a[i], b[i]);
+                    let l = match term {
+                        Term::KlNormal => -0.5 * (1.0 + y - x * x - y.exp()),
+                        Term::BceSum => x.max(0.0) - x * y + (-x.abs()).exp().ln_1p(),
+                    };
+                    dy[i / cols] as f64 * l
+                })
+                .sum()
+        };
+        let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+        let fd = |which: usize| -> Vec<f32> {
+            (0..rows * cols)
+                .map(|i| {
+                    let at = |delta: f64| {
+                        let (mut a, mut b) = (wide(&a), wide(&b));
+                        let v = if which == 0 { &mut a } else { &mut b };
+                        v[i] += delta;
+                        total(&a, &b)
+                    };
+                    ((at(1e-6) - at(-1e-6)) / 2e-6) as f32
+                })
+                .collect()
+        };
+        let (mut da, mut db) = (vec![0.0; rows * cols], vec![0.0; rows * cols]);
+        let db_arg = (term == Term::KlNormal).then_some(&mut db[..]);
+        reference::loss::loss_term_grad(term, &a, &b, &dy, &mut da, db_arg);
+        assert_close(
+            &format!("{term:?} da vs finite differences"),
+            &da,
+            &fd(0),
+            1e-6,
+            1e-5,
+        );
+        if term == Term::KlNormal {
+            assert_close(
+                &format!("{term:?} db vs finite differences"),
+                &db,
+                &fd(1),
+                1e-6,
+                1e-5,
+            );
+        }
+    }
+}

@@ -22,6 +22,7 @@ mod golden;
 mod hostile_files;
 mod loss;
 mod matmul;
+mod noise;
 mod optim;
 mod pipeline;
 mod pool;

@@ -17,6 +17,8 @@
 // where the device does not flush subnormal products to zero). Launcher:
 // src/kernels/dropout.rs. At evaluation the layer is the identity and runs no kernel.
 //
+// pcg_hash is in hash.wgsl (shared with noise.wgsl).
+//
 // Bindings: @binding(0) p; @binding(1) st, the per-step uniform (step.wgsl, read
 // for t); @binding(2) y written; @binding(3) x read. y and x are distinct buffers.
 
@@ -34,14 +36,6 @@ override WG: u32 = 256;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read> x: array<f32>;
 
-// PCG's output permutation of a 32-bit state (one LCG step, then the RXS-M-XS
-// output function): a cheap, well-mixed u32 -> u32 hash.
-fn pcg_hash(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
 @compute @workgroup_size(WG)
 fn dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
@@ -49,7 +43,7 @@ fn dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (i >= p.n) {
         return;
     }
-    let stream = pcg_hash(p.seed ^ pcg_hash(st.t));
+    let stream = hash_stream(p.seed, st.t);
     let keep = (pcg_hash(i ^ stream) >> 8u) >= p.threshold;
     y[i] = x[i] * select(0.0, p.scale, keep);
 }

@@ -228,3 +228,24 @@ fn bias_act_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
         y[i] = activate(p.act, y[i] + b[(i / p.s) % p.c]);
     }
 }
+
+// exp_scale: y = exp(alpha * a) (the standard deviation exp(log_var / 2) of a
+// variational autoencoder's sample).
+@compute @workgroup_size(WG)
+fn exp_scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = exp(p.alpha * a[i]);
+    }
+}
+
+// mul_scale: y = alpha * a * b (exp_scale's backward: a its output, b the gradient).
+@compute @workgroup_size(WG)
+fn mul_scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = p.alpha * a[i] * b[i];
+    }
+}

@@ -18,9 +18,21 @@
 //          grad = (sigmoid(x) - t) / D * grad_scale
 //          exp only ever sees -|x|, so any finite |x| (e.g. 1e4) is exact-ish.
 //
+// Loss terms computed inside a graph (graph::ops::loss_terms): per-sample terms
+// whose gradient comes from the graph as dy[row] (the weight of the term over B),
+// not from grad_scale; the forward is one workgroup per row, the gradient one
+// invocation per element.
+//
+//   kl_normal:  loss = -1/2 Σ_d (1 + lv - m^2 - exp(lv))   (m = x, lv = t: the KL
+//               divergence of N(m, exp(lv)) from N(0, I), summed over the features)
+//               grad = dy·m,  grad2 = dy·(exp(lv) - 1)/2
+//   bce_sum:    loss = Σ_d [max(x, 0) - x t + log(1 + exp(-|x|))]   (bce, summed)
+//               grad = dy·(sigmoid(x) - t)
+//
 // Bindings: @binding(1) x (logits or predictions, read), @binding(2) labels (u32,
 // read), @binding(3) loss (read_write), @binding(4) grad (read_write),
-// @binding(5) t (f32 targets, read). The forward-only entry points do not use grad.
+// @binding(5) t (f32 targets, read), @binding(6) dy (read), @binding(7) grad2
+// (read_write). The forward-only entry points do not use grad.
 //
 // WG must be a power of two no larger than 256 (the scratch arrays).
 
@@ -39,6 +51,8 @@ override WG: u32 = 256;
 @group(0) @binding(3) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(5) var<storage, read> t: array<f32>;
+@group(0) @binding(6) var<storage, read> dy: array<f32>;
+@group(0) @binding(7) var<storage, read_write> grad2: array<f32>;
 
 var<workgroup> red_m: array<f32, 256>;
 var<workgroup> red_s: array<f32, 256>;
@@ -255,4 +269,69 @@ fn bce_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
         grad[base + j] = (sigmoid(xv) - tv) * k;
     }
     row_mean_finish(r, lid, valid, acc);
+}
+
+// ---- loss terms inside a graph ----
+
+fn row_sum_finish(r: u32, lid: u32, valid: bool, partial: f32) {
+    let total = workgroup_sum(lid, partial);
+    if (valid && lid == 0u) {
+        loss[r] = total;
+    }
+}
+
+fn element_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return group_index(wg, nwg) * WG + lid;
+}
+
+@compute @workgroup_size(WG)
+fn kl_normal(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let valid = r < p.rows;
+    let cols = select(0u, p.cols, valid);
+    let base = r * p.cols;
+    var acc = 0.0;
+    for (var j = lid; j < cols; j = j + WG) {
+        let m = x[base + j];
+        let lv = t[base + j];
+        acc = acc + (1.0 + lv - m * m - exp(lv));
+    }
+    row_sum_finish(r, lid, valid, -0.5 * acc);
+}
+
+@compute @workgroup_size(WG)
+fn kl_normal_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = element_index(wg, nwg, lid);
+    if (i >= p.rows * p.cols) {
+        return;
+    }
+    let g = dy[i / p.cols];
+    grad[i] = g * x[i];
+    grad2[i] = g * 0.5 * (exp(t[i]) - 1.0);
+}
+
+@compute @workgroup_size(WG)
+fn bce_sum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let valid = r < p.rows;
+    let cols = select(0u, p.cols, valid);
+    let base = r * p.cols;
+    var acc = 0.0;
+    for (var j = lid; j < cols; j = j + WG) {
+        acc = acc + bce_term(x[base + j], t[base + j]);
+    }
+    row_sum_finish(r, lid, valid, acc);
+}
+
+@compute @workgroup_size(WG)
+fn bce_sum_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = element_index(wg, nwg, lid);
+    if (i >= p.rows * p.cols) {
+        return;
+    }
+    grad[i] = dy[i / p.cols] * (sigmoid(x[i]) - t[i]);
 }

@@ -1,4 +1,5 @@
 //! Elementwise launchers: fill, activations forward/backward, add, mul, scale, axpy,
+//! exp_scale and mul_scale,
 //! bias add (+ activation) per row and per channel.
 //!
 //! All tensors here are f32. Binary ops require equal shapes (reshape first when a
@@ -42,6 +43,8 @@ const SQUARE_INPLACE: Kernel = Shader::Elementwise.kernel("square_inplace");
 const SCALE: Kernel = Shader::Elementwise.kernel("scale");
 const SCALE_INPLACE: Kernel = Shader::Elementwise.kernel("scale_inplace");
 const AXPY: Kernel = Shader::Elementwise.kernel("axpy");
+const EXP_SCALE: Kernel = Shader::Elementwise.kernel("exp_scale");
+const MUL_SCALE: Kernel = Shader::Elementwise.kernel("mul_scale");
 const BIAS_ACT: Kernel = Shader::Elementwise.kernel("bias_act");
 const BIAS_ACT_INPLACE: Kernel = Shader::Elementwise.kernel("bias_act_inplace");
 
@@ -238,6 +241,45 @@ pub fn mul(ctx: &Context, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<Dispat
         BinaryForm::InPlace(other) => launch(ctx, MUL_INPLACE, params, &[(1, &out.buffer), (3, other)]),
         BinaryForm::SelfOp => launch(ctx, SQUARE_INPLACE, params, &[(1, &out.buffer)]),
     }
+}
+
+/// `y = exp(alpha · x)`; `y` and `x` are distinct buffers of one shape.
+pub fn exp_scale(ctx: &Context, x: &Tensor, alpha: f32, y: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "exp_scale";
+    distinct_unary(OP, x, y)?;
+    let params = Params {
+        n: count_u32(OP, "x", x.numel())?,
+        alpha,
+        ..Params::default()
+    };
+    launch(ctx, EXP_SCALE, params, &[(1, &y.buffer), (2, &x.buffer)])
+}
+
+/// `out = alpha · a · b` elementwise (equal shapes; `out` distinct from both): the
+/// backward of [`exp_scale`] with `a` its output and `b` the output's gradient.
+pub fn mul_scale(ctx: &Context, alpha: f32, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "mul_scale";
+    let (n, form) = binary(OP, a, b, out)?;
+    let BinaryForm::Fresh(a, b) = form else {
+        return Err(Error::invalid("mul_scale: out must be distinct from a and b"));
+    };
+    let params = Params {
+        n,
+        alpha,
+        ..Params::default()
+    };
+    launch(ctx, MUL_SCALE, params, &[(1, &out.buffer), (2, a), (3, b)])
+}
+
+/// Errors unless `x` and `y` are f32 of one shape in distinct buffers.
+fn distinct_unary(op: &'static str, x: &Tensor, y: &Tensor) -> Result<()> {
+    x.expect_dtype(op, "x", DType::F32)?;
+    y.expect_dtype(op, "y", DType::F32)?;
+    expect_same_shape(op, "x", x, "y", y)?;
+    if same_buffer(x, y) {
+        return Err(Error::invalid(format!("{op}: x and y must be distinct buffers")));
+    }
+    Ok(())
 }
 
 /// `y = alpha * x`. `y` may be `x`.

@@ -28,6 +28,13 @@ const MSE: Kernel = Shader::Loss.kernel("mse");
 const MSE_GRAD: Kernel = Shader::Loss.kernel("mse_grad");
 const BCE: Kernel = Shader::Loss.kernel("bce");
 const BCE_GRAD: Kernel = Shader::Loss.kernel("bce_grad");
+const KL_NORMAL: Kernel = Shader::Loss.kernel("kl_normal");
+const KL_NORMAL_GRAD: Kernel = Shader::Loss.kernel("kl_normal_grad");
+const BCE_SUM: Kernel = Shader::Loss.kernel("bce_sum");
+const BCE_SUM_GRAD: Kernel = Shader::Loss.kernel("bce_sum_grad");
+
+/// Invocations per workgroup of the per-element gradients of the loss terms.
+const TERM_WG: u32 = 256;
 
 /// Binding indices in `shaders/loss.wgsl`.
 const B_X: u32 = 1;
@@ -35,6 +42,8 @@ const B_LABELS: u32 = 2;
 const B_LOSS: u32 = 3;
 const B_GRAD: u32 = 4;
 const B_TARGETS: u32 = 5;
+const B_DY: u32 = 6;
+const B_GRAD2: u32 = 7;
 
 /// Checks what every loss shares: `x` is f32 `[B, C]` (C ≥ 1), `loss` f32 with B
 /// elements, the gradient (if any) f32 of `x`'s shape, and no written tensor shares a
@@ -235,5 +244,106 @@ pub fn bce_with_logits(
         (B_TARGETS, targets),
         loss,
         dlogits,
+    )
+}
+
+/// What a loss term computed inside a graph ([`kl_normal`], [`bce_sum`]) computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Term {
+    /// KL divergence of N(mean, exp(log_var)) from N(0, I), summed over features.
+    KlNormal,
+    /// Binary cross-entropy of logits against targets, summed over features.
+    BceSum,
+}
+
+/// The per-sample term `loss[i]` (`[B]`) of `a` and `b` (`[B, D]`): the mean and
+/// log-variance for [`Term::KlNormal`], the logits and targets for [`Term::BceSum`].
+pub fn loss_term(ctx: &Context, term: Term, a: &Tensor, b: &Tensor, loss: &Tensor) -> Result<Dispatch> {
+    let op = term_name(term);
+    expect_same_shape(op, "a", a, "b", b)?;
+    b.expect_dtype(op, "b", DType::F32)?;
+    let (rows, cols) = common(op, ("a", a), loss, None, &[("b", b)])?;
+    let kernel = match term {
+        Term::KlNormal => KL_NORMAL,
+        Term::BceSum => BCE_SUM,
+    };
+    launch(
+        ctx,
+        op,
+        (kernel, kernel),
+        (rows, cols),
+        0.0,
+        a,
+        (B_TARGETS, b),
+        loss,
+        None,
+    )
+}
+
+fn term_name(term: Term) -> &'static str {
+    match term {
+        Term::KlNormal => "kl_normal",
+        Term::BceSum => "bce_sum",
+    }
+}
+
+/// The gradient of `Σ_i dy[i] · loss[i]` for [`loss_term`]'s term: into `da`
+/// (`[B, D]`), and for [`Term::KlNormal`] into `db` too (the log-variance's; the
+/// targets of [`Term::BceSum`] take none, so `db` must be `None` there).
+pub fn loss_term_grad(
+    ctx: &Context,
+    term: Term,
+    a: &Tensor,
+    b: &Tensor,
+    dy: &Tensor,
+    da: &Tensor,
+    db: Option<&Tensor>,
+) -> Result<Dispatch> {
+    let op = term_name(term);
+    expect_same_shape(op, "a", a, "b", b)?;
+    b.expect_dtype(op, "b", DType::F32)?;
+    dy.expect_dtype(op, "dy", DType::F32)?;
+    let (rows, cols) = common(op, ("a", a), dy, Some(("da", da)), &[("b", b)])?;
+    let mut bindings = vec![
+        (B_X, &a.buffer),
+        (B_TARGETS, &b.buffer),
+        (B_DY, &dy.buffer),
+        (B_GRAD, &da.buffer),
+    ];
+    let kernel = match (term, db) {
+        (Term::KlNormal, Some(db)) => {
+            expect_same_shape(op, "a", a, "db", db)?;
+            for (name, t) in [("a", a), ("b", b), ("dy", dy), ("da", da)] {
+                if same_buffer(db, t) {
+                    return Err(Error::invalid(format!("{op}: db shares a buffer with {name}")));
+                }
+            }
+            bindings.push((B_GRAD2, &db.buffer));
+            KL_NORMAL_GRAD
+        }
+        (Term::BceSum, None) => BCE_SUM_GRAD,
+        (Term::KlNormal, None) => {
+            return Err(Error::invalid(
+                "kl_normal: the log-variance's gradient db is required",
+            ));
+        }
+        (Term::BceSum, Some(_)) => {
+            return Err(Error::invalid(
+                "bce_sum: the targets take no gradient; pass no db",
+            ));
+        }
+    };
+    let params = Params {
+        rows: count_u32(op, "rows", rows)?,
+        cols: count_u32(op, "cols", cols)?,
+        grad_scale: 0.0,
+        _pad: 0,
+    };
+    ctx.dispatch(
+        kernel,
+        &[("WG", TERM_WG as f64)],
+        &params,
+        &bindings,
+        groups_for(ctx, rows * cols, TERM_WG)?,
     )
 }

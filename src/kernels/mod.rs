@@ -13,6 +13,7 @@ pub mod dropout;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
+pub mod noise;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
@@ -43,6 +44,8 @@ pub enum Shader {
     MatmulSubgroup,
     /// `MatmulSubgroup` with the Adam epilogue (`shaders/matmul_adam.wgsl`).
     MatmulSubgroupAdam,
+    /// Seeded random values per step (`shaders/noise.wgsl`).
+    Noise,
     /// Fused optimizer steps (`shaders/optim.wgsl`).
     Optim,
     /// Max and average pooling (`shaders/pool.wgsl`).
@@ -55,7 +58,7 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 14] = [
+    pub const ALL: [Shader; 15] = [
         Shader::Batchnorm,
         Shader::Clip,
         Shader::Conv,
@@ -66,6 +69,7 @@ impl Shader {
         Shader::Matmul,
         Shader::MatmulSubgroup,
         Shader::MatmulSubgroupAdam,
+        Shader::Noise,
         Shader::Optim,
         Shader::Pool,
         Shader::Reduce,
@@ -95,6 +99,7 @@ impl Shader {
             Shader::Dropout => "dropout",
             Shader::Elementwise => "elementwise",
             Shader::Loss => "loss",
+            Shader::Noise => "noise",
             Shader::Matmul => "matmul",
             Shader::MatmulSubgroup => "matmul_subgroup",
             Shader::MatmulSubgroupAdam => "matmul_adam",
@@ -123,7 +128,13 @@ impl Shader {
             ),
             Shader::Dropout => concat!(
                 include_str!("../../shaders/step.wgsl"),
+                include_str!("../../shaders/hash.wgsl"),
                 include_str!("../../shaders/dropout.wgsl")
+            ),
+            Shader::Noise => concat!(
+                include_str!("../../shaders/step.wgsl"),
+                include_str!("../../shaders/hash.wgsl"),
+                include_str!("../../shaders/noise.wgsl")
             ),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),

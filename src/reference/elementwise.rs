@@ -109,3 +109,20 @@ pub fn bias_add_channels(x: &[f32], bias: &[f32], spatial: usize, act: Activatio
         *o = activate(act, v + bias[(i / spatial) % c]);
     }
 }
+
+/// `y = exp(alpha · x)` (computed in f64).
+pub fn exp_scale(x: &[f32], alpha: f32, y: &mut [f32]) {
+    assert_eq!(x.len(), y.len());
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = (alpha as f64 * v as f64).exp() as f32;
+    }
+}
+
+/// `out = alpha · a · b`.
+pub fn mul_scale(alpha: f32, a: &[f32], b: &[f32], out: &mut [f32]) {
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a.len(), out.len());
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = (alpha as f64 * x as f64 * y as f64) as f32;
+    }
+}

@@ -121,3 +121,53 @@ pub fn bce_with_logits(
         }
     }
 }
+
+/// CPU twin of [`crate::kernels::loss::loss_term`]: the per-sample term of `a` and
+/// `b` (`[rows, cols]`).
+pub fn loss_term(term: crate::kernels::loss::Term, a: &[f32], b: &[f32], cols: usize, loss: &mut [f32]) {
+    use crate::kernels::loss::Term;
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a.len(), loss.len() * cols);
+    for (r, (a, b)) in a.chunks(cols).zip(b.chunks(cols)).enumerate() {
+        loss[r] = match term {
+            Term::KlNormal => {
+                let s: f64 = a
+                    .iter()
+                    .zip(b)
+                    .map(|(&m, &lv)| {
+                        let (m, lv) = (m as f64, lv as f64);
+                        1.0 + lv - m * m - lv.exp()
+                    })
+                    .sum();
+                (-0.5 * s) as f32
+            }
+            Term::BceSum => (bce_row(a, b) * cols as f64) as f32,
+        };
+    }
+}
+
+/// CPU twin of [`crate::kernels::loss::loss_term_grad`]: the gradient of
+/// `Σ_r dy[r] · loss[r]` into `da`, and into `db` for the KL term.
+pub fn loss_term_grad(
+    term: crate::kernels::loss::Term,
+    a: &[f32],
+    b: &[f32],
+    dy: &[f32],
+    da: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    use crate::kernels::loss::Term;
+    let cols = a.len() / dy.len();
+    for (i, d) in da.iter_mut().enumerate() {
+        let g = dy[i / cols] as f64;
+        *d = match term {
+            Term::KlNormal => g * a[i] as f64,
+            Term::BceSum => g * (sigmoid(a[i] as f64) - b[i] as f64),
+        } as f32;
+    }
+    if let (Term::KlNormal, Some(db)) = (term, db) {
+        for (i, d) in db.iter_mut().enumerate() {
+            *d = (dy[i / cols] as f64 * 0.5 * ((b[i] as f64).exp() - 1.0)) as f32;
+        }
+    }
+}

@@ -9,6 +9,7 @@ pub mod dropout;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
+pub mod noise;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
