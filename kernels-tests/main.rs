@@ -32,4 +32,5 @@ mod soak;
 mod softmax;
 mod train;
 mod tune;
+mod vae;
 mod wgsl;

@@ -5,6 +5,7 @@ mod eval;
 mod info;
 mod selftest;
 mod train;
+mod vae;
 
 use std::process::ExitCode;
 

@@ -16,8 +16,9 @@ use super::GpuArgs;
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Model: cnn, cnn-bn (the cnn with batch normalization), convnet, mlp, binary
-    /// or regression; or a JSON file describing one (layers, loss, optimizer; see
+    /// Model: cnn, cnn-bn (the cnn with batch normalization), convnet, mlp, binary,
+    /// regression or vae (a variational autoencoder, 784 → 512 → latent and back);
+    /// or a JSON file describing one (layers, loss, optimizer; see
     /// examples/models/cnn.json), trained with --data and fit's defaults (10 epochs,
     /// batch 32, no validation split).
     #[arg(long, default_value = "cnn")]
@@ -28,6 +29,9 @@ pub struct TrainArgs {
     /// Default: the model's own (mnist-10k for cnn and mlp, a synthetic set otherwise).
     #[arg(long)]
     pub data: Option<String>,
+    /// VAE (--model vae): dimensions of the latent space (default 2).
+    #[arg(long, value_name = "N")]
+    pub latent: Option<usize>,
     /// Train and test on these classes only, e.g. 0-4 or 1,3,7, relabelled from 0 in
     /// the order given (5-9 makes digit 5 class 0); the model's output layer gets one
     /// unit per kept class.
@@ -334,6 +338,12 @@ fn recipe_from_file(path: &Path) -> Result<(zoo::Recipe, String)> {
 }
 
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
+    if args.model == "vae" {
+        return super::vae::run(gpu, args);
+    }
+    if args.latent.is_some() {
+        return Err(Error::invalid("--latent applies to --model vae"));
+    }
     let (mut recipe, name) = if args.model.ends_with(".json") {
         recipe_from_file(Path::new(&args.model))?
     } else {

@@ -1,7 +1,7 @@
 //! Reverse-mode differentiation over a [`Graph`]: which nodes carry gradients and
 //! the order their backward rules run. The rules themselves (which kernels compute
-//! the input, weight and bias gradients of each op) are lowered in
-//! [`plan`](super::plan), next to the forward lowering of the same op.
+//! the input, weight and bias gradients of each op) live in [`ops`](super::ops),
+//! next to the forward lowering of the same op.
 
 use super::{Graph, NodeId, Op};
 
@@ -20,11 +20,17 @@ pub fn requires_grad(graph: &Graph) -> Vec<bool> {
 }
 
 /// Nodes whose backward rule runs, in the order it runs (reverse topological):
-/// every non-parameter node that requires a gradient and is an ancestor of `output`.
-pub fn backward_order(graph: &Graph, output: NodeId) -> Vec<NodeId> {
+/// every non-parameter node that requires a gradient and is an ancestor of one of
+/// `roots` (the loss' output, or every loss term).
+pub fn backward_order(graph: &Graph, roots: &[NodeId]) -> Vec<NodeId> {
     let req = requires_grad(graph);
     let mut reaches = vec![false; graph.nodes.len()];
-    reaches[output] = true;
+    let Some(&output) = roots.iter().max() else {
+        return Vec::new();
+    };
+    for &r in roots {
+        reaches[r] = true;
+    }
     for id in (0..=output).rev() {
         if reaches[id] {
             for i in graph.inputs(id) {
@@ -64,7 +70,7 @@ mod tests {
         let y = g.dense(x, w, Some(b), Activation::Relu, "dense").unwrap();
         let z = g.activation(y, Activation::Tanh, "act");
         assert_eq!(requires_grad(&g), vec![false, true, true, true, true]);
-        assert_eq!(backward_order(&g, z), vec![z, y]);
+        assert_eq!(backward_order(&g, &[z]), vec![z, y]);
         assert_eq!(consumers(&g), vec![1, 1, 1, 1, 0]);
     }
 
@@ -80,7 +86,7 @@ mod tests {
             .batch_norm(x, gamma, beta, mean, var, 0.99, 1e-3, Activation::Relu, "bn")
             .unwrap();
         assert_eq!(requires_grad(&g), vec![false, true, true, false, false, true]);
-        assert_eq!(backward_order(&g, y), vec![y]);
+        assert_eq!(backward_order(&g, &[y]), vec![y]);
         // A second normalization over the same statistics is refused, naming them.
         let (gamma2, beta2) = (
             g.param("2.weight", &[3], Init::Ones, "bn2"),

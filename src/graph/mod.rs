@@ -164,9 +164,90 @@ pub enum Op {
         x: NodeId,
         /// Fraction of units dropped, in [0, 1).
         rate: f32,
-        /// Mask seed (see [`Graph::seed_dropout`]).
+        /// Mask seed (see [`Graph::seed_random`]).
         seed: u32,
     },
+    /// `a + b`, elementwise over equal shapes.
+    Add {
+        /// First operand.
+        a: NodeId,
+        /// Second operand.
+        b: NodeId,
+    },
+    /// `a · b`, elementwise over equal shapes.
+    Mul {
+        /// First operand.
+        a: NodeId,
+        /// Second operand.
+        b: NodeId,
+    },
+    /// `exp(scale · x)` elementwise (`scale` ½ turns a log-variance into a deviation).
+    Exp {
+        /// Input.
+        x: NodeId,
+        /// Factor applied before the exponential.
+        scale: f32,
+    },
+    /// Values of `dist` for every sample, drawn anew every step (training and
+    /// evaluating) from `seed` and the step number, like dropout's masks; no inputs.
+    Noise {
+        /// The distribution drawn from.
+        dist: crate::kernels::noise::Distribution,
+        /// Stream seed (see [`Graph::seed_random`]).
+        seed: u32,
+    },
+    /// A per-sample loss term `[1]` of `a` and `b` computed inside the graph (see
+    /// [`crate::kernels::loss::Term`]); trained as part of an [`Objective::Terms`].
+    LossTerm {
+        /// What it computes.
+        term: crate::kernels::loss::Term,
+        /// The mean (KL) or the logits (BCE).
+        a: NodeId,
+        /// The log-variance (KL) or the targets (BCE; they take no gradient).
+        b: NodeId,
+    },
+}
+
+/// What a graph is trained to minimise.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Objective {
+    /// `loss` of the `output` node against the targets fed with each batch.
+    Supervised {
+        /// The node the loss reads (the logits when the final activation is folded in).
+        output: NodeId,
+        /// The loss.
+        loss: Loss,
+    },
+    /// The weighted sum of loss terms the graph computes itself from the batch
+    /// (`Op::LossTerm` nodes, `[1]` per sample), averaged over the batch: a
+    /// variational autoencoder's reconstruction and KL divergence.
+    Terms(Vec<WeightedTerm>),
+}
+
+/// One term of an [`Objective::Terms`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightedTerm {
+    /// Its name in reports (e.g. `reconstruction`, `kl`).
+    pub name: String,
+    /// The node computing it, `[1]` per sample.
+    pub node: NodeId,
+    /// Its weight in the sum.
+    pub weight: f32,
+}
+
+impl Objective {
+    /// The nodes the gradient starts from: the output, or every term.
+    pub fn roots(&self) -> Vec<NodeId> {
+        match self {
+            Objective::Supervised { output, .. } => vec![*output],
+            Objective::Terms(terms) => terms.iter().map(|t| t.node).collect(),
+        }
+    }
+
+    /// The last node the objective needs computed.
+    pub fn last_node(&self) -> NodeId {
+        self.roots().into_iter().max().unwrap_or(0)
+    }
 }
 
 /// A node: its op, its per-sample shape (parameters: full shape), and the name of
@@ -284,7 +365,10 @@ impl Graph {
             | Op::AvgPool2d { x, .. }
             | Op::Reshape { x }
             | Op::Act { x, .. }
-            | Op::Dropout { x, .. } => vec![*x],
+            | Op::Dropout { x, .. }
+            | Op::Exp { x, .. } => vec![*x],
+            Op::Add { a, b } | Op::Mul { a, b } | Op::LossTerm { a, b, .. } => vec![*a, *b],
+            Op::Noise { .. } => vec![],
         }
     }
 }

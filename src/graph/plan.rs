@@ -18,7 +18,7 @@ use crate::graph::Loss;
 use crate::graph::autodiff::backward_order;
 use crate::graph::ops::conv_pool::{FusedConvPool, fusable_conv_pools, runs_in_fused_pair};
 use crate::graph::ops::{BackwardLowering, Lowering, batched, lower_forward};
-use crate::graph::{Graph, NodeId, Op, ParamStore};
+use crate::graph::{Graph, NodeId, Objective, Op, ParamStore, WeightedTerm};
 use crate::kernels::clip::clip_by_global_norm;
 use crate::kernels::matmul::Activation;
 use crate::kernels::optim::{Optimizer, StepUniform, optimizer_step};
@@ -68,21 +68,39 @@ pub struct Accumulators {
     pub loss_sum: Tensor,
     /// Σ correct predictions (classification losses only).
     pub correct: Tensor,
+    /// Σ of each loss term of an [`Objective::Terms`], in its order (empty otherwise).
+    pub terms: Vec<Tensor>,
 }
 
 impl Accumulators {
     /// Both sums, zeroed, on `ctx`.
     pub fn new(ctx: &Context) -> Result<Accumulators> {
+        Self::with_terms(ctx, 0)
+    }
+
+    /// Both sums and one per loss term of an [`Objective::Terms`] of `terms` terms.
+    pub fn with_terms(ctx: &Context, terms: usize) -> Result<Accumulators> {
         Ok(Accumulators {
             loss_sum: Tensor::zeros(ctx, &[1], DType::F32)?,
             correct: Tensor::zeros(ctx, &[1], DType::F32)?,
+            terms: (0..terms)
+                .map(|_| Tensor::zeros(ctx, &[1], DType::F32))
+                .collect::<Result<_>>()?,
         })
     }
 
-    /// Zeroes both sums (queued).
+    /// Zeroes every sum (queued).
     pub fn reset(&self, ctx: &Context) -> Result<()> {
+        for t in &self.terms {
+            t.write(ctx, &[0.0f32])?;
+        }
         self.loss_sum.write(ctx, &[0.0f32])?;
         self.correct.write(ctx, &[0.0f32])
+    }
+
+    /// Reads each loss term's sum.
+    pub fn read_terms(&self, ctx: &Context) -> Result<Vec<f64>> {
+        self.terms.iter().map(|t| Ok(t.to_f32(ctx)?[0] as f64)).collect()
     }
 
     /// Reads `(loss sum, correct count)`.
@@ -98,17 +116,24 @@ impl Accumulators {
 pub struct Plan {
     /// What was built.
     pub options: PlanOptions,
+    /// Every node's value for the batch (`None` for nodes after the objective's
+    /// last and for a convolution computed inside a fused pair): read one to see a
+    /// hidden layer, a VAE's latent means or its reconstruction.
+    pub values: Vec<Option<Tensor>>,
     /// The batch of samples, `[B, sample shape...]`.
     pub input: Tensor,
-    /// Targets: u32 `[B]` for categorical cross-entropy, f32 `[B, D]` otherwise.
+    /// Targets: u32 `[B]` for categorical cross-entropy, f32 `[B, D]` otherwise
+    /// (an unused `[1]` for [`Objective::Terms`], whose targets are in the graph).
     pub targets: Tensor,
-    /// The model's output before the loss' folded activation (logits), `[B, D]`.
+    /// The model's output before the loss' folded activation (logits), `[B, D]`
+    /// ([`Objective::Terms`]: the per-sample weighted sum of the terms, `[B, 1]`).
     pub output: Tensor,
     /// Per-sample losses of the batch.
     pub losses: Tensor,
-    /// Probabilities (softmax or sigmoid of the logits; the output itself for MSE).
+    /// Probabilities (softmax or sigmoid of the logits; the output itself for MSE
+    /// and for [`Objective::Terms`]).
     pub probabilities: Tensor,
-    /// Arg-max class per sample (classification).
+    /// Arg-max class per sample (classification; zeros otherwise).
     pub predictions: Tensor,
     /// The forward pass, input to output.
     pub forward: Vec<Dispatch>,
@@ -129,7 +154,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Builds the plan of `graph` whose output node is `output`, with loss `loss`.
+    /// Builds the plan of `graph` trained towards `objective`.
     /// Parameters, gradients and optimizer state come from `store` and are shared
     /// by every plan of the model. Inside [`Context::deferring_pipelines`] (as
     /// `Model::plan` in the nn layer calls it) the plan's pipelines are
@@ -138,8 +163,7 @@ impl Plan {
     pub fn build(
         ctx: &Context,
         graph: &Graph,
-        output: NodeId,
-        loss_kind: Loss,
+        objective: &Objective,
         store: &ParamStore,
         optimizer: &Optimizer,
         step: &StepUniform,
@@ -159,14 +183,14 @@ impl Plan {
             values: vec![None; graph.nodes.len()],
             aux: HashMap::new(),
             fused: if options.fuse {
-                fusable_conv_pools(ctx, graph, output, b)
+                fusable_conv_pools(ctx, graph, objective.last_node(), b)
             } else {
                 HashMap::new()
             },
             dispatches: Vec::new(),
         };
         let mut input = None;
-        for (id, node) in graph.nodes.iter().enumerate().take(output + 1) {
+        for (id, node) in graph.nodes.iter().enumerate().take(objective.last_node() + 1) {
             if runs_in_fused_pair(&lw.fused, id) {
                 continue; // computed by the max-pool that reads it
             }
@@ -193,113 +217,60 @@ impl Plan {
             ..
         } = lw;
         let input = input.ok_or_else(|| Error::invalid("the model has no input"))?;
-        let out = values[output].clone().expect("output was built");
-        let out_dim = graph.shape(output).iter().product::<usize>();
-        let out2 = out.reshape(&[b, out_dim])?;
-
-        // Loss.
-        let scale = 1.0 / b as f32;
-        let losses = Tensor::zeros(ctx, &[b], DType::F32)?;
-        let targets = match loss_kind {
-            Loss::SparseCategoricalCrossentropy => Tensor::zeros(ctx, &[b], DType::U32)?,
-            _ => Tensor::zeros(ctx, &[b, out_dim], DType::F32)?,
-        };
-        let dlogits = if options.train {
-            Some(Tensor::zeros(ctx, &[b, out_dim], DType::F32)?)
-        } else {
-            None
-        };
-        let loss_dispatches = |grad: Option<&Tensor>| -> Result<Vec<Dispatch>> {
-            let mut v = Vec::new();
-            match loss_kind {
-                Loss::SparseCategoricalCrossentropy => {
-                    v.push(loss::softmax_cross_entropy(
-                        ctx, &out2, &targets, &losses, grad, scale,
-                    )?);
-                    v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
-                    v.push(reduce::count_correct(ctx, &out2, &targets, &acc.correct)?);
-                }
-                Loss::BinaryCrossentropy => {
-                    v.push(loss::bce_with_logits(ctx, &out2, &targets, &losses, grad, scale)?);
-                    v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
-                    if out_dim == 1 {
-                        v.push(reduce::count_correct_binary(ctx, &out2, &targets, &acc.correct)?);
-                    }
-                }
-                Loss::MeanSquaredError => {
-                    v.push(loss::mse(ctx, &out2, &targets, &losses, grad, scale)?);
-                    v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
-                }
+        let parts = match objective {
+            Objective::Supervised { output, loss } => {
+                supervised(ctx, graph, *output, *loss, &values, acc, options)?
             }
-            Ok(v)
-        };
-        let loss_eval = loss_dispatches(None)?;
-        let loss_train = match &dlogits {
-            Some(g) => loss_dispatches(Some(g))?,
-            None => Vec::new(),
+            Objective::Terms(terms) => loss_terms(ctx, terms, &values, acc, options)?,
         };
 
-        // Probabilities and predictions.
-        let predictions = Tensor::zeros(ctx, &[b], DType::U32)?;
-        let mut predict = Vec::new();
-        let probabilities = match loss_kind {
-            Loss::SparseCategoricalCrossentropy => {
-                let p = Tensor::zeros(ctx, &[b, out_dim], DType::F32)?;
-                predict.push(softmax::softmax(ctx, &out2, &p)?);
-                predict.push(reduce::argmax_rows(ctx, &out2, &predictions)?);
-                p
-            }
-            Loss::BinaryCrossentropy => {
-                let p = Tensor::zeros(ctx, &[b, out_dim], DType::F32)?;
-                predict.push(elementwise::activation_forward(
-                    ctx,
-                    Activation::Sigmoid,
-                    &out2,
-                    &p,
-                )?);
-                p
-            }
-            Loss::MeanSquaredError => out2.clone(),
-        };
-
-        let (backward, clip_factor, update) = match dlogits {
-            Some(dl) => {
-                let lowered = lower_backward(
-                    ctx,
-                    graph,
-                    output,
-                    b,
-                    &values,
-                    &aux,
-                    &fused,
-                    store,
-                    dl.reshape(out.shape())?,
-                    step,
-                    (options.fuse && options.clip_norm.is_none()).then_some((optimizer, step)),
-                )?;
-                let mut backward = lowered.dispatches;
-                let mut clip_factor = None;
-                if let Some(c) = options.clip_norm {
-                    let grads: Vec<&Tensor> = store
-                        .params
-                        .iter()
-                        .filter(|p| p.trainable)
-                        .map(|p| &p.grad)
-                        .collect();
-                    let clip = clip_by_global_norm(ctx, &grads, c.get())?;
-                    backward.extend(clip.dispatches);
-                    clip_factor = Some(clip.factor);
-                }
-                let update = store
+        let (backward, clip_factor, update) = if options.train {
+            let lowered = lower_backward(
+                ctx,
+                graph,
+                b,
+                &values,
+                &aux,
+                &fused,
+                store,
+                parts.roots.clone(),
+                step,
+                (options.fuse && options.clip_norm.is_none()).then_some((optimizer, step)),
+            )?;
+            let mut backward = lowered.dispatches;
+            let mut clip_factor = None;
+            if let Some(c) = options.clip_norm {
+                let grads: Vec<&Tensor> = store
                     .params
                     .iter()
-                    .filter(|p| p.trainable && !lowered.updated.contains(&p.node))
-                    .map(|p| optimizer_step(ctx, optimizer, step, &p.value, &p.grad, &p.state))
-                    .collect::<Result<Vec<_>>>()?;
-                (backward, clip_factor, update)
+                    .filter(|p| p.trainable)
+                    .map(|p| &p.grad)
+                    .collect();
+                let clip = clip_by_global_norm(ctx, &grads, c.get())?;
+                backward.extend(clip.dispatches);
+                clip_factor = Some(clip.factor);
             }
-            None => (Vec::new(), None, Vec::new()),
+            let update = store
+                .params
+                .iter()
+                .filter(|p| p.trainable && !lowered.updated.contains(&p.node))
+                .map(|p| optimizer_step(ctx, optimizer, step, &p.value, &p.grad, &p.state))
+                .collect::<Result<Vec<_>>>()?;
+            (backward, clip_factor, update)
+        } else {
+            (Vec::new(), None, Vec::new())
         };
+        let LossParts {
+            targets,
+            output: out2,
+            losses,
+            probabilities,
+            predictions,
+            loss_train,
+            loss_eval,
+            predict,
+            ..
+        } = parts;
         let labels = forward
             .iter()
             .chain(&loss_train)
@@ -309,6 +280,7 @@ impl Plan {
             .collect();
         Ok(Plan {
             options,
+            values,
             input,
             targets,
             output: out2,
@@ -378,33 +350,187 @@ struct Backward {
 }
 
 /// Lowers the backward rules of every node on the path from the parameters to
-/// `output`, whose gradient is `d_output`, in reverse order. With `fuse_adam`,
-/// Dense weight gradients may apply the optimizer step themselves.
+/// the objective's `roots`, each with its gradient, in reverse order. With
+/// `fuse_adam`, Dense weight gradients may apply the optimizer step themselves.
 #[allow(clippy::too_many_arguments)]
 fn lower_backward(
     ctx: &Context,
     graph: &Graph,
-    output: NodeId,
     b: usize,
     values: &[Option<Tensor>],
     aux: &HashMap<NodeId, Tensor>,
     fused: &HashMap<NodeId, FusedConvPool>,
     store: &ParamStore,
-    d_output: Tensor,
+    roots: Vec<(NodeId, Tensor)>,
     step: &StepUniform,
     fuse_adam: Option<(&Optimizer, &StepUniform)>,
 ) -> Result<Backward> {
-    let mut bw = BackwardLowering::new(
-        ctx, graph, b, values, aux, fused, store, step, fuse_adam, output, d_output,
-    );
-    for id in backward_order(graph, output) {
+    let ids: Vec<NodeId> = roots.iter().map(|(id, _)| *id).collect();
+    let mut bw = BackwardLowering::new(ctx, graph, b, values, aux, fused, store, step, fuse_adam, roots);
+    for id in backward_order(graph, &ids) {
         if runs_in_fused_pair(fused, id) {
             continue; // its gradients came with the max-pool's rule
         }
-        bw.run_rule(id, output)?;
+        bw.run_rule(id)?;
     }
     Ok(Backward {
         dispatches: bw.dispatches,
         updated: bw.updated,
+    })
+}
+
+/// The loss part of a plan: its tensors (see [`Plan`]'s fields of the same names),
+/// its dispatches, and where the gradient starts (empty unless training).
+struct LossParts {
+    targets: Tensor,
+    output: Tensor,
+    losses: Tensor,
+    probabilities: Tensor,
+    predictions: Tensor,
+    loss_train: Vec<Dispatch>,
+    loss_eval: Vec<Dispatch>,
+    predict: Vec<Dispatch>,
+    roots: Vec<(NodeId, Tensor)>,
+}
+
+/// `loss` of node `output` against the targets fed with each batch.
+fn supervised(
+    ctx: &Context,
+    graph: &Graph,
+    output: NodeId,
+    loss_kind: Loss,
+    values: &[Option<Tensor>],
+    acc: &Accumulators,
+    options: PlanOptions,
+) -> Result<LossParts> {
+    let b = options.batch;
+    let out = values[output].clone().expect("output was built");
+    let out_dim = graph.shape(output).iter().product::<usize>();
+    let out2 = out.reshape(&[b, out_dim])?;
+    let scale = 1.0 / b as f32;
+    let losses = Tensor::zeros(ctx, &[b], DType::F32)?;
+    let targets = match loss_kind {
+        Loss::SparseCategoricalCrossentropy => Tensor::zeros(ctx, &[b], DType::U32)?,
+        _ => Tensor::zeros(ctx, &[b, out_dim], DType::F32)?,
+    };
+    let dlogits = if options.train {
+        Some(Tensor::zeros(ctx, &[b, out_dim], DType::F32)?)
+    } else {
+        None
+    };
+    let loss_dispatches = |grad: Option<&Tensor>| -> Result<Vec<Dispatch>> {
+        let mut v = Vec::new();
+        match loss_kind {
+            Loss::SparseCategoricalCrossentropy => {
+                v.push(loss::softmax_cross_entropy(
+                    ctx, &out2, &targets, &losses, grad, scale,
+                )?);
+                v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
+                v.push(reduce::count_correct(ctx, &out2, &targets, &acc.correct)?);
+            }
+            Loss::BinaryCrossentropy => {
+                v.push(loss::bce_with_logits(ctx, &out2, &targets, &losses, grad, scale)?);
+                v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
+                if out_dim == 1 {
+                    v.push(reduce::count_correct_binary(ctx, &out2, &targets, &acc.correct)?);
+                }
+            }
+            Loss::MeanSquaredError => {
+                v.push(loss::mse(ctx, &out2, &targets, &losses, grad, scale)?);
+                v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
+            }
+        }
+        Ok(v)
+    };
+    let loss_eval = loss_dispatches(None)?;
+    let loss_train = match &dlogits {
+        Some(g) => loss_dispatches(Some(g))?,
+        None => Vec::new(),
+    };
+
+    // Probabilities and predictions.
+    let predictions = Tensor::zeros(ctx, &[b], DType::U32)?;
+    let mut predict = Vec::new();
+    let probabilities = match loss_kind {
+        Loss::SparseCategoricalCrossentropy => {
+            let p = Tensor::zeros(ctx, &[b, out_dim], DType::F32)?;
+            predict.push(softmax::softmax(ctx, &out2, &p)?);
+            predict.push(reduce::argmax_rows(ctx, &out2, &predictions)?);
+            p
+        }
+        Loss::BinaryCrossentropy => {
+            let p = Tensor::zeros(ctx, &[b, out_dim], DType::F32)?;
+            predict.push(elementwise::activation_forward(
+                ctx,
+                Activation::Sigmoid,
+                &out2,
+                &p,
+            )?);
+            p
+        }
+        Loss::MeanSquaredError => out2.clone(),
+    };
+    let roots = match dlogits {
+        Some(g) => vec![(output, g.reshape(out.shape())?)],
+        None => Vec::new(),
+    };
+    Ok(LossParts {
+        targets,
+        output: out2,
+        losses,
+        probabilities,
+        predictions,
+        loss_train,
+        loss_eval,
+        predict,
+        roots,
+    })
+}
+
+/// The weighted sum of the graph's loss terms, averaged over the batch: each term's
+/// gradient is the constant `weight / B`; the per-sample total goes to `losses`
+/// and the accumulators' loss sum, each term's sum to its own accumulator.
+fn loss_terms(
+    ctx: &Context,
+    terms: &[WeightedTerm],
+    values: &[Option<Tensor>],
+    acc: &Accumulators,
+    options: PlanOptions,
+) -> Result<LossParts> {
+    let b = options.batch;
+    if terms.is_empty() {
+        return Err(Error::invalid("the objective has no loss terms"));
+    }
+    if acc.terms.len() != terms.len() {
+        return Err(Error::invalid(format!(
+            "the accumulators hold {} term sums but the objective has {} terms",
+            acc.terms.len(),
+            terms.len()
+        )));
+    }
+    let losses = Tensor::zeros(ctx, &[b], DType::F32)?;
+    let mut sums = vec![elementwise::fill(ctx, &losses, 0.0)?];
+    let mut roots = Vec::new();
+    for (t, sum) in terms.iter().zip(&acc.terms) {
+        let value = values[t.node].clone().expect("terms were built").reshape(&[b])?;
+        sums.push(elementwise::axpy(ctx, t.weight, &value, &losses)?);
+        sums.push(reduce::accumulate_sum(ctx, &value, sum)?);
+        if options.train {
+            let g = Tensor::from_f32(ctx, &vec![t.weight / b as f32; b], &[b, 1])?;
+            roots.push((t.node, g));
+        }
+    }
+    sums.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
+    let output = losses.reshape(&[b, 1])?;
+    Ok(LossParts {
+        targets: Tensor::zeros(ctx, &[1], DType::F32)?,
+        probabilities: output.clone(),
+        output,
+        losses,
+        predictions: Tensor::zeros(ctx, &[b], DType::U32)?,
+        loss_train: if options.train { sums.clone() } else { Vec::new() },
+        loss_eval: sums,
+        predict: Vec::new(),
+        roots,
     })
 }

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::graph::Loss;
 use crate::graph::autodiff::{backward_order, requires_grad};
 use crate::graph::ops::{RefBackward, RefForward, reference_backward, reference_forward};
-use crate::graph::{Graph, NodeId, Op};
+use crate::graph::{Graph, Objective, Op};
 use crate::kernels::optim::Optimizer;
 use crate::reference as r;
 
@@ -14,8 +14,7 @@ use crate::reference as r;
 #[derive(Clone, Debug)]
 pub struct ReferenceExecutor {
     graph: Graph,
-    output: NodeId,
-    loss: Loss,
+    objective: Objective,
     optimizer: Optimizer,
     /// Clip the gradients to this global norm before the update (the model's).
     clip_norm: Option<f32>,
@@ -34,15 +33,14 @@ struct Forward {
 }
 
 impl ReferenceExecutor {
-    /// An executor of `graph` (its `output` trained with `loss` and `optimizer`,
+    /// An executor of `graph` (trained towards `objective` with `optimizer`,
     /// gradients clipped to `clip_norm`) from parameter values and optimizer
     /// state by node id, after `step` steps. The nn layer builds one from
     /// a model's current state (`ReferenceExecutor::from_model`).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         graph: Graph,
-        output: NodeId,
-        loss: Loss,
+        objective: Objective,
         optimizer: Optimizer,
         clip_norm: Option<f32>,
         params: Vec<Vec<f32>>,
@@ -51,8 +49,7 @@ impl ReferenceExecutor {
     ) -> ReferenceExecutor {
         ReferenceExecutor {
             graph,
-            output,
-            loss,
+            objective,
             optimizer,
             clip_norm,
             params,
@@ -66,12 +63,24 @@ impl ReferenceExecutor {
         &self.params
     }
 
+    /// Parameter values by node id, to change (finite-difference checks).
+    pub fn params_mut(&mut self) -> &mut [Vec<f32>] {
+        &mut self.params
+    }
+
     /// The model's output (before the loss' folded activation) for a batch of `b`
     /// samples, evaluating: dropout is the identity and batch normalization uses
-    /// its moving statistics.
+    /// its moving statistics. For [`Objective::Terms`], the last term's values.
     pub fn eval_output(&mut self, x: &[f32], b: usize) -> Result<Vec<f32>> {
+        let last = self.objective.last_node();
         let mut f = self.forward(x, b, None)?;
-        Ok(std::mem::take(&mut f.values[self.output]))
+        Ok(std::mem::take(&mut f.values[last]))
+    }
+
+    /// The value of every node up to the objective's last for a batch of `b`
+    /// samples, evaluating (empty for parameters).
+    pub fn eval_values(&mut self, x: &[f32], b: usize) -> Result<Vec<Vec<f32>>> {
+        Ok(self.forward(x, b, None)?.values)
     }
 
     /// The forward pass; `train` holds the step number while training (dropout
@@ -83,12 +92,13 @@ impl ReferenceExecutor {
             graph: g,
             batch: b,
             train,
+            step: train.unwrap_or(self.step),
             params: &mut self.params,
             values: vec![Vec::new(); n],
             aux: vec![Vec::new(); n],
             saved: vec![Vec::new(); n],
         };
-        for id in 0..=self.output {
+        for id in 0..=self.objective.last_node() {
             let v = match &g.nodes[id].op {
                 Op::Input => {
                     if x.len() != rf.numel(id) {
@@ -129,21 +139,38 @@ impl ReferenceExecutor {
         } = self.forward(x, b, Some(t))?;
         let g = &self.graph;
         let n = g.nodes.len();
-        let out = &vals[self.output];
-        let cols = out.len() / b;
-        let mut losses = vec![0.0; b];
-        let mut dout = vec![0.0; out.len()];
-        let scale = 1.0 / b as f32;
-        match self.loss {
-            Loss::SparseCategoricalCrossentropy => {
-                r::loss::softmax_cross_entropy(out, cols, labels, &mut losses, Some(&mut dout), scale)
+        let mut grads: Vec<Option<Vec<f32>>> = vec![None; n];
+        let mean_loss = match &self.objective {
+            Objective::Supervised { output, loss } => {
+                let out = &vals[*output];
+                let cols = out.len() / b;
+                let mut losses = vec![0.0; b];
+                let mut dout = vec![0.0; out.len()];
+                let scale = 1.0 / b as f32;
+                match loss {
+                    Loss::SparseCategoricalCrossentropy => {
+                        r::loss::softmax_cross_entropy(out, cols, labels, &mut losses, Some(&mut dout), scale)
+                    }
+                    Loss::BinaryCrossentropy => {
+                        r::loss::bce_with_logits(out, values, cols, &mut losses, Some(&mut dout), scale)
+                    }
+                    Loss::MeanSquaredError => {
+                        r::loss::mse(out, values, cols, &mut losses, Some(&mut dout), scale)
+                    }
+                }
+                grads[*output] = Some(dout);
+                losses.iter().map(|&l| l as f64).sum::<f64>() / b as f64
             }
-            Loss::BinaryCrossentropy => {
-                r::loss::bce_with_logits(out, values, cols, &mut losses, Some(&mut dout), scale)
+            Objective::Terms(terms) => {
+                let mut total = 0.0;
+                for t in terms {
+                    let sum: f64 = vals[t.node].iter().map(|&v| v as f64).sum();
+                    total += t.weight as f64 * sum / b as f64;
+                    grads[t.node] = Some(vec![t.weight / b as f32; b]);
+                }
+                total
             }
-            Loss::MeanSquaredError => r::loss::mse(out, values, cols, &mut losses, Some(&mut dout), scale),
-        }
-        let mean_loss = losses.iter().map(|&l| l as f64).sum::<f64>() / b as f64;
+        };
 
         // Backward.
         let mut rb = RefBackward {
@@ -155,10 +182,9 @@ impl ReferenceExecutor {
             aux: &aux,
             saved: &saved,
             req: requires_grad(g),
-            grads: vec![None; n],
+            grads,
         };
-        rb.grads[self.output] = Some(dout);
-        for id in backward_order(g, self.output) {
+        for id in backward_order(g, &self.objective.roots()) {
             let dy = rb.grads[id].take().expect("gradient complete");
             reference_backward(&mut rb, id, dy)?;
         }

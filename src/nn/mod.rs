@@ -4,12 +4,14 @@ pub mod layers;
 pub mod model;
 pub mod summary;
 pub mod transfer;
+pub mod vae;
 pub mod zoo;
 
 pub use layers::{Layer, LayerActivation};
 pub use model::{Model, Sequential};
 pub use summary::{LayerSummary, Summary};
 pub use transfer::{Freeze, InitReport};
+pub use vae::{Vae, VaeLosses, VaeModel};
 
 /// Training losses (defined by the graph, which lowers them; see
 /// [`crate::graph::Loss`]).

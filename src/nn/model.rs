@@ -278,7 +278,7 @@ impl Sequential {
     pub fn compile(&self, ctx: &Context, loss: Loss, optimizer: Optimizer, seed: u64) -> Result<Model> {
         optimizer.validate()?;
         let (mut graph, output) = self.graph(loss)?;
-        graph.seed_dropout(seed);
+        graph.seed_random(seed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let store = ParamStore::new(ctx, &graph, optimizer.state_count(), &mut rng)?;
         Ok(Model {
@@ -353,6 +353,14 @@ pub struct Batch<'a> {
 }
 
 impl Model {
+    /// What the model trains: its loss of its output against the batch's targets.
+    pub fn objective(&self) -> crate::graph::Objective {
+        crate::graph::Objective::Supervised {
+            output: self.output,
+            loss: self.loss,
+        }
+    }
+
     /// The plan options for a batch of `batch` samples.
     pub fn options(&self, batch: usize, train: bool) -> PlanOptions {
         PlanOptions {
@@ -399,8 +407,7 @@ impl Model {
                 Plan::build(
                     ctx,
                     &self.graph,
-                    self.output,
-                    self.loss,
+                    &self.objective(),
                     &self.store,
                     &self.optimizer,
                     &self.step_uniform,
@@ -480,20 +487,7 @@ impl Model {
         // masks stay in step with the reference executor if anything fails).
         let t = self.step + 1;
         self.step_uniform.write(ctx, &self.optimizer, t, lr)?;
-        let mut encoder = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("train step"),
-            });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("train step"),
-                timestamp_writes: None,
-            });
-            plan.record_train(ctx, &mut pass);
-        }
-        extra(&mut encoder, &self.acc);
-        ctx.submit(encoder.finish())?;
+        submit_plan(ctx, plan, true, |encoder| extra(encoder, &self.acc))?;
         self.step = t;
         Ok(())
     }
@@ -511,20 +505,7 @@ impl Model {
         let plan = &self.plans[&options];
         plan.ready(ctx, false)?;
         Self::upload(ctx, plan, batch)?;
-        let mut encoder = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("eval step"),
-            });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("eval step"),
-                timestamp_writes: None,
-            });
-            plan.record_eval(ctx, &mut pass);
-        }
-        extra(&mut encoder, plan);
-        ctx.submit(encoder.finish())
+        submit_plan(ctx, plan, false, |encoder| extra(encoder, plan))
     }
 
     /// Probabilities for `n` samples `x` (softmax over classes, sigmoid for binary
@@ -737,6 +718,34 @@ impl Model {
     }
 }
 
+/// Records `plan`'s training step (`train`) or evaluation step into one compute
+/// pass of a new command encoder, lets `extra` append to the encoder (copies for
+/// readback), and submits it: one submission per step.
+pub(crate) fn submit_plan(
+    ctx: &Context,
+    plan: &Plan,
+    train: bool,
+    extra: impl FnOnce(&mut wgpu::CommandEncoder),
+) -> Result<()> {
+    let label = if train { "train step" } else { "eval step" };
+    let mut encoder = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+    {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(label),
+            timestamp_writes: None,
+        });
+        if train {
+            plan.record_train(ctx, &mut pass);
+        } else {
+            plan.record_eval(ctx, &mut pass);
+        }
+    }
+    extra(&mut encoder);
+    ctx.submit(encoder.finish())
+}
+
 /// Records `work` into the host's `encoder` when there is one; otherwise into an
 /// encoder of wgml's (labelled `label`), which is then submitted.
 fn record_or_submit(
@@ -795,8 +804,7 @@ impl crate::graph::reference::ReferenceExecutor {
         }
         Ok(Self::new(
             model.graph.clone(),
-            model.output,
-            model.loss,
+            model.objective(),
             model.optimizer.clone(),
             model.clip_norm.map(|c| c.get()),
             params,

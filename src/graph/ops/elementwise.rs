@@ -26,7 +26,7 @@ impl Graph {
 
     /// Dropout of a fraction `rate` (in [0, 1)) of `x`'s units while training.
     /// Its mask seed derives from seed 0 and the node's position until a model is
-    /// compiled ([`Graph::seed_dropout`] with the model's seed).
+    /// compiled ([`Graph::seed_random`] with the model's seed).
     pub fn dropout(&mut self, x: NodeId, rate: f32, layer: &str) -> Result<NodeId> {
         dropout::DropoutRate::new(rate).map_err(|e| Error::invalid(format!("layer '{layer}': {e}")))?;
         let shape = self.shape(x).to_vec();
@@ -34,11 +34,11 @@ impl Graph {
         Ok(self.push(Op::Dropout { x, rate, seed }, shape, layer))
     }
 
-    /// Gives every dropout node its own mask seed, derived from `seed` and the
-    /// node's position.
-    pub fn seed_dropout(&mut self, seed: u64) {
+    /// Gives every dropout and noise node its own stream seed, derived from `seed`
+    /// and the node's position.
+    pub fn seed_random(&mut self, seed: u64) {
         for (id, node) in self.nodes.iter_mut().enumerate() {
-            if let Op::Dropout { seed: s, .. } = &mut node.op {
+            if let Op::Dropout { seed: s, .. } | Op::Noise { seed: s, .. } = &mut node.op {
                 *s = dropout::layer_seed(seed, id);
             }
         }

@@ -10,11 +10,14 @@
 //! (its backward pass), [`RefForward`] and [`RefBackward`] (the reference
 //! executor's step).
 
+pub mod arith;
 pub mod batchnorm;
 pub mod conv;
 pub mod conv_pool;
 pub mod dense;
 pub mod elementwise;
+pub mod loss_terms;
+pub mod noise;
 pub mod pool;
 
 use std::collections::HashMap;
@@ -89,6 +92,11 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         Op::Act { x, act } => elementwise::act_forward(lw, id, *x, *act),
         Op::Dropout { x, rate, seed } => elementwise::dropout_forward(lw, id, *x, *rate, *seed),
         op @ Op::BatchNorm { .. } => batchnorm::forward(lw, id, op),
+        Op::Add { a, b } => arith::add_forward(lw, id, *a, *b),
+        Op::Mul { a, b } => arith::mul_forward(lw, id, *a, *b),
+        Op::Exp { x, scale } => arith::exp_forward(lw, id, *x, *scale),
+        Op::Noise { dist, seed } => noise::forward(lw, id, *dist, *seed),
+        Op::LossTerm { term, a, b } => loss_terms::forward(lw, id, *term, *a, *b),
     }
 }
 
@@ -130,6 +138,9 @@ pub(crate) struct BackwardLowering<'a> {
     temporaries: Vec<Tensor>,
     /// The rule handed its output gradient on as its input's (a view): keep it.
     alias: bool,
+    /// The nodes the gradient starts from; their gradients are the objective's,
+    /// never given back to the pool.
+    roots: Vec<NodeId>,
 }
 
 /// Free gradient buffers by element count, reused by later backward rules.
@@ -154,7 +165,7 @@ impl Pool {
 
 impl<'a> BackwardLowering<'a> {
     /// The backward pass of `graph` from the forward pass' `values` and `aux`,
-    /// before any rule ran; `output`'s gradient is `d_output`.
+    /// before any rule ran; each of `roots` has the gradient given with it.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: &'a Context,
@@ -166,11 +177,13 @@ impl<'a> BackwardLowering<'a> {
         store: &'a ParamStore,
         step: &'a StepUniform,
         fuse_adam: Option<(&'a Optimizer, &'a StepUniform)>,
-        output: NodeId,
-        d_output: Tensor,
+        roots: Vec<(NodeId, Tensor)>,
     ) -> BackwardLowering<'a> {
         let mut grads = vec![None; graph.nodes.len()];
-        grads[output] = Some(d_output);
+        let root_ids = roots.iter().map(|(id, _)| *id).collect();
+        for (id, g) in roots {
+            grads[id] = Some(g);
+        }
         BackwardLowering {
             ctx,
             graph,
@@ -191,6 +204,7 @@ impl<'a> BackwardLowering<'a> {
             targets: Vec::new(),
             temporaries: Vec::new(),
             alias: false,
+            roots: root_ids,
         }
     }
 
@@ -278,7 +292,7 @@ impl<'a> BackwardLowering<'a> {
 
     /// Runs node `id`'s backward rule on its complete gradient, then sums later
     /// contributions into their inputs' gradients and frees what the rule used.
-    pub fn run_rule(&mut self, id: NodeId, output: NodeId) -> Result<()> {
+    pub fn run_rule(&mut self, id: NodeId) -> Result<()> {
         let dy = self.grads[id]
             .take()
             .expect("gradient of a node is complete before its rule runs");
@@ -294,7 +308,7 @@ impl<'a> BackwardLowering<'a> {
         for t in std::mem::take(&mut self.temporaries) {
             self.pool.give(t);
         }
-        if !self.alias && id != output {
+        if !self.alias && !self.roots.contains(&id) {
             self.pool.give(dy);
         }
         Ok(())
@@ -314,6 +328,11 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         Op::Act { x, act } => elementwise::act_backward(bw, id, dy, *x, *act),
         Op::Dropout { x, rate, seed } => elementwise::dropout_backward(bw, dy, *x, *rate, *seed),
         op @ Op::BatchNorm { .. } => batchnorm::backward(bw, id, dy, op),
+        Op::Add { a, b } => arith::add_backward(bw, dy, *a, *b),
+        Op::Mul { a, b } => arith::mul_backward(bw, dy, *a, *b),
+        Op::Exp { x, scale } => arith::exp_backward(bw, id, dy, *x, *scale),
+        Op::Noise { .. } => unreachable!("noise takes no gradient"),
+        Op::LossTerm { term, a, b } => loss_terms::backward(bw, dy, *term, *a, *b),
     }
 }
 
@@ -325,6 +344,9 @@ pub(crate) struct RefForward<'a> {
     /// The step number while training (dropout masks; batch statistics), `None`
     /// when evaluating.
     pub train: Option<u32>,
+    /// The step number noise draws at: the step being taken, or when evaluating
+    /// the last one taken (what the GPU's per-step uniform holds).
+    pub step: u32,
     /// Parameter values by node id (batch normalization moves its statistics).
     pub params: &'a mut [Vec<f32>],
     /// Values by node id.
@@ -363,6 +385,9 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         Op::Act { x, act } => Ok(elementwise::reference_act_forward(rf, id, *x, *act)),
         Op::Dropout { x, rate, seed } => elementwise::reference_dropout_forward(rf, id, *x, *rate, *seed),
         op @ Op::BatchNorm { .. } => batchnorm::reference_forward(rf, id, op),
+        op @ (Op::Add { .. } | Op::Mul { .. } | Op::Exp { .. }) => Ok(arith::reference_forward(rf, id, op)),
+        Op::Noise { dist, seed } => Ok(noise::reference_forward(rf, id, *dist, *seed)),
+        Op::LossTerm { term, a, b } => Ok(loss_terms::reference_forward(rf, id, *term, *a, *b)),
     }
 }
 
@@ -439,5 +464,14 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
         }
         Op::Dropout { x, rate, seed } => elementwise::reference_dropout_backward(rb, &dy, *x, *rate, *seed),
         op @ Op::BatchNorm { .. } => batchnorm::reference_backward(rb, id, &dy, op),
+        op @ (Op::Add { .. } | Op::Mul { .. } | Op::Exp { .. }) => {
+            arith::reference_backward(rb, id, &dy, op);
+            Ok(())
+        }
+        Op::Noise { .. } => unreachable!("noise takes no gradient"),
+        Op::LossTerm { term, a, b } => {
+            loss_terms::reference_backward(rb, &dy, *term, *a, *b);
+            Ok(())
+        }
     }
 }

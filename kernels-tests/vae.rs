@@ -1,0 +1,192 @@
+//! The variational autoencoder on the general graph: its GPU training steps equal
+//! the CPU reference executor's (loss terms, noise, Add/Mul/Exp, a hidden layer read
+//! by two heads), one submission and no allocation per step, a short run learns,
+//! and bad graphs are errors naming the layer.
+
+use wgml::data::Dataset;
+use wgml::graph::Graph;
+use wgml::kernels::loss::Term;
+use wgml::kernels::matmul::Activation;
+use wgml::kernels::optim::Optimizer;
+use wgml::nn::Vae;
+
+use crate::common::*;
+
+const SMALL: Vae = Vae {
+    input: 784,
+    hidden: 32,
+    latent: 2,
+};
+
+/// Three steps of 8 real digits on both paths, with Adam (fused into the Dense
+/// weight gradients on CPU adapters) and SGD: every step's loss within 1e-5, the
+/// parameters after them within the tolerance the other models' comparisons use.
+#[test]
+fn vae_training_equals_the_reference_step_by_step() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let b = 8;
+    for optimizer in [Optimizer::adam(1e-3), Optimizer::sgd(0.01, 0.9)] {
+        let mut model = SMALL.compile(ctx, optimizer.clone(), 5).unwrap();
+        let mut cpu = model.reference(ctx).unwrap();
+        for step in 0..3 {
+            let x = &data.train.x[step * b * 784..(step + 1) * b * 784];
+            model.reset_losses(ctx).unwrap();
+            model.train_step(ctx, x, b, optimizer.lr()).unwrap();
+            let gpu = model.read_losses(ctx, b).unwrap();
+            let cpu_loss = cpu.train_step(x, &[], &[], b, optimizer.lr()).unwrap();
+            let rel = (gpu.total() - cpu_loss).abs() / cpu_loss.abs();
+            assert!(
+                rel < 1e-5,
+                "{optimizer:?} step {step}: GPU {gpu:?} (total {}) vs reference {cpu_loss} (rel {rel:e})",
+                gpu.total()
+            );
+            assert!(gpu.kl > 0.0 && gpu.reconstruction > 100.0, "{gpu:?}");
+        }
+        for p in &model.store.params {
+            let got = p.value.to_f32(ctx).unwrap();
+            let want = &cpu.params()[p.node];
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert_close(
+                &format!("{optimizer:?} {}", p.name),
+                &got,
+                want,
+                1e-4 * scale,
+                1e-3,
+            );
+        }
+        // Evaluating: the same terms as the reference's forward at the same step.
+        let x = &data.test.x[..b * 784];
+        let losses = model.evaluate(ctx, x, b).unwrap();
+        let values = cpu.eval_values(x, b).unwrap();
+        let mean = |node: usize| values[node].iter().map(|&v| v as f64).sum::<f64>() / b as f64;
+        let (rec, kl) = (mean(model.nodes.reconstruction_loss), mean(model.nodes.kl));
+        assert!(
+            (losses.reconstruction - rec).abs() < 1e-5 * rec && (losses.kl - kl).abs() < 1e-5 * kl.max(1.0),
+            "eval {losses:?} vs reference ({rec}, {kl})"
+        );
+    }
+}
+
+/// The reference executor's VAE gradient (read from one SGD step of rate 1) is the
+/// derivative of its loss (central differences at the same step, so the same ε):
+/// this checks the backward rules of Add, Mul, Exp and both loss terms, and the
+/// sum of two heads' gradients into one hidden layer, on a model small enough for
+/// differences to be exact to about 1e-6.
+#[test]
+fn the_vae_gradient_is_the_derivative_of_its_loss() {
+    let (_g, ctx) = gpu();
+    let tiny = Vae {
+        input: 6,
+        hidden: 5,
+        latent: 3,
+    };
+    let b = 4;
+    let x = uniform(&mut rng(1), b * tiny.input, 0.0, 1.0);
+    let model = tiny.compile(ctx, Optimizer::sgd(1.0, 0.0), 2).unwrap();
+    let start = model.reference(ctx).unwrap();
+    let mut stepped = start.clone();
+    stepped.train_step(&x, &[], &[], b, 1.0).unwrap();
+    let mut checked = 0;
+    for p in &model.store.params {
+        let before = &start.params()[p.node];
+        let grad: Vec<f32> = before
+            .iter()
+            .zip(&stepped.params()[p.node])
+            .map(|(a, b)| a - b)
+            .collect();
+        let fd: Vec<f32> = (0..before.len())
+            .map(|i| {
+                let loss_at = |delta: f32| {
+                    let mut e = start.clone();
+                    e.params_mut()[p.node][i] += delta;
+                    e.train_step(&x, &[], &[], b, 0.0).unwrap()
+                };
+                let eps = 1e-2f32;
+                ((loss_at(eps) - loss_at(-eps)) / (2.0 * eps as f64)) as f32
+            })
+            .collect();
+        // f32 forward values and a step of 1e-2: differences good to ~1e-4 of
+        // the gradient's scale (a wrong rule is off by its whole size).
+        let scale = fd.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert_close(
+            &format!("{} gradient vs finite differences", p.name),
+            &grad,
+            &fd,
+            2e-3 * scale.max(1e-3),
+            2e-3,
+        );
+        checked += before.len();
+    }
+    assert!(checked > 100, "{checked} parameters checked");
+}
+
+#[test]
+fn a_vae_step_is_one_submission_and_creates_nothing() {
+    let (_g, ctx) = gpu();
+    let mut model = SMALL.compile(ctx, Optimizer::adam(1e-3), 1).unwrap();
+    let x = vec![0.5f32; 4 * 784];
+    model.train_step(ctx, &x, 4, 1e-3).unwrap();
+    ctx.wait().unwrap();
+    let before = ctx.counters();
+    for _ in 0..3 {
+        model.train_step(ctx, &x, 4, 1e-3).unwrap();
+    }
+    let d = ctx.counters() - before;
+    ctx.wait().unwrap();
+    assert_eq!(d.submissions, 3);
+    assert_eq!(d.buffers_created, 0);
+    assert_eq!(d.bind_groups_created, 0);
+}
+
+/// Two epochs on 1,000 digits lower the test loss well below the untrained one,
+/// and the latent means spread the digits out.
+#[test]
+fn a_short_vae_run_learns() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let n = 1000;
+    let x = &data.train.x[..n * 784];
+    let test = &data.test.x[..200 * 784];
+    let mut model = SMALL.compile(ctx, Optimizer::adam(1e-3), 3).unwrap();
+    let before = model.evaluate(ctx, test, 100).unwrap();
+    let order: Vec<usize> = (0..n).collect();
+    for _ in 0..2 {
+        model.train_epoch(ctx, x, &order, 32, 1e-3).unwrap();
+    }
+    let after = model.evaluate(ctx, test, 100).unwrap();
+    assert!(
+        after.total() < 0.6 * before.total(),
+        "test loss {before:?} -> {after:?}"
+    );
+    let means = model.values(ctx, model.nodes.mean, test, 100).unwrap();
+    assert_eq!(means.len(), 200 * 2);
+    let spread = means.iter().map(|v| v * v).sum::<f32>() / means.len() as f32;
+    assert!(spread > 0.01, "latent means all near 0: {spread}");
+}
+
+#[test]
+fn bad_graphs_are_errors_naming_the_layer() {
+    let mut g = Graph::new();
+    let x = g.input(&[4]).unwrap();
+    let y = g.input(&[3]).unwrap();
+    let e = g.add(x, y, "merge").unwrap_err().to_string();
+    assert!(
+        e.contains("'merge'") && e.contains("[4]") && e.contains("[3]"),
+        "{e}"
+    );
+    let e = g.mul(x, y, "gate").unwrap_err().to_string();
+    assert!(e.contains("'gate'"), "{e}");
+    let w = g.param("w", &[4, 4], wgml::graph::Init::Zeros, "dense");
+    let h = g.dense(x, w, None, Activation::Identity, "dense").unwrap();
+    let e = g.loss_term(Term::BceSum, x, h, "rec").unwrap_err().to_string();
+    assert!(e.contains("'rec'") && e.contains("take no gradient"), "{e}");
+    let e = g.loss_term(Term::KlNormal, x, y, "kl").unwrap_err().to_string();
+    assert!(e.contains("'kl'") && e.contains("one shape"), "{e}");
+    let bad = Vae {
+        input: 784,
+        hidden: 0,
+        latent: 2,
+    };
+    assert!(bad.graph().is_err());
+}

@@ -1,0 +1,169 @@
+//! `wgml train --model vae`: the variational autoencoder on an image dataset (MNIST
+//! by default), reporting the reconstruction and KL terms every epoch.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use wgml::kernels::optim::Optimizer;
+use wgml::nn::{Vae, VaeLosses};
+use wgml::{Error, Result, checkpoint};
+
+use super::GpuArgs;
+use super::train::{TrainArgs, load_data};
+
+/// Flags of `wgml train` that mean nothing for the VAE, refused by name.
+fn refuse_unused(args: &TrainArgs) -> Result<()> {
+    let given = [
+        ("--val-split", args.val_split.is_some()),
+        ("--patience", args.patience.is_some()),
+        ("--monitor", args.monitor.is_some()),
+        ("--classes", args.classes.is_some()),
+        ("--per-class", args.per_class.is_some()),
+        ("--init", args.init.is_some()),
+        ("--freeze", args.freeze.is_some()),
+        ("--backup", args.backup.is_some()),
+        ("--lr-schedule", args.lr_schedule.is_some()),
+        ("--clip-norm", args.clip_norm.is_some()),
+        ("--weight-decay", args.weight_decay.is_some()),
+        ("--reduce-lr-patience", args.reduce_lr_patience.is_some()),
+        ("--augment-shift", args.augment_shift.is_some()),
+        ("--augment-flip", args.augment_flip),
+        ("--profile", args.profile),
+        ("--report", args.report.is_some()),
+        ("--optimizer", args.optimizer.is_some()),
+        ("--momentum", args.momentum.is_some()),
+    ];
+    match given.iter().find(|(_, g)| *g) {
+        Some((flag, _)) => Err(Error::invalid(format!(
+            "{flag} does not apply to --model vae (it trains with Adam on the whole training set)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn print_epoch(epoch: usize, epochs: usize, secs: f64, images: usize, train: &VaeLosses, test: &VaeLosses) {
+    println!(
+        "Epoch {epoch}/{epochs} - {secs:.2}s - loss: {:.4} - reconstruction: {:.4} - kl: {:.4} - test_loss: {:.4} \
+         - test_reconstruction: {:.4} - test_kl: {:.4} - {:.0} images/s",
+        train.total(),
+        train.reconstruction,
+        train.kl,
+        test.total(),
+        test.reconstruction,
+        test.kl,
+        images as f64 / secs.max(1e-9)
+    );
+}
+
+pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
+    refuse_unused(args)?;
+    let data = load_data(
+        args.data.as_deref().unwrap_or("mnist-10k"),
+        args.seed,
+        &[1, 28, 28],
+    )?;
+    let input: usize = data.sample_shape.iter().product();
+    let spec = Vae {
+        input,
+        hidden: 512,
+        latent: args.latent.unwrap_or(2),
+    };
+    let epochs = args.epochs.unwrap_or(10);
+    let batch = args.batch_size.unwrap_or(128);
+    if batch == 0 {
+        return Err(Error::invalid("batch size must be at least 1"));
+    }
+    let lr = args.lr.unwrap_or(1e-3);
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(Error::invalid(format!(
+            "learning rate {lr} must be a positive number"
+        )));
+    }
+    if data
+        .train
+        .x
+        .iter()
+        .chain(&data.test.x)
+        .any(|v| !(0.0..=1.0).contains(v))
+    {
+        return Err(Error::invalid(format!(
+            "the VAE reconstructs values in [0, 1]; dataset '{}' has values outside",
+            data.name
+        )));
+    }
+    let ctx = gpu.context()?;
+    println!(
+        "wgml: training vae ({input} → {} → {} → {} → {input}) on {} ({} train / {} test) on {} ({:?})",
+        spec.hidden,
+        spec.latent,
+        spec.hidden,
+        data.name,
+        data.train.len(),
+        data.test.len(),
+        ctx.info.name,
+        ctx.info.backend
+    );
+    let mut model = spec.compile(&ctx, Optimizer::adam(lr), args.seed)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
+    let mut order: Vec<usize> = (0..data.train.len()).collect();
+    let steps_limit = args.steps;
+    let mut history = Vec::new();
+    for epoch in 1..=epochs {
+        if !args.no_shuffle {
+            order.shuffle(&mut rng);
+        }
+        let take = match steps_limit {
+            Some(s) => order
+                .len()
+                .min((s as usize).saturating_sub(model.step as usize) * batch),
+            None => order.len(),
+        };
+        if take == 0 {
+            break;
+        }
+        let start = Instant::now();
+        let train = model.train_epoch(&ctx, &data.train.x, &order[..take], batch, lr)?;
+        let secs = start.elapsed().as_secs_f64();
+        let test = model.evaluate(&ctx, &data.test.x, 256.max(batch))?;
+        print_epoch(epoch, epochs, secs, take, &train, &test);
+        if !train.total().is_finite() {
+            return Err(Error::invalid(format!(
+                "the loss is {} after epoch {epoch}: lower --lr",
+                train.total()
+            )));
+        }
+        history.push(serde_json::json!({"epoch": epoch, "train": train, "test": test, "seconds": secs}));
+    }
+    let test = model.evaluate(&ctx, &data.test.x, 256.max(batch))?;
+    println!(
+        "test loss: {:.4} (reconstruction {:.4} + kl {:.4}, {} samples)",
+        test.total(),
+        test.reconstruction,
+        test.kl,
+        data.test.len()
+    );
+    if let Some(path) = &args.save {
+        let tensors = model.store.download(&ctx)?;
+        checkpoint::save(path, "vae", &tensors, model.step as u64)?;
+        println!("weights saved to {}", path.display());
+    }
+    if let Some(path) = &args.metrics {
+        let json = serde_json::json!({
+            "model": "vae",
+            "spec": spec,
+            "epochs": history,
+            "test": test,
+            "adapter": ctx.info.name,
+            "backend": format!("{:?}", ctx.info.backend),
+        });
+        let text = serde_json::to_string_pretty(&json).map_err(|e| Error::invalid(e.to_string()))?;
+        std::fs::write(path, text).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        println!("metrics written to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

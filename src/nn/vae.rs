@@ -1,0 +1,346 @@
+//! A variational autoencoder (Kingma & Welling) on flat inputs in [0, 1], as Keras'
+//! and PyTorch's MNIST examples build it:
+//!
+//! ```text
+//! x ─ Dense(hidden, relu) ─┬─ Dense(latent) = mean
+//!                          └─ Dense(latent) = log_var
+//! z = mean + exp(log_var / 2) · ε,   ε ~ N(0, I) drawn anew every step
+//! z ─ Dense(hidden, relu) ─ Dense(input) = logits,  reconstruction = sigmoid(logits)
+//! loss = Σ_pixels BCE(logits, x) + KL(N(mean, e^log_var) ‖ N(0, I)), averaged over the batch
+//! ```
+//!
+//! The graph uses the general ops (Add, Mul, Exp, Noise, loss terms) and trains
+//! towards an [`Objective::Terms`] of the two terms, each reported on its own. Tensor
+//! names are those of the PyTorch module with submodules `encoder`
+//! (`nn.Sequential(Linear, ReLU)`), `mean`, `log_var` (`nn.Linear`) and `decoder`
+//! (`nn.Sequential(Linear, ReLU, Linear)`).
+
+use std::collections::HashMap;
+
+use rand::SeedableRng;
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::graph::plan::{Accumulators, Plan, PlanOptions};
+use crate::graph::{Graph, Init, NodeId, Objective, ParamStore, WeightedTerm};
+use crate::kernels::loss::Term;
+use crate::kernels::matmul::Activation;
+use crate::kernels::noise::Distribution;
+use crate::kernels::optim::{Optimizer, StepUniform};
+
+/// The shape of a variational autoencoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Vae {
+    /// Values per sample (784 for MNIST), each in [0, 1].
+    pub input: usize,
+    /// Units of the encoder's and the decoder's hidden layer.
+    pub hidden: usize,
+    /// Dimensions of the latent space.
+    pub latent: usize,
+}
+
+/// The nodes of a VAE's graph that users read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VaeNodes {
+    /// The batch, `[input]` per sample.
+    pub x: NodeId,
+    /// The latent means, `[latent]`.
+    pub mean: NodeId,
+    /// The latent log-variances, `[latent]`.
+    pub log_var: NodeId,
+    /// The sampled latent point, `[latent]`.
+    pub z: NodeId,
+    /// The reconstruction, `sigmoid(logits)`, `[input]`.
+    pub reconstruction: NodeId,
+    /// The reconstruction term (BCE summed over the input), `[1]`.
+    pub reconstruction_loss: NodeId,
+    /// The KL term, `[1]`.
+    pub kl: NodeId,
+}
+
+impl Vae {
+    /// Keras' MNIST example: 784 → 512 → 2 and back.
+    pub const MNIST: Vae = Vae {
+        input: 784,
+        hidden: 512,
+        latent: 2,
+    };
+
+    /// Builds the graph and its objective (reconstruction + KL, weight 1 each).
+    pub fn graph(&self) -> Result<(Graph, VaeNodes, Objective)> {
+        if self.input == 0 || self.hidden == 0 || self.latent == 0 {
+            return Err(Error::invalid(format!(
+                "a VAE needs at least one input, hidden unit and latent dimension, got {self:?}"
+            )));
+        }
+        let mut g = Graph::new();
+        let x = g.input(&[self.input])?;
+        let dense = |g: &mut Graph, x: NodeId, name: &str, units: usize, act: Activation| {
+            let fan_in = g.shape(x)[0];
+            let init = Init::GlorotUniform {
+                fan_in,
+                fan_out: units,
+            };
+            let w = g.param(&format!("{name}.weight"), &[units, fan_in], init, name);
+            let b = g.param(&format!("{name}.bias"), &[units], Init::Zeros, name);
+            g.dense(x, w, Some(b), act, name)
+        };
+        let h = dense(&mut g, x, "encoder.0", self.hidden, Activation::Relu)?;
+        let mean = dense(&mut g, h, "mean", self.latent, Activation::Identity)?;
+        let log_var = dense(&mut g, h, "log_var", self.latent, Activation::Identity)?;
+        let std = g.exp(log_var, 0.5, "sample")?;
+        let eps = g.noise(&[self.latent], Distribution::STANDARD_NORMAL, "sample")?;
+        let scaled = g.mul(std, eps, "sample")?;
+        let z = g.add(mean, scaled, "sample")?;
+        let h2 = dense(&mut g, z, "decoder.0", self.hidden, Activation::Relu)?;
+        let logits = dense(&mut g, h2, "decoder.2", self.input, Activation::Identity)?;
+        let reconstruction = g.activation(logits, Activation::Sigmoid, "reconstruction");
+        let reconstruction_loss = g.loss_term(Term::BceSum, logits, x, "reconstruction loss")?;
+        let kl = g.loss_term(Term::KlNormal, mean, log_var, "kl")?;
+        let objective = Objective::Terms(vec![
+            WeightedTerm {
+                name: "reconstruction".into(),
+                node: reconstruction_loss,
+                weight: 1.0,
+            },
+            WeightedTerm {
+                name: "kl".into(),
+                node: kl,
+                weight: 1.0,
+            },
+        ]);
+        let nodes = VaeNodes {
+            x,
+            mean,
+            log_var,
+            z,
+            reconstruction,
+            reconstruction_loss,
+            kl,
+        };
+        Ok((g, nodes, objective))
+    }
+
+    /// Compiles the VAE onto `ctx`: Glorot-uniform weights and zero biases drawn
+    /// from `seed`, the noise seeded from `seed`, the optimizer's state.
+    pub fn compile(&self, ctx: &Context, optimizer: Optimizer, seed: u64) -> Result<VaeModel> {
+        optimizer.validate()?;
+        let (mut graph, nodes, objective) = self.graph()?;
+        graph.seed_random(seed);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let store = ParamStore::new(ctx, &graph, optimizer.state_count(), &mut rng)?;
+        Ok(VaeModel {
+            spec: *self,
+            acc: Accumulators::with_terms(ctx, 2)?,
+            step_uniform: StepUniform::new(ctx)?,
+            graph,
+            nodes,
+            objective,
+            optimizer,
+            store,
+            plans: HashMap::new(),
+            step: 0,
+        })
+    }
+}
+
+/// A compiled VAE: parameters, optimizer state and plans resident on one GPU.
+#[derive(Debug)]
+pub struct VaeModel {
+    /// Its shape.
+    pub spec: Vae,
+    /// The graph built from `spec`.
+    pub graph: Graph,
+    /// The nodes users read.
+    pub nodes: VaeNodes,
+    /// Reconstruction + KL.
+    pub objective: Objective,
+    /// The optimizer and its hyperparameters.
+    pub optimizer: Optimizer,
+    /// Every parameter's value, gradient and optimizer state on the GPU.
+    pub store: ParamStore,
+    /// The per-step uniform (step number, learning rate; the noise reads the step).
+    pub step_uniform: StepUniform,
+    /// GPU-resident sums: the total loss and each term, read once per epoch.
+    pub acc: Accumulators,
+    plans: HashMap<PlanOptions, Plan>,
+    /// Optimizer steps taken.
+    pub step: u32,
+}
+
+/// Mean reconstruction and KL terms per sample over some batches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct VaeLosses {
+    /// Binary cross-entropy summed over the input, per sample.
+    pub reconstruction: f64,
+    /// KL divergence from N(0, I), per sample.
+    pub kl: f64,
+}
+
+impl VaeLosses {
+    /// Their sum: the loss trained.
+    pub fn total(&self) -> f64 {
+        self.reconstruction + self.kl
+    }
+}
+
+impl VaeModel {
+    fn plan(&mut self, ctx: &Context, batch: usize, train: bool) -> Result<&Plan> {
+        let options = PlanOptions {
+            batch,
+            train,
+            fuse: true,
+            clip_norm: None,
+        };
+        if !self.plans.contains_key(&options) {
+            let plan = ctx.deferring_pipelines(|| {
+                Plan::build(
+                    ctx,
+                    &self.graph,
+                    &self.objective,
+                    &self.store,
+                    &self.optimizer,
+                    &self.step_uniform,
+                    &self.acc,
+                    options,
+                )
+            })?;
+            self.plans.insert(options, plan);
+        }
+        Ok(&self.plans[&options])
+    }
+
+    fn check_batch(&self, x: &[f32], n: usize) -> Result<()> {
+        if n == 0 || x.len() != n * self.spec.input {
+            return Err(Error::shape(
+                "vae",
+                format!(
+                    "{} values given for {n} samples of {} (at least one sample)",
+                    x.len(),
+                    self.spec.input
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Queues one training step on the `n` samples `x` with learning rate `lr`: one
+    /// submission, nothing read back; the term sums accumulate in `acc`.
+    pub fn train_step(&mut self, ctx: &Context, x: &[f32], n: usize, lr: f32) -> Result<()> {
+        self.check_batch(x, n)?;
+        self.plan(ctx, n, true)?;
+        let t = self.step + 1;
+        let plan = &self.plans[&PlanOptions {
+            batch: n,
+            train: true,
+            fuse: true,
+            clip_norm: None,
+        }];
+        plan.ready(ctx, true)?;
+        plan.input.write(ctx, x)?;
+        self.step_uniform.write(ctx, &self.optimizer, t, lr)?;
+        super::model::submit_plan(ctx, plan, true, |_| {})?;
+        self.step = t;
+        Ok(())
+    }
+
+    /// Forward pass and terms on the `n` samples `x` (no update); returns the plan,
+    /// whose `values` hold every node's result for the batch.
+    pub fn eval_step(&mut self, ctx: &Context, x: &[f32], n: usize) -> Result<&Plan> {
+        self.check_batch(x, n)?;
+        let plan = self.plan(ctx, n, false)?;
+        plan.ready(ctx, false)?;
+        plan.input.write(ctx, x)?;
+        super::model::submit_plan(ctx, plan, false, |_| {})?;
+        Ok(plan)
+    }
+
+    /// Zeroes the term sums.
+    pub fn reset_losses(&self, ctx: &Context) -> Result<()> {
+        self.acc.reset(ctx)
+    }
+
+    /// The term sums since the last reset, per sample over `samples` samples.
+    pub fn read_losses(&self, ctx: &Context, samples: usize) -> Result<VaeLosses> {
+        let t = self.acc.read_terms(ctx)?;
+        let n = samples.max(1) as f64;
+        Ok(VaeLosses {
+            reconstruction: t[0] / n,
+            kl: t[1] / n,
+        })
+    }
+
+    /// One epoch over the `n` samples `x` in batches of `batch` in the order of
+    /// `order` (a permutation of `0..n`); returns the epoch's mean terms.
+    pub fn train_epoch(
+        &mut self,
+        ctx: &Context,
+        x: &[f32],
+        order: &[usize],
+        batch: usize,
+        lr: f32,
+    ) -> Result<VaeLosses> {
+        let d = self.spec.input;
+        self.reset_losses(ctx)?;
+        let mut buf = Vec::with_capacity(batch * d);
+        for chunk in order.chunks(batch.max(1)) {
+            buf.clear();
+            for &i in chunk {
+                buf.extend_from_slice(&x[i * d..(i + 1) * d]);
+            }
+            self.train_step(ctx, &buf, chunk.len(), lr)?;
+        }
+        self.read_losses(ctx, order.len())
+    }
+
+    /// The mean terms over the `n` samples `x`, evaluated in batches of `batch`
+    /// (each with a fresh ε at the current step).
+    pub fn evaluate(&mut self, ctx: &Context, x: &[f32], batch: usize) -> Result<VaeLosses> {
+        let d = self.spec.input;
+        let n = x.len() / d;
+        self.reset_losses(ctx)?;
+        for start in (0..n).step_by(batch.max(1)) {
+            let len = (n - start).min(batch.max(1));
+            self.eval_step(ctx, &x[start * d..(start + len) * d], len)?;
+        }
+        self.read_losses(ctx, n)
+    }
+
+    /// Node `node`'s values (e.g. [`VaeNodes::mean`], [`VaeNodes::reconstruction`])
+    /// for the samples `x`, in batches of `batch`.
+    pub fn values(&mut self, ctx: &Context, node: NodeId, x: &[f32], batch: usize) -> Result<Vec<f32>> {
+        let d = self.spec.input;
+        let n = x.len() / d;
+        let mut out = Vec::new();
+        for start in (0..n).step_by(batch.max(1)) {
+            let len = (n - start).min(batch.max(1));
+            let plan = self.eval_step(ctx, &x[start * d..(start + len) * d], len)?;
+            let t = plan.values[node]
+                .clone()
+                .ok_or_else(|| Error::invalid(format!("node {node} is not computed by the VAE's plan")))?;
+            out.extend(t.to_f32(ctx)?);
+        }
+        Ok(out)
+    }
+
+    /// A CPU executor of the same graph and objective from the model's current
+    /// parameters and optimizer state (for tests and checks).
+    pub fn reference(&self, ctx: &Context) -> Result<crate::graph::reference::ReferenceExecutor> {
+        let n = self.graph.nodes.len();
+        let mut params = vec![Vec::new(); n];
+        let mut state = vec![Vec::new(); n];
+        for p in &self.store.params {
+            params[p.node] = p.value.to_f32(ctx)?;
+            state[p.node] = p.state.iter().map(|s| s.to_f32(ctx)).collect::<Result<_>>()?;
+        }
+        Ok(crate::graph::reference::ReferenceExecutor::new(
+            self.graph.clone(),
+            self.objective.clone(),
+            self.optimizer.clone(),
+            None,
+            params,
+            state,
+            self.step,
+        ))
+    }
+}
