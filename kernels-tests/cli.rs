@@ -241,6 +241,73 @@ fn fine_tuning_on_other_classes_from_few_labels() {
     let _ = std::fs::remove_file(&tuned);
 }
 
+/// `wgml train --model vae`: trains, reports both terms, writes metrics and a
+/// checkpoint with PyTorch's names; flags that mean nothing for it are refused.
+#[test]
+fn train_vae_reports_both_terms_and_saves_pytorch_names() {
+    let ckpt = scratch("vae.safetensors");
+    let metrics = scratch("vae.json");
+    let (c, m) = (ckpt.to_str().unwrap(), metrics.to_str().unwrap());
+    let out = wgml(&[
+        "train",
+        "--model",
+        "vae",
+        "--steps",
+        "3",
+        "--batch-size",
+        "16",
+        "--latent",
+        "3",
+        "--save",
+        c,
+        "--metrics",
+        m,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "784 → 512 → 3 → 512 → 784",
+        "Epoch 1/10",
+        "reconstruction:",
+        "kl:",
+        "test loss:",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
+    assert!(
+        !stdout.contains("Epoch 2/10"),
+        "--steps 3 stops within the first epoch: {stdout}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
+    let test = &json["test"];
+    assert!(
+        test["reconstruction"].as_f64().unwrap() > 100.0 && test["kl"].as_f64().unwrap() >= 0.0,
+        "{json}"
+    );
+    let saved = wgml::checkpoint::load(&ckpt).unwrap();
+    let names: Vec<(&str, &[usize])> = saved
+        .tensors
+        .iter()
+        .map(|(n, s, _)| (n.as_str(), s.as_slice()))
+        .collect();
+    for want in [
+        ("encoder.0.weight", &[512, 784][..]),
+        ("mean.weight", &[3, 512][..]),
+        ("log_var.bias", &[3][..]),
+        ("decoder.2.weight", &[784, 512][..]),
+    ] {
+        assert!(names.contains(&want), "{want:?} in {names:?}");
+    }
+    fails_with(
+        &["train", "--model", "vae", "--freeze", "1"],
+        &["--freeze does not apply to --model vae"],
+    );
+    fails_with(&["train", "--model", "vae", "--batch-size", "0"], &["batch size"]);
+    fails_with(&["train", "--latent", "3"], &["--latent applies to --model vae"]);
+    let _ = std::fs::remove_file(&ckpt);
+    let _ = std::fs::remove_file(&metrics);
+}
+
 /// Each epoch's loss and accuracy in a `--metrics` file.
 fn epoch_losses(metrics: &std::path::Path) -> Vec<(f64, f64)> {
     let text = std::fs::read_to_string(metrics).unwrap();

@@ -190,3 +190,32 @@ fn bad_graphs_are_errors_naming_the_layer() {
     };
     assert!(bad.graph().is_err());
 }
+
+/// The decoder alone shares the VAE's weights: decoding the latent points the
+/// whole model sampled gives its reconstructions, and after a training step the
+/// decoder sees the new weights without any copy.
+#[test]
+fn the_decoder_alone_shares_the_weights() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let mut model = SMALL.compile(ctx, Optimizer::adam(1e-3), 4).unwrap();
+    let n = 12;
+    let x = &data.test.x[..n * 784];
+    let z = model.values(ctx, model.nodes.z, x, n).unwrap();
+    let reconstruction = model.values(ctx, model.nodes.reconstruction, x, n).unwrap();
+    let decoded = model.decode(ctx, &z, n).unwrap();
+    assert_close(
+        "decode(z) vs the reconstruction",
+        &decoded,
+        &reconstruction,
+        1e-6,
+        1e-5,
+    );
+    model
+        .train_step(ctx, &data.train.x[..32 * 784], 32, 1e-2)
+        .unwrap();
+    let after = model.decode(ctx, &z, n).unwrap();
+    assert_ne!(after, decoded, "the decoder did not see the trained weights");
+    let e = model.decode(ctx, &z[..5], 3).unwrap_err().to_string();
+    assert!(e.contains("5 values given for 3 latent points of 2"), "{e}");
+}

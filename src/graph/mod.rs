@@ -222,6 +222,9 @@ pub enum Objective {
     /// (`Op::LossTerm` nodes, `[1]` per sample), averaged over the batch: a
     /// variational autoencoder's reconstruction and KL divergence.
     Terms(Vec<WeightedTerm>),
+    /// No loss: plans evaluate these nodes only (a VAE's decoder run on latent
+    /// points); training plans are refused.
+    Forward(Vec<NodeId>),
 }
 
 /// One term of an [`Objective::Terms`].
@@ -241,6 +244,7 @@ impl Objective {
         match self {
             Objective::Supervised { output, .. } => vec![*output],
             Objective::Terms(terms) => terms.iter().map(|t| t.node).collect(),
+            Objective::Forward(outputs) => outputs.clone(),
         }
     }
 

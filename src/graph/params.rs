@@ -92,6 +92,38 @@ impl ParamStore {
         Ok(ParamStore { params })
     }
 
+    /// The parameters of `graph` as views of `from`'s tensors of the same name and
+    /// shape (values, gradients, optimizer state: one copy on the GPU), so a second
+    /// graph over some of a model's layers (a VAE's decoder alone) computes with
+    /// the model's current weights. Errors name a parameter `from` lacks.
+    pub fn sharing(graph: &Graph, from: &ParamStore) -> Result<ParamStore> {
+        let mut params = Vec::new();
+        for (id, node) in graph.nodes.iter().enumerate() {
+            if let Op::Param { name, trainable, .. } = &node.op {
+                let p = from
+                    .params
+                    .iter()
+                    .find(|p| p.name == *name && p.shape == node.shape)
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "parameter '{name}' of shape {:?} is not among the shared ones",
+                            node.shape
+                        ))
+                    })?;
+                params.push(Param {
+                    name: name.clone(),
+                    node: id,
+                    shape: node.shape.clone(),
+                    value: p.value.clone(),
+                    trainable: *trainable,
+                    grad: p.grad.clone(),
+                    state: p.state.clone(),
+                });
+            }
+        }
+        Ok(ParamStore { params })
+    }
+
     /// The parameter made from node `id`.
     pub fn by_node(&self, id: NodeId) -> Option<&Param> {
         self.params.iter().find(|p| p.node == id)

@@ -222,6 +222,7 @@ impl Plan {
                 supervised(ctx, graph, *output, *loss, &values, acc, options)?
             }
             Objective::Terms(terms) => loss_terms(ctx, terms, &values, acc, options)?,
+            Objective::Forward(outputs) => forward_only(ctx, graph, outputs, &values, options)?,
         };
 
         let (backward, clip_factor, update) = if options.train {
@@ -484,6 +485,41 @@ fn supervised(
         loss_eval,
         predict,
         roots,
+    })
+}
+
+/// No loss: the first output as the plan's `output`, nothing to train.
+fn forward_only(
+    ctx: &Context,
+    graph: &Graph,
+    outputs: &[NodeId],
+    values: &[Option<Tensor>],
+    options: PlanOptions,
+) -> Result<LossParts> {
+    let b = options.batch;
+    if options.train {
+        return Err(Error::invalid(
+            "a forward-only objective has no loss to train; build an evaluation plan",
+        ));
+    }
+    let &first = outputs
+        .first()
+        .ok_or_else(|| Error::invalid("a forward-only objective needs an output"))?;
+    let dim = graph.shape(first).iter().product::<usize>();
+    let output = values[first]
+        .clone()
+        .expect("outputs were built")
+        .reshape(&[b, dim])?;
+    Ok(LossParts {
+        targets: Tensor::zeros(ctx, &[1], DType::F32)?,
+        probabilities: output.clone(),
+        output,
+        losses: Tensor::zeros(ctx, &[b], DType::F32)?,
+        predictions: Tensor::zeros(ctx, &[b], DType::U32)?,
+        loss_train: Vec::new(),
+        loss_eval: Vec::new(),
+        predict: Vec::new(),
+        roots: Vec::new(),
     })
 }
 

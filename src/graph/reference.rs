@@ -161,6 +161,9 @@ impl ReferenceExecutor {
                 grads[*output] = Some(dout);
                 losses.iter().map(|&l| l as f64).sum::<f64>() / b as f64
             }
+            Objective::Forward(_) => {
+                return Err(Error::invalid("a forward-only objective has no loss to train"));
+            }
             Objective::Terms(terms) => {
                 let mut total = 0.0;
                 for t in terms {

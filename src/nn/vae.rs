@@ -28,6 +28,27 @@ use crate::kernels::matmul::Activation;
 use crate::kernels::noise::Distribution;
 use crate::kernels::optim::{Optimizer, StepUniform};
 
+/// A Dense layer `name` (PyTorch's `nn.Linear` names) of `units` on `x`.
+fn dense(g: &mut Graph, x: NodeId, name: &str, units: usize, act: Activation) -> Result<NodeId> {
+    let fan_in = g.shape(x)[0];
+    let init = Init::GlorotUniform {
+        fan_in,
+        fan_out: units,
+    };
+    let w = g.param(&format!("{name}.weight"), &[units, fan_in], init, name);
+    let b = g.param(&format!("{name}.bias"), &[units], Init::Zeros, name);
+    g.dense(x, w, Some(b), act, name)
+}
+
+/// The decoder alone, sharing the VAE's parameters, with its evaluation plans.
+#[derive(Debug)]
+struct Decoder {
+    graph: Graph,
+    objective: Objective,
+    store: ParamStore,
+    plans: HashMap<usize, Plan>,
+}
+
 /// The shape of a variational autoencoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Vae {
@@ -75,16 +96,6 @@ impl Vae {
         }
         let mut g = Graph::new();
         let x = g.input(&[self.input])?;
-        let dense = |g: &mut Graph, x: NodeId, name: &str, units: usize, act: Activation| {
-            let fan_in = g.shape(x)[0];
-            let init = Init::GlorotUniform {
-                fan_in,
-                fan_out: units,
-            };
-            let w = g.param(&format!("{name}.weight"), &[units, fan_in], init, name);
-            let b = g.param(&format!("{name}.bias"), &[units], Init::Zeros, name);
-            g.dense(x, w, Some(b), act, name)
-        };
         let h = dense(&mut g, x, "encoder.0", self.hidden, Activation::Relu)?;
         let mean = dense(&mut g, h, "mean", self.latent, Activation::Identity)?;
         let log_var = dense(&mut g, h, "log_var", self.latent, Activation::Identity)?;
@@ -92,9 +103,7 @@ impl Vae {
         let eps = g.noise(&[self.latent], Distribution::STANDARD_NORMAL, "sample")?;
         let scaled = g.mul(std, eps, "sample")?;
         let z = g.add(mean, scaled, "sample")?;
-        let h2 = dense(&mut g, z, "decoder.0", self.hidden, Activation::Relu)?;
-        let logits = dense(&mut g, h2, "decoder.2", self.input, Activation::Identity)?;
-        let reconstruction = g.activation(logits, Activation::Sigmoid, "reconstruction");
+        let (logits, reconstruction) = self.decoder(&mut g, z)?;
         let reconstruction_loss = g.loss_term(Term::BceSum, logits, x, "reconstruction loss")?;
         let kl = g.loss_term(Term::KlNormal, mean, log_var, "kl")?;
         let objective = Objective::Terms(vec![
@@ -121,6 +130,16 @@ impl Vae {
         Ok((g, nodes, objective))
     }
 
+    /// The decoder on latent points `z`: its logits and the reconstruction.
+    fn decoder(&self, g: &mut Graph, z: NodeId) -> Result<(NodeId, NodeId)> {
+        let h = dense(g, z, "decoder.0", self.hidden, Activation::Relu)?;
+        let logits = dense(g, h, "decoder.2", self.input, Activation::Identity)?;
+        Ok((
+            logits,
+            g.activation(logits, Activation::Sigmoid, "reconstruction"),
+        ))
+    }
+
     /// Compiles the VAE onto `ctx`: Glorot-uniform weights and zero biases drawn
     /// from `seed`, the noise seeded from `seed`, the optimizer's state.
     pub fn compile(&self, ctx: &Context, optimizer: Optimizer, seed: u64) -> Result<VaeModel> {
@@ -139,6 +158,7 @@ impl Vae {
             optimizer,
             store,
             plans: HashMap::new(),
+            decoder: None,
             step: 0,
         })
     }
@@ -164,6 +184,7 @@ pub struct VaeModel {
     /// GPU-resident sums: the total loss and each term, read once per epoch.
     pub acc: Accumulators,
     plans: HashMap<PlanOptions, Plan>,
+    decoder: Option<Decoder>,
     /// Optimizer steps taken.
     pub step: u32,
 }
@@ -319,6 +340,63 @@ impl VaeModel {
                 .clone()
                 .ok_or_else(|| Error::invalid(format!("node {node} is not computed by the VAE's plan")))?;
             out.extend(t.to_f32(ctx)?);
+        }
+        Ok(out)
+    }
+
+    /// The images the decoder makes of the `n` latent points `z` (`n × latent`
+    /// values), with the model's current weights: `n × input` values in (0, 1).
+    pub fn decode(&mut self, ctx: &Context, z: &[f32], n: usize) -> Result<Vec<f32>> {
+        let latent = self.spec.latent;
+        if n == 0 || z.len() != n * latent {
+            return Err(Error::shape(
+                "vae decode",
+                format!("{} values given for {n} latent points of {latent}", z.len()),
+            ));
+        }
+        if self.decoder.is_none() {
+            let mut graph = Graph::new();
+            let input = graph.input(&[latent])?;
+            let (_, reconstruction) = self.spec.decoder(&mut graph, input)?;
+            let store = ParamStore::sharing(&graph, &self.store)?;
+            self.decoder = Some(Decoder {
+                graph,
+                objective: Objective::Forward(vec![reconstruction]),
+                store,
+                plans: HashMap::new(),
+            });
+        }
+        let d = self.decoder.as_mut().expect("built above");
+        let mut out = Vec::with_capacity(n * self.spec.input);
+        for start in (0..n).step_by(256) {
+            let len = (n - start).min(256);
+            if !d.plans.contains_key(&len) {
+                let options = PlanOptions {
+                    batch: len,
+                    train: false,
+                    fuse: true,
+                    clip_norm: None,
+                };
+                let plan = ctx.deferring_pipelines(|| {
+                    Plan::build(
+                        ctx,
+                        &d.graph,
+                        &d.objective,
+                        &d.store,
+                        &self.optimizer,
+                        &self.step_uniform,
+                        &self.acc,
+                        options,
+                    )
+                })?;
+                d.plans.insert(len, plan);
+            }
+            let plan = &d.plans[&len];
+            plan.ready(ctx, false)?;
+            plan.input
+                .write(ctx, &z[start * latent..(start + len) * latent])?;
+            super::model::submit_plan(ctx, plan, false, |_| {})?;
+            out.extend(plan.output.to_f32(ctx)?);
         }
         Ok(out)
     }
