@@ -247,7 +247,12 @@ fn fine_tuning_on_other_classes_from_few_labels() {
 fn train_vae_reports_both_terms_and_saves_pytorch_names() {
     let ckpt = scratch("vae.safetensors");
     let metrics = scratch("vae.json");
-    let (c, m) = (ckpt.to_str().unwrap(), metrics.to_str().unwrap());
+    let pictures = scratch("vae-report");
+    let (c, m, r) = (
+        ckpt.to_str().unwrap(),
+        metrics.to_str().unwrap(),
+        pictures.to_str().unwrap(),
+    );
     let out = wgml(&[
         "train",
         "--model",
@@ -262,6 +267,8 @@ fn train_vae_reports_both_terms_and_saves_pytorch_names() {
         c,
         "--metrics",
         m,
+        "--report",
+        r,
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -278,6 +285,15 @@ fn train_vae_reports_both_terms_and_saves_pytorch_names() {
         !stdout.contains("Epoch 2/10"),
         "--steps 3 stops within the first epoch: {stdout}"
     );
+    // A 3-D latent space has no grid picture.
+    for (file, written) in [
+        ("reconstructions.png", true),
+        ("latent_grid.png", false),
+        ("latent_means.png", true),
+    ] {
+        assert_eq!(pictures.join(file).is_file(), written, "{file} in {stdout}");
+    }
+    let _ = std::fs::remove_dir_all(&pictures);
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
     let test = &json["test"];
     assert!(

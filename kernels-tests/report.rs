@@ -512,3 +512,62 @@ fn bench_plot_draws_compute_and_memory_rows() {
     assert!(!empty.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The VAE's pictures: the pairs, the latent grid and the means are PNGs of the
+/// expected sizes that show something; the means take each class's colour; images
+/// of the wrong size are errors naming the folder.
+#[test]
+fn vae_pictures_show_pairs_grid_and_coloured_means() {
+    let dir = scratch("vae");
+    let d = Dataset::mnist_10k().unwrap();
+    let n = 40;
+    let originals = &d.test.x[..n * 784];
+    let reconstructions: Vec<f32> = originals.iter().map(|v| 0.5 * v + 0.2).collect();
+    let grid: Vec<f32> = d.train.x[..9 * 784].to_vec();
+    let classes: Vec<usize> = (0..n).map(|i| i % 10).collect();
+    let means: Vec<[f32; 2]> = (0..n).map(|i| [(i % 10) as f32, (i / 10) as f32]).collect();
+    let r = report::VaeReport {
+        shape: &[1, 28, 28],
+        originals,
+        reconstructions: &reconstructions,
+        latent_grid: Some((&grid, 3, 3.0)),
+        means: &means,
+        classes: &classes,
+    };
+    let written = report::write_vae_report(&dir, &r).unwrap();
+    let names: Vec<String> = written
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["reconstructions.png", "latent_grid.png", "latent_means.png"]
+    );
+    for p in &written {
+        let img: RgbImage = image::open(p).unwrap().to_rgb8();
+        let colours: HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+        assert!(colours.len() > 10, "{} is nearly flat", p.display());
+    }
+    let grid_img = image::open(dir.join("latent_grid.png")).unwrap();
+    assert_eq!(
+        (grid_img.width(), grid_img.height()),
+        (40 + 3 * 56 + 40, 70 + 3 * 56 + 40)
+    );
+    let means_img: RgbImage = image::open(dir.join("latent_means.png")).unwrap().to_rgb8();
+    for colour in [[31u8, 119, 180], [255, 127, 14], [23, 190, 207]] {
+        assert!(
+            means_img.pixels().any(|p| p.0 == colour),
+            "class colour {colour:?} missing"
+        );
+    }
+    let bad = report::VaeReport {
+        reconstructions: &reconstructions[..100],
+        ..r
+    };
+    let e = report::write_vae_report(&dir, &bad).unwrap_err().to_string();
+    assert!(
+        e.contains(&dir.display().to_string()) && e.contains("reconstructions"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

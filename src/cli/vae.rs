@@ -31,7 +31,6 @@ fn refuse_unused(args: &TrainArgs) -> Result<()> {
         ("--augment-shift", args.augment_shift.is_some()),
         ("--augment-flip", args.augment_flip),
         ("--profile", args.profile),
-        ("--report", args.report.is_some()),
         ("--optimizer", args.optimizer.is_some()),
         ("--momentum", args.momentum.is_some()),
     ];
@@ -93,6 +92,10 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             data.name
         )));
     }
+    if let Some(dir) = &args.report {
+        // Fail before training, not after it, when the pictures cannot be written.
+        wgml::report::prepare(dir)?;
+    }
     let ctx = gpu.context()?;
     println!(
         "wgml: training vae ({input} → {} → {} → {} → {input}) on {} ({} train / {} test) on {} ({:?})",
@@ -144,6 +147,11 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         test.kl,
         data.test.len()
     );
+    if let Some(dir) = &args.report {
+        for path in write_report(&ctx, &mut model, &data, dir)? {
+            println!("report: {}", path.display());
+        }
+    }
     if let Some(path) = &args.save {
         let tensors = model.store.download(&ctx)?;
         checkpoint::save(path, "vae", &tensors, model.step as u64)?;
@@ -166,4 +174,52 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         println!("metrics written to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Side of the decoded latent grid and the extent of latent values it spans.
+const GRID_SIDE: usize = 15;
+const GRID_EXTENT: f32 = 3.0;
+
+/// The VAE's pictures of the test split (see [`wgml::report::write_vae_report`]).
+fn write_report(
+    ctx: &wgml::Context,
+    model: &mut wgml::nn::VaeModel,
+    data: &wgml::data::Dataset,
+    dir: &std::path::Path,
+) -> Result<Vec<std::path::PathBuf>> {
+    let d = model.spec.input;
+    let n = data.test.len();
+    let shown = n.min(32);
+    let originals = &data.test.x[..shown * d];
+    let reconstructions = model.values(ctx, model.nodes.reconstruction, originals, shown)?;
+    let latent = model.spec.latent;
+    let grid = if latent == 2 {
+        let step = 2.0 * GRID_EXTENT / (GRID_SIDE - 1) as f32;
+        let z: Vec<f32> = (0..GRID_SIDE * GRID_SIDE)
+            .flat_map(|k| {
+                let (row, col) = (k / GRID_SIDE, k % GRID_SIDE);
+                [-GRID_EXTENT + col as f32 * step, GRID_EXTENT - row as f32 * step]
+            })
+            .collect();
+        Some(model.decode(ctx, &z, GRID_SIDE * GRID_SIDE)?)
+    } else {
+        None
+    };
+    let means = model.values(ctx, model.nodes.mean, &data.test.x, 256)?;
+    let points: Vec<[f32; 2]> = means
+        .chunks(latent)
+        .map(|m| [m[0], m.get(1).copied().unwrap_or(0.0)])
+        .collect();
+    let classes = wgml::train::true_classes(&data.test);
+    wgml::report::write_vae_report(
+        dir,
+        &wgml::report::VaeReport {
+            shape: &data.sample_shape,
+            originals,
+            reconstructions: &reconstructions,
+            latent_grid: grid.as_deref().map(|g| (g, GRID_SIDE, GRID_EXTENT)),
+            means: &points,
+            classes: &classes,
+        },
+    )
 }

@@ -17,7 +17,9 @@ use crate::error::{Error, Result};
 use crate::train::{Evaluation, History};
 
 mod bench;
+mod vae;
 pub use bench::write_bench_plot;
+pub use vae::{VaeReport, write_vae_report};
 
 /// Where a font is looked for when `WGML_FONT` is not set, in this order.
 pub const FONT_CANDIDATES: &[&str] = &[
@@ -663,37 +665,14 @@ pub fn write_misclassified(path: &Path, s: &Samples<'_>) -> Result<()> {
             let (col, row) = ((j % 8) as i32, (j / 8) as i32);
             let cx = x_left + col * cw + cw / 2;
             let (ox, oy) = (cx - dw / 2, top + row * ch + 4);
-            let img = &s.x[i * len..(i + 1) * len];
-            let (lo, hi) = img
-                .iter()
-                .filter(|v| v.is_finite())
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                    (a.min(v), b.max(v))
-                });
-            let (lo, hi) = if lo >= 0.0 && hi <= 1.0 || lo > hi {
-                (0.0, 1.0)
-            } else {
-                (lo, hi)
-            };
-            let range = if hi > lo { hi - lo } else { 1.0 };
-            let byte = |v: f32| {
-                let t = if v.is_finite() { (v - lo) / range } else { 0.0 };
-                (t.clamp(0.0, 1.0) * 255.0).round() as u8
-            };
-            for dy in 0..dh {
-                let sy = ((dy as f64 / scale) as usize).min(ih - 1);
-                for dx in 0..dw {
-                    let sx = ((dx as f64 / scale) as usize).min(iw - 1);
-                    let at = |ch: usize| byte(img[ch * ih * iw + sy * iw + sx]);
-                    let color = if c == 1 {
-                        let g = at(0);
-                        RGBColor(g, g, g)
-                    } else {
-                        RGBColor(at(0), at(1), at(2))
-                    };
-                    root.draw_pixel((ox + dx, oy + dy), &color).map_err(&err)?;
-                }
-            }
+            draw_image(
+                root,
+                path,
+                &s.x[i * len..(i + 1) * len],
+                (c, ih, iw),
+                (ox, oy),
+                (dw, dh),
+            )?;
             root.draw(&Rectangle::new(
                 [(ox - 1, oy - 1), (ox + dw, oy + dh)],
                 RGBColor(160, 160, 160).stroke_width(1),
@@ -704,6 +683,51 @@ pub fn write_misclassified(path: &Path, s: &Samples<'_>) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Draws image `img` (`[c, ih, iw]`, c = 1 grey or 3 RGB; values in [0, 1] shown
+/// as they are, other ranges stretched) scaled to `dw × dh` pixels with its top-left
+/// corner at `(ox, oy)`.
+pub(crate) fn draw_image<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    path: &Path,
+    img: &[f32],
+    (c, ih, iw): (usize, usize, usize),
+    (ox, oy): (i32, i32),
+    (dw, dh): (i32, i32),
+) -> Result<()> {
+    let err = draw_err(path);
+    let (lo, hi) = img
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let (lo, hi) = if lo >= 0.0 && hi <= 1.0 || lo > hi {
+        (0.0, 1.0)
+    } else {
+        (lo, hi)
+    };
+    let range = if hi > lo { hi - lo } else { 1.0 };
+    let byte = |v: f32| {
+        let t = if v.is_finite() { (v - lo) / range } else { 0.0 };
+        (t.clamp(0.0, 1.0) * 255.0).round() as u8
+    };
+    for dy in 0..dh {
+        let sy = ((dy as usize * ih) / dh.max(1) as usize).min(ih - 1);
+        for dx in 0..dw {
+            let sx = ((dx as usize * iw) / dw.max(1) as usize).min(iw - 1);
+            let at = |ch: usize| byte(img[ch * ih * iw + sy * iw + sx]);
+            let color = if c == 1 {
+                let g = at(0);
+                RGBColor(g, g, g)
+            } else {
+                RGBColor(at(0), at(1), at(2))
+            };
+            root.draw_pixel((ox + dx, oy + dy), &color).map_err(&err)?;
+        }
+    }
+    Ok(())
 }
 
 /// Checks before a long run that a report can be written: creates `dir` (and its
