@@ -340,13 +340,13 @@ fn empty_batch_is_a_no_op() {
 fn loss_terms_match_their_twins_and_finite_differences() {
     use wgml::kernels::loss::Term;
     let (_g, ctx) = gpu();
-    for term in [Term::KlNormal, Term::BceSum] {
+    for term in [Term::KlNormal, Term::BceSum, Term::SigmoidMean] {
         for (k, &(rows, cols)) in SHAPES.iter().enumerate() {
             let c = case(Kind::Bce, 900 + k as u64, rows, cols);
             // KL: a mean and a log-variance in [-4, 4]; BCE: logits and targets.
             let b_values = match term {
                 Term::KlNormal => uniform(&mut rng(950 + k as u64), rows * cols, -4.0, 4.0),
-                Term::BceSum => c.targets.clone(),
+                Term::BceSum | Term::SigmoidMean => c.targets.clone(),
             };
             let dy = uniform(&mut rng(990 + k as u64), rows, -1.0, 1.0);
             let shape = [rows, cols];
@@ -401,7 +401,7 @@ fn loss_terms_match_their_twins_and_finite_differences() {
         let a = uniform(&mut rng(1), rows * cols, -2.0, 2.0);
         let b = match term {
             Term::KlNormal => uniform(&mut rng(2), rows * cols, -2.0, 2.0),
-            Term::BceSum => uniform(&mut rng(2), rows * cols, 0.0, 1.0),
+            Term::BceSum | Term::SigmoidMean => uniform(&mut rng(2), rows * cols, 0.0, 1.0),
         };
         let dy = uniform(&mut rng(3), rows, -1.0, 1.0);
         let total = |a: &[f64], b: &[f64]| -> f64 {
@@ -411,6 +411,7 @@ fn loss_terms_match_their_twins_and_finite_differences() {
                     let l = match term {
                         Term::KlNormal => -0.5 * (1.0 + y - x * x - y.exp()),
                         Term::BceSum => x.max(0.0) - x * y + (-x.abs()).exp().ln_1p(),
+                        Term::SigmoidMean => 1.0 / (1.0 + (-x).exp()) / cols as f64,
                     };
                     dy[i / cols] as f64 * l
                 })

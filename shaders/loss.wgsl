@@ -28,6 +28,8 @@
 //               grad = dy·m,  grad2 = dy·(exp(lv) - 1)/2
 //   bce_sum:    loss = Σ_d [max(x, 0) - x t + log(1 + exp(-|x|))]   (bce, summed)
 //               grad = dy·(sigmoid(x) - t)
+//   sigmoid_mean: loss = mean_d sigmoid(x)   (a discriminator's mean output; t unread)
+//               grad = dy·sigmoid(x)(1 - sigmoid(x))/D
 //
 // Bindings: @binding(1) x (logits or predictions, read), @binding(2) labels (u32,
 // read), @binding(3) loss (read_write), @binding(4) grad (read_write),
@@ -334,4 +336,29 @@ fn bce_sum_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
         return;
     }
     grad[i] = dy[i / p.cols] * (sigmoid(x[i]) - t[i]);
+}
+
+@compute @workgroup_size(WG)
+fn sigmoid_mean(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let valid = r < p.rows;
+    let cols = select(0u, p.cols, valid);
+    let base = r * p.cols;
+    var acc = 0.0;
+    for (var j = lid; j < cols; j = j + WG) {
+        acc = acc + sigmoid(x[base + j]);
+    }
+    row_mean_finish(r, lid, valid, acc);
+}
+
+@compute @workgroup_size(WG)
+fn sigmoid_mean_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let i = element_index(wg, nwg, lid);
+    if (i >= p.rows * p.cols) {
+        return;
+    }
+    let s = sigmoid(x[i]);
+    grad[i] = dy[i / p.cols] * s * (1.0 - s) / f32(p.cols);
 }

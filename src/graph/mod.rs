@@ -196,6 +196,11 @@ pub enum Op {
         /// Stream seed (see [`Graph::seed_random`]).
         seed: u32,
     },
+    /// `value` in every element (targets of loss terms); no inputs, no gradient.
+    Constant {
+        /// The value.
+        value: f32,
+    },
     /// A per-sample loss term `[1]` of `a` and `b` computed inside the graph (see
     /// [`crate::kernels::loss::Term`]); trained as part of an [`Objective::Terms`].
     LossTerm {
@@ -234,7 +239,8 @@ pub struct WeightedTerm {
     pub name: String,
     /// The node computing it, `[1]` per sample.
     pub node: NodeId,
-    /// Its weight in the sum.
+    /// Its weight in the sum; 0 for a term only reported (a GAN's D(real)), which
+    /// then takes no part in the gradient.
     pub weight: f32,
 }
 
@@ -243,14 +249,18 @@ impl Objective {
     pub fn roots(&self) -> Vec<NodeId> {
         match self {
             Objective::Supervised { output, .. } => vec![*output],
-            Objective::Terms(terms) => terms.iter().map(|t| t.node).collect(),
+            Objective::Terms(terms) => terms.iter().filter(|t| t.weight != 0.0).map(|t| t.node).collect(),
             Objective::Forward(outputs) => outputs.clone(),
         }
     }
 
     /// The last node the objective needs computed.
     pub fn last_node(&self) -> NodeId {
-        self.roots().into_iter().max().unwrap_or(0)
+        let reported = match self {
+            Objective::Terms(terms) => terms.iter().map(|t| t.node).max(),
+            _ => None,
+        };
+        self.roots().into_iter().chain(reported).max().unwrap_or(0)
     }
 }
 
@@ -372,7 +382,7 @@ impl Graph {
             | Op::Dropout { x, .. }
             | Op::Exp { x, .. } => vec![*x],
             Op::Add { a, b } | Op::Mul { a, b } | Op::LossTerm { a, b, .. } => vec![*a, *b],
-            Op::Noise { .. } => vec![],
+            Op::Noise { .. } | Op::Constant { .. } => vec![],
         }
     }
 }

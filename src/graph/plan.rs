@@ -551,7 +551,7 @@ fn loss_terms(
         let value = values[t.node].clone().expect("terms were built").reshape(&[b])?;
         sums.push(elementwise::axpy(ctx, t.weight, &value, &losses)?);
         sums.push(reduce::accumulate_sum(ctx, &value, sum)?);
-        if options.train {
+        if options.train && t.weight != 0.0 {
             let g = Tensor::from_f32(ctx, &vec![t.weight / b as f32; b], &[b, 1])?;
             roots.push((t.node, g));
         }

@@ -169,7 +169,9 @@ impl ReferenceExecutor {
                 for t in terms {
                     let sum: f64 = vals[t.node].iter().map(|&v| v as f64).sum();
                     total += t.weight as f64 * sum / b as f64;
-                    grads[t.node] = Some(vec![t.weight / b as f32; b]);
+                    if t.weight != 0.0 {
+                        grads[t.node] = Some(vec![t.weight / b as f32; b]);
+                    }
                 }
                 total
             }

@@ -32,6 +32,8 @@ const KL_NORMAL: Kernel = Shader::Loss.kernel("kl_normal");
 const KL_NORMAL_GRAD: Kernel = Shader::Loss.kernel("kl_normal_grad");
 const BCE_SUM: Kernel = Shader::Loss.kernel("bce_sum");
 const BCE_SUM_GRAD: Kernel = Shader::Loss.kernel("bce_sum_grad");
+const SIGMOID_MEAN: Kernel = Shader::Loss.kernel("sigmoid_mean");
+const SIGMOID_MEAN_GRAD: Kernel = Shader::Loss.kernel("sigmoid_mean_grad");
 
 /// Invocations per workgroup of the per-element gradients of the loss terms.
 const TERM_WG: u32 = 256;
@@ -254,6 +256,9 @@ pub enum Term {
     KlNormal,
     /// Binary cross-entropy of logits against targets, summed over features.
     BceSum,
+    /// The mean of the sigmoid of logits over features (a discriminator's mean
+    /// probability, reported as D(real) and D(fake)); the second input is not read.
+    SigmoidMean,
 }
 
 /// The per-sample term `loss[i]` (`[B]`) of `a` and `b` (`[B, D]`): the mean and
@@ -266,17 +271,24 @@ pub fn loss_term(ctx: &Context, term: Term, a: &Tensor, b: &Tensor, loss: &Tenso
     let kernel = match term {
         Term::KlNormal => KL_NORMAL,
         Term::BceSum => BCE_SUM,
+        Term::SigmoidMean => SIGMOID_MEAN,
     };
-    launch(
-        ctx,
-        op,
-        (kernel, kernel),
-        (rows, cols),
-        0.0,
-        a,
-        (B_TARGETS, b),
-        loss,
-        None,
+    let params = Params {
+        rows: count_u32(op, "rows", rows)?,
+        cols: count_u32(op, "cols", cols)?,
+        grad_scale: 0.0,
+        _pad: 0,
+    };
+    let mut bindings = vec![(B_X, &a.buffer), (B_LOSS, &loss.buffer)];
+    if term != Term::SigmoidMean {
+        bindings.push((B_TARGETS, &b.buffer));
+    }
+    ctx.dispatch(
+        kernel,
+        &[("WG", row_wg(cols) as f64)],
+        &params,
+        &bindings,
+        groups_for(ctx, rows, 1)?,
     )
 }
 
@@ -284,6 +296,7 @@ fn term_name(term: Term) -> &'static str {
     match term {
         Term::KlNormal => "kl_normal",
         Term::BceSum => "bce_sum",
+        Term::SigmoidMean => "sigmoid_mean",
     }
 }
 
@@ -310,6 +323,10 @@ pub fn loss_term_grad(
         (B_DY, &dy.buffer),
         (B_GRAD, &da.buffer),
     ];
+    if term == Term::SigmoidMean {
+        // Its gradient reads only the logits.
+        bindings.retain(|(binding, _)| *binding != B_TARGETS);
+    }
     let kernel = match (term, db) {
         (Term::KlNormal, Some(db)) => {
             expect_same_shape(op, "a", a, "db", db)?;
@@ -322,15 +339,16 @@ pub fn loss_term_grad(
             KL_NORMAL_GRAD
         }
         (Term::BceSum, None) => BCE_SUM_GRAD,
+        (Term::SigmoidMean, None) => SIGMOID_MEAN_GRAD,
         (Term::KlNormal, None) => {
             return Err(Error::invalid(
                 "kl_normal: the log-variance's gradient db is required",
             ));
         }
-        (Term::BceSum, Some(_)) => {
-            return Err(Error::invalid(
-                "bce_sum: the targets take no gradient; pass no db",
-            ));
+        (Term::BceSum | Term::SigmoidMean, Some(_)) => {
+            return Err(Error::invalid(format!(
+                "{op}: the second input takes no gradient; pass no db"
+            )));
         }
     };
     let params = Params {

@@ -142,6 +142,7 @@ pub fn loss_term(term: crate::kernels::loss::Term, a: &[f32], b: &[f32], cols: u
                 (-0.5 * s) as f32
             }
             Term::BceSum => (bce_row(a, b) * cols as f64) as f32,
+            Term::SigmoidMean => (a.iter().map(|&x| sigmoid(x as f64)).sum::<f64>() / cols as f64) as f32,
         };
     }
 }
@@ -163,6 +164,10 @@ pub fn loss_term_grad(
         *d = match term {
             Term::KlNormal => g * a[i] as f64,
             Term::BceSum => g * (sigmoid(a[i] as f64) - b[i] as f64),
+            Term::SigmoidMean => {
+                let s = sigmoid(a[i] as f64);
+                g * s * (1.0 - s) / cols as f64
+            }
         } as f32;
     }
     if let (Term::KlNormal, Some(db)) = (term, db) {

@@ -194,6 +194,7 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
         }
         return Ok(());
     }
+    let (dgamma, dbeta) = (bw.param_grad(f.gamma)?, bw.param_grad(f.beta)?);
     let dispatch = batchnorm_backward(
         bw.ctx,
         &d,
@@ -203,8 +204,8 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
         &bw.aux[&id],
         dy,
         dx.as_ref(),
-        &bw.param_grad(f.gamma)?,
-        &bw.param_grad(f.beta)?,
+        &dgamma,
+        &dbeta,
     )?;
     bw.dispatches.push(dispatch);
     Ok(())

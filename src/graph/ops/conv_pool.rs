@@ -114,6 +114,9 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor> {
 /// The fused backward of max-pool `id`: the convolution's weight and bias gradients.
 pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -> Result<()> {
     let f = &bw.fused[&id];
+    let (w, b) = (f.w, f.b);
+    let (dw, db) = (bw.param_grad(w)?, bw.param_grad(b)?);
+    let f = &bw.fused[&id];
     let dispatches = conv_pool::conv_pool_backward(
         bw.ctx,
         &f.desc,
@@ -121,8 +124,8 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         dy,
         &bw.value(id),
         &bw.aux[&id],
-        &bw.param_grad(f.w)?,
-        &bw.param_grad(f.b)?,
+        &dw,
+        &db,
     )?;
     bw.dispatches.extend(dispatches);
     Ok(())

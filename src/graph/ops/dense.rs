@@ -98,7 +98,8 @@ pub(crate) fn backward(
     dw_desc.trans_a = true;
     // A frozen layer (its weights take no gradient) runs here only for the
     // gradient of its input.
-    let adam_here = bw.req[w] && adam_in_epilogue(ctx, &dw_desc, bw.fuse_adam);
+    // A weight shared by several ops sums their gradients first: no epilogue step.
+    let adam_here = bw.req[w] && bw.uses[w] == 1 && adam_in_epilogue(ctx, &dw_desc, bw.fuse_adam);
     if bw.req[w] && !adam_here {
         let dw = bw.param_grad(w)?;
         let dispatches = matmul::matmul(ctx, &dw_desc, &dz, &bw.value(x), None, &dw)?;
@@ -117,7 +118,6 @@ pub(crate) fn backward(
         bw.dispatches.extend(dispatches);
     }
     if let (true, Some((optimizer, step))) = (adam_here, bw.fuse_adam) {
-        bw.param_grad(w)?; // the same sharing check as the unfused path
         let p = bw.store.by_node(w).expect("every Param node is in the store");
         bw.dispatches.push(matmul::matmul_adam(
             ctx,

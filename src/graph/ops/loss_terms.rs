@@ -15,7 +15,8 @@ use crate::reference as r;
 impl Graph {
     /// The per-sample term `term` of `a` and `b` (equal shapes): for
     /// [`Term::KlNormal`] the mean and log-variance, for [`Term::BceSum`] the logits
-    /// and the targets (which must take no gradient: the batch, a constant).
+    /// and the targets (which must take no gradient: the batch, a constant), for
+    /// [`Term::SigmoidMean`] the logits twice (the second is not read).
     pub fn loss_term(&mut self, term: Term, a: NodeId, b: NodeId, layer: &str) -> Result<NodeId> {
         if self.shape(a) != self.shape(b) {
             return Err(shape_err(
@@ -73,7 +74,7 @@ pub(crate) fn backward(
             Some(db) => db,
             None => bw.temporary(&batched(bw.batch, bw.shape(b)))?,
         }),
-        Term::BceSum => None,
+        Term::BceSum | Term::SigmoidMean => None,
     };
     term_grad(bw, dy, term, (a, b), &da, db.as_ref(), rc)
 }

@@ -12,6 +12,7 @@
 
 pub mod arith;
 pub mod batchnorm;
+pub mod constant;
 pub mod conv;
 pub mod conv_pool;
 pub mod dense;
@@ -96,6 +97,7 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         Op::Mul { a, b } => arith::mul_forward(lw, id, *a, *b),
         Op::Exp { x, scale } => arith::exp_forward(lw, id, *x, *scale),
         Op::Noise { dist, seed } => noise::forward(lw, id, *dist, *seed),
+        Op::Constant { value } => constant::forward(lw, id, *value),
         Op::LossTerm { term, a, b } => loss_terms::forward(lw, id, *term, *a, *b),
     }
 }
@@ -141,6 +143,11 @@ pub(crate) struct BackwardLowering<'a> {
     /// The nodes the gradient starts from; their gradients are the objective's,
     /// never given back to the pool.
     roots: Vec<NodeId>,
+    /// Parameters whose gradient buffer an earlier rule already wrote.
+    param_written: Vec<bool>,
+    /// This rule's later contributions to shared parameters: (gradient buffer,
+    /// temporary summed into it when the rule ends).
+    param_targets: Vec<(Tensor, Tensor)>,
 }
 
 /// Free gradient buffers by element count, reused by later backward rules.
@@ -205,6 +212,8 @@ impl<'a> BackwardLowering<'a> {
             temporaries: Vec::new(),
             alias: false,
             roots: root_ids,
+            param_written: vec![false; graph.nodes.len()],
+            param_targets: Vec::new(),
         }
     }
 
@@ -218,20 +227,24 @@ impl<'a> BackwardLowering<'a> {
         self.graph.shape(i)
     }
 
-    /// The gradient buffer of parameter node `i` (errors when several ops share it).
-    pub fn param_grad(&self, i: NodeId) -> Result<Tensor> {
-        if self.uses[i] > 1 {
-            return Err(Error::invalid(format!(
-                "parameter '{}' is used by {} ops; shared parameters are not supported",
-                self.graph.nodes[i].layer, self.uses[i]
-            )));
-        }
-        Ok(self
+    /// Where this rule writes the gradient of parameter node `i`: the parameter's
+    /// gradient buffer for the first (or only) op using it; for a parameter shared by
+    /// several ops (a discriminator applied to real and generated images), a
+    /// temporary summed into that buffer when the rule ends.
+    pub fn param_grad(&mut self, i: NodeId) -> Result<Tensor> {
+        let grad = self
             .store
             .by_node(i)
-            .expect("every Param node is in the store")
+            .ok_or_else(|| Error::invalid(format!("parameter node {i} is not in the store")))?
             .grad
-            .clone())
+            .clone();
+        if self.uses[i] <= 1 || !self.param_written[i] {
+            self.param_written[i] = true;
+            return Ok(grad);
+        }
+        let t = self.pool.take(self.ctx, grad.shape())?;
+        self.param_targets.push((grad, t.clone()));
+        Ok(t)
     }
 
     /// Where this rule writes the gradient of its input `x`: `None` when `x` needs
@@ -305,6 +318,10 @@ impl<'a> BackwardLowering<'a> {
                 self.pool.give(t);
             }
         }
+        for (grad, t) in std::mem::take(&mut self.param_targets) {
+            self.dispatches.push(ew::axpy(self.ctx, 1.0, &t, &grad)?);
+            self.pool.give(t);
+        }
         for t in std::mem::take(&mut self.temporaries) {
             self.pool.give(t);
         }
@@ -331,7 +348,7 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         Op::Add { a, b } => arith::add_backward(bw, dy, *a, *b),
         Op::Mul { a, b } => arith::mul_backward(bw, dy, *a, *b),
         Op::Exp { x, scale } => arith::exp_backward(bw, id, dy, *x, *scale),
-        Op::Noise { .. } => unreachable!("noise takes no gradient"),
+        Op::Noise { .. } | Op::Constant { .. } => unreachable!("no inputs, no gradient"),
         Op::LossTerm { term, a, b } => loss_terms::backward(bw, dy, *term, *a, *b),
     }
 }
@@ -387,6 +404,7 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         op @ Op::BatchNorm { .. } => batchnorm::reference_forward(rf, id, op),
         op @ (Op::Add { .. } | Op::Mul { .. } | Op::Exp { .. }) => Ok(arith::reference_forward(rf, id, op)),
         Op::Noise { dist, seed } => Ok(noise::reference_forward(rf, id, *dist, *seed)),
+        Op::Constant { value } => Ok(constant::reference_forward(rf, id, *value)),
         Op::LossTerm { term, a, b } => Ok(loss_terms::reference_forward(rf, id, *term, *a, *b)),
     }
 }
@@ -468,7 +486,7 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
             arith::reference_backward(rb, id, &dy, op);
             Ok(())
         }
-        Op::Noise { .. } => unreachable!("noise takes no gradient"),
+        Op::Noise { .. } | Op::Constant { .. } => unreachable!("no inputs, no gradient"),
         Op::LossTerm { term, a, b } => {
             loss_terms::reference_backward(rb, &dy, *term, *a, *b);
             Ok(())
