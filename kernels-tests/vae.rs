@@ -43,7 +43,7 @@ fn vae_training_equals_the_reference_step_by_step() {
             );
             assert!(gpu.kl > 0.0 && gpu.reconstruction > 100.0, "{gpu:?}");
         }
-        for p in &model.store.params {
+        for p in &model.net.store.params {
             let got = p.value.to_f32(ctx).unwrap();
             let want = &cpu.params()[p.node];
             let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -88,7 +88,7 @@ fn the_vae_gradient_is_the_derivative_of_its_loss() {
     let mut stepped = start.clone();
     stepped.train_step(&x, &[], &[], b, 1.0).unwrap();
     let mut checked = 0;
-    for p in &model.store.params {
+    for p in &model.net.store.params {
         let before = &start.params()[p.node];
         let grad: Vec<f32> = before
             .iter()

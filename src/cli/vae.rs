@@ -120,7 +120,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         let take = match steps_limit {
             Some(s) => order
                 .len()
-                .min((s as usize).saturating_sub(model.step as usize) * batch),
+                .min((s as usize).saturating_sub(model.net.step as usize) * batch),
             None => order.len(),
         };
         if take == 0 {
@@ -153,8 +153,8 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         }
     }
     if let Some(path) = &args.save {
-        let tensors = model.store.download(&ctx)?;
-        checkpoint::save(path, "vae", &tensors, model.step as u64)?;
+        let tensors = model.net.store.download(&ctx)?;
+        checkpoint::save(path, "vae", &tensors, model.net.step as u64)?;
         println!("weights saved to {}", path.display());
     }
     if let Some(path) = &args.metrics {

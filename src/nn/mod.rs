@@ -1,5 +1,6 @@
 //! Keras-style layers and models on top of the graph executor.
 
+pub mod graph_model;
 pub mod layers;
 pub mod model;
 pub mod summary;
@@ -7,6 +8,7 @@ pub mod transfer;
 pub mod vae;
 pub mod zoo;
 
+pub use graph_model::GraphModel;
 pub use layers::{Layer, LayerActivation};
 pub use model::{Model, Sequential};
 pub use summary::{LayerSummary, Summary};

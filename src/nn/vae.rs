@@ -15,18 +15,16 @@
 //! (`nn.Sequential(Linear, ReLU)`), `mean`, `log_var` (`nn.Linear`) and `decoder`
 //! (`nn.Sequential(Linear, ReLU, Linear)`).
 
-use std::collections::HashMap;
-
 use rand::SeedableRng;
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::graph::plan::{Accumulators, Plan, PlanOptions};
 use crate::graph::{Graph, Init, NodeId, Objective, ParamStore, WeightedTerm};
 use crate::kernels::loss::Term;
 use crate::kernels::matmul::Activation;
 use crate::kernels::noise::Distribution;
-use crate::kernels::optim::{Optimizer, StepUniform};
+use crate::kernels::optim::Optimizer;
+use crate::nn::graph_model::GraphModel;
 
 /// A Dense layer `name` (PyTorch's `nn.Linear` names) of `units` on `x`.
 fn dense(g: &mut Graph, x: NodeId, name: &str, units: usize, act: Activation) -> Result<NodeId> {
@@ -38,15 +36,6 @@ fn dense(g: &mut Graph, x: NodeId, name: &str, units: usize, act: Activation) ->
     let w = g.param(&format!("{name}.weight"), &[units, fan_in], init, name);
     let b = g.param(&format!("{name}.bias"), &[units], Init::Zeros, name);
     g.dense(x, w, Some(b), act, name)
-}
-
-/// The decoder alone, sharing the VAE's parameters, with its evaluation plans.
-#[derive(Debug)]
-struct Decoder {
-    graph: Graph,
-    objective: Objective,
-    store: ParamStore,
-    plans: HashMap<usize, Plan>,
 }
 
 /// The shape of a variational autoencoder.
@@ -143,23 +132,15 @@ impl Vae {
     /// Compiles the VAE onto `ctx`: Glorot-uniform weights and zero biases drawn
     /// from `seed`, the noise seeded from `seed`, the optimizer's state.
     pub fn compile(&self, ctx: &Context, optimizer: Optimizer, seed: u64) -> Result<VaeModel> {
-        optimizer.validate()?;
         let (mut graph, nodes, objective) = self.graph()?;
         graph.seed_random(seed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let store = ParamStore::new(ctx, &graph, optimizer.state_count(), &mut rng)?;
         Ok(VaeModel {
             spec: *self,
-            acc: Accumulators::with_terms(ctx, 2)?,
-            step_uniform: StepUniform::new(ctx)?,
-            graph,
             nodes,
-            objective,
-            optimizer,
-            store,
-            plans: HashMap::new(),
+            net: GraphModel::new(ctx, graph, objective, store, optimizer)?,
             decoder: None,
-            step: 0,
         })
     }
 }
@@ -169,24 +150,12 @@ impl Vae {
 pub struct VaeModel {
     /// Its shape.
     pub spec: Vae,
-    /// The graph built from `spec`.
-    pub graph: Graph,
     /// The nodes users read.
     pub nodes: VaeNodes,
-    /// Reconstruction + KL.
-    pub objective: Objective,
-    /// The optimizer and its hyperparameters.
-    pub optimizer: Optimizer,
-    /// Every parameter's value, gradient and optimizer state on the GPU.
-    pub store: ParamStore,
-    /// The per-step uniform (step number, learning rate; the noise reads the step).
-    pub step_uniform: StepUniform,
-    /// GPU-resident sums: the total loss and each term, read once per epoch.
-    pub acc: Accumulators,
-    plans: HashMap<PlanOptions, Plan>,
-    decoder: Option<Decoder>,
-    /// Optimizer steps taken.
-    pub step: u32,
+    /// The graph, its objective (reconstruction + KL), parameters, optimizer and plans.
+    pub net: GraphModel,
+    /// The decoder alone, sharing `net`'s parameters, built on first use.
+    decoder: Option<GraphModel>,
 }
 
 /// Mean reconstruction and KL terms per sample over some batches.
@@ -206,88 +175,23 @@ impl VaeLosses {
 }
 
 impl VaeModel {
-    fn plan(&mut self, ctx: &Context, batch: usize, train: bool) -> Result<&Plan> {
-        let options = PlanOptions {
-            batch,
-            train,
-            fuse: true,
-            clip_norm: None,
-        };
-        if !self.plans.contains_key(&options) {
-            let plan = ctx.deferring_pipelines(|| {
-                Plan::build(
-                    ctx,
-                    &self.graph,
-                    &self.objective,
-                    &self.store,
-                    &self.optimizer,
-                    &self.step_uniform,
-                    &self.acc,
-                    options,
-                )
-            })?;
-            self.plans.insert(options, plan);
-        }
-        Ok(&self.plans[&options])
-    }
-
-    fn check_batch(&self, x: &[f32], n: usize) -> Result<()> {
-        if n == 0 || x.len() != n * self.spec.input {
-            return Err(Error::shape(
-                "vae",
-                format!(
-                    "{} values given for {n} samples of {} (at least one sample)",
-                    x.len(),
-                    self.spec.input
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     /// Queues one training step on the `n` samples `x` with learning rate `lr`: one
-    /// submission, nothing read back; the term sums accumulate in `acc`.
+    /// submission, nothing read back; the term sums accumulate.
     pub fn train_step(&mut self, ctx: &Context, x: &[f32], n: usize, lr: f32) -> Result<()> {
-        self.check_batch(x, n)?;
-        self.plan(ctx, n, true)?;
-        let t = self.step + 1;
-        let plan = &self.plans[&PlanOptions {
-            batch: n,
-            train: true,
-            fuse: true,
-            clip_norm: None,
-        }];
-        plan.ready(ctx, true)?;
-        plan.input.write(ctx, x)?;
-        self.step_uniform.write(ctx, &self.optimizer, t, lr)?;
-        super::model::submit_plan(ctx, plan, true, |_| {})?;
-        self.step = t;
-        Ok(())
-    }
-
-    /// Forward pass and terms on the `n` samples `x` (no update); returns the plan,
-    /// whose `values` hold every node's result for the batch.
-    pub fn eval_step(&mut self, ctx: &Context, x: &[f32], n: usize) -> Result<&Plan> {
-        self.check_batch(x, n)?;
-        let plan = self.plan(ctx, n, false)?;
-        plan.ready(ctx, false)?;
-        plan.input.write(ctx, x)?;
-        super::model::submit_plan(ctx, plan, false, |_| {})?;
-        Ok(plan)
+        self.net.train_step(ctx, x, n, lr)
     }
 
     /// Zeroes the term sums.
     pub fn reset_losses(&self, ctx: &Context) -> Result<()> {
-        self.acc.reset(ctx)
+        self.net.acc.reset(ctx)
     }
 
     /// The term sums since the last reset, per sample over `samples` samples.
     pub fn read_losses(&self, ctx: &Context, samples: usize) -> Result<VaeLosses> {
-        let t = self.acc.read_terms(ctx)?;
-        let n = samples.max(1) as f64;
+        let t = self.net.read_terms(ctx, samples)?;
         Ok(VaeLosses {
-            reconstruction: t[0] / n,
-            kl: t[1] / n,
+            reconstruction: t[0],
+            kl: t[1],
         })
     }
 
@@ -322,7 +226,7 @@ impl VaeModel {
         self.reset_losses(ctx)?;
         for start in (0..n).step_by(batch.max(1)) {
             let len = (n - start).min(batch.max(1));
-            self.eval_step(ctx, &x[start * d..(start + len) * d], len)?;
+            self.net.eval_step(ctx, &x[start * d..(start + len) * d], len)?;
         }
         self.read_losses(ctx, n)
     }
@@ -330,18 +234,7 @@ impl VaeModel {
     /// Node `node`'s values (e.g. [`VaeNodes::mean`], [`VaeNodes::reconstruction`])
     /// for the samples `x`, in batches of `batch`.
     pub fn values(&mut self, ctx: &Context, node: NodeId, x: &[f32], batch: usize) -> Result<Vec<f32>> {
-        let d = self.spec.input;
-        let n = x.len() / d;
-        let mut out = Vec::new();
-        for start in (0..n).step_by(batch.max(1)) {
-            let len = (n - start).min(batch.max(1));
-            let plan = self.eval_step(ctx, &x[start * d..(start + len) * d], len)?;
-            let t = plan.values[node]
-                .clone()
-                .ok_or_else(|| Error::invalid(format!("node {node} is not computed by the VAE's plan")))?;
-            out.extend(t.to_f32(ctx)?);
-        }
-        Ok(out)
+        self.net.values(ctx, node, x, self.spec.input, batch)
     }
 
     /// The images the decoder makes of the `n` latent points `z` (`n × latent`
@@ -358,44 +251,21 @@ impl VaeModel {
             let mut graph = Graph::new();
             let input = graph.input(&[latent])?;
             let (_, reconstruction) = self.spec.decoder(&mut graph, input)?;
-            let store = ParamStore::sharing(&graph, &self.store)?;
-            self.decoder = Some(Decoder {
+            let store = ParamStore::sharing(&graph, &self.net.store)?;
+            let objective = Objective::Forward(vec![reconstruction]);
+            self.decoder = Some(GraphModel::new(
+                ctx,
                 graph,
-                objective: Objective::Forward(vec![reconstruction]),
+                objective,
                 store,
-                plans: HashMap::new(),
-            });
+                self.net.optimizer.clone(),
+            )?);
         }
         let d = self.decoder.as_mut().expect("built above");
         let mut out = Vec::with_capacity(n * self.spec.input);
         for start in (0..n).step_by(256) {
             let len = (n - start).min(256);
-            if !d.plans.contains_key(&len) {
-                let options = PlanOptions {
-                    batch: len,
-                    train: false,
-                    fuse: true,
-                    clip_norm: None,
-                };
-                let plan = ctx.deferring_pipelines(|| {
-                    Plan::build(
-                        ctx,
-                        &d.graph,
-                        &d.objective,
-                        &d.store,
-                        &self.optimizer,
-                        &self.step_uniform,
-                        &self.acc,
-                        options,
-                    )
-                })?;
-                d.plans.insert(len, plan);
-            }
-            let plan = &d.plans[&len];
-            plan.ready(ctx, false)?;
-            plan.input
-                .write(ctx, &z[start * latent..(start + len) * latent])?;
-            super::model::submit_plan(ctx, plan, false, |_| {})?;
+            let plan = d.eval_step(ctx, &z[start * latent..(start + len) * latent], len)?;
             out.extend(plan.output.to_f32(ctx)?);
         }
         Ok(out)
@@ -404,21 +274,6 @@ impl VaeModel {
     /// A CPU executor of the same graph and objective from the model's current
     /// parameters and optimizer state (for tests and checks).
     pub fn reference(&self, ctx: &Context) -> Result<crate::graph::reference::ReferenceExecutor> {
-        let n = self.graph.nodes.len();
-        let mut params = vec![Vec::new(); n];
-        let mut state = vec![Vec::new(); n];
-        for p in &self.store.params {
-            params[p.node] = p.value.to_f32(ctx)?;
-            state[p.node] = p.state.iter().map(|s| s.to_f32(ctx)).collect::<Result<_>>()?;
-        }
-        Ok(crate::graph::reference::ReferenceExecutor::new(
-            self.graph.clone(),
-            self.objective.clone(),
-            self.optimizer.clone(),
-            None,
-            params,
-            state,
-            self.step,
-        ))
+        self.net.reference(ctx)
     }
 }

@@ -1,0 +1,182 @@
+//! A graph compiled for training or evaluation without the `Sequential` wrapper:
+//! its objective (loss terms computed inside the graph, or forward only), its
+//! parameters (its own, or views of another model's), one optimizer and per-step
+//! uniform, the term sums, and a plan per batch size built on first use. The
+//! variational autoencoder and the GAN's two alternating steps are each one.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::graph::plan::{Accumulators, Plan, PlanOptions};
+use crate::graph::reference::ReferenceExecutor;
+use crate::graph::{Graph, Objective, ParamStore};
+use crate::kernels::optim::{Optimizer, StepUniform};
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct GraphModel {
+    /// The graph.
+    pub graph: Graph,
+    /// What its plans compute and train.
+    pub objective: Objective,
+    /// Its parameters (possibly views of another store's tensors).
+    pub store: ParamStore,
+    /// The optimizer updating its trainable parameters.
+    pub optimizer: Optimizer,
+    /// The per-step uniform (step number, learning rate; noise reads the step).
+    pub step_uniform: StepUniform,
+    /// The loss sums: total and per term, read once per epoch.
+    pub acc: Accumulators,
+    plans: HashMap<PlanOptions, Plan>,
+    /// Optimizer steps taken.
+    pub step: u32,
+}
+
+impl GraphModel {
+    /// A model of `graph` trained towards `objective` with `optimizer`, its
+    /// parameters in `store`.
+    pub fn new(
+        ctx: &Context,
+        graph: Graph,
+        objective: Objective,
+        store: ParamStore,
+        optimizer: Optimizer,
+    ) -> Result<Self> {
+        optimizer.validate()?;
+        let terms = match &objective {
+            Objective::Terms(t) => t.len(),
+            _ => 0,
+        };
+        Ok(GraphModel {
+            acc: Accumulators::with_terms(ctx, terms)?,
+            step_uniform: StepUniform::new(ctx)?,
+            graph,
+            objective,
+            store,
+            optimizer,
+            plans: HashMap::new(),
+            step: 0,
+        })
+    }
+
+    /// The plan for batches of `batch` (training or not), built on first use with
+    /// its pipelines compiled together.
+    pub fn plan(&mut self, ctx: &Context, batch: usize, train: bool) -> Result<&Plan> {
+        let options = PlanOptions {
+            batch,
+            train,
+            fuse: true,
+            clip_norm: None,
+        };
+        if !self.plans.contains_key(&options) {
+            let plan = ctx.deferring_pipelines(|| {
+                Plan::build(
+                    ctx,
+                    &self.graph,
+                    &self.objective,
+                    &self.store,
+                    &self.optimizer,
+                    &self.step_uniform,
+                    &self.acc,
+                    options,
+                )
+            })?;
+            self.plans.insert(options, plan);
+        }
+        Ok(&self.plans[&options])
+    }
+
+    fn check_input(&self, x: &[f32], n: usize) -> Result<()> {
+        let sample: usize = self
+            .graph
+            .nodes
+            .iter()
+            .find(|node| matches!(node.op, crate::graph::Op::Input))
+            .map_or(0, |node| node.shape.iter().product());
+        if n == 0 || x.len() != n * sample {
+            return Err(Error::shape(
+                "graph model",
+                format!(
+                    "{} values given for {n} samples of {sample} (at least one sample)",
+                    x.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Queues one training step on the `n` samples `x` with learning rate `lr`: one
+    /// submission, nothing read back; the term sums accumulate.
+    pub fn train_step(&mut self, ctx: &Context, x: &[f32], n: usize, lr: f32) -> Result<()> {
+        self.check_input(x, n)?;
+        let t = self.step + 1;
+        self.step_uniform.write(ctx, &self.optimizer, t, lr)?;
+        let plan = self.plan(ctx, n, true)?;
+        plan.ready(ctx, true)?;
+        plan.input.write(ctx, x)?;
+        super::model::submit_plan(ctx, plan, true, |_| {})?;
+        self.step = t;
+        Ok(())
+    }
+
+    /// Forward pass and terms on the `n` samples `x` (no update); returns the plan,
+    /// whose `values` hold every node's result for the batch.
+    pub fn eval_step(&mut self, ctx: &Context, x: &[f32], n: usize) -> Result<&Plan> {
+        self.check_input(x, n)?;
+        let plan = self.plan(ctx, n, false)?;
+        plan.ready(ctx, false)?;
+        plan.input.write(ctx, x)?;
+        super::model::submit_plan(ctx, plan, false, |_| {})?;
+        Ok(plan)
+    }
+
+    /// The values of node `node` for the samples `x`, evaluated in batches of `batch`.
+    pub fn values(
+        &mut self,
+        ctx: &Context,
+        node: usize,
+        x: &[f32],
+        sample: usize,
+        batch: usize,
+    ) -> Result<Vec<f32>> {
+        let n = x.len() / sample.max(1);
+        let mut out = Vec::new();
+        for start in (0..n).step_by(batch.max(1)) {
+            let len = (n - start).min(batch.max(1));
+            let plan = self.eval_step(ctx, &x[start * sample..(start + len) * sample], len)?;
+            let t = plan.values[node]
+                .clone()
+                .ok_or_else(|| Error::invalid(format!("node {node} is not computed by the plan")))?;
+            out.extend(t.to_f32(ctx)?);
+        }
+        Ok(out)
+    }
+
+    /// Each term's sum since the last reset, divided by `samples`.
+    pub fn read_terms(&self, ctx: &Context, samples: usize) -> Result<Vec<f64>> {
+        let n = samples.max(1) as f64;
+        Ok(self.acc.read_terms(ctx)?.into_iter().map(|t| t / n).collect())
+    }
+
+    /// A CPU executor of the same graph and objective from the current parameters
+    /// and optimizer state (for tests and checks).
+    pub fn reference(&self, ctx: &Context) -> Result<ReferenceExecutor> {
+        let n = self.graph.nodes.len();
+        let mut params = vec![Vec::new(); n];
+        let mut state = vec![Vec::new(); n];
+        for p in &self.store.params {
+            params[p.node] = p.value.to_f32(ctx)?;
+            state[p.node] = p.state.iter().map(|s| s.to_f32(ctx)).collect::<Result<_>>()?;
+        }
+        Ok(ReferenceExecutor::new(
+            self.graph.clone(),
+            self.objective.clone(),
+            self.optimizer.clone(),
+            None,
+            params,
+            state,
+            self.step,
+        ))
+    }
+}
