@@ -18,6 +18,7 @@ mod crash_safe;
 mod device_lost;
 mod dropout;
 mod elementwise;
+mod gan;
 mod golden;
 mod hostile_files;
 mod loss;

@@ -1,5 +1,6 @@
 //! Keras-style layers and models on top of the graph executor.
 
+pub mod gan;
 pub mod graph_model;
 pub mod layers;
 pub mod model;
@@ -8,6 +9,7 @@ pub mod transfer;
 pub mod vae;
 pub mod zoo;
 
+pub use gan::{Gan, GanModel, GanStats};
 pub use graph_model::GraphModel;
 pub use layers::{Layer, LayerActivation};
 pub use model::{Model, Sequential};

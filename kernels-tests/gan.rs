@@ -1,0 +1,216 @@
+//! The GAN on the general graph: a weight read by two ops sums both gradients
+//! (GPU equal to the reference executor); each of the GAN's alternating steps,
+//! from the same state, equals the reference executor's (the discriminator on real
+//! and generated images with one set of weights, the generator through the frozen
+//! discriminator); the frozen half keeps its weights bit for bit; a step is one
+//! submission; a short run moves the generator and keeps its images in [-1, 1].
+
+use wgml::data::Dataset;
+use wgml::graph::reference::ReferenceExecutor;
+use wgml::graph::{Graph, Init, Objective, ParamStore, WeightedTerm};
+use wgml::kernels::loss::Term;
+use wgml::kernels::matmul::Activation;
+use wgml::kernels::optim::Optimizer;
+use wgml::nn::{Gan, GraphModel};
+
+use crate::common::*;
+
+const SMALL: Gan = Gan {
+    latent: 8,
+    hidden: 16,
+    output: 784,
+};
+
+/// `y = W·relu(W·x)` with one square W: its gradient is the sum over both uses.
+/// GPU steps (Adam and SGD) equal the reference executor's, and the reference's
+/// gradient equals central differences of its loss.
+#[test]
+fn a_weight_used_twice_sums_both_gradients() {
+    let (_g, ctx) = gpu();
+    let build = || {
+        let mut g = Graph::new();
+        let x = g.input(&[6]).unwrap();
+        let w = g.param(
+            "w",
+            &[6, 6],
+            Init::GlorotUniform {
+                fan_in: 6,
+                fan_out: 6,
+            },
+            "shared",
+        );
+        let h = g.dense(x, w, None, Activation::Relu, "first use").unwrap();
+        let y = g.dense(h, w, None, Activation::Identity, "second use").unwrap();
+        let t = g.constant(&[6], 1.0, "target").unwrap();
+        let l = g.loss_term(Term::BceSum, y, t, "loss").unwrap();
+        let objective = Objective::Terms(vec![WeightedTerm {
+            name: "loss".into(),
+            node: l,
+            weight: 1.0,
+        }]);
+        (g, objective)
+    };
+    let b = 5;
+    let x = uniform(&mut rng(3), b * 6, -1.0, 1.0);
+    for optimizer in [Optimizer::adam(1e-2), Optimizer::sgd(0.1, 0.0)] {
+        let (g, objective) = build();
+        let mut r = rng(1);
+        let store = ParamStore::new(ctx, &g, optimizer.state_count(), &mut r).unwrap();
+        let mut model = GraphModel::new(ctx, g, objective, store, optimizer.clone()).unwrap();
+        let mut cpu = model.reference(ctx).unwrap();
+        for step in 0..3 {
+            model.acc.reset(ctx).unwrap();
+            model.train_step(ctx, &x, b, optimizer.lr()).unwrap();
+            let gpu = model.acc.read(ctx).unwrap().0 / b as f64;
+            let want = cpu.train_step(&x, &[], &[], b, optimizer.lr()).unwrap();
+            assert!(
+                (gpu - want).abs() < 1e-5 * want,
+                "{optimizer:?} step {step}: {gpu} vs {want}"
+            );
+        }
+        let p = &model.store.params[0];
+        assert_close(
+            "shared w",
+            &p.value.to_f32(ctx).unwrap(),
+            &cpu.params()[p.node],
+            1e-6,
+            1e-4,
+        );
+    }
+    // The reference gradient (one SGD step of rate 1) against central differences.
+    let (g, objective) = build();
+    let mut r = rng(2);
+    let store = ParamStore::new(ctx, &g, 0, &mut r).unwrap();
+    let node = store.params[0].node;
+    let start = GraphModel::new(ctx, g, objective, store, Optimizer::sgd(1.0, 0.0))
+        .unwrap()
+        .reference(ctx)
+        .unwrap();
+    let mut stepped = start.clone();
+    stepped.train_step(&x, &[], &[], b, 1.0).unwrap();
+    let grad: Vec<f32> = start.params()[node]
+        .iter()
+        .zip(&stepped.params()[node])
+        .map(|(a, c)| a - c)
+        .collect();
+    let fd: Vec<f32> = (0..36)
+        .map(|i| {
+            let at = |d: f32| {
+                let mut e: ReferenceExecutor = start.clone();
+                e.params_mut()[node][i] += d;
+                e.train_step(&x, &[], &[], b, 0.0).unwrap()
+            };
+            ((at(1e-3) - at(-1e-3)) / 2e-3) as f32
+        })
+        .collect();
+    assert_close("shared w gradient vs finite differences", &grad, &fd, 1e-4, 2e-3);
+}
+
+/// Each alternating step, from the same state, equals the reference executor's:
+/// its losses, D(real) and D(fake), and the weights it trains; the other network's
+/// weights do not move.
+#[test]
+fn each_gan_step_equals_the_reference_and_leaves_the_other_network() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let b = 8;
+    let mut gan = SMALL.compile(ctx, Optimizer::adam(2e-4), 7).unwrap();
+    let names = |m: &GraphModel| -> Vec<(String, bool)> {
+        m.store
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), p.trainable))
+            .collect()
+    };
+    assert!(
+        names(&gan.discriminator)
+            .iter()
+            .all(|(n, t)| *t == n.starts_with("discriminator"))
+    );
+    assert!(
+        names(&gan.generator)
+            .iter()
+            .all(|(n, t)| *t == n.starts_with("generator"))
+    );
+    for step in 0..3 {
+        let real: Vec<f32> = data.train.x[step * b * 784..(step + 1) * b * 784]
+            .iter()
+            .map(|v| 2.0 * v - 1.0)
+            .collect();
+        for which in ["discriminator", "generator"] {
+            let model = if which == "discriminator" {
+                &mut gan.discriminator
+            } else {
+                &mut gan.generator
+            };
+            let input = if which == "discriminator" {
+                real.clone()
+            } else {
+                vec![0.0; b]
+            };
+            let mut cpu = model.reference(ctx).unwrap();
+            let before = model.store.download(ctx).unwrap();
+            model.acc.reset(ctx).unwrap();
+            model.train_step(ctx, &input, b, 2e-4).unwrap();
+            let gpu = model.acc.read(ctx).unwrap().0 / b as f64;
+            let want = cpu.train_step(&input, &[], &[], b, 2e-4).unwrap();
+            assert!(
+                (gpu - want).abs() < 1e-5 * want,
+                "{which} step {step}: GPU loss {gpu} vs reference {want}"
+            );
+            let terms = model.read_terms(ctx, b).unwrap();
+            let p_fake = *terms.last().unwrap();
+            assert!(p_fake > 0.0 && p_fake < 1.0, "{which}: D(fake) {p_fake}");
+            let after = model.store.download(ctx).unwrap();
+            for (p, ((name, _, was), (_, _, now))) in model.store.params.iter().zip(before.iter().zip(&after))
+            {
+                assert_eq!(was == now, !p.trainable, "{which} step: {name} moved or not");
+                if p.trainable {
+                    let scale = cpu.params()[p.node].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    assert_close(
+                        &format!("{which} {name}"),
+                        now,
+                        &cpu.params()[p.node],
+                        1e-4 * scale,
+                        1e-3,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_gan_step_pair_is_two_submissions_and_a_short_run_moves_the_generator() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let images: Vec<f32> = data.train.x[..512 * 784].iter().map(|v| 2.0 * v - 1.0).collect();
+    let mut gan = SMALL.compile(ctx, Optimizer::adam(2e-4), 1).unwrap();
+    let z = uniform(&mut rng(9), 4 * SMALL.latent, -1.0, 1.0);
+    let before = gan.generate(ctx, &z, 4).unwrap();
+    gan.train_step(ctx, &images[..32 * 784], 32, 2e-4).unwrap();
+    ctx.wait().unwrap();
+    let counters = ctx.counters();
+    gan.train_step(ctx, &images[..32 * 784], 32, 2e-4).unwrap();
+    let d = ctx.counters() - counters;
+    ctx.wait().unwrap();
+    assert_eq!(d.submissions, 2, "one submission per step");
+    assert_eq!(d.buffers_created, 0);
+    let order: Vec<usize> = (0..512).collect();
+    let stats = gan.train_epoch(ctx, &images, &order, 32, 2e-4).unwrap();
+    assert!(
+        stats.d_loss.is_finite() && stats.g_loss.is_finite() && (0.0..1.0).contains(&stats.d_real),
+        "{stats:?}"
+    );
+    let after = gan.generate(ctx, &z, 4).unwrap();
+    assert_ne!(before, after);
+    assert!(
+        after.iter().all(|v| (-1.0..=1.0).contains(v)),
+        "tanh output out of [-1, 1]"
+    );
+    let e = gan
+        .train_epoch(ctx, &images[..10 * 784], &order[..10], 32, 2e-4)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at least one full batch of 32"), "{e}");
+}
