@@ -319,9 +319,98 @@ fn train_vae_reports_both_terms_and_saves_pytorch_names() {
         &["--freeze does not apply to --model vae"],
     );
     fails_with(&["train", "--model", "vae", "--batch-size", "0"], &["batch size"]);
-    fails_with(&["train", "--latent", "3"], &["--latent applies to --model vae"]);
+    fails_with(
+        &["train", "--latent", "3"],
+        &["--latent applies to --model vae and gan"],
+    );
     let _ = std::fs::remove_file(&ckpt);
     let _ = std::fs::remove_file(&metrics);
+}
+
+/// `wgml train --model gan`: trains both networks, reports losses and D(real),
+/// D(fake), draws samples and curves, lets a classifier judge the generated digits,
+/// saves PyTorch names; flags that mean nothing for it are refused.
+#[test]
+fn train_gan_reports_judges_and_saves_pytorch_names() {
+    let judge = scratch("judge.safetensors");
+    let j = judge.to_str().unwrap();
+    let out = wgml(&["train", "--steps", "2", "--save", j]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ckpt = scratch("gan.safetensors");
+    let metrics = scratch("gan.json");
+    let pictures = scratch("gan-report");
+    let (c, m, r) = (
+        ckpt.to_str().unwrap(),
+        metrics.to_str().unwrap(),
+        pictures.to_str().unwrap(),
+    );
+    let out = wgml(&[
+        "train",
+        "--model",
+        "gan",
+        "--steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--latent",
+        "8",
+        "--judge",
+        j,
+        "--save",
+        c,
+        "--metrics",
+        m,
+        "--report",
+        r,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "generator 8 → 256 → 512 → 784",
+        "Epoch 1/30",
+        "d_loss:",
+        "D(real):",
+        "D(fake):",
+        "of 1000 generated digits",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
+    for file in ["samples-epoch-001.png", "gan_losses.png", "gan_d_outputs.png"] {
+        assert!(pictures.join(file).is_file(), "{file} in {stdout}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
+    let counts = json["judge"]["class_counts"].as_array().unwrap();
+    assert_eq!(
+        counts.iter().map(|c| c.as_u64().unwrap()).sum::<u64>(),
+        1000,
+        "{json}"
+    );
+    assert!(json["epochs"][0]["d_real"].as_f64().is_some(), "{json}");
+    let saved = wgml::checkpoint::load(&ckpt).unwrap();
+    let names: Vec<(&str, &[usize])> = saved
+        .tensors
+        .iter()
+        .map(|(n, s, _)| (n.as_str(), s.as_slice()))
+        .collect();
+    for want in [
+        ("generator.0.weight", &[256, 8][..]),
+        ("generator.4.bias", &[784][..]),
+        ("discriminator.4.weight", &[1, 256][..]),
+    ] {
+        assert!(names.contains(&want), "{want:?} in {names:?}");
+    }
+    fails_with(
+        &["train", "--model", "gan", "--freeze", "1"],
+        &["--freeze does not apply to --model gan"],
+    );
+    fails_with(&["train", "--judge", j], &["--judge applies to --model gan"]);
+    let missing = scratch("missing.safetensors");
+    let missing = missing.to_str().unwrap();
+    fails_with(&["train", "--model", "gan", "--judge", missing], &[missing]);
+    for p in [&judge, &ckpt, &metrics] {
+        let _ = std::fs::remove_file(p);
+    }
+    let _ = std::fs::remove_dir_all(&pictures);
 }
 
 /// Each epoch's loss and accuracy in a `--metrics` file.

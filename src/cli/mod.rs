@@ -2,6 +2,7 @@
 
 mod bench;
 mod eval;
+mod gan;
 mod info;
 mod selftest;
 mod train;

@@ -17,7 +17,8 @@ use super::GpuArgs;
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     /// Model: cnn, cnn-bn (the cnn with batch normalization), convnet, mlp, binary,
-    /// regression or vae (a variational autoencoder, 784 → 512 → latent and back);
+    /// regression, vae (a variational autoencoder, 784 → 512 → latent and back) or
+    /// gan (a generator and a discriminator trained in alternation);
     /// or a JSON file describing one (layers, loss, optimizer; see
     /// examples/models/cnn.json), trained with --data and fit's defaults (10 epochs,
     /// batch 32, no validation split).
@@ -29,9 +30,15 @@ pub struct TrainArgs {
     /// Default: the model's own (mnist-10k for cnn and mlp, a synthetic set otherwise).
     #[arg(long)]
     pub data: Option<String>,
-    /// VAE (--model vae): dimensions of the latent space (default 2).
+    /// VAE and GAN (--model vae|gan): dimensions of the latent space or noise
+    /// (default 2 for the VAE, 100 for the GAN).
     #[arg(long, value_name = "N")]
     pub latent: Option<usize>,
+    /// GAN: after training, classify 1,000 generated images with this classifier
+    /// checkpoint (e.g. the seed CNN from `wgml train --save`) and report the share
+    /// classified with probability ≥ 0.9 and how evenly the classes appear.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub judge: Option<PathBuf>,
     /// Train and test on these classes only, e.g. 0-4 or 1,3,7, relabelled from 0 in
     /// the order given (5-9 makes digit 5 class 0); the model's output layer gets one
     /// unit per kept class.
@@ -338,11 +345,13 @@ fn recipe_from_file(path: &Path) -> Result<(zoo::Recipe, String)> {
 }
 
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
-    if args.model == "vae" {
-        return super::vae::run(gpu, args);
-    }
-    if args.latent.is_some() {
-        return Err(Error::invalid("--latent applies to --model vae"));
+    match args.model.as_str() {
+        "vae" if args.judge.is_some() => return Err(Error::invalid("--judge applies to --model gan")),
+        "vae" => return super::vae::run(gpu, args),
+        "gan" => return super::gan::run(gpu, args),
+        _ if args.latent.is_some() => return Err(Error::invalid("--latent applies to --model vae and gan")),
+        _ if args.judge.is_some() => return Err(Error::invalid("--judge applies to --model gan")),
+        _ => {}
     }
     let (mut recipe, name) = if args.model.ends_with(".json") {
         recipe_from_file(Path::new(&args.model))?

@@ -17,9 +17,9 @@ use crate::error::{Error, Result};
 use crate::train::{Evaluation, History};
 
 mod bench;
-mod vae;
+mod generative;
 pub use bench::write_bench_plot;
-pub use vae::{VaeReport, write_vae_report};
+pub use generative::{VaeReport, write_image_grid, write_series, write_vae_report};
 
 /// Where a font is looked for when `WGML_FONT` is not set, in this order.
 pub const FONT_CANDIDATES: &[&str] = &[

@@ -1,6 +1,7 @@
-//! Pictures of a trained variational autoencoder: test images beside their
-//! reconstructions, digits decoded from a regular grid of a 2-D latent space, and
-//! the test set's latent means coloured by class.
+//! Pictures of generative models: a variational autoencoder's test images beside
+//! their reconstructions, digits decoded from a regular grid of a 2-D latent space
+//! and the test set's latent means coloured by class; a GAN's samples (any grid of
+//! images) and its curves (any series per epoch).
 
 use std::path::{Path, PathBuf};
 
@@ -139,36 +140,35 @@ fn write_pairs(path: &Path, r: &VaeReport<'_>, (c, ih, iw): (usize, usize, usize
     })
 }
 
-/// The decoded images of the latent grid, tiled edge to edge.
-fn write_grid(
+/// Writes `images` (`side × side` of them, `[c, ih, iw]` each) tiled edge to edge
+/// under `title` and `subtitle` to `path`.
+pub fn write_image_grid(
     path: &Path,
+    (title, subtitle): (&str, &str),
     images: &[f32],
     side: usize,
-    extent: f32,
     (c, ih, iw): (usize, usize, usize),
 ) -> Result<()> {
     let len = c * ih * iw;
-    if side == 0 || images.len() != side * side * len {
+    if side == 0 || len == 0 || !matches!(c, 1 | 3) || images.len() != side * side * len {
         return Err(Error::Report {
             path: path.display().to_string(),
-            message: format!("{} values are not a {side} × {side} grid of images", images.len()),
+            message: format!(
+                "{} values are not a {side} × {side} grid of images of [{c}, {ih}, {iw}]",
+                images.len()
+            ),
         });
     }
     let (dw, dh) = ((iw * 2) as i32, (ih * 2) as i32);
     let (left, top) = (40, 70);
-    let (w, h) = (left + side as i32 * dw + 40, top + side as i32 * dh + 40);
+    let (w, h) = (
+        (left + side as i32 * dw + 40).max(640),
+        top + side as i32 * dh + 40,
+    );
+    let left = (w - side as i32 * dw) / 2;
     render(path, (w as u32, h as u32), |root| {
-        centred(
-            root,
-            path,
-            "Digits decoded from a grid of the latent space",
-            &bold(22.0),
-            (w / 2, 24),
-        )?;
-        let sub = format!(
-            "z₁ from −{extent} (left) to {extent} (right), z₂ from {extent} (top) to −{extent} (bottom)"
-        );
-        centred(root, path, &sub, &font(14.0), (w / 2, 50))?;
+        centred(root, path, title, &bold(22.0), (w / 2, 24))?;
+        centred(root, path, subtitle, &font(14.0), (w / 2, 50))?;
         for k in 0..side * side {
             let (row, col) = ((k / side) as i32, (k % side) as i32);
             let (ox, oy) = (left + col * dw, top + row * dh);
@@ -181,6 +181,91 @@ fn write_grid(
                 (dw, dh),
             )?;
         }
+        Ok(())
+    })
+}
+
+/// The decoded images of the latent grid, tiled edge to edge.
+fn write_grid(
+    path: &Path,
+    images: &[f32],
+    side: usize,
+    extent: f32,
+    shape: (usize, usize, usize),
+) -> Result<()> {
+    let sub =
+        format!("z₁ from −{extent} (left) to {extent} (right), z₂ from {extent} (top) to −{extent} (bottom)");
+    write_image_grid(
+        path,
+        ("Digits decoded from a grid of the latent space", &sub),
+        images,
+        side,
+        shape,
+    )
+}
+
+/// Writes a line chart of `series` (name, one value per epoch from 1) to `path`.
+pub fn write_series(path: &Path, title: &str, y_desc: &str, series: &[(&str, &[f64])]) -> Result<()> {
+    let err = draw_err(path);
+    let epochs = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
+    if epochs == 0 {
+        return Err(Error::Report {
+            path: path.display().to_string(),
+            message: "no values to draw".into(),
+        });
+    }
+    let values: Vec<f64> = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .filter(|v| v.is_finite())
+        .collect();
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let (lo, hi) = if lo < hi { (lo, hi) } else { (lo - 1.0, lo + 1.0) };
+    let pad = 0.05 * (hi - lo);
+    render(path, (900, 560), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, bold(22.0))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.5..epochs as f64 + 0.5, (lo - pad)..(hi + pad))
+            .map_err(&err)?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc(y_desc)
+            .label_style(font(14.0))
+            .axis_desc_style(font(16.0))
+            .light_line_style(GRID.mix(0.5))
+            .bold_line_style(GRID)
+            .draw()
+            .map_err(&err)?;
+        for (k, (name, v)) in series.iter().enumerate() {
+            let color = PALETTE[k % PALETTE.len()];
+            let points: Vec<(f64, f64)> = v
+                .iter()
+                .enumerate()
+                .filter(|(_, y)| y.is_finite())
+                .map(|(i, &y)| ((i + 1) as f64, y))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(3)))
+                .map_err(&err)?
+                .label(name.to_string())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(font(15.0))
+            .background_style(BACKGROUND.mix(0.85))
+            .border_style(RGBColor(170, 170, 170))
+            .draw()
+            .map_err(&err)?;
         Ok(())
     })
 }
