@@ -196,6 +196,20 @@ pub enum Op {
         /// Stream seed (see [`Graph::seed_random`]).
         seed: u32,
     },
+    /// The inputs side by side along the first per-sample axis (the other axes agree).
+    Concat {
+        /// The inputs, in order.
+        xs: Vec<NodeId>,
+    },
+    /// Entries `start..start + len` of the input's first per-sample axis.
+    Slice {
+        /// Input.
+        x: NodeId,
+        /// First entry kept.
+        start: usize,
+        /// Entries kept.
+        len: usize,
+    },
     /// `value` in every element (targets of loss terms); no inputs, no gradient.
     Constant {
         /// The value.
@@ -380,7 +394,9 @@ impl Graph {
             | Op::Reshape { x }
             | Op::Act { x, .. }
             | Op::Dropout { x, .. }
-            | Op::Exp { x, .. } => vec![*x],
+            | Op::Exp { x, .. }
+            | Op::Slice { x, .. } => vec![*x],
+            Op::Concat { xs } => xs.clone(),
             Op::Add { a, b } | Op::Mul { a, b } | Op::LossTerm { a, b, .. } => vec![*a, *b],
             Op::Noise { .. } | Op::Constant { .. } => vec![],
         }

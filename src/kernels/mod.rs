@@ -9,6 +9,7 @@ pub mod batchnorm;
 pub mod clip;
 pub mod conv;
 pub mod conv_pool;
+pub mod copy;
 pub mod dropout;
 pub mod elementwise;
 pub mod loss;
@@ -32,6 +33,8 @@ pub enum Shader {
     Conv,
     /// Fused convolution, activation and 2×2 max-pool (`shaders/conv_pool.wgsl`).
     ConvPool,
+    /// Block copies: concatenation and slicing (`shaders/copy.wgsl`).
+    Copy,
     /// Inverted dropout (`shaders/dropout.wgsl`).
     Dropout,
     /// Elementwise kernels over flat arrays (`shaders/elementwise.wgsl`).
@@ -58,11 +61,12 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 15] = [
+    pub const ALL: [Shader; 16] = [
         Shader::Batchnorm,
         Shader::Clip,
         Shader::Conv,
         Shader::ConvPool,
+        Shader::Copy,
         Shader::Dropout,
         Shader::Elementwise,
         Shader::Loss,
@@ -96,6 +100,7 @@ impl Shader {
             Shader::Clip => "clip",
             Shader::Conv => "conv",
             Shader::ConvPool => "conv_pool",
+            Shader::Copy => "copy",
             Shader::Dropout => "dropout",
             Shader::Elementwise => "elementwise",
             Shader::Loss => "loss",
@@ -126,6 +131,7 @@ impl Shader {
                 include_str!("../../shaders/activation.wgsl"),
                 include_str!("../../shaders/conv_pool.wgsl")
             ),
+            Shader::Copy => include_str!("../../shaders/copy.wgsl"),
             Shader::Dropout => concat!(
                 include_str!("../../shaders/step.wgsl"),
                 include_str!("../../shaders/hash.wgsl"),

@@ -5,6 +5,7 @@ pub mod batchnorm;
 pub mod clip;
 pub mod conv;
 pub mod conv_pool;
+pub mod copy;
 pub mod dropout;
 pub mod elementwise;
 pub mod loss;

@@ -20,6 +20,7 @@ pub mod elementwise;
 pub mod loss_terms;
 pub mod noise;
 pub mod pool;
+pub mod shape;
 
 use std::collections::HashMap;
 
@@ -98,6 +99,8 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         Op::Exp { x, scale } => arith::exp_forward(lw, id, *x, *scale),
         Op::Noise { dist, seed } => noise::forward(lw, id, *dist, *seed),
         Op::Constant { value } => constant::forward(lw, id, *value),
+        Op::Concat { xs } => shape::concat_forward(lw, id, xs),
+        Op::Slice { x, start, .. } => shape::slice_forward(lw, id, *x, *start),
         Op::LossTerm { term, a, b } => loss_terms::forward(lw, id, *term, *a, *b),
     }
 }
@@ -350,6 +353,8 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         Op::Exp { x, scale } => arith::exp_backward(bw, id, dy, *x, *scale),
         Op::Noise { .. } | Op::Constant { .. } => unreachable!("no inputs, no gradient"),
         Op::LossTerm { term, a, b } => loss_terms::backward(bw, dy, *term, *a, *b),
+        Op::Concat { xs } => shape::concat_backward(bw, id, dy, xs),
+        Op::Slice { x, start, .. } => shape::slice_backward(bw, id, dy, *x, *start),
     }
 }
 
@@ -405,6 +410,8 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         op @ (Op::Add { .. } | Op::Mul { .. } | Op::Exp { .. }) => Ok(arith::reference_forward(rf, id, op)),
         Op::Noise { dist, seed } => Ok(noise::reference_forward(rf, id, *dist, *seed)),
         Op::Constant { value } => Ok(constant::reference_forward(rf, id, *value)),
+        Op::Concat { xs } => Ok(shape::reference_concat_forward(rf, id, xs)),
+        Op::Slice { x, start, .. } => Ok(shape::reference_slice_forward(rf, id, *x, *start)),
         Op::LossTerm { term, a, b } => Ok(loss_terms::reference_forward(rf, id, *term, *a, *b)),
     }
 }
@@ -487,6 +494,14 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
             Ok(())
         }
         Op::Noise { .. } | Op::Constant { .. } => unreachable!("no inputs, no gradient"),
+        Op::Concat { xs } => {
+            shape::reference_concat_backward(rb, id, &dy, xs);
+            Ok(())
+        }
+        Op::Slice { x, start, .. } => {
+            shape::reference_slice_backward(rb, id, &dy, *x, *start);
+            Ok(())
+        }
         Op::LossTerm { term, a, b } => {
             loss_terms::reference_backward(rb, &dy, *term, *a, *b);
             Ok(())
