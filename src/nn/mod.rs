@@ -1,5 +1,6 @@
 //! Keras-style layers and models on top of the graph executor.
 
+pub(crate) mod build;
 pub mod gan;
 pub mod graph_model;
 pub mod layers;

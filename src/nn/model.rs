@@ -8,10 +8,10 @@ use rand::SeedableRng;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Dispatch, Tensor};
 use crate::graph::plan::Accumulators;
-use crate::graph::{ClipNorm, Graph, Init, NodeId, ParamStore, Plan, PlanOptions, Window};
-use crate::kernels::matmul::Activation;
+use crate::graph::{ClipNorm, Graph, NodeId, ParamStore, Plan, PlanOptions};
 use crate::kernels::optim::{Optimizer, StepUniform};
-use crate::nn::{Layer, LayerActivation, Loss};
+use crate::nn::build::LayerBuild;
+use crate::nn::{Layer, Loss};
 
 /// A stack of layers on an input of a given per-sample shape, as Keras' Sequential.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -46,210 +46,30 @@ impl Sequential {
     pub fn graph(&self, loss: Loss) -> Result<(Graph, NodeId)> {
         let mut g = Graph::new();
         let mut x = g.input(&self.input_shape)?;
-        let mut index = 0usize;
-        let count = self.layers.len();
-        // Set by a layer that ran the next one (an Activation) inside its own node.
-        let mut fold_next = false;
-        if count == 0 {
+        if self.layers.is_empty() {
             return Err(Error::invalid("the model has no layers"));
         }
+        // PyTorch's module index of the next layer's first module.
+        let mut index = 0usize;
+        // Set by a layer that ran the next one (an Activation) inside its own node.
+        let mut fold_next = false;
         for (i, layer) in self.layers.iter().enumerate() {
-            let name = format!("{} #{}", layer.kind(), i + 1);
-            let last = i + 1 == count;
-            // The kernel activation of `a` in a layer named `name`, last or not (a
-            // final softmax or sigmoid is folded into the loss).
-            let resolve_in = |a: LayerActivation, name: &str, last: bool| -> Result<Activation> {
-                match (a, last, loss) {
-                    (LayerActivation::Softmax, true, Loss::SparseCategoricalCrossentropy) => {
-                        Ok(Activation::Identity)
-                    }
-                    (LayerActivation::Sigmoid, true, Loss::BinaryCrossentropy) => Ok(Activation::Identity),
-                    (LayerActivation::Softmax, _, _) => Err(Error::invalid(format!(
-                        "layer '{name}': softmax is supported only as the last layer's activation with \
-                         sparse categorical cross-entropy"
-                    ))),
-                    (a, _, _) => Ok(a.kernel().expect("not softmax")),
-                }
-            };
-            let resolve = |a: LayerActivation| resolve_in(a, &name, last);
-            let modules = |a: LayerActivation| 1 + usize::from(a != LayerActivation::Linear);
-            match layer {
-                Layer::Dense {
-                    units,
-                    activation,
-                    use_bias,
-                    trainable,
-                } => {
-                    let fan_in = g.shape(x).iter().product::<usize>();
-                    if *units == 0 {
-                        return Err(Error::invalid(format!(
-                            "layer '{name}': Dense needs at least 1 unit"
-                        )));
-                    }
-                    let w = param(
-                        &mut g,
-                        *trainable,
-                        &format!("{index}.weight"),
-                        &[*units, fan_in],
-                        Init::GlorotUniform {
-                            fan_in,
-                            fan_out: *units,
-                        },
-                        &name,
-                    );
-                    let b = use_bias.then(|| {
-                        param(
-                            &mut g,
-                            *trainable,
-                            &format!("{index}.bias"),
-                            &[*units],
-                            Init::Zeros,
-                            &name,
-                        )
-                    });
-                    x = g.dense(x, w, b, resolve(*activation)?, &name)?;
-                    index += modules(*activation);
-                }
-                Layer::Conv2D {
-                    filters,
-                    kernel,
-                    stride,
-                    padding,
-                    activation,
-                    use_bias,
-                    trainable,
-                } => {
-                    let xs = g.shape(x).to_vec();
-                    if xs.len() != 3 {
-                        return Err(Error::shape(
-                            "model",
-                            format!(
-                                "layer '{name}': Conv2D expects [channels, height, width] per sample, got {xs:?}"
-                            ),
-                        ));
-                    }
-                    if *filters == 0 || kernel.0 == 0 || kernel.1 == 0 {
-                        return Err(Error::invalid(format!(
-                            "layer '{name}': filters and kernel size must be at least 1"
-                        )));
-                    }
-                    let area = kernel.0 * kernel.1;
-                    let w = param(
-                        &mut g,
-                        *trainable,
-                        &format!("{index}.weight"),
-                        &[*filters, xs[0], kernel.0, kernel.1],
-                        Init::GlorotUniform {
-                            fan_in: xs[0] * area,
-                            fan_out: filters * area,
-                        },
-                        &name,
-                    );
-                    let b = use_bias.then(|| {
-                        param(
-                            &mut g,
-                            *trainable,
-                            &format!("{index}.bias"),
-                            &[*filters],
-                            Init::Zeros,
-                            &name,
-                        )
-                    });
-                    x = g.conv2d(x, w, b, *stride, *padding, resolve(*activation)?, &name)?;
-                    index += modules(*activation);
-                }
-                Layer::MaxPool2D { pool, stride } | Layer::AvgPool2D { pool, stride } => {
-                    let window = Window {
-                        kernel: *pool,
-                        stride: *stride,
-                        padding: crate::kernels::conv::Padding::Valid,
-                    };
-                    x = if matches!(layer, Layer::MaxPool2D { .. }) {
-                        g.max_pool2d(x, window, &name)?
-                    } else {
-                        g.avg_pool2d(x, window, &name)?
-                    };
-                    index += 1;
-                }
-                Layer::Flatten => {
-                    x = g.flatten(x, &name);
-                    index += 1;
-                }
-                Layer::GlobalAveragePooling2D => {
-                    let xs = g.shape(x).to_vec();
-                    if xs.len() != 3 {
-                        return Err(Error::shape(
-                            "model",
-                            format!(
-                                "layer '{name}': GlobalAveragePooling2D expects [channels, height, width] per \
-                                 sample, got {xs:?}"
-                            ),
-                        ));
-                    }
-                    // One average-pooling window over the whole plane, then [C, 1, 1] as [C].
-                    let window = Window {
-                        kernel: (xs[1], xs[2]),
-                        stride: (xs[1], xs[2]),
-                        padding: crate::kernels::conv::Padding::Valid,
-                    };
-                    x = g.avg_pool2d(x, window, &name)?;
-                    x = g.flatten(x, &name);
-                    index += 2;
-                }
-                Layer::BatchNormalization {
-                    momentum,
-                    epsilon,
-                    trainable,
-                } => {
-                    // nn.BatchNorm1d/2d's state_dict names. Frozen, γ and β are
-                    // constants and the layer runs in inference mode (Keras').
-                    let (c, _) = crate::graph::batch_norm_view(g.shape(x));
-                    let gamma = param(
-                        &mut g,
-                        *trainable,
-                        &format!("{index}.weight"),
-                        &[c],
-                        Init::Ones,
-                        &name,
-                    );
-                    let beta = param(
-                        &mut g,
-                        *trainable,
-                        &format!("{index}.bias"),
-                        &[c],
-                        Init::Zeros,
-                        &name,
-                    );
-                    let mean = g.state(&format!("{index}.running_mean"), &[c], Init::Zeros, &name);
-                    let var = g.state(&format!("{index}.running_var"), &[c], Init::Ones, &name);
-                    // An Activation layer right after runs inside the normalization's
-                    // kernels (one pass over the data instead of two); it keeps its
-                    // own module index and makes no node of its own.
-                    let act = match self.layers.get(i + 1) {
-                        Some(next @ Layer::Activation(a)) => {
-                            fold_next = true;
-                            let next_name = format!("{} #{}", next.kind(), i + 2);
-                            resolve_in(*a, &next_name, i + 2 == count)?
-                        }
-                        _ => Activation::Identity,
-                    };
-                    x = g.batch_norm(x, gamma, beta, mean, var, *momentum, *epsilon, act, &name)?;
-                    index += 1;
-                }
-                Layer::Dropout { rate } => {
-                    // nn.Dropout is a module of its own (no parameters).
-                    x = g.dropout(x, *rate, &name)?;
-                    index += 1;
-                }
-                Layer::Activation(_) if std::mem::take(&mut fold_next) => index += 1,
-                Layer::Activation(a) => {
-                    let act = resolve(*a)?;
-                    if act != Activation::Identity {
-                        x = g.activation(x, act, &name);
-                    }
-                    index += 1;
-                }
+            if std::mem::take(&mut fold_next) {
+                index += 1; // the folded Activation keeps its module index
+                continue;
             }
+            let added = layer.add_to(&mut LayerBuild {
+                g: &mut g,
+                x,
+                number: i + 1,
+                index,
+                count: self.layers.len(),
+                loss,
+                next: self.layers.get(i + 1),
+            })?;
+            x = added.x;
+            index += added.modules;
+            fold_next = added.folds_next;
         }
         let out = g.shape(x).to_vec();
         match loss {
@@ -295,15 +115,6 @@ impl Sequential {
             fuse: true,
             clip_norm: None,
         })
-    }
-}
-
-/// A parameter of a layer that trains (`trainable`) or is frozen.
-fn param(g: &mut Graph, trainable: bool, name: &str, shape: &[usize], init: Init, layer: &str) -> NodeId {
-    if trainable {
-        g.param(name, shape, init, layer)
-    } else {
-        g.frozen_param(name, shape, init, layer)
     }
 }
 
