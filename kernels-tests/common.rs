@@ -222,3 +222,62 @@ impl Drop for PlanAs<'_> {
         self.0.set_max_groups_per_dim(0);
     }
 }
+
+/// Takes `steps` training steps of `model` on the batch `x` of `b` samples on the
+/// GPU and on a reference executor made from the model's state, asserting each
+/// step's loss within 1e-5 relative; returns the executor (to compare parameters).
+pub fn steps_equal_reference(
+    ctx: &Context,
+    what: &str,
+    model: &mut wgml::nn::GraphModel,
+    x: &[f32],
+    b: usize,
+    steps: usize,
+) -> wgml::graph::reference::ReferenceExecutor {
+    let lr = model.optimizer.lr();
+    let mut cpu = model.reference(ctx).unwrap();
+    for step in 0..steps {
+        model.acc.reset(ctx).unwrap();
+        model.train_step(ctx, x, b, lr).unwrap();
+        let gpu = model.acc.read(ctx).unwrap().0 / b as f64;
+        let want = cpu.train_step(x, &[], &[], b, lr).unwrap();
+        assert!(
+            (gpu - want).abs() < 1e-5 * want.abs(),
+            "{what} step {step}: GPU loss {gpu} vs reference {want}"
+        );
+    }
+    cpu
+}
+
+/// The gradient of parameter node `node` that the reference executor `start`
+/// (built with `Optimizer::sgd(1.0, 0.0)`) computes on the batch `x` of `b` samples
+/// (read from one step: before − after), and central differences of its loss with
+/// step `eps` (loss evaluated by steps of rate 0 at the same step number, so the
+/// same noise).
+pub fn gradient_and_differences(
+    start: &wgml::graph::reference::ReferenceExecutor,
+    node: usize,
+    x: &[f32],
+    b: usize,
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut stepped = start.clone();
+    stepped.train_step(x, &[], &[], b, 1.0).unwrap();
+    let before = &start.params()[node];
+    let grad = before
+        .iter()
+        .zip(&stepped.params()[node])
+        .map(|(a, c)| a - c)
+        .collect();
+    let fd = (0..before.len())
+        .map(|i| {
+            let at = |d: f32| {
+                let mut e = start.clone();
+                e.params_mut()[node][i] += d;
+                e.train_step(x, &[], &[], b, 0.0).unwrap()
+            };
+            ((at(eps) - at(-eps)) / (2.0 * eps as f64)) as f32
+        })
+        .collect();
+    (grad, fd)
+}

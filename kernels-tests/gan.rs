@@ -6,7 +6,6 @@
 //! submission; a short run moves the generator and keeps its images in [-1, 1].
 
 use wgml::data::Dataset;
-use wgml::graph::reference::ReferenceExecutor;
 use wgml::graph::{Graph, Init, Objective, ParamStore, WeightedTerm};
 use wgml::kernels::loss::Term;
 use wgml::kernels::matmul::Activation;
@@ -57,17 +56,14 @@ fn a_weight_used_twice_sums_both_gradients() {
         let mut r = rng(1);
         let store = ParamStore::new(ctx, &g, optimizer.state_count(), &mut r).unwrap();
         let mut model = GraphModel::new(ctx, g, objective, store, optimizer.clone()).unwrap();
-        let mut cpu = model.reference(ctx).unwrap();
-        for step in 0..3 {
-            model.acc.reset(ctx).unwrap();
-            model.train_step(ctx, &x, b, optimizer.lr()).unwrap();
-            let gpu = model.acc.read(ctx).unwrap().0 / b as f64;
-            let want = cpu.train_step(&x, &[], &[], b, optimizer.lr()).unwrap();
-            assert!(
-                (gpu - want).abs() < 1e-5 * want,
-                "{optimizer:?} step {step}: {gpu} vs {want}"
-            );
-        }
+        let cpu = steps_equal_reference(
+            ctx,
+            &format!("shared weight, {optimizer:?}"),
+            &mut model,
+            &x,
+            b,
+            3,
+        );
         let p = &model.store.params[0];
         assert_close(
             "shared w",
@@ -86,23 +82,7 @@ fn a_weight_used_twice_sums_both_gradients() {
         .unwrap()
         .reference(ctx)
         .unwrap();
-    let mut stepped = start.clone();
-    stepped.train_step(&x, &[], &[], b, 1.0).unwrap();
-    let grad: Vec<f32> = start.params()[node]
-        .iter()
-        .zip(&stepped.params()[node])
-        .map(|(a, c)| a - c)
-        .collect();
-    let fd: Vec<f32> = (0..36)
-        .map(|i| {
-            let at = |d: f32| {
-                let mut e: ReferenceExecutor = start.clone();
-                e.params_mut()[node][i] += d;
-                e.train_step(&x, &[], &[], b, 0.0).unwrap()
-            };
-            ((at(1e-3) - at(-1e-3)) / 2e-3) as f32
-        })
-        .collect();
+    let (grad, fd) = gradient_and_differences(&start, node, &x, b, 1e-3);
     assert_close("shared w gradient vs finite differences", &grad, &fd, 1e-4, 2e-3);
 }
 

@@ -53,17 +53,7 @@ fn shape_and_arithmetic_ops_train_equal_to_the_reference() {
         let (g, objective) = build();
         let store = ParamStore::new(ctx, &g, optimizer.state_count(), &mut rng(2)).unwrap();
         let mut model = GraphModel::new(ctx, g, objective, store, optimizer.clone()).unwrap();
-        let mut cpu = model.reference(ctx).unwrap();
-        for step in 0..3 {
-            model.acc.reset(ctx).unwrap();
-            model.train_step(ctx, &x, b, optimizer.lr()).unwrap();
-            let gpu = model.acc.read(ctx).unwrap().0 / b as f64;
-            let want = cpu.train_step(&x, &[], &[], b, optimizer.lr()).unwrap();
-            assert!(
-                (gpu - want).abs() < 1e-5 * want,
-                "{optimizer:?} step {step}: {gpu} vs {want}"
-            );
-        }
+        let cpu = steps_equal_reference(ctx, &format!("{optimizer:?}"), &mut model, &x, b, 3);
         for p in &model.store.params {
             assert_close(
                 &format!("{optimizer:?} {}", p.name),
@@ -81,24 +71,8 @@ fn shape_and_arithmetic_ops_train_equal_to_the_reference() {
         .unwrap()
         .reference(ctx)
         .unwrap();
-    let mut stepped = start.clone();
-    stepped.train_step(&x, &[], &[], b, 1.0).unwrap();
     for node in [3usize, 4] {
-        let grad: Vec<f32> = start.params()[node]
-            .iter()
-            .zip(&stepped.params()[node])
-            .map(|(a, c)| a - c)
-            .collect();
-        let fd: Vec<f32> = (0..grad.len())
-            .map(|i| {
-                let at = |d: f32| {
-                    let mut e = start.clone();
-                    e.params_mut()[node][i] += d;
-                    e.train_step(&x, &[], &[], b, 0.0).unwrap()
-                };
-                ((at(1e-3) - at(-1e-3)) / 2e-3) as f32
-            })
-            .collect();
+        let (grad, fd) = gradient_and_differences(&start, node, &x, b, 1e-3);
         assert_close(
             &format!("node {node} gradient vs finite differences"),
             &grad,

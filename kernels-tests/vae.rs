@@ -85,27 +85,9 @@ fn the_vae_gradient_is_the_derivative_of_its_loss() {
     let x = uniform(&mut rng(1), b * tiny.input, 0.0, 1.0);
     let model = tiny.compile(ctx, Optimizer::sgd(1.0, 0.0), 2).unwrap();
     let start = model.reference(ctx).unwrap();
-    let mut stepped = start.clone();
-    stepped.train_step(&x, &[], &[], b, 1.0).unwrap();
     let mut checked = 0;
     for p in &model.net.store.params {
-        let before = &start.params()[p.node];
-        let grad: Vec<f32> = before
-            .iter()
-            .zip(&stepped.params()[p.node])
-            .map(|(a, b)| a - b)
-            .collect();
-        let fd: Vec<f32> = (0..before.len())
-            .map(|i| {
-                let loss_at = |delta: f32| {
-                    let mut e = start.clone();
-                    e.params_mut()[p.node][i] += delta;
-                    e.train_step(&x, &[], &[], b, 0.0).unwrap()
-                };
-                let eps = 1e-2f32;
-                ((loss_at(eps) - loss_at(-eps)) / (2.0 * eps as f64)) as f32
-            })
-            .collect();
+        let (grad, fd) = gradient_and_differences(&start, p.node, &x, b, 1e-2);
         // f32 forward values and a step of 1e-2: differences good to ~1e-4 of
         // the gradient's scale (a wrong rule is off by its whole size).
         let scale = fd.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -116,7 +98,7 @@ fn the_vae_gradient_is_the_derivative_of_its_loss() {
             2e-3 * scale.max(1e-3),
             2e-3,
         );
-        checked += before.len();
+        checked += grad.len();
     }
     assert!(checked > 100, "{checked} parameters checked");
 }

@@ -14,36 +14,7 @@ use wgml::nn::{Gan, GanModel, GanStats};
 use wgml::{Error, Result, checkpoint};
 
 use super::GpuArgs;
-use super::train::{TrainArgs, load_data};
-
-/// Flags of `wgml train` that mean nothing for the GAN, refused by name.
-fn refuse_unused(args: &TrainArgs) -> Result<()> {
-    let given = [
-        ("--val-split", args.val_split.is_some()),
-        ("--patience", args.patience.is_some()),
-        ("--monitor", args.monitor.is_some()),
-        ("--classes", args.classes.is_some()),
-        ("--per-class", args.per_class.is_some()),
-        ("--init", args.init.is_some()),
-        ("--freeze", args.freeze.is_some()),
-        ("--backup", args.backup.is_some()),
-        ("--lr-schedule", args.lr_schedule.is_some()),
-        ("--clip-norm", args.clip_norm.is_some()),
-        ("--weight-decay", args.weight_decay.is_some()),
-        ("--reduce-lr-patience", args.reduce_lr_patience.is_some()),
-        ("--augment-shift", args.augment_shift.is_some()),
-        ("--augment-flip", args.augment_flip),
-        ("--profile", args.profile),
-        ("--optimizer", args.optimizer.is_some()),
-        ("--momentum", args.momentum.is_some()),
-    ];
-    match given.iter().find(|(_, g)| *g) {
-        Some((flag, _)) => Err(Error::invalid(format!(
-            "{flag} does not apply to --model gan (it trains both networks with Adam, β1 = 0.5)"
-        ))),
-        None => Ok(()),
-    }
-}
+use super::train::{TrainArgs, load_data, refuse_supervised_flags, write_json};
 
 /// Samples drawn from the fixed noise after every epoch (an 8 × 8 grid).
 const SAMPLES_SIDE: usize = 8;
@@ -51,7 +22,7 @@ const SAMPLES_SIDE: usize = 8;
 const JUDGED: usize = 1000;
 
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
-    refuse_unused(args)?;
+    refuse_supervised_flags(args, "it trains both networks with Adam, β1 = 0.5")?;
     let data = load_data(
         args.data.as_deref().unwrap_or("mnist-10k"),
         args.seed,
@@ -199,11 +170,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             "adapter": ctx.info.name,
             "backend": format!("{:?}", ctx.info.backend),
         });
-        let text = serde_json::to_string_pretty(&json).map_err(|e| Error::invalid(e.to_string()))?;
-        std::fs::write(path, text).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        write_json(path, &json)?;
         println!("metrics written to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

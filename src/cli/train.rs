@@ -634,7 +634,7 @@ pub fn print_evaluation(e: &Evaluation) {
 /// Writes training history (if any) and test results as JSON (`class_names` by
 /// label, empty when the data does not name its classes).
 pub fn write_metrics_json(
-    path: &PathBuf,
+    path: &Path,
     h: Option<&History>,
     e: &Evaluation,
     class_names: &[String],
@@ -655,9 +655,46 @@ pub fn write_metrics_json(
         "adapter": ctx.info.name,
         "backend": format!("{:?}", ctx.info.backend),
     });
-    let text = serde_json::to_string_pretty(&json).map_err(|e| Error::invalid(e.to_string()))?;
+    write_json(path, &json)
+}
+
+/// Writes `json` pretty-printed to `path`.
+pub fn write_json(path: &Path, json: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(json).map_err(|e| Error::invalid(e.to_string()))?;
     std::fs::write(path, text).map_err(|source| Error::Io {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// Refuses, by name, the first flag of `wgml train` given that a generative model
+/// (`--model vae|gan`, which trains with `how`) has no use for: the supervised
+/// fit's validation, early stopping, schedules, transfer and augmentation flags.
+pub fn refuse_supervised_flags(args: &TrainArgs, how: &str) -> Result<()> {
+    let given = [
+        ("--val-split", args.val_split.is_some()),
+        ("--patience", args.patience.is_some()),
+        ("--monitor", args.monitor.is_some()),
+        ("--classes", args.classes.is_some()),
+        ("--per-class", args.per_class.is_some()),
+        ("--init", args.init.is_some()),
+        ("--freeze", args.freeze.is_some()),
+        ("--backup", args.backup.is_some()),
+        ("--lr-schedule", args.lr_schedule.is_some()),
+        ("--clip-norm", args.clip_norm.is_some()),
+        ("--weight-decay", args.weight_decay.is_some()),
+        ("--reduce-lr-patience", args.reduce_lr_patience.is_some()),
+        ("--augment-shift", args.augment_shift.is_some()),
+        ("--augment-flip", args.augment_flip),
+        ("--profile", args.profile),
+        ("--optimizer", args.optimizer.is_some()),
+        ("--momentum", args.momentum.is_some()),
+    ];
+    match given.iter().find(|(_, g)| *g) {
+        Some((flag, _)) => Err(Error::invalid(format!(
+            "{flag} does not apply to --model {} ({how})",
+            args.model
+        ))),
+        None => Ok(()),
+    }
 }

@@ -11,36 +11,7 @@ use wgml::nn::{Vae, VaeLosses};
 use wgml::{Error, Result, checkpoint};
 
 use super::GpuArgs;
-use super::train::{TrainArgs, load_data};
-
-/// Flags of `wgml train` that mean nothing for the VAE, refused by name.
-fn refuse_unused(args: &TrainArgs) -> Result<()> {
-    let given = [
-        ("--val-split", args.val_split.is_some()),
-        ("--patience", args.patience.is_some()),
-        ("--monitor", args.monitor.is_some()),
-        ("--classes", args.classes.is_some()),
-        ("--per-class", args.per_class.is_some()),
-        ("--init", args.init.is_some()),
-        ("--freeze", args.freeze.is_some()),
-        ("--backup", args.backup.is_some()),
-        ("--lr-schedule", args.lr_schedule.is_some()),
-        ("--clip-norm", args.clip_norm.is_some()),
-        ("--weight-decay", args.weight_decay.is_some()),
-        ("--reduce-lr-patience", args.reduce_lr_patience.is_some()),
-        ("--augment-shift", args.augment_shift.is_some()),
-        ("--augment-flip", args.augment_flip),
-        ("--profile", args.profile),
-        ("--optimizer", args.optimizer.is_some()),
-        ("--momentum", args.momentum.is_some()),
-    ];
-    match given.iter().find(|(_, g)| *g) {
-        Some((flag, _)) => Err(Error::invalid(format!(
-            "{flag} does not apply to --model vae (it trains with Adam on the whole training set)"
-        ))),
-        None => Ok(()),
-    }
-}
+use super::train::{TrainArgs, load_data, refuse_supervised_flags, write_json};
 
 fn print_epoch(epoch: usize, epochs: usize, secs: f64, images: usize, train: &VaeLosses, test: &VaeLosses) {
     println!(
@@ -57,7 +28,7 @@ fn print_epoch(epoch: usize, epochs: usize, secs: f64, images: usize, train: &Va
 }
 
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
-    refuse_unused(args)?;
+    refuse_supervised_flags(args, "it trains with Adam on the whole training set")?;
     let data = load_data(
         args.data.as_deref().unwrap_or("mnist-10k"),
         args.seed,
@@ -166,11 +137,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             "adapter": ctx.info.name,
             "backend": format!("{:?}", ctx.info.backend),
         });
-        let text = serde_json::to_string_pretty(&json).map_err(|e| Error::invalid(e.to_string()))?;
-        std::fs::write(path, text).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        write_json(path, &json)?;
         println!("metrics written to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

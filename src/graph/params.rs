@@ -124,6 +124,20 @@ impl ParamStore {
         Ok(ParamStore { params })
     }
 
+    /// Every parameter's values and optimizer state on the CPU, indexed by node id
+    /// of a graph of `nodes` nodes (empty for other nodes): what a
+    /// [`ReferenceExecutor`](crate::graph::reference::ReferenceExecutor) starts from.
+    #[allow(clippy::type_complexity)]
+    pub fn to_cpu(&self, ctx: &Context, nodes: usize) -> Result<(Vec<Vec<f32>>, Vec<Vec<Vec<f32>>>)> {
+        let mut params = vec![Vec::new(); nodes];
+        let mut state = vec![Vec::new(); nodes];
+        for p in &self.params {
+            params[p.node] = p.value.to_f32(ctx)?;
+            state[p.node] = p.state.iter().map(|s| s.to_f32(ctx)).collect::<Result<_>>()?;
+        }
+        Ok((params, state))
+    }
+
     /// The parameter made from node `id`.
     pub fn by_node(&self, id: NodeId) -> Option<&Param> {
         self.params.iter().find(|p| p.node == id)

@@ -22,7 +22,7 @@ use rand::SeedableRng;
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::graph::{Graph, Init, NodeId, Objective, ParamStore, WeightedTerm};
+use crate::graph::{Graph, NodeId, Objective, ParamStore, WeightedTerm};
 use crate::kernels::loss::Term;
 use crate::kernels::matmul::Activation;
 use crate::kernels::noise::Distribution;
@@ -38,34 +38,6 @@ pub struct Gan {
     pub hidden: usize,
     /// Values per image (784 for MNIST), in [-1, 1].
     pub output: usize,
-}
-
-/// A Dense layer `name` of `units` on `x`, its parameters trainable or frozen.
-fn dense(
-    g: &mut Graph,
-    x: NodeId,
-    name: &str,
-    units: usize,
-    act: Activation,
-    trainable: bool,
-) -> Result<NodeId> {
-    let fan_in = g.shape(x)[0];
-    let init = Init::GlorotUniform {
-        fan_in,
-        fan_out: units,
-    };
-    let (w, b) = if trainable {
-        (
-            g.param(&format!("{name}.weight"), &[units, fan_in], init, name),
-            g.param(&format!("{name}.bias"), &[units], Init::Zeros, name),
-        )
-    } else {
-        (
-            g.frozen_param(&format!("{name}.weight"), &[units, fan_in], init, name),
-            g.frozen_param(&format!("{name}.bias"), &[units], Init::Zeros, name),
-        )
-    };
-    g.dense(x, w, Some(b), act, name)
 }
 
 /// The parameter nodes of a network already in a graph, to apply it again.
@@ -93,9 +65,9 @@ impl Gan {
 
     /// The generator on `z`: its output image.
     fn generator(&self, g: &mut Graph, z: NodeId, trainable: bool) -> Result<NodeId> {
-        let h = dense(g, z, "generator.0", self.hidden, Activation::Relu, trainable)?;
-        let h = dense(g, h, "generator.2", 2 * self.hidden, Activation::Relu, trainable)?;
-        dense(g, h, "generator.4", self.output, Activation::Tanh, trainable)
+        let h = GraphModel::dense(g, z, "generator.0", self.hidden, Activation::Relu, trainable)?;
+        let h = GraphModel::dense(g, h, "generator.2", 2 * self.hidden, Activation::Relu, trainable)?;
+        GraphModel::dense(g, h, "generator.4", self.output, Activation::Tanh, trainable)
     }
 
     /// The discriminator on `x`: its logit, and its layers to apply again.
@@ -106,7 +78,7 @@ impl Gan {
         let mut params = [(0, 0); 3];
         let mut h = x;
         for k in 0..3 {
-            h = dense(g, h, names[k], units[k], acts[k], trainable)?;
+            h = GraphModel::dense(g, h, names[k], units[k], acts[k], trainable)?;
             if let crate::graph::Op::Dense { w, b: Some(b), .. } = g.nodes[h].op {
                 params[k] = (w, b);
             }
@@ -224,6 +196,7 @@ impl Gan {
             generator,
             sampler,
             store,
+            placeholder: Vec::new(),
         })
     }
 }
@@ -241,6 +214,8 @@ pub struct GanModel {
     pub sampler: GraphModel,
     /// Every parameter, with the optimizer state both steps update.
     pub store: ParamStore,
+    /// The generator step's unused input for a batch (kept, not made every step).
+    placeholder: Vec<f32>,
 }
 
 /// Per-epoch means of a GAN's losses and the discriminator's outputs.
@@ -261,8 +236,8 @@ impl GanModel {
     /// generator step on `n` generated ones: two submissions, nothing read back.
     pub fn train_step(&mut self, ctx: &Context, real: &[f32], n: usize, lr: f32) -> Result<()> {
         self.discriminator.train_step(ctx, real, n, lr)?;
-        let placeholder = vec![0.0f32; n];
-        self.generator.train_step(ctx, &placeholder, n, lr)
+        self.placeholder.resize(n, 0.0);
+        self.generator.train_step(ctx, &self.placeholder, n, lr)
     }
 
     /// One epoch: for each full batch of `batch` images of `order` (indices into

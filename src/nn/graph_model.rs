@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::graph::plan::{Accumulators, Plan, PlanOptions};
 use crate::graph::reference::ReferenceExecutor;
-use crate::graph::{Graph, Objective, ParamStore};
+use crate::graph::{Graph, Init, Objective, ParamStore};
+use crate::kernels::matmul::Activation;
 use crate::kernels::optim::{Optimizer, StepUniform};
 
 /// See the module documentation.
@@ -159,16 +160,38 @@ impl GraphModel {
         Ok(self.acc.read_terms(ctx)?.into_iter().map(|t| t / n).collect())
     }
 
+    /// A Dense layer `name` (PyTorch's `nn.Linear` tensor names) of `units` on `x`,
+    /// Glorot-uniform weights and a zero bias, trainable or frozen.
+    pub fn dense(
+        g: &mut Graph,
+        x: usize,
+        name: &str,
+        units: usize,
+        act: Activation,
+        trainable: bool,
+    ) -> Result<usize> {
+        let fan_in = g.shape(x)[0];
+        let init = Init::GlorotUniform {
+            fan_in,
+            fan_out: units,
+        };
+        let param = |g: &mut Graph, suffix: &str, shape: &[usize], init| {
+            let full = format!("{name}.{suffix}");
+            if trainable {
+                g.param(&full, shape, init, name)
+            } else {
+                g.frozen_param(&full, shape, init, name)
+            }
+        };
+        let w = param(g, "weight", &[units, fan_in], init);
+        let b = param(g, "bias", &[units], Init::Zeros);
+        g.dense(x, w, Some(b), act, name)
+    }
+
     /// A CPU executor of the same graph and objective from the current parameters
     /// and optimizer state (for tests and checks).
     pub fn reference(&self, ctx: &Context) -> Result<ReferenceExecutor> {
-        let n = self.graph.nodes.len();
-        let mut params = vec![Vec::new(); n];
-        let mut state = vec![Vec::new(); n];
-        for p in &self.store.params {
-            params[p.node] = p.value.to_f32(ctx)?;
-            state[p.node] = p.state.iter().map(|s| s.to_f32(ctx)).collect::<Result<_>>()?;
-        }
+        let (params, state) = self.store.to_cpu(ctx, self.graph.nodes.len())?;
         Ok(ReferenceExecutor::new(
             self.graph.clone(),
             self.objective.clone(),

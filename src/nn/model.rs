@@ -607,12 +607,7 @@ impl crate::graph::reference::ReferenceExecutor {
     /// A CPU copy of `model`'s current parameters (read back from the GPU) and
     /// step count, with fresh optimizer state when the model has not stepped yet.
     pub fn from_model(model: &Model, ctx: &Context) -> Result<Self> {
-        let mut params = vec![Vec::new(); model.graph.nodes.len()];
-        let mut state = vec![Vec::new(); model.graph.nodes.len()];
-        for p in &model.store.params {
-            params[p.node] = p.value.to_f32(ctx)?;
-            state[p.node] = p.state.iter().map(|s| s.to_f32(ctx)).collect::<Result<_>>()?;
-        }
+        let (params, state) = model.store.to_cpu(ctx, model.graph.nodes.len())?;
         Ok(Self::new(
             model.graph.clone(),
             model.objective(),

@@ -19,24 +19,12 @@ use rand::SeedableRng;
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::graph::{Graph, Init, NodeId, Objective, ParamStore, WeightedTerm};
+use crate::graph::{Graph, NodeId, Objective, ParamStore, WeightedTerm};
 use crate::kernels::loss::Term;
 use crate::kernels::matmul::Activation;
 use crate::kernels::noise::Distribution;
 use crate::kernels::optim::Optimizer;
 use crate::nn::graph_model::GraphModel;
-
-/// A Dense layer `name` (PyTorch's `nn.Linear` names) of `units` on `x`.
-fn dense(g: &mut Graph, x: NodeId, name: &str, units: usize, act: Activation) -> Result<NodeId> {
-    let fan_in = g.shape(x)[0];
-    let init = Init::GlorotUniform {
-        fan_in,
-        fan_out: units,
-    };
-    let w = g.param(&format!("{name}.weight"), &[units, fan_in], init, name);
-    let b = g.param(&format!("{name}.bias"), &[units], Init::Zeros, name);
-    g.dense(x, w, Some(b), act, name)
-}
 
 /// The shape of a variational autoencoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -85,9 +73,9 @@ impl Vae {
         }
         let mut g = Graph::new();
         let x = g.input(&[self.input])?;
-        let h = dense(&mut g, x, "encoder.0", self.hidden, Activation::Relu)?;
-        let mean = dense(&mut g, h, "mean", self.latent, Activation::Identity)?;
-        let log_var = dense(&mut g, h, "log_var", self.latent, Activation::Identity)?;
+        let h = GraphModel::dense(&mut g, x, "encoder.0", self.hidden, Activation::Relu, true)?;
+        let mean = GraphModel::dense(&mut g, h, "mean", self.latent, Activation::Identity, true)?;
+        let log_var = GraphModel::dense(&mut g, h, "log_var", self.latent, Activation::Identity, true)?;
         let std = g.exp(log_var, 0.5, "sample")?;
         let eps = g.noise(&[self.latent], Distribution::STANDARD_NORMAL, "sample")?;
         let scaled = g.mul(std, eps, "sample")?;
@@ -121,8 +109,8 @@ impl Vae {
 
     /// The decoder on latent points `z`: its logits and the reconstruction.
     fn decoder(&self, g: &mut Graph, z: NodeId) -> Result<(NodeId, NodeId)> {
-        let h = dense(g, z, "decoder.0", self.hidden, Activation::Relu)?;
-        let logits = dense(g, h, "decoder.2", self.input, Activation::Identity)?;
+        let h = GraphModel::dense(g, z, "decoder.0", self.hidden, Activation::Relu, true)?;
+        let logits = GraphModel::dense(g, h, "decoder.2", self.input, Activation::Identity, true)?;
         Ok((
             logits,
             g.activation(logits, Activation::Sigmoid, "reconstruction"),
