@@ -6,8 +6,8 @@
 //! the four matches below, so adding an op touches its own module, one line in
 //! each match, and its test.
 //!
-//! Contexts: [`Lowering`] (a plan's forward pass being built), [`BackwardLowering`]
-//! (its backward pass), [`RefForward`] and [`RefBackward`] (the reference
+//! Contexts: `Lowering` (a plan's forward pass being built), `BackwardLowering`
+//! (its backward pass), `RefForward` and `RefBackward` (the reference
 //! executor's step).
 
 pub mod arith;
