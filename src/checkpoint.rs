@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::graph::params::NamedValues;
 use crate::kernels::optim::Optimizer;
-use crate::nn::{Loss, Model, Sequential};
+use crate::nn::{Functional, FunctionalModel, Loss, Model, Sequential};
 
 /// Metadata key naming the model (e.g. `cnn`).
 pub const MODEL_KEY: &str = "model";
@@ -49,6 +49,69 @@ pub struct Architecture {
     pub class_names: Vec<String>,
 }
 
+/// A functional model's description: its layers and loss terms, and the optimizer's
+/// settings. `wgml train --model FILE.json` reads it when the file has a
+/// `functional` entry (see `examples/models/vae.json`); [`save_functional`] writes it
+/// into the checkpoint's metadata under [`FUNCTIONAL_KEY`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionalArchitecture {
+    /// The model.
+    pub functional: Functional,
+    /// The optimizer's settings.
+    pub optimizer: Optimizer,
+}
+
+/// Metadata key holding a functional model's [`FunctionalArchitecture`] as JSON.
+pub const FUNCTIONAL_KEY: &str = "functional_architecture";
+
+/// Saves functional model `model` as `name`: its parameters, the steps taken and its
+/// [`FunctionalArchitecture`], atomically. [`load_functional`] reads it back; PyTorch
+/// loads the tensors into a module with the layers' names as attributes.
+pub fn save_functional(path: &Path, ctx: &Context, model: &FunctionalModel, name: &str) -> Result<()> {
+    let architecture = FunctionalArchitecture {
+        functional: model.spec.clone(),
+        optimizer: model.net.optimizer.clone(),
+    };
+    let json = architecture_json(&architecture)?;
+    let tensors = model.net.store.download(ctx)?;
+    write_atomic(
+        path,
+        &checkpoint_bytes(
+            name,
+            &tensors,
+            model.net.step as u64,
+            Some((FUNCTIONAL_KEY, json)),
+        )?,
+    )
+}
+
+/// Reads a [`save_functional`] file and rebuilds its model on `ctx` with the file's
+/// weights (the optimizer's state starts from zero, the step count from the file
+/// is not restored); returns it with the file's contents.
+pub fn load_functional(ctx: &Context, path: &Path) -> Result<(FunctionalModel, Checkpoint)> {
+    let c = load(path)?;
+    let json = c.metadata.get(FUNCTIONAL_KEY).ok_or_else(|| Error::Data {
+        path: path.display().to_string(),
+        message: "does not describe a functional model (no 'functional_architecture' entry)".into(),
+    })?;
+    let a: FunctionalArchitecture = serde_json::from_str(json).map_err(|e| Error::Data {
+        path: path.display().to_string(),
+        message: format!("its '{FUNCTIONAL_KEY}' entry is not a model description wgml reads: {e}"),
+    })?;
+    let model = a.functional.compile(ctx, a.optimizer, 0)?;
+    model
+        .net
+        .store
+        .load(ctx, &c.tensors)
+        .map_err(|e| e.in_file(path, "does not match the model it describes"))?;
+    Ok((model, c))
+}
+
+fn architecture_json(a: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(a).map_err(|e| Error::invalid(format!("architecture: {e}")))
+}
+
 fn io(path: &Path, source: std::io::Error) -> Error {
     Error::Io {
         path: path.display().to_string(),
@@ -65,12 +128,12 @@ pub fn to_bytes(model: &str, tensors: &[NamedValues], steps: u64) -> Result<Vec<
     checkpoint_bytes(model, tensors, steps, None)
 }
 
-/// [`to_bytes`], with the model's `architecture` in the metadata when given.
+/// [`to_bytes`], with the model's description (a metadata key and its JSON) when given.
 fn checkpoint_bytes(
     model: &str,
     tensors: &[NamedValues],
     steps: u64,
-    architecture: Option<&Architecture>,
+    architecture: Option<(&str, String)>,
 ) -> Result<Vec<u8>> {
     let mut entries: Vec<Entry> = Vec::new();
     for (name, shape, v) in tensors {
@@ -86,9 +149,8 @@ fn checkpoint_bytes(
         }
     }
     let mut metadata = HashMap::from([(MODEL_KEY.to_string(), model.to_string())]);
-    if let Some(a) = architecture {
-        let json = serde_json::to_string(a).map_err(|e| Error::invalid(format!("architecture: {e}")))?;
-        metadata.insert(ARCHITECTURE_KEY.to_string(), json);
+    if let Some((key, json)) = architecture {
+        metadata.insert(key.to_string(), json);
     }
     serialize(&entries, metadata)
 }
@@ -141,7 +203,12 @@ pub fn save_model(
     let tensors = model.store.download(ctx)?;
     write_atomic(
         path,
-        &checkpoint_bytes(name, &tensors, model.step as u64, Some(&architecture))?,
+        &checkpoint_bytes(
+            name,
+            &tensors,
+            model.step as u64,
+            Some((ARCHITECTURE_KEY, architecture_json(&architecture)?)),
+        )?,
     )
 }
 
@@ -219,6 +286,14 @@ impl Checkpoint {
     /// The model the file describes, if it does (`path` names it in errors).
     pub fn architecture(&self, path: &Path) -> Result<Option<Architecture>> {
         let Some(json) = self.metadata.get(ARCHITECTURE_KEY) else {
+            if self.metadata.contains_key(FUNCTIONAL_KEY) {
+                return Err(Error::Data {
+                    path: path.display().to_string(),
+                    message: "holds a functional model (layers wired by name, trained on loss \
+                              terms); load it with checkpoint::load_functional"
+                        .into(),
+                });
+            }
             return Ok(None);
         };
         serde_json::from_str(json).map(Some).map_err(|e| Error::Data {
@@ -367,7 +442,13 @@ mod tests {
                 optimizer,
                 class_names: vec!["cat".into(), "dog".into()],
             };
-            let bytes = checkpoint_bytes("custom", &[], 0, Some(&a)).unwrap();
+            let bytes = checkpoint_bytes(
+                "custom",
+                &[],
+                0,
+                Some((ARCHITECTURE_KEY, architecture_json(&a).unwrap())),
+            )
+            .unwrap();
             let c = from_bytes("x", &bytes).unwrap();
             assert_eq!(c.architecture(Path::new("x")).unwrap(), Some(a));
         }

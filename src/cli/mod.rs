@@ -2,6 +2,7 @@
 
 mod bench;
 mod eval;
+mod functional;
 mod gan;
 mod info;
 mod selftest;

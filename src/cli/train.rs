@@ -321,14 +321,12 @@ fn lr_schedule(args: &TrainArgs) -> Result<Option<train::LrSchedule>> {
 
 /// A model described in a JSON file (a checkpoint's [`checkpoint::Architecture`]),
 /// as a recipe with fit's defaults; its name is the file's stem.
-fn recipe_from_file(path: &Path) -> Result<(zoo::Recipe, String)> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+fn recipe_from_file(path: &Path, text: &str) -> Result<(zoo::Recipe, String)> {
+    let a: checkpoint::Architecture = serde_json::from_str(text).map_err(|e| Error::Data {
         path: path.display().to_string(),
-        source,
-    })?;
-    let a: checkpoint::Architecture = serde_json::from_str(&text).map_err(|e| Error::Data {
-        path: path.display().to_string(),
-        message: format!("is not a model description (see examples/models/cnn.json): {e}"),
+        message: format!(
+            "is not a model description (see examples/models/cnn.json, or vae.json for a functional model): {e}"
+        ),
     })?;
     let name = path
         .file_stem()
@@ -354,7 +352,15 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         _ => {}
     }
     let (mut recipe, name) = if args.model.ends_with(".json") {
-        recipe_from_file(Path::new(&args.model))?
+        let path = Path::new(&args.model);
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if super::functional::is_functional(&text) {
+            return super::functional::run(gpu, args, path, &text);
+        }
+        recipe_from_file(path, &text)?
     } else {
         let r = zoo::recipe(&args.model)?;
         let name = r.name.to_string();

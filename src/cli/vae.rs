@@ -2,30 +2,14 @@
 //! by default), reporting the reconstruction and KL terms every epoch.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
 use wgml::kernels::optim::Optimizer;
-use wgml::nn::{Vae, VaeLosses};
+use wgml::nn::Vae;
 use wgml::{Error, Result, checkpoint};
 
 use super::GpuArgs;
+use super::functional::{TermsRun, train_on_terms};
 use super::train::{TrainArgs, load_data, refuse_supervised_flags, write_json};
-
-fn print_epoch(epoch: usize, epochs: usize, secs: f64, images: usize, train: &VaeLosses, test: &VaeLosses) {
-    println!(
-        "Epoch {epoch}/{epochs} - {secs:.2}s - loss: {:.4} - reconstruction: {:.4} - kl: {:.4} - test_loss: {:.4} \
-         - test_reconstruction: {:.4} - test_kl: {:.4} - {:.0} images/s",
-        train.total(),
-        train.reconstruction,
-        train.kl,
-        test.total(),
-        test.reconstruction,
-        test.kl,
-        images as f64 / secs.max(1e-9)
-    );
-}
 
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     refuse_supervised_flags(args, "it trains with Adam on the whole training set")?;
@@ -40,17 +24,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         hidden: 512,
         latent: args.latent.unwrap_or(2),
     };
-    let epochs = args.epochs.unwrap_or(10);
-    let batch = args.batch_size.unwrap_or(128);
-    if batch == 0 {
-        return Err(Error::invalid("batch size must be at least 1"));
-    }
-    let lr = args.lr.unwrap_or(1e-3);
-    if !(lr.is_finite() && lr > 0.0) {
-        return Err(Error::invalid(format!(
-            "learning rate {lr} must be a positive number"
-        )));
-    }
+    let run = TermsRun::new(args, 10, 128, 1e-3)?;
     if data
         .train
         .x
@@ -79,45 +53,12 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         ctx.info.name,
         ctx.info.backend
     );
-    let mut model = spec.compile(&ctx, Optimizer::adam(lr), args.seed)?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
-    let mut order: Vec<usize> = (0..data.train.len()).collect();
-    let steps_limit = args.steps;
-    let mut history = Vec::new();
-    for epoch in 1..=epochs {
-        if !args.no_shuffle {
-            order.shuffle(&mut rng);
-        }
-        let take = match steps_limit {
-            Some(s) => order
-                .len()
-                .min((s as usize).saturating_sub(model.net.step as usize) * batch),
-            None => order.len(),
-        };
-        if take == 0 {
-            break;
-        }
-        let start = Instant::now();
-        let train = model.train_epoch(&ctx, &data.train.x, &order[..take], batch, lr)?;
-        let secs = start.elapsed().as_secs_f64();
-        let test = model.evaluate(&ctx, &data.test.x, 256.max(batch))?;
-        print_epoch(epoch, epochs, secs, take, &train, &test);
-        if !train.total().is_finite() {
-            return Err(Error::invalid(format!(
-                "the loss is {} after epoch {epoch}: lower --lr",
-                train.total()
-            )));
-        }
-        history.push(serde_json::json!({"epoch": epoch, "train": train, "test": test, "seconds": secs}));
-    }
-    let test = model.evaluate(&ctx, &data.test.x, 256.max(batch))?;
-    println!(
-        "test loss: {:.4} (reconstruction {:.4} + kl {:.4}, {} samples)",
-        test.total(),
-        test.reconstruction,
-        test.kl,
-        data.test.len()
-    );
+    let mut model = spec.compile(&ctx, Optimizer::adam(run.lr), args.seed)?;
+    let (history, test) = train_on_terms(&ctx, &mut model.net, &data.train.x, &data.test.x, args, &run)?;
+    let test = wgml::nn::VaeLosses {
+        reconstruction: test[0],
+        kl: test[1],
+    };
     if let Some(dir) = &args.report {
         for path in write_report(&ctx, &mut model, &data, dir)? {
             println!("report: {}", path.display());

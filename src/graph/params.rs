@@ -138,6 +138,42 @@ impl ParamStore {
         Ok((params, state))
     }
 
+    /// Replaces the parameter values with `values` (name, shape, data) after checking
+    /// that every name and shape matches: a tensor missing, of another shape or
+    /// belonging to no parameter is an error naming it.
+    pub fn load(&self, ctx: &Context, values: &[NamedValues]) -> Result<()> {
+        for p in &self.params {
+            let (_, shape, data) =
+                values
+                    .iter()
+                    .find(|(n, _, _)| *n == p.name)
+                    .ok_or_else(|| Error::Data {
+                        path: "weights".into(),
+                        message: format!("tensor '{}' is missing", p.name),
+                    })?;
+            if *shape != p.shape {
+                return Err(Error::Data {
+                    path: "weights".into(),
+                    message: format!(
+                        "tensor '{}' has shape {shape:?}, the model expects {:?}",
+                        p.name, p.shape
+                    ),
+                });
+            }
+            p.value.write(ctx, data)?;
+        }
+        if let Some((n, _, _)) = values
+            .iter()
+            .find(|(n, _, _)| self.params.iter().all(|p| p.name != *n))
+        {
+            return Err(Error::Data {
+                path: "weights".into(),
+                message: format!("tensor '{n}' does not belong to this model"),
+            });
+        }
+        Ok(())
+    }
+
     /// The parameter made from node `id`.
     pub fn by_node(&self, id: NodeId) -> Option<&Param> {
         self.params.iter().find(|p| p.node == id)

@@ -251,7 +251,7 @@ pub fn bce_with_logits(
 
 /// What a loss term computed inside a graph computes (shaders `kl_normal`, `bce_sum`,
 /// `sigmoid_mean` in `loss.wgsl`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Term {
     /// KL divergence of N(mean, exp(log_var)) from N(0, I), summed over features.
     KlNormal,

@@ -1,7 +1,8 @@
-//! How each Keras-style layer adds its nodes to a `Sequential`'s graph: its
-//! parameters (named as the equivalent PyTorch `nn.Sequential`'s `state_dict`, where
-//! every non-linear activation is a module of its own, so Conv2D(relu) is module `0`
-//! and its ReLU `1`), its op, and the checks that name the layer. One function per
+//! How each Keras-style layer adds its nodes to a graph: its parameters (named
+//! `<prefix>.<tensor>`: in a `Sequential`, the prefix is the equivalent PyTorch
+//! `nn.Sequential`'s module index, where every non-linear activation is a module of
+//! its own, so Conv2D(relu) is module `0` and its ReLU `1`; in a functional model,
+//! the layer's name), its op, and the checks that name the layer. One function per
 //! layer kind; [`Layer::add_to`] picks it.
 
 use crate::error::{Error, Result};
@@ -10,22 +11,25 @@ use crate::kernels::conv::Padding;
 use crate::kernels::matmul::Activation;
 use crate::nn::{Layer, LayerActivation, Loss};
 
-/// One layer being added to a `Sequential`'s graph.
+/// One layer being added to a graph.
 pub(crate) struct LayerBuild<'a> {
     /// The graph so far.
     pub g: &'a mut Graph,
-    /// The previous layer's output.
+    /// The layer's input.
     pub x: NodeId,
-    /// The layer's number from 1 (its name is `"<kind> #<number>"`).
-    pub number: usize,
-    /// PyTorch's module index of the layer's first module (its tensors' prefix).
-    pub index: usize,
-    /// How many layers the model has.
-    pub count: usize,
-    /// The loss the model trains with (a final softmax or sigmoid folds into it).
-    pub loss: Loss,
-    /// The next layer, if any (an Activation after a batch normalization folds in).
-    pub next: Option<&'a Layer>,
+    /// The layer's name in messages (`"Dense #3"`, or a functional layer's name).
+    pub name: String,
+    /// Its tensors' names' prefix (PyTorch's module index of the layer's first module
+    /// in a `Sequential`, the layer's name in a functional model).
+    pub prefix: String,
+    /// Whether its output is the one the loss reads.
+    pub last: bool,
+    /// The loss reading the model's output, if the model has one (a final softmax
+    /// or sigmoid folds into it); `None` for models trained on loss terms.
+    pub loss: Option<Loss>,
+    /// The next layer, its name and whether it is last, when it may fold into this
+    /// one (an Activation after a batch normalization).
+    pub next: Option<(&'a Layer, String, bool)>,
 }
 
 /// What adding a layer did.
@@ -39,20 +43,18 @@ pub(crate) struct Added {
 }
 
 impl LayerBuild<'_> {
-    fn name_of(&self, layer: &Layer, number: usize) -> String {
-        format!("{} #{number}", layer.kind())
-    }
-
-    /// The kernel activation of `a` in layer `number` (a final softmax or sigmoid
-    /// is folded into the loss; softmax elsewhere is refused).
-    fn kernel_activation(&self, a: LayerActivation, name: &str, number: usize) -> Result<Activation> {
-        let last = number == self.count;
+    /// The kernel activation of `a` in layer `name`, `last` if its output is the one
+    /// the loss reads (a final softmax or sigmoid is folded into the loss; softmax
+    /// elsewhere is refused).
+    fn kernel_activation(&self, a: LayerActivation, name: &str, last: bool) -> Result<Activation> {
         match (a, last, self.loss) {
-            (LayerActivation::Softmax, true, Loss::SparseCategoricalCrossentropy) => Ok(Activation::Identity),
-            (LayerActivation::Sigmoid, true, Loss::BinaryCrossentropy) => Ok(Activation::Identity),
+            (LayerActivation::Softmax, true, Some(Loss::SparseCategoricalCrossentropy)) => {
+                Ok(Activation::Identity)
+            }
+            (LayerActivation::Sigmoid, true, Some(Loss::BinaryCrossentropy)) => Ok(Activation::Identity),
             (LayerActivation::Softmax, _, _) => Err(Error::invalid(format!(
-                "layer '{name}': softmax is supported only as the last layer's activation with \
-                 sparse categorical cross-entropy"
+                "layer '{name}': softmax is supported only as the activation of the output the \
+                 loss reads, with sparse categorical cross-entropy"
             ))),
             (a, _, _) => Ok(a.kernel().expect("not softmax")),
         }
@@ -60,7 +62,7 @@ impl LayerBuild<'_> {
 
     /// A parameter of the layer, trainable or frozen.
     fn param(&mut self, suffix: &str, shape: &[usize], init: Init, trainable: bool, name: &str) -> NodeId {
-        let full = format!("{}.{suffix}", self.index);
+        let full = format!("{}.{suffix}", self.prefix);
         if trainable {
             self.g.param(&full, shape, init, name)
         } else {
@@ -85,7 +87,7 @@ fn one(x: NodeId) -> Added {
 impl Layer {
     /// Adds the layer's parameters and nodes after `b.x`.
     pub(crate) fn add_to(&self, b: &mut LayerBuild<'_>) -> Result<Added> {
-        let name = b.name_of(self, b.number);
+        let name = b.name.clone();
         match self {
             Layer::Dense {
                 units,
@@ -132,7 +134,7 @@ impl Layer {
             // nn.Dropout is a module of its own (no parameters).
             Layer::Dropout { rate } => Ok(one(b.g.dropout(b.x, *rate, &name)?)),
             Layer::Activation(a) => {
-                let act = b.kernel_activation(*a, &name, b.number)?;
+                let act = b.kernel_activation(*a, &name, b.last)?;
                 let x = if act == Activation::Identity {
                     b.x
                 } else {
@@ -164,7 +166,7 @@ fn dense(
     };
     let w = b.param("weight", &[units, fan_in], init, trainable, name);
     let bias = use_bias.then(|| b.param("bias", &[units], Init::Zeros, trainable, name));
-    let act = b.kernel_activation(activation, name, b.number)?;
+    let act = b.kernel_activation(activation, name, b.last)?;
     Ok(Added {
         x: b.g.dense(b.x, w, bias, act, name)?,
         modules: modules(activation),
@@ -205,7 +207,7 @@ fn conv2d(
         name,
     );
     let bias = use_bias.then(|| b.param("bias", &[filters], Init::Zeros, trainable, name));
-    let act = b.kernel_activation(activation, name, b.number)?;
+    let act = b.kernel_activation(activation, name, b.last)?;
     Ok(Added {
         x: b.g.conv2d(b.x, w, bias, stride, padding, act, name)?,
         modules: modules(activation),
@@ -252,14 +254,14 @@ fn batch_normalization(
     let (c, _) = crate::graph::batch_norm_view(b.g.shape(b.x));
     let gamma = b.param("weight", &[c], Init::Ones, trainable, name);
     let beta = b.param("bias", &[c], Init::Zeros, trainable, name);
-    let index = b.index;
+    let prefix = &b.prefix;
     let mean =
-        b.g.state(&format!("{index}.running_mean"), &[c], Init::Zeros, name);
-    let var = b.g.state(&format!("{index}.running_var"), &[c], Init::Ones, name);
-    let (act, folds_next) = match b.next {
-        Some(next @ Layer::Activation(a)) => {
-            let next_name = b.name_of(next, b.number + 1);
-            (b.kernel_activation(*a, &next_name, b.number + 1)?, true)
+        b.g.state(&format!("{prefix}.running_mean"), &[c], Init::Zeros, name);
+    let var =
+        b.g.state(&format!("{prefix}.running_var"), &[c], Init::Ones, name);
+    let (act, folds_next) = match &b.next {
+        Some((Layer::Activation(a), next_name, next_last)) => {
+            (b.kernel_activation(*a, next_name, *next_last)?, true)
         }
         _ => (Activation::Identity, false),
     };

@@ -88,13 +88,17 @@ impl GraphModel {
         Ok(&self.plans[&options])
     }
 
-    fn check_input(&self, x: &[f32], n: usize) -> Result<()> {
-        let sample: usize = self
-            .graph
+    /// Values per sample of the graph's input.
+    pub fn sample_len(&self) -> usize {
+        self.graph
             .nodes
             .iter()
             .find(|node| matches!(node.op, crate::graph::Op::Input))
-            .map_or(0, |node| node.shape.iter().product());
+            .map_or(0, |node| node.shape.iter().product())
+    }
+
+    fn check_input(&self, x: &[f32], n: usize) -> Result<()> {
+        let sample = self.sample_len();
         if n == 0 || x.len() != n * sample {
             return Err(Error::shape(
                 "graph model",
@@ -152,6 +156,58 @@ impl GraphModel {
             out.extend(t.to_f32(ctx)?);
         }
         Ok(out)
+    }
+
+    /// The names of the objective's terms, in the order [`GraphModel::read_terms`]
+    /// gives them (none unless the objective is [`Objective::Terms`]).
+    pub fn term_names(&self) -> Vec<String> {
+        match &self.objective {
+            Objective::Terms(terms) => terms.iter().map(|t| t.name.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// One epoch over the samples `x` in batches of `batch`, in the order of
+    /// `order` (indices of samples, e.g. a permutation of them): one submission per
+    /// step, the term sums read once at the end; returns each term's mean per sample.
+    pub fn train_epoch(
+        &mut self,
+        ctx: &Context,
+        x: &[f32],
+        order: &[usize],
+        batch: usize,
+        lr: f32,
+    ) -> Result<Vec<f64>> {
+        let d = self.sample_len();
+        let n = x.len() / d.max(1);
+        if let Some(&bad) = order.iter().find(|&&i| i >= n) {
+            return Err(Error::invalid(format!(
+                "sample {bad} is out of range: the data holds {n} samples"
+            )));
+        }
+        self.acc.reset(ctx)?;
+        let mut buf = Vec::with_capacity(batch * d);
+        for chunk in order.chunks(batch.max(1)) {
+            buf.clear();
+            for &i in chunk {
+                buf.extend_from_slice(&x[i * d..(i + 1) * d]);
+            }
+            self.train_step(ctx, &buf, chunk.len(), lr)?;
+        }
+        self.read_terms(ctx, order.len())
+    }
+
+    /// Each term's mean per sample over the samples `x`, evaluated in batches of
+    /// `batch` at the current step (noise is drawn as in a training step).
+    pub fn evaluate(&mut self, ctx: &Context, x: &[f32], batch: usize) -> Result<Vec<f64>> {
+        let d = self.sample_len();
+        let n = x.len() / d.max(1);
+        self.acc.reset(ctx)?;
+        for start in (0..n).step_by(batch.max(1)) {
+            let len = (n - start).min(batch.max(1));
+            self.eval_step(ctx, &x[start * d..(start + len) * d], len)?;
+        }
+        self.read_terms(ctx, n)
     }
 
     /// Each term's sum since the last reset, divided by `samples`.

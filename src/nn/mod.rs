@@ -1,6 +1,7 @@
 //! Keras-style layers and models on top of the graph executor.
 
 pub(crate) mod build;
+pub mod functional;
 pub mod gan;
 pub mod graph_model;
 pub mod layers;
@@ -10,6 +11,7 @@ pub mod transfer;
 pub mod vae;
 pub mod zoo;
 
+pub use functional::{Functional, FunctionalModel, GraphOp};
 pub use gan::{Gan, GanModel, GanStats};
 pub use graph_model::GraphModel;
 pub use layers::{Layer, LayerActivation};

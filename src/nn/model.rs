@@ -58,14 +58,18 @@ impl Sequential {
                 index += 1; // the folded Activation keeps its module index
                 continue;
             }
+            let count = self.layers.len();
             let added = layer.add_to(&mut LayerBuild {
                 g: &mut g,
                 x,
-                number: i + 1,
-                index,
-                count: self.layers.len(),
-                loss,
-                next: self.layers.get(i + 1),
+                name: format!("{} #{}", layer.kind(), i + 1),
+                prefix: index.to_string(),
+                last: i + 1 == count,
+                loss: Some(loss),
+                next: self
+                    .layers
+                    .get(i + 1)
+                    .map(|next| (next, format!("{} #{}", next.kind(), i + 2), i + 2 == count)),
             })?;
             x = added.x;
             index += added.modules;
@@ -483,36 +487,7 @@ impl Model {
     /// Replaces the parameter values with `values` (name, shape, data) after checking
     /// that every name and shape matches.
     pub fn load_params(&self, ctx: &Context, values: &[crate::graph::params::NamedValues]) -> Result<()> {
-        for p in &self.store.params {
-            let (_, shape, data) =
-                values
-                    .iter()
-                    .find(|(n, _, _)| *n == p.name)
-                    .ok_or_else(|| Error::Data {
-                        path: "weights".into(),
-                        message: format!("tensor '{}' is missing", p.name),
-                    })?;
-            if *shape != p.shape {
-                return Err(Error::Data {
-                    path: "weights".into(),
-                    message: format!(
-                        "tensor '{}' has shape {shape:?}, the model expects {:?}",
-                        p.name, p.shape
-                    ),
-                });
-            }
-            p.value.write(ctx, data)?;
-        }
-        if let Some((n, _, _)) = values
-            .iter()
-            .find(|(n, _, _)| self.store.params.iter().all(|p| p.name != *n))
-        {
-            return Err(Error::Data {
-                path: "weights".into(),
-                message: format!("tensor '{n}' does not belong to this model"),
-            });
-        }
-        Ok(())
+        self.store.load(ctx, values)
     }
 
     /// Every dispatch of a training step at `batch` (for profiling and tests).

@@ -19,12 +19,13 @@ use rand::SeedableRng;
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::graph::{Graph, NodeId, Objective, ParamStore, WeightedTerm};
+use crate::graph::{Graph, NodeId, Objective, ParamStore};
 use crate::kernels::loss::Term;
 use crate::kernels::matmul::Activation;
-use crate::kernels::noise::Distribution;
 use crate::kernels::optim::Optimizer;
+use crate::nn::functional::{Functional, GraphOp};
 use crate::nn::graph_model::GraphModel;
+use crate::nn::{Layer, LayerActivation};
 
 /// The shape of a variational autoencoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -64,6 +65,46 @@ impl Vae {
         latent: 2,
     };
 
+    /// The model as a functional description: the input `image`, layers
+    /// `encoder.0`, `mean`, `log_var`, `z` (sampling), `decoder.0`, `decoder.2`
+    /// (logits) and `reconstruction`, and the terms `reconstruction` and `kl`
+    /// (`examples/models/vae.json` is [`Vae::MNIST`]'s).
+    pub fn functional(&self) -> Functional {
+        let dense = |units, activation| Layer::Dense {
+            units,
+            activation,
+            use_bias: true,
+            trainable: true,
+        };
+        Functional::new("image", &[self.input])
+            .layer("encoder.0", dense(self.hidden, LayerActivation::Relu), &["image"])
+            .layer(
+                "mean",
+                dense(self.latent, LayerActivation::Linear),
+                &["encoder.0"],
+            )
+            .layer(
+                "log_var",
+                dense(self.latent, LayerActivation::Linear),
+                &["encoder.0"],
+            )
+            .op("z", GraphOp::Sampling, &["mean", "log_var"])
+            .layer("decoder.0", dense(self.hidden, LayerActivation::Relu), &["z"])
+            .layer(
+                "decoder.2",
+                dense(self.input, LayerActivation::Linear),
+                &["decoder.0"],
+            )
+            .layer(
+                "reconstruction",
+                Layer::Activation(LayerActivation::Sigmoid),
+                &["decoder.2"],
+            )
+            .output("reconstruction")
+            .loss_term("reconstruction", Term::BceSum, &["decoder.2", "image"], 1.0)
+            .loss_term("kl", Term::KlNormal, &["mean", "log_var"], 1.0)
+    }
+
     /// Builds the graph and its objective (reconstruction + KL, weight 1 each).
     pub fn graph(&self) -> Result<(Graph, VaeNodes, Objective)> {
         if self.input == 0 || self.hidden == 0 || self.latent == 0 {
@@ -71,40 +112,20 @@ impl Vae {
                 "a VAE needs at least one input, hidden unit and latent dimension, got {self:?}"
             )));
         }
-        let mut g = Graph::new();
-        let x = g.input(&[self.input])?;
-        let h = GraphModel::dense(&mut g, x, "encoder.0", self.hidden, Activation::Relu, true)?;
-        let mean = GraphModel::dense(&mut g, h, "mean", self.latent, Activation::Identity, true)?;
-        let log_var = GraphModel::dense(&mut g, h, "log_var", self.latent, Activation::Identity, true)?;
-        let std = g.exp(log_var, 0.5, "sample")?;
-        let eps = g.noise(&[self.latent], Distribution::STANDARD_NORMAL, "sample")?;
-        let scaled = g.mul(std, eps, "sample")?;
-        let z = g.add(mean, scaled, "sample")?;
-        let (logits, reconstruction) = self.decoder(&mut g, z)?;
-        let reconstruction_loss = g.loss_term(Term::BceSum, logits, x, "reconstruction loss")?;
-        let kl = g.loss_term(Term::KlNormal, mean, log_var, "kl")?;
-        let objective = Objective::Terms(vec![
-            WeightedTerm {
-                name: "reconstruction".into(),
-                node: reconstruction_loss,
-                weight: 1.0,
-            },
-            WeightedTerm {
-                name: "kl".into(),
-                node: kl,
-                weight: 1.0,
-            },
-        ]);
-        let nodes = VaeNodes {
-            x,
-            mean,
-            log_var,
-            z,
-            reconstruction,
-            reconstruction_loss,
-            kl,
+        let f = self.functional().graph()?;
+        let Objective::Terms(terms) = &f.objective else {
+            unreachable!("a VAE is trained on loss terms")
         };
-        Ok((g, nodes, objective))
+        let nodes = VaeNodes {
+            x: f.node("image")?,
+            mean: f.node("mean")?,
+            log_var: f.node("log_var")?,
+            z: f.node("z")?,
+            reconstruction: f.node("reconstruction")?,
+            reconstruction_loss: terms[0].node,
+            kl: terms[1].node,
+        };
+        Ok((f.graph, nodes, f.objective))
     }
 
     /// The decoder on latent points `z`: its logits and the reconstruction.
@@ -169,22 +190,15 @@ impl VaeModel {
         self.net.train_step(ctx, x, n, lr)
     }
 
-    /// Zeroes the term sums.
-    pub fn reset_losses(&self, ctx: &Context) -> Result<()> {
-        self.net.acc.reset(ctx)
-    }
-
-    /// The term sums since the last reset, per sample over `samples` samples.
-    pub fn read_losses(&self, ctx: &Context, samples: usize) -> Result<VaeLosses> {
-        let t = self.net.read_terms(ctx, samples)?;
-        Ok(VaeLosses {
+    fn losses(t: Vec<f64>) -> VaeLosses {
+        VaeLosses {
             reconstruction: t[0],
             kl: t[1],
-        })
+        }
     }
 
-    /// One epoch over the `n` samples `x` in batches of `batch` in the order of
-    /// `order` (a permutation of `0..n`); returns the epoch's mean terms.
+    /// One epoch over the samples `x` in batches of `batch` in the order of
+    /// `order` (a permutation of their indices); returns the epoch's mean terms.
     pub fn train_epoch(
         &mut self,
         ctx: &Context,
@@ -193,30 +207,13 @@ impl VaeModel {
         batch: usize,
         lr: f32,
     ) -> Result<VaeLosses> {
-        let d = self.spec.input;
-        self.reset_losses(ctx)?;
-        let mut buf = Vec::with_capacity(batch * d);
-        for chunk in order.chunks(batch.max(1)) {
-            buf.clear();
-            for &i in chunk {
-                buf.extend_from_slice(&x[i * d..(i + 1) * d]);
-            }
-            self.train_step(ctx, &buf, chunk.len(), lr)?;
-        }
-        self.read_losses(ctx, order.len())
+        Ok(Self::losses(self.net.train_epoch(ctx, x, order, batch, lr)?))
     }
 
-    /// The mean terms over the `n` samples `x`, evaluated in batches of `batch`
+    /// The mean terms over the samples `x`, evaluated in batches of `batch`
     /// (each with a fresh ε at the current step).
     pub fn evaluate(&mut self, ctx: &Context, x: &[f32], batch: usize) -> Result<VaeLosses> {
-        let d = self.spec.input;
-        let n = x.len() / d;
-        self.reset_losses(ctx)?;
-        for start in (0..n).step_by(batch.max(1)) {
-            let len = (n - start).min(batch.max(1));
-            self.net.eval_step(ctx, &x[start * d..(start + len) * d], len)?;
-        }
-        self.read_losses(ctx, n)
+        Ok(Self::losses(self.net.evaluate(ctx, x, batch)?))
     }
 
     /// Node `node`'s values (e.g. [`VaeNodes::mean`], [`VaeNodes::reconstruction`])

@@ -1,0 +1,246 @@
+//! `wgml train --model FILE.json` for a functional model (a file with a
+//! `functional` entry, see `examples/models/vae.json`): trained on its loss terms,
+//! each reported every epoch; and the epoch loop every model trained on loss terms
+//! shares (the VAE's too).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use wgml::checkpoint::{self, FunctionalArchitecture};
+use wgml::data::Dataset;
+use wgml::graph::{Objective, Op};
+use wgml::kernels::loss::Term;
+use wgml::nn::GraphModel;
+use wgml::{Context, Error, Result};
+
+use super::GpuArgs;
+use super::train::{TrainArgs, load_data, refuse_supervised_flags, write_json};
+
+/// Whether the JSON text describes a functional model (has a `functional` entry).
+pub fn is_functional(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v.get("functional").is_some())
+}
+
+/// The batch size, learning rate and epochs of a run on loss terms, from the
+/// arguments and the model's defaults; errors for values out of range.
+pub struct TermsRun {
+    /// Epochs to train.
+    pub epochs: usize,
+    /// Samples per step.
+    pub batch: usize,
+    /// The learning rate.
+    pub lr: f32,
+}
+
+impl TermsRun {
+    pub fn new(args: &TrainArgs, epochs: usize, batch: usize, lr: f32) -> Result<TermsRun> {
+        let run = TermsRun {
+            epochs: args.epochs.unwrap_or(epochs),
+            batch: args.batch_size.unwrap_or(batch),
+            lr: args.lr.unwrap_or(lr),
+        };
+        if run.batch == 0 {
+            return Err(Error::invalid("batch size must be at least 1"));
+        }
+        if !(run.lr.is_finite() && run.lr > 0.0) {
+            return Err(Error::invalid(format!(
+                "learning rate {} must be a positive number",
+                run.lr
+            )));
+        }
+        Ok(run)
+    }
+}
+
+/// The weighted total of the terms as `loss`, then each term by name.
+fn named(net: &GraphModel, values: &[f64]) -> Vec<(String, f64)> {
+    let Objective::Terms(terms) = &net.objective else {
+        return Vec::new();
+    };
+    let total = terms
+        .iter()
+        .zip(values)
+        .map(|(t, v)| f64::from(t.weight) * v)
+        .sum();
+    std::iter::once(("loss".to_string(), total))
+        .chain(net.term_names().into_iter().zip(values.iter().copied()))
+        .collect()
+}
+
+fn to_json(pairs: &[(String, f64)]) -> serde_json::Value {
+    serde_json::Value::Object(pairs.iter().map(|(k, v)| (k.clone(), (*v).into())).collect())
+}
+
+fn line(prefix: &str, pairs: &[(String, f64)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{prefix}{k}: {v:.4}"))
+        .collect::<Vec<_>>()
+        .join(" - ")
+}
+
+/// Trains `net` on the samples `train` for `run.epochs` epochs (shuffled from
+/// `args.seed` unless `--no-shuffle`, stopping after `--steps` steps), printing
+/// every term on the training and the `test` samples after each epoch; returns the
+/// history (one JSON object per epoch) and the final test terms.
+pub fn train_on_terms(
+    ctx: &Context,
+    net: &mut GraphModel,
+    train: &[f32],
+    test: &[f32],
+    args: &TrainArgs,
+    run: &TermsRun,
+) -> Result<(Vec<serde_json::Value>, Vec<f64>)> {
+    let sample = net.sample_len().max(1);
+    let eval_batch = 256.max(run.batch);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
+    let mut order: Vec<usize> = (0..train.len() / sample).collect();
+    let mut history = Vec::new();
+    for epoch in 1..=run.epochs {
+        if !args.no_shuffle {
+            order.shuffle(&mut rng);
+        }
+        let take = match args.steps {
+            Some(s) => order
+                .len()
+                .min((s as usize).saturating_sub(net.step as usize) * run.batch),
+            None => order.len(),
+        };
+        if take == 0 {
+            break;
+        }
+        let start = Instant::now();
+        let train_terms = net.train_epoch(ctx, train, &order[..take], run.batch, run.lr)?;
+        let secs = start.elapsed().as_secs_f64();
+        let test_terms = net.evaluate(ctx, test, eval_batch)?;
+        let (tr, te) = (named(net, &train_terms), named(net, &test_terms));
+        println!(
+            "Epoch {epoch}/{} - {secs:.2}s - {} - {} - {:.0} images/s",
+            run.epochs,
+            line("", &tr),
+            line("test_", &te),
+            take as f64 / secs.max(1e-9)
+        );
+        let loss = tr[0].1;
+        if !loss.is_finite() {
+            return Err(Error::invalid(format!(
+                "the loss is {loss} after epoch {epoch}: lower --lr"
+            )));
+        }
+        history.push(
+            serde_json::json!({"epoch": epoch, "train": to_json(&tr), "test": to_json(&te), "seconds": secs}),
+        );
+    }
+    let test_terms = net.evaluate(ctx, test, eval_batch)?;
+    let te = named(net, &test_terms);
+    let parts: Vec<String> = te[1..].iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+    println!(
+        "test loss: {:.4} ({}; {} samples)",
+        te[0].1,
+        parts.join(", "),
+        test.len() / sample
+    );
+    Ok((history, test_terms))
+}
+
+/// Refuses data outside [0, 1] when a binary cross-entropy term's targets are the
+/// batch itself (an autoencoder's reconstruction).
+fn check_bce_targets(net: &GraphModel, data: &Dataset) -> Result<()> {
+    let Objective::Terms(terms) = &net.objective else {
+        return Ok(());
+    };
+    let on_input = terms.iter().any(|t| {
+        matches!(net.graph.nodes[t.node].op, Op::LossTerm { term: Term::BceSum, b, .. }
+            if matches!(net.graph.nodes[b].op, Op::Input))
+    });
+    let outside = data
+        .train
+        .x
+        .iter()
+        .chain(&data.test.x)
+        .any(|v| !(0.0..=1.0).contains(v));
+    if on_input && outside {
+        return Err(Error::invalid(format!(
+            "the loss term '{}' reads the batch as binary cross-entropy targets, which must be in [0, 1]; \
+             dataset '{}' has values outside",
+            terms
+                .iter()
+                .find(|t| matches!(
+                    net.graph.nodes[t.node].op,
+                    Op::LossTerm {
+                        term: Term::BceSum,
+                        ..
+                    }
+                ))
+                .map_or("", |t| t.name.as_str()),
+            data.name
+        )));
+    }
+    Ok(())
+}
+
+/// `wgml train --model FILE.json` for the functional model the file holds.
+pub fn run(gpu: &GpuArgs, args: &TrainArgs, path: &Path, text: &str) -> Result<ExitCode> {
+    refuse_supervised_flags(args, "it trains on the loss terms its file names")?;
+    if args.report.is_some() {
+        return Err(Error::invalid(
+            "--report applies to the built-in models; a functional model's values are in --metrics",
+        ));
+    }
+    let a: FunctionalArchitecture = serde_json::from_str(text).map_err(|e| Error::Data {
+        path: path.display().to_string(),
+        message: format!("is not a functional model description (see examples/models/vae.json): {e}"),
+    })?;
+    // The wiring is checked before any data is read or any device opened.
+    a.functional.graph()?;
+    let input = &a.functional.input.shape;
+    let data = load_data(args.data.as_deref().unwrap_or("mnist-10k"), args.seed, input)?;
+    let want: usize = input.iter().product();
+    let got: usize = data.sample_shape.iter().product();
+    if want != got {
+        return Err(Error::invalid(format!(
+            "the model's input '{}' takes {input:?} ({want} values) per sample; dataset '{}' has {:?} ({got})",
+            a.functional.input.name, data.name, data.sample_shape
+        )));
+    }
+    let run = TermsRun::new(args, 10, 128, a.optimizer.lr())?;
+    let name = path
+        .file_stem()
+        .map_or("functional".into(), |s| s.to_string_lossy().into_owned());
+    let ctx = gpu.context()?;
+    let mut model = a
+        .functional
+        .compile(&ctx, a.optimizer.with_lr(run.lr), args.seed)?;
+    check_bce_targets(&model.net, &data)?;
+    println!(
+        "wgml: training {name} ({} layers, {} parameters; terms {}) on {} ({} train / {} test) on {} ({:?})",
+        a.functional.layers.len(),
+        model.net.store.count(),
+        model.net.term_names().join(", "),
+        data.name,
+        data.train.len(),
+        data.test.len(),
+        ctx.info.name,
+        ctx.info.backend
+    );
+    let (history, test) = train_on_terms(&ctx, &mut model.net, &data.train.x, &data.test.x, args, &run)?;
+    if let Some(path) = &args.save {
+        checkpoint::save_functional(path, &ctx, &model, &name)?;
+        println!("weights saved to {}", path.display());
+    }
+    if let Some(path) = &args.metrics {
+        let json = serde_json::json!({
+            "model": name,
+            "epochs": history,
+            "test": to_json(&named(&model.net, &test)),
+            "adapter": ctx.info.name,
+            "backend": format!("{:?}", ctx.info.backend),
+        });
+        write_json(path, &json)?;
+        println!("metrics written to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

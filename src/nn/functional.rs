@@ -1,0 +1,764 @@
+//! Functional models, as Keras' functional API: named layers wired to earlier ones
+//! by name, so a model can branch, merge and carry its own loss terms (a
+//! variational autoencoder's reconstruction and KL divergence), in Rust or in JSON.
+//!
+//! ```json
+//! {
+//!   "input": { "name": "image", "shape": [784] },
+//!   "layers": [
+//!     { "name": "encoder.0", "inputs": ["image"], "layer": { "Dense": { "units": 512, "activation": "Relu" } } },
+//!     { "name": "mean", "inputs": ["encoder.0"], "layer": { "Dense": { "units": 2 } } },
+//!     { "name": "log_var", "inputs": ["encoder.0"], "layer": { "Dense": { "units": 2 } } },
+//!     { "name": "z", "inputs": ["mean", "log_var"], "op": "Sampling" },
+//!     ...
+//!   ],
+//!   "outputs": ["reconstruction"],
+//!   "objective": { "Terms": [
+//!     { "name": "reconstruction", "term": "BceSum", "inputs": ["logits", "image"] },
+//!     { "name": "kl", "term": "KlNormal", "inputs": ["mean", "log_var"] }
+//!   ] }
+//! }
+//! ```
+//!
+//! Contract:
+//! - Layers are listed after every layer they read (as Keras writes a functional
+//!   model's config); each name is unique and differs from the input's.
+//! - A `layer` entry is any [`Layer`] of a `Sequential` on exactly one input; its
+//!   tensors are named `<layer name>.<tensor>` (`encoder.0.weight`), so a PyTorch
+//!   module with the same attribute names loads the checkpoint. An `op` entry is a
+//!   [`GraphOp`] (merges, slices, exponentials, noise, constants, sampling).
+//! - Every layer's output is read by a later layer, a loss or `outputs` (the values a
+//!   user reads, such as reconstructions); anything else is an error naming it, as is
+//!   a loss or output naming a layer that does not exist.
+//! - Loss terms are computed after every layer (they read layers; nothing reads them).
+
+use std::collections::HashMap;
+
+use rand::SeedableRng;
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::graph::{Graph, NodeId, Objective, ParamStore, WeightedTerm, shape_err};
+use crate::kernels::loss::Term;
+use crate::kernels::noise::Distribution;
+use crate::kernels::optim::Optimizer;
+use crate::nn::GraphModel;
+use crate::nn::Layer;
+use crate::nn::build::LayerBuild;
+
+/// The model's input: the batch fed each step.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionalInput {
+    /// The name later layers read it by.
+    pub name: String,
+    /// Shape of one sample, e.g. `[784]` or `[1, 28, 28]`.
+    pub shape: Vec<usize>,
+}
+
+/// A graph operation that is not a layer: no parameters, one or several inputs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum GraphOp {
+    /// Keras' `Add`: the elementwise sum of two or more inputs of one shape.
+    Add,
+    /// Keras' `Multiply`: the elementwise product of two or more inputs of one shape.
+    Multiply,
+    /// Keras' `Concatenate` along the first per-sample axis (features, or channels
+    /// of `[C, H, W]`); the other axes agree.
+    Concatenate,
+    /// Entries `start..start + len` of the input's first per-sample axis.
+    Slice {
+        /// First entry kept.
+        start: usize,
+        /// Entries kept.
+        len: usize,
+    },
+    /// Keras' `Reshape`: the same values with another per-sample shape.
+    Reshape {
+        /// The new per-sample shape (same number of values).
+        shape: Vec<usize>,
+    },
+    /// `exp(scale · x)` elementwise (scale ½ turns a log-variance into a deviation).
+    Exp {
+        /// Factor applied before the exponential.
+        #[serde(default = "one")]
+        scale: f32,
+    },
+    /// Values drawn anew every step (training and evaluating), seeded from the
+    /// model's seed like dropout masks; no inputs.
+    Noise {
+        /// The distribution drawn from.
+        distribution: Distribution,
+        /// Per-sample shape.
+        shape: Vec<usize>,
+    },
+    /// `value` in every element (a loss term's targets); no inputs.
+    Constant {
+        /// The value.
+        value: f32,
+        /// Per-sample shape.
+        shape: Vec<usize>,
+    },
+    /// The reparameterised sample of a variational autoencoder from its inputs
+    /// `[mean, log_var]`: `mean + exp(log_var / 2) · ε`, ε ~ N(0, I) drawn anew
+    /// every step (Keras' example `Sampling` layer).
+    Sampling,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// What a functional layer is: a parameterised [`Layer`] or a [`GraphOp`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerOrOp {
+    /// A layer of a `Sequential` (Dense, Conv2D, pooling, BatchNormalization, ...).
+    Layer(Layer),
+    /// A graph operation.
+    Op(GraphOp),
+}
+
+/// One named layer of a [`Functional`] model and the layers it reads. In JSON, it
+/// has exactly one of `layer` (a [`Layer`]) and `op` (a [`GraphOp`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "LayerJson", into = "LayerJson")]
+pub struct FunctionalLayer {
+    /// Its name: how later layers, losses and outputs name it, the prefix of its
+    /// tensors' names, and the name messages give.
+    pub name: String,
+    /// The names of the layers (or the input) it reads, in order.
+    pub inputs: Vec<String>,
+    /// What it computes.
+    pub what: LayerOrOp,
+}
+
+/// A [`FunctionalLayer`] as JSON writes it.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LayerJson {
+    name: String,
+    #[serde(default)]
+    inputs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    layer: Option<Layer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    op: Option<GraphOp>,
+}
+
+impl TryFrom<LayerJson> for FunctionalLayer {
+    type Error = String;
+
+    fn try_from(j: LayerJson) -> std::result::Result<Self, String> {
+        let what = match (j.layer, j.op) {
+            (Some(l), None) => LayerOrOp::Layer(l),
+            (None, Some(o)) => LayerOrOp::Op(o),
+            (l, _) => {
+                return Err(format!(
+                    "layer '{}' has {} of 'layer' and 'op'; give exactly one",
+                    j.name,
+                    if l.is_some() { "both" } else { "neither" }
+                ));
+            }
+        };
+        Ok(FunctionalLayer {
+            name: j.name,
+            inputs: j.inputs,
+            what,
+        })
+    }
+}
+
+impl From<FunctionalLayer> for LayerJson {
+    fn from(f: FunctionalLayer) -> LayerJson {
+        let (layer, op) = match f.what {
+            LayerOrOp::Layer(l) => (Some(l), None),
+            LayerOrOp::Op(o) => (None, Some(o)),
+        };
+        LayerJson {
+            name: f.name,
+            inputs: f.inputs,
+            layer,
+            op,
+        }
+    }
+}
+
+/// A loss term of a [`FunctionalObjective::Terms`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TermLoss {
+    /// Its name in reports (`reconstruction`, `kl`).
+    pub name: String,
+    /// What it computes per sample.
+    pub term: Term,
+    /// The layers it reads: `[mean, log_var]` for `KlNormal`, `[logits, targets]`
+    /// for `BceSum`, `[logits]` for `SigmoidMean`.
+    pub inputs: Vec<String>,
+    /// Its weight in the loss; 0 reports it without training on it.
+    #[serde(default = "one")]
+    pub weight: f32,
+}
+
+/// What a functional model is trained to minimise.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum FunctionalObjective {
+    /// The weighted sum of loss terms computed from the batch alone (no labels),
+    /// averaged over the batch.
+    Terms(Vec<TermLoss>),
+}
+
+/// A functional model: see the module documentation.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Functional {
+    /// The batch input.
+    pub input: FunctionalInput,
+    /// The layers, each after the layers it reads.
+    pub layers: Vec<FunctionalLayer>,
+    /// Layers whose values users read (besides those the loss reads).
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// What training minimises.
+    pub objective: FunctionalObjective,
+}
+
+/// A functional model's graph: the graph, its objective, and every layer's node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunctionalGraph {
+    /// The graph (loss terms last).
+    pub graph: Graph,
+    /// Its objective.
+    pub objective: Objective,
+    /// The node of the input and of each layer, by name.
+    pub nodes: HashMap<String, NodeId>,
+}
+
+impl FunctionalGraph {
+    /// The node of layer (or input) `name`.
+    pub fn node(&self, name: &str) -> Result<NodeId> {
+        self.nodes
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::invalid(format!("the model has no layer named '{name}'")))
+    }
+}
+
+impl Functional {
+    /// A model on an input `name` of per-sample shape `shape`, with no layers and
+    /// no loss terms yet.
+    pub fn new(name: &str, shape: &[usize]) -> Functional {
+        Functional {
+            input: FunctionalInput {
+                name: name.into(),
+                shape: shape.to_vec(),
+            },
+            layers: Vec::new(),
+            outputs: Vec::new(),
+            objective: FunctionalObjective::Terms(Vec::new()),
+        }
+    }
+
+    /// Appends layer `layer` named `name`, reading `inputs`.
+    pub fn layer(mut self, name: &str, layer: Layer, inputs: &[&str]) -> Functional {
+        self.layers.push(FunctionalLayer {
+            name: name.into(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            what: LayerOrOp::Layer(layer),
+        });
+        self
+    }
+
+    /// Appends operation `op` named `name`, reading `inputs`.
+    pub fn op(mut self, name: &str, op: GraphOp, inputs: &[&str]) -> Functional {
+        self.layers.push(FunctionalLayer {
+            name: name.into(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            what: LayerOrOp::Op(op),
+        });
+        self
+    }
+
+    /// Marks layer `name` as an output users read.
+    pub fn output(mut self, name: &str) -> Functional {
+        self.outputs.push(name.into());
+        self
+    }
+
+    /// Adds loss term `term` named `name` of `inputs`, weighted `weight`.
+    pub fn loss_term(mut self, name: &str, term: Term, inputs: &[&str], weight: f32) -> Functional {
+        let FunctionalObjective::Terms(terms) = &mut self.objective;
+        terms.push(TermLoss {
+            name: name.into(),
+            term,
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            weight,
+        });
+        self
+    }
+
+    /// Builds the graph and its objective, checking the wiring (see the module
+    /// documentation); errors name the layer at fault.
+    pub fn graph(&self) -> Result<FunctionalGraph> {
+        let mut g = Graph::new();
+        let mut nodes = HashMap::new();
+        let x = g.input(&self.input.shape)?;
+        nodes.insert(self.input.name.clone(), x);
+        for layer in &self.layers {
+            if layer.name.is_empty() {
+                return Err(Error::invalid("a layer of the model has an empty name"));
+            }
+            if nodes.contains_key(&layer.name) {
+                return Err(Error::invalid(format!(
+                    "layer '{}': the name is used twice (layer and input names must be unique)",
+                    layer.name
+                )));
+            }
+            let inputs = layer
+                .inputs
+                .iter()
+                .map(|i| {
+                    nodes.get(i).copied().ok_or_else(|| {
+                        Error::invalid(format!(
+                            "layer '{}': reads '{i}', which is neither the input nor a layer listed before it",
+                            layer.name
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let id = add_layer(&mut g, layer, &inputs)?;
+            nodes.insert(layer.name.clone(), id);
+        }
+        let lookup = |what: &str, name: &str| {
+            nodes.get(name).copied().ok_or_else(|| {
+                Error::invalid(format!(
+                    "{what} reads '{name}', which is neither the input nor a layer of the model"
+                ))
+            })
+        };
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|o| lookup("the model's outputs", o))
+            .collect::<Result<Vec<_>>>()?;
+        let FunctionalObjective::Terms(terms) = &self.objective;
+        if terms.is_empty() {
+            return Err(Error::invalid(
+                "the model has no loss terms: add at least one to its objective",
+            ));
+        }
+        let mut weighted = Vec::new();
+        for t in terms {
+            let what = format!("loss term '{}'", t.name);
+            if !(t.weight.is_finite() && t.weight >= 0.0) {
+                return Err(Error::invalid(format!(
+                    "{what}: weight {} must be a finite number ≥ 0",
+                    t.weight
+                )));
+            }
+            let ins = t
+                .inputs
+                .iter()
+                .map(|i| lookup(&what, i))
+                .collect::<Result<Vec<_>>>()?;
+            let (a, b) = match (t.term, &ins[..]) {
+                (Term::SigmoidMean, &[a]) => (a, a),
+                (Term::KlNormal | Term::BceSum, &[a, b]) => (a, b),
+                (term, _) => {
+                    return Err(Error::invalid(format!(
+                        "{what}: {term:?} reads {} layers, {} given",
+                        if term == Term::SigmoidMean { 1 } else { 2 },
+                        ins.len()
+                    )));
+                }
+            };
+            weighted.push(WeightedTerm {
+                name: t.name.clone(),
+                node: g.loss_term(t.term, a, b, &t.name)?,
+                weight: t.weight,
+            });
+        }
+        if weighted.iter().all(|t| t.weight == 0.0) {
+            return Err(Error::invalid(
+                "every loss term has weight 0: nothing would be trained",
+            ));
+        }
+        let objective = Objective::Terms(weighted);
+        check_every_layer_used(&g, &objective, &outputs)?;
+        Ok(FunctionalGraph {
+            graph: g,
+            objective,
+            nodes,
+        })
+    }
+}
+
+/// Adds one layer's nodes; returns its output node.
+fn add_layer(g: &mut Graph, layer: &FunctionalLayer, inputs: &[NodeId]) -> Result<NodeId> {
+    let name = &layer.name;
+    let arity = |wanted: &str, ok: bool| {
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "layer '{name}': reads {wanted}, {} given",
+                inputs.len()
+            )))
+        }
+    };
+    match &layer.what {
+        LayerOrOp::Layer(l) => {
+            arity("one input", inputs.len() == 1)?;
+            let added = l.add_to(&mut LayerBuild {
+                g,
+                x: inputs[0],
+                name: name.clone(),
+                prefix: name.clone(),
+                last: false,
+                loss: None,
+                next: None,
+            })?;
+            Ok(added.x)
+        }
+        LayerOrOp::Op(op) => match op {
+            GraphOp::Add | GraphOp::Multiply => {
+                arity("two or more inputs", inputs.len() >= 2)?;
+                let mut acc = inputs[0];
+                for &x in &inputs[1..] {
+                    acc = if *op == GraphOp::Add {
+                        g.add(acc, x, name)?
+                    } else {
+                        g.mul(acc, x, name)?
+                    };
+                }
+                Ok(acc)
+            }
+            GraphOp::Concatenate => {
+                arity("one or more inputs", !inputs.is_empty())?;
+                g.concat(inputs, name)
+            }
+            GraphOp::Slice { start, len } => {
+                arity("one input", inputs.len() == 1)?;
+                g.slice(inputs[0], *start, *len, name)
+            }
+            GraphOp::Reshape { shape } => {
+                arity("one input", inputs.len() == 1)?;
+                g.reshape(inputs[0], shape, name)
+            }
+            GraphOp::Exp { scale } => {
+                arity("one input", inputs.len() == 1)?;
+                g.exp(inputs[0], *scale, name)
+            }
+            GraphOp::Noise { distribution, shape } => {
+                arity("no inputs", inputs.is_empty())?;
+                g.noise(shape, *distribution, name)
+            }
+            GraphOp::Constant { value, shape } => {
+                arity("no inputs", inputs.is_empty())?;
+                g.constant(shape, *value, name)
+            }
+            GraphOp::Sampling => {
+                arity("two inputs (mean, log_var)", inputs.len() == 2)?;
+                let (mean, log_var) = (inputs[0], inputs[1]);
+                let std = g.exp(log_var, 0.5, name)?;
+                let shape = g.shape(mean).to_vec();
+                let eps = g.noise(&shape, Distribution::STANDARD_NORMAL, name)?;
+                let scaled = g.mul(std, eps, name)?;
+                g.add(mean, scaled, name)
+            }
+        },
+    }
+}
+
+/// Every value node is read by a later node, the objective or `outputs`; else an
+/// error naming the first layer whose output nothing reads.
+fn check_every_layer_used(g: &Graph, objective: &Objective, outputs: &[NodeId]) -> Result<()> {
+    let mut used = vec![false; g.nodes.len()];
+    for id in 0..g.nodes.len() {
+        for i in g.inputs(id) {
+            used[i] = true;
+        }
+    }
+    let read_by_objective = match objective {
+        Objective::Terms(terms) => terms.iter().map(|t| t.node).collect(),
+        other => other.roots(),
+    };
+    for id in read_by_objective.into_iter().chain(outputs.iter().copied()) {
+        used[id] = true;
+    }
+    match (0..g.nodes.len()).find(|&id| g.nodes[id].batched() && !used[id]) {
+        Some(id) => Err(shape_err(
+            &g.nodes[id].layer,
+            "its output is read by nothing (no later layer, loss or model output): remove it or \
+             list it in the model's outputs"
+                .into(),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A functional model compiled onto one GPU: its description, its layers' nodes and
+/// the [`GraphModel`] holding graph, parameters, optimizer state and plans.
+#[derive(Debug)]
+pub struct FunctionalModel {
+    /// The description it was compiled from.
+    pub spec: Functional,
+    /// The node of the input and of each layer, by name.
+    pub nodes: HashMap<String, NodeId>,
+    /// The graph, its objective, parameters, optimizer and plans.
+    pub net: GraphModel,
+}
+
+impl Functional {
+    /// Compiles the model onto `ctx`: Glorot-uniform weights and zero biases drawn
+    /// from `seed`, noise and dropout seeded from `seed`, the optimizer's state.
+    pub fn compile(&self, ctx: &Context, optimizer: Optimizer, seed: u64) -> Result<FunctionalModel> {
+        let FunctionalGraph {
+            mut graph,
+            objective,
+            nodes,
+        } = self.graph()?;
+        graph.seed_random(seed);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let store = ParamStore::new(ctx, &graph, optimizer.state_count(), &mut rng)?;
+        Ok(FunctionalModel {
+            spec: self.clone(),
+            nodes,
+            net: GraphModel::new(ctx, graph, objective, store, optimizer)?,
+        })
+    }
+}
+
+impl FunctionalModel {
+    /// The values of layer (or input) `name` for the samples `x`, evaluated in
+    /// batches of `batch`.
+    pub fn values(&mut self, ctx: &Context, name: &str, x: &[f32], batch: usize) -> Result<Vec<f32>> {
+        let node = self
+            .nodes
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::invalid(format!("the model has no layer named '{name}'")))?;
+        let sample = self.net.sample_len();
+        self.net.values(ctx, node, x, sample, batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::FunctionalArchitecture;
+    use crate::graph::Op;
+    use crate::nn::{LayerActivation, Vae};
+
+    fn dense(units: usize) -> Layer {
+        Layer::Dense {
+            units,
+            activation: LayerActivation::Relu,
+            use_bias: true,
+            trainable: true,
+        }
+    }
+
+    fn err(f: &Functional) -> String {
+        f.graph().expect_err("the model is refused").to_string()
+    }
+
+    /// A model using every graph op: two branches merged by Add, Multiply and
+    /// Concatenate, a slice, a reshape, a constant target and a sampled point.
+    fn every_op() -> Functional {
+        Functional::new("x", &[6])
+            .layer("a", dense(4), &["x"])
+            .layer("b", dense(4), &["x"])
+            .op("sum", GraphOp::Add, &["a", "b", "a"])
+            .op("product", GraphOp::Multiply, &["sum", "b"])
+            .op("joined", GraphOp::Concatenate, &["product", "a"])
+            .op("half", GraphOp::Slice { start: 2, len: 4 }, &["joined"])
+            .op("square", GraphOp::Reshape { shape: vec![2, 2] }, &["half"])
+            .layer("flat", Layer::Flatten, &["square"])
+            .op("grown", GraphOp::Exp { scale: 0.5 }, &["flat"])
+            .op("z", GraphOp::Sampling, &["flat", "grown"])
+            .layer("logits", dense(4), &["z"])
+            .op(
+                "ones",
+                GraphOp::Constant {
+                    value: 1.0,
+                    shape: vec![4],
+                },
+                &[],
+            )
+            .op(
+                "noise",
+                GraphOp::Noise {
+                    distribution: Distribution::STANDARD_NORMAL,
+                    shape: vec![4],
+                },
+                &[],
+            )
+            .op("noisy", GraphOp::Add, &["logits", "noise"])
+            .loss_term("bce", Term::BceSum, &["noisy", "ones"], 1.0)
+            .loss_term("kl", Term::KlNormal, &["flat", "grown"], 0.5)
+            .loss_term("p", Term::SigmoidMean, &["logits"], 0.0)
+    }
+
+    #[test]
+    fn the_example_vae_file_is_the_built_in_vae() {
+        let text = include_str!("../../examples/models/vae.json");
+        let a: FunctionalArchitecture = serde_json::from_str(text).unwrap();
+        assert_eq!(a.functional, Vae::MNIST.functional());
+        assert_eq!(a.optimizer, Optimizer::adam(1e-3));
+    }
+
+    #[test]
+    fn every_op_round_trips_through_json_and_builds() {
+        let f = every_op();
+        let json = serde_json::to_string_pretty(&f).unwrap();
+        let back: Functional = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, f);
+        let built = f.graph().unwrap();
+        let Objective::Terms(terms) = &built.objective else {
+            panic!("terms")
+        };
+        assert_eq!(
+            terms
+                .iter()
+                .map(|t| (t.name.as_str(), t.weight))
+                .collect::<Vec<_>>(),
+            [("bce", 1.0), ("kl", 0.5), ("p", 0.0)]
+        );
+        // Loss terms come last; tensors are named after their layers.
+        let first_term = terms[0].node;
+        assert!(
+            built.graph.nodes[first_term..]
+                .iter()
+                .all(|n| matches!(n.op, Op::LossTerm { .. }))
+        );
+        let names: Vec<&str> = built
+            .graph
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Op::Param { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "a.weight",
+                "a.bias",
+                "b.weight",
+                "b.bias",
+                "logits.weight",
+                "logits.bias"
+            ]
+        );
+        assert_eq!(built.graph.shape(built.node("joined").unwrap()), [8]);
+        assert_eq!(built.graph.shape(built.node("square").unwrap()), [2, 2]);
+    }
+
+    #[test]
+    fn wiring_mistakes_are_errors_naming_the_layer() {
+        let base = || Functional::new("x", &[3]).layer("h", dense(2), &["x"]);
+        let with_loss = |f: Functional| f.loss_term("kl", Term::KlNormal, &["h", "h"], 1.0);
+        for (f, wanted) in [
+            (
+                with_loss(base().layer("g", dense(2), &["nothing"])),
+                "layer 'g': reads 'nothing'",
+            ),
+            (
+                with_loss(base().layer("h", dense(2), &["x"])),
+                "layer 'h': the name is used twice",
+            ),
+            (
+                with_loss(base().layer("x", dense(2), &["h"])),
+                "layer 'x': the name is used twice",
+            ),
+            (
+                with_loss(base().layer("unused", dense(2), &["h"])),
+                "layer 'unused': its output is read by nothing",
+            ),
+            (
+                with_loss(base().layer("two", dense(2), &["h", "x"])),
+                "layer 'two': reads one input, 2 given",
+            ),
+            (
+                with_loss(base().op("sum", GraphOp::Add, &["h", "x"])),
+                "layer 'sum': Add needs inputs of one shape, got [2] and [3]",
+            ),
+            (
+                with_loss(base().op("one", GraphOp::Add, &["h"])),
+                "layer 'one': reads two or more inputs, 1 given",
+            ),
+            (
+                with_loss(base().op(
+                    "n",
+                    GraphOp::Noise {
+                        distribution: Distribution::STANDARD_NORMAL,
+                        shape: vec![2],
+                    },
+                    &["h"],
+                )),
+                "layer 'n': reads no inputs, 1 given",
+            ),
+            (
+                with_loss(base().output("missing")),
+                "the model's outputs reads 'missing'",
+            ),
+            (
+                base().loss_term("kl", Term::KlNormal, &["h", "gone"], 1.0),
+                "loss term 'kl' reads 'gone'",
+            ),
+            (
+                base().loss_term("kl", Term::KlNormal, &["h"], 1.0),
+                "loss term 'kl': KlNormal reads 2 layers, 1 given",
+            ),
+            (
+                base().loss_term("kl", Term::KlNormal, &["h", "h"], 0.0),
+                "every loss term has weight 0",
+            ),
+            (
+                base().loss_term("kl", Term::KlNormal, &["h", "h"], f32::NAN),
+                "loss term 'kl': weight NaN",
+            ),
+            (
+                base().loss_term("bce", Term::BceSum, &["h", "h"], 1.0),
+                "the targets of a binary cross-entropy term take no gradient",
+            ),
+            (base(), "the model has no loss terms"),
+            (
+                with_loss(
+                    base()
+                        .layer(
+                            "s",
+                            Layer::Dense {
+                                units: 2,
+                                activation: LayerActivation::Softmax,
+                                use_bias: true,
+                                trainable: true,
+                            },
+                            &["x"],
+                        )
+                        .output("s"),
+                ),
+                "layer 's': softmax is supported only as the activation of the output the loss reads",
+            ),
+        ] {
+            let got = err(&f);
+            assert!(got.contains(wanted), "{wanted:?} in {got:?}");
+        }
+    }
+
+    #[test]
+    fn bad_json_is_refused_with_serdes_reason() {
+        let bad = r#"{ "input": { "name": "x", "shape": [3] }, "layers": [
+            { "name": "h", "inputs": ["x"], "layer": { "Dense": { "units": 2 } }, "op": "Add" } ],
+            "objective": { "Terms": [] } }"#;
+        let e = serde_json::from_str::<Functional>(bad).unwrap_err().to_string();
+        assert!(e.contains("layer 'h' has both of 'layer' and 'op'"), "{e}");
+        let typo = bad.replace(r#", "op": "Add""#, "").replace("inputs", "inptus");
+        let e = serde_json::from_str::<Functional>(&typo).unwrap_err().to_string();
+        assert!(e.contains("unknown field `inptus`"), "{e}");
+        let unknown = r#"{ "input": { "name": "x", "shape": [3] }, "layers": [
+            { "name": "h", "inputs": ["x"], "op": "Subtract" } ], "objective": { "Terms": [] } }"#;
+        assert!(serde_json::from_str::<Functional>(unknown).is_err());
+    }
+}
