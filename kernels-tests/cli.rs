@@ -327,6 +327,74 @@ fn train_vae_reports_both_terms_and_saves_pytorch_names() {
     let _ = std::fs::remove_file(&metrics);
 }
 
+/// `wgml train --model examples/models/vae.json`: the functional VAE trains exactly
+/// as `--model vae` (same losses, same bits), its checkpoint carries the functional
+/// description and loads back; a functional file with a wiring mistake is refused
+/// naming the layer, before any training.
+#[test]
+fn a_functional_json_model_trains_as_the_built_in_one_and_reloads() {
+    let ckpt = scratch("fvae.safetensors");
+    let c = ckpt.to_str().unwrap();
+    let file = crate::common::repo_file("examples/models/vae.json");
+    let f = file.to_str().unwrap();
+    let epoch_line = |out: &Output| {
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+            .lines()
+            .find(|l| l.starts_with("Epoch 1/"))
+            .map(|l| {
+                l.split(" - ")
+                    .filter(|p| !p.ends_with('s'))
+                    .collect::<Vec<_>>()
+                    .join(" - ")
+            })
+            .unwrap_or_else(|| panic!("an epoch line in {stdout}"))
+    };
+    let functional = wgml(&[
+        "train",
+        "--model",
+        f,
+        "--steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--save",
+        c,
+    ]);
+    let built_in = wgml(&["train", "--model", "vae", "--steps", "2", "--batch-size", "16"]);
+    let (a, b) = (epoch_line(&functional), epoch_line(&built_in));
+    assert!(a.contains("reconstruction:") && a.contains("test_kl:"), "{a}");
+    assert_eq!(a, b, "the same model from JSON and from code");
+    let (_g, ctx) = crate::common::gpu();
+    let (model, saved) = wgml::checkpoint::load_functional(ctx, &ckpt).unwrap();
+    assert_eq!(model.spec, wgml::nn::Vae::MNIST.functional());
+    for p in &model.net.store.params {
+        let (_, _, want) = saved.tensors.iter().find(|(n, _, _)| *n == p.name).unwrap();
+        assert_eq!(&p.value.to_f32(ctx).unwrap(), want, "{}", p.name);
+    }
+    // A supervised loader says what the file is instead of failing to parse it.
+    let e = wgml::checkpoint::load_model(ctx, &ckpt).unwrap_err().to_string();
+    assert!(e.contains("load_functional"), "{e}");
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    let unused = text.replace(r#""outputs": ["reconstruction"],"#, "");
+    assert_ne!(unused, text);
+    let bad = scratch("unused.json");
+    std::fs::write(&bad, unused).unwrap();
+    fails_with(
+        &["train", "--model", bad.to_str().unwrap()],
+        &["layer 'reconstruction'", "read by nothing"],
+    );
+    fails_with(
+        &["train", "--model", f, "--freeze", "1"],
+        &["--freeze does not apply"],
+    );
+    fails_with(&["train", "--model", f, "--data", "two-blobs"], &["takes [784]"]);
+    let _ = std::fs::remove_file(&bad);
+    let _ = std::fs::remove_file(&ckpt);
+}
+
 /// `wgml train --model gan`: trains both networks, reports losses and D(real),
 /// D(fake), draws samples and curves, lets a classifier judge the generated digits,
 /// saves PyTorch names; flags that mean nothing for it are refused.

@@ -19,6 +19,7 @@ mod crash_safe;
 mod device_lost;
 mod dropout;
 mod elementwise;
+mod functional;
 mod gan;
 mod golden;
 mod graph_ops;
