@@ -200,3 +200,117 @@ fn the_decoder_alone_shares_the_weights() {
     let e = model.decode(ctx, &z[..5], 3).unwrap_err().to_string();
     assert!(e.contains("5 values given for 3 latent points of 2"), "{e}");
 }
+
+/// `fit_terms` with a backup: a run stopped after 2 of 3 epochs (its state kept)
+/// and resumed ends with the same parameters and the same history as one that
+/// never stopped, bit for bit (shuffles replayed from the seed, noise from the
+/// restored step); a backup written with other settings is refused naming them.
+#[test]
+fn a_resumed_vae_run_equals_an_uninterrupted_one() {
+    use wgml::train::{Backup, TermsConfig, fit_terms};
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let x = &data.train.x[..96 * 784];
+    let test = &data.test.x[..32 * 784];
+    let dir = std::env::temp_dir().join(format!("wgml-vae-backup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = |epochs, backup: Option<Backup>| TermsConfig {
+        epochs,
+        batch_size: 32,
+        lr: 1e-3,
+        seed: 9,
+        shuffle: true,
+        max_steps: None,
+        eval_batch: 32,
+        backup,
+        model: format!("{SMALL:?}"),
+    };
+    let params = |m: &wgml::nn::VaeModel| -> Vec<Vec<f32>> {
+        m.net
+            .store
+            .params
+            .iter()
+            .map(|p| p.value.to_f32(ctx).unwrap())
+            .collect()
+    };
+    let mut straight = SMALL.compile(ctx, Optimizer::adam(1e-3), 4).unwrap();
+    let want = fit_terms(ctx, &mut straight.net, x, test, &config(3, None), |_| {}).unwrap();
+
+    let kept = Backup {
+        dir: dir.clone(),
+        delete_when_done: false,
+    };
+    let mut first = SMALL.compile(ctx, Optimizer::adam(1e-3), 4).unwrap();
+    fit_terms(
+        ctx,
+        &mut first.net,
+        x,
+        test,
+        &config(2, Some(kept.clone())),
+        |_| {},
+    )
+    .unwrap();
+    assert!(kept.path().is_file());
+
+    // A different batch size may not resume this state.
+    let mut other = SMALL.compile(ctx, Optimizer::adam(1e-3), 4).unwrap();
+    let mut wrong = config(3, Some(kept.clone()));
+    wrong.batch_size = 16;
+    let e = fit_terms(ctx, &mut other.net, x, test, &wrong, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("batch_size = 32") && e.contains("to start over"),
+        "{e}"
+    );
+
+    // Another seed draws other noise: refused too.
+    let mut reseeded = SMALL.compile(ctx, Optimizer::adam(1e-3), 77).unwrap();
+    let e = fit_terms(
+        ctx,
+        &mut reseeded.net,
+        x,
+        test,
+        &config(3, Some(kept.clone())),
+        |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("random_seeds"), "{e}");
+
+    // A fresh process: the same model with other weights, resumed from the file.
+    let mut resumed = SMALL.compile(ctx, Optimizer::adam(1e-3), 4).unwrap();
+    resumed
+        .net
+        .store
+        .load(ctx, &reseeded.net.store.download(ctx).unwrap())
+        .unwrap();
+    assert_ne!(params(&resumed), params(&first));
+    let mut events = 0;
+    let got = fit_terms(
+        ctx,
+        &mut resumed.net,
+        x,
+        test,
+        &config(3, Some(Backup::new(&dir))),
+        |e| {
+            if let wgml::train::TermsEvent::Resumed { epochs, .. } = e {
+                assert_eq!(epochs.len(), 2);
+                events += 1;
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(events, 1);
+    assert_eq!(resumed.net.step, straight.net.step);
+    let strip = |h: &[wgml::train::TermsEpoch]| -> Vec<(Vec<f64>, Vec<f64>)> {
+        h.iter().map(|e| (e.train.clone(), e.test.clone())).collect()
+    };
+    assert_eq!(strip(&got), strip(&want));
+    assert_eq!(params(&resumed), params(&straight));
+    assert!(
+        !kept.path().exists(),
+        "a finished run removes its backup unless kept"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

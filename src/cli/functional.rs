@@ -5,15 +5,14 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
 use wgml::checkpoint::{self, FunctionalArchitecture};
 use wgml::data::Dataset;
 use wgml::graph::{Objective, Op};
 use wgml::kernels::loss::Term;
 use wgml::nn::GraphModel;
+use wgml::train::Backup;
+use wgml::train::terms::{TermsConfig, TermsEvent, fit_terms};
 use wgml::{Context, Error, Result};
 
 use super::GpuArgs;
@@ -55,19 +54,35 @@ impl TermsRun {
     }
 }
 
-/// The weighted total of the terms as `loss`, then each term by name.
-fn named(net: &GraphModel, values: &[f64]) -> Vec<(String, f64)> {
-    let Objective::Terms(terms) = &net.objective else {
-        return Vec::new();
-    };
-    let total = terms
-        .iter()
-        .zip(values)
-        .map(|(t, v)| f64::from(t.weight) * v)
-        .sum();
-    std::iter::once(("loss".to_string(), total))
-        .chain(net.term_names().into_iter().zip(values.iter().copied()))
-        .collect()
+/// The terms `values` by name with their weighted total first, as `loss`.
+struct TermNames {
+    names: Vec<String>,
+    weights: Vec<f32>,
+}
+
+impl TermNames {
+    fn of(net: &GraphModel) -> TermNames {
+        let weights = match &net.objective {
+            Objective::Terms(t) => t.iter().map(|t| t.weight).collect(),
+            _ => Vec::new(),
+        };
+        TermNames {
+            names: net.term_names(),
+            weights,
+        }
+    }
+
+    fn named(&self, values: &[f64]) -> Vec<(String, f64)> {
+        let total = self
+            .weights
+            .iter()
+            .zip(values)
+            .map(|(w, v)| f64::from(*w) * v)
+            .sum();
+        std::iter::once(("loss".to_string(), total))
+            .chain(self.names.iter().cloned().zip(values.iter().copied()))
+            .collect()
+    }
 }
 
 fn to_json(pairs: &[(String, f64)]) -> serde_json::Value {
@@ -82,10 +97,10 @@ fn line(prefix: &str, pairs: &[(String, f64)]) -> String {
         .join(" - ")
 }
 
-/// Trains `net` on the samples `train` for `run.epochs` epochs (shuffled from
-/// `args.seed` unless `--no-shuffle`, stopping after `--steps` steps), printing
-/// every term on the training and the `test` samples after each epoch; returns the
-/// history (one JSON object per epoch) and the final test terms.
+/// Trains `net` (described in backups as `model`) on the samples `train` as the
+/// arguments say (epochs, batch, rate, seed, `--no-shuffle`, `--steps`, `--backup`),
+/// printing every term on the training and the `test` samples after each epoch;
+/// returns the history (one JSON object per epoch) and the final test terms.
 pub fn train_on_terms(
     ctx: &Context,
     net: &mut GraphModel,
@@ -93,49 +108,44 @@ pub fn train_on_terms(
     test: &[f32],
     args: &TrainArgs,
     run: &TermsRun,
+    model: String,
 ) -> Result<(Vec<serde_json::Value>, Vec<f64>)> {
+    let config = TermsConfig {
+        epochs: run.epochs,
+        batch_size: run.batch,
+        lr: run.lr,
+        seed: args.seed,
+        shuffle: !args.no_shuffle,
+        max_steps: args.steps,
+        eval_batch: 256.max(run.batch),
+        backup: args.backup.as_ref().map(|dir| Backup {
+            dir: dir.clone(),
+            delete_when_done: !args.keep_backup,
+        }),
+        model,
+    };
+    let terms = TermNames::of(net);
+    let history = {
+        let epochs = run.epochs;
+        fit_terms(ctx, net, train, test, &config, |event| match event {
+            TermsEvent::Resumed { path, epochs: done } => println!(
+                "resuming from {} after epoch {} of {epochs}",
+                path.display(),
+                done.len()
+            ),
+            TermsEvent::Epoch(e) => println!(
+                "Epoch {}/{epochs} - {:.2}s - {} - {} - {:.0} images/s",
+                e.epoch,
+                e.seconds,
+                line("", &terms.named(&e.train)),
+                line("test_", &terms.named(&e.test)),
+                e.samples as f64 / e.seconds.max(1e-9)
+            ),
+        })?
+    };
     let sample = net.sample_len().max(1);
-    let eval_batch = 256.max(run.batch);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
-    let mut order: Vec<usize> = (0..train.len() / sample).collect();
-    let mut history = Vec::new();
-    for epoch in 1..=run.epochs {
-        if !args.no_shuffle {
-            order.shuffle(&mut rng);
-        }
-        let take = match args.steps {
-            Some(s) => order
-                .len()
-                .min((s as usize).saturating_sub(net.step as usize) * run.batch),
-            None => order.len(),
-        };
-        if take == 0 {
-            break;
-        }
-        let start = Instant::now();
-        let train_terms = net.train_epoch(ctx, train, &order[..take], run.batch, run.lr)?;
-        let secs = start.elapsed().as_secs_f64();
-        let test_terms = net.evaluate(ctx, test, eval_batch)?;
-        let (tr, te) = (named(net, &train_terms), named(net, &test_terms));
-        println!(
-            "Epoch {epoch}/{} - {secs:.2}s - {} - {} - {:.0} images/s",
-            run.epochs,
-            line("", &tr),
-            line("test_", &te),
-            take as f64 / secs.max(1e-9)
-        );
-        let loss = tr[0].1;
-        if !loss.is_finite() {
-            return Err(Error::invalid(format!(
-                "the loss is {loss} after epoch {epoch}: lower --lr"
-            )));
-        }
-        history.push(
-            serde_json::json!({"epoch": epoch, "train": to_json(&tr), "test": to_json(&te), "seconds": secs}),
-        );
-    }
-    let test_terms = net.evaluate(ctx, test, eval_batch)?;
-    let te = named(net, &test_terms);
+    let test_terms = net.evaluate(ctx, test, 256.max(run.batch))?;
+    let te = terms.named(&test_terms);
     let parts: Vec<String> = te[1..].iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
     println!(
         "test loss: {:.4} ({}; {} samples)",
@@ -143,6 +153,17 @@ pub fn train_on_terms(
         parts.join(", "),
         test.len() / sample
     );
+    let history = history
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "epoch": e.epoch,
+                "train": to_json(&terms.named(&e.train)),
+                "test": to_json(&terms.named(&e.test)),
+                "seconds": e.seconds,
+            })
+        })
+        .collect();
     Ok((history, test_terms))
 }
 
@@ -226,7 +247,16 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs, path: &Path, text: &str) -> Result<E
         ctx.info.name,
         ctx.info.backend
     );
-    let (history, test) = train_on_terms(&ctx, &mut model.net, &data.train.x, &data.test.x, args, &run)?;
+    let description = serde_json::to_string(&a.functional).map_err(|e| Error::invalid(e.to_string()))?;
+    let (history, test) = train_on_terms(
+        &ctx,
+        &mut model.net,
+        &data.train.x,
+        &data.test.x,
+        args,
+        &run,
+        description,
+    )?;
     if let Some(path) = &args.save {
         checkpoint::save_functional(path, &ctx, &model, &name)?;
         println!("weights saved to {}", path.display());
@@ -235,7 +265,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs, path: &Path, text: &str) -> Result<E
         let json = serde_json::json!({
             "model": name,
             "epochs": history,
-            "test": to_json(&named(&model.net, &test)),
+            "test": to_json(&TermNames::of(&model.net).named(&test)),
             "adapter": ctx.info.name,
             "backend": format!("{:?}", ctx.info.backend),
         });

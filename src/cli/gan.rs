@@ -23,6 +23,12 @@ const JUDGED: usize = 1000;
 
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     refuse_supervised_flags(args, "it trains both networks with Adam, β1 = 0.5")?;
+    if args.backup.is_some() {
+        return Err(Error::invalid(
+            "--backup applies to the supervised models, the VAE and functional models; \
+             a GAN run keeps no training state (save its weights with --save)",
+        ));
+    }
     let data = load_data(
         args.data.as_deref().unwrap_or("mnist-10k"),
         args.seed,

@@ -685,7 +685,6 @@ pub fn refuse_supervised_flags(args: &TrainArgs, how: &str) -> Result<()> {
         ("--per-class", args.per_class.is_some()),
         ("--init", args.init.is_some()),
         ("--freeze", args.freeze.is_some()),
-        ("--backup", args.backup.is_some()),
         ("--lr-schedule", args.lr_schedule.is_some()),
         ("--clip-norm", args.clip_norm.is_some()),
         ("--weight-decay", args.weight_decay.is_some()),

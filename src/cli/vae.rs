@@ -54,7 +54,15 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         ctx.info.backend
     );
     let mut model = spec.compile(&ctx, Optimizer::adam(run.lr), args.seed)?;
-    let (history, test) = train_on_terms(&ctx, &mut model.net, &data.train.x, &data.test.x, args, &run)?;
+    let (history, test) = train_on_terms(
+        &ctx,
+        &mut model.net,
+        &data.train.x,
+        &data.test.x,
+        args,
+        &run,
+        format!("{spec:?}"),
+    )?;
     let test = wgml::nn::VaeLosses {
         reconstruction: test[0],
         kl: test[1],

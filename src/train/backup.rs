@@ -24,7 +24,7 @@ use crate::checkpoint::{self, f32_entry};
 use crate::data::{Split, Targets};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Tensor};
-use crate::graph::Op;
+use crate::graph::{Op, ParamStore};
 use crate::nn::Model;
 use crate::train::fit::{FitConfig, Progress};
 use crate::train::schedule::LrSchedule;
@@ -151,33 +151,8 @@ pub(crate) fn save(
     settings: &BTreeMap<String, String>,
     progress: &Progress,
 ) -> Result<()> {
-    let mut entries = Vec::new();
-    for p in &model.store.params {
-        entries.push(f32_entry(
-            format!("param/{}", p.name),
-            &p.shape,
-            &p.value.to_f32(ctx)?,
-        ));
-        for (k, s) in p.state.iter().enumerate() {
-            entries.push(f32_entry(
-                format!("optimizer/{}/{k}", p.name),
-                &p.shape,
-                &s.to_f32(ctx)?,
-            ));
-        }
-    }
-    if progress.history.best_epoch.is_some() {
-        for (p, t) in model.store.params.iter().zip(best) {
-            entries.push(f32_entry(format!("best/{}", p.name), &p.shape, &t.to_f32(ctx)?));
-        }
-    }
-    let metadata = HashMap::from([
-        (FORMAT_KEY.to_string(), FORMAT.to_string()),
-        (SETTINGS_KEY.to_string(), to_json(settings)?),
-        (PROGRESS_KEY.to_string(), to_json(progress)?),
-    ]);
-    backup.create_dir()?;
-    checkpoint::write_atomic(&backup.path(), &checkpoint::serialize(&entries, metadata)?)
+    let best = progress.history.best_epoch.is_some().then_some(best);
+    write_state(backup, ctx, &model.store, best, settings, progress)
 }
 
 /// Loads the backup's state into `model` (and `best`) when the backup holds one,
@@ -191,6 +166,69 @@ pub(crate) fn restore(
     best: &[Tensor],
     settings: &BTreeMap<String, String>,
 ) -> Result<Option<Progress>> {
+    let progress = read_state(backup, ctx, &model.store, best, settings, |p: &Progress| {
+        p.history.best_epoch.is_some()
+    })?;
+    if let Some(p) = &progress {
+        model.step = p.model_step;
+    }
+    Ok(progress)
+}
+
+/// Writes the training state of the parameters in `store` (values and optimizer
+/// state, PyTorch names), `best` (a copy of the values, when given), the run's
+/// `settings` and its `progress` (any serialisable record of the loop), atomically.
+/// What [`read_state`] reads back; the training loops of [`fit`](super::fit()) and
+/// [`fit_terms`](super::fit_terms) both keep their state with it.
+pub fn write_state<P: serde::Serialize>(
+    backup: &Backup,
+    ctx: &Context,
+    store: &ParamStore,
+    best: Option<&[Tensor]>,
+    settings: &BTreeMap<String, String>,
+    progress: &P,
+) -> Result<()> {
+    let mut entries = Vec::new();
+    for p in &store.params {
+        entries.push(f32_entry(
+            format!("param/{}", p.name),
+            &p.shape,
+            &p.value.to_f32(ctx)?,
+        ));
+        for (k, s) in p.state.iter().enumerate() {
+            entries.push(f32_entry(
+                format!("optimizer/{}/{k}", p.name),
+                &p.shape,
+                &s.to_f32(ctx)?,
+            ));
+        }
+    }
+    for (p, t) in store.params.iter().zip(best.unwrap_or_default()) {
+        entries.push(f32_entry(format!("best/{}", p.name), &p.shape, &t.to_f32(ctx)?));
+    }
+    let metadata = HashMap::from([
+        (FORMAT_KEY.to_string(), FORMAT.to_string()),
+        (SETTINGS_KEY.to_string(), to_json(settings)?),
+        (PROGRESS_KEY.to_string(), to_json(progress)?),
+    ]);
+    backup.create_dir()?;
+    checkpoint::write_atomic(&backup.path(), &checkpoint::serialize(&entries, metadata)?)
+}
+
+/// Reads a [`write_state`] file into the parameters of `store` (and `best`, when
+/// `uses_best` says the progress recorded one) when the backup holds one, after
+/// checking that it was written with the same `settings` and holds every tensor
+/// of this model and no other; returns its progress. Nothing is written to the
+/// GPU unless every check passes; any mismatch is an error naming it and saying
+/// how to start over.
+pub fn read_state<P: serde::de::DeserializeOwned>(
+    backup: &Backup,
+    ctx: &Context,
+    store: &ParamStore,
+    best: &[Tensor],
+    settings: &BTreeMap<String, String>,
+    uses_best: impl Fn(&P) -> bool,
+) -> Result<Option<P>> {
     // A folder that cannot be made fails the run now, not after its first epoch.
     backup.create_dir()?;
     let path = backup.path();
@@ -233,7 +271,7 @@ pub(crate) fn restore(
             format!("records an unknown setting '{key}'; {start_over}"),
         ));
     }
-    let progress: Progress = serde_json::from_str(field(PROGRESS_KEY)?)
+    let progress: P = serde_json::from_str(field(PROGRESS_KEY)?)
         .map_err(|e| err(&path, format!("unreadable progress ({e}); {start_over}")))?;
 
     let tensors: HashMap<&str, (&[usize], &[f32])> = c
@@ -243,14 +281,14 @@ pub(crate) fn restore(
         .collect();
     // Every tensor the model needs from the file, and where it goes.
     let mut needed: Vec<(String, &[usize], &Tensor)> = Vec::new();
-    for p in &model.store.params {
+    for p in &store.params {
         needed.push((format!("param/{}", p.name), &p.shape, &p.value));
         for (k, s) in p.state.iter().enumerate() {
             needed.push((format!("optimizer/{}/{k}", p.name), &p.shape, s));
         }
     }
-    if progress.history.best_epoch.is_some() {
-        for (p, t) in model.store.params.iter().zip(best) {
+    if uses_best(&progress) {
+        for (p, t) in store.params.iter().zip(best) {
             needed.push((format!("best/{}", p.name), &p.shape, t));
         }
     }
@@ -282,14 +320,13 @@ pub(crate) fn restore(
     for (t, v) in writes {
         t.write(ctx, v)?;
     }
-    model.step = progress.model_step;
     Ok(Some(progress))
 }
 
-/// The end of a fit that returned normally: removes the state file unless the
+/// The end of a training run that returned normally: removes the state file unless the
 /// backup is kept. A file that cannot be removed is reported, not an error (the
 /// training it describes is done): a warning through the `log` crate.
-pub(crate) fn finish(backup: &Backup) {
+pub fn finish(backup: &Backup) {
     if !backup.delete_when_done {
         return;
     }

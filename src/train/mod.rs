@@ -1,5 +1,5 @@
 //! Training and evaluation: `fit` with validation, early stopping and a Keras-like
-//! line per epoch; `evaluate` with accuracy, per-class precision/recall/F1 and the
+//! line per epoch; `fit_terms` for models trained on their own loss terms; `evaluate` with accuracy, per-class precision/recall/F1 and the
 //! confusion matrix.
 
 pub mod backup;
@@ -8,9 +8,11 @@ pub mod evaluate;
 pub mod fit;
 pub mod profile;
 pub mod schedule;
+pub mod terms;
 
 pub use backup::Backup;
 pub use callbacks::{BatchEnd, Callback, Control, FitEvent, PrintProgress};
 pub use evaluate::{ClassMetrics, Evaluation, eval_plans, evaluate, evaluate_with_predictions, true_classes};
 pub use fit::{EpochStats, FitConfig, History, Monitor, ReduceLrOnPlateau, fit, fit_plans, fit_with};
 pub use schedule::LrSchedule;
+pub use terms::{TermsConfig, TermsEpoch, TermsEvent, fit_terms};
