@@ -1090,8 +1090,8 @@ fn a_saved_model_loads_back_from_the_file_alone() {
     let (mut loaded, file) = wgml::checkpoint::load_model(ctx, &path).unwrap();
     assert_eq!(file.model.as_deref(), Some("custom"));
     assert_eq!(
-        (&loaded.spec, loaded.loss, &loaded.optimizer),
-        (&spec, Loss::SparseCategoricalCrossentropy, &optimizer)
+        (loaded.spec.sequential(), loaded.loss, &loaded.optimizer),
+        (Some(&spec), Loss::SparseCategoricalCrossentropy, &optimizer)
     );
     assert_eq!(
         loaded.store.download(ctx).unwrap(),
@@ -1721,4 +1721,74 @@ fn freezing_what_cannot_be_frozen_is_an_error_naming_the_layer() {
     assert!(!spec.layers[0].is_trainable() && spec.layers[1].is_trainable());
     let back = serde_json::to_string(&spec).unwrap();
     assert_eq!(back.matches("trainable").count(), 1, "{back}");
+}
+
+/// A functional model with a skip connection (`examples/models/residual.json`)
+/// compiled as a supervised `Model` trains as the reference path, step by step.
+#[test]
+fn a_functional_residual_classifier_matches_the_reference_path() {
+    let (_g, ctx) = gpu();
+    let a: wgml::checkpoint::FunctionalArchitecture =
+        serde_json::from_str(include_str!("../examples/models/residual.json")).unwrap();
+    let mut model = a
+        .functional
+        .compile_supervised(ctx, a.optimizer.clone(), 3)
+        .unwrap();
+    matches_reference(ctx, "residual", &mut model, 1e-3, 16, 3);
+}
+
+/// The seed CNN written as a functional model (layers named as the Sequential's
+/// PyTorch modules) is the same model: a fit gives the same history and weights
+/// bit for bit, and `save_model` / `load_model` carry the functional description.
+#[test]
+fn the_seed_cnn_written_functionally_trains_as_the_sequential_one() {
+    use wgml::nn::{Functional, Layer, LayerActivation as A};
+    let (_g, ctx) = gpu();
+    let recipe = zoo::cnn();
+    let functional = Functional::new("image", &[1, 28, 28])
+        .layer("0", Layer::conv2d(32, 3, A::Relu), &["image"])
+        .layer("2", Layer::max_pool(2), &["0"])
+        .layer("3", Layer::Flatten, &["2"])
+        .layer("4", Layer::dense(64, A::Relu), &["3"])
+        .layer("6", Layer::dense(10, A::Softmax), &["4"])
+        .supervised("6", Loss::SparseCategoricalCrossentropy);
+    let data = Dataset::mnist_10k()
+        .unwrap()
+        .train
+        .select(&(0..256).collect::<Vec<_>>());
+    let cfg = FitConfig {
+        epochs: 2,
+        batch_size: 32,
+        validation_split: 0.25,
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let mut sequential = compiled(ctx, &recipe, 5);
+    let mut f = functional
+        .compile_supervised(ctx, recipe.optimizer.clone(), 5)
+        .unwrap();
+    let want = fit(&mut sequential, ctx, &data, &cfg).unwrap();
+    let got = fit(&mut f, ctx, &data, &cfg).unwrap();
+    assert_eq!(measured(&got), measured(&want));
+    assert_eq!(training_state(&f, ctx), training_state(&sequential, ctx));
+
+    let path = std::env::temp_dir().join(format!("wgml-functional-{}.safetensors", std::process::id()));
+    let names = vec!["zero".to_string(); 10];
+    wgml::checkpoint::save_model(&path, ctx, &f, "functional-cnn", &names).unwrap();
+    let (loaded, file) = wgml::checkpoint::load_model(ctx, &path).unwrap();
+    assert_eq!(loaded.spec, wgml::nn::model::ModelSpec::Functional(functional));
+    assert_eq!(file.build(ctx, &path).unwrap().unwrap().1, names);
+    for (p, q) in loaded.store.params.iter().zip(&f.store.params) {
+        assert_eq!(
+            p.value.to_f32(ctx).unwrap(),
+            q.value.to_f32(ctx).unwrap(),
+            "{}",
+            p.name
+        );
+    }
+    let e = wgml::checkpoint::load_functional(ctx, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("load_model"), "{e}");
+    let _ = std::fs::remove_file(&path);
 }

@@ -23,6 +23,8 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::graph::params::NamedValues;
 use crate::kernels::optim::Optimizer;
+use crate::nn::functional::FunctionalObjective;
+use crate::nn::model::ModelSpec;
 use crate::nn::{Functional, FunctionalModel, Loss, Model, Sequential};
 
 /// Metadata key naming the model (e.g. `cnn`).
@@ -60,6 +62,9 @@ pub struct FunctionalArchitecture {
     pub functional: Functional,
     /// The optimizer's settings.
     pub optimizer: Optimizer,
+    /// The names of the classes by label, when the training data named them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<String>,
 }
 
 /// Metadata key holding a functional model's [`FunctionalArchitecture`] as JSON.
@@ -72,6 +77,7 @@ pub fn save_functional(path: &Path, ctx: &Context, model: &FunctionalModel, name
     let architecture = FunctionalArchitecture {
         functional: model.spec.clone(),
         optimizer: model.net.optimizer.clone(),
+        class_names: Vec::new(),
     };
     let json = architecture_json(&architecture)?;
     let tensors = model.net.store.download(ctx)?;
@@ -91,14 +97,17 @@ pub fn save_functional(path: &Path, ctx: &Context, model: &FunctionalModel, name
 /// is not restored); returns it with the file's contents.
 pub fn load_functional(ctx: &Context, path: &Path) -> Result<(FunctionalModel, Checkpoint)> {
     let c = load(path)?;
-    let json = c.metadata.get(FUNCTIONAL_KEY).ok_or_else(|| Error::Data {
+    let a = c.functional_architecture(path)?.ok_or_else(|| Error::Data {
         path: path.display().to_string(),
         message: "does not describe a functional model (no 'functional_architecture' entry)".into(),
     })?;
-    let a: FunctionalArchitecture = serde_json::from_str(json).map_err(|e| Error::Data {
-        path: path.display().to_string(),
-        message: format!("its '{FUNCTIONAL_KEY}' entry is not a model description wgml reads: {e}"),
-    })?;
+    if matches!(a.functional.objective, FunctionalObjective::Supervised { .. }) {
+        return Err(Error::Data {
+            path: path.display().to_string(),
+            message: "holds a functional model with a supervised loss; load it with checkpoint::load_model"
+                .into(),
+        });
+    }
     let model = a.functional.compile(ctx, a.optimizer, 0)?;
     model
         .net
@@ -184,7 +193,8 @@ pub fn save(path: &Path, model: &str, tensors: &[NamedValues], steps: u64) -> Re
 }
 
 /// Saves `model` as `name`: every parameter (moving statistics included), the
-/// steps taken, and its [`Architecture`] (with the data's `class_names`, if any),
+/// steps taken, and its [`Architecture`] (a [`FunctionalArchitecture`] for a
+/// functional model; with the data's `class_names`, if any),
 /// atomically. [`load_model`] reads it back; PyTorch loads it as any other
 /// checkpoint.
 pub fn save_model(
@@ -194,21 +204,29 @@ pub fn save_model(
     name: &str,
     class_names: &[String],
 ) -> Result<()> {
-    let architecture = Architecture {
-        model: model.spec.clone(),
-        loss: model.loss,
-        optimizer: model.optimizer.clone(),
-        class_names: class_names.to_vec(),
+    let description = match &model.spec {
+        ModelSpec::Sequential(s) => (
+            ARCHITECTURE_KEY,
+            architecture_json(&Architecture {
+                model: s.clone(),
+                loss: model.loss,
+                optimizer: model.optimizer.clone(),
+                class_names: class_names.to_vec(),
+            })?,
+        ),
+        ModelSpec::Functional(f) => (
+            FUNCTIONAL_KEY,
+            architecture_json(&FunctionalArchitecture {
+                functional: f.clone(),
+                optimizer: model.optimizer.clone(),
+                class_names: class_names.to_vec(),
+            })?,
+        ),
     };
     let tensors = model.store.download(ctx)?;
     write_atomic(
         path,
-        &checkpoint_bytes(
-            name,
-            &tensors,
-            model.step as u64,
-            Some((ARCHITECTURE_KEY, architecture_json(&architecture)?)),
-        )?,
+        &checkpoint_bytes(name, &tensors, model.step as u64, Some(description))?,
     )
 }
 
@@ -269,31 +287,52 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// The model the file describes, compiled on `ctx` with the file's weights, and
-    /// its description; `None` when the file does not describe one (`path` names it
-    /// in errors).
-    pub fn build(&self, ctx: &Context, path: &Path) -> Result<Option<(Model, Architecture)>> {
-        let Some(a) = self.architecture(path)? else {
-            return Ok(None);
-        };
-        let model = a.model.compile(ctx, a.loss, a.optimizer.clone(), 0)?;
-        model
-            .load_params(ctx, &self.tensors)
-            .map_err(|e| e.in_file(path, "does not match the model it describes"))?;
-        Ok(Some((model, a)))
-    }
-
-    /// The model the file describes, if it does (`path` names it in errors).
-    pub fn architecture(&self, path: &Path) -> Result<Option<Architecture>> {
-        let Some(json) = self.metadata.get(ARCHITECTURE_KEY) else {
-            if self.metadata.contains_key(FUNCTIONAL_KEY) {
+    /// The supervised model the file describes (a `Sequential` or a functional
+    /// model with a supervised loss), compiled on `ctx` with the file's weights, and
+    /// the class names it records; `None` when the file does not describe one
+    /// (`path` names it in errors).
+    pub fn build(&self, ctx: &Context, path: &Path) -> Result<Option<(Model, Vec<String>)>> {
+        let (model, class_names) = if let Some(a) = self.architecture(path)? {
+            (
+                a.model.compile(ctx, a.loss, a.optimizer.clone(), 0)?,
+                a.class_names,
+            )
+        } else if let Some(a) = self.functional_architecture(path)? {
+            if let FunctionalObjective::Terms(_) = a.functional.objective {
                 return Err(Error::Data {
                     path: path.display().to_string(),
-                    message: "holds a functional model (layers wired by name, trained on loss \
-                              terms); load it with checkpoint::load_functional"
+                    message: "holds a functional model trained on loss terms (no targets); load it \
+                              with checkpoint::load_functional"
                         .into(),
                 });
             }
+            (
+                a.functional.compile_supervised(ctx, a.optimizer.clone(), 0)?,
+                a.class_names,
+            )
+        } else {
+            return Ok(None);
+        };
+        model
+            .load_params(ctx, &self.tensors)
+            .map_err(|e| e.in_file(path, "does not match the model it describes"))?;
+        Ok(Some((model, class_names)))
+    }
+
+    /// The functional model the file describes, if it does (`path` names it in errors).
+    pub fn functional_architecture(&self, path: &Path) -> Result<Option<FunctionalArchitecture>> {
+        let Some(json) = self.metadata.get(FUNCTIONAL_KEY) else {
+            return Ok(None);
+        };
+        serde_json::from_str(json).map(Some).map_err(|e| Error::Data {
+            path: path.display().to_string(),
+            message: format!("its '{FUNCTIONAL_KEY}' entry is not a model description wgml reads: {e}"),
+        })
+    }
+
+    /// The `Sequential` model the file describes, if it does (`path` names it in errors).
+    pub fn architecture(&self, path: &Path) -> Result<Option<Architecture>> {
+        let Some(json) = self.metadata.get(ARCHITECTURE_KEY) else {
             return Ok(None);
         };
         serde_json::from_str(json).map(Some).map_err(|e| Error::Data {

@@ -69,14 +69,14 @@ struct Loaded {
 fn load_model(ctx: &wgml::Context, model: Option<&str>, weights: &Path) -> Result<Loaded> {
     let c = checkpoint::load(weights)?;
     if model.is_none()
-        && let Some((m, a)) = c.build(ctx, weights)?
+        && let Some((m, class_names)) = c.build(ctx, weights)?
     {
         let name = c.model.clone().unwrap_or_else(|| "unnamed".into());
         let default_data = zoo::recipe(&name).ok().map(|r| r.data);
         return Ok(Loaded {
             name,
             default_data,
-            class_names: a.class_names,
+            class_names,
             model: m,
         });
     }
@@ -120,16 +120,18 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
             "model '{name}' is not one of wgml's, so it has no default dataset: give --data"
         ))
     })?;
-    let mut data = load_data(data_name, args.seed, &model.spec.input_shape)?;
+    let mut data = load_data(data_name, args.seed, model.spec.input_shape())?;
     if let Some(list) = &args.classes {
         data = keep_classes(data, list)?;
     }
-    if data.sample_shape != model.spec.input_shape {
+    if data.sample_shape != model.spec.input_shape() {
         return Err(Error::shape(
             "eval",
             format!(
                 "model '{name}' takes samples of shape {:?} but dataset '{}' has {:?}",
-                model.spec.input_shape, data.name, data.sample_shape
+                model.spec.input_shape(),
+                data.name,
+                data.sample_shape
             ),
         ));
     }
@@ -178,12 +180,12 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
         mut model,
         ..
     } = load_model(&ctx, args.model.as_deref(), &args.weights)?;
-    let shape = match model.spec.input_shape[..] {
+    let shape = match model.spec.input_shape()[..] {
         [c, h, w] if c == 1 || c == 3 => [c, h, w],
         _ => {
             return Err(Error::invalid(format!(
                 "predict takes images; model '{name}' takes samples of shape {:?}",
-                model.spec.input_shape
+                model.spec.input_shape()
             )));
         }
     };

@@ -236,7 +236,7 @@ fn judge_samples(
     path: &Path,
     seed: u64,
 ) -> Result<Verdict> {
-    let sample: usize = classifier.spec.input_shape.iter().product();
+    let sample: usize = classifier.spec.input_shape().iter().product();
     if sample != gan.spec.output || classifier.loss != wgml::nn::Loss::SparseCategoricalCrossentropy {
         return Err(Error::invalid(format!(
             "--judge {}: the classifier must take images of {} values and predict classes",

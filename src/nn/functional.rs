@@ -43,8 +43,9 @@ use crate::kernels::loss::Term;
 use crate::kernels::noise::Distribution;
 use crate::kernels::optim::Optimizer;
 use crate::nn::GraphModel;
-use crate::nn::Layer;
 use crate::nn::build::LayerBuild;
+use crate::nn::model::ModelSpec;
+use crate::nn::{Layer, Loss, Model};
 
 /// The model's input: the batch fed each step.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -203,8 +204,19 @@ pub struct TermLoss {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum FunctionalObjective {
     /// The weighted sum of loss terms computed from the batch alone (no labels),
-    /// averaged over the batch.
+    /// averaged over the batch; compiled with [`Functional::compile`].
     Terms(Vec<TermLoss>),
+    /// `loss` of layer `output` against the targets fed with each batch (labels or
+    /// values), as a `Sequential`'s; compiled with [`Functional::compile_supervised`]
+    /// into a [`Model`] that `fit`, `evaluate` and checkpoints take. `output` is the
+    /// last layer listed; a final softmax (sigmoid) folds into categorical (binary)
+    /// cross-entropy.
+    Supervised {
+        /// The layer the loss reads.
+        output: String,
+        /// The loss.
+        loss: Loss,
+    },
 }
 
 /// A functional model: see the module documentation.
@@ -284,15 +296,31 @@ impl Functional {
         self
     }
 
-    /// Adds loss term `term` named `name` of `inputs`, weighted `weight`.
+    /// Adds loss term `term` named `name` of `inputs`, weighted `weight` (replacing a
+    /// supervised objective).
     pub fn loss_term(mut self, name: &str, term: Term, inputs: &[&str], weight: f32) -> Functional {
-        let FunctionalObjective::Terms(terms) = &mut self.objective;
+        if !matches!(self.objective, FunctionalObjective::Terms(_)) {
+            self.objective = FunctionalObjective::Terms(Vec::new());
+        }
+        let FunctionalObjective::Terms(terms) = &mut self.objective else {
+            unreachable!("set above")
+        };
         terms.push(TermLoss {
             name: name.into(),
             term,
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             weight,
         });
+        self
+    }
+
+    /// Trains layer `output` with `loss` against each batch's targets (replacing any
+    /// loss terms).
+    pub fn supervised(mut self, output: &str, loss: Loss) -> Functional {
+        self.objective = FunctionalObjective::Supervised {
+            output: output.into(),
+            loss,
+        };
         self
     }
 
@@ -303,6 +331,25 @@ impl Functional {
         let mut nodes = HashMap::new();
         let x = g.input(&self.input.shape)?;
         nodes.insert(self.input.name.clone(), x);
+        let supervised = match &self.objective {
+            FunctionalObjective::Supervised { output, loss } => {
+                match self.layers.last() {
+                    Some(last) if last.name == *output => {}
+                    _ if self.layers.iter().any(|l| l.name == *output) => {
+                        return Err(Error::invalid(format!(
+                            "the loss reads layer '{output}', which must be the last layer listed"
+                        )));
+                    }
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "the loss reads '{output}', which is not a layer of the model"
+                        )));
+                    }
+                }
+                Some((output.as_str(), *loss))
+            }
+            FunctionalObjective::Terms(_) => None,
+        };
         for layer in &self.layers {
             if layer.name.is_empty() {
                 return Err(Error::invalid("a layer of the model has an empty name"));
@@ -325,7 +372,7 @@ impl Functional {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let id = add_layer(&mut g, layer, &inputs)?;
+            let id = add_layer(&mut g, layer, &inputs, supervised)?;
             nodes.insert(layer.name.clone(), id);
         }
         let lookup = |what: &str, name: &str| {
@@ -340,7 +387,23 @@ impl Functional {
             .iter()
             .map(|o| lookup("the model's outputs", o))
             .collect::<Result<Vec<_>>>()?;
-        let FunctionalObjective::Terms(terms) = &self.objective;
+        let terms = match &self.objective {
+            FunctionalObjective::Terms(terms) => terms,
+            FunctionalObjective::Supervised { output, loss } => {
+                let out = nodes[output];
+                crate::nn::model::check_output(g.shape(out), *loss)?;
+                let objective = Objective::Supervised {
+                    output: out,
+                    loss: *loss,
+                };
+                check_every_layer_used(&g, &objective, &outputs)?;
+                return Ok(FunctionalGraph {
+                    graph: g,
+                    objective,
+                    nodes,
+                });
+            }
+        };
         if terms.is_empty() {
             return Err(Error::invalid(
                 "the model has no loss terms: add at least one to its objective",
@@ -392,8 +455,14 @@ impl Functional {
     }
 }
 
-/// Adds one layer's nodes; returns its output node.
-fn add_layer(g: &mut Graph, layer: &FunctionalLayer, inputs: &[NodeId]) -> Result<NodeId> {
+/// Adds one layer's nodes; returns its output node. `supervised` names the layer
+/// the loss reads and the loss (a final softmax or sigmoid folds into it).
+fn add_layer(
+    g: &mut Graph,
+    layer: &FunctionalLayer,
+    inputs: &[NodeId],
+    supervised: Option<(&str, Loss)>,
+) -> Result<NodeId> {
     let name = &layer.name;
     let arity = |wanted: &str, ok: bool| {
         if ok {
@@ -413,8 +482,8 @@ fn add_layer(g: &mut Graph, layer: &FunctionalLayer, inputs: &[NodeId]) -> Resul
                 x: inputs[0],
                 name: name.clone(),
                 prefix: name.clone(),
-                last: false,
-                loss: None,
+                last: supervised.is_some_and(|(output, _)| output == name),
+                loss: supervised.map(|(_, loss)| loss),
                 next: None,
             })?;
             Ok(added.x)
@@ -512,6 +581,11 @@ impl Functional {
     /// Compiles the model onto `ctx`: Glorot-uniform weights and zero biases drawn
     /// from `seed`, noise and dropout seeded from `seed`, the optimizer's state.
     pub fn compile(&self, ctx: &Context, optimizer: Optimizer, seed: u64) -> Result<FunctionalModel> {
+        if let FunctionalObjective::Supervised { .. } = self.objective {
+            return Err(Error::invalid(
+                "a functional model with a supervised loss compiles into a Model: use compile_supervised",
+            ));
+        }
         let FunctionalGraph {
             mut graph,
             objective,
@@ -525,6 +599,33 @@ impl Functional {
             nodes,
             net: GraphModel::new(ctx, graph, objective, store, optimizer)?,
         })
+    }
+}
+
+impl Functional {
+    /// Compiles a model with a [`FunctionalObjective::Supervised`] objective onto
+    /// `ctx` as a [`Model`] (what `fit`, `evaluate`, `predict` and
+    /// `checkpoint::save_model` take): weights drawn from `seed`, dropout and noise
+    /// seeded from it, the optimizer's state.
+    pub fn compile_supervised(&self, ctx: &Context, optimizer: Optimizer, seed: u64) -> Result<Model> {
+        let FunctionalObjective::Supervised { loss, .. } = self.objective else {
+            return Err(Error::invalid(
+                "a functional model trained on loss terms compiles with compile (it has no targets)",
+            ));
+        };
+        let FunctionalGraph { graph, objective, .. } = self.graph()?;
+        let Objective::Supervised { output, .. } = objective else {
+            unreachable!("a supervised objective builds a supervised graph")
+        };
+        Model::from_graph(
+            ctx,
+            ModelSpec::Functional(self.clone()),
+            graph,
+            output,
+            loss,
+            optimizer,
+            seed,
+        )
     }
 }
 
@@ -745,6 +846,64 @@ mod tests {
             let got = err(&f);
             assert!(got.contains(wanted), "{wanted:?} in {got:?}");
         }
+    }
+
+    #[test]
+    fn a_supervised_output_is_the_last_layer_and_folds_its_softmax() {
+        let softmax = Layer::Dense {
+            units: 3,
+            activation: LayerActivation::Softmax,
+            use_bias: true,
+            trainable: true,
+        };
+        let scce = Loss::SparseCategoricalCrossentropy;
+        let f = Functional::new("x", &[4])
+            .layer("h", dense(5), &["x"])
+            .layer("g", dense(5), &["x"])
+            .op("sum", GraphOp::Add, &["h", "g"])
+            .layer("out", softmax.clone(), &["sum"])
+            .supervised("out", scce);
+        let built = f.graph().unwrap();
+        let out = built.node("out").unwrap();
+        assert_eq!(
+            built.objective,
+            Objective::Supervised {
+                output: out,
+                loss: scce
+            }
+        );
+        assert!(matches!(
+            built.graph.nodes[out].op,
+            Op::Dense {
+                act: crate::kernels::matmul::Activation::Identity,
+                ..
+            }
+        ));
+        let early = f.clone().layer("late", dense(2), &["out"]);
+        assert!(err(&early).contains("layer 'out', which must be the last layer listed"));
+        let missing = f.clone().supervised("nowhere", scce);
+        assert!(err(&missing).contains("'nowhere', which is not a layer"));
+        let inner = Functional::new("x", &[4])
+            .layer("s", softmax, &["x"])
+            .layer("out", dense(3), &["s"])
+            .supervised("out", scce);
+        assert!(err(&inner).contains("layer 's': softmax is supported only"));
+        let image = Functional::new("x", &[1, 4, 4])
+            .layer(
+                "c",
+                Layer::Conv2D {
+                    filters: 2,
+                    kernel: (3, 3),
+                    stride: (1, 1),
+                    padding: crate::kernels::conv::Padding::Valid,
+                    activation: LayerActivation::Linear,
+                    use_bias: true,
+                    trainable: true,
+                },
+                &["x"],
+            )
+            .supervised("c", Loss::MeanSquaredError);
+        assert!(err(&image).contains("add Flatten"), "{}", err(&image));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use crate::graph::plan::Accumulators;
 use crate::graph::{ClipNorm, Graph, NodeId, ParamStore, Plan, PlanOptions};
 use crate::kernels::optim::{Optimizer, StepUniform};
 use crate::nn::build::LayerBuild;
-use crate::nn::{Layer, Loss};
+use crate::nn::functional::LayerOrOp;
+use crate::nn::{Functional, Layer, Loss};
 
 /// A stack of layers on an input of a given per-sample shape, as Keras' Sequential.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -75,24 +76,7 @@ impl Sequential {
             index += added.modules;
             fold_next = added.folds_next;
         }
-        let out = g.shape(x).to_vec();
-        match loss {
-            Loss::SparseCategoricalCrossentropy if out.len() != 1 || out[0] < 2 => {
-                return Err(Error::shape(
-                    "model",
-                    format!(
-                        "categorical cross-entropy needs an output of [classes >= 2], the model gives {out:?}"
-                    ),
-                ));
-            }
-            _ if out.len() != 1 => {
-                return Err(Error::shape(
-                    "model",
-                    format!("the model's output must be flat [features], got {out:?}; add Flatten"),
-                ));
-            }
-            _ => {}
-        }
+        check_output(g.shape(x), loss)?;
         Ok((g, x))
     }
 
@@ -100,13 +84,103 @@ impl Sequential {
     /// (Glorot uniform weights, zero biases, drawn from `seed`), seeds the dropout
     /// masks from `seed`, and allocates the optimizer state.
     pub fn compile(&self, ctx: &Context, loss: Loss, optimizer: Optimizer, seed: u64) -> Result<Model> {
+        let (graph, output) = self.graph(loss)?;
+        Model::from_graph(
+            ctx,
+            ModelSpec::Sequential(self.clone()),
+            graph,
+            output,
+            loss,
+            optimizer,
+            seed,
+        )
+    }
+}
+
+/// Checks that a model's output of per-sample shape `out` suits `loss`: flat
+/// `[features]`, and at least 2 classes for categorical cross-entropy.
+pub(crate) fn check_output(out: &[usize], loss: Loss) -> Result<()> {
+    match loss {
+        Loss::SparseCategoricalCrossentropy if out.len() != 1 || out[0] < 2 => Err(Error::shape(
+            "model",
+            format!("categorical cross-entropy needs an output of [classes >= 2], the model gives {out:?}"),
+        )),
+        _ if out.len() != 1 => Err(Error::shape(
+            "model",
+            format!("the model's output must be flat [features], got {out:?}; add Flatten"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What a [`Model`] was compiled from: a stack of layers or a functional model
+/// with a supervised loss.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSpec {
+    /// A [`Sequential`] stack.
+    Sequential(Sequential),
+    /// A [`Functional`] model with a supervised objective.
+    Functional(Functional),
+}
+
+impl ModelSpec {
+    /// Shape of one input sample.
+    pub fn input_shape(&self) -> &[usize] {
+        match self {
+            ModelSpec::Sequential(s) => &s.input_shape,
+            ModelSpec::Functional(f) => &f.input.shape,
+        }
+    }
+
+    /// The stack of layers, for a `Sequential` model.
+    pub fn sequential(&self) -> Option<&Sequential> {
+        match self {
+            ModelSpec::Sequential(s) => Some(s),
+            ModelSpec::Functional(_) => None,
+        }
+    }
+
+    /// The layer description named `layer` in `graph` messages (`"Dense #3"` in a
+    /// `Sequential`, the layer's name in a functional model), if it is a layer with
+    /// parameters' kind.
+    pub(crate) fn layer_named(&self, layer: &str) -> Option<&Layer> {
+        match self {
+            ModelSpec::Sequential(s) => {
+                let number = layer.rsplit_once(" #")?.1.parse::<usize>().ok()?;
+                s.layers.get(number.checked_sub(1)?)
+            }
+            ModelSpec::Functional(f) => {
+                f.layers
+                    .iter()
+                    .find(|l| l.name == layer)
+                    .and_then(|l| match &l.what {
+                        LayerOrOp::Layer(l) => Some(l),
+                        LayerOrOp::Op(_) => None,
+                    })
+            }
+        }
+    }
+}
+
+impl Model {
+    /// A model of `graph` (built from `spec`) trained with `loss` of node `output`:
+    /// the parameters initialised from `seed` (Glorot-uniform weights, zero
+    /// biases), dropout and noise seeded from it, the optimizer's state allocated.
+    pub(crate) fn from_graph(
+        ctx: &Context,
+        spec: ModelSpec,
+        mut graph: Graph,
+        output: NodeId,
+        loss: Loss,
+        optimizer: Optimizer,
+        seed: u64,
+    ) -> Result<Model> {
         optimizer.validate()?;
-        let (mut graph, output) = self.graph(loss)?;
         graph.seed_random(seed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let store = ParamStore::new(ctx, &graph, optimizer.state_count(), &mut rng)?;
         Ok(Model {
-            spec: self.clone(),
+            spec,
             loss,
             step_uniform: StepUniform::new(ctx)?,
             acc: Accumulators::new(ctx)?,
@@ -126,7 +200,7 @@ impl Sequential {
 #[derive(Debug)]
 pub struct Model {
     /// The description the model was compiled from.
-    pub spec: Sequential,
+    pub spec: ModelSpec,
     /// The loss it trains with.
     pub loss: Loss,
     /// The optimizer and its hyperparameters.
@@ -326,7 +400,7 @@ impl Model {
     /// Probabilities for `n` samples `x` (softmax over classes, sigmoid for binary
     /// cross-entropy, the raw output for regression), `n × output_dim` values.
     pub fn predict(&mut self, ctx: &Context, x: &[f32], n: usize) -> Result<Vec<f32>> {
-        let sample: usize = self.spec.input_shape.iter().product();
+        let sample: usize = self.spec.input_shape().iter().product();
         if x.len() != n * sample {
             return Err(Error::shape(
                 "predict",
@@ -379,7 +453,7 @@ impl Model {
         encoder: Option<&mut wgpu::CommandEncoder>,
     ) -> Result<()> {
         const OP: &str = "train_step_on_buffers";
-        let sample: usize = self.spec.input_shape.iter().product();
+        let sample: usize = self.spec.input_shape().iter().product();
         let per_target = if self.loss == Loss::SparseCategoricalCrossentropy {
             1
         } else {
@@ -430,7 +504,7 @@ impl Model {
         encoder: Option<&mut wgpu::CommandEncoder>,
     ) -> Result<()> {
         const OP: &str = "predict_on_buffers";
-        let sample: usize = self.spec.input_shape.iter().product();
+        let sample: usize = self.spec.input_shape().iter().product();
         let dim = self.output_dim();
         if n == 0 {
             return Err(Error::shape(OP, "no samples (n = 0)"));

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::graph::params::NamedValues;
 use crate::graph::{Graph, Op};
+use crate::nn::model::ModelSpec;
 use crate::nn::{Layer, Loss, Model, Sequential};
 
 /// What loading a checkpoint into a model did, tensor by tensor (PyTorch names).
@@ -198,13 +199,21 @@ impl Model {
         values: &[NamedValues],
         new_layers: &[usize],
     ) -> Result<InitReport> {
-        let fresh = self.spec.tensors_of_layers(self.loss, new_layers)?;
+        let fresh = match (&self.spec, new_layers) {
+            (_, []) => Vec::new(),
+            (ModelSpec::Sequential(s), _) => s.tensors_of_layers(self.loss, new_layers)?,
+            (ModelSpec::Functional(_), _) => {
+                return Err(Error::invalid(
+                    "new layers are numbered in a Sequential model; a functional model's new layers \
+                     are those whose names the checkpoint lacks",
+                ));
+            }
+        };
         let mut report = InitReport::default();
         let frozen = |node: usize| {
             let layer = self.graph.nodes[node].layer.clone();
             self.spec
-                .layers
-                .get(layer_of(&self.graph, node).unwrap_or(usize::MAX))
+                .layer_named(&layer)
                 .is_some_and(|l| !l.is_trainable())
                 .then_some(layer)
         };

@@ -422,8 +422,8 @@ fn run_fit(
     let steps_per_epoch = n.div_ceil(b);
     let augment = match config.augment.filter(|a| !a.is_identity()) {
         Some(a) => {
-            a.validate(&model.spec.input_shape)?;
-            let s = &model.spec.input_shape;
+            a.validate(model.spec.input_shape())?;
+            let s = model.spec.input_shape();
             Some((a, [s[0], s[1], s[2]]))
         }
         None => None,
