@@ -399,6 +399,52 @@ fn a_functional_json_model_trains_as_the_built_in_one_and_reloads() {
     let _ = std::fs::remove_file(&ckpt);
 }
 
+/// `wgml train --model examples/models/residual.json`: a functional classifier
+/// trains through fit (summary with what each layer reads, accuracy), saves a
+/// checkpoint `wgml eval` rebuilds from the file alone, and refuses the flags that
+/// number a Sequential's layers.
+#[test]
+fn a_functional_classifier_trains_saves_and_evaluates() {
+    let ckpt = scratch("residual.safetensors");
+    let c = ckpt.to_str().unwrap();
+    let file = crate::common::repo_file("examples/models/residual.json");
+    let f = file.to_str().unwrap();
+    let out = wgml(&[
+        "train",
+        "--model",
+        f,
+        "--data",
+        "mnist-10k",
+        "--steps",
+        "5",
+        "--save",
+        c,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "skip ← stem, block.2",
+        "head (softmax) ← act",
+        "Epoch 1/10",
+        "test accuracy:",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
+    let out = wgml(&["eval", "--weights", c, "--data", "mnist-10k"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("test accuracy:"), "{stdout}");
+    fails_with(
+        &["train", "--model", f, "--data", "mnist-10k", "--freeze", "1"],
+        &["freeze a functional model's layers in its file"],
+    );
+    fails_with(
+        &["train", "--model", f, "--data", "mnist-10k", "--classes", "0-4"],
+        &["--classes resizes the head of a Sequential model"],
+    );
+    let _ = std::fs::remove_file(&ckpt);
+}
+
 /// `wgml train --model gan`: trains both networks, reports losses and D(real),
 /// D(fake), draws samples and curves, lets a classifier judge the generated digits,
 /// saves PyTorch names; flags that mean nothing for it are refused.

@@ -203,20 +203,29 @@ fn check_bce_targets(net: &GraphModel, data: &Dataset) -> Result<()> {
     Ok(())
 }
 
-/// `wgml train --model FILE.json` for the functional model the file holds.
-pub fn run(gpu: &GpuArgs, args: &TrainArgs, path: &Path, text: &str) -> Result<ExitCode> {
-    refuse_supervised_flags(args, "it trains on the loss terms its file names")?;
-    if args.report.is_some() {
-        return Err(Error::invalid(
-            "--report applies to the built-in models; a functional model's values are in --metrics",
-        ));
-    }
+/// The functional model file `path` holds (`text`), its wiring checked.
+pub fn architecture(path: &Path, text: &str) -> Result<FunctionalArchitecture> {
     let a: FunctionalArchitecture = serde_json::from_str(text).map_err(|e| Error::Data {
         path: path.display().to_string(),
-        message: format!("is not a functional model description (see examples/models/vae.json): {e}"),
+        message: format!(
+            "is not a functional model description (see examples/models/vae.json and residual.json): {e}"
+        ),
     })?;
     // The wiring is checked before any data is read or any device opened.
     a.functional.graph()?;
+    Ok(a)
+}
+
+/// `wgml train --model FILE.json` for the functional model trained on loss terms
+/// that the file (`path`) holds.
+pub fn run(gpu: &GpuArgs, args: &TrainArgs, path: &Path, a: FunctionalArchitecture) -> Result<ExitCode> {
+    refuse_supervised_flags(args, "it trains on the loss terms its file names")?;
+    if args.report.is_some() {
+        return Err(Error::invalid(
+            "--report draws a classifier's or the built-in VAE's pictures; a functional model trained on \
+             loss terms reports its terms in --metrics",
+        ));
+    }
     let input = &a.functional.input.shape;
     let data = load_data(args.data.as_deref().unwrap_or("mnist-10k"), args.seed, input)?;
     let want: usize = input.iter().product();

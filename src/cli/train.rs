@@ -7,6 +7,7 @@ use clap::Args;
 use wgml::checkpoint;
 use wgml::data::Dataset;
 use wgml::kernels::optim::Optimizer;
+use wgml::nn::model::ModelSpec;
 use wgml::nn::{self, zoo};
 use wgml::report;
 use wgml::train::{self, Evaluation, History};
@@ -319,27 +320,51 @@ fn lr_schedule(args: &TrainArgs) -> Result<Option<train::LrSchedule>> {
     Ok(Some(schedule))
 }
 
+/// What `wgml train` trains: a model, its loss and optimizer, fit's settings and
+/// the dataset it trains on by default (none for a model from a file).
+struct Recipe {
+    model: ModelSpec,
+    loss: nn::Loss,
+    optimizer: Optimizer,
+    fit: train::FitConfig,
+    data: &'static str,
+}
+
+impl From<zoo::Recipe> for Recipe {
+    fn from(r: zoo::Recipe) -> Recipe {
+        Recipe {
+            model: ModelSpec::Sequential(r.model),
+            loss: r.loss,
+            optimizer: r.optimizer,
+            fit: r.fit,
+            data: r.data,
+        }
+    }
+}
+
+/// The name of a model from a file: the file's stem.
+fn file_model_name(path: &Path) -> String {
+    path.file_stem()
+        .map_or("custom".into(), |s| s.to_string_lossy().into_owned())
+}
+
 /// A model described in a JSON file (a checkpoint's [`checkpoint::Architecture`]),
 /// as a recipe with fit's defaults; its name is the file's stem.
-fn recipe_from_file(path: &Path, text: &str) -> Result<(zoo::Recipe, String)> {
+fn recipe_from_file(path: &Path, text: &str) -> Result<(Recipe, String)> {
     let a: checkpoint::Architecture = serde_json::from_str(text).map_err(|e| Error::Data {
         path: path.display().to_string(),
         message: format!(
             "is not a model description (see examples/models/cnn.json, or vae.json for a functional model): {e}"
         ),
     })?;
-    let name = path
-        .file_stem()
-        .map_or("custom".into(), |s| s.to_string_lossy().into_owned());
-    let recipe = zoo::Recipe {
-        name: "custom",
-        model: a.model,
+    let recipe = Recipe {
+        model: ModelSpec::Sequential(a.model),
         loss: a.loss,
         optimizer: a.optimizer,
         fit: train::FitConfig::default(),
         data: "",
     };
-    Ok((recipe, name))
+    Ok((recipe, file_model_name(path)))
 }
 
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
@@ -358,13 +383,27 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             source,
         })?;
         if super::functional::is_functional(&text) {
-            return super::functional::run(gpu, args, path, &text);
+            let a = super::functional::architecture(path, &text)?;
+            match a.functional.supervised_loss() {
+                None => return super::functional::run(gpu, args, path, a),
+                Some(loss) => {
+                    let recipe = Recipe {
+                        model: ModelSpec::Functional(a.functional),
+                        loss,
+                        optimizer: a.optimizer,
+                        fit: train::FitConfig::default(),
+                        data: "",
+                    };
+                    (recipe, file_model_name(path))
+                }
+            }
+        } else {
+            recipe_from_file(path, &text)?
         }
-        recipe_from_file(path, &text)?
     } else {
         let r = zoo::recipe(&args.model)?;
         let name = r.name.to_string();
-        (r, name)
+        (Recipe::from(r), name)
     };
     if let Some(e) = args.epochs {
         recipe.fit.epochs = e;
@@ -439,7 +478,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     });
     recipe.fit.validate()?;
     if let Some(a) = &recipe.fit.augment {
-        a.validate(&recipe.model.input_shape)?;
+        a.validate(recipe.model.input_shape())?;
     }
     let data_name = match (&args.data, recipe.data) {
         (Some(d), _) => d.clone(),
@@ -451,22 +490,31 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         }
         (None, d) => d.to_string(),
     };
-    let mut data = load_data(&data_name, args.seed, &recipe.model.input_shape)?;
+    let mut data = load_data(&data_name, args.seed, recipe.model.input_shape())?;
     if let Some(list) = &args.classes {
         data = keep_classes(data, list)?;
         if recipe.loss == nn::Loss::SparseCategoricalCrossentropy {
-            recipe.model = recipe.model.with_head_units(data.class_names.len())?;
+            let ModelSpec::Sequential(s) = &recipe.model else {
+                return Err(Error::invalid(
+                    "--classes resizes the head of a Sequential model; give a functional model a head \
+                     of as many units as the classes kept, in its file",
+                ));
+            };
+            recipe.model = ModelSpec::Sequential(s.with_head_units(data.class_names.len())?);
         }
     }
     if let Some(n) = args.per_class {
         data = data.per_class(n, args.seed)?;
     }
-    if data.sample_shape != recipe.model.input_shape {
+    if data.sample_shape != recipe.model.input_shape() {
         return Err(Error::shape(
             "train",
             format!(
                 "model '{}' takes samples of shape {:?} but dataset '{}' has {:?}",
-                name, recipe.model.input_shape, data.name, data.sample_shape
+                name,
+                recipe.model.input_shape(),
+                data.name,
+                data.sample_shape
             ),
         ));
     }
@@ -503,12 +551,18 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             return Err(Error::invalid("--freeze loaded needs --init CHECKPOINT"));
         }
         // The new layers' tensors do not come from the checkpoint: 'loaded' leaves them out.
-        let fresh = recipe.model.tensors_of_layers(recipe.loss, &new_layers)?;
+        let ModelSpec::Sequential(s) = &recipe.model else {
+            return Err(Error::invalid(
+                "--freeze numbers the layers of a Sequential model; freeze a functional model's \
+                 layers in its file (\"trainable\": false)",
+            ));
+        };
+        let fresh = s.tensors_of_layers(recipe.loss, &new_layers)?;
         let values: Vec<_> = init
             .iter()
             .flat_map(|(_, c)| c.tensors.iter().filter(|(n, _, _)| !fresh.contains(n)).cloned())
             .collect();
-        recipe.model = recipe.model.freeze(recipe.loss, &freeze, &values)?;
+        recipe.model = ModelSpec::Sequential(s.freeze(recipe.loss, &freeze, &values)?);
     }
     println!("{}", recipe.model.summary(recipe.loss)?);
     let mut model = recipe

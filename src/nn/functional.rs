@@ -324,6 +324,14 @@ impl Functional {
         self
     }
 
+    /// The loss of a supervised model; `None` for one trained on loss terms.
+    pub fn supervised_loss(&self) -> Option<Loss> {
+        match &self.objective {
+            FunctionalObjective::Supervised { loss, .. } => Some(*loss),
+            FunctionalObjective::Terms(_) => None,
+        }
+    }
+
     /// Builds the graph and its objective, checking the wiring (see the module
     /// documentation); errors name the layer at fault.
     pub fn graph(&self) -> Result<FunctionalGraph> {

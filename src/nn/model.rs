@@ -132,6 +132,32 @@ impl ModelSpec {
         }
     }
 
+    /// Compiles the model onto `ctx` (see [`Sequential::compile`] and
+    /// [`Functional::compile_supervised`]); `loss` is the `Sequential`'s, and must be
+    /// the functional model's own.
+    pub fn compile(&self, ctx: &Context, loss: Loss, optimizer: Optimizer, seed: u64) -> Result<Model> {
+        match self {
+            ModelSpec::Sequential(s) => s.compile(ctx, loss, optimizer, seed),
+            ModelSpec::Functional(f) => {
+                if f.supervised_loss() != Some(loss) {
+                    return Err(Error::invalid(format!(
+                        "the functional model trains with {:?}, not {loss:?}",
+                        f.supervised_loss()
+                    )));
+                }
+                f.compile_supervised(ctx, optimizer, seed)
+            }
+        }
+    }
+
+    /// The model's summary (see [`Sequential::summary`], [`Functional::summary`]).
+    pub fn summary(&self, loss: Loss) -> Result<crate::nn::Summary> {
+        match self {
+            ModelSpec::Sequential(s) => s.summary(loss),
+            ModelSpec::Functional(f) => f.summary(),
+        }
+    }
+
     /// The stack of layers, for a `Sequential` model.
     pub fn sequential(&self) -> Option<&Sequential> {
         match self {

@@ -5,8 +5,9 @@
 use std::fmt;
 
 use crate::error::Result;
-use crate::graph::Op;
-use crate::nn::{Layer, LayerActivation, Loss, Sequential};
+use crate::graph::{Graph, Op};
+use crate::nn::functional::LayerOrOp;
+use crate::nn::{Functional, Layer, LayerActivation, Loss, Sequential};
 
 /// One layer of a [`Summary`].
 #[derive(Clone, Debug, PartialEq)]
@@ -23,6 +24,8 @@ pub struct LayerSummary {
     pub non_trainable: usize,
     /// Checkpoint names of its parameters (`4.weight`, `4.bias`).
     pub param_names: Vec<String>,
+    /// The layers it reads, in a functional model (empty in a `Sequential`).
+    pub inputs: Vec<String>,
 }
 
 /// Every layer of a model, in order, with the totals.
@@ -46,59 +49,108 @@ impl Summary {
     }
 }
 
+/// The row of layer `name` of `graph`: its nodes' parameters, and its output's
+/// shape (`input_shape` for a layer with no node of its own: a linear Activation,
+/// or a final softmax or sigmoid folded into the loss).
+fn row(graph: &Graph, name: String, layer: Option<&Layer>, input_shape: &[usize]) -> LayerSummary {
+    let nodes = || {
+        graph
+            .nodes
+            .iter()
+            .filter(|n| n.layer == name && !matches!(n.op, Op::LossTerm { .. }))
+    };
+    let output_shape = nodes()
+        .rfind(|n| n.batched())
+        .map_or_else(|| input_shape.to_vec(), |n| n.shape.clone());
+    let params = nodes()
+        .filter(|n| !n.batched())
+        .map(|n| n.shape.iter().product::<usize>())
+        .sum();
+    let non_trainable = nodes()
+        .filter(|n| matches!(n.op, Op::Param { trainable: false, .. }))
+        .map(|n| n.shape.iter().product::<usize>())
+        .sum();
+    let param_names = nodes()
+        .filter_map(|n| match &n.op {
+            Op::Param { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let activation = match layer {
+        Some(
+            Layer::Dense { activation, .. }
+            | Layer::Conv2D { activation, .. }
+            | Layer::Activation(activation),
+        ) => Some(*activation),
+        _ => None,
+    }
+    .filter(|a| *a != LayerActivation::Linear);
+    LayerSummary {
+        name,
+        activation,
+        output_shape,
+        params,
+        non_trainable,
+        param_names,
+        inputs: Vec::new(),
+    }
+}
+
 impl Sequential {
     /// The layers with their output shapes and parameter counts, for training
     /// with `loss`. Errors as [`Sequential::graph`] does, naming the layer whose
     /// shapes do not fit.
     pub fn summary(&self, loss: Loss) -> Result<Summary> {
         let (graph, _) = self.graph(loss)?;
-        // A layer with no node of its own (a linear Activation, or a final softmax
-        // or sigmoid folded into the loss) keeps its input's shape.
         let mut shape = self.input_shape.clone();
         let layers = self
             .layers
             .iter()
             .enumerate()
             .map(|(i, layer)| {
-                let name = format!("{} #{}", layer.kind(), i + 1);
-                let nodes = || graph.nodes.iter().filter(|n| n.layer == name);
-                if let Some(n) = nodes().rfind(|n| n.batched()) {
-                    shape = n.shape.clone();
-                }
-                let output_shape = shape.clone();
-                let params = nodes()
-                    .filter(|n| !n.batched())
-                    .map(|n| n.shape.iter().product::<usize>())
-                    .sum();
-                let non_trainable = nodes()
-                    .filter(|n| matches!(n.op, Op::Param { trainable: false, .. }))
-                    .map(|n| n.shape.iter().product::<usize>())
-                    .sum();
-                let param_names = nodes()
-                    .filter_map(|n| match &n.op {
-                        Op::Param { name, .. } => Some(name.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                let activation = match layer {
-                    Layer::Dense { activation, .. }
-                    | Layer::Conv2D { activation, .. }
-                    | Layer::Activation(activation) => Some(*activation),
-                    _ => None,
-                }
-                .filter(|a| *a != LayerActivation::Linear);
-                LayerSummary {
-                    name,
-                    activation,
-                    output_shape,
-                    params,
-                    non_trainable,
-                    param_names,
-                }
+                let r = row(
+                    &graph,
+                    format!("{} #{}", layer.kind(), i + 1),
+                    Some(layer),
+                    &shape,
+                );
+                shape = r.output_shape.clone();
+                r
             })
             .collect();
         Ok(Summary {
             input_shape: self.input_shape.clone(),
+            layers,
+        })
+    }
+}
+
+impl Functional {
+    /// The layers with the layers they read, their output shapes and parameter
+    /// counts. Errors as [`Functional::graph`] does, naming the layer at fault.
+    pub fn summary(&self) -> Result<Summary> {
+        let built = self.graph()?;
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                let layer = match &l.what {
+                    LayerOrOp::Layer(layer) => Some(layer),
+                    LayerOrOp::Op(_) => None,
+                };
+                let input_shape = l
+                    .inputs
+                    .first()
+                    .and_then(|i| built.nodes.get(i))
+                    .map_or(&[][..], |&id| built.graph.shape(id));
+                LayerSummary {
+                    inputs: l.inputs.clone(),
+                    ..row(&built.graph, l.name.clone(), layer, input_shape)
+                }
+            })
+            .collect();
+        Ok(Summary {
+            input_shape: self.input.shape.clone(),
             layers,
         })
     }
@@ -133,10 +185,13 @@ impl fmt::Display for Summary {
             .layers
             .iter()
             .map(|l| {
-                let name = match l.activation {
+                let mut name = match l.activation {
                     Some(a) => format!("{} ({})", l.name, format!("{a:?}").to_lowercase()),
                     None => l.name.clone(),
                 };
+                if !l.inputs.is_empty() {
+                    name = format!("{name} ← {}", l.inputs.join(", "));
+                }
                 [
                     name,
                     format!("{:?}", l.output_shape),
@@ -238,6 +293,37 @@ mod tests {
             text.ends_with("Total params: 5,315 (20.8 KiB of f32), 5,279 trainable, 36 non-trainable"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_functional_model_summarises_each_layer_with_what_it_reads() {
+        let text = include_str!("../../examples/models/residual.json");
+        let a: crate::checkpoint::FunctionalArchitecture = serde_json::from_str(text).unwrap();
+        let s = a.functional.summary().unwrap();
+        let rows: Vec<(&str, &[usize], usize)> = s
+            .layers
+            .iter()
+            .map(|l| (l.name.as_str(), l.output_shape.as_slice(), l.params))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("flat", &[784][..], 0),
+                ("stem", &[128], 100_480),
+                ("block.0", &[128], 16_512),
+                ("block.2", &[128], 16_512),
+                ("skip", &[128], 0),
+                ("act", &[128], 0),
+                ("head", &[10], 1_290),
+            ]
+        );
+        let out = s.to_string();
+        assert!(out.contains("skip ← stem, block.2"), "{out}");
+        assert!(out.contains("head (softmax) ← act"), "{out}");
+        // The VAE's loss term named like a layer does not count as that layer.
+        let vae = crate::nn::Vae::MNIST.functional().summary().unwrap();
+        let recon = vae.layers.iter().find(|l| l.name == "reconstruction").unwrap();
+        assert_eq!(recon.output_shape, [784]);
     }
 
     #[test]
