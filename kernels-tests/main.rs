@@ -14,6 +14,7 @@ mod clip;
 mod context;
 mod conv;
 mod conv_pool;
+mod conv_transpose;
 mod copy;
 mod crash_safe;
 mod device_lost;

@@ -104,6 +104,23 @@ pub enum Op {
         /// Activation applied after the bias.
         act: Activation,
     },
+    /// `act(conv_transpose2d(x, w) + b)`, x `[B, C_in, H, W]`, w `[C_in, C_out, kh,
+    /// kw]` (PyTorch's `ConvTranspose2d` layout), b `[C_out]` when the layer has a
+    /// bias (see `graph::ops::conv_transpose`).
+    Conv2dTranspose {
+        /// Input, `[C_in, H, W]` per sample.
+        x: NodeId,
+        /// Weight parameter, `[C_in, C_out, kh, kw]`.
+        w: NodeId,
+        /// Bias parameter, `[C_out]`, if any.
+        b: Option<NodeId>,
+        /// Stride, `(height, width)`: the output grows by it.
+        stride: (usize, usize),
+        /// Padding of the convolution it transposes.
+        padding: Padding,
+        /// Activation applied after the bias.
+        act: Activation,
+    },
     /// Maximum over each window of `x` (`[C, H, W]` per sample).
     MaxPool2d {
         /// Input, `[C, H, W]` per sample.
@@ -378,7 +395,7 @@ impl Graph {
     pub fn inputs(&self, id: NodeId) -> Vec<NodeId> {
         match &self.nodes[id].op {
             Op::Input | Op::Param { .. } => vec![],
-            Op::Dense { x, w, b, .. } | Op::Conv2d { x, w, b, .. } => {
+            Op::Dense { x, w, b, .. } | Op::Conv2d { x, w, b, .. } | Op::Conv2dTranspose { x, w, b, .. } => {
                 [*x, *w].into_iter().chain(*b).collect()
             }
             Op::BatchNorm {

@@ -738,20 +738,66 @@ pub fn conv2d_backward_chunked(
             )?,
         });
         if let Some(dx) = dx {
-            // dcol_img[CKK, P] = W[O, CKK]^T · dy_img[O, P], written over col
-            // (dense, CKK rows per image), then gathered into dx.
-            let m = MatmulDesc {
-                batch: images,
-                trans_a: true,
-                b_offset: n0 * o * np,
-                a_batch_stride: 0,
-                b_batch_stride: o * np,
-                c_batch_stride: ckk * np,
-                ..MatmulDesc::new(ckk, np, o)
-            };
-            list.extend(matmul(ctx, &m, w, dy, None, &col)?);
-            list.push(col2im(ctx, desc, &col, dx, n0, images)?);
+            list.extend(input_grad_chunk(ctx, desc, w, dy, &col, dx, n0, images)?);
         }
+    }
+    Ok(list)
+}
+
+/// The input gradient of images `n0..n0 + images`: `dcol_img[CKK, P] =
+/// W[O, CKK]^T · dy_img[O, P]` written over `col` (dense, CKK rows per image),
+/// then gathered into `dx` (overwritten).
+#[allow(clippy::too_many_arguments)]
+fn input_grad_chunk(
+    ctx: &Context,
+    desc: &Conv2dDesc,
+    w: &Tensor,
+    dy: &Tensor,
+    col: &Tensor,
+    dx: &Tensor,
+    n0: usize,
+    images: usize,
+) -> Result<Vec<Dispatch>> {
+    let out = desc.output_shape()?;
+    let (o, np, ckk) = (desc.c_out, out[2] * out[3], desc.ckk());
+    let m = MatmulDesc {
+        batch: images,
+        trans_a: true,
+        b_offset: n0 * o * np,
+        a_batch_stride: 0,
+        b_batch_stride: o * np,
+        c_batch_stride: ckk * np,
+        ..MatmulDesc::new(ckk, np, o)
+    };
+    let mut list = matmul(ctx, &m, w, dy, None, col)?;
+    list.push(col2im(ctx, desc, col, dx, n0, images)?);
+    Ok(list)
+}
+
+/// The input gradient alone, `dx` of the convolution `desc` from `dy` (`dx` is
+/// overwritten): the transposed convolution of `dy` by `w`, which is what a
+/// Conv2DTranspose layer computes forward. Per chunk of images (scratch capped as
+/// in [`conv2d_forward_chunked`]): one batched matmul and `col2im`, as the `dx`
+/// part of [`conv2d_backward`]. CPU twin: `reference::conv::conv2d_backward_input`.
+pub fn conv2d_backward_input(
+    ctx: &Context,
+    desc: &Conv2dDesc,
+    w: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "conv2d_backward_input";
+    desc.validate()?;
+    check_tensor(OP, "w", w, &desc.weight_shape(), &W_DIMS)?;
+    check_tensor(OP, "dy", dy, &desc.output_shape()?, &Y_DIMS)?;
+    check_tensor(OP, "dx", dx, &desc.input_shape(), &X_DIMS)?;
+    let out = desc.output_shape()?;
+    let np = out[2] * out[3];
+    let per_chunk = chunk_images(ctx, desc, &[desc.ckk() * np], SOFT_DEFAULT)?;
+    let col = Tensor::zeros(ctx, &[per_chunk, desc.ckk(), np], DType::F32)?;
+    let mut list = Vec::new();
+    for (n0, images) in chunks(desc.n, per_chunk) {
+        list.extend(input_grad_chunk(ctx, desc, w, dy, &col, dx, n0, images)?);
     }
     Ok(list)
 }

@@ -111,6 +111,22 @@ impl Layer {
                 *use_bias,
                 *trainable,
             ),
+            Layer::Conv2DTranspose {
+                filters,
+                kernel,
+                stride,
+                padding,
+                activation,
+                use_bias,
+                trainable,
+            } => conv2d_transpose(
+                b,
+                &name,
+                (*filters, *kernel, *stride, *padding),
+                *activation,
+                *use_bias,
+                *trainable,
+            ),
             Layer::MaxPool2D { pool, stride } | Layer::AvgPool2D { pool, stride } => {
                 let window = Window {
                     kernel: *pool,
@@ -210,6 +226,52 @@ fn conv2d(
     let act = b.kernel_activation(activation, name, b.last)?;
     Ok(Added {
         x: b.g.conv2d(b.x, w, bias, stride, padding, act, name)?,
+        modules: modules(activation),
+        folds_next: false,
+    })
+}
+
+/// `nn.ConvTranspose2d`'s tensors: weight `[C_in, filters, kh, kw]`, Glorot-uniform
+/// as Keras initialises its kernel `(kh, kw, filters, C_in)` (fan in `kh·kw·filters`,
+/// fan out `kh·kw·C_in`).
+fn conv2d_transpose(
+    b: &mut LayerBuild<'_>,
+    name: &str,
+    (filters, kernel, stride, padding): (usize, (usize, usize), (usize, usize), Padding),
+    activation: LayerActivation,
+    use_bias: bool,
+    trainable: bool,
+) -> Result<Added> {
+    let xs = b.g.shape(b.x).to_vec();
+    if xs.len() != 3 {
+        return Err(Error::shape(
+            "model",
+            format!(
+                "layer '{name}': Conv2DTranspose expects [channels, height, width] per sample, got {xs:?}"
+            ),
+        ));
+    }
+    if filters == 0 || kernel.0 == 0 || kernel.1 == 0 {
+        return Err(Error::invalid(format!(
+            "layer '{name}': filters and kernel size must be at least 1"
+        )));
+    }
+    let area = kernel.0 * kernel.1;
+    let init = Init::GlorotUniform {
+        fan_in: filters * area,
+        fan_out: xs[0] * area,
+    };
+    let w = b.param(
+        "weight",
+        &[xs[0], filters, kernel.0, kernel.1],
+        init,
+        trainable,
+        name,
+    );
+    let bias = use_bias.then(|| b.param("bias", &[filters], Init::Zeros, trainable, name));
+    let act = b.kernel_activation(activation, name, b.last)?;
+    Ok(Added {
+        x: b.g.conv2d_transpose(b.x, w, bias, stride, padding, act, name)?,
         modules: modules(activation),
         folds_next: false,
     })

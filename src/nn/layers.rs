@@ -80,6 +80,32 @@ pub enum Layer {
         #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
         trainable: bool,
     },
+    /// Keras' `Conv2DTranspose` (PyTorch's `nn.ConvTranspose2d`, `output_padding`
+    /// 0): the transposed convolution, which grows `[C, H, W]` by the stride; the
+    /// decoder's counterpart of Conv2D. Weights `[C_in, filters, kh, kw]` (PyTorch's
+    /// layout). Output side: 'valid' `(H − 1)·s + k`, 'same' `H·s`, explicit `p`
+    /// `(H − 1)·s + k − 2p`.
+    Conv2DTranspose {
+        /// Number of output channels.
+        filters: usize,
+        /// Kernel size `(height, width)`.
+        kernel: (usize, usize),
+        /// Stride `(vertical, horizontal)`.
+        #[serde(default = "keras::stride")]
+        stride: (usize, usize),
+        /// Padding of the convolution it transposes ('valid', 'same', or explicit).
+        #[serde(default)]
+        padding: Padding,
+        /// Activation applied to the output.
+        #[serde(default)]
+        activation: LayerActivation,
+        /// Whether the layer adds a learned bias per filter.
+        #[serde(default = "keras::use_bias")]
+        use_bias: bool,
+        /// False to freeze the layer (Keras' `trainable = False`).
+        #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
+        trainable: bool,
+    },
     /// Keras' `MaxPooling2D` (PyTorch's `nn.MaxPool2d`): the maximum over each
     /// window, no padding.
     MaxPool2D {
@@ -196,6 +222,23 @@ impl Layer {
                 use_bias: false,
                 trainable,
             },
+            Layer::Conv2DTranspose {
+                filters,
+                kernel,
+                stride,
+                padding,
+                activation,
+                trainable,
+                ..
+            } => Layer::Conv2DTranspose {
+                filters,
+                kernel,
+                stride,
+                padding,
+                activation,
+                use_bias: false,
+                trainable,
+            },
             other => other,
         }
     }
@@ -255,6 +298,7 @@ impl Layer {
     pub fn frozen(mut self) -> Layer {
         if let Layer::Dense { trainable, .. }
         | Layer::Conv2D { trainable, .. }
+        | Layer::Conv2DTranspose { trainable, .. }
         | Layer::BatchNormalization { trainable, .. } = &mut self
         {
             *trainable = false;
@@ -268,6 +312,7 @@ impl Layer {
         match self {
             Layer::Dense { trainable, .. }
             | Layer::Conv2D { trainable, .. }
+            | Layer::Conv2DTranspose { trainable, .. }
             | Layer::BatchNormalization { trainable, .. } => *trainable,
             _ => true,
         }
@@ -278,6 +323,7 @@ impl Layer {
         match self {
             Layer::Dense { .. } => "Dense",
             Layer::Conv2D { .. } => "Conv2D",
+            Layer::Conv2DTranspose { .. } => "Conv2DTranspose",
             Layer::MaxPool2D { .. } => "MaxPooling2D",
             Layer::AvgPool2D { .. } => "AveragePooling2D",
             Layer::Flatten => "Flatten",

@@ -80,6 +80,7 @@ fn row(graph: &Graph, name: String, layer: Option<&Layer>, input_shape: &[usize]
         Some(
             Layer::Dense { activation, .. }
             | Layer::Conv2D { activation, .. }
+            | Layer::Conv2DTranspose { activation, .. }
             | Layer::Activation(activation),
         ) => Some(*activation),
         _ => None,

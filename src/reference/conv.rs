@@ -117,6 +117,14 @@ pub fn conv2d_backward(
     }
 }
 
+/// `dx` alone (overwritten) from `dy`: the transposed convolution of `dy` by `w`.
+/// CPU twin of `kernels::conv::conv2d_backward_input`.
+pub fn conv2d_backward_input(desc: &Conv2dDesc, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let x = vec![0.0; dx.len()];
+    let mut dw = vec![0.0; w.len()];
+    conv2d_backward(desc, &x, w, dy, Some(dx), &mut dw, None);
+}
+
 /// `col[img][r][p]` (layout in `shaders/conv.wgsl`) for images
 /// `first .. first + images` of `x`, `CKK` rows per image plus a row of ones when
 /// `ones_row`; `col` holds at least `images·rows·P` values.

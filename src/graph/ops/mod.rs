@@ -15,6 +15,7 @@ pub mod batchnorm;
 pub mod constant;
 pub mod conv;
 pub mod conv_pool;
+pub mod conv_transpose;
 pub mod dense;
 pub mod elementwise;
 pub mod loss_terms;
@@ -88,6 +89,7 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         Op::Input | Op::Param { .. } => unreachable!("the planner places inputs and parameters"),
         Op::Dense { x, w, b, act } => dense::forward(lw, id, *x, *w, *b, *act),
         op @ Op::Conv2d { .. } => conv::forward(lw, id, op),
+        op @ Op::Conv2dTranspose { .. } => conv_transpose::forward(lw, id, op),
         Op::MaxPool2d { x, window } => pool::max_forward(lw, id, *x, *window),
         Op::AvgPool2d { x, window } => pool::avg_forward(lw, id, *x, *window),
         Op::Reshape { x } => elementwise::reshape_forward(lw, id, *x),
@@ -342,6 +344,7 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         Op::Input | Op::Param { .. } => unreachable!("not in backward order"),
         Op::Dense { x, w, b, act } => dense::backward(bw, id, dy, *x, *w, *b, *act),
         op @ Op::Conv2d { .. } => conv::backward(bw, id, dy, op),
+        op @ Op::Conv2dTranspose { .. } => conv_transpose::backward(bw, id, dy, op),
         Op::MaxPool2d { x, window } => pool::max_backward(bw, id, dy, *x, *window),
         Op::AvgPool2d { x, window } => pool::avg_backward(bw, dy, *x, *window),
         Op::Reshape { x } => bw.pass_through(*x, dy),
@@ -401,6 +404,7 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         Op::Input | Op::Param { .. } => unreachable!("the executor places inputs and parameters"),
         Op::Dense { x, w, b, act } => dense::reference_forward(rf, id, *x, *w, *b, *act),
         op @ Op::Conv2d { .. } => conv::reference_forward(rf, id, op),
+        op @ Op::Conv2dTranspose { .. } => conv_transpose::reference_forward(rf, id, op),
         Op::MaxPool2d { x, window } => pool::reference_max_forward(rf, id, *x, *window),
         Op::AvgPool2d { x, window } => pool::reference_avg_forward(rf, id, *x, *window),
         Op::Reshape { x } => Ok(rf.values[*x].clone()),
@@ -475,6 +479,7 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
         Op::Input | Op::Param { .. } => unreachable!("not in backward order"),
         Op::Dense { x, w, b, act } => dense::reference_backward(rb, id, &dy, *x, *w, *b, *act),
         op @ Op::Conv2d { .. } => conv::reference_backward(rb, id, &dy, op),
+        op @ Op::Conv2dTranspose { .. } => conv_transpose::reference_backward(rb, id, &dy, op),
         Op::MaxPool2d { x, window } => pool::reference_max_backward(rb, id, &dy, *x, *window),
         Op::AvgPool2d { x, window } => pool::reference_avg_backward(rb, &dy, *x, *window),
         Op::Reshape { x } => {
