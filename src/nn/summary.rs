@@ -328,6 +328,28 @@ mod tests {
     }
 
     #[test]
+    fn the_example_conv_vae_counts_as_keras_does() {
+        let text = include_str!("../../examples/models/conv_vae.json");
+        let a: crate::checkpoint::FunctionalArchitecture = serde_json::from_str(text).unwrap();
+        let s = a.functional.summary().unwrap();
+        // Keras' convolutional VAE example: encoder 69,076, decoder 65,089.
+        assert_eq!(s.total_params(), 69_076 + 65_089);
+        let shape = |name: &str| {
+            s.layers
+                .iter()
+                .find(|l| l.name == name)
+                .unwrap()
+                .output_shape
+                .clone()
+        };
+        assert_eq!(shape("encoder.2"), [64, 7, 7]);
+        assert_eq!(shape("decoder.3"), [64, 14, 14]);
+        assert_eq!(shape("decoder.7"), [1, 28, 28]);
+        let t = s.layers.iter().find(|l| l.name == "decoder.5").unwrap();
+        assert_eq!((t.params, t.activation), (18_464, Some(LayerActivation::Relu)));
+    }
+
+    #[test]
     fn digits_group_by_thousands() {
         assert_eq!(grouped(0), "0");
         assert_eq!(grouped(999), "999");
