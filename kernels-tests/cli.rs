@@ -351,6 +351,8 @@ fn a_functional_json_model_trains_as_the_built_in_one_and_reloads() {
             })
             .unwrap_or_else(|| panic!("an epoch line in {stdout}"))
     };
+    let pictures = scratch("fvae-report");
+    let r = pictures.to_str().unwrap();
     let functional = wgml(&[
         "train",
         "--model",
@@ -361,11 +363,17 @@ fn a_functional_json_model_trains_as_the_built_in_one_and_reloads() {
         "16",
         "--save",
         c,
+        "--report",
+        r,
     ]);
     let built_in = wgml(&["train", "--model", "vae", "--steps", "2", "--batch-size", "16"]);
     let (a, b) = (epoch_line(&functional), epoch_line(&built_in));
     assert!(a.contains("reconstruction:") && a.contains("test_kl:"), "{a}");
     assert_eq!(a, b, "the same model from JSON and from code");
+    for file in ["reconstructions.png", "latent_means.png"] {
+        assert!(pictures.join(file).is_file(), "{file}");
+    }
+    let _ = std::fs::remove_dir_all(&pictures);
     let (_g, ctx) = crate::common::gpu();
     let (model, saved) = wgml::checkpoint::load_functional(ctx, &ckpt).unwrap();
     assert_eq!(model.spec, wgml::nn::Vae::MNIST.functional());

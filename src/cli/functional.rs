@@ -220,12 +220,11 @@ pub fn architecture(path: &Path, text: &str) -> Result<FunctionalArchitecture> {
 /// that the file (`path`) holds.
 pub fn run(gpu: &GpuArgs, args: &TrainArgs, path: &Path, a: FunctionalArchitecture) -> Result<ExitCode> {
     refuse_supervised_flags(args, "it trains on the loss terms its file names")?;
-    if args.report.is_some() {
-        return Err(Error::invalid(
-            "--report draws a classifier's or the built-in VAE's pictures; a functional model trained on \
-             loss terms reports its terms in --metrics",
-        ));
-    }
+    let pictured = args
+        .report
+        .as_ref()
+        .map(|_| reported_layers(&a.functional))
+        .transpose()?;
     let input = &a.functional.input.shape;
     let data = load_data(args.data.as_deref().unwrap_or("mnist-10k"), args.seed, input)?;
     let want: usize = input.iter().product();
@@ -235,6 +234,10 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs, path: &Path, a: FunctionalArchitectu
             "the model's input '{}' takes {input:?} ({want} values) per sample; dataset '{}' has {:?} ({got})",
             a.functional.input.name, data.name, data.sample_shape
         )));
+    }
+    if let Some(dir) = &args.report {
+        // Fail before training, not after it, when the pictures cannot be written.
+        wgml::report::prepare(dir)?;
     }
     let run = TermsRun::new(args, 10, 128, a.optimizer.lr())?;
     let name = path
@@ -266,6 +269,9 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs, path: &Path, a: FunctionalArchitectu
         &run,
         description,
     )?;
+    if let (Some(dir), Some((reconstruction, mean))) = (&args.report, &pictured) {
+        write_report(&ctx, &mut model, &data, dir, reconstruction, mean.as_deref())?;
+    }
     if let Some(path) = &args.save {
         checkpoint::save_functional(path, &ctx, &model, &name)?;
         println!("weights saved to {}", path.display());
@@ -282,4 +288,78 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs, path: &Path, a: FunctionalArchitectu
         println!("metrics written to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `--report` draws of a model trained on loss terms: its first output of the
+/// input's size (a reconstruction) beside the input, and the first input of its
+/// first KL term (the latent means), if any. A model without such an output is
+/// refused before training.
+fn reported_layers(f: &wgml::nn::Functional) -> Result<(String, Option<String>)> {
+    let g = f.graph()?;
+    let size = |name: &str| g.node(name).map(|id| g.graph.shape(id).iter().product::<usize>());
+    let input: usize = f.input.shape.iter().product();
+    let mut reconstruction = None;
+    for o in &f.outputs {
+        if size(o)? == input {
+            reconstruction = Some(o.clone());
+            break;
+        }
+    }
+    let reconstruction = reconstruction.ok_or_else(|| {
+        Error::invalid(format!(
+            "--report draws the input beside a reconstruction: list a layer of the input's size ({input} \
+             values) in the model's outputs"
+        ))
+    })?;
+    let mean = match &f.objective {
+        wgml::nn::functional::FunctionalObjective::Terms(terms) => terms
+            .iter()
+            .find(|t| t.term == Term::KlNormal)
+            .and_then(|t| t.inputs.first().cloned()),
+        _ => None,
+    };
+    Ok((reconstruction, mean))
+}
+
+/// Test images beside their reconstructions (layer `reconstruction`) and, when
+/// `mean` names the latent means, the test set's means coloured by class.
+fn write_report(
+    ctx: &Context,
+    model: &mut wgml::nn::FunctionalModel,
+    data: &Dataset,
+    dir: &Path,
+    reconstruction: &str,
+    mean: Option<&str>,
+) -> Result<()> {
+    let d: usize = data.sample_shape.iter().product();
+    let shown = data.test.len().min(32);
+    let originals = &data.test.x[..shown * d];
+    let reconstructions = model.values(ctx, reconstruction, originals, shown)?;
+    let points: Vec<[f32; 2]> = match mean {
+        Some(m) => {
+            let means = model.values(ctx, m, &data.test.x, 256)?;
+            let latent = means.len() / data.test.len().max(1);
+            means
+                .chunks(latent.max(1))
+                .map(|v| [v[0], v.get(1).copied().unwrap_or(0.0)])
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let classes = wgml::train::true_classes(&data.test);
+    let written = wgml::report::write_vae_report(
+        dir,
+        &wgml::report::VaeReport {
+            shape: &data.sample_shape,
+            originals,
+            reconstructions: &reconstructions,
+            latent_grid: None,
+            means: &points,
+            classes: &classes,
+        },
+    )?;
+    for path in written {
+        println!("report: {}", path.display());
+    }
+    Ok(())
 }
