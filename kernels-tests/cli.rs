@@ -399,10 +399,6 @@ fn a_functional_json_model_trains_as_the_built_in_one_and_reloads() {
         &["--freeze does not apply"],
     );
     fails_with(&["train", "--model", f, "--data", "two-blobs"], &["takes [784]"]);
-    fails_with(
-        &["train", "--model", "gan", "--backup", "somewhere"],
-        &["--backup applies to the supervised models, the VAE and functional models"],
-    );
     let _ = std::fs::remove_file(&bad);
     let _ = std::fs::remove_file(&ckpt);
 }

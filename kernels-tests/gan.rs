@@ -194,3 +194,91 @@ fn a_gan_step_pair_is_two_submissions_and_a_short_run_moves_the_generator() {
         .to_string();
     assert!(e.contains("at least one full batch of 32"), "{e}");
 }
+
+/// `fit_gan` with a backup: a run stopped after 2 of 3 epochs (its state kept) and
+/// resumed into a model with other weights ends with the same weights and the same
+/// epochs as one that never stopped, bit for bit; a backup of another batch size
+/// is refused naming it.
+#[test]
+fn a_resumed_gan_run_equals_an_uninterrupted_one() {
+    use wgml::train::{Backup, GanEvent, TermsConfig, fit_gan};
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let images: Vec<f32> = data.train.x[..96 * 784].iter().map(|v| 2.0 * v - 1.0).collect();
+    let dir = std::env::temp_dir().join(format!("wgml-gan-backup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = |epochs, backup: Option<Backup>| TermsConfig {
+        epochs,
+        batch_size: 32,
+        lr: 2e-4,
+        seed: 3,
+        shuffle: true,
+        max_steps: None,
+        eval_batch: 32,
+        backup,
+        model: format!("{SMALL:?}"),
+    };
+    let compile = |seed| SMALL.compile(ctx, Optimizer::adam(2e-4), seed).unwrap();
+    let weights = |g: &wgml::nn::GanModel| -> Vec<Vec<f32>> {
+        g.store
+            .params
+            .iter()
+            .map(|p| p.value.to_f32(ctx).unwrap())
+            .collect()
+    };
+    let mut straight = compile(5);
+    let want = fit_gan(ctx, &mut straight, &images, &config(3, None), |_, _| Ok(())).unwrap();
+    let kept = Backup {
+        dir: dir.clone(),
+        delete_when_done: false,
+    };
+    let mut first = compile(5);
+    fit_gan(
+        ctx,
+        &mut first,
+        &images,
+        &config(2, Some(kept.clone())),
+        |_, _| Ok(()),
+    )
+    .unwrap();
+
+    let mut other = config(3, Some(kept.clone()));
+    other.batch_size = 16;
+    let e = fit_gan(ctx, &mut compile(5), &images, &other, |_, _| Ok(()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("batch_size = 32"), "{e}");
+
+    let mut resumed = compile(5);
+    resumed
+        .store
+        .load(ctx, &compile(6).store.download(ctx).unwrap())
+        .unwrap();
+    let mut resumptions = 0;
+    let got = fit_gan(
+        ctx,
+        &mut resumed,
+        &images,
+        &config(3, Some(Backup::new(&dir))),
+        |e, _| {
+            if let GanEvent::Resumed { epochs, .. } = e {
+                assert_eq!(epochs.len(), 2);
+                resumptions += 1;
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(resumptions, 1);
+    assert_eq!(got, want);
+    assert_eq!(weights(&resumed), weights(&straight));
+    assert_eq!(
+        (resumed.discriminator.step, resumed.generator.step),
+        (straight.discriminator.step, straight.generator.step)
+    );
+    assert!(
+        !kept.path().exists(),
+        "a finished run removes its backup unless kept"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,14 +4,13 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
 use wgml::kernels::noise::Distribution;
 use wgml::kernels::optim::Optimizer;
 use wgml::nn::{Gan, GanModel, GanStats};
 use wgml::{Error, Result, checkpoint};
+
+use wgml::train::{Backup, GanEvent, TermsConfig, fit_gan};
 
 use super::GpuArgs;
 use super::train::{TrainArgs, load_data, refuse_supervised_flags, write_json};
@@ -23,12 +22,6 @@ const JUDGED: usize = 1000;
 
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     refuse_supervised_flags(args, "it trains both networks with Adam, β1 = 0.5")?;
-    if args.backup.is_some() {
-        return Err(Error::invalid(
-            "--backup applies to the supervised models, the VAE and functional models; \
-             a GAN run keeps no training state (save its weights with --save)",
-        ));
-    }
     let data = load_data(
         args.data.as_deref().unwrap_or("mnist-10k"),
         args.seed,
@@ -105,54 +98,60 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     let images: Vec<f32> = data.train.x.iter().map(|v| 2.0 * v - 1.0).collect();
     let mut fixed = vec![0.0f32; SAMPLES_SIDE * SAMPLES_SIDE * spec.latent];
     wgml::reference::noise::noise(&mut fixed, Distribution::STANDARD_NORMAL, args.seed as u32, 0);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
-    let mut order: Vec<usize> = (0..data.train.len()).collect();
-    let mut history: Vec<GanStats> = Vec::new();
-    for epoch in 1..=epochs {
-        if !args.no_shuffle {
-            order.shuffle(&mut rng);
+    let config = TermsConfig {
+        epochs,
+        batch_size: batch,
+        lr,
+        seed: args.seed,
+        shuffle: !args.no_shuffle,
+        max_steps: args.steps,
+        eval_batch: batch,
+        backup: args.backup.as_ref().map(|dir| Backup {
+            dir: dir.clone(),
+            delete_when_done: !args.keep_backup,
+        }),
+        model: format!("{spec:?}"),
+    };
+    let shape = (data.sample_shape[0], data.sample_shape[1], data.sample_shape[2]);
+    let history = fit_gan(&ctx, &mut gan, &images, &config, |event, gan| match event {
+        GanEvent::Resumed { path, epochs: done } => {
+            println!(
+                "resuming from {} after epoch {} of {epochs}",
+                path.display(),
+                done.len()
+            );
+            Ok(())
         }
-        let take = match args.steps {
-            Some(s) => order
-                .len()
-                .min((s as usize).saturating_sub(gan.generator.step as usize) * batch),
-            None => order.len(),
-        };
-        if take < batch {
-            break;
+        GanEvent::Epoch {
+            epoch,
+            stats,
+            seconds,
+            images,
+        } => {
+            println!(
+                "Epoch {epoch}/{epochs} - {seconds:.2}s - d_loss: {:.4} - g_loss: {:.4} - D(real): {:.4} - \
+                 D(fake): {:.4} - {:.0} images/s",
+                stats.d_loss,
+                stats.g_loss,
+                stats.d_real,
+                stats.d_fake,
+                images as f64 / seconds.max(1e-9)
+            );
+            if let Some(dir) = &args.report {
+                let samples = to_unit(gan.generate(&ctx, &fixed, SAMPLES_SIDE * SAMPLES_SIDE)?);
+                let path = dir.join(format!("samples-epoch-{epoch:03}.png"));
+                let title = format!("Generated digits after epoch {epoch}");
+                wgml::report::write_image_grid(
+                    &path,
+                    (&title, "the same 64 noise vectors every epoch"),
+                    &samples,
+                    SAMPLES_SIDE,
+                    shape,
+                )?;
+            }
+            Ok(())
         }
-        let start = Instant::now();
-        let stats = gan.train_epoch(&ctx, &images, &order[..take], batch, lr)?;
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "Epoch {epoch}/{epochs} - {secs:.2}s - d_loss: {:.4} - g_loss: {:.4} - D(real): {:.4} - D(fake): {:.4} \
-             - {:.0} images/s",
-            stats.d_loss,
-            stats.g_loss,
-            stats.d_real,
-            stats.d_fake,
-            (take / batch * batch) as f64 / secs.max(1e-9)
-        );
-        if !(stats.d_loss.is_finite() && stats.g_loss.is_finite()) {
-            return Err(Error::invalid(format!(
-                "the losses are not finite after epoch {epoch}: lower --lr"
-            )));
-        }
-        history.push(stats);
-        if let Some(dir) = &args.report {
-            let samples = to_unit(gan.generate(&ctx, &fixed, SAMPLES_SIDE * SAMPLES_SIDE)?);
-            let path = dir.join(format!("samples-epoch-{epoch:03}.png"));
-            let title = format!("Generated digits after epoch {epoch}");
-            let shape = (data.sample_shape[0], data.sample_shape[1], data.sample_shape[2]);
-            wgml::report::write_image_grid(
-                &path,
-                (&title, "the same 64 noise vectors every epoch"),
-                &samples,
-                SAMPLES_SIDE,
-                shape,
-            )?;
-        }
-    }
+    })?;
     let verdict = match judge {
         Some((path, mut classifier)) => {
             Some(judge_samples(&ctx, &mut gan, &mut classifier, path, args.seed)?)

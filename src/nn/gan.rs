@@ -219,7 +219,7 @@ pub struct GanModel {
 }
 
 /// Per-epoch means of a GAN's losses and the discriminator's outputs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GanStats {
     /// BCE(D(real), 1) + BCE(D(fake), 0), per sample.
     pub d_loss: f64,

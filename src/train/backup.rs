@@ -130,6 +130,12 @@ pub(crate) fn settings(
     entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
+/// A CRC-32 of `x`'s values, as backups record the training data (a resumed run
+/// must train on the same samples).
+pub fn data_crc32(x: &[f32]) -> String {
+    format!("{:08x}", crc32fast::hash(bytemuck::cast_slice(x)))
+}
+
 fn err(path: &Path, message: String) -> Error {
     Error::Data {
         path: path.display().to_string(),

@@ -109,10 +109,7 @@ fn settings(net: &GraphModel, train: &[f32], config: &TermsConfig) -> BTreeMap<S
         ("seed", config.seed.to_string()),
         ("shuffle", config.shuffle.to_string()),
         ("samples", (train.len() / net.sample_len().max(1)).to_string()),
-        (
-            "data_crc32",
-            format!("{:08x}", crc32fast::hash(bytemuck::cast_slice(train))),
-        ),
+        ("data_crc32", backup::data_crc32(train)),
     ];
     entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
