@@ -496,3 +496,53 @@ fn exp_scale_and_its_backward_match_reference() {
 fn dx_tensor(ctx: &wgml::Context, v: &[f32]) -> Tensor {
     Tensor::from_f32(ctx, v, &[v.len()]).unwrap()
 }
+
+/// `log`, `div` and `repeat_scale` against their twins on every size, and log's
+/// backward (`div` of the gradient by the input) against f64 central differences.
+#[test]
+fn log_div_and_repeat_scale_match_reference() {
+    let (_g, ctx) = gpu();
+    for (k, &n) in SIZES.iter().enumerate() {
+        let x = uniform(&mut rng(900 + k as u64), n, 0.05, 5.0);
+        let dy = uniform(&mut rng(950 + k as u64), n, -1.0, 1.0);
+        let xt = Tensor::from_f32(ctx, &x, &[n]).unwrap();
+        let dyt = Tensor::from_f32(ctx, &dy, &[n]).unwrap();
+        let y = nan_tensor(ctx, &[n]);
+        ctx.run(&[&elementwise::log(ctx, &xt, &y).unwrap()]).unwrap();
+        let mut want = vec![0.0; n];
+        reference::elementwise::log(&x, &mut want);
+        assert_close(&format!("log n={n}"), &y.to_f32(ctx).unwrap(), &want, 2e-6, 2e-6);
+        let q = nan_tensor(ctx, &[n]);
+        ctx.run(&[&elementwise::div(ctx, &dyt, &xt, &q).unwrap()])
+            .unwrap();
+        let mut want = vec![0.0; n];
+        reference::elementwise::div(&dy, &x, &mut want);
+        assert_close(&format!("div n={n}"), &q.to_f32(ctx).unwrap(), &want, 0.0, 1e-6);
+        // Within a binding's size on every adapter (the largest n repeats once).
+        for times in [1, 3, 784].into_iter().filter(|t| n * t <= 1 << 21) {
+            let r = nan_tensor(ctx, &[n * times]);
+            ctx.run(&[&elementwise::repeat_scale(ctx, &dyt, times, -0.25, &r).unwrap()])
+                .unwrap();
+            let mut want = vec![0.0; n * times];
+            reference::elementwise::repeat_scale(&dy, times, -0.25, &mut want);
+            assert_eq!(r.to_f32(ctx).unwrap(), want, "repeat_scale n={n} times={times}");
+        }
+    }
+    // d/dx Σ dy · ln(x) = dy / x.
+    let x = uniform(&mut rng(990), 9, 0.2, 3.0);
+    let dy = uniform(&mut rng(991), 9, -1.0, 1.0);
+    let mut dx = vec![0.0; 9];
+    reference::elementwise::div(&dy, &x, &mut dx);
+    for i in 0..9 {
+        let h = 1e-3f64;
+        let f = |v: f64| dy[i] as f64 * v.ln();
+        let fd = (f(x[i] as f64 + h) - f(x[i] as f64 - h)) / (2.0 * h);
+        assert!((fd - dx[i] as f64).abs() < 1e-5, "{i}: {fd} vs {}", dx[i]);
+    }
+    let bad = Tensor::from_f32(ctx, &[1.0; 4], &[4]).unwrap();
+    let out = nan_tensor(ctx, &[5]);
+    let e = elementwise::repeat_scale(ctx, &bad, 2, 1.0, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not 4 × 2"), "{e}");
+}

@@ -249,3 +249,34 @@ fn mul_scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
         y[i] = p.alpha * a[i] * b[i];
     }
 }
+
+// log_fwd: y = ln(a) (the caller keeps a positive: 0 gives -inf, below NaN).
+@compute @workgroup_size(WG)
+fn log_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = log(a[i]);
+    }
+}
+
+// div: y = a / b (log's backward: a the gradient, b its input).
+@compute @workgroup_size(WG)
+fn div(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = a[i] / b[i];
+    }
+}
+
+// repeat_scale: y[i] = alpha * a[i / p.s] for i < p.n: each of a's values repeated
+// p.s times (a per-sample sum's backward: a the gradient of the sums).
+@compute @workgroup_size(WG)
+fn repeat_scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = p.alpha * a[i / p.s];
+    }
+}

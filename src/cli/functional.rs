@@ -314,7 +314,7 @@ fn reported_layers(f: &wgml::nn::Functional) -> Result<(String, Option<String>)>
     let mean = match &f.objective {
         wgml::nn::functional::FunctionalObjective::Terms(terms) => terms
             .iter()
-            .find(|t| t.term == Term::KlNormal)
+            .find(|t| t.term == wgml::nn::functional::TermKind::KlNormal)
             .and_then(|t| t.inputs.first().cloned()),
         _ => None,
     };

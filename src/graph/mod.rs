@@ -205,6 +205,23 @@ pub enum Op {
         /// Factor applied before the exponential.
         scale: f32,
     },
+    /// `ln(x)` elementwise.
+    Log {
+        /// Input (positive).
+        x: NodeId,
+    },
+    /// `x²` elementwise.
+    Square {
+        /// Input.
+        x: NodeId,
+    },
+    /// The sum of each sample's values (their mean with `mean`): `[1]` per sample.
+    Sum {
+        /// Input.
+        x: NodeId,
+        /// Divide by the number of values per sample.
+        mean: bool,
+    },
     /// Values of `dist` for every sample, drawn anew every step (training and
     /// evaluating) from `seed` and the step number, like dropout's masks; no inputs.
     Noise {
@@ -412,6 +429,9 @@ impl Graph {
             | Op::Act { x, .. }
             | Op::Dropout { x, .. }
             | Op::Exp { x, .. }
+            | Op::Log { x }
+            | Op::Square { x }
+            | Op::Sum { x, .. }
             | Op::Slice { x, .. } => vec![*x],
             Op::Concat { xs } => xs.clone(),
             Op::Add { a, b } | Op::Mul { a, b } | Op::LossTerm { a, b, .. } => vec![*a, *b],

@@ -1,5 +1,5 @@
 //! Elementwise launchers: fill, activations forward/backward, add, mul, scale, axpy,
-//! exp_scale and mul_scale,
+//! exp_scale and mul_scale, log and div, repeat_scale,
 //! bias add (+ activation) per row and per channel.
 //!
 //! All tensors here are f32. Binary ops require equal shapes (reshape first when a
@@ -45,6 +45,9 @@ const SCALE_INPLACE: Kernel = Shader::Elementwise.kernel("scale_inplace");
 const AXPY: Kernel = Shader::Elementwise.kernel("axpy");
 const EXP_SCALE: Kernel = Shader::Elementwise.kernel("exp_scale");
 const MUL_SCALE: Kernel = Shader::Elementwise.kernel("mul_scale");
+const LOG: Kernel = Shader::Elementwise.kernel("log_fwd");
+const DIV: Kernel = Shader::Elementwise.kernel("div");
+const REPEAT_SCALE: Kernel = Shader::Elementwise.kernel("repeat_scale");
 const BIAS_ACT: Kernel = Shader::Elementwise.kernel("bias_act");
 const BIAS_ACT_INPLACE: Kernel = Shader::Elementwise.kernel("bias_act_inplace");
 
@@ -269,6 +272,66 @@ pub fn mul_scale(ctx: &Context, alpha: f32, a: &Tensor, b: &Tensor, out: &Tensor
         ..Params::default()
     };
     launch(ctx, MUL_SCALE, params, &[(1, &out.buffer), (2, a), (3, b)])
+}
+
+/// `y = ln(x)`; `y` and `x` are distinct buffers of one shape (the caller keeps `x`
+/// positive).
+pub fn log(ctx: &Context, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "log";
+    distinct_unary(OP, x, y)?;
+    let params = Params {
+        n: count_u32(OP, "x", x.numel())?,
+        ..Params::default()
+    };
+    launch(ctx, LOG, params, &[(1, &y.buffer), (2, &x.buffer)])
+}
+
+/// `out = a / b` elementwise (equal shapes; `out` distinct from both): the backward
+/// of [`log`] with `a` the output's gradient and `b` the input.
+pub fn div(ctx: &Context, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "div";
+    let (n, form) = binary(OP, a, b, out)?;
+    let BinaryForm::Fresh(a, b) = form else {
+        return Err(Error::invalid("div: out must be distinct from a and b"));
+    };
+    launch(
+        ctx,
+        DIV,
+        Params {
+            n,
+            ..Params::default()
+        },
+        &[(1, &out.buffer), (2, a), (3, b)],
+    )
+}
+
+/// `y[i] = alpha · x[i / times]`: each value of `x` repeated `times` times (`y` has
+/// `x.numel() · times` elements, in a distinct buffer); the backward of a sum over
+/// groups of `times` values.
+pub fn repeat_scale(ctx: &Context, x: &Tensor, times: usize, alpha: f32, y: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "repeat_scale";
+    x.expect_dtype(OP, "x", DType::F32)?;
+    y.expect_dtype(OP, "y", DType::F32)?;
+    if times == 0 || x.numel().checked_mul(times) != Some(y.numel()) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "y has {} elements, not {} × {times} (x's, each repeated {times} times)",
+                y.numel(),
+                x.numel()
+            ),
+        ));
+    }
+    if same_buffer(x, y) {
+        return Err(Error::invalid("repeat_scale: x and y must be distinct buffers"));
+    }
+    let params = Params {
+        n: count_u32(OP, "y", y.numel())?,
+        alpha,
+        s: count_u32(OP, "times", times)?,
+        ..Params::default()
+    };
+    launch(ctx, REPEAT_SCALE, params, &[(1, &y.buffer), (2, &x.buffer)])
 }
 
 /// Errors unless `x` and `y` are f32 of one shape in distinct buffers.

@@ -100,6 +100,14 @@ pub enum GraphOp {
         /// Per-sample shape.
         shape: Vec<usize>,
     },
+    /// `ln(x)` elementwise (keep the input positive: an exponential, a sigmoid).
+    Log,
+    /// `x²` elementwise.
+    Square,
+    /// The sum of each sample's values: `[1]` per sample (a loss term's `Value`).
+    Sum,
+    /// The mean of each sample's values: `[1]` per sample.
+    Mean,
     /// The reparameterised sample of a variational autoencoder from its inputs
     /// `[mean, log_var]`: `mean + exp(log_var / 2) · ε`, ε ~ N(0, I) drawn anew
     /// every step (Keras' example `Sampling` layer).
@@ -184,6 +192,30 @@ impl From<FunctionalLayer> for LayerJson {
     }
 }
 
+/// What a [`TermLoss`] computes per sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TermKind {
+    /// KL divergence of N(mean, exp(log_var)) from N(0, I), summed over features.
+    KlNormal,
+    /// Binary cross-entropy of logits against targets, summed over features.
+    BceSum,
+    /// The mean of the sigmoid of logits over features (reported, weight 0).
+    SigmoidMean,
+    /// The value of a layer of shape `[1]` per sample (a `Sum` or `Mean`): a loss
+    /// written with the model's ops (a mean squared error, a regulariser).
+    Value,
+}
+
+impl From<Term> for TermKind {
+    fn from(t: Term) -> TermKind {
+        match t {
+            Term::KlNormal => TermKind::KlNormal,
+            Term::BceSum => TermKind::BceSum,
+            Term::SigmoidMean => TermKind::SigmoidMean,
+        }
+    }
+}
+
 /// A loss term of a [`FunctionalObjective::Terms`].
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,9 +223,9 @@ pub struct TermLoss {
     /// Its name in reports (`reconstruction`, `kl`).
     pub name: String,
     /// What it computes per sample.
-    pub term: Term,
+    pub term: TermKind,
     /// The layers it reads: `[mean, log_var]` for `KlNormal`, `[logits, targets]`
-    /// for `BceSum`, `[logits]` for `SigmoidMean`.
+    /// for `BceSum`, `[logits]` for `SigmoidMean`, `[layer]` for `Value`.
     pub inputs: Vec<String>,
     /// Its weight in the loss; 0 reports it without training on it.
     #[serde(default = "one")]
@@ -298,7 +330,13 @@ impl Functional {
 
     /// Adds loss term `term` named `name` of `inputs`, weighted `weight` (replacing a
     /// supervised objective).
-    pub fn loss_term(mut self, name: &str, term: Term, inputs: &[&str], weight: f32) -> Functional {
+    pub fn loss_term(
+        mut self,
+        name: &str,
+        term: impl Into<TermKind>,
+        inputs: &[&str],
+        weight: f32,
+    ) -> Functional {
         if !matches!(self.objective, FunctionalObjective::Terms(_)) {
             self.objective = FunctionalObjective::Terms(Vec::new());
         }
@@ -307,7 +345,7 @@ impl Functional {
         };
         terms.push(TermLoss {
             name: name.into(),
-            term,
+            term: term.into(),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             weight,
         });
@@ -431,20 +469,36 @@ impl Functional {
                 .iter()
                 .map(|i| lookup(&what, i))
                 .collect::<Result<Vec<_>>>()?;
-            let (a, b) = match (t.term, &ins[..]) {
-                (Term::SigmoidMean, &[a]) => (a, a),
-                (Term::KlNormal | Term::BceSum, &[a, b]) => (a, b),
-                (term, _) => {
+            let node = match (t.term, &ins[..]) {
+                (TermKind::Value, &[x]) if g.shape(x) == [1] => {
+                    // A view of the layer, after every layer (as the other terms).
+                    g.reshape(x, &[1], &t.name)?
+                }
+                (TermKind::Value, &[x]) => {
                     return Err(Error::invalid(format!(
-                        "{what}: {term:?} reads {} layers, {} given",
-                        if term == Term::SigmoidMean { 1 } else { 2 },
+                        "{what}: a Value term reads a layer of shape [1] per sample (a Sum or Mean), \
+                         '{}' has {:?}",
+                        t.inputs[0],
+                        g.shape(x)
+                    )));
+                }
+                (TermKind::SigmoidMean, &[a]) => g.loss_term(Term::SigmoidMean, a, a, &t.name)?,
+                (TermKind::KlNormal, &[a, b]) => g.loss_term(Term::KlNormal, a, b, &t.name)?,
+                (TermKind::BceSum, &[a, b]) => g.loss_term(Term::BceSum, a, b, &t.name)?,
+                (term, _) => {
+                    let wanted = match term {
+                        TermKind::KlNormal | TermKind::BceSum => 2,
+                        TermKind::SigmoidMean | TermKind::Value => 1,
+                    };
+                    return Err(Error::invalid(format!(
+                        "{what}: {term:?} reads {wanted} layers, {} given",
                         ins.len()
                     )));
                 }
             };
             weighted.push(WeightedTerm {
                 name: t.name.clone(),
-                node: g.loss_term(t.term, a, b, &t.name)?,
+                node,
                 weight: t.weight,
             });
         }
@@ -532,6 +586,18 @@ fn add_layer(
             GraphOp::Constant { value, shape } => {
                 arity("no inputs", inputs.is_empty())?;
                 g.constant(shape, *value, name)
+            }
+            GraphOp::Log => {
+                arity("one input", inputs.len() == 1)?;
+                Ok(g.log(inputs[0], name))
+            }
+            GraphOp::Square => {
+                arity("one input", inputs.len() == 1)?;
+                Ok(g.square(inputs[0], name))
+            }
+            GraphOp::Sum | GraphOp::Mean => {
+                arity("one input", inputs.len() == 1)?;
+                Ok(g.sum(inputs[0], *op == GraphOp::Mean, name))
             }
             GraphOp::Sampling => {
                 arity("two inputs (mean, log_var)", inputs.len() == 2)?;
@@ -703,9 +769,15 @@ mod tests {
                 &[],
             )
             .op("noisy", GraphOp::Add, &["logits", "noise"])
+            .op("logged", GraphOp::Log, &["grown"])
+            .op("squared", GraphOp::Square, &["logged"])
+            .op("total", GraphOp::Sum, &["squared"])
+            .op("average", GraphOp::Mean, &["logits"])
             .loss_term("bce", Term::BceSum, &["noisy", "ones"], 1.0)
             .loss_term("kl", Term::KlNormal, &["flat", "grown"], 0.5)
             .loss_term("p", Term::SigmoidMean, &["logits"], 0.0)
+            .loss_term("l2", TermKind::Value, &["total"], 0.1)
+            .loss_term("avg", TermKind::Value, &["average"], 0.0)
     }
 
     #[test]
@@ -731,15 +803,16 @@ mod tests {
                 .iter()
                 .map(|t| (t.name.as_str(), t.weight))
                 .collect::<Vec<_>>(),
-            [("bce", 1.0), ("kl", 0.5), ("p", 0.0)]
+            [("bce", 1.0), ("kl", 0.5), ("p", 0.0), ("l2", 0.1), ("avg", 0.0)]
         );
         // Loss terms come last; tensors are named after their layers.
         let first_term = terms[0].node;
         assert!(
             built.graph.nodes[first_term..]
                 .iter()
-                .all(|n| matches!(n.op, Op::LossTerm { .. }))
+                .all(|n| matches!(n.op, Op::LossTerm { .. } | Op::Reshape { .. }))
         );
+        assert_eq!(built.graph.shape(built.node("total").unwrap()), [1]);
         let names: Vec<&str> = built
             .graph
             .nodes
@@ -833,6 +906,10 @@ mod tests {
                 "the targets of a binary cross-entropy term take no gradient",
             ),
             (base(), "the model has no loss terms"),
+            (
+                base().loss_term("v", TermKind::Value, &["h"], 1.0),
+                "loss term 'v': a Value term reads a layer of shape [1] per sample",
+            ),
             (
                 with_loss(
                     base()

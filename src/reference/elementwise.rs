@@ -126,3 +126,28 @@ pub fn mul_scale(alpha: f32, a: &[f32], b: &[f32], out: &mut [f32]) {
         *o = (alpha as f64 * x as f64 * y as f64) as f32;
     }
 }
+
+/// `y = ln(x)` (computed in f64).
+pub fn log(x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len());
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = (v as f64).ln() as f32;
+    }
+}
+
+/// `out = a / b`.
+pub fn div(a: &[f32], b: &[f32], out: &mut [f32]) {
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a.len(), out.len());
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = (x as f64 / y as f64) as f32;
+    }
+}
+
+/// `y[i] = alpha · x[i / times]`.
+pub fn repeat_scale(x: &[f32], times: usize, alpha: f32, y: &mut [f32]) {
+    assert_eq!(x.len() * times, y.len());
+    for (i, o) in y.iter_mut().enumerate() {
+        *o = (alpha as f64 * x[i / times] as f64) as f32;
+    }
+}

@@ -1,12 +1,14 @@
-//! Elementwise ops of several inputs or with a parameter: `Op::Add`, `Op::Mul`
-//! (equal shapes) and `Op::Exp` (`exp(scale · x)`), the pieces of a variational
-//! autoencoder's sample `mean + exp(log_var / 2) · ε` (`kernels::elementwise`).
+//! Arithmetic ops: `Op::Add`, `Op::Mul` (equal shapes) and `Op::Exp` (`exp(scale ·
+//! x)`), the pieces of a variational autoencoder's sample `mean + exp(log_var / 2) ·
+//! ε`; `Op::Log`, `Op::Square`, and `Op::Sum` (a sample's sum or mean, `[1]`), the
+//! pieces of losses written as ops (`kernels::elementwise`, `kernels::reduce`).
 
 use crate::error::Result;
 use crate::gpu::Tensor;
 use crate::graph::ops::{BackwardLowering, Lowering, RefBackward, RefForward};
 use crate::graph::{Graph, NodeId, Op, shape_err};
 use crate::kernels::elementwise as ew;
+use crate::kernels::reduce;
 use crate::reference as r;
 
 impl Graph {
@@ -47,6 +49,25 @@ impl Graph {
         let shape = self.shape(x).to_vec();
         Ok(self.push(Op::Exp { x, scale }, shape, layer))
     }
+
+    /// `ln(x)` elementwise (the caller keeps `x` positive: an exponential, a
+    /// sigmoid, a softplus).
+    pub fn log(&mut self, x: NodeId, layer: &str) -> NodeId {
+        let shape = self.shape(x).to_vec();
+        self.push(Op::Log { x }, shape, layer)
+    }
+
+    /// `x²` elementwise.
+    pub fn square(&mut self, x: NodeId, layer: &str) -> NodeId {
+        let shape = self.shape(x).to_vec();
+        self.push(Op::Square { x }, shape, layer)
+    }
+
+    /// The sum (or, with `mean`, the mean) of each sample's values: `[1]` per
+    /// sample, usable as a loss term.
+    pub fn sum(&mut self, x: NodeId, mean: bool, layer: &str) -> NodeId {
+        self.push(Op::Sum { x, mean }, vec![1], layer)
+    }
 }
 
 pub(crate) fn add_forward(lw: &mut Lowering<'_>, id: NodeId, a: NodeId, b: NodeId) -> Result<Tensor> {
@@ -68,6 +89,62 @@ pub(crate) fn exp_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId, scale: f
     lw.dispatches
         .push(ew::exp_scale(lw.ctx, &lw.value(x), scale, &y)?);
     Ok(y)
+}
+
+pub(crate) fn log_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId) -> Result<Tensor> {
+    let y = lw.output(id)?;
+    lw.dispatches.push(ew::log(lw.ctx, &lw.value(x), &y)?);
+    Ok(y)
+}
+
+pub(crate) fn square_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId) -> Result<Tensor> {
+    let y = lw.output(id)?;
+    let x = lw.value(x);
+    lw.dispatches.push(ew::mul(lw.ctx, &x, &x, &y)?);
+    Ok(y)
+}
+
+/// Values per sample of node `x` (a sum's group size).
+fn per_sample(graph: &crate::graph::Graph, x: NodeId) -> usize {
+    graph.shape(x).iter().product()
+}
+
+pub(crate) fn sum_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId, mean: bool) -> Result<Tensor> {
+    let y = lw.output(id)?;
+    let d = per_sample(lw.graph, x);
+    lw.dispatches
+        .push(reduce::sum_axis(lw.ctx, &lw.value(x), lw.batch, d, 1, &y)?);
+    if mean {
+        lw.dispatches.push(ew::scale(lw.ctx, &y, 1.0 / d as f32, &y)?);
+    }
+    Ok(y)
+}
+
+/// `dx = dy / x`.
+pub(crate) fn log_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId) -> Result<()> {
+    if let Some(dx) = bw.dx_for(x)? {
+        bw.dispatches.push(ew::div(bw.ctx, dy, &bw.value(x), &dx)?);
+    }
+    Ok(())
+}
+
+/// `dx = 2 · x · dy`.
+pub(crate) fn square_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId) -> Result<()> {
+    if let Some(dx) = bw.dx_for(x)? {
+        bw.dispatches
+            .push(ew::mul_scale(bw.ctx, 2.0, &bw.value(x), dy, &dx)?);
+    }
+    Ok(())
+}
+
+/// Every value of a sample takes its sum's gradient (over the count for a mean).
+pub(crate) fn sum_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId, mean: bool) -> Result<()> {
+    let d = per_sample(bw.graph, x);
+    if let Some(dx) = bw.dx_for(x)? {
+        let alpha = if mean { 1.0 / d as f32 } else { 1.0 };
+        bw.dispatches.push(ew::repeat_scale(bw.ctx, dy, d, alpha, &dx)?);
+    }
+    Ok(())
 }
 
 /// Both inputs take the output's gradient as it is.
@@ -113,6 +190,15 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId, op: &Op) ->
         Op::Add { a, b } => r::elementwise::add(rf.value(a), rf.value(b), &mut y),
         Op::Mul { a, b } => r::elementwise::mul(rf.value(a), rf.value(b), &mut y),
         Op::Exp { x, scale } => r::elementwise::exp_scale(rf.value(x), scale, &mut y),
+        Op::Log { x } => r::elementwise::log(rf.value(x), &mut y),
+        Op::Square { x } => r::elementwise::mul(rf.value(x), rf.value(x), &mut y),
+        Op::Sum { x, mean } => {
+            let d = per_sample(rf.graph, x);
+            for (o, row) in y.iter_mut().zip(rf.value(x).chunks(d)) {
+                let s: f64 = row.iter().map(|&v| v as f64).sum();
+                *o = if mean { s / d as f64 } else { s } as f32;
+            }
+        }
         ref other => unreachable!("not arithmetic: {other:?}"),
     }
     y
@@ -140,6 +226,29 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: &[f32
             if rb.req[x] {
                 let mut dx = vec![0.0; dy.len()];
                 r::elementwise::mul_scale(scale, rb.value(id), dy, &mut dx);
+                rb.add_grad(x, dx);
+            }
+        }
+        Op::Log { x } => {
+            if rb.req[x] {
+                let mut dx = vec![0.0; dy.len()];
+                r::elementwise::div(dy, rb.value(x), &mut dx);
+                rb.add_grad(x, dx);
+            }
+        }
+        Op::Square { x } => {
+            if rb.req[x] {
+                let mut dx = vec![0.0; dy.len()];
+                r::elementwise::mul_scale(2.0, rb.value(x), dy, &mut dx);
+                rb.add_grad(x, dx);
+            }
+        }
+        Op::Sum { x, mean } => {
+            if rb.req[x] {
+                let d = per_sample(rb.graph, x);
+                let alpha = if mean { 1.0 / d as f32 } else { 1.0 };
+                let mut dx = vec![0.0; dy.len() * d];
+                r::elementwise::repeat_scale(dy, d, alpha, &mut dx);
                 rb.add_grad(x, dx);
             }
         }

@@ -99,6 +99,9 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         Op::Add { a, b } => arith::add_forward(lw, id, *a, *b),
         Op::Mul { a, b } => arith::mul_forward(lw, id, *a, *b),
         Op::Exp { x, scale } => arith::exp_forward(lw, id, *x, *scale),
+        Op::Log { x } => arith::log_forward(lw, id, *x),
+        Op::Square { x } => arith::square_forward(lw, id, *x),
+        Op::Sum { x, mean } => arith::sum_forward(lw, id, *x, *mean),
         Op::Noise { dist, seed } => noise::forward(lw, id, *dist, *seed),
         Op::Constant { value } => constant::forward(lw, id, *value),
         Op::Concat { xs } => shape::concat_forward(lw, id, xs),
@@ -354,6 +357,9 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         Op::Add { a, b } => arith::add_backward(bw, dy, *a, *b),
         Op::Mul { a, b } => arith::mul_backward(bw, dy, *a, *b),
         Op::Exp { x, scale } => arith::exp_backward(bw, id, dy, *x, *scale),
+        Op::Log { x } => arith::log_backward(bw, dy, *x),
+        Op::Square { x } => arith::square_backward(bw, dy, *x),
+        Op::Sum { x, mean } => arith::sum_backward(bw, dy, *x, *mean),
         Op::Noise { .. } | Op::Constant { .. } => unreachable!("no inputs, no gradient"),
         Op::LossTerm { term, a, b } => loss_terms::backward(bw, dy, *term, *a, *b),
         Op::Concat { xs } => shape::concat_backward(bw, id, dy, xs),
@@ -411,7 +417,12 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         Op::Act { x, act } => Ok(elementwise::reference_act_forward(rf, id, *x, *act)),
         Op::Dropout { x, rate, seed } => elementwise::reference_dropout_forward(rf, id, *x, *rate, *seed),
         op @ Op::BatchNorm { .. } => batchnorm::reference_forward(rf, id, op),
-        op @ (Op::Add { .. } | Op::Mul { .. } | Op::Exp { .. }) => Ok(arith::reference_forward(rf, id, op)),
+        op @ (Op::Add { .. }
+        | Op::Mul { .. }
+        | Op::Exp { .. }
+        | Op::Log { .. }
+        | Op::Square { .. }
+        | Op::Sum { .. }) => Ok(arith::reference_forward(rf, id, op)),
         Op::Noise { dist, seed } => Ok(noise::reference_forward(rf, id, *dist, *seed)),
         Op::Constant { value } => Ok(constant::reference_forward(rf, id, *value)),
         Op::Concat { xs } => Ok(shape::reference_concat_forward(rf, id, xs)),
@@ -494,7 +505,12 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
         }
         Op::Dropout { x, rate, seed } => elementwise::reference_dropout_backward(rb, &dy, *x, *rate, *seed),
         op @ Op::BatchNorm { .. } => batchnorm::reference_backward(rb, id, &dy, op),
-        op @ (Op::Add { .. } | Op::Mul { .. } | Op::Exp { .. }) => {
+        op @ (Op::Add { .. }
+        | Op::Mul { .. }
+        | Op::Exp { .. }
+        | Op::Log { .. }
+        | Op::Square { .. }
+        | Op::Sum { .. }) => {
             arith::reference_backward(rb, id, &dy, op);
             Ok(())
         }
