@@ -26,7 +26,13 @@
 //! - A `layer` entry is any [`Layer`] of a `Sequential` on exactly one input; its
 //!   tensors are named `<layer name>.<tensor>` (`encoder.0.weight`), so a PyTorch
 //!   module with the same attribute names loads the checkpoint. An `op` entry is a
-//!   [`GraphOp`] (merges, slices, exponentials, noise, constants, sampling).
+//!   [`GraphOp`] (merges, slices, reshapes, exp/log/square, sums and means, noise,
+//!   constants, sampling).
+//! - The objective is either `Supervised` (a loss of the last layer against each
+//!   batch's targets: [`Functional::compile_supervised`] gives a `Model` that `fit`
+//!   trains) or `Terms` (a weighted sum of per-sample terms the model computes from
+//!   the batch alone: [`Functional::compile`]; a `Value` term is any layer of shape
+//!   `[1]`, so losses can be written with the ops).
 //! - Every layer's output is read by a later layer, a loss or `outputs` (the values a
 //!   user reads, such as reconstructions); anything else is an error naming it, as is
 //!   a loss or output naming a layer that does not exist.
