@@ -287,7 +287,7 @@ pub fn log(ctx: &Context, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
 }
 
 /// `out = a / b` elementwise (equal shapes; `out` distinct from both): the backward
-/// of [`log`] with `a` the output's gradient and `b` the input.
+/// of [`log()`] with `a` the output's gradient and `b` the input.
 pub fn div(ctx: &Context, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<Dispatch> {
     const OP: &str = "div";
     let (n, form) = binary(OP, a, b, out)?;
