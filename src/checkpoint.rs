@@ -301,8 +301,9 @@ impl Checkpoint {
             if let FunctionalObjective::Terms(_) = a.functional.objective {
                 return Err(Error::Data {
                     path: path.display().to_string(),
-                    message: "holds a functional model trained on loss terms (no targets); load it \
-                              with checkpoint::load_functional"
+                    message: "holds a functional model trained on its own loss terms, which has no \
+                              targets to evaluate against (wgml train --model FILE.json trains it; \
+                              checkpoint::load_functional loads it in Rust)"
                         .into(),
                 });
             }

@@ -77,6 +77,7 @@ impl TermNames {
             .weights
             .iter()
             .zip(values)
+            .filter(|(w, _)| **w != 0.0)
             .map(|(w, v)| f64::from(*w) * v)
             .sum();
         std::iter::once(("loss".to_string(), total))
@@ -168,39 +169,36 @@ pub fn train_on_terms(
 }
 
 /// Refuses data outside [0, 1] when a binary cross-entropy term's targets are the
-/// batch itself (an autoencoder's reconstruction).
+/// batch itself or a view of it (an autoencoder's reconstruction), naming the term.
 fn check_bce_targets(net: &GraphModel, data: &Dataset) -> Result<()> {
     let Objective::Terms(terms) = &net.objective else {
         return Ok(());
     };
-    let on_input = terms.iter().any(|t| {
-        matches!(net.graph.nodes[t.node].op, Op::LossTerm { term: Term::BceSum, b, .. }
-            if matches!(net.graph.nodes[b].op, Op::Input))
-    });
+    let nodes = &net.graph.nodes;
+    let is_batch = |mut id: usize| loop {
+        match nodes[id].op {
+            Op::Input => return true,
+            Op::Reshape { x } => id = x,
+            _ => return false,
+        }
+    };
+    let on_batch = terms
+        .iter()
+        .find(|t| matches!(nodes[t.node].op, Op::LossTerm { term: Term::BceSum, b, .. } if is_batch(b)));
     let outside = data
         .train
         .x
         .iter()
         .chain(&data.test.x)
         .any(|v| !(0.0..=1.0).contains(v));
-    if on_input && outside {
-        return Err(Error::invalid(format!(
+    match on_batch {
+        Some(t) if outside => Err(Error::invalid(format!(
             "the loss term '{}' reads the batch as binary cross-entropy targets, which must be in [0, 1]; \
              dataset '{}' has values outside",
-            terms
-                .iter()
-                .find(|t| matches!(
-                    net.graph.nodes[t.node].op,
-                    Op::LossTerm {
-                        term: Term::BceSum,
-                        ..
-                    }
-                ))
-                .map_or("", |t| t.name.as_str()),
-            data.name
-        )));
+            t.name, data.name
+        ))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The functional model file `path` holds (`text`), its wiring checked.

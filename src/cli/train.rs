@@ -727,9 +727,10 @@ pub fn write_json(path: &Path, json: &serde_json::Value) -> Result<()> {
     })
 }
 
-/// Refuses, by name, the first flag of `wgml train` given that a generative model
-/// (`--model vae|gan`, which trains with `how`) has no use for: the supervised
-/// fit's validation, early stopping, schedules, transfer and augmentation flags.
+/// Refuses, by name, the first flag of `wgml train` given that a model trained on
+/// its own loss terms (`--model vae|gan` or a functional file, which trains with
+/// `how`) has no use for: the supervised fit's validation, early stopping,
+/// schedules, transfer and augmentation flags.
 pub fn refuse_supervised_flags(args: &TrainArgs, how: &str) -> Result<()> {
     let given = [
         ("--val-split", args.val_split.is_some()),

@@ -29,6 +29,7 @@ struct Params {
 
 /// The distribution of the values.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Distribution {
     /// Gaussian with this mean and standard deviation (Box-Muller).
     Normal {

@@ -52,6 +52,7 @@ pub enum EpsilonPlacement {
 /// out take Keras' defaults: Adam's β1 0.9, β2 0.999, ε 1e-7 (Keras placement),
 /// RMSprop's ρ 0.9 and ε 1e-7, no momentum, no weight decay.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Optimizer {
     /// Adam; AdamW (decoupled weight decay, as `torch.optim.AdamW`) when
     /// `weight_decay > 0`. State: `[m, v]`.

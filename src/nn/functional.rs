@@ -65,6 +65,7 @@ pub struct FunctionalInput {
 
 /// A graph operation that is not a layer: no parameters, one or several inputs.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum GraphOp {
     /// Keras' `Add`: the elementwise sum of two or more inputs of one shape.
     Add,
@@ -461,9 +462,14 @@ impl Functional {
                 "the model has no loss terms: add at least one to its objective",
             ));
         }
-        let mut weighted = Vec::new();
+        let mut weighted: Vec<WeightedTerm> = Vec::new();
         for t in terms {
             let what = format!("loss term '{}'", t.name);
+            if weighted.iter().any(|w| w.name == t.name) {
+                return Err(Error::invalid(format!(
+                    "{what}: the name is used twice (terms are reported by name)"
+                )));
+            }
             if !(t.weight.is_finite() && t.weight >= 0.0) {
                 return Err(Error::invalid(format!(
                     "{what}: weight {} must be a finite number ≥ 0",
@@ -477,8 +483,9 @@ impl Functional {
                 .collect::<Result<Vec<_>>>()?;
             let node = match (t.term, &ins[..]) {
                 (TermKind::Value, &[x]) if g.shape(x) == [1] => {
-                    // A view of the layer, after every layer (as the other terms).
-                    g.reshape(x, &[1], &t.name)?
+                    // A view of the layer, after every layer (as the other terms),
+                    // named apart from the layers.
+                    g.reshape(x, &[1], &format!("{} (term)", t.name))?
                 }
                 (TermKind::Value, &[x]) => {
                     return Err(Error::invalid(format!(
@@ -913,6 +920,10 @@ mod tests {
             ),
             (base(), "the model has no loss terms"),
             (
+                with_loss(base()).loss_term("kl", Term::KlNormal, &["h", "h"], 1.0),
+                "loss term 'kl': the name is used twice",
+            ),
+            (
                 base().loss_term("v", TermKind::Value, &["h"], 1.0),
                 "loss term 'v': a Value term reads a layer of shape [1] per sample",
             ),
@@ -995,6 +1006,32 @@ mod tests {
             )
             .supervised("c", Loss::MeanSquaredError);
         assert!(err(&image).contains("add Flatten"), "{}", err(&image));
+    }
+
+    #[test]
+    fn misspelt_fields_of_layers_ops_and_optimizers_are_errors() {
+        for (bad, field) in [
+            (r#"{"Dense": {"units": 3, "activaton": "Relu"}}"#, "activaton"),
+            (
+                r#"{"Conv2D": {"filters": 3, "kernel": [3, 3], "strides": [2, 2]}}"#,
+                "strides",
+            ),
+        ] {
+            let e = serde_json::from_str::<Layer>(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("unknown field `{field}`")), "{e}");
+        }
+        let e = serde_json::from_str::<GraphOp>(r#"{"Exp": {"factor": 0.5}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `factor`"), "{e}");
+        let e = serde_json::from_str::<Optimizer>(r#"{"Adam": {"lr": 0.001, "beta_1": 0.5}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `beta_1`"), "{e}");
+        let e = serde_json::from_str::<Distribution>(r#"{"Normal": {"mean": 0, "sd": 1}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `sd`"), "{e}");
     }
 
     #[test]

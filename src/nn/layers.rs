@@ -40,6 +40,7 @@ impl LayerActivation {
 /// 'valid' padding, batch normalization's momentum 0.99 and epsilon 0.001. Pools
 /// name their stride (Keras' default is the pool size: `"stride"` equal to `"pool"`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Layer {
     /// `use_bias` as Keras' (true by default; false before a batch normalization,
     /// which removes any offset: the bias would only learn rounding noise).

@@ -139,11 +139,20 @@ impl ModelSpec {
         match self {
             ModelSpec::Sequential(s) => s.compile(ctx, loss, optimizer, seed),
             ModelSpec::Functional(f) => {
-                if f.supervised_loss() != Some(loss) {
-                    return Err(Error::invalid(format!(
-                        "the functional model trains with {:?}, not {loss:?}",
-                        f.supervised_loss()
-                    )));
+                match f.supervised_loss() {
+                    Some(own) if own == loss => {}
+                    Some(own) => {
+                        return Err(Error::invalid(format!(
+                            "the functional model trains with {}, not {}",
+                            own.name(),
+                            loss.name()
+                        )));
+                    }
+                    None => {
+                        return Err(Error::invalid(
+                            "the functional model trains on its own loss terms, not a supervised loss",
+                        ));
+                    }
                 }
                 f.compile_supervised(ctx, optimizer, seed)
             }

@@ -81,12 +81,12 @@ pub(crate) fn settings(
     config: &FitConfig,
     schedule: Option<LrSchedule>,
 ) -> BTreeMap<String, String> {
-    let dropout_seeds: Vec<u32> = model
+    let random_seeds: Vec<u32> = model
         .graph
         .nodes
         .iter()
         .filter_map(|n| match n.op {
-            Op::Dropout { seed, .. } => Some(seed),
+            Op::Dropout { seed, .. } | Op::Noise { seed, .. } => Some(seed),
             _ => None,
         })
         .collect();
@@ -106,7 +106,7 @@ pub(crate) fn settings(
         ("model", format!("{:?}", model.spec)),
         ("loss", model.loss.name().to_string()),
         ("optimizer", format!("{:?}", model.optimizer)),
-        ("dropout_seeds", format!("{dropout_seeds:?}")),
+        ("random_seeds", format!("{random_seeds:?}")),
         ("clip_norm", format!("{:?}", model.clip_norm.map(|c| c.get()))),
         // Fused and separate kernels round differently.
         ("fuse", model.fuse.to_string()),

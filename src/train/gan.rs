@@ -139,7 +139,7 @@ pub fn fit_gan(
         // A backup holds whole epochs only (a run cut short by max_steps resumes
         // from the last complete one).
         if let Some(b) = &config.backup
-            && take == n
+            && take / batch == n / batch
         {
             let progress = GanProgress {
                 discriminator_steps: gan.discriminator.step,

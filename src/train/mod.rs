@@ -1,5 +1,6 @@
 //! Training and evaluation: `fit` with validation, early stopping and a Keras-like
-//! line per epoch; `fit_terms` for models trained on their own loss terms; `evaluate` with accuracy, per-class precision/recall/F1 and the
+//! line per epoch; `fit_terms` for models trained on their own loss terms, `fit_gan`
+//! for a GAN's alternating steps (both with backups); `evaluate` with accuracy, per-class precision/recall/F1 and the
 //! confusion matrix.
 
 pub mod backup;

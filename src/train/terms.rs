@@ -79,12 +79,14 @@ pub enum TermsEvent<'a> {
     Epoch(&'a TermsEpoch),
 }
 
-/// The weighted sum of `net`'s terms `values`: the loss trained.
+/// The weighted sum of `net`'s terms `values`: the loss trained (terms of weight 0
+/// are reported only and take no part, even when not finite).
 pub fn total(net: &GraphModel, values: &[f64]) -> f64 {
     match &net.objective {
         Objective::Terms(terms) => terms
             .iter()
             .zip(values)
+            .filter(|(t, _)| t.weight != 0.0)
             .map(|(t, v)| f64::from(t.weight) * v)
             .sum(),
         _ => 0.0,

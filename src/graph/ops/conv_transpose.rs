@@ -24,10 +24,11 @@ use crate::reference as r;
 /// Output height or width of a transposed convolution of `size` by a kernel of
 /// `k` with stride `s` and `padding` side `p` (`None` when nothing is left).
 fn out_side(size: usize, k: usize, s: usize, padding: Padding, p: usize) -> Option<usize> {
+    let full = size.checked_sub(1)?.checked_mul(s)?.checked_add(k)?;
     match padding {
-        Padding::Valid => Some((size - 1) * s + k),
-        Padding::Same => Some(size * s),
-        Padding::Explicit(..) => ((size - 1) * s + k).checked_sub(2 * p).filter(|&o| o > 0),
+        Padding::Valid => Some(full),
+        Padding::Same => size.checked_mul(s),
+        Padding::Explicit(..) => full.checked_sub(p.checked_mul(2)?).filter(|&o| o > 0),
     }
 }
 

@@ -41,13 +41,10 @@ impl Graph {
     /// Entries `start..start + len` of `x`'s first per-sample axis.
     pub fn slice(&mut self, x: NodeId, start: usize, len: usize, layer: &str) -> Result<NodeId> {
         let s = self.shape(x).to_vec();
-        if len == 0 || start + len > s[0] {
+        if len == 0 || start.checked_add(len).is_none_or(|end| end > s[0]) {
             return Err(shape_err(
                 layer,
-                format!(
-                    "slice {start}..{} of the first axis of {s:?} is empty or out of range",
-                    start + len
-                ),
+                format!("slice of {len} from {start} on the first axis of {s:?} is empty or out of range"),
             ));
         }
         let mut shape = s.clone();
