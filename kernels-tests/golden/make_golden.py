@@ -35,10 +35,11 @@ checkpoints), the two optimizers (`sgd`, `adam`, wgml's JSON), the dropout seeds
 and the PyTorch version that computed it. Regenerate with
 
     pip install torch safetensors numpy
-    python3 kernels-tests/golden/make_golden.py
+    python3 kernels-tests/golden/make_golden.py [CASE...]
 
-(written with PyTorch 2.15.0 on CPU); the files are committed, so the test never
-needs Python.
+(written with PyTorch 2.15.0 on CPU; naming cases writes only those); the files are
+committed, so the test never needs Python. The transposed convolution is
+`nn.ConvTranspose2d`, cropped as Keras crops 'same' (see KerasConvTranspose2d).
 """
 
 import json
@@ -84,6 +85,29 @@ class KerasSameConv2d(nn.Conv2d):
             pads.append((total // 2, total - total // 2))
         (top, bottom), (left, right) = pads
         return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride)
+
+
+class KerasConvTranspose2d(nn.ConvTranspose2d):
+    """ConvTranspose2d with Keras' padding: 'same' gives h*s outputs, the transpose
+    of a 'same' convolution (its odd padding pixel at the bottom/right), so the full
+    (h-1)*s + k output is cropped from the top/left by that convolution's top/left
+    padding; 'valid' keeps the full output; explicit p is PyTorch's padding."""
+
+    def __init__(self, *args, same=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.same = same
+
+    def forward(self, x):
+        y = super().forward(x)
+        if not self.same:
+            return y
+        crops = []
+        for size, k, s in zip(x.shape[2:], self.kernel_size, self.stride):
+            out = size * s
+            total = max((size - 1) * s + k - out, 0)
+            crops.append((total // 2, out))
+        (top, oh), (left, ow) = crops
+        return y[:, :, top : top + oh, left : left + ow]
 
 
 class KerasBatchNorm(nn.Module):
@@ -173,6 +197,20 @@ def build(input_shape, layers, loss, dropout_seeds):
                 conv = nn.Conv2d(shape[0], spec["filters"], k, s, p, bias=spec.get("use_bias", True))
                 oh = (shape[1] + 2 * p[0] - k[0]) // s[0] + 1
                 ow = (shape[2] + 2 * p[1] - k[1]) // s[1] + 1
+            modules.append(conv)
+            shape = [spec["filters"], oh, ow]
+        elif kind == "Conv2DTranspose":
+            k, s = pair(spec["kernel"]), pair(spec.get("stride", 1))
+            padding = spec.get("padding", "Valid")
+            bias = spec.get("use_bias", True)
+            if padding == "Same":
+                conv = KerasConvTranspose2d(shape[0], spec["filters"], k, s, bias=bias, same=True)
+                oh, ow = shape[1] * s[0], shape[2] * s[1]
+            else:
+                p = (0, 0) if padding == "Valid" else tuple(padding["Explicit"])
+                conv = KerasConvTranspose2d(shape[0], spec["filters"], k, s, p, bias=bias)
+                oh = (shape[1] - 1) * s[0] + k[0] - 2 * p[0]
+                ow = (shape[2] - 1) * s[1] + k[1] - 2 * p[1]
             modules.append(conv)
             shape = [spec["filters"], oh, ow]
         elif kind in ("MaxPool2D", "AvgPool2D"):
@@ -297,6 +335,11 @@ def conv(filters, kernel, activation="Linear", **kw):
     return {"Conv2D": {"filters": filters, "kernel": pair(kernel), "activation": activation, **kw}}
 
 
+def transpose(filters, kernel, stride, padding, activation="Linear", **kw):
+    return {"Conv2DTranspose": {"filters": filters, "kernel": pair(kernel), "stride": pair(stride),
+                                "padding": padding, "activation": activation, **kw}}
+
+
 def mnist(n):
     folder = ROOT / "data" / "mnist-10k"
     images = read_idx(find(folder, "train-images-idx3-ubyte"))[:n] / 255.0
@@ -360,12 +403,23 @@ def cases():
                      dense(64, "Relu"), dense(10, "Softmax")]),
         dict(name="seed_mlp", input_shape=[1, 28, 28], batch=8, loss=SCE, input=images, target=labels,
              layers=["Flatten", dense(128, "Relu"), dense(10, "Softmax")]),
+        # Transposed convolutions: 'same' with stride 2 (an odd kernel and an even one),
+        # 'valid', explicit padding, with and without bias.
+        dict(name="conv_transpose", input_shape=[2, 3, 4], batch=3, loss=SCE,
+             layers=[transpose(3, 3, 2, "Same", "Relu"), transpose(2, 2, 2, "Same", "Tanh"),
+                     transpose(2, 2, 1, "Valid", use_bias=False), transpose(1, 3, 1, {"Explicit": [1, 2]}),
+                     "Flatten", dense(3, "Softmax")]),
     ]
 
 
 def main():
+    """Writes every case, or only those named on the command line (the others keep
+    the files an earlier torch wrote)."""
     torch.set_default_dtype(torch.float64)
+    wanted = set(sys.argv[1:])
     for seed, case in enumerate(cases(), start=1):
+        if wanted and case["name"] not in wanted:
+            continue
         case["seed"] = seed
         tensors = run(case)
         architecture = {
