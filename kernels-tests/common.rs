@@ -249,6 +249,61 @@ pub fn steps_equal_reference(
     cpu
 }
 
+/// Every parameter of `store` within `atol` + `rtol`·|value| of the reference
+/// executor `cpu`'s (after both took the same steps).
+pub fn params_match_reference(
+    ctx: &Context,
+    what: &str,
+    store: &wgml::graph::ParamStore,
+    cpu: &wgml::graph::reference::ReferenceExecutor,
+    atol: f32,
+    rtol: f32,
+) {
+    for p in &store.params {
+        assert_close(
+            &format!("{what} {}", p.name),
+            &p.value.to_f32(ctx).unwrap(),
+            &cpu.params()[p.node],
+            atol,
+            rtol,
+        );
+    }
+}
+
+/// For each parameter named in `names` of `net` (compiled with
+/// `Optimizer::sgd(1.0, 0.0)`): its reference gradient on the batch `x` of `b`
+/// samples within `atol` + `rtol`·|value| of central differences of step `eps`.
+#[allow(clippy::too_many_arguments)]
+pub fn gradients_match_differences(
+    ctx: &Context,
+    net: &wgml::nn::GraphModel,
+    names: &[&str],
+    x: &[f32],
+    b: usize,
+    eps: f32,
+    atol: f32,
+    rtol: f32,
+) {
+    let start = net.reference(ctx).unwrap();
+    for &name in names {
+        let node = net
+            .store
+            .params
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no parameter {name}"))
+            .node;
+        let (grad, fd) = gradient_and_differences(&start, node, x, b, eps);
+        assert_close(
+            &format!("{name} gradient vs finite differences"),
+            &grad,
+            &fd,
+            atol,
+            rtol,
+        );
+    }
+}
+
 /// The gradient of parameter node `node` that the reference executor `start`
 /// (built with `Optimizer::sgd(1.0, 0.0)`) computes on the batch `x` of `b` samples
 /// (read from one step: before − after), and central differences of its loss with

@@ -154,15 +154,7 @@ fn a_transposed_convolution_decoder_trains_equal_to_the_reference() {
     for optimizer in [Optimizer::adam(1e-2), Optimizer::sgd(0.05, 0.9)] {
         let mut model = decoder().compile(ctx, optimizer.clone(), 2).unwrap();
         let cpu = steps_equal_reference(ctx, &format!("{optimizer:?}"), &mut model.net, &x, b, 3);
-        for p in &model.net.store.params {
-            assert_close(
-                &format!("{optimizer:?} {}", p.name),
-                &p.value.to_f32(ctx).unwrap(),
-                &cpu.params()[p.node],
-                1e-5,
-                1e-4,
-            );
-        }
+        params_match_reference(ctx, &format!("{optimizer:?}"), &model.net.store, &cpu, 1e-5, 1e-4);
         let w = model
             .net
             .store
@@ -177,28 +169,11 @@ fn a_transposed_convolution_decoder_trains_equal_to_the_reference() {
         );
     }
     let model = decoder().compile(ctx, Optimizer::sgd(1.0, 0.0), 6).unwrap();
-    let start = model.net.reference(ctx).unwrap();
-    for name in ["t1.weight", "t1.bias", "t3.weight", "d.weight"] {
-        let node = model
-            .net
-            .store
-            .params
-            .iter()
-            .find(|p| p.name == name)
-            .unwrap()
-            .node;
-        // A step of 1e-2: the loss (about 34 per sample) is f32, so smaller steps
-        // drown the difference in rounding; tanh's curvature over 1e-2 is far below
-        // the tolerance.
-        let (grad, fd) = gradient_and_differences(&start, node, &x, b, 1e-2);
-        assert_close(
-            &format!("{name} gradient vs finite differences"),
-            &grad,
-            &fd,
-            2e-4,
-            3e-3,
-        );
-    }
+    // A step of 1e-2: the loss (about 34 per sample) is f32, so smaller steps drown
+    // the difference in rounding; tanh's curvature over 1e-2 is far below the
+    // tolerance.
+    let names = ["t1.weight", "t1.bias", "t3.weight", "d.weight"];
+    gradients_match_differences(ctx, &model.net, &names, &x, b, 1e-2, 2e-4, 3e-3);
 }
 
 #[test]

@@ -66,15 +66,7 @@ fn a_residual_block_trains_equal_to_the_reference() {
             .compile(ctx, optimizer.clone(), 3)
             .unwrap();
         let cpu = steps_equal_reference(ctx, &format!("{optimizer:?}"), &mut model.net, &x, b, 3);
-        for p in &model.net.store.params {
-            assert_close(
-                &format!("{optimizer:?} {}", p.name),
-                &p.value.to_f32(ctx).unwrap(),
-                &cpu.params()[p.node],
-                1e-5,
-                1e-4,
-            );
-        }
+        params_match_reference(ctx, &format!("{optimizer:?}"), &model.net.store, &cpu, 1e-5, 1e-4);
         let names: Vec<&str> = model.net.store.params.iter().map(|p| p.name.as_str()).collect();
         for want in [
             "c1.weight",
@@ -92,17 +84,7 @@ fn a_residual_block_trains_equal_to_the_reference() {
     let model = residual_autoencoder(LayerActivation::Tanh)
         .compile(ctx, Optimizer::sgd(1.0, 0.0), 4)
         .unwrap();
-    let start = model.net.reference(ctx).unwrap();
-    let c1 = model
-        .net
-        .store
-        .params
-        .iter()
-        .find(|p| p.name == "c1.weight")
-        .unwrap()
-        .node;
-    let (grad, fd) = gradient_and_differences(&start, c1, &x, b, 1e-3);
-    assert_close("c1.weight gradient vs finite differences", &grad, &fd, 1e-4, 3e-3);
+    gradients_match_differences(ctx, &model.net, &["c1.weight"], &x, b, 1e-3, 1e-4, 3e-3);
 }
 
 /// x [5] → h = Dense(5, tanh); loss = mean((h − x)²) + 0.1 · Σ log(1 + h²), written
@@ -148,34 +130,8 @@ fn losses_written_with_ops_train_equal_to_the_reference() {
     for optimizer in [Optimizer::adam(1e-2), Optimizer::sgd(0.1, 0.9)] {
         let mut model = ops_loss().compile(ctx, optimizer.clone(), 3).unwrap();
         let cpu = steps_equal_reference(ctx, &format!("{optimizer:?}"), &mut model.net, &x, b, 3);
-        for p in &model.net.store.params {
-            assert_close(
-                &format!("{optimizer:?} {}", p.name),
-                &p.value.to_f32(ctx).unwrap(),
-                &cpu.params()[p.node],
-                1e-6,
-                1e-4,
-            );
-        }
+        params_match_reference(ctx, &format!("{optimizer:?}"), &model.net.store, &cpu, 1e-6, 1e-4);
     }
     let model = ops_loss().compile(ctx, Optimizer::sgd(1.0, 0.0), 5).unwrap();
-    let start = model.net.reference(ctx).unwrap();
-    for name in ["h.weight", "h.bias"] {
-        let node = model
-            .net
-            .store
-            .params
-            .iter()
-            .find(|p| p.name == name)
-            .unwrap()
-            .node;
-        let (grad, fd) = gradient_and_differences(&start, node, &x, b, 1e-3);
-        assert_close(
-            &format!("{name} gradient vs finite differences"),
-            &grad,
-            &fd,
-            2e-4,
-            3e-3,
-        );
-    }
+    gradients_match_differences(ctx, &model.net, &["h.weight", "h.bias"], &x, b, 1e-3, 2e-4, 3e-3);
 }

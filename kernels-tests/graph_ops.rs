@@ -54,15 +54,7 @@ fn shape_and_arithmetic_ops_train_equal_to_the_reference() {
         let store = ParamStore::new(ctx, &g, optimizer.state_count(), &mut rng(2)).unwrap();
         let mut model = GraphModel::new(ctx, g, objective, store, optimizer.clone()).unwrap();
         let cpu = steps_equal_reference(ctx, &format!("{optimizer:?}"), &mut model, &x, b, 3);
-        for p in &model.store.params {
-            assert_close(
-                &format!("{optimizer:?} {}", p.name),
-                &p.value.to_f32(ctx).unwrap(),
-                &cpu.params()[p.node],
-                1e-6,
-                1e-4,
-            );
-        }
+        params_match_reference(ctx, &format!("{optimizer:?}"), &model.store, &cpu, 1e-6, 1e-4);
     }
     // The reference gradient (one SGD step of rate 1) against central differences.
     let (g, objective) = build();

@@ -8,11 +8,11 @@ use std::process::ExitCode;
 
 use wgml::checkpoint::{self, FunctionalArchitecture};
 use wgml::data::Dataset;
-use wgml::graph::{Objective, Op};
+use wgml::graph::{Objective, Op, WeightedTerm};
 use wgml::kernels::loss::Term;
 use wgml::nn::GraphModel;
 use wgml::train::Backup;
-use wgml::train::terms::{TermsConfig, TermsEvent, fit_terms};
+use wgml::train::terms::{TermsConfig, TermsEvent, fit_terms, weighted_total};
 use wgml::{Context, Error, Result};
 
 use super::GpuArgs;
@@ -56,32 +56,27 @@ impl TermsRun {
 
 /// The terms `values` by name with their weighted total first, as `loss`.
 struct TermNames {
-    names: Vec<String>,
-    weights: Vec<f32>,
+    terms: Vec<WeightedTerm>,
 }
 
 impl TermNames {
     fn of(net: &GraphModel) -> TermNames {
-        let weights = match &net.objective {
-            Objective::Terms(t) => t.iter().map(|t| t.weight).collect(),
+        let terms = match &net.objective {
+            Objective::Terms(t) => t.clone(),
             _ => Vec::new(),
         };
-        TermNames {
-            names: net.term_names(),
-            weights,
-        }
+        TermNames { terms }
     }
 
     fn named(&self, values: &[f64]) -> Vec<(String, f64)> {
-        let total = self
-            .weights
-            .iter()
-            .zip(values)
-            .filter(|(w, _)| **w != 0.0)
-            .map(|(w, v)| f64::from(*w) * v)
-            .sum();
+        let total = weighted_total(&self.terms, values);
         std::iter::once(("loss".to_string(), total))
-            .chain(self.names.iter().cloned().zip(values.iter().copied()))
+            .chain(
+                self.terms
+                    .iter()
+                    .map(|t| t.name.clone())
+                    .zip(values.iter().copied()),
+            )
             .collect()
     }
 }
@@ -145,7 +140,12 @@ pub fn train_on_terms(
         })?
     };
     let sample = net.sample_len().max(1);
-    let test_terms = net.evaluate(ctx, test, 256.max(run.batch))?;
+    // The last epoch's test terms are the final ones (no step since, the same
+    // noise); a run that trained no epoch evaluates now.
+    let test_terms = match history.last() {
+        Some(e) if !e.test.is_empty() => e.test.clone(),
+        _ => net.evaluate(ctx, test, 256.max(run.batch))?,
+    };
     let te = terms.named(&test_terms);
     let parts: Vec<String> = te[1..].iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
     println!(

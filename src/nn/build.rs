@@ -103,15 +103,8 @@ impl Layer {
                 activation,
                 use_bias,
                 trainable,
-            } => conv2d(
-                b,
-                &name,
-                (*filters, *kernel, *stride, *padding),
-                *activation,
-                *use_bias,
-                *trainable,
-            ),
-            Layer::Conv2DTranspose {
+            }
+            | Layer::Conv2DTranspose {
                 filters,
                 kernel,
                 stride,
@@ -119,9 +112,14 @@ impl Layer {
                 activation,
                 use_bias,
                 trainable,
-            } => conv2d_transpose(
+            } => convolution(
                 b,
                 &name,
+                if matches!(self, Layer::Conv2D { .. }) {
+                    Direction::Forward
+                } else {
+                    Direction::Transposed
+                },
                 (*filters, *kernel, *stride, *padding),
                 *activation,
                 *use_bias,
@@ -190,65 +188,36 @@ fn dense(
     })
 }
 
-fn conv2d(
-    b: &mut LayerBuild<'_>,
-    name: &str,
-    (filters, kernel, stride, padding): (usize, (usize, usize), (usize, usize), Padding),
-    activation: LayerActivation,
-    use_bias: bool,
-    trainable: bool,
-) -> Result<Added> {
-    let xs = b.g.shape(b.x).to_vec();
-    if xs.len() != 3 {
-        return Err(Error::shape(
-            "model",
-            format!("layer '{name}': Conv2D expects [channels, height, width] per sample, got {xs:?}"),
-        ));
-    }
-    if filters == 0 || kernel.0 == 0 || kernel.1 == 0 {
-        return Err(Error::invalid(format!(
-            "layer '{name}': filters and kernel size must be at least 1"
-        )));
-    }
-    let area = kernel.0 * kernel.1;
-    let init = Init::GlorotUniform {
-        fan_in: xs[0] * area,
-        fan_out: filters * area,
-    };
-    let w = b.param(
-        "weight",
-        &[filters, xs[0], kernel.0, kernel.1],
-        init,
-        trainable,
-        name,
-    );
-    let bias = use_bias.then(|| b.param("bias", &[filters], Init::Zeros, trainable, name));
-    let act = b.kernel_activation(activation, name, b.last)?;
-    Ok(Added {
-        x: b.g.conv2d(b.x, w, bias, stride, padding, act, name)?,
-        modules: modules(activation),
-        folds_next: false,
-    })
+/// Whether a convolution layer is Conv2D or Conv2DTranspose.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    Transposed,
 }
 
-/// `nn.ConvTranspose2d`'s tensors: weight `[C_in, filters, kh, kw]`, Glorot-uniform
-/// as Keras initialises its kernel `(kh, kw, filters, C_in)` (fan in `kh·kw·filters`,
-/// fan out `kh·kw·C_in`).
-fn conv2d_transpose(
+/// A Conv2D layer (`nn.Conv2d`'s weight `[filters, C_in, kh, kw]`) or a
+/// Conv2DTranspose layer (`nn.ConvTranspose2d`'s weight `[C_in, filters, kh, kw]`);
+/// Glorot-uniform as Keras initialises either kernel: fan in `kh·kw·C_in` and fan out
+/// `kh·kw·filters` for Conv2D, the other way round for Conv2DTranspose (its kernel
+/// is `(kh, kw, filters, C_in)`).
+fn convolution(
     b: &mut LayerBuild<'_>,
     name: &str,
+    direction: Direction,
     (filters, kernel, stride, padding): (usize, (usize, usize), (usize, usize), Padding),
     activation: LayerActivation,
     use_bias: bool,
     trainable: bool,
 ) -> Result<Added> {
+    let kind = match direction {
+        Direction::Forward => "Conv2D",
+        Direction::Transposed => "Conv2DTranspose",
+    };
     let xs = b.g.shape(b.x).to_vec();
     if xs.len() != 3 {
         return Err(Error::shape(
             "model",
-            format!(
-                "layer '{name}': Conv2DTranspose expects [channels, height, width] per sample, got {xs:?}"
-            ),
+            format!("layer '{name}': {kind} expects [channels, height, width] per sample, got {xs:?}"),
         ));
     }
     if filters == 0 || kernel.0 == 0 || kernel.1 == 0 {
@@ -257,21 +226,31 @@ fn conv2d_transpose(
         )));
     }
     let area = kernel.0 * kernel.1;
-    let init = Init::GlorotUniform {
-        fan_in: filters * area,
-        fan_out: xs[0] * area,
+    let (init, shape) = match direction {
+        Direction::Forward => (
+            Init::GlorotUniform {
+                fan_in: xs[0] * area,
+                fan_out: filters * area,
+            },
+            [filters, xs[0], kernel.0, kernel.1],
+        ),
+        Direction::Transposed => (
+            Init::GlorotUniform {
+                fan_in: filters * area,
+                fan_out: xs[0] * area,
+            },
+            [xs[0], filters, kernel.0, kernel.1],
+        ),
     };
-    let w = b.param(
-        "weight",
-        &[xs[0], filters, kernel.0, kernel.1],
-        init,
-        trainable,
-        name,
-    );
+    let w = b.param("weight", &shape, init, trainable, name);
     let bias = use_bias.then(|| b.param("bias", &[filters], Init::Zeros, trainable, name));
     let act = b.kernel_activation(activation, name, b.last)?;
+    let x = match direction {
+        Direction::Forward => b.g.conv2d(b.x, w, bias, stride, padding, act, name)?,
+        Direction::Transposed => b.g.conv2d_transpose(b.x, w, bias, stride, padding, act, name)?,
+    };
     Ok(Added {
-        x: b.g.conv2d_transpose(b.x, w, bias, stride, padding, act, name)?,
+        x,
         modules: modules(activation),
         folds_next: false,
     })

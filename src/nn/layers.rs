@@ -193,55 +193,14 @@ impl Layer {
     /// The same Dense or Conv2D layer without its bias (Keras' `use_bias=False`;
     /// PyTorch's `bias=False`: no `.bias` in checkpoints). Other layers have no
     /// bias and are returned unchanged.
-    pub fn without_bias(self) -> Layer {
-        match self {
-            Layer::Dense {
-                units,
-                activation,
-                trainable,
-                ..
-            } => Layer::Dense {
-                units,
-                activation,
-                use_bias: false,
-                trainable,
-            },
-            Layer::Conv2D {
-                filters,
-                kernel,
-                stride,
-                padding,
-                activation,
-                trainable,
-                ..
-            } => Layer::Conv2D {
-                filters,
-                kernel,
-                stride,
-                padding,
-                activation,
-                use_bias: false,
-                trainable,
-            },
-            Layer::Conv2DTranspose {
-                filters,
-                kernel,
-                stride,
-                padding,
-                activation,
-                trainable,
-                ..
-            } => Layer::Conv2DTranspose {
-                filters,
-                kernel,
-                stride,
-                padding,
-                activation,
-                use_bias: false,
-                trainable,
-            },
-            other => other,
+    pub fn without_bias(mut self) -> Layer {
+        if let Layer::Dense { use_bias, .. }
+        | Layer::Conv2D { use_bias, .. }
+        | Layer::Conv2DTranspose { use_bias, .. } = &mut self
+        {
+            *use_bias = false;
         }
+        self
     }
 
     /// Keras' `Conv2D(filters, kernel, activation=...)`: stride 1, 'valid' padding.

@@ -24,7 +24,7 @@ use crate::checkpoint::{self, f32_entry};
 use crate::data::{Split, Targets};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Tensor};
-use crate::graph::{Op, ParamStore};
+use crate::graph::{Graph, Op, ParamStore};
 use crate::nn::Model;
 use crate::train::fit::{FitConfig, Progress};
 use crate::train::schedule::LrSchedule;
@@ -81,15 +81,6 @@ pub(crate) fn settings(
     config: &FitConfig,
     schedule: Option<LrSchedule>,
 ) -> BTreeMap<String, String> {
-    let random_seeds: Vec<u32> = model
-        .graph
-        .nodes
-        .iter()
-        .filter_map(|n| match n.op {
-            Op::Dropout { seed, .. } | Op::Noise { seed, .. } => Some(seed),
-            _ => None,
-        })
-        .collect();
     let mut crc = crc32fast::Hasher::new();
     crc.update(bytemuck::cast_slice(&data.x));
     match &data.y {
@@ -106,7 +97,7 @@ pub(crate) fn settings(
         ("model", format!("{:?}", model.spec)),
         ("loss", model.loss.name().to_string()),
         ("optimizer", format!("{:?}", model.optimizer)),
-        ("random_seeds", format!("{random_seeds:?}")),
+        ("random_seeds", random_seeds(&model.graph)),
         ("clip_norm", format!("{:?}", model.clip_norm.map(|c| c.get()))),
         // Fused and separate kernels round differently.
         ("fuse", model.fuse.to_string()),
@@ -128,6 +119,20 @@ pub(crate) fn settings(
         ("data_crc32", format!("{:08x}", crc.finalize())),
     ];
     entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// The seeds of `graph`'s dropout and noise streams, as backups record them (a
+/// resumed run must draw the same masks and noise).
+pub fn random_seeds(graph: &Graph) -> String {
+    let seeds: Vec<u32> = graph
+        .nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            Op::Dropout { seed, .. } | Op::Noise { seed, .. } => Some(seed),
+            _ => None,
+        })
+        .collect();
+    format!("{seeds:?}")
 }
 
 /// A CRC-32 of `x`'s values, as backups record the training data (a resumed run

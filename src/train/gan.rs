@@ -4,7 +4,6 @@
 //! complete epoch, so a stopped run resumes with the results it would have had
 //! (shuffles replayed from the seed, noise from the restored step counts).
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -14,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::nn::{GanModel, GanStats};
 use crate::train::backup;
-use crate::train::terms::TermsConfig;
+use crate::train::terms::{TermsConfig, settings};
 
 /// What a GAN run's backup records of its loop.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -68,21 +67,10 @@ pub fn fit_gan(
             images.len()
         )));
     }
-    let settings: BTreeMap<String, String> = [
-        ("model", config.model.clone()),
-        (
-            "optimizer",
-            format!("{:?}", gan.discriminator.optimizer.with_lr(config.lr)),
-        ),
-        ("seed", config.seed.to_string()),
-        ("batch_size", config.batch_size.to_string()),
-        ("shuffle", config.shuffle.to_string()),
-        ("samples", n.to_string()),
-        ("data_crc32", backup::data_crc32(images)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let settings = match &config.backup {
+        Some(_) => settings(&[&gan.discriminator, &gan.generator], images, n, config),
+        None => Default::default(),
+    };
     let mut history = Vec::new();
     if let Some(b) = &config.backup
         && let Some(p) = backup::read_state::<GanProgress>(b, ctx, &gan.store, &[], &settings, |_| false)?

@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::graph::{Objective, Op};
+use crate::graph::{Objective, WeightedTerm};
 use crate::nn::GraphModel;
 use crate::train::backup::{self, Backup};
 
@@ -79,39 +79,48 @@ pub enum TermsEvent<'a> {
     Epoch(&'a TermsEpoch),
 }
 
-/// The weighted sum of `net`'s terms `values`: the loss trained (terms of weight 0
-/// are reported only and take no part, even when not finite).
+/// The weighted sum of the term values `values` of `terms`: the loss trained (terms
+/// of weight 0 are reported only and take no part, even when not finite).
+pub fn weighted_total(terms: &[WeightedTerm], values: &[f64]) -> f64 {
+    terms
+        .iter()
+        .zip(values)
+        .filter(|(t, _)| t.weight != 0.0)
+        .map(|(t, v)| f64::from(t.weight) * v)
+        .sum()
+}
+
+/// [`weighted_total`] of `net`'s terms (0 unless its objective is `Terms`).
 pub fn total(net: &GraphModel, values: &[f64]) -> f64 {
     match &net.objective {
-        Objective::Terms(terms) => terms
-            .iter()
-            .zip(values)
-            .filter(|(t, _)| t.weight != 0.0)
-            .map(|(t, v)| f64::from(t.weight) * v)
-            .sum(),
+        Objective::Terms(terms) => weighted_total(terms, values),
         _ => 0.0,
     }
 }
 
-fn settings(net: &GraphModel, train: &[f32], config: &TermsConfig) -> BTreeMap<String, String> {
-    let seeds: Vec<u32> = net
-        .graph
-        .nodes
-        .iter()
-        .filter_map(|n| match n.op {
-            Op::Dropout { seed, .. } | Op::Noise { seed, .. } => Some(seed),
-            _ => None,
-        })
-        .collect();
+/// What a resumed run of these loops must share with the run that wrote the
+/// backup: the model's description, the optimizer (at `config.lr`), the dropout and
+/// noise seeds of `nets`, the batch size, shuffling and its seed, and the `samples`
+/// training samples `data` (count and CRC-32).
+pub(crate) fn settings(
+    nets: &[&GraphModel],
+    data: &[f32],
+    samples: usize,
+    config: &TermsConfig,
+) -> BTreeMap<String, String> {
+    let optimizer = nets
+        .first()
+        .map(|n| format!("{:?}", n.optimizer.with_lr(config.lr)));
+    let seeds: Vec<String> = nets.iter().map(|n| backup::random_seeds(&n.graph)).collect();
     let entries = [
         ("model", config.model.clone()),
-        ("optimizer", format!("{:?}", net.optimizer.with_lr(config.lr))),
-        ("random_seeds", format!("{seeds:?}")),
+        ("optimizer", optimizer.unwrap_or_default()),
+        ("random_seeds", seeds.join(" ")),
         ("batch_size", config.batch_size.to_string()),
         ("seed", config.seed.to_string()),
         ("shuffle", config.shuffle.to_string()),
-        ("samples", (train.len() / net.sample_len().max(1)).to_string()),
-        ("data_crc32", backup::data_crc32(train)),
+        ("samples", samples.to_string()),
+        ("data_crc32", backup::data_crc32(data)),
     ];
     entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
@@ -143,7 +152,7 @@ pub fn fit_terms(
         ));
     }
     let settings = match &config.backup {
-        Some(_) => settings(net, train, config),
+        Some(_) => settings(&[net], train, train.len() / sample, config),
         None => BTreeMap::new(),
     };
     let mut history = Vec::new();

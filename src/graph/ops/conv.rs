@@ -23,21 +23,7 @@ impl Graph {
         act: Activation,
         layer: &str,
     ) -> Result<NodeId> {
-        let xs = self.shape(x).to_vec();
-        let ws = self.shape(w).to_vec();
-        if xs.len() != 3 {
-            return Err(shape_err(
-                layer,
-                format!("Conv2D expects [channels, height, width] per sample, got {xs:?}"),
-            ));
-        }
-        let bias_fits = b.is_none_or(|b| ws.len() == 4 && self.shape(b) == [ws[0]]);
-        if ws.len() != 4 || ws[1] != xs[0] || !bias_fits {
-            return Err(shape_err(
-                layer,
-                format!("input has {} channels but the weight is {ws:?}", xs[0]),
-            ));
-        }
+        let (xs, ws) = self.conv_operands("Conv2D", x, w, b, (1, 0), layer)?;
         let (oh, ow) = conv_desc(1, &xs, &ws, stride, padding)
             .out_hw()
             .map_err(|e| shape_err(layer, format!("input {xs:?}, weight {ws:?}: {e}")))?;
@@ -53,6 +39,38 @@ impl Graph {
             vec![ws[0], oh, ow],
             layer,
         ))
+    }
+}
+
+impl Graph {
+    /// The shapes of a convolution's input `x` (`[C, H, W]` per sample) and weights
+    /// `w` (4-D), checked: the weight axis `axes.0` holds the input's channels, axis
+    /// `axes.1` the output's, which the bias `b` (if any) has; errors name `layer`.
+    pub(crate) fn conv_operands(
+        &self,
+        kind: &str,
+        x: NodeId,
+        w: NodeId,
+        b: Option<NodeId>,
+        axes: (usize, usize),
+        layer: &str,
+    ) -> Result<(Vec<usize>, Vec<usize>)> {
+        let xs = self.shape(x).to_vec();
+        let ws = self.shape(w).to_vec();
+        if xs.len() != 3 {
+            return Err(shape_err(
+                layer,
+                format!("{kind} expects [channels, height, width] per sample, got {xs:?}"),
+            ));
+        }
+        let bias_fits = b.is_none_or(|b| ws.len() == 4 && self.shape(b) == [ws[axes.1]]);
+        if ws.len() != 4 || ws[axes.0] != xs[0] || !bias_fits {
+            return Err(shape_err(
+                layer,
+                format!("input has {} channels but the weight is {ws:?}", xs[0]),
+            ));
+        }
+        Ok((xs, ws))
     }
 }
 

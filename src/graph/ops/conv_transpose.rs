@@ -46,21 +46,7 @@ impl Graph {
         act: Activation,
         layer: &str,
     ) -> Result<NodeId> {
-        let xs = self.shape(x).to_vec();
-        let ws = self.shape(w).to_vec();
-        if xs.len() != 3 {
-            return Err(shape_err(
-                layer,
-                format!("Conv2DTranspose expects [channels, height, width] per sample, got {xs:?}"),
-            ));
-        }
-        let bias_fits = b.is_none_or(|b| ws.len() == 4 && self.shape(b) == [ws[1]]);
-        if ws.len() != 4 || ws[0] != xs[0] || !bias_fits {
-            return Err(shape_err(
-                layer,
-                format!("input has {} channels but the weight is {ws:?}", xs[0]),
-            ));
-        }
+        let (xs, ws) = self.conv_operands("Conv2DTranspose", x, w, b, (0, 1), layer)?;
         let bad = |why: String| {
             shape_err(
                 layer,
