@@ -185,3 +185,85 @@ fn zero_rows_are_a_no_op() {
     ])
     .unwrap();
 }
+
+#[test]
+fn attention_softmax_and_its_backward_match_their_twins() {
+    let (_g, ctx) = gpu();
+    // (rows, cols, scale, causal rows): plain, scaled, causal square matrices (rows
+    // = batch·T), a workgroup-size edge and a long row.
+    for (k, &(rows, cols, scale, causal)) in [
+        (1usize, 1usize, 1.0f32, None),
+        (6, 5, 0.5, None),
+        (12, 4, 0.25, Some(4usize)),
+        (2 * 33, 33, 0.17, Some(33)),
+        (3, 3000, 0.1, None),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut r = rng(40 + k as u64);
+        let s = uniform(&mut r, rows * cols, -8.0, 8.0);
+        let d = uniform(&mut r, rows * cols, -1.0, 1.0);
+        let st = Tensor::from_f32(ctx, &s, &[rows, cols]).unwrap();
+        let dt = Tensor::from_f32(ctx, &d, &[rows, cols]).unwrap();
+        ctx.run(&[
+            &softmax::softmax_attention(ctx, &st, scale, causal).unwrap(),
+            &softmax::softmax_backward_rows(ctx, &st, &dt, scale).unwrap(),
+        ])
+        .unwrap();
+        let mut want_p = s.clone();
+        reference::softmax::softmax_attention(&mut want_p, cols, scale, causal);
+        let mut want_d = d.clone();
+        reference::softmax::softmax_backward_rows(&want_p, &mut want_d, cols, scale);
+        let got_p = st.to_f32(ctx).unwrap();
+        assert_close("weights", &got_p, &want_p, 1e-6, 1e-5);
+        assert_rows_sum_to_one("weights", &got_p, cols, 1e-5);
+        assert_close("score gradient", &dt.to_f32(ctx).unwrap(), &want_d, 1e-6, 1e-4);
+        if let Some(t) = causal {
+            for (i, row) in got_p.chunks(cols).enumerate() {
+                assert!(
+                    row[i % t + 1..].iter().all(|&v| v == 0.0),
+                    "row {i} attends to later columns"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_attention_softmax_twin_gradient_equals_central_differences() {
+    let (rows, cols, scale) = (4, 4, 0.7);
+    let mut r = rng(3);
+    let s = uniform(&mut r, rows * cols, -2.0, 2.0);
+    let w = uniform(&mut r, rows * cols, -1.0, 1.0);
+    for causal in [None, Some(4)] {
+        let loss = |s: &[f32]| {
+            let mut p = s.to_vec();
+            reference::softmax::softmax_attention(&mut p, cols, scale, causal);
+            p.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
+        };
+        let mut p = s.clone();
+        reference::softmax::softmax_attention(&mut p, cols, scale, causal);
+        let mut d = w.clone();
+        reference::softmax::softmax_backward_rows(&p, &mut d, cols, scale);
+        assert_close("score gradient", &d, &finite_diff(&s, 1e-3, loss), 1e-3, 1e-3);
+    }
+}
+
+#[test]
+fn attention_softmax_checks_its_mask_and_buffers() {
+    let (_g, ctx) = gpu();
+    let s = nan_tensor(ctx, &[6, 4]);
+    let e = softmax::softmax_attention(ctx, &s, 1.0, Some(4))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not divide the scores' 6 rows"), "{e}");
+    let e = softmax::softmax_attention(ctx, &s, f32::NAN, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("finite"), "{e}");
+    let e = softmax::softmax_backward_rows(ctx, &s, &s, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("distinct"), "{e}");
+}

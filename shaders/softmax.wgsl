@@ -11,9 +11,18 @@
 // Max-subtracted, so any finite inputs work (e.g. +-1e4), for any cols >= 1
 // (cols far longer than a workgroup is fine: 100,000 is tested).
 //
+// Attention (scaled dot-product attention's two row kernels, in place on y):
+//   softmax_attention:     y[r, :] = softmax(scale·y[r, :]) where, with a causal
+//                          mask (p.causal = T > 0, rows in matrices of T), column
+//                          j > r mod T is excluded and set to 0 (top-left aligned,
+//                          as Keras' and PyTorch's causal masks).
+//   softmax_backward_rows: with P = x (softmax_attention's output) and dP = y,
+//                          y[r, j] = scale·P[r, j]·(dP[r, j] − Σ_k dP[r, k]·P[r, k]),
+//                          the gradient of the scores before scaling.
+//
 // Bindings: @binding(1) x (read), @binding(2) y (read_write). softmax_rows_inplace
-// reads and writes y only (x == y). Each element is read and written by the same
-// invocation, so in place is safe.
+// and softmax_attention read and write y only (x == y). Each element is read and
+// written by the same invocation, so in place is safe.
 //
 // WG must be a power of two no larger than 256 (the scratch arrays).
 
@@ -21,7 +30,13 @@ struct Params {
     rows: u32,
     cols: u32,
     log: u32,     // 0: softmax, 1: log_softmax
-    _pad: u32,
+    // softmax_attention: rows per matrix of a causal mask (0: no mask).
+    causal: u32,
+    // softmax_attention and softmax_backward_rows: the scores' scale.
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 override WG: u32 = 256;
@@ -118,5 +133,60 @@ fn softmax_rows_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
     let log_s = log(st.y);
     for (var j = lid; j < cols; j = j + WG) {
         y[base + j] = finish(y[base + j], st.x, inv_s, log_s);
+    }
+}
+
+// Whether column j of row r is masked out by the causal mask.
+fn masked(r: u32, j: u32) -> bool {
+    return p.causal > 0u && j > r % p.causal;
+}
+
+// softmax_attention: y[r, :] = softmax(scale·y[r, :]), causal columns excluded.
+@compute @workgroup_size(WG)
+fn softmax_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let cols = select(0u, p.cols, r < p.rows);
+    let base = r * p.cols;
+    var ms = vec2<f32>(0.0, 0.0);
+    for (var j = lid; j < cols; j = j + WG) {
+        if (!masked(r, j)) {
+            ms = online_push(ms, p.scale * y[base + j]);
+        }
+    }
+    let st = workgroup_stats(lid, ms);
+    let inv_s = 1.0 / st.y;
+    for (var j = lid; j < cols; j = j + WG) {
+        var v = 0.0;
+        if (!masked(r, j)) {
+            v = exp(p.scale * y[base + j] - st.x) * inv_s;
+        }
+        y[base + j] = v;
+    }
+}
+
+// softmax_backward_rows: y = scale·x·(y − Σ y·x) per row (x = P, y = dP in, dS out).
+@compute @workgroup_size(WG)
+fn softmax_backward_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let cols = select(0u, p.cols, r < p.rows);
+    let base = r * p.cols;
+    var dot = 0.0;
+    for (var j = lid; j < cols; j = j + WG) {
+        dot = dot + y[base + j] * x[base + j];
+    }
+    // The tree sum of workgroup_stats' s half (m unused).
+    red_s[lid] = dot;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red_s[lid] = red_s[lid] + red_s[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red_s[0];
+    for (var j = lid; j < cols; j = j + WG) {
+        y[base + j] = p.scale * x[base + j] * (y[base + j] - total);
     }
 }

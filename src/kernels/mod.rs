@@ -12,6 +12,7 @@ pub mod conv_pool;
 pub mod copy;
 pub mod dropout;
 pub mod elementwise;
+pub mod layer_norm;
 pub mod loss;
 pub mod matmul;
 pub mod noise;
@@ -19,6 +20,7 @@ pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod softmax;
+pub mod swap_axes;
 pub mod tune;
 
 /// A WGSL source file of `shaders/`, embedded at compile time.
@@ -39,6 +41,8 @@ pub enum Shader {
     Dropout,
     /// Elementwise kernels over flat arrays (`shaders/elementwise.wgsl`).
     Elementwise,
+    /// Layer normalization over the last axis (`shaders/layer_norm.wgsl`).
+    LayerNorm,
     /// Per-sample losses and their gradients (`shaders/loss.wgsl`).
     Loss,
     /// The tiled workgroup-memory matmul and the split-K reduction (`shaders/matmul.wgsl`).
@@ -57,11 +61,13 @@ pub enum Shader {
     Reduce,
     /// Row softmax and log-softmax (`shaders/softmax.wgsl`).
     Softmax,
+    /// Swapping the two middle axes of a 4-D view (`shaders/swap_axes.wgsl`).
+    SwapAxes,
 }
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 16] = [
+    pub const ALL: [Shader; 18] = [
         Shader::Batchnorm,
         Shader::Clip,
         Shader::Conv,
@@ -69,6 +75,7 @@ impl Shader {
         Shader::Copy,
         Shader::Dropout,
         Shader::Elementwise,
+        Shader::LayerNorm,
         Shader::Loss,
         Shader::Matmul,
         Shader::MatmulSubgroup,
@@ -78,6 +85,7 @@ impl Shader {
         Shader::Pool,
         Shader::Reduce,
         Shader::Softmax,
+        Shader::SwapAxes,
     ];
 
     /// The module as the GPU layer compiles it.
@@ -103,6 +111,7 @@ impl Shader {
             Shader::Copy => "copy",
             Shader::Dropout => "dropout",
             Shader::Elementwise => "elementwise",
+            Shader::LayerNorm => "layer_norm",
             Shader::Loss => "loss",
             Shader::Noise => "noise",
             Shader::Matmul => "matmul",
@@ -112,6 +121,7 @@ impl Shader {
             Shader::Pool => "pool",
             Shader::Reduce => "reduce",
             Shader::Softmax => "softmax",
+            Shader::SwapAxes => "swap_axes",
         }
     }
 
@@ -143,6 +153,7 @@ impl Shader {
                 include_str!("../../shaders/noise.wgsl")
             ),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
+            Shader::LayerNorm => include_str!("../../shaders/layer_norm.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Matmul => concat!(
                 include_str!("../../shaders/activation.wgsl"),
@@ -171,6 +182,7 @@ impl Shader {
             ),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),
+            Shader::SwapAxes => include_str!("../../shaders/swap_axes.wgsl"),
         }
     }
 }

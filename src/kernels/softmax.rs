@@ -13,11 +13,17 @@ struct Params {
     rows: u32,
     cols: u32,
     log: u32,
-    _pad: u32,
+    causal: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const SOFTMAX_ROWS: Kernel = Shader::Softmax.kernel("softmax_rows");
 const SOFTMAX_ROWS_INPLACE: Kernel = Shader::Softmax.kernel("softmax_rows_inplace");
+const SOFTMAX_ATTENTION: Kernel = Shader::Softmax.kernel("softmax_attention");
+const SOFTMAX_BACKWARD_ROWS: Kernel = Shader::Softmax.kernel("softmax_backward_rows");
 
 /// Workgroup size for a kernel that gives each row of `len` elements one workgroup:
 /// the smallest power of two from 32 to 256 covering the row, so short rows do not
@@ -49,7 +55,7 @@ fn launch(ctx: &Context, op: &'static str, x: &Tensor, y: &Tensor, log: bool) ->
         rows: count_u32(op, "rows", rows)?,
         cols: count_u32(op, "cols", cols)?,
         log: log as u32,
-        _pad: 0,
+        ..Params::default()
     };
     let constants = [("WG", row_wg(cols) as f64)];
     let groups = groups_for(ctx, rows, 1)?;
@@ -83,4 +89,73 @@ pub fn softmax(ctx: &Context, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
 /// [`softmax`].
 pub fn log_softmax(ctx: &Context, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
     launch(ctx, "log_softmax", x, y, true)
+}
+
+/// The scores' contract of attention: `scale` finite, a causal mask's matrices
+/// whole rows of `x`, and `(rows, cols)` of `x`.
+fn attention_params(
+    op: &'static str,
+    x: &Tensor,
+    scale: f32,
+    causal: Option<usize>,
+) -> Result<(usize, Params)> {
+    x.expect_dtype(op, "scores", DType::F32)?;
+    let (rows, cols) = rows_cols(op, "scores", x)?;
+    if !scale.is_finite() {
+        return Err(Error::invalid(format!("{op}: scale must be finite, got {scale}")));
+    }
+    if let Some(t) = causal
+        && (t == 0 || !rows.is_multiple_of(t))
+    {
+        return Err(Error::shape(
+            op,
+            format!("a causal mask over matrices of {t} rows does not divide the scores' {rows} rows"),
+        ));
+    }
+    let params = Params {
+        rows: count_u32(op, "rows", rows)?,
+        cols: count_u32(op, "cols", cols)?,
+        causal: count_u32(op, "causal rows", causal.unwrap_or(0))?,
+        scale,
+        ..Params::default()
+    };
+    Ok((rows, params))
+}
+
+/// Attention's weights in place: `s[r, :] = softmax(scale·s[r, :])` over the last
+/// dimension of the scores `s`. With `causal = Some(T)` the rows form matrices of
+/// `T` query rows and row `i` of each attends to columns `j ≤ i` only (top-left
+/// aligned, as Keras' `use_causal_mask` and PyTorch's `is_causal`): the others are
+/// excluded from the softmax and set to 0.
+pub fn softmax_attention(ctx: &Context, s: &Tensor, scale: f32, causal: Option<usize>) -> Result<Dispatch> {
+    const OP: &str = "softmax_attention";
+    let (rows, params) = attention_params(OP, s, scale, causal)?;
+    ctx.dispatch(
+        SOFTMAX_ATTENTION,
+        &[("WG", row_wg(params.cols as usize) as f64)],
+        &params,
+        &[(2, &s.buffer)],
+        groups_for(ctx, rows, 1)?,
+    )
+}
+
+/// The gradient of the scores before [`softmax_attention`]'s scale, in place:
+/// `d[r, j] = scale·p[r, j]·(d[r, j] − Σ_k d[r, k]·p[r, k])`, with `p` the weights
+/// it wrote and `d` the weights' gradient on entry. Masked weights are 0, so their
+/// gradient is too. `p` and `d` have one shape and distinct buffers.
+pub fn softmax_backward_rows(ctx: &Context, p: &Tensor, d: &Tensor, scale: f32) -> Result<Dispatch> {
+    const OP: &str = "softmax_backward_rows";
+    expect_same_shape(OP, "p", p, "d", d)?;
+    d.expect_dtype(OP, "d", DType::F32)?;
+    if same_buffer(p, d) {
+        return Err(Error::invalid(format!("{OP}: p and d must be distinct buffers")));
+    }
+    let (rows, params) = attention_params(OP, p, scale, None)?;
+    ctx.dispatch(
+        SOFTMAX_BACKWARD_ROWS,
+        &[("WG", row_wg(params.cols as usize) as f64)],
+        &params,
+        &[(1, &p.buffer), (2, &d.buffer)],
+        groups_for(ctx, rows, 1)?,
+    )
 }
