@@ -38,6 +38,7 @@ mod soak;
 mod softmax;
 mod swap_axes;
 mod train;
+mod transformer;
 mod tune;
 mod vae;
 mod wgsl;

@@ -45,6 +45,11 @@ pub enum Init {
     Zeros,
     /// BatchNormalization's gamma and moving variance.
     Ones,
+    /// U(−limit, limit): Keras' `Embedding` default (`limit` 0.05).
+    Uniform {
+        /// Half the interval's width (positive).
+        limit: f32,
+    },
 }
 
 /// 2-D window geometry without the batch (filled in when a plan is built).
@@ -244,6 +249,45 @@ pub enum Op {
         /// Entries kept.
         len: usize,
     },
+    /// Normalization of each sample's last axis: `(x − mean)/√(var + ε)·γ + β`
+    /// (Keras' `LayerNormalization`, PyTorch's `nn.LayerNorm`).
+    LayerNorm {
+        /// Input, normalised over its last per-sample axis.
+        x: NodeId,
+        /// Trainable scale, the last axis' length.
+        gamma: NodeId,
+        /// Trainable shift, the last axis' length.
+        beta: NodeId,
+        /// Added to the variance before its square root.
+        epsilon: f32,
+    },
+    /// Scaled dot-product attention over `heads` heads (see `graph::ops::attention`):
+    /// `q` `[Tq, H·dk]`, `k` `[Tk, H·dk]`, `v` `[Tk, H·dv]` → `[Tq, H·dv]`.
+    Attention {
+        /// Queries.
+        q: NodeId,
+        /// Keys.
+        k: NodeId,
+        /// Values.
+        v: NodeId,
+        /// Number of heads.
+        heads: usize,
+        /// Query `i` sees keys `j ≤ i` only.
+        causal: bool,
+    },
+    /// The mean over the tokens of a sequence `[T, F]`: `[F]` (GlobalAveragePooling1D).
+    SequenceMean {
+        /// Input, `[tokens, features]` per sample.
+        x: NodeId,
+    },
+    /// `x + p` for every sample, `p` a parameter of the sample's shape (a learned
+    /// position embedding).
+    AddBroadcast {
+        /// Input.
+        x: NodeId,
+        /// The parameter added.
+        p: NodeId,
+    },
     /// `value` in every element (targets of loss terms); no inputs, no gradient.
     Constant {
         /// The value.
@@ -432,7 +476,11 @@ impl Graph {
             | Op::Log { x }
             | Op::Square { x }
             | Op::Sum { x, .. }
-            | Op::Slice { x, .. } => vec![*x],
+            | Op::Slice { x, .. }
+            | Op::SequenceMean { x } => vec![*x],
+            Op::LayerNorm { x, gamma, beta, .. } => vec![*x, *gamma, *beta],
+            Op::Attention { q, k, v, .. } => vec![*q, *k, *v],
+            Op::AddBroadcast { x, p } => vec![*x, *p],
             Op::Concat { xs } => xs.clone(),
             Op::Add { a, b } | Op::Mul { a, b } | Op::LossTerm { a, b, .. } => vec![*a, *b],
             Op::Noise { .. } | Op::Constant { .. } => vec![],

@@ -46,6 +46,7 @@ pub fn initial_values(init: Init, n: usize, rng: &mut impl Rng) -> Vec<f32> {
             let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
             (0..n).map(|_| rng.random_range(-limit..limit)).collect()
         }
+        Init::Uniform { limit } => (0..n).map(|_| rng.random_range(-limit..limit)).collect(),
     }
 }
 

@@ -30,6 +30,9 @@ pub(crate) struct LayerBuild<'a> {
     /// The next layer, its name and whether it is last, when it may fold into this
     /// one (an Activation after a batch normalization).
     pub next: Option<(&'a Layer, String, bool)>,
+    /// A functional layer's inputs after the first (MultiHeadAttention's value and
+    /// key); empty in a Sequential model.
+    pub others: Vec<NodeId>,
 }
 
 /// What adding a layer did.
@@ -140,6 +143,33 @@ impl Layer {
             }
             Layer::Flatten => Ok(one(b.g.flatten(b.x, &name))),
             Layer::GlobalAveragePooling2D => global_average_pooling(b, &name),
+            Layer::LayerNormalization { epsilon, trainable } => {
+                let features = *b.g.shape(b.x).last().expect("per-sample shapes are non-empty");
+                let gamma = b.param("weight", &[features], Init::Ones, *trainable, &name);
+                let beta = b.param("bias", &[features], Init::Zeros, *trainable, &name);
+                Ok(one(b.g.layer_norm(b.x, gamma, beta, *epsilon, &name)?))
+            }
+            Layer::MultiHeadAttention {
+                num_heads,
+                key_dim,
+                value_dim,
+                use_bias,
+                causal,
+                trainable,
+            } => multi_head_attention(
+                b,
+                &name,
+                (*num_heads, *key_dim, value_dim.unwrap_or(*key_dim)),
+                *use_bias,
+                *causal,
+                *trainable,
+            ),
+            Layer::GlobalAveragePooling1D => Ok(one(b.g.sequence_mean(b.x, &name)?)),
+            Layer::AddPositionEmbedding { trainable } => {
+                let shape = b.g.shape(b.x).to_vec();
+                let p = b.param("weight", &shape, Init::Uniform { limit: 0.05 }, *trainable, &name);
+                Ok(one(b.g.add_broadcast(b.x, p, &name)?))
+            }
             Layer::BatchNormalization {
                 momentum,
                 epsilon,
@@ -168,7 +198,8 @@ fn dense(
     use_bias: bool,
     trainable: bool,
 ) -> Result<Added> {
-    let fan_in = b.g.shape(b.x).iter().product::<usize>();
+    // Features of each sample, or of each token of a sequence.
+    let fan_in = *b.g.shape(b.x).last().expect("per-sample shapes are non-empty");
     if units == 0 {
         return Err(Error::invalid(format!(
             "layer '{name}': Dense needs at least 1 unit"
@@ -186,6 +217,62 @@ fn dense(
         modules: modules(activation),
         folds_next: false,
     })
+}
+
+/// MultiHeadAttention: `.query`, `.key` and `.value` Dense projections (no
+/// activation), the attention op, and the `.output` projection back to the query's
+/// features. `dims` is `(heads, key_dim, value_dim)`.
+fn multi_head_attention(
+    b: &mut LayerBuild<'_>,
+    name: &str,
+    (heads, key_dim, value_dim): (usize, usize, usize),
+    use_bias: bool,
+    causal: bool,
+    trainable: bool,
+) -> Result<Added> {
+    if heads == 0 || key_dim == 0 || value_dim == 0 {
+        return Err(Error::invalid(format!(
+            "layer '{name}': MultiHeadAttention needs at least 1 head of at least 1 value \
+             (num_heads {heads}, key_dim {key_dim}, value_dim {value_dim})"
+        )));
+    }
+    if b.others.len() > 2 {
+        return Err(Error::invalid(format!(
+            "layer '{name}': MultiHeadAttention reads [query], [query, value] or [query, value, key], \
+             {} inputs given",
+            b.others.len() + 1
+        )));
+    }
+    let query = b.x;
+    let value = b.others.first().copied().unwrap_or(query);
+    let key = b.others.get(1).copied().unwrap_or(value);
+    for (what, x) in [("query", query), ("value", value), ("key", key)] {
+        if b.g.shape(x).len() != 2 {
+            return Err(Error::shape(
+                "model",
+                format!(
+                    "layer '{name}': MultiHeadAttention's {what} must be a sequence [tokens, features], got {:?}",
+                    b.g.shape(x)
+                ),
+            ));
+        }
+    }
+    let project = |b: &mut LayerBuild<'_>, x: NodeId, part: &str, units: usize| -> Result<NodeId> {
+        let fan_in = b.g.shape(x)[1];
+        let init = Init::GlorotUniform {
+            fan_in,
+            fan_out: units,
+        };
+        let w = b.param(&format!("{part}.weight"), &[units, fan_in], init, trainable, name);
+        let bias = use_bias.then(|| b.param(&format!("{part}.bias"), &[units], Init::Zeros, trainable, name));
+        b.g.dense(x, w, bias, Activation::Identity, name)
+    };
+    let q = project(b, query, "query", heads * key_dim)?;
+    let k = project(b, key, "key", heads * key_dim)?;
+    let v = project(b, value, "value", heads * value_dim)?;
+    let attended = b.g.attention(q, k, v, heads, causal, name)?;
+    let features = b.g.shape(query)[1];
+    Ok(one(project(b, attended, "output", features)?))
 }
 
 /// Whether a convolution layer is Conv2D or Conv2DTranspose.

@@ -551,7 +551,14 @@ fn add_layer(
     };
     match &layer.what {
         LayerOrOp::Layer(l) => {
-            arity("one input", inputs.len() == 1)?;
+            if matches!(l, Layer::MultiHeadAttention { .. }) {
+                arity(
+                    "[query], [query, value] or [query, value, key]",
+                    (1..=3).contains(&inputs.len()),
+                )?;
+            } else {
+                arity("one input", inputs.len() == 1)?;
+            }
             let added = l.add_to(&mut LayerBuild {
                 g,
                 x: inputs[0],
@@ -560,6 +567,7 @@ fn add_layer(
                 last: supervised.is_some_and(|(output, _)| output == name),
                 loss: supervised.map(|(_, loss)| loss),
                 next: None,
+                others: inputs[1..].to_vec(),
             })?;
             Ok(added.x)
         }

@@ -155,6 +155,58 @@ pub enum Layer {
         #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
         trainable: bool,
     },
+    /// Keras' `LayerNormalization()` (axis −1; PyTorch's `nn.LayerNorm(features,
+    /// eps=epsilon)`): normalizes each sample's last axis (each token of a
+    /// sequence) to mean 0 and variance 1 with its own statistics, in training and
+    /// evaluation alike, then applies a learned scale γ (`.weight`) and shift β
+    /// (`.bias`) of that axis' length.
+    LayerNormalization {
+        /// Small constant added to the variance before its square root (Keras'
+        /// default 0.001; PyTorch's is 1e-5).
+        #[serde(default = "keras::ln_epsilon")]
+        epsilon: f32,
+        /// False to freeze γ and β.
+        #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
+        trainable: bool,
+    },
+    /// Keras' `MultiHeadAttention(num_heads, key_dim)` on sequences `[tokens,
+    /// features]`: queries, keys and values are Dense projections of the inputs
+    /// (`.query`, `.key`, `.value`: `num_heads·key_dim` units, `num_heads·value_dim`
+    /// for values), each head attends with `softmax(Q·Kᵀ/√key_dim)·V`, and a Dense
+    /// `.output` projection maps the heads back to the query's features. In a
+    /// Sequential model it is self-attention; in a functional model its inputs are
+    /// `[query]`, `[query, value]` or `[query, value, key]` (Keras' call order, key
+    /// defaulting to value). Every projection starts as a Dense layer of its size.
+    MultiHeadAttention {
+        /// Number of attention heads.
+        num_heads: usize,
+        /// Size of each head's queries and keys.
+        key_dim: usize,
+        /// Size of each head's values (default: `key_dim`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value_dim: Option<usize>,
+        /// Whether the projections add a learned bias.
+        #[serde(default = "keras::use_bias")]
+        use_bias: bool,
+        /// Keras' `use_causal_mask=True`: token `i` attends to tokens `j ≤ i` only.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        causal: bool,
+        /// False to freeze the projections.
+        #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
+        trainable: bool,
+    },
+    /// Keras' `GlobalAveragePooling1D`: the mean over the tokens of a sequence,
+    /// `[tokens, features]` to `[features]`.
+    GlobalAveragePooling1D,
+    /// A learned position embedding added to a sequence: a parameter `.weight` of
+    /// the sample's shape `[tokens, features]` (initialised as Keras'
+    /// `Embedding`, uniform in ±0.05) added to every sample, so each position gets
+    /// its own offset (keras_hub's `PositionEmbedding` followed by `Add`).
+    AddPositionEmbedding {
+        /// False to freeze the embedding.
+        #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
+        trainable: bool,
+    },
 }
 
 /// Keras' defaults for fields a JSON description leaves out.
@@ -169,6 +221,9 @@ mod keras {
         0.99
     }
     pub fn bn_epsilon() -> f32 {
+        1e-3
+    }
+    pub fn ln_epsilon() -> f32 {
         1e-3
     }
     pub fn trainable() -> bool {
@@ -238,6 +293,27 @@ impl Layer {
         }
     }
 
+    /// Keras' `LayerNormalization()`: epsilon 0.001.
+    pub fn layer_norm() -> Layer {
+        Layer::LayerNormalization {
+            epsilon: 1e-3,
+            trainable: true,
+        }
+    }
+
+    /// Keras' `MultiHeadAttention(num_heads, key_dim)` with biases, values of
+    /// `key_dim` per head, no causal mask.
+    pub fn attention(num_heads: usize, key_dim: usize) -> Layer {
+        Layer::MultiHeadAttention {
+            num_heads,
+            key_dim,
+            value_dim: None,
+            use_bias: true,
+            causal: false,
+            trainable: true,
+        }
+    }
+
     /// Keras' `GlobalAveragePooling2D()`.
     pub fn global_avg_pool() -> Layer {
         Layer::GlobalAveragePooling2D
@@ -259,7 +335,10 @@ impl Layer {
         if let Layer::Dense { trainable, .. }
         | Layer::Conv2D { trainable, .. }
         | Layer::Conv2DTranspose { trainable, .. }
-        | Layer::BatchNormalization { trainable, .. } = &mut self
+        | Layer::BatchNormalization { trainable, .. }
+        | Layer::LayerNormalization { trainable, .. }
+        | Layer::MultiHeadAttention { trainable, .. }
+        | Layer::AddPositionEmbedding { trainable } = &mut self
         {
             *trainable = false;
         }
@@ -273,7 +352,10 @@ impl Layer {
             Layer::Dense { trainable, .. }
             | Layer::Conv2D { trainable, .. }
             | Layer::Conv2DTranspose { trainable, .. }
-            | Layer::BatchNormalization { trainable, .. } => *trainable,
+            | Layer::BatchNormalization { trainable, .. }
+            | Layer::LayerNormalization { trainable, .. }
+            | Layer::MultiHeadAttention { trainable, .. }
+            | Layer::AddPositionEmbedding { trainable } => *trainable,
             _ => true,
         }
     }
@@ -291,6 +373,10 @@ impl Layer {
             Layer::Dropout { .. } => "Dropout",
             Layer::BatchNormalization { .. } => "BatchNormalization",
             Layer::Activation(_) => "Activation",
+            Layer::LayerNormalization { .. } => "LayerNormalization",
+            Layer::MultiHeadAttention { .. } => "MultiHeadAttention",
+            Layer::GlobalAveragePooling1D => "GlobalAveragePooling1D",
+            Layer::AddPositionEmbedding { .. } => "AddPositionEmbedding",
         }
     }
 }

@@ -67,6 +67,7 @@ impl Sequential {
                 prefix: index.to_string(),
                 last: i + 1 == count,
                 loss: Some(loss),
+                others: Vec::new(),
                 next: self
                     .layers
                     .get(i + 1)

@@ -350,6 +350,52 @@ mod tests {
     }
 
     #[test]
+    fn the_example_transformer_counts_as_keras_does() {
+        let text = include_str!("../../examples/models/transformer.json");
+        let a: crate::checkpoint::FunctionalArchitecture = serde_json::from_str(text).unwrap();
+        let s = a.functional.summary().unwrap();
+        let rows: Vec<(&str, &[usize], usize)> = s
+            .layers
+            .iter()
+            .map(|l| (l.name.as_str(), l.output_shape.as_slice(), l.params))
+            .collect();
+        // Keras: MultiHeadAttention(4, 16) on 64 features holds four 64·64 + 64
+        // projections; LayerNormalization a scale and a shift per feature.
+        assert_eq!(
+            rows,
+            [
+                ("rows", &[28, 28][..], 0),
+                ("embed", &[28, 64], 1_856),
+                ("pos", &[28, 64], 1_792),
+                ("att", &[28, 64], 16_640),
+                ("res1", &[28, 64], 0),
+                ("ln1", &[28, 64], 128),
+                ("ff.0", &[28, 128], 8_320),
+                ("ff.1", &[28, 64], 8_256),
+                ("res2", &[28, 64], 0),
+                ("ln2", &[28, 64], 128),
+                ("pool", &[64], 0),
+                ("head", &[10], 650),
+            ]
+        );
+        let att = s.layers.iter().find(|l| l.name == "att").unwrap();
+        assert_eq!(
+            att.param_names,
+            [
+                "att.query.weight",
+                "att.query.bias",
+                "att.key.weight",
+                "att.key.bias",
+                "att.value.weight",
+                "att.value.bias",
+                "att.output.weight",
+                "att.output.bias"
+            ]
+        );
+        assert_eq!(s.total_params(), 37_770);
+    }
+
+    #[test]
     fn digits_group_by_thousands() {
         assert_eq!(grouped(0), "0");
         assert_eq!(grouped(999), "999");

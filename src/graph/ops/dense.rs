@@ -12,7 +12,8 @@ use crate::kernels::reduce;
 use crate::reference as r;
 
 impl Graph {
-    /// Dense layer on `x` (per-sample shape `[in]`).
+    /// Dense layer on `x`: per-sample shape `[in]`, or a sequence `[tokens, in]`
+    /// whose every token it maps (Keras' Dense on the last axis) to `[tokens, out]`.
     pub fn dense(
         &mut self,
         x: NodeId,
@@ -23,27 +24,36 @@ impl Graph {
     ) -> Result<NodeId> {
         let xs = self.shape(x).to_vec();
         let ws = self.shape(w).to_vec();
-        if xs.len() != 1 {
+        if xs.len() > 2 {
             return Err(shape_err(
                 layer,
                 format!(
-                    "Dense expects a flat input [features], got per-sample shape {xs:?}; add Flatten first"
+                    "Dense expects features [in] or a sequence [tokens, in], got per-sample shape {xs:?}; \
+                     add Flatten first"
                 ),
             ));
         }
+        let features = xs[xs.len() - 1];
         let bias_fits = b.is_none_or(|b| ws.len() == 2 && self.shape(b) == [ws[0]]);
-        if ws.len() != 2 || ws[1] != xs[0] || !bias_fits {
+        if ws.len() != 2 || ws[1] != features || !bias_fits {
             return Err(shape_err(
                 layer,
                 format!(
-                    "input has {} features but the weight is {ws:?} and the bias {:?}",
-                    xs[0],
+                    "input has {features} features but the weight is {ws:?} and the bias {:?}",
                     b.map(|b| self.shape(b))
                 ),
             ));
         }
-        Ok(self.push(Op::Dense { x, w, b, act }, vec![ws[0]], layer))
+        let mut shape = xs;
+        *shape.last_mut().expect("checked above") = ws[0];
+        Ok(self.push(Op::Dense { x, w, b, act }, shape, layer))
     }
+}
+
+/// Rows of the product: one per sample, or per token of a sequence.
+fn rows(graph: &Graph, batch: usize, x: NodeId) -> usize {
+    let xs = graph.shape(x);
+    batch * xs[..xs.len() - 1].iter().product::<usize>()
 }
 
 pub(crate) fn forward(
@@ -56,7 +66,7 @@ pub(crate) fn forward(
 ) -> Result<crate::gpu::Tensor> {
     let y = lw.output(id)?;
     let ws = lw.shape(w);
-    let mut d = MatmulDesc::new(lw.batch, ws[0], ws[1]);
+    let mut d = MatmulDesc::new(rows(lw.graph, lw.batch, x), ws[0], ws[1]);
     d.trans_b = true;
     d.activation = act;
     let bias = bias.map(|b| lw.value(b));
@@ -89,7 +99,7 @@ pub(crate) fn backward(
     act: Activation,
 ) -> Result<()> {
     let ctx = bw.ctx;
-    let b = bw.batch;
+    let b = rows(bw.graph, bw.batch, x);
     let dz = bw.pre_activation(id, act, dy)?;
     let ws = bw.shape(w);
     let (units, fan_in) = (ws[0], ws[1]);
@@ -144,7 +154,7 @@ pub(crate) fn reference_forward(
     act: Activation,
 ) -> Result<Vec<f32>> {
     let ws = rf.graph.shape(w);
-    let mut d = MatmulDesc::new(rf.batch, ws[0], ws[1]);
+    let mut d = MatmulDesc::new(rows(rf.graph, rf.batch, x), ws[0], ws[1]);
     d.trans_b = true;
     d.activation = act;
     let mut y = vec![0.0; rf.numel(id)];
@@ -162,7 +172,7 @@ pub(crate) fn reference_backward(
     bias: Option<NodeId>,
     act: Activation,
 ) -> Result<()> {
-    let b = rb.batch;
+    let b = rows(rb.graph, rb.batch, x);
     let dz = rb.pre_activation(id, act, dy);
     let ws = rb.graph.shape(w);
     let mut d = MatmulDesc::new(ws[0], ws[1], b);

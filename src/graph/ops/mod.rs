@@ -11,6 +11,7 @@
 //! executor's step).
 
 pub mod arith;
+pub mod attention;
 pub mod batchnorm;
 pub mod constant;
 pub mod conv;
@@ -18,9 +19,11 @@ pub mod conv_pool;
 pub mod conv_transpose;
 pub mod dense;
 pub mod elementwise;
+pub mod layer_norm;
 pub mod loss_terms;
 pub mod noise;
 pub mod pool;
+pub mod sequence;
 pub mod shape;
 
 use std::collections::HashMap;
@@ -58,7 +61,8 @@ pub(crate) struct Lowering<'a> {
     /// Each node's value, `None` until lowered.
     pub values: Vec<Option<Tensor>>,
     /// What forward keeps for a node's backward: max-pool arg-max indices, a batch
-    /// normalization's `[mean | 1/std]` per channel.
+    /// normalization's `[mean | 1/std]` per channel, a layer normalization's per
+    /// row, attention's weights `P` per head.
     pub aux: HashMap<NodeId, Tensor>,
     /// Conv → max-pool pairs lowered to the fused kernels, keyed by the pool.
     pub fused: HashMap<NodeId, FusedConvPool>,
@@ -107,6 +111,10 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         Op::Concat { xs } => shape::concat_forward(lw, id, xs),
         Op::Slice { x, start, .. } => shape::slice_forward(lw, id, *x, *start),
         Op::LossTerm { term, a, b } => loss_terms::forward(lw, id, *term, *a, *b),
+        op @ Op::LayerNorm { .. } => layer_norm::forward(lw, id, op),
+        op @ Op::Attention { .. } => attention::forward(lw, id, op),
+        Op::SequenceMean { x } => sequence::mean_forward(lw, id, *x),
+        Op::AddBroadcast { x, p } => sequence::add_broadcast_forward(lw, id, *x, *p),
     }
 }
 
@@ -364,6 +372,10 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         Op::LossTerm { term, a, b } => loss_terms::backward(bw, dy, *term, *a, *b),
         Op::Concat { xs } => shape::concat_backward(bw, id, dy, xs),
         Op::Slice { x, start, .. } => shape::slice_backward(bw, id, dy, *x, *start),
+        op @ Op::LayerNorm { .. } => layer_norm::backward(bw, id, dy, op),
+        op @ Op::Attention { .. } => attention::backward(bw, id, dy, op),
+        Op::SequenceMean { x } => sequence::mean_backward(bw, dy, *x),
+        Op::AddBroadcast { x, p } => sequence::add_broadcast_backward(bw, dy, *x, *p),
     }
 }
 
@@ -384,7 +396,8 @@ pub(crate) struct RefForward<'a> {
     pub values: Vec<Vec<f32>>,
     /// Max-pool arg-max indices by node id.
     pub aux: Vec<Vec<u32>>,
-    /// Batch normalizations' saved `[mean | 1/std]` by node id.
+    /// What ops keep for their backward by node id: batch normalizations' `[mean |
+    /// 1/std]`, attention's weights.
     pub saved: Vec<Vec<f32>>,
 }
 
@@ -428,6 +441,10 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         Op::Concat { xs } => Ok(shape::reference_concat_forward(rf, id, xs)),
         Op::Slice { x, start, .. } => Ok(shape::reference_slice_forward(rf, id, *x, *start)),
         Op::LossTerm { term, a, b } => Ok(loss_terms::reference_forward(rf, id, *term, *a, *b)),
+        op @ Op::LayerNorm { .. } => Ok(layer_norm::reference_forward(rf, id, op)),
+        op @ Op::Attention { .. } => attention::reference_forward(rf, id, op),
+        Op::SequenceMean { x } => Ok(sequence::reference_mean_forward(rf, *x)),
+        Op::AddBroadcast { x, p } => Ok(sequence::reference_add_broadcast_forward(rf, *x, *p)),
     }
 }
 
@@ -525,6 +542,19 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
         }
         Op::LossTerm { term, a, b } => {
             loss_terms::reference_backward(rb, &dy, *term, *a, *b);
+            Ok(())
+        }
+        op @ Op::LayerNorm { .. } => {
+            layer_norm::reference_backward(rb, &dy, op);
+            Ok(())
+        }
+        op @ Op::Attention { .. } => attention::reference_backward(rb, id, &dy, op),
+        Op::SequenceMean { x } => {
+            sequence::reference_mean_backward(rb, &dy, *x);
+            Ok(())
+        }
+        Op::AddBroadcast { x, p } => {
+            sequence::reference_add_broadcast_backward(rb, &dy, *x, *p);
             Ok(())
         }
     }

@@ -1,0 +1,170 @@
+//! Transformer layers on the GPU: an encoder block (learned positions,
+//! MultiHeadAttention with a residual connection, LayerNormalization, a per-token
+//! Dense, GlobalAveragePooling1D) trains equal to the reference executor step by
+//! step, planned as lavapipe and as real GPUs plan; causal self-attention and
+//! cross-attention to another sequence too; the reference gradients of every
+//! projection, the position embedding and the normalization equal central
+//! differences.
+
+use wgml::gpu::AdapterClass;
+use wgml::kernels::optim::{EpsilonPlacement, Optimizer};
+use wgml::nn::functional::TermKind;
+use wgml::nn::{Functional, GraphOp, Layer, LayerActivation};
+
+use crate::common::*;
+
+const TOKENS: usize = 5;
+const FEATURES: usize = 8;
+
+fn dense(units: usize, activation: LayerActivation) -> Layer {
+    Layer::Dense {
+        units,
+        activation,
+        use_bias: true,
+        trainable: true,
+    }
+}
+
+/// x [5, 8] → pos → att (2 heads, key_dim 3, value_dim 4; self-attention, or
+/// attending to the raw input with `cross`) → Add(att, pos) → ln → ff (Dense 8 per
+/// token, tanh) → pool (mean over tokens) → out Dense(3); loss: mean(out²).
+fn encoder(causal: bool, cross: bool) -> Functional {
+    let attention = Layer::MultiHeadAttention {
+        num_heads: 2,
+        key_dim: 3,
+        value_dim: Some(4),
+        use_bias: true,
+        causal,
+        trainable: true,
+    };
+    let att_inputs: &[&str] = if cross { &["pos", "x"] } else { &["pos"] };
+    Functional::new("x", &[TOKENS, FEATURES])
+        .layer("pos", Layer::AddPositionEmbedding { trainable: true }, &["x"])
+        .layer("att", attention, att_inputs)
+        .op("res", GraphOp::Add, &["att", "pos"])
+        .layer("ln", Layer::layer_norm(), &["res"])
+        .layer("ff", dense(FEATURES, LayerActivation::Tanh), &["ln"])
+        .layer("pool", Layer::GlobalAveragePooling1D, &["ff"])
+        .layer("out", dense(3, LayerActivation::Linear), &["pool"])
+        .op("sq", GraphOp::Square, &["out"])
+        .op("loss", GraphOp::Mean, &["sq"])
+        .loss_term("loss", TermKind::Value, &["loss"], 1.0)
+}
+
+#[test]
+fn an_encoder_block_trains_equal_to_the_reference() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let b = 3;
+    let x = uniform(&mut rng(5), b * TOKENS * FEATURES, -1.0, 1.0);
+    let cases = [(false, false), (true, false), (false, true)];
+    // Adam divides each gradient by its own magnitude, so an element whose gradient
+    // is near zero (the key bias's is zero up to rounding: it adds q·b to a whole
+    // row of scores, which softmax ignores) turns rounding noise into ±lr steps.
+    // A larger epsilon keeps the comparison about the arithmetic, not the noise.
+    let adam = Optimizer::Adam {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-4,
+        weight_decay: 0.0,
+        epsilon_placement: EpsilonPlacement::Keras,
+    };
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        for (causal, cross) in cases {
+            for optimizer in [adam.clone(), Optimizer::sgd(0.1, 0.9)] {
+                let what = format!("{class:?} causal {causal} cross {cross} {optimizer:?}");
+                let mut model = encoder(causal, cross).compile(ctx, optimizer, 3).unwrap();
+                let cpu = steps_equal_reference(ctx, &what, &mut model.net, &x, b, 3);
+                params_match_reference(ctx, &what, &model.net.store, &cpu, 1e-5, 1e-4);
+            }
+        }
+    }
+}
+
+#[test]
+fn encoder_gradients_equal_central_differences() {
+    let (_g, ctx) = gpu();
+    let b = 2;
+    let x = uniform(&mut rng(9), b * TOKENS * FEATURES, -1.0, 1.0);
+    for (causal, cross) in [(false, false), (true, true)] {
+        let model = encoder(causal, cross)
+            .compile(ctx, Optimizer::sgd(1.0, 0.0), 4)
+            .unwrap();
+        let names = [
+            "pos.weight",
+            "att.query.weight",
+            "att.query.bias",
+            "att.key.weight",
+            "att.key.bias",
+            "att.value.weight",
+            "att.output.weight",
+            "ln.weight",
+            "ln.bias",
+            "ff.weight",
+        ];
+        gradients_match_differences(ctx, &model.net, &names, &x, b, 1e-3, 2e-4, 5e-3);
+    }
+}
+
+#[test]
+fn transformer_layers_check_their_inputs() {
+    let (_g, ctx) = gpu();
+    let compile = |f: Functional| {
+        f.compile(ctx, Optimizer::adam(1e-3), 1)
+            .err()
+            .map(|e| e.to_string())
+    };
+    let loss = |f: Functional, out: &str| {
+        f.op("m", GraphOp::Mean, &[out])
+            .loss_term("m", TermKind::Value, &["m"], 1.0)
+    };
+    // Heads that do not divide... are impossible by construction; images are not sequences.
+    let e = compile(loss(
+        Functional::new("x", &[1, 4, 4]).layer("att", Layer::attention(2, 2), &["x"]),
+        "att",
+    ))
+    .unwrap();
+    assert!(
+        e.contains("layer 'att'") && e.contains("sequence [tokens, features]"),
+        "{e}"
+    );
+    let e = compile(loss(
+        Functional::new("x", &[4, 4]).layer("att", Layer::attention(0, 2), &["x"]),
+        "att",
+    ))
+    .unwrap();
+    assert!(e.contains("at least 1 head"), "{e}");
+    let e = compile(loss(
+        Functional::new("x", &[4, 4])
+            .layer("y", dense(3, LayerActivation::Linear), &["x"])
+            .layer("att", Layer::attention(1, 2), &["x", "y", "x", "y"]),
+        "att",
+    ))
+    .unwrap();
+    assert!(e.contains("[query, value, key]"), "{e}");
+    // Causal attention needs as many queries as keys.
+    let causal = Layer::MultiHeadAttention {
+        num_heads: 1,
+        key_dim: 2,
+        value_dim: None,
+        use_bias: false,
+        causal: true,
+        trainable: true,
+    };
+    let e = compile(loss(
+        Functional::new("x", &[4, 4])
+            .op("short", GraphOp::Slice { start: 0, len: 2 }, &["x"])
+            .layer("att", causal, &["short", "x"]),
+        "att",
+    ))
+    .unwrap();
+    assert!(e.contains("as many queries as keys"), "{e}");
+    let e = compile(loss(
+        Functional::new("x", &[4]).layer("pool", Layer::GlobalAveragePooling1D, &["x"]),
+        "pool",
+    ))
+    .unwrap();
+    assert!(e.contains("GlobalAveragePooling1D expects a sequence"), "{e}");
+}

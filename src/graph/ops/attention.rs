@@ -1,0 +1,321 @@
+//! `Op::Attention`: scaled dot-product attention over several heads, the core of
+//! Keras' `MultiHeadAttention` (whose projections are Dense ops around it).
+//!
+//! Per sample, with `q` `[Tq, H·dk]`, `k` `[Tk, H·dk]` and `v` `[Tk, H·dv]` (each
+//! token's heads side by side, as a Dense projection writes them), for each head h:
+//! `P_h = softmax(Q_h·K_hᵀ / √dk)` (causal: query i sees keys j ≤ i) and the output's
+//! head h is `P_h·V_h`: `[Tq, H·dv]`.
+//!
+//! GPU: `kernels::swap_axes` turns `[B, T, H, d]` into per-head matrices `[B·H, T,
+//! d]`, two batched matmuls (`B·H` products each) compute the scores and the output,
+//! `softmax_attention` the weights in place between them; the weights `P` are kept
+//! for the backward pass, which recomputes the per-head copies of `q`, `k` and `v`
+//! instead of keeping them: `dV = Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ⊙ (dP − Σ dP ⊙ P) /
+//! √dk`, `dQ = dS·K`, `dK = dSᵀ·Q`.
+
+use crate::error::Result;
+use crate::gpu::{DType, Tensor};
+use crate::graph::ops::{BackwardLowering, Lowering, RefBackward, RefForward};
+use crate::graph::{Graph, NodeId, Op, shape_err};
+use crate::kernels::matmul::{self, MatmulDesc};
+use crate::kernels::softmax;
+use crate::kernels::swap_axes::{SwapView, swap_axes};
+use crate::reference as r;
+
+impl Graph {
+    /// Attention of queries `q` to keys `k` and values `v` over `heads` heads (see
+    /// the module docs); `causal` lets query `i` see keys `j ≤ i` only.
+    pub fn attention(
+        &mut self,
+        q: NodeId,
+        k: NodeId,
+        v: NodeId,
+        heads: usize,
+        causal: bool,
+        layer: &str,
+    ) -> Result<NodeId> {
+        let (qs, ks, vs) = (
+            self.shape(q).to_vec(),
+            self.shape(k).to_vec(),
+            self.shape(v).to_vec(),
+        );
+        let fits = heads > 0
+            && qs.len() == 2
+            && ks.len() == 2
+            && vs.len() == 2
+            && qs[1] == ks[1]
+            && ks[0] == vs[0]
+            && qs[1] % heads == 0
+            && vs[1] % heads == 0;
+        if !fits {
+            return Err(shape_err(
+                layer,
+                format!(
+                    "attention over {heads} heads needs queries [Tq, H·dk], keys [Tk, H·dk] and values \
+                     [Tk, H·dv]; got {qs:?}, {ks:?} and {vs:?}"
+                ),
+            ));
+        }
+        if causal && qs[0] != ks[0] {
+            return Err(shape_err(
+                layer,
+                format!(
+                    "a causal mask needs as many queries as keys, got {} and {}",
+                    qs[0], ks[0]
+                ),
+            ));
+        }
+        Ok(self.push(
+            Op::Attention {
+                q,
+                k,
+                v,
+                heads,
+                causal,
+            },
+            vec![qs[0], vs[1]],
+            layer,
+        ))
+    }
+}
+
+/// The sizes of one attention node.
+#[derive(Clone, Copy)]
+struct Dims {
+    /// Samples times heads: the number of per-head products.
+    bh: usize,
+    batch: usize,
+    heads: usize,
+    tq: usize,
+    tk: usize,
+    dk: usize,
+    dv: usize,
+    scale: f32,
+    causal: Option<usize>,
+}
+
+struct Fields {
+    q: NodeId,
+    k: NodeId,
+    v: NodeId,
+    d: Dims,
+}
+
+fn fields(graph: &Graph, batch: usize, op: &Op) -> Fields {
+    let Op::Attention {
+        q,
+        k,
+        v,
+        heads,
+        causal,
+    } = *op
+    else {
+        unreachable!("an attention op")
+    };
+    let (qs, vs) = (graph.shape(q), graph.shape(v));
+    let dk = qs[1] / heads;
+    Fields {
+        q,
+        k,
+        v,
+        d: Dims {
+            bh: batch * heads,
+            batch,
+            heads,
+            tq: qs[0],
+            tk: graph.shape(k)[0],
+            dk,
+            dv: vs[1] / heads,
+            scale: 1.0 / (dk as f32).sqrt(),
+            causal: causal.then_some(qs[0]),
+        },
+    }
+}
+
+impl Dims {
+    /// `[B, T, H, d]` → `[B, H, T, d]`.
+    fn split(&self, tokens: usize, width: usize) -> SwapView {
+        SwapView {
+            outer: self.batch,
+            a: tokens,
+            b: self.heads,
+            inner: width,
+        }
+    }
+
+    /// `[B, H, T, d]` → `[B, T, H, d]`.
+    fn merge(&self, tokens: usize, width: usize) -> SwapView {
+        SwapView {
+            outer: self.batch,
+            a: self.heads,
+            b: tokens,
+            inner: width,
+        }
+    }
+
+    /// `bh` products `[m, k]·[k, n]` (transposed operands as flagged).
+    fn product(&self, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> MatmulDesc {
+        let mut d = MatmulDesc::new(m, n, k);
+        d.batch = self.bh;
+        d.trans_a = trans_a;
+        d.trans_b = trans_b;
+        d
+    }
+
+    /// Scores `Q·Kᵀ` (`[Tq, Tk]` per head).
+    fn scores(&self) -> MatmulDesc {
+        self.product(self.tq, self.tk, self.dk, false, true)
+    }
+
+    /// Output `P·V` (`[Tq, dv]` per head).
+    fn output(&self) -> MatmulDesc {
+        self.product(self.tq, self.dv, self.tk, false, false)
+    }
+}
+
+pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tensor> {
+    let Fields { q, k, v, d } = fields(lw.graph, lw.batch, op);
+    let ctx = lw.ctx;
+    let mut heads_of = |node: NodeId, tokens: usize, width: usize| -> Result<Tensor> {
+        let t = Tensor::zeros(ctx, &[d.bh, tokens, width], DType::F32)?;
+        lw.dispatches.push(swap_axes(
+            ctx,
+            &lw.values[node].clone().expect("input lowered"),
+            0,
+            &t,
+            0,
+            d.split(tokens, width),
+        )?);
+        Ok(t)
+    };
+    let qh = heads_of(q, d.tq, d.dk)?;
+    let kh = heads_of(k, d.tk, d.dk)?;
+    let vh = heads_of(v, d.tk, d.dv)?;
+    let p = Tensor::zeros(ctx, &[d.bh * d.tq, d.tk], DType::F32)?;
+    lw.dispatches
+        .extend(matmul::matmul(ctx, &d.scores(), &qh, &kh, None, &p)?);
+    lw.dispatches
+        .push(softmax::softmax_attention(ctx, &p, d.scale, d.causal)?);
+    let oh = Tensor::zeros(ctx, &[d.bh, d.tq, d.dv], DType::F32)?;
+    lw.dispatches
+        .extend(matmul::matmul(ctx, &d.output(), &p, &vh, None, &oh)?);
+    let y = lw.output(id)?;
+    lw.dispatches
+        .push(swap_axes(ctx, &oh, 0, &y, 0, d.merge(d.tq, d.dv))?);
+    lw.aux.insert(id, p);
+    Ok(y)
+}
+
+pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, op: &Op) -> Result<()> {
+    let Fields { q, k, v, d } = fields(bw.graph, bw.batch, op);
+    let (want_q, want_k, want_v) = (bw.req[q], bw.req[k], bw.req[v]);
+    if !want_q && !want_k && !want_v {
+        return Ok(());
+    }
+    let ctx = bw.ctx;
+    let p = bw.aux[&id].clone();
+    // Per-head copies of an input (or of the output's gradient).
+    let heads_of =
+        |bw: &mut BackwardLowering<'_>, x: &Tensor, tokens: usize, width: usize| -> Result<Tensor> {
+            let t = bw.temporary(&[d.bh, tokens, width])?;
+            bw.dispatches
+                .push(swap_axes(ctx, x, 0, &t, 0, d.split(tokens, width))?);
+            Ok(t)
+        };
+    // Writes per-head gradients `gh` into input `x`'s gradient.
+    let merge_into =
+        |bw: &mut BackwardLowering<'_>, x: NodeId, gh: &Tensor, tokens: usize, width: usize| -> Result<()> {
+            if let Some(dx) = bw.dx_for(x)? {
+                bw.dispatches
+                    .push(swap_axes(ctx, gh, 0, &dx, 0, d.merge(tokens, width))?);
+            }
+            Ok(())
+        };
+    let doh = heads_of(bw, dy, d.tq, d.dv)?;
+    let vh = heads_of(bw, &bw.value(v), d.tk, d.dv)?;
+    if want_v {
+        let dvh = bw.temporary(&[d.bh, d.tk, d.dv])?;
+        let desc = d.product(d.tk, d.dv, d.tq, true, false);
+        bw.dispatches
+            .extend(matmul::matmul(ctx, &desc, &p, &doh, None, &dvh)?);
+        merge_into(bw, v, &dvh, d.tk, d.dv)?;
+    }
+    if !want_q && !want_k {
+        return Ok(());
+    }
+    let ds = bw.temporary(&[d.bh * d.tq, d.tk])?;
+    let desc = d.product(d.tq, d.tk, d.dv, false, true);
+    bw.dispatches
+        .extend(matmul::matmul(ctx, &desc, &doh, &vh, None, &ds)?);
+    bw.dispatches
+        .push(softmax::softmax_backward_rows(ctx, &p, &ds, d.scale)?);
+    if want_q {
+        let kh = heads_of(bw, &bw.value(k), d.tk, d.dk)?;
+        let dqh = bw.temporary(&[d.bh, d.tq, d.dk])?;
+        let desc = d.product(d.tq, d.dk, d.tk, false, false);
+        bw.dispatches
+            .extend(matmul::matmul(ctx, &desc, &ds, &kh, None, &dqh)?);
+        merge_into(bw, q, &dqh, d.tq, d.dk)?;
+    }
+    if want_k {
+        let qh = heads_of(bw, &bw.value(q), d.tq, d.dk)?;
+        let dkh = bw.temporary(&[d.bh, d.tk, d.dk])?;
+        let desc = d.product(d.tk, d.dk, d.tq, true, false);
+        bw.dispatches
+            .extend(matmul::matmul(ctx, &desc, &ds, &qh, None, &dkh)?);
+        merge_into(bw, k, &dkh, d.tk, d.dk)?;
+    }
+    Ok(())
+}
+
+/// `x` (`[B, T, H, d]`) as per-head matrices `[B·H, T, d]` on the CPU.
+fn split_cpu(d: &Dims, x: &[f32], tokens: usize, width: usize) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    r::swap_axes::swap_axes(x, 0, &mut y, 0, d.split(tokens, width));
+    y
+}
+
+fn merge_cpu(d: &Dims, x: &[f32], tokens: usize, width: usize) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    r::swap_axes::swap_axes(x, 0, &mut y, 0, d.merge(tokens, width));
+    y
+}
+
+fn product_cpu(desc: &MatmulDesc, a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
+    let mut c = vec![0.0; desc.batch * desc.m * desc.n];
+    r::matmul::matmul(desc, a, b, None, &mut c)?;
+    Ok(c)
+}
+
+pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId, op: &Op) -> Result<Vec<f32>> {
+    let Fields { q, k, v, d } = fields(rf.graph, rf.batch, op);
+    let qh = split_cpu(&d, rf.value(q), d.tq, d.dk);
+    let kh = split_cpu(&d, rf.value(k), d.tk, d.dk);
+    let vh = split_cpu(&d, rf.value(v), d.tk, d.dv);
+    let mut p = product_cpu(&d.scores(), &qh, &kh)?;
+    r::softmax::softmax_attention(&mut p, d.tk, d.scale, d.causal);
+    let oh = product_cpu(&d.output(), &p, &vh)?;
+    rf.saved[id] = p;
+    Ok(merge_cpu(&d, &oh, d.tq, d.dv))
+}
+
+pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: &[f32], op: &Op) -> Result<()> {
+    let Fields { q, k, v, d } = fields(rb.graph, rb.batch, op);
+    let p = &rb.saved[id];
+    let doh = split_cpu(&d, dy, d.tq, d.dv);
+    let qh = split_cpu(&d, rb.value(q), d.tq, d.dk);
+    let kh = split_cpu(&d, rb.value(k), d.tk, d.dk);
+    let vh = split_cpu(&d, rb.value(v), d.tk, d.dv);
+    let dvh = product_cpu(&d.product(d.tk, d.dv, d.tq, true, false), p, &doh)?;
+    let mut ds = product_cpu(&d.product(d.tq, d.tk, d.dv, false, true), &doh, &vh)?;
+    r::softmax::softmax_backward_rows(p, &mut ds, d.tk, d.scale);
+    let dqh = product_cpu(&d.product(d.tq, d.dk, d.tk, false, false), &ds, &kh)?;
+    let dkh = product_cpu(&d.product(d.tk, d.dk, d.tq, true, false), &ds, &qh)?;
+    for (node, gh, tokens, width) in [(q, dqh, d.tq, d.dk), (k, dkh, d.tk, d.dk), (v, dvh, d.tk, d.dv)] {
+        if rb.req[node] {
+            let g = merge_cpu(&d, &gh, tokens, width);
+            rb.add_grad(node, g);
+        }
+    }
+    Ok(())
+}
