@@ -8,8 +8,9 @@ use wgml::{Tensor, reference};
 
 use crate::common::*;
 
-/// (rows, cols): one value per row, workgroup-size edges, long rows, many rows.
-const SHAPES: [(usize, usize); 8] = [
+/// (rows, cols): one value per row, workgroup-size edges, long rows, many rows
+/// (short rows share workgroups: partly filled last ones).
+const SHAPES: [(usize, usize); 9] = [
     (1, 1),
     (3, 7),
     (5, 32),
@@ -18,6 +19,7 @@ const SHAPES: [(usize, usize); 8] = [
     (2, 5000),
     (70_000, 3),
     (9, 64),
+    (333, 28),
 ];
 
 #[test]

@@ -190,13 +190,16 @@ fn zero_rows_are_a_no_op() {
 fn attention_softmax_and_its_backward_match_their_twins() {
     let (_g, ctx) = gpu();
     // (rows, cols, scale, causal rows): plain, scaled, causal square matrices (rows
-    // = batch·T), a workgroup-size edge and a long row.
+    // = batch·T), a workgroup-size edge, a long row, many short rows.
     for (k, &(rows, cols, scale, causal)) in [
         (1usize, 1usize, 1.0f32, None),
         (6, 5, 0.5, None),
         (12, 4, 0.25, Some(4usize)),
         (2 * 33, 33, 0.17, Some(33)),
         (3, 3000, 0.1, None),
+        // Many short rows packed into workgroups (a partly filled last one).
+        (7 * 28, 28, 0.25, Some(28)),
+        (301, 100, 0.1, None),
     ]
     .iter()
     .enumerate()

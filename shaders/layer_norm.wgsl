@@ -3,10 +3,12 @@
 //
 // Launchers: src/kernels/layer_norm.rs. CPU twins: src/reference/layer_norm.rs.
 //
-// One workgroup per row (the row index is the linear workgroup id over a possibly
-// folded grid, bounds-checked); each invocation walks its strided share of the row
-// and the sums are combined by a tree reduction in workgroup memory, so the result
-// does not depend on timing.
+// Each row belongs to a group of LANES consecutive invocations (a workgroup holds
+// WG / LANES rows: short rows share a workgroup instead of leaving most of it idle;
+// the row index comes from the linear workgroup id over a possibly folded grid and
+// is bounds-checked). Each lane walks its strided share of the row and the lanes'
+// sums are combined by a tree reduction in workgroup memory, so the result does not
+// depend on timing.
 //
 //   layer_norm_forward:  mean = Σx / cols, var = Σ(x - mean)² / cols (two passes:
 //                        no cancellation), rstd = 1 / sqrt(var + eps),
@@ -17,7 +19,8 @@
 //                        dyx[r, j] = dy·x̂ (its column sums are gamma's gradient;
 //                        dy's column sums are beta's).
 //
-// WG must be a power of two no larger than 256 (the scratch arrays).
+// WG must be a power of two no larger than 256 (the scratch arrays), LANES a power
+// of two no larger than WG.
 
 struct Params {
     rows: u32,
@@ -27,6 +30,7 @@ struct Params {
 }
 
 override WG: u32 = 256;
+override LANES: u32 = 256;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -42,21 +46,24 @@ override WG: u32 = 256;
 
 var<workgroup> red: array<vec2<f32>, 256>;
 
-fn group_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+// The row of invocation `lid` of workgroup `wg`.
+fn row_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    let group = wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+    return group * (WG / LANES) + lid / LANES;
 }
 
-// Workgroup-wide sum of every invocation's pair; all invocations get the result.
-fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
+// Sum of the pairs of the LANES invocations sharing `lid`'s row; all of them get it.
+fn row_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
+    let lane = lid % LANES;
     red[lid] = v;
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
+    for (var s = LANES / 2u; s > 0u; s = s >> 1u) {
+        if (lane < s) {
             red[lid] = red[lid] + red[lid + s];
         }
         workgroupBarrier();
     }
-    let total = red[0];
+    let total = red[lid - lane];
     workgroupBarrier();
     return total;
 }
@@ -64,25 +71,26 @@ fn workgroup_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
 @compute @workgroup_size(WG)
 fn layer_norm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
-    let r = group_index(wg, nwg);
+    let r = row_index(wg, nwg, lid);
+    let lane = lid % LANES;
     let cols = select(0u, p.cols, r < p.rows);
     let base = r * p.cols;
     let n = f32(p.cols);
     var s = 0.0;
-    for (var j = lid; j < cols; j = j + WG) {
+    for (var j = lane; j < cols; j = j + LANES) {
         s = s + x[base + j];
     }
-    let mean = workgroup_sum(lid, vec2<f32>(s, 0.0)).x / n;
+    let mean = row_sum(lid, vec2<f32>(s, 0.0)).x / n;
     var q = 0.0;
-    for (var j = lid; j < cols; j = j + WG) {
+    for (var j = lane; j < cols; j = j + LANES) {
         let d = x[base + j] - mean;
         q = q + d * d;
     }
-    let rstd = 1.0 / sqrt(workgroup_sum(lid, vec2<f32>(q, 0.0)).x / n + p.eps);
-    for (var j = lid; j < cols; j = j + WG) {
+    let rstd = 1.0 / sqrt(row_sum(lid, vec2<f32>(q, 0.0)).x / n + p.eps);
+    for (var j = lane; j < cols; j = j + LANES) {
         out[base + j] = (x[base + j] - mean) * rstd * gamma[j] + third[j];
     }
-    if (lid == 0u && r < p.rows) {
+    if (lane == 0u && r < p.rows) {
         stats[r] = vec2<f32>(mean, rstd);
     }
 }
@@ -90,7 +98,8 @@ fn layer_norm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
 @compute @workgroup_size(WG)
 fn layer_norm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
-    let r = group_index(wg, nwg);
+    let r = row_index(wg, nwg, lid);
+    let lane = lid % LANES;
     let in_range = r < p.rows;
     let cols = select(0u, p.cols, in_range);
     let base = r * p.cols;
@@ -100,13 +109,13 @@ fn layer_norm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
         st = stats[r];
     }
     var acc = vec2<f32>(0.0, 0.0);
-    for (var j = lid; j < cols; j = j + WG) {
+    for (var j = lane; j < cols; j = j + LANES) {
         let xh = (x[base + j] - st.x) * st.y;
         let g = third[base + j] * gamma[j];
         acc = acc + vec2<f32>(g, g * xh);
     }
-    let sums = workgroup_sum(lid, acc) / n;
-    for (var j = lid; j < cols; j = j + WG) {
+    let sums = row_sum(lid, acc) / n;
+    for (var j = lane; j < cols; j = j + LANES) {
         let xh = (x[base + j] - st.x) * st.y;
         let dy = third[base + j];
         out[base + j] = st.y * (dy * gamma[j] - sums.x - xh * sums.y);

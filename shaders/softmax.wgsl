@@ -2,10 +2,12 @@
 //
 // Launchers: src/kernels/softmax.rs. CPU twins: src/reference/softmax.rs.
 //
-// One workgroup per row (the row index is the linear workgroup id over a possibly
-// folded grid, bounds-checked). Each invocation walks its strided share of the row
-// keeping an online (max m, sum s = sum exp(x - m)) pair, the pairs are merged by a
-// tree reduction, and a second strided pass writes
+// Each row belongs to a group of LANES consecutive invocations (a workgroup holds
+// WG / LANES rows, so short rows share a workgroup; the row index comes from the
+// linear workgroup id over a possibly folded grid and is bounds-checked). Each lane
+// walks its strided share of the row keeping an online (max m, sum s = sum
+// exp(x - m)) pair, the row's pairs are merged by a tree reduction, and a second
+// strided pass writes
 //   softmax:     y = exp(x - M) / S
 //   log_softmax: y = (x - M) - log(S)
 // Max-subtracted, so any finite inputs work (e.g. +-1e4), for any cols >= 1
@@ -24,7 +26,9 @@
 // and softmax_attention read and write y only (x == y). Each element is read and
 // written by the same invocation, so in place is safe.
 //
-// WG must be a power of two no larger than 256 (the scratch arrays).
+// WG must be a power of two no larger than 256 (the scratch arrays), LANES a power
+// of two no larger than WG (softmax_rows is launched with LANES = WG: a row per
+// workgroup).
 
 struct Params {
     rows: u32,
@@ -40,6 +44,7 @@ struct Params {
 }
 
 override WG: u32 = 256;
+override LANES: u32 = 256;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -48,8 +53,10 @@ override WG: u32 = 256;
 var<workgroup> red_m: array<f32, 256>;
 var<workgroup> red_s: array<f32, 256>;
 
-fn group_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+// The row of invocation `lid` of workgroup `wg`.
+fn row_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    let group = wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+    return group * (WG / LANES) + lid / LANES;
 }
 
 // Adds value v to the running (m, s); s == 0 means "nothing seen yet" (after the
@@ -72,13 +79,15 @@ fn online_merge(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
     return vec2<f32>(m, a.y * exp(a.x - m) + b.y * exp(b.x - m));
 }
 
-// Workgroup-wide merge of every invocation's (m, s); all invocations get the result.
-fn workgroup_stats(lid: u32, ms: vec2<f32>) -> vec2<f32> {
+// Merge of the (m, s) pairs of the LANES invocations sharing `lid`'s row; all of
+// them get the result.
+fn row_stats(lid: u32, ms: vec2<f32>) -> vec2<f32> {
+    let lane = lid % LANES;
     red_m[lid] = ms.x;
     red_s[lid] = ms.y;
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
+    for (var s = LANES / 2u; s > 0u; s = s >> 1u) {
+        if (lane < s) {
             let r = online_merge(vec2<f32>(red_m[lid], red_s[lid]),
                                  vec2<f32>(red_m[lid + s], red_s[lid + s]));
             red_m[lid] = r.x;
@@ -86,9 +95,25 @@ fn workgroup_stats(lid: u32, ms: vec2<f32>) -> vec2<f32> {
         }
         workgroupBarrier();
     }
-    let out = vec2<f32>(red_m[0], red_s[0]);
+    let out = vec2<f32>(red_m[lid - lane], red_s[lid - lane]);
     workgroupBarrier();
     return out;
+}
+
+// Sum of the values of the LANES invocations sharing `lid`'s row; all get it.
+fn row_sum(lid: u32, v: f32) -> f32 {
+    let lane = lid % LANES;
+    red_s[lid] = v;
+    workgroupBarrier();
+    for (var s = LANES / 2u; s > 0u; s = s >> 1u) {
+        if (lane < s) {
+            red_s[lid] = red_s[lid] + red_s[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red_s[lid - lane];
+    workgroupBarrier();
+    return total;
 }
 
 fn finish(v: f32, m: f32, inv_s: f32, log_s: f32) -> f32 {
@@ -102,17 +127,18 @@ fn finish(v: f32, m: f32, inv_s: f32, log_s: f32) -> f32 {
 @compute @workgroup_size(WG)
 fn softmax_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let r = group_index(wg, nwg);
+    let r = row_index(wg, nwg, lid);
+    let lane = lid % LANES;
     let cols = select(0u, p.cols, r < p.rows);
     let base = r * p.cols;
     var ms = vec2<f32>(0.0, 0.0);
-    for (var j = lid; j < cols; j = j + WG) {
+    for (var j = lane; j < cols; j = j + LANES) {
         ms = online_push(ms, x[base + j]);
     }
-    let st = workgroup_stats(lid, ms);
+    let st = row_stats(lid, ms);
     let inv_s = 1.0 / st.y;
     let log_s = log(st.y);
-    for (var j = lid; j < cols; j = j + WG) {
+    for (var j = lane; j < cols; j = j + LANES) {
         y[base + j] = finish(x[base + j], st.x, inv_s, log_s);
     }
 }
@@ -121,17 +147,18 @@ fn softmax_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(WG)
 fn softmax_rows_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
-    let r = group_index(wg, nwg);
+    let r = row_index(wg, nwg, lid);
+    let lane = lid % LANES;
     let cols = select(0u, p.cols, r < p.rows);
     let base = r * p.cols;
     var ms = vec2<f32>(0.0, 0.0);
-    for (var j = lid; j < cols; j = j + WG) {
+    for (var j = lane; j < cols; j = j + LANES) {
         ms = online_push(ms, y[base + j]);
     }
-    let st = workgroup_stats(lid, ms);
+    let st = row_stats(lid, ms);
     let inv_s = 1.0 / st.y;
     let log_s = log(st.y);
-    for (var j = lid; j < cols; j = j + WG) {
+    for (var j = lane; j < cols; j = j + LANES) {
         y[base + j] = finish(y[base + j], st.x, inv_s, log_s);
     }
 }
@@ -145,18 +172,19 @@ fn masked(r: u32, j: u32) -> bool {
 @compute @workgroup_size(WG)
 fn softmax_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let r = group_index(wg, nwg);
+    let r = row_index(wg, nwg, lid);
+    let lane = lid % LANES;
     let cols = select(0u, p.cols, r < p.rows);
     let base = r * p.cols;
     var ms = vec2<f32>(0.0, 0.0);
-    for (var j = lid; j < cols; j = j + WG) {
+    for (var j = lane; j < cols; j = j + LANES) {
         if (!masked(r, j)) {
             ms = online_push(ms, p.scale * y[base + j]);
         }
     }
-    let st = workgroup_stats(lid, ms);
+    let st = row_stats(lid, ms);
     let inv_s = 1.0 / st.y;
-    for (var j = lid; j < cols; j = j + WG) {
+    for (var j = lane; j < cols; j = j + LANES) {
         var v = 0.0;
         if (!masked(r, j)) {
             v = exp(p.scale * y[base + j] - st.x) * inv_s;
@@ -169,24 +197,16 @@ fn softmax_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(WG)
 fn softmax_backward_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
-    let r = group_index(wg, nwg);
+    let r = row_index(wg, nwg, lid);
+    let lane = lid % LANES;
     let cols = select(0u, p.cols, r < p.rows);
     let base = r * p.cols;
     var dot = 0.0;
-    for (var j = lid; j < cols; j = j + WG) {
+    for (var j = lane; j < cols; j = j + LANES) {
         dot = dot + y[base + j] * x[base + j];
     }
-    // The tree sum of workgroup_stats' s half (m unused).
-    red_s[lid] = dot;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red_s[lid] = red_s[lid] + red_s[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red_s[0];
-    for (var j = lid; j < cols; j = j + WG) {
+    let total = row_sum(lid, dot);
+    for (var j = lane; j < cols; j = j + LANES) {
         y[base + j] = p.scale * x[base + j] * (y[base + j] - total);
     }
 }

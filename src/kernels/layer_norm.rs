@@ -1,11 +1,11 @@
 //! Layer normalization launchers (`shaders/layer_norm.wgsl`): normalise each row of
-//! the last axis, one workgroup per row. CPU twins: [`crate::reference::layer_norm`].
+//! the last axis, several short rows to a workgroup. CPU twins: [`crate::reference::layer_norm`].
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
 use crate::kernels::elementwise::{count_u32, expect_same_shape, same_buffer};
-use crate::kernels::softmax::{row_wg, rows_cols};
-use crate::kernels::{Kernel, Shader, groups_for};
+use crate::kernels::softmax::{packed_rows, rows_cols};
+use crate::kernels::{Kernel, Shader};
 
 /// Mirrors `Params` in `shaders/layer_norm.wgsl`.
 #[repr(C)]
@@ -97,10 +97,10 @@ pub fn layer_norm_forward(
             "{OP}: y, stats and beta must be separate tensors"
         )));
     }
-    let cols = params.cols as usize;
+    let (constants, groups) = packed_rows(ctx, rows, params.cols as usize)?;
     ctx.dispatch(
         FORWARD,
-        &[("WG", row_wg(cols) as f64)],
+        &constants,
         &params,
         &[
             (1, &x.buffer),
@@ -109,7 +109,7 @@ pub fn layer_norm_forward(
             (4, &y.buffer),
             (5, &stats.buffer),
         ],
-        groups_for(ctx, rows, 1)?,
+        groups,
     )
 }
 
@@ -138,10 +138,10 @@ pub fn layer_norm_backward(
             "{OP}: dx, dyx and dy must be separate tensors"
         )));
     }
-    let cols = params.cols as usize;
+    let (constants, groups) = packed_rows(ctx, rows, params.cols as usize)?;
     ctx.dispatch(
         BACKWARD,
-        &[("WG", row_wg(cols) as f64)],
+        &constants,
         &params,
         &[
             (1, &x.buffer),
@@ -151,6 +151,6 @@ pub fn layer_norm_backward(
             (5, &stats.buffer),
             (6, &dyx.buffer),
         ],
-        groups_for(ctx, rows, 1)?,
+        groups,
     )
 }

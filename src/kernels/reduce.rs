@@ -19,6 +19,10 @@ pub const WG: u32 = 256;
 /// axis is shorter than this or there are at least `THREAD_OUTPUTS` outputs.
 const THREAD_LEN: usize = 128;
 const THREAD_OUTPUTS: usize = 8192;
+/// On CPU adapters, where each workgroup costs about as much as summing a few
+/// thousand values, from this many outputs on (a per-token Dense's bias gradient:
+/// 64 columns of batch·tokens rows; measured on lavapipe, BENCHMARKS.md).
+const CPU_THREAD_OUTPUTS: usize = 16;
 
 /// `argmax_rows` gives each row a thread (instead of a workgroup) up to this many columns.
 const THREAD_COLS: usize = 32;
@@ -169,7 +173,9 @@ pub fn sum_axis(
         d2: count_u32(OP, "inner", inner)?,
         ..Params::default()
     };
-    let (kernel, groups) = if len < THREAD_LEN || outputs >= THREAD_OUTPUTS {
+    let threads =
+        len < THREAD_LEN || outputs >= THREAD_OUTPUTS || (ctx.is_cpu() && outputs >= CPU_THREAD_OUTPUTS);
+    let (kernel, groups) = if threads {
         (SUM_AXIS_THREAD, groups_for(ctx, outputs, WG)?)
     } else {
         (SUM_AXIS_WG, groups_for(ctx, outputs, 1)?)

@@ -32,6 +32,33 @@ pub(crate) fn row_wg(len: usize) -> u32 {
     (len.max(1).next_power_of_two()).clamp(32, 256) as u32
 }
 
+/// Invocations per workgroup of the kernels that share workgroups among rows.
+pub(crate) const ROWS_WG: u32 = 256;
+
+/// Invocations that share one row of `len` elements in the kernels that pack
+/// several rows into a workgroup: about four elements each, a power of two from 1
+/// to [`ROWS_WG`]. Short rows (attention over a few dozen tokens, a layer
+/// normalization over 64 features) then fill a workgroup with many rows instead of
+/// leaving most of it idle, and pay one workgroup's barriers for all of them.
+pub(crate) fn row_lanes(len: usize) -> u32 {
+    len.div_ceil(4).max(1).next_power_of_two().min(ROWS_WG as usize) as u32
+}
+
+/// The override constants and workgroup grid of a row-packing kernel for `rows`
+/// rows of `cols` elements.
+pub(crate) fn packed_rows(
+    ctx: &Context,
+    rows: usize,
+    cols: usize,
+) -> Result<([(&'static str, f64); 2], [u32; 3])> {
+    let lanes = row_lanes(cols);
+    let per_group = (ROWS_WG / lanes) as usize;
+    Ok((
+        [("WG", ROWS_WG as f64), ("LANES", lanes as f64)],
+        groups_for(ctx, rows.div_ceil(per_group), 1)?,
+    ))
+}
+
 /// `(rows, cols)` of `x` seen as `[rows, cols]`, `cols` its last dimension (≥ 1).
 pub(crate) fn rows_cols(op: &'static str, what: &str, x: &Tensor) -> Result<(usize, usize)> {
     match x.shape().last() {
@@ -57,7 +84,8 @@ fn launch(ctx: &Context, op: &'static str, x: &Tensor, y: &Tensor, log: bool) ->
         log: log as u32,
         ..Params::default()
     };
-    let constants = [("WG", row_wg(cols) as f64)];
+    let wg = row_wg(cols) as f64;
+    let constants = [("WG", wg), ("LANES", wg)];
     let groups = groups_for(ctx, rows, 1)?;
     if same_buffer(x, y) {
         ctx.dispatch(
@@ -130,13 +158,8 @@ fn attention_params(
 pub fn softmax_attention(ctx: &Context, s: &Tensor, scale: f32, causal: Option<usize>) -> Result<Dispatch> {
     const OP: &str = "softmax_attention";
     let (rows, params) = attention_params(OP, s, scale, causal)?;
-    ctx.dispatch(
-        SOFTMAX_ATTENTION,
-        &[("WG", row_wg(params.cols as usize) as f64)],
-        &params,
-        &[(2, &s.buffer)],
-        groups_for(ctx, rows, 1)?,
-    )
+    let (constants, groups) = packed_rows(ctx, rows, params.cols as usize)?;
+    ctx.dispatch(SOFTMAX_ATTENTION, &constants, &params, &[(2, &s.buffer)], groups)
 }
 
 /// The gradient of the scores before [`softmax_attention`]'s scale, in place:
@@ -151,11 +174,12 @@ pub fn softmax_backward_rows(ctx: &Context, p: &Tensor, d: &Tensor, scale: f32) 
         return Err(Error::invalid(format!("{OP}: p and d must be distinct buffers")));
     }
     let (rows, params) = attention_params(OP, p, scale, None)?;
+    let (constants, groups) = packed_rows(ctx, rows, params.cols as usize)?;
     ctx.dispatch(
         SOFTMAX_BACKWARD_ROWS,
-        &[("WG", row_wg(params.cols as usize) as f64)],
+        &constants,
         &params,
         &[(1, &p.buffer), (2, &d.buffer)],
-        groups_for(ctx, rows, 1)?,
+        groups,
     )
 }
