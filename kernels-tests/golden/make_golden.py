@@ -139,6 +139,54 @@ class KerasBatchNorm(nn.Module):
             self.weight.view(view) + self.bias.view(view)
 
 
+class PositionEmbedding(nn.Module):
+    """wgml's AddPositionEmbedding: a learned [tokens, features] `weight` added to
+    every sample (keras_hub's PositionEmbedding followed by Add)."""
+
+    def __init__(self, tokens, features):
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(tokens, features) - 0.5)
+
+    def forward(self, x):
+        return x + self.weight
+
+
+class KerasMultiHeadAttention(nn.Module):
+    """Keras' MultiHeadAttention as self-attention, with its projections as
+    nn.Linear submodules named as wgml names them (query, key, value, output). The
+    heads are the projections' columns in order (head h owns h*dim ... h*dim+dim-1,
+    Keras' [features, heads, dim] kernel flattened); scores are q.k/sqrt(key_dim);
+    the causal mask is top-left aligned (token i sees tokens j <= i)."""
+
+    def __init__(self, features, heads, key_dim, value_dim, bias, causal):
+        super().__init__()
+        self.query = nn.Linear(features, heads * key_dim, bias=bias)
+        self.key = nn.Linear(features, heads * key_dim, bias=bias)
+        self.value = nn.Linear(features, heads * value_dim, bias=bias)
+        self.output = nn.Linear(heads * value_dim, features, bias=bias)
+        self.heads, self.key_dim, self.value_dim, self.causal = heads, key_dim, value_dim, causal
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        split = lambda y, d: y.view(b, t, self.heads, d).transpose(1, 2)  # noqa: E731
+        q = split(self.query(x), self.key_dim)
+        k = split(self.key(x), self.key_dim)
+        v = split(self.value(x), self.value_dim)
+        scores = q @ k.transpose(2, 3) / self.key_dim ** 0.5
+        if self.causal:
+            future = torch.ones(t, t, dtype=torch.bool).triu(1)
+            scores = scores.masked_fill(future, float("-inf"))
+        heads = torch.softmax(scores, dim=-1) @ v
+        return self.output(heads.transpose(1, 2).reshape(b, t, self.heads * self.value_dim))
+
+
+class GlobalAveragePooling1D(nn.Module):
+    """The mean over the tokens of [batch, tokens, features]."""
+
+    def forward(self, x):
+        return x.mean(dim=1)
+
+
 def pcg_hash(v):
     state = (v * 747796405 + 2891336453) & 0xFFFFFFFF
     word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & 0xFFFFFFFF
@@ -184,8 +232,21 @@ def build(input_shape, layers, loss, dropout_seeds):
         kind, spec = (layer, {}) if isinstance(layer, str) else next(iter(layer.items()))
         act = spec.get("activation", "Linear") if isinstance(spec, dict) else spec
         if kind == "Dense":
-            modules.append(nn.Linear(shape[0], spec["units"], bias=spec.get("use_bias", True)))
-            shape = [spec["units"]]
+            # On a sequence [tokens, features], per token (as Keras' Dense).
+            modules.append(nn.Linear(shape[-1], spec["units"], bias=spec.get("use_bias", True)))
+            shape = shape[:-1] + [spec["units"]]
+        elif kind == "AddPositionEmbedding":
+            modules.append(PositionEmbedding(*shape))
+        elif kind == "MultiHeadAttention":
+            key_dim = spec["key_dim"]
+            modules.append(KerasMultiHeadAttention(
+                shape[-1], spec["num_heads"], key_dim, spec.get("value_dim", key_dim),
+                spec.get("use_bias", True), spec.get("causal", False)))
+        elif kind == "LayerNormalization":
+            modules.append(nn.LayerNorm(shape[-1], eps=spec.get("epsilon", 1e-3)))
+        elif kind == "GlobalAveragePooling1D":
+            modules.append(GlobalAveragePooling1D())
+            shape = shape[-1:]
         elif kind == "Conv2D":
             k, s = pair(spec["kernel"]), pair(spec.get("stride", 1))
             padding = spec.get("padding", "Valid")
@@ -409,6 +470,18 @@ def cases():
              layers=[transpose(3, 3, 2, "Same", "Relu"), transpose(2, 2, 2, "Same", "Tanh"),
                      transpose(2, 2, 1, "Valid", use_bias=False), transpose(1, 3, 1, {"Explicit": [1, 2]}),
                      "Flatten", dense(3, "Softmax")]),
+        # Transformer layers: learned positions, self-attention (value_dim != key_dim),
+        # layer normalization, per-token Dense, mean over tokens; then causal attention
+        # without biases.
+        dict(name="transformer_encoder", input_shape=[5, 8], batch=3, loss=SCE,
+             layers=[{"AddPositionEmbedding": {}},
+                     {"MultiHeadAttention": {"num_heads": 2, "key_dim": 3, "value_dim": 4}},
+                     {"LayerNormalization": {}}, dense(6, "Tanh"), "GlobalAveragePooling1D",
+                     dense(3, "Softmax")]),
+        dict(name="transformer_causal", input_shape=[4, 6], batch=2, loss=MSE,
+             layers=[{"MultiHeadAttention": {"num_heads": 3, "key_dim": 2, "use_bias": False,
+                                             "causal": True}},
+                     {"LayerNormalization": {"epsilon": 1e-5}}, "GlobalAveragePooling1D", dense(2)]),
     ]
 
 
