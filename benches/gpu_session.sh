@@ -10,9 +10,11 @@
 #   cp "$(ls -t target/release/deps/kernels-* | grep -v '\.d$' | head -1)" .device/kernels
 # Then one device call per stage, carrying .gl and .device (`all` runs them in a row;
 # every step has its own time limit so one hang cannot eat the call):
-#   bash benches/gpu_session.sh wgml    # tuning from an empty cache, CNN/MLP epochs at batch 32/128,
-#                                       # profiles, matmul 1024-4096 (tuned and forced), bench all
-#   bash benches/gpu_session.sh torch   # benches/torch_baseline.py (cuBLAS, cuDNN, PyTorch eager)
+#   bash benches/gpu_session.sh wgml    # tuning from an empty cache, CNN/MLP/transformer epochs at
+#                                       # batch 32/128, profiles, matmul 1024-4096 (tuned and forced),
+#                                       # bench all
+#   bash benches/gpu_session.sh torch   # benches/torch_baseline.py (cuBLAS, cuDNN, PyTorch eager),
+#                                       # benches/transformer_torch.py on the GPU
 #   bash benches/gpu_session.sh tests   # every kernel test alone, 8 at a time, 60 s each at most
 # Without .gl (e.g. a local try on lavapipe) the loader set-up is skipped.
 set -uo pipefail
@@ -50,6 +52,13 @@ if [ "$stage" = wgml ] || [ "$stage" = all ]; then
     run mlp-b128 60 "$wgml" train --model mlp --epochs 3 --batch-size 128 --metrics "$logs/mlp-b128.json"
     run mlp-b32 60 "$wgml" train --model mlp --epochs 3 --batch-size 32 --metrics "$logs/mlp-b32.json"
     run profile-b32 60 "$wgml" train --profile --batch-size 32
+    # The transformer encoder (MNIST rows as 28 tokens; benches/transformer_torch.py in torch).
+    for b in 32 128; do
+        run "transformer-b$b" 120 "$wgml" train --model examples/models/transformer.json \
+            --data mnist-10k --epochs 3 --batch-size $b --metrics "$logs/transformer-b$b.json"
+    done
+    run profile-transformer-b32 60 "$wgml" train --model examples/models/transformer.json \
+        --data mnist-10k --profile --batch-size 32
     run profile-b128 60 "$wgml" train --profile --batch-size 128
     # The same runs with the built-in rules only (no tuning), for comparison.
     WGML_TUNE=off run train-b32-untuned 120 "$wgml" train --epochs 2 --batch-size 32
@@ -73,6 +82,11 @@ if [ "$stage" = torch ] || [ "$stage" = all ]; then
     echo "== torch_baseline"
     timeout -k 5 300 python3 benches/torch_baseline.py data/mnist-10k > "$logs/torch.json" 2> "$logs/torch.log"
     echo "== torch_baseline: exit $?" | tee -a "$logs/torch.log"
+    for b in 32 128; do
+        DEVICE=cuda BATCH=$b timeout -k 5 120 python3 benches/transformer_torch.py 3 1 \
+            > "$logs/torch-transformer-b$b.json" 2> "$logs/torch-transformer-b$b.log"
+        echo "== torch transformer batch $b: exit $?" | tee -a "$logs/torch-transformer-b$b.log"
+    done
 fi
 if [ "$stage" = tests ] || [ "$stage" = all ]; then
     if [ -x .device/kernels ]; then
