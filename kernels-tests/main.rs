@@ -7,6 +7,7 @@ mod common;
 #[global_allocator]
 static ALLOCATOR: alloc::Recording = alloc::Recording;
 
+mod attention;
 mod batchnorm;
 mod bench;
 mod cli;

@@ -5,6 +5,7 @@
 //! bind group and uniform parameters) once. The CPU twin of every kernel lives in
 //! [`crate::reference`] under the same module name.
 
+pub mod attention;
 pub mod batchnorm;
 pub mod clip;
 pub mod conv;
@@ -26,6 +27,8 @@ pub mod tune;
 /// A WGSL source file of `shaders/`, embedded at compile time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Shader {
+    /// Fused scaled dot-product attention over heads (`shaders/attention.wgsl`).
+    Attention,
     /// Batch normalization with its activation (`shaders/batchnorm.wgsl`).
     Batchnorm,
     /// Gradient clipping by global norm (`shaders/clip.wgsl`).
@@ -67,7 +70,8 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 18] = [
+    pub const ALL: [Shader; 19] = [
+        Shader::Attention,
         Shader::Batchnorm,
         Shader::Clip,
         Shader::Conv,
@@ -104,6 +108,7 @@ impl Shader {
     /// File name without extension.
     pub const fn name(self) -> &'static str {
         match self {
+            Shader::Attention => "attention",
             Shader::Batchnorm => "batchnorm",
             Shader::Clip => "clip",
             Shader::Conv => "conv",
@@ -128,6 +133,7 @@ impl Shader {
     /// The WGSL text.
     pub const fn source(self) -> &'static str {
         match self {
+            Shader::Attention => include_str!("../../shaders/attention.wgsl"),
             Shader::Batchnorm => concat!(
                 include_str!("../../shaders/activation.wgsl"),
                 include_str!("../../shaders/batchnorm.wgsl")

@@ -1,6 +1,7 @@
 //! CPU twins of every GPU kernel, with the same contracts as the launchers in
 //! [`crate::kernels`]. Plain loops, f64 accumulation: slow and obviously right.
 
+pub mod attention;
 pub mod batchnorm;
 pub mod clip;
 pub mod conv;

@@ -1,0 +1,192 @@
+//! Fused attention (`kernels::attention`) against its CPU twin on odd shapes: one
+//! token, more keys than queries and the reverse, several row blocks and key tiles,
+//! causal masks across blocks, heads of the largest size, folded grids; the twin's
+//! gradients against central differences; bad shapes and aliasing refused.
+
+use wgml::Tensor;
+use wgml::kernels::attention::{self, AttentionDims, AttentionGrads, MAX_HEAD_DIM};
+use wgml::reference;
+
+use crate::common::*;
+
+fn dims(
+    batch: usize,
+    heads: usize,
+    tq: usize,
+    tk: usize,
+    dk: usize,
+    dv: usize,
+    causal: bool,
+) -> AttentionDims {
+    AttentionDims {
+        batch,
+        heads,
+        tq,
+        tk,
+        dk,
+        dv,
+        causal,
+        scale: 1.0 / (dk as f32).sqrt(),
+    }
+}
+
+/// Inputs `q, k, v, d_o` for `d`.
+fn inputs(d: &AttentionDims, seed: u64) -> [Vec<f32>; 4] {
+    let mut r = rng(seed);
+    let (b, h) = (d.batch, d.heads);
+    [
+        uniform(&mut r, b * d.tq * h * d.dk, -2.0, 2.0),
+        uniform(&mut r, b * d.tk * h * d.dk, -2.0, 2.0),
+        uniform(&mut r, b * d.tk * h * d.dv, -1.0, 1.0),
+        uniform(&mut r, b * d.tq * h * d.dv, -1.0, 1.0),
+    ]
+}
+
+#[test]
+fn fused_attention_matches_its_twin() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let cases = [
+        dims(1, 1, 1, 1, 1, 1, false),
+        dims(2, 3, 5, 7, 4, 3, false),
+        dims(2, 2, 9, 9, 8, 8, true),
+        // Query blocks of 64 and key tiles of 32, a causal mask across both.
+        dims(1, 2, 130, 130, 16, 16, true),
+        dims(3, 1, 33, 100, MAX_HEAD_DIM, MAX_HEAD_DIM, false),
+        dims(1, 4, 70, 3, 5, 7, false),
+    ];
+    for (n, d) in cases.iter().enumerate() {
+        let [q, k, v, g] = inputs(d, 70 + n as u64);
+        let mut want_o = vec![0.0; g.len()];
+        let mut want_stats = vec![0.0; d.stats_len()];
+        reference::attention::attention_forward(d, &q, &k, &v, &mut want_o, &mut want_stats);
+        let (mut wq, mut wk, mut wv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
+        reference::attention::attention_backward(d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv);
+        // Unfolded, then every grid folded to 2 workgroups a dimension.
+        for fold in [0, 2] {
+            ctx.set_max_groups_per_dim(fold);
+            let t = |x: &[f32]| Tensor::from_f32(ctx, x, &[x.len()]).unwrap();
+            let (qt, kt, vt, gt) = (t(&q), t(&k), t(&v), t(&g));
+            let o = nan_tensor(ctx, &[g.len()]);
+            let stats = nan_tensor(ctx, &[d.stats_len()]);
+            let (dq, dk, dv) = (
+                nan_tensor(ctx, &[q.len()]),
+                nan_tensor(ctx, &[k.len()]),
+                nan_tensor(ctx, &[v.len()]),
+            );
+            let mut run = vec![attention::attention_forward(ctx, d, &qt, &kt, &vt, &o, &stats).unwrap()];
+            let grads = AttentionGrads {
+                dq: Some(&dq),
+                dkv: Some((&dk, &dv)),
+            };
+            run.extend(attention::attention_backward(ctx, d, &qt, &kt, &vt, &o, &stats, &gt, grads).unwrap());
+            ctx.run_all(&run).unwrap();
+            let what = |s: &str| format!("{d:?} fold {fold}: {s}");
+            assert_close(&what("o"), &o.to_f32(ctx).unwrap(), &want_o, 1e-5, 1e-5);
+            let lse: Vec<f32> = stats.to_f32(ctx).unwrap().iter().step_by(2).copied().collect();
+            let want_lse: Vec<f32> = want_stats.iter().step_by(2).copied().collect();
+            assert_close(&what("log-sum-exp"), &lse, &want_lse, 1e-5, 1e-5);
+            assert_close(&what("dq"), &dq.to_f32(ctx).unwrap(), &wq, 1e-5, 1e-4);
+            assert_close(&what("dk"), &dk.to_f32(ctx).unwrap(), &wk, 1e-5, 1e-4);
+            assert_close(&what("dv"), &dv.to_f32(ctx).unwrap(), &wv, 1e-5, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn only_the_gradients_asked_for_are_written() {
+    let (_g, ctx) = gpu();
+    let d = dims(2, 2, 6, 4, 3, 5, false);
+    let [q, k, v, g] = inputs(&d, 90);
+    let t = |x: &[f32]| Tensor::from_f32(ctx, x, &[x.len()]).unwrap();
+    let (qt, kt, vt, gt) = (t(&q), t(&k), t(&v), t(&g));
+    let o = nan_tensor(ctx, &[g.len()]);
+    let stats = nan_tensor(ctx, &[d.stats_len()]);
+    let dq = nan_tensor(ctx, &[q.len()]);
+    let mut run = vec![attention::attention_forward(ctx, &d, &qt, &kt, &vt, &o, &stats).unwrap()];
+    let grads = AttentionGrads {
+        dq: Some(&dq),
+        dkv: None,
+    };
+    let backward = attention::attention_backward(ctx, &d, &qt, &kt, &vt, &o, &stats, &gt, grads).unwrap();
+    assert_eq!(backward.len(), 2, "D and dq only");
+    run.extend(backward);
+    ctx.run_all(&run).unwrap();
+    let (mut wq, mut wk, mut wv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
+    reference::attention::attention_backward(&d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv);
+    assert_close("dq alone", &dq.to_f32(ctx).unwrap(), &wq, 1e-5, 1e-4);
+}
+
+#[test]
+fn the_attention_twin_gradient_equals_central_differences() {
+    for causal in [false, true] {
+        let d = dims(2, 2, 4, 4, 3, 2, causal);
+        let [q, k, v, w] = inputs(&d, 95);
+        // loss = Σ w·o
+        let loss = |q: &[f32], k: &[f32], v: &[f32]| {
+            let mut o = vec![0.0; w.len()];
+            let mut stats = vec![0.0; d.stats_len()];
+            reference::attention::attention_forward(&d, q, k, v, &mut o, &mut stats);
+            o.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
+        };
+        let (mut gq, mut gk, mut gv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
+        reference::attention::attention_backward(&d, &q, &k, &v, &w, &mut gq, &mut gk, &mut gv);
+        let eps = 1e-2;
+        let what = |s: &str| format!("causal {causal}: {s}");
+        assert_close(
+            &what("dq"),
+            &gq,
+            &finite_diff(&q, eps, |x| loss(x, &k, &v)),
+            2e-3,
+            1e-2,
+        );
+        assert_close(
+            &what("dk"),
+            &gk,
+            &finite_diff(&k, eps, |x| loss(&q, x, &v)),
+            2e-3,
+            1e-2,
+        );
+        assert_close(
+            &what("dv"),
+            &gv,
+            &finite_diff(&v, eps, |x| loss(&q, &k, x)),
+            2e-3,
+            1e-2,
+        );
+    }
+}
+
+#[test]
+fn fused_attention_refuses_what_it_cannot_do() {
+    let (_g, ctx) = gpu();
+    let err = |d: &AttentionDims, o_len: Option<usize>| {
+        let [q, k, v, _] = inputs(d, 99);
+        let t = |x: &[f32]| {
+            let x = if x.is_empty() { &[0.0][..] } else { x };
+            Tensor::from_f32(ctx, x, &[x.len()]).unwrap()
+        };
+        let (qt, kt, vt) = (t(&q), t(&k), t(&v));
+        let o = nan_tensor(ctx, &[o_len.unwrap_or(d.batch * d.tq * d.heads * d.dv).max(1)]);
+        let stats = nan_tensor(ctx, &[d.stats_len().max(1)]);
+        attention::attention_forward(ctx, d, &qt, &kt, &vt, &o, &stats)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err(&dims(1, 1, 2, 2, MAX_HEAD_DIM + 1, 4, false), None);
+    assert!(e.contains("exceed") && e.contains("unfused"), "{e}");
+    let e = err(&dims(1, 1, 3, 4, 2, 2, true), None);
+    assert!(e.contains("as many queries as keys"), "{e}");
+    let e = err(&dims(1, 2, 3, 4, 2, 2, false), Some(5));
+    assert!(e.contains("o has 5 elements"), "{e}");
+    let e = err(&dims(1, 0, 3, 4, 2, 2, false), None);
+    assert!(e.contains("at least 1"), "{e}");
+    // An output aliasing an input.
+    let d = dims(1, 1, 2, 2, 2, 2, false);
+    let x = Tensor::from_f32(ctx, &[0.5; 4], &[4]).unwrap();
+    let stats = nan_tensor(ctx, &[d.stats_len()]);
+    let e = attention::attention_forward(ctx, &d, &x, &x, &x, &x, &stats)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("o shares a buffer"), "{e}");
+}

@@ -1,0 +1,319 @@
+// Fused scaled dot-product attention over heads, reading and writing the projections'
+// own layout: q [B, Tq, H·dk], k [B, Tk, H·dk], v [B, Tk, H·dv], o [B, Tq, H·dv] (head
+// h of a token is columns h·d .. h·d + d − 1). For each sample b and head h:
+//   S = scale·Q·Kᵀ, P = softmax over keys (causal: query i sees keys j ≤ i), O = P·V.
+// P is never stored: the forward pass keeps each query row's log-sum-exp, and the
+// backward pass recomputes P from it (FlashAttention's scheme, in f32).
+//
+// Launchers: src/kernels/attention.rs. CPU twins: src/reference/attention.rs.
+//
+//   attention_forward:     o, and stats[bh·Tq + i].x = log Σ_j exp(S_ij) (the max is
+//                          tracked online, so any finite scores work).
+//   attention_delta:       stats[bh·Tq + i].y = D_i = Σ_d dO_id·O_id.
+//   attention_backward_kv: dk = scale·Σ_i dS_ij·q_i and dv = Σ_i P_ij·dO_i for each key
+//                          row j, with dS_ij = P_ij·(dO_i·v_j − D_i).
+//   attention_backward_q:  dq = scale·Σ_j dS_ij·k_j for each query row i.
+//
+// Every invocation owns one row (a query row; a key row in attention_backward_kv) and
+// keeps it, and its accumulators, in private arrays of MAX_D values: dk and dv must be
+// at most MAX_D (the launcher checks). A workgroup owns WG consecutive rows of one
+// (sample, head) pair and stages the other side TILE rows at a time in workgroup
+// memory (2·TILE·MAX_D floats, 16 KiB: WebGPU's guaranteed minimum). The linear
+// workgroup id (over a possibly folded grid) is block + blocks·(b·H + h); ids past
+// the end only join the barriers. Sums run in a fixed order: results do not depend on
+// timing.
+
+const WG: u32 = 64u;
+const TILE: u32 = 32u;
+const MAX_D: u32 = 64u;
+
+struct Params {
+    bh: u32,      // B·H
+    heads: u32,
+    tq: u32,
+    tk: u32,
+    dk: u32,
+    dv: u32,
+    causal: u32,  // 1: query i sees keys j ≤ i only (Tq == Tk)
+    scale: f32,
+    blocks: u32,  // row blocks per (sample, head): ceil(rows / WG)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+// attention_delta and attention_backward_*: dO.
+@group(0) @binding(4) var<storage, read> g: array<f32>;
+// attention_forward: O (written); attention_delta: O (read); attention_backward_kv:
+// dK; attention_backward_q: dQ.
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// attention_backward_kv: dV.
+@group(0) @binding(6) var<storage, read_write> out2: array<f32>;
+// (log-sum-exp, D) per (bh, query row).
+@group(0) @binding(7) var<storage, read_write> stats: array<vec2<f32>>;
+
+var<workgroup> tile_a: array<f32, 2048>; // TILE·MAX_D
+var<workgroup> tile_b: array<f32, 2048>;
+
+// (block, bh) of this workgroup.
+fn block_of(wg: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
+    let id = wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
+    return vec2<u32>(id % p.blocks, id / p.blocks);
+}
+
+// Offset of head h's d-wide slice of token `t` of sample b in a [B, T, H·d] tensor.
+fn at(b: u32, tokens: u32, t: u32, h: u32, d: u32) -> u32 {
+    return (b * tokens + t) * p.heads * d + h * d;
+}
+
+// Stages n rows from `start` of head h of sample b: keys into tile_a, values into
+// tile_b (every invocation of the workgroup calls it, live or not).
+fn stage_keys(live: bool, b: u32, h: u32, start: u32, n: u32, lid: u32) {
+    if (live) {
+        for (var e = lid; e < n * p.dk; e = e + WG) {
+            let t = e / p.dk;
+            let d = e - t * p.dk;
+            tile_a[t * MAX_D + d] = k[at(b, p.tk, start + t, h, p.dk) + d];
+        }
+        for (var e = lid; e < n * p.dv; e = e + WG) {
+            let t = e / p.dv;
+            let d = e - t * p.dv;
+            tile_b[t * MAX_D + d] = v[at(b, p.tk, start + t, h, p.dv) + d];
+        }
+    }
+}
+
+// Keys a query block needs: all, or with a causal mask up to its last query.
+fn key_end(block: u32) -> u32 {
+    if (p.causal != 0u) {
+        return min(p.tk, (block + 1u) * WG);
+    }
+    return p.tk;
+}
+
+// How many of the n staged keys from `start` query i sees.
+fn keys_seen(i: u32, start: u32, n: u32) -> u32 {
+    if (p.causal != 0u) {
+        return min(n, i + 1u - min(i + 1u, start));
+    }
+    return n;
+}
+
+@compute @workgroup_size(64)
+fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let blk = block_of(wg, nwg);
+    let live = blk.y < p.bh;
+    let b = blk.y / p.heads;
+    let h = blk.y % p.heads;
+    let i = blk.x * WG + lid;
+    let row = live && i < p.tq;
+    var qr: array<f32, 64>;
+    var acc: array<f32, 64>;
+    if (row) {
+        let base = at(b, p.tq, i, h, p.dk);
+        for (var d = 0u; d < p.dk; d = d + 1u) {
+            qr[d] = q[base + d] * p.scale;
+        }
+    }
+    var m = -3.0e38;
+    var l = 0.0;
+    let end = key_end(blk.x);
+    for (var start = 0u; start < end; start = start + TILE) {
+        let n = min(TILE, end - start);
+        stage_keys(live, b, h, start, n, lid);
+        workgroupBarrier();
+        if (row) {
+            let seen = keys_seen(i, start, n);
+            for (var t = 0u; t < seen; t = t + 1u) {
+                var s = 0.0;
+                for (var d = 0u; d < p.dk; d = d + 1u) {
+                    s = s + qr[d] * tile_a[t * MAX_D + d];
+                }
+                if (s > m) {
+                    let c = exp(m - s);
+                    l = l * c;
+                    for (var d = 0u; d < p.dv; d = d + 1u) {
+                        acc[d] = acc[d] * c;
+                    }
+                    m = s;
+                }
+                let e = exp(s - m);
+                l = l + e;
+                for (var d = 0u; d < p.dv; d = d + 1u) {
+                    acc[d] = acc[d] + e * tile_b[t * MAX_D + d];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    if (row) {
+        let base = at(b, p.tq, i, h, p.dv);
+        let inv = 1.0 / l;
+        for (var d = 0u; d < p.dv; d = d + 1u) {
+            out[base + d] = acc[d] * inv;
+        }
+        stats[blk.y * p.tq + i] = vec2<f32>(m + log(l), 0.0);
+    }
+}
+
+// One invocation per (bh, query row) over a flat grid of WG-wide workgroups.
+@compute @workgroup_size(64)
+fn attention_delta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let r = (wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * WG + lid;
+    if (r >= p.bh * p.tq) {
+        return;
+    }
+    let bh = r / p.tq;
+    let i = r - bh * p.tq;
+    let base = at(bh / p.heads, p.tq, i, bh % p.heads, p.dv);
+    var s = 0.0;
+    for (var d = 0u; d < p.dv; d = d + 1u) {
+        s = s + g[base + d] * out[base + d];
+    }
+    stats[r].y = s;
+}
+
+@compute @workgroup_size(64)
+fn attention_backward_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let blk = block_of(wg, nwg);
+    let live = blk.y < p.bh;
+    let b = blk.y / p.heads;
+    let h = blk.y % p.heads;
+    let i = blk.x * WG + lid;
+    let row = live && i < p.tq;
+    var qr: array<f32, 64>;
+    var gr: array<f32, 64>;
+    var acc: array<f32, 64>;
+    var st = vec2<f32>(0.0, 0.0);
+    if (row) {
+        let qb = at(b, p.tq, i, h, p.dk);
+        for (var d = 0u; d < p.dk; d = d + 1u) {
+            qr[d] = q[qb + d] * p.scale;
+        }
+        let gb = at(b, p.tq, i, h, p.dv);
+        for (var d = 0u; d < p.dv; d = d + 1u) {
+            gr[d] = g[gb + d];
+        }
+        st = stats[blk.y * p.tq + i];
+    }
+    let end = key_end(blk.x);
+    for (var start = 0u; start < end; start = start + TILE) {
+        let n = min(TILE, end - start);
+        stage_keys(live, b, h, start, n, lid);
+        workgroupBarrier();
+        if (row) {
+            let seen = keys_seen(i, start, n);
+            for (var t = 0u; t < seen; t = t + 1u) {
+                var s = 0.0;
+                for (var d = 0u; d < p.dk; d = d + 1u) {
+                    s = s + qr[d] * tile_a[t * MAX_D + d];
+                }
+                var dp = 0.0;
+                for (var d = 0u; d < p.dv; d = d + 1u) {
+                    dp = dp + gr[d] * tile_b[t * MAX_D + d];
+                }
+                let ds = exp(s - st.x) * (dp - st.y);
+                for (var d = 0u; d < p.dk; d = d + 1u) {
+                    acc[d] = acc[d] + ds * tile_a[t * MAX_D + d];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    if (row) {
+        let base = at(b, p.tq, i, h, p.dk);
+        for (var d = 0u; d < p.dk; d = d + 1u) {
+            out[base + d] = acc[d] * p.scale;
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn attention_backward_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let blk = block_of(wg, nwg);
+    let live = blk.y < p.bh;
+    let b = blk.y / p.heads;
+    let h = blk.y % p.heads;
+    let j = blk.x * WG + lid;
+    let row = live && j < p.tk;
+    var kr: array<f32, 64>;
+    var vr: array<f32, 64>;
+    var dka: array<f32, 64>;
+    var dva: array<f32, 64>;
+    if (row) {
+        let kb = at(b, p.tk, j, h, p.dk);
+        for (var d = 0u; d < p.dk; d = d + 1u) {
+            kr[d] = k[kb + d] * p.scale;
+        }
+        let vb = at(b, p.tk, j, h, p.dv);
+        for (var d = 0u; d < p.dv; d = d + 1u) {
+            vr[d] = v[vb + d];
+        }
+    }
+    // With a causal mask only queries i ≥ j see key j: start at the tile holding
+    // this block's first key.
+    var first = 0u;
+    if (p.causal != 0u) {
+        first = (blk.x * WG / TILE) * TILE;
+    }
+    for (var start = first; start < p.tq; start = start + TILE) {
+        let n = min(TILE, p.tq - start);
+        if (live) {
+            for (var e = lid; e < n * p.dk; e = e + WG) {
+                let t = e / p.dk;
+                let d = e - t * p.dk;
+                tile_a[t * MAX_D + d] = q[at(b, p.tq, start + t, h, p.dk) + d];
+            }
+            for (var e = lid; e < n * p.dv; e = e + WG) {
+                let t = e / p.dv;
+                let d = e - t * p.dv;
+                tile_b[t * MAX_D + d] = g[at(b, p.tq, start + t, h, p.dv) + d];
+            }
+        }
+        workgroupBarrier();
+        if (row) {
+            for (var t = 0u; t < n; t = t + 1u) {
+                let i = start + t;
+                if (p.causal != 0u && i < j) {
+                    continue;
+                }
+                let st = stats[blk.y * p.tq + i];
+                var s = 0.0;
+                for (var d = 0u; d < p.dk; d = d + 1u) {
+                    s = s + kr[d] * tile_a[t * MAX_D + d];
+                }
+                var dp = 0.0;
+                for (var d = 0u; d < p.dv; d = d + 1u) {
+                    dp = dp + vr[d] * tile_b[t * MAX_D + d];
+                }
+                let pij = exp(s - st.x);
+                let ds = pij * (dp - st.y);
+                for (var d = 0u; d < p.dv; d = d + 1u) {
+                    dva[d] = dva[d] + pij * tile_b[t * MAX_D + d];
+                }
+                for (var d = 0u; d < p.dk; d = d + 1u) {
+                    dka[d] = dka[d] + ds * tile_a[t * MAX_D + d];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    if (row) {
+        let kb = at(b, p.tk, j, h, p.dk);
+        for (var d = 0u; d < p.dk; d = d + 1u) {
+            out[kb + d] = dka[d] * p.scale;
+        }
+        let vb = at(b, p.tk, j, h, p.dv);
+        for (var d = 0u; d < p.dv; d = d + 1u) {
+            out2[vb + d] = dva[d];
+        }
+    }
+}

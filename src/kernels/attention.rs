@@ -1,0 +1,294 @@
+//! Fused attention launchers (`shaders/attention.wgsl`): scaled dot-product
+//! attention over heads straight from the projections' `[B, T, H·d]` layout, without
+//! per-head copies or the `[B·H, Tq, Tk]` weights; the backward pass recomputes the
+//! weights from each query row's log-sum-exp. CPU twins: [`crate::reference::attention`].
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::kernels::elementwise::{count_u32, same_buffer};
+use crate::kernels::{Kernel, Shader, groups_for};
+
+/// The largest per-head query/key or value size the fused kernels take (their
+/// private row arrays); larger heads use the unfused path.
+pub const MAX_HEAD_DIM: usize = 64;
+
+/// Rows per workgroup (one per invocation), as in the shader.
+const WG: usize = 64;
+
+const FORWARD: Kernel = Shader::Attention.kernel("attention_forward");
+const DELTA: Kernel = Shader::Attention.kernel("attention_delta");
+const BACKWARD_Q: Kernel = Shader::Attention.kernel("attention_backward_q");
+const BACKWARD_KV: Kernel = Shader::Attention.kernel("attention_backward_kv");
+
+/// Mirrors `Params` in `shaders/attention.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    bh: u32,
+    heads: u32,
+    tq: u32,
+    tk: u32,
+    dk: u32,
+    dv: u32,
+    causal: u32,
+    scale: f32,
+    blocks: u32,
+    _pad: [u32; 3],
+}
+
+/// The shape of one attention: `batch` samples of queries `[tq, heads·dk]`, keys
+/// `[tk, heads·dk]` and values `[tk, heads·dv]`; output `[tq, heads·dv]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionDims {
+    /// Samples.
+    pub batch: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Query tokens per sample.
+    pub tq: usize,
+    /// Key (and value) tokens per sample.
+    pub tk: usize,
+    /// Per-head size of queries and keys.
+    pub dk: usize,
+    /// Per-head size of values.
+    pub dv: usize,
+    /// Query `i` sees keys `j ≤ i` only (needs `tq == tk`).
+    pub causal: bool,
+    /// Factor of the scores `q·k` (usually `1/√dk`).
+    pub scale: f32,
+}
+
+impl AttentionDims {
+    /// Whether the fused kernels take heads of this size.
+    pub fn fused_fits(&self) -> bool {
+        self.dk <= MAX_HEAD_DIM && self.dv <= MAX_HEAD_DIM
+    }
+
+    /// Elements of the queries, keys, values and output.
+    fn sizes(&self) -> [usize; 4] {
+        let (b, h) = (self.batch, self.heads);
+        [
+            b * self.tq * h * self.dk,
+            b * self.tk * h * self.dk,
+            b * self.tk * h * self.dv,
+            b * self.tq * h * self.dv,
+        ]
+    }
+
+    /// Values of the statistics tensor: (log-sum-exp, D) per query row and head.
+    pub fn stats_len(&self) -> usize {
+        2 * self.batch * self.heads * self.tq
+    }
+
+    fn params(&self, op: &'static str, rows: usize) -> Result<Params> {
+        let dims = [self.batch, self.heads, self.tq, self.tk, self.dk, self.dv];
+        if dims.contains(&0) {
+            return Err(Error::shape(
+                op,
+                format!("every dimension must be at least 1, got {self:?}"),
+            ));
+        }
+        if !self.fused_fits() {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "heads of {} query/key and {} value values exceed the fused kernels' {MAX_HEAD_DIM}; \
+                     use the unfused attention (swap_axes, matmul, softmax_attention)",
+                    self.dk, self.dv
+                ),
+            ));
+        }
+        if self.causal && self.tq != self.tk {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "a causal mask needs as many queries as keys, got {} and {}",
+                    self.tq, self.tk
+                ),
+            ));
+        }
+        if !self.scale.is_finite() {
+            return Err(Error::invalid(format!(
+                "{op}: scale must be finite, got {}",
+                self.scale
+            )));
+        }
+        Ok(Params {
+            bh: count_u32(op, "batch·heads", self.batch * self.heads)?,
+            heads: count_u32(op, "heads", self.heads)?,
+            tq: count_u32(op, "query tokens", self.tq)?,
+            tk: count_u32(op, "key tokens", self.tk)?,
+            dk: self.dk as u32,
+            dv: self.dv as u32,
+            causal: self.causal as u32,
+            scale: self.scale,
+            blocks: count_u32(op, "row blocks", rows.div_ceil(WG))?,
+            _pad: [0; 3],
+        })
+    }
+
+    /// The grid of a kernel giving each (sample, head) `ceil(rows / WG)` workgroups.
+    fn groups(&self, ctx: &Context, rows: usize) -> Result<[u32; 3]> {
+        groups_for(ctx, rows.div_ceil(WG) * self.batch * self.heads, 1)
+    }
+}
+
+/// Checks dtypes and element counts of `(name, tensor, expected)` triples.
+fn expect_sizes(
+    op: &'static str,
+    dims: &AttentionDims,
+    tensors: &[(&'static str, &Tensor, usize)],
+) -> Result<()> {
+    for &(what, t, want) in tensors {
+        t.expect_dtype(op, what, DType::F32)?;
+        if t.numel() != want {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "{what} has {} elements ({:?}); {dims:?} needs {want}",
+                    t.numel(),
+                    t.shape()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Errors when an output shares a buffer with any other tensor given.
+fn expect_separate(op: &'static str, outputs: &[(&str, &Tensor)], others: &[&Tensor]) -> Result<()> {
+    for (k, &(what, t)) in outputs.iter().enumerate() {
+        let clash = others.iter().any(|o| same_buffer(t, o))
+            || outputs[k + 1..].iter().any(|(_, o)| same_buffer(t, o));
+        if clash {
+            return Err(Error::invalid(format!(
+                "{op}: {what} shares a buffer with another operand; it must be a separate tensor"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `o = softmax(scale·q·kᵀ)·v` per sample and head (see [`AttentionDims`] for the
+/// layouts), and `stats` (`dims.stats_len()` values) the log-sum-exp of each query
+/// row's scores, which [`attention_backward`] needs. `o` and `stats` are separate
+/// from the inputs and each other.
+pub fn attention_forward(
+    ctx: &Context,
+    dims: &AttentionDims,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    o: &Tensor,
+    stats: &Tensor,
+) -> Result<Dispatch> {
+    const OP: &str = "attention_forward";
+    let params = dims.params(OP, dims.tq)?;
+    let [nq, nk, nv, no] = dims.sizes();
+    expect_sizes(
+        OP,
+        dims,
+        &[
+            ("q", q, nq),
+            ("k", k, nk),
+            ("v", v, nv),
+            ("o", o, no),
+            ("stats", stats, dims.stats_len()),
+        ],
+    )?;
+    expect_separate(OP, &[("o", o), ("stats", stats)], &[q, k, v])?;
+    ctx.dispatch(
+        FORWARD,
+        &[],
+        &params,
+        &[
+            (1, &q.buffer),
+            (2, &k.buffer),
+            (3, &v.buffer),
+            (5, &o.buffer),
+            (7, &stats.buffer),
+        ],
+        dims.groups(ctx, dims.tq)?,
+    )
+}
+
+/// Where [`attention_backward`] writes: the gradient of the queries, and those of
+/// the keys and values (computed together), each optional.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AttentionGrads<'a> {
+    /// `dq`, `[B, tq, H·dk]`.
+    pub dq: Option<&'a Tensor>,
+    /// `(dk, dv)`, `[B, tk, H·dk]` and `[B, tk, H·dv]`.
+    pub dkv: Option<(&'a Tensor, &'a Tensor)>,
+}
+
+/// The gradients of [`attention_forward`] from the output's gradient `d_o`, with
+/// the forward's output `o` and `stats` (whose second halves this fills with
+/// `D_i = d_o_i·o_i`): one dispatch for `D`, one for `dq`, one for `dk` and `dv`
+/// together. The gradients are overwritten (not accumulated) and are separate from
+/// every input.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward<'a>(
+    ctx: &Context,
+    dims: &AttentionDims,
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    o: &Tensor,
+    stats: &'a Tensor,
+    d_o: &'a Tensor,
+    grads: AttentionGrads<'a>,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "attention_backward";
+    let [nq, nk, nv, no] = dims.sizes();
+    let mut tensors = vec![
+        ("q", q, nq),
+        ("k", k, nk),
+        ("v", v, nv),
+        ("o", o, no),
+        ("d_o", d_o, no),
+        ("stats", stats, dims.stats_len()),
+    ];
+    let mut outputs = vec![("stats", stats)];
+    if let Some(dq) = grads.dq {
+        tensors.push(("dq", dq, nq));
+        outputs.push(("dq", dq));
+    }
+    if let Some((dk, dv)) = grads.dkv {
+        tensors.extend([("dk", dk, nk), ("dv", dv, nv)]);
+        outputs.extend([("dk", dk), ("dv", dv)]);
+    }
+    expect_sizes(OP, dims, &tensors)?;
+    expect_separate(OP, &outputs, &[q, k, v, o, d_o])?;
+    let params = dims.params(OP, dims.tq)?;
+    let rows = dims.batch * dims.heads * dims.tq;
+    let mut out = vec![ctx.dispatch(
+        DELTA,
+        &[],
+        &params,
+        &[(4, &d_o.buffer), (5, &o.buffer), (7, &stats.buffer)],
+        groups_for(ctx, rows, WG as u32)?,
+    )?];
+    let inputs = [
+        (1, &q.buffer),
+        (2, &k.buffer),
+        (3, &v.buffer),
+        (4, &d_o.buffer),
+        (7, &stats.buffer),
+    ];
+    let bindings = |extra: &[(u32, &'a Tensor)]| -> Vec<(u32, &'a wgpu::Buffer)> {
+        let mut b = inputs.to_vec();
+        b.extend(extra.iter().map(|&(i, t)| (i, &t.buffer)));
+        b
+    };
+    if let Some(dq) = grads.dq {
+        let groups = dims.groups(ctx, dims.tq)?;
+        out.push(ctx.dispatch(BACKWARD_Q, &[], &params, &bindings(&[(5, dq)]), groups)?);
+    }
+    if let Some((dk, dv)) = grads.dkv {
+        let params = dims.params(OP, dims.tk)?;
+        let groups = dims.groups(ctx, dims.tk)?;
+        out.push(ctx.dispatch(BACKWARD_KV, &[], &params, &bindings(&[(5, dk), (6, dv)]), groups)?);
+    }
+    Ok(out)
+}

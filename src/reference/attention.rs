@@ -1,0 +1,119 @@
+//! CPU twins of the fused attention kernels (`shaders/attention.wgsl`): plain loops
+//! over samples, heads and rows, f64 sums, the weights `P` built per query row.
+
+use crate::kernels::attention::AttentionDims;
+
+/// Offset of head `h`'s `d`-wide slice of token `t` of sample `b` in `[B, T, H·d]`.
+fn at(dims: &AttentionDims, b: usize, tokens: usize, t: usize, h: usize, d: usize) -> usize {
+    (b * tokens + t) * dims.heads * d + h * d
+}
+
+/// The keys query `i` sees.
+fn keys_seen(dims: &AttentionDims, i: usize) -> usize {
+    if dims.causal { i + 1 } else { dims.tk }
+}
+
+/// Query row `i`'s scaled scores against the keys it sees.
+fn scores(dims: &AttentionDims, q: &[f32], k: &[f32], b: usize, h: usize, i: usize) -> Vec<f64> {
+    let (qi, dk) = (at(dims, b, dims.tq, i, h, dims.dk), dims.dk);
+    (0..keys_seen(dims, i))
+        .map(|j| {
+            let kj = at(dims, b, dims.tk, j, h, dk);
+            let dot: f64 = (0..dk).map(|d| q[qi + d] as f64 * k[kj + d] as f64).sum();
+            dims.scale as f64 * dot
+        })
+        .collect()
+}
+
+/// Twin of `attention_forward`: `o` and the log-sum-exp of each query row's
+/// scores in `stats[2·(bh·tq + i)]` (the second value of each pair is 0).
+pub fn attention_forward(
+    dims: &AttentionDims,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    o: &mut [f32],
+    stats: &mut [f32],
+) {
+    for b in 0..dims.batch {
+        for h in 0..dims.heads {
+            for i in 0..dims.tq {
+                let s = scores(dims, q, k, b, h, i);
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let l: f64 = s.iter().map(|x| (x - m).exp()).sum();
+                let oi = at(dims, b, dims.tq, i, h, dims.dv);
+                for d in 0..dims.dv {
+                    let acc: f64 = s
+                        .iter()
+                        .enumerate()
+                        .map(|(j, x)| (x - m).exp() * v[at(dims, b, dims.tk, j, h, dims.dv) + d] as f64)
+                        .sum();
+                    o[oi + d] = (acc / l) as f32;
+                }
+                let r = (b * dims.heads + h) * dims.tq + i;
+                stats[2 * r] = (m + l.ln()) as f32;
+                stats[2 * r + 1] = 0.0;
+            }
+        }
+    }
+}
+
+/// Twin of `attention_backward`: from the output's gradient `d_o`, the gradients
+/// of the queries, keys and values (overwritten), the weights recomputed exactly.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    dims: &AttentionDims,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    d_o: &[f32],
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    let mut gq = vec![0f64; dq.len()];
+    let mut gk = vec![0f64; dk.len()];
+    let mut gv = vec![0f64; dv.len()];
+    let scale = dims.scale as f64;
+    for b in 0..dims.batch {
+        for h in 0..dims.heads {
+            for i in 0..dims.tq {
+                let s = scores(dims, q, k, b, h, i);
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let l: f64 = s.iter().map(|x| (x - m).exp()).sum();
+                let p: Vec<f64> = s.iter().map(|x| (x - m).exp() / l).collect();
+                let (qi, oi) = (
+                    at(dims, b, dims.tq, i, h, dims.dk),
+                    at(dims, b, dims.tq, i, h, dims.dv),
+                );
+                // dP_ij = dO_i·v_j; dS_ij = P_ij·(dP_ij − Σ_l P_il·dP_il).
+                let dp: Vec<f64> = (0..p.len())
+                    .map(|j| {
+                        let vj = at(dims, b, dims.tk, j, h, dims.dv);
+                        (0..dims.dv).map(|d| d_o[oi + d] as f64 * v[vj + d] as f64).sum()
+                    })
+                    .collect();
+                let delta: f64 = p.iter().zip(&dp).map(|(a, b)| a * b).sum();
+                for j in 0..p.len() {
+                    let ds = p[j] * (dp[j] - delta) * scale;
+                    let (kj, vj) = (
+                        at(dims, b, dims.tk, j, h, dims.dk),
+                        at(dims, b, dims.tk, j, h, dims.dv),
+                    );
+                    for d in 0..dims.dk {
+                        gq[qi + d] += ds * k[kj + d] as f64;
+                        gk[kj + d] += ds * q[qi + d] as f64;
+                    }
+                    for d in 0..dims.dv {
+                        gv[vj + d] += p[j] * d_o[oi + d] as f64;
+                    }
+                }
+            }
+        }
+    }
+    for (out, g) in [(dq, gq), (dk, gk), (dv, gv)] {
+        for (o, x) in out.iter_mut().zip(g) {
+            *o = x as f32;
+        }
+    }
+}
