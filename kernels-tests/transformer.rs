@@ -83,6 +83,40 @@ fn an_encoder_block_trains_equal_to_the_reference() {
     }
 }
 
+/// Heads wider than the fused kernels take (65 query/key values) run the unfused
+/// attention (per-head copies, batched matmuls, the weights kept): it trains equal
+/// to the reference too, causal and not, as lavapipe and GPUs plan it.
+#[test]
+fn wide_heads_take_the_unfused_attention_and_train_equal_to_the_reference() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let b = 2;
+    let x = uniform(&mut rng(7), b * 3 * 4, -1.0, 1.0);
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        for causal in [false, true] {
+            let attention = Layer::MultiHeadAttention {
+                num_heads: 2,
+                key_dim: wgml::kernels::attention::MAX_HEAD_DIM + 1,
+                value_dim: Some(3),
+                use_bias: true,
+                causal,
+                trainable: true,
+            };
+            let f = Functional::new("x", &[3, 4])
+                .layer("att", attention, &["x"])
+                .layer("pool", Layer::GlobalAveragePooling1D, &["att"])
+                .op("sq", GraphOp::Square, &["pool"])
+                .op("loss", GraphOp::Mean, &["sq"])
+                .loss_term("loss", TermKind::Value, &["loss"], 1.0);
+            let what = format!("{class:?} causal {causal}");
+            let mut model = f.compile(ctx, Optimizer::sgd(0.1, 0.9), 5).unwrap();
+            let cpu = steps_equal_reference(ctx, &what, &mut model.net, &x, b, 2);
+            params_match_reference(ctx, &what, &model.net.store, &cpu, 1e-5, 1e-4);
+        }
+    }
+}
+
 #[test]
 fn encoder_gradients_equal_central_differences() {
     let (_g, ctx) = gpu();

@@ -6,17 +6,26 @@
 //! `P_h = softmax(Q_h·K_hᵀ / √dk)` (causal: query i sees keys j ≤ i) and the output's
 //! head h is `P_h·V_h`: `[Tq, H·dv]`.
 //!
-//! GPU: `kernels::swap_axes` turns `[B, T, H, d]` into per-head matrices `[B·H, T,
-//! d]`, two batched matmuls (`B·H` products each) compute the scores and the output,
-//! `softmax_attention` the weights in place between them; the weights `P` are kept
-//! for the backward pass, which recomputes the per-head copies of `q`, `k` and `v`
-//! instead of keeping them: `dV = Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ⊙ (dP − Σ dP ⊙ P) /
-//! √dk`, `dQ = dS·K`, `dK = dSᵀ·Q`.
+//! GPUs, heads of at most `kernels::attention::MAX_HEAD_DIM` values: the fused
+//! kernels (`kernels::attention`) read the projections in place and never store
+//! the weights; the forward pass keeps each query row's log-sum-exp for the
+//! backward pass (one dispatch forward, three backward).
+//!
+//! CPU adapters and larger heads: `kernels::swap_axes` turns `[B, T, H, d]` into per-head
+//! matrices `[B·H, T, d]`, two batched matmuls (`B·H` products each) compute the
+//! scores and the output, `softmax_attention` the weights in place between them; the
+//! weights `P` are kept for the backward pass, which recomputes the per-head copies
+//! of `q`, `k` and `v` instead of keeping them: `dV = Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ⊙
+//! (dP − Σ dP ⊙ P) / √dk`, `dQ = dS·K`, `dK = dSᵀ·Q`.
+//!
+//! The reference executor computes the unfused formulas on the CPU, so the GPU
+//! tests compare the fused kernels with them too.
 
 use crate::error::Result;
-use crate::gpu::{DType, Tensor};
-use crate::graph::ops::{BackwardLowering, Lowering, RefBackward, RefForward};
+use crate::gpu::{Context, DType, Tensor};
+use crate::graph::ops::{BackwardLowering, Lowering, RefBackward, RefForward, batched};
 use crate::graph::{Graph, NodeId, Op, shape_err};
+use crate::kernels::attention::{self as fused, AttentionDims, AttentionGrads};
 use crate::kernels::matmul::{self, MatmulDesc};
 use crate::kernels::softmax;
 use crate::kernels::swap_axes::{SwapView, swap_axes};
@@ -133,6 +142,29 @@ fn fields(graph: &Graph, batch: usize, op: &Op) -> Fields {
 }
 
 impl Dims {
+    /// The fused kernels' view, when they take heads of this size and the plan is
+    /// for a GPU. CPU adapters run the unfused path: on lavapipe the fused kernels'
+    /// per-invocation loops over private arrays cost more than the copies,
+    /// matmuls and row softmax they replace (the example transformer's step 1.6–2×
+    /// slower, BENCHMARKS.md); GPUs save the `[B·H, Tq, Tk]` weights' memory and
+    /// 15 dispatches a step.
+    fn fused(&self, ctx: &Context) -> Option<AttentionDims> {
+        if ctx.is_cpu() {
+            return None;
+        }
+        let d = AttentionDims {
+            batch: self.batch,
+            heads: self.heads,
+            tq: self.tq,
+            tk: self.tk,
+            dk: self.dk,
+            dv: self.dv,
+            causal: self.causal.is_some(),
+            scale: self.scale,
+        };
+        d.fused_fits().then_some(d)
+    }
+
     /// `[B, T, H, d]` → `[B, H, T, d]`.
     fn split(&self, tokens: usize, width: usize) -> SwapView {
         SwapView {
@@ -176,6 +208,16 @@ impl Dims {
 pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tensor> {
     let Fields { q, k, v, d } = fields(lw.graph, lw.batch, op);
     let ctx = lw.ctx;
+    if let Some(fd) = d.fused(ctx) {
+        let y = lw.output(id)?;
+        let stats = Tensor::zeros(ctx, &[fd.stats_len()], DType::F32)?;
+        let input = |n: NodeId| lw.values[n].clone().expect("input lowered");
+        let (qt, kt, vt) = (input(q), input(k), input(v));
+        lw.dispatches
+            .push(fused::attention_forward(ctx, &fd, &qt, &kt, &vt, &y, &stats)?);
+        lw.aux.insert(id, stats);
+        return Ok(y);
+    }
     let mut heads_of = |node: NodeId, tokens: usize, width: usize| -> Result<Tensor> {
         let t = Tensor::zeros(ctx, &[d.bh, tokens, width], DType::F32)?;
         lw.dispatches.push(swap_axes(
@@ -213,6 +255,9 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
         return Ok(());
     }
     let ctx = bw.ctx;
+    if let Some(fd) = d.fused(ctx) {
+        return fused_backward(bw, id, dy, (q, k, v), &fd);
+    }
     let p = bw.aux[&id].clone();
     // Per-head copies of an input (or of the output's gradient).
     let heads_of =
@@ -265,6 +310,43 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
             .extend(matmul::matmul(ctx, &desc, &ds, &qh, None, &dkh)?);
         merge_into(bw, k, &dkh, d.tk, d.dk)?;
     }
+    Ok(())
+}
+
+/// The fused backward pass: `dq` into q's gradient, `dk` and `dv` (computed
+/// together) into k's and v's, a temporary standing in for the one not needed.
+fn fused_backward(
+    bw: &mut BackwardLowering<'_>,
+    id: NodeId,
+    dy: &Tensor,
+    (q, k, v): (NodeId, NodeId, NodeId),
+    fd: &AttentionDims,
+) -> Result<()> {
+    let dq = bw.dx_for(q)?;
+    let (want_k, want_v) = (bw.req[k], bw.req[v]);
+    let dkv = if want_k || want_v {
+        let mut grad = |node: NodeId, wanted: bool| -> Result<Tensor> {
+            match bw.dx_for(node)? {
+                Some(t) => Ok(t),
+                None => {
+                    debug_assert!(!wanted);
+                    let shape = batched(bw.batch, bw.graph.shape(node));
+                    bw.temporary(&shape)
+                }
+            }
+        };
+        Some((grad(k, want_k)?, grad(v, want_v)?))
+    } else {
+        None
+    };
+    let grads = AttentionGrads {
+        dq: dq.as_ref(),
+        dkv: dkv.as_ref().map(|(a, b)| (a, b)),
+    };
+    let (qt, kt, vt, o) = (bw.value(q), bw.value(k), bw.value(v), bw.value(id));
+    let stats = bw.aux[&id].clone();
+    let dispatches = fused::attention_backward(bw.ctx, fd, &qt, &kt, &vt, &o, &stats, dy, grads)?;
+    bw.dispatches.extend(dispatches);
     Ok(())
 }
 
