@@ -44,13 +44,12 @@ pub(crate) fn row_lanes(len: usize) -> u32 {
     len.div_ceil(4).max(1).next_power_of_two().min(ROWS_WG as usize) as u32
 }
 
+/// Override constants `WG` and `LANES` of a row-packing kernel.
+pub(crate) type RowConstants = [(&'static str, f64); 2];
+
 /// The override constants and workgroup grid of a row-packing kernel for `rows`
 /// rows of `cols` elements.
-pub(crate) fn packed_rows(
-    ctx: &Context,
-    rows: usize,
-    cols: usize,
-) -> Result<([(&'static str, f64); 2], [u32; 3])> {
+pub(crate) fn packed_rows(ctx: &Context, rows: usize, cols: usize) -> Result<(RowConstants, [u32; 3])> {
     let lanes = row_lanes(cols);
     let per_group = (ROWS_WG / lanes) as usize;
     Ok((
