@@ -9,13 +9,15 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::Result;
 use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::kernels::attention::{self, AttentionDims, AttentionGrads};
 use crate::kernels::batchnorm::{self, BatchNormDesc};
 use crate::kernels::conv::{Conv2dDesc, Padding};
 use crate::kernels::conv_pool::{self, ConvPoolDesc};
 use crate::kernels::matmul::{Activation, MatmulDesc};
 use crate::kernels::optim::{Optimizer, StepUniform};
 use crate::kernels::pool::Pool2dDesc;
-use crate::kernels::{conv, elementwise, loss, matmul, optim, pool, reduce, softmax};
+use crate::kernels::swap_axes::{self, SwapView};
+use crate::kernels::{conv, elementwise, layer_norm, loss, matmul, optim, pool, reduce, softmax};
 use crate::reference as r;
 
 /// Largest normalised error a check may have.
@@ -202,6 +204,123 @@ impl Runner<'_> {
             "channel sum",
             format!("{rows}x{cols}"),
             &[(out.to_f32(self.ctx)?, want)],
+        );
+        Ok(())
+    }
+
+    /// Layer normalization forward and backward (its input gradient) over `rows`
+    /// rows of `cols`.
+    fn layer_norm(&mut self, rows: usize, cols: usize) -> Result<()> {
+        let (x, dy) = (self.data(rows * cols), self.data(rows * cols));
+        let gamma: Vec<f32> = self.data(cols).iter().map(|v| 1.0 + 0.5 * v).collect();
+        let beta = self.data(cols);
+        let eps = 1e-3;
+        let (xt, gt, bt, dyt) = (
+            self.upload(&x, &[rows, cols])?,
+            self.upload(&gamma, &[cols])?,
+            self.upload(&beta, &[cols])?,
+            self.upload(&dy, &[rows, cols])?,
+        );
+        let (y, stats) = (self.out(&[rows, cols])?, self.out(&[rows, 2])?);
+        let (dx, dyx) = (self.out(&[rows, cols])?, self.out(&[rows, cols])?);
+        self.run(&[
+            layer_norm::layer_norm_forward(self.ctx, &xt, &gt, &bt, eps, &y, &stats)?,
+            layer_norm::layer_norm_backward(self.ctx, &xt, &gt, &stats, eps, &dyt, &dx, &dyx)?,
+        ])?;
+        let (mut wy, mut ws) = (vec![0.0; rows * cols], vec![0.0; 2 * rows]);
+        r::layer_norm::layer_norm_forward(&x, &gamma, &beta, eps, &mut wy, &mut ws);
+        let (mut wdx, mut wg, mut wb) = (vec![0.0; rows * cols], vec![0.0; cols], vec![0.0; cols]);
+        r::layer_norm::layer_norm_backward(&x, &gamma, eps, &dy, &mut wdx, &mut wg, &mut wb);
+        self.record(
+            "layer norm + input gradient",
+            format!("{rows}x{cols}"),
+            &[(y.to_f32(self.ctx)?, wy), (dx.to_f32(self.ctx)?, wdx)],
+        );
+        Ok(())
+    }
+
+    /// Fused attention forward and backward, and the unfused path's row kernels
+    /// (head split, weights' softmax and its backward).
+    fn attention(&mut self, d: AttentionDims) -> Result<()> {
+        let (b, h) = (d.batch, d.heads);
+        let q = self.data(b * d.tq * h * d.dk);
+        let k = self.data(b * d.tk * h * d.dk);
+        let v = self.data(b * d.tk * h * d.dv);
+        let g = self.data(b * d.tq * h * d.dv);
+        let (qt, kt, vt, gt) = (
+            self.upload(&q, &[q.len()])?,
+            self.upload(&k, &[k.len()])?,
+            self.upload(&v, &[v.len()])?,
+            self.upload(&g, &[g.len()])?,
+        );
+        let (o, stats) = (self.out(&[g.len()])?, self.out(&[d.stats_len()])?);
+        let (dq, dk, dv) = (
+            self.out(&[q.len()])?,
+            self.out(&[k.len()])?,
+            self.out(&[v.len()])?,
+        );
+        let mut run = vec![attention::attention_forward(
+            self.ctx, &d, &qt, &kt, &vt, &o, &stats,
+        )?];
+        let grads = AttentionGrads {
+            dq: Some(&dq),
+            dkv: Some((&dk, &dv)),
+        };
+        run.extend(attention::attention_backward(
+            self.ctx, &d, &qt, &kt, &vt, &o, &stats, &gt, grads,
+        )?);
+        self.run(&run)?;
+        let (mut wo, mut ws) = (vec![0.0; g.len()], vec![0.0; d.stats_len()]);
+        r::attention::attention_forward(&d, &q, &k, &v, &mut wo, &mut ws);
+        let (mut wq, mut wk, mut wv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
+        r::attention::attention_backward(&d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv);
+        let shape = format!("{}x{}x{}x{} d{}", b, h, d.tq, d.tk, d.dk);
+        self.record(
+            "fused attention + gradients",
+            shape.clone(),
+            &[
+                (o.to_f32(self.ctx)?, wo),
+                (dq.to_f32(self.ctx)?, wq),
+                (dk.to_f32(self.ctx)?, wk),
+                (dv.to_f32(self.ctx)?, wv),
+            ],
+        );
+
+        // Unfused: queries split into heads, scores' softmax, its backward.
+        let view = SwapView {
+            outer: b,
+            a: d.tq,
+            b: h,
+            inner: d.dk,
+        };
+        let split = self.out(&[q.len()])?;
+        let rows = b * h * d.tq;
+        let scores: Vec<f32> = self.data(rows * d.tk).iter().map(|v| 4.0 * v).collect();
+        let dp = self.data(rows * d.tk);
+        let (st, dpt) = (
+            self.upload(&scores, &[rows, d.tk])?,
+            self.upload(&dp, &[rows, d.tk])?,
+        );
+        let causal = d.causal.then_some(d.tq);
+        self.run(&[
+            swap_axes::swap_axes(self.ctx, &qt, 0, &split, 0, view)?,
+            softmax::softmax_attention(self.ctx, &st, d.scale, causal)?,
+            softmax::softmax_backward_rows(self.ctx, &st, &dpt, d.scale)?,
+        ])?;
+        let mut wsplit = vec![0.0; q.len()];
+        r::swap_axes::swap_axes(&q, 0, &mut wsplit, 0, view);
+        let mut wp = scores;
+        r::softmax::softmax_attention(&mut wp, d.tk, d.scale, causal);
+        let mut wdp = dp;
+        r::softmax::softmax_backward_rows(&wp, &mut wdp, d.tk, d.scale);
+        self.record(
+            "attention heads + softmax rows",
+            shape,
+            &[
+                (split.to_f32(self.ctx)?, wsplit),
+                (st.to_f32(self.ctx)?, wp),
+                (dpt.to_f32(self.ctx)?, wdp),
+            ],
         );
         Ok(())
     }
@@ -653,6 +772,20 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
     t.clip(&[288, 32, 346_112, 64, 650, 10])?;
     t.batchnorm(BatchNormDesc::new(16, 32, 169).activation(Activation::Relu))?;
     t.batchnorm(BatchNormDesc::new(7, 64, 1))?;
+    t.layer_norm(61, 64)?;
+    t.layer_norm(3, 1_000)?;
+    for (tokens, causal) in [(28, false), (70, true)] {
+        t.attention(AttentionDims {
+            batch: 3,
+            heads: 4,
+            tq: tokens,
+            tk: tokens,
+            dk: 16,
+            dv: 16,
+            causal,
+            scale: 0.25,
+        })?;
+    }
     t.optimizer(Optimizer::adam(0.001), 1000, 5)?;
     t.optimizer(Optimizer::sgd(0.01, 0.9), 1000, 5)?;
     t.optimizer(Optimizer::rmsprop(0.001), 1000, 5)?;
