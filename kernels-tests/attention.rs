@@ -189,4 +189,16 @@ fn fused_attention_refuses_what_it_cannot_do() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("o shares a buffer"), "{e}");
+    // The backward pass binds o writable: it may not be the output's gradient.
+    let (q, k, v) = (
+        nan_tensor(ctx, &[4]),
+        nan_tensor(ctx, &[4]),
+        nan_tensor(ctx, &[4]),
+    );
+    let o = nan_tensor(ctx, &[4]);
+    let grads = AttentionGrads::default();
+    let e = attention::attention_backward(ctx, &d, &q, &k, &v, &o, &stats, &o, grads)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("o shares a buffer"), "{e}");
 }

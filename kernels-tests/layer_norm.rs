@@ -171,4 +171,27 @@ fn layer_norm_shapes_and_aliasing_are_checked() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("separate"), "{e}");
+    // Statistics over an input, and backward's over dy.
+    let x4 = nan_tensor(ctx, &[4, 2]);
+    let y4 = nan_tensor(ctx, &[4, 2]);
+    let e = layer_norm_forward(
+        ctx,
+        &x4,
+        &nan_tensor(ctx, &[2]),
+        &nan_tensor(ctx, &[2]),
+        1e-3,
+        &y4,
+        &x4,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("stats shares a buffer"), "{e}");
+    let (dx, dyx) = (nan_tensor(ctx, &[4, 2]), nan_tensor(ctx, &[4, 2]));
+    let dy = nan_tensor(ctx, &[4, 2]);
+    let g2 = nan_tensor(ctx, &[2]);
+    let dy_as_stats = dy.clone();
+    let e = layer_norm_backward(ctx, &x4, &g2, &dy_as_stats, 1e-3, &dy, &dx, &dyx)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("separate"), "{e}");
 }

@@ -120,7 +120,7 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
             qr[d] = q[base + d] * p.scale;
         }
     }
-    var m = -3.0e38;
+    var m = 0.0;
     var l = 0.0;
     let end = key_end(blk.x);
     for (var start = 0u; start < end; start = start + TILE) {
@@ -134,8 +134,9 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
                 for (var d = 0u; d < p.dk; d = d + 1u) {
                     s = s + qr[d] * tile_a[t * MAX_D + d];
                 }
-                if (s > m) {
-                    let c = exp(m - s);
+                if (s > m || l == 0.0) {
+                    // The first key (l = 0) only sets the running max.
+                    let c = select(exp(m - s), 0.0, l == 0.0);
                     l = l * c;
                     for (var d = 0u; d < p.dv; d = d + 1u) {
                         acc[d] = acc[d] * c;

@@ -46,6 +46,8 @@ pub fn initial_values(init: Init, n: usize, rng: &mut impl Rng) -> Vec<f32> {
             let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
             (0..n).map(|_| rng.random_range(-limit..limit)).collect()
         }
+        // An empty range (a limit that is not positive and finite) draws zeros.
+        Init::Uniform { limit } if !(limit > 0.0 && limit.is_finite()) => vec![0.0; n],
         Init::Uniform { limit } => (0..n).map(|_| rng.random_range(-limit..limit)).collect(),
     }
 }

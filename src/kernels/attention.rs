@@ -64,15 +64,26 @@ impl AttentionDims {
         self.dk <= MAX_HEAD_DIM && self.dv <= MAX_HEAD_DIM
     }
 
-    /// Elements of the queries, keys, values and output.
-    fn sizes(&self) -> [usize; 4] {
+    /// Elements of the queries, keys, values and output; an error when a count
+    /// does not fit in `usize`.
+    fn sizes(&self, op: &'static str) -> Result<[usize; 4]> {
+        let product = |dims: &[usize]| {
+            dims.iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .ok_or_else(|| {
+                    Error::shape(
+                        op,
+                        format!("{self:?} describes more elements than this machine can address"),
+                    )
+                })
+        };
         let (b, h) = (self.batch, self.heads);
-        [
-            b * self.tq * h * self.dk,
-            b * self.tk * h * self.dk,
-            b * self.tk * h * self.dv,
-            b * self.tq * h * self.dv,
-        ]
+        Ok([
+            product(&[b, self.tq, h, self.dk])?,
+            product(&[b, self.tk, h, self.dk])?,
+            product(&[b, self.tk, h, self.dv])?,
+            product(&[b, self.tq, h, self.dv])?,
+        ])
     }
 
     /// Values of the statistics tensor: (log-sum-exp, D) per query row and head.
@@ -183,8 +194,8 @@ pub fn attention_forward(
     stats: &Tensor,
 ) -> Result<Dispatch> {
     const OP: &str = "attention_forward";
+    let [nq, nk, nv, no] = dims.sizes(OP)?;
     let params = dims.params(OP, dims.tq)?;
-    let [nq, nk, nv, no] = dims.sizes();
     expect_sizes(
         OP,
         dims,
@@ -240,7 +251,7 @@ pub fn attention_backward<'a>(
     grads: AttentionGrads<'a>,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "attention_backward";
-    let [nq, nk, nv, no] = dims.sizes();
+    let [nq, nk, nv, no] = dims.sizes(OP)?;
     let mut tensors = vec![
         ("q", q, nq),
         ("k", k, nk),
@@ -260,6 +271,8 @@ pub fn attention_backward<'a>(
     }
     expect_sizes(OP, dims, &tensors)?;
     expect_separate(OP, &outputs, &[q, k, v, o, d_o])?;
+    // `o` is bound writable (the delta kernel reads it through its output binding).
+    expect_separate(OP, &[("o", o)], &[q, k, v, d_o])?;
     let params = dims.params(OP, dims.tq)?;
     let rows = dims.batch * dims.heads * dims.tq;
     let mut out = vec![ctx.dispatch(

@@ -30,6 +30,8 @@ fn params(
     outputs: &[(&'static str, &Tensor)],
 ) -> Result<(usize, Params)> {
     x.expect_dtype(op, "x", DType::F32)?;
+    gamma.expect_dtype(op, "gamma", DType::F32)?;
+    stats.expect_dtype(op, "stats", DType::F32)?;
     let (rows, cols) = rows_cols(op, "x", x)?;
     if gamma.numel() != cols {
         return Err(Error::shape(
@@ -49,6 +51,11 @@ fn params(
                 2 * rows
             ),
         ));
+    }
+    if same_buffer(stats, x) || same_buffer(stats, gamma) {
+        return Err(Error::invalid(format!(
+            "{op}: stats shares a buffer with x or gamma; it must be a separate tensor"
+        )));
     }
     if !(eps > 0.0 && eps.is_finite()) {
         return Err(Error::invalid(format!(
@@ -91,6 +98,7 @@ pub fn layer_norm_forward(
     const OP: &str = "layer_norm_forward";
     expect_same_shape(OP, "x", x, "y", y)?;
     expect_same_shape(OP, "gamma", gamma, "beta", beta)?;
+    beta.expect_dtype(OP, "beta", DType::F32)?;
     let (rows, params) = params(OP, x, gamma, stats, eps, &[("y", y)])?;
     if same_buffer(y, beta) || same_buffer(stats, beta) || same_buffer(stats, y) {
         return Err(Error::invalid(format!(
@@ -132,10 +140,11 @@ pub fn layer_norm_backward(
     for (what, t) in [("dy", dy), ("dx", dx), ("dyx", dyx)] {
         expect_same_shape(OP, "x", x, what, t)?;
     }
+    dy.expect_dtype(OP, "dy", DType::F32)?;
     let (rows, params) = params(OP, x, gamma, stats, eps, &[("dx", dx), ("dyx", dyx)])?;
-    if same_buffer(dx, dy) || same_buffer(dyx, dy) || same_buffer(dx, dyx) {
+    if same_buffer(dx, dy) || same_buffer(dyx, dy) || same_buffer(dx, dyx) || same_buffer(stats, dy) {
         return Err(Error::invalid(format!(
-            "{OP}: dx, dyx and dy must be separate tensors"
+            "{OP}: dx, dyx, stats and dy must be separate tensors"
         )));
     }
     let (constants, groups) = packed_rows(ctx, rows, params.cols as usize)?;

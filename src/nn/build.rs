@@ -257,13 +257,25 @@ fn multi_head_attention(
             ));
         }
     }
+    // Keras' EinsumDense kernels are 3-D ([features, heads, dim] for the input
+    // projections, [heads, dim, features] for the output) and Glorot's fans count
+    // the leading axis as a receptive field: fan_in = features·heads and fan_out =
+    // features·dim in, heads·dim and heads·features out. Each projection is stored
+    // as a PyTorch Linear weight [units, inputs] but drawn with those fans.
     let project = |b: &mut LayerBuild<'_>, x: NodeId, part: &str, units: usize| -> Result<NodeId> {
-        let fan_in = b.g.shape(x)[1];
-        let init = Init::GlorotUniform {
-            fan_in,
-            fan_out: units,
+        let inputs = b.g.shape(x)[1];
+        let init = if part == "output" {
+            Init::GlorotUniform {
+                fan_in: inputs,
+                fan_out: heads * units,
+            }
+        } else {
+            Init::GlorotUniform {
+                fan_in: inputs * heads,
+                fan_out: inputs * (units / heads),
+            }
         };
-        let w = b.param(&format!("{part}.weight"), &[units, fan_in], init, trainable, name);
+        let w = b.param(&format!("{part}.weight"), &[units, inputs], init, trainable, name);
         let bias = use_bias.then(|| b.param(&format!("{part}.bias"), &[units], Init::Zeros, trainable, name));
         b.g.dense(x, w, bias, Activation::Identity, name)
     };

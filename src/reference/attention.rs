@@ -10,7 +10,11 @@ fn at(dims: &AttentionDims, b: usize, tokens: usize, t: usize, h: usize, d: usiz
 
 /// The keys query `i` sees.
 fn keys_seen(dims: &AttentionDims, i: usize) -> usize {
-    if dims.causal { i + 1 } else { dims.tk }
+    if dims.causal {
+        (i + 1).min(dims.tk)
+    } else {
+        dims.tk
+    }
 }
 
 /// Query row `i`'s scaled scores against the keys it sees.
