@@ -546,3 +546,50 @@ fn log_div_and_repeat_scale_match_reference() {
         .to_string();
     assert!(e.contains("not 4 × 2"), "{e}");
 }
+
+/// The exact GELU and its gradient equal their twins (f64 `erfc`) over ±12, large
+/// negative inputs included (where `x·Φ(x)` is tiny and only the erfc form keeps its
+/// relative precision); the twin's gradient equals central differences.
+#[test]
+fn gelu_and_its_gradient_match_their_twins() {
+    let (_g, ctx) = gpu();
+    let mut x = uniform(&mut rng(61), 10_007, -12.0, 12.0);
+    x.extend([0.0, -0.0, 1e-6, -1e-6, 0.5, -0.5, 3.0, -3.0, -8.0, -12.0, 12.0]);
+    let dy = uniform(&mut rng(62), x.len(), -1.0, 1.0);
+    let (xt, dyt) = (
+        Tensor::from_f32(ctx, &x, &[x.len()]).unwrap(),
+        Tensor::from_f32(ctx, &dy, &[x.len()]).unwrap(),
+    );
+    let (y, dx) = (nan_tensor(ctx, &[x.len()]), nan_tensor(ctx, &[x.len()]));
+    ctx.run_all(&[
+        elementwise::gelu(ctx, &xt, &y).unwrap(),
+        elementwise::gelu_backward(ctx, &dyt, &xt, &dx).unwrap(),
+    ])
+    .unwrap();
+    let (mut want_y, mut want_dx) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+    reference::elementwise::gelu(&x, &mut want_y);
+    reference::elementwise::gelu_backward(&dy, &x, &mut want_dx);
+    let got_y = y.to_f32(ctx).unwrap();
+    assert_close("gelu", &got_y, &want_y, 1e-7, 1e-5);
+    assert_close("gelu backward", &dx.to_f32(ctx).unwrap(), &want_dx, 1e-7, 1e-5);
+    // Relative precision where the values are tiny: x = -8 gives -5.0e-15.
+    let at = x.iter().position(|&v| v == -8.0).unwrap();
+    assert!(
+        ((got_y[at] - want_y[at]) / want_y[at]).abs() < 1e-4,
+        "{} vs {}",
+        got_y[at],
+        want_y[at]
+    );
+    assert!((want_y[at] + 5.0e-15).abs() < 1e-16, "{}", want_y[at]);
+
+    let x: Vec<f32> = uniform(&mut rng(63), 40, -4.0, 4.0);
+    let w = uniform(&mut rng(64), 40, -1.0, 1.0);
+    let mut grad = vec![0.0; 40];
+    reference::elementwise::gelu_backward(&w, &x, &mut grad);
+    let numeric = finite_diff(&x, 1e-3, |x| {
+        let mut y = vec![0.0; x.len()];
+        reference::elementwise::gelu(x, &mut y);
+        y.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum()
+    });
+    assert_close("gelu twin vs differences", &grad, &numeric, 1e-3, 1e-3);
+}

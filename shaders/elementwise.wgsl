@@ -280,3 +280,49 @@ fn repeat_scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
         y[i] = p.alpha * a[i / p.s];
     }
 }
+
+// GELU, exact (Keras' gelu(approximate=False), PyTorch's nn.GELU()):
+//   gelu(x) = x·Φ(x) with Φ(x) = erfc(−x/√2)/2, the standard normal CDF;
+//   gelu'(x) = Φ(x) + x·φ(x) with φ(x) = exp(−x²/2)/√(2π).
+// WGSL has no erf: erfc is a Chebyshev fit of t·exp(−z² + P(t)), t = 1/(1 + z/2)
+// (Numerical Recipes' erfcc, fractional error below 1.2e-7 for every z ≥ 0), and
+// erfc(−z) = 2 − erfc(z). Written through erfc, gelu keeps full relative precision
+// for large negative x, where x·Φ(x) is tiny.
+fn erfc_pos(z: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+        t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+        t * (-0.82215223 + t * 0.17087277))))))));
+    return t * exp(-z * z + poly);
+}
+
+fn normal_cdf(x: f32) -> f32 {
+    let z = x * 0.70710678118654752;
+    if (z <= 0.0) {
+        return 0.5 * erfc_pos(-z);
+    }
+    return 1.0 - 0.5 * erfc_pos(z);
+}
+
+// gelu_fwd: y = gelu(a).
+@compute @workgroup_size(WG)
+fn gelu_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        let x = a[i];
+        y[i] = x * normal_cdf(x);
+    }
+}
+
+// gelu_bwd: y = a·gelu'(b) (a the output's gradient, b the input).
+@compute @workgroup_size(WG)
+fn gelu_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        let x = b[i];
+        let density = exp(-0.5 * x * x) * 0.39894228040143268;
+        y[i] = a[i] * (normal_cdf(x) + x * density);
+    }
+}

@@ -215,7 +215,7 @@ class HashDropout(nn.Module):
 
 # --- wgml layer descriptions to torch modules ----------------------------------------
 
-ACTIVATIONS = {"Relu": nn.ReLU, "Sigmoid": nn.Sigmoid, "Tanh": nn.Tanh}
+ACTIVATIONS = {"Relu": nn.ReLU, "Sigmoid": nn.Sigmoid, "Tanh": nn.Tanh, "Gelu": nn.GELU}
 
 
 def pair(v):
@@ -482,6 +482,12 @@ def cases():
              layers=[{"MultiHeadAttention": {"num_heads": 3, "key_dim": 2, "use_bias": False,
                                              "causal": True}},
                      {"LayerNormalization": {"epsilon": 1e-5}}, "GlobalAveragePooling1D", dense(2)]),
+        # The exact GELU after a convolution, a Dense and a batch normalization (where
+        # it cannot fold into the normalization's kernel).
+        dict(name="gelu", input_shape=img, batch=3, loss=SCE,
+             layers=[conv(3, 3, "Gelu"), "Flatten", dense(5, "Gelu", use_bias=False),
+                     {"BatchNormalization": {"momentum": 0.9}}, {"Activation": "Gelu"},
+                     dense(3, "Softmax")]),
     ]
 
 

@@ -215,6 +215,12 @@ pub enum Op {
         /// Input (positive).
         x: NodeId,
     },
+    /// The exact GELU `x·Φ(x)` elementwise (Φ the standard normal CDF); its
+    /// backward reads `x`, not the output (GELU is not monotonic).
+    Gelu {
+        /// Input.
+        x: NodeId,
+    },
     /// `x²` elementwise.
     Square {
         /// Input.
@@ -474,6 +480,7 @@ impl Graph {
             | Op::Dropout { x, .. }
             | Op::Exp { x, .. }
             | Op::Log { x }
+            | Op::Gelu { x }
             | Op::Square { x }
             | Op::Sum { x, .. }
             | Op::Slice { x, .. }

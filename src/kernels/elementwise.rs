@@ -47,6 +47,8 @@ const EXP_SCALE: Kernel = Shader::Elementwise.kernel("exp_scale");
 const MUL_SCALE: Kernel = Shader::Elementwise.kernel("mul_scale");
 const LOG: Kernel = Shader::Elementwise.kernel("log_fwd");
 const DIV: Kernel = Shader::Elementwise.kernel("div");
+const GELU_FWD: Kernel = Shader::Elementwise.kernel("gelu_fwd");
+const GELU_BWD: Kernel = Shader::Elementwise.kernel("gelu_bwd");
 const REPEAT_SCALE: Kernel = Shader::Elementwise.kernel("repeat_scale");
 const BIAS_ACT: Kernel = Shader::Elementwise.kernel("bias_act");
 const BIAS_ACT_INPLACE: Kernel = Shader::Elementwise.kernel("bias_act_inplace");
@@ -284,6 +286,38 @@ pub fn log(ctx: &Context, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
         ..Params::default()
     };
     launch(ctx, LOG, params, &[(1, &y.buffer), (2, &x.buffer)])
+}
+
+/// `y = gelu(x) = x·Φ(x)`, the exact GELU (Φ the standard normal CDF; Keras'
+/// `gelu`, PyTorch's `nn.GELU()`); `y` and `x` are distinct buffers of one shape.
+pub fn gelu(ctx: &Context, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "gelu";
+    distinct_unary(OP, x, y)?;
+    let params = Params {
+        n: count_u32(OP, "x", x.numel())?,
+        ..Params::default()
+    };
+    launch(ctx, GELU_FWD, params, &[(1, &y.buffer), (2, &x.buffer)])
+}
+
+/// `dx = dy·gelu'(x)` with `gelu'(x) = Φ(x) + x·φ(x)`: [`gelu()`]'s backward from
+/// its input `x` (GELU is not monotonic, so its output cannot stand in). Equal
+/// shapes; `dx` distinct from both.
+pub fn gelu_backward(ctx: &Context, dy: &Tensor, x: &Tensor, dx: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "gelu_backward";
+    let (n, form) = binary(OP, dy, x, dx)?;
+    let BinaryForm::Fresh(dy, x) = form else {
+        return Err(Error::invalid("gelu_backward: dx must be distinct from dy and x"));
+    };
+    launch(
+        ctx,
+        GELU_BWD,
+        Params {
+            n,
+            ..Params::default()
+        },
+        &[(1, &dx.buffer), (2, dy), (3, x)],
+    )
 }
 
 /// `out = a / b` elementwise (equal shapes; `out` distinct from both): the backward

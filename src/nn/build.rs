@@ -59,8 +59,22 @@ impl LayerBuild<'_> {
                 "layer '{name}': softmax is supported only as the activation of the output the \
                  loss reads, with sparse categorical cross-entropy"
             ))),
-            (a, _, _) => Ok(a.kernel().expect("not softmax")),
+            (a, _, _) => a.kernel().ok_or_else(|| {
+                Error::invalid(format!(
+                    "layer '{name}': {a:?} cannot run inside a kernel's epilogue"
+                ))
+            }),
         }
+    }
+
+    /// How a layer applies `a` after its op: the kernel epilogue's activation, and
+    /// whether a GELU node follows (GELU has no epilogue: its gradient needs the
+    /// input).
+    fn activation_plan(&self, a: LayerActivation, name: &str, last: bool) -> Result<(Activation, bool)> {
+        if a == LayerActivation::Gelu {
+            return Ok((Activation::Identity, true));
+        }
+        Ok((self.kernel_activation(a, name, last)?, false))
     }
 
     /// A parameter of the layer, trainable or frozen.
@@ -178,8 +192,10 @@ impl Layer {
             // nn.Dropout is a module of its own (no parameters).
             Layer::Dropout { rate } => Ok(one(b.g.dropout(b.x, *rate, &name)?)),
             Layer::Activation(a) => {
-                let act = b.kernel_activation(*a, &name, b.last)?;
-                let x = if act == Activation::Identity {
+                let (act, gelu) = b.activation_plan(*a, &name, b.last)?;
+                let x = if gelu {
+                    b.g.gelu(b.x, &name)
+                } else if act == Activation::Identity {
                     b.x
                 } else {
                     b.g.activation(b.x, act, &name)
@@ -211,9 +227,13 @@ fn dense(
     };
     let w = b.param("weight", &[units, fan_in], init, trainable, name);
     let bias = use_bias.then(|| b.param("bias", &[units], Init::Zeros, trainable, name));
-    let act = b.kernel_activation(activation, name, b.last)?;
+    let (act, gelu) = b.activation_plan(activation, name, b.last)?;
+    let mut x = b.g.dense(b.x, w, bias, act, name)?;
+    if gelu {
+        x = b.g.gelu(x, name);
+    }
     Ok(Added {
-        x: b.g.dense(b.x, w, bias, act, name)?,
+        x,
         modules: modules(activation),
         folds_next: false,
     })
@@ -343,11 +363,14 @@ fn convolution(
     };
     let w = b.param("weight", &shape, init, trainable, name);
     let bias = use_bias.then(|| b.param("bias", &[filters], Init::Zeros, trainable, name));
-    let act = b.kernel_activation(activation, name, b.last)?;
-    let x = match direction {
+    let (act, gelu) = b.activation_plan(activation, name, b.last)?;
+    let mut x = match direction {
         Direction::Forward => b.g.conv2d(b.x, w, bias, stride, padding, act, name)?,
         Direction::Transposed => b.g.conv2d_transpose(b.x, w, bias, stride, padding, act, name)?,
     };
+    if gelu {
+        x = b.g.gelu(x, name);
+    }
     Ok(Added {
         x,
         modules: modules(activation),
@@ -400,7 +423,8 @@ fn batch_normalization(
     let var =
         b.g.state(&format!("{prefix}.running_var"), &[c], Init::Ones, name);
     let (act, folds_next) = match &b.next {
-        Some((Layer::Activation(a), next_name, next_last)) => {
+        // GELU runs as a node of its own (the Activation layer adds it).
+        Some((Layer::Activation(a), next_name, next_last)) if *a != LayerActivation::Gelu => {
             (b.kernel_activation(*a, next_name, *next_last)?, true)
         }
         _ => (Activation::Identity, false),

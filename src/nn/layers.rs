@@ -18,17 +18,22 @@ pub enum LayerActivation {
     Tanh,
     /// Softmax over the features; only as the last layer's activation (see above).
     Softmax,
+    /// The exact Gaussian error linear unit `x·Φ(x)` (Keras' `gelu`, PyTorch's
+    /// `nn.GELU()`), the transformers' activation: a node of its own after the
+    /// layer's product, since its gradient needs the input.
+    Gelu,
 }
 
 impl LayerActivation {
-    /// The kernel activation, `None` for softmax.
+    /// The activation a kernel applies in its epilogue; `None` for softmax (the
+    /// loss computes it) and GELU (an op of its own).
     pub fn kernel(self) -> Option<Activation> {
         match self {
             LayerActivation::Linear => Some(Activation::Identity),
             LayerActivation::Relu => Some(Activation::Relu),
             LayerActivation::Sigmoid => Some(Activation::Sigmoid),
             LayerActivation::Tanh => Some(Activation::Tanh),
-            LayerActivation::Softmax => None,
+            LayerActivation::Softmax | LayerActivation::Gelu => None,
         }
     }
 }

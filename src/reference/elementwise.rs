@@ -151,3 +151,26 @@ pub fn repeat_scale(x: &[f32], times: usize, alpha: f32, y: &mut [f32]) {
         *o = (alpha as f64 * x[i / times] as f64) as f32;
     }
 }
+
+/// The standard normal CDF `Φ(x) = erfc(−x/√2)/2`, in f64.
+fn normal_cdf(x: f64) -> f64 {
+    0.5 * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2)
+}
+
+/// Twin of `gelu`: `y = x·Φ(x)`.
+pub fn gelu(x: &[f32], y: &mut [f32]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        let v = v as f64;
+        *o = (v * normal_cdf(v)) as f32;
+    }
+}
+
+/// Twin of `gelu_backward`: `dx = dy·(Φ(x) + x·φ(x))`.
+pub fn gelu_backward(dy: &[f32], x: &[f32], dx: &mut [f32]) {
+    let inv_sqrt_2pi = 1.0 / (2.0 * std::f64::consts::PI).sqrt();
+    for ((o, &g), &v) in dx.iter_mut().zip(dy).zip(x) {
+        let v = v as f64;
+        let density = (-0.5 * v * v).exp() * inv_sqrt_2pi;
+        *o = (g as f64 * (normal_cdf(v) + v * density)) as f32;
+    }
+}

@@ -57,6 +57,12 @@ impl Graph {
         self.push(Op::Log { x }, shape, layer)
     }
 
+    /// The exact GELU `x·Φ(x)` elementwise.
+    pub fn gelu(&mut self, x: NodeId, layer: &str) -> NodeId {
+        let shape = self.shape(x).to_vec();
+        self.push(Op::Gelu { x }, shape, layer)
+    }
+
     /// `x²` elementwise.
     pub fn square(&mut self, x: NodeId, layer: &str) -> NodeId {
         let shape = self.shape(x).to_vec();
@@ -97,6 +103,12 @@ pub(crate) fn log_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId) -> Resul
     Ok(y)
 }
 
+pub(crate) fn gelu_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId) -> Result<Tensor> {
+    let y = lw.output(id)?;
+    lw.dispatches.push(ew::gelu(lw.ctx, &lw.value(x), &y)?);
+    Ok(y)
+}
+
 pub(crate) fn square_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId) -> Result<Tensor> {
     let y = lw.output(id)?;
     let x = lw.value(x);
@@ -124,6 +136,15 @@ pub(crate) fn sum_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId, mean: bo
 pub(crate) fn log_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId) -> Result<()> {
     if let Some(dx) = bw.dx_for(x)? {
         bw.dispatches.push(ew::div(bw.ctx, dy, &bw.value(x), &dx)?);
+    }
+    Ok(())
+}
+
+/// `dx = dy · gelu'(x)`.
+pub(crate) fn gelu_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId) -> Result<()> {
+    if let Some(dx) = bw.dx_for(x)? {
+        bw.dispatches
+            .push(ew::gelu_backward(bw.ctx, dy, &bw.value(x), &dx)?);
     }
     Ok(())
 }
@@ -191,6 +212,7 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId, op: &Op) ->
         Op::Mul { a, b } => r::elementwise::mul(rf.value(a), rf.value(b), &mut y),
         Op::Exp { x, scale } => r::elementwise::exp_scale(rf.value(x), scale, &mut y),
         Op::Log { x } => r::elementwise::log(rf.value(x), &mut y),
+        Op::Gelu { x } => r::elementwise::gelu(rf.value(x), &mut y),
         Op::Square { x } => r::elementwise::mul(rf.value(x), rf.value(x), &mut y),
         Op::Sum { x, mean } => {
             let d = per_sample(rf.graph, x);
@@ -233,6 +255,13 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: &[f32
             if rb.req[x] {
                 let mut dx = vec![0.0; dy.len()];
                 r::elementwise::div(dy, rb.value(x), &mut dx);
+                rb.add_grad(x, dx);
+            }
+        }
+        Op::Gelu { x } => {
+            if rb.req[x] {
+                let mut dx = vec![0.0; dy.len()];
+                r::elementwise::gelu_backward(dy, rb.value(x), &mut dx);
                 rb.add_grad(x, dx);
             }
         }

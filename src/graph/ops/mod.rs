@@ -104,6 +104,7 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         Op::Mul { a, b } => arith::mul_forward(lw, id, *a, *b),
         Op::Exp { x, scale } => arith::exp_forward(lw, id, *x, *scale),
         Op::Log { x } => arith::log_forward(lw, id, *x),
+        Op::Gelu { x } => arith::gelu_forward(lw, id, *x),
         Op::Square { x } => arith::square_forward(lw, id, *x),
         Op::Sum { x, mean } => arith::sum_forward(lw, id, *x, *mean),
         Op::Noise { dist, seed } => noise::forward(lw, id, *dist, *seed),
@@ -366,6 +367,7 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         Op::Mul { a, b } => arith::mul_backward(bw, dy, *a, *b),
         Op::Exp { x, scale } => arith::exp_backward(bw, id, dy, *x, *scale),
         Op::Log { x } => arith::log_backward(bw, dy, *x),
+        Op::Gelu { x } => arith::gelu_backward(bw, dy, *x),
         Op::Square { x } => arith::square_backward(bw, dy, *x),
         Op::Sum { x, mean } => arith::sum_backward(bw, dy, *x, *mean),
         Op::Noise { .. } | Op::Constant { .. } => unreachable!("no inputs, no gradient"),
@@ -434,6 +436,7 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         | Op::Mul { .. }
         | Op::Exp { .. }
         | Op::Log { .. }
+        | Op::Gelu { .. }
         | Op::Square { .. }
         | Op::Sum { .. }) => Ok(arith::reference_forward(rf, id, op)),
         Op::Noise { dist, seed } => Ok(noise::reference_forward(rf, id, *dist, *seed)),
@@ -526,6 +529,7 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
         | Op::Mul { .. }
         | Op::Exp { .. }
         | Op::Log { .. }
+        | Op::Gelu { .. }
         | Op::Square { .. }
         | Op::Sum { .. }) => {
             arith::reference_backward(rb, id, &dy, op);
