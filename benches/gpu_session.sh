@@ -59,6 +59,9 @@ if [ "$stage" = wgml ] || [ "$stage" = all ]; then
     done
     run profile-transformer-b32 60 "$wgml" train --model examples/models/transformer.json \
         --data mnist-10k --profile --batch-size 32
+    # The fused attention (the default on GPUs) against the unfused path.
+    WGML_ATTENTION=unfused run profile-transformer-b32-unfused 60 "$wgml" train \
+        --model examples/models/transformer.json --data mnist-10k --profile --batch-size 32
     run profile-b128 60 "$wgml" train --profile --batch-size 128
     # The same runs with the built-in rules only (no tuning), for comparison.
     WGML_TUNE=off run train-b32-untuned 120 "$wgml" train --epochs 2 --batch-size 32

@@ -12,6 +12,57 @@ use crate::kernels::{Kernel, Shader, groups_for};
 /// private row arrays); larger heads use the unfused path.
 pub const MAX_HEAD_DIM: usize = 64;
 
+/// Environment variable choosing the attention path: `auto` (default: fused on
+/// GPUs, unfused on CPU adapters), `fused` (wherever the heads fit) or `unfused`;
+/// for measuring one against the other on the adapter at hand.
+pub const ATTENTION_ENV: &str = "WGML_ATTENTION";
+
+/// Which attention kernels a plan uses (see [`ATTENTION_ENV`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionPath {
+    /// Fused on GPUs, unfused on CPU adapters.
+    Auto,
+    /// The fused kernels wherever the heads fit ([`MAX_HEAD_DIM`]).
+    Fused,
+    /// Per-head copies, batched matmuls and the row softmax.
+    Unfused,
+}
+
+impl AttentionPath {
+    /// Parses `auto`, `fused` or `unfused`.
+    pub fn parse(value: &str) -> Result<AttentionPath> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(AttentionPath::Auto),
+            "fused" => Ok(AttentionPath::Fused),
+            "unfused" => Ok(AttentionPath::Unfused),
+            other => Err(Error::invalid(format!(
+                "{ATTENTION_ENV}={other} is not an attention path; use auto, fused or unfused"
+            ))),
+        }
+    }
+
+    /// The path `WGML_ATTENTION` asks for (`auto` when unset).
+    pub fn from_env() -> Result<AttentionPath> {
+        match std::env::var(ATTENTION_ENV) {
+            Ok(v) => AttentionPath::parse(&v),
+            Err(std::env::VarError::NotPresent) => Ok(AttentionPath::Auto),
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::invalid(format!(
+                "{ATTENTION_ENV} is not valid text; use auto, fused or unfused"
+            ))),
+        }
+    }
+
+    /// Whether attention of `dims` runs fused on `ctx` under this path.
+    pub fn fuses(self, ctx: &Context, dims: &AttentionDims) -> bool {
+        dims.fused_fits()
+            && match self {
+                AttentionPath::Auto => !ctx.is_cpu(),
+                AttentionPath::Fused => true,
+                AttentionPath::Unfused => false,
+            }
+    }
+}
+
 /// Rows per workgroup (one per invocation), as in the shader.
 const WG: usize = 64;
 
@@ -304,4 +355,18 @@ pub fn attention_backward<'a>(
         out.push(ctx.dispatch(BACKWARD_KV, &[], &params, &bindings(&[(5, dk), (6, dv)]), groups)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse_and_bad_ones_say_what_to_use() {
+        assert_eq!(AttentionPath::parse("").unwrap(), AttentionPath::Auto);
+        assert_eq!(AttentionPath::parse(" Fused ").unwrap(), AttentionPath::Fused);
+        assert_eq!(AttentionPath::parse("unfused").unwrap(), AttentionPath::Unfused);
+        let e = AttentionPath::parse("flash").unwrap_err().to_string();
+        assert!(e.contains("WGML_ATTENTION") && e.contains("unfused"), "{e}");
+    }
 }

@@ -25,7 +25,7 @@ use crate::error::Result;
 use crate::gpu::{Context, DType, Tensor};
 use crate::graph::ops::{BackwardLowering, Lowering, RefBackward, RefForward, batched};
 use crate::graph::{Graph, NodeId, Op, shape_err};
-use crate::kernels::attention::{self as fused, AttentionDims, AttentionGrads};
+use crate::kernels::attention::{self as fused, AttentionDims, AttentionGrads, AttentionPath};
 use crate::kernels::matmul::{self, MatmulDesc};
 use crate::kernels::softmax;
 use crate::kernels::swap_axes::{SwapView, swap_axes};
@@ -142,16 +142,14 @@ fn fields(graph: &Graph, batch: usize, op: &Op) -> Fields {
 }
 
 impl Dims {
-    /// The fused kernels' view, when they take heads of this size and the plan is
-    /// for a GPU. CPU adapters run the unfused path: on lavapipe the fused kernels'
+    /// The fused kernels' view, when the plan fuses this attention
+    /// ([`AttentionPath`]: by default when the heads fit and the plan is for a
+    /// GPU). CPU adapters run the unfused path: on lavapipe the fused kernels'
     /// per-invocation loops over private arrays cost more than the copies,
-    /// matmuls and row softmax they replace (the example transformer's step 1.6–2×
-    /// slower, BENCHMARKS.md); GPUs save the `[B·H, Tq, Tk]` weights' memory and
-    /// 15 dispatches a step.
-    fn fused(&self, ctx: &Context) -> Option<AttentionDims> {
-        if ctx.is_cpu() {
-            return None;
-        }
+    /// matmuls and row softmax they replace (the example transformer's step
+    /// 1.6–2× slower, BENCHMARKS.md); GPUs save the `[B·H, Tq, Tk]` weights'
+    /// memory and 15 dispatches a step. `WGML_ATTENTION` forces either path.
+    fn fused(&self, ctx: &Context) -> Result<Option<AttentionDims>> {
         let d = AttentionDims {
             batch: self.batch,
             heads: self.heads,
@@ -162,7 +160,7 @@ impl Dims {
             causal: self.causal.is_some(),
             scale: self.scale,
         };
-        d.fused_fits().then_some(d)
+        Ok(AttentionPath::from_env()?.fuses(ctx, &d).then_some(d))
     }
 
     /// `[B, T, H, d]` → `[B, H, T, d]`.
@@ -208,7 +206,7 @@ impl Dims {
 pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tensor> {
     let Fields { q, k, v, d } = fields(lw.graph, lw.batch, op);
     let ctx = lw.ctx;
-    if let Some(fd) = d.fused(ctx) {
+    if let Some(fd) = d.fused(ctx)? {
         let y = lw.output(id)?;
         let stats = Tensor::zeros(ctx, &[fd.stats_len()], DType::F32)?;
         let input = |n: NodeId| lw.values[n].clone().expect("input lowered");
@@ -255,7 +253,7 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
         return Ok(());
     }
     let ctx = bw.ctx;
-    if let Some(fd) = d.fused(ctx) {
+    if let Some(fd) = d.fused(ctx)? {
         return fused_backward(bw, id, dy, (q, k, v), &fd);
     }
     let p = bw.aux[&id].clone();
