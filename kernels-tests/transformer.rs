@@ -117,6 +117,78 @@ fn wide_heads_take_the_unfused_attention_and_train_equal_to_the_reference() {
     }
 }
 
+/// A vision transformer's front: a strided convolution cuts the image into patches
+/// (`[channels, 3, 3]`), Reshape and Permute([2, 1]) make them tokens `[9,
+/// channels]`, attention and pooling follow; and a 3-D Permute([3, 1, 2]) of an
+/// image (two swaps on the GPU). Trains equal to the reference, whose permutation
+/// moves each value by its index directly.
+#[test]
+fn permuted_patches_train_equal_to_the_reference() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let b = 2;
+    let x = uniform(&mut rng(17), b * 2 * 6 * 6, -1.0, 1.0);
+    let conv = Layer::Conv2D {
+        filters: 4,
+        kernel: (2, 2),
+        stride: (2, 2),
+        padding: wgml::kernels::conv::Padding::Valid,
+        activation: LayerActivation::Gelu,
+        use_bias: true,
+        trainable: true,
+    };
+    let vit = Functional::new("x", &[2, 6, 6])
+        .layer("patches", conv, &["x"])
+        .op("flat", GraphOp::Reshape { shape: vec![4, 9] }, &["patches"])
+        .layer("tokens", Layer::Permute { dims: vec![2, 1] }, &["flat"])
+        .layer(
+            "pos",
+            Layer::AddPositionEmbedding { trainable: true },
+            &["tokens"],
+        )
+        .layer("att", Layer::attention(2, 3), &["pos"])
+        .layer("pool", Layer::GlobalAveragePooling1D, &["att"])
+        .layer("out", dense(3, LayerActivation::Linear), &["pool"])
+        .op("sq", GraphOp::Square, &["out"])
+        .op("loss", GraphOp::Mean, &["sq"])
+        .loss_term("loss", TermKind::Value, &["loss"], 1.0);
+    let image = Functional::new("x", &[2, 6, 6])
+        .layer("p", Layer::Permute { dims: vec![3, 1, 2] }, &["x"])
+        .op("rows", GraphOp::Reshape { shape: vec![6, 12] }, &["p"])
+        .layer("d", dense(3, LayerActivation::Tanh), &["rows"])
+        .op("sq", GraphOp::Square, &["d"])
+        .op("loss", GraphOp::Mean, &["sq"])
+        .loss_term("loss", TermKind::Value, &["loss"], 1.0);
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        for (what, f) in [("vit", &vit), ("image", &image)] {
+            let what = format!("{class:?} {what}");
+            let mut model = f.clone().compile(ctx, Optimizer::sgd(0.1, 0.9), 9).unwrap();
+            let cpu = steps_equal_reference(ctx, &what, &mut model.net, &x, b, 3);
+            params_match_reference(ctx, &what, &model.net.store, &cpu, 1e-5, 1e-4);
+        }
+    }
+    let built = image.graph().unwrap();
+    assert_eq!(built.graph.shape(built.node("p").unwrap()), [6, 2, 6]);
+    let bad = |dims: Vec<usize>| {
+        Functional::new("x", &[2, 6, 6])
+            .layer("p", Layer::Permute { dims }, &["x"])
+            .op("m", GraphOp::Mean, &["p"])
+            .loss_term("m", TermKind::Value, &["m"], 1.0)
+            .graph()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap()
+    };
+    for dims in [vec![1, 2], vec![1, 1, 2], vec![0, 1, 2], vec![1, 2, 4]] {
+        let e = bad(dims.clone());
+        assert!(
+            e.contains("layer 'p'") && e.contains("is not a permutation"),
+            "{dims:?}: {e}"
+        );
+    }
+}
+
 #[test]
 fn encoder_gradients_equal_central_differences() {
     let (_g, ctx) = gpu();

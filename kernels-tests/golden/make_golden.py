@@ -180,6 +180,17 @@ class KerasMultiHeadAttention(nn.Module):
         return self.output(heads.transpose(1, 2).reshape(b, t, self.heads * self.value_dim))
 
 
+class Permute(nn.Module):
+    """Keras' Permute(dims): 1-based axes of a sample, the batch axis kept first."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = [0] + list(dims)
+
+    def forward(self, x):
+        return x.permute(*self.dims)
+
+
 class GlobalAveragePooling1D(nn.Module):
     """The mean over the tokens of [batch, tokens, features]."""
 
@@ -244,6 +255,9 @@ def build(input_shape, layers, loss, dropout_seeds):
                 spec.get("use_bias", True), spec.get("causal", False)))
         elif kind == "LayerNormalization":
             modules.append(nn.LayerNorm(shape[-1], eps=spec.get("epsilon", 1e-3)))
+        elif kind == "Permute":
+            modules.append(Permute(spec["dims"]))
+            shape = [shape[d - 1] for d in spec["dims"]]
         elif kind == "GlobalAveragePooling1D":
             modules.append(GlobalAveragePooling1D())
             shape = shape[-1:]
@@ -487,6 +501,11 @@ def cases():
         dict(name="gelu", input_shape=img, batch=3, loss=SCE,
              layers=[conv(3, 3, "Gelu"), "Flatten", dense(5, "Gelu", use_bias=False),
                      {"BatchNormalization": {"momentum": 0.9}}, {"Activation": "Gelu"},
+                     dense(3, "Softmax")]),
+        # Permute: a conv's channels moved last (two swaps on the GPU), so Flatten
+        # reads them channels-last.
+        dict(name="permute", input_shape=img, batch=3, loss=SCE,
+             layers=[conv(3, 2, "Tanh"), {"Permute": {"dims": [2, 3, 1]}}, "Flatten",
                      dense(3, "Softmax")]),
     ]
 

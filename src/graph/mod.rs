@@ -286,6 +286,14 @@ pub enum Op {
         /// Input, `[tokens, features]` per sample.
         x: NodeId,
     },
+    /// The per-sample axes reordered: output axis `k` is input axis `perm[k]`
+    /// (Keras' `Permute`, 0-based).
+    Permute {
+        /// Input.
+        x: NodeId,
+        /// A permutation of `0..rank`.
+        perm: Vec<usize>,
+    },
     /// `x + p` for every sample, `p` a parameter of the sample's shape (a learned
     /// position embedding).
     AddBroadcast {
@@ -484,7 +492,8 @@ impl Graph {
             | Op::Square { x }
             | Op::Sum { x, .. }
             | Op::Slice { x, .. }
-            | Op::SequenceMean { x } => vec![*x],
+            | Op::SequenceMean { x }
+            | Op::Permute { x, .. } => vec![*x],
             Op::LayerNorm { x, gamma, beta, .. } => vec![*x, *gamma, *beta],
             Op::Attention { q, k, v, .. } => vec![*q, *k, *v],
             Op::AddBroadcast { x, p } => vec![*x, *p],

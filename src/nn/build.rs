@@ -189,6 +189,11 @@ impl Layer {
                 epsilon,
                 trainable,
             } => batch_normalization(b, &name, *momentum, *epsilon, *trainable),
+            Layer::Permute { dims } => {
+                // Keras counts from 1; 0 can never name an axis.
+                let perm: Vec<usize> = dims.iter().map(|&d| d.wrapping_sub(1)).collect();
+                Ok(one(b.g.permute(b.x, &perm, &name)?))
+            }
             // nn.Dropout is a module of its own (no parameters).
             Layer::Dropout { rate } => Ok(one(b.g.dropout(b.x, *rate, &name)?)),
             Layer::Activation(a) => {

@@ -200,6 +200,14 @@ pub enum Layer {
         #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
         trainable: bool,
     },
+    /// Keras' `Permute(dims)`: the per-sample axes reordered, output axis `k`
+    /// being input axis `dims[k]` (1-based, the batch axis not counted; e.g.
+    /// `[2, 1]` turns a conv's `[channels, positions]` into tokens `[positions,
+    /// channels]`). No parameters.
+    Permute {
+        /// A permutation of `1..=rank`.
+        dims: Vec<usize>,
+    },
     /// Keras' `GlobalAveragePooling1D`: the mean over the tokens of a sequence,
     /// `[tokens, features]` to `[features]`.
     GlobalAveragePooling1D,
@@ -381,6 +389,7 @@ impl Layer {
             Layer::LayerNormalization { .. } => "LayerNormalization",
             Layer::MultiHeadAttention { .. } => "MultiHeadAttention",
             Layer::GlobalAveragePooling1D => "GlobalAveragePooling1D",
+            Layer::Permute { .. } => "Permute",
             Layer::AddPositionEmbedding { .. } => "AddPositionEmbedding",
         }
     }

@@ -22,6 +22,7 @@ pub mod elementwise;
 pub mod layer_norm;
 pub mod loss_terms;
 pub mod noise;
+pub mod permute;
 pub mod pool;
 pub mod sequence;
 pub mod shape;
@@ -116,6 +117,7 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         op @ Op::Attention { .. } => attention::forward(lw, id, op),
         Op::SequenceMean { x } => sequence::mean_forward(lw, id, *x),
         Op::AddBroadcast { x, p } => sequence::add_broadcast_forward(lw, id, *x, *p),
+        Op::Permute { x, perm } => permute::forward(lw, id, *x, perm),
     }
 }
 
@@ -378,6 +380,7 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         op @ Op::Attention { .. } => attention::backward(bw, id, dy, op),
         Op::SequenceMean { x } => sequence::mean_backward(bw, dy, *x),
         Op::AddBroadcast { x, p } => sequence::add_broadcast_backward(bw, dy, *x, *p),
+        Op::Permute { x, perm } => permute::backward(bw, dy, *x, perm),
     }
 }
 
@@ -448,6 +451,7 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         op @ Op::Attention { .. } => attention::reference_forward(rf, id, op),
         Op::SequenceMean { x } => Ok(sequence::reference_mean_forward(rf, *x)),
         Op::AddBroadcast { x, p } => Ok(sequence::reference_add_broadcast_forward(rf, *x, *p)),
+        Op::Permute { x, perm } => Ok(permute::reference_forward(rf, *x, perm)),
     }
 }
 
@@ -555,6 +559,10 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
         op @ Op::Attention { .. } => attention::reference_backward(rb, id, &dy, op),
         Op::SequenceMean { x } => {
             sequence::reference_mean_backward(rb, &dy, *x);
+            Ok(())
+        }
+        Op::Permute { x, perm } => {
+            permute::reference_backward(rb, &dy, *x, perm);
             Ok(())
         }
         Op::AddBroadcast { x, p } => {
