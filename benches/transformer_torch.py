@@ -13,6 +13,8 @@ and the test loss and accuracy at the end.
 
     python3 benches/transformer_torch.py EPOCHS SEEDS... > OUT/torch-transformer.jsonl
     DEVICE=cuda BATCH=128 python3 benches/transformer_torch.py 3 1   # benches/gpu_session.sh
+
+MODEL=vit runs `examples/models/vit.json` instead (the Vit class below).
 """
 
 import gzip
@@ -38,43 +40,89 @@ def idx(path):
     return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
-class Encoder(nn.Module):
-    def __init__(self, tokens=28, pixels=28, features=64, heads=4, key_dim=16, hidden=128, classes=10):
+class SelfAttention(nn.Module):
+    """Keras' MultiHeadAttention as self-attention: four projections, heads side by
+    side in their columns, softmax(q.k / sqrt(key_dim)) v per head."""
+
+    def __init__(self, features, heads, key_dim):
         super().__init__()
-        self.embed = nn.Linear(pixels, features)
-        self.pos = nn.Parameter(torch.empty(tokens, features).uniform_(-0.05, 0.05))
         self.query = nn.Linear(features, heads * key_dim)
         self.key = nn.Linear(features, heads * key_dim)
         self.value = nn.Linear(features, heads * key_dim)
         self.output = nn.Linear(heads * key_dim, features)
+        self.heads, self.key_dim = heads, key_dim
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        split = lambda y: y.view(b, t, self.heads, self.key_dim).transpose(1, 2)  # noqa: E731
+        att = F.scaled_dot_product_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)))
+        return self.output(att.transpose(1, 2).reshape(b, t, -1))
+
+
+def keras_init(model):
+    """Glorot-uniform Linear and Conv2d weights (fans in·k², out·k² for a
+    convolution) and zero biases, as Keras' Dense and Conv2D; the attention's
+    projections with the fans of Keras' 3-D kernels [features, heads, dim] and
+    [heads, dim, features] (as wgml)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+        if isinstance(m, SelfAttention):
+            features, width = m.query.in_features, m.query.out_features
+            limit = (6 / (features * m.heads + features * m.key_dim)) ** 0.5
+            for p in (m.query, m.key, m.value):
+                nn.init.uniform_(p.weight, -limit, limit)
+            limit = (6 / (width + m.heads * features)) ** 0.5
+            nn.init.uniform_(m.output.weight, -limit, limit)
+
+
+class Encoder(nn.Module):
+    """`examples/models/transformer.json` (post-norm, each row a token)."""
+
+    def __init__(self, tokens=28, pixels=28, features=64, heads=4, key_dim=16, hidden=128, classes=10):
+        super().__init__()
+        self.embed = nn.Linear(pixels, features)
+        self.pos = nn.Parameter(torch.empty(tokens, features).uniform_(-0.05, 0.05))
+        self.att = SelfAttention(features, heads, key_dim)
         self.ln1 = nn.LayerNorm(features, eps=1e-3)
         self.ff0 = nn.Linear(features, hidden)
         self.ff1 = nn.Linear(hidden, features)
         self.ln2 = nn.LayerNorm(features, eps=1e-3)
         self.head = nn.Linear(features, classes)
-        self.heads, self.key_dim = heads, key_dim
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-        # Keras' MultiHeadAttention draws its 3-D kernels with Glorot fans that count
-        # the leading axis as a receptive field (wgml does the same).
-        for m in (self.query, self.key, self.value):
-            limit = (6 / (features * heads + features * key_dim)) ** 0.5
-            nn.init.uniform_(m.weight, -limit, limit)
-        limit = (6 / (heads * key_dim + heads * features)) ** 0.5
-        nn.init.uniform_(self.output.weight, -limit, limit)
+        keras_init(self)
 
     def forward(self, images):
-        b = images.shape[0]
-        x = self.embed(images.view(b, 28, 28)) + self.pos
-        split = lambda y: y.view(b, 28, self.heads, self.key_dim).transpose(1, 2)  # noqa: E731
-        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-        att = F.scaled_dot_product_attention(q, k, v)
-        att = self.output(att.transpose(1, 2).reshape(b, 28, -1))
-        h = self.ln1(x + att)
+        x = self.embed(images.view(-1, 28, 28)) + self.pos
+        h = self.ln1(x + self.att(x))
         h = self.ln2(h + self.ff1(torch.relu(self.ff0(h))))
         return self.head(h.mean(dim=1))
+
+
+class Vit(nn.Module):
+    """`examples/models/vit.json`: 4x4 patches by a stride-4 Conv2D (64 filters) ->
+    49 tokens [49, 64] -> + position embedding -> pre-norm block (LayerNorm ->
+    attention 4x16 -> + residual; LayerNorm -> Dense 128 GELU -> Dense 64 -> +
+    residual) -> LayerNorm -> mean over tokens -> Dense 10."""
+
+    def __init__(self, features=64, heads=4, key_dim=16, hidden=128, classes=10):
+        super().__init__()
+        self.patches = nn.Conv2d(1, features, 4, stride=4)
+        self.pos = nn.Parameter(torch.empty(49, features).uniform_(-0.05, 0.05))
+        self.ln1 = nn.LayerNorm(features, eps=1e-3)
+        self.att = SelfAttention(features, heads, key_dim)
+        self.ln2 = nn.LayerNorm(features, eps=1e-3)
+        self.mlp0 = nn.Linear(features, hidden)
+        self.mlp1 = nn.Linear(hidden, features)
+        self.ln3 = nn.LayerNorm(features, eps=1e-3)
+        self.head = nn.Linear(features, classes)
+        keras_init(self)
+
+    def forward(self, images):
+        x = self.patches(images.view(-1, 1, 28, 28)).flatten(2).transpose(1, 2) + self.pos
+        x = x + self.att(self.ln1(x))
+        x = x + self.mlp1(F.gelu(self.mlp0(self.ln2(x))))
+        return self.head(self.ln3(x).mean(dim=1))
 
 
 def main():
@@ -99,7 +147,7 @@ def main():
 
     for seed in seeds:
         torch.manual_seed(seed)
-        model = Encoder().to(device)
+        model = (Vit() if os.environ.get("MODEL") == "vit" else Encoder()).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
         history = []
         for _ in range(epochs):
@@ -130,6 +178,7 @@ def main():
             "test_loss": F.cross_entropy(logits, ty).item(),
             "test_accuracy": (logits.argmax(1) == ty).float().mean().item(),
             "torch": torch.__version__, "device": str(device), "batch": size,
+            "model": os.environ.get("MODEL", "rows"),
         }), flush=True)
 
 

@@ -396,6 +396,26 @@ mod tests {
     }
 
     #[test]
+    fn the_example_vit_counts_as_keras_does() {
+        let text = include_str!("../../examples/models/vit.json");
+        let a: crate::checkpoint::FunctionalArchitecture = serde_json::from_str(text).unwrap();
+        let s = a.functional.summary().unwrap();
+        let row = |name: &str| {
+            let l = s.layers.iter().find(|l| l.name == name).unwrap();
+            (l.output_shape.clone(), l.params)
+        };
+        // 4x4 patches of one channel into 64 filters; 49 tokens of 64 features.
+        assert_eq!(row("patches"), (vec![64, 7, 7], 1_088));
+        assert_eq!(row("tokens"), (vec![49, 64], 0));
+        assert_eq!(row("pos"), (vec![49, 64], 3_136));
+        assert_eq!(row("att"), (vec![49, 64], 16_640));
+        assert_eq!(row("mlp.0"), (vec![49, 128], 8_320));
+        assert_eq!(row("pool"), (vec![64], 0));
+        assert_eq!(s.total_params(), 38_474);
+        assert!(s.to_string().contains("mlp.0 (gelu) ← ln2"), "{s}");
+    }
+
+    #[test]
     fn digits_group_by_thousands() {
         assert_eq!(grouped(0), "0");
         assert_eq!(grouped(999), "999");
