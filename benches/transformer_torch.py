@@ -68,6 +68,9 @@ def keras_init(model):
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.xavier_uniform_(m.weight)
             nn.init.zeros_(m.bias)
+    # A second pass: modules() yields a SelfAttention before its projections, which
+    # the first pass would otherwise draw again.
+    for m in model.modules():
         if isinstance(m, SelfAttention):
             features, width = m.query.in_features, m.query.out_features
             limit = (6 / (features * m.heads + features * m.key_dim)) ** 0.5
