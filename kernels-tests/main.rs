@@ -21,6 +21,7 @@ mod crash_safe;
 mod device_lost;
 mod dropout;
 mod elementwise;
+mod embedding;
 mod functional;
 mod gan;
 mod golden;

@@ -13,6 +13,7 @@ pub mod conv_pool;
 pub mod copy;
 pub mod dropout;
 pub mod elementwise;
+pub mod embedding;
 pub mod layer_norm;
 pub mod loss;
 pub mod matmul;
@@ -42,6 +43,8 @@ pub enum Shader {
     Copy,
     /// Inverted dropout (`shaders/dropout.wgsl`).
     Dropout,
+    /// Embedding lookup and its gradient (`shaders/embedding.wgsl`).
+    Embedding,
     /// Elementwise kernels over flat arrays (`shaders/elementwise.wgsl`).
     Elementwise,
     /// Layer normalization over the last axis (`shaders/layer_norm.wgsl`).
@@ -70,7 +73,7 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 19] = [
+    pub const ALL: [Shader; 20] = [
         Shader::Attention,
         Shader::Batchnorm,
         Shader::Clip,
@@ -78,6 +81,7 @@ impl Shader {
         Shader::ConvPool,
         Shader::Copy,
         Shader::Dropout,
+        Shader::Embedding,
         Shader::Elementwise,
         Shader::LayerNorm,
         Shader::Loss,
@@ -115,6 +119,7 @@ impl Shader {
             Shader::ConvPool => "conv_pool",
             Shader::Copy => "copy",
             Shader::Dropout => "dropout",
+            Shader::Embedding => "embedding",
             Shader::Elementwise => "elementwise",
             Shader::LayerNorm => "layer_norm",
             Shader::Loss => "loss",
@@ -159,6 +164,7 @@ impl Shader {
                 include_str!("../../shaders/noise.wgsl")
             ),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
+            Shader::Embedding => include_str!("../../shaders/embedding.wgsl"),
             Shader::LayerNorm => include_str!("../../shaders/layer_norm.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Matmul => concat!(

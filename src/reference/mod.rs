@@ -9,6 +9,7 @@ pub mod conv_pool;
 pub mod copy;
 pub mod dropout;
 pub mod elementwise;
+pub mod embedding;
 pub mod layer_norm;
 pub mod loss;
 pub mod matmul;
