@@ -13,7 +13,10 @@ fn embedding_and_its_gradient_match_their_twins() {
     let (_g, ctx) = gpu();
     let _restore = PlanAs(ctx);
     // (tokens, vocab, dim)
-    for (k, &(tokens, vocab, dim)) in [(1, 1, 1), (7, 5, 3), (200, 13, 70), (3000, 50, 8)].iter().enumerate() {
+    for (k, &(tokens, vocab, dim)) in [(1, 1, 1), (7, 5, 3), (200, 13, 70), (3000, 50, 8)]
+        .iter()
+        .enumerate()
+    {
         let mut r = rng(80 + k as u64);
         let mut ids: Vec<f32> = uniform(&mut r, tokens, 0.0, vocab as f32)
             .iter()
@@ -43,10 +46,19 @@ fn embedding_and_its_gradient_match_their_twins() {
             .unwrap();
             let what = format!("tokens {tokens} vocab {vocab} dim {dim} fold {fold}");
             assert_close(&format!("{what}: y"), &y.to_f32(ctx).unwrap(), &want_y, 0.0, 0.0);
-            assert_close(&format!("{what}: dtable"), &dt.to_f32(ctx).unwrap(), &want_dt, 1e-6, 1e-5);
+            assert_close(
+                &format!("{what}: dtable"),
+                &dt.to_f32(ctx).unwrap(),
+                &want_dt,
+                1e-6,
+                1e-5,
+            );
         }
         if tokens >= 7 {
-            assert!(want_y[dim..2 * dim].iter().all(|&v| v == 0.0), "an id past the table gives zeros");
+            assert!(
+                want_y[dim..2 * dim].iter().all(|&v| v == 0.0),
+                "an id past the table gives zeros"
+            );
         }
     }
 }

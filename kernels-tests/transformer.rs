@@ -189,6 +189,72 @@ fn permuted_patches_train_equal_to_the_reference() {
     }
 }
 
+/// Token ids through an Embedding, learned positions, causal attention and a
+/// per-token Dense train equal to the reference; ids computed by trainable layers
+/// are refused (ids carry no gradient).
+#[test]
+fn embedded_tokens_train_equal_to_the_reference() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let b = 3;
+    // Ids 0..=9 of a vocabulary of 11 (10 is never used), repeats included.
+    let x: Vec<f32> = (0..b * 7).map(|i| ((i * 7 + i / 3) % 10) as f32).collect();
+    let causal = Layer::MultiHeadAttention {
+        num_heads: 2,
+        key_dim: 4,
+        value_dim: None,
+        use_bias: true,
+        causal: true,
+        trainable: true,
+    };
+    let lm = Functional::new("ids", &[7])
+        .layer(
+            "embed",
+            Layer::Embedding {
+                input_dim: 11,
+                output_dim: 6,
+                trainable: true,
+            },
+            &["ids"],
+        )
+        .layer("pos", Layer::AddPositionEmbedding { trainable: true }, &["embed"])
+        .layer("att", causal, &["pos"])
+        .layer("ff", dense(5, LayerActivation::Gelu), &["att"])
+        .op("sq", GraphOp::Square, &["ff"])
+        .op("loss", GraphOp::Mean, &["sq"])
+        .loss_term("loss", TermKind::Value, &["loss"], 1.0);
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        let what = format!("{class:?}");
+        let mut model = lm.clone().compile(ctx, Optimizer::sgd(0.1, 0.9), 3).unwrap();
+        let cpu = steps_equal_reference(ctx, &what, &mut model.net, &x, b, 3);
+        params_match_reference(ctx, &what, &model.net.store, &cpu, 1e-5, 1e-4);
+    }
+    let computed_ids = Functional::new("x", &[7])
+        .layer("d", dense(7, LayerActivation::Relu), &["x"])
+        .layer(
+            "embed",
+            Layer::Embedding {
+                input_dim: 11,
+                output_dim: 2,
+                trainable: true,
+            },
+            &["d"],
+        )
+        .op("m", GraphOp::Mean, &["embed"])
+        .loss_term("m", TermKind::Value, &["m"], 1.0);
+    // Refused when the step is planned (at compile or at the first step).
+    let e = match computed_ids.compile(ctx, Optimizer::sgd(0.1, 0.0), 1) {
+        Err(e) => e,
+        Ok(mut model) => model.net.train_step(ctx, &x, b, 0.1).unwrap_err(),
+    }
+    .to_string();
+    assert!(
+        e.contains("layer 'embed'") && e.contains("ids carry no gradient"),
+        "{e}"
+    );
+}
+
 #[test]
 fn encoder_gradients_equal_central_differences() {
     let (_g, ctx) = gpu();

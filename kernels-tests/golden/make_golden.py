@@ -180,6 +180,13 @@ class KerasMultiHeadAttention(nn.Module):
         return self.output(heads.transpose(1, 2).reshape(b, t, self.heads * self.value_dim))
 
 
+class IdEmbedding(nn.Embedding):
+    """nn.Embedding reading the ids as wgml does: float values of whole numbers."""
+
+    def forward(self, x):
+        return super().forward(x.long())
+
+
 class Permute(nn.Module):
     """Keras' Permute(dims): 1-based axes of a sample, the batch axis kept first."""
 
@@ -255,6 +262,9 @@ def build(input_shape, layers, loss, dropout_seeds):
                 spec.get("use_bias", True), spec.get("causal", False)))
         elif kind == "LayerNormalization":
             modules.append(nn.LayerNorm(shape[-1], eps=spec.get("epsilon", 1e-3)))
+        elif kind == "Embedding":
+            modules.append(IdEmbedding(spec["input_dim"], spec["output_dim"]))
+            shape = shape + [spec["output_dim"]]
         elif kind == "Permute":
             modules.append(Permute(spec["dims"]))
             shape = [shape[d - 1] for d in spec["dims"]]
@@ -507,6 +517,13 @@ def cases():
         dict(name="permute", input_shape=img, batch=3, loss=SCE,
              layers=[conv(3, 2, "Tanh"), {"Permute": {"dims": [2, 3, 1]}}, "Flatten",
                      dense(3, "Softmax")]),
+        # Embedding: 6 token ids per sample (repeats, and ids no sample uses) into
+        # rows of 4, then attention over the tokens.
+        dict(name="embedding", input_shape=[6], batch=3, loss=SCE,
+             input=torch.tensor([[0, 3, 3, 6, 1, 0], [5, 5, 5, 2, 0, 6], [1, 2, 3, 1, 2, 3]]).double(),
+             layers=[{"Embedding": {"input_dim": 9, "output_dim": 4}},
+                     {"MultiHeadAttention": {"num_heads": 2, "key_dim": 2}},
+                     "GlobalAveragePooling1D", dense(3, "Softmax")]),
     ]
 
 

@@ -286,6 +286,14 @@ pub enum Op {
         /// Input, `[tokens, features]` per sample.
         x: NodeId,
     },
+    /// Rows of the `[vocab, dim]` parameter `table` picked by the token ids in `ids`
+    /// (f32 values; ids carry no gradient).
+    Embedding {
+        /// Token ids, any per-sample shape.
+        ids: NodeId,
+        /// The table, `[vocab, dim]`.
+        table: NodeId,
+    },
     /// The per-sample axes reordered: output axis `k` is input axis `perm[k]`
     /// (Keras' `Permute`, 0-based).
     Permute {
@@ -497,6 +505,7 @@ impl Graph {
             Op::LayerNorm { x, gamma, beta, .. } => vec![*x, *gamma, *beta],
             Op::Attention { q, k, v, .. } => vec![*q, *k, *v],
             Op::AddBroadcast { x, p } => vec![*x, *p],
+            Op::Embedding { ids, table } => vec![*ids, *table],
             Op::Concat { xs } => xs.clone(),
             Op::Add { a, b } | Op::Mul { a, b } | Op::LossTerm { a, b, .. } => vec![*a, *b],
             Op::Noise { .. } | Op::Constant { .. } => vec![],

@@ -36,7 +36,10 @@ fn params(op: &'static str, ids: &Tensor, table: &Tensor, rows: &Tensor) -> Resu
         ));
     };
     if vocab == 0 || dim == 0 {
-        return Err(Error::shape(op, format!("the table {:?} is empty", table.shape())));
+        return Err(Error::shape(
+            op,
+            format!("the table {:?} is empty", table.shape()),
+        ));
     }
     let tokens = ids.numel();
     if rows.numel() != tokens * dim {
@@ -84,7 +87,9 @@ pub fn embedding_backward(ctx: &Context, ids: &Tensor, dy: &Tensor, dtable: &Ten
     const OP: &str = "embedding_backward";
     let params = params(OP, ids, dtable, dy)?;
     if same_buffer(dy, dtable) {
-        return Err(Error::invalid(format!("{OP}: dy and dtable must be separate tensors")));
+        return Err(Error::invalid(format!(
+            "{OP}: dy and dtable must be separate tensors"
+        )));
     }
     ctx.dispatch(
         BACKWARD,

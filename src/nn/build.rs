@@ -189,6 +189,20 @@ impl Layer {
                 epsilon,
                 trainable,
             } => batch_normalization(b, &name, *momentum, *epsilon, *trainable),
+            Layer::Embedding {
+                input_dim,
+                output_dim,
+                trainable,
+            } => {
+                if *input_dim == 0 || *output_dim == 0 {
+                    return Err(Error::invalid(format!(
+                        "layer '{name}': Embedding needs input_dim and output_dim of at least 1,                          got {input_dim} and {output_dim}"
+                    )));
+                }
+                let shape = [*input_dim, *output_dim];
+                let table = b.param("weight", &shape, Init::Uniform { limit: 0.05 }, *trainable, &name);
+                Ok(one(b.g.embedding(b.x, table, &name)?))
+            }
             Layer::Permute { dims } => {
                 // Keras counts from 1; 0 can never name an axis.
                 let perm: Vec<usize> = dims.iter().map(|&d| d.wrapping_sub(1)).collect();

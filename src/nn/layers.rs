@@ -200,6 +200,20 @@ pub enum Layer {
         #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
         trainable: bool,
     },
+    /// Keras' `Embedding(input_dim, output_dim)` (PyTorch's `nn.Embedding`): each
+    /// value of the input, a token id, replaced by its learned row (`.weight`
+    /// `[input_dim, output_dim]`, uniform in ±0.05 as Keras draws it), so ids `[T]`
+    /// become a sequence `[T, output_dim]`. Ids are the input's f32 values; one
+    /// that is not a whole number below `input_dim` gives a row of zeros.
+    Embedding {
+        /// Vocabulary size: ids run from 0 to `input_dim − 1`.
+        input_dim: usize,
+        /// Values per row.
+        output_dim: usize,
+        /// False to freeze the table.
+        #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
+        trainable: bool,
+    },
     /// Keras' `Permute(dims)`: the per-sample axes reordered, output axis `k`
     /// being input axis `dims[k]` (1-based, the batch axis not counted; e.g.
     /// `[2, 1]` turns a conv's `[channels, positions]` into tokens `[positions,
@@ -351,7 +365,8 @@ impl Layer {
         | Layer::BatchNormalization { trainable, .. }
         | Layer::LayerNormalization { trainable, .. }
         | Layer::MultiHeadAttention { trainable, .. }
-        | Layer::AddPositionEmbedding { trainable } = &mut self
+        | Layer::AddPositionEmbedding { trainable }
+        | Layer::Embedding { trainable, .. } = &mut self
         {
             *trainable = false;
         }
@@ -368,7 +383,8 @@ impl Layer {
             | Layer::BatchNormalization { trainable, .. }
             | Layer::LayerNormalization { trainable, .. }
             | Layer::MultiHeadAttention { trainable, .. }
-            | Layer::AddPositionEmbedding { trainable } => *trainable,
+            | Layer::AddPositionEmbedding { trainable }
+            | Layer::Embedding { trainable, .. } => *trainable,
             _ => true,
         }
     }
@@ -390,6 +406,7 @@ impl Layer {
             Layer::MultiHeadAttention { .. } => "MultiHeadAttention",
             Layer::GlobalAveragePooling1D => "GlobalAveragePooling1D",
             Layer::Permute { .. } => "Permute",
+            Layer::Embedding { .. } => "Embedding",
             Layer::AddPositionEmbedding { .. } => "AddPositionEmbedding",
         }
     }

@@ -19,6 +19,7 @@ pub mod conv_pool;
 pub mod conv_transpose;
 pub mod dense;
 pub mod elementwise;
+pub mod embedding;
 pub mod layer_norm;
 pub mod loss_terms;
 pub mod noise;
@@ -118,6 +119,7 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         Op::SequenceMean { x } => sequence::mean_forward(lw, id, *x),
         Op::AddBroadcast { x, p } => sequence::add_broadcast_forward(lw, id, *x, *p),
         Op::Permute { x, perm } => permute::forward(lw, id, *x, perm),
+        Op::Embedding { ids, table } => embedding::forward(lw, id, *ids, *table),
     }
 }
 
@@ -381,6 +383,7 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         Op::SequenceMean { x } => sequence::mean_backward(bw, dy, *x),
         Op::AddBroadcast { x, p } => sequence::add_broadcast_backward(bw, dy, *x, *p),
         Op::Permute { x, perm } => permute::backward(bw, dy, *x, perm),
+        Op::Embedding { ids, table } => embedding::backward(bw, id, dy, *ids, *table),
     }
 }
 
@@ -452,6 +455,7 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         Op::SequenceMean { x } => Ok(sequence::reference_mean_forward(rf, *x)),
         Op::AddBroadcast { x, p } => Ok(sequence::reference_add_broadcast_forward(rf, *x, *p)),
         Op::Permute { x, perm } => Ok(permute::reference_forward(rf, *x, perm)),
+        Op::Embedding { ids, table } => Ok(embedding::reference_forward(rf, id, *ids, *table)),
     }
 }
 
@@ -565,6 +569,7 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
             permute::reference_backward(rb, &dy, *x, perm);
             Ok(())
         }
+        Op::Embedding { ids, table } => embedding::reference_backward(rb, id, &dy, *ids, *table),
         Op::AddBroadcast { x, p } => {
             sequence::reference_add_broadcast_backward(rb, &dy, *x, *p);
             Ok(())
