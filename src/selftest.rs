@@ -13,6 +13,7 @@ use crate::kernels::attention::{self, AttentionDims, AttentionGrads};
 use crate::kernels::batchnorm::{self, BatchNormDesc};
 use crate::kernels::conv::{Conv2dDesc, Padding};
 use crate::kernels::conv_pool::{self, ConvPoolDesc};
+use crate::kernels::embedding;
 use crate::kernels::matmul::{Activation, MatmulDesc};
 use crate::kernels::optim::{Optimizer, StepUniform};
 use crate::kernels::pool::Pool2dDesc;
@@ -252,6 +253,34 @@ impl Runner<'_> {
             "layer norm + input gradient",
             format!("{rows}x{cols}"),
             &[(y.to_f32(self.ctx)?, wy), (dx.to_f32(self.ctx)?, wdx)],
+        );
+        Ok(())
+    }
+
+    /// Embedding lookup and its table gradient: `tokens` ids (repeats included)
+    /// into a `[vocab, dim]` table.
+    fn embedding(&mut self, tokens: usize, vocab: usize, dim: usize) -> Result<()> {
+        let ids: Vec<f32> = (0..tokens)
+            .map(|_| self.rng.random_range(0..vocab) as f32)
+            .collect();
+        let (table, dy) = (self.data(vocab * dim), self.data(tokens * dim));
+        let (idt, tt, dyt) = (
+            self.upload(&ids, &[tokens])?,
+            self.upload(&table, &[vocab, dim])?,
+            self.upload(&dy, &[tokens, dim])?,
+        );
+        let (y, dt) = (self.out(&[tokens, dim])?, self.out(&[vocab, dim])?);
+        self.run(&[
+            embedding::embedding_forward(self.ctx, &idt, &tt, &y)?,
+            embedding::embedding_backward(self.ctx, &idt, &dyt, &dt)?,
+        ])?;
+        let (mut wy, mut wdt) = (vec![0.0; tokens * dim], vec![0.0; vocab * dim]);
+        r::embedding::embedding_forward(&ids, &table, dim, &mut wy);
+        r::embedding::embedding_backward(&ids, &dy, dim, &mut wdt);
+        self.record(
+            "embedding + table gradient",
+            format!("{tokens} ids, {vocab}x{dim}"),
+            &[(y.to_f32(self.ctx)?, wy), (dt.to_f32(self.ctx)?, wdt)],
         );
         Ok(())
     }
@@ -789,6 +818,7 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
     t.clip(&[288, 32, 346_112, 64, 650, 10])?;
     t.batchnorm(BatchNormDesc::new(16, 32, 169).activation(Activation::Relu))?;
     t.batchnorm(BatchNormDesc::new(7, 64, 1))?;
+    t.embedding(32 * 28, 100, 64)?;
     t.layer_norm(61, 64)?;
     t.layer_norm(3, 1_000)?;
     for (tokens, causal) in [(28, false), (70, true)] {
