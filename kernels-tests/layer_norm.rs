@@ -2,6 +2,7 @@
 //! 5,000 values across every workgroup size, offsets far from zero (the two-pass
 //! variance), the twin's gradient against central differences, bad shapes refused.
 
+use wgml::gpu::AdapterClass;
 use wgml::kernels::layer_norm::{layer_norm_backward, layer_norm_forward};
 use wgml::kernels::reduce::sum_axis;
 use wgml::{Tensor, reference};
@@ -25,83 +26,88 @@ const SHAPES: [(usize, usize); 9] = [
 #[test]
 fn layer_norm_forward_and_backward_match_their_twins() {
     let (_g, ctx) = gpu();
-    for (k, &(rows, cols)) in SHAPES.iter().enumerate() {
-        let mut r = rng(k as u64);
-        // Rows centred far from 0 with a small spread (a one-pass variance would lose
-        // it), except rows too short for their spread to be well conditioned in f32.
-        let offset = if cols >= 7 { 100.0 } else { 0.0 };
-        let x: Vec<f32> = uniform(&mut r, rows * cols, -1.0, 1.0)
-            .iter()
-            .map(|v| v + offset)
-            .collect();
-        let gamma = uniform(&mut r, cols, 0.5, 1.5);
-        let beta = uniform(&mut r, cols, -1.0, 1.0);
-        let dy = uniform(&mut r, rows * cols, -1.0, 1.0);
-        let eps = 1e-3;
-        let t = |v: &[f32], s: &[usize]| Tensor::from_f32(ctx, v, s).unwrap();
-        let (xt, gt, bt, dyt) = (
-            t(&x, &[rows, cols]),
-            t(&gamma, &[cols]),
-            t(&beta, &[cols]),
-            t(&dy, &[rows, cols]),
-        );
-        let y = nan_tensor(ctx, &[rows, cols]);
-        let stats = nan_tensor(ctx, &[rows, 2]);
-        let dx = nan_tensor(ctx, &[rows, cols]);
-        let dyx = nan_tensor(ctx, &[rows, cols]);
-        let (dg, db) = (nan_tensor(ctx, &[cols]), nan_tensor(ctx, &[cols]));
-        ctx.run(&[
-            &layer_norm_forward(ctx, &xt, &gt, &bt, eps, &y, &stats).unwrap(),
-            &layer_norm_backward(ctx, &xt, &gt, &stats, eps, &dyt, &dx, &dyx).unwrap(),
-            &sum_axis(ctx, &dyx, 1, rows, cols, &dg).unwrap(),
-            &sum_axis(ctx, &dyt, 1, rows, cols, &db).unwrap(),
-        ])
-        .unwrap();
-        let mut want_y = vec![0.0; rows * cols];
-        let mut want_stats = vec![0.0; rows * 2];
-        reference::layer_norm::layer_norm_forward(&x, &gamma, &beta, eps, &mut want_y, &mut want_stats);
-        let mut want_dx = vec![0.0; rows * cols];
-        let (mut want_dg, mut want_db) = (vec![0.0; cols], vec![0.0; cols]);
-        reference::layer_norm::layer_norm_backward(
-            &x,
-            &gamma,
-            eps,
-            &dy,
-            &mut want_dx,
-            &mut want_dg,
-            &mut want_db,
-        );
-        let what = format!("{rows}x{cols}");
-        assert_close(&format!("{what} y"), &y.to_f32(ctx).unwrap(), &want_y, 1e-4, 1e-4);
-        assert_close(
-            &format!("{what} stats"),
-            &stats.to_f32(ctx).unwrap(),
-            &want_stats,
-            1e-4,
-            1e-4,
-        );
-        assert_close(
-            &format!("{what} dx"),
-            &dx.to_f32(ctx).unwrap(),
-            &want_dx,
-            1e-4,
-            1e-3,
-        );
-        let sum_tol = 1e-4 * (rows as f32).sqrt();
-        assert_close(
-            &format!("{what} dgamma"),
-            &dg.to_f32(ctx).unwrap(),
-            &want_dg,
-            sum_tol,
-            1e-4,
-        );
-        assert_close(
-            &format!("{what} dbeta"),
-            &db.to_f32(ctx).unwrap(),
-            &want_db,
-            sum_tol,
-            1e-4,
-        );
+    // CPU adapters give each row one invocation; GPUs several lanes per row.
+    let _restore = PlanAs(ctx);
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        for (k, &(rows, cols)) in SHAPES.iter().enumerate() {
+            let mut r = rng(k as u64);
+            // Rows centred far from 0 with a small spread (a one-pass variance would lose
+            // it), except rows too short for their spread to be well conditioned in f32.
+            let offset = if cols >= 7 { 100.0 } else { 0.0 };
+            let x: Vec<f32> = uniform(&mut r, rows * cols, -1.0, 1.0)
+                .iter()
+                .map(|v| v + offset)
+                .collect();
+            let gamma = uniform(&mut r, cols, 0.5, 1.5);
+            let beta = uniform(&mut r, cols, -1.0, 1.0);
+            let dy = uniform(&mut r, rows * cols, -1.0, 1.0);
+            let eps = 1e-3;
+            let t = |v: &[f32], s: &[usize]| Tensor::from_f32(ctx, v, s).unwrap();
+            let (xt, gt, bt, dyt) = (
+                t(&x, &[rows, cols]),
+                t(&gamma, &[cols]),
+                t(&beta, &[cols]),
+                t(&dy, &[rows, cols]),
+            );
+            let y = nan_tensor(ctx, &[rows, cols]);
+            let stats = nan_tensor(ctx, &[rows, 2]);
+            let dx = nan_tensor(ctx, &[rows, cols]);
+            let dyx = nan_tensor(ctx, &[rows, cols]);
+            let (dg, db) = (nan_tensor(ctx, &[cols]), nan_tensor(ctx, &[cols]));
+            ctx.run(&[
+                &layer_norm_forward(ctx, &xt, &gt, &bt, eps, &y, &stats).unwrap(),
+                &layer_norm_backward(ctx, &xt, &gt, &stats, eps, &dyt, &dx, &dyx).unwrap(),
+                &sum_axis(ctx, &dyx, 1, rows, cols, &dg).unwrap(),
+                &sum_axis(ctx, &dyt, 1, rows, cols, &db).unwrap(),
+            ])
+            .unwrap();
+            let mut want_y = vec![0.0; rows * cols];
+            let mut want_stats = vec![0.0; rows * 2];
+            reference::layer_norm::layer_norm_forward(&x, &gamma, &beta, eps, &mut want_y, &mut want_stats);
+            let mut want_dx = vec![0.0; rows * cols];
+            let (mut want_dg, mut want_db) = (vec![0.0; cols], vec![0.0; cols]);
+            reference::layer_norm::layer_norm_backward(
+                &x,
+                &gamma,
+                eps,
+                &dy,
+                &mut want_dx,
+                &mut want_dg,
+                &mut want_db,
+            );
+            let what = format!("{class:?} {rows}x{cols}");
+            assert_close(&format!("{what} y"), &y.to_f32(ctx).unwrap(), &want_y, 1e-4, 1e-4);
+            assert_close(
+                &format!("{what} stats"),
+                &stats.to_f32(ctx).unwrap(),
+                &want_stats,
+                1e-4,
+                1e-4,
+            );
+            assert_close(
+                &format!("{what} dx"),
+                &dx.to_f32(ctx).unwrap(),
+                &want_dx,
+                1e-4,
+                1e-3,
+            );
+            let sum_tol = 1e-4 * (rows as f32).sqrt();
+            assert_close(
+                &format!("{what} dgamma"),
+                &dg.to_f32(ctx).unwrap(),
+                &want_dg,
+                sum_tol,
+                1e-4,
+            );
+            assert_close(
+                &format!("{what} dbeta"),
+                &db.to_f32(ctx).unwrap(),
+                &want_db,
+                sum_tol,
+                1e-4,
+            );
+        }
     }
 }
 

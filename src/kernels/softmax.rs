@@ -36,12 +36,21 @@ pub(crate) fn row_wg(len: usize) -> u32 {
 pub(crate) const ROWS_WG: u32 = 256;
 
 /// Invocations that share one row of `len` elements in the kernels that pack
-/// several rows into a workgroup: about four elements each, a power of two from 1
-/// to [`ROWS_WG`]. Short rows (attention over a few dozen tokens, a layer
+/// several rows into a workgroup. GPUs: about four elements each, a power of two
+/// from 1 to [`ROWS_WG`]; short rows (attention over a few dozen tokens, a layer
 /// normalization over 64 features) then fill a workgroup with many rows instead of
-/// leaving most of it idle, and pay one workgroup's barriers for all of them.
-pub(crate) fn row_lanes(len: usize) -> u32 {
-    len.div_ceil(4).max(1).next_power_of_two().min(ROWS_WG as usize) as u32
+/// leaving most of it idle, and pay one workgroup's barriers for all of them. CPU
+/// adapters: about 32 elements each, so rows of up to 32 take one invocation and
+/// wait at no barrier (the ViT example's lavapipe step was 147–154 ms with the GPU
+/// rule, 125–136 ms with one lane, 130–139 ms with four, 161–173 ms with sixteen;
+/// BENCHMARKS.md), while a long row's sums still combine by a tree, keeping the
+/// f32 error of a mean over thousands of values small.
+pub(crate) fn row_lanes(ctx: &Context, len: usize) -> u32 {
+    let per_lane = if ctx.is_cpu() { 32 } else { 4 };
+    len.div_ceil(per_lane)
+        .max(1)
+        .next_power_of_two()
+        .min(ROWS_WG as usize) as u32
 }
 
 /// Override constants `WG` and `LANES` of a row-packing kernel.
@@ -50,7 +59,7 @@ pub(crate) type RowConstants = [(&'static str, f64); 2];
 /// The override constants and workgroup grid of a row-packing kernel for `rows`
 /// rows of `cols` elements.
 pub(crate) fn packed_rows(ctx: &Context, rows: usize, cols: usize) -> Result<(RowConstants, [u32; 3])> {
-    let lanes = row_lanes(cols);
+    let lanes = row_lanes(ctx, cols);
     let per_group = (ROWS_WG / lanes) as usize;
     Ok((
         [("WG", ROWS_WG as f64), ("LANES", lanes as f64)],
