@@ -17,27 +17,21 @@ and the test loss and accuracy at the end.
 MODEL=vit runs `examples/models/vit.json` instead (the Vit class below).
 """
 
-import gzip
 import json
 import os
-import struct
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from numpy_forward import find, read_idx  # noqa: E402
+
 torch.set_num_threads(2)
-
-
-def idx(path):
-    with gzip.open(path) as f:
-        data = f.read()
-    dims = data[3]
-    shape = struct.unpack(">" + "I" * dims, data[4 : 4 + 4 * dims])
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 class SelfAttention(nn.Module):
@@ -133,16 +127,16 @@ def main():
     seeds = [int(s) for s in sys.argv[2:]] or [1, 2, 3]
     device = torch.device(os.environ.get("DEVICE", "cpu"))
     size = int(os.environ.get("BATCH", "32"))
-    root = "data/mnist-10k/"
+    root = Path("data/mnist-10k")
 
     def images(name):
-        return torch.from_numpy(idx(root + name).astype(np.float32) / 255).to(device)
+        return torch.from_numpy(read_idx(find(root, name)).astype(np.float32) / 255).to(device)
 
     def labels(name):
-        return torch.from_numpy(idx(root + name).astype(np.int64)).to(device)
+        return torch.from_numpy(read_idx(find(root, name)).astype(np.int64)).to(device)
 
-    x, y = images("train-images-idx3-ubyte.gz"), labels("train-labels-idx1-ubyte.gz")
-    tx, ty = images("t10k-images-idx3-ubyte.gz"), labels("t10k-labels-idx1-ubyte.gz")
+    x, y = images("train-images-idx3-ubyte"), labels("train-labels-idx1-ubyte")
+    tx, ty = images("t10k-images-idx3-ubyte"), labels("t10k-labels-idx1-ubyte")
 
     def sync():
         if device.type == "cuda":

@@ -18,16 +18,7 @@ fn dims(
     dv: usize,
     causal: bool,
 ) -> AttentionDims {
-    AttentionDims {
-        batch,
-        heads,
-        tq,
-        tk,
-        dk,
-        dv,
-        causal,
-        scale: 1.0 / (dk as f32).sqrt(),
-    }
+    AttentionDims::new(batch, heads, (tq, tk), (dk, dv), causal)
 }
 
 /// Inputs `q, k, v, d_o` for `d`.

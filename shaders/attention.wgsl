@@ -59,10 +59,26 @@ struct Params {
 var<workgroup> tile_a: array<f32, 2048>; // TILE·MAX_D
 var<workgroup> tile_b: array<f32, 2048>;
 
-// (block, bh) of this workgroup.
-fn block_of(wg: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
+// Where an invocation works: its workgroup's (sample, head) pair `bh` (`live`
+// unless past the end), the row block, and its own row `r` (`valid` when below
+// `rows` in a live workgroup).
+struct Place {
+    live: bool,
+    b: u32,
+    h: u32,
+    bh: u32,
+    block: u32,
+    r: u32,
+    valid: bool,
+}
+
+fn place(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, rows: u32) -> Place {
     let id = wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y;
-    return vec2<u32>(id % p.blocks, id / p.blocks);
+    let bh = id / p.blocks;
+    let block = id % p.blocks;
+    let live = bh < p.bh;
+    let r = block * WG + lid;
+    return Place(live, bh / p.heads, bh % p.heads, bh, block, r, live && r < rows);
 }
 
 // Offset of head h's d-wide slice of token `t` of sample b in a [B, T, H·d] tensor.
@@ -70,20 +86,70 @@ fn at(b: u32, tokens: u32, t: u32, h: u32, d: u32) -> u32 {
     return (b * tokens + t) * p.heads * d + h * d;
 }
 
-// Stages n rows from `start` of head h of sample b: keys into tile_a, values into
-// tile_b (every invocation of the workgroup calls it, live or not).
-fn stage_keys(live: bool, b: u32, h: u32, start: u32, n: u32, lid: u32) {
-    if (live) {
-        for (var e = lid; e < n * p.dk; e = e + WG) {
-            let t = e / p.dk;
-            let d = e - t * p.dk;
-            tile_a[t * MAX_D + d] = k[at(b, p.tk, start + t, h, p.dk) + d];
-        }
-        for (var e = lid; e < n * p.dv; e = e + WG) {
-            let t = e / p.dv;
-            let d = e - t * p.dv;
-            tile_b[t * MAX_D + d] = v[at(b, p.tk, start + t, h, p.dv) + d];
-        }
+// Stages n key rows from `start` of the workgroup's (sample, head) into the tiles:
+// keys into tile_a, values into tile_b (every invocation calls it, live or not).
+fn stage_keys(pl: Place, start: u32, n: u32, lid: u32) {
+    if (!pl.live) {
+        return;
+    }
+    for (var e = lid; e < n * p.dk; e = e + WG) {
+        let t = e / p.dk;
+        let d = e - t * p.dk;
+        tile_a[t * MAX_D + d] = k[at(pl.b, p.tk, start + t, pl.h, p.dk) + d];
+    }
+    for (var e = lid; e < n * p.dv; e = e + WG) {
+        let t = e / p.dv;
+        let d = e - t * p.dv;
+        tile_b[t * MAX_D + d] = v[at(pl.b, p.tk, start + t, pl.h, p.dv) + d];
+    }
+}
+
+// The same for query rows: queries into tile_a, dO into tile_b.
+fn stage_queries(pl: Place, start: u32, n: u32, lid: u32) {
+    if (!pl.live) {
+        return;
+    }
+    for (var e = lid; e < n * p.dk; e = e + WG) {
+        let t = e / p.dk;
+        let d = e - t * p.dk;
+        tile_a[t * MAX_D + d] = q[at(pl.b, p.tq, start + t, pl.h, p.dk) + d];
+    }
+    for (var e = lid; e < n * p.dv; e = e + WG) {
+        let t = e / p.dv;
+        let d = e - t * p.dv;
+        tile_b[t * MAX_D + d] = g[at(pl.b, p.tq, start + t, pl.h, p.dv) + d];
+    }
+}
+
+// r · (row t of tile_a), over dk values.
+fn dot_a(r: ptr<function, array<f32, 64>>, t: u32) -> f32 {
+    var s = 0.0;
+    for (var d = 0u; d < p.dk; d = d + 1u) {
+        s = s + (*r)[d] * tile_a[t * MAX_D + d];
+    }
+    return s;
+}
+
+// r · (row t of tile_b), over dv values.
+fn dot_b(r: ptr<function, array<f32, 64>>, t: u32) -> f32 {
+    var s = 0.0;
+    for (var d = 0u; d < p.dv; d = d + 1u) {
+        s = s + (*r)[d] * tile_b[t * MAX_D + d];
+    }
+    return s;
+}
+
+// acc += w · (row t of tile_a), over dk values.
+fn add_a(acc: ptr<function, array<f32, 64>>, w: f32, t: u32) {
+    for (var d = 0u; d < p.dk; d = d + 1u) {
+        (*acc)[d] = (*acc)[d] + w * tile_a[t * MAX_D + d];
+    }
+}
+
+// acc += w · (row t of tile_b), over dv values.
+fn add_b(acc: ptr<function, array<f32, 64>>, w: f32, t: u32) {
+    for (var d = 0u; d < p.dv; d = d + 1u) {
+        (*acc)[d] = (*acc)[d] + w * tile_b[t * MAX_D + d];
     }
 }
 
@@ -106,34 +172,26 @@ fn keys_seen(i: u32, start: u32, n: u32) -> u32 {
 @compute @workgroup_size(64)
 fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let blk = block_of(wg, nwg);
-    let live = blk.y < p.bh;
-    let b = blk.y / p.heads;
-    let h = blk.y % p.heads;
-    let i = blk.x * WG + lid;
-    let row = live && i < p.tq;
+    let pl = place(wg, nwg, lid, p.tq);
     var qr: array<f32, 64>;
     var acc: array<f32, 64>;
-    if (row) {
-        let base = at(b, p.tq, i, h, p.dk);
+    if (pl.valid) {
+        let base = at(pl.b, p.tq, pl.r, pl.h, p.dk);
         for (var d = 0u; d < p.dk; d = d + 1u) {
             qr[d] = q[base + d] * p.scale;
         }
     }
     var m = 0.0;
     var l = 0.0;
-    let end = key_end(blk.x);
+    let end = key_end(pl.block);
     for (var start = 0u; start < end; start = start + TILE) {
         let n = min(TILE, end - start);
-        stage_keys(live, b, h, start, n, lid);
+        stage_keys(pl, start, n, lid);
         workgroupBarrier();
-        if (row) {
-            let seen = keys_seen(i, start, n);
+        if (pl.valid) {
+            let seen = keys_seen(pl.r, start, n);
             for (var t = 0u; t < seen; t = t + 1u) {
-                var s = 0.0;
-                for (var d = 0u; d < p.dk; d = d + 1u) {
-                    s = s + qr[d] * tile_a[t * MAX_D + d];
-                }
+                let s = dot_a(&qr, t);
                 if (s > m || l == 0.0) {
                     // The first key (l = 0) only sets the running max.
                     let c = select(exp(m - s), 0.0, l == 0.0);
@@ -145,20 +203,18 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
                 }
                 let e = exp(s - m);
                 l = l + e;
-                for (var d = 0u; d < p.dv; d = d + 1u) {
-                    acc[d] = acc[d] + e * tile_b[t * MAX_D + d];
-                }
+                add_b(&acc, e, t);
             }
         }
         workgroupBarrier();
     }
-    if (row) {
-        let base = at(b, p.tq, i, h, p.dv);
+    if (pl.valid) {
+        let base = at(pl.b, p.tq, pl.r, pl.h, p.dv);
         let inv = 1.0 / l;
         for (var d = 0u; d < p.dv; d = d + 1u) {
             out[base + d] = acc[d] * inv;
         }
-        stats[blk.y * p.tq + i] = vec2<f32>(m + log(l), 0.0);
+        stats[pl.bh * p.tq + pl.r] = vec2<f32>(m + log(l), 0.0);
     }
 }
 
@@ -183,53 +239,38 @@ fn attention_delta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
 @compute @workgroup_size(64)
 fn attention_backward_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
-    let blk = block_of(wg, nwg);
-    let live = blk.y < p.bh;
-    let b = blk.y / p.heads;
-    let h = blk.y % p.heads;
-    let i = blk.x * WG + lid;
-    let row = live && i < p.tq;
+    let pl = place(wg, nwg, lid, p.tq);
     var qr: array<f32, 64>;
     var gr: array<f32, 64>;
     var acc: array<f32, 64>;
     var st = vec2<f32>(0.0, 0.0);
-    if (row) {
-        let qb = at(b, p.tq, i, h, p.dk);
+    if (pl.valid) {
+        let qb = at(pl.b, p.tq, pl.r, pl.h, p.dk);
         for (var d = 0u; d < p.dk; d = d + 1u) {
             qr[d] = q[qb + d] * p.scale;
         }
-        let gb = at(b, p.tq, i, h, p.dv);
+        let gb = at(pl.b, p.tq, pl.r, pl.h, p.dv);
         for (var d = 0u; d < p.dv; d = d + 1u) {
             gr[d] = g[gb + d];
         }
-        st = stats[blk.y * p.tq + i];
+        st = stats[pl.bh * p.tq + pl.r];
     }
-    let end = key_end(blk.x);
+    let end = key_end(pl.block);
     for (var start = 0u; start < end; start = start + TILE) {
         let n = min(TILE, end - start);
-        stage_keys(live, b, h, start, n, lid);
+        stage_keys(pl, start, n, lid);
         workgroupBarrier();
-        if (row) {
-            let seen = keys_seen(i, start, n);
+        if (pl.valid) {
+            let seen = keys_seen(pl.r, start, n);
             for (var t = 0u; t < seen; t = t + 1u) {
-                var s = 0.0;
-                for (var d = 0u; d < p.dk; d = d + 1u) {
-                    s = s + qr[d] * tile_a[t * MAX_D + d];
-                }
-                var dp = 0.0;
-                for (var d = 0u; d < p.dv; d = d + 1u) {
-                    dp = dp + gr[d] * tile_b[t * MAX_D + d];
-                }
-                let ds = exp(s - st.x) * (dp - st.y);
-                for (var d = 0u; d < p.dk; d = d + 1u) {
-                    acc[d] = acc[d] + ds * tile_a[t * MAX_D + d];
-                }
+                let ds = exp(dot_a(&qr, t) - st.x) * (dot_b(&gr, t) - st.y);
+                add_a(&acc, ds, t);
             }
         }
         workgroupBarrier();
     }
-    if (row) {
-        let base = at(b, p.tq, i, h, p.dk);
+    if (pl.valid) {
+        let base = at(pl.b, p.tq, pl.r, pl.h, p.dk);
         for (var d = 0u; d < p.dk; d = d + 1u) {
             out[base + d] = acc[d] * p.scale;
         }
@@ -239,22 +280,18 @@ fn attention_backward_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(64)
 fn attention_backward_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
-    let blk = block_of(wg, nwg);
-    let live = blk.y < p.bh;
-    let b = blk.y / p.heads;
-    let h = blk.y % p.heads;
-    let j = blk.x * WG + lid;
-    let row = live && j < p.tk;
+    let pl = place(wg, nwg, lid, p.tk);
+    let j = pl.r;
     var kr: array<f32, 64>;
     var vr: array<f32, 64>;
     var dka: array<f32, 64>;
     var dva: array<f32, 64>;
-    if (row) {
-        let kb = at(b, p.tk, j, h, p.dk);
+    if (pl.valid) {
+        let kb = at(pl.b, p.tk, j, pl.h, p.dk);
         for (var d = 0u; d < p.dk; d = d + 1u) {
             kr[d] = k[kb + d] * p.scale;
         }
-        let vb = at(b, p.tk, j, h, p.dv);
+        let vb = at(pl.b, p.tk, j, pl.h, p.dv);
         for (var d = 0u; d < p.dv; d = d + 1u) {
             vr[d] = v[vb + d];
         }
@@ -263,56 +300,32 @@ fn attention_backward_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     // this block's first key.
     var first = 0u;
     if (p.causal != 0u) {
-        first = (blk.x * WG / TILE) * TILE;
+        first = (pl.block * WG / TILE) * TILE;
     }
     for (var start = first; start < p.tq; start = start + TILE) {
         let n = min(TILE, p.tq - start);
-        if (live) {
-            for (var e = lid; e < n * p.dk; e = e + WG) {
-                let t = e / p.dk;
-                let d = e - t * p.dk;
-                tile_a[t * MAX_D + d] = q[at(b, p.tq, start + t, h, p.dk) + d];
-            }
-            for (var e = lid; e < n * p.dv; e = e + WG) {
-                let t = e / p.dv;
-                let d = e - t * p.dv;
-                tile_b[t * MAX_D + d] = g[at(b, p.tq, start + t, h, p.dv) + d];
-            }
-        }
+        stage_queries(pl, start, n, lid);
         workgroupBarrier();
-        if (row) {
+        if (pl.valid) {
             for (var t = 0u; t < n; t = t + 1u) {
                 let i = start + t;
                 if (p.causal != 0u && i < j) {
                     continue;
                 }
-                let st = stats[blk.y * p.tq + i];
-                var s = 0.0;
-                for (var d = 0u; d < p.dk; d = d + 1u) {
-                    s = s + kr[d] * tile_a[t * MAX_D + d];
-                }
-                var dp = 0.0;
-                for (var d = 0u; d < p.dv; d = d + 1u) {
-                    dp = dp + vr[d] * tile_b[t * MAX_D + d];
-                }
-                let pij = exp(s - st.x);
-                let ds = pij * (dp - st.y);
-                for (var d = 0u; d < p.dv; d = d + 1u) {
-                    dva[d] = dva[d] + pij * tile_b[t * MAX_D + d];
-                }
-                for (var d = 0u; d < p.dk; d = d + 1u) {
-                    dka[d] = dka[d] + ds * tile_a[t * MAX_D + d];
-                }
+                let st = stats[pl.bh * p.tq + i];
+                let pij = exp(dot_a(&kr, t) - st.x);
+                add_b(&dva, pij, t);
+                add_a(&dka, pij * (dot_b(&vr, t) - st.y), t);
             }
         }
         workgroupBarrier();
     }
-    if (row) {
-        let kb = at(b, p.tk, j, h, p.dk);
+    if (pl.valid) {
+        let kb = at(pl.b, p.tk, j, pl.h, p.dk);
         for (var d = 0u; d < p.dk; d = d + 1u) {
             out[kb + d] = dka[d] * p.scale;
         }
-        let vb = at(b, p.tk, j, h, p.dv);
+        let vb = at(pl.b, p.tk, j, pl.h, p.dv);
         for (var d = 0u; d < p.dv; d = d + 1u) {
             out2[vb + d] = dva[d];
         }

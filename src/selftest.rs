@@ -822,16 +822,7 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
     t.layer_norm(61, 64)?;
     t.layer_norm(3, 1_000)?;
     for (tokens, causal) in [(28, false), (70, true)] {
-        t.attention(AttentionDims {
-            batch: 3,
-            heads: 4,
-            tq: tokens,
-            tk: tokens,
-            dk: 16,
-            dv: 16,
-            causal,
-            scale: 0.25,
-        })?;
+        t.attention(AttentionDims::new(3, 4, (tokens, tokens), (16, 16), causal))?;
     }
     t.optimizer(Optimizer::adam(0.001), 1000, 5)?;
     t.optimizer(Optimizer::sgd(0.01, 0.9), 1000, 5)?;

@@ -110,6 +110,38 @@ pub struct AttentionDims {
 }
 
 impl AttentionDims {
+    /// Keras' attention of `batch` samples over `heads` heads: scores scaled by
+    /// `1/√dk`.
+    pub fn new(
+        batch: usize,
+        heads: usize,
+        (tq, tk): (usize, usize),
+        (dk, dv): (usize, usize),
+        causal: bool,
+    ) -> Self {
+        AttentionDims {
+            batch,
+            heads,
+            tq,
+            tk,
+            dk,
+            dv,
+            causal,
+            scale: 1.0 / (dk as f32).sqrt(),
+        }
+    }
+
+    /// Per-head products: samples times heads.
+    pub fn bh(&self) -> usize {
+        self.batch * self.heads
+    }
+
+    /// Rows per matrix of a causal mask over the `[B·H·Tq, Tk]` scores (`None`
+    /// without a mask), as `softmax_attention` takes it.
+    pub fn causal_rows(&self) -> Option<usize> {
+        self.causal.then_some(self.tq)
+    }
+
     /// Whether the fused kernels take heads of this size.
     pub fn fused_fits(&self) -> bool {
         self.dk <= MAX_HEAD_DIM && self.dv <= MAX_HEAD_DIM
@@ -139,7 +171,7 @@ impl AttentionDims {
 
     /// Values of the statistics tensor: (log-sum-exp, D) per query row and head.
     pub fn stats_len(&self) -> usize {
-        2 * self.batch * self.heads * self.tq
+        2 * self.bh() * self.tq
     }
 
     fn params(&self, op: &'static str, rows: usize) -> Result<Params> {
@@ -176,7 +208,7 @@ impl AttentionDims {
             )));
         }
         Ok(Params {
-            bh: count_u32(op, "batch·heads", self.batch * self.heads)?,
+            bh: count_u32(op, "batch·heads", self.bh())?,
             heads: count_u32(op, "heads", self.heads)?,
             tq: count_u32(op, "query tokens", self.tq)?,
             tk: count_u32(op, "key tokens", self.tk)?,
@@ -191,7 +223,7 @@ impl AttentionDims {
 
     /// The grid of a kernel giving each (sample, head) `ceil(rows / WG)` workgroups.
     fn groups(&self, ctx: &Context, rows: usize) -> Result<[u32; 3]> {
-        groups_for(ctx, rows.div_ceil(WG) * self.batch * self.heads, 1)
+        groups_for(ctx, rows.div_ceil(WG) * self.bh(), 1)
     }
 }
 
@@ -325,7 +357,7 @@ pub fn attention_backward<'a>(
     // `o` is bound writable (the delta kernel reads it through its output binding).
     expect_separate(OP, &[("o", o)], &[q, k, v, d_o])?;
     let params = dims.params(OP, dims.tq)?;
-    let rows = dims.batch * dims.heads * dims.tq;
+    let rows = dims.bh() * dims.tq;
     let mut out = vec![ctx.dispatch(
         DELTA,
         &[],

@@ -29,6 +29,15 @@ fn scores(dims: &AttentionDims, q: &[f32], k: &[f32], b: usize, h: usize, i: usi
         .collect()
 }
 
+/// Query row `i`'s attention weights over the keys it sees, and the log-sum-exp
+/// of its scores.
+fn weights(dims: &AttentionDims, q: &[f32], k: &[f32], b: usize, h: usize, i: usize) -> (Vec<f64>, f64) {
+    let s = scores(dims, q, k, b, h, i);
+    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let l: f64 = s.iter().map(|x| (x - m).exp()).sum();
+    (s.iter().map(|x| (x - m).exp() / l).collect(), m + l.ln())
+}
+
 /// Twin of `attention_forward`: `o` and the log-sum-exp of each query row's
 /// scores in `stats[2·(bh·tq + i)]` (the second value of each pair is 0).
 pub fn attention_forward(
@@ -42,20 +51,18 @@ pub fn attention_forward(
     for b in 0..dims.batch {
         for h in 0..dims.heads {
             for i in 0..dims.tq {
-                let s = scores(dims, q, k, b, h, i);
-                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let l: f64 = s.iter().map(|x| (x - m).exp()).sum();
+                let (p, lse) = weights(dims, q, k, b, h, i);
                 let oi = at(dims, b, dims.tq, i, h, dims.dv);
                 for d in 0..dims.dv {
-                    let acc: f64 = s
+                    let acc: f64 = p
                         .iter()
                         .enumerate()
-                        .map(|(j, x)| (x - m).exp() * v[at(dims, b, dims.tk, j, h, dims.dv) + d] as f64)
+                        .map(|(j, w)| w * v[at(dims, b, dims.tk, j, h, dims.dv) + d] as f64)
                         .sum();
-                    o[oi + d] = (acc / l) as f32;
+                    o[oi + d] = acc as f32;
                 }
                 let r = (b * dims.heads + h) * dims.tq + i;
-                stats[2 * r] = (m + l.ln()) as f32;
+                stats[2 * r] = lse as f32;
                 stats[2 * r + 1] = 0.0;
             }
         }
@@ -82,10 +89,7 @@ pub fn attention_backward(
     for b in 0..dims.batch {
         for h in 0..dims.heads {
             for i in 0..dims.tq {
-                let s = scores(dims, q, k, b, h, i);
-                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let l: f64 = s.iter().map(|x| (x - m).exp()).sum();
-                let p: Vec<f64> = s.iter().map(|x| (x - m).exp() / l).collect();
+                let (p, _) = weights(dims, q, k, b, h, i);
                 let (qi, oi) = (
                     at(dims, b, dims.tq, i, h, dims.dk),
                     at(dims, b, dims.tq, i, h, dims.dv),

@@ -88,26 +88,11 @@ impl Graph {
     }
 }
 
-/// The sizes of one attention node.
-#[derive(Clone, Copy)]
-struct Dims {
-    /// Samples times heads: the number of per-head products.
-    bh: usize,
-    batch: usize,
-    heads: usize,
-    tq: usize,
-    tk: usize,
-    dk: usize,
-    dv: usize,
-    scale: f32,
-    causal: Option<usize>,
-}
-
 struct Fields {
     q: NodeId,
     k: NodeId,
     v: NodeId,
-    d: Dims,
+    d: AttentionDims,
 }
 
 fn fields(graph: &Graph, batch: usize, op: &Op) -> Fields {
@@ -122,47 +107,32 @@ fn fields(graph: &Graph, batch: usize, op: &Op) -> Fields {
         unreachable!("an attention op")
     };
     let (qs, vs) = (graph.shape(q), graph.shape(v));
-    let dk = qs[1] / heads;
-    Fields {
-        q,
-        k,
-        v,
-        d: Dims {
-            bh: batch * heads,
-            batch,
-            heads,
-            tq: qs[0],
-            tk: graph.shape(k)[0],
-            dk,
-            dv: vs[1] / heads,
-            scale: 1.0 / (dk as f32).sqrt(),
-            causal: causal.then_some(qs[0]),
-        },
-    }
+    let tokens = (qs[0], graph.shape(k)[0]);
+    let d = AttentionDims::new(batch, heads, tokens, (qs[1] / heads, vs[1] / heads), causal);
+    Fields { q, k, v, d }
 }
 
-impl Dims {
-    /// The fused kernels' view, when the plan fuses this attention
-    /// ([`AttentionPath`]: by default when the heads fit and the plan is for a
-    /// GPU). CPU adapters run the unfused path: on lavapipe the fused kernels'
-    /// per-invocation loops over private arrays cost more than the copies,
-    /// matmuls and row softmax they replace (the example transformer's step
-    /// 1.6–2× slower, BENCHMARKS.md); GPUs save the `[B·H, Tq, Tk]` weights'
-    /// memory and 15 dispatches a step. `WGML_ATTENTION` forces either path.
-    fn fused(&self, ctx: &Context) -> Result<Option<AttentionDims>> {
-        let d = AttentionDims {
-            batch: self.batch,
-            heads: self.heads,
-            tq: self.tq,
-            tk: self.tk,
-            dk: self.dk,
-            dv: self.dv,
-            causal: self.causal.is_some(),
-            scale: self.scale,
-        };
-        Ok(AttentionPath::from_env()?.fuses(ctx, &d).then_some(d))
-    }
+/// The fused kernels' dims when the plan fuses this attention
+/// ([`AttentionPath`]: by default when the heads fit and the plan is for a GPU).
+/// CPU adapters run the unfused path: on lavapipe the fused kernels'
+/// per-invocation loops over private arrays cost more than the copies, matmuls
+/// and row softmax they replace (the example transformer's step 1.6–2× slower,
+/// BENCHMARKS.md); GPUs save the `[B·H, Tq, Tk]` weights' memory and 15
+/// dispatches a step. `WGML_ATTENTION` forces either path.
+fn fuses(d: &AttentionDims, ctx: &Context) -> Result<bool> {
+    Ok(AttentionPath::from_env()?.fuses(ctx, d))
+}
 
+/// The unfused path's per-head views and products of an attention.
+trait Heads {
+    fn split(&self, tokens: usize, width: usize) -> SwapView;
+    fn merge(&self, tokens: usize, width: usize) -> SwapView;
+    fn product(&self, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> MatmulDesc;
+    fn scores(&self) -> MatmulDesc;
+    fn output(&self) -> MatmulDesc;
+}
+
+impl Heads for AttentionDims {
     /// `[B, T, H, d]` → `[B, H, T, d]`.
     fn split(&self, tokens: usize, width: usize) -> SwapView {
         SwapView {
@@ -186,7 +156,7 @@ impl Dims {
     /// `bh` products `[m, k]·[k, n]` (transposed operands as flagged).
     fn product(&self, m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> MatmulDesc {
         let mut d = MatmulDesc::new(m, n, k);
-        d.batch = self.bh;
+        d.batch = self.bh();
         d.trans_a = trans_a;
         d.trans_b = trans_b;
         d
@@ -206,18 +176,18 @@ impl Dims {
 pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tensor> {
     let Fields { q, k, v, d } = fields(lw.graph, lw.batch, op);
     let ctx = lw.ctx;
-    if let Some(fd) = d.fused(ctx)? {
+    if fuses(&d, ctx)? {
         let y = lw.output(id)?;
-        let stats = Tensor::zeros(ctx, &[fd.stats_len()], DType::F32)?;
+        let stats = Tensor::zeros(ctx, &[d.stats_len()], DType::F32)?;
         let input = |n: NodeId| lw.values[n].clone().expect("input lowered");
         let (qt, kt, vt) = (input(q), input(k), input(v));
         lw.dispatches
-            .push(fused::attention_forward(ctx, &fd, &qt, &kt, &vt, &y, &stats)?);
+            .push(fused::attention_forward(ctx, &d, &qt, &kt, &vt, &y, &stats)?);
         lw.aux.insert(id, stats);
         return Ok(y);
     }
     let mut heads_of = |node: NodeId, tokens: usize, width: usize| -> Result<Tensor> {
-        let t = Tensor::zeros(ctx, &[d.bh, tokens, width], DType::F32)?;
+        let t = Tensor::zeros(ctx, &[d.bh(), tokens, width], DType::F32)?;
         lw.dispatches.push(swap_axes(
             ctx,
             &lw.values[node].clone().expect("input lowered"),
@@ -231,12 +201,12 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tens
     let qh = heads_of(q, d.tq, d.dk)?;
     let kh = heads_of(k, d.tk, d.dk)?;
     let vh = heads_of(v, d.tk, d.dv)?;
-    let p = Tensor::zeros(ctx, &[d.bh * d.tq, d.tk], DType::F32)?;
+    let p = Tensor::zeros(ctx, &[d.bh() * d.tq, d.tk], DType::F32)?;
     lw.dispatches
         .extend(matmul::matmul(ctx, &d.scores(), &qh, &kh, None, &p)?);
     lw.dispatches
-        .push(softmax::softmax_attention(ctx, &p, d.scale, d.causal)?);
-    let oh = Tensor::zeros(ctx, &[d.bh, d.tq, d.dv], DType::F32)?;
+        .push(softmax::softmax_attention(ctx, &p, d.scale, d.causal_rows())?);
+    let oh = Tensor::zeros(ctx, &[d.bh(), d.tq, d.dv], DType::F32)?;
     lw.dispatches
         .extend(matmul::matmul(ctx, &d.output(), &p, &vh, None, &oh)?);
     let y = lw.output(id)?;
@@ -253,14 +223,14 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
         return Ok(());
     }
     let ctx = bw.ctx;
-    if let Some(fd) = d.fused(ctx)? {
-        return fused_backward(bw, id, dy, (q, k, v), &fd);
+    if fuses(&d, ctx)? {
+        return fused_backward(bw, id, dy, (q, k, v), &d);
     }
     let p = bw.aux[&id].clone();
     // Per-head copies of an input (or of the output's gradient).
     let heads_of =
         |bw: &mut BackwardLowering<'_>, x: &Tensor, tokens: usize, width: usize| -> Result<Tensor> {
-            let t = bw.temporary(&[d.bh, tokens, width])?;
+            let t = bw.temporary(&[d.bh(), tokens, width])?;
             bw.dispatches
                 .push(swap_axes(ctx, x, 0, &t, 0, d.split(tokens, width))?);
             Ok(t)
@@ -277,7 +247,7 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
     let doh = heads_of(bw, dy, d.tq, d.dv)?;
     let vh = heads_of(bw, &bw.value(v), d.tk, d.dv)?;
     if want_v {
-        let dvh = bw.temporary(&[d.bh, d.tk, d.dv])?;
+        let dvh = bw.temporary(&[d.bh(), d.tk, d.dv])?;
         let desc = d.product(d.tk, d.dv, d.tq, true, false);
         bw.dispatches
             .extend(matmul::matmul(ctx, &desc, &p, &doh, None, &dvh)?);
@@ -286,7 +256,7 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
     if !want_q && !want_k {
         return Ok(());
     }
-    let ds = bw.temporary(&[d.bh * d.tq, d.tk])?;
+    let ds = bw.temporary(&[d.bh() * d.tq, d.tk])?;
     let desc = d.product(d.tq, d.tk, d.dv, false, true);
     bw.dispatches
         .extend(matmul::matmul(ctx, &desc, &doh, &vh, None, &ds)?);
@@ -294,7 +264,7 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
         .push(softmax::softmax_backward_rows(ctx, &p, &ds, d.scale)?);
     if want_q {
         let kh = heads_of(bw, &bw.value(k), d.tk, d.dk)?;
-        let dqh = bw.temporary(&[d.bh, d.tq, d.dk])?;
+        let dqh = bw.temporary(&[d.bh(), d.tq, d.dk])?;
         let desc = d.product(d.tq, d.dk, d.tk, false, false);
         bw.dispatches
             .extend(matmul::matmul(ctx, &desc, &ds, &kh, None, &dqh)?);
@@ -302,7 +272,7 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
     }
     if want_k {
         let qh = heads_of(bw, &bw.value(q), d.tq, d.dk)?;
-        let dkh = bw.temporary(&[d.bh, d.tk, d.dk])?;
+        let dkh = bw.temporary(&[d.bh(), d.tk, d.dk])?;
         let desc = d.product(d.tk, d.dk, d.tq, true, false);
         bw.dispatches
             .extend(matmul::matmul(ctx, &desc, &ds, &qh, None, &dkh)?);
@@ -349,13 +319,13 @@ fn fused_backward(
 }
 
 /// `x` (`[B, T, H, d]`) as per-head matrices `[B·H, T, d]` on the CPU.
-fn split_cpu(d: &Dims, x: &[f32], tokens: usize, width: usize) -> Vec<f32> {
+fn split_cpu(d: &AttentionDims, x: &[f32], tokens: usize, width: usize) -> Vec<f32> {
     let mut y = vec![0.0; x.len()];
     r::swap_axes::swap_axes(x, 0, &mut y, 0, d.split(tokens, width));
     y
 }
 
-fn merge_cpu(d: &Dims, x: &[f32], tokens: usize, width: usize) -> Vec<f32> {
+fn merge_cpu(d: &AttentionDims, x: &[f32], tokens: usize, width: usize) -> Vec<f32> {
     let mut y = vec![0.0; x.len()];
     r::swap_axes::swap_axes(x, 0, &mut y, 0, d.merge(tokens, width));
     y
@@ -373,7 +343,7 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId, op: &Op) ->
     let kh = split_cpu(&d, rf.value(k), d.tk, d.dk);
     let vh = split_cpu(&d, rf.value(v), d.tk, d.dv);
     let mut p = product_cpu(&d.scores(), &qh, &kh)?;
-    r::softmax::softmax_attention(&mut p, d.tk, d.scale, d.causal);
+    r::softmax::softmax_attention(&mut p, d.tk, d.scale, d.causal_rows());
     let oh = product_cpu(&d.output(), &p, &vh)?;
     rf.saved[id] = p;
     Ok(merge_cpu(&d, &oh, d.tq, d.dv))

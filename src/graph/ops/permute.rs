@@ -7,7 +7,7 @@
 //! moves every value directly by its index, so the chain is checked against it.
 
 use crate::error::Result;
-use crate::gpu::{DType, Tensor};
+use crate::gpu::{Context, DType, Dispatch, Tensor};
 use crate::graph::ops::{BackwardLowering, Lowering, RefBackward, RefForward};
 use crate::graph::{Graph, NodeId, Op, shape_err};
 use crate::kernels::swap_axes::{SwapView, swap_axes};
@@ -78,16 +78,15 @@ fn inverse(perm: &[usize]) -> Vec<usize> {
     inv
 }
 
-/// Records the swaps from `x` into `y` (intermediates from `temp`); no swap at all
-/// (the identity) is one plain swap of a single block, a copy.
+/// The dispatches of the swaps from `x` into `y`, through `temps` (one per swap
+/// but the last); no swap at all (the identity) is one plain copy.
 fn record(
+    ctx: &Context,
     views: &[SwapView],
     x: &Tensor,
     y: &Tensor,
-    mut temp: impl FnMut() -> Result<Tensor>,
-    dispatches: &mut Vec<crate::gpu::Dispatch>,
-    ctx: &crate::gpu::Context,
-) -> Result<()> {
+    temps: Vec<Tensor>,
+) -> Result<Vec<Dispatch>> {
     if views.is_empty() {
         let copy = SwapView {
             outer: 1,
@@ -95,32 +94,27 @@ fn record(
             b: 1,
             inner: x.numel(),
         };
-        dispatches.push(swap_axes(ctx, x, 0, y, 0, copy)?);
-        return Ok(());
+        return Ok(vec![swap_axes(ctx, x, 0, y, 0, copy)?]);
     }
+    let targets = temps.into_iter().chain(std::iter::once(y.clone()));
     let mut from = x.clone();
-    for (k, view) in views.iter().enumerate() {
-        let to = if k + 1 == views.len() { y.clone() } else { temp()? };
-        dispatches.push(swap_axes(ctx, &from, 0, &to, 0, *view)?);
+    let mut out = Vec::new();
+    for (view, to) in views.iter().zip(targets) {
+        out.push(swap_axes(ctx, &from, 0, &to, 0, *view)?);
         from = to;
     }
-    Ok(())
+    Ok(out)
 }
 
 pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId, perm: &[usize]) -> Result<Tensor> {
     let y = lw.output(id)?;
     let xv = lw.value(x);
     let views = swaps(lw.batch, lw.graph.shape(x), perm);
-    let ctx = lw.ctx;
-    let n = xv.numel();
-    record(
-        &views,
-        &xv,
-        &y,
-        || Tensor::zeros(ctx, &[n], DType::F32),
-        &mut lw.dispatches,
-        ctx,
-    )?;
+    let temps = (1..views.len())
+        .map(|_| Tensor::zeros(lw.ctx, &[xv.numel()], DType::F32))
+        .collect::<Result<_>>()?;
+    let dispatches = record(lw.ctx, &views, &xv, &y, temps)?;
+    lw.dispatches.extend(dispatches);
     Ok(y)
 }
 
@@ -130,21 +124,10 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId, pe
     };
     let out_shape: Vec<usize> = perm.iter().map(|&p| bw.graph.shape(x)[p]).collect();
     let views = swaps(bw.batch, &out_shape, &inverse(perm));
-    let n = dy.numel();
-    let mut temps = Vec::new();
-    for _ in 1..views.len() {
-        temps.push(bw.temporary(&[n])?);
-    }
-    let mut temps = temps.into_iter();
-    let mut dispatches = Vec::new();
-    record(
-        &views,
-        dy,
-        &dx,
-        || Ok(temps.next().expect("one temporary per intermediate")),
-        &mut dispatches,
-        bw.ctx,
-    )?;
+    let temps = (1..views.len())
+        .map(|_| bw.temporary(&[dy.numel()]))
+        .collect::<Result<_>>()?;
+    let dispatches = record(bw.ctx, &views, dy, &dx, temps)?;
     bw.dispatches.extend(dispatches);
     Ok(())
 }
