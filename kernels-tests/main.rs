@@ -30,6 +30,7 @@ mod hostile_files;
 mod layer_norm;
 mod loss;
 mod matmul;
+mod matmul_coop;
 mod noise;
 mod optim;
 mod pipeline;

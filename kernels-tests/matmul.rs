@@ -10,7 +10,7 @@ use wgml::{Context, DType, Error, Tensor, reference};
 use crate::common::*;
 
 /// Layouts as (trans_a, trans_b): NN, NT, TN, TT.
-const LAYOUTS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
+pub(crate) const LAYOUTS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
 
 /// Elements each operand of `desc` needs (offsets, strides and the last batch).
 fn extents(desc: &MatmulDesc) -> (usize, usize, usize) {
@@ -24,14 +24,14 @@ fn extents(desc: &MatmulDesc) -> (usize, usize, usize) {
 }
 
 /// Inputs of one case: A, B, optional bias and the initial C (NaN unless accumulating).
-struct Case {
-    a: Vec<f32>,
-    b: Vec<f32>,
-    bias: Option<Vec<f32>>,
-    c0: Vec<f32>,
+pub(crate) struct Case {
+    pub(crate) a: Vec<f32>,
+    pub(crate) b: Vec<f32>,
+    pub(crate) bias: Option<Vec<f32>>,
+    pub(crate) c0: Vec<f32>,
 }
 
-fn random_case(desc: &MatmulDesc, with_bias: bool, seed: u64) -> Case {
+pub(crate) fn random_case(desc: &MatmulDesc, with_bias: bool, seed: u64) -> Case {
     let mut r = rng(seed);
     let (na, nb, nc) = extents(desc);
     let c0 = if desc.accumulate {
@@ -48,7 +48,7 @@ fn random_case(desc: &MatmulDesc, with_bias: bool, seed: u64) -> Case {
 }
 
 /// A, B, the bias (if any) and C's initial values of `case` on the GPU.
-fn upload_case(ctx: &Context, case: &Case) -> (Tensor, Tensor, Option<Tensor>, Tensor) {
+pub(crate) fn upload_case(ctx: &Context, case: &Case) -> (Tensor, Tensor, Option<Tensor>, Tensor) {
     let t = |v: &[f32]| Tensor::from_f32(ctx, v, &[v.len()]).unwrap();
     (t(&case.a), t(&case.b), case.bias.as_deref().map(t), t(&case.c0))
 }
@@ -70,7 +70,7 @@ fn run_reference(desc: &MatmulDesc, case: &Case) -> Vec<f32> {
 /// Compares element by element; where the reference left C untouched (NaN: gaps
 /// between batches, the offset prefix) the GPU must have left it untouched too.
 #[track_caller]
-fn assert_matches(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+pub(crate) fn assert_matches(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         if w.is_nan() {
@@ -90,7 +90,7 @@ fn assert_matches(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
 }
 
 /// Absolute tolerance for f32 sums of `k` products of values in [-1, 1].
-fn atol_for(k: usize) -> f32 {
+pub(crate) fn atol_for(k: usize) -> f32 {
     2e-6 * (k as f32).sqrt()
 }
 
@@ -168,7 +168,7 @@ fn epilogue_variants(ctx: &Context) -> Vec<MatmulVariant> {
         .collect()
 }
 
-fn layout(desc: MatmulDesc, (ta, tb): (bool, bool)) -> MatmulDesc {
+pub(crate) fn layout(desc: MatmulDesc, (ta, tb): (bool, bool)) -> MatmulDesc {
     let d = if ta { desc.trans_a() } else { desc };
     if tb { d.trans_b() } else { d }
 }

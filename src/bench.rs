@@ -328,15 +328,14 @@ impl BenchOptions {
 
 /// Parses a matmul variant name (`register_large`, `tiled64`, ...).
 pub fn parse_variant(name: &str) -> Result<MatmulVariant> {
-    MatmulVariant::ALL
-        .into_iter()
-        .find(|v| v.name() == name)
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "unknown matmul variant '{name}'; known: {}",
-                MatmulVariant::ALL.map(|v| v.name()).join(", ")
-            ))
-        })
+    MatmulVariant::from_name(name).ok_or_else(|| {
+        Error::invalid(format!(
+            "unknown matmul variant '{name}'; known: {} (full precision), {} (tensor cores, \
+             f16 inputs)",
+            MatmulVariant::ALL.map(|v| v.name()).join(", "),
+            MatmulVariant::REDUCED.map(|v| v.name()).join(", ")
+        ))
+    })
 }
 
 /// Parses a clock name: `auto` (None), `gpu`/`gpu-timestamps` or `wall`/`wall-clock`.

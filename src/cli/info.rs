@@ -20,6 +20,13 @@ pub fn run(gpu: &GpuArgs) -> Result<ExitCode> {
     println!("chosen: {} on {:?}", ctx.info.name, ctx.info.backend);
     println!("  why: {}", ctx.choice);
     println!("features used: {:?}", ctx.features);
+    match ctx.coop_matrix() {
+        Some(c) => println!(
+            "cooperative matrices: {0}×{0}×{0} f16 → f32 for the tensor-core matmul ({1} configuration(s) offered)",
+            c.frag, c.offered
+        ),
+        None => println!("cooperative matrices: none usable (no tensor-core matmul on this adapter)"),
+    }
     let l = &ctx.limits;
     println!("limits:");
     println!("  max_buffer_size                      {}", l.max_buffer_size);

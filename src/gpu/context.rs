@@ -105,6 +105,9 @@ pub struct Context {
     /// Kernel choices measured on this adapter (the tuner above this layer decides
     /// what they mean).
     pub(crate) tuning: super::tune_cache::TuneStore,
+    /// The cooperative-matrix product the tensor-core matmul uses, when the
+    /// device offers it (see [`Context::coop_matrix`]).
+    coop_matrix: Option<CoopMatrix>,
     /// How planning and kernel choice see the adapter (see [`AdapterClass`]).
     class: std::sync::atomic::AtomicU8,
     /// A cap on grid dimensions below the device's (0: none; see
@@ -121,6 +124,42 @@ impl std::fmt::Debug for Context {
             .field("adapter", &self.info.name)
             .field("backend", &self.info.backend)
             .finish()
+    }
+}
+
+/// The cooperative-matrix product (tensor cores on NVIDIA, matrix cores on AMD,
+/// simdgroup matrices on Apple) that `matmul_coop` is written for: 16×16×16 or
+/// 8×8×8 with f16 A and B and an f32 accumulator, scoped to one subgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoopMatrix {
+    /// Fragment side: 16 (16×16×16, NVIDIA and AMD) where the adapter offers it,
+    /// else 8 (8×8×8, Apple and Mesa's lavapipe).
+    pub frag: u32,
+    /// How many cooperative-matrix configurations the adapter reports in all.
+    pub offered: usize,
+}
+
+impl CoopMatrix {
+    /// The product `matmul_coop` needs, if `adapter` reports it.
+    fn from_adapter(adapter: &wgpu::Adapter) -> Option<CoopMatrix> {
+        if !adapter
+            .features()
+            .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+        {
+            return None;
+        }
+        let configs = adapter.cooperative_matrix_properties();
+        let offers = |side: u32| {
+            configs.iter().any(|c| {
+                (c.m_size, c.n_size, c.k_size) == (side, side, side)
+                    && c.ab_type == wgpu::CooperativeScalarType::F16
+                    && c.cr_type == wgpu::CooperativeScalarType::F32
+            })
+        };
+        [16, 8].into_iter().find(|&side| offers(side)).map(|frag| CoopMatrix {
+            frag,
+            offered: configs.len(),
+        })
     }
 }
 
@@ -160,7 +199,8 @@ pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     .union(wgpu::Features::SUBGROUP)
-    .union(wgpu::Features::SHADER_F16);
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
 
 impl Context {
     /// Chooses an adapter and creates a device on it (blocking).
@@ -246,14 +286,30 @@ impl Context {
     /// features it offers.
     pub async fn from_adapter(adapter: &wgpu::Adapter) -> Result<Context> {
         let info = adapter.get_info();
-        let features = adapter.features() & OPTIONAL_FEATURES;
+        let mut features = adapter.features() & OPTIONAL_FEATURES;
+        // Cooperative matrices serve only the f16 → f32 product of the
+        // tensor-core matmul (`matmul_coop`), and that needs f16 in shaders too.
+        let coop = CoopMatrix::from_adapter(adapter);
+        if coop.is_none() || !features.contains(wgpu::Features::SHADER_F16) {
+            features.remove(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        }
+        let experimental = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            // SAFETY: the one experimental feature wgml asks for is cooperative
+            // matrices, used by one shader (`shaders/matmul_coop.wgsl`) whose
+            // results the kernel tests and `wgml selftest` compare with the CPU
+            // twin on the adapter; shaders that do not use the types compile as
+            // without the feature (naga adds the capability per module).
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgml"),
                 required_features: features,
                 required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                experimental_features: experimental,
                 memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
             })
@@ -262,7 +318,9 @@ impl Context {
                 adapter: info.name.clone(),
                 message: e.to_string(),
             })?;
-        Ok(Self::from_device(info, device, queue))
+        let mut ctx = Self::from_device(info, device, queue);
+        ctx.coop_matrix = coop.filter(|_| ctx.features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX));
+        Ok(ctx)
     }
 
     /// Wraps a device and queue that a host program already owns, so wgml can run
@@ -296,6 +354,7 @@ impl Context {
             pipelines: OnceMap::default(),
             layouts: OnceMap::default(),
             tuning: Default::default(),
+            coop_matrix: None,
             class: std::sync::atomic::AtomicU8::new(AdapterClass::Native as u8),
             grid_cap: std::sync::atomic::AtomicU32::new(0),
             lost,
@@ -322,6 +381,13 @@ impl Context {
     pub fn subgroups(&self) -> bool {
         self.features.contains(wgpu::Features::SUBGROUP)
             && self.adapter_class() != AdapterClass::GpuWithoutSubgroups
+    }
+
+    /// The cooperative-matrix product of the tensor-core matmul, when the device
+    /// has one (16×16×16 or 8×8×8, f16 inputs, f32 accumulator) and planning has not
+    /// hidden it ([`AdapterClass::GpuWithoutSubgroups`] hides it with subgroups).
+    pub fn coop_matrix(&self) -> Option<CoopMatrix> {
+        self.coop_matrix.filter(|_| self.subgroups())
     }
 
     /// How planning and kernel choice see this adapter.

@@ -11,7 +11,7 @@ mod timer;
 mod tune_cache;
 
 pub use context::{
-    AdapterClass, AdapterSummary, Context, ContextOptions, CounterSnapshot, Counters, OPTIONAL_FEATURES,
+    AdapterClass, AdapterSummary, Context, ContextOptions, CoopMatrix, CounterSnapshot, Counters, OPTIONAL_FEATURES,
     parse_backend,
 };
 pub use dispatch::{Binding, Dispatch, MAX_GROUPS_PER_DIM, fold_groups};

@@ -102,6 +102,13 @@ pub enum MatmulVariant {
     /// Workgroup-memory tiles of 128×64 outputs, 8×4 per invocation: twice the
     /// workgroups of `Tiled128` for shapes between the two.
     Tiled128x64,
+    /// Tensor cores (cooperative matrices), 64×64 outputs per workgroup, 2×2
+    /// fragments per subgroup. **Reduced precision**: A and B rounded to f16
+    /// (see [`MatmulVariant::REDUCED`]).
+    Coop64,
+    /// Tensor cores, 128×128 outputs per workgroup, 4×2 fragments per subgroup.
+    /// Reduced precision, as `Coop64`.
+    Coop128,
 }
 
 impl MatmulVariant {
@@ -116,6 +123,16 @@ impl MatmulVariant {
         MatmulVariant::Tiled128x64,
     ];
 
+    /// The tensor-core variants: `shaders/matmul_coop.wgsl` on the adapter's
+    /// cooperative matrices ([`Context::coop_matrix`]), every element of op(A)
+    /// and op(B) rounded to f16 (11 significant bits, magnitudes up to 65504)
+    /// and the products summed in f32: PyTorch's
+    /// `torch.set_float32_matmul_precision("medium")`. Never in
+    /// [`MatmulVariant::ALL`], whose variants all equal the f32 twin; they run
+    /// only where a caller asks for reduced precision. Their twin is
+    /// [`crate::reference::matmul::matmul_f16_inputs`].
+    pub const REDUCED: [MatmulVariant; 2] = [MatmulVariant::Coop64, MatmulVariant::Coop128];
+
     /// Lower-case name, e.g. `tiled64` (as [`MatmulVariant::from_name`] parses it).
     pub fn name(self) -> &'static str {
         match self {
@@ -126,12 +143,33 @@ impl MatmulVariant {
             MatmulVariant::Tiled64 => "tiled64",
             MatmulVariant::Tiled128 => "tiled128",
             MatmulVariant::Tiled128x64 => "tiled128x64",
+            MatmulVariant::Coop64 => "coop64",
+            MatmulVariant::Coop128 => "coop128",
         }
+    }
+
+    /// True for the tensor-core variants ([`MatmulVariant::REDUCED`]).
+    pub fn is_coop(self) -> bool {
+        matches!(self, MatmulVariant::Coop64 | MatmulVariant::Coop128)
+    }
+
+    /// True for the register-blocked variants (`shaders/matmul_subgroup.wgsl`).
+    pub fn is_register(self) -> bool {
+        matches!(
+            self,
+            MatmulVariant::RegisterLarge
+                | MatmulVariant::RegisterSmall
+                | MatmulVariant::RegisterMid
+                | MatmulVariant::RegisterWide
+        )
     }
 
     /// Parses a name as [`MatmulVariant::name`] writes it.
     pub fn from_name(name: &str) -> Option<MatmulVariant> {
-        MatmulVariant::ALL.into_iter().find(|v| v.name() == name)
+        MatmulVariant::ALL
+            .into_iter()
+            .chain(MatmulVariant::REDUCED)
+            .find(|v| v.name() == name)
     }
 
     /// True for the variants written for CPU adapters only: their fully unrolled
@@ -145,13 +183,7 @@ impl MatmulVariant {
 
     /// True for the variants that need the adapter's subgroup feature.
     pub fn needs_subgroups(self) -> bool {
-        matches!(
-            self,
-            MatmulVariant::RegisterLarge
-                | MatmulVariant::RegisterSmall
-                | MatmulVariant::RegisterMid
-                | MatmulVariant::RegisterWide
-        )
+        self.is_register() || self.is_coop()
     }
 
     /// Outputs one workgroup computes, as (rows, columns) of C.
@@ -164,6 +196,8 @@ impl MatmulVariant {
             MatmulVariant::Tiled64 => (64, 64),
             MatmulVariant::Tiled128 => (128, 128),
             MatmulVariant::Tiled128x64 => (128, 64),
+            MatmulVariant::Coop64 => (64, 64),
+            MatmulVariant::Coop128 => (128, 128),
         }
     }
 }
@@ -531,18 +565,71 @@ fn tile_config(ctx: &Context, variant: MatmulVariant) -> Result<TileConfig> {
     Ok(cfg)
 }
 
+/// Override constants of a tensor-core variant on `ctx`: the workgroup tile,
+/// K step, fragments per subgroup, workgroup size and epilogue slots (see
+/// `shaders/matmul_coop.wgsl`), checked against the device's limits.
+fn coop_config(ctx: &Context, variant: MatmulVariant) -> Result<Vec<(&'static str, f64)>> {
+    let frag = ctx.coop_matrix().map_or(16, |m| m.frag);
+    let (bm, bn) = variant.block();
+    let (bm, bn) = (bm as u32, bn as u32);
+    let (fm, fn_) = if variant == MatmulVariant::Coop128 { (4, 2) } else { (2, 2) };
+    let bk = 32;
+    let blocks = (bm / (frag * fm)) * (bn / (frag * fn_));
+    let (sub_min, sub_max) = (
+        ctx.info.subgroup_min_size.max(1),
+        ctx.info.subgroup_max_size.max(ctx.info.subgroup_min_size).max(1),
+    );
+    let wg = blocks * sub_max;
+    let subgroups = wg.div_ceil(sub_min);
+    let shared = (bm * bk + bk * bn) * 2 + subgroups * frag * frag * 4;
+    let limits = &ctx.limits;
+    if wg > limits.max_compute_invocations_per_workgroup
+        || wg > limits.max_compute_workgroup_size_x
+        || shared > limits.max_compute_workgroup_storage_size
+    {
+        return Err(Error::invalid(format!(
+            "matmul variant {} needs {wg} invocations and {shared} bytes of workgroup memory \
+             on '{}' (subgroups of {sub_min}-{sub_max}); this device allows {} and {}",
+            variant.name(),
+            ctx.info.name,
+            limits.max_compute_invocations_per_workgroup,
+            limits.max_compute_workgroup_storage_size
+        )));
+    }
+    Ok(vec![
+        ("CO_BM", bm as f64),
+        ("CO_BN", bn as f64),
+        ("CO_BK", bk as f64),
+        ("CO_FM", fm as f64),
+        ("CO_FN", fn_ as f64),
+        ("CO_WG", wg as f64),
+        ("CO_SUBGROUPS", subgroups as f64),
+    ])
+}
+
 /// True when `ctx` can run the subgroup (register) variants.
 pub fn has_subgroups(ctx: &Context) -> bool {
     ctx.subgroups()
 }
 
 /// True when `ctx` may run `variant`: the subgroup variants need the adapter's
-/// subgroups, and the CPU-only ones ([`MatmulVariant::cpu_only`]) a CPU adapter.
+/// subgroups, the CPU-only ones ([`MatmulVariant::cpu_only`]) a CPU adapter, the
+/// tensor-core ones cooperative matrices ([`Context::coop_matrix`]).
 pub fn variant_available(ctx: &Context, variant: MatmulVariant) -> bool {
-    (!variant.needs_subgroups() || has_subgroups(ctx)) && (!variant.cpu_only() || ctx.is_cpu())
+    (!variant.needs_subgroups() || has_subgroups(ctx))
+        && (!variant.cpu_only() || ctx.is_cpu())
+        && (!variant.is_coop() || ctx.coop_matrix().is_some())
 }
 
-/// The variants `ctx` can run (see [`variant_available`]).
+/// The tensor-core variants `ctx` can run (empty without cooperative matrices).
+pub fn available_reduced_variants(ctx: &Context) -> Vec<MatmulVariant> {
+    MatmulVariant::REDUCED
+        .into_iter()
+        .filter(|&v| variant_available(ctx, v))
+        .collect()
+}
+
+/// The full-precision variants `ctx` can run (see [`variant_available`]).
 pub fn available_variants(ctx: &Context) -> Vec<MatmulVariant> {
     MatmulVariant::ALL
         .into_iter()
@@ -766,7 +853,7 @@ pub fn matmul_adam(
             desc.n
         )));
     }
-    if !auto_variant(ctx, desc).needs_subgroups() {
+    if !auto_variant(ctx, desc).is_register() {
         return Err(Error::invalid(format!(
             "{OP}: the fused Adam epilogue exists for the register kernels only (CPU \
              adapters with subgroups); on '{}' use matmul into a gradient and optimizer_step",
@@ -865,6 +952,15 @@ fn launch(
             ctx.info.name
         )));
     }
+    if variant.is_coop() && ctx.coop_matrix().is_none() {
+        return Err(Error::invalid(format!(
+            "matmul variant {} runs on tensor cores (cooperative matrices with f16 inputs \
+             and f32 sums), which adapter '{}' does not offer to wgpu; use a full-precision \
+             variant or let wgml choose",
+            variant.name(),
+            ctx.info.name
+        )));
+    }
     if variant.cpu_only() && !ctx.is_cpu() {
         return Err(Error::invalid(format!(
             "matmul variant {} is built for CPU adapters (a fully unrolled block per \
@@ -875,7 +971,7 @@ fn launch(
         )));
     }
     // Split-K (or a tiled batch-reduce product): partials, then the reduction.
-    let split = choice.splits > 1 || (desc.reduce_batch && !variant.needs_subgroups());
+    let split = choice.splits > 1 || (desc.reduce_batch && !variant.is_register());
     let (splits, chunk) = if split {
         split_ranges(desc.k, choice.splits)
     } else {
@@ -947,6 +1043,20 @@ fn launch(
                 c.push(("VEC4", 1.0));
             }
             (TILED, c)
+        }
+        MatmulVariant::Coop64 | MatmulVariant::Coop128 => {
+            let mut c = layout.to_vec();
+            c.extend(coop_config(ctx, variant)?);
+            if split {
+                c.push(("SPLIT_K", 1.0));
+            }
+            let coop = ctx.coop_matrix().map_or(16, |m| m.frag);
+            let shader = if coop == 8 {
+                Shader::MatmulCoop8
+            } else {
+                Shader::MatmulCoop16
+            };
+            (shader.kernel("matmul_coop"), c)
         }
     };
     let (bm, bn) = variant.block();

@@ -53,6 +53,12 @@ pub enum Shader {
     Loss,
     /// The tiled workgroup-memory matmul and the split-K reduction (`shaders/matmul.wgsl`).
     Matmul,
+    /// The tensor-core matmul on 16×16×16 cooperative matrices
+    /// (`shaders/matmul_coop16.wgsl` + `shaders/matmul_coop.wgsl`).
+    MatmulCoop16,
+    /// The tensor-core matmul on 8×8×8 cooperative matrices
+    /// (`shaders/matmul_coop8.wgsl` + `shaders/matmul_coop.wgsl`).
+    MatmulCoop8,
     /// The register-blocked subgroup matmul (`shaders/matmul_subgroup.wgsl`).
     MatmulSubgroup,
     /// `MatmulSubgroup` with the Adam epilogue (`shaders/matmul_adam.wgsl`).
@@ -73,7 +79,7 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 20] = [
+    pub const ALL: [Shader; 22] = [
         Shader::Attention,
         Shader::Batchnorm,
         Shader::Clip,
@@ -86,6 +92,8 @@ impl Shader {
         Shader::LayerNorm,
         Shader::Loss,
         Shader::Matmul,
+        Shader::MatmulCoop16,
+        Shader::MatmulCoop8,
         Shader::MatmulSubgroup,
         Shader::MatmulSubgroupAdam,
         Shader::Noise,
@@ -125,6 +133,8 @@ impl Shader {
             Shader::Loss => "loss",
             Shader::Noise => "noise",
             Shader::Matmul => "matmul",
+            Shader::MatmulCoop16 => "matmul_coop16",
+            Shader::MatmulCoop8 => "matmul_coop8",
             Shader::MatmulSubgroup => "matmul_subgroup",
             Shader::MatmulSubgroupAdam => "matmul_adam",
             Shader::Optim => "optim",
@@ -170,6 +180,18 @@ impl Shader {
             Shader::Matmul => concat!(
                 include_str!("../../shaders/activation.wgsl"),
                 include_str!("../../shaders/matmul.wgsl")
+            ),
+            Shader::MatmulCoop16 => concat!(
+                include_str!("../../shaders/matmul_coop16.wgsl"),
+                include_str!("../../shaders/activation.wgsl"),
+                include_str!("../../shaders/matmul.wgsl"),
+                include_str!("../../shaders/matmul_coop.wgsl")
+            ),
+            Shader::MatmulCoop8 => concat!(
+                include_str!("../../shaders/matmul_coop8.wgsl"),
+                include_str!("../../shaders/activation.wgsl"),
+                include_str!("../../shaders/matmul.wgsl"),
+                include_str!("../../shaders/matmul_coop.wgsl")
             ),
             Shader::MatmulSubgroup => concat!(
                 include_str!("../../shaders/activation.wgsl"),

@@ -14,6 +14,20 @@ pub fn activation(act: Activation, x: f64) -> f64 {
     }
 }
 
+/// The twin of the tensor-core variants ([`crate::kernels::matmul::MatmulVariant::REDUCED`]):
+/// [`matmul`] with every element of A and B first rounded to the nearest f16
+/// (ties to even), as the kernel stages them.
+pub fn matmul_f16_inputs(
+    desc: &MatmulDesc,
+    a: &[f32],
+    b: &[f32],
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+) -> Result<()> {
+    let round = |x: &[f32]| -> Vec<f32> { x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect() };
+    matmul(desc, &round(a), &round(b), bias, c)
+}
+
 /// `C = op(A)·op(B) [+ bias] [activation]`, or `C += op(A)·op(B)` when
 /// `desc.accumulate`, over `desc.batch` matrices at the described offsets and
 /// strides. Elements of `c` outside the described outputs are left untouched.

@@ -86,7 +86,7 @@ fn adam_in_epilogue(
     matches!(fuse_adam, Some((Optimizer::Adam { .. }, _)))
         && d.n.is_multiple_of(4)
         && ctx.is_cpu()
-        && matmul::auto_variant(ctx, d).needs_subgroups()
+        && matmul::auto_variant(ctx, d).is_register()
 }
 
 pub(crate) fn backward(

@@ -1,0 +1,208 @@
+//! The tensor-core matmul (`shaders/matmul_coop.wgsl`, `MatmulVariant::REDUCED`)
+//! against its twin `reference::matmul::matmul_f16_inputs`: every layout, odd
+//! shapes cut at every fragment, tile and K-step edge, batches with offsets and
+//! broadcast, every epilogue, split-K and batch-reduce products. Runs where the
+//! adapter offers cooperative matrices (NVIDIA, AMD and Apple GPUs; Mesa's
+//! lavapipe from Mesa 25.1, which `.ci/run` fetches for this test); elsewhere
+//! each test says it has nothing to check.
+
+use wgml::kernels::matmul::{self, Activation, MatmulDesc, MatmulVariant};
+use wgml::{Context, reference};
+
+use crate::common::*;
+use crate::matmul::{Case, LAYOUTS, assert_matches, atol_for, layout, random_case, upload_case};
+
+/// The tensor-core variants of this adapter, or none (with a note).
+fn coop_variants(ctx: &Context) -> Vec<MatmulVariant> {
+    let list = matmul::available_reduced_variants(ctx);
+    if list.is_empty() {
+        eprintln!(
+            "no cooperative matrices on '{}' ({}): nothing to check",
+            ctx.info.name, ctx.info.driver_info
+        );
+    }
+    list
+}
+
+/// `x` rounded to the nearest f16, so the kernel's own conversion is exact.
+fn to_f16(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect()
+}
+
+/// Runs every case on the GPU and compares it with the twin. With `exact`
+/// inputs (already f16) the only difference left is the order of f32 sums,
+/// so the tolerance is the full-precision kernels'; otherwise the kernel's
+/// f32 → f16 conversion may round the other way than the twin's (WGSL leaves
+/// it to the device), one f16 step (2^-11 relative) per element at most.
+#[track_caller]
+fn check_all(ctx: &Context, cases: Vec<(MatmulDesc, bool, u64)>, exact: bool) {
+    for (desc, with_bias, seed) in cases {
+        let mut case = random_case(&desc, with_bias, seed);
+        if exact {
+            case = Case {
+                a: to_f16(&case.a),
+                b: to_f16(&case.b),
+                ..case
+            };
+        }
+        let (a, b, bias, c) = upload_case(ctx, &case);
+        let d = matmul::matmul(ctx, &desc, &a, &b, bias.as_ref(), &c).unwrap();
+        ctx.run_all(&d).unwrap();
+        let got = c.to_f32(ctx).unwrap();
+        let mut want = case.c0.clone();
+        reference::matmul::matmul_f16_inputs(&desc, &case.a, &case.b, case.bias.as_deref(), &mut want)
+            .unwrap();
+        let terms = if desc.reduce_batch {
+            desc.k * desc.batch
+        } else {
+            desc.k
+        };
+        // Inputs are in [-1, 1]: each product moves by at most 2·2^-11 when
+        // both factors round the other way.
+        let atol = if exact {
+            atol_for(terms)
+        } else {
+            atol_for(terms) + terms as f32 * 2.0 * 2f32.powi(-11)
+        };
+        let what = format!(
+            "{} {} m={} n={} k={} batch={} bias={with_bias} act={:?} acc={} split={:?} reduce={}",
+            desc.layout_name(),
+            desc.variant.map_or("auto", |v| v.name()),
+            desc.m,
+            desc.n,
+            desc.k,
+            desc.batch,
+            desc.activation,
+            desc.accumulate,
+            desc.split_k,
+            desc.reduce_batch
+        );
+        assert_matches(&what, &got, &want, atol, 1e-5);
+    }
+}
+
+#[test]
+fn coop_every_layout_on_odd_shapes_equals_the_f16_twin() {
+    let (_g, ctx) = gpu();
+    // Edges of an 8- and 16-wide fragment, a 32-long K step, the 64 and 128
+    // tiles; vectors; K shorter than one fragment.
+    let shapes = [
+        (1, 1, 1),
+        (7, 13, 17),
+        (1, 37, 5),
+        (29, 1, 11),
+        (17, 9, 33),
+        (67, 5, 65),
+        (131, 129, 47),
+        (65, 130, 96),
+    ];
+    let mut cases = Vec::new();
+    let mut seed = 5000;
+    for variant in coop_variants(ctx) {
+        for lay in LAYOUTS {
+            for &(m, n, k) in &shapes {
+                seed += 1;
+                cases.push((layout(MatmulDesc::new(m, n, k).variant(variant), lay), false, seed));
+            }
+        }
+    }
+    check_all(ctx, cases, true);
+}
+
+#[test]
+fn coop_epilogues_batches_and_split_k_equal_the_f16_twin() {
+    let (_g, ctx) = gpu();
+    let mut cases = Vec::new();
+    let mut seed = 6000;
+    for variant in coop_variants(ctx) {
+        seed += 10;
+        let base = MatmulDesc::new(37, 70, 45).variant(variant);
+        for act in Activation::ALL {
+            cases.push((base.clone().activation(act), true, seed + act.code() as u64));
+        }
+        cases.push((base.clone().accumulate(), false, seed + 5));
+        // Batches at offsets with a gap between C batches, and a broadcast B.
+        let (m, n, k) = (19, 23, 21);
+        cases.push((
+            MatmulDesc::new(m, n, k)
+                .variant(variant)
+                .batched(3)
+                .offsets(3, 5, 7)
+                .batch_strides(m * k + 2, 0, m * n + 4)
+                .trans_b(),
+            true,
+            seed + 6,
+        ));
+        // Split-K with every epilogue path through the reduction, and a
+        // batch-reduce product (a convolution's weight gradient).
+        cases.push((
+            MatmulDesc::new(32, 64, 700)
+                .variant(variant)
+                .split_k(5)
+                .activation(Activation::Relu),
+            true,
+            seed + 7,
+        ));
+        cases.push((
+            MatmulDesc::new(9, 33, 300).variant(variant).trans_a().split_k(3).accumulate(),
+            false,
+            seed + 8,
+        ));
+        cases.push((
+            MatmulDesc::new(10, 27, 50).variant(variant).batched(4).reduce_batch().trans_b(),
+            false,
+            seed + 9,
+        ));
+    }
+    check_all(ctx, cases, true);
+}
+
+#[test]
+fn coop_rounds_inputs_to_f16_and_no_further() {
+    let (_g, ctx) = gpu();
+    let mut cases = Vec::new();
+    for variant in coop_variants(ctx) {
+        for (i, lay) in LAYOUTS.into_iter().enumerate() {
+            cases.push((layout(MatmulDesc::new(70, 66, 130).variant(variant), lay), true, 7000 + i as u64));
+        }
+    }
+    // Inputs that are not f16 values: the result is the twin's up to one f16
+    // rounding step per element, and far from what full precision would give
+    // only by that much (checked against the f32 twin too).
+    check_all(ctx, cases.clone(), false);
+    for (desc, with_bias, seed) in cases {
+        let case = random_case(&desc, with_bias, seed);
+        let (a, b, bias, c) = upload_case(ctx, &case);
+        ctx.run_all(&matmul::matmul(ctx, &desc, &a, &b, bias.as_ref(), &c).unwrap())
+            .unwrap();
+        let got = c.to_f32(ctx).unwrap();
+        let mut exact = case.c0.clone();
+        reference::matmul::matmul(&desc, &case.a, &case.b, case.bias.as_deref(), &mut exact).unwrap();
+        let worst = got
+            .iter()
+            .zip(&exact)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0.0f32, f32::max);
+        // Σ of K products of values in [-1, 1], each off by at most 2^-10.
+        let bound = desc.k as f32 * 2f32.powi(-10);
+        assert!(
+            worst <= bound && worst > 0.0,
+            "{}: differs from full precision by {worst} (bound {bound}; 0 would mean no rounding)",
+            desc.layout_name()
+        );
+    }
+}
+
+#[test]
+fn coop_variants_are_refused_without_cooperative_matrices() {
+    let (_g, ctx) = gpu();
+    if !matmul::available_reduced_variants(ctx).is_empty() {
+        return;
+    }
+    let case = random_case(&MatmulDesc::new(4, 4, 4), false, 1);
+    let (a, b, _, c) = upload_case(ctx, &case);
+    let err = matmul::matmul(ctx, &MatmulDesc::new(4, 4, 4).variant(MatmulVariant::Coop64), &a, &b, None, &c)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tensor cores"), "{err}");
+}
