@@ -220,6 +220,7 @@ impl Drop for PlanAs<'_> {
     fn drop(&mut self) {
         self.0.set_adapter_class(wgml::gpu::AdapterClass::Native);
         self.0.set_max_groups_per_dim(0);
+        self.0.set_matmul_precision(wgml::gpu::MatmulPrecision::Highest);
     }
 }
 

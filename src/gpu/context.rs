@@ -79,6 +79,42 @@ pub enum AdapterClass {
     GpuWithoutSubgroups = 2,
 }
 
+/// How exactly automatically chosen matmuls compute (PyTorch's
+/// `torch.set_float32_matmul_precision`; [`Context::set_matmul_precision`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum MatmulPrecision {
+    /// f32 throughout: every kernel equals the f32 CPU twin to f32 rounding.
+    #[default]
+    Highest = 0,
+    /// Where the adapter has cooperative matrices (tensor cores), products may
+    /// round A and B to f16 (11 significant bits, magnitudes up to 65504) and
+    /// sum in f32; elsewhere the same as `Highest`.
+    Medium = 1,
+}
+
+impl MatmulPrecision {
+    /// Parses `highest` or `medium` (as PyTorch names them; `high` is refused:
+    /// there is no TF32 in WGSL).
+    pub fn parse(name: &str) -> Result<MatmulPrecision> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "highest" | "f32" => Ok(MatmulPrecision::Highest),
+            "medium" | "f16" => Ok(MatmulPrecision::Medium),
+            other => Err(Error::invalid(format!(
+                "matmul precision '{other}' is not one wgml has: use highest (f32) or medium \
+                 (f16 inputs with f32 sums on tensor cores, where the GPU has them)"
+            ))),
+        }
+    }
+
+    /// Lower-case name, as [`MatmulPrecision::parse`] reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulPrecision::Highest => "highest",
+            MatmulPrecision::Medium => "medium",
+        }
+    }
+}
+
 /// The GPU: device, queue, limits and caches. Cheap to share by reference; all
 /// methods take `&self`.
 pub struct Context {
@@ -108,6 +144,8 @@ pub struct Context {
     /// The cooperative-matrix product the tensor-core matmul uses, when the
     /// device offers it (see [`Context::coop_matrix`]).
     coop_matrix: Option<CoopMatrix>,
+    /// [`MatmulPrecision`] of automatically chosen matmuls, as a u8.
+    precision: std::sync::atomic::AtomicU8,
     /// How planning and kernel choice see the adapter (see [`AdapterClass`]).
     class: std::sync::atomic::AtomicU8,
     /// A cap on grid dimensions below the device's (0: none; see
@@ -156,10 +194,13 @@ impl CoopMatrix {
                     && c.cr_type == wgpu::CooperativeScalarType::F32
             })
         };
-        [16, 8].into_iter().find(|&side| offers(side)).map(|frag| CoopMatrix {
-            frag,
-            offered: configs.len(),
-        })
+        [16, 8]
+            .into_iter()
+            .find(|&side| offers(side))
+            .map(|frag| CoopMatrix {
+                frag,
+                offered: configs.len(),
+            })
     }
 }
 
@@ -319,7 +360,10 @@ impl Context {
                 message: e.to_string(),
             })?;
         let mut ctx = Self::from_device(info, device, queue);
-        ctx.coop_matrix = coop.filter(|_| ctx.features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX));
+        ctx.coop_matrix = coop.filter(|_| {
+            ctx.features
+                .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+        });
         Ok(ctx)
     }
 
@@ -355,6 +399,7 @@ impl Context {
             layouts: OnceMap::default(),
             tuning: Default::default(),
             coop_matrix: None,
+            precision: std::sync::atomic::AtomicU8::new(MatmulPrecision::Highest as u8),
             class: std::sync::atomic::AtomicU8::new(AdapterClass::Native as u8),
             grid_cap: std::sync::atomic::AtomicU32::new(0),
             lost,
@@ -388,6 +433,28 @@ impl Context {
     /// hidden it ([`AdapterClass::GpuWithoutSubgroups`] hides it with subgroups).
     pub fn coop_matrix(&self) -> Option<CoopMatrix> {
         self.coop_matrix.filter(|_| self.subgroups())
+    }
+
+    /// Sets how exactly automatically chosen matmuls compute, from the next plan
+    /// or launch on (see [`MatmulPrecision`]; a variant forced in a description
+    /// runs whatever this says).
+    pub fn set_matmul_precision(&self, precision: MatmulPrecision) {
+        self.precision
+            .store(precision as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How exactly automatically chosen matmuls compute.
+    pub fn matmul_precision(&self) -> MatmulPrecision {
+        match self.precision.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => MatmulPrecision::Medium,
+            _ => MatmulPrecision::Highest,
+        }
+    }
+
+    /// True when automatically chosen matmuls may run on tensor cores: the
+    /// precision is [`MatmulPrecision::Medium`] and the device has them.
+    pub fn reduced_matmuls(&self) -> bool {
+        self.matmul_precision() == MatmulPrecision::Medium && self.coop_matrix().is_some()
     }
 
     /// How planning and kernel choice see this adapter.

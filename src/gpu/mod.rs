@@ -11,8 +11,8 @@ mod timer;
 mod tune_cache;
 
 pub use context::{
-    AdapterClass, AdapterSummary, Context, ContextOptions, CoopMatrix, CounterSnapshot, Counters, OPTIONAL_FEATURES,
-    parse_backend,
+    AdapterClass, AdapterSummary, Context, ContextOptions, CoopMatrix, CounterSnapshot, Counters,
+    MatmulPrecision, OPTIONAL_FEATURES, parse_backend,
 };
 pub use dispatch::{Binding, Dispatch, MAX_GROUPS_PER_DIM, fold_groups};
 pub use kernel::{Kernel, ShaderSource, parse_wgsl};

@@ -572,7 +572,11 @@ fn coop_config(ctx: &Context, variant: MatmulVariant) -> Result<Vec<(&'static st
     let frag = ctx.coop_matrix().map_or(16, |m| m.frag);
     let (bm, bn) = variant.block();
     let (bm, bn) = (bm as u32, bn as u32);
-    let (fm, fn_) = if variant == MatmulVariant::Coop128 { (4, 2) } else { (2, 2) };
+    let (fm, fn_) = if variant == MatmulVariant::Coop128 {
+        (4, 2)
+    } else {
+        (2, 2)
+    };
     let bk = 32;
     let blocks = (bm / (frag * fm)) * (bn / (frag * fn_));
     let (sub_min, sub_max) = (
@@ -619,6 +623,13 @@ pub fn variant_available(ctx: &Context, variant: MatmulVariant) -> bool {
     (!variant.needs_subgroups() || has_subgroups(ctx))
         && (!variant.cpu_only() || ctx.is_cpu())
         && (!variant.is_coop() || ctx.coop_matrix().is_some())
+}
+
+/// True when automatic choice (the built-in rule or the tuner) may pick
+/// `variant` on `ctx`: it is available, and a tensor-core one only where the
+/// context allows reduced precision ([`Context::reduced_matmuls`]).
+pub fn variant_allowed(ctx: &Context, variant: MatmulVariant) -> bool {
+    variant_available(ctx, variant) && (!variant.is_coop() || ctx.reduced_matmuls())
 }
 
 /// The tensor-core variants `ctx` can run (empty without cooperative matrices).
@@ -740,6 +751,17 @@ fn split_ranges(k: usize, splits: usize) -> (usize, usize) {
 pub fn auto_variant(ctx: &Context, desc: &MatmulDesc) -> MatmulVariant {
     if let Some(v) = desc.variant {
         return v;
+    }
+    // Reduced precision allowed and tensor cores at hand: they serve every
+    // product on a GPU (CPU adapters emulate them, slower than their register
+    // kernels). 128×128 tiles only when there are enough to fill a large GPU.
+    if ctx.reduced_matmuls() && !ctx.is_cpu() {
+        let tiles128 = desc.m.div_ceil(128) * desc.n.div_ceil(128) * desc.batch;
+        return if tiles128 >= 256 {
+            MatmulVariant::Coop128
+        } else {
+            MatmulVariant::Coop64
+        };
     }
     if ctx.is_cpu() && has_subgroups(ctx) {
         // Cost model from measurements on lavapipe (BENCHMARKS.md): per workgroup

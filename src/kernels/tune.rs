@@ -144,6 +144,17 @@ pub fn matmul_key(desc: &MatmulDesc) -> String {
     )
 }
 
+/// The cache key of `desc` under `ctx`'s matmul precision: [`matmul_key`],
+/// with ` f16in` appended where tensor cores may serve it (their choices differ
+/// and must never serve a full-precision run).
+pub fn context_key(ctx: &Context, desc: &MatmulDesc) -> String {
+    if ctx.reduced_matmuls() {
+        format!("{} f16in", matmul_key(desc))
+    } else {
+        matmul_key(desc)
+    }
+}
+
 /// Reads a choice as [`MatmulChoice::name`] writes it.
 pub fn parse_choice(name: &str) -> Option<MatmulChoice> {
     let (variant, splits) = match name.split_once("/split") {
@@ -165,10 +176,10 @@ pub fn matmul_choice(ctx: &Context, desc: &MatmulDesc) -> Result<Option<MatmulCh
     if mode == TuneMode::Off {
         return Ok(None);
     }
-    let key = matmul_key(desc);
+    let key = context_key(ctx, desc);
     if let Some(entry) = ctx.tuned(&key)
         && let Some(choice) = parse_choice(&entry.choice)
-        && matmul::variant_available(ctx, choice.variant)
+        && matmul::variant_allowed(ctx, choice.variant)
     {
         return Ok(Some(choice));
     }
@@ -202,7 +213,11 @@ pub fn matmul_candidates(ctx: &Context, desc: &MatmulDesc) -> Vec<MatmulChoice> 
         splits: matmul::auto_splits(ctx, desc, variant),
     };
     let mut out = vec![first];
-    for variant in matmul::available_variants(ctx) {
+    let mut variants = matmul::available_variants(ctx);
+    if ctx.reduced_matmuls() {
+        variants.extend(matmul::available_reduced_variants(ctx));
+    }
+    for variant in variants {
         let h = matmul::gpu_splits(desc, variant);
         let splits: &[usize] = if h > 1 { &[1, h / 4, h / 2, h, 2 * h] } else { &[1] };
         for &splits in splits {
@@ -244,7 +259,7 @@ pub fn tune_matmul_among(
     budget: Duration,
 ) -> Result<TuneReport> {
     let start = Instant::now();
-    let key = matmul_key(desc);
+    let key = context_key(ctx, desc);
     // The product alone: no epilogue, no offsets, dense C.
     let mut probe = MatmulDesc {
         a_batch_stride: desc.a_batch_stride,
