@@ -12,7 +12,7 @@
 # every step has its own time limit so one hang cannot eat the call):
 #   bash benches/gpu_session.sh wgml    # tuning from an empty cache, CNN/MLP/transformer epochs at
 #                                       # batch 32/128, profiles, matmul 1024-4096 (tuned and forced),
-#                                       # bench all
+#                                       # tensor cores (--matmul-precision medium), bench all
 #   bash benches/gpu_session.sh torch   # benches/torch_baseline.py (cuBLAS, cuDNN, PyTorch eager),
 #                                       # benches/transformer_torch.py on the GPU
 #   bash benches/gpu_session.sh tests   # every kernel test alone, 8 at a time, 60 s each at most
@@ -77,6 +77,24 @@ if [ "$stage" = wgml ] || [ "$stage" = all ]; then
         run "dense-split$s" 30 "$wgml" bench matmul --sizes 32x64x5408 --split-k "$s" --repeat 20 \
             --json "$logs/dense-split$s.json"
     done
+    # Tensor cores (--matmul-precision medium: f16 inputs, f32 sums), forced and
+    # as the automatic choice, and the trainers with them.
+    for v in coop64 coop128; do
+        run "matmul-$v" 90 "$wgml" bench matmul --sizes 1024,2048,4096 --variant "$v" --split-k 1 \
+            --repeat 10 --json "$logs/matmul-$v.json"
+    done
+    run matmul-medium 120 "$wgml" --matmul-precision medium bench matmul --sizes 1024,2048,4096 \
+        --layouts nn,nt,tn --repeat 20 --json "$logs/matmul-medium.json"
+    for b in 32 128; do
+        run "train-b$b-medium" 120 "$wgml" --matmul-precision medium train --epochs 3 --batch-size $b \
+            --metrics "$logs/train-b$b-medium.json"
+    done
+    run mlp-b128-medium 60 "$wgml" --matmul-precision medium train --model mlp --epochs 3 \
+        --batch-size 128 --metrics "$logs/mlp-b128-medium.json"
+    run transformer-b128-medium 120 "$wgml" --matmul-precision medium train \
+        --model examples/models/transformer.json --data mnist-10k --epochs 3 --batch-size 128 \
+        --metrics "$logs/transformer-b128-medium.json"
+    run profile-b32-medium 60 "$wgml" --matmul-precision medium train --profile --batch-size 32
     run bench-all 180 "$wgml" bench all --repeat 20 --json "$logs/bench-all.json" --csv "$logs/bench-all.csv"
     run selftest 120 "$wgml" selftest
     run info-after 30 "$wgml" info

@@ -6,7 +6,9 @@ benches/gpu_session.sh):
     python3 benches/torch_baseline.py --quick          # small sizes: a smoke test on a CPU
 
 Writes one JSON array of rows, keyed like `wgml bench --json` so the two line up:
-- matmul f32 (TF32 off) at 1024, 2048, 4096: kernel, m, n, k, ms, gflops
+- matmul f32 (TF32 off) at 1024, 2048, 4096: kernel, m, n, k, ms, gflops; on CUDA
+  also with TF32 on and in f16 with f32 accumulation (the peers of
+  `--matmul-precision medium`)
 - conv2d forward and forward+backward (dx, dw, db) for the seed CNN's layer
   (batch 32, 1 -> 32 channels, 3x3, 28x28) and 32x32x14x14 -> 64, 3x3:
   kernel, n, c_in, h, w, c_out, kh, kw, ms, gflops (forward 2*N*C_out*OH*OW*C_in*KH*KW
@@ -70,6 +72,21 @@ def matmul_rows():
         c = torch.empty(s, s, device=DEVICE)
         ms = timed(lambda: torch.matmul(a, b, out=c))
         rows.append({"kernel": "torch_matmul_fp32", "m": s, "n": s, "k": s, "ms": ms,
+                     "gflops": 2.0 * s ** 3 / (ms * 1e6)})
+        if DEVICE.type != "cuda":
+            continue
+        # The peers of wgml's reduced precision (--matmul-precision medium: f16
+        # inputs, f32 sums): TF32 tensor cores on f32 tensors, and f16 tensors
+        # with f32 accumulation.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        ms = timed(lambda: torch.matmul(a, b, out=c))
+        torch.backends.cuda.matmul.allow_tf32 = False
+        rows.append({"kernel": "torch_matmul_tf32", "m": s, "n": s, "k": s, "ms": ms,
+                     "gflops": 2.0 * s ** 3 / (ms * 1e6)})
+        torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+        ah, bh, ch = a.half(), b.half(), c.half()
+        ms = timed(lambda: torch.matmul(ah, bh, out=ch))
+        rows.append({"kernel": "torch_matmul_fp16_fp32acc", "m": s, "n": s, "k": s, "ms": ms,
                      "gflops": 2.0 * s ** 3 / (ms * 1e6)})
     return rows
 

@@ -99,9 +99,17 @@ impl Runner<'_> {
 
     /// A product with a bias and `d`'s activation, as `d` describes it (variant and
     /// split-K factor included).
+    /// A tensor-core variant gets inputs that are f16 values already, so its
+    /// own rounding is exact and only the order of f32 sums differs from its twin.
     fn matmul_desc(&mut self, d: MatmulDesc) -> Result<()> {
         let (m, n, k, act) = (d.m, d.n, d.k, d.activation);
-        let (a, b, bias) = (self.data(m * k), self.data(k * n), self.data(n));
+        let (mut a, mut b, bias) = (self.data(m * k), self.data(k * n), self.data(n));
+        let coop = d.variant.is_some_and(|v| v.is_coop());
+        if coop {
+            for x in a.iter_mut().chain(b.iter_mut()) {
+                *x = half::f16::from_f32(*x).to_f32();
+            }
+        }
         let c = self.out(&[m, n])?;
         let (at, bt, biast) = (
             self.upload(&a, &[m * k])?,
@@ -110,14 +118,19 @@ impl Runner<'_> {
         );
         self.run(&matmul::matmul(self.ctx, &d, &at, &bt, Some(&biast), &c)?)?;
         let mut want = vec![0.0; m * n];
+        // (For a tensor-core variant the inputs are f16 values, so the twins agree.)
         r::matmul::matmul(&d, &a, &b, Some(&bias), &mut want)?;
         let layout = d.layout_name();
         let split = match d.split_k {
             Some(s) if s > 1 => format!(" split-K {s}"),
             _ => String::new(),
         };
+        let variant = match d.variant {
+            Some(v) if coop => format!(" {} (tensor cores)", v.name()),
+            _ => String::new(),
+        };
         self.record(
-            &format!("{layout} +bias {}{split}", act.name()),
+            &format!("{layout} +bias {}{split}{variant}", act.name()),
             format!("{m}x{n}x{k}"),
             &[(c.to_f32(self.ctx)?, want)],
         );
@@ -750,6 +763,16 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
             .activation(Activation::Relu)
             .split_k(16),
     )?;
+    // The tensor-core variants, where the adapter has cooperative matrices.
+    for variant in matmul::available_reduced_variants(ctx) {
+        t.matmul_desc(MatmulDesc::new(131, 70, 96).trans_b().variant(variant))?;
+        t.matmul_desc(
+            MatmulDesc::new(32, 64, 700)
+                .activation(Activation::Relu)
+                .split_k(5)
+                .variant(variant),
+        )?;
+    }
     t.activations(10_007)?;
     t.softmax_and_losses(61, 10)?;
     t.softmax_and_losses(3, 1_000)?;
