@@ -7,7 +7,10 @@
 //! [`Context`] and saved in the tuning cache on disk (per adapter, driver and
 //! wgml version; see [`crate::gpu::cache_dir`]), so the next run starts with
 //! them. Every candidate is a variant the kernel tests prove equal to the CPU
-//! twin, so tuning changes speed, never results beyond f32 rounding.
+//! twin, so tuning changes speed, never results beyond f32 rounding. (Under
+//! [`crate::gpu::MatmulPrecision::Medium`] the tensor-core variants join, equal
+//! to their own twin, f16 inputs; their choices are kept under other keys:
+//! [`context_key`].)
 //!
 //! When it runs, from `WGML_TUNE` ([`TUNE_ENV`]):
 //! - `auto` (default): on GPUs, at most [`AUTO_TOTAL_BUDGET`] per process (what
