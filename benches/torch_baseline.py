@@ -66,28 +66,27 @@ def timed(fn, repeats=REPEATS, warmup=3):
 
 def matmul_rows():
     rows = []
+
+    def row(kernel, s, ms):
+        rows.append({"kernel": kernel, "m": s, "n": s, "k": s, "ms": ms,
+                     "gflops": 2.0 * s ** 3 / (ms * 1e6)})
+
     for s in (128, 256) if QUICK else (1024, 2048, 4096):
         a = torch.randn(s, s, device=DEVICE)
         b = torch.randn(s, s, device=DEVICE)
         c = torch.empty(s, s, device=DEVICE)
-        ms = timed(lambda: torch.matmul(a, b, out=c))
-        rows.append({"kernel": "torch_matmul_fp32", "m": s, "n": s, "k": s, "ms": ms,
-                     "gflops": 2.0 * s ** 3 / (ms * 1e6)})
+        row("torch_matmul_fp32", s, timed(lambda: torch.matmul(a, b, out=c)))
         if DEVICE.type != "cuda":
             continue
         # The peers of wgml's reduced precision (--matmul-precision medium: f16
         # inputs, f32 sums): TF32 tensor cores on f32 tensors, and f16 tensors
         # with f32 accumulation.
         torch.backends.cuda.matmul.allow_tf32 = True
-        ms = timed(lambda: torch.matmul(a, b, out=c))
+        row("torch_matmul_tf32", s, timed(lambda: torch.matmul(a, b, out=c)))
         torch.backends.cuda.matmul.allow_tf32 = False
-        rows.append({"kernel": "torch_matmul_tf32", "m": s, "n": s, "k": s, "ms": ms,
-                     "gflops": 2.0 * s ** 3 / (ms * 1e6)})
         torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
         ah, bh, ch = a.half(), b.half(), c.half()
-        ms = timed(lambda: torch.matmul(ah, bh, out=ch))
-        rows.append({"kernel": "torch_matmul_fp16_fp32acc", "m": s, "n": s, "k": s, "ms": ms,
-                     "gflops": 2.0 * s ** 3 / (ms * 1e6)})
+        row("torch_matmul_fp16_fp32acc", s, timed(lambda: torch.matmul(ah, bh, out=ch)))
     return rows
 
 

@@ -135,24 +135,40 @@ impl Checks {
             ctx.run_all(&dispatch).unwrap();
             let got = c.to_f32(ctx).unwrap();
             let want = run_reference(&desc, &case);
-            let what = format!(
-                "{} {} m={} n={} k={} batch={} bias={with_bias} act={:?} acc={}",
-                desc.layout_name(),
-                desc.variant.map_or("auto", |v| v.name()),
-                desc.m,
-                desc.n,
-                desc.k,
-                desc.batch,
-                desc.activation,
-                desc.accumulate
+            assert_matches(
+                &describe(&desc, with_bias),
+                &got,
+                &want,
+                atol_for(terms(&desc)),
+                1e-5,
             );
-            let terms = if desc.reduce_batch {
-                desc.k * desc.batch
-            } else {
-                desc.k
-            };
-            assert_matches(&what, &got, &want, atol_for(terms), 1e-5);
         }
+    }
+}
+
+/// One case in an assertion message: layout, variant, sizes and epilogue.
+pub(crate) fn describe(desc: &MatmulDesc, with_bias: bool) -> String {
+    format!(
+        "{} {} m={} n={} k={} batch={} bias={with_bias} act={:?} acc={} split={:?} reduce={}",
+        desc.layout_name(),
+        desc.variant.map_or("auto", |v| v.name()),
+        desc.m,
+        desc.n,
+        desc.k,
+        desc.batch,
+        desc.activation,
+        desc.accumulate,
+        desc.split_k,
+        desc.reduce_batch
+    )
+}
+
+/// Products summed into each output of `desc` (a batch-reduce sums the batch's too).
+pub(crate) fn terms(desc: &MatmulDesc) -> usize {
+    if desc.reduce_batch {
+        desc.k * desc.batch
+    } else {
+        desc.k
     }
 }
 

@@ -15,7 +15,9 @@ use wgml::nn::zoo;
 use wgml::{Context, reference};
 
 use crate::common::*;
-use crate::matmul::{Case, LAYOUTS, assert_matches, atol_for, layout, random_case, upload_case};
+use crate::matmul::{
+    Case, LAYOUTS, assert_matches, atol_for, describe, layout, random_case, terms, upload_case,
+};
 
 /// The tensor-core variants of this adapter, or none (with a note).
 fn coop_variants(ctx: &Context) -> Vec<MatmulVariant> {
@@ -34,13 +36,19 @@ fn to_f16(x: &[f32]) -> Vec<f32> {
     x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect()
 }
 
-/// Runs every case on the GPU and compares it with the twin. With `exact`
-/// inputs (already f16) the only difference left is the order of f32 sums,
-/// so the tolerance is the full-precision kernels'; otherwise the kernel's
-/// f32 → f16 conversion may round the other way than the twin's (WGSL leaves
-/// it to the device), one f16 step (2^-11 relative) per element at most.
+/// Runs every case on the GPU and compares it with the twin; returns each
+/// case's inputs and GPU output. With `exact` inputs (already f16) the only
+/// difference left is the order of f32 sums, so the tolerance is the
+/// full-precision kernels'; otherwise the kernel's f32 → f16 conversion may
+/// round the other way than the twin's (WGSL leaves it to the device), one f16
+/// step (2^-11 relative) per element at most.
 #[track_caller]
-fn check_all(ctx: &Context, cases: Vec<(MatmulDesc, bool, u64)>, exact: bool) {
+fn check_all(
+    ctx: &Context,
+    cases: Vec<(MatmulDesc, bool, u64)>,
+    exact: bool,
+) -> Vec<(MatmulDesc, Case, Vec<f32>)> {
+    let mut ran = Vec::new();
     for (desc, with_bias, seed) in cases {
         let mut case = random_case(&desc, with_bias, seed);
         if exact {
@@ -57,33 +65,18 @@ fn check_all(ctx: &Context, cases: Vec<(MatmulDesc, bool, u64)>, exact: bool) {
         let mut want = case.c0.clone();
         reference::matmul::matmul_f16_inputs(&desc, &case.a, &case.b, case.bias.as_deref(), &mut want)
             .unwrap();
-        let terms = if desc.reduce_batch {
-            desc.k * desc.batch
-        } else {
-            desc.k
-        };
         // Inputs are in [-1, 1]: each product moves by at most 2·2^-11 when
         // both factors round the other way.
+        let terms = terms(&desc);
         let atol = if exact {
             atol_for(terms)
         } else {
             atol_for(terms) + terms as f32 * 2.0 * 2f32.powi(-11)
         };
-        let what = format!(
-            "{} {} m={} n={} k={} batch={} bias={with_bias} act={:?} acc={} split={:?} reduce={}",
-            desc.layout_name(),
-            desc.variant.map_or("auto", |v| v.name()),
-            desc.m,
-            desc.n,
-            desc.k,
-            desc.batch,
-            desc.activation,
-            desc.accumulate,
-            desc.split_k,
-            desc.reduce_batch
-        );
-        assert_matches(&what, &got, &want, atol, 1e-5);
+        assert_matches(&describe(&desc, with_bias), &got, &want, atol, 1e-5);
+        ran.push((desc, case, got));
     }
+    ran
 }
 
 #[test]
@@ -190,13 +183,7 @@ fn coop_rounds_inputs_to_f16_and_no_further() {
     // Inputs that are not f16 values: the result is the twin's up to one f16
     // rounding step per element, and far from what full precision would give
     // only by that much (checked against the f32 twin too).
-    check_all(ctx, cases.clone(), false);
-    for (desc, with_bias, seed) in cases {
-        let case = random_case(&desc, with_bias, seed);
-        let (a, b, bias, c) = upload_case(ctx, &case);
-        ctx.run_all(&matmul::matmul(ctx, &desc, &a, &b, bias.as_ref(), &c).unwrap())
-            .unwrap();
-        let got = c.to_f32(ctx).unwrap();
+    for (desc, case, got) in check_all(ctx, cases, false) {
         let mut exact = case.c0.clone();
         reference::matmul::matmul(&desc, &case.a, &case.b, case.bias.as_deref(), &mut exact).unwrap();
         let worst = got

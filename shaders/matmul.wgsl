@@ -116,6 +116,34 @@ fn tile_of(wg: vec3<u32>, nwg: vec3<u32>) -> vec3<u32> {
     return vec3<u32>(tn, rest % p.tiles_m, rest / p.tiles_m);
 }
 
+// A workgroup's share of the product (matmul_tiled, matmul_coop): batch entry t
+// (p.batch or more for a workgroup past the last), its K range
+// [k_begin, k_end), and where its A, B and C start (C: its raw partials' slot
+// with SPLIT_K).
+struct Work {
+    t: u32,
+    k_begin: u32,
+    k_end: u32,
+    a_base: u32,
+    b_base: u32,
+    c_base: u32,
+}
+
+fn work_of(tile_z: u32) -> Work {
+    var t = tile_z;
+    var split = 0u;
+    if (SPLIT_K) {
+        split = tile_z % p.k_split;
+        t = tile_z / p.k_split;
+    }
+    let k_begin = split * p.k_chunk;
+    var c_base = p.c_off + t * p.c_bs;
+    if (SPLIT_K) {
+        c_base = (t * p.k_split + split) * p.m * p.n;
+    }
+    return Work(t, k_begin, min(p.k, k_begin + p.k_chunk), p.a_off + t * p.a_bs, p.b_off + t * p.b_bs, c_base);
+}
+
 // ---------------------------------------------------------------------------
 // matmul_tiled
 // ---------------------------------------------------------------------------
@@ -352,24 +380,15 @@ fn store_tiles(ra: ptr<function, array<f32, 16>>, rb: ptr<function, array<f32, 1
 fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
     let tile = tile_of(wg, nwg);
-    // Batch entry t and K range [k_begin, k_end) of this workgroup.
-    var t = tile.z;
-    var split = 0u;
-    if (SPLIT_K) {
-        split = tile.z % p.k_split;
-        t = tile.z / p.k_split;
-    }
-    if (t >= p.batch) {
+    let w = work_of(tile.z);
+    if (w.t >= p.batch) {
         return;
     }
-    let k_begin = split * p.k_chunk;
-    let k_end = min(p.k, k_begin + p.k_chunk);
-    let a_base = p.a_off + t * p.a_bs;
-    let b_base = p.b_off + t * p.b_bs;
-    var c_base = p.c_off + t * p.c_bs;
-    if (SPLIT_K) {
-        c_base = (t * p.k_split + split) * p.m * p.n;
-    }
+    let k_begin = w.k_begin;
+    let k_end = w.k_end;
+    let a_base = w.a_base;
+    let b_base = w.b_base;
+    let c_base = w.c_base;
     let row0 = tile.y * BM;
     let col0 = tile.x * BN;
     let tx = lid % TX;

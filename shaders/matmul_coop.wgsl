@@ -2,7 +2,7 @@
 // epilogue, split-K partials; this file is appended to it) computed with
 // cooperative matrices, A and B rounded to f16 and products summed in f32.
 //
-// Launcher: src/kernels/matmul.rs (MatmulVariant::Coop). CPU twin:
+// Launcher: src/kernels/matmul.rs (MatmulVariant::Coop64 / Coop128). CPU twin:
 // src/reference/matmul.rs (`matmul_f16_inputs`: the same product with every
 // element of A and B rounded to f16 first).
 //
@@ -108,26 +108,13 @@ fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
                @builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sid: u32,
                @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32) {
     let tile = tile_of(wg, nwg);
-    var t = tile.z;
-    var split = 0u;
-    if (SPLIT_K) {
-        split = tile.z % p.k_split;
-        t = tile.z / p.k_split;
-    }
+    let w = work_of(tile.z);
     // A workgroup past the last batch runs no K step and stores nothing (no early
     // return: cooperative operations need workgroup-uniform control flow).
-    let live = t < p.batch;
-    let k_begin = split * p.k_chunk;
-    var k_end = min(p.k, k_begin + p.k_chunk);
-    if (!live) {
-        k_end = k_begin;
-    }
-    let a_base = p.a_off + t * p.a_bs;
-    let b_base = p.b_off + t * p.b_bs;
-    var c_base = p.c_off + t * p.c_bs;
-    if (SPLIT_K) {
-        c_base = (t * p.k_split + split) * p.m * p.n;
-    }
+    let live = w.t < p.batch;
+    let k_begin = w.k_begin;
+    let k_end = select(k_begin, w.k_end, live);
+    let c_base = w.c_base;
     let row0 = tile.y * CO_BM;
     let col0 = tile.x * CO_BN;
     // This subgroup's block. Every subgroup runs the cooperative operations
@@ -142,7 +129,7 @@ fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     var acc: array<CoopC, 8>;
     var af: array<CoopA, 4>;
     for (var k0 = k_begin; k0 < k_end; k0 += CO_BK) {
-        co_stage(a_base, b_base, row0, col0, k0, k_end, lid);
+        co_stage(w.a_base, w.b_base, row0, col0, k0, k_end, lid);
         workgroupBarrier();
         for (var kk = 0u; kk < CO_BK; kk += FRAG) {
             for (var fm = 0u; fm < CO_FM; fm++) {

@@ -27,6 +27,15 @@ pub fn run(gpu: &GpuArgs) -> Result<ExitCode> {
         ),
         None => println!("cooperative matrices: none usable (no tensor-core matmul on this adapter)"),
     }
+    println!(
+        "matmul precision: {}{}",
+        ctx.matmul_precision().name(),
+        if ctx.reduced_matmuls() {
+            " (products may run on tensor cores)"
+        } else {
+            " (every product in f32)"
+        }
+    );
     let l = &ctx.limits;
     println!("limits:");
     println!("  max_buffer_size                      {}", l.max_buffer_size);

@@ -330,8 +330,9 @@ impl Context {
         let mut features = adapter.features() & OPTIONAL_FEATURES;
         // Cooperative matrices serve only the f16 → f32 product of the
         // tensor-core matmul (`matmul_coop`), and that needs f16 in shaders too.
-        let coop = CoopMatrix::from_adapter(adapter);
-        if coop.is_none() || !features.contains(wgpu::Features::SHADER_F16) {
+        let coop =
+            CoopMatrix::from_adapter(adapter).filter(|_| features.contains(wgpu::Features::SHADER_F16));
+        if coop.is_none() {
             features.remove(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
         }
         let experimental = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
@@ -360,10 +361,7 @@ impl Context {
                 message: e.to_string(),
             })?;
         let mut ctx = Self::from_device(info, device, queue);
-        ctx.coop_matrix = coop.filter(|_| {
-            ctx.features
-                .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
-        });
+        ctx.coop_matrix = coop;
         Ok(ctx)
     }
 

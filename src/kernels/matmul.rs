@@ -565,11 +565,17 @@ fn tile_config(ctx: &Context, variant: MatmulVariant) -> Result<TileConfig> {
     Ok(cfg)
 }
 
-/// Override constants of a tensor-core variant on `ctx`: the workgroup tile,
-/// K step, fragments per subgroup, workgroup size and epilogue slots (see
+/// The kernel of a tensor-core variant on `ctx` (the shader for the adapter's
+/// fragment size) and its override constants: the workgroup tile, K step,
+/// fragments per subgroup, workgroup size and epilogue slots (see
 /// `shaders/matmul_coop.wgsl`), checked against the device's limits.
-fn coop_config(ctx: &Context, variant: MatmulVariant) -> Result<Vec<(&'static str, f64)>> {
+fn coop_config(ctx: &Context, variant: MatmulVariant) -> Result<(Kernel, Vec<(&'static str, f64)>)> {
     let frag = ctx.coop_matrix().map_or(16, |m| m.frag);
+    let shader = if frag == 8 {
+        Shader::MatmulCoop8
+    } else {
+        Shader::MatmulCoop16
+    };
     let (bm, bn) = variant.block();
     let (bm, bn) = (bm as u32, bn as u32);
     let (fm, fn_) = if variant == MatmulVariant::Coop128 {
@@ -600,15 +606,18 @@ fn coop_config(ctx: &Context, variant: MatmulVariant) -> Result<Vec<(&'static st
             limits.max_compute_workgroup_storage_size
         )));
     }
-    Ok(vec![
-        ("CO_BM", bm as f64),
-        ("CO_BN", bn as f64),
-        ("CO_BK", bk as f64),
-        ("CO_FM", fm as f64),
-        ("CO_FN", fn_ as f64),
-        ("CO_WG", wg as f64),
-        ("CO_SUBGROUPS", subgroups as f64),
-    ])
+    Ok((
+        shader.kernel("matmul_coop"),
+        vec![
+            ("CO_BM", bm as f64),
+            ("CO_BN", bn as f64),
+            ("CO_BK", bk as f64),
+            ("CO_FM", fm as f64),
+            ("CO_FN", fn_ as f64),
+            ("CO_WG", wg as f64),
+            ("CO_SUBGROUPS", subgroups as f64),
+        ],
+    ))
 }
 
 /// True when `ctx` can run the subgroup (register) variants.
@@ -754,10 +763,9 @@ pub fn auto_variant(ctx: &Context, desc: &MatmulDesc) -> MatmulVariant {
     }
     // Reduced precision allowed and tensor cores at hand: they serve every
     // product on a GPU (CPU adapters emulate them, slower than their register
-    // kernels). 128×128 tiles only when there are enough to fill a large GPU.
+    // kernels).
     if ctx.reduced_matmuls() && !ctx.is_cpu() {
-        let tiles128 = desc.m.div_ceil(128) * desc.n.div_ceil(128) * desc.batch;
-        return if tiles128 >= 256 {
+        return if fills_with_128_tiles(desc) {
             MatmulVariant::Coop128
         } else {
             MatmulVariant::Coop64
@@ -799,14 +807,17 @@ pub fn auto_variant(ctx: &Context, desc: &MatmulDesc) -> MatmulVariant {
     if has_subgroups(ctx) {
         return MatmulVariant::RegisterSmall;
     }
-    // 128×128 tiles only when there are enough of them to fill a large GPU
-    // (~100+ multiprocessors, two workgroups each); otherwise 64×64 keeps it busy.
-    let tiles128 = desc.m.div_ceil(128) * desc.n.div_ceil(128) * desc.batch;
-    if tiles128 >= 256 {
+    if fills_with_128_tiles(desc) {
         MatmulVariant::Tiled128
     } else {
         MatmulVariant::Tiled64
     }
+}
+
+/// Whether `desc` has enough 128×128 output tiles to fill a large GPU (~100+
+/// multiprocessors, two workgroups each); otherwise 64×64 tiles keep it busy.
+fn fills_with_128_tiles(desc: &MatmulDesc) -> bool {
+    desc.m.div_ceil(128) * desc.n.div_ceil(128) * desc.batch >= 256
 }
 
 /// Launches `C = op(A)·op(B) [+ bias] [activation]` (or `C += op(A)·op(B)`) as
@@ -1067,18 +1078,13 @@ fn launch(
             (TILED, c)
         }
         MatmulVariant::Coop64 | MatmulVariant::Coop128 => {
+            let (kernel, coop) = coop_config(ctx, variant)?;
             let mut c = layout.to_vec();
-            c.extend(coop_config(ctx, variant)?);
+            c.extend(coop);
             if split {
                 c.push(("SPLIT_K", 1.0));
             }
-            let coop = ctx.coop_matrix().map_or(16, |m| m.frag);
-            let shader = if coop == 8 {
-                Shader::MatmulCoop8
-            } else {
-                Shader::MatmulCoop16
-            };
-            (shader.kernel("matmul_coop"), c)
+            (kernel, c)
         }
     };
     let (bm, bn) = variant.block();
