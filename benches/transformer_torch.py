@@ -164,9 +164,9 @@ def main():
                 total += loss.detach() * len(batch)
                 correct += (logits.argmax(1) == y[batch]).sum()
             sync()
+            seconds = time.perf_counter() - start
             history.append({"loss": total.item() / len(x), "accuracy": correct.item() / len(x),
-                            "seconds": time.perf_counter() - start,
-                            "images_per_s": len(x) / (time.perf_counter() - start)})
+                            "seconds": seconds, "images_per_s": len(x) / seconds})
         model.eval()
         with torch.no_grad():
             logits = model(tx)

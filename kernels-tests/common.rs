@@ -205,6 +205,18 @@ pub fn fresh_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// The CPU-adapter and GPU rules of the row kernels and reductions, as adapter
+/// classes: on a CPU adapter its native plan and a GPU's; on a GPU its native
+/// plan only (which is the GPU one), so nothing runs twice there.
+pub fn cpu_and_gpu_rules(ctx: &Context) -> Vec<wgml::gpu::AdapterClass> {
+    use wgml::gpu::AdapterClass;
+    if ctx.is_cpu_device() {
+        vec![AdapterClass::Native, AdapterClass::GpuWithoutSubgroups]
+    } else {
+        vec![AdapterClass::Native]
+    }
+}
+
 /// The adapter classes real GPUs plan as (with subgroups and without), for tests that
 /// run the GPU paths on any adapter with [`Context::set_adapter_class`].
 pub const GPU_CLASSES: [wgml::gpu::AdapterClass; 2] = [

@@ -2,7 +2,6 @@
 //! 5,000 values across every workgroup size, offsets far from zero (the two-pass
 //! variance), the twin's gradient against central differences, bad shapes refused.
 
-use wgml::gpu::AdapterClass;
 use wgml::kernels::layer_norm::{layer_norm_backward, layer_norm_forward};
 use wgml::kernels::reduce::sum_axis;
 use wgml::{Tensor, reference};
@@ -28,7 +27,7 @@ fn layer_norm_forward_and_backward_match_their_twins() {
     let (_g, ctx) = gpu();
     // CPU adapters give each row one invocation; GPUs several lanes per row.
     let _restore = PlanAs(ctx);
-    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+    for class in cpu_and_gpu_rules(ctx) {
         ctx.set_adapter_class(class);
         for (k, &(rows, cols)) in SHAPES.iter().enumerate() {
             let mut r = rng(k as u64);

@@ -1,7 +1,6 @@
 //! reduce kernels against `wgml::reference::reduce`.
 
 use rand::Rng;
-use wgml::gpu::AdapterClass;
 use wgml::kernels::reduce;
 use wgml::{DType, Error, Tensor, reference};
 
@@ -105,7 +104,7 @@ fn sum_axis_is_exact_on_integers() {
         let xt = Tensor::from_f32(ctx, &x, &[outer, len, inner]).unwrap();
         let mut want = vec![0.0; outer * inner];
         reference::reduce::sum_axis(&x, outer, len, inner, &mut want);
-        for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        for class in cpu_and_gpu_rules(ctx) {
             ctx.set_adapter_class(class);
             let out = nan_tensor(ctx, &[outer, inner]);
             ctx.run(&[&reduce::sum_axis(ctx, &xt, outer, len, inner, &out).unwrap()])

@@ -3,8 +3,6 @@
 use wgml::kernels::softmax;
 use wgml::{DType, Error, Tensor, reference};
 
-use wgml::gpu::AdapterClass;
-
 use crate::common::*;
 
 /// (rows, cols): C = 1, primes, each workgroup-size boundary (32/64/128/256),
@@ -215,7 +213,7 @@ fn attention_softmax_and_its_backward_match_their_twins() {
         let mut want_d = d.clone();
         reference::softmax::softmax_backward_rows(&want_p, &mut want_d, cols, scale);
         // CPU adapters give each row one invocation; GPUs several lanes per row.
-        for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        for class in cpu_and_gpu_rules(ctx) {
             ctx.set_adapter_class(class);
             let st = Tensor::from_f32(ctx, &s, &[rows, cols]).unwrap();
             let dt = Tensor::from_f32(ctx, &d, &[rows, cols]).unwrap();

@@ -360,16 +360,15 @@ impl Runner<'_> {
             self.upload(&scores, &[rows, d.tk])?,
             self.upload(&dp, &[rows, d.tk])?,
         );
-        let causal = d.causal.then_some(d.tq);
         self.run(&[
             swap_axes::swap_axes(self.ctx, &qt, 0, &split, 0, view)?,
-            softmax::softmax_attention(self.ctx, &st, d.scale, causal)?,
+            softmax::softmax_attention(self.ctx, &st, d.scale, d.causal_rows())?,
             softmax::softmax_backward_rows(self.ctx, &st, &dpt, d.scale)?,
         ])?;
         let mut wsplit = vec![0.0; q.len()];
         r::swap_axes::swap_axes(&q, 0, &mut wsplit, 0, view);
         let mut wp = scores;
-        r::softmax::softmax_attention(&mut wp, d.tk, d.scale, causal);
+        r::softmax::softmax_attention(&mut wp, d.tk, d.scale, d.causal_rows());
         let mut wdp = dp;
         r::softmax::softmax_backward_rows(&wp, &mut wdp, d.tk, d.scale);
         self.record(

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
-use crate::kernels::elementwise::{count_u32, same_buffer};
+use crate::kernels::elementwise::{count_u32, expect_separate};
 use crate::kernels::{Kernel, Shader, groups_for};
 
 /// The largest per-head query/key or value size the fused kernels take (their
@@ -249,20 +249,6 @@ fn expect_sizes(
     Ok(())
 }
 
-/// Errors when an output shares a buffer with any other tensor given.
-fn expect_separate(op: &'static str, outputs: &[(&str, &Tensor)], others: &[&Tensor]) -> Result<()> {
-    for (k, &(what, t)) in outputs.iter().enumerate() {
-        let clash = others.iter().any(|o| same_buffer(t, o))
-            || outputs[k + 1..].iter().any(|(_, o)| same_buffer(t, o));
-        if clash {
-            return Err(Error::invalid(format!(
-                "{op}: {what} shares a buffer with another operand; it must be a separate tensor"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// `o = softmax(scale·q·kᵀ)·v` per sample and head (see [`AttentionDims`] for the
 /// layouts), and `stats` (`dims.stats_len()` values) the log-sum-exp of each query
 /// row's scores, which [`attention_backward`] needs. `o` and `stats` are separate
@@ -382,7 +368,11 @@ pub fn attention_backward<'a>(
         out.push(ctx.dispatch(BACKWARD_Q, &[], &params, &bindings(&[(5, dq)]), groups)?);
     }
     if let Some((dk, dv)) = grads.dkv {
-        let params = dims.params(OP, dims.tk)?;
+        // The same product, its row blocks over the keys.
+        let params = Params {
+            blocks: count_u32(OP, "row blocks", dims.tk.div_ceil(WG))?,
+            ..params
+        };
         let groups = dims.groups(ctx, dims.tk)?;
         out.push(ctx.dispatch(BACKWARD_KV, &[], &params, &bindings(&[(5, dk), (6, dv)]), groups)?);
     }

@@ -68,6 +68,25 @@ pub(crate) fn same_buffer(a: &Tensor, b: &Tensor) -> bool {
     a.buffer == b.buffer
 }
 
+/// Errors when one of `distinct` (outputs, or inputs a kernel needs apart) shares
+/// a buffer with any other tensor given; `others` may share among themselves.
+pub(crate) fn expect_separate(
+    op: &'static str,
+    distinct: &[(&str, &Tensor)],
+    others: &[&Tensor],
+) -> Result<()> {
+    for (k, &(what, t)) in distinct.iter().enumerate() {
+        let clash = others.iter().any(|o| same_buffer(t, o))
+            || distinct[k + 1..].iter().any(|(_, o)| same_buffer(t, o));
+        if clash {
+            return Err(Error::invalid(format!(
+                "{op}: {what} shares a buffer with another operand; it must be a separate tensor"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Errors unless `a` and `b` have the same shape.
 pub(crate) fn expect_same_shape(
     op: &'static str,

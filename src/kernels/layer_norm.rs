@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
-use crate::kernels::elementwise::{count_u32, expect_same_shape, same_buffer};
+use crate::kernels::elementwise::{count_u32, expect_same_shape, expect_separate};
 use crate::kernels::softmax::{packed_rows, rows_cols};
 use crate::kernels::{Kernel, Shader};
 
@@ -52,11 +52,6 @@ fn params(
             ),
         ));
     }
-    if same_buffer(stats, x) || same_buffer(stats, gamma) {
-        return Err(Error::invalid(format!(
-            "{op}: stats shares a buffer with x or gamma; it must be a separate tensor"
-        )));
-    }
     if !(eps > 0.0 && eps.is_finite()) {
         return Err(Error::invalid(format!(
             "{op}: epsilon must be positive and finite, got {eps}"
@@ -64,11 +59,6 @@ fn params(
     }
     for (what, t) in outputs {
         t.expect_dtype(op, what, DType::F32)?;
-        if same_buffer(t, x) || same_buffer(t, gamma) || same_buffer(t, stats) {
-            return Err(Error::invalid(format!(
-                "{op}: {what} shares a buffer with an input; it must be a separate tensor"
-            )));
-        }
     }
     Ok((
         rows,
@@ -100,11 +90,7 @@ pub fn layer_norm_forward(
     expect_same_shape(OP, "gamma", gamma, "beta", beta)?;
     beta.expect_dtype(OP, "beta", DType::F32)?;
     let (rows, params) = params(OP, x, gamma, stats, eps, &[("y", y)])?;
-    if same_buffer(y, beta) || same_buffer(stats, beta) || same_buffer(stats, y) {
-        return Err(Error::invalid(format!(
-            "{OP}: y, stats and beta must be separate tensors"
-        )));
-    }
+    expect_separate(OP, &[("y", y), ("stats", stats)], &[x, gamma, beta])?;
     let (constants, groups) = packed_rows(ctx, rows, params.cols as usize)?;
     ctx.dispatch(
         FORWARD,
@@ -142,11 +128,8 @@ pub fn layer_norm_backward(
     }
     dy.expect_dtype(OP, "dy", DType::F32)?;
     let (rows, params) = params(OP, x, gamma, stats, eps, &[("dx", dx), ("dyx", dyx)])?;
-    if same_buffer(dx, dy) || same_buffer(dyx, dy) || same_buffer(dx, dyx) || same_buffer(stats, dy) {
-        return Err(Error::invalid(format!(
-            "{OP}: dx, dyx, stats and dy must be separate tensors"
-        )));
-    }
+    // stats too: backward reads it as the forward wrote it, apart from the rest.
+    expect_separate(OP, &[("dx", dx), ("dyx", dyx), ("stats", stats)], &[x, gamma, dy])?;
     let (constants, groups) = packed_rows(ctx, rows, params.cols as usize)?;
     ctx.dispatch(
         BACKWARD,

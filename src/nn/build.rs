@@ -67,14 +67,24 @@ impl LayerBuild<'_> {
         }
     }
 
-    /// How a layer applies `a` after its op: the kernel epilogue's activation, and
-    /// whether a GELU node follows (GELU has no epilogue: its gradient needs the
-    /// input).
-    fn activation_plan(&self, a: LayerActivation, name: &str, last: bool) -> Result<(Activation, bool)> {
+    /// The kernel epilogue's activation of a layer applying `a` after its op
+    /// (Identity for GELU, which has no epilogue: its gradient needs the input;
+    /// [`LayerBuild::gelu_after`] adds its node).
+    fn epilogue_activation(&self, a: LayerActivation, name: &str, last: bool) -> Result<Activation> {
         if a == LayerActivation::Gelu {
-            return Ok((Activation::Identity, true));
+            return Ok(Activation::Identity);
         }
-        Ok((self.kernel_activation(a, name, last)?, false))
+        self.kernel_activation(a, name, last)
+    }
+
+    /// `x` through a GELU node when `a` is GELU, else `x` (see
+    /// [`LayerBuild::epilogue_activation`]).
+    fn gelu_after(&mut self, x: NodeId, a: LayerActivation, name: &str) -> NodeId {
+        if a == LayerActivation::Gelu {
+            self.g.gelu(x, name)
+        } else {
+            x
+        }
     }
 
     /// A parameter of the layer, trainable or frozen.
@@ -211,11 +221,9 @@ impl Layer {
             // nn.Dropout is a module of its own (no parameters).
             Layer::Dropout { rate } => Ok(one(b.g.dropout(b.x, *rate, &name)?)),
             Layer::Activation(a) => {
-                let (act, gelu) = b.activation_plan(*a, &name, b.last)?;
-                let x = if gelu {
-                    b.g.gelu(b.x, &name)
-                } else if act == Activation::Identity {
-                    b.x
+                let act = b.epilogue_activation(*a, &name, b.last)?;
+                let x = if act == Activation::Identity {
+                    b.gelu_after(b.x, *a, &name)
                 } else {
                     b.g.activation(b.x, act, &name)
                 };
@@ -246,11 +254,9 @@ fn dense(
     };
     let w = b.param("weight", &[units, fan_in], init, trainable, name);
     let bias = use_bias.then(|| b.param("bias", &[units], Init::Zeros, trainable, name));
-    let (act, gelu) = b.activation_plan(activation, name, b.last)?;
-    let mut x = b.g.dense(b.x, w, bias, act, name)?;
-    if gelu {
-        x = b.g.gelu(x, name);
-    }
+    let act = b.epilogue_activation(activation, name, b.last)?;
+    let x = b.g.dense(b.x, w, bias, act, name)?;
+    let x = b.gelu_after(x, activation, name);
     Ok(Added {
         x,
         modules: modules(activation),
@@ -382,14 +388,12 @@ fn convolution(
     };
     let w = b.param("weight", &shape, init, trainable, name);
     let bias = use_bias.then(|| b.param("bias", &[filters], Init::Zeros, trainable, name));
-    let (act, gelu) = b.activation_plan(activation, name, b.last)?;
-    let mut x = match direction {
+    let act = b.epilogue_activation(activation, name, b.last)?;
+    let x = match direction {
         Direction::Forward => b.g.conv2d(b.x, w, bias, stride, padding, act, name)?,
         Direction::Transposed => b.g.conv2d_transpose(b.x, w, bias, stride, padding, act, name)?,
     };
-    if gelu {
-        x = b.g.gelu(x, name);
-    }
+    let x = b.gelu_after(x, activation, name);
     Ok(Added {
         x,
         modules: modules(activation),

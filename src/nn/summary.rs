@@ -242,6 +242,25 @@ mod tests {
     use super::*;
     use crate::nn::zoo;
 
+    /// The summary of an example model's JSON.
+    fn example(text: &str) -> Summary {
+        let a: crate::checkpoint::FunctionalArchitecture = serde_json::from_str(text).unwrap();
+        a.functional.summary().unwrap()
+    }
+
+    /// The row of the layer called `name`.
+    fn layer<'s>(s: &'s Summary, name: &str) -> &'s LayerSummary {
+        s.layers.iter().find(|l| l.name == name).unwrap()
+    }
+
+    /// (name, output shape, parameters) of every row.
+    fn rows(s: &Summary) -> Vec<(&str, &[usize], usize)> {
+        s.layers
+            .iter()
+            .map(|l| (l.name.as_str(), l.output_shape.as_slice(), l.params))
+            .collect()
+    }
+
     #[test]
     fn the_seed_cnn_summarises_as_keras_counts_it() {
         let r = zoo::cnn();
@@ -298,16 +317,9 @@ mod tests {
 
     #[test]
     fn a_functional_model_summarises_each_layer_with_what_it_reads() {
-        let text = include_str!("../../examples/models/residual.json");
-        let a: crate::checkpoint::FunctionalArchitecture = serde_json::from_str(text).unwrap();
-        let s = a.functional.summary().unwrap();
-        let rows: Vec<(&str, &[usize], usize)> = s
-            .layers
-            .iter()
-            .map(|l| (l.name.as_str(), l.output_shape.as_slice(), l.params))
-            .collect();
+        let s = example(include_str!("../../examples/models/residual.json"));
         assert_eq!(
-            rows,
+            rows(&s),
             [
                 ("flat", &[784][..], 0),
                 ("stem", &[128], 100_480),
@@ -323,46 +335,28 @@ mod tests {
         assert!(out.contains("head (softmax) ← act"), "{out}");
         // The VAE's loss term named like a layer does not count as that layer.
         let vae = crate::nn::Vae::MNIST.functional().summary().unwrap();
-        let recon = vae.layers.iter().find(|l| l.name == "reconstruction").unwrap();
-        assert_eq!(recon.output_shape, [784]);
+        assert_eq!(layer(&vae, "reconstruction").output_shape, [784]);
     }
 
     #[test]
     fn the_example_conv_vae_counts_as_keras_does() {
-        let text = include_str!("../../examples/models/conv_vae.json");
-        let a: crate::checkpoint::FunctionalArchitecture = serde_json::from_str(text).unwrap();
-        let s = a.functional.summary().unwrap();
+        let s = example(include_str!("../../examples/models/conv_vae.json"));
         // Keras' convolutional VAE example: encoder 69,076, decoder 65,089.
         assert_eq!(s.total_params(), 69_076 + 65_089);
-        let shape = |name: &str| {
-            s.layers
-                .iter()
-                .find(|l| l.name == name)
-                .unwrap()
-                .output_shape
-                .clone()
-        };
-        assert_eq!(shape("encoder.2"), [64, 7, 7]);
-        assert_eq!(shape("decoder.3"), [64, 14, 14]);
-        assert_eq!(shape("decoder.7"), [1, 28, 28]);
-        let t = s.layers.iter().find(|l| l.name == "decoder.5").unwrap();
+        assert_eq!(layer(&s, "encoder.2").output_shape, [64, 7, 7]);
+        assert_eq!(layer(&s, "decoder.3").output_shape, [64, 14, 14]);
+        assert_eq!(layer(&s, "decoder.7").output_shape, [1, 28, 28]);
+        let t = layer(&s, "decoder.5");
         assert_eq!((t.params, t.activation), (18_464, Some(LayerActivation::Relu)));
     }
 
     #[test]
     fn the_example_transformer_counts_as_keras_does() {
-        let text = include_str!("../../examples/models/transformer.json");
-        let a: crate::checkpoint::FunctionalArchitecture = serde_json::from_str(text).unwrap();
-        let s = a.functional.summary().unwrap();
-        let rows: Vec<(&str, &[usize], usize)> = s
-            .layers
-            .iter()
-            .map(|l| (l.name.as_str(), l.output_shape.as_slice(), l.params))
-            .collect();
+        let s = example(include_str!("../../examples/models/transformer.json"));
         // Keras: MultiHeadAttention(4, 16) on 64 features holds four 64·64 + 64
         // projections; LayerNormalization a scale and a shift per feature.
         assert_eq!(
-            rows,
+            rows(&s),
             [
                 ("rows", &[28, 28][..], 0),
                 ("embed", &[28, 64], 1_856),
@@ -378,9 +372,8 @@ mod tests {
                 ("head", &[10], 650),
             ]
         );
-        let att = s.layers.iter().find(|l| l.name == "att").unwrap();
         assert_eq!(
-            att.param_names,
+            layer(&s, "att").param_names,
             [
                 "att.query.weight",
                 "att.query.bias",
@@ -397,11 +390,9 @@ mod tests {
 
     #[test]
     fn the_example_vit_counts_as_keras_does() {
-        let text = include_str!("../../examples/models/vit.json");
-        let a: crate::checkpoint::FunctionalArchitecture = serde_json::from_str(text).unwrap();
-        let s = a.functional.summary().unwrap();
+        let s = example(include_str!("../../examples/models/vit.json"));
         let row = |name: &str| {
-            let l = s.layers.iter().find(|l| l.name == name).unwrap();
+            let l = layer(&s, name);
             (l.output_shape.clone(), l.params)
         };
         // 4x4 patches of one channel into 64 filters; 49 tokens of 64 features.

@@ -245,7 +245,6 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
             Ok(())
         };
     let doh = heads_of(bw, dy, d.tq, d.dv)?;
-    let vh = heads_of(bw, &bw.value(v), d.tk, d.dv)?;
     if want_v {
         let dvh = bw.temporary(&[d.bh(), d.tk, d.dv])?;
         let desc = d.product(d.tk, d.dv, d.tq, true, false);
@@ -256,6 +255,7 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
     if !want_q && !want_k {
         return Ok(());
     }
+    let vh = heads_of(bw, &bw.value(v), d.tk, d.dv)?;
     let ds = bw.temporary(&[d.bh() * d.tq, d.tk])?;
     let desc = d.product(d.tq, d.tk, d.dv, false, true);
     bw.dispatches

@@ -50,12 +50,6 @@ impl Graph {
     }
 }
 
-/// Rows of the product: one per sample, or per token of a sequence.
-fn rows(graph: &Graph, batch: usize, x: NodeId) -> usize {
-    let xs = graph.shape(x);
-    batch * xs[..xs.len() - 1].iter().product::<usize>()
-}
-
 pub(crate) fn forward(
     lw: &mut Lowering<'_>,
     id: NodeId,
@@ -66,7 +60,7 @@ pub(crate) fn forward(
 ) -> Result<crate::gpu::Tensor> {
     let y = lw.output(id)?;
     let ws = lw.shape(w);
-    let mut d = MatmulDesc::new(rows(lw.graph, lw.batch, x), ws[0], ws[1]);
+    let mut d = MatmulDesc::new(super::rows_features(lw.graph, lw.batch, x).0, ws[0], ws[1]);
     d.trans_b = true;
     d.activation = act;
     let bias = bias.map(|b| lw.value(b));
@@ -99,7 +93,7 @@ pub(crate) fn backward(
     act: Activation,
 ) -> Result<()> {
     let ctx = bw.ctx;
-    let b = rows(bw.graph, bw.batch, x);
+    let b = super::rows_features(bw.graph, bw.batch, x).0;
     let dz = bw.pre_activation(id, act, dy)?;
     let ws = bw.shape(w);
     let (units, fan_in) = (ws[0], ws[1]);
@@ -154,7 +148,7 @@ pub(crate) fn reference_forward(
     act: Activation,
 ) -> Result<Vec<f32>> {
     let ws = rf.graph.shape(w);
-    let mut d = MatmulDesc::new(rows(rf.graph, rf.batch, x), ws[0], ws[1]);
+    let mut d = MatmulDesc::new(super::rows_features(rf.graph, rf.batch, x).0, ws[0], ws[1]);
     d.trans_b = true;
     d.activation = act;
     let mut y = vec![0.0; rf.numel(id)];
@@ -172,7 +166,7 @@ pub(crate) fn reference_backward(
     bias: Option<NodeId>,
     act: Activation,
 ) -> Result<()> {
-    let b = rows(rb.graph, rb.batch, x);
+    let b = super::rows_features(rb.graph, rb.batch, x).0;
     let dz = rb.pre_activation(id, act, dy);
     let ws = rb.graph.shape(w);
     let mut d = MatmulDesc::new(ws[0], ws[1], b);

@@ -53,13 +53,6 @@ impl Graph {
     }
 }
 
-/// `(rows, features)` of node `x`'s batched value seen as rows of its last axis.
-fn rows_features(graph: &Graph, batch: usize, x: NodeId) -> (usize, usize) {
-    let shape = graph.shape(x);
-    let features = *shape.last().expect("per-sample shapes are non-empty");
-    (batch * shape.iter().product::<usize>() / features, features)
-}
-
 fn fields(op: &Op) -> (NodeId, NodeId, NodeId, f32) {
     match op {
         Op::LayerNorm {
@@ -74,7 +67,7 @@ fn fields(op: &Op) -> (NodeId, NodeId, NodeId, f32) {
 
 pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tensor> {
     let (x, gamma, beta, eps) = fields(op);
-    let (rows, features) = rows_features(lw.graph, lw.batch, x);
+    let (rows, features) = super::rows_features(lw.graph, lw.batch, x);
     let y = lw.output(id)?;
     let stats = Tensor::zeros(lw.ctx, &[rows, 2], DType::F32)?;
     let view = [rows, features];
@@ -93,7 +86,7 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tens
 
 pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, op: &Op) -> Result<()> {
     let (x, gamma, beta, eps) = fields(op);
-    let (rows, features) = rows_features(bw.graph, bw.batch, x);
+    let (rows, features) = super::rows_features(bw.graph, bw.batch, x);
     let view = [rows, features];
     let (want_gamma, want_beta) = (bw.req[gamma], bw.req[beta]);
     if !bw.req[x] && !want_gamma && !want_beta {
@@ -131,7 +124,7 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
 
 pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId, op: &Op) -> Vec<f32> {
     let (x, gamma, beta, eps) = fields(op);
-    let (rows, _) = rows_features(rf.graph, rf.batch, x);
+    let (rows, _) = super::rows_features(rf.graph, rf.batch, x);
     let mut y = vec![0.0; rf.numel(id)];
     let mut stats = vec![0.0; rows * 2];
     r::layer_norm::layer_norm_forward(

@@ -89,6 +89,14 @@ impl Lowering<'_> {
     }
 }
 
+/// `(rows, features)` of node `x`'s batched value seen as rows of its last axis:
+/// one row per sample, or per token of a sequence (Dense and LayerNorm work per row).
+pub(crate) fn rows_features(graph: &Graph, batch: usize, x: NodeId) -> (usize, usize) {
+    let shape = graph.shape(x);
+    let (features, leading) = shape.split_last().expect("per-sample shapes are non-empty");
+    (batch * leading.iter().product::<usize>(), *features)
+}
+
 /// Lowers node `id`'s forward op (not the input or a parameter) and returns its value.
 pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor> {
     match &lw.graph.nodes[id].op {
