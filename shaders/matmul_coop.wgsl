@@ -8,9 +8,26 @@
 //
 // Precision (the caller's choice, like PyTorch's
 // `torch.set_float32_matmul_precision("medium")`): each element of op(A) and
-// op(B) is rounded to the nearest f16 (11 significant bits, magnitudes up to
-// 65504; below 6.1e-5 fewer bits, below 6e-8 zero); the products of two f16 are
-// exact in f32 and summed in f32.
+// op(B) is rounded to the nearest f16 (11 significant bits) after its operand
+// is scaled by a power of two; the products of two f16 are exact in f32, summed
+// in f32, and the sum is scaled back.
+//
+// Range scaling: f16 holds magnitudes up to 65504, loses bits below 6.1e-5 and
+// is zero below 6e-8, far narrower than f32 (gradients of a mean loss are often
+// 1e-6 and smaller). So each operand is scaled by 2^shift, shift =
+// 14 - floor(log2(amax)) within [-126, 126] (0 when amax is 0, inf or NaN),
+// which brings its largest magnitude amax into [2^14, 2^15): nothing
+// overflows, and elements down to amax·2^-28 keep all 11 bits. Powers of two
+// are exact, so an operand of f16 values in range is staged unchanged in value.
+// amax covers exactly the elements the product reads (every batch entry; one
+// entry when the batch stride is 0). matmul_amax finds it in one dispatch
+// before the product: up to AMAX_GROUPS workgroups per operand (the launcher
+// sizes the grid by the operands) each store the largest |x| of their share (as
+// its f32 bits: for x >= 0 the bits order as the values, and NaN's sit above
+// inf) in amax_parts, A's part g at g and B's at AMAX_GROUPS + g (parts no
+// workgroup writes stay 0, as the buffer was created); each matmul_coop
+// workgroup reduces the parts again. The max is exact in any order, so the
+// result is the same bit for bit on every run.
 //
 // The header (matmul_coop16.wgsl or matmul_coop8.wgsl) fixes the fragment:
 // FRAG×FRAG×FRAG, types CoopA, CoopB, CoopC.
@@ -24,9 +41,11 @@
 // invocation stages A and B (converted to f16) into workgroup memory, row-major
 // [CO_BM][CO_BK] and [CO_BK][CO_BN], reading along whichever dimension is
 // contiguous in global memory; elements past M, N or the K range stage as 0.
-// The epilogue goes fragment by fragment through a per-subgroup FRAG×FRAG f32
-// slot of workgroup memory, where the subgroup's lanes apply write_c (or store
-// the raw partial with SPLIT_K) to the outputs inside C.
+// Before the first K step each workgroup reduces matmul_amax's parts to the
+// operands' scales (see Range scaling). The epilogue goes fragment by fragment
+// through a per-subgroup FRAG×FRAG f32 slot of workgroup memory, where the
+// subgroup's lanes scale the sums back and apply write_c (or store the raw
+// partial with SPLIT_K) to the outputs inside C.
 //
 // Assumes (the launcher checks): the device has cooperative matrices of this
 // fragment with f16 inputs and an f32 accumulator, subgroups, f16;
@@ -55,8 +74,61 @@ override CO_SUBGROUPS: u32 = CO_BLOCKS;
 override CO_C_LEN: u32 = CO_SUBGROUPS * FRAG * FRAG;
 var<workgroup> co_c: array<f32, CO_C_LEN>;
 
-// Stages op(A)[row0.., k0..] and op(B)[k0.., col0..] of one K step as f16.
-fn co_stage(a_base: u32, b_base: u32, row0: u32, col0: u32, k0: u32, k_end: u32, lid: u32) {
+// Range scaling (see the header).
+override AMAX_GROUPS: u32 = 128u;
+const AMAX_WG: u32 = 256u;
+// Per workgroup of matmul_amax, the bits of its largest |x|: [A's AMAX_GROUPS, B's].
+@group(0) @binding(7) var<storage, read_write> amax_parts: array<u32>;
+var<workgroup> amax_wg: array<atomic<u32>, 2>;
+
+// The exponent of an operand's scale from the bits of its largest magnitude.
+fn range_shift(amax_bits: u32) -> i32 {
+    let special = amax_bits == 0u || amax_bits >= 0x7f800000u;
+    let e = i32(amax_bits >> 23u) - 127;
+    return select(clamp(14 - e, -126, 126), 0, special);
+}
+
+// One workgroup per (operand, share), the grid 2·G workgroups along x (G ≤
+// AMAX_GROUPS): the largest |x| of the elements of A (workgroups [0, G)) or B
+// (the next G) the product reads.
+@compute @workgroup_size(AMAX_WG)
+fn matmul_amax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    if (lid == 0u) {
+        atomicStore(&amax_wg[0], 0u);
+    }
+    workgroupBarrier();
+    let groups = nwg.x / 2u;
+    let of_b = wg.x >= groups;
+    let share = wg.x % groups;
+    let per = select(p.m * p.k, p.k * p.n, of_b);
+    let off = select(p.a_off, p.b_off, of_b);
+    let stride = select(p.a_bs, p.b_bs, of_b);
+    let batches = select(p.batch, 1u, stride == 0u);
+    var most = 0u;
+    for (var t = 0u; t < batches; t++) {
+        let base = off + t * stride;
+        for (var r = share * AMAX_WG + lid; r < per; r += groups * AMAX_WG) {
+            var v: f32;
+            if (of_b) {
+                v = b[base + r];
+            } else {
+                v = a[base + r];
+            }
+            most = max(most, bitcast<u32>(abs(v)));
+        }
+    }
+    atomicMax(&amax_wg[0], most);
+    workgroupBarrier();
+    if (lid == 0u) {
+        amax_parts[select(0u, AMAX_GROUPS, of_b) + share] = atomicLoad(&amax_wg[0]);
+    }
+}
+
+// Stages op(A)[row0.., k0..] and op(B)[k0.., col0..] of one K step as f16, each
+// element times its operand's scale.
+fn co_stage(a_base: u32, b_base: u32, row0: u32, col0: u32, k0: u32, k_end: u32, lid: u32,
+            scale_a: f32, scale_b: f32) {
     for (var e = lid; e < CO_BM * CO_BK; e += CO_WG) {
         var i: u32;
         var kk: u32;
@@ -77,7 +149,7 @@ fn co_stage(a_base: u32, b_base: u32, row0: u32, col0: u32, k0: u32, k_end: u32,
                 v = a[a_base + gi * p.k + gk];
             }
         }
-        co_a[i * CO_BK + kk] = f16(v);
+        co_a[i * CO_BK + kk] = f16(v * scale_a);
     }
     for (var e = lid; e < CO_BK * CO_BN; e += CO_WG) {
         var j: u32;
@@ -99,7 +171,7 @@ fn co_stage(a_base: u32, b_base: u32, row0: u32, col0: u32, k0: u32, k_end: u32,
                 v = b[b_base + gk * p.n + gj];
             }
         }
-        co_b[kk * CO_BN + j] = f16(v);
+        co_b[kk * CO_BN + j] = f16(v * scale_b);
     }
 }
 
@@ -126,10 +198,23 @@ fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let bm0 = (block / CO_BLOCKS_N) * FRAG * CO_FM;
     let bn0 = (block % CO_BLOCKS_N) * FRAG * CO_FN;
 
+    // The operands' scales, from matmul_amax's parts.
+    if (lid < 2u) {
+        atomicStore(&amax_wg[lid], 0u);
+    }
+    workgroupBarrier();
+    for (var e = lid; e < AMAX_GROUPS; e += CO_WG) {
+        atomicMax(&amax_wg[0], amax_parts[e]);
+        atomicMax(&amax_wg[1], amax_parts[AMAX_GROUPS + e]);
+    }
+    workgroupBarrier();
+    let shift_a = range_shift(atomicLoad(&amax_wg[0]));
+    let shift_b = range_shift(atomicLoad(&amax_wg[1]));
+
     var acc: array<CoopC, 8>;
     var af: array<CoopA, 4>;
     for (var k0 = k_begin; k0 < k_end; k0 += CO_BK) {
-        co_stage(w.a_base, w.b_base, row0, col0, k0, k_end, lid);
+        co_stage(w.a_base, w.b_base, row0, col0, k0, k_end, lid, ldexp(1.0, shift_a), ldexp(1.0, shift_b));
         workgroupBarrier();
         for (var kk = 0u; kk < CO_BK; kk += FRAG) {
             for (var fm = 0u; fm < CO_FM; fm++) {
@@ -157,7 +242,7 @@ fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
                 let i = i0 + e / FRAG;
                 let j = j0 + e % FRAG;
                 if (i < p.m && j < p.n) {
-                    let v = co_c[slot + e];
+                    let v = co_c[slot + e] * ldexp(1.0, -shift_a) * ldexp(1.0, -shift_b);
                     if (SPLIT_K) {
                         c[c_base + i * p.n + j] = v;
                     } else {

@@ -16,6 +16,11 @@
 //!   64×64 / 128×64 / 128×128 outputs, 256 invocations each holding a 4×4 / 8×4 /
 //!   8×8 register block, double-buffered K tiles of 16, vec4 global loads where the
 //!   operands are aligned: the variants for real GPUs, and the fallback everywhere.
+//! - [`MatmulVariant::Coop64`] / [`MatmulVariant::Coop128`]
+//!   (`shaders/matmul_coop.wgsl`): tensor cores through cooperative matrices, A
+//!   and B rounded to f16 after a per-operand power-of-two range scale (found by
+//!   a `matmul_amax` pass before the product), sums in f32. Reduced precision:
+//!   only where the caller allows it ([`MatmulVariant::REDUCED`]).
 //!
 //! [`MatmulDesc::variant`] forces one (the tests prove every variant on the adapter
 //! they run on); `None` chooses by adapter and shape ([`choose`]).
@@ -507,6 +512,23 @@ pub const MAX_AUTO_SPLITS: usize = 64;
 /// wrong the tuner ([`crate::kernels::tune`]) measures the alternatives.
 pub const TARGET_WORKGROUPS: usize = 264;
 
+/// Most workgroups per operand of `matmul_amax`, the range-scale pass that runs
+/// before every tensor-core product (`shaders/matmul_coop.wgsl`): enough to
+/// stream a large operand at memory speed, few enough that each product
+/// workgroup re-reduces their parts cheaply.
+const AMAX_GROUPS: u32 = 128;
+/// Invocations per workgroup of `matmul_amax` (fixed in the shader).
+const AMAX_WG: usize = 256;
+
+/// Workgroups per operand of `desc`'s range-scale pass: about 16 elements per
+/// invocation of the larger operand, at most [`AMAX_GROUPS`].
+fn amax_groups(desc: &MatmulDesc) -> u32 {
+    let entries = |stride: usize| if stride == 0 { 1 } else { desc.batch };
+    let largest =
+        (entries(desc.a_batch_stride) * desc.m * desc.k).max(entries(desc.b_batch_stride) * desc.k * desc.n);
+    largest.div_ceil(AMAX_WG * 16).clamp(1, AMAX_GROUPS as usize) as u32
+}
+
 /// Invocations per workgroup of the register kernels (one 8-lane subgroup on lavapipe).
 const REG_WG: u32 = 8;
 /// Rows × columns per invocation of the register kernels (fixed in the shader).
@@ -824,7 +846,8 @@ fn fills_with_128_tiles(desc: &MatmulDesc) -> bool {
 /// described by `desc`. All tensors are f32; their shapes are ignored except for
 /// their element counts, which must hold the described matrices. Returns the
 /// dispatches to record in order: one, or two for a split-K product (the
-/// partials' scratch buffer lives as long as they do).
+/// partials' scratch buffer lives as long as they do); a tensor-core product
+/// starts with its range-scale pass (`matmul_amax`).
 pub fn matmul(
     ctx: &Context,
     desc: &MatmulDesc,
@@ -1081,6 +1104,7 @@ fn launch(
             let (kernel, coop) = coop_config(ctx, variant)?;
             let mut c = layout.to_vec();
             c.extend(coop);
+            c.push(("AMAX_GROUPS", AMAX_GROUPS as f64));
             if split {
                 c.push(("SPLIT_K", 1.0));
             }
@@ -1144,11 +1168,35 @@ fn launch(
         Some(s) if t.buffer.size() < 16 => s,
         _ => &t.buffer,
     });
-    let vec4_bindings: Vec<(u32, &wgpu::Buffer)> = if kernel == TILED {
+    // The tensor-core kernel reads its operands' range scales from the parts
+    // that matmul_amax stores first (shaders/matmul_coop.wgsl).
+    let amax_parts = if variant.is_coop() {
+        Some(ctx.create_buffer(
+            "matmul range-scale parts",
+            2 * AMAX_GROUPS as u64 * 4,
+            wgpu::BufferUsages::STORAGE,
+        )?)
+    } else {
+        None
+    };
+    let mut dispatches = Vec::new();
+    if let Some(parts) = &amax_parts {
+        dispatches.push(ctx.dispatch(
+            Kernel::new(kernel.shader, "matmul_amax"),
+            &[("AMAX_GROUPS", AMAX_GROUPS as f64)],
+            &params,
+            &[(1, &a.buffer), (2, &b.buffer), (7, parts)],
+            [2 * amax_groups(desc), 1, 1],
+        )?);
+    }
+    let mut extra_bindings: Vec<(u32, &wgpu::Buffer)> = if kernel == TILED {
         vec![(5, a4), (6, b4)]
     } else {
         Vec::new()
     };
+    if let Some(parts) = &amax_parts {
+        extra_bindings.push((7, parts));
+    }
     if split {
         // One partial per (batch entry, K range); fit_splits kept it bindable.
         let partials = (desc.batch * splits * desc.m * desc.n) as u64;
@@ -1158,10 +1206,10 @@ fn launch(
             wgpu::BufferUsages::STORAGE,
         )?;
         let mut bindings = vec![(1, &a.buffer), (2, &b.buffer), (3, bias_buffer), (4, &scratch)];
-        bindings.extend(&vec4_bindings);
-        let products = ctx.dispatch(kernel, &constants, &params, &bindings, groups)?;
+        bindings.extend(&extra_bindings);
+        dispatches.push(ctx.dispatch(kernel, &constants, &params, &bindings, groups)?);
         let outputs = if desc.reduce_batch { 1 } else { desc.batch } * desc.m * desc.n;
-        let reduce = ctx.dispatch(
+        dispatches.push(ctx.dispatch(
             SPLIT_REDUCE,
             &[("SR_WG", SPLIT_REDUCE_WG as f64)],
             &params,
@@ -1171,13 +1219,13 @@ fn launch(
                 outputs.div_ceil(SPLIT_REDUCE_WG as usize) as u128,
                 "a split-K reduction",
             )?,
-        )?;
-        return Ok(vec![products, reduce]);
+        )?);
+        return Ok(dispatches);
     }
     let bindings = match &adam {
         None => {
             let mut list = vec![(1, &a.buffer), (2, &b.buffer), (3, bias_buffer), (4, &c.buffer)];
-            list.extend(&vec4_bindings);
+            list.extend(&extra_bindings);
             list
         }
         Some(e) => vec![
@@ -1192,9 +1240,8 @@ fn launch(
             (9, e.v),
         ],
     };
-    Ok(vec![
-        ctx.dispatch(kernel, &constants, &params, &bindings, groups)?,
-    ])
+    dispatches.push(ctx.dispatch(kernel, &constants, &params, &bindings, groups)?);
+    Ok(dispatches)
 }
 
 /// Whether the tiled kernel may load both operands of `desc` as vec4s: each

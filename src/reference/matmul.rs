@@ -15,8 +15,11 @@ pub fn activation(act: Activation, x: f64) -> f64 {
 }
 
 /// The twin of the tensor-core variants ([`crate::kernels::matmul::MatmulVariant::REDUCED`]):
-/// [`matmul`] with every element of A and B first rounded to the nearest f16
-/// (ties to even), as the kernel stages them.
+/// [`matmul`] with every element of A and B first multiplied by its operand's
+/// range scale `2^shift` ([`range_shift`] of the operand's largest magnitude
+/// among the elements the product reads) and rounded to the nearest f16 (ties to
+/// even), as the kernel stages them, and each sum multiplied by
+/// `2^-(shift_a + shift_b)` before the epilogue, as the kernel scales it back.
 pub fn matmul_f16_inputs(
     desc: &MatmulDesc,
     a: &[f32],
@@ -24,8 +27,54 @@ pub fn matmul_f16_inputs(
     bias: Option<&[f32]>,
     c: &mut [f32],
 ) -> Result<()> {
-    let round = |x: &[f32]| -> Vec<f32> { x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect() };
-    matmul(desc, &round(a), &round(b), bias, c)
+    desc.validate(a.len(), b.len(), bias.map(|s| s.len()), c.len())?;
+    let batches = |stride: usize| if stride == 0 { 1 } else { desc.batch };
+    let shift_a = range_shift(amax_bits(
+        a,
+        desc.a_offset,
+        desc.a_batch_stride,
+        batches(desc.a_batch_stride),
+        desc.m * desc.k,
+    ));
+    let shift_b = range_shift(amax_bits(
+        b,
+        desc.b_offset,
+        desc.b_batch_stride,
+        batches(desc.b_batch_stride),
+        desc.k * desc.n,
+    ));
+    let round = |x: &[f32], shift: i32| -> Vec<f32> {
+        let scale = 2f32.powi(shift);
+        x.iter()
+            .map(|&v| half::f16::from_f32(v * scale).to_f32())
+            .collect()
+    };
+    let back = 2f64.powi(-shift_a) * 2f64.powi(-shift_b);
+    matmul_scaled(desc, &round(a, shift_a), &round(b, shift_b), bias, c, back)
+}
+
+/// The bits of the largest `|x|` among `batches` runs of `per` elements of `x`,
+/// the t-th starting at `offset + t·stride`: as f32 bits, which order as the
+/// values for `x >= 0`, with NaN above infinity (`matmul_amax` in
+/// `shaders/matmul_coop.wgsl`).
+pub fn amax_bits(x: &[f32], offset: usize, stride: usize, batches: usize, per: usize) -> u32 {
+    (0..batches)
+        .flat_map(|t| &x[offset + t * stride..offset + t * stride + per])
+        .map(|v| v.abs().to_bits())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The exponent of a tensor-core operand's range scale, from the bits of its
+/// largest magnitude: `14 - floor(log2(amax))` within `[-126, 126]`, which brings
+/// amax into `[2^14, 2^15)` (inside f16's range, with the most room below); 0 for
+/// an operand that is all zeros or holds an infinity or NaN.
+pub fn range_shift(amax_bits: u32) -> i32 {
+    if amax_bits == 0 || amax_bits >= 0x7f80_0000 {
+        return 0;
+    }
+    let e = (amax_bits >> 23) as i32 - 127;
+    (14 - e).clamp(-126, 126)
 }
 
 /// `C = op(A)·op(B) [+ bias] [activation]`, or `C += op(A)·op(B)` when
@@ -33,6 +82,18 @@ pub fn matmul_f16_inputs(
 /// strides. Elements of `c` outside the described outputs are left untouched.
 /// Rejects exactly what the GPU launcher rejects.
 pub fn matmul(desc: &MatmulDesc, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32]) -> Result<()> {
+    matmul_scaled(desc, a, b, bias, c, 1.0)
+}
+
+/// [`matmul`] with every sum multiplied by `sum_scale` before the epilogue.
+fn matmul_scaled(
+    desc: &MatmulDesc,
+    a: &[f32],
+    b: &[f32],
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+    sum_scale: f64,
+) -> Result<()> {
     desc.validate(a.len(), b.len(), bias.map(|s| s.len()), c.len())?;
     let (m, n, k) = (desc.m, desc.n, desc.k);
     // With reduce_batch one output sums every batch entry; otherwise each entry
@@ -64,6 +125,7 @@ pub fn matmul(desc: &MatmulDesc, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: 
                         sum += av as f64 * bv as f64;
                     }
                 }
+                let sum = sum * sum_scale;
                 let out = &mut c[c0 + i * n + j];
                 *out = if desc.accumulate {
                     (*out as f64 + sum) as f32
@@ -75,4 +137,31 @@ pub fn matmul(desc: &MatmulDesc, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_shift_brings_the_largest_magnitude_into_two_to_the_14_to_15() {
+        for amax in [1.0f32, 0.75, 65504.0, 1e6, 3.5e-9, 1e-30, 3e38] {
+            let scaled = amax * 2f32.powi(range_shift(amax.to_bits()));
+            assert!((16384.0..32768.0).contains(&scaled), "{amax}: {scaled}");
+        }
+        // Nothing to scale, or nothing a scale can help.
+        for amax in [0.0f32, f32::INFINITY, f32::NAN] {
+            assert_eq!(range_shift(amax.abs().to_bits()), 0, "{amax}");
+        }
+        // Subnormal amax: the shift stops at 126, where 2^126 is still a normal f32.
+        assert_eq!(range_shift(1e-45f32.to_bits()), 126);
+    }
+
+    #[test]
+    fn amax_reads_only_the_described_runs() {
+        let x = [9.0, 1.0, -2.0, 9.0, 3.0, -0.5, f32::NAN];
+        assert_eq!(amax_bits(&x, 1, 3, 2, 2), 3.0f32.to_bits());
+        assert_eq!(amax_bits(&x, 1, 0, 1, 2), 2.0f32.to_bits());
+        assert!(f32::from_bits(amax_bits(&x, 5, 0, 1, 2)).is_nan());
+    }
 }
