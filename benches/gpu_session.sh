@@ -52,6 +52,9 @@ if [ "$stage" = wgml ] || [ "$stage" = all ]; then
     run mlp-b128 60 "$wgml" train --model mlp --epochs 3 --batch-size 128 --metrics "$logs/mlp-b128.json"
     run mlp-b32 60 "$wgml" train --model mlp --epochs 3 --batch-size 32 --metrics "$logs/mlp-b32.json"
     run profile-b32 60 "$wgml" train --profile --batch-size 32
+    # The MLP, whose kernels are tiny: its profile's last lines say whether the
+    # host (upload, record, submit) or the GPU sets the pace.
+    run profile-mlp-b128 60 "$wgml" train --model mlp --profile --batch-size 128
     # The transformer encoder (MNIST rows as 28 tokens; benches/transformer_torch.py in torch).
     for b in 32 128; do
         run "transformer-b$b" 120 "$wgml" train --model examples/models/transformer.json \

@@ -570,7 +570,14 @@ fn profile_times_every_dispatch_of_a_step() {
             .unwrap();
         let n = model.train_dispatches(ctx, 2).unwrap().len();
         let mut timer = Timer::with_clock(ctx, clock).unwrap();
+        let steps = model.step;
         let p = profile::profile_step_with(&mut model, ctx, 2, 2, &mut timer).unwrap();
+        // The host's side ran real steps: a warm-up, then 2 rounds back to back.
+        assert_eq!(model.step - steps, 1 + 2 * profile::STEADY_STEPS as u32);
+        assert!(
+            p.host_ms > 0.0 && p.steady_ms > 0.0 && p.submit_ms >= 0.0,
+            "{clock}: {p:?}"
+        );
         assert_eq!(p.clock, clock);
         assert_eq!(p.rows.len(), n);
         assert_eq!((p.batch, p.repeats), (2, 2));
@@ -587,6 +594,8 @@ fn profile_times_every_dispatch_of_a_step() {
         let table = profile::profile_table(&p);
         assert!(table.contains(clock.describe()), "{table}");
         assert!(table.contains("whole step (one pass)"), "{table}");
+        assert!(table.contains("in queue.submit"), "{table}");
+        assert!(table.contains("back to back"), "{table}");
         // Sorted by time, slowest first.
         let times: Vec<f64> = table
             .lines()

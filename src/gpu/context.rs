@@ -39,6 +39,9 @@ pub struct Counters {
     pub bind_groups_created: AtomicU64,
     /// Compute pipelines compiled.
     pub pipelines_created: AtomicU64,
+    /// Wall-clock nanoseconds the host spent inside `queue.submit` of
+    /// [`Context::submit`] (drivers of CPU adapters run the work there).
+    pub submit_nanos: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
@@ -52,6 +55,8 @@ pub struct CounterSnapshot {
     pub bind_groups_created: u64,
     /// Compute pipelines compiled.
     pub pipelines_created: u64,
+    /// Nanoseconds the host spent submitting.
+    pub submit_nanos: u64,
 }
 
 impl std::ops::Sub for CounterSnapshot {
@@ -62,6 +67,7 @@ impl std::ops::Sub for CounterSnapshot {
             buffers_created: self.buffers_created - rhs.buffers_created,
             bind_groups_created: self.bind_groups_created - rhs.bind_groups_created,
             pipelines_created: self.pipelines_created - rhs.pipelines_created,
+            submit_nanos: self.submit_nanos - rhs.submit_nanos,
         }
     }
 }
@@ -549,8 +555,11 @@ impl Context {
     /// Submits one command buffer and counts it.
     pub fn submit(&self, commands: wgpu::CommandBuffer) -> Result<()> {
         self.check()?;
+        let start = std::time::Instant::now();
         self.queue.submit(Some(commands));
+        let nanos = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         self.counters.submissions.fetch_add(1, Ordering::Relaxed);
+        self.counters.submit_nanos.fetch_add(nanos, Ordering::Relaxed);
         Ok(())
     }
 
@@ -562,6 +571,7 @@ impl Context {
             buffers_created: c.buffers_created.load(Ordering::Relaxed),
             bind_groups_created: c.bind_groups_created.load(Ordering::Relaxed),
             pipelines_created: c.pipelines_created.load(Ordering::Relaxed),
+            submit_nanos: c.submit_nanos.load(Ordering::Relaxed),
         }
     }
 
