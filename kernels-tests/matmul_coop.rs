@@ -7,9 +7,11 @@
 //! each test says it has nothing to check.
 
 use wgml::data::Dataset;
+use wgml::gpu::ContextOptions;
 use wgml::gpu::{AdapterClass, MatmulPrecision};
 use wgml::graph::reference::ReferenceExecutor;
 use wgml::kernels::matmul::{self, Activation, MatmulDesc, MatmulVariant};
+use wgml::kernels::matmul_coop;
 use wgml::nn::model::Batch;
 use wgml::nn::zoo;
 use wgml::{Context, reference};
@@ -302,6 +304,47 @@ fn coop_nan_in_an_operand_stays_in_its_row() {
         // the GPU's are NaN too.
         assert_matches(&describe(&desc, false), &got, &twin, atol_for(40), 1e-5);
     }
+}
+
+/// The check that gates automatic choice: it passes here (the kernel equals
+/// its twin on this adapter, as the tests above prove), its verdict is kept,
+/// and on a context whose check failed, medium precision chooses f32 kernels
+/// while a forced tensor-core variant still runs.
+#[test]
+fn tensor_cores_are_chosen_only_after_passing_their_check() {
+    let (_g, ctx) = gpu();
+    if coop_variants(ctx).is_empty() {
+        return;
+    }
+    assert_eq!(matmul_coop::check(ctx), Ok(()));
+    let large = MatmulDesc::new(512, 512, 256);
+    let passed = Context::new(&ContextOptions::default()).unwrap();
+    let failed = Context::new(&ContextOptions::default()).unwrap();
+    assert!(
+        failed
+            .coop_check_or_run(|| Err("injected failure".into()))
+            .is_err()
+    );
+    for c in [&passed, &failed] {
+        c.set_adapter_class(AdapterClass::Gpu);
+        c.set_matmul_precision(MatmulPrecision::Medium);
+    }
+    assert!(matmul::auto_variant(&passed, &large).is_coop());
+    assert_eq!(passed.coop_check(), Some(&Ok(())));
+    assert!(matmul_coop::tensor_cores_allowed(&passed));
+    assert!(!matmul_coop::tensor_cores_allowed(&failed));
+    assert!(!matmul::auto_variant(&failed, &large).is_coop());
+    for v in MatmulVariant::REDUCED {
+        assert!(matmul::variant_allowed(&passed, v), "{}", v.name());
+        assert!(!matmul::variant_allowed(&failed, v), "{}", v.name());
+    }
+    // Forced, it still runs on the context whose check failed.
+    let desc = MatmulDesc::new(20, 24, 40).variant(MatmulVariant::Coop64);
+    let case = random_case(&desc, false, 8200);
+    let (a, b, _, c) = upload_case(&failed, &case);
+    failed
+        .run_all(&matmul::matmul(&failed, &desc, &a, &b, None, &c).unwrap())
+        .unwrap();
 }
 
 #[test]

@@ -27,15 +27,19 @@ pub fn run(gpu: &GpuArgs) -> Result<ExitCode> {
         ),
         None => println!("cooperative matrices: none usable (no tensor-core matmul on this adapter)"),
     }
+    let tensor_cores = wgml::kernels::matmul_coop::tensor_cores_allowed(&ctx);
     println!(
         "matmul precision: {}{}",
         ctx.matmul_precision().name(),
-        if ctx.reduced_matmuls() {
-            " (products may run on tensor cores)"
+        if tensor_cores {
+            " (products may run on tensor cores; they agreed with the f32 kernel here)"
         } else {
             " (every product in f32)"
         }
     );
+    if let Some(Err(why)) = ctx.coop_check() {
+        println!("  tensor cores failed wgml's check: {why}");
+    }
     let l = &ctx.limits;
     println!("limits:");
     println!("  max_buffer_size                      {}", l.max_buffer_size);

@@ -64,6 +64,15 @@ impl GpuArgs {
                      cooperative matrices to wgpu: matmuls stay f32",
                     ctx.info.name
                 );
+            } else if precision == wgml::gpu::MatmulPrecision::Medium
+                && !wgml::kernels::matmul_coop::tensor_cores_allowed(&ctx)
+                && let Some(Err(why)) = ctx.coop_check()
+            {
+                eprintln!(
+                    "note: the tensor-core matmul failed wgml's check on '{}' ({why}): matmuls \
+                     stay f32",
+                    ctx.info.name
+                );
             }
         }
         if self.backend.is_none() && ctx.info.backend == wgpu::Backend::Gl {

@@ -150,6 +150,9 @@ pub struct Context {
     /// The cooperative-matrix product the tensor-core matmul uses, when the
     /// device offers it (see [`Context::coop_matrix`]).
     coop_matrix: Option<CoopMatrix>,
+    /// The verdict of the tensor-core matmul's check on this device, once the
+    /// kernel library has run it (see [`Context::coop_check_or_run`]).
+    coop_check: std::sync::OnceLock<std::result::Result<(), String>>,
     /// [`MatmulPrecision`] of automatically chosen matmuls, as a u8.
     precision: std::sync::atomic::AtomicU8,
     /// How planning and kernel choice see the adapter (see [`AdapterClass`]).
@@ -403,6 +406,7 @@ impl Context {
             layouts: OnceMap::default(),
             tuning: Default::default(),
             coop_matrix: None,
+            coop_check: std::sync::OnceLock::new(),
             precision: std::sync::atomic::AtomicU8::new(MatmulPrecision::Highest as u8),
             class: std::sync::atomic::AtomicU8::new(AdapterClass::Native as u8),
             grid_cap: std::sync::atomic::AtomicU32::new(0),
@@ -459,6 +463,24 @@ impl Context {
     /// precision is [`MatmulPrecision::Medium`] and the device has them.
     pub fn reduced_matmuls(&self) -> bool {
         self.matmul_precision() == MatmulPrecision::Medium && self.coop_matrix().is_some()
+    }
+
+    /// The verdict of the kernel library's check that the tensor-core matmul
+    /// agrees with the f32 one on this device, if it has run
+    /// (`kernels::matmul_coop::tensor_cores_allowed` runs it once, the first
+    /// time automatic choice could pick tensor cores): `Err` says what failed.
+    pub fn coop_check(&self) -> Option<&std::result::Result<(), String>> {
+        self.coop_check.get()
+    }
+
+    /// The check's verdict, running `check` for it the first time (later
+    /// callers, on any thread, wait for that run and share its verdict).
+    /// `check` must not ask for the verdict itself.
+    pub fn coop_check_or_run(
+        &self,
+        check: impl FnOnce() -> std::result::Result<(), String>,
+    ) -> &std::result::Result<(), String> {
+        self.coop_check.get_or_init(check)
     }
 
     /// How planning and kernel choice see this adapter.

@@ -37,6 +37,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::kernels::matmul_coop::tensor_cores_allowed;
 use crate::kernels::{Kernel, Shader};
 
 /// Elementwise function applied to each output in the matmul epilogue (after the bias).
@@ -658,9 +659,10 @@ pub fn variant_available(ctx: &Context, variant: MatmulVariant) -> bool {
 
 /// True when automatic choice (the built-in rule or the tuner) may pick
 /// `variant` on `ctx`: it is available, and a tensor-core one only where the
-/// context allows reduced precision ([`Context::reduced_matmuls`]).
+/// context allows reduced precision and the tensor cores passed their check
+/// ([`tensor_cores_allowed`]).
 pub fn variant_allowed(ctx: &Context, variant: MatmulVariant) -> bool {
-    variant_available(ctx, variant) && (!variant.is_coop() || ctx.reduced_matmuls())
+    variant_available(ctx, variant) && (!variant.is_coop() || tensor_cores_allowed(ctx))
 }
 
 /// The tensor-core variants `ctx` can run (empty without cooperative matrices).
@@ -783,10 +785,10 @@ pub fn auto_variant(ctx: &Context, desc: &MatmulDesc) -> MatmulVariant {
     if let Some(v) = desc.variant {
         return v;
     }
-    // Reduced precision allowed and tensor cores at hand: they serve every
-    // product on a GPU (CPU adapters emulate them, slower than their register
-    // kernels).
-    if ctx.reduced_matmuls() && !ctx.is_cpu() {
+    // Reduced precision allowed and tensor cores at hand (and checked): they
+    // serve every product on a GPU (CPU adapters emulate them, slower than
+    // their register kernels).
+    if !ctx.is_cpu() && tensor_cores_allowed(ctx) {
         return if fills_with_128_tiles(desc) {
             MatmulVariant::Coop128
         } else {

@@ -17,6 +17,7 @@ pub mod embedding;
 pub mod layer_norm;
 pub mod loss;
 pub mod matmul;
+pub mod matmul_coop;
 pub mod noise;
 pub mod optim;
 pub mod pool;

@@ -151,7 +151,7 @@ pub fn matmul_key(desc: &MatmulDesc) -> String {
 /// with ` f16in` appended where tensor cores may serve it (their choices differ
 /// and must never serve a full-precision run).
 pub fn context_key(ctx: &Context, desc: &MatmulDesc) -> String {
-    if ctx.reduced_matmuls() {
+    if crate::kernels::matmul_coop::tensor_cores_allowed(ctx) {
         format!("{} f16in", matmul_key(desc))
     } else {
         matmul_key(desc)
@@ -217,7 +217,7 @@ pub fn matmul_candidates(ctx: &Context, desc: &MatmulDesc) -> Vec<MatmulChoice> 
     };
     let mut out = vec![first];
     let mut variants = matmul::available_variants(ctx);
-    if ctx.reduced_matmuls() {
+    if crate::kernels::matmul_coop::tensor_cores_allowed(ctx) {
         variants.extend(matmul::available_reduced_variants(ctx));
     }
     for variant in variants {
