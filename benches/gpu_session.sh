@@ -80,8 +80,10 @@ if [ "$stage" = wgml ] || [ "$stage" = all ]; then
         run "dense-split$s" 30 "$wgml" bench matmul --sizes 32x64x5408 --split-k "$s" --repeat 20 \
             --json "$logs/dense-split$s.json"
     done
-    # Tensor cores (--matmul-precision medium: f16 inputs, f32 sums), forced and
-    # as the automatic choice, and the trainers with them.
+    # Tensor cores (--matmul-precision medium: f16 inputs, f32 sums): whether they
+    # pass wgml's check on this GPU, forced and as the automatic choice, and the
+    # trainers with them.
+    run info-medium 60 "$wgml" --matmul-precision medium info
     for v in coop64 coop128; do
         run "matmul-$v" 90 "$wgml" bench matmul --sizes 1024,2048,4096 --variant "$v" --split-k 1 \
             --repeat 10 --json "$logs/matmul-$v.json"
