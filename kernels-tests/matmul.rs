@@ -1000,6 +1000,7 @@ fn matmul_adam_equals_matmul_then_adam() {
             let b = Tensor::zeros(ctx, &[kk * nn], DType::F32).unwrap();
             let step = StepUniform::new(ctx).unwrap();
             let dispatch = matmul::matmul_adam(ctx, &d, &a, &b, &param, &m, &v, opt, &step).unwrap();
+            let mut near_zero = vec![false; mm * nn];
             for t in 1..=3u32 {
                 let av = uniform(&mut r, mm * kk, -1.0, 1.0);
                 let bv = uniform(&mut r, kk * nn, -1.0, 1.0);
@@ -1009,16 +1010,19 @@ fn matmul_adam_equals_matmul_then_adam() {
                 ctx.run(&[&dispatch]).unwrap();
                 let mut grad = vec![0.0f32; mm * nn];
                 reference::matmul::matmul(&d, &av, &bv, None, &mut grad).unwrap();
+                reference::optim::mark_ill_conditioned(
+                    &mut near_zero,
+                    &grad,
+                    reference::optim::sum_noise(kk),
+                );
                 reference::optim::optimizer_step(opt, t, opt.lr(), &mut p_ref, &grad, &mut state);
             }
             let what = format!("case {case} {lay:?} {variant:?}");
-            assert_close(
-                &format!("{what}: param"),
-                &param.to_f32(ctx).unwrap(),
-                &p_ref,
-                1e-5,
-                1e-4,
-            );
+            // Where a gradient was within its rounding noise of zero the update
+            // may go either way (up to the steps' size); the rest must agree.
+            let got = param.to_f32(ctx).unwrap();
+            let p_ref = reference::optim::accept_ill_conditioned(&got, &p_ref, &near_zero, 6.0 * opt.lr());
+            assert_close(&format!("{what}: param"), &got, &p_ref, 1e-5, 1e-4);
             assert_close(
                 &format!("{what}: m"),
                 &m.to_f32(ctx).unwrap(),

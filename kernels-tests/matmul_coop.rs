@@ -95,6 +95,10 @@ fn coop_every_layout_on_odd_shapes_equals_the_f16_twin() {
         (67, 5, 65),
         (131, 129, 47),
         (65, 130, 96),
+        // Multiples of 4 everywhere: the vec4 staging, with partial tiles and
+        // a partial last K step.
+        (68, 36, 100),
+        (132, 260, 48),
     ];
     let mut cases = Vec::new();
     let mut seed = 5000;

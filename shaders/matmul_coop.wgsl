@@ -32,44 +32,47 @@
 // The header (matmul_coop16.wgsl or matmul_coop8.wgsl) fixes the fragment:
 // FRAG×FRAG×FRAG, types CoopA, CoopB, CoopC.
 //
-// Kernel matmul_coop: a CO_BM×CO_BN block of C per workgroup. The block is cut
-// into subgroup blocks of CO_FM×CO_FN fragments; subgroup `s` (subgroup_id) owns
-// block s and keeps its fragments' sums in cooperative accumulators. CO_WG, the
-// workgroup size, is the number of blocks times the adapter's largest subgroup,
-// so there are at least as many subgroups as blocks (more when the device runs
-// smaller subgroups: those repeat a block and store nothing). Per K step of CO_BK, every
-// invocation stages A and B (converted to f16) into workgroup memory, row-major
-// [CO_BM][CO_BK] and [CO_BK][CO_BN], reading along whichever dimension is
-// contiguous in global memory; elements past M, N or the K range stage as 0.
-// Before the first K step each workgroup reduces matmul_amax's parts to the
-// operands' scales (see Range scaling). The epilogue goes fragment by fragment
-// through a per-subgroup FRAG×FRAG f32 slot of workgroup memory, where the
-// subgroup's lanes scale the sums back and apply write_c (or store the raw
-// partial with SPLIT_K) to the outputs inside C.
+// Kernel matmul_coop: a BM×BN block of C per workgroup (BM, BN, BK and NT are
+// matmul_tiled's overrides, set for this kernel by the launcher, so it stages
+// its tiles with matmul_tiled's load_tiles). The block is cut into subgroup
+// blocks of CO_FM×CO_FN fragments; subgroup `s` (subgroup_id) owns block s and
+// keeps its fragments' sums in cooperative accumulators. NT, the workgroup
+// size, is the number of blocks times the adapter's largest subgroup, so there
+// are at least as many subgroups as blocks (more when the device runs smaller
+// subgroups: those repeat a block and store nothing). K goes in steps of BK,
+// double-buffered as in matmul_tiled: each invocation loads its share of the
+// next step's A and B tiles into registers (as vec4s with VEC4, along
+// whichever dimension is contiguous in global memory; elements past M, N or
+// the K range load as 0) while the subgroups multiply the current step's
+// fragments, then stores them, scaled and converted to f16, into the other
+// workgroup buffer, row-major [BM][BK] for A and [BK][BN] for B; one barrier
+// per step. Before the first step each workgroup reduces matmul_amax's parts
+// to the operands' scales (see Range scaling). The epilogue goes fragment by
+// fragment through a per-subgroup FRAG×FRAG f32 slot of workgroup memory,
+// where the subgroup's lanes scale the sums back and apply write_c (or store
+// the raw partial with SPLIT_K) to the outputs inside C.
 //
 // Assumes (the launcher checks): the device has cooperative matrices of this
 // fragment with f16 inputs and an f32 accumulator, subgroups, f16;
-// CO_BM % (FRAG·CO_FM) == 0, CO_BN % (FRAG·CO_FN) == 0, CO_BK % FRAG == 0,
-// CO_FM ≤ 4, CO_FM·CO_FN ≤ 8, CO_WG ≥ blocks × the largest subgroup size,
-// CO_SUBGROUPS ≥ CO_WG / the smallest subgroup size.
+// BM % (FRAG·CO_FM) == 0, BN % (FRAG·CO_FN) == 0, BK % FRAG == 0, CO_FM ≤ 4,
+// CO_FM·CO_FN ≤ 8, NT ≥ blocks × the largest subgroup size, CO_SUBGROUPS ≥ NT
+// / the smallest subgroup size; BM·BK and BK·BN are multiples of NT with at
+// most 16 elements per invocation (4 vec4s with VEC4, as matmul_tiled).
 
-override CO_BM: u32 = 64u;
-override CO_BN: u32 = 64u;
-override CO_BK: u32 = 32u;
 override CO_FM: u32 = 2u;
 override CO_FN: u32 = 2u;
-override CO_WG: u32 = 128u;
 // Subgroup blocks along N, and in all.
-override CO_BLOCKS_N: u32 = CO_BN / (FRAG * CO_FN);
-override CO_BLOCKS: u32 = (CO_BM / (FRAG * CO_FM)) * CO_BLOCKS_N;
+override CO_BLOCKS_N: u32 = BN / (FRAG * CO_FN);
+override CO_BLOCKS: u32 = (BM / (FRAG * CO_FM)) * CO_BLOCKS_N;
 
-// Sizes of the workgroup arrays (named: naga needs a named override there).
-override CO_A_LEN: u32 = CO_BM * CO_BK;
-override CO_B_LEN: u32 = CO_BK * CO_BN;
+// Sizes of the workgroup arrays, two K steps each (named: naga needs a named
+// override there).
+override CO_A_LEN: u32 = 2u * BM * BK;
+override CO_B_LEN: u32 = 2u * BK * BN;
 var<workgroup> co_a: array<f16, CO_A_LEN>;
 var<workgroup> co_b: array<f16, CO_B_LEN>;
 // One FRAG×FRAG epilogue slot per subgroup: CO_SUBGROUPS is the most the
-// workgroup can have (CO_WG over the adapter's smallest subgroup).
+// workgroup can have (NT over the adapter's smallest subgroup).
 override CO_SUBGROUPS: u32 = CO_BLOCKS;
 override CO_C_LEN: u32 = CO_SUBGROUPS * FRAG * FRAG;
 var<workgroup> co_c: array<f32, CO_C_LEN>;
@@ -125,57 +128,62 @@ fn matmul_amax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     }
 }
 
-// Stages op(A)[row0.., k0..] and op(B)[k0.., col0..] of one K step as f16, each
-// element times its operand's scale.
-fn co_stage(a_base: u32, b_base: u32, row0: u32, col0: u32, k0: u32, k_end: u32, lid: u32,
-            scale_a: f32, scale_b: f32) {
-    for (var e = lid; e < CO_BM * CO_BK; e += CO_WG) {
-        var i: u32;
-        var kk: u32;
-        if (TRANS_A) {
-            i = e % CO_BM;
-            kk = e / CO_BM;
-        } else {
-            kk = e % CO_BK;
-            i = e / CO_BK;
+// Stores this invocation's share of a K step, loaded by load_tiles (the
+// element order of matmul_tiled's store_tiles), into workgroup buffer `buf`,
+// each element times its operand's scale and rounded to f16.
+fn co_store_tiles(ra: ptr<function, array<f32, 16>>, rb: ptr<function, array<f32, 16>>,
+                  ra4: ptr<function, array<vec4<f32>, 4>>, rb4: ptr<function, array<vec4<f32>, 4>>,
+                  buf: u32, lid: u32, scale_a: f32, scale_b: f32) {
+    let a0 = buf * BM * BK;
+    let b0 = buf * BK * BN;
+    if (VEC4) {
+        for (var l = 0u; l < LA4; l++) {
+            let e = lid + l * NT;
+            let v = (*ra4)[l] * scale_a;
+            for (var q = 0u; q < 4u; q++) {
+                if (TRANS_A) {
+                    co_a[a0 + ((e % (BM / 4u)) * 4u + q) * BK + e / (BM / 4u)] = f16(v[q]);
+                } else {
+                    co_a[a0 + (e / (BK / 4u)) * BK + (e % (BK / 4u)) * 4u + q] = f16(v[q]);
+                }
+            }
         }
-        let gi = row0 + i;
-        let gk = k0 + kk;
-        var v = 0.0;
-        if (gi < p.m && gk < k_end) {
+        for (var l = 0u; l < LB4; l++) {
+            let e = lid + l * NT;
+            let v = (*rb4)[l] * scale_b;
+            for (var q = 0u; q < 4u; q++) {
+                if (TRANS_B) {
+                    co_b[b0 + ((e % (BK / 4u)) * 4u + q) * BN + e / (BK / 4u)] = f16(v[q]);
+                } else {
+                    co_b[b0 + (e / (BN / 4u)) * BN + (e % (BN / 4u)) * 4u + q] = f16(v[q]);
+                }
+            }
+        }
+    } else {
+        for (var l = 0u; l < LA; l++) {
+            let e = lid + l * NT;
+            var f: u32;
             if (TRANS_A) {
-                v = a[a_base + gk * p.m + gi];
+                f = (e % BM) * BK + e / BM;
             } else {
-                v = a[a_base + gi * p.k + gk];
+                f = e;  // [i = e / BK][kk = e % BK]
             }
+            co_a[a0 + f] = f16((*ra)[l] * scale_a);
         }
-        co_a[i * CO_BK + kk] = f16(v * scale_a);
-    }
-    for (var e = lid; e < CO_BK * CO_BN; e += CO_WG) {
-        var j: u32;
-        var kk: u32;
-        if (TRANS_B) {
-            kk = e % CO_BK;
-            j = e / CO_BK;
-        } else {
-            j = e % CO_BN;
-            kk = e / CO_BN;
-        }
-        let gj = col0 + j;
-        let gk = k0 + kk;
-        var v = 0.0;
-        if (gj < p.n && gk < k_end) {
+        for (var l = 0u; l < LB; l++) {
+            let e = lid + l * NT;
+            var f: u32;
             if (TRANS_B) {
-                v = b[b_base + gj * p.k + gk];
+                f = (e % BK) * BN + e / BK;
             } else {
-                v = b[b_base + gk * p.n + gj];
+                f = e;  // [kk = e / BN][j = e % BN]
             }
+            co_b[b0 + f] = f16((*rb)[l] * scale_b);
         }
-        co_b[kk * CO_BN + j] = f16(v * scale_b);
     }
 }
 
-@compute @workgroup_size(CO_WG)
+@compute @workgroup_size(NT)
 fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sid: u32,
                @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32) {
@@ -187,8 +195,8 @@ fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let k_begin = w.k_begin;
     let k_end = select(k_begin, w.k_end, live);
     let c_base = w.c_base;
-    let row0 = tile.y * CO_BM;
-    let col0 = tile.x * CO_BN;
+    let row0 = tile.y * BM;
+    let col0 = tile.x * BN;
     // This subgroup's block. Every subgroup runs the cooperative operations
     // (they need workgroup-uniform control flow); where the device runs more
     // subgroups than blocks, the extra ones repeat block sid % CO_BLOCKS into
@@ -203,34 +211,57 @@ fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         atomicStore(&amax_wg[lid], 0u);
     }
     workgroupBarrier();
-    for (var e = lid; e < AMAX_GROUPS; e += CO_WG) {
+    for (var e = lid; e < AMAX_GROUPS; e += NT) {
         atomicMax(&amax_wg[0], amax_parts[e]);
         atomicMax(&amax_wg[1], amax_parts[AMAX_GROUPS + e]);
     }
     workgroupBarrier();
     let shift_a = range_shift(atomicLoad(&amax_wg[0]));
     let shift_b = range_shift(atomicLoad(&amax_wg[1]));
+    let scale_a = ldexp(1.0, shift_a);
+    let scale_b = ldexp(1.0, shift_b);
 
+    var ra: array<f32, 16>;
+    var rb: array<f32, 16>;
+    var ra4: array<vec4<f32>, 4>;
+    var rb4: array<vec4<f32>, 4>;
     var acc: array<CoopC, 8>;
     var af: array<CoopA, 4>;
-    for (var k0 = k_begin; k0 < k_end; k0 += CO_BK) {
-        co_stage(w.a_base, w.b_base, row0, col0, k0, k_end, lid, ldexp(1.0, shift_a), ldexp(1.0, shift_b));
-        workgroupBarrier();
-        for (var kk = 0u; kk < CO_BK; kk += FRAG) {
+    let steps = (k_end - k_begin + BK - 1u) / BK;
+    if (steps > 0u) {
+        load_tiles(&ra, &rb, &ra4, &rb4, w.a_base, w.b_base, row0, col0, k_begin, k_end, lid);
+        co_store_tiles(&ra, &rb, &ra4, &rb4, 0u, lid, scale_a, scale_b);
+    }
+    workgroupBarrier();
+    for (var step = 0u; step < steps; step++) {
+        let cur = step & 1u;
+        let more = step + 1u < steps;
+        if (more) {
+            load_tiles(&ra, &rb, &ra4, &rb4, w.a_base, w.b_base, row0, col0, k_begin + (step + 1u) * BK,
+                       k_end, lid);
+        }
+        let a0 = cur * BM * BK;
+        let b0 = cur * BK * BN;
+        for (var kk = 0u; kk < BK; kk += FRAG) {
             for (var fm = 0u; fm < CO_FM; fm++) {
-                af[fm] = coopLoadT<CoopA>(&co_a[(bm0 + fm * FRAG) * CO_BK + kk], CO_BK);
+                af[fm] = coopLoadT<CoopA>(&co_a[a0 + (bm0 + fm * FRAG) * BK + kk], BK);
             }
             for (var fj = 0u; fj < CO_FN; fj++) {
-                let bf = coopLoadT<CoopB>(&co_b[kk * CO_BN + bn0 + fj * FRAG], CO_BN);
+                let bf = coopLoadT<CoopB>(&co_b[b0 + kk * BN + bn0 + fj * FRAG], BN);
                 for (var fm = 0u; fm < CO_FM; fm++) {
                     let x = fm * CO_FN + fj;
                     acc[x] = coopMultiplyAdd(af[fm], bf, acc[x]);
                 }
             }
         }
+        if (more) {
+            co_store_tiles(&ra, &rb, &ra4, &rb4, 1u - cur, lid, scale_a, scale_b);
+        }
         workgroupBarrier();
     }
 
+    let unscale_a = ldexp(1.0, -shift_a);
+    let unscale_b = ldexp(1.0, -shift_b);
     let slot = sid * FRAG * FRAG;
     for (var x = 0u; x < CO_FM * CO_FN; x++) {
         coopStoreT(acc[x], &co_c[slot], FRAG);
@@ -242,7 +273,7 @@ fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
                 let i = i0 + e / FRAG;
                 let j = j0 + e % FRAG;
                 if (i < p.m && j < p.n) {
-                    let v = co_c[slot + e] * ldexp(1.0, -shift_a) * ldexp(1.0, -shift_b);
+                    let v = co_c[slot + e] * unscale_a * unscale_b;
                     if (SPLIT_K) {
                         c[c_base + i * p.n + j] = v;
                     } else {

@@ -589,10 +589,14 @@ fn tile_config(ctx: &Context, variant: MatmulVariant) -> Result<TileConfig> {
 }
 
 /// The kernel of a tensor-core variant on `ctx` (the shader for the adapter's
-/// fragment size) and its override constants: the workgroup tile, K step,
-/// fragments per subgroup, workgroup size and epilogue slots (see
-/// `shaders/matmul_coop.wgsl`), checked against the device's limits.
-fn coop_config(ctx: &Context, variant: MatmulVariant) -> Result<(Kernel, Vec<(&'static str, f64)>)> {
+/// fragment size), its staging shape as `(BM, BN, BK, invocations)` and its
+/// override constants: the workgroup tile, K step, fragments per subgroup,
+/// workgroup size and epilogue slots (see `shaders/matmul_coop.wgsl`), checked
+/// against the device's limits.
+fn coop_config(
+    ctx: &Context,
+    variant: MatmulVariant,
+) -> Result<(Kernel, [u32; 4], Vec<(&'static str, f64)>)> {
     let frag = ctx.coop_matrix().map_or(16, |m| m.frag);
     let shader = if frag == 8 {
         Shader::MatmulCoop8
@@ -606,7 +610,6 @@ fn coop_config(ctx: &Context, variant: MatmulVariant) -> Result<(Kernel, Vec<(&'
     } else {
         (2, 2)
     };
-    let bk = 32;
     let blocks = (bm / (frag * fm)) * (bn / (frag * fn_));
     let (sub_min, sub_max) = (
         ctx.info.subgroup_min_size.max(1),
@@ -614,7 +617,26 @@ fn coop_config(ctx: &Context, variant: MatmulVariant) -> Result<(Kernel, Vec<(&'
     );
     let wg = blocks * sub_max;
     let subgroups = wg.div_ceil(sub_min);
-    let shared = (bm * bk + bk * bn) * 2 + subgroups * frag * frag * 4;
+    // Two K steps of f16 tiles, and the epilogue slots: K steps of 32, or of 16
+    // where the device's workgroup memory is too small for them (lavapipe's
+    // 32 KiB with 128×128 tiles; NVIDIA's 48 KiB holds 32).
+    let shared_for = |bk: u32| 2 * (bm * bk + bk * bn) * 2 + subgroups * frag * frag * 4;
+    let bk = if shared_for(32) > ctx.limits.max_compute_workgroup_storage_size && frag <= 16 {
+        16
+    } else {
+        32
+    };
+    let shared = shared_for(bk);
+    // matmul_tiled's staging: a whole number of elements per invocation, at
+    // most 16 (its register arrays).
+    let stages = |elements: u32| elements.is_multiple_of(wg) && elements / wg <= 16;
+    if !stages(bm * bk) || !stages(bk * bn) {
+        return Err(Error::invalid(format!(
+            "matmul variant {} cannot stage its {bm}×{bk} and {bk}×{bn} tiles over {wg}              invocations on '{}' (subgroups of {sub_min}-{sub_max})",
+            variant.name(),
+            ctx.info.name
+        )));
+    }
     let limits = &ctx.limits;
     if wg > limits.max_compute_invocations_per_workgroup
         || wg > limits.max_compute_workgroup_size_x
@@ -631,13 +653,14 @@ fn coop_config(ctx: &Context, variant: MatmulVariant) -> Result<(Kernel, Vec<(&'
     }
     Ok((
         shader.kernel("matmul_coop"),
+        [bm, bn, bk, wg],
         vec![
-            ("CO_BM", bm as f64),
-            ("CO_BN", bn as f64),
-            ("CO_BK", bk as f64),
+            ("BM", bm as f64),
+            ("BN", bn as f64),
+            ("BK", bk as f64),
+            ("NT", wg as f64),
             ("CO_FM", fm as f64),
             ("CO_FN", fn_ as f64),
-            ("CO_WG", wg as f64),
             ("CO_SUBGROUPS", subgroups as f64),
         ],
     ))
@@ -1097,15 +1120,18 @@ fn launch(
             if split {
                 c.push(("SPLIT_K", 1.0));
             }
-            if vec4_loads(desc, cfg) {
+            if vec4_loads(desc, [cfg.bm, cfg.bn, cfg.bk, cfg.threads()]) {
                 c.push(("VEC4", 1.0));
             }
             (TILED, c)
         }
         MatmulVariant::Coop64 | MatmulVariant::Coop128 => {
-            let (kernel, coop) = coop_config(ctx, variant)?;
+            let (kernel, staging, coop) = coop_config(ctx, variant)?;
             let mut c = layout.to_vec();
             c.extend(coop);
+            if vec4_loads(desc, staging) {
+                c.push(("VEC4", 1.0));
+            }
             c.push(("AMAX_GROUPS", AMAX_GROUPS as f64));
             if split {
                 c.push(("SPLIT_K", 1.0));
@@ -1159,9 +1185,10 @@ fn launch(
     // Without a bias, A stands in at the bias binding (both read-only); the shader
     // never reads it because FLAG_BIAS is clear.
     let bias_buffer = bias.map_or(&a.buffer, |t| &t.buffer);
-    // The tiled kernel also binds A and B as arrays of vec4 (read only with VEC4);
-    // an operand smaller than one vec4 gets a 16-byte stand-in.
-    let stand_in = if kernel == TILED && (a.buffer.size() < 16 || b.buffer.size() < 16) {
+    // The tiled and tensor-core kernels also bind A and B as arrays of vec4 (read
+    // only with VEC4); an operand smaller than one vec4 gets a 16-byte stand-in.
+    let binds_vec4 = kernel == TILED || variant.is_coop();
+    let stand_in = if binds_vec4 && (a.buffer.size() < 16 || b.buffer.size() < 16) {
         Some(ctx.create_buffer("matmul vec4 stand-in", 16, wgpu::BufferUsages::STORAGE)?)
     } else {
         None
@@ -1191,7 +1218,7 @@ fn launch(
             [2 * amax_groups(desc), 1, 1],
         )?);
     }
-    let mut extra_bindings: Vec<(u32, &wgpu::Buffer)> = if kernel == TILED {
+    let mut extra_bindings: Vec<(u32, &wgpu::Buffer)> = if binds_vec4 {
         vec![(5, a4), (6, b4)]
     } else {
         Vec::new()
@@ -1246,11 +1273,12 @@ fn launch(
     Ok(dispatches)
 }
 
-/// Whether the tiled kernel may load both operands of `desc` as vec4s: each
+/// Whether `matmul_tiled`'s staging (also the tensor-core kernel's), with tiles
+/// `[BM, BN, BK, invocations]`, may load both operands of `desc` as vec4s: each
 /// operand's contiguous dimension (K for A, N for B; M and K when stored
 /// transposed), element offset and batch stride are multiples of 4, and the
 /// tiles split into whole vec4s per invocation (at most 4 each).
-fn vec4_loads(desc: &MatmulDesc, cfg: TileConfig) -> bool {
+fn vec4_loads(desc: &MatmulDesc, [bm, bn, bk, threads]: [u32; 4]) -> bool {
     let a_row = if desc.trans_a { desc.m } else { desc.k };
     let b_row = if desc.trans_b { desc.k } else { desc.n };
     let aligned = [
@@ -1264,10 +1292,10 @@ fn vec4_loads(desc: &MatmulDesc, cfg: TileConfig) -> bool {
     .iter()
     .all(|x| x.is_multiple_of(4));
     let per_thread = |rows: u32| {
-        let vecs = rows * cfg.bk / 4;
-        vecs.is_multiple_of(cfg.threads()) && (1..=4).contains(&(vecs / cfg.threads()))
+        let vecs = rows * bk / 4;
+        vecs.is_multiple_of(threads) && (1..=4).contains(&(vecs / threads))
     };
-    aligned && per_thread(cfg.bm) && per_thread(cfg.bn)
+    aligned && per_thread(bm) && per_thread(bn)
 }
 
 /// A grid of `total` workgroups folded to the device's per-dimension limit.

@@ -110,3 +110,33 @@ pub fn optimizer_step(
         }
     }
 }
+
+/// Rounding noise of an f32 sum of `k` products of values in [-1, 1]: the
+/// classic bound for recursive summation, about `k²·2⁻²⁴`.
+pub fn sum_noise(k: usize) -> f32 {
+    (k * k) as f32 * 2f32.powi(-24)
+}
+
+/// Marks where an adaptive step (Adam, RMSprop) is ill-conditioned:
+/// `near_zero[i]` becomes true when `grad[i]` is within `noise` of zero. There
+/// the update's sign and size follow from how the gradient's sum was rounded
+/// (the step divides by the gradient's own magnitude), so a kernel that sums
+/// in another f32 order may move that parameter by up to the step size however
+/// exact it is.
+pub fn mark_ill_conditioned(near_zero: &mut [bool], grad: &[f32], noise: f32) {
+    for (z, g) in near_zero.iter_mut().zip(grad) {
+        *z |= g.abs() <= noise;
+    }
+}
+
+/// `want` with its ill-conditioned elements (see [`mark_ill_conditioned`])
+/// replaced by `got`'s where the two differ by at most `bound` (the steps'
+/// total size): what a strict comparison should then hold the rest to. An
+/// ill-conditioned element off by more keeps its expected value and fails.
+pub fn accept_ill_conditioned(got: &[f32], want: &[f32], near_zero: &[bool], bound: f32) -> Vec<f32> {
+    want.iter()
+        .zip(got)
+        .zip(near_zero)
+        .map(|((&w, &g), &z)| if z && (g - w).abs() <= bound { g } else { w })
+        .collect()
+}
