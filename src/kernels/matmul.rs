@@ -588,15 +588,20 @@ fn tile_config(ctx: &Context, variant: MatmulVariant) -> Result<TileConfig> {
     Ok(cfg)
 }
 
-/// The kernel of a tensor-core variant on `ctx` (the shader for the adapter's
-/// fragment size), its staging shape as `(BM, BN, BK, invocations)` and its
-/// override constants: the workgroup tile, K step, fragments per subgroup,
-/// workgroup size and epilogue slots (see `shaders/matmul_coop.wgsl`), checked
-/// against the device's limits.
-fn coop_config(
-    ctx: &Context,
-    variant: MatmulVariant,
-) -> Result<(Kernel, [u32; 4], Vec<(&'static str, f64)>)> {
+/// How a tensor-core variant runs on one device.
+struct CoopConfig {
+    /// `matmul_coop` in the shader for the adapter's fragment size.
+    kernel: Kernel,
+    /// Its staging shape, `[BM, BN, BK, invocations]`.
+    staging: [u32; 4],
+    /// Its override constants: the workgroup tile, K step, fragments per
+    /// subgroup, workgroup size and epilogue slots (see `shaders/matmul_coop.wgsl`).
+    constants: Vec<(&'static str, f64)>,
+}
+
+/// The configuration of a tensor-core variant on `ctx`, checked against the
+/// device's limits.
+fn coop_config(ctx: &Context, variant: MatmulVariant) -> Result<CoopConfig> {
     let frag = ctx.coop_matrix().map_or(16, |m| m.frag);
     let shader = if frag == 8 {
         Shader::MatmulCoop8
@@ -651,10 +656,10 @@ fn coop_config(
             limits.max_compute_workgroup_storage_size
         )));
     }
-    Ok((
-        shader.kernel("matmul_coop"),
-        [bm, bn, bk, wg],
-        vec![
+    Ok(CoopConfig {
+        kernel: shader.kernel("matmul_coop"),
+        staging: [bm, bn, bk, wg],
+        constants: vec![
             ("BM", bm as f64),
             ("BN", bn as f64),
             ("BK", bk as f64),
@@ -663,7 +668,7 @@ fn coop_config(
             ("CO_FN", fn_ as f64),
             ("CO_SUBGROUPS", subgroups as f64),
         ],
-    ))
+    })
 }
 
 /// True when `ctx` can run the subgroup (register) variants.
@@ -1126,17 +1131,17 @@ fn launch(
             (TILED, c)
         }
         MatmulVariant::Coop64 | MatmulVariant::Coop128 => {
-            let (kernel, staging, coop) = coop_config(ctx, variant)?;
+            let coop = coop_config(ctx, variant)?;
             let mut c = layout.to_vec();
-            c.extend(coop);
-            if vec4_loads(desc, staging) {
+            c.extend(coop.constants);
+            if vec4_loads(desc, coop.staging) {
                 c.push(("VEC4", 1.0));
             }
             c.push(("AMAX_GROUPS", AMAX_GROUPS as f64));
             if split {
                 c.push(("SPLIT_K", 1.0));
             }
-            (kernel, c)
+            (coop.kernel, c)
         }
     };
     let (bm, bn) = variant.block();
