@@ -37,6 +37,7 @@ mod pipeline;
 mod pool;
 mod reduce;
 mod report;
+mod sequence;
 mod soak;
 mod softmax;
 mod swap_axes;

@@ -1197,6 +1197,7 @@ fn augmented_training_is_reproducible_and_resumes_exactly() {
         y: wgml::data::Targets::Classes {
             labels: (0..48).map(|i| (i % 3) as u32).collect(),
             classes: 3,
+            positions: 1,
         },
     };
     let spec = Sequential::new(&[1, 8, 8])

@@ -14,12 +14,16 @@ use crate::error::{Error, Result};
 /// What a model is trained to predict.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Targets {
-    /// One class index per sample, each `< classes`.
+    /// Class indices, each `< classes`: one per sample, or one per position of
+    /// a sequence sample (a language model's next tokens).
     Classes {
-        /// The class index of each sample.
+        /// The class indices, `positions` per sample, one sample after another.
         labels: Vec<u32>,
         /// Number of classes.
         classes: usize,
+        /// Labels per sample: 1, or a sequence model's positions (see
+        /// [`crate::graph::Loss::label_positions`]).
+        positions: usize,
     },
     /// `dim` real values per sample (regression, binary targets in {0, 1}).
     Values {
@@ -34,7 +38,9 @@ impl Targets {
     /// Number of samples the targets cover.
     pub fn len(&self) -> usize {
         match self {
-            Targets::Classes { labels, .. } => labels.len(),
+            Targets::Classes {
+                labels, positions, ..
+            } => labels.len() / positions.max(&1),
             Targets::Values { values, dim } => values.len() / dim,
         }
     }
@@ -46,9 +52,17 @@ impl Targets {
 
     fn select(&self, idx: &[usize]) -> Targets {
         match self {
-            Targets::Classes { labels, classes } => Targets::Classes {
-                labels: idx.iter().map(|&i| labels[i]).collect(),
+            Targets::Classes {
+                labels,
+                classes,
+                positions,
+            } => Targets::Classes {
+                labels: idx
+                    .iter()
+                    .flat_map(|&i| labels[i * positions..(i + 1) * positions].iter().copied())
+                    .collect(),
                 classes: *classes,
+                positions: *positions,
             },
             Targets::Values { values, dim } => Targets::Values {
                 values: idx
@@ -138,7 +152,13 @@ impl Split {
             x.extend_from_slice(&self.x[i * s..(i + 1) * s]);
         }
         match &self.y {
-            Targets::Classes { labels: l, .. } => labels.extend(idx.iter().map(|&i| l[i])),
+            Targets::Classes {
+                labels: l, positions, ..
+            } => {
+                for &i in idx {
+                    labels.extend_from_slice(&l[i * positions..(i + 1) * positions]);
+                }
+            }
             Targets::Values { values: v, dim } => {
                 for &i in idx {
                     values.extend_from_slice(&v[i * dim..(i + 1) * dim]);
@@ -226,6 +246,7 @@ fn image_split(name: &str, images: IdxArray, labels: IdxArray) -> Result<(Split,
         y: Targets::Classes {
             labels: labels.data.iter().map(|&l| l as u32).collect(),
             classes: 10,
+            positions: 1,
         },
     };
     Ok((split, [h, w]))

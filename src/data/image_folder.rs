@@ -153,6 +153,7 @@ fn read_split(dir: &Path, shape: [usize; 3]) -> Result<(Vec<String>, Split)> {
         y: Targets::Classes {
             classes: classes.len(),
             labels,
+            positions: 1,
         },
     };
     Ok((names, split))
@@ -227,7 +228,7 @@ mod tests {
         assert_eq!(d.class_names, ["ant", "zebra"]);
         assert_eq!(d.sample_shape, [3, 4, 4]);
         let labels = |s: &Split| match &s.y {
-            Targets::Classes { labels, classes } => (labels.clone(), *classes),
+            Targets::Classes { labels, classes, .. } => (labels.clone(), *classes),
             other => panic!("{other:?}"),
         };
         assert_eq!(labels(&d.train), (vec![0, 1, 1], 2));

@@ -10,7 +10,15 @@ use crate::error::{Error, Result};
 
 fn labels_of<'a>(split: &'a Split, what: &str) -> Result<(&'a [u32], usize)> {
     match &split.y {
-        Targets::Classes { labels, classes } => Ok((labels, *classes)),
+        Targets::Classes {
+            labels,
+            classes,
+            positions: 1,
+        } => Ok((labels, *classes)),
+        Targets::Classes { positions, .. } => Err(Error::invalid(format!(
+            "{what} needs one class label per sample; this dataset has {positions} per sample \
+             (a sequence)"
+        ))),
         Targets::Values { .. } => Err(Error::invalid(format!(
             "{what} needs a dataset of class labels; this one has target values"
         ))),
@@ -54,6 +62,7 @@ impl Dataset {
                     .map(|&i| relabel[labels[i] as usize].unwrap_or(0))
                     .collect(),
                 classes: classes.len(),
+                positions: 1,
             };
             Ok(part)
         };
@@ -118,7 +127,7 @@ impl Split {
     /// How many samples each class has (empty for target values).
     pub fn class_counts(&self) -> Vec<usize> {
         match &self.y {
-            Targets::Classes { labels, classes } => {
+            Targets::Classes { labels, classes, .. } => {
                 let mut counts = vec![0; *classes];
                 for &l in labels {
                     counts[l as usize] += 1;

@@ -28,4 +28,16 @@ impl Loss {
     pub fn is_classification(self) -> bool {
         !matches!(self, Loss::MeanSquaredError)
     }
+
+    /// How many class labels one sample has for a model whose output has
+    /// `output_shape` (one sample's): for sparse categorical cross-entropy,
+    /// one per position of every axis but the last, which holds the classes
+    /// (a sequence model's `[T, V]` output has T labels, as Keras computes the
+    /// loss over `[batch, T, V]` with `[batch, T]` labels); 1 otherwise.
+    pub fn label_positions(self, output_shape: &[usize]) -> usize {
+        match (self, output_shape.split_last()) {
+            (Loss::SparseCategoricalCrossentropy, Some((_, lead))) => lead.iter().product::<usize>().max(1),
+            _ => 1,
+        }
+    }
 }

@@ -404,9 +404,12 @@ fn supervised(
     acc: &Accumulators,
     options: PlanOptions,
 ) -> Result<LossParts> {
-    let b = options.batch;
     let out = values[output].clone().expect("output was built");
-    let out_dim = graph.shape(output).iter().product::<usize>();
+    // One row per label: a sample's, or each position's of a sequence output
+    // (the loss is the mean over all of them).
+    let positions = loss_kind.label_positions(graph.shape(output));
+    let b = options.batch * positions;
+    let out_dim = graph.shape(output).iter().product::<usize>() / positions;
     let out2 = out.reshape(&[b, out_dim])?;
     let scale = 1.0 / b as f32;
     let losses = Tensor::zeros(ctx, &[b], DType::F32)?;

@@ -143,10 +143,12 @@ impl ReferenceExecutor {
         let mean_loss = match &self.objective {
             Objective::Supervised { output, loss } => {
                 let out = &vals[*output];
-                let cols = out.len() / b;
-                let mut losses = vec![0.0; b];
+                // One row per label (see Loss::label_positions).
+                let rows = b * loss.label_positions(g.shape(*output));
+                let cols = out.len() / rows;
+                let mut losses = vec![0.0; rows];
                 let mut dout = vec![0.0; out.len()];
-                let scale = 1.0 / b as f32;
+                let scale = 1.0 / rows as f32;
                 match loss {
                     Loss::SparseCategoricalCrossentropy => {
                         r::loss::softmax_cross_entropy(out, cols, labels, &mut losses, Some(&mut dout), scale)
@@ -159,7 +161,7 @@ impl ReferenceExecutor {
                     }
                 }
                 grads[*output] = Some(dout);
-                losses.iter().map(|&l| l as f64).sum::<f64>() / b as f64
+                losses.iter().map(|&l| l as f64).sum::<f64>() / rows as f64
             }
             Objective::Forward(_) => {
                 return Err(Error::invalid("a forward-only objective has no loss to train"));

@@ -98,14 +98,20 @@ impl Sequential {
     }
 }
 
-/// Checks that a model's output of per-sample shape `out` suits `loss`: flat
-/// `[features]`, and at least 2 classes for categorical cross-entropy.
+/// Checks that a model's output of per-sample shape `out` suits `loss`: the
+/// classes (at least 2) on its last axis for categorical cross-entropy, with a
+/// label per position of the axes before it (`[T, V]`: a sequence model's next
+/// tokens); flat `[features]` for the other losses.
 pub(crate) fn check_output(out: &[usize], loss: Loss) -> Result<()> {
     match loss {
-        Loss::SparseCategoricalCrossentropy if out.len() != 1 || out[0] < 2 => Err(Error::shape(
+        Loss::SparseCategoricalCrossentropy if out.last().is_none_or(|&c| c < 2) => Err(Error::shape(
             "model",
-            format!("categorical cross-entropy needs an output of [classes >= 2], the model gives {out:?}"),
+            format!(
+                "categorical cross-entropy needs the classes (>= 2) on the output's last axis: \
+                 [classes], or [positions.., classes] for a label per position; the model gives {out:?}"
+            ),
         )),
+        Loss::SparseCategoricalCrossentropy => Ok(()),
         _ if out.len() != 1 => Err(Error::shape(
             "model",
             format!("the model's output must be flat [features], got {out:?}; add Flatten"),
@@ -269,7 +275,8 @@ pub struct Model {
 pub struct Batch<'a> {
     /// The samples, `len × sample` values.
     pub x: &'a [f32],
-    /// Class labels, one per sample, for categorical cross-entropy; empty otherwise.
+    /// Class labels for categorical cross-entropy, [`Model::label_positions`]
+    /// per sample (one, or one per position of a sequence output); empty otherwise.
     pub labels: &'a [u32],
     /// Target values, `len × output_dim`, for the other losses; used when `labels` is empty.
     pub values: &'a [f32],
@@ -350,15 +357,31 @@ impl Model {
     /// for the other losses.
     pub fn check_data(&self, data: &crate::data::Split) -> Result<()> {
         use crate::data::Targets;
-        let out = self.output_dim();
+        let positions = self.label_positions();
+        let out = self.output_dim() / positions;
         let problem = match (&data.y, self.loss) {
-            (Targets::Classes { classes, .. }, Loss::SparseCategoricalCrossentropy) => {
-                (*classes > out).then(|| {
-                    format!(
-                        "the data has {classes} classes but the model has {out} outputs: give its \
-                         last Dense layer {classes} units"
-                    )
-                })
+            (
+                Targets::Classes {
+                    classes,
+                    positions: given,
+                    ..
+                },
+                Loss::SparseCategoricalCrossentropy,
+            ) => {
+                if *given != positions {
+                    Some(format!(
+                        "the data has {given} class label(s) per sample but the model's output {:?} \
+                         takes {positions} (one per position before its last axis)",
+                        self.graph.shape(self.output)
+                    ))
+                } else {
+                    (*classes > out).then(|| {
+                        format!(
+                            "the data has {classes} classes but the model has {out} outputs: give \
+                             its last Dense layer {classes} units"
+                        )
+                    })
+                }
             }
             (Targets::Values { dim, .. }, Loss::SparseCategoricalCrossentropy) => Some(format!(
                 "{} needs class labels; the data has {dim} value(s) per sample",
@@ -378,7 +401,15 @@ impl Model {
         }
     }
 
-    /// Number of output features (classes for classification).
+    /// Class labels per sample: one per position of a sequence output under
+    /// sparse categorical cross-entropy (a `[T, V]` output takes T), else 1
+    /// (see [`Loss::label_positions`]).
+    pub fn label_positions(&self) -> usize {
+        self.loss.label_positions(self.graph.shape(self.output))
+    }
+
+    /// Number of output values per sample (classes for classification; a
+    /// sequence output's positions × classes).
     pub fn output_dim(&self) -> usize {
         self.graph.shape(self.output).iter().product()
     }
@@ -444,15 +475,16 @@ impl Model {
             ));
         }
         let dim = self.output_dim();
+        let positions = self.label_positions();
         let mut out = Vec::with_capacity(n * dim);
-        let labels = vec![0u32; n.min(256)];
+        let labels = vec![0u32; n.min(256) * positions];
         let values = vec![0f32; n.min(256) * dim];
         for start in (0..n).step_by(256) {
             let len = (n - start).min(256);
             let batch = Batch {
                 x: &x[start * sample..(start + len) * sample],
                 labels: if self.loss == Loss::SparseCategoricalCrossentropy {
-                    &labels[..len]
+                    &labels[..len * positions]
                 } else {
                     &[]
                 },
@@ -472,7 +504,8 @@ impl Model {
 
     /// One training step on buffers the host owns, with no CPU round trip: the `n`
     /// samples in `input` (f32, `n × sample` values) and their targets in
-    /// `targets` (u32 class labels for sparse categorical cross-entropy, else f32
+    /// `targets` (u32 class labels for sparse categorical cross-entropy, as many
+    /// per sample as [`Model::label_positions`], else f32
     /// `n × output_dim` values), both from byte 0 and with `COPY_SRC` usage, at
     /// learning rate `lr`. The step is recorded into `encoder` when the host gives
     /// one, else wgml submits it. Its step counter and rate go through a uniform
@@ -491,7 +524,7 @@ impl Model {
         const OP: &str = "train_step_on_buffers";
         let sample: usize = self.spec.input_shape().iter().product();
         let per_target = if self.loss == Loss::SparseCategoricalCrossentropy {
-            1
+            self.label_positions()
         } else {
             self.output_dim()
         };

@@ -84,9 +84,18 @@ pub(crate) fn settings(
     let mut crc = crc32fast::Hasher::new();
     crc.update(bytemuck::cast_slice(&data.x));
     match &data.y {
-        Targets::Classes { labels, classes } => {
+        Targets::Classes {
+            labels,
+            classes,
+            positions,
+        } => {
             crc.update(bytemuck::cast_slice(labels));
             crc.update(&(*classes as u64).to_le_bytes());
+            // Only where it is not 1, so backups of one label per sample keep
+            // the checksum they were written with.
+            if *positions != 1 {
+                crc.update(&(*positions as u64).to_le_bytes());
+            }
         }
         Targets::Values { values, dim } => {
             crc.update(bytemuck::cast_slice(values));

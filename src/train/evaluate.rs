@@ -27,12 +27,15 @@ pub struct ClassMetrics {
 /// What `evaluate` measured.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Evaluation {
-    /// Mean loss per sample.
+    /// Mean loss per label (per sample; per token for a sequence model).
     pub loss: f64,
-    /// Fraction of samples classified correctly; `None` for regression.
+    /// Fraction of labels predicted correctly; `None` for regression.
     pub accuracy: Option<f64>,
     /// Number of samples evaluated.
     pub samples: usize,
+    /// Labels per sample: 1, or a sequence model's positions; the confusion
+    /// matrix and per-class metrics count every label.
+    pub positions: usize,
     /// `confusion[true][predicted]` (classification only; binary uses classes 0/1).
     pub confusion: Vec<Vec<u64>>,
     /// Metrics of each class, in class order (empty for regression).
@@ -86,7 +89,9 @@ fn batches(
         model.eval_step(ctx, &batch, |enc, plan| {
             if let Some(p) = preds {
                 let (src, bytes) = match data.y {
-                    Targets::Classes { .. } => (&plan.predictions.buffer, idx.len() * 4),
+                    Targets::Classes { positions, .. } => {
+                        (&plan.predictions.buffer, idx.len() * positions * 4)
+                    }
                     Targets::Values { dim, .. } => (&plan.probabilities.buffer, idx.len() * dim * 4),
                 };
                 enc.copy_buffer_to_buffer(
@@ -111,7 +116,7 @@ pub fn evaluate_sums(
 ) -> Result<(f64, f64)> {
     batches(model, ctx, data, batch_size, None)?;
     let (l, c) = model.acc.read(ctx)?;
-    let n = data.len() as f64;
+    let n = (data.len() * model.label_positions()) as f64;
     Ok((l / n, c / n))
 }
 
@@ -120,8 +125,9 @@ pub fn evaluate(model: &mut Model, ctx: &Context, data: &Split, batch_size: usiz
     evaluate_with_predictions(model, ctx, data, batch_size).map(|(e, _)| e)
 }
 
-/// The true class of every sample of `data`: its label, or for 0/1 targets
-/// (binary classification) whether the value is above 0.5.
+/// The true class of every sample of `data` (of every position, for a
+/// sequence): its label, or for 0/1 targets (binary classification) whether the
+/// value is above 0.5.
 pub fn true_classes(data: &Split) -> Vec<usize> {
     match &data.y {
         Targets::Classes { labels, .. } => labels.iter().map(|&l| l as usize).collect(),
@@ -140,9 +146,10 @@ pub fn evaluate_with_predictions(
     batch_size: usize,
 ) -> Result<(Evaluation, Vec<usize>)> {
     let n = data.len();
+    let positions = model.label_positions();
     let truth = true_classes(data);
     let (preds, classes): (Tensor, usize) = match &data.y {
-        Targets::Classes { classes, .. } => (Tensor::zeros(ctx, &[n], DType::U32)?, *classes),
+        Targets::Classes { classes, .. } => (Tensor::zeros(ctx, &[n * positions], DType::U32)?, *classes),
         Targets::Values { dim, .. } => (
             Tensor::zeros(ctx, &[n * dim], DType::F32)?,
             if model.loss.is_classification() { 2 } else { 0 },
@@ -190,10 +197,12 @@ pub fn evaluate_with_predictions(
     let mean = |f: fn(&ClassMetrics) -> f64| {
         (classes > 0).then(|| per_class.iter().map(f).sum::<f64>() / classes as f64)
     };
+    let labels = (n * positions) as f64;
     let evaluation = Evaluation {
-        loss: loss_sum / n as f64,
-        accuracy: model.loss.is_classification().then(|| correct / n as f64),
+        loss: loss_sum / labels,
+        accuracy: model.loss.is_classification().then(|| correct / labels),
         samples: n,
+        positions,
         macro_precision: mean(|m| m.precision),
         macro_recall: mean(|m| m.recall),
         macro_f1: mean(|m| m.f1),

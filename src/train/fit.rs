@@ -556,9 +556,10 @@ fn run_fit(
                 if last_tick.elapsed().as_secs_f64() > 0.3 {
                     last_tick = Instant::now();
                     let (l, c) = model.acc.read(ctx)?;
-                    let mut msg = format!("loss: {:.4}", l / seen as f64);
+                    let labels = (seen * model.label_positions()) as f64;
+                    let mut msg = format!("loss: {:.4}", l / labels);
                     if classification {
-                        msg += &format!(" - accuracy: {:.4}", c / seen as f64);
+                        msg += &format!(" - accuracy: {:.4}", c / labels);
                     }
                     bar.set_message(msg);
                 }
@@ -575,7 +576,9 @@ fn run_fit(
         }
         p.model_step = model.step;
         let (loss_sum, correct) = model.acc.read(ctx)?;
-        let loss = loss_sum / seen as f64;
+        // Means over labels: a sequence model's loss and accuracy are per token.
+        let labels = (seen * model.label_positions()) as f64;
+        let loss = loss_sum / labels;
         if !loss.is_finite() {
             let sums = trace.to_f32(ctx)?;
             let step = sums
@@ -599,7 +602,7 @@ fn run_fit(
         let stats = EpochStats {
             epoch,
             loss,
-            accuracy: classification.then(|| correct / seen as f64),
+            accuracy: classification.then(|| correct / labels),
             val_loss,
             val_accuracy,
             seconds,

@@ -139,7 +139,7 @@ fn host_and_steady(
     let sample: usize = model.spec.input_shape().iter().product();
     let x = vec![0f32; batch * sample];
     let (labels, values) = if model.loss == Loss::SparseCategoricalCrossentropy {
-        (vec![0u32; batch], Vec::new())
+        (vec![0u32; batch * model.label_positions()], Vec::new())
     } else {
         (Vec::new(), vec![0f32; batch * model.output_dim()])
     };

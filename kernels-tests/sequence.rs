@@ -1,0 +1,165 @@
+//! A class label per position: under sparse categorical cross-entropy a model
+//! whose output is `[T, V]` takes T labels per sample (Keras' `[batch, T]` labels
+//! for `[batch, T, V]` outputs), and its loss and accuracy are means over every
+//! token. A small causal language model trains equal to the reference executor
+//! step by step, as lavapipe and as GPUs plan it, and learns its data's rule
+//! through `fit`; data with another number of labels per sample is refused.
+
+use wgml::data::{Split, Targets};
+use wgml::gpu::AdapterClass;
+use wgml::graph::Loss;
+use wgml::graph::reference::ReferenceExecutor;
+use wgml::kernels::optim::Optimizer;
+use wgml::nn::model::{Batch, ModelSpec};
+use wgml::nn::{Functional, GraphOp, Layer, LayerActivation};
+use wgml::train::{FitConfig, fit};
+
+use crate::common::*;
+
+/// Tokens per sample and the vocabulary.
+const T: usize = 6;
+const V: usize = 9;
+
+/// ids [T] → Embedding(V, 8) → learned positions → causal attention (2 heads
+/// of 4) → Add → LayerNormalization → Dense(V, softmax) per token.
+fn language_model() -> ModelSpec {
+    let attention = Layer::MultiHeadAttention {
+        num_heads: 2,
+        key_dim: 4,
+        value_dim: None,
+        use_bias: true,
+        causal: true,
+        trainable: true,
+    };
+    ModelSpec::Functional(
+        Functional::new("ids", &[T])
+            .layer(
+                "embed",
+                Layer::Embedding {
+                    input_dim: V,
+                    output_dim: 8,
+                    trainable: true,
+                },
+                &["ids"],
+            )
+            .layer("pos", Layer::AddPositionEmbedding { trainable: true }, &["embed"])
+            .layer("att", attention, &["pos"])
+            .op("res", GraphOp::Add, &["pos", "att"])
+            .layer("ln", Layer::layer_norm(), &["res"])
+            .layer(
+                "head",
+                Layer::Dense {
+                    units: V,
+                    activation: LayerActivation::Softmax,
+                    use_bias: true,
+                    trainable: true,
+                },
+                &["ln"],
+            )
+            .supervised("head", Loss::SparseCategoricalCrossentropy),
+    )
+}
+
+/// `n` sequences of T + 1 tokens following `next = (prev + 2) mod V` from random
+/// starts: the first T are a sample, the last T its labels (each token's next).
+fn sequences(n: usize, seed: u64) -> Split {
+    let starts = uniform(&mut rng(seed), n, 0.0, V as f32);
+    let (mut x, mut labels) = (Vec::new(), Vec::new());
+    for s in starts {
+        let tokens: Vec<u32> = (0..=T as u32).map(|t| (s as u32 + 2 * t) % V as u32).collect();
+        x.extend(tokens[..T].iter().map(|&t| t as f32));
+        labels.extend(&tokens[1..]);
+    }
+    Split {
+        x,
+        sample_len: T,
+        y: Targets::Classes {
+            labels,
+            classes: V,
+            positions: T,
+        },
+    }
+}
+
+#[test]
+fn a_language_model_trains_per_token_equal_to_the_reference() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let b = 4;
+    let data = sequences(b, 3);
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        let mut model = language_model()
+            .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.01), 5)
+            .unwrap();
+        assert_eq!(model.label_positions(), T);
+        assert_eq!(model.output_dim(), T * V);
+        model.check_data(&data).unwrap();
+        let mut cpu = ReferenceExecutor::from_model(&model, ctx).unwrap();
+        let (mut x, mut l, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        data.gather(&(0..b).collect::<Vec<_>>(), &mut x, &mut l, &mut v);
+        assert_eq!(l.len(), b * T);
+        for step in 0..4 {
+            model.acc.reset(ctx).unwrap();
+            let batch = Batch {
+                x: &x,
+                labels: &l,
+                values: &v,
+                len: b,
+            };
+            model.train_step(ctx, &batch, 0.01, |_, _| {}).unwrap();
+            // The GPU sums every token's loss; the mean is over b·T tokens.
+            let gpu = model.acc.read(ctx).unwrap().0 / (b * T) as f64;
+            let want = cpu.train_step(&x, &l, &v, b, 0.01).unwrap();
+            assert!(
+                (gpu - want).abs() < 1e-5 * want.abs(),
+                "{class:?} step {step}: GPU loss {gpu} vs reference {want}"
+            );
+            if step == 0 {
+                // A mean per token, not a sum per sample: near ln V (2.2) at the
+                // start, where a sum over T tokens would be about 13.
+                let ln_v = (V as f64).ln();
+                assert!(want > 0.5 * ln_v && want < 2.0 * ln_v, "step 0 loss {want}");
+            }
+        }
+        params_match_reference(ctx, &format!("{class:?}"), &model.store, &cpu, 1e-5, 1e-4);
+    }
+}
+
+#[test]
+fn a_language_model_learns_its_rule_with_fit_and_refuses_other_labels() {
+    let (_g, ctx) = gpu();
+    let train = sequences(256, 7);
+    let test = sequences(64, 8);
+    let mut model = language_model()
+        .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.02), 1)
+        .unwrap();
+    let config = FitConfig {
+        epochs: 6,
+        batch_size: 32,
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let history = fit(&mut model, ctx, &train, &config).unwrap();
+    let (first, last) = (&history.epochs[0], history.epochs.last().unwrap());
+    assert!(last.loss < 0.5 * first.loss, "{:?}", history.epochs);
+    let eval = wgml::train::evaluate(&mut model, ctx, &test, 16).unwrap();
+    assert_eq!((eval.samples, eval.positions), (64, T));
+    // Every label counts: the confusion matrix holds 64·T tokens.
+    assert_eq!(eval.confusion.iter().flatten().sum::<u64>(), (64 * T) as u64);
+    assert!(eval.accuracy.unwrap() > 0.9, "{eval:?}");
+    assert!(eval.loss < 0.5, "{eval:?}");
+
+    // One label per sample (or any other count) does not fit a [T, V] output.
+    let mut one = test.clone();
+    one.y = Targets::Classes {
+        labels: vec![0; 64],
+        classes: V,
+        positions: 1,
+    };
+    let e = model.check_data(&one).unwrap_err().to_string();
+    assert!(
+        e.contains("1 class label(s) per sample") && e.contains("takes 6"),
+        "{e}"
+    );
+}
