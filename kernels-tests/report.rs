@@ -42,6 +42,7 @@ fn history(epochs: usize, validation: bool, accuracy: bool) -> History {
                     images_per_second: 1000.0,
                     lr: 0.001,
                     steps: 10,
+                    labels_per_sample: 1,
                 }
             })
             .collect(),

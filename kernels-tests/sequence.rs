@@ -5,11 +5,13 @@
 //! step by step, as lavapipe and as GPUs plan it, and learns its data's rule
 //! through `fit`; data with another number of labels per sample is refused.
 
+use rand::SeedableRng;
 use wgml::data::{Split, Targets};
 use wgml::gpu::AdapterClass;
 use wgml::graph::Loss;
 use wgml::graph::reference::ReferenceExecutor;
 use wgml::kernels::optim::Optimizer;
+use wgml::nn::generate::{self, Sampling};
 use wgml::nn::model::{Batch, ModelSpec};
 use wgml::nn::{Functional, GraphOp, Layer, LayerActivation};
 use wgml::train::{FitConfig, fit};
@@ -149,6 +151,27 @@ fn a_language_model_learns_its_rule_with_fit_and_refuses_other_labels() {
     assert_eq!(eval.confusion.iter().flatten().sum::<u64>(), (64 * T) as u64);
     assert!(eval.accuracy.unwrap() > 0.9, "{eval:?}");
     assert!(eval.loss < 0.5, "{eval:?}");
+
+    // Greedy generation follows the rule past T tokens (the window slides).
+    let mut seen = Vec::new();
+    let mut r = rand::rngs::StdRng::seed_from_u64(0);
+    let new = generate::generate(&mut model, ctx, &[1], 10, Sampling::GREEDY, &mut r, |t| {
+        seen.push(t)
+    })
+    .unwrap();
+    let want: Vec<u32> = (1..=10).map(|i| (1 + 2 * i) % V as u32).collect();
+    assert_eq!((&new, &seen), (&want, &want));
+    let e = generate::generate(&mut model, ctx, &[V as u32], 1, Sampling::GREEDY, &mut r, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("outside the model's vocabulary of 9"), "{e}");
+    let recipe = wgml::nn::zoo::cnn();
+    let cnn = recipe
+        .model
+        .compile(ctx, recipe.loss, recipe.optimizer, 1)
+        .unwrap();
+    let e = generate::lm_shape(&cnn).unwrap_err().to_string();
+    assert!(e.contains("needs a language model"), "{e}");
 
     // One label per sample (or any other count) does not fit a [T, V] output.
     let mut one = test.clone();

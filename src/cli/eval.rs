@@ -52,7 +52,31 @@ pub struct PredictArgs {
     pub images: Vec<PathBuf>,
 }
 
-/// A model read back for `eval` and `predict`.
+#[derive(Args, Debug, Clone)]
+pub struct GenerateArgs {
+    /// Safetensors checkpoint of a byte-level language model, written by `wgml
+    /// train --data text:FILE --save`.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The text to continue.
+    #[arg(long, default_value = "The ")]
+    pub prompt: String,
+    /// Bytes to generate.
+    #[arg(long, default_value_t = 200)]
+    pub tokens: usize,
+    /// Sampling temperature: 0 takes the most probable byte every time; below 1
+    /// sharper, above 1 more varied.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Draw among the K most probable bytes only.
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// Seed of the draws.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// A model read back for `eval`, `predict` and `generate`.
 struct Loaded {
     /// The name the file gives it (or the `--model` given).
     name: String,
@@ -215,5 +239,49 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
             None => println!("{}: {best} (probability {prob:.4})", path.display()),
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
+    use std::io::Write;
+    use wgml::nn::generate::{Sampling, generate, lm_shape};
+    let sampling = Sampling {
+        temperature: args.temperature,
+        top_k: args.top_k,
+    };
+    sampling.validate()?;
+    let ctx = gpu.context()?;
+    let Loaded { name, mut model, .. } = load_model(&ctx, None, &args.weights)?;
+    let (_, vocab) = lm_shape(&model).map_err(|e| e.in_file(&args.weights, ""))?;
+    if vocab != wgml::data::text::BYTE_VOCAB {
+        return Err(Error::invalid(format!(
+            "model '{name}' has a vocabulary of {vocab}, not the {} byte values that text \
+             data gives: generate continues byte-level models",
+            wgml::data::text::BYTE_VOCAB
+        )));
+    }
+    if args.prompt.is_empty() {
+        return Err(Error::invalid("--prompt is empty: give the text to continue"));
+    }
+    let prompt: Vec<u32> = args.prompt.bytes().map(u32::from).collect();
+    let mut out = std::io::stdout().lock();
+    let io = |e: std::io::Error| Error::Io {
+        path: "standard output".into(),
+        source: e,
+    };
+    out.write_all(args.prompt.as_bytes()).map_err(io)?;
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(args.seed);
+    let mut failed = None;
+    generate(&mut model, &ctx, &prompt, args.tokens, sampling, &mut rng, |byte| {
+        if failed.is_none()
+            && let Err(e) = out.write_all(&[byte as u8]).and_then(|_| out.flush())
+        {
+            failed = Some(e);
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(io(e));
+    }
+    writeln!(out).map_err(io)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -100,6 +100,9 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Classify images with saved weights.
     Predict(eval::PredictArgs),
+    /// Continue a text with a byte-level language model (trained with
+    /// `--data text:FILE`, e.g. examples/models/byte_lm.json).
+    Generate(eval::GenerateArgs),
     /// Check every kernel against its CPU twin on this GPU.
     Selftest,
     /// Measure the kernel choices (matmul variant and split-K factor) of a model's
@@ -115,6 +118,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(args) => train::run(&cli.gpu, &args),
         Command::Eval(args) => eval::run_eval(&cli.gpu, &args),
         Command::Predict(args) => eval::run_predict(&cli.gpu, &args),
+        Command::Generate(args) => eval::run_generate(&cli.gpu, &args),
         Command::Selftest => selftest::run(&cli.gpu),
         Command::Tune(mut args) => {
             args.tune_only = true;

@@ -659,17 +659,41 @@ pub fn write_run_report(
         predicted,
     };
     let has_samples = !predicted.is_empty() && samples.is_image();
+    // A sequence model's confusion matrix is its whole vocabulary squared: the
+    // curves only.
+    let curves_only;
+    let eval = if eval.positions > 1 {
+        curves_only = Evaluation {
+            confusion: Vec::new(),
+            per_class: Vec::new(),
+            ..eval.clone()
+        };
+        &curves_only
+    } else {
+        eval
+    };
     for path in report::write_report(dir, history, eval, has_samples.then_some(&samples))? {
         println!("report: {}", path.display());
     }
     Ok(())
 }
 
-/// Prints test loss, accuracy, per-class metrics and the confusion matrix.
+/// Prints test loss, accuracy, per-class metrics and the confusion matrix; for
+/// a sequence model (a label per token) the per-token loss, accuracy and
+/// perplexity, without the per-class tables of its whole vocabulary.
 pub fn print_evaluation(e: &Evaluation) {
     print!("test loss: {:.4}", e.loss);
     if let Some(a) = e.accuracy {
         print!(" - test accuracy: {a:.4}");
+    }
+    if e.positions > 1 {
+        println!(
+            " - perplexity: {:.3} (per token; {} samples of {} tokens)",
+            e.loss.exp(),
+            e.samples,
+            e.positions
+        );
+        return;
     }
     println!(" ({} samples)", e.samples);
     if e.per_class.is_empty() {
@@ -706,6 +730,8 @@ pub fn write_metrics_json(
         "stopped_early": h.map(|h| h.stopped_early),
         "test_loss": e.loss,
         "test_accuracy": e.accuracy,
+        "labels_per_sample": e.positions,
+        "test_perplexity": (e.positions > 1).then(|| e.loss.exp()),
         "confusion_matrix": e.confusion,
         "class_names": class_names,
         "per_class": e.per_class,

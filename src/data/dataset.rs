@@ -334,11 +334,16 @@ impl Dataset {
         Ok(d)
     }
 
-    /// `mnist-10k`, `fashion-mnist`, or a folder: of the four IDX files, or of
-    /// images (`train/<class>/*`, `test/<class>/*`, see [`crate::data::image_folder`])
-    /// read as samples of `sample_shape`.
+    /// `mnist-10k`, `fashion-mnist`, `text:FILE` (byte-level windows of
+    /// `sample_shape = [tokens]` for a language model, see [`crate::data::text`]),
+    /// or a folder: of the four IDX files, or of images (`train/<class>/*`,
+    /// `test/<class>/*`, see [`crate::data::image_folder`]) read as samples of
+    /// `sample_shape`.
     pub fn open(name: &str, sample_shape: &[usize]) -> Result<Dataset> {
         let dir = Path::new(name);
+        if let Some(path) = name.strip_prefix("text:") {
+            return crate::data::text::read_text(Path::new(path), sample_shape);
+        }
         match name {
             "mnist-10k" | "mnist" | "fashion-mnist" | "fashion" => Self::by_name(name),
             _ if crate::data::image_folder::is_image_folder(dir) => {

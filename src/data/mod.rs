@@ -1,10 +1,12 @@
 //! Datasets: the IDX reader, MNIST-style folders, the embedded MNIST subset,
-//! Fashion-MNIST, and the small synthetic sets of the seed examples.
+//! Fashion-MNIST, text for byte-level language models, and the small synthetic
+//! sets of the seed examples.
 
 pub mod augment;
 pub mod dataset;
 pub mod idx;
 pub mod image_folder;
 pub mod subset;
+pub mod text;
 
 pub use dataset::{Dataset, FASHION_MNIST_DIR, Split, Targets};

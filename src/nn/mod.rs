@@ -3,6 +3,7 @@
 pub(crate) mod build;
 pub mod functional;
 pub mod gan;
+pub mod generate;
 pub mod graph_model;
 pub mod layers;
 pub mod model;

@@ -297,9 +297,10 @@ impl FitConfig {
 pub struct EpochStats {
     /// The epoch, from 1.
     pub epoch: usize,
-    /// Mean training loss per sample over the epoch's steps.
+    /// Mean training loss per label over the epoch's steps (per sample; per
+    /// token for a sequence model).
     pub loss: f64,
-    /// Training accuracy; `None` without a classification loss.
+    /// Training accuracy (per label); `None` without a classification loss.
     pub accuracy: Option<f64>,
     /// Validation loss; `None` without a validation split.
     pub val_loss: Option<f64>,
@@ -313,6 +314,14 @@ pub struct EpochStats {
     pub steps: u64,
     /// The learning rate of this epoch's steps (of its last step, with a schedule).
     pub lr: f64,
+    /// Labels per sample: 1, or a sequence model's tokens (the epoch line then
+    /// shows tokens per second).
+    #[serde(default = "one_label")]
+    pub labels_per_sample: usize,
+}
+
+fn one_label() -> usize {
+    1
 }
 
 /// Every epoch of a fit.
@@ -609,6 +618,7 @@ fn run_fit(
             images_per_second: seen as f64 / seconds,
             steps,
             lr: step_lr,
+            labels_per_sample: model.label_positions(),
         };
         stop |= hooks.epoch_end(&stats, config.epochs);
         let watched = config.monitor.score(&stats);
@@ -733,7 +743,14 @@ pub fn epoch_line(s: &EpochStats, epochs: usize) -> String {
     if let Some(a) = s.val_accuracy {
         line += &format!(" - val_accuracy: {a:.4}");
     }
-    line += &format!(" - {:.0} images/s", s.images_per_second);
+    if s.labels_per_sample > 1 {
+        line += &format!(
+            " - {:.0} tokens/s",
+            s.images_per_second * s.labels_per_sample as f64
+        );
+    } else {
+        line += &format!(" - {:.0} images/s", s.images_per_second);
+    }
     line
 }
 

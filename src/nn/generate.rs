@@ -1,0 +1,185 @@
+//! Sampling from a causal language model: a model whose input is `[T]` token ids
+//! and whose output is `[T, V]` next-token classes (sparse categorical
+//! cross-entropy with a label per position, e.g. `examples/models/byte_lm.json`
+//! trained on `text:FILE`). Each new token runs the model once on the last T
+//! tokens (the context so far, padded after its end while shorter than T: a
+//! causal model's position i reads positions ≤ i only) and draws from the
+//! probabilities at the context's last position. No key/value cache: each
+//! token costs one forward pass of T positions.
+
+use rand::Rng;
+
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::nn::Model;
+
+/// How the next token is drawn from the model's probabilities.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    /// Probabilities raised to `1 / temperature` and renormalised: below 1
+    /// sharper, above 1 flatter; 0 takes the most probable token (greedy).
+    pub temperature: f32,
+    /// Draw among the `k` most probable tokens only (`None`: all).
+    pub top_k: Option<usize>,
+}
+
+impl Sampling {
+    /// The most probable token every time.
+    pub const GREEDY: Sampling = Sampling {
+        temperature: 0.0,
+        top_k: None,
+    };
+
+    /// Checks the settings: the temperature finite and not negative, `top_k` at
+    /// least 1.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(Error::invalid(format!(
+                "temperature {} must be 0 (greedy) or a positive number",
+                self.temperature
+            )));
+        }
+        if self.top_k == Some(0) {
+            return Err(Error::invalid("top-k must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Draws an index of `probs` (non-negative, summing to about 1) with `rng`.
+    pub fn draw(&self, probs: &[f32], rng: &mut impl Rng) -> usize {
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        if self.temperature == 0.0 || probs.len() <= 1 {
+            return order.first().copied().unwrap_or(0);
+        }
+        order.truncate(self.top_k.unwrap_or(probs.len()).min(probs.len()));
+        // p^(1/T) in log space, shifted by the largest so nothing overflows.
+        let logs: Vec<f64> = order
+            .iter()
+            .map(|&i| (probs[i].max(0.0) as f64).ln() / self.temperature as f64)
+            .collect();
+        let top = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !top.is_finite() {
+            return order[0];
+        }
+        let weights: Vec<f64> = logs.iter().map(|l| (l - top).exp()).collect();
+        let mut pick = rng.random::<f64>() * weights.iter().sum::<f64>();
+        for (w, &i) in weights.iter().zip(&order) {
+            if pick < *w {
+                return i;
+            }
+            pick -= w;
+        }
+        order[order.len() - 1]
+    }
+}
+
+/// The sequence length T and vocabulary V of `model` as a causal language
+/// model, or an error saying why it is not one.
+pub fn lm_shape(model: &Model) -> Result<(usize, usize)> {
+    let input = model.spec.input_shape();
+    let positions = model.label_positions();
+    match input {
+        &[t] if t == positions && t > 1 => Ok((t, model.output_dim() / t)),
+        _ => Err(Error::invalid(format!(
+            "generating needs a language model: input [tokens] and output [tokens, vocabulary] \
+             under sparse categorical cross-entropy (e.g. examples/models/byte_lm.json); this \
+             model takes {input:?} and gives {:?} ({})",
+            model.graph.shape(model.output),
+            model.loss.name()
+        ))),
+    }
+}
+
+/// Continues `prompt` (token ids, at least one) by `count` tokens drawn with
+/// `sampling` from `rng`; `on_token` sees each new token as it is drawn.
+/// Returns the new tokens.
+pub fn generate(
+    model: &mut Model,
+    ctx: &Context,
+    prompt: &[u32],
+    count: usize,
+    sampling: Sampling,
+    rng: &mut impl Rng,
+    mut on_token: impl FnMut(u32),
+) -> Result<Vec<u32>> {
+    sampling.validate()?;
+    let (t, vocab) = lm_shape(model)?;
+    if prompt.is_empty() {
+        return Err(Error::invalid("the prompt holds no token"));
+    }
+    if let Some(&id) = prompt.iter().find(|&&id| id as usize >= vocab) {
+        return Err(Error::invalid(format!(
+            "prompt token {id} is outside the model's vocabulary of {vocab}"
+        )));
+    }
+    let mut context = prompt.to_vec();
+    let mut new = Vec::with_capacity(count);
+    let mut x = vec![0f32; t];
+    for _ in 0..count {
+        let window = &context[context.len().saturating_sub(t)..];
+        x.fill(0.0);
+        for (slot, &id) in x.iter_mut().zip(window) {
+            *slot = id as f32;
+        }
+        let probs = model.predict(ctx, &x, 1)?;
+        let last = window.len() - 1;
+        let next = sampling.draw(&probs[last * vocab..(last + 1) * vocab], rng) as u32;
+        on_token(next);
+        context.push(next);
+        new.push(next);
+    }
+    Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn greedy_takes_the_most_probable_and_sampling_follows_the_probabilities() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let probs = [0.1, 0.6, 0.3];
+        assert_eq!(Sampling::GREEDY.draw(&probs, &mut rng), 1);
+        let plain = Sampling {
+            temperature: 1.0,
+            top_k: None,
+        };
+        let mut counts = [0usize; 3];
+        for _ in 0..10_000 {
+            counts[plain.draw(&probs, &mut rng)] += 1;
+        }
+        for (c, p) in counts.iter().zip(probs) {
+            assert!((*c as f32 / 10_000.0 - p).abs() < 0.02, "{counts:?}");
+        }
+        // Top-2 never draws the least probable; a low temperature nearly always
+        // draws the most probable.
+        let top2 = Sampling {
+            temperature: 1.0,
+            top_k: Some(2),
+        };
+        assert!((0..1000).all(|_| top2.draw(&probs, &mut rng) != 0));
+        let cold = Sampling {
+            temperature: 0.05,
+            top_k: None,
+        };
+        assert!((0..1000).filter(|_| cold.draw(&probs, &mut rng) == 1).count() > 990);
+        assert!(
+            Sampling {
+                temperature: -1.0,
+                top_k: None
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Sampling {
+                temperature: 1.0,
+                top_k: Some(0)
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}
