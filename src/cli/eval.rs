@@ -272,13 +272,21 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
     out.write_all(args.prompt.as_bytes()).map_err(io)?;
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(args.seed);
     let mut failed = None;
-    generate(&mut model, &ctx, &prompt, args.tokens, sampling, &mut rng, |byte| {
-        if failed.is_none()
-            && let Err(e) = out.write_all(&[byte as u8]).and_then(|_| out.flush())
-        {
-            failed = Some(e);
-        }
-    })?;
+    generate(
+        &mut model,
+        &ctx,
+        &prompt,
+        args.tokens,
+        sampling,
+        &mut rng,
+        |byte| {
+            if failed.is_none()
+                && let Err(e) = out.write_all(&[byte as u8]).and_then(|_| out.flush())
+            {
+                failed = Some(e);
+            }
+        },
+    )?;
     if let Some(e) = failed {
         return Err(io(e));
     }
