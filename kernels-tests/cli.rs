@@ -857,3 +857,70 @@ fn tune_fills_the_cache_and_info_lists_it() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `wgml train --model examples/models/byte_lm.json --data text:README.md`: a
+/// byte-level language model trains with per-token metrics and perplexity, `wgml
+/// eval` rebuilds it from its checkpoint, `wgml generate` continues a prompt by
+/// the bytes asked for; wrong weights, settings and files are refused by name.
+#[test]
+fn a_byte_language_model_trains_evaluates_and_generates() {
+    let ckpt = scratch("byte_lm.safetensors");
+    let c = ckpt.to_str().unwrap();
+    let model = crate::common::repo_file("examples/models/byte_lm.json");
+    let m = model.to_str().unwrap();
+    let readme = crate::common::repo_file("README.md");
+    let text = format!("text:{}", readme.to_str().unwrap());
+    let out = wgml(&[
+        "train", "--model", m, "--data", &text, "--steps", "3", "--save", c,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for want in ["tokens/s", "perplexity:", "samples of 64 tokens"] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
+    let out = wgml(&["eval", "--weights", c, "--data", &text]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("perplexity:"), "{stdout}");
+    let out = wgml(&[
+        "generate",
+        "--weights",
+        c,
+        "--prompt",
+        "wgml ",
+        "--tokens",
+        "12",
+        "--temperature",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The prompt, 12 bytes, a newline.
+    assert!(out.stdout.starts_with(b"wgml "), "{:?}", out.stdout);
+    assert_eq!(out.stdout.len(), 5 + 12 + 1, "{:?}", out.stdout);
+    fails_with(
+        &["generate", "--weights", c, "--temperature", "-1"],
+        &["temperature -1"],
+    );
+    fails_with(
+        &["generate", "--weights", c, "--prompt", ""],
+        &["--prompt is empty"],
+    );
+    fails_with(
+        &["train", "--model", m, "--data", "text:/no/such/file.txt"],
+        &["/no/such/file.txt", "cannot read the text"],
+    );
+    fails_with(
+        &["train", "--data", &text],
+        &["text data needs a model whose input is [tokens]"],
+    );
+    // A classifier's weights are no language model.
+    let cnn = scratch("cnn-for-generate.safetensors");
+    let out = wgml(&["train", "--steps", "1", "--save", cnn.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    fails_with(
+        &["generate", "--weights", cnn.to_str().unwrap()],
+        &["needs a language model"],
+    );
+    let _ = std::fs::remove_file(&ckpt);
+    let _ = std::fs::remove_file(&cnn);
+}

@@ -66,7 +66,7 @@ pub struct GenerateArgs {
     pub tokens: usize,
     /// Sampling temperature: 0 takes the most probable byte every time; below 1
     /// sharper, above 1 more varied.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     pub temperature: f32,
     /// Draw among the K most probable bytes only.
     #[arg(long, value_name = "K")]
