@@ -7,10 +7,16 @@
 //
 //   embedding_forward:  y[t, d] = table[id(t), d]; one invocation per output value.
 //   embedding_backward: dtable[v, d] = Σ_{t: id(t) = v} dy[t, d], summed in token
-//                       order (deterministic, no atomics): one workgroup per vocabulary
-//                       row, its invocations over d, each scanning every token's id
-//                       (vocab·tokens comparisons: meant for vocabularies of up to a
-//                       few tens of thousands at the batch sizes of one step).
+//                       order (deterministic: no float atomics): one workgroup per
+//                       vocabulary row. Per chunk of WG tokens each invocation checks
+//                       one token's id and sets its bit in a workgroup mask (integer
+//                       atomicOr: the same mask whatever the order); then each
+//                       invocation, owning a column d (d0 + lid, over chunks of WG
+//                       columns), adds dy of the chunk's picked tokens in bit order.
+//                       vocab·tokens id checks per WG columns, not per column, and
+//                       only the picked rows of dy read (meant for vocabularies of up
+//                       to a few tens of thousands at the batch sizes of one step;
+//                       WG a multiple of 32).
 //
 // Grids may be folded into 2-D/3-D; ids past the end do nothing.
 
@@ -60,6 +66,10 @@ fn embedding_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     dst[i] = value;
 }
 
+// Per chunk of WG tokens, the bits of the ones whose id picks this workgroup's
+// row (bit l of word l / 32: token base + l).
+var<workgroup> picks: array<atomic<u32>, WG / 32u>;
+
 @compute @workgroup_size(WG)
 fn embedding_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
@@ -67,13 +77,33 @@ fn embedding_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     if (v >= p.vocab) {
         return;
     }
-    for (var d = lid; d < p.dim; d = d + WG) {
+    for (var d0 = 0u; d0 < p.dim; d0 += WG) {
+        let d = d0 + lid;
         var acc = 0.0;
-        for (var t = 0u; t < p.tokens; t = t + 1u) {
-            if (row_of(t) == v) {
-                acc = acc + src[t * p.dim + d];
+        for (var base = 0u; base < p.tokens; base += WG) {
+            if (lid < WG / 32u) {
+                atomicStore(&picks[lid], 0u);
             }
+            workgroupBarrier();
+            let t = base + lid;
+            if (t < p.tokens && row_of(t) == v) {
+                atomicOr(&picks[lid / 32u], 1u << (lid % 32u));
+            }
+            workgroupBarrier();
+            if (d < p.dim) {
+                for (var w = 0u; w < WG / 32u; w++) {
+                    var bits = atomicLoad(&picks[w]);
+                    while (bits != 0u) {
+                        let l = firstTrailingBit(bits);
+                        acc += src[(base + w * 32u + l) * p.dim + d];
+                        bits &= bits - 1u;
+                    }
+                }
+            }
+            workgroupBarrier();
         }
-        dst[v * p.dim + d] = acc;
+        if (d < p.dim) {
+            dst[v * p.dim + d] = acc;
+        }
     }
 }
