@@ -62,6 +62,12 @@ if [ "$stage" = wgml ] || [ "$stage" = all ]; then
     done
     run profile-transformer-b32 60 "$wgml" train --model examples/models/transformer.json \
         --data mnist-10k --profile --batch-size 32
+    # The byte-level language model on this repository's README (tokens/s, per-token
+    # loss and perplexity), and where its step goes.
+    run byte-lm-b32 120 "$wgml" train --model examples/models/byte_lm.json --data text:README.md \
+        --epochs 3 --batch-size 32 --metrics "$logs/byte-lm-b32.json"
+    run profile-byte-lm-b32 60 "$wgml" train --model examples/models/byte_lm.json \
+        --data text:README.md --profile --batch-size 32
     # The fused attention (the default on GPUs) against the unfused path.
     WGML_ATTENTION=unfused run profile-transformer-b32-unfused 60 "$wgml" train \
         --model examples/models/transformer.json --data mnist-10k --profile --batch-size 32
