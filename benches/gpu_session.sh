@@ -14,7 +14,7 @@
 #                                       # batch 32/128, profiles, matmul 1024-4096 (tuned and forced),
 #                                       # tensor cores (--matmul-precision medium), bench all
 #   bash benches/gpu_session.sh torch   # benches/torch_baseline.py (cuBLAS, cuDNN, PyTorch eager),
-#                                       # benches/transformer_torch.py on the GPU
+#                                       # benches/transformer_torch.py and byte_lm_torch.py on the GPU
 #   bash benches/gpu_session.sh tests   # every kernel test alone, 8 at a time, 60 s each at most
 # Without .gl (e.g. a local try on lavapipe) the loader set-up is skipped.
 set -uo pipefail
@@ -114,6 +114,9 @@ if [ "$stage" = torch ] || [ "$stage" = all ]; then
     echo "== torch_baseline"
     timeout -k 5 300 python3 benches/torch_baseline.py data/mnist-10k > "$logs/torch.json" 2> "$logs/torch.log"
     echo "== torch_baseline: exit $?" | tee -a "$logs/torch.log"
+    DEVICE=cuda timeout -k 5 120 python3 benches/byte_lm_torch.py README.md 3 1 \
+        > "$logs/torch-byte-lm-b32.json" 2> "$logs/torch-byte-lm-b32.log"
+    echo "== torch byte LM: exit $?" | tee -a "$logs/torch-byte-lm-b32.log"
     for b in 32 128; do
         DEVICE=cuda BATCH=$b timeout -k 5 120 python3 benches/transformer_torch.py 3 1 \
             > "$logs/torch-transformer-b$b.json" 2> "$logs/torch-transformer-b$b.log"

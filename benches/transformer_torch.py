@@ -36,20 +36,23 @@ torch.set_num_threads(2)
 
 class SelfAttention(nn.Module):
     """Keras' MultiHeadAttention as self-attention: four projections, heads side by
-    side in their columns, softmax(q.k / sqrt(key_dim)) v per head."""
+    side in their columns, softmax(q.k / sqrt(key_dim)) v per head (each position
+    attending to itself and earlier ones only with `causal`)."""
 
-    def __init__(self, features, heads, key_dim):
+    def __init__(self, features, heads, key_dim, causal=False):
         super().__init__()
         self.query = nn.Linear(features, heads * key_dim)
         self.key = nn.Linear(features, heads * key_dim)
         self.value = nn.Linear(features, heads * key_dim)
         self.output = nn.Linear(heads * key_dim, features)
-        self.heads, self.key_dim = heads, key_dim
+        self.heads, self.key_dim, self.causal = heads, key_dim, causal
 
     def forward(self, x):
         b, t, _ = x.shape
         split = lambda y: y.view(b, t, self.heads, self.key_dim).transpose(1, 2)  # noqa: E731
-        att = F.scaled_dot_product_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)))
+        att = F.scaled_dot_product_attention(
+            split(self.query(x)), split(self.key(x)), split(self.value(x)), is_causal=self.causal
+        )
         return self.output(att.transpose(1, 2).reshape(b, t, -1))
 
 
