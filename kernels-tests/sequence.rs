@@ -186,3 +186,61 @@ fn a_language_model_learns_its_rule_with_fit_and_refuses_other_labels() {
         "{e}"
     );
 }
+
+/// What does not fit is refused by name, before any step: a split whose labels
+/// are not whole samples or not below its classes, a batch with one label per
+/// sample for a `[T, V]` model (a short write would train on the last batch's
+/// labels), and a `[C, H, W]` output under categorical cross-entropy.
+#[test]
+fn labels_that_do_not_fit_are_refused() {
+    let (_g, ctx) = gpu();
+    let mut model = language_model()
+        .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.01), 5)
+        .unwrap();
+    let good = sequences(4, 3);
+    let broken = |labels: Vec<u32>, positions: usize| Split {
+        y: Targets::Classes {
+            labels,
+            classes: V,
+            positions,
+        },
+        ..good.clone()
+    };
+    for (split, want) in [
+        (broken(vec![0; 4 * T - 1], T), "need 24 labels, the data has 23"),
+        (broken(vec![0; 4 * T], 0), "with 0 label(s) each"),
+        (
+            broken(vec![V as u32; 4 * T], T),
+            "label 9 at index 0 is not below the 9 classes",
+        ),
+    ] {
+        let e = model.check_data(&split).unwrap_err().to_string();
+        assert!(e.contains(want), "{want:?}: {e}");
+    }
+    let (mut x, mut l, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    good.gather(&[0, 1], &mut x, &mut l, &mut v);
+    let short = Batch {
+        x: &x,
+        labels: &l[..2],
+        values: &v,
+        len: 2,
+    };
+    let e = model
+        .train_step(ctx, &short, 0.01, |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("12 targets") && e.contains("the batch has 12 and 2"),
+        "{e}"
+    );
+    assert_eq!(model.step, 0);
+    let maps = Functional::new("x", &[2, 3, 3])
+        .layer("conv", Layer::conv2d(4, 1, LayerActivation::Linear), &["x"])
+        .supervised("conv", Loss::SparseCategoricalCrossentropy);
+    let e = ModelSpec::Functional(maps)
+        .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.01), 1)
+        .err()
+        .expect("a [C, H, W] output is refused")
+        .to_string();
+    assert!(e.contains("add Flatten"), "{e}");
+}

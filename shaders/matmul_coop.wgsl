@@ -15,12 +15,13 @@
 // Range scaling: f16 holds magnitudes up to 65504, loses bits below 6.1e-5 and
 // is zero below 6e-8, far narrower than f32 (gradients of a mean loss are often
 // 1e-6 and smaller). So each operand is scaled by 2^shift, shift =
-// 14 - floor(log2(amax)) within [-126, 126] (0 when amax is 0, inf or NaN),
-// which brings its largest magnitude amax into [2^14, 2^15): nothing
+// 14 - floor(log2(amax)) within [-126, 126] (0 when amax is 0), which brings
+// its largest finite magnitude amax into [2^14, 2^15): no finite element
 // overflows, and elements down to amax·2^-28 keep all 11 bits. Powers of two
 // are exact, so an operand of f16 values in range is staged unchanged in value.
-// amax covers exactly the elements the product reads (every batch entry; one
-// entry when the batch stride is 0). matmul_amax finds it in one dispatch
+// amax covers exactly the finite elements the product reads (every batch
+// entry; one entry when the batch stride is 0); infinities and NaN pass
+// through the product as in f32. matmul_amax finds it in one dispatch
 // before the product: up to AMAX_GROUPS workgroups per operand (the launcher
 // sizes the grid by the operands) each store the largest |x| of their share (as
 // its f32 bits: for x >= 0 the bits order as the values, and NaN's sit above
@@ -118,7 +119,10 @@ fn matmul_amax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
             } else {
                 v = a[base + r];
             }
-            most = max(most, bitcast<u32>(abs(v)));
+            // Finite elements only: an infinity or NaN passes through the
+            // product as in f32 and must not set the others' scale.
+            let bits = bitcast<u32>(abs(v));
+            most = max(most, select(0u, bits, bits < 0x7f800000u));
         }
     }
     atomicMax(&amax_wg[0], most);
@@ -260,8 +264,11 @@ fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         workgroupBarrier();
     }
 
-    let unscale_a = ldexp(1.0, -shift_a);
-    let unscale_b = ldexp(1.0, -shift_b);
+    // Scaled back by 2^-(shift_a + shift_b) in two halves, each a valid ldexp
+    // exponent, so no intermediate leaves f32's range where the result does not.
+    let back = -(shift_a + shift_b);
+    let back_lo = back / 2;
+    let back_hi = back - back_lo;
     let slot = sid * FRAG * FRAG;
     for (var x = 0u; x < CO_FM * CO_FN; x++) {
         coopStoreT(acc[x], &co_c[slot], FRAG);
@@ -273,7 +280,7 @@ fn matmul_coop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
                 let i = i0 + e / FRAG;
                 let j = j0 + e % FRAG;
                 if (i < p.m && j < p.n) {
-                    let v = co_c[slot + e] * unscale_a * unscale_b;
+                    let v = ldexp(ldexp(co_c[slot + e], back_lo), back_hi);
                     if (SPLIT_K) {
                         c[c_base + i * p.n + j] = v;
                     } else {

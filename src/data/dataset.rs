@@ -41,7 +41,7 @@ impl Targets {
             Targets::Classes {
                 labels, positions, ..
             } => labels.len() / positions.max(&1),
-            Targets::Values { values, dim } => values.len() / dim,
+            Targets::Values { values, dim } => values.len() / dim.max(&1),
         }
     }
 
@@ -95,6 +95,51 @@ impl Split {
     /// Whether the split holds no samples.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Checks that the parts agree: `x` holds whole samples, as many as the
+    /// targets (labels `positions >= 1` per sample, each `< classes`, or `dim`
+    /// values per sample).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |message: String| Err(Error::shape("data", message));
+        if self.sample_len == 0 || !self.x.len().is_multiple_of(self.sample_len) {
+            return bad(format!(
+                "{} input values are not whole samples of {}",
+                self.x.len(),
+                self.sample_len
+            ));
+        }
+        let n = self.x.len() / self.sample_len;
+        match &self.y {
+            Targets::Classes {
+                labels,
+                classes,
+                positions,
+            } => {
+                if *positions == 0 || labels.len() != n * positions {
+                    return bad(format!(
+                        "{n} samples with {positions} label(s) each need {} labels, the data has {}",
+                        n * positions,
+                        labels.len()
+                    ));
+                }
+                if let Some((i, l)) = labels.iter().enumerate().find(|&(_, &l)| l as usize >= *classes) {
+                    return bad(format!(
+                        "label {l} at index {i} is not below the {classes} classes"
+                    ));
+                }
+            }
+            Targets::Values { values, dim } => {
+                if *dim == 0 || values.len() != n * dim {
+                    return bad(format!(
+                        "{n} samples with {dim} target value(s) each need {} values, the data has {}",
+                        n * dim,
+                        values.len()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The samples at `idx`, in that order.

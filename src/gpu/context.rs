@@ -467,20 +467,26 @@ impl Context {
 
     /// The verdict of the kernel library's check that the tensor-core matmul
     /// agrees with the f32 one on this device, if it has run
-    /// (`kernels::matmul_coop::tensor_cores_allowed` runs it once, the first
-    /// time automatic choice could pick tensor cores): `Err` says what failed.
+    /// (`kernels::matmul_coop::tensor_cores_allowed` runs it, the first time
+    /// automatic choice could pick tensor cores): `Err` says what failed.
     pub fn coop_check(&self) -> Option<&std::result::Result<(), String>> {
         self.coop_check.get()
     }
 
-    /// The check's verdict, running `check` for it the first time (later
-    /// callers, on any thread, wait for that run and share its verdict).
-    /// `check` must not ask for the verdict itself.
-    pub fn coop_check_or_run(
+    /// Keeps `verdict` as the check's for the life of the context, unless one is
+    /// kept already; returns the one kept.
+    pub fn record_coop_check(
         &self,
-        check: impl FnOnce() -> std::result::Result<(), String>,
+        verdict: std::result::Result<(), String>,
     ) -> &std::result::Result<(), String> {
-        self.coop_check.get_or_init(check)
+        let _ = self.coop_check.set(verdict);
+        self.coop_check.get().unwrap_or(&Ok(()))
+    }
+
+    /// True when a device loss or an uncaptured error is waiting for
+    /// [`Context::check`] to report it (nothing is taken).
+    pub fn has_pending_error(&self) -> bool {
+        self.lost.lock().map_or(true, |s| s.is_some()) || self.uncaptured.lock().map_or(true, |s| s.is_some())
     }
 
     /// How planning and kernel choice see this adapter.

@@ -625,7 +625,8 @@ fn coop_config(ctx: &Context, variant: MatmulVariant) -> Result<CoopConfig> {
     // Two K steps of f16 tiles, and the epilogue slots: K steps of 32, or of 16
     // where the device's workgroup memory is too small for them (lavapipe's
     // 32 KiB with 128×128 tiles; NVIDIA's 48 KiB holds 32).
-    let shared_for = |bk: u32| 2 * (bm * bk + bk * bn) * 2 + subgroups * frag * frag * 4;
+    // (+16: the two range-scale words, as WebGPU rounds a workgroup variable.)
+    let shared_for = |bk: u32| 2 * (bm * bk + bk * bn) * 2 + subgroups * frag * frag * 4 + 16;
     let bk = if shared_for(32) > ctx.limits.max_compute_workgroup_storage_size && frag <= 16 {
         16
     } else {
@@ -637,7 +638,8 @@ fn coop_config(ctx: &Context, variant: MatmulVariant) -> Result<CoopConfig> {
     let stages = |elements: u32| elements.is_multiple_of(wg) && elements / wg <= 16;
     if !stages(bm * bk) || !stages(bk * bn) {
         return Err(Error::invalid(format!(
-            "matmul variant {} cannot stage its {bm}×{bk} and {bk}×{bn} tiles over {wg}              invocations on '{}' (subgroups of {sub_min}-{sub_max})",
+            "matmul variant {} cannot stage its {bm}×{bk} and {bk}×{bn} tiles over {wg} \
+             invocations on '{}' (subgroups of {sub_min}-{sub_max})",
             variant.name(),
             ctx.info.name
         )));
@@ -678,11 +680,12 @@ pub fn has_subgroups(ctx: &Context) -> bool {
 
 /// True when `ctx` may run `variant`: the subgroup variants need the adapter's
 /// subgroups, the CPU-only ones ([`MatmulVariant::cpu_only`]) a CPU adapter, the
-/// tensor-core ones cooperative matrices ([`Context::coop_matrix`]).
+/// tensor-core ones cooperative matrices ([`Context::coop_matrix`]) and a
+/// configuration within the device's limits.
 pub fn variant_available(ctx: &Context, variant: MatmulVariant) -> bool {
     (!variant.needs_subgroups() || has_subgroups(ctx))
         && (!variant.cpu_only() || ctx.is_cpu())
-        && (!variant.is_coop() || ctx.coop_matrix().is_some())
+        && (!variant.is_coop() || (ctx.coop_matrix().is_some() && coop_config(ctx, variant).is_ok()))
 }
 
 /// True when automatic choice (the built-in rule or the tuner) may pick
@@ -817,11 +820,14 @@ pub fn auto_variant(ctx: &Context, desc: &MatmulDesc) -> MatmulVariant {
     // serve every product on a GPU (CPU adapters emulate them, slower than
     // their register kernels).
     if !ctx.is_cpu() && tensor_cores_allowed(ctx) {
-        return if fills_with_128_tiles(desc) {
-            MatmulVariant::Coop128
+        let wanted = if fills_with_128_tiles(desc) {
+            [MatmulVariant::Coop128, MatmulVariant::Coop64]
         } else {
-            MatmulVariant::Coop64
+            [MatmulVariant::Coop64, MatmulVariant::Coop128]
         };
+        if let Some(v) = wanted.into_iter().find(|&v| variant_available(ctx, v)) {
+            return v;
+        }
     }
     if ctx.is_cpu() && has_subgroups(ctx) {
         // Cost model from measurements on lavapipe (BENCHMARKS.md): per workgroup

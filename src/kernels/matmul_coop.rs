@@ -12,9 +12,12 @@
 //! may differ. A variant that does not compile, does not run or disagrees keeps
 //! automatic choice on the f32 kernels for the life of the context;
 //! [`Context::coop_check`] keeps the reason (`wgml info` prints it). Forcing a
-//! tensor-core variant in a [`MatmulDesc`] still runs it.
+//! tensor-core variant in a [`MatmulDesc`] still runs it. The check does not
+//! run while an earlier GPU error waits to be reported (it would take it for
+//! its own), and a device loss or lack of memory during it is no verdict: the
+//! products stay f32 and a later one tries again.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Tensor};
 use crate::kernels::matmul::{self, MatmulDesc, MatmulVariant};
 
@@ -27,20 +30,40 @@ const CHECK_TOLERANCE: f32 = 1e-3;
 /// matmul precision is medium, the device has cooperative matrices, and the
 /// check (run now if it has not run in this context) passed.
 pub fn tensor_cores_allowed(ctx: &Context) -> bool {
-    ctx.reduced_matmuls() && ctx.coop_check_or_run(|| check(ctx)).is_ok()
+    if !ctx.reduced_matmuls() {
+        return false;
+    }
+    if let Some(verdict) = ctx.coop_check() {
+        return verdict.is_ok();
+    }
+    if ctx.has_pending_error() {
+        return false;
+    }
+    match check(ctx) {
+        Ok(verdict) => ctx.record_coop_check(verdict).is_ok(),
+        Err(_) => false,
+    }
 }
 
-/// Runs every tensor-core variant `ctx` offers on a 70×66×130 NT product and a
-/// 33×40×300 NN product split in 3, against `tiled64`; `Err` names the first
-/// variant that failed and how.
-pub fn check(ctx: &Context) -> std::result::Result<(), String> {
+/// Runs every tensor-core variant `ctx` can run on a 70×66×130 NT product and a
+/// 33×40×300 NN product split in 3, against `tiled64`. The verdict: `Err` names
+/// the first variant that failed and how. An `Err` of the outer result is no
+/// verdict: the device was lost or out of memory meanwhile.
+pub fn check(ctx: &Context) -> Result<std::result::Result<(), String>> {
     let variants = matmul::available_reduced_variants(ctx);
     if variants.is_empty() {
-        return Err(format!(
-            "'{}' offers no cooperative matrices to wgpu",
+        return Ok(Err(format!(
+            "'{}' offers no cooperative matrices to wgpu that fit its limits",
             ctx.info.name
-        ));
+        )));
     }
+    // A device loss or lack of memory says nothing about the kernels.
+    let transient = |e: Error| -> Result<String> {
+        match e {
+            Error::DeviceLost { .. } | Error::OutOfMemory { .. } => Err(e),
+            other => Ok(other.to_string()),
+        }
+    };
     for desc in [
         MatmulDesc::new(70, 66, 130).trans_b(),
         MatmulDesc::new(33, 40, 300).split_k(3),
@@ -52,30 +75,45 @@ pub fn check(ctx: &Context) -> std::result::Result<(), String> {
             split_k: Some(1),
             ..desc.clone()
         };
-        let want = run(ctx, &reference.variant(MatmulVariant::Tiled64), &a, &b)
-            .map_err(|e| format!("the f32 kernel failed on {shape}: {e}"))?;
+        let want = match run(ctx, &reference.variant(MatmulVariant::Tiled64), &a, &b) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(Err(format!(
+                    "the f32 kernel failed on {shape}: {}",
+                    transient(e)?
+                )));
+            }
+        };
         for &variant in &variants {
             let forced = MatmulDesc {
                 split_k: Some(desc.split_k.unwrap_or(1)),
                 ..desc.clone()
             };
-            let got = run(ctx, &forced.variant(variant), &a, &b)
-                .map_err(|e| format!("{} did not run {shape}: {e}", variant.name()))?;
+            let got = match run(ctx, &forced.variant(variant), &a, &b) {
+                Ok(c) => c,
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "{} did not run {shape}: {}",
+                        variant.name(),
+                        transient(e)?
+                    )));
+                }
+            };
             let worst = got
                 .iter()
                 .zip(&want)
                 .map(|(g, w)| (g - w).abs())
                 .fold(0.0f32, |x, d| if d.is_nan() { f32::INFINITY } else { x.max(d) });
             if worst > CHECK_TOLERANCE {
-                return Err(format!(
+                return Ok(Err(format!(
                     "{} is off by {worst:e} from the f32 kernel on {shape} (at most \
                      {CHECK_TOLERANCE:e} expected)",
                     variant.name()
-                ));
+                )));
             }
         }
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Runs `desc` on `a` and `b` and reads C back.

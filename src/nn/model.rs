@@ -98,19 +98,22 @@ impl Sequential {
     }
 }
 
-/// Checks that a model's output of per-sample shape `out` suits `loss`: the
-/// classes (at least 2) on its last axis for categorical cross-entropy, with a
-/// label per position of the axes before it (`[T, V]`: a sequence model's next
-/// tokens); flat `[features]` for the other losses.
+/// Checks that a model's output of per-sample shape `out` suits `loss`:
+/// `[classes >= 2]` for categorical cross-entropy, or `[T, classes]` for a label
+/// per position (a sequence model's next tokens); flat `[features]` for the
+/// other losses.
 pub(crate) fn check_output(out: &[usize], loss: Loss) -> Result<()> {
     match loss {
-        Loss::SparseCategoricalCrossentropy if out.last().is_none_or(|&c| c < 2) => Err(Error::shape(
-            "model",
-            format!(
-                "categorical cross-entropy needs the classes (>= 2) on the output's last axis: \
-                 [classes], or [positions.., classes] for a label per position; the model gives {out:?}"
-            ),
-        )),
+        Loss::SparseCategoricalCrossentropy if !(1..=2).contains(&out.len()) || out[out.len() - 1] < 2 => {
+            Err(Error::shape(
+                "model",
+                format!(
+                    "categorical cross-entropy needs an output of [classes >= 2], or [positions, \
+                     classes] for a label per position (a sequence); the model gives {out:?}: add \
+                     Flatten (or a Reshape) before the last layer"
+                ),
+            ))
+        }
         Loss::SparseCategoricalCrossentropy => Ok(()),
         _ if out.len() != 1 => Err(Error::shape(
             "model",
@@ -357,6 +360,7 @@ impl Model {
     /// for the other losses.
     pub fn check_data(&self, data: &crate::data::Split) -> Result<()> {
         use crate::data::Targets;
+        data.validate()?;
         let positions = self.label_positions();
         let out = self.output_dim() / positions;
         let problem = match (&data.y, self.loss) {
@@ -395,10 +399,21 @@ impl Model {
                 format!("the data has {dim} target value(s) per sample but the model has {out} outputs")
             }),
         };
-        match problem {
-            Some(message) => Err(Error::shape("data", message)),
-            None => Ok(()),
+        if let Some(message) = problem {
+            return Err(Error::shape("data", message));
         }
+        let sample: usize = self.spec.input_shape().iter().product();
+        if data.sample_len != sample {
+            return Err(Error::shape(
+                "data",
+                format!(
+                    "the data's samples have {} values but the model takes {sample} ({:?})",
+                    data.sample_len,
+                    self.spec.input_shape()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Class labels per sample: one per position of a sequence output under
@@ -415,6 +430,25 @@ impl Model {
     }
 
     fn upload(ctx: &Context, plan: &Plan, batch: &Batch<'_>) -> Result<()> {
+        // Whole batches only: a short write would leave the last batch's values
+        // in the rest of the input or targets.
+        let (x, targets) = (plan.input.numel(), plan.targets.numel());
+        let given = if batch.labels.is_empty() {
+            batch.values.len()
+        } else {
+            batch.labels.len()
+        };
+        if batch.x.len() != x || given != targets {
+            return Err(Error::shape(
+                "batch",
+                format!(
+                    "{} samples need {x} input values and {targets} targets (labels or values); \
+                     the batch has {} and {given}",
+                    batch.len,
+                    batch.x.len()
+                ),
+            ));
+        }
         plan.input.write(ctx, batch.x)?;
         if batch.labels.is_empty() {
             plan.targets.write(ctx, batch.values)

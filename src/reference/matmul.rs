@@ -53,13 +53,14 @@ pub fn matmul_f16_inputs(
     matmul_scaled(desc, &round(a, shift_a), &round(b, shift_b), bias, c, back)
 }
 
-/// The bits of the largest `|x|` among `batches` runs of `per` elements of `x`,
-/// the t-th starting at `offset + t·stride`: as f32 bits, which order as the
-/// values for `x >= 0`, with NaN above infinity (`matmul_amax` in
-/// `shaders/matmul_coop.wgsl`).
+/// The bits of the largest finite `|x|` among `batches` runs of `per` elements
+/// of `x`, the t-th starting at `offset + t·stride`: as f32 bits, which order
+/// as the values for `x >= 0` (`matmul_amax` in `shaders/matmul_coop.wgsl`;
+/// infinities and NaN are left out: they pass through the product as in f32).
 pub fn amax_bits(x: &[f32], offset: usize, stride: usize, batches: usize, per: usize) -> u32 {
     (0..batches)
         .flat_map(|t| &x[offset + t * stride..offset + t * stride + per])
+        .filter(|v| v.is_finite())
         .map(|v| v.abs().to_bits())
         .max()
         .unwrap_or(0)
@@ -68,7 +69,7 @@ pub fn amax_bits(x: &[f32], offset: usize, stride: usize, batches: usize, per: u
 /// The exponent of a tensor-core operand's range scale, from the bits of its
 /// largest magnitude: `14 - floor(log2(amax))` within `[-126, 126]`, which brings
 /// amax into `[2^14, 2^15)` (inside f16's range, with the most room below); 0 for
-/// an operand that is all zeros or holds an infinity or NaN.
+/// an operand that is all zeros (or bits that are no finite magnitude).
 pub fn range_shift(amax_bits: u32) -> i32 {
     if amax_bits == 0 || amax_bits >= 0x7f80_0000 {
         return 0;
@@ -162,6 +163,8 @@ mod tests {
         let x = [9.0, 1.0, -2.0, 9.0, 3.0, -0.5, f32::NAN];
         assert_eq!(amax_bits(&x, 1, 3, 2, 2), 3.0f32.to_bits());
         assert_eq!(amax_bits(&x, 1, 0, 1, 2), 2.0f32.to_bits());
-        assert!(f32::from_bits(amax_bits(&x, 5, 0, 1, 2)).is_nan());
+        // NaN and infinities are left out.
+        assert_eq!(amax_bits(&x, 5, 0, 1, 2), 0.5f32.to_bits());
+        assert_eq!(amax_bits(&[f32::INFINITY, -2.0], 0, 0, 1, 2), 2.0f32.to_bits());
     }
 }
