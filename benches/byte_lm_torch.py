@@ -21,13 +21,12 @@ import json
 import math
 import os
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transformer_torch import SelfAttention, keras_init
+from transformer_torch import SelfAttention, keras_init, train_epoch
 
 torch.set_num_threads(2)
 
@@ -81,35 +80,14 @@ def main():
     x, y = windows(text[:cut], device)
     tx, ty = windows(text[cut:], device)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     torch.manual_seed(seed)
     model = ByteLm().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(os.environ.get("LR", "3e-3")), eps=1e-7)
     history = []
     for _ in range(epochs):
-        sync()
-        start = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(x), device=device)
-        total = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        for i in range(0, len(x), size):
-            batch = order[i : i + size]
-            logits = model(x[batch])
-            loss = F.cross_entropy(logits.reshape(-1, VOCAB), y[batch].reshape(-1))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.detach() * batch.numel() * TOKENS
-            correct += (logits.argmax(-1) == y[batch]).sum()
-        sync()
-        seconds = time.perf_counter() - start
-        tokens = len(x) * TOKENS
-        history.append({"loss": total.item() / tokens, "accuracy": correct.item() / tokens,
-                        "seconds": seconds, "tokens_per_s": tokens / seconds})
+        loss, accuracy, seconds = train_epoch(model, opt, x, y, size, device)
+        history.append({"loss": loss, "accuracy": accuracy, "seconds": seconds,
+                        "tokens_per_s": y.numel() / seconds})
     model.eval()
     with torch.no_grad():
         logits = model(tx)

@@ -125,6 +125,35 @@ class Vit(nn.Module):
         return self.head(self.ln3(x).mean(dim=1))
 
 
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def train_epoch(model, opt, x, y, size, device):
+    """One shuffled epoch of cross-entropy training on (x, y) in batches of `size`
+    (y: a class per sample, or one per position for [N, T] labels); returns the
+    mean loss and accuracy per label and the seconds it took (synchronised on
+    CUDA; the sums stay on the device until the end)."""
+    sync(device)
+    start = time.perf_counter()
+    model.train()
+    order = torch.randperm(len(x), device=device)
+    total = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    for i in range(0, len(x), size):
+        batch = order[i : i + size]
+        logits = model(x[batch])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[batch].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += loss.detach() * y[batch].numel()
+        correct += (logits.argmax(-1) == y[batch]).sum()
+    sync(device)
+    return total.item() / y.numel(), correct.item() / y.numel(), time.perf_counter() - start
+
+
 def main():
     epochs = int(sys.argv[1])
     seeds = [int(s) for s in sys.argv[2:]] or [1, 2, 3]
@@ -141,35 +170,15 @@ def main():
     x, y = images("train-images-idx3-ubyte"), labels("train-labels-idx1-ubyte")
     tx, ty = images("t10k-images-idx3-ubyte"), labels("t10k-labels-idx1-ubyte")
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     for seed in seeds:
         torch.manual_seed(seed)
         model = (Vit() if os.environ.get("MODEL") == "vit" else Encoder()).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
         history = []
         for _ in range(epochs):
-            sync()
-            start = time.perf_counter()
-            model.train()
-            order = torch.randperm(len(x), device=device)
-            total = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.int64)
-            for i in range(0, len(x), size):
-                batch = order[i : i + size]
-                logits = model(x[batch])
-                loss = F.cross_entropy(logits, y[batch])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += loss.detach() * len(batch)
-                correct += (logits.argmax(1) == y[batch]).sum()
-            sync()
-            seconds = time.perf_counter() - start
-            history.append({"loss": total.item() / len(x), "accuracy": correct.item() / len(x),
-                            "seconds": seconds, "images_per_s": len(x) / seconds})
+            loss, accuracy, seconds = train_epoch(model, opt, x, y, size, device)
+            history.append({"loss": loss, "accuracy": accuracy, "seconds": seconds,
+                            "images_per_s": len(x) / seconds})
         model.eval()
         with torch.no_grad():
             logits = model(tx)

@@ -236,6 +236,26 @@ impl Drop for PlanAs<'_> {
     }
 }
 
+/// One training step of a supervised `model` on the GPU and of `cpu`, its
+/// reference executor, on `batch` at rate `lr`: their mean losses per label
+/// (per token for a sequence model), `(gpu, reference)`.
+pub fn step_losses(
+    ctx: &Context,
+    model: &mut wgml::nn::Model,
+    cpu: &mut wgml::graph::reference::ReferenceExecutor,
+    batch: &wgml::nn::model::Batch<'_>,
+    lr: f32,
+) -> (f64, f64) {
+    model.acc.reset(ctx).unwrap();
+    model.train_step(ctx, batch, lr, |_, _| {}).unwrap();
+    let labels = batch.len * model.label_positions();
+    let gpu = model.acc.read(ctx).unwrap().0 / labels as f64;
+    let want = cpu
+        .train_step(batch.x, batch.labels, batch.values, batch.len, lr)
+        .unwrap();
+    (gpu, want)
+}
+
 /// Takes `steps` training steps of `model` on the batch `x` of `b` samples on the
 /// GPU and on a reference executor made from the model's state, asserting each
 /// step's loss within 1e-5 relative; returns the executor (to compare parameters).

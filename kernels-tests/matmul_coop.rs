@@ -424,16 +424,13 @@ fn cnn_with_medium_precision_trains_on_tensor_cores_as_in_f32() {
     for step in 0..30 {
         let idx: Vec<usize> = (step * b..(step + 1) * b).collect();
         data.train.gather(&idx, &mut x, &mut l, &mut v);
-        model.acc.reset(ctx).unwrap();
         let batch = Batch {
             x: &x,
             labels: &l,
             values: &v,
             len: b,
         };
-        model.train_step(ctx, &batch, lr, |_, _| {}).unwrap();
-        let gpu_loss = model.acc.read(ctx).unwrap().0 / b as f64;
-        let cpu_loss = cpu.train_step(&x, &l, &v, b, lr).unwrap();
+        let (gpu_loss, cpu_loss) = step_losses(ctx, &mut model, &mut cpu, &batch, lr);
         let rel = (gpu_loss - cpu_loss).abs() / cpu_loss.abs();
         // The first step starts from the same weights: only the forward's
         // rounding shows (1.1e-6 on Mesa 26.2 lavapipe). Later steps follow

@@ -479,8 +479,7 @@ impl Context {
         &self,
         verdict: std::result::Result<(), String>,
     ) -> &std::result::Result<(), String> {
-        let _ = self.coop_check.set(verdict);
-        self.coop_check.get().unwrap_or(&Ok(()))
+        self.coop_check.get_or_init(|| verdict)
     }
 
     /// True when a device loss or an uncaptured error is waiting for

@@ -408,17 +408,17 @@ fn supervised(
     // One row per label: a sample's, or each position's of a sequence output
     // (the loss is the mean over all of them).
     let positions = loss_kind.label_positions(graph.shape(output));
-    let b = options.batch * positions;
+    let rows = options.batch * positions;
     let out_dim = graph.shape(output).iter().product::<usize>() / positions;
-    let out2 = out.reshape(&[b, out_dim])?;
-    let scale = 1.0 / b as f32;
-    let losses = Tensor::zeros(ctx, &[b], DType::F32)?;
+    let out2 = out.reshape(&[rows, out_dim])?;
+    let scale = 1.0 / rows as f32;
+    let losses = Tensor::zeros(ctx, &[rows], DType::F32)?;
     let targets = match loss_kind {
-        Loss::SparseCategoricalCrossentropy => Tensor::zeros(ctx, &[b], DType::U32)?,
-        _ => Tensor::zeros(ctx, &[b, out_dim], DType::F32)?,
+        Loss::SparseCategoricalCrossentropy => Tensor::zeros(ctx, &[rows], DType::U32)?,
+        _ => Tensor::zeros(ctx, &[rows, out_dim], DType::F32)?,
     };
     let dlogits = if options.train {
-        Some(Tensor::zeros(ctx, &[b, out_dim], DType::F32)?)
+        Some(Tensor::zeros(ctx, &[rows, out_dim], DType::F32)?)
     } else {
         None
     };
@@ -453,17 +453,17 @@ fn supervised(
     };
 
     // Probabilities and predictions.
-    let predictions = Tensor::zeros(ctx, &[b], DType::U32)?;
+    let predictions = Tensor::zeros(ctx, &[rows], DType::U32)?;
     let mut predict = Vec::new();
     let probabilities = match loss_kind {
         Loss::SparseCategoricalCrossentropy => {
-            let p = Tensor::zeros(ctx, &[b, out_dim], DType::F32)?;
+            let p = Tensor::zeros(ctx, &[rows, out_dim], DType::F32)?;
             predict.push(softmax::softmax(ctx, &out2, &p)?);
             predict.push(reduce::argmax_rows(ctx, &out2, &predictions)?);
             p
         }
         Loss::BinaryCrossentropy => {
-            let p = Tensor::zeros(ctx, &[b, out_dim], DType::F32)?;
+            let p = Tensor::zeros(ctx, &[rows, out_dim], DType::F32)?;
             predict.push(elementwise::activation_forward(
                 ctx,
                 Activation::Sigmoid,

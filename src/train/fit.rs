@@ -508,6 +508,8 @@ fn run_fit(
     let finished =
         |p: &Progress| p.history.stopped_early || config.max_steps.is_some_and(|m| p.total_steps >= m);
 
+    // Loss and accuracy are means over labels: per token for a sequence model.
+    let per_sample = model.label_positions();
     let first = p.history.epochs.len() + 1;
     let mut stop = false;
     for epoch in first..=config.epochs {
@@ -565,7 +567,7 @@ fn run_fit(
                 if last_tick.elapsed().as_secs_f64() > 0.3 {
                     last_tick = Instant::now();
                     let (l, c) = model.acc.read(ctx)?;
-                    let labels = (seen * model.label_positions()) as f64;
+                    let labels = (seen * per_sample) as f64;
                     let mut msg = format!("loss: {:.4}", l / labels);
                     if classification {
                         msg += &format!(" - accuracy: {:.4}", c / labels);
@@ -585,8 +587,7 @@ fn run_fit(
         }
         p.model_step = model.step;
         let (loss_sum, correct) = model.acc.read(ctx)?;
-        // Means over labels: a sequence model's loss and accuracy are per token.
-        let labels = (seen * model.label_positions()) as f64;
+        let labels = (seen * per_sample) as f64;
         let loss = loss_sum / labels;
         if !loss.is_finite() {
             let sums = trace.to_f32(ctx)?;
@@ -618,7 +619,7 @@ fn run_fit(
             images_per_second: seen as f64 / seconds,
             steps,
             lr: step_lr,
-            labels_per_sample: model.label_positions(),
+            labels_per_sample: per_sample,
         };
         stop |= hooks.epoch_end(&stats, config.epochs);
         let watched = config.monitor.score(&stats);
