@@ -924,3 +924,92 @@ fn a_byte_language_model_trains_evaluates_and_generates() {
     let _ = std::fs::remove_file(&ckpt);
     let _ = std::fs::remove_file(&cnn);
 }
+
+/// `wgml train --model examples/models/bpe_lm.json --data text:README.md
+/// --tokenizer bpe:1024`: a byte-level BPE is trained on the text's training part
+/// and kept in the checkpoint, so `wgml eval` reads the text into the same tokens
+/// (the same test loss as training printed) and `wgml generate` continues a
+/// prompt in whole characters; tokenizers that do not fit are refused by name.
+#[test]
+fn a_bpe_language_model_keeps_its_tokenizer_in_the_checkpoint() {
+    let ckpt = scratch("bpe_lm.safetensors");
+    let c = ckpt.to_str().unwrap();
+    let model = crate::common::repo_file("examples/models/bpe_lm.json");
+    let m = model.to_str().unwrap();
+    let readme = crate::common::repo_file("README.md");
+    let text = format!("text:{}", readme.to_str().unwrap());
+    let out = wgml(&[
+        "train",
+        "--model",
+        m,
+        "--data",
+        &text,
+        "--tokenizer",
+        "bpe:1024",
+        "--steps",
+        "2",
+        "--save",
+        c,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("a byte-level BPE of"), "{stdout}");
+    let test_line = |stdout: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with("test loss:"))
+            .map(str::to_string)
+    };
+    let trained = test_line(&stdout).expect("a test line");
+    let out = wgml(&["eval", "--weights", c, "--data", &text]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(test_line(&stdout), Some(trained));
+    let out = wgml(&[
+        "generate",
+        "--weights",
+        c,
+        "--prompt",
+        "wgml ",
+        "--tokens",
+        "6",
+        "--seed",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8(out.stdout).expect("whole characters");
+    // Six BPE tokens are at least six bytes (none is empty).
+    assert!(said.starts_with("wgml ") && said.len() > 5 + 6, "{said:?}");
+    fails_with(
+        &["train", "--model", m, "--data", &text, "--tokenizer", "bpe:many"],
+        &["--tokenizer bpe:many", "e.g. bpe:1024"],
+    );
+    fails_with(
+        &[
+            "train",
+            "--model",
+            m,
+            "--data",
+            &text,
+            "--tokenizer",
+            "/no/tok.json",
+        ],
+        &["/no/tok.json"],
+    );
+    fails_with(&["train", "--tokenizer", "bpe:512"], &["give --data text:FILE"]);
+    // A byte model's 256 outputs cannot give 1024 tokens.
+    let bytes_model = crate::common::repo_file("examples/models/byte_lm.json");
+    fails_with(
+        &[
+            "train",
+            "--model",
+            bytes_model.to_str().unwrap(),
+            "--data",
+            &text,
+            "--tokenizer",
+            "bpe:1024",
+        ],
+        &["1024 classes", "256 outputs"],
+    );
+    let _ = std::fs::remove_file(&ckpt);
+}

@@ -22,15 +22,16 @@ use crate::common::*;
 const T: usize = 6;
 const V: usize = 9;
 
-/// ids [T] → Embedding(V, 8) → learned positions → causal attention (2 heads
-/// of 4) → Add → LayerNormalization → Dense(V, softmax) per token.
-fn language_model() -> ModelSpec {
+/// ids [T] → Embedding(V, 8) → learned positions → attention (2 heads of 4;
+/// causal unless said otherwise) → Add → LayerNormalization → Dense(V, softmax)
+/// per token.
+fn language_model(causal: bool) -> ModelSpec {
     let attention = Layer::MultiHeadAttention {
         num_heads: 2,
         key_dim: 4,
         value_dim: None,
         use_bias: true,
-        causal: true,
+        causal,
         trainable: true,
     };
     ModelSpec::Functional(
@@ -91,7 +92,7 @@ fn a_language_model_trains_per_token_equal_to_the_reference() {
     let data = sequences(b, 3);
     for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
         ctx.set_adapter_class(class);
-        let mut model = language_model()
+        let mut model = language_model(true)
             .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.01), 5)
             .unwrap();
         assert_eq!(model.label_positions(), T);
@@ -130,7 +131,7 @@ fn a_language_model_learns_its_rule_with_fit_and_refuses_other_labels() {
     let (_g, ctx) = gpu();
     let train = sequences(256, 7);
     let test = sequences(64, 8);
-    let mut model = language_model()
+    let mut model = language_model(true)
         .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.02), 1)
         .unwrap();
     let config = FitConfig {
@@ -169,6 +170,14 @@ fn a_language_model_learns_its_rule_with_fit_and_refuses_other_labels() {
         .unwrap();
     let e = generate::lm_shape(&cnn).unwrap_err().to_string();
     assert!(e.contains("needs a language model"), "{e}");
+    // Attention that sees the whole window cannot continue a text.
+    let mut seeing = language_model(false)
+        .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.02), 1)
+        .unwrap();
+    let e = generate::generate(&mut seeing, ctx, &[1], 1, Sampling::GREEDY, &mut r, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not causal") && e.contains("position"), "{e}");
 
     // One label per sample (or any other count) does not fit a [T, V] output.
     let mut one = test.clone();
@@ -185,13 +194,14 @@ fn a_language_model_learns_its_rule_with_fit_and_refuses_other_labels() {
 }
 
 /// What does not fit is refused by name, before any step: a split whose labels
-/// are not whole samples or not below its classes, a batch with one label per
+/// are not whole samples or not below its classes, token ids the Embedding has
+/// no row for, a batch with one label per
 /// sample for a `[T, V]` model (a short write would train on the last batch's
 /// labels), and a `[C, H, W]` output under categorical cross-entropy.
 #[test]
 fn labels_that_do_not_fit_are_refused() {
     let (_g, ctx) = gpu();
-    let mut model = language_model()
+    let mut model = language_model(true)
         .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.01), 5)
         .unwrap();
     let good = sequences(4, 3);
@@ -212,6 +222,23 @@ fn labels_that_do_not_fit_are_refused() {
         ),
     ] {
         let e = model.check_data(&split).unwrap_err().to_string();
+        assert!(e.contains(want), "{want:?}: {e}");
+    }
+    // Token ids the Embedding has no row for (PyTorch's index out of range) are
+    // refused by fit, evaluate and predict, with the input_dim they need.
+    for (id, want) in [
+        (
+            V as f32 + 3.0,
+            "Embedding 'embed' has a row for: it has 9 rows (ids 0 to 8); the largest id in the data is 12: give the layer an input_dim of at least 13",
+        ),
+        (1.5, "the data's value 1.5 (sample 2, position 1)"),
+        (-1.0, "the data's value -1 (sample 2, position 1)"),
+    ] {
+        let mut split = good.clone();
+        split.x[2 * T + 1] = id;
+        let e = model.check_data(&split).unwrap_err().to_string();
+        assert!(e.contains(want), "{want:?}: {e}");
+        let e = model.predict(ctx, &split.x, 4).unwrap_err().to_string();
         assert!(e.contains(want), "{want:?}: {e}");
     }
     let (mut x, mut l, mut v) = (Vec::new(), Vec::new(), Vec::new());

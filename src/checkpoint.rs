@@ -19,6 +19,7 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
+use crate::data::text::Vocabulary;
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::graph::params::NamedValues;
@@ -33,6 +34,9 @@ pub const MODEL_KEY: &str = "model";
 pub const VERSION_KEY: &str = "wgml_version";
 /// Metadata key holding the model's [`Architecture`] as JSON.
 pub const ARCHITECTURE_KEY: &str = "architecture";
+/// Metadata key holding a language model's tokenizer (`tokenizer.json` text); a
+/// language model without it reads bytes.
+pub const TOKENIZER_KEY: &str = "tokenizer";
 
 /// What it takes to rebuild a model: its layers, its loss and its optimizer (the
 /// optimizer's settings; its state is a backup's business, see
@@ -87,7 +91,7 @@ pub fn save_functional(path: &Path, ctx: &Context, model: &FunctionalModel, name
             name,
             &tensors,
             model.net.step as u64,
-            Some((FUNCTIONAL_KEY, json)),
+            vec![(FUNCTIONAL_KEY, json)],
         )?,
     )
 }
@@ -134,15 +138,16 @@ const BATCHES_TRACKED: &str = "num_batches_tracked";
 /// Serialises `tensors` with metadata `model`; `steps` is the number of training
 /// steps taken (each batch normalization's `num_batches_tracked`).
 pub fn to_bytes(model: &str, tensors: &[NamedValues], steps: u64) -> Result<Vec<u8>> {
-    checkpoint_bytes(model, tensors, steps, None)
+    checkpoint_bytes(model, tensors, steps, Vec::new())
 }
 
-/// [`to_bytes`], with the model's description (a metadata key and its JSON) when given.
+/// [`to_bytes`], with more metadata entries (the model's description, its
+/// tokenizer: a key and its JSON each).
 fn checkpoint_bytes(
     model: &str,
     tensors: &[NamedValues],
     steps: u64,
-    architecture: Option<(&str, String)>,
+    more: Vec<(&str, String)>,
 ) -> Result<Vec<u8>> {
     let mut entries: Vec<Entry> = Vec::new();
     for (name, shape, v) in tensors {
@@ -158,7 +163,7 @@ fn checkpoint_bytes(
         }
     }
     let mut metadata = HashMap::from([(MODEL_KEY.to_string(), model.to_string())]);
-    if let Some((key, json)) = architecture {
+    for (key, json) in more {
         metadata.insert(key.to_string(), json);
     }
     serialize(&entries, metadata)
@@ -204,6 +209,31 @@ pub fn save_model(
     name: &str,
     class_names: &[String],
 ) -> Result<()> {
+    save_model_with(path, ctx, model, name, class_names, &Vocabulary::Bytes)
+}
+
+/// Saves a language model as [`save_model`] does, with the tokenizer its token
+/// ids come from (under [`TOKENIZER_KEY`], as `tokenizer.json` text; nothing for
+/// [`Vocabulary::Bytes`]), so `wgml generate` and [`Checkpoint::vocabulary`] read
+/// text as it was read in training.
+pub fn save_language_model(
+    path: &Path,
+    ctx: &Context,
+    model: &Model,
+    name: &str,
+    vocabulary: &Vocabulary,
+) -> Result<()> {
+    save_model_with(path, ctx, model, name, &[], vocabulary)
+}
+
+fn save_model_with(
+    path: &Path,
+    ctx: &Context,
+    model: &Model,
+    name: &str,
+    class_names: &[String],
+    vocabulary: &Vocabulary,
+) -> Result<()> {
     let description = match &model.spec {
         ModelSpec::Sequential(s) => (
             ARCHITECTURE_KEY,
@@ -223,11 +253,12 @@ pub fn save_model(
             })?,
         ),
     };
+    let mut more = vec![description];
+    if let Some(json) = vocabulary.to_json()? {
+        more.push((TOKENIZER_KEY, json));
+    }
     let tensors = model.store.download(ctx)?;
-    write_atomic(
-        path,
-        &checkpoint_bytes(name, &tensors, model.step as u64, Some(description))?,
-    )
+    write_atomic(path, &checkpoint_bytes(name, &tensors, model.step as u64, more)?)
 }
 
 /// Reads a [`save_model`] file and rebuilds the model it describes, compiled on
@@ -318,6 +349,18 @@ impl Checkpoint {
             .load_params(ctx, &self.tensors)
             .map_err(|e| e.in_file(path, "does not match the model it describes"))?;
         Ok(Some((model, class_names)))
+    }
+
+    /// How the model's token ids read text: the tokenizer the file holds, else
+    /// bytes (`path` names the file in errors).
+    pub fn vocabulary(&self, path: &Path) -> Result<Vocabulary> {
+        match self.metadata.get(TOKENIZER_KEY) {
+            None => Ok(Vocabulary::Bytes),
+            Some(json) => Vocabulary::from_json(json).map_err(|e| Error::Data {
+                path: path.display().to_string(),
+                message: format!("its '{TOKENIZER_KEY}' entry: {e}"),
+            }),
+        }
     }
 
     /// The functional model the file describes, if it does (`path` names it in errors).
@@ -486,7 +529,7 @@ mod tests {
                 "custom",
                 &[],
                 0,
-                Some((ARCHITECTURE_KEY, architecture_json(&a).unwrap())),
+                vec![(ARCHITECTURE_KEY, architecture_json(&a).unwrap())],
             )
             .unwrap();
             let c = from_bytes("x", &bytes).unwrap();

@@ -9,7 +9,8 @@ use wgml::train::History;
 use wgml::{Error, Result, checkpoint, train};
 
 use super::GpuArgs;
-use super::train::{keep_classes, load_data, print_evaluation, write_metrics_json, write_run_report};
+use super::train::{keep_classes, load_data_with, print_evaluation, write_metrics_json, write_run_report};
+use wgml::data::text::Vocabulary;
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
@@ -54,21 +55,21 @@ pub struct PredictArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct GenerateArgs {
-    /// Safetensors checkpoint of a byte-level language model, written by `wgml
-    /// train --data text:FILE --save`.
+    /// Safetensors checkpoint of a language model, written by `wgml train --data
+    /// text:FILE --save` (its tokenizer, if it was trained with one, comes with it).
     #[arg(long)]
     pub weights: PathBuf,
     /// The text to continue.
     #[arg(long, default_value = "The ")]
     pub prompt: String,
-    /// Bytes to generate.
+    /// Tokens to generate (bytes, or the tokenizer's tokens).
     #[arg(long, default_value_t = 200)]
     pub tokens: usize,
-    /// Sampling temperature: 0 takes the most probable byte every time; below 1
+    /// Sampling temperature: 0 takes the most probable token every time; below 1
     /// sharper, above 1 more varied.
     #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     pub temperature: f32,
-    /// Draw among the K most probable bytes only.
+    /// Draw among the K most probable tokens only.
     #[arg(long, value_name = "K")]
     pub top_k: Option<usize>,
     /// Seed of the draws.
@@ -84,6 +85,8 @@ struct Loaded {
     default_data: Option<&'static str>,
     /// Names of the classes by label, when the file records them.
     class_names: Vec<String>,
+    /// How text becomes the model's token ids: the file's tokenizer, else bytes.
+    vocabulary: Vocabulary,
     model: wgml::nn::Model,
 }
 
@@ -92,6 +95,7 @@ struct Loaded {
 /// wgml model the file names, else the CNN.
 fn load_model(ctx: &wgml::Context, model: Option<&str>, weights: &Path) -> Result<Loaded> {
     let c = checkpoint::load(weights)?;
+    let vocabulary = c.vocabulary(weights)?;
     if model.is_none()
         && let Some((m, class_names)) = c.build(ctx, weights)?
     {
@@ -101,6 +105,7 @@ fn load_model(ctx: &wgml::Context, model: Option<&str>, weights: &Path) -> Resul
             name,
             default_data,
             class_names,
+            vocabulary,
             model: m,
         });
     }
@@ -123,6 +128,7 @@ fn load_model(ctx: &wgml::Context, model: Option<&str>, weights: &Path) -> Resul
         name: recipe.name.to_string(),
         default_data: Some(recipe.data),
         class_names: Vec::new(),
+        vocabulary,
         model: m,
     })
 }
@@ -137,6 +143,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
         name,
         default_data,
         mut model,
+        vocabulary,
         ..
     } = load_model(&ctx, args.model.as_deref(), &args.weights)?;
     let data_name = args.data.as_deref().or(default_data).ok_or_else(|| {
@@ -144,7 +151,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
             "model '{name}' is not one of wgml's, so it has no default dataset: give --data"
         ))
     })?;
-    let mut data = load_data(data_name, args.seed, model.spec.input_shape())?;
+    let mut data = load_data_with(data_name, args.seed, model.spec.input_shape(), &vocabulary)?;
     if let Some(list) = &args.classes {
         data = keep_classes(data, list)?;
     }
@@ -245,25 +252,31 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
 pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
     use std::io::Write;
     use wgml::nn::generate::{Sampling, generate, lm_shape};
+    let ctx = gpu.context()?;
+    let Loaded {
+        name,
+        mut model,
+        vocabulary,
+        ..
+    } = load_model(&ctx, None, &args.weights)?;
+    let (_, outputs) = lm_shape(&model).map_err(|e| e.in_file(&args.weights, ""))?;
+    if outputs < vocabulary.size() {
+        return Err(Error::invalid(format!(
+            "model '{name}' has {outputs} outputs per position but reads text as {} \
+             (the checkpoint's): it cannot give every token",
+            vocabulary.describe()
+        )));
+    }
     let sampling = Sampling {
         temperature: args.temperature,
         top_k: args.top_k,
+        vocabulary: Some(vocabulary.size()),
     };
     sampling.validate()?;
-    let ctx = gpu.context()?;
-    let Loaded { name, mut model, .. } = load_model(&ctx, None, &args.weights)?;
-    let (_, vocab) = lm_shape(&model).map_err(|e| e.in_file(&args.weights, ""))?;
-    if vocab != wgml::data::text::BYTE_VOCAB {
-        return Err(Error::invalid(format!(
-            "model '{name}' has a vocabulary of {vocab}, not the {} byte values that text \
-             data gives: generate continues byte-level models",
-            wgml::data::text::BYTE_VOCAB
-        )));
-    }
-    if args.prompt.is_empty() {
+    let prompt = vocabulary.encode(args.prompt.as_bytes())?;
+    if prompt.is_empty() {
         return Err(Error::invalid("--prompt is empty: give the text to continue"));
     }
-    let prompt: Vec<u32> = args.prompt.bytes().map(u32::from).collect();
     let mut out = std::io::stdout().lock();
     let io = |e: std::io::Error| Error::Io {
         path: "standard output".into(),
@@ -271,24 +284,18 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
     };
     out.write_all(args.prompt.as_bytes()).map_err(io)?;
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(args.seed);
+    let mut stream = vocabulary.stream();
     let mut failed = None;
-    generate(
-        &mut model,
-        &ctx,
-        &prompt,
-        args.tokens,
-        sampling,
-        &mut rng,
-        |byte| {
-            if failed.is_none()
-                && let Err(e) = out.write_all(&[byte as u8]).and_then(|_| out.flush())
-            {
-                failed = Some(e);
-            }
-        },
-    )?;
+    generate(&mut model, &ctx, &prompt, args.tokens, sampling, &mut rng, |id| {
+        if failed.is_none() {
+            let written = stream
+                .step(id)
+                .and_then(|bytes| out.write_all(&bytes).and_then(|_| out.flush()).map_err(io));
+            failed = written.err();
+        }
+    })?;
     if let Some(e) = failed {
-        return Err(io(e));
+        return Err(e);
     }
     writeln!(out).map_err(io)?;
     Ok(ExitCode::SUCCESS)

@@ -100,8 +100,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Classify images with saved weights.
     Predict(eval::PredictArgs),
-    /// Continue a text with a byte-level language model (trained with
-    /// `--data text:FILE`, e.g. examples/models/byte_lm.json).
+    /// Continue a text with a language model (trained with `--data text:FILE`,
+    /// e.g. examples/models/byte_lm.json or bpe_lm.json).
     Generate(eval::GenerateArgs),
     /// Check every kernel against its CPU twin on this GPU.
     Selftest,

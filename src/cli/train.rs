@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use wgml::checkpoint;
 use wgml::data::Dataset;
+use wgml::data::text::{self, Vocabulary};
 use wgml::kernels::optim::Optimizer;
 use wgml::nn::model::ModelSpec;
 use wgml::nn::{self, zoo};
@@ -31,6 +32,13 @@ pub struct TrainArgs {
     /// Default: the model's own (mnist-10k for cnn and mlp, a synthetic set otherwise).
     #[arg(long)]
     pub data: Option<String>,
+    /// Text data (--data text:FILE): how the text becomes token ids. bytes (256
+    /// ids, any file; the default, or the --init checkpoint's tokenizer), bpe:N (a
+    /// byte-level BPE of at most N tokens, GPT-2's scheme, trained on the training
+    /// text), or a Hugging Face tokenizer.json file. --save keeps the tokenizer in
+    /// the checkpoint. The model needs an Embedding row and a head output per token.
+    #[arg(long, value_name = "bytes|bpe:N|FILE")]
+    pub tokenizer: Option<String>,
     /// VAE and GAN (--model vae|gan): dimensions of the latent space or noise
     /// (default 2 for the VAE, 100 for the GAN).
     #[arg(long, value_name = "N")]
@@ -182,14 +190,26 @@ pub struct TrainArgs {
     pub tune_only: bool,
 }
 
-/// The dataset a recipe names.
 /// The dataset `name` names, its images read as samples of `sample_shape` when it
-/// is a folder of images.
+/// is a folder of images, its text as byte tokens.
 pub fn load_data(name: &str, seed: u64, sample_shape: &[usize]) -> Result<Dataset> {
+    load_data_with(name, seed, sample_shape, &Vocabulary::Bytes)
+}
+
+/// [`load_data`], text (`text:FILE`) read as tokens of `vocabulary`.
+pub fn load_data_with(
+    name: &str,
+    seed: u64,
+    sample_shape: &[usize],
+    vocabulary: &Vocabulary,
+) -> Result<Dataset> {
     let data = match name {
         "two-blobs" => Dataset::two_blobs(seed),
         "linear-regression" => Dataset::linear_regression(seed),
-        other => Dataset::open(other, sample_shape)?,
+        other => match other.strip_prefix("text:") {
+            Some(path) => text::read_text_with(Path::new(path), sample_shape, vocabulary)?,
+            None => Dataset::open(other, sample_shape)?,
+        },
     };
     if !data.class_names.is_empty() {
         let names: Vec<String> = data
@@ -201,6 +221,49 @@ pub fn load_data(name: &str, seed: u64, sample_shape: &[usize]) -> Result<Datase
         println!("classes: {}", names.join(", "));
     }
     Ok(data)
+}
+
+/// How `wgml train --data text:FILE` reads the text: `--tokenizer` as `choice`
+/// (see [`TrainArgs::tokenizer`]; a BPE is trained on the file's training part),
+/// else the `--init` checkpoint's, else bytes.
+fn text_vocabulary(
+    choice: Option<&str>,
+    file: &Path,
+    init: Option<&(&PathBuf, checkpoint::Checkpoint)>,
+) -> Result<Vocabulary> {
+    let Some(choice) = choice else {
+        return match init {
+            Some((path, c)) => c.vocabulary(path),
+            None => Ok(Vocabulary::Bytes),
+        };
+    };
+    if choice == "bytes" {
+        return Ok(Vocabulary::Bytes);
+    }
+    let Some(size) = choice.strip_prefix("bpe:") else {
+        let v = Vocabulary::from_file(Path::new(choice))?;
+        println!("tokenizer from {choice}: {} tokens", v.size());
+        return Ok(v);
+    };
+    let size: usize = size.parse().map_err(|_| {
+        Error::invalid(format!(
+            "--tokenizer {choice}: give the most tokens the BPE may have, e.g. bpe:1024"
+        ))
+    })?;
+    let bytes = text::read_bytes(file)?;
+    let training = std::str::from_utf8(text::training_text(&bytes)).map_err(|e| Error::Data {
+        path: file.display().to_string(),
+        message: format!("is not UTF-8 text ({e}); a BPE reads UTF-8, --tokenizer bytes reads any file"),
+    })?;
+    let start = std::time::Instant::now();
+    let v = Vocabulary::train_bpe(training, size)?;
+    println!(
+        "tokenizer: a byte-level BPE of {} tokens (at most {size}) trained on {} bytes in {:.2}s",
+        v.size(),
+        training.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(v)
 }
 
 /// `data` with only the classes `list` names (`--classes`), relabelled from 0.
@@ -490,7 +553,21 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         }
         (None, d) => d.to_string(),
     };
-    let mut data = load_data(&data_name, args.seed, recipe.model.input_shape())?;
+    let init = args
+        .init
+        .as_ref()
+        .map(|p| checkpoint::load(p).map(|c| (p, c)))
+        .transpose()?;
+    let vocabulary = match data_name.strip_prefix("text:") {
+        Some(file) => text_vocabulary(args.tokenizer.as_deref(), Path::new(file), init.as_ref())?,
+        None if args.tokenizer.is_some() => {
+            return Err(Error::invalid(
+                "--tokenizer reads text into tokens: give --data text:FILE",
+            ));
+        }
+        None => Vocabulary::Bytes,
+    };
+    let mut data = load_data_with(&data_name, args.seed, recipe.model.input_shape(), &vocabulary)?;
     if let Some(list) = &args.classes {
         data = keep_classes(data, list)?;
         if recipe.loss == nn::Loss::SparseCategoricalCrossentropy {
@@ -532,11 +609,6 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         ctx.info.name,
         ctx.info.backend
     );
-    let init = args
-        .init
-        .as_ref()
-        .map(|p| checkpoint::load(p).map(|c| (p, c)))
-        .transpose()?;
     let new_layers = match &args.new_layers {
         Some(list) => wgml::ranges::parse(list, 1).map_err(|part| {
             Error::invalid(format!(
@@ -611,7 +683,11 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         }
     })?;
     if let Some(path) = &args.save {
-        checkpoint::save_model(path, &ctx, &model, &name, &data.class_names)?;
+        if data_name.starts_with("text:") {
+            checkpoint::save_language_model(path, &ctx, &model, &name, &vocabulary)?;
+        } else {
+            checkpoint::save_model(path, &ctx, &model, &name, &data.class_names)?;
+        }
         println!("weights saved to {}", path.display());
     }
     let (eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;

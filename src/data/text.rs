@@ -1,15 +1,27 @@
-//! Text as a language model's data (`--data text:FILE`). Tokens are bytes: a
-//! vocabulary of [`BYTE_VOCAB`] that reads any file (UTF-8 or not) with no
-//! tokenizer to ship or to keep beside a checkpoint, as byte-level models do.
+//! Text as a language model's data (`--data text:FILE`). A [`Vocabulary`] turns
+//! the text into token ids: bytes by default (a vocabulary of [`BYTE_VOCAB`] that
+//! reads any file, UTF-8 or not, with nothing to ship beside a checkpoint), or a
+//! Hugging Face tokenizer (a `tokenizer.json`: GPT-2's, Llama's, or a byte-level
+//! BPE trained here on the training text with [`Vocabulary::train_bpe`]).
 //!
-//! The file is cut into windows of T + 1 bytes, T the model's input length: the
-//! first T bytes are a sample's token ids, the last T its labels (each byte's
-//! next), so a causal model learns every position's next byte at once. Windows
-//! start every T bytes, so each byte is a label once per epoch. The last tenth
-//! of the file is the test split (as nanoGPT splits its character data); no
-//! window crosses into it.
+//! The file's last tenth is the test split (as nanoGPT splits its character
+//! data; under a tokenizer the cut moves forward to a character boundary), and
+//! each part is tokenised on its own, so no window crosses the cut. Each part is
+//! cut into windows of T + 1 tokens, T the model's input length: the first T are
+//! a sample's token ids, the last T its labels (each token's next), so a causal
+//! model learns every position's next token at once. Windows start every T
+//! tokens, so each token is a label once per epoch.
 
 use std::path::Path;
+
+use tokenizers::Tokenizer;
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::models::bpe::{BPE, BpeTrainer};
+use tokenizers::models::{ModelWrapper, TrainerWrapper};
+use tokenizers::normalizers::NormalizerWrapper;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::processors::PostProcessorWrapper;
 
 use crate::data::{Dataset, Split, Targets};
 use crate::error::{Error, Result};
@@ -20,79 +32,305 @@ pub const BYTE_VOCAB: usize = 256;
 /// Fraction of the text (its end) held out as the test split.
 pub const TEST_FRACTION: f64 = 0.1;
 
-/// The text file at `path` as windows of `sample_shape = [T]` tokens (see the
-/// module docs). Errors name the file: unreadable, or too short for one
+/// How text becomes token ids and back.
+#[derive(Clone, Debug, Default)]
+pub enum Vocabulary {
+    /// Each byte is a token: ids 0–255.
+    #[default]
+    Bytes,
+    /// A Hugging Face tokenizer; reads UTF-8 text only.
+    Tokenizer(Box<Tokenizer>),
+}
+
+/// The stream decoder of a Hugging Face tokenizer.
+type TokenizerStream<'a> = tokenizers::DecodeStream<
+    'a,
+    ModelWrapper,
+    NormalizerWrapper,
+    PreTokenizerWrapper,
+    PostProcessorWrapper,
+    DecoderWrapper,
+>;
+
+/// Turns generated token ids into text as they come (see [`Vocabulary::stream`]).
+pub struct TextStream<'a>(Option<TokenizerStream<'a>>);
+
+impl TextStream<'_> {
+    /// The bytes token `id` adds to the text: none while a character is still
+    /// incomplete (a tokenizer holds its bytes back until the next tokens
+    /// complete it).
+    pub fn step(&mut self, id: u32) -> Result<Vec<u8>> {
+        match &mut self.0 {
+            None => u8::try_from(id)
+                .map(|b| vec![b])
+                .map_err(|_| Error::invalid(format!("token {id} is not a byte"))),
+            Some(stream) => stream
+                .step(id)
+                .map(|text| text.map(String::into_bytes).unwrap_or_default())
+                .map_err(|e| Error::invalid(format!("decoding token {id}: {e}"))),
+        }
+    }
+}
+
+fn tokenizer_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("{what}: {e}"))
+}
+
+impl Vocabulary {
+    /// Number of token ids: 256 for bytes, the tokenizer's vocabulary (added
+    /// tokens included) otherwise.
+    pub fn size(&self) -> usize {
+        match self {
+            Vocabulary::Bytes => BYTE_VOCAB,
+            Vocabulary::Tokenizer(t) => t.get_vocab_size(true),
+        }
+    }
+
+    /// A short description, e.g. `bytes` or `tokenizer of 1024 tokens`.
+    pub fn describe(&self) -> String {
+        match self {
+            Vocabulary::Bytes => "bytes".into(),
+            Vocabulary::Tokenizer(_) => format!("tokenizer of {} tokens", self.size()),
+        }
+    }
+
+    /// A tokenizer from the JSON of a `tokenizer.json` file. Errors say what
+    /// the file lacks (a model this build reads, valid JSON).
+    pub fn from_json(json: &str) -> Result<Vocabulary> {
+        json.parse::<Tokenizer>()
+            .map(|t| Vocabulary::Tokenizer(Box::new(t)))
+            .map_err(|e| tokenizer_error("not a tokenizer.json wgml reads", e))
+    }
+
+    /// The tokenizer read from the `tokenizer.json` file at `path`.
+    pub fn from_file(path: &Path) -> Result<Vocabulary> {
+        let json = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Vocabulary::from_json(&json).map_err(|e| Error::Data {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The tokenizer as `tokenizer.json` text (`None` for bytes, which need none).
+    pub fn to_json(&self) -> Result<Option<String>> {
+        match self {
+            Vocabulary::Bytes => Ok(None),
+            Vocabulary::Tokenizer(t) => t
+                .to_string(false)
+                .map(Some)
+                .map_err(|e| tokenizer_error("writing the tokenizer", e)),
+        }
+    }
+
+    /// A byte-level BPE tokenizer (GPT-2's scheme: the 256 bytes, then the most
+    /// frequent adjacent pairs merged, within words split as GPT-2 splits them)
+    /// of at most `vocab_size` tokens, trained on `text`. Fewer tokens when the
+    /// text has too few pairs seen twice. Deterministic: the same text gives the
+    /// same tokenizer.
+    pub fn train_bpe(text: &str, vocab_size: usize) -> Result<Vocabulary> {
+        if vocab_size <= BYTE_VOCAB {
+            return Err(Error::invalid(format!(
+                "a byte-level BPE of {vocab_size} tokens would merge nothing: it starts from the \
+                 {BYTE_VOCAB} bytes, so give more (e.g. bpe:1024), or use bytes"
+            )));
+        }
+        let mut tokenizer = Tokenizer::new(BPE::default());
+        tokenizer
+            .with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)))
+            .with_decoder(Some(ByteLevel::default()));
+        let mut trainer: TrainerWrapper = BpeTrainer::builder()
+            .vocab_size(vocab_size)
+            .min_frequency(2)
+            .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+            .show_progress(false)
+            .build()
+            .into();
+        tokenizer
+            .train(&mut trainer, std::iter::once(text))
+            .map_err(|e| tokenizer_error("training the BPE tokenizer", e))?;
+        Ok(Vocabulary::Tokenizer(Box::new(tokenizer)))
+    }
+
+    /// The token ids of `text`: its bytes, or what the tokenizer makes of it
+    /// (then `text` must be UTF-8).
+    pub fn encode(&self, text: &[u8]) -> Result<Vec<u32>> {
+        match self {
+            Vocabulary::Bytes => Ok(text.iter().map(|&b| u32::from(b)).collect()),
+            Vocabulary::Tokenizer(t) => {
+                let text = std::str::from_utf8(text).map_err(|e| {
+                    Error::invalid(format!(
+                        "the text is not UTF-8 ({e}); a tokenizer reads UTF-8 only, bytes read any file"
+                    ))
+                })?;
+                t.encode(text, false)
+                    .map(|e| e.get_ids().to_vec())
+                    .map_err(|e| tokenizer_error("tokenizing", e))
+            }
+        }
+    }
+
+    /// The text of token ids `ids` (invalid UTF-8 shown as U+FFFD).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        match self {
+            Vocabulary::Bytes => {
+                let bytes = ids
+                    .iter()
+                    .map(|&id| {
+                        u8::try_from(id).map_err(|_| Error::invalid(format!("token {id} is not a byte")))
+                    })
+                    .collect::<Result<Vec<u8>>>()?;
+                Ok(String::from_utf8_lossy(&bytes).into_owned())
+            }
+            Vocabulary::Tokenizer(t) => t.decode(ids, false).map_err(|e| tokenizer_error("decoding", e)),
+        }
+    }
+
+    /// A decoder for tokens generated one at a time.
+    pub fn stream(&self) -> TextStream<'_> {
+        TextStream(match self {
+            Vocabulary::Bytes => None,
+            Vocabulary::Tokenizer(t) => Some(t.decode_stream(false)),
+        })
+    }
+}
+
+/// The text file at `path` as windows of `sample_shape = [T]` byte tokens (see
+/// the module docs). Errors name the file: unreadable, or too short for one
 /// window in each split.
 pub fn read_text(path: &Path, sample_shape: &[usize]) -> Result<Dataset> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Data {
-        path: path.display().to_string(),
-        message: format!("cannot read the text: {e}"),
-    })?;
+    read_text_with(path, sample_shape, &Vocabulary::Bytes)
+}
+
+/// The text file at `path` as windows of `sample_shape = [T]` tokens of
+/// `vocabulary` (see the module docs). Errors name the file.
+pub fn read_text_with(path: &Path, sample_shape: &[usize], vocabulary: &Vocabulary) -> Result<Dataset> {
+    let bytes = read_bytes(path)?;
     let name = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    text_dataset(&name, &bytes, sample_shape).map_err(|e| match e {
-        Error::Data { message, .. } => Error::Data {
+    text_dataset_with(&name, &bytes, sample_shape, vocabulary).map_err(|e| in_file(path, e))
+}
+
+/// The whole file at `path`.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Data {
+        path: path.display().to_string(),
+        message: format!("cannot read the text: {e}"),
+    })
+}
+
+/// `e` as an error about the file at `path` (data and argument errors).
+fn in_file(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Data { message, .. } | Error::InvalidArgument(message) => Error::Data {
             path: path.display().to_string(),
             message,
         },
         other => other,
-    })
+    }
 }
 
-/// `bytes` as windows of `sample_shape = [T]` tokens, named `name` (see the
+/// The training part of `text` as a tokenizer splits it: all but its last
+/// [`TEST_FRACTION`], ending on a character boundary. Train a tokenizer on this
+/// part only, so the test split stays unseen.
+pub fn training_text(text: &[u8]) -> &[u8] {
+    text.split_at(split_point(text, true)).0
+}
+
+/// Where the test split starts: [`TEST_FRACTION`] from the end; under a tokenizer
+/// (`utf8`) moved forward past any UTF-8 continuation bytes so no character is
+/// cut.
+fn split_point(text: &[u8], utf8: bool) -> usize {
+    let mut cut = ((text.len() as f64) * (1.0 - TEST_FRACTION)).round() as usize;
+    while utf8 && cut < text.len() && (text[cut] & 0xC0) == 0x80 {
+        cut += 1;
+    }
+    cut
+}
+
+/// `bytes` as windows of `sample_shape = [T]` byte tokens, named `name` (see the
 /// module docs).
 pub fn text_dataset(name: &str, bytes: &[u8], sample_shape: &[usize]) -> Result<Dataset> {
+    text_dataset_with(name, bytes, sample_shape, &Vocabulary::Bytes)
+}
+
+/// `bytes` as windows of `sample_shape = [T]` tokens of `vocabulary`, named
+/// `name` (see the module docs).
+pub fn text_dataset_with(
+    name: &str,
+    bytes: &[u8],
+    sample_shape: &[usize],
+    vocabulary: &Vocabulary,
+) -> Result<Dataset> {
     let tokens = match sample_shape {
         &[t] if t > 0 => t,
         other => {
             return Err(Error::invalid(format!(
-                "text data needs a model whose input is [tokens] (byte ids, e.g. an Embedding of \
-                 {BYTE_VOCAB}); this one takes {other:?}"
+                "text data needs a model whose input is [tokens] (token ids, e.g. an Embedding of \
+                 {} rows); this one takes {other:?}",
+                vocabulary.size()
             )));
         }
     };
-    let cut = ((bytes.len() as f64) * (1.0 - TEST_FRACTION)).round() as usize;
-    let (train, test) = bytes.split_at(cut);
+    let utf8 = matches!(vocabulary, Vocabulary::Tokenizer(_));
+    let (train, test) = bytes.split_at(split_point(bytes, utf8));
+    let (train, test) = (vocabulary.encode(train)?, vocabulary.encode(test)?);
     let need = tokens + 1;
     if train.len() < need || test.len() < need {
+        let unit = match vocabulary {
+            Vocabulary::Bytes => "bytes",
+            Vocabulary::Tokenizer(_) => "tokens",
+        };
         return Err(Error::Data {
             path: name.to_string(),
             message: format!(
-                "{} bytes of text are too few: windows of {need} bytes (the model's {tokens} \
-                 tokens and the next) need at least {} bytes, a tenth of them for the test split",
+                "{} bytes of text ({} training and {} test {unit}) are too few: windows of {need} \
+                 {unit} (the model's {tokens} tokens and the next) need {need} {unit} in each \
+                 split, the test split being the text's last tenth{}",
                 bytes.len(),
-                (need as f64 / TEST_FRACTION).ceil() as usize
+                train.len(),
+                test.len(),
+                match vocabulary {
+                    Vocabulary::Bytes => format!(
+                        " (at least {} bytes of text)",
+                        (need as f64 / TEST_FRACTION).ceil() as usize
+                    ),
+                    Vocabulary::Tokenizer(_) => String::new(),
+                }
             ),
         });
     }
+    let classes = vocabulary.size();
     Ok(Dataset {
         name: name.to_string(),
         sample_shape: vec![tokens],
-        train: windows(train, tokens),
-        test: windows(test, tokens),
+        train: windows(&train, tokens, classes),
+        test: windows(&test, tokens, classes),
         class_names: Vec::new(),
     })
 }
 
-/// Every window of `tokens + 1` bytes of `text` starting at a multiple of
-/// `tokens`: the first `tokens` as ids, the last `tokens` as labels.
-fn windows(text: &[u8], tokens: usize) -> Split {
-    let count = (text.len() - 1) / tokens;
+/// Every window of `tokens + 1` ids of `ids` starting at a multiple of `tokens`:
+/// the first `tokens` as inputs, the last `tokens` as labels of `classes`.
+fn windows(ids: &[u32], tokens: usize, classes: usize) -> Split {
+    let count = (ids.len() - 1) / tokens;
     let mut x = Vec::with_capacity(count * tokens);
     let mut labels = Vec::with_capacity(count * tokens);
     for w in 0..count {
         let start = w * tokens;
-        x.extend(text[start..start + tokens].iter().map(|&b| b as f32));
-        labels.extend(text[start + 1..start + tokens + 1].iter().map(|&b| b as u32));
+        x.extend(ids[start..start + tokens].iter().map(|&id| id as f32));
+        labels.extend_from_slice(&ids[start + 1..start + tokens + 1]);
     }
     Split {
         x,
         sample_len: tokens,
         y: Targets::Classes {
             labels,
-            classes: BYTE_VOCAB,
+            classes,
             positions: tokens,
         },
     }
@@ -128,5 +366,75 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("[tokens]"), "{e}");
+    }
+
+    const PROSE: &str = "The cat sat on the mat. The cat ate the rat. A hat, a mat, a cat: \
+        that is what the cat has. Naïve café crème, déjà vu. The rat ran; the cat sat.\n";
+
+    #[test]
+    fn bpe_is_deterministic_reversible_and_saved_whole() {
+        let text = PROSE.repeat(20);
+        let a = Vocabulary::train_bpe(&text, 300).unwrap();
+        let b = Vocabulary::train_bpe(&text, 300).unwrap();
+        assert_eq!(a.to_json().unwrap(), b.to_json().unwrap());
+        let size = a.size();
+        assert!(size > BYTE_VOCAB && size <= 300, "{size}");
+        let ids = a.encode(text.as_bytes()).unwrap();
+        // Merges make the text shorter in tokens than in bytes, and it decodes back.
+        assert!(ids.len() * 2 < text.len(), "{} tokens", ids.len());
+        assert!(ids.iter().all(|&id| (id as usize) < size));
+        assert_eq!(a.decode(&ids).unwrap(), text);
+        // Token by token, the stream gives the same text, multi-byte characters whole.
+        let mut stream = a.stream();
+        let mut streamed = Vec::new();
+        for &id in &ids {
+            streamed.extend(stream.step(id).unwrap());
+        }
+        assert_eq!(String::from_utf8(streamed).unwrap(), text);
+        // The JSON reads back as the same tokenizer.
+        let c = Vocabulary::from_json(&a.to_json().unwrap().unwrap()).unwrap();
+        assert_eq!(c.encode(text.as_bytes()).unwrap(), ids);
+        assert!(Vocabulary::from_json("{\"model\": 3}").is_err());
+        // As a tokenizer.json file, and a broken file named in its error.
+        let dir = std::env::temp_dir().join(format!("wgml-bpe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tokenizer.json");
+        std::fs::write(&file, a.to_json().unwrap().unwrap()).unwrap();
+        let d = Vocabulary::from_file(&file).unwrap();
+        assert_eq!(d.encode(text.as_bytes()).unwrap(), ids);
+        std::fs::write(&file, "{").unwrap();
+        let e = Vocabulary::from_file(&file).unwrap_err().to_string();
+        assert!(
+            e.contains("tokenizer.json") && e.contains("not a tokenizer"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let e = Vocabulary::train_bpe(&text, 256).unwrap_err().to_string();
+        assert!(e.contains("merge nothing"), "{e}");
+    }
+
+    #[test]
+    fn tokenized_windows_split_on_a_character_and_refuse_other_bytes() {
+        // 1010 bytes of two-byte characters: a tenth from the end is byte 909, the
+        // middle of one; the cut moves on to 910.
+        let text = "é".repeat(505);
+        let vocab = Vocabulary::train_bpe(&text, 260).unwrap();
+        assert_eq!(split_point(text.as_bytes(), true), 910);
+        assert_eq!(training_text(text.as_bytes()).len(), 910);
+        let d = text_dataset_with("t", text.as_bytes(), &[4], &vocab).unwrap();
+        let Targets::Classes { labels, classes, .. } = &d.train.y else {
+            unreachable!()
+        };
+        assert_eq!(*classes, vocab.size());
+        // Inputs and labels are the same ids one position apart.
+        assert_eq!(d.train.x[1], labels[0] as f32);
+        let e = text_dataset_with("t", &[0xff; 1000], &[4], &vocab)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not UTF-8"), "{e}");
+        let e = text_dataset_with("t", b"short text", &[4], &vocab)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tokens") && e.contains("too few"), "{e}");
     }
 }

@@ -21,6 +21,9 @@ pub struct Sampling {
     pub temperature: f32,
     /// Draw among the `k` most probable tokens only (`None`: all).
     pub top_k: Option<usize>,
+    /// Draw only token ids below this: a tokenizer's size when the model has
+    /// more outputs than it has tokens (`None`: every output).
+    pub vocabulary: Option<usize>,
 }
 
 impl Sampling {
@@ -28,6 +31,7 @@ impl Sampling {
     pub const GREEDY: Sampling = Sampling {
         temperature: 0.0,
         top_k: None,
+        vocabulary: None,
     };
 
     /// Checks the settings: the temperature finite and not negative, `top_k` at
@@ -41,6 +45,9 @@ impl Sampling {
         }
         if self.top_k == Some(0) {
             return Err(Error::invalid("top-k must be at least 1"));
+        }
+        if self.vocabulary == Some(0) {
+            return Err(Error::invalid("a vocabulary of 0 tokens leaves nothing to draw"));
         }
         Ok(())
     }
@@ -91,9 +98,38 @@ pub fn lm_shape(model: &Model) -> Result<(usize, usize)> {
     }
 }
 
+/// Checks that `model` is causal: that no position's output reads a later
+/// position, which generation relies on (it pads the window after the context's
+/// end). The model runs on two windows that differ in their last token only;
+/// every earlier position must give the same probabilities (to 1e-5). A model
+/// whose attention is not causal fails it, whatever its layers are called.
+pub fn check_causal(model: &mut Model, ctx: &Context) -> Result<()> {
+    let (t, vocab) = lm_shape(model)?;
+    let mut x = vec![0f32; 2 * t];
+    x[2 * t - 1] = (vocab - 1) as f32;
+    let probs = model.predict(ctx, &x, 2)?;
+    let (a, b) = probs.split_at(t * vocab);
+    let earlier = (t - 1) * vocab;
+    let (at, worst) = a[..earlier]
+        .iter()
+        .zip(&b[..earlier])
+        .map(|(p, q)| (p - q).abs())
+        .enumerate()
+        .fold((0, 0f32), |best, (i, d)| if d > best.1 { (i, d) } else { best });
+    if worst > 1e-5 {
+        return Err(Error::invalid(format!(
+            "the model is not causal: changing its last token changes the probabilities at \
+             position {} by {worst:.3e}, so its outputs read later tokens and it cannot continue \
+             a text (train it with causal attention: \"causal\": true in MultiHeadAttention)",
+            at / vocab
+        )));
+    }
+    Ok(())
+}
+
 /// Continues `prompt` (token ids, at least one) by `count` tokens drawn with
 /// `sampling` from `rng`; `on_token` sees each new token as it is drawn.
-/// Returns the new tokens.
+/// Returns the new tokens. The model must be causal ([`check_causal`], run first).
 pub fn generate(
     model: &mut Model,
     ctx: &Context,
@@ -105,14 +141,16 @@ pub fn generate(
 ) -> Result<Vec<u32>> {
     sampling.validate()?;
     let (t, vocab) = lm_shape(model)?;
+    let drawn = sampling.vocabulary.map_or(vocab, |v| v.min(vocab));
     if prompt.is_empty() {
         return Err(Error::invalid("the prompt holds no token"));
     }
-    if let Some(&id) = prompt.iter().find(|&&id| id as usize >= vocab) {
+    if let Some(&id) = prompt.iter().find(|&&id| id as usize >= drawn) {
         return Err(Error::invalid(format!(
-            "prompt token {id} is outside the model's vocabulary of {vocab}"
+            "prompt token {id} is outside the model's vocabulary of {drawn}"
         )));
     }
+    check_causal(model, ctx)?;
     let mut context = prompt.to_vec();
     let mut new = Vec::with_capacity(count);
     let mut x = vec![0f32; t];
@@ -124,7 +162,7 @@ pub fn generate(
         }
         let probs = model.predict(ctx, &x, 1)?;
         let last = window.len() - 1;
-        let next = sampling.draw(&probs[last * vocab..(last + 1) * vocab], rng) as u32;
+        let next = sampling.draw(&probs[last * vocab..last * vocab + drawn], rng) as u32;
         on_token(next);
         context.push(next);
         new.push(next);
@@ -145,6 +183,7 @@ mod tests {
         let plain = Sampling {
             temperature: 1.0,
             top_k: None,
+            vocabulary: None,
         };
         let mut counts = [0usize; 3];
         for _ in 0..10_000 {
@@ -158,17 +197,20 @@ mod tests {
         let top2 = Sampling {
             temperature: 1.0,
             top_k: Some(2),
+            vocabulary: None,
         };
         assert!((0..1000).all(|_| top2.draw(&probs, &mut rng) != 0));
         let cold = Sampling {
             temperature: 0.05,
             top_k: None,
+            vocabulary: None,
         };
         assert!((0..1000).filter(|_| cold.draw(&probs, &mut rng) == 1).count() > 990);
         assert!(
             Sampling {
                 temperature: -1.0,
-                top_k: None
+                top_k: None,
+                vocabulary: None,
             }
             .validate()
             .is_err()
@@ -176,7 +218,8 @@ mod tests {
         assert!(
             Sampling {
                 temperature: 1.0,
-                top_k: Some(0)
+                top_k: Some(0),
+                vocabulary: None,
             }
             .validate()
             .is_err()

@@ -413,7 +413,58 @@ impl Model {
                 ),
             ));
         }
-        Ok(())
+        self.check_token_ids(&data.x)
+    }
+
+    /// Checks that samples `x` hold token ids every Embedding reading the model's
+    /// input has a row for (whole numbers from 0 to its rows − 1), as PyTorch's
+    /// `nn.Embedding` refuses an index out of range; the kernel would give such a
+    /// token a row of zeros and no gradient, silently.
+    pub fn check_token_ids(&self, x: &[f32]) -> Result<()> {
+        use crate::graph::Op;
+        let rows = self
+            .graph
+            .nodes
+            .iter()
+            .filter_map(|n| match n.op {
+                Op::Embedding { ids, table } if matches!(self.graph.nodes[ids].op, Op::Input) => {
+                    Some((self.graph.shape(table)[0], n.layer.as_str()))
+                }
+                _ => None,
+            })
+            .min_by_key(|&(rows, _)| rows);
+        let Some((rows, layer)) = rows else {
+            return Ok(());
+        };
+        let bad = x
+            .iter()
+            .position(|&id| !(id >= 0.0 && id < rows as f32 && id == id.floor()));
+        match bad {
+            None => Ok(()),
+            Some(i) => {
+                let top = x.iter().copied().filter(|v| v.is_finite()).fold(0f32, f32::max);
+                Err(Error::shape(
+                    "data",
+                    format!(
+                        "the data's value {} (sample {}, position {}) is not a token id Embedding \
+                         '{layer}' has a row for: it has {rows} rows (ids 0 to {}){}",
+                        x[i],
+                        i / self.spec.input_shape().iter().product::<usize>().max(1),
+                        i % self.spec.input_shape().iter().product::<usize>().max(1),
+                        rows - 1,
+                        if top >= rows as f32 && top == top.floor() {
+                            format!(
+                                "; the largest id in the data is {top}: give the layer an input_dim \
+                                 of at least {} (the tokenizer's vocabulary)",
+                                top as u64 + 1
+                            )
+                        } else {
+                            String::new()
+                        }
+                    ),
+                ))
+            }
+        }
     }
 
     /// Class labels per sample: one per position of a sequence output under
@@ -508,6 +559,7 @@ impl Model {
                 format!("{} values given for {n} samples of {sample}", x.len()),
             ));
         }
+        self.check_token_ids(x)?;
         let dim = self.output_dim();
         let positions = self.label_positions();
         let mut out = Vec::with_capacity(n * dim);
