@@ -283,10 +283,9 @@ impl Runner<'_> {
             self.upload(&dy, &[tokens, dim])?,
         );
         let (y, dt) = (self.out(&[tokens, dim])?, self.out(&[vocab, dim])?);
-        self.run(&[
-            embedding::embedding_forward(self.ctx, &idt, &tt, &y)?,
-            embedding::embedding_backward(self.ctx, &idt, &dyt, &dt)?,
-        ])?;
+        let mut dispatches = vec![embedding::embedding_forward(self.ctx, &idt, &tt, &y)?];
+        dispatches.extend(embedding::embedding_backward(self.ctx, &idt, &dyt, &dt)?);
+        self.run(&dispatches)?;
         let (mut wy, mut wdt) = (vec![0.0; tokens * dim], vec![0.0; vocab * dim]);
         r::embedding::embedding_forward(&ids, &table, dim, &mut wy);
         r::embedding::embedding_backward(&ids, &dy, dim, &mut wdt);
@@ -844,6 +843,7 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
     t.batchnorm(BatchNormDesc::new(16, 32, 169).activation(Activation::Relu))?;
     t.batchnorm(BatchNormDesc::new(7, 64, 1))?;
     t.embedding(32 * 28, 100, 64)?;
+    t.embedding(300, 40, 24)?;
     t.layer_norm(61, 64)?;
     t.layer_norm(3, 1_000)?;
     for (tokens, causal) in [(28, false), (70, true)] {

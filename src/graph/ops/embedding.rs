@@ -61,7 +61,7 @@ pub(crate) fn backward(
         let dt = bw.param_grad(table)?;
         let ids = bw.value(ids);
         bw.dispatches
-            .push(kernel::embedding_backward(bw.ctx, &ids, dy, &dt)?);
+            .extend(kernel::embedding_backward(bw.ctx, &ids, dy, &dt)?);
     }
     Ok(())
 }
