@@ -9,7 +9,9 @@ use wgml::train::History;
 use wgml::{Error, Result, checkpoint, train};
 
 use super::GpuArgs;
-use super::train::{keep_classes, load_data_with, print_evaluation, write_metrics_json, write_run_report};
+use super::train::{
+    keep_classes, load_data_with, print_bits_per_byte, print_evaluation, write_metrics_json, write_run_report,
+};
 use wgml::data::text::Vocabulary;
 
 #[derive(Args, Debug, Clone)]
@@ -172,6 +174,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
         None => (train::evaluate(&mut model, &ctx, &data.test, 256)?, Vec::new()),
     };
     print_evaluation(&e);
+    print_bits_per_byte(&e, data_name, &vocabulary)?;
     if let Some(path) = &args.metrics {
         write_metrics_json(path, None, &e, &data.class_names, &ctx)?;
     }

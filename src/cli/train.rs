@@ -692,6 +692,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     }
     let (eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;
     print_evaluation(&eval);
+    print_bits_per_byte(&eval, &data_name, &vocabulary)?;
     if let Some(path) = &args.metrics {
         write_metrics_json(path, Some(&history), &eval, &data.class_names, &ctx)?;
         println!("metrics written to {}", path.display());
@@ -757,6 +758,20 @@ pub fn write_run_report(
 /// Prints test loss, accuracy, per-class metrics and the confusion matrix; for
 /// a sequence model (a label per token) the per-token loss, accuracy and
 /// perplexity, without the per-class tables of its whole vocabulary.
+/// For text data (`text:FILE`), the test loss in bits per byte: the measure that
+/// compares language models across tokenizers.
+pub fn print_bits_per_byte(e: &Evaluation, data_name: &str, vocabulary: &Vocabulary) -> Result<()> {
+    let Some(file) = data_name.strip_prefix("text:") else {
+        return Ok(());
+    };
+    let per_token = text::test_bytes_per_token(&text::read_bytes(Path::new(file))?, vocabulary)?;
+    println!(
+        "test bits per byte: {:.4} ({per_token:.2} bytes per token)",
+        e.loss / std::f64::consts::LN_2 / per_token
+    );
+    Ok(())
+}
+
 pub fn print_evaluation(e: &Evaluation) {
     print!("test loss: {:.4}", e.loss);
     if let Some(a) = e.accuracy {

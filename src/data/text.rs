@@ -252,6 +252,16 @@ fn split_point(text: &[u8], utf8: bool) -> usize {
     cut
 }
 
+/// Bytes of text per token in the test split of `text` under `vocabulary` (1 for
+/// bytes): a per-token loss divided by this and by ln 2 is in bits per byte, which
+/// compares models whatever their tokenizers.
+pub fn test_bytes_per_token(text: &[u8], vocabulary: &Vocabulary) -> Result<f64> {
+    let utf8 = matches!(vocabulary, Vocabulary::Tokenizer(_));
+    let test = &text[split_point(text, utf8)..];
+    let tokens = vocabulary.encode(test)?.len();
+    Ok(test.len() as f64 / tokens.max(1) as f64)
+}
+
 /// `bytes` as windows of `sample_shape = [T]` byte tokens, named `name` (see the
 /// module docs).
 pub fn text_dataset(name: &str, bytes: &[u8], sample_shape: &[usize]) -> Result<Dataset> {
@@ -380,6 +390,12 @@ mod tests {
         let size = a.size();
         assert!(size > BYTE_VOCAB && size <= 300, "{size}");
         let ids = a.encode(text.as_bytes()).unwrap();
+        let per_token = test_bytes_per_token(text.as_bytes(), &a).unwrap();
+        assert!(per_token > 2.0, "{per_token} bytes per token");
+        assert_eq!(
+            test_bytes_per_token(text.as_bytes(), &Vocabulary::Bytes).unwrap(),
+            1.0
+        );
         // Merges make the text shorter in tokens than in bytes, and it decodes back.
         assert!(ids.len() * 2 < text.len(), "{} tokens", ids.len());
         assert!(ids.iter().all(|&id| (id as usize) < size));
