@@ -68,6 +68,14 @@ if [ "$stage" = wgml ] || [ "$stage" = all ]; then
         --epochs 3 --batch-size 32 --metrics "$logs/byte-lm-b32.json"
     run profile-byte-lm-b32 60 "$wgml" train --model examples/models/byte_lm.json \
         --data text:README.md --profile --batch-size 32
+    # The same with a 1,024-token BPE, and the embedding gradient scanned against sorted
+    # from the LM sizes up to GPT-2's (50,257 rows, 32 x 1,024 tokens, width 768).
+    run bpe-lm-b32 120 "$wgml" train --model examples/models/bpe_lm.json --data text:README.md \
+        --tokenizer bpe:1024 --epochs 3 --batch-size 32 --metrics "$logs/bpe-lm-b32.json"
+    run embedding 120 "$wgml" bench embedding --sizes 2048x1024x64,32768x8192x512 \
+        --json "$logs/embedding.json"
+    run embedding-gpt2 120 "$wgml" bench embedding --sizes 32768x50257x768 \
+        --json "$logs/embedding-gpt2.json"
     # The fused attention (the default on GPUs) against the unfused path.
     WGML_ATTENTION=unfused run profile-transformer-b32-unfused 60 "$wgml" train \
         --model examples/models/transformer.json --data mnist-10k --profile --batch-size 32

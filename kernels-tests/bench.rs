@@ -278,6 +278,15 @@ fn memory_bound_rows_report_bandwidth() {
     check_row(&adam[0], "adam", &["params"], "gbps");
     let want = 28.0 * 1000.0 / (adam[0].ms * 1e-3) / 1e9;
     assert!((adam[0].gbps.unwrap() - want).abs() <= 1e-9 * want, "adam gbps");
+
+    let emb = tiny_rows(ctx, Bench::Embedding, &["300x70x3"]);
+    let variants: Vec<&str> = emb.iter().map(|r| r.variant.as_str()).collect();
+    assert_eq!(variants, ["scan", "sorted"]);
+    for r in &emb {
+        check_row(r, "embedding_backward", &["tokens", "vocab", "dim"], "gbps");
+        let want = 4.0 * ((300 + 70) * 3) as f64 / (r.ms * 1e-3) / 1e9;
+        assert!((r.gbps.unwrap() - want).abs() <= 1e-9 * want, "embedding gbps");
+    }
 }
 
 #[test]
@@ -439,7 +448,8 @@ fn bad_names_sizes_and_options_are_clear_errors() {
     assert_eq!(Bench::parse("all").unwrap(), Bench::ALL);
     assert_eq!(Bench::parse("train-step").unwrap(), [Bench::TrainStep]);
 
-    let cases: [(Bench, &str, &str); 9] = [
+    let cases: [(Bench, &str, &str); 10] = [
+        (Bench::Embedding, "300x70", "TOKENSxVOCABxDIM"),
         (Bench::Matmul, "0", "at least 1"),
         (Bench::Matmul, "64x0x8", "at least 1"),
         (Bench::Matmul, "12a", "malformed size '12a'"),

@@ -6,7 +6,9 @@
 //! bad shapes and aliasing refused.
 
 use wgml::Tensor;
-use wgml::kernels::embedding::{embedding_backward, embedding_forward};
+use wgml::kernels::embedding::{
+    EmbeddingGradient, embedding_backward, embedding_backward_with, embedding_forward,
+};
 use wgml::reference;
 
 use crate::common::*;
@@ -78,6 +80,21 @@ fn embedding_and_its_gradient_match_their_twins() {
             ctx.run_all(&dispatches).unwrap();
             let what = format!("tokens {tokens} vocab {vocab} dim {dim} fold {fold}");
             assert_close(&format!("{what}: y"), &y.to_f32(ctx).unwrap(), &want_y, 0.0, 0.0);
+            // The other way of finding each row's tokens gives the same bits.
+            let other = match EmbeddingGradient::for_vocab(vocab) {
+                EmbeddingGradient::Scan => EmbeddingGradient::Sorted,
+                EmbeddingGradient::Sorted => EmbeddingGradient::Scan,
+            };
+            let dt2 = nan_tensor(ctx, &[vocab, dim]);
+            ctx.run_all(&embedding_backward_with(ctx, &idt, &dyt, &dt2, other).unwrap())
+                .unwrap();
+            assert_close(
+                &format!("{what}: dtable by {}", other.name()),
+                &dt2.to_f32(ctx).unwrap(),
+                &in_order,
+                0.0,
+                0.0,
+            );
             let got = dt.to_f32(ctx).unwrap();
             // Against the f64 twin, f32 rounding over a run of up to 1,500 tokens;
             // against the same sums in f32 token order, exactly.

@@ -29,6 +29,7 @@ use crate::gpu::{Clock, Context, DType, Dispatch, Tensor, Timer};
 use crate::kernels::batchnorm::{self, BatchNormDesc};
 use crate::kernels::conv::{self, Activation, Conv2dDesc, Padding};
 use crate::kernels::conv_pool::{self, ConvPoolDesc};
+use crate::kernels::embedding::{self, EmbeddingGradient};
 use crate::kernels::matmul::{self, MatmulDesc, MatmulVariant};
 use crate::kernels::optim::{self, Optimizer, StepUniform};
 use crate::kernels::pool::{self, Pool2dDesc};
@@ -51,6 +52,8 @@ pub enum Bench {
     BatchNorm,
     /// The fused Adam optimizer step (`adam`).
     Adam,
+    /// The embedding table's gradient, both ways (`embedding`).
+    Embedding,
     /// One whole training step of the seed CNN (`train-step`).
     TrainStep,
 }
@@ -60,13 +63,14 @@ pub const SEED_CNN_PARAMS: usize = 347_146;
 
 impl Bench {
     /// Every benchmark, in the order `all` runs them.
-    pub const ALL: [Bench; 7] = [
+    pub const ALL: [Bench; 8] = [
         Bench::Matmul,
         Bench::Conv,
         Bench::Pool,
         Bench::Softmax,
         Bench::BatchNorm,
         Bench::Adam,
+        Bench::Embedding,
         Bench::TrainStep,
     ];
 
@@ -79,6 +83,7 @@ impl Bench {
             Bench::Softmax => "softmax",
             Bench::BatchNorm => "batchnorm",
             Bench::Adam => "adam",
+            Bench::Embedding => "embedding",
             Bench::TrainStep => "train-step",
         }
     }
@@ -114,6 +119,8 @@ impl Bench {
             // Dense layer), then the conv one at batch 128.
             Bench::BatchNorm => &["32", "32x64x1", "128"],
             Bench::Adam => &["347146", "4194304"],
+            // The byte and BPE language models' step (batch 32 of 64 tokens).
+            Bench::Embedding => &["2048x256x64", "2048x1024x64"],
             Bench::TrainStep => &["32", "128"],
         }
     }
@@ -135,6 +142,7 @@ impl Bench {
                  (C channels of S values per sample; S = 1 for a Dense layer's features)"
             }
             Bench::Adam => "P (parameters in one tensor; the seed CNN has 347146)",
+            Bench::Embedding => "TOKENSxVOCABxDIM (ids of a step, table rows, row width)",
             Bench::TrainStep => "B (batch size of one seed-CNN training step)",
         }
     }
@@ -173,6 +181,7 @@ impl Bench {
             (Bench::BatchNorm, &[n]) => Size::BatchNorm(BatchNormDesc::new(n, 32, 26 * 26)),
             (Bench::BatchNorm, &[n, c, s]) => Size::BatchNorm(BatchNormDesc::new(n, c, s)),
             (Bench::Adam, &[params]) => Size::Adam { params },
+            (Bench::Embedding, &[tokens, vocab, dim]) => Size::Embedding { tokens, vocab, dim },
             (Bench::TrainStep, &[batch]) => Size::TrainStep { batch },
             _ => return Err(malformed()),
         };
@@ -244,6 +253,15 @@ pub enum Size {
     Adam {
         /// Parameters in the tensor.
         params: usize,
+    },
+    /// The gradient of a `[vocab, dim]` embedding table from `tokens` rows.
+    Embedding {
+        /// Token ids in the step.
+        tokens: usize,
+        /// Rows of the table.
+        vocab: usize,
+        /// Width of a row.
+        dim: usize,
     },
     /// One training step of the seed CNN.
     TrainStep {
@@ -513,6 +531,7 @@ pub fn prepare(ctx: &Context, size: &Size, opts: &BenchOptions) -> Result<Vec<Ca
         &Size::Softmax { rows, cols } => prepare_softmax(ctx, &mut rng, rows, cols),
         Size::BatchNorm(desc) => prepare_batchnorm(ctx, &mut rng, desc),
         &Size::Adam { params } => prepare_adam(ctx, &mut rng, params),
+        &Size::Embedding { tokens, vocab, dim } => prepare_embedding(ctx, &mut rng, tokens, vocab, dim),
         &Size::TrainStep { batch } => prepare_train_step(ctx, &mut rng, batch),
     }
 }
@@ -696,6 +715,50 @@ fn prepare_softmax(ctx: &Context, rng: &mut StdRng, rows: usize, cols: usize) ->
         work: Work::Bytes(8.0 * (rows * cols) as f64),
         dispatches: vec![softmax::softmax(ctx, &x, &y)?],
     }])
+}
+
+/// The table's gradient by scanning and by sorting, on ids drawn as text draws
+/// them (Zipf-like: id k about as often as 1 / (k + 1)), so some rows hold long
+/// runs and most rows none.
+fn prepare_embedding(
+    ctx: &Context,
+    rng: &mut StdRng,
+    tokens: usize,
+    vocab: usize,
+    dim: usize,
+) -> Result<Vec<Case>> {
+    // Inverse-CDF draw of a Zipf(1) law over the vocabulary.
+    let cdf: Vec<f64> = (1..=vocab)
+        .scan(0.0, |acc, k| {
+            *acc += 1.0 / k as f64;
+            Some(*acc)
+        })
+        .collect();
+    let total = cdf[vocab - 1];
+    let ids: Vec<f32> = (0..tokens)
+        .map(|_| {
+            let u: f64 = rng.random_range(0.0..total);
+            cdf.partition_point(|&c| c <= u).min(vocab - 1) as f32
+        })
+        .collect();
+    let ids = Tensor::from_f32(ctx, &ids, &[tokens])?;
+    let dy = random_tensor(ctx, rng, &[tokens, dim])?;
+    let dtable = Tensor::zeros(ctx, &[vocab, dim], DType::F32)?;
+    // Reads every row of dy and writes the table once (the ids and the sort's
+    // own traffic are not counted).
+    let bytes = 4.0 * ((tokens + vocab) * dim) as f64;
+    [EmbeddingGradient::Scan, EmbeddingGradient::Sorted]
+        .into_iter()
+        .map(|how| {
+            Ok(Case {
+                kernel: "embedding_backward".into(),
+                variant: how.name().into(),
+                shape: vec![("tokens", tokens), ("vocab", vocab), ("dim", dim)],
+                work: Work::Bytes(bytes),
+                dispatches: embedding::embedding_backward_with(ctx, &ids, &dy, &dtable, how)?,
+            })
+        })
+        .collect()
 }
 
 /// Training forward (with ReLU, as cnn-bn runs it), evaluation forward and backward.

@@ -25,6 +25,38 @@ const SORT_WG: u32 = 256;
 /// costs about what the sort's several dispatches do at this size.
 pub const SORT_ABOVE_VOCAB: usize = 64;
 
+/// How [`embedding_backward_with`] finds each row's tokens. Both give the same
+/// sums in the same (token) order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmbeddingGradient {
+    /// One workgroup per row checks every token's id (one dispatch;
+    /// `vocab·tokens` id checks).
+    Scan,
+    /// The tokens sorted by row first (a stable radix sort: a count, scan and
+    /// scatter dispatch per 8 bits of the row), then each row sums its run.
+    Sorted,
+}
+
+impl EmbeddingGradient {
+    /// The choice for a table of `vocab` rows: [`EmbeddingGradient::Sorted`]
+    /// above [`SORT_ABOVE_VOCAB`].
+    pub fn for_vocab(vocab: usize) -> EmbeddingGradient {
+        if vocab > SORT_ABOVE_VOCAB {
+            EmbeddingGradient::Sorted
+        } else {
+            EmbeddingGradient::Scan
+        }
+    }
+
+    /// `scan` or `sorted`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EmbeddingGradient::Scan => "scan",
+            EmbeddingGradient::Sorted => "sorted",
+        }
+    }
+}
+
 /// Mirrors `Params` in `shaders/embedding.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -96,20 +128,31 @@ pub fn embedding_forward(ctx: &Context, ids: &Tensor, table: &Tensor, y: &Tensor
 /// The table's gradient from the rows' gradient `dy`: `dtable[v, :] = Σ dy[t, :]`
 /// over the tokens whose id is `v`, in token order (overwritten; rows no id picks
 /// are zeros). `dtable` is `[vocab, dim]`. Vocabularies above
-/// [`SORT_ABOVE_VOCAB`] sort the tokens by row first (a stable radix sort, one
-/// count, scan and scatter dispatch per 8 bits of the row), the same sums in the
-/// same order.
+/// [`SORT_ABOVE_VOCAB`] sort the tokens by row first (see
+/// [`EmbeddingGradient`]), the same sums in the same order.
 pub fn embedding_backward(
     ctx: &Context,
     ids: &Tensor,
     dy: &Tensor,
     dtable: &Tensor,
 ) -> Result<Vec<Dispatch>> {
+    let how = EmbeddingGradient::for_vocab(dtable.shape().first().copied().unwrap_or(0));
+    embedding_backward_with(ctx, ids, dy, dtable, how)
+}
+
+/// [`embedding_backward`] the way `how` says (benchmarks and tests compare the two).
+pub fn embedding_backward_with(
+    ctx: &Context,
+    ids: &Tensor,
+    dy: &Tensor,
+    dtable: &Tensor,
+    how: EmbeddingGradient,
+) -> Result<Vec<Dispatch>> {
     const OP: &str = "embedding_backward";
     // (params also refuses dy sharing dtable's buffer: they are its rows and table.)
     let params = params(OP, ids, dtable, dy)?;
     let rows_grid = groups_for(ctx, dtable.shape()[0], 1)?;
-    if dtable.shape()[0] <= SORT_ABOVE_VOCAB {
+    if how == EmbeddingGradient::Scan {
         return Ok(vec![ctx.dispatch(
             BACKWARD,
             &[("WG", WG as f64)],
