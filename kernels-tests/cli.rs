@@ -978,11 +978,58 @@ fn a_bpe_language_model_keeps_its_tokenizer_in_the_checkpoint() {
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let said = String::from_utf8(out.stdout).expect("whole characters");
-    // Six BPE tokens are at least six bytes (none is empty).
+    // The prompt, six BPE tokens of at least a byte each, a newline.
     assert!(said.starts_with("wgml ") && said.len() > 5 + 6, "{said:?}");
+    // Fine-tuning from the checkpoint reads the text with its tokenizer; another
+    // tokenizer would give the trained rows to other tokens, and is refused.
+    let out = wgml(&[
+        "train", "--model", m, "--data", &text, "--init", c, "--steps", "1",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("text read as tokenizer of") && !stdout.contains("byte-level BPE of"),
+        "{stdout}"
+    );
+    fails_with(
+        &[
+            "train",
+            "--model",
+            m,
+            "--data",
+            &text,
+            "--init",
+            c,
+            "--tokenizer",
+            "bytes",
+        ],
+        &["is not the tokenizer", "--new-layers"],
+    );
+    // An Embedding with fewer rows than the tokenizer has tokens.
+    let narrow = scratch("bpe_lm_256_rows.json");
+    let json = std::fs::read_to_string(&model).unwrap();
+    assert!(json.contains("\"input_dim\": 1024"));
+    std::fs::write(&narrow, json.replace("\"input_dim\": 1024", "\"input_dim\": 256")).unwrap();
+    fails_with(
+        &[
+            "train",
+            "--model",
+            narrow.to_str().unwrap(),
+            "--data",
+            &text,
+            "--tokenizer",
+            "bpe:1024",
+        ],
+        &["Embedding 'embed' has 256 rows", "input_dim of 1024"],
+    );
+    let _ = std::fs::remove_file(&narrow);
     fails_with(
         &["train", "--model", m, "--data", &text, "--tokenizer", "bpe:many"],
         &["--tokenizer bpe:many", "e.g. bpe:1024"],
+    );
+    fails_with(
+        &["train", "--model", "vae", "--tokenizer", "bytes"],
+        &["give --data text:FILE"],
     );
     fails_with(
         &[
@@ -997,13 +1044,21 @@ fn a_bpe_language_model_keeps_its_tokenizer_in_the_checkpoint() {
         &["/no/tok.json"],
     );
     fails_with(&["train", "--tokenizer", "bpe:512"], &["give --data text:FILE"]);
-    // A byte model's 256 outputs cannot give 1024 tokens.
-    let bytes_model = crate::common::repo_file("examples/models/byte_lm.json");
+    // A head of 256 outputs cannot give 1024 tokens.
+    let small_head = scratch("bpe_lm_256_outputs.json");
+    let json = std::fs::read_to_string(&model).unwrap();
+    let head = "\"units\": 1024, \"activation\": \"Softmax\"";
+    assert!(json.contains(head));
+    std::fs::write(
+        &small_head,
+        json.replace(head, "\"units\": 256, \"activation\": \"Softmax\""),
+    )
+    .unwrap();
     fails_with(
         &[
             "train",
             "--model",
-            bytes_model.to_str().unwrap(),
+            small_head.to_str().unwrap(),
             "--data",
             &text,
             "--tokenizer",
@@ -1011,5 +1066,6 @@ fn a_bpe_language_model_keeps_its_tokenizer_in_the_checkpoint() {
         ],
         &["1024 classes", "256 outputs"],
     );
+    let _ = std::fs::remove_file(&small_head);
     let _ = std::fs::remove_file(&ckpt);
 }

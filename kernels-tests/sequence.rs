@@ -5,6 +5,8 @@
 //! step by step, as lavapipe and as GPUs plan it, and learns its data's rule
 //! through `fit`; data with another number of labels per sample is refused.
 
+use std::ops::ControlFlow;
+
 use rand::SeedableRng;
 use wgml::data::{Split, Targets};
 use wgml::gpu::AdapterClass;
@@ -26,6 +28,11 @@ const V: usize = 9;
 /// causal unless said otherwise) → Add → LayerNormalization → Dense(V, softmax)
 /// per token.
 fn language_model(causal: bool) -> ModelSpec {
+    language_model_with_rows(causal, V)
+}
+
+/// [`language_model`] with an Embedding of `rows` rows (the head still gives V).
+fn language_model_with_rows(causal: bool, rows: usize) -> ModelSpec {
     let attention = Layer::MultiHeadAttention {
         num_heads: 2,
         key_dim: 4,
@@ -39,7 +46,7 @@ fn language_model(causal: bool) -> ModelSpec {
             .layer(
                 "embed",
                 Layer::Embedding {
-                    input_dim: V,
+                    input_dim: rows,
                     output_dim: 8,
                     trainable: true,
                 },
@@ -154,14 +161,17 @@ fn a_language_model_learns_its_rule_with_fit_and_refuses_other_labels() {
     let mut seen = Vec::new();
     let mut r = rand::rngs::StdRng::seed_from_u64(0);
     let new = generate::generate(&mut model, ctx, &[1], 10, Sampling::GREEDY, &mut r, |t| {
-        seen.push(t)
+        seen.push(t);
+        ControlFlow::Continue(())
     })
     .unwrap();
     let want: Vec<u32> = (1..=10).map(|i| (1 + 2 * i) % V as u32).collect();
     assert_eq!((&new, &seen), (&want, &want));
-    let e = generate::generate(&mut model, ctx, &[V as u32], 1, Sampling::GREEDY, &mut r, |_| {})
-        .unwrap_err()
-        .to_string();
+    let e = generate::generate(&mut model, ctx, &[V as u32], 1, Sampling::GREEDY, &mut r, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("outside the model's vocabulary of 9"), "{e}");
     let recipe = wgml::nn::zoo::cnn();
     let cnn = recipe
@@ -174,10 +184,39 @@ fn a_language_model_learns_its_rule_with_fit_and_refuses_other_labels() {
     let mut seeing = language_model(false)
         .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.02), 1)
         .unwrap();
-    let e = generate::generate(&mut seeing, ctx, &[1], 1, Sampling::GREEDY, &mut r, |_| {})
-        .unwrap_err()
-        .to_string();
+    let e = generate::generate(&mut seeing, ctx, &[1], 1, Sampling::GREEDY, &mut r, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("not causal") && e.contains("position"), "{e}");
+    // on_token may stop the generation early.
+    let mut calls = 0;
+    let three = generate::generate(&mut model, ctx, &[1], 10, Sampling::GREEDY, &mut r, |_| {
+        calls += 1;
+        if calls == 3 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .unwrap();
+    assert_eq!(three, want[..3]);
+    // A model whose Embedding has 5 rows takes and draws ids 0-4 only, though
+    // its head gives 9 (an id past the rows would fail the next step).
+    let mut narrow = language_model_with_rows(true, 5)
+        .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.02), 1)
+        .unwrap();
+    let plain = Sampling {
+        temperature: 1.0,
+        top_k: None,
+        vocabulary: None,
+    };
+    let drawn = generate::generate(&mut narrow, ctx, &[1], 40, plain, &mut r, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert!(drawn.iter().all(|&id| id < 5), "{drawn:?}");
 
     // One label per sample (or any other count) does not fit a [T, V] output.
     let mut one = test.clone();

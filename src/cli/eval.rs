@@ -254,6 +254,7 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
 
 pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
     use std::io::Write;
+    use std::ops::ControlFlow;
     use wgml::nn::generate::{Sampling, generate, lm_shape};
     let ctx = gpu.context()?;
     let Loaded {
@@ -287,14 +288,24 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
     };
     out.write_all(args.prompt.as_bytes()).map_err(io)?;
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(args.seed);
+    // The decoder sees the prompt first (and prints nothing of it again), so the
+    // first new token decodes as it follows the prompt (a SentencePiece space, a
+    // character the prompt began).
     let mut stream = vocabulary.stream();
+    for &id in &prompt {
+        stream.step(id)?;
+    }
     let mut failed = None;
     generate(&mut model, &ctx, &prompt, args.tokens, sampling, &mut rng, |id| {
-        if failed.is_none() {
-            let written = stream
-                .step(id)
-                .and_then(|bytes| out.write_all(&bytes).and_then(|_| out.flush()).map_err(io));
-            failed = written.err();
+        let written = stream
+            .step(id)
+            .and_then(|bytes| out.write_all(&bytes).and_then(|_| out.flush()).map_err(io));
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
         }
     })?;
     if let Some(e) = failed {

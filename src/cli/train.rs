@@ -224,12 +224,15 @@ pub fn load_data_with(
 }
 
 /// How `wgml train --data text:FILE` reads the text: `--tokenizer` as `choice`
-/// (see [`TrainArgs::tokenizer`]; a BPE is trained on the file's training part),
-/// else the `--init` checkpoint's, else bytes.
+/// (see [`TrainArgs::tokenizer`]), else the `--init` checkpoint's, else bytes. A
+/// `--tokenizer` that differs from the one the `--init` checkpoint was trained
+/// with is refused unless `new_layers` re-initialise layers: its ids would pick
+/// the trained rows of other tokens.
 fn text_vocabulary(
     choice: Option<&str>,
     file: &Path,
     init: Option<&(&PathBuf, checkpoint::Checkpoint)>,
+    new_layers: bool,
 ) -> Result<Vocabulary> {
     let Some(choice) = choice else {
         return match init {
@@ -237,6 +240,25 @@ fn text_vocabulary(
             None => Ok(Vocabulary::Bytes),
         };
     };
+    let chosen = chosen_vocabulary(choice, file)?;
+    if let Some((path, c)) = init
+        && c.metadata.contains_key(checkpoint::TOKENIZER_KEY)
+        && !new_layers
+        && c.vocabulary(path)?.to_json()? != chosen.to_json()?
+    {
+        return Err(Error::invalid(format!(
+            "--tokenizer {choice} is not the tokenizer {} was trained with, so its ids would \
+             pick other tokens' trained rows: leave --tokenizer out to read the text as the \
+             checkpoint does, or re-initialise the Embedding and head with --new-layers",
+            path.display()
+        )));
+    }
+    Ok(chosen)
+}
+
+/// The vocabulary `--tokenizer choice` names (`bytes`, `bpe:N` trained on the
+/// training part of `file`, or a tokenizer.json file).
+fn chosen_vocabulary(choice: &str, file: &Path) -> Result<Vocabulary> {
     if choice == "bytes" {
         return Ok(Vocabulary::Bytes);
     }
@@ -431,6 +453,11 @@ fn recipe_from_file(path: &Path, text: &str) -> Result<(Recipe, String)> {
 }
 
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
+    if args.tokenizer.is_some() && !args.data.as_deref().is_some_and(|d| d.starts_with("text:")) {
+        return Err(Error::invalid(
+            "--tokenizer reads text into tokens: give --data text:FILE",
+        ));
+    }
     match args.model.as_str() {
         "vae" if args.judge.is_some() => return Err(Error::invalid("--judge applies to --model gan")),
         "vae" => return super::vae::run(gpu, args),
@@ -559,7 +586,12 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         .map(|p| checkpoint::load(p).map(|c| (p, c)))
         .transpose()?;
     let vocabulary = match data_name.strip_prefix("text:") {
-        Some(file) => text_vocabulary(args.tokenizer.as_deref(), Path::new(file), init.as_ref())?,
+        Some(file) => text_vocabulary(
+            args.tokenizer.as_deref(),
+            Path::new(file),
+            init.as_ref(),
+            args.new_layers.is_some(),
+        )?,
         None if args.tokenizer.is_some() => {
             return Err(Error::invalid(
                 "--tokenizer reads text into tokens: give --data text:FILE",
@@ -568,6 +600,13 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         None => Vocabulary::Bytes,
     };
     let mut data = load_data_with(&data_name, args.seed, recipe.model.input_shape(), &vocabulary)?;
+    if data_name.starts_with("text:") {
+        println!(
+            "text read as {}: {} training tokens",
+            vocabulary.describe(),
+            data.train.x.len()
+        );
+    }
     if let Some(list) = &args.classes {
         data = keep_classes(data, list)?;
         if recipe.loss == nn::Loss::SparseCategoricalCrossentropy {
@@ -642,6 +681,20 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
     model.fuse = !args.no_fuse;
     model.clip_norm = clip_norm;
+    if data_name.starts_with("text:")
+        && let Some((rows, layer)) = model.input_embedding_rows()
+        && rows < vocabulary.size()
+    {
+        return Err(Error::shape(
+            "train",
+            format!(
+                "the text is read as {}, but Embedding '{layer}' has {rows} rows: give it an \
+                 input_dim of {} so that every token has one",
+                vocabulary.describe(),
+                vocabulary.size()
+            ),
+        ));
+    }
     if let Some((path, c)) = &init {
         let report = model
             .load_matching_except(&ctx, &c.tensors, &new_layers)
@@ -755,11 +808,8 @@ pub fn write_run_report(
     Ok(())
 }
 
-/// Prints test loss, accuracy, per-class metrics and the confusion matrix; for
-/// a sequence model (a label per token) the per-token loss, accuracy and
-/// perplexity, without the per-class tables of its whole vocabulary.
-/// For text data (`text:FILE`), the test loss in bits per byte: the measure that
-/// compares language models across tokenizers.
+/// For text data (`text:FILE`), prints the test loss in bits per byte: the
+/// measure that compares language models across tokenizers.
 pub fn print_bits_per_byte(e: &Evaluation, data_name: &str, vocabulary: &Vocabulary) -> Result<()> {
     let Some(file) = data_name.strip_prefix("text:") else {
         return Ok(());
@@ -772,6 +822,9 @@ pub fn print_bits_per_byte(e: &Evaluation, data_name: &str, vocabulary: &Vocabul
     Ok(())
 }
 
+/// Prints test loss, accuracy, per-class metrics and the confusion matrix; for
+/// a sequence model (a label per token) the per-token loss, accuracy and
+/// perplexity, without the per-class tables of its whole vocabulary.
 pub fn print_evaluation(e: &Evaluation) {
     print!("test loss: {:.4}", e.loss);
     if let Some(a) = e.accuracy {

@@ -32,6 +32,15 @@ pub const BYTE_VOCAB: usize = 256;
 /// Fraction of the text (its end) held out as the test split.
 pub const TEST_FRACTION: f64 = 0.1;
 
+/// The most tokens [`Vocabulary::train_bpe`] builds (GPT-2 has 50,257; Llama 3
+/// 128,256): the trainer reserves memory for the size asked.
+pub const MAX_BPE_VOCAB: usize = 1 << 20;
+
+/// A tokenizer reads text in pieces of about this many bytes, cut after a
+/// newline followed by a non-space (where GPT-2-style pre-tokenization cuts
+/// anyway), so a large corpus never becomes one huge encoding.
+const ENCODE_PIECE: usize = 1 << 20;
+
 /// How text becomes token ids and back.
 #[derive(Clone, Debug, Default)]
 pub enum Vocabulary {
@@ -52,13 +61,15 @@ type TokenizerStream<'a> = tokenizers::DecodeStream<
     DecoderWrapper,
 >;
 
-/// Turns generated token ids into text as they come (see [`Vocabulary::stream`]).
+/// Turns generated token ids into text as they come (see [`Vocabulary::stream`]):
+/// bytes one by one (a character of several bytes in several steps), a
+/// tokenizer's tokens as whole characters.
 pub struct TextStream<'a>(Option<TokenizerStream<'a>>);
 
 impl TextStream<'_> {
-    /// The bytes token `id` adds to the text: none while a character is still
-    /// incomplete (a tokenizer holds its bytes back until the next tokens
-    /// complete it).
+    /// The bytes token `id` adds to the text. A tokenizer holds back the bytes
+    /// of a character still incomplete until the next tokens complete it (what is
+    /// held back when generation stops is not given); bytes pass as they come.
     pub fn step(&mut self, id: u32) -> Result<Vec<u8>> {
         match &mut self.0 {
             None => u8::try_from(id)
@@ -77,12 +88,20 @@ fn tokenizer_error(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Vocabulary {
-    /// Number of token ids: 256 for bytes, the tokenizer's vocabulary (added
-    /// tokens included) otherwise.
+    /// Number of token ids: 256 for bytes, otherwise one past the tokenizer's
+    /// largest id (added tokens included; a vocabulary whose ids have gaps counts
+    /// them).
     pub fn size(&self) -> usize {
         match self {
             Vocabulary::Bytes => BYTE_VOCAB,
-            Vocabulary::Tokenizer(t) => t.get_vocab_size(true),
+            Vocabulary::Tokenizer(t) => {
+                let top = t
+                    .get_vocab(true)
+                    .into_values()
+                    .max()
+                    .map_or(0, |id| id as usize + 1);
+                top.max(t.get_vocab_size(true))
+            }
         }
     }
 
@@ -95,11 +114,17 @@ impl Vocabulary {
     }
 
     /// A tokenizer from the JSON of a `tokenizer.json` file. Errors say what
-    /// the file lacks (a model this build reads, valid JSON).
+    /// the file lacks (a model this build reads, valid JSON). Truncation and
+    /// padding settings are dropped: text is cut into windows here, and a
+    /// tokenizer that truncates would silently keep only its first tokens.
     pub fn from_json(json: &str) -> Result<Vocabulary> {
-        json.parse::<Tokenizer>()
-            .map(|t| Vocabulary::Tokenizer(Box::new(t)))
-            .map_err(|e| tokenizer_error("not a tokenizer.json wgml reads", e))
+        let mut t = json
+            .parse::<Tokenizer>()
+            .map_err(|e| tokenizer_error("not a tokenizer.json wgml reads", e))?;
+        t.with_truncation(None)
+            .map_err(|e| tokenizer_error("dropping the tokenizer's truncation", e))?;
+        t.with_padding(None);
+        Ok(Vocabulary::Tokenizer(Box::new(t)))
     }
 
     /// The tokenizer read from the `tokenizer.json` file at `path`.
@@ -131,6 +156,12 @@ impl Vocabulary {
     /// text has too few pairs seen twice. Deterministic: the same text gives the
     /// same tokenizer.
     pub fn train_bpe(text: &str, vocab_size: usize) -> Result<Vocabulary> {
+        if vocab_size > MAX_BPE_VOCAB {
+            return Err(Error::invalid(format!(
+                "a BPE of {vocab_size} tokens is more than wgml builds ({MAX_BPE_VOCAB}; GPT-2 \
+                 has 50,257)"
+            )));
+        }
         if vocab_size <= BYTE_VOCAB {
             return Err(Error::invalid(format!(
                 "a byte-level BPE of {vocab_size} tokens would merge nothing: it starts from the \
@@ -155,7 +186,9 @@ impl Vocabulary {
     }
 
     /// The token ids of `text`: its bytes, or what the tokenizer makes of it
-    /// (then `text` must be UTF-8).
+    /// (then `text` must be UTF-8). A tokenizer reads text over about a MiB in
+    /// pieces cut after a newline followed by a non-space, which GPT-2-style
+    /// pre-tokenization splits at anyway.
     pub fn encode(&self, text: &[u8]) -> Result<Vec<u32>> {
         match self {
             Vocabulary::Bytes => Ok(text.iter().map(|&b| u32::from(b)).collect()),
@@ -165,9 +198,14 @@ impl Vocabulary {
                         "the text is not UTF-8 ({e}); a tokenizer reads UTF-8 only, bytes read any file"
                     ))
                 })?;
-                t.encode(text, false)
-                    .map(|e| e.get_ids().to_vec())
-                    .map_err(|e| tokenizer_error("tokenizing", e))
+                let mut ids = Vec::new();
+                for piece in pieces(text, ENCODE_PIECE) {
+                    let e = t
+                        .encode(piece, false)
+                        .map_err(|e| tokenizer_error("tokenizing", e))?;
+                    ids.extend_from_slice(e.get_ids());
+                }
+                Ok(ids)
             }
         }
     }
@@ -195,6 +233,24 @@ impl Vocabulary {
             Vocabulary::Tokenizer(t) => Some(t.decode_stream(false)),
         })
     }
+}
+
+/// `text` in pieces of at least `size` bytes (the last may be shorter), each cut
+/// just after a newline that a non-whitespace character follows.
+fn pieces(text: &str, size: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let bytes = rest.as_bytes();
+        let cut = (size..bytes.len())
+            .find(|&i| bytes[i - 1] == b'\n' && !bytes[i].is_ascii_whitespace() && rest.is_char_boundary(i))
+            .unwrap_or(bytes.len());
+        let (piece, tail) = rest.split_at(cut);
+        rest = tail;
+        Some(piece)
+    })
 }
 
 /// The text file at `path` as windows of `sample_shape = [T]` byte tokens (see
@@ -427,6 +483,31 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let e = Vocabulary::train_bpe(&text, 256).unwrap_err().to_string();
         assert!(e.contains("merge nothing"), "{e}");
+        let e = Vocabulary::train_bpe(&text, usize::MAX).unwrap_err().to_string();
+        assert!(e.contains("more than wgml builds"), "{e}");
+        // In pieces, the same ids (cut only after a newline before a word).
+        let pieces: Vec<&str> = pieces(&text, 100).collect();
+        assert!(pieces.len() > 10 && pieces.concat() == text);
+        assert!(
+            pieces[..pieces.len() - 1]
+                .iter()
+                .all(|p| p.ends_with('\n') && p.len() >= 100)
+        );
+        let Vocabulary::Tokenizer(t) = &a else {
+            unreachable!()
+        };
+        let mut by_piece = Vec::new();
+        for p in pieces {
+            by_piece.extend_from_slice(t.encode(p, false).unwrap().get_ids());
+        }
+        assert_eq!(by_piece, ids);
+        // A tokenizer.json that truncates (as many on the Hub do) reads all the text.
+        let mut json: serde_json::Value = serde_json::from_str(&a.to_json().unwrap().unwrap()).unwrap();
+        json["truncation"] = serde_json::json!({
+            "direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0
+        });
+        let cut = Vocabulary::from_json(&json.to_string()).unwrap();
+        assert_eq!(cut.encode(text.as_bytes()).unwrap(), ids);
     }
 
     #[test]

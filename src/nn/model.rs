@@ -421,19 +421,7 @@ impl Model {
     /// `nn.Embedding` refuses an index out of range; the kernel would give such a
     /// token a row of zeros and no gradient, silently.
     pub fn check_token_ids(&self, x: &[f32]) -> Result<()> {
-        use crate::graph::Op;
-        let rows = self
-            .graph
-            .nodes
-            .iter()
-            .filter_map(|n| match n.op {
-                Op::Embedding { ids, table } if matches!(self.graph.nodes[ids].op, Op::Input) => {
-                    Some((self.graph.shape(table)[0], n.layer.as_str()))
-                }
-                _ => None,
-            })
-            .min_by_key(|&(rows, _)| rows);
-        let Some((rows, layer)) = rows else {
+        let Some((rows, layer)) = self.input_embedding_rows() else {
             return Ok(());
         };
         let bad = x
@@ -455,8 +443,8 @@ impl Model {
                         if top >= rows as f32 && top == top.floor() {
                             format!(
                                 "; the largest id in the data is {top}: give the layer an input_dim \
-                                 of at least {} (the tokenizer's vocabulary)",
-                                top as u64 + 1
+                                 of at least {} (a row for every id the data can hold)",
+                                top as f64 + 1.0
                             )
                         } else {
                             String::new()
@@ -465,6 +453,23 @@ impl Model {
                 ))
             }
         }
+    }
+
+    /// The rows of the smallest Embedding table that reads the model's input
+    /// directly, with its layer's name: the token ids the model takes are
+    /// `0..rows`. `None` when no Embedding reads the input.
+    pub fn input_embedding_rows(&self) -> Option<(usize, &str)> {
+        use crate::graph::Op;
+        self.graph
+            .nodes
+            .iter()
+            .filter_map(|n| match n.op {
+                Op::Embedding { ids, table } if matches!(self.graph.nodes[ids].op, Op::Input) => {
+                    Some((self.graph.shape(table)[0], n.layer.as_str()))
+                }
+                _ => None,
+            })
+            .min_by_key(|&(rows, _)| rows)
     }
 
     /// Class labels per sample: one per position of a sequence output under
