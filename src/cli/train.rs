@@ -26,13 +26,14 @@ pub struct TrainArgs {
     /// batch 32, no validation split).
     #[arg(long, default_value = "cnn")]
     pub model: String,
-    /// Dataset: mnist-10k (embedded), fashion-mnist, a folder of IDX files, or a folder
+    /// Dataset: mnist-10k (embedded), fashion-mnist, a folder of IDX files, a folder
     /// of images (train/CLASS/*.png and test/CLASS/*.png; grey or RGB as the model
-    /// takes them, resized to its input).
+    /// takes them, resized to its input), or text:PATH for a language model (a text
+    /// file, or a folder of them; each file's last tenth is the test split).
     /// Default: the model's own (mnist-10k for cnn and mlp, a synthetic set otherwise).
     #[arg(long)]
     pub data: Option<String>,
-    /// Text data (--data text:FILE): how the text becomes token ids. bytes (256
+    /// Text data (--data text:PATH): how the text becomes token ids. bytes (256
     /// ids, any file; the default, or the --init checkpoint's tokenizer), bpe:N (a
     /// byte-level BPE of at most N tokens, GPT-2's scheme, trained on the training
     /// text), or a Hugging Face tokenizer.json file. --save keeps the tokenizer in
@@ -196,7 +197,7 @@ pub fn load_data(name: &str, seed: u64, sample_shape: &[usize]) -> Result<Datase
     load_data_with(name, seed, sample_shape, &Vocabulary::Bytes)
 }
 
-/// [`load_data`], text (`text:FILE`) read as tokens of `vocabulary`.
+/// [`load_data`], text (`text:PATH`) read as tokens of `vocabulary`.
 pub fn load_data_with(
     name: &str,
     seed: u64,
@@ -223,7 +224,7 @@ pub fn load_data_with(
     Ok(data)
 }
 
-/// How `wgml train --data text:FILE` reads the text: `--tokenizer` as `choice`
+/// How `wgml train --data text:PATH` reads the text: `--tokenizer` as `choice`
 /// (see [`TrainArgs::tokenizer`]), else the `--init` checkpoint's, else bytes. A
 /// `--tokenizer` that differs from the one the `--init` checkpoint was trained
 /// with is refused unless `new_layers` re-initialise layers: its ids would pick
@@ -272,17 +273,14 @@ fn chosen_vocabulary(choice: &str, file: &Path) -> Result<Vocabulary> {
             "--tokenizer {choice}: give the most tokens the BPE may have, e.g. bpe:1024"
         ))
     })?;
-    let bytes = text::read_bytes(file)?;
-    let training = std::str::from_utf8(text::training_text(&bytes)).map_err(|e| Error::Data {
-        path: file.display().to_string(),
-        message: format!("is not UTF-8 text ({e}); a BPE reads UTF-8, --tokenizer bytes reads any file"),
-    })?;
+    let corpus = text::Corpus::read(file)?;
+    let training = corpus.training_texts()?;
     let start = std::time::Instant::now();
-    let v = Vocabulary::train_bpe(training, size)?;
+    let v = Vocabulary::train_bpe_on(&training, size)?;
     println!(
         "tokenizer: a byte-level BPE of {} tokens (at most {size}) trained on {} bytes in {:.2}s",
         v.size(),
-        training.len(),
+        training.iter().map(|t| t.len()).sum::<usize>(),
         start.elapsed().as_secs_f64()
     );
     Ok(v)
@@ -808,13 +806,13 @@ pub fn write_run_report(
     Ok(())
 }
 
-/// For text data (`text:FILE`), prints the test loss in bits per byte: the
+/// For text data (`text:PATH`), prints the test loss in bits per byte: the
 /// measure that compares language models across tokenizers.
 pub fn print_bits_per_byte(e: &Evaluation, data_name: &str, vocabulary: &Vocabulary) -> Result<()> {
     let Some(file) = data_name.strip_prefix("text:") else {
         return Ok(());
     };
-    let per_token = text::test_bytes_per_token(&text::read_bytes(Path::new(file))?, vocabulary)?;
+    let per_token = text::Corpus::read(Path::new(file))?.test_bytes_per_token(vocabulary)?;
     println!(
         "test bits per byte: {:.4} ({per_token:.2} bytes per token)",
         e.loss / std::f64::consts::LN_2 / per_token

@@ -379,8 +379,9 @@ impl Dataset {
         Ok(d)
     }
 
-    /// `mnist-10k`, `fashion-mnist`, `text:FILE` (byte-level windows of
-    /// `sample_shape = [tokens]` for a language model, see [`crate::data::text`]),
+    /// `mnist-10k`, `fashion-mnist`, `text:PATH` (a text file or a folder of them,
+    /// as byte-level windows of `sample_shape = [tokens]` for a language model,
+    /// see [`crate::data::text`]),
     /// or a folder: of the four IDX files, or of images (`train/<class>/*`,
     /// `test/<class>/*`, see [`crate::data::image_folder`]) read as samples of
     /// `sample_shape`.

@@ -4,9 +4,11 @@
 //! Hugging Face tokenizer (a `tokenizer.json`: GPT-2's, Llama's, or a byte-level
 //! BPE trained here on the training text with [`Vocabulary::train_bpe`]).
 //!
-//! The file's last tenth is the test split (as nanoGPT splits its character
-//! data; under a tokenizer the cut moves forward to a character boundary), and
-//! each part is tokenised on its own, so no window crosses the cut. Each part is
+//! `text:PATH` names a file or a folder of files (a [`Corpus`]). Each file's
+//! last tenth is the test split (as nanoGPT splits its character data; under a
+//! tokenizer the cut moves forward to a character boundary); each part is
+//! tokenised on its own, and the parts of all files are joined in path order,
+//! so no window crosses from training text into test text. Each part is
 //! cut into windows of T + 1 tokens, T the model's input length: the first T are
 //! a sample's token ids, the last T its labels (each token's next), so a causal
 //! model learns every position's next token at once. Windows start every T
@@ -156,6 +158,12 @@ impl Vocabulary {
     /// text has too few pairs seen twice. Deterministic: the same text gives the
     /// same tokenizer.
     pub fn train_bpe(text: &str, vocab_size: usize) -> Result<Vocabulary> {
+        Vocabulary::train_bpe_on(&[text], vocab_size)
+    }
+
+    /// [`Vocabulary::train_bpe`] on several texts (a corpus' documents): pairs
+    /// are counted within each text, none across two.
+    pub fn train_bpe_on(texts: &[&str], vocab_size: usize) -> Result<Vocabulary> {
         if vocab_size > MAX_BPE_VOCAB {
             return Err(Error::invalid(format!(
                 "a BPE of {vocab_size} tokens is more than wgml builds ({MAX_BPE_VOCAB}; GPT-2 \
@@ -180,7 +188,7 @@ impl Vocabulary {
             .build()
             .into();
         tokenizer
-            .train(&mut trainer, std::iter::once(text))
+            .train(&mut trainer, texts.iter())
             .map_err(|e| tokenizer_error("training the BPE tokenizer", e))?;
         Ok(Vocabulary::Tokenizer(Box::new(tokenizer)))
     }
@@ -253,22 +261,190 @@ fn pieces(text: &str, size: usize) -> impl Iterator<Item = &str> {
     })
 }
 
-/// The text file at `path` as windows of `sample_shape = [T]` byte tokens (see
-/// the module docs). Errors name the file: unreadable, or too short for one
-/// window in each split.
+/// The text of `text:PATH`: one file, or every file under a folder (sorted by
+/// path; hidden files and folders, whose names start with a dot, skipped). Each
+/// document is split on its own (its last tenth to the test split) and the
+/// parts are joined in path order, so windows may run from one document into
+/// the next, as language-model corpora are read.
+#[derive(Clone, Debug)]
+pub struct Corpus {
+    /// The file's or folder's name.
+    pub name: String,
+    /// Each document's path and bytes.
+    pub documents: Vec<(std::path::PathBuf, Vec<u8>)>,
+}
+
+impl Corpus {
+    /// The file or folder at `path`. Errors name it: unreadable, or a folder
+    /// holding no file.
+    pub fn read(path: &Path) -> Result<Corpus> {
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let mut files = Vec::new();
+        if path.is_dir() {
+            collect_files(path, &mut files)?;
+            files.sort();
+            if files.is_empty() {
+                return Err(Error::Data {
+                    path: path.display().to_string(),
+                    message: "holds no text file (hidden ones are skipped)".into(),
+                });
+            }
+        } else {
+            files.push(path.to_path_buf());
+        }
+        let documents = files
+            .into_iter()
+            .map(|f| read_bytes(&f).map(|b| (f, b)))
+            .collect::<Result<_>>()?;
+        Ok(Corpus { name, documents })
+    }
+
+    /// One document of `bytes`, named `name`.
+    pub fn from_bytes(name: &str, bytes: &[u8]) -> Corpus {
+        Corpus {
+            name: name.to_string(),
+            documents: vec![(name.into(), bytes.to_vec())],
+        }
+    }
+
+    /// Bytes of text in all documents.
+    pub fn len(&self) -> usize {
+        self.documents.iter().map(|(_, b)| b.len()).sum()
+    }
+
+    /// Whether the documents hold no byte.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each document's training part as a tokenizer splits it (all but its last
+    /// [`TEST_FRACTION`], ending on a character boundary): what a tokenizer
+    /// should be trained on, so the test split stays unseen. Errors name a
+    /// document that is not UTF-8.
+    pub fn training_texts(&self) -> Result<Vec<&str>> {
+        self.documents
+            .iter()
+            .map(|(path, bytes)| {
+                std::str::from_utf8(training_text(bytes)).map_err(|e| Error::Data {
+                    path: path.display().to_string(),
+                    message: format!("is not UTF-8 text ({e}); a tokenizer reads UTF-8, bytes read any file"),
+                })
+            })
+            .collect()
+    }
+
+    /// The token ids of every document's training and test parts under
+    /// `vocabulary`, joined in order, and the bytes of the test parts.
+    fn split_ids(&self, vocabulary: &Vocabulary) -> Result<(Vec<u32>, Vec<u32>, usize)> {
+        let utf8 = matches!(vocabulary, Vocabulary::Tokenizer(_));
+        let (mut train, mut test, mut test_bytes) = (Vec::new(), Vec::new(), 0);
+        for (path, bytes) in &self.documents {
+            let (a, b) = bytes.split_at(split_point(bytes, utf8));
+            let named = |e| in_file(path, e);
+            train.extend(vocabulary.encode(a).map_err(named)?);
+            test.extend(vocabulary.encode(b).map_err(named)?);
+            test_bytes += b.len();
+        }
+        Ok((train, test, test_bytes))
+    }
+
+    /// Bytes of text per token in the test split under `vocabulary` (1 for
+    /// bytes): a per-token loss divided by this and by ln 2 is in bits per byte,
+    /// which compares models whatever their tokenizers.
+    pub fn test_bytes_per_token(&self, vocabulary: &Vocabulary) -> Result<f64> {
+        let (_, test, bytes) = self.split_ids(vocabulary)?;
+        Ok(bytes as f64 / test.len().max(1) as f64)
+    }
+
+    /// The corpus as windows of `sample_shape = [T]` tokens of `vocabulary` (see
+    /// the module docs).
+    pub fn dataset(&self, sample_shape: &[usize], vocabulary: &Vocabulary) -> Result<Dataset> {
+        let tokens = match sample_shape {
+            &[t] if t > 0 => t,
+            other => {
+                return Err(Error::invalid(format!(
+                    "text data needs a model whose input is [tokens] (token ids, e.g. an \
+                     Embedding of {} rows); this one takes {other:?}",
+                    vocabulary.size()
+                )));
+            }
+        };
+        let (train, test, _) = self.split_ids(vocabulary)?;
+        let need = tokens + 1;
+        if train.len() < need || test.len() < need {
+            let unit = match vocabulary {
+                Vocabulary::Bytes => "bytes",
+                Vocabulary::Tokenizer(_) => "tokens",
+            };
+            return Err(Error::Data {
+                path: self.name.clone(),
+                message: format!(
+                    "{} bytes of text ({} training and {} test {unit}) are too few: windows of \
+                     {need} {unit} (the model's {tokens} tokens and the next) need {need} {unit} \
+                     in each split, the test split being the text's last tenth{}",
+                    self.len(),
+                    train.len(),
+                    test.len(),
+                    match vocabulary {
+                        Vocabulary::Bytes => format!(
+                            " (at least {} bytes of text)",
+                            (need as f64 / TEST_FRACTION).ceil() as usize
+                        ),
+                        Vocabulary::Tokenizer(_) => String::new(),
+                    }
+                ),
+            });
+        }
+        let classes = vocabulary.size();
+        Ok(Dataset {
+            name: self.name.clone(),
+            sample_shape: vec![tokens],
+            train: windows(&train, tokens, classes),
+            test: windows(&test, tokens, classes),
+            class_names: Vec::new(),
+        })
+    }
+}
+
+/// Every file under `dir` (not following links to folders), hidden ones
+/// skipped, into `files`.
+fn collect_files(dir: &Path, files: &mut Vec<std::path::PathBuf>) -> Result<()> {
+    let io = |e: std::io::Error| Error::Data {
+        path: dir.display().to_string(),
+        message: format!("cannot read the folder: {e}"),
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type().map_err(io)?.is_dir() {
+            collect_files(&path, files)?;
+        } else if path.is_file() {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The text file (or folder of files, see [`Corpus`]) at `path` as windows of
+/// `sample_shape = [T]` byte tokens (see the module docs). Errors name the file:
+/// unreadable, or too short for one window in each split.
 pub fn read_text(path: &Path, sample_shape: &[usize]) -> Result<Dataset> {
     read_text_with(path, sample_shape, &Vocabulary::Bytes)
 }
 
-/// The text file at `path` as windows of `sample_shape = [T]` tokens of
-/// `vocabulary` (see the module docs). Errors name the file.
+/// The text file (or folder of files, see [`Corpus`]) at `path` as windows of
+/// `sample_shape = [T]` tokens of `vocabulary` (see the module docs). Errors
+/// name the file.
 pub fn read_text_with(path: &Path, sample_shape: &[usize], vocabulary: &Vocabulary) -> Result<Dataset> {
-    let bytes = read_bytes(path)?;
-    let name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    text_dataset_with(&name, &bytes, sample_shape, vocabulary).map_err(|e| in_file(path, e))
+    Corpus::read(path)?
+        .dataset(sample_shape, vocabulary)
+        .map_err(|e| in_file(path, e))
 }
 
 /// The whole file at `path`.
@@ -308,14 +484,10 @@ fn split_point(text: &[u8], utf8: bool) -> usize {
     cut
 }
 
-/// Bytes of text per token in the test split of `text` under `vocabulary` (1 for
-/// bytes): a per-token loss divided by this and by ln 2 is in bits per byte, which
-/// compares models whatever their tokenizers.
+/// Bytes of text per token in the test split of `text` under `vocabulary` (see
+/// [`Corpus::test_bytes_per_token`]).
 pub fn test_bytes_per_token(text: &[u8], vocabulary: &Vocabulary) -> Result<f64> {
-    let utf8 = matches!(vocabulary, Vocabulary::Tokenizer(_));
-    let test = &text[split_point(text, utf8)..];
-    let tokens = vocabulary.encode(test)?.len();
-    Ok(test.len() as f64 / tokens.max(1) as f64)
+    Corpus::from_bytes("text", text).test_bytes_per_token(vocabulary)
 }
 
 /// `bytes` as windows of `sample_shape = [T]` byte tokens, named `name` (see the
@@ -332,52 +504,7 @@ pub fn text_dataset_with(
     sample_shape: &[usize],
     vocabulary: &Vocabulary,
 ) -> Result<Dataset> {
-    let tokens = match sample_shape {
-        &[t] if t > 0 => t,
-        other => {
-            return Err(Error::invalid(format!(
-                "text data needs a model whose input is [tokens] (token ids, e.g. an Embedding of \
-                 {} rows); this one takes {other:?}",
-                vocabulary.size()
-            )));
-        }
-    };
-    let utf8 = matches!(vocabulary, Vocabulary::Tokenizer(_));
-    let (train, test) = bytes.split_at(split_point(bytes, utf8));
-    let (train, test) = (vocabulary.encode(train)?, vocabulary.encode(test)?);
-    let need = tokens + 1;
-    if train.len() < need || test.len() < need {
-        let unit = match vocabulary {
-            Vocabulary::Bytes => "bytes",
-            Vocabulary::Tokenizer(_) => "tokens",
-        };
-        return Err(Error::Data {
-            path: name.to_string(),
-            message: format!(
-                "{} bytes of text ({} training and {} test {unit}) are too few: windows of {need} \
-                 {unit} (the model's {tokens} tokens and the next) need {need} {unit} in each \
-                 split, the test split being the text's last tenth{}",
-                bytes.len(),
-                train.len(),
-                test.len(),
-                match vocabulary {
-                    Vocabulary::Bytes => format!(
-                        " (at least {} bytes of text)",
-                        (need as f64 / TEST_FRACTION).ceil() as usize
-                    ),
-                    Vocabulary::Tokenizer(_) => String::new(),
-                }
-            ),
-        });
-    }
-    let classes = vocabulary.size();
-    Ok(Dataset {
-        name: name.to_string(),
-        sample_shape: vec![tokens],
-        train: windows(&train, tokens, classes),
-        test: windows(&test, tokens, classes),
-        class_names: Vec::new(),
-    })
+    Corpus::from_bytes(name, bytes).dataset(sample_shape, vocabulary)
 }
 
 /// Every window of `tokens + 1` ids of `ids` starting at a multiple of `tokens`:
@@ -432,6 +559,45 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("[tokens]"), "{e}");
+    }
+
+    #[test]
+    fn a_folder_is_a_corpus_of_its_files_split_one_by_one() {
+        let dir = std::env::temp_dir().join(format!("wgml-corpus-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::create_dir_all(dir.join(".git")).unwrap();
+        let a: Vec<u8> = (0..100u8).collect();
+        let b: Vec<u8> = (100..200u8).collect();
+        std::fs::write(dir.join("b.txt"), &a).unwrap();
+        std::fs::write(dir.join("sub").join("c.txt"), &b).unwrap();
+        std::fs::write(dir.join(".hidden"), b"no").unwrap();
+        std::fs::write(dir.join(".git").join("HEAD"), b"no").unwrap();
+        let corpus = Corpus::read(&dir).unwrap();
+        let names: Vec<_> = corpus
+            .documents
+            .iter()
+            .map(|(p, _)| p.strip_prefix(&dir).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(names, [Path::new("b.txt"), &Path::new("sub").join("c.txt")]);
+        // Each file gives its last tenth to the test split: bytes 90-99 and 190-199.
+        let d = corpus.dataset(&[4], &Vocabulary::Bytes).unwrap();
+        assert_eq!((d.train.len(), d.test.len()), (44, 4));
+        assert_eq!(&d.test.x[..4], &[90.0, 91.0, 92.0, 93.0]);
+        assert_eq!(&d.test.x[8..12], &[98.0, 99.0, 190.0, 191.0]);
+        assert_eq!((d.train.x[89], d.train.x[90]), (89.0, 100.0));
+        // A tokenizer needs UTF-8, and the error names the file that is not
+        // (b.txt's bytes below 100 are ASCII; c.txt's are not).
+        let vocab = Vocabulary::train_bpe(&PROSE.repeat(5), 300).unwrap();
+        let e = corpus.dataset(&[4], &vocab).unwrap_err().to_string();
+        assert!(e.contains("c.txt") && e.contains("not UTF-8"), "{e}");
+        let e = corpus.training_texts().unwrap_err().to_string();
+        assert!(e.contains("c.txt"), "{e}");
+        let empty = dir.join("sub").join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let e = Corpus::read(&empty).unwrap_err().to_string();
+        assert!(e.contains("holds no text file"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     const PROSE: &str = "The cat sat on the mat. The cat ate the rat. A hat, a mat, a cat: \
