@@ -34,7 +34,9 @@
 //                           previous pass's output.
 //   embedding_backward_sorted: one workgroup per row: its run found by binary
 //                           search in the sorted rows, dy of its tokens summed in
-//                           order, one invocation per column.
+//                           order, one invocation per column, four tokens' loads
+//                           issued before their adds (a long run, a frequent
+//                           token, is then not one load latency per token).
 //
 // Grids may be folded into 2-D/3-D; ids past the end do nothing.
 
@@ -273,7 +275,24 @@ fn embedding_backward_sorted(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
     let end = first_at_least(v + 1u);
     for (var d = lid; d < p.dim; d += WG) {
         var acc = 0.0;
-        for (var i = start; i < end; i++) {
+        var i = start;
+        // Four tokens' loads issued before their adds (still in token order), so
+        // a long run (a frequent token) waits one load latency per four tokens.
+        for (; i + 4u <= end; i += 4u) {
+            let t0 = tokens_out[i];
+            let t1 = tokens_out[i + 1u];
+            let t2 = tokens_out[i + 2u];
+            let t3 = tokens_out[i + 3u];
+            let a = src[t0 * p.dim + d];
+            let b = src[t1 * p.dim + d];
+            let c = src[t2 * p.dim + d];
+            let e = src[t3 * p.dim + d];
+            acc += a;
+            acc += b;
+            acc += c;
+            acc += e;
+        }
+        for (; i < end; i++) {
             acc += src[tokens_out[i] * p.dim + d];
         }
         dst[v * p.dim + d] = acc;
