@@ -787,19 +787,6 @@ pub fn write_run_report(
         predicted,
     };
     let has_samples = !predicted.is_empty() && samples.is_image();
-    // A sequence model's confusion matrix is its whole vocabulary squared: the
-    // curves only.
-    let curves_only;
-    let eval = if eval.positions > 1 {
-        curves_only = Evaluation {
-            confusion: Vec::new(),
-            per_class: Vec::new(),
-            ..eval.clone()
-        };
-        &curves_only
-    } else {
-        eval
-    };
     for path in report::write_report(dir, history, eval, has_samples.then_some(&samples))? {
         println!("report: {}", path.display());
     }

@@ -33,18 +33,20 @@ pub struct Evaluation {
     pub accuracy: Option<f64>,
     /// Number of samples evaluated.
     pub samples: usize,
-    /// Labels per sample: 1, or a sequence model's positions; the confusion
-    /// matrix and per-class metrics count every label.
+    /// Labels per sample: 1, or a sequence model's positions.
     pub positions: usize,
-    /// `confusion[true][predicted]` (classification only; binary uses classes 0/1).
+    /// `confusion[true][predicted]` (classification with one label per sample;
+    /// binary uses classes 0/1). Empty for regression and for a label per
+    /// position: a language model's would be its vocabulary squared (20 GB for
+    /// GPT-2's 50,257 tokens).
     pub confusion: Vec<Vec<u64>>,
-    /// Metrics of each class, in class order (empty for regression).
+    /// Metrics of each class, in class order (empty where `confusion` is).
     pub per_class: Vec<ClassMetrics>,
-    /// Unweighted mean of the per-class precisions; `None` for regression.
+    /// Unweighted mean of the per-class precisions; `None` where `confusion` is empty.
     pub macro_precision: Option<f64>,
-    /// Unweighted mean of the per-class recalls; `None` for regression.
+    /// Unweighted mean of the per-class recalls; `None` where `confusion` is empty.
     pub macro_recall: Option<f64>,
-    /// Unweighted mean of the per-class F1 scores; `None` for regression.
+    /// Unweighted mean of the per-class F1 scores; `None` where `confusion` is empty.
     pub macro_f1: Option<f64>,
 }
 
@@ -165,18 +167,20 @@ pub fn evaluate_with_predictions(
             .map(|p| usize::from(p > 0.5))
             .collect(),
     };
-    let mut confusion = vec![vec![0u64; classes]; classes];
-    if classes > 0 {
+    // Per-class tables for one label per sample only (see Evaluation::confusion).
+    let tabled = if positions > 1 { 0 } else { classes };
+    let mut confusion = vec![vec![0u64; tabled]; tabled];
+    if tabled > 0 {
         for (&t, &p) in truth.iter().zip(&predicted) {
-            if t < classes && p < classes {
+            if t < tabled && p < tabled {
                 confusion[t][p] += 1;
             }
         }
     }
-    let per_class: Vec<ClassMetrics> = (0..classes)
+    let per_class: Vec<ClassMetrics> = (0..tabled)
         .map(|c| {
             let tp = confusion[c][c] as f64;
-            let predicted_c: f64 = (0..classes).map(|t| confusion[t][c] as f64).sum();
+            let predicted_c: f64 = (0..tabled).map(|t| confusion[t][c] as f64).sum();
             let support: u64 = confusion[c].iter().sum();
             let precision = if predicted_c > 0.0 { tp / predicted_c } else { 0.0 };
             let recall = if support > 0 { tp / support as f64 } else { 0.0 };
@@ -195,7 +199,7 @@ pub fn evaluate_with_predictions(
         })
         .collect();
     let mean = |f: fn(&ClassMetrics) -> f64| {
-        (classes > 0).then(|| per_class.iter().map(f).sum::<f64>() / classes as f64)
+        (tabled > 0).then(|| per_class.iter().map(f).sum::<f64>() / tabled as f64)
     };
     let labels = (n * positions) as f64;
     let evaluation = Evaluation {
