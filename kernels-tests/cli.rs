@@ -858,6 +858,11 @@ fn tune_fills_the_cache_and_info_lists_it() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--data text:README.md` with the repository's README, wherever the test runs.
+fn readme_as_text_data() -> String {
+    format!("text:{}", crate::common::repo_file("README.md").display())
+}
+
 /// `wgml train --model examples/models/byte_lm.json --data text:README.md`: a
 /// byte-level language model trains with per-token metrics and perplexity, `wgml
 /// eval` rebuilds it from its checkpoint, `wgml generate` continues a prompt by
@@ -868,8 +873,7 @@ fn a_byte_language_model_trains_evaluates_and_generates() {
     let c = ckpt.to_str().unwrap();
     let model = crate::common::repo_file("examples/models/byte_lm.json");
     let m = model.to_str().unwrap();
-    let readme = crate::common::repo_file("README.md");
-    let text = format!("text:{}", readme.to_str().unwrap());
+    let text = readme_as_text_data();
     let out = wgml(&[
         "train", "--model", m, "--data", &text, "--steps", "3", "--save", c,
     ]);
@@ -936,8 +940,7 @@ fn a_bpe_language_model_keeps_its_tokenizer_in_the_checkpoint() {
     let c = ckpt.to_str().unwrap();
     let model = crate::common::repo_file("examples/models/bpe_lm.json");
     let m = model.to_str().unwrap();
-    let readme = crate::common::repo_file("README.md");
-    let text = format!("text:{}", readme.to_str().unwrap());
+    let text = readme_as_text_data();
     let out = wgml(&[
         "train",
         "--model",
@@ -954,17 +957,29 @@ fn a_bpe_language_model_keeps_its_tokenizer_in_the_checkpoint() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("a byte-level BPE of"), "{stdout}");
+    // The test loss, and the same in bits per byte (over 2 bytes per BPE token).
     let test_line = |stdout: &str| {
         stdout
             .lines()
-            .find(|l| l.starts_with("test loss:"))
-            .map(str::to_string)
+            .filter(|l| l.starts_with("test loss:") || l.starts_with("test bits per byte:"))
+            .collect::<Vec<_>>()
+            .join("\n")
     };
-    let trained = test_line(&stdout).expect("a test line");
+    let trained = test_line(&stdout);
+    assert!(
+        trained.contains("bits per byte") && trained.contains(" bytes per token)"),
+        "{stdout}"
+    );
+    let per_token: f64 = trained
+        .rsplit_once('(')
+        .and_then(|(_, r)| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("bytes per token");
+    assert!(per_token > 2.0, "{trained}");
     let out = wgml(&["eval", "--weights", c, "--data", &text]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(test_line(&stdout), Some(trained));
+    assert_eq!(test_line(&stdout), trained);
     let out = wgml(&[
         "generate",
         "--weights",

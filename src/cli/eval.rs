@@ -153,7 +153,8 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
             "model '{name}' is not one of wgml's, so it has no default dataset: give --data"
         ))
     })?;
-    let mut data = load_data_with(data_name, args.seed, model.spec.input_shape(), &vocabulary)?;
+    let (mut data, bytes_per_token) =
+        load_data_with(data_name, args.seed, model.spec.input_shape(), &vocabulary)?;
     if let Some(list) = &args.classes {
         data = keep_classes(data, list)?;
     }
@@ -174,7 +175,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
         None => (train::evaluate(&mut model, &ctx, &data.test, 256)?, Vec::new()),
     };
     print_evaluation(&e);
-    print_bits_per_byte(&e, data_name, &vocabulary)?;
+    print_bits_per_byte(&e, bytes_per_token);
     if let Some(path) = &args.metrics {
         write_metrics_json(path, None, &e, &data.class_names, &ctx)?;
     }

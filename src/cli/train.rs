@@ -194,22 +194,26 @@ pub struct TrainArgs {
 /// The dataset `name` names, its images read as samples of `sample_shape` when it
 /// is a folder of images, its text as byte tokens.
 pub fn load_data(name: &str, seed: u64, sample_shape: &[usize]) -> Result<Dataset> {
-    load_data_with(name, seed, sample_shape, &Vocabulary::Bytes)
+    load_data_with(name, seed, sample_shape, &Vocabulary::Bytes).map(|(d, _)| d)
 }
 
-/// [`load_data`], text (`text:PATH`) read as tokens of `vocabulary`.
+/// [`load_data`], text (`text:PATH`) read as tokens of `vocabulary`; for text,
+/// also the test split's bytes per token (for [`print_bits_per_byte`]).
 pub fn load_data_with(
     name: &str,
     seed: u64,
     sample_shape: &[usize],
     vocabulary: &Vocabulary,
-) -> Result<Dataset> {
-    let data = match name {
-        "two-blobs" => Dataset::two_blobs(seed),
-        "linear-regression" => Dataset::linear_regression(seed),
+) -> Result<(Dataset, Option<f64>)> {
+    let (data, bytes_per_token) = match name {
+        "two-blobs" => (Dataset::two_blobs(seed), None),
+        "linear-regression" => (Dataset::linear_regression(seed), None),
         other => match other.strip_prefix("text:") {
-            Some(path) => text::read_text_with(Path::new(path), sample_shape, vocabulary)?,
-            None => Dataset::open(other, sample_shape)?,
+            Some(path) => {
+                let (d, rate) = text::read_text_data(Path::new(path), sample_shape, vocabulary)?;
+                (d, Some(rate))
+            }
+            None => (Dataset::open(other, sample_shape)?, None),
         },
     };
     if !data.class_names.is_empty() {
@@ -221,7 +225,7 @@ pub fn load_data_with(
             .collect();
         println!("classes: {}", names.join(", "));
     }
-    Ok(data)
+    Ok((data, bytes_per_token))
 }
 
 /// How `wgml train --data text:PATH` reads the text: `--tokenizer` as `choice`
@@ -597,7 +601,8 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         }
         None => Vocabulary::Bytes,
     };
-    let mut data = load_data_with(&data_name, args.seed, recipe.model.input_shape(), &vocabulary)?;
+    let (mut data, bytes_per_token) =
+        load_data_with(&data_name, args.seed, recipe.model.input_shape(), &vocabulary)?;
     if data_name.starts_with("text:") {
         println!(
             "text read as {}: {} training tokens",
@@ -743,7 +748,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     }
     let (eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;
     print_evaluation(&eval);
-    print_bits_per_byte(&eval, &data_name, &vocabulary)?;
+    print_bits_per_byte(&eval, bytes_per_token);
     if let Some(path) = &args.metrics {
         write_metrics_json(path, Some(&history), &eval, &data.class_names, &ctx)?;
         println!("metrics written to {}", path.display());
@@ -793,18 +798,16 @@ pub fn write_run_report(
     Ok(())
 }
 
-/// For text data (`text:PATH`), prints the test loss in bits per byte: the
-/// measure that compares language models across tokenizers.
-pub fn print_bits_per_byte(e: &Evaluation, data_name: &str, vocabulary: &Vocabulary) -> Result<()> {
-    let Some(file) = data_name.strip_prefix("text:") else {
-        return Ok(());
-    };
-    let per_token = text::Corpus::read(Path::new(file))?.test_bytes_per_token(vocabulary)?;
-    println!(
-        "test bits per byte: {:.4} ({per_token:.2} bytes per token)",
-        e.loss / std::f64::consts::LN_2 / per_token
-    );
-    Ok(())
+/// For text data (the test split's `bytes_per_token`, from [`load_data_with`]),
+/// prints the test loss in bits per byte: the measure that compares language
+/// models across tokenizers.
+pub fn print_bits_per_byte(e: &Evaluation, bytes_per_token: Option<f64>) {
+    if let Some(per_token) = bytes_per_token {
+        println!(
+            "test bits per byte: {:.4} ({per_token:.2} bytes per token)",
+            e.loss / std::f64::consts::LN_2 / per_token
+        );
+    }
 }
 
 /// Prints test loss, accuracy, per-class metrics and the confusion matrix; for

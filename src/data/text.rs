@@ -362,6 +362,17 @@ impl Corpus {
     /// The corpus as windows of `sample_shape = [T]` tokens of `vocabulary` (see
     /// the module docs).
     pub fn dataset(&self, sample_shape: &[usize], vocabulary: &Vocabulary) -> Result<Dataset> {
+        self.dataset_and_bytes_per_token(sample_shape, vocabulary)
+            .map(|(d, _)| d)
+    }
+
+    /// [`Corpus::dataset`] and [`Corpus::test_bytes_per_token`] from one
+    /// tokenisation.
+    pub fn dataset_and_bytes_per_token(
+        &self,
+        sample_shape: &[usize],
+        vocabulary: &Vocabulary,
+    ) -> Result<(Dataset, f64)> {
         let tokens = match sample_shape {
             &[t] if t > 0 => t,
             other => {
@@ -372,7 +383,7 @@ impl Corpus {
                 )));
             }
         };
-        let (train, test, _) = self.split_ids(vocabulary)?;
+        let (train, test, test_bytes) = self.split_ids(vocabulary)?;
         let need = tokens + 1;
         if train.len() < need || test.len() < need {
             let unit = match vocabulary {
@@ -399,13 +410,14 @@ impl Corpus {
             });
         }
         let classes = vocabulary.size();
-        Ok(Dataset {
+        let dataset = Dataset {
             name: self.name.clone(),
             sample_shape: vec![tokens],
             train: windows(&train, tokens, classes),
             test: windows(&test, tokens, classes),
             class_names: Vec::new(),
-        })
+        };
+        Ok((dataset, test_bytes as f64 / test.len() as f64))
     }
 }
 
@@ -442,8 +454,18 @@ pub fn read_text(path: &Path, sample_shape: &[usize]) -> Result<Dataset> {
 /// `sample_shape = [T]` tokens of `vocabulary` (see the module docs). Errors
 /// name the file.
 pub fn read_text_with(path: &Path, sample_shape: &[usize], vocabulary: &Vocabulary) -> Result<Dataset> {
+    read_text_data(path, sample_shape, vocabulary).map(|(d, _)| d)
+}
+
+/// [`read_text_with`], with the test split's bytes per token (see
+/// [`Corpus::test_bytes_per_token`]) from the same tokenisation.
+pub fn read_text_data(
+    path: &Path,
+    sample_shape: &[usize],
+    vocabulary: &Vocabulary,
+) -> Result<(Dataset, f64)> {
     Corpus::read(path)?
-        .dataset(sample_shape, vocabulary)
+        .dataset_and_bytes_per_token(sample_shape, vocabulary)
         .map_err(|e| in_file(path, e))
 }
 
