@@ -1,6 +1,6 @@
 //! Elementwise kernels against `wgml::reference::elementwise`.
 
-use wgml::kernels::elementwise;
+use wgml::kernels::elementwise::{self, Gelu};
 use wgml::kernels::matmul::Activation;
 use wgml::{DType, Error, Tensor, reference};
 
@@ -547,49 +547,84 @@ fn log_div_and_repeat_scale_match_reference() {
     assert!(e.contains("not 4 × 2"), "{e}");
 }
 
-/// The exact GELU and its gradient equal their twins (f64 `erfc`) over ±12, large
-/// negative inputs included (where `x·Φ(x)` is tiny and only the erfc form keeps its
-/// relative precision); the twin's gradient equals central differences.
+/// GELU in both forms and its gradient equal their twins (f64 `erfc`, f64
+/// `exp`) over ±12, large negative inputs included (where `x·Φ(x)` is tiny and
+/// only the erfc form, and for tanh the sigmoid form, keep relative precision);
+/// the twins' gradients equal central differences; the tanh form gives PyTorch's
+/// `gelu(x, approximate='tanh')` at known points.
 #[test]
 fn gelu_and_its_gradient_match_their_twins() {
     let (_g, ctx) = gpu();
     let mut x = uniform(&mut rng(61), 10_007, -12.0, 12.0);
-    x.extend([0.0, -0.0, 1e-6, -1e-6, 0.5, -0.5, 3.0, -3.0, -8.0, -12.0, 12.0]);
+    x.extend([
+        0.0, -0.0, 1e-6, -1e-6, 0.5, -0.5, 3.0, -3.0, -8.0, -12.0, 12.0, 1.0, 2.5,
+    ]);
     let dy = uniform(&mut rng(62), x.len(), -1.0, 1.0);
     let (xt, dyt) = (
         Tensor::from_f32(ctx, &x, &[x.len()]).unwrap(),
         Tensor::from_f32(ctx, &dy, &[x.len()]).unwrap(),
     );
-    let (y, dx) = (nan_tensor(ctx, &[x.len()]), nan_tensor(ctx, &[x.len()]));
-    ctx.run_all(&[
-        elementwise::gelu(ctx, &xt, &y).unwrap(),
-        elementwise::gelu_backward(ctx, &dyt, &xt, &dx).unwrap(),
-    ])
-    .unwrap();
-    let (mut want_y, mut want_dx) = (vec![0.0; x.len()], vec![0.0; x.len()]);
-    reference::elementwise::gelu(&x, &mut want_y);
-    reference::elementwise::gelu_backward(&dy, &x, &mut want_dx);
-    let got_y = y.to_f32(ctx).unwrap();
-    assert_close("gelu", &got_y, &want_y, 1e-7, 1e-5);
-    assert_close("gelu backward", &dx.to_f32(ctx).unwrap(), &want_dx, 1e-7, 1e-5);
-    // Relative precision where the values are tiny: x = -8 gives -5.0e-15.
-    let at = x.iter().position(|&v| v == -8.0).unwrap();
-    assert!(
-        ((got_y[at] - want_y[at]) / want_y[at]).abs() < 1e-4,
-        "{} vs {}",
-        got_y[at],
-        want_y[at]
-    );
-    assert!((want_y[at] + 5.0e-15).abs() < 1e-16, "{}", want_y[at]);
+    let at = |v: f32| x.iter().position(|&u| u == v).unwrap();
+    for form in [Gelu::Exact, Gelu::Tanh] {
+        let (y, dx) = (nan_tensor(ctx, &[x.len()]), nan_tensor(ctx, &[x.len()]));
+        ctx.run_all(&[
+            elementwise::gelu(ctx, &xt, &y, form).unwrap(),
+            elementwise::gelu_backward(ctx, &dyt, &xt, &dx, form).unwrap(),
+        ])
+        .unwrap();
+        let (mut want_y, mut want_dx) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        reference::elementwise::gelu(&x, &mut want_y, form);
+        reference::elementwise::gelu_backward(&dy, &x, &mut want_dx, form);
+        let got_y = y.to_f32(ctx).unwrap();
+        assert_close(&format!("gelu {form:?}"), &got_y, &want_y, 1e-7, 1e-5);
+        assert_close(
+            &format!("gelu {form:?} backward"),
+            &dx.to_f32(ctx).unwrap(),
+            &want_dx,
+            1e-7,
+            1e-5,
+        );
+        // Relative precision where the values are tiny: x = -8 gives -5.0e-15
+        // (exact) and -3.1e-21 (tanh).
+        let i = at(-8.0);
+        assert!(
+            ((got_y[i] - want_y[i]) / want_y[i]).abs() < 1e-4,
+            "{form:?}: {} vs {}",
+            got_y[i],
+            want_y[i]
+        );
+        let tiny = if form == Gelu::Exact { -5.0e-15 } else { -3.1e-21 };
+        assert!((want_y[i] / tiny - 1.0).abs() < 0.05, "{form:?}: {}", want_y[i]);
 
-    let x: Vec<f32> = uniform(&mut rng(63), 40, -4.0, 4.0);
-    let w = uniform(&mut rng(64), 40, -1.0, 1.0);
-    let mut grad = vec![0.0; 40];
-    reference::elementwise::gelu_backward(&w, &x, &mut grad);
-    let numeric = finite_diff(&x, 1e-3, |x| {
-        let mut y = vec![0.0; x.len()];
-        reference::elementwise::gelu(x, &mut y);
-        y.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum()
-    });
-    assert_close("gelu twin vs differences", &grad, &numeric, 1e-3, 1e-3);
+        let xs: Vec<f32> = uniform(&mut rng(63), 40, -4.0, 4.0);
+        let w = uniform(&mut rng(64), 40, -1.0, 1.0);
+        let mut grad = vec![0.0; 40];
+        reference::elementwise::gelu_backward(&w, &xs, &mut grad, form);
+        let numeric = finite_diff(&xs, 1e-3, |xs| {
+            let mut y = vec![0.0; xs.len()];
+            reference::elementwise::gelu(xs, &mut y, form);
+            y.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum()
+        });
+        assert_close(
+            &format!("gelu {form:?} twin vs differences"),
+            &grad,
+            &numeric,
+            1e-3,
+            1e-3,
+        );
+        if form == Gelu::Tanh {
+            // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) in f64.
+            for (v, want) in [
+                (1.0, 0.8411919906082768),
+                (-3.0, -0.0036373920817729943),
+                (2.5, 2.484915733910001),
+            ] {
+                assert!(
+                    (got_y[at(v)] as f64 - want).abs() < 1e-6 * want.abs().max(1e-3),
+                    "{v}: {}",
+                    got_y[at(v)]
+                );
+            }
+        }
+    }
 }

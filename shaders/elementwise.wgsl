@@ -326,3 +326,38 @@ fn gelu_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
         y[i] = a[i] * (normal_cdf(x) + x * density);
     }
 }
+
+// GELU, tanh approximation (PyTorch's nn.GELU(approximate='tanh'), Keras'
+// gelu(approximate=True), GPT-2's "gelu_new"):
+//   gelu(x) = x·(1 + tanh(u))/2 with u = √(2/π)·(x + 0.044715·x³).
+// (1 + tanh(u))/2 is σ(2u), the logistic sigmoid, evaluated here without the
+// cancellation of 1 + tanh(u) for large negative x (so tiny outputs keep their
+// relative precision) and without overflow for any x:
+//   gelu'(x) = σ(2u) + x·2σ(2u)(1 − σ(2u))·u',  u' = √(2/π)·(1 + 3·0.044715·x²).
+fn gelu_tanh_arg(x: f32) -> f32 {
+    return 1.5957691216057308 * (x + 0.044715 * x * x * x);   // 2u
+}
+
+// gelu_tanh_fwd: y = gelu_tanh(a).
+@compute @workgroup_size(WG)
+fn gelu_tanh_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        let x = a[i];
+        y[i] = x * sigmoid(gelu_tanh_arg(x));
+    }
+}
+
+// gelu_tanh_bwd: y = a·gelu_tanh'(b) (a the output's gradient, b the input).
+@compute @workgroup_size(WG)
+fn gelu_tanh_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        let x = b[i];
+        let s = sigmoid(gelu_tanh_arg(x));
+        let du = 1.5957691216057308 * (1.0 + 0.134145 * x * x);     // d(2u)/dx
+        y[i] = a[i] * (s + x * s * (1.0 - s) * du);
+    }
+}

@@ -154,23 +154,28 @@ impl Runner<'_> {
                 &[(y.to_f32(self.ctx)?, wy), (dx.to_f32(self.ctx)?, wdx)],
             );
         }
-        // GELU: its own kernels, the gradient from the input; over ±6.
+        // GELU, both forms: its own kernels, the gradient from the input; over ±6.
         let x: Vec<f32> = self.data(n).iter().map(|v| 6.0 * v).collect();
         let dy = self.data(n);
         let (xt, dyt) = (self.upload(&x, &[n])?, self.upload(&dy, &[n])?);
-        let (y, dx) = (self.out(&[n])?, self.out(&[n])?);
-        self.run(&[
-            elementwise::gelu(self.ctx, &xt, &y)?,
-            elementwise::gelu_backward(self.ctx, &dyt, &xt, &dx)?,
-        ])?;
-        let (mut wy, mut wdx) = (vec![0.0; n], vec![0.0; n]);
-        r::elementwise::gelu(&x, &mut wy);
-        r::elementwise::gelu_backward(&dy, &x, &mut wdx);
-        self.record(
-            "gelu forward+backward",
-            format!("{n}"),
-            &[(y.to_f32(self.ctx)?, wy), (dx.to_f32(self.ctx)?, wdx)],
-        );
+        for (form, name) in [
+            (elementwise::Gelu::Exact, "gelu forward+backward"),
+            (elementwise::Gelu::Tanh, "gelu (tanh) forward+backward"),
+        ] {
+            let (y, dx) = (self.out(&[n])?, self.out(&[n])?);
+            self.run(&[
+                elementwise::gelu(self.ctx, &xt, &y, form)?,
+                elementwise::gelu_backward(self.ctx, &dyt, &xt, &dx, form)?,
+            ])?;
+            let (mut wy, mut wdx) = (vec![0.0; n], vec![0.0; n]);
+            r::elementwise::gelu(&x, &mut wy, form);
+            r::elementwise::gelu_backward(&dy, &x, &mut wdx, form);
+            self.record(
+                name,
+                format!("{n}"),
+                &[(y.to_f32(self.ctx)?, wy), (dx.to_f32(self.ctx)?, wdx)],
+            );
+        }
         Ok(())
     }
 

@@ -20,6 +20,7 @@ pub use loss::Loss;
 
 use crate::error::{Error, Result};
 use crate::kernels::conv::Padding;
+use crate::kernels::elementwise::Gelu;
 use crate::kernels::matmul::Activation;
 
 pub use ops::batchnorm::{batch_norm_desc, batch_norm_view};
@@ -215,11 +216,14 @@ pub enum Op {
         /// Input (positive).
         x: NodeId,
     },
-    /// The exact GELU `x·Φ(x)` elementwise (Φ the standard normal CDF); its
-    /// backward reads `x`, not the output (GELU is not monotonic).
+    /// GELU elementwise: the exact `x·Φ(x)` (Φ the standard normal CDF) or its
+    /// tanh approximation; its backward reads `x`, not the output (GELU is not
+    /// monotonic).
     Gelu {
         /// Input.
         x: NodeId,
+        /// Exact or tanh.
+        form: Gelu,
     },
     /// `x²` elementwise.
     Square {
@@ -496,7 +500,7 @@ impl Graph {
             | Op::Dropout { x, .. }
             | Op::Exp { x, .. }
             | Op::Log { x }
-            | Op::Gelu { x }
+            | Op::Gelu { x, .. }
             | Op::Square { x }
             | Op::Sum { x, .. }
             | Op::Slice { x, .. }

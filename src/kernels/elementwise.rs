@@ -49,6 +49,8 @@ const LOG: Kernel = Shader::Elementwise.kernel("log_fwd");
 const DIV: Kernel = Shader::Elementwise.kernel("div");
 const GELU_FWD: Kernel = Shader::Elementwise.kernel("gelu_fwd");
 const GELU_BWD: Kernel = Shader::Elementwise.kernel("gelu_bwd");
+const GELU_TANH_FWD: Kernel = Shader::Elementwise.kernel("gelu_tanh_fwd");
+const GELU_TANH_BWD: Kernel = Shader::Elementwise.kernel("gelu_tanh_bwd");
 const REPEAT_SCALE: Kernel = Shader::Elementwise.kernel("repeat_scale");
 const BIAS_ACT: Kernel = Shader::Elementwise.kernel("bias_act");
 const BIAS_ACT_INPLACE: Kernel = Shader::Elementwise.kernel("bias_act_inplace");
@@ -307,30 +309,52 @@ pub fn log(ctx: &Context, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
     launch(ctx, LOG, params, &[(1, &y.buffer), (2, &x.buffer)])
 }
 
-/// `y = gelu(x) = x·Φ(x)`, the exact GELU (Φ the standard normal CDF; Keras'
-/// `gelu`, PyTorch's `nn.GELU()`); `y` and `x` are distinct buffers of one shape.
-pub fn gelu(ctx: &Context, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+/// Which GELU: PyTorch's `nn.GELU(approximate=...)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Gelu {
+    /// `x·Φ(x)`, Φ the standard normal CDF (PyTorch's `approximate='none'`,
+    /// Keras' `gelu`).
+    #[default]
+    Exact,
+    /// `x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))/2` (PyTorch's
+    /// `approximate='tanh'`, Keras' `gelu(approximate=True)`, GPT-2's
+    /// `gelu_new`); it differs from the exact form by up to about 5e-4.
+    Tanh,
+}
+
+impl Gelu {
+    fn kernels(self) -> (Kernel, Kernel) {
+        match self {
+            Gelu::Exact => (GELU_FWD, GELU_BWD),
+            Gelu::Tanh => (GELU_TANH_FWD, GELU_TANH_BWD),
+        }
+    }
+}
+
+/// `y = gelu(x)` in the given form (the exact `x·Φ(x)` or its tanh
+/// approximation, see [`Gelu`]); `y` and `x` are distinct buffers of one shape.
+pub fn gelu(ctx: &Context, x: &Tensor, y: &Tensor, form: Gelu) -> Result<Dispatch> {
     const OP: &str = "gelu";
     distinct_unary(OP, x, y)?;
     let params = Params {
         n: count_u32(OP, "x", x.numel())?,
         ..Params::default()
     };
-    launch(ctx, GELU_FWD, params, &[(1, &y.buffer), (2, &x.buffer)])
+    launch(ctx, form.kernels().0, params, &[(1, &y.buffer), (2, &x.buffer)])
 }
 
-/// `dx = dy·gelu'(x)` with `gelu'(x) = Φ(x) + x·φ(x)`: [`gelu()`]'s backward from
-/// its input `x` (GELU is not monotonic, so its output cannot stand in). Equal
-/// shapes; `dx` distinct from both.
-pub fn gelu_backward(ctx: &Context, dy: &Tensor, x: &Tensor, dx: &Tensor) -> Result<Dispatch> {
+/// `dx = dy·gelu'(x)` (exact: `gelu'(x) = Φ(x) + x·φ(x)`): [`gelu()`]'s backward
+/// from its input `x` (GELU is not monotonic, so its output cannot stand in).
+/// Equal shapes; `dx` distinct from both.
+pub fn gelu_backward(ctx: &Context, dy: &Tensor, x: &Tensor, dx: &Tensor, form: Gelu) -> Result<Dispatch> {
     const OP: &str = "gelu_backward";
-    let (n, form) = binary(OP, dy, x, dx)?;
-    let BinaryForm::Fresh(dy, x) = form else {
+    let (n, form_of_inputs) = binary(OP, dy, x, dx)?;
+    let BinaryForm::Fresh(dy, x) = form_of_inputs else {
         return Err(Error::invalid("gelu_backward: dx must be distinct from dy and x"));
     };
     launch(
         ctx,
-        GELU_BWD,
+        form.kernels().1,
         Params {
             n,
             ..Params::default()

@@ -71,7 +71,7 @@ impl LayerBuild<'_> {
     /// (Identity for GELU, which has no epilogue: its gradient needs the input;
     /// [`LayerBuild::gelu_after`] adds its node).
     fn epilogue_activation(&self, a: LayerActivation, name: &str, last: bool) -> Result<Activation> {
-        if a == LayerActivation::Gelu {
+        if a.gelu().is_some() {
             return Ok(Activation::Identity);
         }
         self.kernel_activation(a, name, last)
@@ -80,10 +80,9 @@ impl LayerBuild<'_> {
     /// `x` through a GELU node when `a` is GELU, else `x` (see
     /// [`LayerBuild::epilogue_activation`]).
     fn gelu_after(&mut self, x: NodeId, a: LayerActivation, name: &str) -> NodeId {
-        if a == LayerActivation::Gelu {
-            self.g.gelu(x, name)
-        } else {
-            x
+        match a.gelu() {
+            Some(form) => self.g.gelu(x, form, name),
+            None => x,
         }
     }
 
@@ -447,7 +446,7 @@ fn batch_normalization(
         b.g.state(&format!("{prefix}.running_var"), &[c], Init::Ones, name);
     let (act, folds_next) = match &b.next {
         // GELU runs as a node of its own (the Activation layer adds it).
-        Some((Layer::Activation(a), next_name, next_last)) if *a != LayerActivation::Gelu => {
+        Some((Layer::Activation(a), next_name, next_last)) if a.gelu().is_none() => {
             (b.kernel_activation(*a, next_name, *next_last)?, true)
         }
         _ => (Activation::Identity, false),

@@ -1,6 +1,7 @@
 //! Layer descriptions, as in Keras: what a user writes to describe a model.
 
 use crate::kernels::conv::Padding;
+use crate::kernels::elementwise::Gelu;
 use crate::kernels::matmul::Activation;
 
 /// A layer's activation. `Softmax` is allowed only as the last layer's activation
@@ -22,6 +23,10 @@ pub enum LayerActivation {
     /// `nn.GELU()`), the transformers' activation: a node of its own after the
     /// layer's product, since its gradient needs the input.
     Gelu,
+    /// GELU's tanh approximation `x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))/2`
+    /// (Keras' `gelu(approximate=True)`, PyTorch's `nn.GELU(approximate='tanh')`,
+    /// GPT-2's `gelu_new`), a node of its own as [`LayerActivation::Gelu`].
+    GeluTanh,
 }
 
 impl LayerActivation {
@@ -33,7 +38,16 @@ impl LayerActivation {
             LayerActivation::Relu => Some(Activation::Relu),
             LayerActivation::Sigmoid => Some(Activation::Sigmoid),
             LayerActivation::Tanh => Some(Activation::Tanh),
-            LayerActivation::Softmax | LayerActivation::Gelu => None,
+            LayerActivation::Softmax | LayerActivation::Gelu | LayerActivation::GeluTanh => None,
+        }
+    }
+
+    /// The GELU form of a GELU activation, `None` for the others.
+    pub fn gelu(self) -> Option<Gelu> {
+        match self {
+            LayerActivation::Gelu => Some(Gelu::Exact),
+            LayerActivation::GeluTanh => Some(Gelu::Tanh),
+            _ => None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! CPU twins of the elementwise kernels (`shaders/elementwise.wgsl`). Activations are
 //! evaluated in f64 and rounded once to f32.
 
+use crate::kernels::elementwise::Gelu;
 use crate::kernels::matmul::Activation;
 
 /// `y[i] = value`.
@@ -157,20 +158,37 @@ fn normal_cdf(x: f64) -> f64 {
     0.5 * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2)
 }
 
-/// Twin of `gelu`: `y = x·Φ(x)`.
-pub fn gelu(x: &[f32], y: &mut [f32]) {
+/// Twin of `gelu`: `y = x·Φ(x)` (exact) or `x·σ(2u)`, `u = √(2/π)·(x +
+/// 0.044715·x³)` (tanh: `(1 + tanh u)/2 = σ(2u)`).
+pub fn gelu(x: &[f32], y: &mut [f32], form: Gelu) {
     for (o, &v) in y.iter_mut().zip(x) {
         let v = v as f64;
-        *o = (v * normal_cdf(v)) as f32;
+        *o = (v * gelu_gate(v, form).0) as f32;
     }
 }
 
-/// Twin of `gelu_backward`: `dx = dy·(Φ(x) + x·φ(x))`.
-pub fn gelu_backward(dy: &[f32], x: &[f32], dx: &mut [f32]) {
-    let inv_sqrt_2pi = 1.0 / (2.0 * std::f64::consts::PI).sqrt();
+/// Twin of `gelu_backward`: `dx = dy·gelu'(x)`; exact `Φ(x) + x·φ(x)`, tanh
+/// `σ + x·σ(1 − σ)·2u'`.
+pub fn gelu_backward(dy: &[f32], x: &[f32], dx: &mut [f32], form: Gelu) {
     for ((o, &g), &v) in dx.iter_mut().zip(dy).zip(x) {
         let v = v as f64;
-        let density = (-0.5 * v * v).exp() * inv_sqrt_2pi;
-        *o = (g as f64 * (normal_cdf(v) + v * density)) as f32;
+        let (gate, slope) = gelu_gate(v, form);
+        *o = (g as f64 * (gate + v * slope)) as f32;
+    }
+}
+
+/// GELU's gate `g(x)` (`gelu(x) = x·g(x)`) and its derivative, in f64.
+fn gelu_gate(x: f64, form: Gelu) -> (f64, f64) {
+    match form {
+        Gelu::Exact => {
+            let inv_sqrt_2pi = 1.0 / (2.0 * std::f64::consts::PI).sqrt();
+            (normal_cdf(x), (-0.5 * x * x).exp() * inv_sqrt_2pi)
+        }
+        Gelu::Tanh => {
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            let two_u = 2.0 * c * (x + 0.044715 * x * x * x);
+            let s = 1.0 / (1.0 + (-two_u).exp());
+            (s, s * (1.0 - s) * 2.0 * c * (1.0 + 3.0 * 0.044715 * x * x))
+        }
     }
 }

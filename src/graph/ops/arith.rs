@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::gpu::Tensor;
 use crate::graph::ops::{BackwardLowering, Lowering, RefBackward, RefForward};
 use crate::graph::{Graph, NodeId, Op, shape_err};
-use crate::kernels::elementwise as ew;
+use crate::kernels::elementwise::{self as ew, Gelu};
 use crate::kernels::reduce;
 use crate::reference as r;
 
@@ -57,10 +57,10 @@ impl Graph {
         self.push(Op::Log { x }, shape, layer)
     }
 
-    /// The exact GELU `x·Φ(x)` elementwise.
-    pub fn gelu(&mut self, x: NodeId, layer: &str) -> NodeId {
+    /// GELU elementwise, exact (`x·Φ(x)`) or its tanh approximation.
+    pub fn gelu(&mut self, x: NodeId, form: Gelu, layer: &str) -> NodeId {
         let shape = self.shape(x).to_vec();
-        self.push(Op::Gelu { x }, shape, layer)
+        self.push(Op::Gelu { x, form }, shape, layer)
     }
 
     /// `x²` elementwise.
@@ -103,9 +103,9 @@ pub(crate) fn log_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId) -> Resul
     Ok(y)
 }
 
-pub(crate) fn gelu_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId) -> Result<Tensor> {
+pub(crate) fn gelu_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId, form: Gelu) -> Result<Tensor> {
     let y = lw.output(id)?;
-    lw.dispatches.push(ew::gelu(lw.ctx, &lw.value(x), &y)?);
+    lw.dispatches.push(ew::gelu(lw.ctx, &lw.value(x), &y, form)?);
     Ok(y)
 }
 
@@ -141,10 +141,10 @@ pub(crate) fn log_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId
 }
 
 /// `dx = dy · gelu'(x)`.
-pub(crate) fn gelu_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId) -> Result<()> {
+pub(crate) fn gelu_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId, form: Gelu) -> Result<()> {
     if let Some(dx) = bw.dx_for(x)? {
         bw.dispatches
-            .push(ew::gelu_backward(bw.ctx, dy, &bw.value(x), &dx)?);
+            .push(ew::gelu_backward(bw.ctx, dy, &bw.value(x), &dx, form)?);
     }
     Ok(())
 }
@@ -212,7 +212,7 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId, op: &Op) ->
         Op::Mul { a, b } => r::elementwise::mul(rf.value(a), rf.value(b), &mut y),
         Op::Exp { x, scale } => r::elementwise::exp_scale(rf.value(x), scale, &mut y),
         Op::Log { x } => r::elementwise::log(rf.value(x), &mut y),
-        Op::Gelu { x } => r::elementwise::gelu(rf.value(x), &mut y),
+        Op::Gelu { x, form } => r::elementwise::gelu(rf.value(x), &mut y, form),
         Op::Square { x } => r::elementwise::mul(rf.value(x), rf.value(x), &mut y),
         Op::Sum { x, mean } => {
             let d = per_sample(rf.graph, x);
@@ -258,10 +258,10 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: &[f32
                 rb.add_grad(x, dx);
             }
         }
-        Op::Gelu { x } => {
+        Op::Gelu { x, form } => {
             if rb.req[x] {
                 let mut dx = vec![0.0; dy.len()];
-                r::elementwise::gelu_backward(dy, rb.value(x), &mut dx);
+                r::elementwise::gelu_backward(dy, rb.value(x), &mut dx, form);
                 rb.add_grad(x, dx);
             }
         }
