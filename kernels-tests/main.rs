@@ -25,6 +25,7 @@ mod embedding;
 mod functional;
 mod gan;
 mod golden;
+mod gpt2;
 mod graph_ops;
 mod hostile_files;
 mod layer_norm;

@@ -261,6 +261,24 @@ fn save_model_with(
     write_atomic(path, &checkpoint_bytes(name, &tensors, model.step as u64, more)?)
 }
 
+/// Saves tensors with the functional model they belong to and its tokenizer,
+/// without a compiled model (what [`crate::import`] writes): [`load_model`]
+/// rebuilds the model with these weights, `wgml generate` reads its text with
+/// `vocabulary`.
+pub fn save_functional_tensors(
+    path: &Path,
+    name: &str,
+    architecture: &FunctionalArchitecture,
+    tensors: &[NamedValues],
+    vocabulary: &Vocabulary,
+) -> Result<()> {
+    let mut more = vec![(FUNCTIONAL_KEY, architecture_json(architecture)?)];
+    if let Some(json) = vocabulary.to_json()? {
+        more.push((TOKENIZER_KEY, json));
+    }
+    write_atomic(path, &checkpoint_bytes(name, tensors, 0, more)?)
+}
+
 /// Reads a [`save_model`] file and rebuilds the model it describes, compiled on
 /// `ctx` with the file's weights (the optimizer's state starts from zero, as after
 /// [`Sequential::compile`]); returns it with the file's contents.

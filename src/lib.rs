@@ -60,6 +60,7 @@
 //!   `evaluate`, step profiles.
 //! - [`data`]: IDX files, folders of images, the embedded MNIST subset, synthetic sets.
 //! - [`checkpoint`]: safetensors files in PyTorch's names, with the model's description.
+//! - [`import`]: pretrained models from other programs' files (Hugging Face GPT-2).
 #![warn(missing_docs)]
 
 pub mod bench;
@@ -68,6 +69,7 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod import;
 pub mod kernels;
 pub mod nn;
 pub mod ranges;

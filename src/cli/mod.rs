@@ -4,6 +4,7 @@ mod bench;
 mod eval;
 mod functional;
 mod gan;
+mod import;
 mod info;
 mod selftest;
 mod train;
@@ -103,6 +104,9 @@ pub enum Command {
     /// Continue a text with a language model (trained with `--data text:FILE`,
     /// e.g. examples/models/byte_lm.json or bpe_lm.json).
     Generate(eval::GenerateArgs),
+    /// Turn a pretrained model from another program's files (a Hugging Face GPT-2
+    /// folder) into a wgml checkpoint, for generate, eval and fine-tuning.
+    Import(import::ImportArgs),
     /// Check every kernel against its CPU twin on this GPU.
     Selftest,
     /// Measure the kernel choices (matmul variant and split-K factor) of a model's
@@ -119,6 +123,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(args) => eval::run_eval(&cli.gpu, &args),
         Command::Predict(args) => eval::run_predict(&cli.gpu, &args),
         Command::Generate(args) => eval::run_generate(&cli.gpu, &args),
+        Command::Import(args) => import::run(&args),
         Command::Selftest => selftest::run(&cli.gpu),
         Command::Tune(mut args) => {
             args.tune_only = true;

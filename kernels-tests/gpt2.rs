@@ -1,0 +1,275 @@
+//! `wgml::import::import_gpt2` against Hugging Face: a tiny random GPT-2
+//! (`kernels-tests/golden/gpt2-tiny/`, written by `golden/make_gpt2_tiny.py` with
+//! transformers' `GPT2LMHeadModel`) imported into wgml must give the log
+//! probabilities Hugging Face computes in float64 for a text, the same greedy
+//! continuation as its `generate(do_sample=False)`, and the same token ids from
+//! its tokenizer. The Hub's own file layout (no `transformer.` prefix, the
+//! causal-mask buffers, an explicit `lm_head`, f16 tensors) imports to the same
+//! model; what is not a GPT-2 is refused by name.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use wgml::checkpoint;
+use wgml::data::text::Vocabulary;
+use wgml::import::import_gpt2;
+use wgml::nn::generate::{Sampling, generate};
+
+use crate::common::*;
+
+fn fixture() -> PathBuf {
+    repo_file("kernels-tests/golden/gpt2-tiny")
+}
+
+/// The fixture's expected values by name, and its text.
+fn expected() -> (HashMap<String, Vec<f32>>, String) {
+    let bytes = std::fs::read(fixture().join("expected.safetensors")).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let text = meta.metadata().as_ref().unwrap()["text"].clone();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let values = file
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let values = v
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, values)
+        })
+        .collect();
+    (values, text)
+}
+
+/// Imports `dir` with `context` positions and compiles the checkpoint it saves.
+fn import_and_load(
+    ctx: &wgml::Context,
+    dir: &Path,
+    context: Option<usize>,
+    name: &str,
+) -> (wgml::nn::Model, Vocabulary) {
+    let imported = import_gpt2(dir, context, 1e-4).unwrap();
+    let out = fresh_dir(name).join("gpt2.safetensors");
+    checkpoint::save_functional_tensors(
+        &out,
+        &imported.kind,
+        &imported.architecture,
+        &imported.tensors,
+        &imported.vocabulary,
+    )
+    .unwrap();
+    let (model, c) = checkpoint::load_model(ctx, &out).unwrap();
+    (model, c.vocabulary(&out).unwrap())
+}
+
+#[test]
+fn an_imported_gpt2_gives_hugging_faces_probabilities_and_greedy_tokens() {
+    let (_g, ctx) = gpu();
+    let (want, text) = expected();
+    let (mut model, vocabulary) = import_and_load(ctx, &fixture(), None, "gpt2-full");
+    let ids: Vec<u32> = want["ids"].iter().map(|&v| v as u32).collect();
+    assert_eq!(ids.len(), 32);
+    // The tokenizer came with the checkpoint and reads the text as Hugging Face's.
+    assert_eq!(vocabulary.encode(text.as_bytes()).unwrap()[..32], ids[..]);
+
+    let x: Vec<f32> = ids.iter().map(|&i| i as f32).collect();
+    let probs = model.predict(ctx, &x, 1).unwrap();
+    let log_probs: Vec<f32> = probs.iter().map(|&p| (p as f64).ln() as f32).collect();
+    assert_eq!(log_probs.len(), want["log_probs"].len());
+    // Where the probability is not vanishing (f32 softmax underflows below e^-87).
+    let (got, expect): (Vec<f32>, Vec<f32>) = log_probs
+        .iter()
+        .zip(&want["log_probs"])
+        .filter(|(_, w)| **w > -60.0)
+        .map(|(g, w)| (*g, *w))
+        .unzip();
+    assert!(got.len() > 9000, "{} of 9600 compared", got.len());
+    assert_close(
+        "log probabilities against Hugging Face",
+        &got,
+        &expect,
+        2e-4,
+        1e-5,
+    );
+
+    let greedy: Vec<u32> = want["greedy"].iter().map(|&v| v as u32).collect();
+    assert!(
+        want["greedy_margin"][0] > 1e-3,
+        "the fixture's top two logits nearly tie"
+    );
+    let new = generate(
+        &mut model,
+        ctx,
+        &ids[..8],
+        greedy.len(),
+        Sampling::GREEDY,
+        &mut rng(1),
+        |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
+    assert_eq!(new, greedy, "greedy continuation against Hugging Face's generate");
+}
+
+/// `--context 16`: the first 16 rows of the position embedding; a causal model's
+/// first 16 positions give the same probabilities as the whole model's.
+#[test]
+fn a_shorter_context_keeps_the_first_positions() {
+    let (_g, ctx) = gpu();
+    let (want, _) = expected();
+    let (mut model, _) = import_and_load(ctx, &fixture(), Some(16), "gpt2-short");
+    assert_eq!(model.spec.input_shape(), &[16]);
+    let x: Vec<f32> = want["ids"][..16].to_vec();
+    let probs = model.predict(ctx, &x, 1).unwrap();
+    let got: Vec<f32> = probs.iter().map(|&p| (p as f64).ln() as f32).collect();
+    let expect = &want["log_probs"][..16 * 300];
+    let keep: Vec<usize> = (0..got.len()).filter(|&i| expect[i] > -60.0).collect();
+    let pick = |v: &[f32]| keep.iter().map(|&i| v[i]).collect::<Vec<f32>>();
+    assert_close("16 positions", &pick(&got), &pick(expect), 2e-4, 1e-5);
+    for context in [1, 33] {
+        let e = import_gpt2(&fixture(), Some(context), 1e-4)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains(&format!("context of {context}")) && e.contains("2 to 32"),
+            "{e}"
+        );
+    }
+}
+
+/// Writes the fixture's tensors to `dir/model.safetensors` after `edit` (name,
+/// dtype, values), with the fixture's config and tokenizer beside it.
+fn rewrite(dir: &Path, edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) {
+    let bytes = std::fs::read(fixture().join("model.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    edit(&mut tensors);
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(fixture().join(f), dir.join(f)).unwrap();
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn values(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+#[test]
+fn the_hubs_layout_imports_to_the_same_tensors() {
+    let plain = import_gpt2(&fixture(), None, 1e-4).unwrap().tensors;
+    let dir = fresh_dir("gpt2-hub");
+    rewrite(&dir, |t| {
+        for (name, ..) in t.iter_mut() {
+            *name = name.trim_start_matches("transformer.").to_string();
+        }
+        // The causal-mask buffers older files carry, and the tied head written out.
+        for i in 0..2 {
+            let mask: Vec<f32> = (0..32 * 32)
+                .map(|k| ((k % 32) <= (k / 32)) as u8 as f32)
+                .collect();
+            t.push((
+                format!("h.{i}.attn.bias"),
+                Dtype::F32,
+                vec![1, 1, 32, 32],
+                f32_bytes(&mask),
+            ));
+        }
+        let wte = t.iter().find(|x| x.0 == "wte.weight").unwrap().3.clone();
+        t.push(("lm_head.weight".into(), Dtype::F32, vec![300, 32], wte));
+        // ln_f's scale in f16.
+        let ln = t.iter_mut().find(|x| x.0 == "ln_f.weight").unwrap();
+        ln.3 = values(&ln.3)
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        ln.1 = Dtype::F16;
+    });
+    let hub = import_gpt2(&dir, None, 1e-4).unwrap().tensors;
+    assert_eq!(hub.len(), plain.len());
+    for ((n, s, v), (n2, s2, v2)) in plain.iter().zip(&hub) {
+        assert_eq!((n, s), (n2, s2));
+        if n == "ln_f.weight" {
+            let rounded: Vec<f32> = v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
+            assert_eq!(&rounded, v2, "{n}");
+            assert_ne!(v, v2, "{n} went through f16");
+        } else {
+            assert_eq!(v, v2, "{n}");
+        }
+    }
+}
+
+#[test]
+fn what_is_not_a_gpt2_is_refused_by_name() {
+    let refused =
+        |name: &str, edit: &dyn Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>), want: &[&str]| {
+            let dir = fresh_dir(name);
+            rewrite(&dir, edit);
+            let e = import_gpt2(&dir, None, 1e-4).err().unwrap().to_string();
+            for w in want {
+                assert!(e.contains(w), "{name}: {e}");
+            }
+            assert!(e.contains("model.safetensors"), "{name}: {e}");
+        };
+    refused(
+        "gpt2-missing",
+        &|t| t.retain(|x| x.0 != "transformer.h.1.mlp.c_fc.bias"),
+        &["h.1.mlp.c_fc.bias", "has no tensor"],
+    );
+    refused(
+        "gpt2-extra",
+        &|t| {
+            t.push((
+                "transformer.h.0.attn.rotary".into(),
+                Dtype::F32,
+                vec![1],
+                f32_bytes(&[0.0]),
+            ))
+        },
+        &["h.0.attn.rotary", "another architecture"],
+    );
+    refused(
+        "gpt2-shape",
+        &|t| {
+            let x = t.iter_mut().find(|x| x.0 == "transformer.ln_f.bias").unwrap();
+            x.2 = vec![16];
+            x.3.truncate(64);
+        },
+        &["ln_f.bias", "[16]", "[32]"],
+    );
+    refused(
+        "gpt2-dtype",
+        &|t| {
+            let x = t.iter_mut().find(|x| x.0 == "transformer.ln_f.bias").unwrap();
+            x.1 = Dtype::I32;
+        },
+        &["ln_f.bias", "I32"],
+    );
+    let dir = fresh_dir("gpt2-no-tokenizer");
+    rewrite(&dir, |_| {});
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    let e = import_gpt2(&dir, None, 1e-4).err().unwrap().to_string();
+    assert!(
+        e.contains("tokenizer.json") && e.contains("save_pretrained"),
+        "{e}"
+    );
+    std::fs::write(dir.join("config.json"), r#"{"model_type": "llama"}"#).unwrap();
+    let e = import_gpt2(&dir, None, 1e-4).err().unwrap().to_string();
+    assert!(e.contains("config.json") && e.contains("llama"), "{e}");
+}
