@@ -77,6 +77,17 @@ fn an_imported_gpt2_gives_hugging_faces_probabilities_and_greedy_tokens() {
 
     let x: Vec<f32> = ids.iter().map(|&i| i as f32).collect();
     let probs = model.predict(ctx, &x, 1).unwrap();
+    // One position read back alone is that position's part of the whole output.
+    for position in [0, 17, 31] {
+        let row = model.predict_position(ctx, &x, position).unwrap();
+        assert_eq!(
+            row,
+            probs[position * 300..(position + 1) * 300],
+            "position {position}"
+        );
+    }
+    assert!(model.predict_position(ctx, &x, 32).is_err());
+    assert!(wgml::nn::generate::causal_by_construction(&model));
     let log_probs: Vec<f32> = probs.iter().map(|&p| (p as f64).ln() as f32).collect();
     assert_eq!(log_probs.len(), want["log_probs"].len());
     // Where the probability is not vanishing (f32 softmax underflows below e^-87).

@@ -190,6 +190,13 @@ fn a_language_model_learns_its_rule_with_fit_and_refuses_other_labels() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("not causal") && e.contains("position"), "{e}");
+    // The causal model's ops prove it causal; the other's do not.
+    assert!(generate::causal_by_construction(&model));
+    assert!(!generate::causal_by_construction(&seeing));
+    // Run, the probe agrees: the causal model passes it, the other fails it.
+    generate::probe_causal(&mut model, ctx).unwrap();
+    let e = generate::probe_causal(&mut seeing, ctx).unwrap_err().to_string();
+    assert!(e.contains("not causal"), "{e}");
     // on_token may stop the generation early.
     let mut calls = 0;
     let three = generate::generate(&mut model, ctx, &[1], 10, Sampling::GREEDY, &mut r, |_| {

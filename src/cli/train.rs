@@ -23,7 +23,9 @@ pub struct TrainArgs {
     /// gan (a generator and a discriminator trained in alternation);
     /// or a JSON file describing one (layers, loss, optimizer; see
     /// examples/models/cnn.json), trained with --data and fit's defaults (10 epochs,
-    /// batch 32, no validation split).
+    /// batch 32, no validation split); or a wgml checkpoint (.safetensors, e.g. from
+    /// `wgml import`): the model it describes, from its weights (unless --init
+    /// names others), to fine-tune it.
     #[arg(long, default_value = "cnn")]
     pub model: String,
     /// Dataset: mnist-10k (embedded), fashion-mnist, a folder of IDX files, a folder
@@ -454,6 +456,38 @@ fn recipe_from_file(path: &Path, text: &str) -> Result<(Recipe, String)> {
     Ok((recipe, file_model_name(path)))
 }
 
+/// The model a wgml checkpoint describes, as a recipe with fit's defaults; its
+/// name is the one the file gives (else the file's stem).
+fn recipe_from_checkpoint(path: &Path, c: &checkpoint::Checkpoint) -> Result<(Recipe, String)> {
+    let name = c.model.clone().unwrap_or_else(|| file_model_name(path));
+    let (model, loss, optimizer) = if let Some(a) = c.functional_architecture(path)? {
+        let loss = a.functional.supervised_loss().ok_or_else(|| Error::Data {
+            path: path.display().to_string(),
+            message: "holds a model trained on its own loss terms; train it from its JSON \
+                      description with --init this file"
+                .into(),
+        })?;
+        (ModelSpec::Functional(a.functional), loss, a.optimizer)
+    } else if let Some(a) = c.architecture(path)? {
+        (ModelSpec::Sequential(a.model), a.loss, a.optimizer)
+    } else {
+        return Err(Error::Data {
+            path: path.display().to_string(),
+            message: "does not describe its model (an older wgml checkpoint or another \
+                      program's): give --model the model and --init this file"
+                .into(),
+        });
+    };
+    let recipe = Recipe {
+        model,
+        loss,
+        optimizer,
+        fit: train::FitConfig::default(),
+        data: "",
+    };
+    Ok((recipe, name))
+}
+
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     if args.tokenizer.is_some() && !args.data.as_deref().is_some_and(|d| d.starts_with("text:")) {
         return Err(Error::invalid(
@@ -468,7 +502,14 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         _ if args.judge.is_some() => return Err(Error::invalid("--judge applies to --model gan")),
         _ => {}
     }
-    let (mut recipe, name) = if args.model.ends_with(".json") {
+    let mut model_checkpoint = None;
+    let (mut recipe, name) = if args.model.ends_with(".safetensors") {
+        let path = PathBuf::from(&args.model);
+        let c = checkpoint::load(&path)?;
+        let r = recipe_from_checkpoint(&path, &c)?;
+        model_checkpoint = Some((path, c));
+        r
+    } else if args.model.ends_with(".json") {
         let path = Path::new(&args.model);
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             path: path.display().to_string(),
@@ -582,11 +623,11 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         }
         (None, d) => d.to_string(),
     };
-    let init = args
-        .init
-        .as_ref()
-        .map(|p| checkpoint::load(p).map(|c| (p, c)))
-        .transpose()?;
+    let init = match (&args.init, &model_checkpoint) {
+        (Some(p), _) => Some((p, checkpoint::load(p)?)),
+        (None, Some((p, c))) => Some((p, c.clone())),
+        (None, None) => None,
+    };
     let vocabulary = match data_name.strip_prefix("text:") {
         Some(file) => text_vocabulary(
             args.tokenizer.as_deref(),

@@ -223,6 +223,21 @@ impl Tensor {
         read_buffer(ctx, &self.buffer, self.numel())
     }
 
+    /// Reads `len` f32 values from element `start` of the tensor back, waiting for
+    /// the GPU: a part of a large output without copying the rest.
+    pub fn to_f32_range(&self, ctx: &Context, start: usize, len: usize) -> Result<Vec<f32>> {
+        self.expect_dtype("Tensor::to_f32_range", "the tensor", DType::F32)?;
+        if start + len > self.numel() {
+            return Err(Error::shape(
+                "Tensor::to_f32_range",
+                format!("values {start}..{} of a tensor of {}", start + len, self.numel()),
+            ));
+        }
+        let pending = read_buffer_range_async(ctx, &self.buffer, start, len)?;
+        ctx.wait()?;
+        pollster::block_on(pending)
+    }
+
     /// Reads the tensor back as u32 (blocking).
     pub fn to_u32(&self, ctx: &Context) -> Result<Vec<u32>> {
         self.expect_dtype("Tensor::to_u32", "the tensor", DType::U32)?;
@@ -261,7 +276,18 @@ pub fn read_buffer_async<T: bytemuck::Pod>(
     buffer: &wgpu::Buffer,
     len: usize,
 ) -> Result<impl std::future::Future<Output = Result<Vec<T>>> + Send + 'static> {
+    read_buffer_range_async(ctx, buffer, 0, len)
+}
+
+/// [`read_buffer_async`] of the `len` elements from element `start` on.
+fn read_buffer_range_async<T: bytemuck::Pod>(
+    ctx: &Context,
+    buffer: &wgpu::Buffer,
+    start: usize,
+    len: usize,
+) -> Result<impl std::future::Future<Output = Result<Vec<T>>> + Send + 'static> {
     let bytes = (len * std::mem::size_of::<T>()) as u64;
+    let offset = (start * std::mem::size_of::<T>()) as u64;
     let staging = if bytes == 0 {
         None
     } else {
@@ -275,7 +301,7 @@ pub fn read_buffer_async<T: bytemuck::Pod>(
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("readback"),
             });
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
         ctx.submit(encoder.finish())?;
         Some(staging)
     };

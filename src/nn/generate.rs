@@ -4,8 +4,8 @@
 //! trained on `text:FILE`). Each new token runs the model once on the last T
 //! tokens (the context so far, padded after its end while shorter than T: a
 //! causal model's position i reads positions ≤ i only) and draws from the
-//! probabilities at the context's last position. No key/value cache: each
-//! token costs one forward pass of T positions.
+//! probabilities at the context's last position, the only ones read back. No
+//! key/value cache: each token costs one forward pass of T positions.
 
 use std::ops::ControlFlow;
 
@@ -13,6 +13,7 @@ use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
+use crate::graph::Op;
 use crate::nn::Model;
 
 /// How the next token is drawn from the model's probabilities.
@@ -108,35 +109,87 @@ fn token_limit(model: &Model, vocab: usize) -> usize {
         .map_or(vocab, |(rows, _)| rows.min(vocab))
 }
 
+/// Whether `model`'s ops prove it causal: every op from its token input to its
+/// output acts on each position alone (the Embedding, position embeddings, Dense
+/// and layer normalization over a sequence's features, elementwise ops, dropout)
+/// or is attention under a causal mask. `false` when some op's mixing of positions
+/// is not known here (a reshape, a pool, a mean over the tokens...).
+pub fn causal_by_construction(model: &Model) -> bool {
+    let g = &model.graph;
+    let mut seen = vec![false; g.nodes.len()];
+    let mut todo = vec![model.output];
+    while let Some(id) = todo.pop() {
+        if std::mem::replace(&mut seen[id], true) {
+            continue;
+        }
+        let per_position = match &g.nodes[id].op {
+            Op::Input | Op::Param { .. } | Op::Embedding { .. } | Op::AddBroadcast { .. } => true,
+            // Over the last axis of a sequence: each position alone.
+            Op::Dense { x, .. } | Op::LayerNorm { x, .. } => g.shape(*x).len() >= 2,
+            Op::Act { .. }
+            | Op::Gelu { .. }
+            | Op::Dropout { .. }
+            | Op::Exp { .. }
+            | Op::Log { .. }
+            | Op::Square { .. } => true,
+            Op::Add { a, b } | Op::Mul { a, b } => g.shape(*a) == g.shape(*b),
+            Op::Attention { causal, .. } => *causal,
+            _ => false,
+        };
+        if !per_position {
+            return false;
+        }
+        todo.extend(g.inputs(id));
+    }
+    true
+}
+
+/// Most windows [`check_causal`] runs when the model's ops do not prove it causal.
+const MAX_PROBES: usize = 16;
+
 /// Checks that `model` is causal: that no position's output reads a later
 /// position, which generation relies on (it pads the window after the context's
-/// end). The model runs on T windows: a fixed one, and for each position k ≥ 1
-/// the same with token k changed; every position before k must give the same
-/// probabilities (to 1e-4 relative). A model whose outputs read any later token
-/// fails it, whatever its layers are. (A model taking a single token id has
-/// nothing to probe.)
+/// end). A model whose ops prove it ([`causal_by_construction`]) passes at once;
+/// any other is run ([`probe_causal`]).
 pub fn check_causal(model: &mut Model, ctx: &Context) -> Result<()> {
+    lm_shape(model)?;
+    if causal_by_construction(model) {
+        return Ok(());
+    }
+    probe_causal(model, ctx)
+}
+
+/// Checks that `model` is causal by running it on windows that each change one
+/// token k (every k for up to [`MAX_PROBES`] positions, else that many spread
+/// over the window, the last included) against a fixed window: every position
+/// before k must give the same probabilities (to 1e-4 relative). A model whose
+/// outputs read a later token at a probed position fails it, whatever its layers
+/// are. (A model taking a single token id has nothing to probe.)
+pub fn probe_causal(model: &mut Model, ctx: &Context) -> Result<()> {
     let (t, vocab) = lm_shape(model)?;
     let ids = token_limit(model, vocab);
     if ids < 2 {
         return Ok(());
     }
+    let probes: Vec<usize> = if t - 1 <= MAX_PROBES {
+        (1..t).collect()
+    } else {
+        let mut p: Vec<usize> = (1..=MAX_PROBES).map(|i| i * (t - 1) / MAX_PROBES).collect();
+        p.dedup();
+        p
+    };
     let base: Vec<u32> = (0..t).map(|i| ((i * 7919 + 13) % ids) as u32).collect();
-    let mut x = Vec::with_capacity(t * t);
-    for k in 0..t {
+    let mut x: Vec<f32> = base.iter().map(|&id| id as f32).collect();
+    for &k in &probes {
         x.extend(base.iter().enumerate().map(|(i, &id)| {
-            let id = if k > 0 && i == k {
-                (id + 1) % ids as u32
-            } else {
-                id
-            };
+            let id = if i == k { (id + 1) % ids as u32 } else { id };
             id as f32
         }));
     }
-    let probs = model.predict(ctx, &x, t)?;
+    let probs = model.predict(ctx, &x, probes.len() + 1)?;
     let (fixed, changed) = probs.split_at(t * vocab);
-    for k in 1..t {
-        let other = &changed[(k - 1) * t * vocab..k * t * vocab];
+    for (n, &k) in probes.iter().enumerate() {
+        let other = &changed[n * t * vocab..(n + 1) * t * vocab];
         let moved = fixed[..k * vocab]
             .iter()
             .zip(&other[..k * vocab])
@@ -193,9 +246,8 @@ pub fn generate(
         for (slot, &id) in x.iter_mut().zip(window) {
             *slot = id as f32;
         }
-        let probs = model.predict(ctx, &x, 1)?;
-        let last = window.len() - 1;
-        let next = sampling.draw(&probs[last * vocab..last * vocab + drawn], rng) as u32;
+        let probs = model.predict_position(ctx, &x, window.len() - 1)?;
+        let next = sampling.draw(&probs[..drawn], rng) as u32;
         context.push(next);
         new.push(next);
         if on_token(next).is_break() {
