@@ -1084,3 +1084,53 @@ fn a_bpe_language_model_keeps_its_tokenizer_in_the_checkpoint() {
     let _ = std::fs::remove_file(&small_head);
     let _ = std::fs::remove_file(&ckpt);
 }
+
+/// `wgml import` of a Hugging Face GPT-2 folder (the tiny one of
+/// `kernels-tests/gpt2.rs`), then `wgml generate` from the checkpoint, fine-tuning
+/// with `wgml train --model CHECKPOINT` (every tensor loaded from it), and `wgml
+/// eval` of the result with the tokenizer that came along.
+#[test]
+fn an_imported_gpt2_generates_and_fine_tunes() {
+    let dir = crate::common::fresh_dir("cli-gpt2");
+    let (ckpt, tuned) = (dir.join("gpt2.safetensors"), dir.join("tuned.safetensors"));
+    let (c, t) = (ckpt.to_str().unwrap(), tuned.to_str().unwrap());
+    let folder = crate::common::repo_file("kernels-tests/golden/gpt2-tiny");
+    let out = wgml(&["import", folder.to_str().unwrap(), "--save", c, "--context", "16"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("2 blocks of width 32") && stdout.contains("16 positions (of 32)"),
+        "{stdout}"
+    );
+    let out = wgml(&[
+        "generate",
+        "--weights",
+        c,
+        "--prompt",
+        "The engine",
+        "--tokens",
+        "6",
+        "--temperature",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stdout.starts_with(b"The engine") && out.stdout.len() > 12,
+        "{:?}",
+        out.stdout
+    );
+    let text = readme_as_text_data();
+    let out = wgml(&[
+        "train", "--model", c, "--data", &text, "--steps", "3", "--lr", "1e-3", "--save", t,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for want in ["loaded 37 tensor(s)", "tokenizer of 300 tokens", "bits per byte"] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
+    let out = wgml(&["eval", "--weights", t, "--data", &text]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bits per byte"));
+    fails_with(&["import", dir.to_str().unwrap(), "--save", c], &["config.json"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
