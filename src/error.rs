@@ -81,7 +81,9 @@ pub enum Error {
     /// A tensor or buffer would exceed what the device can bind or allocate.
     #[error(
         "{what} needs {bytes} bytes, more than this device allows in one buffer binding \
-         ({limit} bytes); use a smaller batch or split the tensor"
+         ({limit} bytes); use a smaller batch or layer, or an adapter that binds more \
+         (`wgml info` shows max_storage_buffer_binding_size: lavapipe binds 128 MiB, discrete \
+         GPUs 2 to 4 GiB)"
     )]
     TooLarge {
         /// Description of the tensor or buffer.
