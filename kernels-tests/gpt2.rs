@@ -106,6 +106,34 @@ fn an_imported_gpt2_gives_hugging_faces_probabilities_and_greedy_tokens() {
         1e-5,
     );
 
+    // One position at a time with the key/value cache: each position's
+    // probabilities equal the whole window's there.
+    let mut decoder = wgml::graph::decode::Decoder::new(ctx, &model.graph, &model.store, model.output)
+        .unwrap()
+        .expect("GPT-2 decodes with a key/value cache");
+    assert_eq!(decoder.capacity(), 32);
+    for (p, &id) in ids.iter().enumerate() {
+        assert_eq!(decoder.position(), p);
+        let logits = decoder.step(ctx, id).unwrap();
+        let top = logits.iter().copied().fold(f32::MIN, f32::max) as f64;
+        let sum: f64 = logits.iter().map(|&l| (l as f64 - top).exp()).sum();
+        let cached: Vec<f32> = logits
+            .iter()
+            .map(|&l| ((l as f64 - top).exp() / sum) as f32)
+            .collect();
+        assert_close(
+            &format!("cached position {p}"),
+            &cached,
+            &probs[p * 300..(p + 1) * 300],
+            1e-7,
+            1e-4,
+        );
+    }
+    let e = decoder.step(ctx, 0).unwrap_err().to_string();
+    assert!(e.contains("full"), "{e}");
+    decoder.reset();
+    assert_eq!(decoder.position(), 0);
+
     let greedy: Vec<u32> = want["greedy"].iter().map(|&v| v as u32).collect();
     assert!(
         want["greedy_margin"][0] > 1e-3,
@@ -122,6 +150,19 @@ fn an_imported_gpt2_gives_hugging_faces_probabilities_and_greedy_tokens() {
     )
     .unwrap();
     assert_eq!(new, greedy, "greedy continuation against Hugging Face's generate");
+    // Without the cache: the same tokens.
+    let uncached = wgml::nn::generate::generate_with(
+        &mut model,
+        ctx,
+        &ids[..8],
+        greedy.len(),
+        Sampling::GREEDY,
+        &mut rng(1),
+        |_| ControlFlow::Continue(()),
+        false,
+    )
+    .unwrap();
+    assert_eq!(uncached, greedy);
 }
 
 /// `--context 16`: the first 16 rows of the position embedding; a causal model's
@@ -153,10 +194,10 @@ fn a_shorter_context_keeps_the_first_positions() {
 
 /// Writes the fixture's tensors to `dir/model.safetensors` after `edit` (name,
 /// dtype, values), with the fixture's config and tokenizer beside it.
-fn rewrite(dir: &Path, edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) {
+fn rewrite(dir: &Path, edit: impl Fn(&mut Vec<RawTensor>)) {
     let bytes = std::fs::read(fixture().join("model.safetensors")).unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
+    let mut tensors: Vec<RawTensor> = file
         .tensors()
         .into_iter()
         .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
@@ -171,6 +212,9 @@ fn rewrite(dir: &Path, edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8
         std::fs::copy(fixture().join(f), dir.join(f)).unwrap();
     }
 }
+
+/// A safetensors entry: name, dtype, shape, bytes.
+type RawTensor = (String, Dtype, Vec<usize>, Vec<u8>);
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -228,16 +272,15 @@ fn the_hubs_layout_imports_to_the_same_tensors() {
 
 #[test]
 fn what_is_not_a_gpt2_is_refused_by_name() {
-    let refused =
-        |name: &str, edit: &dyn Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>), want: &[&str]| {
-            let dir = fresh_dir(name);
-            rewrite(&dir, edit);
-            let e = import_gpt2(&dir, None, 1e-4).err().unwrap().to_string();
-            for w in want {
-                assert!(e.contains(w), "{name}: {e}");
-            }
-            assert!(e.contains("model.safetensors"), "{name}: {e}");
-        };
+    let refused = |name: &str, edit: &dyn Fn(&mut Vec<RawTensor>), want: &[&str]| {
+        let dir = fresh_dir(name);
+        rewrite(&dir, edit);
+        let e = import_gpt2(&dir, None, 1e-4).err().unwrap().to_string();
+        for w in want {
+            assert!(e.contains(w), "{name}: {e}");
+        }
+        assert!(e.contains("model.safetensors"), "{name}: {e}");
+    };
     refused(
         "gpt2-missing",
         &|t| t.retain(|x| x.0 != "transformer.h.1.mlp.c_fc.bias"),

@@ -10,6 +10,7 @@
 //! - [`params`]: parameters, their gradients and optimizer state, resident on the GPU.
 
 pub mod autodiff;
+pub mod decode;
 mod loss;
 pub mod ops;
 pub mod params;

@@ -13,7 +13,7 @@ use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::graph::Op;
+use crate::graph::decode::{self, Decoder};
 use crate::nn::Model;
 
 /// How the next token is drawn from the model's probabilities.
@@ -109,39 +109,11 @@ fn token_limit(model: &Model, vocab: usize) -> usize {
         .map_or(vocab, |(rows, _)| rows.min(vocab))
 }
 
-/// Whether `model`'s ops prove it causal: every op from its token input to its
-/// output acts on each position alone (the Embedding, position embeddings, Dense
-/// and layer normalization over a sequence's features, elementwise ops, dropout)
-/// or is attention under a causal mask. `false` when some op's mixing of positions
-/// is not known here (a reshape, a pool, a mean over the tokens...).
+/// Whether `model`'s ops prove it causal ([`decode::causal_ops`]): every op
+/// from its token input to its output acts on each position alone or is
+/// attention under a causal mask.
 pub fn causal_by_construction(model: &Model) -> bool {
-    let g = &model.graph;
-    let mut seen = vec![false; g.nodes.len()];
-    let mut todo = vec![model.output];
-    while let Some(id) = todo.pop() {
-        if std::mem::replace(&mut seen[id], true) {
-            continue;
-        }
-        let per_position = match &g.nodes[id].op {
-            Op::Input | Op::Param { .. } | Op::Embedding { .. } | Op::AddBroadcast { .. } => true,
-            // Over the last axis of a sequence: each position alone.
-            Op::Dense { x, .. } | Op::LayerNorm { x, .. } => g.shape(*x).len() >= 2,
-            Op::Act { .. }
-            | Op::Gelu { .. }
-            | Op::Dropout { .. }
-            | Op::Exp { .. }
-            | Op::Log { .. }
-            | Op::Square { .. } => true,
-            Op::Add { a, b } | Op::Mul { a, b } => g.shape(*a) == g.shape(*b),
-            Op::Attention { causal, .. } => *causal,
-            _ => false,
-        };
-        if !per_position {
-            return false;
-        }
-        todo.extend(g.inputs(id));
-    }
-    true
+    decode::causal_ops(&model.graph, model.output)
 }
 
 /// Most windows [`check_causal`] runs when the model's ops do not prove it causal.
@@ -222,7 +194,25 @@ pub fn generate(
     count: usize,
     sampling: Sampling,
     rng: &mut impl Rng,
+    on_token: impl FnMut(u32) -> ControlFlow<()>,
+) -> Result<Vec<u32>> {
+    generate_with(model, ctx, prompt, count, sampling, rng, on_token, true)
+}
+
+/// [`generate`], with a key/value cache ([`Decoder`]) while the context fits in
+/// the model's T when `use_cache` and the model's ops allow one, else (and past T
+/// tokens) by running the whole window for each token. Both draw the same tokens
+/// from the same probabilities up to f32 rounding.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_with(
+    model: &mut Model,
+    ctx: &Context,
+    prompt: &[u32],
+    count: usize,
+    sampling: Sampling,
+    rng: &mut impl Rng,
     mut on_token: impl FnMut(u32) -> ControlFlow<()>,
+    use_cache: bool,
 ) -> Result<Vec<u32>> {
     sampling.validate()?;
     let (t, vocab) = lm_shape(model)?;
@@ -240,13 +230,33 @@ pub fn generate(
     let mut context = prompt.to_vec();
     let mut new = Vec::with_capacity(count);
     let mut x = vec![0f32; t];
+    let mut cache = if use_cache {
+        Decoder::new(ctx, &model.graph, &model.store, model.output)?
+    } else {
+        None
+    };
     for _ in 0..count {
-        let window = &context[context.len().saturating_sub(t)..];
-        x.fill(0.0);
-        for (slot, &id) in x.iter_mut().zip(window) {
-            *slot = id as f32;
-        }
-        let probs = model.predict_position(ctx, &x, window.len() - 1)?;
+        let probs = match cache.as_mut().filter(|_| context.len() <= t) {
+            // Every token not yet cached (the whole prompt at first, then the last
+            // one drawn), at its own position.
+            Some(decoder) => {
+                let mut logits = Vec::new();
+                for &id in &context[decoder.position()..] {
+                    logits = decoder.step(ctx, id)?;
+                }
+                softmax(&logits)
+            }
+            // Past T tokens the window slides: every position moves, so the whole
+            // window runs again.
+            None => {
+                let window = &context[context.len().saturating_sub(t)..];
+                x.fill(0.0);
+                for (slot, &id) in x.iter_mut().zip(window) {
+                    *slot = id as f32;
+                }
+                model.predict_position(ctx, &x, window.len() - 1)?
+            }
+        };
         let next = sampling.draw(&probs[..drawn], rng) as u32;
         context.push(next);
         new.push(next);
@@ -255,6 +265,14 @@ pub fn generate(
         }
     }
     Ok(new)
+}
+
+/// Softmax of `logits` in f64, rounded to f32.
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let e: Vec<f64> = logits.iter().map(|&l| (l as f64 - top).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.iter().map(|v| (v / sum) as f32).collect()
 }
 
 #[cfg(test)]

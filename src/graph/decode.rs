@@ -1,0 +1,292 @@
+//! Incremental decoding: a causal sequence model's forward pass one position at
+//! a time, with each attention's keys and values kept (a key/value cache), so a
+//! new token costs one position's work instead of the whole window's.
+//!
+//! The model's graph qualifies when every op from its `[T]` token input to its
+//! output acts on each position alone or is causal attention
+//! ([`causal_ops`]), the values it computes keep positions on their first axis,
+//! position embeddings (`AddBroadcast`) add a parameter, and each attention's
+//! heads fit the fused kernel (`kernels::attention::MAX_HEAD_DIM`). The
+//! position-wise ops are lowered once, through the same rules as a plan, on the
+//! graph with every sequence shortened to one position; at each step wgml copies
+//! row p of each position embedding, runs the ops up to an attention, appends that
+//! position's keys and values to the attention's cache (rows `0..=p`), runs the
+//! attention of the one query over the cache, and goes on. The output is the
+//! model's output node (before the loss's softmax) at position p.
+//!
+//! Results equal the full forward pass at that position up to f32 rounding: the
+//! products are the same sums, and attention sees the same keys.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::graph::ops::{Lowering, batched, lower_forward};
+use crate::graph::{Graph, NodeId, Op, ParamStore};
+use crate::kernels::attention::{self as fused, AttentionDims, MAX_HEAD_DIM};
+use crate::kernels::optim::StepUniform;
+
+/// Whether every op between the graph's input and `output` acts on each position
+/// alone (the Embedding, position embeddings, Dense and layer normalization over
+/// a sequence's features, elementwise ops, dropout) or is attention under a
+/// causal mask: then no output position reads a later one. `false` when some
+/// op's mixing of positions is not known here (a reshape, a pool, a mean over the
+/// tokens, a concatenation...).
+pub fn causal_ops(graph: &Graph, output: NodeId) -> bool {
+    reachable(graph, output)
+        .into_iter()
+        .all(|id| per_position(graph, id))
+}
+
+fn per_position(g: &Graph, id: NodeId) -> bool {
+    match &g.nodes[id].op {
+        Op::Input | Op::Param { .. } | Op::Embedding { .. } | Op::AddBroadcast { .. } => true,
+        // Over the last axis of a sequence: each position alone.
+        Op::Dense { x, .. } | Op::LayerNorm { x, .. } => g.shape(*x).len() >= 2,
+        Op::Act { .. }
+        | Op::Gelu { .. }
+        | Op::Dropout { .. }
+        | Op::Exp { .. }
+        | Op::Log { .. }
+        | Op::Square { .. } => true,
+        Op::Add { a, b } | Op::Mul { a, b } => g.shape(*a) == g.shape(*b),
+        Op::Attention { causal, .. } => *causal,
+        _ => false,
+    }
+}
+
+/// The nodes `output` depends on (itself included), in graph order.
+fn reachable(g: &Graph, output: NodeId) -> Vec<NodeId> {
+    let mut seen = vec![false; g.nodes.len()];
+    let mut todo = vec![output];
+    while let Some(id) = todo.pop() {
+        if !std::mem::replace(&mut seen[id], true) {
+            todo.extend(g.inputs(id));
+        }
+    }
+    (0..g.nodes.len()).filter(|&i| seen[i]).collect()
+}
+
+/// One attention's cache and the tensors its step reads and writes.
+struct CachedAttention {
+    dims: AttentionDims,
+    /// This position's query, key and value (`[1, H·d]`).
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    /// Keys and values of positions `0..T`, `[T, H·d]`.
+    k_cache: Tensor,
+    v_cache: Tensor,
+    /// The attention's output `[1, H·dv]` and log-sum-exp per head.
+    o: Tensor,
+    stats: Tensor,
+}
+
+/// The ops before one attention, then the attention.
+struct Segment {
+    before: Vec<Dispatch>,
+    attention: CachedAttention,
+}
+
+/// A model's forward pass one position at a time (see the module docs).
+pub struct Decoder {
+    input: Tensor,
+    /// Positions the model reads (its T): the cache's capacity.
+    capacity: usize,
+    /// Each position embedding's table `[T, F]` and the row `[1, F]` a step adds.
+    position_rows: Vec<(Tensor, Tensor)>,
+    segments: Vec<Segment>,
+    /// The ops after the last attention.
+    tail: Vec<Dispatch>,
+    output: Tensor,
+    /// Positions cached so far.
+    next: usize,
+}
+
+impl Decoder {
+    /// A decoder of `graph`'s `output` with the parameters of `store`, or `None`
+    /// when the graph does not qualify (see the module docs); the caller then
+    /// runs the whole window instead.
+    pub fn new(ctx: &Context, graph: &Graph, store: &ParamStore, output: NodeId) -> Result<Option<Decoder>> {
+        let nodes = reachable(graph, output);
+        let Some(&input_id) = nodes.iter().find(|&&i| matches!(graph.nodes[i].op, Op::Input)) else {
+            return Ok(None);
+        };
+        let &[t] = graph.shape(input_id) else {
+            return Ok(None);
+        };
+        let is_param = |i: NodeId| matches!(graph.nodes[i].op, Op::Param { .. });
+        let qualifies = nodes.iter().all(|&i| {
+            per_position(graph, i)
+                && (is_param(i) || graph.shape(i).first() == Some(&t))
+                && match &graph.nodes[i].op {
+                    Op::AddBroadcast { p, .. } => is_param(*p),
+                    Op::Attention { q, v, heads, .. } => {
+                        graph.shape(*q)[1] / heads <= MAX_HEAD_DIM
+                            && graph.shape(*v)[1] / heads <= MAX_HEAD_DIM
+                    }
+                    _ => true,
+                }
+        });
+        if t < 2 || !qualifies {
+            return Ok(None);
+        }
+        // The graph with every sequence one position long; position embeddings'
+        // parameters become the one row a step adds.
+        let mut one = graph.clone();
+        let mut rows = Vec::new();
+        for &i in &nodes {
+            match &graph.nodes[i].op {
+                Op::Param { .. } => {}
+                Op::AddBroadcast { p, .. } => {
+                    one.nodes[*p].shape[0] = 1;
+                    one.nodes[i].shape[0] = 1;
+                }
+                _ => one.nodes[i].shape[0] = 1,
+            }
+        }
+        let step = StepUniform::new(ctx)?;
+        let mut lw = Lowering {
+            ctx,
+            graph: &one,
+            batch: 1,
+            train: false,
+            step: &step,
+            values: vec![None; graph.nodes.len()],
+            aux: Default::default(),
+            fused: Default::default(),
+            dispatches: Vec::new(),
+        };
+        let input = Tensor::zeros(ctx, &[1, 1], DType::F32)?;
+        let mut segments = Vec::new();
+        for &i in &nodes {
+            let value = match &graph.nodes[i].op {
+                Op::Input => input.clone(),
+                Op::Param { name, .. } => {
+                    let table = store
+                        .by_node(i)
+                        .ok_or_else(|| Error::invalid(format!("parameter {name} is not in the store")))?
+                        .value
+                        .clone();
+                    if one.nodes[i].shape != graph.nodes[i].shape {
+                        let row = Tensor::zeros(ctx, &batched(1, &one.nodes[i].shape[1..]), DType::F32)?;
+                        rows.push((table, row.clone()));
+                        row
+                    } else {
+                        table
+                    }
+                }
+                &Op::Attention { q, k, v, heads, .. } => {
+                    let (dk, dv) = (graph.shape(q)[1] / heads, graph.shape(v)[1] / heads);
+                    let value = |n: NodeId| lw.values[n].clone().expect("inputs precede their consumers");
+                    let attention = CachedAttention {
+                        dims: AttentionDims::new(1, heads, (1, 1), (dk, dv), false),
+                        q: value(q),
+                        k: value(k),
+                        v: value(v),
+                        k_cache: Tensor::zeros(ctx, &[t, heads * dk], DType::F32)?,
+                        v_cache: Tensor::zeros(ctx, &[t, heads * dv], DType::F32)?,
+                        o: lw.output(i)?,
+                        stats: Tensor::zeros(ctx, &[2 * heads], DType::F32)?,
+                    };
+                    let o = attention.o.clone();
+                    segments.push(Segment {
+                        before: std::mem::take(&mut lw.dispatches),
+                        attention,
+                    });
+                    o
+                }
+                _ => lower_forward(&mut lw, i)?,
+            };
+            lw.values[i] = Some(value);
+        }
+        let output = lw.values[output].clone().expect("the output is lowered");
+        Ok(Some(Decoder {
+            input,
+            capacity: t,
+            position_rows: rows,
+            segments,
+            tail: lw.dispatches,
+            output,
+            next: 0,
+        }))
+    }
+
+    /// Positions the cache holds at most (the model's T).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Positions cached so far: the next token's position.
+    pub fn position(&self) -> usize {
+        self.next
+    }
+
+    /// Forgets every cached position.
+    pub fn reset(&mut self) {
+        self.next = 0;
+    }
+
+    /// Feeds `token` at the next position and returns the model's output there
+    /// (a language model's logits for the token after it). Errors once the
+    /// cache is full ([`Decoder::capacity`] positions).
+    pub fn step(&mut self, ctx: &Context, token: u32) -> Result<Vec<f32>> {
+        let p = self.next;
+        if p >= self.capacity {
+            return Err(Error::invalid(format!(
+                "the key/value cache holds {} positions and is full: reset it",
+                self.capacity
+            )));
+        }
+        self.input.write(ctx, &[token as f32])?;
+        let tk = p + 1;
+        let mut attentions = Vec::with_capacity(self.segments.len());
+        for s in &self.segments {
+            let a = &s.attention;
+            let dims = AttentionDims { tk, ..a.dims };
+            let view = |cache: &Tensor| {
+                Tensor::from_buffer(cache.buffer.clone(), &[tk, cache.shape()[1]], DType::F32)
+            };
+            let (keys, values) = (view(&a.k_cache)?, view(&a.v_cache)?);
+            attentions.push(fused::attention_forward(
+                ctx, &dims, &a.q, &keys, &values, &a.o, &a.stats,
+            )?);
+        }
+        let all: Vec<&Dispatch> = self
+            .segments
+            .iter()
+            .flat_map(|s| s.before.iter())
+            .chain(&attentions)
+            .chain(&self.tail)
+            .collect();
+        ctx.ready(&all)?;
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("decode step"),
+            });
+        for (table, row) in &self.position_rows {
+            let bytes = (row.numel() * 4) as u64;
+            encoder.copy_buffer_to_buffer(&table.buffer, p as u64 * bytes, &row.buffer, 0, bytes);
+        }
+        let pass = |encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]| {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("decode step"),
+                timestamp_writes: None,
+            });
+            ctx.record(&mut pass, dispatches);
+        };
+        for (s, attention) in self.segments.iter().zip(&attentions) {
+            pass(&mut encoder, &s.before.iter().collect::<Vec<_>>());
+            let a = &s.attention;
+            for (value, cache) in [(&a.k, &a.k_cache), (&a.v, &a.v_cache)] {
+                let bytes = (value.numel() * 4) as u64;
+                encoder.copy_buffer_to_buffer(&value.buffer, 0, &cache.buffer, p as u64 * bytes, bytes);
+            }
+            pass(&mut encoder, &[attention]);
+        }
+        pass(&mut encoder, &self.tail.iter().collect::<Vec<_>>());
+        ctx.submit(encoder.finish())?;
+        let out = self.output.to_f32(ctx)?;
+        self.next += 1;
+        Ok(out)
+    }
+}
