@@ -14,7 +14,8 @@
 #                                       # batch 32/128, profiles, matmul 1024-4096 (tuned and forced),
 #                                       # tensor cores (--matmul-precision medium), bench all
 #   bash benches/gpu_session.sh torch   # benches/torch_baseline.py (cuBLAS, cuDNN, PyTorch eager),
-#                                       # benches/transformer_torch.py and byte_lm_torch.py on the GPU
+#                                       # benches/transformer_torch.py, byte_lm_torch.py and
+#                                       # gpt2_torch.py on the GPU
 #   bash benches/gpu_session.sh tests   # every kernel test alone, 8 at a time, 60 s each at most
 # Without .gl (e.g. a local try on lavapipe) the loader set-up is skipped.
 set -uo pipefail
@@ -76,6 +77,18 @@ if [ "$stage" = wgml ] || [ "$stage" = all ]; then
         --json "$logs/embedding.json"
     run embedding-gpt2 120 "$wgml" bench embedding --sizes 32768x50257x768 \
         --json "$logs/embedding-gpt2.json"
+    # GPT-2 small (examples/models/gpt2_small.json: what `wgml import` gives the Hub's
+    # gpt2, random weights, bytes as tokens): training at batch 8 x 1,024 tokens, its
+    # profile, and generation with the key/value cache against the whole window per
+    # token (benches/gpt2_torch.py does the same in PyTorch eager).
+    run gpt2-b8 240 "$wgml" train --model examples/models/gpt2_small.json --data text:README.md \
+        --batch-size 8 --steps 20 --save /tmp/gpt2-small.safetensors --metrics "$logs/gpt2-b8.json"
+    run profile-gpt2-b8 120 "$wgml" train --model examples/models/gpt2_small.json \
+        --data text:README.md --profile --batch-size 8
+    run gpt2-generate 120 "$wgml" generate --weights /tmp/gpt2-small.safetensors --prompt "Th" \
+        --tokens 100 --temperature 0
+    run gpt2-generate-no-cache 120 "$wgml" generate --weights /tmp/gpt2-small.safetensors \
+        --prompt "Th" --tokens 100 --temperature 0 --no-cache
     # The fused attention (the default on GPUs) against the unfused path.
     WGML_ATTENTION=unfused run profile-transformer-b32-unfused 60 "$wgml" train \
         --model examples/models/transformer.json --data mnist-10k --profile --batch-size 32
@@ -122,6 +135,9 @@ if [ "$stage" = torch ] || [ "$stage" = all ]; then
     echo "== torch_baseline"
     timeout -k 5 300 python3 benches/torch_baseline.py data/mnist-10k > "$logs/torch.json" 2> "$logs/torch.log"
     echo "== torch_baseline: exit $?" | tee -a "$logs/torch.log"
+    DEVICE=cuda timeout -k 5 180 python3 benches/gpt2_torch.py \
+        > "$logs/torch-gpt2.json" 2> "$logs/torch-gpt2.log"
+    echo "== torch GPT-2: exit $?" | tee -a "$logs/torch-gpt2.log"
     DEVICE=cuda timeout -k 5 120 python3 benches/byte_lm_torch.py README.md 3 1 \
         > "$logs/torch-byte-lm-b32.json" 2> "$logs/torch-byte-lm-b32.log"
     echo "== torch byte LM: exit $?" | tee -a "$logs/torch-byte-lm-b32.log"

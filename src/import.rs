@@ -454,6 +454,20 @@ mod tests {
         assert_eq!(transpose_columns(&w, 2, 3, 1, 2), vec![1.0, 4.0, 2.0, 5.0]);
     }
 
+    /// `examples/models/gpt2_small.json` is what importing the Hub's `gpt2`
+    /// describes (its config.json's settings), so it trains GPT-2 small from
+    /// scratch with the layers and names an import gives.
+    #[test]
+    fn the_gpt2_small_example_is_the_imported_architecture() {
+        let hub = r#"{"model_type":"gpt2","vocab_size":50257,"n_positions":1024,"n_embd":768,
+            "n_layer":12,"n_head":12,"activation_function":"gelu_new","resid_pdrop":0.1,
+            "embd_pdrop":0.1,"attn_pdrop":0.1,"layer_norm_epsilon":1e-05}"#;
+        let want = Gpt2Config::parse(hub).unwrap().architecture(1024, 1e-4).unwrap();
+        let example: FunctionalArchitecture =
+            serde_json::from_str(include_str!("../examples/models/gpt2_small.json")).unwrap();
+        assert_eq!(example, want);
+    }
+
     #[test]
     fn config_refuses_what_wgml_does_not_compute() {
         let base =

@@ -77,6 +77,10 @@ pub struct GenerateArgs {
     /// Seed of the draws.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Run the whole window for every token instead of keeping each attention's
+    /// keys and values (the same tokens, slower; for comparing the two).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// A model read back for `eval`, `predict` and `generate`.
@@ -256,7 +260,7 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
 pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
     use std::io::Write;
     use std::ops::ControlFlow;
-    use wgml::nn::generate::{Sampling, generate, lm_shape};
+    use wgml::nn::generate::{Sampling, generate_with, lm_shape};
     let ctx = gpu.context()?;
     let Loaded {
         name,
@@ -297,7 +301,8 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
         stream.step(id)?;
     }
     let mut failed = None;
-    generate(&mut model, &ctx, &prompt, args.tokens, sampling, &mut rng, |id| {
+    let start = std::time::Instant::now();
+    let on_token = |id| {
         let written = stream
             .step(id)
             .and_then(|bytes| out.write_all(&bytes).and_then(|_| out.flush()).map_err(io));
@@ -308,10 +313,28 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
                 ControlFlow::Break(())
             }
         }
-    })?;
+    };
+    let new = generate_with(
+        &mut model,
+        &ctx,
+        &prompt,
+        args.tokens,
+        sampling,
+        &mut rng,
+        on_token,
+        !args.no_cache,
+    )?;
     if let Some(e) = failed {
         return Err(e);
     }
     writeln!(out).map_err(io)?;
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{} tokens in {seconds:.2} s: {:.1} tokens/s, reading the prompt's {} first included{}",
+        new.len(),
+        new.len() as f64 / seconds,
+        prompt.len(),
+        if args.no_cache { "; no key/value cache" } else { "" }
+    );
     Ok(ExitCode::SUCCESS)
 }

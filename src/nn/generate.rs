@@ -132,7 +132,7 @@ pub fn check_causal(model: &mut Model, ctx: &Context) -> Result<()> {
 }
 
 /// Checks that `model` is causal by running it on windows that each change one
-/// token k (every k for up to [`MAX_PROBES`] positions, else that many spread
+/// token k (every k for up to 16 positions, else 16 spread
 /// over the window, the last included) against a fixed window: every position
 /// before k must give the same probabilities (to 1e-4 relative). A model whose
 /// outputs read a later token at a probed position fails it, whatever its layers

@@ -406,6 +406,19 @@ mod tests {
         assert!(s.to_string().contains("mlp.0 (gelu) ← ln2"), "{s}");
     }
 
+    /// GPT-2 small: Hugging Face's 124,439,808 parameters, plus the head's own
+    /// copy of the token embedding (50,257 × 768), which GPT-2 ties.
+    #[test]
+    fn the_example_gpt2_small_counts_as_hugging_face_does() {
+        let s = example(include_str!("../../examples/models/gpt2_small.json"));
+        assert_eq!(s.total_params(), 124_439_808 + 50_257 * 768);
+        assert_eq!(layer(&s, "h.11.attn").params, 4 * (768 * 768 + 768));
+        assert!(
+            s.to_string().contains("h.0.mlp.c_fc (gelutanh) ← h.0.ln_2"),
+            "{s}"
+        );
+    }
+
     #[test]
     fn digits_group_by_thousands() {
         assert_eq!(grouped(0), "0");
