@@ -32,6 +32,7 @@ mod layer_norm;
 mod loss;
 mod matmul;
 mod matmul_coop;
+mod matvec;
 mod noise;
 mod optim;
 mod pipeline;

@@ -15,6 +15,7 @@ use crate::kernels::conv::{Conv2dDesc, Padding};
 use crate::kernels::conv_pool::{self, ConvPoolDesc};
 use crate::kernels::embedding;
 use crate::kernels::matmul::{Activation, MatmulDesc};
+use crate::kernels::matvec::{self, MatvecVariant};
 use crate::kernels::optim::{Optimizer, StepUniform};
 use crate::kernels::pool::Pool2dDesc;
 use crate::kernels::swap_axes::{self, SwapView};
@@ -174,6 +175,32 @@ impl Runner<'_> {
                 name,
                 format!("{n}"),
                 &[(y.to_f32(self.ctx)?, wy), (dx.to_f32(self.ctx)?, wdx)],
+            );
+        }
+        // matvec, both variants: two rows through a Dense weight, bias and tanh.
+        let (m, n, k) = (2, 200, 77);
+        let (x, w, b) = (self.data(m * k), self.data(n * k), self.data(n));
+        let (xt, wt, bt) = (
+            self.upload(&x, &[m, k])?,
+            self.upload(&w, &[n, k])?,
+            self.upload(&b, &[n])?,
+        );
+        for variant in MatvecVariant::ALL {
+            let y = self.out(&[m, n])?;
+            self.run(&[matvec::matvec(
+                self.ctx,
+                variant,
+                &xt,
+                &wt,
+                Some(&bt),
+                Activation::Tanh,
+                &y,
+            )?])?;
+            let want = r::matvec::matvec(&x, &w, Some(&b), Activation::Tanh, n, k);
+            self.record(
+                &format!("matvec ({variant:?})"),
+                format!("{m}x{n}x{k}"),
+                &[(y.to_f32(self.ctx)?, want)],
             );
         }
         Ok(())

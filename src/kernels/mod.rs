@@ -18,6 +18,7 @@ pub mod layer_norm;
 pub mod loss;
 pub mod matmul;
 pub mod matmul_coop;
+pub mod matvec;
 pub mod noise;
 pub mod optim;
 pub mod pool;
@@ -64,6 +65,8 @@ pub enum Shader {
     MatmulSubgroup,
     /// `MatmulSubgroup` with the Adam epilogue (`shaders/matmul_adam.wgsl`).
     MatmulSubgroupAdam,
+    /// A few rows times a Dense weight (`shaders/matvec.wgsl`).
+    Matvec,
     /// Seeded random values per step (`shaders/noise.wgsl`).
     Noise,
     /// Fused optimizer steps (`shaders/optim.wgsl`).
@@ -80,7 +83,7 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 22] = [
+    pub const ALL: [Shader; 23] = [
         Shader::Attention,
         Shader::Batchnorm,
         Shader::Clip,
@@ -97,6 +100,7 @@ impl Shader {
         Shader::MatmulCoop8,
         Shader::MatmulSubgroup,
         Shader::MatmulSubgroupAdam,
+        Shader::Matvec,
         Shader::Noise,
         Shader::Optim,
         Shader::Pool,
@@ -138,6 +142,7 @@ impl Shader {
             Shader::MatmulCoop8 => "matmul_coop8",
             Shader::MatmulSubgroup => "matmul_subgroup",
             Shader::MatmulSubgroupAdam => "matmul_adam",
+            Shader::Matvec => "matvec",
             Shader::Optim => "optim",
             Shader::Pool => "pool",
             Shader::Reduce => "reduce",
@@ -168,6 +173,10 @@ impl Shader {
                 include_str!("../../shaders/step.wgsl"),
                 include_str!("../../shaders/hash.wgsl"),
                 include_str!("../../shaders/dropout.wgsl")
+            ),
+            Shader::Matvec => concat!(
+                include_str!("../../shaders/activation.wgsl"),
+                include_str!("../../shaders/matvec.wgsl")
             ),
             Shader::Noise => concat!(
                 include_str!("../../shaders/step.wgsl"),

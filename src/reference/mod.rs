@@ -13,6 +13,7 @@ pub mod embedding;
 pub mod layer_norm;
 pub mod loss;
 pub mod matmul;
+pub mod matvec;
 pub mod noise;
 pub mod optim;
 pub mod pool;
