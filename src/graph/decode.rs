@@ -5,7 +5,8 @@
 //! The model's graph qualifies when every op from its `[T]` token input to its
 //! output acts on each position alone or is causal attention
 //! ([`causal_ops`]), the values it computes keep positions on their first axis,
-//! position embeddings (`AddBroadcast`) add a parameter, and each attention's
+//! position embeddings (`AddBroadcast`) add a parameter, Dense layers multiply by
+//! one, and each attention's
 //! heads fit the fused kernel (`kernels::attention::MAX_HEAD_DIM`). The
 //! position-wise ops are lowered once, through the same rules as a plan, on the
 //! graph with every sequence shortened to one position (Dense layers through
@@ -121,6 +122,7 @@ impl Decoder {
                 && (is_param(i) || graph.shape(i).first() == Some(&t))
                 && match &graph.nodes[i].op {
                     Op::AddBroadcast { p, .. } => is_param(*p),
+                    Op::Dense { w, .. } => is_param(*w),
                     Op::Attention { q, v, heads, .. } => {
                         graph.shape(*q)[1] / heads <= MAX_HEAD_DIM
                             && graph.shape(*v)[1] / heads <= MAX_HEAD_DIM
