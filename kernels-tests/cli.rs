@@ -1102,7 +1102,7 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
         stdout.contains("2 blocks of width 32") && stdout.contains("16 positions (of 32)"),
         "{stdout}"
     );
-    let out = wgml(&[
+    let generate = [
         "generate",
         "--weights",
         c,
@@ -1112,13 +1112,23 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
         "6",
         "--temperature",
         "0",
-    ]);
+    ];
+    let out = wgml(&generate);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         out.stdout.starts_with(b"The engine") && out.stdout.len() > 12,
         "{:?}",
         out.stdout
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("6 tokens in") && stderr.contains("tokens/s"),
+        "{stderr}"
+    );
+    // Without the key/value cache: the same text, and the line says so.
+    let uncached = wgml(&[&generate[..], &["--no-cache"]].concat());
+    assert_eq!(uncached.stdout, out.stdout);
+    assert!(String::from_utf8_lossy(&uncached.stderr).contains("no key/value cache"));
     let text = readme_as_text_data();
     let out = wgml(&[
         "train", "--model", c, "--data", &text, "--steps", "3", "--lr", "1e-3", "--save", t,

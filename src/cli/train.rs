@@ -502,12 +502,14 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         _ if args.judge.is_some() => return Err(Error::invalid("--judge applies to --model gan")),
         _ => {}
     }
+    // A checkpoint given as the model is read once: for its model here, and as
+    // the initial weights below unless --init names others.
+    let model_path = PathBuf::from(&args.model);
     let mut model_checkpoint = None;
     let (mut recipe, name) = if args.model.ends_with(".safetensors") {
-        let path = PathBuf::from(&args.model);
-        let c = checkpoint::load(&path)?;
-        let r = recipe_from_checkpoint(&path, &c)?;
-        model_checkpoint = Some((path, c));
+        let c = checkpoint::load(&model_path)?;
+        let r = recipe_from_checkpoint(&model_path, &c)?;
+        model_checkpoint = Some(c);
         r
     } else if args.model.ends_with(".json") {
         let path = Path::new(&args.model);
@@ -623,9 +625,9 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         }
         (None, d) => d.to_string(),
     };
-    let init = match (&args.init, &model_checkpoint) {
+    let init = match (&args.init, model_checkpoint) {
         (Some(p), _) => Some((p, checkpoint::load(p)?)),
-        (None, Some((p, c))) => Some((p, c.clone())),
+        (None, Some(c)) => Some((&model_path, c)),
         (None, None) => None,
     };
     let vocabulary = match data_name.strip_prefix("text:") {

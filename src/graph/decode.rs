@@ -71,16 +71,15 @@ fn reachable(g: &Graph, output: NodeId) -> Vec<NodeId> {
 /// One attention's cache and the tensors its step reads and writes.
 struct CachedAttention {
     dims: AttentionDims,
-    /// This position's query, key and value (`[1, H·d]`).
-    q: Tensor,
+    /// This position's key and value (`[1, H·d]`).
     k: Tensor,
     v: Tensor,
     /// Keys and values of positions `0..T`, `[T, H·d]`.
     k_cache: Tensor,
     v_cache: Tensor,
-    /// The attention's output `[1, H·dv]` and log-sum-exp per head.
-    o: Tensor,
-    stats: Tensor,
+    /// The query over the cache, made once; each step sets its key count
+    /// (`kernels::attention::set_forward_keys`).
+    forward: Dispatch,
 }
 
 /// The ops before one attention, then the attention.
@@ -181,18 +180,21 @@ impl Decoder {
                 }
                 &Op::Attention { q, k, v, heads, .. } => {
                     let (dk, dv) = (graph.shape(q)[1] / heads, graph.shape(v)[1] / heads);
-                    let value = |n: NodeId| lw.values[n].clone().expect("inputs precede their consumers");
+                    let dims = AttentionDims::new(1, heads, (1, t), (dk, dv), false);
+                    let k_cache = Tensor::zeros(ctx, &[t, heads * dk], DType::F32)?;
+                    let v_cache = Tensor::zeros(ctx, &[t, heads * dv], DType::F32)?;
+                    let o = lw.output(i)?;
+                    let stats = Tensor::zeros(ctx, &[dims.stats_len()], DType::F32)?;
+                    let forward =
+                        fused::attention_forward(ctx, &dims, &lw.value(q), &k_cache, &v_cache, &o, &stats)?;
                     let attention = CachedAttention {
-                        dims: AttentionDims::new(1, heads, (1, 1), (dk, dv), false),
-                        q: value(q),
-                        k: value(k),
-                        v: value(v),
-                        k_cache: Tensor::zeros(ctx, &[t, heads * dk], DType::F32)?,
-                        v_cache: Tensor::zeros(ctx, &[t, heads * dv], DType::F32)?,
-                        o: lw.output(i)?,
-                        stats: Tensor::zeros(ctx, &[2 * heads], DType::F32)?,
+                        dims,
+                        k: lw.value(k),
+                        v: lw.value(v),
+                        k_cache,
+                        v_cache,
+                        forward,
                     };
-                    let o = attention.o.clone();
                     segments.push(Segment {
                         before: std::mem::take(&mut lw.dispatches),
                         attention,
@@ -201,8 +203,7 @@ impl Decoder {
                 }
                 // One position's Dense: a row times the weight, not a tiled matmul.
                 &Op::Dense { x, w, b, act } => {
-                    let value = |n: NodeId| lw.values[n].clone().expect("inputs precede their consumers");
-                    let (xv, wv, bv) = (value(x), value(w), b.map(value));
+                    let (xv, wv, bv) = (lw.value(x), lw.value(w), b.map(|b| lw.value(b)));
                     let y = lw.output(i)?;
                     lw.dispatches
                         .push(matvec(ctx, variant, &xv, &wv, bv.as_ref(), act, &y)?);
@@ -212,13 +213,20 @@ impl Decoder {
             };
             lw.values[i] = Some(value);
         }
-        let output = lw.values[output].clone().expect("the output is lowered");
+        let output = lw.value(output);
+        let tail = lw.dispatches;
+        let all: Vec<&Dispatch> = segments
+            .iter()
+            .flat_map(|s: &Segment| s.before.iter().chain([&s.attention.forward]))
+            .chain(&tail)
+            .collect();
+        ctx.ready(&all)?;
         Ok(Some(Decoder {
             input,
             capacity: t,
             position_rows: rows,
             segments,
-            tail: lw.dispatches,
+            tail,
             output,
             next: 0,
         }))
@@ -251,27 +259,11 @@ impl Decoder {
             )));
         }
         self.input.write(ctx, &[token as f32])?;
-        let tk = p + 1;
-        let mut attentions = Vec::with_capacity(self.segments.len());
         for s in &self.segments {
             let a = &s.attention;
-            let dims = AttentionDims { tk, ..a.dims };
-            let view = |cache: &Tensor| {
-                Tensor::from_buffer(cache.buffer.clone(), &[tk, cache.shape()[1]], DType::F32)
-            };
-            let (keys, values) = (view(&a.k_cache)?, view(&a.v_cache)?);
-            attentions.push(fused::attention_forward(
-                ctx, &dims, &a.q, &keys, &values, &a.o, &a.stats,
-            )?);
+            let dims = AttentionDims { tk: p + 1, ..a.dims };
+            fused::set_forward_keys(ctx, &a.forward, &dims, self.capacity)?;
         }
-        let all: Vec<&Dispatch> = self
-            .segments
-            .iter()
-            .flat_map(|s| s.before.iter())
-            .chain(&attentions)
-            .chain(&self.tail)
-            .collect();
-        ctx.ready(&all)?;
         let mut encoder = ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -288,14 +280,14 @@ impl Decoder {
             });
             ctx.record(&mut pass, dispatches);
         };
-        for (s, attention) in self.segments.iter().zip(&attentions) {
+        for s in &self.segments {
             pass(&mut encoder, &s.before.iter().collect::<Vec<_>>());
             let a = &s.attention;
             for (value, cache) in [(&a.k, &a.k_cache), (&a.v, &a.v_cache)] {
                 let bytes = (value.numel() * 4) as u64;
                 encoder.copy_buffer_to_buffer(&value.buffer, 0, &cache.buffer, p as u64 * bytes, bytes);
             }
-            pass(&mut encoder, &[attention]);
+            pass(&mut encoder, &[&a.forward]);
         }
         pass(&mut encoder, &self.tail.iter().collect::<Vec<_>>());
         ctx.submit(encoder.finish())?;

@@ -292,6 +292,28 @@ pub fn attention_forward(
     )
 }
 
+/// Rewrites the parameters of `forward`, a dispatch [`attention_forward`] made,
+/// for `dims`, which may differ from its own in the key count only (at most the
+/// rows its key and value buffers hold): a key/value cache's one query over a
+/// growing number of keys, step after step, without a new dispatch. Takes effect
+/// at the next submission.
+pub fn set_forward_keys(ctx: &Context, forward: &Dispatch, dims: &AttentionDims, held: usize) -> Result<()> {
+    const OP: &str = "set_forward_keys";
+    if dims.tk > held {
+        return Err(Error::shape(
+            OP,
+            format!("{} keys, but the buffers hold {held}", dims.tk),
+        ));
+    }
+    let uniform = forward
+        .params
+        .as_ref()
+        .ok_or_else(|| Error::invalid(format!("{OP}: not a dispatch with parameters")))?;
+    ctx.queue
+        .write_buffer(uniform, 0, bytemuck::bytes_of(&dims.params(OP, dims.tq)?));
+    Ok(())
+}
+
 /// Where [`attention_backward`] writes: the gradient of the queries, and those of
 /// the keys and values (computed together), each optional.
 #[derive(Clone, Copy, Debug, Default)]

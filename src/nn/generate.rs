@@ -1,11 +1,12 @@
 //! Sampling from a causal language model: a model whose input is `[T]` token ids
 //! and whose output is `[T, V]` next-token classes (sparse categorical
 //! cross-entropy with a label per position, e.g. `examples/models/byte_lm.json`
-//! trained on `text:FILE`). Each new token runs the model once on the last T
-//! tokens (the context so far, padded after its end while shorter than T: a
-//! causal model's position i reads positions ≤ i only) and draws from the
-//! probabilities at the context's last position, the only ones read back. No
-//! key/value cache: each token costs one forward pass of T positions.
+//! trained on `text:FILE`). While the context fits in T, each token is fed once
+//! to a key/value cache ([`Decoder`]) and costs one position's work; past T (or
+//! without a cache) each new token runs the model on the last T tokens (padded
+//! after the context's end while shorter: a causal model's position i reads
+//! positions ≤ i only). Either way it draws from the probabilities at the
+//! context's last position, the only ones read back.
 
 use std::ops::ControlFlow;
 
@@ -244,7 +245,9 @@ pub fn generate_with(
                 for &id in &context[decoder.position()..] {
                     logits = decoder.step(ctx, id)?;
                 }
-                softmax(&logits)
+                let mut probs = vec![0.0; logits.len()];
+                crate::reference::softmax::softmax(&logits, logits.len(), &mut probs);
+                probs
             }
             // Past T tokens the window slides: every position moves, so the whole
             // window runs again.
@@ -265,14 +268,6 @@ pub fn generate_with(
         }
     }
     Ok(new)
-}
-
-/// Softmax of `logits` in f64, rounded to f32.
-fn softmax(logits: &[f32]) -> Vec<f32> {
-    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let e: Vec<f64> = logits.iter().map(|&l| (l as f64 - top).exp()).collect();
-    let sum: f64 = e.iter().sum();
-    e.iter().map(|v| (v / sum) as f32).collect()
 }
 
 #[cfg(test)]
