@@ -1099,7 +1099,9 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        stdout.contains("2 blocks of width 32") && stdout.contains("16 positions (of 32)"),
+        stdout.contains("2 blocks of width 32")
+            && stdout.contains("16 positions (of 32)")
+            && stdout.contains("the head is wte, tied"),
         "{stdout}"
     );
     let generate = [
@@ -1135,7 +1137,13 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for want in ["loaded 37 tensor(s)", "tokenizer of 300 tokens", "bits per byte"] {
+    // 36 tensors: the head reads wte (tied) and has none of its own.
+    for want in [
+        "loaded 36 tensor(s)",
+        "wte.weight (tied)",
+        "tokenizer of 300 tokens",
+        "bits per byte",
+    ] {
         assert!(stdout.contains(want), "{want:?} in {stdout}");
     }
     let out = wgml(&["eval", "--weights", t, "--data", &text]);

@@ -5,7 +5,9 @@
 //! continuation as its `generate(do_sample=False)`, and the same token ids from
 //! its tokenizer. The Hub's own file layout (no `transformer.` prefix, the
 //! causal-mask buffers, an explicit `lm_head`, f16 tensors) imports to the same
-//! model; what is not a GPT-2 is refused by name.
+//! model; the head is tied to `wte`, so a fine-tuning step moves `wte` by
+//! Hugging Face's gradient (the embedding's and the head's summed); an untied
+//! GPT-2 keeps its own head; what is not a GPT-2 is refused by name.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -180,6 +182,119 @@ fn a_shorter_context_keeps_the_first_positions() {
             "{e}"
         );
     }
+}
+
+/// The fixture's files in a fresh folder `name`, its tensors through `tensors`
+/// (see [`rewrite`]) and its config.json (parsed) through `edit`.
+fn with_config(
+    name: &str,
+    tensors: impl Fn(&mut Vec<RawTensor>),
+    edit: impl Fn(&mut serde_json::Value),
+) -> PathBuf {
+    let dir = fresh_dir(name);
+    rewrite(&dir, tensors);
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+/// One plain SGD step on the fixture's text moves `wte` by Hugging Face's
+/// gradient of its mean next-token loss: the gradient through the embedding and
+/// the one through the tied head, summed into one tensor (dropout off on both
+/// sides). A head trained apart from `wte` (a copy) misses the head's part,
+/// which is most of it.
+#[test]
+fn a_fine_tuning_step_moves_the_tied_embedding_by_hugging_faces_gradient() {
+    let (_g, ctx) = gpu();
+    let (want, _) = expected();
+    let dir = with_config(
+        "gpt2-no-dropout",
+        |_| {},
+        |c| {
+            c["embd_pdrop"] = 0.0.into();
+            c["resid_pdrop"] = 0.0.into();
+        },
+    );
+    // Hugging Face's loss over 32 ids reads positions 0..=30 against ids 1..=31:
+    // the same as 31 positions of input.
+    let imported = import_gpt2(&dir, Some(31), 1e-4).unwrap();
+    assert!(imported.tensors.iter().all(|(n, ..)| n != "lm_head.weight"));
+    let lr = 1.0;
+    let mut model = imported
+        .architecture
+        .functional
+        .compile_supervised(ctx, wgml::kernels::optim::Optimizer::sgd(lr, 0.0), 1)
+        .unwrap();
+    model.load_params(ctx, &imported.tensors).unwrap();
+    let ids = &want["ids"];
+    let labels: Vec<u32> = ids[1..].iter().map(|&v| v as u32).collect();
+    let batch = wgml::nn::model::Batch {
+        x: &ids[..31],
+        labels: &labels,
+        values: &[],
+        len: 1,
+    };
+    let wte = |model: &wgml::nn::Model| {
+        let p = model
+            .store
+            .params
+            .iter()
+            .find(|p| p.name == "wte.weight")
+            .unwrap();
+        p.value.to_f32(ctx).unwrap()
+    };
+    let before = wte(&model);
+    model.train_step(ctx, &batch, lr, |_, _| {}).unwrap();
+    let after = wte(&model);
+    let step: Vec<f32> = before.iter().zip(&after).map(|(b, a)| (b - a) / lr).collect();
+    assert_close(
+        "wte's gradient against Hugging Face's",
+        &step,
+        &want["wte_grad"],
+        1e-6,
+        1e-3,
+    );
+}
+
+/// `tie_word_embeddings: false`: the head is the file's `lm_head.weight`, its
+/// own tensor, and the file must hold it.
+#[test]
+fn an_untied_gpt2_keeps_its_own_head() {
+    let (_g, ctx) = gpu();
+    let (want, _) = expected();
+    let untie = |c: &mut serde_json::Value| c["tie_word_embeddings"] = false.into();
+    let dir = with_config("gpt2-untied", |_| {}, untie);
+    let e = import_gpt2(&dir, None, 1e-4).err().unwrap().to_string();
+    assert!(
+        e.contains("lm_head.weight") && e.contains("tie_word_embeddings"),
+        "{e}"
+    );
+    // A head of half wte: the logits halve, so the log probabilities change.
+    let half_head = |t: &mut Vec<RawTensor>| {
+        let wte = values(&t.iter().find(|x| x.0 == "transformer.wte.weight").unwrap().3);
+        let half: Vec<f32> = wte.iter().map(|v| v * 0.5).collect();
+        t.push((
+            "lm_head.weight".into(),
+            Dtype::F32,
+            vec![300, 32],
+            f32_bytes(&half),
+        ));
+    };
+    let dir = with_config("gpt2-untied", half_head, untie);
+    let (mut model, _) = import_and_load(ctx, &dir, None, "gpt2-untied-load");
+    assert!(
+        model.store.params.iter().any(|p| p.name == "lm_head.weight"),
+        "the untied head is a tensor of its own"
+    );
+    let probs = model.predict(ctx, &want["ids"], 1).unwrap();
+    let got: Vec<f32> = probs[..300].iter().map(|&p| (p as f64).ln() as f32).collect();
+    let tied = &want["log_probs"][..300];
+    assert!(
+        max_rel_err(&got, tied, 1.0) > 1e-2,
+        "the untied head's probabilities differ from the tied one's"
+    );
 }
 
 /// Writes the fixture's tensors to `dir/model.safetensors` after `edit` (name,

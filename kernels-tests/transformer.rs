@@ -255,6 +255,56 @@ fn embedded_tokens_train_equal_to_the_reference() {
     );
 }
 
+/// A language model whose head reads its token embedding (tied, as GPT-2's):
+/// one parameter, updated once, whose gradient sums the embedding's and the
+/// head's; GPU steps equal the reference executor's (plain and fused-Adam
+/// planning alike), and the summed gradient equals central differences.
+#[test]
+fn a_head_tied_to_the_embedding_trains_equal_to_the_reference() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let b = 2;
+    let x: Vec<f32> = (0..b * 5).map(|i| ((i * 3 + 1) % 9) as f32).collect();
+    let lm = Functional::new("ids", &[5])
+        .layer(
+            "wte",
+            Layer::Embedding {
+                input_dim: 9,
+                output_dim: 6,
+                trainable: true,
+            },
+            &["ids"],
+        )
+        .layer("wpe", Layer::AddPositionEmbedding { trainable: true }, &["wte"])
+        .layer("att", Layer::attention(2, 3), &["wpe"])
+        .tied_layer(
+            "head",
+            Layer::Dense {
+                units: 9,
+                activation: LayerActivation::Linear,
+                use_bias: false,
+                trainable: true,
+            },
+            &["att"],
+            &[("weight", "wte.weight")],
+        )
+        .op("sq", GraphOp::Square, &["head"])
+        .op("loss", GraphOp::Mean, &["sq"])
+        .loss_term("loss", TermKind::Value, &["loss"], 1.0);
+    for optimizer in [Optimizer::adam(1e-2), Optimizer::sgd(0.1, 0.9)] {
+        let what = format!("{optimizer:?}");
+        let mut model = lm.clone().compile(ctx, optimizer, 3).unwrap();
+        assert!(
+            model.net.store.params.iter().all(|p| p.name != "head.weight"),
+            "{what}: the head has no weight of its own"
+        );
+        let cpu = steps_equal_reference(ctx, &what, &mut model.net, &x, b, 3);
+        params_match_reference(ctx, &what, &model.net.store, &cpu, 1e-5, 1e-4);
+    }
+    let model = lm.compile(ctx, Optimizer::sgd(1.0, 0.0), 3).unwrap();
+    gradients_match_differences(ctx, &model.net, &["wte.weight"], &x, b, 1e-3, 2e-4, 5e-3);
+}
+
 #[test]
 fn encoder_gradients_equal_central_differences() {
     let (_g, ctx) = gpu();

@@ -15,9 +15,11 @@
 //!
 //! GPT-2's `Conv1D` weights are `[in, out]`; wgml's Dense weights are PyTorch
 //! Linear's `[out, in]`, so each is transposed, and the fused `c_attn` projection
-//! `[D, 3D]` is split into the query, key and value projections. `lm_head` is
-//! GPT-2's tied `wte`, copied: the imported model's head trains on its own when
-//! fine-tuned (wgml has no tied weights). Dropout inside the attention weights
+//! `[D, 3D]` is split into the query, key and value projections. `lm_head` reads
+//! `wte` as its weight (tied, as `tie_word_embeddings` says, true unless a config
+//! sets it false): one tensor, stored and updated once, whose gradient sums the
+//! embedding's and the head's, as in PyTorch. An untied GPT-2's `lm_head.weight`
+//! is its own tensor. Dropout inside the attention weights
 //! (`attn_pdrop`) has no wgml layer and is left out; the embedding and residual
 //! dropouts are kept. The checkpoint keeps the tokenizer, so `wgml generate`,
 //! `eval` and `train` read text as GPT-2 does.
@@ -71,6 +73,8 @@ pub struct Gpt2Config {
     pub embd_dropout: f64,
     /// Dropout on each block's two residual branches (`resid_pdrop`).
     pub resid_dropout: f64,
+    /// Whether the head is the token embedding (`tie_word_embeddings`, default true).
+    pub tied_head: bool,
 }
 
 impl Gpt2Config {
@@ -154,6 +158,7 @@ impl Gpt2Config {
             activation,
             embd_dropout: dropout("embd_pdrop")?,
             resid_dropout: dropout("resid_pdrop")?,
+            tied_head: flag("tie_word_embeddings", true),
         })
     }
 
@@ -215,11 +220,15 @@ impl Gpt2Config {
             x = format!("{h}.res2");
         }
         layers.push(layer("ln_f", &[&x], norm));
-        layers.push(layer(
+        let mut head = layer(
             "lm_head",
             &["ln_f"],
             json!({ "Dense": { "units": self.vocab, "activation": "Softmax", "use_bias": false } }),
-        ));
+        );
+        if self.tied_head {
+            head["tied"] = json!({ "weight": "wte.weight" });
+        }
+        layers.push(head);
         let description = json!({
             "functional": {
                 "input": { "name": "tokens", "shape": [context] },
@@ -295,7 +304,7 @@ pub fn import_gpt2(dir: &Path, context: Option<usize>, lr: f64) -> Result<Import
     let count: usize = tensors.iter().map(|(_, _, v)| v.len()).sum();
     let summary = format!(
         "GPT-2: {} blocks of width {}, {} heads, MLP {} ({}), {} positions (of {}), {} tokens; \
-         {count} parameters with the head's copy of wte",
+         {count} parameters{}",
         config.layers,
         config.width,
         config.heads,
@@ -303,7 +312,12 @@ pub fn import_gpt2(dir: &Path, context: Option<usize>, lr: f64) -> Result<Import
         config.activation,
         context,
         config.positions,
-        config.vocab
+        config.vocab,
+        if config.tied_head {
+            " (the head is wte, tied)"
+        } else {
+            " (the head untied)"
+        }
     );
     Ok(Imported {
         kind: "gpt2".into(),
@@ -317,9 +331,10 @@ pub fn import_gpt2(dir: &Path, context: Option<usize>, lr: f64) -> Result<Import
 /// GPT-2's tensors renamed and laid out for [`Gpt2Config::architecture`]. Names
 /// may carry `transformer.` (what `save_pretrained` of `GPT2LMHeadModel`
 /// writes) or not (the Hub's original files); the causal-mask buffers
-/// (`attn.bias`, `attn.masked_bias`) are skipped, and `lm_head.weight`, when
-/// present, is the head (else `wte`'s copy). Any other tensor is refused, as is
-/// a missing one or a shape that differs from the config's.
+/// (`attn.bias`, `attn.masked_bias`) are skipped, and so is `lm_head.weight` of
+/// a tied head (Hugging Face ties it to `wte` after loading, whatever the file
+/// holds); an untied head's is required. Any other tensor is refused, as is a
+/// missing one or a shape that differs from the config's.
 fn gpt2_tensors(
     file: &SafeTensors<'_>,
     c: &Gpt2Config,
@@ -348,7 +363,7 @@ fn gpt2_tensors(
     let (d, v) = (c.width, c.vocab);
     let mut out: Vec<NamedValues> = Vec::new();
     let wte = take("wte.weight", &[v, d])?;
-    out.push(("wte.weight".into(), vec![v, d], wte.clone()));
+    out.push(("wte.weight".into(), vec![v, d], wte));
     let wpe = take("wpe.weight", &[c.positions, d])?;
     out.push(("wpe.weight".into(), vec![context, d], wpe[..context * d].to_vec()));
     for i in 0..c.layers {
@@ -396,16 +411,14 @@ fn gpt2_tensors(
         let name = format!("ln_f.{part}");
         out.push((name.clone(), vec![d], take(&name, &[d])?));
     }
-    let head = match by_name.remove("lm_head.weight") {
-        Some((shape, values)) if shape == [v, d] => values,
-        Some((shape, _)) => {
-            return Err(format!(
-                "tensor 'lm_head.weight' has shape {shape:?}, not [{v}, {d}]"
-            ));
-        }
-        None => wte,
-    };
-    out.push(("lm_head.weight".into(), vec![v, d], head));
+    if c.tied_head {
+        by_name.remove("lm_head.weight");
+    } else {
+        let head = take("lm_head.weight", &[v, d]).map_err(|m| {
+            format!("{m}; config.json sets tie_word_embeddings false, so the head is its own tensor")
+        })?;
+        out.push(("lm_head.weight".into(), vec![v, d], head));
+    }
     if let Some(extra) = by_name.keys().min() {
         return Err(format!(
             "holds tensor '{extra}' (and {} more), which a GPT-2 has not: another \

@@ -13,10 +13,18 @@ Writes kernels-tests/golden/gpt2-tiny/:
                                    the logits, float64 forward), greedy [G] (f32:
                                    HF generate(do_sample=False) from the first 8
                                    ids, G new tokens), greedy_margin (the smallest
-                                   gap between the top two logits on the way)
+                                   gap between the top two logits on the way),
+                                   loss [1] and wte_grad [300, 32]: HF's mean
+                                   next-token cross-entropy of the ids (labels =
+                                   ids, dropout off, float64) and its gradient
+                                   with respect to wte, which the tied head's
+                                   gradient is summed into
 
 Needs torch, transformers, tokenizers and safetensors (pip). Run from the repo root:
   python3 kernels-tests/golden/make_gpt2_tiny.py
+The tokenizer is trained on README.md, so the ids follow the README of the day; the
+fixture's was README.md at commit 889c31b (run from a folder holding that file and a
+kernels-tests/golden/ to rewrite the fixture byte for byte).
 """
 import json
 import os
@@ -65,10 +73,18 @@ with torch.no_grad():
     greedy = out.sequences[0, 8:]
     margin = min(float(torch.topk(l[0], 2).values[0] - torch.topk(l[0], 2).values[1])
                  for l in out.logits)
+model.zero_grad()
+loss = model(torch.tensor([ids]), labels=torch.tensor([ids])).loss
+loss.backward()
+wte_grad = model.transformer.wte.weight.grad
+assert model.lm_head.weight is model.transformer.wte.weight, "GPT-2's head is tied"
 save_file({
     "ids": torch.tensor(ids, dtype=torch.float32),
     "log_probs": log_probs.float(),
     "greedy": greedy.float(),
     "greedy_margin": torch.tensor([margin], dtype=torch.float32),
+    "loss": loss.detach().float().reshape(1),
+    "wte_grad": wte_grad.float(),
 }, os.path.join(OUT, "expected.safetensors"), metadata={"text": TEXT})
-print(f"{len(ids)} ids, vocabulary {vocab}, greedy {greedy.tolist()}, smallest margin {margin:.4f}")
+print(f"{len(ids)} ids, vocabulary {vocab}, greedy {greedy.tolist()}, smallest margin {margin:.4f}, "
+      f"loss {loss.item():.6f}")

@@ -460,6 +460,14 @@ impl Graph {
         )
     }
 
+    /// The parameter (or state) node named `name` (a full checkpoint name, such as
+    /// `wte.weight`), if the graph has one.
+    pub fn param_named(&self, name: &str) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .position(|n| matches!(&n.op, Op::Param { name: own, .. } if own == name))
+    }
+
     /// A parameter of `shape` that training leaves as it is (a frozen layer's: no
     /// gradient flows into it, no optimizer state, no update).
     pub fn frozen_param(&mut self, name: &str, shape: &[usize], init: Init, layer: &str) -> NodeId {

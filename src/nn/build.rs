@@ -6,7 +6,7 @@
 //! layer kind; [`Layer::add_to`] picks it.
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Init, NodeId, Window};
+use crate::graph::{Graph, Init, NodeId, Op, Window};
 use crate::kernels::conv::Padding;
 use crate::kernels::matmul::Activation;
 use crate::nn::{Layer, LayerActivation, Loss};
@@ -33,6 +33,19 @@ pub(crate) struct LayerBuild<'a> {
     /// A functional layer's inputs after the first (MultiHeadAttention's value and
     /// key); empty in a Sequential model.
     pub others: Vec<NodeId>,
+    /// The layer's tensors that are earlier layers' (a functional layer's
+    /// [`tied`](crate::nn::FunctionalLayer::tied)); empty in a Sequential model.
+    pub tied: Vec<TiedTensor>,
+}
+
+/// A tensor of the layer being added that is an earlier layer's parameter.
+pub(crate) struct TiedTensor {
+    /// The layer's own name for it (`weight`).
+    pub tensor: String,
+    /// The earlier parameter's node.
+    pub node: NodeId,
+    /// Whether the layer asked for it (a tie to a tensor the layer lacks is an error).
+    pub used: bool,
 }
 
 /// What adding a layer did.
@@ -86,14 +99,51 @@ impl LayerBuild<'_> {
         }
     }
 
-    /// A parameter of the layer, trainable or frozen.
-    fn param(&mut self, suffix: &str, shape: &[usize], init: Init, trainable: bool, name: &str) -> NodeId {
+    /// A parameter of the layer, trainable or frozen: a new one, or the earlier
+    /// parameter it is tied to, which must have its shape and trainability.
+    fn param(
+        &mut self,
+        suffix: &str,
+        shape: &[usize],
+        init: Init,
+        trainable: bool,
+        name: &str,
+    ) -> Result<NodeId> {
+        if let Some(tie) = self.tied.iter_mut().find(|t| t.tensor == suffix) {
+            tie.used = true;
+            let node = &self.g.nodes[tie.node];
+            let Op::Param {
+                name: to,
+                trainable: trains,
+                ..
+            } = &node.op
+            else {
+                unreachable!("ties resolve to parameter nodes")
+            };
+            if node.shape != shape {
+                return Err(Error::invalid(format!(
+                    "layer '{name}': its {suffix} of shape {shape:?} is tied to '{to}' of shape {:?}; \
+                     tied tensors have one shape",
+                    node.shape
+                )));
+            }
+            if *trains != trainable {
+                let state = |t: bool| if t { "trainable" } else { "frozen" };
+                return Err(Error::invalid(format!(
+                    "layer '{name}' is {} but '{to}', which its {suffix} is tied to, is {}; freeze \
+                     both layers or neither",
+                    state(trainable),
+                    state(*trains)
+                )));
+            }
+            return Ok(tie.node);
+        }
         let full = format!("{}.{suffix}", self.prefix);
-        if trainable {
+        Ok(if trainable {
             self.g.param(&full, shape, init, name)
         } else {
             self.g.frozen_param(&full, shape, init, name)
-        }
+        })
     }
 }
 
@@ -168,8 +218,8 @@ impl Layer {
             Layer::GlobalAveragePooling2D => global_average_pooling(b, &name),
             Layer::LayerNormalization { epsilon, trainable } => {
                 let features = *b.g.shape(b.x).last().expect("per-sample shapes are non-empty");
-                let gamma = b.param("weight", &[features], Init::Ones, *trainable, &name);
-                let beta = b.param("bias", &[features], Init::Zeros, *trainable, &name);
+                let gamma = b.param("weight", &[features], Init::Ones, *trainable, &name)?;
+                let beta = b.param("bias", &[features], Init::Zeros, *trainable, &name)?;
                 Ok(one(b.g.layer_norm(b.x, gamma, beta, *epsilon, &name)?))
             }
             Layer::MultiHeadAttention {
@@ -190,7 +240,7 @@ impl Layer {
             Layer::GlobalAveragePooling1D => Ok(one(b.g.sequence_mean(b.x, &name)?)),
             Layer::AddPositionEmbedding { trainable } => {
                 let shape = b.g.shape(b.x).to_vec();
-                let p = b.param("weight", &shape, Init::Uniform { limit: 0.05 }, *trainable, &name);
+                let p = b.param("weight", &shape, Init::Uniform { limit: 0.05 }, *trainable, &name)?;
                 Ok(one(b.g.add_broadcast(b.x, p, &name)?))
             }
             Layer::BatchNormalization {
@@ -209,7 +259,7 @@ impl Layer {
                     )));
                 }
                 let shape = [*input_dim, *output_dim];
-                let table = b.param("weight", &shape, Init::Uniform { limit: 0.05 }, *trainable, &name);
+                let table = b.param("weight", &shape, Init::Uniform { limit: 0.05 }, *trainable, &name)?;
                 Ok(one(b.g.embedding(b.x, table, &name)?))
             }
             Layer::Permute { dims } => {
@@ -251,8 +301,10 @@ fn dense(
         fan_in,
         fan_out: units,
     };
-    let w = b.param("weight", &[units, fan_in], init, trainable, name);
-    let bias = use_bias.then(|| b.param("bias", &[units], Init::Zeros, trainable, name));
+    let w = b.param("weight", &[units, fan_in], init, trainable, name)?;
+    let bias = use_bias
+        .then(|| b.param("bias", &[units], Init::Zeros, trainable, name))
+        .transpose()?;
     let act = b.epilogue_activation(activation, name, b.last)?;
     let x = b.g.dense(b.x, w, bias, act, name)?;
     let x = b.gelu_after(x, activation, name);
@@ -319,8 +371,10 @@ fn multi_head_attention(
                 fan_out: inputs * (units / heads),
             }
         };
-        let w = b.param(&format!("{part}.weight"), &[units, inputs], init, trainable, name);
-        let bias = use_bias.then(|| b.param(&format!("{part}.bias"), &[units], Init::Zeros, trainable, name));
+        let w = b.param(&format!("{part}.weight"), &[units, inputs], init, trainable, name)?;
+        let bias = use_bias
+            .then(|| b.param(&format!("{part}.bias"), &[units], Init::Zeros, trainable, name))
+            .transpose()?;
         b.g.dense(x, w, bias, Activation::Identity, name)
     };
     let q = project(b, query, "query", heads * key_dim)?;
@@ -385,8 +439,10 @@ fn convolution(
             [xs[0], filters, kernel.0, kernel.1],
         ),
     };
-    let w = b.param("weight", &shape, init, trainable, name);
-    let bias = use_bias.then(|| b.param("bias", &[filters], Init::Zeros, trainable, name));
+    let w = b.param("weight", &shape, init, trainable, name)?;
+    let bias = use_bias
+        .then(|| b.param("bias", &[filters], Init::Zeros, trainable, name))
+        .transpose()?;
     let act = b.epilogue_activation(activation, name, b.last)?;
     let x = match direction {
         Direction::Forward => b.g.conv2d(b.x, w, bias, stride, padding, act, name)?,
@@ -437,8 +493,8 @@ fn batch_normalization(
     trainable: bool,
 ) -> Result<Added> {
     let (c, _) = crate::graph::batch_norm_view(b.g.shape(b.x));
-    let gamma = b.param("weight", &[c], Init::Ones, trainable, name);
-    let beta = b.param("bias", &[c], Init::Zeros, trainable, name);
+    let gamma = b.param("weight", &[c], Init::Ones, trainable, name)?;
+    let beta = b.param("bias", &[c], Init::Zeros, trainable, name)?;
     let prefix = &b.prefix;
     let mean =
         b.g.state(&format!("{prefix}.running_mean"), &[c], Init::Zeros, name);

@@ -38,18 +38,18 @@
 //!   a loss or output naming a layer that does not exist.
 //! - Loss terms are computed after every layer (they read layers; nothing reads them).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rand::SeedableRng;
 
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::graph::{Graph, NodeId, Objective, ParamStore, WeightedTerm, shape_err};
+use crate::graph::{Graph, NodeId, Objective, Op, ParamStore, WeightedTerm, shape_err};
 use crate::kernels::loss::Term;
 use crate::kernels::noise::Distribution;
 use crate::kernels::optim::Optimizer;
 use crate::nn::GraphModel;
-use crate::nn::build::LayerBuild;
+use crate::nn::build::{LayerBuild, TiedTensor};
 use crate::nn::model::ModelSpec;
 use crate::nn::{Layer, Loss, Model};
 
@@ -135,7 +135,8 @@ pub enum LayerOrOp {
 }
 
 /// One named layer of a [`Functional`] model and the layers it reads. In JSON, it
-/// has exactly one of `layer` (a [`Layer`]) and `op` (a [`GraphOp`]).
+/// has exactly one of `layer` (a [`Layer`]) and `op` (a [`GraphOp`]), and a layer
+/// may tie tensors: `"tied": { "weight": "wte.weight" }`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "LayerJson", into = "LayerJson")]
 pub struct FunctionalLayer {
@@ -146,6 +147,13 @@ pub struct FunctionalLayer {
     pub inputs: Vec<String>,
     /// What it computes.
     pub what: LayerOrOp,
+    /// Tensors of the layer that are an earlier layer's (weight tying, as PyTorch's
+    /// `lm_head.weight = wte.weight`): its own tensor's name (`weight`) → the full
+    /// name of the tensor it reads instead (`wte.weight`). A tied tensor is one
+    /// parameter: it is stored, counted and updated once, and its gradient is the
+    /// sum of both layers'. Shapes and trainability must agree; only a `layer` has
+    /// tensors to tie.
+    pub tied: BTreeMap<String, String>,
 }
 
 /// A [`FunctionalLayer`] as JSON writes it.
@@ -159,6 +167,8 @@ struct LayerJson {
     layer: Option<Layer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     op: Option<GraphOp>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    tied: BTreeMap<String, String>,
 }
 
 impl TryFrom<LayerJson> for FunctionalLayer {
@@ -167,6 +177,13 @@ impl TryFrom<LayerJson> for FunctionalLayer {
     fn try_from(j: LayerJson) -> std::result::Result<Self, String> {
         let what = match (j.layer, j.op) {
             (Some(l), None) => LayerOrOp::Layer(l),
+            (None, Some(_)) if !j.tied.is_empty() => {
+                return Err(format!(
+                    "layer '{}' ties tensors but is an 'op', which has none; only a 'layer' can \
+                     tie its tensors",
+                    j.name
+                ));
+            }
             (None, Some(o)) => LayerOrOp::Op(o),
             (l, _) => {
                 return Err(format!(
@@ -180,6 +197,7 @@ impl TryFrom<LayerJson> for FunctionalLayer {
             name: j.name,
             inputs: j.inputs,
             what,
+            tied: j.tied,
         })
     }
 }
@@ -195,6 +213,7 @@ impl From<FunctionalLayer> for LayerJson {
             inputs: f.inputs,
             layer,
             op,
+            tied: f.tied,
         }
     }
 }
@@ -310,11 +329,29 @@ impl Functional {
     }
 
     /// Appends layer `layer` named `name`, reading `inputs`.
-    pub fn layer(mut self, name: &str, layer: Layer, inputs: &[&str]) -> Functional {
+    pub fn layer(self, name: &str, layer: Layer, inputs: &[&str]) -> Functional {
+        self.tied_layer(name, layer, inputs, &[])
+    }
+
+    /// Appends layer `layer` named `name`, reading `inputs`, whose tensors named in
+    /// `ties` are earlier layers' tensors: `(own tensor, earlier tensor's full
+    /// name)`, such as `("weight", "wte.weight")` for a language model's head that
+    /// reads its token embedding (see [`FunctionalLayer::tied`]).
+    pub fn tied_layer(
+        mut self,
+        name: &str,
+        layer: Layer,
+        inputs: &[&str],
+        ties: &[(&str, &str)],
+    ) -> Functional {
         self.layers.push(FunctionalLayer {
             name: name.into(),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             what: LayerOrOp::Layer(layer),
+            tied: ties
+                .iter()
+                .map(|(t, to)| (t.to_string(), to.to_string()))
+                .collect(),
         });
         self
     }
@@ -325,6 +362,7 @@ impl Functional {
             name: name.into(),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             what: LayerOrOp::Op(op),
+            tied: BTreeMap::new(),
         });
         self
     }
@@ -559,7 +597,24 @@ fn add_layer(
             } else {
                 arity("one input", inputs.len() == 1)?;
             }
-            let added = l.add_to(&mut LayerBuild {
+            let tied = layer
+                .tied
+                .iter()
+                .map(|(tensor, to)| {
+                    let node = g.param_named(to).ok_or_else(|| {
+                        Error::invalid(format!(
+                            "layer '{name}': its '{tensor}' is tied to '{to}', which no layer listed \
+                             before it has"
+                        ))
+                    })?;
+                    Ok(TiedTensor {
+                        tensor: tensor.clone(),
+                        node,
+                        used: false,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut build = LayerBuild {
                 g,
                 x: inputs[0],
                 name: name.clone(),
@@ -568,7 +623,33 @@ fn add_layer(
                 loss: supervised.map(|(_, loss)| loss),
                 next: None,
                 others: inputs[1..].to_vec(),
-            })?;
+                tied,
+            };
+            let added = l.add_to(&mut build)?;
+            if let Some(unused) = build.tied.iter().find(|t| !t.used) {
+                let own: Vec<String> = build
+                    .g
+                    .nodes
+                    .iter()
+                    .filter(|n| n.layer == *name)
+                    .filter_map(|n| match &n.op {
+                        Op::Param { name: full, .. } => {
+                            full.strip_prefix(&format!("{name}.")).map(String::from)
+                        }
+                        _ => None,
+                    })
+                    .chain(build.tied.iter().filter(|t| t.used).map(|t| t.tensor.clone()))
+                    .collect();
+                return Err(Error::invalid(format!(
+                    "layer '{name}' has no tensor '{}' to tie; its tensors are: {}",
+                    unused.tensor,
+                    if own.is_empty() {
+                        "none".to_string()
+                    } else {
+                        own.join(", ")
+                    }
+                )));
+            }
             Ok(added.x)
         }
         LayerOrOp::Op(op) => match op {
@@ -807,6 +888,72 @@ mod tests {
         let a: FunctionalArchitecture = serde_json::from_str(text).unwrap();
         assert_eq!(a.functional, Vae::MNIST.functional());
         assert_eq!(a.optimizer, Optimizer::adam(1e-3));
+    }
+
+    /// `a` [4 → 3], then `b` reading `a`'s weight through `ties`; the graph or
+    /// its error.
+    fn tied(b: Layer, ties: &[(&str, &str)]) -> Result<FunctionalGraph> {
+        Functional::new("x", &[4])
+            .layer("a", dense(3), &["x"])
+            .layer("mid", dense(4), &["a"])
+            .tied_layer("b", b, &["mid"], ties)
+            .op("m", GraphOp::Mean, &["b"])
+            .loss_term("m", TermKind::Value, &["m"], 1.0)
+            .graph()
+    }
+
+    #[test]
+    fn a_tied_tensor_is_the_earlier_parameter_and_mismatches_are_named() {
+        let built = tied(dense(3), &[("weight", "a.weight")]).unwrap();
+        let g = &built.graph;
+        let w = g.param_named("a.weight").unwrap();
+        assert!(g.param_named("b.weight").is_none());
+        assert!(g.param_named("b.bias").is_some());
+        let reads = |layer: &str| {
+            g.nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.layer == layer && matches!(n.op, Op::Dense { .. }))
+                .any(|(id, _)| g.inputs(id).contains(&w))
+        };
+        assert!(reads("a") && reads("b"));
+        // JSON: "tied" on the layer, left out when empty.
+        let f = Functional::new("x", &[4]).tied_layer("b", dense(3), &["x"], &[("weight", "a.weight")]);
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(json.contains(r#""tied":{"weight":"a.weight"}"#), "{json}");
+        assert_eq!(serde_json::from_str::<Functional>(&json).unwrap(), f);
+        assert!(!serde_json::to_string(&every_op()).unwrap().contains("tied"));
+        let e = |b: Layer, ties: &[(&str, &str)]| tied(b, ties).unwrap_err().to_string();
+        let says = |e: String, want: &[&str]| {
+            for w in want {
+                assert!(e.contains(w), "{w:?} in {e}");
+            }
+        };
+        says(
+            e(dense(3), &[("weight", "z.weight")]),
+            &["layer 'b'", "'z.weight'", "no layer listed before"],
+        );
+        says(
+            e(dense(3), &[("weight", "b.weight")]),
+            &["'b.weight'", "no layer listed before"],
+        );
+        says(
+            e(dense(5), &[("weight", "a.weight")]),
+            &["layer 'b'", "[5, 4]", "[3, 4]"],
+        );
+        says(
+            e(dense(3), &[("kernel", "a.weight")]),
+            &["no tensor 'kernel'", "weight, bias"],
+        );
+        says(
+            e(dense(3).frozen(), &[("weight", "a.weight")]),
+            &["layer 'b' is frozen", "'a.weight'", "trainable"],
+        );
+        let op = r#"{"name": "s", "inputs": ["x"], "op": "Square", "tied": {"weight": "a.weight"}}"#;
+        let e = serde_json::from_str::<FunctionalLayer>(op)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only a 'layer'"), "{e}");
     }
 
     #[test]

@@ -68,6 +68,7 @@ impl Sequential {
                 last: i + 1 == count,
                 loss: Some(loss),
                 others: Vec::new(),
+                tied: Vec::new(),
                 next: self
                     .layers
                     .get(i + 1)

@@ -24,6 +24,10 @@ pub struct LayerSummary {
     pub non_trainable: usize,
     /// Checkpoint names of its parameters (`4.weight`, `4.bias`).
     pub param_names: Vec<String>,
+    /// Checkpoint names of the earlier layers' parameters it reads as its own
+    /// (tied: `wte.weight` for a head tied to the token embedding); counted in
+    /// their own layers' rows, not here.
+    pub tied: Vec<String>,
     /// The layers it reads, in a functional model (empty in a `Sequential`).
     pub inputs: Vec<String>,
 }
@@ -76,6 +80,19 @@ fn row(graph: &Graph, name: String, layer: Option<&Layer>, input_shape: &[usize]
             _ => None,
         })
         .collect();
+    let mut tied: Vec<String> = Vec::new();
+    let own = graph.nodes.iter().enumerate().filter(|(_, n)| n.layer == name);
+    for (id, _) in own {
+        for i in graph.inputs(id) {
+            let owner = &graph.nodes[i];
+            if let Op::Param { name: full, .. } = &owner.op
+                && owner.layer != name
+                && !tied.contains(full)
+            {
+                tied.push(full.clone());
+            }
+        }
+    }
     let activation = match layer {
         Some(
             Layer::Dense { activation, .. }
@@ -93,6 +110,7 @@ fn row(graph: &Graph, name: String, layer: Option<&Layer>, input_shape: &[usize]
         params,
         non_trainable,
         param_names,
+        tied,
         inputs: Vec::new(),
     }
 }
@@ -197,7 +215,12 @@ impl fmt::Display for Summary {
                     name,
                     format!("{:?}", l.output_shape),
                     grouped(l.params),
-                    l.param_names.join(", "),
+                    l.param_names
+                        .iter()
+                        .cloned()
+                        .chain(l.tied.iter().map(|t| format!("{t} (tied)")))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 ]
             })
             .collect();
@@ -406,12 +429,18 @@ mod tests {
         assert!(s.to_string().contains("mlp.0 (gelu) ← ln2"), "{s}");
     }
 
-    /// GPT-2 small: Hugging Face's 124,439,808 parameters, plus the head's own
-    /// copy of the token embedding (50,257 × 768), which GPT-2 ties.
+    /// GPT-2 small: Hugging Face's 124,439,808 parameters; the head reads the
+    /// token embedding (tied), counted once, in its own row.
     #[test]
     fn the_example_gpt2_small_counts_as_hugging_face_does() {
         let s = example(include_str!("../../examples/models/gpt2_small.json"));
-        assert_eq!(s.total_params(), 124_439_808 + 50_257 * 768);
+        assert_eq!(s.total_params(), 124_439_808);
+        assert_eq!(layer(&s, "wte").params, 50_257 * 768);
+        assert_eq!(
+            (layer(&s, "lm_head").params, &layer(&s, "lm_head").tied[..]),
+            (0, &["wte.weight".to_string()][..])
+        );
+        assert!(s.to_string().contains("wte.weight (tied)"), "{s}");
         assert_eq!(layer(&s, "h.11.attn").params, 4 * (768 * 768 + 768));
         assert!(
             s.to_string().contains("h.0.mlp.c_fc (gelutanh) ← h.0.ln_2"),
