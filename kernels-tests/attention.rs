@@ -1,10 +1,13 @@
 //! Fused attention (`kernels::attention`) against its CPU twin on odd shapes: one
 //! token, more keys than queries and the reverse, several row blocks and key tiles,
-//! causal masks across blocks, heads of the largest size, folded grids; the twin's
-//! gradients against central differences; bad shapes and aliasing refused.
+//! causal masks across blocks, heads of the largest size, folded grids, dropout on
+//! the weights; the twin's gradients against central differences; the twin's
+//! dropout is the dropout twin's mask on the weights; bad shapes, aliasing and
+//! dropout without a step refused.
 
 use wgml::Tensor;
 use wgml::kernels::attention::{self, AttentionDims, AttentionGrads, MAX_HEAD_DIM};
+use wgml::kernels::optim::{Optimizer, StepUniform};
 use wgml::reference;
 
 use crate::common::*;
@@ -19,6 +22,17 @@ fn dims(
     causal: bool,
 ) -> AttentionDims {
     AttentionDims::new(batch, heads, (tq, tk), (dk, dv), causal)
+}
+
+/// The step dropout draws its masks at in these tests.
+const T: u32 = 5;
+
+/// A per-step uniform holding step [`T`].
+fn step_uniform(ctx: &wgml::Context) -> StepUniform {
+    let step = StepUniform::new(ctx).unwrap();
+    let opt = Optimizer::sgd(0.1, 0.0);
+    step.write(ctx, &opt, T, opt.lr()).unwrap();
+    step
 }
 
 /// Inputs `q, k, v, d_o` for `d`.
@@ -37,6 +51,7 @@ fn inputs(d: &AttentionDims, seed: u64) -> [Vec<f32>; 4] {
 fn fused_attention_matches_its_twin() {
     let (_g, ctx) = gpu();
     let _restore = PlanAs(ctx);
+    let step = step_uniform(ctx);
     let cases = [
         dims(1, 1, 1, 1, 1, 1, false),
         dims(2, 3, 5, 7, 4, 3, false),
@@ -45,14 +60,18 @@ fn fused_attention_matches_its_twin() {
         dims(1, 2, 130, 130, 16, 16, true),
         dims(3, 1, 33, 100, MAX_HEAD_DIM, MAX_HEAD_DIM, false),
         dims(1, 4, 70, 3, 5, 7, false),
+        // Dropout on the weights.
+        dims(2, 3, 5, 7, 4, 3, false).with_dropout(0.5, 3),
+        dims(2, 2, 9, 9, 8, 8, true).with_dropout(0.3, 4),
+        dims(1, 2, 130, 130, 16, 16, true).with_dropout(0.1, 5),
     ];
     for (n, d) in cases.iter().enumerate() {
         let [q, k, v, g] = inputs(d, 70 + n as u64);
         let mut want_o = vec![0.0; g.len()];
         let mut want_stats = vec![0.0; d.stats_len()];
-        reference::attention::attention_forward(d, &q, &k, &v, &mut want_o, &mut want_stats);
+        reference::attention::attention_forward(d, &q, &k, &v, &mut want_o, &mut want_stats, T);
         let (mut wq, mut wk, mut wv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-        reference::attention::attention_backward(d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv);
+        reference::attention::attention_backward(d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv, T);
         // Unfolded, then every grid folded to 2 workgroups a dimension.
         for fold in [0, 2] {
             ctx.set_max_groups_per_dim(fold);
@@ -65,12 +84,16 @@ fn fused_attention_matches_its_twin() {
                 nan_tensor(ctx, &[k.len()]),
                 nan_tensor(ctx, &[v.len()]),
             );
-            let mut run = vec![attention::attention_forward(ctx, d, &qt, &kt, &vt, &o, &stats).unwrap()];
+            let step = Some(&step);
+            let mut run =
+                vec![attention::attention_forward(ctx, d, &qt, &kt, &vt, &o, &stats, step).unwrap()];
             let grads = AttentionGrads {
                 dq: Some(&dq),
                 dkv: Some((&dk, &dv)),
             };
-            run.extend(attention::attention_backward(ctx, d, &qt, &kt, &vt, &o, &stats, &gt, grads).unwrap());
+            run.extend(
+                attention::attention_backward(ctx, d, &qt, &kt, &vt, &o, &stats, &gt, grads, step).unwrap(),
+            );
             ctx.run_all(&run).unwrap();
             let what = |s: &str| format!("{d:?} fold {fold}: {s}");
             assert_close(&what("o"), &o.to_f32(ctx).unwrap(), &want_o, 1e-5, 1e-5);
@@ -94,36 +117,88 @@ fn only_the_gradients_asked_for_are_written() {
     let o = nan_tensor(ctx, &[g.len()]);
     let stats = nan_tensor(ctx, &[d.stats_len()]);
     let dq = nan_tensor(ctx, &[q.len()]);
-    let mut run = vec![attention::attention_forward(ctx, &d, &qt, &kt, &vt, &o, &stats).unwrap()];
+    let mut run = vec![attention::attention_forward(ctx, &d, &qt, &kt, &vt, &o, &stats, None).unwrap()];
     let grads = AttentionGrads {
         dq: Some(&dq),
         dkv: None,
     };
-    let backward = attention::attention_backward(ctx, &d, &qt, &kt, &vt, &o, &stats, &gt, grads).unwrap();
+    let backward =
+        attention::attention_backward(ctx, &d, &qt, &kt, &vt, &o, &stats, &gt, grads, None).unwrap();
     assert_eq!(backward.len(), 2, "D and dq only");
     run.extend(backward);
     ctx.run_all(&run).unwrap();
     let (mut wq, mut wk, mut wv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-    reference::attention::attention_backward(&d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv);
+    reference::attention::attention_backward(&d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv, T);
     assert_close("dq alone", &dq.to_f32(ctx).unwrap(), &wq, 1e-5, 1e-4);
+}
+
+/// The twin's dropout is inverted dropout of the weights with the dropout twin's
+/// mask of a `[B·H·Tq, Tk]` tensor: its output equals softmax, that dropout, then
+/// the product with the values; about `rate` of the weights drop.
+#[test]
+fn the_twins_dropout_masks_the_weights_as_the_dropout_twin_does() {
+    let (rate, seed) = (0.4, 9);
+    let d = dims(2, 3, 6, 6, 4, 5, true).with_dropout(rate, seed);
+    let [q, k, v, _] = inputs(&d, 97);
+    let mut o = vec![0.0; d.batch * d.tq * d.heads * d.dv];
+    let mut stats = vec![0.0; d.stats_len()];
+    reference::attention::attention_forward(&d, &q, &k, &v, &mut o, &mut stats, T);
+    // The same from the weights: per (b, h) P = softmax(scale·QKᵀ) masked.
+    let (b, h, tq, tk, dk, dv) = (d.batch, d.heads, d.tq, d.tk, d.dk, d.dv);
+    let mut p = vec![0.0f32; b * h * tq * tk];
+    for s in 0..b * h {
+        let (bi, hi) = (s / h, s % h);
+        for i in 0..tq {
+            for j in 0..tk {
+                let dot: f32 = (0..dk)
+                    .map(|x| q[((bi * tq + i) * h + hi) * dk + x] * k[((bi * tk + j) * h + hi) * dk + x])
+                    .sum();
+                p[(s * tq + i) * tk + j] = dot;
+            }
+        }
+    }
+    reference::softmax::softmax_attention(&mut p, tk, d.scale, Some(tq));
+    let mut dropped = vec![0.0; p.len()];
+    reference::dropout::dropout(&p, &mut dropped, rate, seed, T).unwrap();
+    let mut want = vec![0.0; o.len()];
+    for s in 0..b * h {
+        let (bi, hi) = (s / h, s % h);
+        for i in 0..tq {
+            for x in 0..dv {
+                want[((bi * tq + i) * h + hi) * dv + x] = (0..tk)
+                    .map(|j| dropped[(s * tq + i) * tk + j] * v[((bi * tk + j) * h + hi) * dv + x])
+                    .sum();
+            }
+        }
+    }
+    assert_close("masked weights times values", &o, &want, 1e-5, 1e-4);
+    // Of the weights the causal mask leaves, about `rate` drop.
+    let seen = b * h * tq * (tq + 1) / 2;
+    let zeros = p
+        .iter()
+        .zip(&dropped)
+        .filter(|(p, d)| **p > 0.0 && **d == 0.0)
+        .count();
+    let fraction = zeros as f64 / seen as f64;
+    assert!((fraction - rate as f64).abs() < 0.12, "{zeros} of {seen} dropped");
 }
 
 #[test]
 fn the_attention_twin_gradient_equals_central_differences() {
-    for causal in [false, true] {
-        let d = dims(2, 2, 4, 4, 3, 2, causal);
+    for (causal, rate) in [(false, 0.0), (true, 0.0), (true, 0.3)] {
+        let d = dims(2, 2, 4, 4, 3, 2, causal).with_dropout(rate, 8);
         let [q, k, v, w] = inputs(&d, 95);
         // loss = Σ w·o
         let loss = |q: &[f32], k: &[f32], v: &[f32]| {
             let mut o = vec![0.0; w.len()];
             let mut stats = vec![0.0; d.stats_len()];
-            reference::attention::attention_forward(&d, q, k, v, &mut o, &mut stats);
+            reference::attention::attention_forward(&d, q, k, v, &mut o, &mut stats, T);
             o.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
         };
         let (mut gq, mut gk, mut gv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-        reference::attention::attention_backward(&d, &q, &k, &v, &w, &mut gq, &mut gk, &mut gv);
+        reference::attention::attention_backward(&d, &q, &k, &v, &w, &mut gq, &mut gk, &mut gv, T);
         let eps = 1e-2;
-        let what = |s: &str| format!("causal {causal}: {s}");
+        let what = |s: &str| format!("causal {causal}, dropout {rate}: {s}");
         assert_close(
             &what("dq"),
             &gq,
@@ -160,7 +235,7 @@ fn fused_attention_refuses_what_it_cannot_do() {
         let (qt, kt, vt) = (t(&q), t(&k), t(&v));
         let o = nan_tensor(ctx, &[o_len.unwrap_or(d.batch * d.tq * d.heads * d.dv).max(1)]);
         let stats = nan_tensor(ctx, &[d.stats_len().max(1)]);
-        attention::attention_forward(ctx, d, &qt, &kt, &vt, &o, &stats)
+        attention::attention_forward(ctx, d, &qt, &kt, &vt, &o, &stats, None)
             .unwrap_err()
             .to_string()
     };
@@ -172,11 +247,16 @@ fn fused_attention_refuses_what_it_cannot_do() {
     assert!(e.contains("o has 5 elements"), "{e}");
     let e = err(&dims(1, 0, 3, 4, 2, 2, false), None);
     assert!(e.contains("at least 1"), "{e}");
+    // Dropout masks change every step: no step uniform, no dropout.
+    let e = err(&dims(1, 2, 3, 4, 2, 2, false).with_dropout(0.1, 1), None);
+    assert!(e.contains("per-step uniform"), "{e}");
+    let e = err(&dims(1, 2, 3, 4, 2, 2, false).with_dropout(1.0, 1), None);
+    assert!(e.contains("outside [0, 1)"), "{e}");
     // An output aliasing an input.
     let d = dims(1, 1, 2, 2, 2, 2, false);
     let x = Tensor::from_f32(ctx, &[0.5; 4], &[4]).unwrap();
     let stats = nan_tensor(ctx, &[d.stats_len()]);
-    let e = attention::attention_forward(ctx, &d, &x, &x, &x, &x, &stats)
+    let e = attention::attention_forward(ctx, &d, &x, &x, &x, &x, &stats, None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("o shares a buffer"), "{e}");
@@ -188,7 +268,7 @@ fn fused_attention_refuses_what_it_cannot_do() {
     );
     let o = nan_tensor(ctx, &[4]);
     let grads = AttentionGrads::default();
-    let e = attention::attention_backward(ctx, &d, &q, &k, &v, &o, &stats, &o, grads)
+    let e = attention::attention_backward(ctx, &d, &q, &k, &v, &o, &stats, &o, grads, None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("o shares a buffer"), "{e}");

@@ -215,6 +215,7 @@ fn a_fine_tuning_step_moves_the_tied_embedding_by_hugging_faces_gradient() {
         |c| {
             c["embd_pdrop"] = 0.0.into();
             c["resid_pdrop"] = 0.0.into();
+            c["attn_pdrop"] = 0.0.into();
         },
     );
     // Hugging Face's loss over 32 ids reads positions 0..=30 against ids 1..=31:

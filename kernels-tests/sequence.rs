@@ -39,6 +39,7 @@ fn language_model_with_rows(causal: bool, rows: usize) -> ModelSpec {
         value_dim: None,
         use_bias: true,
         causal,
+        dropout: 0.0,
         trainable: true,
     };
     ModelSpec::Functional(

@@ -26,15 +26,17 @@ fn dense(units: usize, activation: LayerActivation) -> Layer {
 }
 
 /// x [5, 8] → pos → att (2 heads, key_dim 3, value_dim 4; self-attention, or
-/// attending to the raw input with `cross`) → Add(att, pos) → ln → ff (Dense 8 per
-/// token, tanh) → pool (mean over tokens) → out Dense(3); loss: mean(out²).
-fn encoder(causal: bool, cross: bool) -> Functional {
+/// attending to the raw input with `cross`; `dropout` of its weights) → Add(att,
+/// pos) → ln → ff (Dense 8 per token, tanh) → pool (mean over tokens) → out
+/// Dense(3); loss: mean(out²).
+fn encoder(causal: bool, cross: bool, dropout: f32) -> Functional {
     let attention = Layer::MultiHeadAttention {
         num_heads: 2,
         key_dim: 3,
         value_dim: Some(4),
         use_bias: true,
         causal,
+        dropout,
         trainable: true,
     };
     let att_inputs: &[&str] = if cross { &["pos", "x"] } else { &["pos"] };
@@ -57,7 +59,12 @@ fn an_encoder_block_trains_equal_to_the_reference() {
     let _restore = PlanAs(ctx);
     let b = 3;
     let x = uniform(&mut rng(5), b * TOKENS * FEATURES, -1.0, 1.0);
-    let cases = [(false, false), (true, false), (false, true)];
+    let cases = [
+        (false, false, 0.0),
+        (true, false, 0.0),
+        (false, true, 0.0),
+        (true, false, 0.3),
+    ];
     // Adam divides each gradient by its own magnitude, so an element whose gradient
     // is near zero (the key bias's is zero up to rounding: it adds q·b to a whole
     // row of scores, which softmax ignores) turns rounding noise into ±lr steps.
@@ -72,10 +79,12 @@ fn an_encoder_block_trains_equal_to_the_reference() {
     };
     for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
         ctx.set_adapter_class(class);
-        for (causal, cross) in cases {
+        for (causal, cross, dropout) in cases {
             for optimizer in [adam.clone(), Optimizer::sgd(0.1, 0.9)] {
-                let what = format!("{class:?} causal {causal} cross {cross} {optimizer:?}");
-                let mut model = encoder(causal, cross).compile(ctx, optimizer, 3).unwrap();
+                let what = format!("{class:?} causal {causal} cross {cross} dropout {dropout} {optimizer:?}");
+                let mut model = encoder(causal, cross, dropout)
+                    .compile(ctx, optimizer, 3)
+                    .unwrap();
                 let cpu = steps_equal_reference(ctx, &what, &mut model.net, &x, b, 3);
                 params_match_reference(ctx, &what, &model.net.store, &cpu, 1e-5, 1e-4);
             }
@@ -101,6 +110,7 @@ fn wide_heads_take_the_unfused_attention_and_train_equal_to_the_reference() {
                 value_dim: Some(3),
                 use_bias: true,
                 causal,
+                dropout: 0.0,
                 trainable: true,
             };
             let f = Functional::new("x", &[3, 4])
@@ -189,9 +199,9 @@ fn permuted_patches_train_equal_to_the_reference() {
     }
 }
 
-/// Token ids through an Embedding, learned positions, causal attention and a
-/// per-token Dense train equal to the reference; ids computed by trainable layers
-/// are refused (ids carry no gradient).
+/// Token ids through an Embedding, learned positions, causal attention with
+/// dropout on its weights and a per-token Dense train equal to the reference; ids
+/// computed by trainable layers are refused (ids carry no gradient).
 #[test]
 fn embedded_tokens_train_equal_to_the_reference() {
     let (_g, ctx) = gpu();
@@ -199,12 +209,15 @@ fn embedded_tokens_train_equal_to_the_reference() {
     let b = 3;
     // Ids 0..=9 of a vocabulary of 11 (10 is never used), repeats included.
     let x: Vec<f32> = (0..b * 7).map(|i| ((i * 7 + i / 3) % 10) as f32).collect();
+    // A fifth of the attention weights dropped (fused on GPUs, the dropout kernel
+    // on the unfused path's weights elsewhere).
     let causal = Layer::MultiHeadAttention {
         num_heads: 2,
         key_dim: 4,
         value_dim: None,
         use_bias: true,
         causal: true,
+        dropout: 0.2,
         trainable: true,
     };
     let lm = Functional::new("ids", &[7])
@@ -310,8 +323,8 @@ fn encoder_gradients_equal_central_differences() {
     let (_g, ctx) = gpu();
     let b = 2;
     let x = uniform(&mut rng(9), b * TOKENS * FEATURES, -1.0, 1.0);
-    for (causal, cross) in [(false, false), (true, true)] {
-        let model = encoder(causal, cross)
+    for (causal, cross, dropout) in [(false, false, 0.0), (true, true, 0.0), (true, false, 0.3)] {
+        let model = encoder(causal, cross, dropout)
             .compile(ctx, Optimizer::sgd(1.0, 0.0), 4)
             .unwrap();
         let names = [
@@ -373,6 +386,7 @@ fn transformer_layers_check_their_inputs() {
         value_dim: None,
         use_bias: false,
         causal: true,
+        dropout: 0.0,
         trainable: true,
     };
     let e = compile(loss(

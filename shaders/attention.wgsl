@@ -5,6 +5,15 @@
 // P is never stored: the forward pass keeps each query row's log-sum-exp, and the
 // backward pass recomputes P from it (FlashAttention's scheme, in f32).
 //
+// Dropout on the weights (the *_dropout entry points; Keras' MultiHeadAttention
+// `dropout`, GPT-2's attn_pdrop): O = (P ⊙ M)·V with M_ij = keep_ij / (1 − rate),
+// keep_ij drawn as dropout.wgsl draws element (bh·Tq + i)·Tk + j of a [B·H·Tq, Tk]
+// tensor at step st.t (hash.wgsl), so the backward pass recomputes it and the
+// unfused path (the dropout kernel on the weights) draws the same mask. Then
+// dV_j = Σ_i P_ij·M_ij·dO_i and dS_ij = P_ij·(M_ij·dO_i·v_j − D_i), where
+// D_i = dO_i·O_i still equals Σ_j P_ij·dP_ij. The plain entry points are the same
+// functions with M = 1, and do not bind the step uniform.
+//
 // Launchers: src/kernels/attention.rs. CPU twins: src/reference/attention.rs.
 //
 //   attention_forward:     o, and stats[bh·Tq + i].x = log Σ_j exp(S_ij) (the max is
@@ -13,6 +22,7 @@
 //   attention_backward_kv: dk = scale·Σ_i dS_ij·q_i and dv = Σ_i P_ij·dO_i for each key
 //                          row j, with dS_ij = P_ij·(dO_i·v_j − D_i).
 //   attention_backward_q:  dq = scale·Σ_j dS_ij·k_j for each query row i.
+//   (each but attention_delta also as *_dropout, binding st at 8)
 //
 // Every invocation owns one row (a query row; a key row in attention_backward_kv) and
 // keeps it, and its accumulators, in private arrays of MAX_D values: dk and dv must be
@@ -37,9 +47,9 @@ struct Params {
     causal: u32,  // 1: query i sees keys j ≤ i only (Tq == Tk)
     scale: f32,
     blocks: u32,  // row blocks per (sample, head): ceil(rows / WG)
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    drop_threshold: u32, // dropout: a weight is dropped when its hash >> 8 is below this
+    drop_scale: f32,     // 1 / (1 − rate)
+    drop_seed: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -55,6 +65,8 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> out2: array<f32>;
 // (log-sum-exp, D) per (bh, query row).
 @group(0) @binding(7) var<storage, read_write> stats: array<vec2<f32>>;
+// The *_dropout entry points: the per-step uniform (step.wgsl), for the step t.
+@group(0) @binding(8) var<uniform> st: Step;
 
 var<workgroup> tile_a: array<f32, 2048>; // TILE·MAX_D
 var<workgroup> tile_b: array<f32, 2048>;
@@ -153,6 +165,16 @@ fn add_b(acc: ptr<function, array<f32, 64>>, w: f32, t: u32) {
     }
 }
 
+// The dropout factor M_ij of weight (bh, i, j) for the stream of this step: 0 or
+// drop_scale; 1 when `drop` is false (the plain entry points).
+fn mask(drop: bool, stream: u32, bh: u32, i: u32, j: u32) -> f32 {
+    if (!drop) {
+        return 1.0;
+    }
+    let e = (bh * p.tq + i) * p.tk + j;
+    return select(0.0, p.drop_scale, (pcg_hash(e ^ stream) >> 8u) >= p.drop_threshold);
+}
+
 // Keys a query block needs: all, or with a causal mask up to its last query.
 fn key_end(block: u32) -> u32 {
     if (p.causal != 0u) {
@@ -172,6 +194,16 @@ fn keys_seen(i: u32, start: u32, n: u32) -> u32 {
 @compute @workgroup_size(64)
 fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
+    forward(wg, nwg, lid, false, 0u);
+}
+
+@compute @workgroup_size(64)
+fn attention_forward_dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) lid: u32) {
+    forward(wg, nwg, lid, true, hash_stream(p.drop_seed, st.t));
+}
+
+fn forward(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, drop: bool, stream: u32) {
     let pl = place(wg, nwg, lid, p.tq);
     var qr: array<f32, 64>;
     var acc: array<f32, 64>;
@@ -203,7 +235,7 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
                 }
                 let e = exp(s - m);
                 l = l + e;
-                add_b(&acc, e, t);
+                add_b(&acc, e * mask(drop, stream, pl.bh, pl.r, start + t), t);
             }
         }
         workgroupBarrier();
@@ -239,11 +271,21 @@ fn attention_delta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
 @compute @workgroup_size(64)
 fn attention_backward_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
+    backward_q(wg, nwg, lid, false, 0u);
+}
+
+@compute @workgroup_size(64)
+fn attention_backward_q_dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                @builtin(local_invocation_index) lid: u32) {
+    backward_q(wg, nwg, lid, true, hash_stream(p.drop_seed, st.t));
+}
+
+fn backward_q(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, drop: bool, stream: u32) {
     let pl = place(wg, nwg, lid, p.tq);
     var qr: array<f32, 64>;
     var gr: array<f32, 64>;
     var acc: array<f32, 64>;
-    var st = vec2<f32>(0.0, 0.0);
+    var row = vec2<f32>(0.0, 0.0);
     if (pl.valid) {
         let qb = at(pl.b, p.tq, pl.r, pl.h, p.dk);
         for (var d = 0u; d < p.dk; d = d + 1u) {
@@ -253,7 +295,7 @@ fn attention_backward_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
         for (var d = 0u; d < p.dv; d = d + 1u) {
             gr[d] = g[gb + d];
         }
-        st = stats[pl.bh * p.tq + pl.r];
+        row = stats[pl.bh * p.tq + pl.r];
     }
     let end = key_end(pl.block);
     for (var start = 0u; start < end; start = start + TILE) {
@@ -263,7 +305,8 @@ fn attention_backward_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
         if (pl.valid) {
             let seen = keys_seen(pl.r, start, n);
             for (var t = 0u; t < seen; t = t + 1u) {
-                let ds = exp(dot_a(&qr, t) - st.x) * (dot_b(&gr, t) - st.y);
+                let m = mask(drop, stream, pl.bh, pl.r, start + t);
+                let ds = exp(dot_a(&qr, t) - row.x) * (m * dot_b(&gr, t) - row.y);
                 add_a(&acc, ds, t);
             }
         }
@@ -280,6 +323,16 @@ fn attention_backward_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(64)
 fn attention_backward_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
+    backward_kv(wg, nwg, lid, false, 0u);
+}
+
+@compute @workgroup_size(64)
+fn attention_backward_kv_dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                 @builtin(local_invocation_index) lid: u32) {
+    backward_kv(wg, nwg, lid, true, hash_stream(p.drop_seed, st.t));
+}
+
+fn backward_kv(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, drop: bool, stream: u32) {
     let pl = place(wg, nwg, lid, p.tk);
     let j = pl.r;
     var kr: array<f32, 64>;
@@ -312,10 +365,11 @@ fn attention_backward_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
                 if (p.causal != 0u && i < j) {
                     continue;
                 }
-                let st = stats[pl.bh * p.tq + i];
-                let pij = exp(dot_a(&kr, t) - st.x);
-                add_b(&dva, pij, t);
-                add_a(&dka, pij * (dot_b(&vr, t) - st.y), t);
+                let row = stats[pl.bh * p.tq + i];
+                let pij = exp(dot_a(&kr, t) - row.x);
+                let m = mask(drop, stream, pl.bh, i, j);
+                add_b(&dva, pij * m, t);
+                add_a(&dka, pij * (m * dot_b(&vr, t) - row.y), t);
             }
         }
         workgroupBarrier();

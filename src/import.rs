@@ -19,9 +19,9 @@
 //! `wte` as its weight (tied, as `tie_word_embeddings` says, true unless a config
 //! sets it false): one tensor, stored and updated once, whose gradient sums the
 //! embedding's and the head's, as in PyTorch. An untied GPT-2's `lm_head.weight`
-//! is its own tensor. Dropout inside the attention weights
-//! (`attn_pdrop`) has no wgml layer and is left out; the embedding and residual
-//! dropouts are kept. The checkpoint keeps the tokenizer, so `wgml generate`,
+//! is its own tensor. The three dropouts are kept: after the embeddings
+//! (`embd_pdrop`), on the attention weights (`attn_pdrop`, the attention layer's
+//! `dropout`) and on the residual branches (`resid_pdrop`). The checkpoint keeps the tokenizer, so `wgml generate`,
 //! `eval` and `train` read text as GPT-2 does.
 
 use std::collections::HashMap;
@@ -73,6 +73,8 @@ pub struct Gpt2Config {
     pub embd_dropout: f64,
     /// Dropout on each block's two residual branches (`resid_pdrop`).
     pub resid_dropout: f64,
+    /// Dropout on the attention weights (`attn_pdrop`).
+    pub attn_dropout: f64,
     /// Whether the head is the token embedding (`tie_word_embeddings`, default true).
     pub tied_head: bool,
 }
@@ -158,6 +160,7 @@ impl Gpt2Config {
             activation,
             embd_dropout: dropout("embd_pdrop")?,
             resid_dropout: dropout("resid_pdrop")?,
+            attn_dropout: dropout("attn_pdrop")?,
             tied_head: flag("tie_word_embeddings", true),
         })
     }
@@ -184,13 +187,17 @@ impl Gpt2Config {
         };
         let norm = json!({ "LayerNormalization": { "epsilon": self.epsilon } });
         let mut x = dropout(&mut layers, "drop".into(), "wpe".into(), self.embd_dropout);
+        let mut attention = json!({ "num_heads": heads, "key_dim": d / heads, "causal": true });
+        if self.attn_dropout > 0.0 {
+            attention["dropout"] = json!(self.attn_dropout);
+        }
         for i in 0..self.layers {
             let h = format!("h.{i}");
             layers.push(layer(&format!("{h}.ln_1"), &[&x], norm.clone()));
             layers.push(layer(
                 &format!("{h}.attn"),
                 &[&format!("{h}.ln_1")],
-                json!({ "MultiHeadAttention": { "num_heads": heads, "key_dim": d / heads, "causal": true } }),
+                json!({ "MultiHeadAttention": attention }),
             ));
             let attn = dropout(
                 &mut layers,

@@ -329,9 +329,14 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Fused attention forward and backward, and the unfused path's row kernels
-    /// (head split, weights' softmax and its backward).
+    /// Fused attention forward and backward (with dropout on the weights when `d`
+    /// has it, at step 3), and the unfused path's row kernels (head split,
+    /// weights' softmax and its backward).
     fn attention(&mut self, d: AttentionDims) -> Result<()> {
+        const T: u32 = 3;
+        let step = StepUniform::new(self.ctx)?;
+        let opt = Optimizer::sgd(0.1, 0.0);
+        step.write(self.ctx, &opt, T, opt.lr())?;
         let (b, h) = (d.batch, d.heads);
         let q = self.data(b * d.tq * h * d.dk);
         let k = self.data(b * d.tk * h * d.dk);
@@ -350,23 +355,43 @@ impl Runner<'_> {
             self.out(&[v.len()])?,
         );
         let mut run = vec![attention::attention_forward(
-            self.ctx, &d, &qt, &kt, &vt, &o, &stats,
+            self.ctx,
+            &d,
+            &qt,
+            &kt,
+            &vt,
+            &o,
+            &stats,
+            Some(&step),
         )?];
         let grads = AttentionGrads {
             dq: Some(&dq),
             dkv: Some((&dk, &dv)),
         };
         run.extend(attention::attention_backward(
-            self.ctx, &d, &qt, &kt, &vt, &o, &stats, &gt, grads,
+            self.ctx,
+            &d,
+            &qt,
+            &kt,
+            &vt,
+            &o,
+            &stats,
+            &gt,
+            grads,
+            Some(&step),
         )?);
         self.run(&run)?;
         let (mut wo, mut ws) = (vec![0.0; g.len()], vec![0.0; d.stats_len()]);
-        r::attention::attention_forward(&d, &q, &k, &v, &mut wo, &mut ws);
+        r::attention::attention_forward(&d, &q, &k, &v, &mut wo, &mut ws, T);
         let (mut wq, mut wk, mut wv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-        r::attention::attention_backward(&d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv);
+        r::attention::attention_backward(&d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv, T);
         let shape = format!("{}x{}x{}x{} d{}", b, h, d.tq, d.tk, d.dk);
         self.record(
-            "fused attention + gradients",
+            if d.dropout.is_some() {
+                "fused attention + dropout, grads"
+            } else {
+                "fused attention + gradients"
+            },
             shape.clone(),
             &[
                 (o.to_f32(self.ctx)?, wo),
@@ -878,8 +903,8 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
     t.embedding(300, 40, 24)?;
     t.layer_norm(61, 64)?;
     t.layer_norm(3, 1_000)?;
-    for (tokens, causal) in [(28, false), (70, true)] {
-        t.attention(AttentionDims::new(3, 4, (tokens, tokens), (16, 16), causal))?;
+    for (tokens, causal, dropout) in [(28, false, 0.0), (70, true, 0.0), (33, true, 0.25)] {
+        t.attention(AttentionDims::new(3, 4, (tokens, tokens), (16, 16), causal).with_dropout(dropout, 11))?;
     }
     t.optimizer(Optimizer::adam(0.001), 1000, 5)?;
     t.optimizer(Optimizer::sgd(0.01, 0.9), 1000, 5)?;

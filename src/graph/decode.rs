@@ -185,8 +185,16 @@ impl Decoder {
                     let v_cache = Tensor::zeros(ctx, &[t, heads * dv], DType::F32)?;
                     let o = lw.output(i)?;
                     let stats = Tensor::zeros(ctx, &[dims.stats_len()], DType::F32)?;
-                    let forward =
-                        fused::attention_forward(ctx, &dims, &lw.value(q), &k_cache, &v_cache, &o, &stats)?;
+                    let forward = fused::attention_forward(
+                        ctx,
+                        &dims,
+                        &lw.value(q),
+                        &k_cache,
+                        &v_cache,
+                        &o,
+                        &stats,
+                        None,
+                    )?;
                     let attention = CachedAttention {
                         dims,
                         k: lw.value(k),

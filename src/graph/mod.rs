@@ -285,6 +285,10 @@ pub enum Op {
         heads: usize,
         /// Query `i` sees keys `j ≤ i` only.
         causal: bool,
+        /// Fraction of the weights dropped while training, in `[0, 1)` (0: none).
+        dropout: f32,
+        /// The dropout mask seed (see [`Graph::seed_random`]).
+        seed: u32,
     },
     /// The mean over the tokens of a sequence `[T, F]`: `[F]` (GlobalAveragePooling1D).
     SequenceMean {

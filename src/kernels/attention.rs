@@ -1,11 +1,16 @@
 //! Fused attention launchers (`shaders/attention.wgsl`): scaled dot-product
 //! attention over heads straight from the projections' `[B, T, H·d]` layout, without
 //! per-head copies or the `[B·H, Tq, Tk]` weights; the backward pass recomputes the
-//! weights from each query row's log-sum-exp. CPU twins: [`crate::reference::attention`].
+//! weights from each query row's log-sum-exp. Dropout on the weights while
+//! training ([`AttentionDims::dropout`]) runs in the same kernels, its mask drawn
+//! as the dropout kernel draws a `[B·H·Tq, Tk]` tensor's. CPU twins:
+//! [`crate::reference::attention`].
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::kernels::dropout::DropoutRate;
 use crate::kernels::elementwise::{count_u32, expect_separate};
+use crate::kernels::optim::StepUniform;
 use crate::kernels::{Kernel, Shader, groups_for};
 
 /// The largest per-head query/key or value size the fused kernels take (their
@@ -70,6 +75,9 @@ const FORWARD: Kernel = Shader::Attention.kernel("attention_forward");
 const DELTA: Kernel = Shader::Attention.kernel("attention_delta");
 const BACKWARD_Q: Kernel = Shader::Attention.kernel("attention_backward_q");
 const BACKWARD_KV: Kernel = Shader::Attention.kernel("attention_backward_kv");
+const FORWARD_DROPOUT: Kernel = Shader::Attention.kernel("attention_forward_dropout");
+const BACKWARD_Q_DROPOUT: Kernel = Shader::Attention.kernel("attention_backward_q_dropout");
+const BACKWARD_KV_DROPOUT: Kernel = Shader::Attention.kernel("attention_backward_kv_dropout");
 
 /// Mirrors `Params` in `shaders/attention.wgsl`.
 #[repr(C)]
@@ -84,7 +92,21 @@ struct Params {
     causal: u32,
     scale: f32,
     blocks: u32,
-    _pad: [u32; 3],
+    drop_threshold: u32,
+    drop_scale: f32,
+    drop_seed: u32,
+}
+
+/// Dropout on the attention weights while training (Keras' MultiHeadAttention
+/// `dropout`, GPT-2's `attn_pdrop`): `O = (P ⊙ M)·V`, `M` inverted dropout's mask
+/// of the weights as a `[B·H·Tq, Tk]` tensor (element `(bh·Tq + i)·Tk + j`) drawn
+/// from `seed` and the step number, as `kernels::dropout` draws it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionDropout {
+    /// Fraction of the weights dropped, in `[0, 1)`.
+    pub rate: f32,
+    /// Mask seed (a graph node's, `kernels::dropout::layer_seed`).
+    pub seed: u32,
 }
 
 /// The shape of one attention: `batch` samples of queries `[tq, heads·dk]`, keys
@@ -107,6 +129,8 @@ pub struct AttentionDims {
     pub causal: bool,
     /// Factor of the scores `q·k` (usually `1/√dk`).
     pub scale: f32,
+    /// Dropout on the weights (training only); `None` for none.
+    pub dropout: Option<AttentionDropout>,
 }
 
 impl AttentionDims {
@@ -128,6 +152,16 @@ impl AttentionDims {
             dv,
             causal,
             scale: 1.0 / (dk as f32).sqrt(),
+            dropout: None,
+        }
+    }
+
+    /// The same attention with dropout of `rate` on its weights, masks drawn from
+    /// `seed` (no dropout at rate 0).
+    pub fn with_dropout(self, rate: f32, seed: u32) -> Self {
+        AttentionDims {
+            dropout: (rate > 0.0).then_some(AttentionDropout { rate, seed }),
+            ..self
         }
     }
 
@@ -207,6 +241,15 @@ impl AttentionDims {
                 self.scale
             )));
         }
+        let (drop_threshold, drop_scale, drop_seed) = match self.dropout {
+            None => (0, 1.0, 0),
+            Some(d) => {
+                let r = DropoutRate::new(d.rate).map_err(|e| Error::invalid(format!("{op}: {e}")))?;
+                // The mask's element index is a u32, as the dropout kernel's.
+                count_u32(op, "attention weights", self.bh() * self.tq * self.tk)?;
+                (r.threshold, r.scale, d.seed)
+            }
+        };
         Ok(Params {
             bh: count_u32(op, "batch·heads", self.bh())?,
             heads: count_u32(op, "heads", self.heads)?,
@@ -217,8 +260,29 @@ impl AttentionDims {
             causal: self.causal as u32,
             scale: self.scale,
             blocks: count_u32(op, "row blocks", rows.div_ceil(WG))?,
-            _pad: [0; 3],
+            drop_threshold,
+            drop_scale,
+            drop_seed,
         })
+    }
+
+    /// `plain`, or its dropout entry point and the step uniform it binds when the
+    /// weights drop out (an error without `step`).
+    fn kernel(
+        &self,
+        op: &'static str,
+        plain: Kernel,
+        dropout: Kernel,
+        step: Option<&StepUniform>,
+    ) -> Result<(Kernel, Option<wgpu::Buffer>)> {
+        match (self.dropout, step) {
+            (None, _) => Ok((plain, None)),
+            (Some(_), Some(step)) => Ok((dropout, Some(step.buffer.clone()))),
+            (Some(_), None) => Err(Error::invalid(format!(
+                "{op}: dropout on the attention weights needs the per-step uniform (its masks \
+                 change every step)"
+            ))),
+        }
     }
 
     /// The grid of a kernel giving each (sample, head) `ceil(rows / WG)` workgroups.
@@ -252,7 +316,9 @@ fn expect_sizes(
 /// `o = softmax(scale·q·kᵀ)·v` per sample and head (see [`AttentionDims`] for the
 /// layouts), and `stats` (`dims.stats_len()` values) the log-sum-exp of each query
 /// row's scores, which [`attention_backward`] needs. `o` and `stats` are separate
-/// from the inputs and each other.
+/// from the inputs and each other. With [`AttentionDims::dropout`], `step` is the
+/// model's per-step uniform (the step number draws the mask); else unused.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     ctx: &Context,
     dims: &AttentionDims,
@@ -261,6 +327,7 @@ pub fn attention_forward(
     v: &Tensor,
     o: &Tensor,
     stats: &Tensor,
+    step: Option<&StepUniform>,
 ) -> Result<Dispatch> {
     const OP: &str = "attention_forward";
     let [nq, nk, nv, no] = dims.sizes(OP)?;
@@ -277,19 +344,16 @@ pub fn attention_forward(
         ],
     )?;
     expect_separate(OP, &[("o", o), ("stats", stats)], &[q, k, v])?;
-    ctx.dispatch(
-        FORWARD,
-        &[],
-        &params,
-        &[
-            (1, &q.buffer),
-            (2, &k.buffer),
-            (3, &v.buffer),
-            (5, &o.buffer),
-            (7, &stats.buffer),
-        ],
-        dims.groups(ctx, dims.tq)?,
-    )
+    let (kernel, step) = dims.kernel(OP, FORWARD, FORWARD_DROPOUT, step)?;
+    let mut bindings = vec![
+        (1, &q.buffer),
+        (2, &k.buffer),
+        (3, &v.buffer),
+        (5, &o.buffer),
+        (7, &stats.buffer),
+    ];
+    bindings.extend(step.as_ref().map(|s| (8, s)));
+    ctx.dispatch(kernel, &[], &params, &bindings, dims.groups(ctx, dims.tq)?)
 }
 
 /// Rewrites the parameters of `forward`, a dispatch [`attention_forward`] made,
@@ -328,7 +392,7 @@ pub struct AttentionGrads<'a> {
 /// the forward's output `o` and `stats` (whose second halves this fills with
 /// `D_i = d_o_i·o_i`): one dispatch for `D`, one for `dq`, one for `dk` and `dv`
 /// together. The gradients are overwritten (not accumulated) and are separate from
-/// every input.
+/// every input. With dropout, `step` is the forward's, unchanged since.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<'a>(
     ctx: &Context,
@@ -340,6 +404,7 @@ pub fn attention_backward<'a>(
     stats: &'a Tensor,
     d_o: &'a Tensor,
     grads: AttentionGrads<'a>,
+    step: Option<&StepUniform>,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "attention_backward";
     let [nq, nk, nv, no] = dims.sizes(OP)?;
@@ -373,6 +438,12 @@ pub fn attention_backward<'a>(
         &[(4, &d_o.buffer), (5, &o.buffer), (7, &stats.buffer)],
         groups_for(ctx, rows, WG as u32)?,
     )?];
+    let (backward_q, step) = dims.kernel(OP, BACKWARD_Q, BACKWARD_Q_DROPOUT, step)?;
+    let backward_kv = if step.is_some() {
+        BACKWARD_KV_DROPOUT
+    } else {
+        BACKWARD_KV
+    };
     let inputs = [
         (1, &q.buffer),
         (2, &k.buffer),
@@ -380,14 +451,15 @@ pub fn attention_backward<'a>(
         (4, &d_o.buffer),
         (7, &stats.buffer),
     ];
-    let bindings = |extra: &[(u32, &'a Tensor)]| -> Vec<(u32, &'a wgpu::Buffer)> {
-        let mut b = inputs.to_vec();
+    let bindings = |extra: &[(u32, &'a Tensor)]| -> Vec<(u32, &wgpu::Buffer)> {
+        let mut b: Vec<(u32, &wgpu::Buffer)> = inputs.to_vec();
         b.extend(extra.iter().map(|&(i, t)| (i, &t.buffer)));
+        b.extend(step.as_ref().map(|s| (8, s)));
         b
     };
     if let Some(dq) = grads.dq {
         let groups = dims.groups(ctx, dims.tq)?;
-        out.push(ctx.dispatch(BACKWARD_Q, &[], &params, &bindings(&[(5, dq)]), groups)?);
+        out.push(ctx.dispatch(backward_q, &[], &params, &bindings(&[(5, dq)]), groups)?);
     }
     if let Some((dk, dv)) = grads.dkv {
         // The same product, its row blocks over the keys.
@@ -396,7 +468,7 @@ pub fn attention_backward<'a>(
             ..params
         };
         let groups = dims.groups(ctx, dims.tk)?;
-        out.push(ctx.dispatch(BACKWARD_KV, &[], &params, &bindings(&[(5, dk), (6, dv)]), groups)?);
+        out.push(ctx.dispatch(backward_kv, &[], &params, &bindings(&[(5, dk), (6, dv)]), groups)?);
     }
     Ok(out)
 }

@@ -154,7 +154,11 @@ impl Shader {
     /// The WGSL text.
     pub const fn source(self) -> &'static str {
         match self {
-            Shader::Attention => include_str!("../../shaders/attention.wgsl"),
+            Shader::Attention => concat!(
+                include_str!("../../shaders/step.wgsl"),
+                include_str!("../../shaders/hash.wgsl"),
+                include_str!("../../shaders/attention.wgsl")
+            ),
             Shader::Batchnorm => concat!(
                 include_str!("../../shaders/activation.wgsl"),
                 include_str!("../../shaders/batchnorm.wgsl")

@@ -228,11 +228,13 @@ impl Layer {
                 value_dim,
                 use_bias,
                 causal,
+                dropout,
                 trainable,
             } => multi_head_attention(
                 b,
                 &name,
                 (*num_heads, *key_dim, value_dim.unwrap_or(*key_dim)),
+                *dropout,
                 *use_bias,
                 *causal,
                 *trainable,
@@ -322,6 +324,7 @@ fn multi_head_attention(
     b: &mut LayerBuild<'_>,
     name: &str,
     (heads, key_dim, value_dim): (usize, usize, usize),
+    dropout: f32,
     use_bias: bool,
     causal: bool,
     trainable: bool,
@@ -380,7 +383,7 @@ fn multi_head_attention(
     let q = project(b, query, "query", heads * key_dim)?;
     let k = project(b, key, "key", heads * key_dim)?;
     let v = project(b, value, "value", heads * value_dim)?;
-    let attended = b.g.attention(q, k, v, heads, causal, name)?;
+    let attended = b.g.attention(q, k, v, heads, causal, dropout, name)?;
     let features = b.g.shape(query)[1];
     Ok(one(project(b, attended, "output", features)?))
 }

@@ -210,6 +210,10 @@ pub enum Layer {
         /// Keras' `use_causal_mask=True`: token `i` attends to tokens `j ≤ i` only.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         causal: bool,
+        /// Keras' `dropout` (GPT-2's `attn_pdrop`): the fraction of the attention
+        /// weights dropped while training, in `[0, 1)`; none when evaluating.
+        #[serde(default, skip_serializing_if = "keras::is_zero")]
+        dropout: f32,
         /// False to freeze the projections.
         #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
         trainable: bool,
@@ -272,6 +276,9 @@ mod keras {
     }
     pub fn is_true(v: &bool) -> bool {
         *v
+    }
+    pub fn is_zero(v: &f32) -> bool {
+        *v == 0.0
     }
 }
 
@@ -351,6 +358,7 @@ impl Layer {
             value_dim: None,
             use_bias: true,
             causal: false,
+            dropout: 0.0,
             trainable: true,
         }
     }

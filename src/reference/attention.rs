@@ -1,7 +1,11 @@
 //! CPU twins of the fused attention kernels (`shaders/attention.wgsl`): plain loops
-//! over samples, heads and rows, f64 sums, the weights `P` built per query row.
+//! over samples, heads and rows, f64 sums, the weights `P` built per query row;
+//! dropout on the weights draws [`crate::reference::dropout`]'s mask of a
+//! `[B·H·Tq, Tk]` tensor at step `t`.
 
 use crate::kernels::attention::AttentionDims;
+use crate::kernels::dropout::DropoutRate;
+use crate::reference::dropout::keep;
 
 /// Offset of head `h`'s `d`-wide slice of token `t` of sample `b` in `[B, T, H·d]`.
 fn at(dims: &AttentionDims, b: usize, tokens: usize, t: usize, h: usize, d: usize) -> usize {
@@ -29,6 +33,25 @@ fn scores(dims: &AttentionDims, q: &[f32], k: &[f32], b: usize, h: usize, i: usi
         .collect()
 }
 
+/// The dropout factors `M_ij` of query row `i` of (sample, head) `bh` at step `t`
+/// over `n` keys: 0 or `1 / (1 − rate)`; all 1 without dropout.
+fn mask(dims: &AttentionDims, t: u32, bh: usize, i: usize, n: usize) -> Vec<f64> {
+    let Some(d) = dims.dropout else {
+        return vec![1.0; n];
+    };
+    let r = DropoutRate::new(d.rate).expect("a rate the kernels accept");
+    (0..n)
+        .map(|j| {
+            let e = ((bh * dims.tq + i) * dims.tk + j) as u32;
+            if keep(d.seed, t, e, r.threshold) {
+                r.scale as f64
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 /// Query row `i`'s attention weights over the keys it sees, and the log-sum-exp
 /// of its scores.
 fn weights(dims: &AttentionDims, q: &[f32], k: &[f32], b: usize, h: usize, i: usize) -> (Vec<f64>, f64) {
@@ -39,7 +62,9 @@ fn weights(dims: &AttentionDims, q: &[f32], k: &[f32], b: usize, h: usize, i: us
 }
 
 /// Twin of `attention_forward`: `o` and the log-sum-exp of each query row's
-/// scores in `stats[2·(bh·tq + i)]` (the second value of each pair is 0).
+/// scores in `stats[2·(bh·tq + i)]` (the second value of each pair is 0); `t` is
+/// the step number dropout draws its mask at (unused without dropout).
+#[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     dims: &AttentionDims,
     q: &[f32],
@@ -47,11 +72,14 @@ pub fn attention_forward(
     v: &[f32],
     o: &mut [f32],
     stats: &mut [f32],
+    t: u32,
 ) {
     for b in 0..dims.batch {
         for h in 0..dims.heads {
             for i in 0..dims.tq {
                 let (p, lse) = weights(dims, q, k, b, h, i);
+                let m = mask(dims, t, b * dims.heads + h, i, p.len());
+                let p: Vec<f64> = p.iter().zip(&m).map(|(p, m)| p * m).collect();
                 let oi = at(dims, b, dims.tq, i, h, dims.dv);
                 for d in 0..dims.dv {
                     let acc: f64 = p
@@ -70,7 +98,8 @@ pub fn attention_forward(
 }
 
 /// Twin of `attention_backward`: from the output's gradient `d_o`, the gradients
-/// of the queries, keys and values (overwritten), the weights recomputed exactly.
+/// of the queries, keys and values (overwritten), the weights (and the dropout
+/// mask of step `t`) recomputed exactly.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     dims: &AttentionDims,
@@ -81,6 +110,7 @@ pub fn attention_backward(
     dq: &mut [f32],
     dk: &mut [f32],
     dv: &mut [f32],
+    t: u32,
 ) {
     let mut gq = vec![0f64; dq.len()];
     let mut gk = vec![0f64; dk.len()];
@@ -94,11 +124,14 @@ pub fn attention_backward(
                     at(dims, b, dims.tq, i, h, dims.dk),
                     at(dims, b, dims.tq, i, h, dims.dv),
                 );
-                // dP_ij = dO_i·v_j; dS_ij = P_ij·(dP_ij − Σ_l P_il·dP_il).
+                // dP_ij = M_ij·dO_i·v_j (the gradient of the weights before
+                // dropout); dS_ij = P_ij·(dP_ij − Σ_l P_il·dP_il).
+                let m = mask(dims, t, b * dims.heads + h, i, p.len());
                 let dp: Vec<f64> = (0..p.len())
                     .map(|j| {
                         let vj = at(dims, b, dims.tk, j, h, dims.dv);
-                        (0..dims.dv).map(|d| d_o[oi + d] as f64 * v[vj + d] as f64).sum()
+                        let dot: f64 = (0..dims.dv).map(|d| d_o[oi + d] as f64 * v[vj + d] as f64).sum();
+                        m[j] * dot
                     })
                     .collect();
                 let delta: f64 = p.iter().zip(&dp).map(|(a, b)| a * b).sum();
@@ -113,7 +146,7 @@ pub fn attention_backward(
                         gk[kj + d] += ds * q[qi + d] as f64;
                     }
                     for d in 0..dims.dv {
-                        gv[vj + d] += p[j] * d_o[oi + d] as f64;
+                        gv[vj + d] += p[j] * m[j] * d_o[oi + d] as f64;
                     }
                 }
             }

@@ -4,7 +4,9 @@
 //! Per sample, with `q` `[Tq, H·dk]`, `k` `[Tk, H·dk]` and `v` `[Tk, H·dv]` (each
 //! token's heads side by side, as a Dense projection writes them), for each head h:
 //! `P_h = softmax(Q_h·K_hᵀ / √dk)` (causal: query i sees keys j ≤ i) and the output's
-//! head h is `P_h·V_h`: `[Tq, H·dv]`.
+//! head h is `P_h·V_h`: `[Tq, H·dv]`. While training, dropout of a fraction of
+//! the weights (Keras' MultiHeadAttention `dropout`) makes it `(P_h ⊙ M)·V_h`, the
+//! mask `M` drawn from the node's seed and the step number.
 //!
 //! GPUs, heads of at most `kernels::attention::MAX_HEAD_DIM` values: the fused
 //! kernels (`kernels::attention`) read the projections in place and never store
@@ -16,24 +18,30 @@
 //! scores and the output, `softmax_attention` the weights in place between them; the
 //! weights `P` are kept for the backward pass, which recomputes the per-head copies
 //! of `q`, `k` and `v` instead of keeping them: `dV = Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ⊙
-//! (dP − Σ dP ⊙ P) / √dk`, `dQ = dS·K`, `dK = dSᵀ·Q`.
+//! (dP − Σ dP ⊙ P) / √dk`, `dQ = dS·K`, `dK = dSᵀ·Q`. With dropout, the dropout
+//! kernel masks `P` before `P·V` (the kept `P` stays unmasked), and in the backward
+//! pass masks `P` again for `dV` and `dP` for the softmax's backward.
 //!
 //! The reference executor computes the unfused formulas on the CPU, so the GPU
 //! tests compare the fused kernels with them too.
 
-use crate::error::Result;
-use crate::gpu::{Context, DType, Tensor};
+use crate::error::{Error, Result};
+use crate::gpu::{Context, DType, Dispatch, Tensor};
 use crate::graph::ops::{BackwardLowering, Lowering, RefBackward, RefForward, batched};
 use crate::graph::{Graph, NodeId, Op, shape_err};
 use crate::kernels::attention::{self as fused, AttentionDims, AttentionGrads, AttentionPath};
+use crate::kernels::dropout::{self, DropoutRate, layer_seed};
 use crate::kernels::matmul::{self, MatmulDesc};
+use crate::kernels::optim::StepUniform;
 use crate::kernels::softmax;
 use crate::kernels::swap_axes::{SwapView, swap_axes};
 use crate::reference as r;
 
 impl Graph {
     /// Attention of queries `q` to keys `k` and values `v` over `heads` heads (see
-    /// the module docs); `causal` lets query `i` see keys `j ≤ i` only.
+    /// the module docs); `causal` lets query `i` see keys `j ≤ i` only; `dropout`
+    /// is the fraction of the weights dropped while training, in `[0, 1)`.
+    #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
         q: NodeId,
@@ -41,8 +49,10 @@ impl Graph {
         v: NodeId,
         heads: usize,
         causal: bool,
+        dropout: f32,
         layer: &str,
     ) -> Result<NodeId> {
+        DropoutRate::new(dropout).map_err(|e| Error::invalid(format!("layer '{layer}': attention {e}")))?;
         let (qs, ks, vs) = (
             self.shape(q).to_vec(),
             self.shape(k).to_vec(),
@@ -74,6 +84,7 @@ impl Graph {
                 ),
             ));
         }
+        let seed = layer_seed(0, self.nodes.len());
         Ok(self.push(
             Op::Attention {
                 q,
@@ -81,6 +92,8 @@ impl Graph {
                 v,
                 heads,
                 causal,
+                dropout,
+                seed,
             },
             vec![qs[0], vs[1]],
             layer,
@@ -95,13 +108,16 @@ struct Fields {
     d: AttentionDims,
 }
 
-fn fields(graph: &Graph, batch: usize, op: &Op) -> Fields {
+/// The op's inputs and dims, with its dropout when `train` (evaluating runs none).
+fn fields(graph: &Graph, batch: usize, op: &Op, train: bool) -> Fields {
     let Op::Attention {
         q,
         k,
         v,
         heads,
         causal,
+        dropout,
+        seed,
     } = *op
     else {
         unreachable!("an attention op")
@@ -109,7 +125,20 @@ fn fields(graph: &Graph, batch: usize, op: &Op) -> Fields {
     let (qs, vs) = (graph.shape(q), graph.shape(v));
     let tokens = (qs[0], graph.shape(k)[0]);
     let d = AttentionDims::new(batch, heads, tokens, (qs[1] / heads, vs[1] / heads), causal);
+    let d = if train { d.with_dropout(dropout, seed) } else { d };
     Fields { q, k, v, d }
+}
+
+/// `p` through the dropout of `d`'s weights (the same mask as the fused kernels').
+fn drop_weights(
+    ctx: &Context,
+    d: &AttentionDims,
+    p: &Tensor,
+    into: &Tensor,
+    step: &StepUniform,
+) -> Result<Dispatch> {
+    let drop = d.dropout.expect("called with dropout");
+    dropout::dropout(ctx, p, into, drop.rate, drop.seed, step)
 }
 
 /// The fused kernels' dims when the plan fuses this attention
@@ -174,15 +203,23 @@ impl Heads for AttentionDims {
 }
 
 pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tensor> {
-    let Fields { q, k, v, d } = fields(lw.graph, lw.batch, op);
+    let Fields { q, k, v, d } = fields(lw.graph, lw.batch, op, lw.train);
     let ctx = lw.ctx;
     if fuses(&d, ctx)? {
         let y = lw.output(id)?;
         let stats = Tensor::zeros(ctx, &[d.stats_len()], DType::F32)?;
         let input = |n: NodeId| lw.values[n].clone().expect("input lowered");
         let (qt, kt, vt) = (input(q), input(k), input(v));
-        lw.dispatches
-            .push(fused::attention_forward(ctx, &d, &qt, &kt, &vt, &y, &stats)?);
+        lw.dispatches.push(fused::attention_forward(
+            ctx,
+            &d,
+            &qt,
+            &kt,
+            &vt,
+            &y,
+            &stats,
+            Some(lw.step),
+        )?);
         lw.aux.insert(id, stats);
         return Ok(y);
     }
@@ -206,9 +243,17 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tens
         .extend(matmul::matmul(ctx, &d.scores(), &qh, &kh, None, &p)?);
     lw.dispatches
         .push(softmax::softmax_attention(ctx, &p, d.scale, d.causal_rows())?);
+    let dropped = match d.dropout {
+        None => p.clone(),
+        Some(_) => {
+            let t = Tensor::zeros(ctx, p.shape(), DType::F32)?;
+            lw.dispatches.push(drop_weights(ctx, &d, &p, &t, lw.step)?);
+            t
+        }
+    };
     let oh = Tensor::zeros(ctx, &[d.bh(), d.tq, d.dv], DType::F32)?;
     lw.dispatches
-        .extend(matmul::matmul(ctx, &d.output(), &p, &vh, None, &oh)?);
+        .extend(matmul::matmul(ctx, &d.output(), &dropped, &vh, None, &oh)?);
     let y = lw.output(id)?;
     lw.dispatches
         .push(swap_axes(ctx, &oh, 0, &y, 0, d.merge(d.tq, d.dv))?);
@@ -217,7 +262,7 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tens
 }
 
 pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, op: &Op) -> Result<()> {
-    let Fields { q, k, v, d } = fields(bw.graph, bw.batch, op);
+    let Fields { q, k, v, d } = fields(bw.graph, bw.batch, op, true);
     let (want_q, want_k, want_v) = (bw.req[q], bw.req[k], bw.req[v]);
     if !want_q && !want_k && !want_v {
         return Ok(());
@@ -246,20 +291,35 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
         };
     let doh = heads_of(bw, dy, d.tq, d.dv)?;
     if want_v {
+        // dV = (P ⊙ M)ᵀ·dO, the mask drawn again.
+        let dropped = match d.dropout {
+            None => p.clone(),
+            Some(_) => {
+                let t = bw.temporary(p.shape())?;
+                bw.dispatches.push(drop_weights(ctx, &d, &p, &t, bw.step)?);
+                t
+            }
+        };
         let dvh = bw.temporary(&[d.bh(), d.tk, d.dv])?;
         let desc = d.product(d.tk, d.dv, d.tq, true, false);
         bw.dispatches
-            .extend(matmul::matmul(ctx, &desc, &p, &doh, None, &dvh)?);
+            .extend(matmul::matmul(ctx, &desc, &dropped, &doh, None, &dvh)?);
         merge_into(bw, v, &dvh, d.tk, d.dv)?;
     }
     if !want_q && !want_k {
         return Ok(());
     }
     let vh = heads_of(bw, &bw.value(v), d.tk, d.dv)?;
-    let ds = bw.temporary(&[d.bh() * d.tq, d.tk])?;
+    let mut ds = bw.temporary(&[d.bh() * d.tq, d.tk])?;
     let desc = d.product(d.tq, d.tk, d.dv, false, true);
     bw.dispatches
         .extend(matmul::matmul(ctx, &desc, &doh, &vh, None, &ds)?);
+    if d.dropout.is_some() {
+        // The gradient of the weights before dropout: dP ⊙ M.
+        let masked = bw.temporary(ds.shape())?;
+        bw.dispatches.push(drop_weights(ctx, &d, &ds, &masked, bw.step)?);
+        ds = masked;
+    }
     bw.dispatches
         .push(softmax::softmax_backward_rows(ctx, &p, &ds, d.scale)?);
     if want_q {
@@ -313,7 +373,8 @@ fn fused_backward(
     };
     let (qt, kt, vt, o) = (bw.value(q), bw.value(k), bw.value(v), bw.value(id));
     let stats = bw.aux[&id].clone();
-    let dispatches = fused::attention_backward(bw.ctx, fd, &qt, &kt, &vt, &o, &stats, dy, grads)?;
+    let dispatches =
+        fused::attention_backward(bw.ctx, fd, &qt, &kt, &vt, &o, &stats, dy, grads, Some(bw.step))?;
     bw.dispatches.extend(dispatches);
     Ok(())
 }
@@ -331,6 +392,16 @@ fn merge_cpu(d: &AttentionDims, x: &[f32], tokens: usize, width: usize) -> Vec<f
     y
 }
 
+/// Weights (or their gradient) `p` through `d`'s dropout at step `t`; `p` itself
+/// without dropout.
+fn drop_cpu(d: &AttentionDims, p: &[f32], t: u32) -> Result<Vec<f32>> {
+    let mut y = p.to_vec();
+    if let Some(drop) = d.dropout {
+        r::dropout::dropout(p, &mut y, drop.rate, drop.seed, t)?;
+    }
+    Ok(y)
+}
+
 fn product_cpu(desc: &MatmulDesc, a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
     let mut c = vec![0.0; desc.batch * desc.m * desc.n];
     r::matmul::matmul(desc, a, b, None, &mut c)?;
@@ -338,26 +409,31 @@ fn product_cpu(desc: &MatmulDesc, a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
 }
 
 pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId, op: &Op) -> Result<Vec<f32>> {
-    let Fields { q, k, v, d } = fields(rf.graph, rf.batch, op);
+    let Fields { q, k, v, d } = fields(rf.graph, rf.batch, op, rf.train.is_some());
     let qh = split_cpu(&d, rf.value(q), d.tq, d.dk);
     let kh = split_cpu(&d, rf.value(k), d.tk, d.dk);
     let vh = split_cpu(&d, rf.value(v), d.tk, d.dv);
     let mut p = product_cpu(&d.scores(), &qh, &kh)?;
     r::softmax::softmax_attention(&mut p, d.tk, d.scale, d.causal_rows());
-    let oh = product_cpu(&d.output(), &p, &vh)?;
+    let oh = product_cpu(&d.output(), &drop_cpu(&d, &p, rf.step)?, &vh)?;
     rf.saved[id] = p;
     Ok(merge_cpu(&d, &oh, d.tq, d.dv))
 }
 
 pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: &[f32], op: &Op) -> Result<()> {
-    let Fields { q, k, v, d } = fields(rb.graph, rb.batch, op);
+    let Fields { q, k, v, d } = fields(rb.graph, rb.batch, op, true);
     let p = &rb.saved[id];
     let doh = split_cpu(&d, dy, d.tq, d.dv);
     let qh = split_cpu(&d, rb.value(q), d.tq, d.dk);
     let kh = split_cpu(&d, rb.value(k), d.tk, d.dk);
     let vh = split_cpu(&d, rb.value(v), d.tk, d.dv);
-    let dvh = product_cpu(&d.product(d.tk, d.dv, d.tq, true, false), p, &doh)?;
-    let mut ds = product_cpu(&d.product(d.tq, d.tk, d.dv, false, true), &doh, &vh)?;
+    let dvh = product_cpu(
+        &d.product(d.tk, d.dv, d.tq, true, false),
+        &drop_cpu(&d, p, rb.step)?,
+        &doh,
+    )?;
+    let ds = product_cpu(&d.product(d.tq, d.tk, d.dv, false, true), &doh, &vh)?;
+    let mut ds = drop_cpu(&d, &ds, rb.step)?;
     r::softmax::softmax_backward_rows(p, &mut ds, d.tk, d.scale);
     let dqh = product_cpu(&d.product(d.tq, d.dk, d.tk, false, false), &ds, &kh)?;
     let dkh = product_cpu(&d.product(d.tk, d.dk, d.tq, true, false), &ds, &qh)?;

@@ -34,11 +34,13 @@ impl Graph {
         Ok(self.push(Op::Dropout { x, rate, seed }, shape, layer))
     }
 
-    /// Gives every dropout and noise node its own stream seed, derived from `seed`
-    /// and the node's position.
+    /// Gives every dropout, attention (its weights' dropout) and noise node its own
+    /// stream seed, derived from `seed` and the node's position.
     pub fn seed_random(&mut self, seed: u64) {
         for (id, node) in self.nodes.iter_mut().enumerate() {
-            if let Op::Dropout { seed: s, .. } | Op::Noise { seed: s, .. } = &mut node.op {
+            if let Op::Dropout { seed: s, .. } | Op::Noise { seed: s, .. } | Op::Attention { seed: s, .. } =
+                &mut node.op
+            {
                 *s = dropout::layer_seed(seed, id);
             }
         }
