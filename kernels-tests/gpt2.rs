@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use wgml::checkpoint;
 use wgml::data::text::Vocabulary;
+use wgml::gpu::AdapterClass;
 use wgml::import::import_gpt2;
 use wgml::nn::generate::{Sampling, generate_with};
 
@@ -131,6 +132,44 @@ fn an_imported_gpt2_gives_hugging_faces_probabilities_and_greedy_tokens() {
     assert!(e.contains("full"), "{e}");
     decoder.reset();
     assert_eq!(decoder.position(), 0);
+    // A prompt's tokens but the last prefilled in one pass (padded to 1, 4, 8,
+    // 16 and 32 positions; attention unfused as CPU adapters plan it, fused as
+    // GPUs do), the last stepped: the same probabilities.
+    let _restore = PlanAs(ctx);
+    for (class, n) in [
+        (AdapterClass::Native, 1),
+        (AdapterClass::Native, 3),
+        (AdapterClass::Native, 13),
+        (AdapterClass::GpuWithoutSubgroups, 5),
+        (AdapterClass::GpuWithoutSubgroups, 8),
+        (AdapterClass::GpuWithoutSubgroups, 31),
+    ] {
+        ctx.set_adapter_class(class);
+        // Every cache row first holds another text's keys and values.
+        decoder.reset();
+        for &id in ids.iter().rev() {
+            decoder.step(ctx, id).unwrap();
+        }
+        decoder.reset();
+        decoder.prefill(ctx, &ids[..n]).unwrap();
+        assert_eq!(decoder.position(), n);
+        let logits = decoder.step(ctx, ids[n]).unwrap();
+        let mut cached = vec![0.0; logits.len()];
+        wgml::reference::softmax::softmax(&logits, logits.len(), &mut cached);
+        assert_close(
+            &format!("{class:?}: position {n} after a prefill of {n}"),
+            &cached,
+            &probs[n * 300..(n + 1) * 300],
+            1e-7,
+            1e-5,
+        );
+    }
+    let e = decoder.prefill(ctx, &ids[..2]).unwrap_err().to_string();
+    assert!(e.contains("empty") && e.contains("reset"), "{e}");
+    decoder.reset();
+    let e = decoder.prefill(ctx, &ids[..32]).unwrap_err().to_string();
+    assert!(e.contains("32 tokens to prefill"), "{e}");
+    decoder.reset();
 
     let greedy: Vec<u32> = want["greedy"].iter().map(|&v| v as u32).collect();
     assert!(

@@ -16,6 +16,14 @@
 //! attention of the one query over the cache, and goes on. The output is the
 //! model's output node (before the loss's softmax) at position p.
 //!
+//! A prompt's tokens but the last need only their keys and values:
+//! [`Decoder::prefill`] computes them for all those positions at once, through
+//! the plan's own rules (tiled matmuls, the causal attention) on the graph
+//! shortened to a power of two of positions at least as long as the prompt, the
+//! ops after the last attention's key and value projections left out; the last
+//! token then takes a [`Decoder::step`]. Positions past the prompt see only
+//! padding that the causal mask hides from it.
+//!
 //! Results equal the full forward pass at that position up to f32 rounding: the
 //! products are the same sums, and attention sees the same keys.
 
@@ -90,6 +98,14 @@ struct Segment {
 
 /// A model's forward pass one position at a time (see the module docs).
 pub struct Decoder {
+    /// The model's graph, and the nodes a prefill lowers (those the attentions'
+    /// keys and values depend on), in graph order.
+    graph: Graph,
+    prefill_nodes: Vec<NodeId>,
+    /// Parameter values by node.
+    params: Vec<Option<Tensor>>,
+    /// Each segment's attention's key and value nodes.
+    key_values: Vec<(NodeId, NodeId)>,
     input: Tensor,
     /// Positions the model reads (its T): the cache's capacity.
     capacity: usize,
@@ -147,6 +163,8 @@ impl Decoder {
             }
         }
         let step = StepUniform::new(ctx)?;
+        let mut params = vec![None; graph.nodes.len()];
+        let mut key_values = Vec::new();
         let mut lw = Lowering {
             ctx,
             graph: &one,
@@ -170,6 +188,7 @@ impl Decoder {
                         .ok_or_else(|| Error::invalid(format!("parameter {name} is not in the store")))?
                         .value
                         .clone();
+                    params[i] = Some(table.clone());
                     if one.nodes[i].shape != graph.nodes[i].shape {
                         let row = Tensor::zeros(ctx, &batched(1, &one.nodes[i].shape[1..]), DType::F32)?;
                         rows.push((table, row.clone()));
@@ -179,6 +198,7 @@ impl Decoder {
                     }
                 }
                 &Op::Attention { q, k, v, heads, .. } => {
+                    key_values.push((k, v));
                     let (dk, dv) = (graph.shape(q)[1] / heads, graph.shape(v)[1] / heads);
                     let dims = AttentionDims::new(1, heads, (1, t), (dk, dv), false);
                     let k_cache = Tensor::zeros(ctx, &[t, heads * dk], DType::F32)?;
@@ -229,7 +249,17 @@ impl Decoder {
             .chain(&tail)
             .collect();
         ctx.ready(&all)?;
+        let mut needed = vec![false; graph.nodes.len()];
+        for &(k, v) in &key_values {
+            for n in reachable(graph, k).into_iter().chain(reachable(graph, v)) {
+                needed[n] = true;
+            }
+        }
         Ok(Some(Decoder {
+            graph: graph.clone(),
+            prefill_nodes: (0..graph.nodes.len()).filter(|&i| needed[i]).collect(),
+            params,
+            key_values,
             input,
             capacity: t,
             position_rows: rows,
@@ -253,6 +283,106 @@ impl Decoder {
     /// Forgets every cached position.
     pub fn reset(&mut self) {
         self.next = 0;
+    }
+
+    /// Caches the keys and values of `tokens` at positions `0..tokens.len()` in
+    /// one pass (see the module docs), on an empty cache; then the next
+    /// [`Decoder::step`] is at position `tokens.len()`. Feed a prompt's tokens
+    /// but the last here and the last to `step`, which gives the output after it.
+    /// Errors when the cache is not empty or the tokens do not fit in it.
+    pub fn prefill(&mut self, ctx: &Context, tokens: &[u32]) -> Result<()> {
+        if self.next != 0 {
+            return Err(Error::invalid(format!(
+                "prefill fills an empty key/value cache; this one holds {} positions: reset it",
+                self.next
+            )));
+        }
+        if tokens.len() >= self.capacity {
+            return Err(Error::invalid(format!(
+                "{} tokens to prefill, but the key/value cache holds {} positions and the last \
+                 token goes to step",
+                tokens.len(),
+                self.capacity
+            )));
+        }
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let n = tokens.len();
+        let len = n.next_power_of_two().min(self.capacity);
+        // The graph with `len` positions; position embeddings keep their first rows.
+        let mut short = self.graph.clone();
+        let mut prefixes = Vec::new();
+        for &i in &self.prefill_nodes {
+            match &self.graph.nodes[i].op {
+                Op::Param { .. } => {}
+                Op::AddBroadcast { p, .. } => {
+                    short.nodes[*p].shape[0] = len;
+                    short.nodes[i].shape[0] = len;
+                }
+                _ => short.nodes[i].shape[0] = len,
+            }
+        }
+        let step = StepUniform::new(ctx)?;
+        let mut lw = Lowering {
+            ctx,
+            graph: &short,
+            batch: 1,
+            train: false,
+            step: &step,
+            values: vec![None; short.nodes.len()],
+            aux: Default::default(),
+            fused: Default::default(),
+            dispatches: Vec::new(),
+        };
+        let mut ids = vec![0f32; len];
+        for (slot, &t) in ids.iter_mut().zip(tokens) {
+            *slot = t as f32;
+        }
+        for &i in &self.prefill_nodes {
+            let value = match &self.graph.nodes[i].op {
+                Op::Input => Tensor::from_f32(ctx, &ids, &[1, len])?,
+                Op::Param { .. } => {
+                    let table = self.params[i].clone().expect("every parameter was read in new");
+                    if short.nodes[i].shape == self.graph.nodes[i].shape {
+                        table
+                    } else {
+                        let prefix = Tensor::zeros(ctx, &short.nodes[i].shape, DType::F32)?;
+                        prefixes.push((table, prefix.clone()));
+                        prefix
+                    }
+                }
+                _ => lower_forward(&mut lw, i)?,
+            };
+            lw.values[i] = Some(value);
+        }
+        let dispatches: Vec<&Dispatch> = lw.dispatches.iter().collect();
+        ctx.ready(&dispatches)?;
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("decode prefill"),
+            });
+        for (table, prefix) in &prefixes {
+            encoder.copy_buffer_to_buffer(&table.buffer, 0, &prefix.buffer, 0, (prefix.numel() * 4) as u64);
+        }
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("decode prefill"),
+                timestamp_writes: None,
+            });
+            ctx.record(&mut pass, &dispatches);
+        }
+        for (s, &(k, v)) in self.segments.iter().zip(&self.key_values) {
+            let a = &s.attention;
+            for (value, cache) in [(lw.value(k), &a.k_cache), (lw.value(v), &a.v_cache)] {
+                let bytes = (value.numel() / len * n * 4) as u64;
+                encoder.copy_buffer_to_buffer(&value.buffer, 0, &cache.buffer, 0, bytes);
+            }
+        }
+        ctx.submit(encoder.finish())?;
+        self.next = n;
+        Ok(())
     }
 
     /// Feeds `token` at the next position and returns the model's output there

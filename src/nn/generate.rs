@@ -241,6 +241,10 @@ pub fn generate_with(
             // Every token not yet cached (the whole prompt at first, then the last
             // one drawn), at its own position.
             Some(decoder) => {
+                // The prompt but its last token in one pass.
+                if decoder.position() == 0 {
+                    decoder.prefill(ctx, &context[..context.len() - 1])?;
+                }
                 let mut logits = Vec::new();
                 for &id in &context[decoder.position()..] {
                     logits = decoder.step(ctx, id)?;
