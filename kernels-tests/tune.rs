@@ -2,13 +2,15 @@
 //! fastest, the choice is then what `matmul` runs (and still equals the
 //! reference), it survives a new context through the cache file, a corrupt file
 //! is ignored, a failing candidate is skipped, the budget is kept, and
-//! `WGML_TUNE=off` (per context here) returns to the built-in rules.
+//! `WGML_TUNE=off` (per context here) returns to the built-in rules. The same for
+//! the one-row product's variants (`kernels::matvec`).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use wgml::gpu::Dispatch;
 use wgml::kernels::matmul::{self, MatmulChoice, MatmulDesc, MatmulVariant};
+use wgml::kernels::matvec::{self, MatvecVariant};
 use wgml::kernels::tune::{self, TuneClock, TuneMode};
 use wgml::{Context, ContextOptions, Error, Tensor, reference};
 
@@ -24,9 +26,9 @@ struct FakeClock {
 }
 
 impl TuneClock for FakeClock {
-    fn time(&mut self, _ctx: &Context, choice: &MatmulChoice, dispatches: &[&Dispatch]) -> wgml::Result<f64> {
+    fn time(&mut self, _ctx: &Context, choice: &str, dispatches: &[&Dispatch]) -> wgml::Result<f64> {
         assert!(!dispatches.is_empty(), "a candidate without dispatches");
-        let name = choice.name();
+        let name = choice.to_string();
         self.asked.push(name.clone());
         if self.fail.contains(&name) {
             return Err(Error::invalid(format!("{name} failed on purpose")));
@@ -115,6 +117,73 @@ fn tuner_keeps_the_fastest_and_matmul_runs_it() {
     again.set_tune_mode(Some("sometimes"));
     let e = matmul::choose(&again, &desc).unwrap_err().to_string();
     assert!(e.contains("WGML_TUNE") && e.contains("auto"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One-row products: the tuner keeps the variant the clock says is fastest,
+/// `matvec_variant` then returns it (from the file too), the variant it returns
+/// computes the product exactly, and with tuning off the built-in rule serves.
+#[test]
+fn the_matvec_variant_is_the_one_measured_fastest() {
+    let (_g, _) = gpu();
+    let dir = fresh_dir("tune-matvec");
+    let ctx = own_context(&dir);
+    let (n, k) = (37, 70);
+    let builtin = MatvecVariant::auto(&ctx);
+    let other = MatvecVariant::ALL.into_iter().find(|&v| v != builtin).unwrap();
+    let mut clock = FakeClock::default();
+    clock.times.insert(builtin.name().into(), 3.0);
+    clock.times.insert(other.name().into(), 1.0);
+    let report = tune::tune_matvec_among(
+        &ctx,
+        1,
+        n,
+        k,
+        &MatvecVariant::ALL,
+        &mut clock,
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    assert_eq!(clock.asked, ["rows", "lanes"]);
+    assert_eq!(report.best, Some((other, 1.0)));
+    let key = tune::matvec_key(1, n, k);
+    assert_eq!(key, "matvec m1 n37 k70");
+    assert_eq!(ctx.tuned(&key).unwrap().choice, other.name());
+    assert_eq!(tune::matvec_variant(&ctx, 1, n, k).unwrap(), other);
+    // The chosen variant computes the product (against the twin).
+    let mut r = rng(3);
+    let (xv, wv) = (uniform(&mut r, k, -1.0, 1.0), uniform(&mut r, n * k, -1.0, 1.0));
+    let x = Tensor::from_f32(&ctx, &xv, &[1, k]).unwrap();
+    let w = Tensor::from_f32(&ctx, &wv, &[n, k]).unwrap();
+    let y = nan_tensor(&ctx, &[1, n]);
+    let variant = tune::matvec_variant(&ctx, 1, n, k).unwrap();
+    let act = matmul::Activation::Identity;
+    ctx.run_all(&[matvec::matvec(&ctx, variant, &x, &w, None, act, &y).unwrap()])
+        .unwrap();
+    let want = reference::matvec::matvec(&xv, &wv, None, act, n, k);
+    assert_close("tuned matvec", &y.to_f32(&ctx).unwrap(), &want, 1e-5, 1e-5);
+    // A new context reads it from the file; off, the built-in rule serves.
+    let again = own_context(&dir);
+    assert_eq!(tune::matvec_variant(&again, 1, n, k).unwrap(), other);
+    again.set_tune_mode(Some("off"));
+    assert_eq!(tune::matvec_variant(&again, 1, n, k).unwrap(), builtin);
+    // A failing variant is skipped.
+    ctx.clear_tuned();
+    let mut clock = FakeClock {
+        fail: vec![other.name().into()],
+        ..Default::default()
+    };
+    let report = tune::tune_matvec_among(
+        &ctx,
+        1,
+        n,
+        k,
+        &MatvecVariant::ALL,
+        &mut clock,
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    assert_eq!(report.best.map(|b| b.0), Some(builtin));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

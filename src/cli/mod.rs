@@ -110,8 +110,9 @@ pub enum Command {
     /// Check every kernel against its CPU twin on this GPU.
     Selftest,
     /// Measure the kernel choices (matmul variant and split-K factor) of a model's
-    /// training and evaluation steps on this GPU and keep them in the tuning cache,
-    /// so later runs start with them. Takes `wgml train`'s options.
+    /// training and evaluation steps on this GPU (and, for a causal language model,
+    /// the matvec variants of its key/value-cached generation) and keep them in the
+    /// tuning cache, so later runs start with them. Takes `wgml train`'s options.
     Tune(Box<train::TrainArgs>),
 }
 

@@ -773,6 +773,11 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         start.elapsed().as_secs_f64()
     );
     if args.tune_only {
+        // A causal language model's key/value-cached decoder (what `generate`
+        // runs): its one-row products are measured as it is built.
+        if wgml::nn::generate::causal_by_construction(&model) {
+            wgml::graph::decode::Decoder::new(&ctx, &model.graph, &model.store, model.output)?;
+        }
         print!("{}", super::info::tuning_table(&ctx));
         return Ok(ExitCode::SUCCESS);
     }

@@ -10,7 +10,8 @@
 //! heads fit the fused kernel (`kernels::attention::MAX_HEAD_DIM`). The
 //! position-wise ops are lowered once, through the same rules as a plan, on the
 //! graph with every sequence shortened to one position (Dense layers through
-//! `kernels::matvec`, shaped for one row); at each step wgml copies
+//! `kernels::matvec`, shaped for one row, its variant measured by the tuner
+//! where it measures); at each step wgml copies
 //! row p of each position embedding, runs the ops up to an attention, appends that
 //! position's keys and values to the attention's cache (rows `0..=p`), runs the
 //! attention of the one query over the cache, and goes on. The output is the
@@ -32,7 +33,7 @@ use crate::gpu::{Context, DType, Dispatch, Tensor};
 use crate::graph::ops::{Lowering, batched, lower_forward};
 use crate::graph::{Graph, NodeId, Op, ParamStore};
 use crate::kernels::attention::{self as fused, AttentionDims, MAX_HEAD_DIM};
-use crate::kernels::matvec::{MatvecVariant, matvec};
+use crate::kernels::matvec::matvec;
 use crate::kernels::optim::StepUniform;
 
 /// Whether every op between the graph's input and `output` acts on each position
@@ -177,7 +178,6 @@ impl Decoder {
             dispatches: Vec::new(),
         };
         let input = Tensor::zeros(ctx, &[1, 1], DType::F32)?;
-        let variant = MatvecVariant::auto(ctx);
         let mut segments = Vec::new();
         for &i in &nodes {
             let value = match &graph.nodes[i].op {
@@ -232,6 +232,8 @@ impl Decoder {
                 // One position's Dense: a row times the weight, not a tiled matmul.
                 &Op::Dense { x, w, b, act } => {
                     let (xv, wv, bv) = (lw.value(x), lw.value(w), b.map(|b| lw.value(b)));
+                    let (n, k) = (wv.shape()[0], wv.shape()[1]);
+                    let variant = crate::kernels::tune::matvec_variant(ctx, 1, n, k)?;
                     let y = lw.output(i)?;
                     lw.dispatches
                         .push(matvec(ctx, variant, &xv, &wv, bv.as_ref(), act, &y)?);

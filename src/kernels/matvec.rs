@@ -40,10 +40,24 @@ pub enum MatvecVariant {
 }
 
 impl MatvecVariant {
-    /// Both, for tests.
+    /// Both: the tuner's candidates.
     pub const ALL: [MatvecVariant; 2] = [MatvecVariant::Rows, MatvecVariant::Lanes];
 
-    /// The variant for `ctx`'s adapter: `Rows` on CPU adapters, `Lanes` on GPUs.
+    /// Its name in the tuning cache and in messages: `rows` or `lanes`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatvecVariant::Rows => "rows",
+            MatvecVariant::Lanes => "lanes",
+        }
+    }
+
+    /// The variant [`MatvecVariant::name`] names.
+    pub fn from_name(name: &str) -> Option<MatvecVariant> {
+        MatvecVariant::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// The built-in rule for `ctx`'s adapter, where the tuner does not measure
+    /// (`kernels::tune::matvec_variant`): `Rows` on CPU adapters, `Lanes` on GPUs.
     /// On lavapipe (2-core Xeon) a 1×3072×768 product takes 4.4 ms with `Rows`
     /// (the register matmul's time: both read `w` at about 2 GB/s) and 14.7 ms
     /// with `Lanes` (its barriers); on GPUs `Lanes` gives N/8 workgroups reading

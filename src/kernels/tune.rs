@@ -22,6 +22,9 @@
 //! - `off`: never, and the cache is not consulted: the built-in rules choose, so
 //!   runs that must be identical across machines take the same kernels.
 //!
+//! The same holds for one-row products through `kernels::matvec` (a key/value
+//! cached decoder's Dense layers): [`matvec_variant`] times its variants.
+//!
 //! `wgml tune` measures a model's products ahead of a run; `wgml info` lists
 //! the cache.
 
@@ -30,6 +33,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Dispatch, Tensor, Timer, TunedEntry};
 use crate::kernels::matmul::{self, MatmulChoice, MatmulDesc, MatmulVariant};
+use crate::kernels::matvec::{self as mv, MatvecVariant};
 
 /// Environment variable choosing when kernels are tuned: `auto`, `on` or `off`.
 pub const TUNE_ENV: &str = "WGML_TUNE";
@@ -104,8 +108,9 @@ pub fn budget(ctx: &Context) -> Duration {
 /// the GPU; tests substitute a fake one to check that the tuner keeps what the
 /// clock says is fastest.
 pub trait TuneClock {
-    /// Milliseconds `dispatches` (the launch of `choice`) take.
-    fn time(&mut self, ctx: &Context, choice: &MatmulChoice, dispatches: &[&Dispatch]) -> Result<f64>;
+    /// Milliseconds `dispatches` (the launch of the candidate named `choice`, as
+    /// the cache names it: [`MatmulChoice::name`], [`MatvecVariant::name`]) take.
+    fn time(&mut self, ctx: &Context, choice: &str, dispatches: &[&Dispatch]) -> Result<f64>;
 }
 
 /// The real clock: one warm-up run, then the fastest of three timed runs (GPU
@@ -125,7 +130,7 @@ impl<'a> GpuClock<'a> {
 }
 
 impl TuneClock for GpuClock<'_> {
-    fn time(&mut self, _ctx: &Context, _choice: &MatmulChoice, dispatches: &[&Dispatch]) -> Result<f64> {
+    fn time(&mut self, _ctx: &Context, _choice: &str, dispatches: &[&Dispatch]) -> Result<f64> {
         self.timer.time(dispatches)?;
         let runs = self.timer.time_repeats(dispatches, 3)?;
         Ok(runs.into_iter().fold(f64::INFINITY, f64::min))
@@ -234,20 +239,71 @@ pub fn matmul_candidates(ctx: &Context, desc: &MatmulDesc) -> Vec<MatmulChoice> 
 }
 
 /// One tuning run: every candidate's time (or why it could not run) and the
-/// fastest.
+/// fastest; candidates are matmul choices or (for one-row products) matvec
+/// variants.
 #[derive(Clone, Debug)]
-pub struct TuneReport {
+pub struct TuneReport<C = MatmulChoice> {
     /// The cache key measured.
     pub key: String,
     /// Each candidate measured, in order, with its time in ms or the reason it
     /// was skipped.
-    pub results: Vec<(MatmulChoice, std::result::Result<f64, String>)>,
+    pub results: Vec<(C, std::result::Result<f64, String>)>,
     /// Candidates left unmeasured because the budget ran out.
     pub unmeasured: usize,
     /// The fastest candidate and its time, if any ran.
-    pub best: Option<(MatmulChoice, f64)>,
+    pub best: Option<(C, f64)>,
     /// Wall time of the whole run (compiling included), ms.
     pub elapsed_ms: f64,
+}
+
+/// Times each of `candidates` (named by `name`, launched by `launch`) with
+/// `clock` until `budget` is spent since `start` (one at least), records the
+/// fastest under `key` on `ctx` (and in the cache file), and reports.
+#[allow(clippy::too_many_arguments)]
+fn measure<C: Copy>(
+    ctx: &Context,
+    key: String,
+    candidates: &[C],
+    name: impl Fn(&C) -> String,
+    mut launch: impl FnMut(&C) -> Result<Vec<Dispatch>>,
+    clock: &mut dyn TuneClock,
+    budget: Duration,
+    start: Instant,
+) -> TuneReport<C> {
+    let mut results = Vec::new();
+    let mut unmeasured = 0;
+    for choice in candidates {
+        if start.elapsed() > budget && !results.is_empty() {
+            unmeasured += 1;
+            continue;
+        }
+        let timed = launch(choice).and_then(|list| {
+            let refs: Vec<&Dispatch> = list.iter().collect();
+            clock.time(ctx, &name(choice), &refs)
+        });
+        results.push((*choice, timed.map_err(|e| e.to_string())));
+    }
+    let best = results
+        .iter()
+        .filter_map(|(c, t)| t.as_ref().ok().filter(|t| t.is_finite()).map(|&t| (*c, t)))
+        .min_by(|x, y| x.1.total_cmp(&y.1));
+    if let Some((choice, ms)) = &best {
+        ctx.record_tuned(
+            &key,
+            TunedEntry {
+                choice: name(choice),
+                ms: *ms,
+                candidates: results.len(),
+            },
+        );
+    }
+    TuneReport {
+        key,
+        results,
+        unmeasured,
+        best,
+        elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+    }
 }
 
 /// Times `candidates` for `desc`'s product on scratch operands of its sizes
@@ -289,42 +345,82 @@ pub fn tune_matmul_among(
         }
         Ok(())
     });
-    let mut results = Vec::new();
-    let mut unmeasured = 0;
-    for &choice in candidates {
-        if start.elapsed() > budget && !results.is_empty() {
-            unmeasured += 1;
-            continue;
-        }
+    let launch = |choice: &MatmulChoice| {
         probe.variant = Some(choice.variant);
         probe.split_k = Some(choice.splits);
-        let timed = matmul::matmul(ctx, &probe, &a, &b, None, &c).and_then(|list| {
-            let refs: Vec<&Dispatch> = list.iter().collect();
-            clock.time(ctx, &choice, &refs)
-        });
-        results.push((choice, timed.map_err(|e| e.to_string())));
-    }
-    let best = results
-        .iter()
-        .filter_map(|(c, t)| t.as_ref().ok().filter(|t| t.is_finite()).map(|&t| (*c, t)))
-        .min_by(|x, y| x.1.total_cmp(&y.1));
-    if let Some((choice, ms)) = best {
-        ctx.record_tuned(
-            &key,
-            TunedEntry {
-                choice: choice.name(),
-                ms,
-                candidates: results.len(),
-            },
-        );
-    }
-    Ok(TuneReport {
+        matmul::matmul(ctx, &probe, &a, &b, None, &c)
+    };
+    Ok(measure(
+        ctx,
         key,
-        results,
-        unmeasured,
-        best,
-        elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
-    })
+        candidates,
+        |c| c.name(),
+        launch,
+        clock,
+        budget,
+        start,
+    ))
+}
+
+/// The cache key of a one-row product through `kernels::matvec`: `rows` rows of
+/// `[.., k]` times a `[n, k]` weight.
+pub fn matvec_key(rows: usize, n: usize, k: usize) -> String {
+    format!("matvec m{rows} n{n} k{k}")
+}
+
+/// The variant `kernels::matvec` should use for `rows` rows times a `[n, k]`
+/// weight on `ctx`: the measured one when the tuner has it, measured now if the
+/// mode allows and nothing is known (as [`matmul_choice`], within the same
+/// budgets), else the built-in rule ([`MatvecVariant::auto`]).
+pub fn matvec_variant(ctx: &Context, rows: usize, n: usize, k: usize) -> Result<MatvecVariant> {
+    let mode = mode(ctx)?;
+    if mode == TuneMode::Off {
+        return Ok(MatvecVariant::auto(ctx));
+    }
+    let key = matvec_key(rows, n, k);
+    if let Some(v) = ctx.tuned(&key).and_then(|e| MatvecVariant::from_name(&e.choice)) {
+        return Ok(v);
+    }
+    if !mode.measures_on(ctx) || (mode == TuneMode::Auto && ctx.tuning_spent() >= AUTO_TOTAL_BUDGET) {
+        return Ok(MatvecVariant::auto(ctx));
+    }
+    let auto = MatvecVariant::auto(ctx);
+    let candidates: Vec<MatvecVariant> = std::iter::once(auto)
+        .chain(MatvecVariant::ALL.into_iter().filter(|&v| v != auto))
+        .collect();
+    let report = tune_matvec_among(ctx, rows, n, k, &candidates, &mut GpuClock::new(ctx), budget(ctx))?;
+    ctx.add_tuning_spent(Duration::from_secs_f64(report.elapsed_ms / 1e3));
+    Ok(report.best.map_or(auto, |(v, _)| v))
+}
+
+/// Times `candidates` for `rows` rows times a `[n, k]` weight on scratch
+/// operands (no bias, no activation) with `clock` within `budget`, and records
+/// the fastest on `ctx` (and in the cache file).
+pub fn tune_matvec_among(
+    ctx: &Context,
+    rows: usize,
+    n: usize,
+    k: usize,
+    candidates: &[MatvecVariant],
+    clock: &mut dyn TuneClock,
+    budget: Duration,
+) -> Result<TuneReport<MatvecVariant>> {
+    let start = Instant::now();
+    let x = pattern(ctx, rows * k, 0.37)?.reshape(&[rows, k])?;
+    let w = pattern(ctx, n * k, 0.61)?.reshape(&[n, k])?;
+    let y = Tensor::zeros(ctx, &[rows, n], crate::gpu::DType::F32)?;
+    let act = matmul::Activation::Identity;
+    let launch = |v: &MatvecVariant| mv::matvec(ctx, *v, &x, &w, None, act, &y).map(|d| vec![d]);
+    Ok(measure(
+        ctx,
+        matvec_key(rows, n, k),
+        candidates,
+        |v| v.name().to_string(),
+        launch,
+        clock,
+        budget,
+        start,
+    ))
 }
 
 /// A tensor of `len` values in [-0.5, 0.5) that are not all alike (GPUs can run
