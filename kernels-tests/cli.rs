@@ -1149,6 +1149,31 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
     let out = wgml(&["eval", "--weights", t, "--data", &text]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("bits per byte"));
+    // The fine-tuned model back as a Hugging Face folder, which imports again.
+    let hf = dir.join("tuned-hf");
+    let out = wgml(&["export", t, "--save", hf.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("16 positions") && stdout.contains("from_pretrained"),
+        "{stdout}"
+    );
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(hf.join(f).is_file(), "{f}");
+    }
+    let again = dir.join("again.safetensors");
+    let out = wgml(&["import", hf.to_str().unwrap(), "--save", again.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let missing = dir.join("missing.safetensors");
+    fails_with(
+        &[
+            "export",
+            missing.to_str().unwrap(),
+            "--save",
+            hf.to_str().unwrap(),
+        ],
+        &["missing.safetensors"],
+    );
     fails_with(&["import", dir.to_str().unwrap(), "--save", c], &["config.json"]);
     let _ = std::fs::remove_dir_all(&dir);
 }

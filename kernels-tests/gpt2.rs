@@ -337,6 +337,126 @@ fn an_untied_gpt2_keeps_its_own_head() {
     );
 }
 
+/// `wgml::export::export_gpt2` is the importer's inverse: the fixture imported
+/// and exported gives back Hugging Face's own file (the same tensors, bit for
+/// bit, under the same names, no `lm_head.weight` for the tied head), a config
+/// the importer reads as the fixture's, and its tokenizer; a fine-tuned model
+/// exported and imported again has its own tensors; what is not a GPT-2 is
+/// refused, naming the layer that differs.
+#[test]
+fn export_writes_back_what_import_read() {
+    let (_g, ctx) = gpu();
+    let imported = import_gpt2(&fixture(), None, 1e-4).unwrap();
+    let dir = fresh_dir("gpt2-export");
+    let c_path = dir.join("gpt2.safetensors");
+    checkpoint::save_functional_tensors(
+        &c_path,
+        &imported.kind,
+        &imported.architecture,
+        &imported.tensors,
+        &imported.vocabulary,
+    )
+    .unwrap();
+    let c = checkpoint::load(&c_path).unwrap();
+    let hf = dir.join("hf");
+    let exported = wgml::export::export_gpt2(&c, &c_path, &hf).unwrap();
+    assert!(exported.tokenizer);
+    let read = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let mut t: Vec<(String, Vec<usize>, Vec<f32>)> = file
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| (n, v.shape().to_vec(), values(v.data())))
+            .collect();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        t
+    };
+    let (want, got) = (
+        read(&fixture().join("model.safetensors")),
+        read(&hf.join("model.safetensors")),
+    );
+    assert_eq!(
+        got.iter().map(|t| &t.0).collect::<Vec<_>>(),
+        want.iter().map(|t| &t.0).collect::<Vec<_>>()
+    );
+    assert_eq!(got, want, "the exported tensors are Hugging Face's, bit for bit");
+    let config = |dir: &Path| {
+        wgml::import::Gpt2Config::parse(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+    };
+    assert_eq!(config(&hf), config(&fixture()));
+    let vocabulary = Vocabulary::from_file(&hf.join("tokenizer.json")).unwrap();
+    let text = b"The engine trains real models on any GPU.";
+    assert_eq!(
+        vocabulary.encode(text).unwrap(),
+        imported.vocabulary.encode(text).unwrap()
+    );
+
+    // Fine-tuned (a shorter context too), exported, imported: its own tensors.
+    let (mut model, _) = import_and_load(ctx, &fixture(), Some(16), "gpt2-export-tuned");
+    let ids: Vec<f32> = (0..16).map(|i| (i * 7 % 300) as f32).collect();
+    let labels: Vec<u32> = (1..17).map(|i| i * 7 % 300).collect();
+    let batch = wgml::nn::model::Batch {
+        x: &ids,
+        labels: &labels,
+        values: &[],
+        len: 1,
+    };
+    model.train_step(ctx, &batch, 1e-2, |_, _| {}).unwrap();
+    let tuned = model.store.download(ctx).unwrap();
+    let tuned_path = dir.join("tuned.safetensors");
+    checkpoint::save_functional_tensors(
+        &tuned_path,
+        "gpt2",
+        &import_gpt2(&fixture(), Some(16), 1e-4).unwrap().architecture,
+        &tuned,
+        &imported.vocabulary,
+    )
+    .unwrap();
+    let hf2 = dir.join("hf-tuned");
+    let c = checkpoint::load(&tuned_path).unwrap();
+    let e = wgml::export::export_gpt2(&c, &tuned_path, &hf2).unwrap();
+    assert_eq!(e.config.positions, 16);
+    let again = import_gpt2(&hf2, None, 1e-4).unwrap();
+    let sorted = |mut t: Vec<(String, Vec<usize>, Vec<f32>)>| {
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        t
+    };
+    let tuned = sorted(tuned);
+    assert_ne!(
+        tuned.iter().find(|t| t.0 == "wte.weight").unwrap().2,
+        imported.tensors[0].2[..],
+        "the step moved wte"
+    );
+    assert_eq!(sorted(again.tensors), tuned, "export then import is the identity");
+
+    // Not a GPT-2: a changed layer is named; a model that is not functional is refused.
+    let mut arch = imported.architecture.clone();
+    let ln = arch
+        .functional
+        .layers
+        .iter_mut()
+        .find(|l| l.name == "h.1.ln_2")
+        .unwrap();
+    ln.what = wgml::nn::functional::LayerOrOp::Layer(wgml::nn::Layer::layer_norm());
+    let odd = dir.join("odd.safetensors");
+    checkpoint::save_functional_tensors(&odd, "gpt2", &arch, &imported.tensors, &imported.vocabulary)
+        .unwrap();
+    let e = wgml::export::export_gpt2(&checkpoint::load(&odd).unwrap(), &odd, &dir.join("odd"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("layer 'h.1.ln_2'") && e.contains("not a GPT-2"), "{e}");
+    let mlp = dir.join("mlp.safetensors");
+    checkpoint::save(&mlp, "mlp", &[("0.weight".into(), vec![2, 2], vec![0.0; 4])], 0).unwrap();
+    let e = wgml::export::export_gpt2(&checkpoint::load(&mlp).unwrap(), &mlp, &dir.join("mlp"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("no functional model"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Writes the fixture's tensors to `dir/model.safetensors` after `edit` (name,
 /// dtype, values), with the fixture's config and tokenizer beside it.
 fn rewrite(dir: &Path, edit: impl Fn(&mut Vec<RawTensor>)) {

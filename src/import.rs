@@ -438,7 +438,7 @@ fn gpt2_tensors(
 
 /// Columns `first..first + count` of row-major `[rows, cols]` matrix `w`,
 /// transposed: `[count, rows]`.
-fn transpose_columns(w: &[f32], rows: usize, cols: usize, first: usize, count: usize) -> Vec<f32> {
+pub(crate) fn transpose_columns(w: &[f32], rows: usize, cols: usize, first: usize, count: usize) -> Vec<f32> {
     let mut t = Vec::with_capacity(count * rows);
     for j in first..first + count {
         t.extend((0..rows).map(|i| w[i * cols + j]));

@@ -60,13 +60,15 @@
 //!   `evaluate`, step profiles.
 //! - [`data`]: IDX files, folders of images, the embedded MNIST subset, synthetic sets.
 //! - [`checkpoint`]: safetensors files in PyTorch's names, with the model's description.
-//! - [`import`]: pretrained models from other programs' files (Hugging Face GPT-2).
+//! - [`import`]: pretrained models from other programs' files (Hugging Face GPT-2);
+//!   [`export`]: the way back.
 #![warn(missing_docs)]
 
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod gpu;
 pub mod graph;
 pub mod import;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod eval;
+mod export;
 mod functional;
 mod gan;
 mod import;
@@ -107,6 +108,9 @@ pub enum Command {
     /// Turn a pretrained model from another program's files (a Hugging Face GPT-2
     /// folder) into a wgml checkpoint, for generate, eval and fine-tuning.
     Import(import::ImportArgs),
+    /// Write a wgml checkpoint as another program's files (a GPT-2 as a Hugging Face
+    /// folder that transformers loads): the way back of import.
+    Export(export::ExportArgs),
     /// Check every kernel against its CPU twin on this GPU.
     Selftest,
     /// Measure the kernel choices (matmul variant and split-K factor) of a model's
@@ -125,6 +129,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Predict(args) => eval::run_predict(&cli.gpu, &args),
         Command::Generate(args) => eval::run_generate(&cli.gpu, &args),
         Command::Import(args) => import::run(&args),
+        Command::Export(args) => export::run(&args),
         Command::Selftest => selftest::run(&cli.gpu),
         Command::Tune(mut args) => {
             args.tune_only = true;

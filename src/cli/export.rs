@@ -1,0 +1,34 @@
+//! `wgml export`: a wgml checkpoint written as another program's files (a GPT-2
+//! as a Hugging Face folder), the way back of `wgml import`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use wgml::Result;
+use wgml::checkpoint;
+
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// A wgml checkpoint of a GPT-2: one `wgml import` wrote, fine-tuned or not,
+    /// or one trained from examples/models/gpt2_small.json.
+    pub checkpoint: PathBuf,
+    /// The folder to write config.json, model.safetensors and tokenizer.json to
+    /// (created if missing), which transformers' GPT2LMHeadModel.from_pretrained
+    /// reads.
+    #[arg(long)]
+    pub save: PathBuf,
+}
+
+pub fn run(args: &ExportArgs) -> Result<ExitCode> {
+    let start = std::time::Instant::now();
+    let c = checkpoint::load(&args.checkpoint)?;
+    let exported = wgml::export::export_gpt2(&c, &args.checkpoint, &args.save)?;
+    println!("{}", exported.summary);
+    println!(
+        "saved {} in {:.1} s: in Python, GPT2LMHeadModel.from_pretrained(\"{0}\")",
+        args.save.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,333 @@
+//! wgml checkpoints written as other programs' files, the way back of
+//! [`crate::import`].
+//!
+//! [`export_gpt2`] writes a GPT-2 checkpoint (one `wgml import` made, fine-tuned
+//! or not, or a model trained from `examples/models/gpt2_small.json`) as a
+//! Hugging Face folder: `config.json`, `model.safetensors` in
+//! `GPT2LMHeadModel.save_pretrained`'s names and layouts (Conv1D weights `[in,
+//! out]`, the query, key and value side by side in `c_attn`, no `lm_head.weight`
+//! for a head tied to `wte`) and `tokenizer.json`, so `transformers` loads it with
+//! `GPT2LMHeadModel.from_pretrained(FOLDER)`. A checkpoint qualifies when its
+//! model is exactly what [`Gpt2Config::architecture`] describes for some
+//! settings; anything else is refused, naming the first layer that differs.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::checkpoint::{self, Checkpoint, FunctionalArchitecture};
+use crate::error::{Error, Result};
+use crate::graph::params::NamedValues;
+use crate::import::Gpt2Config;
+use crate::nn::functional::{FunctionalLayer, LayerOrOp};
+use crate::nn::{Layer, LayerActivation};
+
+/// The GPT-2 settings and context (positions) of `a`, when it is a GPT-2 as
+/// [`Gpt2Config::architecture`] writes one; else what differs.
+pub fn gpt2_config_of(a: &FunctionalArchitecture) -> std::result::Result<(Gpt2Config, usize), String> {
+    let f = &a.functional;
+    let layer = |name: &str| {
+        f.layers.iter().find_map(|l: &FunctionalLayer| match &l.what {
+            LayerOrOp::Layer(layer) if l.name == name => Some(layer),
+            _ => None,
+        })
+    };
+    let missing = |name: &str| format!("has no layer '{name}' (is it a GPT-2?)");
+    let &[context] = f.input.shape.as_slice() else {
+        return Err(format!(
+            "reads samples of shape {:?}; a GPT-2 reads [positions] of token ids",
+            f.input.shape
+        ));
+    };
+    let Some(&Layer::Embedding {
+        input_dim: vocab,
+        output_dim: width,
+        ..
+    }) = layer("wte")
+    else {
+        return Err(missing("wte (an Embedding)"));
+    };
+    let layers = (0..)
+        .take_while(|i| layer(&format!("h.{i}.ln_1")).is_some())
+        .count();
+    let Some(&Layer::MultiHeadAttention {
+        num_heads: heads,
+        dropout: attn_dropout,
+        ..
+    }) = layer("h.0.attn")
+    else {
+        return Err(missing("h.0.attn (a MultiHeadAttention)"));
+    };
+    let Some(&Layer::Dense {
+        units: inner,
+        activation,
+        ..
+    }) = layer("h.0.mlp.c_fc")
+    else {
+        return Err(missing("h.0.mlp.c_fc (a Dense layer)"));
+    };
+    let Some(&Layer::LayerNormalization { epsilon, .. }) = layer("h.0.ln_1") else {
+        return Err(missing("h.0.ln_1 (a LayerNormalization)"));
+    };
+    let activation = match activation {
+        LayerActivation::GeluTanh => "GeluTanh",
+        LayerActivation::Gelu => "Gelu",
+        LayerActivation::Relu => "Relu",
+        LayerActivation::Tanh => "Tanh",
+        LayerActivation::Sigmoid => "Sigmoid",
+        other => return Err(format!("h.0.mlp.c_fc uses {other:?}, which GPT-2 has not")),
+    };
+    let rate = |name: &str| match layer(name) {
+        Some(&Layer::Dropout { rate }) => decimal(rate),
+        _ => 0.0,
+    };
+    let head_tied = f
+        .layers
+        .iter()
+        .any(|l| l.name == "lm_head" && l.tied.get("weight").map(String::as_str) == Some("wte.weight"));
+    let config = Gpt2Config {
+        vocab,
+        positions: context,
+        width,
+        layers,
+        heads,
+        inner,
+        epsilon: decimal(epsilon),
+        activation,
+        embd_dropout: rate("drop"),
+        resid_dropout: rate("h.0.attn.drop"),
+        attn_dropout: decimal(attn_dropout),
+        tied_head: head_tied,
+    };
+    if heads == 0 || width % heads != 0 || layers == 0 {
+        return Err(format!(
+            "has {layers} blocks of width {width} with {heads} heads; a GPT-2 has at least one \
+             block and a width its heads divide"
+        ));
+    }
+    let want = config
+        .architecture(context, 1e-4)
+        .map_err(|e| e.to_string())?
+        .functional;
+    if want != *f {
+        let differs = want
+            .layers
+            .iter()
+            .zip(&f.layers)
+            .find(|(w, g)| w != g)
+            .map(|(w, _)| format!("layer '{}'", w.name))
+            .unwrap_or_else(|| {
+                if want.layers.len() != f.layers.len() {
+                    format!(
+                        "{} layers where a GPT-2 of its size has {}",
+                        f.layers.len(),
+                        want.layers.len()
+                    )
+                } else {
+                    "its input, outputs or objective".into()
+                }
+            });
+        return Err(format!(
+            "is not a GPT-2 as wgml import describes one: {differs} differs from GPT-2's"
+        ));
+    }
+    Ok((config, context))
+}
+
+/// `x` (an f32 read from JSON) as the decimal it was written as: 1e-5, not
+/// 9.999999747378752e-6.
+fn decimal(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
+}
+
+/// What [`export_gpt2`] wrote.
+pub struct Exported {
+    /// The settings written to `config.json`.
+    pub config: Gpt2Config,
+    /// Whether `tokenizer.json` was written (a model reading raw bytes has none).
+    pub tokenizer: bool,
+    /// One line on what was written.
+    pub summary: String,
+}
+
+/// Writes checkpoint `c` (read from `path`, named in errors) as a Hugging Face
+/// GPT-2 folder `dir` (created if missing; its `config.json`, `model.safetensors`
+/// and `tokenizer.json` replaced). See the module documentation.
+pub fn export_gpt2(c: &Checkpoint, path: &Path, dir: &Path) -> Result<Exported> {
+    let bad = |message: String| Error::Data {
+        path: path.display().to_string(),
+        message,
+    };
+    let a = c.functional_architecture(path)?.ok_or_else(|| {
+        bad(
+            "holds no functional model: export writes GPT-2 checkpoints (from wgml import, or \
+             trained from examples/models/gpt2_small.json)"
+                .into(),
+        )
+    })?;
+    let (config, context) = gpt2_config_of(&a).map_err(bad)?;
+    let tensors = hf_tensors(c, &config).map_err(bad)?;
+    let vocabulary = c.vocabulary(path)?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let entries: Vec<checkpoint::Entry> = tensors
+        .iter()
+        .map(|(name, shape, v)| checkpoint::f32_entry(name.clone(), shape, v))
+        .collect();
+    // transformers reads only files whose metadata says they hold PyTorch tensors.
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    checkpoint::write_atomic(
+        &dir.join("model.safetensors"),
+        &checkpoint::serialize(&entries, metadata)?,
+    )?;
+    let text = serde_json::to_string_pretty(&hf_config(&config))
+        .map_err(|e| Error::invalid(format!("writing config.json: {e}")))?;
+    checkpoint::write_atomic(&dir.join("config.json"), text.as_bytes())?;
+    let tokenizer = match vocabulary.to_json()? {
+        Some(json) => {
+            checkpoint::write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
+            true
+        }
+        None => false,
+    };
+    let count: usize = tensors.iter().map(|(_, _, v)| v.len()).sum();
+    let summary = format!(
+        "GPT-2: {} blocks of width {}, {} heads, {context} positions, {} tokens; {count} parameters{}; {}",
+        config.layers,
+        config.width,
+        config.heads,
+        config.vocab,
+        if config.tied_head {
+            " (the head is wte, tied)"
+        } else {
+            ""
+        },
+        if tokenizer {
+            "with its tokenizer"
+        } else {
+            "no tokenizer.json: the model reads raw bytes (token id = byte value)"
+        }
+    );
+    Ok(Exported {
+        config,
+        tokenizer,
+        summary,
+    })
+}
+
+/// `config.json` for `c`, as `GPT2Config.to_json_string` writes the settings
+/// wgml uses (the others take transformers' defaults).
+fn hf_config(c: &Gpt2Config) -> serde_json::Value {
+    let activation = match c.activation {
+        "GeluTanh" => "gelu_new",
+        "Gelu" => "gelu",
+        "Relu" => "relu",
+        "Tanh" => "tanh",
+        _ => "sigmoid",
+    };
+    json!({
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": c.vocab,
+        "n_positions": c.positions,
+        "n_embd": c.width,
+        "n_layer": c.layers,
+        "n_head": c.heads,
+        "n_inner": if c.inner == 4 * c.width { serde_json::Value::Null } else { json!(c.inner) },
+        "activation_function": activation,
+        "layer_norm_epsilon": c.epsilon,
+        "embd_pdrop": c.embd_dropout,
+        "resid_pdrop": c.resid_dropout,
+        "attn_pdrop": c.attn_dropout,
+        "scale_attn_weights": true,
+        "scale_attn_by_inverse_layer_idx": false,
+        "reorder_and_upcast_attn": false,
+        "add_cross_attention": false,
+        "tie_word_embeddings": c.tied_head,
+        "initializer_range": 0.02,
+    })
+}
+
+/// The checkpoint's tensors in `GPT2LMHeadModel`'s names and layouts: the
+/// inverse of the importer's mapping.
+fn hf_tensors(c: &Checkpoint, config: &Gpt2Config) -> std::result::Result<Vec<NamedValues>, String> {
+    let by_name: HashMap<&str, (&[usize], &[f32])> = c
+        .tensors
+        .iter()
+        .map(|(n, s, v)| (n.as_str(), (s.as_slice(), v.as_slice())))
+        .collect();
+    let take = |name: &str, shape: &[usize]| -> std::result::Result<Vec<f32>, String> {
+        match by_name.get(name) {
+            Some((s, v)) if *s == shape => Ok(v.to_vec()),
+            Some((s, _)) => Err(format!(
+                "tensor '{name}' has shape {s:?}, the model makes it {shape:?}"
+            )),
+            None => Err(format!("has no tensor '{name}'")),
+        }
+    };
+    let (d, v, inner) = (config.width, config.vocab, config.inner);
+    let t = |name: &str| format!("transformer.{name}");
+    let mut out = vec![
+        (t("wte.weight"), vec![v, d], take("wte.weight", &[v, d])?),
+        (
+            t("wpe.weight"),
+            vec![config.positions, d],
+            take("wpe.weight", &[config.positions, d])?,
+        ),
+    ];
+    for i in 0..config.layers {
+        let h = format!("h.{i}");
+        for norm in ["ln_1", "ln_2"] {
+            for part in ["weight", "bias"] {
+                let name = format!("{h}.{norm}.{part}");
+                out.push((t(&name), vec![d], take(&name, &[d])?));
+            }
+        }
+        // c_attn: [D, 3D] with the query, key and value side by side.
+        let mut w = vec![0.0; d * 3 * d];
+        let mut b = Vec::with_capacity(3 * d);
+        for (k, part) in ["query", "key", "value"].iter().enumerate() {
+            let pw = take(&format!("{h}.attn.{part}.weight"), &[d, d])?;
+            for o in 0..d {
+                for x in 0..d {
+                    w[x * 3 * d + k * d + o] = pw[o * d + x];
+                }
+            }
+            b.extend(take(&format!("{h}.attn.{part}.bias"), &[d])?);
+        }
+        out.push((t(&format!("{h}.attn.c_attn.weight")), vec![d, 3 * d], w));
+        out.push((t(&format!("{h}.attn.c_attn.bias")), vec![3 * d], b));
+        for (from, to, fan_in, fan_out) in [
+            ("attn.output", "attn.c_proj", d, d),
+            ("mlp.c_fc", "mlp.c_fc", d, inner),
+            ("mlp.c_proj", "mlp.c_proj", inner, d),
+        ] {
+            let w = take(&format!("{h}.{from}.weight"), &[fan_out, fan_in])?;
+            out.push((
+                t(&format!("{h}.{to}.weight")),
+                vec![fan_in, fan_out],
+                crate::import::transpose_columns(&w, fan_out, fan_in, 0, fan_in),
+            ));
+            out.push((
+                t(&format!("{h}.{to}.bias")),
+                vec![fan_out],
+                take(&format!("{h}.{from}.bias"), &[fan_out])?,
+            ));
+        }
+    }
+    for part in ["weight", "bias"] {
+        let name = format!("ln_f.{part}");
+        out.push((t(&name), vec![d], take(&name, &[d])?));
+    }
+    if !config.tied_head {
+        out.push((
+            "lm_head.weight".into(),
+            vec![v, d],
+            take("lm_head.weight", &[v, d])?,
+        ));
+    }
+    Ok(out)
+}
