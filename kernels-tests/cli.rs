@@ -1131,6 +1131,25 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
     let uncached = wgml(&[&generate[..], &["--no-cache"]].concat());
     assert_eq!(uncached.stdout, out.stdout);
     assert!(String::from_utf8_lossy(&uncached.stderr).contains("no key/value cache"));
+    // --stop: the same greedy text, cut after the first stop text it generates
+    // (two bytes the 6 tokens above hold after the prompt).
+    let new = &out.stdout[b"The engine".len()..out.stdout.len() - 1];
+    assert!(new.len() >= 3, "{new:?}");
+    let stop = &new[1..3];
+    let end = b"The engine".len() + new.windows(2).position(|w| w == stop).unwrap() + 2;
+    let stop_text = String::from_utf8_lossy(stop).into_owned();
+    let stop_arg = format!("--stop={stop_text}");
+    let stopped = wgml(&[&generate[..], &[&stop_arg, "--stop", "never generated"]].concat());
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    if std::str::from_utf8(stop).is_ok() {
+        assert_eq!(stopped.stdout, [&out.stdout[..end], b"\n"].concat());
+        assert!(String::from_utf8_lossy(&stopped.stderr).contains("stopped at"));
+    }
+    fails_with(&[&generate[..], &["--top-p", "1.5"]].concat(), &["top-p 1.5"]);
     let text = readme_as_text_data();
     let out = wgml(&[
         "train", "--model", c, "--data", &text, "--steps", "3", "--lr", "1e-3", "--save", t,

@@ -218,6 +218,7 @@ fn a_language_model_learns_its_rule_with_fit_and_refuses_other_labels() {
     let plain = Sampling {
         temperature: 1.0,
         top_k: None,
+        top_p: None,
         vocabulary: None,
     };
     let drawn = generate::generate(&mut narrow, ctx, &[1], 40, plain, &mut r, |_| {

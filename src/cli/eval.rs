@@ -74,6 +74,14 @@ pub struct GenerateArgs {
     /// Draw among the K most probable tokens only.
     #[arg(long, value_name = "K")]
     pub top_k: Option<usize>,
+    /// Nucleus sampling: draw among the most probable tokens whose probabilities
+    /// first add up to P (after the temperature and top-k), in (0, 1].
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f32>,
+    /// Stop once the generated text contains TEXT (which is printed); may be
+    /// given several times.
+    #[arg(long, value_name = "TEXT")]
+    pub stop: Vec<String>,
     /// Seed of the draws.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -279,6 +287,7 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
     let sampling = Sampling {
         temperature: args.temperature,
         top_k: args.top_k,
+        top_p: args.top_p,
         vocabulary: Some(vocabulary.size()),
     };
     sampling.validate()?;
@@ -300,14 +309,38 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
     for &id in &prompt {
         stream.step(id)?;
     }
+    if args.stop.iter().any(String::is_empty) {
+        return Err(Error::invalid("--stop is empty: give the text to stop at"));
+    }
     let mut failed = None;
+    let mut text = Vec::new();
+    let mut stopped = None;
     let start = std::time::Instant::now();
     let on_token = |id| {
-        let written = stream
-            .step(id)
-            .and_then(|bytes| out.write_all(&bytes).and_then(|_| out.flush()).map_err(io));
+        let written = stream.step(id).and_then(|bytes| {
+            text.extend_from_slice(&bytes);
+            out.write_all(&bytes)
+                .and_then(|_| out.flush())
+                .map_err(io)
+                .map(|_| bytes.len())
+        });
         match written {
-            Ok(()) => ControlFlow::Continue(()),
+            Ok(added) => {
+                // A stop text not found before ends in this token's bytes.
+                stopped = args
+                    .stop
+                    .iter()
+                    .find(|s| {
+                        let from = text.len().saturating_sub(added + s.len() - 1);
+                        text[from..].windows(s.len()).any(|w| w == s.as_bytes())
+                    })
+                    .cloned();
+                if stopped.is_some() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            }
             Err(e) => {
                 failed = Some(e);
                 ControlFlow::Break(())
@@ -336,5 +369,8 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
         prompt.len(),
         if args.no_cache { "; no key/value cache" } else { "" }
     );
+    if let Some(stop) = stopped {
+        eprintln!("stopped at {stop:?}");
+    }
     Ok(ExitCode::SUCCESS)
 }

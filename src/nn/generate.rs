@@ -25,6 +25,10 @@ pub struct Sampling {
     pub temperature: f32,
     /// Draw among the `k` most probable tokens only (`None`: all).
     pub top_k: Option<usize>,
+    /// Nucleus sampling: draw among the most probable tokens whose probabilities
+    /// (after the temperature and `top_k`) first add up to at least `p`, in
+    /// `(0, 1]` (`None`: all), as Hugging Face's `top_p`.
+    pub top_p: Option<f32>,
     /// Draw only token ids below this: a tokenizer's size when the model has
     /// more outputs than it has tokens (`None`: every output).
     pub vocabulary: Option<usize>,
@@ -35,11 +39,12 @@ impl Sampling {
     pub const GREEDY: Sampling = Sampling {
         temperature: 0.0,
         top_k: None,
+        top_p: None,
         vocabulary: None,
     };
 
     /// Checks the settings: the temperature finite and not negative, `top_k` at
-    /// least 1.
+    /// least 1, `top_p` in `(0, 1]`.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
             return Err(Error::invalid(format!(
@@ -49,6 +54,13 @@ impl Sampling {
         }
         if self.top_k == Some(0) {
             return Err(Error::invalid("top-k must be at least 1"));
+        }
+        if let Some(p) = self.top_p
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return Err(Error::invalid(format!(
+                "top-p {p} must be in (0, 1]: the share of probability the drawn tokens cover"
+            )));
         }
         if self.vocabulary == Some(0) {
             return Err(Error::invalid("a vocabulary of 0 tokens leaves nothing to draw"));
@@ -73,7 +85,20 @@ impl Sampling {
         if !top.is_finite() {
             return order[0];
         }
-        let weights: Vec<f64> = logs.iter().map(|l| (l - top).exp()).collect();
+        let mut weights: Vec<f64> = logs.iter().map(|l| (l - top).exp()).collect();
+        if let Some(p) = self.top_p {
+            // The most probable tokens (in order) until their share reaches p.
+            let total: f64 = weights.iter().sum();
+            let mut covered = 0.0;
+            let keep = weights
+                .iter()
+                .position(|w| {
+                    covered += w / total;
+                    covered >= p as f64
+                })
+                .map_or(weights.len(), |i| i + 1);
+            weights.truncate(keep);
+        }
         let mut pick = rng.random::<f64>() * weights.iter().sum::<f64>();
         for (w, &i) in weights.iter().zip(&order) {
             if pick < *w {
@@ -287,6 +312,7 @@ mod tests {
         let plain = Sampling {
             temperature: 1.0,
             top_k: None,
+            top_p: None,
             vocabulary: None,
         };
         let mut counts = [0usize; 3];
@@ -301,12 +327,14 @@ mod tests {
         let top2 = Sampling {
             temperature: 1.0,
             top_k: Some(2),
+            top_p: None,
             vocabulary: None,
         };
         assert!((0..1000).all(|_| top2.draw(&probs, &mut rng) != 0));
         let cold = Sampling {
             temperature: 0.05,
             top_k: None,
+            top_p: None,
             vocabulary: None,
         };
         assert!((0..1000).filter(|_| cold.draw(&probs, &mut rng) == 1).count() > 990);
@@ -314,6 +342,7 @@ mod tests {
             Sampling {
                 temperature: -1.0,
                 top_k: None,
+                top_p: None,
                 vocabulary: None,
             }
             .validate()
@@ -323,10 +352,49 @@ mod tests {
             Sampling {
                 temperature: 1.0,
                 top_k: Some(0),
+                top_p: None,
                 vocabulary: None,
             }
             .validate()
             .is_err()
         );
+    }
+
+    /// Top-p keeps the most probable tokens until their share reaches p, and
+    /// draws among them in proportion; p outside (0, 1] is refused.
+    #[test]
+    fn top_p_draws_from_the_smallest_set_covering_p() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let probs = [0.15, 0.5, 0.05, 0.3];
+        let nucleus = |p| Sampling {
+            temperature: 1.0,
+            top_k: None,
+            top_p: Some(p),
+            vocabulary: None,
+        };
+        // 0.5 + 0.3 reach 0.75: tokens 1 and 3, drawn 5 : 3.
+        let mut counts = [0usize; 4];
+        for _ in 0..10_000 {
+            counts[nucleus(0.75).draw(&probs, &mut rng)] += 1;
+        }
+        assert_eq!((counts[0], counts[2]), (0, 0), "{counts:?}");
+        assert!((counts[1] as f64 / 10_000.0 - 0.625).abs() < 0.02, "{counts:?}");
+        // A share the first token alone covers: always it; 1 keeps every token.
+        assert!((0..1000).all(|_| nucleus(0.4).draw(&probs, &mut rng) == 1));
+        let mut seen = [false; 4];
+        for _ in 0..2000 {
+            seen[nucleus(1.0).draw(&probs, &mut rng)] = true;
+        }
+        assert_eq!(seen, [true; 4]);
+        // With top-k 1 first, only the most probable is left whatever p says.
+        let both = Sampling {
+            top_k: Some(1),
+            ..nucleus(0.99)
+        };
+        assert!((0..100).all(|_| both.draw(&probs, &mut rng) == 1));
+        for bad in [0.0, -0.5, 1.5, f32::NAN] {
+            let e = nucleus(bad).validate().unwrap_err().to_string();
+            assert!(e.contains("top-p"), "{e}");
+        }
     }
 }
