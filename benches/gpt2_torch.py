@@ -2,7 +2,8 @@
 (the architecture `wgml import` gives the Hub's gpt2): 12 pre-norm blocks of width
 768, 12 causal heads (F.scaled_dot_product_attention, as Hugging Face's GPT-2
 runs), GELU tanh MLP of 3,072, learned positions [1024, 768], dropout 0.1 on the
-embeddings and residual branches, an untied head (as wgml's copy), random weights.
+embeddings, the residual branches and the attention weights, the head tied to the
+token embedding (as GPT-2 and wgml's import), random weights.
 
 Measures, after warm-up, with CUDA synchronisation around each timing:
   train   tokens/s of AdamW steps on batch BATCH (default 8) x 1,024 random token
@@ -10,7 +11,10 @@ Measures, after warm-up, with CUDA synchronisation around each timing:
   decode  tokens/s of greedy generation of NEW (default 100) tokens after a
           2-token prompt, with a key/value cache (each token one position) and
           without (each token the whole 1,024-position window, as `wgml generate
-          --no-cache`).
+          --no-cache`);
+  prefill seconds to the first new token after a PROMPT-token prompt (default
+          500) with the cache: one forward over the prompt, as `wgml generate`
+          prefills it.
 Prints one JSON line.
 
     DEVICE=cuda python3 benches/gpt2_torch.py > OUT/torch-gpt2.json
@@ -29,6 +33,7 @@ D, HEADS, LAYERS, T, V, INNER = 768, 12, 12, 1024, 50257, 3072
 DEVICE = os.environ.get("DEVICE", "cpu")
 BATCH = int(os.environ.get("BATCH", "8"))
 NEW = int(os.environ.get("NEW", "100"))
+PROMPT = int(os.environ.get("PROMPT", "500"))
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 
@@ -51,7 +56,8 @@ class Block(nn.Module):
                 k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
             cache[:] = [k, v]
         # One new query attends to every cached key; a window is causal.
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1,
+                                           dropout_p=0.1 if self.training else 0.0)
         x = x + self.drop(self.c_proj(y.transpose(1, 2).reshape(b, t, D)))
         h = F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh")
         return x + self.drop(self.mlp_proj(h))
@@ -65,6 +71,14 @@ class Gpt2(nn.Module):
         self.h = nn.ModuleList(Block() for _ in range(LAYERS))
         self.ln_f = nn.LayerNorm(D, eps=1e-5)
         self.lm_head = nn.Linear(D, V, bias=False)
+        self.lm_head.weight = self.wte.weight
+        # GPT-2's initialisation (Hugging Face's _init_weights): N(0, 0.02) weights,
+        # zero biases, unit LayerNorm scales.
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
 
     def forward(self, ids, caches=None, start=0):
         pos = torch.arange(start, start + ids.shape[1], device=ids.device)
@@ -134,6 +148,20 @@ def main():
         key = "decode_cached" if cached else "decode_window"
         results[key + "_tokens_per_s"] = NEW / seconds
         results[key + "_tokens"] = tokens[len(prompt):][:10]
+    # Time to the first token after a long prompt, with the cache.
+    long_prompt = torch.randint(0, 256, (1, PROMPT), device=DEVICE)
+
+    @torch.no_grad()
+    def first_token():
+        caches = [[] for _ in range(LAYERS)]
+        return int(model(long_prompt, caches, 0)[0, -1].argmax())
+
+    first_token()
+    sync()
+    start = time.perf_counter()
+    first_token()
+    sync()
+    results[f"prefill_{PROMPT}_s"] = time.perf_counter() - start
     print(json.dumps(results))
 
 

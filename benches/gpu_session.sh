@@ -89,6 +89,13 @@ if [ "$stage" = wgml ] || [ "$stage" = all ]; then
         --tokens 100 --temperature 0
     run gpt2-generate-no-cache 120 "$wgml" generate --weights /tmp/gpt2-small.safetensors \
         --prompt "Th" --tokens 100 --temperature 0 --no-cache
+    # A 500-byte prompt: its keys and values in one prefill pass, then one token
+    # (gpt2_torch.py's prefill_500_s is PyTorch's time to the same first token).
+    run gpt2-generate-prefill 120 "$wgml" generate --weights /tmp/gpt2-small.safetensors \
+        --prompt "$(head -c 500 README.md | tr -cd '[:print:]\n')" --tokens 1 --temperature 0
+    # The generation's one-row products measured (rows against lanes) and kept.
+    run gpt2-tune 120 "$wgml" tune --model /tmp/gpt2-small.safetensors --data text:README.md \
+        --batch-size 8
     # The fused attention (the default on GPUs) against the unfused path.
     WGML_ATTENTION=unfused run profile-transformer-b32-unfused 60 "$wgml" train \
         --model examples/models/transformer.json --data mnist-10k --profile --batch-size 32
