@@ -69,9 +69,9 @@ fn fused_attention_matches_its_twin() {
         let [q, k, v, g] = inputs(d, 70 + n as u64);
         let mut want_o = vec![0.0; g.len()];
         let mut want_stats = vec![0.0; d.stats_len()];
-        reference::attention::attention_forward(d, &q, &k, &v, &mut want_o, &mut want_stats, T);
+        reference::attention::attention_forward(d, &q, &k, &v, &mut want_o, &mut want_stats, T).unwrap();
         let (mut wq, mut wk, mut wv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-        reference::attention::attention_backward(d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv, T);
+        reference::attention::attention_backward(d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv, T).unwrap();
         // Unfolded, then every grid folded to 2 workgroups a dimension.
         for fold in [0, 2] {
             ctx.set_max_groups_per_dim(fold);
@@ -128,7 +128,7 @@ fn only_the_gradients_asked_for_are_written() {
     run.extend(backward);
     ctx.run_all(&run).unwrap();
     let (mut wq, mut wk, mut wv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-    reference::attention::attention_backward(&d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv, T);
+    reference::attention::attention_backward(&d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv, T).unwrap();
     assert_close("dq alone", &dq.to_f32(ctx).unwrap(), &wq, 1e-5, 1e-4);
 }
 
@@ -142,7 +142,7 @@ fn the_twins_dropout_masks_the_weights_as_the_dropout_twin_does() {
     let [q, k, v, _] = inputs(&d, 97);
     let mut o = vec![0.0; d.batch * d.tq * d.heads * d.dv];
     let mut stats = vec![0.0; d.stats_len()];
-    reference::attention::attention_forward(&d, &q, &k, &v, &mut o, &mut stats, T);
+    reference::attention::attention_forward(&d, &q, &k, &v, &mut o, &mut stats, T).unwrap();
     // The same from the weights: per (b, h) P = softmax(scale·QKᵀ) masked.
     let (b, h, tq, tk, dk, dv) = (d.batch, d.heads, d.tq, d.tk, d.dk, d.dv);
     let mut p = vec![0.0f32; b * h * tq * tk];
@@ -192,11 +192,11 @@ fn the_attention_twin_gradient_equals_central_differences() {
         let loss = |q: &[f32], k: &[f32], v: &[f32]| {
             let mut o = vec![0.0; w.len()];
             let mut stats = vec![0.0; d.stats_len()];
-            reference::attention::attention_forward(&d, q, k, v, &mut o, &mut stats, T);
+            reference::attention::attention_forward(&d, q, k, v, &mut o, &mut stats, T).unwrap();
             o.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
         };
         let (mut gq, mut gk, mut gv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-        reference::attention::attention_backward(&d, &q, &k, &v, &w, &mut gq, &mut gk, &mut gv, T);
+        reference::attention::attention_backward(&d, &q, &k, &v, &w, &mut gq, &mut gk, &mut gv, T).unwrap();
         let eps = 1e-2;
         let what = |s: &str| format!("causal {causal}, dropout {rate}: {s}");
         assert_close(
@@ -250,8 +250,16 @@ fn fused_attention_refuses_what_it_cannot_do() {
     // Dropout masks change every step: no step uniform, no dropout.
     let e = err(&dims(1, 2, 3, 4, 2, 2, false).with_dropout(0.1, 1), None);
     assert!(e.contains("per-step uniform"), "{e}");
-    let e = err(&dims(1, 2, 3, 4, 2, 2, false).with_dropout(1.0, 1), None);
-    assert!(e.contains("outside [0, 1)"), "{e}");
+    for rate in [1.0, -0.1, f32::NAN] {
+        let d = dims(1, 2, 3, 4, 2, 2, false).with_dropout(rate, 1);
+        let e = err(&d, None);
+        assert!(e.contains("outside [0, 1)"), "{rate}: {e}");
+        // The twin refuses it too, rather than panicking.
+        let [q, k, v, _] = inputs(&d, 98);
+        let (mut o, mut stats) = (vec![0.0; 16], vec![0.0; d.stats_len()]);
+        let e = reference::attention::attention_forward(&d, &q, &k, &v, &mut o, &mut stats, T).unwrap_err();
+        assert!(e.to_string().contains("outside [0, 1)"), "{rate}: {e}");
+    }
     // An output aliasing an input.
     let d = dims(1, 1, 2, 2, 2, 2, false);
     let x = Tensor::from_f32(ctx, &[0.5; 4], &[4]).unwrap();

@@ -447,6 +447,21 @@ fn export_writes_back_what_import_read() {
         .unwrap()
         .to_string();
     assert!(e.contains("layer 'h.1.ln_2'") && e.contains("not a GPT-2"), "{e}");
+    // A layer frozen while fine-tuning is still GPT-2's.
+    let mut arch = imported.architecture.clone();
+    let ln = arch
+        .functional
+        .layers
+        .iter_mut()
+        .find(|l| l.name == "h.0.ln_1")
+        .unwrap();
+    if let wgml::nn::functional::LayerOrOp::Layer(layer) = &ln.what {
+        ln.what = wgml::nn::functional::LayerOrOp::Layer(layer.clone().frozen());
+    }
+    let frozen = dir.join("frozen.safetensors");
+    checkpoint::save_functional_tensors(&frozen, "gpt2", &arch, &imported.tensors, &imported.vocabulary)
+        .unwrap();
+    wgml::export::export_gpt2(&checkpoint::load(&frozen).unwrap(), &frozen, &dir.join("frozen")).unwrap();
     let mlp = dir.join("mlp.safetensors");
     checkpoint::save(&mlp, "mlp", &[("0.weight".into(), vec![2, 2], vec![0.0; 4])], 0).unwrap();
     let e = wgml::export::export_gpt2(&checkpoint::load(&mlp).unwrap(), &mlp, &dir.join("mlp"))

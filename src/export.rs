@@ -19,9 +19,9 @@ use serde_json::json;
 use crate::checkpoint::{self, Checkpoint, FunctionalArchitecture};
 use crate::error::{Error, Result};
 use crate::graph::params::NamedValues;
-use crate::import::Gpt2Config;
+use crate::import::{ACTIVATIONS, Gpt2Config};
+use crate::nn::Layer;
 use crate::nn::functional::{FunctionalLayer, LayerOrOp};
-use crate::nn::{Layer, LayerActivation};
 
 /// The GPT-2 settings and context (positions) of `a`, when it is a GPT-2 as
 /// [`Gpt2Config::architecture`] writes one; else what differs.
@@ -70,14 +70,12 @@ pub fn gpt2_config_of(a: &FunctionalArchitecture) -> std::result::Result<(Gpt2Co
     let Some(&Layer::LayerNormalization { epsilon, .. }) = layer("h.0.ln_1") else {
         return Err(missing("h.0.ln_1 (a LayerNormalization)"));
     };
-    let activation = match activation {
-        LayerActivation::GeluTanh => "GeluTanh",
-        LayerActivation::Gelu => "Gelu",
-        LayerActivation::Relu => "Relu",
-        LayerActivation::Tanh => "Tanh",
-        LayerActivation::Sigmoid => "Sigmoid",
-        other => return Err(format!("h.0.mlp.c_fc uses {other:?}, which GPT-2 has not")),
-    };
+    let json_name = serde_json::to_value(activation).ok();
+    let activation = ACTIVATIONS
+        .iter()
+        .map(|(_, wgml)| *wgml)
+        .find(|wgml| json_name.as_ref().and_then(|v| v.as_str()) == Some(*wgml))
+        .ok_or_else(|| format!("h.0.mlp.c_fc uses {activation:?}, which GPT-2 has not"))?;
     let rate = |name: &str| match layer(name) {
         Some(&Layer::Dropout { rate }) => decimal(rate),
         _ => 0.0,
@@ -110,7 +108,14 @@ pub fn gpt2_config_of(a: &FunctionalArchitecture) -> std::result::Result<(Gpt2Co
         .architecture(context, 1e-4)
         .map_err(|e| e.to_string())?
         .functional;
-    if want != *f {
+    // Layers frozen while fine-tuning are GPT-2's layers all the same.
+    let mut f = f.clone();
+    for l in &mut f.layers {
+        if let LayerOrOp::Layer(layer) = &l.what {
+            l.what = LayerOrOp::Layer(layer.clone().with_trainable(true));
+        }
+    }
+    if want != f {
         let differs = want
             .layers
             .iter()
@@ -221,13 +226,10 @@ pub fn export_gpt2(c: &Checkpoint, path: &Path, dir: &Path) -> Result<Exported> 
 /// `config.json` for `c`, as `GPT2Config.to_json_string` writes the settings
 /// wgml uses (the others take transformers' defaults).
 fn hf_config(c: &Gpt2Config) -> serde_json::Value {
-    let activation = match c.activation {
-        "GeluTanh" => "gelu_new",
-        "Gelu" => "gelu",
-        "Relu" => "relu",
-        "Tanh" => "tanh",
-        _ => "sigmoid",
-    };
+    let activation = ACTIVATIONS
+        .iter()
+        .find(|(_, wgml)| *wgml == c.activation)
+        .map_or("gelu_new", |(hf, _)| *hf);
     json!({
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",

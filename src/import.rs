@@ -50,6 +50,18 @@ pub struct Imported {
     pub summary: String,
 }
 
+/// GPT-2's `activation_function` names and the wgml layer activation (its JSON
+/// name) each one is; the first name of an activation is what export writes.
+pub(crate) const ACTIVATIONS: [(&str, &str); 7] = [
+    ("gelu_new", "GeluTanh"),
+    ("gelu_pytorch_tanh", "GeluTanh"),
+    ("gelu_fast", "GeluTanh"),
+    ("gelu", "Gelu"),
+    ("relu", "Relu"),
+    ("tanh", "Tanh"),
+    ("sigmoid", "Sigmoid"),
+];
+
 /// The settings of a GPT-2 that wgml uses, from its `config.json`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gpt2Config {
@@ -128,17 +140,17 @@ impl Gpt2Config {
             Some(_) => size("n_inner")?,
         };
         let activation = match c.get("activation_function").and_then(Value::as_str) {
-            None | Some("gelu_new") | Some("gelu_pytorch_tanh") | Some("gelu_fast") => "GeluTanh",
-            Some("gelu") => "Gelu",
-            Some("relu") => "Relu",
-            Some("tanh") => "Tanh",
-            Some("sigmoid") => "Sigmoid",
-            Some(other) => {
-                return Err(format!(
-                    "uses activation_function '{other}'; wgml has gelu_new (tanh GELU), gelu, \
-                     relu, tanh and sigmoid"
-                ));
-            }
+            None => "GeluTanh",
+            Some(name) => ACTIVATIONS
+                .iter()
+                .find(|(hf, _)| *hf == name)
+                .map(|(_, wgml)| *wgml)
+                .ok_or_else(|| {
+                    format!(
+                        "uses activation_function '{name}'; wgml has gelu_new (tanh GELU), gelu, \
+                         relu, tanh and sigmoid"
+                    )
+                })?,
         };
         let positions = size("n_positions").or_else(|_| size("n_ctx"))?;
         let dropout = |key: &str| -> std::result::Result<f64, String> {

@@ -382,9 +382,9 @@ impl Runner<'_> {
         )?);
         self.run(&run)?;
         let (mut wo, mut ws) = (vec![0.0; g.len()], vec![0.0; d.stats_len()]);
-        r::attention::attention_forward(&d, &q, &k, &v, &mut wo, &mut ws, T);
+        r::attention::attention_forward(&d, &q, &k, &v, &mut wo, &mut ws, T)?;
         let (mut wq, mut wk, mut wv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-        r::attention::attention_backward(&d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv, T);
+        r::attention::attention_backward(&d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv, T)?;
         let shape = format!("{}x{}x{}x{} d{}", b, h, d.tq, d.tk, d.dk);
         self.record(
             if d.dropout.is_some() {

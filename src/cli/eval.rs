@@ -269,6 +269,9 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
     use std::io::Write;
     use std::ops::ControlFlow;
     use wgml::nn::generate::{Sampling, generate_with, lm_shape};
+    if args.stop.iter().any(String::is_empty) {
+        return Err(Error::invalid("--stop is empty: give the text to stop at"));
+    }
     let ctx = gpu.context()?;
     let Loaded {
         name,
@@ -308,9 +311,6 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
     let mut stream = vocabulary.stream();
     for &id in &prompt {
         stream.step(id)?;
-    }
-    if args.stop.iter().any(String::is_empty) {
-        return Err(Error::invalid("--stop is empty: give the text to stop at"));
     }
     let mut failed = None;
     let mut text = Vec::new();

@@ -77,6 +77,24 @@ fn reachable(g: &Graph, output: NodeId) -> Vec<NodeId> {
     (0..g.nodes.len()).filter(|&i| seen[i]).collect()
 }
 
+/// `graph` with every sequence among `nodes` `len` positions long: each value's
+/// first axis, and the tables of the position embeddings (`AddBroadcast`), whose
+/// first `len` rows those positions add.
+fn shortened(graph: &Graph, nodes: &[NodeId], len: usize) -> Graph {
+    let mut short = graph.clone();
+    for &i in nodes {
+        match &graph.nodes[i].op {
+            Op::Param { .. } => {}
+            Op::AddBroadcast { p, .. } => {
+                short.nodes[*p].shape[0] = len;
+                short.nodes[i].shape[0] = len;
+            }
+            _ => short.nodes[i].shape[0] = len,
+        }
+    }
+    short
+}
+
 /// One attention's cache and the tensors its step reads and writes.
 struct CachedAttention {
     dims: AttentionDims,
@@ -149,20 +167,9 @@ impl Decoder {
         if t < 2 || !qualifies {
             return Ok(None);
         }
-        // The graph with every sequence one position long; position embeddings'
-        // parameters become the one row a step adds.
-        let mut one = graph.clone();
+        // Position embeddings' parameters become the one row a step adds.
+        let one = shortened(graph, &nodes, 1);
         let mut rows = Vec::new();
-        for &i in &nodes {
-            match &graph.nodes[i].op {
-                Op::Param { .. } => {}
-                Op::AddBroadcast { p, .. } => {
-                    one.nodes[*p].shape[0] = 1;
-                    one.nodes[i].shape[0] = 1;
-                }
-                _ => one.nodes[i].shape[0] = 1,
-            }
-        }
         let step = StepUniform::new(ctx)?;
         let mut params = vec![None; graph.nodes.len()];
         let mut key_values = Vec::new();
@@ -312,19 +319,9 @@ impl Decoder {
         }
         let n = tokens.len();
         let len = n.next_power_of_two().min(self.capacity);
-        // The graph with `len` positions; position embeddings keep their first rows.
-        let mut short = self.graph.clone();
+        // Position embeddings keep their first rows.
+        let short = shortened(&self.graph, &self.prefill_nodes, len);
         let mut prefixes = Vec::new();
-        for &i in &self.prefill_nodes {
-            match &self.graph.nodes[i].op {
-                Op::Param { .. } => {}
-                Op::AddBroadcast { p, .. } => {
-                    short.nodes[*p].shape[0] = len;
-                    short.nodes[i].shape[0] = len;
-                }
-                _ => short.nodes[i].shape[0] = len,
-            }
-        }
         let step = StepUniform::new(ctx)?;
         let mut lw = Lowering {
             ctx,

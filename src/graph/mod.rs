@@ -472,6 +472,14 @@ impl Graph {
             .position(|n| matches!(&n.op, Op::Param { name: own, .. } if own == name))
     }
 
+    /// Whether node `id` is a batch normalization's moving mean or variance: state
+    /// the forward pass updates, not a weight.
+    pub fn is_moving_statistic(&self, id: NodeId) -> bool {
+        self.nodes.iter().any(|n| {
+            matches!(n.op, Op::BatchNorm { moving_mean, moving_var, .. } if moving_mean == id || moving_var == id)
+        })
+    }
+
     /// A parameter of `shape` that training leaves as it is (a frozen layer's: no
     /// gradient flows into it, no optimizer state, no update).
     pub fn frozen_param(&mut self, name: &str, shape: &[usize], init: Init, layer: &str) -> NodeId {

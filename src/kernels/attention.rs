@@ -157,10 +157,11 @@ impl AttentionDims {
     }
 
     /// The same attention with dropout of `rate` on its weights, masks drawn from
-    /// `seed` (no dropout at rate 0).
+    /// `seed` (none at rate 0; a rate outside `[0, 1)` is refused where the
+    /// dims are used).
     pub fn with_dropout(self, rate: f32, seed: u32) -> Self {
         AttentionDims {
-            dropout: (rate > 0.0).then_some(AttentionDropout { rate, seed }),
+            dropout: (rate != 0.0).then_some(AttentionDropout { rate, seed }),
             ..self
         }
     }

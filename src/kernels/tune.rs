@@ -191,18 +191,21 @@ pub fn matmul_choice(ctx: &Context, desc: &MatmulDesc) -> Result<Option<MatmulCh
     {
         return Ok(Some(choice));
     }
-    if !mode.measures_on(ctx) {
-        return Ok(None);
-    }
-    // Automatic tuning may not hold a run up for long: past its total budget the
-    // built-in rule serves (unrecorded, so a later run measures what is left).
-    if mode == TuneMode::Auto && ctx.tuning_spent() >= AUTO_TOTAL_BUDGET {
+    if !may_measure(ctx, mode) {
         return Ok(None);
     }
     let candidates = matmul_candidates(ctx, desc);
     let report = tune_matmul_among(ctx, desc, &candidates, &mut GpuClock::new(ctx), budget(ctx))?;
     ctx.add_tuning_spent(Duration::from_secs_f64(report.elapsed_ms / 1e3));
     Ok(report.best.map(|(choice, _)| choice))
+}
+
+/// Whether `mode` lets the tuner measure something new on `ctx` now: it measures
+/// on this adapter, and automatic tuning, which may not hold a run up for long,
+/// has not spent its total budget (past it the built-in rules serve, unrecorded,
+/// so a later run measures what is left).
+fn may_measure(ctx: &Context, mode: TuneMode) -> bool {
+    mode.measures_on(ctx) && !(mode == TuneMode::Auto && ctx.tuning_spent() >= AUTO_TOTAL_BUDGET)
 }
 
 /// Most time automatic tuning (`WGML_TUNE=auto`) spends in one process: a new
@@ -381,7 +384,7 @@ pub fn matvec_variant(ctx: &Context, rows: usize, n: usize, k: usize) -> Result<
     if let Some(v) = ctx.tuned(&key).and_then(|e| MatvecVariant::from_name(&e.choice)) {
         return Ok(v);
     }
-    if !mode.measures_on(ctx) || (mode == TuneMode::Auto && ctx.tuning_spent() >= AUTO_TOTAL_BUDGET) {
+    if !may_measure(ctx, mode) {
         return Ok(MatvecVariant::auto(ctx));
     }
     let auto = MatvecVariant::auto(ctx);

@@ -25,7 +25,9 @@
 //!   model's config); each name is unique and differs from the input's.
 //! - A `layer` entry is any [`Layer`] of a `Sequential` on exactly one input; its
 //!   tensors are named `<layer name>.<tensor>` (`encoder.0.weight`), so a PyTorch
-//!   module with the same attribute names loads the checkpoint. An `op` entry is a
+//!   module with the same attribute names loads the checkpoint; a tensor the
+//!   layer ties to an earlier layer's ([`FunctionalLayer::tied`]) is stored once,
+//!   under that layer's name, so the PyTorch module ties it too. An `op` entry is a
 //!   [`GraphOp`] (merges, slices, reshapes, exp/log/square, sums and means, noise,
 //!   constants, sampling).
 //! - The objective is either `Supervised` (a loss of the last layer against each
@@ -607,6 +609,12 @@ fn add_layer(
                              before it has"
                         ))
                     })?;
+                    if g.is_moving_statistic(node) {
+                        return Err(Error::invalid(format!(
+                            "layer '{name}': its '{tensor}' is tied to '{to}', a batch \
+                             normalization's moving statistic, which is no weight"
+                        )));
+                    }
                     Ok(TiedTensor {
                         tensor: tensor.clone(),
                         node,
@@ -627,12 +635,13 @@ fn add_layer(
             };
             let added = l.add_to(&mut build)?;
             if let Some(unused) = build.tied.iter().find(|t| !t.used) {
-                let own: Vec<String> = build
-                    .g
+                let g = &build.g;
+                let own: Vec<String> = g
                     .nodes
                     .iter()
-                    .filter(|n| n.layer == *name)
-                    .filter_map(|n| match &n.op {
+                    .enumerate()
+                    .filter(|(id, n)| n.layer == *name && !g.is_moving_statistic(*id))
+                    .filter_map(|(_, n)| match &n.op {
                         Op::Param { name: full, .. } => {
                             full.strip_prefix(&format!("{name}.")).map(String::from)
                         }
@@ -948,6 +957,16 @@ mod tests {
         says(
             e(dense(3).frozen(), &[("weight", "a.weight")]),
             &["layer 'b' is frozen", "'a.weight'", "trainable"],
+        );
+        // A batch normalization's moving statistics are state, not weights.
+        let stats = Functional::new("x", &[4])
+            .layer("bn", Layer::batch_norm(), &["x"])
+            .tied_layer("d", dense(4).frozen(), &["bn"], &[("bias", "bn.running_mean")])
+            .op("m", GraphOp::Mean, &["d"])
+            .loss_term("m", TermKind::Value, &["m"], 1.0);
+        says(
+            err(&stats),
+            &["layer 'd'", "'bn.running_mean'", "moving statistic"],
         );
         let op = r#"{"name": "s", "inputs": ["x"], "op": "Square", "tied": {"weight": "a.weight"}}"#;
         let e = serde_json::from_str::<FunctionalLayer>(op)

@@ -1,8 +1,11 @@
 //! Sampling from a causal language model: a model whose input is `[T]` token ids
 //! and whose output is `[T, V]` next-token classes (sparse categorical
 //! cross-entropy with a label per position, e.g. `examples/models/byte_lm.json`
-//! trained on `text:FILE`). While the context fits in T, each token is fed once
-//! to a key/value cache ([`Decoder`]) and costs one position's work; past T (or
+//! trained on `text:FILE`). While the context fits in T, a key/value cache
+//! ([`Decoder`]) holds every position's keys and values: a prompt with at least
+//! [`PREFILL_FROM`] tokens before its last gets them in one pass, a shorter one a
+//! step per token,
+//! and each new token costs one position's work; past T (or
 //! without a cache) each new token runs the model on the last T tokens (padded
 //! after the context's end while shorter: a causal model's position i reads
 //! positions ≤ i only). Either way it draws from the probabilities at the
@@ -225,6 +228,12 @@ pub fn generate(
     generate_with(model, ctx, prompt, count, sampling, rng, on_token, true)
 }
 
+/// Prompt tokens before the last from which [`generate_with`] computes their keys
+/// and values in one pass ([`Decoder::prefill`]) rather than a step each: a
+/// shorter prompt's few steps cost less than lowering (and, on GPUs, tuning)
+/// another plan.
+pub const PREFILL_FROM: usize = 4;
+
 /// [`generate`], with a key/value cache ([`Decoder`]) while the context fits in
 /// the model's T when `use_cache` and the model's ops allow one, else (and past T
 /// tokens) by running the whole window for each token. Both draw the same tokens
@@ -263,11 +272,11 @@ pub fn generate_with(
     };
     for _ in 0..count {
         let probs = match cache.as_mut().filter(|_| context.len() <= t) {
-            // Every token not yet cached (the whole prompt at first, then the last
-            // one drawn), at its own position.
+            // Every token not yet cached (the prompt, prefilled but for its last
+            // token when it is long enough; then the last one drawn), at its own
+            // position.
             Some(decoder) => {
-                // The prompt but its last token in one pass.
-                if decoder.position() == 0 {
+                if decoder.position() == 0 && context.len() > PREFILL_FROM {
                     decoder.prefill(ctx, &context[..context.len() - 1])?;
                 }
                 let mut logits = Vec::new();

@@ -380,7 +380,13 @@ impl Layer {
     /// `requires_grad_(False)` on its parameters): its parameters keep their values
     /// while the rest of the model trains. Layers without parameters are returned
     /// unchanged.
-    pub fn frozen(mut self) -> Layer {
+    pub fn frozen(self) -> Layer {
+        self.with_trainable(false)
+    }
+
+    /// The same layer trainable (`true`) or frozen (`false`); layers without
+    /// parameters are returned unchanged.
+    pub fn with_trainable(mut self, value: bool) -> Layer {
         if let Layer::Dense { trainable, .. }
         | Layer::Conv2D { trainable, .. }
         | Layer::Conv2DTranspose { trainable, .. }
@@ -390,7 +396,7 @@ impl Layer {
         | Layer::AddPositionEmbedding { trainable }
         | Layer::Embedding { trainable, .. } = &mut self
         {
-            *trainable = false;
+            *trainable = value;
         }
         self
     }

@@ -3,6 +3,7 @@
 //! dropout on the weights draws [`crate::reference::dropout`]'s mask of a
 //! `[B·H·Tq, Tk]` tensor at step `t`.
 
+use crate::error::Result;
 use crate::kernels::attention::AttentionDims;
 use crate::kernels::dropout::DropoutRate;
 use crate::reference::dropout::keep;
@@ -34,12 +35,12 @@ fn scores(dims: &AttentionDims, q: &[f32], k: &[f32], b: usize, h: usize, i: usi
 }
 
 /// The dropout factors `M_ij` of query row `i` of (sample, head) `bh` at step `t`
-/// over `n` keys: 0 or `1 / (1 − rate)`; all 1 without dropout.
-fn mask(dims: &AttentionDims, t: u32, bh: usize, i: usize, n: usize) -> Vec<f64> {
-    let Some(d) = dims.dropout else {
+/// over `n` keys: 0 or `1 / (1 − rate)` (`rate` from [`rate`]); all 1 without
+/// dropout.
+fn mask(dims: &AttentionDims, rate: Option<DropoutRate>, t: u32, bh: usize, i: usize, n: usize) -> Vec<f64> {
+    let (Some(d), Some(r)) = (dims.dropout, rate) else {
         return vec![1.0; n];
     };
-    let r = DropoutRate::new(d.rate).expect("a rate the kernels accept");
     (0..n)
         .map(|j| {
             let e = ((bh * dims.tq + i) * dims.tk + j) as u32;
@@ -50,6 +51,12 @@ fn mask(dims: &AttentionDims, t: u32, bh: usize, i: usize, n: usize) -> Vec<f64>
             }
         })
         .collect()
+}
+
+/// The threshold and scale of `dims`' dropout, if it has one; an error for a
+/// rate outside `[0, 1)`.
+fn rate(dims: &AttentionDims) -> Result<Option<DropoutRate>> {
+    dims.dropout.map(|d| DropoutRate::new(d.rate)).transpose()
 }
 
 /// Query row `i`'s attention weights over the keys it sees, and the log-sum-exp
@@ -63,7 +70,8 @@ fn weights(dims: &AttentionDims, q: &[f32], k: &[f32], b: usize, h: usize, i: us
 
 /// Twin of `attention_forward`: `o` and the log-sum-exp of each query row's
 /// scores in `stats[2·(bh·tq + i)]` (the second value of each pair is 0); `t` is
-/// the step number dropout draws its mask at (unused without dropout).
+/// the step number dropout draws its mask at (unused without dropout). Errors
+/// for a dropout rate outside `[0, 1)`.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     dims: &AttentionDims,
@@ -73,12 +81,13 @@ pub fn attention_forward(
     o: &mut [f32],
     stats: &mut [f32],
     t: u32,
-) {
+) -> Result<()> {
+    let rate = rate(dims)?;
     for b in 0..dims.batch {
         for h in 0..dims.heads {
             for i in 0..dims.tq {
                 let (p, lse) = weights(dims, q, k, b, h, i);
-                let m = mask(dims, t, b * dims.heads + h, i, p.len());
+                let m = mask(dims, rate, t, b * dims.heads + h, i, p.len());
                 let p: Vec<f64> = p.iter().zip(&m).map(|(p, m)| p * m).collect();
                 let oi = at(dims, b, dims.tq, i, h, dims.dv);
                 for d in 0..dims.dv {
@@ -95,11 +104,12 @@ pub fn attention_forward(
             }
         }
     }
+    Ok(())
 }
 
 /// Twin of `attention_backward`: from the output's gradient `d_o`, the gradients
 /// of the queries, keys and values (overwritten), the weights (and the dropout
-/// mask of step `t`) recomputed exactly.
+/// mask of step `t`) recomputed exactly. Errors as [`attention_forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     dims: &AttentionDims,
@@ -111,7 +121,8 @@ pub fn attention_backward(
     dk: &mut [f32],
     dv: &mut [f32],
     t: u32,
-) {
+) -> Result<()> {
+    let rate = rate(dims)?;
     let mut gq = vec![0f64; dq.len()];
     let mut gk = vec![0f64; dk.len()];
     let mut gv = vec![0f64; dv.len()];
@@ -126,7 +137,7 @@ pub fn attention_backward(
                 );
                 // dP_ij = M_ij·dO_i·v_j (the gradient of the weights before
                 // dropout); dS_ij = P_ij·(dP_ij − Σ_l P_il·dP_il).
-                let m = mask(dims, t, b * dims.heads + h, i, p.len());
+                let m = mask(dims, rate, t, b * dims.heads + h, i, p.len());
                 let dp: Vec<f64> = (0..p.len())
                     .map(|j| {
                         let vj = at(dims, b, dims.tk, j, h, dims.dv);
@@ -157,4 +168,5 @@ pub fn attention_backward(
             *o = x as f32;
         }
     }
+    Ok(())
 }
