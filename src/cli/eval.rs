@@ -82,6 +82,10 @@ pub struct GenerateArgs {
     /// given several times.
     #[arg(long, value_name = "TEXT")]
     pub stop: Vec<String>,
+    /// Go on past the tokenizer's end-of-text token (GPT-2's `<|endoftext|>`),
+    /// where generation otherwise stops (without printing it).
+    #[arg(long)]
+    pub ignore_eos: bool,
     /// Seed of the draws.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -315,8 +319,14 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
     let mut failed = None;
     let mut text = Vec::new();
     let mut stopped = None;
+    let end_of_text = vocabulary.end_of_text().filter(|_| !args.ignore_eos);
+    let mut ended = false;
     let start = std::time::Instant::now();
     let on_token = |id| {
+        if Some(id) == end_of_text {
+            ended = true;
+            return ControlFlow::Break(());
+        }
         let written = stream.step(id).and_then(|bytes| {
             text.extend_from_slice(&bytes);
             out.write_all(&bytes)
@@ -369,6 +379,9 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
         prompt.len(),
         if args.no_cache { "; no key/value cache" } else { "" }
     );
+    if ended {
+        eprintln!("stopped at the tokenizer's end-of-text token (--ignore-eos goes on)");
+    }
     if let Some(stop) = stopped {
         eprintln!("stopped at {stop:?}");
     }

@@ -107,6 +107,23 @@ impl Vocabulary {
         }
     }
 
+    /// The id of the tokenizer's end-of-text token, where it has one: a special
+    /// added token named as GPT-2 (`<|endoftext|>`), Llama 3 (`<|end_of_text|>`,
+    /// `<|eot_id|>`) or SentencePiece models (`</s>`, `<eos>`) name it; the lowest
+    /// such id. `None` for bytes.
+    pub fn end_of_text(&self) -> Option<u32> {
+        const NAMES: [&str; 5] = ["<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "</s>", "<eos>"];
+        match self {
+            Vocabulary::Bytes => None,
+            Vocabulary::Tokenizer(t) => t
+                .get_added_tokens_decoder()
+                .into_iter()
+                .filter(|(_, token)| token.special && NAMES.contains(&token.content.as_str()))
+                .map(|(id, _)| id)
+                .min(),
+        }
+    }
+
     /// A short description, e.g. `bytes` or `tokenizer of 1024 tokens`.
     pub fn describe(&self) -> String {
         match self {
@@ -669,6 +686,17 @@ mod tests {
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+        // An end-of-text token is a special added one of a known name.
+        assert_eq!((Vocabulary::Bytes.end_of_text(), a.end_of_text()), (None, None));
+        let mut json: serde_json::Value = serde_json::from_str(&a.to_json().unwrap().unwrap()).unwrap();
+        let token = |id: usize, content: &str, special: bool| {
+            serde_json::json!({ "id": id, "content": content, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": special })
+        };
+        json["added_tokens"] =
+            serde_json::json!([token(size, "</s>", false), token(size + 1, "<|endoftext|>", true)]);
+        let with_end = Vocabulary::from_json(&json.to_string()).unwrap();
+        assert_eq!(with_end.end_of_text(), Some(size as u32 + 1));
         let e = Vocabulary::train_bpe(&text, 256).unwrap_err().to_string();
         assert!(e.contains("merge nothing"), "{e}");
         let e = Vocabulary::train_bpe(&text, usize::MAX).unwrap_err().to_string();
