@@ -1196,3 +1196,110 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
     fails_with(&["import", dir.to_str().unwrap(), "--save", c], &["config.json"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `wgml generate` stops at the tokenizer's end-of-text token without printing
+/// it, and goes on with `--ignore-eos`. The tiny GPT-2's tokenizer has none, so
+/// one of the tokens its greedy continuation draws (one that no merge and not
+/// the prompt involves) becomes `<|endoftext|>`.
+#[test]
+fn generation_stops_at_the_end_of_text_token() {
+    use std::ops::ControlFlow;
+    use wgml::data::text::Vocabulary;
+    use wgml::nn::generate::{Sampling, generate_with};
+    let dir = crate::common::fresh_dir("cli-eos");
+    let folder = crate::common::repo_file("kernels-tests/golden/gpt2-tiny");
+    let imported = wgml::import::import_gpt2(&folder, Some(16), 1e-4).unwrap();
+    let plain = dir.join("plain.safetensors");
+    let save = |path: &std::path::Path, vocabulary: &Vocabulary| {
+        wgml::checkpoint::save_functional_tensors(
+            path,
+            "gpt2",
+            &imported.architecture,
+            &imported.tensors,
+            vocabulary,
+        )
+        .unwrap();
+    };
+    save(&plain, &imported.vocabulary);
+    let (_g, ctx) = crate::common::gpu();
+    let (mut model, _) = wgml::checkpoint::load_model(ctx, &plain).unwrap();
+    let prompt = imported.vocabulary.encode(b"The engine").unwrap();
+    let greedy = generate_with(
+        &mut model,
+        ctx,
+        &prompt,
+        8,
+        Sampling::GREEDY,
+        &mut crate::common::rng(1),
+        |_| ControlFlow::Continue(()),
+        true,
+    )
+    .unwrap();
+    // The tokenizer with one drawn token (after the first, in no merge) renamed.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("tokenizer.json")).unwrap()).unwrap();
+    let vocab = json["model"]["vocab"].as_object().unwrap().clone();
+    let name_of = |id: u32| {
+        vocab
+            .iter()
+            .find(|(_, v)| v.as_u64() == Some(id as u64))
+            .map(|(k, _)| k.clone())
+            .unwrap()
+    };
+    let merges = json["model"]["merges"].as_array().unwrap().clone();
+    let in_merges = |name: &str| {
+        merges.iter().any(|m| {
+            let (a, b) = (m[0].as_str().unwrap(), m[1].as_str().unwrap());
+            a == name || b == name || format!("{a}{b}") == name
+        })
+    };
+    let (k, &eos) = greedy
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(k, id)| !in_merges(&name_of(**id)) && !greedy[..*k].contains(id) && !prompt.contains(id))
+        .expect("a drawn token that no merge and not the prompt involves");
+    let old = name_of(eos);
+    let model_vocab = json["model"]["vocab"].as_object_mut().unwrap();
+    model_vocab.remove(&old);
+    model_vocab.insert("<|endoftext|>".into(), eos.into());
+    json["added_tokens"] = serde_json::json!([{ "id": eos, "content": "<|endoftext|>", "single_word": false,
+        "lstrip": false, "rstrip": false, "normalized": false, "special": true }]);
+    let with_end = Vocabulary::from_json(&json.to_string()).unwrap();
+    assert_eq!(with_end.end_of_text(), Some(eos));
+    let ended = dir.join("ended.safetensors");
+    save(&ended, &with_end);
+    let run = |extra: &[&str]| {
+        let e = ended.to_str().unwrap();
+        let args = [
+            &[
+                "generate",
+                "--weights",
+                e,
+                "--prompt",
+                "The engine",
+                "--tokens",
+                "8",
+                "--temperature",
+                "0",
+            ][..],
+            extra,
+        ]
+        .concat();
+        let out = wgml(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    let stopped = run(&[]);
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert!(
+        stderr.contains(&format!("{} tokens in", k + 1)) && stderr.contains("end-of-text"),
+        "stopped at token {k} (counted, not printed): {stderr}"
+    );
+    let went_on = run(&["--ignore-eos"]);
+    assert!(String::from_utf8_lossy(&went_on.stderr).contains("8 tokens in"));
+    // The same text up to the end-of-text token, then more.
+    let cut = &stopped.stdout[..stopped.stdout.len() - 1];
+    assert!(went_on.stdout.starts_with(cut) && went_on.stdout.len() > stopped.stdout.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
