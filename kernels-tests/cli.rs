@@ -1132,23 +1132,25 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
     assert_eq!(uncached.stdout, out.stdout);
     assert!(String::from_utf8_lossy(&uncached.stderr).contains("no key/value cache"));
     // --stop: the same greedy text, cut after the first stop text it generates
-    // (two bytes the 6 tokens above hold after the prompt).
+    // (two ASCII bytes the 6 tokens above hold after the prompt's end).
     let new = &out.stdout[b"The engine".len()..out.stdout.len() - 1];
-    assert!(new.len() >= 3, "{new:?}");
-    let stop = &new[1..3];
-    let end = b"The engine".len() + new.windows(2).position(|w| w == stop).unwrap() + 2;
-    let stop_text = String::from_utf8_lossy(stop).into_owned();
-    let stop_arg = format!("--stop={stop_text}");
+    let from = new
+        .windows(2)
+        .skip(1)
+        .position(|w| w.is_ascii())
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("no two ASCII bytes in {new:?}"));
+    let stop = std::str::from_utf8(&new[from..from + 2]).unwrap();
+    let end = b"The engine".len() + new.windows(2).position(|w| w == stop.as_bytes()).unwrap() + 2;
+    let stop_arg = format!("--stop={stop}");
     let stopped = wgml(&[&generate[..], &[&stop_arg, "--stop", "never generated"]].concat());
     assert!(
         stopped.status.success(),
         "{}",
         String::from_utf8_lossy(&stopped.stderr)
     );
-    if std::str::from_utf8(stop).is_ok() {
-        assert_eq!(stopped.stdout, [&out.stdout[..end], b"\n"].concat());
-        assert!(String::from_utf8_lossy(&stopped.stderr).contains("stopped at"));
-    }
+    assert_eq!(stopped.stdout, [&out.stdout[..end], b"\n"].concat());
+    assert!(String::from_utf8_lossy(&stopped.stderr).contains("stopped at"));
     fails_with(&[&generate[..], &["--top-p", "1.5"]].concat(), &["top-p 1.5"]);
     let text = readme_as_text_data();
     let out = wgml(&[

@@ -131,19 +131,13 @@ fn the_matvec_variant_is_the_one_measured_fastest() {
     let (n, k) = (37, 70);
     let builtin = MatvecVariant::auto(&ctx);
     let other = MatvecVariant::ALL.into_iter().find(|&v| v != builtin).unwrap();
+    let measure = |ctx: &Context, clock: &mut FakeClock| {
+        tune::tune_matvec_among(ctx, 1, n, k, &MatvecVariant::ALL, clock, Duration::from_secs(600)).unwrap()
+    };
     let mut clock = FakeClock::default();
     clock.times.insert(builtin.name().into(), 3.0);
     clock.times.insert(other.name().into(), 1.0);
-    let report = tune::tune_matvec_among(
-        &ctx,
-        1,
-        n,
-        k,
-        &MatvecVariant::ALL,
-        &mut clock,
-        Duration::from_secs(600),
-    )
-    .unwrap();
+    let report = measure(&ctx, &mut clock);
     assert_eq!(clock.asked, ["rows", "lanes"]);
     assert_eq!(report.best, Some((other, 1.0)));
     let key = tune::matvec_key(1, n, k);
@@ -173,16 +167,7 @@ fn the_matvec_variant_is_the_one_measured_fastest() {
         fail: vec![other.name().into()],
         ..Default::default()
     };
-    let report = tune::tune_matvec_among(
-        &ctx,
-        1,
-        n,
-        k,
-        &MatvecVariant::ALL,
-        &mut clock,
-        Duration::from_secs(600),
-    )
-    .unwrap();
+    let report = measure(&ctx, &mut clock);
     assert_eq!(report.best.map(|b| b.0), Some(builtin));
     let _ = std::fs::remove_dir_all(&dir);
 }

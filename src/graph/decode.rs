@@ -95,6 +95,15 @@ fn shortened(graph: &Graph, nodes: &[NodeId], len: usize) -> Graph {
     short
 }
 
+/// Records `dispatches` into a compute pass of their own on `encoder`.
+fn record_pass(ctx: &Context, encoder: &mut wgpu::CommandEncoder, label: &str, dispatches: &[&Dispatch]) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    });
+    ctx.record(&mut pass, dispatches);
+}
+
 /// One attention's cache and the tensors its step reads and writes.
 struct CachedAttention {
     dims: AttentionDims,
@@ -365,13 +374,7 @@ impl Decoder {
         for (table, prefix) in &prefixes {
             encoder.copy_buffer_to_buffer(&table.buffer, 0, &prefix.buffer, 0, (prefix.numel() * 4) as u64);
         }
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("decode prefill"),
-                timestamp_writes: None,
-            });
-            ctx.record(&mut pass, &dispatches);
-        }
+        record_pass(ctx, &mut encoder, "decode prefill", &dispatches);
         for (s, &(k, v)) in self.segments.iter().zip(&self.key_values) {
             let a = &s.attention;
             for (value, cache) in [(lw.value(k), &a.k_cache), (lw.value(v), &a.v_cache)] {
@@ -411,11 +414,7 @@ impl Decoder {
             encoder.copy_buffer_to_buffer(&table.buffer, p as u64 * bytes, &row.buffer, 0, bytes);
         }
         let pass = |encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]| {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("decode step"),
-                timestamp_writes: None,
-            });
-            ctx.record(&mut pass, dispatches);
+            record_pass(ctx, encoder, "decode step", dispatches)
         };
         for s in &self.segments {
             pass(&mut encoder, &s.before.iter().collect::<Vec<_>>());

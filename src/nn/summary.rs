@@ -57,12 +57,11 @@ impl Summary {
 /// shape (`input_shape` for a layer with no node of its own: a linear Activation,
 /// or a final softmax or sigmoid folded into the loss).
 fn row(graph: &Graph, name: String, layer: Option<&Layer>, input_shape: &[usize]) -> LayerSummary {
-    let nodes = || {
-        graph
-            .nodes
-            .iter()
-            .filter(|n| n.layer == name && !matches!(n.op, Op::LossTerm { .. }))
+    let ids = || {
+        (0..graph.nodes.len())
+            .filter(|&i| graph.nodes[i].layer == name && !matches!(graph.nodes[i].op, Op::LossTerm { .. }))
     };
+    let nodes = || ids().map(|i| &graph.nodes[i]);
     let output_shape = nodes()
         .rfind(|n| n.batched())
         .map_or_else(|| input_shape.to_vec(), |n| n.shape.clone());
@@ -80,17 +79,15 @@ fn row(graph: &Graph, name: String, layer: Option<&Layer>, input_shape: &[usize]
             _ => None,
         })
         .collect();
+    // Parameters of other layers this one's ops read.
     let mut tied: Vec<String> = Vec::new();
-    let own = graph.nodes.iter().enumerate().filter(|(_, n)| n.layer == name);
-    for (id, _) in own {
-        for i in graph.inputs(id) {
-            let owner = &graph.nodes[i];
-            if let Op::Param { name: full, .. } = &owner.op
-                && owner.layer != name
-                && !tied.contains(full)
-            {
-                tied.push(full.clone());
-            }
+    for i in ids().flat_map(|id| graph.inputs(id)) {
+        let owner = &graph.nodes[i];
+        if let Op::Param { name: full, .. } = &owner.op
+            && owner.layer != name
+            && !tied.contains(full)
+        {
+            tied.push(full.clone());
         }
     }
     let activation = match layer {
