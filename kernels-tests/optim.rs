@@ -647,3 +647,82 @@ fn bench_adam() {
         );
     }
 }
+
+/// Gradient accumulation over 2 to 4 passes (first, middle ones, last) equals its
+/// twins, each pass weighted by the per-step uniform's `grad_scale` when it runs:
+/// the three dispatches are built once and replayed with new gradients and
+/// weights. The accumulator starts as NaN, so a first pass that read it fails.
+#[test]
+fn gradient_accumulation_equals_its_twins() {
+    let (_g, ctx) = gpu();
+    let base = optim::StepValues::new(&Optimizer::sgd(0.1, 0.0), 3, 0.1).unwrap();
+    // 1, primes, and more than 65,535 workgroups of 256 (a folded grid).
+    for (n, passes) in [(1usize, 2usize), (7, 3), (1029, 4), (65_535 * 256 + 3, 2)] {
+        let mut r = rng(n as u64 + 11);
+        let grads: Vec<Vec<f32>> = (0..passes).map(|_| uniform(&mut r, n, -2.0, 2.0)).collect();
+        // Unequal shares of the step's samples, summing to 1.
+        let sizes: Vec<usize> = (0..passes).map(|i| 8 + 5 * i).collect();
+        let total: usize = sizes.iter().sum();
+        let shares: Vec<f32> = sizes.iter().map(|&s| (s as f64 / total as f64) as f32).collect();
+        let acc = nan_tensor(ctx, &[n]);
+        let grad = Tensor::zeros(ctx, &[n], DType::F32).unwrap();
+        let step = StepUniform::new(ctx).unwrap();
+        let [first, add, finish] = [
+            optim::AccumulatePass::First,
+            optim::AccumulatePass::Add,
+            optim::AccumulatePass::Finish,
+        ]
+        .map(|p| optim::accumulate_gradient(ctx, p, &step, &acc, &grad).unwrap());
+        let mut want_acc = Vec::new();
+        let mut want = Vec::new();
+        for (i, g) in grads.iter().enumerate() {
+            grad.write(ctx, g).unwrap();
+            step.write_values(ctx, &base.for_pass(i as u32 + 1, shares[i]).unwrap())
+                .unwrap();
+            let w = shares[i];
+            let d = if i == 0 {
+                want_acc = reference::optim::accumulate_first(g, w);
+                &first
+            } else if i + 1 < passes {
+                reference::optim::accumulate_add(&mut want_acc, g, w);
+                &add
+            } else {
+                want = reference::optim::accumulate_finish(&want_acc, g, w);
+                &finish
+            };
+            ctx.run(&[d]).unwrap();
+            if i + 1 < passes {
+                // A fused multiply-add on the device rounds once where the twin rounds twice.
+                let got = acc.to_f32(ctx).unwrap();
+                assert_close(&format!("accumulator n={n} after pass {i}"), &got, &want_acc, 1e-6, 1e-6);
+            }
+        }
+        let got = grad.to_f32(ctx).unwrap();
+        assert_close(&format!("accumulated gradient n={n}, {passes} passes"), &got, &want, 1e-6, 1e-6);
+        // The sum is the shares' weighted mean of the passes' gradients.
+        let j = n / 2;
+        let mean: f64 = grads.iter().zip(&shares).map(|(g, &w)| g[j] as f64 * w as f64).sum();
+        assert!((got[j] as f64 - mean).abs() < 1e-5, "n={n}: {} vs {mean}", got[j]);
+    }
+}
+
+#[test]
+fn gradient_accumulation_refuses_bad_input() {
+    let (_g, ctx) = gpu();
+    let step = StepUniform::new(ctx).unwrap();
+    let a = Tensor::zeros(ctx, &[4], DType::F32).unwrap();
+    let b = Tensor::zeros(ctx, &[5], DType::F32).unwrap();
+    let first = optim::AccumulatePass::First;
+    expect_shape(optim::accumulate_gradient(ctx, first, &step, &a, &b), "acc");
+    expect_invalid(
+        optim::accumulate_gradient(ctx, first, &step, &a, &a),
+        "same buffer",
+    );
+    let u = Tensor::from_u32(ctx, &[1, 2, 3, 4], &[4]).unwrap();
+    assert!(optim::accumulate_gradient(ctx, first, &step, &u, &a).is_err());
+    let base = optim::StepValues::new(&Optimizer::sgd(0.1, 0.0), 1, 0.1).unwrap();
+    for (draw, w) in [(0u32, 0.5f32), (1, 0.0), (1, 1.5), (1, f32::NAN)] {
+        assert!(base.for_pass(draw, w).is_err(), "draw {draw}, weight {w}");
+    }
+    assert_eq!(base.for_pass(7, 0.25).unwrap().draw, 7);
+}

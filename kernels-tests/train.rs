@@ -1793,3 +1793,138 @@ fn the_seed_cnn_written_functionally_trains_as_the_sequential_one() {
     assert!(e.contains("load_model"), "{e}");
     let _ = std::fs::remove_file(&path);
 }
+
+/// A small MLP on 784 inputs, for the gradient-accumulation tests.
+fn accumulation_mlp(dropout: f32) -> Sequential {
+    let mut s = Sequential::new(&[784]).add(Layer::dense(24, A::Relu));
+    if dropout > 0.0 {
+        s = s.add(Layer::dropout(dropout));
+    }
+    s.add(Layer::dense(10, A::Softmax))
+}
+
+/// Gradient accumulation trains as one large batch: batches of 8 accumulated 4 at
+/// a time take exactly the steps of batches of 32 over the same shuffled samples
+/// (75 of them: steps of 32, 32 and 11, the last accumulated from 8 and 3, each
+/// weighted by its share), with clipping on the summed gradient. SGD with momentum
+/// shows the sum exactly; Adam, whose step divides by the gradient's own size, is
+/// held to the losses. A step limit counts optimizer steps.
+#[test]
+fn gradient_accumulation_trains_as_one_large_batch() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let split = data.train.select(&(0..75).collect::<Vec<_>>());
+    let run = |opt: &Optimizer, batch_size: usize, accumulate: usize, max_steps: Option<u64>| {
+        let mut model = accumulation_mlp(0.0)
+            .compile(ctx, Loss::SparseCategoricalCrossentropy, opt.clone(), 9)
+            .unwrap();
+        model.clip_norm = Some(wgml::graph::ClipNorm::new(0.5).unwrap());
+        let cfg = FitConfig {
+            epochs: 2,
+            batch_size,
+            accumulate,
+            max_steps,
+            verbose: false,
+            ..FitConfig::default()
+        };
+        let history = fit(&mut model, ctx, &split, &cfg).unwrap();
+        (model, history)
+    };
+    for opt in [Optimizer::sgd(0.1, 0.9), Optimizer::adam(0.01)] {
+        let (large, h_large) = run(&opt, 32, 1, None);
+        let (small, h_small) = run(&opt, 8, 4, None);
+        assert_eq!((large.step, large.draws), (6, 6));
+        assert_eq!((small.step, small.draws), (6, 20));
+        for (a, b) in h_large.epochs.iter().zip(&h_small.epochs) {
+            assert_eq!((a.steps, b.steps), (3, 3));
+            let rel = (a.loss - b.loss).abs() / a.loss;
+            assert!(rel < 1e-5, "{}: epoch {} loss {} vs {}", opt.name(), a.epoch, a.loss, b.loss);
+        }
+        if matches!(opt, Optimizer::Sgd { .. }) {
+            for (p, q) in large.store.params.iter().zip(&small.store.params) {
+                let want = p.value.to_f32(ctx).unwrap();
+                let got = q.value.to_f32(ctx).unwrap();
+                assert_close(&format!("accumulated SGD {}", p.name), &got, &want, 1e-6, 1e-4);
+            }
+        }
+    }
+    // max_steps counts optimizer steps: 2 of them take 8 batches.
+    let (limited, h) = run(&Optimizer::sgd(0.1, 0.0), 8, 4, Some(2));
+    assert_eq!((limited.step, limited.draws, h.epochs[0].steps), (2, 8, 2));
+    let bad = FitConfig {
+        accumulate: 0,
+        ..FitConfig::default()
+    };
+    let mut model = accumulation_mlp(0.0)
+        .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.01), 9)
+        .unwrap();
+    let e = fit(&mut model, ctx, &split, &bad).unwrap_err().to_string();
+    assert!(e.contains("accumulation"), "{e}");
+}
+
+/// An accumulated step with dropout equals the reference executor's: every pass
+/// draws its own masks (its own draw number, not the optimizer step's), the
+/// passes' gradients are weighted by their shares and clipped together, then one
+/// update; two such steps in a row, then a plain step.
+#[test]
+fn an_accumulated_step_with_dropout_equals_the_reference() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    for opt in [Optimizer::sgd(0.1, 0.9), Optimizer::adam(0.003)] {
+        let mut model = accumulation_mlp(0.5)
+            .compile(ctx, Loss::SparseCategoricalCrossentropy, opt.clone(), 3)
+            .unwrap();
+        model.clip_norm = Some(wgml::graph::ClipNorm::new(1.0).unwrap());
+        let mut cpu = ReferenceExecutor::from_model(&model, ctx).unwrap();
+        let sizes = [8usize, 8, 5];
+        let mut start = 0;
+        for step in 0..3 {
+            let passes = if step < 2 { &sizes[..] } else { &sizes[..1] };
+            let gathered: Vec<(Vec<f32>, Vec<u32>, Vec<f32>)> = passes
+                .iter()
+                .map(|&b| {
+                    let idx: Vec<usize> = (start..start + b).collect();
+                    start += b;
+                    let (mut x, mut l, mut v) = (Vec::new(), Vec::new(), Vec::new());
+                    data.train.gather(&idx, &mut x, &mut l, &mut v);
+                    (x, l, v)
+                })
+                .collect();
+            let batches: Vec<Batch> = gathered
+                .iter()
+                .zip(passes)
+                .map(|((x, l, v), &b)| batch_of(x, l, v, b))
+                .collect();
+            model.acc.reset(ctx).unwrap();
+            model
+                .train_step_accumulated(ctx, &batches, opt.lr(), |_, _, _| {})
+                .unwrap();
+            let total: usize = passes.iter().sum();
+            let gpu_loss = model.acc.read(ctx).unwrap().0 / total as f64;
+            let refs: Vec<wgml::graph::reference::RefBatch> = gathered
+                .iter()
+                .zip(passes)
+                .map(|((x, l, v), &b)| wgml::graph::reference::RefBatch {
+                    x,
+                    labels: l,
+                    values: v,
+                    b,
+                })
+                .collect();
+            let cpu_loss = cpu.train_step_accumulated(&refs, opt.lr()).unwrap();
+            let rel = (gpu_loss - cpu_loss).abs() / cpu_loss;
+            assert!(rel < 1e-5, "{} step {step}: loss {gpu_loss} vs {cpu_loss}", opt.name());
+        }
+        assert_eq!((model.step, model.draws), (3, 7));
+        for p in &model.store.params {
+            let got = p.value.to_f32(ctx).unwrap();
+            assert_close(
+                &format!("{} {}", opt.name(), p.name),
+                &got,
+                &cpu.params()[p.node],
+                1e-5,
+                1e-4,
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@
 // Dropout on the weights (the *_dropout entry points; Keras' MultiHeadAttention
 // `dropout`, GPT-2's attn_pdrop): O = (P ⊙ M)·V with M_ij = keep_ij / (1 − rate),
 // keep_ij drawn as dropout.wgsl draws element (bh·Tq + i)·Tk + j of a [B·H·Tq, Tk]
-// tensor at step st.t (hash.wgsl), so the backward pass recomputes it and the
+// tensor at draw st.draw (hash.wgsl), so the backward pass recomputes it and the
 // unfused path (the dropout kernel on the weights) draws the same mask. Then
 // dV_j = Σ_i P_ij·M_ij·dO_i and dS_ij = P_ij·(M_ij·dO_i·v_j − D_i), where
 // D_i = dO_i·O_i still equals Σ_j P_ij·dP_ij. The plain entry points are the same
@@ -65,7 +65,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> out2: array<f32>;
 // (log-sum-exp, D) per (bh, query row).
 @group(0) @binding(7) var<storage, read_write> stats: array<vec2<f32>>;
-// The *_dropout entry points: the per-step uniform (step.wgsl), for the step t.
+// The *_dropout entry points: the per-step uniform (step.wgsl), for its draw number.
 @group(0) @binding(8) var<uniform> st: Step;
 
 var<workgroup> tile_a: array<f32, 2048>; // TILE·MAX_D
@@ -200,7 +200,7 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(64)
 fn attention_forward_dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                              @builtin(local_invocation_index) lid: u32) {
-    forward(wg, nwg, lid, true, hash_stream(p.drop_seed, st.t));
+    forward(wg, nwg, lid, true, hash_stream(p.drop_seed, st.draw));
 }
 
 fn forward(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, drop: bool, stream: u32) {
@@ -277,7 +277,7 @@ fn attention_backward_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(64)
 fn attention_backward_q_dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                 @builtin(local_invocation_index) lid: u32) {
-    backward_q(wg, nwg, lid, true, hash_stream(p.drop_seed, st.t));
+    backward_q(wg, nwg, lid, true, hash_stream(p.drop_seed, st.draw));
 }
 
 fn backward_q(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, drop: bool, stream: u32) {
@@ -329,7 +329,7 @@ fn attention_backward_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(64)
 fn attention_backward_kv_dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                  @builtin(local_invocation_index) lid: u32) {
-    backward_kv(wg, nwg, lid, true, hash_stream(p.drop_seed, st.t));
+    backward_kv(wg, nwg, lid, true, hash_stream(p.drop_seed, st.draw));
 }
 
 fn backward_kv(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, drop: bool, stream: u32) {

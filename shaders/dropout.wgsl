@@ -4,7 +4,7 @@
 //
 // (a dropped NaN or infinity stays NaN, as PyTorch's and Keras' x * mask does)
 //
-// keep(i) is a pure function of (p.seed, the step number t, i), drawn from a
+// keep(i) is a pure function of (p.seed, the draw number t = st.draw, i), drawn from a
 // counter-based hash instead of a stored random state:
 //
 //   h = pcg_hash(i ^ pcg_hash(p.seed ^ pcg_hash(t)))   (the PCG output permutation)
@@ -20,7 +20,7 @@
 // pcg_hash is in hash.wgsl (shared with noise.wgsl).
 //
 // Bindings: @binding(0) p; @binding(1) st, the per-step uniform (step.wgsl, read
-// for t); @binding(2) y written; @binding(3) x read. y and x are distinct buffers.
+// for its draw number); @binding(2) y written; @binding(3) x read. y and x are distinct buffers.
 
 struct Params {
     n: u32,
@@ -43,7 +43,7 @@ fn dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (i >= p.n) {
         return;
     }
-    let stream = hash_stream(p.seed, st.t);
+    let stream = hash_stream(p.seed, st.draw);
     let keep = (pcg_hash(i ^ stream) >> 8u) >= p.threshold;
     y[i] = x[i] * select(0.0, p.scale, keep);
 }

@@ -1,5 +1,5 @@
 // Random values as a graph op (the ε of a variational autoencoder's sample, a GAN
-// generator's input): element i of step t is a pure function of (p.seed, t, i),
+// generator's input): element i of draw t (st.draw) is a pure function of (p.seed, t, i),
 // hashed as dropout's masks are (hash.wgsl), so every step draws anew and the CPU
 // twin (src/reference/noise.rs) draws the same numbers.
 //
@@ -42,7 +42,7 @@ fn noise(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (i >= p.n) {
         return;
     }
-    let stream = hash_stream(p.seed, st.t);
+    let stream = hash_stream(p.seed, st.draw);
     let u1 = unit_open(2u * i, stream);
     if (p.kind == 1u) {
         y[i] = p.a + (p.b - p.a) * u1;

@@ -55,6 +55,16 @@
 //   otherwise:                param -= lr * g / d
 //   Entry points: rmsprop (s0), rmsprop_momentum (s0, s1), rmsprop_centered (s0, s2),
 //   rmsprop_centered_momentum (s0, s1, s2).
+//
+// Gradient accumulation over the passes of one optimizer step (PyTorch's several
+// backward() calls before step(), Keras' gradient_accumulation_steps): each pass
+// weighs its gradient by w = st.grad_scale (its share of the step's samples, so the
+// sum is the mean gradient over all of them) into the accumulator `acc` (binding 2):
+//   accumulate_first:  acc = w * g                   (first pass; acc not read)
+//   accumulate_add:    acc = acc + w * g             (middle passes)
+//   accumulate_finish: g   = acc + w * g             (last pass, written over the
+//                      gradient at binding 3, which clipping and the update then read)
+// The CPU twins are accumulate_* in src/reference/optim.rs.
 
 const NESTEROV: u32 = 2u;
 
@@ -73,6 +83,10 @@ override WG: u32 = 256;
 @group(0) @binding(3) var<storage, read> grad4: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> m4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> v4: array<vec4<f32>>;
+// The views of gradient accumulation (accumulate_* entry points only): the
+// accumulator, and the gradient where the last pass writes the whole sum.
+@group(0) @binding(2) var<storage, read_write> acc: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad_rw: array<f32>;
 
 // Linear invocation index over a (possibly folded) grid.
 fn linear_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
@@ -207,4 +221,34 @@ fn rmsprop_centered_momentum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
     let g = grad[i];
     let d = rms_centered_denom(i, g, rms_square(i, g));
     param[i] = param[i] - st.lr * rms_momentum(i, g / d);
+}
+
+@compute @workgroup_size(WG)
+fn accumulate_first(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    acc[i] = st.grad_scale * grad[i];
+}
+
+@compute @workgroup_size(WG)
+fn accumulate_add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    acc[i] = acc[i] + st.grad_scale * grad[i];
+}
+
+@compute @workgroup_size(WG)
+fn accumulate_finish(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    grad_rw[i] = acc[i] + st.grad_scale * grad_rw[i];
 }

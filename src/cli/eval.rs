@@ -142,6 +142,7 @@ fn load_model(ctx: &wgml::Context, model: Option<&str>, weights: &Path) -> Resul
     m.load_params(ctx, &c.tensors)
         .map_err(|e| e.in_file(weights, ""))?;
     m.step = 0;
+    m.draws = 0;
     Ok(Loaded {
         name: recipe.name.to_string(),
         default_data: Some(recipe.data),

@@ -62,8 +62,14 @@ pub struct TrainArgs {
     pub per_class: Option<usize>,
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Samples per batch (per forward/backward pass).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Batches per optimizer step: their gradients are summed (gradient
+    /// accumulation), so a step follows batch-size × N samples while memory holds
+    /// one batch.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub accumulate: usize,
     /// Learning rate.
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
@@ -546,6 +552,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     if let Some(b) = args.batch_size {
         recipe.fit.batch_size = b;
     }
+    recipe.fit.accumulate = args.accumulate;
     let lr = args.lr.unwrap_or(recipe.optimizer.lr());
     if !(lr.is_finite() && lr > 0.0) {
         return Err(Error::invalid(format!(

@@ -25,6 +25,10 @@ pub struct Param {
     pub grad: Tensor,
     /// Optimizer state tensors (zero at start), as many as the optimizer keeps.
     pub state: Vec<Tensor>,
+    /// The gradient accumulated over the passes of one optimizer step, same shape;
+    /// allocated by [`ParamStore::ensure_accumulators`] for trainable parameters
+    /// once a plan accumulates, `None` before.
+    pub accum: Option<Tensor>,
 }
 
 /// A parameter read back to the CPU: `(name, shape, values)`.
@@ -89,6 +93,7 @@ impl ParamStore {
                     trainable: *trainable,
                     grad,
                     state,
+                    accum: None,
                 });
             }
         }
@@ -121,6 +126,7 @@ impl ParamStore {
                     trainable: *trainable,
                     grad: p.grad.clone(),
                     state: p.state.clone(),
+                    accum: p.accum.clone(),
                 });
             }
         }
@@ -173,6 +179,15 @@ impl ParamStore {
                 path: "weights".into(),
                 message: format!("tensor '{n}' does not belong to this model"),
             });
+        }
+        Ok(())
+    }
+
+    /// Gives every trainable parameter its gradient accumulator (zeroed; kept once
+    /// made), for plans that accumulate gradients over several passes.
+    pub fn ensure_accumulators(&mut self, ctx: &Context) -> Result<()> {
+        for p in self.params.iter_mut().filter(|p| p.trainable && p.accum.is_none()) {
+            p.accum = Some(Tensor::zeros(ctx, &p.shape, DType::F32)?);
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ use crate::graph::ops::{BackwardLowering, Lowering, batched, lower_forward};
 use crate::graph::{Graph, NodeId, Objective, Op, ParamStore, WeightedTerm};
 use crate::kernels::clip::clip_by_global_norm;
 use crate::kernels::matmul::Activation;
-use crate::kernels::optim::{Optimizer, StepUniform, optimizer_step};
+use crate::kernels::optim::{AccumulatePass, Optimizer, StepUniform, accumulate_gradient, optimizer_step};
 use crate::kernels::{elementwise, loss, reduce, softmax};
 
 /// What to build.
@@ -37,6 +37,11 @@ pub struct PlanOptions {
     /// Clip the step's gradients to this global norm before the optimizer update
     /// ([`crate::kernels::clip`]); the optimizer then never runs inside backward.
     pub clip_norm: Option<ClipNorm>,
+    /// Build the passes of gradient accumulation too ([`Plan::record_pass`]): an
+    /// optimizer step may then sum several batches' gradients. The optimizer then
+    /// never runs inside backward, and the store must hold accumulators
+    /// ([`ParamStore::ensure_accumulators`]).
+    pub accumulate: bool,
 }
 
 /// A largest global gradient norm: finite and positive (held as its bits, so plan
@@ -141,10 +146,21 @@ pub struct Plan {
     pub loss_train: Vec<Dispatch>,
     /// Loss and accumulation, no gradient.
     pub loss_eval: Vec<Dispatch>,
-    /// Backward, then the gradient clipping when the options ask for it.
+    /// Backward.
     pub backward: Vec<Dispatch>,
+    /// Gradient clipping, when the options ask for it.
+    pub clip: Vec<Dispatch>,
     /// `[scale, global norm]` of the last step's gradients, when they are clipped.
     pub clip_factor: Option<Tensor>,
+    /// With [`PlanOptions::accumulate`]: each trainable gradient into its
+    /// accumulator on the first pass of an optimizer step (empty otherwise).
+    pub accumulate_first: Vec<Dispatch>,
+    /// With [`PlanOptions::accumulate`]: each trainable gradient added to its
+    /// accumulator on a middle pass (empty otherwise).
+    pub accumulate_add: Vec<Dispatch>,
+    /// With [`PlanOptions::accumulate`]: the accumulator added to each trainable
+    /// gradient on the last pass, before clipping and the update.
+    pub accumulate_finish: Vec<Dispatch>,
     /// Optimizer steps of the trainable parameters not already updated inside backward.
     pub update: Vec<Dispatch>,
     /// Probabilities and predictions from the output.
@@ -225,7 +241,8 @@ impl Plan {
             Objective::Forward(outputs) => forward_only(ctx, graph, outputs, &values, options)?,
         };
 
-        let (backward, clip_factor, update) = if options.train {
+        let mut accumulate = [Vec::new(), Vec::new(), Vec::new()];
+        let (backward, clip, clip_factor, update) = if options.train {
             let lowered = lower_backward(
                 ctx,
                 graph,
@@ -236,10 +253,13 @@ impl Plan {
                 store,
                 parts.roots.clone(),
                 step,
-                (options.fuse && options.clip_norm.is_none()).then_some((optimizer, step)),
+                (options.fuse && options.clip_norm.is_none() && !options.accumulate)
+                    .then_some((optimizer, step)),
             )?;
-            let mut backward = lowered.dispatches;
-            let mut clip_factor = None;
+            if options.accumulate {
+                accumulate = accumulation(ctx, store, step)?;
+            }
+            let (mut clip, mut clip_factor) = (Vec::new(), None);
             if let Some(c) = options.clip_norm {
                 let grads: Vec<&Tensor> = store
                     .params
@@ -247,9 +267,9 @@ impl Plan {
                     .filter(|p| p.trainable)
                     .map(|p| &p.grad)
                     .collect();
-                let clip = clip_by_global_norm(ctx, &grads, c.get())?;
-                backward.extend(clip.dispatches);
-                clip_factor = Some(clip.factor);
+                let clipped = clip_by_global_norm(ctx, &grads, c.get())?;
+                clip = clipped.dispatches;
+                clip_factor = Some(clipped.factor);
             }
             let update = store
                 .params
@@ -257,10 +277,11 @@ impl Plan {
                 .filter(|p| p.trainable && !lowered.updated.contains(&p.node))
                 .map(|p| optimizer_step(ctx, optimizer, step, &p.value, &p.grad, &p.state))
                 .collect::<Result<Vec<_>>>()?;
-            (backward, clip_factor, update)
+            (lowered.dispatches, clip, clip_factor, update)
         } else {
-            (Vec::new(), None, Vec::new())
+            (Vec::new(), Vec::new(), None, Vec::new())
         };
+        let [accumulate_first, accumulate_add, accumulate_finish] = accumulate;
         let LossParts {
             targets,
             output: out2,
@@ -276,6 +297,7 @@ impl Plan {
             .iter()
             .chain(&loss_train)
             .chain(&backward)
+            .chain(&clip)
             .chain(&update)
             .map(|d| d.kernel.label())
             .collect();
@@ -292,7 +314,11 @@ impl Plan {
             loss_train,
             loss_eval,
             backward,
+            clip,
             clip_factor,
+            accumulate_first,
+            accumulate_add,
+            accumulate_finish,
             update,
             predict,
             labels,
@@ -301,26 +327,62 @@ impl Plan {
 
     /// Every dispatch of one training step, in order.
     pub fn train_dispatches(&self) -> impl Iterator<Item = &Dispatch> {
+        self.pass_dispatches(Pass::Whole)
+    }
+
+    /// The dispatches of one pass of a training step, in order: forward, loss and
+    /// backward, then what `pass` adds (see [`Pass`]). Every pass but
+    /// [`Pass::Whole`] needs a plan built with [`PlanOptions::accumulate`].
+    pub fn pass_dispatches(&self, pass: Pass) -> impl Iterator<Item = &Dispatch> {
+        let (accumulate, step): (&[Dispatch], bool) = match pass {
+            Pass::Whole => (&[], true),
+            Pass::First => (&self.accumulate_first, false),
+            Pass::Middle => (&self.accumulate_add, false),
+            Pass::Last => (&self.accumulate_finish, true),
+        };
+        let update: &[Dispatch] = if step { &self.update } else { &[] };
+        let clip: &[Dispatch] = if step { &self.clip } else { &[] };
         self.forward
             .iter()
             .chain(&self.loss_train)
             .chain(&self.backward)
-            .chain(&self.update)
+            .chain(accumulate)
+            .chain(clip)
+            .chain(update)
+    }
+
+    /// Records one pass of a training step into `pass` (see [`Pass`]); errors for
+    /// an accumulating pass of a plan built without [`PlanOptions::accumulate`].
+    pub fn record_pass(&self, ctx: &Context, pass: &mut wgpu::ComputePass<'_>, which: Pass) -> Result<()> {
+        if which != Pass::Whole && !self.options.accumulate {
+            return Err(Error::invalid(
+                "this plan was built without gradient accumulation (PlanOptions::accumulate)",
+            ));
+        }
+        let all: Vec<&Dispatch> = self.pass_dispatches(which).collect();
+        ctx.record(pass, &all);
+        Ok(())
     }
 
     /// Makes sure the dispatches of a training step (`train`) or an evaluation
     /// step have their pipelines ([`Context::ready`]); no work and no allocation
-    /// when they do, which is every step but those inside a deferral.
+    /// when they do, which is every step but those inside a deferral. A training
+    /// step of an accumulating plan includes its accumulation kernels.
     pub fn ready(&self, ctx: &Context, train: bool) -> Result<()> {
         let compiled = |d: &Dispatch| d.pipeline.get().is_some();
-        if train && self.train_dispatches().all(compiled) || !train && self.eval_dispatches().all(compiled) {
-            return Ok(());
-        }
+        let accumulation = self
+            .accumulate_first
+            .iter()
+            .chain(&self.accumulate_add)
+            .chain(&self.accumulate_finish);
         let all: Vec<&Dispatch> = if train {
-            self.train_dispatches().collect()
+            self.train_dispatches().chain(accumulation).collect()
         } else {
             self.eval_dispatches().collect()
         };
+        if all.iter().all(|d| compiled(d)) {
+            return Ok(());
+        }
         ctx.ready(&all)
     }
 
@@ -340,6 +402,45 @@ impl Plan {
         let all: Vec<&Dispatch> = self.eval_dispatches().collect();
         ctx.record(pass, &all);
     }
+}
+
+/// Which pass of a training step [`Plan::record_pass`] records. A step that sums
+/// the gradients of several batches (gradient accumulation) is one `First`
+/// pass, any number of `Middle` ones and one `Last`, each on its own batch and
+/// weighted by the per-step uniform's `grad_scale`; a step on one batch is `Whole`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Forward, loss, backward, clipping and the update: a step on one batch.
+    Whole,
+    /// Forward, loss, backward, and the weighted gradient into the accumulators.
+    First,
+    /// As `First`, added to the accumulators.
+    Middle,
+    /// Forward, loss, backward, the accumulators added to the gradients, clipping
+    /// and the update.
+    Last,
+}
+
+/// The three lists of gradient accumulation (first, middle and last pass), one
+/// dispatch per trainable parameter each; the store must hold accumulators.
+fn accumulation(ctx: &Context, store: &ParamStore, step: &StepUniform) -> Result<[Vec<Dispatch>; 3]> {
+    let mut lists = [Vec::new(), Vec::new(), Vec::new()];
+    for p in store.params.iter().filter(|p| p.trainable) {
+        let acc = p.accum.as_ref().ok_or_else(|| {
+            Error::invalid(format!(
+                "parameter {} has no gradient accumulator: call ParamStore::ensure_accumulators \
+                 before building an accumulating plan",
+                p.name
+            ))
+        })?;
+        for (list, pass) in lists
+            .iter_mut()
+            .zip([AccumulatePass::First, AccumulatePass::Add, AccumulatePass::Finish])
+        {
+            list.push(accumulate_gradient(ctx, pass, step, acc, &p.grad)?);
+        }
+    }
+    Ok(lists)
 }
 
 /// The backward pass as lowered.

@@ -22,6 +22,23 @@ pub struct ReferenceExecutor {
     params: Vec<Vec<f32>>,
     state: Vec<Vec<Vec<f32>>>,
     step: u32,
+    /// Forward/backward passes taken (the random streams' counter; equal to
+    /// `step` unless gradients were accumulated).
+    draws: u32,
+}
+
+/// One batch of [`ReferenceExecutor::train_step_accumulated`]: samples, class
+/// labels or target values, and the number of samples.
+#[derive(Clone, Copy, Debug)]
+pub struct RefBatch<'a> {
+    /// `b × sample` values.
+    pub x: &'a [f32],
+    /// Class labels (categorical cross-entropy), else empty.
+    pub labels: &'a [u32],
+    /// Target values (other losses), else empty.
+    pub values: &'a [f32],
+    /// Samples.
+    pub b: usize,
 }
 
 /// The forward pass' values, pooling indices and batch normalizations' saved
@@ -55,7 +72,15 @@ impl ReferenceExecutor {
             params,
             state,
             step,
+            draws: step,
         }
+    }
+
+    /// This executor with `draws` passes taken (a model whose gradients were
+    /// accumulated has taken more passes than optimizer steps).
+    pub fn with_draws(mut self, draws: u32) -> ReferenceExecutor {
+        self.draws = draws;
+        self
     }
 
     /// Parameter values by node id.
@@ -83,7 +108,7 @@ impl ReferenceExecutor {
         Ok(self.forward(x, b, None)?.values)
     }
 
-    /// The forward pass; `train` holds the step number while training (dropout
+    /// The forward pass; `train` holds the draw number while training (dropout
     /// masks; batch normalization on batch statistics, moving its moving ones).
     fn forward(&mut self, x: &[f32], b: usize, train: Option<u32>) -> Result<Forward> {
         let g = &self.graph;
@@ -92,7 +117,7 @@ impl ReferenceExecutor {
             graph: g,
             batch: b,
             train,
-            step: train.unwrap_or(self.step),
+            draw: train.unwrap_or(self.draws),
             params: &mut self.params,
             values: vec![Vec::new(); n],
             aux: vec![Vec::new(); n],
@@ -130,13 +155,60 @@ impl ReferenceExecutor {
         b: usize,
         lr: f32,
     ) -> Result<f64> {
-        // This step's number, as the GPU's per-step uniform holds it (dropout masks).
-        let t = self.step + 1;
+        let batch = RefBatch { x, labels, values, b };
+        self.train_step_accumulated(&[batch], lr)
+    }
+
+    /// One optimizer step on the gradient accumulated over `batches`, each weighted
+    /// by its share of their samples (so the mean gradient over all of them), summed
+    /// in the GPU's order; each batch is one pass with its own draw number. Returns
+    /// the mean loss per label over all batches.
+    pub fn train_step_accumulated(&mut self, batches: &[RefBatch<'_>], lr: f32) -> Result<f64> {
+        let total: usize = batches.iter().map(|b| b.b).sum();
+        if batches.is_empty() || total == 0 {
+            return Err(Error::invalid("an optimizer step needs at least one sample"));
+        }
+        let last = batches.len() - 1;
+        let mut sum: Vec<Option<Vec<f32>>> = Vec::new();
+        let mut loss = 0.0;
+        for (i, batch) in batches.iter().enumerate() {
+            let (l, grads) = self.gradients(batch)?;
+            loss += l * batch.b as f64 / total as f64;
+            if last == 0 {
+                sum = grads;
+                break;
+            }
+            let w = (batch.b as f64 / total as f64) as f32;
+            let trainable = |id: usize| matches!(self.graph.nodes[id].op, Op::Param { trainable: true, .. });
+            sum.resize(grads.len(), None);
+            for (id, (acc, g)) in sum.iter_mut().zip(grads).enumerate() {
+                if !trainable(id) {
+                    continue;
+                }
+                let g = g.unwrap_or_else(|| vec![0.0; self.params[id].len()]);
+                match acc {
+                    None => *acc = Some(r::optim::accumulate_first(&g, w)),
+                    Some(a) if i < last => r::optim::accumulate_add(a, &g, w),
+                    Some(a) => *acc = Some(r::optim::accumulate_finish(a, &g, w)),
+                }
+            }
+        }
+        self.apply(sum, lr);
+        Ok(loss)
+    }
+
+    /// The mean loss per label of one pass over `batch` and every node's gradient
+    /// (`None` where none flows); counts the pass.
+    fn gradients(&mut self, batch: &RefBatch<'_>) -> Result<(f64, Vec<Option<Vec<f32>>>)> {
+        let RefBatch { x, labels, values, b } = *batch;
+        // This pass' number, as the GPU's per-step uniform holds it (dropout masks).
+        let draw = self.draws + 1;
         let Forward {
             values: vals,
             aux,
             saved,
-        } = self.forward(x, b, Some(t))?;
+        } = self.forward(x, b, Some(draw))?;
+        self.draws = draw;
         let g = &self.graph;
         let n = g.nodes.len();
         let mut grads: Vec<Option<Vec<f32>>> = vec![None; n];
@@ -183,7 +255,7 @@ impl ReferenceExecutor {
         let mut rb = RefBackward {
             graph: g,
             batch: b,
-            step: t,
+            draw,
             params: &self.params,
             values: &vals,
             aux: &aux,
@@ -195,7 +267,13 @@ impl ReferenceExecutor {
             let dy = rb.grads[id].take().expect("gradient complete");
             reference_backward(&mut rb, id, dy)?;
         }
-        let mut grads = rb.grads;
+        Ok((mean_loss, rb.grads))
+    }
+
+    /// Clips `grads` when the model does and steps the optimizer with them.
+    fn apply(&mut self, mut grads: Vec<Option<Vec<f32>>>, lr: f32) {
+        let g = &self.graph;
+        grads.resize(g.nodes.len(), None);
         // Clipping, over every trainable parameter's gradient, as the GPU plan.
         if let Some(max_norm) = self.clip_norm {
             let trainable = |id: usize| matches!(g.nodes[id].op, Op::Param { trainable: true, .. });
@@ -211,7 +289,7 @@ impl ReferenceExecutor {
             r::clip::clip_by_global_norm(&mut views, max_norm);
         }
         // Update, in node order like the GPU plan.
-        self.step = t;
+        self.step += 1;
         for (id, node) in g.nodes.iter().enumerate() {
             if let Op::Param { trainable: true, .. } = node.op {
                 let grad = grads[id]
@@ -227,6 +305,5 @@ impl ReferenceExecutor {
                 );
             }
         }
-        Ok(mean_loss)
     }
 }

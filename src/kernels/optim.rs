@@ -325,7 +325,13 @@ pub struct StepValues {
     pub adam_step: f32,
     /// `√(1 − β2^t)` (Adam; 1 otherwise).
     pub bc2_sqrt: f32,
-    _pad: [u32; 2],
+    /// The forward/backward pass number, 1-based: the counter of the random
+    /// streams of dropout, noise and attention dropout. Equal to `t` unless
+    /// gradients are accumulated over several passes per optimizer step.
+    pub draw: u32,
+    /// This pass' weight in an accumulated gradient ([`accumulate_gradient`]); 1
+    /// otherwise.
+    pub grad_scale: f32,
 }
 
 impl StepValues {
@@ -369,7 +375,27 @@ impl StepValues {
             bc2: bc2 as f32,
             adam_step: adam_step as f32,
             bc2_sqrt: bc2.sqrt() as f32,
-            _pad: [0; 2],
+            draw: t,
+            grad_scale: 1.0,
+        })
+    }
+
+    /// These values for pass `draw` (1-based) of an accumulated optimizer step,
+    /// weighted `grad_scale` in the accumulated gradient; errors for a zero draw or
+    /// a weight that is not a finite number in (0, 1].
+    pub fn for_pass(self, draw: u32, grad_scale: f32) -> Result<Self> {
+        if draw == 0 {
+            return Err(Error::invalid("the pass number (draw) is 1-based, got 0"));
+        }
+        if !(grad_scale > 0.0 && grad_scale <= 1.0) {
+            return Err(Error::invalid(format!(
+                "a pass' weight in an accumulated gradient must be in (0, 1], got {grad_scale}"
+            )));
+        }
+        Ok(StepValues {
+            draw,
+            grad_scale,
+            ..self
         })
     }
 }
@@ -397,10 +423,13 @@ impl StepUniform {
     /// (queued with `queue.write_buffer`, ordered before later submissions; no
     /// readback). `optimizer` must be the one the dispatches were built with.
     pub fn write(&self, ctx: &Context, optimizer: &Optimizer, t: u32, lr: f32) -> Result<()> {
-        let values = StepValues::new(optimizer, t, lr)?;
+        self.write_values(ctx, &StepValues::new(optimizer, t, lr)?)
+    }
+
+    /// Writes `values` (queued, as [`StepUniform::write`]).
+    pub fn write_values(&self, ctx: &Context, values: &StepValues) -> Result<()> {
         ctx.check()?;
-        ctx.queue
-            .write_buffer(&self.buffer, 0, bytemuck::bytes_of(&values));
+        ctx.queue.write_buffer(&self.buffer, 0, bytemuck::bytes_of(values));
         Ok(())
     }
 }
@@ -430,6 +459,9 @@ const RMSPROP: Kernel = Shader::Optim.kernel("rmsprop");
 const RMSPROP_MOMENTUM: Kernel = Shader::Optim.kernel("rmsprop_momentum");
 const RMSPROP_CENTERED: Kernel = Shader::Optim.kernel("rmsprop_centered");
 const RMSPROP_CENTERED_MOMENTUM: Kernel = Shader::Optim.kernel("rmsprop_centered_momentum");
+const ACCUMULATE_FIRST: Kernel = Shader::Optim.kernel("accumulate_first");
+const ACCUMULATE_ADD: Kernel = Shader::Optim.kernel("accumulate_add");
+const ACCUMULATE_FINISH: Kernel = Shader::Optim.kernel("accumulate_finish");
 
 /// The uniform of an Adam-family `opt` over `n` parameters (for the fused
 /// epilogue of [`matmul_adam`](crate::kernels::matmul::matmul_adam)); an error
@@ -651,5 +683,63 @@ pub fn optimizer_step_wg(
         &params,
         &bindings,
         groups_for(ctx, n, wg)?,
+    )
+}
+
+/// Which pass of an accumulated gradient a dispatch of [`accumulate_gradient`] serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccumulatePass {
+    /// `acc = w·g`: the first pass of an optimizer step.
+    First,
+    /// `acc += w·g`: a middle pass.
+    Add,
+    /// `g = acc + w·g`: the last pass; the gradient then holds the whole sum, for
+    /// clipping and the update.
+    Finish,
+}
+
+/// One pass of gradient accumulation over `grad` into `acc` (see `shaders/optim.wgsl`),
+/// weighted by the `grad_scale` of `step` when the dispatch runs
+/// ([`StepValues::for_pass`]). `acc` and `grad` must be distinct f32 buffers of
+/// one shape. CPU twins: `accumulate_first`, `accumulate_add` and
+/// `accumulate_finish` in [`crate::reference::optim`].
+pub fn accumulate_gradient(
+    ctx: &Context,
+    pass: AccumulatePass,
+    step: &StepUniform,
+    acc: &Tensor,
+    grad: &Tensor,
+) -> Result<Dispatch> {
+    const OP: &str = "accumulate_gradient";
+    acc.expect_dtype(OP, "acc", DType::F32)?;
+    grad.expect_dtype(OP, "grad", DType::F32)?;
+    crate::kernels::elementwise::expect_same_shape(OP, "acc", acc, "grad", grad)?;
+    if crate::kernels::elementwise::same_buffer(acc, grad) {
+        return Err(Error::invalid(format!(
+            "{OP}: acc and grad are the same buffer; the accumulator needs its own"
+        )));
+    }
+    let n = acc.numel();
+    let params = Params {
+        n: crate::kernels::elementwise::count_u32(OP, "grad", n)?,
+        flags: 0,
+        beta1: 0.0,
+        beta2: 0.0,
+        epsilon: 0.0,
+        weight_decay: 0.0,
+        momentum: 0.0,
+        rho: 0.0,
+    };
+    let kernel = match pass {
+        AccumulatePass::First => ACCUMULATE_FIRST,
+        AccumulatePass::Add => ACCUMULATE_ADD,
+        AccumulatePass::Finish => ACCUMULATE_FINISH,
+    };
+    ctx.dispatch(
+        kernel,
+        &[("WG", WG as f64)],
+        &params,
+        &[(1, &step.buffer), (2, &acc.buffer), (3, &grad.buffer)],
+        groups_for(ctx, n, WG)?,
     )
 }

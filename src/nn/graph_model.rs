@@ -69,6 +69,7 @@ impl GraphModel {
             train,
             fuse: true,
             clip_norm: None,
+            accumulate: false,
         };
         if !self.plans.contains_key(&options) {
             let plan = ctx.deferring_pipelines(|| {

@@ -7,9 +7,9 @@ use rand::SeedableRng;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Dispatch, Tensor};
-use crate::graph::plan::Accumulators;
+use crate::graph::plan::{Accumulators, Pass};
 use crate::graph::{ClipNorm, Graph, NodeId, ParamStore, Plan, PlanOptions};
-use crate::kernels::optim::{Optimizer, StepUniform};
+use crate::kernels::optim::{Optimizer, StepUniform, StepValues};
 use crate::nn::build::LayerBuild;
 use crate::nn::functional::LayerOrOp;
 use crate::nn::{Functional, Layer, Loss};
@@ -236,6 +236,7 @@ impl Model {
             store,
             plans: HashMap::new(),
             step: 0,
+            draws: 0,
             fuse: true,
             clip_norm: None,
         })
@@ -265,6 +266,10 @@ pub struct Model {
     plans: HashMap<PlanOptions, Plan>,
     /// Optimizer steps taken (the `t` of bias correction).
     pub step: u32,
+    /// Forward/backward passes taken while training: the counter of dropout's and
+    /// noise's random draws. Equal to `step` unless gradients were accumulated
+    /// ([`Model::train_step_accumulated`] takes a pass per batch).
+    pub draws: u32,
     /// Let the planner fuse layers where a fused kernel serves this adapter better
     /// (see [`PlanOptions::fuse`]); set before the first step. On by default.
     pub fuse: bool,
@@ -304,6 +309,16 @@ impl Model {
             train,
             fuse: self.fuse,
             clip_norm: self.clip_norm.filter(|_| train),
+            accumulate: false,
+        }
+    }
+
+    /// The plan options of a training pass on `batch` samples that may accumulate
+    /// gradients ([`Model::train_step_accumulated`]).
+    pub fn accumulating_options(&self, batch: usize) -> PlanOptions {
+        PlanOptions {
+            accumulate: true,
+            ..self.options(batch, true)
         }
     }
 
@@ -338,6 +353,9 @@ impl Model {
     /// The plan for `options`, built on first use.
     pub fn plan(&mut self, ctx: &Context, options: PlanOptions) -> Result<&Plan> {
         if !self.plans.contains_key(&options) {
+            if options.accumulate {
+                self.store.ensure_accumulators(ctx)?;
+            }
             // The plan's pipelines compile together, one thread per core.
             let plan = ctx.deferring_pipelines(|| {
                 Plan::build(
@@ -533,8 +551,58 @@ impl Model {
         // The step counts once its work is submitted (Adam's t and the dropout
         // masks stay in step with the reference executor if anything fails).
         let t = self.step + 1;
-        self.step_uniform.write(ctx, &self.optimizer, t, lr)?;
+        let values = StepValues::new(&self.optimizer, t, lr)?.for_pass(self.draws + 1, 1.0)?;
+        self.step_uniform.write_values(ctx, &values)?;
         submit_plan(ctx, plan, true, |encoder| extra(encoder, &self.acc))?;
+        self.step = t;
+        self.draws += 1;
+        Ok(())
+    }
+
+    /// Queues one optimizer step on the gradient summed over `batches` (gradient
+    /// accumulation: PyTorch's several `backward()` calls before `step()`, Keras'
+    /// `gradient_accumulation_steps`), so a step can follow more samples than one
+    /// batch holds. Each batch is one pass (forward, loss, backward) and one
+    /// submission; its gradient counts by its share of all the batches' samples,
+    /// so the step follows their mean gradient, as one batch of them all would
+    /// (batch normalization excepted: it normalizes by each batch's statistics).
+    /// Dropout and noise draw anew in every pass. Clipping, when the model clips,
+    /// applies to the summed gradient. After pass `i` (from 0), `extra(encoder,
+    /// sums, i)` may append copies to its encoder. Nothing is read back.
+    pub fn train_step_accumulated(
+        &mut self,
+        ctx: &Context,
+        batches: &[Batch<'_>],
+        lr: f32,
+        mut extra: impl FnMut(&mut wgpu::CommandEncoder, &Accumulators, usize),
+    ) -> Result<()> {
+        let total: usize = batches.iter().map(|b| b.len).sum();
+        if batches.is_empty() || batches.iter().any(|b| b.len == 0) {
+            return Err(Error::invalid(
+                "an accumulated step needs at least one batch, each of at least one sample",
+            ));
+        }
+        let t = self.step + 1;
+        let values = StepValues::new(&self.optimizer, t, lr)?;
+        let last = batches.len() - 1;
+        for (i, batch) in batches.iter().enumerate() {
+            let options = self.accumulating_options(batch.len);
+            self.plan(ctx, options)?;
+            let plan = &self.plans[&options];
+            plan.ready(ctx, true)?;
+            Self::upload(ctx, plan, batch)?;
+            let pass = match i {
+                _ if last == 0 => Pass::Whole,
+                0 => Pass::First,
+                _ if i == last => Pass::Last,
+                _ => Pass::Middle,
+            };
+            let share = (batch.len as f64 / total as f64) as f32;
+            let values = values.for_pass(self.draws + 1, share)?;
+            self.step_uniform.write_values(ctx, &values)?;
+            submit_pass(ctx, plan, Some(pass), |encoder| extra(encoder, &self.acc, i))?;
+            self.draws += 1;
+        }
         self.step = t;
         Ok(())
     }
@@ -653,7 +721,8 @@ impl Model {
         let plan = &self.plans[&options];
         plan.ready(ctx, true)?;
         let t = self.step + 1;
-        self.step_uniform.write(ctx, &self.optimizer, t, lr)?;
+        let values = StepValues::new(&self.optimizer, t, lr)?.for_pass(self.draws + 1, 1.0)?;
+        self.step_uniform.write_values(ctx, &values)?;
         record_or_submit(ctx, encoder, "train step on buffers", |encoder| {
             encoder.copy_buffer_to_buffer(input, 0, &plan.input.buffer, 0, (n * sample * 4) as u64);
             encoder.copy_buffer_to_buffer(targets, 0, &plan.targets.buffer, 0, (n * per_target * 4) as u64);
@@ -664,6 +733,7 @@ impl Model {
             plan.record_train(ctx, &mut pass);
         })?;
         self.step = t;
+        self.draws += 1;
         Ok(())
     }
 
@@ -767,7 +837,17 @@ pub(crate) fn submit_plan(
     train: bool,
     extra: impl FnOnce(&mut wgpu::CommandEncoder),
 ) -> Result<()> {
-    let label = if train { "train step" } else { "eval step" };
+    submit_pass(ctx, plan, train.then_some(Pass::Whole), extra)
+}
+
+/// [`submit_plan`] of one pass of a training step (`Some`) or of an evaluation step.
+fn submit_pass(
+    ctx: &Context,
+    plan: &Plan,
+    train: Option<Pass>,
+    extra: impl FnOnce(&mut wgpu::CommandEncoder),
+) -> Result<()> {
+    let label = if train.is_some() { "train step" } else { "eval step" };
     let mut encoder = ctx
         .device
         .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
@@ -776,10 +856,9 @@ pub(crate) fn submit_plan(
             label: Some(label),
             timestamp_writes: None,
         });
-        if train {
-            plan.record_train(ctx, &mut pass);
-        } else {
-            plan.record_eval(ctx, &mut pass);
+        match train {
+            Some(which) => plan.record_pass(ctx, &mut pass, which)?,
+            None => plan.record_eval(ctx, &mut pass),
         }
     }
     extra(&mut encoder);
@@ -845,6 +924,7 @@ impl crate::graph::reference::ReferenceExecutor {
             params,
             state,
             model.step,
-        ))
+        )
+        .with_draws(model.draws))
     }
 }

@@ -111,6 +111,28 @@ pub fn optimizer_step(
     }
 }
 
+/// The first pass of an accumulated gradient: `w · g` (the `accumulate_first`
+/// kernel; f32 arithmetic, as on the GPU).
+pub fn accumulate_first(g: &[f32], w: f32) -> Vec<f32> {
+    g.iter().map(|&g| w * g).collect()
+}
+
+/// A middle pass: `acc += w · g` (the `accumulate_add` kernel). Panics on
+/// mismatched lengths.
+pub fn accumulate_add(acc: &mut [f32], g: &[f32], w: f32) {
+    assert_eq!(acc.len(), g.len(), "accumulate_add: lengths differ");
+    for (a, &g) in acc.iter_mut().zip(g) {
+        *a += w * g;
+    }
+}
+
+/// The last pass: the whole gradient `acc + w · g` (the `accumulate_finish`
+/// kernel, which writes it over `g`). Panics on mismatched lengths.
+pub fn accumulate_finish(acc: &[f32], g: &[f32], w: f32) -> Vec<f32> {
+    assert_eq!(acc.len(), g.len(), "accumulate_finish: lengths differ");
+    acc.iter().zip(g).map(|(&a, &g)| a + w * g).collect()
+}
+
 /// Rounding noise of an f32 sum of `k` products of values in [-1, 1]: the
 /// classic bound for recursive summation, about `k²·2⁻²⁴`. Meant for the short
 /// sums of the tests (k of a few dozen: 6e-5 at 32); at k in the thousands the

@@ -13,7 +13,7 @@
 //! run that wrote it (`settings`, a JSON object of strings) and the loop's progress
 //! (`progress`, JSON: steps, learning rate, early-stopping and plateau counters,
 //! the history so far). What it does not hold follows from what it does: each
-//! epoch's shuffle from the seed (replayed), dropout masks from the step number.
+//! epoch's shuffle from the seed (replayed), dropout masks from the pass number.
 //! It is written atomically: a crash while saving leaves the previous epoch's
 //! state.
 
@@ -111,6 +111,11 @@ pub(crate) fn settings(
         // Fused and separate kernels round differently.
         ("fuse", model.fuse.to_string()),
         ("batch_size", config.batch_size.to_string()),
+        // Only where batches are accumulated, so earlier backups keep matching.
+        (
+            "accumulate",
+            (config.accumulate != 1).then(|| config.accumulate.to_string()).unwrap_or_default(),
+        ),
         ("validation_split", config.validation_split.to_string()),
         ("seed", config.seed.to_string()),
         ("shuffle", config.shuffle.to_string()),
@@ -127,7 +132,11 @@ pub(crate) fn settings(
         ("samples", format!("{} ({validation} for validation)", data.len())),
         ("data_crc32", format!("{:08x}", crc.finalize())),
     ];
-    entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    entries
+        .into_iter()
+        .filter(|(k, v)| *k != "accumulate" || !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// The seeds of `graph`'s dropout and noise streams, as backups record them (a
@@ -191,6 +200,7 @@ pub(crate) fn restore(
     })?;
     if let Some(p) = &progress {
         model.step = p.model_step;
+        model.draws = p.model_draws.unwrap_or(p.model_step);
     }
     Ok(progress)
 }

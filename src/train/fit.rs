@@ -13,6 +13,7 @@ use crate::data::augment::Augment;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Tensor};
 use crate::graph::PlanOptions;
+use crate::graph::plan::Accumulators;
 use crate::nn::Model;
 use crate::nn::model::Batch;
 use crate::train::backup::{self, Backup};
@@ -182,8 +183,12 @@ fn improves(score: f64, best: Option<f64>, min_delta: f64) -> bool {
 pub(crate) struct Progress {
     /// Optimizer steps of this fit (what `max_steps` counts).
     pub total_steps: u64,
-    /// The model's step count (Adam's t, the dropout masks' step number).
+    /// The model's step count (Adam's t).
     pub model_step: u32,
+    /// The model's pass count (the dropout masks' draw number); absent in backups
+    /// written before gradient accumulation, where it equals `model_step`.
+    #[serde(default)]
+    pub model_draws: Option<u32>,
     /// Learning rate of the next epoch (the schedule's base rate, with a schedule).
     pub lr: f64,
     /// Early stopping: the best (lower-is-better) score and the epochs since it.
@@ -199,8 +204,15 @@ pub(crate) struct Progress {
 pub struct FitConfig {
     /// Number of epochs of the run (a resumed run's earlier ones included).
     pub epochs: usize,
-    /// Samples per training step (also the validation batch size).
+    /// Samples per batch: per training pass, and per evaluation step of the
+    /// validation split.
     pub batch_size: usize,
+    /// Batches per optimizer step (gradient accumulation, as Hugging Face's
+    /// `gradient_accumulation_steps`): their gradients are summed, each weighted by
+    /// its share of the samples, so a step follows the mean gradient of
+    /// `batch_size × accumulate` samples while memory holds one batch. An epoch's
+    /// last step takes the batches left. 1 (the default) steps after every batch.
+    pub accumulate: usize,
     /// Fraction of the training samples (the last ones, as Keras) held out.
     pub validation_split: f64,
     /// Stop after this many epochs without a better `monitor` value.
@@ -236,6 +248,7 @@ impl Default for FitConfig {
         FitConfig {
             epochs: 10,
             batch_size: 32,
+            accumulate: 1,
             validation_split: 0.0,
             patience: None,
             monitor: Monitor::ValLoss,
@@ -260,6 +273,11 @@ impl FitConfig {
     pub fn validate(&self) -> Result<()> {
         if self.batch_size == 0 {
             return Err(Error::invalid("batch size must be at least 1"));
+        }
+        if self.accumulate == 0 {
+            return Err(Error::invalid(
+                "gradient accumulation takes at least 1 batch per optimizer step",
+            ));
         }
         if !(0.0..1.0).contains(&self.validation_split) {
             return Err(Error::invalid(format!(
@@ -345,11 +363,15 @@ pub fn fit_plans(model: &Model, data: &Split, config: &FitConfig) -> Result<Vec<
         return Ok(Vec::new());
     }
     let b = config.batch_size.min(n);
-    let mut plans = vec![model.options(b, true)];
+    let train = |batch| match config.accumulate {
+        1 => model.options(batch, true),
+        _ => model.accumulating_options(batch),
+    };
+    let mut plans = vec![train(b)];
     // The partial last batch, unless a step limit ends training before it.
-    let steps = n.div_ceil(b) as u64;
+    let steps = n.div_ceil(b).div_ceil(config.accumulate) as u64;
     if !n.is_multiple_of(b) && config.max_steps.is_none_or(|m| m >= steps) {
-        plans.push(model.options(n % b, true));
+        plans.push(train(n % b));
     }
     plans.extend(eval_plans(model, n_val, b));
     Ok(plans)
@@ -428,7 +450,8 @@ fn run_fit(
         return Err(Error::invalid("no training samples"));
     }
     let b = config.batch_size.min(n);
-    let steps_per_epoch = n.div_ceil(b);
+    let batches_per_epoch = n.div_ceil(b);
+    let steps_per_epoch = batches_per_epoch.div_ceil(config.accumulate);
     let augment = match config.augment.filter(|a| !a.is_identity()) {
         Some(a) => {
             a.validate(model.spec.input_shape())?;
@@ -439,8 +462,8 @@ fn run_fit(
     };
     let mut scratch = Vec::new();
     model.prepare(ctx, &fit_plans(model, data, config)?)?;
-    // Running loss sum after every step of an epoch, copied on the GPU.
-    let trace = Tensor::zeros(ctx, &[steps_per_epoch], DType::F32)?;
+    // Running loss sum after every batch of an epoch, copied on the GPU.
+    let trace = Tensor::zeros(ctx, &[batches_per_epoch], DType::F32)?;
     let early = config.patience.is_some();
     let best: Vec<Tensor> = if early && config.restore_best {
         model
@@ -454,7 +477,8 @@ fn run_fit(
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..n).collect();
-    let (mut xb, mut lb, mut vb) = (Vec::new(), Vec::new(), Vec::new());
+    // One set of buffers per batch of an optimizer step.
+    let mut gathered: Vec<Gathered> = (0..config.accumulate).map(|_| Gathered::default()).collect();
     let classification = model.loss.is_classification();
     if early {
         let needs_accuracy = matches!(config.monitor, Monitor::ValAccuracy | Monitor::Accuracy);
@@ -526,32 +550,48 @@ fn run_fit(
         let mut step_lr = p.lr;
         let bar = progress_bar(config.verbose, steps_per_epoch as u64, epoch, config.epochs);
         let mut last_tick = Instant::now();
-        for (i, idx) in order.chunks(b).enumerate() {
+        let chunks: Vec<&[usize]> = order.chunks(b).collect();
+        for (g, group) in chunks.chunks(config.accumulate).enumerate() {
             if config.max_steps.is_some_and(|m| p.total_steps >= m) {
                 break;
             }
-            train.gather(idx, &mut xb, &mut lb, &mut vb);
-            if let Some((a, shape)) = &augment {
-                a.apply(
-                    &mut xb,
-                    *shape,
-                    &mut Augment::rng(config.seed, epoch, i),
-                    &mut scratch,
-                );
+            // Batch i of the epoch, for the augmentation's stream and the trace.
+            let first = g * config.accumulate;
+            for (j, (idx, buf)) in group.iter().zip(&mut gathered).enumerate() {
+                train.gather(idx, &mut buf.x, &mut buf.labels, &mut buf.values);
+                if let Some((a, shape)) = &augment {
+                    a.apply(
+                        &mut buf.x,
+                        *shape,
+                        &mut Augment::rng(config.seed, epoch, first + j),
+                        &mut scratch,
+                    );
+                }
             }
-            let batch = Batch {
-                x: &xb,
-                labels: &lb,
-                values: &vb,
-                len: idx.len(),
-            };
+            let batches: Vec<Batch> = group
+                .iter()
+                .zip(&gathered)
+                .map(|(idx, buf)| Batch {
+                    x: &buf.x,
+                    labels: &buf.labels,
+                    values: &buf.values,
+                    len: idx.len(),
+                })
+                .collect();
             if let Some(s) = &schedule {
                 step_lr = s.rate(p.lr, p.total_steps, planned);
             }
-            model.train_step(ctx, &batch, step_lr as f32, |enc, acc| {
+            let trace_copy = |enc: &mut wgpu::CommandEncoder, acc: &Accumulators, i: usize| {
                 enc.copy_buffer_to_buffer(&acc.loss_sum.buffer, 0, &trace.buffer, (i * 4) as u64, 4);
-            })?;
-            seen += idx.len();
+            };
+            if config.accumulate == 1 {
+                model.train_step(ctx, &batches[0], step_lr as f32, |enc, acc| trace_copy(enc, acc, first))?;
+            } else {
+                model.train_step_accumulated(ctx, &batches, step_lr as f32, |enc, acc, j| {
+                    trace_copy(enc, acc, first + j)
+                })?;
+            }
+            seen += group.iter().map(|idx| idx.len()).sum::<usize>();
             steps += 1;
             p.total_steps += 1;
             let end = BatchEnd {
@@ -586,18 +626,23 @@ fn run_fit(
             break;
         }
         p.model_step = model.step;
+        p.model_draws = Some(model.draws);
         let (loss_sum, correct) = model.acc.read(ctx)?;
         let labels = (seen * per_sample) as f64;
         let loss = loss_sum / labels;
         if !loss.is_finite() {
             let sums = trace.to_f32(ctx)?;
-            let step = sums
+            let taken = steps as usize * config.accumulate;
+            let batch = sums
                 .iter()
                 .position(|s| !s.is_finite())
-                .map_or(steps as usize, |s| s + 1);
+                .map_or(taken, |s| s + 1);
+            let at = match config.accumulate {
+                1 => format!("step {batch} of {steps}"),
+                k => format!("batch {batch} (step {} of {steps})", batch.div_ceil(k)),
+            };
             return Err(Error::Training(format!(
-                "the loss became {} at epoch {epoch}, step {step} of {steps}; lower the learning rate \
-                 or check the data",
+                "the loss became {} at epoch {epoch}, {at}; lower the learning rate or check the data",
                 if loss.is_nan() { "NaN" } else { "infinite" }
             )));
         }
@@ -691,6 +736,14 @@ fn run_fit(
         backup::finish(b);
     }
     Ok(history)
+}
+
+/// One batch gathered on the CPU: samples, labels or target values.
+#[derive(Default)]
+struct Gathered {
+    x: Vec<f32>,
+    labels: Vec<u32>,
+    values: Vec<f32>,
 }
 
 /// A progress bar for one epoch when output goes to a terminal; `None` otherwise

@@ -415,7 +415,7 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId, op: &Op) ->
     let vh = split_cpu(&d, rf.value(v), d.tk, d.dv);
     let mut p = product_cpu(&d.scores(), &qh, &kh)?;
     r::softmax::softmax_attention(&mut p, d.tk, d.scale, d.causal_rows());
-    let oh = product_cpu(&d.output(), &drop_cpu(&d, &p, rf.step)?, &vh)?;
+    let oh = product_cpu(&d.output(), &drop_cpu(&d, &p, rf.draw)?, &vh)?;
     rf.saved[id] = p;
     Ok(merge_cpu(&d, &oh, d.tq, d.dv))
 }
@@ -429,11 +429,11 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: &[f32
     let vh = split_cpu(&d, rb.value(v), d.tk, d.dv);
     let dvh = product_cpu(
         &d.product(d.tk, d.dv, d.tq, true, false),
-        &drop_cpu(&d, p, rb.step)?,
+        &drop_cpu(&d, p, rb.draw)?,
         &doh,
     )?;
     let ds = product_cpu(&d.product(d.tq, d.tk, d.dv, false, true), &doh, &vh)?;
-    let mut ds = drop_cpu(&d, &ds, rb.step)?;
+    let mut ds = drop_cpu(&d, &ds, rb.draw)?;
     r::softmax::softmax_backward_rows(p, &mut ds, d.tk, d.scale);
     let dqh = product_cpu(&d.product(d.tq, d.dk, d.tk, false, false), &ds, &kh)?;
     let dkh = product_cpu(&d.product(d.tk, d.dk, d.tq, true, false), &ds, &qh)?;

@@ -156,7 +156,7 @@ pub(crate) fn reference_dropout_backward(
 ) -> Result<()> {
     if rb.req[x] {
         let mut dx = vec![0.0; dy.len()];
-        r::dropout::dropout(dy, &mut dx, rate, seed, rb.step)?;
+        r::dropout::dropout(dy, &mut dx, rate, seed, rb.draw)?;
         rb.add_grad(x, dx);
     }
     Ok(())

@@ -400,12 +400,12 @@ pub(crate) struct RefForward<'a> {
     pub graph: &'a Graph,
     /// Samples per batch.
     pub batch: usize,
-    /// The step number while training (dropout masks; batch statistics), `None`
-    /// when evaluating.
+    /// The pass (draw) number while training (dropout masks; batch statistics),
+    /// `None` when evaluating.
     pub train: Option<u32>,
-    /// The step number noise draws at: the step being taken, or when evaluating
+    /// The draw number noise draws at: the pass being taken, or when evaluating
     /// the last one taken (what the GPU's per-step uniform holds).
-    pub step: u32,
+    pub draw: u32,
     /// Parameter values by node id (batch normalization moves its statistics).
     pub params: &'a mut [Vec<f32>],
     /// Values by node id.
@@ -472,8 +472,8 @@ pub(crate) struct RefBackward<'a> {
     pub graph: &'a Graph,
     /// Samples per batch.
     pub batch: usize,
-    /// This step's number (dropout masks).
-    pub step: u32,
+    /// This pass' draw number (dropout masks).
+    pub draw: u32,
     /// Parameter values by node id.
     pub params: &'a [Vec<f32>],
     /// The forward pass' values, arg-max indices and saved statistics by node id.

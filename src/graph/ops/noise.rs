@@ -33,8 +33,9 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, dist: Distribution, see
     Ok(y)
 }
 
-/// The reference draws at the executor's step (the step about to be taken while
-/// training, the last one taken when evaluating), as the GPU's per-step uniform holds.
+/// The reference draws at the executor's draw number (the pass about to be taken
+/// while training, the last one taken when evaluating), as the GPU's per-step
+/// uniform holds.
 pub(crate) fn reference_forward(
     rf: &mut RefForward<'_>,
     id: NodeId,
@@ -42,6 +43,6 @@ pub(crate) fn reference_forward(
     seed: u32,
 ) -> Vec<f32> {
     let mut y = vec![0.0; rf.numel(id)];
-    r::noise::noise(&mut y, dist, seed, rf.step);
+    r::noise::noise(&mut y, dist, seed, rf.draw);
     y
 }
