@@ -1928,3 +1928,59 @@ fn an_accumulated_step_with_dropout_equals_the_reference() {
         }
     }
 }
+
+/// An accumulating run stopped and resumed from its backup equals the run that
+/// never stopped: the backup keeps the pass count, so dropout draws the masks it
+/// would have drawn. A run with another accumulation is refused the backup.
+#[test]
+fn an_accumulating_run_resumes_from_its_backup_with_its_masks() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::two_blobs(5);
+    let spec = Sequential::new(&[2])
+        .add(Layer::dense(16, A::Relu))
+        .add(Layer::dropout(0.25))
+        .add(Layer::dense(1, A::Sigmoid));
+    let model = || {
+        spec.compile(ctx, Loss::BinaryCrossentropy, Optimizer::adam(0.05), 7)
+            .unwrap()
+    };
+    let kept = kept_backup("accumulating");
+    let dir = kept.dir.clone();
+    // 80 samples at batch 12, 3 per step: 7 batches and 3 steps an epoch (3, 3, 1).
+    let cfg = FitConfig {
+        epochs: 3,
+        batch_size: 12,
+        accumulate: 3,
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let mut whole = model();
+    let want = fit(&mut whole, ctx, &data.train, &cfg).unwrap();
+    assert_eq!((whole.step, whole.draws), (9, 21));
+    // Stopped one step into epoch 2: the backup holds epoch 1.
+    let mut stopped = model();
+    let cut = FitConfig {
+        max_steps: Some(4),
+        backup: Some(kept.clone()),
+        ..cfg.clone()
+    };
+    fit(&mut stopped, ctx, &data.train, &cut).unwrap();
+    assert_eq!((stopped.step, stopped.draws), (4, 10));
+    let other = FitConfig {
+        accumulate: 1,
+        backup: Some(kept.clone()),
+        ..cfg.clone()
+    };
+    let e = fit(&mut model(), ctx, &data.train, &other).unwrap_err().to_string();
+    assert!(e.contains("accumulate"), "{e}");
+    let mut resumed = model();
+    let again = FitConfig {
+        backup: Some(kept.clone()),
+        ..cfg.clone()
+    };
+    let got = fit(&mut resumed, ctx, &data.train, &again).unwrap();
+    assert_eq!(measured(&got), measured(&want));
+    assert_eq!((resumed.step, resumed.draws), (9, 21));
+    assert_eq!(training_state(&resumed, ctx), training_state(&whole, ctx));
+    std::fs::remove_dir_all(&dir).ok();
+}
