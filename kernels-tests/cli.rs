@@ -37,6 +37,11 @@ fn train_arguments_out_of_range_are_refused() {
     fails_with(&["train", "--lr", "-0.1"], &["learning rate -0.1", "positive"]);
     fails_with(&["train", "--lr", "0"], &["learning rate 0"]);
     fails_with(&["train", "--batch-size", "0"], &["batch size", "at least 1"]);
+    fails_with(&["train", "--accumulate", "0"], &["accumulation", "at least 1"]);
+    fails_with(
+        &["train", "--model", "vae", "--accumulate", "2"],
+        &["--accumulate applies to supervised"],
+    );
     fails_with(
         &["train", "--val-split", "1.0"],
         &["validation split 1", "[0, 1)"],
@@ -1154,7 +1159,8 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
     fails_with(&[&generate[..], &["--top-p", "1.5"]].concat(), &["top-p 1.5"]);
     let text = readme_as_text_data();
     let out = wgml(&[
-        "train", "--model", c, "--data", &text, "--steps", "3", "--lr", "1e-3", "--save", t,
+        "train", "--model", c, "--data", &text, "--steps", "3", "--lr", "1e-3", "--accumulate", "2",
+        "--save", t,
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -1163,6 +1169,7 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
         "loaded 36 tensor(s)",
         "wte.weight (tied)",
         "tokenizer of 300 tokens",
+        "gradient accumulation: 2 batches of",
         "bits per byte",
     ] {
         assert!(stdout.contains(want), "{want:?} in {stdout}");

@@ -500,6 +500,19 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             "--tokenizer reads text into tokens: give --data text:FILE",
         ));
     }
+    let no_accumulation = || -> Result<()> {
+        if args.accumulate != 1 {
+            return Err(Error::invalid(
+                "--accumulate applies to supervised training (classifiers, regressions, language \
+                 models); the VAE, GAN and loss-term loops step after every batch",
+            ));
+        }
+        Ok(())
+    };
+    match args.model.as_str() {
+        "vae" | "gan" => no_accumulation()?,
+        _ => {}
+    }
     match args.model.as_str() {
         "vae" if args.judge.is_some() => return Err(Error::invalid("--judge applies to --model gan")),
         "vae" => return super::vae::run(gpu, args),
@@ -526,7 +539,10 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         if super::functional::is_functional(&text) {
             let a = super::functional::architecture(path, &text)?;
             match a.functional.supervised_loss() {
-                None => return super::functional::run(gpu, args, path, a),
+                None => {
+                    no_accumulation()?;
+                    return super::functional::run(gpu, args, path, a);
+                }
                 Some(loss) => {
                     let recipe = Recipe {
                         model: ModelSpec::Functional(a.functional),
@@ -779,6 +795,12 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         plans.len(),
         start.elapsed().as_secs_f64()
     );
+    if recipe.fit.accumulate > 1 {
+        println!(
+            "gradient accumulation: {} batches of {} per optimizer step",
+            recipe.fit.accumulate, recipe.fit.batch_size
+        );
+    }
     if args.tune_only {
         // A causal language model's key/value-cached decoder (what `generate`
         // runs): its one-row products are measured as it is built.
