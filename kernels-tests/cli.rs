@@ -1159,8 +1159,19 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
     fails_with(&[&generate[..], &["--top-p", "1.5"]].concat(), &["top-p 1.5"]);
     let text = readme_as_text_data();
     let out = wgml(&[
-        "train", "--model", c, "--data", &text, "--steps", "3", "--lr", "1e-3", "--accumulate", "2",
-        "--save", t,
+        "train",
+        "--model",
+        c,
+        "--data",
+        &text,
+        "--steps",
+        "3",
+        "--lr",
+        "1e-3",
+        "--accumulate",
+        "2",
+        "--save",
+        t,
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -694,14 +694,30 @@ fn gradient_accumulation_equals_its_twins() {
             if i + 1 < passes {
                 // A fused multiply-add on the device rounds once where the twin rounds twice.
                 let got = acc.to_f32(ctx).unwrap();
-                assert_close(&format!("accumulator n={n} after pass {i}"), &got, &want_acc, 1e-6, 1e-6);
+                assert_close(
+                    &format!("accumulator n={n} after pass {i}"),
+                    &got,
+                    &want_acc,
+                    1e-6,
+                    1e-6,
+                );
             }
         }
         let got = grad.to_f32(ctx).unwrap();
-        assert_close(&format!("accumulated gradient n={n}, {passes} passes"), &got, &want, 1e-6, 1e-6);
+        assert_close(
+            &format!("accumulated gradient n={n}, {passes} passes"),
+            &got,
+            &want,
+            1e-6,
+            1e-6,
+        );
         // The sum is the shares' weighted mean of the passes' gradients.
         let j = n / 2;
-        let mean: f64 = grads.iter().zip(&shares).map(|(g, &w)| g[j] as f64 * w as f64).sum();
+        let mean: f64 = grads
+            .iter()
+            .zip(&shares)
+            .map(|(g, &w)| g[j] as f64 * w as f64)
+            .sum();
         assert!((got[j] as f64 - mean).abs() < 1e-5, "n={n}: {} vs {mean}", got[j]);
     }
 }

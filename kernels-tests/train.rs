@@ -1838,7 +1838,14 @@ fn gradient_accumulation_trains_as_one_large_batch() {
         for (a, b) in h_large.epochs.iter().zip(&h_small.epochs) {
             assert_eq!((a.steps, b.steps), (3, 3));
             let rel = (a.loss - b.loss).abs() / a.loss;
-            assert!(rel < 1e-5, "{}: epoch {} loss {} vs {}", opt.name(), a.epoch, a.loss, b.loss);
+            assert!(
+                rel < 1e-5,
+                "{}: epoch {} loss {} vs {}",
+                opt.name(),
+                a.epoch,
+                a.loss,
+                b.loss
+            );
         }
         if matches!(opt, Optimizer::Sgd { .. }) {
             for (p, q) in large.store.params.iter().zip(&small.store.params) {
@@ -1913,7 +1920,11 @@ fn an_accumulated_step_with_dropout_equals_the_reference() {
                 .collect();
             let cpu_loss = cpu.train_step_accumulated(&refs, opt.lr()).unwrap();
             let rel = (gpu_loss - cpu_loss).abs() / cpu_loss;
-            assert!(rel < 1e-5, "{} step {step}: loss {gpu_loss} vs {cpu_loss}", opt.name());
+            assert!(
+                rel < 1e-5,
+                "{} step {step}: loss {gpu_loss} vs {cpu_loss}",
+                opt.name()
+            );
         }
         assert_eq!((model.step, model.draws), (3, 7));
         for p in &model.store.params {
@@ -1971,7 +1982,9 @@ fn an_accumulating_run_resumes_from_its_backup_with_its_masks() {
         backup: Some(kept.clone()),
         ..cfg.clone()
     };
-    let e = fit(&mut model(), ctx, &data.train, &other).unwrap_err().to_string();
+    let e = fit(&mut model(), ctx, &data.train, &other)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("accumulate"), "{e}");
     let mut resumed = model();
     let again = FitConfig {

@@ -181,7 +181,7 @@ pub enum Op {
         frozen: bool,
     },
     /// Inverted dropout of a fraction `rate` of the units while training (mask
-    /// drawn from `seed` and the step number, see `kernels::dropout`); the
+    /// drawn from `seed` and the pass (draw) number, see `kernels::dropout`); the
     /// identity when evaluating.
     Dropout {
         /// Input.
@@ -239,7 +239,7 @@ pub enum Op {
         mean: bool,
     },
     /// Values of `dist` for every sample, drawn anew every step (training and
-    /// evaluating) from `seed` and the step number, like dropout's masks; no inputs.
+    /// evaluating) from `seed` and the pass (draw) number, like dropout's masks; no inputs.
     Noise {
         /// The distribution drawn from.
         dist: crate::kernels::noise::Distribution,

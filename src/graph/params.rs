@@ -186,7 +186,11 @@ impl ParamStore {
     /// Gives every trainable parameter its gradient accumulator (zeroed; kept once
     /// made), for plans that accumulate gradients over several passes.
     pub fn ensure_accumulators(&mut self, ctx: &Context) -> Result<()> {
-        for p in self.params.iter_mut().filter(|p| p.trainable && p.accum.is_none()) {
+        for p in self
+            .params
+            .iter_mut()
+            .filter(|p| p.trainable && p.accum.is_none())
+        {
             p.accum = Some(Tensor::zeros(ctx, &p.shape, DType::F32)?);
         }
         Ok(())

@@ -433,9 +433,10 @@ fn accumulation(ctx: &Context, store: &ParamStore, step: &StepUniform) -> Result
                 p.name
             ))
         })?;
-        for (list, pass) in lists
-            .iter_mut()
-            .zip([AccumulatePass::First, AccumulatePass::Add, AccumulatePass::Finish])
+        for (list, pass) in
+            lists
+                .iter_mut()
+                .zip([AccumulatePass::First, AccumulatePass::Add, AccumulatePass::Finish])
         {
             list.push(accumulate_gradient(ctx, pass, step, acc, &p.grad)?);
         }

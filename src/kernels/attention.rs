@@ -100,7 +100,7 @@ struct Params {
 /// Dropout on the attention weights while training (Keras' MultiHeadAttention
 /// `dropout`, GPT-2's `attn_pdrop`): `O = (P ⊙ M)·V`, `M` inverted dropout's mask
 /// of the weights as a `[B·H·Tq, Tk]` tensor (element `(bh·Tq + i)·Tk + j`) drawn
-/// from `seed` and the step number, as `kernels::dropout` draws it.
+/// from `seed` and the draw number, as `kernels::dropout` draws it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionDropout {
     /// Fraction of the weights dropped, in `[0, 1)`.
@@ -318,7 +318,7 @@ fn expect_sizes(
 /// layouts), and `stats` (`dims.stats_len()` values) the log-sum-exp of each query
 /// row's scores, which [`attention_backward`] needs. `o` and `stats` are separate
 /// from the inputs and each other. With [`AttentionDims::dropout`], `step` is the
-/// model's per-step uniform (the step number draws the mask); else unused.
+/// model's per-step uniform (its draw number draws the mask); else unused.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     ctx: &Context,

@@ -59,7 +59,7 @@ pub fn layer_seed(seed: u64, node: usize) -> u32 {
     (z ^ (z >> 31)) as u32
 }
 
-/// `y = mask · x / (1 − rate)` with the mask of step `t` read from `step` (the
+/// `y = mask · x / (1 − rate)` with the mask of draw `t` read from `step` (the
 /// model's per-step uniform) when the dispatch runs. The same call on a gradient
 /// (`x` = dy, `y` = dx) is the backward pass. `x` and `y` must be distinct buffers
 /// of one shape.

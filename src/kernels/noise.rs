@@ -1,5 +1,5 @@
 //! Noise launcher (`shaders/noise.wgsl`): seeded normal or uniform values, drawn anew
-//! every step from the per-step uniform's step number, the same on the CPU twin
+//! every step from the per-step uniform's draw number, the same on the CPU twin
 //! [`crate::reference::noise`].
 
 use crate::error::{Error, Result};

@@ -401,7 +401,7 @@ impl StepValues {
 }
 
 /// The per-step uniform shared by every optimizer dispatch of a model, and read
-/// by its dropout dispatches for the step number.
+/// by its dropout, noise and attention-dropout dispatches for the draw number.
 #[derive(Debug, Clone)]
 pub struct StepUniform {
     /// Created with `ctx.create_buffer`, `UNIFORM | COPY_DST`, holding [`StepValues`].
@@ -429,7 +429,8 @@ impl StepUniform {
     /// Writes `values` (queued, as [`StepUniform::write`]).
     pub fn write_values(&self, ctx: &Context, values: &StepValues) -> Result<()> {
         ctx.check()?;
-        ctx.queue.write_buffer(&self.buffer, 0, bytemuck::bytes_of(values));
+        ctx.queue
+            .write_buffer(&self.buffer, 0, bytemuck::bytes_of(values));
         Ok(())
     }
 }

@@ -549,7 +549,7 @@ impl Model {
         plan.ready(ctx, true)?;
         Self::upload(ctx, plan, batch)?;
         // The step counts once its work is submitted (Adam's t and the dropout
-        // masks stay in step with the reference executor if anything fails).
+        // masks' draw number stay in step with the reference executor if anything fails).
         let t = self.step + 1;
         let values = StepValues::new(&self.optimizer, t, lr)?.for_pass(self.draws + 1, 1.0)?;
         self.step_uniform.write_values(ctx, &values)?;
@@ -847,7 +847,11 @@ fn submit_pass(
     train: Option<Pass>,
     extra: impl FnOnce(&mut wgpu::CommandEncoder),
 ) -> Result<()> {
-    let label = if train.is_some() { "train step" } else { "eval step" };
+    let label = if train.is_some() {
+        "train step"
+    } else {
+        "eval step"
+    };
     let mut encoder = ctx
         .device
         .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });

@@ -114,7 +114,9 @@ pub(crate) fn settings(
         // Only where batches are accumulated, so earlier backups keep matching.
         (
             "accumulate",
-            (config.accumulate != 1).then(|| config.accumulate.to_string()).unwrap_or_default(),
+            (config.accumulate != 1)
+                .then(|| config.accumulate.to_string())
+                .unwrap_or_default(),
         ),
         ("validation_split", config.validation_split.to_string()),
         ("seed", config.seed.to_string()),

@@ -585,7 +585,9 @@ fn run_fit(
                 enc.copy_buffer_to_buffer(&acc.loss_sum.buffer, 0, &trace.buffer, (i * 4) as u64, 4);
             };
             if config.accumulate == 1 {
-                model.train_step(ctx, &batches[0], step_lr as f32, |enc, acc| trace_copy(enc, acc, first))?;
+                model.train_step(ctx, &batches[0], step_lr as f32, |enc, acc| {
+                    trace_copy(enc, acc, first)
+                })?;
             } else {
                 model.train_step_accumulated(ctx, &batches, step_lr as f32, |enc, acc, j| {
                     trace_copy(enc, acc, first + j)
@@ -633,10 +635,7 @@ fn run_fit(
         if !loss.is_finite() {
             let sums = trace.to_f32(ctx)?;
             let taken = steps as usize * config.accumulate;
-            let batch = sums
-                .iter()
-                .position(|s| !s.is_finite())
-                .map_or(taken, |s| s + 1);
+            let batch = sums.iter().position(|s| !s.is_finite()).map_or(taken, |s| s + 1);
             let at = match config.accumulate {
                 1 => format!("step {batch} of {steps}"),
                 k => format!("batch {batch} (step {} of {steps})", batch.div_ceil(k)),

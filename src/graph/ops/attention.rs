@@ -6,7 +6,7 @@
 //! `P_h = softmax(Q_h·K_hᵀ / √dk)` (causal: query i sees keys j ≤ i) and the output's
 //! head h is `P_h·V_h`: `[Tq, H·dv]`. While training, dropout of a fraction of
 //! the weights (Keras' MultiHeadAttention `dropout`) makes it `(P_h ⊙ M)·V_h`, the
-//! mask `M` drawn from the node's seed and the step number.
+//! mask `M` drawn from the node's seed and the pass (draw) number.
 //!
 //! GPUs, heads of at most `kernels::attention::MAX_HEAD_DIM` values: the fused
 //! kernels (`kernels::attention`) read the projections in place and never store

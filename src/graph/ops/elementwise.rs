@@ -1,6 +1,6 @@
 //! Ops that map each value on its own: `Op::Reshape` (a view; Flatten),
 //! `Op::Act` (an activation) and `Op::Dropout` (inverted dropout while training,
-//! its mask from the seed and the step number, `kernels::dropout`).
+//! its mask from the seed and the pass (draw) number, `kernels::dropout`).
 
 use crate::error::{Error, Result};
 use crate::gpu::Tensor;

@@ -58,7 +58,7 @@ pub(crate) struct Lowering<'a> {
     /// Whether the plan trains (dropout draws masks, batch normalization uses batch
     /// statistics).
     pub train: bool,
-    /// The per-step uniform (dropout masks read the step number).
+    /// The per-step uniform (dropout masks read its draw number).
     pub step: &'a StepUniform,
     /// Each node's value, `None` until lowered.
     pub values: Vec<Option<Tensor>>,
@@ -146,7 +146,7 @@ pub(crate) struct BackwardLowering<'a> {
     pub aux: &'a HashMap<NodeId, Tensor>,
     pub fused: &'a HashMap<NodeId, FusedConvPool>,
     pub store: &'a ParamStore,
-    /// The per-step uniform (dropout masks read the step number).
+    /// The per-step uniform (dropout masks read its draw number).
     pub step: &'a StepUniform,
     /// Given when Dense weight gradients may apply Adam in their epilogue.
     pub fuse_adam: Option<(&'a Optimizer, &'a StepUniform)>,
