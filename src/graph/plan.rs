@@ -370,19 +370,23 @@ impl Plan {
     /// step of an accumulating plan includes its accumulation kernels.
     pub fn ready(&self, ctx: &Context, train: bool) -> Result<()> {
         let compiled = |d: &Dispatch| d.pipeline.get().is_some();
-        let accumulation = self
-            .accumulate_first
-            .iter()
-            .chain(&self.accumulate_add)
-            .chain(&self.accumulate_finish);
+        let accumulation = || {
+            self.accumulate_first
+                .iter()
+                .chain(&self.accumulate_add)
+                .chain(&self.accumulate_finish)
+        };
         let all: Vec<&Dispatch> = if train {
-            self.train_dispatches().chain(accumulation).collect()
+            if self.train_dispatches().chain(accumulation()).all(compiled) {
+                return Ok(());
+            }
+            self.train_dispatches().chain(accumulation()).collect()
         } else {
+            if self.eval_dispatches().all(compiled) {
+                return Ok(());
+            }
             self.eval_dispatches().collect()
         };
-        if all.iter().all(|d| compiled(d)) {
-            return Ok(());
-        }
         ctx.ready(&all)
     }
 

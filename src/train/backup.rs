@@ -111,13 +111,6 @@ pub(crate) fn settings(
         // Fused and separate kernels round differently.
         ("fuse", model.fuse.to_string()),
         ("batch_size", config.batch_size.to_string()),
-        // Only where batches are accumulated, so earlier backups keep matching.
-        (
-            "accumulate",
-            (config.accumulate != 1)
-                .then(|| config.accumulate.to_string())
-                .unwrap_or_default(),
-        ),
         ("validation_split", config.validation_split.to_string()),
         ("seed", config.seed.to_string()),
         ("shuffle", config.shuffle.to_string()),
@@ -134,11 +127,13 @@ pub(crate) fn settings(
         ("samples", format!("{} ({validation} for validation)", data.len())),
         ("data_crc32", format!("{:08x}", crc.finalize())),
     ];
-    entries
-        .into_iter()
-        .filter(|(k, v)| *k != "accumulate" || !v.is_empty())
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+    let mut settings: BTreeMap<String, String> =
+        entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    // Only where batches are accumulated, so earlier backups keep matching.
+    if config.accumulate != 1 {
+        settings.insert("accumulate".into(), config.accumulate.to_string());
+    }
+    settings
 }
 
 /// The seeds of `graph`'s dropout and noise streams, as backups record them (a
