@@ -783,7 +783,7 @@ fn kept_backup(name: &str) -> wgml::train::Backup {
 /// Keras' BackupAndRestore: a run stopped in the middle of an epoch and started
 /// again from its backup ends with the history, weights, optimizer state and step
 /// count of the run that never stopped. The model has dropout (masks follow the
-/// step number), the run a partial last batch, a validation split, a learning rate
+/// pass number), the run a partial last batch, a validation split, a learning rate
 /// that drops on a plateau and early stopping with restore-best, so every piece of
 /// the saved progress matters.
 #[test]
@@ -1806,19 +1806,23 @@ fn accumulation_mlp(dropout: f32) -> Sequential {
 /// Gradient accumulation trains as one large batch: batches of 8 accumulated 4 at
 /// a time take exactly the steps of batches of 32 over the same shuffled samples
 /// (75 of them: steps of 32, 32 and 11, the last accumulated from 8 and 3, each
-/// weighted by its share), with clipping on the summed gradient. SGD with momentum
-/// shows the sum exactly; Adam, whose step divides by the gradient's own size, is
-/// held to the losses. A step limit counts optimizer steps.
+/// weighted by its share), with and without clipping of the summed gradient. SGD
+/// with momentum shows the sum exactly (unclipped, its size too); Adam, whose step
+/// divides by the gradient's own size, is held to the losses. A step limit counts
+/// optimizer steps.
 #[test]
 fn gradient_accumulation_trains_as_one_large_batch() {
     let (_g, ctx) = gpu();
     let data = Dataset::mnist_10k().unwrap();
     let split = data.train.select(&(0..75).collect::<Vec<_>>());
-    let run = |opt: &Optimizer, batch_size: usize, accumulate: usize, max_steps: Option<u64>| {
+    let run = |(opt, clip): &(Optimizer, Option<f32>),
+               batch_size: usize,
+               accumulate: usize,
+               max_steps: Option<u64>| {
         let mut model = accumulation_mlp(0.0)
             .compile(ctx, Loss::SparseCategoricalCrossentropy, opt.clone(), 9)
             .unwrap();
-        model.clip_norm = Some(wgml::graph::ClipNorm::new(0.5).unwrap());
+        model.clip_norm = clip.map(|c| wgml::graph::ClipNorm::new(c).unwrap());
         let cfg = FitConfig {
             epochs: 2,
             batch_size,
@@ -1830,9 +1834,15 @@ fn gradient_accumulation_trains_as_one_large_batch() {
         let history = fit(&mut model, ctx, &split, &cfg).unwrap();
         (model, history)
     };
-    for opt in [Optimizer::sgd(0.1, 0.9), Optimizer::adam(0.01)] {
-        let (large, h_large) = run(&opt, 32, 1, None);
-        let (small, h_small) = run(&opt, 8, 4, None);
+    let sgd = Optimizer::sgd(0.1, 0.9);
+    for case in [
+        (sgd.clone(), None),
+        (sgd, Some(0.5)),
+        (Optimizer::adam(0.01), Some(0.5)),
+    ] {
+        let opt = &case.0;
+        let (large, h_large) = run(&case, 32, 1, None);
+        let (small, h_small) = run(&case, 8, 4, None);
         assert_eq!((large.step, large.draws), (6, 6));
         assert_eq!((small.step, small.draws), (6, 20));
         for (a, b) in h_large.epochs.iter().zip(&h_small.epochs) {
@@ -1851,12 +1861,13 @@ fn gradient_accumulation_trains_as_one_large_batch() {
             for (p, q) in large.store.params.iter().zip(&small.store.params) {
                 let want = p.value.to_f32(ctx).unwrap();
                 let got = q.value.to_f32(ctx).unwrap();
-                assert_close(&format!("accumulated SGD {}", p.name), &got, &want, 1e-6, 1e-4);
+                let what = format!("accumulated SGD, clip {:?}: {}", case.1, p.name);
+                assert_close(&what, &got, &want, 1e-6, 1e-4);
             }
         }
     }
     // max_steps counts optimizer steps: 2 of them take 8 batches.
-    let (limited, h) = run(&Optimizer::sgd(0.1, 0.0), 8, 4, Some(2));
+    let (limited, h) = run(&(Optimizer::sgd(0.1, 0.0), None), 8, 4, Some(2));
     assert_eq!((limited.step, limited.draws, h.epochs[0].steps), (2, 8, 2));
     let bad = FitConfig {
         accumulate: 0,
@@ -1872,7 +1883,8 @@ fn gradient_accumulation_trains_as_one_large_batch() {
 /// An accumulated step with dropout equals the reference executor's: every pass
 /// draws its own masks (its own draw number, not the optimizer step's), the
 /// passes' gradients are weighted by their shares and clipped together, then one
-/// update; two such steps in a row, then a plain step.
+/// update; two such steps in a row, then a plain step (`Model::train_step`, at the
+/// next draw number).
 #[test]
 fn an_accumulated_step_with_dropout_equals_the_reference() {
     let (_g, ctx) = gpu();
@@ -1903,9 +1915,13 @@ fn an_accumulated_step_with_dropout_equals_the_reference() {
                 .map(|((x, l, v), &b)| batch_of(x, l, v, b))
                 .collect();
             model.acc.reset(ctx).unwrap();
-            model
-                .train_step_accumulated(ctx, &batches, opt.lr(), |_, _, _| {})
-                .unwrap();
+            if step < 2 {
+                model
+                    .train_step_accumulated(ctx, &batches, opt.lr(), |_, _, _| {})
+                    .unwrap();
+            } else {
+                model.train_step(ctx, &batches[0], opt.lr(), |_, _| {}).unwrap();
+            }
             let total: usize = passes.iter().sum();
             let gpu_loss = model.acc.read(ctx).unwrap().0 / total as f64;
             let refs: Vec<wgml::graph::reference::RefBatch> = gathered
@@ -1918,7 +1934,12 @@ fn an_accumulated_step_with_dropout_equals_the_reference() {
                     b,
                 })
                 .collect();
-            let cpu_loss = cpu.train_step_accumulated(&refs, opt.lr()).unwrap();
+            let cpu_loss = if step < 2 {
+                cpu.train_step_accumulated(&refs, opt.lr()).unwrap()
+            } else {
+                let (x, l, v) = &gathered[0];
+                cpu.train_step(x, l, v, passes[0], opt.lr()).unwrap()
+            };
             let rel = (gpu_loss - cpu_loss).abs() / cpu_loss;
             assert!(
                 rel < 1e-5,
@@ -1985,7 +2006,10 @@ fn an_accumulating_run_resumes_from_its_backup_with_its_masks() {
     let e = fit(&mut model(), ctx, &data.train, &other)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("accumulate"), "{e}");
+    assert!(
+        e.contains("accumulate = 3") && e.contains("accumulate = 1"),
+        "{e}"
+    );
     let mut resumed = model();
     let again = FitConfig {
         backup: Some(kept.clone()),

@@ -3,10 +3,11 @@
 //
 // Launchers: src/kernels/optim.rs. CPU twins: src/reference/optim.rs.
 //
-// Bindings (the same for every entry point; each entry point uses a subset):
+// Bindings (the same for every optimizer entry point; each uses a subset; gradient
+// accumulation's are below):
 //   @binding(0) p:     OptimParams, hyper-parameters fixed for the whole run (one per dispatch).
 //   @binding(1) st:    Step, the per-step values, one buffer shared by every optimizer
-//                      dispatch of a model and rewritten once per step with
+//                      dispatch of a model and rewritten before each submitted pass with
 //                      queue.write_buffer, so no bind group is rebuilt during training.
 //   @binding(2) param: the parameter, f32[n], updated in place.
 //   @binding(3) grad:  its gradient, f32[n], read only.

@@ -1,4 +1,5 @@
-// The per-step uniform, written once per training step before its submission
+// The per-step uniform, written before each submitted training pass (once per step
+// unless gradients are accumulated over several passes)
 // (src/kernels/optim.rs `StepValues`, `StepUniform`). Read by the optimizers
 // (optim.wgsl, matmul_adam.wgsl through adam.wgsl), by the random draws of
 // dropout.wgsl, noise.wgsl and attention.wgsl, whose masks and values depend on the

@@ -6,7 +6,8 @@
 //! [`save_model`] also describe the model (layers, loss, optimizer: the
 //! `architecture` entry, JSON), so [`load_model`] rebuilds it without the code that
 //! built it, as Keras' `load_model` does. Batch normalizations
-//! also get PyTorch's `num_batches_tracked` (i64, the training steps taken), so a
+//! also get PyTorch's `num_batches_tracked` (i64, the training batches taken: forward
+//! passes, more than the optimizer steps when gradients were accumulated), so a
 //! strict `load_state_dict` finds every key; reading ignores it.
 //!
 //! Saving is atomic: the bytes go to a temporary file in the same folder, which is
@@ -136,7 +137,7 @@ fn io(path: &Path, source: std::io::Error) -> Error {
 const BATCHES_TRACKED: &str = "num_batches_tracked";
 
 /// Serialises `tensors` with metadata `model`; `steps` is the number of training
-/// steps taken (each batch normalization's `num_batches_tracked`).
+/// batches taken (each batch normalization's `num_batches_tracked`).
 pub fn to_bytes(model: &str, tensors: &[NamedValues], steps: u64) -> Result<Vec<u8>> {
     checkpoint_bytes(model, tensors, steps, Vec::new())
 }
@@ -258,7 +259,7 @@ fn save_model_with(
         more.push((TOKENIZER_KEY, json));
     }
     let tensors = model.store.download(ctx)?;
-    write_atomic(path, &checkpoint_bytes(name, &tensors, model.step as u64, more)?)
+    write_atomic(path, &checkpoint_bytes(name, &tensors, model.draws as u64, more)?)
 }
 
 /// Saves tensors with the functional model they belong to and its tokenizer,

@@ -333,7 +333,7 @@ impl Plan {
     /// The dispatches of one pass of a training step, in order: forward, loss and
     /// backward, then what `pass` adds (see [`Pass`]). Every pass but
     /// [`Pass::Whole`] needs a plan built with [`PlanOptions::accumulate`].
-    pub fn pass_dispatches(&self, pass: Pass) -> impl Iterator<Item = &Dispatch> {
+    pub(crate) fn pass_dispatches(&self, pass: Pass) -> impl Iterator<Item = &Dispatch> {
         let (accumulate, step): (&[Dispatch], bool) = match pass {
             Pass::Whole => (&[], true),
             Pass::First => (&self.accumulate_first, false),

@@ -165,8 +165,10 @@ impl ReferenceExecutor {
     /// the mean loss per label over all batches.
     pub fn train_step_accumulated(&mut self, batches: &[RefBatch<'_>], lr: f32) -> Result<f64> {
         let total: usize = batches.iter().map(|b| b.b).sum();
-        if batches.is_empty() || total == 0 {
-            return Err(Error::invalid("an optimizer step needs at least one sample"));
+        if batches.is_empty() || batches.iter().any(|b| b.b == 0) {
+            return Err(Error::invalid(
+                "an accumulated step needs at least one batch, each of at least one sample",
+            ));
         }
         let last = batches.len() - 1;
         let mut sum: Vec<Option<Vec<f32>>> = Vec::new();

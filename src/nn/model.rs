@@ -258,8 +258,8 @@ pub struct Model {
     pub output: NodeId,
     /// Every parameter's value, gradient and optimizer state on the GPU.
     pub store: ParamStore,
-    /// The per-step uniform (step number, learning rate) read by the optimizer and
-    /// dropout dispatches.
+    /// The per-step uniform (step and draw numbers, learning rate, a pass' weight)
+    /// read by the optimizer, gradient-accumulation, dropout and noise dispatches.
     pub step_uniform: StepUniform,
     /// GPU-resident loss and correct-prediction sums, read once per epoch.
     pub acc: Accumulators,

@@ -70,7 +70,7 @@ fn weights(dims: &AttentionDims, q: &[f32], k: &[f32], b: usize, h: usize, i: us
 
 /// Twin of `attention_forward`: `o` and the log-sum-exp of each query row's
 /// scores in `stats[2·(bh·tq + i)]` (the second value of each pair is 0); `t` is
-/// the step number dropout draws its mask at (unused without dropout). Errors
+/// the draw (pass) number dropout draws its mask at (unused without dropout). Errors
 /// for a dropout rate outside `[0, 1)`.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(

@@ -10,13 +10,13 @@ pub fn pcg_hash(v: u32) -> u32 {
     (word >> 22) ^ word
 }
 
-/// Whether element `i` is kept at step `t`.
+/// Whether element `i` is kept at draw (pass) number `t`.
 pub fn keep(seed: u32, t: u32, i: u32, threshold: u32) -> bool {
     let stream = pcg_hash(seed ^ pcg_hash(t));
     (pcg_hash(i ^ stream) >> 8) >= threshold
 }
 
-/// `y = x · mask / (1 − rate)` for step `t` (also the backward pass, on
+/// `y = x · mask / (1 − rate)` for draw number `t` (also the backward pass, on
 /// gradients); a dropped NaN or infinity gives NaN, as on the GPU.
 pub fn dropout(x: &[f32], y: &mut [f32], rate: f32, seed: u32, t: u32) -> Result<()> {
     let r = DropoutRate::new(rate)?;

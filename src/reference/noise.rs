@@ -9,7 +9,7 @@ fn unit_open(k: u32, stream: u32) -> f64 {
     ((pcg_hash(k ^ stream) >> 8) as f32 + 0.5) as f64 / 16_777_216.0
 }
 
-/// Fills `y` with values of `dist` for `seed` at step `t`.
+/// Fills `y` with values of `dist` for `seed` at draw (pass) number `t`.
 pub fn noise(y: &mut [f32], dist: Distribution, seed: u32, t: u32) {
     let stream = pcg_hash(seed ^ pcg_hash(t));
     for (i, yi) in y.iter_mut().enumerate() {

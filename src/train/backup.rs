@@ -35,6 +35,9 @@ const FORMAT_KEY: &str = "format";
 const FORMAT: &str = "wgml-training-state-1";
 const SETTINGS_KEY: &str = "settings";
 const PROGRESS_KEY: &str = "progress";
+/// Settings [`settings`] records only where they are not their default (so backups
+/// written before they existed still match), with that default.
+const OPTIONAL_SETTINGS: [(&str, &str); 1] = [("accumulate", "1")];
 
 /// Where [`fit`](super::fit()) keeps its training state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,9 +278,16 @@ pub fn read_state<P: serde::de::DeserializeOwned>(
             .get(key)
             .ok_or_else(|| err(&path, format!("has no '{key}' entry; {start_over}")))
     };
-    let saved: BTreeMap<String, String> = serde_json::from_str(field(SETTINGS_KEY)?)
+    let mut saved: BTreeMap<String, String> = serde_json::from_str(field(SETTINGS_KEY)?)
         .map_err(|e| err(&path, format!("unreadable settings ({e}); {start_over}")))?;
-    for (key, value) in settings {
+    // Settings recorded only where they differ from their default: absent is the default.
+    let mut settings = settings.clone();
+    for (key, default) in OPTIONAL_SETTINGS {
+        for map in [&mut saved, &mut settings] {
+            map.entry(key.to_string()).or_insert_with(|| default.to_string());
+        }
+    }
+    for (key, value) in &settings {
         match saved.get(key) {
             Some(s) if s == value => {}
             Some(s) => {

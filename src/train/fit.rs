@@ -363,13 +363,14 @@ pub fn fit_plans(model: &Model, data: &Split, config: &FitConfig) -> Result<Vec<
         return Ok(Vec::new());
     }
     let b = config.batch_size.min(n);
-    let train = |batch| match config.accumulate {
+    let k = config.accumulate.min(n.div_ceil(b));
+    let train = |batch| match k {
         1 => model.options(batch, true),
         _ => model.accumulating_options(batch),
     };
     let mut plans = vec![train(b)];
     // The partial last batch, unless a step limit ends training before it.
-    let steps = n.div_ceil(b).div_ceil(config.accumulate) as u64;
+    let steps = n.div_ceil(b).div_ceil(k) as u64;
     if !n.is_multiple_of(b) && config.max_steps.is_none_or(|m| m >= steps) {
         plans.push(train(n % b));
     }
@@ -451,7 +452,9 @@ fn run_fit(
     }
     let b = config.batch_size.min(n);
     let batches_per_epoch = n.div_ceil(b);
-    let steps_per_epoch = batches_per_epoch.div_ceil(config.accumulate);
+    // Batches per optimizer step: an epoch's batches at most.
+    let k = config.accumulate.min(batches_per_epoch);
+    let steps_per_epoch = batches_per_epoch.div_ceil(k);
     let augment = match config.augment.filter(|a| !a.is_identity()) {
         Some(a) => {
             a.validate(model.spec.input_shape())?;
@@ -478,7 +481,7 @@ fn run_fit(
     let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..n).collect();
     // One set of buffers per batch of an optimizer step.
-    let mut gathered: Vec<Gathered> = (0..config.accumulate).map(|_| Gathered::default()).collect();
+    let mut gathered: Vec<Gathered> = (0..k).map(|_| Gathered::default()).collect();
     let classification = model.loss.is_classification();
     if early {
         let needs_accuracy = matches!(config.monitor, Monitor::ValAccuracy | Monitor::Accuracy);
@@ -546,17 +549,19 @@ fn run_fit(
         }
         model.acc.reset(ctx)?;
         let mut seen = 0usize;
+        // Batches run this epoch (forward/backward passes).
+        let mut passes = 0usize;
         let mut steps = 0u64;
         let mut step_lr = p.lr;
         let bar = progress_bar(config.verbose, steps_per_epoch as u64, epoch, config.epochs);
         let mut last_tick = Instant::now();
         let chunks: Vec<&[usize]> = order.chunks(b).collect();
-        for (g, group) in chunks.chunks(config.accumulate).enumerate() {
+        for (g, group) in chunks.chunks(k).enumerate() {
             if config.max_steps.is_some_and(|m| p.total_steps >= m) {
                 break;
             }
             // Batch i of the epoch, for the augmentation's stream and the trace.
-            let first = g * config.accumulate;
+            let first = g * k;
             for (j, (idx, buf)) in group.iter().zip(&mut gathered).enumerate() {
                 train.gather(idx, &mut buf.x, &mut buf.labels, &mut buf.values);
                 if let Some((a, shape)) = &augment {
@@ -584,7 +589,7 @@ fn run_fit(
             let trace_copy = |enc: &mut wgpu::CommandEncoder, acc: &Accumulators, i: usize| {
                 enc.copy_buffer_to_buffer(&acc.loss_sum.buffer, 0, &trace.buffer, (i * 4) as u64, 4);
             };
-            if config.accumulate == 1 {
+            if k == 1 {
                 model.train_step(ctx, &batches[0], step_lr as f32, |enc, acc| {
                     trace_copy(enc, acc, first)
                 })?;
@@ -594,6 +599,7 @@ fn run_fit(
                 })?;
             }
             seen += group.iter().map(|idx| idx.len()).sum::<usize>();
+            passes += group.len();
             steps += 1;
             p.total_steps += 1;
             let end = BatchEnd {
@@ -634,9 +640,11 @@ fn run_fit(
         let loss = loss_sum / labels;
         if !loss.is_finite() {
             let sums = trace.to_f32(ctx)?;
-            let taken = steps as usize * config.accumulate;
-            let batch = sums.iter().position(|s| !s.is_finite()).map_or(taken, |s| s + 1);
-            let at = match config.accumulate {
+            let batch = sums[..passes]
+                .iter()
+                .position(|s| !s.is_finite())
+                .map_or(passes, |s| s + 1);
+            let at = match k {
                 1 => format!("step {batch} of {steps}"),
                 k => format!("batch {batch} (step {} of {steps})", batch.div_ceil(k)),
             };
