@@ -40,7 +40,7 @@ fn train_arguments_out_of_range_are_refused() {
     fails_with(&["train", "--accumulate", "0"], &["accumulation", "at least 1"]);
     fails_with(
         &["train", "--model", "vae", "--accumulate", "2"],
-        &["--accumulate applies to supervised"],
+        &["--accumulate does not apply to --model vae"],
     );
     fails_with(
         &["train", "--val-split", "1.0"],

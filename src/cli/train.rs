@@ -500,19 +500,6 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             "--tokenizer reads text into tokens: give --data text:FILE",
         ));
     }
-    let no_accumulation = || -> Result<()> {
-        if args.accumulate != 1 {
-            return Err(Error::invalid(
-                "--accumulate applies to supervised training (classifiers, regressions, language \
-                 models); the VAE, GAN and loss-term loops step after every batch",
-            ));
-        }
-        Ok(())
-    };
-    match args.model.as_str() {
-        "vae" | "gan" => no_accumulation()?,
-        _ => {}
-    }
     match args.model.as_str() {
         "vae" if args.judge.is_some() => return Err(Error::invalid("--judge applies to --model gan")),
         "vae" => return super::vae::run(gpu, args),
@@ -539,10 +526,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         if super::functional::is_functional(&text) {
             let a = super::functional::architecture(path, &text)?;
             match a.functional.supervised_loss() {
-                None => {
-                    no_accumulation()?;
-                    return super::functional::run(gpu, args, path, a);
-                }
+                None => return super::functional::run(gpu, args, path, a),
                 Some(loss) => {
                     let recipe = Recipe {
                         model: ModelSpec::Functional(a.functional),
@@ -965,7 +949,7 @@ pub fn write_json(path: &Path, json: &serde_json::Value) -> Result<()> {
 /// Refuses, by name, the first flag of `wgml train` given that a model trained on
 /// its own loss terms (`--model vae|gan` or a functional file, which trains with
 /// `how`) has no use for: the supervised fit's validation, early stopping,
-/// schedules, transfer and augmentation flags.
+/// schedules, gradient accumulation, transfer and augmentation flags.
 pub fn refuse_supervised_flags(args: &TrainArgs, how: &str) -> Result<()> {
     let given = [
         ("--val-split", args.val_split.is_some()),
@@ -978,6 +962,7 @@ pub fn refuse_supervised_flags(args: &TrainArgs, how: &str) -> Result<()> {
         ("--lr-schedule", args.lr_schedule.is_some()),
         ("--clip-norm", args.clip_norm.is_some()),
         ("--weight-decay", args.weight_decay.is_some()),
+        ("--accumulate", args.accumulate != 1),
         ("--reduce-lr-patience", args.reduce_lr_patience.is_some()),
         ("--augment-shift", args.augment_shift.is_some()),
         ("--augment-flip", args.augment_flip),
