@@ -2021,3 +2021,67 @@ fn an_accumulating_run_resumes_from_its_backup_with_its_masks() {
     assert_eq!(training_state(&resumed, ctx), training_state(&whole, ctx));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Excluding tensors from the weight decay (Keras' `exclude_from_weight_decay`, a
+/// PyTorch parameter group with `weight_decay=0`): excluding every tensor trains
+/// exactly as no decay (AdamW's decoupled decay and SGD's L2 term alike, through
+/// the fused Adam epilogue where the adapter takes it); excluding the biases trains
+/// as the reference executor excluding them; a pattern that matches nothing or is
+/// no regular expression is refused by name.
+#[test]
+fn weight_decay_skips_the_excluded_tensors() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let decayed = |mut o: Optimizer| {
+        if let Optimizer::Adam { weight_decay, .. } | Optimizer::Sgd { weight_decay, .. } = &mut o {
+            *weight_decay = 0.3;
+        }
+        o
+    };
+    let compile = |o: &Optimizer| {
+        accumulation_mlp(0.0)
+            .compile(ctx, Loss::SparseCategoricalCrossentropy, o.clone(), 5)
+            .unwrap()
+    };
+    let train = |model: &mut wgml::nn::Model| {
+        let (mut x, mut l, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        for step in 0..3 {
+            let idx: Vec<usize> = (step * 16..(step + 1) * 16).collect();
+            data.train.gather(&idx, &mut x, &mut l, &mut v);
+            let lr = model.optimizer.lr();
+            model
+                .train_step(ctx, &batch_of(&x, &l, &v, 16), lr, |_, _| {})
+                .unwrap();
+        }
+        training_state(model, ctx)
+    };
+    for plain in [Optimizer::adam(0.01), Optimizer::sgd(0.1, 0.9)] {
+        let with_decay = decayed(plain.clone());
+        let mut all_excluded = compile(&with_decay);
+        let names = all_excluded
+            .exclude_from_weight_decay(&["weight", "bias"])
+            .unwrap();
+        // PyTorch's nn.Sequential indices: the ReLU between the Linears is module 1.
+        assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
+        let want = train(&mut compile(&plain));
+        assert_eq!(train(&mut all_excluded), want, "{}", plain.name());
+        // The decay itself moves the weights: the comparison can fail.
+        assert_ne!(train(&mut compile(&with_decay)), want, "{}", plain.name());
+
+        let mut biases_excluded = compile(&with_decay);
+        biases_excluded.exclude_from_weight_decay(&["bias$"]).unwrap();
+        let lr = with_decay.lr();
+        matches_reference(ctx, "weight decay but on biases", &mut biases_excluded, lr, 16, 3);
+    }
+    let mut model = compile(&decayed(Optimizer::adam(0.01)));
+    let e = model
+        .exclude_from_weight_decay(&["bias", "ln_"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'ln_' matches no trainable tensor") && e.contains("0.weight"),
+        "{e}"
+    );
+    let e = model.exclude_from_weight_decay(&["("]).unwrap_err().to_string();
+    assert!(e.contains("'(' is not a regular expression"), "{e}");
+}

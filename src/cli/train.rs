@@ -73,6 +73,11 @@ pub struct TrainArgs {
     /// Learning rate.
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
+    /// Exclude from the weight decay the tensors whose names match any of these
+    /// comma-separated regular expressions (Keras' exclude_from_weight_decay), e.g.
+    /// `bias,ln_` for a GPT-2 as Hugging Face's Trainer fine-tunes it.
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',')]
+    pub no_decay: Vec<String>,
     /// adam, sgd or rmsprop.
     #[arg(long)]
     pub optimizer: Option<String>,
@@ -734,6 +739,23 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
     model.fuse = !args.no_fuse;
     model.clip_norm = clip_norm;
+    if !args.no_decay.is_empty() {
+        if model.optimizer.weight_decay() == 0.0 {
+            return Err(Error::invalid(format!(
+                "--no-decay excludes tensors from a weight decay, but {} has none: give \
+                 --weight-decay too",
+                model.optimizer.name()
+            )));
+        }
+        let patterns: Vec<&str> = args.no_decay.iter().map(String::as_str).collect();
+        let excluded = model.exclude_from_weight_decay(&patterns)?;
+        println!(
+            "no weight decay on {} of {} trainable tensors ({})",
+            excluded.len(),
+            model.store.params.iter().filter(|p| p.trainable).count(),
+            args.no_decay.join(", ")
+        );
+    }
     if data_name.starts_with("text:")
         && let Some((rows, layer)) = model.input_embedding_rows()
         && rows < vocabulary.size()
@@ -963,6 +985,7 @@ pub fn refuse_supervised_flags(args: &TrainArgs, how: &str) -> Result<()> {
         ("--clip-norm", args.clip_norm.is_some()),
         ("--weight-decay", args.weight_decay.is_some()),
         ("--accumulate", args.accumulate != 1),
+        ("--no-decay", !args.no_decay.is_empty()),
         ("--reduce-lr-patience", args.reduce_lr_patience.is_some()),
         ("--augment-shift", args.augment_shift.is_some()),
         ("--augment-flip", args.augment_flip),

@@ -29,6 +29,24 @@ pub struct Param {
     /// allocated by [`ParamStore::ensure_accumulators`] for trainable parameters
     /// once a plan accumulates, `None` before.
     pub accum: Option<Tensor>,
+    /// Whether the optimizer's weight decay applies to it (true unless excluded:
+    /// biases and normalization scales often are). Plans read it when built.
+    pub decay: bool,
+}
+
+impl Param {
+    /// The optimizer that updates this parameter: `optimizer`, without its weight
+    /// decay when the parameter is excluded from it.
+    pub fn optimizer(
+        &self,
+        optimizer: &crate::kernels::optim::Optimizer,
+    ) -> crate::kernels::optim::Optimizer {
+        if self.decay {
+            optimizer.clone()
+        } else {
+            optimizer.without_weight_decay()
+        }
+    }
 }
 
 /// A parameter read back to the CPU: `(name, shape, values)`.
@@ -94,6 +112,7 @@ impl ParamStore {
                     grad,
                     state,
                     accum: None,
+                    decay: true,
                 });
             }
         }
@@ -127,6 +146,7 @@ impl ParamStore {
                     grad: p.grad.clone(),
                     state: p.state.clone(),
                     accum: p.accum.clone(),
+                    decay: p.decay,
                 });
             }
         }

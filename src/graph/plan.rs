@@ -275,7 +275,7 @@ impl Plan {
                 .params
                 .iter()
                 .filter(|p| p.trainable && !lowered.updated.contains(&p.node))
-                .map(|p| optimizer_step(ctx, optimizer, step, &p.value, &p.grad, &p.state))
+                .map(|p| optimizer_step(ctx, &p.optimizer(optimizer), step, &p.value, &p.grad, &p.state))
                 .collect::<Result<Vec<_>>>()?;
             (lowered.dispatches, clip, clip_factor, update)
         } else {

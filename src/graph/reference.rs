@@ -25,6 +25,8 @@ pub struct ReferenceExecutor {
     /// Forward/backward passes taken (the random streams' counter; equal to
     /// `step` unless gradients were accumulated).
     draws: u32,
+    /// Parameters (by node id) the optimizer's weight decay skips.
+    no_decay: Vec<usize>,
 }
 
 /// One batch of [`ReferenceExecutor::train_step_accumulated`]: samples, class
@@ -73,7 +75,15 @@ impl ReferenceExecutor {
             state,
             step,
             draws: step,
+            no_decay: Vec::new(),
         }
+    }
+
+    /// This executor with the parameters of nodes `nodes` excluded from the
+    /// optimizer's weight decay (as the model's store marks them).
+    pub fn with_decay_excluded(mut self, nodes: Vec<usize>) -> ReferenceExecutor {
+        self.no_decay = nodes;
+        self
     }
 
     /// This executor with `draws` passes taken (a model whose gradients were
@@ -297,8 +307,13 @@ impl ReferenceExecutor {
                 let grad = grads[id]
                     .take()
                     .unwrap_or_else(|| vec![0.0; self.params[id].len()]);
+                let optimizer = if self.no_decay.contains(&id) {
+                    self.optimizer.without_weight_decay()
+                } else {
+                    self.optimizer.clone()
+                };
                 r::optim::optimizer_step(
-                    &self.optimizer,
+                    &optimizer,
                     self.step,
                     lr,
                     &mut self.params[id],

@@ -186,6 +186,26 @@ impl Optimizer {
         o
     }
 
+    /// The weight decay: AdamW's decoupled decay, SGD's L2 term; 0 for RMSprop,
+    /// which has none.
+    pub fn weight_decay(&self) -> f32 {
+        match *self {
+            Optimizer::Adam { weight_decay, .. } | Optimizer::Sgd { weight_decay, .. } => weight_decay,
+            Optimizer::RmsProp { .. } => 0.0,
+        }
+    }
+
+    /// The same optimizer without weight decay: what updates a parameter excluded
+    /// from it (Keras' `exclude_from_weight_decay`, a PyTorch parameter group with
+    /// `weight_decay=0`).
+    pub fn without_weight_decay(&self) -> Self {
+        let mut o = self.clone();
+        if let Optimizer::Adam { weight_decay, .. } | Optimizer::Sgd { weight_decay, .. } = &mut o {
+            *weight_decay = 0.0;
+        }
+        o
+    }
+
     /// Short name for messages and reports.
     pub fn name(&self) -> &'static str {
         match self {

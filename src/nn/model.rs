@@ -239,6 +239,7 @@ impl Model {
             draws: 0,
             fuse: true,
             clip_norm: None,
+            no_decay: Vec::new(),
         })
     }
 }
@@ -277,6 +278,9 @@ pub struct Model {
     /// `clip_grad_norm_` (Keras' `global_clipnorm`); off by default. Plans are
     /// built for the value at hand, so it may change between steps.
     pub clip_norm: Option<ClipNorm>,
+    /// The patterns of [`Model::exclude_from_weight_decay`] in force (empty: every
+    /// trainable tensor decays).
+    pub no_decay: Vec<String>,
 }
 
 /// One batch on the CPU: samples and their targets (labels or values).
@@ -300,6 +304,53 @@ impl Model {
             output: self.output,
             loss: self.loss,
         }
+    }
+
+    /// Excludes from the optimizer's weight decay every trainable tensor whose
+    /// PyTorch name matches one of `patterns`, as Keras'
+    /// `exclude_from_weight_decay(var_names=...)` and a PyTorch parameter group with
+    /// `weight_decay=0` do: each pattern is a regular expression searched in the
+    /// names (`bias` matches every bias, `ln_` GPT-2's layer norms, `^0\.weight$`
+    /// one tensor). Each pattern must match a trainable tensor. Replaces an earlier
+    /// exclusion (none given: every tensor decays again) and drops the plans built
+    /// before, which hold the old decays. Returns the names excluded.
+    pub fn exclude_from_weight_decay(&mut self, patterns: &[&str]) -> Result<Vec<String>> {
+        let compiled = patterns
+            .iter()
+            .map(|p| {
+                regex::Regex::new(p).map_err(|e| {
+                    Error::invalid(format!(
+                        "weight-decay exclusion '{p}' is not a regular expression: {e}"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let trainable = || self.store.params.iter().filter(|p| p.trainable);
+        for (p, re) in patterns.iter().zip(&compiled) {
+            if !trainable().any(|t| re.is_match(&t.name)) {
+                let names: Vec<&str> = trainable().take(8).map(|t| t.name.as_str()).collect();
+                return Err(Error::invalid(format!(
+                    "weight-decay exclusion '{p}' matches no trainable tensor; the model's are named \
+                     like {}{}",
+                    names.join(", "),
+                    if trainable().count() > names.len() {
+                        ", …"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        let mut excluded = Vec::new();
+        for t in self.store.params.iter_mut().filter(|p| p.trainable) {
+            t.decay = !compiled.iter().any(|re| re.is_match(&t.name));
+            if !t.decay {
+                excluded.push(t.name.clone());
+            }
+        }
+        self.no_decay = patterns.iter().map(|p| p.to_string()).collect();
+        self.plans.clear();
+        Ok(excluded)
     }
 
     /// The plan options for a batch of `batch` samples.
@@ -929,6 +980,15 @@ impl crate::graph::reference::ReferenceExecutor {
             state,
             model.step,
         )
-        .with_draws(model.draws))
+        .with_draws(model.draws)
+        .with_decay_excluded(
+            model
+                .store
+                .params
+                .iter()
+                .filter(|p| !p.decay)
+                .map(|p| p.node)
+                .collect(),
+        ))
     }
 }

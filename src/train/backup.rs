@@ -37,7 +37,7 @@ const SETTINGS_KEY: &str = "settings";
 const PROGRESS_KEY: &str = "progress";
 /// Settings [`settings`] records only where they are not their default (so backups
 /// written before they existed still match), with that default.
-const OPTIONAL_SETTINGS: [(&str, &str); 1] = [("accumulate", "1")];
+const OPTIONAL_SETTINGS: [(&str, &str); 2] = [("accumulate", "1"), ("no_decay", "[]")];
 
 /// Where [`fit`](super::fit()) keeps its training state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,6 +135,9 @@ pub(crate) fn settings(
     // Only where batches are accumulated, so earlier backups keep matching.
     if config.accumulate != 1 {
         settings.insert("accumulate".into(), config.accumulate.to_string());
+    }
+    if !model.no_decay.is_empty() {
+        settings.insert("no_decay".into(), format!("{:?}", model.no_decay));
     }
     settings
 }

@@ -123,6 +123,7 @@ pub(crate) fn backward(
     }
     if let (true, Some((optimizer, step))) = (adam_here, bw.fuse_adam) {
         let p = bw.store.by_node(w).expect("every Param node is in the store");
+        let optimizer = &p.optimizer(optimizer);
         bw.dispatches.push(matmul::matmul_adam(
             ctx,
             &dw_desc,
