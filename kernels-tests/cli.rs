@@ -38,6 +38,11 @@ fn train_arguments_out_of_range_are_refused() {
     fails_with(&["train", "--lr", "0"], &["learning rate 0"]);
     fails_with(&["train", "--batch-size", "0"], &["batch size", "at least 1"]);
     fails_with(&["train", "--accumulate", "0"], &["accumulation", "at least 1"]);
+    fails_with(&["train", "--no-decay", "bias"], &["--no-decay", "give --weight-decay"]);
+    fails_with(
+        &["train", "--weight-decay", "0.1", "--no-decay", "bias,ln_"],
+        &["'ln_' matches no trainable tensor", "0.weight"],
+    );
     fails_with(
         &["train", "--model", "vae", "--accumulate", "2"],
         &["--accumulate does not apply to --model vae"],
@@ -1170,6 +1175,10 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
         "1e-3",
         "--accumulate",
         "2",
+        "--weight-decay",
+        "0.01",
+        "--no-decay",
+        "bias,ln_",
         "--save",
         t,
     ]);
@@ -1181,6 +1190,9 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
         "wte.weight (tied)",
         "tokenizer of 300 tokens",
         "gradient accumulation: 2 batches of",
+        // Biases and layer norms, as Hugging Face's Trainer leaves them: 2 layers of
+        // 2 norms (4 tensors) and 6 biases, and the final norm.
+        "no weight decay on 22 of 36 trainable tensors (bias, ln_)",
         "bits per byte",
     ] {
         assert!(stdout.contains(want), "{want:?} in {stdout}");
