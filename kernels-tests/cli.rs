@@ -38,7 +38,10 @@ fn train_arguments_out_of_range_are_refused() {
     fails_with(&["train", "--lr", "0"], &["learning rate 0"]);
     fails_with(&["train", "--batch-size", "0"], &["batch size", "at least 1"]);
     fails_with(&["train", "--accumulate", "0"], &["accumulation", "at least 1"]);
-    fails_with(&["train", "--no-decay", "bias"], &["--no-decay", "give --weight-decay"]);
+    fails_with(
+        &["train", "--no-decay", "bias"],
+        &["--no-decay", "give --weight-decay"],
+    );
     fails_with(
         &["train", "--weight-decay", "0.1", "--no-decay", "bias,ln_"],
         &["'ln_' matches no trainable tensor", "0.weight"],
@@ -63,10 +66,6 @@ fn train_arguments_out_of_range_are_refused() {
     );
     fails_with(&["train", "--min-delta", "-1"], &["min_delta -1"]);
     fails_with(
-        &["train", "--lr-schedule", "linear"],
-        &["'linear'", "cosine or exponential"],
-    );
-    fails_with(
         &["train", "--lr-schedule", "exponential", "--decay-rate", "0.5"],
         &["needs --decay-steps"],
     );
@@ -77,7 +76,18 @@ fn train_arguments_out_of_range_are_refused() {
     );
     fails_with(
         &["train", "--warmup-steps", "10"],
-        &["--warmup-steps belongs to --lr-schedule cosine"],
+        &["--warmup-steps belongs to --lr-schedule cosine or linear"],
+    );
+    fails_with(
+        &["train", "--lr-schedule", "linear", "--decay-rate", "0.5"],
+        &["--decay-rate belongs to --lr-schedule exponential"],
+    );
+    fails_with(
+        &["train", "--lr-schedule", "step"],
+        &[
+            "unknown learning-rate schedule 'step'",
+            "cosine, linear or exponential",
+        ],
     );
     fails_with(
         &["train", "--lr-schedule", "cosine", "--alpha", "2"],
@@ -1179,6 +1189,10 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
         "0.01",
         "--no-decay",
         "bias,ln_",
+        "--lr-schedule",
+        "linear",
+        "--warmup-steps",
+        "1",
         "--save",
         t,
     ]);

@@ -123,11 +123,12 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f32>,
     /// Change the learning rate every step: cosine (Keras' CosineDecay, over the whole
-    /// run unless --decay-steps; optional --warmup-steps and --alpha) or exponential
+    /// run unless --decay-steps; optional --warmup-steps and --alpha), linear (the
+    /// same, down a straight line: Hugging Face's default schedule) or exponential
     /// (lr · decay-rate^(step / decay-steps); --staircase rounds the exponent down).
-    #[arg(long, value_name = "cosine|exponential")]
+    #[arg(long, value_name = "cosine|linear|exponential")]
     pub lr_schedule: Option<String>,
-    /// Steps of the schedule's decay (cosine: default every step after the warmup).
+    /// Steps of the schedule's decay (cosine, linear: default every step after the warmup).
     #[arg(long, value_name = "N")]
     pub decay_steps: Option<u64>,
     /// Exponential decay: the factor per --decay-steps steps.
@@ -136,10 +137,10 @@ pub struct TrainArgs {
     /// Exponential decay: lower the rate in steps, every --decay-steps steps.
     #[arg(long)]
     pub staircase: bool,
-    /// Cosine decay: the final rate as a fraction of --lr (default 0).
+    /// Cosine or linear decay: the final rate as a fraction of --lr (default 0).
     #[arg(long, allow_negative_numbers = true)]
     pub alpha: Option<f64>,
-    /// Cosine decay: steps of a linear warmup from 0 to --lr first (default 0).
+    /// Cosine or linear decay: steps of a linear warmup from 0 to --lr first (default 0).
     #[arg(long, value_name = "N")]
     pub warmup_steps: Option<u64>,
     /// Stop after N optimizer steps in total.
@@ -384,13 +385,13 @@ fn lr_schedule(args: &TrainArgs) -> Result<Option<train::LrSchedule>> {
                     "--decay-steps, --decay-rate and --staircase need --lr-schedule",
                 ));
             }
-            unused("--alpha", args.alpha.is_some(), "cosine")?;
-            unused("--warmup-steps", args.warmup_steps.is_some(), "cosine")?;
+            unused("--alpha", args.alpha.is_some(), "cosine or linear")?;
+            unused("--warmup-steps", args.warmup_steps.is_some(), "cosine or linear")?;
             return Ok(None);
         }
         Some("exponential") => {
-            unused("--alpha", args.alpha.is_some(), "cosine")?;
-            unused("--warmup-steps", args.warmup_steps.is_some(), "cosine")?;
+            unused("--alpha", args.alpha.is_some(), "cosine or linear")?;
+            unused("--warmup-steps", args.warmup_steps.is_some(), "cosine or linear")?;
             train::LrSchedule::Exponential {
                 decay_steps: args
                     .decay_steps
@@ -401,18 +402,31 @@ fn lr_schedule(args: &TrainArgs) -> Result<Option<train::LrSchedule>> {
                 staircase: args.staircase,
             }
         }
-        Some("cosine") => {
+        Some(kind @ ("cosine" | "linear")) => {
             unused("--decay-rate", args.decay_rate.is_some(), "exponential")?;
             unused("--staircase", args.staircase, "exponential")?;
-            train::LrSchedule::Cosine {
-                decay_steps: args.decay_steps,
-                alpha: args.alpha.unwrap_or(0.0),
-                warmup_steps: args.warmup_steps.unwrap_or(0),
+            let (decay_steps, alpha, warmup_steps) = (
+                args.decay_steps,
+                args.alpha.unwrap_or(0.0),
+                args.warmup_steps.unwrap_or(0),
+            );
+            if kind == "cosine" {
+                train::LrSchedule::Cosine {
+                    decay_steps,
+                    alpha,
+                    warmup_steps,
+                }
+            } else {
+                train::LrSchedule::Linear {
+                    decay_steps,
+                    alpha,
+                    warmup_steps,
+                }
             }
         }
         Some(other) => {
             return Err(Error::invalid(format!(
-                "unknown learning-rate schedule '{other}': choose cosine or exponential"
+                "unknown learning-rate schedule '{other}': choose cosine, linear or exponential"
             )));
         }
     };

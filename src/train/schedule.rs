@@ -36,6 +36,19 @@ pub enum LrSchedule {
         /// Steps of linear warmup from 0 to `lr` before the decay.
         warmup_steps: u64,
     },
+    /// A straight line: after `warmup_steps` steps rising linearly from 0 to `lr`,
+    /// `lr · ((1 − alpha) · (1 − min(s, D) / D) + alpha)` with `s` and `D` as for
+    /// [`LrSchedule::Cosine`]. Hugging Face's default (`get_linear_schedule_with_warmup`,
+    /// the Trainer's `lr_scheduler_type="linear"`, alpha 0), Keras' `PolynomialDecay`
+    /// with `power=1` and `end_learning_rate = alpha · lr`, PyTorch's `LinearLR`.
+    Linear {
+        /// Steps the decay spans after the warmup (at least 1), or `None` for the rest of the fit.
+        decay_steps: Option<u64>,
+        /// The final rate as a fraction of `lr`, in [0, 1].
+        alpha: f64,
+        /// Steps of linear warmup from 0 to `lr` before the decay.
+        warmup_steps: u64,
+    },
 }
 
 impl LrSchedule {
@@ -61,13 +74,19 @@ impl LrSchedule {
             }
             LrSchedule::Cosine {
                 decay_steps, alpha, ..
+            }
+            | LrSchedule::Linear {
+                decay_steps, alpha, ..
             } => {
+                let name = self.name();
                 if decay_steps == Some(0) {
-                    return Err(Error::invalid("cosine decay: decay steps must be at least 1"));
+                    return Err(Error::invalid(format!(
+                        "{name} decay: decay steps must be at least 1"
+                    )));
                 }
                 if !(0.0..=1.0).contains(&alpha) {
                     return Err(Error::invalid(format!(
-                        "cosine decay: alpha {alpha} (the final fraction of the rate) must be in [0, 1]"
+                        "{name} decay: alpha {alpha} (the final fraction of the rate) must be in [0, 1]"
                     )));
                 }
             }
@@ -75,16 +94,36 @@ impl LrSchedule {
         Ok(())
     }
 
+    /// The schedule's name, as `--lr-schedule` takes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LrSchedule::Exponential { .. } => "exponential",
+            LrSchedule::Cosine { .. } => "cosine",
+            LrSchedule::Linear { .. } => "linear",
+        }
+    }
+
     /// The schedule with every default filled in for a fit of `total` steps: a
-    /// cosine decay without `decay_steps` decays over the steps after its warmup.
+    /// cosine or linear decay without `decay_steps` decays over the steps after its
+    /// warmup.
     pub fn resolved(self, total: u64) -> LrSchedule {
+        let rest = |warmup_steps: u64| Some(total.saturating_sub(warmup_steps).max(1));
         match self {
             LrSchedule::Cosine {
                 decay_steps: None,
                 alpha,
                 warmup_steps,
             } => LrSchedule::Cosine {
-                decay_steps: Some(total.saturating_sub(warmup_steps).max(1)),
+                decay_steps: rest(warmup_steps),
+                alpha,
+                warmup_steps,
+            },
+            LrSchedule::Linear {
+                decay_steps: None,
+                alpha,
+                warmup_steps,
+            } => LrSchedule::Linear {
+                decay_steps: rest(warmup_steps),
                 alpha,
                 warmup_steps,
             },
@@ -108,14 +147,24 @@ impl LrSchedule {
                 decay_steps,
                 alpha,
                 warmup_steps,
+            }
+            | LrSchedule::Linear {
+                decay_steps,
+                alpha,
+                warmup_steps,
             } => {
                 if step < warmup_steps {
                     return lr * step as f64 / warmup_steps as f64;
                 }
+                // The fraction of the decay done, in [0, 1].
                 let d = decay_steps.unwrap_or(1) as f64;
-                let s = ((step - warmup_steps) as f64).min(d);
-                let cosine = 0.5 * (1.0 + (std::f64::consts::PI * s / d).cos());
-                lr * ((1.0 - alpha) * cosine + alpha)
+                let done = ((step - warmup_steps) as f64).min(d) / d;
+                let left = if matches!(self, LrSchedule::Cosine { .. }) {
+                    0.5 * (1.0 + (std::f64::consts::PI * done).cos())
+                } else {
+                    1.0 - done
+                };
+                lr * ((1.0 - alpha) * left + alpha)
             }
         }
     }
@@ -182,6 +231,55 @@ mod tests {
                 warmup_steps: 10
             }
         );
+    }
+
+    /// Hugging Face's `get_linear_schedule_with_warmup(10, 40)` at lr 2: a ramp to
+    /// step 10, then down to 0 at step 40; with alpha, down to alpha · lr and held.
+    #[test]
+    fn the_linear_schedule_is_hugging_faces() {
+        let hf = |step: u64| {
+            let (warmup, total) = (10.0, 40.0);
+            let s = step as f64;
+            let factor = if s < warmup {
+                s / warmup
+            } else {
+                ((total - s) / (total - warmup)).max(0.0)
+            };
+            2.0 * factor
+        };
+        let linear = LrSchedule::Linear {
+            decay_steps: None,
+            alpha: 0.0,
+            warmup_steps: 10,
+        };
+        for step in [0, 3, 10, 11, 25, 39, 40, 55] {
+            let (got, want) = (linear.rate(2.0, step, 40), hf(step));
+            assert!((got - want).abs() < 1e-12, "step {step}: {got} vs {want}");
+        }
+        let floor = LrSchedule::Linear {
+            decay_steps: Some(100),
+            alpha: 0.25,
+            warmup_steps: 0,
+        };
+        assert!(close(floor.rate(1.0, 0, 0), 1.0));
+        assert!(close(floor.rate(1.0, 50, 0), 0.625));
+        assert!(close(floor.rate(1.0, 100, 0), 0.25));
+        assert!(close(floor.rate(1.0, 400, 0), 0.25));
+        for bad in [
+            LrSchedule::Linear {
+                decay_steps: Some(0),
+                alpha: 0.0,
+                warmup_steps: 0,
+            },
+            LrSchedule::Linear {
+                decay_steps: None,
+                alpha: -0.5,
+                warmup_steps: 0,
+            },
+        ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains("linear decay"), "{e}");
+        }
     }
 
     #[test]
