@@ -25,9 +25,14 @@ const SHAPES: [(usize, usize); 10] = [
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Xent,
+    /// Softmax cross-entropy with label smoothing [`SMOOTHING`].
+    XentSmoothed,
     Mse,
     Bce,
 }
+
+/// The label smoothing of [`Kind::XentSmoothed`].
+const SMOOTHING: f32 = 0.15;
 
 /// Inputs for a loss: x (logits / predictions), and either labels or f32 targets.
 struct Case {
@@ -74,6 +79,10 @@ fn gpu_loss(ctx: &Context, kind: Kind, c: &Case, grad: bool, scale: f32) -> (Vec
             let l = Tensor::from_u32(ctx, &c.labels, &[c.rows]).unwrap();
             loss::softmax_cross_entropy(ctx, &x, &l, &loss_t, g.as_ref(), scale)
         }
+        Kind::XentSmoothed => {
+            let l = Tensor::from_u32(ctx, &c.labels, &[c.rows]).unwrap();
+            loss::softmax_cross_entropy_smoothed(ctx, &x, &l, &loss_t, g.as_ref(), scale, SMOOTHING)
+        }
         Kind::Mse => {
             let t = Tensor::from_f32(ctx, &c.targets, &shape).unwrap();
             loss::mse(ctx, &x, &t, &loss_t, g.as_ref(), scale)
@@ -95,6 +104,15 @@ fn cpu_loss(kind: Kind, c: &Case, scale: f32) -> (Vec<f32>, Vec<f32>) {
         Kind::Xent => {
             reference::loss::softmax_cross_entropy(&c.x, c.cols, &c.labels, &mut l, Some(&mut g), scale)
         }
+        Kind::XentSmoothed => reference::loss::softmax_cross_entropy_smoothed(
+            &c.x,
+            c.cols,
+            &c.labels,
+            &mut l,
+            Some(&mut g),
+            scale,
+            SMOOTHING,
+        ),
         Kind::Mse => reference::loss::mse(&c.x, &c.targets, c.cols, &mut l, Some(&mut g), scale),
         Kind::Bce => reference::loss::bce_with_logits(&c.x, &c.targets, c.cols, &mut l, Some(&mut g), scale),
     }
@@ -107,6 +125,21 @@ fn total_loss(kind: Kind, c: &Case, x: &[f32], scale: f32) -> f64 {
     let s: f64 = match kind {
         Kind::Xent => rows
             .map(|(r, row)| reference::loss::xent_row(row, c.labels[r]))
+            .sum(),
+        // −Σ_j q_j log softmax_j in f64, written out here rather than through the twin.
+        Kind::XentSmoothed => rows
+            .map(|(r, row)| {
+                let m = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+                let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+                let e = SMOOTHING as f64;
+                row.iter()
+                    .enumerate()
+                    .map(|(j, &v)| {
+                        let q = (1.0 - e) * (j == c.labels[r] as usize) as u8 as f64 + e / c.cols as f64;
+                        -q * (v as f64 - lse)
+                    })
+                    .sum::<f64>()
+            })
             .sum(),
         Kind::Mse => rows
             .map(|(r, row)| reference::loss::mse_row(row, &c.targets[r * c.cols..(r + 1) * c.cols]))
@@ -143,6 +176,47 @@ fn softmax_cross_entropy_matches_reference() {
 }
 
 #[test]
+fn smoothed_softmax_cross_entropy_matches_reference() {
+    check_against_reference(Kind::XentSmoothed);
+}
+
+/// Label smoothing as PyTorch defines it, by hand: logits [1, 0], label 0, ε = 0.2:
+/// the target is [0.9, 0.1], the loss −(0.9·log p0 + 0.1·log p1) = 0.41326…, the
+/// gradient p − q; a label past the classes still marks a row with no target; a
+/// smoothing outside [0, 1) is refused.
+#[test]
+fn label_smoothing_follows_pytorchs_definition() {
+    let (_g, ctx) = gpu();
+    let x = Tensor::from_f32(ctx, &[1.0, 0.0, 2.0, -1.0], &[2, 2]).unwrap();
+    let labels = Tensor::from_u32(ctx, &[0, 7], &[2]).unwrap();
+    let l = nan_tensor(ctx, &[2]);
+    let g = nan_tensor(ctx, &[2, 2]);
+    let d = loss::softmax_cross_entropy_smoothed(ctx, &x, &labels, &l, Some(&g), 1.0, 0.2).unwrap();
+    ctx.run(&[&d]).unwrap();
+    let lse = (1f64.exp() + 1.0).ln();
+    let want = 0.9 * (lse - 1.0) + 0.1 * lse;
+    let p0 = 1f64.exp() / (1f64.exp() + 1.0);
+    assert_close(
+        "smoothed loss by hand",
+        &l.to_f32(ctx).unwrap(),
+        &[want as f32, 0.0],
+        1e-6,
+        1e-6,
+    );
+    assert_close(
+        "smoothed gradient by hand",
+        &g.to_f32(ctx).unwrap(),
+        &[(p0 - 0.9) as f32, (0.9 - p0) as f32, 0.0, 0.0],
+        1e-6,
+        1e-6,
+    );
+    for bad in [-0.1f32, 1.0, f32::NAN] {
+        let e = loss::softmax_cross_entropy_smoothed(ctx, &x, &labels, &l, None, 1.0, bad).unwrap_err();
+        assert!(e.to_string().contains("label smoothing"), "{e}");
+    }
+}
+
+#[test]
 fn mse_matches_reference() {
     check_against_reference(Kind::Mse);
 }
@@ -155,7 +229,7 @@ fn bce_with_logits_matches_reference() {
 #[test]
 fn loss_gradients_match_finite_differences() {
     let (_g, ctx) = gpu();
-    for kind in [Kind::Xent, Kind::Mse, Kind::Bce] {
+    for kind in [Kind::Xent, Kind::XentSmoothed, Kind::Mse, Kind::Bce] {
         for (k, &(rows, cols)) in [(1usize, 1usize), (3, 5), (4, 37)].iter().enumerate() {
             let c = case(kind, 200 + k as u64, rows, cols);
             let scale = 1.0 / rows as f32;

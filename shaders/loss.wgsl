@@ -11,6 +11,11 @@
 //
 //   xent:  loss = logsumexp(x) - x[label]   (softmax cross-entropy, max-subtracted)
 //          grad = (softmax(x) - onehot(label)) * grad_scale
+//          With label smoothing e = p.smoothing > 0 (PyTorch's CrossEntropyLoss(
+//          label_smoothing=e), Keras' label_smoothing) the target is
+//          q = (1 - e) onehot(label) + e / C:
+//          loss = logsumexp(x) - (1 - e) x[label] - e mean(x)
+//          grad = (softmax(x) - q) * grad_scale
 //          A label >= cols marks a row with no target: loss 0, gradient 0, and
 //          nothing is read or written out of bounds.
 //   mse:   loss = mean_d (p - t)^2;  grad = 2 (p - t) / D * grad_scale
@@ -42,7 +47,7 @@ struct Params {
     rows: u32,
     cols: u32,
     grad_scale: f32,
-    _pad: u32,
+    smoothing: f32, // xent's label smoothing e in [0, 1); 0 elsewhere
 }
 
 override WG: u32 = 256;
@@ -122,6 +127,7 @@ struct XentRow {
     label: u32,    // >= cols: no target
     m: f32,        // row max
     s: f32,        // sum exp(x - m)
+    mean: f32,     // mean of the row (read only with label smoothing)
 }
 
 fn xent_row(r: u32, lid: u32) -> XentRow {
@@ -136,6 +142,15 @@ fn xent_row(r: u32, lid: u32) -> XentRow {
     let st = workgroup_stats(lid, ms);
     row.m = st.x;
     row.s = st.y;
+    row.mean = 0.0;
+    if (p.smoothing > 0.0) {
+        // p is uniform: every invocation takes this branch or none does.
+        var sum = 0.0;
+        for (var j = lid; j < cols; j = j + WG) {
+            sum = sum + x[base + j];
+        }
+        row.mean = workgroup_sum(lid, sum) / f32(p.cols);
+    }
     row.label = 0xffffffffu;
     if (row.valid) {
         row.label = labels[r];
@@ -147,7 +162,12 @@ fn xent_write_loss(r: u32, lid: u32, row: XentRow) {
     if (row.valid && lid == 0u) {
         var l = 0.0;
         if (row.label < p.cols) {
-            l = (row.m - x[r * p.cols + row.label]) + log(row.s);
+            let e = p.smoothing;
+            if (e > 0.0) {
+                l = (row.m + log(row.s)) - (1.0 - e) * x[r * p.cols + row.label] - e * row.mean;
+            } else {
+                l = (row.m - x[r * p.cols + row.label]) + log(row.s);
+            }
         }
         loss[r] = l;
     }
@@ -171,10 +191,14 @@ fn xent_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     let base = r * p.cols;
     let has_target = row.label < p.cols;
     let inv_s = 1.0 / row.s;
+    // The target q: 1 - e + e / C at the label, e / C elsewhere.
+    let e = p.smoothing;
+    let hit = 1.0 - e + e / f32(p.cols);
+    let miss = e / f32(p.cols);
     for (var j = lid; j < cols; j = j + WG) {
         var g = 0.0;
         if (has_target) {
-            g = exp(x[base + j] - row.m) * inv_s - select(0.0, 1.0, j == row.label);
+            g = exp(x[base + j] - row.m) * inv_s - select(miss, hit, j == row.label);
         }
         grad[base + j] = g * p.grad_scale;
     }

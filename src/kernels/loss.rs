@@ -19,7 +19,8 @@ struct Params {
     rows: u32,
     cols: u32,
     grad_scale: f32,
-    _pad: u32,
+    /// Softmax cross-entropy's label smoothing; 0 for the other losses.
+    smoothing: f32,
 }
 
 const XENT: Kernel = Shader::Loss.kernel("xent");
@@ -96,7 +97,7 @@ fn launch(
     op: &'static str,
     (fwd, bwd): (Kernel, Kernel),
     (rows, cols): (usize, usize),
-    grad_scale: f32,
+    (grad_scale, smoothing): (f32, f32),
     x: &Tensor,
     (side_binding, side): (u32, &Tensor),
     loss: &Tensor,
@@ -106,7 +107,7 @@ fn launch(
         rows: count_u32(op, "rows", rows)?,
         cols: count_u32(op, "cols", cols)?,
         grad_scale,
-        _pad: 0,
+        smoothing,
     };
     let constants = [("WG", row_wg(cols) as f64)];
     let groups = groups_for(ctx, rows, 1)?;
@@ -140,7 +141,30 @@ pub fn softmax_cross_entropy(
     dlogits: Option<&Tensor>,
     grad_scale: f32,
 ) -> Result<Dispatch> {
+    softmax_cross_entropy_smoothed(ctx, logits, labels, loss, dlogits, grad_scale, 0.0)
+}
+
+/// [`softmax_cross_entropy`] towards labels smoothed by `smoothing` = ε in [0, 1)
+/// (PyTorch's `CrossEntropyLoss(label_smoothing=ε)`, Keras' `label_smoothing`): the
+/// target is `(1 − ε)·onehot(label) + ε/C`, so `loss[i] = logsumexp(logits_i) −
+/// (1 − ε)·logits_i[label_i] − ε·mean(logits_i)` and `dlogits = (softmax − target) ·
+/// grad_scale`. CPU twin: `reference::loss::softmax_cross_entropy_smoothed`.
+pub fn softmax_cross_entropy_smoothed(
+    ctx: &Context,
+    logits: &Tensor,
+    labels: &Tensor,
+    loss: &Tensor,
+    dlogits: Option<&Tensor>,
+    grad_scale: f32,
+    smoothing: f32,
+) -> Result<Dispatch> {
     const OP: &str = "softmax_cross_entropy";
+    if !(0.0..1.0).contains(&smoothing) {
+        return Err(Error::invalid(format!(
+            "label smoothing {smoothing} is outside [0, 1): it is the share of the target spread \
+             over every class"
+        )));
+    }
     labels.expect_dtype(OP, "labels", DType::U32)?;
     let (rows, cols) = common(
         OP,
@@ -164,7 +188,7 @@ pub fn softmax_cross_entropy(
         OP,
         (XENT, XENT_GRAD),
         (rows, cols),
-        grad_scale,
+        (grad_scale, smoothing),
         logits,
         (B_LABELS, labels),
         loss,
@@ -209,7 +233,7 @@ pub fn mse(
         OP,
         (MSE, MSE_GRAD),
         rc,
-        grad_scale,
+        (grad_scale, 0.0),
         pred,
         (B_TARGETS, target),
         loss,
@@ -241,7 +265,7 @@ pub fn bce_with_logits(
         OP,
         (BCE, BCE_GRAD),
         rc,
-        grad_scale,
+        (grad_scale, 0.0),
         logits,
         (B_TARGETS, targets),
         loss,
@@ -278,7 +302,7 @@ pub fn loss_term(ctx: &Context, term: Term, a: &Tensor, b: &Tensor, loss: &Tenso
         rows: count_u32(op, "rows", rows)?,
         cols: count_u32(op, "cols", cols)?,
         grad_scale: 0.0,
-        _pad: 0,
+        smoothing: 0.0,
     };
     let mut bindings = vec![(B_X, &a.buffer), (B_LOSS, &loss.buffer)];
     if term != Term::SigmoidMean {
@@ -356,7 +380,7 @@ pub fn loss_term_grad(
         rows: count_u32(op, "rows", rows)?,
         cols: count_u32(op, "cols", cols)?,
         grad_scale: 0.0,
-        _pad: 0,
+        smoothing: 0.0,
     };
     ctx.dispatch(
         kernel,

@@ -53,10 +53,36 @@ pub fn softmax_cross_entropy(
     dlogits: Option<&mut [f32]>,
     grad_scale: f32,
 ) {
+    softmax_cross_entropy_smoothed(logits, cols, labels, loss, dlogits, grad_scale, 0.0);
+}
+
+/// [`softmax_cross_entropy`] towards labels smoothed by `smoothing` = ε: the target
+/// is `(1 − ε)·onehot + ε/cols`, the loss `−Σ target·log softmax` and the gradient
+/// `(softmax − target)·grad_scale` (twin of
+/// `kernels::loss::softmax_cross_entropy_smoothed`).
+pub fn softmax_cross_entropy_smoothed(
+    logits: &[f32],
+    cols: usize,
+    labels: &[u32],
+    loss: &mut [f32],
+    dlogits: Option<&mut [f32]>,
+    grad_scale: f32,
+    smoothing: f32,
+) {
     assert_eq!(logits.len(), labels.len() * cols);
     assert_eq!(loss.len(), labels.len());
+    let e = smoothing as f64;
+    let spread = e / cols as f64;
     for (r, row) in logits.chunks(cols).enumerate() {
-        loss[r] = xent_row(row, labels[r]) as f32;
+        let label = labels[r] as usize;
+        loss[r] = if label < cols && e > 0.0 {
+            // −Σ_j q_j (x_j − lse) = lse − Σ_j q_j x_j, Σ q = 1.
+            let (m, lse) = row_max_logsumexp(row);
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+            (m + lse - (1.0 - e) * row[label] as f64 - e * mean) as f32
+        } else {
+            xent_row(row, labels[r]) as f32
+        };
     }
     if let Some(g) = dlogits {
         assert_eq!(g.len(), logits.len());
@@ -66,7 +92,8 @@ pub fn softmax_cross_entropy(
             for (j, (o, &v)) in grow.iter_mut().zip(row).enumerate() {
                 *o = if label < cols {
                     let p = (v as f64 - m - lse).exp();
-                    ((p - (j == label) as u8 as f64) * grad_scale as f64) as f32
+                    let q = (1.0 - e) * (j == label) as u8 as f64 + spread;
+                    ((p - q) * grad_scale as f64) as f32
                 } else {
                     0.0
                 };
