@@ -43,6 +43,14 @@ fn train_arguments_out_of_range_are_refused() {
         &["--no-decay", "give --weight-decay"],
     );
     fails_with(
+        &["train", "--model", "binary", "--label-smoothing", "0.1"],
+        &["--label-smoothing applies to sparse categorical"],
+    );
+    fails_with(
+        &["train", "--label-smoothing", "1"],
+        &["label smoothing 1", "[0, 1)"],
+    );
+    fails_with(
         &["train", "--weight-decay", "0.1", "--no-decay", "bias,ln_"],
         &["'ln_' matches no trainable tensor", "0.weight"],
     );
@@ -1193,6 +1201,8 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
         "linear",
         "--warmup-steps",
         "1",
+        "--label-smoothing",
+        "0.1",
         "--save",
         t,
     ]);
@@ -1207,6 +1217,7 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
         // Biases and layer norms, as Hugging Face's Trainer leaves them: 2 layers of
         // 2 norms (4 tensors) and 6 biases, and the final norm.
         "no weight decay on 22 of 36 trainable tensors (bias, ln_)",
+        "label smoothing 0.1: the training and validation losses above include it",
         "bits per byte",
     ] {
         assert!(stdout.contains(want), "{want:?} in {stdout}");

@@ -2085,3 +2085,59 @@ fn weight_decay_skips_the_excluded_tensors() {
     let e = model.exclude_from_weight_decay(&["("]).unwrap_err().to_string();
     assert!(e.contains("'(' is not a regular expression"), "{e}");
 }
+
+/// Label smoothing (PyTorch's `CrossEntropyLoss(label_smoothing)`): training steps
+/// equal the reference executor's with the same smoothing; evaluation reports the
+/// smoothed loss (as Keras' `val_loss`), equal to the twin's on the reference
+/// logits; other losses refuse it.
+#[test]
+fn label_smoothing_trains_and_evaluates_as_the_reference() {
+    let (_g, ctx) = gpu();
+    let smoothing = wgml::graph::LabelSmoothing::new(0.2).unwrap();
+    assert!(wgml::graph::LabelSmoothing::new(0.0).unwrap().is_none());
+    assert!(wgml::graph::LabelSmoothing::new(1.0).is_err());
+    let opt = Optimizer::adam(0.01);
+    let mut model = accumulation_mlp(0.0)
+        .compile(ctx, Loss::SparseCategoricalCrossentropy, opt.clone(), 12)
+        .unwrap();
+    model.label_smoothing = smoothing;
+    matches_reference(ctx, "label smoothing 0.2", &mut model, opt.lr(), 16, 3);
+
+    let data = Dataset::mnist_10k().unwrap();
+    let test = data.test.select(&(0..40).collect::<Vec<_>>());
+    let smoothed = wgml::train::evaluate(&mut model, ctx, &test, 16).unwrap().loss;
+    let (mut x, mut labels, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    test.gather(&(0..40).collect::<Vec<_>>(), &mut x, &mut labels, &mut values);
+    let logits = ReferenceExecutor::from_model(&model, ctx)
+        .unwrap()
+        .eval_output(&x, 40)
+        .unwrap();
+    let mean = |e: f32| {
+        let mut l = vec![0.0; 40];
+        wgml::reference::loss::softmax_cross_entropy_smoothed(&logits, 10, &labels, &mut l, None, 1.0, e);
+        l.iter().map(|&v| v as f64).sum::<f64>() / 40.0
+    };
+    let (want, plain) = (mean(0.2), mean(0.0));
+    assert!((smoothed - want).abs() < 1e-5 * want, "{smoothed} vs {want}");
+    assert!(
+        (smoothed - plain).abs() > 1e-3,
+        "smoothing changes the loss: {smoothed} vs {plain}"
+    );
+    model.label_smoothing = None;
+    let unsmoothed = wgml::train::evaluate(&mut model, ctx, &test, 16).unwrap().loss;
+    assert!(
+        (unsmoothed - plain).abs() < 1e-5 * plain,
+        "{unsmoothed} vs {plain}"
+    );
+
+    let mut binary = compiled(ctx, &zoo::binary(), 3);
+    binary.label_smoothing = smoothing;
+    let blobs = Dataset::two_blobs(3);
+    let e = wgml::train::evaluate(&mut binary, ctx, &blobs.test, 16)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("label smoothing") && e.contains("sparse categorical"),
+        "{e}"
+    );
+}

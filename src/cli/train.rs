@@ -73,6 +73,11 @@ pub struct TrainArgs {
     /// Learning rate.
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
+    /// Smooth the labels of the cross-entropy by E in [0, 1): the target becomes
+    /// (1 − E)·onehot + E/classes (PyTorch's label_smoothing). Training and
+    /// validation losses include it; the test measures after training do not.
+    #[arg(long, value_name = "E")]
+    pub label_smoothing: Option<f32>,
     /// Exclude from the weight decay the tensors whose names match any of these
     /// comma-separated regular expressions (Keras' exclude_from_weight_decay), e.g.
     /// `bias,ln_` for a GPT-2 as Hugging Face's Trainer fine-tunes it.
@@ -753,6 +758,16 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
     model.fuse = !args.no_fuse;
     model.clip_norm = clip_norm;
+    if let Some(e) = args.label_smoothing {
+        if model.loss != wgml::nn::Loss::SparseCategoricalCrossentropy {
+            return Err(Error::invalid(format!(
+                "--label-smoothing applies to sparse categorical cross-entropy (classifiers, \
+                 language models); this model trains with {}",
+                model.loss.name()
+            )));
+        }
+        model.label_smoothing = wgml::graph::LabelSmoothing::new(e)?;
+    }
     if !args.no_decay.is_empty() {
         if model.optimizer.weight_decay() == 0.0 {
             return Err(Error::invalid(format!(
@@ -842,6 +857,15 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             checkpoint::save_model(path, &ctx, &model, &name, &data.class_names)?;
         }
         println!("weights saved to {}", path.display());
+    }
+    // The test measures are the plain cross-entropy (perplexity and bits per byte
+    // compare across runs only so), whatever smoothing trained the model.
+    if let Some(e) = model.label_smoothing.take() {
+        println!(
+            "label smoothing {}: the training and validation losses above include it; the test \
+             measures below do not",
+            e.get()
+        );
     }
     let (eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;
     print_evaluation(&eval);
@@ -1000,6 +1024,7 @@ pub fn refuse_supervised_flags(args: &TrainArgs, how: &str) -> Result<()> {
         ("--weight-decay", args.weight_decay.is_some()),
         ("--accumulate", args.accumulate != 1),
         ("--no-decay", !args.no_decay.is_empty()),
+        ("--label-smoothing", args.label_smoothing.is_some()),
         ("--reduce-lr-patience", args.reduce_lr_patience.is_some()),
         ("--augment-shift", args.augment_shift.is_some()),
         ("--augment-flip", args.augment_flip),

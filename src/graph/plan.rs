@@ -42,6 +42,33 @@ pub struct PlanOptions {
     /// never runs inside backward, and the store must hold accumulators
     /// ([`ParamStore::ensure_accumulators`]).
     pub accumulate: bool,
+    /// Smooth the labels of a sparse categorical cross-entropy by this much
+    /// ([`crate::kernels::loss::softmax_cross_entropy_smoothed`]); the plan is
+    /// refused for other losses.
+    pub label_smoothing: Option<LabelSmoothing>,
+}
+
+/// A label smoothing ε in (0, 1) (held as its bits, so plan options stay hashable):
+/// the target of a sparse categorical cross-entropy becomes `(1 − ε)·onehot + ε/C`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LabelSmoothing(u32);
+
+impl LabelSmoothing {
+    /// The smoothing `e`; `None` for 0 (no smoothing); errors unless `e` is in [0, 1).
+    pub fn new(e: f32) -> Result<Option<LabelSmoothing>> {
+        if !(0.0..1.0).contains(&e) {
+            return Err(Error::invalid(format!(
+                "label smoothing {e} is outside [0, 1): it is the share of the target spread over \
+                 every class"
+            )));
+        }
+        Ok((e > 0.0).then_some(LabelSmoothing(e.to_bits())))
+    }
+
+    /// The smoothing, as an `f32`.
+    pub fn get(self) -> f32 {
+        f32::from_bits(self.0)
+    }
 }
 
 /// A largest global gradient norm: finite and positive (held as its bits, so plan
@@ -511,6 +538,17 @@ fn supervised(
     options: PlanOptions,
 ) -> Result<LossParts> {
     let out = values[output].clone().expect("output was built");
+    let smoothing = match options.label_smoothing {
+        Some(e) if loss_kind != Loss::SparseCategoricalCrossentropy => {
+            return Err(Error::invalid(format!(
+                "label smoothing ({}) applies to sparse categorical cross-entropy; this model \
+                 trains with {}",
+                e.get(),
+                loss_kind.name()
+            )));
+        }
+        e => e.map_or(0.0, LabelSmoothing::get),
+    };
     // One row per label: a sample's, or each position's of a sequence output
     // (the loss is the mean over all of them).
     let positions = loss_kind.label_positions(graph.shape(output));
@@ -532,8 +570,8 @@ fn supervised(
         let mut v = Vec::new();
         match loss_kind {
             Loss::SparseCategoricalCrossentropy => {
-                v.push(loss::softmax_cross_entropy(
-                    ctx, &out2, &targets, &losses, grad, scale,
+                v.push(loss::softmax_cross_entropy_smoothed(
+                    ctx, &out2, &targets, &losses, grad, scale, smoothing,
                 )?);
                 v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
                 v.push(reduce::count_correct(ctx, &out2, &targets, &acc.correct)?);

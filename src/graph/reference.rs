@@ -27,6 +27,8 @@ pub struct ReferenceExecutor {
     draws: u32,
     /// Parameters (by node id) the optimizer's weight decay skips.
     no_decay: Vec<usize>,
+    /// The sparse categorical cross-entropy's label smoothing (0: none).
+    label_smoothing: f32,
 }
 
 /// One batch of [`ReferenceExecutor::train_step_accumulated`]: samples, class
@@ -76,7 +78,15 @@ impl ReferenceExecutor {
             step,
             draws: step,
             no_decay: Vec::new(),
+            label_smoothing: 0.0,
         }
+    }
+
+    /// This executor with the sparse categorical cross-entropy's labels smoothed by
+    /// `e` (the model's `label_smoothing`).
+    pub fn with_label_smoothing(mut self, e: f32) -> ReferenceExecutor {
+        self.label_smoothing = e;
+        self
     }
 
     /// This executor with the parameters of nodes `nodes` excluded from the
@@ -234,9 +244,15 @@ impl ReferenceExecutor {
                 let mut dout = vec![0.0; out.len()];
                 let scale = 1.0 / rows as f32;
                 match loss {
-                    Loss::SparseCategoricalCrossentropy => {
-                        r::loss::softmax_cross_entropy(out, cols, labels, &mut losses, Some(&mut dout), scale)
-                    }
+                    Loss::SparseCategoricalCrossentropy => r::loss::softmax_cross_entropy_smoothed(
+                        out,
+                        cols,
+                        labels,
+                        &mut losses,
+                        Some(&mut dout),
+                        scale,
+                        self.label_smoothing,
+                    ),
                     Loss::BinaryCrossentropy => {
                         r::loss::bce_with_logits(out, values, cols, &mut losses, Some(&mut dout), scale)
                     }

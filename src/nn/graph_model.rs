@@ -70,6 +70,7 @@ impl GraphModel {
             fuse: true,
             clip_norm: None,
             accumulate: false,
+            label_smoothing: None,
         };
         if !self.plans.contains_key(&options) {
             let plan = ctx.deferring_pipelines(|| {

@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Dispatch, Tensor};
 use crate::graph::plan::{Accumulators, Pass};
-use crate::graph::{ClipNorm, Graph, NodeId, ParamStore, Plan, PlanOptions};
+use crate::graph::{ClipNorm, Graph, LabelSmoothing, NodeId, ParamStore, Plan, PlanOptions};
 use crate::kernels::optim::{Optimizer, StepUniform, StepValues};
 use crate::nn::build::LayerBuild;
 use crate::nn::functional::LayerOrOp;
@@ -240,6 +240,7 @@ impl Model {
             fuse: true,
             clip_norm: None,
             no_decay: Vec::new(),
+            label_smoothing: None,
         })
     }
 }
@@ -281,6 +282,11 @@ pub struct Model {
     /// The patterns of [`Model::exclude_from_weight_decay`] in force (empty: every
     /// trainable tensor decays).
     pub no_decay: Vec<String>,
+    /// Smooth the labels of the sparse categorical cross-entropy, as PyTorch's
+    /// `CrossEntropyLoss(label_smoothing=ε)` and Keras' `label_smoothing`; off by
+    /// default. The loss of training and evaluation steps includes it (as Keras'
+    /// `val_loss` does); plans are built for the value at hand.
+    pub label_smoothing: Option<LabelSmoothing>,
 }
 
 /// One batch on the CPU: samples and their targets (labels or values).
@@ -361,6 +367,7 @@ impl Model {
             fuse: self.fuse,
             clip_norm: self.clip_norm.filter(|_| train),
             accumulate: false,
+            label_smoothing: self.label_smoothing,
         }
     }
 
@@ -981,6 +988,7 @@ impl crate::graph::reference::ReferenceExecutor {
             model.step,
         )
         .with_draws(model.draws)
+        .with_label_smoothing(model.label_smoothing.map_or(0.0, |e| e.get()))
         .with_decay_excluded(
             model
                 .store

@@ -37,7 +37,8 @@ const SETTINGS_KEY: &str = "settings";
 const PROGRESS_KEY: &str = "progress";
 /// Settings [`settings`] records only where they are not their default (so backups
 /// written before they existed still match), with that default.
-const OPTIONAL_SETTINGS: [(&str, &str); 2] = [("accumulate", "1"), ("no_decay", "[]")];
+const OPTIONAL_SETTINGS: [(&str, &str); 3] =
+    [("accumulate", "1"), ("no_decay", "[]"), ("label_smoothing", "0")];
 
 /// Where [`fit`](super::fit()) keeps its training state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,6 +139,9 @@ pub(crate) fn settings(
     }
     if !model.no_decay.is_empty() {
         settings.insert("no_decay".into(), format!("{:?}", model.no_decay));
+    }
+    if let Some(e) = model.label_smoothing {
+        settings.insert("label_smoothing".into(), e.get().to_string());
     }
     settings
 }
