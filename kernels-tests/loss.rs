@@ -34,6 +34,13 @@ enum Kind {
 /// The label smoothing of [`Kind::XentSmoothed`].
 const SMOOTHING: f32 = 0.15;
 
+fn smoothed() -> loss::LossOptions<'static> {
+    loss::LossOptions {
+        smoothing: SMOOTHING,
+        class_weights: None,
+    }
+}
+
 /// Inputs for a loss: x (logits / predictions), and either labels or f32 targets.
 struct Case {
     rows: usize,
@@ -81,7 +88,7 @@ fn gpu_loss(ctx: &Context, kind: Kind, c: &Case, grad: bool, scale: f32) -> (Vec
         }
         Kind::XentSmoothed => {
             let l = Tensor::from_u32(ctx, &c.labels, &[c.rows]).unwrap();
-            loss::softmax_cross_entropy_smoothed(ctx, &x, &l, &loss_t, g.as_ref(), scale, SMOOTHING)
+            loss::softmax_cross_entropy_with(ctx, &x, &l, &loss_t, g.as_ref(), scale, smoothed())
         }
         Kind::Mse => {
             let t = Tensor::from_f32(ctx, &c.targets, &shape).unwrap();
@@ -104,7 +111,7 @@ fn cpu_loss(kind: Kind, c: &Case, scale: f32) -> (Vec<f32>, Vec<f32>) {
         Kind::Xent => {
             reference::loss::softmax_cross_entropy(&c.x, c.cols, &c.labels, &mut l, Some(&mut g), scale)
         }
-        Kind::XentSmoothed => reference::loss::softmax_cross_entropy_smoothed(
+        Kind::XentSmoothed => reference::loss::softmax_cross_entropy_with(
             &c.x,
             c.cols,
             &c.labels,
@@ -112,6 +119,7 @@ fn cpu_loss(kind: Kind, c: &Case, scale: f32) -> (Vec<f32>, Vec<f32>) {
             Some(&mut g),
             scale,
             SMOOTHING,
+            None,
         ),
         Kind::Mse => reference::loss::mse(&c.x, &c.targets, c.cols, &mut l, Some(&mut g), scale),
         Kind::Bce => reference::loss::bce_with_logits(&c.x, &c.targets, c.cols, &mut l, Some(&mut g), scale),
@@ -191,7 +199,11 @@ fn label_smoothing_follows_pytorchs_definition() {
     let labels = Tensor::from_u32(ctx, &[0, 7], &[2]).unwrap();
     let l = nan_tensor(ctx, &[2]);
     let g = nan_tensor(ctx, &[2, 2]);
-    let d = loss::softmax_cross_entropy_smoothed(ctx, &x, &labels, &l, Some(&g), 1.0, 0.2).unwrap();
+    let options = loss::LossOptions {
+        smoothing: 0.2,
+        class_weights: None,
+    };
+    let d = loss::softmax_cross_entropy_with(ctx, &x, &labels, &l, Some(&g), 1.0, options).unwrap();
     ctx.run(&[&d]).unwrap();
     let lse = (1f64.exp() + 1.0).ln();
     let want = 0.9 * (lse - 1.0) + 0.1 * lse;
@@ -211,7 +223,11 @@ fn label_smoothing_follows_pytorchs_definition() {
         1e-6,
     );
     for bad in [-0.1f32, 1.0, f32::NAN] {
-        let e = loss::softmax_cross_entropy_smoothed(ctx, &x, &labels, &l, None, 1.0, bad).unwrap_err();
+        let options = loss::LossOptions {
+            smoothing: bad,
+            class_weights: None,
+        };
+        let e = loss::softmax_cross_entropy_with(ctx, &x, &labels, &l, None, 1.0, options).unwrap_err();
         assert!(e.to_string().contains("label smoothing"), "{e}");
     }
 }
@@ -525,4 +541,153 @@ fn loss_terms_match_their_twins_and_finite_differences() {
             );
         }
     }
+}
+
+/// Class weights (Keras' `class_weight`): the weighted softmax cross-entropy (with
+/// and without smoothing) and the weighted binary cross-entropy of one output equal
+/// their twins on every shape; their gradients equal finite differences of the
+/// weighted loss; a zero weight silences its class; weights need a gradient, the
+/// right count and one binary output.
+#[test]
+fn class_weighted_losses_match_their_twins_and_finite_differences() {
+    let (_g, ctx) = gpu();
+    for (k, &(rows, cols)) in SHAPES.iter().enumerate() {
+        let c = case(Kind::Xent, 300 + k as u64, rows, cols);
+        let weights: Vec<f32> = (0..cols).map(|j| [0.5, 2.0, 0.0, 1.25][j % 4]).collect();
+        let scale = 1.0 / rows as f32;
+        for smoothing in [0.0, SMOOTHING] {
+            let x = Tensor::from_f32(ctx, &c.x, &[rows, cols]).unwrap();
+            let l = Tensor::from_u32(ctx, &c.labels, &[rows]).unwrap();
+            let w = Tensor::from_f32(ctx, &weights, &[cols]).unwrap();
+            let (loss_t, g) = (nan_tensor(ctx, &[rows]), nan_tensor(ctx, &[rows, cols]));
+            let options = loss::LossOptions {
+                smoothing,
+                class_weights: Some(&w),
+            };
+            let d = loss::softmax_cross_entropy_with(ctx, &x, &l, &loss_t, Some(&g), scale, options).unwrap();
+            ctx.run(&[&d]).unwrap();
+            let (mut want_l, mut want_g) = (vec![0.0; rows], vec![0.0; rows * cols]);
+            reference::loss::softmax_cross_entropy_with(
+                &c.x,
+                cols,
+                &c.labels,
+                &mut want_l,
+                Some(&mut want_g),
+                scale,
+                smoothing,
+                Some(&weights),
+            );
+            let what = format!("weighted xent [{rows}, {cols}] smoothing {smoothing}");
+            assert_close(
+                &format!("{what} loss"),
+                &loss_t.to_f32(ctx).unwrap(),
+                &want_l,
+                1e-5,
+                2e-5,
+            );
+            assert_close(
+                &format!("{what} grad"),
+                &g.to_f32(ctx).unwrap(),
+                &want_g,
+                1e-6 * scale,
+                1e-4,
+            );
+            // A class of weight 0 contributes nothing.
+            for (r, &label) in c.labels.iter().enumerate().take(50) {
+                if weights[label as usize] == 0.0 {
+                    assert_eq!(want_l[r], 0.0);
+                    assert!(want_g[r * cols..(r + 1) * cols].iter().all(|&v| v == 0.0));
+                }
+            }
+        }
+    }
+    // Binary: one output, weights of targets 0 and 1 (soft targets take the nearer).
+    for (k, rows) in [1usize, 7, 64, 70_000].into_iter().enumerate() {
+        let c = case(Kind::Bce, 400 + k as u64, rows, 1);
+        let weights = [0.3f32, 4.0];
+        let scale = 1.0 / rows as f32;
+        let x = Tensor::from_f32(ctx, &c.x, &[rows, 1]).unwrap();
+        let t = Tensor::from_f32(ctx, &c.targets, &[rows, 1]).unwrap();
+        let w = Tensor::from_f32(ctx, &weights, &[2]).unwrap();
+        let (loss_t, g) = (nan_tensor(ctx, &[rows]), nan_tensor(ctx, &[rows, 1]));
+        let d = loss::bce_with_logits_weighted(ctx, &x, &t, &loss_t, Some(&g), scale, Some(&w)).unwrap();
+        ctx.run(&[&d]).unwrap();
+        let (mut want_l, mut want_g) = (vec![0.0; rows], vec![0.0; rows]);
+        reference::loss::bce_with_logits_weighted(
+            &c.x,
+            &c.targets,
+            1,
+            &mut want_l,
+            Some(&mut want_g),
+            scale,
+            Some(&weights),
+        );
+        let what = format!("weighted bce [{rows}, 1]");
+        assert_close(
+            &format!("{what} loss"),
+            &loss_t.to_f32(ctx).unwrap(),
+            &want_l,
+            1e-5,
+            2e-5,
+        );
+        assert_close(
+            &format!("{what} grad"),
+            &g.to_f32(ctx).unwrap(),
+            &want_g,
+            1e-6 * scale,
+            1e-4,
+        );
+    }
+    // Gradients against finite differences of the weighted losses (the twins'
+    // losses, checked against the GPU's above, summed in f64).
+    let weights = [0.5f32, 2.0, 0.0, 1.25, 3.0];
+    let c = case(Kind::Xent, 500, 4, 5);
+    let x = Tensor::from_f32(ctx, &c.x, &[4, 5]).unwrap();
+    let l = Tensor::from_u32(ctx, &c.labels, &[4]).unwrap();
+    let w = Tensor::from_f32(ctx, &weights, &[5]).unwrap();
+    let (loss_t, g) = (nan_tensor(ctx, &[4]), nan_tensor(ctx, &[4, 5]));
+    let options = loss::LossOptions {
+        smoothing: SMOOTHING,
+        class_weights: Some(&w),
+    };
+    let d = loss::softmax_cross_entropy_with(ctx, &x, &l, &loss_t, Some(&g), 0.25, options).unwrap();
+    ctx.run(&[&d]).unwrap();
+    // Σ_rows w[label]·(−Σ_j q_j log softmax_j) in f64, written out here.
+    let total = |x: &[f32]| {
+        let e = SMOOTHING as f64;
+        let per_row = x.chunks(5).zip(&c.labels).map(|(row, &label)| {
+            let m = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+            let xent: f64 = row
+                .iter()
+                .enumerate()
+                .map(|(j, &v)| -((1.0 - e) * (j == label as usize) as u8 as f64 + e / 5.0) * (v as f64 - lse))
+                .sum();
+            weights[label as usize] as f64 * xent
+        });
+        0.25 * per_row.sum::<f64>()
+    };
+    let fd = finite_diff(&c.x, 1e-3, total);
+    assert_close(
+        "weighted xent vs finite differences",
+        &g.to_f32(ctx).unwrap(),
+        &fd,
+        1e-8,
+        1e-5,
+    );
+
+    // Refusals.
+    let w4 = Tensor::from_f32(ctx, &[1.0; 4], &[4]).unwrap();
+    let with = |w| loss::LossOptions {
+        smoothing: 0.0,
+        class_weights: Some(w),
+    };
+    let e = loss::softmax_cross_entropy_with(ctx, &x, &l, &loss_t, Some(&g), 1.0, with(&w4)).unwrap_err();
+    assert!(e.to_string().contains("5 class weights"), "{e}");
+    let e = loss::softmax_cross_entropy_with(ctx, &x, &l, &loss_t, None, 1.0, with(&w)).unwrap_err();
+    assert!(e.to_string().contains("gradient"), "{e}");
+    let t = Tensor::from_f32(ctx, &c.x, &[4, 5]).unwrap();
+    let w2 = Tensor::from_f32(ctx, &[1.0, 2.0], &[2]).unwrap();
+    let e = loss::bce_with_logits_weighted(ctx, &x, &t, &loss_t, Some(&g), 1.0, Some(&w2)).unwrap_err();
+    assert!(e.to_string().contains("one output"), "{e}");
 }

@@ -39,7 +39,14 @@
 // Bindings: @binding(1) x (logits or predictions, read), @binding(2) labels (u32,
 // read), @binding(3) loss (read_write), @binding(4) grad (read_write),
 // @binding(5) t (f32 targets, read), @binding(6) dy (read), @binding(7) grad2
-// (read_write). The forward-only entry points do not use grad.
+// (read_write), @binding(8) class_w (f32 per-class weights, read; the *_weighted
+// entry points only). The forward-only entry points do not use grad.
+//
+// Class weights (Keras' fit(class_weight=...)): xent_grad_weighted and
+// bce_grad_weighted multiply each row's loss and gradient by the weight of its
+// class: class_w[label] for xent; for bce of one output class_w[1] when the target
+// is at least 0.5, else class_w[0]. The batch mean still divides by B (grad_scale),
+// as Keras' sum_over_batch_size reduction does.
 //
 // WG must be a power of two no larger than 256 (the scratch arrays).
 
@@ -60,6 +67,7 @@ override WG: u32 = 256;
 @group(0) @binding(5) var<storage, read> t: array<f32>;
 @group(0) @binding(6) var<storage, read> dy: array<f32>;
 @group(0) @binding(7) var<storage, read_write> grad2: array<f32>;
+@group(0) @binding(8) var<storage, read> class_w: array<f32>;
 
 var<workgroup> red_m: array<f32, 256>;
 var<workgroup> red_s: array<f32, 256>;
@@ -158,7 +166,7 @@ fn xent_row(r: u32, lid: u32) -> XentRow {
     return row;
 }
 
-fn xent_write_loss(r: u32, lid: u32, row: XentRow) {
+fn xent_write_loss(r: u32, lid: u32, row: XentRow, w: f32) {
     if (row.valid && lid == 0u) {
         var l = 0.0;
         if (row.label < p.cols) {
@@ -169,7 +177,7 @@ fn xent_write_loss(r: u32, lid: u32, row: XentRow) {
                 l = (row.m - x[r * p.cols + row.label]) + log(row.s);
             }
         }
-        loss[r] = l;
+        loss[r] = l * w;
     }
 }
 
@@ -178,15 +186,12 @@ fn xent(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         @builtin(local_invocation_index) lid: u32) {
     let r = group_index(wg, nwg);
     let row = xent_row(r, lid);
-    xent_write_loss(r, lid, row);
+    xent_write_loss(r, lid, row, 1.0);
 }
 
-@compute @workgroup_size(WG)
-fn xent_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) lid: u32) {
-    let r = group_index(wg, nwg);
-    let row = xent_row(r, lid);
-    xent_write_loss(r, lid, row);
+// The loss and gradient of row r, both multiplied by the row's weight w.
+fn xent_grad_row(r: u32, lid: u32, row: XentRow, w: f32) {
+    xent_write_loss(r, lid, row, w);
     let cols = select(0u, p.cols, row.valid);
     let base = r * p.cols;
     let has_target = row.label < p.cols;
@@ -195,13 +200,35 @@ fn xent_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     let e = p.smoothing;
     let hit = 1.0 - e + e / f32(p.cols);
     let miss = e / f32(p.cols);
+    let k = p.grad_scale * w;
     for (var j = lid; j < cols; j = j + WG) {
         var g = 0.0;
         if (has_target) {
             g = exp(x[base + j] - row.m) * inv_s - select(miss, hit, j == row.label);
         }
-        grad[base + j] = g * p.grad_scale;
+        grad[base + j] = g * k;
     }
+}
+
+@compute @workgroup_size(WG)
+fn xent_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    xent_grad_row(r, lid, xent_row(r, lid), 1.0);
+}
+
+// xent_grad with class weights: row r's loss and gradient times class_w[label]
+// (a row without a target stays 0).
+@compute @workgroup_size(WG)
+fn xent_grad_weighted(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let row = xent_row(r, lid);
+    var w = 0.0;
+    if (row.label < p.cols) {
+        w = class_w[row.label];
+    }
+    xent_grad_row(r, lid, row, w);
 }
 
 // ---- mean squared error ----
@@ -279,14 +306,12 @@ fn bce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<
     row_mean_finish(r, lid, valid, acc);
 }
 
-@compute @workgroup_size(WG)
-fn bce_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) lid: u32) {
-    let r = group_index(wg, nwg);
+// The loss and gradient of row r, both multiplied by the row's weight w.
+fn bce_grad_row(r: u32, lid: u32, w: f32) {
     let valid = r < p.rows;
     let cols = select(0u, p.cols, valid);
     let base = r * p.cols;
-    let k = p.grad_scale / f32(p.cols);
+    let k = p.grad_scale / f32(p.cols) * w;
     var acc = 0.0;
     for (var j = lid; j < cols; j = j + WG) {
         let xv = x[base + j];
@@ -294,7 +319,26 @@ fn bce_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
         acc = acc + bce_term(xv, tv);
         grad[base + j] = (sigmoid(xv) - tv) * k;
     }
-    row_mean_finish(r, lid, valid, acc);
+    row_mean_finish(r, lid, valid, acc * w);
+}
+
+@compute @workgroup_size(WG)
+fn bce_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    bce_grad_row(group_index(wg, nwg), lid, 1.0);
+}
+
+// bce_grad of one output (p.cols == 1) with class weights: row r's loss and
+// gradient times class_w[1] when its target is at least 0.5, else class_w[0].
+@compute @workgroup_size(WG)
+fn bce_grad_weighted(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    var w = 0.0;
+    if (r < p.rows) {
+        w = class_w[select(0u, 1u, t[r * p.cols] >= 0.5)];
+    }
+    bce_grad_row(r, lid, w);
 }
 
 // ---- loss terms inside a graph ----

@@ -345,6 +345,10 @@ pub enum Objective {
         output: NodeId,
         /// The loss.
         loss: Loss,
+        /// Per-class weights of the training loss (Keras' `fit(class_weight=...)`):
+        /// one per class for sparse categorical cross-entropy, `[w0, w1]` for a binary
+        /// cross-entropy of one output; evaluation is unweighted. `None`: all 1.
+        class_weights: Option<Vec<f32>>,
     },
     /// The weighted sum of loss terms the graph computes itself from the batch
     /// (`Op::LossTerm` nodes, `[1]` per sample), averaged over the batch: a

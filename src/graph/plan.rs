@@ -43,7 +43,7 @@ pub struct PlanOptions {
     /// ([`ParamStore::ensure_accumulators`]).
     pub accumulate: bool,
     /// Smooth the labels of a sparse categorical cross-entropy by this much
-    /// ([`crate::kernels::loss::softmax_cross_entropy_smoothed`]); the plan is
+    /// ([`crate::kernels::loss::softmax_cross_entropy_with`]); the plan is
     /// refused for other losses.
     pub label_smoothing: Option<LabelSmoothing>,
 }
@@ -261,9 +261,18 @@ impl Plan {
         } = lw;
         let input = input.ok_or_else(|| Error::invalid("the model has no input"))?;
         let parts = match objective {
-            Objective::Supervised { output, loss } => {
-                supervised(ctx, graph, *output, *loss, &values, acc, options)?
-            }
+            Objective::Supervised {
+                output,
+                loss,
+                class_weights,
+            } => supervised(
+                ctx,
+                graph,
+                (*output, *loss, class_weights.as_deref()),
+                &values,
+                acc,
+                options,
+            )?,
             Objective::Terms(terms) => loss_terms(ctx, terms, &values, acc, options)?,
             Objective::Forward(outputs) => forward_only(ctx, graph, outputs, &values, options)?,
         };
@@ -531,8 +540,7 @@ struct LossParts {
 fn supervised(
     ctx: &Context,
     graph: &Graph,
-    output: NodeId,
-    loss_kind: Loss,
+    (output, loss_kind, class_weights): (NodeId, Loss, Option<&[f32]>),
     values: &[Option<Tensor>],
     acc: &Accumulators,
     options: PlanOptions,
@@ -566,24 +574,48 @@ fn supervised(
     } else {
         None
     };
+    // Class weights weigh training steps only (as Keras' class_weight).
+    let weights = match class_weights.filter(|_| options.train) {
+        Some(w) => Some(Tensor::from_f32(ctx, w, &[w.len()])?),
+        None => None,
+    };
     let loss_dispatches = |grad: Option<&Tensor>| -> Result<Vec<Dispatch>> {
         let mut v = Vec::new();
+        // Weights only with a gradient: the training step's loss.
+        let class_weights = weights.as_ref().filter(|_| grad.is_some());
         match loss_kind {
             Loss::SparseCategoricalCrossentropy => {
-                v.push(loss::softmax_cross_entropy_smoothed(
-                    ctx, &out2, &targets, &losses, grad, scale, smoothing,
+                let options = loss::LossOptions {
+                    smoothing,
+                    class_weights,
+                };
+                v.push(loss::softmax_cross_entropy_with(
+                    ctx, &out2, &targets, &losses, grad, scale, options,
                 )?);
                 v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
                 v.push(reduce::count_correct(ctx, &out2, &targets, &acc.correct)?);
             }
             Loss::BinaryCrossentropy => {
-                v.push(loss::bce_with_logits(ctx, &out2, &targets, &losses, grad, scale)?);
+                v.push(loss::bce_with_logits_weighted(
+                    ctx,
+                    &out2,
+                    &targets,
+                    &losses,
+                    grad,
+                    scale,
+                    class_weights,
+                )?);
                 v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
                 if out_dim == 1 {
                     v.push(reduce::count_correct_binary(ctx, &out2, &targets, &acc.correct)?);
                 }
             }
             Loss::MeanSquaredError => {
+                if class_weights.is_some() {
+                    return Err(Error::invalid(
+                        "class weights apply to classification losses, not mean squared error",
+                    ));
+                }
                 v.push(loss::mse(ctx, &out2, &targets, &losses, grad, scale)?);
                 v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
             }

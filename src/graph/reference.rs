@@ -235,7 +235,11 @@ impl ReferenceExecutor {
         let n = g.nodes.len();
         let mut grads: Vec<Option<Vec<f32>>> = vec![None; n];
         let mean_loss = match &self.objective {
-            Objective::Supervised { output, loss } => {
+            Objective::Supervised {
+                output,
+                loss,
+                class_weights,
+            } => {
                 let out = &vals[*output];
                 // One row per label (see Loss::label_positions).
                 let rows = b * loss.label_positions(g.shape(*output));
@@ -244,7 +248,7 @@ impl ReferenceExecutor {
                 let mut dout = vec![0.0; out.len()];
                 let scale = 1.0 / rows as f32;
                 match loss {
-                    Loss::SparseCategoricalCrossentropy => r::loss::softmax_cross_entropy_smoothed(
+                    Loss::SparseCategoricalCrossentropy => r::loss::softmax_cross_entropy_with(
                         out,
                         cols,
                         labels,
@@ -252,9 +256,19 @@ impl ReferenceExecutor {
                         Some(&mut dout),
                         scale,
                         self.label_smoothing,
+                        class_weights.as_deref(),
                     ),
                     Loss::BinaryCrossentropy => {
-                        r::loss::bce_with_logits(out, values, cols, &mut losses, Some(&mut dout), scale)
+                        let w = class_weights.as_deref().map(|w| [w[0], w[1]]);
+                        r::loss::bce_with_logits_weighted(
+                            out,
+                            values,
+                            cols,
+                            &mut losses,
+                            Some(&mut dout),
+                            scale,
+                            w.as_ref(),
+                        )
                     }
                     Loss::MeanSquaredError => {
                         r::loss::mse(out, values, cols, &mut losses, Some(&mut dout), scale)

@@ -25,10 +25,12 @@ struct Params {
 
 const XENT: Kernel = Shader::Loss.kernel("xent");
 const XENT_GRAD: Kernel = Shader::Loss.kernel("xent_grad");
+const XENT_GRAD_WEIGHTED: Kernel = Shader::Loss.kernel("xent_grad_weighted");
 const MSE: Kernel = Shader::Loss.kernel("mse");
 const MSE_GRAD: Kernel = Shader::Loss.kernel("mse_grad");
 const BCE: Kernel = Shader::Loss.kernel("bce");
 const BCE_GRAD: Kernel = Shader::Loss.kernel("bce_grad");
+const BCE_GRAD_WEIGHTED: Kernel = Shader::Loss.kernel("bce_grad_weighted");
 const KL_NORMAL: Kernel = Shader::Loss.kernel("kl_normal");
 const KL_NORMAL_GRAD: Kernel = Shader::Loss.kernel("kl_normal_grad");
 const BCE_SUM: Kernel = Shader::Loss.kernel("bce_sum");
@@ -47,6 +49,21 @@ const B_GRAD: u32 = 4;
 const B_TARGETS: u32 = 5;
 const B_DY: u32 = 6;
 const B_GRAD2: u32 = 7;
+const B_CLASS_W: u32 = 8;
+
+/// What a training loss may add to its plain form.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LossOptions<'a> {
+    /// Label smoothing ε in [0, 1) (softmax cross-entropy only): the target becomes
+    /// `(1 − ε)·onehot(label) + ε/C`, as PyTorch's `CrossEntropyLoss(label_smoothing=ε)`.
+    pub smoothing: f32,
+    /// Per-class weights (f32; `[C]` for softmax cross-entropy, `[2]` for binary
+    /// cross-entropy of one output, the weights of targets below and from 0.5): each
+    /// sample's loss and gradient are multiplied by its class's, as Keras'
+    /// `fit(class_weight=...)` does; the mean still divides by B. Training only: a
+    /// gradient must be asked for.
+    pub class_weights: Option<&'a Tensor>,
+}
 
 /// Checks what every loss shares: `x` is f32 `[B, C]` (C ≥ 1), `loss` f32 with B
 /// elements, the gradient (if any) f32 of `x`'s shape, and no written tensor shares a
@@ -95,9 +112,9 @@ fn common(
 fn launch(
     ctx: &Context,
     op: &'static str,
-    (fwd, bwd): (Kernel, Kernel),
+    (fwd, bwd, weighted): (Kernel, Kernel, Kernel),
     (rows, cols): (usize, usize),
-    (grad_scale, smoothing): (f32, f32),
+    (grad_scale, options): (f32, LossOptions<'_>),
     x: &Tensor,
     (side_binding, side): (u32, &Tensor),
     loss: &Tensor,
@@ -107,7 +124,7 @@ fn launch(
         rows: count_u32(op, "rows", rows)?,
         cols: count_u32(op, "cols", cols)?,
         grad_scale,
-        smoothing,
+        smoothing: options.smoothing,
     };
     let constants = [("WG", row_wg(cols) as f64)];
     let groups = groups_for(ctx, rows, 1)?;
@@ -116,14 +133,38 @@ fn launch(
         (side_binding, &side.buffer),
         (B_LOSS, &loss.buffer),
     ];
-    let kernel = match grad {
-        Some(g) => {
+    let kernel = match (grad, options.class_weights) {
+        (Some(g), None) => {
             bindings.push((B_GRAD, &g.buffer));
             bwd
         }
-        None => fwd,
+        (Some(g), Some(w)) => {
+            bindings.push((B_GRAD, &g.buffer));
+            bindings.push((B_CLASS_W, &w.buffer));
+            weighted
+        }
+        (None, None) => fwd,
+        (None, Some(_)) => {
+            return Err(Error::invalid(format!(
+                "{op}: class weights apply to training; ask for the gradient too"
+            )));
+        }
     };
     ctx.dispatch(kernel, &constants, &params, &bindings, groups)
+}
+
+/// Checks class weights: f32, `n` of them.
+fn check_class_weights(op: &'static str, weights: Option<&Tensor>, n: usize, what: &str) -> Result<()> {
+    if let Some(w) = weights {
+        w.expect_dtype(op, "class weights", DType::F32)?;
+        if w.numel() != n {
+            return Err(Error::shape(
+                op,
+                format!("{n} class weights are needed ({what}), got {}", w.numel()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Softmax cross-entropy over the classes of `logits` `[B, C]` with integer
@@ -141,24 +182,34 @@ pub fn softmax_cross_entropy(
     dlogits: Option<&Tensor>,
     grad_scale: f32,
 ) -> Result<Dispatch> {
-    softmax_cross_entropy_smoothed(ctx, logits, labels, loss, dlogits, grad_scale, 0.0)
+    softmax_cross_entropy_with(
+        ctx,
+        logits,
+        labels,
+        loss,
+        dlogits,
+        grad_scale,
+        LossOptions::default(),
+    )
 }
 
-/// [`softmax_cross_entropy`] towards labels smoothed by `smoothing` = ε in [0, 1)
-/// (PyTorch's `CrossEntropyLoss(label_smoothing=ε)`, Keras' `label_smoothing`): the
-/// target is `(1 − ε)·onehot(label) + ε/C`, so `loss[i] = logsumexp(logits_i) −
-/// (1 − ε)·logits_i[label_i] − ε·mean(logits_i)` and `dlogits = (softmax − target) ·
-/// grad_scale`. CPU twin: `reference::loss::softmax_cross_entropy_smoothed`.
-pub fn softmax_cross_entropy_smoothed(
+/// [`softmax_cross_entropy`] with `options`: towards labels smoothed by ε =
+/// `options.smoothing` in [0, 1) (PyTorch's `CrossEntropyLoss(label_smoothing=ε)`,
+/// Keras' `label_smoothing`), the target is `(1 − ε)·onehot(label) + ε/C`, so
+/// `loss[i] = logsumexp(logits_i) − (1 − ε)·logits_i[label_i] − ε·mean(logits_i)`
+/// and `dlogits = (softmax − target) · grad_scale`; with class weights `w` (`[C]`),
+/// both times `w[label_i]`. CPU twin: `reference::loss::softmax_cross_entropy_with`.
+pub fn softmax_cross_entropy_with(
     ctx: &Context,
     logits: &Tensor,
     labels: &Tensor,
     loss: &Tensor,
     dlogits: Option<&Tensor>,
     grad_scale: f32,
-    smoothing: f32,
+    options: LossOptions<'_>,
 ) -> Result<Dispatch> {
     const OP: &str = "softmax_cross_entropy";
+    let smoothing = options.smoothing;
     if !(0.0..1.0).contains(&smoothing) {
         return Err(Error::invalid(format!(
             "label smoothing {smoothing} is outside [0, 1): it is the share of the target spread \
@@ -183,12 +234,13 @@ pub fn softmax_cross_entropy_smoothed(
             ),
         ));
     }
+    check_class_weights(OP, options.class_weights, cols, "one per class")?;
     launch(
         ctx,
         OP,
-        (XENT, XENT_GRAD),
+        (XENT, XENT_GRAD, XENT_GRAD_WEIGHTED),
         (rows, cols),
-        (grad_scale, smoothing),
+        (grad_scale, options),
         logits,
         (B_LABELS, labels),
         loss,
@@ -231,9 +283,9 @@ pub fn mse(
     launch(
         ctx,
         OP,
-        (MSE, MSE_GRAD),
+        (MSE, MSE_GRAD, MSE_GRAD),
         rc,
-        (grad_scale, 0.0),
+        (grad_scale, LossOptions::default()),
         pred,
         (B_TARGETS, target),
         loss,
@@ -252,6 +304,22 @@ pub fn bce_with_logits(
     dlogits: Option<&Tensor>,
     grad_scale: f32,
 ) -> Result<Dispatch> {
+    bce_with_logits_weighted(ctx, logits, targets, loss, dlogits, grad_scale, None)
+}
+
+/// [`bce_with_logits`] with class weights `[w0, w1]` (of one output, `D = 1`): each
+/// sample's loss and gradient times `w1` when its target is at least 0.5, else
+/// `w0` (Keras' `class_weight` of a binary classifier). CPU twin:
+/// `reference::loss::bce_with_logits_weighted`.
+pub fn bce_with_logits_weighted(
+    ctx: &Context,
+    logits: &Tensor,
+    targets: &Tensor,
+    loss: &Tensor,
+    dlogits: Option<&Tensor>,
+    grad_scale: f32,
+    class_weights: Option<&Tensor>,
+) -> Result<Dispatch> {
     const OP: &str = "bce_with_logits";
     let rc = paired(
         OP,
@@ -260,12 +328,26 @@ pub fn bce_with_logits(
         loss,
         dlogits.map(|g| ("dlogits", g)),
     )?;
+    if class_weights.is_some() && rc.1 != 1 {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "class weights apply to one output (a binary classifier); these logits have {} per sample",
+                rc.1
+            ),
+        ));
+    }
+    check_class_weights(OP, class_weights, 2, "of targets below 0.5 and from 0.5")?;
+    let options = LossOptions {
+        smoothing: 0.0,
+        class_weights,
+    };
     launch(
         ctx,
         OP,
-        (BCE, BCE_GRAD),
+        (BCE, BCE_GRAD, BCE_GRAD_WEIGHTED),
         rc,
-        (grad_scale, 0.0),
+        (grad_scale, options),
         logits,
         (B_TARGETS, targets),
         loss,

@@ -488,6 +488,7 @@ impl Functional {
                 let objective = Objective::Supervised {
                     output: out,
                     loss: *loss,
+                    class_weights: None,
                 };
                 check_every_layer_used(&g, &objective, &outputs)?;
                 return Ok(FunctionalGraph {
@@ -1145,7 +1146,8 @@ mod tests {
             built.objective,
             Objective::Supervised {
                 output: out,
-                loss: scce
+                loss: scce,
+                class_weights: None
             }
         );
         assert!(matches!(

@@ -241,6 +241,7 @@ impl Model {
             clip_norm: None,
             no_decay: Vec::new(),
             label_smoothing: None,
+            class_weights: None,
         })
     }
 }
@@ -287,6 +288,8 @@ pub struct Model {
     /// default. The loss of training and evaluation steps includes it (as Keras'
     /// `val_loss` does); plans are built for the value at hand.
     pub label_smoothing: Option<LabelSmoothing>,
+    /// Per-class weights of the training loss ([`Model::set_class_weights`]).
+    class_weights: Option<Vec<f32>>,
 }
 
 /// One batch on the CPU: samples and their targets (labels or values).
@@ -309,7 +312,52 @@ impl Model {
         crate::graph::Objective::Supervised {
             output: self.output,
             loss: self.loss,
+            class_weights: self.class_weights.clone(),
         }
+    }
+
+    /// Weighs each training sample's loss by the weight of its class, as Keras'
+    /// `fit(class_weight=...)`: `weights` holds one weight per class for sparse
+    /// categorical cross-entropy, `[w0, w1]` (targets below 0.5, from 0.5) for a
+    /// binary cross-entropy of one output; each finite and ≥ 0. The batch loss is
+    /// still the sum over B (so the reported training loss is the weighted mean);
+    /// evaluation and validation are unweighted. `None` removes the weights. Drops
+    /// the plans built before.
+    pub fn set_class_weights(&mut self, weights: Option<Vec<f32>>) -> Result<()> {
+        if let Some(w) = &weights {
+            let out = self.output_dim();
+            let (want, what) = match self.loss {
+                Loss::SparseCategoricalCrossentropy => (out, "one per class"),
+                Loss::BinaryCrossentropy if out == 1 => (2, "of targets 0 and 1"),
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "class weights apply to a classifier (sparse categorical cross-entropy, or \
+                         binary cross-entropy of one output); this model trains with {} of {out} \
+                         output(s)",
+                        self.loss.name()
+                    )));
+                }
+            };
+            if w.len() != want {
+                return Err(Error::invalid(format!(
+                    "{want} class weights are needed ({what}); {} given",
+                    w.len()
+                )));
+            }
+            if let Some(bad) = w.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+                return Err(Error::invalid(format!(
+                    "class weight {bad} must be a finite number >= 0"
+                )));
+            }
+        }
+        self.class_weights = weights;
+        self.plans.clear();
+        Ok(())
+    }
+
+    /// The class weights in force ([`Model::set_class_weights`]).
+    pub fn class_weights(&self) -> Option<&[f32]> {
+        self.class_weights.as_deref()
     }
 
     /// Excludes from the optimizer's weight decay every trainable tensor whose

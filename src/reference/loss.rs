@@ -53,14 +53,15 @@ pub fn softmax_cross_entropy(
     dlogits: Option<&mut [f32]>,
     grad_scale: f32,
 ) {
-    softmax_cross_entropy_smoothed(logits, cols, labels, loss, dlogits, grad_scale, 0.0);
+    softmax_cross_entropy_with(logits, cols, labels, loss, dlogits, grad_scale, 0.0, None);
 }
 
 /// [`softmax_cross_entropy`] towards labels smoothed by `smoothing` = ε: the target
 /// is `(1 − ε)·onehot + ε/cols`, the loss `−Σ target·log softmax` and the gradient
-/// `(softmax − target)·grad_scale` (twin of
-/// `kernels::loss::softmax_cross_entropy_smoothed`).
-pub fn softmax_cross_entropy_smoothed(
+/// `(softmax − target)·grad_scale`; with `class_weights` (`[cols]`), both times the
+/// weight of the row's label (twin of `kernels::loss::softmax_cross_entropy_with`).
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_cross_entropy_with(
     logits: &[f32],
     cols: usize,
     labels: &[u32],
@@ -68,32 +69,40 @@ pub fn softmax_cross_entropy_smoothed(
     dlogits: Option<&mut [f32]>,
     grad_scale: f32,
     smoothing: f32,
+    class_weights: Option<&[f32]>,
 ) {
+    // A row's weight: its label's class weight (1 without weights, 0 without a target).
+    let weight = |label: u32| match class_weights {
+        Some(w) => w.get(label as usize).map_or(0.0, |&w| w as f64),
+        None => 1.0,
+    };
     assert_eq!(logits.len(), labels.len() * cols);
     assert_eq!(loss.len(), labels.len());
     let e = smoothing as f64;
     let spread = e / cols as f64;
     for (r, row) in logits.chunks(cols).enumerate() {
         let label = labels[r] as usize;
-        loss[r] = if label < cols && e > 0.0 {
+        let l = if label < cols && e > 0.0 {
             // −Σ_j q_j (x_j − lse) = lse − Σ_j q_j x_j, Σ q = 1.
             let (m, lse) = row_max_logsumexp(row);
             let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
-            (m + lse - (1.0 - e) * row[label] as f64 - e * mean) as f32
+            m + lse - (1.0 - e) * row[label] as f64 - e * mean
         } else {
-            xent_row(row, labels[r]) as f32
+            xent_row(row, labels[r])
         };
+        loss[r] = (l * weight(labels[r])) as f32;
     }
     if let Some(g) = dlogits {
         assert_eq!(g.len(), logits.len());
         for ((row, grow), &label) in logits.chunks(cols).zip(g.chunks_mut(cols)).zip(labels) {
+            let k = grad_scale as f64 * weight(label);
             let label = label as usize;
             let (m, lse) = row_max_logsumexp(row);
             for (j, (o, &v)) in grow.iter_mut().zip(row).enumerate() {
                 *o = if label < cols {
                     let p = (v as f64 - m - lse).exp();
                     let q = (1.0 - e) * (j == label) as u8 as f64 + spread;
-                    ((p - q) * grad_scale as f64) as f32
+                    ((p - q) * k) as f32
                 } else {
                     0.0
                 };
@@ -135,16 +144,46 @@ pub fn bce_with_logits(
     dlogits: Option<&mut [f32]>,
     grad_scale: f32,
 ) {
+    bce_with_logits_weighted(logits, targets, cols, loss, dlogits, grad_scale, None);
+}
+
+/// [`bce_with_logits`] with class weights `[w0, w1]` of one output (`cols == 1`):
+/// each row's loss and gradient times `w1` when its target is at least 0.5, else
+/// `w0` (twin of `kernels::loss::bce_with_logits_weighted`).
+pub fn bce_with_logits_weighted(
+    logits: &[f32],
+    targets: &[f32],
+    cols: usize,
+    loss: &mut [f32],
+    dlogits: Option<&mut [f32]>,
+    grad_scale: f32,
+    class_weights: Option<&[f32; 2]>,
+) {
     assert_eq!(logits.len(), targets.len());
     assert_eq!(logits.len(), loss.len() * cols);
+    assert!(
+        class_weights.is_none() || cols == 1,
+        "class weights need one output"
+    );
+    let weight = |t: &[f32]| match class_weights {
+        Some(w) => w[(t[0] >= 0.5) as usize] as f64,
+        None => 1.0,
+    };
     for (r, (x, t)) in logits.chunks(cols).zip(targets.chunks(cols)).enumerate() {
-        loss[r] = bce_row(x, t) as f32;
+        loss[r] = (bce_row(x, t) * weight(t)) as f32;
     }
     if let Some(g) = dlogits {
         assert_eq!(g.len(), logits.len());
         let k = grad_scale as f64 / cols as f64;
-        for ((o, &x), &t) in g.iter_mut().zip(logits).zip(targets) {
-            *o = ((sigmoid(x as f64) - t as f64) * k) as f32;
+        for ((grow, xs), ts) in g
+            .chunks_mut(cols)
+            .zip(logits.chunks(cols))
+            .zip(targets.chunks(cols))
+        {
+            let kw = k * weight(ts);
+            for ((o, &x), &t) in grow.iter_mut().zip(xs).zip(ts) {
+                *o = ((sigmoid(x as f64) - t as f64) * kw) as f32;
+            }
         }
     }
 }
