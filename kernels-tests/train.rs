@@ -2141,3 +2141,102 @@ fn label_smoothing_trains_and_evaluates_as_the_reference() {
         "{e}"
     );
 }
+
+/// Class weights (Keras' `fit(class_weight=...)`): training steps equal the
+/// reference executor's for a classifier and a binary classifier; weighing every
+/// class by 2 is SGD at twice the rate; evaluation is unweighted; a weight count
+/// that does not fit the model is refused.
+#[test]
+fn class_weights_train_as_the_reference_and_leave_evaluation_alone() {
+    let (_g, ctx) = gpu();
+    let weights: Vec<f32> = (0..10).map(|c| 0.25 + 0.5 * c as f32).collect();
+    let opt = Optimizer::adam(0.01);
+    let mut model = accumulation_mlp(0.0)
+        .compile(ctx, Loss::SparseCategoricalCrossentropy, opt.clone(), 21)
+        .unwrap();
+    model.set_class_weights(Some(weights.clone())).unwrap();
+    matches_reference(ctx, "class weights", &mut model, opt.lr(), 16, 3);
+
+    let data = Dataset::mnist_10k().unwrap();
+    let test = data.test.select(&(0..64).collect::<Vec<_>>());
+    let weighted = wgml::train::evaluate(&mut model, ctx, &test, 32).unwrap();
+    model.set_class_weights(None).unwrap();
+    let plain = wgml::train::evaluate(&mut model, ctx, &test, 32).unwrap();
+    assert_eq!(weighted.loss, plain.loss, "evaluation is unweighted");
+
+    // Every class weighted 2: the gradient doubles, as SGD at twice the rate.
+    let sgd = |lr: f32, w: Option<Vec<f32>>| {
+        let mut m = accumulation_mlp(0.0)
+            .compile(
+                ctx,
+                Loss::SparseCategoricalCrossentropy,
+                Optimizer::sgd(lr, 0.0),
+                21,
+            )
+            .unwrap();
+        m.set_class_weights(w).unwrap();
+        let split = data.train.select(&(0..48).collect::<Vec<_>>());
+        let cfg = FitConfig {
+            epochs: 1,
+            batch_size: 16,
+            verbose: false,
+            ..FitConfig::default()
+        };
+        fit(&mut m, ctx, &split, &cfg).unwrap();
+        training_state(&m, ctx)
+    };
+    let doubled = sgd(0.05, Some(vec![2.0; 10]));
+    let faster = sgd(0.1, None);
+    for (a, b) in doubled.iter().zip(&faster) {
+        assert_close("weights of 2 against twice the rate", a, b, 1e-6, 1e-5);
+    }
+
+    // A binary classifier: weights of targets 0 and 1.
+    let recipe = zoo::binary();
+    let mut binary = compiled(ctx, &recipe, 8);
+    binary.set_class_weights(Some(vec![0.4, 3.0])).unwrap();
+    let blobs = Dataset::two_blobs(4);
+    let mut cpu = ReferenceExecutor::from_model(&binary, ctx).unwrap();
+    let (mut x, mut l, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    for step in 0..3 {
+        let idx: Vec<usize> = (step * 16..(step + 1) * 16).collect();
+        blobs.train.gather(&idx, &mut x, &mut l, &mut v);
+        binary.acc.reset(ctx).unwrap();
+        let lr = recipe.optimizer.lr();
+        binary
+            .train_step(ctx, &batch_of(&x, &l, &v, 16), lr, |_, _| {})
+            .unwrap();
+        let gpu_loss = binary.acc.read(ctx).unwrap().0 / 16.0;
+        let cpu_loss = cpu.train_step(&x, &l, &v, 16, lr).unwrap();
+        assert!(
+            (gpu_loss - cpu_loss).abs() < 1e-5 * cpu_loss,
+            "step {step}: {gpu_loss} vs {cpu_loss}"
+        );
+    }
+    for p in &binary.store.params {
+        assert_close(
+            &p.name,
+            &p.value.to_f32(ctx).unwrap(),
+            &cpu.params()[p.node],
+            1e-6,
+            1e-4,
+        );
+    }
+
+    let e = binary
+        .set_class_weights(Some(vec![1.0; 3]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2 class weights"), "{e}");
+    let e = binary
+        .set_class_weights(Some(vec![1.0, -1.0]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("class weight -1"), "{e}");
+    let mut regression = compiled(ctx, &zoo::regression(), 1);
+    let e = regression
+        .set_class_weights(Some(vec![1.0]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("apply to a classifier"), "{e}");
+}
