@@ -51,6 +51,18 @@ fn train_arguments_out_of_range_are_refused() {
         &["label smoothing 1", "[0, 1)"],
     );
     fails_with(
+        &["train", "--model", "regression", "--class-weight", "balanced"],
+        &["--class-weight applies to classifiers"],
+    );
+    fails_with(
+        &["train", "--class-weight", "12=1"],
+        &["class 12 is past the 10 classes"],
+    );
+    fails_with(
+        &["train", "--class-weight", "heavy"],
+        &["'heavy'", "CLASS=WEIGHT"],
+    );
+    fails_with(
         &["train", "--weight-decay", "0.1", "--no-decay", "bias,ln_"],
         &["'ln_' matches no trainable tensor", "0.weight"],
     );
@@ -1359,4 +1371,60 @@ fn generation_stops_at_the_end_of_text_token() {
     let cut = &stopped.stdout[..stopped.stdout.len() - 1];
     assert!(went_on.stdout.starts_with(cut) && went_on.stdout.len() > stopped.stdout.len());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--class-weight`: `balanced` weighs each class by n / (k · n_c) of the training
+/// labels (scikit-learn's formula: the weights' count-weighted mean is 1), and
+/// CLASS=WEIGHT pairs set some weights, leaving the others at 1.
+#[test]
+fn class_weights_from_the_command_line() {
+    let out = wgml(&[
+        "train",
+        "--model",
+        "mlp",
+        "--steps",
+        "1",
+        "--class-weight",
+        "balanced",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("class weights: "))
+        .unwrap_or_else(|| panic!("no class weights line in {stdout}"));
+    let weights: Vec<f64> = line["class weights: ".len()..]
+        .split(", ")
+        .map(|p| p.split(" = ").nth(1).unwrap().parse().unwrap())
+        .collect();
+    let data = wgml::data::Dataset::mnist_10k().unwrap();
+    let wgml::data::Targets::Classes { labels, .. } = &data.train.y else {
+        panic!("mnist has class labels")
+    };
+    let mut counts = [0usize; 10];
+    for &l in labels {
+        counts[l as usize] += 1;
+    }
+    let n = labels.len() as f64;
+    assert_eq!(weights.len(), 10, "{line}");
+    for (c, (&w, &n_c)) in weights.iter().zip(&counts).enumerate() {
+        let want = n / (10.0 * n_c as f64);
+        assert!((w - want).abs() < 1e-4, "class {c}: {w} vs {want}");
+    }
+    let out = wgml(&[
+        "train",
+        "--model",
+        "mlp",
+        "--steps",
+        "1",
+        "--class-weight",
+        "3=2,7=0.5",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("class weights: 0 = 1.0000, 1 = 1.0000, 2 = 1.0000, 3 = 2.0000")
+            && stdout.contains("7 = 0.5000, 8 = 1.0000"),
+        "{stdout}"
+    );
 }

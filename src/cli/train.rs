@@ -78,6 +78,12 @@ pub struct TrainArgs {
     /// validation losses include it; the test measures after training do not.
     #[arg(long, value_name = "E")]
     pub label_smoothing: Option<f32>,
+    /// Weigh each training sample's loss by its class (Keras' class_weight):
+    /// `balanced` (n / (classes · count), as scikit-learn's), or CLASS=WEIGHT pairs
+    /// separated by commas (classes by index or name; the others weigh 1).
+    /// Evaluation is unweighted.
+    #[arg(long, value_name = "balanced|CLASS=W,...")]
+    pub class_weight: Option<String>,
     /// Exclude from the weight decay the tensors whose names match any of these
     /// comma-separated regular expressions (Keras' exclude_from_weight_decay), e.g.
     /// `bias,ln_` for a GPT-2 as Hugging Face's Trainer fine-tunes it.
@@ -373,6 +379,78 @@ fn with_weight_decay(optimizer: Optimizer, wd: f32) -> Result<Optimizer> {
     }
     o.validate()?;
     Ok(o)
+}
+
+/// The class weights `--class-weight spec` describes for a model trained with
+/// `loss` on `data`'s training split: `balanced` weighs class c by n / (k · n_c)
+/// (n labels, k classes, n_c of class c: scikit-learn's `compute_class_weight`),
+/// else `CLASS=WEIGHT` pairs (a class by index or by the dataset's name for it;
+/// unnamed classes weigh 1).
+fn class_weights(spec: &str, data: &Dataset, loss: wgml::nn::Loss) -> Result<Vec<f32>> {
+    use wgml::data::Targets;
+    // Every training label as a class index, and the number of classes.
+    let (labels, k): (Vec<usize>, usize) = match (&data.train.y, loss) {
+        (Targets::Classes { labels, classes, .. }, wgml::nn::Loss::SparseCategoricalCrossentropy) => {
+            (labels.iter().map(|&l| l as usize).collect(), *classes)
+        }
+        (Targets::Values { values, dim: 1 }, wgml::nn::Loss::BinaryCrossentropy) => {
+            (values.iter().map(|&v| (v >= 0.5) as usize).collect(), 2)
+        }
+        _ => {
+            return Err(Error::invalid(format!(
+                "--class-weight applies to classifiers (sparse categorical cross-entropy, or binary \
+                 cross-entropy of one output); this model trains with {}",
+                loss.name()
+            )));
+        }
+    };
+    if spec == "balanced" {
+        let mut counts = vec![0usize; k];
+        for &l in labels.iter().filter(|&&l| l < k) {
+            counts[l] += 1;
+        }
+        let n: usize = counts.iter().sum();
+        if let Some(c) = counts.iter().position(|&n_c| n_c == 0) {
+            return Err(Error::invalid(format!(
+                "--class-weight balanced: class {c} has no training sample to weigh by; give the \
+                 weights as CLASS=WEIGHT pairs"
+            )));
+        }
+        return Ok(counts
+            .iter()
+            .map(|&n_c| (n as f64 / (k * n_c) as f64) as f32)
+            .collect());
+    }
+    let mut weights = vec![1.0f32; k];
+    for pair in spec.split(',') {
+        let (class, weight) = pair.split_once('=').ok_or_else(|| {
+            Error::invalid(format!(
+                "--class-weight '{pair}': give balanced, or CLASS=WEIGHT pairs separated by commas"
+            ))
+        })?;
+        let c = match class.trim().parse::<usize>() {
+            Ok(c) => c,
+            Err(_) => data
+                .class_names
+                .iter()
+                .position(|n| n == class.trim())
+                .ok_or_else(|| {
+                    Error::invalid(format!("--class-weight: no class is named '{}'", class.trim()))
+                })?,
+        };
+        if c >= k {
+            return Err(Error::invalid(format!(
+                "--class-weight: class {c} is past the {k} classes"
+            )));
+        }
+        weights[c] = weight.trim().parse::<f32>().map_err(|_| {
+            Error::invalid(format!(
+                "--class-weight: weight '{}' is not a number",
+                weight.trim()
+            ))
+        })?;
+    }
+    Ok(weights)
 }
 
 /// The schedule the flags describe; flags of a schedule not chosen are refused.
@@ -758,6 +836,16 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
     model.fuse = !args.no_fuse;
     model.clip_norm = clip_norm;
+    if let Some(spec) = &args.class_weight {
+        let weights = class_weights(spec, &data, model.loss)?;
+        let shown: Vec<String> = weights
+            .iter()
+            .enumerate()
+            .map(|(c, w)| format!("{c} = {w:.4}"))
+            .collect();
+        println!("class weights: {}", shown.join(", "));
+        model.set_class_weights(Some(weights))?;
+    }
     if let Some(e) = args.label_smoothing {
         if model.loss != wgml::nn::Loss::SparseCategoricalCrossentropy {
             return Err(Error::invalid(format!(
@@ -1025,6 +1113,7 @@ pub fn refuse_supervised_flags(args: &TrainArgs, how: &str) -> Result<()> {
         ("--accumulate", args.accumulate != 1),
         ("--no-decay", !args.no_decay.is_empty()),
         ("--label-smoothing", args.label_smoothing.is_some()),
+        ("--class-weight", args.class_weight.is_some()),
         ("--reduce-lr-patience", args.reduce_lr_patience.is_some()),
         ("--augment-shift", args.augment_shift.is_some()),
         ("--augment-flip", args.augment_flip),

@@ -37,8 +37,12 @@ const SETTINGS_KEY: &str = "settings";
 const PROGRESS_KEY: &str = "progress";
 /// Settings [`settings`] records only where they are not their default (so backups
 /// written before they existed still match), with that default.
-const OPTIONAL_SETTINGS: [(&str, &str); 3] =
-    [("accumulate", "1"), ("no_decay", "[]"), ("label_smoothing", "0")];
+const OPTIONAL_SETTINGS: [(&str, &str); 4] = [
+    ("accumulate", "1"),
+    ("no_decay", "[]"),
+    ("label_smoothing", "0"),
+    ("class_weights", "[]"),
+];
 
 /// Where [`fit`](super::fit()) keeps its training state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,6 +146,9 @@ pub(crate) fn settings(
     }
     if let Some(e) = model.label_smoothing {
         settings.insert("label_smoothing".into(), e.get().to_string());
+    }
+    if let Some(w) = model.class_weights() {
+        settings.insert("class_weights".into(), format!("{w:?}"));
     }
     settings
 }
