@@ -45,7 +45,7 @@
 // Class weights (Keras' fit(class_weight=...)): xent_grad_weighted and
 // bce_grad_weighted multiply each row's loss and gradient by the weight of its
 // class: class_w[label] for xent; for bce of one output class_w[1] when the target
-// is at least 0.5, else class_w[0]. The batch mean still divides by B (grad_scale),
+// is above 0.5, else class_w[0]. The batch mean still divides by B (grad_scale),
 // as Keras' sum_over_batch_size reduction does.
 //
 // WG must be a power of two no larger than 256 (the scratch arrays).
@@ -329,14 +329,15 @@ fn bce_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
 }
 
 // bce_grad of one output (p.cols == 1) with class weights: row r's loss and
-// gradient times class_w[1] when its target is at least 0.5, else class_w[0].
+// gradient times class_w[1] when its target is above 0.5, else class_w[0] (Keras
+// rounds the target half to even: 0.5 is class 0).
 @compute @workgroup_size(WG)
 fn bce_grad_weighted(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
     let r = group_index(wg, nwg);
     var w = 0.0;
     if (r < p.rows) {
-        w = class_w[select(0u, 1u, t[r * p.cols] >= 0.5)];
+        w = class_w[select(0u, 1u, t[r * p.cols] > 0.5)];
     }
     bce_grad_row(r, lid, w);
 }

@@ -7,6 +7,7 @@ use clap::Args;
 use wgml::checkpoint;
 use wgml::data::Dataset;
 use wgml::data::text::{self, Vocabulary};
+use wgml::graph::PlanOptions;
 use wgml::kernels::optim::Optimizer;
 use wgml::nn::model::ModelSpec;
 use wgml::nn::{self, zoo};
@@ -394,7 +395,7 @@ fn class_weights(spec: &str, data: &Dataset, loss: wgml::nn::Loss) -> Result<Vec
             (labels.iter().map(|&l| l as usize).collect(), *classes)
         }
         (Targets::Values { values, dim: 1 }, wgml::nn::Loss::BinaryCrossentropy) => {
-            (values.iter().map(|&v| (v >= 0.5) as usize).collect(), 2)
+            (values.iter().map(|&v| (v > 0.5) as usize).collect(), 2)
         }
         _ => {
             return Err(Error::invalid(format!(
@@ -428,15 +429,13 @@ fn class_weights(spec: &str, data: &Dataset, loss: wgml::nn::Loss) -> Result<Vec
                 "--class-weight '{pair}': give balanced, or CLASS=WEIGHT pairs separated by commas"
             ))
         })?;
-        let c = match class.trim().parse::<usize>() {
-            Ok(c) => c,
-            Err(_) => data
-                .class_names
-                .iter()
-                .position(|n| n == class.trim())
-                .ok_or_else(|| {
-                    Error::invalid(format!("--class-weight: no class is named '{}'", class.trim()))
-                })?,
+        // A class's name first (after --classes, digit names and indices differ), then its index.
+        let class = class.trim();
+        let c = match data.class_names.iter().position(|n| n == class) {
+            Some(c) => c,
+            None => class
+                .parse::<usize>()
+                .map_err(|_| Error::invalid(format!("--class-weight: no class is named '{class}'")))?,
         };
         if c >= k {
             return Err(Error::invalid(format!(
@@ -793,6 +792,36 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         // Fail before training, not after it, when the pictures cannot be written.
         report::prepare(dir)?;
     }
+    // The loss options are checked before the GPU starts.
+    let label_smoothing = match args.label_smoothing {
+        Some(_) if recipe.loss != wgml::nn::Loss::SparseCategoricalCrossentropy => {
+            return Err(Error::invalid(format!(
+                "--label-smoothing applies to sparse categorical cross-entropy (classifiers, \
+                 language models); this model trains with {}",
+                recipe.loss.name()
+            )));
+        }
+        Some(e) => wgml::graph::LabelSmoothing::new(e)?,
+        None => None,
+    };
+    let class_weight = match &args.class_weight {
+        Some(spec) => Some(class_weights(spec, &data, recipe.loss)?),
+        None => None,
+    };
+    if !args.no_decay.is_empty() && recipe.optimizer.weight_decay() == 0.0 {
+        return Err(Error::invalid(match recipe.optimizer {
+            Optimizer::RmsProp { .. } => {
+                "--no-decay excludes tensors from a weight decay, which rmsprop does not have: use \
+                 adam or sgd with --weight-decay"
+                    .to_string()
+            }
+            _ => format!(
+                "--no-decay excludes tensors from a weight decay, but {} has none: give \
+                 --weight-decay too",
+                recipe.optimizer.name()
+            ),
+        }));
+    }
     let ctx = gpu.context()?;
     println!(
         "wgml: training {} on {} ({} train / {} test) on {} ({:?})",
@@ -836,34 +865,22 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
     model.fuse = !args.no_fuse;
     model.clip_norm = clip_norm;
-    if let Some(spec) = &args.class_weight {
-        let weights = class_weights(spec, &data, model.loss)?;
+    if let Some(mut weights) = class_weight {
         let shown: Vec<String> = weights
             .iter()
             .enumerate()
             .map(|(c, w)| format!("{c} = {w:.4}"))
             .collect();
         println!("class weights: {}", shown.join(", "));
+        // A head wider than the data's classes: the classes no label names weigh 1.
+        let classes = model.output_dim() / model.label_positions();
+        if weights.len() < classes && model.loss == wgml::nn::Loss::SparseCategoricalCrossentropy {
+            weights.resize(classes, 1.0);
+        }
         model.set_class_weights(Some(weights))?;
     }
-    if let Some(e) = args.label_smoothing {
-        if model.loss != wgml::nn::Loss::SparseCategoricalCrossentropy {
-            return Err(Error::invalid(format!(
-                "--label-smoothing applies to sparse categorical cross-entropy (classifiers, \
-                 language models); this model trains with {}",
-                model.loss.name()
-            )));
-        }
-        model.label_smoothing = wgml::graph::LabelSmoothing::new(e)?;
-    }
+    model.label_smoothing = label_smoothing;
     if !args.no_decay.is_empty() {
-        if model.optimizer.weight_decay() == 0.0 {
-            return Err(Error::invalid(format!(
-                "--no-decay excludes tensors from a weight decay, but {} has none: give \
-                 --weight-decay too",
-                model.optimizer.name()
-            )));
-        }
         let patterns: Vec<&str> = args.no_decay.iter().map(String::as_str).collect();
         let excluded = model.exclude_from_weight_decay(&patterns)?;
         println!(
@@ -907,7 +924,12 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     let test_batch = recipe.fit.batch_size.max(256);
     let start = std::time::Instant::now();
     let mut plans = train::fit_plans(&model, &data.train, &recipe.fit)?;
+    // The test evaluation after training is the plain cross-entropy (see below).
     for p in train::eval_plans(&model, data.test.len(), test_batch) {
+        let p = PlanOptions {
+            label_smoothing: None,
+            ..p
+        };
         if !plans.contains(&p) {
             plans.push(p);
         }

@@ -30,8 +30,9 @@ pub struct Param {
     /// once a plan accumulates, `None` before.
     pub accum: Option<Tensor>,
     /// Whether the optimizer's weight decay applies to it (true unless excluded:
-    /// biases and normalization scales often are). Plans read it when built.
-    pub decay: bool,
+    /// biases and normalization scales often are). Plans read it when built; set
+    /// through the nn layer's `Model::exclude_from_weight_decay`.
+    pub(crate) decay: bool,
 }
 
 impl Param {

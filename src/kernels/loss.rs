@@ -58,7 +58,7 @@ pub struct LossOptions<'a> {
     /// `(1 − ε)·onehot(label) + ε/C`, as PyTorch's `CrossEntropyLoss(label_smoothing=ε)`.
     pub smoothing: f32,
     /// Per-class weights (f32; `[C]` for softmax cross-entropy, `[2]` for binary
-    /// cross-entropy of one output, the weights of targets below and from 0.5): each
+    /// cross-entropy of one output, the weights of targets up to and above 0.5): each
     /// sample's loss and gradient are multiplied by its class's, as Keras'
     /// `fit(class_weight=...)` does; the mean still divides by B. Training only: a
     /// gradient must be asked for.
@@ -308,8 +308,8 @@ pub fn bce_with_logits(
 }
 
 /// [`bce_with_logits`] with class weights `[w0, w1]` (of one output, `D = 1`): each
-/// sample's loss and gradient times `w1` when its target is at least 0.5, else
-/// `w0` (Keras' `class_weight` of a binary classifier). CPU twin:
+/// sample's loss and gradient times `w1` when its target is above 0.5, else `w0`
+/// (Keras' `class_weight` of a binary classifier, which rounds 0.5 down). CPU twin:
 /// `reference::loss::bce_with_logits_weighted`.
 pub fn bce_with_logits_weighted(
     ctx: &Context,
@@ -337,7 +337,7 @@ pub fn bce_with_logits_weighted(
             ),
         ));
     }
-    check_class_weights(OP, class_weights, 2, "of targets below 0.5 and from 0.5")?;
+    check_class_weights(OP, class_weights, 2, "of targets up to 0.5 and above")?;
     let options = LossOptions {
         smoothing: 0.0,
         class_weights,

@@ -282,7 +282,7 @@ pub struct Model {
     pub clip_norm: Option<ClipNorm>,
     /// The patterns of [`Model::exclude_from_weight_decay`] in force (empty: every
     /// trainable tensor decays).
-    pub no_decay: Vec<String>,
+    no_decay: Vec<String>,
     /// Smooth the labels of the sparse categorical cross-entropy, as PyTorch's
     /// `CrossEntropyLoss(label_smoothing=ε)` and Keras' `label_smoothing`; off by
     /// default. The loss of training and evaluation steps includes it (as Keras'
@@ -320,12 +320,14 @@ impl Model {
     /// `fit(class_weight=...)`: `weights` holds one weight per class for sparse
     /// categorical cross-entropy, `[w0, w1]` (targets below 0.5, from 0.5) for a
     /// binary cross-entropy of one output; each finite and ≥ 0. The batch loss is
-    /// still the sum over B (so the reported training loss is the weighted mean);
-    /// evaluation and validation are unweighted. `None` removes the weights. Drops
+    /// Σ weight·loss / B (Keras' sum over the batch size, not PyTorch's division by
+    /// Σ weight), and the training loss reported is that; evaluation and validation
+    /// are unweighted. `None` removes the weights. Drops
     /// the plans built before.
     pub fn set_class_weights(&mut self, weights: Option<Vec<f32>>) -> Result<()> {
         if let Some(w) = &weights {
-            let out = self.output_dim();
+            // Classes per label (a sequence output has a label per position).
+            let out = self.output_dim() / self.label_positions();
             let (want, what) = match self.loss {
                 Loss::SparseCategoricalCrossentropy => (out, "one per class"),
                 Loss::BinaryCrossentropy if out == 1 => (2, "of targets 0 and 1"),
@@ -353,6 +355,11 @@ impl Model {
         self.class_weights = weights;
         self.plans.clear();
         Ok(())
+    }
+
+    /// The weight-decay exclusion patterns in force ([`Model::exclude_from_weight_decay`]).
+    pub fn no_decay(&self) -> &[String] {
+        &self.no_decay
     }
 
     /// The class weights in force ([`Model::set_class_weights`]).

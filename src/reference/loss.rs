@@ -148,7 +148,7 @@ pub fn bce_with_logits(
 }
 
 /// [`bce_with_logits`] with class weights `[w0, w1]` of one output (`cols == 1`):
-/// each row's loss and gradient times `w1` when its target is at least 0.5, else
+/// each row's loss and gradient times `w1` when its target is above 0.5, else
 /// `w0` (twin of `kernels::loss::bce_with_logits_weighted`).
 pub fn bce_with_logits_weighted(
     logits: &[f32],
@@ -166,7 +166,7 @@ pub fn bce_with_logits_weighted(
         "class weights need one output"
     );
     let weight = |t: &[f32]| match class_weights {
-        Some(w) => w[(t[0] >= 0.5) as usize] as f64,
+        Some(w) => w[(t[0] > 0.5) as usize] as f64,
         None => 1.0,
     };
     for (r, (x, t)) in logits.chunks(cols).zip(targets.chunks(cols)).enumerate() {

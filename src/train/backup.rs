@@ -141,8 +141,8 @@ pub(crate) fn settings(
     if config.accumulate != 1 {
         settings.insert("accumulate".into(), config.accumulate.to_string());
     }
-    if !model.no_decay.is_empty() {
-        settings.insert("no_decay".into(), format!("{:?}", model.no_decay));
+    if !model.no_decay().is_empty() {
+        settings.insert("no_decay".into(), format!("{:?}", model.no_decay()));
     }
     if let Some(e) = model.label_smoothing {
         settings.insert("label_smoothing".into(), e.get().to_string());
