@@ -742,3 +742,35 @@ fn gradient_accumulation_refuses_bad_input() {
     }
     assert_eq!(base.for_pass(7, 0.25).unwrap().draw, 7);
 }
+
+/// The moving average of the weights equals its twin over several steps of
+/// changing weights, its start step taking the weights themselves (Keras' first
+/// step); a momentum outside [0, 1) and a shared buffer are refused.
+#[test]
+fn the_moving_average_equals_its_twin() {
+    let (_g, ctx) = gpu();
+    for n in [1usize, 7, 1029, 65_535 * 256 + 3] {
+        let mut r = rng(n as u64 + 5);
+        let param = Tensor::zeros(ctx, &[n], DType::F32).unwrap();
+        let average = nan_tensor(ctx, &[n]);
+        let step = StepUniform::new(ctx).unwrap();
+        let d = optim::ema_update(ctx, &step, &param, &average, 0.9, 3).unwrap();
+        let mut want = vec![f32::NAN; n];
+        for t in 3..7u32 {
+            let x = uniform(&mut r, n, -2.0, 2.0);
+            param.write(ctx, &x).unwrap();
+            step.write(ctx, &Optimizer::sgd(0.1, 0.0), t, 0.1).unwrap();
+            ctx.run(&[&d]).unwrap();
+            reference::optim::ema_update(&mut want, &x, 0.9, t == 3);
+        }
+        let got = average.to_f32(ctx).unwrap();
+        assert_close(&format!("moving average n={n}"), &got, &want, 1e-6, 1e-6);
+    }
+    let step = StepUniform::new(ctx).unwrap();
+    let a = Tensor::zeros(ctx, &[4], DType::F32).unwrap();
+    let b = Tensor::zeros(ctx, &[4], DType::F32).unwrap();
+    for bad in [1.0f32, -0.1, f32::NAN] {
+        expect_invalid(optim::ema_update(ctx, &step, &a, &b, bad, 1), "momentum");
+    }
+    expect_invalid(optim::ema_update(ctx, &step, &a, &a, 0.9, 1), "same buffer");
+}

@@ -1961,9 +1961,10 @@ fn an_accumulated_step_with_dropout_equals_the_reference() {
     }
 }
 
-/// An accumulating run stopped and resumed from its backup equals the run that
-/// never stopped: the backup keeps the pass count, so dropout draws the masks it
-/// would have drawn. A run with another accumulation is refused the backup.
+/// An accumulating run with a moving average of its weights, stopped and resumed
+/// from its backup, equals the run that never stopped: the backup keeps the pass
+/// count, so dropout draws the masks it would have drawn, and the averages, which
+/// end in the weights' place. A run with another accumulation is refused the backup.
 #[test]
 fn an_accumulating_run_resumes_from_its_backup_with_its_masks() {
     let (_g, ctx) = gpu();
@@ -1973,8 +1974,11 @@ fn an_accumulating_run_resumes_from_its_backup_with_its_masks() {
         .add(Layer::dropout(0.25))
         .add(Layer::dense(1, A::Sigmoid));
     let model = || {
-        spec.compile(ctx, Loss::BinaryCrossentropy, Optimizer::adam(0.05), 7)
-            .unwrap()
+        let mut m = spec
+            .compile(ctx, Loss::BinaryCrossentropy, Optimizer::adam(0.05), 7)
+            .unwrap();
+        m.ema = Some(wgml::graph::Ema::new(0.9).unwrap());
+        m
     };
     let kept = kept_backup("accumulating");
     let dir = kept.dir.clone();
@@ -2239,4 +2243,69 @@ fn class_weights_train_as_the_reference_and_leave_evaluation_alone() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("apply to a classifier"), "{e}");
+}
+
+/// The moving average of the weights (Keras' `use_ema`): after each step it equals
+/// the reference executor's (its first step takes the weights themselves);
+/// `finalize_ema` puts it in the weights' place, which `fit` does at its end.
+#[test]
+fn the_moving_average_of_the_weights_follows_the_reference() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let compile = || {
+        let mut m = accumulation_mlp(0.0)
+            .compile(
+                ctx,
+                Loss::SparseCategoricalCrossentropy,
+                Optimizer::adam(0.01),
+                31,
+            )
+            .unwrap();
+        m.ema = Some(wgml::graph::Ema::new(0.8).unwrap());
+        m
+    };
+    let mut model = compile();
+    let mut cpu = ReferenceExecutor::from_model(&model, ctx).unwrap();
+    let (mut x, mut l, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    let batches: Vec<Vec<usize>> = (0..4).map(|s| (s * 16..(s + 1) * 16).collect()).collect();
+    for idx in &batches {
+        data.train.gather(idx, &mut x, &mut l, &mut v);
+        model
+            .train_step(ctx, &batch_of(&x, &l, &v, 16), 0.01, |_, _| {})
+            .unwrap();
+        cpu.train_step(&x, &l, &v, 16, 0.01).unwrap();
+    }
+    let averages = cpu.ema_values().unwrap();
+    for p in &model.store.params {
+        let got = p.ema.as_ref().unwrap().to_f32(ctx).unwrap();
+        assert_close(
+            &format!("average of {}", p.name),
+            &got,
+            &averages[p.node],
+            1e-6,
+            1e-4,
+        );
+        // The average lags the weights: it is not a copy of them.
+        assert_ne!(got, p.value.to_f32(ctx).unwrap(), "{}", p.name);
+    }
+    model.finalize_ema(ctx).unwrap();
+    for p in &model.store.params {
+        assert_eq!(
+            p.value.to_f32(ctx).unwrap(),
+            p.ema.as_ref().unwrap().to_f32(ctx).unwrap()
+        );
+    }
+
+    // fit ends with the averages in place: the same 4 steps, in order.
+    let mut fitted = compile();
+    let cfg = FitConfig {
+        epochs: 1,
+        batch_size: 16,
+        shuffle: false,
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let split = data.train.select(&(0..64).collect::<Vec<_>>());
+    fit(&mut fitted, ctx, &split, &cfg).unwrap();
+    assert_eq!(training_state(&fitted, ctx), training_state(&model, ctx));
 }

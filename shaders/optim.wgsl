@@ -66,6 +66,12 @@
 //   accumulate_finish: g   = acc + w * g             (last pass, written over the
 //                      gradient at binding 3, which clipping and the update then read)
 // The CPU twins are accumulate_* in src/reference/optim.rs.
+//
+// Exponential moving average of the trained weights (Keras' use_ema, PyTorch's
+// AveragedModel with an EMA function), after the step's update, average in s0:
+//   ema: s0 = p.momentum * s0 + (1 - p.momentum) * param, except at the step
+//        t == p.flags where the average starts, which takes the parameter itself
+//        (Keras' first step). Twin: ema_update in src/reference/optim.rs.
 
 const NESTEROV: u32 = 2u;
 
@@ -252,4 +258,15 @@ fn accumulate_finish(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
         return;
     }
     grad_rw[i] = acc[i] + st.grad_scale * grad_rw[i];
+}
+
+@compute @workgroup_size(WG)
+fn ema(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i >= p.n) {
+        return;
+    }
+    let x = param[i];
+    s0[i] = select(p.momentum * s0[i] + (1.0 - p.momentum) * x, x, st.t == p.flags);
 }

@@ -79,6 +79,11 @@ pub struct TrainArgs {
     /// validation losses include it; the test measures after training do not.
     #[arg(long, value_name = "E")]
     pub label_smoothing: Option<f32>,
+    /// Keep an exponential moving average of the weights with momentum M (Keras'
+    /// use_ema with ema_momentum, e.g. 0.99 or 0.999), updated after every step, and
+    /// end training with it in the weights' place (saved and tested so).
+    #[arg(long, value_name = "M")]
+    pub ema: Option<f32>,
     /// Weigh each training sample's loss by its class (Keras' class_weight):
     /// `balanced` (n / (classes · count), as scikit-learn's), or CLASS=WEIGHT pairs
     /// separated by commas (classes by index or name; the others weigh 1).
@@ -804,6 +809,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         Some(e) => wgml::graph::LabelSmoothing::new(e)?,
         None => None,
     };
+    let ema = args.ema.map(wgml::graph::Ema::new).transpose()?;
     let class_weight = match &args.class_weight {
         Some(spec) => Some(class_weights(spec, &data, recipe.loss)?),
         None => None,
@@ -880,6 +886,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         model.set_class_weights(Some(weights))?;
     }
     model.label_smoothing = label_smoothing;
+    model.ema = ema;
     if !args.no_decay.is_empty() {
         let patterns: Vec<&str> = args.no_decay.iter().map(String::as_str).collect();
         let excluded = model.exclude_from_weight_decay(&patterns)?;
@@ -960,6 +967,17 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             eprintln!("{}", device_lost_advice(recipe.fit.backup.as_ref()));
         }
     })?;
+    if let Some(m) = model.ema.filter(|_| !history.epochs.is_empty()) {
+        println!(
+            "weights replaced by their moving average (momentum {}){}",
+            m.get(),
+            if recipe.fit.restore_best && history.best_epoch.is_some_and(|b| b < history.epochs.len()) {
+                ", then by the best epoch's"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(path) = &args.save {
         if data_name.starts_with("text:") {
             checkpoint::save_language_model(path, &ctx, &model, &name, &vocabulary)?;
@@ -1136,6 +1154,7 @@ pub fn refuse_supervised_flags(args: &TrainArgs, how: &str) -> Result<()> {
         ("--no-decay", !args.no_decay.is_empty()),
         ("--label-smoothing", args.label_smoothing.is_some()),
         ("--class-weight", args.class_weight.is_some()),
+        ("--ema", args.ema.is_some()),
         ("--reduce-lr-patience", args.reduce_lr_patience.is_some()),
         ("--augment-shift", args.augment_shift.is_some()),
         ("--augment-flip", args.augment_flip),

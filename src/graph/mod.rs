@@ -28,7 +28,7 @@ pub use ops::batchnorm::{batch_norm_desc, batch_norm_view};
 pub use ops::conv::conv_desc;
 pub use ops::pool::pool_desc;
 pub use params::{Param, ParamStore};
-pub use plan::{ClipNorm, LabelSmoothing, Plan, PlanOptions};
+pub use plan::{ClipNorm, Ema, LabelSmoothing, Plan, PlanOptions};
 
 /// Index of a node in its graph.
 pub type NodeId = usize;

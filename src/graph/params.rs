@@ -33,6 +33,9 @@ pub struct Param {
     /// biases and normalization scales often are). Plans read it when built; set
     /// through the nn layer's `Model::exclude_from_weight_decay`.
     pub(crate) decay: bool,
+    /// The exponential moving average of the values, for trainable parameters once
+    /// a plan keeps one ([`ParamStore::ensure_averages`]); `None` before.
+    pub ema: Option<Tensor>,
 }
 
 impl Param {
@@ -58,6 +61,9 @@ pub type NamedValues = (String, Vec<usize>, Vec<f32>);
 pub struct ParamStore {
     /// The parameters, in graph node order.
     pub params: Vec<Param>,
+    /// The optimizer step at which the moving averages started (their first step
+    /// takes the values themselves); 0 before any ([`ParamStore::ensure_averages`]).
+    pub ema_start: u32,
 }
 
 /// Initial values of a parameter, drawn from `rng`.
@@ -114,10 +120,11 @@ impl ParamStore {
                     state,
                     accum: None,
                     decay: true,
+                    ema: None,
                 });
             }
         }
-        Ok(ParamStore { params })
+        Ok(ParamStore { params, ema_start: 0 })
     }
 
     /// The parameters of `graph` as views of `from`'s tensors of the same name and
@@ -148,10 +155,14 @@ impl ParamStore {
                     state: p.state.clone(),
                     accum: p.accum.clone(),
                     decay: p.decay,
+                    ema: p.ema.clone(),
                 });
             }
         }
-        Ok(ParamStore { params })
+        Ok(ParamStore {
+            params,
+            ema_start: from.ema_start,
+        })
     }
 
     /// Every parameter's values and optimizer state on the CPU, indexed by node id
@@ -213,6 +224,21 @@ impl ParamStore {
             .filter(|p| p.trainable && p.accum.is_none())
         {
             p.accum = Some(Tensor::zeros(ctx, &p.shape, DType::F32)?);
+        }
+        Ok(())
+    }
+
+    /// Gives every trainable parameter a moving average of its values, starting at
+    /// optimizer step `start` (the next step), each a copy of the current values;
+    /// averages made before are kept, and so is their start.
+    pub fn ensure_averages(&mut self, ctx: &Context, start: u32) -> Result<()> {
+        let mut made = false;
+        for p in self.params.iter_mut().filter(|p| p.trainable && p.ema.is_none()) {
+            p.ema = Some(Tensor::from_f32(ctx, &p.value.to_f32(ctx)?, &p.shape)?);
+            made = true;
+        }
+        if made {
+            self.ema_start = start;
         }
         Ok(())
     }

@@ -21,7 +21,9 @@ use crate::graph::ops::{BackwardLowering, Lowering, batched, lower_forward};
 use crate::graph::{Graph, NodeId, Objective, Op, ParamStore, WeightedTerm};
 use crate::kernels::clip::clip_by_global_norm;
 use crate::kernels::matmul::Activation;
-use crate::kernels::optim::{AccumulatePass, Optimizer, StepUniform, accumulate_gradient, optimizer_step};
+use crate::kernels::optim::{
+    AccumulatePass, Optimizer, StepUniform, accumulate_gradient, ema_update, optimizer_step,
+};
 use crate::kernels::{elementwise, loss, reduce, softmax};
 
 /// What to build.
@@ -46,6 +48,32 @@ pub struct PlanOptions {
     /// ([`crate::kernels::loss::softmax_cross_entropy_with`]); the plan is
     /// refused for other losses.
     pub label_smoothing: Option<LabelSmoothing>,
+    /// Keep an exponential moving average of the trained weights, updated after
+    /// every step ([`crate::kernels::optim::ema_update`]); the store must hold the
+    /// averages ([`ParamStore::ensure_averages`]).
+    pub ema: Option<Ema>,
+}
+
+/// The momentum of an exponential moving average of the weights, in [0, 1) (held
+/// as its bits, so plan options stay hashable): Keras' `ema_momentum`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ema(u32);
+
+impl Ema {
+    /// The momentum `m`; errors unless it is in [0, 1).
+    pub fn new(m: f32) -> Result<Ema> {
+        if !(0.0..1.0).contains(&m) {
+            return Err(Error::invalid(format!(
+                "the moving average's momentum {m} is outside [0, 1) (Keras' default is 0.99)"
+            )));
+        }
+        Ok(Ema(m.to_bits()))
+    }
+
+    /// The momentum, as an `f32`.
+    pub fn get(self) -> f32 {
+        f32::from_bits(self.0)
+    }
 }
 
 /// A label smoothing ε in (0, 1) (held as its bits, so plan options stay hashable):
@@ -307,12 +335,32 @@ impl Plan {
                 clip = clipped.dispatches;
                 clip_factor = Some(clipped.factor);
             }
-            let update = store
+            let mut update = store
                 .params
                 .iter()
                 .filter(|p| p.trainable && !lowered.updated.contains(&p.node))
                 .map(|p| optimizer_step(ctx, &p.optimizer(optimizer), step, &p.value, &p.grad, &p.state))
                 .collect::<Result<Vec<_>>>()?;
+            // The moving averages follow the step's updates (fused ones included).
+            if let Some(ema) = options.ema {
+                for p in store.params.iter().filter(|p| p.trainable) {
+                    let average = p.ema.as_ref().ok_or_else(|| {
+                        Error::invalid(format!(
+                            "parameter {} has no moving average: call ParamStore::ensure_averages \
+                             before building a plan that keeps them",
+                            p.name
+                        ))
+                    })?;
+                    update.push(ema_update(
+                        ctx,
+                        step,
+                        &p.value,
+                        average,
+                        ema.get(),
+                        store.ema_start,
+                    )?);
+                }
+            }
             (lowered.dispatches, clip, clip_factor, update)
         } else {
             (Vec::new(), Vec::new(), None, Vec::new())

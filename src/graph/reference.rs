@@ -29,6 +29,9 @@ pub struct ReferenceExecutor {
     no_decay: Vec<usize>,
     /// The sparse categorical cross-entropy's label smoothing (0: none).
     label_smoothing: f32,
+    /// The moving average of the weights, when kept: its momentum, the step it
+    /// starts at, and the averages by node id.
+    ema: Option<(f32, u32, Vec<Vec<f32>>)>,
 }
 
 /// One batch of [`ReferenceExecutor::train_step_accumulated`]: samples, class
@@ -79,7 +82,20 @@ impl ReferenceExecutor {
             draws: step,
             no_decay: Vec::new(),
             label_smoothing: 0.0,
+            ema: None,
         }
+    }
+
+    /// This executor keeping a moving average of the weights of momentum
+    /// `momentum` from step `start` on, starting from `averages` (by node id).
+    pub fn with_ema(mut self, momentum: f32, start: u32, averages: Vec<Vec<f32>>) -> ReferenceExecutor {
+        self.ema = Some((momentum, start, averages));
+        self
+    }
+
+    /// The moving averages by node id, when kept.
+    pub fn ema_values(&self) -> Option<&[Vec<f32>]> {
+        self.ema.as_ref().map(|(_, _, a)| a.as_slice())
     }
 
     /// This executor with the sparse categorical cross-entropy's labels smoothed by
@@ -350,6 +366,10 @@ impl ReferenceExecutor {
                     &grad,
                     &mut self.state[id],
                 );
+                if let Some((momentum, start, averages)) = &mut self.ema {
+                    let first = self.step == *start;
+                    r::optim::ema_update(&mut averages[id], &self.params[id], *momentum, first);
+                }
             }
         }
     }

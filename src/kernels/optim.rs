@@ -483,6 +483,7 @@ const RMSPROP_CENTERED_MOMENTUM: Kernel = Shader::Optim.kernel("rmsprop_centered
 const ACCUMULATE_FIRST: Kernel = Shader::Optim.kernel("accumulate_first");
 const ACCUMULATE_ADD: Kernel = Shader::Optim.kernel("accumulate_add");
 const ACCUMULATE_FINISH: Kernel = Shader::Optim.kernel("accumulate_finish");
+const EMA: Kernel = Shader::Optim.kernel("ema");
 
 /// The uniform of an Adam-family `opt` over `n` parameters (for the fused
 /// epilogue of [`matmul_adam`](crate::kernels::matmul::matmul_adam)); an error
@@ -761,6 +762,55 @@ pub fn accumulate_gradient(
         &[("WG", WG as f64)],
         &params,
         &[(1, &step.buffer), (2, &acc.buffer), (3, &grad.buffer)],
+        groups_for(ctx, n, WG)?,
+    )
+}
+
+/// Updates `average`, the exponential moving average of `param` (Keras' `use_ema`
+/// with `ema_momentum = momentum`), after the step's update: `average = momentum ·
+/// average + (1 − momentum) · param`, except at optimizer step `start` (the step
+/// read from `step` when the dispatch runs), where the average takes `param`
+/// itself, as Keras' first step does. `momentum` must be in [0, 1); `average` and
+/// `param` distinct f32 buffers of one shape. CPU twin:
+/// [`crate::reference::optim::ema_update`].
+pub fn ema_update(
+    ctx: &Context,
+    step: &StepUniform,
+    param: &Tensor,
+    average: &Tensor,
+    momentum: f32,
+    start: u32,
+) -> Result<Dispatch> {
+    const OP: &str = "ema_update";
+    if !(0.0..1.0).contains(&momentum) {
+        return Err(Error::invalid(format!(
+            "the moving average's momentum {momentum} is outside [0, 1)"
+        )));
+    }
+    param.expect_dtype(OP, "param", DType::F32)?;
+    average.expect_dtype(OP, "average", DType::F32)?;
+    crate::kernels::elementwise::expect_same_shape(OP, "param", param, "average", average)?;
+    if crate::kernels::elementwise::same_buffer(param, average) {
+        return Err(Error::invalid(format!(
+            "{OP}: param and average are the same buffer; the average needs its own"
+        )));
+    }
+    let n = param.numel();
+    let params = Params {
+        n: crate::kernels::elementwise::count_u32(OP, "param", n)?,
+        flags: start,
+        beta1: 0.0,
+        beta2: 0.0,
+        epsilon: 0.0,
+        weight_decay: 0.0,
+        momentum,
+        rho: 0.0,
+    };
+    ctx.dispatch(
+        EMA,
+        &[("WG", WG as f64)],
+        &params,
+        &[(1, &step.buffer), (2, &param.buffer), (4, &average.buffer)],
         groups_for(ctx, n, WG)?,
     )
 }

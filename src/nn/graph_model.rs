@@ -71,6 +71,7 @@ impl GraphModel {
             clip_norm: None,
             accumulate: false,
             label_smoothing: None,
+            ema: None,
         };
         if !self.plans.contains_key(&options) {
             let plan = ctx.deferring_pipelines(|| {

@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Dispatch, Tensor};
 use crate::graph::plan::{Accumulators, Pass};
-use crate::graph::{ClipNorm, Graph, LabelSmoothing, NodeId, ParamStore, Plan, PlanOptions};
+use crate::graph::{ClipNorm, Ema, Graph, LabelSmoothing, NodeId, ParamStore, Plan, PlanOptions};
 use crate::kernels::optim::{Optimizer, StepUniform, StepValues};
 use crate::nn::build::LayerBuild;
 use crate::nn::functional::LayerOrOp;
@@ -242,6 +242,7 @@ impl Model {
             no_decay: Vec::new(),
             label_smoothing: None,
             class_weights: None,
+            ema: None,
         })
     }
 }
@@ -290,6 +291,13 @@ pub struct Model {
     pub label_smoothing: Option<LabelSmoothing>,
     /// Per-class weights of the training loss ([`Model::set_class_weights`]).
     class_weights: Option<Vec<f32>>,
+    /// Keep an exponential moving average of the trained weights (Keras'
+    /// `use_ema=True, ema_momentum=m`), updated after every step on the GPU;
+    /// [`Model::finalize_ema`] puts it in the weights' place, as [`fit`] does at its
+    /// end. Off by default; plans are built for the value at hand.
+    ///
+    /// [`fit`]: crate::train::fit()
+    pub ema: Option<Ema>,
 }
 
 /// One batch on the CPU: samples and their targets (labels or values).
@@ -354,6 +362,25 @@ impl Model {
         }
         self.class_weights = weights;
         self.plans.clear();
+        Ok(())
+    }
+
+    /// Replaces each trainable weight with its moving average (Keras' optimizer
+    /// `finalize_variable_values` with `use_ema`); nothing when the model keeps no
+    /// averages. Queued, nothing read back.
+    pub fn finalize_ema(&self, ctx: &Context) -> Result<()> {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let mut any = false;
+        for p in self.store.params.iter().filter(|p| p.trainable) {
+            if let Some(average) = &p.ema {
+                let bytes = (p.value.numel() * 4) as u64;
+                encoder.copy_buffer_to_buffer(&average.buffer, 0, &p.value.buffer, 0, bytes);
+                any = true;
+            }
+        }
+        if any {
+            ctx.submit(encoder.finish())?;
+        }
         Ok(())
     }
 
@@ -423,6 +450,7 @@ impl Model {
             clip_norm: self.clip_norm.filter(|_| train),
             accumulate: false,
             label_smoothing: self.label_smoothing,
+            ema: self.ema.filter(|_| train),
         }
     }
 
@@ -468,6 +496,10 @@ impl Model {
         if !self.plans.contains_key(&options) {
             if options.accumulate {
                 self.store.ensure_accumulators(ctx)?;
+            }
+            if options.ema.is_some() {
+                // Averages made now start at the next step.
+                self.store.ensure_averages(ctx, self.step + 1)?;
             }
             // The plan's pipelines compile together, one thread per core.
             let plan = ctx.deferring_pipelines(|| {
@@ -1033,7 +1065,7 @@ impl crate::graph::reference::ReferenceExecutor {
     /// step count, with fresh optimizer state when the model has not stepped yet.
     pub fn from_model(model: &Model, ctx: &Context) -> Result<Self> {
         let (params, state) = model.store.to_cpu(ctx, model.graph.nodes.len())?;
-        Ok(Self::new(
+        let executor = Self::new(
             model.graph.clone(),
             model.objective(),
             model.optimizer.clone(),
@@ -1052,6 +1084,23 @@ impl crate::graph::reference::ReferenceExecutor {
                 .filter(|p| !p.decay)
                 .map(|p| p.node)
                 .collect(),
-        ))
+        );
+        let Some(ema) = model.ema else {
+            return Ok(executor);
+        };
+        // The model's averages, or (none made yet) those its first plan will make:
+        // copies of the weights, starting at the next step.
+        let mut averages = vec![Vec::new(); model.graph.nodes.len()];
+        let mut start = model.step + 1;
+        for p in model.store.params.iter().filter(|p| p.trainable) {
+            averages[p.node] = match &p.ema {
+                Some(a) => {
+                    start = model.store.ema_start;
+                    a.to_f32(ctx)?
+                }
+                None => p.value.to_f32(ctx)?,
+            };
+        }
+        Ok(executor.with_ema(ema.get(), start, averages))
     }
 }

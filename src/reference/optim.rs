@@ -133,6 +133,20 @@ pub fn accumulate_finish(acc: &[f32], g: &[f32], w: f32) -> Vec<f32> {
     acc.iter().zip(g).map(|(&a, &g)| a + w * g).collect()
 }
 
+/// Twin of the `ema` kernel: `average = momentum·average + (1 − momentum)·param`,
+/// or `average = param` on the `first` step of the average (f32 arithmetic, as on
+/// the GPU). Panics on mismatched lengths.
+pub fn ema_update(average: &mut [f32], param: &[f32], momentum: f32, first: bool) {
+    assert_eq!(average.len(), param.len(), "ema_update: lengths differ");
+    for (a, &x) in average.iter_mut().zip(param) {
+        *a = if first {
+            x
+        } else {
+            momentum * *a + (1.0 - momentum) * x
+        };
+    }
+}
+
 /// Rounding noise of an f32 sum of `k` products of values in [-1, 1]: the
 /// classic bound for recursive summation, about `k²·2⁻²⁴`. Meant for the short
 /// sums of the tests (k of a few dozen: 6e-5 at 32); at k in the thousands the

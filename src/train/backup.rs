@@ -8,6 +8,7 @@
 //! - `optimizer/NAME/K`: the optimizer's state tensor `K` of each trainable
 //!   parameter (Adam: 0 = m, 1 = v);
 //! - `best/NAME`: the best epoch's weights, when early stopping restores them;
+//! - `ema/NAME`: the moving average of each trainable weight, when the model keeps one;
 //!
 //! and, as safetensors metadata, the settings a resumed run must share with the
 //! run that wrote it (`settings`, a JSON object of strings) and the loop's progress
@@ -37,11 +38,12 @@ const SETTINGS_KEY: &str = "settings";
 const PROGRESS_KEY: &str = "progress";
 /// Settings [`settings`] records only where they are not their default (so backups
 /// written before they existed still match), with that default.
-const OPTIONAL_SETTINGS: [(&str, &str); 4] = [
+const OPTIONAL_SETTINGS: [(&str, &str); 5] = [
     ("accumulate", "1"),
     ("no_decay", "[]"),
     ("label_smoothing", "0"),
     ("class_weights", "[]"),
+    ("ema", "none"),
 ];
 
 /// Where [`fit`](super::fit()) keeps its training state.
@@ -150,6 +152,9 @@ pub(crate) fn settings(
     if let Some(w) = model.class_weights() {
         settings.insert("class_weights".into(), format!("{w:?}"));
     }
+    if let Some(m) = model.ema {
+        settings.insert("ema".into(), m.get().to_string());
+    }
     settings
 }
 
@@ -246,6 +251,13 @@ pub fn write_state<P: serde::Serialize>(
                 &s.to_f32(ctx)?,
             ));
         }
+        if let Some(average) = &p.ema {
+            entries.push(f32_entry(
+                format!("ema/{}", p.name),
+                &p.shape,
+                &average.to_f32(ctx)?,
+            ));
+        }
     }
     for (p, t) in store.params.iter().zip(best.unwrap_or_default()) {
         entries.push(f32_entry(format!("best/{}", p.name), &p.shape, &t.to_f32(ctx)?));
@@ -336,6 +348,9 @@ pub fn read_state<P: serde::de::DeserializeOwned>(
         needed.push((format!("param/{}", p.name), &p.shape, &p.value));
         for (k, s) in p.state.iter().enumerate() {
             needed.push((format!("optimizer/{}/{k}", p.name), &p.shape, s));
+        }
+        if let Some(average) = &p.ema {
+            needed.push((format!("ema/{}", p.name), &p.shape, average));
         }
     }
     if uses_best(&progress) {

@@ -727,6 +727,12 @@ fn run_fit(
         }
     }
     let history = p.history;
+    // The moving average takes the weights' place, then (as Keras orders its
+    // optimizer's finalization before EarlyStopping's restore) the best epoch's
+    // weights, when restored, take theirs.
+    if model.ema.is_some() && !history.epochs.is_empty() {
+        model.finalize_ema(ctx)?;
+    }
     if !best.is_empty() && history.best_epoch.is_some() {
         let last = history.epochs.len();
         if history.best_epoch != Some(last) {
