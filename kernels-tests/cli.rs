@@ -58,6 +58,7 @@ fn train_arguments_out_of_range_are_refused() {
         &["train", "--class-weight", "12=1"],
         &["class 12 is past the 10 classes"],
     );
+    fails_with(&["train", "--ema", "1"], &["momentum 1 is outside [0, 1)"]);
     fails_with(
         &["train", "--class-weight", "heavy"],
         &["'heavy'", "CLASS=WEIGHT"],
@@ -1375,7 +1376,8 @@ fn generation_stops_at_the_end_of_text_token() {
 
 /// `--class-weight`: `balanced` weighs each class by n / (k · n_c) of the training
 /// labels (scikit-learn's formula: the weights' count-weighted mean is 1), and
-/// CLASS=WEIGHT pairs set some weights, leaving the others at 1.
+/// CLASS=WEIGHT pairs set some weights, leaving the others at 1; `--ema` ends the
+/// run with the moving average in the weights' place.
 #[test]
 fn class_weights_from_the_command_line() {
     let out = wgml(&[
@@ -1419,12 +1421,15 @@ fn class_weights_from_the_command_line() {
         "1",
         "--class-weight",
         "3=2,7=0.5",
+        "--ema",
+        "0.99",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         stdout.contains("class weights: 0 = 1.0000, 1 = 1.0000, 2 = 1.0000, 3 = 2.0000")
-            && stdout.contains("7 = 0.5000, 8 = 1.0000"),
+            && stdout.contains("7 = 0.5000, 8 = 1.0000")
+            && stdout.contains("weights replaced by their moving average (momentum 0.99)"),
         "{stdout}"
     );
 }
