@@ -705,16 +705,18 @@ fn train_takes_a_model_from_a_json_file() {
     }
 }
 
-/// A folder of images (`train/<class>/*.png`, `test/<class>/*.png`) trains a model
-/// of one's own end to end: classes named by their folders, RGB images of another
-/// size resized to the model's input, bars told apart by their direction.
+/// A folder of images (`train/<class>/*.png`, `test/<class>/*.png`, and `val/` for
+/// validation) trains a model of one's own end to end: classes named by their
+/// folders, RGB images of another size resized to the model's input, bars told
+/// apart by their direction, every epoch validated on `val/` (a --val-split on top
+/// is refused).
 #[test]
 fn train_learns_a_folder_of_images() {
     use rand::{Rng, SeedableRng};
     let dir = scratch("bars");
     let _ = std::fs::remove_dir_all(&dir);
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    for (split, count) in [("train", 24), ("test", 8)] {
+    for (split, count) in [("train", 24), ("test", 8), ("val", 4)] {
         for class in ["horizontal", "vertical"] {
             let folder = dir.join(split).join(class);
             std::fs::create_dir_all(&folder).unwrap();
@@ -772,7 +774,20 @@ fn train_learns_a_folder_of_images() {
         "{stdout}"
     );
     assert!(stdout.contains("(48 train / 16 test)"), "{stdout}");
+    assert!(
+        stdout.contains("validating on the dataset's own validation split: 8 samples"),
+        "{stdout}"
+    );
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
+    let epochs = json["epochs"].as_array().unwrap();
+    assert!(
+        epochs.len() == 15 && epochs.iter().all(|e| e["val_loss"].as_f64().is_some()),
+        "{json}"
+    );
+    fails_with(
+        &[&args[..], &["--val-split", "0.25"]].concat(),
+        &["own validation split (8 samples)", "--val-split 0.25"],
+    );
     assert_eq!(json["class_names"], serde_json::json!(["horizontal", "vertical"]));
     let accuracy = json["test_accuracy"].as_f64().unwrap();
     assert!(accuracy >= 0.9, "test accuracy {accuracy}: {stdout}");

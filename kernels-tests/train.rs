@@ -2309,3 +2309,43 @@ fn the_moving_average_of_the_weights_follows_the_reference() {
     fit(&mut fitted, ctx, &split, &cfg).unwrap();
     assert_eq!(training_state(&fitted, ctx), training_state(&model, ctx));
 }
+
+/// Validation data given apart (Keras' `validation_data`, an image folder's `val/`)
+/// validates exactly as the same samples split off by `validation_split`: the same
+/// history (validation measures included) and weights; asking for both is refused.
+#[test]
+fn validation_data_given_apart_equals_the_same_split() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::two_blobs(9);
+    let recipe = zoo::binary();
+    let cfg = FitConfig {
+        epochs: 3,
+        batch_size: 16,
+        validation_split: 0.25,
+        patience: Some(5),
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let mut split = compiled(ctx, &recipe, 2);
+    let want = fit(&mut split, ctx, &data.train, &cfg).unwrap();
+    let (train, val) = data.train.split_validation(0.25).unwrap();
+    let val = val.unwrap();
+    let apart = FitConfig {
+        validation_split: 0.0,
+        ..cfg.clone()
+    };
+    let mut given = compiled(ctx, &recipe, 2);
+    let got = wgml::train::fit_validated(&mut given, ctx, &train, &val, &apart, &mut []).unwrap();
+    assert!(
+        want.epochs
+            .iter()
+            .all(|e| e.val_loss.is_some() && e.val_accuracy.is_some())
+    );
+    assert_eq!(measured(&got), measured(&want));
+    assert_eq!(training_state(&given, ctx), training_state(&split, ctx));
+    let mut both = compiled(ctx, &recipe, 2);
+    let e = wgml::train::fit_validated(&mut both, ctx, &train, &val, &cfg, &mut [])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("validation split of 0.25 too"), "{e}");
+}

@@ -781,6 +781,28 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     if let Some(n) = args.per_class {
         data = data.per_class(n, args.seed)?;
     }
+    // A dataset's own validation split (an image folder's val/) replaces the
+    // recipe's share of the training samples; asking for both is refused.
+    if let Some(v) = &data.validation {
+        if let Some(share) = args.val_split.filter(|&s| s > 0.0) {
+            return Err(Error::invalid(format!(
+                "'{}' has its own validation split ({} samples); --val-split {share} would take \
+                 another from the training samples: leave it out, or give --val-split 0 to train \
+                 without validating",
+                data.name,
+                v.len()
+            )));
+        }
+        if args.val_split == Some(0.0) {
+            data.validation = None;
+        } else {
+            recipe.fit.validation_split = 0.0;
+            println!(
+                "validating on the dataset's own validation split: {} samples",
+                v.len()
+            );
+        }
+    }
     if data.sample_shape != recipe.model.input_shape() {
         return Err(Error::shape(
             "train",
@@ -930,7 +952,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     // Every plan of the run at once: their pipelines compile in parallel.
     let test_batch = recipe.fit.batch_size.max(256);
     let start = std::time::Instant::now();
-    let mut plans = train::fit_plans(&model, &data.train, &recipe.fit)?;
+    let mut plans = train::fit_plans_validated(&model, &data.train, data.validation.as_ref(), &recipe.fit)?;
     // The test evaluation after training is the plain cross-entropy (see below).
     for p in train::eval_plans(&model, data.test.len(), test_batch) {
         let p = PlanOptions {
@@ -962,7 +984,11 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         print!("{}", super::info::tuning_table(&ctx));
         return Ok(ExitCode::SUCCESS);
     }
-    let history = train::fit(&mut model, &ctx, &data.train, &recipe.fit).inspect_err(|e| {
+    let fitted = match &data.validation {
+        Some(v) => train::fit_validated(&mut model, &ctx, &data.train, v, &recipe.fit, &mut []),
+        None => train::fit(&mut model, &ctx, &data.train, &recipe.fit),
+    };
+    let history = fitted.inspect_err(|e| {
         if matches!(e, Error::DeviceLost { .. }) {
             eprintln!("{}", device_lost_advice(recipe.fit.backup.as_ref()));
         }

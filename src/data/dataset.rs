@@ -224,6 +224,10 @@ pub struct Dataset {
     pub train: Split,
     /// The test samples.
     pub test: Split,
+    /// Validation samples of the dataset's own (an image folder's `val/`), which
+    /// [`fit`](crate::train::fit()) then validates on instead of splitting some off
+    /// the training samples; `None` for most datasets.
+    pub validation: Option<Split>,
     /// Names of the classes by label, where the data names them (an image folder's
     /// class folders); empty when the classes are just numbered.
     pub class_names: Vec<String>,
@@ -313,6 +317,7 @@ fn assemble(name: &str, files: [(String, IdxArray); 4]) -> Result<Dataset> {
         train,
         test,
         class_names: Vec::new(),
+        validation: None,
     })
 }
 
@@ -436,6 +441,7 @@ impl Dataset {
             train: all.select(&order[..80]),
             test: all.select(&order[80..]),
             class_names: Vec::new(),
+            validation: None,
         }
     }
 
@@ -465,6 +471,7 @@ impl Dataset {
             train,
             test,
             class_names: Vec::new(),
+            validation: None,
         }
     }
 }

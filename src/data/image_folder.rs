@@ -4,10 +4,11 @@
 //! ```text
 //! DIR/train/<class>/*.png|jpg|jpeg
 //! DIR/test/<class>/*.png|jpg|jpeg
+//! DIR/val/<class>/*.png|jpg|jpeg       (optional; also `valid/` or `validation/`)
 //! ```
 //!
-//! Classes are the subfolder names in sorted order (label 0 is the first), and both
-//! splits must have the same ones. Each image is converted to the model's input
+//! Classes are the subfolder names in sorted order (label 0 is the first), and every
+//! split must have the same ones. A validation folder is what `fit` validates on. Each image is converted to the model's input
 //! `[C, H, W]`: grey (`C = 1`, luma) or RGB (`C = 3`), resized to `H × W` with a
 //! triangle (bilinear) filter, each value `pixel / 255` in `[0, 1]`, channels first.
 //! Images are read in sorted file order; nothing else is normalised or shuffled here
@@ -17,6 +18,9 @@ use std::path::{Path, PathBuf};
 
 use crate::data::{Dataset, Split, Targets};
 use crate::error::{Error, Result};
+
+/// The names a validation folder may have, in the order they are looked for.
+const VALIDATION_FOLDERS: [&str; 3] = ["val", "valid", "validation"];
 
 /// File extensions read as images (case-insensitive).
 const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
@@ -184,11 +188,29 @@ pub fn read_image_folder(dir: &Path, shape: &[usize]) -> Result<Dataset> {
             ),
         ));
     }
+    let validation = match VALIDATION_FOLDERS
+        .iter()
+        .map(|v| dir.join(v))
+        .find(|v| v.is_dir())
+    {
+        Some(folder) => {
+            let (classes, split) = read_split(&folder, [c, h, w])?;
+            if classes != train_classes {
+                return Err(err(
+                    &folder,
+                    format!("has classes {classes:?} but train has {train_classes:?}; they must be the same"),
+                ));
+            }
+            Some(split)
+        }
+        None => None,
+    };
     Ok(Dataset {
         name: file_name(dir),
         sample_shape: shape.to_vec(),
         train,
         test,
+        validation,
         class_names: train_classes,
     })
 }
@@ -245,6 +267,17 @@ mod tests {
         let g = read_image_folder(&dir, &[1, 2, 3]).unwrap();
         assert_eq!(g.train.sample_len, 6);
         assert_eq!(&g.train.x[..6], &[0.2; 6]);
+        assert!(g.validation.is_none());
+
+        // A validation folder (val/, valid/ or validation/) with the same classes.
+        write(&dir.join("valid/zebra/v.png"), 3, 3, [0, 0, 0]);
+        write(&dir.join("valid/ant/w.png"), 3, 3, [255, 255, 255]);
+        let v = read_image_folder(&dir, &[1, 2, 2]).unwrap().validation.unwrap();
+        assert_eq!(labels(&v), (vec![0, 1], 2));
+        assert_eq!(v.x, [vec![1.0; 4], vec![0.0; 4]].concat());
+        write(&dir.join("valid/yak/u.png"), 3, 3, [0, 0, 0]);
+        let e = read_image_folder(&dir, &[1, 2, 2]).unwrap_err().to_string();
+        assert!(e.contains("valid") && e.contains("\"yak\""), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
 

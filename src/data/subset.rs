@@ -71,6 +71,7 @@ impl Dataset {
             sample_shape: self.sample_shape.clone(),
             train: keep(&self.train)?,
             test: keep(&self.test)?,
+            validation: self.validation.as_ref().map(keep).transpose()?,
             class_names: classes
                 .iter()
                 .map(|&c| self.class_names.get(c).cloned().unwrap_or_else(|| c.to_string()))

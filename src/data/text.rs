@@ -433,6 +433,7 @@ impl Corpus {
             train: windows(&train, tokens, classes),
             test: windows(&test, tokens, classes),
             class_names: Vec::new(),
+            validation: None,
         };
         Ok((dataset, test_bytes as f64 / test.len() as f64))
     }

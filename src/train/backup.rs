@@ -38,12 +38,13 @@ const SETTINGS_KEY: &str = "settings";
 const PROGRESS_KEY: &str = "progress";
 /// Settings [`settings`] records only where they are not their default (so backups
 /// written before they existed still match), with that default.
-const OPTIONAL_SETTINGS: [(&str, &str); 5] = [
+const OPTIONAL_SETTINGS: [(&str, &str); 6] = [
     ("accumulate", "1"),
     ("no_decay", "[]"),
     ("label_smoothing", "0"),
     ("class_weights", "[]"),
     ("ema", "none"),
+    ("validation_data", "none"),
 ];
 
 /// Where [`fit`](super::fit()) keeps its training state.

@@ -3,6 +3,7 @@
 //! GPU and are read once per epoch, together with a per-step trace of the running
 //! loss sum (copied on the GPU) that names the first step whose loss was not finite.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -357,8 +358,18 @@ pub struct History {
 /// batches, evaluating the validation split. [`fit`] builds them all before its
 /// first step ([`Model::prepare`]), so their pipelines compile in parallel.
 pub fn fit_plans(model: &Model, data: &Split, config: &FitConfig) -> Result<Vec<PlanOptions>> {
+    fit_plans_validated(model, data, None, config)
+}
+
+/// [`fit_plans`] of a [`fit_validated`] run when `validation` is given.
+pub fn fit_plans_validated(
+    model: &Model,
+    data: &Split,
+    validation: Option<&Split>,
+    config: &FitConfig,
+) -> Result<Vec<PlanOptions>> {
     config.validate()?;
-    let (n, n_val) = data.validation_sizes(config.validation_split)?;
+    let (n, n_val) = sizes(data, validation, config)?;
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -378,9 +389,41 @@ pub fn fit_plans(model: &Model, data: &Split, config: &FitConfig) -> Result<Vec<
     Ok(plans)
 }
 
+/// How many samples a fit trains and validates on: the validation given, or the
+/// share `config.validation_split` of `data` (not both).
+fn sizes(data: &Split, validation: Option<&Split>, config: &FitConfig) -> Result<(usize, usize)> {
+    match validation {
+        Some(v) if config.validation_split > 0.0 => Err(Error::invalid(format!(
+            "validation data of {} samples is given, and a validation split of {} too: use one",
+            v.len(),
+            config.validation_split
+        ))),
+        Some(v) => Ok((data.len(), v.len())),
+        None => data.validation_sizes(config.validation_split),
+    }
+}
+
 /// Trains `model` on `data`.
 pub fn fit(model: &mut Model, ctx: &Context, data: &Split, config: &FitConfig) -> Result<History> {
     fit_with(model, ctx, data, config, &mut [])
+}
+
+/// [`fit_with`] validating on `validation` after every epoch (Keras'
+/// `validation_data`) instead of splitting some of `data` off; `config`'s
+/// `validation_split` must be 0.
+pub fn fit_validated(
+    model: &mut Model,
+    ctx: &Context,
+    data: &Split,
+    validation: &Split,
+    config: &FitConfig,
+    callbacks: &mut [&mut dyn Callback],
+) -> Result<History> {
+    let mut hooks = Hooks {
+        console: config.verbose.then_some(PrintProgress),
+        user: callbacks,
+    };
+    run_fit(model, ctx, (data, Some(validation)), config, &mut hooks)
 }
 
 /// [`fit`] calling `callbacks` after every step and epoch and at every event of
@@ -397,7 +440,7 @@ pub fn fit_with(
         console: config.verbose.then_some(PrintProgress),
         user: callbacks,
     };
-    run_fit(model, ctx, data, config, &mut hooks)
+    run_fit(model, ctx, (data, None), config, &mut hooks)
 }
 
 /// The callbacks of one run: the console's (when verbose) and the caller's.
@@ -439,13 +482,23 @@ impl Hooks<'_, '_> {
 fn run_fit(
     model: &mut Model,
     ctx: &Context,
-    data: &Split,
+    (data, validation): (&Split, Option<&Split>),
     config: &FitConfig,
     hooks: &mut Hooks<'_, '_>,
 ) -> Result<History> {
     config.validate()?;
     model.check_data(data)?;
-    let (train, val) = data.split_validation(config.validation_split)?;
+    sizes(data, validation, config)?;
+    let (train, val): (Cow<Split>, Option<Cow<Split>>) = match validation {
+        Some(v) => {
+            model.check_data(v)?;
+            (Cow::Borrowed(data), Some(Cow::Borrowed(v)))
+        }
+        None => {
+            let (t, v) = data.split_validation(config.validation_split)?;
+            (Cow::Owned(t), v.map(Cow::Owned))
+        }
+    };
     let n = train.len();
     if n == 0 {
         return Err(Error::invalid("no training samples"));
@@ -464,7 +517,7 @@ fn run_fit(
         None => None,
     };
     let mut scratch = Vec::new();
-    model.prepare(ctx, &fit_plans(model, data, config)?)?;
+    model.prepare(ctx, &fit_plans_validated(model, data, validation, config)?)?;
     // Running loss sum after every batch of an epoch, copied on the GPU.
     let trace = Tensor::zeros(ctx, &[batches_per_epoch], DType::F32)?;
     let early = config.patience.is_some();
@@ -506,7 +559,14 @@ fn run_fit(
         .min((config.epochs * steps_per_epoch) as u64);
     let schedule = config.lr_schedule.map(|s| s.resolved(planned));
     let settings = match &config.backup {
-        Some(_) => backup::settings(model, data, val.as_ref().map_or(0, Split::len), config, schedule),
+        Some(_) => {
+            let mut s = backup::settings(model, data, val.as_ref().map_or(0, |v| v.len()), config, schedule);
+            if let Some(v) = validation {
+                let crc = backup::data_crc32(&v.x);
+                s.insert("validation_data".into(), format!("{} samples, {crc}", v.len()));
+            }
+            s
+        }
         None => Default::default(),
     };
     let mut p = Progress {

@@ -15,7 +15,10 @@ pub mod terms;
 pub use backup::Backup;
 pub use callbacks::{BatchEnd, Callback, Control, FitEvent, PrintProgress};
 pub use evaluate::{ClassMetrics, Evaluation, eval_plans, evaluate, evaluate_with_predictions, true_classes};
-pub use fit::{EpochStats, FitConfig, History, Monitor, ReduceLrOnPlateau, fit, fit_plans, fit_with};
+pub use fit::{
+    EpochStats, FitConfig, History, Monitor, ReduceLrOnPlateau, fit, fit_plans, fit_plans_validated,
+    fit_validated, fit_with,
+};
 pub use gan::{GanEvent, fit_gan};
 pub use schedule::LrSchedule;
 pub use terms::{TermsConfig, TermsEpoch, TermsEvent, fit_terms};
