@@ -283,12 +283,48 @@ fn pieces(text: &str, size: usize) -> impl Iterator<Item = &str> {
 /// document is split on its own (its last tenth to the test split) and the
 /// parts are joined in path order, so windows may run from one document into
 /// the next, as language-model corpora are read.
+///
+/// A folder whose entries name their split (a name part `train`, `test`, or
+/// `valid`/`validation`/`val`/`dev`, as WikiText's `wiki.train.raw`,
+/// `wiki.valid.raw`, `wiki.test.raw` or Hugging Face's `train.txt`,
+/// `validation.txt`, `test.txt`, files or folders) is split by those names
+/// instead: every file under an entry goes whole to its split.
 #[derive(Clone, Debug)]
 pub struct Corpus {
     /// The file's or folder's name.
     pub name: String,
     /// Each document's path and bytes.
     pub documents: Vec<(std::path::PathBuf, Vec<u8>)>,
+    /// Where each document goes, in the order of `documents`.
+    pub parts: Vec<Part>,
+}
+
+/// The split a document of a [`Corpus`] goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Its last [`TEST_FRACTION`] to the test split, the rest to training.
+    Both,
+    /// All of it to training.
+    Train,
+    /// All of it to validation.
+    Validation,
+    /// All of it to the test split.
+    Test,
+}
+
+impl Part {
+    /// The split a folder's entry of this name holds, if its name says: a part of
+    /// the name between dots, dashes and underscores, ignoring case.
+    fn named(name: &str) -> Option<Part> {
+        name.to_ascii_lowercase()
+            .split(['.', '-', '_'])
+            .find_map(|word| match word {
+                "train" => Some(Part::Train),
+                "valid" | "validation" | "val" | "dev" => Some(Part::Validation),
+                "test" => Some(Part::Test),
+                _ => None,
+            })
+    }
 }
 
 impl Corpus {
@@ -312,11 +348,20 @@ impl Corpus {
         } else {
             files.push(path.to_path_buf());
         }
+        let parts = if path.is_dir() {
+            parts_by_name(path, &files)?
+        } else {
+            vec![Part::Both]
+        };
         let documents = files
             .into_iter()
             .map(|f| read_bytes(&f).map(|b| (f, b)))
             .collect::<Result<_>>()?;
-        Ok(Corpus { name, documents })
+        Ok(Corpus {
+            name,
+            documents,
+            parts,
+        })
     }
 
     /// One document of `bytes`, named `name`.
@@ -324,6 +369,7 @@ impl Corpus {
         Corpus {
             name: name.to_string(),
             documents: vec![(name.into(), bytes.to_vec())],
+            parts: vec![Part::Both],
         }
     }
 
@@ -344,36 +390,51 @@ impl Corpus {
     pub fn training_texts(&self) -> Result<Vec<&str>> {
         self.documents
             .iter()
-            .map(|(path, bytes)| {
-                std::str::from_utf8(training_text(bytes)).map_err(|e| Error::Data {
+            .zip(&self.parts)
+            .filter_map(|((path, bytes), part)| {
+                let text = match part {
+                    Part::Both => training_text(bytes),
+                    Part::Train => bytes,
+                    Part::Validation | Part::Test => return None,
+                };
+                Some(std::str::from_utf8(text).map_err(|e| Error::Data {
                     path: path.display().to_string(),
                     message: format!("is not UTF-8 text ({e}); a tokenizer reads UTF-8, bytes read any file"),
-                })
+                }))
             })
             .collect()
     }
 
-    /// The token ids of every document's training and test parts under
-    /// `vocabulary`, joined in order, and the bytes of the test parts.
-    fn split_ids(&self, vocabulary: &Vocabulary) -> Result<(Vec<u32>, Vec<u32>, usize)> {
+    /// The token ids of every document's parts under `vocabulary`, joined in
+    /// order by split, and the bytes of the test parts.
+    fn split_ids(&self, vocabulary: &Vocabulary) -> Result<SplitIds> {
         let utf8 = matches!(vocabulary, Vocabulary::Tokenizer(_));
-        let (mut train, mut test, mut test_bytes) = (Vec::new(), Vec::new(), 0);
-        for (path, bytes) in &self.documents {
-            let (a, b) = bytes.split_at(split_point(bytes, utf8));
+        let mut ids = SplitIds::default();
+        for ((path, bytes), part) in self.documents.iter().zip(&self.parts) {
             let named = |e| in_file(path, e);
-            train.extend(vocabulary.encode(a).map_err(named)?);
-            test.extend(vocabulary.encode(b).map_err(named)?);
-            test_bytes += b.len();
+            let cut = match part {
+                Part::Both => split_point(bytes, utf8),
+                Part::Train => bytes.len(),
+                Part::Validation => {
+                    ids.validation.extend(vocabulary.encode(bytes).map_err(named)?);
+                    continue;
+                }
+                Part::Test => 0,
+            };
+            let (a, b) = bytes.split_at(cut);
+            ids.train.extend(vocabulary.encode(a).map_err(named)?);
+            ids.test.extend(vocabulary.encode(b).map_err(named)?);
+            ids.test_bytes += b.len();
         }
-        Ok((train, test, test_bytes))
+        Ok(ids)
     }
 
     /// Bytes of text per token in the test split under `vocabulary` (1 for
     /// bytes): a per-token loss divided by this and by ln 2 is in bits per byte,
     /// which compares models whatever their tokenizers.
     pub fn test_bytes_per_token(&self, vocabulary: &Vocabulary) -> Result<f64> {
-        let (_, test, bytes) = self.split_ids(vocabulary)?;
-        Ok(bytes as f64 / test.len().max(1) as f64)
+        let ids = self.split_ids(vocabulary)?;
+        Ok(ids.test_bytes as f64 / ids.test.len().max(1) as f64)
     }
 
     /// The corpus as windows of `sample_shape = [T]` tokens of `vocabulary` (see
@@ -400,8 +461,23 @@ impl Corpus {
                 )));
             }
         };
-        let (train, test, test_bytes) = self.split_ids(vocabulary)?;
+        let SplitIds {
+            train,
+            validation,
+            test,
+            test_bytes,
+        } = self.split_ids(vocabulary)?;
         let need = tokens + 1;
+        if !validation.is_empty() && validation.len() < need {
+            return Err(Error::Data {
+                path: self.name.clone(),
+                message: format!(
+                    "the validation text holds {} tokens: windows of {need} (the model's {tokens} \
+                     tokens and the next) need {need}",
+                    validation.len()
+                ),
+            });
+        }
         if train.len() < need || test.len() < need {
             let unit = match vocabulary {
                 Vocabulary::Bytes => "bytes",
@@ -433,10 +509,57 @@ impl Corpus {
             train: windows(&train, tokens, classes),
             test: windows(&test, tokens, classes),
             class_names: Vec::new(),
-            validation: None,
+            validation: (!validation.is_empty()).then(|| windows(&validation, tokens, classes)),
         };
         Ok((dataset, test_bytes as f64 / test.len() as f64))
     }
+}
+
+/// The token ids of a corpus by split.
+#[derive(Default)]
+struct SplitIds {
+    train: Vec<u32>,
+    validation: Vec<u32>,
+    test: Vec<u32>,
+    /// Bytes of text the test ids came from.
+    test_bytes: usize,
+}
+
+/// Where each of `files` (under the folder `dir`, sorted) goes: by the name of
+/// its entry at `dir`'s top level when any entry names a split (then every one
+/// must, and training and test must both be there), else [`Part::Both`] for all.
+fn parts_by_name(dir: &Path, files: &[std::path::PathBuf]) -> Result<Vec<Part>> {
+    let top = |f: &std::path::PathBuf| {
+        f.strip_prefix(dir)
+            .ok()
+            .and_then(|r| r.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let named: Vec<Option<Part>> = files.iter().map(|f| Part::named(&top(f))).collect();
+    if named.iter().all(Option::is_none) {
+        return Ok(vec![Part::Both; files.len()]);
+    }
+    let err = |message: String| Error::Data {
+        path: dir.display().to_string(),
+        message,
+    };
+    if let Some(i) = named.iter().position(Option::is_none) {
+        return Err(err(format!(
+            "names its splits (train, valid, test), but '{}' says none: rename or move it",
+            top(&files[i])
+        )));
+    }
+    let parts: Vec<Part> = named.into_iter().flatten().collect();
+    for (want, what) in [(Part::Train, "train"), (Part::Test, "test")] {
+        if !parts.contains(&want) {
+            return Err(err(format!(
+                "names its splits, but none is '{what}': a corpus split by name needs a training \
+                 and a test part (validation is optional)"
+            )));
+        }
+    }
+    Ok(parts)
 }
 
 /// Every file under `dir` (not following links to folders), hidden ones
@@ -637,6 +760,63 @@ mod tests {
         std::fs::create_dir_all(&empty).unwrap();
         let e = Corpus::read(&empty).unwrap_err().to_string();
         assert!(e.contains("holds no text file"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A folder naming its splits (WikiText's files, or Hugging Face's folders)
+    /// gives each file whole to its split: no tenth cut off; the tokenizer's
+    /// training texts are the training files only. Unnamed entries beside named
+    /// ones, or a missing training or test part, are refused by name.
+    #[test]
+    fn a_folder_naming_its_splits_is_split_by_name() {
+        let dir = std::env::temp_dir().join(format!("wgml-named-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("Validation")).unwrap();
+        let (a, b, c, d): (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) = (
+            (0..41).collect(),
+            (41..62).collect(),
+            (62..83).collect(),
+            (83..104).collect(),
+        );
+        std::fs::write(dir.join("wiki.train.raw"), &a).unwrap();
+        std::fs::write(dir.join("wiki.test.raw"), &b).unwrap();
+        std::fs::write(dir.join("Validation").join("part-1.txt"), &c).unwrap();
+        std::fs::write(dir.join("Validation").join("part-2.txt"), &d).unwrap();
+        let corpus = Corpus::read(&dir).unwrap();
+        assert_eq!(
+            corpus.parts,
+            [Part::Validation, Part::Validation, Part::Test, Part::Train]
+        );
+        let data = corpus.dataset(&[4], &Vocabulary::Bytes).unwrap();
+        // 41 training bytes: 10 windows; 21 test bytes: 5; 42 validation bytes: 10.
+        let validation = data.validation.as_ref().unwrap();
+        assert_eq!((data.train.len(), data.test.len(), validation.len()), (10, 5, 10));
+        assert_eq!(&data.test.x[..4], &[41.0, 42.0, 43.0, 44.0]);
+        assert_eq!(&validation.x[..4], &[62.0, 63.0, 64.0, 65.0]);
+        assert_eq!(corpus.test_bytes_per_token(&Vocabulary::Bytes).unwrap(), 1.0);
+        let texts = corpus.training_texts().unwrap();
+        assert_eq!(texts.len(), 1);
+        assert_eq!(texts[0].as_bytes(), &a[..]);
+        // Without a validation part the dataset has none.
+        std::fs::remove_dir_all(dir.join("Validation")).unwrap();
+        assert!(
+            Corpus::read(&dir)
+                .unwrap()
+                .dataset(&[4], &Vocabulary::Bytes)
+                .unwrap()
+                .validation
+                .is_none()
+        );
+        std::fs::write(dir.join("notes.txt"), b"hello").unwrap();
+        let e = Corpus::read(&dir).unwrap_err().to_string();
+        assert!(e.contains("'notes.txt' says none"), "{e}");
+        std::fs::remove_file(dir.join("notes.txt")).unwrap();
+        std::fs::remove_file(dir.join("wiki.test.raw")).unwrap();
+        let e = Corpus::read(&dir).unwrap_err().to_string();
+        assert!(e.contains("none is 'test'"), "{e}");
+        // Words inside names do not count: "contest" is no test.
+        assert_eq!(Part::named("contest.txt"), None);
+        assert_eq!(Part::named("my-dev_set.TXT"), Some(Part::Validation));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
