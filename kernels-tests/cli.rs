@@ -983,6 +983,30 @@ fn a_byte_language_model_trains_evaluates_and_generates() {
     );
     let _ = std::fs::remove_file(&ckpt);
     let _ = std::fs::remove_file(&cnn);
+    // A corpus naming its splits validates every epoch on its validation part.
+    let readme = std::fs::read(crate::common::repo_file("README.md")).unwrap();
+    let corpus = scratch("named-corpus");
+    let _ = std::fs::remove_dir_all(&corpus);
+    std::fs::create_dir_all(&corpus).unwrap();
+    let third = readme.len() / 3;
+    for (name, part) in [
+        ("train.txt", &readme[..third]),
+        ("valid.txt", &readme[third..2 * third]),
+        ("test.txt", &readme[2 * third..]),
+    ] {
+        std::fs::write(corpus.join(name), part).unwrap();
+    }
+    let data = format!("text:{}", corpus.display());
+    let out = wgml(&["train", "--model", m, "--data", &data, "--steps", "2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let windows = (2 * third - third - 1) / 64;
+    assert!(
+        stdout.contains(&format!("validating on the dataset's own validation split: {windows} samples"))
+            && stdout.contains("val_loss"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&corpus);
 }
 
 /// `wgml train --model examples/models/bpe_lm.json --data text:README.md
