@@ -85,6 +85,11 @@ if [ "$stage" = wgml ] || [ "$stage" = all ]; then
         --batch-size 8 --steps 20 --save /tmp/gpt2-small.safetensors --metrics "$logs/gpt2-b8.json"
     run profile-gpt2-b8 120 "$wgml" train --model examples/models/gpt2_small.json \
         --data text:README.md --profile --batch-size 8
+    # Gradient accumulation: 4 passes of batch 2 per step (the same 8 sequences a
+    # step as gpt2-b8): the predicted cost is gpt2-b8's step at batch 2, times 4, plus
+    # < 1 ms of accumulation (BENCHMARKS.md, "Gradient accumulation").
+    run gpt2-b2x4 240 "$wgml" train --model examples/models/gpt2_small.json --data text:README.md \
+        --batch-size 2 --accumulate 4 --steps 5 --metrics "$logs/gpt2-b2x4.json"
     run gpt2-generate 120 "$wgml" generate --weights /tmp/gpt2-small.safetensors --prompt "Th" \
         --tokens 100 --temperature 0
     run gpt2-generate-no-cache 120 "$wgml" generate --weights /tmp/gpt2-small.safetensors \
