@@ -389,3 +389,52 @@ fn reduce_rejects_wrong_dtypes_and_aliasing() {
         .to_string();
     assert!(e.contains("share a buffer"), "{e}");
 }
+
+/// Top-k accuracy counts equal the twin's, ties at the boundary counting (small
+/// integer logits make many), labels past the classes and NaN logits never, and a
+/// k of at least the classes counting every labelled row; k = 0 is refused.
+#[test]
+fn count_in_top_k_matches_reference() {
+    let (_g, ctx) = gpu();
+    for (s, &(rows, cols, k)) in [(1, 1, 1), (7, 10, 1), (257, 3, 2), (1000, 37, 5), (3000, 10, 3), (40, 6, 9)]
+        .iter()
+        .enumerate()
+    {
+        let mut r = rng(90 + s as u64);
+        let mut x: Vec<f32> = (0..rows * cols).map(|_| r.random_range(0..4) as f32).collect();
+        if rows > 7 {
+            x[3 * cols] = f32::NAN;
+        }
+        let labels: Vec<u32> = (0..rows)
+            .map(|_| match r.random_range(0..5) {
+                0 => cols as u32 + r.random_range(0..3),
+                _ => r.random_range(0..cols as u32),
+            })
+            .collect();
+        let xt = Tensor::from_f32(ctx, &x, &[rows, cols]).unwrap();
+        let lt = Tensor::from_u32(ctx, &labels, &[rows]).unwrap();
+        let acc = Tensor::from_f32(ctx, &[1.0], &[1]).unwrap();
+        let d = reduce::count_in_top_k(ctx, &xt, &lt, k, &acc).unwrap();
+        ctx.run(&[&d]).unwrap();
+        let mut want = 1.0;
+        reference::reduce::count_in_top_k(&x, cols, &labels, k, &mut want);
+        let what = format!("count_in_top_k [{rows}, {cols}] k={k}");
+        assert_close(&what, &acc.to_f32(ctx).unwrap(), &[want], 0.0, 0.0);
+        if k >= cols {
+            let labelled = labels.iter().filter(|&&l| (l as usize) < cols).count();
+            let nan_row = (rows > 7 && (labels[3] as usize) == 0) as usize;
+            assert_eq!(want as usize, 1 + labelled - nan_row, "{what}");
+        }
+    }
+    // By hand: [3, 1, 3, 2] with label 2 is in the top 1 (a tie with index 0), label 3
+    // in the top 3 but not the top 2.
+    let xt = Tensor::from_f32(ctx, &[3.0, 1.0, 3.0, 2.0, 3.0, 1.0, 3.0, 2.0], &[2, 4]).unwrap();
+    let lt = Tensor::from_u32(ctx, &[2, 3], &[2]).unwrap();
+    for (k, want) in [(1usize, 1.0f32), (2, 1.0), (3, 2.0)] {
+        let acc = Tensor::from_f32(ctx, &[0.0], &[1]).unwrap();
+        ctx.run(&[&reduce::count_in_top_k(ctx, &xt, &lt, k, &acc).unwrap()]).unwrap();
+        assert_eq!(acc.to_f32(ctx).unwrap(), [want], "k={k}");
+    }
+    let acc = Tensor::from_f32(ctx, &[0.0], &[1]).unwrap();
+    assert!(reduce::count_in_top_k(ctx, &xt, &lt, 0, &acc).is_err());
+}

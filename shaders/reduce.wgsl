@@ -242,6 +242,36 @@ fn count_correct(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
+// count_in_top_k: one workgroup; x is logits [rows = d0, cols = d1], labels [rows];
+// out[0] += #rows whose label's logit is among the k = d2 largest: fewer than k
+// logits of the row are strictly greater (ties at the boundary count, as
+// tf.math.in_top_k and Keras' SparseTopKCategoricalAccuracy; a label >= cols or a
+// NaN logit never counts).
+@compute @workgroup_size(WG)
+fn count_in_top_k(@builtin(local_invocation_index) lid: u32) {
+    var hits = 0.0;
+    for (var r = lid; r < p.d0; r = r + WG) {
+        let label = labels[r];
+        if (label < p.d1) {
+            let base = r * p.d1;
+            let v = x[base + label];
+            var above = 0u;
+            for (var j = 0u; j < p.d1 && above < p.d2; j = j + 1u) {
+                if (x[base + j] > v) {
+                    above = above + 1u;
+                }
+            }
+            if (!is_nan(v) && above < p.d2) {
+                hits = hits + 1.0;
+            }
+        }
+    }
+    let total = workgroup_sum(lid, hits);
+    if (lid == 0u) {
+        out[0] = out[0] + total;
+    }
+}
+
 // count_correct_binary: one workgroup; x is logits [rows = d0], targets [rows];
 // out[0] += #rows with (x > 0) == (target > 0.5).
 @compute @workgroup_size(WG)

@@ -47,6 +47,7 @@ const ARGMAX_ROWS_THREAD: Kernel = Shader::Reduce.kernel("argmax_rows_thread");
 const ARGMAX_ROWS_WG: Kernel = Shader::Reduce.kernel("argmax_rows_wg");
 const COUNT_CORRECT: Kernel = Shader::Reduce.kernel("count_correct");
 const COUNT_CORRECT_BINARY: Kernel = Shader::Reduce.kernel("count_correct_binary");
+const COUNT_IN_TOP_K: Kernel = Shader::Reduce.kernel("count_in_top_k");
 
 const CONSTANTS: &[(&str, f64)] = &[("WG", WG as f64)];
 
@@ -295,6 +296,45 @@ pub fn count_correct(ctx: &Context, logits: &Tensor, labels: &Tensor, acc: &Tens
     };
     ctx.dispatch(
         COUNT_CORRECT,
+        CONSTANTS,
+        &params,
+        &[(1, &logits.buffer), (2, &acc.buffer), (3, &labels.buffer)],
+        [1, 1, 1],
+    )
+}
+
+/// `acc[0] += #rows r whose label's logit is among the `k` largest of `logits[r]`
+/// (fewer than `k` are strictly greater: ties at the boundary count, as
+/// `tf.math.in_top_k` and Keras' `SparseTopKCategoricalAccuracy`) for `logits`
+/// `[R, C]`, `labels` u32 `[R]` and `acc` f32 `[1]`; a label `≥ C` or a NaN logit
+/// never counts; `k ≥ 1`. One workgroup, a thread per row. CPU twin:
+/// [`crate::reference::reduce::count_in_top_k`].
+pub fn count_in_top_k(ctx: &Context, logits: &Tensor, labels: &Tensor, k: usize, acc: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "count_in_top_k";
+    if k == 0 {
+        return Err(Error::invalid("top-k accuracy needs k of at least 1"));
+    }
+    logits.expect_dtype(OP, "logits", DType::F32)?;
+    labels.expect_dtype(OP, "labels", DType::U32)?;
+    acc.expect_dtype(OP, "acc", DType::F32)?;
+    no_alias(OP, "logits", logits, "acc", acc)?;
+    let (rows, cols) = rows_cols(OP, "logits", logits)?;
+    expect_numel(
+        OP,
+        "labels",
+        labels,
+        rows,
+        &format!("logits of shape {:?}", logits.shape()),
+    )?;
+    expect_numel(OP, "acc", acc, 1, "the accumulator")?;
+    let params = Params {
+        d0: count_u32(OP, "rows", rows)?,
+        d1: count_u32(OP, "cols", cols)?,
+        d2: count_u32(OP, "k", k.min(cols))?,
+        ..Params::default()
+    };
+    ctx.dispatch(
+        COUNT_IN_TOP_K,
         CONSTANTS,
         &params,
         &[(1, &logits.buffer), (2, &acc.buffer), (3, &labels.buffer)],

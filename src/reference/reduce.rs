@@ -74,6 +74,23 @@ pub fn count_correct(logits: &[f32], cols: usize, labels: &[u32], acc: &mut f32)
     *acc = (*acc as f64 + hits as f64) as f32;
 }
 
+/// `acc += #rows whose label's logit has fewer than `k` logits of its row strictly
+/// above it` (twin of `kernels::reduce::count_in_top_k`; a label `≥ cols` or a NaN
+/// logit never counts).
+pub fn count_in_top_k(logits: &[f32], cols: usize, labels: &[u32], k: usize, acc: &mut f32) {
+    assert_eq!(logits.len(), labels.len() * cols);
+    let hits = labels
+        .iter()
+        .enumerate()
+        .filter(|&(r, &l)| {
+            let row = &logits[r * cols..(r + 1) * cols];
+            row.get(l as usize)
+                .is_some_and(|&v| !v.is_nan() && row.iter().filter(|&&x| x > v).count() < k)
+        })
+        .count();
+    *acc = (*acc as f64 + hits as f64) as f32;
+}
+
 /// `acc += #rows with (logit > 0) == (target > 0.5)`.
 pub fn count_correct_binary(logits: &[f32], targets: &[f32], acc: &mut f32) {
     assert_eq!(logits.len(), targets.len());
