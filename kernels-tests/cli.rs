@@ -59,6 +59,11 @@ fn train_arguments_out_of_range_are_refused() {
         &["class 12 is past the 10 classes"],
     );
     fails_with(&["train", "--ema", "1"], &["momentum 1 is outside [0, 1)"]);
+    fails_with(&["train", "--top-k", "0"], &["--top-k needs K of at least 1"]);
+    fails_with(
+        &["train", "--model", "binary", "--top-k", "2"],
+        &["--top-k 2 applies to sparse categorical"],
+    );
     fails_with(
         &["train", "--class-weight", "heavy"],
         &["'heavy'", "CLASS=WEIGHT"],
@@ -1002,8 +1007,9 @@ fn a_byte_language_model_trains_evaluates_and_generates() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let windows = (2 * third - third - 1) / 64;
     assert!(
-        stdout.contains(&format!("validating on the dataset's own validation split: {windows} samples"))
-            && stdout.contains("val_loss"),
+        stdout.contains(&format!(
+            "validating on the dataset's own validation split: {windows} samples"
+        )) && stdout.contains("val_loss"),
         "{stdout}"
     );
     let _ = std::fs::remove_dir_all(&corpus);
@@ -1462,13 +1468,16 @@ fn class_weights_from_the_command_line() {
         "3=2,7=0.5",
         "--ema",
         "0.99",
+        "--top-k",
+        "3",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         stdout.contains("class weights: 0 = 1.0000, 1 = 1.0000, 2 = 1.0000, 3 = 2.0000")
             && stdout.contains("7 = 0.5000, 8 = 1.0000")
-            && stdout.contains("weights replaced by their moving average (momentum 0.99)"),
+            && stdout.contains("weights replaced by their moving average (momentum 0.99)")
+            && stdout.contains("top-3 accuracy: "),
         "{stdout}"
     );
 }

@@ -396,9 +396,16 @@ fn reduce_rejects_wrong_dtypes_and_aliasing() {
 #[test]
 fn count_in_top_k_matches_reference() {
     let (_g, ctx) = gpu();
-    for (s, &(rows, cols, k)) in [(1, 1, 1), (7, 10, 1), (257, 3, 2), (1000, 37, 5), (3000, 10, 3), (40, 6, 9)]
-        .iter()
-        .enumerate()
+    for (s, &(rows, cols, k)) in [
+        (1, 1, 1),
+        (7, 10, 1),
+        (257, 3, 2),
+        (1000, 37, 5),
+        (3000, 10, 3),
+        (40, 6, 9),
+    ]
+    .iter()
+    .enumerate()
     {
         let mut r = rng(90 + s as u64);
         let mut x: Vec<f32> = (0..rows * cols).map(|_| r.random_range(0..4) as f32).collect();
@@ -432,7 +439,8 @@ fn count_in_top_k_matches_reference() {
     let lt = Tensor::from_u32(ctx, &[2, 3], &[2]).unwrap();
     for (k, want) in [(1usize, 1.0f32), (2, 1.0), (3, 2.0)] {
         let acc = Tensor::from_f32(ctx, &[0.0], &[1]).unwrap();
-        ctx.run(&[&reduce::count_in_top_k(ctx, &xt, &lt, k, &acc).unwrap()]).unwrap();
+        ctx.run(&[&reduce::count_in_top_k(ctx, &xt, &lt, k, &acc).unwrap()])
+            .unwrap();
         assert_eq!(acc.to_f32(ctx).unwrap(), [want], "k={k}");
     }
     let acc = Tensor::from_f32(ctx, &[0.0], &[1]).unwrap();

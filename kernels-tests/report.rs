@@ -56,6 +56,7 @@ fn evaluation(confusion: Vec<Vec<u64>>) -> Evaluation {
     Evaluation {
         loss: 0.3,
         accuracy: (!confusion.is_empty()).then_some(0.9),
+        top_k: None,
         samples,
         positions: 1,
         confusion,

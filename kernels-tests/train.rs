@@ -2349,3 +2349,61 @@ fn validation_data_given_apart_equals_the_same_split() {
         .to_string();
     assert!(e.contains("validation split of 0.25 too"), "{e}");
 }
+
+/// Top-k accuracy (Keras' `SparseTopKCategoricalAccuracy`): an evaluation with
+/// `Model::top_k` counts the labels among the k largest outputs as the twin does on
+/// the reference's logits, at least the accuracy and all at k = classes; training
+/// is unchanged by it; other losses refuse it.
+#[test]
+fn top_k_accuracy_counts_as_the_twin() {
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let mut model = accumulation_mlp(0.0)
+        .compile(
+            ctx,
+            Loss::SparseCategoricalCrossentropy,
+            Optimizer::adam(0.01),
+            41,
+        )
+        .unwrap();
+    let split = data.train.select(&(0..64).collect::<Vec<_>>());
+    let cfg = FitConfig {
+        epochs: 1,
+        batch_size: 16,
+        verbose: false,
+        ..FitConfig::default()
+    };
+    fit(&mut model, ctx, &split, &cfg).unwrap();
+    let test = data.test.select(&(0..100).collect::<Vec<_>>());
+    let (mut x, mut labels, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    test.gather(&(0..100).collect::<Vec<_>>(), &mut x, &mut labels, &mut values);
+    let logits = ReferenceExecutor::from_model(&model, ctx)
+        .unwrap()
+        .eval_output(&x, 100)
+        .unwrap();
+    let plain = wgml::train::evaluate(&mut model, ctx, &test, 32).unwrap();
+    assert_eq!(plain.top_k, None);
+    for k in [1usize, 3, 10] {
+        model.top_k = Some(k);
+        let e = wgml::train::evaluate(&mut model, ctx, &test, 32).unwrap();
+        let mut want = 0.0;
+        wgml::reference::reduce::count_in_top_k(&logits, 10, &labels, k, &mut want);
+        let (got_k, got) = e.top_k.unwrap();
+        assert_eq!(got_k, k);
+        assert!(
+            (got - want as f64 / 100.0).abs() < 1e-9,
+            "top-{k}: {got} vs {want}"
+        );
+        assert!(got >= e.accuracy.unwrap(), "top-{k} {got} below the accuracy");
+        assert_eq!(e.loss, plain.loss);
+        if k == 10 {
+            assert_eq!(got, 1.0);
+        }
+    }
+    let mut binary = compiled(ctx, &zoo::binary(), 3);
+    binary.top_k = Some(2);
+    let e = wgml::train::evaluate(&mut binary, ctx, &Dataset::two_blobs(3).test, 16)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("top-2 accuracy applies to sparse categorical"), "{e}");
+}

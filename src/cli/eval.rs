@@ -36,6 +36,9 @@ pub struct EvalArgs {
     /// Write the results as JSON.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
+    /// Also measure the top-K accuracy (labels among the K largest outputs).
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
     /// Draw confusion.png and misclassified.png (image data) into this folder.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -186,6 +189,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
             ),
         ));
     }
+    model.top_k = super::train::top_k_option(args.top_k, model.loss)?;
     // Per-sample predictions only when the report draws them.
     let (e, predicted) = match &args.report {
         Some(_) => train::evaluate_with_predictions(&mut model, &ctx, &data.test, 256)?,

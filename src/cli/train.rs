@@ -79,6 +79,10 @@ pub struct TrainArgs {
     /// validation losses include it; the test measures after training do not.
     #[arg(long, value_name = "E")]
     pub label_smoothing: Option<f32>,
+    /// Also measure the test's top-K accuracy (labels among the K largest outputs,
+    /// Keras' SparseTopKCategoricalAccuracy); sparse categorical cross-entropy only.
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
     /// Keep an exponential moving average of the weights with momentum M (Keras'
     /// use_ema with ema_momentum, e.g. 0.99 or 0.999), updated after every step, and
     /// end training with it in the weights' place (saved and tested so).
@@ -457,6 +461,20 @@ fn class_weights(spec: &str, data: &Dataset, loss: wgml::nn::Loss) -> Result<Vec
     Ok(weights)
 }
 
+/// `--top-k K` for a model trained with `loss`: refused for K = 0 and for losses
+/// other than sparse categorical cross-entropy (checked before the GPU starts).
+pub fn top_k_option(k: Option<usize>, loss: wgml::nn::Loss) -> Result<Option<usize>> {
+    match k {
+        Some(0) => Err(Error::invalid("--top-k needs K of at least 1")),
+        Some(k) if loss != wgml::nn::Loss::SparseCategoricalCrossentropy => Err(Error::invalid(format!(
+            "--top-k {k} applies to sparse categorical cross-entropy (classifiers, language \
+             models); this model trains with {}",
+            loss.name()
+        ))),
+        k => Ok(k),
+    }
+}
+
 /// The schedule the flags describe; flags of a schedule not chosen are refused.
 fn lr_schedule(args: &TrainArgs) -> Result<Option<train::LrSchedule>> {
     let unused = |flag: &str, given: bool, kind: &str| -> Result<()> {
@@ -832,6 +850,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         None => None,
     };
     let ema = args.ema.map(wgml::graph::Ema::new).transpose()?;
+    let top_k = top_k_option(args.top_k, recipe.loss)?;
     let class_weight = match &args.class_weight {
         Some(spec) => Some(class_weights(spec, &data, recipe.loss)?),
         None => None,
@@ -1021,6 +1040,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             e.get()
         );
     }
+    model.top_k = top_k;
     let (eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;
     print_evaluation(&eval);
     print_bits_per_byte(&eval, bytes_per_token);
@@ -1093,6 +1113,9 @@ pub fn print_evaluation(e: &Evaluation) {
     if let Some(a) = e.accuracy {
         print!(" - test accuracy: {a:.4}");
     }
+    if let Some((k, a)) = e.top_k {
+        print!(" - top-{k} accuracy: {a:.4}");
+    }
     if e.positions > 1 {
         println!(
             " - perplexity: {:.3} (per token; {} samples of {} tokens)",
@@ -1137,6 +1160,8 @@ pub fn write_metrics_json(
         "stopped_early": h.map(|h| h.stopped_early),
         "test_loss": e.loss,
         "test_accuracy": e.accuracy,
+        "test_top_k": e.top_k.map(|(k, _)| k),
+        "test_top_k_accuracy": e.top_k.map(|(_, a)| a),
         "labels_per_sample": e.positions,
         "test_perplexity": (e.positions > 1).then(|| e.loss.exp()),
         "confusion_matrix": e.confusion,
@@ -1181,6 +1206,7 @@ pub fn refuse_supervised_flags(args: &TrainArgs, how: &str) -> Result<()> {
         ("--label-smoothing", args.label_smoothing.is_some()),
         ("--class-weight", args.class_weight.is_some()),
         ("--ema", args.ema.is_some()),
+        ("--top-k", args.top_k.is_some()),
         ("--reduce-lr-patience", args.reduce_lr_patience.is_some()),
         ("--augment-shift", args.augment_shift.is_some()),
         ("--augment-flip", args.augment_flip),

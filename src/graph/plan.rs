@@ -52,6 +52,10 @@ pub struct PlanOptions {
     /// every step ([`crate::kernels::optim::ema_update`]); the store must hold the
     /// averages ([`ParamStore::ensure_averages`]).
     pub ema: Option<Ema>,
+    /// Evaluation plans of a sparse categorical cross-entropy also count the
+    /// labels among the top k logits into [`Accumulators::top_k`] (Keras'
+    /// `SparseTopKCategoricalAccuracy`); the plan is refused for other losses.
+    pub top_k: Option<usize>,
 }
 
 /// The momentum of an exponential moving average of the weights, in [0, 1) (held
@@ -130,6 +134,8 @@ pub struct Accumulators {
     pub correct: Tensor,
     /// Σ of each loss term of an [`Objective::Terms`], in its order (empty otherwise).
     pub terms: Vec<Tensor>,
+    /// Σ labels among the top k logits (evaluation plans with [`PlanOptions::top_k`]).
+    pub top_k: Tensor,
 }
 
 impl Accumulators {
@@ -143,6 +149,7 @@ impl Accumulators {
         Ok(Accumulators {
             loss_sum: Tensor::zeros(ctx, &[1], DType::F32)?,
             correct: Tensor::zeros(ctx, &[1], DType::F32)?,
+            top_k: Tensor::zeros(ctx, &[1], DType::F32)?,
             terms: (0..terms)
                 .map(|_| Tensor::zeros(ctx, &[1], DType::F32))
                 .collect::<Result<_>>()?,
@@ -155,7 +162,13 @@ impl Accumulators {
             t.write(ctx, &[0.0f32])?;
         }
         self.loss_sum.write(ctx, &[0.0f32])?;
+        self.top_k.write(ctx, &[0.0f32])?;
         self.correct.write(ctx, &[0.0f32])
+    }
+
+    /// Reads the top-k count.
+    pub fn read_top_k(&self, ctx: &Context) -> Result<f64> {
+        Ok(self.top_k.to_f32(ctx)?[0] as f64)
     }
 
     /// Reads each loss term's sum.
@@ -670,7 +683,17 @@ fn supervised(
         }
         Ok(v)
     };
-    let loss_eval = loss_dispatches(None)?;
+    let mut loss_eval = loss_dispatches(None)?;
+    if let Some(k) = options.top_k.filter(|_| !options.train) {
+        if loss_kind != Loss::SparseCategoricalCrossentropy {
+            return Err(Error::invalid(format!(
+                "top-{k} accuracy applies to sparse categorical cross-entropy; this model trains \
+                 with {}",
+                loss_kind.name()
+            )));
+        }
+        loss_eval.push(reduce::count_in_top_k(ctx, &out2, &targets, k, &acc.top_k)?);
+    }
     let loss_train = match &dlogits {
         Some(g) => loss_dispatches(Some(g))?,
         None => Vec::new(),

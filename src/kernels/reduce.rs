@@ -309,7 +309,13 @@ pub fn count_correct(ctx: &Context, logits: &Tensor, labels: &Tensor, acc: &Tens
 /// `[R, C]`, `labels` u32 `[R]` and `acc` f32 `[1]`; a label `≥ C` or a NaN logit
 /// never counts; `k ≥ 1`. One workgroup, a thread per row. CPU twin:
 /// [`crate::reference::reduce::count_in_top_k`].
-pub fn count_in_top_k(ctx: &Context, logits: &Tensor, labels: &Tensor, k: usize, acc: &Tensor) -> Result<Dispatch> {
+pub fn count_in_top_k(
+    ctx: &Context,
+    logits: &Tensor,
+    labels: &Tensor,
+    k: usize,
+    acc: &Tensor,
+) -> Result<Dispatch> {
     const OP: &str = "count_in_top_k";
     if k == 0 {
         return Err(Error::invalid("top-k accuracy needs k of at least 1"));

@@ -72,6 +72,7 @@ impl GraphModel {
             accumulate: false,
             label_smoothing: None,
             ema: None,
+            top_k: None,
         };
         if !self.plans.contains_key(&options) {
             let plan = ctx.deferring_pipelines(|| {

@@ -243,6 +243,7 @@ impl Model {
             label_smoothing: None,
             class_weights: None,
             ema: None,
+            top_k: None,
         })
     }
 }
@@ -298,6 +299,11 @@ pub struct Model {
     ///
     /// [`fit`]: crate::train::fit()
     pub ema: Option<Ema>,
+    /// Evaluations also measure the top-k accuracy (Keras'
+    /// `SparseTopKCategoricalAccuracy(k)`): the share of labels among the k
+    /// largest outputs, ties counting. Sparse categorical cross-entropy only; off
+    /// by default.
+    pub top_k: Option<usize>,
 }
 
 /// One batch on the CPU: samples and their targets (labels or values).
@@ -451,6 +457,7 @@ impl Model {
             accumulate: false,
             label_smoothing: self.label_smoothing,
             ema: self.ema.filter(|_| train),
+            top_k: self.top_k.filter(|_| !train),
         }
     }
 

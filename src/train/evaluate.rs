@@ -31,6 +31,9 @@ pub struct Evaluation {
     pub loss: f64,
     /// Fraction of labels predicted correctly; `None` for regression.
     pub accuracy: Option<f64>,
+    /// `(k, fraction of labels among the k largest outputs)` when the model
+    /// measures it ([`Model::top_k`]).
+    pub top_k: Option<(usize, f64)>,
     /// Number of samples evaluated.
     pub samples: usize,
     /// Labels per sample: 1, or a sequence model's positions.
@@ -202,9 +205,14 @@ pub fn evaluate_with_predictions(
         (tabled > 0).then(|| per_class.iter().map(f).sum::<f64>() / tabled as f64)
     };
     let labels = (n * positions) as f64;
+    let top_k = match model.top_k {
+        Some(k) => Some((k, model.acc.read_top_k(ctx)? / labels)),
+        None => None,
+    };
     let evaluation = Evaluation {
         loss: loss_sum / labels,
         accuracy: model.loss.is_classification().then(|| correct / labels),
+        top_k,
         samples: n,
         positions,
         macro_precision: mean(|m| m.precision),
