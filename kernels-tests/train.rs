@@ -1977,7 +1977,7 @@ fn an_accumulating_run_resumes_from_its_backup_with_its_masks() {
         let mut m = spec
             .compile(ctx, Loss::BinaryCrossentropy, Optimizer::adam(0.05), 7)
             .unwrap();
-        m.ema = Some(wgml::graph::Ema::new(0.9).unwrap());
+        m.set_ema(Some(wgml::graph::Ema::new(0.9).unwrap()));
         m
     };
     let kept = kept_backup("accumulating");
@@ -2246,8 +2246,9 @@ fn class_weights_train_as_the_reference_and_leave_evaluation_alone() {
 }
 
 /// The moving average of the weights (Keras' `use_ema`): after each step it equals
-/// the reference executor's (its first step takes the weights themselves);
-/// `finalize_ema` puts it in the weights' place, which `fit` does at its end.
+/// the reference executor's (its first step takes the weights themselves), once
+/// per accumulated step; `finalize_ema` puts it in the weights' place, which `fit`
+/// does at its end, early stopping or not; a new momentum starts anew.
 #[test]
 fn the_moving_average_of_the_weights_follows_the_reference() {
     let (_g, ctx) = gpu();
@@ -2261,7 +2262,7 @@ fn the_moving_average_of_the_weights_follows_the_reference() {
                 31,
             )
             .unwrap();
-        m.ema = Some(wgml::graph::Ema::new(0.8).unwrap());
+        m.set_ema(Some(wgml::graph::Ema::new(0.8).unwrap()));
         m
     };
     let mut model = compile();
@@ -2275,9 +2276,11 @@ fn the_moving_average_of_the_weights_follows_the_reference() {
             .unwrap();
         cpu.train_step(&x, &l, &v, 16, 0.01).unwrap();
     }
-    let averages = cpu.ema_values().unwrap();
+    let average =
+        |m: &wgml::nn::Model, p: &wgml::graph::Param| m.store.average(p.node).unwrap().to_f32(ctx).unwrap();
+    let averages = cpu.ema_values().unwrap().to_vec();
     for p in &model.store.params {
-        let got = p.ema.as_ref().unwrap().to_f32(ctx).unwrap();
+        let got = average(&model, p);
         assert_close(
             &format!("average of {}", p.name),
             &got,
@@ -2290,11 +2293,56 @@ fn the_moving_average_of_the_weights_follows_the_reference() {
     }
     model.finalize_ema(ctx).unwrap();
     for p in &model.store.params {
-        assert_eq!(
-            p.value.to_f32(ctx).unwrap(),
-            p.ema.as_ref().unwrap().to_f32(ctx).unwrap()
+        assert_eq!(p.value.to_f32(ctx).unwrap(), average(&model, p));
+    }
+
+    // An accumulated step (two passes) moves the averages once, as the reference's.
+    let mut accumulating = compile();
+    let mut cpu = ReferenceExecutor::from_model(&accumulating, ctx).unwrap();
+    for pair in batches.chunks(2) {
+        let gathered: Vec<(Vec<f32>, Vec<u32>, Vec<f32>)> = pair
+            .iter()
+            .map(|idx| {
+                data.train.gather(idx, &mut x, &mut l, &mut v);
+                (x.clone(), l.clone(), v.clone())
+            })
+            .collect();
+        let gpu: Vec<Batch> = gathered.iter().map(|(x, l, v)| batch_of(x, l, v, 16)).collect();
+        accumulating
+            .train_step_accumulated(ctx, &gpu, 0.01, |_, _, _| {})
+            .unwrap();
+        let refs: Vec<wgml::graph::reference::RefBatch> = gathered
+            .iter()
+            .map(|(x, l, v)| wgml::graph::reference::RefBatch {
+                x,
+                labels: l,
+                values: v,
+                b: 16,
+            })
+            .collect();
+        cpu.train_step_accumulated(&refs, 0.01).unwrap();
+    }
+    for p in &accumulating.store.params {
+        let got = average(&accumulating, p);
+        let want = &cpu.ema_values().unwrap()[p.node];
+        assert_close(
+            &format!("accumulated average of {}", p.name),
+            &got,
+            want,
+            1e-6,
+            1e-4,
         );
     }
+
+    // A new momentum starts a new average.
+    accumulating.set_ema(Some(wgml::graph::Ema::new(0.5).unwrap()));
+    assert!(
+        accumulating
+            .store
+            .params
+            .iter()
+            .all(|p| accumulating.store.average(p.node).is_none())
+    );
 
     // fit ends with the averages in place: the same 4 steps, in order.
     let mut fitted = compile();
@@ -2308,6 +2356,20 @@ fn the_moving_average_of_the_weights_follows_the_reference() {
     let split = data.train.select(&(0..64).collect::<Vec<_>>());
     fit(&mut fitted, ctx, &split, &cfg).unwrap();
     assert_eq!(training_state(&fitted, ctx), training_state(&model, ctx));
+
+    // With early stopping the run still ends with the averages (no best snapshot).
+    let mut early = compile();
+    let watched = FitConfig {
+        epochs: 3,
+        patience: Some(1),
+        validation_split: 0.25,
+        ..cfg.clone()
+    };
+    let h = fit(&mut early, ctx, &split, &watched).unwrap();
+    assert!(h.best_epoch.is_some());
+    for p in &early.store.params {
+        assert_eq!(p.value.to_f32(ctx).unwrap(), average(&early, p), "{}", p.name);
+    }
 }
 
 /// Validation data given apart (Keras' `validation_data`, an image folder's `val/`)

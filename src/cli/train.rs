@@ -927,7 +927,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         model.set_class_weights(Some(weights))?;
     }
     model.label_smoothing = label_smoothing;
-    model.ema = ema;
+    model.set_ema(ema);
     if !args.no_decay.is_empty() {
         let patterns: Vec<&str> = args.no_decay.iter().map(String::as_str).collect();
         let excluded = model.exclude_from_weight_decay(&patterns)?;
@@ -1012,16 +1012,8 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             eprintln!("{}", device_lost_advice(recipe.fit.backup.as_ref()));
         }
     })?;
-    if let Some(m) = model.ema.filter(|_| !history.epochs.is_empty()) {
-        println!(
-            "weights replaced by their moving average (momentum {}){}",
-            m.get(),
-            if recipe.fit.restore_best && history.best_epoch.is_some_and(|b| b < history.epochs.len()) {
-                ", then by the best epoch's"
-            } else {
-                ""
-            }
-        );
+    if let Some(m) = model.ema().filter(|_| !history.epochs.is_empty()) {
+        println!("weights replaced by their moving average (momentum {})", m.get());
     }
     if let Some(path) = &args.save {
         if data_name.starts_with("text:") {

@@ -35,7 +35,7 @@ pub struct Param {
     pub(crate) decay: bool,
     /// The exponential moving average of the values, for trainable parameters once
     /// a plan keeps one ([`ParamStore::ensure_averages`]); `None` before.
-    pub ema: Option<Tensor>,
+    pub(crate) ema: Option<Tensor>,
 }
 
 impl Param {
@@ -63,7 +63,8 @@ pub struct ParamStore {
     pub params: Vec<Param>,
     /// The optimizer step at which the moving averages started (their first step
     /// takes the values themselves); 0 before any ([`ParamStore::ensure_averages`]).
-    pub ema_start: u32,
+    /// Plans keep the value they were built with.
+    pub(crate) ema_start: u32,
 }
 
 /// Initial values of a parameter, drawn from `rng`.
@@ -229,8 +230,9 @@ impl ParamStore {
     }
 
     /// Gives every trainable parameter a moving average of its values, starting at
-    /// optimizer step `start` (the next step), each a copy of the current values;
-    /// averages made before are kept, and so is their start.
+    /// optimizer step `start` (the next step), each a copy of the current values.
+    /// A store whose parameters already have theirs keeps them and their start
+    /// (the nn layer's `Model::set_ema` drops them all together).
     pub fn ensure_averages(&mut self, ctx: &Context, start: u32) -> Result<()> {
         let mut made = false;
         for p in self.params.iter_mut().filter(|p| p.trainable && p.ema.is_none()) {
@@ -241,6 +243,11 @@ impl ParamStore {
             self.ema_start = start;
         }
         Ok(())
+    }
+
+    /// The moving average of the parameter made from node `id`, when kept.
+    pub fn average(&self, id: NodeId) -> Option<&Tensor> {
+        self.by_node(id).and_then(|p| p.ema.as_ref())
     }
 
     /// The parameter made from node `id`.

@@ -292,13 +292,9 @@ pub struct Model {
     pub label_smoothing: Option<LabelSmoothing>,
     /// Per-class weights of the training loss ([`Model::set_class_weights`]).
     class_weights: Option<Vec<f32>>,
-    /// Keep an exponential moving average of the trained weights (Keras'
-    /// `use_ema=True, ema_momentum=m`), updated after every step on the GPU;
-    /// [`Model::finalize_ema`] puts it in the weights' place, as [`fit`] does at its
-    /// end. Off by default; plans are built for the value at hand.
-    ///
-    /// [`fit`]: crate::train::fit()
-    pub ema: Option<Ema>,
+    /// The exponential moving average of the weights kept, if any
+    /// ([`Model::set_ema`]).
+    ema: Option<Ema>,
     /// Evaluations also measure the top-k accuracy (Keras'
     /// `SparseTopKCategoricalAccuracy(k)`): the share of labels among the k
     /// largest outputs, ties counting. Sparse categorical cross-entropy only; off
@@ -371,10 +367,38 @@ impl Model {
         Ok(())
     }
 
+    /// Keeps an exponential moving average of the trained weights with this
+    /// momentum (Keras' `use_ema=True, ema_momentum=m`), updated on the GPU after
+    /// every optimizer step from the next one on (which takes the weights
+    /// themselves, as Keras' first step); `None` keeps none. A change drops the
+    /// averages kept so far (a new momentum starts a new average) and the plans
+    /// built for the old setting. [`Model::finalize_ema`] puts the averages in the
+    /// weights' place, as [`fit`] does at its end.
+    ///
+    /// [`fit`]: crate::train::fit()
+    pub fn set_ema(&mut self, ema: Option<Ema>) {
+        if ema == self.ema {
+            return;
+        }
+        for p in &mut self.store.params {
+            p.ema = None;
+        }
+        self.ema = ema;
+        self.plans.clear();
+    }
+
+    /// The moving average kept, if any ([`Model::set_ema`]).
+    pub fn ema(&self) -> Option<Ema> {
+        self.ema
+    }
+
     /// Replaces each trainable weight with its moving average (Keras' optimizer
     /// `finalize_variable_values` with `use_ema`); nothing when the model keeps no
-    /// averages. Queued, nothing read back.
+    /// average. Queued, nothing read back.
     pub fn finalize_ema(&self, ctx: &Context) -> Result<()> {
+        if self.ema.is_none() {
+            return Ok(());
+        }
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         let mut any = false;
         for p in self.store.params.iter().filter(|p| p.trainable) {

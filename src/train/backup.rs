@@ -153,7 +153,7 @@ pub(crate) fn settings(
     if let Some(w) = model.class_weights() {
         settings.insert("class_weights".into(), format!("{w:?}"));
     }
-    if let Some(m) = model.ema {
+    if let Some(m) = model.ema() {
         settings.insert("ema".into(), m.get().to_string());
     }
     settings

@@ -521,7 +521,8 @@ fn run_fit(
     // Running loss sum after every batch of an epoch, copied on the GPU.
     let trace = Tensor::zeros(ctx, &[batches_per_epoch], DType::F32)?;
     let early = config.patience.is_some();
-    let best: Vec<Tensor> = if early && config.restore_best {
+    // With a moving average the run ends with the averages: no best snapshot.
+    let best: Vec<Tensor> = if early && config.restore_best && model.ema().is_none() {
         model
             .store
             .params
@@ -787,10 +788,9 @@ fn run_fit(
         }
     }
     let history = p.history;
-    // The moving average takes the weights' place, then (as Keras orders its
-    // optimizer's finalization before EarlyStopping's restore) the best epoch's
-    // weights, when restored, take theirs.
-    if model.ema.is_some() && !history.epochs.is_empty() {
+    // The moving average takes the weights' place (restore-best does not apply to
+    // a run that keeps one: no snapshot was taken).
+    if !history.epochs.is_empty() {
         model.finalize_ema(ctx)?;
     }
     if !best.is_empty() && history.best_epoch.is_some() {
