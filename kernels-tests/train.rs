@@ -2410,6 +2410,11 @@ fn validation_data_given_apart_equals_the_same_split() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("validation split of 0.25 too"), "{e}");
+    let none = val.select(&[]);
+    let e = wgml::train::fit_validated(&mut both, ctx, &train, &none, &apart, &mut [])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds no sample"), "{e}");
 }
 
 /// Top-k accuracy (Keras' `SparseTopKCategoricalAccuracy`): an evaluation with

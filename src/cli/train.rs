@@ -245,7 +245,12 @@ pub fn load_data_with(
         "linear-regression" => (Dataset::linear_regression(seed), None),
         other => match other.strip_prefix("text:") {
             Some(path) => {
-                let (d, rate) = text::read_text_data(Path::new(path), sample_shape, vocabulary)?;
+                let corpus = text::Corpus::read(Path::new(path))?;
+                if !corpus.ignored.is_empty() {
+                    let names: Vec<String> = corpus.ignored.iter().map(|f| f.display().to_string()).collect();
+                    println!("left out, naming no split: {}", names.join(", "));
+                }
+                let (d, rate) = text::read_corpus_data(&corpus, Path::new(path), sample_shape, vocabulary)?;
                 (d, Some(rate))
             }
             None => (Dataset::open(other, sample_shape)?, None),

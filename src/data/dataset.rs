@@ -224,9 +224,11 @@ pub struct Dataset {
     pub train: Split,
     /// The test samples.
     pub test: Split,
-    /// Validation samples of the dataset's own (an image folder's `val/`), which
-    /// [`fit`](crate::train::fit()) then validates on instead of splitting some off
-    /// the training samples; `None` for most datasets.
+    /// Validation samples of the dataset's own (an image folder's `val/`, a text
+    /// corpus' validation files): give them to
+    /// [`fit_validated`](crate::train::fit_validated) (as `wgml train` does) to
+    /// validate on them instead of splitting some off the training samples;
+    /// `None` for most datasets.
     pub validation: Option<Split>,
     /// Names of the classes by label, where the data names them (an image folder's
     /// class folders); empty when the classes are just numbered.

@@ -8,7 +8,10 @@
 //! ```
 //!
 //! Classes are the subfolder names in sorted order (label 0 is the first), and every
-//! split must have the same ones. A validation folder is what `fit` validates on. Each image is converted to the model's input
+//! split must have the same ones. A validation folder becomes the dataset's
+//! `validation` split (`train::fit_validated` validates on it; `wgml train` does);
+//! two at once (`val/` and `valid/`) are refused as ambiguous. Each image is
+//! converted to the model's input
 //! `[C, H, W]`: grey (`C = 1`, luma) or RGB (`C = 3`), resized to `H × W` with a
 //! triangle (bilinear) filter, each value `pixel / 255` in `[0, 1]`, channels first.
 //! Images are read in sorted file order; nothing else is normalised or shuffled here
@@ -188,11 +191,23 @@ pub fn read_image_folder(dir: &Path, shape: &[usize]) -> Result<Dataset> {
             ),
         ));
     }
-    let validation = match VALIDATION_FOLDERS
+    let folders: Vec<PathBuf> = VALIDATION_FOLDERS
         .iter()
         .map(|v| dir.join(v))
-        .find(|v| v.is_dir())
-    {
+        .filter(|v| v.is_dir())
+        .collect();
+    if folders.len() > 1 {
+        let names: Vec<String> = folders.iter().map(|f| file_name(f)).collect();
+        return Err(err(
+            dir,
+            format!(
+                "holds {} validation folders ({}); keep one",
+                folders.len(),
+                names.join(", ")
+            ),
+        ));
+    }
+    let validation = match folders.into_iter().next() {
         Some(folder) => {
             let (classes, split) = read_split(&folder, [c, h, w])?;
             if classes != train_classes {
@@ -275,6 +290,10 @@ mod tests {
         let v = read_image_folder(&dir, &[1, 2, 2]).unwrap().validation.unwrap();
         assert_eq!(labels(&v), (vec![0, 1], 2));
         assert_eq!(v.x, [vec![1.0; 4], vec![0.0; 4]].concat());
+        write(&dir.join("val/ant/t.png"), 3, 3, [0, 0, 0]);
+        let e = read_image_folder(&dir, &[1, 2, 2]).unwrap_err().to_string();
+        assert!(e.contains("2 validation folders (val, valid)"), "{e}");
+        std::fs::remove_dir_all(dir.join("val")).unwrap();
         write(&dir.join("valid/yak/u.png"), 3, 3, [0, 0, 0]);
         let e = read_image_folder(&dir, &[1, 2, 2]).unwrap_err().to_string();
         assert!(e.contains("valid") && e.contains("\"yak\""), "{e}");

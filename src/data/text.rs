@@ -284,11 +284,13 @@ fn pieces(text: &str, size: usize) -> impl Iterator<Item = &str> {
 /// parts are joined in path order, so windows may run from one document into
 /// the next, as language-model corpora are read.
 ///
-/// A folder whose entries name their split (a name part `train`, `test`, or
-/// `valid`/`validation`/`val`/`dev`, as WikiText's `wiki.train.raw`,
-/// `wiki.valid.raw`, `wiki.test.raw` or Hugging Face's `train.txt`,
-/// `validation.txt`, `test.txt`, files or folders) is split by those names
-/// instead: every file under an entry goes whole to its split.
+/// A folder whose top-level entries name a training and a test split (a name
+/// part `train` and one `test`, and optionally `valid`/`validation`/`val`/`dev`, as
+/// WikiText's `wiki.train.raw`, `wiki.valid.raw`, `wiki.test.raw` or Hugging Face's
+/// `train.txt`, `validation.txt`, `test.txt`, files or folders) is split by those
+/// names instead: every file under such an entry goes whole to its split, and
+/// the entries naming no split (a README beside them) are left out, listed in
+/// [`Corpus::ignored`].
 #[derive(Clone, Debug)]
 pub struct Corpus {
     /// The file's or folder's name.
@@ -296,7 +298,9 @@ pub struct Corpus {
     /// Each document's path and bytes.
     pub documents: Vec<(std::path::PathBuf, Vec<u8>)>,
     /// Where each document goes, in the order of `documents`.
-    pub parts: Vec<Part>,
+    parts: Vec<Part>,
+    /// Files of a folder split by name that name no split, left out.
+    pub ignored: Vec<std::path::PathBuf>,
 }
 
 /// The split a document of a [`Corpus`] goes to.
@@ -348,12 +352,26 @@ impl Corpus {
         } else {
             files.push(path.to_path_buf());
         }
-        let parts = if path.is_dir() {
-            parts_by_name(path, &files)?
+        let named = if path.is_dir() {
+            parts_by_name(path, &files)
         } else {
-            vec![Part::Both]
+            None
         };
-        let documents = files
+        let (mut parts, mut ignored, mut kept) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, f) in files.into_iter().enumerate() {
+            match named.as_ref().map(|n| n[i]) {
+                Some(None) => ignored.push(f),
+                Some(Some(part)) => {
+                    parts.push(part);
+                    kept.push(f);
+                }
+                None => {
+                    parts.push(Part::Both);
+                    kept.push(f);
+                }
+            }
+        }
+        let documents = kept
             .into_iter()
             .map(|f| read_bytes(&f).map(|b| (f, b)))
             .collect::<Result<_>>()?;
@@ -361,7 +379,13 @@ impl Corpus {
             name,
             documents,
             parts,
+            ignored,
         })
+    }
+
+    /// Where each document goes, in the order of `documents`.
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
     }
 
     /// One document of `bytes`, named `name`.
@@ -370,6 +394,7 @@ impl Corpus {
             name: name.to_string(),
             documents: vec![(name.into(), bytes.to_vec())],
             parts: vec![Part::Both],
+            ignored: Vec::new(),
         }
     }
 
@@ -468,7 +493,8 @@ impl Corpus {
             test_bytes,
         } = self.split_ids(vocabulary)?;
         let need = tokens + 1;
-        if !validation.is_empty() && validation.len() < need {
+        let by_name = self.parts.iter().any(|p| *p != Part::Both);
+        if self.parts.contains(&Part::Validation) && validation.len() < need {
             return Err(Error::Data {
                 path: self.name.clone(),
                 message: format!(
@@ -486,18 +512,18 @@ impl Corpus {
             return Err(Error::Data {
                 path: self.name.clone(),
                 message: format!(
-                    "{} bytes of text ({} training and {} test {unit}) are too few: windows of \
-                     {need} {unit} (the model's {tokens} tokens and the next) need {need} {unit} \
-                     in each split, the test split being the text's last tenth{}",
-                    self.len(),
+                    "{} training and {} test {unit} are too few: windows of {need} {unit} (the \
+                     model's {tokens} tokens and the next) need {need} {unit} in each split{}",
                     train.len(),
                     test.len(),
                     match vocabulary {
+                        _ if by_name => ", from the files named for it".to_string(),
                         Vocabulary::Bytes => format!(
-                            " (at least {} bytes of text)",
+                            ", the test split being the text's last tenth (at least {} bytes of text)",
                             (need as f64 / TEST_FRACTION).ceil() as usize
                         ),
-                        Vocabulary::Tokenizer(_) => String::new(),
+                        Vocabulary::Tokenizer(_) =>
+                            ", the test split being the text's last tenth".to_string(),
                     }
                 ),
             });
@@ -525,10 +551,11 @@ struct SplitIds {
     test_bytes: usize,
 }
 
-/// Where each of `files` (under the folder `dir`, sorted) goes: by the name of
-/// its entry at `dir`'s top level when any entry names a split (then every one
-/// must, and training and test must both be there), else [`Part::Both`] for all.
-fn parts_by_name(dir: &Path, files: &[std::path::PathBuf]) -> Result<Vec<Part>> {
+/// The split each of `files` (under the folder `dir`, sorted) names by its entry
+/// at `dir`'s top level, when those entries name both a training and a test
+/// split (`None` for a file naming none); `None` when they do not (the folder is
+/// then split file by file, as any corpus).
+fn parts_by_name(dir: &Path, files: &[std::path::PathBuf]) -> Option<Vec<Option<Part>>> {
     let top = |f: &std::path::PathBuf| {
         f.strip_prefix(dir)
             .ok()
@@ -537,29 +564,8 @@ fn parts_by_name(dir: &Path, files: &[std::path::PathBuf]) -> Result<Vec<Part>> 
             .unwrap_or_default()
     };
     let named: Vec<Option<Part>> = files.iter().map(|f| Part::named(&top(f))).collect();
-    if named.iter().all(Option::is_none) {
-        return Ok(vec![Part::Both; files.len()]);
-    }
-    let err = |message: String| Error::Data {
-        path: dir.display().to_string(),
-        message,
-    };
-    if let Some(i) = named.iter().position(Option::is_none) {
-        return Err(err(format!(
-            "names its splits (train, valid, test), but '{}' says none: rename or move it",
-            top(&files[i])
-        )));
-    }
-    let parts: Vec<Part> = named.into_iter().flatten().collect();
-    for (want, what) in [(Part::Train, "train"), (Part::Test, "test")] {
-        if !parts.contains(&want) {
-            return Err(err(format!(
-                "names its splits, but none is '{what}': a corpus split by name needs a training \
-                 and a test part (validation is optional)"
-            )));
-        }
-    }
-    Ok(parts)
+    let has = |part| named.contains(&Some(part));
+    (has(Part::Train) && has(Part::Test)).then_some(named)
 }
 
 /// Every file under `dir` (not following links to folders), hidden ones
@@ -605,7 +611,17 @@ pub fn read_text_data(
     sample_shape: &[usize],
     vocabulary: &Vocabulary,
 ) -> Result<(Dataset, f64)> {
-    Corpus::read(path)?
+    read_corpus_data(&Corpus::read(path)?, path, sample_shape, vocabulary)
+}
+
+/// [`read_text_data`] of a corpus already read from `path` (errors name `path`).
+pub fn read_corpus_data(
+    corpus: &Corpus,
+    path: &Path,
+    sample_shape: &[usize],
+    vocabulary: &Vocabulary,
+) -> Result<(Dataset, f64)> {
+    corpus
         .dataset_and_bytes_per_token(sample_shape, vocabulary)
         .map_err(|e| in_file(path, e))
 }
@@ -763,10 +779,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A folder naming its splits (WikiText's files, or Hugging Face's folders)
-    /// gives each file whole to its split: no tenth cut off; the tokenizer's
-    /// training texts are the training files only. Unnamed entries beside named
-    /// ones, or a missing training or test part, are refused by name.
+    /// A folder naming a training and a test split (WikiText's files, or Hugging
+    /// Face's folders) gives each file whole to its split: no tenth cut off; the
+    /// tokenizer's training texts are the training files only; a README beside
+    /// them is left out and listed. Without both names it is a plain corpus.
     #[test]
     fn a_folder_naming_its_splits_is_split_by_name() {
         let dir = std::env::temp_dir().join(format!("wgml-named-{}", std::process::id()));
@@ -782,11 +798,13 @@ mod tests {
         std::fs::write(dir.join("wiki.test.raw"), &b).unwrap();
         std::fs::write(dir.join("Validation").join("part-1.txt"), &c).unwrap();
         std::fs::write(dir.join("Validation").join("part-2.txt"), &d).unwrap();
+        std::fs::write(dir.join("README.md"), b"about the data").unwrap();
         let corpus = Corpus::read(&dir).unwrap();
         assert_eq!(
-            corpus.parts,
+            corpus.parts(),
             [Part::Validation, Part::Validation, Part::Test, Part::Train]
         );
+        assert_eq!(corpus.ignored, [dir.join("README.md")]);
         let data = corpus.dataset(&[4], &Vocabulary::Bytes).unwrap();
         // 41 training bytes: 10 windows; 21 test bytes: 5; 42 validation bytes: 10.
         let validation = data.validation.as_ref().unwrap();
@@ -797,6 +815,15 @@ mod tests {
         let texts = corpus.training_texts().unwrap();
         assert_eq!(texts.len(), 1);
         assert_eq!(texts[0].as_bytes(), &a[..]);
+        // A validation part too short for a window is refused, not dropped.
+        std::fs::write(dir.join("Validation").join("part-1.txt"), b"ab").unwrap();
+        std::fs::write(dir.join("Validation").join("part-2.txt"), b"").unwrap();
+        let e = Corpus::read(&dir)
+            .unwrap()
+            .dataset(&[4], &Vocabulary::Bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("validation text holds 2 tokens"), "{e}");
         // Without a validation part the dataset has none.
         std::fs::remove_dir_all(dir.join("Validation")).unwrap();
         assert!(
@@ -807,13 +834,10 @@ mod tests {
                 .validation
                 .is_none()
         );
-        std::fs::write(dir.join("notes.txt"), b"hello").unwrap();
-        let e = Corpus::read(&dir).unwrap_err().to_string();
-        assert!(e.contains("'notes.txt' says none"), "{e}");
-        std::fs::remove_file(dir.join("notes.txt")).unwrap();
+        // Without a test part the folder is a plain corpus: every file split by tenths.
         std::fs::remove_file(dir.join("wiki.test.raw")).unwrap();
-        let e = Corpus::read(&dir).unwrap_err().to_string();
-        assert!(e.contains("none is 'test'"), "{e}");
+        let plain = Corpus::read(&dir).unwrap();
+        assert!(plain.parts().iter().all(|p| *p == Part::Both) && plain.ignored.is_empty());
         // Words inside names do not count: "contest" is no test.
         assert_eq!(Part::named("contest.txt"), None);
         assert_eq!(Part::named("my-dev_set.TXT"), Some(Part::Validation));

@@ -92,27 +92,6 @@ pub(crate) fn settings(
     config: &FitConfig,
     schedule: Option<LrSchedule>,
 ) -> BTreeMap<String, String> {
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(bytemuck::cast_slice(&data.x));
-    match &data.y {
-        Targets::Classes {
-            labels,
-            classes,
-            positions,
-        } => {
-            crc.update(bytemuck::cast_slice(labels));
-            crc.update(&(*classes as u64).to_le_bytes());
-            // Only where it is not 1, so backups of one label per sample keep
-            // the checksum they were written with.
-            if *positions != 1 {
-                crc.update(&(*positions as u64).to_le_bytes());
-            }
-        }
-        Targets::Values { values, dim } => {
-            crc.update(bytemuck::cast_slice(values));
-            crc.update(&(*dim as u64).to_le_bytes());
-        }
-    }
     let entries = [
         ("model", format!("{:?}", model.spec)),
         ("loss", model.loss.name().to_string()),
@@ -136,7 +115,7 @@ pub(crate) fn settings(
         ),
         ("lr_schedule", format!("{schedule:?}")),
         ("samples", format!("{} ({validation} for validation)", data.len())),
-        ("data_crc32", format!("{:08x}", crc.finalize())),
+        ("data_crc32", split_crc32(data)),
     ];
     let mut settings: BTreeMap<String, String> =
         entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
@@ -157,6 +136,33 @@ pub(crate) fn settings(
         settings.insert("ema".into(), m.get().to_string());
     }
     settings
+}
+
+/// A CRC-32 of `split`'s samples and targets, as backups record the data a run
+/// trains (and validates) on.
+pub(crate) fn split_crc32(split: &Split) -> String {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(bytemuck::cast_slice(&split.x));
+    match &split.y {
+        Targets::Classes {
+            labels,
+            classes,
+            positions,
+        } => {
+            crc.update(bytemuck::cast_slice(labels));
+            crc.update(&(*classes as u64).to_le_bytes());
+            // Only where it is not 1, so backups of one label per sample keep
+            // the checksum they were written with.
+            if *positions != 1 {
+                crc.update(&(*positions as u64).to_le_bytes());
+            }
+        }
+        Targets::Values { values, dim } => {
+            crc.update(bytemuck::cast_slice(values));
+            crc.update(&(*dim as u64).to_le_bytes());
+        }
+    }
+    format!("{:08x}", crc.finalize())
 }
 
 /// The seeds of `graph`'s dropout and noise streams, as backups record them (a

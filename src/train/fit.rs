@@ -398,6 +398,9 @@ fn sizes(data: &Split, validation: Option<&Split>, config: &FitConfig) -> Result
             v.len(),
             config.validation_split
         ))),
+        Some(v) if v.is_empty() => Err(Error::invalid(
+            "the validation data holds no sample: give some, or train without validation data",
+        )),
         Some(v) => Ok((data.len(), v.len())),
         None => data.validation_sizes(config.validation_split),
     }
@@ -563,7 +566,7 @@ fn run_fit(
         Some(_) => {
             let mut s = backup::settings(model, data, val.as_ref().map_or(0, |v| v.len()), config, schedule);
             if let Some(v) = validation {
-                let crc = backup::data_crc32(&v.x);
+                let crc = backup::split_crc32(v);
                 s.insert("validation_data".into(), format!("{} samples, {crc}", v.len()));
             }
             s
