@@ -303,8 +303,8 @@ pub fn count_correct(ctx: &Context, logits: &Tensor, labels: &Tensor, acc: &Tens
     )
 }
 
-/// `acc[0] += #rows r whose label's logit is among the `k` largest of `logits[r]`
-/// (fewer than `k` are strictly greater: ties at the boundary count, as
+/// Adds to `acc[0]` the number of rows r whose label's logit is among the `k`
+/// largest of `logits[r]` (fewer than `k` are strictly greater: ties at the boundary count, as
 /// `tf.math.in_top_k` and Keras' `SparseTopKCategoricalAccuracy`) for `logits`
 /// `[R, C]`, `labels` u32 `[R]` and `acc` f32 `[1]`; a label `≥ C` or a NaN logit
 /// never counts; `k ≥ 1`. One workgroup, a thread per row. CPU twin:

@@ -74,9 +74,9 @@ pub fn count_correct(logits: &[f32], cols: usize, labels: &[u32], acc: &mut f32)
     *acc = (*acc as f64 + hits as f64) as f32;
 }
 
-/// `acc += #rows whose label's logit has fewer than `k` logits of its row strictly
-/// above it` (twin of `kernels::reduce::count_in_top_k`; a label `≥ cols` or a NaN
-/// logit never counts).
+/// Adds to `acc` the number of rows whose label's logit has fewer than `k` logits
+/// of its row strictly above it (twin of `kernels::reduce::count_in_top_k`; a
+/// label `≥ cols` or a NaN logit never counts).
 pub fn count_in_top_k(logits: &[f32], cols: usize, labels: &[u32], k: usize, acc: &mut f32) {
     assert_eq!(logits.len(), labels.len() * cols);
     let hits = labels
