@@ -562,7 +562,7 @@ fn lower_backward(
     graph: &Graph,
     b: usize,
     values: &[Option<Tensor>],
-    aux: &HashMap<NodeId, Tensor>,
+    aux: &HashMap<NodeId, Vec<Tensor>>,
     fused: &HashMap<NodeId, FusedConvPool>,
     store: &ParamStore,
     roots: Vec<(NodeId, Tensor)>,

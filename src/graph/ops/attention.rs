@@ -220,7 +220,7 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tens
             &stats,
             Some(lw.step),
         )?);
-        lw.aux.insert(id, stats);
+        lw.aux.insert(id, vec![stats]);
         return Ok(y);
     }
     let mut heads_of = |node: NodeId, tokens: usize, width: usize| -> Result<Tensor> {
@@ -257,7 +257,12 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tens
     let y = lw.output(id)?;
     lw.dispatches
         .push(swap_axes(ctx, &oh, 0, &y, 0, d.merge(d.tq, d.dv))?);
-    lw.aux.insert(id, p);
+    // P for the softmax's backward and, with dropout, P ⊙ M for dV's.
+    let saved = match d.dropout {
+        None => vec![p],
+        Some(_) => vec![p, dropped],
+    };
+    lw.aux.insert(id, saved);
     Ok(y)
 }
 
@@ -271,7 +276,7 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
     if fuses(&d, ctx)? {
         return fused_backward(bw, id, dy, (q, k, v), &d);
     }
-    let p = bw.aux[&id].clone();
+    let p = bw.aux[&id][0].clone();
     // Per-head copies of an input (or of the output's gradient).
     let heads_of =
         |bw: &mut BackwardLowering<'_>, x: &Tensor, tokens: usize, width: usize| -> Result<Tensor> {
@@ -291,15 +296,8 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
         };
     let doh = heads_of(bw, dy, d.tq, d.dv)?;
     if want_v {
-        // dV = (P ⊙ M)ᵀ·dO, the mask drawn again.
-        let dropped = match d.dropout {
-            None => p.clone(),
-            Some(_) => {
-                let t = bw.temporary(p.shape())?;
-                bw.dispatches.push(drop_weights(ctx, &d, &p, &t, bw.step)?);
-                t
-            }
-        };
+        // dV = (P ⊙ M)ᵀ·dO, with the forward's masked weights.
+        let dropped = bw.aux[&id].last().expect("the forward saved P").clone();
         let dvh = bw.temporary(&[d.bh(), d.tk, d.dv])?;
         let desc = d.product(d.tk, d.dv, d.tq, true, false);
         bw.dispatches
@@ -372,7 +370,7 @@ fn fused_backward(
         dkv: dkv.as_ref().map(|(a, b)| (a, b)),
     };
     let (qt, kt, vt, o) = (bw.value(q), bw.value(k), bw.value(v), bw.value(id));
-    let stats = bw.aux[&id].clone();
+    let stats = bw.aux[&id][0].clone();
     let dispatches =
         fused::attention_backward(bw.ctx, fd, &qt, &kt, &vt, &o, &stats, dy, grads, Some(bw.step))?;
     bw.dispatches.extend(dispatches);

@@ -166,7 +166,7 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tens
         let stats = Tensor::zeros(lw.ctx, &[2, d.c], DType::F32)?;
         lw.dispatches
             .push(batchnorm_train(lw.ctx, &d, &x, &g, &bt, &y, &stats, &mm, &mv)?);
-        lw.aux.insert(id, stats);
+        lw.aux.insert(id, vec![stats]);
     } else {
         lw.dispatches
             .push(batchnorm_eval(lw.ctx, &d, &x, &g, &bt, &mm, &mv, &y)?);
@@ -201,7 +201,7 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
         &bw.value(f.x),
         &bw.value(f.gamma),
         &bw.value(f.beta),
-        &bw.aux[&id],
+        &bw.aux[&id][0],
         dy,
         dx.as_ref(),
         &dgamma,

@@ -107,7 +107,7 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor> {
         &idx,
     )?;
     lw.dispatches.push(dispatch);
-    lw.aux.insert(id, idx);
+    lw.aux.insert(id, vec![idx]);
     Ok(y)
 }
 
@@ -123,7 +123,7 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         &bw.value(f.x),
         dy,
         &bw.value(id),
-        &bw.aux[&id],
+        &bw.aux[&id][0],
         &dw,
         &db,
     )?;

@@ -80,7 +80,7 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tens
         &y.reshape(&view)?,
         &stats,
     )?);
-    lw.aux.insert(id, stats);
+    lw.aux.insert(id, vec![stats]);
     Ok(y)
 }
 
@@ -103,7 +103,7 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
         ctx,
         &bw.value(x).reshape(&view)?,
         &bw.value(gamma),
-        &bw.aux[&id],
+        &bw.aux[&id][0],
         eps,
         &dy,
         &dx.reshape(&view)?,

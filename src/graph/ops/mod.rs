@@ -64,8 +64,8 @@ pub(crate) struct Lowering<'a> {
     pub values: Vec<Option<Tensor>>,
     /// What forward keeps for a node's backward: max-pool arg-max indices, a batch
     /// normalization's `[mean | 1/std]` per channel, a layer normalization's per
-    /// row, attention's weights `P` per head.
-    pub aux: HashMap<NodeId, Tensor>,
+    /// row, attention's weights `P` per head (and, with dropout, `P ⊙ M`).
+    pub aux: HashMap<NodeId, Vec<Tensor>>,
     /// Conv → max-pool pairs lowered to the fused kernels, keyed by the pool.
     pub fused: HashMap<NodeId, FusedConvPool>,
     /// The forward dispatches, in order.
@@ -143,7 +143,7 @@ pub(crate) struct BackwardLowering<'a> {
     pub batch: usize,
     /// The forward pass' values and what it kept.
     pub values: &'a [Option<Tensor>],
-    pub aux: &'a HashMap<NodeId, Tensor>,
+    pub aux: &'a HashMap<NodeId, Vec<Tensor>>,
     pub fused: &'a HashMap<NodeId, FusedConvPool>,
     pub store: &'a ParamStore,
     /// The per-step uniform (dropout masks read its draw number).
@@ -208,7 +208,7 @@ impl<'a> BackwardLowering<'a> {
         graph: &'a Graph,
         batch: usize,
         values: &'a [Option<Tensor>],
-        aux: &'a HashMap<NodeId, Tensor>,
+        aux: &'a HashMap<NodeId, Vec<Tensor>>,
         fused: &'a HashMap<NodeId, FusedConvPool>,
         store: &'a ParamStore,
         step: &'a StepUniform,

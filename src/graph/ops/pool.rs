@@ -88,7 +88,7 @@ pub(crate) fn max_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId, window: 
     let desc = pool_desc(lw.batch, lw.shape(x), window)?;
     lw.dispatches
         .push(pool::max_pool2d_forward(lw.ctx, &desc, &lw.value(x), &y, &idx)?);
-    lw.aux.insert(id, idx);
+    lw.aux.insert(id, vec![idx]);
     Ok(y)
 }
 
@@ -114,7 +114,7 @@ pub(crate) fn max_backward(
         return Ok(());
     };
     let desc = pool_desc(bw.batch, bw.shape(x), window)?;
-    let indices = bw.aux[&id].clone();
+    let indices = bw.aux[&id][0].clone();
     // ReLU then max-pool: the gradient reaches only each window's arg-max, where
     // ReLU's mask (y > 0) equals the pooled output's, so mask the small pooled
     // gradient and hand the producer a gradient that is already before its
