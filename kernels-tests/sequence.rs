@@ -220,12 +220,48 @@ fn a_language_model_learns_its_rule_with_fit_and_refuses_other_labels() {
         top_k: None,
         top_p: None,
         vocabulary: None,
+        repetition_penalty: None,
+        no_repeat_ngram: None,
     };
     let drawn = generate::generate(&mut narrow, ctx, &[1], 40, plain, &mut r, |_| {
         ControlFlow::Continue(())
     })
     .unwrap();
     assert!(drawn.iter().all(|&id| id < 5), "{drawn:?}");
+    // No bigram of the text repeats under no_repeat_ngram 2, greedy or not, and a
+    // strong repetition penalty changes the greedy text.
+    for temperature in [0.0, 1.0] {
+        let rule = Sampling {
+            temperature,
+            no_repeat_ngram: Some(2),
+            ..Sampling::GREEDY
+        };
+        let prompt = [1u32, 2, 1];
+        let new = generate::generate(&mut narrow, ctx, &prompt, 12, rule, &mut r, |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        let text: Vec<u32> = prompt.iter().chain(&new).copied().collect();
+        let mut pairs: Vec<&[u32]> = text.windows(2).collect();
+        let all = pairs.len();
+        pairs.sort();
+        pairs.dedup();
+        // 5 drawable tokens hold 25 bigrams: 14 tokens fit without a forced repeat.
+        assert_eq!(pairs.len(), all, "temperature {temperature}: {text:?}");
+    }
+    let greedy = generate::generate(&mut narrow, ctx, &[1], 8, Sampling::GREEDY, &mut r, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    let penalised = Sampling {
+        repetition_penalty: Some(100.0),
+        ..Sampling::GREEDY
+    };
+    let other = generate::generate(&mut narrow, ctx, &[1], 8, penalised, &mut r, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_ne!(greedy, other, "a penalty of 100 changes the greedy text");
 
     // One label per sample (or any other count) does not fit a [T, V] output.
     let mut one = test.clone();

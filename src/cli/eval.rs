@@ -81,6 +81,15 @@ pub struct GenerateArgs {
     /// first add up to P (after the temperature and top-k), in (0, 1].
     #[arg(long, value_name = "P")]
     pub top_p: Option<f32>,
+    /// Hugging Face's repetition_penalty: the logit of every token already in the
+    /// text is divided by R when positive, multiplied by it otherwise (R > 1
+    /// discourages repeats; 1.2 is a common choice).
+    #[arg(long, value_name = "R")]
+    pub repetition_penalty: Option<f32>,
+    /// Hugging Face's no_repeat_ngram_size: never draw a token that would repeat an
+    /// N-gram of the text.
+    #[arg(long, value_name = "N")]
+    pub no_repeat_ngram: Option<usize>,
     /// Stop once the generated text contains TEXT (which is printed); may be
     /// given several times.
     #[arg(long, value_name = "TEXT")]
@@ -301,6 +310,8 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
         top_k: args.top_k,
         top_p: args.top_p,
         vocabulary: Some(vocabulary.size()),
+        repetition_penalty: args.repetition_penalty,
+        no_repeat_ngram: args.no_repeat_ngram,
     };
     sampling.validate()?;
     let prompt = vocabulary.encode(args.prompt.as_bytes())?;

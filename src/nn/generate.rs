@@ -35,6 +35,15 @@ pub struct Sampling {
     /// Draw only token ids below this: a tokenizer's size when the model has
     /// more outputs than it has tokens (`None`: every output).
     pub vocabulary: Option<usize>,
+    /// Hugging Face's `repetition_penalty` θ > 0: before the softmax, the logit of
+    /// every token already in the text (prompt included) is divided by θ when
+    /// positive and multiplied by it otherwise, so θ > 1 makes repeats less likely
+    /// (`None`: no penalty).
+    pub repetition_penalty: Option<f32>,
+    /// Hugging Face's `no_repeat_ngram_size` n ≥ 1: a token that would complete an
+    /// n-gram the text already holds is never drawn (unless every token would; then
+    /// the rule is skipped for that token). `None`: no rule.
+    pub no_repeat_ngram: Option<usize>,
 }
 
 impl Sampling {
@@ -44,6 +53,8 @@ impl Sampling {
         top_k: None,
         top_p: None,
         vocabulary: None,
+        repetition_penalty: None,
+        no_repeat_ngram: None,
     };
 
     /// Checks the settings: the temperature finite and not negative, `top_k` at
@@ -68,7 +79,52 @@ impl Sampling {
         if self.vocabulary == Some(0) {
             return Err(Error::invalid("a vocabulary of 0 tokens leaves nothing to draw"));
         }
+        if let Some(r) = self.repetition_penalty
+            && !(r > 0.0 && r.is_finite())
+        {
+            return Err(Error::invalid(format!(
+                "repetition penalty {r} must be a positive number (1 is none; above 1 discourages \
+                 repeats)"
+            )));
+        }
+        if self.no_repeat_ngram == Some(0) {
+            return Err(Error::invalid("no-repeat n-gram size must be at least 1"));
+        }
         Ok(())
+    }
+
+    /// The probabilities of the next token after `context` from the model's
+    /// `logits` for it: the repetition penalty on the logits, a softmax, then the
+    /// n-grams that may not repeat taken out (their tokens at probability 0).
+    pub fn probabilities(&self, logits: &[f32], context: &[u32]) -> Vec<f32> {
+        let mut logits = logits.to_vec();
+        if let Some(theta) = self.repetition_penalty {
+            let mut seen = vec![false; logits.len()];
+            for &id in context {
+                if let Some(done) = seen.get_mut(id as usize).filter(|d| !**d) {
+                    *done = true;
+                    let l = &mut logits[id as usize];
+                    *l = if *l > 0.0 { *l / theta } else { *l * theta };
+                }
+            }
+        }
+        let mut probs = vec![0.0; logits.len()];
+        crate::reference::softmax::softmax(&logits, logits.len(), &mut probs);
+        if let Some(n) = self.no_repeat_ngram {
+            let banned = repeated_ngram_ends(context, n);
+            let open = probs
+                .iter()
+                .enumerate()
+                .any(|(i, &p)| p > 0.0 && !banned.contains(&(i as u32)));
+            if open {
+                for &id in &banned {
+                    if let Some(p) = probs.get_mut(id as usize) {
+                        *p = 0.0;
+                    }
+                }
+            }
+        }
+        probs
     }
 
     /// Draws an index of `probs` (non-negative, summing to about 1) with `rng`.
@@ -111,6 +167,25 @@ impl Sampling {
         }
         order[order.len() - 1]
     }
+}
+
+/// The tokens that would complete, after `context`, an n-gram `context` already
+/// holds: for each earlier occurrence of its last n − 1 tokens, the token that
+/// followed (for n = 1, every token of `context`), as Hugging Face's
+/// `NoRepeatNGramLogitsProcessor` bans them.
+pub fn repeated_ngram_ends(context: &[u32], n: usize) -> Vec<u32> {
+    if n == 0 || context.len() + 1 < n {
+        return Vec::new();
+    }
+    let prefix = &context[context.len() + 1 - n..];
+    let mut ends: Vec<u32> = context
+        .windows(n)
+        .filter(|w| w[..n - 1] == *prefix)
+        .map(|w| w[n - 1])
+        .collect();
+    ends.sort_unstable();
+    ends.dedup();
+    ends
 }
 
 /// The sequence length T and vocabulary V of `model` as a causal language
@@ -271,7 +346,7 @@ pub fn generate_with(
         None
     };
     for _ in 0..count {
-        let probs = match cache.as_mut().filter(|_| context.len() <= t) {
+        let logits = match cache.as_mut().filter(|_| context.len() <= t) {
             // Every token not yet cached (the prompt, prefilled but for its last
             // token when it is long enough; then the last one drawn), at its own
             // position.
@@ -283,9 +358,7 @@ pub fn generate_with(
                 for &id in &context[decoder.position()..] {
                     logits = decoder.step(ctx, id)?;
                 }
-                let mut probs = vec![0.0; logits.len()];
-                crate::reference::softmax::softmax(&logits, logits.len(), &mut probs);
-                probs
+                logits
             }
             // Past T tokens the window slides: every position moves, so the whole
             // window runs again.
@@ -295,9 +368,10 @@ pub fn generate_with(
                 for (slot, &id) in x.iter_mut().zip(window) {
                     *slot = id as f32;
                 }
-                model.predict_position(ctx, &x, window.len() - 1)?
+                model.logits_at_position(ctx, &x, window.len() - 1)?
             }
         };
+        let probs = sampling.probabilities(&logits, &context);
         let next = sampling.draw(&probs[..drawn], rng) as u32;
         context.push(next);
         new.push(next);
@@ -323,6 +397,8 @@ mod tests {
             top_k: None,
             top_p: None,
             vocabulary: None,
+            repetition_penalty: None,
+            no_repeat_ngram: None,
         };
         let mut counts = [0usize; 3];
         for _ in 0..10_000 {
@@ -338,6 +414,8 @@ mod tests {
             top_k: Some(2),
             top_p: None,
             vocabulary: None,
+            repetition_penalty: None,
+            no_repeat_ngram: None,
         };
         assert!((0..1000).all(|_| top2.draw(&probs, &mut rng) != 0));
         let cold = Sampling {
@@ -345,6 +423,8 @@ mod tests {
             top_k: None,
             top_p: None,
             vocabulary: None,
+            repetition_penalty: None,
+            no_repeat_ngram: None,
         };
         assert!((0..1000).filter(|_| cold.draw(&probs, &mut rng) == 1).count() > 990);
         assert!(
@@ -353,6 +433,8 @@ mod tests {
                 top_k: None,
                 top_p: None,
                 vocabulary: None,
+                repetition_penalty: None,
+                no_repeat_ngram: None,
             }
             .validate()
             .is_err()
@@ -363,6 +445,8 @@ mod tests {
                 top_k: Some(0),
                 top_p: None,
                 vocabulary: None,
+                repetition_penalty: None,
+                no_repeat_ngram: None,
             }
             .validate()
             .is_err()
@@ -371,6 +455,51 @@ mod tests {
 
     /// Top-p keeps the most probable tokens until their share reaches p, and
     /// draws among them in proportion; p outside (0, 1] is refused.
+    /// Hugging Face's repetition penalty and n-gram rule, by hand.
+    #[test]
+    fn repetition_penalty_and_ngram_rule_follow_hugging_face() {
+        // Logits [2, -1, 0.5, 1]; tokens 0 and 1 already in the text, θ = 2:
+        // 2 → 1 (positive: divided), -1 → -2 (negative: multiplied).
+        let s = Sampling {
+            repetition_penalty: Some(2.0),
+            ..Sampling::GREEDY
+        };
+        let probs = s.probabilities(&[2.0, -1.0, 0.5, 1.0], &[0, 1, 0]);
+        let mut want = vec![0.0; 4];
+        crate::reference::softmax::softmax(&[1.0, -2.0, 0.5, 1.0], 4, &mut want);
+        assert_eq!(probs, want);
+        // The n-grams of [1, 2, 3, 1, 2]: after "1 2", a 3 would repeat "1 2 3".
+        assert_eq!(repeated_ngram_ends(&[1, 2, 3, 1, 2], 3), [3]);
+        assert_eq!(repeated_ngram_ends(&[1, 2, 3, 1, 2], 2), [3]);
+        assert_eq!(repeated_ngram_ends(&[4, 4, 5], 1), [4, 5]);
+        assert_eq!(repeated_ngram_ends(&[1, 2], 4), Vec::<u32>::new());
+        let rule = Sampling {
+            no_repeat_ngram: Some(2),
+            ..Sampling::GREEDY
+        };
+        let probs = rule.probabilities(&[0.0, 0.0, 5.0, 0.0], &[2, 2]);
+        assert_eq!(probs[2], 0.0, "2 2 would repeat: {probs:?}");
+        assert_eq!(
+            Sampling::GREEDY.draw(&probs, &mut rand::rngs::StdRng::seed_from_u64(3)),
+            0
+        );
+        // When every token is banned the rule steps aside.
+        let probs = rule.probabilities(&[0.0, 5.0], &[0, 0, 1, 1, 0]);
+        assert!(probs[1] > 0.9, "{probs:?}");
+        for bad in [
+            Sampling {
+                repetition_penalty: Some(0.0),
+                ..Sampling::GREEDY
+            },
+            Sampling {
+                no_repeat_ngram: Some(0),
+                ..Sampling::GREEDY
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn top_p_draws_from_the_smallest_set_covering_p() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(2);
@@ -380,6 +509,8 @@ mod tests {
             top_k: None,
             top_p: Some(p),
             vocabulary: None,
+            repetition_penalty: None,
+            no_repeat_ngram: None,
         };
         // 0.5 + 0.3 reach 0.75: tokens 1 and 3, drawn 5 : 3.
         let mut counts = [0usize; 4];

@@ -824,11 +824,18 @@ impl Model {
     /// probabilities after token `position`, read back without the other
     /// positions' (for GPT-2, 200 kB instead of 200 MB).
     pub fn predict_position(&mut self, ctx: &Context, x: &[f32], position: usize) -> Result<Vec<f32>> {
+        let per = self.check_position("predict_position", x, position)?;
+        self.forward(ctx, x, 1)?.to_f32_range(ctx, position * per, per)
+    }
+
+    /// Checks one sample `x` and a `position` of its output for `op`; returns the
+    /// outputs per position.
+    fn check_position(&self, op: &'static str, x: &[f32], position: usize) -> Result<usize> {
         let sample: usize = self.spec.input_shape().iter().product();
         let positions = self.label_positions();
         if x.len() != sample || position >= positions {
             return Err(Error::shape(
-                "predict_position",
+                op,
                 format!(
                     "{} values for a sample of {sample}, position {position} of {positions}",
                     x.len()
@@ -836,8 +843,18 @@ impl Model {
             ));
         }
         self.check_token_ids(x)?;
-        let per = self.output_dim() / positions;
-        self.forward(ctx, x, 1)?.to_f32_range(ctx, position * per, per)
+        Ok(self.output_dim() / positions)
+    }
+
+    /// The model's output before its folded activation (the logits of a
+    /// classifier or language model) at `position` of the one sample `x`: what
+    /// [`Model::predict_position`] gives before the softmax.
+    pub fn logits_at_position(&mut self, ctx: &Context, x: &[f32], position: usize) -> Result<Vec<f32>> {
+        let per = self.check_position("logits_at_position", x, position)?;
+        self.forward(ctx, x, 1)?;
+        self.plans[&self.options(1, false)]
+            .output
+            .to_f32_range(ctx, position * per, per)
     }
 
     /// Runs the evaluation plan on `len` samples `x` (at most 256, checked) and
