@@ -1238,6 +1238,25 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
     assert_eq!(stopped.stdout, [&out.stdout[..end], b"\n"].concat());
     assert!(String::from_utf8_lossy(&stopped.stderr).contains("stopped at"));
     fails_with(&[&generate[..], &["--top-p", "1.5"]].concat(), &["top-p 1.5"]);
+    fails_with(
+        &[&generate[..], &["--repetition-penalty", "0"]].concat(),
+        &["repetition penalty 0"],
+    );
+    // Both rules reach the sampler from the command line (their effect is tested in
+    // nn::generate and kernels-tests/sequence.rs).
+    let fresh = wgml(
+        &[
+            &generate[..],
+            &["--no-repeat-ngram", "1", "--repetition-penalty", "1.3"],
+        ]
+        .concat(),
+    );
+    assert!(
+        fresh.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fresh.stderr)
+    );
+    assert!(fresh.stdout.starts_with(b"The engine"), "{:?}", fresh.stdout);
     let text = readme_as_text_data();
     let out = wgml(&[
         "train",
