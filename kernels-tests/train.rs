@@ -1794,6 +1794,25 @@ fn the_seed_cnn_written_functionally_trains_as_the_sequential_one() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// The first `n` test samples of `data`, their labels, and the logits the
+/// reference executor gives for them with `model`'s weights.
+fn first_test_samples(
+    model: &wgml::nn::Model,
+    ctx: &wgml::Context,
+    data: &Dataset,
+    n: usize,
+) -> (wgml::data::Split, Vec<u32>, Vec<f32>) {
+    let idx: Vec<usize> = (0..n).collect();
+    let test = data.test.select(&idx);
+    let (mut x, mut labels, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    test.gather(&idx, &mut x, &mut labels, &mut values);
+    let logits = ReferenceExecutor::from_model(model, ctx)
+        .unwrap()
+        .eval_output(&x, n)
+        .unwrap();
+    (test, labels, logits)
+}
+
 /// A small MLP on 784 inputs, for the gradient-accumulation tests.
 fn accumulation_mlp(dropout: f32) -> Sequential {
     let mut s = Sequential::new(&[784]).add(Layer::dense(24, A::Relu));
@@ -2108,14 +2127,8 @@ fn label_smoothing_trains_and_evaluates_as_the_reference() {
     matches_reference(ctx, "label smoothing 0.2", &mut model, opt.lr(), 16, 3);
 
     let data = Dataset::mnist_10k().unwrap();
-    let test = data.test.select(&(0..40).collect::<Vec<_>>());
+    let (test, labels, logits) = first_test_samples(&model, ctx, &data, 40);
     let smoothed = wgml::train::evaluate(&mut model, ctx, &test, 16).unwrap().loss;
-    let (mut x, mut labels, mut values) = (Vec::new(), Vec::new(), Vec::new());
-    test.gather(&(0..40).collect::<Vec<_>>(), &mut x, &mut labels, &mut values);
-    let logits = ReferenceExecutor::from_model(&model, ctx)
-        .unwrap()
-        .eval_output(&x, 40)
-        .unwrap();
     let mean = |e: f32| {
         let mut l = vec![0.0; 40];
         wgml::reference::loss::softmax_cross_entropy_with(&logits, 10, &labels, &mut l, None, 1.0, e, None);
@@ -2441,13 +2454,7 @@ fn top_k_accuracy_counts_as_the_twin() {
         ..FitConfig::default()
     };
     fit(&mut model, ctx, &split, &cfg).unwrap();
-    let test = data.test.select(&(0..100).collect::<Vec<_>>());
-    let (mut x, mut labels, mut values) = (Vec::new(), Vec::new(), Vec::new());
-    test.gather(&(0..100).collect::<Vec<_>>(), &mut x, &mut labels, &mut values);
-    let logits = ReferenceExecutor::from_model(&model, ctx)
-        .unwrap()
-        .eval_output(&x, 100)
-        .unwrap();
+    let (test, labels, logits) = first_test_samples(&model, ctx, &data, 100);
     let plain = wgml::train::evaluate(&mut model, ctx, &test, 32).unwrap();
     assert_eq!(plain.top_k, None);
     for k in [1usize, 3, 10] {

@@ -403,13 +403,12 @@ fn with_weight_decay(optimizer: Optimizer, wd: f32) -> Result<Optimizer> {
 /// unnamed classes weigh 1).
 fn class_weights(spec: &str, data: &Dataset, loss: wgml::nn::Loss) -> Result<Vec<f32>> {
     use wgml::data::Targets;
-    // Every training label as a class index, and the number of classes.
-    let (labels, k): (Vec<usize>, usize) = match (&data.train.y, loss) {
-        (Targets::Classes { labels, classes, .. }, wgml::nn::Loss::SparseCategoricalCrossentropy) => {
-            (labels.iter().map(|&l| l as usize).collect(), *classes)
-        }
+    // How many training labels each class has.
+    let counts = match (&data.train.y, loss) {
+        (Targets::Classes { .. }, wgml::nn::Loss::SparseCategoricalCrossentropy) => data.train.class_counts(),
         (Targets::Values { values, dim: 1 }, wgml::nn::Loss::BinaryCrossentropy) => {
-            (values.iter().map(|&v| (v > 0.5) as usize).collect(), 2)
+            let ones = values.iter().filter(|&&v| v > 0.5).count();
+            vec![values.len() - ones, ones]
         }
         _ => {
             return Err(Error::invalid(format!(
@@ -419,11 +418,8 @@ fn class_weights(spec: &str, data: &Dataset, loss: wgml::nn::Loss) -> Result<Vec
             )));
         }
     };
+    let k = counts.len();
     if spec == "balanced" {
-        let mut counts = vec![0usize; k];
-        for &l in labels.iter().filter(|&&l| l < k) {
-            counts[l] += 1;
-        }
         let n: usize = counts.iter().sum();
         if let Some(c) = counts.iter().position(|&n_c| n_c == 0) {
             return Err(Error::invalid(format!(

@@ -34,6 +34,11 @@ pub struct ReferenceExecutor {
     ema: Option<(f32, u32, Vec<Vec<f32>>)>,
 }
 
+/// Whether node `id` of `g` is a trainable parameter (one the optimizer updates).
+fn trainable(g: &Graph, id: usize) -> bool {
+    matches!(g.nodes[id].op, Op::Param { trainable: true, .. })
+}
+
 /// One batch of [`ReferenceExecutor::train_step_accumulated`]: samples, class
 /// labels or target values, and the number of samples.
 #[derive(Clone, Copy, Debug)]
@@ -217,10 +222,9 @@ impl ReferenceExecutor {
                 break;
             }
             let w = (batch.b as f64 / total as f64) as f32;
-            let trainable = |id: usize| matches!(self.graph.nodes[id].op, Op::Param { trainable: true, .. });
             sum.resize(grads.len(), None);
             for (id, (acc, g)) in sum.iter_mut().zip(grads).enumerate() {
-                if !trainable(id) {
+                if !trainable(&self.graph, id) {
                     continue;
                 }
                 let g = g.unwrap_or_else(|| vec![0.0; self.params[id].len()]);
@@ -334,11 +338,10 @@ impl ReferenceExecutor {
         grads.resize(g.nodes.len(), None);
         // Clipping, over every trainable parameter's gradient, as the GPU plan.
         if let Some(max_norm) = self.clip_norm {
-            let trainable = |id: usize| matches!(g.nodes[id].op, Op::Param { trainable: true, .. });
             let mut views: Vec<&mut [f32]> = grads
                 .iter_mut()
                 .enumerate()
-                .filter(|(id, _)| trainable(*id))
+                .filter(|(id, _)| trainable(g, *id))
                 .map(|(id, d)| {
                     d.get_or_insert_with(|| vec![0.0; self.params[id].len()])
                         .as_mut_slice()
@@ -348,8 +351,8 @@ impl ReferenceExecutor {
         }
         // Update, in node order like the GPU plan.
         self.step += 1;
-        for (id, node) in g.nodes.iter().enumerate() {
-            if let Op::Param { trainable: true, .. } = node.op {
+        for id in 0..g.nodes.len() {
+            if trainable(g, id) {
                 let grad = grads[id]
                     .take()
                     .unwrap_or_else(|| vec![0.0; self.params[id].len()]);

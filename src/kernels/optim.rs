@@ -708,6 +708,31 @@ pub fn optimizer_step_wg(
     )
 }
 
+/// Checks two f32 tensors of one shape in distinct buffers (`b` written apart
+/// from `a`) for `op`; returns their length and the uniform of a dispatch over it,
+/// every hyper-parameter 0.
+fn elementwise_pair(
+    op: &'static str,
+    (a_name, a): (&'static str, &Tensor),
+    (b_name, b): (&'static str, &Tensor),
+) -> Result<(usize, Params)> {
+    use crate::kernels::elementwise::{count_u32, expect_same_shape, same_buffer};
+    a.expect_dtype(op, a_name, DType::F32)?;
+    b.expect_dtype(op, b_name, DType::F32)?;
+    expect_same_shape(op, a_name, a, b_name, b)?;
+    if same_buffer(a, b) {
+        return Err(Error::invalid(format!(
+            "{op}: {a_name} and {b_name} are the same buffer; each needs its own"
+        )));
+    }
+    let n = a.numel();
+    let params = Params {
+        n: count_u32(op, b_name, n)?,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    Ok((n, params))
+}
+
 /// Which pass of an accumulated gradient a dispatch of [`accumulate_gradient`] serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AccumulatePass {
@@ -732,26 +757,7 @@ pub fn accumulate_gradient(
     acc: &Tensor,
     grad: &Tensor,
 ) -> Result<Dispatch> {
-    const OP: &str = "accumulate_gradient";
-    acc.expect_dtype(OP, "acc", DType::F32)?;
-    grad.expect_dtype(OP, "grad", DType::F32)?;
-    crate::kernels::elementwise::expect_same_shape(OP, "acc", acc, "grad", grad)?;
-    if crate::kernels::elementwise::same_buffer(acc, grad) {
-        return Err(Error::invalid(format!(
-            "{OP}: acc and grad are the same buffer; the accumulator needs its own"
-        )));
-    }
-    let n = acc.numel();
-    let params = Params {
-        n: crate::kernels::elementwise::count_u32(OP, "grad", n)?,
-        flags: 0,
-        beta1: 0.0,
-        beta2: 0.0,
-        epsilon: 0.0,
-        weight_decay: 0.0,
-        momentum: 0.0,
-        rho: 0.0,
-    };
+    let (n, params) = elementwise_pair("accumulate_gradient", ("acc", acc), ("grad", grad))?;
     let kernel = match pass {
         AccumulatePass::First => ACCUMULATE_FIRST,
         AccumulatePass::Add => ACCUMULATE_ADD,
@@ -781,30 +787,16 @@ pub fn ema_update(
     momentum: f32,
     start: u32,
 ) -> Result<Dispatch> {
-    const OP: &str = "ema_update";
     if !(0.0..1.0).contains(&momentum) {
         return Err(Error::invalid(format!(
             "the moving average's momentum {momentum} is outside [0, 1)"
         )));
     }
-    param.expect_dtype(OP, "param", DType::F32)?;
-    average.expect_dtype(OP, "average", DType::F32)?;
-    crate::kernels::elementwise::expect_same_shape(OP, "param", param, "average", average)?;
-    if crate::kernels::elementwise::same_buffer(param, average) {
-        return Err(Error::invalid(format!(
-            "{OP}: param and average are the same buffer; the average needs its own"
-        )));
-    }
-    let n = param.numel();
+    let (n, base) = elementwise_pair("ema_update", ("param", param), ("average", average))?;
     let params = Params {
-        n: crate::kernels::elementwise::count_u32(OP, "param", n)?,
         flags: start,
-        beta1: 0.0,
-        beta2: 0.0,
-        epsilon: 0.0,
-        weight_decay: 0.0,
         momentum,
-        rho: 0.0,
+        ..base
     };
     ctx.dispatch(
         EMA,

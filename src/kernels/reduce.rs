@@ -271,24 +271,32 @@ pub fn argmax_rows(ctx: &Context, x: &Tensor, out: &Tensor) -> Result<Dispatch> 
     )
 }
 
-/// `acc[0] += #rows r with argmax(logits[r]) == labels[r]` for `logits` `[R, C]`
-/// (`C ≥ 1`), `labels` u32 `[R]` and `acc` f32 `[1]`. Argmax as in [`argmax_rows`];
-/// a label `≥ C` never counts. One workgroup, a thread per row.
-pub fn count_correct(ctx: &Context, logits: &Tensor, labels: &Tensor, acc: &Tensor) -> Result<Dispatch> {
-    const OP: &str = "count_correct";
-    logits.expect_dtype(OP, "logits", DType::F32)?;
-    labels.expect_dtype(OP, "labels", DType::U32)?;
-    acc.expect_dtype(OP, "acc", DType::F32)?;
-    no_alias(OP, "logits", logits, "acc", acc)?;
-    let (rows, cols) = rows_cols(OP, "logits", logits)?;
+/// Checks the operands of a count over labelled rows for `op`: f32 `logits`
+/// `[R, C]`, u32 `labels` of `R`, an f32 accumulator `acc` of one element apart
+/// from the logits; returns `(R, C)`.
+fn labelled_rows(op: &'static str, logits: &Tensor, labels: &Tensor, acc: &Tensor) -> Result<(usize, usize)> {
+    logits.expect_dtype(op, "logits", DType::F32)?;
+    labels.expect_dtype(op, "labels", DType::U32)?;
+    acc.expect_dtype(op, "acc", DType::F32)?;
+    no_alias(op, "logits", logits, "acc", acc)?;
+    let (rows, cols) = rows_cols(op, "logits", logits)?;
     expect_numel(
-        OP,
+        op,
         "labels",
         labels,
         rows,
         &format!("logits of shape {:?}", logits.shape()),
     )?;
-    expect_numel(OP, "acc", acc, 1, "the accumulator")?;
+    expect_numel(op, "acc", acc, 1, "the accumulator")?;
+    Ok((rows, cols))
+}
+
+/// `acc[0] += #rows r with argmax(logits[r]) == labels[r]` for `logits` `[R, C]`
+/// (`C ≥ 1`), `labels` u32 `[R]` and `acc` f32 `[1]`. Argmax as in [`argmax_rows`];
+/// a label `≥ C` never counts. One workgroup, a thread per row.
+pub fn count_correct(ctx: &Context, logits: &Tensor, labels: &Tensor, acc: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "count_correct";
+    let (rows, cols) = labelled_rows(OP, logits, labels, acc)?;
     let params = Params {
         d0: count_u32(OP, "rows", rows)?,
         d1: count_u32(OP, "cols", cols)?,
@@ -320,19 +328,7 @@ pub fn count_in_top_k(
     if k == 0 {
         return Err(Error::invalid("top-k accuracy needs k of at least 1"));
     }
-    logits.expect_dtype(OP, "logits", DType::F32)?;
-    labels.expect_dtype(OP, "labels", DType::U32)?;
-    acc.expect_dtype(OP, "acc", DType::F32)?;
-    no_alias(OP, "logits", logits, "acc", acc)?;
-    let (rows, cols) = rows_cols(OP, "logits", logits)?;
-    expect_numel(
-        OP,
-        "labels",
-        labels,
-        rows,
-        &format!("logits of shape {:?}", logits.shape()),
-    )?;
-    expect_numel(OP, "acc", acc, 1, "the accumulator")?;
+    let (rows, cols) = labelled_rows(OP, logits, labels, acc)?;
     let params = Params {
         d0: count_u32(OP, "rows", rows)?,
         d1: count_u32(OP, "cols", cols)?,

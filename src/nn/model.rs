@@ -719,18 +719,35 @@ impl Model {
         lr: f32,
         extra: impl FnOnce(&mut wgpu::CommandEncoder, &Accumulators),
     ) -> Result<()> {
+        // The step counts once its work is submitted (Adam's t and the dropout
+        // masks' draw number stay in step with the reference executor if anything fails).
+        let t = self.step + 1;
+        let values = StepValues::new(&self.optimizer, t, lr)?;
         let options = self.options(batch.len, true);
+        self.run_pass(ctx, options, batch, values, Pass::Whole, extra)?;
+        self.step = t;
+        Ok(())
+    }
+
+    /// Runs one pass of a training step on `batch` with the plan of `options`:
+    /// upload, the step uniform (`values` at the next draw number and the batch's
+    /// weight `values.grad_scale` as given), one submission; counts the draw.
+    fn run_pass(
+        &mut self,
+        ctx: &Context,
+        options: PlanOptions,
+        batch: &Batch<'_>,
+        values: StepValues,
+        pass: Pass,
+        extra: impl FnOnce(&mut wgpu::CommandEncoder, &Accumulators),
+    ) -> Result<()> {
         self.plan(ctx, options)?;
         let plan = &self.plans[&options];
         plan.ready(ctx, true)?;
         Self::upload(ctx, plan, batch)?;
-        // The step counts once its work is submitted (Adam's t and the dropout
-        // masks' draw number stay in step with the reference executor if anything fails).
-        let t = self.step + 1;
-        let values = StepValues::new(&self.optimizer, t, lr)?.for_pass(self.draws + 1, 1.0)?;
+        let values = values.for_pass(self.draws + 1, values.grad_scale)?;
         self.step_uniform.write_values(ctx, &values)?;
-        submit_plan(ctx, plan, true, |encoder| extra(encoder, &self.acc))?;
-        self.step = t;
+        submit_pass(ctx, plan, Some(pass), |encoder| extra(encoder, &self.acc))?;
         self.draws += 1;
         Ok(())
     }
@@ -762,11 +779,6 @@ impl Model {
         let values = StepValues::new(&self.optimizer, t, lr)?;
         let last = batches.len() - 1;
         for (i, batch) in batches.iter().enumerate() {
-            let options = self.accumulating_options(batch.len);
-            self.plan(ctx, options)?;
-            let plan = &self.plans[&options];
-            plan.ready(ctx, true)?;
-            Self::upload(ctx, plan, batch)?;
             let pass = match i {
                 _ if last == 0 => Pass::Whole,
                 0 => Pass::First,
@@ -774,10 +786,14 @@ impl Model {
                 _ => Pass::Middle,
             };
             let share = (batch.len as f64 / total as f64) as f32;
-            let values = values.for_pass(self.draws + 1, share)?;
-            self.step_uniform.write_values(ctx, &values)?;
-            submit_pass(ctx, plan, Some(pass), |encoder| extra(encoder, &self.acc, i))?;
-            self.draws += 1;
+            let values = StepValues {
+                grad_scale: share,
+                ..values
+            };
+            let options = self.accumulating_options(batch.len);
+            self.run_pass(ctx, options, batch, values, pass, |encoder, acc| {
+                extra(encoder, acc, i)
+            })?;
         }
         self.step = t;
         Ok(())

@@ -422,11 +422,13 @@ pub fn fit_validated(
     config: &FitConfig,
     callbacks: &mut [&mut dyn Callback],
 ) -> Result<History> {
-    let mut hooks = Hooks {
-        console: config.verbose.then_some(PrintProgress),
-        user: callbacks,
-    };
-    run_fit(model, ctx, (data, Some(validation)), config, &mut hooks)
+    run_fit(
+        model,
+        ctx,
+        (data, Some(validation)),
+        config,
+        &mut Hooks::of(config, callbacks),
+    )
 }
 
 /// [`fit`] calling `callbacks` after every step and epoch and at every event of
@@ -439,11 +441,13 @@ pub fn fit_with(
     config: &FitConfig,
     callbacks: &mut [&mut dyn Callback],
 ) -> Result<History> {
-    let mut hooks = Hooks {
-        console: config.verbose.then_some(PrintProgress),
-        user: callbacks,
-    };
-    run_fit(model, ctx, (data, None), config, &mut hooks)
+    run_fit(
+        model,
+        ctx,
+        (data, None),
+        config,
+        &mut Hooks::of(config, callbacks),
+    )
 }
 
 /// The callbacks of one run: the console's (when verbose) and the caller's.
@@ -452,7 +456,15 @@ struct Hooks<'a, 'b> {
     user: &'a mut [&'b mut dyn Callback],
 }
 
-impl Hooks<'_, '_> {
+impl<'a, 'b> Hooks<'a, 'b> {
+    /// The console's callback (when `config` is verbose), then `user`'s.
+    fn of(config: &FitConfig, user: &'a mut [&'b mut dyn Callback]) -> Self {
+        Hooks {
+            console: config.verbose.then_some(PrintProgress),
+            user,
+        }
+    }
+
     fn each(&mut self, mut f: impl FnMut(&mut dyn Callback) -> Control) -> Control {
         let mut control = Control::Continue;
         if let Some(c) = &mut self.console {
