@@ -29,6 +29,7 @@ mod gpt2;
 mod graph_ops;
 mod hostile_files;
 mod layer_norm;
+mod lora;
 mod loss;
 mod matmul;
 mod matmul_coop;

@@ -58,6 +58,7 @@ fn per_position(g: &Graph, id: NodeId) -> bool {
         | Op::Dropout { .. }
         | Op::Exp { .. }
         | Op::Log { .. }
+        | Op::Scale { .. }
         | Op::Square { .. } => true,
         Op::Add { a, b } | Op::Mul { a, b } => g.shape(*a) == g.shape(*b),
         Op::Attention { causal, .. } => *causal,

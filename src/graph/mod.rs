@@ -212,6 +212,13 @@ pub enum Op {
         /// Factor applied before the exponential.
         scale: f32,
     },
+    /// `factor · x` elementwise (a low-rank adapter's `alpha / r`, see `nn::lora`).
+    Scale {
+        /// Input.
+        x: NodeId,
+        /// The factor (finite).
+        factor: f32,
+    },
     /// `ln(x)` elementwise.
     Log {
         /// Input (positive).
@@ -525,6 +532,7 @@ impl Graph {
             | Op::Dropout { x, .. }
             | Op::Exp { x, .. }
             | Op::Log { x }
+            | Op::Scale { x, .. }
             | Op::Gelu { x, .. }
             | Op::Square { x }
             | Op::Sum { x, .. }

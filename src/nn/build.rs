@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, Init, NodeId, Op, Window};
 use crate::kernels::conv::Padding;
 use crate::kernels::matmul::Activation;
-use crate::nn::{Layer, LayerActivation, Loss};
+use crate::nn::lora::{LORA_A, LORA_B};
+use crate::nn::{Layer, LayerActivation, LoraConfig, Loss};
 
 /// One layer being added to a graph.
 pub(crate) struct LayerBuild<'a> {
@@ -36,6 +37,10 @@ pub(crate) struct LayerBuild<'a> {
     /// The layer's tensors that are earlier layers' (a functional layer's
     /// [`tied`](crate::nn::FunctionalLayer::tied)); empty in a Sequential model.
     pub tied: Vec<TiedTensor>,
+    /// The model's low-rank adapters, if it has them: targeted Dense layers and
+    /// projections get one, and only the adapters and the layers it trains in full
+    /// keep trainable tensors.
+    pub lora: Option<&'a LoraConfig>,
 }
 
 /// A tensor of the layer being added that is an earlier layer's parameter.
@@ -99,8 +104,54 @@ impl LayerBuild<'_> {
         }
     }
 
+    /// `act(x·wᵀ + bias)` for the layer's module `module` (`PREFIX` or
+    /// `PREFIX.part`), with the module's low-rank adapter added before the
+    /// activation when the model's LoRA targets it (see [`crate::nn::lora`]).
+    fn linear(
+        &mut self,
+        (x, w, bias): (NodeId, NodeId, Option<NodeId>),
+        act: Activation,
+        module: &str,
+        name: &str,
+    ) -> Result<NodeId> {
+        let Some(lora) = self.lora.filter(|l| l.targets_module(module, self.last)) else {
+            return self.g.dense(x, w, bias, act, name);
+        };
+        let (units, inputs) = (self.g.shape(w)[0], self.g.shape(w)[1]);
+        let base = self.g.dense(x, w, bias, Activation::Identity, name)?;
+        let a = self.g.param(
+            &format!("{module}.{LORA_A}"),
+            &[lora.rank, inputs],
+            Init::Uniform {
+                limit: 1.0 / (inputs as f32).sqrt(),
+            },
+            name,
+        );
+        let b = self.g.param(
+            &format!("{module}.{LORA_B}"),
+            &[units, lora.rank],
+            Init::Zeros,
+            name,
+        );
+        let x = if lora.dropout > 0.0 {
+            self.g.dropout(x, lora.dropout, name)?
+        } else {
+            x
+        };
+        let down = self.g.dense(x, a, None, Activation::Identity, name)?;
+        let down = self.g.scale(down, lora.scaling(), name)?;
+        let up = self.g.dense(down, b, None, Activation::Identity, name)?;
+        let y = self.g.add(base, up, name)?;
+        Ok(if act == Activation::Identity {
+            y
+        } else {
+            self.g.activation(y, act, name)
+        })
+    }
+
     /// A parameter of the layer, trainable or frozen: a new one, or the earlier
-    /// parameter it is tied to, which must have its shape and trainability.
+    /// parameter it is tied to, which must have its shape and trainability. Under
+    /// LoRA only the layers it trains in full keep trainable tensors.
     fn param(
         &mut self,
         suffix: &str,
@@ -109,6 +160,7 @@ impl LayerBuild<'_> {
         trainable: bool,
         name: &str,
     ) -> Result<NodeId> {
+        let trainable = trainable && self.lora.is_none_or(|l| l.trains_layer(&self.prefix));
         if let Some(tie) = self.tied.iter_mut().find(|t| t.tensor == suffix) {
             tie.used = true;
             let node = &self.g.nodes[tie.node];
@@ -308,7 +360,8 @@ fn dense(
         .then(|| b.param("bias", &[units], Init::Zeros, trainable, name))
         .transpose()?;
     let act = b.epilogue_activation(activation, name, b.last)?;
-    let x = b.g.dense(b.x, w, bias, act, name)?;
+    let module = b.prefix.clone();
+    let x = b.linear((b.x, w, bias), act, &module, name)?;
     let x = b.gelu_after(x, activation, name);
     Ok(Added {
         x,
@@ -378,7 +431,8 @@ fn multi_head_attention(
         let bias = use_bias
             .then(|| b.param(&format!("{part}.bias"), &[units], Init::Zeros, trainable, name))
             .transpose()?;
-        b.g.dense(x, w, bias, Activation::Identity, name)
+        let module = format!("{}.{part}", b.prefix);
+        b.linear((x, w, bias), Activation::Identity, &module, name)
     };
     let q = project(b, query, "query", heads * key_dim)?;
     let k = project(b, key, "key", heads * key_dim)?;

@@ -292,6 +292,11 @@ pub struct Functional {
     pub outputs: Vec<String>,
     /// What training minimises.
     pub objective: FunctionalObjective,
+    /// Low-rank adapters on some of its Dense layers and attention projections,
+    /// every other tensor frozen (see [`crate::nn::lora`]); `None` trains the
+    /// layers themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<crate::nn::LoraConfig>,
 }
 
 /// A functional model's graph: the graph, its objective, and every layer's node.
@@ -327,6 +332,7 @@ impl Functional {
             layers: Vec::new(),
             outputs: Vec::new(),
             objective: FunctionalObjective::Terms(Vec::new()),
+            lora: None,
         }
     }
 
@@ -423,6 +429,9 @@ impl Functional {
         let mut g = Graph::new();
         let mut nodes = HashMap::new();
         let x = g.input(&self.input.shape)?;
+        if let Some(lora) = &self.lora {
+            lora.validate()?;
+        }
         nodes.insert(self.input.name.clone(), x);
         let supervised = match &self.objective {
             FunctionalObjective::Supervised { output, loss } => {
@@ -465,7 +474,7 @@ impl Functional {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let id = add_layer(&mut g, layer, &inputs, supervised)?;
+            let id = add_layer(&mut g, layer, &inputs, supervised, self.lora.as_ref())?;
             nodes.insert(layer.name.clone(), id);
         }
         let lookup = |what: &str, name: &str| {
@@ -491,6 +500,9 @@ impl Functional {
                     class_weights: None,
                 };
                 check_every_layer_used(&g, &objective, &outputs)?;
+                if let Some(lora) = &self.lora {
+                    lora.check_matched(&g)?;
+                }
                 return Ok(FunctionalGraph {
                     graph: g,
                     objective,
@@ -563,6 +575,9 @@ impl Functional {
         }
         let objective = Objective::Terms(weighted);
         check_every_layer_used(&g, &objective, &outputs)?;
+        if let Some(lora) = &self.lora {
+            lora.check_matched(&g)?;
+        }
         Ok(FunctionalGraph {
             graph: g,
             objective,
@@ -578,6 +593,7 @@ fn add_layer(
     layer: &FunctionalLayer,
     inputs: &[NodeId],
     supervised: Option<(&str, Loss)>,
+    lora: Option<&crate::nn::LoraConfig>,
 ) -> Result<NodeId> {
     let name = &layer.name;
     let arity = |wanted: &str, ok: bool| {
@@ -633,6 +649,7 @@ fn add_layer(
                 next: None,
                 others: inputs[1..].to_vec(),
                 tied,
+                lora,
             };
             let added = l.add_to(&mut build)?;
             if let Some(unused) = build.tied.iter().find(|t| !t.used) {

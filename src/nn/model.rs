@@ -12,7 +12,7 @@ use crate::graph::{ClipNorm, Ema, Graph, LabelSmoothing, NodeId, ParamStore, Pla
 use crate::kernels::optim::{Optimizer, StepUniform, StepValues};
 use crate::nn::build::LayerBuild;
 use crate::nn::functional::LayerOrOp;
-use crate::nn::{Functional, Layer, Loss};
+use crate::nn::{Functional, Layer, LoraConfig, Loss};
 
 /// A stack of layers on an input of a given per-sample shape, as Keras' Sequential.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -21,6 +21,10 @@ pub struct Sequential {
     pub input_shape: Vec<usize>,
     /// The layers, first to last.
     pub layers: Vec<Layer>,
+    /// Low-rank adapters on some of its Dense layers, every other tensor frozen
+    /// (see [`crate::nn::lora`]); `None` trains the layers themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
 }
 
 impl Sequential {
@@ -29,6 +33,7 @@ impl Sequential {
         Sequential {
             input_shape: input_shape.to_vec(),
             layers: Vec::new(),
+            lora: None,
         }
     }
 
@@ -50,6 +55,9 @@ impl Sequential {
         if self.layers.is_empty() {
             return Err(Error::invalid("the model has no layers"));
         }
+        if let Some(lora) = &self.lora {
+            lora.validate()?;
+        }
         // PyTorch's module index of the next layer's first module.
         let mut index = 0usize;
         // Set by a layer that ran the next one (an Activation) inside its own node.
@@ -69,6 +77,7 @@ impl Sequential {
                 loss: Some(loss),
                 others: Vec::new(),
                 tied: Vec::new(),
+                lora: self.lora.as_ref(),
                 next: self
                     .layers
                     .get(i + 1)
@@ -79,6 +88,9 @@ impl Sequential {
             fold_next = added.folds_next;
         }
         check_output(g.shape(x), loss)?;
+        if let Some(lora) = &self.lora {
+            lora.check_matched(&g)?;
+        }
         Ok((g, x))
     }
 

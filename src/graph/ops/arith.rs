@@ -1,5 +1,5 @@
-//! Arithmetic ops: `Op::Add`, `Op::Mul` (equal shapes) and `Op::Exp` (`exp(scale ·
-//! x)`), the pieces of a variational autoencoder's sample `mean + exp(log_var / 2) ·
+//! Arithmetic ops: `Op::Add`, `Op::Mul` (equal shapes), `Op::Scale` (`factor · x`)
+//! and `Op::Exp` (`exp(scale · x)`), the pieces of a variational autoencoder's sample `mean + exp(log_var / 2) ·
 //! ε`; `Op::Log`, `Op::Square`, and `Op::Sum` (a sample's sum or mean, `[1]`), the
 //! pieces of losses written as ops (`kernels::elementwise`, `kernels::reduce`).
 
@@ -50,6 +50,18 @@ impl Graph {
         Ok(self.push(Op::Exp { x, scale }, shape, layer))
     }
 
+    /// `factor · x` elementwise (`factor` finite).
+    pub fn scale(&mut self, x: NodeId, factor: f32, layer: &str) -> Result<NodeId> {
+        if !factor.is_finite() {
+            return Err(shape_err(
+                layer,
+                format!("the scale factor {factor} must be finite"),
+            ));
+        }
+        let shape = self.shape(x).to_vec();
+        Ok(self.push(Op::Scale { x, factor }, shape, layer))
+    }
+
     /// `ln(x)` elementwise (the caller keeps `x` positive: an exponential, a
     /// sigmoid, a softplus).
     pub fn log(&mut self, x: NodeId, layer: &str) -> NodeId {
@@ -97,6 +109,12 @@ pub(crate) fn exp_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId, scale: f
     Ok(y)
 }
 
+pub(crate) fn scale_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId, factor: f32) -> Result<Tensor> {
+    let y = lw.output(id)?;
+    lw.dispatches.push(ew::scale(lw.ctx, &lw.value(x), factor, &y)?);
+    Ok(y)
+}
+
 pub(crate) fn log_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId) -> Result<Tensor> {
     let y = lw.output(id)?;
     lw.dispatches.push(ew::log(lw.ctx, &lw.value(x), &y)?);
@@ -136,6 +154,19 @@ pub(crate) fn sum_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId, mean: bo
 pub(crate) fn log_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId) -> Result<()> {
     if let Some(dx) = bw.dx_for(x)? {
         bw.dispatches.push(ew::div(bw.ctx, dy, &bw.value(x), &dx)?);
+    }
+    Ok(())
+}
+
+/// `dx = factor · dy`.
+pub(crate) fn scale_backward(
+    bw: &mut BackwardLowering<'_>,
+    dy: &Tensor,
+    x: NodeId,
+    factor: f32,
+) -> Result<()> {
+    if let Some(dx) = bw.dx_for(x)? {
+        bw.dispatches.push(ew::scale(bw.ctx, dy, factor, &dx)?);
     }
     Ok(())
 }
@@ -212,6 +243,7 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId, op: &Op) ->
         Op::Mul { a, b } => r::elementwise::mul(rf.value(a), rf.value(b), &mut y),
         Op::Exp { x, scale } => r::elementwise::exp_scale(rf.value(x), scale, &mut y),
         Op::Log { x } => r::elementwise::log(rf.value(x), &mut y),
+        Op::Scale { x, factor } => r::elementwise::scale(rf.value(x), factor, &mut y),
         Op::Gelu { x, form } => r::elementwise::gelu(rf.value(x), &mut y, form),
         Op::Square { x } => r::elementwise::mul(rf.value(x), rf.value(x), &mut y),
         Op::Sum { x, mean } => {
@@ -248,6 +280,13 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: &[f32
             if rb.req[x] {
                 let mut dx = vec![0.0; dy.len()];
                 r::elementwise::mul_scale(scale, rb.value(id), dy, &mut dx);
+                rb.add_grad(x, dx);
+            }
+        }
+        Op::Scale { x, factor } => {
+            if rb.req[x] {
+                let mut dx = vec![0.0; dy.len()];
+                r::elementwise::scale(dy, factor, &mut dx);
                 rb.add_grad(x, dx);
             }
         }

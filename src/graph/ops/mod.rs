@@ -114,6 +114,7 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         Op::Mul { a, b } => arith::mul_forward(lw, id, *a, *b),
         Op::Exp { x, scale } => arith::exp_forward(lw, id, *x, *scale),
         Op::Log { x } => arith::log_forward(lw, id, *x),
+        Op::Scale { x, factor } => arith::scale_forward(lw, id, *x, *factor),
         Op::Gelu { x, form } => arith::gelu_forward(lw, id, *x, *form),
         Op::Square { x } => arith::square_forward(lw, id, *x),
         Op::Sum { x, mean } => arith::sum_forward(lw, id, *x, *mean),
@@ -379,6 +380,7 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         Op::Mul { a, b } => arith::mul_backward(bw, dy, *a, *b),
         Op::Exp { x, scale } => arith::exp_backward(bw, id, dy, *x, *scale),
         Op::Log { x } => arith::log_backward(bw, dy, *x),
+        Op::Scale { x, factor } => arith::scale_backward(bw, dy, *x, *factor),
         Op::Gelu { x, form } => arith::gelu_backward(bw, dy, *x, *form),
         Op::Square { x } => arith::square_backward(bw, dy, *x),
         Op::Sum { x, mean } => arith::sum_backward(bw, dy, *x, *mean),
@@ -450,6 +452,7 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         | Op::Mul { .. }
         | Op::Exp { .. }
         | Op::Log { .. }
+        | Op::Scale { .. }
         | Op::Gelu { .. }
         | Op::Square { .. }
         | Op::Sum { .. }) => Ok(arith::reference_forward(rf, id, op)),
@@ -545,6 +548,7 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
         | Op::Mul { .. }
         | Op::Exp { .. }
         | Op::Log { .. }
+        | Op::Scale { .. }
         | Op::Gelu { .. }
         | Op::Square { .. }
         | Op::Sum { .. }) => {
