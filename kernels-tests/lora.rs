@@ -283,8 +283,7 @@ fn targets_that_name_nothing_are_refused_by_name() {
     let message = |config: LoraConfig| {
         encoder(Some(config))
             .compile(ctx, Optimizer::adam(1e-3), 1)
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string()
     };
     let m = message(LoraConfig::new(2, &["c_attn"]));
@@ -309,8 +308,7 @@ fn targets_that_name_nothing_are_refused_by_name() {
     };
     let m = conv
         .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(1e-3), 1)
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(m.contains("'0'") && m.contains("3"), "{m}");
 }
