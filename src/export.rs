@@ -108,8 +108,10 @@ pub fn gpt2_config_of(a: &FunctionalArchitecture) -> std::result::Result<(Gpt2Co
         .architecture(context, 1e-4)
         .map_err(|e| e.to_string())?
         .functional;
-    // Layers frozen while fine-tuning are GPT-2's layers all the same.
+    // Layers frozen while fine-tuning are GPT-2's layers all the same, and so are
+    // layers with low-rank adapters (merged on export).
     let mut f = f.clone();
+    f.lora = None;
     for l in &mut f.layers {
         if let LayerOrOp::Layer(layer) = &l.what {
             l.what = LayerOrOp::Layer(layer.clone().with_trainable(true));
@@ -172,7 +174,16 @@ pub fn export_gpt2(c: &Checkpoint, path: &Path, dir: &Path) -> Result<Exported> 
         )
     })?;
     let (config, context) = gpt2_config_of(&a).map_err(bad)?;
-    let tensors = hf_tensors(c, &config).map_err(bad)?;
+    let merged;
+    let own = match &a.functional.lora {
+        Some(lora) => {
+            merged =
+                crate::nn::lora::merged(&c.tensors, lora).map_err(|e| e.in_file(path, "its adapters"))?;
+            &merged
+        }
+        None => &c.tensors,
+    };
+    let tensors = hf_tensors(own, &config).map_err(bad)?;
     let vocabulary = c.vocabulary(path)?;
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.display().to_string(),
@@ -255,9 +266,8 @@ fn hf_config(c: &Gpt2Config) -> serde_json::Value {
 
 /// The checkpoint's tensors in `GPT2LMHeadModel`'s names and layouts: the
 /// inverse of the importer's mapping.
-fn hf_tensors(c: &Checkpoint, config: &Gpt2Config) -> std::result::Result<Vec<NamedValues>, String> {
-    let by_name: HashMap<&str, (&[usize], &[f32])> = c
-        .tensors
+fn hf_tensors(tensors: &[NamedValues], config: &Gpt2Config) -> std::result::Result<Vec<NamedValues>, String> {
+    let by_name: HashMap<&str, (&[usize], &[f32])> = tensors
         .iter()
         .map(|(n, s, v)| (n.as_str(), (s.as_slice(), v.as_slice())))
         .collect();

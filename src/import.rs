@@ -459,7 +459,7 @@ pub(crate) fn transpose_columns(w: &[f32], rows: usize, cols: usize, first: usiz
 }
 
 /// Little-endian f32, f16 or bf16 values as f32.
-fn to_f32(dtype: Dtype, data: &[u8]) -> std::result::Result<Vec<f32>, String> {
+pub(crate) fn to_f32(dtype: Dtype, data: &[u8]) -> std::result::Result<Vec<f32>, String> {
     let words = |n: usize| data.chunks_exact(n);
     Ok(match dtype {
         Dtype::F32 => words(4)

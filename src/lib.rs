@@ -74,6 +74,7 @@ pub mod graph;
 pub mod import;
 pub mod kernels;
 pub mod nn;
+pub mod peft;
 pub mod ranges;
 pub mod reference;
 #[cfg(feature = "cli")]

@@ -15,14 +15,31 @@ pub struct ExportArgs {
     pub checkpoint: PathBuf,
     /// The folder to write config.json, model.safetensors and tokenizer.json to
     /// (created if missing), which transformers' GPT2LMHeadModel.from_pretrained
-    /// reads.
+    /// reads. A checkpoint with LoRA adapters is written with the adapters merged
+    /// into the weights (PEFT's merge_and_unload).
     #[arg(long)]
     pub save: PathBuf,
+    /// Write the checkpoint's LoRA adapters alone, as a PEFT adapter folder
+    /// (adapter_config.json, adapter_model.safetensors) that
+    /// PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(BASE), FOLDER)
+    /// loads, instead of the whole merged model.
+    #[arg(long)]
+    pub peft: bool,
 }
 
 pub fn run(args: &ExportArgs) -> Result<ExitCode> {
     let start = std::time::Instant::now();
     let c = checkpoint::load(&args.checkpoint)?;
+    if args.peft {
+        let summary = wgml::peft::write_adapter(&c, &args.checkpoint, &args.save)?;
+        println!("{summary}");
+        println!(
+            "saved {} in {:.1} s: in Python, PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(BASE), \"{0}\")",
+            args.save.display(),
+            start.elapsed().as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let exported = wgml::export::export_gpt2(&c, &args.checkpoint, &args.save)?;
     println!("{}", exported.summary);
     println!(

@@ -24,11 +24,21 @@ pub struct ImportArgs {
     /// Learning rate of the model's Adam when it is fine-tuned without --lr.
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
+    /// A PEFT LoRA adapter folder for this GPT-2 (adapter_config.json and
+    /// adapter_model.safetensors, what PeftModel.save_pretrained writes): the
+    /// checkpoint keeps the adapters beside the frozen base, so `generate` runs the
+    /// adapted model and `train` goes on training the adapters.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
 }
 
 pub fn run(args: &ImportArgs) -> Result<ExitCode> {
     let start = std::time::Instant::now();
-    let imported = wgml::import::import_gpt2(&args.folder, args.context, args.lr)?;
+    let mut imported = wgml::import::import_gpt2(&args.folder, args.context, args.lr)?;
+    let adapter = match &args.adapter {
+        Some(dir) => Some(wgml::peft::add_adapter(&mut imported, dir)?),
+        None => None,
+    };
     checkpoint::save_functional_tensors(
         &args.save,
         &imported.kind,
@@ -37,6 +47,9 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
         &imported.vocabulary,
     )?;
     println!("{}", imported.summary);
+    if let Some(line) = adapter {
+        println!("{line}");
+    }
     println!(
         "saved {} in {:.1} s: continue a text with `wgml generate --weights {0}`, fine-tune it \
          with `wgml train --model {0} --data text:PATH`",

@@ -204,6 +204,31 @@ pub struct TrainArgs {
     /// many classes as the old one.
     #[arg(long, value_name = "LAYERS", requires = "init")]
     pub new_layers: Option<String>,
+    /// Fine-tune with low-rank adapters of rank R (LoRA, as Hugging Face PEFT's
+    /// r): every targeted Dense layer and attention projection gets a trainable
+    /// A [R, in] and B [out, R] (B starting at zero) whose product, scaled by
+    /// --lora-alpha / R, adds to its output; every other tensor is frozen. The
+    /// saved checkpoint keeps the adapters; `wgml export` merges them or, with
+    /// --peft, writes them as a PEFT adapter.
+    #[arg(long, value_name = "R")]
+    pub lora: Option<usize>,
+    /// LoRA's alpha (PEFT's lora_alpha; default 8): adapters are scaled by alpha / R.
+    #[arg(long, value_name = "A", requires = "lora")]
+    pub lora_alpha: Option<f32>,
+    /// Dropout on the adapters' inputs while training (PEFT's lora_dropout; default 0).
+    #[arg(long, value_name = "P", requires = "lora")]
+    pub lora_dropout: Option<f32>,
+    /// The modules that get adapters, comma-separated: layer names or their last
+    /// parts (attn.query, mlp.c_fc, or a Sequential's PyTorch module index), or
+    /// all-linear (every Dense layer and projection but the output layer). Default:
+    /// the query, key and value projections of a GPT-2 (PEFT's c_attn), all-linear
+    /// otherwise.
+    #[arg(long, value_name = "MODULES", value_delimiter = ',', requires = "lora")]
+    pub lora_targets: Vec<String>,
+    /// Layers trained in full beside the adapters (PEFT's modules_to_save), e.g. a
+    /// new head; comma-separated names as --lora-targets takes them.
+    #[arg(long, value_name = "LAYERS", value_delimiter = ',', requires = "lora")]
+    pub lora_train: Vec<String>,
     /// Save the trained weights to this safetensors checkpoint (PyTorch names and layouts).
     #[arg(long)]
     pub save: Option<PathBuf>,
@@ -907,6 +932,9 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             .collect();
         recipe.model = ModelSpec::Sequential(s.freeze(recipe.loss, &freeze, &values)?);
     }
+    if let Some(rank) = args.lora {
+        add_lora(&mut recipe.model, rank, args)?;
+    }
     println!("{}", recipe.model.summary(recipe.loss)?);
     let mut model = recipe
         .model
@@ -954,10 +982,17 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         ));
     }
     if let Some((path, c)) = &init {
-        let report = model
+        let mut report = model
             .load_matching_except(&ctx, &c.tensors, &new_layers)
             .map_err(|e| e.in_file(path, &format!("does not fit model '{name}'")))?;
+        // New adapters are expected: counted, not listed.
+        let adapters = report.new.len();
+        report.new.retain(|(n, _)| !n.contains(".lora_"));
+        let adapters = adapters - report.new.len();
         println!("initial weights from {}: {report}", path.display());
+        if adapters > 0 {
+            println!("{adapters} LoRA adapter tensors start anew (A uniform, B zero)");
+        }
     }
     if args.profile {
         let profile = train::profile::profile_step(&mut model, &ctx, recipe.fit.batch_size, 5)?;
@@ -1178,6 +1213,55 @@ pub fn write_json(path: &Path, json: &serde_json::Value) -> Result<()> {
     })
 }
 
+/// Gives `model` the low-rank adapters of `--lora rank` and its companion flags.
+fn add_lora(model: &mut ModelSpec, rank: usize, args: &TrainArgs) -> Result<()> {
+    if args.freeze.is_some() {
+        return Err(Error::invalid(
+            "--lora freezes every tensor but the adapters (and --lora-train's layers): drop --freeze",
+        ));
+    }
+    let targets = if !args.lora_targets.is_empty() {
+        args.lora_targets.clone()
+    } else {
+        match model {
+            ModelSpec::Functional(f) if is_gpt2(f) => ["attn.query", "attn.key", "attn.value"]
+                .map(String::from)
+                .to_vec(),
+            _ => vec![nn::lora::ALL_LINEAR.to_string()],
+        }
+    };
+    let config = nn::LoraConfig {
+        rank,
+        alpha: args.lora_alpha.unwrap_or(8.0),
+        dropout: args.lora_dropout.unwrap_or(0.0),
+        targets,
+        train: args.lora_train.clone(),
+    };
+    let slot = match model {
+        ModelSpec::Sequential(s) => &mut s.lora,
+        ModelSpec::Functional(f) => &mut f.lora,
+    };
+    if let Some(old) = slot {
+        return Err(Error::invalid(format!(
+            "--lora: the model already has adapters (rank {} on {}); train it without --lora to              go on training them, or export it merged (wgml export) and start anew from that",
+            old.rank,
+            old.targets.join(", ")
+        )));
+    }
+    *slot = Some(config);
+    Ok(())
+}
+
+/// Whether `f` is a GPT-2 as `wgml import` describes one.
+fn is_gpt2(f: &nn::Functional) -> bool {
+    let a = wgml::checkpoint::FunctionalArchitecture {
+        functional: f.clone(),
+        optimizer: wgml::kernels::optim::Optimizer::adam(1e-4),
+        class_names: Vec::new(),
+    };
+    wgml::export::gpt2_config_of(&a).is_ok()
+}
+
 /// Refuses, by name, the first flag of `wgml train` given that a model trained on
 /// its own loss terms (`--model vae|gan` or a functional file, which trains with
 /// `how`) has no use for: the supervised fit's validation, early stopping,
@@ -1191,6 +1275,7 @@ pub fn refuse_supervised_flags(args: &TrainArgs, how: &str) -> Result<()> {
         ("--per-class", args.per_class.is_some()),
         ("--init", args.init.is_some()),
         ("--freeze", args.freeze.is_some()),
+        ("--lora", args.lora.is_some()),
         ("--lr-schedule", args.lr_schedule.is_some()),
         ("--clip-norm", args.clip_norm.is_some()),
         ("--weight-decay", args.weight_decay.is_some()),

@@ -1,0 +1,256 @@
+//! `wgml::peft` against Hugging Face PEFT: a LoRA adapter PEFT wrote for the tiny
+//! GPT-2 (`kernels-tests/golden/gpt2-tiny-lora/`, from `golden/make_gpt2_lora.py`:
+//! rank 4, α 6, on every block's c_attn, attn.c_proj, mlp.c_fc and mlp.c_proj,
+//! random A and B) imported into wgml gives PEFT's float64 log probabilities, and
+//! one plain SGD step moves every adapter by PEFT's gradient (c_attn's A by the
+//! sum of the query's, key's and value's, its B by theirs side by side). Written
+//! back after training, the adapter is the trained one in PEFT's form: its
+//! c_attn adapter of rank 3·4 merges into the weights that `wgml export` merges.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::SafeTensors;
+use wgml::checkpoint;
+use wgml::import::{Imported, import_gpt2};
+use wgml::kernels::optim::Optimizer;
+use wgml::nn::model::Batch;
+
+use crate::common::*;
+
+fn base() -> PathBuf {
+    repo_file("kernels-tests/golden/gpt2-tiny")
+}
+
+fn adapter() -> PathBuf {
+    repo_file("kernels-tests/golden/gpt2-tiny-lora")
+}
+
+/// Every tensor of safetensors file `path` (f32) by name, with its shape.
+fn tensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let values = v
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, (v.shape().to_vec(), values))
+        })
+        .collect()
+}
+
+/// The tiny GPT-2 with dropout off (as PEFT's numbers were taken), imported with
+/// `context` positions and the golden adapter.
+fn adapted(name: &str, context: usize) -> Imported {
+    let dir = fresh_dir(name);
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(base().join(f), dir.join(f)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(base().join("config.json")).unwrap()).unwrap();
+    for rate in ["embd_pdrop", "resid_pdrop", "attn_pdrop"] {
+        config[rate] = 0.0.into();
+    }
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut imported = import_gpt2(&dir, Some(context), 1e-4).unwrap();
+    let line = wgml::peft::add_adapter(&mut imported, &adapter()).unwrap();
+    assert!(line.contains("rank 4, alpha 6"), "{line}");
+    imported
+}
+
+#[test]
+fn a_peft_adapter_gives_pefts_probabilities_and_gradients() {
+    let (_g, ctx) = gpu();
+    let want = tensors(&adapter().join("expected.safetensors"));
+    let ids = tensors(&base().join("expected.safetensors"))["ids"].1.clone();
+    assert_eq!(ids.len(), 32);
+
+    let imported = adapted("peft-probs", 32);
+    let lora = imported.architecture.functional.lora.clone().unwrap();
+    assert_eq!(
+        lora.targets,
+        [
+            "attn.key",
+            "attn.output",
+            "attn.query",
+            "attn.value",
+            "mlp.c_fc",
+            "mlp.c_proj"
+        ]
+    );
+    let path = fresh_dir("peft-probs-ckpt").join("adapted.safetensors");
+    checkpoint::save_functional_tensors(
+        &path,
+        &imported.kind,
+        &imported.architecture,
+        &imported.tensors,
+        &imported.vocabulary,
+    )
+    .unwrap();
+    let (mut model, _) = checkpoint::load_model(ctx, &path).unwrap();
+    let probs = model.predict(ctx, &ids, 1).unwrap();
+    let (got, expect): (Vec<f32>, Vec<f32>) = probs
+        .iter()
+        .map(|&p| (p as f64).ln() as f32)
+        .zip(&want["log_probs"].1)
+        .filter(|(_, w)| **w > -60.0)
+        .unzip();
+    assert!(got.len() > 9000, "{} of 9600 compared", got.len());
+    assert_close("log probabilities against PEFT", &got, &expect, 2e-4, 1e-5);
+
+    // PEFT's loss over 32 ids reads positions 0..=30 against ids 1..=31.
+    let imported = adapted("peft-grads", 31);
+    let lr = 1.0;
+    let mut model = imported
+        .architecture
+        .functional
+        .compile_supervised(ctx, Optimizer::sgd(lr, 0.0), 1)
+        .unwrap();
+    model.load_params(ctx, &imported.tensors).unwrap();
+    let labels: Vec<u32> = ids[1..].iter().map(|&v| v as u32).collect();
+    let before = model.store.download(ctx).unwrap();
+    model.acc.reset(ctx).unwrap();
+    let batch = Batch {
+        x: &ids[..31],
+        labels: &labels,
+        values: &[],
+        len: 1,
+    };
+    model.train_step(ctx, &batch, lr, |_, _| {}).unwrap();
+    let loss = model.acc.read(ctx).unwrap().0 / 31.0;
+    let rel = (loss - want["loss"].1[0] as f64).abs() / loss;
+    assert!(rel < 1e-5, "loss {loss} vs PEFT's {}", want["loss"].1[0]);
+    let after = model.store.download(ctx).unwrap();
+    let grad: HashMap<String, Vec<f32>> = before
+        .iter()
+        .zip(&after)
+        .map(|((name, _, b), (_, _, a))| (name.clone(), b.iter().zip(a).map(|(b, a)| (b - a) / lr).collect()))
+        .collect();
+    for (name, g) in &grad {
+        if !name.contains(".lora_") {
+            assert!(g.iter().all(|&v| v == 0.0), "{name} is frozen but moved");
+        }
+    }
+    let mut compared = 0;
+    for i in 0..2 {
+        let peft = |m: &str, t: &str| &want[&format!("transformer.h.{i}.{m}.lora_{t}.weight")].1;
+        let ours = |m: &str, t: &str| &grad[&format!("h.{i}.{m}.lora_{t}.weight")];
+        for (m, p) in [
+            ("attn.output", "attn.c_proj"),
+            ("mlp.c_fc", "mlp.c_fc"),
+            ("mlp.c_proj", "mlp.c_proj"),
+        ] {
+            for t in ["A", "B"] {
+                assert_close(&format!("h.{i}.{p} {t}"), ours(m, t), peft(p, t), 1e-5, 1e-4);
+                compared += 1;
+            }
+        }
+        let parts = ["attn.query", "attn.key", "attn.value"];
+        let a_sum: Vec<f32> = (0..ours("attn.query", "A").len())
+            .map(|k| parts.iter().map(|m| ours(m, "A")[k]).sum())
+            .collect();
+        let b_side_by_side: Vec<f32> = parts.iter().flat_map(|m| ours(m, "B").clone()).collect();
+        assert_close(
+            &format!("h.{i} c_attn A"),
+            &a_sum,
+            peft("attn.c_attn", "A"),
+            1e-5,
+            1e-4,
+        );
+        assert_close(
+            &format!("h.{i} c_attn B"),
+            &b_side_by_side,
+            peft("attn.c_attn", "B"),
+            1e-5,
+            1e-4,
+        );
+        compared += 2;
+    }
+    assert_eq!(
+        compared,
+        want.len() - 2,
+        "every adapter tensor of PEFT's compared"
+    );
+}
+
+#[test]
+fn a_written_adapter_merges_into_the_weights_export_merges() {
+    let (_g, ctx) = gpu();
+    let imported = adapted("peft-write", 16);
+    let mut model = imported
+        .architecture
+        .functional
+        .compile_supervised(ctx, Optimizer::adam(1e-2), 1)
+        .unwrap();
+    model.load_params(ctx, &imported.tensors).unwrap();
+    // Two Adam steps move the query's, key's and value's A apart.
+    let ids: Vec<f32> = (0..16).map(|i| (i * 7 % 300) as f32).collect();
+    let labels: Vec<u32> = (1..17).map(|i| i * 7 % 300).collect();
+    for _ in 0..2 {
+        let batch = Batch {
+            x: &ids,
+            labels: &labels,
+            values: &[],
+            len: 1,
+        };
+        model.train_step(ctx, &batch, 1e-2, |_, _| {}).unwrap();
+    }
+    let trained = model.store.download(ctx).unwrap();
+    let dir = fresh_dir("peft-write-out");
+    let path = dir.join("tuned.safetensors");
+    checkpoint::save_functional_tensors(
+        &path,
+        "gpt2",
+        &imported.architecture,
+        &trained,
+        &imported.vocabulary,
+    )
+    .unwrap();
+    let c = checkpoint::load(&path).unwrap();
+    let line = wgml::peft::write_adapter(&c, &path, &dir.join("peft")).unwrap();
+    assert!(line.contains("on 8 GPT-2 modules"), "{line}");
+    let merged_dir = dir.join("hf");
+    wgml::export::export_gpt2(&c, &path, &merged_dir).unwrap();
+
+    let settings: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("peft/adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(settings["r"], 4);
+    assert_eq!(settings["rank_pattern"]["transformer.h.1.attn.c_attn"], 12);
+    assert_eq!(settings["alpha_pattern"]["transformer.h.1.attn.c_attn"], 18.0);
+    let written = tensors(&dir.join("peft/adapter_model.safetensors"));
+    let hf_base = tensors(&base().join("model.safetensors"));
+    let hf_merged = tensors(&merged_dir.join("model.safetensors"));
+    // PEFT merges a Conv1D's adapter as W[in, out] += s·(B·A)ᵀ.
+    for i in 0..2 {
+        for (module, rank, alpha) in [
+            ("attn.c_attn", 12, 18.0),
+            ("attn.c_proj", 4, 6.0),
+            ("mlp.c_fc", 4, 6.0),
+        ] {
+            let key = |t: &str| format!("base_model.model.transformer.h.{i}.{module}.lora_{t}.weight");
+            let ((sa, a), (sb, b)) = (&written[&key("A")], &written[&key("B")]);
+            let (r, n_in, n_out) = (sa[0], sa[1], sb[0]);
+            assert_eq!((r, sb[1]), (rank, rank), "{module}");
+            let weight = format!("transformer.h.{i}.{module}.weight");
+            let mut w = hf_base[&weight].1.clone();
+            let s = alpha / rank as f32;
+            for x in 0..n_in {
+                for o in 0..n_out {
+                    let dot: f64 = (0..r).map(|k| b[o * r + k] as f64 * a[k * n_in + x] as f64).sum();
+                    w[x * n_out + o] += s * dot as f32;
+                }
+            }
+            assert_close(&weight, &w, &hf_merged[&weight].1, 1e-5, 1e-5);
+            assert!(w != hf_base[&weight].1, "{weight}: the adapter changed it");
+        }
+    }
+    // One rank and α for every module is what wgml reads back.
+    let e = wgml::peft::add_adapter(&mut adapted("peft-reread", 16), &dir.join("peft"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rank_pattern"), "{e}");
+}

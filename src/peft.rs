@@ -1,0 +1,445 @@
+//! Hugging Face PEFT LoRA adapters of GPT-2 (`adapter_config.json` and
+//! `adapter_model.safetensors`, what `PeftModel.save_pretrained` writes), read into
+//! and written from wgml's low-rank adapters ([`crate::nn::lora`]).
+//!
+//! GPT-2's modules map to wgml's as the importer maps their weights:
+//! `h.N.attn.c_proj` is `h.N.attn.output`, `h.N.mlp.c_fc` and `h.N.mlp.c_proj` keep
+//! their names, `lm_head` too; adapters keep PyTorch's Linear layout (A `[r, in]`,
+//! B `[out, r]`) on both sides. `h.N.attn.c_attn` computes the query, key and value
+//! side by side, where wgml has three projections:
+//! - reading, its adapter becomes one adapter on each of the three with the same A
+//!   and B's rows for that part, which computes exactly what PEFT's does (training
+//!   then moves the three A's apart);
+//! - writing, the adapters of the projections present (k of the three, rank r
+//!   each) become one `c_attn` adapter of rank k·r: their A's stacked, their B's
+//!   placed block-diagonally, α scaled by k so α/r stays (PEFT's `rank_pattern`
+//!   and `alpha_pattern` for that module). That is exactly the sum of the three.
+//!
+//! The adapter's settings must be ones wgml computes as PEFT does: LoRA (no DoRA),
+//! `bias` "none", no `modules_to_save`, one rank and α for every module
+//! (`use_rslora`'s α/√r is kept as α' = α·√r); anything else is refused, naming the
+//! setting.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use safetensors::SafeTensors;
+use serde_json::{Value, json};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::error::{Error, Result};
+use crate::graph::params::NamedValues;
+use crate::import::Gpt2Config;
+use crate::nn::LoraConfig;
+use crate::nn::lora::{LORA_A, LORA_B};
+
+/// The adapter file's tensor name prefix before the model's own names.
+const PREFIX: &str = "base_model.model.";
+/// The adapter settings file.
+pub const CONFIG_FILE: &str = "adapter_config.json";
+/// The adapter tensors file.
+pub const TENSORS_FILE: &str = "adapter_model.safetensors";
+
+/// A GPT-2 module with an adapter in PEFT's names (without `transformer.`), and the
+/// wgml modules it stands for with the rows of B each takes (`None`: all).
+fn wgml_modules(peft: &str, c: &Gpt2Config) -> Option<Vec<(String, Option<std::ops::Range<usize>>)>> {
+    if peft == "lm_head" {
+        return Some(vec![("lm_head".into(), None)]);
+    }
+    let rest = peft.strip_prefix("h.")?;
+    let (block, module) = rest.split_once('.')?;
+    let i: usize = block.parse().ok().filter(|&i| i < c.layers)?;
+    let d = c.width;
+    let h = format!("h.{i}");
+    Some(match module {
+        "attn.c_attn" => ["query", "key", "value"]
+            .iter()
+            .enumerate()
+            .map(|(k, part)| (format!("{h}.attn.{part}"), Some(k * d..(k + 1) * d)))
+            .collect(),
+        "attn.c_proj" => vec![(format!("{h}.attn.output"), None)],
+        "mlp.c_fc" | "mlp.c_proj" => vec![(format!("{h}.{module}"), None)],
+        _ => return None,
+    })
+}
+
+/// `(in, out)` of wgml module `module` of GPT-2 `c`.
+fn dims(module: &str, c: &Gpt2Config) -> (usize, usize) {
+    if module == "lm_head" {
+        (c.width, c.vocab)
+    } else if module.ends_with("mlp.c_fc") {
+        (c.width, c.inner)
+    } else if module.ends_with("mlp.c_proj") {
+        (c.inner, c.width)
+    } else {
+        (c.width, c.width)
+    }
+}
+
+/// Reads the PEFT LoRA adapter in folder `dir` for GPT-2 `c`: the wgml adapter
+/// settings and tensors (wgml's names), and one line on what was read.
+pub fn read_adapter(dir: &Path, c: &Gpt2Config) -> Result<(LoraConfig, Vec<NamedValues>, String)> {
+    let file = |name: &str| dir.join(name);
+    let bad = |name: &str, message: String| Error::Data {
+        path: file(name).display().to_string(),
+        message,
+    };
+    let read = |name: &str| {
+        std::fs::read(file(name)).map_err(|source| Error::Io {
+            path: file(name).display().to_string(),
+            source,
+        })
+    };
+    let settings: Value = serde_json::from_slice(&read(CONFIG_FILE)?)
+        .map_err(|e| bad(CONFIG_FILE, format!("is not JSON: {e}")))?;
+    let config = settings_of(&settings).map_err(|m| bad(CONFIG_FILE, m))?;
+    if !file(TENSORS_FILE).exists() && file("adapter_model.bin").exists() {
+        return Err(bad(
+            "adapter_model.bin",
+            "is a pickle; wgml reads adapter_model.safetensors (save_pretrained with \
+             safe_serialization=True, the default)"
+                .into(),
+        ));
+    }
+    let bytes = read(TENSORS_FILE)?;
+    let tensors = SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(TENSORS_FILE, format!("is not a safetensors file: {e}")))?;
+    let (config, adapters) = adapter_tensors(&tensors, config, c).map_err(|m| bad(TENSORS_FILE, m))?;
+    let summary = format!(
+        "LoRA adapter: rank {}, alpha {}, dropout {}, on {} ({} tensors)",
+        config.rank,
+        config.alpha,
+        config.dropout,
+        config.targets.join(", "),
+        adapters.len()
+    );
+    Ok((config, adapters, summary))
+}
+
+/// Puts the PEFT LoRA adapter in folder `dir` on `imported`, a GPT-2 that
+/// [`crate::import::import_gpt2`] read: its model gets the adapters (every other
+/// tensor frozen) and its tensors the adapter's. Returns one line on what was read.
+pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result<String> {
+    let (config, _) = crate::export::gpt2_config_of(&imported.architecture).map_err(Error::invalid)?;
+    let (lora, tensors, summary) = read_adapter(dir, &config)?;
+    imported.architecture.functional.lora = Some(lora);
+    imported.tensors.extend(tensors);
+    Ok(summary)
+}
+
+/// The rank, α and dropout of `adapter_config.json` (targets are filled in from
+/// the tensors), or what wgml cannot compute as PEFT does.
+fn settings_of(s: &Value) -> std::result::Result<LoraConfig, String> {
+    let field = |name: &str| s.get(name).filter(|v| !v.is_null());
+    match field("peft_type").and_then(Value::as_str) {
+        Some("LORA") => {}
+        other => {
+            return Err(format!(
+                "describes a {} adapter; wgml reads LoRA adapters (peft_type \"LORA\")",
+                other.unwrap_or("(no peft_type)")
+            ));
+        }
+    }
+    let refuse = |name: &str, why: &str| Err(format!("sets {name} ({why}), which wgml does not compute"));
+    if field("use_dora").and_then(Value::as_bool) == Some(true) {
+        return refuse("use_dora", "DoRA's weight-decomposed adapters");
+    }
+    if field("bias").and_then(Value::as_str).is_some_and(|b| b != "none") {
+        return refuse("bias", "biases trained with the adapter");
+    }
+    if field("lora_bias").and_then(Value::as_bool) == Some(true) {
+        return refuse("lora_bias", "a bias on lora_B");
+    }
+    for name in ["rank_pattern", "alpha_pattern"] {
+        if field(name)
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty())
+        {
+            return refuse(name, "ranks or alphas that differ by module");
+        }
+    }
+    for name in ["modules_to_save", "trainable_token_indices", "target_parameters"] {
+        if field(name).is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty())) {
+            return refuse(name, "tensors trained beside the adapters");
+        }
+    }
+    let rank = field("r")
+        .and_then(Value::as_u64)
+        .filter(|&r| r > 0)
+        .ok_or("has no rank r (a whole number ≥ 1)")? as usize;
+    let alpha = field("lora_alpha").and_then(Value::as_f64).unwrap_or(8.0) as f32;
+    let alpha = if field("use_rslora").and_then(Value::as_bool) == Some(true) {
+        // rsLoRA scales by α/√r: the same as α·√r over r.
+        alpha * (rank as f32).sqrt()
+    } else {
+        alpha
+    };
+    let dropout = field("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0) as f32;
+    Ok(LoraConfig {
+        rank,
+        alpha,
+        dropout,
+        targets: Vec::new(),
+        train: Vec::new(),
+    })
+}
+
+/// The adapter file's tensors in wgml's names, and `config` with the targets they
+/// cover.
+fn adapter_tensors(
+    file: &SafeTensors<'_>,
+    mut config: LoraConfig,
+    c: &Gpt2Config,
+) -> std::result::Result<(LoraConfig, Vec<NamedValues>), String> {
+    let r = config.rank;
+    // A and B of each module, as (shape, values).
+    type Pair = [Option<(Vec<usize>, Vec<f32>)>; 2];
+    let mut by_module: BTreeMap<String, Pair> = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let short = name.strip_prefix(PREFIX).unwrap_or(&name);
+        let short = short.strip_prefix("transformer.").unwrap_or(short);
+        let (module, which) = if let Some(m) = short.strip_suffix(&format!(".{LORA_A}")) {
+            (m, 0)
+        } else if let Some(m) = short.strip_suffix(&format!(".{LORA_B}")) {
+            (m, 1)
+        } else {
+            return Err(format!(
+                "holds '{name}', which is no LoRA A or B weight of a GPT-2 module"
+            ));
+        };
+        let values =
+            crate::import::to_f32(view.dtype(), view.data()).map_err(|m| format!("tensor '{name}': {m}"))?;
+        by_module.entry(module.to_string()).or_default()[which] = Some((view.shape().to_vec(), values));
+    }
+    if by_module.is_empty() {
+        return Err("holds no adapter tensors".into());
+    }
+    let mut out: Vec<NamedValues> = Vec::new();
+    let mut modules: Vec<String> = Vec::new();
+    for (peft, [a, b]) in by_module {
+        let targets = wgml_modules(&peft, c).ok_or_else(|| {
+            format!(
+                "has an adapter on '{peft}', which is not a GPT-2 product wgml adapts (h.N.attn.c_attn, \
+                 h.N.attn.c_proj, h.N.mlp.c_fc, h.N.mlp.c_proj, lm_head)"
+            )
+        })?;
+        let (Some((sa, a)), Some((sb, b))) = (a, b) else {
+            return Err(format!("has only one of {LORA_A} and {LORA_B} for '{peft}'"));
+        };
+        let n_in = dims(&targets[0].0, c).0;
+        let n_out: usize = targets
+            .iter()
+            .map(|(m, rows)| rows.as_ref().map_or(dims(m, c).1, |r| r.len()))
+            .sum();
+        if sa != [r, n_in] || sb != [n_out, r] {
+            return Err(format!(
+                "the adapter of '{peft}' has A {sa:?} and B {sb:?}; rank {r} on that module takes A \
+                 [{r}, {n_in}] and B [{n_out}, {r}]"
+            ));
+        }
+        for (module, rows) in targets {
+            let rows = rows.unwrap_or(0..n_out);
+            out.push((format!("{module}.{LORA_A}"), vec![r, n_in], a.clone()));
+            out.push((
+                format!("{module}.{LORA_B}"),
+                vec![rows.len(), r],
+                b[rows.start * r..rows.end * r].to_vec(),
+            ));
+            modules.push(module);
+        }
+    }
+    config.targets = targets_of(&modules, c.layers);
+    Ok((config, out))
+}
+
+/// Targets naming exactly `modules`: a module's part (`attn.query`) when every
+/// block has it, else its full name.
+fn targets_of(modules: &[String], layers: usize) -> Vec<String> {
+    let mut by_part: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for m in modules {
+        let part = m
+            .strip_prefix("h.")
+            .and_then(|rest| rest.split_once('.'))
+            .map_or(m.as_str(), |(_, part)| part);
+        by_part.entry(part).or_default().push(m);
+    }
+    let mut targets = Vec::new();
+    for (part, names) in by_part {
+        if part == "lm_head" || names.len() == layers {
+            targets.push(part.to_string());
+        } else {
+            targets.extend(names.iter().map(|n| n.to_string()));
+        }
+    }
+    targets
+}
+
+/// Writes the adapters of GPT-2 checkpoint `c` (read from `path`, named in errors)
+/// as a PEFT adapter folder `dir` (created if missing) that
+/// `PeftModel.from_pretrained(GPT2LMHeadModel, dir)` loads; returns one line on
+/// what was written.
+pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
+    let bad = |message: String| Error::Data {
+        path: path.display().to_string(),
+        message,
+    };
+    let a = c
+        .functional_architecture(path)?
+        .ok_or_else(|| bad("holds no functional model (a GPT-2 from wgml import)".into()))?;
+    let (config, _) = crate::export::gpt2_config_of(&a).map_err(bad)?;
+    let lora = a.functional.lora.as_ref().ok_or_else(|| {
+        bad("has no LoRA adapters to write (train it with --lora, or export the whole model)".into())
+    })?;
+    if !lora.train.is_empty() {
+        return Err(bad(format!(
+            "trains {} in full beside its adapters; a PEFT adapter folder holds adapters only: \
+             export the merged model instead",
+            lora.train.join(", ")
+        )));
+    }
+    let by_name: HashMap<&str, &NamedValues> = c.tensors.iter().map(|t| (t.0.as_str(), t)).collect();
+    let adapter = |module: &str| -> Option<(&NamedValues, &NamedValues)> {
+        Some((
+            by_name.get(format!("{module}.{LORA_A}").as_str())?,
+            by_name.get(format!("{module}.{LORA_B}").as_str())?,
+        ))
+    };
+    let (r, d) = (lora.rank, config.width);
+    let mut entries: Vec<NamedValues> = Vec::new();
+    let mut targets: Vec<String> = Vec::new();
+    let mut ranks = serde_json::Map::new();
+    let mut alphas = serde_json::Map::new();
+    let mut push = |module: String, a: Vec<f32>, a_shape: Vec<usize>, b: Vec<f32>, b_shape: Vec<usize>| {
+        entries.push((format!("{PREFIX}{module}.{LORA_A}"), a_shape, a));
+        entries.push((format!("{PREFIX}{module}.{LORA_B}"), b_shape, b));
+        targets.push(module);
+    };
+    for i in 0..config.layers {
+        let h = format!("h.{i}");
+        let parts: Vec<(usize, (&NamedValues, &NamedValues))> = ["query", "key", "value"]
+            .iter()
+            .enumerate()
+            .filter_map(|(k, p)| adapter(&format!("{h}.attn.{p}")).map(|t| (k, t)))
+            .collect();
+        if !parts.is_empty() {
+            let k = parts.len();
+            let mut a = Vec::with_capacity(k * r * d);
+            let mut b = vec![0.0f32; 3 * d * k * r];
+            for (j, (part, (pa, pb))) in parts.iter().enumerate() {
+                a.extend_from_slice(&pa.2);
+                for row in 0..d {
+                    for col in 0..r {
+                        b[(part * d + row) * k * r + j * r + col] = pb.2[row * r + col];
+                    }
+                }
+            }
+            let module = format!("transformer.{h}.attn.c_attn");
+            if k > 1 {
+                ranks.insert(module.clone(), json!(k * r));
+                alphas.insert(module.clone(), json!(lora.alpha * k as f32));
+            }
+            push(module, a, vec![k * r, d], b, vec![3 * d, k * r]);
+        }
+        for (wgml, peft) in [
+            ("attn.output", "attn.c_proj"),
+            ("mlp.c_fc", "mlp.c_fc"),
+            ("mlp.c_proj", "mlp.c_proj"),
+        ] {
+            if let Some((a, b)) = adapter(&format!("{h}.{wgml}")) {
+                push(
+                    format!("transformer.{h}.{peft}"),
+                    a.2.clone(),
+                    a.1.clone(),
+                    b.2.clone(),
+                    b.1.clone(),
+                );
+            }
+        }
+    }
+    if let Some((a, b)) = adapter("lm_head") {
+        push(
+            "lm_head".into(),
+            a.2.clone(),
+            a.1.clone(),
+            b.2.clone(),
+            b.1.clone(),
+        );
+    }
+    let settings = json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": null,
+        "r": r,
+        "lora_alpha": lora.alpha,
+        "lora_dropout": lora.dropout,
+        "target_modules": targets,
+        "rank_pattern": ranks,
+        "alpha_pattern": alphas,
+        "fan_in_fan_out": true,
+        "bias": "none",
+        "modules_to_save": null,
+        "init_lora_weights": true,
+        "inference_mode": true,
+        "use_rslora": false,
+        "use_dora": false,
+    });
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let files: Vec<checkpoint::Entry> = entries
+        .iter()
+        .map(|(name, shape, v)| checkpoint::f32_entry(name.clone(), shape, v))
+        .collect();
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    checkpoint::write_atomic(&dir.join(TENSORS_FILE), &checkpoint::serialize(&files, metadata)?)?;
+    let text = serde_json::to_string_pretty(&settings)
+        .map_err(|e| Error::invalid(format!("writing {CONFIG_FILE}: {e}")))?;
+    checkpoint::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())?;
+    Ok(format!(
+        "LoRA adapter: rank {r}, alpha {}, on {} GPT-2 modules ({} tensors)",
+        lora.alpha,
+        targets.len(),
+        entries.len()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_name_parts_every_block_has_and_whole_names_otherwise() {
+        let m = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            targets_of(
+                &m(&["h.0.attn.query", "h.1.attn.query", "h.0.mlp.c_fc", "lm_head"]),
+                2
+            ),
+            m(&["attn.query", "lm_head", "h.0.mlp.c_fc"])
+        );
+    }
+
+    #[test]
+    fn settings_wgml_cannot_compute_are_refused_by_name() {
+        let refused = |extra: Value| {
+            let mut s = json!({"peft_type": "LORA", "r": 4, "lora_alpha": 8});
+            s.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            settings_of(&s).unwrap_err()
+        };
+        assert!(refused(json!({"use_dora": true})).contains("use_dora"));
+        assert!(refused(json!({"bias": "all"})).contains("bias"));
+        assert!(refused(json!({"rank_pattern": {"c_attn": 8}})).contains("rank_pattern"));
+        assert!(refused(json!({"modules_to_save": ["score"]})).contains("modules_to_save"));
+        assert!(refused(json!({"peft_type": "IA3"})).contains("IA3"));
+        assert!(refused(json!({"r": 0})).contains("rank"));
+        let ok = settings_of(
+            &json!({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "use_rslora": true,
+                                     "modules_to_save": null, "rank_pattern": {}}),
+        )
+        .unwrap();
+        assert_eq!((ok.rank, ok.alpha), (4, 16.0));
+    }
+}
