@@ -1500,3 +1500,150 @@ fn class_weights_from_the_command_line() {
         "{stdout}"
     );
 }
+
+/// LoRA from the command line: `wgml import --peft` reads a PEFT adapter onto
+/// the tiny GPT-2 (it generates); `wgml train --lora` fine-tunes new adapters on
+/// the imported model (only they train), goes on training them from its own
+/// checkpoint without `--lora`, and `wgml export` writes the adapters merged or,
+/// with `--peft`, alone; conflicting or empty choices are refused by name.
+#[test]
+fn a_gpt2_fine_tunes_low_rank_adapters_and_exports_them() {
+    let dir = crate::common::fresh_dir("cli-lora");
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let (base, peft_in, tuned, again) = (
+        path("gpt2.safetensors"),
+        path("peft-in.safetensors"),
+        path("tuned.safetensors"),
+        path("again.safetensors"),
+    );
+    let folder = crate::common::repo_file("kernels-tests/golden/gpt2-tiny");
+    let folder = folder.to_str().unwrap();
+    let adapter = crate::common::repo_file("kernels-tests/golden/gpt2-tiny-lora");
+    let out = wgml(&[
+        "import",
+        folder,
+        "--save",
+        &peft_in,
+        "--context",
+        "16",
+        "--peft",
+        adapter.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("LoRA adapter: rank 4, alpha 6"), "{stdout}");
+    let generate = |weights: &str| {
+        wgml(&[
+            "generate",
+            "--weights",
+            weights,
+            "--prompt",
+            "The engine",
+            "--tokens",
+            "4",
+            "--temperature",
+            "0",
+        ])
+    };
+    let adapted = generate(&peft_in);
+    assert!(
+        adapted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&adapted.stderr)
+    );
+    let out = wgml(&["import", folder, "--save", &base, "--context", "16"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(
+        generate(&base).stdout,
+        adapted.stdout,
+        "the adapter changes the text"
+    );
+
+    let text = readme_as_text_data();
+    let train = |model: &str, extra: &[&str], save: &str| {
+        wgml(
+            &[
+                &[
+                    "train", "--model", model, "--data", &text, "--steps", "2", "--lr", "1e-2", "--save",
+                    save,
+                ],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let out = train(
+        &base,
+        &["--lora", "2", "--lora-targets", "attn.query,attn.value"],
+        &tuned,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Rank 2 on 2 blocks' query and value: 4 · (2·32 + 32·2) trainable values.
+    for want in [
+        "512 trainable",
+        "8 LoRA adapter tensors start anew",
+        "loaded 36 tensor(s)",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
+    // Its own checkpoint describes the adapters: training goes on without --lora.
+    let out = train(&tuned, &[], &again);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("loaded 44 tensor(s)") && stdout.contains("512 trainable"),
+        "{stdout}"
+    );
+    let out = wgml(&["export", &again, "--save", &path("peft"), "--peft"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        assert!(dir.join("peft").join(f).is_file(), "{f}");
+    }
+    let out = wgml(&["export", &again, "--save", &path("merged")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = wgml(&["import", &path("merged"), "--save", &path("merged.safetensors")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The merged model writes what the adapted one writes.
+    assert_eq!(
+        generate(&path("merged.safetensors")).stdout,
+        generate(&again).stdout
+    );
+
+    fails_with(
+        &[
+            &["train", "--model", &tuned, "--data", &text, "--steps", "1"][..],
+            &["--lora", "2"],
+        ]
+        .concat(),
+        &["already has adapters"],
+    );
+    fails_with(
+        &[
+            "train",
+            "--model",
+            &base,
+            "--data",
+            &text,
+            "--lora",
+            "2",
+            "--lora-targets",
+            "c_attn",
+        ],
+        &["'c_attn'", "h.0.attn.query"],
+    );
+    fails_with(
+        &["train", "--model", "mlp", "--lora", "2", "--freeze", "1"],
+        &["--lora freezes every tensor"],
+    );
+    fails_with(&["train", "--model", "mlp", "--lora-alpha", "4"], &["--lora"]);
+    fails_with(
+        &["train", "--model", "vae", "--lora", "2"],
+        &["--lora does not apply"],
+    );
+    fails_with(
+        &["export", &base, "--save", &path("none"), "--peft"],
+        &["no LoRA adapters"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -29,13 +29,13 @@ pub struct ImportArgs {
     /// checkpoint keeps the adapters beside the frozen base, so `generate` runs the
     /// adapted model and `train` goes on training the adapters.
     #[arg(long, value_name = "DIR")]
-    pub adapter: Option<PathBuf>,
+    pub peft: Option<PathBuf>,
 }
 
 pub fn run(args: &ImportArgs) -> Result<ExitCode> {
     let start = std::time::Instant::now();
     let mut imported = wgml::import::import_gpt2(&args.folder, args.context, args.lr)?;
-    let adapter = match &args.adapter {
+    let adapter = match &args.peft {
         Some(dir) => Some(wgml::peft::add_adapter(&mut imported, dir)?),
         None => None,
     };

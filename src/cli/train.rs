@@ -914,6 +914,11 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         None => Vec::new(),
     };
     if let Some(freeze) = &args.freeze {
+        if args.lora.is_some() {
+            return Err(Error::invalid(
+                "--lora freezes every tensor but the adapters (and --lora-train's layers): drop --freeze",
+            ));
+        }
         let freeze = nn::Freeze::parse(freeze)?;
         if freeze == nn::Freeze::Loaded && init.is_none() {
             return Err(Error::invalid("--freeze loaded needs --init CHECKPOINT"));
@@ -1215,11 +1220,6 @@ pub fn write_json(path: &Path, json: &serde_json::Value) -> Result<()> {
 
 /// Gives `model` the low-rank adapters of `--lora rank` and its companion flags.
 fn add_lora(model: &mut ModelSpec, rank: usize, args: &TrainArgs) -> Result<()> {
-    if args.freeze.is_some() {
-        return Err(Error::invalid(
-            "--lora freezes every tensor but the adapters (and --lora-train's layers): drop --freeze",
-        ));
-    }
     let targets = if !args.lora_targets.is_empty() {
         args.lora_targets.clone()
     } else {
