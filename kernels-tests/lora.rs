@@ -168,7 +168,18 @@ fn a_fresh_adapter_keeps_the_base_outputs_and_merging_keeps_the_adapted_ones() {
     let mut adapted = encoder(Some(config.clone()))
         .compile(ctx, Optimizer::adam(5e-2), 2)
         .unwrap();
-    let start = base_into(&adapted.net.store.download(ctx).unwrap(), &base_values);
+    let fresh = adapted.net.store.download(ctx).unwrap();
+    // PEFT's start: A from U(±1/√in) (Kaiming-uniform, a = √5), B zero.
+    for (name, shape, v) in fresh.iter().filter(|t| t.0.contains(".lora_")) {
+        if name.ends_with(lora::LORA_B) {
+            assert!(v.iter().all(|&x| x == 0.0), "{name} starts at zero");
+        } else {
+            let limit = 1.0 / (shape[1] as f32).sqrt();
+            let top = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            assert!(top <= limit && top > 0.7 * limit, "{name}: |A| up to {top}, limit {limit}");
+        }
+    }
+    let start = base_into(&fresh, &base_values);
     adapted.net.store.load(ctx, &start).unwrap();
     assert_close(
         "a fresh adapter's outputs",

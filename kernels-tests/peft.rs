@@ -200,16 +200,41 @@ fn a_written_adapter_merges_into_the_weights_export_merges() {
         model.train_step(ctx, &batch, 1e-2, |_, _| {}).unwrap();
     }
     let trained = model.store.download(ctx).unwrap();
-    let dir = fresh_dir("peft-write-out");
+    // As trained, and with the key's adapters left out: c_attn of rank 3·4, then 2·4
+    // (the query's and value's blocks of B in their places, the key's rows zero).
+    let mut written = Vec::new();
+    for (parts, rank, alpha) in [(3, 12, 18.0), (2, 8, 12.0)] {
+        let mut architecture = imported.architecture.clone();
+        let mut tensors = trained.clone();
+        if parts == 2 {
+            tensors.retain(|(n, ..)| !n.contains("attn.key.lora_"));
+            let lora = architecture.functional.lora.as_mut().unwrap();
+            lora.targets.retain(|t| t != "attn.key");
+        }
+        let dir = fresh_dir(&format!("peft-write-{parts}"));
+        written_adapter_merges_as_export(&architecture, &tensors, (rank, alpha), &dir);
+        written.push(dir);
+    }
+    // One rank and α for every module is what wgml reads back.
+    let dir = &written[0];
+    let e = wgml::peft::add_adapter(&mut adapted("peft-reread", 16), &dir.join("peft"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rank_pattern"), "{e}");
+}
+
+/// Writes `values` of a GPT-2 with adapters into `dir` as a PEFT adapter and as
+/// a merged Hugging Face model: PEFT's merge of the adapter (c_attn's of rank and
+/// α `c_attn`) into the base weights gives the merged model's.
+fn written_adapter_merges_as_export(
+    architecture: &wgml::checkpoint::FunctionalArchitecture,
+    values: &[wgml::graph::params::NamedValues],
+    c_attn: (usize, f32),
+    dir: &Path,
+) {
     let path = dir.join("tuned.safetensors");
-    checkpoint::save_functional_tensors(
-        &path,
-        "gpt2",
-        &imported.architecture,
-        &trained,
-        &imported.vocabulary,
-    )
-    .unwrap();
+    let bytes = wgml::data::text::Vocabulary::Bytes;
+    checkpoint::save_functional_tensors(&path, "gpt2", architecture, values, &bytes).unwrap();
     let c = checkpoint::load(&path).unwrap();
     let line = wgml::peft::write_adapter(&c, &path, &dir.join("peft")).unwrap();
     assert!(line.contains("on 8 GPT-2 modules"), "{line}");
@@ -219,15 +244,15 @@ fn a_written_adapter_merges_into_the_weights_export_merges() {
     let settings: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("peft/adapter_config.json")).unwrap()).unwrap();
     assert_eq!(settings["r"], 4);
-    assert_eq!(settings["rank_pattern"]["transformer.h.1.attn.c_attn"], 12);
-    assert_eq!(settings["alpha_pattern"]["transformer.h.1.attn.c_attn"], 18.0);
+    assert_eq!(settings["rank_pattern"]["transformer.h.1.attn.c_attn"], c_attn.0);
+    assert_eq!(settings["alpha_pattern"]["transformer.h.1.attn.c_attn"], c_attn.1);
     let written = tensors(&dir.join("peft/adapter_model.safetensors"));
     let hf_base = tensors(&base().join("model.safetensors"));
     let hf_merged = tensors(&merged_dir.join("model.safetensors"));
     // PEFT merges a Conv1D's adapter as W[in, out] += s·(B·A)ᵀ.
     for i in 0..2 {
         for (module, rank, alpha) in [
-            ("attn.c_attn", 12, 18.0),
+            ("attn.c_attn", c_attn.0, c_attn.1),
             ("attn.c_proj", 4, 6.0),
             ("mlp.c_fc", 4, 6.0),
         ] {
@@ -248,9 +273,4 @@ fn a_written_adapter_merges_into_the_weights_export_merges() {
             assert!(w != hf_base[&weight].1, "{weight}: the adapter changed it");
         }
     }
-    // One rank and α for every module is what wgml reads back.
-    let e = wgml::peft::add_adapter(&mut adapted("peft-reread", 16), &dir.join("peft"))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("rank_pattern"), "{e}");
 }
