@@ -1,3 +1,12 @@
+"""The PEFT cross-check of BENCHMARKS.md's "Low-rank adapters" section. Made by:
+  wgml import kernels-tests/golden/gpt2-tiny --save /tmp/l/g.safetensors
+  wgml train --model /tmp/l/g.safetensors --data text:README.md --lora 4 \
+      --lora-targets attn.query,attn.value,mlp.c_fc --lora-dropout 0.1 --steps 5 --lr 1e-2 \
+      --batch-size 4 --save /tmp/l/t.safetensors
+  wgml export /tmp/l/t.safetensors --save /tmp/l/peft --peft
+  wgml export /tmp/l/t.safetensors --save /tmp/l/hf
+then this script from the repo root (torch, transformers, peft, tokenizers).
+"""
 import torch
 from peft import PeftModel
 from transformers import GPT2LMHeadModel
