@@ -176,7 +176,10 @@ fn a_fresh_adapter_keeps_the_base_outputs_and_merging_keeps_the_adapted_ones() {
         } else {
             let limit = 1.0 / (shape[1] as f32).sqrt();
             let top = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-            assert!(top <= limit && top > 0.7 * limit, "{name}: |A| up to {top}, limit {limit}");
+            assert!(
+                top <= limit && top > 0.7 * limit,
+                "{name}: |A| up to {top}, limit {limit}"
+            );
         }
     }
     let start = base_into(&fresh, &base_values);
