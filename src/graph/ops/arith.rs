@@ -199,13 +199,14 @@ pub(crate) fn sum_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId
     Ok(())
 }
 
-/// Both inputs take the output's gradient as it is.
+/// Both inputs take the output's gradient as it is: the first as a view of it
+/// (summed in if it has a gradient already), the second as a copy (one buffer
+/// cannot be two gradients that later rules sum into apart).
 pub(crate) fn add_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, a: NodeId, b: NodeId) -> Result<()> {
-    for x in [a, b] {
-        if let Some(dx) = bw.dx_for(x)? {
-            bw.dispatches
-                .push(ew::scale(bw.ctx, dy, 1.0, &dx.reshape(dy.shape())?)?);
-        }
+    bw.pass_through(a, dy)?;
+    if let Some(dx) = bw.dx_for(b)? {
+        bw.dispatches
+            .push(ew::scale(bw.ctx, dy, 1.0, &dx.reshape(dy.shape())?)?);
     }
     Ok(())
 }
