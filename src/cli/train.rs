@@ -205,8 +205,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "LAYERS", requires = "init")]
     pub new_layers: Option<String>,
     /// Fine-tune with low-rank adapters of rank R (LoRA, as Hugging Face PEFT's
-    /// r): every targeted Dense layer and attention projection gets a trainable
-    /// A [R, in] and B [out, R] (B starting at zero) whose product, scaled by
+    /// r): every targeted Dense layer, attention projection or Conv2D gets a
+    /// trainable A [R, in] and B [out, R] (B starting at zero) whose product, scaled by
     /// --lora-alpha / R, adds to its output; every other tensor is frozen. The
     /// saved checkpoint keeps the adapters; `wgml export` merges them or, with
     /// --peft, writes them as a PEFT adapter.
@@ -219,8 +219,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "P", requires = "lora")]
     pub lora_dropout: Option<f32>,
     /// The modules that get adapters, comma-separated: layer names or their last
-    /// parts (attn.query, mlp.c_fc, or a Sequential's PyTorch module index), or
-    /// all-linear (every Dense layer and projection but the output layer). Default:
+    /// parts (attn.query, mlp.c_fc, or a Sequential's PyTorch module index; Dense
+    /// layers, attention projections and Conv2D layers), or all-linear (every Dense
+    /// layer and projection but the output layer). Default:
     /// the query, key and value projections of a GPT-2 (PEFT's c_attn), all-linear
     /// otherwise.
     #[arg(long, value_name = "MODULES", value_delimiter = ',', requires = "lora")]

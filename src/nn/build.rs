@@ -117,30 +117,83 @@ impl LayerBuild<'_> {
         let Some(lora) = self.lora.filter(|l| l.targets_module(module, self.last)) else {
             return self.g.dense(x, w, bias, act, name);
         };
-        let (units, inputs) = (self.g.shape(w)[0], self.g.shape(w)[1]);
         let base = self.g.dense(x, w, bias, Activation::Identity, name)?;
+        self.adapt(base, x, w, act, (lora, module, name), |g, x, a| {
+            g.dense(x, a, None, Activation::Identity, name)
+        })
+    }
+
+    /// `act(conv2d(x, w) + bias)` for the layer's module `module`, with the module's
+    /// low-rank adapter when the model's LoRA targets it: as PEFT's, A is a
+    /// convolution of `w`'s window, stride and padding to `r` channels, B a 1×1
+    /// convolution back.
+    fn convolution(
+        &mut self,
+        (x, w, bias): (NodeId, NodeId, Option<NodeId>),
+        (stride, padding): ((usize, usize), Padding),
+        act: Activation,
+        module: &str,
+        name: &str,
+    ) -> Result<NodeId> {
+        let Some(lora) = self.lora.filter(|l| l.names_module(module)) else {
+            return self.g.conv2d(x, w, bias, stride, padding, act, name);
+        };
+        let base = self
+            .g
+            .conv2d(x, w, bias, stride, padding, Activation::Identity, name)?;
+        self.adapt(base, x, w, act, (lora, module, name), |g, x, a| {
+            g.conv2d(x, a, None, stride, padding, Activation::Identity, name)
+        })
+    }
+
+    /// `act(base + (α/r)·B(A(dropout(x))))`: the adapter of module `module` on a
+    /// product `base` of `x` and weight `w` (`[out, in...]`), `down` applying A
+    /// (`[r, in...]`, PEFT's U(±1/√fan_in)) as the base applies `w`; B is `[out, r]`
+    /// (a 1×1 convolution's `[out, r, 1, 1]` after one) and starts at zero.
+    fn adapt(
+        &mut self,
+        base: NodeId,
+        x: NodeId,
+        w: NodeId,
+        act: Activation,
+        (lora, module, name): (&LoraConfig, &str, &str),
+        down: impl FnOnce(&mut Graph, NodeId, NodeId) -> Result<NodeId>,
+    ) -> Result<NodeId> {
+        let ws = self.g.shape(w).to_vec();
+        let fan_in: usize = ws[1..].iter().product();
+        let a_shape: Vec<usize> = std::iter::once(lora.rank)
+            .chain(ws[1..].iter().copied())
+            .collect();
         let a = self.g.param(
             &format!("{module}.{LORA_A}"),
-            &[lora.rank, inputs],
+            &a_shape,
             Init::Uniform {
-                limit: 1.0 / (inputs as f32).sqrt(),
+                limit: 1.0 / (fan_in as f32).sqrt(),
             },
             name,
         );
-        let b = self.g.param(
-            &format!("{module}.{LORA_B}"),
-            &[units, lora.rank],
-            Init::Zeros,
-            name,
-        );
+        let convolution = ws.len() == 4;
+        let b_shape = if convolution {
+            vec![ws[0], lora.rank, 1, 1]
+        } else {
+            vec![ws[0], lora.rank]
+        };
+        let b = self
+            .g
+            .param(&format!("{module}.{LORA_B}"), &b_shape, Init::Zeros, name);
         let x = if lora.dropout > 0.0 {
             self.g.dropout(x, lora.dropout, name)?
         } else {
             x
         };
-        let down = self.g.dense(x, a, None, Activation::Identity, name)?;
-        let down = self.g.scale(down, lora.scaling(), name)?;
-        let up = self.g.dense(down, b, None, Activation::Identity, name)?;
+        let low = down(self.g, x, a)?;
+        let low = self.g.scale(low, lora.scaling(), name)?;
+        let up = if convolution {
+            self.g
+                .conv2d(low, b, None, (1, 1), Padding::Valid, Activation::Identity, name)?
+        } else {
+            self.g.dense(low, b, None, Activation::Identity, name)?
+        };
         let y = self.g.add(base, up, name)?;
         Ok(if act == Activation::Identity {
             y
@@ -501,8 +554,9 @@ fn convolution(
         .then(|| b.param("bias", &[filters], Init::Zeros, trainable, name))
         .transpose()?;
     let act = b.epilogue_activation(activation, name, b.last)?;
+    let module = b.prefix.clone();
     let x = match direction {
-        Direction::Forward => b.g.conv2d(b.x, w, bias, stride, padding, act, name)?,
+        Direction::Forward => b.convolution((b.x, w, bias), (stride, padding), act, &module, name)?,
         Direction::Transposed => b.g.conv2d_transpose(b.x, w, bias, stride, padding, act, name)?,
     };
     let x = b.gelu_after(x, activation, name);

@@ -15,6 +15,12 @@
 //! them next to the frozen base; [`merged`] folds them into the base weights
 //! (PEFT's `merge_and_unload`), which is what exporting to a plain model does.
 //!
+//! A targeted Conv2D gets PEFT's convolutional adapter: A `[r, C, kh, kw]` is a
+//! convolution with the layer's window, stride and padding (U(±1/√(C·kh·kw))), B
+//! `[out, r, 1, 1]` a 1×1 convolution back, so B·A has the weight's shape
+//! (Conv2DTranspose layers take none). [`ALL_LINEAR`] names Dense layers and
+//! projections only, as PEFT's does; a Conv2D is targeted by name.
+//!
 //! In the graph, the adapter is three small ops beside the frozen Dense: the
 //! rank-r product, its scaling (on the `[r]` intermediate, where it costs
 //! nothing) and the product back to `out`, added to the Dense's output before the
@@ -119,6 +125,12 @@ impl LoraConfig {
         })
     }
 
+    /// Whether a target names module `module` itself ([`ALL_LINEAR`] leaves
+    /// convolutions out, as PEFT's does).
+    pub fn names_module(&self, module: &str) -> bool {
+        self.targets.iter().any(|t| t != ALL_LINEAR && names(module, t))
+    }
+
     /// Whether layer `layer`'s own tensors train (it is in [`LoraConfig::train`]).
     pub fn trains_layer(&self, layer: &str) -> bool {
         self.train.iter().any(|t| names(layer, t))
@@ -144,7 +156,7 @@ impl LoraConfig {
             .nodes
             .iter()
             .filter_map(|n| match &n.op {
-                Op::Dense { w, .. } => match &graph.nodes[*w].op {
+                Op::Dense { w, .. } | Op::Conv2d { w, .. } => match &graph.nodes[*w].op {
                     Op::Param { name, .. } => name.strip_suffix(".weight"),
                     _ => None,
                 },
@@ -160,8 +172,8 @@ impl LoraConfig {
             };
             if !hit {
                 return Err(Error::invalid(format!(
-                    "LoRA target '{t}' names no Dense layer or attention projection of the model \
-                     (its modules: {})",
+                    "LoRA target '{t}' names no Dense layer, Conv2D or attention projection of the \
+                     model (its modules: {})",
                     linear.join(", ")
                 )));
             }
@@ -207,14 +219,19 @@ pub fn merged(tensors: &[NamedValues], config: &LoraConfig) -> Result<Vec<NamedV
             let b = find(&format!("{module}.{LORA_B}"));
             match (a, b) {
                 (Some((_, sa, a)), Some((_, sb, b))) => {
-                    let (&[r, n_in], &[n_out, rb], &[o, i]) =
-                        (sa.as_slice(), sb.as_slice(), shape.as_slice())
-                    else {
-                        return Err(adapter_shape(module, sa, sb, shape));
-                    };
-                    if r != rb || o != n_out || i != n_in {
+                    // A [r, in...], B [out, r] (or [out, r, 1, 1]), W [out, in...].
+                    let fits = sa.len() >= 2
+                        && sb.len() >= 2
+                        && sa.len() == shape.len()
+                        && sb[1] == sa[0]
+                        && sb[2..].iter().all(|&d| d == 1)
+                        && sb[0] == shape[0]
+                        && sa[1..] == shape[1..];
+                    if !fits {
                         return Err(adapter_shape(module, sa, sb, shape));
                     }
+                    let (o, r) = (shape[0], sa[0]);
+                    let i = values.len() / o;
                     add_low_rank(&mut values, s, b, a, (o, r, i));
                 }
                 (None, None) => {}
@@ -242,7 +259,7 @@ pub fn merged(tensors: &[NamedValues], config: &LoraConfig) -> Result<Vec<NamedV
 fn adapter_shape(module: &str, a: &[usize], b: &[usize], w: &[usize]) -> Error {
     Error::invalid(format!(
         "LoRA: the adapter of '{module}' (A {a:?}, B {b:?}) does not fit its weight {w:?} \
-         (A [r, in], B [out, r], weight [out, in])"
+         (A [r, in...], B [out, r] or [out, r, 1, 1], weight [out, in...])"
     ))
 }
 
