@@ -21,6 +21,28 @@
 //! (Conv2DTranspose layers take none). [`ALL_LINEAR`] names Dense layers and
 //! projections only, as PEFT's does; a Conv2D is targeted by name.
 //!
+//! From Rust (compiled by `cargo test`, not run):
+//! ```no_run
+//! use wgml::kernels::optim::Optimizer;
+//! use wgml::nn::{Layer, LayerActivation as A, LoraConfig, Loss, Sequential, lora};
+//!
+//! # fn main() -> wgml::Result<()> {
+//! let ctx = wgml::Context::new(&Default::default())?;
+//! let loss = Loss::SparseCategoricalCrossentropy;
+//! let base = wgml::checkpoint::load(std::path::Path::new("base.safetensors"))?;
+//! let mut spec = Sequential::new(&[784])
+//!     .add(Layer::dense(256, A::Relu))
+//!     .add(Layer::dense(10, A::Softmax));
+//! let adapters = LoraConfig { dropout: 0.05, ..LoraConfig::new(8, &[lora::ALL_LINEAR]) };
+//! spec.lora = Some(adapters.clone());
+//! let model = spec.compile(&ctx, loss, Optimizer::adam(1e-3), 42)?;
+//! model.load_matching(&ctx, &base.tensors)?; // the base; the adapters start anew
+//! // ... train with wgml::train::fit ...
+//! let plain = lora::merged(&model.store.download(&ctx)?, &adapters)?; // merge_and_unload
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! In the graph, the adapter is three small ops beside the frozen Dense: the
 //! rank-r product, its scaling (on the `[r]` intermediate, where it costs
 //! nothing) and the product back to `out`, added to the Dense's output before the
