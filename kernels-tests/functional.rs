@@ -135,3 +135,32 @@ fn losses_written_with_ops_train_equal_to_the_reference() {
     let model = ops_loss().compile(ctx, Optimizer::sgd(1.0, 0.0), 5).unwrap();
     gradients_match_differences(ctx, &model.net, &["h.weight", "h.bias"], &x, b, 1e-3, 2e-4, 3e-3);
 }
+
+/// A loss term's gradient is the same constant every step: a term read through a
+/// Reshape and an Add (whose backward hand it on as views) and a Dense(1) output
+/// (whose backward takes buffers of the batch's size from the same pool) trains
+/// equal to the reference over several steps, not just the first.
+#[test]
+fn a_loss_terms_gradient_stays_constant_over_steps() {
+    use wgml::nn::functional::TermKind;
+    let (_g, ctx) = gpu();
+    let b = 7;
+    let x = uniform(&mut rng(12), b * 3, -1.0, 1.0);
+    let one = Layer::Dense {
+        units: 1,
+        activation: LayerActivation::Linear,
+        use_bias: true,
+        trainable: true,
+    };
+    let model = Functional::new("x", &[3])
+        .layer("a", one.clone(), &["x"])
+        .layer("b", one, &["x"])
+        .op("sum", GraphOp::Add, &["a", "b"])
+        .op("squared", GraphOp::Square, &["sum"])
+        .op("mse", GraphOp::Mean, &["squared"])
+        .op("both", GraphOp::Add, &["mse", "a"])
+        .loss_term("both", TermKind::Value, &["both"], 1.0);
+    let mut model = model.compile(ctx, Optimizer::sgd(0.05, 0.0), 3).unwrap();
+    let cpu = steps_equal_reference(ctx, "constant term gradient", &mut model.net, &x, b, 5);
+    params_match_reference(ctx, "constant term gradient", &model.net.store, &cpu, 1e-6, 1e-5);
+}

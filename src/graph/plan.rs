@@ -797,12 +797,17 @@ fn loss_terms(
     let losses = Tensor::zeros(ctx, &[b], DType::F32)?;
     let mut sums = vec![elementwise::fill(ctx, &losses, 0.0)?];
     let mut roots = Vec::new();
+    // Each term's gradient, weight / B everywhere, is written anew every step: the
+    // backward pass hands it on as a view (Reshape, Add) and gives it back to its
+    // pool of scratch buffers once read, so a later rule may overwrite it.
+    let mut gradients = Vec::new();
     for (t, sum) in terms.iter().zip(&acc.terms) {
         let value = values[t.node].clone().expect("terms were built").reshape(&[b])?;
         sums.push(elementwise::axpy(ctx, t.weight, &value, &losses)?);
         sums.push(reduce::accumulate_sum(ctx, &value, sum)?);
         if options.train && t.weight != 0.0 {
-            let g = Tensor::from_f32(ctx, &vec![t.weight / b as f32; b], &[b, 1])?;
+            let g = Tensor::zeros(ctx, &[b, 1], DType::F32)?;
+            gradients.push(elementwise::fill(ctx, &g, t.weight / b as f32)?);
             roots.push((t.node, g));
         }
     }
@@ -814,7 +819,11 @@ fn loss_terms(
         output,
         losses,
         predictions: Tensor::zeros(ctx, &[b], DType::U32)?,
-        loss_train: if options.train { sums.clone() } else { Vec::new() },
+        loss_train: if options.train {
+            sums.iter().cloned().chain(gradients).collect()
+        } else {
+            Vec::new()
+        },
         loss_eval: sums,
         predict: Vec::new(),
         roots,

@@ -232,6 +232,51 @@ pub struct GanStats {
 }
 
 impl GanModel {
+    /// Keeps an exponential moving average of the generator's weights with this
+    /// momentum, updated on the GPU after every generator step from the next one on
+    /// (which takes the weights themselves), as GAN trainers keep a generator for
+    /// sampling (Keras' `use_ema`, StyleGAN's G_ema); `None` keeps none. The
+    /// averages live in [`GanModel::store`] (`ema/NAME` in backups);
+    /// [`GanModel::finalize_ema`] puts them in the generator's weights' place. A
+    /// change drops the averages kept so far.
+    pub fn set_ema(&mut self, ctx: &Context, ema: Option<crate::graph::Ema>) -> Result<()> {
+        if ema == self.generator.ema() {
+            return Ok(());
+        }
+        for p in &mut self.store.params {
+            p.ema = None;
+        }
+        if ema.is_some() {
+            let generator: Vec<&str> = self
+                .generator
+                .store
+                .params
+                .iter()
+                .filter(|p| p.trainable)
+                .map(|p| p.name.as_str())
+                .collect();
+            let start = self.generator.step + 1;
+            self.store
+                .ensure_averages_of(ctx, start, |p| generator.contains(&p.name.as_str()))?;
+        }
+        // The generator's step sees the averages through its view of the store.
+        let averaged = ParamStore::sharing(&self.generator.graph, &self.store)?;
+        self.generator.store = averaged;
+        self.generator.set_ema(ema);
+        Ok(())
+    }
+
+    /// The moving average kept of the generator's weights, if any.
+    pub fn ema(&self) -> Option<crate::graph::Ema> {
+        self.generator.ema()
+    }
+
+    /// Replaces the generator's weights with their moving averages; nothing when
+    /// none is kept. Queued, nothing read back.
+    pub fn finalize_ema(&self, ctx: &Context) -> Result<()> {
+        self.generator.store.finalize_averages(ctx)
+    }
+
     /// One discriminator step on the `n` real images `real` (in [-1, 1]) and one
     /// generator step on `n` generated ones: two submissions, nothing read back.
     pub fn train_step(&mut self, ctx: &Context, real: &[f32], n: usize, lr: f32) -> Result<()> {

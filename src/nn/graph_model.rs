@@ -32,6 +32,9 @@ pub struct GraphModel {
     plans: HashMap<PlanOptions, Plan>,
     /// Optimizer steps taken.
     pub step: u32,
+    /// The moving average its training steps keep of its trainable weights
+    /// ([`GraphModel::set_ema`]).
+    ema: Option<crate::graph::Ema>,
 }
 
 impl GraphModel {
@@ -58,7 +61,24 @@ impl GraphModel {
             optimizer,
             plans: HashMap::new(),
             step: 0,
+            ema: None,
         })
+    }
+
+    /// Its training steps update a moving average of each trainable weight with this
+    /// momentum (see `Model::set_ema`); every trainable parameter of its store must
+    /// have its average tensor (`ParamStore::ensure_averages`) before the next
+    /// training step. Drops the plans built for another setting.
+    pub fn set_ema(&mut self, ema: Option<crate::graph::Ema>) {
+        if ema != self.ema {
+            self.ema = ema;
+            self.plans.clear();
+        }
+    }
+
+    /// The moving average kept, if any.
+    pub fn ema(&self) -> Option<crate::graph::Ema> {
+        self.ema
     }
 
     /// The plan for batches of `batch` (training or not), built on first use with
@@ -71,7 +91,7 @@ impl GraphModel {
             clip_norm: None,
             accumulate: false,
             label_smoothing: None,
-            ema: None,
+            ema: self.ema.filter(|_| train),
             top_k: None,
         };
         if !self.plans.contains_key(&options) {

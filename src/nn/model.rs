@@ -411,19 +411,7 @@ impl Model {
         if self.ema.is_none() {
             return Ok(());
         }
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        let mut any = false;
-        for p in self.store.params.iter().filter(|p| p.trainable) {
-            if let Some(average) = &p.ema {
-                let bytes = (p.value.numel() * 4) as u64;
-                encoder.copy_buffer_to_buffer(&average.buffer, 0, &p.value.buffer, 0, bytes);
-                any = true;
-            }
-        }
-        if any {
-            ctx.submit(encoder.finish())?;
-        }
-        Ok(())
+        self.store.finalize_averages(ctx)
     }
 
     /// The weight-decay exclusion patterns in force ([`Model::exclude_from_weight_decay`]).

@@ -122,7 +122,17 @@ pub(crate) fn settings(
         ("samples", samples.to_string()),
         ("data_crc32", backup::data_crc32(data)),
     ];
-    entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    let mut settings: BTreeMap<String, String> =
+        entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    // Only where an average is kept, so earlier backups keep matching.
+    let averages: Vec<String> = nets
+        .iter()
+        .filter_map(|n| n.ema().map(|m| m.get().to_string()))
+        .collect();
+    if !averages.is_empty() {
+        settings.insert("ema".into(), averages.join(" "));
+    }
+    settings
 }
 
 /// Trains `net` on the samples `train` (flat, `net.sample_len()` values each) and
