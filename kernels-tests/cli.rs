@@ -1600,15 +1600,15 @@ fn a_gpt2_fine_tunes_low_rank_adapters_and_exports_them() {
     for f in ["adapter_config.json", "adapter_model.safetensors"] {
         assert!(dir.join("peft").join(f).is_file(), "{f}");
     }
-    let out = wgml(&["export", &again, "--save", &path("merged")]);
+    // PEFT's adapter (which changes the text, above) merged: the plain model writes
+    // what the adapted one writes.
+    let out = wgml(&["export", &peft_in, "--save", &path("merged")]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = wgml(&["import", &path("merged"), "--save", &path("merged.safetensors")]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // The merged model writes what the adapted one writes.
-    assert_eq!(
-        generate(&path("merged.safetensors")).stdout,
-        generate(&again).stdout
-    );
+    assert_eq!(generate(&path("merged.safetensors")).stdout, adapted.stdout);
+    let out = wgml(&["export", &again, "--save", &path("merged-again")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     fails_with(
         &[
@@ -1640,6 +1640,24 @@ fn a_gpt2_fine_tunes_low_rank_adapters_and_exports_them() {
     fails_with(
         &["train", "--model", "vae", "--lora", "2"],
         &["--lora does not apply"],
+    );
+    // A layer that starts anew must train: LoRA would freeze it at its initial values.
+    let mlp = path("mlp.safetensors");
+    let out = wgml(&["train", "--model", "mlp", "--steps", "1", "--save", &mlp]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    fails_with(
+        &[
+            "train",
+            "--model",
+            "mlp",
+            "--init",
+            &mlp,
+            "--new-layers",
+            "3",
+            "--lora",
+            "2",
+        ],
+        &["'3.weight' starts from its initialiser", "--lora-train 3"],
     );
     fails_with(
         &["export", &base, "--save", &path("none"), "--peft"],

@@ -384,6 +384,45 @@ fn targets_that_name_nothing_are_refused_by_name() {
     assert!(m.contains("'head'"), "{m}");
     let m = message(LoraConfig::new(0, &["ff"]));
     assert!(m.contains("rank"), "{m}");
+    // Adapter tensors are not a layer trained in full.
+    let m = message(LoraConfig {
+        train: vec!["query".into()],
+        ..LoraConfig::new(2, &["query"])
+    });
+    assert!(m.contains("'query'") && m.contains("trainable"), "{m}");
+    // A head tied to the embedding has no weight of its own to adapt.
+    let tied = Functional::new("ids", &[4])
+        .layer(
+            "wte",
+            Layer::Embedding {
+                input_dim: 9,
+                output_dim: 6,
+                trainable: true,
+            },
+            &["ids"],
+        )
+        .tied_layer(
+            "head",
+            Layer::Dense {
+                units: 9,
+                activation: LayerActivation::Linear,
+                use_bias: false,
+                trainable: true,
+            },
+            &["wte"],
+            &[("weight", "wte.weight")],
+        )
+        .op("sq", GraphOp::Square, &["head"])
+        .op("loss", GraphOp::Mean, &["sq"])
+        .loss_term("loss", TermKind::Value, &["loss"], 1.0);
+    let m = Functional {
+        lora: Some(LoraConfig::new(2, &["head"])),
+        ..tied
+    }
+    .compile(ctx, Optimizer::adam(1e-3), 1)
+    .expect_err("refused")
+    .to_string();
+    assert!(m.contains("'wte.weight'") && m.contains("tied"), "{m}");
     // A Flatten has no product to adapt.
     let conv = Sequential {
         lora: Some(LoraConfig::new(2, &["2"])),

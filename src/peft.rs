@@ -15,6 +15,9 @@
 //!   placed block-diagonally, α scaled by k so α/r stays (PEFT's `rank_pattern`
 //!   and `alpha_pattern` for that module). That is exactly the sum of the three.
 //!
+//! Training differs in one respect: with `lora_dropout`, PEFT draws one mask for
+//! `c_attn`'s input, wgml one for each projection's.
+//!
 //! The adapter's settings must be ones wgml computes as PEFT does: LoRA (no DoRA),
 //! `bias` "none", no `modules_to_save`, one rank and α for every module
 //! (`use_rslora`'s α/√r is kept as α' = α·√r); anything else is refused, naming the
@@ -105,6 +108,12 @@ pub fn read_adapter(dir: &Path, c: &Gpt2Config) -> Result<(LoraConfig, Vec<Named
     let tensors = SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(TENSORS_FILE, format!("is not a safetensors file: {e}")))?;
     let (config, adapters) = adapter_tensors(&tensors, config, c).map_err(|m| bad(TENSORS_FILE, m))?;
+    config.validate().map_err(|e| {
+        bad(
+            CONFIG_FILE,
+            format!("does not describe adapters wgml computes: {e}"),
+        )
+    })?;
     let summary = format!(
         "LoRA adapter: rank {}, alpha {}, dropout {}, on {} ({} tensors)",
         config.rank,
@@ -155,7 +164,11 @@ fn settings_of(s: &Value) -> std::result::Result<LoraConfig, String> {
             .and_then(Value::as_object)
             .is_some_and(|m| !m.is_empty())
         {
-            return refuse(name, "ranks or alphas that differ by module");
+            return Err(format!(
+                "sets {name} (ranks or alphas that differ by module, as wgml's own --peft export \
+                 writes for c_attn), which wgml does not read back: import the merged model, or \
+                 keep training the wgml checkpoint itself"
+            ));
         }
     }
     for name in ["modules_to_save", "trainable_token_indices", "target_parameters"] {

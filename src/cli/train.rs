@@ -993,8 +993,21 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             .map_err(|e| e.in_file(path, &format!("does not fit model '{name}'")))?;
         // New adapters are expected: counted, not listed.
         let adapters = report.new.len();
-        report.new.retain(|(n, _)| !n.contains(".lora_"));
+        report.new.retain(|(n, _)| !nn::lora::is_adapter(n));
         let adapters = adapters - report.new.len();
+        // Under LoRA a layer that starts anew (--new-layers, a new head) must train.
+        if model.spec_lora().is_some()
+            && let Some((frozen, _)) = report
+                .new
+                .iter()
+                .find(|(n, _)| model.store.params.iter().any(|p| p.name == *n && !p.trainable))
+        {
+            let module = frozen.rsplit_once('.').map_or(frozen.as_str(), |(m, _)| m);
+            return Err(Error::invalid(format!(
+                "'{frozen}' starts from its initialiser, but LoRA freezes it: train its layer in \
+                 full with --lora-train {module}"
+            )));
+        }
         println!("initial weights from {}: {report}", path.display());
         if adapters > 0 {
             println!("{adapters} LoRA adapter tensors start anew (A uniform, B zero)");
@@ -1244,7 +1257,8 @@ fn add_lora(model: &mut ModelSpec, rank: usize, args: &TrainArgs) -> Result<()> 
     };
     if let Some(old) = slot {
         return Err(Error::invalid(format!(
-            "--lora: the model already has adapters (rank {} on {}); train it without --lora to              go on training them, or export it merged (wgml export) and start anew from that",
+            "--lora: the model already has adapters (rank {} on {}); train it without --lora to \
+             go on training them, or export it merged (wgml export) and start anew from that",
             old.rank,
             old.targets.join(", ")
         )));

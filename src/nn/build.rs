@@ -117,6 +117,16 @@ impl LayerBuild<'_> {
         let Some(lora) = self.lora.filter(|l| l.targets_module(module, self.last)) else {
             return self.g.dense(x, w, bias, act, name);
         };
+        if self.g.nodes[w].layer != name {
+            let Op::Param { name: tied, .. } = &self.g.nodes[w].op else {
+                unreachable!("a Dense weight is a parameter")
+            };
+            return Err(Error::invalid(format!(
+                "LoRA: layer '{name}' reads '{tied}', another layer's weight (tied); a low-rank \
+                 adapter on it would have no weight of its own to merge into: leave '{module}' out \
+                 of the targets"
+            )));
+        }
         let base = self.g.dense(x, w, bias, Activation::Identity, name)?;
         self.adapt(base, x, w, act, (lora, module, name), |g, x, a| {
             g.dense(x, a, None, Activation::Identity, name)

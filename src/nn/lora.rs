@@ -184,7 +184,7 @@ impl LoraConfig {
                 },
                 _ => None,
             })
-            .filter(|m| !m.ends_with(".lora_A") && !m.ends_with(".lora_B"))
+            .filter(|m| !is_adapter(&format!("{m}.weight")))
             .collect();
         for t in &self.targets {
             let hit = if t == ALL_LINEAR {
@@ -202,9 +202,9 @@ impl LoraConfig {
         }
         for t in &self.train {
             // A trained layer's tensors are trainable and named `LAYER.…`.
-            let hit = params
-                .iter()
-                .any(|(p, trainable)| *trainable && p.match_indices('.').any(|(at, _)| names(&p[..at], t)));
+            let hit = params.iter().any(|(p, trainable)| {
+                *trainable && !is_adapter(p) && p.match_indices('.').any(|(at, _)| names(&p[..at], t))
+            });
             if !hit {
                 return Err(Error::invalid(format!(
                     "LoRA: the layer to train '{t}' names no layer with trainable tensors"
@@ -213,6 +213,11 @@ impl LoraConfig {
         }
         Ok(())
     }
+}
+
+/// Whether tensor `name` is an adapter's A or B.
+pub fn is_adapter(name: &str) -> bool {
+    name.ends_with(&format!(".{LORA_A}")) || name.ends_with(&format!(".{LORA_B}"))
 }
 
 /// Whether `target` names `module`: equal, or a last part of it at a dot.
@@ -228,11 +233,12 @@ fn names(module: &str, target: &str) -> bool {
 /// the same model without adapters. An adapter without its base weight, or of
 /// shapes that do not fit it, is an error naming it.
 pub fn merged(tensors: &[NamedValues], config: &LoraConfig) -> Result<Vec<NamedValues>> {
+    config.validate()?;
     let find = |name: &str| tensors.iter().find(|(n, _, _)| n == name);
     let s = config.scaling();
     let mut out = Vec::with_capacity(tensors.len());
     for (name, shape, values) in tensors {
-        if name.ends_with(&format!(".{LORA_A}")) || name.ends_with(&format!(".{LORA_B}")) {
+        if is_adapter(name) {
             continue;
         }
         let mut values = values.clone();

@@ -399,6 +399,14 @@ impl Model {
         self.plans.clear();
     }
 
+    /// The model's low-rank adapters, if its description has them.
+    pub fn spec_lora(&self) -> Option<&LoraConfig> {
+        match &self.spec {
+            ModelSpec::Sequential(s) => s.lora.as_ref(),
+            ModelSpec::Functional(f) => f.lora.as_ref(),
+        }
+    }
+
     /// The moving average kept, if any ([`Model::set_ema`]).
     pub fn ema(&self) -> Option<Ema> {
         self.ema

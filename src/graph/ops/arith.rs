@@ -199,10 +199,11 @@ pub(crate) fn sum_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId
     Ok(())
 }
 
-/// Both inputs take the output's gradient as it is: the first as a view of it
-/// (summed in if it has a gradient already), the second as a copy (one buffer
-/// cannot be two gradients that later rules sum into apart).
+/// Both inputs take the output's gradient as it is: the first that needs one as a
+/// view of it (summed in if it has a gradient already), the other as a copy (one
+/// buffer cannot be two gradients that later rules sum into apart).
 pub(crate) fn add_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, a: NodeId, b: NodeId) -> Result<()> {
+    let (a, b) = if bw.req[a] { (a, b) } else { (b, a) };
     bw.pass_through(a, dy)?;
     if let Some(dx) = bw.dx_for(b)? {
         bw.dispatches
