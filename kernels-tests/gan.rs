@@ -282,3 +282,137 @@ fn a_resumed_gan_run_equals_an_uninterrupted_one() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `GanModel::set_ema`: after every generator step the generator's averages equal
+/// the ones computed on the CPU from its weights (the first step takes them); the
+/// discriminator keeps none; `finalize_ema` puts the averages in the generator's
+/// weights only. A run resumed from its backup keeps its averages: it ends equal
+/// to the run that never stopped, averages included.
+#[test]
+fn the_generators_moving_average_follows_its_weights_and_resumes() {
+    use wgml::graph::Ema;
+    use wgml::train::{Backup, TermsConfig, fit_gan};
+    let (_g, ctx) = gpu();
+    let data = Dataset::mnist_10k().unwrap();
+    let images: Vec<f32> = data.train.x[..64 * 784].iter().map(|v| 2.0 * v - 1.0).collect();
+    let momentum = 0.8;
+    let ema = Some(Ema::new(momentum).unwrap());
+    let mut gan = SMALL.compile(ctx, Optimizer::adam(1e-3), 4).unwrap();
+    gan.set_ema(ctx, ema).unwrap();
+    let averaged: Vec<String> = gan
+        .store
+        .params
+        .iter()
+        .filter(|p| gan.store.average(p.node).is_some())
+        .map(|p| p.name.clone())
+        .collect();
+    assert_eq!(averaged.len(), 6, "{averaged:?}");
+    assert!(
+        averaged.iter().all(|n| n.starts_with("generator.")),
+        "{averaged:?}"
+    );
+    let values = |gan: &wgml::nn::GanModel| -> Vec<Vec<f32>> {
+        gan.store
+            .params
+            .iter()
+            .map(|p| p.value.to_f32(ctx).unwrap())
+            .collect()
+    };
+    let averages = |gan: &wgml::nn::GanModel| -> Vec<Vec<f32>> {
+        gan.store
+            .params
+            .iter()
+            .filter_map(|p| gan.store.average(p.node).map(|a| a.to_f32(ctx).unwrap()))
+            .collect()
+    };
+    let generator: Vec<usize> = (0..gan.store.params.len())
+        .filter(|&i| gan.store.average(gan.store.params[i].node).is_some())
+        .collect();
+    let mut want: Vec<Vec<f32>> = Vec::new();
+    for step in 0..4 {
+        let real = &images[(step % 2) * 32 * 784..][..32 * 784];
+        gan.train_step(ctx, real, 32, 1e-3).unwrap();
+        let now = values(&gan);
+        for (k, &i) in generator.iter().enumerate() {
+            if step == 0 {
+                want.push(now[i].clone());
+            } else {
+                wgml::reference::optim::ema_update(&mut want[k], &now[i], momentum, false);
+            }
+        }
+        for (k, got) in averages(&gan).iter().enumerate() {
+            assert_close(
+                &format!("step {step}: {}", averaged[k]),
+                got,
+                &want[k],
+                1e-7,
+                1e-5,
+            );
+        }
+    }
+    let before = values(&gan);
+    gan.finalize_ema(ctx).unwrap();
+    let after = values(&gan);
+    for (i, (was, now)) in before.iter().zip(&after).enumerate() {
+        match generator.iter().position(|&g| g == i) {
+            Some(k) => assert_eq!(now, &want[k], "{} takes its average", averaged[k]),
+            None => assert_eq!(was, now, "the discriminator keeps its weights"),
+        }
+    }
+
+    // Resumed from a backup after 2 of 3 epochs: averages restored, the end equal.
+    let dir = fresh_dir("gan-ema-backup");
+    let config = |epochs, backup: Option<Backup>| TermsConfig {
+        epochs,
+        batch_size: 32,
+        lr: 1e-3,
+        seed: 3,
+        shuffle: true,
+        max_steps: None,
+        eval_batch: 32,
+        backup,
+        model: format!("{SMALL:?}"),
+    };
+    let compile = || {
+        let mut gan = SMALL.compile(ctx, Optimizer::adam(1e-3), 5).unwrap();
+        gan.set_ema(ctx, ema).unwrap();
+        gan
+    };
+    let mut straight = compile();
+    fit_gan(ctx, &mut straight, &images, &config(3, None), |_, _| Ok(())).unwrap();
+    let kept = Backup {
+        dir: dir.clone(),
+        delete_when_done: false,
+    };
+    fit_gan(
+        ctx,
+        &mut compile(),
+        &images,
+        &config(2, Some(kept.clone())),
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    let mut resumed = compile();
+    fit_gan(ctx, &mut resumed, &images, &config(3, Some(kept)), |_, _| Ok(())).unwrap();
+    assert_eq!(values(&resumed), values(&straight));
+    assert_eq!(averages(&resumed), averages(&straight));
+    // Another momentum does not resume that backup.
+    let mut other = SMALL.compile(ctx, Optimizer::adam(1e-3), 5).unwrap();
+    other.set_ema(ctx, Some(Ema::new(0.5).unwrap())).unwrap();
+    let e = fit_gan(
+        ctx,
+        &mut other,
+        &images,
+        &config(
+            3,
+            Some(Backup {
+                dir,
+                delete_when_done: false,
+            }),
+        ),
+        |_, _| Ok(()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("ema"), "{e}");
+}

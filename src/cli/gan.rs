@@ -21,7 +21,13 @@ const SAMPLES_SIDE: usize = 8;
 const JUDGED: usize = 1000;
 
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
-    refuse_supervised_flags(args, "it trains both networks with Adam, β1 = 0.5")?;
+    // --ema keeps a moving average of the generator's weights.
+    let without_ema = TrainArgs {
+        ema: None,
+        ..args.clone()
+    };
+    refuse_supervised_flags(&without_ema, "it trains both networks with Adam, β1 = 0.5")?;
+    let ema = args.ema.map(wgml::graph::Ema::new).transpose()?;
     let data = load_data(
         args.data.as_deref().unwrap_or("mnist-10k"),
         args.seed,
@@ -94,6 +100,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         other => other,
     };
     let mut gan = spec.compile(&ctx, optimizer, args.seed)?;
+    gan.set_ema(&ctx, ema)?;
     // Real images in the generator's range, [-1, 1].
     let images: Vec<f32> = data.train.x.iter().map(|v| 2.0 * v - 1.0).collect();
     let mut fixed = vec![0.0f32; SAMPLES_SIDE * SAMPLES_SIDE * spec.latent];
@@ -152,6 +159,13 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             Ok(())
         }
     })?;
+    if let Some(m) = ema {
+        gan.finalize_ema(&ctx)?;
+        println!(
+            "the generator's weights are now their moving average (momentum {}): judged and saved so",
+            m.get()
+        );
+    }
     let verdict = match judge {
         Some((path, mut classifier)) => {
             Some(judge_samples(&ctx, &mut gan, &mut classifier, path, args.seed)?)

@@ -85,7 +85,8 @@ pub struct TrainArgs {
     pub top_k: Option<usize>,
     /// Keep an exponential moving average of the weights with momentum M (Keras'
     /// use_ema with ema_momentum, e.g. 0.99 or 0.999), updated after every step, and
-    /// end training with it in the weights' place (saved and tested so).
+    /// end training with it in the weights' place (saved and tested so). With
+    /// --model gan: of the generator's weights, after every generator step.
     #[arg(long, value_name = "M")]
     pub ema: Option<f32>,
     /// Weigh each training sample's loss by its class (Keras' class_weight):
