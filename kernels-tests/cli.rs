@@ -530,6 +530,8 @@ fn train_gan_reports_judges_and_saves_pytorch_names() {
         m,
         "--report",
         r,
+        "--ema",
+        "0.9",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -540,6 +542,7 @@ fn train_gan_reports_judges_and_saves_pytorch_names() {
         "D(real):",
         "D(fake):",
         "of 1000 generated digits",
+        "the generator's weights are now their moving average (momentum 0.9)",
     ] {
         assert!(stdout.contains(want), "{want:?} in {stdout}");
     }
@@ -571,6 +574,7 @@ fn train_gan_reports_judges_and_saves_pytorch_names() {
         &["train", "--model", "gan", "--freeze", "1"],
         &["--freeze does not apply to --model gan"],
     );
+    fails_with(&["train", "--model", "gan", "--ema", "1.5"], &["momentum 1.5"]);
     fails_with(&["train", "--judge", j], &["--judge applies to --model gan"]);
     let missing = scratch("missing.safetensors");
     let missing = missing.to_str().unwrap();
