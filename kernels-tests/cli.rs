@@ -1663,6 +1663,52 @@ fn a_gpt2_fine_tunes_low_rank_adapters_and_exports_them() {
         ],
         &["'3.weight' starts from its initialiser", "--lora-train 3"],
     );
+    // Any model's adapters merge into a plain wgml checkpoint that evaluates the same.
+    let (adapted_mlp, merged_mlp) = (path("mlp-lora.safetensors"), path("mlp-merged.safetensors"));
+    let out = wgml(&[
+        "train",
+        "--model",
+        "mlp",
+        "--init",
+        &mlp,
+        "--steps",
+        "3",
+        "--lr",
+        "1e-2",
+        "--lora",
+        "2",
+        "--save",
+        &adapted_mlp,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = wgml(&["export", &adapted_mlp, "--save", &merged_mlp]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let merged = wgml::checkpoint::load(std::path::Path::new(&merged_mlp)).unwrap();
+    assert!(
+        merged.tensors.iter().all(|(n, ..)| !n.contains("lora")),
+        "{:?}",
+        merged.tensors
+    );
+    let test_line = |weights: &str| {
+        let out = wgml(&["eval", "--weights", weights]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        stdout
+            .lines()
+            .find(|l| l.starts_with("test loss"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(test_line(&merged_mlp), test_line(&adapted_mlp));
+    assert_ne!(
+        test_line(&mlp),
+        test_line(&adapted_mlp),
+        "the adapters changed the model"
+    );
+    fails_with(
+        &["export", &mlp, "--save", &path("none.safetensors")],
+        &["no LoRA adapters to merge"],
+    );
     fails_with(
         &["export", &base, "--save", &path("none"), "--peft"],
         &["no LoRA adapters"],

@@ -280,6 +280,49 @@ pub fn save_functional_tensors(
     write_atomic(path, &checkpoint_bytes(name, tensors, 0, more)?)
 }
 
+/// Writes the checkpoint file at `path` to `out` (atomically) with its low-rank
+/// adapters merged into the weights (PEFT's `merge_and_unload`, see
+/// [`crate::nn::lora`]) and its description without them: the same model as a
+/// plain one, which PyTorch's strict `load_state_dict` and wgml read alike. Every
+/// other entry (the tokenizer, the class names, batch normalizations' counters) is
+/// kept. Errors when the file describes no adapters.
+pub fn save_merged_adapters(path: &Path, out: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    let c = from_bytes(&path.display().to_string(), &bytes)?;
+    let mut metadata = c.metadata.clone();
+    let lora = if let Some(mut a) = c.architecture(path)? {
+        let lora = a.model.lora.take();
+        metadata.insert(ARCHITECTURE_KEY.into(), architecture_json(&a)?);
+        lora
+    } else if let Some(mut a) = c.functional_architecture(path)? {
+        let lora = a.functional.lora.take();
+        metadata.insert(FUNCTIONAL_KEY.into(), architecture_json(&a)?);
+        lora
+    } else {
+        None
+    };
+    let lora = lora.ok_or_else(|| Error::Data {
+        path: path.display().to_string(),
+        message: "describes no LoRA adapters to merge (a model trained with --lora does)".into(),
+    })?;
+    let merged = crate::nn::lora::merged(&c.tensors, &lora).map_err(|e| e.in_file(path, "its adapters"))?;
+    let mut entries: Vec<Entry> = merged
+        .iter()
+        .map(|(name, shape, v)| f32_entry(name.clone(), shape, v))
+        .collect();
+    // The entries that are not f32 weights (batch normalizations' counters), as they are.
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| Error::Data {
+        path: path.display().to_string(),
+        message: format!("is not a safetensors file: {e}"),
+    })?;
+    for (name, view) in file.tensors() {
+        if view.dtype() != Dtype::F32 {
+            entries.push((name, view.dtype(), view.shape().to_vec(), view.data().to_vec()));
+        }
+    }
+    write_atomic(out, &serialize(&entries, metadata)?)
+}
+
 /// Reads a [`save_model`] file and rebuilds the model it describes, compiled on
 /// `ctx` with the file's weights (the optimizer's state starts from zero, as after
 /// [`Sequential::compile`]); returns it with the file's contents.

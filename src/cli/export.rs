@@ -16,7 +16,9 @@ pub struct ExportArgs {
     /// The folder to write config.json, model.safetensors and tokenizer.json to
     /// (created if missing), which transformers' GPT2LMHeadModel.from_pretrained
     /// reads. A checkpoint with LoRA adapters is written with the adapters merged
-    /// into the weights (PEFT's merge_and_unload).
+    /// into the weights (PEFT's merge_and_unload). A FILE.safetensors instead: the
+    /// wgml checkpoint of any model trained with --lora, its adapters merged (a
+    /// plain model, which PyTorch's strict load_state_dict reads).
     #[arg(long)]
     pub save: PathBuf,
     /// Write the checkpoint's LoRA adapters alone, as a PEFT adapter folder
@@ -29,6 +31,20 @@ pub struct ExportArgs {
 
 pub fn run(args: &ExportArgs) -> Result<ExitCode> {
     let start = std::time::Instant::now();
+    if args.save.extension().is_some_and(|e| e == "safetensors") {
+        if args.peft {
+            return Err(wgml::Error::invalid(
+                "--peft writes an adapter folder: give --save a folder, not a .safetensors file",
+            ));
+        }
+        checkpoint::save_merged_adapters(&args.checkpoint, &args.save)?;
+        println!(
+            "saved {} in {:.1} s: the model with its LoRA adapters merged into the weights",
+            args.save.display(),
+            start.elapsed().as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let c = checkpoint::load(&args.checkpoint)?;
     if args.peft {
         let summary = wgml::peft::write_adapter(&c, &args.checkpoint, &args.save)?;
