@@ -364,6 +364,26 @@ fn train_vae_reports_both_terms_and_saves_pytorch_names() {
         &["train", "--model", "vae", "--freeze", "1"],
         &["--freeze does not apply to --model vae"],
     );
+    // --ema: the averages replace the weights, and the test is of them.
+    let out = wgml(&[
+        "train",
+        "--model",
+        "vae",
+        "--steps",
+        "3",
+        "--batch-size",
+        "16",
+        "--latent",
+        "3",
+        "--ema",
+        "0.5",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("the weights are now their moving average (momentum 0.5): tested and saved so"),
+        "{stdout}"
+    );
     fails_with(&["train", "--model", "vae", "--batch-size", "0"], &["batch size"]);
     fails_with(
         &["train", "--latent", "3"],

@@ -121,6 +121,8 @@ pub fn train_on_terms(
         model,
     };
     let terms = TermNames::of(net);
+    let ema = args.ema.map(wgml::graph::Ema::new).transpose()?;
+    net.set_ema(ctx, ema)?;
     let history = {
         let epochs = run.epochs;
         fit_terms(ctx, net, train, test, &config, |event| match event {
@@ -140,10 +142,18 @@ pub fn train_on_terms(
         })?
     };
     let sample = net.sample_len().max(1);
+    if let Some(m) = ema {
+        net.finalize_ema(ctx)?;
+        println!(
+            "the weights are now their moving average (momentum {}): tested and saved so",
+            m.get()
+        );
+    }
     // The last epoch's test terms are the final ones (no step since, the same
-    // noise); a run that trained no epoch evaluates now.
+    // noise) unless the averages replaced the weights; a run that trained no
+    // epoch evaluates now.
     let test_terms = match history.last() {
-        Some(e) if !e.test.is_empty() => e.test.clone(),
+        Some(e) if !e.test.is_empty() && ema.is_none() => e.test.clone(),
         _ => net.evaluate(ctx, test, 256.max(run.batch))?,
     };
     let te = terms.named(&test_terms);

@@ -21,12 +21,7 @@ const SAMPLES_SIDE: usize = 8;
 const JUDGED: usize = 1000;
 
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
-    // --ema keeps a moving average of the generator's weights.
-    let without_ema = TrainArgs {
-        ema: None,
-        ..args.clone()
-    };
-    refuse_supervised_flags(&without_ema, "it trains both networks with Adam, β1 = 0.5")?;
+    refuse_supervised_flags(args, "it trains both networks with Adam, β1 = 0.5")?;
     let ema = args.ema.map(wgml::graph::Ema::new).transpose()?;
     let data = load_data(
         args.data.as_deref().unwrap_or("mnist-10k"),

@@ -87,6 +87,7 @@ pub struct TrainArgs {
     /// use_ema with ema_momentum, e.g. 0.99 or 0.999), updated after every step, and
     /// end training with it in the weights' place (saved and tested so). With
     /// --model gan: of the generator's weights, after every generator step.
+    /// Models trained on loss terms (vae, a functional file) keep one too.
     #[arg(long, value_name = "M")]
     pub ema: Option<f32>,
     /// Weigh each training sample's loss by its class (Keras' class_weight):
@@ -1281,7 +1282,8 @@ fn is_gpt2(f: &nn::Functional) -> bool {
 /// Refuses, by name, the first flag of `wgml train` given that a model trained on
 /// its own loss terms (`--model vae|gan` or a functional file, which trains with
 /// `how`) has no use for: the supervised fit's validation, early stopping,
-/// schedules, gradient accumulation, transfer and augmentation flags.
+/// schedules, gradient accumulation, transfer and augmentation flags (`--ema`
+/// applies to them too).
 pub fn refuse_supervised_flags(args: &TrainArgs, how: &str) -> Result<()> {
     let given = [
         ("--val-split", args.val_split.is_some()),
@@ -1299,7 +1301,6 @@ pub fn refuse_supervised_flags(args: &TrainArgs, how: &str) -> Result<()> {
         ("--no-decay", !args.no_decay.is_empty()),
         ("--label-smoothing", args.label_smoothing.is_some()),
         ("--class-weight", args.class_weight.is_some()),
-        ("--ema", args.ema.is_some()),
         ("--top-k", args.top_k.is_some()),
         ("--reduce-lr-patience", args.reduce_lr_patience.is_some()),
         ("--augment-shift", args.augment_shift.is_some()),

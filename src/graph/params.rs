@@ -234,21 +234,10 @@ impl ParamStore {
     /// A store whose parameters already have theirs keeps them and their start
     /// (the nn layer's `Model::set_ema` drops them all together).
     pub fn ensure_averages(&mut self, ctx: &Context, start: u32) -> Result<()> {
-        self.ensure_averages_of(ctx, start, |p| p.trainable)
-    }
-
-    /// [`ParamStore::ensure_averages`] for the parameters `which` picks (a GAN's
-    /// generator among both networks' weights).
-    pub fn ensure_averages_of(
-        &mut self,
-        ctx: &Context,
-        start: u32,
-        which: impl Fn(&Param) -> bool,
-    ) -> Result<()> {
         // Copies on the GPU, queued in one submission: nothing is read back.
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         let mut made = false;
-        for p in self.params.iter_mut().filter(|p| which(p) && p.ema.is_none()) {
+        for p in self.params.iter_mut().filter(|p| p.trainable && p.ema.is_none()) {
             let average = Tensor::zeros(ctx, &p.shape, DType::F32)?;
             let bytes = (p.value.numel() * 4) as u64;
             encoder.copy_buffer_to_buffer(&p.value.buffer, 0, &average.buffer, 0, bytes);

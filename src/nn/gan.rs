@@ -240,29 +240,19 @@ impl GanModel {
     /// [`GanModel::finalize_ema`] puts them in the generator's weights' place. A
     /// change drops the averages kept so far.
     pub fn set_ema(&mut self, ctx: &Context, ema: Option<crate::graph::Ema>) -> Result<()> {
-        if ema == self.generator.ema() {
-            return Ok(());
-        }
+        // The generator's step makes the averages of its trainable weights; the
+        // whole store holds them too, for backups and finalizing.
+        self.generator.set_ema(ctx, ema)?;
         for p in &mut self.store.params {
-            p.ema = None;
-        }
-        if ema.is_some() {
-            let generator: Vec<&str> = self
+            p.ema = self
                 .generator
                 .store
                 .params
                 .iter()
-                .filter(|p| p.trainable)
-                .map(|p| p.name.as_str())
-                .collect();
-            let start = self.generator.step + 1;
-            self.store
-                .ensure_averages_of(ctx, start, |p| generator.contains(&p.name.as_str()))?;
+                .find(|g| g.trainable && g.name == p.name)
+                .and_then(|g| g.ema.clone());
         }
-        // The generator's step sees the averages through its view of the store.
-        let averaged = ParamStore::sharing(&self.generator.graph, &self.store)?;
-        self.generator.store = averaged;
-        self.generator.set_ema(ema);
+        self.store.ema_start = self.generator.store.ema_start;
         Ok(())
     }
 
@@ -274,7 +264,7 @@ impl GanModel {
     /// Replaces the generator's weights with their moving averages; nothing when
     /// none is kept. Queued, nothing read back.
     pub fn finalize_ema(&self, ctx: &Context) -> Result<()> {
-        self.generator.store.finalize_averages(ctx)
+        self.generator.finalize_ema(ctx)
     }
 
     /// One discriminator step on the `n` real images `real` (in [-1, 1]) and one

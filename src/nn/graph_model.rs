@@ -66,14 +66,29 @@ impl GraphModel {
     }
 
     /// Its training steps update a moving average of each trainable weight with this
-    /// momentum (see `Model::set_ema`); every trainable parameter of its store must
-    /// have its average tensor (`ParamStore::ensure_averages`) before the next
-    /// training step. Drops the plans built for another setting.
-    pub fn set_ema(&mut self, ema: Option<crate::graph::Ema>) {
-        if ema != self.ema {
-            self.ema = ema;
-            self.plans.clear();
+    /// momentum, from the next step on (which takes the weights themselves), as
+    /// `Model::set_ema`; `None` keeps none. The averages are made now (so a backup
+    /// read next restores them); a change drops the ones kept so far and the plans
+    /// built for the old setting.
+    pub fn set_ema(&mut self, ctx: &Context, ema: Option<crate::graph::Ema>) -> Result<()> {
+        if ema == self.ema {
+            return Ok(());
         }
+        for p in &mut self.store.params {
+            p.ema = None;
+        }
+        self.ema = ema;
+        self.plans.clear();
+        if ema.is_some() {
+            self.store.ensure_averages(ctx, self.step + 1)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces each trainable weight with its moving average; nothing when none
+    /// is kept. Queued, nothing read back.
+    pub fn finalize_ema(&self, ctx: &Context) -> Result<()> {
+        self.store.finalize_averages(ctx)
     }
 
     /// The moving average kept, if any.
