@@ -1608,6 +1608,7 @@ fn a_gpt2_fine_tunes_low_rank_adapters_and_exports_them() {
         "512 trainable",
         "8 LoRA adapter tensors start anew",
         "loaded 36 tensor(s)",
+        "LoRA: 4 adapters of rank 2, alpha 8 (scale 4), dropout 0 on attn.query, attn.value; every other tensor frozen",
     ] {
         assert!(stdout.contains(want), "{want:?} in {stdout}");
     }

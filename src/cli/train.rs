@@ -948,6 +948,29 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         .model
         .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
     model.fuse = !args.no_fuse;
+    if let Some(lora) = model.spec_lora() {
+        let adapters = model
+            .store
+            .params
+            .iter()
+            .filter(|p| nn::lora::is_adapter(&p.name))
+            .count()
+            / 2;
+        println!(
+            "LoRA: {adapters} adapters of rank {}, alpha {} (scale {}), dropout {} on {}{}; every other \
+             tensor frozen",
+            lora.rank,
+            lora.alpha,
+            lora.scaling(),
+            lora.dropout,
+            lora.targets.join(", "),
+            if lora.train.is_empty() {
+                String::new()
+            } else {
+                format!("; trained in full: {}", lora.train.join(", "))
+            }
+        );
+    }
     model.clip_norm = clip_norm;
     if let Some(mut weights) = class_weight {
         let shown: Vec<String> = weights
