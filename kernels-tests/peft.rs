@@ -6,6 +6,7 @@
 //! sum of the query's, key's and value's, its B by theirs side by side). Written
 //! back after training, the adapter is the trained one in PEFT's form: its
 //! c_attn adapter of rank 3·4 merges into the weights that `wgml export` merges.
+//! Broken or foreign adapter folders are refused by name.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -273,4 +274,108 @@ fn written_adapter_merges_as_export(
             assert!(w != hf_base[&weight].1, "{weight}: the adapter changed it");
         }
     }
+}
+
+/// A copy of the golden adapter in a fresh folder, its tensors passed through
+/// `tensors` (name, shape, values) and its settings through `settings`.
+fn edited_adapter(
+    name: &str,
+    tensors: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>),
+    settings: impl Fn(&mut serde_json::Value),
+) -> PathBuf {
+    let dir = fresh_dir(name);
+    let mut all: Vec<(String, Vec<usize>, Vec<f32>)> = tensors_of(&adapter().join(wgml::peft::TENSORS_FILE));
+    tensors(&mut all);
+    let bytes: Vec<Vec<u8>> = all
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = all
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s, _), b)| {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap();
+            (n.clone(), view)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join(wgml::peft::TENSORS_FILE)).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(adapter().join(wgml::peft::CONFIG_FILE)).unwrap()).unwrap();
+    settings(&mut config);
+    std::fs::write(dir.join(wgml::peft::CONFIG_FILE), config.to_string()).unwrap();
+    dir
+}
+
+/// Every tensor of safetensors file `path` (f32), sorted by name.
+fn tensors_of(path: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut all: Vec<(String, Vec<usize>, Vec<f32>)> =
+        tensors(path).into_iter().map(|(n, (s, v))| (n, s, v)).collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+/// Broken or foreign adapter folders are errors naming the file and what is
+/// wrong, never a panic, and leave the imported model as it was.
+#[test]
+fn adapters_wgml_cannot_read_are_refused_by_name() {
+    let refused = |dir: &Path| {
+        let mut imported = import_gpt2(&base(), Some(16), 1e-4).unwrap();
+        let e = wgml::peft::add_adapter(&mut imported, dir)
+            .unwrap_err()
+            .to_string();
+        assert!(imported.architecture.functional.lora.is_none(), "{e}");
+        e
+    };
+    let keep = |_: &mut Vec<(String, Vec<usize>, Vec<f32>)>| {};
+    let same = |_: &mut serde_json::Value| {};
+    let e = refused(&fresh_dir("peft-empty"));
+    assert!(e.contains("adapter_config.json"), "{e}");
+    let dir = edited_adapter("peft-ia3", keep, |c| c["peft_type"] = "IA3".into());
+    assert!(refused(&dir).contains("IA3"));
+    let dir = edited_adapter("peft-alpha", keep, |c| c["lora_alpha"] = (-1.0).into());
+    let e = refused(&dir);
+    assert!(e.contains("alpha") && e.contains("adapter_config.json"), "{e}");
+    let dir = edited_adapter("peft-dora", keep, |c| c["use_dora"] = true.into());
+    assert!(refused(&dir).contains("use_dora"));
+    // B of the wrong height.
+    let dir = edited_adapter(
+        "peft-shape",
+        |t| {
+            let b = t
+                .iter_mut()
+                .find(|t| t.0.ends_with("h.0.mlp.c_fc.lora_B.weight"))
+                .unwrap();
+            b.1 = vec![100, 4];
+            b.2.truncate(400);
+        },
+        same,
+    );
+    let e = refused(&dir);
+    assert!(e.contains("h.0.mlp.c_fc") && e.contains("[128, 4]"), "{e}");
+    // A block the model has not.
+    let dir = edited_adapter(
+        "peft-block",
+        |t| {
+            for x in t.iter_mut().filter(|t| t.0.contains("h.1.mlp.c_fc")) {
+                x.0 = x.0.replace("h.1.", "h.7.");
+            }
+        },
+        same,
+    );
+    assert!(refused(&dir).contains("h.7.mlp.c_fc"));
+    // A without its B.
+    let dir = edited_adapter(
+        "peft-half",
+        |t| t.retain(|t| !t.0.ends_with("h.0.attn.c_proj.lora_B.weight")),
+        same,
+    );
+    assert!(refused(&dir).contains("only one of"));
+    // A pickle instead of safetensors.
+    let dir = edited_adapter("peft-pickle", keep, same);
+    std::fs::rename(dir.join(wgml::peft::TENSORS_FILE), dir.join("adapter_model.bin")).unwrap();
+    assert!(refused(&dir).contains("safetensors"));
+    // Not a safetensors file at all.
+    let dir = edited_adapter("peft-garbage", keep, same);
+    std::fs::write(dir.join(wgml::peft::TENSORS_FILE), b"not a tensor file").unwrap();
+    assert!(refused(&dir).contains("is not a safetensors file"));
 }
