@@ -281,32 +281,21 @@ pub fn save_functional_tensors(
 }
 
 /// Writes the checkpoint file at `path` to `out` (atomically) with its low-rank
-/// adapters merged into the weights (PEFT's `merge_and_unload`, see
-/// [`crate::nn::lora`]) and its description without them: the same model as a
-/// plain one, which PyTorch's strict `load_state_dict` and wgml read alike. Every
-/// other entry (the tokenizer, the class names, batch normalizations' counters) is
-/// kept. Errors when the file describes no adapters.
+/// adapters merged into the weights ([`Checkpoint::merge_adapters`]): the same
+/// model as a plain one, which PyTorch's strict `load_state_dict` and wgml read
+/// alike. Every other entry (the tokenizer, the class names, batch
+/// normalizations' counters) is kept. Errors when the file describes no adapters.
 pub fn save_merged_adapters(path: &Path, out: &Path) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
-    let c = from_bytes(&path.display().to_string(), &bytes)?;
-    let mut metadata = c.metadata.clone();
-    let lora = if let Some(mut a) = c.architecture(path)? {
-        let lora = a.model.lora.take();
-        metadata.insert(ARCHITECTURE_KEY.into(), architecture_json(&a)?);
-        lora
-    } else if let Some(mut a) = c.functional_architecture(path)? {
-        let lora = a.functional.lora.take();
-        metadata.insert(FUNCTIONAL_KEY.into(), architecture_json(&a)?);
-        lora
-    } else {
-        None
-    };
-    let lora = lora.ok_or_else(|| Error::Data {
-        path: path.display().to_string(),
-        message: "describes no LoRA adapters to merge (a model trained with --lora does)".into(),
-    })?;
-    let merged = crate::nn::lora::merged(&c.tensors, &lora).map_err(|e| e.in_file(path, "its adapters"))?;
-    let mut entries: Vec<Entry> = merged
+    let mut c = from_bytes(&path.display().to_string(), &bytes)?;
+    if !c.merge_adapters(path)? {
+        return Err(Error::Data {
+            path: path.display().to_string(),
+            message: "describes no LoRA adapters to merge (a model trained with --lora does)".into(),
+        });
+    }
+    let mut entries: Vec<Entry> = c
+        .tensors
         .iter()
         .map(|(name, shape, v)| f32_entry(name.clone(), shape, v))
         .collect();
@@ -320,7 +309,7 @@ pub fn save_merged_adapters(path: &Path, out: &Path) -> Result<()> {
             entries.push((name, view.dtype(), view.shape().to_vec(), view.data().to_vec()));
         }
     }
-    write_atomic(out, &serialize(&entries, metadata)?)
+    write_atomic(out, &serialize(&entries, c.metadata)?)
 }
 
 /// Reads a [`save_model`] file and rebuilds the model it describes, compiled on
@@ -434,6 +423,32 @@ impl Checkpoint {
             path: path.display().to_string(),
             message: format!("its '{FUNCTIONAL_KEY}' entry is not a model description wgml reads: {e}"),
         })
+    }
+
+    /// Merges the low-rank adapters of the model the file describes into its weights
+    /// (PEFT's `merge_and_unload`, see [`crate::nn::lora`]) and drops them from its
+    /// tensors and its description: the same model, plain, computing the same up to
+    /// f32 rounding with fewer dispatches, as inference wants it. Returns false,
+    /// changing nothing, when the model has no adapters (`path` names the file in
+    /// errors).
+    pub fn merge_adapters(&mut self, path: &Path) -> Result<bool> {
+        let (key, json, lora) = if let Some(mut a) = self.architecture(path)? {
+            let Some(lora) = a.model.lora.take() else {
+                return Ok(false);
+            };
+            (ARCHITECTURE_KEY, architecture_json(&a)?, lora)
+        } else if let Some(mut a) = self.functional_architecture(path)? {
+            let Some(lora) = a.functional.lora.take() else {
+                return Ok(false);
+            };
+            (FUNCTIONAL_KEY, architecture_json(&a)?, lora)
+        } else {
+            return Ok(false);
+        };
+        self.tensors =
+            crate::nn::lora::merged(&self.tensors, &lora).map_err(|e| e.in_file(path, "its adapters"))?;
+        self.metadata.insert(key.into(), json);
+        Ok(true)
     }
 
     /// The `Sequential` model the file describes, if it does (`path` names it in errors).

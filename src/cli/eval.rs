@@ -124,7 +124,15 @@ struct Loaded {
 /// (the file must hold its weights), else the model the file describes, else the
 /// wgml model the file names, else the CNN.
 fn load_model(ctx: &wgml::Context, model: Option<&str>, weights: &Path) -> Result<Loaded> {
-    let c = checkpoint::load(weights)?;
+    let mut c = checkpoint::load(weights)?;
+    // Inference runs the adapters merged into the weights: the same outputs up to
+    // f32 rounding, without the adapters' dispatches.
+    if c.merge_adapters(weights)? {
+        eprintln!(
+            "note: the LoRA adapters of {} are merged into its weights",
+            weights.display()
+        );
+    }
     let vocabulary = c.vocabulary(weights)?;
     if model.is_none()
         && let Some((m, class_names)) = c.build(ctx, weights)?
