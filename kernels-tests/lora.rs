@@ -114,6 +114,16 @@ fn adapters_train_equal_to_the_reference_and_the_base_keeps_its_bits() {
                     ],
                     "{what}"
                 );
+                // The query's and value's adapters read one input: one mask (PEFT's
+                // c_attn draws one); ff's has its own.
+                let masks = model
+                    .net
+                    .graph
+                    .nodes
+                    .iter()
+                    .filter(|n| matches!(n.op, wgml::graph::Op::Dropout { .. }))
+                    .count();
+                assert_eq!(masks, if dropout > 0.0 { 2 } else { 0 }, "{what}");
                 let start = with_random_b(&model.net.store.download(ctx).unwrap(), 6);
                 model.net.store.load(ctx, &start).unwrap();
                 let cpu = steps_equal_reference(ctx, &what, &mut model.net, &x, b, 3);

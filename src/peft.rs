@@ -15,8 +15,8 @@
 //!   placed block-diagonally, α scaled by k so α/r stays (PEFT's `rank_pattern`
 //!   and `alpha_pattern` for that module). That is exactly the sum of the three.
 //!
-//! Training differs in one respect: with `lora_dropout`, PEFT draws one mask for
-//! `c_attn`'s input, wgml one for each projection's.
+//! With `lora_dropout`, the three projections' adapters share one mask on their
+//! input, as PEFT's `c_attn` adapter draws one.
 //!
 //! The adapter's settings must be ones wgml computes as PEFT does: LoRA (no DoRA),
 //! `bias` "none", no `modules_to_save`, one rank and α for every module

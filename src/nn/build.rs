@@ -191,10 +191,17 @@ impl LayerBuild<'_> {
         let b = self
             .g
             .param(&format!("{module}.{LORA_B}"), &b_shape, Init::Zeros, name);
-        let x = if lora.dropout > 0.0 {
-            self.g.dropout(x, lora.dropout, name)?
-        } else {
-            x
+        // One layer's adapters on one input share its dropout mask, as PEFT's one
+        // c_attn adapter draws one for the query, key and value.
+        let shared = self
+            .g
+            .nodes
+            .iter()
+            .position(|n| n.layer == name && matches!(n.op, Op::Dropout { x: input, .. } if input == x));
+        let x = match shared {
+            _ if lora.dropout == 0.0 => x,
+            Some(dropped) => dropped,
+            None => self.g.dropout(x, lora.dropout, name)?,
         };
         let low = down(self.g, x, a)?;
         let low = self.g.scale(low, lora.scaling(), name)?;
