@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::SafeTensors;
 use wgml::checkpoint;
+use wgml::gpu::AdapterClass;
 use wgml::import::{Imported, import_gpt2};
 use wgml::kernels::optim::Optimizer;
 use wgml::nn::model::Batch;
@@ -102,6 +103,42 @@ fn a_peft_adapter_gives_pefts_probabilities_and_gradients() {
         .unzip();
     assert!(got.len() > 9000, "{} of 9600 compared", got.len());
     assert_close("log probabilities against PEFT", &got, &expect, 2e-4, 1e-5);
+    // The key/value-cached decoder runs the adapters too (the adapted key and value
+    // projections feed its cache): stepped, and prefilled as CPU adapters and GPUs
+    // plan it, each position's probabilities are the whole window's.
+    let mut decoder = wgml::graph::decode::Decoder::new(ctx, &model.graph, &model.store, model.output)
+        .unwrap()
+        .expect("an adapted GPT-2 decodes with a key/value cache");
+    let ids_u32: Vec<u32> = ids.iter().map(|&v| v as u32).collect();
+    let softmax = |logits: &[f32]| {
+        let mut p = vec![0.0; logits.len()];
+        wgml::reference::softmax::softmax(logits, logits.len(), &mut p);
+        p
+    };
+    for (p, &id) in ids_u32.iter().enumerate().take(6) {
+        let cached = softmax(&decoder.step(ctx, id).unwrap());
+        assert_close(
+            &format!("cached position {p}"),
+            &cached,
+            &probs[p * 300..(p + 1) * 300],
+            1e-7,
+            1e-5,
+        );
+    }
+    let _restore = PlanAs(ctx);
+    for (class, n) in [(AdapterClass::Native, 13), (AdapterClass::GpuWithoutSubgroups, 9)] {
+        ctx.set_adapter_class(class);
+        decoder.reset();
+        decoder.prefill(ctx, &ids_u32[..n]).unwrap();
+        let cached = softmax(&decoder.step(ctx, ids_u32[n]).unwrap());
+        assert_close(
+            &format!("{class:?}: position {n} after a prefill"),
+            &cached,
+            &probs[n * 300..(n + 1) * 300],
+            1e-7,
+            1e-5,
+        );
+    }
 
     // PEFT's loss over 32 ids reads positions 0..=30 against ids 1..=31.
     let imported = adapted("peft-grads", 31);
