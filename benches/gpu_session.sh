@@ -90,6 +90,18 @@ if [ "$stage" = wgml ] || [ "$stage" = all ]; then
     # < 1 ms of accumulation (BENCHMARKS.md, "Gradient accumulation").
     run gpt2-b2x4 240 "$wgml" train --model examples/models/gpt2_small.json --data text:README.md \
         --batch-size 2 --accumulate 4 --steps 5 --metrics "$logs/gpt2-b2x4.json"
+    # LoRA rank 8 on q, k, v from gpt2-b8's checkpoint: the frozen weight gradients
+    # and their Adam go (about a third of the step's products; BENCHMARKS.md, "Low-rank
+    # adapters"); its profile shows what the adapters' small products cost here.
+    run gpt2-lora-b8 240 "$wgml" train --model /tmp/gpt2-small.safetensors --data text:README.md \
+        --batch-size 8 --steps 20 --lora 8 --lora-alpha 16 --save /tmp/gpt2-lora.safetensors \
+        --metrics "$logs/gpt2-lora-b8.json"
+    run profile-gpt2-lora-b8 120 "$wgml" train --model /tmp/gpt2-small.safetensors \
+        --data text:README.md --profile --batch-size 8 --lora 8 --lora-alpha 16
+    # Generation from the LoRA checkpoint merges the adapters at load: the same pace as
+    # the plain model's (gpt2-generate).
+    run gpt2-lora-generate 120 "$wgml" generate --weights /tmp/gpt2-lora.safetensors --prompt "Th" \
+        --tokens 100 --temperature 0
     run gpt2-generate 120 "$wgml" generate --weights /tmp/gpt2-small.safetensors --prompt "Th" \
         --tokens 100 --temperature 0
     run gpt2-generate-no-cache 120 "$wgml" generate --weights /tmp/gpt2-small.safetensors \
