@@ -233,7 +233,9 @@ fn adapter_tensors(
         let targets = wgml_modules(&peft, c).ok_or_else(|| {
             format!(
                 "has an adapter on '{peft}', which is not a GPT-2 product wgml adapts (h.N.attn.c_attn, \
-                 h.N.attn.c_proj, h.N.mlp.c_fc, h.N.mlp.c_proj, lm_head)"
+                 h.N.attn.c_proj, h.N.mlp.c_fc, h.N.mlp.c_proj for N below the model's {} blocks, \
+                 lm_head): an adapter for another model?",
+                c.layers
             )
         })?;
         let (Some((sa, a)), Some((sb, b))) = (a, b) else {

@@ -251,9 +251,13 @@ impl LayerBuild<'_> {
             }
             if *trains != trainable {
                 let state = |t: bool| if t { "trainable" } else { "frozen" };
+                let fix = if self.lora.is_some() {
+                    "under LoRA, name both layers in --lora-train (the model's `train`) or neither"
+                } else {
+                    "freeze both layers or neither"
+                };
                 return Err(Error::invalid(format!(
-                    "layer '{name}' is {} but '{to}', which its {suffix} is tied to, is {}; freeze \
-                     both layers or neither",
+                    "layer '{name}' is {} but '{to}', which its {suffix} is tied to, is {}; {fix}",
                     state(trainable),
                     state(*trains)
                 )));
