@@ -16,17 +16,16 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::checkpoint::{self, Checkpoint, FunctionalArchitecture};
+use crate::checkpoint::{self, Checkpoint};
 use crate::error::{Error, Result};
 use crate::graph::params::NamedValues;
 use crate::import::{ACTIVATIONS, Gpt2Config};
-use crate::nn::Layer;
 use crate::nn::functional::{FunctionalLayer, LayerOrOp};
+use crate::nn::{Functional, Layer};
 
-/// The GPT-2 settings and context (positions) of `a`, when it is a GPT-2 as
-/// [`Gpt2Config::architecture`] writes one; else what differs.
-pub fn gpt2_config_of(a: &FunctionalArchitecture) -> std::result::Result<(Gpt2Config, usize), String> {
-    let f = &a.functional;
+/// The GPT-2 settings and context (positions) of functional model `f`, when it is
+/// a GPT-2 as [`Gpt2Config::architecture`] writes one; else what differs.
+pub fn gpt2_config_of(f: &Functional) -> std::result::Result<(Gpt2Config, usize), String> {
     let layer = |name: &str| {
         f.layers.iter().find_map(|l: &FunctionalLayer| match &l.what {
             LayerOrOp::Layer(layer) if l.name == name => Some(layer),
@@ -173,7 +172,7 @@ pub fn export_gpt2(c: &Checkpoint, path: &Path, dir: &Path) -> Result<Exported> 
                 .into(),
         )
     })?;
-    let (config, context) = gpt2_config_of(&a).map_err(bad)?;
+    let (config, context) = gpt2_config_of(&a.functional).map_err(bad)?;
     let merged;
     let own = match &a.functional.lora {
         Some(lora) => {

@@ -129,7 +129,8 @@ pub fn read_adapter(dir: &Path, c: &Gpt2Config) -> Result<(LoraConfig, Vec<Named
 /// [`crate::import::import_gpt2`] read: its model gets the adapters (every other
 /// tensor frozen) and its tensors the adapter's. Returns one line on what was read.
 pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result<String> {
-    let (config, _) = crate::export::gpt2_config_of(&imported.architecture).map_err(Error::invalid)?;
+    let (config, _) =
+        crate::export::gpt2_config_of(&imported.architecture.functional).map_err(Error::invalid)?;
     let (lora, tensors, summary) = read_adapter(dir, &config)?;
     imported.architecture.functional.lora = Some(lora);
     imported.tensors.extend(tensors);
@@ -301,7 +302,7 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     let a = c
         .functional_architecture(path)?
         .ok_or_else(|| bad("holds no functional model (a GPT-2 from wgml import)".into()))?;
-    let (config, _) = crate::export::gpt2_config_of(&a).map_err(bad)?;
+    let (config, _) = crate::export::gpt2_config_of(&a.functional).map_err(bad)?;
     let lora = a.functional.lora.as_ref().ok_or_else(|| {
         bad("has no LoRA adapters to write (train it with --lora, or export the whole model)".into())
     })?;
@@ -324,11 +325,14 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     let mut targets: Vec<String> = Vec::new();
     let mut ranks = serde_json::Map::new();
     let mut alphas = serde_json::Map::new();
-    let mut push = |module: String, a: Vec<f32>, a_shape: Vec<usize>, b: Vec<f32>, b_shape: Vec<usize>| {
+    // Module `module`'s A and B, each (shape, values).
+    type Part = (Vec<usize>, Vec<f32>);
+    let mut push = |module: String, (a_shape, a): Part, (b_shape, b): Part| {
         entries.push((format!("{PREFIX}{module}.{LORA_A}"), a_shape, a));
         entries.push((format!("{PREFIX}{module}.{LORA_B}"), b_shape, b));
         targets.push(module);
     };
+    let part = |t: &NamedValues| (t.1.clone(), t.2.clone());
     for i in 0..config.layers {
         let h = format!("h.{i}");
         let parts: Vec<(usize, (&NamedValues, &NamedValues))> = ["query", "key", "value"]
@@ -353,7 +357,7 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
                 ranks.insert(module.clone(), json!(k * r));
                 alphas.insert(module.clone(), json!(lora.alpha * k as f32));
             }
-            push(module, a, vec![k * r, d], b, vec![3 * d, k * r]);
+            push(module, (vec![k * r, d], a), (vec![3 * d, k * r], b));
         }
         for (wgml, peft) in [
             ("attn.output", "attn.c_proj"),
@@ -361,24 +365,12 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
             ("mlp.c_proj", "mlp.c_proj"),
         ] {
             if let Some((a, b)) = adapter(&format!("{h}.{wgml}")) {
-                push(
-                    format!("transformer.{h}.{peft}"),
-                    a.2.clone(),
-                    a.1.clone(),
-                    b.2.clone(),
-                    b.1.clone(),
-                );
+                push(format!("transformer.{h}.{peft}"), part(a), part(b));
             }
         }
     }
     if let Some((a, b)) = adapter("lm_head") {
-        push(
-            "lm_head".into(),
-            a.2.clone(),
-            a.1.clone(),
-            b.2.clone(),
-            b.1.clone(),
-        );
+        push("lm_head".into(), part(a), part(b));
     }
     let settings = json!({
         "peft_type": "LORA",

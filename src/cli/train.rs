@@ -1294,12 +1294,7 @@ fn add_lora(model: &mut ModelSpec, rank: usize, args: &TrainArgs) -> Result<()> 
 
 /// Whether `f` is a GPT-2 as `wgml import` describes one.
 fn is_gpt2(f: &nn::Functional) -> bool {
-    let a = wgml::checkpoint::FunctionalArchitecture {
-        functional: f.clone(),
-        optimizer: wgml::kernels::optim::Optimizer::adam(1e-4),
-        class_names: Vec::new(),
-    };
-    wgml::export::gpt2_config_of(&a).is_ok()
+    wgml::export::gpt2_config_of(f).is_ok()
 }
 
 /// Refuses, by name, the first flag of `wgml train` given that a model trained on
