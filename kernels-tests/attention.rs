@@ -1,7 +1,8 @@
 //! Fused attention (`kernels::attention`) against its CPU twin on odd shapes: one
 //! token, more keys than queries and the reverse, several row blocks and key tiles,
 //! causal masks across blocks, heads of the largest size, folded grids, dropout on
-//! the weights; the twin's gradients against central differences; the twin's
+//! the weights, padded keys (a length per sample, 0 included); the twin's
+//! gradients against central differences; the twin's
 //! dropout is the dropout twin's mask on the weights; bad shapes, aliasing and
 //! dropout without a step refused.
 
@@ -33,6 +34,14 @@ fn step_uniform(ctx: &wgml::Context) -> StepUniform {
     let opt = Optimizer::sgd(0.1, 0.0);
     step.write(ctx, &opt, T, opt.lr()).unwrap();
     step
+}
+
+/// Key lengths of `d`'s samples that pad some keys: half the keys, none, all,
+/// one, in turn.
+fn padded(d: &AttentionDims) -> Vec<f32> {
+    (0..d.batch)
+        .map(|b| [d.tk.div_ceil(2), 0, d.tk, 1][b % 4] as f32)
+        .collect()
 }
 
 /// Inputs `q, k, v, d_o` for `d`.
@@ -67,42 +76,86 @@ fn fused_attention_matches_its_twin() {
     ];
     for (n, d) in cases.iter().enumerate() {
         let [q, k, v, g] = inputs(d, 70 + n as u64);
-        let mut want_o = vec![0.0; g.len()];
-        let mut want_stats = vec![0.0; d.stats_len()];
-        reference::attention::attention_forward(d, &q, &k, &v, &mut want_o, &mut want_stats, T).unwrap();
-        let (mut wq, mut wk, mut wv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-        reference::attention::attention_backward(d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv, T).unwrap();
-        // Unfolded, then every grid folded to 2 workgroups a dimension.
-        for fold in [0, 2] {
-            ctx.set_max_groups_per_dim(fold);
-            let t = |x: &[f32]| Tensor::from_f32(ctx, x, &[x.len()]).unwrap();
-            let (qt, kt, vt, gt) = (t(&q), t(&k), t(&v), t(&g));
-            let o = nan_tensor(ctx, &[g.len()]);
-            let stats = nan_tensor(ctx, &[d.stats_len()]);
-            let (dq, dk, dv) = (
-                nan_tensor(ctx, &[q.len()]),
-                nan_tensor(ctx, &[k.len()]),
-                nan_tensor(ctx, &[v.len()]),
-            );
-            let step = Some(&step);
-            let mut run =
-                vec![attention::attention_forward(ctx, d, &qt, &kt, &vt, &o, &stats, step).unwrap()];
-            let grads = AttentionGrads {
-                dq: Some(&dq),
-                dkv: Some((&dk, &dv)),
-            };
-            run.extend(
-                attention::attention_backward(ctx, d, &qt, &kt, &vt, &o, &stats, &gt, grads, step).unwrap(),
-            );
-            ctx.run_all(&run).unwrap();
-            let what = |s: &str| format!("{d:?} fold {fold}: {s}");
-            assert_close(&what("o"), &o.to_f32(ctx).unwrap(), &want_o, 1e-5, 1e-5);
-            let lse: Vec<f32> = stats.to_f32(ctx).unwrap().iter().step_by(2).copied().collect();
-            let want_lse: Vec<f32> = want_stats.iter().step_by(2).copied().collect();
-            assert_close(&what("log-sum-exp"), &lse, &want_lse, 1e-5, 1e-5);
-            assert_close(&what("dq"), &dq.to_f32(ctx).unwrap(), &wq, 1e-5, 1e-4);
-            assert_close(&what("dk"), &dk.to_f32(ctx).unwrap(), &wk, 1e-5, 1e-4);
-            assert_close(&what("dv"), &dv.to_f32(ctx).unwrap(), &wv, 1e-5, 1e-4);
+        let keys = padded(d);
+        // Every key, then padding (unfolded only: the folds check the grid).
+        for (lengths, fold) in [(None, 0), (None, 2), (Some(&keys[..]), 0)] {
+            let mut want_o = vec![0.0; g.len()];
+            let mut want_stats = vec![0.0; d.stats_len()];
+            reference::attention::attention_forward(
+                d,
+                (&q, &k, &v),
+                lengths,
+                &mut want_o,
+                &mut want_stats,
+                T,
+            )
+            .unwrap();
+            let (mut wq, mut wk, mut wv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
+            reference::attention::attention_backward(
+                d,
+                (&q, &k, &v),
+                lengths,
+                &g,
+                &mut wq,
+                &mut wk,
+                &mut wv,
+                T,
+            )
+            .unwrap();
+            {
+                ctx.set_max_groups_per_dim(fold);
+                let t = |x: &[f32]| Tensor::from_f32(ctx, x, &[x.len()]).unwrap();
+                let (qt, kt, vt, gt) = (t(&q), t(&k), t(&v), t(&g));
+                let lt = lengths.map(t);
+                let o = nan_tensor(ctx, &[g.len()]);
+                let stats = nan_tensor(ctx, &[d.stats_len()]);
+                let (dq, dk, dv) = (
+                    nan_tensor(ctx, &[q.len()]),
+                    nan_tensor(ctx, &[k.len()]),
+                    nan_tensor(ctx, &[v.len()]),
+                );
+                let step = Some(&step);
+                let qkv = (&qt, &kt, &vt);
+                let mut run =
+                    vec![attention::attention_forward(ctx, d, qkv, lt.as_ref(), &o, &stats, step).unwrap()];
+                let grads = AttentionGrads {
+                    dq: Some(&dq),
+                    dkv: Some((&dk, &dv)),
+                };
+                run.extend(
+                    attention::attention_backward(ctx, d, qkv, lt.as_ref(), &o, &stats, &gt, grads, step)
+                        .unwrap(),
+                );
+                ctx.run_all(&run).unwrap();
+                let what = |s: &str| format!("{d:?} lengths {lengths:?} fold {fold}: {s}");
+                assert_close(&what("o"), &o.to_f32(ctx).unwrap(), &want_o, 1e-5, 1e-5);
+                let lse: Vec<f32> = stats.to_f32(ctx).unwrap().iter().step_by(2).copied().collect();
+                let want_lse: Vec<f32> = want_stats.iter().step_by(2).copied().collect();
+                assert_close(&what("log-sum-exp"), &lse, &want_lse, 1e-5, 1e-5);
+                assert_close(&what("dq"), &dq.to_f32(ctx).unwrap(), &wq, 1e-5, 1e-4);
+                assert_close(&what("dk"), &dk.to_f32(ctx).unwrap(), &wk, 1e-5, 1e-4);
+                assert_close(&what("dv"), &dv.to_f32(ctx).unwrap(), &wv, 1e-5, 1e-4);
+                if let Some(l) = lengths {
+                    // A sample of no key attends to nothing; a padding key gets no gradient.
+                    let o = o.to_f32(ctx).unwrap();
+                    let per = o.len() / d.batch;
+                    for (b, &len) in l.iter().enumerate() {
+                        if len == 0.0 {
+                            assert!(
+                                o[b * per..(b + 1) * per].iter().all(|&x| x == 0.0),
+                                "{}",
+                                what("o of 0 keys")
+                            );
+                        }
+                    }
+                    let dk = dk.to_f32(ctx).unwrap();
+                    let row = d.heads * d.dk;
+                    for (b, &len) in l.iter().enumerate() {
+                        let pad = &dk[(b * d.tk + len as usize) * row..(b + 1) * d.tk * row];
+                        assert!(pad.iter().all(|&x| x == 0.0), "{}", what("dk of padding"));
+                    }
+                }
+            }
         }
     }
 }
@@ -117,18 +170,19 @@ fn only_the_gradients_asked_for_are_written() {
     let o = nan_tensor(ctx, &[g.len()]);
     let stats = nan_tensor(ctx, &[d.stats_len()]);
     let dq = nan_tensor(ctx, &[q.len()]);
-    let mut run = vec![attention::attention_forward(ctx, &d, &qt, &kt, &vt, &o, &stats, None).unwrap()];
+    let qkv = (&qt, &kt, &vt);
+    let mut run = vec![attention::attention_forward(ctx, &d, qkv, None, &o, &stats, None).unwrap()];
     let grads = AttentionGrads {
         dq: Some(&dq),
         dkv: None,
     };
-    let backward =
-        attention::attention_backward(ctx, &d, &qt, &kt, &vt, &o, &stats, &gt, grads, None).unwrap();
+    let backward = attention::attention_backward(ctx, &d, qkv, None, &o, &stats, &gt, grads, None).unwrap();
     assert_eq!(backward.len(), 2, "D and dq only");
     run.extend(backward);
     ctx.run_all(&run).unwrap();
     let (mut wq, mut wk, mut wv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-    reference::attention::attention_backward(&d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv, T).unwrap();
+    reference::attention::attention_backward(&d, (&q, &k, &v), None, &g, &mut wq, &mut wk, &mut wv, T)
+        .unwrap();
     assert_close("dq alone", &dq.to_f32(ctx).unwrap(), &wq, 1e-5, 1e-4);
 }
 
@@ -142,7 +196,7 @@ fn the_twins_dropout_masks_the_weights_as_the_dropout_twin_does() {
     let [q, k, v, _] = inputs(&d, 97);
     let mut o = vec![0.0; d.batch * d.tq * d.heads * d.dv];
     let mut stats = vec![0.0; d.stats_len()];
-    reference::attention::attention_forward(&d, &q, &k, &v, &mut o, &mut stats, T).unwrap();
+    reference::attention::attention_forward(&d, (&q, &k, &v), None, &mut o, &mut stats, T).unwrap();
     // The same from the weights: per (b, h) P = softmax(scale·QKᵀ) masked.
     let (b, h, tq, tk, dk, dv) = (d.batch, d.heads, d.tq, d.tk, d.dk, d.dv);
     let mut p = vec![0.0f32; b * h * tq * tk];
@@ -157,7 +211,7 @@ fn the_twins_dropout_masks_the_weights_as_the_dropout_twin_does() {
             }
         }
     }
-    reference::softmax::softmax_attention(&mut p, tk, d.scale, Some(tq));
+    reference::softmax::softmax_attention(&mut p, tk, d.scale, Some(tq), None);
     let mut dropped = vec![0.0; p.len()];
     reference::dropout::dropout(&p, &mut dropped, rate, seed, T).unwrap();
     let mut want = vec![0.0; o.len()];
@@ -185,20 +239,29 @@ fn the_twins_dropout_masks_the_weights_as_the_dropout_twin_does() {
 
 #[test]
 fn the_attention_twin_gradient_equals_central_differences() {
-    for (causal, rate) in [(false, 0.0), (true, 0.0), (true, 0.3)] {
+    for (causal, rate, pad) in [
+        (false, 0.0, false),
+        (true, 0.0, false),
+        (true, 0.3, false),
+        (false, 0.0, true),
+        (false, 0.3, true),
+    ] {
         let d = dims(2, 2, 4, 4, 3, 2, causal).with_dropout(rate, 8);
         let [q, k, v, w] = inputs(&d, 95);
+        let keys = [3.0, 1.0];
+        let lengths = pad.then_some(&keys[..]);
         // loss = Σ w·o
         let loss = |q: &[f32], k: &[f32], v: &[f32]| {
             let mut o = vec![0.0; w.len()];
             let mut stats = vec![0.0; d.stats_len()];
-            reference::attention::attention_forward(&d, q, k, v, &mut o, &mut stats, T).unwrap();
+            reference::attention::attention_forward(&d, (q, k, v), lengths, &mut o, &mut stats, T).unwrap();
             o.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
         };
         let (mut gq, mut gk, mut gv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-        reference::attention::attention_backward(&d, &q, &k, &v, &w, &mut gq, &mut gk, &mut gv, T).unwrap();
+        reference::attention::attention_backward(&d, (&q, &k, &v), lengths, &w, &mut gq, &mut gk, &mut gv, T)
+            .unwrap();
         let eps = 1e-2;
-        let what = |s: &str| format!("causal {causal}, dropout {rate}: {s}");
+        let what = |s: &str| format!("causal {causal}, dropout {rate}, lengths {lengths:?}: {s}");
         assert_close(
             &what("dq"),
             &gq,
@@ -235,7 +298,7 @@ fn fused_attention_refuses_what_it_cannot_do() {
         let (qt, kt, vt) = (t(&q), t(&k), t(&v));
         let o = nan_tensor(ctx, &[o_len.unwrap_or(d.batch * d.tq * d.heads * d.dv).max(1)]);
         let stats = nan_tensor(ctx, &[d.stats_len().max(1)]);
-        attention::attention_forward(ctx, d, &qt, &kt, &vt, &o, &stats, None)
+        attention::attention_forward(ctx, d, (&qt, &kt, &vt), None, &o, &stats, None)
             .unwrap_err()
             .to_string()
     };
@@ -257,17 +320,25 @@ fn fused_attention_refuses_what_it_cannot_do() {
         // The twin refuses it too, rather than panicking.
         let [q, k, v, _] = inputs(&d, 98);
         let (mut o, mut stats) = (vec![0.0; 16], vec![0.0; d.stats_len()]);
-        let e = reference::attention::attention_forward(&d, &q, &k, &v, &mut o, &mut stats, T).unwrap_err();
+        let e = reference::attention::attention_forward(&d, (&q, &k, &v), None, &mut o, &mut stats, T)
+            .unwrap_err();
         assert!(e.to_string().contains("outside [0, 1)"), "{rate}: {e}");
     }
     // An output aliasing an input.
     let d = dims(1, 1, 2, 2, 2, 2, false);
     let x = Tensor::from_f32(ctx, &[0.5; 4], &[4]).unwrap();
     let stats = nan_tensor(ctx, &[d.stats_len()]);
-    let e = attention::attention_forward(ctx, &d, &x, &x, &x, &x, &stats, None)
+    let e = attention::attention_forward(ctx, &d, (&x, &x, &x), None, &x, &stats, None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("o shares a buffer"), "{e}");
+    // Key lengths: one per sample.
+    let (q, o) = (nan_tensor(ctx, &[4]), nan_tensor(ctx, &[4]));
+    let two = nan_tensor(ctx, &[2]);
+    let e = attention::attention_forward(ctx, &d, (&q, &q, &q), Some(&two), &o, &stats, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2 key lengths for 1 samples"), "{e}");
     // The backward pass binds o writable: it may not be the output's gradient.
     let (q, k, v) = (
         nan_tensor(ctx, &[4]),
@@ -276,7 +347,7 @@ fn fused_attention_refuses_what_it_cannot_do() {
     );
     let o = nan_tensor(ctx, &[4]);
     let grads = AttentionGrads::default();
-    let e = attention::attention_backward(ctx, &d, &q, &k, &v, &o, &stats, &o, grads, None)
+    let e = attention::attention_backward(ctx, &d, (&q, &k, &v), None, &o, &stats, &o, grads, None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("o shares a buffer"), "{e}");

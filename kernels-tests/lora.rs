@@ -407,6 +407,7 @@ fn targets_that_name_nothing_are_refused_by_name() {
             Layer::Embedding {
                 input_dim: 9,
                 output_dim: 6,
+                mask_id: None,
                 trainable: true,
             },
             &["ids"],

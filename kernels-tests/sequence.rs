@@ -49,6 +49,7 @@ fn language_model_with_rows(causal: bool, rows: usize) -> ModelSpec {
                 Layer::Embedding {
                     input_dim: rows,
                     output_dim: 8,
+                    mask_id: None,
                     trainable: true,
                 },
                 &["ids"],

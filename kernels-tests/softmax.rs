@@ -192,15 +192,20 @@ fn attention_softmax_and_its_backward_match_their_twins() {
     let _restore = PlanAs(ctx);
     // (rows, cols, scale, causal rows): plain, scaled, causal square matrices (rows
     // = batch·T), a workgroup-size edge, a long row, many short rows.
-    for (k, &(rows, cols, scale, causal)) in [
-        (1usize, 1usize, 1.0f32, None),
-        (6, 5, 0.5, None),
-        (12, 4, 0.25, Some(4usize)),
-        (2 * 33, 33, 0.17, Some(33)),
-        (3, 3000, 0.1, None),
+    // The last field: rows per sample of key lengths (padding), if any.
+    for (k, &(rows, cols, scale, causal, padded)) in [
+        (1usize, 1usize, 1.0f32, None, None),
+        (6, 5, 0.5, None, None),
+        (12, 4, 0.25, Some(4usize), None),
+        (12, 4, 0.25, Some(4usize), Some(4usize)),
+        (2 * 33, 33, 0.17, Some(33), None),
+        (2 * 33, 33, 0.17, None, Some(33)),
+        (3, 3000, 0.1, None, None),
+        (3, 3000, 0.1, None, Some(1)),
         // Many short rows packed into workgroups (a partly filled last one).
-        (7 * 28, 28, 0.25, Some(28)),
-        (301, 100, 0.1, None),
+        (7 * 28, 28, 0.25, Some(28), None),
+        (301, 100, 0.1, None, None),
+        (301, 100, 0.1, None, Some(7)),
     ]
     .iter()
     .enumerate()
@@ -208,8 +213,13 @@ fn attention_softmax_and_its_backward_match_their_twins() {
         let mut r = rng(40 + k as u64);
         let s = uniform(&mut r, rows * cols, -8.0, 8.0);
         let d = uniform(&mut r, rows * cols, -1.0, 1.0);
+        // Lengths from 0 to every column, in turn.
+        let lengths: Vec<f32> = (0..padded.map_or(0, |per| rows / per))
+            .map(|b| ((b * 7 + 3) % (cols + 1)) as f32)
+            .collect();
+        let keys = padded.map(|per| (&lengths[..], per));
         let mut want_p = s.clone();
-        reference::softmax::softmax_attention(&mut want_p, cols, scale, causal);
+        reference::softmax::softmax_attention(&mut want_p, cols, scale, causal, keys);
         let mut want_d = d.clone();
         reference::softmax::softmax_backward_rows(&want_p, &mut want_d, cols, scale);
         // CPU adapters give each row one invocation; GPUs several lanes per row.
@@ -217,15 +227,38 @@ fn attention_softmax_and_its_backward_match_their_twins() {
             ctx.set_adapter_class(class);
             let st = Tensor::from_f32(ctx, &s, &[rows, cols]).unwrap();
             let dt = Tensor::from_f32(ctx, &d, &[rows, cols]).unwrap();
+            let lt =
+                (!lengths.is_empty()).then(|| Tensor::from_f32(ctx, &lengths, &[lengths.len()]).unwrap());
+            let keys = lt.as_ref().zip(padded);
             ctx.run(&[
-                &softmax::softmax_attention(ctx, &st, scale, causal).unwrap(),
+                &softmax::softmax_attention(ctx, &st, scale, causal, keys).unwrap(),
                 &softmax::softmax_backward_rows(ctx, &st, &dt, scale).unwrap(),
             ])
             .unwrap();
-            let what = |x: &str| format!("{class:?} {rows}x{cols}: {x}");
+            let what = |x: &str| format!("{class:?} {rows}x{cols} padded {padded:?}: {x}");
             let got_p = st.to_f32(ctx).unwrap();
             assert_close(&what("weights"), &got_p, &want_p, 1e-6, 1e-5);
-            assert_rows_sum_to_one(&what("weights"), &got_p, cols, 1e-5);
+            match padded {
+                None => assert_rows_sum_to_one(&what("weights"), &got_p, cols, 1e-5),
+                Some(per) => {
+                    for (i, row) in got_p.chunks(cols).enumerate() {
+                        let keys = lengths[i / per] as usize;
+                        assert!(
+                            row[keys..].iter().all(|&v| v == 0.0),
+                            "{}",
+                            what("padding weighed")
+                        );
+                        let sum: f32 = row.iter().sum();
+                        let seen = causal.map_or(keys, |t| keys.min(i % t + 1));
+                        let want = if seen == 0 { 0.0 } else { 1.0 };
+                        assert!(
+                            (sum - want).abs() < 1e-5,
+                            "{}: row {i} sums to {sum}",
+                            what("weights")
+                        );
+                    }
+                }
+            }
             assert_close(
                 &what("score gradient"),
                 &dt.to_f32(ctx).unwrap(),
@@ -251,14 +284,15 @@ fn the_attention_softmax_twin_gradient_equals_central_differences() {
     let mut r = rng(3);
     let s = uniform(&mut r, rows * cols, -2.0, 2.0);
     let w = uniform(&mut r, rows * cols, -1.0, 1.0);
-    for causal in [None, Some(4)] {
+    let lengths = [2.0, 4.0];
+    for (causal, keys) in [(None, None), (Some(4), None), (None, Some((&lengths[..], 2)))] {
         let loss = |s: &[f32]| {
             let mut p = s.to_vec();
-            reference::softmax::softmax_attention(&mut p, cols, scale, causal);
+            reference::softmax::softmax_attention(&mut p, cols, scale, causal, keys);
             p.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
         };
         let mut p = s.clone();
-        reference::softmax::softmax_attention(&mut p, cols, scale, causal);
+        reference::softmax::softmax_attention(&mut p, cols, scale, causal, keys);
         let mut d = w.clone();
         reference::softmax::softmax_backward_rows(&p, &mut d, cols, scale);
         assert_close("score gradient", &d, &finite_diff(&s, 1e-3, loss), 1e-3, 1e-3);
@@ -269,11 +303,19 @@ fn the_attention_softmax_twin_gradient_equals_central_differences() {
 fn attention_softmax_checks_its_mask_and_buffers() {
     let (_g, ctx) = gpu();
     let s = nan_tensor(ctx, &[6, 4]);
-    let e = softmax::softmax_attention(ctx, &s, 1.0, Some(4))
+    let e = softmax::softmax_attention(ctx, &s, 1.0, Some(4), None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("does not divide the scores' 6 rows"), "{e}");
-    let e = softmax::softmax_attention(ctx, &s, f32::NAN, None)
+    let l = nan_tensor(ctx, &[4]);
+    let e = softmax::softmax_attention(ctx, &s, 1.0, None, Some((&l, 2)))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("4 key lengths do not match 6 rows in samples of 2"),
+        "{e}"
+    );
+    let e = softmax::softmax_attention(ctx, &s, f32::NAN, None, None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("finite"), "{e}");

@@ -226,6 +226,7 @@ fn embedded_tokens_train_equal_to_the_reference() {
             Layer::Embedding {
                 input_dim: 11,
                 output_dim: 6,
+                mask_id: None,
                 trainable: true,
             },
             &["ids"],
@@ -269,6 +270,7 @@ fn embedded_tokens_train_equal_to_the_reference() {
             Layer::Embedding {
                 input_dim: 11,
                 output_dim: 2,
+                mask_id: None,
                 trainable: true,
             },
             &["d"],
@@ -303,6 +305,7 @@ fn a_head_tied_to_the_embedding_trains_equal_to_the_reference() {
             Layer::Embedding {
                 input_dim: 9,
                 output_dim: 6,
+                mask_id: None,
                 trainable: true,
             },
             &["ids"],

@@ -14,6 +14,12 @@
 // D_i = dO_i·O_i still equals Σ_j P_ij·dP_ij. The plain entry points are the same
 // functions with M = 1, and do not bind the step uniform.
 //
+// Padding (p.masked = 1): sample b's keys j ≥ klen[b] (a whole number as f32, the
+// sample's unpadded length; graph::ops::sequence) are excluded as the causal mask
+// excludes keys: a query seeing no key at all (a sample of length 0) gets O = 0, and
+// an excluded key gets dK = dV = 0. p.masked = 0 binds any buffer at 9 and never
+// reads it.
+//
 // Launchers: src/kernels/attention.rs. CPU twins: src/reference/attention.rs.
 //
 //   attention_forward:     o, and stats[bh·Tq + i].x = log Σ_j exp(S_ij) (the max is
@@ -50,6 +56,7 @@ struct Params {
     drop_threshold: u32, // dropout: a weight is dropped when its hash >> 8 is below this
     drop_scale: f32,     // 1 / (1 − rate)
     drop_seed: u32,
+    masked: u32,         // 1: keys past klen[b] are excluded
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -67,6 +74,8 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> stats: array<vec2<f32>>;
 // The *_dropout entry points: the per-step uniform (step.wgsl), for its draw number.
 @group(0) @binding(8) var<uniform> st: Step;
+// Each sample's unpadded key count when p.masked = 1.
+@group(0) @binding(9) var<storage, read> klen: array<f32>;
 
 var<workgroup> tile_a: array<f32, 2048>; // TILE·MAX_D
 var<workgroup> tile_b: array<f32, 2048>;
@@ -183,6 +192,19 @@ fn key_end(block: u32) -> u32 {
     return p.tk;
 }
 
+// Keys of the workgroup's sample that are not padding (all without p.masked; 0 for
+// a workgroup past the end). Uniform over the workgroup, so loops bounded by it may
+// hold barriers.
+fn key_count(pl: Place) -> u32 {
+    if (p.masked == 0u) {
+        return p.tk;
+    }
+    if (!pl.live) {
+        return 0u;
+    }
+    return min(p.tk, u32(max(klen[pl.b], 0.0)));
+}
+
 // How many of the n staged keys from `start` query i sees.
 fn keys_seen(i: u32, start: u32, n: u32) -> u32 {
     if (p.causal != 0u) {
@@ -215,7 +237,7 @@ fn forward(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, drop: bool, stream: u32) {
     }
     var m = 0.0;
     var l = 0.0;
-    let end = key_end(pl.block);
+    let end = min(key_end(pl.block), key_count(pl));
     for (var start = 0u; start < end; start = start + TILE) {
         let n = min(TILE, end - start);
         stage_keys(pl, start, n, lid);
@@ -242,11 +264,12 @@ fn forward(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, drop: bool, stream: u32) {
     }
     if (pl.valid) {
         let base = at(pl.b, p.tq, pl.r, pl.h, p.dv);
-        let inv = 1.0 / l;
+        // l = 0: the query saw no key (every one padding), so O = 0.
+        let inv = select(1.0 / l, 0.0, l == 0.0);
         for (var d = 0u; d < p.dv; d = d + 1u) {
             out[base + d] = acc[d] * inv;
         }
-        stats[pl.bh * p.tq + pl.r] = vec2<f32>(m + log(l), 0.0);
+        stats[pl.bh * p.tq + pl.r] = vec2<f32>(select(m + log(l), 0.0, l == 0.0), 0.0);
     }
 }
 
@@ -297,7 +320,7 @@ fn backward_q(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, drop: bool, stream: u32) 
         }
         row = stats[pl.bh * p.tq + pl.r];
     }
-    let end = key_end(pl.block);
+    let end = min(key_end(pl.block), key_count(pl));
     for (var start = 0u; start < end; start = start + TILE) {
         let n = min(TILE, end - start);
         stage_keys(pl, start, n, lid);
@@ -335,6 +358,8 @@ fn attention_backward_kv_dropout(@builtin(workgroup_id) wg: vec3<u32>, @builtin(
 fn backward_kv(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, drop: bool, stream: u32) {
     let pl = place(wg, nwg, lid, p.tk);
     let j = pl.r;
+    // A padding key is seen by no query: its gradients stay 0.
+    let seen = pl.valid && j < key_count(pl);
     var kr: array<f32, 64>;
     var vr: array<f32, 64>;
     var dka: array<f32, 64>;
@@ -359,7 +384,7 @@ fn backward_kv(wg: vec3<u32>, nwg: vec3<u32>, lid: u32, drop: bool, stream: u32)
         let n = min(TILE, p.tq - start);
         stage_queries(pl, start, n, lid);
         workgroupBarrier();
-        if (pl.valid) {
+        if (seen) {
             for (var t = 0u; t < n; t = t + 1u) {
                 let i = start + t;
                 if (p.causal != 0u && i < j) {

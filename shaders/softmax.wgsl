@@ -17,13 +17,19 @@
 //   softmax_attention:     y[r, :] = softmax(scale·y[r, :]) where, with a causal
 //                          mask (p.causal = T > 0, rows in matrices of T), column
 //                          j > r mod T is excluded and set to 0 (top-left aligned,
-//                          as Keras' and PyTorch's causal masks).
+//                          as Keras' and PyTorch's causal masks). With key
+//                          lengths (p.key_rows = R > 0: rows in samples of R,
+//                          x[r / R] the sample's unpadded key count), columns
+//                          j ≥ x[r / R] are excluded too (padding; the entry
+//                          point softmax_attention_padded); a row excluding
+//                          every column is all 0.
 //   softmax_backward_rows: with P = x (softmax_attention's output) and dP = y,
 //                          y[r, j] = scale·P[r, j]·(dP[r, j] − Σ_k dP[r, k]·P[r, k]),
 //                          the gradient of the scores before scaling.
 //
 // Bindings: @binding(1) x (read), @binding(2) y (read_write). softmax_rows_inplace
-// and softmax_attention read and write y only (x == y). Each element is read and
+// and softmax_attention read and write y only (x == y), softmax_attention reading
+// its key lengths from x. Each element is read and
 // written by the same invocation, so in place is safe.
 //
 // WG must be a power of two no larger than 256 (the scratch arrays), LANES a power
@@ -38,7 +44,8 @@ struct Params {
     causal: u32,
     // softmax_attention and softmax_backward_rows: the scores' scale.
     scale: f32,
-    _pad0: u32,
+    // softmax_attention: rows per sample of its key lengths in x (0: no lengths).
+    key_rows: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -163,22 +170,40 @@ fn softmax_rows_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
     }
 }
 
-// Whether column j of row r is masked out by the causal mask.
-fn masked(r: u32, j: u32) -> bool {
-    return p.causal > 0u && j > r % p.causal;
+// Whether column j of row r is masked out by the causal mask or by `keys`, the
+// row's sample's key count.
+fn masked(r: u32, j: u32, keys: u32) -> bool {
+    return (p.causal > 0u && j > r % p.causal) || j >= keys;
 }
 
-// softmax_attention: y[r, :] = softmax(scale·y[r, :]), causal columns excluded.
+// softmax_attention: y[r, :] = softmax(scale·y[r, :]), masked columns excluded.
 @compute @workgroup_size(WG)
 fn softmax_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
     let r = row_index(wg, nwg, lid);
+    attention_row(r, lid, p.cols);
+}
+
+// softmax_attention_padded: the same, the row's sample's key count read from x
+// (p.key_rows rows per sample).
+@compute @workgroup_size(WG)
+fn softmax_attention_padded(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_index) lid: u32) {
+    let r = row_index(wg, nwg, lid);
+    var keys = 0u;
+    if (r < p.rows) {
+        keys = u32(max(x[r / p.key_rows], 0.0));
+    }
+    attention_row(r, lid, keys);
+}
+
+fn attention_row(r: u32, lid: u32, keys: u32) {
     let lane = lid % LANES;
     let cols = select(0u, p.cols, r < p.rows);
     let base = r * p.cols;
     var ms = vec2<f32>(0.0, 0.0);
     for (var j = lane; j < cols; j = j + LANES) {
-        if (!masked(r, j)) {
+        if (!masked(r, j, keys)) {
             ms = online_push(ms, p.scale * y[base + j]);
         }
     }
@@ -186,7 +211,7 @@ fn softmax_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     let inv_s = 1.0 / st.y;
     for (var j = lane; j < cols; j = j + LANES) {
         var v = 0.0;
-        if (!masked(r, j)) {
+        if (!masked(r, j, keys)) {
             v = exp(p.scale * y[base + j] - st.x) * inv_s;
         }
         y[base + j] = v;

@@ -331,7 +331,8 @@ impl Runner<'_> {
 
     /// Fused attention forward and backward (with dropout on the weights when `d`
     /// has it, at step 3), and the unfused path's row kernels (head split,
-    /// weights' softmax and its backward).
+    /// weights' softmax and its backward); the last sample's keys are padded
+    /// past half its length.
     fn attention(&mut self, d: AttentionDims) -> Result<()> {
         const T: u32 = 3;
         let step = StepUniform::new(self.ctx)?;
@@ -348,6 +349,9 @@ impl Runner<'_> {
             self.upload(&v, &[v.len()])?,
             self.upload(&g, &[g.len()])?,
         );
+        let mut lengths = vec![d.tk as f32; b];
+        lengths[b - 1] = d.tk.div_ceil(2) as f32;
+        let lt = self.upload(&lengths, &[b])?;
         let (o, stats) = (self.out(&[g.len()])?, self.out(&[d.stats_len()])?);
         let (dq, dk, dv) = (
             self.out(&[q.len()])?,
@@ -357,9 +361,8 @@ impl Runner<'_> {
         let mut run = vec![attention::attention_forward(
             self.ctx,
             &d,
-            &qt,
-            &kt,
-            &vt,
+            (&qt, &kt, &vt),
+            Some(&lt),
             &o,
             &stats,
             Some(&step),
@@ -371,9 +374,8 @@ impl Runner<'_> {
         run.extend(attention::attention_backward(
             self.ctx,
             &d,
-            &qt,
-            &kt,
-            &vt,
+            (&qt, &kt, &vt),
+            Some(&lt),
             &o,
             &stats,
             &gt,
@@ -382,9 +384,9 @@ impl Runner<'_> {
         )?);
         self.run(&run)?;
         let (mut wo, mut ws) = (vec![0.0; g.len()], vec![0.0; d.stats_len()]);
-        r::attention::attention_forward(&d, &q, &k, &v, &mut wo, &mut ws, T)?;
+        r::attention::attention_forward(&d, (&q, &k, &v), Some(&lengths), &mut wo, &mut ws, T)?;
         let (mut wq, mut wk, mut wv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-        r::attention::attention_backward(&d, &q, &k, &v, &g, &mut wq, &mut wk, &mut wv, T)?;
+        r::attention::attention_backward(&d, (&q, &k, &v), Some(&lengths), &g, &mut wq, &mut wk, &mut wv, T)?;
         let shape = format!("{}x{}x{}x{} d{}", b, h, d.tq, d.tk, d.dk);
         self.record(
             if d.dropout.is_some() {
@@ -418,13 +420,19 @@ impl Runner<'_> {
         );
         self.run(&[
             swap_axes::swap_axes(self.ctx, &qt, 0, &split, 0, view)?,
-            softmax::softmax_attention(self.ctx, &st, d.scale, d.causal_rows())?,
+            softmax::softmax_attention(self.ctx, &st, d.scale, d.causal_rows(), Some((&lt, h * d.tq)))?,
             softmax::softmax_backward_rows(self.ctx, &st, &dpt, d.scale)?,
         ])?;
         let mut wsplit = vec![0.0; q.len()];
         r::swap_axes::swap_axes(&q, 0, &mut wsplit, 0, view);
         let mut wp = scores;
-        r::softmax::softmax_attention(&mut wp, d.tk, d.scale, d.causal_rows());
+        r::softmax::softmax_attention(
+            &mut wp,
+            d.tk,
+            d.scale,
+            d.causal_rows(),
+            Some((&lengths, h * d.tq)),
+        );
         let mut wdp = dp;
         r::softmax::softmax_backward_rows(&wp, &mut wdp, d.tk, d.scale);
         self.record(

@@ -23,12 +23,12 @@ use crate::data::{Dataset, Split, Targets};
 use crate::error::{Error, Result};
 
 /// The names a validation folder may have, in the order they are looked for.
-const VALIDATION_FOLDERS: [&str; 3] = ["val", "valid", "validation"];
+pub(crate) const VALIDATION_FOLDERS: [&str; 3] = ["val", "valid", "validation"];
 
 /// File extensions read as images (case-insensitive).
-const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+pub(crate) const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
-fn err(path: &Path, message: String) -> Error {
+pub(crate) fn err(path: &Path, message: String) -> Error {
     Error::Data {
         path: path.display().to_string(),
         message,
@@ -48,7 +48,7 @@ pub fn is_image_folder(dir: &Path) -> bool {
 }
 
 /// The entries of `dir` that satisfy `keep`, sorted by name.
-fn sorted_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+pub(crate) fn sorted_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
         let path = entry.map_err(|e| io(dir, e))?.path();
@@ -68,7 +68,7 @@ fn is_image(path: &Path) -> bool {
             .is_some_and(|e| EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-fn file_name(path: &Path) -> String {
+pub(crate) fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()

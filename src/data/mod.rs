@@ -1,6 +1,7 @@
 //! Datasets: the IDX reader, MNIST-style folders, the embedded MNIST subset,
-//! Fashion-MNIST, text for byte-level language models, and the small synthetic
-//! sets of the seed examples.
+//! Fashion-MNIST, text for byte-level language models, folders of labelled text
+//! documents (text classification), and the small synthetic sets of the seed
+//! examples.
 
 pub mod augment;
 pub mod dataset;
@@ -8,5 +9,6 @@ pub mod idx;
 pub mod image_folder;
 pub mod subset;
 pub mod text;
+pub mod text_classes;
 
 pub use dataset::{Dataset, FASHION_MNIST_DIR, Split, Targets};

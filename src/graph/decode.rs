@@ -225,9 +225,8 @@ impl Decoder {
                     let forward = fused::attention_forward(
                         ctx,
                         &dims,
-                        &lw.value(q),
-                        &k_cache,
-                        &v_cache,
+                        (&lw.value(q), &k_cache, &v_cache),
+                        None,
                         &o,
                         &stats,
                         None,

@@ -296,11 +296,28 @@ pub enum Op {
         dropout: f32,
         /// The dropout mask seed (see [`Graph::seed_random`]).
         seed: u32,
+        /// Each sample's key count (an [`Op::SequenceLengths`]): keys from it on are
+        /// padding, seen by no query; `None`: every key is seen.
+        lengths: Option<NodeId>,
     },
-    /// The mean over the tokens of a sequence `[T, F]`: `[F]` (GlobalAveragePooling1D).
-    SequenceMean {
+    /// A sequence `[T, F]` read down to `[F]`: the mean of its tokens (Keras'
+    /// GlobalAveragePooling1D) or its last token, over the first `lengths` tokens
+    /// when the sequence is padded.
+    SequencePool {
         /// Input, `[tokens, features]` per sample.
         x: NodeId,
+        /// Mean or last.
+        pool: crate::kernels::sequence::SequencePool,
+        /// Each sample's real token count (an [`Op::SequenceLengths`]), if padded.
+        lengths: Option<NodeId>,
+    },
+    /// Each sample's unpadded length `[1]`: 1 + the last token of `ids` (`[T]`) whose
+    /// id is not `pad` (see `kernels::sequence`). No gradient.
+    SequenceLengths {
+        /// Token ids, `[T]` per sample.
+        ids: NodeId,
+        /// The padding id.
+        pad: u32,
     },
     /// Rows of the `[vocab, dim]` parameter `table` picked by the token ids in `ids`
     /// (f32 values; ids carry no gradient).
@@ -309,6 +326,10 @@ pub enum Op {
         ids: NodeId,
         /// The table, `[vocab, dim]`.
         table: NodeId,
+        /// The ids' lengths when the Embedding masks padding (Keras' `mask_zero`):
+        /// the sequence it makes, and what is computed from it token by token, is
+        /// padded past them (see [`Graph::lengths_of`]).
+        lengths: Option<NodeId>,
     },
     /// The per-sample axes reordered: output axis `k` is input axis `perm[k]`
     /// (Keras' `Permute`, 0-based).
@@ -537,12 +558,13 @@ impl Graph {
             | Op::Square { x }
             | Op::Sum { x, .. }
             | Op::Slice { x, .. }
-            | Op::SequenceMean { x }
+            | Op::SequenceLengths { ids: x, .. }
             | Op::Permute { x, .. } => vec![*x],
+            Op::SequencePool { x, lengths, .. } => std::iter::once(*x).chain(*lengths).collect(),
             Op::LayerNorm { x, gamma, beta, .. } => vec![*x, *gamma, *beta],
-            Op::Attention { q, k, v, .. } => vec![*q, *k, *v],
+            Op::Attention { q, k, v, lengths, .. } => [*q, *k, *v].into_iter().chain(*lengths).collect(),
             Op::AddBroadcast { x, p } => vec![*x, *p],
-            Op::Embedding { ids, table } => vec![*ids, *table],
+            Op::Embedding { ids, table, .. } => vec![*ids, *table],
             Op::Concat { xs } => xs.clone(),
             Op::Add { a, b } | Op::Mul { a, b } | Op::LossTerm { a, b, .. } => vec![*a, *b],
             Op::Noise { .. } | Op::Constant { .. } => vec![],

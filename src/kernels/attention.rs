@@ -95,6 +95,7 @@ struct Params {
     drop_threshold: u32,
     drop_scale: f32,
     drop_seed: u32,
+    masked: u32,
 }
 
 /// Dropout on the attention weights while training (Keras' MultiHeadAttention
@@ -209,7 +210,20 @@ impl AttentionDims {
         2 * self.bh() * self.tq
     }
 
-    fn params(&self, op: &'static str, rows: usize) -> Result<Params> {
+    fn params(&self, op: &'static str, rows: usize, lengths: Option<&Tensor>) -> Result<Params> {
+        if let Some(l) = lengths {
+            l.expect_dtype(op, "key lengths", DType::F32)?;
+            if l.numel() != self.batch {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "{} key lengths for {} samples; give one per sample",
+                        l.numel(),
+                        self.batch
+                    ),
+                ));
+            }
+        }
         let dims = [self.batch, self.heads, self.tq, self.tk, self.dk, self.dv];
         if dims.contains(&0) {
             return Err(Error::shape(
@@ -264,6 +278,7 @@ impl AttentionDims {
             drop_threshold,
             drop_scale,
             drop_seed,
+            masked: lengths.is_some() as u32,
         })
     }
 
@@ -319,20 +334,22 @@ fn expect_sizes(
 /// row's scores, which [`attention_backward`] needs. `o` and `stats` are separate
 /// from the inputs and each other. With [`AttentionDims::dropout`], `step` is the
 /// model's per-step uniform (its draw number draws the mask); else unused.
+/// With `lengths` (`[batch]`, whole numbers as f32: each sample's unpadded key
+/// count), keys `j ≥ lengths[b]` are excluded (padding); a query that then sees
+/// no key gets a zero output.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     ctx: &Context,
     dims: &AttentionDims,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
+    (q, k, v): (&Tensor, &Tensor, &Tensor),
+    lengths: Option<&Tensor>,
     o: &Tensor,
     stats: &Tensor,
     step: Option<&StepUniform>,
 ) -> Result<Dispatch> {
     const OP: &str = "attention_forward";
     let [nq, nk, nv, no] = dims.sizes(OP)?;
-    let params = dims.params(OP, dims.tq)?;
+    let params = dims.params(OP, dims.tq, lengths)?;
     expect_sizes(
         OP,
         dims,
@@ -344,7 +361,8 @@ pub fn attention_forward(
             ("stats", stats, dims.stats_len()),
         ],
     )?;
-    expect_separate(OP, &[("o", o), ("stats", stats)], &[q, k, v])?;
+    let key_lengths = lengths.unwrap_or(q);
+    expect_separate(OP, &[("o", o), ("stats", stats)], &[q, k, v, key_lengths])?;
     let (kernel, step) = dims.kernel(OP, FORWARD, FORWARD_DROPOUT, step)?;
     let mut bindings = vec![
         (1, &q.buffer),
@@ -352,6 +370,7 @@ pub fn attention_forward(
         (3, &v.buffer),
         (5, &o.buffer),
         (7, &stats.buffer),
+        (9, &key_lengths.buffer),
     ];
     bindings.extend(step.as_ref().map(|s| (8, s)));
     ctx.dispatch(kernel, &[], &params, &bindings, dims.groups(ctx, dims.tq)?)
@@ -375,7 +394,7 @@ pub fn set_forward_keys(ctx: &Context, forward: &Dispatch, dims: &AttentionDims,
         .as_ref()
         .ok_or_else(|| Error::invalid(format!("{OP}: not a dispatch with parameters")))?;
     ctx.queue
-        .write_buffer(uniform, 0, bytemuck::bytes_of(&dims.params(OP, dims.tq)?));
+        .write_buffer(uniform, 0, bytemuck::bytes_of(&dims.params(OP, dims.tq, None)?));
     Ok(())
 }
 
@@ -393,14 +412,14 @@ pub struct AttentionGrads<'a> {
 /// the forward's output `o` and `stats` (whose second halves this fills with
 /// `D_i = d_o_i·o_i`): one dispatch for `D`, one for `dq`, one for `dk` and `dv`
 /// together. The gradients are overwritten (not accumulated) and are separate from
-/// every input. With dropout, `step` is the forward's, unchanged since.
+/// every input. With dropout, `step` is the forward's, unchanged since; `lengths`
+/// is the forward's too.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<'a>(
     ctx: &Context,
     dims: &AttentionDims,
-    q: &'a Tensor,
-    k: &'a Tensor,
-    v: &'a Tensor,
+    (q, k, v): (&'a Tensor, &'a Tensor, &'a Tensor),
+    lengths: Option<&'a Tensor>,
     o: &Tensor,
     stats: &'a Tensor,
     d_o: &'a Tensor,
@@ -427,10 +446,11 @@ pub fn attention_backward<'a>(
         outputs.extend([("dk", dk), ("dv", dv)]);
     }
     expect_sizes(OP, dims, &tensors)?;
-    expect_separate(OP, &outputs, &[q, k, v, o, d_o])?;
+    let key_lengths = lengths.unwrap_or(q);
+    expect_separate(OP, &outputs, &[q, k, v, o, d_o, key_lengths])?;
     // `o` is bound writable (the delta kernel reads it through its output binding).
     expect_separate(OP, &[("o", o)], &[q, k, v, d_o])?;
-    let params = dims.params(OP, dims.tq)?;
+    let params = dims.params(OP, dims.tq, lengths)?;
     let rows = dims.bh() * dims.tq;
     let mut out = vec![ctx.dispatch(
         DELTA,
@@ -451,6 +471,7 @@ pub fn attention_backward<'a>(
         (3, &v.buffer),
         (4, &d_o.buffer),
         (7, &stats.buffer),
+        (9, &key_lengths.buffer),
     ];
     let bindings = |extra: &[(u32, &'a Tensor)]| -> Vec<(u32, &wgpu::Buffer)> {
         let mut b: Vec<(u32, &wgpu::Buffer)> = inputs.to_vec();

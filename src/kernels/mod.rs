@@ -23,6 +23,7 @@ pub mod noise;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod sequence;
 pub mod softmax;
 pub mod swap_axes;
 pub mod tune;
@@ -75,6 +76,8 @@ pub enum Shader {
     Pool,
     /// Reductions: sums, means, row argmax and accuracy counts (`shaders/reduce.wgsl`).
     Reduce,
+    /// Padded sequences: lengths and pools (`shaders/sequence.wgsl`).
+    Sequence,
     /// Row softmax and log-softmax (`shaders/softmax.wgsl`).
     Softmax,
     /// Swapping the two middle axes of a 4-D view (`shaders/swap_axes.wgsl`).
@@ -83,7 +86,7 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 23] = [
+    pub const ALL: [Shader; 24] = [
         Shader::Attention,
         Shader::Batchnorm,
         Shader::Clip,
@@ -105,6 +108,7 @@ impl Shader {
         Shader::Optim,
         Shader::Pool,
         Shader::Reduce,
+        Shader::Sequence,
         Shader::Softmax,
         Shader::SwapAxes,
     ];
@@ -146,6 +150,7 @@ impl Shader {
             Shader::Optim => "optim",
             Shader::Pool => "pool",
             Shader::Reduce => "reduce",
+            Shader::Sequence => "sequence",
             Shader::Softmax => "softmax",
             Shader::SwapAxes => "swap_axes",
         }
@@ -229,6 +234,7 @@ impl Shader {
                 include_str!("../../shaders/pool.wgsl")
             ),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Shader::Sequence => include_str!("../../shaders/sequence.wgsl"),
             Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),
             Shader::SwapAxes => include_str!("../../shaders/swap_axes.wgsl"),
         }

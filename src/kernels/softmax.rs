@@ -15,7 +15,7 @@ struct Params {
     log: u32,
     causal: u32,
     scale: f32,
-    _pad0: u32,
+    key_rows: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -23,6 +23,7 @@ struct Params {
 const SOFTMAX_ROWS: Kernel = Shader::Softmax.kernel("softmax_rows");
 const SOFTMAX_ROWS_INPLACE: Kernel = Shader::Softmax.kernel("softmax_rows_inplace");
 const SOFTMAX_ATTENTION: Kernel = Shader::Softmax.kernel("softmax_attention");
+const SOFTMAX_ATTENTION_PADDED: Kernel = Shader::Softmax.kernel("softmax_attention_padded");
 const SOFTMAX_BACKWARD_ROWS: Kernel = Shader::Softmax.kernel("softmax_backward_rows");
 
 /// Workgroup size for a kernel that gives each row of `len` elements one workgroup:
@@ -162,12 +163,46 @@ fn attention_params(
 /// dimension of the scores `s`. With `causal = Some(T)` the rows form matrices of
 /// `T` query rows and row `i` of each attends to columns `j ≤ i` only (top-left
 /// aligned, as Keras' `use_causal_mask` and PyTorch's `is_causal`): the others are
-/// excluded from the softmax and set to 0.
-pub fn softmax_attention(ctx: &Context, s: &Tensor, scale: f32, causal: Option<usize>) -> Result<Dispatch> {
+/// excluded from the softmax and set to 0. With `lengths = Some((l, R))` the rows
+/// form samples of `R` rows (`heads·T` for attention's `[B·H·T, Tk]` scores) and
+/// `l` holds each sample's unpadded key count (whole numbers as f32): columns `j ≥
+/// l[b]` are excluded too, and a row excluding every column becomes all 0.
+pub fn softmax_attention(
+    ctx: &Context,
+    s: &Tensor,
+    scale: f32,
+    causal: Option<usize>,
+    lengths: Option<(&Tensor, usize)>,
+) -> Result<Dispatch> {
     const OP: &str = "softmax_attention";
-    let (rows, params) = attention_params(OP, s, scale, causal)?;
+    let (rows, mut params) = attention_params(OP, s, scale, causal)?;
     let (constants, groups) = packed_rows(ctx, rows, params.cols as usize)?;
-    ctx.dispatch(SOFTMAX_ATTENTION, &constants, &params, &[(2, &s.buffer)], groups)
+    let Some((l, per_sample)) = lengths else {
+        return ctx.dispatch(SOFTMAX_ATTENTION, &constants, &params, &[(2, &s.buffer)], groups);
+    };
+    l.expect_dtype(OP, "key lengths", DType::F32)?;
+    if per_sample == 0 || !rows.is_multiple_of(per_sample) || l.numel() != rows / per_sample {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "{} key lengths do not match {rows} rows in samples of {per_sample}; give one per sample",
+                l.numel()
+            ),
+        ));
+    }
+    if same_buffer(l, s) {
+        return Err(Error::invalid(format!(
+            "{OP}: the key lengths and scores must be distinct buffers"
+        )));
+    }
+    params.key_rows = count_u32(OP, "rows per sample", per_sample)?;
+    ctx.dispatch(
+        SOFTMAX_ATTENTION_PADDED,
+        &constants,
+        &params,
+        &[(1, &l.buffer), (2, &s.buffer)],
+        groups,
+    )
 }
 
 /// The gradient of the scores before [`softmax_attention`]'s scale, in place:

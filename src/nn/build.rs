@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, Init, NodeId, Op, Window};
 use crate::kernels::conv::Padding;
 use crate::kernels::matmul::Activation;
+use crate::kernels::sequence::SequencePool;
 use crate::nn::lora::{LORA_A, LORA_B};
 use crate::nn::{Layer, LayerActivation, LoraConfig, Loss};
 
@@ -365,7 +366,8 @@ impl Layer {
                 *causal,
                 *trainable,
             ),
-            Layer::GlobalAveragePooling1D => Ok(one(b.g.sequence_mean(b.x, &name)?)),
+            Layer::GlobalAveragePooling1D => Ok(one(b.g.sequence_pool(b.x, SequencePool::Mean, &name)?)),
+            Layer::LastTokenPooling1D => Ok(one(b.g.sequence_pool(b.x, SequencePool::Last, &name)?)),
             Layer::AddPositionEmbedding { trainable } => {
                 let shape = b.g.shape(b.x).to_vec();
                 let p = b.param("weight", &shape, Init::Uniform { limit: 0.05 }, *trainable, &name)?;
@@ -379,6 +381,7 @@ impl Layer {
             Layer::Embedding {
                 input_dim,
                 output_dim,
+                mask_id,
                 trainable,
             } => {
                 if *input_dim == 0 || *output_dim == 0 {
@@ -388,7 +391,7 @@ impl Layer {
                 }
                 let shape = [*input_dim, *output_dim];
                 let table = b.param("weight", &shape, Init::Uniform { limit: 0.05 }, *trainable, &name)?;
-                Ok(one(b.g.embedding(b.x, table, &name)?))
+                Ok(one(b.g.embedding(b.x, table, *mask_id, &name)?))
             }
             Layer::Permute { dims } => {
                 // Keras counts from 1; 0 can never name an axis.

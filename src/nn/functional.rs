@@ -493,7 +493,7 @@ impl Functional {
             FunctionalObjective::Terms(terms) => terms,
             FunctionalObjective::Supervised { output, loss } => {
                 let out = nodes[output];
-                crate::nn::model::check_output(g.shape(out), *loss)?;
+                crate::nn::model::check_output(&g, out, *loss)?;
                 let objective = Objective::Supervised {
                     output: out,
                     loss: *loss,

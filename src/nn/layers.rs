@@ -228,6 +228,14 @@ pub enum Layer {
         input_dim: usize,
         /// Values per row.
         output_dim: usize,
+        /// The padding id (Keras' `mask_zero=True` is `mask_id: 0`; GPT-2 is
+        /// usually padded with its end-of-text id, 50256): the run of it that ends a
+        /// sample of ids `[T]` is padding, which attention keys, GlobalAveragePooling1D
+        /// and LastTokenPooling1D downstream skip (the same id before a real token
+        /// is an ordinary token). Layers that mix tokens (Flatten, Permute, a
+        /// convolution...) refuse a padded sequence. `None`: no padding.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mask_id: Option<u32>,
         /// False to freeze the table.
         #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
         trainable: bool,
@@ -243,6 +251,11 @@ pub enum Layer {
     /// Keras' `GlobalAveragePooling1D`: the mean over the tokens of a sequence,
     /// `[tokens, features]` to `[features]`.
     GlobalAveragePooling1D,
+    /// The last token of a sequence, `[tokens, features]` to `[features]`: with
+    /// padding (an Embedding's `mask_id`), each sample's last real token (its
+    /// first of an all-padding sample), as Hugging Face's
+    /// `GPT2ForSequenceClassification` reads a causal model's sequence.
+    LastTokenPooling1D,
     /// A learned position embedding added to a sequence: a parameter `.weight` of
     /// the sample's shape `[tokens, features]` (initialised as Keras'
     /// `Embedding`, uniform in ±0.05) added to every sample, so each position gets
@@ -433,6 +446,7 @@ impl Layer {
             Layer::LayerNormalization { .. } => "LayerNormalization",
             Layer::MultiHeadAttention { .. } => "MultiHeadAttention",
             Layer::GlobalAveragePooling1D => "GlobalAveragePooling1D",
+            Layer::LastTokenPooling1D => "LastTokenPooling1D",
             Layer::Permute { .. } => "Permute",
             Layer::Embedding { .. } => "Embedding",
             Layer::AddPositionEmbedding { .. } => "AddPositionEmbedding",

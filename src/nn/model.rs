@@ -87,7 +87,7 @@ impl Sequential {
             index += added.modules;
             fold_next = added.folds_next;
         }
-        check_output(g.shape(x), loss)?;
+        check_output(&g, x, loss)?;
         if let Some(lora) = &self.lora {
             lora.check_matched(&g)?;
         }
@@ -114,8 +114,15 @@ impl Sequential {
 /// Checks that a model's output of per-sample shape `out` suits `loss`:
 /// `[classes >= 2]` for categorical cross-entropy, or `[T, classes]` for a label
 /// per position (a sequence model's next tokens); flat `[features]` for the
-/// other losses.
-pub(crate) fn check_output(out: &[usize], loss: Loss) -> Result<()> {
+/// other losses. A padded sequence (an Embedding's `mask_id`) is refused: the
+/// losses count every token.
+pub(crate) fn check_output(g: &Graph, output: NodeId, loss: Loss) -> Result<()> {
+    g.refuse_padded(
+        output,
+        "the loss, which counts every token,",
+        &g.nodes[output].layer,
+    )?;
+    let out = g.shape(output);
     match loss {
         Loss::SparseCategoricalCrossentropy if !(1..=2).contains(&out.len()) || out[out.len() - 1] < 2 => {
             Err(Error::shape(
@@ -667,7 +674,7 @@ impl Model {
             .nodes
             .iter()
             .filter_map(|n| match n.op {
-                Op::Embedding { ids, table } if matches!(self.graph.nodes[ids].op, Op::Input) => {
+                Op::Embedding { ids, table, .. } if matches!(self.graph.nodes[ids].op, Op::Input) => {
                     Some((self.graph.shape(table)[0], n.layer.as_str()))
                 }
                 _ => None,

@@ -1,7 +1,8 @@
 //! CPU twins of the fused attention kernels (`shaders/attention.wgsl`): plain loops
 //! over samples, heads and rows, f64 sums, the weights `P` built per query row;
 //! dropout on the weights draws [`crate::reference::dropout`]'s mask of a
-//! `[B·H·Tq, Tk]` tensor at step `t`.
+//! `[B·H·Tq, Tk]` tensor at step `t`. Optional key lengths (one per sample, whole
+//! numbers as f32) exclude each sample's keys from its length on (padding).
 
 use crate::error::Result;
 use crate::kernels::attention::AttentionDims;
@@ -13,19 +14,27 @@ fn at(dims: &AttentionDims, b: usize, tokens: usize, t: usize, h: usize, d: usiz
     (b * tokens + t) * dims.heads * d + h * d
 }
 
-/// The keys query `i` sees.
-fn keys_seen(dims: &AttentionDims, i: usize) -> usize {
-    if dims.causal {
+/// The keys query `i` of sample `b` sees: the first ones, up to the causal mask's
+/// bound and the sample's length.
+fn keys_seen(dims: &AttentionDims, lengths: Option<&[f32]>, b: usize, i: usize) -> usize {
+    let causal = if dims.causal {
         (i + 1).min(dims.tk)
     } else {
         dims.tk
-    }
+    };
+    lengths.map_or(causal, |l| causal.min(l[b].max(0.0) as usize))
 }
 
-/// Query row `i`'s scaled scores against the keys it sees.
-fn scores(dims: &AttentionDims, q: &[f32], k: &[f32], b: usize, h: usize, i: usize) -> Vec<f64> {
+/// Query row `i`'s scaled scores against its first `n` keys.
+fn scores(
+    dims: &AttentionDims,
+    q: &[f32],
+    k: &[f32],
+    (b, h, i): (usize, usize, usize),
+    n: usize,
+) -> Vec<f64> {
     let (qi, dk) = (at(dims, b, dims.tq, i, h, dims.dk), dims.dk);
-    (0..keys_seen(dims, i))
+    (0..n)
         .map(|j| {
             let kj = at(dims, b, dims.tk, j, h, dk);
             let dot: f64 = (0..dk).map(|d| q[qi + d] as f64 * k[kj + d] as f64).sum();
@@ -59,10 +68,19 @@ fn rate(dims: &AttentionDims) -> Result<Option<DropoutRate>> {
     dims.dropout.map(|d| DropoutRate::new(d.rate)).transpose()
 }
 
-/// Query row `i`'s attention weights over the keys it sees, and the log-sum-exp
-/// of its scores.
-fn weights(dims: &AttentionDims, q: &[f32], k: &[f32], b: usize, h: usize, i: usize) -> (Vec<f64>, f64) {
-    let s = scores(dims, q, k, b, h, i);
+/// Query row `i`'s attention weights over its first `n` keys, and the
+/// log-sum-exp of its scores (0 when it sees none).
+fn weights(
+    dims: &AttentionDims,
+    q: &[f32],
+    k: &[f32],
+    row: (usize, usize, usize),
+    n: usize,
+) -> (Vec<f64>, f64) {
+    let s = scores(dims, q, k, row, n);
+    if s.is_empty() {
+        return (s, 0.0);
+    }
     let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let l: f64 = s.iter().map(|x| (x - m).exp()).sum();
     (s.iter().map(|x| (x - m).exp() / l).collect(), m + l.ln())
@@ -70,14 +88,14 @@ fn weights(dims: &AttentionDims, q: &[f32], k: &[f32], b: usize, h: usize, i: us
 
 /// Twin of `attention_forward`: `o` and the log-sum-exp of each query row's
 /// scores in `stats[2·(bh·tq + i)]` (the second value of each pair is 0); `t` is
-/// the draw (pass) number dropout draws its mask at (unused without dropout). Errors
-/// for a dropout rate outside `[0, 1)`.
+/// the draw (pass) number dropout draws its mask at (unused without dropout);
+/// `lengths`, if given, each sample's unpadded key count. Errors for a dropout
+/// rate outside `[0, 1)`.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     dims: &AttentionDims,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    lengths: Option<&[f32]>,
     o: &mut [f32],
     stats: &mut [f32],
     t: u32,
@@ -86,7 +104,8 @@ pub fn attention_forward(
     for b in 0..dims.batch {
         for h in 0..dims.heads {
             for i in 0..dims.tq {
-                let (p, lse) = weights(dims, q, k, b, h, i);
+                let n = keys_seen(dims, lengths, b, i);
+                let (p, lse) = weights(dims, q, k, (b, h, i), n);
                 let m = mask(dims, rate, t, b * dims.heads + h, i, p.len());
                 let p: Vec<f64> = p.iter().zip(&m).map(|(p, m)| p * m).collect();
                 let oi = at(dims, b, dims.tq, i, h, dims.dv);
@@ -109,13 +128,13 @@ pub fn attention_forward(
 
 /// Twin of `attention_backward`: from the output's gradient `d_o`, the gradients
 /// of the queries, keys and values (overwritten), the weights (and the dropout
-/// mask of step `t`) recomputed exactly. Errors as [`attention_forward`].
+/// mask of step `t`) recomputed exactly; `lengths` as the forward's. Errors as
+/// [`attention_forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     dims: &AttentionDims,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    lengths: Option<&[f32]>,
     d_o: &[f32],
     dq: &mut [f32],
     dk: &mut [f32],
@@ -130,7 +149,8 @@ pub fn attention_backward(
     for b in 0..dims.batch {
         for h in 0..dims.heads {
             for i in 0..dims.tq {
-                let (p, _) = weights(dims, q, k, b, h, i);
+                let n = keys_seen(dims, lengths, b, i);
+                let (p, _) = weights(dims, q, k, (b, h, i), n);
                 let (qi, oi) = (
                     at(dims, b, dims.tq, i, h, dims.dk),
                     at(dims, b, dims.tq, i, h, dims.dv),

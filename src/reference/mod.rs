@@ -18,5 +18,6 @@ pub mod noise;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod sequence;
 pub mod softmax;
 pub mod swap_axes;

@@ -30,10 +30,20 @@ pub fn log_softmax(x: &[f32], cols: usize, y: &mut [f32]) {
 }
 
 /// `s[r, :] = softmax(scale·s[r, :])` in place for rows of `cols`; with
-/// `causal = Some(T)`, row `r` keeps columns `j ≤ r mod T` and the rest become 0.
-pub fn softmax_attention(s: &mut [f32], cols: usize, scale: f32, causal: Option<usize>) {
+/// `causal = Some(T)`, row `r` keeps columns `j ≤ r mod T`, and with `lengths =
+/// Some((l, R))` (rows of `R` per sample), columns `j < l[r / R]`; the rest become
+/// 0 (a row keeping none is all 0).
+pub fn softmax_attention(
+    s: &mut [f32],
+    cols: usize,
+    scale: f32,
+    causal: Option<usize>,
+    lengths: Option<(&[f32], usize)>,
+) {
     for (r, row) in s.chunks_mut(cols).enumerate() {
-        let keep = |j: usize| causal.is_none_or(|t| j <= r % t);
+        let keep = |j: usize| {
+            causal.is_none_or(|t| j <= r % t) && lengths.is_none_or(|(l, rows)| (j as f32) < l[r / rows])
+        };
         let scaled: Vec<f64> = row.iter().map(|&v| scale as f64 * v as f64).collect();
         let m = (0..cols)
             .filter(|&j| keep(j))

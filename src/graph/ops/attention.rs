@@ -6,7 +6,10 @@
 //! `P_h = softmax(Q_h·K_hᵀ / √dk)` (causal: query i sees keys j ≤ i) and the output's
 //! head h is `P_h·V_h`: `[Tq, H·dv]`. While training, dropout of a fraction of
 //! the weights (Keras' MultiHeadAttention `dropout`) makes it `(P_h ⊙ M)·V_h`, the
-//! mask `M` drawn from the node's seed and the pass (draw) number.
+//! mask `M` drawn from the node's seed and the pass (draw) number. When the keys
+//! are a padded sequence ([`Graph::lengths_of`]), each sample's keys from its
+//! length on are excluded from every query's softmax (a query left with no key
+//! gets a zero output).
 //!
 //! GPUs, heads of at most `kernels::attention::MAX_HEAD_DIM` values: the fused
 //! kernels (`kernels::attention`) read the projections in place and never store
@@ -85,6 +88,8 @@ impl Graph {
             ));
         }
         let seed = layer_seed(0, self.nodes.len());
+        // Keras masks the keys by the value's mask, the key defaulting to the value.
+        let lengths = self.lengths_of(k).or_else(|| self.lengths_of(v));
         Ok(self.push(
             Op::Attention {
                 q,
@@ -94,6 +99,7 @@ impl Graph {
                 causal,
                 dropout,
                 seed,
+                lengths,
             },
             vec![qs[0], vs[1]],
             layer,
@@ -105,6 +111,8 @@ struct Fields {
     q: NodeId,
     k: NodeId,
     v: NodeId,
+    /// Each sample's key count, when the keys are padded.
+    lengths: Option<NodeId>,
     d: AttentionDims,
 }
 
@@ -118,6 +126,7 @@ fn fields(graph: &Graph, batch: usize, op: &Op, train: bool) -> Fields {
         causal,
         dropout,
         seed,
+        lengths,
     } = *op
     else {
         unreachable!("an attention op")
@@ -126,7 +135,13 @@ fn fields(graph: &Graph, batch: usize, op: &Op, train: bool) -> Fields {
     let tokens = (qs[0], graph.shape(k)[0]);
     let d = AttentionDims::new(batch, heads, tokens, (qs[1] / heads, vs[1] / heads), causal);
     let d = if train { d.with_dropout(dropout, seed) } else { d };
-    Fields { q, k, v, d }
+    Fields { q, k, v, lengths, d }
+}
+
+/// The unfused softmax's key lengths: `lengths` with the `[B·H·Tq, Tk]` scores'
+/// rows per sample.
+fn key_rows<'t>(d: &AttentionDims, lengths: Option<&'t Tensor>) -> Option<(&'t Tensor, usize)> {
+    lengths.map(|l| (l, d.heads * d.tq))
 }
 
 /// `p` through the dropout of `d`'s weights (the same mask as the fused kernels').
@@ -203,8 +218,9 @@ impl Heads for AttentionDims {
 }
 
 pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tensor> {
-    let Fields { q, k, v, d } = fields(lw.graph, lw.batch, op, lw.train);
+    let Fields { q, k, v, lengths, d } = fields(lw.graph, lw.batch, op, lw.train);
     let ctx = lw.ctx;
+    let lengths = lengths.map(|l| lw.value(l));
     if fuses(&d, ctx)? {
         let y = lw.output(id)?;
         let stats = Tensor::zeros(ctx, &[d.stats_len()], DType::F32)?;
@@ -213,9 +229,8 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tens
         lw.dispatches.push(fused::attention_forward(
             ctx,
             &d,
-            &qt,
-            &kt,
-            &vt,
+            (&qt, &kt, &vt),
+            lengths.as_ref(),
             &y,
             &stats,
             Some(lw.step),
@@ -241,8 +256,13 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tens
     let p = Tensor::zeros(ctx, &[d.bh() * d.tq, d.tk], DType::F32)?;
     lw.dispatches
         .extend(matmul::matmul(ctx, &d.scores(), &qh, &kh, None, &p)?);
-    lw.dispatches
-        .push(softmax::softmax_attention(ctx, &p, d.scale, d.causal_rows())?);
+    lw.dispatches.push(softmax::softmax_attention(
+        ctx,
+        &p,
+        d.scale,
+        d.causal_rows(),
+        key_rows(&d, lengths.as_ref()),
+    )?);
     let dropped = match d.dropout {
         None => p.clone(),
         Some(_) => {
@@ -267,14 +287,14 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tens
 }
 
 pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, op: &Op) -> Result<()> {
-    let Fields { q, k, v, d } = fields(bw.graph, bw.batch, op, true);
+    let Fields { q, k, v, lengths, d } = fields(bw.graph, bw.batch, op, true);
     let (want_q, want_k, want_v) = (bw.req[q], bw.req[k], bw.req[v]);
     if !want_q && !want_k && !want_v {
         return Ok(());
     }
     let ctx = bw.ctx;
     if fuses(&d, ctx)? {
-        return fused_backward(bw, id, dy, (q, k, v), &d);
+        return fused_backward(bw, id, dy, (q, k, v, lengths), &d);
     }
     let p = bw.aux[&id][0].clone();
     // Per-head copies of an input (or of the output's gradient).
@@ -345,7 +365,7 @@ fn fused_backward(
     bw: &mut BackwardLowering<'_>,
     id: NodeId,
     dy: &Tensor,
-    (q, k, v): (NodeId, NodeId, NodeId),
+    (q, k, v, lengths): (NodeId, NodeId, NodeId, Option<NodeId>),
     fd: &AttentionDims,
 ) -> Result<()> {
     let dq = bw.dx_for(q)?;
@@ -371,8 +391,18 @@ fn fused_backward(
     };
     let (qt, kt, vt, o) = (bw.value(q), bw.value(k), bw.value(v), bw.value(id));
     let stats = bw.aux[&id][0].clone();
-    let dispatches =
-        fused::attention_backward(bw.ctx, fd, &qt, &kt, &vt, &o, &stats, dy, grads, Some(bw.step))?;
+    let lengths = lengths.map(|l| bw.value(l));
+    let dispatches = fused::attention_backward(
+        bw.ctx,
+        fd,
+        (&qt, &kt, &vt),
+        lengths.as_ref(),
+        &o,
+        &stats,
+        dy,
+        grads,
+        Some(bw.step),
+    )?;
     bw.dispatches.extend(dispatches);
     Ok(())
 }
@@ -407,19 +437,20 @@ fn product_cpu(desc: &MatmulDesc, a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
 }
 
 pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId, op: &Op) -> Result<Vec<f32>> {
-    let Fields { q, k, v, d } = fields(rf.graph, rf.batch, op, rf.train.is_some());
+    let Fields { q, k, v, lengths, d } = fields(rf.graph, rf.batch, op, rf.train.is_some());
     let qh = split_cpu(&d, rf.value(q), d.tq, d.dk);
     let kh = split_cpu(&d, rf.value(k), d.tk, d.dk);
     let vh = split_cpu(&d, rf.value(v), d.tk, d.dv);
     let mut p = product_cpu(&d.scores(), &qh, &kh)?;
-    r::softmax::softmax_attention(&mut p, d.tk, d.scale, d.causal_rows());
+    let lengths = lengths.map(|l| (rf.value(l), d.heads * d.tq));
+    r::softmax::softmax_attention(&mut p, d.tk, d.scale, d.causal_rows(), lengths);
     let oh = product_cpu(&d.output(), &drop_cpu(&d, &p, rf.draw)?, &vh)?;
     rf.saved[id] = p;
     Ok(merge_cpu(&d, &oh, d.tq, d.dv))
 }
 
 pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: &[f32], op: &Op) -> Result<()> {
-    let Fields { q, k, v, d } = fields(rb.graph, rb.batch, op, true);
+    let Fields { q, k, v, d, .. } = fields(rb.graph, rb.batch, op, true);
     let p = &rb.saved[id];
     let doh = split_cpu(&d, dy, d.tq, d.dv);
     let qh = split_cpu(&d, rb.value(q), d.tq, d.dk);

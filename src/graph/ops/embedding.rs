@@ -12,8 +12,17 @@ use crate::reference as r;
 
 impl Graph {
     /// The rows of `table` (`[vocab, dim]`) picked by the ids in `ids`:
-    /// `ids`' shape plus `[dim]` per sample.
-    pub fn embedding(&mut self, ids: NodeId, table: NodeId, layer: &str) -> Result<NodeId> {
+    /// `ids`' shape plus `[dim]` per sample. With `mask = Some(pad)` (ids `[T]`),
+    /// the sequence is padded past each sample's last id that is not `pad`
+    /// ([`Graph::sequence_lengths`]): pools and attention downstream skip the
+    /// padding.
+    pub fn embedding(
+        &mut self,
+        ids: NodeId,
+        table: NodeId,
+        mask: Option<u32>,
+        layer: &str,
+    ) -> Result<NodeId> {
         let ts = self.shape(table).to_vec();
         if ts.len() != 2 {
             return Err(shape_err(
@@ -21,9 +30,31 @@ impl Graph {
                 format!("the embedding table must be [vocab, dim], got {ts:?}"),
             ));
         }
+        if let Some(pad) = mask
+            && pad as usize >= ts[0]
+        {
+            return Err(shape_err(
+                layer,
+                format!("mask_id {pad} is not a row of the {}-row table", ts[0]),
+            ));
+        }
+        let lengths = match mask {
+            // One lengths node per ids and padding id, shared by the Embeddings of both.
+            Some(pad) => Some(
+                match self
+                    .nodes
+                    .iter()
+                    .position(|n| n.op == Op::SequenceLengths { ids, pad })
+                {
+                    Some(existing) => existing,
+                    None => self.sequence_lengths(ids, pad, layer)?,
+                },
+            ),
+            None => None,
+        };
         let mut shape = self.shape(ids).to_vec();
         shape.push(ts[1]);
-        Ok(self.push(Op::Embedding { ids, table }, shape, layer))
+        Ok(self.push(Op::Embedding { ids, table, lengths }, shape, layer))
     }
 }
 

@@ -125,10 +125,11 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         Op::LossTerm { term, a, b } => loss_terms::forward(lw, id, *term, *a, *b),
         op @ Op::LayerNorm { .. } => layer_norm::forward(lw, id, op),
         op @ Op::Attention { .. } => attention::forward(lw, id, op),
-        Op::SequenceMean { x } => sequence::mean_forward(lw, id, *x),
+        Op::SequencePool { x, pool, lengths } => sequence::pool_forward(lw, id, *x, *pool, *lengths),
+        Op::SequenceLengths { ids, pad } => sequence::lengths_forward(lw, id, *ids, *pad),
         Op::AddBroadcast { x, p } => sequence::add_broadcast_forward(lw, id, *x, *p),
         Op::Permute { x, perm } => permute::forward(lw, id, *x, perm),
-        Op::Embedding { ids, table } => embedding::forward(lw, id, *ids, *table),
+        Op::Embedding { ids, table, .. } => embedding::forward(lw, id, *ids, *table),
     }
 }
 
@@ -390,10 +391,11 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         Op::Slice { x, start, .. } => shape::slice_backward(bw, id, dy, *x, *start),
         op @ Op::LayerNorm { .. } => layer_norm::backward(bw, id, dy, op),
         op @ Op::Attention { .. } => attention::backward(bw, id, dy, op),
-        Op::SequenceMean { x } => sequence::mean_backward(bw, dy, *x),
+        Op::SequencePool { x, pool, lengths } => sequence::pool_backward(bw, dy, *x, *pool, *lengths),
+        Op::SequenceLengths { .. } => Ok(()),
         Op::AddBroadcast { x, p } => sequence::add_broadcast_backward(bw, dy, *x, *p),
         Op::Permute { x, perm } => permute::backward(bw, dy, *x, perm),
-        Op::Embedding { ids, table } => embedding::backward(bw, id, dy, *ids, *table),
+        Op::Embedding { ids, table, .. } => embedding::backward(bw, id, dy, *ids, *table),
     }
 }
 
@@ -463,10 +465,13 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         Op::LossTerm { term, a, b } => Ok(loss_terms::reference_forward(rf, id, *term, *a, *b)),
         op @ Op::LayerNorm { .. } => Ok(layer_norm::reference_forward(rf, id, op)),
         op @ Op::Attention { .. } => attention::reference_forward(rf, id, op),
-        Op::SequenceMean { x } => Ok(sequence::reference_mean_forward(rf, *x)),
+        Op::SequencePool { x, pool, lengths } => {
+            Ok(sequence::reference_pool_forward(rf, *x, *pool, *lengths))
+        }
+        Op::SequenceLengths { ids, pad } => Ok(sequence::reference_lengths_forward(rf, *ids, *pad)),
         Op::AddBroadcast { x, p } => Ok(sequence::reference_add_broadcast_forward(rf, *x, *p)),
         Op::Permute { x, perm } => Ok(permute::reference_forward(rf, *x, perm)),
-        Op::Embedding { ids, table } => Ok(embedding::reference_forward(rf, id, *ids, *table)),
+        Op::Embedding { ids, table, .. } => Ok(embedding::reference_forward(rf, id, *ids, *table)),
     }
 }
 
@@ -573,15 +578,16 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
             Ok(())
         }
         op @ Op::Attention { .. } => attention::reference_backward(rb, id, &dy, op),
-        Op::SequenceMean { x } => {
-            sequence::reference_mean_backward(rb, &dy, *x);
+        Op::SequencePool { x, pool, lengths } => {
+            sequence::reference_pool_backward(rb, &dy, *x, *pool, *lengths);
             Ok(())
         }
+        Op::SequenceLengths { .. } => Ok(()),
         Op::Permute { x, perm } => {
             permute::reference_backward(rb, &dy, *x, perm);
             Ok(())
         }
-        Op::Embedding { ids, table } => embedding::reference_backward(rb, id, &dy, *ids, *table),
+        Op::Embedding { ids, table, .. } => embedding::reference_backward(rb, id, &dy, *ids, *table),
         Op::AddBroadcast { x, p } => {
             sequence::reference_add_broadcast_backward(rb, &dy, *x, *p);
             Ok(())

@@ -1,8 +1,10 @@
-//! Ops on sequences (`[tokens, features]` per sample): `Op::SequenceMean`, the mean
-//! over the tokens (Keras' `GlobalAveragePooling1D`), and `Op::AddBroadcast`, a
-//! parameter of the sample's shape added to every sample (a learned position
-//! embedding). GPU: `kernels::reduce::sum_axis`, `kernels::elementwise` and, for the
-//! mean's backward, `kernels::swap_axes`.
+//! Ops on sequences (`[tokens, features]` per sample): `Op::SequencePool`, the mean
+//! over the tokens (Keras' `GlobalAveragePooling1D`) or the last token, and
+//! `Op::AddBroadcast`, a parameter of the sample's shape added to every sample (a
+//! learned position embedding); and padding: `Op::SequenceLengths`, each sample's
+//! unpadded length from its ids, which an Embedding that masks padding carries
+//! and pools and attention read ([`Graph::lengths_of`]). GPU:
+//! `kernels::sequence` and `kernels::elementwise`.
 
 use crate::error::Result;
 use crate::gpu::Tensor;
@@ -11,20 +13,87 @@ use crate::graph::{Graph, NodeId, Op, shape_err};
 use crate::kernels::elementwise as ew;
 use crate::kernels::matmul::Activation;
 use crate::kernels::reduce;
-use crate::kernels::swap_axes::{SwapView, swap_axes};
+use crate::kernels::sequence::{self as kernel, SequenceDims, SequencePool};
 use crate::reference as r;
 
 impl Graph {
-    /// The mean of `x` (`[tokens, features]` per sample) over its tokens: `[features]`.
-    pub fn sequence_mean(&mut self, x: NodeId, layer: &str) -> Result<NodeId> {
+    /// `x` (`[tokens, features]` per sample) read down to `[features]` by `pool`:
+    /// the mean of its tokens or its last one, over its real tokens when it is
+    /// padded ([`Graph::lengths_of`]).
+    pub fn sequence_pool(&mut self, x: NodeId, pool: SequencePool, layer: &str) -> Result<NodeId> {
         let shape = self.shape(x).to_vec();
         if shape.len() != 2 {
+            let what = match pool {
+                SequencePool::Mean => "GlobalAveragePooling1D",
+                SequencePool::Last => "LastTokenPooling1D",
+            };
             return Err(shape_err(
                 layer,
-                format!("GlobalAveragePooling1D expects a sequence [tokens, features], got {shape:?}"),
+                format!("{what} expects a sequence [tokens, features], got {shape:?}"),
             ));
         }
-        Ok(self.push(Op::SequenceMean { x }, vec![shape[1]], layer))
+        let lengths = self.lengths_of(x);
+        Ok(self.push(Op::SequencePool { x, pool, lengths }, vec![shape[1]], layer))
+    }
+
+    /// Each sample's unpadded length (`[1]`) from its token ids `ids` (`[T]`):
+    /// padding is the run of `pad` ids ending a sample.
+    pub fn sequence_lengths(&mut self, ids: NodeId, pad: u32, layer: &str) -> Result<NodeId> {
+        let shape = self.shape(ids).to_vec();
+        if shape.len() != 1 {
+            return Err(shape_err(
+                layer,
+                format!("masking padding (mask_id {pad}) needs token ids [tokens] per sample, got {shape:?}"),
+            ));
+        }
+        if pad as f32 as u32 != pad {
+            return Err(shape_err(
+                layer,
+                format!("mask_id {pad} is not exact as an f32 id (ids above 2^24 are not)"),
+            ));
+        }
+        Ok(self.push(Op::SequenceLengths { ids, pad }, vec![1], layer))
+    }
+
+    /// The lengths of the padded sequence `x` is, if it is one: `x` is an
+    /// Embedding that masks padding, or computed from one token by token (Dense
+    /// and layer normalization over the features, elementwise ops, dropout, a
+    /// position embedding, attention's output for its queries); `None` otherwise.
+    /// Ops that mix tokens or reshape ([`Graph::refuse_padded`]) end the padding.
+    pub fn lengths_of(&self, x: NodeId) -> Option<NodeId> {
+        match &self.nodes[x].op {
+            Op::Embedding { lengths, .. } => *lengths,
+            Op::Dense { x, .. }
+            | Op::LayerNorm { x, .. }
+            | Op::Act { x, .. }
+            | Op::Gelu { x, .. }
+            | Op::Dropout { x, .. }
+            | Op::Exp { x, .. }
+            | Op::Log { x }
+            | Op::Scale { x, .. }
+            | Op::Square { x }
+            | Op::AddBroadcast { x, .. }
+            | Op::Attention { q: x, .. } => self.lengths_of(*x),
+            Op::Add { a, b } | Op::Mul { a, b } => self.lengths_of(*a).or_else(|| self.lengths_of(*b)),
+            _ => None,
+        }
+    }
+
+    /// An error when `x` is a padded sequence: `what` (a reshape, permutation,
+    /// slice, concatenation, a loss over every token) would read its padding as
+    /// real tokens.
+    pub(crate) fn refuse_padded(&self, x: NodeId, what: &str, layer: &str) -> Result<()> {
+        match self.lengths_of(x) {
+            None => Ok(()),
+            Some(_) => Err(shape_err(
+                layer,
+                format!(
+                    "its input is a padded sequence (an Embedding with mask_id) and {what} would read \
+                     the padding as real tokens; pool it first (GlobalAveragePooling1D or \
+                     LastTokenPooling1D), or drop the Embedding's mask_id"
+                ),
+            )),
+        }
     }
 
     /// `x + p` for every sample, `p` a parameter of `x`'s per-sample shape.
@@ -49,34 +118,65 @@ fn steps(graph: &Graph, x: NodeId) -> (usize, usize) {
     (s[0], s[1])
 }
 
-pub(crate) fn mean_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId) -> Result<Tensor> {
-    let (t, f) = steps(lw.graph, x);
+fn dims(graph: &Graph, batch: usize, x: NodeId) -> SequenceDims {
+    let (tokens, features) = steps(graph, x);
+    SequenceDims {
+        batch,
+        tokens,
+        features,
+    }
+}
+
+pub(crate) fn pool_forward(
+    lw: &mut Lowering<'_>,
+    id: NodeId,
+    x: NodeId,
+    pool: SequencePool,
+    lengths: Option<NodeId>,
+) -> Result<Tensor> {
     let y = lw.output(id)?;
-    lw.dispatches
-        .push(reduce::sum_axis(lw.ctx, &lw.value(x), lw.batch, t, f, &y)?);
-    lw.dispatches.push(ew::scale(lw.ctx, &y, 1.0 / t as f32, &y)?);
+    let d = dims(lw.graph, lw.batch, x);
+    let lengths = lengths.map(|l| lw.value(l));
+    lw.dispatches.push(kernel::sequence_pool(
+        lw.ctx,
+        &d,
+        pool,
+        &lw.value(x),
+        lengths.as_ref(),
+        &y,
+    )?);
     Ok(y)
 }
 
-pub(crate) fn mean_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId) -> Result<()> {
+pub(crate) fn pool_backward(
+    bw: &mut BackwardLowering<'_>,
+    dy: &Tensor,
+    x: NodeId,
+    pool: SequencePool,
+    lengths: Option<NodeId>,
+) -> Result<()> {
     let Some(dx) = bw.dx_for(x)? else {
         return Ok(());
     };
-    let (t, f) = steps(bw.graph, x);
-    // dx[b, t, f] = dy[b, f] / T: every value repeated T times ([B, F, T]), then the
-    // last two axes swapped.
-    let repeated = bw.temporary(&[bw.batch * f * t])?;
-    let ctx = bw.ctx;
-    bw.dispatches
-        .push(ew::repeat_scale(ctx, dy, t, 1.0 / t as f32, &repeated)?);
-    let view = SwapView {
-        outer: bw.batch,
-        a: f,
-        b: t,
-        inner: 1,
-    };
-    bw.dispatches.push(swap_axes(ctx, &repeated, 0, &dx, 0, view)?);
+    let d = dims(bw.graph, bw.batch, x);
+    let lengths = lengths.map(|l| bw.value(l));
+    bw.dispatches.push(kernel::sequence_pool_backward(
+        bw.ctx,
+        &d,
+        pool,
+        dy,
+        lengths.as_ref(),
+        &dx,
+    )?);
     Ok(())
+}
+
+pub(crate) fn lengths_forward(lw: &mut Lowering<'_>, id: NodeId, ids: NodeId, pad: u32) -> Result<Tensor> {
+    let y = lw.output(id)?;
+    let tokens = lw.graph.shape(ids)[0];
+    lw.dispatches
+        .push(kernel::sequence_lengths(lw.ctx, &lw.value(ids), tokens, pad, &y)?);
+    Ok(y)
 }
 
 pub(crate) fn add_broadcast_forward(
@@ -114,23 +214,33 @@ pub(crate) fn add_broadcast_backward(
     bw.pass_through(x, dy)
 }
 
-pub(crate) fn reference_mean_forward(rf: &RefForward<'_>, x: NodeId) -> Vec<f32> {
-    let (t, f) = steps(rf.graph, x);
-    let mut y = vec![0.0; rf.batch * f];
-    r::reduce::sum_axis(rf.value(x), rf.batch, t, f, &mut y);
-    y.iter_mut().for_each(|v| *v /= t as f32);
-    y
+pub(crate) fn reference_pool_forward(
+    rf: &RefForward<'_>,
+    x: NodeId,
+    pool: SequencePool,
+    lengths: Option<NodeId>,
+) -> Vec<f32> {
+    let d = dims(rf.graph, rf.batch, x);
+    r::sequence::sequence_pool(&d, pool, rf.value(x), lengths.map(|l| rf.value(l)))
 }
 
-pub(crate) fn reference_mean_backward(rb: &mut RefBackward<'_>, dy: &[f32], x: NodeId) {
+pub(crate) fn reference_pool_backward(
+    rb: &mut RefBackward<'_>,
+    dy: &[f32],
+    x: NodeId,
+    pool: SequencePool,
+    lengths: Option<NodeId>,
+) {
     if !rb.req[x] {
         return;
     }
-    let (t, f) = steps(rb.graph, x);
-    let dx = (0..rb.batch * t * f)
-        .map(|i| dy[(i / (t * f)) * f + i % f] / t as f32)
-        .collect();
+    let d = dims(rb.graph, rb.batch, x);
+    let dx = r::sequence::sequence_pool_backward(&d, pool, dy, lengths.map(|l| rb.value(l)));
     rb.add_grad(x, dx);
+}
+
+pub(crate) fn reference_lengths_forward(rf: &RefForward<'_>, ids: NodeId, pad: u32) -> Vec<f32> {
+    r::sequence::sequence_lengths(rf.value(ids), rf.graph.shape(ids)[0], pad)
 }
 
 pub(crate) fn reference_add_broadcast_forward(rf: &RefForward<'_>, x: NodeId, p: NodeId) -> Vec<f32> {

@@ -1,0 +1,129 @@
+// Sequences `[B, T, F]` (T tokens of F features per sample) with padding: each
+// sample's unpadded length, and the pools that read a sequence down to `[B, F]`
+// over its real tokens only (Keras' GlobalAveragePooling1D with a mask, and the
+// last real token, Hugging Face's sequence-classification pooling).
+//
+// Launchers: src/kernels/sequence.rs. CPU twins: src/reference/sequence.rs.
+//
+//   sequence_lengths:     len[b] = 1 + the last t with ids[b, t] ≠ pad (0 when every
+//                         id is pad): padding is the run of pad ids that ends the
+//                         sample. Ids and lengths are f32 (whole numbers).
+//   sequence_pool:        y[b, f] over all T tokens: their mean (p.last = 0) or
+//                         token T − 1 (p.last = 1).
+//   sequence_pool_masked: the same over the first n = len[b] tokens: their mean
+//                         (0 when n = 0), or token max(n, 1) − 1 (token 0 of an
+//                         all-padding sample, as Hugging Face picks it).
+//   sequence_pool_backward(_masked): dx[b, t, f] = dy[b, f]/n for t < n (mean), or
+//                         dy[b, f] at the picked token (last); 0 elsewhere.
+//                         Overwrites all of dx.
+//
+// One invocation per output value (a flat grid, possibly folded); sums run over t
+// in order, so results do not depend on timing.
+
+struct Params {
+    batch: u32,
+    tokens: u32,
+    features: u32,
+    last: u32,  // 1: the last token; 0: the mean
+    pad: f32,   // sequence_lengths: the padding id
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+override WG: u32 = 256;
+
+@group(0) @binding(0) var<uniform> p: Params;
+// sequence_lengths: ids [B, T]; the pools: x [B, T, F]; the backward: dy [B, F].
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+// The *_masked entry points: len [B].
+@group(0) @binding(2) var<storage, read> len: array<f32>;
+// sequence_lengths: len [B]; the pools: y [B, F]; the backward: dx [B, T, F].
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+
+fn flat(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * WG + lid;
+}
+
+@compute @workgroup_size(WG)
+fn sequence_lengths(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let b = flat(wg, nwg, lid);
+    if (b >= p.batch) {
+        return;
+    }
+    var n = p.tokens;
+    while (n > 0u && src[b * p.tokens + n - 1u] == p.pad) {
+        n = n - 1u;
+    }
+    dst[b] = f32(n);
+}
+
+// Token count n of a sample, as f32 lengths hold it, clamped to [0, T].
+fn count(l: f32) -> u32 {
+    return min(p.tokens, u32(max(l, 0.0)));
+}
+
+// y[b, f] over the first n tokens of sample b.
+fn pool(i: u32, n: u32) {
+    let b = i / p.features;
+    let f = i - b * p.features;
+    let base = b * p.tokens * p.features + f;
+    if (p.last != 0u) {
+        dst[i] = src[base + (max(n, 1u) - 1u) * p.features];
+        return;
+    }
+    var s = 0.0;
+    for (var t = 0u; t < n; t = t + 1u) {
+        s = s + src[base + t * p.features];
+    }
+    dst[i] = select(s / f32(n), 0.0, n == 0u);
+}
+
+@compute @workgroup_size(WG)
+fn sequence_pool(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wg, nwg, lid);
+    if (i < p.batch * p.features) {
+        pool(i, p.tokens);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn sequence_pool_masked(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wg, nwg, lid);
+    if (i < p.batch * p.features) {
+        pool(i, count(len[i / p.features]));
+    }
+}
+
+// dx[i] (i over [B, T, F]) from dy, sample b's first n tokens pooled.
+fn unpool(i: u32, b: u32, n: u32) {
+    let t = (i / p.features) % p.tokens;
+    let g = src[b * p.features + i % p.features];
+    if (p.last != 0u) {
+        dst[i] = select(0.0, g, t == max(n, 1u) - 1u);
+        return;
+    }
+    dst[i] = select(0.0, g / f32(n), t < n);
+}
+
+@compute @workgroup_size(WG)
+fn sequence_pool_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wg, nwg, lid);
+    if (i < p.batch * p.tokens * p.features) {
+        unpool(i, i / (p.tokens * p.features), p.tokens);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn sequence_pool_backward_masked(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                 @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wg, nwg, lid);
+    if (i < p.batch * p.tokens * p.features) {
+        let b = i / (p.tokens * p.features);
+        unpool(i, b, count(len[b]));
+    }
+}

@@ -1,0 +1,224 @@
+//! Padded-sequence launchers (`shaders/sequence.wgsl`): each sample's unpadded
+//! length from its token ids, and the pools that read a sequence `[B, T, F]` down
+//! to `[B, F]` (the mean of its tokens, or its last one) over the real tokens only.
+//! CPU twins: [`crate::reference::sequence`].
+
+use crate::error::{Error, Result};
+use crate::gpu::{Context, DType, Dispatch, Tensor};
+use crate::kernels::elementwise::{count_u32, expect_separate};
+use crate::kernels::{Kernel, Shader, groups_for};
+
+/// Invocations per workgroup.
+const WG: u32 = 256;
+
+const LENGTHS: Kernel = Shader::Sequence.kernel("sequence_lengths");
+const POOL: Kernel = Shader::Sequence.kernel("sequence_pool");
+const POOL_MASKED: Kernel = Shader::Sequence.kernel("sequence_pool_masked");
+const POOL_BACKWARD: Kernel = Shader::Sequence.kernel("sequence_pool_backward");
+const POOL_BACKWARD_MASKED: Kernel = Shader::Sequence.kernel("sequence_pool_backward_masked");
+
+/// Mirrors `Params` in `shaders/sequence.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    tokens: u32,
+    features: u32,
+    last: u32,
+    pad: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+/// How a sequence pool reads a sample's tokens down to one row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequencePool {
+    /// The mean of the real tokens (0 when there are none).
+    Mean,
+    /// The last real token (token 0 when there are none).
+    Last,
+}
+
+/// The shape of a pool: `batch` samples of `tokens × features`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SequenceDims {
+    /// Samples.
+    pub batch: usize,
+    /// Tokens per sample.
+    pub tokens: usize,
+    /// Features per token.
+    pub features: usize,
+}
+
+impl SequenceDims {
+    fn params(&self, op: &'static str, pool: SequencePool) -> Result<Params> {
+        if self.batch == 0 || self.tokens == 0 || self.features == 0 {
+            return Err(Error::shape(
+                op,
+                format!("every dimension must be at least 1, got {self:?}"),
+            ));
+        }
+        count_u32(op, "values", self.batch * self.tokens * self.features)?;
+        Ok(Params {
+            batch: self.batch as u32,
+            tokens: self.tokens as u32,
+            features: self.features as u32,
+            last: (pool == SequencePool::Last) as u32,
+            ..Params::default()
+        })
+    }
+}
+
+/// Checks dtype and element count of each `(name, tensor, expected)`.
+fn expect_sizes(
+    op: &'static str,
+    dims: &SequenceDims,
+    tensors: &[(&'static str, &Tensor, usize)],
+) -> Result<()> {
+    for &(what, t, want) in tensors {
+        t.expect_dtype(op, what, DType::F32)?;
+        if t.numel() != want {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "{what} has {} elements ({:?}); {dims:?} needs {want}",
+                    t.numel(),
+                    t.shape()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `lengths[b]` = 1 + the last token of sample `b` whose id is not `pad` (0 when
+/// all are): padding is the run of `pad` ids ending a sample; a `pad` id before a
+/// real token is an ordinary token. `ids` is `[batch, tokens]` (f32 ids),
+/// `lengths` `[batch]`.
+pub fn sequence_lengths(
+    ctx: &Context,
+    ids: &Tensor,
+    tokens: usize,
+    pad: u32,
+    lengths: &Tensor,
+) -> Result<Dispatch> {
+    const OP: &str = "sequence_lengths";
+    let batch = lengths.numel();
+    let dims = SequenceDims {
+        batch,
+        tokens,
+        features: 1,
+    };
+    let params = Params {
+        pad: pad as f32,
+        ..dims.params(OP, SequencePool::Mean)?
+    };
+    if pad as f32 as u32 != pad {
+        return Err(Error::invalid(format!(
+            "{OP}: padding id {pad} is not exact as f32 (ids above 2^24 are not)"
+        )));
+    }
+    expect_sizes(
+        OP,
+        &dims,
+        &[("ids", ids, batch * tokens), ("lengths", lengths, batch)],
+    )?;
+    expect_separate(OP, &[("lengths", lengths)], &[ids])?;
+    ctx.dispatch(
+        LENGTHS,
+        &[("WG", WG as f64)],
+        &params,
+        &[(1, &ids.buffer), (3, &lengths.buffer)],
+        groups_for(ctx, batch, WG)?,
+    )
+}
+
+/// `y[b, :]` = the `pool` of sample `b`'s tokens in `x` (`[batch, tokens,
+/// features]`): all of them, or with `lengths` (`[batch]`, from
+/// [`sequence_lengths`]) its first `lengths[b]`. `y` is `[batch, features]`.
+pub fn sequence_pool(
+    ctx: &Context,
+    dims: &SequenceDims,
+    pool: SequencePool,
+    x: &Tensor,
+    lengths: Option<&Tensor>,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    const OP: &str = "sequence_pool";
+    let params = dims.params(OP, pool)?;
+    let (b, t, f) = (dims.batch, dims.tokens, dims.features);
+    expect_sizes(OP, dims, &[("x", x, b * t * f), ("y", y, b * f)])?;
+    launch(ctx, OP, (POOL, POOL_MASKED), &params, (x, lengths, y), b * f)
+}
+
+/// The gradient of [`sequence_pool`]: `dx` (`[batch, tokens, features]`,
+/// overwritten) from `dy` (`[batch, features]`): `dy/n` on each of the `n` pooled
+/// tokens (the mean) or `dy` on the picked one (the last), 0 elsewhere.
+pub fn sequence_pool_backward(
+    ctx: &Context,
+    dims: &SequenceDims,
+    pool: SequencePool,
+    dy: &Tensor,
+    lengths: Option<&Tensor>,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    const OP: &str = "sequence_pool_backward";
+    let params = dims.params(OP, pool)?;
+    let (b, t, f) = (dims.batch, dims.tokens, dims.features);
+    expect_sizes(OP, dims, &[("dy", dy, b * f), ("dx", dx, b * t * f)])?;
+    launch(
+        ctx,
+        OP,
+        (POOL_BACKWARD, POOL_BACKWARD_MASKED),
+        &params,
+        (dy, lengths, dx),
+        b * t * f,
+    )
+}
+
+/// One invocation per output value of `dst`, the masked entry point with lengths.
+fn launch(
+    ctx: &Context,
+    op: &'static str,
+    (plain, masked): (Kernel, Kernel),
+    params: &Params,
+    (src, lengths, dst): (&Tensor, Option<&Tensor>, &Tensor),
+    outputs: usize,
+) -> Result<Dispatch> {
+    let groups = groups_for(ctx, outputs, WG)?;
+    let constants = [("WG", WG as f64)];
+    match lengths {
+        None => {
+            expect_separate(op, &[("output", dst)], &[src])?;
+            ctx.dispatch(
+                plain,
+                &constants,
+                params,
+                &[(1, &src.buffer), (3, &dst.buffer)],
+                groups,
+            )
+        }
+        Some(l) => {
+            l.expect_dtype(op, "lengths", DType::F32)?;
+            if l.numel() != params.batch as usize {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "{} lengths for {} samples; give one per sample",
+                        l.numel(),
+                        params.batch
+                    ),
+                ));
+            }
+            expect_separate(op, &[("output", dst)], &[src, l])?;
+            ctx.dispatch(
+                masked,
+                &constants,
+                params,
+                &[(1, &src.buffer), (2, &l.buffer), (3, &dst.buffer)],
+                groups,
+            )
+        }
+    }
+}
