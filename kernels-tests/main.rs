@@ -36,6 +36,7 @@ mod matmul_coop;
 mod matvec;
 mod noise;
 mod optim;
+mod padding;
 mod peft;
 mod pipeline;
 mod pool;

@@ -13,9 +13,10 @@ use crate::reference as r;
 
 impl Graph {
     /// Flatten to `[features]`.
-    pub fn flatten(&mut self, x: NodeId, layer: &str) -> NodeId {
+    pub fn flatten(&mut self, x: NodeId, layer: &str) -> Result<NodeId> {
+        self.refuse_padded(x, "Flatten", layer)?;
         let n = self.shape(x).iter().product();
-        self.push(Op::Reshape { x }, vec![n], layer)
+        Ok(self.push(Op::Reshape { x }, vec![n], layer))
     }
 
     /// Elementwise activation `act` of `x`.

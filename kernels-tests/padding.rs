@@ -1,0 +1,304 @@
+//! Padded sequences (`shaders/sequence.wgsl`, `kernels::sequence`, and padding in
+//! attention): the lengths and pools against their CPU twins on odd shapes and
+//! folded grids; classifiers on padded token ids (an Embedding with `mask_id`,
+//! attention with and without a causal mask, either pool) train equal to the
+//! reference executor as lavapipe and GPUs plan them; the padding changes no
+//! output (a padded sample predicts what the same model without padding predicts
+//! on its real tokens); what would read padding as tokens is refused.
+
+use wgml::Tensor;
+use wgml::gpu::AdapterClass;
+use wgml::graph::Loss;
+use wgml::graph::reference::ReferenceExecutor;
+use wgml::kernels::optim::Optimizer;
+use wgml::kernels::sequence::{self, SequenceDims, SequencePool};
+use wgml::nn::model::{Batch, ModelSpec};
+use wgml::nn::{Functional, GraphOp, Layer, LayerActivation};
+use wgml::reference;
+
+use crate::common::*;
+
+/// The vocabulary of the models; id 0 pads.
+const V: usize = 7;
+
+#[test]
+fn lengths_and_pools_match_their_twins() {
+    let (_g, ctx) = gpu();
+    for (n, &(batch, tokens, features)) in [(1usize, 1usize, 1usize), (5, 7, 3), (3, 40, 33), (300, 2, 5)]
+        .iter()
+        .enumerate()
+    {
+        // Ids 1..V with a tail of padding of every length in turn, and a pad id
+        // inside some samples (an ordinary token there).
+        let mut r = rng(20 + n as u64);
+        let mut ids = uniform(&mut r, batch * tokens, 1.0, V as f32);
+        ids.iter_mut().for_each(|v| *v = v.floor());
+        for b in 0..batch {
+            let len = (b * 3) % (tokens + 1);
+            ids[b * tokens + len..(b + 1) * tokens].fill(0.0);
+            if len >= 2 && b % 2 == 0 {
+                ids[b * tokens] = 0.0;
+            }
+        }
+        let want_lengths = reference::sequence::sequence_lengths(&ids, tokens, 0);
+        let x = uniform(&mut r, batch * tokens * features, -2.0, 2.0);
+        let dy = uniform(&mut r, batch * features, -1.0, 1.0);
+        let d = SequenceDims {
+            batch,
+            tokens,
+            features,
+        };
+        for fold in [0, 4] {
+            ctx.set_max_groups_per_dim(fold);
+            let t = |v: &[f32]| Tensor::from_f32(ctx, v, &[v.len()]).unwrap();
+            let lengths = nan_tensor(ctx, &[batch]);
+            ctx.run(&[&sequence::sequence_lengths(ctx, &t(&ids), tokens, 0, &lengths).unwrap()])
+                .unwrap();
+            let got = lengths.to_f32(ctx).unwrap();
+            assert_eq!(got, want_lengths, "{d:?} fold {fold}: lengths");
+            for pool in [SequencePool::Mean, SequencePool::Last] {
+                for masked in [false, true] {
+                    let l = masked.then_some(&lengths);
+                    let lv = masked.then_some(&want_lengths[..]);
+                    let (y, dx) = (nan_tensor(ctx, &[batch * features]), nan_tensor(ctx, &[x.len()]));
+                    ctx.run(&[
+                        &sequence::sequence_pool(ctx, &d, pool, &t(&x), l, &y).unwrap(),
+                        &sequence::sequence_pool_backward(ctx, &d, pool, &t(&dy), l, &dx).unwrap(),
+                    ])
+                    .unwrap();
+                    let what = |s: &str| format!("{d:?} {pool:?} masked {masked} fold {fold}: {s}");
+                    let want_y = reference::sequence::sequence_pool(&d, pool, &x, lv);
+                    assert_close(&what("y"), &y.to_f32(ctx).unwrap(), &want_y, 1e-6, 1e-5);
+                    let want_dx = reference::sequence::sequence_pool_backward(&d, pool, &dy, lv);
+                    assert_close(&what("dx"), &dx.to_f32(ctx).unwrap(), &want_dx, 1e-6, 1e-5);
+                }
+            }
+        }
+        ctx.set_max_groups_per_dim(0);
+    }
+    // The twins by hand: [a b 0] pads one token; [0 0 0] is all padding.
+    let ids = [3.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0];
+    let lengths = reference::sequence::sequence_lengths(&ids, 3, 0);
+    assert_eq!(lengths, [2.0, 0.0, 2.0]);
+    let d = SequenceDims {
+        batch: 3,
+        tokens: 3,
+        features: 1,
+    };
+    let x = [1.0, 2.0, 9.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+    let mean = reference::sequence::sequence_pool(&d, SequencePool::Mean, &x, Some(&lengths));
+    assert_eq!(mean, [1.5, 0.0, 7.5]);
+    let last = reference::sequence::sequence_pool(&d, SequencePool::Last, &x, Some(&lengths));
+    assert_eq!(last, [2.0, 4.0, 8.0], "an all-padding sample gives its first token");
+    let dx = reference::sequence::sequence_pool_backward(&d, SequencePool::Mean, &[2.0, 1.0, 4.0], Some(&lengths));
+    assert_eq!(dx, [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 2.0, 2.0, 0.0]);
+}
+
+#[test]
+fn pools_refuse_mismatched_tensors() {
+    let (_g, ctx) = gpu();
+    let d = SequenceDims {
+        batch: 2,
+        tokens: 3,
+        features: 4,
+    };
+    let (x, y) = (nan_tensor(ctx, &[24]), nan_tensor(ctx, &[8]));
+    let three = nan_tensor(ctx, &[3]);
+    let e = sequence::sequence_pool(ctx, &d, SequencePool::Mean, &x, Some(&three), &y)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("3 lengths for 2 samples"), "{e}");
+    let e = sequence::sequence_pool(ctx, &d, SequencePool::Last, &x, None, &three)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("y has 3 elements"), "{e}");
+    let e = sequence::sequence_pool(ctx, &d, SequencePool::Last, &x, None, &x)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("y has 24 elements"), "{e}");
+    let e = sequence::sequence_lengths(ctx, &x, 8, (1 << 24) + 1, &three)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not exact as f32"), "{e}");
+}
+
+/// ids `[tokens]` → Embedding(V, 8, `mask_id`) → learned positions → attention (2
+/// heads of 4) → Add → LayerNormalization → Dense(8, relu) per token → `pool` →
+/// Dense(2, softmax).
+fn classifier(tokens: usize, mask_id: Option<u32>, causal: bool, pool: Layer) -> ModelSpec {
+    let attention = Layer::MultiHeadAttention {
+        num_heads: 2,
+        key_dim: 4,
+        value_dim: None,
+        use_bias: true,
+        causal,
+        dropout: 0.0,
+        trainable: true,
+    };
+    let dense = |units, activation| Layer::Dense {
+        units,
+        activation,
+        use_bias: true,
+        trainable: true,
+    };
+    ModelSpec::Functional(
+        Functional::new("ids", &[tokens])
+            .layer(
+                "embed",
+                Layer::Embedding {
+                    input_dim: V,
+                    output_dim: 8,
+                    mask_id,
+                    trainable: true,
+                },
+                &["ids"],
+            )
+            .layer("pos", Layer::AddPositionEmbedding { trainable: true }, &["embed"])
+            .layer("att", attention, &["pos"])
+            .op("res", GraphOp::Add, &["pos", "att"])
+            .layer("ln", Layer::layer_norm(), &["res"])
+            .layer("mlp", dense(8, LayerActivation::Relu), &["ln"])
+            .layer("pool", pool, &["mlp"])
+            .layer("head", dense(2, LayerActivation::Softmax), &["pool"])
+            .supervised("head", Loss::SparseCategoricalCrossentropy),
+    )
+}
+
+/// Every combination the padding tests run: causal or not, each pool.
+fn variants() -> Vec<(bool, Layer)> {
+    let mut out = Vec::new();
+    for causal in [false, true] {
+        for pool in [Layer::GlobalAveragePooling1D, Layer::LastTokenPooling1D] {
+            out.push((causal, pool));
+        }
+    }
+    out
+}
+
+/// `lengths.len()` samples of `tokens` ids: ids 1..V up to each length, then 0s.
+fn padded_ids(lengths: &[usize], tokens: usize, seed: u64) -> Vec<f32> {
+    let mut x = uniform(&mut rng(seed), lengths.len() * tokens, 1.0, V as f32);
+    for (b, &len) in lengths.iter().enumerate() {
+        x[b * tokens..(b + 1) * tokens].iter_mut().for_each(|v| *v = v.floor());
+        x[b * tokens + len..(b + 1) * tokens].fill(0.0);
+    }
+    x
+}
+
+#[test]
+fn a_padded_classifier_trains_equal_to_the_reference() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let tokens = 6;
+    let lengths = [6, 3, 1, 0, 4];
+    let x = padded_ids(&lengths, tokens, 5);
+    let labels = [1, 0, 1, 0, 0];
+    let batch = Batch {
+        x: &x,
+        labels: &labels,
+        values: &[],
+        len: lengths.len(),
+    };
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        for (causal, pool) in variants() {
+            let what = format!("{class:?} causal {causal} {}", pool.kind());
+            let mut model = classifier(tokens, Some(0), causal, pool)
+                .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.02), 3)
+                .unwrap();
+            let mut cpu = ReferenceExecutor::from_model(&model, ctx).unwrap();
+            for step in 0..3 {
+                let (gpu, want) = step_losses(ctx, &mut model, &mut cpu, &batch, 0.02);
+                assert!(
+                    (gpu - want).abs() < 1e-5 * want.abs(),
+                    "{what} step {step}: GPU loss {gpu} vs reference {want}"
+                );
+            }
+            params_match_reference(ctx, &what, &model.store, &cpu, 1e-5, 1e-4);
+        }
+    }
+}
+
+/// A sample padded to 7 tokens predicts what the same weights predict on its 3
+/// real tokens with no padding at all: padding changes nothing; without the mask
+/// it would (the test's own check that it can fail).
+#[test]
+fn padding_changes_no_prediction() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let (long, short) = (7, 3);
+    let real = padded_ids(&[short], short, 9);
+    let mut padded = real.clone();
+    padded.resize(long, 0.0);
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        for (causal, pool) in variants() {
+            let what = format!("{class:?} causal {causal} {}", pool.kind());
+            let compile = |tokens, mask| {
+                classifier(tokens, mask, causal, pool.clone())
+                    .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::sgd(0.1, 0.0), 4)
+                    .unwrap()
+            };
+            let mut masked = compile(long, Some(0));
+            let mut unmasked = compile(long, None);
+            let mut exact = compile(short, None);
+            // The same weights everywhere; the short model's positions are the
+            // first rows of the long one's.
+            let values = masked.store.download(ctx).unwrap();
+            unmasked.load_params(ctx, &values).unwrap();
+            let cut: Vec<_> = values
+                .iter()
+                .map(|(name, shape, v)| match name.as_str() {
+                    "pos.weight" => (name.clone(), vec![short, shape[1]], v[..short * shape[1]].to_vec()),
+                    _ => (name.clone(), shape.clone(), v.clone()),
+                })
+                .collect();
+            exact.load_params(ctx, &cut).unwrap();
+            let want = exact.predict(ctx, &real, 1).unwrap();
+            let got = masked.predict(ctx, &padded, 1).unwrap();
+            assert_close(&format!("{what}: padded"), &got, &want, 1e-6, 1e-5);
+            let unmasked = unmasked.predict(ctx, &padded, 1).unwrap();
+            let moved = unmasked.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            // A causal model's last real token sees no padding even unmasked.
+            if !(causal && pool == Layer::LastTokenPooling1D) {
+                assert!(moved > 1e-4, "{what}: the unmasked model ignores padding too ({moved})");
+            }
+        }
+    }
+}
+
+#[test]
+fn what_would_read_padding_as_tokens_is_refused() {
+    let embed = |mask_id| Layer::Embedding {
+        input_dim: V,
+        output_dim: 4,
+        mask_id,
+        trainable: true,
+    };
+    let dense = Layer::Dense {
+        units: 2,
+        activation: LayerActivation::Softmax,
+        use_bias: true,
+        trainable: true,
+    };
+    let sequential = |layers: Vec<Layer>| {
+        layers
+            .into_iter()
+            .fold(wgml::nn::Sequential::new(&[5]), |s, l| s.add(l))
+            .graph(Loss::SparseCategoricalCrossentropy)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let e = sequential(vec![embed(Some(0)), Layer::Flatten, dense.clone()]).unwrap_err();
+    assert!(e.contains("padded sequence") && e.contains("Flatten would read"), "{e}");
+    let e = sequential(vec![embed(Some(0)), Layer::Permute { dims: vec![2, 1] }, dense.clone()]).unwrap_err();
+    assert!(e.contains("a permutation"), "{e}");
+    // A loss over every token would count the padding.
+    let e = sequential(vec![embed(Some(0)), dense.clone()]).unwrap_err();
+    assert!(e.contains("the loss"), "{e}");
+    let e = sequential(vec![embed(Some(V as u32)), Layer::GlobalAveragePooling1D, dense.clone()]).unwrap_err();
+    assert!(e.contains("mask_id 7 is not a row of the 7-row table"), "{e}");
+    // Pooled first, or unmasked, they build.
+    sequential(vec![embed(Some(0)), Layer::LastTokenPooling1D, dense.clone()]).unwrap();
+    sequential(vec![embed(None), Layer::Flatten, dense]).unwrap();
+}
