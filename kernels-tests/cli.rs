@@ -1736,3 +1736,180 @@ fn a_gpt2_fine_tunes_low_rank_adapters_and_exports_them() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Writes a folder of texts by class under `dir`: Rust source and WGSL shaders
+/// from this repository cut into documents of 20 to 400 bytes (some longer than
+/// a model's 256 tokens, most shorter), in train/ and test/, and an unlabelled
+/// train/unsup/ as aclImdb has.
+fn texts_by_class(dir: &std::path::Path) {
+    let sources = [
+        (
+            "rust",
+            [
+                "src/graph/ops/attention.rs",
+                "src/kernels/sequence.rs",
+                "src/data/text.rs",
+            ],
+        ),
+        (
+            "wgsl",
+            [
+                "shaders/attention.wgsl",
+                "shaders/sequence.wgsl",
+                "shaders/softmax.wgsl",
+            ],
+        ),
+    ];
+    for (class, files) in sources {
+        let text: String = files
+            .iter()
+            .map(|f| std::fs::read_to_string(crate::common::repo_file(f)).unwrap())
+            .collect();
+        let (mut at, mut n) = (0, 0);
+        while at < text.len() && n < 160 {
+            // Cut at a character boundary: a tokenizer reads UTF-8.
+            let mut end = (at + 20 + (n * 97) % 380).min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let (doc, len) = (&text[at..end], end - at);
+            let split = if n % 4 == 3 { "test" } else { "train" };
+            let folder = dir.join(split).join(class);
+            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::write(folder.join(format!("{n}.txt")), doc).unwrap();
+            at += len;
+            n += 1;
+        }
+    }
+    std::fs::create_dir_all(dir.join("train/unsup")).unwrap();
+    std::fs::write(dir.join("train/unsup/0.txt"), "no label").unwrap();
+}
+
+/// `wgml train --data DIR` on texts by class: the example encoder (an Embedding
+/// with mask_id 0) learns which are Rust and which WGSL and evaluates; a GPT-2
+/// checkpoint becomes a classifier of its last real token with a new head; a
+/// model that masks no padding is refused, saying what to add.
+#[test]
+fn texts_by_class_train_an_encoder_and_a_gpt2_classifier() {
+    let dir = crate::common::fresh_dir("cli-texts");
+    let data = dir.join("texts");
+    texts_by_class(&data);
+    let data = data.to_str().unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let model = crate::common::repo_file("examples/models/text_classifier.json");
+    let model = model.to_str().unwrap();
+    let ckpt = path("texts.safetensors");
+    let out = wgml(&[
+        "train",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--epochs",
+        "6",
+        "--batch-size",
+        "16",
+        "--lr",
+        "3e-3",
+        "--save",
+        &ckpt,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "classes: 0 = rust, 1 = wgsl",
+        "left out, a class the test split lacks:",
+        "unsup",
+        "padded with id 0",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
+    let accuracy = |stdout: &str| -> f64 {
+        let (_, rest) = stdout.split_once("test accuracy: ").expect("a test accuracy");
+        rest.split_whitespace().next().unwrap().parse::<f64>().unwrap()
+    };
+    let trained = accuracy(&stdout);
+    assert!(trained > 0.8, "Rust against WGSL: {trained} in {stdout}");
+    let out = wgml(&["eval", "--weights", &ckpt, "--data", data]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(accuracy(&stdout), trained, "eval reads the texts as train did");
+
+    // Without a mask_id the padding would be read as text.
+    let unmasked = path("unmasked.json");
+    let json = std::fs::read_to_string(model)
+        .unwrap()
+        .replace(", \"mask_id\": 0", "");
+    std::fs::write(&unmasked, json).unwrap();
+    fails_with(
+        &["train", "--model", &unmasked, "--data", data, "--steps", "1"],
+        &["holds texts by class", "give the model's Embedding a mask_id"],
+    );
+
+    // A GPT-2 whose tokenizer has an end of text: the tiny one's last id, as
+    // GPT-2's <|endoftext|> is its last (the merge that made that token goes).
+    let gpt2 = dir.join("gpt2-tiny");
+    std::fs::create_dir_all(&gpt2).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        let from = crate::common::repo_file(&format!("kernels-tests/golden/gpt2-tiny/{f}"));
+        std::fs::copy(from, gpt2.join(f)).unwrap();
+    }
+    let tokenizer = gpt2.join("tokenizer.json");
+    let mut t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&tokenizer).unwrap()).unwrap();
+    let vocab = t["model"]["vocab"].as_object_mut().unwrap();
+    let last = vocab
+        .iter()
+        .find(|(_, id)| id.as_u64() == Some(299))
+        .unwrap()
+        .0
+        .clone();
+    vocab.remove(&last);
+    vocab.insert("<|endoftext|>".into(), 299.into());
+    t["model"]["merges"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| format!("{}{}", m[0].as_str().unwrap(), m[1].as_str().unwrap()) != last);
+    t["added_tokens"] = serde_json::json!([{
+        "id": 299, "content": "<|endoftext|>", "single_word": false, "lstrip": false,
+        "rstrip": false, "normalized": false, "special": true
+    }]);
+    std::fs::write(&tokenizer, t.to_string()).unwrap();
+    let (base, tuned) = (path("gpt2.safetensors"), path("gpt2-cls.safetensors"));
+    let out = wgml(&[
+        "import",
+        gpt2.to_str().unwrap(),
+        "--save",
+        &base,
+        "--context",
+        "32",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = wgml(&[
+        "train",
+        "--model",
+        &base,
+        "--data",
+        data,
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--save",
+        &tuned,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "padded with id 299",
+        "a sequence classifier: each text read at its last real token (last_token), a new head 'score' of 2 classes",
+        "new score.weight",
+        "test accuracy:",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
+    let out = wgml(&["eval", "--weights", &tuned, "--data", data]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("test accuracy:"), "{stdout}");
+}

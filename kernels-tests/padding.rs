@@ -89,8 +89,13 @@ fn lengths_and_pools_match_their_twins() {
     let mean = reference::sequence::sequence_pool(&d, SequencePool::Mean, &x, Some(&lengths));
     assert_eq!(mean, [1.5, 0.0, 7.5]);
     let last = reference::sequence::sequence_pool(&d, SequencePool::Last, &x, Some(&lengths));
-    assert_eq!(last, [2.0, 4.0, 8.0], "an all-padding sample gives its first token");
-    let dx = reference::sequence::sequence_pool_backward(&d, SequencePool::Mean, &[2.0, 1.0, 4.0], Some(&lengths));
+    assert_eq!(
+        last,
+        [2.0, 4.0, 8.0],
+        "an all-padding sample gives its first token"
+    );
+    let dx =
+        reference::sequence::sequence_pool_backward(&d, SequencePool::Mean, &[2.0, 1.0, 4.0], Some(&lengths));
     assert_eq!(dx, [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 2.0, 2.0, 0.0]);
 }
 
@@ -179,7 +184,9 @@ fn variants() -> Vec<(bool, Layer)> {
 fn padded_ids(lengths: &[usize], tokens: usize, seed: u64) -> Vec<f32> {
     let mut x = uniform(&mut rng(seed), lengths.len() * tokens, 1.0, V as f32);
     for (b, &len) in lengths.iter().enumerate() {
-        x[b * tokens..(b + 1) * tokens].iter_mut().for_each(|v| *v = v.floor());
+        x[b * tokens..(b + 1) * tokens]
+            .iter_mut()
+            .for_each(|v| *v = v.floor());
         x[b * tokens + len..(b + 1) * tokens].fill(0.0);
     }
     x
@@ -236,7 +243,12 @@ fn padding_changes_no_prediction() {
             let what = format!("{class:?} causal {causal} {}", pool.kind());
             let compile = |tokens, mask| {
                 classifier(tokens, mask, causal, pool.clone())
-                    .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::sgd(0.1, 0.0), 4)
+                    .compile(
+                        ctx,
+                        Loss::SparseCategoricalCrossentropy,
+                        Optimizer::sgd(0.1, 0.0),
+                        4,
+                    )
                     .unwrap()
             };
             let mut masked = compile(long, Some(0));
@@ -249,7 +261,11 @@ fn padding_changes_no_prediction() {
             let cut: Vec<_> = values
                 .iter()
                 .map(|(name, shape, v)| match name.as_str() {
-                    "pos.weight" => (name.clone(), vec![short, shape[1]], v[..short * shape[1]].to_vec()),
+                    "pos.weight" => (
+                        name.clone(),
+                        vec![short, shape[1]],
+                        v[..short * shape[1]].to_vec(),
+                    ),
                     _ => (name.clone(), shape.clone(), v.clone()),
                 })
                 .collect();
@@ -258,10 +274,17 @@ fn padding_changes_no_prediction() {
             let got = masked.predict(ctx, &padded, 1).unwrap();
             assert_close(&format!("{what}: padded"), &got, &want, 1e-6, 1e-5);
             let unmasked = unmasked.predict(ctx, &padded, 1).unwrap();
-            let moved = unmasked.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let moved = unmasked
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             // A causal model's last real token sees no padding even unmasked.
             if !(causal && pool == Layer::LastTokenPooling1D) {
-                assert!(moved > 1e-4, "{what}: the unmasked model ignores padding too ({moved})");
+                assert!(
+                    moved > 1e-4,
+                    "{what}: the unmasked model ignores padding too ({moved})"
+                );
             }
         }
     }
@@ -290,13 +313,26 @@ fn what_would_read_padding_as_tokens_is_refused() {
             .map_err(|e| e.to_string())
     };
     let e = sequential(vec![embed(Some(0)), Layer::Flatten, dense.clone()]).unwrap_err();
-    assert!(e.contains("padded sequence") && e.contains("Flatten would read"), "{e}");
-    let e = sequential(vec![embed(Some(0)), Layer::Permute { dims: vec![2, 1] }, dense.clone()]).unwrap_err();
+    assert!(
+        e.contains("padded sequence") && e.contains("Flatten would read"),
+        "{e}"
+    );
+    let e = sequential(vec![
+        embed(Some(0)),
+        Layer::Permute { dims: vec![2, 1] },
+        dense.clone(),
+    ])
+    .unwrap_err();
     assert!(e.contains("a permutation"), "{e}");
     // A loss over every token would count the padding.
     let e = sequential(vec![embed(Some(0)), dense.clone()]).unwrap_err();
     assert!(e.contains("the loss"), "{e}");
-    let e = sequential(vec![embed(Some(V as u32)), Layer::GlobalAveragePooling1D, dense.clone()]).unwrap_err();
+    let e = sequential(vec![
+        embed(Some(V as u32)),
+        Layer::GlobalAveragePooling1D,
+        dense.clone(),
+    ])
+    .unwrap_err();
     assert!(e.contains("mask_id 7 is not a row of the 7-row table"), "{e}");
     // Pooled first, or unmasked, they build.
     sequential(vec![embed(Some(0)), Layer::LastTokenPooling1D, dense.clone()]).unwrap();

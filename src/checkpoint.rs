@@ -227,6 +227,19 @@ pub fn save_language_model(
     save_model_with(path, ctx, model, name, &[], vocabulary)
 }
 
+/// Saves a classifier of text as [`save_model`] does, with its class names and
+/// the tokenizer its token ids come from (as [`save_language_model`]).
+pub fn save_text_classifier(
+    path: &Path,
+    ctx: &Context,
+    model: &Model,
+    name: &str,
+    class_names: &[String],
+    vocabulary: &Vocabulary,
+) -> Result<()> {
+    save_model_with(path, ctx, model, name, class_names, vocabulary)
+}
+
 fn save_model_with(
     path: &Path,
     ctx: &Context,

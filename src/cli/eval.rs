@@ -190,8 +190,13 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
             "model '{name}' is not one of wgml's, so it has no default dataset: give --data"
         ))
     })?;
-    let (mut data, bytes_per_token) =
-        load_data_with(data_name, args.seed, model.spec.input_shape(), &vocabulary)?;
+    let (mut data, bytes_per_token) = load_data_with(
+        data_name,
+        args.seed,
+        model.spec.input_shape(),
+        &vocabulary,
+        model.spec.padding_id(),
+    )?;
     if let Some(list) = &args.classes {
         data = keep_classes(data, list)?;
     }

@@ -7,6 +7,7 @@ use clap::Args;
 use wgml::checkpoint;
 use wgml::data::Dataset;
 use wgml::data::text::{self, Vocabulary};
+use wgml::data::text_classes;
 use wgml::graph::PlanOptions;
 use wgml::kernels::optim::Optimizer;
 use wgml::nn::model::ModelSpec;
@@ -31,8 +32,12 @@ pub struct TrainArgs {
     pub model: String,
     /// Dataset: mnist-10k (embedded), fashion-mnist, a folder of IDX files, a folder
     /// of images (train/CLASS/*.png and test/CLASS/*.png; grey or RGB as the model
-    /// takes them, resized to its input), or text:PATH for a language model (a text
-    /// file, or a folder of them; each file's last tenth is the test split).
+    /// takes them, resized to its input), a folder of texts by class
+    /// (train/CLASS/*.txt and test/CLASS/*.txt, as aclImdb: each document cut to the
+    /// model's tokens and padded with its Embedding's mask_id; a GPT-2 checkpoint
+    /// becomes a classifier of its last real token), or text:PATH for a language
+    /// model (a text file, or a folder of them; each file's last tenth is the test
+    /// split).
     /// Default: the model's own (mnist-10k for cnn and mlp, a synthetic set otherwise).
     #[arg(long)]
     pub data: Option<String>,
@@ -257,18 +262,48 @@ pub struct TrainArgs {
 /// The dataset `name` names, its images read as samples of `sample_shape` when it
 /// is a folder of images, its text as byte tokens.
 pub fn load_data(name: &str, seed: u64, sample_shape: &[usize]) -> Result<Dataset> {
-    load_data_with(name, seed, sample_shape, &Vocabulary::Bytes).map(|(d, _)| d)
+    load_data_with(name, seed, sample_shape, &Vocabulary::Bytes, None).map(|(d, _)| d)
 }
 
-/// [`load_data`], text (`text:PATH`) read as tokens of `vocabulary`; for text,
-/// also the test split's bytes per token (for [`print_bits_per_byte`]).
+/// Whether `--data name` is a folder of texts by class (see
+/// [`text_classes`](wgml::data::text_classes)).
+pub fn is_text_classes(name: &str) -> bool {
+    text_classes::is_text_classes(Path::new(name))
+}
+
+/// [`load_data`], text (`text:PATH`, a folder of texts by class) read as tokens
+/// of `vocabulary`, texts by class padded with `padding` (the model's
+/// [`ModelSpec::padding_id`]); for `text:PATH`, also the test split's bytes per
+/// token (for [`print_bits_per_byte`]).
 pub fn load_data_with(
     name: &str,
     seed: u64,
     sample_shape: &[usize],
     vocabulary: &Vocabulary,
+    padding: Option<u32>,
 ) -> Result<(Dataset, Option<f64>)> {
     let (data, bytes_per_token) = match name {
+        dir if is_text_classes(dir) => {
+            let pad = padding.ok_or_else(|| {
+                Error::invalid(format!(
+                    "{dir} holds texts by class, which are padded to the model's {sample_shape:?} tokens: give the model's Embedding a mask_id (the padding id: 0 for bytes, GPT-2's <|endoftext|> 50256), so the padding is masked"
+                ))
+            })?;
+            let (d, report) = text_classes::read_text_classes(Path::new(dir), sample_shape, vocabulary, pad)?;
+            if !report.ignored.is_empty() {
+                let names: Vec<String> = report.ignored.iter().map(|f| f.display().to_string()).collect();
+                println!("left out, a class the test split lacks: {}", names.join(", "));
+            }
+            println!(
+                "texts read as {}: {} documents, {:.0} tokens each on average, {} cut to {} tokens, padded with id {pad}",
+                vocabulary.describe(),
+                report.documents,
+                report.mean_tokens,
+                report.truncated,
+                sample_shape.first().copied().unwrap_or(0)
+            );
+            (d, None)
+        }
         "two-blobs" => (Dataset::two_blobs(seed), None),
         "linear-regression" => (Dataset::linear_regression(seed), None),
         other => match other.strip_prefix("text:") {
@@ -648,9 +683,14 @@ fn recipe_from_checkpoint(path: &Path, c: &checkpoint::Checkpoint) -> Result<(Re
 }
 
 pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
-    if args.tokenizer.is_some() && !args.data.as_deref().is_some_and(|d| d.starts_with("text:")) {
+    if args.tokenizer.is_some()
+        && !args
+            .data
+            .as_deref()
+            .is_some_and(|d| d.starts_with("text:") || is_text_classes(d))
+    {
         return Err(Error::invalid(
-            "--tokenizer reads text into tokens: give --data text:FILE",
+            "--tokenizer reads text into tokens: give --data text:FILE or a folder of texts by class",
         ));
     }
     match args.model.as_str() {
@@ -790,7 +830,10 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         (None, Some(c)) => Some((&model_path, c)),
         (None, None) => None,
     };
-    let vocabulary = match data_name.strip_prefix("text:") {
+    let text_file = data_name
+        .strip_prefix("text:")
+        .or(is_text_classes(&data_name).then_some(data_name.as_str()));
+    let vocabulary = match text_file {
         Some(file) => text_vocabulary(
             args.tokenizer.as_deref(),
             Path::new(file),
@@ -799,13 +842,52 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         )?,
         None if args.tokenizer.is_some() => {
             return Err(Error::invalid(
-                "--tokenizer reads text into tokens: give --data text:FILE",
+                "--tokenizer reads text into tokens: give --data text:FILE or a folder of texts by class",
             ));
         }
         None => Vocabulary::Bytes,
     };
-    let (mut data, bytes_per_token) =
-        load_data_with(&data_name, args.seed, recipe.model.input_shape(), &vocabulary)?;
+    // A language model trained on texts by class becomes a classifier of each
+    // text's last real token, padded as its vocabulary pads.
+    let classify = match &recipe.model {
+        ModelSpec::Functional(f) if is_text_classes(&data_name) && recipe.model.padding_id().is_none() => {
+            let per_token = f.supervised_loss() == Some(nn::Loss::SparseCategoricalCrossentropy)
+                && f.graph().is_ok_and(|g| match &f.objective {
+                    nn::functional::FunctionalObjective::Supervised { output, .. } => {
+                        g.node(output).is_ok_and(|o| g.graph.shape(o).len() == 2)
+                    }
+                    _ => false,
+                });
+            per_token.then_some(f.clone())
+        }
+        _ => None,
+    };
+    let padding = match &classify {
+        Some(_) => Some(vocabulary.padding_id().ok_or_else(|| {
+            Error::invalid(format!(
+                "{}'s tokenizer has no padding or end-of-text token to pad the texts with",
+                args.model
+            ))
+        })?),
+        None => recipe.model.padding_id(),
+    };
+    let (mut data, bytes_per_token) = load_data_with(
+        &data_name,
+        args.seed,
+        recipe.model.input_shape(),
+        &vocabulary,
+        padding,
+    )?;
+    if let (Some(f), Some(pad)) = (classify, padding) {
+        let classes = data.class_names.len();
+        recipe.model = ModelSpec::Functional(f.sequence_classifier(classes, pad)?);
+        recipe.loss = nn::Loss::SparseCategoricalCrossentropy;
+        println!(
+            "a sequence classifier: each text read at its last real token ({}), a new head '{}' of {classes} classes",
+            nn::transfer::CLASSIFIER_POOL,
+            nn::transfer::CLASSIFIER_HEAD
+        );
+    }
     if data_name.starts_with("text:") {
         println!(
             "text read as {}: {} training tokens",
@@ -1098,6 +1180,8 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     if let Some(path) = &args.save {
         if data_name.starts_with("text:") {
             checkpoint::save_language_model(path, &ctx, &model, &name, &vocabulary)?;
+        } else if is_text_classes(&data_name) {
+            checkpoint::save_text_classifier(path, &ctx, &model, &name, &data.class_names, &vocabulary)?;
         } else {
             checkpoint::save_model(path, &ctx, &model, &name, &data.class_names)?;
         }

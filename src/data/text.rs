@@ -112,13 +112,30 @@ impl Vocabulary {
     /// `<|eot_id|>`) or SentencePiece models (`</s>`, `<eos>`) name it; the lowest
     /// such id. `None` for bytes.
     pub fn end_of_text(&self) -> Option<u32> {
-        const NAMES: [&str; 5] = ["<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "</s>", "<eos>"];
+        self.special_token(&["<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "</s>", "<eos>"])
+    }
+
+    /// The id padding takes when text is padded to a model's tokens (text
+    /// classification): byte 0 (NUL) for bytes; a tokenizer's padding token
+    /// (`<pad>`, `[PAD]`, `<|padding|>`), else its end of text, as Hugging Face
+    /// users pad GPT-2 with `<|endoftext|>`. `None` for a tokenizer with neither.
+    pub fn padding_id(&self) -> Option<u32> {
+        match self {
+            Vocabulary::Bytes => Some(0),
+            Vocabulary::Tokenizer(_) => self
+                .special_token(&["<pad>", "[PAD]", "<|padding|>"])
+                .or_else(|| self.end_of_text()),
+        }
+    }
+
+    /// The lowest id of a special added token named one of `names`.
+    fn special_token(&self, names: &[&str]) -> Option<u32> {
         match self {
             Vocabulary::Bytes => None,
             Vocabulary::Tokenizer(t) => t
                 .get_added_tokens_decoder()
                 .into_iter()
-                .filter(|(_, token)| token.special && NAMES.contains(&token.content.as_str()))
+                .filter(|(_, token)| token.special && names.contains(&token.content.as_str()))
                 .map(|(id, _)| id)
                 .min(),
         }

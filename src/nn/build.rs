@@ -386,7 +386,7 @@ impl Layer {
             } => {
                 if *input_dim == 0 || *output_dim == 0 {
                     return Err(Error::invalid(format!(
-                        "layer '{name}': Embedding needs input_dim and output_dim of at least 1,                          got {input_dim} and {output_dim}"
+                        "layer '{name}': Embedding needs input_dim and output_dim of at least 1, got {input_dim} and {output_dim}"
                     )));
                 }
                 let shape = [*input_dim, *output_dim];

@@ -197,6 +197,25 @@ impl ModelSpec {
         }
     }
 
+    /// The padding id of the model's token ids: the `mask_id` of an Embedding
+    /// reading the input (a `Sequential`'s first layer); `None` when the model
+    /// masks no padding. Data padded to the model's tokens pads with it.
+    pub fn padding_id(&self) -> Option<u32> {
+        let mask = |l: &Layer| match l {
+            Layer::Embedding { mask_id, .. } => *mask_id,
+            _ => None,
+        };
+        match self {
+            ModelSpec::Sequential(s) => s.layers.first().and_then(mask),
+            ModelSpec::Functional(f) => f.layers.iter().find_map(|l| match &l.what {
+                crate::nn::functional::LayerOrOp::Layer(layer) if l.inputs == [f.input.name.as_str()] => {
+                    mask(layer)
+                }
+                _ => None,
+            }),
+        }
+    }
+
     /// The stack of layers, for a `Sequential` model.
     pub fn sequential(&self) -> Option<&Sequential> {
         match self {

@@ -271,3 +271,111 @@ impl Model {
         Ok(report)
     }
 }
+
+/// The layer a sequence classifier made by
+/// [`Functional::sequence_classifier`] pools its sequence with.
+pub const CLASSIFIER_POOL: &str = "last_token";
+
+/// The classification head [`Functional::sequence_classifier`] adds: Hugging
+/// Face's `score` of `GPT2ForSequenceClassification` (no bias).
+pub const CLASSIFIER_HEAD: &str = "score";
+
+impl crate::nn::Functional {
+    /// A language model turned into a classifier of whole sequences, as Hugging
+    /// Face's `AutoModelForSequenceClassification` turns GPT-2: the per-token
+    /// output layer (a Dense over a sequence, such as `lm_head`) gives way to
+    /// [`LastTokenPooling1D`](Layer::LastTokenPooling1D) (`last_token`) and a new
+    /// Dense head `score` of `classes` units without bias; the Embedding reading
+    /// the token ids masks padding id `pad`, so each sample is read at its last
+    /// real token. Under LoRA the new head trains in full (PEFT's `SEQ_CLS`).
+    /// Errors name a model that is not a per-token language model.
+    pub fn sequence_classifier(&self, classes: usize, pad: u32) -> Result<crate::nn::Functional> {
+        use crate::nn::functional::{FunctionalObjective, LayerOrOp};
+        let not = |why: String| {
+            Error::invalid(format!(
+                "only a language model becomes a sequence classifier: {why}"
+            ))
+        };
+        if classes < 2 {
+            return Err(not(format!("{classes} class(es); a classifier needs at least 2")));
+        }
+        let FunctionalObjective::Supervised {
+            output,
+            loss: Loss::SparseCategoricalCrossentropy,
+        } = &self.objective
+        else {
+            return Err(not(
+                "the model is not trained with sparse categorical cross-entropy".into(),
+            ));
+        };
+        let graph = self.graph()?;
+        let head = self.layers.last().filter(|l| &l.name == output);
+        let source = match head {
+            Some(l) if matches!(l.what, LayerOrOp::Layer(Layer::Dense { .. })) && l.inputs.len() == 1 => {
+                l.inputs[0].clone()
+            }
+            _ => {
+                return Err(not(format!(
+                    "its output '{output}' is not a Dense layer over a sequence"
+                )));
+            }
+        };
+        if graph.graph.shape(graph.node(&source)?).len() != 2 {
+            return Err(not(format!(
+                "'{output}' reads '{source}', which is not a sequence [tokens, features]"
+            )));
+        }
+        if let Some(l) = self
+            .layers
+            .iter()
+            .find(|l| l.inputs.contains(output) && &l.name != output)
+        {
+            return Err(not(format!("layer '{}' reads the output '{output}'", l.name)));
+        }
+        for name in [CLASSIFIER_POOL, CLASSIFIER_HEAD] {
+            if self.layers.iter().any(|l| l.name == name) {
+                return Err(not(format!("it already has a layer named '{name}'")));
+            }
+        }
+        let mut out = self.clone();
+        out.layers.pop();
+        out.outputs.retain(|o| o != output);
+        let mut masked = 0;
+        for l in &mut out.layers {
+            if l.inputs != [self.input.name.as_str()] {
+                continue;
+            }
+            if let LayerOrOp::Layer(Layer::Embedding { mask_id, .. }) = &mut l.what {
+                match *mask_id {
+                    Some(other) if other != pad => {
+                        return Err(Error::invalid(format!(
+                            "layer '{}' pads with id {other}, not {pad}: give the data its padding",
+                            l.name
+                        )));
+                    }
+                    _ => *mask_id = Some(pad),
+                }
+                masked += 1;
+            }
+        }
+        if masked == 0 {
+            return Err(not(format!("no Embedding reads its input '{}'", self.input.name)));
+        }
+        let dense = Layer::Dense {
+            units: classes,
+            activation: crate::nn::LayerActivation::Softmax,
+            use_bias: false,
+            trainable: true,
+        };
+        let mut out = out
+            .layer(CLASSIFIER_POOL, Layer::LastTokenPooling1D, &[source.as_str()])
+            .layer(CLASSIFIER_HEAD, dense, &[CLASSIFIER_POOL])
+            .supervised(CLASSIFIER_HEAD, Loss::SparseCategoricalCrossentropy);
+        if let Some(lora) = &mut out.lora
+            && !lora.train.iter().any(|t| t == CLASSIFIER_HEAD)
+        {
+            lora.train.push(CLASSIFIER_HEAD.to_string());
+        }
+        Ok(out)
+    }
+}
