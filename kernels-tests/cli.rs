@@ -1834,6 +1834,15 @@ fn texts_by_class_train_an_encoder_and_a_gpt2_classifier() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(accuracy(&stdout), trained, "eval reads the texts as train did");
+    // Predict reads a text file as training read each document.
+    let (rust, wgsl) = (path("some.rs.txt"), path("some.wgsl.txt"));
+    std::fs::write(&rust, "/// The mean of a slice.\npub fn mean(x: &[f32]) -> f32 {\n    x.iter().sum::<f32>() / x.len() as f32\n}\n").unwrap();
+    std::fs::write(&wgsl, "@group(0) @binding(1) var<storage, read> x: array<f32>;\n@compute @workgroup_size(64)\nfn main(@builtin(global_invocation_id) id: vec3<u32>) {\n    let i = id.x;\n}\n").unwrap();
+    let out = wgml(&["predict", "--weights", &ckpt, &rust, &wgsl]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("some.rs.txt: rust (class 0"), "{stdout}");
+    assert!(stdout.contains("some.wgsl.txt: wgsl (class 1"), "{stdout}");
 
     // Without a mask_id the padding would be read as text.
     let unmasked = path("unmasked.json");

@@ -53,7 +53,9 @@ pub struct PredictArgs {
     /// Safetensors checkpoint written by `wgml train --save`.
     #[arg(long)]
     pub weights: PathBuf,
-    /// PNG or JPEG images (any size, colour or grey).
+    /// PNG or JPEG images (any size, colour or grey); for a model trained on texts
+    /// by class, text files (read as its training read them: its tokenizer, cut
+    /// to its tokens and padded).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
 }
@@ -255,28 +257,42 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
     let Loaded {
         name,
         class_names,
+        vocabulary,
         mut model,
         ..
     } = load_model(&ctx, args.model.as_deref(), &args.weights)?;
-    let shape = match model.spec.input_shape()[..] {
-        [c, h, w] if c == 1 || c == 3 => [c, h, w],
-        _ => {
+    let mut x = Vec::new();
+    match (&model.spec.input_shape()[..], model.spec.padding_id()) {
+        // A classifier of texts: token ids as it was trained on them.
+        (&[tokens], Some(pad)) => {
+            for p in &args.images {
+                x.extend(wgml::data::text_classes::read_document(
+                    p,
+                    &vocabulary,
+                    tokens,
+                    pad,
+                )?);
+            }
+        }
+        (&[c, h, w], _) if c == 1 || c == 3 => {
+            // MNIST's models see digits as MNIST prepares them; a model trained on a
+            // folder of images (whose classes the file names) sees images as the
+            // folders gave them.
+            let mnist = [c, h, w] == [1, 28, 28] && class_names.is_empty();
+            for p in &args.images {
+                x.extend(if mnist {
+                    mnist_pixels(p)?
+                } else {
+                    wgml::data::image_folder::pixels(p, [c, h, w])?
+                });
+            }
+        }
+        (shape, _) => {
             return Err(Error::invalid(format!(
-                "predict takes images; model '{name}' takes samples of shape {:?}",
-                model.spec.input_shape()
+                "predict takes images, or texts for a classifier of texts by class (an Embedding \
+                 with mask_id); model '{name}' takes samples of shape {shape:?}"
             )));
         }
-    };
-    // MNIST's models see digits as MNIST prepares them; a model trained on a folder
-    // of images (whose classes the file names) sees images as the folders gave them.
-    let mnist = shape == [1, 28, 28] && class_names.is_empty();
-    let mut x = Vec::new();
-    for p in &args.images {
-        x.extend(if mnist {
-            mnist_pixels(p)?
-        } else {
-            wgml::data::image_folder::pixels(p, shape)?
-        });
     }
     let probs = model.predict(&ctx, &x, args.images.len())?;
     let classes = model.output_dim();

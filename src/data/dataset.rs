@@ -399,6 +399,13 @@ impl Dataset {
         }
         match name {
             "mnist-10k" | "mnist" | "fashion-mnist" | "fashion" => Self::by_name(name),
+            _ if crate::data::text_classes::is_text_classes(dir) => Err(Error::Data {
+                path: name.to_string(),
+                message: "holds texts by class, which need a tokenizer and a padding id: read it with \
+                          data::text_classes::read_text_classes (wgml train pads with the model's \
+                          Embedding mask_id)"
+                    .into(),
+            }),
             _ if crate::data::image_folder::is_image_folder(dir) => {
                 crate::data::image_folder::read_image_folder(dir, sample_shape)
             }

@@ -159,6 +159,27 @@ fn matching_classes(
     Ok(classes.iter().map(|c| split.join(c)).collect())
 }
 
+/// A document's token ids as a sample of `tokens` ids (f32): its first
+/// `tokens`, then `pad` to the end.
+pub fn cut_and_pad(ids: &[u32], tokens: usize, pad: u32) -> Vec<f32> {
+    let kept = ids.len().min(tokens);
+    ids[..kept]
+        .iter()
+        .map(|&id| id as f32)
+        .chain(std::iter::repeat_n(pad as f32, tokens - kept))
+        .collect()
+}
+
+/// The text file at `path` as a sample of `tokens` ids of `vocabulary`, cut and
+/// padded with `pad` as [`read_text_classes`] reads each document (for
+/// classifying a text a model was not trained on).
+pub fn read_document(path: &Path, vocabulary: &Vocabulary, tokens: usize, pad: u32) -> Result<Vec<f32>> {
+    let ids = vocabulary
+        .encode(&read_bytes(path)?)
+        .map_err(|e| in_file(path, e))?;
+    Ok(cut_and_pad(&ids, tokens, pad))
+}
+
 /// Reads documents into samples of `tokens` ids, counting what the report
 /// needs.
 struct Reader<'a> {
@@ -196,9 +217,7 @@ impl Reader<'_> {
                 if ids.len() > self.tokens {
                     self.truncated += 1;
                 }
-                let kept = ids.len().min(self.tokens);
-                x.extend(ids[..kept].iter().map(|&id| id as f32));
-                x.extend(std::iter::repeat_n(self.pad as f32, self.tokens - kept));
+                x.extend(cut_and_pad(&ids, self.tokens, self.pad));
                 labels.push(label as u32);
             }
         }
