@@ -610,3 +610,119 @@ fn what_is_not_a_gpt2_is_refused_by_name() {
     let e = import_gpt2(&dir, None, 1e-4).err().unwrap().to_string();
     assert!(e.contains("config.json") && e.contains("llama"), "{e}");
 }
+
+/// A GPT-2 made a sequence classifier (`Functional::sequence_classifier`: the
+/// padding masked, each sample read at its last real token, a head `score`
+/// without bias) gives Hugging Face's `GPT2ForSequenceClassification` logits
+/// on right-padded samples of 16, 9, 1 and 5 real ids (float64 there, dropout
+/// off, `kernels-tests/golden/gpt2-tiny-cls/` from `golden/make_gpt2_cls.py`),
+/// and one plain SGD step moves `score`, `wte`, `wpe` and the first block's
+/// query, key and value by its gradient of the mean cross-entropy; as lavapipe
+/// and GPUs plan it.
+#[test]
+fn a_gpt2_sequence_classifier_gives_hugging_faces_logits_and_gradients() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let bytes = std::fs::read(repo_file(
+        "kernels-tests/golden/gpt2-tiny-cls/expected.safetensors",
+    ))
+    .unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let want = |name: &str| -> Vec<f32> {
+        file.tensor(name)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let dir = with_config(
+        "gpt2-cls",
+        |_| {},
+        |c| {
+            c["embd_pdrop"] = 0.0.into();
+            c["resid_pdrop"] = 0.0.into();
+            c["attn_pdrop"] = 0.0.into();
+        },
+    );
+    let (tokens, classes, pad, d) = (16, 3, 299, 32);
+    let imported = import_gpt2(&dir, Some(tokens), 1e-4).unwrap();
+    let classifier = imported
+        .architecture
+        .functional
+        .sequence_classifier(classes, pad)
+        .unwrap();
+    let mut values = imported.tensors.clone();
+    values.push(("score.weight".into(), vec![classes, d], want("score.weight")));
+    let (ids, labels) = (want("ids"), want("labels"));
+    let labels: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
+    let batch = wgml::nn::model::Batch {
+        x: &ids,
+        labels: &labels,
+        values: &[],
+        len: 4,
+    };
+    let logits = want("logits");
+    let probabilities: Vec<f32> = logits.chunks(classes).flat_map(softmax).collect();
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        let lr = 1.0;
+        let mut model = classifier
+            .compile_supervised(ctx, wgml::kernels::optim::Optimizer::sgd(lr, 0.0), 1)
+            .unwrap();
+        model.load_params(ctx, &values).unwrap();
+        let got = model.predict(ctx, &ids, 4).unwrap();
+        assert_close(
+            &format!("{class:?}: probabilities"),
+            &got,
+            &probabilities,
+            1e-6,
+            1e-5,
+        );
+        let before = model.store.download(ctx).unwrap();
+        model.acc.reset(ctx).unwrap();
+        model.train_step(ctx, &batch, lr, |_, _| {}).unwrap();
+        let loss = model.acc.read(ctx).unwrap().0 / 4.0;
+        assert!(
+            (loss - want("loss")[0] as f64).abs() < 1e-5,
+            "{class:?}: loss {loss} vs {:?}",
+            want("loss")
+        );
+        let after = model.store.download(ctx).unwrap();
+        let step = |name: &str| -> Vec<f32> {
+            let find =
+                |v: &[wgml::graph::params::NamedValues]| v.iter().find(|t| t.0 == name).unwrap().2.clone();
+            find(&before)
+                .iter()
+                .zip(find(&after))
+                .map(|(b, a)| (b - a) / lr)
+                .collect()
+        };
+        let what = |s: &str| format!("{class:?}: {s}'s gradient against Hugging Face's");
+        assert_close(
+            &what("score"),
+            &step("score.weight"),
+            &want("grad.score.weight"),
+            1e-6,
+            1e-5,
+        );
+        assert_close(
+            &what("wte"),
+            &step("wte.weight"),
+            &want("grad.wte.weight"),
+            1e-6,
+            1e-4,
+        );
+        let wpe = want("grad.wpe.weight");
+        assert_close(&what("wpe"), &step("wpe.weight"), &wpe[..tokens * d], 1e-6, 1e-4);
+        // c_attn is [in, 3·d] (Conv1D): the query's, key's and value's columns.
+        let c_attn = want("grad.h.0.attn.c_attn.weight");
+        for (part, name) in ["query", "key", "value"].iter().enumerate() {
+            let hf: Vec<f32> = (0..d * d)
+                .map(|i| c_attn[(i % d) * 3 * d + part * d + i / d])
+                .collect();
+            let got = step(&format!("h.0.attn.{name}.weight"));
+            assert_close(&what(name), &got, &hf, 1e-6, 1e-4);
+        }
+    }
+}
