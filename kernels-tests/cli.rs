@@ -1904,6 +1904,8 @@ fn texts_by_class_train_an_encoder_and_a_gpt2_classifier() {
         "2",
         "--batch-size",
         "8",
+        "--lora",
+        "2",
         "--save",
         &tuned,
     ]);
@@ -1913,6 +1915,8 @@ fn texts_by_class_train_an_encoder_and_a_gpt2_classifier() {
         "padded with id 299",
         "a sequence classifier: each text read at its last real token (last_token), a new head 'score' of 2 classes",
         "new score.weight",
+        "LoRA: 6 adapters of rank 2",
+        "on attn.query, attn.key, attn.value; trained in full: score;",
         "test accuracy:",
     ] {
         assert!(stdout.contains(want), "{want:?} in {stdout}");

@@ -878,6 +878,13 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         &vocabulary,
         padding,
     )?;
+    // What --lora defaults to: GPT-2's query, key and value, for a GPT-2 made a
+    // classifier too; the classifier's new head trains in full (PEFT's SEQ_CLS).
+    let gpt2 = match (&classify, &recipe.model) {
+        (Some(f), _) | (None, ModelSpec::Functional(f)) => is_gpt2(f),
+        _ => false,
+    };
+    let new_head = classify.is_some().then_some(nn::transfer::CLASSIFIER_HEAD);
     if let (Some(f), Some(pad)) = (classify, padding) {
         let classes = data.class_names.len();
         recipe.model = ModelSpec::Functional(f.sequence_classifier(classes, pad)?);
@@ -1023,7 +1030,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         recipe.model = ModelSpec::Sequential(s.freeze(recipe.loss, &freeze, &values)?);
     }
     if let Some(rank) = args.lora {
-        add_lora(&mut recipe.model, rank, args)?;
+        add_lora(&mut recipe.model, rank, args, gpt2, new_head)?;
     }
     println!("{}", recipe.model.summary(recipe.loss)?);
     let mut model = recipe
@@ -1342,23 +1349,32 @@ pub fn write_json(path: &Path, json: &serde_json::Value) -> Result<()> {
 }
 
 /// Gives `model` the low-rank adapters of `--lora rank` and its companion flags.
-fn add_lora(model: &mut ModelSpec, rank: usize, args: &TrainArgs) -> Result<()> {
+fn add_lora(
+    model: &mut ModelSpec,
+    rank: usize,
+    args: &TrainArgs,
+    gpt2: bool,
+    new_head: Option<&str>,
+) -> Result<()> {
     let targets = if !args.lora_targets.is_empty() {
         args.lora_targets.clone()
+    } else if gpt2 {
+        ["attn.query", "attn.key", "attn.value"]
+            .map(String::from)
+            .to_vec()
     } else {
-        match model {
-            ModelSpec::Functional(f) if is_gpt2(f) => ["attn.query", "attn.key", "attn.value"]
-                .map(String::from)
-                .to_vec(),
-            _ => vec![nn::lora::ALL_LINEAR.to_string()],
-        }
+        vec![nn::lora::ALL_LINEAR.to_string()]
     };
+    let mut train = args.lora_train.clone();
+    if let Some(head) = new_head.filter(|h| !train.iter().any(|t| t == h)) {
+        train.push(head.to_string());
+    }
     let config = nn::LoraConfig {
         rank,
         alpha: args.lora_alpha.unwrap_or(8.0),
         dropout: args.lora_dropout.unwrap_or(0.0),
         targets,
-        train: args.lora_train.clone(),
+        train,
     };
     let slot = match model {
         ModelSpec::Sequential(s) => &mut s.lora,
