@@ -104,6 +104,15 @@ if [ "$stage" = wgml ] || [ "$stage" = all ]; then
         --tokens 100 --temperature 0
     run gpt2-generate 120 "$wgml" generate --weights /tmp/gpt2-small.safetensors --prompt "Th" \
         --tokens 100 --temperature 0
+    # Texts by class (the repository's Rust against its WGSL, padded to 256 bytes, ~26% padding):
+    # the fused attention skips the padded keys; the profile shows attention's share.
+    python3 bench-results/2026-12-07-padding/make_texts.py /tmp/texts
+    run texts-b32 120 "$wgml" train --model examples/models/text_classifier.json --data /tmp/texts \
+        --epochs 6 --batch-size 32 --lr 3e-3 --metrics "$logs/texts-b32.json"
+    run profile-texts-b32 60 "$wgml" train --model examples/models/text_classifier.json \
+        --data /tmp/texts --profile --batch-size 32
+    WGML_ATTENTION=unfused run profile-texts-b32-unfused 60 "$wgml" train \
+        --model examples/models/text_classifier.json --data /tmp/texts --profile --batch-size 32
     run gpt2-generate-no-cache 120 "$wgml" generate --weights /tmp/gpt2-small.safetensors \
         --prompt "Th" --tokens 100 --temperature 0 --no-cache
     # A 500-byte prompt: its keys and values in one prefill pass, then one token
