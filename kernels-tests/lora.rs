@@ -49,7 +49,8 @@ fn encoder(lora: Option<LoraConfig>) -> Functional {
     f
 }
 
-/// Rank 2, α 3, on the query and value projections and `ff`; `out` trains in full.
+/// Rank 2, α 3, on the query and value projections and `ff` (the value's of
+/// rank 3, `ff`'s α 5); `out` trains in full.
 fn adapters(dropout: f32) -> LoraConfig {
     LoraConfig {
         rank: 2,
@@ -57,6 +58,9 @@ fn adapters(dropout: f32) -> LoraConfig {
         dropout,
         targets: vec!["query".into(), "value".into(), "ff".into()],
         train: vec!["out".into()],
+        // The value's adapter of rank 3, the Dense's scaled by 5/2 (PEFT's patterns).
+        rank_pattern: [("value".to_string(), 3)].into(),
+        alpha_pattern: [("ff".to_string(), 5.0)].into(),
     }
 }
 
@@ -337,6 +341,8 @@ fn a_convolution_takes_an_adapter_of_convolutions() {
         dropout: 0.2,
         targets: vec!["0".into()],
         train: vec!["4".into()],
+        rank_pattern: Default::default(),
+        alpha_pattern: Default::default(),
     };
     let mut model = cnn(Some(config.clone()))
         .compile(ctx, loss, Optimizer::sgd(0.05, 0.9), 5)

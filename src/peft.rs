@@ -19,9 +19,11 @@
 //! input, as PEFT's `c_attn` adapter draws one.
 //!
 //! The adapter's settings must be ones wgml computes as PEFT does: LoRA (no DoRA),
-//! `bias` "none", no `modules_to_save`, one rank and α for every module
-//! (`use_rslora`'s α/√r is kept as α' = α·√r); anything else is refused, naming the
-//! setting.
+//! `bias` "none", no `modules_to_save` (`use_rslora`'s α/√r is kept as α' = α·√r);
+//! anything else is refused, naming the setting. Ranks and α that differ by module
+//! (`rank_pattern`, `alpha_pattern`) are read onto wgml's modules (a `c_attn` key
+//! onto the query, key and value); their keys must be module names (PEFT takes
+//! regular expressions).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -114,10 +116,17 @@ pub fn read_adapter(dir: &Path, c: &Gpt2Config) -> Result<(LoraConfig, Vec<Named
             format!("does not describe adapters wgml computes: {e}"),
         )
     })?;
+    let own: std::collections::BTreeSet<&String> =
+        config.rank_pattern.keys().chain(config.alpha_pattern.keys()).collect();
     let summary = format!(
-        "LoRA adapter: rank {}, alpha {}, dropout {}, on {} ({} tensors)",
+        "LoRA adapter: rank {}, alpha {}{}, dropout {}, on {} ({} tensors)",
         config.rank,
         config.alpha,
+        if own.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} modules of their own rank or alpha)", own.len())
+        },
         config.dropout,
         config.targets.join(", "),
         adapters.len()
@@ -160,18 +169,6 @@ fn settings_of(s: &Value) -> std::result::Result<LoraConfig, String> {
     if field("lora_bias").and_then(Value::as_bool) == Some(true) {
         return refuse("lora_bias", "a bias on lora_B");
     }
-    for name in ["rank_pattern", "alpha_pattern"] {
-        if field(name)
-            .and_then(Value::as_object)
-            .is_some_and(|m| !m.is_empty())
-        {
-            return Err(format!(
-                "sets {name} (ranks or alphas that differ by module, as wgml's own --peft export \
-                 writes for c_attn), which wgml does not read back: import the merged model, or \
-                 keep training the wgml checkpoint itself"
-            ));
-        }
-    }
     for name in ["modules_to_save", "trainable_token_indices", "target_parameters"] {
         if field(name).is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty())) {
             return refuse(name, "tensors trained beside the adapters");
@@ -182,19 +179,85 @@ fn settings_of(s: &Value) -> std::result::Result<LoraConfig, String> {
         .filter(|&r| r > 0)
         .ok_or("has no rank r (a whole number ≥ 1)")? as usize;
     let alpha = field("lora_alpha").and_then(Value::as_f64).unwrap_or(8.0) as f32;
-    let alpha = if field("use_rslora").and_then(Value::as_bool) == Some(true) {
+    let rslora = field("use_rslora").and_then(Value::as_bool) == Some(true);
+    let alpha = if rslora {
         // rsLoRA scales by α/√r: the same as α·√r over r.
         alpha * (rank as f32).sqrt()
     } else {
         alpha
     };
     let dropout = field("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0) as f32;
+    let mut rank_pattern = BTreeMap::new();
+    for (key, v) in pattern_entries(field("rank_pattern"), "rank_pattern")? {
+        let r = v
+            .as_u64()
+            .filter(|&r| r > 0)
+            .ok_or_else(|| format!("rank_pattern gives '{key}' the rank {v}, not a whole number ≥ 1"))?;
+        for module in wgml_pattern_keys(&key)? {
+            rank_pattern.insert(module, r as usize);
+        }
+    }
+    let mut alpha_pattern = BTreeMap::new();
+    for (key, v) in pattern_entries(field("alpha_pattern"), "alpha_pattern")? {
+        let a = v
+            .as_f64()
+            .ok_or_else(|| format!("alpha_pattern gives '{key}' the alpha {v}, not a number"))? as f32;
+        for module in wgml_pattern_keys(&key)? {
+            alpha_pattern.insert(module, a);
+        }
+    }
+    if rslora && !(rank_pattern.is_empty() && alpha_pattern.is_empty()) {
+        return refuse(
+            "use_rslora with rank_pattern or alpha_pattern",
+            "rsLoRA's α/√r with ranks that differ by module",
+        );
+    }
     Ok(LoraConfig {
         rank,
         alpha,
         dropout,
         targets: Vec::new(),
         train: Vec::new(),
+        rank_pattern,
+        alpha_pattern,
+    })
+}
+
+/// The entries of a `rank_pattern` or `alpha_pattern` object (none when absent).
+fn pattern_entries(v: Option<&Value>, name: &str) -> std::result::Result<Vec<(String, Value)>, String> {
+    match v {
+        None => Ok(Vec::new()),
+        Some(Value::Object(m)) => Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        Some(other) => Err(format!("{name} is {other}, not an object of module names")),
+    }
+}
+
+/// wgml's module names for a PEFT `rank_pattern`/`alpha_pattern` key (a GPT-2
+/// module name or its last parts: `transformer.h.0.attn.c_attn`, `c_attn`,
+/// `mlp.c_proj`...): `c_attn` stands for the query, key and value, `attn.c_proj`
+/// for the output projection, a bare `c_proj` for both products it names. Keys
+/// that are regular expressions are refused.
+fn wgml_pattern_keys(key: &str) -> std::result::Result<Vec<String>, String> {
+    if key.is_empty() || key.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')) {
+        return Err(format!(
+            "names '{key}' in a pattern, which is not a module name (wgml matches module names, not \
+             regular expressions)"
+        ));
+    }
+    let key = key.strip_prefix(PREFIX).unwrap_or(key);
+    let key = key.strip_prefix("transformer.").unwrap_or(key);
+    let (head, last) = match key.rsplit_once('.') {
+        Some((head, last)) => (format!("{head}."), last),
+        None => (String::new(), key),
+    };
+    Ok(match last {
+        "c_attn" => ["query", "key", "value"]
+            .iter()
+            .map(|p| format!("{}{p}", if head.is_empty() { "attn." } else { &head }))
+            .collect(),
+        "c_proj" if head.is_empty() => vec!["attn.output".into(), "mlp.c_proj".into()],
+        "c_proj" if head.ends_with("attn.") => vec![format!("{head}output")],
+        _ => vec![key.to_string()],
     })
 }
 
@@ -205,7 +268,6 @@ fn adapter_tensors(
     mut config: LoraConfig,
     c: &Gpt2Config,
 ) -> std::result::Result<(LoraConfig, Vec<NamedValues>), String> {
-    let r = config.rank;
     // A and B of each module, as (shape, values).
     type Pair = [Option<(Vec<usize>, Vec<f32>)>; 2];
     let mut by_module: BTreeMap<String, Pair> = BTreeMap::new();
@@ -242,6 +304,8 @@ fn adapter_tensors(
         let (Some((sa, a)), Some((sb, b))) = (a, b) else {
             return Err(format!("has only one of {LORA_A} and {LORA_B} for '{peft}'"));
         };
+        // The rank the settings give the module (its parts agree: one key names them).
+        let r = config.rank_of(&targets[0].0);
         let n_in = dims(&targets[0].0, c).0;
         let n_out: usize = targets
             .iter()
@@ -325,9 +389,16 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     let mut targets: Vec<String> = Vec::new();
     let mut ranks = serde_json::Map::new();
     let mut alphas = serde_json::Map::new();
-    // Module `module`'s A and B, each (shape, values).
+    // Module `module`'s A and B, each (shape, values), with its α: its rank and α
+    // go into the patterns where they are not the file's r and lora_alpha.
     type Part = (Vec<usize>, Vec<f32>);
-    let mut push = |module: String, (a_shape, a): Part, (b_shape, b): Part| {
+    let mut push = |module: String, (a_shape, a): Part, (b_shape, b): Part, alpha: f32| {
+        if a_shape[0] != r {
+            ranks.insert(module.clone(), json!(a_shape[0]));
+        }
+        if (alpha - lora.alpha).abs() > 1e-6 * lora.alpha {
+            alphas.insert(module.clone(), json!(alpha));
+        }
         entries.push((format!("{PREFIX}{module}.{LORA_A}"), a_shape, a));
         entries.push((format!("{PREFIX}{module}.{LORA_B}"), b_shape, b));
         targets.push(module);
@@ -335,42 +406,49 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     let part = |t: &NamedValues| (t.1.clone(), t.2.clone());
     for i in 0..config.layers {
         let h = format!("h.{i}");
-        let parts: Vec<(usize, (&NamedValues, &NamedValues))> = ["query", "key", "value"]
+        // The adapted parts' (part, scaling, A, B): the A's stacked and the B's
+        // block-diagonal make one c_attn adapter of their ranks' sum, scaled as the
+        // first part; the other parts' B's take their own scaling over it.
+        let parts: Vec<(usize, f32, &NamedValues, &NamedValues)> = ["query", "key", "value"]
             .iter()
             .enumerate()
-            .filter_map(|(k, p)| adapter(&format!("{h}.attn.{p}")).map(|t| (k, t)))
+            .filter_map(|(k, p)| {
+                let module = format!("{h}.attn.{p}");
+                adapter(&module).map(|(a, b)| (k, lora.scaling_of(&module), a, b))
+            })
             .collect();
-        if !parts.is_empty() {
-            let k = parts.len();
-            let mut a = Vec::with_capacity(k * r * d);
-            let mut b = vec![0.0f32; 3 * d * k * r];
-            for (j, (part, (pa, pb))) in parts.iter().enumerate() {
+        if let Some(&(_, first, ..)) = parts.first() {
+            let total: usize = parts.iter().map(|(_, _, a, _)| a.1[0]).sum();
+            let mut a = Vec::with_capacity(total * d);
+            let mut b = vec![0.0f32; 3 * d * total];
+            let mut at = 0;
+            for &(part, scaling, pa, pb) in &parts {
+                let rank = pa.1[0];
                 a.extend_from_slice(&pa.2);
+                let factor = scaling / first;
                 for row in 0..d {
-                    for col in 0..r {
-                        b[(part * d + row) * k * r + j * r + col] = pb.2[row * r + col];
+                    for col in 0..rank {
+                        b[(part * d + row) * total + at + col] = factor * pb.2[row * rank + col];
                     }
                 }
+                at += rank;
             }
             let module = format!("transformer.{h}.attn.c_attn");
-            if k > 1 {
-                ranks.insert(module.clone(), json!(k * r));
-                alphas.insert(module.clone(), json!(lora.alpha * k as f32));
-            }
-            push(module, (vec![k * r, d], a), (vec![3 * d, k * r], b));
+            push(module, (vec![total, d], a), (vec![3 * d, total], b), first * total as f32);
         }
         for (wgml, peft) in [
             ("attn.output", "attn.c_proj"),
             ("mlp.c_fc", "mlp.c_fc"),
             ("mlp.c_proj", "mlp.c_proj"),
         ] {
-            if let Some((a, b)) = adapter(&format!("{h}.{wgml}")) {
-                push(format!("transformer.{h}.{peft}"), part(a), part(b));
+            let module = format!("{h}.{wgml}");
+            if let Some((a, b)) = adapter(&module) {
+                push(format!("transformer.{h}.{peft}"), part(a), part(b), lora.alpha_of(&module));
             }
         }
     }
     if let Some((a, b)) = adapter("lm_head") {
-        push("lm_head".into(), part(a), part(b));
+        push("lm_head".into(), part(a), part(b), lora.alpha_of("lm_head"));
     }
     let settings = json!({
         "peft_type": "LORA",
@@ -438,7 +516,11 @@ mod tests {
         };
         assert!(refused(json!({"use_dora": true})).contains("use_dora"));
         assert!(refused(json!({"bias": "all"})).contains("bias"));
-        assert!(refused(json!({"rank_pattern": {"c_attn": 8}})).contains("rank_pattern"));
+        assert!(refused(json!({"rank_pattern": {"h\\.[0-3]\\.attn": 8}})).contains("not a module name"));
+        assert!(refused(json!({"rank_pattern": {"c_fc": 0}})).contains("not a whole number"));
+        assert!(refused(json!({"alpha_pattern": ["c_fc"]})).contains("not an object"));
+        let e = refused(json!({"use_rslora": true, "rank_pattern": {"c_fc": 8}}));
+        assert!(e.contains("use_rslora with rank_pattern"), "{e}");
         assert!(refused(json!({"modules_to_save": ["score"]})).contains("modules_to_save"));
         assert!(refused(json!({"peft_type": "IA3"})).contains("IA3"));
         assert!(refused(json!({"r": 0})).contains("rank"));
@@ -448,5 +530,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!((ok.rank, ok.alpha), (4, 16.0));
+        // Patterns land on wgml's modules: c_attn on the query, key and value, a
+        // bare c_proj on both products it names.
+        let ok = settings_of(&json!({"peft_type": "LORA", "r": 4, "lora_alpha": 8,
+            "rank_pattern": {"transformer.h.1.attn.c_attn": 12, "c_fc": 2},
+            "alpha_pattern": {"c_proj": 3}}))
+        .unwrap();
+        assert_eq!(ok.rank_of("h.1.attn.key"), 12);
+        assert_eq!(ok.rank_of("h.0.attn.key"), 4);
+        assert_eq!(ok.rank_of("h.0.mlp.c_fc"), 2);
+        assert_eq!(ok.alpha_of("h.3.attn.output"), 3.0);
+        assert_eq!(ok.alpha_of("h.3.mlp.c_proj"), 3.0);
+        assert_eq!(ok.scaling_of("h.0.mlp.c_fc"), 4.0);
     }
 }

@@ -1375,6 +1375,8 @@ fn add_lora(
         dropout: args.lora_dropout.unwrap_or(0.0),
         targets,
         train,
+        rank_pattern: Default::default(),
+        alpha_pattern: Default::default(),
     };
     let slot = match model {
         ModelSpec::Sequential(s) => &mut s.lora,

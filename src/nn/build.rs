@@ -172,7 +172,8 @@ impl LayerBuild<'_> {
     ) -> Result<NodeId> {
         let ws = self.g.shape(w).to_vec();
         let fan_in: usize = ws[1..].iter().product();
-        let a_shape: Vec<usize> = std::iter::once(lora.rank)
+        let rank = lora.rank_of(module);
+        let a_shape: Vec<usize> = std::iter::once(rank)
             .chain(ws[1..].iter().copied())
             .collect();
         let a = self.g.param(
@@ -185,9 +186,9 @@ impl LayerBuild<'_> {
         );
         let convolution = ws.len() == 4;
         let b_shape = if convolution {
-            vec![ws[0], lora.rank, 1, 1]
+            vec![ws[0], rank, 1, 1]
         } else {
-            vec![ws[0], lora.rank]
+            vec![ws[0], rank]
         };
         let b = self
             .g
@@ -205,7 +206,7 @@ impl LayerBuild<'_> {
             None => self.g.dropout(x, lora.dropout, name)?,
         };
         let low = down(self.g, x, a)?;
-        let low = self.g.scale(low, lora.scaling(), name)?;
+        let low = self.g.scale(low, lora.scaling_of(module), name)?;
         let up = if convolution {
             self.g
                 .conv2d(low, b, None, (1, 1), Padding::Valid, Activation::Identity, name)?

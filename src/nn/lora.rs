@@ -49,6 +49,8 @@
 //! activation. A frozen Dense computes no weight gradient, so a LoRA step skips the
 //! largest products of full fine-tuning.
 
+use std::collections::BTreeMap;
+
 use crate::error::{Error, Result};
 use crate::graph::params::NamedValues;
 use crate::graph::{Graph, Op};
@@ -82,6 +84,15 @@ pub struct LoraConfig {
     /// a new classification head), matched as targets are, by layer name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub train: Vec<String>,
+    /// Ranks of the modules whose rank is not `rank` (PEFT's `rank_pattern`): a
+    /// key names modules as a target does; where several name a module, the
+    /// longest wins.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rank_pattern: BTreeMap<String, usize>,
+    /// α of the modules whose α is not `alpha` (PEFT's `alpha_pattern`), keyed as
+    /// `rank_pattern`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub alpha_pattern: BTreeMap<String, f32>,
 }
 
 impl LoraConfig {
@@ -94,12 +105,32 @@ impl LoraConfig {
             dropout: 0.0,
             targets: targets.iter().map(|t| t.to_string()).collect(),
             train: Vec::new(),
+            rank_pattern: BTreeMap::new(),
+            alpha_pattern: BTreeMap::new(),
         }
     }
 
-    /// α / r, the factor of every adapter's output.
+    /// α / r, the factor of the output of every adapter without a pattern of its
+    /// own.
     pub fn scaling(&self) -> f32 {
         self.alpha / self.rank as f32
+    }
+
+    /// The rank of module `module`'s adapter: its [`LoraConfig::rank_pattern`]
+    /// entry, else `rank`.
+    pub fn rank_of(&self, module: &str) -> usize {
+        pattern(&self.rank_pattern, module).unwrap_or(self.rank)
+    }
+
+    /// α of module `module`'s adapter: its [`LoraConfig::alpha_pattern`] entry,
+    /// else `alpha`.
+    pub fn alpha_of(&self, module: &str) -> f32 {
+        pattern(&self.alpha_pattern, module).unwrap_or(self.alpha)
+    }
+
+    /// The factor of module `module`'s adapter output: its α over its rank.
+    pub fn scaling_of(&self, module: &str) -> f32 {
+        self.alpha_of(module) / self.rank_of(module) as f32
     }
 
     /// Checks the settings; errors name the setting and what it needs.
@@ -128,9 +159,19 @@ impl LoraConfig {
             .targets
             .iter()
             .chain(&self.train)
+            .chain(self.rank_pattern.keys())
+            .chain(self.alpha_pattern.keys())
             .find(|t| t.trim().is_empty())
         {
             return Err(Error::invalid(format!("LoRA: empty module name {t:?}")));
+        }
+        if let Some((m, _)) = self.rank_pattern.iter().find(|(_, r)| **r == 0) {
+            return Err(Error::invalid(format!("LoRA: the rank of '{m}' must be at least 1")));
+        }
+        if let Some((m, a)) = self.alpha_pattern.iter().find(|(_, a)| !(a.is_finite() && **a > 0.0)) {
+            return Err(Error::invalid(format!(
+                "LoRA: the alpha of '{m}' must be a finite number > 0, got {a}"
+            )));
         }
         Ok(())
     }
@@ -220,6 +261,14 @@ pub fn is_adapter(name: &str) -> bool {
     name.ends_with(&format!(".{LORA_A}")) || name.ends_with(&format!(".{LORA_B}"))
 }
 
+/// The value of the longest key of `map` that names `module`, if any.
+fn pattern<T: Copy>(map: &BTreeMap<String, T>, module: &str) -> Option<T> {
+    map.iter()
+        .filter(|(key, _)| names(module, key))
+        .max_by_key(|(key, _)| key.len())
+        .map(|(_, v)| *v)
+}
+
 /// Whether `target` names `module`: equal, or a last part of it at a dot.
 fn names(module: &str, target: &str) -> bool {
     module == target
@@ -229,13 +278,12 @@ fn names(module: &str, target: &str) -> bool {
 }
 
 /// `tensors` with every adapter folded into its base weight, `W + (α/r)·B·A`
-/// (PEFT's `merge_and_unload`), and the adapter tensors dropped: the tensors of
+/// (each module's own α and r under the patterns; PEFT's `merge_and_unload`), and the adapter tensors dropped: the tensors of
 /// the same model without adapters. An adapter without its base weight, or of
 /// shapes that do not fit it, is an error naming it.
 pub fn merged(tensors: &[NamedValues], config: &LoraConfig) -> Result<Vec<NamedValues>> {
     config.validate()?;
     let find = |name: &str| tensors.iter().find(|(n, _, _)| n == name);
-    let s = config.scaling();
     let mut out = Vec::with_capacity(tensors.len());
     for (name, shape, values) in tensors {
         if is_adapter(name) {
@@ -260,7 +308,7 @@ pub fn merged(tensors: &[NamedValues], config: &LoraConfig) -> Result<Vec<NamedV
                     }
                     let (o, r) = (shape[0], sa[0]);
                     let i = values.len() / o;
-                    add_low_rank(&mut values, s, b, a, (o, r, i));
+                    add_low_rank(&mut values, config.scaling_of(module), b, a, (o, r, i));
                 }
                 (None, None) => {}
                 _ => {
