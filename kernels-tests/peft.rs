@@ -245,21 +245,34 @@ fn a_written_adapter_merges_into_the_weights_export_merges() {
     let trained = model.store.download(ctx).unwrap();
     // As trained, and with the key's adapters left out: c_attn of rank 3·4, then 2·4
     // (the query's and value's blocks of B in their places, the key's rows zero).
-    for (parts, rank, alpha) in [(3, 12, 18.0), (2, 8, 12.0)] {
+    // Third, the value's adapters with α 10 of their own: c_attn takes the query's
+    // scaling, the value's block of B scaled by 10/6.
+    for (case, (parts, rank, alpha, value_alpha)) in
+        [(3, 12, 18.0, None), (2, 8, 12.0, None), (3, 12, 18.0, Some(10.0))]
+            .into_iter()
+            .enumerate()
+    {
         let mut architecture = imported.architecture.clone();
         let mut tensors = trained.clone();
+        if let Some(a) = value_alpha {
+            let lora = architecture.functional.lora.as_mut().unwrap();
+            lora.alpha_pattern.insert("attn.value".into(), a);
+        }
         if parts == 2 {
             tensors.retain(|(n, ..)| !n.contains("attn.key.lora_"));
             let lora = architecture.functional.lora.as_mut().unwrap();
             lora.targets.retain(|t| t != "attn.key");
         }
-        let dir = fresh_dir(&format!("peft-write-{parts}"));
+        let dir = fresh_dir(&format!("peft-write-{case}"));
         written_adapter_merges_as_export(&architecture, &tensors, (rank, alpha), &dir);
         // Read back (c_attn's rank and α from the patterns, on the query, key and
         // value), the adapter gives the outputs of the model it was written from.
-        let mut reread = plain(&format!("peft-reread-{parts}"), 16);
+        let mut reread = plain(&format!("peft-reread-{case}"), 16);
         let line = wgml::peft::add_adapter(&mut reread, &dir.join("peft")).unwrap();
-        assert!(line.contains("rank 4, alpha 6") && line.contains("6 modules of their own rank or alpha"), "{line}");
+        assert!(
+            line.contains("rank 4, alpha 6") && line.contains("6 modules of their own rank or alpha"),
+            "{line}"
+        );
         let lora = reread.architecture.functional.lora.as_ref().unwrap();
         assert_eq!(lora.rank_of("h.1.attn.key"), rank, "{line}");
         assert_eq!(lora.scaling_of("h.1.attn.value"), 1.5, "{line}");
@@ -273,7 +286,7 @@ fn a_written_adapter_merges_into_the_weights_export_merges() {
         };
         let want = outputs(&architecture, &tensors);
         let got = outputs(&reread.architecture, &reread.tensors);
-        assert_close(&format!("{parts} parts re-read"), &got, &want, 1e-6, 1e-4);
+        assert_close(&format!("case {case} re-read"), &got, &want, 1e-6, 1e-4);
     }
 }
 

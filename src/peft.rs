@@ -116,8 +116,11 @@ pub fn read_adapter(dir: &Path, c: &Gpt2Config) -> Result<(LoraConfig, Vec<Named
             format!("does not describe adapters wgml computes: {e}"),
         )
     })?;
-    let own: std::collections::BTreeSet<&String> =
-        config.rank_pattern.keys().chain(config.alpha_pattern.keys()).collect();
+    let own: std::collections::BTreeSet<&String> = config
+        .rank_pattern
+        .keys()
+        .chain(config.alpha_pattern.keys())
+        .collect();
     let summary = format!(
         "LoRA adapter: rank {}, alpha {}{}, dropout {}, on {} ({} tensors)",
         config.rank,
@@ -201,7 +204,8 @@ fn settings_of(s: &Value) -> std::result::Result<LoraConfig, String> {
     for (key, v) in pattern_entries(field("alpha_pattern"), "alpha_pattern")? {
         let a = v
             .as_f64()
-            .ok_or_else(|| format!("alpha_pattern gives '{key}' the alpha {v}, not a number"))? as f32;
+            .ok_or_else(|| format!("alpha_pattern gives '{key}' the alpha {v}, not a number"))?
+            as f32;
         for module in wgml_pattern_keys(&key)? {
             alpha_pattern.insert(module, a);
         }
@@ -434,7 +438,12 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
                 at += rank;
             }
             let module = format!("transformer.{h}.attn.c_attn");
-            push(module, (vec![total, d], a), (vec![3 * d, total], b), first * total as f32);
+            push(
+                module,
+                (vec![total, d], a),
+                (vec![3 * d, total], b),
+                first * total as f32,
+            );
         }
         for (wgml, peft) in [
             ("attn.output", "attn.c_proj"),
@@ -443,7 +452,12 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
         ] {
             let module = format!("{h}.{wgml}");
             if let Some((a, b)) = adapter(&module) {
-                push(format!("transformer.{h}.{peft}"), part(a), part(b), lora.alpha_of(&module));
+                push(
+                    format!("transformer.{h}.{peft}"),
+                    part(a),
+                    part(b),
+                    lora.alpha_of(&module),
+                );
             }
         }
     }

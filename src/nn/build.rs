@@ -173,9 +173,7 @@ impl LayerBuild<'_> {
         let ws = self.g.shape(w).to_vec();
         let fan_in: usize = ws[1..].iter().product();
         let rank = lora.rank_of(module);
-        let a_shape: Vec<usize> = std::iter::once(rank)
-            .chain(ws[1..].iter().copied())
-            .collect();
+        let a_shape: Vec<usize> = std::iter::once(rank).chain(ws[1..].iter().copied()).collect();
         let a = self.g.param(
             &format!("{module}.{LORA_A}"),
             &a_shape,

@@ -166,9 +166,15 @@ impl LoraConfig {
             return Err(Error::invalid(format!("LoRA: empty module name {t:?}")));
         }
         if let Some((m, _)) = self.rank_pattern.iter().find(|(_, r)| **r == 0) {
-            return Err(Error::invalid(format!("LoRA: the rank of '{m}' must be at least 1")));
+            return Err(Error::invalid(format!(
+                "LoRA: the rank of '{m}' must be at least 1"
+            )));
         }
-        if let Some((m, a)) = self.alpha_pattern.iter().find(|(_, a)| !(a.is_finite() && **a > 0.0)) {
+        if let Some((m, a)) = self
+            .alpha_pattern
+            .iter()
+            .find(|(_, a)| !(a.is_finite() && **a > 0.0))
+        {
             return Err(Error::invalid(format!(
                 "LoRA: the alpha of '{m}' must be a finite number > 0, got {a}"
             )));
