@@ -262,7 +262,7 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
         ..
     } = load_model(&ctx, args.model.as_deref(), &args.weights)?;
     let mut x = Vec::new();
-    match (&model.spec.input_shape()[..], model.spec.padding_id()) {
+    match (model.spec.input_shape(), model.spec.padding_id()) {
         // A classifier of texts: token ids as it was trained on them.
         (&[tokens], Some(pad)) => {
             for p in &args.images {

@@ -273,10 +273,10 @@ impl Model {
 }
 
 /// The layer a sequence classifier made by
-/// [`Functional::sequence_classifier`] pools its sequence with.
+/// [`Functional::sequence_classifier`](crate::nn::Functional::sequence_classifier) pools its sequence with.
 pub const CLASSIFIER_POOL: &str = "last_token";
 
-/// The classification head [`Functional::sequence_classifier`] adds: Hugging
+/// The classification head [`Functional::sequence_classifier`](crate::nn::Functional::sequence_classifier) adds: Hugging
 /// Face's `score` of `GPT2ForSequenceClassification` (no bias).
 pub const CLASSIFIER_HEAD: &str = "score";
 

@@ -59,7 +59,7 @@ impl Graph {
     /// Embedding that masks padding, or computed from one token by token (Dense
     /// and layer normalization over the features, elementwise ops, dropout, a
     /// position embedding, attention's output for its queries); `None` otherwise.
-    /// Ops that mix tokens or reshape ([`Graph::refuse_padded`]) end the padding.
+    /// Ops that mix tokens or reshape end the padding (and refuse a padded input).
     pub fn lengths_of(&self, x: NodeId) -> Option<NodeId> {
         match &self.nodes[x].op {
             Op::Embedding { lengths, .. } => *lengths,
