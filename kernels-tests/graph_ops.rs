@@ -33,7 +33,7 @@ fn build() -> (Graph, Objective) {
     let e = g.exp(second, 0.5, "exp").unwrap();
     let m = g.mul(e, first, "gate").unwrap();
     let s = g.add(m, first, "skip").unwrap();
-    let flat = g.flatten(s, "flat").unwrap();
+    let flat = g.flatten(s, "flat");
     let t = g.constant(&[3], 1.0, "target").unwrap();
     let l = g.loss_term(Term::BceSum, flat, t, "loss").unwrap();
     let objective = Objective::Terms(vec![WeightedTerm {

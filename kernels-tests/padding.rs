@@ -314,7 +314,7 @@ fn what_would_read_padding_as_tokens_is_refused() {
     };
     let e = sequential(vec![embed(Some(0)), Layer::Flatten, dense.clone()]).unwrap_err();
     assert!(
-        e.contains("padded sequence") && e.contains("Flatten would read"),
+        e.contains("padded sequence") && e.contains("a reshape (Flatten, Reshape) would read"),
         "{e}"
     );
     let e = sequential(vec![
@@ -324,6 +324,14 @@ fn what_would_read_padding_as_tokens_is_refused() {
     ])
     .unwrap_err();
     assert!(e.contains("a permutation"), "{e}");
+    let e = sequential(vec![
+        embed(Some(0)),
+        Layer::batch_norm(),
+        Layer::GlobalAveragePooling1D,
+        dense.clone(),
+    ])
+    .unwrap_err();
+    assert!(e.contains("a batch normalization (its statistics)"), "{e}");
     // A loss over every token would count the padding.
     let e = sequential(vec![embed(Some(0)), dense.clone()]).unwrap_err();
     assert!(e.contains("the loss"), "{e}");
@@ -336,5 +344,34 @@ fn what_would_read_padding_as_tokens_is_refused() {
     assert!(e.contains("mask_id 7 is not a row of the 7-row table"), "{e}");
     // Pooled first, or unmasked, they build.
     sequential(vec![embed(Some(0)), Layer::LastTokenPooling1D, dense.clone()]).unwrap();
-    sequential(vec![embed(None), Layer::Flatten, dense]).unwrap();
+    sequential(vec![embed(None), Layer::Flatten, dense.clone()]).unwrap();
+    // In a functional model: a mean over the sample, and two paddings meeting.
+    let functional = |second: Option<u32>| {
+        Functional::new("ids", &[5])
+            .layer("a", embed(Some(0)), &["ids"])
+            .layer("b", embed(second), &["ids"])
+            .op("sum", GraphOp::Add, &["a", "b"])
+            .layer("pool", Layer::GlobalAveragePooling1D, &["sum"])
+            .layer("head", dense.clone(), &["pool"])
+            .supervised("head", Loss::SparseCategoricalCrossentropy)
+            .graph()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let e = functional(Some(1)).unwrap_err();
+    assert!(e.contains("'sum'") && e.contains("padded differently"), "{e}");
+    functional(Some(0)).unwrap();
+    functional(None).unwrap();
+    let e = Functional::new("ids", &[5])
+        .layer("a", embed(Some(0)), &["ids"])
+        .op("m", GraphOp::Mean, &["a"])
+        .layer("head", dense, &["m"])
+        .supervised("head", Loss::SparseCategoricalCrossentropy)
+        .graph()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'m'") && e.contains("a sum or mean over the sample"),
+        "{e}"
+    );
 }

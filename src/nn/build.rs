@@ -340,7 +340,7 @@ impl Layer {
                 };
                 Ok(one(x))
             }
-            Layer::Flatten => Ok(one(b.g.flatten(b.x, &name)?)),
+            Layer::Flatten => Ok(one(b.g.flatten(b.x, &name))),
             Layer::GlobalAveragePooling2D => global_average_pooling(b, &name),
             Layer::LayerNormalization { epsilon, trainable } => {
                 let features = *b.g.shape(b.x).last().expect("per-sample shapes are non-empty");
@@ -609,7 +609,7 @@ fn global_average_pooling(b: &mut LayerBuild<'_>, name: &str) -> Result<Added> {
     };
     let pooled = b.g.avg_pool2d(b.x, window, name)?;
     Ok(Added {
-        x: b.g.flatten(pooled, name)?,
+        x: b.g.flatten(pooled, name),
         modules: 2,
         folds_next: false,
     })

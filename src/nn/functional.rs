@@ -477,6 +477,7 @@ impl Functional {
             let id = add_layer(&mut g, layer, &inputs, supervised, self.lora.as_ref())?;
             nodes.insert(layer.name.clone(), id);
         }
+        g.check_padding()?;
         let lookup = |what: &str, name: &str| {
             nodes.get(name).copied().ok_or_else(|| {
                 Error::invalid(format!(
@@ -574,6 +575,8 @@ impl Functional {
             ));
         }
         let objective = Objective::Terms(weighted);
+        // The loss terms read layers too.
+        g.check_padding()?;
         check_every_layer_used(&g, &objective, &outputs)?;
         if let Some(lora) = &self.lora {
             lora.check_matched(&g)?;

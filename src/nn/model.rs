@@ -87,6 +87,7 @@ impl Sequential {
             index += added.modules;
             fold_next = added.folds_next;
         }
+        g.check_padding()?;
         check_output(&g, x, loss)?;
         if let Some(lora) = &self.lora {
             lora.check_matched(&g)?;

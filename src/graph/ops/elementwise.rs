@@ -13,10 +13,9 @@ use crate::reference as r;
 
 impl Graph {
     /// Flatten to `[features]`.
-    pub fn flatten(&mut self, x: NodeId, layer: &str) -> Result<NodeId> {
-        self.refuse_padded(x, "Flatten", layer)?;
+    pub fn flatten(&mut self, x: NodeId, layer: &str) -> NodeId {
         let n = self.shape(x).iter().product();
-        Ok(self.push(Op::Reshape { x }, vec![n], layer))
+        self.push(Op::Reshape { x }, vec![n], layer)
     }
 
     /// Elementwise activation `act` of `x`.

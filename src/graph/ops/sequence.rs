@@ -59,40 +59,75 @@ impl Graph {
     /// Embedding that masks padding, or computed from one token by token (Dense
     /// and layer normalization over the features, elementwise ops, dropout, a
     /// position embedding, attention's output for its queries); `None` otherwise.
-    /// Ops that mix tokens or reshape end the padding (and refuse a padded input).
     pub fn lengths_of(&self, x: NodeId) -> Option<NodeId> {
-        match &self.nodes[x].op {
-            Op::Embedding { lengths, .. } => *lengths,
-            Op::Dense { x, .. }
-            | Op::LayerNorm { x, .. }
-            | Op::Act { x, .. }
-            | Op::Gelu { x, .. }
-            | Op::Dropout { x, .. }
-            | Op::Exp { x, .. }
-            | Op::Log { x }
-            | Op::Scale { x, .. }
-            | Op::Square { x }
-            | Op::AddBroadcast { x, .. }
-            | Op::Attention { q: x, .. } => self.lengths_of(*x),
-            Op::Add { a, b } | Op::Mul { a, b } => self.lengths_of(*a).or_else(|| self.lengths_of(*b)),
-            _ => None,
-        }
+        self.padding(x)[x]
     }
 
-    /// An error when `x` is a padded sequence: `what` (a reshape, permutation,
-    /// slice, concatenation, a loss over every token) would read its padding as
-    /// real tokens.
+    /// [`Graph::lengths_of`] of nodes `0..=last`, in one pass over them.
+    fn padding(&self, last: NodeId) -> Vec<Option<NodeId>> {
+        let mut out: Vec<Option<NodeId>> = Vec::with_capacity(last + 1);
+        for node in &self.nodes[..=last] {
+            let lengths = match &node.op {
+                Op::Embedding { lengths, .. } => *lengths,
+                op => match token_wise(op) {
+                    TokenWise::One(x) => out[x],
+                    TokenWise::Two(a, b) => out[a].or(out[b]),
+                    TokenWise::No => None,
+                },
+            };
+            out.push(lengths);
+        }
+        out
+    }
+
+    /// Checks that padded sequences reach only ops that keep each token apart
+    /// (the padding then stays padding), pools and attention, which skip it;
+    /// equal lengths where two padded sequences meet. Errors name the layer and
+    /// what to do.
+    pub(crate) fn check_padding(&self) -> Result<()> {
+        let Some(last) = self.nodes.len().checked_sub(1) else {
+            return Ok(());
+        };
+        let padding = self.padding(last);
+        for (id, node) in self.nodes.iter().enumerate() {
+            let padded = |x: NodeId| padding[x].is_some();
+            let differ = |a: NodeId, b: NodeId| padded(a) && padded(b) && padding[a] != padding[b];
+            match &node.op {
+                Op::SequencePool { .. } => {}
+                Op::Attention { k, v, .. } if differ(*k, *v) => {
+                    return Err(shape_err(
+                        &node.layer,
+                        "its keys and values are sequences padded differently; give them one padding".into(),
+                    ));
+                }
+                Op::Attention { .. } => {}
+                op => match token_wise(op) {
+                    TokenWise::Two(a, b) if differ(a, b) => {
+                        return Err(shape_err(
+                            &node.layer,
+                            "it combines two sequences padded differently (from different Embeddings' \
+                             ids); give them one padding"
+                                .into(),
+                        ));
+                    }
+                    TokenWise::One(_) | TokenWise::Two(..) => {}
+                    TokenWise::No => {
+                        if self.inputs(id).into_iter().any(padded) {
+                            return Err(padded_input(&node.layer, reads(op)));
+                        }
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// An error when `x` is a padded sequence: `what` would read its padding as
+    /// real tokens (a loss over every token).
     pub(crate) fn refuse_padded(&self, x: NodeId, what: &str, layer: &str) -> Result<()> {
         match self.lengths_of(x) {
             None => Ok(()),
-            Some(_) => Err(shape_err(
-                layer,
-                format!(
-                    "its input is a padded sequence (an Embedding with mask_id) and {what} would read \
-                     the padding as real tokens; pool it first (GlobalAveragePooling1D or \
-                     LastTokenPooling1D), or drop the Embedding's mask_id"
-                ),
-            )),
+            Some(_) => Err(padded_input(layer, what)),
         }
     }
 
@@ -110,6 +145,59 @@ impl Graph {
         }
         Ok(self.push(Op::AddBroadcast { x, p }, shape, layer))
     }
+}
+
+/// How an op treats tokens: each apart (its output is padded where its input
+/// is; `One` the input, `Two` two inputs of one shape), or not.
+enum TokenWise {
+    One(NodeId),
+    Two(NodeId, NodeId),
+    No,
+}
+
+/// Whether `op` computes each token of its (sequence) input apart.
+fn token_wise(op: &Op) -> TokenWise {
+    match op {
+        Op::Dense { x, .. }
+        | Op::LayerNorm { x, .. }
+        | Op::Act { x, .. }
+        | Op::Gelu { x, .. }
+        | Op::Dropout { x, .. }
+        | Op::Exp { x, .. }
+        | Op::Log { x }
+        | Op::Scale { x, .. }
+        | Op::Square { x }
+        | Op::AddBroadcast { x, .. }
+        | Op::Attention { q: x, .. } => TokenWise::One(*x),
+        Op::Add { a, b } | Op::Mul { a, b } => TokenWise::Two(*a, *b),
+        _ => TokenWise::No,
+    }
+}
+
+/// What an op that does not keep tokens apart would do with a padded input.
+fn reads(op: &Op) -> &'static str {
+    match op {
+        Op::Reshape { .. } => "a reshape (Flatten, Reshape)",
+        Op::Permute { .. } => "a permutation",
+        Op::Slice { .. } => "a slice",
+        Op::Concat { .. } => "a concatenation",
+        Op::BatchNorm { .. } => "a batch normalization (its statistics)",
+        Op::Sum { .. } => "a sum or mean over the sample",
+        Op::LossTerm { .. } => "a loss term",
+        _ => "this op",
+    }
+}
+
+/// The error for layer `layer` reading a padded sequence with `what`.
+fn padded_input(layer: &str, what: &str) -> crate::error::Error {
+    shape_err(
+        layer,
+        format!(
+            "its input is a padded sequence (an Embedding with mask_id) and {what} would read the \
+             padding as real tokens; pool it first (GlobalAveragePooling1D or LastTokenPooling1D), \
+             or drop the Embedding's mask_id"
+        ),
+    )
 }
 
 /// `(tokens, features)` of a sequence node.

@@ -21,7 +21,6 @@ impl Graph {
         let rest = self.shape(*first)[1..].to_vec();
         let mut axis = 0;
         for &x in xs {
-            self.refuse_padded(x, "a concatenation", layer)?;
             let s = self.shape(x);
             if s[1..] != rest[..] {
                 return Err(shape_err(
@@ -42,7 +41,6 @@ impl Graph {
     /// Entries `start..start + len` of `x`'s first per-sample axis.
     pub fn slice(&mut self, x: NodeId, start: usize, len: usize, layer: &str) -> Result<NodeId> {
         let s = self.shape(x).to_vec();
-        self.refuse_padded(x, "a slice", layer)?;
         if len == 0 || start.checked_add(len).is_none_or(|end| end > s[0]) {
             return Err(shape_err(
                 layer,
@@ -57,7 +55,6 @@ impl Graph {
     /// `x` with per-sample shape `shape` (the same number of values).
     pub fn reshape(&mut self, x: NodeId, shape: &[usize], layer: &str) -> Result<NodeId> {
         let from: usize = self.shape(x).iter().product();
-        self.refuse_padded(x, "a reshape (Flatten, Reshape)", layer)?;
         if shape.iter().product::<usize>() != from || shape.is_empty() {
             return Err(shape_err(
                 layer,
