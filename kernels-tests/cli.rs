@@ -1906,6 +1906,8 @@ fn texts_by_class_train_an_encoder_and_a_gpt2_classifier() {
         "8",
         "--lora",
         "2",
+        "--classes",
+        "1,0",
         "--save",
         &tuned,
     ]);
@@ -1913,6 +1915,7 @@ fn texts_by_class_train_an_encoder_and_a_gpt2_classifier() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for want in [
         "padded with id 299",
+        "classes kept: 0 = wgsl, 1 = rust",
         "a sequence classifier: each text read at its last real token (last_token), a new head 'score' of 2 classes",
         "new score.weight",
         "LoRA: 6 adapters of rank 2",

@@ -398,6 +398,14 @@ fn targets_that_name_nothing_are_refused_by_name() {
         ..LoraConfig::new(2, &["ff"])
     });
     assert!(m.contains("'head'"), "{m}");
+    let m = message(LoraConfig {
+        rank_pattern: [("mlp".to_string(), 3)].into(),
+        ..LoraConfig::new(2, &["ff"])
+    });
+    assert!(
+        m.contains("pattern key 'mlp' names no module with an adapter"),
+        "{m}"
+    );
     let m = message(LoraConfig::new(0, &["ff"]));
     assert!(m.contains("rank"), "{m}");
     // Adapter tensors are not a layer trained in full.

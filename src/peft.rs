@@ -333,6 +333,8 @@ fn adapter_tensors(
         }
     }
     config.targets = targets_of(&modules, c.layers);
+    // A key naming no adapted module (a bare c_proj with only the MLP's adapted).
+    config.retain_patterns_naming(&modules);
     Ok((config, out))
 }
 

@@ -18,6 +18,7 @@ use crate::kernels::matmul::{Activation, MatmulDesc};
 use crate::kernels::matvec::{self, MatvecVariant};
 use crate::kernels::optim::{Optimizer, StepUniform};
 use crate::kernels::pool::Pool2dDesc;
+use crate::kernels::sequence::{self, SequenceDims, SequencePool};
 use crate::kernels::swap_axes::{self, SwapView};
 use crate::kernels::{conv, elementwise, layer_norm, loss, matmul, optim, pool, reduce, softmax};
 use crate::reference as r;
@@ -302,6 +303,55 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Padded sequences: each sample's length from its ids (padding id 0 ending
+    /// samples of every length), then the masked mean and last-token pools and
+    /// their gradients over `batch` samples of `tokens × features`.
+    fn sequence(&mut self, batch: usize, tokens: usize, features: usize) -> Result<()> {
+        let ids: Vec<f32> = (0..batch * tokens)
+            .map(|i| {
+                if i % tokens < (i / tokens) % (tokens + 1) {
+                    1.0 + (i % 5) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let (x, dy) = (self.data(batch * tokens * features), self.data(batch * features));
+        let d = SequenceDims {
+            batch,
+            tokens,
+            features,
+        };
+        let (idt, xt, dyt) = (
+            self.upload(&ids, &[batch, tokens])?,
+            self.upload(&x, &[x.len()])?,
+            self.upload(&dy, &[dy.len()])?,
+        );
+        let lengths = self.out(&[batch])?;
+        self.run(&[sequence::sequence_lengths(self.ctx, &idt, tokens, 0, &lengths)?])?;
+        let want_lengths = r::sequence::sequence_lengths(&ids, tokens, 0);
+        let mut outputs = vec![(lengths.to_f32(self.ctx)?, want_lengths.clone())];
+        for pool in [SequencePool::Mean, SequencePool::Last] {
+            let (y, dx) = (self.out(&[batch * features])?, self.out(&[x.len()])?);
+            self.run(&[
+                sequence::sequence_pool(self.ctx, &d, pool, &xt, Some(&lengths), &y)?,
+                sequence::sequence_pool_backward(self.ctx, &d, pool, &dyt, Some(&lengths), &dx)?,
+            ])?;
+            let l = Some(&want_lengths[..]);
+            outputs.push((y.to_f32(self.ctx)?, r::sequence::sequence_pool(&d, pool, &x, l)));
+            outputs.push((
+                dx.to_f32(self.ctx)?,
+                r::sequence::sequence_pool_backward(&d, pool, &dy, l),
+            ));
+        }
+        self.record(
+            "padded lengths + pools, grads",
+            format!("{batch}x{tokens}x{features}"),
+            &outputs,
+        );
+        Ok(())
+    }
+
     /// Embedding lookup and its table gradient: `tokens` ids (repeats included)
     /// into a `[vocab, dim]` table.
     fn embedding(&mut self, tokens: usize, vocab: usize, dim: usize) -> Result<()> {
@@ -331,9 +381,9 @@ impl Runner<'_> {
 
     /// Fused attention forward and backward (with dropout on the weights when `d`
     /// has it, at step 3), and the unfused path's row kernels (head split,
-    /// weights' softmax and its backward); the last sample's keys are padded
-    /// past half its length.
-    fn attention(&mut self, d: AttentionDims) -> Result<()> {
+    /// weights' softmax and its backward); `padded`: the last sample's keys are
+    /// padding past half its length.
+    fn attention(&mut self, d: AttentionDims, padded: bool) -> Result<()> {
         const T: u32 = 3;
         let step = StepUniform::new(self.ctx)?;
         let opt = Optimizer::sgd(0.1, 0.0);
@@ -351,7 +401,8 @@ impl Runner<'_> {
         );
         let mut lengths = vec![d.tk as f32; b];
         lengths[b - 1] = d.tk.div_ceil(2) as f32;
-        let lt = self.upload(&lengths, &[b])?;
+        let lengths = padded.then_some(lengths);
+        let lt = lengths.as_ref().map(|l| self.upload(l, &[b])).transpose()?;
         let (o, stats) = (self.out(&[g.len()])?, self.out(&[d.stats_len()])?);
         let (dq, dk, dv) = (
             self.out(&[q.len()])?,
@@ -362,7 +413,7 @@ impl Runner<'_> {
             self.ctx,
             &d,
             (&qt, &kt, &vt),
-            Some(&lt),
+            lt.as_ref(),
             &o,
             &stats,
             Some(&step),
@@ -375,7 +426,7 @@ impl Runner<'_> {
             self.ctx,
             &d,
             (&qt, &kt, &vt),
-            Some(&lt),
+            lt.as_ref(),
             &o,
             &stats,
             &gt,
@@ -384,10 +435,20 @@ impl Runner<'_> {
         )?);
         self.run(&run)?;
         let (mut wo, mut ws) = (vec![0.0; g.len()], vec![0.0; d.stats_len()]);
-        r::attention::attention_forward(&d, (&q, &k, &v), Some(&lengths), &mut wo, &mut ws, T)?;
+        r::attention::attention_forward(&d, (&q, &k, &v), lengths.as_deref(), &mut wo, &mut ws, T)?;
         let (mut wq, mut wk, mut wv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
-        r::attention::attention_backward(&d, (&q, &k, &v), Some(&lengths), &g, &mut wq, &mut wk, &mut wv, T)?;
-        let shape = format!("{}x{}x{}x{} d{}", b, h, d.tq, d.tk, d.dk);
+        r::attention::attention_backward(
+            &d,
+            (&q, &k, &v),
+            lengths.as_deref(),
+            &g,
+            &mut wq,
+            &mut wk,
+            &mut wv,
+            T,
+        )?;
+        let padding = if padded { ", padded" } else { "" };
+        let shape = format!("{}x{}x{}x{} d{}{padding}", b, h, d.tq, d.tk, d.dk);
         self.record(
             if d.dropout.is_some() {
                 "fused attention + dropout, grads"
@@ -420,7 +481,13 @@ impl Runner<'_> {
         );
         self.run(&[
             swap_axes::swap_axes(self.ctx, &qt, 0, &split, 0, view)?,
-            softmax::softmax_attention(self.ctx, &st, d.scale, d.causal_rows(), Some((&lt, h * d.tq)))?,
+            softmax::softmax_attention(
+                self.ctx,
+                &st,
+                d.scale,
+                d.causal_rows(),
+                lt.as_ref().map(|l| (l, h * d.tq)),
+            )?,
             softmax::softmax_backward_rows(self.ctx, &st, &dpt, d.scale)?,
         ])?;
         let mut wsplit = vec![0.0; q.len()];
@@ -431,7 +498,7 @@ impl Runner<'_> {
             d.tk,
             d.scale,
             d.causal_rows(),
-            Some((&lengths, h * d.tq)),
+            lengths.as_deref().map(|l| (l, h * d.tq)),
         );
         let mut wdp = dp;
         r::softmax::softmax_backward_rows(&wp, &mut wdp, d.tk, d.scale);
@@ -910,9 +977,16 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
     t.embedding(32 * 28, 100, 64)?;
     t.embedding(300, 40, 24)?;
     t.layer_norm(61, 64)?;
+    t.sequence(37, 33, 48)?;
     t.layer_norm(3, 1_000)?;
-    for (tokens, causal, dropout) in [(28, false, 0.0), (70, true, 0.0), (33, true, 0.25)] {
-        t.attention(AttentionDims::new(3, 4, (tokens, tokens), (16, 16), causal).with_dropout(dropout, 11))?;
+    for (tokens, causal, dropout, padded) in [
+        (28, false, 0.0, false),
+        (28, false, 0.0, true),
+        (70, true, 0.0, false),
+        (33, true, 0.25, true),
+    ] {
+        let d = AttentionDims::new(3, 4, (tokens, tokens), (16, 16), causal).with_dropout(dropout, 11);
+        t.attention(d, padded)?;
     }
     t.optimizer(Optimizer::adam(0.001), 1000, 5)?;
     t.optimizer(Optimizer::sgd(0.01, 0.9), 1000, 5)?;

@@ -285,9 +285,18 @@ pub fn load_data_with(
     let (data, bytes_per_token) = match name {
         dir if is_text_classes(dir) => {
             let pad = padding.ok_or_else(|| {
-                Error::invalid(format!(
-                    "{dir} holds texts by class, which are padded to the model's {sample_shape:?} tokens: give the model's Embedding a mask_id (the padding id: 0 for bytes, GPT-2's <|endoftext|> 50256), so the padding is masked"
-                ))
+                Error::invalid(match sample_shape {
+                    [_] => format!(
+                        "{dir} holds texts by class, which are padded to the model's {sample_shape:?} \
+                         tokens: give the model's Embedding a mask_id (the padding id: 0 for bytes, \
+                         GPT-2's <|endoftext|> 50256), so the padding is masked"
+                    ),
+                    _ => format!(
+                        "{dir} holds texts by class, read as token ids [T], but the model takes \
+                         samples of shape {sample_shape:?}: give a model whose input is token ids \
+                         read by an Embedding with a mask_id (examples/models/text_classifier.json)"
+                    ),
+                })
             })?;
             let (d, report) = text_classes::read_text_classes(Path::new(dir), sample_shape, vocabulary, pad)?;
             if !report.ignored.is_empty() {
@@ -331,7 +340,8 @@ pub fn load_data_with(
     Ok((data, bytes_per_token))
 }
 
-/// How `wgml train --data text:PATH` reads the text: `--tokenizer` as `choice`
+/// How `wgml train --data text:PATH` (or a folder of texts by class) reads the
+/// text: `--tokenizer` as `choice`
 /// (see [`TrainArgs::tokenizer`]), else the `--init` checkpoint's, else bytes. A
 /// `--tokenizer` that differs from the one the `--init` checkpoint was trained
 /// with is refused unless `new_layers` re-initialise layers: its ids would pick
@@ -365,7 +375,8 @@ fn text_vocabulary(
 }
 
 /// The vocabulary `--tokenizer choice` names (`bytes`, `bpe:N` trained on the
-/// training part of `file`, or a tokenizer.json file).
+/// training part of `file`: a text corpus's, or the training documents of a
+/// folder of texts by class; or a tokenizer.json file).
 fn chosen_vocabulary(choice: &str, file: &Path) -> Result<Vocabulary> {
     if choice == "bytes" {
         return Ok(Vocabulary::Bytes);
@@ -380,8 +391,26 @@ fn chosen_vocabulary(choice: &str, file: &Path) -> Result<Vocabulary> {
             "--tokenizer {choice}: give the most tokens the BPE may have, e.g. bpe:1024"
         ))
     })?;
-    let corpus = text::Corpus::read(file)?;
-    let training = corpus.training_texts()?;
+    let corpus;
+    let documents;
+    let training: Vec<&str> = if text_classes::is_text_classes(file) {
+        documents = text_classes::training_documents(file)?;
+        documents
+            .iter()
+            .map(|d| {
+                std::str::from_utf8(d).map_err(|e| {
+                    Error::invalid(format!(
+                        "a training document of {} is not UTF-8 ({e}); a tokenizer reads UTF-8, bytes \
+                         read any file",
+                        file.display()
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?
+    } else {
+        corpus = text::Corpus::read(file)?;
+        corpus.training_texts()?
+    };
     let start = std::time::Instant::now();
     let v = Vocabulary::train_bpe_on(&training, size)?;
     println!(
@@ -885,16 +914,6 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         _ => false,
     };
     let new_head = classify.is_some().then_some(nn::transfer::CLASSIFIER_HEAD);
-    if let (Some(f), Some(pad)) = (classify, padding) {
-        let classes = data.class_names.len();
-        recipe.model = ModelSpec::Functional(f.sequence_classifier(classes, pad)?);
-        recipe.loss = nn::Loss::SparseCategoricalCrossentropy;
-        println!(
-            "a sequence classifier: each text read at its last real token ({}), a new head '{}' of {classes} classes",
-            nn::transfer::CLASSIFIER_POOL,
-            nn::transfer::CLASSIFIER_HEAD
-        );
-    }
     if data_name.starts_with("text:") {
         println!(
             "text read as {}: {} training tokens",
@@ -904,7 +923,8 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     }
     if let Some(list) = &args.classes {
         data = keep_classes(data, list)?;
-        if recipe.loss == nn::Loss::SparseCategoricalCrossentropy {
+        // A classifier wgml makes below gets a head of the classes kept.
+        if recipe.loss == nn::Loss::SparseCategoricalCrossentropy && classify.is_none() {
             let ModelSpec::Sequential(s) = &recipe.model else {
                 return Err(Error::invalid(
                     "--classes resizes the head of a Sequential model; give a functional model a head \
@@ -916,6 +936,17 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     }
     if let Some(n) = args.per_class {
         data = data.per_class(n, args.seed)?;
+    }
+    if let (Some(f), Some(pad)) = (classify, padding) {
+        let classes = data.class_names.len();
+        recipe.model = ModelSpec::Functional(f.sequence_classifier(classes, pad)?);
+        recipe.loss = nn::Loss::SparseCategoricalCrossentropy;
+        println!(
+            "a sequence classifier: each text read at its last real token ({}), a new head '{}' of \
+             {classes} classes",
+            nn::transfer::CLASSIFIER_POOL,
+            nn::transfer::CLASSIFIER_HEAD
+        );
     }
     // A dataset's own validation split (an image folder's val/) replaces the
     // recipe's share of the training samples; asking for both is refused.
@@ -1087,7 +1118,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             args.no_decay.join(", ")
         );
     }
-    if data_name.starts_with("text:")
+    if (data_name.starts_with("text:") || is_text_classes(&data_name))
         && let Some((rows, layer)) = model.input_embedding_rows()
         && rows < vocabulary.size()
     {

@@ -23,7 +23,7 @@ use crate::data::{Dataset, Split, Targets};
 use crate::error::{Error, Result};
 
 /// The names a validation folder may have, in the order they are looked for.
-pub(crate) const VALIDATION_FOLDERS: [&str; 3] = ["val", "valid", "validation"];
+const VALIDATION_FOLDERS: [&str; 3] = ["val", "valid", "validation"];
 
 /// File extensions read as images (case-insensitive).
 pub(crate) const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
@@ -166,6 +166,28 @@ fn read_split(dir: &Path, shape: [usize; 3]) -> Result<(Vec<String>, Split)> {
     Ok((names, split))
 }
 
+/// `dir`'s validation folder ([`VALIDATION_FOLDERS`]), if it has one; two at
+/// once are refused as ambiguous.
+pub(crate) fn validation_folder(dir: &Path) -> Result<Option<PathBuf>> {
+    let folders: Vec<PathBuf> = VALIDATION_FOLDERS
+        .iter()
+        .map(|v| dir.join(v))
+        .filter(|v| v.is_dir())
+        .collect();
+    if folders.len() > 1 {
+        let names: Vec<String> = folders.iter().map(|f| file_name(f)).collect();
+        return Err(err(
+            dir,
+            format!(
+                "holds {} validation folders ({}); keep one",
+                folders.len(),
+                names.join(", ")
+            ),
+        ));
+    }
+    Ok(folders.into_iter().next())
+}
+
 /// Reads `DIR/train` and `DIR/test` (see the module docs) as samples of `shape`
 /// (`[C, H, W]`, `C` 1 or 3).
 pub fn read_image_folder(dir: &Path, shape: &[usize]) -> Result<Dataset> {
@@ -191,23 +213,7 @@ pub fn read_image_folder(dir: &Path, shape: &[usize]) -> Result<Dataset> {
             ),
         ));
     }
-    let folders: Vec<PathBuf> = VALIDATION_FOLDERS
-        .iter()
-        .map(|v| dir.join(v))
-        .filter(|v| v.is_dir())
-        .collect();
-    if folders.len() > 1 {
-        let names: Vec<String> = folders.iter().map(|f| file_name(f)).collect();
-        return Err(err(
-            dir,
-            format!(
-                "holds {} validation folders ({}); keep one",
-                folders.len(),
-                names.join(", ")
-            ),
-        ));
-    }
-    let validation = match folders.into_iter().next() {
+    let validation = match validation_folder(dir)? {
         Some(folder) => {
             let (classes, split) = read_split(&folder, [c, h, w])?;
             if classes != train_classes {

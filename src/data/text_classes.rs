@@ -37,7 +37,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::image_folder::{EXTENSIONS, VALIDATION_FOLDERS, err, file_name, sorted_entries};
+use crate::data::image_folder::{EXTENSIONS, err, file_name, sorted_entries, validation_folder};
 use crate::data::text::{Vocabulary, read_bytes};
 use crate::data::{Dataset, Split, Targets};
 use crate::error::{Error, Result};
@@ -157,6 +157,26 @@ fn matching_classes(
             .map(|(f, _)| f),
     );
     Ok(classes.iter().map(|c| split.join(c)).collect())
+}
+
+/// The training documents of text-classes folder `dir`: the `.txt` files of
+/// `train/`'s folders of test's classes, as [`read_text_classes`] reads them
+/// (what a tokenizer should be trained on: not the test split, not aclImdb's
+/// `unsup/` or its other files). Errors as [`read_text_classes`]'s.
+pub fn training_documents(dir: &Path) -> Result<Vec<Vec<u8>>> {
+    let test_dir = split_folder(dir, "test")?;
+    let classes: Vec<String> = sorted_entries(&test_dir, is_class_folder)?
+        .iter()
+        .map(|c| file_name(c))
+        .collect();
+    let folders = matching_classes(&split_folder(dir, "train")?, &classes, "train/", &mut Vec::new())?;
+    let mut out = Vec::new();
+    for folder in folders {
+        for f in sorted_entries(&folder, is_document)? {
+            out.push(read_bytes(&f)?);
+        }
+    }
+    Ok(out)
 }
 
 /// A document's token ids as a sample of `tokens` ids (f32): its first
@@ -293,23 +313,7 @@ pub fn read_text_classes(
     let classes: Vec<String> = test_folders.iter().map(|c| file_name(c)).collect();
     let mut ignored = Vec::new();
     let train_folders = matching_classes(&train_dir, &classes, "train/", &mut ignored)?;
-    let validation_dirs: Vec<PathBuf> = VALIDATION_FOLDERS
-        .iter()
-        .map(|v| dir.join(v))
-        .filter(|v| v.is_dir())
-        .collect();
-    if validation_dirs.len() > 1 {
-        let names: Vec<String> = validation_dirs.iter().map(|f| file_name(f)).collect();
-        return Err(err(
-            dir,
-            format!(
-                "holds {} validation folders ({}); keep one",
-                validation_dirs.len(),
-                names.join(", ")
-            ),
-        ));
-    }
-    let validation_dir = validation_dirs.into_iter().next();
+    let validation_dir = validation_folder(dir)?;
     let validation_folders = match &validation_dir {
         Some(v) => Some(matching_classes(
             v,

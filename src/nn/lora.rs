@@ -200,6 +200,13 @@ impl LoraConfig {
         self.targets.iter().any(|t| t != ALL_LINEAR && names(module, t))
     }
 
+    /// Keeps the pattern keys that name one of `modules` (PEFT ignores the others).
+    pub(crate) fn retain_patterns_naming(&mut self, modules: &[String]) {
+        let named = |key: &String| modules.iter().any(|m| names(m, key));
+        self.rank_pattern.retain(|k, _| named(k));
+        self.alpha_pattern.retain(|k, _| named(k));
+    }
+
     /// Whether layer `layer`'s own tensors train (it is in [`LoraConfig::train`]).
     pub fn trains_layer(&self, layer: &str) -> bool {
         self.train.iter().any(|t| names(layer, t))
@@ -244,6 +251,14 @@ impl LoraConfig {
                     "LoRA target '{t}' names no Dense layer, Conv2D or attention projection of the \
                      model (its modules: {})",
                     linear.join(", ")
+                )));
+            }
+        }
+        for key in self.rank_pattern.keys().chain(self.alpha_pattern.keys()) {
+            if !adapted.iter().any(|m| names(m, key)) {
+                return Err(Error::invalid(format!(
+                    "LoRA: the pattern key '{key}' names no module with an adapter (adapted: {})",
+                    adapted.join(", ")
                 )));
             }
         }

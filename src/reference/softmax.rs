@@ -42,7 +42,8 @@ pub fn softmax_attention(
 ) {
     for (r, row) in s.chunks_mut(cols).enumerate() {
         let keep = |j: usize| {
-            causal.is_none_or(|t| j <= r % t) && lengths.is_none_or(|(l, rows)| (j as f32) < l[r / rows])
+            causal.is_none_or(|t| j <= r % t)
+                && lengths.is_none_or(|(l, rows)| j < l[r / rows].max(0.0) as usize)
         };
         let scaled: Vec<f64> = row.iter().map(|&v| scale as f64 * v as f64).collect();
         let m = (0..cols)
