@@ -618,7 +618,8 @@ fn what_is_not_a_gpt2_is_refused_by_name() {
 /// off, `kernels-tests/golden/gpt2-tiny-cls/` from `golden/make_gpt2_cls.py`),
 /// and one plain SGD step moves `score`, `wte`, `wpe` and the first block's
 /// query, key and value by its gradient of the mean cross-entropy; as lavapipe
-/// and GPUs plan it.
+/// and GPUs plan it. Exported (`GPT2ForSequenceClassification`'s files) and
+/// imported again, it predicts the same, with its class names and padding.
 #[test]
 fn a_gpt2_sequence_classifier_gives_hugging_faces_logits_and_gradients() {
     let (_g, ctx) = gpu();
@@ -664,6 +665,52 @@ fn a_gpt2_sequence_classifier_gives_hugging_faces_logits_and_gradients() {
     };
     let logits = want("logits");
     let probabilities: Vec<f32> = logits.chunks(classes).flat_map(softmax).collect();
+    // Export and import again.
+    let mut architecture = imported.architecture.clone();
+    architecture.functional = classifier.clone();
+    architecture.class_names = ["neg", "neutral", "pos"].map(String::from).to_vec();
+    let out = fresh_dir("gpt2-cls-export");
+    let path = out.join("cls.safetensors");
+    checkpoint::save_functional_tensors(&path, "gpt2", &architecture, &values, &imported.vocabulary).unwrap();
+    let exported =
+        wgml::export::export_gpt2(&checkpoint::load(&path).unwrap(), &path, &out.join("hf")).unwrap();
+    assert!(
+        exported
+            .summary
+            .contains("a classifier of 3 classes, padding id 299"),
+        "{}",
+        exported.summary
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("hf/config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "GPT2ForSequenceClassification");
+    assert_eq!(
+        (config["pad_token_id"].clone(), config["id2label"]["2"].clone()),
+        (299.into(), "pos".into())
+    );
+    let again = import_gpt2(&out.join("hf"), Some(tokens), 1e-4).unwrap();
+    assert!(
+        again
+            .summary
+            .contains("a classifier of 3 classes (neg, neutral, pos), padding id 299"),
+        "{}",
+        again.summary
+    );
+    assert_eq!(again.architecture.functional, classifier);
+    assert_eq!(again.architecture.class_names, architecture.class_names);
+    let mut reread = again
+        .architecture
+        .functional
+        .compile_supervised(ctx, wgml::kernels::optim::Optimizer::sgd(0.1, 0.0), 1)
+        .unwrap();
+    reread.load_params(ctx, &again.tensors).unwrap();
+    assert_close(
+        "exported and imported again",
+        &reread.predict(ctx, &ids, 4).unwrap(),
+        &probabilities,
+        1e-6,
+        1e-5,
+    );
     for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
         ctx.set_adapter_class(class);
         let lr = 1.0;

@@ -10,6 +10,11 @@
 //! `GPT2LMHeadModel.from_pretrained(FOLDER)`. A checkpoint qualifies when its
 //! model is exactly what [`Gpt2Config::architecture`] describes for some
 //! settings; anything else is refused, naming the first layer that differs.
+//!
+//! A GPT-2 made a classifier of texts ([`Functional::sequence_classifier`])
+//! exports as `GPT2ForSequenceClassification`: its `score.weight`, no head, and
+//! `config.json` with `pad_token_id` and the class names as `id2label`, so
+//! `AutoModelForSequenceClassification.from_pretrained(FOLDER)` loads it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,8 +28,28 @@ use crate::import::{ACTIVATIONS, Gpt2Config};
 use crate::nn::functional::{FunctionalLayer, LayerOrOp};
 use crate::nn::{Functional, Layer};
 
+/// The classes and padding id of functional model `f` when it is a classifier
+/// [`Functional::sequence_classifier`] made (its last layer the new head, its
+/// `wte` masking padding); `None` otherwise.
+pub fn gpt2_classifier_of(f: &Functional) -> Option<(usize, u32)> {
+    let last = f.layers.last()?;
+    let LayerOrOp::Layer(Layer::Dense { units, .. }) = &last.what else {
+        return None;
+    };
+    if last.name != crate::nn::transfer::CLASSIFIER_HEAD {
+        return None;
+    }
+    f.layers.iter().find_map(|l| match &l.what {
+        LayerOrOp::Layer(Layer::Embedding {
+            mask_id: Some(pad), ..
+        }) if l.name == "wte" => Some((*units, *pad)),
+        _ => None,
+    })
+}
+
 /// The GPT-2 settings and context (positions) of functional model `f`, when it is
-/// a GPT-2 as [`Gpt2Config::architecture`] writes one; else what differs.
+/// a GPT-2 as [`Gpt2Config::architecture`] writes one, or such a GPT-2 made a
+/// classifier ([`gpt2_classifier_of`]); else what differs.
 pub fn gpt2_config_of(f: &Functional) -> std::result::Result<(Gpt2Config, usize), String> {
     let layer = |name: &str| {
         f.layers.iter().find_map(|l: &FunctionalLayer| match &l.what {
@@ -79,10 +104,12 @@ pub fn gpt2_config_of(f: &Functional) -> std::result::Result<(Gpt2Config, usize)
         Some(&Layer::Dropout { rate }) => decimal(rate),
         _ => 0.0,
     };
-    let head_tied = f
-        .layers
-        .iter()
-        .any(|l| l.name == "lm_head" && l.tied.get("weight").map(String::as_str) == Some("wte.weight"));
+    let classifier = gpt2_classifier_of(f);
+    // A classifier has no language-model head: GPT-2's default, tied, stands for it.
+    let head_tied = classifier.is_some()
+        || f.layers
+            .iter()
+            .any(|l| l.name == "lm_head" && l.tied.get("weight").map(String::as_str) == Some("wte.weight"));
     let config = Gpt2Config {
         vocab,
         positions: context,
@@ -103,10 +130,15 @@ pub fn gpt2_config_of(f: &Functional) -> std::result::Result<(Gpt2Config, usize)
              block and a width its heads divide"
         ));
     }
-    let want = config
+    let mut want = config
         .architecture(context, 1e-4)
         .map_err(|e| e.to_string())?
         .functional;
+    if let Some((classes, pad)) = classifier {
+        want = want
+            .sequence_classifier(classes, pad)
+            .map_err(|e| e.to_string())?;
+    }
     // Layers frozen while fine-tuning are GPT-2's layers all the same, and so are
     // layers with low-rank adapters (merged on export).
     let mut f = f.clone();
@@ -173,6 +205,7 @@ pub fn export_gpt2(c: &Checkpoint, path: &Path, dir: &Path) -> Result<Exported> 
         )
     })?;
     let (config, context) = gpt2_config_of(&a.functional).map_err(bad)?;
+    let classifier = gpt2_classifier_of(&a.functional);
     let merged;
     let own = match &a.functional.lora {
         Some(lora) => {
@@ -182,7 +215,7 @@ pub fn export_gpt2(c: &Checkpoint, path: &Path, dir: &Path) -> Result<Exported> 
         }
         None => &c.tensors,
     };
-    let tensors = hf_tensors(own, &config).map_err(bad)?;
+    let tensors = hf_tensors(own, &config, classifier.map(|(classes, _)| classes)).map_err(bad)?;
     let vocabulary = c.vocabulary(path)?;
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.display().to_string(),
@@ -198,7 +231,24 @@ pub fn export_gpt2(c: &Checkpoint, path: &Path, dir: &Path) -> Result<Exported> 
         &dir.join("model.safetensors"),
         &checkpoint::serialize(&entries, metadata)?,
     )?;
-    let text = serde_json::to_string_pretty(&hf_config(&config))
+    let mut settings = hf_config(&config);
+    if let Some((classes, pad)) = classifier {
+        let label = |i: usize| {
+            a.class_names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("LABEL_{i}"))
+        };
+        let id2label: serde_json::Map<String, serde_json::Value> =
+            (0..classes).map(|i| (i.to_string(), json!(label(i)))).collect();
+        let label2id: serde_json::Map<String, serde_json::Value> =
+            (0..classes).map(|i| (label(i), json!(i))).collect();
+        settings["architectures"] = json!(["GPT2ForSequenceClassification"]);
+        settings["pad_token_id"] = json!(pad);
+        settings["id2label"] = json!(id2label);
+        settings["label2id"] = json!(label2id);
+    }
+    let text = serde_json::to_string_pretty(&settings)
         .map_err(|e| Error::invalid(format!("writing config.json: {e}")))?;
     checkpoint::write_atomic(&dir.join("config.json"), text.as_bytes())?;
     let tokenizer = match vocabulary.to_json()? {
@@ -215,10 +265,10 @@ pub fn export_gpt2(c: &Checkpoint, path: &Path, dir: &Path) -> Result<Exported> 
         config.width,
         config.heads,
         config.vocab,
-        if config.tied_head {
-            " (the head is wte, tied)"
-        } else {
-            ""
+        match classifier {
+            Some((classes, pad)) => format!(" (a classifier of {classes} classes, padding id {pad})"),
+            None if config.tied_head => " (the head is wte, tied)".into(),
+            None => String::new(),
         },
         if tokenizer {
             "with its tokenizer"
@@ -264,8 +314,13 @@ fn hf_config(c: &Gpt2Config) -> serde_json::Value {
 }
 
 /// The checkpoint's tensors in `GPT2LMHeadModel`'s names and layouts: the
-/// inverse of the importer's mapping.
-fn hf_tensors(tensors: &[NamedValues], config: &Gpt2Config) -> std::result::Result<Vec<NamedValues>, String> {
+/// inverse of the importer's mapping; a classifier of `classes` classes has
+/// `GPT2ForSequenceClassification`'s `score.weight` instead of a head.
+fn hf_tensors(
+    tensors: &[NamedValues],
+    config: &Gpt2Config,
+    classifier: Option<usize>,
+) -> std::result::Result<Vec<NamedValues>, String> {
     let by_name: HashMap<&str, (&[usize], &[f32])> = tensors
         .iter()
         .map(|(n, s, v)| (n.as_str(), (s.as_slice(), v.as_slice())))
@@ -333,7 +388,11 @@ fn hf_tensors(tensors: &[NamedValues], config: &Gpt2Config) -> std::result::Resu
         let name = format!("ln_f.{part}");
         out.push((t(&name), vec![d], take(&name, &[d])?));
     }
-    if !config.tied_head {
+    if let Some(classes) = classifier {
+        let head = crate::nn::transfer::CLASSIFIER_HEAD;
+        let name = format!("{head}.weight");
+        out.push((name.clone(), vec![classes, d], take(&name, &[classes, d])?));
+    } else if !config.tied_head {
         out.push((
             "lm_head.weight".into(),
             vec![v, d],

@@ -318,12 +318,46 @@ pub fn import_gpt2(dir: &Path, context: Option<usize>, lr: f64) -> Result<Import
     let bytes = read("model.safetensors")?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| bad("model.safetensors", format!("is not a safetensors file: {e}")))?;
-    let tensors = gpt2_tensors(&file, &config, context).map_err(|m| bad("model.safetensors", m))?;
-    let architecture = config.architecture(context, lr)?;
+    let (tensors, classes) =
+        gpt2_tensors(&file, &config, context).map_err(|m| bad("model.safetensors", m))?;
+    let mut architecture = config.architecture(context, lr)?;
+    let mut classifier = String::new();
+    if let Some(classes) = classes {
+        // GPT2ForSequenceClassification: read at each text's last token before the
+        // padding, its pad_token_id (else the tokenizer's padding or end of text).
+        let settings: Value =
+            serde_json::from_str(&config_text).map_err(|e| bad("config.json", e.to_string()))?;
+        let pad = match settings.get("pad_token_id").and_then(Value::as_u64) {
+            Some(id) => u32::try_from(id)
+                .map_err(|_| bad("config.json", format!("pad_token_id {id} is too large")))?,
+            None => vocabulary.padding_id().ok_or_else(|| {
+                bad(
+                    "config.json",
+                    "has no pad_token_id and the tokenizer no padding or end-of-text token: a \
+                     classifier of texts needs one to find each text's last token"
+                        .into(),
+                )
+            })?,
+        };
+        architecture.functional = architecture.functional.sequence_classifier(classes, pad)?;
+        let labels = settings.get("id2label").and_then(Value::as_object);
+        architecture.class_names = (0..classes)
+            .map(|i| {
+                labels
+                    .and_then(|m| m.get(&i.to_string()))
+                    .and_then(Value::as_str)
+                    .map_or_else(|| format!("LABEL_{i}"), str::to_string)
+            })
+            .collect();
+        classifier = format!(
+            "; a classifier of {classes} classes ({}), padding id {pad}",
+            architecture.class_names.join(", ")
+        );
+    }
     let count: usize = tensors.iter().map(|(_, _, v)| v.len()).sum();
     let summary = format!(
         "GPT-2: {} blocks of width {}, {} heads, MLP {} ({}), {} positions (of {}), {} tokens; \
-         {count} parameters{}",
+         {count} parameters{}{classifier}",
         config.layers,
         config.width,
         config.heads,
@@ -352,13 +386,15 @@ pub fn import_gpt2(dir: &Path, context: Option<usize>, lr: f64) -> Result<Import
 /// writes) or not (the Hub's original files); the causal-mask buffers
 /// (`attn.bias`, `attn.masked_bias`) are skipped, and so is `lm_head.weight` of
 /// a tied head (Hugging Face ties it to `wte` after loading, whatever the file
-/// holds); an untied head's is required. Any other tensor is refused, as is a
-/// missing one or a shape that differs from the config's.
+/// holds); an untied head's is required. A `GPT2ForSequenceClassification`'s
+/// `score.weight` `[classes, width]` stands for the head: its classes are
+/// returned too. Any other tensor is refused, as is a missing one or a shape
+/// that differs from the config's.
 fn gpt2_tensors(
     file: &SafeTensors<'_>,
     c: &Gpt2Config,
     context: usize,
-) -> std::result::Result<Vec<NamedValues>, String> {
+) -> std::result::Result<(Vec<NamedValues>, Option<usize>), String> {
     let mut by_name: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
     for (name, view) in file.tensors() {
         let short = name.strip_prefix("transformer.").unwrap_or(&name).to_string();
@@ -368,6 +404,20 @@ fn gpt2_tensors(
         let values = to_f32(view.dtype(), view.data()).map_err(|m| format!("tensor '{name}': {m}"))?;
         by_name.insert(short, (view.shape().to_vec(), values));
     }
+    // A classifier's head.
+    let score_name = format!("{}.weight", crate::nn::transfer::CLASSIFIER_HEAD);
+    let score = match by_name.remove(&score_name) {
+        Some((shape, values)) if shape.len() == 2 && shape[0] >= 2 && shape[1] == c.width => {
+            Some((score_name, shape, values))
+        }
+        Some((shape, _)) => {
+            return Err(format!(
+                "tensor '{score_name}' has shape {shape:?}; a classifier's head is [classes >= 2, {}]",
+                c.width
+            ));
+        }
+        None => None,
+    };
     let mut take = |name: &str, shape: &[usize]| -> std::result::Result<Vec<f32>, String> {
         let (got, values) = by_name
             .remove(name)
@@ -430,7 +480,9 @@ fn gpt2_tensors(
         let name = format!("ln_f.{part}");
         out.push((name.clone(), vec![d], take(&name, &[d])?));
     }
-    if c.tied_head {
+    let classes = score.as_ref().map(|(_, shape, _)| shape[0]);
+    out.extend(score);
+    if c.tied_head || classes.is_some() {
         by_name.remove("lm_head.weight");
     } else {
         let head = take("lm_head.weight", &[v, d]).map_err(|m| {
@@ -445,7 +497,7 @@ fn gpt2_tensors(
             by_name.len() - 1
         ));
     }
-    Ok(out)
+    Ok((out, classes))
 }
 
 /// Columns `first..first + count` of row-major `[rows, cols]` matrix `w`,
