@@ -1844,6 +1844,37 @@ fn texts_by_class_train_an_encoder_and_a_gpt2_classifier() {
     assert!(stdout.contains("some.rs.txt: rust (class 0"), "{stdout}");
     assert!(stdout.contains("some.wgsl.txt: wgsl (class 1"), "{stdout}");
 
+    // The same documents as one CSV table (quoted: they hold commas and newlines),
+    // every tenth row the test split.
+    let table = path("texts.csv");
+    let mut writer = csv::Writer::from_path(&table).unwrap();
+    writer.write_record(["text", "label"]).unwrap();
+    for split in ["train", "test"] {
+        for class in ["rust", "wgsl"] {
+            let folder = std::path::Path::new(data).join(split).join(class);
+            let mut files: Vec<_> = std::fs::read_dir(&folder)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            for f in files {
+                writer
+                    .write_record([std::fs::read_to_string(f).unwrap(), class.to_string()])
+                    .unwrap();
+            }
+        }
+    }
+    writer.flush().unwrap();
+    let out = wgml(&["train", "--model", model, "--data", &table, "--steps", "2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "classes: 0 = rust, 1 = wgsl",
+        "302 documents",
+        "(272 train / 30 test)",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
     // Without a mask_id the padding would be read as text.
     let unmasked = path("unmasked.json");
     let json = std::fs::read_to_string(model)

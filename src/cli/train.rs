@@ -7,7 +7,7 @@ use clap::Args;
 use wgml::checkpoint;
 use wgml::data::Dataset;
 use wgml::data::text::{self, Vocabulary};
-use wgml::data::text_classes;
+use wgml::data::{text_classes, text_table};
 use wgml::graph::PlanOptions;
 use wgml::kernels::optim::Optimizer;
 use wgml::nn::model::ModelSpec;
@@ -35,7 +35,9 @@ pub struct TrainArgs {
     /// takes them, resized to its input), a folder of texts by class
     /// (train/CLASS/*.txt and test/CLASS/*.txt, as aclImdb: each document cut to the
     /// model's tokens and padded with its Embedding's mask_id; a GPT-2 checkpoint
-    /// becomes a classifier of its last real token), or text:PATH for a language
+    /// becomes a classifier of its last real token) or labelled texts in a table
+    /// (FILE.csv or FILE.jsonl with text and label columns, every tenth row the
+    /// test split; or a folder of train.csv and test.csv), or text:PATH for a language
     /// model (a text file, or a folder of them; each file's last tenth is the test
     /// split).
     /// Default: the model's own (mnist-10k for cnn and mlp, a synthetic set otherwise).
@@ -265,10 +267,31 @@ pub fn load_data(name: &str, seed: u64, sample_shape: &[usize]) -> Result<Datase
     load_data_with(name, seed, sample_shape, &Vocabulary::Bytes, None).map(|(d, _)| d)
 }
 
-/// Whether `--data name` is a folder of texts by class (see
-/// [`text_classes`](wgml::data::text_classes)).
-pub fn is_text_classes(name: &str) -> bool {
-    text_classes::is_text_classes(Path::new(name))
+/// Whether `--data name` is labelled texts: a folder of texts by class (see
+/// [`text_classes`](wgml::data::text_classes)) or tables of texts and labels (see
+/// [`text_table`](wgml::data::text_table)).
+pub fn is_labelled_texts(name: &str) -> bool {
+    let path = Path::new(name);
+    text_classes::is_text_classes(path) || text_table::is_text_table(path)
+}
+
+/// The training texts of labelled texts `path`, to train a tokenizer on.
+fn labelled_training_texts(path: &Path) -> Result<Vec<String>> {
+    if text_table::is_text_table(path) {
+        return text_table::training_texts(path);
+    }
+    text_classes::training_documents(path)?
+        .into_iter()
+        .map(|d| {
+            String::from_utf8(d).map_err(|e| {
+                Error::invalid(format!(
+                    "a training document of {} is not UTF-8 ({e}); a tokenizer reads UTF-8, bytes \
+                     read any file",
+                    path.display()
+                ))
+            })
+        })
+        .collect()
 }
 
 /// [`load_data`], text (`text:PATH`, a folder of texts by class) read as tokens
@@ -283,7 +306,7 @@ pub fn load_data_with(
     padding: Option<u32>,
 ) -> Result<(Dataset, Option<f64>)> {
     let (data, bytes_per_token) = match name {
-        dir if is_text_classes(dir) => {
+        dir if is_labelled_texts(dir) => {
             let pad = padding.ok_or_else(|| {
                 Error::invalid(match sample_shape {
                     [_] => format!(
@@ -298,7 +321,12 @@ pub fn load_data_with(
                     ),
                 })
             })?;
-            let (d, report) = text_classes::read_text_classes(Path::new(dir), sample_shape, vocabulary, pad)?;
+            let path = Path::new(dir);
+            let (d, report) = if text_table::is_text_table(path) {
+                text_table::read_text_table(path, sample_shape, vocabulary, pad)?
+            } else {
+                text_classes::read_text_classes(path, sample_shape, vocabulary, pad)?
+            };
             if !report.ignored.is_empty() {
                 let names: Vec<String> = report.ignored.iter().map(|f| f.display().to_string()).collect();
                 println!("left out, a class the test split lacks: {}", names.join(", "));
@@ -393,20 +421,9 @@ fn chosen_vocabulary(choice: &str, file: &Path) -> Result<Vocabulary> {
     })?;
     let corpus;
     let documents;
-    let training: Vec<&str> = if text_classes::is_text_classes(file) {
-        documents = text_classes::training_documents(file)?;
-        documents
-            .iter()
-            .map(|d| {
-                std::str::from_utf8(d).map_err(|e| {
-                    Error::invalid(format!(
-                        "a training document of {} is not UTF-8 ({e}); a tokenizer reads UTF-8, bytes \
-                         read any file",
-                        file.display()
-                    ))
-                })
-            })
-            .collect::<Result<_>>()?
+    let training: Vec<&str> = if is_labelled_texts(&file.to_string_lossy()) {
+        documents = labelled_training_texts(file)?;
+        documents.iter().map(String::as_str).collect()
     } else {
         corpus = text::Corpus::read(file)?;
         corpus.training_texts()?
@@ -716,7 +733,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         && !args
             .data
             .as_deref()
-            .is_some_and(|d| d.starts_with("text:") || is_text_classes(d))
+            .is_some_and(|d| d.starts_with("text:") || is_labelled_texts(d))
     {
         return Err(Error::invalid(
             "--tokenizer reads text into tokens: give --data text:FILE or a folder of texts by class",
@@ -861,7 +878,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     };
     let text_file = data_name
         .strip_prefix("text:")
-        .or(is_text_classes(&data_name).then_some(data_name.as_str()));
+        .or(is_labelled_texts(&data_name).then_some(data_name.as_str()));
     let vocabulary = match text_file {
         Some(file) => text_vocabulary(
             args.tokenizer.as_deref(),
@@ -879,7 +896,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     // A language model trained on texts by class becomes a classifier of each
     // text's last real token, padded as its vocabulary pads.
     let classify = match &recipe.model {
-        ModelSpec::Functional(f) if is_text_classes(&data_name) && recipe.model.padding_id().is_none() => {
+        ModelSpec::Functional(f) if is_labelled_texts(&data_name) && recipe.model.padding_id().is_none() => {
             let per_token = f.supervised_loss() == Some(nn::Loss::SparseCategoricalCrossentropy)
                 && f.graph().is_ok_and(|g| match &f.objective {
                     nn::functional::FunctionalObjective::Supervised { output, .. } => {
@@ -1118,7 +1135,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             args.no_decay.join(", ")
         );
     }
-    if (data_name.starts_with("text:") || is_text_classes(&data_name))
+    if (data_name.starts_with("text:") || is_labelled_texts(&data_name))
         && let Some((rows, layer)) = model.input_embedding_rows()
         && rows < vocabulary.size()
     {
@@ -1218,7 +1235,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     if let Some(path) = &args.save {
         if data_name.starts_with("text:") {
             checkpoint::save_language_model(path, &ctx, &model, &name, &vocabulary)?;
-        } else if is_text_classes(&data_name) {
+        } else if is_labelled_texts(&data_name) {
             checkpoint::save_text_classifier(path, &ctx, &model, &name, &data.class_names, &vocabulary)?;
         } else {
             checkpoint::save_model(path, &ctx, &model, &name, &data.class_names)?;

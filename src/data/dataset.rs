@@ -406,6 +406,13 @@ impl Dataset {
                           Embedding mask_id)"
                     .into(),
             }),
+            _ if crate::data::text_table::is_text_table(dir) => Err(Error::Data {
+                path: name.to_string(),
+                message: "holds labelled texts in tables, which need a tokenizer and a padding id: read \
+                          it with data::text_table::read_text_table (wgml train pads with the model's \
+                          Embedding mask_id)"
+                    .into(),
+            }),
             _ if crate::data::image_folder::is_image_folder(dir) => {
                 crate::data::image_folder::read_image_folder(dir, sample_shape)
             }

@@ -10,5 +10,6 @@ pub mod image_folder;
 pub mod subset;
 pub mod text;
 pub mod text_classes;
+pub mod text_table;
 
 pub use dataset::{Dataset, FASHION_MNIST_DIR, Split, Targets};

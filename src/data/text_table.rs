@@ -1,0 +1,380 @@
+//! Text classification data from tables of labelled texts, as Hugging Face
+//! datasets and Kaggle publish them (`load_dataset("csv", ...)`): CSV files with
+//! a header row, or JSON Lines files of objects.
+//!
+//! ```text
+//! FILE.csv | FILE.jsonl                          one table: every tenth row (rows
+//!                                                9, 19, 29, ... counted from 0) is
+//!                                                the test split
+//! DIR/train.csv|jsonl  DIR/test.csv|jsonl        split by file; DIR/validation,
+//!                      (DIR/validation.csv|jsonl) valid or val becomes the
+//!                                                validation split
+//! ```
+//!
+//! The text is the column `text` (else the first of `review`, `sentence`,
+//! `content`, `document` the table has), the label the column `label` (else
+//! `sentiment`, `class`, `category`). Labels are strings or whole numbers; the
+//! classes are the distinct labels of all splits in sorted order (numerically
+//! when every label is a whole number), label 0 the first. Each text is read as
+//! [`text_classes`](crate::data::text_classes) reads a document: token ids of the
+//! vocabulary, cut to the model's `T` tokens and padded with `pad`. Rows keep
+//! their order (`fit` shuffles each epoch). Errors name the file and row.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::data::text::Vocabulary;
+use crate::data::text_classes::{TextClassesReport, cut_and_pad};
+use crate::data::{Dataset, Split, Targets};
+use crate::error::{Error, Result};
+
+/// Column names taken as the text, in order of preference.
+const TEXT_COLUMNS: [&str; 5] = ["text", "review", "sentence", "content", "document"];
+/// Column names taken as the label, in order of preference.
+const LABEL_COLUMNS: [&str; 4] = ["label", "sentiment", "class", "category"];
+/// Every how many rows of a single table one goes to the test split.
+const TEST_EVERY: usize = 10;
+
+fn err(path: &Path, message: String) -> Error {
+    Error::Data {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
+/// Whether `path` is a table file (`.csv`, `.jsonl`) by its extension.
+fn is_table(path: &Path) -> bool {
+    path.is_file()
+        && path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv") || e.eq_ignore_ascii_case("jsonl"))
+}
+
+/// The table of split `name` in folder `dir` (`name.csv` or `name.jsonl`), if any.
+fn split_table(dir: &Path, name: &str) -> Option<PathBuf> {
+    ["csv", "jsonl"]
+        .iter()
+        .map(|e| dir.join(format!("{name}.{e}")))
+        .find(|p| p.is_file())
+}
+
+/// Whether `path` is labelled texts in tables: a `.csv`/`.jsonl` file, or a
+/// folder with a train and a test table.
+pub fn is_text_table(path: &Path) -> bool {
+    is_table(path)
+        || (path.is_dir() && split_table(path, "train").is_some() && split_table(path, "test").is_some())
+}
+
+/// One table's rows as (text, label) pairs.
+fn read_rows(path: &Path) -> Result<Vec<(String, String)>> {
+    let is_csv = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let columns = |names: &[String]| -> Result<(usize, usize)> {
+        let find = |choices: &[&str], what: &str| {
+            choices
+                .iter()
+                .find_map(|c| names.iter().position(|n| n.trim().eq_ignore_ascii_case(c)))
+                .ok_or_else(|| {
+                    err(
+                        path,
+                        format!(
+                            "has no {what} column: its columns are {names:?}; name the {what} column one \
+                             of {choices:?}"
+                        ),
+                    )
+                })
+        };
+        Ok((find(&TEXT_COLUMNS, "text")?, find(&LABEL_COLUMNS, "label")?))
+    };
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut rows = Vec::new();
+    if is_csv {
+        let mut reader =
+            csv::Reader::from_path(path).map_err(|e| err(path, format!("is not readable as CSV: {e}")))?;
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| err(path, format!("has no CSV header row: {e}")))?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let (text, label) = columns(&header)?;
+        for (i, record) in reader.records().enumerate() {
+            let record = record.map_err(|e| err(path, format!("row {}: {e}", i + 1)))?;
+            let field = |c: usize| {
+                record
+                    .get(c)
+                    .map(str::to_string)
+                    .ok_or_else(|| err(path, format!("row {} has no column {}", i + 1, header[c])))
+            };
+            rows.push((field(text)?, field(label)?.trim().to_string()));
+        }
+    } else {
+        let content = std::fs::read_to_string(path).map_err(io)?;
+        for (i, line) in content.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let row: serde_json::Map<String, Value> = serde_json::from_str(line)
+                .map_err(|e| err(path, format!("line {} is not a JSON object: {e}", i + 1)))?;
+            let names: Vec<String> = row.keys().cloned().collect();
+            let (text, label) = columns(&names)?;
+            let value = |c: usize| match &row[&names[c]] {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                Value::Bool(b) => Ok(b.to_string()),
+                other => Err(err(
+                    path,
+                    format!("line {}: '{}' is {other}, not text or a number", i + 1, names[c]),
+                )),
+            };
+            rows.push((value(text)?, value(label)?));
+        }
+    }
+    if rows.is_empty() {
+        return Err(err(path, "holds no row of text".into()));
+    }
+    Ok(rows)
+}
+
+/// The texts of the training split of tables `path` (see the module docs), to
+/// train a tokenizer on: a single table's rows but every tenth, or the train
+/// table's.
+pub fn training_texts(path: &Path) -> Result<Vec<String>> {
+    if is_table(path) {
+        let rows = read_rows(path)?;
+        return Ok(rows
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % TEST_EVERY != TEST_EVERY - 1)
+            .map(|(_, (text, _))| text)
+            .collect());
+    }
+    let train =
+        split_table(path, "train").ok_or_else(|| err(path, "has no train.csv or train.jsonl".into()))?;
+    Ok(read_rows(&train)?.into_iter().map(|(text, _)| text).collect())
+}
+
+/// The class names of `labels` in order: numerically when every one is a whole
+/// number, else as text.
+fn classes_of<'a>(labels: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut names: Vec<String> = labels.map(str::to_string).collect();
+    names.sort();
+    names.dedup();
+    if names.iter().all(|n| n.parse::<i64>().is_ok()) {
+        names.sort_by_key(|n| n.parse::<i64>().unwrap_or(0));
+    }
+    names
+}
+
+/// Reads labelled texts from tables (see the module docs) as samples of
+/// `sample_shape = [T]` token ids of `vocabulary`, each text cut to its first T
+/// tokens and padded at its end with `pad`.
+pub fn read_text_table(
+    path: &Path,
+    sample_shape: &[usize],
+    vocabulary: &Vocabulary,
+    pad: u32,
+) -> Result<(Dataset, TextClassesReport)> {
+    let &[tokens] = sample_shape else {
+        return Err(err(
+            path,
+            format!(
+                "holds texts, but the model takes samples of shape {sample_shape:?}: a text classifier \
+                 must take token ids [T]"
+            ),
+        ));
+    };
+    if tokens == 0 || pad as usize >= vocabulary.size() {
+        return Err(err(
+            path,
+            format!(
+                "cannot pad to {tokens} tokens with id {pad} of {}: the model must take T > 0 tokens \
+                 and the pad id be below the vocabulary's size {}",
+                vocabulary.describe(),
+                vocabulary.size()
+            ),
+        ));
+    }
+    // (file, rows) of the train, test and validation splits.
+    let (train, test, validation) = if is_table(path) {
+        let rows = read_rows(path)?;
+        let (mut train, mut test) = (Vec::new(), Vec::new());
+        for (i, row) in rows.into_iter().enumerate() {
+            if i % TEST_EVERY == TEST_EVERY - 1 {
+                &mut test
+            } else {
+                &mut train
+            }
+            .push(row);
+        }
+        if test.is_empty() {
+            return Err(err(
+                path,
+                format!("has fewer than {TEST_EVERY} rows: every {TEST_EVERY}th row is the test split"),
+            ));
+        }
+        (train, test, None)
+    } else {
+        let table = |name: &str| split_table(path, name).map(|p| read_rows(&p)).transpose();
+        let validation = match ["validation", "valid", "val"]
+            .iter()
+            .filter(|n| split_table(path, n).is_some())
+            .collect::<Vec<_>>()[..]
+        {
+            [] => None,
+            [one] => table(one)?,
+            ref many => {
+                return Err(err(
+                    path,
+                    format!("holds {} validation tables ({many:?}); keep one", many.len()),
+                ));
+            }
+        };
+        (
+            table("train")?.unwrap_or_default(),
+            table("test")?.unwrap_or_default(),
+            validation,
+        )
+    };
+    let all = train.iter().chain(&test).chain(validation.iter().flatten());
+    let classes = classes_of(all.map(|(_, l)| l.as_str()));
+    if classes.len() < 2 {
+        return Err(err(
+            path,
+            format!("has one label, {classes:?}: a classifier needs at least two"),
+        ));
+    }
+    let mut report = TextClassesReport::default();
+    let mut total = 0u64;
+    let mut split = |rows: &[(String, String)]| -> Result<Split> {
+        let (mut x, mut labels) = (
+            Vec::with_capacity(rows.len() * tokens),
+            Vec::with_capacity(rows.len()),
+        );
+        for (i, (text, label)) in rows.iter().enumerate() {
+            let ids = vocabulary
+                .encode(text.as_bytes())
+                .map_err(|e| err(path, format!("row {}: {e}", i + 1)))?;
+            report.documents += 1;
+            total += ids.len() as u64;
+            report.truncated += usize::from(ids.len() > tokens);
+            x.extend(cut_and_pad(&ids, tokens, pad));
+            labels.push(classes.iter().position(|c| c == label).unwrap_or(0) as u32);
+        }
+        Ok(Split {
+            x,
+            sample_len: tokens,
+            y: Targets::Classes {
+                labels,
+                classes: classes.len(),
+                positions: 1,
+            },
+        })
+    };
+    let (train, test) = (split(&train)?, split(&test)?);
+    let validation = validation.map(|v| split(&v)).transpose()?;
+    report.mean_tokens = total as f64 / report.documents.max(1) as f64;
+    let name = path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok((
+        Dataset {
+            name,
+            sample_shape: vec![tokens],
+            train,
+            test,
+            validation,
+            class_names: classes,
+        },
+        report,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wgml-table-{name}-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_csv_table_splits_every_tenth_row_and_labels_by_sorted_class() {
+        let dir = scratch("csv");
+        let file = dir.join("reviews.csv");
+        let mut csv = String::from("review,sentiment\n");
+        for i in 0..20 {
+            let label = if i % 2 == 0 { "positive" } else { "negative" };
+            csv.push_str(&format!("\"good, {i}\",{label}\n"));
+        }
+        std::fs::write(&file, csv).unwrap();
+        assert!(is_text_table(&file));
+        let (d, report) = read_text_table(&file, &[4], &Vocabulary::Bytes, 0).unwrap();
+        assert_eq!(d.class_names, ["negative", "positive"]);
+        assert_eq!((d.train.len(), d.test.len(), report.documents), (18, 2, 20));
+        // Row 0, "good, 0" (quoted: the comma is text), cut to 4 bytes; label positive.
+        assert_eq!(&d.train.x[..4], &[103.0, 111.0, 111.0, 100.0]);
+        assert_eq!(report.truncated, 20);
+        let Targets::Classes { labels, .. } = &d.test.y else {
+            panic!()
+        };
+        assert_eq!(labels, &[0, 0], "rows 9 and 19 are negative");
+    }
+
+    #[test]
+    fn jsonl_tables_by_split_with_number_labels() {
+        let dir = scratch("jsonl");
+        let row = |t: &str, l: i64| format!("{{\"text\": \"{t}\", \"label\": {l}}}\n");
+        std::fs::write(
+            dir.join("train.jsonl"),
+            row("a", 10) + &row("bb", 2) + &row("ccc", 10),
+        )
+        .unwrap();
+        std::fs::write(dir.join("test.jsonl"), row("dddd", 2)).unwrap();
+        std::fs::write(dir.join("validation.jsonl"), row("e", 10)).unwrap();
+        assert!(is_text_table(&dir));
+        let (d, _) = read_text_table(&dir, &[3], &Vocabulary::Bytes, 0).unwrap();
+        assert_eq!(d.class_names, ["2", "10"], "numbers in numeric order");
+        assert_eq!(&d.train.x[..6], &[97.0, 0.0, 0.0, 98.0, 98.0, 0.0]);
+        let Targets::Classes { labels, .. } = &d.train.y else {
+            panic!()
+        };
+        assert_eq!(labels, &[1, 0, 1]);
+        assert_eq!(d.validation.map(|v| v.len()), Some(1));
+    }
+
+    #[test]
+    fn tables_that_do_not_fit_are_refused_by_name() {
+        let dir = scratch("bad");
+        let e = |path: &Path| {
+            read_text_table(path, &[8], &Vocabulary::Bytes, 0)
+                .unwrap_err()
+                .to_string()
+        };
+        let file = dir.join("t.csv");
+        std::fs::write(&file, "body,label\nx,1\n").unwrap();
+        assert!(e(&file).contains("has no text column"), "{}", e(&file));
+        std::fs::write(&file, "text,label\nx,1\n").unwrap();
+        assert!(e(&file).contains("fewer than 10 rows"), "{}", e(&file));
+        let rows: String = (0..10).map(|i| format!("t{i},same\n")).collect();
+        std::fs::write(&file, format!("text,label\n{rows}")).unwrap();
+        assert!(e(&file).contains("one label"), "{}", e(&file));
+        let lines = dir.join("t.jsonl");
+        std::fs::write(&lines, "{\"text\": \"a\", \"label\": 1}\nnot json\n").unwrap();
+        assert!(e(&lines).contains("line 2 is not a JSON object"), "{}", e(&lines));
+        std::fs::write(&lines, "{\"text\": [1], \"label\": 1}\n").unwrap();
+        assert!(e(&lines).contains("not text or a number"), "{}", e(&lines));
+        let wide = read_text_table(&file, &[2, 4], &Vocabulary::Bytes, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(wide.contains("token ids [T]"), "{wide}");
+    }
+}
