@@ -1883,7 +1883,7 @@ fn texts_by_class_train_an_encoder_and_a_gpt2_classifier() {
     std::fs::write(&unmasked, json).unwrap();
     fails_with(
         &["train", "--model", &unmasked, "--data", data, "--steps", "1"],
-        &["holds texts by class", "give the model's Embedding a mask_id"],
+        &["holds labelled texts", "give the model's Embedding a mask_id"],
     );
 
     // A GPT-2 whose tokenizer has an end of text: the tiny one's last id, as
@@ -1955,8 +1955,22 @@ fn texts_by_class_train_an_encoder_and_a_gpt2_classifier() {
     ] {
         assert!(stdout.contains(want), "{want:?} in {stdout}");
     }
+    // Trained on wgsl = 0, rust = 1: the folder's sorted classes are renumbered.
     let out = wgml(&["eval", "--weights", &tuned, "--data", data]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("classes as the model numbers them: wgsl, rust"),
+        "{stdout}"
+    );
     assert!(stdout.contains("test accuracy:"), "{stdout}");
+    // Hugging Face's classifier files; no PEFT adapter of a classifier.
+    let out = wgml(&["export", &tuned, "--save", &path("hf-cls")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("AutoModelForSequenceClassification"), "{stdout}");
+    fails_with(
+        &["export", &tuned, "--peft", "--save", &path("peft-cls")],
+        &["is a GPT-2 classifier of texts", "export the merged classifier"],
+    );
 }

@@ -185,6 +185,8 @@ pub struct Exported {
     pub config: Gpt2Config,
     /// Whether `tokenizer.json` was written (a model reading raw bytes has none).
     pub tokenizer: bool,
+    /// Whether it is a classifier of texts (`GPT2ForSequenceClassification`).
+    pub classifier: bool,
     /// One line on what was written.
     pub summary: String,
 }
@@ -279,6 +281,7 @@ pub fn export_gpt2(c: &Checkpoint, path: &Path, dir: &Path) -> Result<Exported> 
     Ok(Exported {
         config,
         tokenizer,
+        classifier: classifier.is_some(),
         summary,
     })
 }

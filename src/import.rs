@@ -366,10 +366,10 @@ pub fn import_gpt2(dir: &Path, context: Option<usize>, lr: f64) -> Result<Import
         context,
         config.positions,
         config.vocab,
-        if config.tied_head {
-            " (the head is wte, tied)"
-        } else {
-            " (the head untied)"
+        match (classes, config.tied_head) {
+            (Some(_), _) => "",
+            (None, true) => " (the head is wte, tied)",
+            (None, false) => " (the head untied)",
         }
     );
     Ok(Imported {

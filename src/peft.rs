@@ -373,6 +373,14 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
         .functional_architecture(path)?
         .ok_or_else(|| bad("holds no functional model (a GPT-2 from wgml import)".into()))?;
     let (config, _) = crate::export::gpt2_config_of(&a.functional).map_err(bad)?;
+    if crate::export::gpt2_classifier_of(&a.functional).is_some() {
+        return Err(bad(
+            "is a GPT-2 classifier of texts; wgml writes PEFT adapters of GPT2LMHeadModel only: export \
+             the merged classifier (wgml export CKPT --save DIR, for \
+             AutoModelForSequenceClassification)"
+                .into(),
+        ));
+    }
     let lora = a.functional.lora.as_ref().ok_or_else(|| {
         bad("has no LoRA adapters to write (train it with --lora, or export the whole model)".into())
     })?;
@@ -465,6 +473,38 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     }
     if let Some((a, b)) = adapter("lm_head") {
         push("lm_head".into(), part(a), part(b), lora.alpha_of("lm_head"));
+    }
+    // Every adapter of the checkpoint is written, or none is.
+    let written = |module: &str| {
+        module == "lm_head"
+            || module
+                .strip_prefix("h.")
+                .and_then(|r| r.split_once('.'))
+                .is_some_and(|(i, part)| {
+                    i.parse::<usize>().is_ok_and(|i| i < config.layers)
+                        && [
+                            "attn.query",
+                            "attn.key",
+                            "attn.value",
+                            "attn.output",
+                            "mlp.c_fc",
+                            "mlp.c_proj",
+                        ]
+                        .contains(&part)
+                })
+    };
+    let names: Vec<&str> = c
+        .tensors
+        .iter()
+        .filter_map(|(n, ..)| n.strip_suffix(&format!(".{LORA_A}")))
+        .filter(|m| !written(m))
+        .collect();
+    if !names.is_empty() {
+        return Err(bad(format!(
+            "has adapters on modules a PEFT GPT-2 adapter cannot hold ({}): export the merged model \
+             instead",
+            names.join(", ")
+        )));
     }
     let settings = json!({
         "peft_type": "LORA",

@@ -183,9 +183,9 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
     let Loaded {
         name,
         default_data,
+        class_names,
         mut model,
         vocabulary,
-        ..
     } = load_model(&ctx, args.model.as_deref(), &args.weights)?;
     let data_name = args.data.as_deref().or(default_data).ok_or_else(|| {
         Error::invalid(format!(
@@ -199,6 +199,11 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
         &vocabulary,
         model.spec.padding_id(),
     )?;
+    // The model's own class order, where the data names its classes otherwise.
+    if !class_names.is_empty() && !data.class_names.is_empty() && data.class_names != class_names {
+        data = data.in_class_order(&class_names)?;
+        println!("classes as the model numbers them: {}", class_names.join(", "));
+    }
     if let Some(list) = &args.classes {
         data = keep_classes(data, list)?;
     }

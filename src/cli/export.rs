@@ -59,9 +59,14 @@ pub fn run(args: &ExportArgs) -> Result<ExitCode> {
     let exported = wgml::export::export_gpt2(&c, &args.checkpoint, &args.save)?;
     println!("{}", exported.summary);
     println!(
-        "saved {} in {:.1} s: in Python, GPT2LMHeadModel.from_pretrained(\"{0}\")",
+        "saved {} in {:.1} s: in Python, {}.from_pretrained(\"{0}\")",
         args.save.display(),
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        if exported.classifier {
+            "AutoModelForSequenceClassification"
+        } else {
+            "GPT2LMHeadModel"
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -50,11 +50,21 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
     if let Some(line) = adapter {
         println!("{line}");
     }
-    println!(
-        "saved {} in {:.1} s: continue a text with `wgml generate --weights {0}`, fine-tune it \
-         with `wgml train --model {0} --data text:PATH`",
-        args.save.display(),
-        start.elapsed().as_secs_f64()
-    );
+    let classifier = wgml::export::gpt2_classifier_of(&imported.architecture.functional).is_some();
+    if classifier {
+        println!(
+            "saved {} in {:.1} s: classify texts with `wgml predict --weights {0} FILE.txt`, fine-tune \
+             it with `wgml train --model {0} --data DIR|FILE.csv`",
+            args.save.display(),
+            start.elapsed().as_secs_f64()
+        );
+    } else {
+        println!(
+            "saved {} in {:.1} s: continue a text with `wgml generate --weights {0}`, fine-tune it \
+             with `wgml train --model {0} --data text:PATH`",
+            args.save.display(),
+            start.elapsed().as_secs_f64()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -36,7 +36,7 @@ pub struct TrainArgs {
     /// (train/CLASS/*.txt and test/CLASS/*.txt, as aclImdb: each document cut to the
     /// model's tokens and padded with its Embedding's mask_id; a GPT-2 checkpoint
     /// becomes a classifier of its last real token) or labelled texts in a table
-    /// (FILE.csv or FILE.jsonl with text and label columns, every tenth row the
+    /// (FILE.csv or FILE.jsonl with text and label columns, every tenth row of each label the
     /// test split; or a folder of train.csv and test.csv), or text:PATH for a language
     /// model (a text file, or a folder of them; each file's last tenth is the test
     /// split).
@@ -310,12 +310,12 @@ pub fn load_data_with(
             let pad = padding.ok_or_else(|| {
                 Error::invalid(match sample_shape {
                     [_] => format!(
-                        "{dir} holds texts by class, which are padded to the model's {sample_shape:?} \
+                        "{dir} holds labelled texts, which are padded to the model's {sample_shape:?} \
                          tokens: give the model's Embedding a mask_id (the padding id: 0 for bytes, \
                          GPT-2's <|endoftext|> 50256), so the padding is masked"
                     ),
                     _ => format!(
-                        "{dir} holds texts by class, read as token ids [T], but the model takes \
+                        "{dir} holds labelled texts, read as token ids [T], but the model takes \
                          samples of shape {sample_shape:?}: give a model whose input is token ids \
                          read by an Embedding with a mask_id (examples/models/text_classifier.json)"
                     ),
@@ -930,7 +930,10 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         (Some(f), _) | (None, ModelSpec::Functional(f)) => is_gpt2(f),
         _ => false,
     };
-    let new_head = classify.is_some().then_some(nn::transfer::CLASSIFIER_HEAD);
+    // A classifier made now or before: its head trains in full under --lora.
+    let made_classifier =
+        matches!(&recipe.model, ModelSpec::Functional(f) if wgml::export::gpt2_classifier_of(f).is_some());
+    let new_head = (classify.is_some() || made_classifier).then_some(nn::transfer::CLASSIFIER_HEAD);
     if data_name.starts_with("text:") {
         println!(
             "text read as {}: {} training tokens",

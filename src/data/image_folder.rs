@@ -23,7 +23,7 @@ use crate::data::{Dataset, Split, Targets};
 use crate::error::{Error, Result};
 
 /// The names a validation folder may have, in the order they are looked for.
-const VALIDATION_FOLDERS: [&str; 3] = ["val", "valid", "validation"];
+pub(crate) const VALIDATION_FOLDERS: [&str; 3] = ["val", "valid", "validation"];
 
 /// File extensions read as images (case-insensitive).
 pub(crate) const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];

@@ -26,6 +26,52 @@ fn labels_of<'a>(split: &'a Split, what: &str) -> Result<(&'a [u32], usize)> {
 }
 
 impl Dataset {
+    /// The dataset with its labels renumbered to `names`' order, the class names
+    /// a model was trained with, when the data names its classes otherwise (a
+    /// table whose sorted labels are not the model's order, a folder with some of
+    /// the classes): each sample keeps its class by name. Unchanged when the data
+    /// names no classes or the same ones. Errors name a class of the data the
+    /// model does not have.
+    pub fn in_class_order(&self, names: &[String]) -> Result<Dataset> {
+        if self.class_names.is_empty() || names.is_empty() || self.class_names == names {
+            return Ok(self.clone());
+        }
+        let relabel: Vec<u32> = self
+            .class_names
+            .iter()
+            .map(|c| {
+                names
+                    .iter()
+                    .position(|n| n == c)
+                    .map(|i| i as u32)
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "'{}' has the class '{c}', which the model was not trained on (its classes: \
+                         {names:?})",
+                            self.name
+                        ))
+                    })
+            })
+            .collect::<Result<_>>()?;
+        let renumber = |split: &Split| -> Result<Split> {
+            let (labels, _) = labels_of(split, "the model's classes")?;
+            let mut out = split.clone();
+            out.y = Targets::Classes {
+                labels: labels.iter().map(|&l| relabel[l as usize]).collect(),
+                classes: names.len(),
+                positions: 1,
+            };
+            Ok(out)
+        };
+        Ok(Dataset {
+            train: renumber(&self.train)?,
+            test: renumber(&self.test)?,
+            validation: self.validation.as_ref().map(renumber).transpose()?,
+            class_names: names.to_vec(),
+            ..self.clone()
+        })
+    }
+
     /// The samples of `classes` only, in both splits, relabelled `0..classes.len()`
     /// in the order given (`[5, 6, 7, 8, 9]` makes digit 5 class 0). The class
     /// names keep saying what each new label was (the old number where the data had

@@ -1,11 +1,12 @@
 //! Text classification data from tables of labelled texts, as Hugging Face
 //! datasets and Kaggle publish them (`load_dataset("csv", ...)`): CSV files with
-//! a header row, or JSON Lines files of objects.
+//! a header row, or JSON Lines files of objects (`.jsonl`, or `.json` as
+//! `Dataset.to_json` writes them).
 //!
 //! ```text
-//! FILE.csv | FILE.jsonl                          one table: every tenth row (rows
-//!                                                9, 19, 29, ... counted from 0) is
-//!                                                the test split
+//! FILE.csv | FILE.jsonl | FILE.json             one table: each label's every
+//!                                                tenth row (its 10th, 20th, ...) is
+//!                                                the test split; no validation split
 //! DIR/train.csv|jsonl  DIR/test.csv|jsonl        split by file; DIR/validation,
 //!                      (DIR/validation.csv|jsonl) valid or val becomes the
 //!                                                validation split
@@ -13,9 +14,11 @@
 //!
 //! The text is the column `text` (else the first of `review`, `sentence`,
 //! `content`, `document` the table has), the label the column `label` (else
-//! `sentiment`, `class`, `category`). Labels are strings or whole numbers; the
-//! classes are the distinct labels of all splits in sorted order (numerically
-//! when every label is a whole number), label 0 the first. Each text is read as
+//! `labels`, `sentiment`, `class`, `category`, `target`). Labels are strings or
+//! numbers (`1.0` is `1`); an empty one is an error naming the row. The classes
+//! are the distinct labels in sorted order (numerically when every label is a
+//! whole number), label 0 the first; each must appear in the training and the
+//! test split (a test table labelled `-1`, GLUE's "unlabelled", is refused). Each text is read as
 //! [`text_classes`](crate::data::text_classes) reads a document: token ids of the
 //! vocabulary, cut to the model's `T` tokens and padded with `pad`. Rows keep
 //! their order (`fit` shuffles each epoch). Errors name the file and row.
@@ -32,7 +35,10 @@ use crate::error::{Error, Result};
 /// Column names taken as the text, in order of preference.
 const TEXT_COLUMNS: [&str; 5] = ["text", "review", "sentence", "content", "document"];
 /// Column names taken as the label, in order of preference.
-const LABEL_COLUMNS: [&str; 4] = ["label", "sentiment", "class", "category"];
+const LABEL_COLUMNS: [&str; 6] = ["label", "labels", "sentiment", "class", "category", "target"];
+/// A row of a table: its text and its label.
+type Row = (String, String);
+
 /// Every how many rows of a single table one goes to the test split.
 const TEST_EVERY: usize = 10;
 
@@ -43,28 +49,45 @@ fn err(path: &Path, message: String) -> Error {
     }
 }
 
-/// Whether `path` is a table file (`.csv`, `.jsonl`) by its extension.
+/// Table file extensions: CSV, and JSON Lines (`.json` too).
+const TABLE_EXTENSIONS: [&str; 3] = ["csv", "jsonl", "json"];
+
+/// Whether `path` is a table file by its extension.
 fn is_table(path: &Path) -> bool {
     path.is_file()
         && path
             .extension()
             .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("csv") || e.eq_ignore_ascii_case("jsonl"))
+            .is_some_and(|e| TABLE_EXTENSIONS.iter().any(|t| e.eq_ignore_ascii_case(t)))
 }
 
-/// The table of split `name` in folder `dir` (`name.csv` or `name.jsonl`), if any.
+/// The table of split `name` in folder `dir` (`name.csv`, `.jsonl`, `.json`), if any.
 fn split_table(dir: &Path, name: &str) -> Option<PathBuf> {
-    ["csv", "jsonl"]
+    TABLE_EXTENSIONS
         .iter()
         .map(|e| dir.join(format!("{name}.{e}")))
         .find(|p| p.is_file())
 }
 
-/// Whether `path` is labelled texts in tables: a `.csv`/`.jsonl` file, or a
-/// folder with a train and a test table.
+/// Whether `path` is labelled texts in tables: a table file, or a folder with a
+/// train and a test table (and no `train/` and `test/` folders: a folder of
+/// images or texts by class may hold tables of metadata beside them).
 pub fn is_text_table(path: &Path) -> bool {
     is_table(path)
-        || (path.is_dir() && split_table(path, "train").is_some() && split_table(path, "test").is_some())
+        || (path.is_dir()
+            && !(path.join("train").is_dir() && path.join("test").is_dir())
+            && split_table(path, "train").is_some()
+            && split_table(path, "test").is_some())
+}
+
+/// A label as read: trimmed, a whole number in any notation (`1.0`, `1e0`)
+/// written as one (`1`).
+fn normal_label(label: &str) -> String {
+    let label = label.trim();
+    match label.parse::<f64>() {
+        Ok(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 => format!("{}", v as i64),
+        _ => label.to_string(),
+    }
 }
 
 /// One table's rows as (text, label) pairs.
@@ -94,6 +117,17 @@ fn read_rows(path: &Path) -> Result<Vec<(String, String)>> {
         path: path.display().to_string(),
         source,
     };
+    // A label, which must not be empty (a missing value, as pandas writes NaN).
+    let labelled = |label: String, row: usize| {
+        if label.is_empty() {
+            Err(err(
+                path,
+                format!("row {row} has no label; give every row one, or remove the row"),
+            ))
+        } else {
+            Ok(label)
+        }
+    };
     let mut rows = Vec::new();
     if is_csv {
         let mut reader =
@@ -113,15 +147,16 @@ fn read_rows(path: &Path) -> Result<Vec<(String, String)>> {
                     .map(str::to_string)
                     .ok_or_else(|| err(path, format!("row {} has no column {}", i + 1, header[c])))
             };
-            rows.push((field(text)?, field(label)?.trim().to_string()));
+            rows.push((field(text)?, labelled(normal_label(&field(label)?), i + 1)?));
         }
     } else {
         let content = std::fs::read_to_string(path).map_err(io)?;
+        let content = content.strip_prefix('\u{feff}').unwrap_or(&content);
         for (i, line) in content.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let row: serde_json::Map<String, Value> = serde_json::from_str(line)
                 .map_err(|e| err(path, format!("line {} is not a JSON object: {e}", i + 1)))?;
             let names: Vec<String> = row.keys().cloned().collect();
-            let (text, label) = columns(&names)?;
+            let (text, label) = columns(&names).map_err(|e| err(path, format!("line {}: {e}", i + 1)))?;
             let value = |c: usize| match &row[&names[c]] {
                 Value::String(s) => Ok(s.clone()),
                 Value::Number(n) => Ok(n.to_string()),
@@ -131,7 +166,7 @@ fn read_rows(path: &Path) -> Result<Vec<(String, String)>> {
                     format!("line {}: '{}' is {other}, not text or a number", i + 1, names[c]),
                 )),
             };
-            rows.push((value(text)?, value(label)?));
+            rows.push((value(text)?, labelled(normal_label(&value(label)?), i + 1)?));
         }
     }
     if rows.is_empty() {
@@ -140,18 +175,32 @@ fn read_rows(path: &Path) -> Result<Vec<(String, String)>> {
     Ok(rows)
 }
 
+/// A single table's rows split into (train, test): each label's every
+/// [`TEST_EVERY`]th row to the test split, so every label is in both whatever
+/// the rows' order.
+fn split_by_label(rows: Vec<Row>) -> (Vec<Row>, Vec<Row>) {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for row in rows {
+        let n = seen.entry(row.1.clone()).or_default();
+        *n += 1;
+        if n.is_multiple_of(TEST_EVERY) {
+            &mut test
+        } else {
+            &mut train
+        }
+        .push(row);
+    }
+    (train, test)
+}
+
 /// The texts of the training split of tables `path` (see the module docs), to
 /// train a tokenizer on: a single table's rows but every tenth, or the train
 /// table's.
 pub fn training_texts(path: &Path) -> Result<Vec<String>> {
     if is_table(path) {
-        let rows = read_rows(path)?;
-        return Ok(rows
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| i % TEST_EVERY != TEST_EVERY - 1)
-            .map(|(_, (text, _))| text)
-            .collect());
+        let (train, _) = split_by_label(read_rows(path)?);
+        return Ok(train.into_iter().map(|(text, _)| text).collect());
     }
     let train =
         split_table(path, "train").ok_or_else(|| err(path, "has no train.csv or train.jsonl".into()))?;
@@ -201,26 +250,11 @@ pub fn read_text_table(
     }
     // (file, rows) of the train, test and validation splits.
     let (train, test, validation) = if is_table(path) {
-        let rows = read_rows(path)?;
-        let (mut train, mut test) = (Vec::new(), Vec::new());
-        for (i, row) in rows.into_iter().enumerate() {
-            if i % TEST_EVERY == TEST_EVERY - 1 {
-                &mut test
-            } else {
-                &mut train
-            }
-            .push(row);
-        }
-        if test.is_empty() {
-            return Err(err(
-                path,
-                format!("has fewer than {TEST_EVERY} rows: every {TEST_EVERY}th row is the test split"),
-            ));
-        }
+        let (train, test) = split_by_label(read_rows(path)?);
         (train, test, None)
-    } else {
+    } else if is_text_table(path) {
         let table = |name: &str| split_table(path, name).map(|p| read_rows(&p)).transpose();
-        let validation = match ["validation", "valid", "val"]
+        let validation = match crate::data::image_folder::VALIDATION_FOLDERS
             .iter()
             .filter(|n| split_table(path, n).is_some())
             .collect::<Vec<_>>()[..]
@@ -239,6 +273,11 @@ pub fn read_text_table(
             table("test")?.unwrap_or_default(),
             validation,
         )
+    } else {
+        return Err(err(
+            path,
+            "is neither a table (.csv, .jsonl, .json) nor a folder of train and test tables".into(),
+        ));
     };
     let all = train.iter().chain(&test).chain(validation.iter().flatten());
     let classes = classes_of(all.map(|(_, l)| l.as_str()));
@@ -247,6 +286,18 @@ pub fn read_text_table(
             path,
             format!("has one label, {classes:?}: a classifier needs at least two"),
         ));
+    }
+    for (split, rows) in [("training", &train), ("test", &test)] {
+        if let Some(missing) = classes.iter().find(|c| !rows.iter().any(|(_, l)| l == *c)) {
+            return Err(err(
+                path,
+                format!(
+                    "its {split} split has no text labelled '{missing}' (labels: {classes:?}); every \
+                     label must be in both splits (a single table puts every tenth row of each label \
+                     in the test split, so each needs 10 rows; a test table labelled -1 is unlabelled)"
+                ),
+            ));
+        }
     }
     let mut report = TextClassesReport::default();
     let mut total = 0u64;
@@ -307,7 +358,7 @@ mod tests {
     }
 
     #[test]
-    fn a_csv_table_splits_every_tenth_row_and_labels_by_sorted_class() {
+    fn a_csv_table_splits_each_labels_every_tenth_row_and_labels_by_sorted_class() {
         let dir = scratch("csv");
         let file = dir.join("reviews.csv");
         let mut csv = String::from("review,sentiment\n");
@@ -326,20 +377,24 @@ mod tests {
         let Targets::Classes { labels, .. } = &d.test.y else {
             panic!()
         };
-        assert_eq!(labels, &[0, 0], "rows 9 and 19 are negative");
+        // Alternating labels: each label's 10th row (rows 18 and 19), not rows 9 and 19.
+        assert_eq!(labels, &[1, 0]);
     }
 
     #[test]
     fn jsonl_tables_by_split_with_number_labels() {
         let dir = scratch("jsonl");
-        let row = |t: &str, l: i64| format!("{{\"text\": \"{t}\", \"label\": {l}}}\n");
-        std::fs::write(
-            dir.join("train.jsonl"),
-            row("a", 10) + &row("bb", 2) + &row("ccc", 10),
-        )
-        .unwrap();
-        std::fs::write(dir.join("test.jsonl"), row("dddd", 2)).unwrap();
-        std::fs::write(dir.join("validation.jsonl"), row("e", 10)).unwrap();
+        let row = |t: &str, l: &str| format!("{{\"text\": \"{t}\", \"label\": {l}}}\n");
+        // 10.0 is the label 10, and so is " 10 "; a byte-order mark is skipped.
+        let train = format!(
+            "\u{feff}{}{}{}",
+            row("a", "10"),
+            row("bb", "2"),
+            row("ccc", "10.0")
+        );
+        std::fs::write(dir.join("train.jsonl"), train).unwrap();
+        std::fs::write(dir.join("test.jsonl"), row("dddd", "2") + &row("x", "\" 10 \"")).unwrap();
+        std::fs::write(dir.join("validation.jsonl"), row("e", "10")).unwrap();
         assert!(is_text_table(&dir));
         let (d, _) = read_text_table(&dir, &[3], &Vocabulary::Bytes, 0).unwrap();
         assert_eq!(d.class_names, ["2", "10"], "numbers in numeric order");
@@ -363,10 +418,17 @@ mod tests {
         std::fs::write(&file, "body,label\nx,1\n").unwrap();
         assert!(e(&file).contains("has no text column"), "{}", e(&file));
         std::fs::write(&file, "text,label\nx,1\n").unwrap();
-        assert!(e(&file).contains("fewer than 10 rows"), "{}", e(&file));
-        let rows: String = (0..10).map(|i| format!("t{i},same\n")).collect();
-        std::fs::write(&file, format!("text,label\n{rows}")).unwrap();
         assert!(e(&file).contains("one label"), "{}", e(&file));
+        // Five rows of each label: no tenth row of either for the test split.
+        let rows: String = (0..10).map(|i| format!("t{i},{}\n", i % 2)).collect();
+        std::fs::write(&file, format!("text,label\n{rows}")).unwrap();
+        assert!(
+            e(&file).contains("its test split has no text labelled '0'"),
+            "{}",
+            e(&file)
+        );
+        std::fs::write(&file, "text,label\nx,1\ny,\n").unwrap();
+        assert!(e(&file).contains("row 2 has no label"), "{}", e(&file));
         let lines = dir.join("t.jsonl");
         std::fs::write(&lines, "{\"text\": \"a\", \"label\": 1}\nnot json\n").unwrap();
         assert!(e(&lines).contains("line 2 is not a JSON object"), "{}", e(&lines));
