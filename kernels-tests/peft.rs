@@ -54,7 +54,8 @@ fn adapted(name: &str, context: usize) -> Imported {
     imported
 }
 
-/// The tiny GPT-2 imported with `context` positions and dropout off, no adapter.
+/// The tiny GPT-2 imported with `context` positions and dropout off, no adapter;
+/// padded with its last id (`pad_token_id` 299) where it becomes a classifier.
 fn plain(name: &str, context: usize) -> Imported {
     let dir = fresh_dir(name);
     for f in ["model.safetensors", "tokenizer.json"] {
@@ -65,8 +66,43 @@ fn plain(name: &str, context: usize) -> Imported {
     for rate in ["embd_pdrop", "resid_pdrop", "attn_pdrop"] {
         config[rate] = 0.0.into();
     }
+    config["pad_token_id"] = 299.into();
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     import_gpt2(&dir, Some(context), 1e-4).unwrap()
+}
+
+/// A classifier's adapter PEFT wrote (task_type SEQ_CLS: LoRA on c_attn, the head
+/// `score` trained in full; `golden/make_gpt2_cls_lora.py`) makes the imported
+/// GPT-2 that classifier: PEFT's logits on right-padded samples of 16, 9, 1 and 5
+/// ids, and the head among the tensors that train.
+#[test]
+fn a_peft_classifier_adapter_gives_pefts_logits() {
+    let (_g, ctx) = gpu();
+    let dir = repo_file("kernels-tests/golden/gpt2-tiny-cls-lora");
+    let want = tensors(&dir.join("expected.safetensors"));
+    let mut imported = plain("peft-cls", 16);
+    let line = wgml::peft::add_adapter(&mut imported, &dir).unwrap();
+    assert!(line.contains("and the head score of 3 classes"), "{line}");
+    let functional = &imported.architecture.functional;
+    assert_eq!(wgml::export::gpt2_classifier_of(functional), Some((3, 299)));
+    assert_eq!(functional.lora.as_ref().unwrap().train, ["score"]);
+    let mut model = functional
+        .compile_supervised(ctx, Optimizer::sgd(0.1, 0.0), 1)
+        .unwrap();
+    model.load_params(ctx, &imported.tensors).unwrap();
+    let score = model.store.params.iter().find(|p| p.name == "score.weight").unwrap();
+    assert!(score.trainable, "the head trains in full");
+    let (ids, logits) = (&want["ids"].1, &want["logits"].1);
+    let probabilities: Vec<f32> = logits
+        .chunks(3)
+        .flat_map(|l| {
+            let m = l.iter().cloned().fold(f32::MIN, f32::max);
+            let e: Vec<f32> = l.iter().map(|v| (v - m).exp()).collect();
+            let s: f32 = e.iter().sum();
+            e.into_iter().map(move |v| v / s)
+        })
+        .collect();
+    assert_close("PEFT's classifier", &model.predict(ctx, ids, 4).unwrap(), &probabilities, 1e-6, 1e-4);
 }
 
 #[test]

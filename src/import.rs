@@ -46,6 +46,8 @@ pub struct Imported {
     pub tensors: Vec<NamedValues>,
     /// How its text becomes token ids.
     pub vocabulary: Vocabulary,
+    /// The padding id `config.json` gives (`pad_token_id`), if any.
+    pub pad_token_id: Option<u32>,
     /// One line on what was read.
     pub summary: String,
 }
@@ -321,15 +323,23 @@ pub fn import_gpt2(dir: &Path, context: Option<usize>, lr: f64) -> Result<Import
     let (tensors, classes) =
         gpt2_tensors(&file, &config, context).map_err(|m| bad("model.safetensors", m))?;
     let mut architecture = config.architecture(context, lr)?;
+    let settings: Value = serde_json::from_str(&config_text).map_err(|e| bad("config.json", e.to_string()))?;
+    let pad_token_id = match settings.get("pad_token_id").and_then(Value::as_u64) {
+        Some(id) if (id as usize) < config.vocab => Some(id as u32),
+        Some(id) => {
+            return Err(bad(
+                "config.json",
+                format!("its pad_token_id {id} is not below vocab_size {}", config.vocab),
+            ));
+        }
+        None => None,
+    };
     let mut classifier = String::new();
     if let Some(classes) = classes {
         // GPT2ForSequenceClassification: read at each text's last token before the
         // padding, its pad_token_id (else the tokenizer's padding or end of text).
-        let settings: Value =
-            serde_json::from_str(&config_text).map_err(|e| bad("config.json", e.to_string()))?;
-        let pad = match settings.get("pad_token_id").and_then(Value::as_u64) {
-            Some(id) => u32::try_from(id)
-                .map_err(|_| bad("config.json", format!("pad_token_id {id} is too large")))?,
+        let pad = match pad_token_id {
+            Some(id) => id,
             None => vocabulary.padding_id().ok_or_else(|| {
                 bad(
                     "config.json",
@@ -377,6 +387,7 @@ pub fn import_gpt2(dir: &Path, context: Option<usize>, lr: f64) -> Result<Import
         architecture,
         tensors,
         vocabulary,
+        pad_token_id,
         summary,
     })
 }

@@ -19,7 +19,8 @@
 //! input, as PEFT's `c_attn` adapter draws one.
 //!
 //! The adapter's settings must be ones wgml computes as PEFT does: LoRA (no DoRA),
-//! `bias` "none", no `modules_to_save` (`use_rslora`'s α/√r is kept as α' = α·√r);
+//! `bias` "none", no `modules_to_save` but a classifier's head (`use_rslora`'s α/√r
+//! is kept as α' = α·√r);
 //! anything else is refused, naming the setting. Ranks and α that differ by module
 //! (`rank_pattern`, `alpha_pattern`) are read onto wgml's modules (a `c_attn` key
 //! onto the query, key and value); their keys must be module names (PEFT takes
@@ -121,8 +122,14 @@ pub fn read_adapter(dir: &Path, c: &Gpt2Config) -> Result<(LoraConfig, Vec<Named
         .keys()
         .chain(config.alpha_pattern.keys())
         .collect();
+    let head = adapters
+        .iter()
+        .find(|(n, ..)| *n == format!("{}.weight", crate::nn::transfer::CLASSIFIER_HEAD))
+        .map_or(String::new(), |(n, shape, _)| {
+            format!(" and the head {} of {} classes", n.trim_end_matches(".weight"), shape[0])
+        });
     let summary = format!(
-        "LoRA adapter: rank {}, alpha {}{}, dropout {}, on {} ({} tensors)",
+        "LoRA adapter: rank {}, alpha {}{}, dropout {}, on {}{head} ({} tensors)",
         config.rank,
         config.alpha,
         if own.is_empty() {
@@ -144,6 +151,37 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
     let (config, _) =
         crate::export::gpt2_config_of(&imported.architecture.functional).map_err(Error::invalid)?;
     let (lora, tensors, summary) = read_adapter(dir, &config)?;
+    let head = format!("{}.weight", crate::nn::transfer::CLASSIFIER_HEAD);
+    if let Some((_, shape, _)) = tensors.iter().find(|(n, ..)| *n == head) {
+        // A classifier's adapter: the GPT-2 becomes the classifier it adapts.
+        let classes = shape[0];
+        let functional = &imported.architecture.functional;
+        match crate::export::gpt2_classifier_of(functional) {
+            Some((own, _)) if own == classes => {}
+            Some((own, _)) => {
+                return Err(Error::invalid(format!(
+                    "the adapter in {} classifies {classes} classes, the model {own}",
+                    dir.display()
+                )));
+            }
+            None => {
+                let pad = imported
+                    .pad_token_id
+                    .or_else(|| imported.vocabulary.padding_id())
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "the adapter in {} is a classifier's, which reads each text at its last \
+                             token before the padding, but the model's config.json has no pad_token_id \
+                             and its tokenizer no padding or end-of-text token",
+                            dir.display()
+                        ))
+                    })?;
+                imported.architecture.functional = functional.sequence_classifier(classes, pad)?;
+                imported.architecture.class_names = (0..classes).map(|i| format!("LABEL_{i}")).collect();
+            }
+        }
+        imported.tensors.retain(|(n, ..)| *n != head);
+    }
     imported.architecture.functional.lora = Some(lora);
     imported.tensors.extend(tensors);
     Ok(summary)
@@ -172,7 +210,19 @@ fn settings_of(s: &Value) -> std::result::Result<LoraConfig, String> {
     if field("lora_bias").and_then(Value::as_bool) == Some(true) {
         return refuse("lora_bias", "a bias on lora_B");
     }
+    // A classifier's adapter (task_type SEQ_CLS) trains its head `score` in full:
+    // PEFT lists its heads' names, ["classifier", "score"].
+    let head = crate::nn::transfer::CLASSIFIER_HEAD;
+    let classifier = field("task_type").and_then(Value::as_str) == Some("SEQ_CLS");
+    let saved: Vec<&str> = field("modules_to_save")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let head_only = classifier && saved.iter().all(|m| *m == head || *m == "classifier");
     for name in ["modules_to_save", "trainable_token_indices", "target_parameters"] {
+        if name == "modules_to_save" && head_only {
+            continue;
+        }
         if field(name).is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty())) {
             return refuse(name, "tensors trained beside the adapters");
         }
@@ -221,7 +271,7 @@ fn settings_of(s: &Value) -> std::result::Result<LoraConfig, String> {
         alpha,
         dropout,
         targets: Vec::new(),
-        train: Vec::new(),
+        train: if classifier { vec![head.to_string()] } else { Vec::new() },
         rank_pattern,
         alpha_pattern,
     })
@@ -275,9 +325,25 @@ fn adapter_tensors(
     // A and B of each module, as (shape, values).
     type Pair = [Option<(Vec<usize>, Vec<f32>)>; 2];
     let mut by_module: BTreeMap<String, Pair> = BTreeMap::new();
+    let mut out: Vec<NamedValues> = Vec::new();
+    let head = format!("{}.weight", crate::nn::transfer::CLASSIFIER_HEAD);
     for (name, view) in file.tensors() {
         let short = name.strip_prefix(PREFIX).unwrap_or(&name);
         let short = short.strip_prefix("transformer.").unwrap_or(short);
+        // A classifier adapter's head, trained in full: [classes, width].
+        if short == head && !config.train.is_empty() {
+            let shape = view.shape().to_vec();
+            if shape.len() != 2 || shape[0] < 2 || shape[1] != c.width {
+                return Err(format!(
+                    "holds '{name}' of shape {shape:?}; a classifier's head is [classes >= 2, {}]",
+                    c.width
+                ));
+            }
+            let values =
+                crate::import::to_f32(view.dtype(), view.data()).map_err(|m| format!("tensor '{name}': {m}"))?;
+            out.push((head.clone(), shape, values));
+            continue;
+        }
         let (module, which) = if let Some(m) = short.strip_suffix(&format!(".{LORA_A}")) {
             (m, 0)
         } else if let Some(m) = short.strip_suffix(&format!(".{LORA_B}")) {
@@ -294,7 +360,11 @@ fn adapter_tensors(
     if by_module.is_empty() {
         return Err("holds no adapter tensors".into());
     }
-    let mut out: Vec<NamedValues> = Vec::new();
+    if !config.train.is_empty() && out.is_empty() {
+        return Err(format!(
+            "is a classifier's adapter (task_type SEQ_CLS) without its head '{head}'"
+        ));
+    }
     let mut modules: Vec<String> = Vec::new();
     for (peft, [a, b]) in by_module {
         let targets = wgml_modules(&peft, c).ok_or_else(|| {
