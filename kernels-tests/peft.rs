@@ -90,7 +90,12 @@ fn a_peft_classifier_adapter_gives_pefts_logits() {
         .compile_supervised(ctx, Optimizer::sgd(0.1, 0.0), 1)
         .unwrap();
     model.load_params(ctx, &imported.tensors).unwrap();
-    let score = model.store.params.iter().find(|p| p.name == "score.weight").unwrap();
+    let score = model
+        .store
+        .params
+        .iter()
+        .find(|p| p.name == "score.weight")
+        .unwrap();
     assert!(score.trainable, "the head trains in full");
     let (ids, logits) = (&want["ids"].1, &want["logits"].1);
     let probabilities: Vec<f32> = logits
@@ -102,7 +107,13 @@ fn a_peft_classifier_adapter_gives_pefts_logits() {
             e.into_iter().map(move |v| v / s)
         })
         .collect();
-    assert_close("PEFT's classifier", &model.predict(ctx, ids, 4).unwrap(), &probabilities, 1e-6, 1e-4);
+    assert_close(
+        "PEFT's classifier",
+        &model.predict(ctx, ids, 4).unwrap(),
+        &probabilities,
+        1e-6,
+        1e-4,
+    );
 }
 
 #[test]

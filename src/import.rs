@@ -323,7 +323,8 @@ pub fn import_gpt2(dir: &Path, context: Option<usize>, lr: f64) -> Result<Import
     let (tensors, classes) =
         gpt2_tensors(&file, &config, context).map_err(|m| bad("model.safetensors", m))?;
     let mut architecture = config.architecture(context, lr)?;
-    let settings: Value = serde_json::from_str(&config_text).map_err(|e| bad("config.json", e.to_string()))?;
+    let settings: Value =
+        serde_json::from_str(&config_text).map_err(|e| bad("config.json", e.to_string()))?;
     let pad_token_id = match settings.get("pad_token_id").and_then(Value::as_u64) {
         Some(id) if (id as usize) < config.vocab => Some(id as u32),
         Some(id) => {

@@ -126,7 +126,11 @@ pub fn read_adapter(dir: &Path, c: &Gpt2Config) -> Result<(LoraConfig, Vec<Named
         .iter()
         .find(|(n, ..)| *n == format!("{}.weight", crate::nn::transfer::CLASSIFIER_HEAD))
         .map_or(String::new(), |(n, shape, _)| {
-            format!(" and the head {} of {} classes", n.trim_end_matches(".weight"), shape[0])
+            format!(
+                " and the head {} of {} classes",
+                n.trim_end_matches(".weight"),
+                shape[0]
+            )
         });
     let summary = format!(
         "LoRA adapter: rank {}, alpha {}{}, dropout {}, on {}{head} ({} tensors)",
@@ -271,7 +275,11 @@ fn settings_of(s: &Value) -> std::result::Result<LoraConfig, String> {
         alpha,
         dropout,
         targets: Vec::new(),
-        train: if classifier { vec![head.to_string()] } else { Vec::new() },
+        train: if classifier {
+            vec![head.to_string()]
+        } else {
+            Vec::new()
+        },
         rank_pattern,
         alpha_pattern,
     })
@@ -339,8 +347,8 @@ fn adapter_tensors(
                     c.width
                 ));
             }
-            let values =
-                crate::import::to_f32(view.dtype(), view.data()).map_err(|m| format!("tensor '{name}': {m}"))?;
+            let values = crate::import::to_f32(view.dtype(), view.data())
+                .map_err(|m| format!("tensor '{name}': {m}"))?;
             out.push((head.clone(), shape, values));
             continue;
         }
@@ -648,6 +656,14 @@ mod tests {
         let e = refused(json!({"use_rslora": true, "rank_pattern": {"c_fc": 8}}));
         assert!(e.contains("use_rslora with rank_pattern"), "{e}");
         assert!(refused(json!({"modules_to_save": ["score"]})).contains("modules_to_save"));
+        // A classifier's adapter trains its head in full, and only that.
+        let e = refused(json!({"task_type": "SEQ_CLS", "modules_to_save": ["score", "wte"]}));
+        assert!(e.contains("modules_to_save"), "{e}");
+        let mut s = json!({"peft_type": "LORA", "r": 4, "task_type": "SEQ_CLS",
+                           "modules_to_save": ["classifier", "score"]});
+        assert_eq!(settings_of(&s).unwrap().train, ["score"]);
+        s["task_type"] = "CAUSAL_LM".into();
+        assert!(settings_of(&s).is_err());
         assert!(refused(json!({"peft_type": "IA3"})).contains("IA3"));
         assert!(refused(json!({"r": 0})).contains("rank"));
         let ok = settings_of(
