@@ -1738,33 +1738,14 @@ fn a_gpt2_fine_tunes_low_rank_adapters_and_exports_them() {
 }
 
 /// Writes a folder of texts by class under `dir`: Rust source and WGSL shaders
-/// from this repository cut into documents of 20 to 400 bytes (some longer than
-/// a model's 256 tokens, most shorter), in train/ and test/, and an unlabelled
-/// train/unsup/ as aclImdb has.
+/// of this repository, frozen in `kernels-tests/golden/texts/` (so editing the
+/// sources does not change the test's data), cut into documents of 20 to 400
+/// bytes (some longer than a model's 256 tokens, most shorter), in train/ and
+/// test/, and an unlabelled train/unsup/ as aclImdb has.
 fn texts_by_class(dir: &std::path::Path) {
-    let sources = [
-        (
-            "rust",
-            [
-                "src/graph/ops/attention.rs",
-                "src/kernels/sequence.rs",
-                "src/data/text.rs",
-            ],
-        ),
-        (
-            "wgsl",
-            [
-                "shaders/attention.wgsl",
-                "shaders/sequence.wgsl",
-                "shaders/softmax.wgsl",
-            ],
-        ),
-    ];
-    for (class, files) in sources {
-        let text: String = files
-            .iter()
-            .map(|f| std::fs::read_to_string(crate::common::repo_file(f)).unwrap())
-            .collect();
+    for class in ["rust", "wgsl"] {
+        let file = crate::common::repo_file(&format!("kernels-tests/golden/texts/{class}.txt"));
+        let text = std::fs::read_to_string(file).unwrap();
         let (mut at, mut n) = (0, 0);
         while at < text.len() && n < 160 {
             // Cut at a character boundary: a tokenizer reads UTF-8.

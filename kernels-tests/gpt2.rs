@@ -758,10 +758,10 @@ fn a_gpt2_sequence_classifier_gives_hugging_faces_logits_and_gradients() {
             &step("wte.weight"),
             &want("grad.wte.weight"),
             1e-6,
-            1e-4,
+            1e-5,
         );
         let wpe = want("grad.wpe.weight");
-        assert_close(&what("wpe"), &step("wpe.weight"), &wpe[..tokens * d], 1e-6, 1e-4);
+        assert_close(&what("wpe"), &step("wpe.weight"), &wpe[..tokens * d], 1e-6, 1e-5);
         // c_attn is [in, 3·d] (Conv1D): the query's, key's and value's columns.
         let c_attn = want("grad.h.0.attn.c_attn.weight");
         for (part, name) in ["query", "key", "value"].iter().enumerate() {
@@ -769,7 +769,7 @@ fn a_gpt2_sequence_classifier_gives_hugging_faces_logits_and_gradients() {
                 .map(|i| c_attn[(i % d) * 3 * d + part * d + i / d])
                 .collect();
             let got = step(&format!("h.0.attn.{name}.weight"));
-            assert_close(&what(name), &got, &hf, 1e-6, 1e-4);
+            assert_close(&what(name), &got, &hf, 1e-6, 1e-5);
         }
     }
 }

@@ -101,10 +101,9 @@ fn a_peft_classifier_adapter_gives_pefts_logits() {
     let probabilities: Vec<f32> = logits
         .chunks(3)
         .flat_map(|l| {
-            let m = l.iter().cloned().fold(f32::MIN, f32::max);
-            let e: Vec<f32> = l.iter().map(|v| (v - m).exp()).collect();
-            let s: f32 = e.iter().sum();
-            e.into_iter().map(move |v| v / s)
+            let mut p = vec![0.0; 3];
+            wgml::reference::softmax::softmax(l, 3, &mut p);
+            p
         })
         .collect();
     assert_close(
@@ -112,7 +111,7 @@ fn a_peft_classifier_adapter_gives_pefts_logits() {
         &model.predict(ctx, ids, 4).unwrap(),
         &probabilities,
         1e-6,
-        1e-4,
+        1e-5,
     );
 }
 
@@ -333,7 +332,7 @@ fn a_written_adapter_merges_into_the_weights_export_merges() {
         };
         let want = outputs(&architecture, &tensors);
         let got = outputs(&reread.architecture, &reread.tensors);
-        assert_close(&format!("case {case} re-read"), &got, &want, 1e-6, 1e-4);
+        assert_close(&format!("case {case} re-read"), &got, &want, 1e-6, 1e-5);
     }
 }
 

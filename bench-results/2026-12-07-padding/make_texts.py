@@ -1,17 +1,16 @@
 """Writes a folder of texts by class from this repository's own sources, as
 kernels-tests/cli.rs's texts_by_class does: Rust (three src files) and WGSL (three
-shaders) cut into documents of 20 to 400 bytes at character boundaries, every
-fourth to test/, an unlabelled train/unsup/ beside them. Usage, from the repo root:
+shaders), frozen in kernels-tests/golden/texts/, cut into documents of 20 to 400
+bytes at character boundaries, every fourth to test/, an unlabelled train/unsup/
+beside them. Usage, from the repo root:
   python3 bench-results/2026-12-07-padding/make_texts.py OUT_DIR
 """
 import os
 import sys
 
 OUT = sys.argv[1]
-SOURCES = [("rust", ["src/graph/ops/attention.rs", "src/kernels/sequence.rs", "src/data/text.rs"]),
-           ("wgsl", ["shaders/attention.wgsl", "shaders/sequence.wgsl", "shaders/softmax.wgsl"])]
-for cls, files in SOURCES:
-    text = "".join(open(f, encoding="utf-8").read() for f in files).encode()
+for cls in ["rust", "wgsl"]:
+    text = open(f"kernels-tests/golden/texts/{cls}.txt", "rb").read()
     at = n = 0
     while at < len(text) and n < 160:
         end = min(at + 20 + (n * 97) % 380, len(text))

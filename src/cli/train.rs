@@ -271,7 +271,11 @@ pub fn load_data(name: &str, seed: u64, sample_shape: &[usize]) -> Result<Datase
 /// [`text_classes`](wgml::data::text_classes)) or tables of texts and labels (see
 /// [`text_table`](wgml::data::text_table)).
 pub fn is_labelled_texts(name: &str) -> bool {
-    let path = Path::new(name);
+    labelled_texts(Path::new(name))
+}
+
+/// [`is_labelled_texts`] of a path.
+fn labelled_texts(path: &Path) -> bool {
     text_classes::is_text_classes(path) || text_table::is_text_table(path)
 }
 
@@ -421,7 +425,7 @@ fn chosen_vocabulary(choice: &str, file: &Path) -> Result<Vocabulary> {
     })?;
     let corpus;
     let documents;
-    let training: Vec<&str> = if is_labelled_texts(&file.to_string_lossy()) {
+    let training: Vec<&str> = if labelled_texts(file) {
         documents = labelled_training_texts(file)?;
         documents.iter().map(String::as_str).collect()
     } else {

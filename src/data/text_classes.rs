@@ -200,9 +200,10 @@ pub fn read_document(path: &Path, vocabulary: &Vocabulary, tokens: usize, pad: u
     Ok(cut_and_pad(&ids, tokens, pad))
 }
 
-/// Reads documents into samples of `tokens` ids, counting what the report
-/// needs.
-struct Reader<'a> {
+/// Reads documents into samples of `tokens` ids of a vocabulary, cut and padded
+/// with `pad`, counting what the report needs (texts by class here, tables in
+/// [`crate::data::text_table`]).
+pub(crate) struct Reader<'a> {
     vocabulary: &'a Vocabulary,
     tokens: usize,
     pad: u32,
@@ -211,7 +212,80 @@ struct Reader<'a> {
     total_tokens: u64,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// A reader of the data at `path` (named in errors) for a model taking
+    /// `sample_shape`, which must be `[T]` with T > 0; `pad` must be a token of
+    /// `vocabulary`.
+    pub(crate) fn new(
+        path: &Path,
+        sample_shape: &[usize],
+        vocabulary: &'a Vocabulary,
+        pad: u32,
+    ) -> Result<Reader<'a>> {
+        let &[tokens] = sample_shape else {
+            return Err(err(
+                path,
+                format!(
+                    "holds text documents, but the model takes samples of shape {sample_shape:?}: \
+                     a text classifier must take token ids [T]"
+                ),
+            ));
+        };
+        if tokens == 0 {
+            return Err(err(
+                path,
+                "holds text documents, but the model takes samples of shape [0]: a text classifier \
+                 must take token ids [T] with T > 0"
+                    .into(),
+            ));
+        }
+        let size = vocabulary.size();
+        if pad as usize >= size {
+            return Err(err(
+                path,
+                format!(
+                    "the pad id {pad} is not a token of the vocabulary ({}, ids 0 to {}); the pad id \
+                     must be below the vocabulary's size {size}",
+                    vocabulary.describe(),
+                    size.saturating_sub(1)
+                ),
+            ));
+        }
+        Ok(Reader {
+            vocabulary,
+            tokens,
+            pad,
+            documents: 0,
+            truncated: 0,
+            total_tokens: 0,
+        })
+    }
+
+    /// Tokens per sample.
+    pub(crate) fn tokens(&self) -> usize {
+        self.tokens
+    }
+
+    /// One document as a sample: encoded, counted, cut and padded. Errors are
+    /// the vocabulary's (a tokenizer reads UTF-8 only), for the caller to place.
+    pub(crate) fn sample(&mut self, text: &[u8]) -> Result<Vec<f32>> {
+        let ids = self.vocabulary.encode(text)?;
+        self.documents += 1;
+        self.total_tokens += ids.len() as u64;
+        self.truncated += usize::from(ids.len() > self.tokens);
+        Ok(cut_and_pad(&ids, self.tokens, self.pad))
+    }
+
+    /// What was read, with `ignored` (class folders left out).
+    pub(crate) fn report(&self, ignored: Vec<PathBuf>) -> TextClassesReport {
+        TextClassesReport {
+            ignored,
+            truncated: self.truncated,
+            documents: self.documents,
+            mean_tokens: self.total_tokens as f64 / self.documents.max(1) as f64,
+        }
+    }
+
     /// One split: every document of each class folder (`folders` in label
     /// order), labelled by its folder.
     fn split(&mut self, split: &Path, folders: &[PathBuf]) -> Result<Split> {
@@ -228,16 +302,7 @@ impl Reader<'_> {
                 ));
             }
             for f in files {
-                let ids = self
-                    .vocabulary
-                    .encode(&read_bytes(&f)?)
-                    .map_err(|e| in_file(&f, e))?;
-                self.documents += 1;
-                self.total_tokens += ids.len() as u64;
-                if ids.len() > self.tokens {
-                    self.truncated += 1;
-                }
-                x.extend(cut_and_pad(&ids, self.tokens, self.pad));
+                x.extend(self.sample(&read_bytes(&f)?).map_err(|e| in_file(&f, e))?);
                 labels.push(label as u32);
             }
         }
@@ -266,35 +331,7 @@ pub fn read_text_classes(
     vocabulary: &Vocabulary,
     pad: u32,
 ) -> Result<(Dataset, TextClassesReport)> {
-    let &[tokens] = sample_shape else {
-        return Err(err(
-            dir,
-            format!(
-                "holds text documents, but the model takes samples of shape {sample_shape:?}: \
-                 a text classifier must take token ids [T]"
-            ),
-        ));
-    };
-    if tokens == 0 {
-        return Err(err(
-            dir,
-            "holds text documents, but the model takes samples of shape [0]: a text classifier \
-             must take token ids [T] with T > 0"
-                .into(),
-        ));
-    }
-    let size = vocabulary.size();
-    if pad as usize >= size {
-        return Err(err(
-            dir,
-            format!(
-                "the pad id {pad} is not a token of the vocabulary ({}, ids 0 to {}); the pad id \
-                 must be below the vocabulary's size {size}",
-                vocabulary.describe(),
-                size.saturating_sub(1)
-            ),
-        ));
-    }
+    let mut reader = Reader::new(dir, sample_shape, vocabulary, pad)?;
 
     // Every folder's classes are checked before any document is read.
     let train_dir = split_folder(dir, "train")?;
@@ -324,14 +361,6 @@ pub fn read_text_classes(
         None => None,
     };
 
-    let mut reader = Reader {
-        vocabulary,
-        tokens,
-        pad,
-        documents: 0,
-        truncated: 0,
-        total_tokens: 0,
-    };
     let train = reader.split(&train_dir, &train_folders)?;
     let validation = match (&validation_dir, &validation_folders) {
         (Some(v), Some(folders)) => Some(reader.split(v, folders)?),
@@ -343,15 +372,10 @@ pub fn read_text_classes(
         n if n.is_empty() => dir.display().to_string(),
         n => n,
     };
-    let report = TextClassesReport {
-        ignored,
-        truncated: reader.truncated,
-        documents: reader.documents,
-        mean_tokens: reader.total_tokens as f64 / reader.documents.max(1) as f64,
-    };
+    let report = reader.report(ignored);
     let dataset = Dataset {
         name,
-        sample_shape: vec![tokens],
+        sample_shape: vec![reader.tokens()],
         train,
         test,
         validation,

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::data::text::Vocabulary;
-use crate::data::text_classes::{TextClassesReport, cut_and_pad};
+use crate::data::text_classes::{Reader, TextClassesReport};
 use crate::data::{Dataset, Split, Targets};
 use crate::error::{Error, Result};
 
@@ -228,26 +228,7 @@ pub fn read_text_table(
     vocabulary: &Vocabulary,
     pad: u32,
 ) -> Result<(Dataset, TextClassesReport)> {
-    let &[tokens] = sample_shape else {
-        return Err(err(
-            path,
-            format!(
-                "holds texts, but the model takes samples of shape {sample_shape:?}: a text classifier \
-                 must take token ids [T]"
-            ),
-        ));
-    };
-    if tokens == 0 || pad as usize >= vocabulary.size() {
-        return Err(err(
-            path,
-            format!(
-                "cannot pad to {tokens} tokens with id {pad} of {}: the model must take T > 0 tokens \
-                 and the pad id be below the vocabulary's size {}",
-                vocabulary.describe(),
-                vocabulary.size()
-            ),
-        ));
-    }
+    let mut reader = Reader::new(path, sample_shape, vocabulary, pad)?;
     // (file, rows) of the train, test and validation splits.
     let (train, test, validation) = if is_table(path) {
         let (train, test) = split_by_label(read_rows(path)?);
@@ -299,26 +280,16 @@ pub fn read_text_table(
             ));
         }
     }
-    let mut report = TextClassesReport::default();
-    let mut total = 0u64;
-    let mut split = |rows: &[(String, String)]| -> Result<Split> {
-        let (mut x, mut labels) = (
-            Vec::with_capacity(rows.len() * tokens),
-            Vec::with_capacity(rows.len()),
-        );
+    let mut split = |rows: &[Row]| -> Result<Split> {
+        let (mut x, mut labels) = (Vec::new(), Vec::with_capacity(rows.len()));
         for (i, (text, label)) in rows.iter().enumerate() {
-            let ids = vocabulary
-                .encode(text.as_bytes())
-                .map_err(|e| err(path, format!("row {}: {e}", i + 1)))?;
-            report.documents += 1;
-            total += ids.len() as u64;
-            report.truncated += usize::from(ids.len() > tokens);
-            x.extend(cut_and_pad(&ids, tokens, pad));
+            let sample = reader.sample(text.as_bytes());
+            x.extend(sample.map_err(|e| err(path, format!("row {}: {e}", i + 1)))?);
             labels.push(classes.iter().position(|c| c == label).unwrap_or(0) as u32);
         }
         Ok(Split {
             x,
-            sample_len: tokens,
+            sample_len: reader.tokens(),
             y: Targets::Classes {
                 labels,
                 classes: classes.len(),
@@ -328,7 +299,6 @@ pub fn read_text_table(
     };
     let (train, test) = (split(&train)?, split(&test)?);
     let validation = validation.map(|v| split(&v)).transpose()?;
-    report.mean_tokens = total as f64 / report.documents.max(1) as f64;
     let name = path.file_stem().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -336,13 +306,13 @@ pub fn read_text_table(
     Ok((
         Dataset {
             name,
-            sample_shape: vec![tokens],
+            sample_shape: vec![reader.tokens()],
             train,
             test,
             validation,
             class_names: classes,
         },
-        report,
+        reader.report(Vec::new()),
     ))
 }
 

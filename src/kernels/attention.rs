@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
 use crate::kernels::dropout::DropoutRate;
-use crate::kernels::elementwise::{count_u32, expect_separate};
+use crate::kernels::elementwise::{count_u32, expect_f32_sizes, expect_separate};
 use crate::kernels::optim::StepUniform;
 use crate::kernels::{Kernel, Shader, groups_for};
 
@@ -307,28 +307,6 @@ impl AttentionDims {
     }
 }
 
-/// Checks dtypes and element counts of `(name, tensor, expected)` triples.
-fn expect_sizes(
-    op: &'static str,
-    dims: &AttentionDims,
-    tensors: &[(&'static str, &Tensor, usize)],
-) -> Result<()> {
-    for &(what, t, want) in tensors {
-        t.expect_dtype(op, what, DType::F32)?;
-        if t.numel() != want {
-            return Err(Error::shape(
-                op,
-                format!(
-                    "{what} has {} elements ({:?}); {dims:?} needs {want}",
-                    t.numel(),
-                    t.shape()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// `o = softmax(scale·q·kᵀ)·v` per sample and head (see [`AttentionDims`] for the
 /// layouts), and `stats` (`dims.stats_len()` values) the log-sum-exp of each query
 /// row's scores, which [`attention_backward`] needs. `o` and `stats` are separate
@@ -350,7 +328,7 @@ pub fn attention_forward(
     const OP: &str = "attention_forward";
     let [nq, nk, nv, no] = dims.sizes(OP)?;
     let params = dims.params(OP, dims.tq, lengths)?;
-    expect_sizes(
+    expect_f32_sizes(
         OP,
         dims,
         &[
@@ -445,7 +423,7 @@ pub fn attention_backward<'a>(
         tensors.extend([("dk", dk, nk), ("dv", dv, nv)]);
         outputs.extend([("dk", dk), ("dv", dv)]);
     }
-    expect_sizes(OP, dims, &tensors)?;
+    expect_f32_sizes(OP, dims, &tensors)?;
     let key_lengths = lengths.unwrap_or(q);
     expect_separate(OP, &outputs, &[q, k, v, o, d_o, key_lengths])?;
     // `o` is bound writable (the delta kernel reads it through its output binding).

@@ -70,6 +70,29 @@ pub(crate) fn same_buffer(a: &Tensor, b: &Tensor) -> bool {
     a.buffer == b.buffer
 }
 
+/// Checks that each `(name, tensor, expected)` is f32 with `expected` elements;
+/// errors name the tensor and `dims`, the shape that needs them.
+pub(crate) fn expect_f32_sizes(
+    op: &'static str,
+    dims: &dyn std::fmt::Debug,
+    tensors: &[(&'static str, &Tensor, usize)],
+) -> Result<()> {
+    for &(what, t, want) in tensors {
+        t.expect_dtype(op, what, DType::F32)?;
+        if t.numel() != want {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "{what} has {} elements ({:?}); {dims:?} needs {want}",
+                    t.numel(),
+                    t.shape()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Errors when one of `distinct` (outputs, or inputs a kernel needs apart) shares
 /// a buffer with any other tensor given; `others` may share among themselves.
 pub(crate) fn expect_separate(

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
-use crate::kernels::elementwise::{count_u32, expect_separate};
+use crate::kernels::elementwise::{count_u32, expect_f32_sizes, expect_separate};
 use crate::kernels::{Kernel, Shader, groups_for};
 
 /// Invocations per workgroup.
@@ -70,28 +70,6 @@ impl SequenceDims {
     }
 }
 
-/// Checks dtype and element count of each `(name, tensor, expected)`.
-fn expect_sizes(
-    op: &'static str,
-    dims: &SequenceDims,
-    tensors: &[(&'static str, &Tensor, usize)],
-) -> Result<()> {
-    for &(what, t, want) in tensors {
-        t.expect_dtype(op, what, DType::F32)?;
-        if t.numel() != want {
-            return Err(Error::shape(
-                op,
-                format!(
-                    "{what} has {} elements ({:?}); {dims:?} needs {want}",
-                    t.numel(),
-                    t.shape()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// `lengths[b]` = 1 + the last token of sample `b` whose id is not `pad` (0 when
 /// all are): padding is the run of `pad` ids ending a sample; a `pad` id before a
 /// real token is an ordinary token. `ids` is `[batch, tokens]` (f32 ids),
@@ -119,7 +97,7 @@ pub fn sequence_lengths(
             "{OP}: padding id {pad} is not exact as f32 (ids above 2^24 are not)"
         )));
     }
-    expect_sizes(
+    expect_f32_sizes(
         OP,
         &dims,
         &[("ids", ids, batch * tokens), ("lengths", lengths, batch)],
@@ -148,7 +126,7 @@ pub fn sequence_pool(
     const OP: &str = "sequence_pool";
     let params = dims.params(OP, pool)?;
     let (b, t, f) = (dims.batch, dims.tokens, dims.features);
-    expect_sizes(OP, dims, &[("x", x, b * t * f), ("y", y, b * f)])?;
+    expect_f32_sizes(OP, dims, &[("x", x, b * t * f), ("y", y, b * f)])?;
     launch(ctx, OP, (POOL, POOL_MASKED), &params, (x, lengths, y), b * f)
 }
 
@@ -166,7 +144,7 @@ pub fn sequence_pool_backward(
     const OP: &str = "sequence_pool_backward";
     let params = dims.params(OP, pool)?;
     let (b, t, f) = (dims.batch, dims.tokens, dims.features);
-    expect_sizes(OP, dims, &[("dy", dy, b * f), ("dx", dx, b * t * f)])?;
+    expect_f32_sizes(OP, dims, &[("dy", dy, b * f), ("dx", dx, b * t * f)])?;
     launch(
         ctx,
         OP,

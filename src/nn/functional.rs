@@ -477,7 +477,6 @@ impl Functional {
             let id = add_layer(&mut g, layer, &inputs, supervised, self.lora.as_ref())?;
             nodes.insert(layer.name.clone(), id);
         }
-        g.check_padding()?;
         let lookup = |what: &str, name: &str| {
             nodes.get(name).copied().ok_or_else(|| {
                 Error::invalid(format!(

@@ -87,7 +87,6 @@ impl Sequential {
             index += added.modules;
             fold_next = added.folds_next;
         }
-        g.check_padding()?;
         check_output(&g, x, loss)?;
         if let Some(lora) = &self.lora {
             lora.check_matched(&g)?;
@@ -115,9 +114,11 @@ impl Sequential {
 /// Checks that a model's output of per-sample shape `out` suits `loss`:
 /// `[classes >= 2]` for categorical cross-entropy, or `[T, classes]` for a label
 /// per position (a sequence model's next tokens); flat `[features]` for the
-/// other losses. A padded sequence (an Embedding's `mask_id`) is refused: the
-/// losses count every token.
+/// other losses. Padded sequences must be read only by what skips the padding
+/// ([`Graph::check_padding`](crate::graph::Graph)), and the output must not be one:
+/// the losses count every token.
 pub(crate) fn check_output(g: &Graph, output: NodeId, loss: Loss) -> Result<()> {
+    g.check_padding()?;
     g.refuse_padded(
         output,
         "the loss, which counts every token,",
