@@ -375,3 +375,168 @@ fn what_would_read_padding_as_tokens_is_refused() {
         "{e}"
     );
 }
+
+/// Dynamic padding: batches of short samples run plans cut to 8 or 16 of the
+/// model's 20 tokens, and train equal to the reference executor, which runs all
+/// 20. A long batch between short ones runs the whole window: a short plan that
+/// left the position table's unread rows with the long step's gradient would
+/// move them, and the comparison would fail.
+#[test]
+fn dynamic_padding_trains_equal_to_the_reference() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let tokens = 20;
+    let steps: [(&[usize], Option<usize>); 4] = [
+        (&[5, 3, 1, 0], Some(8)),
+        (&[20, 3, 7, 2], None),
+        (&[12, 2, 9, 16], Some(16)),
+        (&[8, 8, 4, 1], Some(8)),
+    ];
+    let labels = [1, 0, 1, 0];
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        for (causal, pool) in variants() {
+            let what = format!("{class:?} causal {causal} {}", pool.kind());
+            let mut model = classifier(tokens, Some(0), causal, pool)
+                .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.02), 3)
+                .unwrap();
+            assert!(model.dynamic_padding, "dynamic padding is on by default");
+            let mut cpu = ReferenceExecutor::from_model(&model, ctx).unwrap();
+            for (step, &(lengths, bucket)) in steps.iter().enumerate() {
+                let x = padded_ids(lengths, tokens, 11 + step as u64);
+                assert_eq!(model.batch_tokens(&x), bucket, "{what} step {step}");
+                let batch = Batch {
+                    x: &x,
+                    labels: &labels,
+                    values: &[],
+                    len: lengths.len(),
+                };
+                let (gpu, want) = step_losses(ctx, &mut model, &mut cpu, &batch, 0.02);
+                assert!(
+                    (gpu - want).abs() < 1e-5 * want.abs(),
+                    "{what} step {step}: GPU loss {gpu} vs reference {want}"
+                );
+            }
+            params_match_reference(ctx, &what, &model.store, &cpu, 1e-5, 1e-4);
+            let mut cut: Vec<_> = model.built_plans().iter().filter_map(|o| o.tokens).collect();
+            cut.sort();
+            assert_eq!(cut, vec![8, 16], "{what}: the short batches ran short plans");
+        }
+    }
+}
+
+/// Predictions and evaluations under dynamic padding (per-batch lengths,
+/// evaluation sorted by length) equal the whole window's, in the data's order.
+#[test]
+fn dynamic_padding_predicts_and_evaluates_as_the_whole_window() {
+    use wgml::data::{Split, Targets};
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let tokens = 24;
+    let lengths = [3, 24, 1, 9, 0, 17, 5, 2, 11];
+    let x = padded_ids(&lengths, tokens, 21);
+    let n = lengths.len();
+    let data = Split {
+        x: x.clone(),
+        sample_len: tokens,
+        y: Targets::Classes {
+            labels: (0..n as u32).map(|i| i % 2).collect(),
+            classes: 2,
+            positions: 1,
+        },
+    };
+    for (causal, pool) in variants() {
+        let what = format!("causal {causal} {}", pool.kind());
+        let mut model = classifier(tokens, Some(0), causal, pool)
+            .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.02), 8)
+            .unwrap();
+        let dynamic = model.predict(ctx, &x, n).unwrap();
+        let (dyn_eval, dyn_pred) = wgml::train::evaluate_with_predictions(&mut model, ctx, &data, 2).unwrap();
+        assert!(
+            model.built_plans().iter().any(|o| o.tokens == Some(8)),
+            "{what}: the short batches ran short plans"
+        );
+        model.dynamic_padding = false;
+        let whole = model.predict(ctx, &x, n).unwrap();
+        let (eval, pred) = wgml::train::evaluate_with_predictions(&mut model, ctx, &data, 2).unwrap();
+        assert_close(&what, &dynamic, &whole, 1e-6, 1e-5);
+        assert_eq!(dyn_pred, pred, "{what}: predicted classes in the data's order");
+        assert_eq!(dyn_eval.confusion, eval.confusion, "{what}");
+        assert!((dyn_eval.loss - eval.loss).abs() < 1e-5 * eval.loss, "{what}");
+    }
+}
+
+/// Grouped by length, a fit's batches run at their bucket: the plans it
+/// prepares include every bucket between the shortest and longest sample's,
+/// and it trains as the whole window does. A model without padding refuses
+/// the grouping.
+#[test]
+fn fit_groups_by_length() {
+    use wgml::data::{Split, Targets};
+    use wgml::train::{FitConfig, fit, fit_plans};
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let tokens = 40;
+    let lengths: Vec<usize> = (0..24).map(|i| [2, 5, 9, 14, 30, 40][i % 6]).collect();
+    let x = padded_ids(&lengths, tokens, 31);
+    let data = Split {
+        x,
+        sample_len: tokens,
+        y: Targets::Classes {
+            labels: lengths.iter().map(|&l| u32::from(l > 10)).collect(),
+            classes: 2,
+            positions: 1,
+        },
+    };
+    let config = FitConfig {
+        epochs: 2,
+        batch_size: 4,
+        group_by_length: true,
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let spec = classifier(tokens, Some(0), false, Layer::GlobalAveragePooling1D);
+    let compile = |spec: &ModelSpec| {
+        spec.compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.01), 2)
+            .unwrap()
+    };
+    let mut grouped = compile(&spec);
+    let mut planned: Vec<_> = fit_plans(&grouped, &data, &config)
+        .unwrap()
+        .iter()
+        .map(|o| o.tokens)
+        .collect();
+    planned.sort();
+    assert_eq!(planned, vec![None, Some(8), Some(16), Some(32)]);
+    let history = fit(&mut grouped, ctx, &data, &config).unwrap();
+    assert_eq!(history.epochs.len(), 2);
+    assert!(history.epochs.iter().all(|e| e.loss.is_finite() && e.steps == 6));
+    let mut whole = compile(&spec);
+    whole.dynamic_padding = false;
+    let refused = fit(&mut whole, ctx, &data, &config).unwrap_err().to_string();
+    assert!(refused.contains("pads dynamically"), "{refused}");
+    let unpadded = classifier(tokens, None, false, Layer::GlobalAveragePooling1D);
+    let refused = fit(&mut compile(&unpadded), ctx, &data, &config)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("mask_id"), "{refused}");
+    // In the data's order (batches of 2 to 14 tokens, then of 30 and 40 with
+    // shorter ones), dynamic padding trains as the whole window does.
+    let ordered = FitConfig {
+        shuffle: false,
+        group_by_length: false,
+        ..config
+    };
+    let mut dynamic = compile(&spec);
+    let short = fit(&mut dynamic, ctx, &data, &ordered).unwrap();
+    assert!(dynamic.built_plans().iter().any(|o| o.tokens == Some(16)));
+    let long = fit(&mut whole, ctx, &data, &ordered).unwrap();
+    for (a, b) in short.epochs.iter().zip(&long.epochs) {
+        assert!(
+            (a.loss - b.loss).abs() < 1e-5 * b.loss,
+            "{} vs {}",
+            a.loss,
+            b.loss
+        );
+    }
+}

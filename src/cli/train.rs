@@ -187,6 +187,17 @@ pub struct TrainArgs {
     /// Keep the dataset's order (with --val-split 0 the first batch is the first B samples).
     #[arg(long)]
     pub no_shuffle: bool,
+    /// Batch texts of similar length together (Hugging Face's group_by_length), so
+    /// a model that masks padding runs each batch only as long as its longest
+    /// text needs: each epoch's shuffled samples are sorted by length in groups of
+    /// up to 50 batches, and the batches shuffled.
+    #[arg(long)]
+    pub group_by_length: bool,
+    /// Run every batch of a model that masks padding at the model's whole length,
+    /// instead of at its longest sample's (rounded up to a power of two); same
+    /// results up to f32 rounding and dropout's draws, for comparison.
+    #[arg(long)]
+    pub no_dynamic_padding: bool,
     /// Keep the whole training state (weights, optimizer state, early-stopping and
     /// learning-rate counters, history) in this folder after every epoch, and resume
     /// from it when it holds one: a run that was stopped continues where it was, with
@@ -851,6 +862,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     if args.no_shuffle {
         recipe.fit.shuffle = false;
     }
+    recipe.fit.group_by_length = args.group_by_length;
     if args.augment_shift.is_some() || args.augment_flip {
         recipe.fit.augment = Some(wgml::data::augment::Augment {
             shift: args.augment_shift.unwrap_or(0),
@@ -1092,6 +1104,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         .model
         .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
     model.fuse = !args.no_fuse;
+    model.dynamic_padding = !args.no_dynamic_padding;
     if let Some(lora) = model.spec_lora() {
         let adapters = model
             .store

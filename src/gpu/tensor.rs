@@ -203,6 +203,22 @@ impl Tensor {
         })
     }
 
+    /// The first `numel(shape)` elements of this tensor seen as `shape` (a
+    /// row-major prefix: a table's first rows); errors if it has fewer.
+    pub fn prefix(&self, shape: &[usize]) -> Result<Tensor> {
+        if numel(shape) > self.numel() {
+            return Err(Error::shape(
+                "Tensor::prefix",
+                format!("{shape:?} is not a prefix of {:?}", self.shape),
+            ));
+        }
+        Ok(Tensor {
+            buffer: self.buffer.clone(),
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+        })
+    }
+
     /// Errors unless this tensor has element type `dtype`.
     pub fn expect_dtype(&self, op: &'static str, what: &'static str, dtype: DType) -> Result<()> {
         if self.dtype != dtype {

@@ -56,6 +56,10 @@ pub struct PlanOptions {
     /// labels among the top k logits into [`Accumulators::top_k`] (Keras'
     /// `SparseTopKCategoricalAccuracy`); the plan is refused for other losses.
     pub top_k: Option<usize>,
+    /// Run the graph on sequences cut to this many tokens, `None` for the
+    /// graph's own: the plan is built on the graph of that length
+    /// ([`crate::nn::dynamic_padding`]), which the caller gives.
+    pub tokens: Option<usize>,
 }
 
 /// The momentum of an exponential moving average of the weights, in [0, 1) (held
@@ -284,11 +288,17 @@ impl Plan {
                     input = Some(t.clone());
                     t
                 }
-                Op::Param { name, .. } => store
-                    .by_node(id)
-                    .ok_or_else(|| Error::invalid(format!("parameter {name} is not in the store")))?
-                    .value
-                    .clone(),
+                Op::Param { name, .. } => {
+                    let value = &store
+                        .by_node(id)
+                        .ok_or_else(|| Error::invalid(format!("parameter {name} is not in the store")))?
+                        .value;
+                    // A shortened graph's position table: its first rows.
+                    match value.shape() == node.shape.as_slice() {
+                        true => value.clone(),
+                        false => value.prefix(&node.shape)?,
+                    }
+                }
                 _ => lower_forward(&mut lw, id)?,
             };
             lw.values[id] = Some(t);

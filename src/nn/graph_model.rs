@@ -108,6 +108,7 @@ impl GraphModel {
             label_smoothing: None,
             ema: self.ema.filter(|_| train),
             top_k: None,
+            tokens: None,
         };
         if !self.plans.contains_key(&options) {
             let plan = ctx.deferring_pipelines(|| {

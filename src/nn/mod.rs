@@ -1,6 +1,7 @@
 //! Keras-style layers and models on top of the graph executor.
 
 pub(crate) mod build;
+pub mod dynamic_padding;
 pub mod functional;
 pub mod gan;
 pub mod generate;

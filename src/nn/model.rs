@@ -11,6 +11,7 @@ use crate::graph::plan::{Accumulators, Pass};
 use crate::graph::{ClipNorm, Ema, Graph, LabelSmoothing, NodeId, ParamStore, Plan, PlanOptions};
 use crate::kernels::optim::{Optimizer, StepUniform, StepValues};
 use crate::nn::build::LayerBuild;
+use crate::nn::dynamic_padding;
 use crate::nn::functional::LayerOrOp;
 use crate::nn::{Functional, Layer, LoraConfig, Loss};
 
@@ -218,6 +219,28 @@ impl ModelSpec {
         }
     }
 
+    /// The graph this description builds on samples of `tokens` token ids
+    /// instead of its own T, and its output node (for dynamic padding,
+    /// [`crate::nn::dynamic_padding`]).
+    pub(crate) fn graph_with_tokens(&self, loss: Loss, tokens: usize) -> Result<(Graph, NodeId)> {
+        match self {
+            ModelSpec::Sequential(s) => Sequential {
+                input_shape: vec![tokens],
+                ..s.clone()
+            }
+            .graph(loss),
+            ModelSpec::Functional(f) => {
+                let mut f = f.clone();
+                f.input.shape = vec![tokens];
+                let built = f.graph()?;
+                match built.objective {
+                    crate::graph::Objective::Supervised { output, .. } => Ok((built.graph, output)),
+                    _ => Err(Error::invalid("the functional model has no supervised output")),
+                }
+            }
+        }
+    }
+
     /// The stack of layers, for a `Sequential` model.
     pub fn sequential(&self) -> Option<&Sequential> {
         match self {
@@ -265,7 +288,15 @@ impl Model {
         graph.seed_random(seed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let store = ParamStore::new(ctx, &graph, optimizer.state_count(), &mut rng)?;
+        // Token ids [T] an Embedding masks: batches may run shorter.
+        let padding = match spec.input_shape() {
+            &[t] => spec.padding_id().map(|pad| (pad, t)),
+            _ => None,
+        };
         Ok(Model {
+            padding,
+            dynamic_padding: true,
+            short_graphs: HashMap::new(),
             spec,
             loss,
             step_uniform: StepUniform::new(ctx)?,
@@ -299,6 +330,17 @@ pub struct Model {
     pub optimizer: Optimizer,
     /// The computation graph built from `spec`.
     pub graph: Graph,
+    /// The padding id of the model's token-id input and its T, when an
+    /// Embedding masks padding.
+    padding: Option<(u32, usize)>,
+    /// Run each batch of a padded model at the length its longest sample
+    /// needs, rounded up to a power of two ([`crate::nn::dynamic_padding`]),
+    /// instead of the model's whole T. On by default; models without padding
+    /// ignore it. Host-buffer steps ([`Model::train_step_on_buffers`],
+    /// [`Model::predict_on_buffers`]) always run the whole T.
+    pub dynamic_padding: bool,
+    /// `graph` on shorter samples, by tokens (built on first use).
+    short_graphs: HashMap<usize, Graph>,
     /// The graph's output node (the logits when the final activation is folded into the loss).
     pub output: NodeId,
     /// Every parameter's value, gradient and optimizer state on the GPU.
@@ -518,6 +560,7 @@ impl Model {
             label_smoothing: self.label_smoothing,
             ema: self.ema.filter(|_| train),
             top_k: self.top_k.filter(|_| !train),
+            tokens: None,
         }
     }
 
@@ -561,6 +604,9 @@ impl Model {
     /// The plan for `options`, built on first use.
     pub fn plan(&mut self, ctx: &Context, options: PlanOptions) -> Result<&Plan> {
         if !self.plans.contains_key(&options) {
+            if let Some(t) = options.tokens {
+                self.short_graph(t)?;
+            }
             if options.accumulate {
                 self.store.ensure_accumulators(ctx)?;
             }
@@ -572,7 +618,7 @@ impl Model {
             let plan = ctx.deferring_pipelines(|| {
                 Plan::build(
                     ctx,
-                    &self.graph,
+                    options.tokens.map_or(&self.graph, |t| &self.short_graphs[&t]),
                     &self.objective(),
                     &self.store,
                     &self.optimizer,
@@ -584,6 +630,70 @@ impl Model {
             self.plans.insert(options, plan);
         }
         Ok(&self.plans[&options])
+    }
+
+    /// The options of every plan built so far, in no particular order.
+    pub fn built_plans(&self) -> Vec<PlanOptions> {
+        self.plans.keys().copied().collect()
+    }
+
+    /// Builds (once) the model's graph on samples of `tokens` ids.
+    fn short_graph(&mut self, tokens: usize) -> Result<()> {
+        if self.short_graphs.contains_key(&tokens) {
+            return Ok(());
+        }
+        match self.padding {
+            Some((_, full)) if (1..full).contains(&tokens) => {}
+            _ => {
+                return Err(Error::invalid(format!(
+                    "a plan of {tokens} tokens needs a model of padded token ids longer than that"
+                )));
+            }
+        }
+        let (rebuilt, output) = self.spec.graph_with_tokens(self.loss, tokens)?;
+        let short = dynamic_padding::shortened(&self.graph, self.output, &rebuilt, output)?;
+        self.short_graphs.insert(tokens, short);
+        Ok(())
+    }
+
+    /// The real tokens of each sample of `x` (token ids, the model's T per
+    /// sample) when the model pads dynamically ([`Model::dynamic_padding`]);
+    /// `None` otherwise.
+    pub fn sample_lengths(&self, x: &[f32]) -> Option<Vec<usize>> {
+        let (pad, full) = self.padding.filter(|_| self.dynamic_padding)?;
+        Some(dynamic_padding::sample_lengths(x, full, pad).collect())
+    }
+
+    /// The tokens a batch of the samples `x` runs at: its bucket
+    /// ([`dynamic_padding::bucket`]) when the model pads dynamically and the
+    /// batch needs less than its T; `None` (the whole T) otherwise.
+    pub fn batch_tokens(&self, x: &[f32]) -> Option<usize> {
+        let (pad, full) = self.padding.filter(|_| self.dynamic_padding)?;
+        if x.is_empty() || !x.len().is_multiple_of(full) {
+            return None;
+        }
+        dynamic_padding::bucket(dynamic_padding::sample_lengths(x, full, pad).max()?, full)
+    }
+
+    /// `options` and `batch` for the tokens the batch runs at
+    /// ([`Model::batch_tokens`]): the samples cut to them into `cut`.
+    fn at_batch_tokens<'a>(
+        &self,
+        options: PlanOptions,
+        batch: &Batch<'a>,
+        cut: &'a mut Vec<f32>,
+    ) -> (PlanOptions, Batch<'a>) {
+        match (self.batch_tokens(batch.x), self.padding) {
+            (Some(t), Some((_, full))) => {
+                dynamic_padding::cut(batch.x, full, t, cut);
+                let options = PlanOptions {
+                    tokens: Some(t),
+                    ..options
+                };
+                (options, Batch { x: cut, ..*batch })
+            }
+            _ => (options, *batch),
+        }
     }
 
     /// Checks that `data`'s targets fit this model: class labels (fewer classes than
@@ -777,10 +887,12 @@ impl Model {
         pass: Pass,
         extra: impl FnOnce(&mut wgpu::CommandEncoder, &Accumulators),
     ) -> Result<()> {
+        let mut cut = Vec::new();
+        let (options, batch) = self.at_batch_tokens(options, batch, &mut cut);
         self.plan(ctx, options)?;
         let plan = &self.plans[&options];
         plan.ready(ctx, true)?;
-        Self::upload(ctx, plan, batch)?;
+        Self::upload(ctx, plan, &batch)?;
         let values = values.for_pass(self.draws + 1, values.grad_scale)?;
         self.step_uniform.write_values(ctx, &values)?;
         submit_pass(ctx, plan, Some(pass), |encoder| extra(encoder, &self.acc))?;
@@ -836,19 +948,23 @@ impl Model {
     }
 
     /// Queues forward + loss + predictions on `batch` (no gradient, no update).
-    /// Afterwards the plan's `probabilities` and `predictions` hold this batch's results.
+    /// Afterwards the plan's `probabilities` and `predictions` hold this batch's
+    /// results. Returns the options of the plan that ran (its tokens, under
+    /// dynamic padding).
     pub fn eval_step(
         &mut self,
         ctx: &Context,
         batch: &Batch<'_>,
         extra: impl FnOnce(&mut wgpu::CommandEncoder, &Plan),
-    ) -> Result<()> {
-        let options = self.options(batch.len, false);
+    ) -> Result<PlanOptions> {
+        let mut cut = Vec::new();
+        let (options, batch) = self.at_batch_tokens(self.options(batch.len, false), batch, &mut cut);
         self.plan(ctx, options)?;
         let plan = &self.plans[&options];
         plan.ready(ctx, false)?;
-        Self::upload(ctx, plan, batch)?;
-        submit_plan(ctx, plan, false, |encoder| extra(encoder, plan))
+        Self::upload(ctx, plan, &batch)?;
+        submit_plan(ctx, plan, false, |encoder| extra(encoder, plan))?;
+        Ok(options)
     }
 
     /// Probabilities for `n` samples `x` (softmax over classes, sigmoid for binary
@@ -865,8 +981,8 @@ impl Model {
         let mut out = Vec::with_capacity(n * self.output_dim());
         for start in (0..n).step_by(256) {
             let len = (n - start).min(256);
-            let probabilities = self.forward(ctx, &x[start * sample..(start + len) * sample], len)?;
-            out.extend(probabilities.to_f32(ctx)?);
+            let options = self.forward(ctx, &x[start * sample..(start + len) * sample], len)?;
+            out.extend(self.plans[&options].probabilities.to_f32(ctx)?);
         }
         Ok(out)
     }
@@ -877,7 +993,10 @@ impl Model {
     /// positions' (for GPT-2, 200 kB instead of 200 MB).
     pub fn predict_position(&mut self, ctx: &Context, x: &[f32], position: usize) -> Result<Vec<f32>> {
         let per = self.check_position("predict_position", x, position)?;
-        self.forward(ctx, x, 1)?.to_f32_range(ctx, position * per, per)
+        let options = self.forward(ctx, x, 1)?;
+        self.plans[&options]
+            .probabilities
+            .to_f32_range(ctx, position * per, per)
     }
 
     /// Checks one sample `x` and a `position` of its output for `op`; returns the
@@ -903,15 +1022,13 @@ impl Model {
     /// [`Model::predict_position`] gives before the softmax.
     pub fn logits_at_position(&mut self, ctx: &Context, x: &[f32], position: usize) -> Result<Vec<f32>> {
         let per = self.check_position("logits_at_position", x, position)?;
-        self.forward(ctx, x, 1)?;
-        self.plans[&self.options(1, false)]
-            .output
-            .to_f32_range(ctx, position * per, per)
+        let options = self.forward(ctx, x, 1)?;
+        self.plans[&options].output.to_f32_range(ctx, position * per, per)
     }
 
     /// Runs the evaluation plan on `len` samples `x` (at most 256, checked) and
-    /// returns its probabilities' buffer.
-    fn forward(&mut self, ctx: &Context, x: &[f32], len: usize) -> Result<Tensor> {
+    /// returns its options: its `probabilities` hold the results.
+    fn forward(&mut self, ctx: &Context, x: &[f32], len: usize) -> Result<PlanOptions> {
         let dim = self.output_dim();
         let sparse = self.loss == Loss::SparseCategoricalCrossentropy;
         let labels = vec![0u32; if sparse { len * self.label_positions() } else { 0 }];
@@ -922,8 +1039,7 @@ impl Model {
             values: &values,
             len,
         };
-        self.eval_step(ctx, &batch, |_, _| {})?;
-        Ok(self.plans[&self.options(len, false)].probabilities.clone())
+        self.eval_step(ctx, &batch, |_, _| {})
     }
 
     /// One training step on buffers the host owns, with no CPU round trip: the `n`

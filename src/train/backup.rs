@@ -123,6 +123,12 @@ pub(crate) fn settings(
     if config.accumulate != 1 {
         settings.insert("accumulate".into(), config.accumulate.to_string());
     }
+    if config.group_by_length {
+        settings.insert("group_by_length".into(), "true".into());
+    }
+    if !model.dynamic_padding {
+        settings.insert("dynamic_padding".into(), "false".into());
+    }
     if !model.no_decay().is_empty() {
         settings.insert("no_decay".into(), format!("{:?}", model.no_decay()));
     }

@@ -67,20 +67,27 @@ pub fn eval_plans(model: &Model, samples: usize, batch_size: usize) -> Vec<PlanO
     plans
 }
 
+/// Runs `data` through `model` in batches of `batch_size`, copying each batch's
+/// predictions (classes, or outputs for values) into `preds` one after the
+/// other. Returns the order the samples ran in: `data`'s, or under dynamic
+/// padding ([`Model::dynamic_padding`]) shortest first, so batches run short.
 fn batches(
     model: &mut Model,
     ctx: &Context,
     data: &Split,
     batch_size: usize,
     preds: Option<&Tensor>,
-) -> Result<()> {
+) -> Result<Vec<usize>> {
     let n = data.len();
     if n == 0 {
         return Err(Error::invalid("no samples to evaluate"));
     }
     model.check_data(data)?;
     let b = batch_size.clamp(1, n);
-    let order: Vec<usize> = (0..n).collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    if let Some(lengths) = model.sample_lengths(&data.x) {
+        order.sort_by_key(|&i| lengths[i]);
+    }
     let (mut xb, mut lb, mut vb) = (Vec::new(), Vec::new(), Vec::new());
     model.acc.reset(ctx)?;
     for (i, idx) in order.chunks(b).enumerate() {
@@ -109,7 +116,18 @@ fn batches(
             }
         })?;
     }
-    Ok(())
+    Ok(order)
+}
+
+/// `ran` (`per` values for each sample, in the order `order` ran them) in the
+/// samples' own order.
+fn in_data_order<T: Copy>(ran: Vec<T>, order: &[usize]) -> Vec<T> {
+    let per = ran.len() / order.len().max(1);
+    let mut out = ran.clone();
+    for (j, &i) in order.iter().enumerate() {
+        out[i * per..(i + 1) * per].copy_from_slice(&ran[j * per..(j + 1) * per]);
+    }
+    out
 }
 
 /// Mean loss and accuracy over `data` (accuracy 0 for regression).
@@ -160,12 +178,14 @@ pub fn evaluate_with_predictions(
             if model.loss.is_classification() { 2 } else { 0 },
         ),
     };
-    batches(model, ctx, data, batch_size, Some(&preds))?;
+    let order = batches(model, ctx, data, batch_size, Some(&preds))?;
     let (loss_sum, correct) = model.acc.read(ctx)?;
     let predicted: Vec<usize> = match &data.y {
-        Targets::Classes { .. } => preds.to_u32(ctx)?.into_iter().map(|p| p as usize).collect(),
-        Targets::Values { .. } => preds
-            .to_f32(ctx)?
+        Targets::Classes { .. } => in_data_order(preds.to_u32(ctx)?, &order)
+            .into_iter()
+            .map(|p| p as usize)
+            .collect(),
+        Targets::Values { .. } => in_data_order(preds.to_f32(ctx)?, &order)
             .into_iter()
             .map(|p| usize::from(p > 0.5))
             .collect(),

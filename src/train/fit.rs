@@ -16,6 +16,7 @@ use crate::gpu::{Context, DType, Tensor};
 use crate::graph::PlanOptions;
 use crate::graph::plan::Accumulators;
 use crate::nn::Model;
+use crate::nn::dynamic_padding::buckets_between;
 use crate::nn::model::Batch;
 use crate::train::backup::{self, Backup};
 use crate::train::callbacks::{BatchEnd, Callback, Control, FitEvent, PrintProgress};
@@ -232,6 +233,13 @@ pub struct FitConfig {
     pub seed: u64,
     /// Shuffle the training samples every epoch.
     pub shuffle: bool,
+    /// Batch samples of similar length together (Hugging Face's
+    /// `group_by_length`), so a padded model's batches run short under dynamic
+    /// padding ([`crate::nn::Model::dynamic_padding`]): each epoch's shuffled
+    /// samples are cut into groups of up to 50 batches (fewer, so an epoch has at
+    /// least 4 groups), each group sorted by length and cut into batches, and the
+    /// batches shuffled. Needs a model that pads dynamically. Off by default.
+    pub group_by_length: bool,
     /// Stop after this many optimizer steps in total.
     pub max_steps: Option<u64>,
     /// Random shifts and flips of the training images (Keras' `RandomTranslation`,
@@ -259,6 +267,7 @@ impl Default for FitConfig {
             restore_best: true,
             seed: 42,
             shuffle: true,
+            group_by_length: false,
             max_steps: None,
             augment: None,
             verbose: true,
@@ -380,6 +389,20 @@ pub fn fit_plans_validated(
         _ => model.accumulating_options(batch),
     };
     let mut plans = vec![train(b)];
+    // Grouped by length, the batches take every bucket between the shortest
+    // sample's and the longest's; others are built when a batch first needs them.
+    if config.group_by_length
+        && let Some(lengths) = model.sample_lengths(&data.x)
+    {
+        let (shortest, longest) = (lengths.iter().min(), lengths.iter().max());
+        let full = model.spec.input_shape()[0];
+        for t in buckets_between(*shortest.unwrap_or(&0), *longest.unwrap_or(&full), full) {
+            plans.push(PlanOptions {
+                tokens: Some(t),
+                ..train(b)
+            });
+        }
+    }
     // The partial last batch, unless a step limit ends training before it.
     let steps = n.div_ceil(b).div_ceil(k) as u64;
     if !n.is_multiple_of(b) && config.max_steps.is_none_or(|m| m >= steps) {
@@ -531,6 +554,16 @@ fn run_fit(
         }
         None => None,
     };
+    let lengths = match config.group_by_length {
+        true => Some(model.sample_lengths(&train.x).ok_or_else(|| {
+            Error::invalid(
+                "grouping batches by length needs a model of padded token ids (an Embedding \
+                 with a mask_id reading the input) that pads dynamically",
+            )
+        })?),
+        false => None,
+    };
+    let lengths = lengths.as_deref();
     let mut scratch = Vec::new();
     model.prepare(ctx, &fit_plans_validated(model, data, validation, config)?)?;
     // Running loss sum after every batch of an epoch, copied on the GPU.
@@ -589,10 +622,10 @@ fn run_fit(
         lr: model.optimizer.lr() as f64,
         ..Progress::default()
     };
-    if let Some(b) = &config.backup {
-        if let Some(restored) = backup::restore(b, ctx, model, &best, &settings)? {
+    if let Some(backup) = &config.backup {
+        if let Some(restored) = backup::restore(backup, ctx, model, &best, &settings)? {
             p = restored;
-            let path = b.path();
+            let path = backup.path();
             hooks.event(FitEvent::Resumed {
                 path: &path,
                 epochs_done: p.history.epochs.len(),
@@ -602,10 +635,8 @@ fn run_fit(
             });
         }
         // Each epoch's shuffle follows from the previous ones: replay those done.
-        if config.shuffle {
-            for _ in 0..p.history.epochs.len() {
-                order.shuffle(&mut rng);
-            }
+        for _ in 0..p.history.epochs.len() {
+            next_epoch_order(&mut order, &mut rng, config, lengths, b);
         }
     }
     let finished =
@@ -620,9 +651,7 @@ fn run_fit(
             break;
         }
         let start = Instant::now();
-        if config.shuffle {
-            order.shuffle(&mut rng);
-        }
+        next_epoch_order(&mut order, &mut rng, config, lengths, b);
         model.acc.reset(ctx)?;
         let mut seen = 0usize;
         // Batches run this epoch (forward/backward passes).
@@ -826,6 +855,38 @@ fn run_fit(
     Ok(history)
 }
 
+/// Lays an epoch's samples out in `order` (batches of `b` in turn): shuffled
+/// when `config.shuffle`, then grouped by `lengths` when given (see
+/// [`FitConfig::group_by_length`]): groups of whole batches sorted longest
+/// first, and, when shuffling, the whole batches in a random order (a partial
+/// one stays last).
+fn next_epoch_order(
+    order: &mut [usize],
+    rng: &mut rand::rngs::StdRng,
+    config: &FitConfig,
+    lengths: Option<&[usize]>,
+    b: usize,
+) {
+    if config.shuffle {
+        order.shuffle(rng);
+    }
+    let Some(lengths) = lengths else {
+        return;
+    };
+    let n = order.len();
+    let group = (n / (4 * b)).clamp(1, 50) * b;
+    for g in order.chunks_mut(group) {
+        g.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    }
+    if config.shuffle {
+        let whole = n / b * b;
+        let mut batches: Vec<&[usize]> = order[..whole].chunks(b).collect();
+        batches.shuffle(rng);
+        let shuffled = batches.concat();
+        order[..whole].copy_from_slice(&shuffled);
+    }
+}
+
 /// One batch gathered on the CPU: samples, labels or target values.
 #[derive(Default)]
 struct Gathered {
@@ -899,6 +960,49 @@ pub fn epoch_line(s: &EpochStats, epochs: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grouping_by_length_keeps_every_sample_and_sorts_each_batch() {
+        let (n, b) = (103, 4);
+        let lengths: Vec<usize> = (0..n).map(|i| (i * 37) % 61).collect();
+        let config = FitConfig {
+            group_by_length: true,
+            ..FitConfig::default()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut order: Vec<usize> = (0..n).collect();
+        // Sum of the batches' longest samples: what dynamic padding runs.
+        let cost = |order: &[usize]| -> usize {
+            order
+                .chunks(b)
+                .map(|c| c.iter().map(|&i| lengths[i]).max().unwrap())
+                .sum()
+        };
+        let mut shuffled = order.clone();
+        shuffled.shuffle(&mut rng);
+        let random = cost(&shuffled);
+        for _ in 0..3 {
+            next_epoch_order(&mut order, &mut rng, &config, Some(&lengths), b);
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "every sample once");
+            for batch in order.chunks(b) {
+                assert!(batch.windows(2).all(|w| lengths[w[0]] >= lengths[w[1]]));
+            }
+            assert!(cost(&order) * 10 < random * 9, "{} vs {random}", cost(&order));
+        }
+        // Groups of 6 batches (103 / 16): within one, batches run longest first
+        // unless shuffled.
+        let plain = FitConfig {
+            shuffle: false,
+            ..config
+        };
+        let mut order: Vec<usize> = (0..n).collect();
+        next_epoch_order(&mut order, &mut rng, &plain, Some(&lengths), b);
+        for group in order.chunks(6 * b) {
+            assert!(group.windows(2).all(|w| lengths[w[0]] >= lengths[w[1]]));
+        }
+    }
 
     #[test]
     fn plateau_reduces_as_keras_does() {

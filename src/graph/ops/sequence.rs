@@ -296,6 +296,14 @@ pub(crate) fn add_broadcast_backward(
         let n = bw.graph.shape(x).iter().product::<usize>();
         let dp = bw.param_grad(p)?;
         let ctx = bw.ctx;
+        // A shortened graph's table (dynamic padding) keeps more rows than the
+        // sequence: theirs get no gradient, as padded positions' get none.
+        let dp = if dp.numel() > n {
+            bw.dispatches.push(ew::fill(ctx, &dp, 0.0)?);
+            dp.prefix(&[n])?
+        } else {
+            dp
+        };
         bw.dispatches
             .push(reduce::sum_axis(ctx, dy, 1, bw.batch, n, &dp)?);
     }
