@@ -386,11 +386,12 @@ fn dynamic_padding_trains_equal_to_the_reference() {
     let (_g, ctx) = gpu();
     let _restore = PlanAs(ctx);
     let tokens = 20;
-    let steps: [(&[usize], Option<usize>); 4] = [
+    let steps: [(&[usize], Option<usize>); 5] = [
         (&[5, 3, 1, 0], Some(8)),
         (&[20, 3, 7, 2], None),
         (&[12, 2, 9, 16], Some(16)),
         (&[8, 8, 4, 1], Some(8)),
+        (&[1, 9, 0, 2], Some(16)),
     ];
     let labels = [1, 0, 1, 0];
     for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
