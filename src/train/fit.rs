@@ -233,12 +233,14 @@ pub struct FitConfig {
     pub seed: u64,
     /// Shuffle the training samples every epoch.
     pub shuffle: bool,
-    /// Batch samples of similar length together (Hugging Face's
-    /// `group_by_length`), so a padded model's batches run short under dynamic
-    /// padding ([`crate::nn::Model::dynamic_padding`]): each epoch's shuffled
-    /// samples are cut into groups of up to 50 batches (fewer, so an epoch has at
-    /// least 4 groups), each group sorted by length and cut into batches, and the
-    /// batches shuffled. Needs a model that pads dynamically. Off by default.
+    /// Batch samples of similar length together (as Hugging Face's
+    /// `group_by_length` and fairseq's length-sorted batches), so a padded
+    /// model's batches run short under dynamic padding
+    /// ([`crate::nn::Model::dynamic_padding`]): each epoch's shuffled samples are
+    /// cut into groups of 50 batches, each group sorted by length and cut into
+    /// batches, and the batches shuffled. An epoch of up to 50 batches is one
+    /// group: its batches then change from epoch to epoch only among samples of
+    /// equal length. Needs a model that pads dynamically. Off by default.
     pub group_by_length: bool,
     /// Stop after this many optimizer steps in total.
     pub max_steps: Option<u64>,
@@ -874,8 +876,7 @@ fn next_epoch_order(
         return;
     };
     let n = order.len();
-    let group = (n / (4 * b)).clamp(1, 50) * b;
-    for g in order.chunks_mut(group) {
+    for g in order.chunks_mut(50 * b) {
         g.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
     }
     if config.shuffle {
@@ -963,7 +964,7 @@ mod tests {
 
     #[test]
     fn grouping_by_length_keeps_every_sample_and_sorts_each_batch() {
-        let (n, b) = (103, 4);
+        let (n, b) = (503, 4);
         let lengths: Vec<usize> = (0..n).map(|i| (i * 37) % 61).collect();
         let config = FitConfig {
             group_by_length: true,
@@ -991,15 +992,15 @@ mod tests {
             }
             assert!(cost(&order) * 10 < random * 9, "{} vs {random}", cost(&order));
         }
-        // Groups of 6 batches (103 / 16): within one, batches run longest first
-        // unless shuffled.
+        // Groups of 50 batches: within one, batches run longest first unless
+        // shuffled.
         let plain = FitConfig {
             shuffle: false,
             ..config
         };
         let mut order: Vec<usize> = (0..n).collect();
         next_epoch_order(&mut order, &mut rng, &plain, Some(&lengths), b);
-        for group in order.chunks(6 * b) {
+        for group in order.chunks(50 * b) {
             assert!(group.windows(2).all(|w| lengths[w[0]] >= lengths[w[1]]));
         }
     }
