@@ -773,3 +773,86 @@ fn a_gpt2_sequence_classifier_gives_hugging_faces_logits_and_gradients() {
         }
     }
 }
+
+/// The classifier above with a 32-token window: the fixture's samples, padded to
+/// 32, run a plan cut to 16 tokens (dynamic padding), and still give Hugging
+/// Face's probabilities, loss and gradients; the window's other 16 rows of wpe
+/// get none, as in Hugging Face.
+#[test]
+fn a_gpt2_classifier_runs_padded_batches_at_their_length() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let bytes = std::fs::read(repo_file(
+        "kernels-tests/golden/gpt2-tiny-cls/expected.safetensors",
+    ))
+    .unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let want = |name: &str| -> Vec<f32> {
+        file.tensor(name)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let dir = with_config(
+        "gpt2-cls-window",
+        |_| {},
+        |c| {
+            c["embd_pdrop"] = 0.0.into();
+            c["resid_pdrop"] = 0.0.into();
+            c["attn_pdrop"] = 0.0.into();
+        },
+    );
+    let (tokens, window, classes, pad, d) = (16, 32, 3, 299, 32);
+    let imported = import_gpt2(&dir, Some(window), 1e-4).unwrap();
+    let classifier = imported
+        .architecture
+        .functional
+        .sequence_classifier(classes, pad)
+        .unwrap();
+    let mut values = imported.tensors.clone();
+    values.push(("score.weight".into(), vec![classes, d], want("score.weight")));
+    let ids: Vec<f32> = want("ids")
+        .chunks(tokens)
+        .flat_map(|s| s.iter().copied().chain([pad as f32; 16]))
+        .collect();
+    let labels: Vec<u32> = want("labels").iter().map(|&l| l as u32).collect();
+    let probabilities: Vec<f32> = want("logits").chunks(classes).flat_map(softmax).collect();
+    let lr = 1.0;
+    let mut model = classifier
+        .compile_supervised(ctx, wgml::kernels::optim::Optimizer::sgd(lr, 0.0), 1)
+        .unwrap();
+    model.load_params(ctx, &values).unwrap();
+    assert_eq!(model.batch_tokens(&ids), Some(tokens));
+    let got = model.predict(ctx, &ids, 4).unwrap();
+    assert_close("probabilities", &got, &probabilities, 1e-6, 1e-5);
+    let before = model.store.download(ctx).unwrap();
+    model.acc.reset(ctx).unwrap();
+    let batch = wgml::nn::model::Batch {
+        x: &ids,
+        labels: &labels,
+        values: &[],
+        len: 4,
+    };
+    model.train_step(ctx, &batch, lr, |_, _| {}).unwrap();
+    let loss = model.acc.read(ctx).unwrap().0 / 4.0;
+    assert!((loss - want("loss")[0] as f64).abs() < 1e-5, "loss {loss}");
+    let after = model.store.download(ctx).unwrap();
+    let step = |name: &str| -> Vec<f32> {
+        let find = |v: &[wgml::graph::params::NamedValues]| v.iter().find(|t| t.0 == name).unwrap().2.clone();
+        find(&before)
+            .iter()
+            .zip(find(&after))
+            .map(|(b, a)| (b - a) / lr)
+            .collect()
+    };
+    assert_close("score", &step("score.weight"), &want("grad.score.weight"), 1e-6, 1e-5);
+    let wpe = want("grad.wpe.weight");
+    assert_close("wpe", &step("wpe.weight"), &wpe[..window * d], 1e-6, 1e-5);
+    assert!(
+        model.built_plans().iter().all(|o| o.tokens == Some(tokens)),
+        "{:?}",
+        model.built_plans()
+    );
+}
