@@ -109,6 +109,13 @@ if [ "$stage" = wgml ] || [ "$stage" = all ]; then
     python3 bench-results/2026-12-07-padding/make_texts.py /tmp/texts
     run texts-b32 120 "$wgml" train --model examples/models/text_classifier.json --data /tmp/texts \
         --epochs 6 --batch-size 32 --lr 3e-3 --metrics "$logs/texts-b32.json"
+    # Dynamic padding at a 1024-token window: the whole window against batches
+    # grouped by length (lavapipe: bench-results/2026-12-07-dynamic-padding/).
+    for mode in no-dynamic-padding group-by-length; do
+        run texts-1024-b32-$mode 120 "$wgml" train \
+            --model bench-results/2026-12-07-dynamic-padding/text_classifier_1024.json \
+            --data /tmp/texts --epochs 3 --batch-size 32 --lr 3e-3 --$mode
+    done
     run profile-texts-b32 60 "$wgml" train --model examples/models/text_classifier.json \
         --data /tmp/texts --profile --batch-size 32
     WGML_ATTENTION=unfused run profile-texts-b32-unfused 60 "$wgml" train \

@@ -847,7 +847,13 @@ fn a_gpt2_classifier_runs_padded_batches_at_their_length() {
             .map(|(b, a)| (b - a) / lr)
             .collect()
     };
-    assert_close("score", &step("score.weight"), &want("grad.score.weight"), 1e-6, 1e-5);
+    assert_close(
+        "score",
+        &step("score.weight"),
+        &want("grad.score.weight"),
+        1e-6,
+        1e-5,
+    );
     let wpe = want("grad.wpe.weight");
     assert_close("wpe", &step("wpe.weight"), &wpe[..window * d], 1e-6, 1e-5);
     assert!(

@@ -541,3 +541,24 @@ fn fit_groups_by_length() {
         );
     }
 }
+
+/// `predict` runs fewer samples at a time where its batch does not fit the
+/// adapter: 80 samples of 512 tokens need 168 MB of attention scores on the
+/// unfused path, more than lavapipe binds (128 MiB), and come back equal to
+/// four predictions of 20.
+#[test]
+fn predict_splits_batches_the_adapter_cannot_hold() {
+    let (_g, ctx) = gpu();
+    let tokens = 512;
+    let n = 80;
+    let x = padded_ids(&vec![tokens; n], tokens, 41);
+    let mut model = classifier(tokens, None, false, Layer::GlobalAveragePooling1D)
+        .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.01), 5)
+        .unwrap();
+    let all = model.predict(ctx, &x, n).unwrap();
+    let mut parts = Vec::new();
+    for part in x.chunks(20 * tokens) {
+        parts.extend(model.predict(ctx, part, 20).unwrap());
+    }
+    assert_close("in one call", &all, &parts, 1e-6, 1e-5);
+}

@@ -42,6 +42,14 @@ pub struct EvalArgs {
     /// Draw confusion.png and misclassified.png (image data) into this folder.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Samples per evaluation batch (lower it where a long window's batch does not
+    /// fit the adapter).
+    #[arg(long, default_value_t = 256, value_name = "B")]
+    pub batch_size: usize,
+    /// Run every batch of a model that masks padding at its whole window (see
+    /// `wgml train --no-dynamic-padding`).
+    #[arg(long)]
+    pub no_dynamic_padding: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -219,10 +227,15 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
         ));
     }
     model.top_k = super::train::top_k_option(args.top_k, model.loss)?;
+    model.dynamic_padding = !args.no_dynamic_padding;
+    if args.batch_size == 0 {
+        return Err(Error::invalid("--batch-size must be at least 1"));
+    }
     // Per-sample predictions only when the report draws them.
+    let b = args.batch_size;
     let (e, predicted) = match &args.report {
-        Some(_) => train::evaluate_with_predictions(&mut model, &ctx, &data.test, 256)?,
-        None => (train::evaluate(&mut model, &ctx, &data.test, 256)?, Vec::new()),
+        Some(_) => train::evaluate_with_predictions(&mut model, &ctx, &data.test, b)?,
+        None => (train::evaluate(&mut model, &ctx, &data.test, b)?, Vec::new()),
     };
     print_evaluation(&e);
     print_bits_per_byte(&e, bytes_per_token);

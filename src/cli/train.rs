@@ -1206,20 +1206,35 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         ctx.set_tune_mode(Some("on"));
     }
     // Every plan of the run at once: their pipelines compile in parallel.
-    let test_batch = recipe.fit.batch_size.max(256);
+    let mut test_batch = recipe.fit.batch_size.max(256);
     let start = std::time::Instant::now();
-    let mut plans = train::fit_plans_validated(&model, &data.train, data.validation.as_ref(), &recipe.fit)?;
-    // The test evaluation after training is the plain cross-entropy (see below).
-    for p in train::eval_plans(&model, data.test.len(), test_batch) {
-        let p = PlanOptions {
-            label_smoothing: None,
-            ..p
-        };
-        if !plans.contains(&p) {
-            plans.push(p);
+    let run_plans = |model: &nn::Model, test_batch| -> Result<Vec<PlanOptions>> {
+        let mut plans =
+            train::fit_plans_validated(model, &data.train, data.validation.as_ref(), &recipe.fit)?;
+        // The test evaluation after training is the plain cross-entropy (see below).
+        for p in train::eval_plans(model, data.test.len(), test_batch) {
+            let p = PlanOptions {
+                label_smoothing: None,
+                ..p
+            };
+            if !plans.contains(&p) {
+                plans.push(p);
+            }
         }
-    }
-    let compiled = model.prepare(&ctx, &plans)?;
+        Ok(plans)
+    };
+    let mut plans = run_plans(&model, test_batch)?;
+    let compiled = match model.prepare(&ctx, &plans) {
+        // Training's batch fits where the test's larger one does not (a long
+        // window's attention scores): evaluate at training's.
+        Err(Error::TooLarge { what, .. }) if test_batch > recipe.fit.batch_size => {
+            test_batch = recipe.fit.batch_size;
+            println!("note: the test evaluation runs batches of {test_batch}: at 256, {what} would not fit");
+            plans = run_plans(&model, test_batch)?;
+            model.prepare(&ctx, &plans)?
+        }
+        prepared => prepared?,
+    };
     println!(
         "prepared {} plans in {:.2}s ({compiled} pipelines compiled in parallel)",
         plans.len(),

@@ -650,7 +650,12 @@ impl Model {
                 )));
             }
         }
-        let (rebuilt, output) = self.spec.graph_with_tokens(self.loss, tokens)?;
+        let (rebuilt, output) = self.spec.graph_with_tokens(self.loss, tokens).map_err(|e| {
+            Error::invalid(format!(
+                "dynamic padding: the model does not build on {tokens}-token samples ({e}); turn \
+                 dynamic padding off for it"
+            ))
+        })?;
         let short = dynamic_padding::shortened(&self.graph, self.output, &rebuilt, output)?;
         self.short_graphs.insert(tokens, short);
         Ok(())
@@ -969,6 +974,9 @@ impl Model {
 
     /// Probabilities for `n` samples `x` (softmax over classes, sigmoid for binary
     /// cross-entropy, the raw output for regression), `n × output_dim` values.
+    /// Runs batches of up to 256 samples, fewer where the adapter cannot hold a
+    /// batch of 256 (a long window's attention); under dynamic padding, samples
+    /// run shortest first and come back in their own order.
     pub fn predict(&mut self, ctx: &Context, x: &[f32], n: usize) -> Result<Vec<f32>> {
         let sample: usize = self.spec.input_shape().iter().product();
         if x.len() != n * sample {
@@ -978,11 +986,31 @@ impl Model {
             ));
         }
         self.check_token_ids(x)?;
-        let mut out = Vec::with_capacity(n * self.output_dim());
-        for start in (0..n).step_by(256) {
-            let len = (n - start).min(256);
-            let options = self.forward(ctx, &x[start * sample..(start + len) * sample], len)?;
-            out.extend(self.plans[&options].probabilities.to_f32(ctx)?);
+        let mut order: Vec<usize> = (0..n).collect();
+        if let Some(lengths) = self.sample_lengths(x) {
+            order.sort_by_key(|&i| lengths[i]);
+        }
+        let dim = self.output_dim();
+        let mut out = vec![0f32; n * dim];
+        let (mut start, mut batch, mut rows) = (0, n.min(256), Vec::new());
+        while start < n {
+            let idx = &order[start..(start + batch).min(n)];
+            rows.clear();
+            for &i in idx {
+                rows.extend_from_slice(&x[i * sample..(i + 1) * sample]);
+            }
+            let options = match self.forward(ctx, &rows, idx.len()) {
+                Err(Error::TooLarge { .. }) if batch > 1 => {
+                    batch /= 2;
+                    continue;
+                }
+                done => done?,
+            };
+            let probabilities = self.plans[&options].probabilities.to_f32(ctx)?;
+            for (&i, p) in idx.iter().zip(probabilities.chunks(dim)) {
+                out[i * dim..(i + 1) * dim].copy_from_slice(p);
+            }
+            start += idx.len();
         }
         Ok(out)
     }
