@@ -59,6 +59,10 @@ fn train_arguments_out_of_range_are_refused() {
         &["class 12 is past the 10 classes"],
     );
     fails_with(&["train", "--ema", "1"], &["momentum 1 is outside [0, 1)"]);
+    fails_with(
+        &["train", "--group-by-length"],
+        &["--group-by-length groups texts", "mask_id"],
+    );
     fails_with(&["train", "--top-k", "0"], &["--top-k needs K of at least 1"]);
     fails_with(
         &["train", "--model", "binary", "--top-k", "2"],
@@ -1846,13 +1850,23 @@ fn texts_by_class_train_an_encoder_and_a_gpt2_classifier() {
         }
     }
     writer.flush().unwrap();
-    let out = wgml(&["train", "--model", model, "--data", &table, "--steps", "2"]);
+    let out = wgml(&[
+        "train",
+        "--model",
+        model,
+        "--data",
+        &table,
+        "--steps",
+        "2",
+        "--group-by-length",
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for want in [
         "classes: 0 = rust, 1 = wgsl",
         "302 documents",
         "(272 train / 30 test)",
+        "texts/s",
     ] {
         assert!(stdout.contains(want), "{want:?} in {stdout}");
     }

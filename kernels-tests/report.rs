@@ -43,6 +43,7 @@ fn history(epochs: usize, validation: bool, accuracy: bool) -> History {
                     lr: 0.001,
                     steps: 10,
                     labels_per_sample: 1,
+                    texts: false,
                 }
             })
             .collect(),

@@ -1105,6 +1105,17 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         .compile(&ctx, recipe.loss, recipe.optimizer.clone(), args.seed)?;
     model.fuse = !args.no_fuse;
     model.dynamic_padding = !args.no_dynamic_padding;
+    if args.group_by_length && !model.pads_texts() {
+        return Err(Error::invalid(
+            "--group-by-length groups texts by length: it needs a model of token ids whose \
+             Embedding masks padding (a mask_id), such as examples/models/text_classifier.json",
+        ));
+    }
+    if args.group_by_length && args.no_dynamic_padding {
+        return Err(Error::invalid(
+            "--group-by-length saves work only with dynamic padding: drop --no-dynamic-padding",
+        ));
+    }
     if let Some(lora) = model.spec_lora() {
         let adapters = model
             .store

@@ -632,6 +632,11 @@ impl Model {
         Ok(&self.plans[&options])
     }
 
+    /// Whether the samples are texts: token ids an Embedding pads.
+    pub fn pads_texts(&self) -> bool {
+        self.padding.is_some()
+    }
+
     /// The options of every plan built so far, in no particular order.
     pub fn built_plans(&self) -> Vec<PlanOptions> {
         self.plans.keys().copied().collect()

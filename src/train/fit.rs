@@ -348,6 +348,10 @@ pub struct EpochStats {
     /// shows tokens per second).
     #[serde(default = "one_label")]
     pub labels_per_sample: usize,
+    /// The samples are texts (token ids that a model pads, one label each): the
+    /// epoch line shows texts per second rather than images.
+    #[serde(default)]
+    pub texts: bool,
 }
 
 fn one_label() -> usize {
@@ -779,6 +783,7 @@ fn run_fit(
             steps,
             lr: step_lr,
             labels_per_sample: per_sample,
+            texts: model.pads_texts(),
         };
         stop |= hooks.epoch_end(&stats, config.epochs);
         let watched = config.monitor.score(&stats);
@@ -953,7 +958,8 @@ pub fn epoch_line(s: &EpochStats, epochs: usize) -> String {
             s.images_per_second * s.labels_per_sample as f64
         );
     } else {
-        line += &format!(" - {:.0} images/s", s.images_per_second);
+        let noun = if s.texts { "texts" } else { "images" };
+        line += &format!(" - {:.0} {noun}/s", s.images_per_second);
     }
     line
 }
