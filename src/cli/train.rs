@@ -187,10 +187,11 @@ pub struct TrainArgs {
     /// Keep the dataset's order (with --val-split 0 the first batch is the first B samples).
     #[arg(long)]
     pub no_shuffle: bool,
-    /// Batch texts of similar length together (Hugging Face's group_by_length), so
-    /// a model that masks padding runs each batch only as long as its longest
-    /// text needs: each epoch's shuffled samples are sorted by length in groups of
-    /// up to 50 batches, and the batches shuffled.
+    /// Batch texts of similar length together (as Hugging Face's group_by_length),
+    /// so a model that masks padding runs each batch only as long as its longest
+    /// text needs: each epoch's shuffled texts are sorted by the length they run
+    /// at (a power of two), keeping the shuffle among texts of one length, and the
+    /// batches are shuffled.
     #[arg(long)]
     pub group_by_length: bool,
     /// Run every batch of a model that masks padding at the model's whole length,

@@ -674,6 +674,21 @@ impl Model {
         Some(dynamic_padding::sample_lengths(x, full, pad).collect())
     }
 
+    /// The tokens each sample of `x` would run at alone when the model pads
+    /// dynamically: its bucket ([`dynamic_padding::bucket`]), or the model's T;
+    /// `None` when the model does not pad dynamically. A batch runs at its
+    /// samples' largest.
+    pub fn sample_buckets(&self, x: &[f32]) -> Option<Vec<usize>> {
+        let (_, full) = self.padding?;
+        let lengths = self.sample_lengths(x)?;
+        Some(
+            lengths
+                .into_iter()
+                .map(|l| dynamic_padding::bucket(l, full).unwrap_or(full))
+                .collect(),
+        )
+    }
+
     /// The tokens a batch of the samples `x` runs at: its bucket
     /// ([`dynamic_padding::bucket`]) when the model pads dynamically and the
     /// batch needs less than its T; `None` (the whole T) otherwise.

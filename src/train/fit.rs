@@ -234,13 +234,15 @@ pub struct FitConfig {
     /// Shuffle the training samples every epoch.
     pub shuffle: bool,
     /// Batch samples of similar length together (as Hugging Face's
-    /// `group_by_length` and fairseq's length-sorted batches), so a padded
+    /// `group_by_length` and fairseq's length-sorted batches do), so a padded
     /// model's batches run short under dynamic padding
-    /// ([`crate::nn::Model::dynamic_padding`]): each epoch's shuffled samples are
-    /// cut into groups of 50 batches, each group sorted by length and cut into
-    /// batches, and the batches shuffled. An epoch of up to 50 batches is one
-    /// group: its batches then change from epoch to epoch only among samples of
-    /// equal length. Needs a model that pads dynamically. Off by default.
+    /// ([`crate::nn::Model::dynamic_padding`]). Only the length a batch runs at
+    /// matters (its longest sample's, rounded up to a power of two), so samples
+    /// are grouped by that bucket, not sorted by exact length: each epoch's
+    /// shuffled samples are sorted by bucket, longest first, keeping the shuffle
+    /// within each bucket, then cut into batches, and the batches are shuffled.
+    /// Batches thus change from epoch to epoch among all the samples of a bucket.
+    /// Needs a model that pads dynamically. Off by default.
     pub group_by_length: bool,
     /// Stop after this many optimizer steps in total.
     pub max_steps: Option<u64>,
@@ -560,8 +562,8 @@ fn run_fit(
         }
         None => None,
     };
-    let lengths = match config.group_by_length {
-        true => Some(model.sample_lengths(&train.x).ok_or_else(|| {
+    let buckets = match config.group_by_length {
+        true => Some(model.sample_buckets(&train.x).ok_or_else(|| {
             Error::invalid(
                 "grouping batches by length needs a model of padded token ids (an Embedding \
                  with a mask_id reading the input) that pads dynamically",
@@ -569,7 +571,7 @@ fn run_fit(
         })?),
         false => None,
     };
-    let lengths = lengths.as_deref();
+    let buckets = buckets.as_deref();
     let mut scratch = Vec::new();
     model.prepare(ctx, &fit_plans_validated(model, data, validation, config)?)?;
     // Running loss sum after every batch of an epoch, copied on the GPU.
@@ -642,7 +644,7 @@ fn run_fit(
         }
         // Each epoch's shuffle follows from the previous ones: replay those done.
         for _ in 0..p.history.epochs.len() {
-            next_epoch_order(&mut order, &mut rng, config, lengths, b);
+            next_epoch_order(&mut order, &mut rng, config, buckets, b);
         }
     }
     let finished =
@@ -657,7 +659,7 @@ fn run_fit(
             break;
         }
         let start = Instant::now();
-        next_epoch_order(&mut order, &mut rng, config, lengths, b);
+        next_epoch_order(&mut order, &mut rng, config, buckets, b);
         model.acc.reset(ctx)?;
         let mut seen = 0usize;
         // Batches run this epoch (forward/backward passes).
@@ -863,29 +865,28 @@ fn run_fit(
 }
 
 /// Lays an epoch's samples out in `order` (batches of `b` in turn): shuffled
-/// when `config.shuffle`, then grouped by `lengths` when given (see
-/// [`FitConfig::group_by_length`]): groups of whole batches sorted longest
-/// first, and, when shuffling, the whole batches in a random order (a partial
-/// one stays last).
+/// when `config.shuffle`; then, given each sample's bucket (the tokens it runs
+/// at, [`Model::sample_buckets`]), grouped by it (see
+/// [`FitConfig::group_by_length`]): sorted by bucket, largest first, the
+/// shuffled order kept within each, and when shuffling the whole batches put in
+/// a random order (a partial one stays last).
 fn next_epoch_order(
     order: &mut [usize],
     rng: &mut rand::rngs::StdRng,
     config: &FitConfig,
-    lengths: Option<&[usize]>,
+    buckets: Option<&[usize]>,
     b: usize,
 ) {
     if config.shuffle {
         order.shuffle(rng);
     }
-    let Some(lengths) = lengths else {
+    let Some(buckets) = buckets else {
         return;
     };
-    let n = order.len();
-    for g in order.chunks_mut(50 * b) {
-        g.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
-    }
+    // Stable: samples of one bucket stay in their shuffled order.
+    order.sort_by_key(|&i| std::cmp::Reverse(buckets[i]));
     if config.shuffle {
-        let whole = n / b * b;
+        let whole = order.len() / b * b;
         let mut batches: Vec<&[usize]> = order[..whole].chunks(b).collect();
         batches.shuffle(rng);
         let shuffled = batches.concat();
@@ -969,46 +970,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn grouping_by_length_keeps_every_sample_and_sorts_each_batch() {
+    fn grouping_by_length_keeps_every_sample_and_mixes_each_bucket() {
         let (n, b) = (503, 4);
-        let lengths: Vec<usize> = (0..n).map(|i| (i * 37) % 61).collect();
+        let buckets: Vec<usize> = (0..n).map(|i| [8, 16, 32, 64][(i * 37) % 61 % 4]).collect();
         let config = FitConfig {
             group_by_length: true,
             ..FitConfig::default()
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let mut order: Vec<usize> = (0..n).collect();
-        // Sum of the batches' longest samples: what dynamic padding runs.
+        // The tokens an epoch runs: each batch at its largest bucket.
         let cost = |order: &[usize]| -> usize {
             order
                 .chunks(b)
-                .map(|c| c.iter().map(|&i| lengths[i]).max().unwrap())
+                .map(|c| c.len() * c.iter().map(|&i| buckets[i]).max().unwrap())
                 .sum()
         };
         let mut shuffled = order.clone();
         shuffled.shuffle(&mut rng);
-        let random = cost(&shuffled);
-        for _ in 0..3 {
-            next_epoch_order(&mut order, &mut rng, &config, Some(&lengths), b);
+        let least: usize = buckets.iter().sum();
+        let mut batches_seen = std::collections::HashSet::new();
+        for epoch in 0..3 {
+            next_epoch_order(&mut order, &mut rng, &config, Some(&buckets), b);
             let mut sorted = order.clone();
             sorted.sort();
             assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "every sample once");
-            for batch in order.chunks(b) {
-                assert!(batch.windows(2).all(|w| lengths[w[0]] >= lengths[w[1]]));
-            }
-            assert!(cost(&order) * 10 < random * 9, "{} vs {random}", cost(&order));
+            // Batches mix buckets only where two meet: at most 3 of 126.
+            let mixed = order
+                .chunks(b)
+                .filter(|c| c.iter().any(|&i| buckets[i] != buckets[c[0]]))
+                .count();
+            assert!(mixed <= 3, "{mixed} batches mix buckets");
+            assert!(cost(&order) <= least + 3 * 3 * 64, "{} vs {least}", cost(&order));
+            assert!(cost(&shuffled) > least * 3 / 2);
+            // Within a bucket, each epoch makes new batches.
+            let fresh = order
+                .chunks(b)
+                .filter(|c| {
+                    let mut c = c.to_vec();
+                    c.sort();
+                    batches_seen.insert(c)
+                })
+                .count();
+            assert!(epoch == 0 || fresh > 100, "epoch {epoch}: {fresh} new batches");
         }
-        // Groups of 50 batches: within one, batches run longest first unless
-        // shuffled.
+        // Unshuffled: the data's order within each bucket, largest first.
         let plain = FitConfig {
             shuffle: false,
             ..config
         };
         let mut order: Vec<usize> = (0..n).collect();
-        next_epoch_order(&mut order, &mut rng, &plain, Some(&lengths), b);
-        for group in order.chunks(50 * b) {
-            assert!(group.windows(2).all(|w| lengths[w[0]] >= lengths[w[1]]));
-        }
+        next_epoch_order(&mut order, &mut rng, &plain, Some(&buckets), b);
+        assert!(order.windows(2).all(|w| {
+            buckets[w[0]] > buckets[w[1]] || (buckets[w[0]] == buckets[w[1]] && w[0] < w[1])
+        }));
     }
 
     #[test]
