@@ -562,3 +562,49 @@ fn predict_splits_batches_the_adapter_cannot_hold() {
     }
     assert_close("in one call", &all, &parts, 1e-6, 1e-5);
 }
+
+/// A model that also reads the ids without skipping padding (a second
+/// Embedding without `mask_id`, averaged over all its tokens) would compute
+/// something else on fewer tokens: dynamic padding does not apply to it, says
+/// why, and its batches run the whole window.
+#[test]
+fn dynamic_padding_refuses_a_model_that_reads_padding() {
+    let (_g, ctx) = gpu();
+    let tokens = 24;
+    let embedding = |mask_id| Layer::Embedding {
+        input_dim: V,
+        output_dim: 4,
+        mask_id,
+        trainable: true,
+    };
+    let spec = ModelSpec::Functional(
+        Functional::new("ids", &[tokens])
+            .layer("masked", embedding(Some(0)), &["ids"])
+            .layer("pool", Layer::GlobalAveragePooling1D, &["masked"])
+            .layer("plain", embedding(None), &["ids"])
+            .layer("plain_pool", Layer::GlobalAveragePooling1D, &["plain"])
+            .op("sum", GraphOp::Add, &["pool", "plain_pool"])
+            .layer(
+                "head",
+                Layer::Dense {
+                    units: 2,
+                    activation: LayerActivation::Softmax,
+                    use_bias: true,
+                    trainable: true,
+                },
+                &["sum"],
+            )
+            .supervised("head", Loss::SparseCategoricalCrossentropy),
+    );
+    let mut model = spec
+        .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.01), 1)
+        .unwrap();
+    let why = model.dynamic_padding_unavailable().expect("refused");
+    assert!(why.contains("'plain'"), "{why}");
+    let x = padded_ids(&[3, 5], tokens, 2);
+    assert_eq!(model.batch_tokens(&x), None);
+    let dynamic = model.predict(ctx, &x, 2).unwrap();
+    model.dynamic_padding = false;
+    assert_eq!(dynamic, model.predict(ctx, &x, 2).unwrap());
+    assert!(model.built_plans().iter().all(|o| o.tokens.is_none()));
+}

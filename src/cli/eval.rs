@@ -42,8 +42,8 @@ pub struct EvalArgs {
     /// Draw confusion.png and misclassified.png (image data) into this folder.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Samples per evaluation batch (lower it where a long window's batch does not
-    /// fit the adapter).
+    /// Samples per evaluation batch; wgml halves it where the adapter cannot hold
+    /// a batch (a long window's attention).
     #[arg(long, default_value_t = 256, value_name = "B")]
     pub batch_size: usize,
     /// Run every batch of a model that masks padding at its whole window (see
@@ -183,6 +183,9 @@ fn load_model(ctx: &wgml::Context, model: Option<&str>, weights: &Path) -> Resul
 }
 
 pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
+    if args.batch_size == 0 {
+        return Err(Error::invalid("--batch-size must be at least 1"));
+    }
     if let Some(dir) = &args.report {
         // Fail before evaluating, not after, when the pictures cannot be written.
         wgml::report::prepare(dir)?;
@@ -228,9 +231,6 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
     }
     model.top_k = super::train::top_k_option(args.top_k, model.loss)?;
     model.dynamic_padding = !args.no_dynamic_padding;
-    if args.batch_size == 0 {
-        return Err(Error::invalid("--batch-size must be at least 1"));
-    }
     // Per-sample predictions only when the report draws them.
     let b = args.batch_size;
     let (e, predicted) = match &args.report {

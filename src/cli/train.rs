@@ -1112,6 +1112,9 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
              Embedding masks padding (a mask_id), such as examples/models/text_classifier.json",
         ));
     }
+    if let Some(why) = model.dynamic_padding_unavailable() {
+        println!("note: every batch runs the model's whole window: {why}");
+    }
     if args.group_by_length && args.no_dynamic_padding {
         return Err(Error::invalid(
             "--group-by-length saves work only with dynamic padding: drop --no-dynamic-padding",
@@ -1220,9 +1223,9 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     // Every plan of the run at once: their pipelines compile in parallel.
     let mut test_batch = recipe.fit.batch_size.max(256);
     let start = std::time::Instant::now();
-    let run_plans = |model: &nn::Model, test_batch| -> Result<Vec<PlanOptions>> {
-        let mut plans =
-            train::fit_plans_validated(model, &data.train, data.validation.as_ref(), &recipe.fit)?;
+    let train_plans = train::fit_plans_validated(&model, &data.train, data.validation.as_ref(), &recipe.fit)?;
+    let with_test = |model: &nn::Model, test_batch| {
+        let mut plans = train_plans.clone();
         // The test evaluation after training is the plain cross-entropy (see below).
         for p in train::eval_plans(model, data.test.len(), test_batch) {
             let p = PlanOptions {
@@ -1233,17 +1236,18 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
                 plans.push(p);
             }
         }
-        Ok(plans)
+        plans
     };
-    let mut plans = run_plans(&model, test_batch)?;
+    let mut plans = with_test(&model, test_batch);
     let compiled = match model.prepare(&ctx, &plans) {
-        // Training's batch fits where the test's larger one does not (a long
-        // window's attention scores): evaluate at training's.
+        // Where training's plans fit and the test's larger batch does not (a long
+        // window's attention scores), the test runs training's batch size.
         Err(Error::TooLarge { what, .. }) if test_batch > recipe.fit.batch_size => {
+            let compiled = model.prepare(&ctx, &train_plans)?;
             test_batch = recipe.fit.batch_size;
             println!("note: the test evaluation runs batches of {test_batch}: at 256, {what} would not fit");
-            plans = run_plans(&model, test_batch)?;
-            model.prepare(&ctx, &plans)?
+            plans = with_test(&model, test_batch);
+            compiled + model.prepare(&ctx, &plans)?
         }
         prepared => prepared?,
     };

@@ -6,14 +6,16 @@
 //! The data stays padded to the model's T on the CPU. Each batch's length is its
 //! longest sample's real tokens rounded up to a power of two ([`bucket`]), at
 //! least [`MIN_TOKENS`]; a batch that needs all of T runs the model's own plan.
-//! Powers of two bound the plans a run builds to log2(T) and their memory to
-//! less than twice the full plan's (each plan holds its own activations).
+//! Powers of two bound the plans of one batch size to log2(T), and their memory
+//! to less than twice the full plan's (each plan holds its own activations).
 //!
 //! A shortened plan runs the model's graph with every sequence's first axis
 //! cut to the batch's length: the graph the model's description builds on
 //! samples of that length, checked node by node against the model's own
 //! ([`shortened`]) so parameters, random streams and everything else stay the
-//! model's. The one parameter whose shape follows the sample, a learned position
+//! model's. The model builds them at every bucket when it is compiled; where
+//! one does not apply (a layer reading the ids without skipping padding),
+//! every batch runs the whole window and the model says why. The one parameter whose shape follows the sample, a learned position
 //! embedding's table `[T, F]` (`Op::AddBroadcast`), is read through its first
 //! rows; its gradient's other rows are zero, as padding's are in the full plan
 //! (padded tokens reach no output: the attentions and pools skip them).
@@ -68,20 +70,21 @@ pub fn cut(x: &[f32], full: usize, tokens: usize, out: &mut Vec<f32>) {
 
 /// `base` (the model's graph, output `base_output`) with the shapes of
 /// `rebuilt` (output `output`), the same description built on shorter samples.
-/// Errors unless the two are the same graph but for their shapes: the same ops
-/// on the same inputs from the same layers, the same output, and parameters of
-/// the same shapes except position-embedding tables (`Op::AddBroadcast`'s
-/// parameter), which may keep fewer leading rows.
+/// Errors unless the two are the same graph but for their shapes (the same
+/// kinds of op on the same inputs from the same layers, the same output; the
+/// ops' settings are `base`'s) and every op that reads a shortened value
+/// skips the padding: a padded sequence computed token by token
+/// ([`Graph::lengths_of`]), a pool over the real tokens, the lengths
+/// themselves. Anything else (an Embedding without `mask_id` on the same ids,
+/// a sum over the ids) would compute something else on fewer tokens.
+/// Parameters keep their shapes, but for position-embedding tables
+/// (`Op::AddBroadcast`'s), which may keep fewer leading rows.
 pub fn shortened(base: &Graph, base_output: NodeId, rebuilt: &Graph, output: NodeId) -> Result<Graph> {
-    let differs = |what: String| {
-        Err(Error::invalid(format!(
-            "dynamic padding: the model's graph built on shorter samples differs from its own \
-             ({what}); turn dynamic padding off for this model"
-        )))
-    };
+    let differs = |what: String| Err(Error::invalid(format!("dynamic padding does not apply: {what}")));
     if base.nodes.len() != rebuilt.nodes.len() || base_output != output {
         return differs(format!(
-            "{} nodes and output {output}, against {} and {base_output}",
+            "the model built on shorter samples has {} nodes and output {output}, against {} and \
+             {base_output}",
             rebuilt.nodes.len(),
             base.nodes.len()
         ));
@@ -100,19 +103,41 @@ pub fn shortened(base: &Graph, base_output: NodeId, rebuilt: &Graph, output: Nod
             || base.inputs(id) != rebuilt.inputs(id)
             || a.layer != b.layer
         {
-            return differs(format!("node {id} of layer '{}'", a.layer));
+            return differs(format!(
+                "layer '{}' builds differently on shorter samples",
+                a.layer
+            ));
         }
-        if matches!(a.op, Op::Param { .. }) && a.shape != b.shape {
-            let cut_rows = tables.contains(&id)
-                && a.shape.len() == b.shape.len()
-                && a.shape[1..] == b.shape[1..]
-                && b.shape[0] <= a.shape[0];
-            if !cut_rows {
+        let reads_shortened = base
+            .inputs(id)
+            .iter()
+            .any(|&i| short.nodes[i].shape != base.nodes[i].shape);
+        let skips_padding = base.lengths_of(id).is_some()
+            || matches!(
+                a.op,
+                Op::SequencePool { lengths: Some(_), .. } | Op::SequenceLengths { .. }
+            );
+        match a.op {
+            Op::Param { .. } if a.shape != b.shape => {
+                let cut_rows = tables.contains(&id)
+                    && a.shape.len() == b.shape.len()
+                    && a.shape[1..] == b.shape[1..]
+                    && b.shape[0] <= a.shape[0];
+                if !cut_rows {
+                    return differs(format!(
+                        "a parameter of layer '{}' would be {:?} instead of {:?}",
+                        a.layer, b.shape, a.shape
+                    ));
+                }
+            }
+            _ if reads_shortened && !skips_padding => {
                 return differs(format!(
-                    "parameter of layer '{}' shaped {:?} instead of {:?}",
-                    a.layer, b.shape, a.shape
+                    "layer '{}' reads the token ids or a sequence computed from them without \
+                     skipping padding",
+                    a.layer
                 ));
             }
+            _ => {}
         }
         short.nodes[id].shape = b.shape.clone();
     }

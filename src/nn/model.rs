@@ -293,10 +293,11 @@ impl Model {
             &[t] => spec.padding_id().map(|pad| (pad, t)),
             _ => None,
         };
-        Ok(Model {
+        let mut model = Model {
             padding,
             dynamic_padding: true,
             short_graphs: HashMap::new(),
+            unshortened: None,
             spec,
             loss,
             step_uniform: StepUniform::new(ctx)?,
@@ -315,7 +316,9 @@ impl Model {
             class_weights: None,
             ema: None,
             top_k: None,
-        })
+        };
+        model.shorten();
+        Ok(model)
     }
 }
 
@@ -335,12 +338,16 @@ pub struct Model {
     padding: Option<(u32, usize)>,
     /// Run each batch of a padded model at the length its longest sample
     /// needs, rounded up to a power of two ([`crate::nn::dynamic_padding`]),
-    /// instead of the model's whole T. On by default; models without padding
+    /// instead of the model's whole T. On by default; models without padding,
+    /// and those it does not apply to ([`Model::dynamic_padding_unavailable`]),
     /// ignore it. Host-buffer steps ([`Model::train_step_on_buffers`],
     /// [`Model::predict_on_buffers`]) always run the whole T.
     pub dynamic_padding: bool,
-    /// `graph` on shorter samples, by tokens (built on first use).
+    /// `graph` on shorter samples, at every bucket below T, by tokens (built
+    /// when the model is compiled; empty where dynamic padding does not apply).
     short_graphs: HashMap<usize, Graph>,
+    /// Why dynamic padding does not apply to this padded model, if it does not.
+    unshortened: Option<String>,
     /// The graph's output node (the logits when the final activation is folded into the loss).
     pub output: NodeId,
     /// Every parameter's value, gradient and optimizer state on the GPU.
@@ -604,8 +611,13 @@ impl Model {
     /// The plan for `options`, built on first use.
     pub fn plan(&mut self, ctx: &Context, options: PlanOptions) -> Result<&Plan> {
         if !self.plans.contains_key(&options) {
-            if let Some(t) = options.tokens {
-                self.short_graph(t)?;
+            if let Some(t) = options.tokens
+                && !self.short_graphs.contains_key(&t)
+            {
+                return Err(Error::invalid(format!(
+                    "no plan runs {t} tokens: the model has no graph at that length (dynamic \
+                     padding builds them at powers of two below its T, where it applies)"
+                )));
             }
             if options.accumulate {
                 self.store.ensure_accumulators(ctx)?;
@@ -642,35 +654,54 @@ impl Model {
         self.plans.keys().copied().collect()
     }
 
-    /// Builds (once) the model's graph on samples of `tokens` ids.
-    fn short_graph(&mut self, tokens: usize) -> Result<()> {
-        if self.short_graphs.contains_key(&tokens) {
-            return Ok(());
-        }
-        match self.padding {
-            Some((_, full)) if (1..full).contains(&tokens) => {}
-            _ => {
-                return Err(Error::invalid(format!(
-                    "a plan of {tokens} tokens needs a model of padded token ids longer than that"
-                )));
+    /// Builds the model's graph at every bucket below its T (checked against its
+    /// own, [`dynamic_padding::shortened`]). Where one does not apply, dynamic
+    /// padding is off for the model and the reason kept.
+    fn shorten(&mut self) {
+        let Some((_, full)) = self.padding else {
+            return;
+        };
+        for tokens in dynamic_padding::buckets_between(0, full - 1, full) {
+            let short = self
+                .spec
+                .graph_with_tokens(self.loss, tokens)
+                .map_err(|e| Error::invalid(format!("the model does not build on {tokens} tokens ({e})")))
+                .and_then(|(rebuilt, output)| {
+                    dynamic_padding::shortened(&self.graph, self.output, &rebuilt, output)
+                });
+            match short {
+                Ok(graph) => {
+                    self.short_graphs.insert(tokens, graph);
+                }
+                Err(e) => {
+                    self.short_graphs.clear();
+                    self.unshortened = Some(e.to_string());
+                    return;
+                }
             }
         }
-        let (rebuilt, output) = self.spec.graph_with_tokens(self.loss, tokens).map_err(|e| {
-            Error::invalid(format!(
-                "dynamic padding: the model does not build on {tokens}-token samples ({e}); turn \
-                 dynamic padding off for it"
-            ))
-        })?;
-        let short = dynamic_padding::shortened(&self.graph, self.output, &rebuilt, output)?;
-        self.short_graphs.insert(tokens, short);
-        Ok(())
+    }
+
+    /// Why dynamic padding does not apply to this model of padded token ids
+    /// (a layer that reads the ids or their sequence without skipping the
+    /// padding); `None` where it applies or the model pads nothing. Its
+    /// batches then run the whole window.
+    pub fn dynamic_padding_unavailable(&self) -> Option<&str> {
+        self.unshortened.as_deref()
+    }
+
+    /// The padding id and T when batches may run shorter: the model pads, dynamic
+    /// padding applies to it, and is on.
+    fn shortening(&self) -> Option<(u32, usize)> {
+        self.padding
+            .filter(|_| self.dynamic_padding && self.unshortened.is_none())
     }
 
     /// The real tokens of each sample of `x` (token ids, the model's T per
     /// sample) when the model pads dynamically ([`Model::dynamic_padding`]);
     /// `None` otherwise.
     pub fn sample_lengths(&self, x: &[f32]) -> Option<Vec<usize>> {
-        let (pad, full) = self.padding.filter(|_| self.dynamic_padding)?;
+        let (pad, full) = self.shortening()?;
         Some(dynamic_padding::sample_lengths(x, full, pad).collect())
     }
 
@@ -693,7 +724,7 @@ impl Model {
     /// ([`dynamic_padding::bucket`]) when the model pads dynamically and the
     /// batch needs less than its T; `None` (the whole T) otherwise.
     pub fn batch_tokens(&self, x: &[f32]) -> Option<usize> {
-        let (pad, full) = self.padding.filter(|_| self.dynamic_padding)?;
+        let (pad, full) = self.shortening()?;
         if x.is_empty() || !x.len().is_multiple_of(full) {
             return None;
         }
@@ -1074,8 +1105,8 @@ impl Model {
         self.plans[&options].output.to_f32_range(ctx, position * per, per)
     }
 
-    /// Runs the evaluation plan on `len` samples `x` (at most 256, checked) and
-    /// returns its options: its `probabilities` hold the results.
+    /// Runs the evaluation plan on `len` samples `x` and returns its options: its
+    /// `probabilities` hold the results.
     fn forward(&mut self, ctx: &Context, x: &[f32], len: usize) -> Result<PlanOptions> {
         let dim = self.output_dim();
         let sparse = self.loss == Loss::SparseCategoricalCrossentropy;

@@ -126,7 +126,7 @@ pub(crate) fn settings(
     if config.group_by_length {
         settings.insert("group_by_length".into(), "true".into());
     }
-    if !model.dynamic_padding {
+    if !model.dynamic_padding && model.pads_texts() {
         settings.insert("dynamic_padding".into(), "false".into());
     }
     if !model.no_decay().is_empty() {

@@ -67,9 +67,10 @@ pub fn eval_plans(model: &Model, samples: usize, batch_size: usize) -> Vec<PlanO
     plans
 }
 
-/// Runs `data` through `model` in batches of `batch_size`, copying each batch's
-/// predictions (classes, or outputs for values) into `preds` one after the
-/// other. Returns the order the samples ran in: `data`'s, or under dynamic
+/// Runs `data` through `model` in batches of `batch_size` (fewer where the
+/// adapter cannot hold that many: a long window's attention), copying each
+/// batch's predictions (classes, or outputs for values) into `preds` one after
+/// the other. Returns the order the samples ran in: `data`'s, or under dynamic
 /// padding ([`Model::dynamic_padding`]) shortest first, so batches run short.
 fn batches(
     model: &mut Model,
@@ -83,11 +84,27 @@ fn batches(
         return Err(Error::invalid("no samples to evaluate"));
     }
     model.check_data(data)?;
-    let b = batch_size.clamp(1, n);
     let mut order: Vec<usize> = (0..n).collect();
     if let Some(lengths) = model.sample_lengths(&data.x) {
         order.sort_by_key(|&i| lengths[i]);
     }
+    let mut b = batch_size.clamp(1, n);
+    loop {
+        match batches_of(model, ctx, data, (&order, b), preds) {
+            Err(Error::TooLarge { .. }) if b > 1 => b = b.div_ceil(2),
+            done => return done.map(|()| order),
+        }
+    }
+}
+
+/// [`batches`] of `b` samples in `order`, from zeroed sums.
+fn batches_of(
+    model: &mut Model,
+    ctx: &Context,
+    data: &Split,
+    (order, b): (&[usize], usize),
+    preds: Option<&Tensor>,
+) -> Result<()> {
     let (mut xb, mut lb, mut vb) = (Vec::new(), Vec::new(), Vec::new());
     model.acc.reset(ctx)?;
     for (i, idx) in order.chunks(b).enumerate() {
@@ -116,7 +133,7 @@ fn batches(
             }
         })?;
     }
-    Ok(order)
+    Ok(())
 }
 
 /// `ran` (`per` values for each sample, in the order `order` ran them) in the

@@ -564,10 +564,14 @@ fn run_fit(
     };
     let buckets = match config.group_by_length {
         true => Some(model.sample_buckets(&train.x).ok_or_else(|| {
-            Error::invalid(
+            let why = match model.dynamic_padding_unavailable() {
+                Some(why) => format!(" ({why})"),
+                None => String::new(),
+            };
+            Error::invalid(format!(
                 "grouping batches by length needs a model of padded token ids (an Embedding \
-                 with a mask_id reading the input) that pads dynamically",
-            )
+                 with a mask_id reading the input) that pads dynamically{why}"
+            ))
         })?),
         false => None,
     };
@@ -1021,9 +1025,11 @@ mod tests {
         };
         let mut order: Vec<usize> = (0..n).collect();
         next_epoch_order(&mut order, &mut rng, &plain, Some(&buckets), b);
-        assert!(order.windows(2).all(|w| {
-            buckets[w[0]] > buckets[w[1]] || (buckets[w[0]] == buckets[w[1]] && w[0] < w[1])
-        }));
+        assert!(
+            order.windows(2).all(|w| {
+                buckets[w[0]] > buckets[w[1]] || (buckets[w[0]] == buckets[w[1]] && w[0] < w[1])
+            })
+        );
     }
 
     #[test]
