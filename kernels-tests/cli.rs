@@ -842,6 +842,43 @@ fn train_learns_a_folder_of_images() {
         said.contains("00.png: horizontal (class 0") && said.contains("03.png: vertical (class 1"),
         "{said}"
     );
+    // A checkpoint that numbers the classes otherwise (--classes 1,0): training
+    // from it renumbers the data to its order, so its head keeps its classes
+    // (at a learning rate too small to relearn them, its accuracy stays).
+    let swapped = scratch("bars-swapped.safetensors");
+    let swapped = swapped.to_str().unwrap();
+    let train = |extra: &[&str]| {
+        let out = wgml(&[&args[..], extra].concat());
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    };
+    let stdout = train(&[
+        "--classes",
+        "1,0",
+        "--epochs",
+        "15",
+        "--batch-size",
+        "8",
+        "--save",
+        swapped,
+    ]);
+    assert!(
+        stdout.contains("classes kept: 0 = vertical, 1 = horizontal"),
+        "{stdout}"
+    );
+    let stdout = train(&["--init", swapped, "--steps", "1", "--lr", "1e-9"]);
+    assert!(
+        stdout.contains("classes as the checkpoint numbers them: vertical, horizontal"),
+        "{stdout}"
+    );
+    let (_, rest) = stdout.split_once("test accuracy: ").unwrap();
+    let kept = rest.split_whitespace().next().unwrap().parse::<f64>().unwrap();
+    assert!(
+        kept >= 0.9,
+        "test accuracy {kept} from the swapped checkpoint: {stdout}"
+    );
+    let _ = std::fs::remove_file(swapped);
     let _ = std::fs::remove_file(&saved);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&model);

@@ -415,6 +415,18 @@ impl Checkpoint {
         Ok(Some((model, class_names)))
     }
 
+    /// The class names the file records by label (empty when its training data
+    /// named none; `path` names the file in errors).
+    pub fn class_names(&self, path: &Path) -> Result<Vec<String>> {
+        if let Some(a) = self.architecture(path)? {
+            return Ok(a.class_names);
+        }
+        Ok(self
+            .functional_architecture(path)?
+            .map(|a| a.class_names)
+            .unwrap_or_default())
+    }
+
     /// How the model's token ids read text: the tokenizer the file holds, else
     /// bytes (`path` names the file in errors).
     pub fn vocabulary(&self, path: &Path) -> Result<Vocabulary> {

@@ -951,6 +951,9 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     let made_classifier =
         matches!(&recipe.model, ModelSpec::Functional(f) if wgml::export::gpt2_classifier_of(f).is_some());
     let new_head = (classify.is_some() || made_classifier).then_some(nn::transfer::CLASSIFIER_HEAD);
+    if let Some((path, c)) = &init {
+        data = in_checkpoint_order(data, &c.class_names(path)?)?;
+    }
     if data_name.starts_with("text:") {
         println!(
             "text read as {}: {} training tokens",
@@ -1405,6 +1408,33 @@ pub fn print_evaluation(e: &Evaluation) {
     for row in &e.confusion {
         println!("  {}", row.iter().map(|c| format!("{c:>5}")).collect::<String>());
     }
+}
+
+/// `data` renumbered to the order of `saved`, the class names of the checkpoint
+/// training starts from, when they are the data's classes in another order (a
+/// classifier imported from Hugging Face's `id2label`, one trained with
+/// `--classes 1,0`): its head's outputs then keep their classes. Data of other
+/// classes is left as it is, with a note.
+fn in_checkpoint_order(data: Dataset, saved: &[String]) -> Result<Dataset> {
+    if saved.is_empty() || data.class_names.is_empty() || data.class_names == saved {
+        return Ok(data);
+    }
+    let sorted = |names: &[String]| {
+        let mut names = names.to_vec();
+        names.sort();
+        names
+    };
+    if sorted(&data.class_names) != sorted(saved) {
+        println!(
+            "note: the data's classes ({}) are not the checkpoint's ({}): the data's class i takes \
+             the head's output i",
+            data.class_names.join(", "),
+            saved.join(", ")
+        );
+        return Ok(data);
+    }
+    println!("classes as the checkpoint numbers them: {}", saved.join(", "));
+    data.in_class_order(saved)
 }
 
 /// Writes training history (if any) and test results as JSON (`class_names` by
