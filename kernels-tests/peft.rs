@@ -113,6 +113,47 @@ fn a_peft_classifier_adapter_gives_pefts_logits() {
         1e-6,
         1e-5,
     );
+    // Written back as a PEFT classifier adapter (SEQ_CLS, the head saved) and
+    // read onto the plain GPT-2 again: PEFT's logits still.
+    let out = fresh_dir("peft-cls-write");
+    let path = out.join("classifier.safetensors");
+    let bytes = wgml::data::text::Vocabulary::Bytes;
+    checkpoint::save_functional_tensors(&path, "gpt2", &imported.architecture, &imported.tensors, &bytes)
+        .unwrap();
+    let c = checkpoint::load(&path).unwrap();
+    let line = wgml::peft::write_adapter(&c, &path, &out.join("peft")).unwrap();
+    assert!(
+        line.contains("the head score of 3 classes") && line.contains("num_labels=3, pad_token_id=299"),
+        "{line}"
+    );
+    let settings: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("peft/adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(settings["task_type"], "SEQ_CLS");
+    assert_eq!(
+        settings["modules_to_save"],
+        serde_json::json!(["classifier", "score"])
+    );
+    let written = tensors(&out.join("peft/adapter_model.safetensors"));
+    let head = "base_model.model.score.weight";
+    assert_eq!(
+        written[head],
+        tensors(&dir.join("adapter_model.safetensors"))[head]
+    );
+    let mut reread = plain("peft-cls-reread", 16);
+    wgml::peft::add_adapter(&mut reread, &out.join("peft")).unwrap();
+    let mut again = reread
+        .architecture
+        .functional
+        .compile_supervised(ctx, Optimizer::sgd(0.1, 0.0), 1)
+        .unwrap();
+    again.load_params(ctx, &reread.tensors).unwrap();
+    assert_close(
+        "written and read again",
+        &again.predict(ctx, ids, 4).unwrap(),
+        &probabilities,
+        1e-6,
+        1e-5,
+    );
 }
 
 #[test]

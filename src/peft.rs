@@ -18,6 +18,10 @@
 //! With `lora_dropout`, the three projections' adapters share one mask on their
 //! input, as PEFT's `c_attn` adapter draws one.
 //!
+//! A GPT-2 made a classifier ([`crate::nn::Functional::sequence_classifier`])
+//! reads and writes PEFT's classifier adapters (`task_type` `SEQ_CLS`): the
+//! adapters, and the head `score` trained in full (`modules_to_save`).
+//!
 //! The adapter's settings must be ones wgml computes as PEFT does: LoRA (no DoRA),
 //! `bias` "none", no `modules_to_save` but a classifier's head (`use_rslora`'s α/√r
 //! is kept as α' = α·√r);
@@ -451,22 +455,30 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
         .functional_architecture(path)?
         .ok_or_else(|| bad("holds no functional model (a GPT-2 from wgml import)".into()))?;
     let (config, _) = crate::export::gpt2_config_of(&a.functional).map_err(bad)?;
-    if crate::export::gpt2_classifier_of(&a.functional).is_some() {
-        return Err(bad(
-            "is a GPT-2 classifier of texts; wgml writes PEFT adapters of GPT2LMHeadModel only: export \
-             the merged classifier (wgml export CKPT --save DIR, for \
-             AutoModelForSequenceClassification)"
-                .into(),
-        ));
-    }
+    // A classifier's adapter (PEFT's SEQ_CLS) carries its head, trained in full.
+    let classifier = crate::export::gpt2_classifier_of(&a.functional);
+    let head = crate::nn::transfer::CLASSIFIER_HEAD;
     let lora = a.functional.lora.as_ref().ok_or_else(|| {
         bad("has no LoRA adapters to write (train it with --lora, or export the whole model)".into())
     })?;
-    if !lora.train.is_empty() {
+    let head_only = classifier.is_some() && lora.train == [head];
+    if !lora.train.is_empty() && !head_only {
         return Err(bad(format!(
-            "trains {} in full beside its adapters; a PEFT adapter folder holds adapters only: \
+            "trains {} in full beside its adapters; a PEFT adapter folder holds adapters{} only: \
              export the merged model instead",
-            lora.train.join(", ")
+            lora.train.join(", "),
+            if classifier.is_some() {
+                " and a classifier's head"
+            } else {
+                ""
+            }
+        )));
+    }
+    if classifier.is_some() && !head_only {
+        return Err(bad(format!(
+            "is a GPT-2 classifier whose head '{head}' does not train; PEFT's classifier adapters \
+             (task_type SEQ_CLS) carry the head: export the merged classifier instead (wgml export \
+             CKPT --save DIR)"
         )));
     }
     let by_name: HashMap<&str, &NamedValues> = c.tensors.iter().map(|t| (t.0.as_str(), t)).collect();
@@ -584,9 +596,26 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
             names.join(", ")
         )));
     }
+    if let Some((classes, _)) = classifier {
+        let name = format!("{head}.weight");
+        let (_, shape, values) = by_name
+            .get(name.as_str())
+            .ok_or_else(|| bad(format!("holds no '{name}', the classifier's head")))?;
+        if shape != &[classes, d] {
+            return Err(bad(format!(
+                "holds '{name}' of shape {shape:?}, not the head of {classes} classes [{classes}, {d}]"
+            )));
+        }
+        entries.push((format!("{PREFIX}{name}"), shape.clone(), values.clone()));
+    }
+    // PEFT lists a classifier's heads to save by the names models give them.
+    let (task, saved) = match classifier {
+        Some(_) => ("SEQ_CLS", json!(["classifier", head])),
+        None => ("CAUSAL_LM", Value::Null),
+    };
     let settings = json!({
         "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
+        "task_type": task,
         "base_model_name_or_path": null,
         "r": r,
         "lora_alpha": lora.alpha,
@@ -596,7 +625,7 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
         "alpha_pattern": alphas,
         "fan_in_fan_out": true,
         "bias": "none",
-        "modules_to_save": null,
+        "modules_to_save": saved,
         "init_lora_weights": true,
         "inference_mode": true,
         "use_rslora": false,
@@ -615,8 +644,16 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     let text = serde_json::to_string_pretty(&settings)
         .map_err(|e| Error::invalid(format!("writing {CONFIG_FILE}: {e}")))?;
     checkpoint::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())?;
+    let head_line = match classifier {
+        Some((classes, pad)) => format!(
+            ", and the head {head} of {classes} classes (PEFT's SEQ_CLS: load it onto \
+             AutoModelForSequenceClassification.from_pretrained(BASE, num_labels={classes}, \
+             pad_token_id={pad}))"
+        ),
+        None => String::new(),
+    };
     Ok(format!(
-        "LoRA adapter: rank {r}, alpha {}, on {} GPT-2 modules ({} tensors)",
+        "LoRA adapter: rank {r}, alpha {}, on {} GPT-2 modules{head_line} ({} tensors)",
         lora.alpha,
         targets.len(),
         entries.len()
