@@ -56,7 +56,7 @@ fn lengths_and_pools_match_their_twins() {
                 .unwrap();
             let got = lengths.to_f32(ctx).unwrap();
             assert_eq!(got, want_lengths, "{d:?} fold {fold}: lengths");
-            for pool in [SequencePool::Mean, SequencePool::Last] {
+            for pool in [SequencePool::Mean, SequencePool::Last, SequencePool::First] {
                 for masked in [false, true] {
                     let l = masked.then_some(&lengths);
                     let lv = masked.then_some(&want_lengths[..]);
@@ -173,7 +173,11 @@ fn classifier(tokens: usize, mask_id: Option<u32>, causal: bool, pool: Layer) ->
 fn variants() -> Vec<(bool, Layer)> {
     let mut out = Vec::new();
     for causal in [false, true] {
-        for pool in [Layer::GlobalAveragePooling1D, Layer::LastTokenPooling1D] {
+        for pool in [
+            Layer::GlobalAveragePooling1D,
+            Layer::LastTokenPooling1D,
+            Layer::FirstTokenPooling1D,
+        ] {
             out.push((causal, pool));
         }
     }
@@ -279,8 +283,9 @@ fn padding_changes_no_prediction() {
                 .zip(&want)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0, f32::max);
-            // A causal model's last real token sees no padding even unmasked.
-            if !(causal && pool == Layer::LastTokenPooling1D) {
+            // A causal model's last real token (and its first) sees no padding
+            // even unmasked.
+            if !(causal && pool != Layer::GlobalAveragePooling1D) {
                 assert!(
                     moved > 1e-4,
                     "{what}: the unmasked model ignores padding too ({moved})"

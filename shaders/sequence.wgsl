@@ -1,20 +1,22 @@
 // Sequences `[B, T, F]` (T tokens of F features per sample) with padding: each
 // sample's unpadded length, and the pools that read a sequence down to `[B, F]`
-// over its real tokens only (Keras' GlobalAveragePooling1D with a mask, and the
-// last real token, Hugging Face's sequence-classification pooling).
+// over its real tokens only (Keras' GlobalAveragePooling1D with a mask; the
+// last real token, Hugging Face's GPT-2 sequence-classification pooling; the
+// first token, BERT's [CLS]).
 //
 // Launchers: src/kernels/sequence.rs. CPU twins: src/reference/sequence.rs.
 //
 //   sequence_lengths:     len[b] = 1 + the last t with ids[b, t] ≠ pad (0 when every
 //                         id is pad): padding is the run of pad ids that ends the
 //                         sample. Ids and lengths are f32 (whole numbers).
-//   sequence_pool:        y[b, f] over all T tokens: their mean (p.last = 0) or
-//                         token T − 1 (p.last = 1).
+//   sequence_pool:        y[b, f] over all T tokens: their mean (p.mode = 0),
+//                         token T − 1 (p.mode = 1) or token 0 (p.mode = 2).
 //   sequence_pool_masked: the same over the first n = len[b] tokens: their mean
-//                         (0 when n = 0), or token max(n, 1) − 1 (token 0 of an
-//                         all-padding sample, as Hugging Face picks it).
+//                         (0 when n = 0), token max(n, 1) − 1 (token 0 of an
+//                         all-padding sample, as Hugging Face picks it), or token
+//                         0 whatever n is.
 //   sequence_pool_backward(_masked): dx[b, t, f] = dy[b, f]/n for t < n (mean), or
-//                         dy[b, f] at the picked token (last); 0 elsewhere.
+//                         dy[b, f] at the picked token (last, first); 0 elsewhere.
 //                         Overwrites all of dx.
 //
 // One invocation per output value (a flat grid, possibly folded); sums run over t
@@ -24,7 +26,7 @@ struct Params {
     batch: u32,
     tokens: u32,
     features: u32,
-    last: u32,  // 1: the last token; 0: the mean
+    mode: u32,  // 0: the mean; 1: the last token; 2: the first token
     pad: f32,   // sequence_lengths: the padding id
     _pad0: u32,
     _pad1: u32,
@@ -64,13 +66,18 @@ fn count(l: f32) -> u32 {
     return min(p.tokens, u32(max(l, 0.0)));
 }
 
+// The token a picking pool reads of a sample of n real tokens.
+fn picked(n: u32) -> u32 {
+    return select(max(n, 1u) - 1u, 0u, p.mode == 2u);
+}
+
 // y[b, f] over the first n tokens of sample b.
 fn pool(i: u32, n: u32) {
     let b = i / p.features;
     let f = i - b * p.features;
     let base = b * p.tokens * p.features + f;
-    if (p.last != 0u) {
-        dst[i] = src[base + (max(n, 1u) - 1u) * p.features];
+    if (p.mode != 0u) {
+        dst[i] = src[base + picked(n) * p.features];
         return;
     }
     var s = 0.0;
@@ -102,8 +109,8 @@ fn sequence_pool_masked(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
 fn unpool(i: u32, b: u32, n: u32) {
     let t = (i / p.features) % p.tokens;
     let g = src[b * p.features + i % p.features];
-    if (p.last != 0u) {
-        dst[i] = select(0.0, g, t == max(n, 1u) - 1u);
+    if (p.mode != 0u) {
+        dst[i] = select(0.0, g, t == picked(n));
         return;
     }
     dst[i] = select(0.0, g / f32(n), t < n);

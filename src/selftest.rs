@@ -331,7 +331,7 @@ impl Runner<'_> {
         self.run(&[sequence::sequence_lengths(self.ctx, &idt, tokens, 0, &lengths)?])?;
         let want_lengths = r::sequence::sequence_lengths(&ids, tokens, 0);
         let mut outputs = vec![(lengths.to_f32(self.ctx)?, want_lengths.clone())];
-        for pool in [SequencePool::Mean, SequencePool::Last] {
+        for pool in [SequencePool::Mean, SequencePool::Last, SequencePool::First] {
             let (y, dx) = (self.out(&[batch * features])?, self.out(&[x.len()])?);
             self.run(&[
                 sequence::sequence_pool(self.ctx, &d, pool, &xt, Some(&lengths), &y)?,

@@ -1,6 +1,7 @@
 //! Padded-sequence launchers (`shaders/sequence.wgsl`): each sample's unpadded
 //! length from its token ids, and the pools that read a sequence `[B, T, F]` down
-//! to `[B, F]` (the mean of its tokens, or its last one) over the real tokens only.
+//! to `[B, F]` (the mean of its tokens, its last one or its first) over the real
+//! tokens only.
 //! CPU twins: [`crate::reference::sequence`].
 
 use crate::error::{Error, Result};
@@ -24,7 +25,7 @@ struct Params {
     batch: u32,
     tokens: u32,
     features: u32,
-    last: u32,
+    mode: u32,
     pad: f32,
     _pad0: u32,
     _pad1: u32,
@@ -38,6 +39,8 @@ pub enum SequencePool {
     Mean,
     /// The last real token (token 0 when there are none).
     Last,
+    /// The first token (BERT's `[CLS]`), real or not.
+    First,
 }
 
 /// The shape of a pool: `batch` samples of `tokens × features`.
@@ -64,7 +67,11 @@ impl SequenceDims {
             batch: self.batch as u32,
             tokens: self.tokens as u32,
             features: self.features as u32,
-            last: (pool == SequencePool::Last) as u32,
+            mode: match pool {
+                SequencePool::Mean => 0,
+                SequencePool::Last => 1,
+                SequencePool::First => 2,
+            },
             ..Params::default()
         })
     }
@@ -132,7 +139,7 @@ pub fn sequence_pool(
 
 /// The gradient of [`sequence_pool`]: `dx` (`[batch, tokens, features]`,
 /// overwritten) from `dy` (`[batch, features]`): `dy/n` on each of the `n` pooled
-/// tokens (the mean) or `dy` on the picked one (the last), 0 elsewhere.
+/// tokens (the mean) or `dy` on the picked one (the last or the first), 0 elsewhere.
 pub fn sequence_pool_backward(
     ctx: &Context,
     dims: &SequenceDims,

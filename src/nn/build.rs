@@ -367,6 +367,7 @@ impl Layer {
             ),
             Layer::GlobalAveragePooling1D => Ok(one(b.g.sequence_pool(b.x, SequencePool::Mean, &name)?)),
             Layer::LastTokenPooling1D => Ok(one(b.g.sequence_pool(b.x, SequencePool::Last, &name)?)),
+            Layer::FirstTokenPooling1D => Ok(one(b.g.sequence_pool(b.x, SequencePool::First, &name)?)),
             Layer::AddPositionEmbedding { trainable } => {
                 let shape = b.g.shape(b.x).to_vec();
                 let p = b.param("weight", &shape, Init::Uniform { limit: 0.05 }, *trainable, &name)?;

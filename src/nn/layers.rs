@@ -256,6 +256,10 @@ pub enum Layer {
     /// first of an all-padding sample), as Hugging Face's
     /// `GPT2ForSequenceClassification` reads a causal model's sequence.
     LastTokenPooling1D,
+    /// The first token of a sequence, `[tokens, features]` to `[features]`, padded
+    /// or not: BERT's `[CLS]`, which its pooler and Hugging Face's
+    /// `BertForSequenceClassification` read.
+    FirstTokenPooling1D,
     /// A learned position embedding added to a sequence: a parameter `.weight` of
     /// the sample's shape `[tokens, features]` (initialised as Keras'
     /// `Embedding`, uniform in ±0.05) added to every sample, so each position gets
@@ -447,6 +451,7 @@ impl Layer {
             Layer::MultiHeadAttention { .. } => "MultiHeadAttention",
             Layer::GlobalAveragePooling1D => "GlobalAveragePooling1D",
             Layer::LastTokenPooling1D => "LastTokenPooling1D",
+            Layer::FirstTokenPooling1D => "FirstTokenPooling1D",
             Layer::Permute { .. } => "Permute",
             Layer::Embedding { .. } => "Embedding",
             Layer::AddPositionEmbedding { .. } => "AddPositionEmbedding",

@@ -33,6 +33,7 @@ pub fn sequence_pool(
         let token = |i: usize| &x[(b * t + i) * f..(b * t + i + 1) * f];
         match pool {
             SequencePool::Last => row.copy_from_slice(token(n.max(1) - 1)),
+            SequencePool::First => row.copy_from_slice(token(0)),
             SequencePool::Mean if n > 0 => {
                 for (c, out) in row.iter_mut().enumerate() {
                     *out = ((0..n).map(|i| token(i)[c] as f64).sum::<f64>() / n as f64) as f32;
@@ -58,12 +59,13 @@ pub fn sequence_pool_backward(
         let g = &dy[b * f..(b + 1) * f];
         let tokens = match pool {
             SequencePool::Last => n.max(1) - 1..n.max(1),
+            SequencePool::First => 0..1,
             SequencePool::Mean => 0..n,
         };
         for i in tokens {
             for (c, out) in dx[(b * t + i) * f..(b * t + i + 1) * f].iter_mut().enumerate() {
                 *out = match pool {
-                    SequencePool::Last => g[c],
+                    SequencePool::Last | SequencePool::First => g[c],
                     SequencePool::Mean => g[c] / n as f32,
                 };
             }

@@ -26,6 +26,7 @@ impl Graph {
             let what = match pool {
                 SequencePool::Mean => "GlobalAveragePooling1D",
                 SequencePool::Last => "LastTokenPooling1D",
+                SequencePool::First => "FirstTokenPooling1D",
             };
             return Err(shape_err(
                 layer,
