@@ -369,3 +369,41 @@ pub fn gradient_and_differences(
         .collect();
     (grad, fd)
 }
+
+/// Writes the tensors of the Hugging Face folder `fixture` to
+/// `dir/model.safetensors` after `edit` (name, dtype, shape, bytes), with the
+/// fixture's config and tokenizer beside it.
+pub fn rewrite_fixture(fixture: &std::path::Path, dir: &std::path::Path, edit: impl Fn(&mut Vec<RawTensor>)) {
+    use safetensors::{SafeTensors, tensor::TensorView};
+    let bytes = std::fs::read(fixture.join("model.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<RawTensor> = file
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    edit(&mut tensors);
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+    }
+}
+
+/// A safetensors entry: name, dtype, shape, bytes.
+pub type RawTensor = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
+
+/// f32 values as little-endian bytes.
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Little-endian f32 bytes as values.
+pub fn values(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::{Dtype, SafeTensors};
 use wgml::checkpoint;
 use wgml::data::text::Vocabulary;
 use wgml::gpu::AdapterClass;
@@ -475,38 +475,10 @@ fn export_writes_back_what_import_read() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Writes the fixture's tensors to `dir/model.safetensors` after `edit` (name,
-/// dtype, values), with the fixture's config and tokenizer beside it.
+/// Writes the fixture's tensors to `dir/model.safetensors` after `edit`, with
+/// the fixture's config and tokenizer beside it.
 fn rewrite(dir: &Path, edit: impl Fn(&mut Vec<RawTensor>)) {
-    let bytes = std::fs::read(fixture().join("model.safetensors")).unwrap();
-    let file = SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<RawTensor> = file
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
-        .collect();
-    edit(&mut tensors);
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
-    for f in ["config.json", "tokenizer.json"] {
-        std::fs::copy(fixture().join(f), dir.join(f)).unwrap();
-    }
-}
-
-/// A safetensors entry: name, dtype, shape, bytes.
-type RawTensor = (String, Dtype, Vec<usize>, Vec<u8>);
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn values(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    rewrite_fixture(&fixture(), dir, edit);
 }
 
 #[test]

@@ -10,6 +10,7 @@ static ALLOCATOR: alloc::Recording = alloc::Recording;
 mod attention;
 mod batchnorm;
 mod bench;
+mod bert;
 mod cli;
 mod clip;
 mod context;

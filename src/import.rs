@@ -24,6 +24,8 @@
 //! `dropout`) and on the residual branches (`resid_pdrop`). The checkpoint keeps the tokenizer, so `wgml generate`,
 //! `eval` and `train` read text as GPT-2 does.
 
+pub mod bert;
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -263,6 +265,72 @@ impl Gpt2Config {
     }
 }
 
+/// The `model_type` a Hugging Face folder's `config.json` names (`None` when it
+/// names none).
+pub fn model_type(dir: &Path) -> Result<Option<String>> {
+    let files = Folder(dir);
+    let text = files.text("config.json")?;
+    let c: Value =
+        serde_json::from_str(&text).map_err(|e| files.bad("config.json", format!("is not JSON: {e}")))?;
+    Ok(c.get("model_type").and_then(Value::as_str).map(str::to_string))
+}
+
+/// A Hugging Face model folder being read: its files by name, errors naming them.
+pub(crate) struct Folder<'a>(pub(crate) &'a Path);
+
+impl Folder<'_> {
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+
+    /// An error about file `name`.
+    pub(crate) fn bad(&self, name: &str, message: String) -> Error {
+        Error::Data {
+            path: self.path(name).display().to_string(),
+            message,
+        }
+    }
+
+    /// File `name`'s bytes.
+    pub(crate) fn bytes(&self, name: &str) -> Result<Vec<u8>> {
+        std::fs::read(self.path(name)).map_err(|source| Error::Io {
+            path: self.path(name).display().to_string(),
+            source,
+        })
+    }
+
+    /// File `name` as UTF-8 text.
+    pub(crate) fn text(&self, name: &str) -> Result<String> {
+        String::from_utf8(self.bytes(name)?).map_err(|_| self.bad(name, "is not UTF-8 text".into()))
+    }
+
+    /// The folder's `tokenizer.json`, which must fit a model of `vocab` token ids
+    /// (the model `what` names).
+    pub(crate) fn tokenizer(&self, vocab: usize, what: &str) -> Result<Vocabulary> {
+        let name = "tokenizer.json";
+        if !self.path(name).exists() {
+            return Err(self.bad(
+                name,
+                format!(
+                    "is missing: wgml reads {what}'s tokenizer from it (in Python, \
+                     AutoTokenizer.from_pretrained(NAME).save_pretrained(FOLDER) writes it)"
+                ),
+            ));
+        }
+        let vocabulary = Vocabulary::from_file(&self.path(name))?;
+        if vocabulary.size() > vocab {
+            return Err(self.bad(
+                name,
+                format!(
+                    "has {} tokens but the model only {vocab} (vocab_size): they do not belong together",
+                    vocabulary.size()
+                ),
+            ));
+        }
+        Ok(vocabulary)
+    }
+}
+
 fn layer(name: &str, inputs: &[&str], what: Value) -> Value {
     json!({ "name": name, "inputs": inputs, "layer": what })
 }
@@ -277,19 +345,9 @@ fn op(name: &str, inputs: &[&str], what: &str) -> Value {
 /// the position embedding and cost less per step), trained with Adam at `lr` when
 /// fine-tuned. See the module documentation for the mapping.
 pub fn import_gpt2(dir: &Path, context: Option<usize>, lr: f64) -> Result<Imported> {
-    let path = |name: &str| dir.join(name);
-    let read = |name: &str| {
-        std::fs::read(path(name)).map_err(|source| Error::Io {
-            path: path(name).display().to_string(),
-            source,
-        })
-    };
-    let bad = |name: &str, message: String| Error::Data {
-        path: path(name).display().to_string(),
-        message,
-    };
-    let config_text = String::from_utf8(read("config.json")?)
-        .map_err(|_| bad("config.json", "is not UTF-8 text".into()))?;
+    let files = Folder(dir);
+    let bad = |name: &str, message: String| files.bad(name, message);
+    let config_text = files.text("config.json")?;
     let config = Gpt2Config::parse(&config_text).map_err(|m| bad("config.json", m))?;
     let context = context.unwrap_or(config.positions);
     if context < 2 || context > config.positions {
@@ -298,26 +356,8 @@ pub fn import_gpt2(dir: &Path, context: Option<usize>, lr: f64) -> Result<Import
             config.positions
         )));
     }
-    if !path("tokenizer.json").exists() {
-        return Err(bad(
-            "tokenizer.json",
-            "is missing: wgml reads GPT-2's tokenizer from it (in Python, \
-             AutoTokenizer.from_pretrained(NAME).save_pretrained(FOLDER) writes it)"
-                .into(),
-        ));
-    }
-    let vocabulary = Vocabulary::from_file(&path("tokenizer.json"))?;
-    if vocabulary.size() > config.vocab {
-        return Err(bad(
-            "tokenizer.json",
-            format!(
-                "has {} tokens but the model only {} (vocab_size): they do not belong together",
-                vocabulary.size(),
-                config.vocab
-            ),
-        ));
-    }
-    let bytes = read("model.safetensors")?;
+    let vocabulary = files.tokenizer(config.vocab, "GPT-2")?;
+    let bytes = files.bytes("model.safetensors")?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| bad("model.safetensors", format!("is not a safetensors file: {e}")))?;
     let (tensors, classes) =

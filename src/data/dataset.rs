@@ -493,7 +493,7 @@ impl Dataset {
 }
 
 /// A standard normal sample (Box-Muller).
-fn gaussian(rng: &mut impl Rng) -> f32 {
+pub(crate) fn gaussian(rng: &mut impl Rng) -> f32 {
     let u1: f64 = rng.random::<f64>().max(1e-12);
     let u2: f64 = rng.random();
     ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32

@@ -252,6 +252,46 @@ impl Vocabulary {
         }
     }
 
+    /// The token ids the tokenizer puts before and after one text of its own
+    /// (its post-processor's template for a single sequence: BERT's `[CLS]` and
+    /// `[SEP]`); none for bytes and for tokenizers without such a template (GPT-2's).
+    pub fn document_frame(&self) -> Result<(Vec<u32>, Vec<u32>)> {
+        let Vocabulary::Tokenizer(t) = self else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        if t.get_post_processor().is_none() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        // A probe text, framed: the special tokens before its first token of
+        // text and after its last.
+        let probe = t
+            .encode("a", true)
+            .map_err(|e| tokenizer_error("tokenizing", e))?;
+        let (ids, special) = (probe.get_ids(), probe.get_special_tokens_mask());
+        let Some(first) = special.iter().position(|&s| s == 0) else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let last = special.iter().rposition(|&s| s == 0).unwrap_or(first);
+        Ok((ids[..first].to_vec(), ids[last + 1..].to_vec()))
+    }
+
+    /// One document (a text to classify) as at most `tokens` ids, as Hugging
+    /// Face's tokenizer reads it with `truncation=True, max_length=tokens`: its
+    /// ids, cut to leave room for the tokenizer's frame
+    /// ([`Vocabulary::document_frame`]), framed. Also the length it would have
+    /// uncut, which exceeds `tokens` when the text was cut.
+    pub fn encode_document(&self, text: &[u8], tokens: usize) -> Result<(Vec<u32>, usize)> {
+        let ids = self.encode(text)?;
+        let (before, after) = self.document_frame()?;
+        let whole = before.len() + ids.len() + after.len();
+        let room = tokens.saturating_sub(before.len() + after.len());
+        let mut out = before;
+        out.extend_from_slice(&ids[..ids.len().min(room)]);
+        out.extend(after);
+        out.truncate(tokens);
+        Ok((out, whole))
+    }
+
     /// The text of token ids `ids` (invalid UTF-8 shown as U+FFFD).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         match self {

@@ -21,9 +21,11 @@
 //! A document is a file directly in a class folder whose extension is `txt`
 //! (any case); hidden files (a name starting with a dot), other files and
 //! subfolders are skipped. Each document is turned into token ids by the
-//! [`Vocabulary`] (bytes, or a tokenizer that reads UTF-8 only), cut to its
-//! first `T` tokens (`T` the model's input length, `sample_shape = [T]`; the
-//! cuts are counted in [`TextClassesReport::truncated`]) and padded at its end
+//! [`Vocabulary`] (bytes, or a tokenizer that reads UTF-8 only), framed as its
+//! tokenizer frames one text (BERT's `[CLS] … [SEP]`; bytes and GPT-2 add
+//! nothing), cut to `T` tokens as Hugging Face truncates, the frame kept (`T` the
+//! model's input length, `sample_shape = [T]`; the cuts are counted in
+//! [`TextClassesReport::truncated`]) and padded at its end
 //! with the id `pad` up to `T`. Its label is its class folder's.
 //!
 //! Padding is the run of `pad` ids at the end of a sample: a model whose
@@ -194,8 +196,8 @@ pub fn cut_and_pad(ids: &[u32], tokens: usize, pad: u32) -> Vec<f32> {
 /// padded with `pad` as [`read_text_classes`] reads each document (for
 /// classifying a text a model was not trained on).
 pub fn read_document(path: &Path, vocabulary: &Vocabulary, tokens: usize, pad: u32) -> Result<Vec<f32>> {
-    let ids = vocabulary
-        .encode(&read_bytes(path)?)
+    let (ids, _) = vocabulary
+        .encode_document(&read_bytes(path)?, tokens)
         .map_err(|e| in_file(path, e))?;
     Ok(cut_and_pad(&ids, tokens, pad))
 }
@@ -269,10 +271,10 @@ impl<'a> Reader<'a> {
     /// One document as a sample: encoded, counted, cut and padded. Errors are
     /// the vocabulary's (a tokenizer reads UTF-8 only), for the caller to place.
     pub(crate) fn sample(&mut self, text: &[u8]) -> Result<Vec<f32>> {
-        let ids = self.vocabulary.encode(text)?;
+        let (ids, whole) = self.vocabulary.encode_document(text, self.tokens)?;
         self.documents += 1;
-        self.total_tokens += ids.len() as u64;
-        self.truncated += usize::from(ids.len() > self.tokens);
+        self.total_tokens += whole as u64;
+        self.truncated += usize::from(whole > self.tokens);
         Ok(cut_and_pad(&ids, self.tokens, self.pad))
     }
 

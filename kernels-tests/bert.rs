@@ -1,0 +1,267 @@
+//! `wgml::import::bert` against Hugging Face: a tiny random
+//! `BertForSequenceClassification` (`kernels-tests/golden/bert-tiny-cls/`, written
+//! by `golden/make_bert_tiny.py`) imported into wgml must read the fixture's
+//! texts into the ids its tokenizer gives (`[CLS] … [SEP]`, cut with the frame
+//! kept, `[PAD]` after), give the probabilities and loss Hugging Face computes in
+//! float64, and take a step by its gradients (the position table by the
+//! position's and the token type's, folded into one). The Hub's other layouts (no
+//! `bert.` prefix, `gamma`/`beta`, pretraining heads, no classifier) import too.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use safetensors::{Dtype, SafeTensors};
+use wgml::data::text::Vocabulary;
+use wgml::data::text_classes::cut_and_pad;
+use wgml::gpu::AdapterClass;
+use wgml::import::bert::{BertImport, import_bert};
+use wgml::kernels::optim::Optimizer;
+
+use crate::common::*;
+
+fn fixture() -> PathBuf {
+    repo_file("kernels-tests/golden/bert-tiny-cls")
+}
+
+/// The fixture's expected values by name, and its texts.
+fn expected() -> (HashMap<String, Vec<f32>>, Vec<String>) {
+    let bytes = std::fs::read(fixture().join("expected.safetensors")).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let texts = meta.metadata().as_ref().unwrap()["texts"]
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let values = file
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| (name, values(v.data())))
+        .collect();
+    (values, texts)
+}
+
+fn how(context: usize, classes: Option<usize>) -> BertImport {
+    BertImport {
+        context: Some(context),
+        lr: 1e-4,
+        classes,
+        seed: 3,
+    }
+}
+
+/// The texts read as the fixture's tokenizer reads them for BERT: framed, cut
+/// to 16 with the frame kept (the second text), unknown words as `[UNK]`.
+#[test]
+fn bert_texts_are_framed_and_cut_as_hugging_faces_tokenizer_does() {
+    let (want, texts) = expected();
+    let vocabulary = Vocabulary::from_file(&fixture().join("tokenizer.json")).unwrap();
+    assert_eq!(vocabulary.padding_id(), Some(0));
+    assert_eq!(vocabulary.document_frame().unwrap(), (vec![2], vec![3]));
+    let mut ids = Vec::new();
+    for text in &texts {
+        let (framed, whole) = vocabulary.encode_document(text.as_bytes(), 16).unwrap();
+        assert_eq!(
+            whole > 16,
+            framed.len() == 16 && text.len() > 60,
+            "{text}: {whole}"
+        );
+        ids.extend(cut_and_pad(&framed, 16, 0));
+    }
+    assert_eq!(ids, want["ids"]);
+    // A window shorter than the frame keeps what fits.
+    assert_eq!(vocabulary.encode_document(b"bad", 1).unwrap().0, vec![2]);
+    // Bytes have no frame.
+    assert_eq!(
+        Vocabulary::Bytes.encode_document(b"abc", 2).unwrap(),
+        (vec![97, 98], 3)
+    );
+}
+
+#[test]
+fn an_imported_bert_classifier_gives_hugging_faces_logits_and_gradients() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let (want, _) = expected();
+    let (tokens, classes, d) = (16, 3, 32);
+    let imported = import_bert(&fixture(), &how(tokens, None)).unwrap();
+    assert!(
+        imported
+            .summary
+            .contains("its classifier of 3 classes (neg, neutral, pos)"),
+        "{}",
+        imported.summary
+    );
+    assert_eq!(imported.architecture.class_names, ["neg", "neutral", "pos"]);
+    let ids = &want["ids"];
+    let labels: Vec<u32> = want["labels"].iter().map(|&l| l as u32).collect();
+    let batch = wgml::nn::model::Batch {
+        x: ids,
+        labels: &labels,
+        values: &[],
+        len: 4,
+    };
+    let probabilities: Vec<f32> = want["logits"]
+        .chunks(classes)
+        .flat_map(|l| {
+            let mut p = vec![0.0; classes];
+            wgml::reference::softmax::softmax(l, classes, &mut p);
+            p
+        })
+        .collect();
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        let lr = 1.0;
+        let mut model = imported
+            .architecture
+            .functional
+            .compile_supervised(ctx, Optimizer::sgd(lr, 0.0), 1)
+            .unwrap();
+        model.load_params(ctx, &imported.tensors).unwrap();
+        assert_close(
+            &format!("{class:?}: probabilities"),
+            &model.predict(ctx, ids, 4).unwrap(),
+            &probabilities,
+            1e-6,
+            1e-5,
+        );
+        let before = model.store.download(ctx).unwrap();
+        model.acc.reset(ctx).unwrap();
+        model.train_step(ctx, &batch, lr, |_, _| {}).unwrap();
+        let loss = model.acc.read(ctx).unwrap().0 / 4.0;
+        assert!(
+            (loss - want["loss"][0] as f64).abs() < 1e-5,
+            "{class:?}: loss {loss} vs {:?}",
+            want["loss"]
+        );
+        let after = model.store.download(ctx).unwrap();
+        let step = |name: &str| -> Vec<f32> {
+            let find =
+                |v: &[wgml::graph::params::NamedValues]| v.iter().find(|t| t.0 == name).unwrap().2.clone();
+            find(&before)
+                .iter()
+                .zip(find(&after))
+                .map(|(b, a)| (b - a) / lr)
+                .collect()
+        };
+        let what = |s: &str| format!("{class:?}: {s}'s gradient against Hugging Face's");
+        for (ours, hf) in [
+            ("classifier.weight", "classifier.weight"),
+            ("bert.pooler.dense.weight", "bert.pooler.dense.weight"),
+            (
+                "bert.embeddings.word_embeddings.weight",
+                "bert.embeddings.word_embeddings.weight",
+            ),
+            (
+                "bert.encoder.layer.0.attention.query.weight",
+                "bert.encoder.layer.0.attention.self.query.weight",
+            ),
+        ] {
+            assert_close(&what(ours), &step(ours), &want[&format!("grad.{hf}")], 1e-6, 1e-5);
+        }
+        // The folded table: each position's row gets the position's gradient;
+        // summed over the positions, the token type 0's.
+        let folded = step("bert.embeddings.position_embeddings.weight");
+        let positions = &want["grad.bert.embeddings.position_embeddings.weight"];
+        assert_close(&what("positions"), &folded, &positions[..tokens * d], 1e-6, 1e-5);
+        let type0: Vec<f32> = (0..d)
+            .map(|c| (0..tokens).map(|t| folded[t * d + c]).sum())
+            .collect();
+        let types = &want["grad.bert.embeddings.token_type_embeddings.weight"];
+        assert_close(&what("token type 0"), &type0, &types[..d], 1e-5, 1e-4);
+    }
+}
+
+/// `BertModel`'s layout (no `bert.` prefix), older layer-norm names, the
+/// pretraining heads and the position-id buffer import to the same tensors; a
+/// file without a classifier gets a new one of the classes asked for (2 by
+/// default), drawn small; what is not a BERT is refused by name.
+#[test]
+fn the_hubs_bert_layouts_import_and_a_pretrained_bert_gets_a_new_head() {
+    let plain = import_bert(&fixture(), &how(16, None)).unwrap().tensors;
+    let dir = fresh_dir("bert-hub");
+    rewrite_fixture(&fixture(), &dir, |t| {
+        t.retain(|x| !x.0.starts_with("classifier."));
+        for (name, ..) in t.iter_mut() {
+            *name = name
+                .trim_start_matches("bert.")
+                .replace("LayerNorm.weight", "LayerNorm.gamma")
+                .replace("LayerNorm.bias", "LayerNorm.beta");
+        }
+        t.push((
+            "cls.predictions.bias".into(),
+            Dtype::F32,
+            vec![64],
+            f32_bytes(&[0.5; 64]),
+        ));
+        t.push((
+            "embeddings.position_ids".into(),
+            Dtype::F32,
+            vec![1, 24],
+            f32_bytes(&[0.0; 24]),
+        ));
+    });
+    let hub = import_bert(&dir, &how(16, Some(4))).unwrap();
+    assert!(
+        hub.summary.contains("a new head 'classifier' of 4 classes")
+            && hub
+                .summary
+                .contains("1 pretraining-head tensors (cls.*) left out"),
+        "{}",
+        hub.summary
+    );
+    assert_eq!(
+        hub.architecture.class_names,
+        ["LABEL_0", "LABEL_1", "LABEL_2", "LABEL_3"]
+    );
+    assert_eq!(hub.tensors.len(), plain.len());
+    for ((n, s, v), (n2, s2, v2)) in plain.iter().zip(&hub.tensors) {
+        assert_eq!(n, n2);
+        match n.as_str() {
+            "classifier.weight" => {
+                assert_eq!(s2, &[4, 32]);
+                let std = (v2.iter().map(|x| x * x).sum::<f32>() / v2.len() as f32).sqrt();
+                assert!((0.01..0.03).contains(&std), "drawn N(0, 0.02²): {std}");
+            }
+            "classifier.bias" => assert_eq!(v2, &[0.0; 4]),
+            _ => assert_eq!((s, v), (s2, v2), "{n}"),
+        }
+    }
+    assert_eq!(
+        import_bert(&dir, &how(16, None))
+            .unwrap()
+            .architecture
+            .class_names
+            .len(),
+        2
+    );
+    let refused = |what: &str, edit: &dyn Fn(&mut Vec<RawTensor>), how: BertImport, want: &str| {
+        let dir = fresh_dir(what);
+        rewrite_fixture(&fixture(), &dir, edit);
+        let e = import_bert(&dir, &how).err().unwrap().to_string();
+        assert!(e.contains(want), "{what}: {e}");
+    };
+    refused(
+        "bert-extra",
+        &|t| t.push(("decoder.weight".into(), Dtype::F32, vec![1], f32_bytes(&[0.0]))),
+        how(16, None),
+        "holds tensor 'decoder.weight'",
+    );
+    refused(
+        "bert-missing",
+        &|t| t.retain(|x| !x.0.contains("layer.1.output.dense.bias")),
+        how(16, None),
+        "has no tensor 'encoder.layer.1.output.dense.bias'",
+    );
+    refused(
+        "bert-classes",
+        &|_| {},
+        how(16, Some(5)),
+        "holds a classifier of 3 classes, not the 5",
+    );
+    refused(
+        "bert-context",
+        &|_| {},
+        how(25, None),
+        "this BERT has 24 positions",
+    );
+}

@@ -1,0 +1,617 @@
+//! BERT from a Hugging Face folder, as a classifier of texts.
+//!
+//! [`import_bert`] reads a folder `save_pretrained` wrote for `model_type`
+//! "bert" (`BertModel`, `BertForPreTraining`, `BertForMaskedLM` or
+//! `BertForSequenceClassification`: the Hub's `bert-base-uncased`,
+//! `bert-base-cased`, `bert-large-*`, multilingual BERT and their fine-tuned
+//! classifiers) and describes `BertForSequenceClassification` as a functional
+//! wgml model:
+//!
+//! ```text
+//! bert.embeddings.word_embeddings (Embedding, padding masked)
+//!   → bert.embeddings.position_embeddings (AddPositionEmbedding: positions and
+//!     token type 0 folded into one table) → bert.embeddings.LayerNorm → dropout
+//! num_hidden_layers × { attention (MultiHeadAttention, not causal) → dropout → +
+//!                       → attention.output.LayerNorm → intermediate.dense
+//!                       (hidden_act) → output.dense → dropout → +
+//!                       → output.LayerNorm }
+//! first_token (FirstTokenPooling1D, the [CLS] token) → bert.pooler.dense (tanh)
+//!   → dropout (classifier_dropout) → classifier (Dense, softmax)
+//! under sparse categorical cross-entropy
+//! ```
+//!
+//! The layer norms come after each residual sum, as BERT places them. Every text
+//! is one segment, so the token-type embedding adds its row 0 to every position:
+//! that row is folded into the position table, which then trains as their sum
+//! (the same gradient reaches both in PyTorch; wgml keeps one tensor). BERT's
+//! Linear weights are `[out, in]`, as wgml's Dense weights are, so they are taken
+//! as they are. The tokenizer frames each text as BERT's does (`[CLS] … [SEP]`,
+//! cut to the window with the frame kept, padded with `[PAD]`), so training,
+//! `eval` and `predict` read texts as `BertTokenizer(text, truncation=True)`.
+//!
+//! A file without a classifier (a pretrained BERT) gets a new head of the
+//! classes asked for (Hugging Face's `num_labels`, 2 by default), drawn as
+//! Hugging Face draws it (normal with `initializer_range`, bias 0); its
+//! pretraining heads (`cls.*`) are left out.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rand::SeedableRng;
+use safetensors::SafeTensors;
+use serde_json::{Value, json};
+
+use super::{ACTIVATIONS, Imported, layer, op, to_f32};
+use crate::checkpoint::FunctionalArchitecture;
+use crate::error::{Error, Result};
+use crate::graph::params::NamedValues;
+
+/// The prefix of the encoder's tensors in wgml's checkpoints (and in
+/// `BertFor*` models' files).
+const PREFIX: &str = "bert.";
+
+/// The new head of a BERT classifier: Hugging Face's `classifier`.
+pub const BERT_CLASSIFIER_HEAD: &str = "classifier";
+
+/// The settings of a BERT that wgml uses, from its `config.json`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BertConfig {
+    /// Token ids (`vocab_size`).
+    pub vocab: usize,
+    /// Positions of the position embedding (`max_position_embeddings`).
+    pub positions: usize,
+    /// Token types (`type_vocab_size`); wgml reads every text as type 0.
+    pub types: usize,
+    /// Width (`hidden_size`).
+    pub width: usize,
+    /// Blocks (`num_hidden_layers`).
+    pub layers: usize,
+    /// Attention heads (`num_attention_heads`).
+    pub heads: usize,
+    /// Units of each block's MLP (`intermediate_size`).
+    pub inner: usize,
+    /// The MLP's activation as a wgml layer activation (`hidden_act`).
+    pub activation: &'static str,
+    /// Layer normalizations' epsilon (`layer_norm_eps`).
+    pub epsilon: f64,
+    /// Dropout after the embeddings and on each residual branch (`hidden_dropout_prob`).
+    pub hidden_dropout: f64,
+    /// Dropout on the attention weights (`attention_probs_dropout_prob`).
+    pub attn_dropout: f64,
+    /// Dropout before the classifier (`classifier_dropout`, else `hidden_dropout_prob`).
+    pub classifier_dropout: f64,
+    /// The padding id (`pad_token_id`, default 0, BERT's `[PAD]`).
+    pub pad: u32,
+    /// The standard deviation new weights are drawn with (`initializer_range`).
+    pub init_std: f64,
+    /// The classifier's class names (`id2label`), when the config names them.
+    pub labels: Option<Vec<String>>,
+}
+
+impl BertConfig {
+    /// Reads the settings from `config.json`'s text, refusing the variants wgml
+    /// does not compute as Hugging Face does.
+    pub fn parse(text: &str) -> std::result::Result<BertConfig, String> {
+        let c: Value = serde_json::from_str(text).map_err(|e| format!("is not JSON: {e}"))?;
+        match c.get("model_type").and_then(Value::as_str) {
+            Some("bert") => {}
+            Some(t) => return Err(format!("describes a '{t}' model, not BERT (model_type \"bert\")")),
+            None => return Err("has no model_type".into()),
+        }
+        let size = |key: &str| -> std::result::Result<usize, String> {
+            c.get(key)
+                .and_then(Value::as_u64)
+                .filter(|&v| v > 0)
+                .map(|v| v as usize)
+                .ok_or_else(|| format!("has no positive whole '{key}'"))
+        };
+        let float = |key: &str, default: f64| -> std::result::Result<f64, String> {
+            match c.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(v) => v.as_f64().ok_or_else(|| format!("'{key}' is not a number")),
+            }
+        };
+        let rate = |key: &str, default: f64| -> std::result::Result<f64, String> {
+            let p = float(key, default)?;
+            if (0.0..1.0).contains(&p) {
+                Ok(p)
+            } else {
+                Err(format!("'{key}' {p} is not a rate in [0, 1)"))
+            }
+        };
+        for key in ["is_decoder", "add_cross_attention"] {
+            if c.get(key).and_then(Value::as_bool) == Some(true) {
+                return Err(format!(
+                    "sets {key}: a BERT decoder (causal, with cross-attention) is not what wgml imports; \
+                     it imports BERT encoders"
+                ));
+            }
+        }
+        if let Some(t) = c.get("position_embedding_type").and_then(Value::as_str)
+            && t != "absolute"
+        {
+            return Err(format!(
+                "uses position_embedding_type '{t}'; wgml computes BERT's absolute positions only"
+            ));
+        }
+        let width = size("hidden_size")?;
+        let heads = size("num_attention_heads")?;
+        if width % heads != 0 {
+            return Err(format!(
+                "hidden_size {width} is not a multiple of num_attention_heads {heads}"
+            ));
+        }
+        let activation = match c.get("hidden_act").and_then(Value::as_str) {
+            None => "Gelu",
+            Some(name) => ACTIVATIONS
+                .iter()
+                .find(|(hf, _)| *hf == name)
+                .map(|(_, wgml)| *wgml)
+                .ok_or_else(|| {
+                    format!("uses hidden_act '{name}'; wgml has gelu, gelu_new, relu, tanh and sigmoid")
+                })?,
+        };
+        let hidden_dropout = rate("hidden_dropout_prob", 0.1)?;
+        let vocab = size("vocab_size")?;
+        let pad = match c.get("pad_token_id") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v
+                .as_u64()
+                .filter(|&id| (id as usize) < vocab)
+                .ok_or_else(|| format!("its pad_token_id {v} is not an id below vocab_size {vocab}"))?
+                as u32,
+        };
+        let labels = c.get("id2label").and_then(Value::as_object).map(|m| {
+            (0..m.len())
+                .map(|i| {
+                    m.get(&i.to_string())
+                        .and_then(Value::as_str)
+                        .map_or_else(|| format!("LABEL_{i}"), str::to_string)
+                })
+                .collect()
+        });
+        Ok(BertConfig {
+            vocab,
+            positions: size("max_position_embeddings")?,
+            types: match c.get("type_vocab_size") {
+                None | Some(Value::Null) => 2,
+                Some(_) => size("type_vocab_size")?,
+            },
+            width,
+            layers: size("num_hidden_layers")?,
+            heads,
+            inner: size("intermediate_size")?,
+            activation,
+            epsilon: float("layer_norm_eps", 1e-12)?,
+            hidden_dropout,
+            attn_dropout: rate("attention_probs_dropout_prob", 0.1)?,
+            classifier_dropout: rate("classifier_dropout", hidden_dropout)?,
+            pad,
+            init_std: float("initializer_range", 0.02)?,
+            labels,
+        })
+    }
+
+    /// The wgml functional model of this BERT as a classifier of `classes`
+    /// classes reading `context` tokens (at most its positions), trained with
+    /// Adam at `lr`.
+    pub fn architecture(&self, context: usize, classes: usize, lr: f64) -> Result<FunctionalArchitecture> {
+        let (d, heads) = (self.width, self.heads);
+        let e = "bert.embeddings";
+        let mut layers = vec![
+            layer(
+                &format!("{e}.word_embeddings"),
+                &["tokens"],
+                json!({ "Embedding": { "input_dim": self.vocab, "output_dim": d, "mask_id": self.pad } }),
+            ),
+            layer(
+                &format!("{e}.position_embeddings"),
+                &[&format!("{e}.word_embeddings")],
+                json!({ "AddPositionEmbedding": {} }),
+            ),
+        ];
+        let norm = json!({ "LayerNormalization": { "epsilon": self.epsilon } });
+        let dropout = |layers: &mut Vec<Value>, name: String, x: String, rate: f64| -> String {
+            if rate > 0.0 {
+                layers.push(layer(&name, &[&x], json!({ "Dropout": { "rate": rate } })));
+                name
+            } else {
+                x
+            }
+        };
+        layers.push(layer(
+            &format!("{e}.LayerNorm"),
+            &[&format!("{e}.position_embeddings")],
+            norm.clone(),
+        ));
+        let mut x = dropout(
+            &mut layers,
+            format!("{e}.dropout"),
+            format!("{e}.LayerNorm"),
+            self.hidden_dropout,
+        );
+        let mut attention = json!({ "num_heads": heads, "key_dim": d / heads });
+        if self.attn_dropout > 0.0 {
+            attention["dropout"] = json!(self.attn_dropout);
+        }
+        for i in 0..self.layers {
+            let p = format!("bert.encoder.layer.{i}");
+            layers.push(layer(
+                &format!("{p}.attention"),
+                &[&x],
+                json!({ "MultiHeadAttention": attention }),
+            ));
+            let branch = dropout(
+                &mut layers,
+                format!("{p}.attention.output.dropout"),
+                format!("{p}.attention"),
+                self.hidden_dropout,
+            );
+            layers.push(op(&format!("{p}.attention.residual"), &[&x, &branch], "Add"));
+            let attended = format!("{p}.attention.output.LayerNorm");
+            layers.push(layer(
+                &attended,
+                &[&format!("{p}.attention.residual")],
+                norm.clone(),
+            ));
+            layers.push(layer(
+                &format!("{p}.intermediate.dense"),
+                &[&attended],
+                json!({ "Dense": { "units": self.inner, "activation": self.activation } }),
+            ));
+            layers.push(layer(
+                &format!("{p}.output.dense"),
+                &[&format!("{p}.intermediate.dense")],
+                json!({ "Dense": { "units": d } }),
+            ));
+            let branch = dropout(
+                &mut layers,
+                format!("{p}.output.dropout"),
+                format!("{p}.output.dense"),
+                self.hidden_dropout,
+            );
+            layers.push(op(&format!("{p}.output.residual"), &[&attended, &branch], "Add"));
+            x = format!("{p}.output.LayerNorm");
+            layers.push(layer(&x, &[&format!("{p}.output.residual")], norm.clone()));
+        }
+        layers.push(layer(
+            "first_token",
+            &[&x],
+            json!({ "FirstTokenPooling1D": null }),
+        ));
+        layers.push(layer(
+            "bert.pooler.dense",
+            &["first_token"],
+            json!({ "Dense": { "units": d, "activation": "Tanh" } }),
+        ));
+        let pooled = dropout(
+            &mut layers,
+            "dropout".into(),
+            "bert.pooler.dense".into(),
+            self.classifier_dropout,
+        );
+        layers.push(layer(
+            BERT_CLASSIFIER_HEAD,
+            &[&pooled],
+            json!({ "Dense": { "units": classes, "activation": "Softmax" } }),
+        ));
+        let description = json!({
+            "functional": {
+                "input": { "name": "tokens", "shape": [context] },
+                "layers": layers,
+                "objective": { "Supervised": { "output": BERT_CLASSIFIER_HEAD, "loss": "SparseCategoricalCrossentropy" } }
+            },
+            "optimizer": { "Adam": { "lr": lr } }
+        });
+        serde_json::from_value(description)
+            .map_err(|e| Error::invalid(format!("the BERT description wgml wrote does not parse: {e}")))
+    }
+}
+
+/// What to make of a BERT folder.
+#[derive(Clone, Debug)]
+pub struct BertImport {
+    /// Tokens the model reads (`None`: BERT's own positions, 512 for the Hub's
+    /// models; fewer keep the first rows of the position embedding).
+    pub context: Option<usize>,
+    /// Learning rate of the model's Adam when it is fine-tuned without another.
+    pub lr: f64,
+    /// Classes of a new head, for a file without a classifier (default 2, as
+    /// Hugging Face's `num_labels`); a file's own classifier must have as many.
+    pub classes: Option<usize>,
+    /// Seed of a new head's (and a missing pooler's) weights.
+    pub seed: u64,
+}
+
+/// Reads the Hugging Face BERT in folder `dir` (`config.json`,
+/// `model.safetensors`, `tokenizer.json`) as a classifier of texts: see the
+/// module documentation for the mapping.
+pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
+    let files = super::Folder(dir);
+    let text = files.text("config.json")?;
+    let config = BertConfig::parse(&text).map_err(|m| files.bad("config.json", m))?;
+    let context = how.context.unwrap_or(config.positions);
+    if context < 2 || context > config.positions {
+        return Err(Error::invalid(format!(
+            "a context of {context} tokens: this BERT has {} positions (give 2 to {0})",
+            config.positions
+        )));
+    }
+    let vocabulary = files.tokenizer(config.vocab, "BERT")?;
+    let bytes = files.bytes("model.safetensors")?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| files.bad("model.safetensors", format!("is not a safetensors file: {e}")))?;
+    let read = bert_tensors(&file, &config, context, how).map_err(|m| files.bad("model.safetensors", m))?;
+    let mut architecture = config.architecture(context, read.classes, how.lr)?;
+    architecture.class_names = match &config.labels {
+        Some(names) if read.head_read && names.len() == read.classes => names.clone(),
+        _ => (0..read.classes).map(|i| format!("LABEL_{i}")).collect(),
+    };
+    let count: usize = read.tensors.iter().map(|(_, _, v)| v.len()).sum();
+    let mut notes = Vec::new();
+    if !read.head_read {
+        notes.push(format!(
+            "a new head 'classifier' of {} classes (drawn with seed {}; fine-tune it)",
+            read.classes, how.seed
+        ));
+    } else {
+        notes.push(format!(
+            "its classifier of {} classes ({})",
+            read.classes,
+            architecture.class_names.join(", ")
+        ));
+    }
+    if !read.pooler_read {
+        notes.push("a new pooler (the file has none)".into());
+    }
+    if read.skipped > 0 {
+        notes.push(format!(
+            "{} pretraining-head tensors (cls.*) left out",
+            read.skipped
+        ));
+    }
+    let summary = format!(
+        "BERT: {} blocks of width {}, {} heads, MLP {} ({}), {} positions (of {}), {} tokens, \
+         padding id {}; {count} parameters; {}",
+        config.layers,
+        config.width,
+        config.heads,
+        config.inner,
+        config.activation,
+        context,
+        config.positions,
+        config.vocab,
+        config.pad,
+        notes.join("; ")
+    );
+    Ok(Imported {
+        kind: "bert".into(),
+        architecture,
+        tensors: read.tensors,
+        vocabulary,
+        pad_token_id: Some(config.pad),
+        summary,
+    })
+}
+
+/// BERT's tensors as [`BertConfig::architecture`] names and lays them out.
+struct BertTensors {
+    tensors: Vec<NamedValues>,
+    classes: usize,
+    /// Whether the classifier came from the file (else it is new).
+    head_read: bool,
+    /// Whether the pooler came from the file (else it is new).
+    pooler_read: bool,
+    /// Pretraining heads' tensors left out.
+    skipped: usize,
+}
+
+/// BERT's tensors renamed for [`BertConfig::architecture`]. Names may carry
+/// `bert.` (`BertFor*` models) or not (`BertModel`); layer norms' `gamma` and
+/// `beta` (older files) are read as `weight` and `bias`; the `position_ids`
+/// buffer and the pretraining heads (`cls.*`) are skipped. Any other tensor is
+/// refused, as is a missing one or a shape that differs from the config's.
+fn bert_tensors(
+    file: &SafeTensors<'_>,
+    c: &BertConfig,
+    context: usize,
+    how: &BertImport,
+) -> std::result::Result<BertTensors, String> {
+    let mut by_name: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
+    let mut skipped = 0;
+    for (name, view) in file.tensors() {
+        if name.starts_with("cls.") {
+            skipped += 1;
+            continue;
+        }
+        let short = name.strip_prefix(PREFIX).unwrap_or(&name);
+        if short == "embeddings.position_ids" {
+            continue;
+        }
+        let short = short
+            .replace("LayerNorm.gamma", "LayerNorm.weight")
+            .replace("LayerNorm.beta", "LayerNorm.bias");
+        let values = to_f32(view.dtype(), view.data()).map_err(|m| format!("tensor '{name}': {m}"))?;
+        by_name.insert(short, (view.shape().to_vec(), values));
+    }
+    let mut file = Named(by_name);
+    let (d, v) = (c.width, c.vocab);
+    let mut out: Vec<NamedValues> = Vec::new();
+    let keep = |out: &mut Vec<NamedValues>, name: &str, shape: Vec<usize>, values: Vec<f32>| {
+        out.push((format!("{PREFIX}{name}"), shape, values));
+    };
+    let words = file.take("embeddings.word_embeddings.weight", &[v, d])?;
+    keep(&mut out, "embeddings.word_embeddings.weight", vec![v, d], words);
+    // Every token is of type 0: its row joins each position's.
+    let positions = file.take("embeddings.position_embeddings.weight", &[c.positions, d])?;
+    let types = file.take("embeddings.token_type_embeddings.weight", &[c.types, d])?;
+    let folded: Vec<f32> = positions[..context * d]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p + types[i % d])
+        .collect();
+    keep(
+        &mut out,
+        "embeddings.position_embeddings.weight",
+        vec![context, d],
+        folded,
+    );
+    let mut norms = vec!["embeddings.LayerNorm".to_string()];
+    for i in 0..c.layers {
+        let p = format!("encoder.layer.{i}");
+        for (from, to, fan_in, fan_out) in [
+            ("attention.self.query", "attention.query", d, d),
+            ("attention.self.key", "attention.key", d, d),
+            ("attention.self.value", "attention.value", d, d),
+            ("attention.output.dense", "attention.output", d, d),
+            ("intermediate.dense", "intermediate.dense", d, c.inner),
+            ("output.dense", "output.dense", c.inner, d),
+        ] {
+            let w = file.take(&format!("{p}.{from}.weight"), &[fan_out, fan_in])?;
+            keep(&mut out, &format!("{p}.{to}.weight"), vec![fan_out, fan_in], w);
+            let b = file.take(&format!("{p}.{from}.bias"), &[fan_out])?;
+            keep(&mut out, &format!("{p}.{to}.bias"), vec![fan_out], b);
+        }
+        norms.push(format!("{p}.attention.output.LayerNorm"));
+        norms.push(format!("{p}.output.LayerNorm"));
+    }
+    for norm in norms {
+        for part in ["weight", "bias"] {
+            let name = format!("{norm}.{part}");
+            let values = file.take(&name, &[d])?;
+            keep(&mut out, &name, vec![d], values);
+        }
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(how.seed);
+    let mut draw = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| crate::data::dataset::gaussian(&mut rng) * c.init_std as f32)
+            .collect()
+    };
+    let pooler_read = file.0.contains_key("pooler.dense.weight");
+    let (pw, pb) = if pooler_read {
+        (
+            file.take("pooler.dense.weight", &[d, d])?,
+            file.take("pooler.dense.bias", &[d])?,
+        )
+    } else {
+        (draw(d * d), vec![0.0; d])
+    };
+    keep(&mut out, "pooler.dense.weight", vec![d, d], pw);
+    keep(&mut out, "pooler.dense.bias", vec![d], pb);
+    let head = format!("{BERT_CLASSIFIER_HEAD}.weight");
+    let bias = format!("{BERT_CLASSIFIER_HEAD}.bias");
+    let (classes, head_read, w, b) = match file.0.remove(&head) {
+        Some((shape, w)) if shape.len() == 2 && shape[0] >= 2 && shape[1] == d => {
+            let n = shape[0];
+            if let Some(want) = how.classes.filter(|&k| k != n) {
+                return Err(format!(
+                    "holds a classifier of {n} classes, not the {want} asked for: leave out the \
+                     class count to keep it, or import the pretrained BERT without its classifier"
+                ));
+            }
+            let b = file
+                .0
+                .remove(&bias)
+                .filter(|(s, _)| s == &[n])
+                .map(|(_, b)| b)
+                .ok_or_else(|| format!("has no tensor '{bias}' of shape [{n}] beside '{head}'"))?;
+            (n, true, w, b)
+        }
+        Some((shape, _)) => {
+            return Err(format!(
+                "tensor '{head}' has shape {shape:?}; a classifier's head is [classes >= 2, {d}]"
+            ));
+        }
+        None => {
+            let n = how.classes.unwrap_or(2);
+            if n < 2 {
+                return Err(format!("a classifier of {n} class(es): give at least 2"));
+            }
+            (n, false, draw(n * d), vec![0.0; n])
+        }
+    };
+    out.push((head, vec![classes, d], w));
+    out.push((bias, vec![classes], b));
+    if let Some(extra) = file.0.keys().min() {
+        return Err(format!(
+            "holds tensor '{extra}' (and {} more), which a BERT has not: another architecture?",
+            file.0.len() - 1
+        ));
+    }
+    Ok(BertTensors {
+        tensors: out,
+        classes,
+        head_read,
+        pooler_read,
+        skipped,
+    })
+}
+
+/// A file's tensors by name, taken one by one.
+struct Named(HashMap<String, (Vec<usize>, Vec<f32>)>);
+
+impl Named {
+    /// Tensor `name`, which must have `shape`.
+    fn take(&mut self, name: &str, shape: &[usize]) -> std::result::Result<Vec<f32>, String> {
+        let (got, values) = self
+            .0
+            .remove(name)
+            .ok_or_else(|| format!("has no tensor '{name}' (is it a BERT?)"))?;
+        if got != shape {
+            return Err(format!(
+                "tensor '{name}' has shape {got:?}, but config.json makes it {shape:?}"
+            ));
+        }
+        Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"{"model_type":"bert","vocab_size":30522,"hidden_size":768,
+        "num_hidden_layers":12,"num_attention_heads":12,"intermediate_size":3072,
+        "hidden_act":"gelu","hidden_dropout_prob":0.1,"attention_probs_dropout_prob":0.1,
+        "max_position_embeddings":512,"type_vocab_size":2,"initializer_range":0.02,
+        "layer_norm_eps":1e-12,"pad_token_id":0,"position_embedding_type":"absolute""#;
+
+    /// `bert-base-uncased`'s settings give its shape, exact GELU and the three
+    /// dropouts (the classifier's from hidden_dropout_prob).
+    #[test]
+    fn the_hubs_bert_base_is_read_with_its_dropouts() {
+        let c = BertConfig::parse(&format!("{BASE}}}")).unwrap();
+        assert_eq!((c.width, c.layers, c.heads, c.inner), (768, 12, 12, 3072));
+        assert_eq!((c.activation, c.pad, c.classifier_dropout), ("Gelu", 0, 0.1));
+        let a = c.architecture(128, 2, 2e-5).unwrap();
+        let names: Vec<&str> = a.functional.layers.iter().map(|l| l.name.as_str()).collect();
+        for want in [
+            "bert.embeddings.dropout",
+            "bert.encoder.layer.11.output.dropout",
+            "first_token",
+            "dropout",
+            BERT_CLASSIFIER_HEAD,
+        ] {
+            assert!(names.contains(&want), "{want} in {names:?}");
+        }
+        assert_eq!(a.functional.input.shape, vec![128]);
+    }
+
+    #[test]
+    fn config_refuses_what_wgml_does_not_compute() {
+        for (extra, says) in [
+            (r#","position_embedding_type":"relative_key""#, "relative_key"),
+            (r#","is_decoder":true"#, "is_decoder"),
+            (r#","hidden_act":"swish""#, "swish"),
+            (r#","num_attention_heads":5"#, "multiple"),
+            (r#","hidden_dropout_prob":1.0"#, "hidden_dropout_prob"),
+            (r#","pad_token_id":40000"#, "pad_token_id"),
+        ] {
+            let e = BertConfig::parse(&format!("{BASE}{extra}}}")).unwrap_err();
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+        let e = BertConfig::parse(r#"{"model_type":"gpt2"}"#).unwrap_err();
+        assert!(e.contains("gpt2"), "{e}");
+    }
+}
