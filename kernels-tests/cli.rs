@@ -1996,13 +1996,87 @@ fn texts_by_class_train_an_encoder_and_a_gpt2_classifier() {
         "{stdout}"
     );
     assert!(stdout.contains("test accuracy:"), "{stdout}");
-    // Hugging Face's classifier files; no PEFT adapter of a classifier.
+    // Hugging Face's classifier files, or PEFT's classifier adapter.
     let out = wgml(&["export", &tuned, "--save", &path("hf-cls")]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("AutoModelForSequenceClassification"), "{stdout}");
+    let out = wgml(&["export", &tuned, "--peft", "--save", &path("peft-cls")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("the head score of 2 classes (PEFT's SEQ_CLS"),
+        "{stdout}"
+    );
+}
+
+/// A pretrained BERT (the tiny fixture without its classifier) imported from
+/// the command line gets a new head of 2 classes, fine-tunes on texts by class
+/// with LoRA on its queries and values (the head in full), and predicts a file;
+/// --num-labels is refused for a GPT-2.
+#[test]
+fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
+    let dir = crate::common::fresh_dir("cli-bert");
+    let data = dir.join("texts");
+    texts_by_class(&data);
+    let data = data.to_str().unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let fixture = crate::common::repo_file("kernels-tests/golden/bert-tiny-cls");
+    std::fs::create_dir_all(dir.join("bert")).unwrap();
+    crate::common::rewrite_fixture(&fixture, &dir.join("bert"), |t| {
+        t.retain(|x| !x.0.starts_with("classifier."))
+    });
+    let (base, tuned) = (path("bert.safetensors"), path("bert-cls.safetensors"));
+    let out = wgml(&["import", &path("bert"), "--save", &base, "--seed", "4"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("24 positions (of 24)") && stdout.contains("a new head 'classifier' of 2 classes"),
+        "{stdout}"
+    );
+    let out = wgml(&[
+        "train",
+        "--model",
+        &base,
+        "--data",
+        data,
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--lora",
+        "2",
+        "--save",
+        &tuned,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "padded with id 0",
+        "LoRA: 4 adapters of rank 2",
+        "on attention.query, attention.value; trained in full: classifier;",
+        "test accuracy:",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
+    let doc = std::path::Path::new(data).join("test/rust/3.txt");
+    let out = wgml(&["predict", "--weights", &tuned, doc.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("3.txt: ") && stdout.contains("probability"),
+        "{stdout}"
+    );
+    let gpt2 = crate::common::repo_file("kernels-tests/golden/gpt2-tiny");
     fails_with(
-        &["export", &tuned, "--peft", "--save", &path("peft-cls")],
-        &["is a GPT-2 classifier of texts", "export the merged classifier"],
+        &[
+            "import",
+            gpt2.to_str().unwrap(),
+            "--save",
+            &path("x.safetensors"),
+            "--num-labels",
+            "3",
+        ],
+        &["--num-labels gives a BERT"],
     );
 }

@@ -5,20 +5,23 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use wgml::Result;
 use wgml::checkpoint;
+use wgml::{Error, Result};
 
 #[derive(Args, Debug, Clone)]
 pub struct ImportArgs {
-    /// A Hugging Face GPT-2 folder: config.json, model.safetensors and
+    /// A Hugging Face GPT-2 or BERT folder: config.json, model.safetensors and
     /// tokenizer.json (what `save_pretrained` writes; the Hub's gpt2, gpt2-medium,
-    /// gpt2-large, gpt2-xl and distilgpt2).
+    /// gpt2-large, gpt2-xl and distilgpt2; bert-base-uncased, bert-base-cased,
+    /// bert-large-* and their fine-tuned classifiers). A BERT becomes a classifier
+    /// of texts.
     pub folder: PathBuf,
     /// The wgml checkpoint to write.
     #[arg(long)]
     pub save: PathBuf,
-    /// Positions the wgml model reads (default: GPT-2's own, 1,024); fewer keep
-    /// the first rows of the position embedding and cost less per token.
+    /// Positions the wgml model reads (default: the model's own, 1,024 for GPT-2,
+    /// 512 for BERT); fewer keep the first rows of the position embedding and cost
+    /// less per token.
     #[arg(long, value_name = "N")]
     pub context: Option<usize>,
     /// Learning rate of the model's Adam when it is fine-tuned without --lr.
@@ -30,11 +33,42 @@ pub struct ImportArgs {
     /// adapted model and `train` goes on training the adapters.
     #[arg(long, value_name = "DIR")]
     pub peft: Option<PathBuf>,
+    /// BERT: the classes of the new head a pretrained BERT (one without a
+    /// classifier) gets, as Hugging Face's num_labels (default 2); a file's own
+    /// classifier must have this many.
+    #[arg(long, value_name = "N")]
+    pub num_labels: Option<usize>,
+    /// BERT: the seed a new head's weights are drawn with.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 pub fn run(args: &ImportArgs) -> Result<ExitCode> {
     let start = std::time::Instant::now();
-    let mut imported = wgml::import::import_gpt2(&args.folder, args.context, args.lr)?;
+    let bert = wgml::import::model_type(&args.folder)?.as_deref() == Some("bert");
+    if !bert && args.num_labels.is_some() {
+        return Err(Error::invalid(
+            "--num-labels gives a BERT its new head; a GPT-2 becomes a classifier when `wgml train` \
+             fine-tunes it on texts by class",
+        ));
+    }
+    let mut imported = if bert {
+        if args.peft.is_some() {
+            return Err(Error::invalid(
+                "--peft reads adapters of GPT-2; wgml does not read PEFT adapters of BERT yet: merge \
+                 it in Python (merge_and_unload, save_pretrained) and import the merged folder",
+            ));
+        }
+        let how = wgml::import::bert::BertImport {
+            context: args.context,
+            lr: args.lr,
+            classes: args.num_labels,
+            seed: args.seed,
+        };
+        wgml::import::bert::import_bert(&args.folder, &how)?
+    } else {
+        wgml::import::import_gpt2(&args.folder, args.context, args.lr)?
+    };
     let adapter = match &args.peft {
         Some(dir) => Some(wgml::peft::add_adapter(&mut imported, dir)?),
         None => None,
@@ -50,7 +84,7 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
     if let Some(line) = adapter {
         println!("{line}");
     }
-    let classifier = wgml::export::gpt2_classifier_of(&imported.architecture.functional).is_some();
+    let classifier = bert || wgml::export::gpt2_classifier_of(&imported.architecture.functional).is_some();
     if classifier {
         println!(
             "saved {} in {:.1} s: classify texts with `wgml predict --weights {0} FILE.txt`, fine-tune \

@@ -9,6 +9,7 @@ use wgml::data::Dataset;
 use wgml::data::text::{self, Vocabulary};
 use wgml::data::{text_classes, text_table};
 use wgml::graph::PlanOptions;
+use wgml::import::bert::{BERT_CLASSIFIER_HEAD, bert_classifier_of};
 use wgml::kernels::optim::Optimizer;
 use wgml::nn::model::ModelSpec;
 use wgml::nn::{self, zoo};
@@ -243,8 +244,9 @@ pub struct TrainArgs {
     /// parts (attn.query, mlp.c_fc, or a Sequential's PyTorch module index; Dense
     /// layers, attention projections and Conv2D layers), or all-linear (every Dense
     /// layer and projection but the output layer). Default:
-    /// the query, key and value projections of a GPT-2 (PEFT's c_attn), all-linear
-    /// otherwise.
+    /// the query, key and value projections of a GPT-2 (PEFT's c_attn), the query
+    /// and value of a BERT (PEFT's default there), all-linear otherwise. A text
+    /// classifier's head (GPT-2's score, BERT's classifier) trains in full.
     #[arg(long, value_name = "MODULES", value_delimiter = ',', requires = "lora")]
     pub lora_targets: Vec<String>,
     /// Layers trained in full beside the adapters (PEFT's modules_to_save), e.g. a
@@ -950,7 +952,14 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     // A classifier made now or before: its head trains in full under --lora.
     let made_classifier =
         matches!(&recipe.model, ModelSpec::Functional(f) if wgml::export::gpt2_classifier_of(f).is_some());
-    let new_head = (classify.is_some() || made_classifier).then_some(nn::transfer::CLASSIFIER_HEAD);
+    let bert_classes = match &recipe.model {
+        ModelSpec::Functional(f) => bert_classifier_of(f),
+        _ => None,
+    };
+    let new_head = match bert_classes {
+        Some(_) => Some(BERT_CLASSIFIER_HEAD),
+        None => (classify.is_some() || made_classifier).then_some(nn::transfer::CLASSIFIER_HEAD),
+    };
     if let Some((path, c)) = &init {
         data = in_checkpoint_order(data, &c.class_names(path)?)?;
     }
@@ -976,6 +985,16 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     }
     if let Some(n) = args.per_class {
         data = data.per_class(n, args.seed)?;
+    }
+    if let Some(head) = bert_classes
+        && head < data.class_names.len()
+    {
+        return Err(Error::invalid(format!(
+            "the data has {} classes but {}'s head has {head}: import the BERT again with \
+             --num-labels {0} (a new head), or keep {head} classes with --classes",
+            data.class_names.len(),
+            args.model
+        )));
     }
     if let (Some(f), Some(pad)) = (classify, padding) {
         let classes = data.class_names.len();
@@ -1101,7 +1120,14 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         recipe.model = ModelSpec::Sequential(s.freeze(recipe.loss, &freeze, &values)?);
     }
     if let Some(rank) = args.lora {
-        add_lora(&mut recipe.model, rank, args, gpt2, new_head)?;
+        let defaults: &[&str] = if gpt2 {
+            &["attn.query", "attn.key", "attn.value"]
+        } else if bert_classes.is_some() {
+            &["attention.query", "attention.value"]
+        } else {
+            &[nn::lora::ALL_LINEAR]
+        };
+        add_lora(&mut recipe.model, rank, args, defaults, new_head)?;
     }
     println!("{}", recipe.model.summary(recipe.loss)?);
     let mut model = recipe
@@ -1477,22 +1503,20 @@ pub fn write_json(path: &Path, json: &serde_json::Value) -> Result<()> {
     })
 }
 
-/// Gives `model` the low-rank adapters of `--lora rank` and its companion flags.
+/// Gives `model` the low-rank adapters of `--lora rank` and its companion flags;
+/// without `--lora-targets`, on the modules `defaults` names (PEFT's defaults for
+/// the model: GPT-2's attention projections, BERT's query and value).
 fn add_lora(
     model: &mut ModelSpec,
     rank: usize,
     args: &TrainArgs,
-    gpt2: bool,
+    defaults: &[&str],
     new_head: Option<&str>,
 ) -> Result<()> {
     let targets = if !args.lora_targets.is_empty() {
         args.lora_targets.clone()
-    } else if gpt2 {
-        ["attn.query", "attn.key", "attn.value"]
-            .map(String::from)
-            .to_vec()
     } else {
-        vec![nn::lora::ALL_LINEAR.to_string()]
+        defaults.iter().map(|t| t.to_string()).collect()
     };
     let mut train = args.lora_train.clone();
     if let Some(head) = new_head.filter(|h| !train.iter().any(|t| t == h)) {

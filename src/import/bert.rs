@@ -308,6 +308,27 @@ impl BertConfig {
     }
 }
 
+/// The classes of functional model `f` when it is a BERT classifier as
+/// [`import_bert`] makes one (its last layer the head `classifier`, read from
+/// the `[CLS]` token through the pooler); `None` otherwise.
+pub fn bert_classifier_of(f: &crate::nn::Functional) -> Option<usize> {
+    use crate::nn::Layer;
+    use crate::nn::functional::LayerOrOp;
+    let last = f.layers.last()?;
+    let LayerOrOp::Layer(Layer::Dense { units, .. }) = &last.what else {
+        return None;
+    };
+    let pooled = f
+        .layers
+        .iter()
+        .any(|l| l.name == "first_token" && matches!(l.what, LayerOrOp::Layer(Layer::FirstTokenPooling1D)));
+    let embedded = f.layers.iter().any(|l| {
+        l.name == "bert.embeddings.word_embeddings"
+            && matches!(l.what, LayerOrOp::Layer(Layer::Embedding { .. }))
+    });
+    (last.name == BERT_CLASSIFIER_HEAD && pooled && embedded).then_some(*units)
+}
+
 /// What to make of a BERT folder.
 #[derive(Clone, Debug)]
 pub struct BertImport {
