@@ -265,3 +265,84 @@ fn the_hubs_bert_layouts_import_and_a_pretrained_bert_gets_a_new_head() {
         "this BERT has 24 positions",
     );
 }
+
+/// A BERT classifier exported (`BertForSequenceClassification`'s names, the
+/// position table written as the folded sum, token types as zeros) and imported
+/// again is the same model with the same tensors; what is not a BERT classifier
+/// is refused by the BERT exporter.
+#[test]
+fn export_writes_back_what_import_read() {
+    let (_g, ctx) = gpu();
+    let (want, _) = expected();
+    let imported = import_bert(&fixture(), &how(16, None)).unwrap();
+    let out = fresh_dir("bert-export");
+    let path = out.join("bert.safetensors");
+    wgml::checkpoint::save_functional_tensors(
+        &path,
+        &imported.kind,
+        &imported.architecture,
+        &imported.tensors,
+        &imported.vocabulary,
+    )
+    .unwrap();
+    let c = wgml::checkpoint::load(&path).unwrap();
+    let summary = wgml::export::bert::export_bert(&c, &path, &out.join("hf")).unwrap();
+    assert!(
+        summary.contains("a classifier of 3 classes, padding id 0") && summary.contains("with its tokenizer"),
+        "{summary}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("hf/config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(
+        (
+            config["id2label"]["2"].clone(),
+            config["max_position_embeddings"].clone()
+        ),
+        ("pos".into(), 16.into())
+    );
+    let again = import_bert(&out.join("hf"), &how(16, None)).unwrap();
+    assert_eq!(again.architecture, imported.architecture);
+    assert_eq!(again.tensors, imported.tensors);
+    let mut model = again
+        .architecture
+        .functional
+        .compile_supervised(ctx, Optimizer::sgd(0.1, 0.0), 1)
+        .unwrap();
+    model.load_params(ctx, &again.tensors).unwrap();
+    let probabilities: Vec<f32> = want["logits"]
+        .chunks(3)
+        .flat_map(|l| {
+            let mut p = vec![0.0; 3];
+            wgml::reference::softmax::softmax(l, 3, &mut p);
+            p
+        })
+        .collect();
+    assert_close(
+        "exported and imported again",
+        &model.predict(ctx, &want["ids"], 4).unwrap(),
+        &probabilities,
+        1e-6,
+        1e-5,
+    );
+    let gpt2 = repo_file("kernels-tests/golden/gpt2-tiny");
+    let lm = wgml::import::import_gpt2(&gpt2, Some(16), 1e-4).unwrap();
+    let lm_path = out.join("gpt2.safetensors");
+    wgml::checkpoint::save_functional_tensors(
+        &lm_path,
+        "gpt2",
+        &lm.architecture,
+        &lm.tensors,
+        &lm.vocabulary,
+    )
+    .unwrap();
+    let e = wgml::export::bert::export_bert(
+        &wgml::checkpoint::load(&lm_path).unwrap(),
+        &lm_path,
+        &out.join("no"),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("has no layer 'classifier'"), "{e}");
+}

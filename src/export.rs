@@ -16,6 +16,8 @@
 //! `config.json` with `pad_token_id` and the class names as `id2label`, so
 //! `AutoModelForSequenceClassification.from_pretrained(FOLDER)` loads it.
 
+pub mod bert;
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -139,8 +141,14 @@ pub fn gpt2_config_of(f: &Functional) -> std::result::Result<(Gpt2Config, usize)
             .sequence_classifier(classes, pad)
             .map_err(|e| e.to_string())?;
     }
-    // Layers frozen while fine-tuning are GPT-2's layers all the same, and so are
-    // layers with low-rank adapters (merged on export).
+    same_model(&want, f, "GPT-2")?;
+    Ok((config, context))
+}
+
+/// Whether `f` is the model `want` describes (`what` names it in errors), once
+/// its frozen layers are thawed and its low-rank adapters dropped (they are
+/// merged on export); else the first layer that differs.
+pub(crate) fn same_model(want: &Functional, f: &Functional, what: &str) -> std::result::Result<(), String> {
     let mut f = f.clone();
     f.lora = None;
     for l in &mut f.layers {
@@ -148,29 +156,89 @@ pub fn gpt2_config_of(f: &Functional) -> std::result::Result<(Gpt2Config, usize)
             l.what = LayerOrOp::Layer(layer.clone().with_trainable(true));
         }
     }
-    if want != f {
-        let differs = want
-            .layers
-            .iter()
-            .zip(&f.layers)
-            .find(|(w, g)| w != g)
-            .map(|(w, _)| format!("layer '{}'", w.name))
-            .unwrap_or_else(|| {
-                if want.layers.len() != f.layers.len() {
-                    format!(
-                        "{} layers where a GPT-2 of its size has {}",
-                        f.layers.len(),
-                        want.layers.len()
-                    )
-                } else {
-                    "its input, outputs or objective".into()
-                }
-            });
-        return Err(format!(
-            "is not a GPT-2 as wgml import describes one: {differs} differs from GPT-2's"
-        ));
+    if *want == f {
+        return Ok(());
     }
-    Ok((config, context))
+    let differs = want
+        .layers
+        .iter()
+        .zip(&f.layers)
+        .find(|(w, g)| w != g)
+        .map(|(w, _)| format!("layer '{}'", w.name))
+        .unwrap_or_else(|| {
+            if want.layers.len() != f.layers.len() {
+                format!(
+                    "{} layers where a {what} of its size has {}",
+                    f.layers.len(),
+                    want.layers.len()
+                )
+            } else {
+                "its input, outputs or objective".into()
+            }
+        });
+    Err(format!(
+        "is not a {what} as wgml import describes one: {differs} differs from {what}'s"
+    ))
+}
+
+/// The checkpoint's tensors, its low-rank adapters merged when it has some.
+pub(crate) fn merged_tensors<'a>(
+    c: &'a Checkpoint,
+    f: &Functional,
+    path: &Path,
+) -> Result<std::borrow::Cow<'a, [NamedValues]>> {
+    Ok(match &f.lora {
+        Some(lora) => std::borrow::Cow::Owned(
+            crate::nn::lora::merged(&c.tensors, lora).map_err(|e| e.in_file(path, "its adapters"))?,
+        ),
+        None => std::borrow::Cow::Borrowed(&c.tensors),
+    })
+}
+
+/// Writes a Hugging Face folder `dir` (created if missing): `model.safetensors`
+/// of `tensors`, `config.json` of `settings`, and `tokenizer.json` when the
+/// vocabulary is a tokenizer (returns whether it was written).
+pub(crate) fn write_folder(
+    dir: &Path,
+    tensors: &[NamedValues],
+    settings: &serde_json::Value,
+    vocabulary: &crate::data::text::Vocabulary,
+) -> Result<bool> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let entries: Vec<checkpoint::Entry> = tensors
+        .iter()
+        .map(|(name, shape, v)| checkpoint::f32_entry(name.clone(), shape, v))
+        .collect();
+    // transformers reads only files whose metadata says they hold PyTorch tensors.
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    checkpoint::write_atomic(
+        &dir.join("model.safetensors"),
+        &checkpoint::serialize(&entries, metadata)?,
+    )?;
+    let text = serde_json::to_string_pretty(settings)
+        .map_err(|e| Error::invalid(format!("writing config.json: {e}")))?;
+    checkpoint::write_atomic(&dir.join("config.json"), text.as_bytes())?;
+    Ok(match vocabulary.to_json()? {
+        Some(json) => {
+            checkpoint::write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
+            true
+        }
+        None => false,
+    })
+}
+
+/// `id2label` and `label2id` of `classes` classes named `names` (`LABEL_i` past
+/// their end), as `config.json` holds them.
+pub(crate) fn labels(names: &[String], classes: usize) -> (serde_json::Value, serde_json::Value) {
+    let label = |i: usize| names.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}"));
+    let id2label: serde_json::Map<String, serde_json::Value> =
+        (0..classes).map(|i| (i.to_string(), json!(label(i)))).collect();
+    let label2id: serde_json::Map<String, serde_json::Value> =
+        (0..classes).map(|i| (label(i), json!(i))).collect();
+    (json!(id2label), json!(label2id))
 }
 
 /// `x` (an f32 read from JSON) as the decimal it was written as: 1e-5, not
@@ -208,58 +276,17 @@ pub fn export_gpt2(c: &Checkpoint, path: &Path, dir: &Path) -> Result<Exported> 
     })?;
     let (config, context) = gpt2_config_of(&a.functional).map_err(bad)?;
     let classifier = gpt2_classifier_of(&a.functional);
-    let merged;
-    let own = match &a.functional.lora {
-        Some(lora) => {
-            merged =
-                crate::nn::lora::merged(&c.tensors, lora).map_err(|e| e.in_file(path, "its adapters"))?;
-            &merged
-        }
-        None => &c.tensors,
-    };
-    let tensors = hf_tensors(own, &config, classifier.map(|(classes, _)| classes)).map_err(bad)?;
-    let vocabulary = c.vocabulary(path)?;
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    let entries: Vec<checkpoint::Entry> = tensors
-        .iter()
-        .map(|(name, shape, v)| checkpoint::f32_entry(name.clone(), shape, v))
-        .collect();
-    // transformers reads only files whose metadata says they hold PyTorch tensors.
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    checkpoint::write_atomic(
-        &dir.join("model.safetensors"),
-        &checkpoint::serialize(&entries, metadata)?,
-    )?;
+    let own = merged_tensors(c, &a.functional, path)?;
+    let tensors = hf_tensors(&own, &config, classifier.map(|(classes, _)| classes)).map_err(bad)?;
     let mut settings = hf_config(&config);
     if let Some((classes, pad)) = classifier {
-        let label = |i: usize| {
-            a.class_names
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| format!("LABEL_{i}"))
-        };
-        let id2label: serde_json::Map<String, serde_json::Value> =
-            (0..classes).map(|i| (i.to_string(), json!(label(i)))).collect();
-        let label2id: serde_json::Map<String, serde_json::Value> =
-            (0..classes).map(|i| (label(i), json!(i))).collect();
+        let (id2label, label2id) = labels(&a.class_names, classes);
         settings["architectures"] = json!(["GPT2ForSequenceClassification"]);
         settings["pad_token_id"] = json!(pad);
-        settings["id2label"] = json!(id2label);
-        settings["label2id"] = json!(label2id);
+        settings["id2label"] = id2label;
+        settings["label2id"] = label2id;
     }
-    let text = serde_json::to_string_pretty(&settings)
-        .map_err(|e| Error::invalid(format!("writing config.json: {e}")))?;
-    checkpoint::write_atomic(&dir.join("config.json"), text.as_bytes())?;
-    let tokenizer = match vocabulary.to_json()? {
-        Some(json) => {
-            checkpoint::write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
-            true
-        }
-        None => false,
-    };
+    let tokenizer = write_folder(dir, &tensors, &settings, &c.vocabulary(path)?)?;
     let count: usize = tensors.iter().map(|(_, _, v)| v.len()).sum();
     let summary = format!(
         "GPT-2: {} blocks of width {}, {} heads, {context} positions, {} tokens; {count} parameters{}; {}",

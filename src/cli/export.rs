@@ -10,8 +10,9 @@ use wgml::checkpoint;
 
 #[derive(Args, Debug, Clone)]
 pub struct ExportArgs {
-    /// A wgml checkpoint of a GPT-2: one `wgml import` wrote, fine-tuned or not,
-    /// or one trained from examples/models/gpt2_small.json.
+    /// A wgml checkpoint of a GPT-2 (one `wgml import` wrote, fine-tuned or not,
+    /// or one trained from examples/models/gpt2_small.json) or of a BERT
+    /// classifier (written as BertForSequenceClassification).
     pub checkpoint: PathBuf,
     /// The folder to write config.json, model.safetensors and tokenizer.json to
     /// (created if missing), which transformers' GPT2LMHeadModel.from_pretrained
@@ -51,6 +52,19 @@ pub fn run(args: &ExportArgs) -> Result<ExitCode> {
         println!("{summary}");
         println!(
             "saved {} in {:.1} s: in Python, PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(BASE), \"{0}\")",
+            args.save.display(),
+            start.elapsed().as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bert = c
+        .functional_architecture(&args.checkpoint)?
+        .is_some_and(|a| wgml::import::bert::bert_classifier_of(&a.functional).is_some());
+    if bert {
+        let summary = wgml::export::bert::export_bert(&c, &args.checkpoint, &args.save)?;
+        println!("{summary}");
+        println!(
+            "saved {} in {:.1} s: in Python, AutoModelForSequenceClassification.from_pretrained(\"{0}\")",
             args.save.display(),
             start.elapsed().as_secs_f64()
         );
