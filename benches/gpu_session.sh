@@ -118,6 +118,14 @@ if [ "$stage" = wgml ] || [ "$stage" = all ]; then
     done
     run profile-texts-b32 60 "$wgml" train --model examples/models/text_classifier.json \
         --data /tmp/texts --profile --batch-size 32
+    # BERT-base (examples/models/bert_base.json: what `wgml import` gives the Hub's
+    # bert-base-uncased at a 128-token window, random weights, bytes as tokens)
+    # fine-tuning steps at batch 32, and the profile of one (floor and prediction:
+    # BENCHMARKS.md, "BERT").
+    run bert-base-b32 180 "$wgml" train --model examples/models/bert_base.json --data /tmp/texts \
+        --batch-size 32 --steps 20 --no-dynamic-padding --metrics "$logs/bert-base-b32.json"
+    run profile-bert-base-b32 120 "$wgml" train --model examples/models/bert_base.json \
+        --data /tmp/texts --profile --batch-size 32
     WGML_ATTENTION=unfused run profile-texts-b32-unfused 60 "$wgml" train \
         --model examples/models/text_classifier.json --data /tmp/texts --profile --batch-size 32
     run gpt2-generate-no-cache 120 "$wgml" generate --weights /tmp/gpt2-small.safetensors \

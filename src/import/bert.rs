@@ -619,6 +619,21 @@ mod tests {
         assert_eq!(a.functional.input.shape, vec![128]);
     }
 
+    /// `examples/models/bert_base.json` is what importing the Hub's
+    /// `bert-base-uncased` with a 128-token window and 2 labels describes, so it
+    /// trains BERT-base from scratch with the layers and names an import gives
+    /// (`benches/gpu_session.sh` times it).
+    #[test]
+    fn the_bert_base_example_is_the_imported_architecture() {
+        let want = BertConfig::parse(&format!("{BASE}}}"))
+            .unwrap()
+            .architecture(128, 2, 2e-5)
+            .unwrap();
+        let example: FunctionalArchitecture =
+            serde_json::from_str(include_str!("../../examples/models/bert_base.json")).unwrap();
+        assert_eq!(example, want);
+    }
+
     #[test]
     fn config_refuses_what_wgml_does_not_compute() {
         for (extra, says) in [

@@ -959,14 +959,24 @@ pub fn epoch_line(s: &EpochStats, epochs: usize) -> String {
     }
     if s.labels_per_sample > 1 {
         line += &format!(
-            " - {:.0} tokens/s",
-            s.images_per_second * s.labels_per_sample as f64
+            " - {} tokens/s",
+            rate(s.images_per_second * s.labels_per_sample as f64)
         );
     } else {
         let noun = if s.texts { "texts" } else { "images" };
-        line += &format!(" - {:.0} {noun}/s", s.images_per_second);
+        line += &format!(" - {} {noun}/s", rate(s.images_per_second));
     }
     line
+}
+
+/// A pace per second for the epoch line: whole numbers from 10 up, two decimals
+/// below (a large model on a CPU adapter manages under one sample a second).
+fn rate(per_second: f64) -> String {
+    if per_second >= 10.0 {
+        format!("{per_second:.0}")
+    } else {
+        format!("{per_second:.2}")
+    }
 }
 
 #[cfg(test)]
