@@ -14,8 +14,8 @@
 #                                       # batch 32/128, profiles, matmul 1024-4096 (tuned and forced),
 #                                       # tensor cores (--matmul-precision medium), bench all
 #   bash benches/gpu_session.sh torch   # benches/torch_baseline.py (cuBLAS, cuDNN, PyTorch eager),
-#                                       # benches/transformer_torch.py, byte_lm_torch.py and
-#                                       # gpt2_torch.py on the GPU
+#                                       # benches/transformer_torch.py, byte_lm_torch.py,
+#                                       # gpt2_torch.py and bert_torch.py on the GPU
 #   bash benches/gpu_session.sh tests   # every kernel test alone, 8 at a time, 60 s each at most
 # Without .gl (e.g. a local try on lavapipe) the loader set-up is skipped.
 set -uo pipefail
@@ -186,6 +186,9 @@ if [ "$stage" = torch ] || [ "$stage" = all ]; then
     DEVICE=cuda timeout -k 5 180 python3 benches/gpt2_torch.py \
         > "$logs/torch-gpt2.json" 2> "$logs/torch-gpt2.log"
     echo "== torch GPT-2: exit $?" | tee -a "$logs/torch-gpt2.log"
+    DEVICE=cuda timeout -k 5 120 python3 benches/bert_torch.py \
+        > "$logs/torch-bert-base.json" 2> "$logs/torch-bert-base.log"
+    echo "== torch BERT-base: exit $?" | tee -a "$logs/torch-bert-base.log"
     DEVICE=cuda timeout -k 5 120 python3 benches/byte_lm_torch.py README.md 3 1 \
         > "$logs/torch-byte-lm-b32.json" 2> "$logs/torch-byte-lm-b32.log"
     echo "== torch byte LM: exit $?" | tee -a "$logs/torch-byte-lm-b32.log"
