@@ -23,9 +23,13 @@ fn fixture() -> PathBuf {
     repo_file("kernels-tests/golden/bert-tiny-cls")
 }
 
-/// The fixture's expected values by name, and its texts.
-fn expected() -> (HashMap<String, Vec<f32>>, Vec<String>) {
-    let bytes = std::fs::read(fixture().join("expected.safetensors")).unwrap();
+fn roberta() -> PathBuf {
+    repo_file("kernels-tests/golden/roberta-tiny-cls")
+}
+
+/// A fixture's expected values by name, and its texts.
+fn expected_of(dir: &std::path::Path) -> (HashMap<String, Vec<f32>>, Vec<String>) {
+    let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
     let texts = meta.metadata().as_ref().unwrap()["texts"]
         .lines()
@@ -40,6 +44,10 @@ fn expected() -> (HashMap<String, Vec<f32>>, Vec<String>) {
     (values, texts)
 }
 
+fn expected() -> (HashMap<String, Vec<f32>>, Vec<String>) {
+    expected_of(&fixture())
+}
+
 fn how(context: usize, classes: Option<usize>) -> BertImport {
     BertImport {
         context: Some(context),
@@ -50,24 +58,31 @@ fn how(context: usize, classes: Option<usize>) -> BertImport {
 }
 
 /// The texts read as the fixture's tokenizer reads them for BERT: framed, cut
-/// to 16 with the frame kept (the second text), unknown words as `[UNK]`.
+/// to 16 with the frame kept (the second text), unknown words as `[UNK]`; and
+/// as RoBERTa's byte-level tokenizer frames them (`<s> … </s>`, `<pad>` = 1).
 #[test]
 fn bert_texts_are_framed_and_cut_as_hugging_faces_tokenizer_does() {
-    let (want, texts) = expected();
-    let vocabulary = Vocabulary::from_file(&fixture().join("tokenizer.json")).unwrap();
-    assert_eq!(vocabulary.padding_id(), Some(0));
-    assert_eq!(vocabulary.document_frame().unwrap(), (vec![2], vec![3]));
-    let mut ids = Vec::new();
-    for text in &texts {
-        let (framed, whole) = vocabulary.encode_document(text.as_bytes(), 16).unwrap();
-        assert_eq!(
-            whole > 16,
-            framed.len() == 16 && text.len() > 60,
-            "{text}: {whole}"
-        );
-        ids.extend(cut_and_pad(&framed, 16, 0));
+    for (dir, frame, pad) in [
+        (fixture(), (vec![2], vec![3]), 0),
+        (roberta(), (vec![0], vec![2]), 1),
+    ] {
+        let (want, texts) = expected_of(&dir);
+        let vocabulary = Vocabulary::from_file(&dir.join("tokenizer.json")).unwrap();
+        assert_eq!(vocabulary.padding_id(), Some(pad));
+        assert_eq!(vocabulary.document_frame().unwrap(), frame);
+        let mut ids = Vec::new();
+        for text in &texts {
+            let (framed, whole) = vocabulary.encode_document(text.as_bytes(), 16).unwrap();
+            assert_eq!(
+                whole > 16,
+                framed.len() == 16 && text.len() > 60,
+                "{text}: {whole}"
+            );
+            ids.extend(cut_and_pad(&framed, 16, pad));
+        }
+        assert_eq!(ids, want["ids"], "{}", dir.display());
     }
-    assert_eq!(ids, want["ids"]);
+    let vocabulary = Vocabulary::from_file(&fixture().join("tokenizer.json")).unwrap();
     // A window shorter than the frame keeps what fits.
     assert_eq!(vocabulary.encode_document(b"bad", 1).unwrap().0, vec![2]);
     // Bytes have no frame.
@@ -77,13 +92,22 @@ fn bert_texts_are_framed_and_cut_as_hugging_faces_tokenizer_does() {
     );
 }
 
-#[test]
-fn an_imported_bert_classifier_gives_hugging_faces_logits_and_gradients() {
+/// Imports the classifier in `dir` at 16 tokens and checks its probabilities,
+/// loss and one SGD step against Hugging Face's: `grads` pairs wgml's tensor
+/// names with Hugging Face's; the folded position table starts at row `first`
+/// of Hugging Face's, and with `types` (Hugging Face's name) its rows summed
+/// over the positions are token type 0's gradient.
+fn against_hugging_face(
+    dir: &std::path::Path,
+    grads: &[(&str, &str)],
+    positions: (&str, &str, usize),
+    types: Option<&str>,
+) {
     let (_g, ctx) = gpu();
     let _restore = PlanAs(ctx);
-    let (want, _) = expected();
+    let (want, _) = expected_of(dir);
     let (tokens, classes, d) = (16, 3, 32);
-    let imported = import_bert(&fixture(), &how(tokens, None)).unwrap();
+    let imported = import_bert(dir, &how(tokens, None)).unwrap();
     assert!(
         imported
             .summary
@@ -144,7 +168,36 @@ fn an_imported_bert_classifier_gives_hugging_faces_logits_and_gradients() {
                 .collect()
         };
         let what = |s: &str| format!("{class:?}: {s}'s gradient against Hugging Face's");
-        for (ours, hf) in [
+        for (ours, hf) in grads {
+            assert_close(&what(ours), &step(ours), &want[&format!("grad.{hf}")], 1e-6, 1e-5);
+        }
+        // The folded table: each position's row gets the position's gradient;
+        // summed over the positions, the token type 0's.
+        let (ours, hf, first) = positions;
+        let folded = step(ours);
+        let rows = &want[&format!("grad.{hf}")][first * d..(first + tokens) * d];
+        assert_close(&what("positions"), &folded, rows, 1e-6, 1e-5);
+        if let Some(hf) = types {
+            let type0: Vec<f32> = (0..d)
+                .map(|c| (0..tokens).map(|t| folded[t * d + c]).sum())
+                .collect();
+            assert_close(
+                &what("token type 0"),
+                &type0,
+                &want[&format!("grad.{hf}")][..d],
+                1e-5,
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+fn an_imported_bert_classifier_gives_hugging_faces_logits_and_gradients() {
+    let layer0 = "bert.encoder.layer.0.attention";
+    against_hugging_face(
+        &fixture(),
+        &[
             ("classifier.weight", "classifier.weight"),
             ("bert.pooler.dense.weight", "bert.pooler.dense.weight"),
             (
@@ -152,23 +205,45 @@ fn an_imported_bert_classifier_gives_hugging_faces_logits_and_gradients() {
                 "bert.embeddings.word_embeddings.weight",
             ),
             (
-                "bert.encoder.layer.0.attention.query.weight",
-                "bert.encoder.layer.0.attention.self.query.weight",
+                &format!("{layer0}.query.weight"),
+                &format!("{layer0}.self.query.weight"),
             ),
-        ] {
-            assert_close(&what(ours), &step(ours), &want[&format!("grad.{hf}")], 1e-6, 1e-5);
-        }
-        // The folded table: each position's row gets the position's gradient;
-        // summed over the positions, the token type 0's.
-        let folded = step("bert.embeddings.position_embeddings.weight");
-        let positions = &want["grad.bert.embeddings.position_embeddings.weight"];
-        assert_close(&what("positions"), &folded, &positions[..tokens * d], 1e-6, 1e-5);
-        let type0: Vec<f32> = (0..d)
-            .map(|c| (0..tokens).map(|t| folded[t * d + c]).sum())
-            .collect();
-        let types = &want["grad.bert.embeddings.token_type_embeddings.weight"];
-        assert_close(&what("token type 0"), &type0, &types[..d], 1e-5, 1e-4);
-    }
+        ],
+        (
+            "bert.embeddings.position_embeddings.weight",
+            "bert.embeddings.position_embeddings.weight",
+            0,
+        ),
+        Some("bert.embeddings.token_type_embeddings.weight"),
+    );
+}
+
+/// RoBERTa: positions from row pad + 1 = 2, no pooler, the head's dense layer
+/// and out_proj.
+#[test]
+fn an_imported_roberta_classifier_gives_hugging_faces_logits_and_gradients() {
+    let layer0 = "roberta.encoder.layer.0.attention";
+    against_hugging_face(
+        &roberta(),
+        &[
+            ("classifier.out_proj.weight", "classifier.out_proj.weight"),
+            ("classifier.dense.weight", "classifier.dense.weight"),
+            (
+                "roberta.embeddings.word_embeddings.weight",
+                "roberta.embeddings.word_embeddings.weight",
+            ),
+            (
+                &format!("{layer0}.query.weight"),
+                &format!("{layer0}.self.query.weight"),
+            ),
+        ],
+        (
+            "roberta.embeddings.position_embeddings.weight",
+            "roberta.embeddings.position_embeddings.weight",
+            2,
+        ),
+        None,
+    );
 }
 
 /// `BertModel`'s layout (no `bert.` prefix), older layer-norm names, the
@@ -205,7 +280,7 @@ fn the_hubs_bert_layouts_import_and_a_pretrained_bert_gets_a_new_head() {
         hub.summary.contains("a new head 'classifier' of 4 classes")
             && hub
                 .summary
-                .contains("1 pretraining-head tensors (cls.*) left out"),
+                .contains("1 tensors of heads the classifier does not use (cls.*) left out"),
         "{}",
         hub.summary
     );
@@ -234,6 +309,31 @@ fn the_hubs_bert_layouts_import_and_a_pretrained_bert_gets_a_new_head() {
             .len(),
         2
     );
+    // RobertaModel's layout: no prefix, a pooler and the masked-LM head left out,
+    // the whole head (dense and out_proj) new.
+    let dir = fresh_dir("roberta-hub");
+    rewrite_fixture(&roberta(), &dir, |t| {
+        t.retain(|x| !x.0.starts_with("classifier."));
+        for (name, ..) in t.iter_mut() {
+            *name = name.trim_start_matches("roberta.").to_string();
+        }
+        for extra in ["pooler.dense.bias", "lm_head.bias"] {
+            t.push((extra.into(), Dtype::F32, vec![32], f32_bytes(&[0.5; 32])));
+        }
+    });
+    let hub = import_bert(&dir, &how(18, None)).unwrap();
+    assert!(
+        hub.summary
+            .contains("a new head 'classifier.dense', 'classifier.out_proj' of 2 classes")
+            && hub.summary.contains("18 positions (of 18)")
+            && hub
+                .summary
+                .contains("2 tensors of heads the classifier does not use"),
+        "{}",
+        hub.summary
+    );
+    let e = import_bert(&dir, &how(19, None)).err().unwrap().to_string();
+    assert!(e.contains("this RoBERTa has 18 positions"), "{e}");
     let refused = |what: &str, edit: &dyn Fn(&mut Vec<RawTensor>), how: BertImport, want: &str| {
         let dir = fresh_dir(what);
         rewrite_fixture(&fixture(), &dir, edit);
@@ -266,65 +366,72 @@ fn the_hubs_bert_layouts_import_and_a_pretrained_bert_gets_a_new_head() {
     );
 }
 
-/// A BERT classifier exported (`BertForSequenceClassification`'s names, the
-/// position table written as the folded sum, token types as zeros) and imported
-/// again is the same model with the same tensors; what is not a BERT classifier
-/// is refused by the BERT exporter.
+/// A BERT or RoBERTa classifier exported (`*ForSequenceClassification`'s
+/// names, the position table written as the folded sum after RoBERTa's zero
+/// padding rows, token types as zeros) and imported again is the same model
+/// with the same tensors; what is not such a classifier is refused by the
+/// exporter.
 #[test]
 fn export_writes_back_what_import_read() {
     let (_g, ctx) = gpu();
-    let (want, _) = expected();
-    let imported = import_bert(&fixture(), &how(16, None)).unwrap();
     let out = fresh_dir("bert-export");
-    let path = out.join("bert.safetensors");
-    wgml::checkpoint::save_functional_tensors(
-        &path,
-        &imported.kind,
-        &imported.architecture,
-        &imported.tensors,
-        &imported.vocabulary,
-    )
-    .unwrap();
-    let c = wgml::checkpoint::load(&path).unwrap();
-    let summary = wgml::export::bert::export_bert(&c, &path, &out.join("hf")).unwrap();
-    assert!(
-        summary.contains("a classifier of 3 classes, padding id 0") && summary.contains("with its tokenizer"),
-        "{summary}"
-    );
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("hf/config.json")).unwrap()).unwrap();
-    assert_eq!(config["architectures"][0], "BertForSequenceClassification");
-    assert_eq!(
-        (
-            config["id2label"]["2"].clone(),
-            config["max_position_embeddings"].clone()
-        ),
-        ("pos".into(), 16.into())
-    );
-    let again = import_bert(&out.join("hf"), &how(16, None)).unwrap();
-    assert_eq!(again.architecture, imported.architecture);
-    assert_eq!(again.tensors, imported.tensors);
-    let mut model = again
-        .architecture
-        .functional
-        .compile_supervised(ctx, Optimizer::sgd(0.1, 0.0), 1)
+    for (dir, name, positions) in [
+        (fixture(), "BertForSequenceClassification", 16),
+        (roberta(), "RobertaForSequenceClassification", 18),
+    ] {
+        let (want, _) = expected_of(&dir);
+        let imported = import_bert(&dir, &how(16, None)).unwrap();
+        let path = out.join(format!("{name}.safetensors"));
+        wgml::checkpoint::save_functional_tensors(
+            &path,
+            &imported.kind,
+            &imported.architecture,
+            &imported.tensors,
+            &imported.vocabulary,
+        )
         .unwrap();
-    model.load_params(ctx, &again.tensors).unwrap();
-    let probabilities: Vec<f32> = want["logits"]
-        .chunks(3)
-        .flat_map(|l| {
-            let mut p = vec![0.0; 3];
-            wgml::reference::softmax::softmax(l, 3, &mut p);
-            p
-        })
-        .collect();
-    assert_close(
-        "exported and imported again",
-        &model.predict(ctx, &want["ids"], 4).unwrap(),
-        &probabilities,
-        1e-6,
-        1e-5,
-    );
+        let c = wgml::checkpoint::load(&path).unwrap();
+        let hf = out.join(name);
+        let summary = wgml::export::bert::export_bert(&c, &path, &hf).unwrap();
+        assert!(
+            summary.contains("a classifier of 3 classes") && summary.contains("with its tokenizer"),
+            "{summary}"
+        );
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(hf.join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["architectures"][0], name);
+        assert_eq!(
+            (
+                config["id2label"]["2"].clone(),
+                config["max_position_embeddings"].clone()
+            ),
+            ("pos".into(), positions.into())
+        );
+        let again = import_bert(&hf, &how(16, None)).unwrap();
+        assert_eq!(again.architecture, imported.architecture);
+        assert_eq!(again.tensors, imported.tensors);
+        let mut model = again
+            .architecture
+            .functional
+            .compile_supervised(ctx, Optimizer::sgd(0.1, 0.0), 1)
+            .unwrap();
+        model.load_params(ctx, &again.tensors).unwrap();
+        let probabilities: Vec<f32> = want["logits"]
+            .chunks(3)
+            .flat_map(|l| {
+                let mut p = vec![0.0; 3];
+                wgml::reference::softmax::softmax(l, 3, &mut p);
+                p
+            })
+            .collect();
+        assert_close(
+            &format!("{name} exported and imported again"),
+            &model.predict(ctx, &want["ids"], 4).unwrap(),
+            &probabilities,
+            1e-6,
+            1e-5,
+        );
+    }
     let gpt2 = repo_file("kernels-tests/golden/gpt2-tiny");
     let lm = wgml::import::import_gpt2(&gpt2, Some(16), 1e-4).unwrap();
     let lm_path = out.join("gpt2.safetensors");

@@ -10,11 +10,12 @@ use wgml::{Error, Result};
 
 #[derive(Args, Debug, Clone)]
 pub struct ImportArgs {
-    /// A Hugging Face GPT-2 or BERT folder: config.json, model.safetensors and
-    /// tokenizer.json (what `save_pretrained` writes; the Hub's gpt2, gpt2-medium,
-    /// gpt2-large, gpt2-xl and distilgpt2; bert-base-uncased, bert-base-cased,
-    /// bert-large-* and their fine-tuned classifiers). A BERT becomes a classifier
-    /// of texts.
+    /// A Hugging Face GPT-2, BERT or RoBERTa folder: config.json,
+    /// model.safetensors and tokenizer.json (what `save_pretrained` writes; the
+    /// Hub's gpt2, gpt2-medium, gpt2-large, gpt2-xl and distilgpt2;
+    /// bert-base-uncased, bert-base-cased, bert-large-*, roberta-base,
+    /// xlm-roberta-base and their fine-tuned classifiers). A BERT or RoBERTa
+    /// becomes a classifier of texts.
     pub folder: PathBuf,
     /// The wgml checkpoint to write.
     #[arg(long)]
@@ -33,19 +34,22 @@ pub struct ImportArgs {
     /// adapted model and `train` goes on training the adapters.
     #[arg(long, value_name = "DIR")]
     pub peft: Option<PathBuf>,
-    /// BERT: the classes of the new head a pretrained BERT (one without a
-    /// classifier) gets, as Hugging Face's num_labels (default 2); a file's own
+    /// BERT, RoBERTa: the classes of the new head a pretrained model (one without
+    /// a classifier) gets, as Hugging Face's num_labels (default 2); a file's own
     /// classifier must have this many.
     #[arg(long, value_name = "N")]
     pub num_labels: Option<usize>,
-    /// BERT: the seed a new head's weights are drawn with.
+    /// BERT, RoBERTa: the seed a new head's weights are drawn with.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
 
 pub fn run(args: &ImportArgs) -> Result<ExitCode> {
     let start = std::time::Instant::now();
-    let bert = wgml::import::model_type(&args.folder)?.as_deref() == Some("bert");
+    let bert = matches!(
+        wgml::import::model_type(&args.folder)?.as_deref(),
+        Some("bert" | "roberta" | "xlm-roberta" | "camembert")
+    );
     if !bert && args.num_labels.is_some() {
         return Err(Error::invalid(
             "--num-labels gives a BERT its new head; a GPT-2 becomes a classifier when `wgml train` \
@@ -55,7 +59,8 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
     let mut imported = if bert {
         if args.peft.is_some() {
             return Err(Error::invalid(
-                "--peft reads adapters of GPT-2; wgml does not read PEFT adapters of BERT yet: merge \
+                "--peft reads adapters of GPT-2; wgml does not read PEFT adapters of BERT or RoBERTa \
+                 yet: merge \
                  it in Python (merge_and_unload, save_pretrained) and import the merged folder",
             ));
         }

@@ -9,7 +9,7 @@ use wgml::data::Dataset;
 use wgml::data::text::{self, Vocabulary};
 use wgml::data::{text_classes, text_table};
 use wgml::graph::PlanOptions;
-use wgml::import::bert::{BERT_CLASSIFIER_HEAD, bert_classifier_of};
+use wgml::import::bert::encoder_classifier_of;
 use wgml::kernels::optim::Optimizer;
 use wgml::nn::model::ModelSpec;
 use wgml::nn::{self, zoo};
@@ -952,13 +952,15 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     // A classifier made now or before: its head trains in full under --lora.
     let made_classifier =
         matches!(&recipe.model, ModelSpec::Functional(f) if wgml::export::gpt2_classifier_of(f).is_some());
-    let bert_classes = match &recipe.model {
-        ModelSpec::Functional(f) => bert_classifier_of(f),
+    let encoder = match &recipe.model {
+        ModelSpec::Functional(f) => encoder_classifier_of(f),
         _ => None,
     };
-    let new_head = match bert_classes {
-        Some(_) => Some(BERT_CLASSIFIER_HEAD),
-        None => (classify.is_some() || made_classifier).then_some(nn::transfer::CLASSIFIER_HEAD),
+    let bert_classes = encoder.map(|(_, classes)| classes);
+    let new_head: &[&str] = match encoder {
+        Some((family, _)) => family.head(),
+        None if classify.is_some() || made_classifier => &[nn::transfer::CLASSIFIER_HEAD],
+        None => &[],
     };
     if let Some((path, c)) = &init {
         data = in_checkpoint_order(data, &c.class_names(path)?)?;
@@ -990,7 +992,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         && head < data.class_names.len()
     {
         return Err(Error::invalid(format!(
-            "the data has {} classes but {}'s head has {head}: import the BERT again with \
+            "the data has {} classes but {}'s head has {head}: import the model again with \
              --num-labels {0} (a new head), or keep {head} classes with --classes",
             data.class_names.len(),
             args.model
@@ -1511,7 +1513,7 @@ fn add_lora(
     rank: usize,
     args: &TrainArgs,
     defaults: &[&str],
-    new_head: Option<&str>,
+    new_head: &[&str],
 ) -> Result<()> {
     let targets = if !args.lora_targets.is_empty() {
         args.lora_targets.clone()
@@ -1519,8 +1521,10 @@ fn add_lora(
         defaults.iter().map(|t| t.to_string()).collect()
     };
     let mut train = args.lora_train.clone();
-    if let Some(head) = new_head.filter(|h| !train.iter().any(|t| t == h)) {
-        train.push(head.to_string());
+    for head in new_head {
+        if !train.iter().any(|t| t == head) {
+            train.push(head.to_string());
+        }
     }
     let config = nn::LoraConfig {
         rank,

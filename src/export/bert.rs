@@ -1,5 +1,6 @@
-//! A BERT classifier ([`crate::import::bert`]) written back as a Hugging Face
-//! `BertForSequenceClassification` folder: `config.json`, `model.safetensors`
+//! A BERT or RoBERTa classifier ([`crate::import::bert`]) written back as a
+//! Hugging Face `BertForSequenceClassification` or
+//! `RobertaForSequenceClassification` folder: `config.json`, `model.safetensors`
 //! in its names (the query, key and value under `attention.self`, the attention's
 //! output projection as `attention.output.dense`) and `tokenizer.json`, so
 //! `AutoModelForSequenceClassification.from_pretrained(FOLDER)` gives wgml's
@@ -7,8 +8,9 @@
 //!
 //! The import folded token type 0 into the position table, and wgml keeps only
 //! the sum: the folder's `position_embeddings` is that sum, of the model's
-//! window (`max_position_embeddings` is the window), and its
-//! `token_type_embeddings` are 2 rows of zeros. Single texts (every
+//! window (`max_position_embeddings` is the window; RoBERTa's padding rows
+//! before it are zeros, as nothing reads them), and its `token_type_embeddings`
+//! are rows of zeros (2 for BERT, RoBERTa's 1). Single texts (every
 //! `token_type_ids` 0, the tokenizer's default) read exactly as in wgml; a pair
 //! of texts reads its second text as type 0 too.
 
@@ -21,12 +23,18 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::graph::params::NamedValues;
 use crate::import::ACTIVATIONS;
-use crate::import::bert::{BERT_CLASSIFIER_HEAD, BertConfig, bert_classifier_of};
+use crate::import::bert::{BertConfig, Family, encoder_classifier_of};
 use crate::nn::functional::LayerOrOp;
 use crate::nn::{Functional, Layer};
 
-/// Token types of the exported folder (BERT's usual 2), all rows zero.
-const TYPES: usize = 2;
+/// Token types of the exported folder (BERT's usual 2, RoBERTa's 1), all rows
+/// zero.
+fn types(family: Family) -> usize {
+    match family {
+        Family::Bert => 2,
+        Family::Roberta => 1,
+    }
+}
 
 /// The BERT settings and window of functional model `f`, when it is a BERT
 /// classifier as [`BertConfig::architecture`] writes one; else what differs.
@@ -38,27 +46,28 @@ pub fn bert_config_of(f: &Functional) -> std::result::Result<(BertConfig, usize)
         })
     };
     let missing = |name: &str| format!("has no layer '{name}' (is it a BERT classifier?)");
-    let classes = bert_classifier_of(f).ok_or_else(|| missing(BERT_CLASSIFIER_HEAD))?;
+    let (family, classes) = encoder_classifier_of(f).ok_or_else(|| missing("classifier"))?;
+    let prefix = family.prefix();
     let &[context] = f.input.shape.as_slice() else {
         return Err(format!(
             "reads samples of shape {:?}; a BERT reads [tokens] of token ids",
             f.input.shape
         ));
     };
-    let words = "bert.embeddings.word_embeddings";
+    let words = format!("{prefix}embeddings.word_embeddings");
     let Some(&Layer::Embedding {
         input_dim: vocab,
         output_dim: width,
         mask_id: Some(pad),
         ..
-    }) = layer(words)
+    }) = layer(&words)
     else {
         return Err(missing(&format!("{words} (an Embedding masking padding)")));
     };
     let layers = (0..)
-        .take_while(|i| layer(&format!("bert.encoder.layer.{i}.attention")).is_some())
+        .take_while(|i| layer(&format!("{prefix}encoder.layer.{i}.attention")).is_some())
         .count();
-    let first = "bert.encoder.layer.0";
+    let first = format!("{prefix}encoder.layer.0");
     let Some(&Layer::MultiHeadAttention {
         num_heads: heads,
         dropout: attn_dropout,
@@ -84,24 +93,26 @@ pub fn bert_config_of(f: &Functional) -> std::result::Result<(BertConfig, usize)
         .find(|(_, w)| *w == wgml_name)
         .map(|(_, w)| *w)
         .ok_or_else(|| format!("its MLP's activation {wgml_name} is none BERT has"))?;
-    let Some(&Layer::LayerNormalization { epsilon, .. }) = layer("bert.embeddings.LayerNorm") else {
-        return Err(missing("bert.embeddings.LayerNorm (LayerNormalization)"));
+    let norm = format!("{prefix}embeddings.LayerNorm");
+    let Some(&Layer::LayerNormalization { epsilon, .. }) = layer(&norm) else {
+        return Err(missing(&format!("{norm} (LayerNormalization)")));
     };
     let rate = |name: &str| match layer(name) {
         Some(&Layer::Dropout { rate }) => super::decimal(rate),
         _ => 0.0,
     };
     let config = BertConfig {
+        family,
         vocab,
-        positions: context,
-        types: TYPES,
+        positions: context + family.first_position(pad),
+        types: types(family),
         width,
         layers,
         heads,
         inner: *inner,
         activation,
         epsilon: super::decimal(epsilon),
-        hidden_dropout: rate("bert.embeddings.dropout"),
+        hidden_dropout: rate(&format!("{prefix}embeddings.dropout")),
         attn_dropout: super::decimal(attn_dropout),
         classifier_dropout: rate("dropout"),
         pad,
@@ -110,15 +121,16 @@ pub fn bert_config_of(f: &Functional) -> std::result::Result<(BertConfig, usize)
     };
     if heads == 0 || width % heads != 0 || layers == 0 {
         return Err(format!(
-            "has {layers} blocks of width {width} with {heads} heads; a BERT has at least one block \
-             and a width its heads divide"
+            "has {layers} blocks of width {width} with {heads} heads; a {} has at least one block \
+             and a width its heads divide",
+            family.name()
         ));
     }
     let want = config
         .architecture(context, classes, 1e-4)
         .map_err(|e| e.to_string())?
         .functional;
-    same_model(&want, f, "BERT classifier")?;
+    same_model(&want, f, &format!("{} classifier", family.name()))?;
     Ok((config, context))
 }
 
@@ -135,16 +147,20 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
         .ok_or_else(|| bad("holds no functional model, so no BERT".into()))?;
     let (config, context) = bert_config_of(&a.functional).map_err(bad)?;
     let own = merged_tensors(c, &a.functional, path)?;
-    let tensors = hf_tensors(&own, &config).map_err(bad)?;
-    let classes = bert_classifier_of(&a.functional).unwrap_or(2);
+    let tensors = hf_tensors(&own, &config, context).map_err(bad)?;
+    let classes = encoder_classifier_of(&a.functional).map_or(2, |(_, n)| n);
+    let (name, model_type) = match config.family {
+        Family::Bert => ("Bert", "bert"),
+        Family::Roberta => ("Roberta", "roberta"),
+    };
     let (id2label, label2id) = labels(&a.class_names, classes);
     let activation = ACTIVATIONS
         .iter()
         .find(|(_, w)| *w == config.activation)
         .map_or("gelu", |(hf, _)| *hf);
     let settings = json!({
-        "architectures": ["BertForSequenceClassification"],
-        "model_type": "bert",
+        "architectures": [format!("{name}ForSequenceClassification")],
+        "model_type": model_type,
         "vocab_size": config.vocab,
         "hidden_size": config.width,
         "num_hidden_layers": config.layers,
@@ -154,8 +170,8 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
         "hidden_dropout_prob": config.hidden_dropout,
         "attention_probs_dropout_prob": config.attn_dropout,
         "classifier_dropout": config.classifier_dropout,
-        "max_position_embeddings": context,
-        "type_vocab_size": TYPES,
+        "max_position_embeddings": config.positions,
+        "type_vocab_size": config.types,
         "layer_norm_eps": config.epsilon,
         "pad_token_id": config.pad,
         "position_embedding_type": "absolute",
@@ -166,9 +182,10 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     let tokenizer = write_folder(dir, &tensors, &settings, &c.vocabulary(path)?)?;
     let count: usize = own.iter().map(|(_, _, v)| v.len()).sum();
     Ok(format!(
-        "BERT: {} blocks of width {}, {} heads, {context} positions, {} tokens; {count} parameters \
+        "{}: {} blocks of width {}, {} heads, {context} positions, {} tokens; {count} parameters \
          (a classifier of {classes} classes, padding id {}; token type 0 folded into the \
          positions, token_type_embeddings written as zeros); {}",
+        config.family.name(),
         config.layers,
         config.width,
         config.heads,
@@ -182,39 +199,50 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     ))
 }
 
-/// The checkpoint's tensors in `BertForSequenceClassification`'s names: the
-/// inverse of the importer's renaming, and the zero token-type table.
-fn hf_tensors(tensors: &[NamedValues], config: &BertConfig) -> std::result::Result<Vec<NamedValues>, String> {
-    let mut out: Vec<NamedValues> = tensors
-        .iter()
-        .filter(|(name, _, _)| name.starts_with("bert.") || name.starts_with("classifier."))
-        .map(|(name, shape, values)| {
-            let mut hf = name.clone();
-            for part in ["query", "key", "value"] {
-                hf = hf.replace(
-                    &format!(".attention.{part}."),
-                    &format!(".attention.self.{part}."),
-                );
-            }
-            for part in ["weight", "bias"] {
-                hf = hf.replace(
-                    &format!(".attention.output.{part}"),
-                    &format!(".attention.output.dense.{part}"),
-                );
-            }
-            (hf, shape.clone(), values.clone())
-        })
-        .collect();
-    if !out
-        .iter()
-        .any(|(n, _, _)| n == "bert.embeddings.position_embeddings.weight")
-    {
-        return Err("has no tensor 'bert.embeddings.position_embeddings.weight'".into());
+/// The checkpoint's tensors in the `*ForSequenceClassification` names: the
+/// inverse of the importer's renaming, the position table with RoBERTa's
+/// padding rows (zeros) before the window's, and the zero token-type table.
+fn hf_tensors(
+    tensors: &[NamedValues],
+    config: &BertConfig,
+    context: usize,
+) -> std::result::Result<Vec<NamedValues>, String> {
+    let prefix = config.family.prefix();
+    let positions = format!("{prefix}embeddings.position_embeddings.weight");
+    let d = config.width;
+    let mut out: Vec<NamedValues> = Vec::new();
+    for (name, shape, values) in tensors {
+        if !name.starts_with(prefix) && !name.starts_with("classifier") {
+            continue;
+        }
+        let mut hf = name.clone();
+        for part in ["query", "key", "value"] {
+            hf = hf.replace(
+                &format!(".attention.{part}."),
+                &format!(".attention.self.{part}."),
+            );
+        }
+        for part in ["weight", "bias"] {
+            hf = hf.replace(
+                &format!(".attention.output.{part}"),
+                &format!(".attention.output.dense.{part}"),
+            );
+        }
+        if *name == positions {
+            let mut table = vec![0.0; (config.positions - context) * d];
+            table.extend_from_slice(values);
+            out.push((hf, vec![config.positions, d], table));
+        } else {
+            out.push((hf, shape.clone(), values.clone()));
+        }
+    }
+    if !out.iter().any(|(n, _, _)| *n == positions) {
+        return Err(format!("has no tensor '{positions}'"));
     }
     out.push((
-        "bert.embeddings.token_type_embeddings.weight".into(),
-        vec![TYPES, config.width],
-        vec![0.0; TYPES * config.width],
+        format!("{prefix}embeddings.token_type_embeddings.weight"),
+        vec![config.types, d],
+        vec![0.0; config.types * d],
     ));
     Ok(out)
 }

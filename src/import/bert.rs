@@ -46,16 +46,73 @@ use crate::checkpoint::FunctionalArchitecture;
 use crate::error::{Error, Result};
 use crate::graph::params::NamedValues;
 
-/// The prefix of the encoder's tensors in wgml's checkpoints (and in
-/// `BertFor*` models' files).
-const PREFIX: &str = "bert.";
-
 /// The new head of a BERT classifier: Hugging Face's `classifier`.
 pub const BERT_CLASSIFIER_HEAD: &str = "classifier";
+
+/// The encoders of BERT's design that wgml reads: the same blocks, named alike,
+/// differing in their positions and their classification head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// BERT (`model_type` "bert"): positions from 0, the `[CLS]` token through a
+    /// tanh pooler, then dropout and `classifier`.
+    Bert,
+    /// RoBERTa (`model_type` "roberta", "xlm-roberta", "camembert"): positions
+    /// from `pad_token_id + 1` (the rows before serve padding), no pooler; the
+    /// `<s>` token through `classifier.dense` (tanh) and `classifier.out_proj`,
+    /// each after dropout.
+    Roberta,
+}
+
+impl Family {
+    /// The prefix of the encoder's tensors in wgml's checkpoints (and in the
+    /// `*For*` models' files).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Family::Bert => "bert.",
+            Family::Roberta => "roberta.",
+        }
+    }
+
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Bert => "BERT",
+            Family::Roberta => "RoBERTa",
+        }
+    }
+
+    /// The layers of its classification head, trained in full under LoRA (PEFT's
+    /// `modules_to_save` "classifier"); the last is the output.
+    pub fn head(self) -> &'static [&'static str] {
+        match self {
+            Family::Bert => &[BERT_CLASSIFIER_HEAD],
+            Family::Roberta => &["classifier.dense", "classifier.out_proj"],
+        }
+    }
+
+    /// The first row of the position table the first token reads (padding id
+    /// `pad`).
+    pub fn first_position(self, pad: u32) -> usize {
+        match self {
+            Family::Bert => 0,
+            Family::Roberta => pad as usize + 1,
+        }
+    }
+
+    /// The prefix of the pretraining heads' tensors, left out.
+    fn pretraining(self) -> &'static str {
+        match self {
+            Family::Bert => "cls.",
+            Family::Roberta => "lm_head.",
+        }
+    }
+}
 
 /// The settings of a BERT that wgml uses, from its `config.json`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BertConfig {
+    /// Which of BERT's kind.
+    pub family: Family,
     /// Token ids (`vocab_size`).
     pub vocab: usize,
     /// Positions of the position embedding (`max_position_embeddings`).
@@ -93,11 +150,17 @@ impl BertConfig {
     /// does not compute as Hugging Face does.
     pub fn parse(text: &str) -> std::result::Result<BertConfig, String> {
         let c: Value = serde_json::from_str(text).map_err(|e| format!("is not JSON: {e}"))?;
-        match c.get("model_type").and_then(Value::as_str) {
-            Some("bert") => {}
-            Some(t) => return Err(format!("describes a '{t}' model, not BERT (model_type \"bert\")")),
+        let family = match c.get("model_type").and_then(Value::as_str) {
+            Some("bert") => Family::Bert,
+            Some("roberta" | "xlm-roberta" | "camembert") => Family::Roberta,
+            Some(t) => {
+                return Err(format!(
+                    "describes a '{t}' model; wgml reads BERT (model_type \"bert\") and RoBERTa \
+                     (\"roberta\", \"xlm-roberta\", \"camembert\") here"
+                ));
+            }
             None => return Err("has no model_type".into()),
-        }
+        };
         let size = |key: &str| -> std::result::Result<usize, String> {
             c.get(key)
                 .and_then(Value::as_u64)
@@ -170,9 +233,17 @@ impl BertConfig {
                 })
                 .collect()
         });
+        let positions = size("max_position_embeddings")?;
+        if family.first_position(pad) >= positions {
+            return Err(format!(
+                "has {positions} positions, none left after the {} RoBERTa keeps for padding",
+                family.first_position(pad)
+            ));
+        }
         Ok(BertConfig {
+            family,
             vocab,
-            positions: size("max_position_embeddings")?,
+            positions,
             types: match c.get("type_vocab_size") {
                 None | Some(Value::Null) => 2,
                 Some(_) => size("type_vocab_size")?,
@@ -197,7 +268,8 @@ impl BertConfig {
     /// Adam at `lr`.
     pub fn architecture(&self, context: usize, classes: usize, lr: f64) -> Result<FunctionalArchitecture> {
         let (d, heads) = (self.width, self.heads);
-        let e = "bert.embeddings";
+        let prefix = self.family.prefix();
+        let e = format!("{prefix}embeddings");
         let mut layers = vec![
             layer(
                 &format!("{e}.word_embeddings"),
@@ -235,7 +307,7 @@ impl BertConfig {
             attention["dropout"] = json!(self.attn_dropout);
         }
         for i in 0..self.layers {
-            let p = format!("bert.encoder.layer.{i}");
+            let p = format!("{prefix}encoder.layer.{i}");
             layers.push(layer(
                 &format!("{p}.attention"),
                 &[&x],
@@ -279,39 +351,76 @@ impl BertConfig {
             &[&x],
             json!({ "FirstTokenPooling1D": null }),
         ));
-        layers.push(layer(
-            "bert.pooler.dense",
-            &["first_token"],
-            json!({ "Dense": { "units": d, "activation": "Tanh" } }),
-        ));
-        let pooled = dropout(
-            &mut layers,
-            "dropout".into(),
-            "bert.pooler.dense".into(),
-            self.classifier_dropout,
-        );
-        layers.push(layer(
-            BERT_CLASSIFIER_HEAD,
-            &[&pooled],
-            json!({ "Dense": { "units": classes, "activation": "Softmax" } }),
-        ));
+        let output = match self.family {
+            Family::Bert => {
+                let pooler = format!("{prefix}pooler.dense");
+                layers.push(layer(
+                    &pooler,
+                    &["first_token"],
+                    json!({ "Dense": { "units": d, "activation": "Tanh" } }),
+                ));
+                let pooled = dropout(&mut layers, "dropout".into(), pooler, self.classifier_dropout);
+                layers.push(layer(
+                    BERT_CLASSIFIER_HEAD,
+                    &[&pooled],
+                    json!({ "Dense": { "units": classes, "activation": "Softmax" } }),
+                ));
+                BERT_CLASSIFIER_HEAD
+            }
+            Family::Roberta => {
+                let [dense, out] = ["classifier.dense", "classifier.out_proj"];
+                let x = dropout(
+                    &mut layers,
+                    "dropout".into(),
+                    "first_token".into(),
+                    self.classifier_dropout,
+                );
+                layers.push(layer(
+                    dense,
+                    &[&x],
+                    json!({ "Dense": { "units": d, "activation": "Tanh" } }),
+                ));
+                let x = dropout(
+                    &mut layers,
+                    "classifier.dropout".into(),
+                    dense.into(),
+                    self.classifier_dropout,
+                );
+                layers.push(layer(
+                    out,
+                    &[&x],
+                    json!({ "Dense": { "units": classes, "activation": "Softmax" } }),
+                ));
+                out
+            }
+        };
         let description = json!({
             "functional": {
                 "input": { "name": "tokens", "shape": [context] },
                 "layers": layers,
-                "objective": { "Supervised": { "output": BERT_CLASSIFIER_HEAD, "loss": "SparseCategoricalCrossentropy" } }
+                "objective": { "Supervised": { "output": output, "loss": "SparseCategoricalCrossentropy" } }
             },
             "optimizer": { "Adam": { "lr": lr } }
         });
-        serde_json::from_value(description)
-            .map_err(|e| Error::invalid(format!("the BERT description wgml wrote does not parse: {e}")))
+        serde_json::from_value(description).map_err(|e| {
+            Error::invalid(format!(
+                "the {} description wgml wrote does not parse: {e}",
+                self.family.name()
+            ))
+        })
     }
 }
 
 /// The classes of functional model `f` when it is a BERT classifier as
-/// [`import_bert`] makes one (its last layer the head `classifier`, read from
-/// the `[CLS]` token through the pooler); `None` otherwise.
+/// [`import_bert`] makes one; `None` otherwise.
 pub fn bert_classifier_of(f: &crate::nn::Functional) -> Option<usize> {
+    encoder_classifier_of(f).map(|(_, classes)| classes)
+}
+
+/// The family and classes of functional model `f` when it is a classifier
+/// [`import_bert`] makes (its last layer its family's head output, read from the
+/// first token); `None` otherwise.
+pub fn encoder_classifier_of(f: &crate::nn::Functional) -> Option<(Family, usize)> {
     use crate::nn::Layer;
     use crate::nn::functional::LayerOrOp;
     let last = f.layers.last()?;
@@ -322,11 +431,14 @@ pub fn bert_classifier_of(f: &crate::nn::Functional) -> Option<usize> {
         .layers
         .iter()
         .any(|l| l.name == "first_token" && matches!(l.what, LayerOrOp::Layer(Layer::FirstTokenPooling1D)));
-    let embedded = f.layers.iter().any(|l| {
-        l.name == "bert.embeddings.word_embeddings"
-            && matches!(l.what, LayerOrOp::Layer(Layer::Embedding { .. }))
-    });
-    (last.name == BERT_CLASSIFIER_HEAD && pooled && embedded).then_some(*units)
+    let family = [Family::Bert, Family::Roberta].into_iter().find(|family| {
+        family.head().last() == Some(&last.name.as_str())
+            && f.layers.iter().any(|l| {
+                l.name == format!("{}embeddings.word_embeddings", family.prefix())
+                    && matches!(l.what, LayerOrOp::Layer(Layer::Embedding { .. }))
+            })
+    })?;
+    pooled.then_some((family, *units))
 }
 
 /// What to make of a BERT folder.
@@ -351,14 +463,15 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
     let files = super::Folder(dir);
     let text = files.text("config.json")?;
     let config = BertConfig::parse(&text).map_err(|m| files.bad("config.json", m))?;
-    let context = how.context.unwrap_or(config.positions);
-    if context < 2 || context > config.positions {
+    let name = config.family.name();
+    let usable = config.positions - config.family.first_position(config.pad);
+    let context = how.context.unwrap_or(usable);
+    if context < 2 || context > usable {
         return Err(Error::invalid(format!(
-            "a context of {context} tokens: this BERT has {} positions (give 2 to {0})",
-            config.positions
+            "a context of {context} tokens: this {name} has {usable} positions (give 2 to {usable})"
         )));
     }
-    let vocabulary = files.tokenizer(config.vocab, "BERT")?;
+    let vocabulary = files.tokenizer(config.vocab, name)?;
     let bytes = files.bytes("model.safetensors")?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| files.bad("model.safetensors", format!("is not a safetensors file: {e}")))?;
@@ -372,8 +485,10 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
     let mut notes = Vec::new();
     if !read.head_read {
         notes.push(format!(
-            "a new head 'classifier' of {} classes (drawn with seed {}; fine-tune it)",
-            read.classes, how.seed
+            "a new head '{}' of {} classes (drawn with seed {}; fine-tune it)",
+            config.family.head().join("', '"),
+            read.classes,
+            how.seed
         ));
     } else {
         notes.push(format!(
@@ -387,12 +502,18 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
     }
     if read.skipped > 0 {
         notes.push(format!(
-            "{} pretraining-head tensors (cls.*) left out",
-            read.skipped
+            "{} tensors of heads the classifier does not use ({}*{}) left out",
+            read.skipped,
+            config.family.pretraining(),
+            if config.family == Family::Roberta {
+                ", pooler.*"
+            } else {
+                ""
+            }
         ));
     }
     let summary = format!(
-        "BERT: {} blocks of width {}, {} heads, MLP {} ({}), {} positions (of {}), {} tokens, \
+        "{name}: {} blocks of width {}, {} heads, MLP {} ({}), {} positions (of {}), {} tokens, \
          padding id {}; {count} parameters; {}",
         config.layers,
         config.width,
@@ -400,13 +521,16 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
         config.inner,
         config.activation,
         context,
-        config.positions,
+        usable,
         config.vocab,
         config.pad,
         notes.join("; ")
     );
     Ok(Imported {
-        kind: "bert".into(),
+        kind: match config.family {
+            Family::Bert => "bert".into(),
+            Family::Roberta => "roberta".into(),
+        },
         architecture,
         tensors: read.tensors,
         vocabulary,
@@ -438,15 +562,18 @@ fn bert_tensors(
     context: usize,
     how: &BertImport,
 ) -> std::result::Result<BertTensors, String> {
+    let prefix = c.family.prefix();
     let mut by_name: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
     let mut skipped = 0;
     for (name, view) in file.tensors() {
-        if name.starts_with("cls.") {
+        let short = name.strip_prefix(prefix).unwrap_or(&name);
+        // RoBERTa's classifier reads no pooler (RobertaModel's files hold one).
+        let unused_pooler = c.family == Family::Roberta && short.starts_with("pooler.");
+        if name.starts_with(c.family.pretraining()) || unused_pooler {
             skipped += 1;
             continue;
         }
-        let short = name.strip_prefix(PREFIX).unwrap_or(&name);
-        if short == "embeddings.position_ids" {
+        if short == "embeddings.position_ids" || short == "embeddings.token_type_ids" {
             continue;
         }
         let short = short
@@ -459,14 +586,16 @@ fn bert_tensors(
     let (d, v) = (c.width, c.vocab);
     let mut out: Vec<NamedValues> = Vec::new();
     let keep = |out: &mut Vec<NamedValues>, name: &str, shape: Vec<usize>, values: Vec<f32>| {
-        out.push((format!("{PREFIX}{name}"), shape, values));
+        out.push((format!("{prefix}{name}"), shape, values));
     };
     let words = file.take("embeddings.word_embeddings.weight", &[v, d])?;
     keep(&mut out, "embeddings.word_embeddings.weight", vec![v, d], words);
-    // Every token is of type 0: its row joins each position's.
+    // Every token is of type 0: its row joins each position's. The first token
+    // reads row `first` (RoBERTa's rows before it serve padding).
     let positions = file.take("embeddings.position_embeddings.weight", &[c.positions, d])?;
     let types = file.take("embeddings.token_type_embeddings.weight", &[c.types, d])?;
-    let folded: Vec<f32> = positions[..context * d]
+    let first = c.family.first_position(c.pad);
+    let folded: Vec<f32> = positions[first * d..(first + context) * d]
         .iter()
         .enumerate()
         .map(|(i, p)| p + types[i % d])
@@ -509,26 +638,32 @@ fn bert_tensors(
             .map(|_| crate::data::dataset::gaussian(&mut rng) * c.init_std as f32)
             .collect()
     };
-    let pooler_read = file.0.contains_key("pooler.dense.weight");
-    let (pw, pb) = if pooler_read {
-        (
-            file.take("pooler.dense.weight", &[d, d])?,
-            file.take("pooler.dense.bias", &[d])?,
-        )
-    } else {
-        (draw(d * d), vec![0.0; d])
-    };
-    keep(&mut out, "pooler.dense.weight", vec![d, d], pw);
-    keep(&mut out, "pooler.dense.bias", vec![d], pb);
-    let head = format!("{BERT_CLASSIFIER_HEAD}.weight");
-    let bias = format!("{BERT_CLASSIFIER_HEAD}.bias");
+    let mut pooler_read = true;
+    if c.family == Family::Bert {
+        pooler_read = file.0.contains_key("pooler.dense.weight");
+        let (w, b) = if pooler_read {
+            (
+                file.take("pooler.dense.weight", &[d, d])?,
+                file.take("pooler.dense.bias", &[d])?,
+            )
+        } else {
+            (draw(d * d), vec![0.0; d])
+        };
+        keep(&mut out, "pooler.dense.weight", vec![d, d], w);
+        keep(&mut out, "pooler.dense.bias", vec![d], b);
+    }
+    // The output layer, and RoBERTa's dense layer before it.
+    let output = *c.family.head().last().unwrap_or(&BERT_CLASSIFIER_HEAD);
+    let head = format!("{output}.weight");
+    let bias = format!("{output}.bias");
     let (classes, head_read, w, b) = match file.0.remove(&head) {
         Some((shape, w)) if shape.len() == 2 && shape[0] >= 2 && shape[1] == d => {
             let n = shape[0];
             if let Some(want) = how.classes.filter(|&k| k != n) {
                 return Err(format!(
                     "holds a classifier of {n} classes, not the {want} asked for: leave out the \
-                     class count to keep it, or import the pretrained BERT without its classifier"
+                     class count to keep it, or import the pretrained {} without its classifier",
+                    c.family.name()
                 ));
             }
             let b = file
@@ -552,12 +687,25 @@ fn bert_tensors(
             (n, false, draw(n * d), vec![0.0; n])
         }
     };
+    if c.family == Family::Roberta {
+        let (w, b) = if head_read {
+            (
+                file.take("classifier.dense.weight", &[d, d])?,
+                file.take("classifier.dense.bias", &[d])?,
+            )
+        } else {
+            (draw(d * d), vec![0.0; d])
+        };
+        out.push(("classifier.dense.weight".into(), vec![d, d], w));
+        out.push(("classifier.dense.bias".into(), vec![d], b));
+    }
     out.push((head, vec![classes, d], w));
     out.push((bias, vec![classes], b));
     if let Some(extra) = file.0.keys().min() {
         return Err(format!(
-            "holds tensor '{extra}' (and {} more), which a BERT has not: another architecture?",
-            file.0.len() - 1
+            "holds tensor '{extra}' (and {} more), which a {} has not: another architecture?",
+            file.0.len() - 1,
+            c.family.name()
         ));
     }
     Ok(BertTensors {
@@ -578,7 +726,7 @@ impl Named {
         let (got, values) = self
             .0
             .remove(name)
-            .ok_or_else(|| format!("has no tensor '{name}' (is it a BERT?)"))?;
+            .ok_or_else(|| format!("has no tensor '{name}' (is it a BERT or a RoBERTa?)"))?;
         if got != shape {
             return Err(format!(
                 "tensor '{name}' has shape {got:?}, but config.json makes it {shape:?}"
