@@ -44,10 +44,6 @@ fn expected_of(dir: &std::path::Path) -> (HashMap<String, Vec<f32>>, Vec<String>
     (values, texts)
 }
 
-fn expected() -> (HashMap<String, Vec<f32>>, Vec<String>) {
-    expected_of(&fixture())
-}
-
 fn how(context: usize, classes: Option<usize>) -> BertImport {
     BertImport {
         context: Some(context),
