@@ -2013,7 +2013,7 @@ fn texts_by_class_train_an_encoder_and_a_gpt2_classifier() {
 /// A pretrained BERT (the tiny fixture without its classifier) imported from
 /// the command line gets a new head of 2 classes, fine-tunes on texts by class
 /// with LoRA on its queries and values (the head in full), and predicts a file;
-/// --num-labels is refused for a GPT-2.
+/// a RoBERTa imports too; --num-labels is refused for a GPT-2.
 #[test]
 fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
     let dir = crate::common::fresh_dir("cli-bert");
@@ -2065,6 +2065,20 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         stdout.contains("3.txt: ") && stdout.contains("probability"),
+        "{stdout}"
+    );
+    // A RoBERTa folder is read as the same family's classifier.
+    let roberta = crate::common::repo_file("kernels-tests/golden/roberta-tiny-cls");
+    let out = wgml(&[
+        "import",
+        roberta.to_str().unwrap(),
+        "--save",
+        &path("roberta.safetensors"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("RoBERTa: 2 blocks") && stdout.contains("18 positions (of 18)"),
         "{stdout}"
     );
     let gpt2 = crate::common::repo_file("kernels-tests/golden/gpt2-tiny");

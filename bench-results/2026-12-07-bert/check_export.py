@@ -1,34 +1,38 @@
 # Loads folders `wgml export` wrote for BERT classifiers with transformers and
 # compares what they compute with what wgml computed.
-#  1. FIXTURE_EXPORT: the tiny fixture imported and exported untouched; its logits
-#     on the fixture's texts must be Hugging Face's own for the original folder
-#     (kernels-tests/golden/bert-tiny-cls/expected.safetensors).
+#  1. FIXTURE_EXPORT: a tiny fixture (GOLDEN: kernels-tests/golden/bert-tiny-cls or
+#     roberta-tiny-cls) imported and exported untouched; its logits on the
+#     fixture's texts must be Hugging Face's own for the original folder
+#     (GOLDEN/expected.safetensors).
 #  2. TUNED_EXPORT PREDICTIONS: a classifier wgml fine-tuned (LoRA merged); each
 #     line of PREDICTIONS is `wgml predict`'s "FILE: CLASS (class K, probability P)";
 #     Hugging Face must pick class K with probability P.
-# Usage: python check_export.py FIXTURE_EXPORT TUNED_EXPORT PREDICTIONS
+# Usage: python check_export.py GOLDEN FIXTURE_EXPORT [TUNED_EXPORT PREDICTIONS]
 import re, sys, torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-golden = "kernels-tests/golden/bert-tiny-cls/expected.safetensors"
+golden = sys.argv[1] + "/expected.safetensors"
+args = sys.argv[1:]
 want = load_file(golden)
 with safe_open(golden, "pt") as f:
     texts = f.metadata()["texts"].split("\n")
-model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1]).eval()
-tok = AutoTokenizer.from_pretrained(sys.argv[1])
+model = AutoModelForSequenceClassification.from_pretrained(args[1]).eval()
+tok = AutoTokenizer.from_pretrained(args[1])
 enc = tok(texts, padding="max_length", truncation=True, max_length=16, return_tensors="pt")
 assert torch.equal(enc["input_ids"].float(), want["ids"]), "the exported tokenizer reads differently"
 with torch.no_grad():
     got = model(**enc).logits
-print("1. fixture exported: max |logits - Hugging Face's of the original| =",
+print(f"1. {args[0]} exported as {type(model).__name__}: max |logits - Hugging Face's of the original| =",
       (got - want["logits"]).abs().max().item())
+if len(args) < 4:
+    sys.exit(0)
 
-model = AutoModelForSequenceClassification.from_pretrained(sys.argv[2]).eval()
-tok = AutoTokenizer.from_pretrained(sys.argv[2])
+model = AutoModelForSequenceClassification.from_pretrained(args[2]).eval()
+tok = AutoTokenizer.from_pretrained(args[2])
 worst, n = 0.0, 0
-for line in open(sys.argv[3]):
+for line in open(args[3]):
     # "FILE: NAME (class K, probability P)", or "FILE: K (probability P)" for an
     # output the data's classes do not name.
     m = re.match(r"(.*): (\S+) \((?:class (\d+), )?probability ([0-9.]+)\)", line.strip())

@@ -12,4 +12,9 @@ $W import kernels-tests/golden/bert-tiny-cls --save $D/b.safetensors --context 2
 $W train --model $D/b.safetensors --data /tmp/texts --epochs 2 --lora 4 --save $D/t.safetensors
 $W export $D/t.safetensors --save $D/hf
 $W predict --weights $D/t.safetensors /tmp/texts/test/*/*.txt > $D/pred.txt
-/tmp/pyenv/bin/python bench-results/2026-12-07-bert/check_export.py $D/fx-hf $D/hf $D/pred.txt
+/tmp/pyenv/bin/python bench-results/2026-12-07-bert/check_export.py kernels-tests/golden/bert-tiny-cls \
+    $D/fx-hf $D/hf $D/pred.txt
+# 3. The RoBERTa fixture imported and exported untouched.
+$W import kernels-tests/golden/roberta-tiny-cls --save $D/rx.safetensors --context 16
+$W export $D/rx.safetensors --save $D/rx-hf
+/tmp/pyenv/bin/python bench-results/2026-12-07-bert/check_export.py kernels-tests/golden/roberta-tiny-cls $D/rx-hf

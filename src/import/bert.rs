@@ -29,10 +29,16 @@
 //! cut to the window with the frame kept, padded with `[PAD]`), so training,
 //! `eval` and `predict` read texts as `BertTokenizer(text, truncation=True)`.
 //!
+//! RoBERTa ([`Family::Roberta`]: `roberta-base`, `xlm-roberta-base`, CamemBERT)
+//! has the same blocks under `roberta.`; its positions start at row
+//! `pad_token_id + 1`, and its head reads the `<s>` token through dropout,
+//! `classifier.dense` (tanh), dropout and `classifier.out_proj`, with no pooler.
+//!
 //! A file without a classifier (a pretrained BERT) gets a new head of the
 //! classes asked for (Hugging Face's `num_labels`, 2 by default), drawn as
 //! Hugging Face draws it (normal with `initializer_range`, bias 0); its
-//! pretraining heads (`cls.*`) are left out.
+//! pretraining heads (`cls.*`, RoBERTa's `lm_head.*` and unused pooler) are left
+//! out.
 
 use std::collections::HashMap;
 use std::path::Path;
