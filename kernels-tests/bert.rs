@@ -27,6 +27,10 @@ fn roberta() -> PathBuf {
     repo_file("kernels-tests/golden/roberta-tiny-cls")
 }
 
+fn distilbert() -> PathBuf {
+    repo_file("kernels-tests/golden/distilbert-tiny-cls")
+}
+
 /// A fixture's expected values by name, and its texts.
 fn expected_of(dir: &std::path::Path) -> (HashMap<String, Vec<f32>>, Vec<String>) {
     let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
@@ -61,6 +65,7 @@ fn bert_texts_are_framed_and_cut_as_hugging_faces_tokenizer_does() {
     for (dir, frame, pad) in [
         (fixture(), (vec![2], vec![3]), 0),
         (roberta(), (vec![0], vec![2]), 1),
+        (distilbert(), (vec![2], vec![3]), 0),
     ] {
         let (want, texts) = expected_of(&dir);
         let vocabulary = Vocabulary::from_file(&dir.join("tokenizer.json")).unwrap();
@@ -362,7 +367,36 @@ fn the_hubs_bert_layouts_import_and_a_pretrained_bert_gets_a_new_head() {
     );
 }
 
-/// A BERT or RoBERTa classifier exported (`*ForSequenceClassification`'s
+/// DistilBERT: its own names (q_lin, sa_layer_norm, ffn.lin1...), no token
+/// types, no dropout after attention, the head pre_classifier (ReLU) and
+/// classifier.
+#[test]
+fn an_imported_distilbert_classifier_gives_hugging_faces_logits_and_gradients() {
+    let layer0 = "distilbert.transformer.layer.0.attention";
+    against_hugging_face(
+        &distilbert(),
+        &[
+            ("classifier.weight", "classifier.weight"),
+            ("pre_classifier.weight", "pre_classifier.weight"),
+            (
+                "distilbert.embeddings.word_embeddings.weight",
+                "distilbert.embeddings.word_embeddings.weight",
+            ),
+            (
+                &format!("{layer0}.query.weight"),
+                &format!("{layer0}.q_lin.weight"),
+            ),
+        ],
+        (
+            "distilbert.embeddings.position_embeddings.weight",
+            "distilbert.embeddings.position_embeddings.weight",
+            0,
+        ),
+        None,
+    );
+}
+
+/// A BERT, RoBERTa or DistilBERT classifier exported (`*ForSequenceClassification`'s
 /// names, the position table written as the folded sum after RoBERTa's zero
 /// padding rows, token types as zeros) and imported again is the same model
 /// with the same tensors; what is not such a classifier is refused by the
@@ -374,6 +408,7 @@ fn export_writes_back_what_import_read() {
     for (dir, name, positions) in [
         (fixture(), "BertForSequenceClassification", 16),
         (roberta(), "RobertaForSequenceClassification", 18),
+        (distilbert(), "DistilBertForSequenceClassification", 16),
     ] {
         let (want, _) = expected_of(&dir);
         let imported = import_bert(&dir, &how(16, None)).unwrap();

@@ -10,12 +10,12 @@ use wgml::{Error, Result};
 
 #[derive(Args, Debug, Clone)]
 pub struct ImportArgs {
-    /// A Hugging Face GPT-2, BERT or RoBERTa folder: config.json,
+    /// A Hugging Face GPT-2, BERT, RoBERTa or DistilBERT folder: config.json,
     /// model.safetensors and tokenizer.json (what `save_pretrained` writes; the
     /// Hub's gpt2, gpt2-medium, gpt2-large, gpt2-xl and distilgpt2;
     /// bert-base-uncased, bert-base-cased, bert-large-*, roberta-base,
-    /// xlm-roberta-base and their fine-tuned classifiers). A BERT or RoBERTa
-    /// becomes a classifier of texts.
+    /// xlm-roberta-base, distilbert-base-uncased and their fine-tuned
+    /// classifiers). A BERT, RoBERTa or DistilBERT becomes a classifier of texts.
     pub folder: PathBuf,
     /// The wgml checkpoint to write.
     #[arg(long)]
@@ -46,10 +46,10 @@ pub struct ImportArgs {
 
 pub fn run(args: &ImportArgs) -> Result<ExitCode> {
     let start = std::time::Instant::now();
-    let bert = matches!(
-        wgml::import::model_type(&args.folder)?.as_deref(),
-        Some("bert" | "roberta" | "xlm-roberta" | "camembert")
-    );
+    let bert = wgml::import::model_type(&args.folder)?
+        .as_deref()
+        .and_then(wgml::import::bert::Family::of)
+        .is_some();
     if !bert && args.num_labels.is_some() {
         return Err(Error::invalid(
             "--num-labels gives a BERT its new head; a GPT-2 becomes a classifier when `wgml train` \

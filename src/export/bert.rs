@@ -33,6 +33,7 @@ fn types(family: Family) -> usize {
     match family {
         Family::Bert => 2,
         Family::Roberta => 1,
+        Family::DistilBert => 0,
     }
 }
 
@@ -64,10 +65,11 @@ pub fn bert_config_of(f: &Functional) -> std::result::Result<(BertConfig, usize)
     else {
         return Err(missing(&format!("{words} (an Embedding masking padding)")));
     };
+    let names = family.names();
     let layers = (0..)
-        .take_while(|i| layer(&format!("{prefix}encoder.layer.{i}.attention")).is_some())
+        .take_while(|i| layer(&format!("{}{i}.attention", names.blocks)).is_some())
         .count();
-    let first = format!("{prefix}encoder.layer.0");
+    let first = format!("{}0", names.blocks);
     let Some(&Layer::MultiHeadAttention {
         num_heads: heads,
         dropout: attn_dropout,
@@ -80,9 +82,9 @@ pub fn bert_config_of(f: &Functional) -> std::result::Result<(BertConfig, usize)
         units: inner,
         activation,
         ..
-    }) = layer(&format!("{first}.intermediate.dense"))
+    }) = layer(&format!("{first}.{}", names.inner))
     else {
-        return Err(missing(&format!("{first}.intermediate.dense (Dense)")));
+        return Err(missing(&format!("{first}.{} (Dense)", names.inner)));
     };
     let wgml_name = serde_json::to_value(activation)
         .ok()
@@ -149,48 +151,72 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     let own = merged_tensors(c, &a.functional, path)?;
     let tensors = hf_tensors(&own, &config, context).map_err(bad)?;
     let classes = encoder_classifier_of(&a.functional).map_or(2, |(_, n)| n);
-    let (name, model_type) = match config.family {
-        Family::Bert => ("Bert", "bert"),
-        Family::Roberta => ("Roberta", "roberta"),
+    let name = match config.family {
+        Family::Bert => "Bert",
+        Family::Roberta => "Roberta",
+        Family::DistilBert => "DistilBert",
     };
+    let model_type = config.family.model_type();
     let (id2label, label2id) = labels(&a.class_names, classes);
     let activation = ACTIVATIONS
         .iter()
         .find(|(_, w)| *w == config.activation)
         .map_or("gelu", |(hf, _)| *hf);
-    let settings = json!({
+    let mut settings = json!({
         "architectures": [format!("{name}ForSequenceClassification")],
         "model_type": model_type,
         "vocab_size": config.vocab,
-        "hidden_size": config.width,
-        "num_hidden_layers": config.layers,
-        "num_attention_heads": config.heads,
-        "intermediate_size": config.inner,
-        "hidden_act": activation,
-        "hidden_dropout_prob": config.hidden_dropout,
-        "attention_probs_dropout_prob": config.attn_dropout,
-        "classifier_dropout": config.classifier_dropout,
         "max_position_embeddings": config.positions,
-        "type_vocab_size": config.types,
-        "layer_norm_eps": config.epsilon,
         "pad_token_id": config.pad,
-        "position_embedding_type": "absolute",
         "initializer_range": config.init_std,
         "id2label": id2label,
         "label2id": label2id,
     });
+    let own_names = match config.family {
+        Family::DistilBert => json!({
+            "dim": config.width,
+            "n_layers": config.layers,
+            "n_heads": config.heads,
+            "hidden_dim": config.inner,
+            "activation": activation,
+            "dropout": config.hidden_dropout,
+            "attention_dropout": config.attn_dropout,
+            "seq_classif_dropout": config.classifier_dropout,
+            "sinusoidal_pos_embds": false,
+        }),
+        Family::Bert | Family::Roberta => json!({
+            "hidden_size": config.width,
+            "num_hidden_layers": config.layers,
+            "num_attention_heads": config.heads,
+            "intermediate_size": config.inner,
+            "hidden_act": activation,
+            "hidden_dropout_prob": config.hidden_dropout,
+            "attention_probs_dropout_prob": config.attn_dropout,
+            "classifier_dropout": config.classifier_dropout,
+            "type_vocab_size": config.types,
+            "layer_norm_eps": config.epsilon,
+            "position_embedding_type": "absolute",
+        }),
+    };
+    if let (Some(all), Some(own)) = (settings.as_object_mut(), own_names.as_object()) {
+        all.extend(own.clone());
+    }
     let tokenizer = write_folder(dir, &tensors, &settings, &c.vocabulary(path)?)?;
     let count: usize = own.iter().map(|(_, _, v)| v.len()).sum();
     Ok(format!(
         "{}: {} blocks of width {}, {} heads, {context} positions, {} tokens; {count} parameters \
-         (a classifier of {classes} classes, padding id {}; token type 0 folded into the \
-         positions, token_type_embeddings written as zeros); {}",
+         (a classifier of {classes} classes, padding id {}{}); {}",
         config.family.name(),
         config.layers,
         config.width,
         config.heads,
         config.vocab,
         config.pad,
+        if config.types > 0 {
+            "; token type 0 folded into the positions, token_type_embeddings written as zeros"
+        } else {
+            ""
+        },
         if tokenizer {
             "with its tokenizer"
         } else {
@@ -208,25 +234,32 @@ fn hf_tensors(
     context: usize,
 ) -> std::result::Result<Vec<NamedValues>, String> {
     let prefix = config.family.prefix();
+    let names = config.family.names();
     let positions = format!("{prefix}embeddings.position_embeddings.weight");
     let d = config.width;
     let mut out: Vec<NamedValues> = Vec::new();
     for (name, shape, values) in tensors {
-        if !name.starts_with(prefix) && !name.starts_with("classifier") {
+        let head = config
+            .family
+            .head()
+            .iter()
+            .any(|h| name.starts_with(&format!("{h}.")));
+        if !name.starts_with(prefix) && !head {
             continue;
         }
         let mut hf = name.clone();
-        for part in ["query", "key", "value"] {
-            hf = hf.replace(
-                &format!(".attention.{part}."),
-                &format!(".attention.self.{part}."),
-            );
-        }
-        for part in ["weight", "bias"] {
-            hf = hf.replace(
-                &format!(".attention.output.{part}"),
-                &format!(".attention.output.dense.{part}"),
-            );
+        let wgml = [
+            "attention.query",
+            "attention.key",
+            "attention.value",
+            "attention.output",
+        ];
+        for (ours, theirs) in wgml.iter().zip(names.hf) {
+            for part in ["weight", "bias"] {
+                if let Some(stem) = hf.strip_suffix(&format!(".{ours}.{part}")) {
+                    hf = format!("{stem}.{theirs}.{part}");
+                }
+            }
         }
         if *name == positions {
             let mut table = vec![0.0; (config.positions - context) * d];
@@ -239,10 +272,12 @@ fn hf_tensors(
     if !out.iter().any(|(n, _, _)| *n == positions) {
         return Err(format!("has no tensor '{positions}'"));
     }
-    out.push((
-        format!("{prefix}embeddings.token_type_embeddings.weight"),
-        vec![config.types, d],
-        vec![0.0; config.types * d],
-    ));
+    if config.types > 0 {
+        out.push((
+            format!("{prefix}embeddings.token_type_embeddings.weight"),
+            vec![config.types, d],
+            vec![0.0; config.types * d],
+        ));
+    }
     Ok(out)
 }

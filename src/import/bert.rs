@@ -67,15 +67,109 @@ pub enum Family {
     /// `<s>` token through `classifier.dense` (tanh) and `classifier.out_proj`,
     /// each after dropout.
     Roberta,
+    /// DistilBERT (`model_type` "distilbert"): BERT's blocks under other names
+    /// (`transformer.layer.N.attention.q_lin`, `sa_layer_norm`, `ffn.lin1`...), no
+    /// dropout after attention, no token types; the `[CLS]` token through
+    /// `pre_classifier` (ReLU), dropout and `classifier`.
+    DistilBert,
+}
+
+/// Where a family keeps each part of a block: wgml's layer names (which are
+/// also Hugging Face's, less what [`Names::hf`] renames) under `blocks`N.
+pub struct Names {
+    /// The blocks' prefix, the block's index after it.
+    pub blocks: &'static str,
+    /// The dropout after attention's output projection, if the family has one.
+    pub attention_dropout: Option<&'static str>,
+    /// The layer norm after attention's residual sum.
+    pub norm1: &'static str,
+    /// The MLP's first and second Dense layers.
+    pub inner: &'static str,
+    /// The MLP's second Dense layer.
+    pub outer: &'static str,
+    /// The dropout after the MLP.
+    pub outer_dropout: &'static str,
+    /// The MLP's residual sum.
+    pub outer_residual: &'static str,
+    /// The layer norm after it.
+    pub norm2: &'static str,
+    /// Hugging Face's names of the query, key, value and output projections
+    /// under a block (wgml's are `attention.query`, `.key`, `.value`, `.output`).
+    pub hf: [&'static str; 4],
 }
 
 impl Family {
+    /// Every family.
+    pub const ALL: [Family; 3] = [Family::Bert, Family::Roberta, Family::DistilBert];
+
+    /// The family of a `config.json`'s `model_type`, if wgml reads it here.
+    pub fn of(model_type: &str) -> Option<Family> {
+        match model_type {
+            "bert" => Some(Family::Bert),
+            "roberta" | "xlm-roberta" | "camembert" => Some(Family::Roberta),
+            "distilbert" => Some(Family::DistilBert),
+            _ => None,
+        }
+    }
+
+    /// Where its blocks keep their parts.
+    pub fn names(self) -> Names {
+        match self {
+            Family::Bert | Family::Roberta => Names {
+                blocks: if self == Family::Bert {
+                    "bert.encoder.layer."
+                } else {
+                    "roberta.encoder.layer."
+                },
+                attention_dropout: Some("attention.output.dropout"),
+                norm1: "attention.output.LayerNorm",
+                inner: "intermediate.dense",
+                outer: "output.dense",
+                outer_dropout: "output.dropout",
+                outer_residual: "output.residual",
+                norm2: "output.LayerNorm",
+                hf: [
+                    "attention.self.query",
+                    "attention.self.key",
+                    "attention.self.value",
+                    "attention.output.dense",
+                ],
+            },
+            Family::DistilBert => Names {
+                blocks: "distilbert.transformer.layer.",
+                attention_dropout: None,
+                norm1: "sa_layer_norm",
+                inner: "ffn.lin1",
+                outer: "ffn.lin2",
+                outer_dropout: "ffn.dropout",
+                outer_residual: "ffn.residual",
+                norm2: "output_layer_norm",
+                hf: [
+                    "attention.q_lin",
+                    "attention.k_lin",
+                    "attention.v_lin",
+                    "attention.out_lin",
+                ],
+            },
+        }
+    }
+
     /// The prefix of the encoder's tensors in wgml's checkpoints (and in the
     /// `*For*` models' files).
     pub fn prefix(self) -> &'static str {
         match self {
             Family::Bert => "bert.",
             Family::Roberta => "roberta.",
+            Family::DistilBert => "distilbert.",
+        }
+    }
+
+    /// Its `model_type` (and wgml's checkpoint kind).
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Family::Bert => "bert",
+            Family::Roberta => "roberta",
+            Family::DistilBert => "distilbert",
         }
     }
 
@@ -84,6 +178,7 @@ impl Family {
         match self {
             Family::Bert => "BERT",
             Family::Roberta => "RoBERTa",
+            Family::DistilBert => "DistilBERT",
         }
     }
 
@@ -93,6 +188,7 @@ impl Family {
         match self {
             Family::Bert => &[BERT_CLASSIFIER_HEAD],
             Family::Roberta => &["classifier.dense", "classifier.out_proj"],
+            Family::DistilBert => &["pre_classifier", BERT_CLASSIFIER_HEAD],
         }
     }
 
@@ -100,7 +196,7 @@ impl Family {
     /// `pad`).
     pub fn first_position(self, pad: u32) -> usize {
         match self {
-            Family::Bert => 0,
+            Family::Bert | Family::DistilBert => 0,
             Family::Roberta => pad as usize + 1,
         }
     }
@@ -110,6 +206,7 @@ impl Family {
         match self {
             Family::Bert => "cls.",
             Family::Roberta => "lm_head.",
+            Family::DistilBert => "vocab_",
         }
     }
 }
@@ -123,7 +220,8 @@ pub struct BertConfig {
     pub vocab: usize,
     /// Positions of the position embedding (`max_position_embeddings`).
     pub positions: usize,
-    /// Token types (`type_vocab_size`); wgml reads every text as type 0.
+    /// Token types (`type_vocab_size`; 0 for DistilBERT, which has none); wgml
+    /// reads every text as type 0.
     pub types: usize,
     /// Width (`hidden_size`).
     pub width: usize,
@@ -156,17 +254,16 @@ impl BertConfig {
     /// does not compute as Hugging Face does.
     pub fn parse(text: &str) -> std::result::Result<BertConfig, String> {
         let c: Value = serde_json::from_str(text).map_err(|e| format!("is not JSON: {e}"))?;
-        let family = match c.get("model_type").and_then(Value::as_str) {
-            Some("bert") => Family::Bert,
-            Some("roberta" | "xlm-roberta" | "camembert") => Family::Roberta,
-            Some(t) => {
-                return Err(format!(
-                    "describes a '{t}' model; wgml reads BERT (model_type \"bert\") and RoBERTa \
-                     (\"roberta\", \"xlm-roberta\", \"camembert\") here"
-                ));
-            }
-            None => return Err("has no model_type".into()),
-        };
+        let model_type = c
+            .get("model_type")
+            .and_then(Value::as_str)
+            .ok_or("has no model_type")?;
+        let family = Family::of(model_type).ok_or_else(|| {
+            format!(
+                "describes a '{model_type}' model; wgml reads BERT (model_type \"bert\"), RoBERTa \
+                 (\"roberta\", \"xlm-roberta\", \"camembert\") and DistilBERT (\"distilbert\") here"
+            )
+        })?;
         let size = |key: &str| -> std::result::Result<usize, String> {
             c.get(key)
                 .and_then(Value::as_u64)
@@ -203,24 +300,35 @@ impl BertConfig {
                 "uses position_embedding_type '{t}'; wgml computes BERT's absolute positions only"
             ));
         }
-        let width = size("hidden_size")?;
-        let heads = size("num_attention_heads")?;
+        // DistilBERT names its settings apart.
+        let distil = family == Family::DistilBert;
+        let key = |bert: &'static str, distilbert: &'static str| if distil { distilbert } else { bert };
+        if distil && c.get("sinusoidal_pos_embds").and_then(Value::as_bool) == Some(true) {
+            return Err(
+                "sets sinusoidal_pos_embds: fixed sinusoidal positions are not what wgml's learned \
+                 position table trains as"
+                    .into(),
+            );
+        }
+        let width = size(key("hidden_size", "dim"))?;
+        let heads = size(key("num_attention_heads", "n_heads"))?;
         if width % heads != 0 {
             return Err(format!(
-                "hidden_size {width} is not a multiple of num_attention_heads {heads}"
+                "its width {width} is not a multiple of its {heads} attention heads"
             ));
         }
-        let activation = match c.get("hidden_act").and_then(Value::as_str) {
+        let act_key = key("hidden_act", "activation");
+        let activation = match c.get(act_key).and_then(Value::as_str) {
             None => "Gelu",
             Some(name) => ACTIVATIONS
                 .iter()
                 .find(|(hf, _)| *hf == name)
                 .map(|(_, wgml)| *wgml)
                 .ok_or_else(|| {
-                    format!("uses hidden_act '{name}'; wgml has gelu, gelu_new, relu, tanh and sigmoid")
+                    format!("uses {act_key} '{name}'; wgml has gelu, gelu_new, relu, tanh and sigmoid")
                 })?,
         };
-        let hidden_dropout = rate("hidden_dropout_prob", 0.1)?;
+        let hidden_dropout = rate(key("hidden_dropout_prob", "dropout"), 0.1)?;
         let vocab = size("vocab_size")?;
         let pad = match c.get("pad_token_id") {
             None | Some(Value::Null) => 0,
@@ -251,18 +359,23 @@ impl BertConfig {
             vocab,
             positions,
             types: match c.get("type_vocab_size") {
+                _ if distil => 0,
                 None | Some(Value::Null) => 2,
                 Some(_) => size("type_vocab_size")?,
             },
             width,
-            layers: size("num_hidden_layers")?,
+            layers: size(key("num_hidden_layers", "n_layers"))?,
             heads,
-            inner: size("intermediate_size")?,
+            inner: size(key("intermediate_size", "hidden_dim"))?,
             activation,
             epsilon: float("layer_norm_eps", 1e-12)?,
             hidden_dropout,
-            attn_dropout: rate("attention_probs_dropout_prob", 0.1)?,
-            classifier_dropout: rate("classifier_dropout", hidden_dropout)?,
+            attn_dropout: rate(key("attention_probs_dropout_prob", "attention_dropout"), 0.1)?,
+            classifier_dropout: if distil {
+                rate("seq_classif_dropout", 0.2)?
+            } else {
+                rate("classifier_dropout", hidden_dropout)?
+            },
             pad,
             init_std: float("initializer_range", 0.02)?,
             labels,
@@ -312,45 +425,47 @@ impl BertConfig {
         if self.attn_dropout > 0.0 {
             attention["dropout"] = json!(self.attn_dropout);
         }
+        let names = self.family.names();
         for i in 0..self.layers {
-            let p = format!("{prefix}encoder.layer.{i}");
+            let p = format!("{}{i}", names.blocks);
             layers.push(layer(
                 &format!("{p}.attention"),
                 &[&x],
                 json!({ "MultiHeadAttention": attention }),
             ));
-            let branch = dropout(
-                &mut layers,
-                format!("{p}.attention.output.dropout"),
-                format!("{p}.attention"),
-                self.hidden_dropout,
-            );
+            let branch = match names.attention_dropout {
+                Some(name) => dropout(
+                    &mut layers,
+                    format!("{p}.{name}"),
+                    format!("{p}.attention"),
+                    self.hidden_dropout,
+                ),
+                None => format!("{p}.attention"),
+            };
             layers.push(op(&format!("{p}.attention.residual"), &[&x, &branch], "Add"));
-            let attended = format!("{p}.attention.output.LayerNorm");
+            let attended = format!("{p}.{}", names.norm1);
             layers.push(layer(
                 &attended,
                 &[&format!("{p}.attention.residual")],
                 norm.clone(),
             ));
+            let (inner, outer) = (format!("{p}.{}", names.inner), format!("{p}.{}", names.outer));
             layers.push(layer(
-                &format!("{p}.intermediate.dense"),
+                &inner,
                 &[&attended],
                 json!({ "Dense": { "units": self.inner, "activation": self.activation } }),
             ));
-            layers.push(layer(
-                &format!("{p}.output.dense"),
-                &[&format!("{p}.intermediate.dense")],
-                json!({ "Dense": { "units": d } }),
-            ));
+            layers.push(layer(&outer, &[&inner], json!({ "Dense": { "units": d } })));
             let branch = dropout(
                 &mut layers,
-                format!("{p}.output.dropout"),
-                format!("{p}.output.dense"),
+                format!("{p}.{}", names.outer_dropout),
+                outer,
                 self.hidden_dropout,
             );
-            layers.push(op(&format!("{p}.output.residual"), &[&attended, &branch], "Add"));
-            x = format!("{p}.output.LayerNorm");
-            layers.push(layer(&x, &[&format!("{p}.output.residual")], norm.clone()));
+            let residual = format!("{p}.{}", names.outer_residual);
+            layers.push(op(&residual, &[&attended, &branch], "Add"));
+            x = format!("{p}.{}", names.norm2);
+            layers.push(layer(&x, &[&residual], norm.clone()));
         }
         layers.push(layer(
             "first_token",
@@ -399,6 +514,25 @@ impl BertConfig {
                 ));
                 out
             }
+            Family::DistilBert => {
+                layers.push(layer(
+                    "pre_classifier",
+                    &["first_token"],
+                    json!({ "Dense": { "units": d, "activation": "Relu" } }),
+                ));
+                let x = dropout(
+                    &mut layers,
+                    "dropout".into(),
+                    "pre_classifier".into(),
+                    self.classifier_dropout,
+                );
+                layers.push(layer(
+                    BERT_CLASSIFIER_HEAD,
+                    &[&x],
+                    json!({ "Dense": { "units": classes, "activation": "Softmax" } }),
+                ));
+                BERT_CLASSIFIER_HEAD
+            }
         };
         let description = json!({
             "functional": {
@@ -437,7 +571,7 @@ pub fn encoder_classifier_of(f: &crate::nn::Functional) -> Option<(Family, usize
         .layers
         .iter()
         .any(|l| l.name == "first_token" && matches!(l.what, LayerOrOp::Layer(Layer::FirstTokenPooling1D)));
-    let family = [Family::Bert, Family::Roberta].into_iter().find(|family| {
+    let family = Family::ALL.into_iter().find(|family| {
         family.head().last() == Some(&last.name.as_str())
             && f.layers.iter().any(|l| {
                 l.name == format!("{}embeddings.word_embeddings", family.prefix())
@@ -533,10 +667,7 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
         notes.join("; ")
     );
     Ok(Imported {
-        kind: match config.family {
-            Family::Bert => "bert".into(),
-            Family::Roberta => "roberta".into(),
-        },
+        kind: config.family.model_type().into(),
         architecture,
         tensors: read.tensors,
         vocabulary,
@@ -599,7 +730,10 @@ fn bert_tensors(
     // Every token is of type 0: its row joins each position's. The first token
     // reads row `first` (RoBERTa's rows before it serve padding).
     let positions = file.take("embeddings.position_embeddings.weight", &[c.positions, d])?;
-    let types = file.take("embeddings.token_type_embeddings.weight", &[c.types, d])?;
+    let types = match c.types {
+        0 => vec![0.0; d],
+        n => file.take("embeddings.token_type_embeddings.weight", &[n, d])?,
+    };
     let first = c.family.first_position(c.pad);
     let folded: Vec<f32> = positions[first * d..(first + context) * d]
         .iter()
@@ -613,23 +747,26 @@ fn bert_tensors(
         folded,
     );
     let mut norms = vec!["embeddings.LayerNorm".to_string()];
+    let names = c.family.names();
+    let blocks = names.blocks.strip_prefix(prefix).unwrap_or(names.blocks);
     for i in 0..c.layers {
-        let p = format!("encoder.layer.{i}");
+        let p = format!("{blocks}{i}");
+        let [query, key, value, output] = names.hf;
         for (from, to, fan_in, fan_out) in [
-            ("attention.self.query", "attention.query", d, d),
-            ("attention.self.key", "attention.key", d, d),
-            ("attention.self.value", "attention.value", d, d),
-            ("attention.output.dense", "attention.output", d, d),
-            ("intermediate.dense", "intermediate.dense", d, c.inner),
-            ("output.dense", "output.dense", c.inner, d),
+            (query, "attention.query", d, d),
+            (key, "attention.key", d, d),
+            (value, "attention.value", d, d),
+            (output, "attention.output", d, d),
+            (names.inner, names.inner, d, c.inner),
+            (names.outer, names.outer, c.inner, d),
         ] {
             let w = file.take(&format!("{p}.{from}.weight"), &[fan_out, fan_in])?;
             keep(&mut out, &format!("{p}.{to}.weight"), vec![fan_out, fan_in], w);
             let b = file.take(&format!("{p}.{from}.bias"), &[fan_out])?;
             keep(&mut out, &format!("{p}.{to}.bias"), vec![fan_out], b);
         }
-        norms.push(format!("{p}.attention.output.LayerNorm"));
-        norms.push(format!("{p}.output.LayerNorm"));
+        norms.push(format!("{p}.{}", names.norm1));
+        norms.push(format!("{p}.{}", names.norm2));
     }
     for norm in norms {
         for part in ["weight", "bias"] {
@@ -693,17 +830,16 @@ fn bert_tensors(
             (n, false, draw(n * d), vec![0.0; n])
         }
     };
-    if c.family == Family::Roberta {
+    // RoBERTa's classifier.dense and DistilBERT's pre_classifier, before the output.
+    if let [before, _] = c.family.head() {
+        let (wn, bn) = (format!("{before}.weight"), format!("{before}.bias"));
         let (w, b) = if head_read {
-            (
-                file.take("classifier.dense.weight", &[d, d])?,
-                file.take("classifier.dense.bias", &[d])?,
-            )
+            (file.take(&wn, &[d, d])?, file.take(&bn, &[d])?)
         } else {
             (draw(d * d), vec![0.0; d])
         };
-        out.push(("classifier.dense.weight".into(), vec![d, d], w));
-        out.push(("classifier.dense.bias".into(), vec![d], b));
+        out.push((wn, vec![d, d], w));
+        out.push((bn, vec![d], b));
     }
     out.push((head, vec![classes, d], w));
     out.push((bias, vec![classes], b));
@@ -732,7 +868,7 @@ impl Named {
         let (got, values) = self
             .0
             .remove(name)
-            .ok_or_else(|| format!("has no tensor '{name}' (is it a BERT or a RoBERTa?)"))?;
+            .ok_or_else(|| format!("has no tensor '{name}' (is it a BERT, a RoBERTa or a DistilBERT?)"))?;
         if got != shape {
             return Err(format!(
                 "tensor '{name}' has shape {got:?}, but config.json makes it {shape:?}"
