@@ -18,3 +18,7 @@ $W predict --weights $D/t.safetensors /tmp/texts/test/*/*.txt > $D/pred.txt
 $W import kernels-tests/golden/roberta-tiny-cls --save $D/rx.safetensors --context 16
 $W export $D/rx.safetensors --save $D/rx-hf
 /tmp/pyenv/bin/python bench-results/2026-12-07-bert/check_export.py kernels-tests/golden/roberta-tiny-cls $D/rx-hf
+# 4. The DistilBERT fixture imported and exported untouched.
+$W import kernels-tests/golden/distilbert-tiny-cls --save $D/dx.safetensors --context 16
+$W export $D/dx.safetensors --save $D/dx-hf
+/tmp/pyenv/bin/python bench-results/2026-12-07-bert/check_export.py kernels-tests/golden/distilbert-tiny-cls $D/dx-hf

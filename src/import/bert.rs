@@ -34,6 +34,12 @@
 //! `pad_token_id + 1`, and its head reads the `<s>` token through dropout,
 //! `classifier.dense` (tanh), dropout and `classifier.out_proj`, with no pooler.
 //!
+//! DistilBERT ([`Family::DistilBert`]) has the same blocks under its own names
+//! (`distilbert.transformer.layer.N`: `attention.q_lin`, `sa_layer_norm`,
+//! `ffn.lin1`, `ffn.lin2`, `output_layer_norm`), no token types and no dropout
+//! after attention; its head is `pre_classifier` (ReLU), dropout and
+//! `classifier`.
+//!
 //! A file without a classifier (a pretrained BERT) gets a new head of the
 //! classes asked for (Hugging Face's `num_labels`, 2 by default), drawn as
 //! Hugging Face draws it (normal with `initializer_range`, bias 0); its
