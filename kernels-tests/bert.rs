@@ -31,14 +31,15 @@ fn distilbert() -> PathBuf {
     repo_file("kernels-tests/golden/distilbert-tiny-cls")
 }
 
-/// A fixture's expected values by name, and its texts.
+/// A fixture's expected values by name, and its texts (none for an adapter's).
 fn expected_of(dir: &std::path::Path) -> (HashMap<String, Vec<f32>>, Vec<String>) {
     let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-    let texts = meta.metadata().as_ref().unwrap()["texts"]
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let texts = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("texts"))
+        .map_or_else(Vec::new, |t| t.lines().map(str::to_string).collect());
     let file = SafeTensors::deserialize(&bytes).unwrap();
     let values = file
         .tensors()
@@ -483,4 +484,92 @@ fn export_writes_back_what_import_read() {
     .unwrap()
     .to_string();
     assert!(e.contains("has no layer 'classifier'"), "{e}");
+}
+
+/// PEFT's classifier adapters of each family (LoRA on the query and value, the
+/// head saved whole; `golden/make_encoder_cls_lora.py`) read onto the imported
+/// classifier give PEFT's logits; written back by wgml and read onto the plain
+/// classifier again, they still do, and their tensors are PEFT's.
+#[test]
+fn peft_adapters_of_the_bert_family_give_pefts_logits_and_write_back() {
+    let (_g, ctx) = gpu();
+    let out = fresh_dir("encoder-peft");
+    for dir in [fixture(), roberta(), distilbert()] {
+        let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+        let adapter = repo_file(&format!("kernels-tests/golden/{name}-lora"));
+        let (want, _) = expected_of(&adapter);
+        let probabilities: Vec<f32> = want["logits"]
+            .chunks(3)
+            .flat_map(|l| {
+                let mut p = vec![0.0; 3];
+                wgml::reference::softmax::softmax(l, 3, &mut p);
+                p
+            })
+            .collect();
+        let adapted = |adapter: &std::path::Path| {
+            let mut imported = import_bert(&dir, &how(16, None)).unwrap();
+            let line = wgml::peft::encoder::add_adapter(&mut imported, adapter).unwrap();
+            assert!(
+                line.contains("rank 4, alpha 6") && line.contains("on 4 "),
+                "{line}"
+            );
+            imported
+        };
+        let imported = adapted(&adapter);
+        let lora = imported.architecture.functional.lora.as_ref().unwrap();
+        assert_eq!(
+            lora.train.len(),
+            if name.starts_with("bert") { 1 } else { 2 },
+            "{name}"
+        );
+        let predict = |imported: &wgml::import::Imported| {
+            let mut model = imported
+                .architecture
+                .functional
+                .compile_supervised(ctx, Optimizer::sgd(0.1, 0.0), 1)
+                .unwrap();
+            model.load_params(ctx, &imported.tensors).unwrap();
+            model.predict(ctx, &want["ids"], 4).unwrap()
+        };
+        assert_close(
+            &format!("{name}: PEFT's"),
+            &predict(&imported),
+            &probabilities,
+            1e-6,
+            1e-5,
+        );
+        let path = out.join(format!("{name}.safetensors"));
+        wgml::checkpoint::save_functional_tensors(
+            &path,
+            &imported.kind,
+            &imported.architecture,
+            &imported.tensors,
+            &imported.vocabulary,
+        )
+        .unwrap();
+        let written = out.join(format!("{name}-peft"));
+        let line =
+            wgml::peft::encoder::write_adapter(&wgml::checkpoint::load(&path).unwrap(), &path, &written)
+                .unwrap();
+        assert!(line.contains("of 3 classes (PEFT's SEQ_CLS"), "{line}");
+        let ours =
+            SafeTensors::deserialize(&std::fs::read(written.join("adapter_model.safetensors")).unwrap())
+                .unwrap()
+                .tensors()
+                .into_iter()
+                .map(|(n, v)| (n, values(v.data())))
+                .collect::<HashMap<_, _>>();
+        let theirs_bytes = std::fs::read(adapter.join("adapter_model.safetensors")).unwrap();
+        let theirs = SafeTensors::deserialize(&theirs_bytes).unwrap();
+        for (n, v) in theirs.tensors() {
+            assert_eq!(ours.get(&n), Some(&values(v.data())), "{name}: {n}");
+        }
+        assert_close(
+            &format!("{name}: written and read again"),
+            &predict(&adapted(&written)),
+            &probabilities,
+            1e-6,
+            1e-5,
+        );
+    }
 }

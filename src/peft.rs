@@ -30,6 +30,8 @@
 //! onto the query, key and value); their keys must be module names (PEFT takes
 //! regular expressions).
 
+pub mod encoder;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -102,7 +104,8 @@ pub fn read_adapter(dir: &Path, c: &Gpt2Config) -> Result<(LoraConfig, Vec<Named
     };
     let settings: Value = serde_json::from_slice(&read(CONFIG_FILE)?)
         .map_err(|e| bad(CONFIG_FILE, format!("is not JSON: {e}")))?;
-    let config = settings_of(&settings).map_err(|m| bad(CONFIG_FILE, m))?;
+    let config =
+        settings_of(&settings, &[crate::nn::transfer::CLASSIFIER_HEAD]).map_err(|m| bad(CONFIG_FILE, m))?;
     if !file(TENSORS_FILE).exists() && file("adapter_model.bin").exists() {
         return Err(bad(
             "adapter_model.bin",
@@ -196,8 +199,9 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
 }
 
 /// The rank, α and dropout of `adapter_config.json` (targets are filled in from
-/// the tensors), or what wgml cannot compute as PEFT does.
-fn settings_of(s: &Value) -> std::result::Result<LoraConfig, String> {
+/// the tensors), or what wgml cannot compute as PEFT does. A classifier's adapter
+/// may save the head's layers `heads` (and PEFT's generic head names) in full.
+fn settings_of(s: &Value, heads: &[&str]) -> std::result::Result<LoraConfig, String> {
     let field = |name: &str| s.get(name).filter(|v| !v.is_null());
     match field("peft_type").and_then(Value::as_str) {
         Some("LORA") => {}
@@ -218,15 +222,17 @@ fn settings_of(s: &Value) -> std::result::Result<LoraConfig, String> {
     if field("lora_bias").and_then(Value::as_bool) == Some(true) {
         return refuse("lora_bias", "a bias on lora_B");
     }
-    // A classifier's adapter (task_type SEQ_CLS) trains its head `score` in full:
-    // PEFT lists its heads' names, ["classifier", "score"].
-    let head = crate::nn::transfer::CLASSIFIER_HEAD;
+    // A classifier's adapter (task_type SEQ_CLS) trains its head in full: PEFT
+    // lists its heads' names, ["classifier", "score"], and any others given.
     let classifier = field("task_type").and_then(Value::as_str) == Some("SEQ_CLS");
     let saved: Vec<&str> = field("modules_to_save")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let head_only = classifier && saved.iter().all(|m| *m == head || *m == "classifier");
+    let head_only = classifier
+        && saved
+            .iter()
+            .all(|m| heads.contains(m) || *m == "score" || *m == "classifier");
     for name in ["modules_to_save", "trainable_token_indices", "target_parameters"] {
         if name == "modules_to_save" && head_only {
             continue;
@@ -280,7 +286,7 @@ fn settings_of(s: &Value) -> std::result::Result<LoraConfig, String> {
         dropout,
         targets: Vec::new(),
         train: if classifier {
-            vec![head.to_string()]
+            heads.iter().map(|h| h.to_string()).collect()
         } else {
             Vec::new()
         },
@@ -683,7 +689,7 @@ mod tests {
             s.as_object_mut()
                 .unwrap()
                 .extend(extra.as_object().unwrap().clone());
-            settings_of(&s).unwrap_err()
+            settings_of(&s, &["score"]).unwrap_err()
         };
         assert!(refused(json!({"use_dora": true})).contains("use_dora"));
         assert!(refused(json!({"bias": "all"})).contains("bias"));
@@ -698,22 +704,26 @@ mod tests {
         assert!(e.contains("modules_to_save"), "{e}");
         let mut s = json!({"peft_type": "LORA", "r": 4, "task_type": "SEQ_CLS",
                            "modules_to_save": ["classifier", "score"]});
-        assert_eq!(settings_of(&s).unwrap().train, ["score"]);
+        assert_eq!(settings_of(&s, &["score"]).unwrap().train, ["score"]);
         s["task_type"] = "CAUSAL_LM".into();
-        assert!(settings_of(&s).is_err());
+        assert!(settings_of(&s, &["score"]).is_err());
         assert!(refused(json!({"peft_type": "IA3"})).contains("IA3"));
         assert!(refused(json!({"r": 0})).contains("rank"));
         let ok = settings_of(
             &json!({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "use_rslora": true,
                                      "modules_to_save": null, "rank_pattern": {}}),
+            &["score"],
         )
         .unwrap();
         assert_eq!((ok.rank, ok.alpha), (4, 16.0));
         // Patterns land on wgml's modules: c_attn on the query, key and value, a
         // bare c_proj on both products it names.
-        let ok = settings_of(&json!({"peft_type": "LORA", "r": 4, "lora_alpha": 8,
+        let ok = settings_of(
+            &json!({"peft_type": "LORA", "r": 4, "lora_alpha": 8,
             "rank_pattern": {"transformer.h.1.attn.c_attn": 12, "c_fc": 2},
-            "alpha_pattern": {"c_proj": 3}}))
+            "alpha_pattern": {"c_proj": 3}}),
+            &["score"],
+        )
         .unwrap();
         assert_eq!(ok.rank_of("h.1.attn.key"), 12);
         assert_eq!(ok.rank_of("h.0.attn.key"), 4);

@@ -47,6 +47,19 @@ pub fn run(args: &ExportArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let c = checkpoint::load(&args.checkpoint)?;
+    let bert = c
+        .functional_architecture(&args.checkpoint)?
+        .is_some_and(|a| wgml::import::bert::bert_classifier_of(&a.functional).is_some());
+    if args.peft && bert {
+        let summary = wgml::peft::encoder::write_adapter(&c, &args.checkpoint, &args.save)?;
+        println!("{summary}");
+        println!(
+            "saved {} in {:.1} s: in Python, PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(BASE, num_labels=N), \"{0}\")",
+            args.save.display(),
+            start.elapsed().as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.peft {
         let summary = wgml::peft::write_adapter(&c, &args.checkpoint, &args.save)?;
         println!("{summary}");
@@ -57,9 +70,6 @@ pub fn run(args: &ExportArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let bert = c
-        .functional_architecture(&args.checkpoint)?
-        .is_some_and(|a| wgml::import::bert::bert_classifier_of(&a.functional).is_some());
     if bert {
         let summary = wgml::export::bert::export_bert(&c, &args.checkpoint, &args.save)?;
         println!("{summary}");

@@ -28,7 +28,7 @@ pub struct ImportArgs {
     /// Learning rate of the model's Adam when it is fine-tuned without --lr.
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
-    /// A PEFT LoRA adapter folder for this GPT-2 (adapter_config.json and
+    /// A PEFT LoRA adapter folder for this GPT-2, BERT, RoBERTa or DistilBERT (adapter_config.json and
     /// adapter_model.safetensors, what PeftModel.save_pretrained writes): the
     /// checkpoint keeps the adapters beside the frozen base, so `generate` runs the
     /// adapted model and `train` goes on training the adapters.
@@ -57,13 +57,6 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
         ));
     }
     let mut imported = if bert {
-        if args.peft.is_some() {
-            return Err(Error::invalid(
-                "--peft reads adapters of GPT-2; wgml does not read PEFT adapters of BERT or RoBERTa \
-                 yet: merge \
-                 it in Python (merge_and_unload, save_pretrained) and import the merged folder",
-            ));
-        }
         let how = wgml::import::bert::BertImport {
             context: args.context,
             lr: args.lr,
@@ -75,6 +68,7 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
         wgml::import::import_gpt2(&args.folder, args.context, args.lr)?
     };
     let adapter = match &args.peft {
+        Some(dir) if bert => Some(wgml::peft::encoder::add_adapter(&mut imported, dir)?),
         Some(dir) => Some(wgml::peft::add_adapter(&mut imported, dir)?),
         None => None,
     };

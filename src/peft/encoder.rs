@@ -1,0 +1,289 @@
+//! PEFT LoRA adapters of the BERT family's classifiers (BERT, RoBERTa,
+//! DistilBERT, as [`crate::import::bert`] reads them; `task_type` `SEQ_CLS`),
+//! read into and written from wgml's low-rank adapters.
+//!
+//! Each PEFT module is one wgml module: the attention's projections under
+//! wgml's names (`attention.self.query` or `attention.q_lin` is wgml's
+//! `attention.query`, `attention.output.dense` or `attention.out_lin` its
+//! `attention.output`), every other Linear under its own name. Adapters keep
+//! PyTorch's layout (A `[r, in]`, B `[out, r]`) on both sides. The classifier's
+//! head, trained in full, travels in `modules_to_save`: PEFT saves the module
+//! named `classifier` (BERT's and DistilBERT's Linear, RoBERTa's whole head), and
+//! DistilBERT's `pre_classifier` when it is listed, as wgml writes it (wgml
+//! trains it in full too).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use safetensors::SafeTensors;
+use serde_json::{Value, json};
+
+use super::{CONFIG_FILE, PREFIX, TENSORS_FILE, settings_of};
+use crate::checkpoint::{self, Checkpoint};
+use crate::error::{Error, Result};
+use crate::graph::params::NamedValues;
+use crate::import::bert::{Family, encoder_classifier_of};
+use crate::nn::lora::{LORA_A, LORA_B, is_adapter};
+
+/// wgml's names of the attention's projections under a block, in the order of
+/// [`crate::import::bert::Names::hf`].
+const PROJECTIONS: [&str; 4] = [
+    "attention.query",
+    "attention.key",
+    "attention.value",
+    "attention.output",
+];
+
+/// The wgml module of PEFT module `hf` (a full name, as PEFT saves it).
+fn wgml_module(hf: &str, family: Family) -> String {
+    for (ours, theirs) in PROJECTIONS.iter().zip(family.names().hf) {
+        if let Some(stem) = hf.strip_suffix(&format!(".{theirs}")) {
+            return format!("{stem}.{ours}");
+        }
+    }
+    hf.to_string()
+}
+
+/// The PEFT (Hugging Face) module of wgml module `module`.
+fn hf_module(module: &str, family: Family) -> String {
+    for (ours, theirs) in PROJECTIONS.iter().zip(family.names().hf) {
+        if let Some(stem) = module.strip_suffix(&format!(".{ours}")) {
+            return format!("{stem}.{theirs}");
+        }
+    }
+    module.to_string()
+}
+
+/// Puts the PEFT adapter in folder `dir` on `imported`, a BERT-family classifier
+/// [`crate::import::bert::import_bert`] read: its model gets the adapters (every
+/// other tensor frozen but the head), its tensors the adapter's, and the head
+/// the adapter saved replaces the file's. Returns one line on what was read.
+pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result<String> {
+    let (family, classes) = encoder_classifier_of(&imported.architecture.functional)
+        .ok_or_else(|| Error::invalid("the model is not a BERT-family classifier"))?;
+    let file_err = |name: &str, message: String| Error::Data {
+        path: dir.join(name).display().to_string(),
+        message,
+    };
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).map_err(|source| Error::Io {
+            path: dir.join(name).display().to_string(),
+            source,
+        })
+    };
+    let settings: Value = serde_json::from_slice(&read(CONFIG_FILE)?)
+        .map_err(|e| file_err(CONFIG_FILE, format!("is not JSON: {e}")))?;
+    let heads: Vec<&str> = family.head().to_vec();
+    let mut lora = settings_of(&settings, &heads).map_err(|m| file_err(CONFIG_FILE, m))?;
+    if !lora.rank_pattern.is_empty() || !lora.alpha_pattern.is_empty() {
+        return Err(file_err(
+            CONFIG_FILE,
+            "sets rank_pattern or alpha_pattern, which wgml reads for GPT-2's adapters only".into(),
+        ));
+    }
+    if settings.get("task_type").and_then(Value::as_str) != Some("SEQ_CLS") {
+        return Err(file_err(
+            CONFIG_FILE,
+            format!(
+                "is not a classifier's adapter (task_type SEQ_CLS); wgml reads a {} as a classifier \
+                 of texts",
+                family.name()
+            ),
+        ));
+    }
+    let bytes = read(TENSORS_FILE)?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| file_err(TENSORS_FILE, format!("is not a safetensors file: {e}")))?;
+    let shape_of: BTreeMap<String, Vec<usize>> = imported
+        .tensors
+        .iter()
+        .map(|(n, s, _)| (n.clone(), s.clone()))
+        .collect();
+    let mut adapters: Vec<NamedValues> = Vec::new();
+    let mut head: Vec<NamedValues> = Vec::new();
+    let mut modules = Vec::new();
+    for (name, view) in file.tensors() {
+        let bad = |m: String| file_err(TENSORS_FILE, m);
+        let short = name.strip_prefix(PREFIX).unwrap_or(&name);
+        let values = crate::import::to_f32(view.dtype(), view.data())
+            .map_err(|m| bad(format!("tensor '{name}': {m}")))?;
+        let shape = view.shape().to_vec();
+        if let Some((hf, suffix)) = [LORA_A, LORA_B]
+            .iter()
+            .find_map(|s| short.strip_suffix(&format!(".{s}")).map(|m| (m, *s)))
+        {
+            let module = wgml_module(hf, family);
+            let Some([out, n_in]) = shape_of
+                .get(&format!("{module}.weight"))
+                .and_then(|s| <[usize; 2]>::try_from(s.as_slice()).ok())
+            else {
+                return Err(bad(format!(
+                    "has an adapter on '{hf}', which is no Linear layer of this {}: an adapter for \
+                     another model?",
+                    family.name()
+                )));
+            };
+            let r = lora.rank;
+            let want = if suffix == LORA_A { [r, n_in] } else { [out, r] };
+            if shape != want {
+                return Err(bad(format!(
+                    "tensor '{name}' has shape {shape:?}; rank {r} on '{hf}' takes {want:?}"
+                )));
+            }
+            if suffix == LORA_A {
+                modules.push(module.clone());
+            }
+            adapters.push((format!("{module}.{suffix}"), shape, values));
+        } else if heads.iter().any(|h| short.starts_with(&format!("{h}."))) {
+            if shape_of.get(short) != Some(&shape) {
+                return Err(bad(format!(
+                    "holds '{name}' of shape {shape:?}, where the model's {} classes take {:?}",
+                    classes,
+                    shape_of.get(short)
+                )));
+            }
+            head.push((short.to_string(), shape, values));
+        } else {
+            return Err(bad(format!(
+                "holds '{name}', which is no LoRA A or B weight and no part of the classifier's head"
+            )));
+        }
+    }
+    if modules.is_empty() {
+        return Err(file_err(TENSORS_FILE, "holds no adapter tensors".into()));
+    }
+    for module in &modules {
+        if !adapters.iter().any(|(n, ..)| *n == format!("{module}.{LORA_B}")) {
+            return Err(file_err(
+                TENSORS_FILE,
+                format!("has only {LORA_A} for '{}'", hf_module(module, family)),
+            ));
+        }
+    }
+    lora.targets = modules.clone();
+    lora.train = heads.iter().map(|h| h.to_string()).collect();
+    let saved = head.len();
+    for (name, shape, values) in head {
+        if let Some(t) = imported.tensors.iter_mut().find(|(n, ..)| *n == name) {
+            *t = (name, shape, values);
+        }
+    }
+    imported.architecture.functional.lora = Some(lora.clone());
+    imported.tensors.extend(adapters);
+    Ok(format!(
+        "LoRA adapter: rank {}, alpha {}, dropout {}, on {} {} modules; the head's {saved} tensors \
+         from the adapter",
+        lora.rank,
+        lora.alpha,
+        lora.dropout,
+        modules.len(),
+        family.name()
+    ))
+}
+
+/// Writes the adapters of BERT-family classifier checkpoint `c` (read from
+/// `path`, named in errors) as a PEFT adapter folder `dir` (created if missing)
+/// that `PeftModel.from_pretrained(AutoModelForSequenceClassification, dir)`
+/// loads; returns one line on what was written.
+pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
+    let bad = |message: String| Error::Data {
+        path: path.display().to_string(),
+        message,
+    };
+    let a = c
+        .functional_architecture(path)?
+        .ok_or_else(|| bad("holds no functional model".into()))?;
+    let (family, classes) =
+        encoder_classifier_of(&a.functional).ok_or_else(|| bad("is not a BERT-family classifier".into()))?;
+    let lora = a.functional.lora.as_ref().ok_or_else(|| {
+        bad("has no LoRA adapters to write (train it with --lora, or export the whole model)".into())
+    })?;
+    let heads = family.head();
+    if let Some(other) = lora.train.iter().find(|t| !heads.contains(&t.as_str())) {
+        return Err(bad(format!(
+            "trains '{other}' in full beside its adapters; a PEFT adapter folder holds adapters and \
+             the classifier's head only: export the merged model instead"
+        )));
+    }
+    let mut entries: Vec<checkpoint::Entry> = Vec::new();
+    let mut modules: Vec<String> = Vec::new();
+    let mut rank_pattern = serde_json::Map::new();
+    let mut alpha_pattern = serde_json::Map::new();
+    for (name, shape, values) in c.tensors.iter().filter(|(n, ..)| is_adapter(n)) {
+        let (module, suffix) = [LORA_A, LORA_B]
+            .iter()
+            .find_map(|s| name.strip_suffix(&format!(".{s}")).map(|m| (m, *s)))
+            .ok_or_else(|| bad(format!("tensor '{name}' is no adapter's A or B")))?;
+        let hf = hf_module(module, family);
+        if suffix == LORA_A {
+            let r = lora.rank_of(module);
+            if r != lora.rank {
+                rank_pattern.insert(hf.clone(), json!(r));
+            }
+            let alpha = lora.alpha_of(module);
+            if alpha != lora.alpha {
+                alpha_pattern.insert(hf.clone(), json!(alpha));
+            }
+            modules.push(hf.clone());
+        }
+        entries.push(checkpoint::f32_entry(
+            format!("{PREFIX}{hf}.{suffix}"),
+            shape,
+            values,
+        ));
+    }
+    if modules.is_empty() {
+        return Err(bad("holds no adapter tensors".into()));
+    }
+    let mut head_tensors = 0;
+    for (name, shape, values) in &c.tensors {
+        if heads.iter().any(|h| name.starts_with(&format!("{h}."))) && !is_adapter(name) {
+            entries.push(checkpoint::f32_entry(format!("{PREFIX}{name}"), shape, values));
+            head_tensors += 1;
+        }
+    }
+    // PEFT saves the module named `classifier` for SEQ_CLS; DistilBERT's
+    // pre_classifier, which wgml trains too, is listed by name.
+    let mut saved = vec!["classifier"];
+    saved.extend(heads.iter().filter(|h| !h.starts_with("classifier")));
+    saved.push("score");
+    let settings = json!({
+        "peft_type": "LORA",
+        "task_type": "SEQ_CLS",
+        "base_model_name_or_path": null,
+        "r": lora.rank,
+        "lora_alpha": lora.alpha,
+        "lora_dropout": lora.dropout,
+        "target_modules": modules,
+        "rank_pattern": rank_pattern,
+        "alpha_pattern": alpha_pattern,
+        "fan_in_fan_out": false,
+        "bias": "none",
+        "modules_to_save": saved,
+        "init_lora_weights": true,
+        "inference_mode": true,
+        "use_rslora": false,
+        "use_dora": false,
+    });
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    checkpoint::write_atomic(
+        &dir.join(TENSORS_FILE),
+        &checkpoint::serialize(&entries, metadata)?,
+    )?;
+    let text = serde_json::to_string_pretty(&settings)
+        .map_err(|e| Error::invalid(format!("writing {CONFIG_FILE}: {e}")))?;
+    checkpoint::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())?;
+    Ok(format!(
+        "LoRA adapter: rank {}, alpha {}, on {} {} modules, and the head ({head_tensors} tensors) of \
+         {classes} classes (PEFT's SEQ_CLS: load it onto \
+         AutoModelForSequenceClassification.from_pretrained(BASE, num_labels={classes}))",
+        lora.rank,
+        lora.alpha,
+        modules.len(),
+        family.name()
+    ))
+}
