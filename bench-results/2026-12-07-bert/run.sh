@@ -22,3 +22,13 @@ $W export $D/rx.safetensors --save $D/rx-hf
 $W import kernels-tests/golden/distilbert-tiny-cls --save $D/dx.safetensors --context 16
 $W export $D/dx.safetensors --save $D/dx-hf
 /tmp/pyenv/bin/python bench-results/2026-12-07-bert/check_export.py kernels-tests/golden/distilbert-tiny-cls $D/dx-hf
+# 5. Each family fine-tuned with --lora 4 in wgml (2 epochs), its adapter written
+#    with --peft and loaded by PEFT onto the base folder, against wgml predict.
+for name in bert roberta distilbert; do
+    base=kernels-tests/golden/$name-tiny-cls
+    $W import $base --save $D/$name.safetensors --context 16
+    $W train --model $D/$name.safetensors --data /tmp/texts --epochs 2 --lora 4 --save $D/$name-lora.safetensors
+    $W export $D/$name-lora.safetensors --peft --save $D/$name-peft
+    $W predict --weights $D/$name-lora.safetensors /tmp/texts/test/*/*.txt > $D/$name-pred.txt
+    /tmp/pyenv/bin/python bench-results/2026-12-07-bert/check_peft.py $base $D/$name-peft $D/$name-pred.txt 16
+done
