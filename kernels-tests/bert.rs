@@ -354,12 +354,47 @@ fn the_hubs_bert_layouts_import_and_a_pretrained_bert_gets_a_new_head() {
         how(16, None),
         "has no tensor 'encoder.layer.1.output.dense.bias'",
     );
-    refused(
-        "bert-classes",
-        &|_| {},
-        how(16, Some(5)),
-        "holds a classifier of 3 classes, not the 5",
+    // Another class count replaces the output layer (ignore_mismatched_sizes).
+    let five = import_bert(&fixture(), &how(16, Some(5))).unwrap();
+    assert!(
+        five.summary
+            .contains("the file's classifier of 3 classes replaced by a new output layer of 5"),
+        "{}",
+        five.summary
     );
+    assert_eq!(five.architecture.class_names.len(), 5);
+    // Heads of another kind, and a tokenizer that frames nothing.
+    for (what, key, value, want) in [
+        (
+            "bert-token-cls",
+            "architectures",
+            serde_json::json!(["BertForTokenClassification"]),
+            "BertForTokenClassification",
+        ),
+        (
+            "bert-multi-label",
+            "problem_type",
+            serde_json::json!("multi_label_classification"),
+            "multi_label_classification",
+        ),
+    ] {
+        let dir = fresh_dir(what);
+        rewrite_fixture(&fixture(), &dir, |_| {});
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+        config[key] = value;
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        let e = import_bert(&dir, &how(16, None)).err().unwrap().to_string();
+        assert!(e.contains(want), "{what}: {e}");
+    }
+    let dir = fresh_dir("bert-no-frame");
+    rewrite_fixture(&fixture(), &dir, |_| {});
+    let mut t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer.json")).unwrap()).unwrap();
+    t["post_processor"] = serde_json::Value::Null;
+    std::fs::write(dir.join("tokenizer.json"), t.to_string()).unwrap();
+    let e = import_bert(&dir, &how(16, None)).err().unwrap().to_string();
+    assert!(e.contains("puts nothing before a text"), "{e}");
     refused(
         "bert-context",
         &|_| {},

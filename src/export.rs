@@ -196,13 +196,16 @@ pub(crate) fn merged_tensors<'a>(
 }
 
 /// Writes a Hugging Face folder `dir` (created if missing): `model.safetensors`
-/// of `tensors`, `config.json` of `settings`, and `tokenizer.json` when the
-/// vocabulary is a tokenizer (returns whether it was written).
+/// of `tensors`, `config.json` of `settings`, and when the vocabulary is a
+/// tokenizer `tokenizer.json` and `tokenizer_config.json` (its `model_max_length`
+/// the model's `window`, so `tokenizer(text, truncation=True)` cuts texts to what
+/// the model reads); returns whether the tokenizer was written.
 pub(crate) fn write_folder(
     dir: &Path,
     tensors: &[NamedValues],
     settings: &serde_json::Value,
     vocabulary: &crate::data::text::Vocabulary,
+    window: usize,
 ) -> Result<bool> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.display().to_string(),
@@ -224,6 +227,8 @@ pub(crate) fn write_folder(
     Ok(match vocabulary.to_json()? {
         Some(json) => {
             checkpoint::write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
+            let config = json!({ "model_max_length": window });
+            checkpoint::write_atomic(&dir.join("tokenizer_config.json"), config.to_string().as_bytes())?;
             true
         }
         None => false,
@@ -286,7 +291,7 @@ pub fn export_gpt2(c: &Checkpoint, path: &Path, dir: &Path) -> Result<Exported> 
         settings["id2label"] = id2label;
         settings["label2id"] = label2id;
     }
-    let tokenizer = write_folder(dir, &tensors, &settings, &c.vocabulary(path)?)?;
+    let tokenizer = write_folder(dir, &tensors, &settings, &c.vocabulary(path)?, context)?;
     let count: usize = tensors.iter().map(|(_, _, v)| v.len()).sum();
     let summary = format!(
         "GPT-2: {} blocks of width {}, {} heads, {context} positions, {} tokens; {count} parameters{}; {}",

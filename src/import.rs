@@ -104,7 +104,9 @@ impl Gpt2Config {
             && t != "gpt2"
         {
             return Err(format!(
-                "describes a '{t}' model; wgml imports GPT-2 (model_type \"gpt2\")"
+                "describes a '{t}' model; wgml imports GPT-2 (model_type \"gpt2\") and, as classifiers \
+                 of texts, BERT (\"bert\"), RoBERTa (\"roberta\", \"xlm-roberta\", \"camembert\") and \
+                 DistilBERT (\"distilbert\")"
             ));
         }
         let size = |key: &str| -> std::result::Result<usize, String> {

@@ -37,8 +37,8 @@ for line in open(args[3]):
     # output the data's classes do not name.
     m = re.match(r"(.*): (\S+) \((?:class (\d+), )?probability ([0-9.]+)\)", line.strip())
     path, k, p = m.group(1), int(m.group(3) or m.group(2)), float(m.group(4))
-    enc = tok(open(path).read(), truncation=True, max_length=model.config.max_position_embeddings,
-              return_tensors="pt")
+    # No max_length: the exported tokenizer_config.json's model_max_length cuts.
+    enc = tok(open(path).read(), truncation=True, return_tensors="pt")
     with torch.no_grad():
         probs = model(**enc).logits.softmax(-1)[0]
     assert probs.argmax().item() == k, (path, probs, k)

@@ -34,12 +34,13 @@ pub struct ImportArgs {
     /// adapted model and `train` goes on training the adapters.
     #[arg(long, value_name = "DIR")]
     pub peft: Option<PathBuf>,
-    /// BERT, RoBERTa: the classes of the new head a pretrained model (one without
-    /// a classifier) gets, as Hugging Face's num_labels (default 2); a file's own
-    /// classifier must have this many.
+    /// BERT, RoBERTa, DistilBERT: the classes of the new head a pretrained model
+    /// (one without a classifier) gets, as Hugging Face's num_labels (default 2);
+    /// a file's classifier of other classes gets a new output layer of this many
+    /// (Hugging Face's ignore_mismatched_sizes).
     #[arg(long, value_name = "N")]
     pub num_labels: Option<usize>,
-    /// BERT, RoBERTa: the seed a new head's weights are drawn with.
+    /// BERT, RoBERTa, DistilBERT: the seed a new head's weights are drawn with.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }

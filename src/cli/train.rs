@@ -993,7 +993,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     {
         return Err(Error::invalid(format!(
             "the data has {} classes but {}'s head has {head}: import the model again with \
-             --num-labels {0} (a new head), or keep {head} classes with --classes",
+             --num-labels {0} (a new output layer of {0} classes)",
             data.class_names.len(),
             args.model
         )));

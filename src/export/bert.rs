@@ -1,6 +1,7 @@
-//! A BERT or RoBERTa classifier ([`crate::import::bert`]) written back as a
-//! Hugging Face `BertForSequenceClassification` or
-//! `RobertaForSequenceClassification` folder: `config.json`, `model.safetensors`
+//! A BERT, RoBERTa or DistilBERT classifier ([`crate::import::bert`]) written
+//! back as a Hugging Face `BertForSequenceClassification`,
+//! `RobertaForSequenceClassification` or `DistilBertForSequenceClassification`
+//! folder: `config.json`, `model.safetensors`
 //! in its names (the query, key and value under `attention.self`, the attention's
 //! output projection as `attention.output.dense`) and `tokenizer.json`, so
 //! `AutoModelForSequenceClassification.from_pretrained(FOLDER)` gives wgml's
@@ -10,7 +11,9 @@
 //! the sum: the folder's `position_embeddings` is that sum, of the model's
 //! window (`max_position_embeddings` is the window; RoBERTa's padding rows
 //! before it are zeros, as nothing reads them), and its `token_type_embeddings`
-//! are rows of zeros (2 for BERT, RoBERTa's 1). Single texts (every
+//! are rows of zeros (2 for BERT, RoBERTa's 1; DistilBERT has none). XLM-R and
+//! CamemBERT are written as `model_type` "roberta" (the same weights). Single
+//! texts (every
 //! `token_type_ids` 0, the tokenizer's default) read exactly as in wgml; a pair
 //! of texts reads its second text as type 0 too.
 
@@ -201,7 +204,7 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     if let (Some(all), Some(own)) = (settings.as_object_mut(), own_names.as_object()) {
         all.extend(own.clone());
     }
-    let tokenizer = write_folder(dir, &tensors, &settings, &c.vocabulary(path)?)?;
+    let tokenizer = write_folder(dir, &tensors, &settings, &c.vocabulary(path)?, context)?;
     let count: usize = own.iter().map(|(_, _, v)| v.len()).sum();
     Ok(format!(
         "{}: {} blocks of width {}, {} heads, {context} positions, {} tokens; {count} parameters \

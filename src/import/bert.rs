@@ -61,6 +61,18 @@ use crate::graph::params::NamedValues;
 /// The new head of a BERT classifier: Hugging Face's `classifier`.
 pub const BERT_CLASSIFIER_HEAD: &str = "classifier";
 
+/// The most classes a new head may have.
+const MAX_CLASSES: usize = 100_000;
+
+/// The `architectures` a folder may name: the bare encoder, its pretraining
+/// models and its sequence classifier (others have heads of another shape).
+const READ_ARCHITECTURES: [&str; 4] = [
+    "Model",
+    "ForPreTraining",
+    "ForMaskedLM",
+    "ForSequenceClassification",
+];
+
 /// The encoders of BERT's design that wgml reads: the same blocks, named alike,
 /// differing in their positions and their classification head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,6 +303,28 @@ impl BertConfig {
                 Err(format!("'{key}' {p} is not a rate in [0, 1)"))
             }
         };
+        if let Some(other) = c
+            .get("architectures")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find(|a| !READ_ARCHITECTURES.iter().any(|r| a.ends_with(r)))
+        {
+            return Err(format!(
+                "describes a {other}, whose head is not a classifier of whole texts; wgml reads the \
+                 encoder with its sequence classifier (architectures *Model, *ForPreTraining, \
+                 *ForMaskedLM, *ForSequenceClassification)"
+            ));
+        }
+        if let Some(p) = c.get("problem_type").and_then(Value::as_str)
+            && p != "single_label_classification"
+        {
+            return Err(format!(
+                "sets problem_type '{p}'; wgml reads classifiers of one class per text (softmax and \
+                 cross-entropy), not multi-label or regression heads"
+            ));
+        }
         for key in ["is_decoder", "add_cross_attention"] {
             if c.get(key).and_then(Value::as_bool) == Some(true) {
                 return Err(format!(
@@ -374,7 +408,12 @@ impl BertConfig {
             heads,
             inner: size(key("intermediate_size", "hidden_dim"))?,
             activation,
-            epsilon: float("layer_norm_eps", 1e-12)?,
+            // DistilBERT's layer norms take 1e-12 whatever the config says.
+            epsilon: match float("layer_norm_eps", 1e-12)? {
+                _ if distil => 1e-12,
+                e if e > 0.0 => e,
+                e => return Err(format!("layer_norm_eps {e} is not above 0")),
+            },
             hidden_dropout,
             attn_dropout: rate(key("attention_probs_dropout_prob", "attention_dropout"), 0.1)?,
             classifier_dropout: if distil {
@@ -596,7 +635,8 @@ pub struct BertImport {
     /// Learning rate of the model's Adam when it is fine-tuned without another.
     pub lr: f64,
     /// Classes of a new head, for a file without a classifier (default 2, as
-    /// Hugging Face's `num_labels`); a file's own classifier must have as many.
+    /// Hugging Face's `num_labels`); a file's classifier of other classes gets a
+    /// new output layer of this many (Hugging Face's `ignore_mismatched_sizes`).
     pub classes: Option<usize>,
     /// Seed of a new head's (and a missing pooler's) weights.
     pub seed: u64,
@@ -618,6 +658,17 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
         )));
     }
     let vocabulary = files.tokenizer(config.vocab, name)?;
+    // The classifier reads the first token: the tokenizer must put [CLS] (or <s>) there.
+    if vocabulary.document_frame()?.0.is_empty() {
+        return Err(files.bad(
+            "tokenizer.json",
+            format!(
+                "puts nothing before a text (no post_processor template adding [CLS] or <s>), but the \
+                 {name} classifier reads each text's first token as that: use the tokenizer saved \
+                 with the model"
+            ),
+        ));
+    }
     let bytes = files.bytes("model.safetensors")?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| files.bad("model.safetensors", format!("is not a safetensors file: {e}")))?;
@@ -629,7 +680,13 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
     };
     let count: usize = read.tensors.iter().map(|(_, _, v)| v.len()).sum();
     let mut notes = Vec::new();
-    if !read.head_read {
+    if let Some(n) = read.replaced {
+        notes.push(format!(
+            "the file's classifier of {n} classes replaced by a new output layer of {} (Hugging \
+             Face's ignore_mismatched_sizes; drawn with seed {}; fine-tune it)",
+            read.classes, how.seed
+        ));
+    } else if !read.head_read {
         notes.push(format!(
             "a new head '{}' of {} classes (drawn with seed {}; fine-tune it)",
             config.family.head().join("', '"),
@@ -692,6 +749,9 @@ struct BertTensors {
     pooler_read: bool,
     /// Pretraining heads' tensors left out.
     skipped: usize,
+    /// The classes of the file's classifier, when a new one of other classes
+    /// replaced its output layer.
+    replaced: Option<usize>,
 }
 
 /// BERT's tensors renamed for [`BertConfig::architecture`]. Names may carry
@@ -805,23 +865,38 @@ fn bert_tensors(
     let output = *c.family.head().last().unwrap_or(&BERT_CLASSIFIER_HEAD);
     let head = format!("{output}.weight");
     let bias = format!("{output}.bias");
+    let new_classes = |n: usize| -> std::result::Result<usize, String> {
+        if (2..=MAX_CLASSES).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!("a classifier of {n} classes: give 2 to {MAX_CLASSES}"))
+        }
+    };
+    let mut replaced = None;
     let (classes, head_read, w, b) = match file.0.remove(&head) {
         Some((shape, w)) if shape.len() == 2 && shape[0] >= 2 && shape[1] == d => {
             let n = shape[0];
-            if let Some(want) = how.classes.filter(|&k| k != n) {
-                return Err(format!(
-                    "holds a classifier of {n} classes, not the {want} asked for: leave out the \
-                     class count to keep it, or import the pretrained {} without its classifier",
-                    c.family.name()
-                ));
-            }
             let b = file
                 .0
                 .remove(&bias)
                 .filter(|(s, _)| s == &[n])
                 .map(|(_, b)| b)
                 .ok_or_else(|| format!("has no tensor '{bias}' of shape [{n}] beside '{head}'"))?;
-            (n, true, w, b)
+            match how.classes.filter(|&k| k != n) {
+                // Hugging Face's ignore_mismatched_sizes: a new output layer.
+                Some(k) => {
+                    let k = new_classes(k)?;
+                    replaced = Some(n);
+                    (k, false, draw(k * d), vec![0.0; k])
+                }
+                None => (n, true, w, b),
+            }
+        }
+        Some((shape, _)) if shape.first() == Some(&1) => {
+            return Err(format!(
+                "tensor '{head}' has shape {shape:?}: a regression head (num_labels 1), which wgml \
+                 does not import; give --num-labels N (N >= 2) for a new classifier of N classes"
+            ));
         }
         Some((shape, _)) => {
             return Err(format!(
@@ -829,17 +904,15 @@ fn bert_tensors(
             ));
         }
         None => {
-            let n = how.classes.unwrap_or(2);
-            if n < 2 {
-                return Err(format!("a classifier of {n} class(es): give at least 2"));
-            }
+            let n = new_classes(how.classes.unwrap_or(2))?;
             (n, false, draw(n * d), vec![0.0; n])
         }
     };
-    // RoBERTa's classifier.dense and DistilBERT's pre_classifier, before the output.
+    // RoBERTa's classifier.dense and DistilBERT's pre_classifier, before the
+    // output: the file's where it has them, else new.
     if let [before, _] = c.family.head() {
         let (wn, bn) = (format!("{before}.weight"), format!("{before}.bias"));
-        let (w, b) = if head_read {
+        let (w, b) = if file.0.contains_key(&wn) {
             (file.take(&wn, &[d, d])?, file.take(&bn, &[d])?)
         } else {
             (draw(d * d), vec![0.0; d])
@@ -862,6 +935,7 @@ fn bert_tensors(
         head_read,
         pooler_read,
         skipped,
+        replaced,
     })
 }
 

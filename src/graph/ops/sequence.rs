@@ -195,7 +195,7 @@ fn padded_input(layer: &str, what: &str) -> crate::error::Error {
         layer,
         format!(
             "its input is a padded sequence (an Embedding with mask_id) and {what} would read the \
-             padding as real tokens; pool it first (GlobalAveragePooling1D or LastTokenPooling1D), \
+             padding as real tokens; pool it first (GlobalAveragePooling1D, LastTokenPooling1D or FirstTokenPooling1D), \
              or drop the Embedding's mask_id"
         ),
     )
