@@ -2012,8 +2012,9 @@ fn texts_by_class_train_an_encoder_and_a_gpt2_classifier() {
 
 /// A pretrained BERT (the tiny fixture without its classifier) imported from
 /// the command line gets a new head of 2 classes, fine-tunes on texts by class
-/// with LoRA on its queries and values (the head in full), and predicts a file;
-/// a RoBERTa imports too; --num-labels is refused for a GPT-2.
+/// with LoRA on its queries and values (the head in full), and predicts a file
+/// and tables of texts (CSV rows of probabilities); a RoBERTa imports too;
+/// --num-labels is refused for a GPT-2.
 #[test]
 fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
     let dir = crate::common::fresh_dir("cli-bert");
@@ -2066,6 +2067,46 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
     assert!(
         stdout.contains("3.txt: ") && stdout.contains("probability"),
         "{stdout}"
+    );
+    // A table of texts: one CSV row of predictions per text, its label kept.
+    let table = dir.join("reviews.csv");
+    std::fs::write(
+        &table,
+        "text,label\n\"fn main() { }\",rust\n@compute fn f() {},wgsl\n",
+    )
+    .unwrap();
+    let out = wgml(&["predict", "--weights", &tuned, table.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines[0], "row,label,prediction,probability,rust,wgsl", "{stdout}");
+    assert!(
+        lines[1].starts_with("1,rust,") && lines[2].starts_with("2,wgsl,"),
+        "{stdout}"
+    );
+    let sum: f64 = lines[1]
+        .split(',')
+        .skip(4)
+        .map(|p| p.parse::<f64>().unwrap())
+        .sum();
+    assert!((sum - 1.0).abs() < 1e-4, "{}", lines[1]);
+    let jsonl = dir.join("reviews.jsonl");
+    std::fs::write(&jsonl, "{\"review\": \"let x = 1;\"}\n").unwrap();
+    let csv = path("predictions.csv");
+    let out = wgml(&[
+        "predict",
+        "--weights",
+        &tuned,
+        jsonl.to_str().unwrap(),
+        "--output",
+        &csv,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        written.starts_with("row,prediction,probability,rust,wgsl\n1,"),
+        "{written}"
     );
     // A RoBERTa folder is read as the same family's classifier.
     let roberta = crate::common::repo_file("kernels-tests/golden/roberta-tiny-cls");

@@ -63,9 +63,16 @@ pub struct PredictArgs {
     pub weights: PathBuf,
     /// PNG or JPEG images (any size, colour or grey); for a model trained on texts
     /// by class, text files (read as its training read them: its tokenizer, cut
-    /// to its tokens and padded).
+    /// to its tokens and padded), or one table of texts (CSV or JSON lines with a
+    /// text column, as `wgml train --data` reads them), whose predictions are
+    /// written as CSV.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
+    /// Where a table's predictions go (CSV: each row's number, its label where the
+    /// table has them, the predicted class, its probability and every class's);
+    /// default: standard output.
+    #[arg(long, value_name = "FILE.csv")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -279,6 +286,35 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
         mut model,
         ..
     } = load_model(&ctx, args.model.as_deref(), &args.weights)?;
+    let is_table = |p: &PathBuf| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["csv", "jsonl", "json"].iter().any(|t| e.eq_ignore_ascii_case(t)))
+    };
+    if let (&[tokens], Some(pad)) = (model.spec.input_shape(), model.spec.padding_id())
+        && args.images.iter().any(is_table)
+    {
+        let [table] = args.images.as_slice() else {
+            return Err(Error::invalid(
+                "predict reads one table of texts at a time: give the table alone (text files may \
+                 come several together)",
+            ));
+        };
+        return predict_table(
+            &ctx,
+            &mut model,
+            table,
+            (tokens, pad),
+            &vocabulary,
+            &class_names,
+            args,
+        );
+    }
+    if args.output.is_some() {
+        return Err(Error::invalid(
+            "--output writes a table's predictions: give a CSV or JSON-lines table of texts",
+        ));
+    }
     let mut x = Vec::new();
     match (model.spec.input_shape(), model.spec.padding_id()) {
         // A classifier of texts: token ids as it was trained on them.
@@ -326,6 +362,71 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
             ),
             None => println!("{}: {best} (probability {prob:.4})", path.display()),
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Classifies the texts of `table` with `model` (reading `tokens` ids padded with
+/// `pad`, as it was trained) and writes one CSV row per text to `--output` or
+/// standard output.
+fn predict_table(
+    ctx: &wgml::Context,
+    model: &mut wgml::nn::Model,
+    table: &std::path::Path,
+    (tokens, pad): (usize, u32),
+    vocabulary: &wgml::data::text::Vocabulary,
+    class_names: &[String],
+    args: &PredictArgs,
+) -> Result<ExitCode> {
+    let (texts, labels) = wgml::data::text_table::read_texts(table)?;
+    let mut x = Vec::with_capacity(texts.len() * tokens);
+    for (i, text) in texts.iter().enumerate() {
+        let (ids, _) = vocabulary
+            .encode_document(text.as_bytes(), tokens)
+            .map_err(|e| Error::invalid(format!("{}: row {}: {e}", table.display(), i + 1)))?;
+        x.extend(wgml::data::text_classes::cut_and_pad(&ids, tokens, pad));
+    }
+    let probs = model.predict(ctx, &x, texts.len())?;
+    let classes = model.output_dim();
+    let name = |i: usize| class_names.get(i).cloned().unwrap_or_else(|| i.to_string());
+    let sink: Box<dyn std::io::Write> = match &args.output {
+        Some(path) => Box::new(std::fs::File::create(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?),
+        None => Box::new(std::io::stdout()),
+    };
+    let csv_error = |e: csv::Error| Error::invalid(format!("writing the predictions: {e}"));
+    let mut out = csv::Writer::from_writer(sink);
+    let mut header = vec!["row".to_string()];
+    if labels.is_some() {
+        header.push("label".into());
+    }
+    header.extend(["prediction".to_string(), "probability".to_string()]);
+    header.extend((0..classes).map(name));
+    out.write_record(&header).map_err(csv_error)?;
+    for (i, p) in probs.chunks(classes).enumerate() {
+        let (best, prob) = p
+            .iter()
+            .enumerate()
+            .fold((0, f32::MIN), |acc, (k, &v)| if v > acc.1 { (k, v) } else { acc });
+        let mut record = vec![(i + 1).to_string()];
+        if let Some(labels) = &labels {
+            record.push(labels[i].clone());
+        }
+        record.extend([name(best), format!("{prob:.6}")]);
+        record.extend(p.iter().map(|v| format!("{v:.6}")));
+        out.write_record(&record).map_err(csv_error)?;
+    }
+    out.flush().map_err(|source| Error::Io {
+        path: args
+            .output
+            .as_ref()
+            .map_or("standard output".into(), |p| p.display().to_string()),
+        source,
+    })?;
+    if let Some(path) = &args.output {
+        eprintln!("{} predictions written to {}", texts.len(), path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -92,11 +92,30 @@ fn normal_label(label: &str) -> String {
 
 /// One table's rows as (text, label) pairs.
 fn read_rows(path: &Path) -> Result<Vec<(String, String)>> {
+    read_columns(path, true)?
+        .into_iter()
+        .map(|(text, label)| Ok((text, label.unwrap_or_default())))
+        .collect()
+}
+
+/// The texts of the table at `path` (CSV, or JSON lines; its text column named as
+/// [`read_text_table`] names it), in row order, to classify: the rows' labels too
+/// where the table has a label column.
+pub fn read_texts(path: &Path) -> Result<(Vec<String>, Option<Vec<String>>)> {
+    let rows = read_columns(path, false)?;
+    let labelled = rows.iter().all(|(_, l)| l.is_some());
+    let (texts, labels): (Vec<String>, Vec<Option<String>>) = rows.into_iter().unzip();
+    Ok((texts, labelled.then(|| labels.into_iter().flatten().collect())))
+}
+
+/// Each row's text and label (`None` where the table has no label column and
+/// `need_label` is false).
+fn read_columns(path: &Path, need_label: bool) -> Result<Vec<(String, Option<String>)>> {
     let is_csv = path
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let columns = |names: &[String]| -> Result<(usize, usize)> {
+    let columns = |names: &[String]| -> Result<(usize, Option<usize>)> {
         let find = |choices: &[&str], what: &str| {
             choices
                 .iter()
@@ -111,7 +130,11 @@ fn read_rows(path: &Path) -> Result<Vec<(String, String)>> {
                     )
                 })
         };
-        Ok((find(&TEXT_COLUMNS, "text")?, find(&LABEL_COLUMNS, "label")?))
+        let label = find(&LABEL_COLUMNS, "label");
+        Ok((
+            find(&TEXT_COLUMNS, "text")?,
+            if need_label { Some(label?) } else { label.ok() },
+        ))
     };
     let io = |source| Error::Io {
         path: path.display().to_string(),
@@ -147,7 +170,11 @@ fn read_rows(path: &Path) -> Result<Vec<(String, String)>> {
                     .map(str::to_string)
                     .ok_or_else(|| err(path, format!("row {} has no column {}", i + 1, header[c])))
             };
-            rows.push((field(text)?, labelled(normal_label(&field(label)?), i + 1)?));
+            let label = match label {
+                Some(c) => Some(labelled(normal_label(&field(c)?), i + 1)?),
+                None => None,
+            };
+            rows.push((field(text)?, label));
         }
     } else {
         let content = std::fs::read_to_string(path).map_err(io)?;
@@ -166,7 +193,11 @@ fn read_rows(path: &Path) -> Result<Vec<(String, String)>> {
                     format!("line {}: '{}' is {other}, not text or a number", i + 1, names[c]),
                 )),
             };
-            rows.push((value(text)?, labelled(normal_label(&value(label)?), i + 1)?));
+            let label = match label {
+                Some(c) => Some(labelled(normal_label(&value(c)?), i + 1)?),
+                None => None,
+            };
+            rows.push((value(text)?, label));
         }
     }
     if rows.is_empty() {
