@@ -499,6 +499,32 @@ fn export_writes_back_what_import_read() {
             1e-5,
         );
     }
+    // XLM-R keeps its model_type and class on the way back.
+    let xlmr = fresh_dir("xlm-roberta");
+    rewrite_fixture(&roberta(), &xlmr, |_| {});
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(xlmr.join("config.json")).unwrap()).unwrap();
+    config["model_type"] = "xlm-roberta".into();
+    std::fs::write(xlmr.join("config.json"), config.to_string()).unwrap();
+    let imported = import_bert(&xlmr, &how(16, None)).unwrap();
+    assert_eq!(imported.kind, "xlm-roberta");
+    let path = out.join("xlmr.safetensors");
+    wgml::checkpoint::save_functional_tensors(
+        &path,
+        &imported.kind,
+        &imported.architecture,
+        &imported.tensors,
+        &imported.vocabulary,
+    )
+    .unwrap();
+    let c = wgml::checkpoint::load(&path).unwrap();
+    wgml::export::bert::export_bert(&c, &path, &out.join("xlmr-hf")).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("xlmr-hf/config.json")).unwrap()).unwrap();
+    assert_eq!(
+        (config["model_type"].clone(), config["architectures"][0].clone()),
+        ("xlm-roberta".into(), "XLMRobertaForSequenceClassification".into())
+    );
     let gpt2 = repo_file("kernels-tests/golden/gpt2-tiny");
     let lm = wgml::import::import_gpt2(&gpt2, Some(16), 1e-4).unwrap();
     let lm_path = out.join("gpt2.safetensors");

@@ -12,8 +12,8 @@
 //! window (`max_position_embeddings` is the window; RoBERTa's padding rows
 //! before it are zeros, as nothing reads them), and its `token_type_embeddings`
 //! are rows of zeros (2 for BERT, RoBERTa's 1; DistilBERT has none). XLM-R and
-//! CamemBERT are written as `model_type` "roberta" (the same weights). Single
-//! texts (every
+//! CamemBERT keep their `model_type` and class (`XLMRobertaForSequenceClassification`).
+//! Single texts (every
 //! `token_type_ids` 0, the tokenizer's default) read exactly as in wgml; a pair
 //! of texts reads its second text as type 0 too.
 
@@ -154,12 +154,22 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     let own = merged_tensors(c, &a.functional, path)?;
     let tensors = hf_tensors(&own, &config, context).map_err(bad)?;
     let classes = encoder_classifier_of(&a.functional).map_or(2, |(_, n)| n);
-    let name = match config.family {
-        Family::Bert => "Bert",
-        Family::Roberta => "Roberta",
-        Family::DistilBert => "DistilBert",
+    // The checkpoint's own model_type where it is one of the family's (XLM-R,
+    // CamemBERT), else the family's.
+    let model_type = c
+        .model
+        .as_deref()
+        .filter(|m| Family::of(m) == Some(config.family))
+        .unwrap_or(config.family.model_type());
+    let name = match model_type {
+        "xlm-roberta" => "XLMRoberta",
+        "camembert" => "Camembert",
+        _ => match config.family {
+            Family::Bert => "Bert",
+            Family::Roberta => "Roberta",
+            Family::DistilBert => "DistilBert",
+        },
     };
-    let model_type = config.family.model_type();
     let (id2label, label2id) = labels(&a.class_names, classes);
     let activation = ACTIVATIONS
         .iter()

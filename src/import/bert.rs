@@ -730,7 +730,11 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
         notes.join("; ")
     );
     Ok(Imported {
-        kind: config.family.model_type().into(),
+        // XLM-R and CamemBERT keep their own model_type (export writes it back).
+        kind: serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|c| c.get("model_type").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| config.family.model_type().into()),
         architecture,
         tensors: read.tensors,
         vocabulary,
