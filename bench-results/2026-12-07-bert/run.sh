@@ -32,3 +32,13 @@ for name in bert roberta distilbert; do
     $W predict --weights $D/$name-lora.safetensors /tmp/texts/test/*/*.txt > $D/$name-pred.txt
     /tmp/pyenv/bin/python bench-results/2026-12-07-bert/check_peft.py $base $D/$name-peft $D/$name-pred.txt 16
 done
+# 6. LoRA on every Linear (all-linear: the head's dense layer and DistilBERT's
+#    pre_classifier too, whose adapters the export merges into the saved head).
+for name in roberta distilbert; do
+    base=kernels-tests/golden/$name-tiny-cls
+    $W train --model $D/$name.safetensors --data /tmp/texts --epochs 1 --lora 2 --lora-targets all-linear \
+        --save $D/$name-all.safetensors
+    $W export $D/$name-all.safetensors --peft --save $D/$name-all-peft
+    $W predict --weights $D/$name-all.safetensors /tmp/texts/test/*/*.txt > $D/$name-all-pred.txt
+    /tmp/pyenv/bin/python bench-results/2026-12-07-bert/check_peft.py $base $D/$name-all-peft $D/$name-all-pred.txt 16
+done

@@ -25,6 +25,22 @@ use crate::graph::params::NamedValues;
 use crate::import::bert::{Family, encoder_classifier_of};
 use crate::nn::lora::{LORA_A, LORA_B, is_adapter};
 
+/// Layers saved whole beside the head (PEFT's `modules_to_save`, by the module
+/// name PEFT matches): BERT's pooler, which wgml keeps frozen but may have drawn
+/// anew (a file without one), so the adapter carries it to be exact.
+fn saved_beside_head(family: Family) -> &'static [(&'static str, &'static str)] {
+    match family {
+        Family::Bert => &[("bert.pooler.dense", "pooler")],
+        Family::Roberta | Family::DistilBert => &[],
+    }
+}
+
+/// A pattern key of `rank_pattern` or `alpha_pattern` names module `hf` (PEFT's
+/// full name): the name itself or its last parts at a dot.
+fn names_module(key: &str, hf: &str) -> bool {
+    hf == key || hf.ends_with(&format!(".{key}"))
+}
+
 /// wgml's names of the attention's projections under a block, in the order of
 /// [`crate::import::bert::Names::hf`].
 const PROJECTIONS: [&str; 4] = [
@@ -74,13 +90,20 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
     let settings: Value = serde_json::from_slice(&read(CONFIG_FILE)?)
         .map_err(|e| file_err(CONFIG_FILE, format!("is not JSON: {e}")))?;
     let heads: Vec<&str> = family.head().to_vec();
-    let mut lora = settings_of(&settings, &heads).map_err(|m| file_err(CONFIG_FILE, m))?;
-    if !lora.rank_pattern.is_empty() || !lora.alpha_pattern.is_empty() {
-        return Err(file_err(
-            CONFIG_FILE,
-            "sets rank_pattern or alpha_pattern, which wgml reads for GPT-2's adapters only".into(),
-        ));
-    }
+    let mut allowed = heads.clone();
+    allowed.extend(saved_beside_head(family).iter().map(|(_, peft)| *peft));
+    let mut lora = settings_of(&settings, &allowed).map_err(|m| file_err(CONFIG_FILE, m))?;
+    // Patterns by PEFT's module names, resolved on the adapted modules below.
+    let pattern = |name: &str| -> Vec<(String, Value)> {
+        settings
+            .get(name)
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    };
+    let (rank_keys, alpha_keys) = (pattern("rank_pattern"), pattern("alpha_pattern"));
+    lora.rank_pattern.clear();
+    lora.alpha_pattern.clear();
     if settings.get("task_type").and_then(Value::as_str) != Some("SEQ_CLS") {
         return Err(file_err(
             CONFIG_FILE,
@@ -113,6 +136,26 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
             .find_map(|s| short.strip_suffix(&format!(".{s}")).map(|m| (m, *s)))
         {
             let module = wgml_module(hf, family);
+            // The longest key naming the module wins, as in wgml's patterns.
+            let best = |keys: &[(String, Value)]| {
+                keys.iter()
+                    .filter(|(k, _)| names_module(k, hf))
+                    .max_by_key(|(k, _)| k.len())
+                    .map(|(_, v)| v.clone())
+            };
+            if let Some(r) = best(&rank_keys) {
+                let r = r
+                    .as_u64()
+                    .filter(|&r| r > 0)
+                    .ok_or_else(|| bad(format!("rank_pattern gives '{hf}' the rank {r}")))?;
+                lora.rank_pattern.insert(module.clone(), r as usize);
+            }
+            if let Some(a) = best(&alpha_keys) {
+                let a = a
+                    .as_f64()
+                    .ok_or_else(|| bad(format!("alpha_pattern gives '{hf}' the alpha {a}")))?;
+                lora.alpha_pattern.insert(module.clone(), a as f32);
+            }
             let Some([out, n_in]) = shape_of
                 .get(&format!("{module}.weight"))
                 .and_then(|s| <[usize; 2]>::try_from(s.as_slice()).ok())
@@ -123,7 +166,7 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
                     family.name()
                 )));
             };
-            let r = lora.rank;
+            let r = lora.rank_of(&module);
             let want = if suffix == LORA_A { [r, n_in] } else { [out, r] };
             if shape != want {
                 return Err(bad(format!(
@@ -134,12 +177,19 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
                 modules.push(module.clone());
             }
             adapters.push((format!("{module}.{suffix}"), shape, values));
-        } else if heads.iter().any(|h| short.starts_with(&format!("{h}."))) {
-            if shape_of.get(short) != Some(&shape) {
+        } else if heads
+            .iter()
+            .chain(saved_beside_head(family).iter().map(|(layer, _)| layer))
+            .any(|h| short.starts_with(&format!("{h}.")))
+        {
+            let Some(own) = shape_of.get(short) else {
+                return Err(bad(format!("holds '{name}', which the model has not")));
+            };
+            if own != &shape {
                 return Err(bad(format!(
-                    "holds '{name}' of shape {shape:?}, where the model's {} classes take {:?}",
-                    classes,
-                    shape_of.get(short)
+                    "holds '{name}' of shape {shape:?}, where the model (a classifier of {classes} \
+                     classes) has {own:?}: import the base with --num-labels {} to match the adapter",
+                    shape.first().copied().unwrap_or(0)
                 )));
             }
             head.push((short.to_string(), shape, values));
@@ -205,24 +255,39 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
              the classifier's head only: export the merged model instead"
         )));
     }
+    // Layers saved whole (the head, BERT's pooler): PEFT puts no adapter on
+    // them, so an adapter wgml trained there is merged into the saved weights.
+    let saved_layers: Vec<&str> = heads
+        .iter()
+        .copied()
+        .chain(saved_beside_head(family).iter().map(|(layer, _)| *layer))
+        .collect();
+    let in_saved = |name: &str| saved_layers.iter().any(|h| name.starts_with(&format!("{h}.")));
+    let merged = crate::nn::lora::merged(&c.tensors, lora).map_err(|e| e.in_file(path, "its adapters"))?;
     let mut entries: Vec<checkpoint::Entry> = Vec::new();
     let mut modules: Vec<String> = Vec::new();
     let mut rank_pattern = serde_json::Map::new();
     let mut alpha_pattern = serde_json::Map::new();
-    for (name, shape, values) in c.tensors.iter().filter(|(n, ..)| is_adapter(n)) {
+    for (name, shape, values) in c.tensors.iter().filter(|(n, ..)| is_adapter(n) && !in_saved(n)) {
         let (module, suffix) = [LORA_A, LORA_B]
             .iter()
             .find_map(|s| name.strip_suffix(&format!(".{s}")).map(|m| (m, *s)))
             .ok_or_else(|| bad(format!("tensor '{name}' is no adapter's A or B")))?;
         let hf = hf_module(module, family);
+        // Pattern keys drop the model's root (`bert.`), so that PEFT's match of a
+        // key after a dot finds the module in every version.
+        let key = hf
+            .split_once('.')
+            .map_or(hf.as_str(), |(_, rest)| rest)
+            .to_string();
         if suffix == LORA_A {
             let r = lora.rank_of(module);
             if r != lora.rank {
-                rank_pattern.insert(hf.clone(), json!(r));
+                rank_pattern.insert(key.clone(), json!(r));
             }
             let alpha = lora.alpha_of(module);
             if alpha != lora.alpha {
-                alpha_pattern.insert(hf.clone(), json!(alpha));
+                alpha_pattern.insert(key, json!(alpha));
             }
             modules.push(hf.clone());
         }
@@ -236,16 +301,17 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
         return Err(bad("holds no adapter tensors".into()));
     }
     let mut head_tensors = 0;
-    for (name, shape, values) in &c.tensors {
-        if heads.iter().any(|h| name.starts_with(&format!("{h}."))) && !is_adapter(name) {
+    for (name, shape, values) in &merged {
+        if in_saved(name) {
             entries.push(checkpoint::f32_entry(format!("{PREFIX}{name}"), shape, values));
             head_tensors += 1;
         }
     }
     // PEFT saves the module named `classifier` for SEQ_CLS; DistilBERT's
-    // pre_classifier, which wgml trains too, is listed by name.
+    // pre_classifier, which wgml trains too, and BERT's pooler are listed by name.
     let mut saved = vec!["classifier"];
     saved.extend(heads.iter().filter(|h| !h.starts_with("classifier")));
+    saved.extend(saved_beside_head(family).iter().map(|(_, peft)| *peft));
     saved.push("score");
     let settings = json!({
         "peft_type": "LORA",
