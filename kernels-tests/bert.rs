@@ -387,6 +387,25 @@ fn the_hubs_bert_layouts_import_and_a_pretrained_bert_gets_a_new_head() {
         let e = import_bert(&dir, &how(16, None)).err().unwrap().to_string();
         assert!(e.contains(want), "{what}: {e}");
     }
+    // A regression head (num_labels 1): refused, or replaced when --num-labels asks.
+    let dir = fresh_dir("bert-regression");
+    rewrite_fixture(&fixture(), &dir, |t| {
+        for (name, _, shape, bytes) in t.iter_mut() {
+            if name.starts_with("classifier.") {
+                let per_row = bytes.len() / shape[0];
+                bytes.truncate(per_row);
+                shape[0] = 1;
+            }
+        }
+    });
+    let e = import_bert(&dir, &how(16, None)).err().unwrap().to_string();
+    assert!(e.contains("a regression head (num_labels 1)"), "{e}");
+    let two = import_bert(&dir, &how(16, Some(2))).unwrap();
+    assert!(
+        two.summary.contains("classifier of 1 classes replaced"),
+        "{}",
+        two.summary
+    );
     let dir = fresh_dir("bert-no-frame");
     rewrite_fixture(&fixture(), &dir, |_| {});
     let mut t: serde_json::Value =
@@ -467,6 +486,12 @@ fn export_writes_back_what_import_read() {
         let config: serde_json::Value =
             serde_json::from_slice(&std::fs::read(hf.join("config.json")).unwrap()).unwrap();
         assert_eq!(config["architectures"][0], name);
+        let tokenizer: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(hf.join("tokenizer_config.json")).unwrap()).unwrap();
+        assert_eq!(tokenizer["model_max_length"], 16, "{name}");
+        if name != "RobertaForSequenceClassification" {
+            assert_eq!(tokenizer["do_lower_case"], true, "{name}: {tokenizer}");
+        }
         assert_eq!(
             (
                 config["id2label"]["2"].clone(),

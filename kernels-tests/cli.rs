@@ -2072,14 +2072,15 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
     let table = dir.join("reviews.csv");
     std::fs::write(
         &table,
-        "text,label\n\"fn main() { }\",rust\n@compute fn f() {},wgsl\n",
+        "text,label\n\"fn main() { }\",rust\n@compute fn f() {},wgsl\nlet y = 2;,\n",
     )
     .unwrap();
     let out = wgml(&["predict", "--weights", &tuned, table.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(lines[3].starts_with("3,,"), "a row without a label: {stdout}");
     assert_eq!(lines[0], "row,label,prediction,probability,rust,wgsl", "{stdout}");
     assert!(
         lines[1].starts_with("1,rust,") && lines[2].starts_with("2,wgsl,"),

@@ -227,7 +227,15 @@ pub(crate) fn write_folder(
     Ok(match vocabulary.to_json()? {
         Some(json) => {
             checkpoint::write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
-            let config = json!({ "model_max_length": window });
+            // BERT's tokenizer classes in transformers rebuild the normalizer from
+            // do_lower_case (default true) unless told: give them the file's own.
+            let mut config = json!({ "model_max_length": window });
+            let parsed: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+            let normalizer = &parsed["normalizer"];
+            if normalizer["type"] == "BertNormalizer" {
+                config["do_lower_case"] = normalizer["lowercase"].clone();
+                config["strip_accents"] = normalizer["strip_accents"].clone();
+            }
             checkpoint::write_atomic(&dir.join("tokenizer_config.json"), config.to_string().as_bytes())?;
             true
         }

@@ -351,10 +351,7 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
     let probs = model.predict(&ctx, &x, args.images.len())?;
     let classes = model.output_dim();
     for (path, p) in args.images.iter().zip(probs.chunks(classes)) {
-        let (best, prob) = p
-            .iter()
-            .enumerate()
-            .fold((0, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
+        let (best, prob) = best_class(p);
         match class_names.get(best) {
             Some(class) => println!(
                 "{}: {class} (class {best}, probability {prob:.4})",
@@ -364,6 +361,18 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Rows of a table encoded and predicted at a time (bounds the ids held).
+const TABLE_CHUNK: usize = 4096;
+
+/// The class with the highest probability in `p`, and that probability (NaN
+/// sorted lowest).
+fn best_class(p: &[f32]) -> (usize, f32) {
+    let key = |v: f32| if v.is_nan() { f32::NEG_INFINITY } else { v };
+    (0..p.len()).fold((0, p.first().copied().unwrap_or(f32::NAN)), |(b, pb), i| {
+        if key(p[i]) > key(pb) { (i, p[i]) } else { (b, pb) }
+    })
 }
 
 /// Classifies the texts of `table` with `model` (reading `tokens` ids padded with
@@ -378,24 +387,24 @@ fn predict_table(
     class_names: &[String],
     args: &PredictArgs,
 ) -> Result<ExitCode> {
-    let (texts, labels) = wgml::data::text_table::read_texts(table)?;
-    let mut x = Vec::with_capacity(texts.len() * tokens);
-    for (i, text) in texts.iter().enumerate() {
-        let (ids, _) = vocabulary
-            .encode_document(text.as_bytes(), tokens)
-            .map_err(|e| Error::invalid(format!("{}: row {}: {e}", table.display(), i + 1)))?;
-        x.extend(wgml::data::text_classes::cut_and_pad(&ids, tokens, pad));
-    }
-    let probs = model.predict(ctx, &x, texts.len())?;
-    let classes = model.output_dim();
-    let name = |i: usize| class_names.get(i).cloned().unwrap_or_else(|| i.to_string());
+    let io = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| Error::Io { path, source }
+    };
+    // The output opens first, so a bad path costs no predictions.
     let sink: Box<dyn std::io::Write> = match &args.output {
-        Some(path) => Box::new(std::fs::File::create(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?),
+        Some(path) if std::fs::canonicalize(path).ok() == std::fs::canonicalize(table).ok() => {
+            return Err(Error::invalid(format!(
+                "--output {} is the table being read: give another file",
+                path.display()
+            )));
+        }
+        Some(path) => Box::new(std::fs::File::create(path).map_err(io(path))?),
         None => Box::new(std::io::stdout()),
     };
+    let (texts, labels) = wgml::data::text_table::read_texts(table)?;
+    let classes = model.output_dim();
+    let name = |i: usize| class_names.get(i).cloned().unwrap_or_else(|| i.to_string());
     let csv_error = |e: csv::Error| Error::invalid(format!("writing the predictions: {e}"));
     let mut out = csv::Writer::from_writer(sink);
     let mut header = vec!["row".to_string()];
@@ -405,26 +414,30 @@ fn predict_table(
     header.extend(["prediction".to_string(), "probability".to_string()]);
     header.extend((0..classes).map(name));
     out.write_record(&header).map_err(csv_error)?;
-    for (i, p) in probs.chunks(classes).enumerate() {
-        let (best, prob) = p
-            .iter()
-            .enumerate()
-            .fold((0, f32::MIN), |acc, (k, &v)| if v > acc.1 { (k, v) } else { acc });
-        let mut record = vec![(i + 1).to_string()];
-        if let Some(labels) = &labels {
-            record.push(labels[i].clone());
+    for (c, chunk) in texts.chunks(TABLE_CHUNK).enumerate() {
+        let first = c * TABLE_CHUNK;
+        let mut x = Vec::with_capacity(chunk.len() * tokens);
+        for (i, text) in chunk.iter().enumerate() {
+            let (ids, _) = vocabulary
+                .encode_document(text.as_bytes(), tokens)
+                .map_err(|e| Error::invalid(format!("{}: row {}: {e}", table.display(), first + i + 1)))?;
+            x.extend(wgml::data::text_classes::cut_and_pad(&ids, tokens, pad));
         }
-        record.extend([name(best), format!("{prob:.6}")]);
-        record.extend(p.iter().map(|v| format!("{v:.6}")));
-        out.write_record(&record).map_err(csv_error)?;
+        let probs = model.predict(ctx, &x, chunk.len())?;
+        for (i, p) in probs.chunks(classes).enumerate() {
+            let row = first + i;
+            let (best, prob) = best_class(p);
+            let mut record = vec![(row + 1).to_string()];
+            if let Some(labels) = &labels {
+                record.push(labels[row].clone().unwrap_or_default());
+            }
+            record.extend([name(best), format!("{prob:.6}")]);
+            record.extend(p.iter().map(|v| format!("{v:.6}")));
+            out.write_record(&record).map_err(csv_error)?;
+        }
     }
-    out.flush().map_err(|source| Error::Io {
-        path: args
-            .output
-            .as_ref()
-            .map_or("standard output".into(), |p| p.display().to_string()),
-        source,
-    })?;
+    let shown = args.output.clone().unwrap_or_else(|| "standard output".into());
+    out.flush().map_err(io(&shown))?;
     if let Some(path) = &args.output {
         eprintln!("{} predictions written to {}", texts.len(), path.display());
     }

@@ -98,18 +98,22 @@ fn read_rows(path: &Path) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// Each row's label, where it has one.
+pub type RowLabels = Vec<Option<String>>;
+
 /// The texts of the table at `path` (CSV, or JSON lines; its text column named as
-/// [`read_text_table`] names it), in row order, to classify: the rows' labels too
-/// where the table has a label column.
-pub fn read_texts(path: &Path) -> Result<(Vec<String>, Option<Vec<String>>)> {
+/// [`read_text_table`] names it), in row order, to classify, with each row's
+/// label where the table has a label column (`None` for a row whose label is
+/// empty or null, or a JSON line without one); no labels when no row has one.
+pub fn read_texts(path: &Path) -> Result<(Vec<String>, Option<RowLabels>)> {
     let rows = read_columns(path, false)?;
-    let labelled = rows.iter().all(|(_, l)| l.is_some());
+    let any = rows.iter().any(|(_, l)| l.is_some());
     let (texts, labels): (Vec<String>, Vec<Option<String>>) = rows.into_iter().unzip();
-    Ok((texts, labelled.then(|| labels.into_iter().flatten().collect())))
+    Ok((texts, any.then_some(labels)))
 }
 
-/// Each row's text and label (`None` where the table has no label column and
-/// `need_label` is false).
+/// Each row's text and label (`None` where the table has no label column, or
+/// the row none, and `need_label` is false).
 fn read_columns(path: &Path, need_label: bool) -> Result<Vec<(String, Option<String>)>> {
     let is_csv = path
         .extension()
@@ -140,15 +144,16 @@ fn read_columns(path: &Path, need_label: bool) -> Result<Vec<(String, Option<Str
         path: path.display().to_string(),
         source,
     };
-    // A label, which must not be empty (a missing value, as pandas writes NaN).
-    let labelled = |label: String, row: usize| {
-        if label.is_empty() {
-            Err(err(
+    // A label, which training needs in every row (an empty one is a missing
+    // value, as pandas writes NaN); to predict, a row may lack it.
+    let labelled = |label: String, row: usize| -> Result<Option<String>> {
+        match (label.is_empty(), need_label) {
+            (true, true) => Err(err(
                 path,
                 format!("row {row} has no label; give every row one, or remove the row"),
-            ))
-        } else {
-            Ok(label)
+            )),
+            (true, false) => Ok(None),
+            (false, _) => Ok(Some(label)),
         }
     };
     let mut rows = Vec::new();
@@ -171,7 +176,7 @@ fn read_columns(path: &Path, need_label: bool) -> Result<Vec<(String, Option<Str
                     .ok_or_else(|| err(path, format!("row {} has no column {}", i + 1, header[c])))
             };
             let label = match label {
-                Some(c) => Some(labelled(normal_label(&field(c)?), i + 1)?),
+                Some(c) => labelled(normal_label(&field(c)?), i + 1)?,
                 None => None,
             };
             rows.push((field(text)?, label));
@@ -194,7 +199,8 @@ fn read_columns(path: &Path, need_label: bool) -> Result<Vec<(String, Option<Str
                 )),
             };
             let label = match label {
-                Some(c) => Some(labelled(normal_label(&value(c)?), i + 1)?),
+                Some(c) if !need_label && row[&names[c]].is_null() => None,
+                Some(c) => labelled(normal_label(&value(c)?), i + 1)?,
                 None => None,
             };
             rows.push((value(text)?, label));

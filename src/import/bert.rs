@@ -309,12 +309,14 @@ impl BertConfig {
             .into_iter()
             .flatten()
             .filter_map(Value::as_str)
-            .find(|a| !READ_ARCHITECTURES.iter().any(|r| a.ends_with(r)))
+            .find(|a| a.ends_with("LMHeadModel") || !READ_ARCHITECTURES.iter().any(|r| a.ends_with(r)))
         {
             return Err(format!(
                 "describes a {other}, whose head is not a classifier of whole texts; wgml reads the \
                  encoder with its sequence classifier (architectures *Model, *ForPreTraining, \
-                 *ForMaskedLM, *ForSequenceClassification)"
+                 *ForMaskedLM, *ForSequenceClassification): to fine-tune this encoder anyway, remove \
+                 the architectures entry from config.json and import it with --num-labels N, which \
+                 draws a new head"
             ));
         }
         if let Some(p) = c.get("problem_type").and_then(Value::as_str)
@@ -896,10 +898,18 @@ fn bert_tensors(
                 None => (n, true, w, b),
             }
         }
+        // A regression head (num_labels 1) gives way to a new classifier when asked.
+        Some((shape, _)) if shape.first() == Some(&1) && how.classes.is_some() => {
+            file.0.remove(&bias);
+            let k = new_classes(how.classes.unwrap_or(2))?;
+            replaced = Some(1);
+            (k, false, draw(k * d), vec![0.0; k])
+        }
         Some((shape, _)) if shape.first() == Some(&1) => {
             return Err(format!(
                 "tensor '{head}' has shape {shape:?}: a regression head (num_labels 1), which wgml \
-                 does not import; give --num-labels N (N >= 2) for a new classifier of N classes"
+                 does not import; give --num-labels N (N >= 2) to replace it by a new classifier of \
+                 N classes"
             ));
         }
         Some((shape, _)) => {
