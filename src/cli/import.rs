@@ -25,9 +25,11 @@ pub struct ImportArgs {
     /// less per token.
     #[arg(long, value_name = "N")]
     pub context: Option<usize>,
-    /// Learning rate of the model's Adam when it is fine-tuned without --lr.
-    #[arg(long, default_value_t = 1e-4)]
-    pub lr: f64,
+    /// Learning rate of the model's Adam when it is fine-tuned without --lr
+    /// (default: 1e-4 for GPT-2; 5e-5 for the BERT family, Hugging Face Trainer's
+    /// default, as full fine-tuning of an encoder takes small steps).
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// A PEFT LoRA adapter folder for this GPT-2, BERT, RoBERTa or DistilBERT (adapter_config.json and
     /// adapter_model.safetensors, what PeftModel.save_pretrained writes): the
     /// checkpoint keeps the adapters beside the frozen base, so `generate` runs the
@@ -60,13 +62,13 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
     let mut imported = if bert {
         let how = wgml::import::bert::BertImport {
             context: args.context,
-            lr: args.lr,
+            lr: args.lr.unwrap_or(5e-5),
             classes: args.num_labels,
             seed: args.seed,
         };
         wgml::import::bert::import_bert(&args.folder, &how)?
     } else {
-        wgml::import::import_gpt2(&args.folder, args.context, args.lr)?
+        wgml::import::import_gpt2(&args.folder, args.context, args.lr.unwrap_or(1e-4))?
     };
     let adapter = match &args.peft {
         Some(dir) if bert => Some(wgml::peft::encoder::add_adapter(&mut imported, dir)?),
