@@ -659,3 +659,71 @@ fn peft_adapters_of_the_bert_family_give_pefts_logits_and_write_back() {
         );
     }
 }
+
+/// An adapter wgml trained on a layer PEFT saves whole (here the classifier,
+/// as `--lora-targets all-linear` reaches RoBERTa's head) is merged into the
+/// saved layer on export: read back onto the plain model, the adapter predicts
+/// what wgml's model with that adapter predicts.
+#[test]
+fn adapters_on_the_saved_head_are_merged_into_it() {
+    let (_g, ctx) = gpu();
+    let out = fresh_dir("encoder-peft-head");
+    let adapter = repo_file("kernels-tests/golden/bert-tiny-cls-lora");
+    let (want, _) = expected_of(&adapter);
+    let mut imported = import_bert(&fixture(), &how(16, None)).unwrap();
+    wgml::peft::encoder::add_adapter(&mut imported, &adapter).unwrap();
+    let lora = imported.architecture.functional.lora.as_mut().unwrap();
+    lora.targets.push("classifier".into());
+    let mut r = rng(23);
+    imported.tensors.push((
+        "classifier.lora_A.weight".into(),
+        vec![4, 32],
+        uniform(&mut r, 128, -0.5, 0.5),
+    ));
+    imported.tensors.push((
+        "classifier.lora_B.weight".into(),
+        vec![3, 4],
+        uniform(&mut r, 12, -0.5, 0.5),
+    ));
+    let predict = |imported: &wgml::import::Imported| {
+        let mut model = imported
+            .architecture
+            .functional
+            .compile_supervised(ctx, Optimizer::sgd(0.1, 0.0), 1)
+            .unwrap();
+        model.load_params(ctx, &imported.tensors).unwrap();
+        model.predict(ctx, &want["ids"], 4).unwrap()
+    };
+    let ours = predict(&imported);
+    let path = out.join("bert.safetensors");
+    wgml::checkpoint::save_functional_tensors(
+        &path,
+        &imported.kind,
+        &imported.architecture,
+        &imported.tensors,
+        &imported.vocabulary,
+    )
+    .unwrap();
+    let written = out.join("peft");
+    let line =
+        wgml::peft::encoder::write_adapter(&wgml::checkpoint::load(&path).unwrap(), &path, &written).unwrap();
+    assert!(
+        line.contains("on 4 BERT modules"),
+        "the head's adapter is merged, not listed: {line}"
+    );
+    let mut again = import_bert(&fixture(), &how(16, None)).unwrap();
+    wgml::peft::encoder::add_adapter(&mut again, &written).unwrap();
+    assert_close("merged head", &predict(&again), &ours, 1e-6, 1e-5);
+    // Without the head's adapter the predictions differ: the test can fail.
+    let plain = expected_of(&adapter).0["logits"].clone();
+    let moved = ours
+        .chunks(3)
+        .zip(plain.chunks(3))
+        .map(|(p, l)| {
+            let mut q = vec![0.0; 3];
+            wgml::reference::softmax::softmax(l, 3, &mut q);
+            p.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+        })
+        .fold(0.0, f32::max);
+    assert!(moved > 1e-3, "the head's adapter changes nothing ({moved})");
+}
