@@ -711,6 +711,19 @@ fn adapters_on_the_saved_head_are_merged_into_it() {
         line.contains("on 4 BERT modules"),
         "the head's adapter is merged, not listed: {line}"
     );
+    // PEFT puts no adapter on a layer it saves whole: none is written there.
+    let bytes = std::fs::read(written.join("adapter_model.safetensors")).unwrap();
+    let names: Vec<String> = SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains("classifier.lora"))
+            && names.contains(&"base_model.model.classifier.weight".to_string()),
+        "{names:?}"
+    );
     let mut again = import_bert(&fixture(), &how(16, None)).unwrap();
     wgml::peft::encoder::add_adapter(&mut again, &written).unwrap();
     assert_close("merged head", &predict(&again), &ours, 1e-6, 1e-5);
