@@ -126,14 +126,7 @@ fn against_hugging_face(
         values: &[],
         len: 4,
     };
-    let probabilities: Vec<f32> = want["logits"]
-        .chunks(classes)
-        .flat_map(|l| {
-            let mut p = vec![0.0; classes];
-            wgml::reference::softmax::softmax(l, classes, &mut p);
-            p
-        })
-        .collect();
+    let probabilities = softmax_rows(&want["logits"], classes);
     for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
         ctx.set_adapter_class(class);
         let lr = 1.0;
@@ -468,14 +461,7 @@ fn export_writes_back_what_import_read() {
         let (want, _) = expected_of(&dir);
         let imported = import_bert(&dir, &how(16, None)).unwrap();
         let path = out.join(format!("{name}.safetensors"));
-        wgml::checkpoint::save_functional_tensors(
-            &path,
-            &imported.kind,
-            &imported.architecture,
-            &imported.tensors,
-            &imported.vocabulary,
-        )
-        .unwrap();
+        save_imported(&imported, &path);
         let c = wgml::checkpoint::load(&path).unwrap();
         let hf = out.join(name);
         let summary = wgml::export::bert::export_bert(&c, &path, &hf).unwrap();
@@ -508,14 +494,7 @@ fn export_writes_back_what_import_read() {
             .compile_supervised(ctx, Optimizer::sgd(0.1, 0.0), 1)
             .unwrap();
         model.load_params(ctx, &again.tensors).unwrap();
-        let probabilities: Vec<f32> = want["logits"]
-            .chunks(3)
-            .flat_map(|l| {
-                let mut p = vec![0.0; 3];
-                wgml::reference::softmax::softmax(l, 3, &mut p);
-                p
-            })
-            .collect();
+        let probabilities = softmax_rows(&want["logits"], 3);
         assert_close(
             &format!("{name} exported and imported again"),
             &model.predict(ctx, &want["ids"], 4).unwrap(),
@@ -534,14 +513,7 @@ fn export_writes_back_what_import_read() {
     let imported = import_bert(&xlmr, &how(16, None)).unwrap();
     assert_eq!(imported.kind, "xlm-roberta");
     let path = out.join("xlmr.safetensors");
-    wgml::checkpoint::save_functional_tensors(
-        &path,
-        &imported.kind,
-        &imported.architecture,
-        &imported.tensors,
-        &imported.vocabulary,
-    )
-    .unwrap();
+    save_imported(&imported, &path);
     let c = wgml::checkpoint::load(&path).unwrap();
     wgml::export::bert::export_bert(&c, &path, &out.join("xlmr-hf")).unwrap();
     let config: serde_json::Value =
@@ -584,14 +556,7 @@ fn peft_adapters_of_the_bert_family_give_pefts_logits_and_write_back() {
         let name = dir.file_name().unwrap().to_str().unwrap().to_string();
         let adapter = repo_file(&format!("kernels-tests/golden/{name}-lora"));
         let (want, _) = expected_of(&adapter);
-        let probabilities: Vec<f32> = want["logits"]
-            .chunks(3)
-            .flat_map(|l| {
-                let mut p = vec![0.0; 3];
-                wgml::reference::softmax::softmax(l, 3, &mut p);
-                p
-            })
-            .collect();
+        let probabilities = softmax_rows(&want["logits"], 3);
         let adapted = |adapter: &std::path::Path| {
             let mut imported = import_bert(&dir, &how(16, None)).unwrap();
             let line = wgml::peft::encoder::add_adapter(&mut imported, adapter).unwrap();
@@ -625,14 +590,7 @@ fn peft_adapters_of_the_bert_family_give_pefts_logits_and_write_back() {
             1e-5,
         );
         let path = out.join(format!("{name}.safetensors"));
-        wgml::checkpoint::save_functional_tensors(
-            &path,
-            &imported.kind,
-            &imported.architecture,
-            &imported.tensors,
-            &imported.vocabulary,
-        )
-        .unwrap();
+        save_imported(&imported, &path);
         let written = out.join(format!("{name}-peft"));
         let line =
             wgml::peft::encoder::write_adapter(&wgml::checkpoint::load(&path).unwrap(), &path, &written)
@@ -696,14 +654,7 @@ fn adapters_on_the_saved_head_are_merged_into_it() {
     };
     let ours = predict(&imported);
     let path = out.join("bert.safetensors");
-    wgml::checkpoint::save_functional_tensors(
-        &path,
-        &imported.kind,
-        &imported.architecture,
-        &imported.tensors,
-        &imported.vocabulary,
-    )
-    .unwrap();
+    save_imported(&imported, &path);
     let written = out.join("peft");
     let line =
         wgml::peft::encoder::write_adapter(&wgml::checkpoint::load(&path).unwrap(), &path, &written).unwrap();
@@ -728,15 +679,10 @@ fn adapters_on_the_saved_head_are_merged_into_it() {
     wgml::peft::encoder::add_adapter(&mut again, &written).unwrap();
     assert_close("merged head", &predict(&again), &ours, 1e-6, 1e-5);
     // Without the head's adapter the predictions differ: the test can fail.
-    let plain = expected_of(&adapter).0["logits"].clone();
     let moved = ours
-        .chunks(3)
-        .zip(plain.chunks(3))
-        .map(|(p, l)| {
-            let mut q = vec![0.0; 3];
-            wgml::reference::softmax::softmax(l, 3, &mut q);
-            p.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
-        })
+        .iter()
+        .zip(softmax_rows(&want["logits"], 3))
+        .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max);
     assert!(moved > 1e-3, "the head's adapter changes nothing ({moved})");
 }

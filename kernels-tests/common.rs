@@ -407,3 +407,27 @@ pub fn values(b: &[u8]) -> Vec<f32> {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
+
+/// The softmax of each row of `classes` logits (the reference twin's).
+pub fn softmax_rows(logits: &[f32], classes: usize) -> Vec<f32> {
+    logits
+        .chunks(classes)
+        .flat_map(|l| {
+            let mut p = vec![0.0; classes];
+            wgml::reference::softmax::softmax(l, classes, &mut p);
+            p
+        })
+        .collect()
+}
+
+/// Saves a model `wgml::import` read as a wgml checkpoint at `path`.
+pub fn save_imported(imported: &wgml::import::Imported, path: &std::path::Path) {
+    wgml::checkpoint::save_functional_tensors(
+        path,
+        &imported.kind,
+        &imported.architecture,
+        &imported.tensors,
+        &imported.vocabulary,
+    )
+    .unwrap();
+}

@@ -98,14 +98,7 @@ fn a_peft_classifier_adapter_gives_pefts_logits() {
         .unwrap();
     assert!(score.trainable, "the head trains in full");
     let (ids, logits) = (&want["ids"].1, &want["logits"].1);
-    let probabilities: Vec<f32> = logits
-        .chunks(3)
-        .flat_map(|l| {
-            let mut p = vec![0.0; 3];
-            wgml::reference::softmax::softmax(l, 3, &mut p);
-            p
-        })
-        .collect();
+    let probabilities = softmax_rows(logits, 3);
     assert_close(
         "PEFT's classifier",
         &model.predict(ctx, ids, 4).unwrap(),

@@ -109,19 +109,9 @@ impl Gpt2Config {
                  DistilBERT (\"distilbert\")"
             ));
         }
-        let size = |key: &str| -> std::result::Result<usize, String> {
-            c.get(key)
-                .and_then(Value::as_u64)
-                .filter(|&v| v > 0)
-                .map(|v| v as usize)
-                .ok_or_else(|| format!("has no positive whole '{key}'"))
-        };
-        let float = |key: &str, default: f64| -> std::result::Result<f64, String> {
-            match c.get(key) {
-                None | Some(Value::Null) => Ok(default),
-                Some(v) => v.as_f64().ok_or_else(|| format!("'{key}' is not a number")),
-            }
-        };
+        let settings = Settings(&c);
+        let size = |key: &str| settings.size(key);
+        let float = |key: &str, default: f64| settings.float(key, default);
         let flag = |key: &str, default: bool| c.get(key).and_then(Value::as_bool).unwrap_or(default);
         for (key, default, want) in [
             ("scale_attn_weights", true, true),
@@ -159,14 +149,7 @@ impl Gpt2Config {
                 })?,
         };
         let positions = size("n_positions").or_else(|_| size("n_ctx"))?;
-        let dropout = |key: &str| -> std::result::Result<f64, String> {
-            let p = float(key, 0.1)?;
-            if (0.0..1.0).contains(&p) {
-                Ok(p)
-            } else {
-                Err(format!("'{key}' {p} is not a rate in [0, 1)"))
-            }
-        };
+        let dropout = |key: &str| settings.rate(key, 0.1);
         Ok(Gpt2Config {
             vocab: size("vocab_size")?,
             positions,
@@ -264,6 +247,39 @@ impl Gpt2Config {
         });
         serde_json::from_value(description)
             .map_err(|e| Error::invalid(format!("the GPT-2 description wgml wrote does not parse: {e}")))
+    }
+}
+
+/// A `config.json`'s settings read with errors that name the key.
+pub(crate) struct Settings<'a>(pub(crate) &'a Value);
+
+impl Settings<'_> {
+    /// A whole number ≥ 1.
+    pub(crate) fn size(&self, key: &str) -> std::result::Result<usize, String> {
+        self.0
+            .get(key)
+            .and_then(Value::as_u64)
+            .filter(|&v| v > 0)
+            .map(|v| v as usize)
+            .ok_or_else(|| format!("has no positive whole '{key}'"))
+    }
+
+    /// A number, `default` when absent or null.
+    pub(crate) fn float(&self, key: &str, default: f64) -> std::result::Result<f64, String> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v.as_f64().ok_or_else(|| format!("'{key}' is not a number")),
+        }
+    }
+
+    /// A rate in [0, 1) (a dropout), `default` when absent or null.
+    pub(crate) fn rate(&self, key: &str, default: f64) -> std::result::Result<f64, String> {
+        let p = self.float(key, default)?;
+        if (0.0..1.0).contains(&p) {
+            Ok(p)
+        } else {
+            Err(format!("'{key}' {p} is not a rate in [0, 1)"))
+        }
     }
 }
 

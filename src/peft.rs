@@ -448,6 +448,23 @@ fn targets_of(modules: &[String], layers: usize) -> Vec<String> {
     targets
 }
 
+/// Writes a PEFT adapter folder `dir` (created if missing): `entries` as
+/// `adapter_model.safetensors`, `settings` as `adapter_config.json`.
+fn write_folder(dir: &Path, entries: &[checkpoint::Entry], settings: &Value) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    checkpoint::write_atomic(
+        &dir.join(TENSORS_FILE),
+        &checkpoint::serialize(entries, metadata)?,
+    )?;
+    let text = serde_json::to_string_pretty(settings)
+        .map_err(|e| Error::invalid(format!("writing {CONFIG_FILE}: {e}")))?;
+    checkpoint::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())
+}
+
 /// Writes the adapters of GPT-2 checkpoint `c` (read from `path`, named in errors)
 /// as a PEFT adapter folder `dir` (created if missing) that
 /// `PeftModel.from_pretrained(GPT2LMHeadModel, dir)` loads; returns one line on
@@ -637,19 +654,11 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
         "use_rslora": false,
         "use_dora": false,
     });
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.display().to_string(),
-        source,
-    })?;
     let files: Vec<checkpoint::Entry> = entries
         .iter()
         .map(|(name, shape, v)| checkpoint::f32_entry(name.clone(), shape, v))
         .collect();
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    checkpoint::write_atomic(&dir.join(TENSORS_FILE), &checkpoint::serialize(&files, metadata)?)?;
-    let text = serde_json::to_string_pretty(&settings)
-        .map_err(|e| Error::invalid(format!("writing {CONFIG_FILE}: {e}")))?;
-    checkpoint::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())?;
+    write_folder(dir, &files, &settings)?;
     let head_line = match classifier {
         Some((classes, pad)) => format!(
             ", and the head {head} of {classes} classes (PEFT's SEQ_CLS: load it onto \

@@ -414,12 +414,13 @@ fn predict_table(
     header.extend(["prediction".to_string(), "probability".to_string()]);
     header.extend((0..classes).map(name));
     out.write_record(&header).map_err(csv_error)?;
+    let frame = vocabulary.document_frame()?;
     for (c, chunk) in texts.chunks(TABLE_CHUNK).enumerate() {
         let first = c * TABLE_CHUNK;
         let mut x = Vec::with_capacity(chunk.len() * tokens);
         for (i, text) in chunk.iter().enumerate() {
             let (ids, _) = vocabulary
-                .encode_document(text.as_bytes(), tokens)
+                .encode_framed(text.as_bytes(), tokens, &frame)
                 .map_err(|e| Error::invalid(format!("{}: row {}: {e}", table.display(), first + i + 1)))?;
             x.extend(wgml::data::text_classes::cut_and_pad(&ids, tokens, pad));
         }

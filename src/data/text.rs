@@ -281,13 +281,23 @@ impl Vocabulary {
     /// ([`Vocabulary::document_frame`]), framed. Also the length it would have
     /// uncut, which exceeds `tokens` when the text was cut.
     pub fn encode_document(&self, text: &[u8], tokens: usize) -> Result<(Vec<u32>, usize)> {
+        self.encode_framed(text, tokens, &self.document_frame()?)
+    }
+
+    /// [`Vocabulary::encode_document`] with the frame computed once by the
+    /// caller (reading many documents).
+    pub fn encode_framed(
+        &self,
+        text: &[u8],
+        tokens: usize,
+        (before, after): &(Vec<u32>, Vec<u32>),
+    ) -> Result<(Vec<u32>, usize)> {
         let ids = self.encode(text)?;
-        let (before, after) = self.document_frame()?;
         let whole = before.len() + ids.len() + after.len();
         let room = tokens.saturating_sub(before.len() + after.len());
-        let mut out = before;
+        let mut out = before.clone();
         out.extend_from_slice(&ids[..ids.len().min(room)]);
-        out.extend(after);
+        out.extend_from_slice(after);
         out.truncate(tokens);
         Ok((out, whole))
     }

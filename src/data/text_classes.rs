@@ -207,6 +207,8 @@ pub fn read_document(path: &Path, vocabulary: &Vocabulary, tokens: usize, pad: u
 /// [`crate::data::text_table`]).
 pub(crate) struct Reader<'a> {
     vocabulary: &'a Vocabulary,
+    /// The tokenizer's frame of a document ([`Vocabulary::document_frame`]).
+    frame: (Vec<u32>, Vec<u32>),
     tokens: usize,
     pad: u32,
     documents: usize,
@@ -255,6 +257,7 @@ impl<'a> Reader<'a> {
         }
         Ok(Reader {
             vocabulary,
+            frame: vocabulary.document_frame()?,
             tokens,
             pad,
             documents: 0,
@@ -271,7 +274,7 @@ impl<'a> Reader<'a> {
     /// One document as a sample: encoded, counted, cut and padded. Errors are
     /// the vocabulary's (a tokenizer reads UTF-8 only), for the caller to place.
     pub(crate) fn sample(&mut self, text: &[u8]) -> Result<Vec<f32>> {
-        let (ids, whole) = self.vocabulary.encode_document(text, self.tokens)?;
+        let (ids, whole) = self.vocabulary.encode_framed(text, self.tokens, &self.frame)?;
         self.documents += 1;
         self.total_tokens += whole as u64;
         self.truncated += usize::from(whole > self.tokens);

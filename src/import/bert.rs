@@ -53,7 +53,7 @@ use rand::SeedableRng;
 use safetensors::SafeTensors;
 use serde_json::{Value, json};
 
-use super::{ACTIVATIONS, Imported, layer, op, to_f32};
+use super::{ACTIVATIONS, Imported, Settings, layer, op, to_f32};
 use crate::checkpoint::FunctionalArchitecture;
 use crate::error::{Error, Result};
 use crate::graph::params::NamedValues;
@@ -282,27 +282,10 @@ impl BertConfig {
                  (\"roberta\", \"xlm-roberta\", \"camembert\") and DistilBERT (\"distilbert\") here"
             )
         })?;
-        let size = |key: &str| -> std::result::Result<usize, String> {
-            c.get(key)
-                .and_then(Value::as_u64)
-                .filter(|&v| v > 0)
-                .map(|v| v as usize)
-                .ok_or_else(|| format!("has no positive whole '{key}'"))
-        };
-        let float = |key: &str, default: f64| -> std::result::Result<f64, String> {
-            match c.get(key) {
-                None | Some(Value::Null) => Ok(default),
-                Some(v) => v.as_f64().ok_or_else(|| format!("'{key}' is not a number")),
-            }
-        };
-        let rate = |key: &str, default: f64| -> std::result::Result<f64, String> {
-            let p = float(key, default)?;
-            if (0.0..1.0).contains(&p) {
-                Ok(p)
-            } else {
-                Err(format!("'{key}' {p} is not a rate in [0, 1)"))
-            }
-        };
+        let settings = Settings(&c);
+        let size = |key: &str| settings.size(key);
+        let float = |key: &str, default: f64| settings.float(key, default);
+        let rate = |key: &str, default: f64| settings.rate(key, default);
         if let Some(other) = c
             .get("architectures")
             .and_then(Value::as_array)

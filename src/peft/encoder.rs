@@ -331,18 +331,7 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
         "use_rslora": false,
         "use_dora": false,
     });
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    checkpoint::write_atomic(
-        &dir.join(TENSORS_FILE),
-        &checkpoint::serialize(&entries, metadata)?,
-    )?;
-    let text = serde_json::to_string_pretty(&settings)
-        .map_err(|e| Error::invalid(format!("writing {CONFIG_FILE}: {e}")))?;
-    checkpoint::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())?;
+    super::write_folder(dir, &entries, &settings)?;
     Ok(format!(
         "LoRA adapter: rank {}, alpha {}, on {} {} modules, and the head ({head_tensors} tensors) of \
          {classes} classes (PEFT's SEQ_CLS: load it onto \
