@@ -26,6 +26,7 @@ with torch.no_grad():
     got = model(**enc).logits
 print(f"1. {args[0]} exported as {type(model).__name__}: max |logits - Hugging Face's of the original| =",
       (got - want["logits"]).abs().max().item())
+assert (got - want["logits"]).abs().max().item() < 1e-5
 if len(args) < 4:
     sys.exit(0)
 
@@ -44,5 +45,6 @@ for line in open(args[3]):
     assert probs.argmax().item() == k, (path, probs, k)
     worst = max(worst, abs(probs[k].item() - p))
     n += 1
+assert worst < 1e-4, worst  # wgml prints 4 decimals: within 5e-5 plus f32 rounding
 print(f"2. fine-tuned in wgml, exported: {n} files, same class each, max |probability - wgml's| = {worst:.2e}"
       " (wgml prints 4 decimals)")

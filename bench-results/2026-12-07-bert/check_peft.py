@@ -21,5 +21,6 @@ for line in open(predictions):
     assert probs.argmax().item() == k, (path, probs, k)
     worst = max(worst, abs(probs[k].item() - p))
     n += 1
+assert n > 0 and worst < 1e-4, (n, worst)  # wgml prints 4 decimals
 print(f"{adapter}: PEFT on {base}: {n} files, same class each, max |probability - wgml's| = {worst:.2e}"
       " (wgml prints 4 decimals)")
