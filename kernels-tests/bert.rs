@@ -3,8 +3,9 @@
 //! by `golden/make_bert_tiny.py`) imported into wgml must read the fixture's
 //! texts into the ids its tokenizer gives (`[CLS] … [SEP]`, cut with the frame
 //! kept, `[PAD]` after), give the probabilities and loss Hugging Face computes in
-//! float64, and take a step by its gradients (the position table by the
-//! position's and the token type's, folded into one). The Hub's other layouts (no
+//! float64, and take a step by its gradients; pairs of texts are framed, cut and
+//! typed as its tokenizer does them (`pairs.safetensors`, token types computed
+//! from the `[SEP]`s). The Hub's other layouts (no
 //! `bert.` prefix, `gamma`/`beta`, pretraining heads, no classifier) import too.
 
 use std::collections::HashMap;
@@ -33,13 +34,24 @@ fn distilbert() -> PathBuf {
 
 /// A fixture's expected values by name, and its texts (none for an adapter's).
 fn expected_of(dir: &std::path::Path) -> (HashMap<String, Vec<f32>>, Vec<String>) {
-    let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
+    let (values, mut lines) = fixture_file(&dir.join("expected.safetensors"), &["texts"]);
+    (values, lines.remove(0))
+}
+
+/// A fixture file's values by name, and the lines of each of its metadata
+/// entries `keys` (none where it has no such entry).
+fn fixture_file(path: &std::path::Path, keys: &[&str]) -> (HashMap<String, Vec<f32>>, Vec<Vec<String>>) {
+    let bytes = std::fs::read(path).unwrap();
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-    let texts = meta
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("texts"))
-        .map_or_else(Vec::new, |t| t.lines().map(str::to_string).collect());
+    let texts = keys
+        .iter()
+        .map(|key| {
+            meta.metadata()
+                .as_ref()
+                .and_then(|m| m.get(*key))
+                .map_or_else(Vec::new, |t| t.lines().map(str::to_string).collect())
+        })
+        .collect();
     let file = SafeTensors::deserialize(&bytes).unwrap();
     let values = file
         .tensors()
@@ -56,6 +68,73 @@ fn how(context: usize, classes: Option<usize>) -> BertImport {
         classes,
         seed: 3,
     }
+}
+
+/// Pairs of texts read as the fixture's tokenizer reads them
+/// (`golden/make_bert_tiny_pairs.py`: `[CLS] A [SEP] B [SEP]`, the longer cut
+/// first: neither, the first, the second, both), and the token types computed
+/// from those ids equal the tokenizer's on every real token; RoBERTa's pair
+/// template joins with `</s></s>`; bytes have no pair template.
+#[test]
+fn pairs_of_texts_are_framed_cut_and_typed_as_hugging_faces_tokenizer_does() {
+    let (want, lines) = fixture_file(&fixture().join("pairs.safetensors"), &["firsts", "seconds"]);
+    let vocabulary = Vocabulary::from_file(&fixture().join("tokenizer.json")).unwrap();
+    let frames = vocabulary.text_frames().unwrap();
+    let pair = frames.pair.clone().unwrap();
+    assert_eq!(
+        (pair.before, pair.between, pair.after),
+        (vec![2], vec![3], vec![3])
+    );
+    let mut ids = Vec::new();
+    for (first, second) in lines[0].iter().zip(&lines[1]) {
+        let (framed, whole) = vocabulary
+            .encode_text(first.as_bytes(), Some(second.as_bytes()), 16, &frames)
+            .unwrap();
+        assert!(
+            framed.len() <= 16 && (whole > 16) == (framed.len() == 16),
+            "{first} | {second}"
+        );
+        ids.extend(cut_and_pad(&framed, 16, 0));
+    }
+    assert_eq!(ids, want["ids"]);
+    let types = wgml::reference::sequence::token_types(&ids, 16, 3, 2);
+    for (i, ((got, hf), id)) in types.iter().zip(&want["token_types"]).zip(&ids).enumerate() {
+        if *id != 0.0 {
+            assert_eq!(got, hf, "pair {} token {}", i / 16, i % 16);
+        }
+    }
+    let roberta = Vocabulary::from_file(&roberta().join("tokenizer.json")).unwrap();
+    let pair = roberta.pair_frame().unwrap().unwrap();
+    assert_eq!(
+        (pair.before, pair.between, pair.after),
+        (vec![0], vec![2, 2], vec![2])
+    );
+    assert_eq!(Vocabulary::Bytes.pair_frame().unwrap(), None);
+    let e = Vocabulary::Bytes
+        .encode_text(b"a", Some(b"b"), 8, &Vocabulary::Bytes.text_frames().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("puts nothing between two texts"), "{e}");
+    // A window that cannot hold the frame is refused, not cut mid-frame.
+    let e = vocabulary
+        .encode_text(b"a", Some(b"b"), 2, &frames)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("3 tokens of frame"), "{e}");
+}
+
+/// The tokenizers' own `longest_first` cut, as wgml applies it to pairs.
+#[test]
+fn longest_first_cuts_the_longer_text_first() {
+    use wgml::data::text::longest_first;
+    assert_eq!(longest_first(3, 4, 13).unwrap(), (3, 4));
+    assert_eq!(longest_first(20, 1, 13).unwrap(), (12, 1));
+    assert_eq!(longest_first(2, 30, 13).unwrap(), (2, 11));
+    // Both over half: the shorter to half, the longer to the rest.
+    assert_eq!(longest_first(10, 12, 13).unwrap(), (6, 7));
+    assert_eq!(longest_first(12, 10, 13).unwrap(), (7, 6));
+    assert_eq!(longest_first(9, 9, 13).unwrap(), (6, 7));
+    assert_eq!(longest_first(9, 9, 0).unwrap(), (0, 0));
 }
 
 /// The texts read as the fixture's tokenizer reads them for BERT: framed, cut
@@ -95,19 +174,33 @@ fn bert_texts_are_framed_and_cut_as_hugging_faces_tokenizer_does() {
 }
 
 /// Imports the classifier in `dir` at 16 tokens and checks its probabilities,
-/// loss and one SGD step against Hugging Face's: `grads` pairs wgml's tensor
-/// names with Hugging Face's; the folded position table starts at row `first`
-/// of Hugging Face's, and with `types` (Hugging Face's name) its rows summed
-/// over the positions are token type 0's gradient.
+/// loss and one SGD step on the fixture's `expected.safetensors` against
+/// Hugging Face's ([`against_hugging_face_on`]).
 fn against_hugging_face(
     dir: &std::path::Path,
     grads: &[(&str, &str)],
     positions: (&str, &str, usize),
     types: Option<&str>,
 ) {
+    against_hugging_face_on(dir, "expected.safetensors", grads, positions, types);
+}
+
+/// Imports the classifier in `dir` at 16 tokens and checks its probabilities,
+/// loss and one SGD step on the batch of fixture file `file` against Hugging
+/// Face's: `grads` pairs wgml's tensor names with Hugging Face's; the position
+/// table starts at row `first` of Hugging Face's; with `types` (Hugging Face's
+/// name) the model folded its one token type into the positions, and their
+/// rows summed over the positions are that type's gradient.
+fn against_hugging_face_on(
+    dir: &std::path::Path,
+    file: &str,
+    grads: &[(&str, &str)],
+    positions: (&str, &str, usize),
+    types: Option<&str>,
+) {
     let (_g, ctx) = gpu();
     let _restore = PlanAs(ctx);
-    let (want, _) = expected_of(dir);
+    let (want, _) = fixture_file(&dir.join(file), &[]);
     let (tokens, classes, d) = (16, 3, 32);
     let imported = import_bert(dir, &how(tokens, None)).unwrap();
     assert!(
@@ -166,8 +259,8 @@ fn against_hugging_face(
         for (ours, hf) in grads {
             assert_close(&what(ours), &step(ours), &want[&format!("grad.{hf}")], 1e-6, 1e-5);
         }
-        // The folded table: each position's row gets the position's gradient;
-        // summed over the positions, the token type 0's.
+        // Each position's row gets the position's gradient; where the table
+        // holds the one token type too, summed over the positions, that type's.
         let (ours, hf, first) = positions;
         let folded = step(ours);
         let rows = &want[&format!("grad.{hf}")][first * d..(first + tokens) * d];
@@ -203,13 +296,45 @@ fn an_imported_bert_classifier_gives_hugging_faces_logits_and_gradients() {
                 &format!("{layer0}.query.weight"),
                 &format!("{layer0}.self.query.weight"),
             ),
+            (
+                "bert.embeddings.token_type_embeddings.weight",
+                "bert.embeddings.token_type_embeddings.weight",
+            ),
         ],
         (
             "bert.embeddings.position_embeddings.weight",
             "bert.embeddings.position_embeddings.weight",
             0,
         ),
-        Some("bert.embeddings.token_type_embeddings.weight"),
+        None,
+    );
+}
+
+/// Pairs of texts (`golden/make_bert_tiny_pairs.py`): the token types wgml
+/// computes from the ids give Hugging Face's probabilities, loss and
+/// gradients, both rows of the token-type table included.
+#[test]
+fn an_imported_bert_classifier_reads_pairs_of_texts_as_hugging_face_does() {
+    against_hugging_face_on(
+        &fixture(),
+        "pairs.safetensors",
+        &[
+            ("classifier.weight", "classifier.weight"),
+            (
+                "bert.embeddings.word_embeddings.weight",
+                "bert.embeddings.word_embeddings.weight",
+            ),
+            (
+                "bert.embeddings.token_type_embeddings.weight",
+                "bert.embeddings.token_type_embeddings.weight",
+            ),
+        ],
+        (
+            "bert.embeddings.position_embeddings.weight",
+            "bert.embeddings.position_embeddings.weight",
+            0,
+        ),
+        None,
     );
 }
 

@@ -99,6 +99,56 @@ fn lengths_and_pools_match_their_twins() {
     assert_eq!(dx, [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 2.0, 2.0, 0.0]);
 }
 
+/// Token types (BERT's segments) from the separators before each token, against
+/// the twin on odd shapes and folded grids (with 1, 2 and 3 types), and by hand.
+#[test]
+fn token_types_match_their_twin() {
+    let (_g, ctx) = gpu();
+    let separator = 3u32;
+    for (n, &(batch, tokens)) in [(1usize, 1usize), (5, 7), (3, 300), (700, 2)].iter().enumerate() {
+        let mut r = rng(40 + n as u64);
+        let mut ids = uniform(&mut r, batch * tokens, 0.0, 6.0);
+        ids.iter_mut().for_each(|v| *v = v.floor());
+        for types in [1, 2, 3] {
+            let want = reference::sequence::token_types(&ids, tokens, separator, types);
+            for fold in [0, 4] {
+                ctx.set_max_groups_per_dim(fold);
+                let got = nan_tensor(ctx, &[ids.len()]);
+                let x = Tensor::from_f32(ctx, &ids, &[ids.len()]).unwrap();
+                ctx.run(&[&sequence::token_types(ctx, &x, tokens, separator, types, &got).unwrap()])
+                    .unwrap();
+                assert_eq!(
+                    got.to_f32(ctx).unwrap(),
+                    want,
+                    "batch {batch} tokens {tokens} types {types} fold {fold}"
+                );
+            }
+        }
+        ctx.set_max_groups_per_dim(0);
+    }
+    // [CLS] a [SEP] b c [SEP] pad: 0 through the first [SEP], 1 after; a single
+    // text [CLS] a b [SEP] is all 0 (its padding reads 1, and nothing reads
+    // padding); a third segment stays 1 with 2 types.
+    let ids = [
+        2.0, 7.0, 3.0, 8.0, 9.0, 3.0, 0.0, /* */ 2.0, 7.0, 8.0, 3.0, 0.0, 0.0, 0.0,
+    ];
+    assert_eq!(
+        reference::sequence::token_types(&ids, 7, 3, 2),
+        [
+            0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, /* */ 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0
+        ]
+    );
+    assert_eq!(
+        reference::sequence::token_types(&[3.0, 1.0, 3.0, 1.0, 3.0, 1.0], 6, 3, 3),
+        [0.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+    );
+    let x = Tensor::from_f32(ctx, &ids, &[14]).unwrap();
+    let e = sequence::token_types(ctx, &x, 7, 3, 0, &nan_tensor(ctx, &[14])).unwrap_err();
+    assert!(e.to_string().contains("give at least 1"), "{e}");
+    let e = sequence::token_types(ctx, &x, 7, 3, 2, &nan_tensor(ctx, &[13])).unwrap_err();
+    assert!(e.to_string().contains("types"), "{e}");
+}
+
 #[test]
 fn pools_refuse_mismatched_tensors() {
     let (_g, ctx) = gpu();

@@ -9,6 +9,10 @@
 //   sequence_lengths:     len[b] = 1 + the last t with ids[b, t] ≠ pad (0 when every
 //                         id is pad): padding is the run of pad ids that ends the
 //                         sample. Ids and lengths are f32 (whole numbers).
+//   token_types:          types[b, t] = min(the number of separator ids among
+//                         ids[b, 0..t), types − 1): BERT's segment of each token of
+//                         "[CLS] A [SEP] B [SEP]" (0 through the first [SEP], 1
+//                         after it). Ids and types are f32 (whole numbers).
 //   sequence_pool:        y[b, f] over all T tokens: their mean (p.mode = 0),
 //                         token T − 1 (p.mode = 1) or token 0 (p.mode = 2).
 //   sequence_pool_masked: the same over the first n = len[b] tokens: their mean
@@ -27,8 +31,8 @@ struct Params {
     tokens: u32,
     features: u32,
     mode: u32,  // 0: the mean; 1: the last token; 2: the first token
-    pad: f32,   // sequence_lengths: the padding id
-    _pad0: u32,
+    pad: f32,   // sequence_lengths: the padding id; token_types: the separator id
+    types: u32, // token_types: the number of token types (at least 1)
     _pad1: u32,
     _pad2: u32,
 }
@@ -36,11 +40,11 @@ struct Params {
 override WG: u32 = 256;
 
 @group(0) @binding(0) var<uniform> p: Params;
-// sequence_lengths: ids [B, T]; the pools: x [B, T, F]; the backward: dy [B, F].
+// sequence_lengths, token_types: ids [B, T]; the pools: x [B, T, F]; the backward: dy [B, F].
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 // The *_masked entry points: len [B].
 @group(0) @binding(2) var<storage, read> len: array<f32>;
-// sequence_lengths: len [B]; the pools: y [B, F]; the backward: dx [B, T, F].
+// sequence_lengths: len [B]; token_types: types [B, T]; the pools: y [B, F]; the backward: dx [B, T, F].
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 
 fn flat(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
@@ -59,6 +63,26 @@ fn sequence_lengths(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
         n = n - 1u;
     }
     dst[b] = f32(n);
+}
+
+// One invocation per token; each counts the separators before it (T is at most a
+// few thousand, and this runs once per step on the ids).
+@compute @workgroup_size(WG)
+fn token_types(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wg, nwg, lid);
+    if (i >= p.batch * p.tokens) {
+        return;
+    }
+    let t = i % p.tokens;
+    let start = i - t;
+    var seen = 0u;
+    for (var j = 0u; j < t; j = j + 1u) {
+        if (src[start + j] == p.pad) {
+            seen = seen + 1u;
+        }
+    }
+    dst[i] = f32(min(seen, p.types - 1u));
 }
 
 // Token count n of a sample, as f32 lengths hold it, clamped to [0, T].

@@ -414,13 +414,14 @@ fn predict_table(
     header.extend(["prediction".to_string(), "probability".to_string()]);
     header.extend((0..classes).map(name));
     out.write_record(&header).map_err(csv_error)?;
-    let frame = vocabulary.document_frame()?;
+    let frames = vocabulary.text_frames()?;
     for (c, chunk) in texts.chunks(TABLE_CHUNK).enumerate() {
         let first = c * TABLE_CHUNK;
         let mut x = Vec::with_capacity(chunk.len() * tokens);
         for (i, text) in chunk.iter().enumerate() {
+            let second = text.second.as_ref().map(String::as_bytes);
             let (ids, _) = vocabulary
-                .encode_framed(text.as_bytes(), tokens, &frame)
+                .encode_text(text.text.as_bytes(), second, tokens, &frames)
                 .map_err(|e| Error::invalid(format!("{}: row {}: {e}", table.display(), first + i + 1)))?;
             x.extend(wgml::data::text_classes::cut_and_pad(&ids, tokens, pad));
         }

@@ -43,6 +43,60 @@ pub const MAX_BPE_VOCAB: usize = 1 << 20;
 /// anyway), so a large corpus never becomes one huge encoding.
 const ENCODE_PIECE: usize = 1 << 20;
 
+/// A tokenizer's frames of one text and of a pair of texts
+/// ([`Vocabulary::text_frames`]), computed once to read many.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextFrames {
+    /// Before and after one text ([`Vocabulary::document_frame`]).
+    pub single: (Vec<u32>, Vec<u32>),
+    /// Around and between two texts, if the tokenizer joins pairs.
+    pub pair: Option<PairFrame>,
+}
+
+/// The special tokens framing a pair of texts ([`Vocabulary::pair_frame`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairFrame {
+    /// Before the first text (`[CLS]`).
+    pub before: Vec<u32>,
+    /// Between the texts (`[SEP]`; RoBERTa's `</s></s>`).
+    pub between: Vec<u32>,
+    /// After the second text (`[SEP]`).
+    pub after: Vec<u32>,
+    /// The tokenizer's ids and token types of the pair ("a", "b"): what a model
+    /// computing the token types from the ids must reproduce.
+    pub probe: (Vec<u32>, Vec<u32>),
+}
+
+/// The lengths two token sequences of `n1` and `n2` ids are cut to so that they
+/// fit in `room` together: the Hugging Face tokenizers' `longest_first`
+/// truncation (the longer cut first), which `tokenizer(a, b, truncation=True)`
+/// applies, computed by the tokenizers crate itself.
+pub fn longest_first(n1: usize, n2: usize, room: usize) -> Result<(usize, usize)> {
+    use tokenizers::utils::truncation::{
+        TruncationDirection, TruncationParams, TruncationStrategy, truncate_encodings,
+    };
+    if n1 + n2 <= room {
+        return Ok((n1, n2));
+    }
+    let blank = |n: usize| {
+        tokenizers::Encoding::from_tokens(
+            (0..n)
+                .map(|_| tokenizers::Token::new(0, String::new(), (0, 0)))
+                .collect(),
+            0,
+        )
+    };
+    let params = TruncationParams {
+        direction: TruncationDirection::Right,
+        max_length: room,
+        strategy: TruncationStrategy::LongestFirst,
+        stride: 0,
+    };
+    let (a, b) = truncate_encodings(blank(n1), Some(blank(n2)), &params)
+        .map_err(|e| tokenizer_error("truncating a pair", e))?;
+    Ok((a.len(), b.map_or(0, |b| b.len())))
+}
+
 /// How text becomes token ids and back.
 #[derive(Clone, Debug, Default)]
 pub enum Vocabulary {
@@ -300,6 +354,100 @@ impl Vocabulary {
         out.extend_from_slice(after);
         out.truncate(tokens);
         Ok((out, whole))
+    }
+
+    /// The special tokens the tokenizer puts around and between two texts read
+    /// as one sample (its post-processor's pair template: BERT's `[CLS] A [SEP]
+    /// B [SEP]`, RoBERTa's `<s> A </s></s> B </s>`); `None` for bytes and for
+    /// tokenizers that put nothing between two texts (GPT-2's).
+    pub fn pair_frame(&self) -> Result<Option<PairFrame>> {
+        let Vocabulary::Tokenizer(t) = self else {
+            return Ok(None);
+        };
+        if t.get_post_processor().is_none() {
+            return Ok(None);
+        }
+        let probe = t
+            .encode(("a", "b"), true)
+            .map_err(|e| tokenizer_error("tokenizing a pair", e))?;
+        let (ids, sequence) = (probe.get_ids(), probe.get_sequence_ids());
+        let first = |which: usize| sequence.iter().position(|&s| s == Some(which));
+        let last = |which: usize| sequence.iter().rposition(|&s| s == Some(which));
+        let (Some(a0), Some(a1), Some(b0), Some(b1)) = (first(0), last(0), first(1), last(1)) else {
+            return Ok(None);
+        };
+        if b0 <= a1 + 1 {
+            return Ok(None);
+        }
+        Ok(Some(PairFrame {
+            before: ids[..a0].to_vec(),
+            between: ids[a1 + 1..b0].to_vec(),
+            after: ids[b1 + 1..].to_vec(),
+            probe: (ids.to_vec(), probe.get_type_ids().to_vec()),
+        }))
+    }
+
+    /// Two texts as one sample of at most `tokens` ids, as Hugging Face's
+    /// tokenizer reads `tokenizer(first, second, truncation=True,
+    /// max_length=tokens)`: both encoded, the longer cut first until they fit
+    /// beside the frame (`longest_first`), then framed by `frame`
+    /// ([`Vocabulary::pair_frame`]). Also the length they would have uncut.
+    /// Errors when the frame alone does not fit in `tokens`.
+    pub fn encode_pair(
+        &self,
+        first: &[u8],
+        second: &[u8],
+        tokens: usize,
+        frame: &PairFrame,
+    ) -> Result<(Vec<u32>, usize)> {
+        let (a, b) = (self.encode(first)?, self.encode(second)?);
+        let added = frame.before.len() + frame.between.len() + frame.after.len();
+        let Some(room) = tokens.checked_sub(added) else {
+            return Err(Error::invalid(format!(
+                "a pair of texts takes {added} tokens of frame, more than the {tokens} the model                  reads"
+            )));
+        };
+        let (n1, n2) = longest_first(a.len(), b.len(), room)?;
+        let mut out = Vec::with_capacity(tokens);
+        out.extend_from_slice(&frame.before);
+        out.extend_from_slice(&a[..n1]);
+        out.extend_from_slice(&frame.between);
+        out.extend_from_slice(&b[..n2]);
+        out.extend_from_slice(&frame.after);
+        Ok((out, added + a.len() + b.len()))
+    }
+
+    /// The frames of one text and of a pair ([`Vocabulary::document_frame`],
+    /// [`Vocabulary::pair_frame`]).
+    pub fn text_frames(&self) -> Result<TextFrames> {
+        Ok(TextFrames {
+            single: self.document_frame()?,
+            pair: self.pair_frame()?,
+        })
+    }
+
+    /// One text (`second` `None`) or a pair of texts as one sample of at most
+    /// `tokens` ids, as Hugging Face's tokenizer reads `tokenizer(text,
+    /// second, truncation=True, max_length=tokens)` ([`Vocabulary::encode_framed`],
+    /// [`Vocabulary::encode_pair`]); also the length uncut. A pair needs a
+    /// tokenizer that joins pairs.
+    pub fn encode_text(
+        &self,
+        text: &[u8],
+        second: Option<&[u8]>,
+        tokens: usize,
+        frames: &TextFrames,
+    ) -> Result<(Vec<u32>, usize)> {
+        match (second, &frames.pair) {
+            (None, _) => self.encode_framed(text, tokens, &frames.single),
+            (Some(second), Some(frame)) => self.encode_pair(text, second, tokens, frame),
+            (Some(_), None) => Err(Error::invalid(format!(
+                "a pair of texts, but the model reads text as {}, which puts nothing between two \
+                 texts; classify single texts, or fine-tune a model whose tokenizer joins pairs \
+                 (BERT's [SEP], RoBERTa's </s></s>)",
+                self.describe()
+            ))),
+        }
     }
 
     /// The text of token ids `ids` (invalid UTF-8 shown as U+FFFD).

@@ -40,7 +40,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::image_folder::{EXTENSIONS, err, file_name, sorted_entries, validation_folder};
-use crate::data::text::{Vocabulary, read_bytes};
+use crate::data::text::{TextFrames, Vocabulary, read_bytes};
 use crate::data::{Dataset, Split, Targets};
 use crate::error::{Error, Result};
 
@@ -207,8 +207,8 @@ pub fn read_document(path: &Path, vocabulary: &Vocabulary, tokens: usize, pad: u
 /// [`crate::data::text_table`]).
 pub(crate) struct Reader<'a> {
     vocabulary: &'a Vocabulary,
-    /// The tokenizer's frame of a document ([`Vocabulary::document_frame`]).
-    frame: (Vec<u32>, Vec<u32>),
+    /// The tokenizer's frames of a document and of a pair ([`Vocabulary::text_frames`]).
+    frames: TextFrames,
     tokens: usize,
     pad: u32,
     documents: usize,
@@ -257,7 +257,7 @@ impl<'a> Reader<'a> {
         }
         Ok(Reader {
             vocabulary,
-            frame: vocabulary.document_frame()?,
+            frames: vocabulary.text_frames()?,
             tokens,
             pad,
             documents: 0,
@@ -274,7 +274,15 @@ impl<'a> Reader<'a> {
     /// One document as a sample: encoded, counted, cut and padded. Errors are
     /// the vocabulary's (a tokenizer reads UTF-8 only), for the caller to place.
     pub(crate) fn sample(&mut self, text: &[u8]) -> Result<Vec<f32>> {
-        let (ids, whole) = self.vocabulary.encode_framed(text, self.tokens, &self.frame)?;
+        self.sample_text(text, None)
+    }
+
+    /// One document, or a pair of texts (`second`) read as one, as a sample
+    /// ([`Vocabulary::encode_text`]); counted as one document.
+    pub(crate) fn sample_text(&mut self, text: &[u8], second: Option<&[u8]>) -> Result<Vec<f32>> {
+        let (ids, whole) = self
+            .vocabulary
+            .encode_text(text, second, self.tokens, &self.frames)?;
         self.documents += 1;
         self.total_tokens += whole as u64;
         self.truncated += usize::from(whole > self.tokens);

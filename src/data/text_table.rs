@@ -13,15 +13,24 @@
 //! ```
 //!
 //! The text is the column `text` (else the first of `review`, `sentence`,
-//! `content`, `document` the table has), the label the column `label` (else
+//! `content`, `document` the table has), or a pair of texts read together
+//! (sentence-pair tasks: GLUE's MRPC, QQP, QNLI, MNLI, RTE; SNLI) from the first
+//! pair of columns the table has of `sentence1`/`sentence2`,
+//! `question1`/`question2`, `premise`/`hypothesis`, `question`/`sentence`,
+//! `question`/`passage` and `text`/`text_pair` (pairs take precedence over a
+//! single text column); the label the column `label` (else
 //! `labels`, `sentiment`, `class`, `category`, `target`). Labels are strings or
 //! numbers (`1.0` is `1`); an empty one is an error naming the row. The classes
 //! are the distinct labels in sorted order (numerically when every label is a
 //! whole number), label 0 the first; each must appear in the training and the
 //! test split (a test table labelled `-1`, GLUE's "unlabelled", is refused). Each text is read as
 //! [`text_classes`](crate::data::text_classes) reads a document: token ids of the
-//! vocabulary, cut to the model's `T` tokens and padded with `pad`. Rows keep
-//! their order (`fit` shuffles each epoch). Errors name the file and row.
+//! vocabulary, cut to the model's `T` tokens and padded with `pad`. A pair is
+//! framed by the tokenizer's pair template (BERT's `[CLS] A [SEP] B [SEP]`) and
+//! cut as Hugging Face cuts pairs, the longer text first
+//! ([`Vocabulary::encode_pair`]); bytes and tokenizers without that template
+//! (GPT-2's) refuse pairs. Rows keep their order (`fit` shuffles each epoch).
+//! Errors name the file and row.
 
 use std::path::{Path, PathBuf};
 
@@ -34,10 +43,30 @@ use crate::error::{Error, Result};
 
 /// Column names taken as the text, in order of preference.
 const TEXT_COLUMNS: [&str; 5] = ["text", "review", "sentence", "content", "document"];
+/// Pairs of column names taken as a pair of texts, in order of preference.
+const PAIR_COLUMNS: [(&str, &str); 6] = [
+    ("sentence1", "sentence2"),
+    ("question1", "question2"),
+    ("premise", "hypothesis"),
+    ("question", "sentence"),
+    ("question", "passage"),
+    ("text", "text_pair"),
+];
 /// Column names taken as the label, in order of preference.
 const LABEL_COLUMNS: [&str; 6] = ["label", "labels", "sentiment", "class", "category", "target"];
-/// A row of a table: its text and its label.
-type Row = (String, String);
+
+/// What a row of a table gives a classifier: a text, or a pair of texts read
+/// together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableText {
+    /// The text (a pair's first).
+    pub text: String,
+    /// A pair's second text.
+    pub second: Option<String>,
+}
+
+/// A row of a table: its text (or pair) and its label.
+type Row = (TableText, String);
 
 /// Every how many rows of a single table one goes to the test split.
 const TEST_EVERY: usize = 10;
@@ -91,7 +120,7 @@ fn normal_label(label: &str) -> String {
 }
 
 /// One table's rows as (text, label) pairs.
-fn read_rows(path: &Path) -> Result<Vec<(String, String)>> {
+fn read_rows(path: &Path) -> Result<Vec<Row>> {
     read_columns(path, true)?
         .into_iter()
         .map(|(text, label)| Ok((text, label.unwrap_or_default())))
@@ -101,44 +130,55 @@ fn read_rows(path: &Path) -> Result<Vec<(String, String)>> {
 /// Each row's label, where it has one.
 pub type RowLabels = Vec<Option<String>>;
 
-/// The texts of the table at `path` (CSV, or JSON lines; its text column named as
-/// [`read_text_table`] names it), in row order, to classify, with each row's
-/// label where the table has a label column (`None` for a row whose label is
-/// empty or null, or a JSON line without one); no labels when no row has one.
-pub fn read_texts(path: &Path) -> Result<(Vec<String>, Option<RowLabels>)> {
+/// The texts (or pairs) of the table at `path` (CSV, or JSON lines; its text
+/// columns named as [`read_text_table`] names them), in row order, to classify,
+/// with each row's label where the table has a label column (`None` for a row
+/// whose label is empty or null, or a JSON line without one); no labels when no
+/// row has one.
+pub fn read_texts(path: &Path) -> Result<(Vec<TableText>, Option<RowLabels>)> {
     let rows = read_columns(path, false)?;
     let any = rows.iter().any(|(_, l)| l.is_some());
-    let (texts, labels): (Vec<String>, Vec<Option<String>>) = rows.into_iter().unzip();
+    let (texts, labels): (Vec<TableText>, Vec<Option<String>>) = rows.into_iter().unzip();
     Ok((texts, any.then_some(labels)))
 }
 
-/// Each row's text and label (`None` where the table has no label column, or
-/// the row none, and `need_label` is false).
-fn read_columns(path: &Path, need_label: bool) -> Result<Vec<(String, Option<String>)>> {
+/// The columns of a row's text: one, or a pair.
+type TextColumns = (usize, Option<usize>);
+
+/// Each row's text (or pair) and label (`None` where the table has no label
+/// column, or the row none, and `need_label` is false).
+fn read_columns(path: &Path, need_label: bool) -> Result<Vec<(TableText, Option<String>)>> {
     let is_csv = path
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let columns = |names: &[String]| -> Result<(usize, Option<usize>)> {
+    let columns = |names: &[String]| -> Result<(TextColumns, Option<usize>)> {
+        let column = |c: &str| names.iter().position(|n| n.trim().eq_ignore_ascii_case(c));
         let find = |choices: &[&str], what: &str| {
-            choices
-                .iter()
-                .find_map(|c| names.iter().position(|n| n.trim().eq_ignore_ascii_case(c)))
-                .ok_or_else(|| {
-                    err(
-                        path,
-                        format!(
-                            "has no {what} column: its columns are {names:?}; name the {what} column one \
-                             of {choices:?}"
-                        ),
-                    )
-                })
+            choices.iter().find_map(|c| column(c)).ok_or_else(|| {
+                err(
+                    path,
+                    format!(
+                        "has no {what} column: its columns are {names:?}; name the {what} column one \
+                         of {choices:?}{}",
+                        if what == "text" {
+                            format!(", or a pair of texts' columns one of {PAIR_COLUMNS:?}")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                )
+            })
+        };
+        let pair = PAIR_COLUMNS
+            .iter()
+            .find_map(|(a, b)| Some((column(a)?, Some(column(b)?))));
+        let text = match pair {
+            Some(pair) => pair,
+            None => (find(&TEXT_COLUMNS, "text")?, None),
         };
         let label = find(&LABEL_COLUMNS, "label");
-        Ok((
-            find(&TEXT_COLUMNS, "text")?,
-            if need_label { Some(label?) } else { label.ok() },
-        ))
+        Ok((text, if need_label { Some(label?) } else { label.ok() }))
     };
     let io = |source| Error::Io {
         path: path.display().to_string(),
@@ -179,7 +219,11 @@ fn read_columns(path: &Path, need_label: bool) -> Result<Vec<(String, Option<Str
                 Some(c) => labelled(normal_label(&field(c)?), i + 1)?,
                 None => None,
             };
-            rows.push((field(text)?, label));
+            let texts = TableText {
+                text: field(text.0)?,
+                second: text.1.map(field).transpose()?,
+            };
+            rows.push((texts, label));
         }
     } else {
         let content = std::fs::read_to_string(path).map_err(io)?;
@@ -203,7 +247,11 @@ fn read_columns(path: &Path, need_label: bool) -> Result<Vec<(String, Option<Str
                 Some(c) => labelled(normal_label(&value(c)?), i + 1)?,
                 None => None,
             };
-            rows.push((value(text)?, label));
+            let texts = TableText {
+                text: value(text.0)?,
+                second: text.1.map(value).transpose()?,
+            };
+            rows.push((texts, label));
         }
     }
     if rows.is_empty() {
@@ -237,11 +285,19 @@ fn split_by_label(rows: Vec<Row>) -> (Vec<Row>, Vec<Row>) {
 pub fn training_texts(path: &Path) -> Result<Vec<String>> {
     if is_table(path) {
         let (train, _) = split_by_label(read_rows(path)?);
-        return Ok(train.into_iter().map(|(text, _)| text).collect());
+        return Ok(train.into_iter().flat_map(|(t, _)| texts_of(t)).collect());
     }
     let train =
         split_table(path, "train").ok_or_else(|| err(path, "has no train.csv or train.jsonl".into()))?;
-    Ok(read_rows(&train)?.into_iter().map(|(text, _)| text).collect())
+    Ok(read_rows(&train)?
+        .into_iter()
+        .flat_map(|(t, _)| texts_of(t))
+        .collect())
+}
+
+/// A row's text, or both texts of a pair.
+fn texts_of(t: TableText) -> impl Iterator<Item = String> {
+    std::iter::once(t.text).chain(t.second)
 }
 
 /// The class names of `labels` in order: numerically when every one is a whole
@@ -320,7 +376,8 @@ pub fn read_text_table(
     let mut split = |rows: &[Row]| -> Result<Split> {
         let (mut x, mut labels) = (Vec::new(), Vec::with_capacity(rows.len()));
         for (i, (text, label)) in rows.iter().enumerate() {
-            let sample = reader.sample(text.as_bytes());
+            let second = text.second.as_ref().map(String::as_bytes);
+            let sample = reader.sample_text(text.text.as_bytes(), second);
             x.extend(sample.map_err(|e| err(path, format!("row {}: {e}", i + 1)))?);
             labels.push(classes.iter().position(|c| c == label).unwrap_or(0) as u32);
         }
@@ -411,6 +468,47 @@ mod tests {
         };
         assert_eq!(labels, &[1, 0, 1]);
         assert_eq!(d.validation.map(|v| v.len()), Some(1));
+    }
+
+    /// GLUE's sentence-pair tables: the pair's columns are found before a single
+    /// text column (QNLI's question and sentence), and a vocabulary that joins
+    /// no pairs (bytes) refuses them naming the row.
+    #[test]
+    fn pair_columns_are_read_as_pairs() {
+        let dir = scratch("pairs");
+        let file = dir.join("qnli.csv");
+        let mut csv = String::from("idx,question,sentence,label\n");
+        for i in 0..20 {
+            let label = ["entailment", "not_entailment"][i % 2];
+            csv.push_str(&format!("{i},who {i}?,it was {i}.,{label}\n"));
+        }
+        std::fs::write(&file, &csv).unwrap();
+        let (texts, labels) = read_texts(&file).unwrap();
+        assert_eq!(
+            texts[3],
+            TableText {
+                text: "who 3?".into(),
+                second: Some("it was 3.".into())
+            }
+        );
+        assert_eq!(labels.unwrap()[3].as_deref(), Some("not_entailment"));
+        assert_eq!(training_texts(&file).unwrap()[..2], ["who 0?", "it was 0."]);
+        let e = read_text_table(&file, &[8], &Vocabulary::Bytes, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("row 1") && e.contains("puts nothing between two texts"),
+            "{e}"
+        );
+        let lines = dir.join("mnli.jsonl");
+        std::fs::write(
+            &lines,
+            "{\"premise\": \"a\", \"hypothesis\": \"b\", \"label\": 1}\n{\"text\": \"c\", \"label\": 0}\n",
+        )
+        .unwrap();
+        let (texts, _) = read_texts(&lines).unwrap();
+        assert_eq!(texts[0].second.as_deref(), Some("b"));
+        assert_eq!((texts[1].text.as_str(), texts[1].second.as_deref()), ("c", None));
     }
 
     #[test]

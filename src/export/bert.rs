@@ -7,15 +7,15 @@
 //! `AutoModelForSequenceClassification.from_pretrained(FOLDER)` gives wgml's
 //! logits.
 //!
-//! The import folded token type 0 into the position table, and wgml keeps only
-//! the sum: the folder's `position_embeddings` is that sum, of the model's
-//! window (`max_position_embeddings` is the window; RoBERTa's padding rows
-//! before it are zeros, as nothing reads them), and its `token_type_embeddings`
-//! are rows of zeros (2 for BERT, RoBERTa's 1; DistilBERT has none). XLM-R and
-//! CamemBERT keep their `model_type` and class (`XLMRobertaForSequenceClassification`).
-//! Single texts (every
-//! `token_type_ids` 0, the tokenizer's default) read exactly as in wgml; a pair
-//! of texts reads its second text as type 0 too.
+//! The folder's `position_embeddings` are the model's window
+//! (`max_position_embeddings` is the window; RoBERTa's padding rows before it
+//! are zeros, as nothing reads them). BERT's `token_type_embeddings` are the
+//! model's own table, so single texts and pairs of texts read as in wgml.
+//! Where the import folded the only token type into the position table
+//! (RoBERTa's, and BERTs imported before wgml computed token types), the
+//! positions are that sum and the token-type rows zeros: single texts read
+//! exactly as in wgml. DistilBERT has no token types. XLM-R and CamemBERT keep
+//! their `model_type` and class (`XLMRobertaForSequenceClassification`).
 
 use std::path::Path;
 
@@ -28,11 +28,11 @@ use crate::graph::params::NamedValues;
 use crate::import::ACTIVATIONS;
 use crate::import::bert::{BertConfig, Family, encoder_classifier_of};
 use crate::nn::functional::LayerOrOp;
-use crate::nn::{Functional, Layer};
+use crate::nn::{Functional, GraphOp, Layer};
 
-/// Token types of the exported folder (BERT's usual 2, RoBERTa's 1), all rows
-/// zero.
-fn types(family: Family) -> usize {
+/// Token types of the exported folder where the model folded them into the
+/// positions (BERT's usual 2, RoBERTa's 1), all rows zero.
+fn folded_types(family: Family) -> usize {
     match family {
         Family::Bert => 2,
         Family::Roberta => 1,
@@ -106,11 +106,23 @@ pub fn bert_config_of(f: &Functional) -> std::result::Result<(BertConfig, usize)
         Some(&Layer::Dropout { rate }) => super::decimal(rate),
         _ => 0.0,
     };
+    let token_types = format!("{prefix}embeddings.token_types");
+    let (types, separator) = f
+        .layers
+        .iter()
+        .find_map(|l| match &l.what {
+            LayerOrOp::Op(GraphOp::TokenTypes { separator, types, .. }) if l.name == token_types => {
+                Some((*types, Some(*separator)))
+            }
+            _ => None,
+        })
+        .unwrap_or((folded_types(family), None));
     let config = BertConfig {
         family,
         vocab,
         positions: context + family.first_position(pad),
-        types: types(family),
+        types,
+        separator,
         width,
         layers,
         heads,
@@ -225,7 +237,7 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
         config.heads,
         config.vocab,
         config.pad,
-        if config.types > 0 {
+        if config.types > 0 && config.separator.is_none() {
             "; token type 0 folded into the positions, token_type_embeddings written as zeros"
         } else {
             ""
@@ -240,7 +252,8 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
 
 /// The checkpoint's tensors in the `*ForSequenceClassification` names: the
 /// inverse of the importer's renaming, the position table with RoBERTa's
-/// padding rows (zeros) before the window's, and the zero token-type table.
+/// padding rows (zeros) before the window's, and a zero token-type table where
+/// the model has none of its own (it folded the types into the positions).
 fn hf_tensors(
     tensors: &[NamedValues],
     config: &BertConfig,
@@ -285,12 +298,9 @@ fn hf_tensors(
     if !out.iter().any(|(n, _, _)| *n == positions) {
         return Err(format!("has no tensor '{positions}'"));
     }
-    if config.types > 0 {
-        out.push((
-            format!("{prefix}embeddings.token_type_embeddings.weight"),
-            vec![config.types, d],
-            vec![0.0; config.types * d],
-        ));
+    let types = format!("{prefix}embeddings.token_type_embeddings.weight");
+    if config.types > 0 && !out.iter().any(|(n, _, _)| *n == types) {
+        out.push((types, vec![config.types, d], vec![0.0; config.types * d]));
     }
     Ok(out)
 }

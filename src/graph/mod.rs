@@ -319,6 +319,20 @@ pub enum Op {
         /// The padding id.
         pad: u32,
     },
+    /// Each token's type (BERT's segment, `[T]` per sample, f32) from the token ids
+    /// `ids` (`[T]`): the number of `separator` ids before it, at most `types − 1`
+    /// (see `kernels::sequence`). No gradient. With `lengths`, the types are a
+    /// padded sequence of the ids' padding.
+    TokenTypes {
+        /// Token ids, `[T]` per sample.
+        ids: NodeId,
+        /// The id that ends a segment (BERT's `[SEP]`).
+        separator: u32,
+        /// The number of token types (at least 1).
+        types: u32,
+        /// The ids' lengths (an [`Op::SequenceLengths`]) when they are padded.
+        lengths: Option<NodeId>,
+    },
     /// Rows of the `[vocab, dim]` parameter `table` picked by the token ids in `ids`
     /// (f32 values; ids carry no gradient).
     Embedding {
@@ -559,6 +573,7 @@ impl Graph {
             | Op::Sum { x, .. }
             | Op::Slice { x, .. }
             | Op::SequenceLengths { ids: x, .. }
+            | Op::TokenTypes { ids: x, .. }
             | Op::Permute { x, .. } => vec![*x],
             Op::SequencePool { x, lengths, .. } => std::iter::once(*x).chain(*lengths).collect(),
             Op::LayerNorm { x, gamma, beta, .. } => vec![*x, *gamma, *beta],

@@ -238,9 +238,18 @@ pub struct BertConfig {
     pub vocab: usize,
     /// Positions of the position embedding (`max_position_embeddings`).
     pub positions: usize,
-    /// Token types (`type_vocab_size`; 0 for DistilBERT, which has none); wgml
-    /// reads every text as type 0.
+    /// Token types (`type_vocab_size`; 0 for DistilBERT, which has none). With
+    /// two or more (BERT's), each token's type is computed from the
+    /// [`BertConfig::separator`]s before it (an op `TokenTypes`) and looks up
+    /// `token_type_embeddings`; a single type (RoBERTa's) is folded into the
+    /// position table.
     pub types: usize,
+    /// The id ending the first text of a pair (BERT's `[SEP]`), from which the
+    /// token types are computed: the tokenizer's (see [`import_bert`]). `None`:
+    /// every text is of type 0, and that type's row is folded into the position
+    /// table (as for a single type; BERTs imported before wgml computed token
+    /// types).
+    pub separator: Option<u32>,
     /// Width (`hidden_size`).
     pub width: usize,
     /// Blocks (`num_hidden_layers`).
@@ -388,6 +397,7 @@ impl BertConfig {
                 None | Some(Value::Null) => 2,
                 Some(_) => size("type_vocab_size")?,
             },
+            separator: None,
             width,
             layers: size(key("num_hidden_layers", "n_layers"))?,
             heads,
@@ -419,18 +429,38 @@ impl BertConfig {
         let (d, heads) = (self.width, self.heads);
         let prefix = self.family.prefix();
         let e = format!("{prefix}embeddings");
-        let mut layers = vec![
-            layer(
-                &format!("{e}.word_embeddings"),
-                &["tokens"],
-                json!({ "Embedding": { "input_dim": self.vocab, "output_dim": d, "mask_id": self.pad } }),
-            ),
-            layer(
-                &format!("{e}.position_embeddings"),
-                &[&format!("{e}.word_embeddings")],
-                json!({ "AddPositionEmbedding": {} }),
-            ),
-        ];
+        let words = format!("{e}.word_embeddings");
+        let mut layers = vec![layer(
+            &words,
+            &["tokens"],
+            json!({ "Embedding": { "input_dim": self.vocab, "output_dim": d, "mask_id": self.pad } }),
+        )];
+        let embedded = if let (2.., Some(separator)) = (self.types, self.separator) {
+            let (types, table, sum) = (
+                format!("{e}.token_types"),
+                format!("{e}.token_type_embeddings"),
+                format!("{e}.token_type_sum"),
+            );
+            layers.push(json!({
+                "name": types,
+                "inputs": ["tokens"],
+                "op": { "TokenTypes": { "separator": separator, "types": self.types, "pad": self.pad } },
+            }));
+            layers.push(layer(
+                &table,
+                &[&types],
+                json!({ "Embedding": { "input_dim": self.types, "output_dim": d } }),
+            ));
+            layers.push(op(&sum, &[&words, &table], "Add"));
+            sum
+        } else {
+            words
+        };
+        layers.push(layer(
+            &format!("{e}.position_embeddings"),
+            &[&embedded],
+            json!({ "AddPositionEmbedding": {} }),
+        ));
         let norm = json!({ "LayerNormalization": { "epsilon": self.epsilon } });
         let dropout = |layers: &mut Vec<Value>, name: String, x: String, rate: f64| -> String {
             if rate > 0.0 {
@@ -654,6 +684,11 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
             ),
         ));
     }
+    let mut config = config;
+    if config.types >= 2 {
+        let separator = token_type_separator(&vocabulary, config.types)?;
+        config.separator = Some(separator.map_err(|m| files.bad("tokenizer.json", m))?);
+    }
     let bytes = files.bytes("model.safetensors")?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| files.bad("model.safetensors", format!("is not a safetensors file: {e}")))?;
@@ -728,6 +763,41 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
     })
 }
 
+/// The id from which BERT's token types are computed (the types count it
+/// before each token): the token between the two texts of the tokenizer's pair
+/// template (`[CLS] A [SEP] B [SEP]`), checked to type the template's tokens as
+/// the tokenizer does; a tokenizer without a pair template gives the token
+/// ending a single text (every text is then of type 0). The inner error says
+/// what in the tokenizer does not fit.
+fn token_type_separator(
+    vocabulary: &crate::data::text::Vocabulary,
+    types: usize,
+) -> Result<std::result::Result<u32, String>> {
+    let Some(frame) = vocabulary.pair_frame()? else {
+        let (_, after) = vocabulary.document_frame()?;
+        return Ok(after.first().copied().ok_or_else(|| {
+            "puts no token after a text ([SEP]), from which wgml computes BERT's token types: use \
+             the tokenizer saved with the model"
+                .to_string()
+        }));
+    };
+    let separator = frame.between[0];
+    let (ids, want) = &frame.probe;
+    let ids: Vec<f32> = ids.iter().map(|&i| i as f32).collect();
+    let got = crate::reference::sequence::token_types(&ids, ids.len(), separator, types);
+    let want: Vec<f32> = want.iter().map(|&t| t as f32).collect();
+    Ok(if got == want {
+        Ok(separator)
+    } else {
+        Err(format!(
+            "types a pair of texts (ids {:?}) as {want:?}, but wgml computes token types from the \
+             separators before each token ({got:?}); use a tokenizer whose pair template is \
+             [CLS] $A [SEP] $B [SEP] with types 0 through the first [SEP]",
+            frame.probe.0
+        ))
+    })
+}
+
 /// BERT's tensors as [`BertConfig::architecture`] names and lays them out.
 struct BertTensors {
     tensors: Vec<NamedValues>,
@@ -782,12 +852,23 @@ fn bert_tensors(
     };
     let words = file.take("embeddings.word_embeddings.weight", &[v, d])?;
     keep(&mut out, "embeddings.word_embeddings.weight", vec![v, d], words);
-    // Every token is of type 0: its row joins each position's. The first token
+    // A single token type's row joins each position's (RoBERTa's); two or more
+    // keep their table (BERT's, read through the token types). The first token
     // reads row `first` (RoBERTa's rows before it serve padding).
     let positions = file.take("embeddings.position_embeddings.weight", &[c.positions, d])?;
-    let types = match c.types {
-        0 => vec![0.0; d],
-        n => file.take("embeddings.token_type_embeddings.weight", &[n, d])?,
+    let types = match (c.types, c.separator) {
+        (0, _) => vec![0.0; d],
+        (n @ 2.., Some(_)) => {
+            let table = file.take("embeddings.token_type_embeddings.weight", &[n, d])?;
+            keep(
+                &mut out,
+                "embeddings.token_type_embeddings.weight",
+                vec![n, d],
+                table,
+            );
+            vec![0.0; d]
+        }
+        (n, _) => file.take("embeddings.token_type_embeddings.weight", &[n, d])?,
     };
     let first = c.family.first_position(c.pad);
     let folded: Vec<f32> = positions[first * d..(first + context) * d]
@@ -992,10 +1073,12 @@ mod tests {
     /// (`benches/gpu_session.sh` times it).
     #[test]
     fn the_bert_base_example_is_the_imported_architecture() {
-        let want = BertConfig::parse(&format!("{BASE}}}"))
-            .unwrap()
-            .architecture(128, 2, 2e-5)
-            .unwrap();
+        // bert-base-uncased's tokenizer puts [SEP] (102) between two texts.
+        let config = BertConfig {
+            separator: Some(102),
+            ..BertConfig::parse(&format!("{BASE}}}")).unwrap()
+        };
+        let want = config.architecture(128, 2, 2e-5).unwrap();
         let example: FunctionalArchitecture =
             serde_json::from_str(include_str!("../../examples/models/bert_base.json")).unwrap();
         assert_eq!(example, want);

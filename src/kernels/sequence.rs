@@ -1,5 +1,6 @@
 //! Padded-sequence launchers (`shaders/sequence.wgsl`): each sample's unpadded
-//! length from its token ids, and the pools that read a sequence `[B, T, F]` down
+//! length from its token ids, each token's type (BERT's segment) from the
+//! separators before it, and the pools that read a sequence `[B, T, F]` down
 //! to `[B, F]` (the mean of its tokens, its last one or its first) over the real
 //! tokens only.
 //! CPU twins: [`crate::reference::sequence`].
@@ -13,6 +14,7 @@ use crate::kernels::{Kernel, Shader, groups_for};
 const WG: u32 = 256;
 
 const LENGTHS: Kernel = Shader::Sequence.kernel("sequence_lengths");
+const TOKEN_TYPES: Kernel = Shader::Sequence.kernel("token_types");
 const POOL: Kernel = Shader::Sequence.kernel("sequence_pool");
 const POOL_MASKED: Kernel = Shader::Sequence.kernel("sequence_pool_masked");
 const POOL_BACKWARD: Kernel = Shader::Sequence.kernel("sequence_pool_backward");
@@ -27,7 +29,7 @@ struct Params {
     features: u32,
     mode: u32,
     pad: f32,
-    _pad0: u32,
+    types: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -116,6 +118,56 @@ pub fn sequence_lengths(
         &params,
         &[(1, &ids.buffer), (3, &lengths.buffer)],
         groups_for(ctx, batch, WG)?,
+    )
+}
+
+/// `types[b, t]` = the number of `separator` ids among `ids[b, 0..t]`, at most
+/// `types − 1`: the segment of each token of samples framed as BERT frames a pair
+/// of texts (`[CLS] A [SEP] B [SEP]`: 0 through the first `[SEP]`, 1 after it;
+/// a single text is all 0). `ids` and `types` are `[batch, tokens]` (f32 ids);
+/// `count` (the number of types) is at least 1.
+pub fn token_types(
+    ctx: &Context,
+    ids: &Tensor,
+    tokens: usize,
+    separator: u32,
+    count: usize,
+    types: &Tensor,
+) -> Result<Dispatch> {
+    const OP: &str = "token_types";
+    let batch = ids.numel() / tokens.max(1);
+    let dims = SequenceDims {
+        batch,
+        tokens,
+        features: 1,
+    };
+    if count == 0 || u32::try_from(count).is_err() {
+        return Err(Error::invalid(format!(
+            "{OP}: {count} token types; give at least 1"
+        )));
+    }
+    if separator as f32 as u32 != separator {
+        return Err(Error::invalid(format!(
+            "{OP}: separator id {separator} is not exact as f32 (ids above 2^24 are not)"
+        )));
+    }
+    let params = Params {
+        pad: separator as f32,
+        types: count as u32,
+        ..dims.params(OP, SequencePool::Mean)?
+    };
+    expect_f32_sizes(
+        OP,
+        &dims,
+        &[("ids", ids, batch * tokens), ("types", types, batch * tokens)],
+    )?;
+    expect_separate(OP, &[("types", types)], &[ids])?;
+    ctx.dispatch(
+        TOKEN_TYPES,
+        &[("WG", WG as f64)],
+        &params,
+        &[(1, &ids.buffer), (3, &types.buffer)],
+        groups_for(ctx, batch * tokens, WG)?,
     )
 }
 

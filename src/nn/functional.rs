@@ -117,6 +117,21 @@ pub enum GraphOp {
     Sum,
     /// The mean of each sample's values: `[1]` per sample.
     Mean,
+    /// Each token's type (BERT's `token_type_ids`, `[T]` per sample) from token
+    /// ids `[T]`: the number of `separator` ids before it, at most `types − 1`,
+    /// as BERT's tokenizer types `[CLS] A [SEP] B [SEP]` (0 through the first
+    /// `[SEP]`, 1 after it; a single text is all 0). Read by an Embedding of
+    /// `types` rows (BERT's `token_type_embeddings`). With `pad` (the word
+    /// Embedding's `mask_id`), the types share the ids' padding.
+    TokenTypes {
+        /// The id ending a segment (BERT's `[SEP]`).
+        separator: u32,
+        /// The number of token types (BERT's `type_vocab_size`).
+        types: usize,
+        /// The padding id of the ids, if they are padded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pad: Option<u32>,
+    },
     /// The reparameterised sample of a variational autoencoder from its inputs
     /// `[mean, log_var]`: `mean + exp(log_var / 2) · ε`, ε ~ N(0, I) drawn anew
     /// every step (Keras' example `Sampling` layer).
@@ -729,6 +744,14 @@ fn add_layer(
             GraphOp::Sum | GraphOp::Mean => {
                 arity("one input", inputs.len() == 1)?;
                 Ok(g.sum(inputs[0], *op == GraphOp::Mean, name))
+            }
+            GraphOp::TokenTypes {
+                separator,
+                types,
+                pad,
+            } => {
+                arity("one input (token ids)", inputs.len() == 1)?;
+                g.token_types(inputs[0], *separator, *types, *pad, name)
             }
             GraphOp::Sampling => {
                 arity("two inputs (mean, log_var)", inputs.len() == 2)?;

@@ -14,6 +14,20 @@ pub fn sequence_lengths(ids: &[f32], tokens: usize, pad: u32) -> Vec<f32> {
         .collect()
 }
 
+/// Twin of `token_types`: per sample of `tokens` ids, each token's count of
+/// `separator` ids before it, at most `types − 1`.
+pub fn token_types(ids: &[f32], tokens: usize, separator: u32, types: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(ids.len());
+    for sample in ids.chunks(tokens) {
+        let mut seen = 0usize;
+        for &id in sample {
+            out.push(seen.min(types.saturating_sub(1)) as f32);
+            seen += usize::from(id == separator as f32);
+        }
+    }
+    out
+}
+
 /// Tokens pooled of sample `b`: all, or its length clamped to `[0, tokens]`.
 fn count(dims: &SequenceDims, lengths: Option<&[f32]>, b: usize) -> usize {
     lengths.map_or(dims.tokens, |l| (l[b].max(0.0) as usize).min(dims.tokens))

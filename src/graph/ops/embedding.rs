@@ -15,7 +15,8 @@ impl Graph {
     /// `ids`' shape plus `[dim]` per sample. With `mask = Some(pad)` (ids `[T]`),
     /// the sequence is padded past each sample's last id that is not `pad`
     /// ([`Graph::sequence_lengths`]): pools and attention downstream skip the
-    /// padding.
+    /// padding. Without a mask, ids that are a padded sequence (an
+    /// [`Op::TokenTypes`] of padded ids) make a sequence of their padding.
     pub fn embedding(
         &mut self,
         ids: NodeId,
@@ -39,18 +40,9 @@ impl Graph {
             ));
         }
         let lengths = match mask {
-            // One lengths node per ids and padding id, shared by the Embeddings of both.
-            Some(pad) => Some(
-                match self
-                    .nodes
-                    .iter()
-                    .position(|n| n.op == Op::SequenceLengths { ids, pad })
-                {
-                    Some(existing) => existing,
-                    None => self.sequence_lengths(ids, pad, layer)?,
-                },
-            ),
-            None => None,
+            Some(pad) => Some(self.lengths_node(ids, pad, layer)?),
+            // Ids that are a padded sequence (token types) make one of the same padding.
+            None => self.lengths_of(ids),
         };
         let mut shape = self.shape(ids).to_vec();
         shape.push(ts[1]);

@@ -127,6 +127,12 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         op @ Op::Attention { .. } => attention::forward(lw, id, op),
         Op::SequencePool { x, pool, lengths } => sequence::pool_forward(lw, id, *x, *pool, *lengths),
         Op::SequenceLengths { ids, pad } => sequence::lengths_forward(lw, id, *ids, *pad),
+        Op::TokenTypes {
+            ids,
+            separator,
+            types,
+            ..
+        } => sequence::token_types_forward(lw, id, *ids, *separator, *types),
         Op::AddBroadcast { x, p } => sequence::add_broadcast_forward(lw, id, *x, *p),
         Op::Permute { x, perm } => permute::forward(lw, id, *x, perm),
         Op::Embedding { ids, table, .. } => embedding::forward(lw, id, *ids, *table),
@@ -392,7 +398,7 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         op @ Op::LayerNorm { .. } => layer_norm::backward(bw, id, dy, op),
         op @ Op::Attention { .. } => attention::backward(bw, id, dy, op),
         Op::SequencePool { x, pool, lengths } => sequence::pool_backward(bw, dy, *x, *pool, *lengths),
-        Op::SequenceLengths { .. } => Ok(()),
+        Op::SequenceLengths { .. } | Op::TokenTypes { .. } => Ok(()),
         Op::AddBroadcast { x, p } => sequence::add_broadcast_backward(bw, dy, *x, *p),
         Op::Permute { x, perm } => permute::backward(bw, dy, *x, perm),
         Op::Embedding { ids, table, .. } => embedding::backward(bw, id, dy, *ids, *table),
@@ -469,6 +475,14 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
             Ok(sequence::reference_pool_forward(rf, *x, *pool, *lengths))
         }
         Op::SequenceLengths { ids, pad } => Ok(sequence::reference_lengths_forward(rf, *ids, *pad)),
+        Op::TokenTypes {
+            ids,
+            separator,
+            types,
+            ..
+        } => Ok(sequence::reference_token_types_forward(
+            rf, *ids, *separator, *types,
+        )),
         Op::AddBroadcast { x, p } => Ok(sequence::reference_add_broadcast_forward(rf, *x, *p)),
         Op::Permute { x, perm } => Ok(permute::reference_forward(rf, *x, perm)),
         Op::Embedding { ids, table, .. } => Ok(embedding::reference_forward(rf, id, *ids, *table)),
@@ -582,7 +596,7 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
             sequence::reference_pool_backward(rb, &dy, *x, *pool, *lengths);
             Ok(())
         }
-        Op::SequenceLengths { .. } => Ok(()),
+        Op::SequenceLengths { .. } | Op::TokenTypes { .. } => Ok(()),
         Op::Permute { x, perm } => {
             permute::reference_backward(rb, &dy, *x, perm);
             Ok(())

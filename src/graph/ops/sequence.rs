@@ -56,6 +56,62 @@ impl Graph {
         Ok(self.push(Op::SequenceLengths { ids, pad }, vec![1], layer))
     }
 
+    /// Each token's type from the token ids `ids` (`[T]` per sample): the number
+    /// of `separator` ids before it, at most `types − 1`, as BERT's tokenizer
+    /// types the tokens of `[CLS] A [SEP] B [SEP]`. With `pad`, the ids' padding
+    /// (as an Embedding masking `pad` finds it) is the types' too, so they
+    /// combine with that Embedding's sequence and shorten with it.
+    pub fn token_types(
+        &mut self,
+        ids: NodeId,
+        separator: u32,
+        types: usize,
+        pad: Option<u32>,
+        layer: &str,
+    ) -> Result<NodeId> {
+        let shape = self.shape(ids).to_vec();
+        if shape.len() != 1 {
+            return Err(shape_err(
+                layer,
+                format!("token types need token ids [tokens] per sample, got {shape:?}"),
+            ));
+        }
+        let types = match u32::try_from(types) {
+            Ok(t) if t >= 1 => t,
+            _ => return Err(shape_err(layer, format!("{types} token types; give at least 1"))),
+        };
+        if separator as f32 as u32 != separator {
+            return Err(shape_err(
+                layer,
+                format!("separator {separator} is not exact as an f32 id (ids above 2^24 are not)"),
+            ));
+        }
+        let lengths = pad.map(|pad| self.lengths_node(ids, pad, layer)).transpose()?;
+        Ok(self.push(
+            Op::TokenTypes {
+                ids,
+                separator,
+                types,
+                lengths,
+            },
+            shape,
+            layer,
+        ))
+    }
+
+    /// The [`Op::SequenceLengths`] of `ids` padded with `pad`: one node per ids
+    /// and padding id, shared by every reader.
+    pub(crate) fn lengths_node(&mut self, ids: NodeId, pad: u32, layer: &str) -> Result<NodeId> {
+        match self
+            .nodes
+            .iter()
+            .position(|n| n.op == Op::SequenceLengths { ids, pad })
+        {
+            Some(existing) => Ok(existing),
+            None => self.sequence_lengths(ids, pad, layer),
+        }
+    }
+
     /// The lengths of the padded sequence `x` is, if it is one: `x` is an
     /// Embedding that masks padding, or computed from one token by token (Dense
     /// and layer normalization over the features, elementwise ops, dropout, a
@@ -69,7 +125,7 @@ impl Graph {
         let mut out: Vec<Option<NodeId>> = Vec::with_capacity(last + 1);
         for node in &self.nodes[..=last] {
             let lengths = match &node.op {
-                Op::Embedding { lengths, .. } => *lengths,
+                Op::Embedding { lengths, .. } | Op::TokenTypes { lengths, .. } => *lengths,
                 op => match token_wise(op) {
                     TokenWise::One(x) => out[x],
                     TokenWise::Two(a, b) => out[a].or(out[b]),
@@ -94,7 +150,9 @@ impl Graph {
             let padded = |x: NodeId| padding[x].is_some();
             let differ = |a: NodeId, b: NodeId| padded(a) && padded(b) && padding[a] != padding[b];
             match &node.op {
-                Op::SequencePool { .. } => {}
+                // Token by token: an Embedding of padded ids (token types) is
+                // padded as they are.
+                Op::SequencePool { .. } | Op::Embedding { .. } => {}
                 Op::Attention { k, v, .. } if differ(*k, *v) => {
                     return Err(shape_err(
                         &node.layer,
@@ -268,6 +326,26 @@ pub(crate) fn lengths_forward(lw: &mut Lowering<'_>, id: NodeId, ids: NodeId, pa
     Ok(y)
 }
 
+pub(crate) fn token_types_forward(
+    lw: &mut Lowering<'_>,
+    id: NodeId,
+    ids: NodeId,
+    separator: u32,
+    types: u32,
+) -> Result<Tensor> {
+    let y = lw.output(id)?;
+    let tokens = lw.graph.shape(ids)[0];
+    lw.dispatches.push(kernel::token_types(
+        lw.ctx,
+        &lw.value(ids),
+        tokens,
+        separator,
+        types as usize,
+        &y,
+    )?);
+    Ok(y)
+}
+
 pub(crate) fn add_broadcast_forward(
     lw: &mut Lowering<'_>,
     id: NodeId,
@@ -338,6 +416,15 @@ pub(crate) fn reference_pool_backward(
 
 pub(crate) fn reference_lengths_forward(rf: &RefForward<'_>, ids: NodeId, pad: u32) -> Vec<f32> {
     r::sequence::sequence_lengths(rf.value(ids), rf.graph.shape(ids)[0], pad)
+}
+
+pub(crate) fn reference_token_types_forward(
+    rf: &RefForward<'_>,
+    ids: NodeId,
+    separator: u32,
+    types: u32,
+) -> Vec<f32> {
+    r::sequence::token_types(rf.value(ids), rf.graph.shape(ids)[0], separator, types as usize)
 }
 
 pub(crate) fn reference_add_broadcast_forward(rf: &RefForward<'_>, x: NodeId, p: NodeId) -> Vec<f32> {
