@@ -2109,6 +2109,34 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
         written.starts_with("row,prediction,probability,rust,wgsl\n1,"),
         "{written}"
     );
+    // Sentence pairs (GLUE's columns) train and predict as pairs.
+    let pairs = dir.join("pairs.csv");
+    let mut rows = String::from("sentence1,sentence2,label\n");
+    for i in 0..20 {
+        let class = ["rust", "wgsl"][i % 2];
+        rows.push_str(&format!("fn f{i}() {{}},\"let x{i} = {i};\",{class}\n"));
+    }
+    std::fs::write(&pairs, rows).unwrap();
+    let pairs = pairs.to_str().unwrap();
+    let out = wgml(&[
+        "train",
+        "--model",
+        &tuned,
+        "--data",
+        pairs,
+        "--steps",
+        "1",
+        "--batch-size",
+        "4",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("20 documents (pairs of texts)"), "{stdout}");
+    let out = wgml(&["predict", "--weights", &tuned, pairs]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().count(), 21, "{stdout}");
+    assert!(stdout.lines().nth(2).unwrap().starts_with("2,wgsl,"), "{stdout}");
     // A RoBERTa folder is read as the same family's classifier.
     let roberta = crate::common::repo_file("kernels-tests/golden/roberta-tiny-cls");
     let out = wgml(&[

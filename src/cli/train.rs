@@ -349,8 +349,13 @@ pub fn load_data_with(
                 let names: Vec<String> = report.ignored.iter().map(|f| f.display().to_string()).collect();
                 println!("left out, a class the test split lacks: {}", names.join(", "));
             }
+            let pairs = match report.pairs {
+                0 => String::new(),
+                n if n == report.documents => " (pairs of texts)".to_string(),
+                n => format!(" ({n} of them pairs of texts)"),
+            };
             println!(
-                "texts read as {}: {} documents, {:.0} tokens each on average, {} cut to {} tokens, padded with id {pad}",
+                "texts read as {}: {} documents{pairs}, {:.0} tokens each on average, {} cut to {} tokens, padded with id {pad}",
                 vocabulary.describe(),
                 report.documents,
                 report.mean_tokens,

@@ -53,6 +53,8 @@ pub struct TextClassesReport {
     pub truncated: usize,
     /// Documents in all splits.
     pub documents: usize,
+    /// Of the documents, the pairs of texts read as one (sentence-pair tables).
+    pub pairs: usize,
     /// Mean tokens per document before cutting (over all splits).
     pub mean_tokens: f64,
 }
@@ -212,6 +214,7 @@ pub(crate) struct Reader<'a> {
     tokens: usize,
     pad: u32,
     documents: usize,
+    pairs: usize,
     truncated: usize,
     total_tokens: u64,
 }
@@ -261,6 +264,7 @@ impl<'a> Reader<'a> {
             tokens,
             pad,
             documents: 0,
+            pairs: 0,
             truncated: 0,
             total_tokens: 0,
         })
@@ -284,6 +288,7 @@ impl<'a> Reader<'a> {
             .vocabulary
             .encode_text(text, second, self.tokens, &self.frames)?;
         self.documents += 1;
+        self.pairs += usize::from(second.is_some());
         self.total_tokens += whole as u64;
         self.truncated += usize::from(whole > self.tokens);
         Ok(cut_and_pad(&ids, self.tokens, self.pad))
@@ -295,6 +300,7 @@ impl<'a> Reader<'a> {
             ignored,
             truncated: self.truncated,
             documents: self.documents,
+            pairs: self.pairs,
             mean_tokens: self.total_tokens as f64 / self.documents.max(1) as f64,
         }
     }
@@ -478,6 +484,7 @@ mod tests {
                 ignored: vec![],
                 truncated: 1,
                 documents: 5,
+                pairs: 0,
                 // (2 + 6 + 0 + 3 + 4) / 5
                 mean_tokens: 3.0,
             }

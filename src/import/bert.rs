@@ -9,8 +9,10 @@
 //!
 //! ```text
 //! bert.embeddings.word_embeddings (Embedding, padding masked)
-//!   → bert.embeddings.position_embeddings (AddPositionEmbedding: positions and
-//!     token type 0 folded into one table) → bert.embeddings.LayerNorm → dropout
+//!   + bert.embeddings.token_type_embeddings (Embedding of the token types, op
+//!     TokenTypes: the [SEP]s before each token)
+//!   → bert.embeddings.position_embeddings (AddPositionEmbedding)
+//!   → bert.embeddings.LayerNorm → dropout
 //! num_hidden_layers × { attention (MultiHeadAttention, not causal) → dropout → +
 //!                       → attention.output.LayerNorm → intermediate.dense
 //!                       (hidden_act) → output.dense → dropout → +
@@ -20,14 +22,18 @@
 //! under sparse categorical cross-entropy
 //! ```
 //!
-//! The layer norms come after each residual sum, as BERT places them. Every text
-//! is one segment, so the token-type embedding adds its row 0 to every position:
-//! that row is folded into the position table, which then trains as their sum
-//! (the same gradient reaches both in PyTorch; wgml keeps one tensor). BERT's
+//! The layer norms come after each residual sum, as BERT places them. A token's
+//! type is its segment: BERT's tokenizer types `[CLS] A [SEP] B [SEP]` 0 through
+//! the first `[SEP]` and 1 after it, so wgml computes each token's type from the
+//! ids, as the number of `[SEP]`s before it (the separator is the tokenizer's,
+//! checked against its pair template), and a single text is all type 0.
+//! RoBERTa's one token type is folded into the position table instead, which
+//! then trains as their sum (the same gradient reaches both in PyTorch). BERT's
 //! Linear weights are `[out, in]`, as wgml's Dense weights are, so they are taken
 //! as they are. The tokenizer frames each text as BERT's does (`[CLS] … [SEP]`,
 //! cut to the window with the frame kept, padded with `[PAD]`), so training,
-//! `eval` and `predict` read texts as `BertTokenizer(text, truncation=True)`.
+//! `eval` and `predict` read texts as `BertTokenizer(text, truncation=True)`,
+//! and pairs as `BertTokenizer(a, b, truncation=True)`.
 //!
 //! RoBERTa ([`Family::Roberta`]: `roberta-base`, `xlm-roberta-base`, CamemBERT)
 //! has the same blocks under `roberta.`; its positions start at row
