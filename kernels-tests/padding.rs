@@ -177,7 +177,8 @@ fn pools_refuse_mismatched_tensors() {
     assert!(e.contains("not exact as f32"), "{e}");
 }
 
-/// ids `[tokens]` → Embedding(V, 8, `mask_id`) → learned positions → attention (2
+/// ids `[tokens]` → Embedding(V, 8, `mask_id`) + an Embedding(2, 8) of the
+/// token types (BERT's segments, split at id 3) → learned positions → attention (2
 /// heads of 4) → Add → LayerNormalization → Dense(8, relu) per token → `pool` →
 /// Dense(2, softmax).
 fn classifier(tokens: usize, mask_id: Option<u32>, causal: bool, pool: Layer) -> ModelSpec {
@@ -208,7 +209,28 @@ fn classifier(tokens: usize, mask_id: Option<u32>, causal: bool, pool: Layer) ->
                 },
                 &["ids"],
             )
-            .layer("pos", Layer::AddPositionEmbedding { trainable: true }, &["embed"])
+            // BERT's segments: id 3 separates them.
+            .op(
+                "types",
+                GraphOp::TokenTypes {
+                    separator: 3,
+                    types: 2,
+                    pad: mask_id,
+                },
+                &["ids"],
+            )
+            .layer(
+                "type_embed",
+                Layer::Embedding {
+                    input_dim: 2,
+                    output_dim: 8,
+                    mask_id: None,
+                    trainable: true,
+                },
+                &["types"],
+            )
+            .op("typed", GraphOp::Add, &["embed", "type_embed"])
+            .layer("pos", Layer::AddPositionEmbedding { trainable: true }, &["typed"])
             .layer("att", attention, &["pos"])
             .op("res", GraphOp::Add, &["pos", "att"])
             .layer("ln", Layer::layer_norm(), &["res"])
