@@ -5,6 +5,11 @@
 //!
 //! `cargo run --release --example text_classifier -- FOLDER "a text" "another"`
 //!
+//! A sentence-pair classifier (MNLI, MRPC, QQP: `roberta-large-mnli`,
+//! `textattack/bert-base-uncased-MRPC`) reads an argument with ` ||| ` in it as
+//! a pair, framed and cut as `tokenizer(first, second, truncation=True)` does:
+//! `-- FOLDER "A man is eating. ||| Someone eats."`
+//!
 //! Without arguments it runs the repository's tiny random BERT fixture
 //! (`kernels-tests/golden/bert-tiny-cls`), whose classes are noise; a real
 //! classifier such as `distilbert-base-uncased-finetuned-sst-2-english` gives real
@@ -25,7 +30,11 @@ fn main() -> wgml::Result<()> {
     );
     let texts: Vec<String> = match args.get(1..) {
         Some(t) if !t.is_empty() => t.to_vec(),
-        _ => vec!["The film was very good!".into(), "Boring plot, too long.".into()],
+        _ => vec![
+            "The film was very good!".into(),
+            "Boring plot, too long.".into(),
+            "The plot was good. ||| It is not boring.".into(),
+        ],
     };
     let ctx = Context::new(&ContextOptions::default())?;
     // At most 128 tokens a text (fewer where the model has fewer positions).
@@ -50,9 +59,16 @@ fn main() -> wgml::Result<()> {
     model.load_params(&ctx, &imported.tensors)?;
     let tokens = model.spec.input_shape()[0];
     let pad = imported.pad_token_id.unwrap_or(0);
+    let frames = imported.vocabulary.text_frames()?;
     let mut x = Vec::new();
     for text in &texts {
-        let (ids, _) = imported.vocabulary.encode_document(text.as_bytes(), tokens)?;
+        let (first, second) = match text.split_once(" ||| ") {
+            Some((a, b)) => (a, Some(b.as_bytes())),
+            None => (text.as_str(), None),
+        };
+        let (ids, _) = imported
+            .vocabulary
+            .encode_text(first.as_bytes(), second, tokens, &frames)?;
         x.extend(cut_and_pad(&ids, tokens, pad));
     }
     let probabilities = model.predict(&ctx, &x, texts.len())?;
