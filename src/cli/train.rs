@@ -9,7 +9,7 @@ use wgml::data::Dataset;
 use wgml::data::text::{self, Vocabulary};
 use wgml::data::{text_classes, text_table};
 use wgml::graph::PlanOptions;
-use wgml::import::bert::encoder_classifier_of;
+use wgml::import::bert::{Family, encoder_classifier_of};
 use wgml::kernels::optim::Optimizer;
 use wgml::nn::model::ModelSpec;
 use wgml::nn::{self, zoo};
@@ -961,6 +961,20 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         ModelSpec::Functional(f) => encoder_classifier_of(f),
         _ => None,
     };
+    // A BERT imported before wgml computed token types reads every token as
+    // type 0: pairs of texts would train as one segment.
+    if let (Some((Family::Bert, _)), ModelSpec::Functional(f)) = (encoder, &recipe.model)
+        && text_table::is_text_table(Path::new(&data_name))
+        && text_table::has_pairs(Path::new(&data_name))?
+        && !f.layers.iter().any(|l| l.name == "bert.embeddings.token_types")
+    {
+        return Err(Error::invalid(format!(
+            "{} is a BERT imported before wgml read BERT's token types: it reads every token as \
+             type 0, but {data_name} holds pairs of texts, whose second text is type 1; import the \
+             Hugging Face folder again (wgml import DIR --save FILE)",
+            args.model
+        )));
+    }
     let bert_classes = encoder.map(|(_, classes)| classes);
     let new_head: &[&str] = match encoder {
         Some((family, _)) => family.head(),

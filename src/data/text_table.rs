@@ -109,6 +109,39 @@ pub fn is_text_table(path: &Path) -> bool {
             && split_table(path, "test").is_some())
 }
 
+/// Whether the tables at `path` (a table, or a folder's train table) hold pairs
+/// of texts: the pair columns of the CSV header or of the first JSON line.
+pub fn has_pairs(path: &Path) -> Result<bool> {
+    let table = match split_table(path, "train") {
+        Some(train) if path.is_dir() => train,
+        _ => path.to_path_buf(),
+    };
+    let names: Vec<String> = if table.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        let mut reader = csv::Reader::from_path(&table)
+            .map_err(|e| err(&table, format!("is not readable as CSV: {e}")))?;
+        let header = reader
+            .headers()
+            .map_err(|e| err(&table, format!("has no CSV header row: {e}")))?;
+        header.iter().map(str::to_string).collect()
+    } else {
+        use std::io::BufRead;
+        let file = std::fs::File::open(&table).map_err(|source| Error::Io {
+            path: table.display().to_string(),
+            source,
+        })?;
+        let first = std::io::BufReader::new(file)
+            .lines()
+            .map_while(std::result::Result::ok)
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default();
+        serde_json::from_str::<serde_json::Map<String, Value>>(first.trim_start_matches('\u{feff}'))
+            .map(|row| row.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let has = |c: &str| names.iter().any(|n| n.trim().eq_ignore_ascii_case(c));
+    Ok(PAIR_COLUMNS.iter().any(|(a, b)| has(a) && has(b)))
+}
+
 /// A label as read: trimmed, a whole number in any notation (`1.0`, `1e0`)
 /// written as one (`1`).
 fn normal_label(label: &str) -> String {
@@ -432,6 +465,7 @@ mod tests {
         }
         std::fs::write(&file, csv).unwrap();
         assert!(is_text_table(&file));
+        assert!(!has_pairs(&file).unwrap());
         let (d, report) = read_text_table(&file, &[4], &Vocabulary::Bytes, 0).unwrap();
         assert_eq!(d.class_names, ["negative", "positive"]);
         assert_eq!((d.train.len(), d.test.len(), report.documents), (18, 2, 20));
@@ -493,6 +527,7 @@ mod tests {
         );
         assert_eq!(labels.unwrap()[3].as_deref(), Some("not_entailment"));
         assert_eq!(training_texts(&file).unwrap()[..2], ["who 0?", "it was 0."]);
+        assert!(has_pairs(&file).unwrap());
         let e = read_text_table(&file, &[8], &Vocabulary::Bytes, 0)
             .unwrap_err()
             .to_string();
@@ -507,6 +542,7 @@ mod tests {
         )
         .unwrap();
         let (texts, _) = read_texts(&lines).unwrap();
+        assert!(has_pairs(&lines).unwrap());
         assert_eq!(texts[0].second.as_deref(), Some("b"));
         assert_eq!((texts[1].text.as_str(), texts[1].second.as_deref()), ("c", None));
     }
