@@ -310,6 +310,97 @@ fn an_imported_bert_classifier_gives_hugging_faces_logits_and_gradients() {
     );
 }
 
+/// A regression head (`golden/make_bert_tiny_regression.py`: num_labels 1,
+/// problem_type unset, which Hugging Face reads as a regression) on sentence
+/// pairs scored as STS-B scores them: imported as one score under mean squared
+/// error, it gives Hugging Face's float64 scores, loss and gradients; exported,
+/// it is a regression again.
+#[test]
+fn a_bert_regression_head_gives_hugging_faces_scores_and_gradients() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let dir = repo_file("kernels-tests/golden/bert-tiny-reg");
+    let (want, lines) = fixture_file(&dir.join("expected.safetensors"), &["firsts", "seconds"]);
+    let imported = import_bert(&dir, &how(16, None)).unwrap();
+    assert!(
+        imported.summary.contains("its regression head (one score"),
+        "{}",
+        imported.summary
+    );
+    let spec = wgml::nn::model::ModelSpec::Functional(imported.architecture.functional.clone());
+    assert!(spec.scores(wgml::nn::Loss::MeanSquaredError));
+    let frames = imported.vocabulary.text_frames().unwrap();
+    let mut ids = Vec::new();
+    for (first, second) in lines[0].iter().zip(&lines[1]) {
+        let (framed, _) = imported
+            .vocabulary
+            .encode_text(first.as_bytes(), Some(second.as_bytes()), 16, &frames)
+            .unwrap();
+        ids.extend(cut_and_pad(&framed, 16, 0));
+    }
+    assert_eq!(ids, want["ids"]);
+    let batch = wgml::nn::model::Batch {
+        x: &ids,
+        labels: &[],
+        values: &want["labels"],
+        len: 4,
+    };
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        let lr = 1.0;
+        let mut model = imported
+            .architecture
+            .functional
+            .compile_supervised(ctx, Optimizer::sgd(lr, 0.0), 1)
+            .unwrap();
+        model.load_params(ctx, &imported.tensors).unwrap();
+        let what = |s: &str| format!("{class:?}: {s}");
+        assert_close(
+            &what("scores"),
+            &model.predict(ctx, &ids, 4).unwrap(),
+            &want["logits"],
+            1e-6,
+            1e-5,
+        );
+        let before = model.store.download(ctx).unwrap();
+        model.acc.reset(ctx).unwrap();
+        model.train_step(ctx, &batch, lr, |_, _| {}).unwrap();
+        let loss = model.acc.read(ctx).unwrap().0 / 4.0;
+        let hf = want["loss"][0] as f64;
+        assert!((loss - hf).abs() < 1e-5 * hf, "{class:?}: loss {loss} vs {hf}");
+        let after = model.store.download(ctx).unwrap();
+        for name in [
+            "classifier.weight",
+            "bert.embeddings.token_type_embeddings.weight",
+            "bert.embeddings.word_embeddings.weight",
+        ] {
+            let find =
+                |v: &[wgml::graph::params::NamedValues]| v.iter().find(|t| t.0 == name).unwrap().2.clone();
+            let step: Vec<f32> = find(&before)
+                .iter()
+                .zip(find(&after))
+                .map(|(b, a)| (b - a) / lr)
+                .collect();
+            // The tables' rows sum many tokens' gradients of both signs (this
+            // fixture's loss is 7): f32 rounding of the terms, ~1e-6 of them.
+            let atol = if name.contains("embeddings") { 1e-5 } else { 1e-6 };
+            assert_close(&what(name), &step, &want[&format!("grad.{name}")], atol, 1e-5);
+        }
+    }
+    let out = fresh_dir("bert-regression-export");
+    let path = out.join("reg.safetensors");
+    save_imported(&imported, &path);
+    let c = wgml::checkpoint::load(&path).unwrap();
+    let summary = wgml::export::bert::export_bert(&c, &path, &out.join("hf")).unwrap();
+    assert!(summary.contains("a regression head, one score"), "{summary}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("hf/config.json")).unwrap()).unwrap();
+    assert_eq!(config["problem_type"], "regression");
+    assert_eq!(config["id2label"].as_object().map(|m| m.len()), Some(1));
+    let again = import_bert(&out.join("hf"), &how(16, None)).unwrap();
+    assert_eq!(again.tensors, imported.tensors);
+}
+
 /// Pairs of texts (`golden/make_bert_tiny_pairs.py`): the token types wgml
 /// computes from the ids give Hugging Face's probabilities, loss and
 /// gradients, both rows of the token-type table included.
@@ -505,7 +596,8 @@ fn the_hubs_bert_layouts_import_and_a_pretrained_bert_gets_a_new_head() {
         let e = import_bert(&dir, &how(16, None)).err().unwrap().to_string();
         assert!(e.contains(want), "{what}: {e}");
     }
-    // A regression head (num_labels 1): refused, or replaced when --num-labels asks.
+    // A regression head (num_labels 1): read as one (one score under mean squared
+    // error), or replaced when --num-labels asks for classes.
     let dir = fresh_dir("bert-regression");
     rewrite_fixture(&fixture(), &dir, |t| {
         for (name, _, shape, bytes) in t.iter_mut() {
@@ -516,8 +608,17 @@ fn the_hubs_bert_layouts_import_and_a_pretrained_bert_gets_a_new_head() {
             }
         }
     });
-    let e = import_bert(&dir, &how(16, None)).err().unwrap().to_string();
-    assert!(e.contains("a regression head (num_labels 1)"), "{e}");
+    let one = import_bert(&dir, &how(16, None)).unwrap();
+    assert!(
+        one.summary.contains("its regression head (one score"),
+        "{}",
+        one.summary
+    );
+    assert!(one.architecture.class_names.is_empty());
+    assert_eq!(
+        one.architecture.functional.supervised_loss(),
+        Some(wgml::nn::Loss::MeanSquaredError)
+    );
     let two = import_bert(&dir, &how(16, Some(2))).unwrap();
     assert!(
         two.summary.contains("classifier of 1 classes replaced"),

@@ -65,6 +65,7 @@ fn evaluation(confusion: Vec<Vec<u64>>) -> Evaluation {
         macro_precision: None,
         macro_recall: None,
         macro_f1: None,
+        correlation: None,
     }
 }
 

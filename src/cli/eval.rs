@@ -216,6 +216,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
         model.spec.input_shape(),
         &vocabulary,
         model.spec.padding_id(),
+        model.spec.scores(model.loss),
     )?;
     // The model's own class order, where the data names its classes otherwise.
     if !class_names.is_empty() && !data.class_names.is_empty() && data.class_names != class_names {
@@ -350,6 +351,12 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
     }
     let probs = model.predict(&ctx, &x, args.images.len())?;
     let classes = model.output_dim();
+    if model.spec.scores(model.loss) {
+        for (path, score) in args.images.iter().zip(&probs) {
+            println!("{}: score {score:.4}", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     for (path, p) in args.images.iter().zip(probs.chunks(classes)) {
         let (best, prob) = best_class(p);
         match class_names.get(best) {
@@ -411,8 +418,15 @@ fn predict_table(
     if labels.is_some() {
         header.push("label".into());
     }
-    header.extend(["prediction".to_string(), "probability".to_string()]);
-    header.extend((0..classes).map(name));
+    // A regression gives one score per text; a classifier its class, that
+    // class's probability and every class's.
+    let scores = model.spec.scores(model.loss);
+    if scores {
+        header.push("score".into());
+    } else {
+        header.extend(["prediction".to_string(), "probability".to_string()]);
+        header.extend((0..classes).map(name));
+    }
     out.write_record(&header).map_err(csv_error)?;
     let frames = vocabulary.text_frames()?;
     for (c, chunk) in texts.chunks(TABLE_CHUNK).enumerate() {
@@ -433,8 +447,12 @@ fn predict_table(
             if let Some(labels) = &labels {
                 record.push(labels[row].clone().unwrap_or_default());
             }
-            record.extend([name(best), format!("{prob:.6}")]);
-            record.extend(p.iter().map(|v| format!("{v:.6}")));
+            if scores {
+                record.push(format!("{:.6}", p[0]));
+            } else {
+                record.extend([name(best), format!("{prob:.6}")]);
+                record.extend(p.iter().map(|v| format!("{v:.6}")));
+            }
             out.write_record(&record).map_err(csv_error)?;
         }
     }

@@ -278,7 +278,7 @@ pub struct TrainArgs {
 /// The dataset `name` names, its images read as samples of `sample_shape` when it
 /// is a folder of images, its text as byte tokens.
 pub fn load_data(name: &str, seed: u64, sample_shape: &[usize]) -> Result<Dataset> {
-    load_data_with(name, seed, sample_shape, &Vocabulary::Bytes, None).map(|(d, _)| d)
+    load_data_with(name, seed, sample_shape, &Vocabulary::Bytes, None, false).map(|(d, _)| d)
 }
 
 /// Whether `--data name` is labelled texts: a folder of texts by class (see
@@ -322,6 +322,7 @@ pub fn load_data_with(
     sample_shape: &[usize],
     vocabulary: &Vocabulary,
     padding: Option<u32>,
+    scores: bool,
 ) -> Result<(Dataset, Option<f64>)> {
     let (data, bytes_per_token) = match name {
         dir if is_labelled_texts(dir) => {
@@ -341,7 +342,7 @@ pub fn load_data_with(
             })?;
             let path = Path::new(dir);
             let (d, report) = if text_table::is_text_table(path) {
-                text_table::read_text_table(path, sample_shape, vocabulary, pad)?
+                text_table::read_text_table(path, sample_shape, vocabulary, pad, scores)?
             } else {
                 text_classes::read_text_classes(path, sample_shape, vocabulary, pad)?
             };
@@ -947,6 +948,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         recipe.model.input_shape(),
         &vocabulary,
         padding,
+        recipe.model.scores(recipe.loss),
     )?;
     // What --lora defaults to: GPT-2's query, key and value, for a GPT-2 made a
     // classifier too; the classifier's new head trains in full (PEFT's SEQ_CLS).
@@ -1427,6 +1429,9 @@ pub fn print_evaluation(e: &Evaluation) {
     }
     if let Some((k, a)) = e.top_k {
         print!(" - top-{k} accuracy: {a:.4}");
+    }
+    if let Some((r, rho)) = e.correlation {
+        print!(" - Pearson r: {r:.4} - Spearman rho: {rho:.4}");
     }
     if e.positions > 1 {
         println!(

@@ -295,12 +295,14 @@ fn read_columns(path: &Path, need_label: bool) -> Result<Vec<(TableText, Option<
 
 /// A single table's rows split into (train, test): each label's every
 /// [`TEST_EVERY`]th row to the test split, so every label is in both whatever
-/// the rows' order.
-fn split_by_label(rows: Vec<Row>) -> (Vec<Row>, Vec<Row>) {
+/// the rows' order; with `scores` (numeric labels of a regression), every
+/// [`TEST_EVERY`]th row.
+fn split_by_label(rows: Vec<Row>, scores: bool) -> (Vec<Row>, Vec<Row>) {
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let (mut train, mut test) = (Vec::new(), Vec::new());
     for row in rows {
-        let n = seen.entry(row.1.clone()).or_default();
+        let key = if scores { String::new() } else { row.1.clone() };
+        let n = seen.entry(key).or_default();
         *n += 1;
         if n.is_multiple_of(TEST_EVERY) {
             &mut test
@@ -317,7 +319,7 @@ fn split_by_label(rows: Vec<Row>) -> (Vec<Row>, Vec<Row>) {
 /// table's.
 pub fn training_texts(path: &Path) -> Result<Vec<String>> {
     if is_table(path) {
-        let (train, _) = split_by_label(read_rows(path)?);
+        let (train, _) = split_by_label(read_rows(path)?, false);
         return Ok(train.into_iter().flat_map(|(t, _)| texts_of(t)).collect());
     }
     let train =
@@ -347,17 +349,20 @@ fn classes_of<'a>(labels: impl Iterator<Item = &'a str>) -> Vec<String> {
 
 /// Reads labelled texts from tables (see the module docs) as samples of
 /// `sample_shape = [T]` token ids of `vocabulary`, each text cut to its first T
-/// tokens and padded at its end with `pad`.
+/// tokens and padded at its end with `pad`. With `scores`, the labels are
+/// numbers (a regression's targets, STS-B's similarity): one value per sample,
+/// no classes.
 pub fn read_text_table(
     path: &Path,
     sample_shape: &[usize],
     vocabulary: &Vocabulary,
     pad: u32,
+    scores: bool,
 ) -> Result<(Dataset, TextClassesReport)> {
     let mut reader = Reader::new(path, sample_shape, vocabulary, pad)?;
     // (file, rows) of the train, test and validation splits.
     let (train, test, validation) = if is_table(path) {
-        let (train, test) = split_by_label(read_rows(path)?);
+        let (train, test) = split_by_label(read_rows(path)?, scores);
         (train, test, None)
     } else if is_text_table(path) {
         let table = |name: &str| split_table(path, name).map(|p| read_rows(&p)).transpose();
@@ -386,6 +391,9 @@ pub fn read_text_table(
             "is neither a table (.csv, .jsonl, .json) nor a folder of train and test tables".into(),
         ));
     };
+    if scores {
+        return read_scores(path, reader, (train, test, validation));
+    }
     let all = train.iter().chain(&test).chain(validation.iter().flatten());
     let classes = classes_of(all.map(|(_, l)| l.as_str()));
     if classes.len() < 2 {
@@ -443,6 +451,63 @@ pub fn read_text_table(
     ))
 }
 
+/// The splits' rows read as texts with numeric labels (a regression's targets).
+fn read_scores(
+    path: &Path,
+    mut reader: Reader<'_>,
+    (train, test, validation): (Vec<Row>, Vec<Row>, Option<Vec<Row>>),
+) -> Result<(Dataset, TextClassesReport)> {
+    if train.is_empty() || test.is_empty() {
+        return Err(err(
+            path,
+            "needs rows in both the training and the test split (a single table puts every tenth row \
+             in the test split)"
+                .into(),
+        ));
+    }
+    let mut split = |rows: &[Row], name: &str| -> Result<Split> {
+        let (mut x, mut values) = (Vec::new(), Vec::with_capacity(rows.len()));
+        for (i, (text, label)) in rows.iter().enumerate() {
+            let second = text.second.as_ref().map(String::as_bytes);
+            let sample = reader.sample_text(text.text.as_bytes(), second);
+            x.extend(sample.map_err(|e| err(path, format!("{name} row {}: {e}", i + 1)))?);
+            let value = label.trim().parse::<f32>().ok().filter(|v| v.is_finite());
+            values.push(value.ok_or_else(|| {
+                err(
+                    path,
+                    format!(
+                        "{name} row {} is labelled '{label}', not a number: the model gives one score \
+                         (a regression), so its labels are numbers",
+                        i + 1
+                    ),
+                )
+            })?);
+        }
+        Ok(Split {
+            x,
+            sample_len: reader.tokens(),
+            y: Targets::Values { values, dim: 1 },
+        })
+    };
+    let (train, test) = (split(&train, "training")?, split(&test, "test")?);
+    let validation = validation.map(|v| split(&v, "validation")).transpose()?;
+    let name = path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok((
+        Dataset {
+            name,
+            sample_shape: vec![reader.tokens()],
+            train,
+            test,
+            validation,
+            class_names: Vec::new(),
+        },
+        reader.report(Vec::new()),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,7 +531,7 @@ mod tests {
         std::fs::write(&file, csv).unwrap();
         assert!(is_text_table(&file));
         assert!(!has_pairs(&file).unwrap());
-        let (d, report) = read_text_table(&file, &[4], &Vocabulary::Bytes, 0).unwrap();
+        let (d, report) = read_text_table(&file, &[4], &Vocabulary::Bytes, 0, false).unwrap();
         assert_eq!(d.class_names, ["negative", "positive"]);
         assert_eq!((d.train.len(), d.test.len(), report.documents), (18, 2, 20));
         // Row 0, "good, 0" (quoted: the comma is text), cut to 4 bytes; label positive.
@@ -494,7 +559,7 @@ mod tests {
         std::fs::write(dir.join("test.jsonl"), row("dddd", "2") + &row("x", "\" 10 \"")).unwrap();
         std::fs::write(dir.join("validation.jsonl"), row("e", "10")).unwrap();
         assert!(is_text_table(&dir));
-        let (d, _) = read_text_table(&dir, &[3], &Vocabulary::Bytes, 0).unwrap();
+        let (d, _) = read_text_table(&dir, &[3], &Vocabulary::Bytes, 0, false).unwrap();
         assert_eq!(d.class_names, ["2", "10"], "numbers in numeric order");
         assert_eq!(&d.train.x[..6], &[97.0, 0.0, 0.0, 98.0, 98.0, 0.0]);
         let Targets::Classes { labels, .. } = &d.train.y else {
@@ -528,7 +593,7 @@ mod tests {
         assert_eq!(labels.unwrap()[3].as_deref(), Some("not_entailment"));
         assert_eq!(training_texts(&file).unwrap()[..2], ["who 0?", "it was 0."]);
         assert!(has_pairs(&file).unwrap());
-        let e = read_text_table(&file, &[8], &Vocabulary::Bytes, 0)
+        let e = read_text_table(&file, &[8], &Vocabulary::Bytes, 0, false)
             .unwrap_err()
             .to_string();
         assert!(
@@ -551,7 +616,7 @@ mod tests {
     fn tables_that_do_not_fit_are_refused_by_name() {
         let dir = scratch("bad");
         let e = |path: &Path| {
-            read_text_table(path, &[8], &Vocabulary::Bytes, 0)
+            read_text_table(path, &[8], &Vocabulary::Bytes, 0, false)
                 .unwrap_err()
                 .to_string()
         };
@@ -575,7 +640,7 @@ mod tests {
         assert!(e(&lines).contains("line 2 is not a JSON object"), "{}", e(&lines));
         std::fs::write(&lines, "{\"text\": [1], \"label\": 1}\n").unwrap();
         assert!(e(&lines).contains("not text or a number"), "{}", e(&lines));
-        let wide = read_text_table(&file, &[2, 4], &Vocabulary::Bytes, 0)
+        let wide = read_text_table(&file, &[2, 4], &Vocabulary::Bytes, 0, false)
             .unwrap_err()
             .to_string();
         assert!(wide.contains("token ids [T]"), "{wide}");

@@ -197,6 +197,10 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
         "id2label": id2label,
         "label2id": label2id,
     });
+    if classes == 1 {
+        // One score: Hugging Face's regression (mean squared error).
+        settings["problem_type"] = json!("regression");
+    }
     let own_names = match config.family {
         Family::DistilBert => json!({
             "dim": config.width,
@@ -228,9 +232,13 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     }
     let tokenizer = write_folder(dir, &tensors, &settings, &c.vocabulary(path)?, context)?;
     let count: usize = own.iter().map(|(_, _, v)| v.len()).sum();
+    let head = match classes {
+        1 => "a regression head, one score".to_string(),
+        n => format!("a classifier of {n} classes"),
+    };
     Ok(format!(
         "{}: {} blocks of width {}, {} heads, {context} positions, {} tokens; {count} parameters \
-         (a classifier of {classes} classes, padding id {}{}); {}",
+         ({head}, padding id {}{}); {}",
         config.family.name(),
         config.layers,
         config.width,

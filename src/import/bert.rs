@@ -317,13 +317,22 @@ impl BertConfig {
                  draws a new head"
             ));
         }
-        if let Some(p) = c.get("problem_type").and_then(Value::as_str)
-            && p != "single_label_classification"
-        {
-            return Err(format!(
-                "sets problem_type '{p}'; wgml reads classifiers of one class per text (softmax and \
-                 cross-entropy), not multi-label or regression heads"
-            ));
+        let num_labels = c
+            .get("id2label")
+            .and_then(Value::as_object)
+            .map(|m| m.len())
+            .or_else(|| c.get("num_labels").and_then(Value::as_u64).map(|n| n as usize));
+        match c.get("problem_type").and_then(Value::as_str) {
+            None | Some("single_label_classification") => {}
+            Some("regression") if num_labels.is_none_or(|n| n == 1) => {}
+            Some(p) => {
+                return Err(format!(
+                    "sets problem_type '{p}'{}; wgml reads classifiers of one class per text (softmax \
+                     and cross-entropy) and regression heads of one score (num_labels 1, mean squared \
+                     error), not multi-label heads or regressions of several values",
+                    num_labels.map_or_else(String::new, |n| format!(" with {n} labels"))
+                ));
+            }
         }
         for key in ["is_decoder", "add_cross_attention"] {
             if c.get(key).and_then(Value::as_bool) == Some(true) {
@@ -547,11 +556,7 @@ impl BertConfig {
                     json!({ "Dense": { "units": d, "activation": "Tanh" } }),
                 ));
                 let pooled = dropout(&mut layers, "dropout".into(), pooler, self.classifier_dropout);
-                layers.push(layer(
-                    BERT_CLASSIFIER_HEAD,
-                    &[&pooled],
-                    json!({ "Dense": { "units": classes, "activation": "Softmax" } }),
-                ));
+                layers.push(layer(BERT_CLASSIFIER_HEAD, &[&pooled], output_layer(classes)));
                 BERT_CLASSIFIER_HEAD
             }
             Family::Roberta => {
@@ -573,11 +578,7 @@ impl BertConfig {
                     dense.into(),
                     self.classifier_dropout,
                 );
-                layers.push(layer(
-                    out,
-                    &[&x],
-                    json!({ "Dense": { "units": classes, "activation": "Softmax" } }),
-                ));
+                layers.push(layer(out, &[&x], output_layer(classes)));
                 out
             }
             Family::DistilBert => {
@@ -592,11 +593,7 @@ impl BertConfig {
                     "pre_classifier".into(),
                     self.classifier_dropout,
                 );
-                layers.push(layer(
-                    BERT_CLASSIFIER_HEAD,
-                    &[&x],
-                    json!({ "Dense": { "units": classes, "activation": "Softmax" } }),
-                ));
+                layers.push(layer(BERT_CLASSIFIER_HEAD, &[&x], output_layer(classes)));
                 BERT_CLASSIFIER_HEAD
             }
         };
@@ -604,7 +601,7 @@ impl BertConfig {
             "functional": {
                 "input": { "name": "tokens", "shape": [context] },
                 "layers": layers,
-                "objective": { "Supervised": { "output": output, "loss": "SparseCategoricalCrossentropy" } }
+                "objective": { "Supervised": { "output": output, "loss": loss_of(classes) } }
             },
             "optimizer": { "Adam": { "lr": lr } }
         });
@@ -614,6 +611,24 @@ impl BertConfig {
                 self.family.name()
             ))
         })
+    }
+}
+
+/// The output layer of a head of `classes` classes: softmax over them, or one
+/// score (Hugging Face's `num_labels` 1, a regression).
+fn output_layer(classes: usize) -> Value {
+    match classes {
+        1 => json!({ "Dense": { "units": 1 } }),
+        n => json!({ "Dense": { "units": n, "activation": "Softmax" } }),
+    }
+}
+
+/// The loss of a head of `classes` classes: cross-entropy, or mean squared
+/// error for one score (as Hugging Face's `problem_type` "regression").
+fn loss_of(classes: usize) -> &'static str {
+    match classes {
+        1 => "MeanSquaredError",
+        _ => "SparseCategoricalCrossentropy",
     }
 }
 
@@ -701,24 +716,31 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
     let read = bert_tensors(&file, &config, context, how).map_err(|m| files.bad("model.safetensors", m))?;
     let mut architecture = config.architecture(context, read.classes, how.lr)?;
     architecture.class_names = match &config.labels {
+        // A regression head gives a score, not a class.
+        _ if read.classes == 1 => Vec::new(),
         Some(names) if read.head_read && names.len() == read.classes => names.clone(),
         _ => (0..read.classes).map(|i| format!("LABEL_{i}")).collect(),
     };
     let count: usize = read.tensors.iter().map(|(_, _, v)| v.len()).sum();
     let mut notes = Vec::new();
+    let what = match read.classes {
+        1 => "a regression head (one score, mean squared error)".to_string(),
+        n => format!("{n} classes"),
+    };
     if let Some(n) = read.replaced {
         notes.push(format!(
-            "the file's classifier of {n} classes replaced by a new output layer of {} (Hugging \
+            "the file's classifier of {n} classes replaced by a new output layer of {what} (Hugging \
              Face's ignore_mismatched_sizes; drawn with seed {}; fine-tune it)",
-            read.classes, how.seed
+            how.seed
         ));
     } else if !read.head_read {
         notes.push(format!(
-            "a new head '{}' of {} classes (drawn with seed {}; fine-tune it)",
+            "a new head '{}' of {what} (drawn with seed {}; fine-tune it)",
             config.family.head().join("', '"),
-            read.classes,
             how.seed
         ));
+    } else if read.classes == 1 {
+        notes.push("its regression head (one score, mean squared error)".into());
     } else {
         notes.push(format!(
             "its classifier of {} classes ({})",
@@ -942,15 +964,18 @@ fn bert_tensors(
     let head = format!("{output}.weight");
     let bias = format!("{output}.bias");
     let new_classes = |n: usize| -> std::result::Result<usize, String> {
-        if (2..=MAX_CLASSES).contains(&n) {
+        if (1..=MAX_CLASSES).contains(&n) {
             Ok(n)
         } else {
-            Err(format!("a classifier of {n} classes: give 2 to {MAX_CLASSES}"))
+            Err(format!(
+                "a classifier of {n} classes: give 2 to {MAX_CLASSES}, or 1 for a regression head (one \
+                 score)"
+            ))
         }
     };
     let mut replaced = None;
     let (classes, head_read, w, b) = match file.0.remove(&head) {
-        Some((shape, w)) if shape.len() == 2 && shape[0] >= 2 && shape[1] == d => {
+        Some((shape, w)) if shape.len() == 2 && shape[0] >= 1 && shape[1] == d => {
             let n = shape[0];
             let b = file
                 .0
@@ -968,23 +993,9 @@ fn bert_tensors(
                 None => (n, true, w, b),
             }
         }
-        // A regression head (num_labels 1) gives way to a new classifier when asked.
-        Some((shape, _)) if shape.first() == Some(&1) && how.classes.is_some() => {
-            file.0.remove(&bias);
-            let k = new_classes(how.classes.unwrap_or(2))?;
-            replaced = Some(1);
-            (k, false, draw(k * d), vec![0.0; k])
-        }
-        Some((shape, _)) if shape.first() == Some(&1) => {
-            return Err(format!(
-                "tensor '{head}' has shape {shape:?}: a regression head (num_labels 1), which wgml \
-                 does not import; give --num-labels N (N >= 2) to replace it by a new classifier of \
-                 N classes"
-            ));
-        }
         Some((shape, _)) => {
             return Err(format!(
-                "tensor '{head}' has shape {shape:?}; a classifier's head is [classes >= 2, {d}]"
+                "tensor '{head}' has shape {shape:?}; a classifier's head is [classes, {d}]"
             ));
         }
         None => {

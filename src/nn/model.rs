@@ -241,6 +241,23 @@ impl ModelSpec {
         }
     }
 
+    /// Whether the model gives one score per sample under mean squared error (a
+    /// regression, as Hugging Face's `num_labels` 1 heads): a table of texts'
+    /// labels are then read as numbers, not classes.
+    pub fn scores(&self, loss: Loss) -> bool {
+        if loss != Loss::MeanSquaredError {
+            return false;
+        }
+        let built = match self {
+            ModelSpec::Sequential(s) => s.graph(loss),
+            ModelSpec::Functional(f) => f.graph().and_then(|b| match b.objective {
+                crate::graph::Objective::Supervised { output, .. } => Ok((b.graph, output)),
+                _ => Err(Error::invalid("no supervised output")),
+            }),
+        };
+        built.is_ok_and(|(g, out)| g.shape(out).iter().product::<usize>() == 1)
+    }
+
     /// The stack of layers, for a `Sequential` model.
     pub fn sequential(&self) -> Option<&Sequential> {
         match self {

@@ -51,6 +51,52 @@ pub struct Evaluation {
     pub macro_recall: Option<f64>,
     /// Unweighted mean of the per-class F1 scores; `None` where `confusion` is empty.
     pub macro_f1: Option<f64>,
+    /// Pearson's r and Spearman's ρ between the predictions and the targets of a
+    /// regression of one value per sample (GLUE's STS-B metrics); `None`
+    /// otherwise, or when either side is constant.
+    pub correlation: Option<(f64, f64)>,
+}
+
+/// Pearson's correlation of `a` and `b` (f64 sums); `None` when either is
+/// constant or they are shorter than 2.
+pub fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
+    let n = a.len().min(b.len());
+    if n < 2 {
+        return None;
+    }
+    let mean = |v: &[f64]| v[..n].iter().sum::<f64>() / n as f64;
+    let (ma, mb) = (mean(a), mean(b));
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let (x, y) = (a[i] - ma, b[i] - mb);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    (aa > 0.0 && bb > 0.0).then(|| ab / (aa * bb).sqrt())
+}
+
+/// Spearman's rank correlation of `a` and `b`: Pearson's of their ranks, tied
+/// values sharing their mean rank (as SciPy's `spearmanr`).
+pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
+    let ranks = |v: &[f64]| {
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let mut r = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let mut j = i;
+            while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+                j += 1;
+            }
+            for &k in &order[i..=j] {
+                r[k] = (i + j) as f64 / 2.0 + 1.0;
+            }
+            i = j + 1;
+        }
+        r
+    };
+    pearson(&ranks(a), &ranks(b))
 }
 
 /// The plans evaluating `samples` samples in batches of `batch_size` uses (a full
@@ -197,15 +243,21 @@ pub fn evaluate_with_predictions(
     };
     let order = batches(model, ctx, data, batch_size, Some(&preds))?;
     let (loss_sum, correct) = model.acc.read(ctx)?;
+    let mut correlation = None;
     let predicted: Vec<usize> = match &data.y {
         Targets::Classes { .. } => in_data_order(preds.to_u32(ctx)?, &order)
             .into_iter()
             .map(|p| p as usize)
             .collect(),
-        Targets::Values { .. } => in_data_order(preds.to_f32(ctx)?, &order)
-            .into_iter()
-            .map(|p| usize::from(p > 0.5))
-            .collect(),
+        Targets::Values { values, dim } => {
+            let values_out = in_data_order(preds.to_f32(ctx)?, &order);
+            if *dim == 1 && !model.loss.is_classification() {
+                let got: Vec<f64> = values_out.iter().map(|&v| f64::from(v)).collect();
+                let want: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+                correlation = pearson(&got, &want).zip(spearman(&got, &want));
+            }
+            values_out.into_iter().map(|p| usize::from(p > 0.5)).collect()
+        }
     };
     // Per-class tables for one label per sample only (see Evaluation::confusion).
     let tabled = if positions > 1 { 0 } else { classes };
@@ -257,7 +309,30 @@ pub fn evaluate_with_predictions(
         macro_f1: mean(|m| m.f1),
         confusion,
         per_class,
+        correlation,
     };
     let predicted = if classes > 0 { predicted } else { Vec::new() };
     Ok((evaluation, predicted))
+}
+
+#[cfg(test)]
+mod correlation_tests {
+    use super::*;
+
+    #[test]
+    fn pearson_and_spearman_by_hand() {
+        let a = [1.0, 2.0, 3.0, 4.0];
+        assert!((pearson(&a, &[2.0, 4.0, 6.0, 8.0]).unwrap() - 1.0).abs() < 1e-12);
+        assert!((pearson(&a, &[4.0, 3.0, 2.0, 1.0]).unwrap() + 1.0).abs() < 1e-12);
+        // x and x³: monotone (ρ = 1) but not linear (r < 1).
+        let cubes = [1.0, 8.0, 27.0, 64.0];
+        assert!(pearson(&a, &cubes).unwrap() < 0.99);
+        assert!((spearman(&a, &cubes).unwrap() - 1.0).abs() < 1e-12);
+        // Ties share their mean rank: ranks [1.5, 1.5, 3, 4] against [1, 2, 3, 4]
+        // (SciPy's spearmanr gives 0.9486832980505138).
+        let tied = spearman(&[5.0, 5.0, 6.0, 7.0], &a).unwrap();
+        assert!((tied - 0.948_683_298_050_513_8).abs() < 1e-12, "{tied}");
+        assert_eq!(pearson(&a, &[1.0; 4]), None, "a constant side");
+        assert_eq!(pearson(&[1.0], &[2.0]), None);
+    }
 }
