@@ -2137,6 +2137,56 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.lines().count(), 21, "{stdout}");
     assert!(stdout.lines().nth(2).unwrap().starts_with("2,wgsl,"), "{stdout}");
+    // A regression head (one score, STS-B's pairs): numeric labels, Pearson's and
+    // Spearman's correlations, a score column; text labels are refused.
+    let reg = path("reg.safetensors");
+    let fixture = crate::common::repo_file("kernels-tests/golden/bert-tiny-reg");
+    let out = wgml(&[
+        "import",
+        fixture.to_str().unwrap(),
+        "--save",
+        &reg,
+        "--context",
+        "16",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stsb = dir.join("stsb.csv");
+    let mut rows = String::from("sentence1,sentence2,label\n");
+    for i in 0..20 {
+        let very = "very ".repeat(i % 7);
+        rows.push_str(&format!(
+            "the film was {very}good,it was good,{}\n",
+            (i % 6) as f32 * 0.8
+        ));
+    }
+    std::fs::write(&stsb, rows).unwrap();
+    let stsb = stsb.to_str().unwrap();
+    let out = wgml(&[
+        "train",
+        "--model",
+        &reg,
+        "--data",
+        stsb,
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("Pearson r: ") && stdout.contains("Spearman rho: "),
+        "{stdout}"
+    );
+    let out = wgml(&["predict", "--weights", &reg, stsb]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().next(), Some("row,label,score"), "{stdout}");
+    assert!(stdout.lines().nth(2).unwrap().starts_with("2,0.8,"), "{stdout}");
+    fails_with(
+        &["train", "--model", &reg, "--data", pairs, "--steps", "1"],
+        &["is labelled 'rust', not a number"],
+    );
     // A RoBERTa folder is read as the same family's classifier.
     let roberta = crate::common::repo_file("kernels-tests/golden/roberta-tiny-cls");
     let out = wgml(&[
