@@ -2,7 +2,8 @@
 folder `wgml export` wrote: the exported tokenizer reads each pair as
 tokenizer(premise, hypothesis, truncation=True) (its model_max_length is wgml's
 window), the model runs in float64, and the probabilities must equal the ones
-`wgml predict` printed (6 decimals) to 1e-5, the predicted class too.
+`wgml predict` printed (6 decimals) to 1e-5, the predicted class too; for a
+regression head (num_labels 1) the logit must equal wgml's score to 1e-5.
 
   python check_pairs.py HF_FOLDER TABLE.csv PREDICTIONS.csv
 """
@@ -22,7 +23,16 @@ names = [model.config.id2label[i] for i in range(model.config.num_labels)]
 enc = tokenizer([r["premise"] for r in rows], [r["hypothesis"] for r in rows], truncation=True,
                 padding=True, return_tensors="pt")
 with torch.no_grad():
-    p = torch.softmax(model(**enc).logits, -1)
+    logits = model(**enc).logits
+if model.config.num_labels == 1:
+    # A regression head: wgml's score column against the logit.
+    assert model.config.problem_type == "regression", model.config.problem_type
+    ours_s = torch.tensor([float(r["score"]) for r in ours], dtype=torch.float64)
+    worst = (ours_s - logits[:, 0]).abs().max().item()
+    print(f"{len(rows)} pairs scored, largest score difference {worst:.2e}")
+    assert worst < 1e-5, "wgml and transformers differ"
+    sys.exit(0)
+p = torch.softmax(logits, -1)
 worst, same = 0.0, 0
 for i, row in enumerate(ours):
     mine = torch.tensor([float(row[n]) for n in names], dtype=torch.float64)

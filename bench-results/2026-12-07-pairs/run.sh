@@ -25,3 +25,12 @@ $W train --model $D/f.safetensors --data $D/nli --epochs 12 --lr 1e-3 --save $D/
 $W predict --weights $D/ft.safetensors $D/nli/test.csv --output $D/fpred.csv
 $W export $D/ft.safetensors --save $D/fhf
 /tmp/pyenv/bin/python bench-results/2026-12-07-pairs/check_pairs.py $D/fhf $D/nli/test.csv $D/fpred.csv
+# 3. A regression head (num_labels 1, STS-B's scores 0 to 5): the fresh tiny BERT
+#    imported with a new one-score head, fine-tuned on similarity scores of the
+#    pairs, then scored by transformers on its export.
+python3 bench-results/2026-12-07-pairs/make_pairs.py $D/sts --scores
+$W import $D/fresh --save $D/r.safetensors --seed 1 --num-labels 1
+$W train --model $D/r.safetensors --data $D/sts --epochs 12 --lr 1e-3 --save $D/rt.safetensors
+$W predict --weights $D/rt.safetensors $D/sts/test.csv --output $D/rpred.csv
+$W export $D/rt.safetensors --save $D/rhf
+/tmp/pyenv/bin/python bench-results/2026-12-07-pairs/check_pairs.py $D/rhf $D/sts/test.csv $D/rpred.csv
