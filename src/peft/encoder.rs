@@ -332,9 +332,13 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
         "use_dora": false,
     });
     super::write_folder(dir, &entries, &settings)?;
+    let what = match classes {
+        1 => "one score (a regression)".to_string(),
+        n => format!("{n} classes"),
+    };
     Ok(format!(
         "LoRA adapter: rank {}, alpha {}, on {} {} modules, and the head ({head_tensors} tensors) of \
-         {classes} classes (PEFT's SEQ_CLS: load it onto \
+         {what} (PEFT's SEQ_CLS: load it onto \
          AutoModelForSequenceClassification.from_pretrained(BASE, num_labels={classes}))",
         lora.rank,
         lora.alpha,
