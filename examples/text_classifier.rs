@@ -8,7 +8,9 @@
 //! A sentence-pair classifier (MNLI, MRPC, QQP: `roberta-large-mnli`,
 //! `textattack/bert-base-uncased-MRPC`) reads an argument with ` ||| ` in it as
 //! a pair, framed and cut as `tokenizer(first, second, truncation=True)` does:
-//! `-- FOLDER "A man is eating. ||| Someone eats."`
+//! `-- FOLDER "A man is eating. ||| Someone eats."`. A regression head (STS-B,
+//! cross-encoder rerankers such as `cross-encoder/ms-marco-MiniLM-L-6-v2`)
+//! prints each text's score.
 //!
 //! Without arguments it runs the repository's tiny random BERT fixture
 //! (`kernels-tests/golden/bert-tiny-cls`), whose classes are noise; a real
@@ -73,6 +75,13 @@ fn main() -> wgml::Result<()> {
     }
     let probabilities = model.predict(&ctx, &x, texts.len())?;
     let classes = &imported.architecture.class_names;
+    if classes.is_empty() {
+        // A regression head (num_labels 1: STS-B, a cross-encoder): one score each.
+        for (text, score) in texts.iter().zip(&probabilities) {
+            println!("{text:?}: score {score:.4}");
+        }
+        return Ok(());
+    }
     for (text, p) in texts.iter().zip(probabilities.chunks(classes.len())) {
         let best = (0..p.len()).fold(0, |b, i| if p[i] > p[b] { i } else { b });
         println!("{text:?}: {} ({:.4})", classes[best], p[best]);
