@@ -34,7 +34,7 @@ use crate::nn::{Functional, GraphOp, Layer};
 /// positions (BERT's usual 2, RoBERTa's 1), all rows zero.
 fn folded_types(family: Family) -> usize {
     match family {
-        Family::Bert => 2,
+        Family::Bert | Family::Electra => 2,
         Family::Roberta => 1,
         Family::DistilBert => 0,
     }
@@ -61,12 +61,17 @@ pub fn bert_config_of(f: &Functional) -> std::result::Result<(BertConfig, usize)
     let words = format!("{prefix}embeddings.word_embeddings");
     let Some(&Layer::Embedding {
         input_dim: vocab,
-        output_dim: width,
+        output_dim: embedding_width,
         mask_id: Some(pad),
         ..
     }) = layer(&words)
     else {
         return Err(missing(&format!("{words} (an Embedding masking padding)")));
+    };
+    // ELECTRA's narrower embeddings are widened to the blocks by a projection.
+    let width = match layer(&format!("{prefix}embeddings_project")) {
+        Some(&Layer::Dense { units, .. }) => units,
+        _ => embedding_width,
     };
     let names = family.names();
     let layers = (0..)
@@ -124,6 +129,7 @@ pub fn bert_config_of(f: &Functional) -> std::result::Result<(BertConfig, usize)
         types,
         separator,
         width,
+        embedding_width,
         layers,
         heads,
         inner: *inner,
@@ -180,6 +186,7 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
             Family::Bert => "Bert",
             Family::Roberta => "Roberta",
             Family::DistilBert => "DistilBert",
+            Family::Electra => "Electra",
         },
     };
     let (id2label, label2id) = labels(&a.class_names, classes);
@@ -213,7 +220,7 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
             "seq_classif_dropout": config.classifier_dropout,
             "sinusoidal_pos_embds": false,
         }),
-        Family::Bert | Family::Roberta => json!({
+        Family::Bert | Family::Roberta | Family::Electra => json!({
             "hidden_size": config.width,
             "num_hidden_layers": config.layers,
             "num_attention_heads": config.heads,
@@ -229,6 +236,9 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     };
     if let (Some(all), Some(own)) = (settings.as_object_mut(), own_names.as_object()) {
         all.extend(own.clone());
+    }
+    if config.family == Family::Electra {
+        settings["embedding_size"] = json!(config.embedding_width);
     }
     let tokenizer = write_folder(dir, &tensors, &settings, &c.vocabulary(path)?, context)?;
     let count: usize = own.iter().map(|(_, _, v)| v.len()).sum();
@@ -270,7 +280,8 @@ fn hf_tensors(
     let prefix = config.family.prefix();
     let names = config.family.names();
     let positions = format!("{prefix}embeddings.position_embeddings.weight");
-    let d = config.width;
+    // The embedding tables' width (ELECTRA's may be narrower than the blocks).
+    let d = config.embedding_width;
     let mut out: Vec<NamedValues> = Vec::new();
     for (name, shape, values) in tensors {
         let head = config

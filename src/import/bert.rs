@@ -96,6 +96,12 @@ pub enum Family {
     /// dropout after attention, no token types; the `[CLS]` token through
     /// `pre_classifier` (ReLU), dropout and `classifier`.
     DistilBert,
+    /// ELECTRA's discriminator (`model_type` "electra"): BERT's blocks under
+    /// `electra.`, its embeddings narrower than the blocks where
+    /// `embedding_size` says so (then `embeddings_project` widens them), no
+    /// pooler; the `[CLS]` token through dropout, `classifier.dense` (GELU),
+    /// dropout and `classifier.out_proj`.
+    Electra,
 }
 
 /// Where a family keeps each part of a block: wgml's layer names (which are
@@ -124,7 +130,7 @@ pub struct Names {
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 3] = [Family::Bert, Family::Roberta, Family::DistilBert];
+    pub const ALL: [Family; 4] = [Family::Bert, Family::Roberta, Family::DistilBert, Family::Electra];
 
     /// The family of a `config.json`'s `model_type`, if wgml reads it here.
     pub fn of(model_type: &str) -> Option<Family> {
@@ -132,6 +138,7 @@ impl Family {
             "bert" => Some(Family::Bert),
             "roberta" | "xlm-roberta" | "camembert" => Some(Family::Roberta),
             "distilbert" => Some(Family::DistilBert),
+            "electra" => Some(Family::Electra),
             _ => None,
         }
     }
@@ -139,11 +146,11 @@ impl Family {
     /// Where its blocks keep their parts.
     pub fn names(self) -> Names {
         match self {
-            Family::Bert | Family::Roberta => Names {
-                blocks: if self == Family::Bert {
-                    "bert.encoder.layer."
-                } else {
-                    "roberta.encoder.layer."
+            Family::Bert | Family::Roberta | Family::Electra => Names {
+                blocks: match self {
+                    Family::Bert => "bert.encoder.layer.",
+                    Family::Roberta => "roberta.encoder.layer.",
+                    _ => "electra.encoder.layer.",
                 },
                 attention_dropout: Some("attention.output.dropout"),
                 norm1: "attention.output.LayerNorm",
@@ -185,6 +192,7 @@ impl Family {
             Family::Bert => "bert.",
             Family::Roberta => "roberta.",
             Family::DistilBert => "distilbert.",
+            Family::Electra => "electra.",
         }
     }
 
@@ -194,6 +202,7 @@ impl Family {
             Family::Bert => "bert",
             Family::Roberta => "roberta",
             Family::DistilBert => "distilbert",
+            Family::Electra => "electra",
         }
     }
 
@@ -203,6 +212,7 @@ impl Family {
             Family::Bert => "BERT",
             Family::Roberta => "RoBERTa",
             Family::DistilBert => "DistilBERT",
+            Family::Electra => "ELECTRA",
         }
     }
 
@@ -211,7 +221,7 @@ impl Family {
     pub fn head(self) -> &'static [&'static str] {
         match self {
             Family::Bert => &[BERT_CLASSIFIER_HEAD],
-            Family::Roberta => &["classifier.dense", "classifier.out_proj"],
+            Family::Roberta | Family::Electra => &["classifier.dense", "classifier.out_proj"],
             Family::DistilBert => &["pre_classifier", BERT_CLASSIFIER_HEAD],
         }
     }
@@ -220,7 +230,7 @@ impl Family {
     /// `pad`).
     pub fn first_position(self, pad: u32) -> usize {
         match self {
-            Family::Bert | Family::DistilBert => 0,
+            Family::Bert | Family::DistilBert | Family::Electra => 0,
             Family::Roberta => pad as usize + 1,
         }
     }
@@ -231,6 +241,8 @@ impl Family {
             Family::Bert => "cls.",
             Family::Roberta => "lm_head.",
             Family::DistilBert => "vocab_",
+            // ElectraForPreTraining's discriminator head.
+            Family::Electra => "discriminator_predictions.",
         }
     }
 }
@@ -258,6 +270,9 @@ pub struct BertConfig {
     pub separator: Option<u32>,
     /// Width (`hidden_size`).
     pub width: usize,
+    /// Width of the embeddings (ELECTRA's `embedding_size`; the blocks' width
+    /// otherwise): a narrower one is widened by `embeddings_project`.
+    pub embedding_width: usize,
     /// Blocks (`num_hidden_layers`).
     pub layers: usize,
     /// Attention heads (`num_attention_heads`).
@@ -414,6 +429,10 @@ impl BertConfig {
             },
             separator: None,
             width,
+            embedding_width: match c.get("embedding_size") {
+                Some(v) if family == Family::Electra && !v.is_null() => size("embedding_size")?,
+                _ => width,
+            },
             layers: size(key("num_hidden_layers", "n_layers"))?,
             heads,
             inner: size(key("intermediate_size", "hidden_dim"))?,
@@ -441,14 +460,14 @@ impl BertConfig {
     /// classes reading `context` tokens (at most its positions), trained with
     /// Adam at `lr`.
     pub fn architecture(&self, context: usize, classes: usize, lr: f64) -> Result<FunctionalArchitecture> {
-        let (d, heads) = (self.width, self.heads);
+        let (d, heads, de) = (self.width, self.heads, self.embedding_width);
         let prefix = self.family.prefix();
         let e = format!("{prefix}embeddings");
         let words = format!("{e}.word_embeddings");
         let mut layers = vec![layer(
             &words,
             &["tokens"],
-            json!({ "Embedding": { "input_dim": self.vocab, "output_dim": d, "mask_id": self.pad } }),
+            json!({ "Embedding": { "input_dim": self.vocab, "output_dim": de, "mask_id": self.pad } }),
         )];
         let embedded = if let (2.., Some(separator)) = (self.types, self.separator) {
             let (types, table, sum) = (
@@ -464,7 +483,7 @@ impl BertConfig {
             layers.push(layer(
                 &table,
                 &[&types],
-                json!({ "Embedding": { "input_dim": self.types, "output_dim": d } }),
+                json!({ "Embedding": { "input_dim": self.types, "output_dim": de } }),
             ));
             layers.push(op(&sum, &[&words, &table], "Add"));
             sum
@@ -496,6 +515,12 @@ impl BertConfig {
             format!("{e}.LayerNorm"),
             self.hidden_dropout,
         );
+        if de != d {
+            // ELECTRA's narrower embeddings, widened to the blocks.
+            let project = format!("{prefix}embeddings_project");
+            layers.push(layer(&project, &[&x], json!({ "Dense": { "units": d } })));
+            x = project;
+        }
         let mut attention = json!({ "num_heads": heads, "key_dim": d / heads });
         if self.attn_dropout > 0.0 {
             attention["dropout"] = json!(self.attn_dropout);
@@ -559,8 +584,14 @@ impl BertConfig {
                 layers.push(layer(BERT_CLASSIFIER_HEAD, &[&pooled], output_layer(classes)));
                 BERT_CLASSIFIER_HEAD
             }
-            Family::Roberta => {
+            Family::Roberta | Family::Electra => {
                 let [dense, out] = ["classifier.dense", "classifier.out_proj"];
+                // ELECTRA's head uses GELU where RoBERTa's uses tanh.
+                let activation = if self.family == Family::Electra {
+                    "Gelu"
+                } else {
+                    "Tanh"
+                };
                 let x = dropout(
                     &mut layers,
                     "dropout".into(),
@@ -570,7 +601,7 @@ impl BertConfig {
                 layers.push(layer(
                     dense,
                     &[&x],
-                    json!({ "Dense": { "units": d, "activation": "Tanh" } }),
+                    json!({ "Dense": { "units": d, "activation": activation } }),
                 ));
                 let x = dropout(
                     &mut layers,
@@ -873,44 +904,56 @@ fn bert_tensors(
         by_name.insert(short, (view.shape().to_vec(), values));
     }
     let mut file = Named(by_name);
-    let (d, v) = (c.width, c.vocab);
+    let (d, v, de) = (c.width, c.vocab, c.embedding_width);
     let mut out: Vec<NamedValues> = Vec::new();
     let keep = |out: &mut Vec<NamedValues>, name: &str, shape: Vec<usize>, values: Vec<f32>| {
         out.push((format!("{prefix}{name}"), shape, values));
     };
-    let words = file.take("embeddings.word_embeddings.weight", &[v, d])?;
-    keep(&mut out, "embeddings.word_embeddings.weight", vec![v, d], words);
+    let words = file.take("embeddings.word_embeddings.weight", &[v, de])?;
+    keep(&mut out, "embeddings.word_embeddings.weight", vec![v, de], words);
     // A single token type's row joins each position's (RoBERTa's); two or more
     // keep their table (BERT's, read through the token types). The first token
     // reads row `first` (RoBERTa's rows before it serve padding).
-    let positions = file.take("embeddings.position_embeddings.weight", &[c.positions, d])?;
+    let positions = file.take("embeddings.position_embeddings.weight", &[c.positions, de])?;
     let types = match (c.types, c.separator) {
-        (0, _) => vec![0.0; d],
+        (0, _) => vec![0.0; de],
         (n @ 2.., Some(_)) => {
-            let table = file.take("embeddings.token_type_embeddings.weight", &[n, d])?;
+            let table = file.take("embeddings.token_type_embeddings.weight", &[n, de])?;
             keep(
                 &mut out,
                 "embeddings.token_type_embeddings.weight",
-                vec![n, d],
+                vec![n, de],
                 table,
             );
-            vec![0.0; d]
+            vec![0.0; de]
         }
-        (n, _) => file.take("embeddings.token_type_embeddings.weight", &[n, d])?,
+        (n, _) => file.take("embeddings.token_type_embeddings.weight", &[n, de])?,
     };
     let first = c.family.first_position(c.pad);
-    let folded: Vec<f32> = positions[first * d..(first + context) * d]
+    let folded: Vec<f32> = positions[first * de..(first + context) * de]
         .iter()
         .enumerate()
-        .map(|(i, p)| p + types[i % d])
+        .map(|(i, p)| p + types[i % de])
         .collect();
     keep(
         &mut out,
         "embeddings.position_embeddings.weight",
-        vec![context, d],
+        vec![context, de],
         folded,
     );
-    let mut norms = vec!["embeddings.LayerNorm".to_string()];
+    for part in ["weight", "bias"] {
+        let name = format!("embeddings.LayerNorm.{part}");
+        let values = file.take(&name, &[de])?;
+        keep(&mut out, &name, vec![de], values);
+    }
+    if de != d {
+        // ELECTRA's embeddings_project: Linear [d, de].
+        let w = file.take("embeddings_project.weight", &[d, de])?;
+        keep(&mut out, "embeddings_project.weight", vec![d, de], w);
+        let b = file.take("embeddings_project.bias", &[d])?;
+        keep(&mut out, "embeddings_project.bias", vec![d], b);
+    }
+    let mut norms = Vec::new();
     let names = c.family.names();
     let blocks = names.blocks.strip_prefix(prefix).unwrap_or(names.blocks);
     for i in 0..c.layers {

@@ -31,7 +31,7 @@ use crate::nn::lora::{LORA_A, LORA_B, is_adapter};
 fn saved_beside_head(family: Family) -> &'static [(&'static str, &'static str)] {
     match family {
         Family::Bert => &[("bert.pooler.dense", "pooler")],
-        Family::Roberta | Family::DistilBert => &[],
+        Family::Roberta | Family::DistilBert | Family::Electra => &[],
     }
 }
 
