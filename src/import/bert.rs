@@ -46,6 +46,14 @@
 //! after attention; its head is `pre_classifier` (ReLU), dropout and
 //! `classifier`.
 //!
+//! ELECTRA's discriminator ([`Family::Electra`]) has BERT's blocks under
+//! `electra.`; embeddings narrower than the blocks (`embedding_size`) are
+//! widened by `embeddings_project`, and its head reads `[CLS]` through dropout,
+//! `classifier.dense` (GELU), dropout and `classifier.out_proj`, with no pooler.
+//!
+//! A head of one output (`num_labels` 1) is a regression: one score under mean
+//! squared error, as Hugging Face reads it.
+//!
 //! A file without a classifier (a pretrained BERT) gets a new head of the
 //! classes asked for (Hugging Face's `num_labels`, 2 by default), drawn as
 //! Hugging Face draws it (normal with `initializer_range`, bias 0); its
@@ -309,7 +317,8 @@ impl BertConfig {
         let family = Family::of(model_type).ok_or_else(|| {
             format!(
                 "describes a '{model_type}' model; wgml reads BERT (model_type \"bert\"), RoBERTa \
-                 (\"roberta\", \"xlm-roberta\", \"camembert\") and DistilBERT (\"distilbert\") here"
+                 (\"roberta\", \"xlm-roberta\", \"camembert\"), DistilBERT (\"distilbert\") and \
+                 ELECTRA (\"electra\") here"
             )
         })?;
         let settings = Settings(&c);
