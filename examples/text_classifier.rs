@@ -51,6 +51,7 @@ fn main() -> wgml::Result<()> {
         lr: 2e-5,
         classes: None,
         seed: 0,
+        multi_label: false,
     };
     let imported = import_bert(&folder, &how)?;
     println!("{}", imported.summary);

@@ -71,6 +71,7 @@ fn how(context: usize, classes: Option<usize>) -> BertImport {
         lr: 1e-4,
         classes,
         seed: 3,
+        multi_label: false,
     }
 }
 
@@ -417,6 +418,82 @@ fn a_bert_regression_head_gives_hugging_faces_scores_and_gradients() {
     assert_eq!(again.tensors, imported.tensors);
 }
 
+/// A multi-label head (`golden/make_bert_tiny_multilabel.py`: problem_type
+/// multi_label_classification): a sigmoid per class under binary cross-entropy
+/// gives Hugging Face's probabilities, loss and gradients; exported, it is
+/// multi-label again.
+#[test]
+fn a_bert_multi_label_head_gives_hugging_faces_probabilities_and_gradients() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let dir = repo_file("kernels-tests/golden/bert-tiny-multilabel");
+    let (want, _) = expected_of(&dir);
+    let imported = import_bert(&dir, &how(16, None)).unwrap();
+    assert!(
+        imported
+            .summary
+            .contains("multi-label classifier of 3 classes, a sigmoid each (joy, love, anger)"),
+        "{}",
+        imported.summary
+    );
+    let spec = wgml::nn::model::ModelSpec::Functional(imported.architecture.functional.clone());
+    assert!(spec.multi_label(wgml::nn::Loss::BinaryCrossentropy));
+    let sigmoids: Vec<f32> = want["logits"].iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
+    let batch = wgml::nn::model::Batch {
+        x: &want["ids"],
+        labels: &[],
+        values: &want["labels"],
+        len: 4,
+    };
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        let lr = 1.0;
+        let mut model = imported
+            .architecture
+            .functional
+            .compile_supervised(ctx, Optimizer::sgd(lr, 0.0), 1)
+            .unwrap();
+        model.load_params(ctx, &imported.tensors).unwrap();
+        let what = |s: &str| format!("{class:?}: {s}");
+        let got = model.predict(ctx, &want["ids"], 4).unwrap();
+        assert_close(&what("probabilities"), &got, &sigmoids, 1e-6, 1e-5);
+        let before = model.store.download(ctx).unwrap();
+        model.acc.reset(ctx).unwrap();
+        model.train_step(ctx, &batch, lr, |_, _| {}).unwrap();
+        let loss = model.acc.read(ctx).unwrap().0 / 4.0;
+        let hf = want["loss"][0] as f64;
+        assert!((loss - hf).abs() < 1e-5 * hf, "{class:?}: loss {loss} vs {hf}");
+        let after = model.store.download(ctx).unwrap();
+        for name in ["classifier.weight", "bert.embeddings.word_embeddings.weight"] {
+            let find =
+                |v: &[wgml::graph::params::NamedValues]| v.iter().find(|t| t.0 == name).unwrap().2.clone();
+            let step: Vec<f32> = find(&before)
+                .iter()
+                .zip(find(&after))
+                .map(|(b, a)| (b - a) / lr)
+                .collect();
+            grad_close(&what(name), &step, &want[&format!("grad.{name}")]);
+        }
+    }
+    let out = fresh_dir("bert-multi-label-export");
+    let path = out.join("multi.safetensors");
+    save_imported(&imported, &path);
+    let c = wgml::checkpoint::load(&path).unwrap();
+    let summary = wgml::export::bert::export_bert(&c, &path, &out.join("hf")).unwrap();
+    assert!(
+        summary.contains("a multi-label classifier of 3 classes"),
+        "{summary}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("hf/config.json")).unwrap()).unwrap();
+    assert_eq!(config["problem_type"], "multi_label_classification");
+    let again = import_bert(&out.join("hf"), &how(16, None)).unwrap();
+    assert_eq!(
+        (again.architecture, again.tensors),
+        (imported.architecture, imported.tensors)
+    );
+}
+
 /// ELECTRA (`golden/make_electra_tiny.py`): embeddings of 16 widened to the
 /// blocks' 32 by `embeddings_project`, no pooler, the head's dense layer with
 /// GELU; single texts and pairs give Hugging Face's probabilities, loss and
@@ -634,10 +711,10 @@ fn the_hubs_bert_layouts_import_and_a_pretrained_bert_gets_a_new_head() {
             "BertForTokenClassification",
         ),
         (
-            "bert-multi-label",
+            "bert-regression-of-three",
             "problem_type",
-            serde_json::json!("multi_label_classification"),
-            "multi_label_classification",
+            serde_json::json!("regression"),
+            "'regression' with 3 labels",
         ),
     ] {
         let dir = fresh_dir(what);

@@ -216,7 +216,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
         model.spec.input_shape(),
         &vocabulary,
         model.spec.padding_id(),
-        model.spec.scores(model.loss),
+        super::train::table_labels(&model.spec, model.loss),
     )?;
     // The model's own class order, where the data names its classes otherwise.
     if !class_names.is_empty() && !data.class_names.is_empty() && data.class_names != class_names {

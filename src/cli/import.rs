@@ -36,12 +36,18 @@ pub struct ImportArgs {
     /// adapted model and `train` goes on training the adapters.
     #[arg(long, value_name = "DIR")]
     pub peft: Option<PathBuf>,
-    /// BERT, RoBERTa, DistilBERT: the classes of the new head a pretrained model
-    /// (one without a classifier) gets, as Hugging Face's num_labels (default 2);
-    /// a file's classifier of other classes gets a new output layer of this many
-    /// (Hugging Face's ignore_mismatched_sizes).
+    /// BERT, RoBERTa, DistilBERT, ELECTRA: the classes of the new head a
+    /// pretrained model (one without a classifier) gets, as Hugging Face's
+    /// num_labels (default 2; 1 is a regression head, one score); a file's
+    /// classifier of other classes gets a new output layer of this many (Hugging
+    /// Face's ignore_mismatched_sizes).
     #[arg(long, value_name = "N")]
     pub num_labels: Option<usize>,
+    /// BERT family: the head is multi-label (Hugging Face's problem_type
+    /// multi_label_classification): a sigmoid per class under binary
+    /// cross-entropy, each text in any number of classes.
+    #[arg(long)]
+    pub multi_label: bool,
     /// BERT, RoBERTa, DistilBERT: the seed a new head's weights are drawn with.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -53,7 +59,7 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
         .as_deref()
         .and_then(wgml::import::bert::Family::of)
         .is_some();
-    if !bert && args.num_labels.is_some() {
+    if !bert && (args.num_labels.is_some() || args.multi_label) {
         return Err(Error::invalid(
             "--num-labels gives a BERT its new head; a GPT-2 becomes a classifier when `wgml train` \
              fine-tunes it on texts by class",
@@ -65,6 +71,7 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
             lr: args.lr.unwrap_or(5e-5),
             classes: args.num_labels,
             seed: args.seed,
+            multi_label: args.multi_label,
         };
         wgml::import::bert::import_bert(&args.folder, &how)?
     } else {

@@ -7,6 +7,7 @@ use clap::Args;
 use wgml::checkpoint;
 use wgml::data::Dataset;
 use wgml::data::text::{self, Vocabulary};
+use wgml::data::text_table::TableLabels;
 use wgml::data::{text_classes, text_table};
 use wgml::graph::PlanOptions;
 use wgml::import::bert::{Family, encoder_classifier_of};
@@ -278,7 +279,15 @@ pub struct TrainArgs {
 /// The dataset `name` names, its images read as samples of `sample_shape` when it
 /// is a folder of images, its text as byte tokens.
 pub fn load_data(name: &str, seed: u64, sample_shape: &[usize]) -> Result<Dataset> {
-    load_data_with(name, seed, sample_shape, &Vocabulary::Bytes, None, false).map(|(d, _)| d)
+    load_data_with(
+        name,
+        seed,
+        sample_shape,
+        &Vocabulary::Bytes,
+        None,
+        TableLabels::Class,
+    )
+    .map(|(d, _)| d)
 }
 
 /// Whether `--data name` is labelled texts: a folder of texts by class (see
@@ -312,6 +321,19 @@ fn labelled_training_texts(path: &Path) -> Result<Vec<String>> {
         .collect()
 }
 
+/// What a table's labels are to model `spec` trained with `loss`: numbers for
+/// a regression of one score, sets of classes for a multi-label classifier,
+/// else one class each.
+pub fn table_labels(spec: &ModelSpec, loss: nn::Loss) -> TableLabels {
+    if spec.scores(loss) {
+        TableLabels::Score
+    } else if spec.multi_label(loss) {
+        TableLabels::Set
+    } else {
+        TableLabels::Class
+    }
+}
+
 /// [`load_data`], text (`text:PATH`, a folder of texts by class) read as tokens
 /// of `vocabulary`, texts by class padded with `padding` (the model's
 /// [`ModelSpec::padding_id`]); for `text:PATH`, also the test split's bytes per
@@ -322,7 +344,7 @@ pub fn load_data_with(
     sample_shape: &[usize],
     vocabulary: &Vocabulary,
     padding: Option<u32>,
-    scores: bool,
+    labels: TableLabels,
 ) -> Result<(Dataset, Option<f64>)> {
     let (data, bytes_per_token) = match name {
         dir if is_labelled_texts(dir) => {
@@ -342,7 +364,7 @@ pub fn load_data_with(
             })?;
             let path = Path::new(dir);
             let (d, report) = if text_table::is_text_table(path) {
-                text_table::read_text_table(path, sample_shape, vocabulary, pad, scores)?
+                text_table::read_text_table(path, sample_shape, vocabulary, pad, labels)?
             } else {
                 text_classes::read_text_classes(path, sample_shape, vocabulary, pad)?
             };
@@ -948,7 +970,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         recipe.model.input_shape(),
         &vocabulary,
         padding,
-        recipe.model.scores(recipe.loss),
+        table_labels(&recipe.model, recipe.loss),
     )?;
     // What --lora defaults to: GPT-2's query, key and value, for a GPT-2 made a
     // classifier too; the classifier's new head trains in full (PEFT's SEQ_CLS).
@@ -1463,20 +1485,18 @@ pub fn print_evaluation(e: &Evaluation) {
 }
 
 /// `data` renumbered to the order of `saved`, the class names of the checkpoint
-/// training starts from, when they are the data's classes in another order (a
+/// training starts from, when they hold the data's classes in another order (a
 /// classifier imported from Hugging Face's `id2label`, one trained with
-/// `--classes 1,0`): its head's outputs then keep their classes. Data of other
-/// classes is left as it is, with a note.
+/// `--classes 1,0`, a multi-label table using some of the model's classes): its
+/// head's outputs then keep their classes. Data of other classes is left as it
+/// is, with a note.
 fn in_checkpoint_order(data: Dataset, saved: &[String]) -> Result<Dataset> {
     if saved.is_empty() || data.class_names.is_empty() || data.class_names == saved {
         return Ok(data);
     }
-    let sorted = |names: &[String]| {
-        let mut names = names.to_vec();
-        names.sort();
-        names
-    };
-    if sorted(&data.class_names) != sorted(saved) {
+    // The model's classes may be more than the data's (a multi-label table
+    // that uses some of them): each data class takes the model's output of its name.
+    if !data.class_names.iter().all(|c| saved.contains(c)) {
         println!(
             "note: the data's classes ({}) are not the checkpoint's ({}): the data's class i takes \
              the head's output i",

@@ -54,12 +54,30 @@ impl Dataset {
             })
             .collect::<Result<_>>()?;
         let renumber = |split: &Split| -> Result<Split> {
-            let (labels, _) = labels_of(split, "the model's classes")?;
             let mut out = split.clone();
-            out.y = Targets::Classes {
-                labels: labels.iter().map(|&l| relabel[l as usize]).collect(),
-                classes: names.len(),
-                positions: 1,
+            out.y = match &split.y {
+                // Sets of classes (multi-label): each class's column moves to
+                // the model's; the model's classes the data lacks are 0.
+                Targets::Values { values, dim } if *dim == self.class_names.len() => {
+                    let mut moved = vec![0.0; split.len() * names.len()];
+                    for (row, sample) in values.chunks(*dim).enumerate() {
+                        for (c, &v) in sample.iter().enumerate() {
+                            moved[row * names.len() + relabel[c] as usize] = v;
+                        }
+                    }
+                    Targets::Values {
+                        values: moved,
+                        dim: names.len(),
+                    }
+                }
+                _ => {
+                    let (labels, _) = labels_of(split, "the model's classes")?;
+                    Targets::Classes {
+                        labels: labels.iter().map(|&l| relabel[l as usize]).collect(),
+                        classes: names.len(),
+                        positions: 1,
+                    }
+                }
             };
             Ok(out)
         };

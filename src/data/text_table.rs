@@ -43,6 +43,19 @@ use crate::error::{Error, Result};
 
 /// Column names taken as the text, in order of preference.
 const TEXT_COLUMNS: [&str; 5] = ["text", "review", "sentence", "content", "document"];
+/// What a table's labels are, by the model that reads them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableLabels {
+    /// One class per text (a classifier's softmax).
+    Class,
+    /// A number per text (a regression's score, STS-B's similarity).
+    Score,
+    /// Any number of classes per text (a multi-label classifier's sigmoids):
+    /// a JSON array (`["joy", "love"]`, `[2, 27]`; a JSON Lines table's own
+    /// array, or a CSV cell holding one), or class names separated by commas.
+    Set,
+}
+
 /// Pairs of column names taken as a pair of texts, in order of preference.
 const PAIR_COLUMNS: [(&str, &str); 6] = [
     ("sentence1", "sentence2"),
@@ -270,6 +283,8 @@ fn read_columns(path: &Path, need_label: bool) -> Result<Vec<(TableText, Option<
                 Value::String(s) => Ok(s.clone()),
                 Value::Number(n) => Ok(n.to_string()),
                 Value::Bool(b) => Ok(b.to_string()),
+                // A multi-label row's classes, parsed by `label_set`.
+                array @ Value::Array(_) => Ok(array.to_string()),
                 other => Err(err(
                     path,
                     format!("line {}: '{}' is {other}, not text or a number", i + 1, names[c]),
@@ -295,13 +310,13 @@ fn read_columns(path: &Path, need_label: bool) -> Result<Vec<(TableText, Option<
 
 /// A single table's rows split into (train, test): each label's every
 /// [`TEST_EVERY`]th row to the test split, so every label is in both whatever
-/// the rows' order; with `scores` (numeric labels of a regression), every
-/// [`TEST_EVERY`]th row.
-fn split_by_label(rows: Vec<Row>, scores: bool) -> (Vec<Row>, Vec<Row>) {
+/// the rows' order; with `by_row` (a regression's numbers, a multi-label
+/// classifier's sets), every [`TEST_EVERY`]th row.
+fn split_by_label(rows: Vec<Row>, by_row: bool) -> (Vec<Row>, Vec<Row>) {
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let (mut train, mut test) = (Vec::new(), Vec::new());
     for row in rows {
-        let key = if scores { String::new() } else { row.1.clone() };
+        let key = if by_row { String::new() } else { row.1.clone() };
         let n = seen.entry(key).or_default();
         *n += 1;
         if n.is_multiple_of(TEST_EVERY) {
@@ -349,20 +364,21 @@ fn classes_of<'a>(labels: impl Iterator<Item = &'a str>) -> Vec<String> {
 
 /// Reads labelled texts from tables (see the module docs) as samples of
 /// `sample_shape = [T]` token ids of `vocabulary`, each text cut to its first T
-/// tokens and padded at its end with `pad`. With `scores`, the labels are
-/// numbers (a regression's targets, STS-B's similarity): one value per sample,
-/// no classes.
+/// tokens and padded at its end with `pad`. `labels` says what the labels are:
+/// classes; numbers (a regression's targets, STS-B's similarity: one value per
+/// sample, no classes); or sets of classes (multi-label: a 0/1 value per class
+/// and sample).
 pub fn read_text_table(
     path: &Path,
     sample_shape: &[usize],
     vocabulary: &Vocabulary,
     pad: u32,
-    scores: bool,
+    labels: TableLabels,
 ) -> Result<(Dataset, TextClassesReport)> {
     let mut reader = Reader::new(path, sample_shape, vocabulary, pad)?;
     // (file, rows) of the train, test and validation splits.
     let (train, test, validation) = if is_table(path) {
-        let (train, test) = split_by_label(read_rows(path)?, scores);
+        let (train, test) = split_by_label(read_rows(path)?, labels != TableLabels::Class);
         (train, test, None)
     } else if is_text_table(path) {
         let table = |name: &str| split_table(path, name).map(|p| read_rows(&p)).transpose();
@@ -391,8 +407,10 @@ pub fn read_text_table(
             "is neither a table (.csv, .jsonl, .json) nor a folder of train and test tables".into(),
         ));
     };
-    if scores {
-        return read_scores(path, reader, (train, test, validation));
+    match labels {
+        TableLabels::Class => {}
+        TableLabels::Score => return read_scores(path, reader, (train, test, validation)),
+        TableLabels::Set => return read_sets(path, reader, (train, test, validation)),
     }
     let all = train.iter().chain(&test).chain(validation.iter().flatten());
     let classes = classes_of(all.map(|(_, l)| l.as_str()));
@@ -434,6 +452,116 @@ pub fn read_text_table(
     };
     let (train, test) = (split(&train)?, split(&test)?);
     let validation = validation.map(|v| split(&v)).transpose()?;
+    let name = path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok((
+        Dataset {
+            name,
+            sample_shape: vec![reader.tokens()],
+            train,
+            test,
+            validation,
+            class_names: classes,
+        },
+        reader.report(Vec::new()),
+    ))
+}
+
+/// The classes of a multi-label row's label cell (see [`TableLabels::Set`]),
+/// each as [`normal_label`] reads a label.
+fn label_set(cell: &str) -> std::result::Result<Vec<String>, String> {
+    let cell = cell.trim();
+    if cell.starts_with('[') {
+        let items: Vec<Value> = serde_json::from_str(cell)
+            .map_err(|e| format!("'{cell}' is not a JSON array of classes: {e}"))?;
+        return items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(normal_label(&s)),
+                Value::Number(n) => Ok(normal_label(&n.to_string())),
+                other => Err(format!("'{cell}' holds {other}, not a class name or number")),
+            })
+            .collect();
+    }
+    Ok(cell
+        .split(',')
+        .map(normal_label)
+        .filter(|c| !c.is_empty())
+        .collect())
+}
+
+/// The splits' rows read as texts with sets of classes (multi-label): a 0/1
+/// value per class, the classes in [`classes_of`]'s order.
+fn read_sets(
+    path: &Path,
+    mut reader: Reader<'_>,
+    (train, test, validation): (Vec<Row>, Vec<Row>, Option<Vec<Row>>),
+) -> Result<(Dataset, TextClassesReport)> {
+    type Sets = Vec<Vec<String>>;
+    let parse = |rows: &[Row], name: &str| -> Result<Sets> {
+        rows.iter()
+            .enumerate()
+            .map(|(i, (_, label))| {
+                label_set(label).map_err(|m| err(path, format!("{name} row {}: {m}", i + 1)))
+            })
+            .collect()
+    };
+    let sets = (
+        parse(&train, "training")?,
+        parse(&test, "test")?,
+        validation.as_ref().map(|v| parse(v, "validation")).transpose()?,
+    );
+    let all = sets
+        .0
+        .iter()
+        .chain(&sets.1)
+        .chain(sets.2.iter().flatten())
+        .flatten();
+    let classes = classes_of(all.map(String::as_str));
+    if classes.len() < 2 || train.is_empty() || test.is_empty() {
+        return Err(err(
+            path,
+            format!(
+                "has {} classes in {} training and {} test rows: a multi-label classifier needs at \
+                 least two classes and rows in both splits (a single table puts every tenth row in \
+                 the test split)",
+                classes.len(),
+                train.len(),
+                test.len()
+            ),
+        ));
+    }
+    let mut split = |rows: &[Row], sets: &Sets, name: &str| -> Result<Split> {
+        let (mut x, mut values) = (Vec::new(), vec![0.0; rows.len() * classes.len()]);
+        for (i, ((text, _), set)) in rows.iter().zip(sets).enumerate() {
+            let second = text.second.as_ref().map(String::as_bytes);
+            let sample = reader.sample_text(text.text.as_bytes(), second);
+            x.extend(sample.map_err(|e| err(path, format!("{name} row {}: {e}", i + 1)))?);
+            for class in set {
+                if let Some(c) = classes.iter().position(|k| k == class) {
+                    values[i * classes.len() + c] = 1.0;
+                }
+            }
+        }
+        Ok(Split {
+            x,
+            sample_len: reader.tokens(),
+            y: Targets::Values {
+                values,
+                dim: classes.len(),
+            },
+        })
+    };
+    let (train, test) = (
+        split(&train, &sets.0, "training")?,
+        split(&test, &sets.1, "test")?,
+    );
+    let validation = match (&validation, &sets.2) {
+        (Some(v), Some(s)) => Some(split(v, s, "validation")?),
+        _ => None,
+    };
     let name = path.file_stem().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -531,7 +659,7 @@ mod tests {
         std::fs::write(&file, csv).unwrap();
         assert!(is_text_table(&file));
         assert!(!has_pairs(&file).unwrap());
-        let (d, report) = read_text_table(&file, &[4], &Vocabulary::Bytes, 0, false).unwrap();
+        let (d, report) = read_text_table(&file, &[4], &Vocabulary::Bytes, 0, TableLabels::Class).unwrap();
         assert_eq!(d.class_names, ["negative", "positive"]);
         assert_eq!((d.train.len(), d.test.len(), report.documents), (18, 2, 20));
         // Row 0, "good, 0" (quoted: the comma is text), cut to 4 bytes; label positive.
@@ -559,7 +687,7 @@ mod tests {
         std::fs::write(dir.join("test.jsonl"), row("dddd", "2") + &row("x", "\" 10 \"")).unwrap();
         std::fs::write(dir.join("validation.jsonl"), row("e", "10")).unwrap();
         assert!(is_text_table(&dir));
-        let (d, _) = read_text_table(&dir, &[3], &Vocabulary::Bytes, 0, false).unwrap();
+        let (d, _) = read_text_table(&dir, &[3], &Vocabulary::Bytes, 0, TableLabels::Class).unwrap();
         assert_eq!(d.class_names, ["2", "10"], "numbers in numeric order");
         assert_eq!(&d.train.x[..6], &[97.0, 0.0, 0.0, 98.0, 98.0, 0.0]);
         let Targets::Classes { labels, .. } = &d.train.y else {
@@ -593,7 +721,7 @@ mod tests {
         assert_eq!(labels.unwrap()[3].as_deref(), Some("not_entailment"));
         assert_eq!(training_texts(&file).unwrap()[..2], ["who 0?", "it was 0."]);
         assert!(has_pairs(&file).unwrap());
-        let e = read_text_table(&file, &[8], &Vocabulary::Bytes, 0, false)
+        let e = read_text_table(&file, &[8], &Vocabulary::Bytes, 0, TableLabels::Class)
             .unwrap_err()
             .to_string();
         assert!(
@@ -616,7 +744,7 @@ mod tests {
     fn tables_that_do_not_fit_are_refused_by_name() {
         let dir = scratch("bad");
         let e = |path: &Path| {
-            read_text_table(path, &[8], &Vocabulary::Bytes, 0, false)
+            read_text_table(path, &[8], &Vocabulary::Bytes, 0, TableLabels::Class)
                 .unwrap_err()
                 .to_string()
         };
@@ -640,7 +768,7 @@ mod tests {
         assert!(e(&lines).contains("line 2 is not a JSON object"), "{}", e(&lines));
         std::fs::write(&lines, "{\"text\": [1], \"label\": 1}\n").unwrap();
         assert!(e(&lines).contains("not text or a number"), "{}", e(&lines));
-        let wide = read_text_table(&file, &[2, 4], &Vocabulary::Bytes, 0, false)
+        let wide = read_text_table(&file, &[2, 4], &Vocabulary::Bytes, 0, TableLabels::Class)
             .unwrap_err()
             .to_string();
         assert!(wide.contains("token ids [T]"), "{wide}");

@@ -141,6 +141,8 @@ pub fn bert_config_of(f: &Functional) -> std::result::Result<(BertConfig, usize)
         pad,
         init_std: 0.02,
         labels: None,
+        // Sigmoids under binary cross-entropy: Hugging Face's multi-label head.
+        multi_label: f.supervised_loss() == Some(crate::nn::Loss::BinaryCrossentropy),
     };
     if heads == 0 || width % heads != 0 || layers == 0 {
         return Err(format!(
@@ -204,7 +206,9 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
         "id2label": id2label,
         "label2id": label2id,
     });
-    if classes == 1 {
+    if config.multi_label {
+        settings["problem_type"] = json!("multi_label_classification");
+    } else if classes == 1 {
         // One score: Hugging Face's regression (mean squared error).
         settings["problem_type"] = json!("regression");
     }
@@ -243,6 +247,7 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     let tokenizer = write_folder(dir, &tensors, &settings, &c.vocabulary(path)?, context)?;
     let count: usize = own.iter().map(|(_, _, v)| v.len()).sum();
     let head = match classes {
+        n if config.multi_label => format!("a multi-label classifier of {n} classes"),
         1 => "a regression head, one score".to_string(),
         n => format!("a classifier of {n} classes"),
     };

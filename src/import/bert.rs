@@ -303,6 +303,10 @@ pub struct BertConfig {
     pub init_std: f64,
     /// The classifier's class names (`id2label`), when the config names them.
     pub labels: Option<Vec<String>>,
+    /// Whether the head is multi-label (`problem_type`
+    /// "multi_label_classification"): a sigmoid per class under binary
+    /// cross-entropy, each text in any number of classes.
+    pub multi_label: bool,
 }
 
 impl BertConfig {
@@ -347,13 +351,14 @@ impl BertConfig {
             .map(|m| m.len())
             .or_else(|| c.get("num_labels").and_then(Value::as_u64).map(|n| n as usize));
         match c.get("problem_type").and_then(Value::as_str) {
-            None | Some("single_label_classification") => {}
+            None | Some("single_label_classification" | "multi_label_classification") => {}
             Some("regression") if num_labels.is_none_or(|n| n == 1) => {}
             Some(p) => {
                 return Err(format!(
                     "sets problem_type '{p}'{}; wgml reads classifiers of one class per text (softmax \
-                     and cross-entropy) and regression heads of one score (num_labels 1, mean squared \
-                     error), not multi-label heads or regressions of several values",
+                     and cross-entropy), multi-label classifiers (sigmoids and binary cross-entropy) \
+                     and regression heads of one score (num_labels 1, mean squared error), not \
+                     regressions of several values",
                     num_labels.map_or_else(String::new, |n| format!(" with {n} labels"))
                 ));
             }
@@ -462,6 +467,7 @@ impl BertConfig {
             pad,
             init_std: float("initializer_range", 0.02)?,
             labels,
+            multi_label: c.get("problem_type").and_then(Value::as_str) == Some("multi_label_classification"),
         })
     }
 
@@ -590,7 +596,11 @@ impl BertConfig {
                     json!({ "Dense": { "units": d, "activation": "Tanh" } }),
                 ));
                 let pooled = dropout(&mut layers, "dropout".into(), pooler, self.classifier_dropout);
-                layers.push(layer(BERT_CLASSIFIER_HEAD, &[&pooled], output_layer(classes)));
+                layers.push(layer(
+                    BERT_CLASSIFIER_HEAD,
+                    &[&pooled],
+                    output_layer(classes, self.multi_label),
+                ));
                 BERT_CLASSIFIER_HEAD
             }
             Family::Roberta | Family::Electra => {
@@ -618,7 +628,7 @@ impl BertConfig {
                     dense.into(),
                     self.classifier_dropout,
                 );
-                layers.push(layer(out, &[&x], output_layer(classes)));
+                layers.push(layer(out, &[&x], output_layer(classes, self.multi_label)));
                 out
             }
             Family::DistilBert => {
@@ -633,7 +643,11 @@ impl BertConfig {
                     "pre_classifier".into(),
                     self.classifier_dropout,
                 );
-                layers.push(layer(BERT_CLASSIFIER_HEAD, &[&x], output_layer(classes)));
+                layers.push(layer(
+                    BERT_CLASSIFIER_HEAD,
+                    &[&x],
+                    output_layer(classes, self.multi_label),
+                ));
                 BERT_CLASSIFIER_HEAD
             }
         };
@@ -641,7 +655,7 @@ impl BertConfig {
             "functional": {
                 "input": { "name": "tokens", "shape": [context] },
                 "layers": layers,
-                "objective": { "Supervised": { "output": output, "loss": loss_of(classes) } }
+                "objective": { "Supervised": { "output": output, "loss": loss_of(classes, self.multi_label) } }
             },
             "optimizer": { "Adam": { "lr": lr } }
         });
@@ -654,19 +668,23 @@ impl BertConfig {
     }
 }
 
-/// The output layer of a head of `classes` classes: softmax over them, or one
-/// score (Hugging Face's `num_labels` 1, a regression).
-fn output_layer(classes: usize) -> Value {
+/// The output layer of a head of `classes` classes: softmax over them, a
+/// sigmoid each (`multi_label`), or one score (Hugging Face's `num_labels` 1, a
+/// regression).
+fn output_layer(classes: usize, multi_label: bool) -> Value {
     match classes {
+        n if multi_label => json!({ "Dense": { "units": n, "activation": "Sigmoid" } }),
         1 => json!({ "Dense": { "units": 1 } }),
         n => json!({ "Dense": { "units": n, "activation": "Softmax" } }),
     }
 }
 
-/// The loss of a head of `classes` classes: cross-entropy, or mean squared
-/// error for one score (as Hugging Face's `problem_type` "regression").
-fn loss_of(classes: usize) -> &'static str {
+/// The loss of a head of `classes` classes: cross-entropy, binary cross-entropy
+/// of each class (`multi_label`, Hugging Face's `BCEWithLogitsLoss`), or mean
+/// squared error for one score (Hugging Face's `problem_type` "regression").
+fn loss_of(classes: usize, multi_label: bool) -> &'static str {
     match classes {
+        _ if multi_label => "BinaryCrossentropy",
         1 => "MeanSquaredError",
         _ => "SparseCategoricalCrossentropy",
     }
@@ -716,6 +734,9 @@ pub struct BertImport {
     pub classes: Option<usize>,
     /// Seed of a new head's (and a missing pooler's) weights.
     pub seed: u64,
+    /// Whether a new head is multi-label (Hugging Face's `problem_type`
+    /// "multi_label_classification"); a file's config may say so itself.
+    pub multi_label: bool,
 }
 
 /// Reads the Hugging Face BERT in folder `dir` (`config.json`,
@@ -746,6 +767,7 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
         ));
     }
     let mut config = config;
+    config.multi_label |= how.multi_label;
     if config.types >= 2 {
         let separator = token_type_separator(&vocabulary, config.types)?;
         config.separator = Some(separator.map_err(|m| files.bad("tokenizer.json", m))?);
@@ -757,13 +779,14 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
     let mut architecture = config.architecture(context, read.classes, how.lr)?;
     architecture.class_names = match &config.labels {
         // A regression head gives a score, not a class.
-        _ if read.classes == 1 => Vec::new(),
+        _ if read.classes == 1 && !config.multi_label => Vec::new(),
         Some(names) if read.head_read && names.len() == read.classes => names.clone(),
         _ => (0..read.classes).map(|i| format!("LABEL_{i}")).collect(),
     };
     let count: usize = read.tensors.iter().map(|(_, _, v)| v.len()).sum();
     let mut notes = Vec::new();
     let what = match read.classes {
+        n if config.multi_label => format!("{n} classes, multi-label (a sigmoid each)"),
         1 => "a regression head (one score, mean squared error)".to_string(),
         n => format!("{n} classes"),
     };
@@ -778,6 +801,12 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
             "a new head '{}' of {what} (drawn with seed {}; fine-tune it)",
             config.family.head().join("', '"),
             how.seed
+        ));
+    } else if config.multi_label {
+        notes.push(format!(
+            "its multi-label classifier of {} classes, a sigmoid each ({})",
+            read.classes,
+            architecture.class_names.join(", ")
         ));
     } else if read.classes == 1 {
         notes.push("its regression head (one score, mean squared error)".into());

@@ -245,9 +245,19 @@ impl ModelSpec {
     /// regression, as Hugging Face's `num_labels` 1 heads): a table of texts'
     /// labels are then read as numbers, not classes.
     pub fn scores(&self, loss: Loss) -> bool {
-        if loss != Loss::MeanSquaredError {
-            return false;
-        }
+        loss == Loss::MeanSquaredError && self.outputs(loss) == Some(1)
+    }
+
+    /// Whether the model is a multi-label classifier: two or more outputs under
+    /// binary cross-entropy (a sigmoid each, Hugging Face's
+    /// `multi_label_classification`); a table of texts' labels are then sets
+    /// of classes.
+    pub fn multi_label(&self, loss: Loss) -> bool {
+        loss == Loss::BinaryCrossentropy && self.outputs(loss).is_some_and(|n| n >= 2)
+    }
+
+    /// The values per sample of the model's output, when its graph builds.
+    fn outputs(&self, loss: Loss) -> Option<usize> {
         let built = match self {
             ModelSpec::Sequential(s) => s.graph(loss),
             ModelSpec::Functional(f) => f.graph().and_then(|b| match b.objective {
@@ -255,7 +265,7 @@ impl ModelSpec {
                 _ => Err(Error::invalid("no supervised output")),
             }),
         };
-        built.is_ok_and(|(g, out)| g.shape(out).iter().product::<usize>() == 1)
+        built.ok().map(|(g, out)| g.shape(out).iter().product::<usize>())
     }
 
     /// The stack of layers, for a `Sequential` model.
