@@ -128,20 +128,6 @@ fn pairs_of_texts_are_framed_cut_and_typed_as_hugging_faces_tokenizer_does() {
     assert!(e.contains("3 tokens of frame"), "{e}");
 }
 
-/// The tokenizers' own `longest_first` cut, as wgml applies it to pairs.
-#[test]
-fn longest_first_cuts_the_longer_text_first() {
-    use wgml::data::text::longest_first;
-    assert_eq!(longest_first(3, 4, 13).unwrap(), (3, 4));
-    assert_eq!(longest_first(20, 1, 13).unwrap(), (12, 1));
-    assert_eq!(longest_first(2, 30, 13).unwrap(), (2, 11));
-    // Both over half: the shorter to half, the longer to the rest.
-    assert_eq!(longest_first(10, 12, 13).unwrap(), (6, 7));
-    assert_eq!(longest_first(12, 10, 13).unwrap(), (7, 6));
-    assert_eq!(longest_first(9, 9, 13).unwrap(), (6, 7));
-    assert_eq!(longest_first(9, 9, 0).unwrap(), (0, 0));
-}
-
 /// The texts read as the fixture's tokenizer reads them for BERT: framed, cut
 /// to 16 with the frame kept (the second text), unknown words as `[UNK]`; and
 /// as RoBERTa's byte-level tokenizer frames them (`<s> … </s>`, `<pad>` = 1).

@@ -2187,6 +2187,53 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
         &["train", "--model", &reg, "--data", pairs, "--steps", "1"],
         &["is labelled 'rust', not a number"],
     );
+    // A multi-label head: sets of classes (JSON arrays), the rows whose every
+    // class is right as accuracy, each class's metrics, a set per prediction.
+    let multi = path("multi.safetensors");
+    let fixture = crate::common::repo_file("kernels-tests/golden/bert-tiny-multilabel");
+    let out = wgml(&[
+        "import",
+        fixture.to_str().unwrap(),
+        "--save",
+        &multi,
+        "--context",
+        "16",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let emotions = dir.join("emotions.jsonl");
+    let sets = [r#"["joy"]"#, r#"["joy", "love"]"#, "[]", r#"["anger"]"#];
+    let rows: String = (0..20)
+        .map(|i| format!("{{\"text\": \"the film {i}\", \"labels\": {}}}\n", sets[i % 4]))
+        .collect();
+    std::fs::write(&emotions, rows).unwrap();
+    let emotions = emotions.to_str().unwrap();
+    let out = wgml(&[
+        "train",
+        "--model",
+        &multi,
+        "--data",
+        emotions,
+        "--steps",
+        "1",
+        "--batch-size",
+        "4",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("classes as the checkpoint numbers them: joy, love, anger")
+            && stdout.contains("test accuracy")
+            && !stdout.contains("confusion matrix"),
+        "{stdout}"
+    );
+    let out = wgml(&["predict", "--weights", &multi, emotions]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout.lines().next(),
+        Some("row,label,prediction,joy,love,anger"),
+        "{stdout}"
+    );
     // A RoBERTa folder is read as the same family's classifier.
     let roberta = crate::common::repo_file("kernels-tests/golden/roberta-tiny-cls");
     let out = wgml(&[

@@ -286,6 +286,39 @@ fn count_correct_matches_reference() {
     }
 }
 
+/// Subset accuracy of multi-label rows, against its twin (targets drawn near
+/// the logits' signs, so some rows match whole) and by hand.
+#[test]
+fn count_correct_sets_matches_reference() {
+    let (_g, ctx) = gpu();
+    for (k, &(rows, cols)) in [(1usize, 1usize), (7, 3), (257, 2), (1000, 5)].iter().enumerate() {
+        let x = uniform(&mut rng(60 + k as u64), rows * cols, -2.0, 2.0);
+        let mut r = rng(65 + k as u64);
+        // Each target agrees with its logit's sign 90% of the time.
+        let t: Vec<f32> = x
+            .iter()
+            .map(|&v| f32::from((v > 0.0) != (r.random_range(0..10) == 0)))
+            .collect();
+        let xt = Tensor::from_f32(ctx, &x, &[rows, cols]).unwrap();
+        let tt = Tensor::from_f32(ctx, &t, &[rows * cols]).unwrap();
+        let acc = Tensor::from_f32(ctx, &[1.0], &[1]).unwrap();
+        let d = reduce::count_correct_sets(ctx, &xt, &tt, &acc).unwrap();
+        ctx.run(&[&d, &d]).unwrap();
+        let mut want = 1.0;
+        for _ in 0..2 {
+            reference::reduce::count_correct_sets(&x, &t, cols, &mut want);
+        }
+        assert_eq!(acc.to_f32(ctx).unwrap(), [want], "[{rows}, {cols}]");
+        assert!(
+            rows < 7 || (want > 1.0 && want < 1.0 + 2.0 * rows as f32),
+            "{want}"
+        );
+    }
+    let mut acc = 0.0;
+    reference::reduce::count_correct_sets(&[1.0, -1.0, 1.0, 1.0], &[1.0, 0.0, 1.0, 0.0], 2, &mut acc);
+    assert_eq!(acc, 1.0, "the second row misses one class");
+}
+
 #[test]
 fn count_correct_binary_matches_reference() {
     let (_g, ctx) = gpu();

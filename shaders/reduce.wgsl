@@ -272,6 +272,28 @@ fn count_in_top_k(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
+// count_correct_sets: one workgroup; x is logits [rows = d0, cols = d1], targets
+// [rows, cols] (0/1: a multi-label row's classes); out[0] += #rows whose every
+// (x > 0) == (target > 0.5): subset accuracy, scikit-learn's for multi-label.
+@compute @workgroup_size(WG)
+fn count_correct_sets(@builtin(local_invocation_index) lid: u32) {
+    var hits = 0.0;
+    for (var r = lid; r < p.d0; r = r + WG) {
+        var all = true;
+        for (var j = 0u; j < p.d1; j = j + 1u) {
+            let i = r * p.d1 + j;
+            all = all && ((x[i] > 0.0) == (targets[i] > 0.5));
+        }
+        if (all) {
+            hits = hits + 1.0;
+        }
+    }
+    let total = workgroup_sum(lid, hits);
+    if (lid == 0u) {
+        out[0] = out[0] + total;
+    }
+}
+
 // count_correct_binary: one workgroup; x is logits [rows = d0], targets [rows];
 // out[0] += #rows with (x > 0) == (target > 0.5).
 @compute @workgroup_size(WG)

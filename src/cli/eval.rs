@@ -357,6 +357,23 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if model.spec.multi_label(model.loss) {
+        let name = |i: usize| class_names.get(i).cloned().unwrap_or_else(|| i.to_string());
+        for (path, p) in args.images.iter().zip(probs.chunks(classes)) {
+            let each: Vec<String> = p
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("{} {v:.4}", name(i)))
+                .collect();
+            println!(
+                "{}: {} ({})",
+                path.display(),
+                in_set(p, &name).unwrap_or_else(|| "no class".into()),
+                each.join(", ")
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     for (path, p) in args.images.iter().zip(probs.chunks(classes)) {
         let (best, prob) = best_class(p);
         match class_names.get(best) {
@@ -372,6 +389,13 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
 
 /// Rows of a table encoded and predicted at a time (bounds the ids held).
 const TABLE_CHUNK: usize = 4096;
+
+/// A multi-label classifier's classes for probabilities `p`: those above 0.5,
+/// named by `name` and joined by ';'; `None` when there are none.
+fn in_set(p: &[f32], name: &dyn Fn(usize) -> String) -> Option<String> {
+    let set: Vec<String> = (0..p.len()).filter(|&i| p[i] > 0.5).map(name).collect();
+    (!set.is_empty()).then(|| set.join(";"))
+}
 
 /// The class with the highest probability in `p`, and that probability (NaN
 /// sorted lowest).
@@ -421,8 +445,13 @@ fn predict_table(
     // A regression gives one score per text; a classifier its class, that
     // class's probability and every class's.
     let scores = model.spec.scores(model.loss);
+    let multi = model.spec.multi_label(model.loss);
     if scores {
         header.push("score".into());
+    } else if multi {
+        // A multi-label classifier: the classes above 0.5, then each one's probability.
+        header.push("prediction".into());
+        header.extend((0..classes).map(name));
     } else {
         header.extend(["prediction".to_string(), "probability".to_string()]);
         header.extend((0..classes).map(name));
@@ -449,6 +478,9 @@ fn predict_table(
             }
             if scores {
                 record.push(format!("{:.6}", p[0]));
+            } else if multi {
+                record.push(in_set(p, &name).unwrap_or_default());
+                record.extend(p.iter().map(|v| format!("{v:.6}")));
             } else {
                 record.extend([name(best), format!("{prob:.6}")]);
                 record.extend(p.iter().map(|v| format!("{v:.6}")));

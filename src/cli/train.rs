@@ -1478,6 +1478,10 @@ pub fn print_evaluation(e: &Evaluation) {
     if let (Some(p), Some(r), Some(f)) = (e.macro_precision, e.macro_recall, e.macro_f1) {
         println!("macro  {p:>9.4}  {r:>6.4}  {f:>6.4}");
     }
+    if e.confusion.is_empty() {
+        // A multi-label classifier: each class a yes/no, no single matrix.
+        return;
+    }
     println!("confusion matrix (rows: true class, columns: predicted):");
     for row in &e.confusion {
         println!("  {}", row.iter().map(|c| format!("{c:>5}")).collect::<String>());

@@ -68,33 +68,28 @@ pub struct PairFrame {
 }
 
 /// The lengths two token sequences of `n1` and `n2` ids are cut to so that they
-/// fit in `room` together: the Hugging Face tokenizers' `longest_first`
-/// truncation (the longer cut first), which `tokenizer(a, b, truncation=True)`
-/// applies, computed by the tokenizers crate itself.
-pub fn longest_first(n1: usize, n2: usize, room: usize) -> Result<(usize, usize)> {
-    use tokenizers::utils::truncation::{
-        TruncationDirection, TruncationParams, TruncationStrategy, truncate_encodings,
-    };
+/// fit in `room` together, as the Hugging Face tokenizers' `longest_first`
+/// truncation (which `tokenizer(a, b, truncation=True)` applies) cuts them:
+/// nothing when they fit; else the longer down to what the shorter leaves, or,
+/// when the shorter alone takes more than half, the shorter to half of `room`
+/// and the longer to the rest. The tests hold it equal to the crate's own
+/// `truncate_encodings`, which builds every cut-off piece and so costs far more.
+pub fn longest_first(n1: usize, n2: usize, room: usize) -> (usize, usize) {
     if n1 + n2 <= room {
-        return Ok((n1, n2));
+        return (n1, n2);
     }
-    let blank = |n: usize| {
-        tokenizers::Encoding::from_tokens(
-            (0..n)
-                .map(|_| tokenizers::Token::new(0, String::new(), (0, 0)))
-                .collect(),
-            0,
-        )
+    let short = n1.min(n2);
+    let (keep_short, keep_long) = if 2 * short > room {
+        (room / 2, room / 2 + room % 2)
+    } else {
+        (short, room - short)
     };
-    let params = TruncationParams {
-        direction: TruncationDirection::Right,
-        max_length: room,
-        strategy: TruncationStrategy::LongestFirst,
-        stride: 0,
+    let (k1, k2) = if n1 <= n2 {
+        (keep_short, keep_long)
+    } else {
+        (keep_long, keep_short)
     };
-    let (a, b) = truncate_encodings(blank(n1), Some(blank(n2)), &params)
-        .map_err(|e| tokenizer_error("truncating a pair", e))?;
-    Ok((a.len(), b.map_or(0, |b| b.len())))
+    (k1.min(n1), k2.min(n2))
 }
 
 /// How text becomes token ids and back.
@@ -404,10 +399,11 @@ impl Vocabulary {
         let added = frame.before.len() + frame.between.len() + frame.after.len();
         let Some(room) = tokens.checked_sub(added) else {
             return Err(Error::invalid(format!(
-                "a pair of texts takes {added} tokens of frame, more than the {tokens} the model                  reads"
+                "a pair of texts takes {added} tokens of frame, more than the {tokens} the model \
+                 reads"
             )));
         };
-        let (n1, n2) = longest_first(a.len(), b.len(), room)?;
+        let (n1, n2) = longest_first(a.len(), b.len(), room);
         let mut out = Vec::with_capacity(tokens);
         out.extend_from_slice(&frame.before);
         out.extend_from_slice(&a[..n1]);
@@ -926,6 +922,38 @@ fn windows(ids: &[u32], tokens: usize, classes: usize) -> Split {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`longest_first`] against the tokenizers crate's own truncation on every
+    /// pair of lengths up to 12 and every room up to 14.
+    #[test]
+    fn longest_first_is_the_tokenizers_truncation() {
+        use tokenizers::utils::truncation::{
+            TruncationDirection, TruncationParams, TruncationStrategy, truncate_encodings,
+        };
+        let blank = |n: usize| {
+            tokenizers::Encoding::from_tokens(
+                (0..n)
+                    .map(|_| tokenizers::Token::new(0, String::new(), (0, 0)))
+                    .collect(),
+                0,
+            )
+        };
+        for n1 in 0..=12 {
+            for n2 in 0..=12 {
+                for room in 0..=14 {
+                    let params = TruncationParams {
+                        direction: TruncationDirection::Right,
+                        max_length: room,
+                        strategy: TruncationStrategy::LongestFirst,
+                        stride: 0,
+                    };
+                    let (a, b) = truncate_encodings(blank(n1), Some(blank(n2)), &params).unwrap();
+                    let want = (a.len(), b.map_or(0, |b| b.len()));
+                    assert_eq!(longest_first(n1, n2, room), want, "{n1} {n2} room {room}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn windows_pair_each_byte_with_the_next() {

@@ -679,6 +679,9 @@ fn supervised(
                 v.push(reduce::accumulate_sum(ctx, &losses, &acc.loss_sum)?);
                 if out_dim == 1 {
                     v.push(reduce::count_correct_binary(ctx, &out2, &targets, &acc.correct)?);
+                } else {
+                    // Multi-label: the rows whose every class is right.
+                    v.push(reduce::count_correct_sets(ctx, &out2, &targets, &acc.correct)?);
                 }
             }
             Loss::MeanSquaredError => {

@@ -770,7 +770,7 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
     config.multi_label |= how.multi_label;
     if config.types >= 2 {
         let separator = token_type_separator(&vocabulary, config.types)?;
-        config.separator = Some(separator.map_err(|m| files.bad("tokenizer.json", m))?);
+        config.separator = separator.map_err(|m| files.bad("tokenizer.json", m))?;
     }
     let bytes = files.bytes("model.safetensors")?;
     let file = SafeTensors::deserialize(&bytes)
@@ -863,28 +863,27 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
 /// The id from which BERT's token types are computed (the types count it
 /// before each token): the token between the two texts of the tokenizer's pair
 /// template (`[CLS] A [SEP] B [SEP]`), checked to type the template's tokens as
-/// the tokenizer does; a tokenizer without a pair template gives the token
-/// ending a single text (every text is then of type 0). The inner error says
-/// what in the tokenizer does not fit.
+/// the tokenizer does. `None` where the tokenizer types every token 0 (no pair
+/// template, or one of type 0 only, as RoBERTa's): the one type in use is then
+/// folded into the positions, exactly. The inner error says what in the
+/// tokenizer does not fit.
 fn token_type_separator(
     vocabulary: &crate::data::text::Vocabulary,
     types: usize,
-) -> Result<std::result::Result<u32, String>> {
+) -> Result<std::result::Result<Option<u32>, String>> {
     let Some(frame) = vocabulary.pair_frame()? else {
-        let (_, after) = vocabulary.document_frame()?;
-        return Ok(after.first().copied().ok_or_else(|| {
-            "puts no token after a text ([SEP]), from which wgml computes BERT's token types: use \
-             the tokenizer saved with the model"
-                .to_string()
-        }));
+        return Ok(Ok(None));
     };
-    let separator = frame.between[0];
     let (ids, want) = &frame.probe;
+    if want.iter().all(|&t| t == 0) {
+        return Ok(Ok(None));
+    }
+    let separator = frame.between[0];
     let ids: Vec<f32> = ids.iter().map(|&i| i as f32).collect();
     let got = crate::reference::sequence::token_types(&ids, ids.len(), separator, types);
     let want: Vec<f32> = want.iter().map(|&t| t as f32).collect();
     Ok(if got == want {
-        Ok(separator)
+        Ok(Some(separator))
     } else {
         Err(format!(
             "types a pair of texts (ids {:?}) as {want:?}, but wgml computes token types from the \

@@ -47,6 +47,7 @@ const ARGMAX_ROWS_THREAD: Kernel = Shader::Reduce.kernel("argmax_rows_thread");
 const ARGMAX_ROWS_WG: Kernel = Shader::Reduce.kernel("argmax_rows_wg");
 const COUNT_CORRECT: Kernel = Shader::Reduce.kernel("count_correct");
 const COUNT_CORRECT_BINARY: Kernel = Shader::Reduce.kernel("count_correct_binary");
+const COUNT_CORRECT_SETS: Kernel = Shader::Reduce.kernel("count_correct_sets");
 const COUNT_IN_TOP_K: Kernel = Shader::Reduce.kernel("count_in_top_k");
 
 const CONSTANTS: &[(&str, f64)] = &[("WG", WG as f64)];
@@ -340,6 +341,48 @@ pub fn count_in_top_k(
         CONSTANTS,
         &params,
         &[(1, &logits.buffer), (2, &acc.buffer), (3, &labels.buffer)],
+        [1, 1, 1],
+    )
+}
+
+/// `acc[0] += #rows r whose every class c has (logits[r, c] > 0) == (targets[r, c]
+/// > 0.5)`, for `logits` `[R, C]` (a multi-label classifier's), `targets` f32 of
+/// `R·C` 0/1 values and `acc` f32 `[1]`: subset accuracy (scikit-learn's
+/// `accuracy_score` on multi-label data). One workgroup. CPU twin:
+/// [`crate::reference::reduce::count_correct_sets`].
+pub fn count_correct_sets(
+    ctx: &Context,
+    logits: &Tensor,
+    targets: &Tensor,
+    acc: &Tensor,
+) -> Result<Dispatch> {
+    const OP: &str = "count_correct_sets";
+    logits.expect_dtype(OP, "logits", DType::F32)?;
+    targets.expect_dtype(OP, "targets", DType::F32)?;
+    acc.expect_dtype(OP, "acc", DType::F32)?;
+    no_alias(OP, "logits", logits, "acc", acc)?;
+    no_alias(OP, "targets", targets, "acc", acc)?;
+    let &[rows, cols] = logits.shape() else {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "logits has shape {:?}; it must be [rows, classes]",
+                logits.shape()
+            ),
+        ));
+    };
+    expect_numel(OP, "targets", targets, rows * cols, "logits' rows × classes")?;
+    expect_numel(OP, "acc", acc, 1, "the accumulator")?;
+    let params = Params {
+        d0: count_u32(OP, "rows", rows)?,
+        d1: count_u32(OP, "cols", cols)?,
+        ..Params::default()
+    };
+    ctx.dispatch(
+        COUNT_CORRECT_SETS,
+        CONSTANTS,
+        &params,
+        &[(1, &logits.buffer), (2, &acc.buffer), (5, &targets.buffer)],
         [1, 1, 1],
     )
 }

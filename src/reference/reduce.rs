@@ -91,6 +91,18 @@ pub fn count_in_top_k(logits: &[f32], cols: usize, labels: &[u32], k: usize, acc
     *acc = (*acc as f64 + hits as f64) as f32;
 }
 
+/// Twin of `count_correct_sets`: `acc += #rows (of `cols` logits) whose every
+/// (logit > 0) == (target > 0.5)`.
+pub fn count_correct_sets(logits: &[f32], targets: &[f32], cols: usize, acc: &mut f32) {
+    assert_eq!(logits.len(), targets.len());
+    let hits = logits
+        .chunks(cols.max(1))
+        .zip(targets.chunks(cols.max(1)))
+        .filter(|(x, t)| x.iter().zip(*t).all(|(&x, &t)| (x > 0.0) == (t > 0.5)))
+        .count();
+    *acc = (*acc as f64 + hits as f64) as f32;
+}
+
 /// `acc += #rows with (logit > 0) == (target > 0.5)`.
 pub fn count_correct_binary(logits: &[f32], targets: &[f32], acc: &mut f32) {
     assert_eq!(logits.len(), targets.len());

@@ -57,6 +57,44 @@ pub struct Evaluation {
     pub correlation: Option<(f64, f64)>,
 }
 
+/// Class `class`'s precision, recall and F1 from its true positives `tp`, the
+/// samples predicted as it and its samples (`support`).
+fn class_metrics(class: usize, tp: u64, predicted: u64, support: u64) -> ClassMetrics {
+    let tp = tp as f64;
+    let precision = if predicted > 0 { tp / predicted as f64 } else { 0.0 };
+    let recall = if support > 0 { tp / support as f64 } else { 0.0 };
+    let f1 = if precision + recall > 0.0 {
+        2.0 * precision * recall / (precision + recall)
+    } else {
+        0.0
+    };
+    ClassMetrics {
+        class,
+        precision,
+        recall,
+        f1,
+        support: support as usize,
+    }
+}
+
+/// Each class's metrics of a multi-label classifier: its outputs `got` (a
+/// probability per class and sample, `dim` classes) against the 0/1 `want`,
+/// each class predicted where its probability is above 0.5.
+fn set_metrics(got: &[f32], want: &[f32], dim: usize) -> Vec<ClassMetrics> {
+    (0..dim)
+        .map(|c| {
+            let (mut tp, mut predicted, mut support) = (0, 0, 0);
+            for (g, w) in got.chunks(dim).zip(want.chunks(dim)) {
+                let (p, t) = (g[c] > 0.5, w[c] > 0.5);
+                tp += u64::from(p && t);
+                predicted += u64::from(p);
+                support += u64::from(t);
+            }
+            class_metrics(c, tp, predicted, support)
+        })
+        .collect()
+}
+
 /// Pearson's correlation of `a` and `b` (f64 sums); `None` when either is
 /// constant or they are shorter than 2.
 pub fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
@@ -244,6 +282,8 @@ pub fn evaluate_with_predictions(
     let order = batches(model, ctx, data, batch_size, Some(&preds))?;
     let (loss_sum, correct) = model.acc.read(ctx)?;
     let mut correlation = None;
+    // A multi-label classifier's per-class metrics (each class a yes/no).
+    let mut sets = None;
     let predicted: Vec<usize> = match &data.y {
         Targets::Classes { .. } => in_data_order(preds.to_u32(ctx)?, &order)
             .into_iter()
@@ -256,11 +296,18 @@ pub fn evaluate_with_predictions(
                 let want: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
                 correlation = pearson(&got, &want).zip(spearman(&got, &want));
             }
+            if *dim > 1 && model.loss.is_classification() {
+                sets = Some(set_metrics(&values_out, values, *dim));
+            }
             values_out.into_iter().map(|p| usize::from(p > 0.5)).collect()
         }
     };
     // Per-class tables for one label per sample only (see Evaluation::confusion).
-    let tabled = if positions > 1 { 0 } else { classes };
+    let tabled = if positions > 1 || sets.is_some() {
+        0
+    } else {
+        classes
+    };
     let mut confusion = vec![vec![0u64; tabled]; tabled];
     if tabled > 0 {
         for (&t, &p) in truth.iter().zip(&predicted) {
@@ -269,29 +316,17 @@ pub fn evaluate_with_predictions(
             }
         }
     }
-    let per_class: Vec<ClassMetrics> = (0..tabled)
-        .map(|c| {
-            let tp = confusion[c][c] as f64;
-            let predicted_c: f64 = (0..tabled).map(|t| confusion[t][c] as f64).sum();
-            let support: u64 = confusion[c].iter().sum();
-            let precision = if predicted_c > 0.0 { tp / predicted_c } else { 0.0 };
-            let recall = if support > 0 { tp / support as f64 } else { 0.0 };
-            let f1 = if precision + recall > 0.0 {
-                2.0 * precision * recall / (precision + recall)
-            } else {
-                0.0
-            };
-            ClassMetrics {
-                class: c,
-                precision,
-                recall,
-                f1,
-                support: support as usize,
-            }
-        })
-        .collect();
+    let per_class: Vec<ClassMetrics> = match sets {
+        Some(sets) => sets,
+        None => (0..tabled)
+            .map(|c| {
+                let predicted_c: u64 = (0..tabled).map(|t| confusion[t][c]).sum();
+                class_metrics(c, confusion[c][c], predicted_c, confusion[c].iter().sum())
+            })
+            .collect(),
+    };
     let mean = |f: fn(&ClassMetrics) -> f64| {
-        (tabled > 0).then(|| per_class.iter().map(f).sum::<f64>() / tabled as f64)
+        (!per_class.is_empty()).then(|| per_class.iter().map(f).sum::<f64>() / per_class.len() as f64)
     };
     let labels = (n * positions) as f64;
     let top_k = match model.top_k {

@@ -39,6 +39,17 @@ impl Graph {
                 format!("mask_id {pad} is not a row of the {}-row table", ts[0]),
             ));
         }
+        if let Op::TokenTypes { types, .. } = self.nodes[ids].op
+            && types as usize > ts[0]
+        {
+            return Err(shape_err(
+                layer,
+                format!(
+                    "its ids are {types} token types but its table has {} rows; give it input_dim {types}",
+                    ts[0]
+                ),
+            ));
+        }
         let lengths = match mask {
             Some(pad) => Some(self.lengths_node(ids, pad, layer)?),
             // Ids that are a padded sequence (token types) make one of the same padding.
