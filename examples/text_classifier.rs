@@ -1,4 +1,4 @@
-//! A Hugging Face text classifier run from Rust: a BERT, RoBERTa or DistilBERT
+//! A Hugging Face text classifier run from Rust: a BERT, RoBERTa, DistilBERT or ELECTRA
 //! folder (`config.json`, `model.safetensors`, `tokenizer.json`, as
 //! `save_pretrained` writes them) imported in memory, texts read as its
 //! tokenizer reads them, each text's class printed with its probability.

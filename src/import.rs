@@ -105,8 +105,8 @@ impl Gpt2Config {
         {
             return Err(format!(
                 "describes a '{t}' model; wgml imports GPT-2 (model_type \"gpt2\") and, as classifiers \
-                 of texts, BERT (\"bert\"), RoBERTa (\"roberta\", \"xlm-roberta\", \"camembert\") and \
-                 DistilBERT (\"distilbert\")"
+                 of texts, BERT (\"bert\"), RoBERTa (\"roberta\", \"xlm-roberta\", \"camembert\"), \
+                 DistilBERT (\"distilbert\") and ELECTRA (\"electra\")"
             ));
         }
         let settings = Settings(&c);

@@ -1,8 +1,8 @@
 #!/bin/bash
 # A BERT checkpoint as imports before this session wrote it (type 0 folded into
 # the positions, no TokenTypes op), made by editing a fresh import: it still
-# exports, and `wgml train` refuses a pair table on it (it would read every
-# token as type 0), saying to import again.
+# exports, and `wgml train`, `eval` and `predict` refuse a pair table on it (it
+# would read every token as type 0), saying to import again.
 W=target/release/wgml; D=/tmp/pairs-old; rm -rf $D; mkdir -p $D
 $W import kernels-tests/golden/bert-tiny-cls --save $D/new.safetensors --context 16
 /tmp/pyenv/bin/python - <<'PY'
@@ -32,4 +32,6 @@ for i in range(30):
 PY
 $W export $D/old.safetensors --save $D/old-hf
 $W train --model $D/old.safetensors --data $D/pairs.csv --steps 1 && exit 1
+$W eval --weights $D/old.safetensors --data $D/pairs.csv && exit 1
+$W predict --weights $D/old.safetensors $D/pairs.csv && exit 1
 $W train --model $D/new.safetensors --data $D/pairs.csv --steps 1 | grep 'pairs of texts'

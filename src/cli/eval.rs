@@ -210,6 +210,15 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
             "model '{name}' is not one of wgml's, so it has no default dataset: give --data"
         ))
     })?;
+    let table = std::path::Path::new(data_name);
+    if wgml::data::text_table::is_text_table(table) && wgml::data::text_table::has_pairs(table)? {
+        super::train::refuse_untyped_pairs(
+            &model.spec,
+            &vocabulary,
+            &args.weights.display().to_string(),
+            data_name,
+        )?;
+    }
     let (mut data, bytes_per_token) = load_data_with(
         data_name,
         args.seed,
@@ -434,6 +443,14 @@ fn predict_table(
         None => Box::new(std::io::stdout()),
     };
     let (texts, labels) = wgml::data::text_table::read_texts(table)?;
+    if texts.iter().any(|t| t.second.is_some()) {
+        super::train::refuse_untyped_pairs(
+            &model.spec,
+            vocabulary,
+            &args.weights.display().to_string(),
+            &table.display().to_string(),
+        )?;
+    }
     let classes = model.output_dim();
     let name = |i: usize| class_names.get(i).cloned().unwrap_or_else(|| i.to_string());
     let csv_error = |e: csv::Error| Error::invalid(format!("writing the predictions: {e}"));

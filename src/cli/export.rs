@@ -11,8 +11,8 @@ use wgml::checkpoint;
 #[derive(Args, Debug, Clone)]
 pub struct ExportArgs {
     /// A wgml checkpoint of a GPT-2 (one `wgml import` wrote, fine-tuned or not,
-    /// or one trained from examples/models/gpt2_small.json) or of a BERT, RoBERTa
-    /// or DistilBERT classifier (written as its *ForSequenceClassification).
+    /// or one trained from examples/models/gpt2_small.json) or of a BERT, RoBERTa,
+    /// DistilBERT or ELECTRA classifier (written as its *ForSequenceClassification).
     pub checkpoint: PathBuf,
     /// The folder to write config.json, model.safetensors and tokenizer.json to
     /// (created if missing), which transformers' GPT2LMHeadModel.from_pretrained

@@ -10,12 +10,12 @@ use wgml::{Error, Result};
 
 #[derive(Args, Debug, Clone)]
 pub struct ImportArgs {
-    /// A Hugging Face GPT-2, BERT, RoBERTa or DistilBERT folder: config.json,
+    /// A Hugging Face GPT-2, BERT, RoBERTa, DistilBERT or ELECTRA folder: config.json,
     /// model.safetensors and tokenizer.json (what `save_pretrained` writes; the
     /// Hub's gpt2, gpt2-medium, gpt2-large, gpt2-xl and distilgpt2;
     /// bert-base-uncased, bert-base-cased, bert-large-*, roberta-base,
     /// xlm-roberta-base, distilbert-base-uncased and their fine-tuned
-    /// classifiers). A BERT, RoBERTa or DistilBERT becomes a classifier of texts.
+    /// classifiers). A BERT, RoBERTa, DistilBERT or ELECTRA becomes a classifier of texts.
     pub folder: PathBuf,
     /// The wgml checkpoint to write.
     #[arg(long)]
@@ -30,7 +30,7 @@ pub struct ImportArgs {
     /// default, as full fine-tuning of an encoder takes small steps).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// A PEFT LoRA adapter folder for this GPT-2, BERT, RoBERTa or DistilBERT (adapter_config.json and
+    /// A PEFT LoRA adapter folder for this GPT-2, BERT, RoBERTa, DistilBERT or ELECTRA (adapter_config.json and
     /// adapter_model.safetensors, what PeftModel.save_pretrained writes): the
     /// checkpoint keeps the adapters beside the frozen base, so `generate` runs the
     /// adapted model and `train` goes on training the adapters.
@@ -48,7 +48,7 @@ pub struct ImportArgs {
     /// cross-entropy, each text in any number of classes.
     #[arg(long)]
     pub multi_label: bool,
-    /// BERT, RoBERTa, DistilBERT: the seed a new head's weights are drawn with.
+    /// BERT, RoBERTa, DistilBERT, ELECTRA: the seed a new head's weights are drawn with.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }

@@ -321,6 +321,41 @@ fn labelled_training_texts(path: &Path) -> Result<Vec<String>> {
         .collect()
 }
 
+/// An error when `spec` is a BERT-family model imported before wgml computed
+/// token types (it folded type 0 into the positions, so it reads every token
+/// as type 0) whose tokenizer types a pair's second text 1: pairs of texts
+/// (from `data`) would read as one segment. `model` names it.
+pub fn refuse_untyped_pairs(
+    spec: &ModelSpec,
+    vocabulary: &Vocabulary,
+    model: &str,
+    data: &str,
+) -> Result<()> {
+    let ModelSpec::Functional(f) = spec else {
+        return Ok(());
+    };
+    let Some((Family::Bert | Family::Electra, _)) = encoder_classifier_of(f) else {
+        return Ok(());
+    };
+    if f.layers
+        .iter()
+        .any(|l| l.name.ends_with("embeddings.token_types"))
+    {
+        return Ok(());
+    }
+    let typed = vocabulary
+        .pair_frame()?
+        .is_some_and(|p| p.probe.1.iter().any(|&t| t != 0));
+    if !typed {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{model} is a BERT imported before wgml read BERT's token types: it reads every token as \
+         type 0, but {data} holds pairs of texts, whose second text is type 1; import the Hugging \
+         Face folder again (wgml import DIR --save FILE)"
+    )))
+}
+
 /// What a table's labels are to model `spec` trained with `loss`: numbers for
 /// a regression of one score, sets of classes for a multi-label classifier,
 /// else one class each.
@@ -985,19 +1020,8 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         ModelSpec::Functional(f) => encoder_classifier_of(f),
         _ => None,
     };
-    // A BERT imported before wgml computed token types reads every token as
-    // type 0: pairs of texts would train as one segment.
-    if let (Some((Family::Bert, _)), ModelSpec::Functional(f)) = (encoder, &recipe.model)
-        && text_table::is_text_table(Path::new(&data_name))
-        && text_table::has_pairs(Path::new(&data_name))?
-        && !f.layers.iter().any(|l| l.name == "bert.embeddings.token_types")
-    {
-        return Err(Error::invalid(format!(
-            "{} is a BERT imported before wgml read BERT's token types: it reads every token as \
-             type 0, but {data_name} holds pairs of texts, whose second text is type 1; import the \
-             Hugging Face folder again (wgml import DIR --save FILE)",
-            args.model
-        )));
+    if text_table::is_text_table(Path::new(&data_name)) && text_table::has_pairs(Path::new(&data_name))? {
+        refuse_untyped_pairs(&recipe.model, &vocabulary, &args.model, &data_name)?;
     }
     let bert_classes = encoder.map(|(_, classes)| classes);
     let new_head: &[&str] = match encoder {
@@ -1530,6 +1554,8 @@ pub fn write_metrics_json(
         "test_accuracy": e.accuracy,
         "test_top_k": e.top_k.map(|(k, _)| k),
         "test_top_k_accuracy": e.top_k.map(|(_, a)| a),
+        "test_pearson": e.correlation.map(|(r, _)| r),
+        "test_spearman": e.correlation.map(|(_, rho)| rho),
         "labels_per_sample": e.positions,
         "test_perplexity": (e.positions > 1).then(|| e.loss.exp()),
         "confusion_matrix": e.confusion,

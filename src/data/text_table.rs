@@ -611,6 +611,15 @@ fn read_scores(
                 )
             })?);
         }
+        if values.iter().all(|&v| v == -1.0) {
+            return Err(err(
+                path,
+                format!(
+                    "its {name} split is labelled -1 throughout (GLUE's unlabelled test split): a \
+                     regression needs real scores; evaluate on the validation table instead"
+                ),
+            ));
+        }
         Ok(Split {
             x,
             sample_len: reader.tokens(),

@@ -1,7 +1,8 @@
-//! A BERT, RoBERTa or DistilBERT classifier ([`crate::import::bert`]) written
-//! back as a Hugging Face `BertForSequenceClassification`,
-//! `RobertaForSequenceClassification` or `DistilBertForSequenceClassification`
-//! folder: `config.json`, `model.safetensors`
+//! A BERT, RoBERTa, DistilBERT or ELECTRA classifier ([`crate::import::bert`];
+//! a regression or multi-label head too, with its `problem_type`) written back
+//! as a Hugging Face `BertForSequenceClassification`,
+//! `RobertaForSequenceClassification`, `DistilBertForSequenceClassification` or
+//! `ElectraForSequenceClassification` folder: `config.json`, `model.safetensors`
 //! in its names (the query, key and value under `attention.self`, the attention's
 //! output projection as `attention.output.dense`) and `tokenizer.json`, so
 //! `AutoModelForSequenceClassification.from_pretrained(FOLDER)` gives wgml's

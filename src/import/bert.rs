@@ -57,7 +57,8 @@
 //! A file without a classifier (a pretrained BERT) gets a new head of the
 //! classes asked for (Hugging Face's `num_labels`, 2 by default), drawn as
 //! Hugging Face draws it (normal with `initializer_range`, bias 0); its
-//! pretraining heads (`cls.*`, RoBERTa's `lm_head.*` and unused pooler) are left
+//! pretraining heads (`cls.*`, RoBERTa's `lm_head.*` and unused pooler,
+//! DistilBERT's `vocab_*`, ELECTRA's `discriminator_predictions.*`) are left
 //! out.
 
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
 //! PEFT LoRA adapters of the BERT family's classifiers (BERT, RoBERTa,
-//! DistilBERT, as [`crate::import::bert`] reads them; `task_type` `SEQ_CLS`),
+//! DistilBERT, ELECTRA, as [`crate::import::bert`] reads them; `task_type` `SEQ_CLS`),
 //! read into and written from wgml's low-rank adapters.
 //!
 //! Each PEFT module is one wgml module: the attention's projections under
