@@ -345,8 +345,8 @@ pub fn count_in_top_k(
     )
 }
 
-/// `acc[0] += #rows r whose every class c has (logits[r, c] > 0) == (targets[r, c]
-/// > 0.5)`, for `logits` `[R, C]` (a multi-label classifier's), `targets` f32 of
+/// `acc[0] += #rows` whose every class has a positive logit exactly where its
+/// target is above 0.5, for `logits` `[R, C]` (a multi-label classifier's), `targets` f32 of
 /// `R·C` 0/1 values and `acc` f32 `[1]`: subset accuracy (scikit-learn's
 /// `accuracy_score` on multi-label data). One workgroup. CPU twin:
 /// [`crate::reference::reduce::count_correct_sets`].
