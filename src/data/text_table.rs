@@ -284,7 +284,7 @@ fn read_columns(path: &Path, need_label: bool) -> Result<Vec<(TableText, Option<
                 Value::Number(n) => Ok(n.to_string()),
                 Value::Bool(b) => Ok(b.to_string()),
                 // A multi-label row's classes, parsed by `label_set`.
-                array @ Value::Array(_) => Ok(array.to_string()),
+                array @ Value::Array(_) if Some(c) == label => Ok(array.to_string()),
                 other => Err(err(
                     path,
                     format!("line {}: '{}' is {other}, not text or a number", i + 1, names[c]),
@@ -747,6 +747,58 @@ mod tests {
         assert!(has_pairs(&lines).unwrap());
         assert_eq!(texts[0].second.as_deref(), Some("b"));
         assert_eq!((texts[1].text.as_str(), texts[1].second.as_deref()), ("c", None));
+    }
+
+    /// Multi-label rows: JSON arrays (a JSON Lines table's own, or a CSV cell
+    /// holding one) or comma-separated names, read as 0/1 per class in sorted
+    /// order; scores as numbers, GLUE's unlabelled -1 refused.
+    #[test]
+    fn sets_of_classes_and_scores() {
+        assert_eq!(label_set(r#"["joy", 2, 1.0]"#).unwrap(), ["joy", "2", "1"]);
+        assert_eq!(label_set(" a, b ,").unwrap(), ["a", "b"]);
+        assert_eq!(label_set("[]").unwrap(), Vec::<String>::new());
+        assert!(label_set("[1,").unwrap_err().contains("not a JSON array"));
+        assert!(label_set("[[1]]").unwrap_err().contains("not a class name"));
+        let dir = scratch("sets");
+        let file = dir.join("emotions.jsonl");
+        let sets = [r#"["joy"]"#, r#"["joy", "love"]"#, "[]", r#"["anger"]"#];
+        let rows: String = (0..20)
+            .map(|i| format!("{{\"text\": \"t{i}\", \"labels\": {}}}\n", sets[i % 4]))
+            .collect();
+        std::fs::write(&file, rows).unwrap();
+        let (d, _) = read_text_table(&file, &[4], &Vocabulary::Bytes, 0, TableLabels::Set).unwrap();
+        assert_eq!(d.class_names, ["anger", "joy", "love"]);
+        let Targets::Values { values, dim: 3 } = &d.train.y else {
+            panic!("{:?}", d.train.y)
+        };
+        assert_eq!(&values[..12], &[0., 1., 0., 0., 1., 1., 0., 0., 0., 1., 0., 0.]);
+        assert_eq!((d.train.len(), d.test.len()), (18, 2));
+        let scores = dir.join("stsb.csv");
+        let rows: String = (0..20).map(|i| format!("s{i},t,{}\n", i as f32 / 4.0)).collect();
+        std::fs::write(&scores, format!("sentence1,sentence2,label\n{rows}")).unwrap();
+        let e = read_text_table(&scores, &[4], &Vocabulary::Bytes, 0, TableLabels::Score)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("puts nothing between two texts"), "{e}");
+        let text = dir.join("scores.csv");
+        let rows: String = (0..20).map(|i| format!("s{i},{}\n", i as f32 / 4.0)).collect();
+        std::fs::write(&text, format!("text,label\n{rows}")).unwrap();
+        let (d, _) = read_text_table(&text, &[4], &Vocabulary::Bytes, 0, TableLabels::Score).unwrap();
+        let Targets::Values { values, dim: 1 } = &d.test.y else {
+            panic!("{:?}", d.test.y)
+        };
+        assert_eq!(values, &[2.25, 4.75], "every tenth row");
+        std::fs::write(dir.join("train.csv"), "text,label\na,1.5\nb,2\n").unwrap();
+        std::fs::write(dir.join("test.csv"), "text,label\nc,-1\nd,-1\n").unwrap();
+        let e = read_text_table(&dir, &[4], &Vocabulary::Bytes, 0, TableLabels::Score)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("labelled -1 throughout"), "{e}");
+        std::fs::write(dir.join("test.csv"), "text,label\nc,high\n").unwrap();
+        let e = read_text_table(&dir, &[4], &Vocabulary::Bytes, 0, TableLabels::Score)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("test row 1 is labelled 'high', not a number"), "{e}");
     }
 
     #[test]
