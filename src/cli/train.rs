@@ -303,9 +303,9 @@ fn labelled_texts(path: &Path) -> bool {
 }
 
 /// The training texts of labelled texts `path`, to train a tokenizer on.
-fn labelled_training_texts(path: &Path) -> Result<Vec<String>> {
+fn labelled_training_texts(path: &Path, labels: TableLabels) -> Result<Vec<String>> {
     if text_table::is_text_table(path) {
-        return text_table::training_texts(path);
+        return text_table::training_texts(path, labels);
     }
     text_classes::training_documents(path)?
         .into_iter()
@@ -460,6 +460,7 @@ fn text_vocabulary(
     file: &Path,
     init: Option<&(&PathBuf, checkpoint::Checkpoint)>,
     new_layers: bool,
+    labels: TableLabels,
 ) -> Result<Vocabulary> {
     let Some(choice) = choice else {
         return match init {
@@ -467,7 +468,7 @@ fn text_vocabulary(
             None => Ok(Vocabulary::Bytes),
         };
     };
-    let chosen = chosen_vocabulary(choice, file)?;
+    let chosen = chosen_vocabulary(choice, file, labels)?;
     if let Some((path, c)) = init
         && c.metadata.contains_key(checkpoint::TOKENIZER_KEY)
         && !new_layers
@@ -485,8 +486,9 @@ fn text_vocabulary(
 
 /// The vocabulary `--tokenizer choice` names (`bytes`, `bpe:N` trained on the
 /// training part of `file`: a text corpus's, or the training documents of a
-/// folder of texts by class; or a tokenizer.json file).
-fn chosen_vocabulary(choice: &str, file: &Path) -> Result<Vocabulary> {
+/// folder of texts by class, or a table's split as its `labels` split it; or a
+/// tokenizer.json file).
+fn chosen_vocabulary(choice: &str, file: &Path, labels: TableLabels) -> Result<Vocabulary> {
     if choice == "bytes" {
         return Ok(Vocabulary::Bytes);
     }
@@ -503,7 +505,7 @@ fn chosen_vocabulary(choice: &str, file: &Path) -> Result<Vocabulary> {
     let corpus;
     let documents;
     let training: Vec<&str> = if labelled_texts(file) {
-        documents = labelled_training_texts(file)?;
+        documents = labelled_training_texts(file, labels)?;
         documents.iter().map(String::as_str).collect()
     } else {
         corpus = text::Corpus::read(file)?;
@@ -967,6 +969,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
             Path::new(file),
             init.as_ref(),
             args.new_layers.is_some(),
+            table_labels(&recipe.model, recipe.loss),
         )?,
         None if args.tokenizer.is_some() => {
             return Err(Error::invalid(

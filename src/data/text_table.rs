@@ -329,12 +329,12 @@ fn split_by_label(rows: Vec<Row>, by_row: bool) -> (Vec<Row>, Vec<Row>) {
     (train, test)
 }
 
-/// The texts of the training split of tables `path` (see the module docs), to
-/// train a tokenizer on: a single table's rows but every tenth, or the train
-/// table's.
-pub fn training_texts(path: &Path) -> Result<Vec<String>> {
+/// The texts of the training split of tables `path` (see the module docs) whose
+/// labels are `labels`, to train a tokenizer on: a single table's rows but the
+/// test split's (as [`read_text_table`] splits it), or the train table's.
+pub fn training_texts(path: &Path, labels: TableLabels) -> Result<Vec<String>> {
     if is_table(path) {
-        let (train, _) = split_by_label(read_rows(path)?, false);
+        let (train, _) = split_by_label(read_rows(path)?, labels != TableLabels::Class);
         return Ok(train.into_iter().flat_map(|(t, _)| texts_of(t)).collect());
     }
     let train =
@@ -728,7 +728,10 @@ mod tests {
             }
         );
         assert_eq!(labels.unwrap()[3].as_deref(), Some("not_entailment"));
-        assert_eq!(training_texts(&file).unwrap()[..2], ["who 0?", "it was 0."]);
+        assert_eq!(
+            training_texts(&file, TableLabels::Class).unwrap()[..2],
+            ["who 0?", "it was 0."]
+        );
         assert!(has_pairs(&file).unwrap());
         let e = read_text_table(&file, &[8], &Vocabulary::Bytes, 0, TableLabels::Class)
             .unwrap_err()
@@ -788,6 +791,10 @@ mod tests {
             panic!("{:?}", d.test.y)
         };
         assert_eq!(values, &[2.25, 4.75], "every tenth row");
+        // A tokenizer trains on the same training split.
+        let training = training_texts(&text, TableLabels::Score).unwrap();
+        assert_eq!(training.len(), 18);
+        assert!(!training.iter().any(|t| t == "s9" || t == "s19"), "{training:?}");
         std::fs::write(dir.join("train.csv"), "text,label\na,1.5\nb,2\n").unwrap();
         std::fs::write(dir.join("test.csv"), "text,label\nc,-1\nd,-1\n").unwrap();
         let e = read_text_table(&dir, &[4], &Vocabulary::Bytes, 0, TableLabels::Score)
