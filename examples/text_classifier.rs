@@ -83,6 +83,24 @@ fn main() -> wgml::Result<()> {
         }
         return Ok(());
     }
+    if imported.architecture.functional.supervised_loss() == Some(wgml::nn::Loss::BinaryCrossentropy) {
+        // A multi-label head: every class above 0.5.
+        for (text, p) in texts.iter().zip(probabilities.chunks(classes.len())) {
+            let set: Vec<String> = (0..p.len())
+                .filter(|&i| p[i] > 0.5)
+                .map(|i| format!("{} ({:.4})", classes[i], p[i]))
+                .collect();
+            println!(
+                "{text:?}: {}",
+                if set.is_empty() {
+                    "no class".into()
+                } else {
+                    set.join(", ")
+                }
+            );
+        }
+        return Ok(());
+    }
     for (text, p) in texts.iter().zip(probabilities.chunks(classes.len())) {
         let best = (0..p.len()).fold(0, |b, i| if p[i] > p[b] { i } else { b });
         println!("{text:?}: {} ({:.4})", classes[best], p[best]);

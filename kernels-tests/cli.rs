@@ -2258,6 +2258,6 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
             "--num-labels",
             "3",
         ],
-        &["--num-labels gives a BERT"],
+        &["--num-labels and --multi-label give a BERT-family model"],
     );
 }

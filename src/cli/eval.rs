@@ -229,6 +229,10 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
     )?;
     // The model's own class order, where the data names its classes otherwise.
     if !class_names.is_empty() && !data.class_names.is_empty() && data.class_names != class_names {
+        if matches!(data.train.y, wgml::data::Targets::Values { .. }) {
+            // Sets of classes named by number: class k is the model's output k.
+            data = data.named_by_index(&class_names);
+        }
         data = data.in_class_order(&class_names)?;
         println!("classes as the model numbers them: {}", class_names.join(", "));
     }

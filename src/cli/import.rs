@@ -61,8 +61,8 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
         .is_some();
     if !bert && (args.num_labels.is_some() || args.multi_label) {
         return Err(Error::invalid(
-            "--num-labels gives a BERT its new head; a GPT-2 becomes a classifier when `wgml train` \
-             fine-tunes it on texts by class",
+            "--num-labels and --multi-label give a BERT-family model its new head; a GPT-2 becomes a \
+             classifier when `wgml train` fine-tunes it on texts by class",
         ));
     }
     let mut imported = if bert {

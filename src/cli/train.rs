@@ -1525,9 +1525,20 @@ fn in_checkpoint_order(data: Dataset, saved: &[String]) -> Result<Dataset> {
     if saved.is_empty() || data.class_names.is_empty() || data.class_names == saved {
         return Ok(data);
     }
-    // The model's classes may be more than the data's (a multi-label table
-    // that uses some of them): each data class takes the model's output of its name.
-    if !data.class_names.iter().all(|c| saved.contains(c)) {
+    // Sets of classes named by number (go_emotions' [2, 27]) are the model's
+    // outputs of those numbers (Hugging Face's LABEL_k is output k).
+    let sets = matches!(data.train.y, wgml::data::Targets::Values { .. });
+    let data = if sets { data.named_by_index(saved) } else { data };
+    // A multi-label table may use some of the model's classes only: each takes
+    // the model's output of its name. One class per text needs the same classes.
+    let known = data.class_names.iter().all(|c| saved.contains(c));
+    let same = {
+        let (mut a, mut b) = (data.class_names.clone(), saved.to_vec());
+        a.sort();
+        b.sort();
+        a == b
+    };
+    if !(known && (sets || same)) {
         println!(
             "note: the data's classes ({}) are not the checkpoint's ({}): the data's class i takes \
              the head's output i",

@@ -26,6 +26,25 @@ fn labels_of<'a>(split: &'a Split, what: &str) -> Result<(&'a [u32], usize)> {
 }
 
 impl Dataset {
+    /// The dataset with its classes renamed to `names` by index, when every one
+    /// of its class names is a whole number below `names.len()` and some is not
+    /// one of `names` (a multi-label table of class numbers, go_emotions'
+    /// `[2, 27]`, for a model whose classes have names: class `k` is output `k`,
+    /// as Hugging Face's `LABEL_k`); else unchanged.
+    pub fn named_by_index(self, names: &[String]) -> Dataset {
+        let index = |c: &String| c.parse::<usize>().ok().filter(|&k| k < names.len());
+        let numbered = self.class_names.iter().all(|c| index(c).is_some());
+        if self.class_names.is_empty() || !numbered || self.class_names.iter().all(|c| names.contains(c)) {
+            return self;
+        }
+        let class_names = self
+            .class_names
+            .iter()
+            .map(|c| index(c).map_or_else(|| c.clone(), |k| names[k].clone()))
+            .collect();
+        Dataset { class_names, ..self }
+    }
+
     /// The dataset with its labels renumbered to `names`' order, the class names
     /// a model was trained with, when the data names its classes otherwise (a
     /// table whose sorted labels are not the model's order, a folder with some of

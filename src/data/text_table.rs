@@ -20,7 +20,10 @@
 //! `question`/`passage` and `text`/`text_pair` (pairs take precedence over a
 //! single text column); the label the column `label` (else
 //! `labels`, `sentiment`, `class`, `category`, `target`). Labels are strings or
-//! numbers (`1.0` is `1`); an empty one is an error naming the row. The classes
+//! numbers (`1.0` is `1`); an empty one is an error naming the row. What they
+//! mean is the model's ([`TableLabels`]): one class each (below), a number (a
+//! regression's score; a single table's every tenth row is the test split), or
+//! a set of classes (a multi-label classifier's; every tenth row too). The classes
 //! are the distinct labels in sorted order (numerically when every label is a
 //! whole number), label 0 the first; each must appear in the training and the
 //! test split (a test table labelled `-1`, GLUE's "unlabelled", is refused). Each text is read as
@@ -52,7 +55,8 @@ pub enum TableLabels {
     Score,
     /// Any number of classes per text (a multi-label classifier's sigmoids):
     /// a JSON array (`["joy", "love"]`, `[2, 27]`; a JSON Lines table's own
-    /// array, or a CSV cell holding one), or class names separated by commas.
+    /// array, or a CSV cell holding one), or class names separated by commas
+    /// or semicolons (as `wgml predict` writes sets).
     Set,
 }
 
@@ -413,6 +417,20 @@ pub fn read_text_table(
         TableLabels::Set => return read_sets(path, reader, (train, test, validation)),
     }
     let all = train.iter().chain(&test).chain(validation.iter().flatten());
+    // A set of classes (a JSON array) is a multi-label row, not one class.
+    if let Some((_, set)) = all
+        .clone()
+        .find(|(_, l)| l.trim_start().starts_with('[') && label_set(l).is_ok())
+    {
+        return Err(err(
+            path,
+            format!(
+                "its labels are sets of classes ({set}), but the model gives one class per text: \
+                 give a multi-label model (sigmoids under binary cross-entropy; wgml import \
+                 --multi-label for the BERT family)"
+            ),
+        ));
+    }
     let classes = classes_of(all.map(|(_, l)| l.as_str()));
     if classes.len() < 2 {
         return Err(err(
@@ -486,7 +504,7 @@ fn label_set(cell: &str) -> std::result::Result<Vec<String>, String> {
             .collect();
     }
     Ok(cell
-        .split(',')
+        .split([',', ';'])
         .map(normal_label)
         .filter(|c| !c.is_empty())
         .collect())

@@ -769,6 +769,12 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
     }
     let mut config = config;
     config.multi_label |= how.multi_label;
+    if config.multi_label && how.classes == Some(1) {
+        return Err(Error::invalid(
+            "a multi-label head of 1 class: give --num-labels 2 or more (one class is a binary \
+             classifier; leave out --multi-label)",
+        ));
+    }
     if config.types >= 2 {
         let separator = token_type_separator(&vocabulary, config.types)?;
         config.separator = separator.map_err(|m| files.bad("tokenizer.json", m))?;

@@ -371,6 +371,9 @@ pub fn count_correct_sets(
             ),
         ));
     };
+    if cols == 0 {
+        return Err(Error::shape(OP, "logits has no classes"));
+    }
     expect_numel(OP, "targets", targets, rows * cols, "logits' rows × classes")?;
     expect_numel(OP, "acc", acc, 1, "the accumulator")?;
     let params = Params {

@@ -29,7 +29,9 @@ pub struct ClassMetrics {
 pub struct Evaluation {
     /// Mean loss per label (per sample; per token for a sequence model).
     pub loss: f64,
-    /// Fraction of labels predicted correctly; `None` for regression.
+    /// Fraction of labels predicted correctly (for a multi-label classifier,
+    /// of samples whose every class is right: subset accuracy); `None` for
+    /// regression.
     pub accuracy: Option<f64>,
     /// `(k, fraction of labels among the k largest outputs)` when the model
     /// measures it ([`Model::top_k`]).
@@ -39,17 +41,19 @@ pub struct Evaluation {
     /// Labels per sample: 1, or a sequence model's positions.
     pub positions: usize,
     /// `confusion[true][predicted]` (classification with one label per sample;
-    /// binary uses classes 0/1). Empty for regression and for a label per
+    /// binary uses classes 0/1). Empty for regression, for a multi-label
+    /// classifier (each class a yes/no of its own) and for a label per
     /// position: a language model's would be its vocabulary squared (20 GB for
     /// GPT-2's 50,257 tokens).
     pub confusion: Vec<Vec<u64>>,
-    /// Metrics of each class, in class order (empty where `confusion` is).
+    /// Metrics of each class, in class order (a multi-label classifier's each
+    /// class as a yes/no; empty for regression and a label per position).
     pub per_class: Vec<ClassMetrics>,
-    /// Unweighted mean of the per-class precisions; `None` where `confusion` is empty.
+    /// Unweighted mean of the per-class precisions; `None` where `per_class` is empty.
     pub macro_precision: Option<f64>,
-    /// Unweighted mean of the per-class recalls; `None` where `confusion` is empty.
+    /// Unweighted mean of the per-class recalls; `None` where `per_class` is empty.
     pub macro_recall: Option<f64>,
-    /// Unweighted mean of the per-class F1 scores; `None` where `confusion` is empty.
+    /// Unweighted mean of the per-class F1 scores; `None` where `per_class` is empty.
     pub macro_f1: Option<f64>,
     /// Pearson's r and Spearman's ρ between the predictions and the targets of a
     /// regression of one value per sample (GLUE's STS-B metrics); `None`
