@@ -11,6 +11,17 @@ fn wgml(args: &[&str]) -> Output {
 }
 
 /// Runs `args`, expecting failure with every one of `want` in stderr.
+/// Runs wgml with `args`, which must succeed; its standard output.
+fn succeeds(args: &[&str]) -> String {
+    let out = wgml(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn fails_with(args: &[&str], want: &[&str]) {
     let out = wgml(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -2118,7 +2129,7 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
     }
     std::fs::write(&pairs, rows).unwrap();
     let pairs = pairs.to_str().unwrap();
-    let out = wgml(&[
+    let stdout = succeeds(&[
         "train",
         "--model",
         &tuned,
@@ -2129,19 +2140,15 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
         "--batch-size",
         "4",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("20 documents (pairs of texts)"), "{stdout}");
-    let out = wgml(&["predict", "--weights", &tuned, pairs]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = succeeds(&["predict", "--weights", &tuned, pairs]);
     assert_eq!(stdout.lines().count(), 21, "{stdout}");
     assert!(stdout.lines().nth(2).unwrap().starts_with("2,wgsl,"), "{stdout}");
     // A regression head (one score, STS-B's pairs): numeric labels, Pearson's and
     // Spearman's correlations, a score column; text labels are refused.
     let reg = path("reg.safetensors");
     let fixture = crate::common::repo_file("kernels-tests/golden/bert-tiny-reg");
-    let out = wgml(&[
+    succeeds(&[
         "import",
         fixture.to_str().unwrap(),
         "--save",
@@ -2149,7 +2156,6 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
         "--context",
         "16",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stsb = dir.join("stsb.csv");
     let mut rows = String::from("sentence1,sentence2,label\n");
     for i in 0..20 {
@@ -2161,7 +2167,7 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
     }
     std::fs::write(&stsb, rows).unwrap();
     let stsb = stsb.to_str().unwrap();
-    let out = wgml(&[
+    let stdout = succeeds(&[
         "train",
         "--model",
         &reg,
@@ -2172,15 +2178,11 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
         "--batch-size",
         "4",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         stdout.contains("Pearson r: ") && stdout.contains("Spearman rho: "),
         "{stdout}"
     );
-    let out = wgml(&["predict", "--weights", &reg, stsb]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = succeeds(&["predict", "--weights", &reg, stsb]);
     assert_eq!(stdout.lines().next(), Some("row,label,score"), "{stdout}");
     assert!(stdout.lines().nth(2).unwrap().starts_with("2,0.8,"), "{stdout}");
     fails_with(
@@ -2191,7 +2193,7 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
     // class is right as accuracy, each class's metrics, a set per prediction.
     let multi = path("multi.safetensors");
     let fixture = crate::common::repo_file("kernels-tests/golden/bert-tiny-multilabel");
-    let out = wgml(&[
+    succeeds(&[
         "import",
         fixture.to_str().unwrap(),
         "--save",
@@ -2199,7 +2201,6 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
         "--context",
         "16",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let emotions = dir.join("emotions.jsonl");
     let sets = [r#"["joy"]"#, r#"["joy", "love"]"#, "[]", r#"["anger"]"#];
     let rows: String = (0..20)
@@ -2207,7 +2208,7 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
         .collect();
     std::fs::write(&emotions, rows).unwrap();
     let emotions = emotions.to_str().unwrap();
-    let out = wgml(&[
+    let stdout = succeeds(&[
         "train",
         "--model",
         &multi,
@@ -2218,17 +2219,13 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
         "--batch-size",
         "4",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         stdout.contains("classes as the checkpoint numbers them: joy, love, anger")
             && stdout.contains("test accuracy")
             && !stdout.contains("confusion matrix"),
         "{stdout}"
     );
-    let out = wgml(&["predict", "--weights", &multi, emotions]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = succeeds(&["predict", "--weights", &multi, emotions]);
     assert_eq!(
         stdout.lines().next(),
         Some("row,label,prediction,joy,love,anger"),

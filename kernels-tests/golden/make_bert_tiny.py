@@ -28,19 +28,13 @@ import os
 
 import torch
 from safetensors.torch import save_file
+from tiny_fixture import TEXTS, VOCAB, redraw
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 OUT = "kernels-tests/golden/bert-tiny-cls"
 TOKENS = 16
 
-words = ["the", "film", "was", "good", "bad", "not", "very", "plot", "and", "actors",
-         "it", "is", "great", "boring", "liked", "story", "too", "long", ".", ",", "!"]
-pieces = ["##s", "##ed", "##ing", "##ly", "##er"]
-letters = list("abcdefghijklmnopqrstuvwxyz")
-vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words + letters + pieces
-vocab += [f"##{c}" for c in "aeiot"]
-assert len(vocab) == len(set(vocab)) and len(vocab) <= 64, len(vocab)
-tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
+tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(VOCAB)}, do_lower_case=True)
 
 config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                     intermediate_size=48, hidden_act="gelu", hidden_dropout_prob=0.0,
@@ -50,22 +44,12 @@ config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_atte
                     label2id={"neg": 0, "neutral": 1, "pos": 2})
 torch.manual_seed(11)
 model = BertForSequenceClassification(config)
-with torch.no_grad():
-    for name, p in model.named_parameters():
-        if "LayerNorm.weight" in name:
-            p.copy_(1.0 + 0.1 * torch.randn_like(p))
-        else:
-            p.copy_(0.3 * torch.randn_like(p))
+redraw(model)
 os.makedirs(OUT, exist_ok=True)
 model.save_pretrained(OUT)
 tokenizer.save_pretrained(OUT)
 
-texts = [
-    "The film was very good!",
-    "Boring plot, and the actors were not great. It is too long; I liked the story though.",
-    "bad",
-    "Zyx storytelling",
-]
+texts = TEXTS
 labels = torch.tensor([2, 0, 0, 1])
 enc = tokenizer(texts, padding="max_length", truncation=True, max_length=TOKENS,
                 return_tensors="pt")

@@ -23,23 +23,14 @@ import os
 
 import torch
 from safetensors.torch import save_file
+from tiny_fixture import FIRSTS, SECONDS
 from transformers import BertForSequenceClassification, BertTokenizerFast
 
 DIR = "kernels-tests/golden/bert-tiny-cls"
 TOKENS = 16
 
-firsts = [
-    "The film was good",
-    "Boring plot, and the actors were not great. It is too long",
-    "the story",
-    "the film was not very good and the plot was boring",
-]
-seconds = [
-    "It is great!",
-    "bad",
-    "I liked the story though, the actors were very good and the plot too",
-    "the actors were great and it is not too long at all",
-]
+firsts = FIRSTS
+seconds = SECONDS
 labels = torch.tensor([2, 0, 1, 1])
 tokenizer = BertTokenizerFast.from_pretrained(DIR)
 model = BertForSequenceClassification.from_pretrained(DIR).double().eval()

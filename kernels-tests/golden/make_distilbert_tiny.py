@@ -24,23 +24,15 @@ import os
 
 import torch
 from safetensors.torch import save_file
+from tiny_fixture import TEXTS, VOCAB, redraw
 from transformers import (DistilBertConfig, DistilBertForSequenceClassification,
                           DistilBertTokenizerFast)
 
 OUT = "kernels-tests/golden/distilbert-tiny-cls"
 TOKENS = 16
 
-words = ["the", "film", "was", "good", "bad", "not", "very", "plot", "and", "actors",
-         "it", "is", "great", "boring", "liked", "story", "too", "long", ".", ",", "!"]
-vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words + list("abcdefghijklmnopqrstuvwxyz")
-vocab += ["##s", "##ed", "##ing", "##ly", "##er"] + [f"##{c}" for c in "aeiot"]
-tokenizer = DistilBertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
-texts = [
-    "The film was very good!",
-    "Boring plot, and the actors were not great. It is too long; I liked the story though.",
-    "bad",
-    "Zyx storytelling",
-]
+tokenizer = DistilBertTokenizerFast(vocab={t: i for i, t in enumerate(VOCAB)}, do_lower_case=True)
+texts = TEXTS
 
 config = DistilBertConfig(vocab_size=64, dim=32, n_layers=2, n_heads=4, hidden_dim=48,
                           activation="gelu", dropout=0.0, attention_dropout=0.0,
@@ -49,12 +41,7 @@ config = DistilBertConfig(vocab_size=64, dim=32, n_layers=2, n_heads=4, hidden_d
                           label2id={"neg": 0, "neutral": 1, "pos": 2})
 torch.manual_seed(17)
 model = DistilBertForSequenceClassification(config)
-with torch.no_grad():
-    for name, p in model.named_parameters():
-        if "layer_norm.weight" in name or "LayerNorm.weight" in name:
-            p.copy_(1.0 + 0.1 * torch.randn_like(p))
-        else:
-            p.copy_(0.3 * torch.randn_like(p))
+redraw(model)
 os.makedirs(OUT, exist_ok=True)
 model.save_pretrained(OUT)
 tokenizer.save_pretrained(OUT)

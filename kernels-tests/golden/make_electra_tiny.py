@@ -29,34 +29,16 @@ import os
 
 import torch
 from safetensors.torch import save_file
+from tiny_fixture import FIRSTS, SECONDS, TEXTS, VOCAB, redraw
 from transformers import ElectraConfig, ElectraForSequenceClassification, ElectraTokenizerFast
 
 OUT = "kernels-tests/golden/electra-tiny-cls"
 TOKENS = 16
 
-words = ["the", "film", "was", "good", "bad", "not", "very", "plot", "and", "actors",
-         "it", "is", "great", "boring", "liked", "story", "too", "long", ".", ",", "!"]
-vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words + list("abcdefghijklmnopqrstuvwxyz")
-vocab += ["##s", "##ed", "##ing", "##ly", "##er"] + [f"##{c}" for c in "aeiot"]
-tokenizer = ElectraTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
-texts = [
-    "The film was very good!",
-    "Boring plot, and the actors were not great. It is too long; I liked the story though.",
-    "bad",
-    "Zyx storytelling",
-]
-firsts = [
-    "The film was good",
-    "Boring plot, and the actors were not great. It is too long",
-    "the story",
-    "the film was not very good and the plot was boring",
-]
-seconds = [
-    "It is great!",
-    "bad",
-    "I liked the story though, the actors were very good and the plot too",
-    "the actors were great and it is not too long at all",
-]
+tokenizer = ElectraTokenizerFast(vocab={t: i for i, t in enumerate(VOCAB)}, do_lower_case=True)
+texts = TEXTS
+firsts = FIRSTS
+seconds = SECONDS
 
 config = ElectraConfig(vocab_size=64, embedding_size=16, hidden_size=32, num_hidden_layers=2,
                        num_attention_heads=4, intermediate_size=48, hidden_act="gelu",
@@ -66,12 +48,7 @@ config = ElectraConfig(vocab_size=64, embedding_size=16, hidden_size=32, num_hid
                        label2id={"neg": 0, "neutral": 1, "pos": 2})
 torch.manual_seed(19)
 model = ElectraForSequenceClassification(config)
-with torch.no_grad():
-    for name, p in model.named_parameters():
-        if "LayerNorm.weight" in name:
-            p.copy_(1.0 + 0.1 * torch.randn_like(p))
-        else:
-            p.copy_(0.3 * torch.randn_like(p))
+redraw(model)
 os.makedirs(OUT, exist_ok=True)
 model.save_pretrained(OUT)
 tokenizer.save_pretrained(OUT)

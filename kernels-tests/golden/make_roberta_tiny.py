@@ -26,17 +26,13 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import ByteLevelBPETokenizer
 from tokenizers.processors import RobertaProcessing
+from tiny_fixture import TEXTS, redraw
 from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizerFast
 
 OUT = "kernels-tests/golden/roberta-tiny-cls"
 TOKENS = 16
 
-texts = [
-    "The film was very good!",
-    "Boring plot, and the actors were not great. It is too long; I liked the story though.",
-    "bad",
-    "Zyx storytelling",
-]
+texts = TEXTS
 corpus = texts * 3 + ["the quick brown fox jumps over the lazy dog", "good films are rare"]
 bpe = ByteLevelBPETokenizer()
 bpe.train_from_iterator(corpus, vocab_size=300, min_frequency=1,
@@ -56,12 +52,7 @@ config = RobertaConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_
                        label2id={"neg": 0, "neutral": 1, "pos": 2})
 torch.manual_seed(13)
 model = RobertaForSequenceClassification(config)
-with torch.no_grad():
-    for name, p in model.named_parameters():
-        if "LayerNorm.weight" in name:
-            p.copy_(1.0 + 0.1 * torch.randn_like(p))
-        else:
-            p.copy_(0.3 * torch.randn_like(p))
+redraw(model)
 os.makedirs(OUT, exist_ok=True)
 model.save_pretrained(OUT)
 tokenizer.save_pretrained(OUT)

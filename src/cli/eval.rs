@@ -225,7 +225,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
         model.spec.input_shape(),
         &vocabulary,
         model.spec.padding_id(),
-        super::train::table_labels(&model.spec, model.loss),
+        model.table_labels(),
     )?;
     // The model's own class order, where the data names its classes otherwise.
     if !class_names.is_empty() && !data.class_names.is_empty() && data.class_names != class_names {
@@ -364,13 +364,13 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
     }
     let probs = model.predict(&ctx, &x, args.images.len())?;
     let classes = model.output_dim();
-    if model.spec.scores(model.loss) {
+    if model.scores() {
         for (path, score) in args.images.iter().zip(&probs) {
             println!("{}: score {score:.4}", path.display());
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if model.spec.multi_label(model.loss) {
+    if model.multi_label() {
         let name = |i: usize| class_names.get(i).cloned().unwrap_or_else(|| i.to_string());
         for (path, p) in args.images.iter().zip(probs.chunks(classes)) {
             let each: Vec<String> = p
@@ -465,8 +465,7 @@ fn predict_table(
     }
     // A regression gives one score per text; a classifier its class, that
     // class's probability and every class's.
-    let scores = model.spec.scores(model.loss);
-    let multi = model.spec.multi_label(model.loss);
+    let (scores, multi) = (model.scores(), model.multi_label());
     if scores {
         header.push("score".into());
     } else if multi {

@@ -356,19 +356,6 @@ pub fn refuse_untyped_pairs(
     )))
 }
 
-/// What a table's labels are to model `spec` trained with `loss`: numbers for
-/// a regression of one score, sets of classes for a multi-label classifier,
-/// else one class each.
-pub fn table_labels(spec: &ModelSpec, loss: nn::Loss) -> TableLabels {
-    if spec.scores(loss) {
-        TableLabels::Score
-    } else if spec.multi_label(loss) {
-        TableLabels::Set
-    } else {
-        TableLabels::Class
-    }
-}
-
 /// [`load_data`], text (`text:PATH`, a folder of texts by class) read as tokens
 /// of `vocabulary`, texts by class padded with `padding` (the model's
 /// [`ModelSpec::padding_id`]); for `text:PATH`, also the test split's bytes per
@@ -963,13 +950,15 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     let text_file = data_name
         .strip_prefix("text:")
         .or(is_labelled_texts(&data_name).then_some(data_name.as_str()));
+    // What the table's labels are to the model (classes, scores or sets).
+    let labels = recipe.model.table_labels(recipe.loss);
     let vocabulary = match text_file {
         Some(file) => text_vocabulary(
             args.tokenizer.as_deref(),
             Path::new(file),
             init.as_ref(),
             args.new_layers.is_some(),
-            table_labels(&recipe.model, recipe.loss),
+            labels,
         )?,
         None if args.tokenizer.is_some() => {
             return Err(Error::invalid(
@@ -1008,7 +997,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         recipe.model.input_shape(),
         &vocabulary,
         padding,
-        table_labels(&recipe.model, recipe.loss),
+        labels,
     )?;
     // What --lora defaults to: GPT-2's query, key and value, for a GPT-2 made a
     // classifier too; the classifier's new head trains in full (PEFT's SEQ_CLS).

@@ -379,7 +379,7 @@ pub fn read_text_table(
     pad: u32,
     labels: TableLabels,
 ) -> Result<(Dataset, TextClassesReport)> {
-    let mut reader = Reader::new(path, sample_shape, vocabulary, pad)?;
+    let reader = Reader::new(path, sample_shape, vocabulary, pad)?;
     // (file, rows) of the train, test and validation splits.
     let (train, test, validation) = if is_table(path) {
         let (train, test) = split_by_label(read_rows(path)?, labels != TableLabels::Class);
@@ -411,12 +411,68 @@ pub fn read_text_table(
             "is neither a table (.csv, .jsonl, .json) nor a folder of train and test tables".into(),
         ));
     };
+    let splits = (train, test, validation);
     match labels {
-        TableLabels::Class => {}
-        TableLabels::Score => return read_scores(path, reader, (train, test, validation)),
-        TableLabels::Set => return read_sets(path, reader, (train, test, validation)),
+        TableLabels::Class => read_classes(path, reader, splits),
+        TableLabels::Score => read_scores(path, reader, splits),
+        TableLabels::Set => read_sets(path, reader, splits),
     }
-    let all = train.iter().chain(&test).chain(validation.iter().flatten());
+}
+
+/// A table's training, test and validation rows.
+type Splits = (Vec<Row>, Vec<Row>, Option<Vec<Row>>);
+
+/// The dataset of table `path`'s `splits`: each row's text (or pair) read by
+/// `reader` into a sample, each split's labels made its targets by `targets`
+/// (given the split's rows and its name, for errors); `class_names` by label.
+fn table_dataset(
+    path: &Path,
+    mut reader: Reader<'_>,
+    (train, test, validation): Splits,
+    class_names: Vec<String>,
+    targets: impl Fn(&[Row], &str) -> Result<Targets>,
+) -> Result<(Dataset, TextClassesReport)> {
+    let (train, test, validation) = {
+        let mut split = |rows: &[Row], name: &str| -> Result<Split> {
+            let mut x = Vec::new();
+            for (i, (text, _)) in rows.iter().enumerate() {
+                let second = text.second.as_ref().map(String::as_bytes);
+                let sample = reader.sample_text(text.text.as_bytes(), second);
+                x.extend(sample.map_err(|e| err(path, format!("{name} row {}: {e}", i + 1)))?);
+            }
+            Ok(Split {
+                x,
+                sample_len: reader.tokens(),
+                y: targets(rows, name)?,
+            })
+        };
+        (
+            split(&train, "training")?,
+            split(&test, "test")?,
+            validation.map(|v| split(&v, "validation")).transpose()?,
+        )
+    };
+    let name = path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok((
+        Dataset {
+            name,
+            sample_shape: vec![reader.tokens()],
+            train,
+            test,
+            validation,
+            class_names,
+        },
+        reader.report(Vec::new()),
+    ))
+}
+
+/// The splits' rows read as texts of one class each.
+fn read_classes(path: &Path, reader: Reader<'_>, splits: Splits) -> Result<(Dataset, TextClassesReport)> {
+    let (train, test, validation) = &splits;
+    let all = train.iter().chain(test).chain(validation.iter().flatten());
     // A set of classes (a JSON array) is a multi-label row, not one class.
     if let Some((_, set)) = all
         .clone()
@@ -438,7 +494,7 @@ pub fn read_text_table(
             format!("has one label, {classes:?}: a classifier needs at least two"),
         ));
     }
-    for (split, rows) in [("training", &train), ("test", &test)] {
+    for (split, rows) in [("training", train), ("test", test)] {
         if let Some(missing) = classes.iter().find(|c| !rows.iter().any(|(_, l)| l == *c)) {
             return Err(err(
                 path,
@@ -450,41 +506,15 @@ pub fn read_text_table(
             ));
         }
     }
-    let mut split = |rows: &[Row]| -> Result<Split> {
-        let (mut x, mut labels) = (Vec::new(), Vec::with_capacity(rows.len()));
-        for (i, (text, label)) in rows.iter().enumerate() {
-            let second = text.second.as_ref().map(String::as_bytes);
-            let sample = reader.sample_text(text.text.as_bytes(), second);
-            x.extend(sample.map_err(|e| err(path, format!("row {}: {e}", i + 1)))?);
-            labels.push(classes.iter().position(|c| c == label).unwrap_or(0) as u32);
-        }
-        Ok(Split {
-            x,
-            sample_len: reader.tokens(),
-            y: Targets::Classes {
-                labels,
-                classes: classes.len(),
-                positions: 1,
-            },
+    let n = classes.len();
+    let label_of = |label: &String| classes.iter().position(|c| c == label).unwrap_or(0) as u32;
+    table_dataset(path, reader, splits, classes.clone(), |rows, _| {
+        Ok(Targets::Classes {
+            labels: rows.iter().map(|(_, l)| label_of(l)).collect(),
+            classes: n,
+            positions: 1,
         })
-    };
-    let (train, test) = (split(&train)?, split(&test)?);
-    let validation = validation.map(|v| split(&v)).transpose()?;
-    let name = path.file_stem().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    Ok((
-        Dataset {
-            name,
-            sample_shape: vec![reader.tokens()],
-            train,
-            test,
-            validation,
-            class_names: classes,
-        },
-        reader.report(Vec::new()),
-    ))
+    })
 }
 
 /// The classes of a multi-label row's label cell (see [`TableLabels::Set`]),
@@ -512,13 +542,9 @@ fn label_set(cell: &str) -> std::result::Result<Vec<String>, String> {
 
 /// The splits' rows read as texts with sets of classes (multi-label): a 0/1
 /// value per class, the classes in [`classes_of`]'s order.
-fn read_sets(
-    path: &Path,
-    mut reader: Reader<'_>,
-    (train, test, validation): (Vec<Row>, Vec<Row>, Option<Vec<Row>>),
-) -> Result<(Dataset, TextClassesReport)> {
-    type Sets = Vec<Vec<String>>;
-    let parse = |rows: &[Row], name: &str| -> Result<Sets> {
+fn read_sets(path: &Path, reader: Reader<'_>, splits: Splits) -> Result<(Dataset, TextClassesReport)> {
+    let (train, test, validation) = &splits;
+    let parse = |rows: &[Row], name: &str| -> Result<Vec<Vec<String>>> {
         rows.iter()
             .enumerate()
             .map(|(i, (_, label))| {
@@ -526,18 +552,12 @@ fn read_sets(
             })
             .collect()
     };
-    let sets = (
-        parse(&train, "training")?,
-        parse(&test, "test")?,
-        validation.as_ref().map(|v| parse(v, "validation")).transpose()?,
-    );
-    let all = sets
-        .0
-        .iter()
-        .chain(&sets.1)
-        .chain(sets.2.iter().flatten())
-        .flatten();
-    let classes = classes_of(all.map(String::as_str));
+    let mut all = parse(train, "training")?;
+    all.extend(parse(test, "test")?);
+    if let Some(v) = validation {
+        all.extend(parse(v, "validation")?);
+    }
+    let classes = classes_of(all.iter().flatten().map(String::as_str));
     if classes.len() < 2 || train.is_empty() || test.is_empty() {
         return Err(err(
             path,
@@ -551,59 +571,23 @@ fn read_sets(
             ),
         ));
     }
-    let mut split = |rows: &[Row], sets: &Sets, name: &str| -> Result<Split> {
-        let (mut x, mut values) = (Vec::new(), vec![0.0; rows.len() * classes.len()]);
-        for (i, ((text, _), set)) in rows.iter().zip(sets).enumerate() {
-            let second = text.second.as_ref().map(String::as_bytes);
-            let sample = reader.sample_text(text.text.as_bytes(), second);
-            x.extend(sample.map_err(|e| err(path, format!("{name} row {}: {e}", i + 1)))?);
+    let n = classes.len();
+    table_dataset(path, reader, splits, classes.clone(), |rows, name| {
+        let mut values = vec![0.0; rows.len() * n];
+        for (i, set) in parse(rows, name)?.iter().enumerate() {
             for class in set {
                 if let Some(c) = classes.iter().position(|k| k == class) {
-                    values[i * classes.len() + c] = 1.0;
+                    values[i * n + c] = 1.0;
                 }
             }
         }
-        Ok(Split {
-            x,
-            sample_len: reader.tokens(),
-            y: Targets::Values {
-                values,
-                dim: classes.len(),
-            },
-        })
-    };
-    let (train, test) = (
-        split(&train, &sets.0, "training")?,
-        split(&test, &sets.1, "test")?,
-    );
-    let validation = match (&validation, &sets.2) {
-        (Some(v), Some(s)) => Some(split(v, s, "validation")?),
-        _ => None,
-    };
-    let name = path.file_stem().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    Ok((
-        Dataset {
-            name,
-            sample_shape: vec![reader.tokens()],
-            train,
-            test,
-            validation,
-            class_names: classes,
-        },
-        reader.report(Vec::new()),
-    ))
+        Ok(Targets::Values { values, dim: n })
+    })
 }
 
 /// The splits' rows read as texts with numeric labels (a regression's targets).
-fn read_scores(
-    path: &Path,
-    mut reader: Reader<'_>,
-    (train, test, validation): (Vec<Row>, Vec<Row>, Option<Vec<Row>>),
-) -> Result<(Dataset, TextClassesReport)> {
-    if train.is_empty() || test.is_empty() {
+fn read_scores(path: &Path, reader: Reader<'_>, splits: Splits) -> Result<(Dataset, TextClassesReport)> {
+    if splits.0.is_empty() || splits.1.is_empty() {
         return Err(err(
             path,
             "needs rows in both the training and the test split (a single table puts every tenth row \
@@ -611,24 +595,28 @@ fn read_scores(
                 .into(),
         ));
     }
-    let mut split = |rows: &[Row], name: &str| -> Result<Split> {
-        let (mut x, mut values) = (Vec::new(), Vec::with_capacity(rows.len()));
-        for (i, (text, label)) in rows.iter().enumerate() {
-            let second = text.second.as_ref().map(String::as_bytes);
-            let sample = reader.sample_text(text.text.as_bytes(), second);
-            x.extend(sample.map_err(|e| err(path, format!("{name} row {}: {e}", i + 1)))?);
-            let value = label.trim().parse::<f32>().ok().filter(|v| v.is_finite());
-            values.push(value.ok_or_else(|| {
-                err(
-                    path,
-                    format!(
-                        "{name} row {} is labelled '{label}', not a number: the model gives one score \
-                         (a regression), so its labels are numbers",
-                        i + 1
-                    ),
-                )
-            })?);
-        }
+    table_dataset(path, reader, splits, Vec::new(), |rows, name| {
+        let values = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (_, label))| {
+                label
+                    .trim()
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| {
+                        err(
+                            path,
+                            format!(
+                                "{name} row {} is labelled '{label}', not a number: the model gives one \
+                             score (a regression), so its labels are numbers",
+                                i + 1
+                            ),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<f32>>>()?;
         if values.iter().all(|&v| v == -1.0) {
             return Err(err(
                 path,
@@ -638,29 +626,8 @@ fn read_scores(
                 ),
             ));
         }
-        Ok(Split {
-            x,
-            sample_len: reader.tokens(),
-            y: Targets::Values { values, dim: 1 },
-        })
-    };
-    let (train, test) = (split(&train, "training")?, split(&test, "test")?);
-    let validation = validation.map(|v| split(&v, "validation")).transpose()?;
-    let name = path.file_stem().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    Ok((
-        Dataset {
-            name,
-            sample_shape: vec![reader.tokens()],
-            train,
-            test,
-            validation,
-            class_names: Vec::new(),
-        },
-        reader.report(Vec::new()),
-    ))
+        Ok(Targets::Values { values, dim: 1 })
+    })
 }
 
 #[cfg(test)]

@@ -156,6 +156,31 @@ pub enum ModelSpec {
     Functional(Functional),
 }
 
+/// Whether `outputs` values per sample under `loss` are one score (a regression).
+fn gives_scores(loss: Loss, outputs: usize) -> bool {
+    loss == Loss::MeanSquaredError && outputs == 1
+}
+
+/// Whether `outputs` values per sample under `loss` are a multi-label
+/// classifier's (a sigmoid per class).
+fn gives_sets(loss: Loss, outputs: usize) -> bool {
+    loss == Loss::BinaryCrossentropy && outputs >= 2
+}
+
+/// What a table's labels are to a model of `outputs` values per sample under
+/// `loss`: numbers for one score, sets of classes for a multi-label classifier,
+/// else one class each.
+fn table_labels_of(loss: Loss, outputs: usize) -> crate::data::text_table::TableLabels {
+    use crate::data::text_table::TableLabels;
+    if gives_scores(loss, outputs) {
+        TableLabels::Score
+    } else if gives_sets(loss, outputs) {
+        TableLabels::Set
+    } else {
+        TableLabels::Class
+    }
+}
+
 impl ModelSpec {
     /// Shape of one input sample.
     pub fn input_shape(&self) -> &[usize] {
@@ -245,7 +270,7 @@ impl ModelSpec {
     /// regression, as Hugging Face's `num_labels` 1 heads): a table of texts'
     /// labels are then read as numbers, not classes.
     pub fn scores(&self, loss: Loss) -> bool {
-        loss == Loss::MeanSquaredError && self.outputs(loss) == Some(1)
+        self.outputs(loss).is_some_and(|n| gives_scores(loss, n))
     }
 
     /// Whether the model is a multi-label classifier: two or more outputs under
@@ -253,7 +278,16 @@ impl ModelSpec {
     /// `multi_label_classification`); a table of texts' labels are then sets
     /// of classes.
     pub fn multi_label(&self, loss: Loss) -> bool {
-        loss == Loss::BinaryCrossentropy && self.outputs(loss).is_some_and(|n| n >= 2)
+        self.outputs(loss).is_some_and(|n| gives_sets(loss, n))
+    }
+
+    /// What a table of texts' labels are to the model trained with `loss`
+    /// (one graph built).
+    pub fn table_labels(&self, loss: Loss) -> crate::data::text_table::TableLabels {
+        self.outputs(loss)
+            .map_or(crate::data::text_table::TableLabels::Class, |n| {
+                table_labels_of(loss, n)
+            })
     }
 
     /// The values per sample of the model's output, when its graph builds.
@@ -907,6 +941,21 @@ impl Model {
     /// sequence output's positions × classes).
     pub fn output_dim(&self) -> usize {
         self.graph.shape(self.output).iter().product()
+    }
+
+    /// [`ModelSpec::scores`] of the compiled model (no graph rebuilt).
+    pub fn scores(&self) -> bool {
+        gives_scores(self.loss, self.output_dim())
+    }
+
+    /// [`ModelSpec::multi_label`] of the compiled model (no graph rebuilt).
+    pub fn multi_label(&self) -> bool {
+        gives_sets(self.loss, self.output_dim())
+    }
+
+    /// [`ModelSpec::table_labels`] of the compiled model (no graph rebuilt).
+    pub fn table_labels(&self) -> crate::data::text_table::TableLabels {
+        table_labels_of(self.loss, self.output_dim())
     }
 
     fn upload(ctx: &Context, plan: &Plan, batch: &Batch<'_>) -> Result<()> {
