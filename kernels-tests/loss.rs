@@ -38,6 +38,7 @@ fn smoothed() -> loss::LossOptions<'static> {
     loss::LossOptions {
         smoothing: SMOOTHING,
         class_weights: None,
+        label_mean: None,
     }
 }
 
@@ -202,6 +203,7 @@ fn label_smoothing_follows_pytorchs_definition() {
     let options = loss::LossOptions {
         smoothing: 0.2,
         class_weights: None,
+        label_mean: None,
     };
     let d = loss::softmax_cross_entropy_with(ctx, &x, &labels, &l, Some(&g), 1.0, options).unwrap();
     ctx.run(&[&d]).unwrap();
@@ -226,6 +228,7 @@ fn label_smoothing_follows_pytorchs_definition() {
         let options = loss::LossOptions {
             smoothing: bad,
             class_weights: None,
+            label_mean: None,
         };
         let e = loss::softmax_cross_entropy_with(ctx, &x, &labels, &l, None, 1.0, options).unwrap_err();
         assert!(e.to_string().contains("label smoothing"), "{e}");
@@ -563,6 +566,7 @@ fn class_weighted_losses_match_their_twins_and_finite_differences() {
             let options = loss::LossOptions {
                 smoothing,
                 class_weights: Some(&w),
+                label_mean: None,
             };
             let d = loss::softmax_cross_entropy_with(ctx, &x, &l, &loss_t, Some(&g), scale, options).unwrap();
             ctx.run(&[&d]).unwrap();
@@ -641,6 +645,7 @@ fn class_weighted_losses_match_their_twins_and_finite_differences() {
     let options = loss::LossOptions {
         smoothing: SMOOTHING,
         class_weights: Some(&w),
+        label_mean: None,
     };
     let d = loss::softmax_cross_entropy_with(ctx, &x, &l, &loss_t, Some(&g), 0.25, options).unwrap();
     ctx.run(&[&d]).unwrap();
@@ -673,6 +678,7 @@ fn class_weighted_losses_match_their_twins_and_finite_differences() {
     let with = |w| loss::LossOptions {
         smoothing: 0.0,
         class_weights: Some(w),
+        label_mean: None,
     };
     let e = loss::softmax_cross_entropy_with(ctx, &x, &l, &loss_t, Some(&g), 1.0, with(&w4)).unwrap_err();
     assert!(e.to_string().contains("5 class weights"), "{e}");
@@ -682,4 +688,80 @@ fn class_weighted_losses_match_their_twins_and_finite_differences() {
     let w2 = Tensor::from_f32(ctx, &[1.0, 2.0], &[2]).unwrap();
     let e = loss::bce_with_logits_weighted(ctx, &x, &t, &loss_t, Some(&g), 1.0, Some(&w2)).unwrap_err();
     assert!(e.to_string().contains("one output"), "{e}");
+}
+
+/// `label_scale` counts the labels below C (the rows with a target) and
+/// `xent_grad_labelled` scales the gradient by what it wrote: the mean over
+/// those rows, PyTorch's `CrossEntropyLoss(ignore_index=-100)` (here
+/// `u32::MAX`), on shapes across the counting workgroup's 256 invocations.
+#[test]
+fn softmax_cross_entropy_means_over_the_labelled_rows() {
+    let (_g, ctx) = gpu();
+    for (seed, (rows, cols)) in [(1, 1), (5, 7), (300, 9), (1000, 3), (4, 5)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c = case(Kind::Xent, 40 + seed as u64, rows, cols);
+        let mut r = rng(90 + seed as u64);
+        for l in &mut c.labels {
+            // About half without a target; the last case none at all.
+            if rows == 4 || r.random_range(0..2) == 0 {
+                *l = if r.random_range(0..2) == 0 {
+                    u32::MAX
+                } else {
+                    cols as u32
+                };
+            }
+        }
+        let want_scale = reference::loss::label_scale(&c.labels, cols);
+        let x = Tensor::from_f32(ctx, &c.x, &[rows, cols]).unwrap();
+        let labels = Tensor::from_u32(ctx, &c.labels, &[rows]).unwrap();
+        let scale = nan_tensor(ctx, &[1]);
+        let (loss_t, g) = (nan_tensor(ctx, &[rows]), nan_tensor(ctx, &[rows, cols]));
+        let count = loss::label_scale(ctx, &labels, cols, &scale).unwrap();
+        let options = loss::LossOptions {
+            label_mean: Some(&scale),
+            ..Default::default()
+        };
+        // grad_scale is not read: the scale comes from the tensor.
+        let xent =
+            loss::softmax_cross_entropy_with(ctx, &x, &labels, &loss_t, Some(&g), 9.0, options).unwrap();
+        ctx.run(&[&count, &xent]).unwrap();
+        let got_scale = scale.to_f32(ctx).unwrap()[0];
+        assert_eq!(got_scale, want_scale, "[{rows}, {cols}]: the scale");
+        let n = c.labels.iter().filter(|&&l| (l as usize) < cols).count();
+        assert_eq!(want_scale, 1.0 / n.max(1) as f32);
+        let (want_l, want_g) = cpu_loss(Kind::Xent, &c, want_scale);
+        let what = format!("labelled mean [{rows}, {cols}]");
+        assert_close(
+            &format!("{what}: loss"),
+            &loss_t.to_f32(ctx).unwrap(),
+            &want_l,
+            1e-5,
+            2e-5,
+        );
+        assert_close(
+            &format!("{what}: grad"),
+            &g.to_f32(ctx).unwrap(),
+            &want_g,
+            1e-7,
+            1e-4,
+        );
+    }
+    // Refused: with class weights, or without a gradient.
+    let (x, labels, scale, l) = (
+        Tensor::zeros(ctx, &[2, 3], DType::F32).unwrap(),
+        Tensor::zeros(ctx, &[2], DType::U32).unwrap(),
+        Tensor::zeros(ctx, &[1], DType::F32).unwrap(),
+        Tensor::zeros(ctx, &[2], DType::F32).unwrap(),
+    );
+    let options = loss::LossOptions {
+        label_mean: Some(&scale),
+        ..Default::default()
+    };
+    assert!(loss::softmax_cross_entropy_with(ctx, &x, &labels, &l, None, 1.0, options).is_err());
+    assert!(
+        loss::label_scale(ctx, &labels, 3, &l).is_err(),
+        "a scale of 2 values"
+    );
 }

@@ -18,6 +18,13 @@
 //          grad = (softmax(x) - q) * grad_scale
 //          A label >= cols marks a row with no target: loss 0, gradient 0, and
 //          nothing is read or written out of bounds.
+//   label_scale: one workgroup; grad2[0] = 1 / max(n, 1), n the rows whose label
+//          is below cols (counted in f32: exact up to 2^24 rows, which the
+//          launcher checks).
+//   xent_grad_labelled: xent_grad with grad_scale = dy[0], as label_scale wrote
+//          it: the gradient of the mean over the rows with a target (PyTorch's
+//          CrossEntropyLoss(ignore_index=...) mean), for sequence outputs whose
+//          padding and unlabelled tokens have no target.
 //   mse:   loss = mean_d (p - t)^2;  grad = 2 (p - t) / D * grad_scale
 //   bce:   loss = mean_d [max(x, 0) - x t + log(1 + exp(-|x|))]   (logits x)
 //          grad = (sigmoid(x) - t) / D * grad_scale
@@ -189,8 +196,9 @@ fn xent(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     xent_write_loss(r, lid, row, 1.0);
 }
 
-// The loss and gradient of row r, both multiplied by the row's weight w.
-fn xent_grad_row(r: u32, lid: u32, row: XentRow, w: f32) {
+// The loss and gradient of row r, both multiplied by the row's weight w; the
+// gradient also by scale (the batch's grad_scale).
+fn xent_grad_row(r: u32, lid: u32, row: XentRow, w: f32, scale: f32) {
     xent_write_loss(r, lid, row, w);
     let cols = select(0u, p.cols, row.valid);
     let base = r * p.cols;
@@ -200,7 +208,7 @@ fn xent_grad_row(r: u32, lid: u32, row: XentRow, w: f32) {
     let e = p.smoothing;
     let hit = 1.0 - e + e / f32(p.cols);
     let miss = e / f32(p.cols);
-    let k = p.grad_scale * w;
+    let k = scale * w;
     for (var j = lid; j < cols; j = j + WG) {
         var g = 0.0;
         if (has_target) {
@@ -214,7 +222,26 @@ fn xent_grad_row(r: u32, lid: u32, row: XentRow, w: f32) {
 fn xent_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
     let r = group_index(wg, nwg);
-    xent_grad_row(r, lid, xent_row(r, lid), 1.0);
+    xent_grad_row(r, lid, xent_row(r, lid), 1.0, p.grad_scale);
+}
+
+@compute @workgroup_size(WG)
+fn label_scale(@builtin(local_invocation_index) lid: u32) {
+    var n = 0.0;
+    for (var r = lid; r < p.rows; r = r + WG) {
+        n = n + select(0.0, 1.0, labels[r] < p.cols);
+    }
+    let total = workgroup_sum(lid, n);
+    if (lid == 0u) {
+        grad2[0] = 1.0 / max(total, 1.0);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn xent_grad_labelled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    xent_grad_row(r, lid, xent_row(r, lid), 1.0, dy[0]);
 }
 
 // xent_grad with class weights: row r's loss and gradient times class_w[label]
@@ -228,7 +255,7 @@ fn xent_grad_weighted(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     if (row.label < p.cols) {
         w = class_w[row.label];
     }
-    xent_grad_row(r, lid, row, w);
+    xent_grad_row(r, lid, row, w, p.grad_scale);
 }
 
 // ---- mean squared error ----

@@ -11,11 +11,18 @@ use rand::{Rng, SeedableRng};
 use crate::data::idx::{IdxArray, parse_idx, read_idx_file};
 use crate::error::{Error, Result};
 
+/// The label of a position with no target (PyTorch's `ignore_index` -100): a
+/// token classifier's padding, special tokens and the sub-word tokens after a
+/// word's first. Its loss and gradient are 0, it counts neither in the mean
+/// loss nor in accuracy.
+pub const NO_LABEL: u32 = u32::MAX;
+
 /// What a model is trained to predict.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Targets {
     /// Class indices, each `< classes`: one per sample, or one per position of
-    /// a sequence sample (a language model's next tokens).
+    /// a sequence sample (a language model's next tokens, a token classifier's
+    /// tags, where [`NO_LABEL`] marks a position with no target).
     Classes {
         /// The class indices, `positions` per sample, one sample after another.
         labels: Vec<u32>,
@@ -48,6 +55,16 @@ impl Targets {
     /// Whether there are no targets.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The labels a mean loss and accuracy count: class labels other than
+    /// [`NO_LABEL`] (every position of a sequence's), or one per sample of
+    /// target values.
+    pub fn counted(&self) -> usize {
+        match self {
+            Targets::Classes { labels, .. } => labels.iter().filter(|&&l| l != NO_LABEL).count(),
+            Targets::Values { .. } => self.len(),
+        }
     }
 
     fn select(&self, idx: &[usize]) -> Targets {
@@ -123,7 +140,11 @@ impl Split {
                         labels.len()
                     ));
                 }
-                if let Some((i, l)) = labels.iter().enumerate().find(|&(_, &l)| l as usize >= *classes) {
+                if let Some((i, l)) = labels
+                    .iter()
+                    .enumerate()
+                    .find(|&(_, &l)| l as usize >= *classes && !(*positions > 1 && l == NO_LABEL))
+                {
                     return bad(format!(
                         "label {l} at index {i} is not below the {classes} classes"
                     ));

@@ -12,4 +12,4 @@ pub mod text;
 pub mod text_classes;
 pub mod text_table;
 
-pub use dataset::{Dataset, FASHION_MNIST_DIR, Split, Targets};
+pub use dataset::{Dataset, FASHION_MNIST_DIR, NO_LABEL, Split, Targets};

@@ -213,7 +213,7 @@ impl Split {
         match &self.y {
             Targets::Classes { labels, classes, .. } => {
                 let mut counts = vec![0; *classes];
-                for &l in labels {
+                for &l in labels.iter().filter(|&&l| (l as usize) < *classes) {
                     counts[l as usize] += 1;
                 }
                 counts

@@ -645,6 +645,20 @@ fn supervised(
     } else {
         None
     };
+    // A sequence's gradient is the mean over the positions with a target (a
+    // token classifier's padding, special tokens and word continuations have
+    // none), as PyTorch's CrossEntropyLoss(ignore_index) takes it; the count
+    // is each batch's, made on the GPU.
+    let label_mean = if options.train && positions > 1 && loss_kind == Loss::SparseCategoricalCrossentropy {
+        if class_weights.is_some() {
+            return Err(Error::invalid(
+                "class weights weigh one label per sample; this model gives a label per position",
+            ));
+        }
+        Some(Tensor::zeros(ctx, &[1], DType::F32)?)
+    } else {
+        None
+    };
     // Class weights weigh training steps only (as Keras' class_weight).
     let weights = match class_weights.filter(|_| options.train) {
         Some(w) => Some(Tensor::from_f32(ctx, w, &[w.len()])?),
@@ -656,9 +670,14 @@ fn supervised(
         let class_weights = weights.as_ref().filter(|_| grad.is_some());
         match loss_kind {
             Loss::SparseCategoricalCrossentropy => {
+                let label_mean = label_mean.as_ref().filter(|_| grad.is_some());
+                if let Some(scale) = label_mean {
+                    v.push(loss::label_scale(ctx, &targets, out_dim, scale)?);
+                }
                 let options = loss::LossOptions {
                     smoothing,
                     class_weights,
+                    label_mean,
                 };
                 v.push(loss::softmax_cross_entropy_with(
                     ctx, &out2, &targets, &losses, grad, scale, options,

@@ -262,11 +262,19 @@ impl ReferenceExecutor {
             } => {
                 let out = &vals[*output];
                 // One row per label (see Loss::label_positions).
-                let rows = b * loss.label_positions(g.shape(*output));
+                let positions = loss.label_positions(g.shape(*output));
+                let rows = b * positions;
                 let cols = out.len() / rows;
                 let mut losses = vec![0.0; rows];
                 let mut dout = vec![0.0; out.len()];
-                let scale = 1.0 / rows as f32;
+                // A sequence's mean is over its positions with a target (as the
+                // GPU plan's label_scale counts them).
+                let per_label = positions > 1 && *loss == Loss::SparseCategoricalCrossentropy;
+                let scale = if per_label {
+                    r::loss::label_scale(labels, cols)
+                } else {
+                    1.0 / rows as f32
+                };
                 match loss {
                     Loss::SparseCategoricalCrossentropy => r::loss::softmax_cross_entropy_with(
                         out,
@@ -295,7 +303,12 @@ impl ReferenceExecutor {
                     }
                 }
                 grads[*output] = Some(dout);
-                losses.iter().map(|&l| l as f64).sum::<f64>() / rows as f64
+                let labelled = if per_label {
+                    labels.iter().filter(|&&l| (l as usize) < cols).count().max(1)
+                } else {
+                    rows
+                };
+                losses.iter().map(|&l| l as f64).sum::<f64>() / labelled as f64
             }
             Objective::Forward(_) => {
                 return Err(Error::invalid("a forward-only objective has no loss to train"));

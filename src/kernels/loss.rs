@@ -26,6 +26,8 @@ struct Params {
 const XENT: Kernel = Shader::Loss.kernel("xent");
 const XENT_GRAD: Kernel = Shader::Loss.kernel("xent_grad");
 const XENT_GRAD_WEIGHTED: Kernel = Shader::Loss.kernel("xent_grad_weighted");
+const XENT_GRAD_LABELLED: Kernel = Shader::Loss.kernel("xent_grad_labelled");
+const LABEL_SCALE: Kernel = Shader::Loss.kernel("label_scale");
 const MSE: Kernel = Shader::Loss.kernel("mse");
 const MSE_GRAD: Kernel = Shader::Loss.kernel("mse_grad");
 const BCE: Kernel = Shader::Loss.kernel("bce");
@@ -63,6 +65,13 @@ pub struct LossOptions<'a> {
     /// `fit(class_weight=...)` does; the mean still divides by B. Training only: a
     /// gradient must be asked for.
     pub class_weights: Option<&'a Tensor>,
+    /// The gradient's scale read from this f32 `[1]` tensor when the dispatch
+    /// runs, in place of `grad_scale` (softmax cross-entropy only, without class
+    /// weights): [`label_scale`] writes `1/n` there, n the batch's rows with a
+    /// target, so the gradient is that of the mean over them (PyTorch's
+    /// `CrossEntropyLoss(ignore_index=...)`, Hugging Face's token classifiers).
+    /// Training only: a gradient must be asked for.
+    pub label_mean: Option<&'a Tensor>,
 }
 
 /// Checks what every loss shares: `x` is f32 `[B, C]` (C ≥ 1), `loss` f32 with B
@@ -136,7 +145,13 @@ fn launch(
     let kernel = match (grad, options.class_weights) {
         (Some(g), None) => {
             bindings.push((B_GRAD, &g.buffer));
-            bwd
+            match options.label_mean {
+                Some(scale) => {
+                    bindings.push((B_DY, &scale.buffer));
+                    XENT_GRAD_LABELLED
+                }
+                None => bwd,
+            }
         }
         (Some(g), Some(w)) => {
             bindings.push((B_GRAD, &g.buffer));
@@ -150,7 +165,50 @@ fn launch(
             )));
         }
     };
+    if options.label_mean.is_some() && kernel != XENT_GRAD_LABELLED {
+        return Err(Error::invalid(format!(
+            "{op}: the mean over labelled rows scales softmax cross-entropy's gradient, without \
+             class weights; ask for the gradient"
+        )));
+    }
     ctx.dispatch(kernel, &constants, &params, &bindings, groups)
+}
+
+/// Writes `1/max(n, 1)` into `scale` (f32 `[1]`), n the labels of `labels`
+/// (u32 `[rows]`) below `classes`: the gradient scale of the mean over the rows
+/// with a target, which [`LossOptions::label_mean`] reads. Up to 2^24 rows (the
+/// count is exact in f32). CPU twin: `reference::loss::label_scale`.
+pub fn label_scale(ctx: &Context, labels: &Tensor, classes: usize, scale: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "label_scale";
+    labels.expect_dtype(OP, "labels", DType::U32)?;
+    scale.expect_dtype(OP, "scale", DType::F32)?;
+    if scale.numel() != 1 {
+        return Err(Error::shape(
+            OP,
+            format!("scale has shape {:?}; it holds one value", scale.shape()),
+        ));
+    }
+    let rows = labels.numel();
+    if rows > 1 << 24 {
+        return Err(Error::invalid(format!(
+            "{OP}: {rows} labels; up to 2^24 are counted exactly"
+        )));
+    }
+    if same_buffer(labels, scale) {
+        return Err(Error::invalid(format!("{OP}: scale shares a buffer with labels")));
+    }
+    let params = Params {
+        rows: count_u32(OP, "rows", rows)?,
+        cols: count_u32(OP, "classes", classes)?,
+        ..Params::default()
+    };
+    ctx.dispatch(
+        LABEL_SCALE,
+        &[("WG", 256.0)],
+        &params,
+        &[(B_LABELS, &labels.buffer), (B_GRAD2, &scale.buffer)],
+        [1, 1, 1],
+    )
 }
 
 /// Checks class weights: f32, `n` of them.
@@ -341,6 +399,7 @@ pub fn bce_with_logits_weighted(
     let options = LossOptions {
         smoothing: 0.0,
         class_weights,
+        label_mean: None,
     };
     launch(
         ctx,

@@ -59,9 +59,9 @@ pub fn sample_lengths(x: &[f32], full: usize, pad: u32) -> impl Iterator<Item = 
         .map(move |s| s.iter().rposition(|&id| id != pad).map_or(0, |i| i + 1))
 }
 
-/// The first `tokens` ids of each sample of `x` (`full` ids per sample,
+/// The first `tokens` ids (or labels) of each sample of `x` (`full` per sample,
 /// `tokens <= full`), into `out`.
-pub fn cut(x: &[f32], full: usize, tokens: usize, out: &mut Vec<f32>) {
+pub fn cut<T: Copy>(x: &[T], full: usize, tokens: usize, out: &mut Vec<T>) {
     out.clear();
     for sample in x.chunks_exact(full) {
         out.extend_from_slice(&sample[..tokens]);

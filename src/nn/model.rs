@@ -798,16 +798,31 @@ impl Model {
         &self,
         options: PlanOptions,
         batch: &Batch<'a>,
-        cut: &'a mut Vec<f32>,
+        (cut, cut_labels): (&'a mut Vec<f32>, &'a mut Vec<u32>),
     ) -> (PlanOptions, Batch<'a>) {
         match (self.batch_tokens(batch.x), self.padding) {
             (Some(t), Some((_, full))) => {
                 dynamic_padding::cut(batch.x, full, t, cut);
+                // A label per token (a token classifier's) is cut with its token;
+                // the positions cut off are padding, which has no target.
+                let labels = if batch.labels.len() == batch.len * full && full > 1 {
+                    dynamic_padding::cut(batch.labels, full, t, cut_labels);
+                    &cut_labels[..]
+                } else {
+                    batch.labels
+                };
                 let options = PlanOptions {
                     tokens: Some(t),
                     ..options
                 };
-                (options, Batch { x: cut, ..*batch })
+                (
+                    options,
+                    Batch {
+                        x: cut,
+                        labels,
+                        ..*batch
+                    },
+                )
             }
             _ => (options, *batch),
         }
@@ -1019,8 +1034,8 @@ impl Model {
         pass: Pass,
         extra: impl FnOnce(&mut wgpu::CommandEncoder, &Accumulators),
     ) -> Result<()> {
-        let mut cut = Vec::new();
-        let (options, batch) = self.at_batch_tokens(options, batch, &mut cut);
+        let (mut cut, mut cut_labels) = (Vec::new(), Vec::new());
+        let (options, batch) = self.at_batch_tokens(options, batch, (&mut cut, &mut cut_labels));
         self.plan(ctx, options)?;
         let plan = &self.plans[&options];
         plan.ready(ctx, true)?;
@@ -1089,8 +1104,9 @@ impl Model {
         batch: &Batch<'_>,
         extra: impl FnOnce(&mut wgpu::CommandEncoder, &Plan),
     ) -> Result<PlanOptions> {
-        let mut cut = Vec::new();
-        let (options, batch) = self.at_batch_tokens(self.options(batch.len, false), batch, &mut cut);
+        let (mut cut, mut cut_labels) = (Vec::new(), Vec::new());
+        let (options, batch) =
+            self.at_batch_tokens(self.options(batch.len, false), batch, (&mut cut, &mut cut_labels));
         self.plan(ctx, options)?;
         let plan = &self.plans[&options];
         plan.ready(ctx, false)?;

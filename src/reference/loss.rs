@@ -14,6 +14,14 @@ pub fn xent_row(row: &[f32], label: u32) -> f64 {
     (m - row[label] as f64) + lse
 }
 
+/// `1/max(n, 1)`, n the labels below `classes`: the gradient scale of the mean
+/// over the rows with a target (twin of `kernels::loss::label_scale`; f32, as
+/// the GPU divides).
+pub fn label_scale(labels: &[u32], classes: usize) -> f32 {
+    let n = labels.iter().filter(|&&l| (l as usize) < classes).count();
+    1.0 / n.max(1) as f32
+}
+
 /// Mean squared error of one row.
 pub fn mse_row(pred: &[f32], target: &[f32]) -> f64 {
     let s: f64 = pred

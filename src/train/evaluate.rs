@@ -167,6 +167,20 @@ fn batches(
     batch_size: usize,
     preds: Option<&Tensor>,
 ) -> Result<Vec<usize>> {
+    batches_ran(model, ctx, data, batch_size, preds).map(|(order, _)| order)
+}
+
+/// [`batches`], also returning each batch's size and the positions per sample
+/// its predictions have: a shortened plan's (dynamic padding) of a model that
+/// predicts every token holds fewer than the model's window (see
+/// [`widen_predictions`]).
+fn batches_ran(
+    model: &mut Model,
+    ctx: &Context,
+    data: &Split,
+    batch_size: usize,
+    preds: Option<&Tensor>,
+) -> Result<(Vec<usize>, Ran)> {
     let n = data.len();
     if n == 0 {
         return Err(Error::invalid("no samples to evaluate"));
@@ -180,7 +194,35 @@ fn batches(
     loop {
         match batches_of(model, ctx, data, (&order, b), preds) {
             Err(Error::TooLarge { .. }) if b > 1 => b = b.div_ceil(2),
-            done => return done.map(|()| order),
+            done => return done.map(|positions| (order, Ran { batch: b, positions })),
+        }
+    }
+}
+
+/// How [`batches_ran`] ran: batches of `batch` samples (the last may be
+/// smaller), batch i's predictions `positions[i]` per sample.
+struct Ran {
+    batch: usize,
+    positions: Vec<usize>,
+}
+
+/// Predictions of `full` positions per sample as [`batches_ran`] copied them:
+/// batch i in its slot of `batch · full` values, its first `len ·
+/// positions[i]` values its `[len, positions[i]]` predictions. Each batch's
+/// samples are widened to `full` positions in place, the positions cut off (a
+/// shortened plan's padding, which has no target) predicted 0.
+fn widen_predictions(preds: &mut [u32], full: usize, ran: &Ran) {
+    let slot = ran.batch * full;
+    for (i, &t) in ran.positions.iter().enumerate() {
+        if t >= full {
+            continue;
+        }
+        let start = i * slot;
+        let len = (preds.len() - start).min(slot) / full;
+        // Back to front, so nothing is overwritten before it moves.
+        for s in (0..len).rev() {
+            preds.copy_within(start + s * t..start + (s + 1) * t, start + s * full);
+            preds[start + s * full + t..start + (s + 1) * full].fill(0);
         }
     }
 }
@@ -192,8 +234,9 @@ fn batches_of(
     data: &Split,
     (order, b): (&[usize], usize),
     preds: Option<&Tensor>,
-) -> Result<()> {
+) -> Result<Vec<usize>> {
     let (mut xb, mut lb, mut vb) = (Vec::new(), Vec::new(), Vec::new());
+    let mut ran = Vec::new();
     model.acc.reset(ctx)?;
     for (i, idx) in order.chunks(b).enumerate() {
         data.gather(idx, &mut xb, &mut lb, &mut vb);
@@ -203,25 +246,32 @@ fn batches_of(
             values: &vb,
             len: idx.len(),
         };
+        // Batch i's slot: b samples of `per` values (a sequence's whole window).
+        let per = match data.y {
+            Targets::Classes { positions, .. } => positions,
+            Targets::Values { dim, .. } => dim,
+        };
+        let mut positions = per;
         model.eval_step(ctx, &batch, |enc, plan| {
             if let Some(p) = preds {
-                let (src, bytes) = match data.y {
-                    Targets::Classes { positions, .. } => {
-                        (&plan.predictions.buffer, idx.len() * positions * 4)
-                    }
-                    Targets::Values { dim, .. } => (&plan.probabilities.buffer, idx.len() * dim * 4),
+                let src = match data.y {
+                    Targets::Classes { .. } => &plan.predictions,
+                    Targets::Values { .. } => &plan.probabilities,
                 };
+                // A shortened plan predicts fewer positions per sample.
+                positions = src.numel() / idx.len();
                 enc.copy_buffer_to_buffer(
-                    src,
+                    &src.buffer,
                     0,
                     &p.buffer,
-                    (i * b * bytes / idx.len()) as u64,
-                    bytes as u64,
+                    (i * b * per * 4) as u64,
+                    (src.numel() * 4) as u64,
                 );
             }
         })?;
+        ran.push(positions);
     }
-    Ok(())
+    Ok(ran)
 }
 
 /// `ran` (`per` values for each sample, in the order `order` ran them) in the
@@ -244,7 +294,8 @@ pub fn evaluate_sums(
 ) -> Result<(f64, f64)> {
     batches(model, ctx, data, batch_size, None)?;
     let (l, c) = model.acc.read(ctx)?;
-    let n = (data.len() * model.label_positions()) as f64;
+    // Every label with a target (a sequence's positions without one do not count).
+    let n = data.y.counted().max(1) as f64;
     Ok((l / n, c / n))
 }
 
@@ -283,16 +334,20 @@ pub fn evaluate_with_predictions(
             if model.loss.is_classification() { 2 } else { 0 },
         ),
     };
-    let order = batches(model, ctx, data, batch_size, Some(&preds))?;
+    let (order, ran) = batches_ran(model, ctx, data, batch_size, Some(&preds))?;
     let (loss_sum, correct) = model.acc.read(ctx)?;
     let mut correlation = None;
     // A multi-label classifier's per-class metrics (each class a yes/no).
     let mut sets = None;
     let predicted: Vec<usize> = match &data.y {
-        Targets::Classes { .. } => in_data_order(preds.to_u32(ctx)?, &order)
-            .into_iter()
-            .map(|p| p as usize)
-            .collect(),
+        Targets::Classes { .. } => {
+            let mut ran_preds = preds.to_u32(ctx)?;
+            widen_predictions(&mut ran_preds, positions, &ran);
+            in_data_order(ran_preds, &order)
+        }
+        .into_iter()
+        .map(|p| p as usize)
+        .collect(),
         Targets::Values { values, dim } => {
             let values_out = in_data_order(preds.to_f32(ctx)?, &order);
             if *dim == 1 && !model.loss.is_classification() {
@@ -332,7 +387,7 @@ pub fn evaluate_with_predictions(
     let mean = |f: fn(&ClassMetrics) -> f64| {
         (!per_class.is_empty()).then(|| per_class.iter().map(f).sum::<f64>() / per_class.len() as f64)
     };
-    let labels = (n * positions) as f64;
+    let labels = data.y.counted().max(1) as f64;
     let top_k = match model.top_k {
         Some(k) => Some((k, model.acc.read_top_k(ctx)? / labels)),
         None => None,
@@ -373,5 +428,30 @@ mod correlation_tests {
         assert!((tied - 0.948_683_298_050_513_8).abs() < 1e-12, "{tied}");
         assert_eq!(pearson(&a, &[1.0; 4]), None, "a constant side");
         assert_eq!(pearson(&[1.0], &[2.0]), None);
+    }
+}
+
+#[cfg(test)]
+mod widen_tests {
+    use super::*;
+
+    /// Two batches of 2 samples and a last of 1, window 4: the first ran at 2
+    /// positions, the second at the whole window, the last at 3.
+    #[test]
+    fn shortened_batches_widen_to_the_window() {
+        let ran = Ran {
+            batch: 2,
+            positions: vec![2, 4, 3],
+        };
+        let mut preds = vec![
+            1, 2, 3, 4, 9, 9, 9, 9, // batch 0: [[1, 2], [3, 4]], then unwritten
+            5, 6, 7, 8, 5, 6, 7, 8, // batch 1: whole
+            1, 2, 3, 9, // batch 2: [[1, 2, 3]]
+        ];
+        widen_predictions(&mut preds, 4, &ran);
+        assert_eq!(
+            preds,
+            [1, 2, 0, 0, 3, 4, 0, 0, 5, 6, 7, 8, 5, 6, 7, 8, 1, 2, 3, 0]
+        );
     }
 }

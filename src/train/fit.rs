@@ -666,6 +666,8 @@ fn run_fit(
         next_epoch_order(&mut order, &mut rng, config, buckets, b);
         model.acc.reset(ctx)?;
         let mut seen = 0usize;
+        // The labels the means count (a sequence's positions with a target).
+        let mut counted = 0usize;
         // Batches run this epoch (forward/backward passes).
         let mut passes = 0usize;
         let mut steps = 0u64;
@@ -716,6 +718,14 @@ fn run_fit(
                 })?;
             }
             seen += group.iter().map(|idx| idx.len()).sum::<usize>();
+            counted += group
+                .iter()
+                .zip(&gathered)
+                .map(|(idx, buf)| match buf.labels.is_empty() {
+                    true => idx.len(),
+                    false => buf.labels.iter().filter(|&&l| l != crate::data::NO_LABEL).count(),
+                })
+                .sum::<usize>();
             passes += group.len();
             steps += 1;
             p.total_steps += 1;
@@ -732,7 +742,7 @@ fn run_fit(
                 if last_tick.elapsed().as_secs_f64() > 0.3 {
                     last_tick = Instant::now();
                     let (l, c) = model.acc.read(ctx)?;
-                    let labels = (seen * per_sample) as f64;
+                    let labels = counted.max(1) as f64;
                     let mut msg = format!("loss: {:.4}", l / labels);
                     if classification {
                         msg += &format!(" - accuracy: {:.4}", c / labels);
@@ -753,7 +763,7 @@ fn run_fit(
         p.model_step = model.step;
         p.model_draws = Some(model.draws);
         let (loss_sum, correct) = model.acc.read(ctx)?;
-        let labels = (seen * per_sample) as f64;
+        let labels = counted.max(1) as f64;
         let loss = loss_sum / labels;
         if !loss.is_finite() {
             let sums = trace.to_f32(ctx)?;
