@@ -52,6 +52,7 @@ fn main() -> wgml::Result<()> {
         classes: None,
         seed: 0,
         multi_label: false,
+        per_token: false,
     };
     let imported = import_bert(&folder, &how)?;
     println!("{}", imported.summary);

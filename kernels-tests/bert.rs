@@ -72,6 +72,7 @@ fn how(context: usize, classes: Option<usize>) -> BertImport {
         classes,
         seed: 3,
         multi_label: false,
+        per_token: false,
     }
 }
 
@@ -1039,4 +1040,126 @@ fn adapters_on_the_saved_head_are_merged_into_it() {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max);
     assert!(moved > 1e-3, "the head's adapter changes nothing ({moved})");
+}
+
+/// A token classifier (`golden/make_bert_tiny_tokens.py`:
+/// BertForTokenClassification of 5 tags): its sentences of words read as
+/// `tokenizer(words, is_split_into_words=True, truncation=True)` reads them,
+/// each word's tag on its first token and no label elsewhere (run_ner's
+/// alignment); every token's probabilities, the mean loss over the labelled
+/// tokens and one step's gradients are Hugging Face's; exported, it is a
+/// BertForTokenClassification again.
+#[test]
+fn a_bert_token_classifier_gives_hugging_faces_tags_and_gradients() {
+    use wgml::data::NO_LABEL;
+    use wgml::data::tagged_words::WordReader;
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let dir = repo_file("kernels-tests/golden/bert-tiny-tokens");
+    let (want, _) = fixture_file(&dir.join("expected.safetensors"), &[]);
+    let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let sentences: Vec<(Vec<String>, Vec<String>)> =
+        serde_json::from_str(&meta.metadata().as_ref().unwrap()["sentences"]).unwrap();
+    let (tokens, tags) = (16, 5);
+    let imported = import_bert(&dir, &how(tokens, None)).unwrap();
+    assert!(
+        imported
+            .summary
+            .contains("its token classifier of 5 classes (O, B-PER, I-PER, B-LOC, I-LOC)"),
+        "{}",
+        imported.summary
+    );
+    let spec = wgml::nn::model::ModelSpec::Functional(imported.architecture.functional.clone());
+    assert_eq!(
+        spec.table_labels(wgml::nn::Loss::SparseCategoricalCrossentropy),
+        wgml::data::text_table::TableLabels::Tags
+    );
+    // The words as Hugging Face's tokenizer reads and aligns them.
+    let mut reader = WordReader::new(&[tokens], &imported.vocabulary, 0).unwrap();
+    let (mut ids, mut labels) = (Vec::new(), Vec::new());
+    for (words, word_tags) in &sentences {
+        let (x, first) = reader.sample(words).unwrap();
+        ids.extend(x);
+        labels.extend(first.iter().map(|w| {
+            match w {
+                Some(w) => imported
+                    .architecture
+                    .class_names
+                    .iter()
+                    .position(|t| *t == word_tags[*w])
+                    .unwrap() as u32,
+                None => NO_LABEL,
+            }
+        }));
+    }
+    assert_eq!(ids, want["ids"], "token ids");
+    let hf_labels: Vec<u32> = want["labels"]
+        .iter()
+        .map(|&l| if l < 0.0 { NO_LABEL } else { l as u32 })
+        .collect();
+    assert_eq!(labels, hf_labels, "labels");
+    assert_eq!(reader.report().truncated, 1, "the last sentence is cut");
+    let labelled = labels.iter().filter(|&&l| l != NO_LABEL).count() as f64;
+    let batch = wgml::nn::model::Batch {
+        x: &ids,
+        labels: &labels,
+        values: &[],
+        len: 4,
+    };
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        let stepped = sgd_step(ctx, &imported, &batch);
+        let what = |s: &str| format!("{class:?}: {s}");
+        // Every real token's (padding's outputs mean nothing).
+        let real = |p: &[f32]| -> Vec<f32> {
+            p.chunks(tags)
+                .zip(&ids)
+                .filter(|&(_, &id)| id != 0.0)
+                .flat_map(|(row, _)| row.to_vec())
+                .collect()
+        };
+        assert_close(
+            &what("probabilities"),
+            &real(&stepped.predictions),
+            &real(&softmax_rows(&want["logits"], tags)),
+            1e-6,
+            1e-5,
+        );
+        let (loss, hf) = (stepped.loss * 4.0 / labelled, want["loss"][0] as f64);
+        assert!((loss - hf).abs() < 1e-5 * hf, "{class:?}: loss {loss} vs {hf}");
+        for name in ["classifier.weight", "bert.embeddings.word_embeddings.weight"] {
+            grad_close(
+                &what(name),
+                &stepped.grad(name),
+                &want[&format!("grad.{name}")],
+                1e-6,
+            );
+        }
+        let name = "bert.embeddings.position_embeddings.weight";
+        let d = want[&format!("grad.{name}")].len() / 24;
+        grad_close(
+            &what(name),
+            &stepped.grad(name),
+            &want[&format!("grad.{name}")][..tokens * d],
+            1e-6,
+        );
+    }
+    let out = fresh_dir("bert-tokens-export");
+    let path = out.join("tokens.safetensors");
+    save_imported(&imported, &path);
+    let c = wgml::checkpoint::load(&path).unwrap();
+    let summary = wgml::export::bert::export_bert(&c, &path, &out.join("hf")).unwrap();
+    assert!(
+        summary.contains("a classifier of each token, 5 classes"),
+        "{summary}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("hf/config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "BertForTokenClassification");
+    let again = import_bert(&out.join("hf"), &how(16, None)).unwrap();
+    assert_eq!(
+        (again.architecture, again.tensors),
+        (imported.architecture, imported.tensors)
+    );
 }

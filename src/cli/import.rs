@@ -48,6 +48,13 @@ pub struct ImportArgs {
     /// cross-entropy, each text in any number of classes.
     #[arg(long)]
     pub multi_label: bool,
+    /// BERT family: the head classifies every token (Hugging Face's
+    /// *ForTokenClassification: named entities, parts of speech), a softmax
+    /// over each token's classes; a file whose architectures name
+    /// *ForTokenClassification is one already. Train it on tagged words (CoNLL
+    /// files, or JSON Lines of tokens and tags).
+    #[arg(long)]
+    pub token_classification: bool,
     /// BERT, RoBERTa, DistilBERT, ELECTRA: the seed a new head's weights are drawn with.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -59,10 +66,10 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
         .as_deref()
         .and_then(wgml::import::bert::Family::of)
         .is_some();
-    if !bert && (args.num_labels.is_some() || args.multi_label) {
+    if !bert && (args.num_labels.is_some() || args.multi_label || args.token_classification) {
         return Err(Error::invalid(
-            "--num-labels and --multi-label give a BERT-family model its new head; a GPT-2 becomes a \
-             classifier when `wgml train` fine-tunes it on texts by class",
+            "--num-labels, --multi-label and --token-classification give a BERT-family model its new \
+             head; a GPT-2 becomes a classifier when `wgml train` fine-tunes it on texts by class",
         ));
     }
     let mut imported = if bert {
@@ -72,6 +79,7 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
             classes: args.num_labels,
             seed: args.seed,
             multi_label: args.multi_label,
+            per_token: args.token_classification,
         };
         wgml::import::bert::import_bert(&args.folder, &how)?
     } else {
@@ -94,7 +102,16 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
         println!("{line}");
     }
     let classifier = bert || wgml::export::gpt2_classifier_of(&imported.architecture.functional).is_some();
-    if classifier {
+    let tagger =
+        wgml::import::bert::encoder_head_of(&imported.architecture.functional).is_some_and(|h| h.per_token);
+    if tagger {
+        println!(
+            "saved {} in {:.1} s: tag words with `wgml predict --weights {0} FILE`, fine-tune it with \
+             `wgml train --model {0} --data DIR|FILE` (CoNLL files, or JSON Lines of tokens and tags)",
+            args.save.display(),
+            start.elapsed().as_secs_f64()
+        );
+    } else if classifier {
         println!(
             "saved {} in {:.1} s: classify texts with `wgml predict --weights {0} FILE.txt`, fine-tune \
              it with `wgml train --model {0} --data DIR|FILE.csv`",

@@ -10,7 +10,7 @@ use wgml::data::text::{self, Vocabulary};
 use wgml::data::text_table::TableLabels;
 use wgml::data::{text_classes, text_table};
 use wgml::graph::PlanOptions;
-use wgml::import::bert::{Family, encoder_classifier_of};
+use wgml::import::bert::{Family, encoder_classifier_of, encoder_head_of};
 use wgml::kernels::optim::Optimizer;
 use wgml::nn::model::ModelSpec;
 use wgml::nn::{self, zoo};
@@ -304,7 +304,7 @@ fn labelled_texts(path: &Path) -> bool {
 
 /// The training texts of labelled texts `path`, to train a tokenizer on.
 fn labelled_training_texts(path: &Path, labels: TableLabels) -> Result<Vec<String>> {
-    if text_table::is_text_table(path) {
+    if labels == TableLabels::Tags || text_table::is_text_table(path) {
         return text_table::training_texts(path, labels);
     }
     text_classes::training_documents(path)?
@@ -369,7 +369,7 @@ pub fn load_data_with(
     labels: TableLabels,
 ) -> Result<(Dataset, Option<f64>)> {
     let (data, bytes_per_token) = match name {
-        dir if is_labelled_texts(dir) => {
+        dir if labels == TableLabels::Tags || is_labelled_texts(dir) => {
             let pad = padding.ok_or_else(|| {
                 Error::invalid(match sample_shape {
                     [_] => format!(
@@ -385,7 +385,7 @@ pub fn load_data_with(
                 })
             })?;
             let path = Path::new(dir);
-            let (d, report) = if text_table::is_text_table(path) {
+            let (d, report) = if labels == TableLabels::Tags || text_table::is_text_table(path) {
                 text_table::read_text_table(path, sample_shape, vocabulary, pad, labels)?
             } else {
                 text_classes::read_text_classes(path, sample_shape, vocabulary, pad)?
@@ -399,8 +399,13 @@ pub fn load_data_with(
                 n if n == report.documents => " (pairs of texts)".to_string(),
                 n => format!(" ({n} of them pairs of texts)"),
             };
+            let unit = if labels == TableLabels::Tags {
+                "sentences of tagged words"
+            } else {
+                "documents"
+            };
             println!(
-                "texts read as {}: {} documents{pairs}, {:.0} tokens each on average, {} cut to {} tokens, padded with id {pad}",
+                "texts read as {}: {} {unit}{pairs}, {:.0} tokens each on average, {} cut to {} tokens, padded with id {pad}",
                 vocabulary.describe(),
                 report.documents,
                 report.mean_tokens,
@@ -491,7 +496,7 @@ fn chosen_vocabulary(choice: &str, file: &Path, labels: TableLabels) -> Result<V
     })?;
     let corpus;
     let documents;
-    let training: Vec<&str> = if labelled_texts(file) {
+    let training: Vec<&str> = if labels == TableLabels::Tags || labelled_texts(file) {
         documents = labelled_training_texts(file, labels)?;
         documents.iter().map(String::as_str).collect()
     } else {
@@ -947,11 +952,11 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         (None, Some(c)) => Some((&model_path, c)),
         (None, None) => None,
     };
+    // What the table's labels are to the model (classes, scores, sets or tags).
+    let labels = recipe.model.table_labels(recipe.loss);
     let text_file = data_name
         .strip_prefix("text:")
-        .or(is_labelled_texts(&data_name).then_some(data_name.as_str()));
-    // What the table's labels are to the model (classes, scores or sets).
-    let labels = recipe.model.table_labels(recipe.loss);
+        .or((labels == TableLabels::Tags || is_labelled_texts(&data_name)).then_some(data_name.as_str()));
     let vocabulary = match text_file {
         Some(file) => text_vocabulary(
             args.tokenizer.as_deref(),
@@ -1009,15 +1014,15 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     let made_classifier =
         matches!(&recipe.model, ModelSpec::Functional(f) if wgml::export::gpt2_classifier_of(f).is_some());
     let encoder = match &recipe.model {
-        ModelSpec::Functional(f) => encoder_classifier_of(f),
+        ModelSpec::Functional(f) => encoder_head_of(f),
         _ => None,
     };
     if text_table::is_text_table(Path::new(&data_name)) && text_table::has_pairs(Path::new(&data_name))? {
         refuse_untyped_pairs(&recipe.model, &vocabulary, &args.model, &data_name)?;
     }
-    let bert_classes = encoder.map(|(_, classes)| classes);
+    let bert_classes = encoder.map(|h| h.classes);
     let new_head: &[&str] = match encoder {
-        Some((family, _)) => family.head(),
+        Some(head) => head.layers(),
         None if classify.is_some() || made_classifier => &[nn::transfer::CLASSIFIER_HEAD],
         None => &[],
     };
@@ -1516,7 +1521,12 @@ fn in_checkpoint_order(data: Dataset, saved: &[String]) -> Result<Dataset> {
     }
     // Sets of classes named by number (go_emotions' [2, 27]) are the model's
     // outputs of those numbers (Hugging Face's LABEL_k is output k).
-    let sets = matches!(data.train.y, wgml::data::Targets::Values { .. });
+    // So are a token classifier's tags (a tag per word: the data may use some
+    // of the model's tags only).
+    let sets = matches!(
+        data.train.y,
+        wgml::data::Targets::Values { .. } | wgml::data::Targets::Classes { positions: 2.., .. }
+    );
     let data = if sets { data.named_by_index(saved) } else { data };
     // A multi-label table may use some of the model's classes only: each takes
     // the model's output of its name. One class per text needs the same classes.

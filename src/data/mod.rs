@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod idx;
 pub mod image_folder;
 pub mod subset;
+pub mod tagged_words;
 pub mod text;
 pub mod text_classes;
 pub mod text_table;

@@ -89,6 +89,18 @@ impl Dataset {
                         dim: names.len(),
                     }
                 }
+                // A label per position (a token classifier's tags): each moves
+                // to the model's number; positions without one stay so.
+                Targets::Classes {
+                    labels, positions, ..
+                } if *positions > 1 => Targets::Classes {
+                    labels: labels
+                        .iter()
+                        .map(|&l| relabel.get(l as usize).copied().unwrap_or(l))
+                        .collect(),
+                    classes: names.len(),
+                    positions: *positions,
+                },
                 _ => {
                     let (labels, _) = labels_of(split, "the model's classes")?;
                     Targets::Classes {

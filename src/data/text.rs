@@ -446,6 +446,55 @@ impl Vocabulary {
         }
     }
 
+    /// This vocabulary as it reads words already split (a token classifier's
+    /// data), as Hugging Face's tokenizer reads `tokenizer(words,
+    /// is_split_into_words=True)`: itself, except a byte-level BPE (RoBERTa's)
+    /// that adds no space before a text, which reads each word as after a space
+    /// (Hugging Face requires `add_prefix_space=True` of it for split words).
+    /// Errors for bytes, which have no words.
+    pub fn for_split_words(&self) -> Result<std::borrow::Cow<'_, Vocabulary>> {
+        let Vocabulary::Tokenizer(t) = self else {
+            return Err(Error::invalid(
+                "words tagged one by one need a tokenizer that splits words into tokens (BERT's \
+                 WordPiece, RoBERTa's BPE); bytes have no words",
+            ));
+        };
+        match t.get_pre_tokenizer() {
+            Some(PreTokenizerWrapper::ByteLevel(b)) if !b.add_prefix_space => {
+                let mut words = t.clone();
+                let mut b = b.clone();
+                b.add_prefix_space = true;
+                words.with_pre_tokenizer(Some(PreTokenizerWrapper::ByteLevel(b)));
+                Ok(std::borrow::Cow::Owned(Vocabulary::Tokenizer(words)))
+            }
+            _ => Ok(std::borrow::Cow::Borrowed(self)),
+        }
+    }
+
+    /// `words` as token ids (no special tokens) and, for each id, the index of
+    /// the word it comes from: each word tokenized on its own, as Hugging Face's
+    /// `tokenizer(words, is_split_into_words=True)` does (call it on
+    /// [`Vocabulary::for_split_words`]). A word the tokenizer makes no token of
+    /// (a lone control character) has none. Errors for bytes.
+    pub fn encode_words(&self, words: &[&str]) -> Result<(Vec<u32>, Vec<u32>)> {
+        let Vocabulary::Tokenizer(t) = self else {
+            return Err(Error::invalid(
+                "words tagged one by one need a tokenizer; bytes have no words",
+            ));
+        };
+        let e = t
+            .encode(tokenizers::InputSequence::from(words), false)
+            .map_err(|e| tokenizer_error("tokenizing words", e))?;
+        let word_of = e
+            .get_word_ids()
+            .iter()
+            .map(|w| {
+                w.ok_or_else(|| Error::invalid("the tokenizer made a token of no word out of split words"))
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        Ok((e.get_ids().to_vec(), word_of))
+    }
+
     /// The text of token ids `ids` (invalid UTF-8 shown as U+FFFD).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         match self {

@@ -53,6 +53,10 @@ pub enum TableLabels {
     Class,
     /// A number per text (a regression's score, STS-B's similarity).
     Score,
+    /// A tag per word (a token classifier's, its output a class per token):
+    /// the data is tagged words ([`crate::data::tagged_words`]), not a table of
+    /// texts.
+    Tags,
     /// Any number of classes per text (a multi-label classifier's sigmoids):
     /// a JSON array (`["joy", "love"]`, `[2, 27]`; a JSON Lines table's own
     /// array, or a CSV cell holding one), or class names separated by commas
@@ -337,6 +341,9 @@ fn split_by_label(rows: Vec<Row>, by_row: bool) -> (Vec<Row>, Vec<Row>) {
 /// labels are `labels`, to train a tokenizer on: a single table's rows but the
 /// test split's (as [`read_text_table`] splits it), or the train table's.
 pub fn training_texts(path: &Path, labels: TableLabels) -> Result<Vec<String>> {
+    if labels == TableLabels::Tags {
+        return crate::data::tagged_words::training_texts(path);
+    }
     if is_table(path) {
         let (train, _) = split_by_label(read_rows(path)?, labels != TableLabels::Class);
         return Ok(train.into_iter().flat_map(|(t, _)| texts_of(t)).collect());
@@ -379,6 +386,9 @@ pub fn read_text_table(
     pad: u32,
     labels: TableLabels,
 ) -> Result<(Dataset, TextClassesReport)> {
+    if labels == TableLabels::Tags {
+        return crate::data::tagged_words::read_tagged_words(path, sample_shape, vocabulary, pad);
+    }
     let reader = Reader::new(path, sample_shape, vocabulary, pad)?;
     // (file, rows) of the train, test and validation splits.
     let (train, test, validation) = if is_table(path) {
@@ -416,6 +426,7 @@ pub fn read_text_table(
         TableLabels::Class => read_classes(path, reader, splits),
         TableLabels::Score => read_scores(path, reader, splits),
         TableLabels::Set => read_sets(path, reader, splits),
+        TableLabels::Tags => unreachable!("tagged words are read before"),
     }
 }
 

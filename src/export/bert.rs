@@ -27,7 +27,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::graph::params::NamedValues;
 use crate::import::ACTIVATIONS;
-use crate::import::bert::{BertConfig, Family, encoder_classifier_of};
+use crate::import::bert::{BertConfig, Family, encoder_head_of};
 use crate::nn::functional::LayerOrOp;
 use crate::nn::{Functional, GraphOp, Layer};
 
@@ -51,7 +51,8 @@ pub fn bert_config_of(f: &Functional) -> std::result::Result<(BertConfig, usize)
         })
     };
     let missing = |name: &str| format!("has no layer '{name}' (is it a BERT classifier?)");
-    let (family, classes) = encoder_classifier_of(f).ok_or_else(|| missing("classifier"))?;
+    let head = encoder_head_of(f).ok_or_else(|| missing("classifier"))?;
+    let (family, classes) = (head.family, head.classes);
     let prefix = family.prefix();
     let &[context] = f.input.shape.as_slice() else {
         return Err(format!(
@@ -144,6 +145,7 @@ pub fn bert_config_of(f: &Functional) -> std::result::Result<(BertConfig, usize)
         labels: None,
         // Sigmoids under binary cross-entropy: Hugging Face's multi-label head.
         multi_label: f.supervised_loss() == Some(crate::nn::Loss::BinaryCrossentropy),
+        per_token: head.per_token,
     };
     if heads == 0 || width % heads != 0 || layers == 0 {
         return Err(format!(
@@ -174,7 +176,12 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     let (config, context) = bert_config_of(&a.functional).map_err(bad)?;
     let own = merged_tensors(c, &a.functional, path)?;
     let tensors = hf_tensors(&own, &config, context).map_err(bad)?;
-    let classes = encoder_classifier_of(&a.functional).map_or(2, |(_, n)| n);
+    let classes = encoder_head_of(&a.functional).map_or(2, |h| h.classes);
+    let task = if config.per_token {
+        "TokenClassification"
+    } else {
+        "SequenceClassification"
+    };
     // The checkpoint's own model_type where it is one of the family's (XLM-R,
     // CamemBERT), else the family's.
     let model_type = c
@@ -198,7 +205,7 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
         .find(|(_, w)| *w == config.activation)
         .map_or("gelu", |(hf, _)| *hf);
     let mut settings = json!({
-        "architectures": [format!("{name}ForSequenceClassification")],
+        "architectures": [format!("{name}For{task}")],
         "model_type": model_type,
         "vocab_size": config.vocab,
         "max_position_embeddings": config.positions,
@@ -248,6 +255,7 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     let tokenizer = write_folder(dir, &tensors, &settings, &c.vocabulary(path)?, context)?;
     let count: usize = own.iter().map(|(_, _, v)| v.len()).sum();
     let head = match classes {
+        n if config.per_token => format!("a classifier of each token, {n} classes"),
         n if config.multi_label => format!("a multi-label classifier of {n} classes"),
         1 => "a regression head, one score".to_string(),
         n => format!("a classifier of {n} classes"),
@@ -290,11 +298,7 @@ fn hf_tensors(
     let d = config.embedding_width;
     let mut out: Vec<NamedValues> = Vec::new();
     for (name, shape, values) in tensors {
-        let head = config
-            .family
-            .head()
-            .iter()
-            .any(|h| name.starts_with(&format!("{h}.")));
+        let head = config.head().iter().any(|h| name.starts_with(&format!("{h}.")));
         if !name.starts_with(prefix) && !head {
             continue;
         }

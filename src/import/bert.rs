@@ -81,12 +81,17 @@ const MAX_CLASSES: usize = 100_000;
 
 /// The `architectures` a folder may name: the bare encoder, its pretraining
 /// models and its sequence classifier (others have heads of another shape).
-const READ_ARCHITECTURES: [&str; 4] = [
+const READ_ARCHITECTURES: [&str; 5] = [
     "Model",
     "ForPreTraining",
     "ForMaskedLM",
     "ForSequenceClassification",
+    "ForTokenClassification",
 ];
+
+/// The head of a token classifier (`*ForTokenClassification`, every family's):
+/// dropout, then `classifier` on every token.
+const TOKEN_HEAD: [&str; 1] = [BERT_CLASSIFIER_HEAD];
 
 /// The encoders of BERT's design that wgml reads: the same blocks, named alike,
 /// differing in their positions and their classification head.
@@ -308,6 +313,11 @@ pub struct BertConfig {
     /// "multi_label_classification"): a sigmoid per class under binary
     /// cross-entropy, each text in any number of classes.
     pub multi_label: bool,
+    /// Whether the head classifies every token (Hugging Face's
+    /// `*ForTokenClassification`: named entities, parts of speech): dropout and
+    /// `classifier` (softmax) on each token's output, no pooling; the loss is
+    /// the mean over the tokens with a label.
+    pub per_token: bool,
 }
 
 impl BertConfig {
@@ -330,22 +340,27 @@ impl BertConfig {
         let size = |key: &str| settings.size(key);
         let float = |key: &str, default: f64| settings.float(key, default);
         let rate = |key: &str, default: f64| settings.rate(key, default);
-        if let Some(other) = c
+        let architectures = c
             .get("architectures")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(Value::as_str)
+            .filter_map(Value::as_str);
+        if let Some(other) = architectures
+            .clone()
             .find(|a| a.ends_with("LMHeadModel") || !READ_ARCHITECTURES.iter().any(|r| a.ends_with(r)))
         {
             return Err(format!(
-                "describes a {other}, whose head is not a classifier of whole texts; wgml reads the \
-                 encoder with its sequence classifier (architectures *Model, *ForPreTraining, \
-                 *ForMaskedLM, *ForSequenceClassification): to fine-tune this encoder anyway, remove \
-                 the architectures entry from config.json and import it with --num-labels N, which \
-                 draws a new head"
+                "describes a {other}, whose head is not a classifier of whole texts or of tokens; \
+                 wgml reads the encoder with its sequence or token classifier (architectures *Model, \
+                 *ForPreTraining, *ForMaskedLM, *ForSequenceClassification, *ForTokenClassification): \
+                 to fine-tune this encoder anyway, remove the architectures entry from config.json \
+                 and import it with --num-labels N, which draws a new head"
             ));
         }
+        let per_token = architectures
+            .clone()
+            .any(|a| a.ends_with("ForTokenClassification"));
         let num_labels = c
             .get("id2label")
             .and_then(Value::as_object)
@@ -353,6 +368,12 @@ impl BertConfig {
             .or_else(|| c.get("num_labels").and_then(Value::as_u64).map(|n| n as usize));
         match c.get("problem_type").and_then(Value::as_str) {
             None | Some("single_label_classification" | "multi_label_classification") => {}
+            Some(p) if per_token => {
+                return Err(format!(
+                    "sets problem_type '{p}' on a token classifier, which Hugging Face trains with \
+                     cross-entropy over each token's classes whatever it says; remove problem_type"
+                ));
+            }
             Some("regression") if num_labels.is_none_or(|n| n == 1) => {}
             Some(p) => {
                 return Err(format!(
@@ -469,7 +490,18 @@ impl BertConfig {
             init_std: float("initializer_range", 0.02)?,
             labels,
             multi_label: c.get("problem_type").and_then(Value::as_str) == Some("multi_label_classification"),
+            per_token,
         })
+    }
+
+    /// The layers of its head (the family's, or a token classifier's
+    /// `classifier`), trained in full under LoRA; the last is the output.
+    pub fn head(&self) -> &'static [&'static str] {
+        if self.per_token {
+            &TOKEN_HEAD
+        } else {
+            self.family.head()
+        }
     }
 
     /// The wgml functional model of this BERT as a classifier of `classes`
@@ -512,14 +544,6 @@ impl BertConfig {
             json!({ "AddPositionEmbedding": {} }),
         ));
         let norm = json!({ "LayerNormalization": { "epsilon": self.epsilon } });
-        let dropout = |layers: &mut Vec<Value>, name: String, x: String, rate: f64| -> String {
-            if rate > 0.0 {
-                layers.push(layer(&name, &[&x], json!({ "Dropout": { "rate": rate } })));
-                name
-            } else {
-                x
-            }
-        };
         layers.push(layer(
             &format!("{e}.LayerNorm"),
             &[&format!("{e}.position_embeddings")],
@@ -583,12 +607,41 @@ impl BertConfig {
             x = format!("{p}.{}", names.norm2);
             layers.push(layer(&x, &[&residual], norm.clone()));
         }
-        layers.push(layer(
-            "first_token",
-            &[&x],
-            json!({ "FirstTokenPooling1D": null }),
-        ));
-        let output = match self.family {
+        let output = if self.per_token {
+            // Every token's classes: DistilBERT's head drops out at its `dropout`
+            // (the hidden rate), the others' at classifier_dropout.
+            let rate = match self.family {
+                Family::DistilBert => self.hidden_dropout,
+                _ => self.classifier_dropout,
+            };
+            let x = dropout(&mut layers, "dropout".into(), x, rate);
+            layers.push(layer(BERT_CLASSIFIER_HEAD, &[&x], output_layer(classes, false)));
+            BERT_CLASSIFIER_HEAD
+        } else {
+            self.sequence_head(&mut layers, &x, classes)
+        };
+        let description = json!({
+            "functional": {
+                "input": { "name": "tokens", "shape": [context] },
+                "layers": layers,
+                "objective": { "Supervised": { "output": output, "loss": loss_of(classes, self.multi_label) } }
+            },
+            "optimizer": { "Adam": { "lr": lr } }
+        });
+        serde_json::from_value(description).map_err(|e| {
+            Error::invalid(format!(
+                "the {} description wgml wrote does not parse: {e}",
+                self.family.name()
+            ))
+        })
+    }
+
+    /// The layers of a classifier of whole texts (reading the first token of
+    /// `x`) into `layers`; its output layer's name.
+    fn sequence_head(&self, layers: &mut Vec<Value>, x: &str, classes: usize) -> &'static str {
+        let (d, prefix) = (self.width, self.family.prefix());
+        layers.push(layer("first_token", &[x], json!({ "FirstTokenPooling1D": null })));
+        match self.family {
             Family::Bert => {
                 let pooler = format!("{prefix}pooler.dense");
                 layers.push(layer(
@@ -596,7 +649,7 @@ impl BertConfig {
                     &["first_token"],
                     json!({ "Dense": { "units": d, "activation": "Tanh" } }),
                 ));
-                let pooled = dropout(&mut layers, "dropout".into(), pooler, self.classifier_dropout);
+                let pooled = dropout(layers, "dropout".into(), pooler, self.classifier_dropout);
                 layers.push(layer(
                     BERT_CLASSIFIER_HEAD,
                     &[&pooled],
@@ -613,7 +666,7 @@ impl BertConfig {
                     "Tanh"
                 };
                 let x = dropout(
-                    &mut layers,
+                    layers,
                     "dropout".into(),
                     "first_token".into(),
                     self.classifier_dropout,
@@ -624,7 +677,7 @@ impl BertConfig {
                     json!({ "Dense": { "units": d, "activation": activation } }),
                 ));
                 let x = dropout(
-                    &mut layers,
+                    layers,
                     "classifier.dropout".into(),
                     dense.into(),
                     self.classifier_dropout,
@@ -639,7 +692,7 @@ impl BertConfig {
                     json!({ "Dense": { "units": d, "activation": "Relu" } }),
                 ));
                 let x = dropout(
-                    &mut layers,
+                    layers,
                     "dropout".into(),
                     "pre_classifier".into(),
                     self.classifier_dropout,
@@ -651,21 +704,18 @@ impl BertConfig {
                 ));
                 BERT_CLASSIFIER_HEAD
             }
-        };
-        let description = json!({
-            "functional": {
-                "input": { "name": "tokens", "shape": [context] },
-                "layers": layers,
-                "objective": { "Supervised": { "output": output, "loss": loss_of(classes, self.multi_label) } }
-            },
-            "optimizer": { "Adam": { "lr": lr } }
-        });
-        serde_json::from_value(description).map_err(|e| {
-            Error::invalid(format!(
-                "the {} description wgml wrote does not parse: {e}",
-                self.family.name()
-            ))
-        })
+        }
+    }
+}
+
+/// A Dropout layer `name` at `rate` on `x` into `layers`, and its output's
+/// name; none (`x` itself) at rate 0.
+fn dropout(layers: &mut Vec<Value>, name: String, x: String, rate: f64) -> String {
+    if rate > 0.0 {
+        layers.push(layer(&name, &[&x], json!({ "Dropout": { "rate": rate } })));
+        name
+    } else {
+        x
     }
 }
 
@@ -691,16 +741,46 @@ fn loss_of(classes: usize, multi_label: bool) -> &'static str {
     }
 }
 
-/// The classes of functional model `f` when it is a BERT classifier as
-/// [`import_bert`] makes one; `None` otherwise.
+/// The classes of functional model `f` when it is a BERT classifier (of texts
+/// or of tokens) as [`import_bert`] makes one; `None` otherwise.
 pub fn bert_classifier_of(f: &crate::nn::Functional) -> Option<usize> {
     encoder_classifier_of(f).map(|(_, classes)| classes)
 }
 
 /// The family and classes of functional model `f` when it is a classifier
-/// [`import_bert`] makes (its last layer its family's head output, read from the
-/// first token); `None` otherwise.
+/// [`import_bert`] makes, of texts or of tokens ([`encoder_head_of`]); `None`
+/// otherwise.
 pub fn encoder_classifier_of(f: &crate::nn::Functional) -> Option<(Family, usize)> {
+    encoder_head_of(f).map(|h| (h.family, h.classes))
+}
+
+/// The head of a classifier [`import_bert`] makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncoderHead {
+    /// The encoder's family.
+    pub family: Family,
+    /// The head's classes (1: a regression's score).
+    pub classes: usize,
+    /// Whether it classifies every token (else each text, from its first token).
+    pub per_token: bool,
+}
+
+impl EncoderHead {
+    /// The layers of the head, trained in full under LoRA; the last is the output.
+    pub fn layers(&self) -> &'static [&'static str] {
+        if self.per_token {
+            &TOKEN_HEAD
+        } else {
+            self.family.head()
+        }
+    }
+}
+
+/// The head of functional model `f` when it is a classifier [`import_bert`]
+/// makes: its last layer its family's head output read from the first token (a
+/// classifier of texts), or `classifier` on every token (of tokens, with no
+/// pooling); `None` otherwise.
+pub fn encoder_head_of(f: &crate::nn::Functional) -> Option<EncoderHead> {
     use crate::nn::Layer;
     use crate::nn::functional::LayerOrOp;
     let last = f.layers.last()?;
@@ -711,14 +791,24 @@ pub fn encoder_classifier_of(f: &crate::nn::Functional) -> Option<(Family, usize
         .layers
         .iter()
         .any(|l| l.name == "first_token" && matches!(l.what, LayerOrOp::Layer(Layer::FirstTokenPooling1D)));
-    let family = Family::ALL.into_iter().find(|family| {
-        family.head().last() == Some(&last.name.as_str())
+    let per_token = !pooled;
+    let family = Family::ALL.into_iter().find(|&family| {
+        let head = EncoderHead {
+            family,
+            classes: *units,
+            per_token,
+        };
+        head.layers().last() == Some(&last.name.as_str())
             && f.layers.iter().any(|l| {
                 l.name == format!("{}embeddings.word_embeddings", family.prefix())
                     && matches!(l.what, LayerOrOp::Layer(Layer::Embedding { .. }))
             })
     })?;
-    pooled.then_some((family, *units))
+    Some(EncoderHead {
+        family,
+        classes: *units,
+        per_token,
+    })
 }
 
 /// What to make of a BERT folder.
@@ -738,6 +828,9 @@ pub struct BertImport {
     /// Whether a new head is multi-label (Hugging Face's `problem_type`
     /// "multi_label_classification"); a file's config may say so itself.
     pub multi_label: bool,
+    /// Whether the head classifies every token (Hugging Face's
+    /// `*ForTokenClassification`); a file's `architectures` may say so itself.
+    pub per_token: bool,
 }
 
 /// Reads the Hugging Face BERT in folder `dir` (`config.json`,
@@ -769,6 +862,13 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
     }
     let mut config = config;
     config.multi_label |= how.multi_label;
+    config.per_token |= how.per_token;
+    if config.per_token && (config.multi_label || how.classes == Some(1)) {
+        return Err(Error::invalid(
+            "a token classifier gives one class per token under cross-entropy (Hugging Face's \
+             *ForTokenClassification): leave out --multi-label, and give --num-labels 2 or more",
+        ));
+    }
     if config.multi_label && how.classes == Some(1) {
         return Err(Error::invalid(
             "a multi-label head of 1 class: give --num-labels 2 or more (one class is a binary \
@@ -793,6 +893,7 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
     let count: usize = read.tensors.iter().map(|(_, _, v)| v.len()).sum();
     let mut notes = Vec::new();
     let what = match read.classes {
+        n if config.per_token => format!("{n} classes of each token"),
         n if config.multi_label => format!("{n} classes, multi-label (a sigmoid each)"),
         1 => "a regression head (one score, mean squared error)".to_string(),
         n => format!("{n} classes"),
@@ -806,8 +907,14 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
     } else if !read.head_read {
         notes.push(format!(
             "a new head '{}' of {what} (drawn with seed {}; fine-tune it)",
-            config.family.head().join("', '"),
+            config.head().join("', '"),
             how.seed
+        ));
+    } else if config.per_token {
+        notes.push(format!(
+            "its token classifier of {} classes ({})",
+            read.classes,
+            architecture.class_names.join(", ")
         ));
     } else if config.multi_label {
         notes.push(format!(
@@ -824,7 +931,7 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
             architecture.class_names.join(", ")
         ));
     }
-    if !read.pooler_read {
+    if !read.pooler_read && !config.per_token {
         notes.push("a new pooler (the file has none)".into());
     }
     if read.skipped > 0 {
@@ -832,7 +939,7 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
             "{} tensors of heads the classifier does not use ({}*{}) left out",
             read.skipped,
             config.family.pretraining(),
-            if config.family == Family::Roberta {
+            if config.family == Family::Roberta || config.per_token {
                 ", pooler.*"
             } else {
                 ""
@@ -932,9 +1039,16 @@ fn bert_tensors(
     let mut skipped = 0;
     for (name, view) in file.tensors() {
         let short = name.strip_prefix(prefix).unwrap_or(&name);
-        // RoBERTa's classifier reads no pooler (RobertaModel's files hold one).
-        let unused_pooler = c.family == Family::Roberta && short.starts_with("pooler.");
-        if name.starts_with(c.family.pretraining()) || unused_pooler {
+        // RoBERTa's classifier reads no pooler (RobertaModel's files hold one),
+        // nor does a token classifier; a token classifier made from a sequence
+        // classifier leaves the latter's head out (Hugging Face's unused weights).
+        let unused_pooler = (c.family == Family::Roberta || c.per_token) && short.starts_with("pooler.");
+        let unused_head = c.per_token
+            && c.family
+                .head()
+                .iter()
+                .any(|h| *h != BERT_CLASSIFIER_HEAD && name.starts_with(&format!("{h}.")));
+        if name.starts_with(c.family.pretraining()) || unused_pooler || unused_head {
             skipped += 1;
             continue;
         }
@@ -1033,7 +1147,7 @@ fn bert_tensors(
             .collect()
     };
     let mut pooler_read = true;
-    if c.family == Family::Bert {
+    if c.family == Family::Bert && !c.per_token {
         pooler_read = file.0.contains_key("pooler.dense.weight");
         let (w, b) = if pooler_read {
             (
@@ -1047,7 +1161,7 @@ fn bert_tensors(
         keep(&mut out, "pooler.dense.bias", vec![d], b);
     }
     // The output layer, and RoBERTa's dense layer before it.
-    let output = *c.family.head().last().unwrap_or(&BERT_CLASSIFIER_HEAD);
+    let output = *c.head().last().unwrap_or(&BERT_CLASSIFIER_HEAD);
     let head = format!("{output}.weight");
     let bias = format!("{output}.bias");
     let new_classes = |n: usize| -> std::result::Result<usize, String> {
@@ -1092,7 +1206,7 @@ fn bert_tensors(
     };
     // RoBERTa's classifier.dense and DistilBERT's pre_classifier, before the
     // output: the file's where it has them, else new.
-    if let [before, _] = c.family.head() {
+    if let [before, _] = c.head() {
         let (wn, bn) = (format!("{before}.weight"), format!("{before}.bias"));
         let (w, b) = if file.0.contains_key(&wn) {
             (file.take(&wn, &[d, d])?, file.take(&bn, &[d])?)

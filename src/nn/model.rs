@@ -116,16 +116,21 @@ impl Sequential {
 /// `[classes >= 2]` for categorical cross-entropy, or `[T, classes]` for a label
 /// per position (a sequence model's next tokens); flat `[features]` for the
 /// other losses. Padded sequences must be read only by what skips the padding
-/// ([`Graph::check_padding`](crate::graph::Graph)), and the output must not be one:
-/// the losses count every token.
+/// ([`Graph::check_padding`](crate::graph::Graph)), and the output must not be one,
+/// as the losses count every token, except a label per position under
+/// categorical cross-entropy: a token classifier's, whose data gives padding
+/// no label ([`crate::data::NO_LABEL`], as
+/// [`crate::data::tagged_words`] reads it), which the loss skips.
 pub(crate) fn check_output(g: &Graph, output: NodeId, loss: Loss) -> Result<()> {
     g.check_padding()?;
-    g.refuse_padded(
-        output,
-        "the loss, which counts every token,",
-        &g.nodes[output].layer,
-    )?;
     let out = g.shape(output);
+    if !(loss == Loss::SparseCategoricalCrossentropy && out.len() == 2) {
+        g.refuse_padded(
+            output,
+            "the loss, which counts every token,",
+            &g.nodes[output].layer,
+        )?;
+    }
     match loss {
         Loss::SparseCategoricalCrossentropy if !(1..=2).contains(&out.len()) || out[out.len() - 1] < 2 => {
             Err(Error::shape(
@@ -167,12 +172,16 @@ fn gives_sets(loss: Loss, outputs: usize) -> bool {
     loss == Loss::BinaryCrossentropy && outputs >= 2
 }
 
-/// What a table's labels are to a model of `outputs` values per sample under
-/// `loss`: numbers for one score, sets of classes for a multi-label classifier,
-/// else one class each.
-fn table_labels_of(loss: Loss, outputs: usize) -> crate::data::text_table::TableLabels {
+/// What a table's labels are to a model of output `shape` (one sample's)
+/// under `loss`, reading token ids padded when `pads`: a tag per word for a
+/// padded model classifying every token, numbers for one score, sets of classes
+/// for a multi-label classifier, else one class each.
+fn table_labels_of(loss: Loss, shape: &[usize], pads: bool) -> crate::data::text_table::TableLabels {
     use crate::data::text_table::TableLabels;
-    if gives_scores(loss, outputs) {
+    let outputs = shape.iter().product::<usize>();
+    if pads && loss.label_positions(shape) > 1 {
+        TableLabels::Tags
+    } else if gives_scores(loss, outputs) {
         TableLabels::Score
     } else if gives_sets(loss, outputs) {
         TableLabels::Set
@@ -270,7 +279,8 @@ impl ModelSpec {
     /// regression, as Hugging Face's `num_labels` 1 heads): a table of texts'
     /// labels are then read as numbers, not classes.
     pub fn scores(&self, loss: Loss) -> bool {
-        self.outputs(loss).is_some_and(|n| gives_scores(loss, n))
+        self.outputs(loss)
+            .is_some_and(|s| gives_scores(loss, s.iter().product()))
     }
 
     /// Whether the model is a multi-label classifier: two or more outputs under
@@ -278,20 +288,22 @@ impl ModelSpec {
     /// `multi_label_classification`); a table of texts' labels are then sets
     /// of classes.
     pub fn multi_label(&self, loss: Loss) -> bool {
-        self.outputs(loss).is_some_and(|n| gives_sets(loss, n))
+        self.outputs(loss)
+            .is_some_and(|s| gives_sets(loss, s.iter().product()))
     }
 
     /// What a table of texts' labels are to the model trained with `loss`
     /// (one graph built).
     pub fn table_labels(&self, loss: Loss) -> crate::data::text_table::TableLabels {
+        let pads = self.padding_id().is_some();
         self.outputs(loss)
-            .map_or(crate::data::text_table::TableLabels::Class, |n| {
-                table_labels_of(loss, n)
+            .map_or(crate::data::text_table::TableLabels::Class, |s| {
+                table_labels_of(loss, &s, pads)
             })
     }
 
-    /// The values per sample of the model's output, when its graph builds.
-    fn outputs(&self, loss: Loss) -> Option<usize> {
+    /// The shape of one sample's output, when the model's graph builds.
+    fn outputs(&self, loss: Loss) -> Option<Vec<usize>> {
         let built = match self {
             ModelSpec::Sequential(s) => s.graph(loss),
             ModelSpec::Functional(f) => f.graph().and_then(|b| match b.objective {
@@ -299,7 +311,7 @@ impl ModelSpec {
                 _ => Err(Error::invalid("no supervised output")),
             }),
         };
-        built.ok().map(|(g, out)| g.shape(out).iter().product::<usize>())
+        built.ok().map(|(g, out)| g.shape(out).to_vec())
     }
 
     /// The stack of layers, for a `Sequential` model.
@@ -970,7 +982,11 @@ impl Model {
 
     /// [`ModelSpec::table_labels`] of the compiled model (no graph rebuilt).
     pub fn table_labels(&self) -> crate::data::text_table::TableLabels {
-        table_labels_of(self.loss, self.output_dim())
+        table_labels_of(
+            self.loss,
+            self.graph.shape(self.output),
+            self.spec.padding_id().is_some(),
+        )
     }
 
     fn upload(ctx: &Context, plan: &Plan, batch: &Batch<'_>) -> Result<()> {
@@ -1116,7 +1132,9 @@ impl Model {
     }
 
     /// Probabilities for `n` samples `x` (softmax over classes, sigmoid for binary
-    /// cross-entropy, the raw output for regression), `n × output_dim` values.
+    /// cross-entropy, the raw output for regression), `n × output_dim` values. A
+    /// model with an output per token gives 0 at the padding a batch's shortened
+    /// plan leaves out (dynamic padding); padding's outputs mean nothing anyway.
     /// Runs batches of up to 256 samples, fewer where the adapter cannot hold a
     /// batch of 256 (a long window's attention); under dynamic padding, samples
     /// run shortest first and come back in their own order.
@@ -1150,8 +1168,11 @@ impl Model {
                 done => done?,
             };
             let probabilities = self.plans[&options].probabilities.to_f32(ctx)?;
-            for (&i, p) in idx.iter().zip(probabilities.chunks(dim)) {
-                out[i * dim..(i + 1) * dim].copy_from_slice(p);
+            // A shortened plan (dynamic padding) of a model with an output per
+            // token gives fewer positions: its first ones, the rest (padding) 0.
+            let ran = probabilities.len() / idx.len().max(1);
+            for (&i, p) in idx.iter().zip(probabilities.chunks(ran.max(1))) {
+                out[i * dim..i * dim + ran.min(dim)].copy_from_slice(&p[..ran.min(dim)]);
             }
             start += idx.len();
         }
