@@ -66,6 +66,7 @@ fn evaluation(confusion: Vec<Vec<u64>>) -> Evaluation {
         macro_recall: None,
         macro_f1: None,
         correlation: None,
+        entities: None,
     }
 }
 

@@ -65,12 +65,15 @@ pub struct PredictArgs {
     /// by class, text files (read as its training read them: its tokenizer, cut
     /// to its tokens and padded), or one table of texts (CSV or JSON lines with a
     /// text column, as `wgml train --data` reads them), whose predictions are
-    /// written as CSV.
+    /// written as CSV; for a token classifier, files of words (CoNLL text, or
+    /// JSON Lines of tokens, as `wgml train --data` reads them; tags optional),
+    /// tagged as CoNLL text.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     /// Where a table's predictions go (CSV: each row's number, its label where the
-    /// table has them, the predicted class, its probability and every class's);
-    /// default: standard output.
+    /// table has them, the predicted class, its probability and every class's; a
+    /// token classifier's: CoNLL text, each word, its given tag and the
+    /// predicted one); default: standard output.
     #[arg(long, value_name = "FILE.csv")]
     pub output: Option<PathBuf>,
 }
@@ -229,8 +232,12 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
     )?;
     // The model's own class order, where the data names its classes otherwise.
     if !class_names.is_empty() && !data.class_names.is_empty() && data.class_names != class_names {
-        if matches!(data.train.y, wgml::data::Targets::Values { .. }) {
-            // Sets of classes named by number: class k is the model's output k.
+        if matches!(
+            data.train.y,
+            wgml::data::Targets::Values { .. } | wgml::data::Targets::Classes { positions: 2.., .. }
+        ) {
+            // Sets of classes, or tags, named by number: class k is the model's
+            // output k.
             data = data.named_by_index(&class_names);
         }
         data = data.in_class_order(&class_names)?;
@@ -254,10 +261,14 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
     model.dynamic_padding = !args.no_dynamic_padding;
     // Per-sample predictions only when the report draws them.
     let b = args.batch_size;
-    let (e, predicted) = match &args.report {
+    // A token classifier's entity scores need them too.
+    let tags = model.table_labels() == wgml::data::text_table::TableLabels::Tags;
+    let (mut e, predicted) = match &args.report {
         Some(_) => train::evaluate_with_predictions(&mut model, &ctx, &data.test, b)?,
+        None if tags => train::evaluate_with_predictions(&mut model, &ctx, &data.test, b)?,
         None => (train::evaluate(&mut model, &ctx, &data.test, b)?, Vec::new()),
     };
+    e.entities = wgml::train::entities::entity_scores(&data.test, &predicted, &data.class_names);
     print_evaluation(&e);
     print_bits_per_byte(&e, bytes_per_token);
     if let Some(path) = &args.metrics {
@@ -300,6 +311,19 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
         mut model,
         ..
     } = load_model(&ctx, args.model.as_deref(), &args.weights)?;
+    // A token classifier tags each word of sentences.
+    if model.table_labels() == wgml::data::text_table::TableLabels::Tags
+        && let (&[tokens], Some(pad)) = (model.spec.input_shape(), model.spec.padding_id())
+    {
+        return super::tags::predict_tags(
+            &ctx,
+            &mut model,
+            &args.images,
+            (tokens, pad),
+            (&vocabulary, &class_names),
+            args.output.as_ref(),
+        );
+    }
     let is_table = |p: &PathBuf| {
         p.extension()
             .and_then(|e| e.to_str())

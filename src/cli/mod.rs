@@ -8,6 +8,7 @@ mod gan;
 mod import;
 mod info;
 mod selftest;
+mod tags;
 mod train;
 mod vae;
 

@@ -15,6 +15,7 @@ use wgml::kernels::optim::Optimizer;
 use wgml::nn::model::ModelSpec;
 use wgml::nn::{self, zoo};
 use wgml::report;
+use wgml::train::entities::entity_scores;
 use wgml::train::{self, Evaluation, History};
 use wgml::{Error, Result};
 
@@ -1381,7 +1382,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     if let Some(path) = &args.save {
         if data_name.starts_with("text:") {
             checkpoint::save_language_model(path, &ctx, &model, &name, &vocabulary)?;
-        } else if is_labelled_texts(&data_name) {
+        } else if is_labelled_texts(&data_name) || labels == TableLabels::Tags {
             checkpoint::save_text_classifier(path, &ctx, &model, &name, &data.class_names, &vocabulary)?;
         } else {
             checkpoint::save_model(path, &ctx, &model, &name, &data.class_names)?;
@@ -1398,7 +1399,8 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         );
     }
     model.top_k = top_k;
-    let (eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;
+    let (mut eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;
+    eval.entities = entity_scores(&data.test, &predicted, &data.class_names);
     print_evaluation(&eval);
     print_bits_per_byte(&eval, bytes_per_token);
     if let Some(path) = &args.metrics {
@@ -1475,6 +1477,18 @@ pub fn print_evaluation(e: &Evaluation) {
     }
     if let Some((r, rho)) = e.correlation {
         print!(" - Pearson r: {r:.4} - Spearman rho: {rho:.4}");
+    }
+    if let Some(m) = &e.entities {
+        // A token classifier: accuracy over the tagged words, then the spans.
+        println!(" (per word; {} sentences)", e.samples);
+        println!("entity  precision  recall  f1      support");
+        for s in m.per_type.iter().chain([&m.overall]) {
+            println!(
+                "{:>6}  {:>9.4}  {:>6.4}  {:>6.4}  {:>7}",
+                s.entity, s.precision, s.recall, s.f1, s.support
+            );
+        }
+        return;
     }
     if e.positions > 1 {
         println!(
@@ -1570,13 +1584,14 @@ pub fn write_metrics_json(
         "test_pearson": e.correlation.map(|(r, _)| r),
         "test_spearman": e.correlation.map(|(_, rho)| rho),
         "labels_per_sample": e.positions,
-        "test_perplexity": (e.positions > 1).then(|| e.loss.exp()),
+        "test_perplexity": (e.positions > 1 && e.entities.is_none()).then(|| e.loss.exp()),
         "confusion_matrix": e.confusion,
         "class_names": class_names,
         "per_class": e.per_class,
         "macro_precision": e.macro_precision,
         "macro_recall": e.macro_recall,
         "macro_f1": e.macro_f1,
+        "entities": e.entities,
         "adapter": ctx.info.name,
         "backend": format!("{:?}", ctx.info.backend),
     });

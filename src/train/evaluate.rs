@@ -59,6 +59,10 @@ pub struct Evaluation {
     /// regression of one value per sample (GLUE's STS-B metrics); `None`
     /// otherwise, or when either side is constant.
     pub correlation: Option<(f64, f64)>,
+    /// A token classifier's entity scores (named entities' spans, as `seqeval`
+    /// counts them): set by the caller, who knows the tags' names
+    /// ([`crate::train::entities::entity_scores`]); `None` otherwise.
+    pub entities: Option<crate::train::entities::EntityMetrics>,
 }
 
 /// Class `class`'s precision, recall and F1 from its true positives `tp`, the
@@ -404,6 +408,7 @@ pub fn evaluate_with_predictions(
         confusion,
         per_class,
         correlation,
+        entities: None,
     };
     let predicted = if classes > 0 { predicted } else { Vec::new() };
     Ok((evaluation, predicted))

@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod callbacks;
+pub mod entities;
 pub mod evaluate;
 pub mod fit;
 pub mod gan;

@@ -1,0 +1,108 @@
+//! `wgml predict` for a token classifier: tags each word of sentences read as
+//! training reads them (CoNLL text, or JSON Lines of `tokens`; tags optional),
+//! and writes CoNLL text, `conlleval`'s input: a line per word with the word,
+//! its given tag (where the file has tags) and the predicted tag, a blank line
+//! between sentences.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use wgml::data::tagged_words::{WordReader, read_sentences};
+use wgml::data::text::Vocabulary;
+use wgml::{Error, Result};
+
+/// Sentences encoded and predicted at a time (bounds the ids held).
+const CHUNK: usize = 4096;
+
+/// Tags the words of `files` with `model` (a token classifier reading `tokens`
+/// ids padded with `pad`, its tags named `names`) into `output` (standard
+/// output when `None`). Words past the model's window are not read; they are
+/// written with the tag `O` and counted in a note.
+pub fn predict_tags(
+    ctx: &wgml::Context,
+    model: &mut wgml::nn::Model,
+    files: &[PathBuf],
+    (tokens, pad): (usize, u32),
+    (vocabulary, names): (&Vocabulary, &[String]),
+    output: Option<&PathBuf>,
+) -> Result<ExitCode> {
+    let io = |path: String| move |source| Error::Io { path, source };
+    let shown = output.map_or_else(|| "standard output".to_string(), |p| p.display().to_string());
+    // The output opens first, so a bad path costs no predictions.
+    let mut sink: Box<dyn Write> = match output {
+        Some(path)
+            if files
+                .iter()
+                .any(|f| std::fs::canonicalize(f).ok() == std::fs::canonicalize(path).ok()) =>
+        {
+            return Err(Error::invalid(format!(
+                "--output {} is a file being read: give another file",
+                path.display()
+            )));
+        }
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(io(shown.clone()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let classes = model.output_dim() / tokens;
+    let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
+    let mut reader = WordReader::new(&[tokens], vocabulary, pad)?;
+    let (mut sentences_seen, mut words_cut, mut sentences_cut) = (0usize, 0usize, 0usize);
+    for file in files {
+        let sentences = read_sentences(file, false)?;
+        let tagged = sentences.iter().any(|s| s.tags.iter().any(|t| !t.is_empty()));
+        for chunk in sentences.chunks(CHUNK) {
+            let (mut x, mut firsts) = (Vec::new(), Vec::new());
+            for s in chunk {
+                let (ids, first) = reader.sample(&s.words).map_err(|e| {
+                    Error::invalid(format!("{}: sentence at line {}: {e}", file.display(), s.line))
+                })?;
+                x.extend(ids);
+                firsts.push(first);
+            }
+            let probs = model.predict(ctx, &x, chunk.len())?;
+            for ((s, first), p) in chunk.iter().zip(&firsts).zip(probs.chunks(tokens * classes)) {
+                let mut tags = vec![None; s.words.len()];
+                for (position, w) in first.iter().enumerate() {
+                    if let Some(w) = *w {
+                        let row = &p[position * classes..(position + 1) * classes];
+                        tags[w] = Some(name(best(row)));
+                    }
+                }
+                let cut = tags.iter().filter(|t| t.is_none()).count();
+                words_cut += cut;
+                sentences_cut += usize::from(cut > 0);
+                for ((word, given), tag) in s.words.iter().zip(&s.tags).zip(tags) {
+                    let tag = tag.unwrap_or_else(|| "O".into());
+                    let line = if tagged {
+                        format!("{word} {} {tag}", if given.is_empty() { "O" } else { given })
+                    } else {
+                        format!("{word} {tag}")
+                    };
+                    writeln!(sink, "{line}").map_err(io(shown.clone()))?;
+                }
+                writeln!(sink).map_err(io(shown.clone()))?;
+            }
+            sentences_seen += chunk.len();
+        }
+    }
+    sink.flush().map_err(io(shown.clone()))?;
+    if words_cut > 0 {
+        eprintln!(
+            "note: {words_cut} words of {sentences_cut} sentences lie past the model's {tokens} tokens \
+             (or make no token): not read, written with the tag O"
+        );
+    }
+    if let Some(path) = output {
+        eprintln!("{sentences_seen} sentences tagged into {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The index of the largest value of `p` (NaN lowest; the first of equals).
+fn best(p: &[f32]) -> usize {
+    let key = |v: f32| if v.is_nan() { f32::NEG_INFINITY } else { v };
+    (0..p.len()).fold(0, |b, i| if key(p[i]) > key(p[b]) { i } else { b })
+}
