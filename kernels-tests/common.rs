@@ -248,7 +248,16 @@ pub fn step_losses(
 ) -> (f64, f64) {
     model.acc.reset(ctx).unwrap();
     model.train_step(ctx, batch, lr, |_, _| {}).unwrap();
-    let labels = batch.len * model.label_positions();
+    // A sequence's mean is over its positions with a label.
+    let labels = match model.label_positions() {
+        1 => batch.len,
+        _ => batch
+            .labels
+            .iter()
+            .filter(|&&l| l != wgml::data::NO_LABEL)
+            .count()
+            .max(1),
+    };
     let gpu = model.acc.read(ctx).unwrap().0 / labels as f64;
     let want = cpu
         .train_step(batch.x, batch.labels, batch.values, batch.len, lr)

@@ -241,6 +241,129 @@ fn classifier(tokens: usize, mask_id: Option<u32>, causal: bool, pool: Layer) ->
     )
 }
 
+/// A token classifier of 3 tags (BERT's token classification head: a Dense
+/// softmax on every token of [`classifier`]'s blocks, no pool).
+fn tagger(tokens: usize, causal: bool) -> ModelSpec {
+    let ModelSpec::Functional(f) = classifier(tokens, Some(0), causal, Layer::GlobalAveragePooling1D) else {
+        unreachable!("classifier is functional")
+    };
+    let mut f = f;
+    f.layers.retain(|l| l.name != "pool" && l.name != "head");
+    let head = Layer::Dense {
+        units: 3,
+        activation: LayerActivation::Softmax,
+        use_bias: true,
+        trainable: true,
+    };
+    ModelSpec::Functional(
+        f.layer("tags", head, &["mlp"])
+            .supervised("tags", Loss::SparseCategoricalCrossentropy),
+    )
+}
+
+/// Tags for samples of `lengths` real tokens in `tokens`: a tag for each real
+/// token but every third (a word's second piece), no label on padding.
+fn tags_of(lengths: &[usize], tokens: usize) -> Vec<u32> {
+    lengths
+        .iter()
+        .flat_map(|&len| {
+            (0..tokens).map(move |t| match t {
+                t if t >= len || t % 3 == 2 => wgml::data::NO_LABEL,
+                t => (t as u32 * 7 + len as u32) % 3,
+            })
+        })
+        .collect()
+}
+
+/// A token classifier (a label per token, none on padding and on a word's
+/// later pieces) trains equal to the reference executor under dynamic padding
+/// (short batches run plans of 8 or 16 of its 20 tokens, their labels cut
+/// with their tokens), and predicts and evaluates as the whole window does.
+#[test]
+fn a_token_classifier_trains_and_predicts_under_dynamic_padding_as_the_whole_window() {
+    use wgml::data::{Split, Targets};
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let tokens = 20;
+    let steps: [&[usize]; 3] = [&[5, 3, 1, 0], &[20, 3, 7, 2], &[12, 2, 9, 16]];
+    for causal in [false, true] {
+        let what = format!("causal {causal}");
+        let mut model = tagger(tokens, causal)
+            .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.02), 3)
+            .unwrap();
+        assert_eq!(model.label_positions(), tokens);
+        let mut cpu = ReferenceExecutor::from_model(&model, ctx).unwrap();
+        for (step, lengths) in steps.iter().enumerate() {
+            let x = padded_ids(lengths, tokens, 31 + step as u64);
+            let labels = tags_of(lengths, tokens);
+            let batch = Batch {
+                x: &x,
+                labels: &labels,
+                values: &[],
+                len: lengths.len(),
+            };
+            let (gpu, want) = step_losses(ctx, &mut model, &mut cpu, &batch, 0.02);
+            assert!(
+                (gpu - want).abs() < 1e-5 * want.abs(),
+                "{what} step {step}: GPU loss {gpu} vs reference {want}"
+            );
+        }
+        params_match_reference(ctx, &what, &model.store, &cpu, 1e-5, 1e-4);
+        let mut cut: Vec<_> = model.built_plans().iter().filter_map(|o| o.tokens).collect();
+        cut.sort();
+        assert_eq!(cut, vec![8, 16], "{what}: the short batches ran short plans");
+        // Predictions and evaluation: every real token's as the whole window's.
+        let lengths = [3, 20, 1, 9, 0, 17, 5];
+        let (x, n) = (padded_ids(&lengths, tokens, 41), lengths.len());
+        let data = Split {
+            x: x.clone(),
+            sample_len: tokens,
+            y: Targets::Classes {
+                labels: tags_of(&lengths, tokens),
+                classes: 3,
+                positions: tokens,
+            },
+        };
+        let real = |p: &[f32]| -> Vec<f32> {
+            p.chunks(3)
+                .zip(&x)
+                .filter(|&(_, &id)| id != 0.0)
+                .flat_map(|(row, _)| row.to_vec())
+                .collect()
+        };
+        let labelled = |p: &[usize]| -> Vec<usize> {
+            let Targets::Classes { labels, .. } = &data.y else {
+                unreachable!()
+            };
+            p.iter()
+                .zip(labels)
+                .filter(|&(_, &l)| l != wgml::data::NO_LABEL)
+                .map(|(&c, _)| c)
+                .collect()
+        };
+        let dynamic = model.predict(ctx, &x, n).unwrap();
+        let (dyn_eval, dyn_pred) = wgml::train::evaluate_with_predictions(&mut model, ctx, &data, 2).unwrap();
+        model.dynamic_padding = false;
+        let whole = model.predict(ctx, &x, n).unwrap();
+        let (eval, pred) = wgml::train::evaluate_with_predictions(&mut model, ctx, &data, 2).unwrap();
+        assert_close(&what, &real(&dynamic), &real(&whole), 1e-6, 1e-5);
+        assert_eq!(
+            labelled(&dyn_pred),
+            labelled(&pred),
+            "{what}: tags in the data's order"
+        );
+        assert!((dyn_eval.loss - eval.loss).abs() < 1e-5 * eval.loss, "{what}");
+        assert_eq!(dyn_eval.accuracy, eval.accuracy, "{what}");
+        // The means are over the labelled tokens: accuracy is a fraction of them.
+        let count = data.y.counted() as f64;
+        let right = eval.accuracy.unwrap() * count;
+        assert!(
+            (right - right.round()).abs() < 1e-9,
+            "{what}: accuracy {right} of {count}"
+        );
+    }
+}
+
 /// Every combination the padding tests run: causal or not, each pool.
 fn variants() -> Vec<(bool, Layer)> {
     let mut out = Vec::new();
