@@ -47,14 +47,21 @@ pub fn run(args: &ExportArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let c = checkpoint::load(&args.checkpoint)?;
-    let bert = c
+    let head = c
         .functional_architecture(&args.checkpoint)?
-        .is_some_and(|a| wgml::import::bert::bert_classifier_of(&a.functional).is_some());
+        .and_then(|a| wgml::import::bert::encoder_head_of(&a.functional));
+    let bert = head.is_some();
+    // The Auto class that loads the folder: a classifier of texts or of tokens.
+    let auto = if head.is_some_and(|h| h.per_token) {
+        "AutoModelForTokenClassification"
+    } else {
+        "AutoModelForSequenceClassification"
+    };
     if args.peft && bert {
         let summary = wgml::peft::encoder::write_adapter(&c, &args.checkpoint, &args.save)?;
         println!("{summary}");
         println!(
-            "saved {} in {:.1} s: in Python, PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(BASE, num_labels=N), \"{0}\")",
+            "saved {} in {:.1} s: in Python, PeftModel.from_pretrained({auto}.from_pretrained(BASE, num_labels=N), \"{0}\")",
             args.save.display(),
             start.elapsed().as_secs_f64()
         );
@@ -74,7 +81,7 @@ pub fn run(args: &ExportArgs) -> Result<ExitCode> {
         let summary = wgml::export::bert::export_bert(&c, &args.checkpoint, &args.save)?;
         println!("{summary}");
         println!(
-            "saved {} in {:.1} s: in Python, AutoModelForSequenceClassification.from_pretrained(\"{0}\")",
+            "saved {} in {:.1} s: in Python, {auto}.from_pretrained(\"{0}\")",
             args.save.display(),
             start.elapsed().as_secs_f64()
         );

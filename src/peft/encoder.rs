@@ -1,6 +1,7 @@
 //! PEFT LoRA adapters of the BERT family's classifiers (BERT, RoBERTa,
-//! DistilBERT, ELECTRA, as [`crate::import::bert`] reads them; `task_type` `SEQ_CLS`),
-//! read into and written from wgml's low-rank adapters.
+//! DistilBERT, ELECTRA, as [`crate::import::bert`] reads them; `task_type`
+//! `SEQ_CLS`, or `TOKEN_CLS` for a token classifier), read into and written
+//! from wgml's low-rank adapters.
 //!
 //! Each PEFT module is one wgml module: the attention's projections under
 //! wgml's names (`attention.self.query` or `attention.q_lin` is wgml's
@@ -22,17 +23,23 @@ use super::{CONFIG_FILE, PREFIX, TENSORS_FILE, settings_of};
 use crate::checkpoint::{self, Checkpoint};
 use crate::error::{Error, Result};
 use crate::graph::params::NamedValues;
-use crate::import::bert::{Family, encoder_classifier_of};
+use crate::import::bert::{EncoderHead, Family, encoder_head_of};
 use crate::nn::lora::{LORA_A, LORA_B, is_adapter};
 
 /// Layers saved whole beside the head (PEFT's `modules_to_save`, by the module
 /// name PEFT matches): BERT's pooler, which wgml keeps frozen but may have drawn
 /// anew (a file without one), so the adapter carries it to be exact.
-fn saved_beside_head(family: Family) -> &'static [(&'static str, &'static str)] {
-    match family {
-        Family::Bert => &[("bert.pooler.dense", "pooler")],
-        Family::Roberta | Family::DistilBert | Family::Electra => &[],
+/// A token classifier has no pooler.
+fn saved_beside_head(head: EncoderHead) -> &'static [(&'static str, &'static str)] {
+    match head.family {
+        Family::Bert if !head.per_token => &[("bert.pooler.dense", "pooler")],
+        _ => &[],
     }
+}
+
+/// PEFT's `task_type` of a head: a classifier of texts or of tokens.
+fn task_type(head: EncoderHead) -> &'static str {
+    if head.per_token { "TOKEN_CLS" } else { "SEQ_CLS" }
 }
 
 /// A pattern key of `rank_pattern` or `alpha_pattern` names module `hf` (PEFT's
@@ -75,8 +82,9 @@ fn hf_module(module: &str, family: Family) -> String {
 /// other tensor frozen but the head), its tensors the adapter's, and the head
 /// the adapter saved replaces the file's. Returns one line on what was read.
 pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result<String> {
-    let (family, classes) = encoder_classifier_of(&imported.architecture.functional)
+    let head = encoder_head_of(&imported.architecture.functional)
         .ok_or_else(|| Error::invalid("the model is not a BERT-family classifier"))?;
+    let (family, classes) = (head.family, head.classes);
     let file_err = |name: &str, message: String| Error::Data {
         path: dir.join(name).display().to_string(),
         message,
@@ -89,9 +97,9 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
     };
     let settings: Value = serde_json::from_slice(&read(CONFIG_FILE)?)
         .map_err(|e| file_err(CONFIG_FILE, format!("is not JSON: {e}")))?;
-    let heads: Vec<&str> = family.head().to_vec();
+    let heads: Vec<&str> = head.layers().to_vec();
     let mut allowed = heads.clone();
-    allowed.extend(saved_beside_head(family).iter().map(|(_, peft)| *peft));
+    allowed.extend(saved_beside_head(head).iter().map(|(_, peft)| *peft));
     let mut lora = settings_of(&settings, &allowed).map_err(|m| file_err(CONFIG_FILE, m))?;
     // Patterns by PEFT's module names, resolved on the adapted modules below.
     let pattern = |name: &str| -> Vec<(String, Value)> {
@@ -104,13 +112,15 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
     let (rank_keys, alpha_keys) = (pattern("rank_pattern"), pattern("alpha_pattern"));
     lora.rank_pattern.clear();
     lora.alpha_pattern.clear();
-    if settings.get("task_type").and_then(Value::as_str) != Some("SEQ_CLS") {
+    let task = task_type(head);
+    if settings.get("task_type").and_then(Value::as_str) != Some(task) {
         return Err(file_err(
             CONFIG_FILE,
             format!(
-                "is not a classifier's adapter (task_type SEQ_CLS); wgml reads a {} as a classifier \
-                 of texts",
-                family.name()
+                "is not an adapter of this {} (task_type {task}, a classifier of {}); give the \
+                 adapter of the model's own head",
+                family.name(),
+                if head.per_token { "tokens" } else { "texts" }
             ),
         ));
     }
@@ -123,7 +133,7 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
         .map(|(n, s, _)| (n.clone(), s.clone()))
         .collect();
     let mut adapters: Vec<NamedValues> = Vec::new();
-    let mut head: Vec<NamedValues> = Vec::new();
+    let mut saved: Vec<NamedValues> = Vec::new();
     let mut modules = Vec::new();
     for (name, view) in file.tensors() {
         let bad = |m: String| file_err(TENSORS_FILE, m);
@@ -179,7 +189,7 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
             adapters.push((format!("{module}.{suffix}"), shape, values));
         } else if heads
             .iter()
-            .chain(saved_beside_head(family).iter().map(|(layer, _)| layer))
+            .chain(saved_beside_head(head).iter().map(|(layer, _)| layer))
             .any(|h| short.starts_with(&format!("{h}.")))
         {
             let Some(own) = shape_of.get(short) else {
@@ -192,7 +202,7 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
                     shape.first().copied().unwrap_or(0)
                 )));
             }
-            head.push((short.to_string(), shape, values));
+            saved.push((short.to_string(), shape, values));
         } else {
             return Err(bad(format!(
                 "holds '{name}', which is no LoRA A or B weight and no part of the classifier's head"
@@ -212,8 +222,8 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
     }
     lora.targets = modules.clone();
     lora.train = heads.iter().map(|h| h.to_string()).collect();
-    let saved = head.len();
-    for (name, shape, values) in head {
+    let saved_count = saved.len();
+    for (name, shape, values) in saved {
         if let Some(t) = imported.tensors.iter_mut().find(|(n, ..)| *n == name) {
             *t = (name, shape, values);
         }
@@ -221,7 +231,7 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
     imported.architecture.functional.lora = Some(lora.clone());
     imported.tensors.extend(adapters);
     Ok(format!(
-        "LoRA adapter: rank {}, alpha {}, dropout {}, on {} {} modules; the head's {saved} tensors \
+        "LoRA adapter: rank {}, alpha {}, dropout {}, on {} {} modules; the head's {saved_count} tensors \
          from the adapter",
         lora.rank,
         lora.alpha,
@@ -243,12 +253,12 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     let a = c
         .functional_architecture(path)?
         .ok_or_else(|| bad("holds no functional model".into()))?;
-    let (family, classes) =
-        encoder_classifier_of(&a.functional).ok_or_else(|| bad("is not a BERT-family classifier".into()))?;
+    let head = encoder_head_of(&a.functional).ok_or_else(|| bad("is not a BERT-family classifier".into()))?;
+    let (family, classes) = (head.family, head.classes);
     let lora = a.functional.lora.as_ref().ok_or_else(|| {
         bad("has no LoRA adapters to write (train it with --lora, or export the whole model)".into())
     })?;
-    let heads = family.head();
+    let heads = head.layers();
     if let Some(other) = lora.train.iter().find(|t| !heads.contains(&t.as_str())) {
         return Err(bad(format!(
             "trains '{other}' in full beside its adapters; a PEFT adapter folder holds adapters and \
@@ -260,7 +270,7 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     let saved_layers: Vec<&str> = heads
         .iter()
         .copied()
-        .chain(saved_beside_head(family).iter().map(|(layer, _)| *layer))
+        .chain(saved_beside_head(head).iter().map(|(layer, _)| *layer))
         .collect();
     let in_saved = |name: &str| saved_layers.iter().any(|h| name.starts_with(&format!("{h}.")));
     let merged = crate::nn::lora::merged(&c.tensors, lora).map_err(|e| e.in_file(path, "its adapters"))?;
@@ -311,11 +321,11 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     // pre_classifier, which wgml trains too, and BERT's pooler are listed by name.
     let mut saved = vec!["classifier"];
     saved.extend(heads.iter().filter(|h| !h.starts_with("classifier")));
-    saved.extend(saved_beside_head(family).iter().map(|(_, peft)| *peft));
+    saved.extend(saved_beside_head(head).iter().map(|(_, peft)| *peft));
     saved.push("score");
     let settings = json!({
         "peft_type": "LORA",
-        "task_type": "SEQ_CLS",
+        "task_type": task_type(head),
         "base_model_name_or_path": null,
         "r": lora.rank,
         "lora_alpha": lora.alpha,
@@ -333,16 +343,22 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     });
     super::write_folder(dir, &entries, &settings)?;
     let what = match classes {
+        n if head.per_token => format!("{n} classes of each token"),
         1 => "one score (a regression)".to_string(),
         n => format!("{n} classes"),
     };
+    let auto = if head.per_token {
+        "AutoModelForTokenClassification"
+    } else {
+        "AutoModelForSequenceClassification"
+    };
     Ok(format!(
         "LoRA adapter: rank {}, alpha {}, on {} {} modules, and the head ({head_tensors} tensors) of \
-         {what} (PEFT's SEQ_CLS: load it onto \
-         AutoModelForSequenceClassification.from_pretrained(BASE, num_labels={classes}))",
+         {what} (PEFT's {}: load it onto {auto}.from_pretrained(BASE, num_labels={classes}))",
         lora.rank,
         lora.alpha,
         modules.len(),
-        family.name()
+        family.name(),
+        task_type(head)
     ))
 }
