@@ -1,12 +1,15 @@
-"""A tiny BERT token classifier (BertForTokenClassification: named entities,
-a tag per word) for kernels-tests/bert.rs.
+"""Tiny token classifiers (BertForTokenClassification, RobertaForTokenClassification,
+DistilBertForTokenClassification: named entities, a tag per word) for
+kernels-tests/bert.rs.
 
-Reads kernels-tests/golden/bert-tiny-cls/ (run make_bert_tiny.py first) and writes
-kernels-tests/golden/bert-tiny-tokens/:
-  config.json, model.safetensors   that BERT's encoder with a token classifier of
+For FAMILY bert (the default), roberta or distilbert, reads
+kernels-tests/golden/FAMILY-tiny-cls/ (run make_bert_tiny.py, make_roberta_tiny.py,
+make_distilbert_tiny.py first) and writes kernels-tests/golden/FAMILY-tiny-tokens/:
+  config.json, model.safetensors   that encoder with a token classifier of
                                    5 tags (O, B-PER, I-PER, B-LOC, I-LOC), drawn
                                    N(0, 0.3^2) (torch seed 5)
-  tokenizer.json (and the rest)    the same tokenizer
+  tokenizer.json (and the rest)    the same tokenizer (RoBERTa's loaded with
+                                   add_prefix_space=True, as split words need)
   expected.safetensors             the four sentences of SENTENCES as
                                    tokenizer(words, is_split_into_words=True,
                                    truncation=True, max_length=16, padding) reads
@@ -19,16 +22,18 @@ kernels-tests/golden/bert-tiny-tokens/:
                                    words and tags as JSON.
 
 Needs torch, transformers and safetensors (pip). Run from the repo root:
-  python3 kernels-tests/golden/make_bert_tiny_tokens.py
+  python3 kernels-tests/golden/make_encoder_tokens.py [FAMILY]
 """
 import json
 import os
+import sys
 
 import torch
 from safetensors.torch import save_file
-from transformers import BertForTokenClassification, BertTokenizerFast
+from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-SOURCE, OUT, TOKENS = "kernels-tests/golden/bert-tiny-cls", "kernels-tests/golden/bert-tiny-tokens", 16
+FAMILY = sys.argv[1] if len(sys.argv) > 1 else "bert"
+SOURCE, OUT, TOKENS = f"kernels-tests/golden/{FAMILY}-tiny-cls", f"kernels-tests/golden/{FAMILY}-tiny-tokens", 16
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 # Words split into pieces (storytelling, Zyx), a sentence the window cuts, and
 # one whose last word is cut between its pieces.
@@ -43,7 +48,7 @@ SENTENCES = [
 
 torch.manual_seed(5)
 names = dict(enumerate(TAGS))
-model = BertForTokenClassification.from_pretrained(
+model = AutoModelForTokenClassification.from_pretrained(
     SOURCE, num_labels=len(TAGS), id2label=names, label2id={v: k for k, v in names.items()},
     ignore_mismatched_sizes=True)
 with torch.no_grad():
@@ -51,7 +56,7 @@ with torch.no_grad():
     model.classifier.bias.copy_(0.3 * torch.randn_like(model.classifier.bias))
 os.makedirs(OUT, exist_ok=True)
 model.save_pretrained(OUT)
-tokenizer = BertTokenizerFast.from_pretrained(SOURCE)
+tokenizer = AutoTokenizer.from_pretrained(SOURCE, **({"add_prefix_space": True} if FAMILY == "roberta" else {}))
 tokenizer.save_pretrained(OUT)
 words = [w for w, _ in SENTENCES]
 enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=TOKENS,
@@ -69,8 +74,8 @@ out = model(**enc, labels=labels)
 out.loss.backward()
 params = dict(model.named_parameters())
 grads = {"grad." + n: params[n].grad.float()
-         for n in ["classifier.weight", "bert.embeddings.word_embeddings.weight",
-                   "bert.embeddings.position_embeddings.weight"]}
+         for n in ["classifier.weight", f"{FAMILY}.embeddings.word_embeddings.weight",
+                   f"{FAMILY}.embeddings.position_embeddings.weight"]}
 save_file({"ids": enc["input_ids"].float(), "labels": labels.float(),
            "logits": out.logits.detach().float(), "loss": out.loss.detach().float().reshape(1),
            **grads}, os.path.join(OUT, "expected.safetensors"),
