@@ -8,8 +8,9 @@ make_distilbert_tiny.py first) and writes kernels-tests/golden/FAMILY-tiny-token
   config.json, model.safetensors   that encoder with a token classifier of
                                    5 tags (O, B-PER, I-PER, B-LOC, I-LOC), drawn
                                    N(0, 0.3^2) (torch seed 5)
-  tokenizer.json (and the rest)    the same tokenizer (RoBERTa's loaded with
-                                   add_prefix_space=True, as split words need)
+  tokenizer.json (and the rest)    the same tokenizer (RoBERTa's read with
+                                   add_prefix_space=True, as split words need,
+                                   but saved as it was, without)
   expected.safetensors             the four sentences of SENTENCES as
                                    tokenizer(words, is_split_into_words=True,
                                    truncation=True, max_length=16, padding) reads
@@ -56,8 +57,10 @@ with torch.no_grad():
     model.classifier.bias.copy_(0.3 * torch.randn_like(model.classifier.bias))
 os.makedirs(OUT, exist_ok=True)
 model.save_pretrained(OUT)
+# The folder keeps the tokenizer as it was saved (RoBERTa's without a prefix
+# space, as the Hub's are); split words are read with one, as run_ner loads it.
+AutoTokenizer.from_pretrained(SOURCE).save_pretrained(OUT)
 tokenizer = AutoTokenizer.from_pretrained(SOURCE, **({"add_prefix_space": True} if FAMILY == "roberta" else {}))
-tokenizer.save_pretrained(OUT)
 words = [w for w, _ in SENTENCES]
 enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=TOKENS,
                 padding="max_length", return_tensors="pt")
