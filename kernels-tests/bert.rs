@@ -1052,7 +1052,11 @@ fn adapters_on_the_saved_head_are_merged_into_it() {
 /// again.
 #[test]
 fn token_classifiers_give_hugging_faces_tags_and_gradients() {
-    for (family, first, class) in [("bert", 0, "Bert"), ("roberta", 2, "Roberta"), ("distilbert", 0, "DistilBert")] {
+    for (family, first, class) in [
+        ("bert", 0, "Bert"),
+        ("roberta", 2, "Roberta"),
+        ("distilbert", 0, "DistilBert"),
+    ] {
         token_classifier_against_hugging_face(family, first, class);
     }
 }
@@ -1110,7 +1114,10 @@ fn token_classifier_against_hugging_face(family: &str, first: usize, class_name:
         .map(|&l| if l < 0.0 { NO_LABEL } else { l as u32 })
         .collect();
     assert_eq!(labels, hf_labels, "{family}: labels");
-    assert!(reader.report().truncated >= 1, "{family}: the last sentence is cut");
+    assert!(
+        reader.report().truncated >= 1,
+        "{family}: the last sentence is cut"
+    );
     let labelled = labels.iter().filter(|&&l| l != NO_LABEL).count() as f64;
     let batch = wgml::nn::model::Batch {
         x: &ids,
@@ -1139,7 +1146,10 @@ fn token_classifier_against_hugging_face(family: &str, first: usize, class_name:
         );
         let (loss, hf) = (stepped.loss * 4.0 / labelled, want["loss"][0] as f64);
         assert!((loss - hf).abs() < 1e-5 * hf, "{class:?}: loss {loss} vs {hf}");
-        for name in ["classifier.weight", &format!("{family}.embeddings.word_embeddings.weight")] {
+        for name in [
+            "classifier.weight",
+            &format!("{family}.embeddings.word_embeddings.weight"),
+        ] {
             grad_close(
                 &what(name),
                 &stepped.grad(name),
@@ -1169,7 +1179,10 @@ fn token_classifier_against_hugging_face(family: &str, first: usize, class_name:
     );
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("hf/config.json")).unwrap()).unwrap();
-    assert_eq!(config["architectures"][0], format!("{class_name}ForTokenClassification"));
+    assert_eq!(
+        config["architectures"][0],
+        format!("{class_name}ForTokenClassification")
+    );
     let again = import_bert(&out.join("hf"), &how(16, None)).unwrap();
     assert_eq!(
         (again.architecture, again.tensors),

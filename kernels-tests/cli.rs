@@ -2258,3 +2258,142 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
         &["--num-labels and --multi-label give a BERT-family model"],
     );
 }
+
+/// A token classifier from the command line: a BERT imported with a new head
+/// of tags (`--token-classification`), fine-tuned on CoNLL files (a JSON-lines
+/// test file beside them), its entity scores printed and written; `eval`
+/// scores it again and `predict` writes CoNLL text. A model of other heads
+/// refuses the flag, and tags without a word are refused by line.
+#[test]
+fn a_token_classifier_trains_evaluates_and_tags_from_the_command_line() {
+    let dir = crate::common::fresh_dir("cli-tokens");
+    let data = dir.join("ner");
+    std::fs::create_dir_all(&data).unwrap();
+    let sentence = |i: usize| -> Vec<(&str, &str)> {
+        match i % 3 {
+            0 => vec![("Tia", "B-PER"), ("liked", "O"), ("the", "O"), ("film", "O")],
+            1 => vec![("the", "O"), ("actors", "O"), ("in", "O"), ("Oslo", "B-LOC")],
+            _ => vec![("Leo", "B-PER"), ("Kai", "I-PER"), ("was", "O"), ("good", "O")],
+        }
+    };
+    let conll: String = (0..24)
+        .map(|i| {
+            sentence(i)
+                .iter()
+                .map(|(w, t)| format!("{w} {t}\n"))
+                .collect::<String>()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(data.join("train.conll"), format!("-DOCSTART- O\n\n{conll}")).unwrap();
+    let jsonl: String = (0..6)
+        .map(|i| {
+            let s = sentence(i);
+            let words: Vec<&str> = s.iter().map(|p| p.0).collect();
+            let tags: Vec<&str> = s.iter().map(|p| p.1).collect();
+            format!("{{\"tokens\": {words:?}, \"ner_tags\": {tags:?}}}\n")
+        })
+        .collect();
+    std::fs::write(data.join("test.jsonl"), &jsonl).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let fixture = crate::common::repo_file("kernels-tests/golden/bert-tiny-cls");
+    let (base, tuned) = (path("tagger.safetensors"), path("tuned.safetensors"));
+    let stdout = succeeds(&[
+        "import",
+        fixture.to_str().unwrap(),
+        "--save",
+        &base,
+        "--token-classification",
+        "--num-labels",
+        "4",
+    ]);
+    assert!(
+        stdout.contains("a new output layer of 4 classes of each token") && stdout.contains("tag words"),
+        "{stdout}"
+    );
+    let metrics = path("metrics.json");
+    let data = data.to_str().unwrap();
+    let stdout = succeeds(&[
+        "train",
+        "--model",
+        &base,
+        "--data",
+        data,
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--save",
+        &tuned,
+        "--metrics",
+        &metrics,
+    ]);
+    for want in [
+        "30 sentences of tagged words",
+        "(per word; 6 sentences)",
+        "entity  precision",
+        "   all  ",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&metrics).unwrap()).unwrap();
+    assert!(written["entities"]["overall"]["f1"].is_number(), "{written}");
+    assert_eq!(
+        written["entities"]["overall"]["support"], 6,
+        "6 sentences hold an entity each"
+    );
+    let stdout = succeeds(&["eval", "--weights", &tuned, "--data", data]);
+    assert!(stdout.contains("entity  precision"), "{stdout}");
+    // predict: CoNLL text, the given tag beside the predicted one.
+    let words = dir.join("words.conll");
+    std::fs::write(&words, "Tia\nliked\nOslo\n\nLeo\n").unwrap();
+    let stdout = succeeds(&["predict", "--weights", &tuned, words.to_str().unwrap()]);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    assert!(
+        lines[0].starts_with("Tia ") && lines[3].is_empty() && lines[4].starts_with("Leo "),
+        "{stdout}"
+    );
+    let tags = ["B-LOC", "B-PER", "I-PER", "O"];
+    assert!(
+        lines[0].split(' ').nth(1).is_some_and(|t| tags.contains(&t)),
+        "{stdout}"
+    );
+    let test = std::path::Path::new(data).join("test.jsonl");
+    let stdout = succeeds(&["predict", "--weights", &tuned, test.to_str().unwrap()]);
+    let first: Vec<&str> = stdout.lines().next().unwrap().split(' ').collect();
+    assert_eq!(
+        &first[..2],
+        ["Tia", "B-PER"],
+        "word, given tag, predicted: {stdout}"
+    );
+    assert_eq!(first.len(), 3, "{stdout}");
+    // Refusals.
+    let bad = dir.join("bad.conll");
+    std::fs::write(&bad, "Tia B-PER\nliked\n").unwrap();
+    fails_with(
+        &[
+            "train",
+            "--model",
+            &base,
+            "--data",
+            bad.to_str().unwrap(),
+            "--steps",
+            "1",
+        ],
+        &["line 2", "a word and its tag"],
+    );
+    let gpt2 = crate::common::repo_file("kernels-tests/golden/gpt2-tiny");
+    fails_with(
+        &[
+            "import",
+            gpt2.to_str().unwrap(),
+            "--save",
+            &path("g.safetensors"),
+            "--token-classification",
+        ],
+        &["--token-classification", "BERT-family"],
+    );
+}
