@@ -1042,8 +1042,8 @@ fn adapters_on_the_saved_head_are_merged_into_it() {
     assert!(moved > 1e-3, "the head's adapter changes nothing ({moved})");
 }
 
-/// Token classifiers (`golden/make_encoder_tokens.py`: BERT's, RoBERTa's and
-/// DistilBERT's *ForTokenClassification of 5 tags): their sentences of words
+/// Token classifiers (`golden/make_encoder_tokens.py`: BERT's, RoBERTa's,
+/// DistilBERT's and ELECTRA's *ForTokenClassification of 5 tags): their sentences of words
 /// read as `tokenizer(words, is_split_into_words=True, truncation=True)` reads
 /// them (RoBERTa's byte-level BPE with `add_prefix_space=True`), each word's
 /// tag on its first token and no label elsewhere (run_ner's alignment); every
@@ -1056,6 +1056,7 @@ fn token_classifiers_give_hugging_faces_tags_and_gradients() {
         ("bert", 0, "Bert"),
         ("roberta", 2, "Roberta"),
         ("distilbert", 0, "DistilBert"),
+        ("electra", 0, "Electra"),
     ] {
         token_classifier_against_hugging_face(family, first, class);
     }

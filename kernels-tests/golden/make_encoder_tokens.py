@@ -1,10 +1,10 @@
 """Tiny token classifiers (BertForTokenClassification, RobertaForTokenClassification,
-DistilBertForTokenClassification: named entities, a tag per word) for
-kernels-tests/bert.rs.
+DistilBertForTokenClassification, ElectraForTokenClassification: named entities, a
+tag per word) for kernels-tests/bert.rs.
 
-For FAMILY bert (the default), roberta or distilbert, reads
+For FAMILY bert (the default), roberta, distilbert or electra, reads
 kernels-tests/golden/FAMILY-tiny-cls/ (run make_bert_tiny.py, make_roberta_tiny.py,
-make_distilbert_tiny.py first) and writes kernels-tests/golden/FAMILY-tiny-tokens/:
+make_distilbert_tiny.py, make_electra_tiny.py first) and writes kernels-tests/golden/FAMILY-tiny-tokens/:
   config.json, model.safetensors   that encoder with a token classifier of
                                    5 tags (O, B-PER, I-PER, B-LOC, I-LOC), drawn
                                    N(0, 0.3^2) (torch seed 5)
