@@ -232,8 +232,11 @@ pub fn training_texts(path: &Path) -> Result<Vec<String>> {
     Ok(train.into_iter().map(|s| s.words.join(" ")).collect())
 }
 
+/// The training, test and (maybe) validation sentences.
+type Splits = (Vec<Sentence>, Vec<Sentence>, Option<Vec<Sentence>>);
+
 /// The training, test and validation sentences at `path` (see the module docs).
-fn read_splits(path: &Path) -> Result<(Vec<Sentence>, Vec<Sentence>, Option<Vec<Sentence>>)> {
+fn read_splits(path: &Path) -> Result<Splits> {
     if path.is_file() {
         let (mut train, mut test) = (Vec::new(), Vec::new());
         for (i, s) in read_sentences(path, true)?.into_iter().enumerate() {

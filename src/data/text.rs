@@ -462,7 +462,7 @@ impl Vocabulary {
         match t.get_pre_tokenizer() {
             Some(PreTokenizerWrapper::ByteLevel(b)) if !b.add_prefix_space => {
                 let mut words = t.clone();
-                let mut b = b.clone();
+                let mut b = *b;
                 b.add_prefix_space = true;
                 words.with_pre_tokenizer(Some(PreTokenizerWrapper::ByteLevel(b)));
                 Ok(std::borrow::Cow::Owned(Vocabulary::Tokenizer(words)))
