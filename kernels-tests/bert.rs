@@ -703,10 +703,10 @@ fn the_hubs_bert_layouts_import_and_a_pretrained_bert_gets_a_new_head() {
     // Heads of another kind, and a tokenizer that frames nothing.
     for (what, key, value, want) in [
         (
-            "bert-token-cls",
+            "bert-qa",
             "architectures",
-            serde_json::json!(["BertForTokenClassification"]),
-            "BertForTokenClassification",
+            serde_json::json!(["BertForQuestionAnswering"]),
+            "BertForQuestionAnswering",
         ),
         (
             "bert-regression-of-three",

@@ -747,8 +747,45 @@ fn softmax_cross_entropy_means_over_the_labelled_rows() {
             1e-7,
             1e-4,
         );
+        // With class weights: each labelled row's term weighted, still over n.
+        let weights = uniform(&mut r, cols, 0.2, 3.0);
+        let w = Tensor::from_f32(ctx, &weights, &[cols]).unwrap();
+        let options = loss::LossOptions {
+            class_weights: Some(&w),
+            label_mean: Some(&scale),
+            ..Default::default()
+        };
+        let xent =
+            loss::softmax_cross_entropy_with(ctx, &x, &labels, &loss_t, Some(&g), 9.0, options).unwrap();
+        ctx.run(&[&count, &xent]).unwrap();
+        let (mut want_l, mut want_g) = (vec![0.0; rows], vec![0.0; rows * cols]);
+        reference::loss::softmax_cross_entropy_with(
+            &c.x,
+            cols,
+            &c.labels,
+            &mut want_l,
+            Some(&mut want_g),
+            want_scale,
+            0.0,
+            Some(&weights),
+        );
+        let what = format!("weighted {what}");
+        assert_close(
+            &format!("{what}: loss"),
+            &loss_t.to_f32(ctx).unwrap(),
+            &want_l,
+            1e-5,
+            2e-5,
+        );
+        assert_close(
+            &format!("{what}: grad"),
+            &g.to_f32(ctx).unwrap(),
+            &want_g,
+            1e-7,
+            1e-4,
+        );
     }
-    // Refused: with class weights, or without a gradient.
+    // Refused: without a gradient, or a scale of 2 values.
     let (x, labels, scale, l) = (
         Tensor::zeros(ctx, &[2, 3], DType::F32).unwrap(),
         Tensor::zeros(ctx, &[2], DType::U32).unwrap(),

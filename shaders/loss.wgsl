@@ -25,6 +25,7 @@
 //          it: the gradient of the mean over the rows with a target (PyTorch's
 //          CrossEntropyLoss(ignore_index=...) mean), for sequence outputs whose
 //          padding and unlabelled tokens have no target.
+//   xent_grad_weighted_labelled: xent_grad_weighted with grad_scale = dy[0].
 //   mse:   loss = mean_d (p - t)^2;  grad = 2 (p - t) / D * grad_scale
 //   bce:   loss = mean_d [max(x, 0) - x t + log(1 + exp(-|x|))]   (logits x)
 //          grad = (sigmoid(x) - t) / D * grad_scale
@@ -235,6 +236,18 @@ fn label_scale(@builtin(local_invocation_index) lid: u32) {
     if (lid == 0u) {
         grad2[0] = 1.0 / max(total, 1.0);
     }
+}
+
+@compute @workgroup_size(WG)
+fn xent_grad_weighted_labelled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                               @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nwg);
+    let row = xent_row(r, lid);
+    var w = 0.0;
+    if (row.label < p.cols) {
+        w = class_w[row.label];
+    }
+    xent_grad_row(r, lid, row, w, dy[0]);
 }
 
 @compute @workgroup_size(WG)

@@ -461,7 +461,12 @@ fn predict_table(
     };
     // The output opens first, so a bad path costs no predictions.
     let sink: Box<dyn std::io::Write> = match &args.output {
-        Some(path) if std::fs::canonicalize(path).ok() == std::fs::canonicalize(table).ok() => {
+        Some(path)
+            if matches!(
+                (std::fs::canonicalize(path), std::fs::canonicalize(table)),
+                (Ok(a), Ok(b)) if a == b
+            ) =>
+        {
             return Err(Error::invalid(format!(
                 "--output {} is the table being read: give another file",
                 path.display()

@@ -29,13 +29,16 @@ pub fn predict_tags(
 ) -> Result<ExitCode> {
     let io = |path: String| move |source| Error::Io { path, source };
     let shown = output.map_or_else(|| "standard output".to_string(), |p| p.display().to_string());
+    if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+        return Err(Error::invalid(format!(
+            "{} is not a file of words to tag",
+            missing.display()
+        )));
+    }
     // The output opens first, so a bad path costs no predictions.
+    let same = |a: &PathBuf, b: &PathBuf| matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y);
     let mut sink: Box<dyn Write> = match output {
-        Some(path)
-            if files
-                .iter()
-                .any(|f| std::fs::canonicalize(f).ok() == std::fs::canonicalize(path).ok()) =>
-        {
+        Some(path) if files.iter().any(|f| same(f, path)) => {
             return Err(Error::invalid(format!(
                 "--output {} is a file being read: give another file",
                 path.display()

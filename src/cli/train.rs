@@ -370,7 +370,7 @@ pub fn load_data_with(
     labels: TableLabels,
 ) -> Result<(Dataset, Option<f64>)> {
     let (data, bytes_per_token) = match name {
-        dir if labels == TableLabels::Tags || is_labelled_texts(dir) => {
+        dir if (labels == TableLabels::Tags && !dir.starts_with("text:")) || is_labelled_texts(dir) => {
             let pad = padding.ok_or_else(|| {
                 Error::invalid(match sample_shape {
                     [_] => format!(
@@ -1478,15 +1478,18 @@ pub fn print_evaluation(e: &Evaluation) {
     if let Some((r, rho)) = e.correlation {
         print!(" - Pearson r: {r:.4} - Spearman rho: {rho:.4}");
     }
-    if let Some(m) = &e.entities {
-        // A token classifier: accuracy over the tagged words, then the spans.
+    if e.tags {
+        // A token classifier: accuracy over the tagged words, then the spans
+        // of entity tags (parts of speech have none).
         println!(" (per word; {} sentences)", e.samples);
-        println!("entity  precision  recall  f1      support");
-        for s in m.per_type.iter().chain([&m.overall]) {
-            println!(
-                "{:>6}  {:>9.4}  {:>6.4}  {:>6.4}  {:>7}",
-                s.entity, s.precision, s.recall, s.f1, s.support
-            );
+        if let Some(m) = &e.entities {
+            println!("entity  precision  recall  f1      support");
+            for s in m.per_type.iter().chain([&m.overall]) {
+                println!(
+                    "{:>6}  {:>9.4}  {:>6.4}  {:>6.4}  {:>7}",
+                    s.entity, s.precision, s.recall, s.f1, s.support
+                );
+            }
         }
         return;
     }
@@ -1584,7 +1587,7 @@ pub fn write_metrics_json(
         "test_pearson": e.correlation.map(|(r, _)| r),
         "test_spearman": e.correlation.map(|(_, rho)| rho),
         "labels_per_sample": e.positions,
-        "test_perplexity": (e.positions > 1 && e.entities.is_none()).then(|| e.loss.exp()),
+        "test_perplexity": (e.positions > 1 && !e.tags).then(|| e.loss.exp()),
         "confusion_matrix": e.confusion,
         "class_names": class_names,
         "per_class": e.per_class,

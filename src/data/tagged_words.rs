@@ -218,13 +218,6 @@ fn json_sentences(path: &Path, text: &str, need_tags: bool) -> Result<Vec<Senten
     Ok(out)
 }
 
-/// Whether `path` is tagged words for a token classifier: a file, or a folder
-/// with a train and a test file.
-pub fn is_tagged_words(path: &Path) -> bool {
-    path.is_file()
-        || (path.is_dir() && split_file(path, "train").is_some() && split_file(path, "test").is_some())
-}
-
 /// The words of the training split at `path`, one string per sentence (words
 /// joined by spaces), to train a tokenizer on.
 pub fn training_texts(path: &Path) -> Result<Vec<String>> {

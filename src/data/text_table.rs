@@ -387,7 +387,18 @@ pub fn read_text_table(
     labels: TableLabels,
 ) -> Result<(Dataset, TextClassesReport)> {
     if labels == TableLabels::Tags {
-        return crate::data::tagged_words::read_tagged_words(path, sample_shape, vocabulary, pad);
+        return crate::data::tagged_words::read_tagged_words(path, sample_shape, vocabulary, pad).map_err(
+            |e| match e {
+                Error::Data { path, message } => Error::Data {
+                    path,
+                    message: format!(
+                        "{message} (the model tags each word, so its data is tagged words: CoNLL text or \
+                     JSON Lines of tokens and tags)"
+                    ),
+                },
+                other => other,
+            },
+        );
     }
     let reader = Reader::new(path, sample_shape, vocabulary, pad)?;
     // (file, rows) of the train, test and validation splits.

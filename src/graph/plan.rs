@@ -649,12 +649,9 @@ fn supervised(
     // token classifier's padding, special tokens and word continuations have
     // none), as PyTorch's CrossEntropyLoss(ignore_index) takes it; the count
     // is each batch's, made on the GPU.
+    // With class weights each labelled row's term is weighted, the sum still
+    // divided by the labelled rows' count.
     let label_mean = if options.train && positions > 1 && loss_kind == Loss::SparseCategoricalCrossentropy {
-        if class_weights.is_some() {
-            return Err(Error::invalid(
-                "class weights weigh one label per sample; this model gives a label per position",
-            ));
-        }
         Some(Tensor::zeros(ctx, &[1], DType::F32)?)
     } else {
         None

@@ -367,13 +367,10 @@ impl BertConfig {
             .map(|m| m.len())
             .or_else(|| c.get("num_labels").and_then(Value::as_u64).map(|n| n as usize));
         match c.get("problem_type").and_then(Value::as_str) {
+            // A token classifier trains with cross-entropy over each token's
+            // classes whatever problem_type says, as Hugging Face's does.
+            _ if per_token => {}
             None | Some("single_label_classification" | "multi_label_classification") => {}
-            Some(p) if per_token => {
-                return Err(format!(
-                    "sets problem_type '{p}' on a token classifier, which Hugging Face trains with \
-                     cross-entropy over each token's classes whatever it says; remove problem_type"
-                ));
-            }
             Some("regression") if num_labels.is_none_or(|n| n == 1) => {}
             Some(p) => {
                 return Err(format!(
@@ -489,7 +486,8 @@ impl BertConfig {
             pad,
             init_std: float("initializer_range", 0.02)?,
             labels,
-            multi_label: c.get("problem_type").and_then(Value::as_str) == Some("multi_label_classification"),
+            multi_label: !per_token
+                && c.get("problem_type").and_then(Value::as_str) == Some("multi_label_classification"),
             per_token,
         })
     }
@@ -798,7 +796,13 @@ pub fn encoder_head_of(f: &crate::nn::Functional) -> Option<EncoderHead> {
             classes: *units,
             per_token,
         };
+        // A token classifier's head reads the last block (through dropout).
+        let on_tokens = last
+            .inputs
+            .first()
+            .is_some_and(|i| i == "dropout" || i.starts_with(family.names().blocks));
         head.layers().last() == Some(&last.name.as_str())
+            && (!per_token || on_tokens)
             && f.layers.iter().any(|l| {
                 l.name == format!("{}embeddings.word_embeddings", family.prefix())
                     && matches!(l.what, LayerOrOp::Layer(Layer::Embedding { .. }))
@@ -1300,6 +1304,24 @@ mod tests {
         let example: FunctionalArchitecture =
             serde_json::from_str(include_str!("../../examples/models/bert_base.json")).unwrap();
         assert_eq!(example, want);
+    }
+
+    /// A token classifier's config: read as one whatever its problem_type says
+    /// (Hugging Face's always takes cross-entropy per token); its head is
+    /// dropout and `classifier` on every token, with no pooling.
+    #[test]
+    fn a_token_classifier_config_ignores_problem_type() {
+        let c = BertConfig::parse(&format!(
+            "{BASE},\"architectures\":[\"BertForTokenClassification\"],\"problem_type\":\"multi_label_classification\"}}"
+        ))
+        .unwrap();
+        assert!(c.per_token && !c.multi_label);
+        let a = c.architecture(64, 9, 2e-5).unwrap();
+        let names: Vec<&str> = a.functional.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names[names.len() - 2..], ["dropout", BERT_CLASSIFIER_HEAD]);
+        assert!(!names.contains(&"first_token") && !names.iter().any(|n| n.contains("pooler")));
+        let head = encoder_head_of(&a.functional).unwrap();
+        assert_eq!((head.classes, head.per_token), (9, true));
     }
 
     #[test]

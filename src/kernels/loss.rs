@@ -27,6 +27,7 @@ const XENT: Kernel = Shader::Loss.kernel("xent");
 const XENT_GRAD: Kernel = Shader::Loss.kernel("xent_grad");
 const XENT_GRAD_WEIGHTED: Kernel = Shader::Loss.kernel("xent_grad_weighted");
 const XENT_GRAD_LABELLED: Kernel = Shader::Loss.kernel("xent_grad_labelled");
+const XENT_GRAD_WEIGHTED_LABELLED: Kernel = Shader::Loss.kernel("xent_grad_weighted_labelled");
 const LABEL_SCALE: Kernel = Shader::Loss.kernel("label_scale");
 const MSE: Kernel = Shader::Loss.kernel("mse");
 const MSE_GRAD: Kernel = Shader::Loss.kernel("mse_grad");
@@ -66,11 +67,13 @@ pub struct LossOptions<'a> {
     /// gradient must be asked for.
     pub class_weights: Option<&'a Tensor>,
     /// The gradient's scale read from this f32 `[1]` tensor when the dispatch
-    /// runs, in place of `grad_scale` (softmax cross-entropy only, without class
-    /// weights): [`label_scale`] writes `1/n` there, n the batch's rows with a
-    /// target, so the gradient is that of the mean over them (PyTorch's
-    /// `CrossEntropyLoss(ignore_index=...)`, Hugging Face's token classifiers).
-    /// Training only: a gradient must be asked for.
+    /// runs, in place of `grad_scale` (softmax cross-entropy only):
+    /// [`label_scale`] writes `1/n` there, n the batch's rows with a target, so
+    /// the gradient is that of the mean over them (PyTorch's
+    /// `CrossEntropyLoss(ignore_index=...)`, Hugging Face's token classifiers);
+    /// with class weights, each row's term is weighted and the sum still divided
+    /// by n (Keras' weighting, over the labelled rows). Training only: a
+    /// gradient must be asked for.
     pub label_mean: Option<&'a Tensor>,
 }
 
@@ -156,7 +159,13 @@ fn launch(
         (Some(g), Some(w)) => {
             bindings.push((B_GRAD, &g.buffer));
             bindings.push((B_CLASS_W, &w.buffer));
-            weighted
+            match options.label_mean {
+                Some(scale) => {
+                    bindings.push((B_DY, &scale.buffer));
+                    XENT_GRAD_WEIGHTED_LABELLED
+                }
+                None => weighted,
+            }
         }
         (None, None) => fwd,
         (None, Some(_)) => {
@@ -165,11 +174,20 @@ fn launch(
             )));
         }
     };
-    if options.label_mean.is_some() && kernel != XENT_GRAD_LABELLED {
-        return Err(Error::invalid(format!(
-            "{op}: the mean over labelled rows scales softmax cross-entropy's gradient, without \
-             class weights; ask for the gradient"
-        )));
+    if let Some(scale) = options.label_mean {
+        if ![XENT_GRAD_LABELLED, XENT_GRAD_WEIGHTED_LABELLED].contains(&kernel) {
+            return Err(Error::invalid(format!(
+                "{op}: the mean over labelled rows scales softmax cross-entropy's gradient; ask for \
+                 the gradient"
+            )));
+        }
+        scale.expect_dtype(op, "the labelled rows' scale", DType::F32)?;
+        if scale.numel() != 1 || grad.is_some_and(|g| same_buffer(g, scale)) || same_buffer(loss, scale) {
+            return Err(Error::invalid(format!(
+                "{op}: the labelled rows' scale is one f32 value in a buffer of its own, not {:?}",
+                scale.shape()
+            )));
+        }
     }
     ctx.dispatch(kernel, &constants, &params, &bindings, groups)
 }

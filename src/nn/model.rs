@@ -898,7 +898,43 @@ impl Model {
                 ),
             ));
         }
-        self.check_token_ids(&data.x)
+        self.check_token_ids(&data.x)?;
+        self.check_padding_unlabelled(data)
+    }
+
+    /// Checks that a padded model with a label per token (a token classifier)
+    /// gives padding no label ([`crate::data::NO_LABEL`]): the loss would count
+    /// a labelled pad in a batch run at the whole window, and not in one run
+    /// shortened to its longest sample (dynamic padding).
+    fn check_padding_unlabelled(&self, data: &crate::data::Split) -> Result<()> {
+        let (
+            crate::data::Targets::Classes {
+                labels, positions, ..
+            },
+            Some(pad),
+        ) = (&data.y, self.spec.padding_id())
+        else {
+            return Ok(());
+        };
+        let t = *positions;
+        if t < 2 || data.sample_len != t {
+            return Ok(());
+        }
+        let lengths = dynamic_padding::sample_lengths(&data.x, t, pad);
+        for (i, (len, sample)) in lengths.zip(labels.chunks(t)).enumerate() {
+            if let Some(p) = (len..t).find(|&p| sample[p] != crate::data::NO_LABEL) {
+                return Err(Error::shape(
+                    "data",
+                    format!(
+                        "sample {i}: position {p} is padding (id {pad}) but is labelled {}; padding \
+                         takes no label (NO_LABEL, PyTorch's -100), or the loss and accuracy would \
+                         count it",
+                        sample[p]
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks that samples `x` hold token ids every Embedding reading the model's
@@ -1069,7 +1105,10 @@ impl Model {
     /// batch holds. Each batch is one pass (forward, loss, backward) and one
     /// submission; its gradient counts by its share of all the batches' samples,
     /// so the step follows their mean gradient, as one batch of them all would
-    /// (batch normalization excepted: it normalizes by each batch's statistics).
+    /// (batch normalization excepted: it normalizes by each batch's statistics;
+    /// a label per token, a token classifier's, takes each batch's mean over
+    /// its labelled tokens, so batches count by their samples, not their
+    /// labelled tokens).
     /// Dropout and noise draw anew in every pass. Clipping, when the model clips,
     /// applies to the summed gradient. After pass `i` (from 0), `extra(encoder,
     /// sums, i)` may append copies to its encoder. Nothing is read back.

@@ -40,6 +40,10 @@ pub struct Evaluation {
     pub samples: usize,
     /// Labels per sample: 1, or a sequence model's positions.
     pub positions: usize,
+    /// Whether the model tags words (a token classifier,
+    /// [`crate::data::text_table::TableLabels::Tags`]): its loss and accuracy
+    /// are per tagged word, and it has no perplexity.
+    pub tags: bool,
     /// `confusion[true][predicted]` (classification with one label per sample;
     /// binary uses classes 0/1). Empty for regression, for a multi-label
     /// classifier (each class a yes/no of its own) and for a label per
@@ -402,6 +406,7 @@ pub fn evaluate_with_predictions(
         top_k,
         samples: n,
         positions,
+        tags: model.table_labels() == crate::data::text_table::TableLabels::Tags,
         macro_precision: mean(|m| m.precision),
         macro_recall: mean(|m| m.recall),
         macro_f1: mean(|m| m.f1),
