@@ -17,7 +17,10 @@
 //! two), a blank line between sentences, `-DOCSTART-` lines left out.
 //!
 //! The classes are the distinct tags in sorted order (numerically when every
-//! tag is a whole number, as Hugging Face's `run_ner` sorts them). Each
+//! tag is a whole number, as Hugging Face's `run_ner` sorts them). Class
+//! numbers take their names from a folder's `dataset_info.json` (what
+//! `Dataset.save_to_disk` writes: `features.ner_tags.feature.names`), or from
+//! the checkpoint a model starts from (its `id2label`). Each
 //! sentence is read as Hugging Face's `tokenizer(words,
 //! is_split_into_words=True, truncation=True)` reads it
 //! ([`Vocabulary::encode_words`]): the words' tokens framed by the tokenizer
@@ -273,6 +276,35 @@ fn read_splits(path: &Path) -> Result<Splits> {
     ))
 }
 
+/// The names of class-numbered tags, from `dataset_info.json` in folder `path`
+/// (what `Dataset.save_to_disk` writes beside its data): the `names` of the
+/// first tag column its features describe as a sequence of class labels.
+/// `None` without such a file or column.
+fn tag_names(path: &Path) -> Result<Option<Vec<String>>> {
+    let info = path.join("dataset_info.json");
+    if !path.is_dir() || !info.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&info).map_err(|source| Error::Io {
+        path: info.display().to_string(),
+        source,
+    })?;
+    let json: Value = serde_json::from_str(&text).map_err(|e| err(&info, format!("is not JSON: {e}")))?;
+    let names = TAG_COLUMNS.iter().find_map(|c| {
+        json.get("features")?
+            .get(c)?
+            .get("feature")?
+            .get("names")?
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+            })
+    });
+    Ok(names.filter(|n| !n.is_empty()))
+}
+
 /// The classes of `tags`: distinct, sorted (numerically when every one is a
 /// whole number).
 fn classes_of<'a>(tags: impl Iterator<Item = &'a String>) -> Vec<String> {
@@ -378,7 +410,35 @@ pub fn read_tagged_words(
     vocabulary: &Vocabulary,
     pad: u32,
 ) -> Result<(Dataset, TextClassesReport)> {
-    let (train, test, validation) = read_splits(path)?;
+    let (mut train, mut test, mut validation) = read_splits(path)?;
+    let numbered = train
+        .iter()
+        .chain(&test)
+        .chain(validation.iter().flatten())
+        .all(|s| s.tags.iter().all(|t| t.parse::<usize>().is_ok()));
+    if let Some(names) = tag_names(path)?.filter(|_| numbered) {
+        for s in train
+            .iter_mut()
+            .chain(&mut test)
+            .chain(validation.iter_mut().flatten())
+        {
+            for tag in &mut s.tags {
+                if let Some(name) = tag.parse::<usize>().ok().and_then(|k| names.get(k)) {
+                    *tag = name.clone();
+                } else {
+                    return Err(err(
+                        path,
+                        format!(
+                            "line {}: tag '{tag}' is not a class number of dataset_info.json's {} tag \
+                             names",
+                            s.line,
+                            names.len()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     let all = train.iter().chain(&test).chain(validation.iter().flatten());
     let classes = classes_of(all.flat_map(|s| &s.tags));
     if classes.len() < 2 {
@@ -476,6 +536,42 @@ mod tests {
         std::fs::write(&j, "{\"tokens\": [\"EU\"], \"ner_tags\": [1, 2]}\n").unwrap();
         let e = read_sentences(&j, true).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("1 words but 2 tags"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Class numbers (conll2003's `ner_tags`) take the names `save_to_disk`
+    /// wrote in `dataset_info.json`; a number beyond them is refused by line.
+    #[test]
+    fn class_numbers_take_the_names_of_dataset_info() {
+        let dir = std::env::temp_dir().join(format!("wgml-tag-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = |tags: &str| format!("{{\"tokens\": [\"EU\", \"rejects\"], \"ner_tags\": {tags}}}\n");
+        std::fs::write(dir.join("train.jsonl"), line("[3, 0]").repeat(3)).unwrap();
+        std::fs::write(dir.join("test.jsonl"), line("[0, 0]")).unwrap();
+        let info = r#"{"features": {"tokens": {"feature": {"dtype": "string"}},
+            "ner_tags": {"feature": {"names": ["O", "B-PER", "I-PER", "B-ORG"], "_type": "ClassLabel"},
+            "_type": "Sequence"}}}"#;
+        std::fs::write(dir.join("dataset_info.json"), info).unwrap();
+        assert_eq!(
+            tag_names(&dir).unwrap().unwrap(),
+            ["O", "B-PER", "I-PER", "B-ORG"]
+        );
+        let (mut train, ..) = read_splits(&dir).unwrap();
+        assert_eq!(
+            train.remove(0).tags,
+            ["3", "0"],
+            "read as numbers, named by read_tagged_words"
+        );
+        let bert =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels-tests/golden/bert-tiny-cls/tokenizer.json");
+        let vocabulary = Vocabulary::from_file(&bert).unwrap();
+        let (data, _) = read_tagged_words(&dir, &[8], &vocabulary, 0).unwrap();
+        assert_eq!(data.class_names, ["B-ORG", "O"]);
+        std::fs::write(dir.join("test.jsonl"), line("[7, 0]")).unwrap();
+        let e = read_tagged_words(&dir, &[8], &Vocabulary::Bytes, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1: tag '7' is not a class number"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
 
