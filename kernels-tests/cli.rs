@@ -2295,6 +2295,8 @@ fn a_token_classifier_trains_evaluates_and_tags_from_the_command_line() {
         })
         .collect();
     std::fs::write(data.join("test.jsonl"), &jsonl).unwrap();
+    let dev: Vec<&str> = conll.split_inclusive("\n\n").take(6).collect();
+    std::fs::write(data.join("dev.conll"), dev.concat()).unwrap();
     let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
     let fixture = crate::common::repo_file("kernels-tests/golden/bert-tiny-cls");
     let (base, tuned) = (path("tagger.safetensors"), path("tuned.safetensors"));
@@ -2313,25 +2315,32 @@ fn a_token_classifier_trains_evaluates_and_tags_from_the_command_line() {
     );
     let metrics = path("metrics.json");
     let data = data.to_str().unwrap();
+    // Early stopping watches the validation file's entity F1.
     let stdout = succeeds(&[
         "train",
         "--model",
         &base,
         "--data",
         data,
-        "--steps",
-        "3",
+        "--epochs",
+        "2",
         "--batch-size",
         "8",
         "--lr",
         "1e-3",
+        "--monitor",
+        "val_f1",
+        "--patience",
+        "1",
         "--save",
         &tuned,
         "--metrics",
         &metrics,
     ]);
     for want in [
-        "30 sentences of tagged words",
+        "36 sentences of tagged words",
+        "Epoch 2/2",
+        " - val_f1: ",
         "(per word; 6 sentences)",
         "entity  precision",
         "   all  ",

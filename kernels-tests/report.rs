@@ -38,6 +38,7 @@ fn history(epochs: usize, validation: bool, accuracy: bool) -> History {
                     accuracy: accuracy.then(|| 1.0 - 0.4 / t),
                     val_loss: validation.then(|| 1.2 / t + 0.1),
                     val_accuracy: (validation && accuracy).then(|| 0.95 - 0.3 / t),
+                    val_f1: None,
                     seconds: 1.0,
                     images_per_second: 1000.0,
                     lr: 0.001,

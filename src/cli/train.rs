@@ -128,7 +128,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub patience: Option<usize>,
     /// What early stopping watches: val_loss (default; the training loss without a
-    /// validation split), val_accuracy, loss or accuracy.
+    /// validation split), val_accuracy, loss, accuracy, or a token classifier's
+    /// entity F1 on the validation split, val_f1.
     #[arg(long)]
     pub monitor: Option<String>,
     /// Early stopping counts an epoch as better only by more than this.
@@ -1366,6 +1367,10 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         }
         print!("{}", super::info::tuning_table(&ctx));
         return Ok(ExitCode::SUCCESS);
+    }
+    // A token classifier of entity tags measures its validation entity F1.
+    if labels == TableLabels::Tags && wgml::train::entities::are_entity_tags(&data.class_names) {
+        recipe.fit.entity_tags = data.class_names.clone();
     }
     let fitted = match &data.validation {
         Some(v) => train::fit_validated(&mut model, &ctx, &data.train, v, &recipe.fit, &mut []),

@@ -37,6 +37,10 @@ pub enum Monitor {
     Loss,
     /// Training accuracy (higher is better); needs a classification loss.
     Accuracy,
+    /// A token classifier's validation entity F1 (higher is better; seqeval's
+    /// overall, Hugging Face's `metric_for_best_model="f1"`); needs a
+    /// validation split and [`FitConfig::entity_tags`].
+    ValF1,
 }
 
 impl Monitor {
@@ -47,8 +51,10 @@ impl Monitor {
             "val_accuracy" => Ok(Monitor::ValAccuracy),
             "loss" => Ok(Monitor::Loss),
             "accuracy" => Ok(Monitor::Accuracy),
+            "val_f1" => Ok(Monitor::ValF1),
             other => Err(Error::invalid(format!(
-                "unknown monitor '{other}': choose val_loss, val_accuracy, loss or accuracy"
+                "unknown monitor '{other}': choose val_loss, val_accuracy, loss, accuracy or val_f1 \
+                 (a token classifier's entity F1)"
             ))),
         }
     }
@@ -60,11 +66,12 @@ impl Monitor {
             Monitor::ValAccuracy => "val_accuracy",
             Monitor::Loss => "loss",
             Monitor::Accuracy => "accuracy",
+            Monitor::ValF1 => "val_f1",
         }
     }
 
     fn higher_is_better(self) -> bool {
-        matches!(self, Monitor::ValAccuracy | Monitor::Accuracy)
+        matches!(self, Monitor::ValAccuracy | Monitor::Accuracy | Monitor::ValF1)
     }
 
     /// The watched value of an epoch, oriented so that lower is better.
@@ -74,6 +81,7 @@ impl Monitor {
             Monitor::ValAccuracy => s.val_accuracy,
             Monitor::Loss => Some(s.loss),
             Monitor::Accuracy => s.accuracy,
+            Monitor::ValF1 => s.val_f1,
         }?;
         Some(if self.higher_is_better() { -v } else { v })
     }
@@ -254,6 +262,11 @@ pub struct FitConfig {
     /// Keep the whole training state in this backup after every epoch, and resume
     /// from it when it holds one (Keras' `BackupAndRestore`).
     pub backup: Option<Backup>,
+    /// The tag names of a token classifier whose tags are entity tags
+    /// ([`crate::train::entities::are_entity_tags`]), by class: its validation
+    /// then also measures the entity F1 (`val_f1`), which `monitor` may watch.
+    /// Empty otherwise.
+    pub entity_tags: Vec<String>,
 }
 
 impl Default for FitConfig {
@@ -276,6 +289,7 @@ impl Default for FitConfig {
             augment: None,
             verbose: true,
             backup: None,
+            entity_tags: Vec::new(),
         }
     }
 }
@@ -338,6 +352,10 @@ pub struct EpochStats {
     pub val_loss: Option<f64>,
     /// Validation accuracy; `None` without a validation split or a classification loss.
     pub val_accuracy: Option<f64>,
+    /// A token classifier's validation entity F1 ([`FitConfig::entity_tags`]);
+    /// `None` otherwise.
+    #[serde(default)]
+    pub val_f1: Option<f64>,
     /// Wall-clock time of the epoch's training steps (validation not included), seconds.
     pub seconds: f64,
     /// Training samples per second over `seconds`.
@@ -611,6 +629,12 @@ fn run_fit(
                 "early stopping on val_accuracy needs a validation split (--val-split)",
             ));
         }
+        if config.monitor == Monitor::ValF1 && (val.is_none() || config.entity_tags.is_empty()) {
+            return Err(Error::invalid(
+                "early stopping on val_f1 needs a token classifier of entity tags (B-PER, I-PER, \
+                 O...) and a validation split (--val-split, or a validation file)",
+            ));
+        }
     }
     // Steps this fit takes unless early stopping ends it: what a cosine decay
     // without decay steps spreads over.
@@ -781,12 +805,18 @@ fn run_fit(
             )));
         }
         let seconds = start.elapsed().as_secs_f64();
-        let (val_loss, val_accuracy) = match &val {
+        let (val_loss, val_accuracy, val_f1) = match &val {
+            // A token classifier of entity tags: its tags too, for the entity F1.
+            Some(v) if !config.entity_tags.is_empty() => {
+                let (e, tags) = super::evaluate::evaluate_with_predictions(model, ctx, v, b)?;
+                let f1 = super::entities::entity_scores(v, &tags, &config.entity_tags).map(|m| m.overall.f1);
+                (Some(e.loss), e.accuracy, f1)
+            }
             Some(v) => {
                 let (l, c) = evaluate_sums(model, ctx, v, b)?;
-                (Some(l), if classification { Some(c) } else { None })
+                (Some(l), if classification { Some(c) } else { None }, None)
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let stats = EpochStats {
             epoch,
@@ -794,6 +824,7 @@ fn run_fit(
             accuracy: classification.then(|| correct / labels),
             val_loss,
             val_accuracy,
+            val_f1,
             seconds,
             images_per_second: seen as f64 / seconds,
             steps,
@@ -966,6 +997,9 @@ pub fn epoch_line(s: &EpochStats, epochs: usize) -> String {
     }
     if let Some(a) = s.val_accuracy {
         line += &format!(" - val_accuracy: {a:.4}");
+    }
+    if let Some(f) = s.val_f1 {
+        line += &format!(" - val_f1: {f:.4}");
     }
     if s.labels_per_sample > 1 {
         line += &format!(
