@@ -2379,7 +2379,34 @@ fn a_token_classifier_trains_evaluates_and_tags_from_the_command_line() {
         "word, given tag, predicted: {stdout}"
     );
     assert_eq!(first.len(), 3, "{stdout}");
+    // Plain text, a sentence per line: JSON Lines of entities.
+    let text = dir.join("sentences.txt");
+    std::fs::write(&text, "Tia liked the film in Oslo.\n\nLeo Kai was good\n").unwrap();
+    let stdout = succeeds(&[
+        "predict",
+        "--weights",
+        &tuned,
+        "--sentences",
+        text.to_str().unwrap(),
+    ]);
+    let rows: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert_eq!(
+        (rows[1]["line"].as_u64(), rows[1]["text"].as_str()),
+        (Some(3), Some("Leo Kai was good"))
+    );
+    for e in rows.iter().flat_map(|r| r["entities"].as_array().unwrap()) {
+        let (start, end) = (e["start"].as_u64().unwrap(), e["end"].as_u64().unwrap());
+        assert!(
+            start < end && ["PER", "LOC"].contains(&e["entity"].as_str().unwrap()),
+            "{e}"
+        );
+    }
     // Refusals.
+    fails_with(
+        &["predict", "--weights", &base, "--sentences", "missing.txt"],
+        &["missing.txt"],
+    );
     let bad = dir.join("bad.conll");
     std::fs::write(&bad, "Tia B-PER\nliked\n").unwrap();
     fails_with(

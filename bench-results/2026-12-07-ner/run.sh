@@ -14,6 +14,11 @@ $W train --model $D/m.safetensors --data $D/ner --epochs 6 --lr 1e-3 --batch-siz
 $W predict --weights $D/t.safetensors $D/ner/test.jsonl --output $D/pred.conll
 $W export $D/t.safetensors --save $D/hf
 /tmp/pyenv/bin/python bench-results/2026-12-07-ner/check_ner.py $D/hf $D/ner/test.jsonl $D/pred.conll $D/metrics.json
+# Plain text (the test sentences joined, punctuation attached to its word):
+# entities as transformers' token-classification pipeline groups them.
+python3 -c "import json,sys; [print(' '.join(json.loads(l)['tokens']).replace(' .', '.').replace(' !', '!').replace(' ,', ',')) for l in open(sys.argv[1])]" $D/ner/test.jsonl > $D/sentences.txt
+$W predict --weights $D/t.safetensors --sentences $D/sentences.txt --output $D/entities.jsonl
+/tmp/pyenv/bin/python bench-results/2026-12-07-ner/check_pipeline.py $D/hf $D/sentences.txt $D/entities.jsonl
 # LoRA (rank 4 on the query and value, the classifier trained in full), written
 # as a PEFT TOKEN_CLS adapter and checked on PEFT's own model.
 $W train --model $D/m.safetensors --data $D/ner --epochs 6 --lr 3e-3 --batch-size 16 --lora 4 \

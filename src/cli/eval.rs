@@ -76,6 +76,13 @@ pub struct PredictArgs {
     /// predicted one); default: standard output.
     #[arg(long, value_name = "FILE.csv")]
     pub output: Option<PathBuf>,
+    /// A token classifier: each line of the files is a sentence of plain text
+    /// (not split into words); writes JSON Lines of each sentence's entities
+    /// (type, words, character span, score), grouped as Hugging Face's
+    /// token-classification pipeline groups them (aggregation_strategy
+    /// "first").
+    #[arg(long)]
+    pub sentences: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -312,9 +319,28 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
         ..
     } = load_model(&ctx, args.model.as_deref(), &args.weights)?;
     // A token classifier tags each word of sentences.
-    if model.table_labels() == wgml::data::text_table::TableLabels::Tags
+    let tagger = model.table_labels() == wgml::data::text_table::TableLabels::Tags;
+    if args.sentences && !tagger {
+        return Err(Error::invalid(format!(
+            "--sentences reads plain text for a token classifier; {} classifies whole texts or \
+             images",
+            args.weights.display()
+        )));
+    }
+    if tagger
+        && args.sentences
         && let (&[tokens], Some(pad)) = (model.spec.input_shape(), model.spec.padding_id())
     {
+        return super::tags::predict_sentences(
+            &ctx,
+            &mut model,
+            &args.images,
+            (tokens, pad),
+            (&vocabulary, &class_names),
+            args.output.as_ref(),
+        );
+    }
+    if tagger && let (&[tokens], Some(pad)) = (model.spec.input_shape(), model.spec.padding_id()) {
         return super::tags::predict_tags(
             &ctx,
             &mut model,

@@ -2,7 +2,9 @@
 //! training reads them (CoNLL text, or JSON Lines of `tokens`; tags optional),
 //! and writes CoNLL text, `conlleval`'s input: a line per word with the word,
 //! its given tag (where the file has tags) and the predicted tag, a blank line
-//! between sentences.
+//! between sentences. With `--sentences`, it reads plain text instead, a
+//! sentence per line, and writes each one's entities as JSON Lines, as Hugging
+//! Face's token-classification pipeline groups them.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use std::process::ExitCode;
 
 use wgml::data::tagged_words::{WordReader, read_sentences};
 use wgml::data::text::Vocabulary;
+use wgml::train::entities::spans;
 use wgml::{Error, Result};
 
 /// Sentences encoded and predicted at a time (bounds the ids held).
@@ -108,4 +111,110 @@ pub fn predict_tags(
 fn best(p: &[f32]) -> usize {
     let key = |v: f32| if v.is_nan() { f32::NEG_INFINITY } else { v };
     (0..p.len()).fold(0, |b, i| if key(p[i]) > key(p[b]) { i } else { b })
+}
+
+/// Tags the plain text of `files`, a sentence per non-empty line, with `model`
+/// (as [`predict_tags`]), and writes JSON Lines of each sentence's entities into
+/// `output` (standard output when `None`): `{"line", "text", "entities":
+/// [{"entity", "word", "start", "end", "score"}]}`, grouped as Hugging Face's
+/// token-classification pipeline groups them with `aggregation_strategy="first"`:
+/// each word (the tokenizer's pre-tokenization) takes the tag of its first
+/// token, the spans of entity tags group words ([`spans`]), `start`/`end` are
+/// character offsets into the line and `score` is the mean of the words'
+/// probabilities. Words past the window are not read (a note counts them).
+pub fn predict_sentences(
+    ctx: &wgml::Context,
+    model: &mut wgml::nn::Model,
+    files: &[PathBuf],
+    (tokens, pad): (usize, u32),
+    (vocabulary, names): (&Vocabulary, &[String]),
+    output: Option<&PathBuf>,
+) -> Result<ExitCode> {
+    let io = |path: String| move |source| Error::Io { path, source };
+    let shown = output.map_or_else(|| "standard output".to_string(), |p| p.display().to_string());
+    let mut lines: Vec<(usize, String)> = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(io(file.display().to_string()))?;
+        lines.extend(
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(i, l)| (i + 1, l.to_string())),
+        );
+    }
+    let mut sink: Box<dyn Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(io(shown.clone()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let (before, after) = vocabulary.document_frame()?;
+    let room = tokens.saturating_sub(before.len() + after.len());
+    if room == 0 {
+        return Err(Error::invalid(format!(
+            "a window of {tokens} tokens leaves no room for words beside the tokenizer's frame"
+        )));
+    }
+    let classes = model.output_dim() / tokens;
+    let mut words_cut = 0usize;
+    for chunk in lines.chunks(CHUNK) {
+        let mut x = Vec::with_capacity(chunk.len() * tokens);
+        let mut encoded = Vec::with_capacity(chunk.len());
+        for (_, line) in chunk {
+            let pieces = vocabulary.encode_with_words(line)?;
+            let ids: Vec<u32> = before
+                .iter()
+                .copied()
+                .chain(pieces.iter().take(room).map(|p| p.0))
+                .chain(after.iter().copied())
+                .collect();
+            x.extend(wgml::data::text_classes::cut_and_pad(&ids, tokens, pad));
+            let words = pieces.last().map_or(0, |p| p.1 as usize + 1);
+            let read = pieces.iter().take(room).last().map_or(0, |p| p.1 as usize + 1);
+            words_cut += words - read.min(words);
+            encoded.push(pieces);
+        }
+        let probs = model.predict(ctx, &x, chunk.len())?;
+        for (((number, line), pieces), p) in chunk.iter().zip(&encoded).zip(probs.chunks(tokens * classes)) {
+            // Each word read: (tag, its probability, first char, last char).
+            let mut words: Vec<(String, f32, usize, usize)> = Vec::new();
+            for (i, &(_, w, (start, end))) in pieces.iter().take(room).enumerate() {
+                let row = &p[(before.len() + i) * classes..(before.len() + i + 1) * classes];
+                match words.get_mut(w as usize) {
+                    Some(word) => word.3 = end,
+                    None => {
+                        let c = best(row);
+                        let tag = names.get(c).cloned().unwrap_or_else(|| c.to_string());
+                        words.push((tag, row[c], start, end));
+                    }
+                }
+            }
+            let tags: Vec<&str> = words.iter().map(|w| w.0.as_str()).collect();
+            let chars: Vec<char> = line.chars().collect();
+            let entities: Vec<serde_json::Value> = spans(&tags)
+                .into_iter()
+                .map(|(kind, a, b)| {
+                    let (start, end) = (words[a].2, words[b].3);
+                    let score = words[a..=b].iter().map(|w| f64::from(w.1)).sum::<f64>() / (b - a + 1) as f64;
+                    serde_json::json!({
+                        "entity": kind,
+                        "word": chars[start.min(chars.len())..end.min(chars.len())].iter().collect::<String>(),
+                        "start": start,
+                        "end": end,
+                        "score": (score * 1e6).round() / 1e6,
+                    })
+                })
+                .collect();
+            let row = serde_json::json!({ "line": number, "text": line, "entities": entities });
+            writeln!(sink, "{row}").map_err(io(shown.clone()))?;
+        }
+    }
+    sink.flush().map_err(io(shown.clone()))?;
+    if words_cut > 0 {
+        eprintln!("note: {words_cut} words lie past the model's {tokens} tokens: not read, so not tagged");
+    }
+    if let Some(path) = output {
+        eprintln!("{} sentences tagged into {}", lines.len(), path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -495,6 +495,27 @@ impl Vocabulary {
         Ok((e.get_ids().to_vec(), word_of))
     }
 
+    /// `text` as Hugging Face's token-classification pipeline reads it: token ids
+    /// (no special tokens), each with the index of the word the tokenizer's
+    /// pre-tokenization made it of and its span of characters in `text`
+    /// (`start..end`, counted in chars as Python counts them). Errors for bytes.
+    pub fn encode_with_words(&self, text: &str) -> Result<Vec<(u32, u32, (usize, usize))>> {
+        let Vocabulary::Tokenizer(t) = self else {
+            return Err(Error::invalid(
+                "words of a text need a tokenizer; bytes have no words",
+            ));
+        };
+        let e = t
+            .encode_char_offsets(text, false)
+            .map_err(|e| tokenizer_error("tokenizing", e))?;
+        Ok(e.get_ids()
+            .iter()
+            .zip(e.get_word_ids())
+            .zip(e.get_offsets())
+            .filter_map(|((&id, w), &span)| w.map(|w| (id, w, span)))
+            .collect())
+    }
+
     /// The text of token ids `ids` (invalid UTF-8 shown as U+FFFD).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         match self {
