@@ -92,6 +92,10 @@ pub fn longest_first(n1: usize, n2: usize, room: usize) -> (usize, usize) {
     (k1.min(n1), k2.min(n2))
 }
 
+/// A token of a text read into words ([`Vocabulary::encode_with_words`]): its
+/// id, the index of its word, and its span of characters in the text.
+pub type WordPiece = (u32, u32, (usize, usize));
+
 /// How text becomes token ids and back.
 #[derive(Clone, Debug, Default)]
 pub enum Vocabulary {
@@ -499,7 +503,7 @@ impl Vocabulary {
     /// (no special tokens), each with the index of the word the tokenizer's
     /// pre-tokenization made it of and its span of characters in `text`
     /// (`start..end`, counted in chars as Python counts them). Errors for bytes.
-    pub fn encode_with_words(&self, text: &str) -> Result<Vec<(u32, u32, (usize, usize))>> {
+    pub fn encode_with_words(&self, text: &str) -> Result<Vec<WordPiece>> {
         let Vocabulary::Tokenizer(t) = self else {
             return Err(Error::invalid(
                 "words of a text need a tokenizer; bytes have no words",
