@@ -170,7 +170,7 @@ pub fn predict_sentences(
                 .collect();
             x.extend(wgml::data::text_classes::cut_and_pad(&ids, tokens, pad));
             let words = pieces.last().map_or(0, |p| p.1 as usize + 1);
-            let read = pieces.iter().take(room).last().map_or(0, |p| p.1 as usize + 1);
+            let read = pieces[..pieces.len().min(room)].last().map_or(0, |p| p.1 as usize + 1);
             words_cut += words - read.min(words);
             encoded.push(pieces);
         }
