@@ -107,6 +107,20 @@ pub fn predict_tags(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The words that `pieces` start (a piece whose word differs from the one
+/// before it; the first piece continues word `before`, if that is its word).
+fn count_words(pieces: &[wgml::data::text::WordPiece], before: Option<u32>) -> usize {
+    let mut previous = before;
+    pieces
+        .iter()
+        .filter(|p| {
+            let new = previous != Some(p.1);
+            previous = Some(p.1);
+            new
+        })
+        .count()
+}
+
 /// The index of the largest value of `p` (NaN lowest; the first of equals).
 fn best(p: &[f32]) -> usize {
     let key = |v: f32| if v.is_nan() { f32::NEG_INFINITY } else { v };
@@ -169,25 +183,30 @@ pub fn predict_sentences(
                 .chain(after.iter().copied())
                 .collect();
             x.extend(wgml::data::text_classes::cut_and_pad(&ids, tokens, pad));
-            let words = pieces.last().map_or(0, |p| p.1 as usize + 1);
-            let read = pieces[..pieces.len().min(room)].last().map_or(0, |p| p.1 as usize + 1);
-            words_cut += words - read.min(words);
+            // The words with a token past the window (the first of them may be
+            // cut between its tokens; its first token was read).
+            let kept = pieces.len().min(room);
+            let last_read = kept.checked_sub(1).map(|i| pieces[i].1);
+            words_cut += count_words(&pieces[kept..], last_read);
             encoded.push(pieces);
         }
         let probs = model.predict(ctx, &x, chunk.len())?;
         for (((number, line), pieces), p) in chunk.iter().zip(&encoded).zip(probs.chunks(tokens * classes)) {
             // Each word read: (tag, its probability, first char, last char).
             let mut words: Vec<(String, f32, usize, usize)> = Vec::new();
+            let mut previous = None;
             for (i, &(_, w, (start, end))) in pieces.iter().take(room).enumerate() {
                 let row = &p[(before.len() + i) * classes..(before.len() + i + 1) * classes];
-                match words.get_mut(w as usize) {
-                    Some(word) => word.3 = end,
-                    None => {
+                match words.last_mut() {
+                    // A later token of the word: it widens the word's span.
+                    Some(word) if previous == Some(w) => word.3 = end,
+                    _ => {
                         let c = best(row);
                         let tag = names.get(c).cloned().unwrap_or_else(|| c.to_string());
                         words.push((tag, row[c], start, end));
                     }
                 }
+                previous = Some(w);
             }
             let tags: Vec<&str> = words.iter().map(|w| w.0.as_str()).collect();
             let chars: Vec<char> = line.chars().collect();
