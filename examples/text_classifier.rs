@@ -21,7 +21,6 @@ use std::path::PathBuf;
 
 use wgml::data::text_classes::cut_and_pad;
 use wgml::import::bert::{BertConfig, BertImport, import_bert};
-use wgml::kernels::optim::Optimizer;
 use wgml::{Context, ContextOptions};
 
 fn main() -> wgml::Result<()> {
@@ -48,19 +47,11 @@ fn main() -> wgml::Result<()> {
     let positions = config.positions - config.family.first_position(config.pad);
     let how = BertImport {
         context: Some(positions.min(128)),
-        lr: 2e-5,
-        classes: None,
-        seed: 0,
-        multi_label: false,
-        per_token: false,
+        ..BertImport::default()
     };
     let imported = import_bert(&folder, &how)?;
     println!("{}", imported.summary);
-    let mut model = imported
-        .architecture
-        .functional
-        .compile_supervised(&ctx, Optimizer::adam(2e-5), 0)?;
-    model.load_params(&ctx, &imported.tensors)?;
+    let mut model = imported.model(&ctx)?;
     let tokens = model.spec.input_shape()[0];
     let pad = imported.pad_token_id.unwrap_or(0);
     let frames = imported.vocabulary.text_frames()?;

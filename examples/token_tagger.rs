@@ -16,7 +16,6 @@ use std::path::PathBuf;
 
 use wgml::data::tagged_words::WordReader;
 use wgml::import::bert::{BertImport, import_bert};
-use wgml::kernels::optim::Optimizer;
 use wgml::train::entities::spans;
 use wgml::{Context, ContextOptions};
 
@@ -34,22 +33,15 @@ fn main() -> wgml::Result<()> {
         ],
     };
     let ctx = Context::new(&ContextOptions::default())?;
-    // The model's own window (a file's positions), a head as the file has it.
+    // The model's own window (its positions) and its head, read as a token
+    // classifier's.
     let how = BertImport {
-        context: None,
-        lr: 2e-5,
-        classes: None,
-        seed: 0,
-        multi_label: false,
         per_token: true,
+        ..BertImport::default()
     };
     let imported = import_bert(&folder, &how)?;
     println!("{}", imported.summary);
-    let mut model = imported
-        .architecture
-        .functional
-        .compile_supervised(&ctx, Optimizer::adam(2e-5), 0)?;
-    model.load_params(&ctx, &imported.tensors)?;
+    let mut model = imported.model(&ctx)?;
     let tokens = model.spec.input_shape()[0];
     let pad = imported.pad_token_id.unwrap_or(0);
     let mut reader = WordReader::new(&[tokens], &imported.vocabulary, pad)?;

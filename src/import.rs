@@ -54,6 +54,20 @@ pub struct Imported {
     pub summary: String,
 }
 
+impl Imported {
+    /// The imported model compiled onto `ctx` with its parameters loaded (its
+    /// own optimizer, the import's Adam; dropout seeded from 0): ready to
+    /// predict, or to fine-tune.
+    pub fn model(&self, ctx: &crate::gpu::Context) -> Result<crate::nn::Model> {
+        let model =
+            self.architecture
+                .functional
+                .compile_supervised(ctx, self.architecture.optimizer.clone(), 0)?;
+        model.load_params(ctx, &self.tensors)?;
+        Ok(model)
+    }
+}
+
 /// GPT-2's `activation_function` names and the wgml layer activation (its JSON
 /// name) each one is; the first name of an activation is what export writes.
 pub(crate) const ACTIVATIONS: [(&str, &str); 7] = [

@@ -815,7 +815,8 @@ pub fn encoder_head_of(f: &crate::nn::Functional) -> Option<EncoderHead> {
     })
 }
 
-/// What to make of a BERT folder.
+/// What to make of a BERT folder. The default reads the model's own window and
+/// head, with Adam at 5e-5 (Hugging Face Trainer's rate).
 #[derive(Clone, Debug)]
 pub struct BertImport {
     /// Tokens the model reads (`None`: BERT's own positions, 512 for the Hub's
@@ -835,6 +836,19 @@ pub struct BertImport {
     /// Whether the head classifies every token (Hugging Face's
     /// `*ForTokenClassification`); a file's `architectures` may say so itself.
     pub per_token: bool,
+}
+
+impl Default for BertImport {
+    fn default() -> Self {
+        BertImport {
+            context: None,
+            lr: 5e-5,
+            classes: None,
+            seed: 0,
+            multi_label: false,
+            per_token: false,
+        }
+    }
 }
 
 /// Reads the Hugging Face BERT in folder `dir` (`config.json`,
