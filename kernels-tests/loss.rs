@@ -719,71 +719,52 @@ fn softmax_cross_entropy_means_over_the_labelled_rows() {
         let scale = nan_tensor(ctx, &[1]);
         let (loss_t, g) = (nan_tensor(ctx, &[rows]), nan_tensor(ctx, &[rows, cols]));
         let count = loss::label_scale(ctx, &labels, cols, &scale).unwrap();
-        let options = loss::LossOptions {
-            label_mean: Some(&scale),
-            ..Default::default()
-        };
-        // grad_scale is not read: the scale comes from the tensor.
-        let xent =
-            loss::softmax_cross_entropy_with(ctx, &x, &labels, &loss_t, Some(&g), 9.0, options).unwrap();
-        ctx.run(&[&count, &xent]).unwrap();
-        let got_scale = scale.to_f32(ctx).unwrap()[0];
-        assert_eq!(got_scale, want_scale, "[{rows}, {cols}]: the scale");
         let n = c.labels.iter().filter(|&&l| (l as usize) < cols).count();
         assert_eq!(want_scale, 1.0 / n.max(1) as f32);
-        let (want_l, want_g) = cpu_loss(Kind::Xent, &c, want_scale);
-        let what = format!("labelled mean [{rows}, {cols}]");
-        assert_close(
-            &format!("{what}: loss"),
-            &loss_t.to_f32(ctx).unwrap(),
-            &want_l,
-            1e-5,
-            2e-5,
-        );
-        assert_close(
-            &format!("{what}: grad"),
-            &g.to_f32(ctx).unwrap(),
-            &want_g,
-            1e-7,
-            1e-4,
-        );
-        // With class weights: each labelled row's term weighted, still over n.
+        // Without and with class weights: each labelled row's term weighted,
+        // the sum over n either way.
         let weights = uniform(&mut r, cols, 0.2, 3.0);
         let w = Tensor::from_f32(ctx, &weights, &[cols]).unwrap();
-        let options = loss::LossOptions {
-            class_weights: Some(&w),
-            label_mean: Some(&scale),
-            ..Default::default()
-        };
-        let xent =
-            loss::softmax_cross_entropy_with(ctx, &x, &labels, &loss_t, Some(&g), 9.0, options).unwrap();
-        ctx.run(&[&count, &xent]).unwrap();
-        let (mut want_l, mut want_g) = (vec![0.0; rows], vec![0.0; rows * cols]);
-        reference::loss::softmax_cross_entropy_with(
-            &c.x,
-            cols,
-            &c.labels,
-            &mut want_l,
-            Some(&mut want_g),
-            want_scale,
-            0.0,
-            Some(&weights),
-        );
-        let what = format!("weighted {what}");
-        assert_close(
-            &format!("{what}: loss"),
-            &loss_t.to_f32(ctx).unwrap(),
-            &want_l,
-            1e-5,
-            2e-5,
-        );
-        assert_close(
-            &format!("{what}: grad"),
-            &g.to_f32(ctx).unwrap(),
-            &want_g,
-            1e-7,
-            1e-4,
-        );
+        for class_weights in [None, Some(&weights)] {
+            let options = loss::LossOptions {
+                class_weights: class_weights.map(|_| &w),
+                label_mean: Some(&scale),
+                ..Default::default()
+            };
+            // grad_scale is not read: the scale comes from the tensor.
+            let xent =
+                loss::softmax_cross_entropy_with(ctx, &x, &labels, &loss_t, Some(&g), 9.0, options).unwrap();
+            ctx.run(&[&count, &xent]).unwrap();
+            assert_eq!(
+                scale.to_f32(ctx).unwrap()[0],
+                want_scale,
+                "[{rows}, {cols}]: the scale"
+            );
+            let (mut want_l, mut want_g) = (vec![0.0; rows], vec![0.0; rows * cols]);
+            reference::loss::softmax_cross_entropy_with(
+                &c.x,
+                cols,
+                &c.labels,
+                &mut want_l,
+                Some(&mut want_g),
+                want_scale,
+                0.0,
+                class_weights.map(Vec::as_slice),
+            );
+            let what = format!(
+                "labelled mean [{rows}, {cols}], weighted {}",
+                class_weights.is_some()
+            );
+            let loss = loss_t.to_f32(ctx).unwrap();
+            assert_close(&format!("{what}: loss"), &loss, &want_l, 1e-5, 2e-5);
+            assert_close(
+                &format!("{what}: grad"),
+                &g.to_f32(ctx).unwrap(),
+                &want_g,
+                1e-7,
+                1e-4,
+            );
+        }
     }
     // Refused: without a gradient, or a scale of 2 values.
     let (x, labels, scale, l) = (

@@ -292,26 +292,17 @@ fn a_token_classifier_trains_and_predicts_under_dynamic_padding_as_the_whole_win
             .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.02), 3)
             .unwrap();
         assert_eq!(model.label_positions(), tokens);
-        let mut cpu = ReferenceExecutor::from_model(&model, ctx).unwrap();
-        for (step, lengths) in steps.iter().enumerate() {
-            let x = padded_ids(lengths, tokens, 31 + step as u64);
-            let labels = tags_of(lengths, tokens);
-            let batch = Batch {
-                x: &x,
-                labels: &labels,
-                values: &[],
-                len: lengths.len(),
-            };
-            let (gpu, want) = step_losses(ctx, &mut model, &mut cpu, &batch, 0.02);
-            assert!(
-                (gpu - want).abs() < 1e-5 * want.abs(),
-                "{what} step {step}: GPU loss {gpu} vs reference {want}"
-            );
-        }
-        params_match_reference(ctx, &what, &model.store, &cpu, 1e-5, 1e-4);
-        let mut cut: Vec<_> = model.built_plans().iter().filter_map(|o| o.tokens).collect();
-        cut.sort();
-        assert_eq!(cut, vec![8, 16], "{what}: the short batches ran short plans");
+        let batches: Vec<(Vec<f32>, Vec<u32>)> = steps
+            .iter()
+            .enumerate()
+            .map(|(step, lengths)| {
+                (
+                    padded_ids(lengths, tokens, 31 + step as u64),
+                    tags_of(lengths, tokens),
+                )
+            })
+            .collect();
+        trains_as_the_reference(ctx, &what, &mut model, &batches);
         // Predictions and evaluation: every real token's as the whole window's.
         let lengths = [3, 20, 1, 9, 0, 17, 5];
         let (x, n) = (padded_ids(&lengths, tokens, 41), lengths.len());
@@ -369,6 +360,36 @@ fn a_token_classifier_trains_and_predicts_under_dynamic_padding_as_the_whole_win
         let e = model.check_data(&bad).unwrap_err().to_string();
         assert!(e.contains("sample 0: position 19 is padding"), "{e}");
     }
+}
+
+/// Trains `model` and a reference executor made from it on `batches` (ids
+/// and labels) with Adam at 0.02: each step's loss within
+/// 1e-5 relative, then the parameters; the short batches ran plans of 8 and
+/// 16 tokens.
+fn trains_as_the_reference(
+    ctx: &wgml::Context,
+    what: &str,
+    model: &mut wgml::nn::Model,
+    batches: &[(Vec<f32>, Vec<u32>)],
+) {
+    let mut cpu = ReferenceExecutor::from_model(model, ctx).unwrap();
+    for (step, (x, labels)) in batches.iter().enumerate() {
+        let batch = Batch {
+            x,
+            labels,
+            values: &[],
+            len: x.len() / model.spec.input_shape()[0],
+        };
+        let (gpu, want) = step_losses(ctx, model, &mut cpu, &batch, 0.02);
+        assert!(
+            (gpu - want).abs() < 1e-5 * want.abs(),
+            "{what} step {step}: GPU loss {gpu} vs reference {want}"
+        );
+    }
+    params_match_reference(ctx, what, &model.store, &cpu, 1e-5, 1e-4);
+    let mut cut: Vec<_> = model.built_plans().iter().filter_map(|o| o.tokens).collect();
+    cut.sort();
+    assert_eq!(cut, vec![8, 16], "{what}: the short batches ran short plans");
 }
 
 /// Every combination the padding tests run: causal or not, each pool.
@@ -609,26 +630,16 @@ fn dynamic_padding_trains_equal_to_the_reference() {
                 .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.02), 3)
                 .unwrap();
             assert!(model.dynamic_padding, "dynamic padding is on by default");
-            let mut cpu = ReferenceExecutor::from_model(&model, ctx).unwrap();
-            for (step, &(lengths, bucket)) in steps.iter().enumerate() {
-                let x = padded_ids(lengths, tokens, 11 + step as u64);
-                assert_eq!(model.batch_tokens(&x), bucket, "{what} step {step}");
-                let batch = Batch {
-                    x: &x,
-                    labels: &labels,
-                    values: &[],
-                    len: lengths.len(),
-                };
-                let (gpu, want) = step_losses(ctx, &mut model, &mut cpu, &batch, 0.02);
-                assert!(
-                    (gpu - want).abs() < 1e-5 * want.abs(),
-                    "{what} step {step}: GPU loss {gpu} vs reference {want}"
-                );
-            }
-            params_match_reference(ctx, &what, &model.store, &cpu, 1e-5, 1e-4);
-            let mut cut: Vec<_> = model.built_plans().iter().filter_map(|o| o.tokens).collect();
-            cut.sort();
-            assert_eq!(cut, vec![8, 16], "{what}: the short batches ran short plans");
+            let batches: Vec<(Vec<f32>, Vec<u32>)> = steps
+                .iter()
+                .enumerate()
+                .map(|(step, &(lengths, bucket))| {
+                    let x = padded_ids(lengths, tokens, 11 + step as u64);
+                    assert_eq!(model.batch_tokens(&x), bucket, "{what} step {step}");
+                    (x, labels.to_vec())
+                })
+                .collect();
+            trains_as_the_reference(ctx, &what, &mut model, &batches);
         }
     }
 }

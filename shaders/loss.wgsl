@@ -238,16 +238,20 @@ fn label_scale(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
+// The weight of a row's class (0 for a row with no target).
+fn class_weight(row: XentRow) -> f32 {
+    if (row.label < p.cols) {
+        return class_w[row.label];
+    }
+    return 0.0;
+}
+
 @compute @workgroup_size(WG)
 fn xent_grad_weighted_labelled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                @builtin(local_invocation_index) lid: u32) {
     let r = group_index(wg, nwg);
     let row = xent_row(r, lid);
-    var w = 0.0;
-    if (row.label < p.cols) {
-        w = class_w[row.label];
-    }
-    xent_grad_row(r, lid, row, w, dy[0]);
+    xent_grad_row(r, lid, row, class_weight(row), dy[0]);
 }
 
 @compute @workgroup_size(WG)
@@ -264,11 +268,7 @@ fn xent_grad_weighted(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
                       @builtin(local_invocation_index) lid: u32) {
     let r = group_index(wg, nwg);
     let row = xent_row(r, lid);
-    var w = 0.0;
-    if (row.label < p.cols) {
-        w = class_w[row.label];
-    }
-    xent_grad_row(r, lid, row, w, p.grad_scale);
+    xent_grad_row(r, lid, row, class_weight(row), p.grad_scale);
 }
 
 // ---- mean squared error ----

@@ -239,10 +239,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
     )?;
     // The model's own class order, where the data names its classes otherwise.
     if !class_names.is_empty() && !data.class_names.is_empty() && data.class_names != class_names {
-        if matches!(
-            data.train.y,
-            wgml::data::Targets::Values { .. } | wgml::data::Targets::Classes { positions: 2.., .. }
-        ) {
+        if data.labels_some_outputs() {
             // Sets of classes, or tags, named by number: class k is the model's
             // output k.
             data = data.named_by_index(&class_names);
@@ -327,28 +324,21 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
             args.weights.display()
         )));
     }
-    if tagger
-        && args.sentences
-        && let (&[tokens], Some(pad)) = (model.spec.input_shape(), model.spec.padding_id())
-    {
-        return super::tags::predict_sentences(
-            &ctx,
-            &mut model,
-            &args.images,
-            (tokens, pad),
-            (&vocabulary, &class_names),
-            args.output.as_ref(),
-        );
-    }
     if tagger && let (&[tokens], Some(pad)) = (model.spec.input_shape(), model.spec.padding_id()) {
-        return super::tags::predict_tags(
-            &ctx,
-            &mut model,
-            &args.images,
-            (tokens, pad),
-            (&vocabulary, &class_names),
-            args.output.as_ref(),
-        );
+        let mut tagger = super::tags::Tagger {
+            ctx: &ctx,
+            model: &mut model,
+            tokens,
+            pad,
+            vocabulary: &vocabulary,
+            names: &class_names,
+        };
+        let output = args.output.as_ref();
+        return if args.sentences {
+            tagger.tag_sentences(&args.images, output)
+        } else {
+            tagger.tag_words(&args.images, output)
+        };
     }
     let is_table = |p: &PathBuf| {
         p.extension()
@@ -462,7 +452,7 @@ fn in_set(p: &[f32], name: &dyn Fn(usize) -> String) -> Option<String> {
 
 /// The class with the highest probability in `p`, and that probability (NaN
 /// sorted lowest).
-fn best_class(p: &[f32]) -> (usize, f32) {
+pub(super) fn best_class(p: &[f32]) -> (usize, f32) {
     let key = |v: f32| if v.is_nan() { f32::NEG_INFINITY } else { v };
     (0..p.len()).fold((0, p.first().copied().unwrap_or(f32::NAN)), |(b, pb), i| {
         if key(p[i]) > key(pb) { (i, p[i]) } else { (b, pb) }

@@ -1545,10 +1545,7 @@ fn in_checkpoint_order(data: Dataset, saved: &[String]) -> Result<Dataset> {
     // outputs of those numbers (Hugging Face's LABEL_k is output k).
     // So are a token classifier's tags (a tag per word: the data may use some
     // of the model's tags only).
-    let sets = matches!(
-        data.train.y,
-        wgml::data::Targets::Values { .. } | wgml::data::Targets::Classes { positions: 2.., .. }
-    );
+    let sets = data.labels_some_outputs();
     let data = if sets { data.named_by_index(saved) } else { data };
     // A multi-label table may use some of the model's classes only: each takes
     // the model's output of its name. One class per text needs the same classes.

@@ -61,9 +61,19 @@ impl Targets {
     /// [`NO_LABEL`] (every position of a sequence's), or one per sample of
     /// target values.
     pub fn counted(&self) -> usize {
+        self.counted_by_sample().iter().sum()
+    }
+
+    /// [`Targets::counted`] of each sample.
+    pub fn counted_by_sample(&self) -> Vec<usize> {
         match self {
-            Targets::Classes { labels, .. } => labels.iter().filter(|&&l| l != NO_LABEL).count(),
-            Targets::Values { .. } => self.len(),
+            Targets::Classes {
+                labels, positions, ..
+            } => labels
+                .chunks((*positions).max(1))
+                .map(|s| s.iter().filter(|&&l| l != NO_LABEL).count())
+                .collect(),
+            Targets::Values { .. } => vec![1; self.len()],
         }
     }
 

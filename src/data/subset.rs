@@ -26,6 +26,17 @@ fn labels_of<'a>(split: &'a Split, what: &str) -> Result<(&'a [u32], usize)> {
 }
 
 impl Dataset {
+    /// Whether its labels may use some of a model's classes only, each class
+    /// being the model's output of its name or number: sets of classes (a
+    /// multi-label table's) and tags (a token classifier's words), not one
+    /// class per sample.
+    pub fn labels_some_outputs(&self) -> bool {
+        matches!(
+            self.train.y,
+            Targets::Values { .. } | Targets::Classes { positions: 2.., .. }
+        )
+    }
+
     /// The dataset with its classes renamed to `names` by index, when every one
     /// of its class names is a whole number below `names.len()` and some is not
     /// one of `names` (a multi-label table of class numbers, go_emotions'

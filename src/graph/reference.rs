@@ -270,11 +270,12 @@ impl ReferenceExecutor {
                 // A sequence's mean is over its positions with a target (as the
                 // GPU plan's label_scale counts them).
                 let per_label = positions > 1 && *loss == Loss::SparseCategoricalCrossentropy;
-                let scale = if per_label {
-                    r::loss::label_scale(labels, cols)
+                let labelled = if per_label {
+                    labels.iter().filter(|&&l| (l as usize) < cols).count().max(1)
                 } else {
-                    1.0 / rows as f32
+                    rows
                 };
+                let scale = 1.0 / labelled as f32;
                 match loss {
                     Loss::SparseCategoricalCrossentropy => r::loss::softmax_cross_entropy_with(
                         out,
@@ -303,11 +304,6 @@ impl ReferenceExecutor {
                     }
                 }
                 grads[*output] = Some(dout);
-                let labelled = if per_label {
-                    labels.iter().filter(|&&l| (l as usize) < cols).count().max(1)
-                } else {
-                    rows
-                };
                 losses.iter().map(|&l| l as f64).sum::<f64>() / labelled as f64
             }
             Objective::Forward(_) => {

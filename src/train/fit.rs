@@ -680,6 +680,8 @@ fn run_fit(
 
     // Loss and accuracy are means over labels: per token for a sequence model.
     let per_sample = model.label_positions();
+    // The labels each training sample counts in the means.
+    let counted_by_sample = train.y.counted_by_sample();
     let first = p.history.epochs.len() + 1;
     let mut stop = false;
     for epoch in first..=config.epochs {
@@ -744,11 +746,8 @@ fn run_fit(
             seen += group.iter().map(|idx| idx.len()).sum::<usize>();
             counted += group
                 .iter()
-                .zip(&gathered)
-                .map(|(idx, buf)| match buf.labels.is_empty() {
-                    true => idx.len(),
-                    false => buf.labels.iter().filter(|&&l| l != crate::data::NO_LABEL).count(),
-                })
+                .flat_map(|idx| idx.iter())
+                .map(|&i| counted_by_sample[i])
                 .sum::<usize>();
             passes += group.len();
             steps += 1;
