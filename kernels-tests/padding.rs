@@ -362,6 +362,105 @@ fn a_token_classifier_trains_and_predicts_under_dynamic_padding_as_the_whole_win
     }
 }
 
+/// A span scorer (a question-answering head: two scores per token, `[T, 2]`
+/// turned `[2, T]`, each row a softmax over the window's positions, padding's
+/// included as Hugging Face's heads include it) trains equal to the reference
+/// executor on padded samples, always at the whole window; its logits are its
+/// probabilities before the softmax; a Permute of a padded sequence anywhere
+/// else is still refused.
+#[test]
+fn a_span_scorer_softmaxes_over_the_whole_windows_positions() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let tokens = 12;
+    let ModelSpec::Functional(f) = tagger(tokens, false) else {
+        unreachable!("the tagger is functional")
+    };
+    let mut f = f;
+    f.layers.retain(|l| l.name != "tags");
+    let linear = |units| Layer::Dense {
+        units,
+        activation: LayerActivation::Linear,
+        use_bias: true,
+        trainable: true,
+    };
+    let spans = f
+        .clone()
+        .layer("qa_outputs", linear(2), &["mlp"])
+        .layer(
+            "span_logits",
+            Layer::Permute { dims: vec![2, 1] },
+            &["qa_outputs"],
+        )
+        .supervised("span_logits", Loss::SparseCategoricalCrossentropy);
+    // SGD: the head's bias takes no gradient (a softmax over the positions
+    // sums to 1 as each row's one-hot does), which Adam would blow up from
+    // rounding noise into steps of either sign.
+    let mut model = ModelSpec::Functional(spans)
+        .compile(
+            ctx,
+            Loss::SparseCategoricalCrossentropy,
+            Optimizer::sgd(0.5, 0.0),
+            3,
+        )
+        .unwrap();
+    assert_eq!(model.label_positions(), 2);
+    let why = model.dynamic_padding_unavailable().unwrap();
+    assert!(why.contains("span_logits"), "{why}");
+    // Each sample's answer starts and ends within its real tokens.
+    let lengths: [&[usize]; 2] = [&[5, 12, 1, 9], &[3, 7, 12, 2]];
+    let mut cpu = ReferenceExecutor::from_model(&model, ctx).unwrap();
+    for (step, lengths) in lengths.iter().enumerate() {
+        let x = padded_ids(lengths, tokens, 51 + step as u64);
+        let labels: Vec<u32> = lengths
+            .iter()
+            .flat_map(|&len| {
+                let start = (len as u32 * 5 + 1) % len.max(1) as u32;
+                [start, (start + 2).min(len.max(1) as u32 - 1)]
+            })
+            .collect();
+        let batch = Batch {
+            x: &x,
+            labels: &labels,
+            values: &[],
+            len: lengths.len(),
+        };
+        let (gpu, want) = step_losses(ctx, &mut model, &mut cpu, &batch, 0.5);
+        assert!(
+            (gpu - want).abs() < 1e-5 * want.abs(),
+            "step {step}: GPU loss {gpu} vs reference {want}"
+        );
+    }
+    params_match_reference(ctx, "span scorer", &model.store, &cpu, 1e-5, 1e-4);
+    assert!(model.built_plans().iter().all(|o| o.tokens.is_none()));
+    let x = padded_ids(&[4, 12, 7], tokens, 61);
+    let logits = model.predict_logits(ctx, &x, 3).unwrap();
+    let probabilities = model.predict(ctx, &x, 3).unwrap();
+    assert_eq!(logits.len(), 3 * 2 * tokens);
+    assert_close(
+        "softmax of the logits",
+        &probabilities,
+        &softmax_rows(&logits, tokens),
+        1e-6,
+        1e-5,
+    );
+    // Only the loss' output may turn the positions into classes.
+    let inner = f
+        .layer("turned", Layer::Permute { dims: vec![2, 1] }, &["mlp"])
+        .layer("flat", Layer::Flatten, &["turned"])
+        .layer("out", linear(2), &["flat"])
+        .supervised("out", Loss::SparseCategoricalCrossentropy);
+    let e = ModelSpec::Functional(inner)
+        .compile(ctx, Loss::SparseCategoricalCrossentropy, Optimizer::adam(0.02), 3)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("layer 'turned'") && e.contains("padded sequence"),
+        "{e}"
+    );
+}
+
 /// Trains `model` and a reference executor made from it on `batches` (ids
 /// and labels) with Adam at 0.02: each step's loss within
 /// 1e-5 relative, then the parameters; the short batches ran plans of 8 and

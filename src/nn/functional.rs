@@ -590,7 +590,7 @@ impl Functional {
         }
         let objective = Objective::Terms(weighted);
         // The loss terms read layers too.
-        g.check_padding()?;
+        g.check_padding(None)?;
         check_every_layer_used(&g, &objective, &outputs)?;
         if let Some(lora) = &self.lora {
             lora.check_matched(&g)?;

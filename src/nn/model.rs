@@ -120,9 +120,12 @@ impl Sequential {
 /// as the losses count every token, except a label per position under
 /// categorical cross-entropy: a token classifier's, whose data gives padding
 /// no label ([`crate::data::NO_LABEL`], as
-/// [`crate::data::tagged_words`] reads it), which the loss skips.
+/// [`crate::data::tagged_words`] reads it), which the loss skips; and a padded
+/// sequence's positions as the classes (a question-answering head's `[2, T]`
+/// start and end scores, see [`Graph::check_padding`](crate::graph::Graph)).
 pub(crate) fn check_output(g: &Graph, output: NodeId, loss: Loss) -> Result<()> {
-    g.check_padding()?;
+    let scored = (loss == Loss::SparseCategoricalCrossentropy).then_some(output);
+    g.check_padding(scored)?;
     let out = g.shape(output);
     if !(loss == Loss::SparseCategoricalCrossentropy && out.len() == 2) {
         g.refuse_padded(
@@ -1178,6 +1181,25 @@ impl Model {
     /// batch of 256 (a long window's attention); under dynamic padding, samples
     /// run shortest first and come back in their own order.
     pub fn predict(&mut self, ctx: &Context, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        self.predict_from(ctx, x, n, |plan| &plan.probabilities)
+    }
+
+    /// [`Model::predict`]'s outputs before the folded softmax or sigmoid (the
+    /// logits; a regression's scores as they are): what a question-answering
+    /// head's answers are scored by, start and end logits added across a
+    /// text's windows as Hugging Face adds them.
+    pub fn predict_logits(&mut self, ctx: &Context, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        self.predict_from(ctx, x, n, |plan| &plan.output)
+    }
+
+    /// [`Model::predict`], reading `which` of each batch's plan.
+    fn predict_from(
+        &mut self,
+        ctx: &Context,
+        x: &[f32],
+        n: usize,
+        which: fn(&Plan) -> &Tensor,
+    ) -> Result<Vec<f32>> {
         let sample: usize = self.spec.input_shape().iter().product();
         if x.len() != n * sample {
             return Err(Error::shape(
@@ -1206,7 +1228,7 @@ impl Model {
                 }
                 done => done?,
             };
-            let probabilities = self.plans[&options].probabilities.to_f32(ctx)?;
+            let probabilities = which(&self.plans[&options]).to_f32(ctx)?;
             // A shortened plan (dynamic padding) of a model with an output per
             // token gives fewer positions: its first ones, the rest (padding) 0.
             let ran = probabilities.len() / idx.len().max(1);

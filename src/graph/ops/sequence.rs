@@ -140,8 +140,14 @@ impl Graph {
     /// Checks that padded sequences reach only ops that keep each token apart
     /// (the padding then stays padding), pools and attention, which skip it;
     /// equal lengths where two padded sequences meet. Errors name the layer and
-    /// what to do.
-    pub(crate) fn check_padding(&self) -> Result<()> {
+    /// what to do. `scored_positions`, the output of a categorical
+    /// cross-entropy, may be a padded `[T, C]` sequence turned `[C, T]`
+    /// (`Permute([2, 1])`): each of its C rows a softmax over the T positions, as
+    /// a question-answering head scores where an answer starts and ends. Its
+    /// classes include the padding's positions, as Hugging Face's heads' do
+    /// (their data gives no label there), and such a model runs every batch at
+    /// its whole window.
+    pub(crate) fn check_padding(&self, scored_positions: Option<NodeId>) -> Result<()> {
         let Some(last) = self.nodes.len().checked_sub(1) else {
             return Ok(());
         };
@@ -160,6 +166,8 @@ impl Graph {
                     ));
                 }
                 Op::Attention { .. } => {}
+                Op::Permute { x, perm }
+                    if scored_positions == Some(id) && perm == &[1, 0] && self.shape(*x).len() == 2 => {}
                 op => match token_wise(op) {
                     TokenWise::Two(a, b) if differ(a, b) => {
                         return Err(shape_err(
