@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 
 use wgml::data::tagged_words::WordReader;
-use wgml::import::bert::{BertImport, import_bert};
+use wgml::import::bert::{BertImport, Task, import_bert};
 use wgml::train::entities::spans;
 use wgml::{Context, ContextOptions};
 
@@ -36,7 +36,7 @@ fn main() -> wgml::Result<()> {
     // The model's own window (its positions) and its head, read as a token
     // classifier's.
     let how = BertImport {
-        per_token: true,
+        task: Task::TokenClassification,
         ..BertImport::default()
     };
     let imported = import_bert(&folder, &how)?;

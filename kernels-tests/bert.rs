@@ -72,7 +72,7 @@ fn how(context: usize, classes: Option<usize>) -> BertImport {
         classes,
         seed: 3,
         multi_label: false,
-        per_token: false,
+        task: wgml::import::bert::Task::TextClassification,
     }
 }
 

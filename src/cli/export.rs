@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use wgml::Result;
 use wgml::checkpoint;
+use wgml::import::bert::Task;
 
 #[derive(Args, Debug, Clone)]
 pub struct ExportArgs {
@@ -51,12 +52,9 @@ pub fn run(args: &ExportArgs) -> Result<ExitCode> {
         .functional_architecture(&args.checkpoint)?
         .and_then(|a| wgml::import::bert::encoder_head_of(&a.functional));
     let bert = head.is_some();
-    // The Auto class that loads the folder: a classifier of texts or of tokens.
-    let auto = if head.is_some_and(|h| h.per_token) {
-        "AutoModelForTokenClassification"
-    } else {
-        "AutoModelForSequenceClassification"
-    };
+    // The Auto class that loads the folder: a classifier of texts or of
+    // tokens, or a question answerer.
+    let auto = head.map_or(Task::TextClassification, |h| h.task).auto_class();
     if args.peft && bert {
         let summary = wgml::peft::encoder::write_adapter(&c, &args.checkpoint, &args.save)?;
         println!("{summary}");

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use wgml::checkpoint;
+use wgml::import::bert::Task;
 use wgml::{Error, Result};
 
 #[derive(Args, Debug, Clone)]
@@ -53,8 +54,15 @@ pub struct ImportArgs {
     /// over each token's classes; a file whose architectures name
     /// *ForTokenClassification is one already. Train it on tagged words (CoNLL
     /// files, or JSON Lines of tokens and tags).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "question_answering")]
     pub token_classification: bool,
+    /// BERT family: the head answers questions from a context (Hugging Face's
+    /// *ForQuestionAnswering, extractive as SQuAD's): qa_outputs scores where
+    /// the answer starts and ends; a file whose architectures name
+    /// *ForQuestionAnswering is one already. Train it on SQuAD files (its JSON,
+    /// or JSON Lines of id, context, question and answers).
+    #[arg(long, conflicts_with_all = ["num_labels", "multi_label"])]
+    pub question_answering: bool,
     /// BERT, RoBERTa, DistilBERT, ELECTRA: the seed a new head's weights are drawn with.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -66,10 +74,16 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
         .as_deref()
         .and_then(wgml::import::bert::Family::of)
         .is_some();
-    if !bert && (args.num_labels.is_some() || args.multi_label || args.token_classification) {
+    if !bert
+        && (args.num_labels.is_some()
+            || args.multi_label
+            || args.token_classification
+            || args.question_answering)
+    {
         return Err(Error::invalid(
-            "--num-labels, --multi-label and --token-classification give a BERT-family model its new \
-             head; a GPT-2 becomes a classifier when `wgml train` fine-tunes it on texts by class",
+            "--num-labels, --multi-label, --token-classification and --question-answering give a \
+             BERT-family model its new head; a GPT-2 becomes a classifier when `wgml train` \
+             fine-tunes it on texts by class",
         ));
     }
     let mut imported = if bert {
@@ -79,7 +93,13 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
             classes: args.num_labels,
             seed: args.seed,
             multi_label: args.multi_label,
-            per_token: args.token_classification,
+            task: if args.question_answering {
+                Task::QuestionAnswering
+            } else if args.token_classification {
+                Task::TokenClassification
+            } else {
+                Task::TextClassification
+            },
         };
         wgml::import::bert::import_bert(&args.folder, &how)?
     } else {
@@ -102,9 +122,16 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
         println!("{line}");
     }
     let classifier = bert || wgml::export::gpt2_classifier_of(&imported.architecture.functional).is_some();
-    let tagger =
-        wgml::import::bert::encoder_head_of(&imported.architecture.functional).is_some_and(|h| h.per_token);
-    if tagger {
+    let task = wgml::import::bert::encoder_head_of(&imported.architecture.functional).map(|h| h.task);
+    if task == Some(Task::QuestionAnswering) {
+        println!(
+            "saved {} in {:.1} s: answer questions with `wgml predict --weights {0} QUESTIONS.jsonl` \
+             (a question and its context per line), fine-tune it with `wgml train --model {0} --data \
+             DIR|FILE` (SQuAD's JSON, or JSON Lines of id, context, question and answers)",
+            args.save.display(),
+            start.elapsed().as_secs_f64()
+        );
+    } else if task == Some(Task::TokenClassification) {
         println!(
             "saved {} in {:.1} s: tag words with `wgml predict --weights {0} FILE`, fine-tune it with \
              `wgml train --model {0} --data DIR|FILE` (CoNLL files, or JSON Lines of tokens and tags)",

@@ -7,6 +7,8 @@ pub mod augment;
 pub mod dataset;
 pub mod idx;
 pub mod image_folder;
+pub mod split_files;
+pub mod squad;
 pub mod subset;
 pub mod tagged_words;
 pub mod text;

@@ -30,10 +30,11 @@
 //! entity scores count each word once. Words cut off by the window are not
 //! read (the report counts the sentences cut). Errors name the file and line.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
+use crate::data::split_files::{every_nth, split_file, validation_file};
 use crate::data::text::Vocabulary;
 use crate::data::text_classes::TextClassesReport;
 use crate::data::{Dataset, NO_LABEL, Split, Targets};
@@ -43,8 +44,6 @@ use crate::error::{Error, Result};
 const WORD_COLUMNS: [&str; 2] = ["tokens", "words"];
 /// Column names taken as its tags, in order of preference.
 const TAG_COLUMNS: [&str; 5] = ["ner_tags", "tags", "labels", "pos_tags", "chunk_tags"];
-/// Names of a validation split's file, besides [`crate::data::image_folder`]'s.
-const VALIDATION_NAMES: [&str; 4] = ["validation", "valid", "val", "dev"];
 /// Every how many sentences of a single file one goes to the test split.
 const TEST_EVERY: usize = 10;
 
@@ -70,18 +69,6 @@ fn is_json(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("json"))
-}
-
-/// The file of split `name` in folder `dir` (`name` with any extension, or
-/// none), if any.
-fn split_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.file_stem().is_some_and(|s| s.eq_ignore_ascii_case(name)))
-        .collect();
-    found.sort();
-    found.into_iter().next()
 }
 
 /// A tag as read: trimmed, a whole number in any notation written as one.
@@ -234,14 +221,7 @@ type Splits = (Vec<Sentence>, Vec<Sentence>, Option<Vec<Sentence>>);
 /// The training, test and validation sentences at `path` (see the module docs).
 fn read_splits(path: &Path) -> Result<Splits> {
     if path.is_file() {
-        let (mut train, mut test) = (Vec::new(), Vec::new());
-        for (i, s) in read_sentences(path, true)?.into_iter().enumerate() {
-            if (i + 1).is_multiple_of(TEST_EVERY) {
-                test.push(s);
-            } else {
-                train.push(s);
-            }
-        }
+        let (train, test) = every_nth(read_sentences(path, true)?, TEST_EVERY);
         return Ok((train, test, None));
     }
     let file = |name: &str| {
@@ -255,20 +235,9 @@ fn read_splits(path: &Path) -> Result<Splits> {
             )
         })
     };
-    let validation: Vec<PathBuf> = VALIDATION_NAMES
-        .iter()
-        .filter_map(|n| split_file(path, n))
-        .collect();
-    let validation = match validation.as_slice() {
-        [] => None,
-        [one] => Some(read_sentences(one, true)?),
-        many => {
-            return Err(err(
-                path,
-                format!("holds {} validation files ({many:?}); keep one", many.len()),
-            ));
-        }
-    };
+    let validation = validation_file(path)?
+        .map(|f| read_sentences(&f, true))
+        .transpose()?;
     Ok((
         read_sentences(&file("train")?, true)?,
         read_sentences(&file("test")?, true)?,

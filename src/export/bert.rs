@@ -27,7 +27,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::graph::params::NamedValues;
 use crate::import::ACTIVATIONS;
-use crate::import::bert::{BertConfig, Family, encoder_head_of};
+use crate::import::bert::{BertConfig, Family, Task, encoder_head_of};
 use crate::nn::functional::LayerOrOp;
 use crate::nn::{Functional, GraphOp, Layer};
 
@@ -145,7 +145,11 @@ pub fn bert_config_of(f: &Functional) -> std::result::Result<(BertConfig, usize)
         labels: None,
         // Sigmoids under binary cross-entropy: Hugging Face's multi-label head.
         multi_label: f.supervised_loss() == Some(crate::nn::Loss::BinaryCrossentropy),
-        per_token: head.per_token,
+        task: head.task,
+        qa_dropout: match (head.task, family) {
+            (Task::QuestionAnswering, Family::DistilBert) => rate("dropout"),
+            _ => 0.0,
+        },
     };
     if heads == 0 || width % heads != 0 || layers == 0 {
         return Err(format!(
@@ -177,11 +181,7 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     let own = merged_tensors(c, &a.functional, path)?;
     let tensors = hf_tensors(&own, &config, context).map_err(bad)?;
     let classes = encoder_head_of(&a.functional).map_or(2, |h| h.classes);
-    let task = if config.per_token {
-        "TokenClassification"
-    } else {
-        "SequenceClassification"
-    };
+    let task = config.task.architecture();
     // The checkpoint's own model_type where it is one of the family's (XLM-R,
     // CamemBERT), else the family's.
     let model_type = c
@@ -252,10 +252,24 @@ pub fn export_bert(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     if config.family == Family::Electra {
         settings["embedding_size"] = json!(config.embedding_width);
     }
+    if config.task == Task::QuestionAnswering {
+        // A question answerer has no classifier's dropout: DistilBERT's drops
+        // out at qa_dropout before qa_outputs, the others' not at all.
+        if let Some(all) = settings.as_object_mut() {
+            all.remove("seq_classif_dropout");
+            all.remove("classifier_dropout");
+        }
+        if config.family == Family::DistilBert {
+            settings["qa_dropout"] = json!(config.qa_dropout);
+        }
+    }
     let tokenizer = write_folder(dir, &tensors, &settings, &c.vocabulary(path)?, context)?;
     let count: usize = own.iter().map(|(_, _, v)| v.len()).sum();
     let head = match classes {
-        n if config.per_token => format!("a classifier of each token, {n} classes"),
+        _ if config.task == Task::QuestionAnswering => {
+            "a question answerer, start and end scores of each token".to_string()
+        }
+        n if config.task.per_token() => format!("a classifier of each token, {n} classes"),
         n if config.multi_label => format!("a multi-label classifier of {n} classes"),
         1 => "a regression head, one score".to_string(),
         n => format!("a classifier of {n} classes"),

@@ -81,17 +81,88 @@ const MAX_CLASSES: usize = 100_000;
 
 /// The `architectures` a folder may name: the bare encoder, its pretraining
 /// models and its sequence classifier (others have heads of another shape).
-const READ_ARCHITECTURES: [&str; 5] = [
+const READ_ARCHITECTURES: [&str; 6] = [
     "Model",
     "ForPreTraining",
     "ForMaskedLM",
     "ForSequenceClassification",
     "ForTokenClassification",
+    "ForQuestionAnswering",
 ];
 
 /// The head of a token classifier (`*ForTokenClassification`, every family's):
 /// dropout, then `classifier` on every token.
 const TOKEN_HEAD: [&str; 1] = [BERT_CLASSIFIER_HEAD];
+
+/// The head of a question answerer (`*ForQuestionAnswering`, every family's):
+/// `qa_outputs`, a start and an end score for every token.
+const ANSWER_HEAD: [&str; 1] = ["qa_outputs"];
+
+/// The output of a question answerer: `qa_outputs`' `[T, 2]` turned `[2, T]`,
+/// each row (the start's, the end's) a softmax over the window's positions.
+pub const ANSWER_SCORES: &str = "start_end_logits";
+
+/// What an encoder's head does: Hugging Face's tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Task {
+    /// `*ForSequenceClassification`: the classes of each text (or pair of
+    /// texts), or one score, from its first token.
+    #[default]
+    TextClassification,
+    /// `*ForTokenClassification`: the classes of each token (named entities,
+    /// parts of speech); the loss is the mean over the tokens with a label.
+    TokenClassification,
+    /// `*ForQuestionAnswering` (extractive, SQuAD's): where a question's answer
+    /// starts and ends in the context that follows it, each a softmax over the
+    /// window's positions; the loss is the mean of the two cross-entropies.
+    QuestionAnswering,
+}
+
+impl Task {
+    /// The task of a model whose `architectures` entry is `name`, if a head's.
+    fn of_architecture(name: &str) -> Option<Task> {
+        [
+            ("ForSequenceClassification", Task::TextClassification),
+            ("ForTokenClassification", Task::TokenClassification),
+            ("ForQuestionAnswering", Task::QuestionAnswering),
+        ]
+        .into_iter()
+        .find(|(suffix, _)| name.ends_with(suffix))
+        .map(|(_, task)| task)
+    }
+
+    /// Hugging Face's name of the head, after `{Family}For`.
+    pub fn architecture(self) -> &'static str {
+        match self {
+            Task::TextClassification => "SequenceClassification",
+            Task::TokenClassification => "TokenClassification",
+            Task::QuestionAnswering => "QuestionAnswering",
+        }
+    }
+
+    /// The `transformers` class that loads such a model.
+    pub fn auto_class(self) -> &'static str {
+        match self {
+            Task::TextClassification => "AutoModelForSequenceClassification",
+            Task::TokenClassification => "AutoModelForTokenClassification",
+            Task::QuestionAnswering => "AutoModelForQuestionAnswering",
+        }
+    }
+
+    /// PEFT's `task_type` of the task.
+    pub fn peft_task_type(self) -> &'static str {
+        match self {
+            Task::TextClassification => "SEQ_CLS",
+            Task::TokenClassification => "TOKEN_CLS",
+            Task::QuestionAnswering => "QUESTION_ANS",
+        }
+    }
+
+    /// Whether the head reads every token (no pooling, no pooler).
+    pub fn per_token(self) -> bool {
+        self != Task::TextClassification
+    }
+}
 
 /// The encoders of BERT's design that wgml reads: the same blocks, named alike,
 /// differing in their positions and their classification head.
@@ -313,11 +384,14 @@ pub struct BertConfig {
     /// "multi_label_classification"): a sigmoid per class under binary
     /// cross-entropy, each text in any number of classes.
     pub multi_label: bool,
-    /// Whether the head classifies every token (Hugging Face's
-    /// `*ForTokenClassification`: named entities, parts of speech): dropout and
-    /// `classifier` (softmax) on each token's output, no pooling; the loss is
-    /// the mean over the tokens with a label.
-    pub per_token: bool,
+    /// The head's task: a classifier of texts (the family's head on the first
+    /// token); of tokens (dropout and `classifier`, a softmax, on every token);
+    /// or a question answerer (`qa_outputs` on every token, DistilBERT's after
+    /// dropout at `qa_dropout`).
+    pub task: Task,
+    /// DistilBERT's dropout before `qa_outputs` (`qa_dropout`); 0 for the
+    /// others, whose question answerers have none.
+    pub qa_dropout: f64,
 }
 
 impl BertConfig {
@@ -351,24 +425,26 @@ impl BertConfig {
             .find(|a| a.ends_with("LMHeadModel") || !READ_ARCHITECTURES.iter().any(|r| a.ends_with(r)))
         {
             return Err(format!(
-                "describes a {other}, whose head is not a classifier of whole texts or of tokens; \
-                 wgml reads the encoder with its sequence or token classifier (architectures *Model, \
-                 *ForPreTraining, *ForMaskedLM, *ForSequenceClassification, *ForTokenClassification): \
-                 to fine-tune this encoder anyway, remove the architectures entry from config.json \
+                "describes a {other}, whose head is not a classifier of whole texts or of tokens nor \
+                 a question answerer; wgml reads the encoder with one of those heads (architectures \
+                 *Model, *ForPreTraining, *ForMaskedLM, *ForSequenceClassification, \
+                 *ForTokenClassification, *ForQuestionAnswering): to fine-tune this encoder anyway, remove the architectures entry from config.json \
                  and import it with --num-labels N, which draws a new head"
             ));
         }
-        let per_token = architectures
+        let task = architectures
             .clone()
-            .any(|a| a.ends_with("ForTokenClassification"));
+            .find_map(Task::of_architecture)
+            .unwrap_or_default();
+        let per_token = task.per_token();
         let num_labels = c
             .get("id2label")
             .and_then(Value::as_object)
             .map(|m| m.len())
             .or_else(|| c.get("num_labels").and_then(Value::as_u64).map(|n| n as usize));
         match c.get("problem_type").and_then(Value::as_str) {
-            // A token classifier trains with cross-entropy over each token's
-            // classes whatever problem_type says, as Hugging Face's does.
+            // A token classifier (and a question answerer) trains with
+            // cross-entropy whatever problem_type says, as Hugging Face's does.
             _ if per_token => {}
             None | Some("single_label_classification" | "multi_label_classification") => {}
             Some("regression") if num_labels.is_none_or(|n| n == 1) => {}
@@ -488,18 +564,16 @@ impl BertConfig {
             labels,
             multi_label: !per_token
                 && c.get("problem_type").and_then(Value::as_str) == Some("multi_label_classification"),
-            per_token,
+            task,
+            qa_dropout: if distil { rate("qa_dropout", 0.1)? } else { 0.0 },
         })
     }
 
-    /// The layers of its head (the family's, or a token classifier's
-    /// `classifier`), trained in full under LoRA; the last is the output.
+    /// The layers of its head (the family's, a token classifier's
+    /// `classifier` or a question answerer's `qa_outputs`), trained in full
+    /// under LoRA; the last is the one with the classes.
     pub fn head(&self) -> &'static [&'static str] {
-        if self.per_token {
-            &TOKEN_HEAD
-        } else {
-            self.family.head()
-        }
+        head_of(self.family, self.task)
     }
 
     /// The wgml functional model of this BERT as a classifier of `classes`
@@ -605,18 +679,31 @@ impl BertConfig {
             x = format!("{p}.{}", names.norm2);
             layers.push(layer(&x, &[&residual], norm.clone()));
         }
-        let output = if self.per_token {
-            // Every token's classes: DistilBERT's head drops out at its `dropout`
-            // (the hidden rate), the others' at classifier_dropout.
-            let rate = match self.family {
-                Family::DistilBert => self.hidden_dropout,
-                _ => self.classifier_dropout,
-            };
-            let x = dropout(&mut layers, "dropout".into(), x, rate);
-            layers.push(layer(BERT_CLASSIFIER_HEAD, &[&x], output_layer(classes, false)));
-            BERT_CLASSIFIER_HEAD
-        } else {
-            self.sequence_head(&mut layers, &x, classes)
+        let output = match self.task {
+            Task::TokenClassification => {
+                // Every token's classes: DistilBERT's head drops out at its
+                // `dropout` (the hidden rate), the others' at classifier_dropout.
+                let rate = match self.family {
+                    Family::DistilBert => self.hidden_dropout,
+                    _ => self.classifier_dropout,
+                };
+                let x = dropout(&mut layers, "dropout".into(), x, rate);
+                layers.push(layer(BERT_CLASSIFIER_HEAD, &[&x], output_layer(classes, false)));
+                BERT_CLASSIFIER_HEAD
+            }
+            Task::QuestionAnswering => {
+                // A start and an end score per token, each row then a softmax
+                // over the positions (padding's included, as Hugging Face's).
+                let x = dropout(&mut layers, "dropout".into(), x, self.qa_dropout);
+                layers.push(layer(ANSWER_HEAD[0], &[&x], json!({ "Dense": { "units": 2 } })));
+                layers.push(layer(
+                    ANSWER_SCORES,
+                    &[ANSWER_HEAD[0]],
+                    json!({ "Permute": { "dims": [2, 1] } }),
+                ));
+                ANSWER_SCORES
+            }
+            Task::TextClassification => self.sequence_head(&mut layers, &x, classes),
         };
         let description = json!({
             "functional": {
@@ -752,36 +839,58 @@ pub fn encoder_classifier_of(f: &crate::nn::Functional) -> Option<(Family, usize
     encoder_head_of(f).map(|h| (h.family, h.classes))
 }
 
-/// The head of a classifier [`import_bert`] makes.
+/// The layers of the head of `task` on an encoder of `family`, trained in
+/// full under LoRA; the last is the one with the classes.
+fn head_of(family: Family, task: Task) -> &'static [&'static str] {
+    match task {
+        Task::TextClassification => family.head(),
+        Task::TokenClassification => &TOKEN_HEAD,
+        Task::QuestionAnswering => &ANSWER_HEAD,
+    }
+}
+
+/// The head of a model [`import_bert`] makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EncoderHead {
     /// The encoder's family.
     pub family: Family,
-    /// The head's classes (1: a regression's score).
+    /// The head's classes (1: a regression's score; a question answerer's 2,
+    /// its start and end scores).
     pub classes: usize,
-    /// Whether it classifies every token (else each text, from its first token).
-    pub per_token: bool,
+    /// What the head does.
+    pub task: Task,
 }
 
 impl EncoderHead {
-    /// The layers of the head, trained in full under LoRA; the last is the output.
+    /// The layers of the head, trained in full under LoRA; the last is the one
+    /// with the classes.
     pub fn layers(&self) -> &'static [&'static str] {
-        if self.per_token {
-            &TOKEN_HEAD
-        } else {
-            self.family.head()
-        }
+        head_of(self.family, self.task)
+    }
+
+    /// Whether it reads every token (a token classifier, a question answerer).
+    pub fn per_token(&self) -> bool {
+        self.task.per_token()
     }
 }
 
-/// The head of functional model `f` when it is a classifier [`import_bert`]
-/// makes: its last layer its family's head output read from the first token (a
-/// classifier of texts), or `classifier` on every token (of tokens, with no
-/// pooling); `None` otherwise.
+/// The head of functional model `f` when it is a model [`import_bert`] makes:
+/// its last layer its family's head output read from the first token (a
+/// classifier of texts), `classifier` on every token (of tokens, with no
+/// pooling), or `qa_outputs` on every token turned into start and end scores
+/// over the positions (a question answerer); `None` otherwise.
 pub fn encoder_head_of(f: &crate::nn::Functional) -> Option<EncoderHead> {
     use crate::nn::Layer;
     use crate::nn::functional::LayerOrOp;
-    let last = f.layers.last()?;
+    let mut last = f.layers.last()?;
+    let mut task = Task::TokenClassification;
+    if last.name == ANSWER_SCORES
+        && matches!(&last.what, LayerOrOp::Layer(Layer::Permute { dims }) if dims == &[2, 1])
+        && last.inputs == [ANSWER_HEAD[0]]
+    {
+        task = Task::QuestionAnswering;
+        last = f.layers.iter().rev().nth(1)?;
+    }
     let LayerOrOp::Layer(Layer::Dense { units, .. }) = &last.what else {
         return None;
     };
@@ -789,20 +898,17 @@ pub fn encoder_head_of(f: &crate::nn::Functional) -> Option<EncoderHead> {
         .layers
         .iter()
         .any(|l| l.name == "first_token" && matches!(l.what, LayerOrOp::Layer(Layer::FirstTokenPooling1D)));
-    let per_token = !pooled;
+    if pooled {
+        task = Task::TextClassification;
+    }
     let family = Family::ALL.into_iter().find(|&family| {
-        let head = EncoderHead {
-            family,
-            classes: *units,
-            per_token,
-        };
-        // A token classifier's head reads the last block (through dropout).
+        // A head on every token reads the last block (through dropout).
         let on_tokens = last
             .inputs
             .first()
             .is_some_and(|i| i == "dropout" || i.starts_with(family.names().blocks));
-        head.layers().last() == Some(&last.name.as_str())
-            && (!per_token || on_tokens)
+        head_of(family, task).last() == Some(&last.name.as_str())
+            && (!task.per_token() || on_tokens)
             && f.layers.iter().any(|l| {
                 l.name == format!("{}embeddings.word_embeddings", family.prefix())
                     && matches!(l.what, LayerOrOp::Layer(Layer::Embedding { .. }))
@@ -811,7 +917,7 @@ pub fn encoder_head_of(f: &crate::nn::Functional) -> Option<EncoderHead> {
     Some(EncoderHead {
         family,
         classes: *units,
-        per_token,
+        task,
     })
 }
 
@@ -833,9 +939,12 @@ pub struct BertImport {
     /// Whether a new head is multi-label (Hugging Face's `problem_type`
     /// "multi_label_classification"); a file's config may say so itself.
     pub multi_label: bool,
-    /// Whether the head classifies every token (Hugging Face's
-    /// `*ForTokenClassification`); a file's `architectures` may say so itself.
-    pub per_token: bool,
+    /// The head's task where it is not the file's: a token classifier (Hugging
+    /// Face's `*ForTokenClassification`) or a question answerer
+    /// (`*ForQuestionAnswering`); the default
+    /// ([`Task::TextClassification`]) keeps what the file's `architectures`
+    /// say, a classifier of texts where they name no head.
+    pub task: Task,
 }
 
 impl Default for BertImport {
@@ -846,7 +955,7 @@ impl Default for BertImport {
             classes: None,
             seed: 0,
             multi_label: false,
-            per_token: false,
+            task: Task::TextClassification,
         }
     }
 }
@@ -880,12 +989,27 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
     }
     let mut config = config;
     config.multi_label |= how.multi_label;
-    config.per_token |= how.per_token;
-    if config.per_token && (config.multi_label || how.classes == Some(1)) {
-        return Err(Error::invalid(
-            "a token classifier gives one class per token under cross-entropy (Hugging Face's \
-             *ForTokenClassification): leave out --multi-label, and give --num-labels 2 or more",
-        ));
+    if how.task != Task::TextClassification {
+        config.task = how.task;
+    }
+    match config.task {
+        Task::TokenClassification if how.multi_label || how.classes == Some(1) => {
+            return Err(Error::invalid(
+                "a token classifier gives one class per token under cross-entropy (Hugging Face's \
+                 *ForTokenClassification): leave out --multi-label, and give --num-labels 2 or more",
+            ));
+        }
+        Task::QuestionAnswering if how.multi_label || how.classes.is_some_and(|n| n != 2) => {
+            return Err(Error::invalid(
+                "a question answerer scores where each answer starts and ends (Hugging Face's \
+                 *ForQuestionAnswering, num_labels 2): leave out --multi-label and --num-labels",
+            ));
+        }
+        _ => {}
+    }
+    // A file's multi-label text classifier made a head on every token.
+    if config.task.per_token() {
+        config.multi_label = false;
     }
     if config.multi_label && how.classes == Some(1) {
         return Err(Error::invalid(
@@ -911,7 +1035,8 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
     let count: usize = read.tensors.iter().map(|(_, _, v)| v.len()).sum();
     let mut notes = Vec::new();
     let what = match read.classes {
-        n if config.per_token => format!("{n} classes of each token"),
+        _ if config.task == Task::QuestionAnswering => "start and end scores of each token".to_string(),
+        n if config.task.per_token() => format!("{n} classes of each token"),
         n if config.multi_label => format!("{n} classes, multi-label (a sigmoid each)"),
         1 => "a regression head (one score, mean squared error)".to_string(),
         n => format!("{n} classes"),
@@ -928,7 +1053,9 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
             config.head().join("', '"),
             how.seed
         ));
-    } else if config.per_token {
+    } else if config.task == Task::QuestionAnswering {
+        notes.push("its question answerer (start and end scores of each token)".into());
+    } else if config.task.per_token() {
         notes.push(format!(
             "its token classifier of {} classes ({})",
             read.classes,
@@ -949,7 +1076,7 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
             architecture.class_names.join(", ")
         ));
     }
-    if !read.pooler_read && !config.per_token {
+    if !read.pooler_read && !config.task.per_token() {
         notes.push("a new pooler (the file has none)".into());
     }
     if read.skipped > 0 {
@@ -957,7 +1084,7 @@ pub fn import_bert(dir: &Path, how: &BertImport) -> Result<Imported> {
             "{} tensors of heads the classifier does not use ({}*{}) left out",
             read.skipped,
             config.family.pretraining(),
-            if config.family == Family::Roberta || config.per_token {
+            if config.family == Family::Roberta || config.task.per_token() {
                 ", pooler.*"
             } else {
                 ""
@@ -1058,14 +1185,19 @@ fn bert_tensors(
     for (name, view) in file.tensors() {
         let short = name.strip_prefix(prefix).unwrap_or(&name);
         // RoBERTa's classifier reads no pooler (RobertaModel's files hold one),
-        // nor does a token classifier; a token classifier made from a sequence
-        // classifier leaves the latter's head out (Hugging Face's unused weights).
-        let unused_pooler = (c.family == Family::Roberta || c.per_token) && short.starts_with("pooler.");
-        let unused_head = c.per_token
-            && c.family
-                .head()
-                .iter()
-                .any(|h| *h != BERT_CLASSIFIER_HEAD && name.starts_with(&format!("{h}.")));
+        // nor do heads on every token; a head made from another task's file
+        // leaves the other's layers out (Hugging Face's unused weights).
+        let unused_pooler =
+            (c.family == Family::Roberta || c.task.per_token()) && short.starts_with("pooler.");
+        let used = c.head();
+        let unused_head = [
+            Task::TextClassification,
+            Task::TokenClassification,
+            Task::QuestionAnswering,
+        ]
+        .into_iter()
+        .flat_map(|task| head_of(c.family, task))
+        .any(|h| !used.contains(h) && name.starts_with(&format!("{h}.")));
         if name.starts_with(c.family.pretraining()) || unused_pooler || unused_head {
             skipped += 1;
             continue;
@@ -1165,7 +1297,7 @@ fn bert_tensors(
             .collect()
     };
     let mut pooler_read = true;
-    if c.family == Family::Bert && !c.per_token {
+    if c.family == Family::Bert && !c.task.per_token() {
         pooler_read = file.0.contains_key("pooler.dense.weight");
         let (w, b) = if pooler_read {
             (
@@ -1222,6 +1354,12 @@ fn bert_tensors(
             (n, false, draw(n * d), vec![0.0; n])
         }
     };
+    if c.task == Task::QuestionAnswering && classes != 2 {
+        return Err(format!(
+            "tensor '{head}' scores {classes} things per token; a question answerer's scores the \
+             start and the end of the answer, [2, {d}]"
+        ));
+    }
     // RoBERTa's classifier.dense and DistilBERT's pre_classifier, before the
     // output: the file's where it has them, else new.
     if let [before, _] = c.head() {
@@ -1329,13 +1467,13 @@ mod tests {
             "{BASE},\"architectures\":[\"BertForTokenClassification\"],\"problem_type\":\"multi_label_classification\"}}"
         ))
         .unwrap();
-        assert!(c.per_token && !c.multi_label);
+        assert!(c.task == Task::TokenClassification && !c.multi_label);
         let a = c.architecture(64, 9, 2e-5).unwrap();
         let names: Vec<&str> = a.functional.layers.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names[names.len() - 2..], ["dropout", BERT_CLASSIFIER_HEAD]);
         assert!(!names.contains(&"first_token") && !names.iter().any(|n| n.contains("pooler")));
         let head = encoder_head_of(&a.functional).unwrap();
-        assert_eq!((head.classes, head.per_token), (9, true));
+        assert_eq!((head.classes, head.task), (9, Task::TokenClassification));
     }
 
     #[test]

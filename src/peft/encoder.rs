@@ -23,7 +23,7 @@ use super::{CONFIG_FILE, PREFIX, TENSORS_FILE, settings_of};
 use crate::checkpoint::{self, Checkpoint};
 use crate::error::{Error, Result};
 use crate::graph::params::NamedValues;
-use crate::import::bert::{EncoderHead, Family, encoder_head_of};
+use crate::import::bert::{EncoderHead, Family, Task, encoder_head_of};
 use crate::nn::lora::{LORA_A, LORA_B, is_adapter};
 
 /// Layers saved whole beside the head (PEFT's `modules_to_save`, by the module
@@ -32,14 +32,15 @@ use crate::nn::lora::{LORA_A, LORA_B, is_adapter};
 /// A token classifier has no pooler.
 fn saved_beside_head(head: EncoderHead) -> &'static [(&'static str, &'static str)] {
     match head.family {
-        Family::Bert if !head.per_token => &[("bert.pooler.dense", "pooler")],
+        Family::Bert if !head.per_token() => &[("bert.pooler.dense", "pooler")],
         _ => &[],
     }
 }
 
-/// PEFT's `task_type` of a head: a classifier of texts or of tokens.
+/// PEFT's `task_type` of a head: a classifier of texts or of tokens, or a
+/// question answerer.
 fn task_type(head: EncoderHead) -> &'static str {
-    if head.per_token { "TOKEN_CLS" } else { "SEQ_CLS" }
+    head.task.peft_task_type()
 }
 
 /// A pattern key of `rank_pattern` or `alpha_pattern` names module `hf` (PEFT's
@@ -117,10 +118,14 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
         return Err(file_err(
             CONFIG_FILE,
             format!(
-                "is not an adapter of this {} (task_type {task}, a classifier of {}); give the \
-                 adapter of the model's own head",
+                "is not an adapter of this {} (task_type {task}, {}); give the adapter of the \
+                 model's own head",
                 family.name(),
-                if head.per_token { "tokens" } else { "texts" }
+                match head.task {
+                    Task::TextClassification => "a classifier of texts",
+                    Task::TokenClassification => "a classifier of tokens",
+                    Task::QuestionAnswering => "a question answerer",
+                }
             ),
         ));
     }
@@ -343,15 +348,12 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     });
     super::write_folder(dir, &entries, &settings)?;
     let what = match classes {
-        n if head.per_token => format!("{n} classes of each token"),
+        _ if head.task == Task::QuestionAnswering => "start and end scores of each token".to_string(),
+        n if head.per_token() => format!("{n} classes of each token"),
         1 => "one score (a regression)".to_string(),
         n => format!("{n} classes"),
     };
-    let auto = if head.per_token {
-        "AutoModelForTokenClassification"
-    } else {
-        "AutoModelForSequenceClassification"
-    };
+    let auto = head.task.auto_class();
     Ok(format!(
         "LoRA adapter: rank {}, alpha {}, on {} {} modules, and the head ({head_tensors} tensors) of \
          {what} (PEFT's {}: load it onto {auto}.from_pretrained(BASE, num_labels={classes}))",

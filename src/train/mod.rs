@@ -3,6 +3,7 @@
 //! for a GAN's alternating steps (both with backups); `evaluate` with accuracy, per-class precision/recall/F1 and the
 //! confusion matrix.
 
+pub mod answers;
 pub mod backup;
 pub mod callbacks;
 pub mod entities;
