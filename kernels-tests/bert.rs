@@ -179,6 +179,15 @@ fn export_and_import(
     imported: &wgml::import::Imported,
     name: &str,
 ) -> (String, serde_json::Value, wgml::import::Imported) {
+    export_and_import_at(imported, name, 16)
+}
+
+/// [`export_and_import`] of a model of `tokens` tokens.
+fn export_and_import_at(
+    imported: &wgml::import::Imported,
+    name: &str,
+    tokens: usize,
+) -> (String, serde_json::Value, wgml::import::Imported) {
     let out = fresh_dir(name);
     let path = out.join("model.safetensors");
     save_imported(imported, &path);
@@ -188,7 +197,7 @@ fn export_and_import(
     (
         summary,
         config,
-        import_bert(&out.join("hf"), &how(16, None)).unwrap(),
+        import_bert(&out.join("hf"), &how(tokens, None)).unwrap(),
     )
 }
 
@@ -1187,6 +1196,168 @@ fn token_classifier_against_hugging_face(family: &str, first: usize, class_name:
     assert_eq!(
         config["architectures"][0],
         format!("{class_name}ForTokenClassification")
+    );
+    assert_eq!(
+        (again.architecture, again.tensors),
+        (imported.architecture, imported.tensors)
+    );
+}
+
+/// Question answerers of each family (a new `qa_outputs` on the tiny
+/// encoders, `golden/make_encoder_qa.py`) read the fixture's questions as
+/// Hugging Face's `run_qa.py` does (the same ids, windows of the context two
+/// tokens apart, start and end labels, each window's context offsets); their
+/// start and end probabilities, the loss and one step's gradients are Hugging
+/// Face's; their logits give `utils_qa`'s answers (SQuAD 2.0's rules); exported,
+/// each is its *ForQuestionAnswering again.
+#[test]
+fn question_answerers_give_hugging_faces_answers_and_gradients() {
+    for (family, first, class) in [
+        ("bert", 0, "Bert"),
+        ("roberta", 2, "Roberta"),
+        ("distilbert", 0, "DistilBert"),
+        ("electra", 0, "Electra"),
+    ] {
+        question_answerer_against_hugging_face(family, first, class);
+    }
+}
+
+/// The question answerer of `family` (its position table's first token at row
+/// `first` of Hugging Face's; Hugging Face's class `{class}ForQuestionAnswering`)
+/// against Hugging Face's (see
+/// [`question_answerers_give_hugging_faces_answers_and_gradients`]).
+fn question_answerer_against_hugging_face(family: &str, first: usize, class_name: &str) {
+    use wgml::data::squad::{QaReader, read_examples};
+    use wgml::kernels::sequence::MASKED_SCORE;
+    use wgml::train::answers::{AnswerOptions, best_answers};
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let dir = repo_file(&format!("kernels-tests/golden/{family}-tiny-qa"));
+    let (want, _) = fixture_file(&dir.join("expected.safetensors"), &[]);
+    let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().as_ref().unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&meta["examples"]).unwrap();
+    let lines: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    let file = fresh_dir(&format!("{family}-qa-data")).join("questions.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let examples = read_examples(&file).unwrap();
+    let tokens = 18;
+    let imported = import_bert(&dir, &how(tokens, None)).unwrap();
+    assert!(
+        imported.summary.contains("its question answerer"),
+        "{}",
+        imported.summary
+    );
+    let pad = imported.pad_token_id.unwrap();
+    let reader = QaReader::new(&imported.vocabulary, tokens, 2, pad).unwrap();
+    let read = reader.features(&examples).unwrap();
+    let split = read.split(tokens);
+    let what = |s: &str| format!("{family}: {s}");
+    assert_eq!(split.x, want["ids"], "{}", what("token ids"));
+    let wgml::data::Targets::Classes { labels, .. } = &split.y else {
+        unreachable!("question answering has classes")
+    };
+    let hf_labels: Vec<u32> = want["labels"].iter().map(|&l| l as u32).collect();
+    assert_eq!(labels, &hf_labels, "{}", what("start and end labels"));
+    let features: Vec<serde_json::Value> = serde_json::from_str(&meta["features"]).unwrap();
+    assert_eq!(read.features.len(), features.len());
+    for (ours, theirs) in read.features.iter().zip(&features) {
+        assert_eq!(ours.example, theirs["example"].as_u64().unwrap() as usize);
+        let offsets: Vec<Option<(usize, usize)>> = serde_json::from_value(theirs["offsets"].clone()).unwrap();
+        assert_eq!(ours.offsets, offsets, "{}", what("offsets"));
+    }
+    let n = read.features.len();
+    // Each feature's start row then its end row, as wgml's [2, T] output; the
+    // padding's scores masked.
+    let real = |f: usize, t: usize| {
+        let ids = &split.x[f * tokens..(f + 1) * tokens];
+        ids[t..].iter().any(|&id| id != pad as f32)
+    };
+    let hf_logits: Vec<f32> = (0..n)
+        .flat_map(|f| {
+            let row = f * tokens..(f + 1) * tokens;
+            want["start_logits"][row.clone()]
+                .iter()
+                .chain(&want["end_logits"][row])
+                .enumerate()
+                .map(|(i, &v)| if real(f, i % tokens) { v } else { MASKED_SCORE })
+                .collect::<Vec<f32>>()
+        })
+        .collect();
+    assert!(
+        hf_logits.contains(&MASKED_SCORE),
+        "{}",
+        what("some windows are padded")
+    );
+    let batch = wgml::nn::model::Batch {
+        x: &split.x,
+        labels,
+        values: &[],
+        len: n,
+    };
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        let stepped = sgd_step(ctx, &imported, &batch);
+        let what = |s: &str| format!("{family} {class:?}: {s}");
+        assert_close(
+            &what("probabilities"),
+            &stepped.predictions,
+            &softmax_rows(&hf_logits, tokens),
+            1e-6,
+            1e-5,
+        );
+        // The mean over the 2n labels is the mean of the start's and end's means.
+        let (loss, hf) = (stepped.loss / 2.0, want["loss"][0] as f64);
+        assert!(
+            (loss - hf).abs() < 1e-5 * hf,
+            "{}",
+            what(&format!("loss {loss} vs {hf}"))
+        );
+        for name in [
+            "qa_outputs.weight",
+            &format!("{family}.embeddings.word_embeddings.weight"),
+        ] {
+            grad_close(
+                &what(name),
+                &stepped.grad(name),
+                &want[&format!("grad.{name}")],
+                1e-6,
+            );
+        }
+        let name = format!("{family}.embeddings.position_embeddings.weight");
+        let ours = stepped.grad(&name);
+        let d = ours.len() / tokens;
+        grad_close(
+            &what(&name),
+            &ours,
+            &want[&format!("grad.{name}")][first * d..(first + tokens) * d],
+            1e-6,
+        );
+    }
+    let mut model = imported.model(ctx).unwrap();
+    let logits = model.predict_logits(ctx, &split.x, n).unwrap();
+    assert_close(&what("logits"), &logits, &hf_logits, 1e-5, 1e-5);
+    let options = AnswerOptions {
+        unanswerable: true,
+        ..AnswerOptions::default()
+    };
+    let answers = best_answers(&examples, &read.features, &logits, tokens, &options);
+    let hf_answers: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&meta["predictions"]).unwrap();
+    for a in &answers {
+        assert_eq!(
+            a.answer,
+            hf_answers[&a.id],
+            "{}",
+            what(&format!("answer to {}", a.id))
+        );
+    }
+    let (summary, config, again) = export_and_import_at(&imported, &format!("{family}-qa-export"), tokens);
+    assert!(summary.contains("a question answerer"), "{summary}");
+    assert_eq!(
+        config["architectures"][0],
+        format!("{class_name}ForQuestionAnswering")
     );
     assert_eq!(
         (again.architecture, again.tensors),

@@ -362,14 +362,43 @@ fn a_token_classifier_trains_and_predicts_under_dynamic_padding_as_the_whole_win
     }
 }
 
+/// `mask_positions` equals its twin on odd shapes (rows of positions past each
+/// sample's length, every length from 0 to all), forward and for the gradient.
+#[test]
+fn masked_positions_match_their_twin() {
+    let (_g, ctx) = gpu();
+    for (n, &(batch, rows, positions)) in [(1usize, 1usize, 1usize), (5, 2, 7), (3, 3, 300)]
+        .iter()
+        .enumerate()
+    {
+        let x = uniform(&mut rng(70 + n as u64), batch * rows * positions, -3.0, 3.0);
+        let lengths: Vec<f32> = (0..batch).map(|b| ((b * 5) % (positions + 1)) as f32).collect();
+        let d = SequenceDims {
+            batch,
+            tokens: positions,
+            features: rows,
+        };
+        let t = |v: &[f32]| Tensor::from_f32(ctx, v, &[v.len()]).unwrap();
+        for fill in [sequence::MASKED_SCORE, 0.0] {
+            let y = t(&vec![7.0; x.len()]);
+            ctx.run(&[&sequence::mask_positions(ctx, &d, &t(&x), &t(&lengths), fill, &y).unwrap()])
+                .unwrap();
+            let want = reference::sequence::mask_positions(&x, rows, positions, &lengths, fill);
+            assert_eq!(y.to_f32(ctx).unwrap(), want, "{d:?} fill {fill}");
+        }
+    }
+    let masked = reference::sequence::mask_positions(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3, &[2.0], -9.0);
+    assert_eq!(masked, [1.0, 2.0, -9.0, 4.0, 5.0, -9.0]);
+}
+
 /// A span scorer (a question-answering head: two scores per token, `[T, 2]`
-/// turned `[2, T]`, each row a softmax over the window's positions, padding's
-/// included as Hugging Face's heads include it) trains equal to the reference
+/// turned `[2, T]`, each row a softmax over the window's real positions, the
+/// padding masked) trains equal to the reference
 /// executor on padded samples, always at the whole window; its logits are its
 /// probabilities before the softmax; a Permute of a padded sequence anywhere
 /// else is still refused.
 #[test]
-fn a_span_scorer_softmaxes_over_the_whole_windows_positions() {
+fn a_span_scorer_softmaxes_over_the_real_positions() {
     let (_g, ctx) = gpu();
     let _restore = PlanAs(ctx);
     let tokens = 12;
@@ -437,6 +466,10 @@ fn a_span_scorer_softmaxes_over_the_whole_windows_positions() {
     let logits = model.predict_logits(ctx, &x, 3).unwrap();
     let probabilities = model.predict(ctx, &x, 3).unwrap();
     assert_eq!(logits.len(), 3 * 2 * tokens);
+    // The first sample's padding (4 real tokens) is masked: probability 0.
+    assert_eq!(logits[4], wgml::kernels::sequence::MASKED_SCORE);
+    assert_eq!(probabilities[tokens + 11], 0.0);
+    assert!(probabilities[3] > 0.0);
     assert_close(
         "softmax of the logits",
         &probabilities,

@@ -22,6 +22,11 @@
 //   sequence_pool_backward(_masked): dx[b, t, f] = dy[b, f]/n for t < n (mean), or
 //                         dy[b, f] at the picked token (last, first); 0 elsewhere.
 //                         Overwrites all of dx.
+//   mask_positions:       y[b, r, t] = x[b, r, t] for t < len[b], else p.pad (a
+//                         padded sequence's positions as the classes of F = R
+//                         rows, T = the positions: each row's padding scored
+//                         p.pad, -1e30 forward so a softmax gives it nothing, 0
+//                         for the gradient).
 //
 // One invocation per output value (a flat grid, possibly folded); sums run over t
 // in order, so results do not depend on timing.
@@ -31,7 +36,8 @@ struct Params {
     tokens: u32,
     features: u32,
     mode: u32,  // 0: the mean; 1: the last token; 2: the first token
-    pad: f32,   // sequence_lengths: the padding id; token_types: the separator id
+    pad: f32,   // sequence_lengths: the padding id; token_types: the separator id;
+                // mask_positions: the value past each length
     types: u32, // token_types: the number of token types (at least 1)
     _pad1: u32,
     _pad2: u32,
@@ -156,5 +162,21 @@ fn sequence_pool_backward_masked(@builtin(workgroup_id) wg: vec3<u32>, @builtin(
     if (i < p.batch * p.tokens * p.features) {
         let b = i / (p.tokens * p.features);
         unpool(i, b, count(len[b]));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn mask_positions(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wg, nwg, lid);
+    if (i >= p.batch * p.features * p.tokens) {
+        return;
+    }
+    let b = i / (p.features * p.tokens);
+    let t = i % p.tokens;
+    if (f32(t) < len[b]) {
+        dst[i] = src[i];
+    } else {
+        dst[i] = p.pad;
     }
 }

@@ -19,7 +19,10 @@ make_distilbert_tiny.py, make_electra_tiny.py first) and writes kernels-tests/go
                                    the [CLS] index where the answer is not in the
                                    window or there is none); start_logits and
                                    end_logits [F, 18] (float64); loss [1] (the mean
-                                   of the start's and the end's cross-entropy);
+                                   of the start's and the end's cross-entropy, each a
+                                   softmax over the window's real tokens: the
+                                   padding's logits masked, as the question-answering
+                                   pipeline masks them);
                                    grad.* of qa_outputs.weight, word_embeddings and
                                    position_embeddings.
                                    Metadata: "examples" (SQuAD 2 JSON Lines rows,
@@ -116,8 +119,13 @@ if FAMILY in ("bert", "electra"):
     inputs["token_type_ids"] = torch.tensor(enc["token_type_ids"])
 labels_t = torch.tensor(labels)
 model = model.double().eval()
-out = model(**inputs, start_positions=labels_t[:, 0], end_positions=labels_t[:, 1])
-out.loss.backward()
+out = model(**inputs)
+# The loss over each window's real tokens: the padding's scores masked, as
+# Hugging Face's pipeline masks them (its own loss would count them).
+masked = [logits.masked_fill(mask == 0, float("-inf")) for logits in (out.start_logits, out.end_logits)]
+loss = (torch.nn.functional.cross_entropy(masked[0], labels_t[:, 0])
+        + torch.nn.functional.cross_entropy(masked[1], labels_t[:, 1])) / 2
+loss.backward()
 params = dict(model.named_parameters())
 grads = {"grad." + n: params[n].grad.float()
          for n in ["qa_outputs.weight", f"{FAMILY}.embeddings.word_embeddings.weight",
@@ -151,9 +159,9 @@ ends = out.end_logits.detach().numpy()
 save_file({"ids": ids.float(), "labels": labels_t.float(),
            "start_logits": out.start_logits.detach().float(),
            "end_logits": out.end_logits.detach().float(),
-           "loss": out.loss.detach().float().reshape(1), **grads},
+           "loss": loss.detach().float().reshape(1), **grads},
           os.path.join(OUT, "expected.safetensors"),
           metadata={"examples": json.dumps(EXAMPLES), "features": json.dumps(features),
                     "predictions": json.dumps(best_answers(starts, ends))})
-print(f"{FAMILY}: {len(features)} features; labels {labels}; loss {out.loss.item():.6f}")
+print(f"{FAMILY}: {len(features)} features; labels {labels}; loss {loss.item():.6f}")
 print(best_answers(starts, ends))

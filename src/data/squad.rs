@@ -392,6 +392,8 @@ impl QaFeatures {
 /// Reads examples into features of `T` tokens (see the module docs).
 pub struct QaReader {
     tokenizer: tokenizers::Tokenizer,
+    /// The tokenizer without its post-processor.
+    unframed: tokenizers::Tokenizer,
     /// T, the window.
     pub tokens: usize,
     /// Tokens consecutive windows share.
@@ -428,8 +430,11 @@ impl QaReader {
         tokenizer
             .with_truncation(None)
             .map_err(|e| Error::invalid(format!("the tokenizer's truncation: {e}")))?;
+        let mut unframed = tokenizer.clone();
+        unframed.with_post_processor(None::<tokenizers::processors::PostProcessorWrapper>);
         Ok(QaReader {
             tokenizer,
+            unframed,
             tokens,
             stride,
             pad,
@@ -458,34 +463,55 @@ impl QaReader {
     /// Example `e` (index `index`) as features.
     fn example(&self, index: usize, e: &QaExample) -> std::result::Result<Vec<Feature>, String> {
         let question = e.question.trim_start();
-        let asked = self
-            .tokenizer
-            .encode(question, false)
-            .map_err(|m| format!("tokenizing the question: {m}"))?
-            .len();
-        let room = self.tokens.saturating_sub(self.added + asked);
+        // Tokenized without the post-processor, which frames (and trims the
+        // offsets of) each window once it is cut, as the tokenizer's own
+        // truncation does.
+        let encode = |text: &str| {
+            self.unframed
+                .encode_char_offsets(text, false)
+                .map_err(|m| format!("tokenizing: {m}"))
+        };
+        let asked = encode(question)?;
+        let room = self.tokens.saturating_sub(self.added + asked.len());
         if room <= self.stride {
             return Err(format!(
-                "its question takes {asked} tokens, which with the {} of the frame leave {room} of \
-                 the window's {} for the context, not more than the {} consecutive windows share: \
-                 give a smaller --doc-stride or a longer window, or shorten the question",
-                self.added, self.tokens, self.stride
+                "its question takes {} tokens, which with the {} of the frame leave {room} of the \
+                 window's {} for the context, not more than the {} consecutive windows share: give \
+                 a smaller --doc-stride or a longer window, or shorten the question",
+                asked.len(),
+                self.added,
+                self.tokens,
+                self.stride
             ));
         }
-        let mut tokenizer = self.tokenizer.clone();
-        tokenizer
-            .with_truncation(Some(TruncationParams {
+        // The context cut into windows as the tokenizer's truncation cuts it
+        // (`only_second`, with the stride), each then framed with the question:
+        // what Hugging Face's overflowing encodings hold.
+        let (asked, context) = tokenizers::utils::truncation::truncate_encodings(
+            asked,
+            Some(encode(&e.context)?),
+            &TruncationParams {
                 direction: TruncationDirection::Right,
-                max_length: self.tokens,
+                max_length: self.tokens - self.added,
                 strategy: TruncationStrategy::OnlySecond,
                 stride: self.stride,
-            }))
-            .map_err(|m| format!("the tokenizer's truncation: {m}"))?;
-        let first = tokenizer
-            .encode_char_offsets((question, e.context.as_str()), true)
-            .map_err(|m| format!("tokenizing the question and context: {m}"))?;
-        let mut windows = vec![first.clone()];
-        windows.extend(first.get_overflowing().iter().cloned());
+            },
+        )
+        .map_err(|m| format!("cutting the context into windows: {m}"))?;
+        let mut parts = Vec::new();
+        if let Some(mut c) = context {
+            let rest = c.take_overflowing();
+            parts.push(c);
+            parts.extend(rest);
+        }
+        let windows = parts
+            .into_iter()
+            .map(|part| {
+                self.tokenizer
+                    .post_process(asked.clone(), Some(part), true)
+                    .map_err(|m| format!("framing a window: {m}"))
+            })
+            .collect::<std::result::Result<Vec<_>, String>>()?;
         let answer = e
             .answers
             .first()

@@ -311,6 +311,18 @@ pub enum Op {
         /// Each sample's real token count (an [`Op::SequenceLengths`]), if padded.
         lengths: Option<NodeId>,
     },
+    /// A padded sequence's positions as the classes of `[R, T]` per sample
+    /// (`x`, a `[T, R]` sequence turned): each row's scores at the padding
+    /// replaced by a score a softmax gives nothing
+    /// ([`crate::kernels::sequence::MASKED_SCORE`]), so that a question
+    /// answerer's start and end softmaxes run over the real tokens, as Hugging
+    /// Face's pipeline masks them. Their gradient is 0 there.
+    MaskPositions {
+        /// Input, `[rows, positions]` per sample.
+        x: NodeId,
+        /// Each sample's real positions (an [`Op::SequenceLengths`]).
+        lengths: NodeId,
+    },
     /// Each sample's unpadded length `[1]`: 1 + the last token of `ids` (`[T]`) whose
     /// id is not `pad` (see `kernels::sequence`). No gradient.
     SequenceLengths {
@@ -576,6 +588,7 @@ impl Graph {
             | Op::TokenTypes { ids: x, .. }
             | Op::Permute { x, .. } => vec![*x],
             Op::SequencePool { x, lengths, .. } => std::iter::once(*x).chain(*lengths).collect(),
+            Op::MaskPositions { x, lengths } => vec![*x, *lengths],
             Op::LayerNorm { x, gamma, beta, .. } => vec![*x, *gamma, *beta],
             Op::Attention { q, k, v, lengths, .. } => [*q, *k, *v].into_iter().chain(*lengths).collect(),
             Op::AddBroadcast { x, p } => vec![*x, *p],

@@ -19,6 +19,11 @@ const POOL: Kernel = Shader::Sequence.kernel("sequence_pool");
 const POOL_MASKED: Kernel = Shader::Sequence.kernel("sequence_pool_masked");
 const POOL_BACKWARD: Kernel = Shader::Sequence.kernel("sequence_pool_backward");
 const POOL_BACKWARD_MASKED: Kernel = Shader::Sequence.kernel("sequence_pool_backward_masked");
+const MASK_POSITIONS: Kernel = Shader::Sequence.kernel("mask_positions");
+
+/// What [`mask_positions`] scores a padded position in the forward pass: low
+/// enough that a softmax over the positions gives it exactly 0.
+pub const MASKED_SCORE: f32 = -1.0e30;
 
 /// Mirrors `Params` in `shaders/sequence.wgsl`.
 #[repr(C)]
@@ -211,6 +216,36 @@ pub fn sequence_pool_backward(
         &params,
         (dy, lengths, dx),
         b * t * f,
+    )
+}
+
+/// `y = x` but at padded positions, which get `fill`: `x` and `y` are `[batch,
+/// rows, positions]` with `dims.features` rows of `dims.tokens` positions (a
+/// padded sequence's positions as the classes of each row, a question
+/// answerer's start and end scores), `lengths` (`[batch]`) each sample's real
+/// positions. Forward with [`MASKED_SCORE`]; the gradient, with 0.
+pub fn mask_positions(
+    ctx: &Context,
+    dims: &SequenceDims,
+    x: &Tensor,
+    lengths: &Tensor,
+    fill: f32,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    const OP: &str = "mask_positions";
+    let params = Params {
+        pad: fill,
+        ..dims.params(OP, SequencePool::Mean)?
+    };
+    let n = dims.batch * dims.tokens * dims.features;
+    expect_f32_sizes(OP, dims, &[("x", x, n), ("y", y, n)])?;
+    launch(
+        ctx,
+        OP,
+        (MASK_POSITIONS, MASK_POSITIONS),
+        &params,
+        (x, Some(lengths), y),
+        n,
     )
 }
 

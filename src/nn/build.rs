@@ -396,7 +396,13 @@ impl Layer {
             Layer::Permute { dims } => {
                 // Keras counts from 1; 0 can never name an axis.
                 let perm: Vec<usize> = dims.iter().map(|&d| d.wrapping_sub(1)).collect();
-                Ok(one(b.g.permute(b.x, &perm, &name)?))
+                let turned = b.g.permute(b.x, &perm, &name)?;
+                // A padded sequence's positions turned into classes: the
+                // padding is masked (only the loss' output may be one).
+                match b.g.lengths_of(b.x) {
+                    Some(lengths) if perm == [1, 0] => Ok(one(b.g.mask_positions(turned, lengths, &name)?)),
+                    _ => Ok(one(turned)),
+                }
             }
             // nn.Dropout is a module of its own (no parameters).
             Layer::Dropout { rate } => Ok(one(b.g.dropout(b.x, *rate, &name)?)),

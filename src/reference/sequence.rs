@@ -28,6 +28,18 @@ pub fn token_types(ids: &[f32], tokens: usize, separator: u32, types: usize) -> 
     out
 }
 
+/// Twin of `mask_positions`: `x` (`[batch, rows, positions]`, `positions`
+/// per row) with every position at or past its sample's length `fill`.
+pub fn mask_positions(x: &[f32], rows: usize, positions: usize, lengths: &[f32], fill: f32) -> Vec<f32> {
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let (b, t) = (i / (rows * positions), i % positions);
+            if (t as f32) < lengths[b] { v } else { fill }
+        })
+        .collect()
+}
+
 /// Tokens pooled of sample `b`: all, or its length clamped to `[0, tokens]`.
 fn count(dims: &SequenceDims, lengths: Option<&[f32]>, b: usize) -> usize {
     lengths.map_or(dims.tokens, |l| (l[b].max(0.0) as usize).min(dims.tokens))

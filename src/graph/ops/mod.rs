@@ -36,6 +36,7 @@ use crate::graph::{Graph, NodeId, Op, ParamStore};
 use crate::kernels::elementwise as ew;
 use crate::kernels::matmul::Activation;
 use crate::kernels::optim::{Optimizer, StepUniform};
+use crate::kernels::sequence::MASKED_SCORE;
 use crate::reference as r;
 
 use conv_pool::FusedConvPool;
@@ -126,6 +127,7 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         op @ Op::LayerNorm { .. } => layer_norm::forward(lw, id, op),
         op @ Op::Attention { .. } => attention::forward(lw, id, op),
         Op::SequencePool { x, pool, lengths } => sequence::pool_forward(lw, id, *x, *pool, *lengths),
+        Op::MaskPositions { x, lengths } => sequence::mask_forward(lw, id, *x, *lengths),
         Op::SequenceLengths { ids, pad } => sequence::lengths_forward(lw, id, *ids, *pad),
         Op::TokenTypes {
             ids,
@@ -398,6 +400,7 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         op @ Op::LayerNorm { .. } => layer_norm::backward(bw, id, dy, op),
         op @ Op::Attention { .. } => attention::backward(bw, id, dy, op),
         Op::SequencePool { x, pool, lengths } => sequence::pool_backward(bw, dy, *x, *pool, *lengths),
+        Op::MaskPositions { x, lengths } => sequence::mask_backward(bw, dy, *x, *lengths),
         Op::SequenceLengths { .. } | Op::TokenTypes { .. } => Ok(()),
         Op::AddBroadcast { x, p } => sequence::add_broadcast_backward(bw, dy, *x, *p),
         Op::Permute { x, perm } => permute::backward(bw, dy, *x, perm),
@@ -474,6 +477,14 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         Op::SequencePool { x, pool, lengths } => {
             Ok(sequence::reference_pool_forward(rf, *x, *pool, *lengths))
         }
+        Op::MaskPositions { x, lengths } => Ok(sequence::reference_mask(
+            rf.graph,
+            rf.batch,
+            rf.value(*x),
+            rf.value(*lengths),
+            *x,
+            MASKED_SCORE,
+        )),
         Op::SequenceLengths { ids, pad } => Ok(sequence::reference_lengths_forward(rf, *ids, *pad)),
         Op::TokenTypes {
             ids,
@@ -594,6 +605,13 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
         op @ Op::Attention { .. } => attention::reference_backward(rb, id, &dy, op),
         Op::SequencePool { x, pool, lengths } => {
             sequence::reference_pool_backward(rb, &dy, *x, *pool, *lengths);
+            Ok(())
+        }
+        Op::MaskPositions { x, lengths } => {
+            if rb.req[*x] {
+                let dx = sequence::reference_mask(rb.graph, rb.batch, &dy, rb.value(*lengths), *x, 0.0);
+                rb.add_grad(*x, dx);
+            }
             Ok(())
         }
         Op::SequenceLengths { .. } | Op::TokenTypes { .. } => Ok(()),

@@ -142,11 +142,10 @@ impl Graph {
     /// equal lengths where two padded sequences meet. Errors name the layer and
     /// what to do. `scored_positions`, the output of a categorical
     /// cross-entropy, may be a padded `[T, C]` sequence turned `[C, T]`
-    /// (`Permute([2, 1])`): each of its C rows a softmax over the T positions, as
-    /// a question-answering head scores where an answer starts and ends. Its
-    /// classes include the padding's positions, as Hugging Face's heads' do
-    /// (their data gives no label there), and such a model runs every batch at
-    /// its whole window.
+    /// (`Permute([2, 1])`, which masks the padding: [`Op::MaskPositions`]):
+    /// each of its C rows a softmax over the real positions, as a
+    /// question-answering head scores where an answer starts and ends. Such a
+    /// model runs every batch at its whole window.
     pub(crate) fn check_padding(&self, scored_positions: Option<NodeId>) -> Result<()> {
         let Some(last) = self.nodes.len().checked_sub(1) else {
             return Ok(());
@@ -167,7 +166,11 @@ impl Graph {
                 }
                 Op::Attention { .. } => {}
                 Op::Permute { x, perm }
-                    if scored_positions == Some(id) && perm == &[1, 0] && self.shape(*x).len() == 2 => {}
+                    if perm == &[1, 0]
+                        && self.shape(*x).len() == 2
+                        && scored_positions.is_some_and(
+                            |s| matches!(self.nodes[s].op, Op::MaskPositions { x: m, .. } if m == id),
+                        ) => {}
                 op => match token_wise(op) {
                     TokenWise::Two(a, b) if differ(a, b) => {
                         return Err(shape_err(
@@ -187,6 +190,19 @@ impl Graph {
             }
         }
         Ok(())
+    }
+
+    /// `x` (`[R, T]` per sample: a padded sequence `[T, R]` turned) with each
+    /// row's scores at the padding of `lengths` masked ([`Op::MaskPositions`]).
+    pub fn mask_positions(&mut self, x: NodeId, lengths: NodeId, layer: &str) -> Result<NodeId> {
+        let shape = self.shape(x).to_vec();
+        if shape.len() != 2 {
+            return Err(shape_err(
+                layer,
+                format!("masks the positions of [rows, positions] per sample, not {shape:?}"),
+            ));
+        }
+        Ok(self.push(Op::MaskPositions { x, lengths }, shape, layer))
     }
 
     /// An error when `x` is a padded sequence: `what` would read its padding as
@@ -454,4 +470,63 @@ pub(crate) fn reference_add_broadcast_backward(rb: &mut RefBackward<'_>, dy: &[f
     if rb.req[x] {
         rb.add_grad(x, dy.to_vec());
     }
+}
+
+/// `[batch, rows, positions]` of node `x` (`[rows, positions]` per sample).
+fn position_dims(graph: &Graph, batch: usize, x: NodeId) -> SequenceDims {
+    let s = graph.shape(x);
+    SequenceDims {
+        batch,
+        tokens: s[1],
+        features: s[0],
+    }
+}
+
+pub(crate) fn mask_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId, lengths: NodeId) -> Result<Tensor> {
+    let y = lw.output(id)?;
+    let d = position_dims(lw.graph, lw.batch, x);
+    lw.dispatches.push(kernel::mask_positions(
+        lw.ctx,
+        &d,
+        &lw.value(x),
+        &lw.value(lengths),
+        kernel::MASKED_SCORE,
+        &y,
+    )?);
+    Ok(y)
+}
+
+pub(crate) fn mask_backward(
+    bw: &mut BackwardLowering<'_>,
+    dy: &Tensor,
+    x: NodeId,
+    lengths: NodeId,
+) -> Result<()> {
+    let Some(dx) = bw.dx_for(x)? else {
+        return Ok(());
+    };
+    let d = position_dims(bw.graph, bw.batch, x);
+    bw.dispatches.push(kernel::mask_positions(
+        bw.ctx,
+        &d,
+        dy,
+        &bw.value(lengths),
+        0.0,
+        &dx,
+    )?);
+    Ok(())
+}
+
+/// The twin of [`Op::MaskPositions`] on `values` of node `x`'s shape, padding
+/// scored `fill`.
+pub(crate) fn reference_mask(
+    graph: &Graph,
+    batch: usize,
+    values: &[f32],
+    lengths: &[f32],
+    x: NodeId,
+    fill: f32,
+) -> Vec<f32> {
+    let d = position_dims(graph, batch, x);
+    r::sequence::mask_positions(values, d.features, d.tokens, lengths, fill)
 }
