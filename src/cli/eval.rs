@@ -50,6 +50,11 @@ pub struct EvalArgs {
     /// `wgml train --no-dynamic-padding`).
     #[arg(long)]
     pub no_dynamic_padding: bool,
+    /// A question answerer: tokens consecutive windows of a long context
+    /// share (Hugging Face's doc_stride; default 128, or a third of a window
+    /// shorter than 384 tokens).
+    #[arg(long, value_name = "N")]
+    pub doc_stride: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -83,6 +88,15 @@ pub struct PredictArgs {
     /// "first").
     #[arg(long)]
     pub sentences: bool,
+    /// A question answerer: tokens consecutive windows of a long context
+    /// share (Hugging Face's doc_stride; default 128, or a third of a window
+    /// shorter than 384 tokens).
+    #[arg(long, value_name = "N")]
+    pub doc_stride: Option<usize>,
+    /// A question answerer: a question may have no answer (SQuAD 2.0's
+    /// version_2_with_negative): "" where [CLS]'s scores beat the best span's.
+    #[arg(long)]
+    pub allow_no_answer: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -236,6 +250,7 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
         &vocabulary,
         model.spec.padding_id(),
         model.table_labels(),
+        args.doc_stride,
     )?;
     // The model's own class order, where the data names its classes otherwise.
     if !class_names.is_empty() && !data.class_names.is_empty() && data.class_names != class_names {
@@ -273,6 +288,15 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
         None => (train::evaluate(&mut model, &ctx, &data.test, b)?, Vec::new()),
     };
     e.entities = wgml::train::entities::entity_scores(&data.test, &predicted, &data.class_names);
+    if model.table_labels() == wgml::data::text_table::TableLabels::Answers {
+        e.answers = Some(super::answers::test_answer_scores(
+            &ctx,
+            &mut model,
+            table,
+            &vocabulary,
+            args.doc_stride,
+        )?);
+    }
     print_evaluation(&e);
     print_bits_per_byte(&e, bytes_per_token);
     if let Some(path) = &args.metrics {
@@ -315,6 +339,17 @@ pub fn run_predict(gpu: &GpuArgs, args: &PredictArgs) -> Result<ExitCode> {
         mut model,
         ..
     } = load_model(&ctx, args.model.as_deref(), &args.weights)?;
+    if model.table_labels() == wgml::data::text_table::TableLabels::Answers {
+        return super::answers::answer_questions(
+            &ctx,
+            &mut model,
+            &vocabulary,
+            &args.images,
+            args.output.as_ref(),
+            args.doc_stride,
+            args.allow_no_answer,
+        );
+    }
     // A token classifier tags each word of sentences.
     let tagger = model.table_labels() == wgml::data::text_table::TableLabels::Tags;
     if args.sentences && !tagger {

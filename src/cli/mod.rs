@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch to the subcommands.
 
+mod answers;
 mod bench;
 mod eval;
 mod export;

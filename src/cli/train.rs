@@ -203,6 +203,11 @@ pub struct TrainArgs {
     /// results up to f32 rounding and dropout's draws, for comparison.
     #[arg(long)]
     pub no_dynamic_padding: bool,
+    /// A question answerer: tokens consecutive windows of a long context
+    /// share (Hugging Face's doc_stride; default 128, or a third of a window
+    /// shorter than 384 tokens).
+    #[arg(long, value_name = "N")]
+    pub doc_stride: Option<usize>,
     /// Keep the whole training state (weights, optimizer state, early-stopping and
     /// learning-rate counters, history) in this folder after every epoch, and resume
     /// from it when it holds one: a run that was stopped continues where it was, with
@@ -288,6 +293,7 @@ pub fn load_data(name: &str, seed: u64, sample_shape: &[usize]) -> Result<Datase
         &Vocabulary::Bytes,
         None,
         TableLabels::Class,
+        None,
     )
     .map(|(d, _)| d)
 }
@@ -369,8 +375,24 @@ pub fn load_data_with(
     vocabulary: &Vocabulary,
     padding: Option<u32>,
     labels: TableLabels,
+    doc_stride: Option<usize>,
 ) -> Result<(Dataset, Option<f64>)> {
+    if labels != TableLabels::Answers && wgml::data::squad::is_squad(Path::new(name)) {
+        return Err(Error::invalid(format!(
+            "{name} holds questions about contexts (SQuAD's format), which a question answerer \
+             reads: import a BERT-family model with `wgml import --question-answering`, then train \
+             it on them"
+        )));
+    }
     let (data, bytes_per_token) = match name {
+        dir if labels == TableLabels::Answers && !dir.starts_with("text:") => {
+            let pad = padding.ok_or_else(|| {
+                Error::invalid("a question answerer's texts are padded: its Embedding needs a mask_id")
+            })?;
+            let d =
+                super::answers::read_answer_data(Path::new(dir), sample_shape, vocabulary, pad, doc_stride)?;
+            (d, None)
+        }
         dir if (labels == TableLabels::Tags && !dir.starts_with("text:")) || is_labelled_texts(dir) => {
             let pad = padding.ok_or_else(|| {
                 Error::invalid(match sample_shape {
@@ -956,9 +978,10 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     };
     // What the table's labels are to the model (classes, scores, sets or tags).
     let labels = recipe.model.table_labels(recipe.loss);
-    let text_file = data_name
-        .strip_prefix("text:")
-        .or((labels == TableLabels::Tags || is_labelled_texts(&data_name)).then_some(data_name.as_str()));
+    let text_file = data_name.strip_prefix("text:").or((labels == TableLabels::Tags
+        || labels == TableLabels::Answers
+        || is_labelled_texts(&data_name))
+    .then_some(data_name.as_str()));
     let vocabulary = match text_file {
         Some(file) => text_vocabulary(
             args.tokenizer.as_deref(),
@@ -1005,6 +1028,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         &vocabulary,
         padding,
         labels,
+        args.doc_stride,
     )?;
     // What --lora defaults to: GPT-2's query, key and value, for a GPT-2 made a
     // classifier too; the classifier's new head trains in full (PEFT's SEQ_CLS).
@@ -1387,7 +1411,10 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     if let Some(path) = &args.save {
         if data_name.starts_with("text:") {
             checkpoint::save_language_model(path, &ctx, &model, &name, &vocabulary)?;
-        } else if is_labelled_texts(&data_name) || labels == TableLabels::Tags {
+        } else if is_labelled_texts(&data_name)
+            || labels == TableLabels::Tags
+            || labels == TableLabels::Answers
+        {
             checkpoint::save_text_classifier(path, &ctx, &model, &name, &data.class_names, &vocabulary)?;
         } else {
             checkpoint::save_model(path, &ctx, &model, &name, &data.class_names)?;
@@ -1406,6 +1433,15 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     model.top_k = top_k;
     let (mut eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;
     eval.entities = entity_scores(&data.test, &predicted, &data.class_names);
+    if labels == TableLabels::Answers {
+        eval.answers = Some(super::answers::test_answer_scores(
+            &ctx,
+            &mut model,
+            Path::new(&data_name),
+            &vocabulary,
+            args.doc_stride,
+        )?);
+    }
     print_evaluation(&eval);
     print_bits_per_byte(&eval, bytes_per_token);
     if let Some(path) = &args.metrics {
@@ -1482,6 +1518,13 @@ pub fn print_evaluation(e: &Evaluation) {
     }
     if let Some((r, rho)) = e.correlation {
         print!(" - Pearson r: {r:.4} - Spearman rho: {rho:.4}");
+    }
+    if let Some(a) = &e.answers {
+        // A question answerer: its loss and accuracy are over the start and
+        // end tokens of each window; its answers are scored as SQuAD's.
+        println!(" (start and end tokens; {} windows)", e.samples);
+        super::answers::print_answer_scores(a);
+        return;
     }
     if e.tags {
         // A token classifier: accuracy over the tagged words, then the spans
@@ -1589,7 +1632,7 @@ pub fn write_metrics_json(
         "test_pearson": e.correlation.map(|(r, _)| r),
         "test_spearman": e.correlation.map(|(_, rho)| rho),
         "labels_per_sample": e.positions,
-        "test_perplexity": (e.positions > 1 && !e.tags).then(|| e.loss.exp()),
+        "test_perplexity": (e.positions > 1 && !e.tags && e.answers.is_none()).then(|| e.loss.exp()),
         "confusion_matrix": e.confusion,
         "class_names": class_names,
         "per_class": e.per_class,
@@ -1597,6 +1640,7 @@ pub fn write_metrics_json(
         "macro_recall": e.macro_recall,
         "macro_f1": e.macro_f1,
         "entities": e.entities,
+        "answers": e.answers,
         "adapter": ctx.info.name,
         "backend": format!("{:?}", ctx.info.backend),
     });

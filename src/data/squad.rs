@@ -303,6 +303,19 @@ fn json_lines(path: &Path, text: &str) -> Result<Vec<QaExample>> {
     Ok(out)
 }
 
+/// The questions and contexts of the training split at `path` (to train a
+/// tokenizer on), each context once.
+pub fn training_texts(path: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in read_splits(path)?.train {
+        if out.last() != Some(&e.context) {
+            out.push(e.context.clone());
+        }
+        out.push(e.question);
+    }
+    Ok(out)
+}
+
 /// The splits at `path` (see the module docs).
 pub fn read_splits(path: &Path) -> Result<QaSplits> {
     if path.is_file() {

@@ -57,6 +57,10 @@ pub enum TableLabels {
     /// the data is tagged words ([`crate::data::tagged_words`]), not a table of
     /// texts.
     Tags,
+    /// Where each question's answer starts and ends in its context (a
+    /// question answerer's scores of the positions): the data is questions
+    /// ([`crate::data::squad`]), not a table of texts.
+    Answers,
     /// Any number of classes per text (a multi-label classifier's sigmoids):
     /// a JSON array (`["joy", "love"]`, `[2, 27]`; a JSON Lines table's own
     /// array, or a CSV cell holding one), or class names separated by commas
@@ -344,6 +348,9 @@ pub fn training_texts(path: &Path, labels: TableLabels) -> Result<Vec<String>> {
     if labels == TableLabels::Tags {
         return crate::data::tagged_words::training_texts(path);
     }
+    if labels == TableLabels::Answers {
+        return crate::data::squad::training_texts(path);
+    }
     if is_table(path) {
         let (train, _) = split_by_label(read_rows(path)?, labels != TableLabels::Class);
         return Ok(train.into_iter().flat_map(|(t, _)| texts_of(t)).collect());
@@ -437,7 +444,9 @@ pub fn read_text_table(
         TableLabels::Class => read_classes(path, reader, splits),
         TableLabels::Score => read_scores(path, reader, splits),
         TableLabels::Set => read_sets(path, reader, splits),
-        TableLabels::Tags => unreachable!("tagged words are read before"),
+        TableLabels::Tags | TableLabels::Answers => {
+            unreachable!("tagged words and questions are read before")
+        }
     }
 }
 

@@ -154,6 +154,12 @@ pub(crate) fn check_output(g: &Graph, output: NodeId, loss: Loss) -> Result<()> 
     }
 }
 
+/// Whether `output` scores a padded sequence's positions (a question
+/// answerer's start and end: [`crate::graph::Op::MaskPositions`]).
+fn scores_positions(g: &Graph, output: NodeId) -> bool {
+    matches!(g.nodes[output].op, crate::graph::Op::MaskPositions { .. })
+}
+
 /// What a [`Model`] was compiled from: a stack of layers or a functional model
 /// with a supervised loss.
 #[derive(Clone, Debug, PartialEq)]
@@ -179,10 +185,17 @@ fn gives_sets(loss: Loss, outputs: usize) -> bool {
 /// under `loss`, reading token ids padded when `pads`: a tag per word for a
 /// padded model classifying every token, numbers for one score, sets of classes
 /// for a multi-label classifier, else one class each.
-fn table_labels_of(loss: Loss, shape: &[usize], pads: bool) -> crate::data::text_table::TableLabels {
+fn table_labels_of(
+    loss: Loss,
+    shape: &[usize],
+    pads: bool,
+    answers: bool,
+) -> crate::data::text_table::TableLabels {
     use crate::data::text_table::TableLabels;
     let outputs = shape.iter().product::<usize>();
-    if pads && loss.label_positions(shape) > 1 {
+    if answers {
+        TableLabels::Answers
+    } else if pads && loss.label_positions(shape) > 1 {
         TableLabels::Tags
     } else if gives_scores(loss, outputs) {
         TableLabels::Score
@@ -299,14 +312,19 @@ impl ModelSpec {
     /// (one graph built).
     pub fn table_labels(&self, loss: Loss) -> crate::data::text_table::TableLabels {
         let pads = self.padding_id().is_some();
-        self.outputs(loss)
-            .map_or(crate::data::text_table::TableLabels::Class, |s| {
-                table_labels_of(loss, &s, pads)
+        self.output_graph(loss)
+            .map_or(crate::data::text_table::TableLabels::Class, |(g, out)| {
+                table_labels_of(loss, g.shape(out), pads, scores_positions(&g, out))
             })
     }
 
     /// The shape of one sample's output, when the model's graph builds.
     fn outputs(&self, loss: Loss) -> Option<Vec<usize>> {
+        self.output_graph(loss).map(|(g, out)| g.shape(out).to_vec())
+    }
+
+    /// The model's graph and its output, when it builds.
+    fn output_graph(&self, loss: Loss) -> Option<(Graph, NodeId)> {
         let built = match self {
             ModelSpec::Sequential(s) => s.graph(loss),
             ModelSpec::Functional(f) => f.graph().and_then(|b| match b.objective {
@@ -314,7 +332,7 @@ impl ModelSpec {
                 _ => Err(Error::invalid("no supervised output")),
             }),
         };
-        built.ok().map(|(g, out)| g.shape(out).to_vec())
+        built.ok()
     }
 
     /// The stack of layers, for a `Sequential` model.
@@ -1025,6 +1043,7 @@ impl Model {
             self.loss,
             self.graph.shape(self.output),
             self.spec.padding_id().is_some(),
+            scores_positions(&self.graph, self.output),
         )
     }
 

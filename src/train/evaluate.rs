@@ -67,6 +67,11 @@ pub struct Evaluation {
     /// counts them): set by the caller, who knows the tags' names
     /// ([`crate::train::entities::entity_scores`]); `None` otherwise.
     pub entities: Option<crate::train::entities::EntityMetrics>,
+    /// A question answerer's exact match and F1 of its answers (SQuAD's
+    /// metrics): set by the caller, who has the questions
+    /// ([`crate::train::answers`]); `None` otherwise. Its loss and accuracy are
+    /// over the start and end tokens of each window.
+    pub answers: Option<crate::train::answers::AnswerScores>,
 }
 
 /// Class `class`'s precision, recall and F1 from its true positives `tp`, the
@@ -414,6 +419,7 @@ pub fn evaluate_with_predictions(
         per_class,
         correlation,
         entities: None,
+        answers: None,
     };
     let predicted = if classes > 0 { predicted } else { Vec::new() };
     Ok((evaluation, predicted))

@@ -1,0 +1,198 @@
+//! A question answerer on the command line: its data read as windows of the
+//! context (`train`, `eval`), its answers scored as SQuAD's metrics score them,
+//! and `wgml predict`'s answers to questions, as JSON Lines.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+use wgml::data::Dataset;
+use wgml::data::squad::{QaExample, QaReader, QaSplits, read_examples, read_splits};
+use wgml::data::text::Vocabulary;
+use wgml::train::answers::{AnswerOptions, AnswerScores, Predicted, answer_scores, best_answers};
+use wgml::{Error, Result};
+
+/// Tokens consecutive windows of a context share: Hugging Face's `doc_stride`
+/// (128) where the window is at least 384 tokens, else a third of the window.
+pub fn default_stride(tokens: usize) -> usize {
+    128.min(tokens / 3)
+}
+
+/// The reader of a model of `tokens` ids padded with `pad`.
+fn reader(vocabulary: &Vocabulary, tokens: usize, pad: u32, stride: Option<usize>) -> Result<QaReader> {
+    QaReader::new(vocabulary, tokens, stride.unwrap_or(default_stride(tokens)), pad)
+}
+
+/// The questions at `path` as a question answerer's dataset: each split's
+/// windows ([`wgml::data::squad`]), with a line on what was read.
+pub fn read_answer_data(
+    path: &Path,
+    sample_shape: &[usize],
+    vocabulary: &Vocabulary,
+    pad: u32,
+    stride: Option<usize>,
+) -> Result<Dataset> {
+    let &[tokens] = sample_shape else {
+        return Err(Error::invalid(format!(
+            "questions are read as token ids [T], but the model takes samples of {sample_shape:?}"
+        )));
+    };
+    let splits = read_splits(path)?;
+    let reader = reader(vocabulary, tokens, pad, stride)?;
+    let features = |examples: &[QaExample]| reader.features(examples).map_err(|e| in_file(path, e));
+    let (train, test) = (features(&splits.train)?, features(&splits.test)?);
+    let validation = splits.validation.as_deref().map(features).transpose()?;
+    let cut = train.answers_cut + test.answers_cut;
+    println!(
+        "questions read as {}: {} training questions in {} windows, {} test questions in {} windows{} \
+         ({} tokens each, consecutive windows sharing {}, padded with id {pad}){}{}",
+        vocabulary.describe(),
+        splits.train.len(),
+        train.features.len(),
+        splits.test.len(),
+        test.features.len(),
+        validation.as_ref().map_or(String::new(), |v| format!(
+            ", {} validation questions in {} windows",
+            splits.validation.as_ref().map_or(0, Vec::len),
+            v.features.len()
+        )),
+        tokens,
+        reader.stride,
+        if splits.has_unanswerable() {
+            "; some questions have no answer (SQuAD 2.0)"
+        } else {
+            ""
+        },
+        if cut > 0 {
+            format!("; {cut} answers longer than a window, trained as none")
+        } else {
+            String::new()
+        }
+    );
+    Ok(Dataset {
+        name: path.display().to_string(),
+        sample_shape: sample_shape.to_vec(),
+        train: train.split(tokens),
+        test: test.split(tokens),
+        validation: validation.map(|v| v.split(tokens)),
+        class_names: Vec::new(),
+    })
+}
+
+fn in_file(path: &Path, e: Error) -> Error {
+    Error::Data {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The question answerer `model`'s answers to `examples` (each window's
+/// logits, then [`best_answers`]).
+fn answers_of(
+    ctx: &wgml::Context,
+    model: &mut wgml::nn::Model,
+    reader: &QaReader,
+    examples: &[QaExample],
+    unanswerable: bool,
+) -> Result<Vec<Predicted>> {
+    let read = reader.features(examples)?;
+    let tokens = reader.tokens;
+    let split = read.split(tokens);
+    let logits = model.predict_logits(ctx, &split.x, read.features.len())?;
+    let options = AnswerOptions {
+        unanswerable,
+        ..AnswerOptions::default()
+    };
+    Ok(best_answers(examples, &read.features, &logits, tokens, &options))
+}
+
+/// The exact match and F1 of `model`'s answers to the test questions of the
+/// data at `path`.
+pub fn test_answer_scores(
+    ctx: &wgml::Context,
+    model: &mut wgml::nn::Model,
+    path: &Path,
+    vocabulary: &Vocabulary,
+    stride: Option<usize>,
+) -> Result<AnswerScores> {
+    let (&[tokens], Some(pad)) = (model.spec.input_shape(), model.spec.padding_id()) else {
+        return Err(Error::invalid("a question answerer reads padded token ids [T]"));
+    };
+    let splits: QaSplits = read_splits(path)?;
+    let reader = reader(vocabulary, tokens, pad, stride)?;
+    let unanswerable = splits.has_unanswerable();
+    let predicted = answers_of(ctx, model, &reader, &splits.test, unanswerable)?;
+    let texts: Vec<String> = predicted.into_iter().map(|p| p.answer).collect();
+    Ok(answer_scores(&splits.test, &texts, unanswerable))
+}
+
+/// Prints `a`: exact match and F1, and SQuAD 2.0's split by answerability.
+pub fn print_answer_scores(a: &AnswerScores) {
+    println!(
+        "answers: exact match {:.2}, F1 {:.2} ({} questions)",
+        a.exact_match, a.f1, a.total
+    );
+    for (what, part) in [("with an answer", &a.answerable), ("without", &a.unanswerable)] {
+        if let Some(p) = part {
+            println!(
+                "  {what}: exact match {:.2}, F1 {:.2} ({} questions)",
+                p.exact_match, p.f1, p.total
+            );
+        }
+    }
+}
+
+/// `wgml predict` for a question answerer: the questions of `files` (SQuAD's
+/// JSON, or JSON Lines of `question` and `context`, `id` and `answers`
+/// optional) answered as JSON Lines (`id`, `answer`, its characters `start`
+/// and `end` in the context, `score`: its probability among the candidates),
+/// to `output` or standard output. Questions may go unanswered ("") when
+/// `unanswerable`.
+pub fn answer_questions(
+    ctx: &wgml::Context,
+    model: &mut wgml::nn::Model,
+    vocabulary: &Vocabulary,
+    files: &[PathBuf],
+    output: Option<&PathBuf>,
+    stride: Option<usize>,
+    unanswerable: bool,
+) -> Result<ExitCode> {
+    let (&[tokens], Some(pad)) = (model.spec.input_shape(), model.spec.padding_id()) else {
+        return Err(Error::invalid("a question answerer reads padded token ids [T]"));
+    };
+    let reader = reader(vocabulary, tokens, pad, stride)?;
+    let mut examples = Vec::new();
+    for f in files {
+        examples.extend(read_examples(f)?);
+    }
+    let predicted = answers_of(ctx, model, &reader, &examples, unanswerable)?;
+    let mut out: Box<dyn Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path).map_err(
+            |source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            },
+        )?)),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let io = |source| Error::Io {
+        path: output.map_or("standard output".into(), |p| p.display().to_string()),
+        source,
+    };
+    for p in &predicted {
+        let line: Value = json!({
+            "id": p.id,
+            "answer": p.answer,
+            "start": p.span.map(|s| s.0),
+            "end": p.span.map(|s| s.1),
+            "score": p.probability,
+        });
+        writeln!(out, "{line}").map_err(io)?;
+    }
+    out.flush().map_err(io)?;
+    if let Some(path) = output {
+        eprintln!("{} answers written to {}", predicted.len(), path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
