@@ -2433,3 +2433,136 @@ fn a_token_classifier_trains_evaluates_and_tags_from_the_command_line() {
         &["--token-classification", "BERT-family"],
     );
 }
+
+/// A question answerer from the command line: a BERT imported with a new
+/// question-answering head trains on SQuAD's JSON (its test split a dev file
+/// of JSON Lines), reports exact match and F1 (also in --metrics), evaluates,
+/// and answers questions as JSON Lines whose spans are the answers' characters
+/// in their contexts; what cannot be read is refused with what to do.
+#[test]
+fn a_question_answerer_trains_evaluates_and_answers_from_the_command_line() {
+    let dir = crate::common::fresh_dir("cli-answers");
+    let data = dir.join("squad");
+    std::fs::create_dir_all(&data).unwrap();
+    let names = ["tia", "jo", "sam"];
+    let example = |i: usize| {
+        let (who, what) = (names[i % 3], ["film", "plot"][i % 2]);
+        let context = format!("{who} liked the {what}. it was very good.");
+        let question = format!("who liked the {what}?");
+        (i, context, question, who)
+    };
+    let paragraphs: Vec<serde_json::Value> = (0..24)
+        .map(|i| {
+            let (i, context, question, who) = example(i);
+            serde_json::json!({ "context": context, "qas": [{ "id": format!("t{i}"), "question": question,
+                "answers": [{ "text": who, "answer_start": 0 }] }] })
+        })
+        .collect();
+    let squad =
+        serde_json::json!({ "version": "v1.1", "data": [{ "title": "films", "paragraphs": paragraphs }] });
+    std::fs::write(data.join("train-v1.1.json"), squad.to_string()).unwrap();
+    let dev: String = (0..6)
+        .map(|i| {
+            let (i, context, question, who) = example(i);
+            serde_json::json!({ "id": format!("d{i}"), "question": question, "context": context,
+                "answers": { "text": [who], "answer_start": [0] } })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(data.join("dev.jsonl"), &dev).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let fixture = crate::common::repo_file("kernels-tests/golden/bert-tiny-cls");
+    let (base, tuned) = (path("qa.safetensors"), path("tuned.safetensors"));
+    let stdout = succeeds(&[
+        "import",
+        fixture.to_str().unwrap(),
+        "--save",
+        &base,
+        "--question-answering",
+    ]);
+    assert!(
+        stdout.contains("a new head 'qa_outputs' of start and end scores")
+            && stdout.contains("answer questions"),
+        "{stdout}"
+    );
+    let metrics = path("metrics.json");
+    let data = data.to_str().unwrap();
+    let stdout = succeeds(&[
+        "train",
+        "--model",
+        &base,
+        "--data",
+        data,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--save",
+        &tuned,
+        "--metrics",
+        &metrics,
+    ]);
+    for want in [
+        "24 training questions in 24 windows, 6 test questions in 6 windows (24 tokens each, consecutive \
+         windows sharing 8",
+        "Epoch 2/2",
+        "(start and end tokens; 6 windows)",
+        "answers: exact match ",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&metrics).unwrap()).unwrap();
+    assert_eq!(written["answers"]["total"], 6, "{written}");
+    assert!(
+        written["answers"]["f1"].as_f64().unwrap() >= written["answers"]["exact_match"].as_f64().unwrap()
+    );
+    assert!(written["test_perplexity"].is_null(), "{written}");
+    let stdout = succeeds(&["eval", "--weights", &tuned, "--data", data]);
+    assert!(
+        stdout.contains("answers: exact match ") && stdout.contains("(6 questions)"),
+        "{stdout}"
+    );
+    // predict: an answer per question, its characters in the context.
+    let questions = std::path::Path::new(data).join("dev.jsonl");
+    let stdout = succeeds(&["predict", "--weights", &tuned, questions.to_str().unwrap()]);
+    let rows: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 6, "{stdout}");
+    for (i, row) in rows.iter().enumerate() {
+        let (_, context, _, _) = example(i);
+        assert_eq!(row["id"], format!("d{i}"));
+        let (start, end) = (
+            row["start"].as_u64().unwrap() as usize,
+            row["end"].as_u64().unwrap() as usize,
+        );
+        assert_eq!(row["answer"].as_str().unwrap(), &context[start..end], "{row}");
+        assert!((0.0..=1.0).contains(&row["score"].as_f64().unwrap()), "{row}");
+    }
+    // Refusals: another model given questions; a window the question fills.
+    fails_with(
+        &["train", "--model", "mlp", "--data", data, "--steps", "1"],
+        &["holds questions about contexts", "--question-answering"],
+    );
+    fails_with(
+        &["eval", "--weights", &tuned, "--data", data, "--doc-stride", "20"],
+        &[
+            "leave",
+            "not more than the 20 consecutive windows share",
+            "--doc-stride",
+        ],
+    );
+    fails_with(
+        &[
+            "import",
+            fixture.to_str().unwrap(),
+            "--save",
+            &base,
+            "--question-answering",
+            "--num-labels",
+            "3",
+        ],
+        &["--num-labels"],
+    );
+}

@@ -68,6 +68,7 @@ fn evaluation(confusion: Vec<Vec<u64>>) -> Evaluation {
         macro_f1: None,
         correlation: None,
         entities: None,
+        answers: None,
         tags: false,
     }
 }

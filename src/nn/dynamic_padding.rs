@@ -130,6 +130,13 @@ pub fn shortened(base: &Graph, base_output: NodeId, rebuilt: &Graph, output: Nod
                     ));
                 }
             }
+            Op::Permute { .. } | Op::MaskPositions { .. } if reads_shortened => {
+                return differs(format!(
+                    "layer '{}' makes the window's positions the classes (a question answerer's \
+                     start and end scores), which wgml computes over the whole window",
+                    a.layer
+                ));
+            }
             _ if reads_shortened && !skips_padding => {
                 return differs(format!(
                     "layer '{}' reads the token ids or a sequence computed from them without \

@@ -364,8 +364,9 @@ pub struct EpochStats {
     pub steps: u64,
     /// The learning rate of this epoch's steps (of its last step, with a schedule).
     pub lr: f64,
-    /// Labels per sample: 1, or a sequence model's tokens (the epoch line then
-    /// shows tokens per second).
+    /// Tokens per sample the epoch line counts: 1 (it then shows samples per
+    /// second), a sequence model's labelled tokens, or a question answerer's
+    /// window (its two labels, start and end, are no tokens).
     #[serde(default = "one_label")]
     pub labels_per_sample: usize,
     /// The samples are texts (token ids that a model pads, one label each): the
@@ -828,7 +829,11 @@ fn run_fit(
             images_per_second: seen as f64 / seconds,
             steps,
             lr: step_lr,
-            labels_per_sample: per_sample,
+            labels_per_sample: if model.table_labels() == crate::data::text_table::TableLabels::Answers {
+                model.spec.input_shape()[0]
+            } else {
+                per_sample
+            },
             texts: model.pads_texts(),
         };
         stop |= hooks.epoch_end(&stats, config.epochs);
