@@ -54,6 +54,15 @@
 //! A head of one output (`num_labels` 1) is a regression: one score under mean
 //! squared error, as Hugging Face reads it.
 //!
+//! A token classifier (`*ForTokenClassification`, or [`Task::TokenClassification`])
+//! puts dropout and `classifier` on every token. A question answerer
+//! (`*ForQuestionAnswering`, [`Task::QuestionAnswering`]) puts `qa_outputs` (two
+//! scores, start and end; DistilBERT's after dropout at `qa_dropout`) on every
+//! token, then `start_end_logits` (`Permute([2, 1])`) turns them into two rows
+//! whose classes are the window's positions, the padding's masked; the loss is
+//! the mean of the two rows' cross-entropies, as Hugging Face's
+//! `(start_loss + end_loss) / 2`.
+//!
 //! A file without a classifier (a pretrained BERT) gets a new head of the
 //! classes asked for (Hugging Face's `num_labels`, 2 by default), drawn as
 //! Hugging Face draws it (normal with `initializer_range`, bias 0); its
