@@ -718,10 +718,10 @@ fn the_hubs_bert_layouts_import_and_a_pretrained_bert_gets_a_new_head() {
     // Heads of another kind, and a tokenizer that frames nothing.
     for (what, key, value, want) in [
         (
-            "bert-qa",
+            "bert-choice",
             "architectures",
-            serde_json::json!(["BertForQuestionAnswering"]),
-            "BertForQuestionAnswering",
+            serde_json::json!(["BertForMultipleChoice"]),
+            "BertForMultipleChoice",
         ),
         (
             "bert-regression-of-three",

@@ -2255,7 +2255,10 @@ fn a_pretrained_bert_fine_tunes_and_predicts_from_the_command_line() {
             "--num-labels",
             "3",
         ],
-        &["--num-labels, --multi-label and --token-classification give a BERT-family model"],
+        &[
+            "--num-labels, --multi-label, --token-classification and --question-answering give a \
+             BERT-family model",
+        ],
     );
 }
 

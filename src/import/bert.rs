@@ -1199,14 +1199,16 @@ fn bert_tensors(
         let unused_pooler =
             (c.family == Family::Roberta || c.task.per_token()) && short.starts_with("pooler.");
         let used = c.head();
-        let unused_head = [
-            Task::TextClassification,
-            Task::TokenClassification,
-            Task::QuestionAnswering,
-        ]
-        .into_iter()
-        .flat_map(|task| head_of(c.family, task))
-        .any(|h| !used.contains(h) && name.starts_with(&format!("{h}.")));
+        let in_layer = |layer: &str| name.starts_with(&format!("{layer}."));
+        let unused_head = !used.iter().any(|u| in_layer(u))
+            && [
+                Task::TextClassification,
+                Task::TokenClassification,
+                Task::QuestionAnswering,
+            ]
+            .into_iter()
+            .flat_map(|task| head_of(c.family, task))
+            .any(|h| in_layer(h));
         if name.starts_with(c.family.pretraining()) || unused_pooler || unused_head {
             skipped += 1;
             continue;
