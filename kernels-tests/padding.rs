@@ -394,7 +394,7 @@ fn masked_positions_match_their_twin() {
 /// A span scorer (a question-answering head: two scores per token, `[T, 2]`
 /// turned `[2, T]`, each row a softmax over the window's real positions, the
 /// padding masked) trains equal to the reference
-/// executor on padded samples, always at the whole window; its logits are its
+/// executor on padded samples, short batches on shorter plans; its logits are its
 /// probabilities before the softmax; a Permute of a padded sequence anywhere
 /// else is still refused.
 #[test]
@@ -434,10 +434,10 @@ fn a_span_scorer_softmaxes_over_the_real_positions() {
         )
         .unwrap();
     assert_eq!(model.label_positions(), 2);
-    let why = model.dynamic_padding_unavailable().unwrap();
-    assert!(why.contains("span_logits"), "{why}");
-    // Each sample's answer starts and ends within its real tokens.
-    let lengths: [&[usize]; 2] = [&[5, 12, 1, 9], &[3, 7, 12, 2]];
+    assert_eq!(model.dynamic_padding_unavailable(), None);
+    // Each sample's answer starts and ends within its real tokens; the last
+    // batch runs a plan of 8 of the 12 tokens.
+    let lengths: [&[usize]; 3] = [&[5, 12, 1, 9], &[3, 7, 12, 2], &[3, 8, 6, 2]];
     let mut cpu = ReferenceExecutor::from_model(&model, ctx).unwrap();
     for (step, lengths) in lengths.iter().enumerate() {
         let x = padded_ids(lengths, tokens, 51 + step as u64);
@@ -461,10 +461,16 @@ fn a_span_scorer_softmaxes_over_the_real_positions() {
         );
     }
     params_match_reference(ctx, "span scorer", &model.store, &cpu, 1e-5, 1e-4);
-    assert!(model.built_plans().iter().all(|o| o.tokens.is_none()));
+    assert!(model.built_plans().iter().any(|o| o.tokens == Some(8)));
+    // Predictions: a short batch's (the first) as the whole window's.
     let x = padded_ids(&[4, 12, 7], tokens, 61);
+    let short = model.predict_logits(ctx, &x[..tokens], 1).unwrap();
     let logits = model.predict_logits(ctx, &x, 3).unwrap();
     let probabilities = model.predict(ctx, &x, 3).unwrap();
+    assert_close("a short batch's logits", &short, &logits[..2 * tokens], 1e-5, 1e-5);
+    model.dynamic_padding = false;
+    let whole = model.predict(ctx, &x[..tokens], 1).unwrap();
+    assert_close("the whole window's", &whole, &probabilities[..2 * tokens], 1e-6, 1e-5);
     assert_eq!(logits.len(), 3 * 2 * tokens);
     // The first sample's padding (4 real tokens) is masked: probability 0.
     assert_eq!(logits[4], wgml::kernels::sequence::MASKED_SCORE);

@@ -1200,7 +1200,7 @@ impl Model {
     /// batch of 256 (a long window's attention); under dynamic padding, samples
     /// run shortest first and come back in their own order.
     pub fn predict(&mut self, ctx: &Context, x: &[f32], n: usize) -> Result<Vec<f32>> {
-        self.predict_from(ctx, x, n, |plan| &plan.probabilities)
+        self.predict_from(ctx, x, n, |plan| &plan.probabilities, 0.0)
     }
 
     /// [`Model::predict`]'s outputs before the folded softmax or sigmoid (the
@@ -1208,16 +1208,25 @@ impl Model {
     /// head's answers are scored by, start and end logits added across a
     /// text's windows as Hugging Face adds them.
     pub fn predict_logits(&mut self, ctx: &Context, x: &[f32], n: usize) -> Result<Vec<f32>> {
-        self.predict_from(ctx, x, n, |plan| &plan.output)
+        self.predict_from(
+            ctx,
+            x,
+            n,
+            |plan| &plan.output,
+            crate::kernels::sequence::MASKED_SCORE,
+        )
     }
 
-    /// [`Model::predict`], reading `which` of each batch's plan.
+    /// [`Model::predict`], reading `which` of each batch's plan; a shortened
+    /// plan's scores of positions (a question answerer's) are widened with
+    /// `masked` at the positions it left out.
     fn predict_from(
         &mut self,
         ctx: &Context,
         x: &[f32],
         n: usize,
         which: fn(&Plan) -> &Tensor,
+        masked: f32,
     ) -> Result<Vec<f32>> {
         let sample: usize = self.spec.input_shape().iter().product();
         if x.len() != n * sample {
@@ -1251,8 +1260,19 @@ impl Model {
             // A shortened plan (dynamic padding) of a model with an output per
             // token gives fewer positions: its first ones, the rest (padding) 0.
             let ran = probabilities.len() / idx.len().max(1);
+            let rows = self.label_positions();
             for (&i, p) in idx.iter().zip(probabilities.chunks(ran.max(1))) {
-                out[i * dim..i * dim + ran.min(dim)].copy_from_slice(&p[..ran.min(dim)]);
+                let sample = &mut out[i * dim..(i + 1) * dim];
+                if ran < dim && scores_positions(&self.graph, self.output) {
+                    // Rows of positions: each row's first ones, the rest masked.
+                    let (full, short) = (dim / rows, ran / rows);
+                    for (row, got) in sample.chunks_mut(full).zip(p.chunks(short)) {
+                        row[..short].copy_from_slice(got);
+                        row[short..].fill(masked);
+                    }
+                } else {
+                    sample[..ran.min(dim)].copy_from_slice(&p[..ran.min(dim)]);
+                }
             }
             start += idx.len();
         }
