@@ -462,15 +462,42 @@ fn a_span_scorer_softmaxes_over_the_real_positions() {
     }
     params_match_reference(ctx, "span scorer", &model.store, &cpu, 1e-5, 1e-4);
     assert!(model.built_plans().iter().any(|o| o.tokens == Some(8)));
+    // A label on padding is refused.
+    let bad = wgml::data::Split {
+        x: padded_ids(&[4], tokens, 62),
+        sample_len: tokens,
+        y: wgml::data::Targets::Classes {
+            labels: vec![1, 4],
+            classes: tokens,
+            positions: 2,
+        },
+    };
+    let e = model.check_data(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("sample 0: label 4 is a position past its 4 real tokens"),
+        "{e}"
+    );
     // Predictions: a short batch's (the first) as the whole window's.
     let x = padded_ids(&[4, 12, 7], tokens, 61);
     let short = model.predict_logits(ctx, &x[..tokens], 1).unwrap();
     let logits = model.predict_logits(ctx, &x, 3).unwrap();
     let probabilities = model.predict(ctx, &x, 3).unwrap();
-    assert_close("a short batch's logits", &short, &logits[..2 * tokens], 1e-5, 1e-5);
+    assert_close(
+        "a short batch's logits",
+        &short,
+        &logits[..2 * tokens],
+        1e-5,
+        1e-5,
+    );
     model.dynamic_padding = false;
     let whole = model.predict(ctx, &x[..tokens], 1).unwrap();
-    assert_close("the whole window's", &whole, &probabilities[..2 * tokens], 1e-6, 1e-5);
+    assert_close(
+        "the whole window's",
+        &whole,
+        &probabilities[..2 * tokens],
+        1e-6,
+        1e-5,
+    );
     assert_eq!(logits.len(), 3 * 2 * tokens);
     // The first sample's padding (4 real tokens) is masked: probability 0.
     assert_eq!(logits[4], wgml::kernels::sequence::MASKED_SCORE);

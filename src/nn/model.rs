@@ -937,6 +937,28 @@ impl Model {
         else {
             return Ok(());
         };
+        if scores_positions(&self.graph, self.output) {
+            // A question answerer's labels are positions: real tokens only
+            // (padding scores nothing).
+            let (t, rows) = (data.sample_len, *positions);
+            let lengths = dynamic_padding::sample_lengths(&data.x, t, pad);
+            for (i, (len, sample)) in lengths.zip(labels.chunks(rows)).enumerate() {
+                if let Some(&p) = sample
+                    .iter()
+                    .find(|&&p| p != crate::data::NO_LABEL && p as usize >= len)
+                {
+                    return Err(Error::shape(
+                        "data",
+                        format!(
+                            "sample {i}: label {p} is a position past its {len} real tokens \
+                             (padding, id {pad}), which the model scores nothing; label a real \
+                             token (the [CLS] token, 0, where there is no answer)"
+                        ),
+                    ));
+                }
+            }
+            return Ok(());
+        }
         let t = *positions;
         if t < 2 || data.sample_len != t {
             return Ok(());
