@@ -201,6 +201,48 @@ fn export_and_import_at(
     )
 }
 
+/// Checks one SGD step of an encoder of `family` against Hugging Face's
+/// fixture `want`: `loss` (wgml's, as Hugging Face means it) within 1e-5
+/// relative of `want["loss"]`; the gradients of `head`'s weight and of the word
+/// embeddings, and of each position's row of the window of `tokens` (Hugging
+/// Face's rows from `first`, RoBERTa's after its padding rows), within 1e-6.
+fn step_matches(
+    what: &dyn Fn(&str) -> String,
+    stepped: &Stepped,
+    want: &HashMap<String, Vec<f32>>,
+    loss: f64,
+    head: &str,
+    family: &str,
+    (first, tokens): (usize, usize),
+) {
+    let hf = want["loss"][0] as f64;
+    assert!(
+        (loss - hf).abs() < 1e-5 * hf,
+        "{}",
+        what(&format!("loss {loss} vs {hf}"))
+    );
+    for name in [
+        format!("{head}.weight"),
+        format!("{family}.embeddings.word_embeddings.weight"),
+    ] {
+        grad_close(
+            &what(&name),
+            &stepped.grad(&name),
+            &want[&format!("grad.{name}")],
+            1e-6,
+        );
+    }
+    let name = format!("{family}.embeddings.position_embeddings.weight");
+    let ours = stepped.grad(&name);
+    let d = ours.len() / tokens;
+    grad_close(
+        &what(&name),
+        &ours,
+        &want[&format!("grad.{name}")][first * d..(first + tokens) * d],
+        1e-6,
+    );
+}
+
 /// What [`sgd_step`] measured.
 struct Stepped {
     /// The model's outputs on the batch before the step.
@@ -1164,28 +1206,15 @@ fn token_classifier_against_hugging_face(family: &str, first: usize, class_name:
             1e-6,
             1e-5,
         );
-        let (loss, hf) = (stepped.loss * 4.0 / labelled, want["loss"][0] as f64);
-        assert!((loss - hf).abs() < 1e-5 * hf, "{class:?}: loss {loss} vs {hf}");
-        for name in [
-            "classifier.weight",
-            &format!("{family}.embeddings.word_embeddings.weight"),
-        ] {
-            grad_close(
-                &what(name),
-                &stepped.grad(name),
-                &want[&format!("grad.{name}")],
-                1e-6,
-            );
-        }
-        // Each position's row of the window (RoBERTa's after its padding rows).
-        let name = format!("{family}.embeddings.position_embeddings.weight");
-        let ours = stepped.grad(&name);
-        let d = ours.len() / tokens;
-        grad_close(
-            &what(&name),
-            &ours,
-            &want[&format!("grad.{name}")][first * d..(first + tokens) * d],
-            1e-6,
+        let loss = stepped.loss * 4.0 / labelled;
+        step_matches(
+            &what,
+            &stepped,
+            &want,
+            loss,
+            "classifier",
+            family,
+            (first, tokens),
         );
     }
     let (summary, config, again) = export_and_import(&imported, &format!("{family}-tokens-export"));
@@ -1308,31 +1337,15 @@ fn question_answerer_against_hugging_face(family: &str, first: usize, class_name
             1e-5,
         );
         // The mean over the 2n labels is the mean of the start's and end's means.
-        let (loss, hf) = (stepped.loss / 2.0, want["loss"][0] as f64);
-        assert!(
-            (loss - hf).abs() < 1e-5 * hf,
-            "{}",
-            what(&format!("loss {loss} vs {hf}"))
-        );
-        for name in [
-            "qa_outputs.weight",
-            &format!("{family}.embeddings.word_embeddings.weight"),
-        ] {
-            grad_close(
-                &what(name),
-                &stepped.grad(name),
-                &want[&format!("grad.{name}")],
-                1e-6,
-            );
-        }
-        let name = format!("{family}.embeddings.position_embeddings.weight");
-        let ours = stepped.grad(&name);
-        let d = ours.len() / tokens;
-        grad_close(
-            &what(&name),
-            &ours,
-            &want[&format!("grad.{name}")][first * d..(first + tokens) * d],
-            1e-6,
+        let loss = stepped.loss / 2.0;
+        step_matches(
+            &what,
+            &stepped,
+            &want,
+            loss,
+            "qa_outputs",
+            family,
+            (first, tokens),
         );
     }
     let mut model = imported.model(ctx).unwrap();

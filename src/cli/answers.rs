@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 use wgml::data::Dataset;
-use wgml::data::squad::{QaExample, QaReader, QaSplits, read_examples, read_splits};
+use wgml::data::squad::{QaExample, QaFeatures, QaReader, read_examples, read_splits};
 use wgml::data::text::Vocabulary;
 use wgml::train::answers::{AnswerOptions, AnswerScores, Predicted, answer_scores, best_answers};
 use wgml::{Error, Result};
@@ -24,15 +24,45 @@ fn reader(vocabulary: &Vocabulary, tokens: usize, pad: u32, stride: Option<usize
     QaReader::new(vocabulary, tokens, stride.unwrap_or(default_stride(tokens)), pad)
 }
 
-/// The questions at `path` as a question answerer's dataset: each split's
-/// windows ([`wgml::data::squad`]), with a line on what was read.
+/// A question answerer's test questions, their windows and whether a question
+/// may go unanswered: what scoring its answers needs, read once with the data.
+pub struct AnswerTest {
+    examples: Vec<QaExample>,
+    read: QaFeatures,
+    tokens: usize,
+    unanswerable: bool,
+}
+
+impl AnswerTest {
+    /// The exact match and F1 of `model`'s answers to the test questions.
+    pub fn scores(&self, ctx: &wgml::Context, model: &mut wgml::nn::Model) -> Result<AnswerScores> {
+        let predicted = answers_to(
+            ctx,
+            model,
+            &self.examples,
+            &self.read,
+            self.tokens,
+            self.unanswerable,
+        )?;
+        let texts: Vec<String> = predicted.into_iter().map(|p| p.answer).collect();
+        Ok(answer_scores(&self.examples, &texts, self.unanswerable))
+    }
+}
+
+/// The questions at `path` as a question answerer's dataset (each split's
+/// windows, [`wgml::data::squad`]) padded with `pad` (the model's Embedding's
+/// `mask_id`), with a line on what was read; and the test questions, to score
+/// the answers.
 pub fn read_answer_data(
     path: &Path,
     sample_shape: &[usize],
     vocabulary: &Vocabulary,
-    pad: u32,
+    pad: Option<u32>,
     stride: Option<usize>,
-) -> Result<Dataset> {
+) -> Result<(Dataset, AnswerTest)> {
+    let pad = pad.ok_or_else(|| {
+        Error::invalid("a question answerer's texts are padded: its Embedding needs a mask_id")
+    })?;
     let &[tokens] = sample_shape else {
         return Err(Error::invalid(format!(
             "questions are read as token ids [T], but the model takes samples of {sample_shape:?}"
@@ -44,6 +74,7 @@ pub fn read_answer_data(
     let (train, test) = (features(&splits.train)?, features(&splits.test)?);
     let validation = splits.validation.as_deref().map(features).transpose()?;
     let cut = train.answers_cut + test.answers_cut;
+    let unanswerable = splits.has_unanswerable();
     println!(
         "questions read as {}: {} training questions in {} windows, {} test questions in {} windows{} \
          ({} tokens each, consecutive windows sharing {}, padded with id {pad}){}{}",
@@ -59,7 +90,7 @@ pub fn read_answer_data(
         )),
         tokens,
         reader.stride,
-        if splits.has_unanswerable() {
+        if unanswerable {
             "; some questions have no answer (SQuAD 2.0)"
         } else {
             ""
@@ -70,14 +101,21 @@ pub fn read_answer_data(
             String::new()
         }
     );
-    Ok(Dataset {
+    let dataset = Dataset {
         name: path.display().to_string(),
         sample_shape: sample_shape.to_vec(),
         train: train.split(tokens),
         test: test.split(tokens),
         validation: validation.map(|v| v.split(tokens)),
         class_names: Vec::new(),
-    })
+    };
+    let test = AnswerTest {
+        examples: splits.test,
+        read: test,
+        tokens,
+        unanswerable,
+    };
+    Ok((dataset, test))
 }
 
 fn in_file(path: &Path, e: Error) -> Error {
@@ -87,17 +125,16 @@ fn in_file(path: &Path, e: Error) -> Error {
     }
 }
 
-/// The question answerer `model`'s answers to `examples` (each window's
-/// logits, then [`best_answers`]).
-fn answers_of(
+/// The question answerer `model`'s answers to `examples`, read as the windows
+/// `read` of `tokens` ids: each window's logits, then [`best_answers`].
+fn answers_to(
     ctx: &wgml::Context,
     model: &mut wgml::nn::Model,
-    reader: &QaReader,
     examples: &[QaExample],
+    read: &QaFeatures,
+    tokens: usize,
     unanswerable: bool,
 ) -> Result<Vec<Predicted>> {
-    let read = reader.features(examples)?;
-    let tokens = reader.tokens;
     let split = read.split(tokens);
     let logits = model.predict_logits(ctx, &split.x, read.features.len())?;
     let options = AnswerOptions {
@@ -105,26 +142,6 @@ fn answers_of(
         ..AnswerOptions::default()
     };
     Ok(best_answers(examples, &read.features, &logits, tokens, &options))
-}
-
-/// The exact match and F1 of `model`'s answers to the test questions of the
-/// data at `path`.
-pub fn test_answer_scores(
-    ctx: &wgml::Context,
-    model: &mut wgml::nn::Model,
-    path: &Path,
-    vocabulary: &Vocabulary,
-    stride: Option<usize>,
-) -> Result<AnswerScores> {
-    let (&[tokens], Some(pad)) = (model.spec.input_shape(), model.spec.padding_id()) else {
-        return Err(Error::invalid("a question answerer reads padded token ids [T]"));
-    };
-    let splits: QaSplits = read_splits(path)?;
-    let reader = reader(vocabulary, tokens, pad, stride)?;
-    let unanswerable = splits.has_unanswerable();
-    let predicted = answers_of(ctx, model, &reader, &splits.test, unanswerable)?;
-    let texts: Vec<String> = predicted.into_iter().map(|p| p.answer).collect();
-    Ok(answer_scores(&splits.test, &texts, unanswerable))
 }
 
 /// Prints `a`: exact match and F1, and SQuAD 2.0's split by answerability.
@@ -166,7 +183,8 @@ pub fn answer_questions(
     for f in files {
         examples.extend(read_examples(f)?);
     }
-    let predicted = answers_of(ctx, model, &reader, &examples, unanswerable)?;
+    let read = reader.features(&examples)?;
+    let predicted = answers_to(ctx, model, &examples, &read, tokens, unanswerable)?;
     let mut out: Box<dyn Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path).map_err(
             |source| Error::Io {

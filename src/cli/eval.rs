@@ -243,15 +243,28 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
             data_name,
         )?;
     }
-    let (mut data, bytes_per_token) = load_data_with(
-        data_name,
-        args.seed,
-        model.spec.input_shape(),
-        &vocabulary,
-        model.spec.padding_id(),
-        model.table_labels(),
-        args.doc_stride,
-    )?;
+    // A question answerer's data keeps its test questions, to score the answers.
+    let (mut data, bytes_per_token, answer_test) =
+        if model.table_labels() == wgml::data::text_table::TableLabels::Answers {
+            let (d, test) = super::answers::read_answer_data(
+                table,
+                model.spec.input_shape(),
+                &vocabulary,
+                model.spec.padding_id(),
+                args.doc_stride,
+            )?;
+            (d, None, Some(test))
+        } else {
+            let (d, bytes) = load_data_with(
+                data_name,
+                args.seed,
+                model.spec.input_shape(),
+                &vocabulary,
+                model.spec.padding_id(),
+                model.table_labels(),
+            )?;
+            (d, bytes, None)
+        };
     // The model's own class order, where the data names its classes otherwise.
     if !class_names.is_empty() && !data.class_names.is_empty() && data.class_names != class_names {
         if data.labels_some_outputs() {
@@ -288,14 +301,8 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
         None => (train::evaluate(&mut model, &ctx, &data.test, b)?, Vec::new()),
     };
     e.entities = wgml::train::entities::entity_scores(&data.test, &predicted, &data.class_names);
-    if model.table_labels() == wgml::data::text_table::TableLabels::Answers {
-        e.answers = Some(super::answers::test_answer_scores(
-            &ctx,
-            &mut model,
-            table,
-            &vocabulary,
-            args.doc_stride,
-        )?);
+    if let Some(test) = &answer_test {
+        e.answers = Some(test.scores(&ctx, &mut model)?);
     }
     print_evaluation(&e);
     print_bits_per_byte(&e, bytes_per_token);

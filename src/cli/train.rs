@@ -293,7 +293,6 @@ pub fn load_data(name: &str, seed: u64, sample_shape: &[usize]) -> Result<Datase
         &Vocabulary::Bytes,
         None,
         TableLabels::Class,
-        None,
     )
     .map(|(d, _)| d)
 }
@@ -375,7 +374,6 @@ pub fn load_data_with(
     vocabulary: &Vocabulary,
     padding: Option<u32>,
     labels: TableLabels,
-    doc_stride: Option<usize>,
 ) -> Result<(Dataset, Option<f64>)> {
     if labels != TableLabels::Answers && wgml::data::squad::is_squad(Path::new(name)) {
         return Err(Error::invalid(format!(
@@ -385,14 +383,6 @@ pub fn load_data_with(
         )));
     }
     let (data, bytes_per_token) = match name {
-        dir if labels == TableLabels::Answers && !dir.starts_with("text:") => {
-            let pad = padding.ok_or_else(|| {
-                Error::invalid("a question answerer's texts are padded: its Embedding needs a mask_id")
-            })?;
-            let d =
-                super::answers::read_answer_data(Path::new(dir), sample_shape, vocabulary, pad, doc_stride)?;
-            (d, None)
-        }
         dir if (labels == TableLabels::Tags && !dir.starts_with("text:")) || is_labelled_texts(dir) => {
             let pad = padding.ok_or_else(|| {
                 Error::invalid(match sample_shape {
@@ -1021,15 +1011,27 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         })?),
         None => recipe.model.padding_id(),
     };
-    let (mut data, bytes_per_token) = load_data_with(
-        &data_name,
-        args.seed,
-        recipe.model.input_shape(),
-        &vocabulary,
-        padding,
-        labels,
-        args.doc_stride,
-    )?;
+    // A question answerer's data keeps its test questions, to score the answers.
+    let (mut data, bytes_per_token, answer_test) = if labels == TableLabels::Answers {
+        let (d, test) = super::answers::read_answer_data(
+            Path::new(&data_name),
+            recipe.model.input_shape(),
+            &vocabulary,
+            padding,
+            args.doc_stride,
+        )?;
+        (d, None, Some(test))
+    } else {
+        let (d, bytes) = load_data_with(
+            &data_name,
+            args.seed,
+            recipe.model.input_shape(),
+            &vocabulary,
+            padding,
+            labels,
+        )?;
+        (d, bytes, None)
+    };
     // What --lora defaults to: GPT-2's query, key and value, for a GPT-2 made a
     // classifier too; the classifier's new head trains in full (PEFT's SEQ_CLS).
     let gpt2 = match (&classify, &recipe.model) {
@@ -1433,14 +1435,8 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     model.top_k = top_k;
     let (mut eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;
     eval.entities = entity_scores(&data.test, &predicted, &data.class_names);
-    if labels == TableLabels::Answers {
-        eval.answers = Some(super::answers::test_answer_scores(
-            &ctx,
-            &mut model,
-            Path::new(&data_name),
-            &vocabulary,
-            args.doc_stride,
-        )?);
+    if let Some(test) = &answer_test {
+        eval.answers = Some(test.scores(&ctx, &mut model)?);
     }
     print_evaluation(&eval);
     print_bits_per_byte(&eval, bytes_per_token);

@@ -876,11 +876,6 @@ impl EncoderHead {
     pub fn layers(&self) -> &'static [&'static str] {
         head_of(self.family, self.task)
     }
-
-    /// Whether it reads every token (a token classifier, a question answerer).
-    pub fn per_token(&self) -> bool {
-        self.task.per_token()
-    }
 }
 
 /// The head of functional model `f` when it is a model [`import_bert`] makes:

@@ -1265,6 +1265,9 @@ impl Model {
         let dim = self.output_dim();
         let mut out = vec![0f32; n * dim];
         let (mut start, mut batch, mut rows) = (0, n.min(256), Vec::new());
+        // A question answerer's output: rows of the window's positions.
+        let rows_of_positions = scores_positions(&self.graph, self.output);
+        let positions = self.label_positions();
         while start < n {
             let idx = &order[start..(start + batch).min(n)];
             rows.clear();
@@ -1282,12 +1285,11 @@ impl Model {
             // A shortened plan (dynamic padding) of a model with an output per
             // token gives fewer positions: its first ones, the rest (padding) 0.
             let ran = probabilities.len() / idx.len().max(1);
-            let rows = self.label_positions();
             for (&i, p) in idx.iter().zip(probabilities.chunks(ran.max(1))) {
                 let sample = &mut out[i * dim..(i + 1) * dim];
-                if ran < dim && scores_positions(&self.graph, self.output) {
+                if ran < dim && rows_of_positions {
                     // Rows of positions: each row's first ones, the rest masked.
-                    let (full, short) = (dim / rows, ran / rows);
+                    let (full, short) = (dim / positions, ran / positions);
                     for (row, got) in sample.chunks_mut(full).zip(p.chunks(short)) {
                         row[..short].copy_from_slice(got);
                         row[short..].fill(masked);

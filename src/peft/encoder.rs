@@ -32,15 +32,9 @@ use crate::nn::lora::{LORA_A, LORA_B, is_adapter};
 /// A token classifier has no pooler.
 fn saved_beside_head(head: EncoderHead) -> &'static [(&'static str, &'static str)] {
     match head.family {
-        Family::Bert if !head.per_token() => &[("bert.pooler.dense", "pooler")],
+        Family::Bert if !head.task.per_token() => &[("bert.pooler.dense", "pooler")],
         _ => &[],
     }
-}
-
-/// PEFT's `task_type` of a head: a classifier of texts or of tokens, or a
-/// question answerer.
-fn task_type(head: EncoderHead) -> &'static str {
-    head.task.peft_task_type()
 }
 
 /// A pattern key of `rank_pattern` or `alpha_pattern` names module `hf` (PEFT's
@@ -113,7 +107,7 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
     let (rank_keys, alpha_keys) = (pattern("rank_pattern"), pattern("alpha_pattern"));
     lora.rank_pattern.clear();
     lora.alpha_pattern.clear();
-    let task = task_type(head);
+    let task = head.task.peft_task_type();
     if settings.get("task_type").and_then(Value::as_str) != Some(task) {
         return Err(file_err(
             CONFIG_FILE,
@@ -330,7 +324,7 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     saved.push("score");
     let settings = json!({
         "peft_type": "LORA",
-        "task_type": task_type(head),
+        "task_type": head.task.peft_task_type(),
         "base_model_name_or_path": null,
         "r": lora.rank,
         "lora_alpha": lora.alpha,
@@ -349,7 +343,7 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     super::write_folder(dir, &entries, &settings)?;
     let what = match classes {
         _ if head.task == Task::QuestionAnswering => "start and end scores of each token".to_string(),
-        n if head.per_token() => format!("{n} classes of each token"),
+        n if head.task.per_token() => format!("{n} classes of each token"),
         1 => "one score (a regression)".to_string(),
         n => format!("{n} classes"),
     };
@@ -361,6 +355,6 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
         lora.alpha,
         modules.len(),
         family.name(),
-        task_type(head)
+        head.task.peft_task_type()
     ))
 }

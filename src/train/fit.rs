@@ -680,7 +680,13 @@ fn run_fit(
         |p: &Progress| p.history.stopped_early || config.max_steps.is_some_and(|m| p.total_steps >= m);
 
     // Loss and accuracy are means over labels: per token for a sequence model.
-    let per_sample = model.label_positions();
+    // The epoch line's rate counts tokens: the labelled ones, or a question
+    // answerer's window (its two labels, start and end, are no tokens).
+    let tokens_per_sample = if model.table_labels() == crate::data::text_table::TableLabels::Answers {
+        model.spec.input_shape()[0]
+    } else {
+        model.label_positions()
+    };
     // The labels each training sample counts in the means.
     let counted_by_sample = train.y.counted_by_sample();
     let first = p.history.epochs.len() + 1;
@@ -829,11 +835,7 @@ fn run_fit(
             images_per_second: seen as f64 / seconds,
             steps,
             lr: step_lr,
-            labels_per_sample: if model.table_labels() == crate::data::text_table::TableLabels::Answers {
-                model.spec.input_shape()[0]
-            } else {
-                per_sample
-            },
+            labels_per_sample: tokens_per_sample,
             texts: model.pads_texts(),
         };
         stop |= hooks.epoch_end(&stats, config.epochs);
