@@ -556,7 +556,7 @@ fn early_stopping_watches_the_chosen_value() {
             Monitor::ValAccuracy => e.val_accuracy.unwrap(),
             Monitor::Loss => -e.loss,
             Monitor::Accuracy => e.accuracy.unwrap(),
-            Monitor::ValF1 => unreachable!("not a token classifier"),
+            Monitor::ValF1 | Monitor::ValExactMatch => unreachable!("not a tagger or question answerer"),
         };
         // The best epoch is the first with the best value (higher is better here).
         let best = h

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use wgml::data::Dataset;
 use wgml::data::squad::{QaExample, QaFeatures, QaReader, read_examples, read_splits};
 use wgml::data::text::Vocabulary;
-use wgml::train::answers::{AnswerOptions, AnswerScores, Predicted, answer_scores, best_answers};
+use wgml::train::answers::{AnswerScores, Questions};
 use wgml::{Error, Result};
 
 /// Tokens consecutive windows of a context share: Hugging Face's `doc_stride`
@@ -24,42 +24,31 @@ fn reader(vocabulary: &Vocabulary, tokens: usize, pad: u32, stride: Option<usize
     QaReader::new(vocabulary, tokens, stride.unwrap_or(default_stride(tokens)), pad)
 }
 
-/// A question answerer's test questions, their windows and whether a question
-/// may go unanswered: what scoring its answers needs, read once with the data.
-pub struct AnswerTest {
-    examples: Vec<QaExample>,
-    read: QaFeatures,
-    tokens: usize,
-    unanswerable: bool,
-}
-
-impl AnswerTest {
-    /// The exact match and F1 of `model`'s answers to the test questions.
-    pub fn scores(&self, ctx: &wgml::Context, model: &mut wgml::nn::Model) -> Result<AnswerScores> {
-        let predicted = answers_to(
-            ctx,
-            model,
-            &self.examples,
-            &self.read,
-            self.tokens,
-            self.unanswerable,
-        )?;
-        let texts: Vec<String> = predicted.into_iter().map(|p| p.answer).collect();
-        Ok(answer_scores(&self.examples, &texts, self.unanswerable))
-    }
+/// A question answerer's test and validation questions with their windows,
+/// read once with the data: what scoring its answers needs.
+pub struct AnswerSplits {
+    /// The test questions.
+    pub test: Questions,
+    /// The validation questions: a validation file's, or those held out of the
+    /// training questions.
+    pub validation: Option<Questions>,
+    /// Whether the validation questions were held out of the training ones.
+    pub held_out: bool,
 }
 
 /// The questions at `path` as a question answerer's dataset (each split's
 /// windows, [`wgml::data::squad`]) padded with `pad` (the model's Embedding's
-/// `mask_id`), with a line on what was read; and the test questions, to score
-/// the answers.
+/// `mask_id`), with a line on what was read; and the test and validation
+/// questions, to score the answers. Without a validation file, the last
+/// `hold_out` of the training questions (as Keras takes the last samples)
+/// are the validation questions, all their windows with them.
 pub fn read_answer_data(
     path: &Path,
     sample_shape: &[usize],
     vocabulary: &Vocabulary,
     pad: Option<u32>,
-    stride: Option<usize>,
-) -> Result<(Dataset, AnswerTest)> {
+    (stride, hold_out): (Option<usize>, f64),
+) -> Result<(Dataset, AnswerSplits)> {
     let pad = pad.ok_or_else(|| {
         Error::invalid("a question answerer's texts are padded: its Embedding needs a mask_id")
     })?;
@@ -68,7 +57,11 @@ pub fn read_answer_data(
             "questions are read as token ids [T], but the model takes samples of {sample_shape:?}"
         )));
     };
-    let splits = read_splits(path)?;
+    let mut splits = read_splits(path)?;
+    let held_out = splits.validation.is_none() && hold_out > 0.0;
+    if held_out {
+        splits.validation = held_out_questions(&mut splits.train, hold_out)?;
+    }
     let reader = reader(vocabulary, tokens, pad, stride)?;
     let features = |examples: &[QaExample]| reader.features(examples).map_err(|e| in_file(path, e));
     let (train, test) = (features(&splits.train)?, features(&splits.test)?);
@@ -84,9 +77,14 @@ pub fn read_answer_data(
         splits.test.len(),
         test.features.len(),
         validation.as_ref().map_or(String::new(), |v| format!(
-            ", {} validation questions in {} windows",
+            ", {} validation questions in {} windows{}",
             splits.validation.as_ref().map_or(0, Vec::len),
-            v.features.len()
+            v.features.len(),
+            if held_out {
+                format!(" (the last {hold_out} of the training questions)")
+            } else {
+                String::new()
+            }
         )),
         tokens,
         reader.stride,
@@ -101,21 +99,47 @@ pub fn read_answer_data(
             String::new()
         }
     );
+    let questions = |examples: Vec<QaExample>, windows: QaFeatures| Questions {
+        examples,
+        windows,
+        tokens,
+        unanswerable,
+    };
+    let test = questions(splits.test, test);
+    let validation = splits.validation.zip(validation).map(|(e, w)| questions(e, w));
     let dataset = Dataset {
         name: path.display().to_string(),
         sample_shape: sample_shape.to_vec(),
         train: train.split(tokens),
-        test: test.split(tokens),
-        validation: validation.map(|v| v.split(tokens)),
+        test: test.split(),
+        validation: validation.as_ref().map(Questions::split),
         class_names: Vec::new(),
     };
-    let test = AnswerTest {
-        examples: splits.test,
-        read: test,
-        tokens,
-        unanswerable,
-    };
-    Ok((dataset, test))
+    let held_out = held_out && validation.is_some();
+    Ok((
+        dataset,
+        AnswerSplits {
+            test,
+            validation,
+            held_out,
+        },
+    ))
+}
+
+/// The last `share` of `train` (rounded down, as Keras' `validation_split`),
+/// taken out as validation questions; `None` when that is none of them.
+fn held_out_questions(train: &mut Vec<QaExample>, share: f64) -> Result<Option<Vec<QaExample>>> {
+    if !(0.0..1.0).contains(&share) {
+        return Err(Error::invalid(format!("validation split {share} is outside [0, 1)")));
+    }
+    let n = train.len();
+    let n_val = (n as f64 * share).floor() as usize;
+    if n_val == n && n > 0 {
+        return Err(Error::invalid(format!(
+            "validation split {share} leaves no training questions out of {n}"
+        )));
+    }
+    Ok((n_val > 0).then(|| train.split_off(n - n_val)))
 }
 
 fn in_file(path: &Path, e: Error) -> Error {
@@ -123,25 +147,6 @@ fn in_file(path: &Path, e: Error) -> Error {
         path: path.display().to_string(),
         message: e.to_string(),
     }
-}
-
-/// The question answerer `model`'s answers to `examples`, read as the windows
-/// `read` of `tokens` ids: each window's logits, then [`best_answers`].
-fn answers_to(
-    ctx: &wgml::Context,
-    model: &mut wgml::nn::Model,
-    examples: &[QaExample],
-    read: &QaFeatures,
-    tokens: usize,
-    unanswerable: bool,
-) -> Result<Vec<Predicted>> {
-    let split = read.split(tokens);
-    let logits = model.predict_logits(ctx, &split.x, read.features.len())?;
-    let options = AnswerOptions {
-        unanswerable,
-        ..AnswerOptions::default()
-    };
-    Ok(best_answers(examples, &read.features, &logits, tokens, &options))
 }
 
 /// Prints `a`: exact match and F1, and SQuAD 2.0's split by answerability.
@@ -183,8 +188,14 @@ pub fn answer_questions(
     for f in files {
         examples.extend(read_examples(f)?);
     }
-    let read = reader.features(&examples)?;
-    let predicted = answers_to(ctx, model, &examples, &read, tokens, unanswerable)?;
+    let questions = Questions {
+        windows: reader.features(&examples)?,
+        examples,
+        tokens,
+        unanswerable,
+    };
+    let logits = model.predict_logits(ctx, &questions.split().x, questions.len())?;
+    let predicted = questions.answers(&logits);
     let mut out: Box<dyn Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path).map_err(
             |source| Error::Io {

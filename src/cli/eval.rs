@@ -246,14 +246,14 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
     // A question answerer's data keeps its test questions, to score the answers.
     let (mut data, bytes_per_token, answer_test) =
         if model.table_labels() == wgml::data::text_table::TableLabels::Answers {
-            let (d, test) = super::answers::read_answer_data(
+            let (d, questions) = super::answers::read_answer_data(
                 table,
                 model.spec.input_shape(),
                 &vocabulary,
                 model.spec.padding_id(),
-                args.doc_stride,
+                (args.doc_stride, 0.0),
             )?;
-            (d, None, Some(test))
+            (d, None, Some(questions.test))
         } else {
             let (d, bytes) = load_data_with(
                 data_name,
@@ -295,15 +295,14 @@ pub fn run_eval(gpu: &GpuArgs, args: &EvalArgs) -> Result<ExitCode> {
     let b = args.batch_size;
     // A token classifier's entity scores need them too.
     let tags = model.table_labels() == wgml::data::text_table::TableLabels::Tags;
-    let (mut e, predicted) = match &args.report {
-        Some(_) => train::evaluate_with_predictions(&mut model, &ctx, &data.test, b)?,
-        None if tags => train::evaluate_with_predictions(&mut model, &ctx, &data.test, b)?,
-        None => (train::evaluate(&mut model, &ctx, &data.test, b)?, Vec::new()),
+    let (mut e, predicted) = match (&args.report, &answer_test) {
+        // A question answerer: its answers too, from the same pass's logits.
+        (_, Some(test)) => train::evaluate_answers(&mut model, &ctx, test, b)?,
+        (Some(_), None) => train::evaluate_with_predictions(&mut model, &ctx, &data.test, b)?,
+        (None, None) if tags => train::evaluate_with_predictions(&mut model, &ctx, &data.test, b)?,
+        (None, None) => (train::evaluate(&mut model, &ctx, &data.test, b)?, Vec::new()),
     };
     e.entities = wgml::train::entities::entity_scores(&data.test, &predicted, &data.class_names);
-    if let Some(test) = &answer_test {
-        e.answers = Some(test.scores(&ctx, &mut model)?);
-    }
     print_evaluation(&e);
     print_bits_per_byte(&e, bytes_per_token);
     if let Some(path) = &args.metrics {

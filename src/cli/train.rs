@@ -120,7 +120,8 @@ pub struct TrainArgs {
     /// Write the epochs, test results and device as JSON.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
-    /// Fraction of the training set held out for validation (the last samples, as Keras).
+    /// Fraction of the training set held out for validation (the last samples, as
+    /// Keras; a question answerer's last questions, all their windows with them).
     #[arg(long, allow_negative_numbers = true)]
     pub val_split: Option<f64>,
     /// Early stopping: stop after N epochs without a better --monitor value (the
@@ -128,8 +129,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub patience: Option<usize>,
     /// What early stopping watches: val_loss (default; the training loss without a
-    /// validation split), val_accuracy, loss, accuracy, or a token classifier's
-    /// entity F1 on the validation split, val_f1.
+    /// validation split), val_accuracy, loss, accuracy, val_f1 (a token
+    /// classifier's entity F1 or a question answerer's answer F1 on the
+    /// validation split) or val_exact_match (a question answerer's).
     #[arg(long)]
     pub monitor: Option<String>,
     /// Early stopping counts an epoch as better only by more than this.
@@ -1011,16 +1013,18 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         })?),
         None => recipe.model.padding_id(),
     };
-    // A question answerer's data keeps its test questions, to score the answers.
-    let (mut data, bytes_per_token, answer_test) = if labels == TableLabels::Answers {
-        let (d, test) = super::answers::read_answer_data(
+    // A question answerer's data keeps its test and validation questions, to
+    // score the answers; its validation questions are held out whole.
+    let (mut data, bytes_per_token, answer_splits) = if labels == TableLabels::Answers {
+        let (d, questions) = super::answers::read_answer_data(
             Path::new(&data_name),
             recipe.model.input_shape(),
             &vocabulary,
             padding,
-            args.doc_stride,
+            (args.doc_stride, recipe.fit.validation_split),
         )?;
-        (d, None, Some(test))
+        recipe.fit.validation_split = 0.0;
+        (d, None, Some(questions))
     } else {
         let (d, bytes) = load_data_with(
             &data_name,
@@ -1103,8 +1107,9 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     }
     // A dataset's own validation split (an image folder's val/) replaces the
     // recipe's share of the training samples; asking for both is refused.
+    let held_out = answer_splits.as_ref().is_some_and(|a| a.held_out);
     if let Some(v) = &data.validation {
-        if let Some(share) = args.val_split.filter(|&s| s > 0.0) {
+        if let Some(share) = args.val_split.filter(|&s| s > 0.0 && !held_out) {
             return Err(Error::invalid(format!(
                 "'{}' has its own validation split ({} samples); --val-split {share} would take \
                  another from the training samples: leave it out, or give --val-split 0 to train \
@@ -1115,7 +1120,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         }
         if args.val_split == Some(0.0) {
             data.validation = None;
-        } else {
+        } else if !held_out {
             recipe.fit.validation_split = 0.0;
             println!(
                 "validating on the dataset's own validation split: {} samples",
@@ -1398,6 +1403,12 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     if labels == TableLabels::Tags && wgml::train::entities::are_entity_tags(&data.class_names) {
         recipe.fit.entity_tags = data.class_names.clone();
     }
+    // A question answerer scores its validation answers every epoch.
+    recipe.fit.answers = answer_splits
+        .as_ref()
+        .and_then(|a| a.validation.clone())
+        .filter(|_| data.validation.is_some())
+        .map(std::sync::Arc::new);
     let fitted = match &data.validation {
         Some(v) => train::fit_validated(&mut model, &ctx, &data.train, v, &recipe.fit, &mut []),
         None => train::fit(&mut model, &ctx, &data.train, &recipe.fit),
@@ -1433,11 +1444,12 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         );
     }
     model.top_k = top_k;
-    let (mut eval, predicted) = train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?;
+    let (mut eval, predicted) = match &answer_splits {
+        // A question answerer: its answers too, from the same pass's logits.
+        Some(a) => train::evaluate_answers(&mut model, &ctx, &a.test, test_batch)?,
+        None => train::evaluate_with_predictions(&mut model, &ctx, &data.test, test_batch)?,
+    };
     eval.entities = entity_scores(&data.test, &predicted, &data.class_names);
-    if let Some(test) = &answer_test {
-        eval.answers = Some(test.scores(&ctx, &mut model)?);
-    }
     print_evaluation(&eval);
     print_bits_per_byte(&eval, bytes_per_token);
     if let Some(path) = &args.metrics {

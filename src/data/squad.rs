@@ -373,7 +373,7 @@ pub struct Feature {
 
 /// The features of a list of examples: what the model trains on and what
 /// picking answers needs.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QaFeatures {
     /// The features, in the order of their examples.
     pub features: Vec<Feature>,

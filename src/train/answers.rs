@@ -21,7 +21,57 @@
 
 use serde::Serialize;
 
-use crate::data::squad::{Feature, QaExample};
+use crate::data::Split;
+use crate::data::squad::{Feature, QaExample, QaFeatures};
+
+/// Questions read as a question answerer's windows: what picking and scoring
+/// its answers needs besides the logits. A split of the questions (test,
+/// validation) is one of these next to the windows' [`Split`]
+/// ([`Questions::split`]), whose samples are the windows in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Questions {
+    /// The questions, with their contexts and true answers.
+    pub examples: Vec<QaExample>,
+    /// Their windows, in the order of the questions.
+    pub windows: QaFeatures,
+    /// Tokens per window.
+    pub tokens: usize,
+    /// Whether a question may have no answer (SQuAD 2.0).
+    pub unanswerable: bool,
+}
+
+impl Questions {
+    /// The windows as a split (ids and start/end labels), as a model reads them.
+    pub fn split(&self) -> Split {
+        self.windows.split(self.tokens)
+    }
+
+    /// The number of windows: the samples of [`Questions::split`].
+    pub fn len(&self) -> usize {
+        self.windows.features.len()
+    }
+
+    /// Whether there are no windows.
+    pub fn is_empty(&self) -> bool {
+        self.windows.features.is_empty()
+    }
+
+    /// Each question's answer from `logits`, each window's start then end
+    /// logits (`2 × tokens` values), windows in order.
+    pub fn answers(&self, logits: &[f32]) -> Vec<Predicted> {
+        let options = AnswerOptions {
+            unanswerable: self.unanswerable,
+            ..AnswerOptions::default()
+        };
+        best_answers(&self.examples, &self.windows.features, logits, self.tokens, &options)
+    }
+
+    /// The exact match and F1 of the answers [`Questions::answers`] picks.
+    pub fn scores(&self, logits: &[f32]) -> AnswerScores {
+        let texts: Vec<String> = self.answers(logits).into_iter().map(|p| p.answer).collect();
+        answer_scores(&self.examples, &texts, self.unanswerable)
+    }
+}
 
 /// How answers are picked (Hugging Face's `run_qa.py` defaults).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -7,7 +7,9 @@ use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Tensor};
 use crate::graph::PlanOptions;
 use crate::nn::Model;
+use crate::kernels::sequence::MASKED_SCORE;
 use crate::nn::model::Batch;
+use crate::train::answers::Questions;
 
 /// Precision, recall and F1 of one class.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -168,31 +170,40 @@ pub fn eval_plans(model: &Model, samples: usize, batch_size: usize) -> Vec<PlanO
     plans
 }
 
-/// Runs `data` through `model` in batches of `batch_size` (fewer where the
-/// adapter cannot hold that many: a long window's attention), copying each
-/// batch's predictions (classes, or outputs for values) into `preds` one after
-/// the other. Returns the order the samples ran in: `data`'s, or under dynamic
-/// padding ([`Model::dynamic_padding`]) shortest first, so batches run short.
-fn batches(
-    model: &mut Model,
-    ctx: &Context,
-    data: &Split,
-    batch_size: usize,
-    preds: Option<&Tensor>,
-) -> Result<Vec<usize>> {
-    batches_ran(model, ctx, data, batch_size, preds).map(|(order, _)| order)
+/// What an evaluation copies of each batch besides the loss sums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Copied {
+    /// Each label's predicted class (classes), or the outputs (values).
+    Predictions,
+    /// The outputs before the folded softmax: a question answerer's start and
+    /// end logits.
+    Logits,
 }
 
-/// [`batches`], also returning each batch's size and the positions per sample
-/// its predictions have: a shortened plan's (dynamic padding) of a model that
-/// predicts every token holds fewer than the model's window (see
-/// [`widen_predictions`]).
+/// The values per sample `copied` holds of `model`'s predictions of `data`
+/// (a shortened plan's fewer, see [`widen`]).
+fn copied_per_sample(model: &Model, data: &Split, copied: Copied) -> usize {
+    match (copied, &data.y) {
+        (Copied::Logits, _) => model.output_dim(),
+        (Copied::Predictions, Targets::Classes { positions, .. }) => *positions,
+        (Copied::Predictions, Targets::Values { dim, .. }) => *dim,
+    }
+}
+
+/// Runs `data` through `model` in batches of `batch_size` (fewer where the
+/// adapter cannot hold that many: a long window's attention), copying what
+/// `preds` asks for of each batch into its tensor one after the other. Returns
+/// the order the samples ran in: `data`'s, or under dynamic padding
+/// ([`Model::dynamic_padding`]) shortest first, so batches run short; and each
+/// batch's size and the values per sample it copied: a shortened plan's of a
+/// model that predicts every token hold fewer than the model's window (see
+/// [`widen`]).
 fn batches_ran(
     model: &mut Model,
     ctx: &Context,
     data: &Split,
     batch_size: usize,
-    preds: Option<&Tensor>,
+    preds: Option<(&Tensor, Copied)>,
 ) -> Result<(Vec<usize>, Ran)> {
     let n = data.len();
     if n == 0 {
@@ -213,40 +224,44 @@ fn batches_ran(
 }
 
 /// How [`batches_ran`] ran: batches of `batch` samples (the last may be
-/// smaller), batch i's predictions `positions[i]` per sample.
+/// smaller), batch i's copies `positions[i]` values per sample.
 struct Ran {
     batch: usize,
     positions: Vec<usize>,
 }
 
-/// Predictions of `full` positions per sample as [`batches_ran`] copied them:
-/// batch i in its slot of `batch · full` values, its first `len ·
-/// positions[i]` values its `[len, positions[i]]` predictions. Each batch's
-/// samples are widened to `full` positions in place, the positions cut off (a
-/// shortened plan's padding, which has no target) predicted 0.
-fn widen_predictions(preds: &mut [u32], full: usize, ran: &Ran) {
+/// Values of `full` per sample, in `rows` rows of positions each, as
+/// [`batches_ran`] copied them: batch i in its slot of `batch · full` values,
+/// its first `len · positions[i]` values its `[len, rows, positions[i] / rows]`
+/// values. Each batch's samples are widened to `full` values in place, each
+/// row's positions cut off (a shortened plan's padding, which has no target)
+/// given `fill`.
+fn widen<T: Copy>(values: &mut [T], (full, rows): (usize, usize), ran: &Ran, fill: T) {
     let slot = ran.batch * full;
+    let (row, rows) = (full / rows.max(1), rows.max(1));
     for (i, &t) in ran.positions.iter().enumerate() {
         if t >= full {
             continue;
         }
+        let short = t / rows;
         let start = i * slot;
-        let len = (preds.len() - start).min(slot) / full;
+        let len = (values.len() - start).min(slot) / full;
         // Back to front, so nothing is overwritten before it moves.
-        for s in (0..len).rev() {
-            preds.copy_within(start + s * t..start + (s + 1) * t, start + s * full);
-            preds[start + s * full + t..start + (s + 1) * full].fill(0);
+        for r in (0..len * rows).rev() {
+            let to = start + r * row;
+            values.copy_within(start + r * short..start + (r + 1) * short, to);
+            values[to + short..to + row].fill(fill);
         }
     }
 }
 
-/// [`batches`] of `b` samples in `order`, from zeroed sums.
+/// [`batches_ran`] of `b` samples in `order`, from zeroed sums.
 fn batches_of(
     model: &mut Model,
     ctx: &Context,
     data: &Split,
     (order, b): (&[usize], usize),
-    preds: Option<&Tensor>,
+    preds: Option<(&Tensor, Copied)>,
 ) -> Result<Vec<usize>> {
     let (mut xb, mut lb, mut vb) = (Vec::new(), Vec::new(), Vec::new());
     let mut ran = Vec::new();
@@ -260,16 +275,14 @@ fn batches_of(
             len: idx.len(),
         };
         // Batch i's slot: b samples of `per` values (a sequence's whole window).
-        let per = match data.y {
-            Targets::Classes { positions, .. } => positions,
-            Targets::Values { dim, .. } => dim,
-        };
+        let per = preds.map_or(0, |(_, copied)| copied_per_sample(model, data, copied));
         let mut positions = per;
         model.eval_step(ctx, &batch, |enc, plan| {
-            if let Some(p) = preds {
-                let src = match data.y {
-                    Targets::Classes { .. } => &plan.predictions,
-                    Targets::Values { .. } => &plan.probabilities,
+            if let Some((p, copied)) = preds {
+                let src = match (copied, &data.y) {
+                    (Copied::Logits, _) => &plan.output,
+                    (Copied::Predictions, Targets::Classes { .. }) => &plan.predictions,
+                    (Copied::Predictions, Targets::Values { .. }) => &plan.probabilities,
                 };
                 // A shortened plan predicts fewer positions per sample.
                 positions = src.numel() / idx.len();
@@ -305,7 +318,7 @@ pub fn evaluate_sums(
     data: &Split,
     batch_size: usize,
 ) -> Result<(f64, f64)> {
-    batches(model, ctx, data, batch_size, None)?;
+    batches_ran(model, ctx, data, batch_size, None)?;
     let (l, c) = model.acc.read(ctx)?;
     // Every label with a target (a sequence's positions without one do not count).
     let n = data.y.counted().max(1) as f64;
@@ -337,31 +350,72 @@ pub fn evaluate_with_predictions(
     data: &Split,
     batch_size: usize,
 ) -> Result<(Evaluation, Vec<usize>)> {
+    evaluated(model, ctx, data, batch_size, Copied::Predictions).map(|(e, predicted, _)| (e, predicted))
+}
+
+/// A question answerer's [`evaluate_with_predictions`] of the windows of
+/// `questions` ([`Questions::split`]), its answers picked from the same pass's
+/// logits and scored ([`Evaluation::answers`]).
+pub fn evaluate_answers(
+    model: &mut Model,
+    ctx: &Context,
+    questions: &Questions,
+    batch_size: usize,
+) -> Result<(Evaluation, Vec<usize>)> {
+    let (mut e, predicted, logits) = evaluated(model, ctx, &questions.split(), batch_size, Copied::Logits)?;
+    e.answers = Some(questions.scores(&logits));
+    Ok((e, predicted))
+}
+
+/// [`evaluate_with_predictions`], copying `copied` of every batch: the
+/// evaluation, each label's predicted class in `data`'s order, and the logits
+/// (in that order) when `copied` asks for them.
+fn evaluated(
+    model: &mut Model,
+    ctx: &Context,
+    data: &Split,
+    batch_size: usize,
+    copied: Copied,
+) -> Result<(Evaluation, Vec<usize>, Vec<f32>)> {
     let n = data.len();
     let positions = model.label_positions();
     let truth = true_classes(data);
-    let (preds, classes): (Tensor, usize) = match &data.y {
-        Targets::Classes { classes, .. } => (Tensor::zeros(ctx, &[n * positions], DType::U32)?, *classes),
-        Targets::Values { dim, .. } => (
-            Tensor::zeros(ctx, &[n * dim], DType::F32)?,
+    let per = copied_per_sample(model, data, copied);
+    let (preds, classes): (Tensor, usize) = match (&data.y, copied) {
+        (Targets::Classes { classes, .. }, Copied::Predictions) => {
+            (Tensor::zeros(ctx, &[n * per], DType::U32)?, *classes)
+        }
+        (Targets::Classes { classes, .. }, Copied::Logits) => (Tensor::zeros(ctx, &[n * per], DType::F32)?, *classes),
+        (Targets::Values { .. }, _) => (
+            Tensor::zeros(ctx, &[n * per], DType::F32)?,
             if model.loss.is_classification() { 2 } else { 0 },
         ),
     };
-    let (order, ran) = batches_ran(model, ctx, data, batch_size, Some(&preds))?;
+    let (order, ran) = batches_ran(model, ctx, data, batch_size, Some((&preds, copied)))?;
     let (loss_sum, correct) = model.acc.read(ctx)?;
     let mut correlation = None;
     // A multi-label classifier's per-class metrics (each class a yes/no).
     let mut sets = None;
-    let predicted: Vec<usize> = match &data.y {
-        Targets::Classes { .. } => {
+    let mut logits = Vec::new();
+    let predicted: Vec<usize> = match (&data.y, copied) {
+        (Targets::Classes { .. }, Copied::Predictions) => {
             let mut ran_preds = preds.to_u32(ctx)?;
-            widen_predictions(&mut ran_preds, positions, &ran);
-            in_data_order(ran_preds, &order)
+            widen(&mut ran_preds, (positions, 1), &ran, 0);
+            in_data_order(ran_preds, &order).into_iter().map(|p| p as usize).collect()
         }
-        .into_iter()
-        .map(|p| p as usize)
-        .collect(),
-        Targets::Values { values, dim } => {
+        (Targets::Classes { .. }, Copied::Logits) => {
+            let mut ran_logits = preds.to_f32(ctx)?;
+            widen(&mut ran_logits, (per, positions), &ran, MASKED_SCORE);
+            logits = in_data_order(ran_logits, &order);
+            // Each label's class: its row's highest logit, the first of equals.
+            logits
+                .chunks(per / positions.max(1))
+                .map(|row| {
+                    (0..row.len()).fold(0, |best, c| if row[c] > row[best] { c } else { best })
+                })
+                .collect()
+        }
+        (Targets::Values { values, dim }, _) => {
             let values_out = in_data_order(preds.to_f32(ctx)?, &order);
             if *dim == 1 && !model.loss.is_classification() {
                 let got: Vec<f64> = values_out.iter().map(|&v| f64::from(v)).collect();
@@ -422,7 +476,7 @@ pub fn evaluate_with_predictions(
         answers: None,
     };
     let predicted = if classes > 0 { predicted } else { Vec::new() };
-    Ok((evaluation, predicted))
+    Ok((evaluation, predicted, logits))
 }
 
 #[cfg(test)]
@@ -464,10 +518,34 @@ mod widen_tests {
             5, 6, 7, 8, 5, 6, 7, 8, // batch 1: whole
             1, 2, 3, 9, // batch 2: [[1, 2, 3]]
         ];
-        widen_predictions(&mut preds, 4, &ran);
+        widen(&mut preds, (4, 1), &ran, 0);
         assert_eq!(
             preds,
             [1, 2, 0, 0, 3, 4, 0, 0, 5, 6, 7, 8, 5, 6, 7, 8, 1, 2, 3, 0]
+        );
+    }
+
+    /// A question answerer's logits: 2 rows (start, end) of a 3-token window per
+    /// sample; batches of 2 ran at 1, 3 and 2 tokens.
+    #[test]
+    fn shortened_rows_of_positions_widen_with_the_fill() {
+        let ran = Ran {
+            batch: 2,
+            positions: vec![2, 6, 4],
+        };
+        let mut logits = vec![
+            1, 2, 3, 4, 9, 9, 9, 9, 9, 9, 9, 9, // batch 0: [[[1], [2]], [[3], [4]]]
+            1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, // batch 1: whole
+            1, 2, 3, 4, 9, 9, // batch 2: [[[1, 2], [3, 4]]]
+        ];
+        widen(&mut logits, (6, 2), &ran, 0);
+        assert_eq!(
+            logits,
+            [
+                1, 0, 0, 2, 0, 0, 3, 0, 0, 4, 0, 0, // batch 0
+                1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6, // batch 1
+                1, 2, 0, 3, 4, 0, // batch 2
+            ]
         );
     }
 }

@@ -4,6 +4,7 @@
 //! loss sum (copied on the GPU) that names the first step whose loss was not finite.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -19,6 +20,7 @@ use crate::nn::Model;
 use crate::nn::dynamic_padding::buckets_between;
 use crate::nn::model::Batch;
 use crate::train::backup::{self, Backup};
+use crate::train::answers::Questions;
 use crate::train::callbacks::{BatchEnd, Callback, Control, FitEvent, PrintProgress};
 use crate::train::evaluate::{eval_plans, evaluate_sums};
 use crate::train::schedule::LrSchedule;
@@ -38,9 +40,14 @@ pub enum Monitor {
     /// Training accuracy (higher is better); needs a classification loss.
     Accuracy,
     /// A token classifier's validation entity F1 (higher is better; seqeval's
-    /// overall, Hugging Face's `metric_for_best_model="f1"`); needs a
-    /// validation split and [`FitConfig::entity_tags`].
+    /// overall, Hugging Face's `metric_for_best_model="f1"`; needs a
+    /// validation split and [`FitConfig::entity_tags`]), or a question
+    /// answerer's validation F1 of its answers (SQuAD's, in percent; needs
+    /// [`FitConfig::answers`]).
     ValF1,
+    /// A question answerer's validation exact match of its answers (SQuAD's,
+    /// in percent; higher is better); needs [`FitConfig::answers`].
+    ValExactMatch,
 }
 
 impl Monitor {
@@ -52,9 +59,11 @@ impl Monitor {
             "loss" => Ok(Monitor::Loss),
             "accuracy" => Ok(Monitor::Accuracy),
             "val_f1" => Ok(Monitor::ValF1),
+            "val_exact_match" => Ok(Monitor::ValExactMatch),
             other => Err(Error::invalid(format!(
-                "unknown monitor '{other}': choose val_loss, val_accuracy, loss, accuracy or val_f1 \
-                 (a token classifier's entity F1)"
+                "unknown monitor '{other}': choose val_loss, val_accuracy, loss, accuracy, val_f1 \
+                 (a token classifier's entity F1 or a question answerer's F1) or val_exact_match \
+                 (a question answerer's)"
             ))),
         }
     }
@@ -67,11 +76,15 @@ impl Monitor {
             Monitor::Loss => "loss",
             Monitor::Accuracy => "accuracy",
             Monitor::ValF1 => "val_f1",
+            Monitor::ValExactMatch => "val_exact_match",
         }
     }
 
     fn higher_is_better(self) -> bool {
-        matches!(self, Monitor::ValAccuracy | Monitor::Accuracy | Monitor::ValF1)
+        matches!(
+            self,
+            Monitor::ValAccuracy | Monitor::Accuracy | Monitor::ValF1 | Monitor::ValExactMatch
+        )
     }
 
     /// The watched value of an epoch, oriented so that lower is better.
@@ -82,6 +95,7 @@ impl Monitor {
             Monitor::Loss => Some(s.loss),
             Monitor::Accuracy => s.accuracy,
             Monitor::ValF1 => s.val_f1,
+            Monitor::ValExactMatch => s.val_exact_match,
         }?;
         Some(if self.higher_is_better() { -v } else { v })
     }
@@ -267,6 +281,12 @@ pub struct FitConfig {
     /// then also measures the entity F1 (`val_f1`), which `monitor` may watch.
     /// Empty otherwise.
     pub entity_tags: Vec<String>,
+    /// A question answerer's validation questions, whose windows are the
+    /// validation split ([`fit_validated`]'s, given as [`Questions::split`]):
+    /// its validation then also picks and scores the answers (`val_exact_match`,
+    /// `val_f1`, SQuAD's in percent, as Hugging Face's `run_qa.py` evaluates),
+    /// which `monitor` may watch. `None` otherwise.
+    pub answers: Option<Arc<Questions>>,
 }
 
 impl Default for FitConfig {
@@ -290,6 +310,7 @@ impl Default for FitConfig {
             verbose: true,
             backup: None,
             entity_tags: Vec::new(),
+            answers: None,
         }
     }
 }
@@ -352,10 +373,15 @@ pub struct EpochStats {
     pub val_loss: Option<f64>,
     /// Validation accuracy; `None` without a validation split or a classification loss.
     pub val_accuracy: Option<f64>,
-    /// A token classifier's validation entity F1 ([`FitConfig::entity_tags`]);
-    /// `None` otherwise.
+    /// A token classifier's validation entity F1 ([`FitConfig::entity_tags`]),
+    /// or a question answerer's validation F1 of its answers
+    /// ([`FitConfig::answers`], in percent); `None` otherwise.
     #[serde(default)]
     pub val_f1: Option<f64>,
+    /// A question answerer's validation exact match of its answers
+    /// ([`FitConfig::answers`], in percent); `None` otherwise.
+    #[serde(default)]
+    pub val_exact_match: Option<f64>,
     /// Wall-clock time of the epoch's training steps (validation not included), seconds.
     pub seconds: f64,
     /// Training samples per second over `seconds`.
@@ -451,7 +477,19 @@ fn sizes(data: &Split, validation: Option<&Split>, config: &FitConfig) -> Result
         Some(v) if v.is_empty() => Err(Error::invalid(
             "the validation data holds no sample: give some, or train without validation data",
         )),
+        // A question answerer's validation windows are its questions'.
+        Some(v) if config.answers.as_ref().is_some_and(|q| q.split() != *v) => Err(Error::invalid(format!(
+            "the validation data ({} samples) are not the windows of the validation questions \
+             given to score the answers ({} windows): give those windows as the validation data",
+            v.len(),
+            config.answers.as_ref().map_or(0, |q| q.len())
+        ))),
         Some(v) => Ok((data.len(), v.len())),
+        None if config.answers.is_some() => Err(Error::invalid(
+            "a question answerer's validation questions are given to score the answers, but no \
+             validation data: give their windows as the validation data, so that no question \
+             straddles the training and validation samples",
+        )),
         None => data.validation_sizes(config.validation_split),
     }
 }
@@ -630,10 +668,19 @@ fn run_fit(
                 "early stopping on val_accuracy needs a validation split (--val-split)",
             ));
         }
-        if config.monitor == Monitor::ValF1 && (val.is_none() || config.entity_tags.is_empty()) {
+        if config.monitor == Monitor::ValF1
+            && (val.is_none() || (config.entity_tags.is_empty() && config.answers.is_none()))
+        {
             return Err(Error::invalid(
                 "early stopping on val_f1 needs a token classifier of entity tags (B-PER, I-PER, \
-                 O...) and a validation split (--val-split, or a validation file)",
+                 O...) or a question answerer, and a validation split (--val-split, or a \
+                 validation file)",
+            ));
+        }
+        if config.monitor == Monitor::ValExactMatch && config.answers.is_none() {
+            return Err(Error::invalid(
+                "early stopping on val_exact_match needs a question answerer and its validation \
+                 questions (--val-split, or a validation file)",
             ));
         }
     }
@@ -811,18 +858,24 @@ fn run_fit(
             )));
         }
         let seconds = start.elapsed().as_secs_f64();
-        let (val_loss, val_accuracy, val_f1) = match &val {
+        let (val_loss, val_accuracy, val_f1, val_exact_match) = match (&val, &config.answers) {
+            // A question answerer: its answers too, from the same pass's logits.
+            (Some(_), Some(questions)) => {
+                let (e, _) = super::evaluate::evaluate_answers(model, ctx, questions, b)?;
+                let a = e.answers.as_ref();
+                (Some(e.loss), e.accuracy, a.map(|a| a.f1), a.map(|a| a.exact_match))
+            }
             // A token classifier of entity tags: its tags too, for the entity F1.
-            Some(v) if !config.entity_tags.is_empty() => {
+            (Some(v), None) if !config.entity_tags.is_empty() => {
                 let (e, tags) = super::evaluate::evaluate_with_predictions(model, ctx, v, b)?;
                 let f1 = super::entities::entity_scores(v, &tags, &config.entity_tags).map(|m| m.overall.f1);
-                (Some(e.loss), e.accuracy, f1)
+                (Some(e.loss), e.accuracy, f1, None)
             }
-            Some(v) => {
+            (Some(v), None) => {
                 let (l, c) = evaluate_sums(model, ctx, v, b)?;
-                (Some(l), if classification { Some(c) } else { None }, None)
+                (Some(l), if classification { Some(c) } else { None }, None, None)
             }
-            None => (None, None, None),
+            (None, _) => (None, None, None, None),
         };
         let stats = EpochStats {
             epoch,
@@ -831,6 +884,7 @@ fn run_fit(
             val_loss,
             val_accuracy,
             val_f1,
+            val_exact_match,
             seconds,
             images_per_second: seen as f64 / seconds,
             steps,
@@ -1004,8 +1058,15 @@ pub fn epoch_line(s: &EpochStats, epochs: usize) -> String {
     if let Some(a) = s.val_accuracy {
         line += &format!(" - val_accuracy: {a:.4}");
     }
+    // A question answerer's scores are SQuAD's, in percent.
+    if let Some(m) = s.val_exact_match {
+        line += &format!(" - val_exact_match: {m:.2}");
+    }
     if let Some(f) = s.val_f1 {
-        line += &format!(" - val_f1: {f:.4}");
+        match s.val_exact_match {
+            Some(_) => line += &format!(" - val_f1: {f:.2}"),
+            None => line += &format!(" - val_f1: {f:.4}"),
+        }
     }
     if s.labels_per_sample > 1 {
         line += &format!(

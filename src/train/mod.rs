@@ -16,7 +16,9 @@ pub mod terms;
 
 pub use backup::Backup;
 pub use callbacks::{BatchEnd, Callback, Control, FitEvent, PrintProgress};
-pub use evaluate::{ClassMetrics, Evaluation, eval_plans, evaluate, evaluate_with_predictions, true_classes};
+pub use evaluate::{
+    ClassMetrics, Evaluation, eval_plans, evaluate, evaluate_answers, evaluate_with_predictions, true_classes,
+};
 pub use fit::{
     EpochStats, FitConfig, History, Monitor, ReduceLrOnPlateau, fit, fit_plans, fit_plans_validated,
     fit_validated, fit_with,
