@@ -2543,7 +2543,78 @@ fn a_question_answerer_trains_evaluates_and_answers_from_the_command_line() {
         assert_eq!(row["answer"].as_str().unwrap(), &context[start..end], "{row}");
         assert!((0.0..=1.0).contains(&row["score"].as_f64().unwrap()), "{row}");
     }
-    // Refusals: another model given questions; a window the question fills.
+    // --val-split holds out the last questions whole; each epoch scores their
+    // answers, as eval then scores the same questions with the saved weights.
+    let watched = path("watched.safetensors");
+    let stdout = succeeds(&[
+        "train",
+        "--model",
+        &base,
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--val-split",
+        "0.25",
+        "--monitor",
+        "val_f1",
+        "--patience",
+        "2",
+        "--save",
+        &watched,
+    ]);
+    assert!(
+        stdout.contains(
+            "18 training questions in 18 windows, 6 test questions in 6 windows, 6 validation questions \
+             in 6 windows (the last 0.25 of the training questions)"
+        ),
+        "{stdout}"
+    );
+    let epoch = stdout.lines().find(|l| l.starts_with("Epoch 1/1")).unwrap();
+    let value = |name: &str| epoch.split(&format!(" - {name}: ")).nth(1).unwrap().split(' ').next().unwrap();
+    let held_out = dir.join("held-out");
+    std::fs::create_dir_all(&held_out).unwrap();
+    let lines: String = (18..24)
+        .map(|i| {
+            let (i, context, question, who) = example(i);
+            serde_json::json!({ "id": format!("t{i}"), "question": question, "context": context,
+                "answers": { "text": [who], "answer_start": [0] } })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    for name in ["train.jsonl", "test.jsonl"] {
+        std::fs::write(held_out.join(name), &lines).unwrap();
+    }
+    let stdout = succeeds(&["eval", "--weights", &watched, "--data", held_out.to_str().unwrap()]);
+    let scored = format!(
+        "answers: exact match {}, F1 {} (6 questions)",
+        value("val_exact_match"),
+        value("val_f1")
+    );
+    assert!(stdout.contains(&scored), "{scored:?} in {stdout}");
+    // Refusals: monitoring answers without validation questions; another model
+    // given questions; a window the question fills.
+    fails_with(
+        &[
+            "train",
+            "--model",
+            &base,
+            "--data",
+            data,
+            "--steps",
+            "1",
+            "--patience",
+            "1",
+            "--monitor",
+            "val_exact_match",
+        ],
+        &["val_exact_match needs a question answerer and its validation questions"],
+    );
     fails_with(
         &["train", "--model", "mlp", "--data", data, "--steps", "1"],
         &["holds questions about contexts", "--question-answering"],
