@@ -1,6 +1,6 @@
 //! Elementwise kernels against `wgml::reference::elementwise`.
 
-use wgml::kernels::elementwise::{self, Gelu};
+use wgml::kernels::elementwise::{self, GatedUnit};
 use wgml::kernels::matmul::Activation;
 use wgml::{DType, Error, Tensor, reference};
 
@@ -547,13 +547,14 @@ fn log_div_and_repeat_scale_match_reference() {
     assert!(e.contains("not 4 × 2"), "{e}");
 }
 
-/// GELU in both forms and its gradient equal their twins (f64 `erfc`, f64
-/// `exp`) over ±12, large negative inputs included (where `x·Φ(x)` is tiny and
-/// only the erfc form, and for tanh the sigmoid form, keep relative precision);
-/// the twins' gradients equal central differences; the tanh form gives PyTorch's
-/// `gelu(x, approximate='tanh')` at known points.
+/// GELU in both forms and SiLU, and their gradients, equal their twins (f64
+/// `erfc`, f64 `exp`) over ±12, large negative inputs included (where `x·Φ(x)`
+/// is tiny and only the erfc form, and for tanh the sigmoid form, keep
+/// relative precision); the twins' gradients equal central differences; the
+/// tanh form gives PyTorch's `gelu(x, approximate='tanh')` and SiLU `x /
+/// (1 + e^-x)` at known points.
 #[test]
-fn gelu_and_its_gradient_match_their_twins() {
+fn gated_units_and_their_gradients_match_their_twins() {
     let (_g, ctx) = gpu();
     let mut x = uniform(&mut rng(61), 10_007, -12.0, 12.0);
     x.extend([
@@ -565,16 +566,16 @@ fn gelu_and_its_gradient_match_their_twins() {
         Tensor::from_f32(ctx, &dy, &[x.len()]).unwrap(),
     );
     let at = |v: f32| x.iter().position(|&u| u == v).unwrap();
-    for form in [Gelu::Exact, Gelu::Tanh] {
+    for form in [GatedUnit::Gelu, GatedUnit::GeluTanh, GatedUnit::Silu] {
         let (y, dx) = (nan_tensor(ctx, &[x.len()]), nan_tensor(ctx, &[x.len()]));
         ctx.run_all(&[
-            elementwise::gelu(ctx, &xt, &y, form).unwrap(),
-            elementwise::gelu_backward(ctx, &dyt, &xt, &dx, form).unwrap(),
+            elementwise::gated_unit(ctx, &xt, &y, form).unwrap(),
+            elementwise::gated_unit_backward(ctx, &dyt, &xt, &dx, form).unwrap(),
         ])
         .unwrap();
         let (mut want_y, mut want_dx) = (vec![0.0; x.len()], vec![0.0; x.len()]);
-        reference::elementwise::gelu(&x, &mut want_y, form);
-        reference::elementwise::gelu_backward(&dy, &x, &mut want_dx, form);
+        reference::elementwise::gated_unit(&x, &mut want_y, form);
+        reference::elementwise::gated_unit_backward(&dy, &x, &mut want_dx, form);
         let got_y = y.to_f32(ctx).unwrap();
         assert_close(&format!("gelu {form:?}"), &got_y, &want_y, 1e-7, 1e-5);
         assert_close(
@@ -585,7 +586,7 @@ fn gelu_and_its_gradient_match_their_twins() {
             1e-5,
         );
         // Relative precision where the values are tiny: x = -8 gives -5.0e-15
-        // (exact) and -3.1e-21 (tanh).
+        // (exact) and -3.1e-21 (tanh); SiLU's -2.7e-3 is not tiny.
         let i = at(-8.0);
         assert!(
             ((got_y[i] - want_y[i]) / want_y[i]).abs() < 1e-4,
@@ -593,16 +594,20 @@ fn gelu_and_its_gradient_match_their_twins() {
             got_y[i],
             want_y[i]
         );
-        let tiny = if form == Gelu::Exact { -5.0e-15 } else { -3.1e-21 };
+        let tiny = match form {
+            GatedUnit::Gelu => -5.0e-15,
+            GatedUnit::GeluTanh => -3.1e-21,
+            GatedUnit::Silu => -2.682_801e-3,
+        };
         assert!((want_y[i] / tiny - 1.0).abs() < 0.05, "{form:?}: {}", want_y[i]);
 
         let xs: Vec<f32> = uniform(&mut rng(63), 40, -4.0, 4.0);
         let w = uniform(&mut rng(64), 40, -1.0, 1.0);
         let mut grad = vec![0.0; 40];
-        reference::elementwise::gelu_backward(&w, &xs, &mut grad, form);
+        reference::elementwise::gated_unit_backward(&w, &xs, &mut grad, form);
         let numeric = finite_diff(&xs, 1e-3, |xs| {
             let mut y = vec![0.0; xs.len()];
-            reference::elementwise::gelu(xs, &mut y, form);
+            reference::elementwise::gated_unit(xs, &mut y, form);
             y.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum()
         });
         assert_close(
@@ -612,13 +617,23 @@ fn gelu_and_its_gradient_match_their_twins() {
             1e-3,
             1e-3,
         );
-        if form == Gelu::Tanh {
-            // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) in f64.
-            for (v, want) in [
+        // tanh GELU: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) in f64; SiLU:
+        // x / (1 + e^-x).
+        let known = match form {
+            GatedUnit::Gelu => None,
+            GatedUnit::GeluTanh => Some([
                 (1.0, 0.8411919906082768),
                 (-3.0, -0.0036373920817729943),
                 (2.5, 2.484915733910001),
-            ] {
+            ]),
+            GatedUnit::Silu => Some([
+                (1.0, 0.7310585786300049),
+                (-3.0, -0.14227761953270035),
+                (2.5, 2.3103545499468914),
+            ]),
+        };
+        if let Some(known) = known {
+            for (v, want) in known {
                 assert!(
                     (got_y[at(v)] as f64 - want).abs() < 1e-6 * want.abs().max(1e-3),
                     "{v}: {}",

@@ -327,6 +327,34 @@ fn gelu_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
 }
 
+// SiLU (swish; PyTorch's nn.SiLU, Keras' silu, Llama's MLP gate):
+//   silu(x) = x·σ(x),  silu'(x) = σ(x)·(1 + x·(1 − σ(x))).
+// sigmoid() never overflows, and x·σ(x) keeps its relative precision for large
+// negative x.
+
+// silu_fwd: y = silu(a).
+@compute @workgroup_size(WG)
+fn silu_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        let x = a[i];
+        y[i] = x * sigmoid(x);
+    }
+}
+
+// silu_bwd: y = a·silu'(b) (a the output's gradient, b the input).
+@compute @workgroup_size(WG)
+fn silu_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        let x = b[i];
+        let s = sigmoid(x);
+        y[i] = a[i] * s * (1.0 + x * (1.0 - s));
+    }
+}
+
 // GELU, tanh approximation (PyTorch's nn.GELU(approximate='tanh'), Keras'
 // gelu(approximate=True), GPT-2's "gelu_new"):
 //   gelu(x) = x·(1 + tanh(u))/2 with u = √(2/π)·(x + 0.044715·x³).

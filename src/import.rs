@@ -70,7 +70,7 @@ impl Imported {
 
 /// GPT-2's `activation_function` names and the wgml layer activation (its JSON
 /// name) each one is; the first name of an activation is what export writes.
-pub(crate) const ACTIVATIONS: [(&str, &str); 7] = [
+pub(crate) const ACTIVATIONS: [(&str, &str); 9] = [
     ("gelu_new", "GeluTanh"),
     ("gelu_pytorch_tanh", "GeluTanh"),
     ("gelu_fast", "GeluTanh"),
@@ -78,6 +78,8 @@ pub(crate) const ACTIVATIONS: [(&str, &str); 7] = [
     ("relu", "Relu"),
     ("tanh", "Tanh"),
     ("sigmoid", "Sigmoid"),
+    ("silu", "Silu"),
+    ("swish", "Silu"),
 ];
 
 /// The settings of a GPT-2 that wgml uses, from its `config.json`.

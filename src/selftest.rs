@@ -156,22 +156,24 @@ impl Runner<'_> {
                 &[(y.to_f32(self.ctx)?, wy), (dx.to_f32(self.ctx)?, wdx)],
             );
         }
-        // GELU, both forms: its own kernels, the gradient from the input; over ±6.
+        // GELU, both forms, and SiLU: their own kernels, the gradient from the
+        // input; over ±6.
         let x: Vec<f32> = self.data(n).iter().map(|v| 6.0 * v).collect();
         let dy = self.data(n);
         let (xt, dyt) = (self.upload(&x, &[n])?, self.upload(&dy, &[n])?);
         for (form, name) in [
-            (elementwise::Gelu::Exact, "gelu forward+backward"),
-            (elementwise::Gelu::Tanh, "gelu (tanh) forward+backward"),
+            (elementwise::GatedUnit::Gelu, "gelu forward+backward"),
+            (elementwise::GatedUnit::GeluTanh, "gelu (tanh) forward+backward"),
+            (elementwise::GatedUnit::Silu, "silu forward+backward"),
         ] {
             let (y, dx) = (self.out(&[n])?, self.out(&[n])?);
             self.run(&[
-                elementwise::gelu(self.ctx, &xt, &y, form)?,
-                elementwise::gelu_backward(self.ctx, &dyt, &xt, &dx, form)?,
+                elementwise::gated_unit(self.ctx, &xt, &y, form)?,
+                elementwise::gated_unit_backward(self.ctx, &dyt, &xt, &dx, form)?,
             ])?;
             let (mut wy, mut wdx) = (vec![0.0; n], vec![0.0; n]);
-            r::elementwise::gelu(&x, &mut wy, form);
-            r::elementwise::gelu_backward(&dy, &x, &mut wdx, form);
+            r::elementwise::gated_unit(&x, &mut wy, form);
+            r::elementwise::gated_unit_backward(&dy, &x, &mut wdx, form);
             self.record(
                 name,
                 format!("{n}"),

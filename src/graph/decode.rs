@@ -54,7 +54,7 @@ fn per_position(g: &Graph, id: NodeId) -> bool {
         // Over the last axis of a sequence: each position alone.
         Op::Dense { x, .. } | Op::LayerNorm { x, .. } => g.shape(*x).len() >= 2,
         Op::Act { .. }
-        | Op::Gelu { .. }
+        | Op::GatedUnit { .. }
         | Op::Dropout { .. }
         | Op::Exp { .. }
         | Op::Log { .. }

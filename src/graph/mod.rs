@@ -21,7 +21,7 @@ pub use loss::Loss;
 
 use crate::error::{Error, Result};
 use crate::kernels::conv::Padding;
-use crate::kernels::elementwise::Gelu;
+use crate::kernels::elementwise::GatedUnit;
 use crate::kernels::matmul::Activation;
 
 pub use ops::batchnorm::{batch_norm_desc, batch_norm_view};
@@ -224,14 +224,15 @@ pub enum Op {
         /// Input (positive).
         x: NodeId,
     },
-    /// GELU elementwise: the exact `x·Φ(x)` (Φ the standard normal CDF) or its
-    /// tanh approximation; its backward reads `x`, not the output (GELU is not
+    /// An activation `x·g(x)` elementwise, its gate `g` smooth: GELU (the
+    /// exact `x·Φ(x)`, Φ the standard normal CDF, or its tanh approximation) or
+    /// SiLU (`x·σ(x)`); its backward reads `x`, not the output (neither is
     /// monotonic).
-    Gelu {
+    GatedUnit {
         /// Input.
         x: NodeId,
-        /// Exact or tanh.
-        form: Gelu,
+        /// Which activation.
+        form: GatedUnit,
     },
     /// `x²` elementwise.
     Square {
@@ -580,7 +581,7 @@ impl Graph {
             | Op::Exp { x, .. }
             | Op::Log { x }
             | Op::Scale { x, .. }
-            | Op::Gelu { x, .. }
+            | Op::GatedUnit { x, .. }
             | Op::Square { x }
             | Op::Sum { x, .. }
             | Op::Slice { x, .. }

@@ -51,6 +51,8 @@ const GELU_FWD: Kernel = Shader::Elementwise.kernel("gelu_fwd");
 const GELU_BWD: Kernel = Shader::Elementwise.kernel("gelu_bwd");
 const GELU_TANH_FWD: Kernel = Shader::Elementwise.kernel("gelu_tanh_fwd");
 const GELU_TANH_BWD: Kernel = Shader::Elementwise.kernel("gelu_tanh_bwd");
+const SILU_FWD: Kernel = Shader::Elementwise.kernel("silu_fwd");
+const SILU_BWD: Kernel = Shader::Elementwise.kernel("silu_bwd");
 const REPEAT_SCALE: Kernel = Shader::Elementwise.kernel("repeat_scale");
 const BIAS_ACT: Kernel = Shader::Elementwise.kernel("bias_act");
 const BIAS_ACT_INPLACE: Kernel = Shader::Elementwise.kernel("bias_act_inplace");
@@ -332,32 +334,37 @@ pub fn log(ctx: &Context, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
     launch(ctx, LOG, params, &[(1, &y.buffer), (2, &x.buffer)])
 }
 
-/// Which GELU: PyTorch's `nn.GELU(approximate=...)`.
+/// An activation `x·g(x)` whose gate `g` is smooth, so its gradient needs the
+/// input: GELU in PyTorch's two forms, and SiLU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Gelu {
-    /// `x·Φ(x)`, Φ the standard normal CDF (PyTorch's `approximate='none'`,
-    /// Keras' `gelu`).
+pub enum GatedUnit {
+    /// GELU, `x·Φ(x)`, Φ the standard normal CDF (PyTorch's
+    /// `nn.GELU(approximate='none')`, Keras' `gelu`).
     #[default]
-    Exact,
-    /// `x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))/2` (PyTorch's
-    /// `approximate='tanh'`, Keras' `gelu(approximate=True)`, GPT-2's
-    /// `gelu_new`); it differs from the exact form by up to about 5e-4.
-    Tanh,
+    Gelu,
+    /// GELU's tanh approximation `x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))/2`
+    /// (PyTorch's `approximate='tanh'`, Keras' `gelu(approximate=True)`,
+    /// GPT-2's `gelu_new`); it differs from the exact form by up to about 5e-4.
+    GeluTanh,
+    /// SiLU (swish), `x·σ(x)` (PyTorch's `nn.SiLU`, Keras' `silu`, Hugging
+    /// Face's `silu`: the gate of Llama's MLP).
+    Silu,
 }
 
-impl Gelu {
+impl GatedUnit {
     fn kernels(self) -> (Kernel, Kernel) {
         match self {
-            Gelu::Exact => (GELU_FWD, GELU_BWD),
-            Gelu::Tanh => (GELU_TANH_FWD, GELU_TANH_BWD),
+            GatedUnit::Gelu => (GELU_FWD, GELU_BWD),
+            GatedUnit::GeluTanh => (GELU_TANH_FWD, GELU_TANH_BWD),
+            GatedUnit::Silu => (SILU_FWD, SILU_BWD),
         }
     }
 }
 
-/// `y = gelu(x)` in the given form (the exact `x·Φ(x)` or its tanh
-/// approximation, see [`Gelu`]); `y` and `x` are distinct buffers of one shape.
-pub fn gelu(ctx: &Context, x: &Tensor, y: &Tensor, form: Gelu) -> Result<Dispatch> {
-    const OP: &str = "gelu";
+/// `y = x·g(x)`, the activation `form` (see [`GatedUnit`]); `y` and `x` are
+/// distinct buffers of one shape.
+pub fn gated_unit(ctx: &Context, x: &Tensor, y: &Tensor, form: GatedUnit) -> Result<Dispatch> {
+    const OP: &str = "gated_unit";
     distinct_unary(OP, x, y)?;
     let params = Params {
         n: count_u32(OP, "x", x.numel())?,
@@ -366,14 +373,21 @@ pub fn gelu(ctx: &Context, x: &Tensor, y: &Tensor, form: Gelu) -> Result<Dispatc
     launch(ctx, form.kernels().0, params, &[(1, &y.buffer), (2, &x.buffer)])
 }
 
-/// `dx = dy·gelu'(x)` (exact: `gelu'(x) = Φ(x) + x·φ(x)`): [`gelu()`]'s backward
-/// from its input `x` (GELU is not monotonic, so its output cannot stand in).
-/// Equal shapes; `dx` distinct from both.
-pub fn gelu_backward(ctx: &Context, dy: &Tensor, x: &Tensor, dx: &Tensor, form: Gelu) -> Result<Dispatch> {
-    const OP: &str = "gelu_backward";
+/// `dx = dy·(x·g(x))'` (exact GELU: `Φ(x) + x·φ(x)`; SiLU: `σ(x)·(1 + x·(1 −
+/// σ(x)))`): [`gated_unit()`]'s backward from its input `x` (neither activation
+/// is monotonic, so its output cannot stand in). Equal shapes; `dx` distinct
+/// from both.
+pub fn gated_unit_backward(
+    ctx: &Context,
+    dy: &Tensor,
+    x: &Tensor,
+    dx: &Tensor,
+    form: GatedUnit,
+) -> Result<Dispatch> {
+    const OP: &str = "gated_unit_backward";
     let (n, form_of_inputs) = binary(OP, dy, x, dx)?;
     let BinaryForm::Fresh(dy, x) = form_of_inputs else {
-        return Err(Error::invalid("gelu_backward: dx must be distinct from dy and x"));
+        return Err(Error::invalid("gated_unit_backward: dx must be distinct from dy and x"));
     };
     launch(
         ctx,

@@ -87,20 +87,20 @@ impl LayerBuild<'_> {
     }
 
     /// The kernel epilogue's activation of a layer applying `a` after its op
-    /// (Identity for GELU, which has no epilogue: its gradient needs the input;
-    /// [`LayerBuild::gelu_after`] adds its node).
+    /// (Identity for GELU and SiLU, which have no epilogue: their gradients need
+    /// the input; [`LayerBuild::gated_unit_after`] adds their node).
     fn epilogue_activation(&self, a: LayerActivation, name: &str, last: bool) -> Result<Activation> {
-        if a.gelu().is_some() {
+        if a.gated_unit().is_some() {
             return Ok(Activation::Identity);
         }
         self.kernel_activation(a, name, last)
     }
 
-    /// `x` through a GELU node when `a` is GELU, else `x` (see
+    /// `x` through a GELU or SiLU node when `a` is one, else `x` (see
     /// [`LayerBuild::epilogue_activation`]).
-    fn gelu_after(&mut self, x: NodeId, a: LayerActivation, name: &str) -> NodeId {
-        match a.gelu() {
-            Some(form) => self.g.gelu(x, form, name),
+    fn gated_unit_after(&mut self, x: NodeId, a: LayerActivation, name: &str) -> NodeId {
+        match a.gated_unit() {
+            Some(form) => self.g.gated_unit(x, form, name),
             None => x,
         }
     }
@@ -409,7 +409,7 @@ impl Layer {
             Layer::Activation(a) => {
                 let act = b.epilogue_activation(*a, &name, b.last)?;
                 let x = if act == Activation::Identity {
-                    b.gelu_after(b.x, *a, &name)
+                    b.gated_unit_after(b.x, *a, &name)
                 } else {
                     b.g.activation(b.x, act, &name)
                 };
@@ -445,7 +445,7 @@ fn dense(
     let act = b.epilogue_activation(activation, name, b.last)?;
     let module = b.prefix.clone();
     let x = b.linear((b.x, w, bias), act, &module, name)?;
-    let x = b.gelu_after(x, activation, name);
+    let x = b.gated_unit_after(x, activation, name);
     Ok(Added {
         x,
         modules: modules(activation),
@@ -589,7 +589,7 @@ fn convolution(
         Direction::Forward => b.convolution((b.x, w, bias), (stride, padding), act, &module, name)?,
         Direction::Transposed => b.g.conv2d_transpose(b.x, w, bias, stride, padding, act, name)?,
     };
-    let x = b.gelu_after(x, activation, name);
+    let x = b.gated_unit_after(x, activation, name);
     Ok(Added {
         x,
         modules: modules(activation),
@@ -643,7 +643,7 @@ fn batch_normalization(
         b.g.state(&format!("{prefix}.running_var"), &[c], Init::Ones, name);
     let (act, folds_next) = match &b.next {
         // GELU runs as a node of its own (the Activation layer adds it).
-        Some((Layer::Activation(a), next_name, next_last)) if a.gelu().is_none() => {
+        Some((Layer::Activation(a), next_name, next_last)) if a.gated_unit().is_none() => {
             (b.kernel_activation(*a, next_name, *next_last)?, true)
         }
         _ => (Activation::Identity, false),

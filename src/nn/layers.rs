@@ -1,7 +1,7 @@
 //! Layer descriptions, as in Keras: what a user writes to describe a model.
 
 use crate::kernels::conv::Padding;
-use crate::kernels::elementwise::Gelu;
+use crate::kernels::elementwise::GatedUnit;
 use crate::kernels::matmul::Activation;
 
 /// A layer's activation. `Softmax` is allowed only as the last layer's activation
@@ -27,6 +27,9 @@ pub enum LayerActivation {
     /// (Keras' `gelu(approximate=True)`, PyTorch's `nn.GELU(approximate='tanh')`,
     /// GPT-2's `gelu_new`), a node of its own as [`LayerActivation::Gelu`].
     GeluTanh,
+    /// SiLU (swish) `x·σ(x)` (Keras' `silu`, PyTorch's `nn.SiLU()`, the gate
+    /// of Llama's MLP), a node of its own as [`LayerActivation::Gelu`].
+    Silu,
 }
 
 impl LayerActivation {
@@ -38,15 +41,20 @@ impl LayerActivation {
             LayerActivation::Relu => Some(Activation::Relu),
             LayerActivation::Sigmoid => Some(Activation::Sigmoid),
             LayerActivation::Tanh => Some(Activation::Tanh),
-            LayerActivation::Softmax | LayerActivation::Gelu | LayerActivation::GeluTanh => None,
+            LayerActivation::Softmax
+            | LayerActivation::Gelu
+            | LayerActivation::GeluTanh
+            | LayerActivation::Silu => None,
         }
     }
 
-    /// The GELU form of a GELU activation, `None` for the others.
-    pub fn gelu(self) -> Option<Gelu> {
+    /// The kernel of an activation `x·g(x)` (GELU, SiLU: a node of its own,
+    /// whose gradient reads its input), `None` for the others.
+    pub fn gated_unit(self) -> Option<GatedUnit> {
         match self {
-            LayerActivation::Gelu => Some(Gelu::Exact),
-            LayerActivation::GeluTanh => Some(Gelu::Tanh),
+            LayerActivation::Gelu => Some(GatedUnit::Gelu),
+            LayerActivation::GeluTanh => Some(GatedUnit::GeluTanh),
+            LayerActivation::Silu => Some(GatedUnit::Silu),
             _ => None,
         }
     }

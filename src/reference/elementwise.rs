@@ -1,7 +1,7 @@
 //! CPU twins of the elementwise kernels (`shaders/elementwise.wgsl`). Activations are
 //! evaluated in f64 and rounded once to f32.
 
-use crate::kernels::elementwise::Gelu;
+use crate::kernels::elementwise::GatedUnit;
 use crate::kernels::matmul::Activation;
 
 /// `y[i] = value`.
@@ -158,33 +158,37 @@ fn normal_cdf(x: f64) -> f64 {
     0.5 * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2)
 }
 
-/// Twin of `gelu`: `y = x·Φ(x)` (exact) or `x·σ(2u)`, `u = √(2/π)·(x +
-/// 0.044715·x³)` (tanh: `(1 + tanh u)/2 = σ(2u)`).
-pub fn gelu(x: &[f32], y: &mut [f32], form: Gelu) {
+/// Twin of `gated_unit`: `y = x·g(x)` with the gate `g` Φ(x) (exact GELU),
+/// `σ(2u)`, `u = √(2/π)·(x + 0.044715·x³)` (tanh GELU: `(1 + tanh u)/2 =
+/// σ(2u)`), or σ(x) (SiLU).
+pub fn gated_unit(x: &[f32], y: &mut [f32], form: GatedUnit) {
     for (o, &v) in y.iter_mut().zip(x) {
         let v = v as f64;
-        *o = (v * gelu_gate(v, form).0) as f32;
+        *o = (v * gate(v, form).0) as f32;
     }
 }
 
-/// Twin of `gelu_backward`: `dx = dy·gelu'(x)`; exact `Φ(x) + x·φ(x)`, tanh
-/// `σ + x·σ(1 − σ)·2u'`.
-pub fn gelu_backward(dy: &[f32], x: &[f32], dx: &mut [f32], form: Gelu) {
+/// Twin of `gated_unit_backward`: `dx = dy·(g(x) + x·g'(x))`.
+pub fn gated_unit_backward(dy: &[f32], x: &[f32], dx: &mut [f32], form: GatedUnit) {
     for ((o, &g), &v) in dx.iter_mut().zip(dy).zip(x) {
         let v = v as f64;
-        let (gate, slope) = gelu_gate(v, form);
+        let (gate, slope) = gate(v, form);
         *o = (g as f64 * (gate + v * slope)) as f32;
     }
 }
 
-/// GELU's gate `g(x)` (`gelu(x) = x·g(x)`) and its derivative, in f64.
-fn gelu_gate(x: f64, form: Gelu) -> (f64, f64) {
+/// The gate `g(x)` of activation `form` (`x·g(x)`) and its derivative, in f64.
+fn gate(x: f64, form: GatedUnit) -> (f64, f64) {
     match form {
-        Gelu::Exact => {
+        GatedUnit::Silu => {
+            let s = 1.0 / (1.0 + (-x).exp());
+            (s, s * (1.0 - s))
+        }
+        GatedUnit::Gelu => {
             let inv_sqrt_2pi = 1.0 / (2.0 * std::f64::consts::PI).sqrt();
             (normal_cdf(x), (-0.5 * x * x).exp() * inv_sqrt_2pi)
         }
-        Gelu::Tanh => {
+        GatedUnit::GeluTanh => {
             let c = (2.0 / std::f64::consts::PI).sqrt();
             let two_u = 2.0 * c * (x + 0.044715 * x * x * x);
             let s = 1.0 / (1.0 + (-two_u).exp());

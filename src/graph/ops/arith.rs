@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::gpu::Tensor;
 use crate::graph::ops::{BackwardLowering, Lowering, RefBackward, RefForward};
 use crate::graph::{Graph, NodeId, Op, shape_err};
-use crate::kernels::elementwise::{self as ew, Gelu};
+use crate::kernels::elementwise::{self as ew, GatedUnit};
 use crate::kernels::reduce;
 use crate::reference as r;
 
@@ -69,10 +69,11 @@ impl Graph {
         self.push(Op::Log { x }, shape, layer)
     }
 
-    /// GELU elementwise, exact (`x·Φ(x)`) or its tanh approximation.
-    pub fn gelu(&mut self, x: NodeId, form: Gelu, layer: &str) -> NodeId {
+    /// The activation `x·g(x)` `form` elementwise: GELU, exact (`x·Φ(x)`) or its
+    /// tanh approximation, or SiLU (`x·σ(x)`).
+    pub fn gated_unit(&mut self, x: NodeId, form: GatedUnit, layer: &str) -> NodeId {
         let shape = self.shape(x).to_vec();
-        self.push(Op::Gelu { x, form }, shape, layer)
+        self.push(Op::GatedUnit { x, form }, shape, layer)
     }
 
     /// `x²` elementwise.
@@ -121,9 +122,9 @@ pub(crate) fn log_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId) -> Resul
     Ok(y)
 }
 
-pub(crate) fn gelu_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId, form: Gelu) -> Result<Tensor> {
+pub(crate) fn gated_unit_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId, form: GatedUnit) -> Result<Tensor> {
     let y = lw.output(id)?;
-    lw.dispatches.push(ew::gelu(lw.ctx, &lw.value(x), &y, form)?);
+    lw.dispatches.push(ew::gated_unit(lw.ctx, &lw.value(x), &y, form)?);
     Ok(y)
 }
 
@@ -171,11 +172,11 @@ pub(crate) fn scale_backward(
     Ok(())
 }
 
-/// `dx = dy · gelu'(x)`.
-pub(crate) fn gelu_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId, form: Gelu) -> Result<()> {
+/// `dx = dy · (x·g(x))'`.
+pub(crate) fn gated_unit_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId, form: GatedUnit) -> Result<()> {
     if let Some(dx) = bw.dx_for(x)? {
         bw.dispatches
-            .push(ew::gelu_backward(bw.ctx, dy, &bw.value(x), &dx, form)?);
+            .push(ew::gated_unit_backward(bw.ctx, dy, &bw.value(x), &dx, form)?);
     }
     Ok(())
 }
@@ -246,7 +247,7 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId, op: &Op) ->
         Op::Exp { x, scale } => r::elementwise::exp_scale(rf.value(x), scale, &mut y),
         Op::Log { x } => r::elementwise::log(rf.value(x), &mut y),
         Op::Scale { x, factor } => r::elementwise::scale(rf.value(x), factor, &mut y),
-        Op::Gelu { x, form } => r::elementwise::gelu(rf.value(x), &mut y, form),
+        Op::GatedUnit { x, form } => r::elementwise::gated_unit(rf.value(x), &mut y, form),
         Op::Square { x } => r::elementwise::mul(rf.value(x), rf.value(x), &mut y),
         Op::Sum { x, mean } => {
             let d = per_sample(rf.graph, x);
@@ -299,10 +300,10 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: &[f32
                 rb.add_grad(x, dx);
             }
         }
-        Op::Gelu { x, form } => {
+        Op::GatedUnit { x, form } => {
             if rb.req[x] {
                 let mut dx = vec![0.0; dy.len()];
-                r::elementwise::gelu_backward(dy, rb.value(x), &mut dx, form);
+                r::elementwise::gated_unit_backward(dy, rb.value(x), &mut dx, form);
                 rb.add_grad(x, dx);
             }
         }

@@ -116,7 +116,7 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         Op::Exp { x, scale } => arith::exp_forward(lw, id, *x, *scale),
         Op::Log { x } => arith::log_forward(lw, id, *x),
         Op::Scale { x, factor } => arith::scale_forward(lw, id, *x, *factor),
-        Op::Gelu { x, form } => arith::gelu_forward(lw, id, *x, *form),
+        Op::GatedUnit { x, form } => arith::gated_unit_forward(lw, id, *x, *form),
         Op::Square { x } => arith::square_forward(lw, id, *x),
         Op::Sum { x, mean } => arith::sum_forward(lw, id, *x, *mean),
         Op::Noise { dist, seed } => noise::forward(lw, id, *dist, *seed),
@@ -390,7 +390,7 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         Op::Exp { x, scale } => arith::exp_backward(bw, id, dy, *x, *scale),
         Op::Log { x } => arith::log_backward(bw, dy, *x),
         Op::Scale { x, factor } => arith::scale_backward(bw, dy, *x, *factor),
-        Op::Gelu { x, form } => arith::gelu_backward(bw, dy, *x, *form),
+        Op::GatedUnit { x, form } => arith::gated_unit_backward(bw, dy, *x, *form),
         Op::Square { x } => arith::square_backward(bw, dy, *x),
         Op::Sum { x, mean } => arith::sum_backward(bw, dy, *x, *mean),
         Op::Noise { .. } | Op::Constant { .. } => unreachable!("no inputs, no gradient"),
@@ -464,7 +464,7 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         | Op::Exp { .. }
         | Op::Log { .. }
         | Op::Scale { .. }
-        | Op::Gelu { .. }
+        | Op::GatedUnit { .. }
         | Op::Square { .. }
         | Op::Sum { .. }) => Ok(arith::reference_forward(rf, id, op)),
         Op::Noise { dist, seed } => Ok(noise::reference_forward(rf, id, *dist, *seed)),
@@ -579,7 +579,7 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
         | Op::Exp { .. }
         | Op::Log { .. }
         | Op::Scale { .. }
-        | Op::Gelu { .. }
+        | Op::GatedUnit { .. }
         | Op::Square { .. }
         | Op::Sum { .. }) => {
             arith::reference_backward(rb, id, &dy, op);

@@ -244,7 +244,7 @@ fn token_wise(op: &Op) -> TokenWise {
         Op::Dense { x, .. }
         | Op::LayerNorm { x, .. }
         | Op::Act { x, .. }
-        | Op::Gelu { x, .. }
+        | Op::GatedUnit { x, .. }
         | Op::Dropout { x, .. }
         | Op::Exp { x, .. }
         | Op::Log { x }
