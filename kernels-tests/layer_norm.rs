@@ -1,8 +1,9 @@
-//! Layer normalization kernels against `wgml::reference::layer_norm`: rows of 1 to
-//! 5,000 values across every workgroup size, offsets far from zero (the two-pass
-//! variance), the twin's gradient against central differences, bad shapes refused.
+//! Layer and RMS normalization kernels against `wgml::reference::layer_norm`:
+//! rows of 1 to 5,000 values across every workgroup size, offsets far from zero
+//! (the two-pass variance), the twins' gradients against central differences,
+//! bad shapes refused.
 
-use wgml::kernels::layer_norm::{layer_norm_backward, layer_norm_forward};
+use wgml::kernels::layer_norm::{layer_norm_backward, layer_norm_forward, rms_norm_backward, rms_norm_forward};
 use wgml::kernels::reduce::sum_axis;
 use wgml::{Tensor, reference};
 
@@ -108,6 +109,88 @@ fn layer_norm_forward_and_backward_match_their_twins() {
             );
         }
     }
+}
+
+/// RMS normalization (uncentred: rows far from zero keep their offset) on the
+/// same shapes, both adapter classes.
+#[test]
+fn rms_norm_forward_and_backward_match_their_twins() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    for class in cpu_and_gpu_rules(ctx) {
+        ctx.set_adapter_class(class);
+        for (k, &(rows, cols)) in SHAPES.iter().enumerate() {
+            let mut r = rng(100 + k as u64);
+            let offset = if k % 2 == 0 { 3.0 } else { 0.0 };
+            let x: Vec<f32> = uniform(&mut r, rows * cols, -1.0, 1.0)
+                .iter()
+                .map(|v| v + offset)
+                .collect();
+            let gamma = uniform(&mut r, cols, 0.5, 1.5);
+            let dy = uniform(&mut r, rows * cols, -1.0, 1.0);
+            let eps = 1e-6;
+            let t = |v: &[f32], s: &[usize]| Tensor::from_f32(ctx, v, s).unwrap();
+            let (xt, gt, dyt) = (t(&x, &[rows, cols]), t(&gamma, &[cols]), t(&dy, &[rows, cols]));
+            let (y, dx, dyx) = (
+                nan_tensor(ctx, &[rows, cols]),
+                nan_tensor(ctx, &[rows, cols]),
+                nan_tensor(ctx, &[rows, cols]),
+            );
+            let (stats, dg) = (nan_tensor(ctx, &[rows, 2]), nan_tensor(ctx, &[cols]));
+            ctx.run(&[
+                &rms_norm_forward(ctx, &xt, &gt, eps, &y, &stats).unwrap(),
+                &rms_norm_backward(ctx, &xt, &gt, &stats, eps, &dyt, &dx, &dyx).unwrap(),
+                &sum_axis(ctx, &dyx, 1, rows, cols, &dg).unwrap(),
+            ])
+            .unwrap();
+            let (mut want_y, mut want_stats) = (vec![0.0; rows * cols], vec![0.0; rows * 2]);
+            reference::layer_norm::rms_norm_forward(&x, &gamma, eps, &mut want_y, &mut want_stats);
+            let (mut want_dx, mut want_dg) = (vec![0.0; rows * cols], vec![0.0; cols]);
+            reference::layer_norm::rms_norm_backward(&x, &gamma, eps, &dy, &mut want_dx, &mut want_dg);
+            let what = format!("{class:?} {rows}x{cols} rms");
+            assert_close(&format!("{what} y"), &y.to_f32(ctx).unwrap(), &want_y, 1e-5, 1e-5);
+            assert_close(
+                &format!("{what} stats"),
+                &stats.to_f32(ctx).unwrap(),
+                &want_stats,
+                1e-5,
+                1e-5,
+            );
+            assert_close(&format!("{what} dx"), &dx.to_f32(ctx).unwrap(), &want_dx, 1e-5, 1e-4);
+            let sum_tol = 1e-4 * (rows as f32).sqrt();
+            assert_close(
+                &format!("{what} dgamma"),
+                &dg.to_f32(ctx).unwrap(),
+                &want_dg,
+                sum_tol,
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+fn the_rms_norm_twin_gradient_equals_central_differences() {
+    let (rows, cols) = (3, 6);
+    let mut r = rng(8);
+    let x = uniform(&mut r, rows * cols, -2.0, 2.0);
+    let gamma = uniform(&mut r, cols, 0.5, 1.5);
+    let w = uniform(&mut r, rows * cols, -1.0, 1.0);
+    let eps = 1e-3;
+    let loss = |x: &[f32], gamma: &[f32]| {
+        let (mut y, mut st) = (vec![0.0; rows * cols], vec![0.0; rows * 2]);
+        reference::layer_norm::rms_norm_forward(x, gamma, eps, &mut y, &mut st);
+        y.iter().zip(&w).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
+    };
+    let (mut dx, mut dg) = (vec![0.0; rows * cols], vec![0.0; cols]);
+    reference::layer_norm::rms_norm_backward(&x, &gamma, eps, &w, &mut dx, &mut dg);
+    assert_close("dx", &dx, &finite_diff(&x, 1e-3, |v| loss(v, &gamma)), 2e-3, 2e-3);
+    assert_close("dgamma", &dg, &finite_diff(&gamma, 1e-3, |v| loss(&x, v)), 2e-3, 2e-3);
+    // x/rms(x) by hand: the row [3, 4] has rms √12.5.
+    let (mut y, mut st) = (vec![0.0; 2], vec![0.0; 2]);
+    reference::layer_norm::rms_norm_forward(&[3.0, 4.0], &[1.0, 2.0], 1e-12, &mut y, &mut st);
+    let rms = 12.5f32.sqrt();
+    assert_close("by hand", &y, &[3.0 / rms, 8.0 / rms], 1e-6, 1e-6);
 }
 
 #[test]

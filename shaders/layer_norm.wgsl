@@ -1,5 +1,8 @@
 // Layer normalization over the last axis of a row-major [rows, cols] f32 matrix
-// (Keras' LayerNormalization(axis=-1), PyTorch's nn.LayerNorm(cols)).
+// (Keras' LayerNormalization(axis=-1), PyTorch's nn.LayerNorm(cols)), and its
+// uncentred form, RMS normalization (Keras' RMSNormalization, PyTorch's
+// nn.RMSNorm, Llama's LlamaRMSNorm): p.centered = 0 takes the mean as 0 (so var is
+// the mean square) and adds no shift.
 //
 // Launchers: src/kernels/layer_norm.rs. CPU twins: src/reference/layer_norm.rs.
 //
@@ -17,7 +20,8 @@
 //   layer_norm_backward: with x̂ = (x - mean)·rstd and g = dy·gamma,
 //                        dx = rstd·(g - Σg / cols - x̂·Σ(g·x̂) / cols),
 //                        dyx[r, j] = dy·x̂ (its column sums are gamma's gradient;
-//                        dy's column sums are beta's).
+//                        dy's column sums are beta's). Uncentred, mean = 0 and
+//                        the Σg / cols term (the mean's gradient) drops out.
 //
 // WG must be a power of two no larger than 256 (the scratch arrays), LANES a power
 // of two no larger than WG.
@@ -26,7 +30,8 @@ struct Params {
     rows: u32,
     cols: u32,
     eps: f32,
-    _pad: u32,
+    // 1: layer normalization; 0: RMS normalization (see above).
+    centered: u32,
 }
 
 override WG: u32 = 256;
@@ -35,7 +40,7 @@ override LANES: u32 = 256;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
-// forward: beta; backward: dy.
+// forward: beta (read only when centred); backward: dy.
 @group(0) @binding(3) var<storage, read> third: array<f32>;
 // forward: y; backward: dx.
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
@@ -76,9 +81,12 @@ fn layer_norm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let cols = select(0u, p.cols, r < p.rows);
     let base = r * p.cols;
     let n = f32(p.cols);
+    let centered = p.centered != 0u;
     var s = 0.0;
-    for (var j = lane; j < cols; j = j + LANES) {
-        s = s + x[base + j];
+    if (centered) {
+        for (var j = lane; j < cols; j = j + LANES) {
+            s = s + x[base + j];
+        }
     }
     let mean = row_sum(lid, vec2<f32>(s, 0.0)).x / n;
     var q = 0.0;
@@ -88,7 +96,11 @@ fn layer_norm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     }
     let rstd = 1.0 / sqrt(row_sum(lid, vec2<f32>(q, 0.0)).x / n + p.eps);
     for (var j = lane; j < cols; j = j + LANES) {
-        out[base + j] = (x[base + j] - mean) * rstd * gamma[j] + third[j];
+        var shift = 0.0;
+        if (centered) {
+            shift = third[j];
+        }
+        out[base + j] = (x[base + j] - mean) * rstd * gamma[j] + shift;
     }
     if (lane == 0u && r < p.rows) {
         stats[r] = vec2<f32>(mean, rstd);
@@ -114,7 +126,8 @@ fn layer_norm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
         let g = third[base + j] * gamma[j];
         acc = acc + vec2<f32>(g, g * xh);
     }
-    let sums = row_sum(lid, acc) / n;
+    // Uncentred, the mean was 0, not a function of x: no Σg term.
+    let sums = row_sum(lid, acc) / n * vec2<f32>(f32(p.centered != 0u), 1.0);
     for (var j = lane; j < cols; j = j + LANES) {
         let xh = (x[base + j] - st.x) * st.y;
         let dy = third[base + j];

@@ -1,5 +1,6 @@
 //! Layer normalization launchers (`shaders/layer_norm.wgsl`): normalise each row of
-//! the last axis, several short rows to a workgroup. CPU twins: [`crate::reference::layer_norm`].
+//! the last axis, several short rows to a workgroup; layer normalization and its
+//! uncentred form, RMS normalization. CPU twins: [`crate::reference::layer_norm`].
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
@@ -14,7 +15,7 @@ struct Params {
     rows: u32,
     cols: u32,
     eps: f32,
-    _pad: u32,
+    centered: u32,
 }
 
 const FORWARD: Kernel = Shader::LayerNorm.kernel("layer_norm_forward");
@@ -26,7 +27,7 @@ fn params(
     x: &Tensor,
     gamma: &Tensor,
     stats: &Tensor,
-    eps: f32,
+    (eps, centered): (f32, bool),
     outputs: &[(&'static str, &Tensor)],
 ) -> Result<(usize, Params)> {
     x.expect_dtype(op, "x", DType::F32)?;
@@ -66,7 +67,7 @@ fn params(
             rows: count_u32(op, "rows", rows)?,
             cols: count_u32(op, "cols", cols)?,
             eps,
-            _pad: 0,
+            centered: u32::from(centered),
         },
     ))
 }
@@ -86,11 +87,41 @@ pub fn layer_norm_forward(
     stats: &Tensor,
 ) -> Result<Dispatch> {
     const OP: &str = "layer_norm_forward";
-    expect_same_shape(OP, "x", x, "y", y)?;
     expect_same_shape(OP, "gamma", gamma, "beta", beta)?;
     beta.expect_dtype(OP, "beta", DType::F32)?;
-    let (rows, params) = params(OP, x, gamma, stats, eps, &[("y", y)])?;
-    expect_separate(OP, &[("y", y), ("stats", stats)], &[x, gamma, beta])?;
+    normalize(OP, ctx, (x, gamma, Some(beta)), eps, y, stats)
+}
+
+/// RMS normalization, the uncentred [`layer_norm_forward`]: `y =
+/// x/sqrt(mean(x²) + eps)·gamma` over the last axis of `x` (PyTorch's
+/// `nn.RMSNorm`, Keras' `RMSNormalization`, Llama's `LlamaRMSNorm`), and
+/// `stats[r] = (0, 1/sqrt(mean(x²) + eps))` of each row for
+/// [`rms_norm_backward`]. Shapes as [`layer_norm_forward`]'s.
+pub fn rms_norm_forward(
+    ctx: &Context,
+    x: &Tensor,
+    gamma: &Tensor,
+    eps: f32,
+    y: &Tensor,
+    stats: &Tensor,
+) -> Result<Dispatch> {
+    normalize("rms_norm_forward", ctx, (x, gamma, None), eps, y, stats)
+}
+
+/// [`layer_norm_forward`], or with no `beta` [`rms_norm_forward`].
+fn normalize(
+    op: &'static str,
+    ctx: &Context,
+    (x, gamma, beta): (&Tensor, &Tensor, Option<&Tensor>),
+    eps: f32,
+    y: &Tensor,
+    stats: &Tensor,
+) -> Result<Dispatch> {
+    expect_same_shape(op, "x", x, "y", y)?;
+    let (rows, params) = params(op, x, gamma, stats, (eps, beta.is_some()), &[("y", y)])?;
+    // Uncentred, the shader reads no shift: gamma stands in for the binding.
+    let shift = beta.unwrap_or(gamma);
+    expect_separate(op, &[("y", y), ("stats", stats)], &[x, gamma, shift])?;
     let (constants, groups) = packed_rows(ctx, rows, params.cols as usize)?;
     ctx.dispatch(
         FORWARD,
@@ -99,7 +130,7 @@ pub fn layer_norm_forward(
         &[
             (1, &x.buffer),
             (2, &gamma.buffer),
-            (3, &beta.buffer),
+            (3, &shift.buffer),
             (4, &y.buffer),
             (5, &stats.buffer),
         ],
@@ -122,14 +153,42 @@ pub fn layer_norm_backward(
     dx: &Tensor,
     dyx: &Tensor,
 ) -> Result<Dispatch> {
-    const OP: &str = "layer_norm_backward";
+    normalize_backward("layer_norm_backward", ctx, (x, gamma, stats), (eps, true), dy, dx, dyx)
+}
+
+/// The gradient of [`rms_norm_forward`], as [`layer_norm_backward`]'s (the
+/// column sums of `dyx = dy·x̂` are gamma's gradient; there is no shift).
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm_backward(
+    ctx: &Context,
+    x: &Tensor,
+    gamma: &Tensor,
+    stats: &Tensor,
+    eps: f32,
+    dy: &Tensor,
+    dx: &Tensor,
+    dyx: &Tensor,
+) -> Result<Dispatch> {
+    normalize_backward("rms_norm_backward", ctx, (x, gamma, stats), (eps, false), dy, dx, dyx)
+}
+
+/// [`layer_norm_backward`], or uncentred [`rms_norm_backward`].
+fn normalize_backward(
+    op: &'static str,
+    ctx: &Context,
+    (x, gamma, stats): (&Tensor, &Tensor, &Tensor),
+    (eps, centered): (f32, bool),
+    dy: &Tensor,
+    dx: &Tensor,
+    dyx: &Tensor,
+) -> Result<Dispatch> {
     for (what, t) in [("dy", dy), ("dx", dx), ("dyx", dyx)] {
-        expect_same_shape(OP, "x", x, what, t)?;
+        expect_same_shape(op, "x", x, what, t)?;
     }
-    dy.expect_dtype(OP, "dy", DType::F32)?;
-    let (rows, params) = params(OP, x, gamma, stats, eps, &[("dx", dx), ("dyx", dyx)])?;
+    dy.expect_dtype(op, "dy", DType::F32)?;
+    let (rows, params) = params(op, x, gamma, stats, (eps, centered), &[("dx", dx), ("dyx", dyx)])?;
     // stats too: backward reads it as the forward wrote it, apart from the rest.
-    expect_separate(OP, &[("dx", dx), ("dyx", dyx), ("stats", stats)], &[x, gamma, dy])?;
+    expect_separate(op, &[("dx", dx), ("dyx", dyx), ("stats", stats)], &[x, gamma, dy])?;
     let (constants, groups) = packed_rows(ctx, rows, params.cols as usize)?;
     ctx.dispatch(
         BACKWARD,
