@@ -52,7 +52,7 @@ fn per_position(g: &Graph, id: NodeId) -> bool {
     match &g.nodes[id].op {
         Op::Input | Op::Param { .. } | Op::Embedding { .. } | Op::AddBroadcast { .. } => true,
         // Over the last axis of a sequence: each position alone.
-        Op::Dense { x, .. } | Op::LayerNorm { x, .. } => g.shape(*x).len() >= 2,
+        Op::Dense { x, .. } | Op::LayerNorm { x, .. } | Op::RmsNorm { x, .. } => g.shape(*x).len() >= 2,
         Op::Act { .. }
         | Op::GatedUnit { .. }
         | Op::Dropout { .. }

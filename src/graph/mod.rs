@@ -280,6 +280,17 @@ pub enum Op {
         /// Added to the variance before its square root.
         epsilon: f32,
     },
+    /// RMS normalization of each sample's last axis, the uncentred
+    /// [`Op::LayerNorm`]: `x/√(mean(x²) + ε)·γ` (Keras' `RMSNormalization`,
+    /// PyTorch's `nn.RMSNorm`, Llama's `LlamaRMSNorm`).
+    RmsNorm {
+        /// Input, normalised over its last per-sample axis.
+        x: NodeId,
+        /// Trainable scale, the last axis' length.
+        gamma: NodeId,
+        /// Added to the mean square before its square root.
+        epsilon: f32,
+    },
     /// Scaled dot-product attention over `heads` heads (see `graph::ops::attention`):
     /// `q` `[Tq, H·dk]`, `k` `[Tk, H·dk]`, `v` `[Tk, H·dv]` → `[Tq, H·dv]`.
     Attention {
@@ -591,6 +602,7 @@ impl Graph {
             Op::SequencePool { x, lengths, .. } => std::iter::once(*x).chain(*lengths).collect(),
             Op::MaskPositions { x, lengths } => vec![*x, *lengths],
             Op::LayerNorm { x, gamma, beta, .. } => vec![*x, *gamma, *beta],
+            Op::RmsNorm { x, gamma, .. } => vec![*x, *gamma],
             Op::Attention { q, k, v, lengths, .. } => [*q, *k, *v].into_iter().chain(*lengths).collect(),
             Op::AddBroadcast { x, p } => vec![*x, *p],
             Op::Embedding { ids, table, .. } => vec![*ids, *table],

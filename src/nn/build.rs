@@ -348,6 +348,11 @@ impl Layer {
                 let beta = b.param("bias", &[features], Init::Zeros, *trainable, &name)?;
                 Ok(one(b.g.layer_norm(b.x, gamma, beta, *epsilon, &name)?))
             }
+            Layer::RMSNormalization { epsilon, trainable } => {
+                let features = *b.g.shape(b.x).last().expect("per-sample shapes are non-empty");
+                let gamma = b.param("weight", &[features], Init::Ones, *trainable, &name)?;
+                Ok(one(b.g.rms_norm(b.x, gamma, *epsilon, &name)?))
+            }
             Layer::MultiHeadAttention {
                 num_heads,
                 key_dim,

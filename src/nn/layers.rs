@@ -196,6 +196,19 @@ pub enum Layer {
         #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
         trainable: bool,
     },
+    /// Keras' `RMSNormalization()` (axis −1; PyTorch's `nn.RMSNorm(features,
+    /// eps)`, Llama's `LlamaRMSNorm`): each sample's last axis divided by its
+    /// root mean square, `x/√(mean(x²) + ε)`, in training and evaluation alike,
+    /// then scaled by a learned γ (`.weight`, starting at 1) of that axis' length.
+    RMSNormalization {
+        /// Small constant added to the mean square before its square root
+        /// (Keras' default 1e-6; Llama's `rms_norm_eps` is 1e-5 or 1e-6).
+        #[serde(default = "keras::rms_epsilon")]
+        epsilon: f32,
+        /// False to freeze γ.
+        #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
+        trainable: bool,
+    },
     /// Keras' `MultiHeadAttention(num_heads, key_dim)` on sequences `[tokens,
     /// features]`: queries, keys and values are Dense projections of the inputs
     /// (`.query`, `.key`, `.value`: `num_heads·key_dim` units, `num_heads·value_dim`
@@ -295,6 +308,9 @@ mod keras {
     }
     pub fn ln_epsilon() -> f32 {
         1e-3
+    }
+    pub fn rms_epsilon() -> f32 {
+        1e-6
     }
     pub fn trainable() -> bool {
         true
@@ -417,6 +433,7 @@ impl Layer {
         | Layer::Conv2DTranspose { trainable, .. }
         | Layer::BatchNormalization { trainable, .. }
         | Layer::LayerNormalization { trainable, .. }
+        | Layer::RMSNormalization { trainable, .. }
         | Layer::MultiHeadAttention { trainable, .. }
         | Layer::AddPositionEmbedding { trainable }
         | Layer::Embedding { trainable, .. } = &mut self
@@ -435,6 +452,7 @@ impl Layer {
             | Layer::Conv2DTranspose { trainable, .. }
             | Layer::BatchNormalization { trainable, .. }
             | Layer::LayerNormalization { trainable, .. }
+            | Layer::RMSNormalization { trainable, .. }
             | Layer::MultiHeadAttention { trainable, .. }
             | Layer::AddPositionEmbedding { trainable }
             | Layer::Embedding { trainable, .. } => *trainable,
@@ -456,6 +474,7 @@ impl Layer {
             Layer::BatchNormalization { .. } => "BatchNormalization",
             Layer::Activation(_) => "Activation",
             Layer::LayerNormalization { .. } => "LayerNormalization",
+            Layer::RMSNormalization { .. } => "RMSNormalization",
             Layer::MultiHeadAttention { .. } => "MultiHeadAttention",
             Layer::GlobalAveragePooling1D => "GlobalAveragePooling1D",
             Layer::LastTokenPooling1D => "LastTokenPooling1D",

@@ -1,7 +1,9 @@
 //! `Op::LayerNorm`: normalization of each sample's last axis with a learned scale
-//! and shift (Keras' `LayerNormalization`, PyTorch's `nn.LayerNorm(features)`).
-//! GPU: `kernels::layer_norm` (the forward keeps each row's mean and 1/std for the
-//! backward); the scale's and shift's gradients are column sums of `dy·x̂` and `dy`.
+//! and shift (Keras' `LayerNormalization`, PyTorch's `nn.LayerNorm(features)`);
+//! `Op::RmsNorm`, its uncentred form with a scale only (Keras'
+//! `RMSNormalization`, PyTorch's `nn.RMSNorm`). GPU: `kernels::layer_norm` (the
+//! forward keeps each row's mean and 1/std for the backward); the scale's and
+//! shift's gradients are column sums of `dy·x̂` and `dy`.
 
 use crate::error::Result;
 use crate::gpu::{DType, Tensor};
@@ -51,17 +53,43 @@ impl Graph {
             layer,
         ))
     }
+
+    /// RMS normalization of `x` over its last per-sample axis with scale `gamma`
+    /// (a parameter of that axis' length).
+    pub fn rms_norm(&mut self, x: NodeId, gamma: NodeId, epsilon: f32, layer: &str) -> Result<NodeId> {
+        let shape = self.shape(x).to_vec();
+        let features = *shape.last().expect("per-sample shapes are non-empty");
+        if self.shape(gamma) != [features] {
+            return Err(shape_err(
+                layer,
+                format!(
+                    "RMSNormalization of {shape:?} needs a scale of [{features}], got {:?}",
+                    self.shape(gamma)
+                ),
+            ));
+        }
+        if !(epsilon > 0.0 && epsilon.is_finite()) {
+            return Err(shape_err(
+                layer,
+                format!("epsilon must be positive and finite, got {epsilon}"),
+            ));
+        }
+        Ok(self.push(Op::RmsNorm { x, gamma, epsilon }, shape, layer))
+    }
 }
 
-fn fields(op: &Op) -> (NodeId, NodeId, NodeId, f32) {
+/// An `Op::LayerNorm`'s or `Op::RmsNorm`'s input, scale, shift (`None`:
+/// RMS normalization) and epsilon.
+fn fields(op: &Op) -> (NodeId, NodeId, Option<NodeId>, f32) {
     match op {
         Op::LayerNorm {
             x,
             gamma,
             beta,
             epsilon,
-        } => (*x, *gamma, *beta, *epsilon),
-        _ => unreachable!("a layer normalization"),
+        } => (*x, *gamma, Some(*beta), *epsilon),
+        Op::RmsNorm { x, gamma, epsilon } => (*x, *gamma, None, *epsilon),
+        _ => unreachable!("a layer or RMS normalization"),
     }
 }
 
@@ -71,15 +99,11 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tens
     let y = lw.output(id)?;
     let stats = Tensor::zeros(lw.ctx, &[rows, 2], DType::F32)?;
     let view = [rows, features];
-    lw.dispatches.push(ln::layer_norm_forward(
-        lw.ctx,
-        &lw.value(x).reshape(&view)?,
-        &lw.value(gamma),
-        &lw.value(beta),
-        eps,
-        &y.reshape(&view)?,
-        &stats,
-    )?);
+    let (xv, gamma, yv) = (lw.value(x).reshape(&view)?, lw.value(gamma), y.reshape(&view)?);
+    lw.dispatches.push(match beta {
+        Some(beta) => ln::layer_norm_forward(lw.ctx, &xv, &gamma, &lw.value(beta), eps, &yv, &stats)?,
+        None => ln::rms_norm_forward(lw.ctx, &xv, &gamma, eps, &yv, &stats)?,
+    });
     lw.aux.insert(id, vec![stats]);
     Ok(y)
 }
@@ -88,7 +112,7 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
     let (x, gamma, beta, eps) = fields(op);
     let (rows, features) = super::rows_features(bw.graph, bw.batch, x);
     let view = [rows, features];
-    let (want_gamma, want_beta) = (bw.req[gamma], bw.req[beta]);
+    let (want_gamma, want_beta) = (bw.req[gamma], beta.is_some_and(|b| bw.req[b]));
     if !bw.req[x] && !want_gamma && !want_beta {
         return Ok(());
     }
@@ -99,22 +123,22 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
     let dyx = bw.temporary(&view)?;
     let ctx = bw.ctx;
     let dy = dy.reshape(&view)?;
-    bw.dispatches.push(ln::layer_norm_backward(
-        ctx,
-        &bw.value(x).reshape(&view)?,
-        &bw.value(gamma),
+    let (xv, gv, stats, dxv) = (
+        bw.value(x).reshape(&view)?,
+        bw.value(gamma),
         &bw.aux[&id][0],
-        eps,
-        &dy,
-        &dx.reshape(&view)?,
-        &dyx,
-    )?);
+        dx.reshape(&view)?,
+    );
+    bw.dispatches.push(match beta {
+        Some(_) => ln::layer_norm_backward(ctx, &xv, &gv, stats, eps, &dy, &dxv, &dyx)?,
+        None => ln::rms_norm_backward(ctx, &xv, &gv, stats, eps, &dy, &dxv, &dyx)?,
+    });
     if want_gamma {
         let dg = bw.param_grad(gamma)?;
         bw.dispatches
             .push(reduce::sum_axis(ctx, &dyx, 1, rows, features, &dg)?);
     }
-    if want_beta {
+    if let Some(beta) = beta.filter(|_| want_beta) {
         let db = bw.param_grad(beta)?;
         bw.dispatches
             .push(reduce::sum_axis(ctx, &dy, 1, rows, features, &db)?);
@@ -127,14 +151,17 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId, op: &Op) ->
     let (rows, _) = super::rows_features(rf.graph, rf.batch, x);
     let mut y = vec![0.0; rf.numel(id)];
     let mut stats = vec![0.0; rows * 2];
-    r::layer_norm::layer_norm_forward(
-        rf.value(x),
-        rf.value(gamma),
-        rf.value(beta),
-        eps,
-        &mut y,
-        &mut stats,
-    );
+    match beta {
+        Some(beta) => r::layer_norm::layer_norm_forward(
+            rf.value(x),
+            rf.value(gamma),
+            rf.value(beta),
+            eps,
+            &mut y,
+            &mut stats,
+        ),
+        None => r::layer_norm::rms_norm_forward(rf.value(x), rf.value(gamma), eps, &mut y, &mut stats),
+    }
     y
 }
 
@@ -143,9 +170,14 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, dy: &[f32], op: &Op) 
     let features = rb.graph.shape(gamma)[0];
     let mut dx = vec![0.0; rb.numel(x)];
     let (mut dg, mut db) = (vec![0.0; features], vec![0.0; features]);
-    r::layer_norm::layer_norm_backward(rb.value(x), rb.value(gamma), eps, dy, &mut dx, &mut dg, &mut db);
-    for (node, d) in [(x, dx), (gamma, dg), (beta, db)] {
-        if rb.req[node] {
+    match beta {
+        Some(_) => {
+            r::layer_norm::layer_norm_backward(rb.value(x), rb.value(gamma), eps, dy, &mut dx, &mut dg, &mut db)
+        }
+        None => r::layer_norm::rms_norm_backward(rb.value(x), rb.value(gamma), eps, dy, &mut dx, &mut dg),
+    }
+    for (node, d) in [(Some(x), dx), (Some(gamma), dg), (beta, db)] {
+        if let Some(node) = node.filter(|&n| rb.req[n]) {
             rb.add_grad(node, d);
         }
     }

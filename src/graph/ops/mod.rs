@@ -124,7 +124,7 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         Op::Concat { xs } => shape::concat_forward(lw, id, xs),
         Op::Slice { x, start, .. } => shape::slice_forward(lw, id, *x, *start),
         Op::LossTerm { term, a, b } => loss_terms::forward(lw, id, *term, *a, *b),
-        op @ Op::LayerNorm { .. } => layer_norm::forward(lw, id, op),
+        op @ (Op::LayerNorm { .. } | Op::RmsNorm { .. }) => layer_norm::forward(lw, id, op),
         op @ Op::Attention { .. } => attention::forward(lw, id, op),
         Op::SequencePool { x, pool, lengths } => sequence::pool_forward(lw, id, *x, *pool, *lengths),
         Op::MaskPositions { x, lengths } => sequence::mask_forward(lw, id, *x, *lengths),
@@ -397,7 +397,7 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         Op::LossTerm { term, a, b } => loss_terms::backward(bw, dy, *term, *a, *b),
         Op::Concat { xs } => shape::concat_backward(bw, id, dy, xs),
         Op::Slice { x, start, .. } => shape::slice_backward(bw, id, dy, *x, *start),
-        op @ Op::LayerNorm { .. } => layer_norm::backward(bw, id, dy, op),
+        op @ (Op::LayerNorm { .. } | Op::RmsNorm { .. }) => layer_norm::backward(bw, id, dy, op),
         op @ Op::Attention { .. } => attention::backward(bw, id, dy, op),
         Op::SequencePool { x, pool, lengths } => sequence::pool_backward(bw, dy, *x, *pool, *lengths),
         Op::MaskPositions { x, lengths } => sequence::mask_backward(bw, dy, *x, *lengths),
@@ -472,7 +472,7 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         Op::Concat { xs } => Ok(shape::reference_concat_forward(rf, id, xs)),
         Op::Slice { x, start, .. } => Ok(shape::reference_slice_forward(rf, id, *x, *start)),
         Op::LossTerm { term, a, b } => Ok(loss_terms::reference_forward(rf, id, *term, *a, *b)),
-        op @ Op::LayerNorm { .. } => Ok(layer_norm::reference_forward(rf, id, op)),
+        op @ (Op::LayerNorm { .. } | Op::RmsNorm { .. }) => Ok(layer_norm::reference_forward(rf, id, op)),
         op @ Op::Attention { .. } => attention::reference_forward(rf, id, op),
         Op::SequencePool { x, pool, lengths } => {
             Ok(sequence::reference_pool_forward(rf, *x, *pool, *lengths))
@@ -598,7 +598,7 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
             loss_terms::reference_backward(rb, &dy, *term, *a, *b);
             Ok(())
         }
-        op @ Op::LayerNorm { .. } => {
+        op @ (Op::LayerNorm { .. } | Op::RmsNorm { .. }) => {
             layer_norm::reference_backward(rb, &dy, op);
             Ok(())
         }

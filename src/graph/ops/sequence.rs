@@ -243,6 +243,7 @@ fn token_wise(op: &Op) -> TokenWise {
     match op {
         Op::Dense { x, .. }
         | Op::LayerNorm { x, .. }
+        | Op::RmsNorm { x, .. }
         | Op::Act { x, .. }
         | Op::GatedUnit { x, .. }
         | Op::Dropout { x, .. }
