@@ -1379,10 +1379,26 @@ fn question_answerer_against_hugging_face(family: &str, first: usize, class_name
         unanswerable: true,
     };
     let (e, predicted) = evaluate_answers(&mut model, ctx, &questions, 3).unwrap();
-    assert_eq!(e.answers, Some(questions.scores(&logits)), "{}", what("evaluated answers"));
+    assert_eq!(
+        e.answers,
+        Some(questions.scores(&logits)),
+        "{}",
+        what("evaluated answers")
+    );
     let plain = wgml::train::evaluate(&mut model, ctx, &split, n).unwrap();
-    assert_close(&what("evaluated loss"), &[e.loss as f32], &[plain.loss as f32], 1e-5, 1e-5);
-    assert_eq!((e.accuracy, e.samples), (plain.accuracy, n), "{}", what("accuracy"));
+    assert_close(
+        &what("evaluated loss"),
+        &[e.loss as f32],
+        &[plain.loss as f32],
+        1e-5,
+        1e-5,
+    );
+    assert_eq!(
+        (e.accuracy, e.samples),
+        (plain.accuracy, n),
+        "{}",
+        what("accuracy")
+    );
     let argmax: Vec<usize> = logits
         .chunks(tokens)
         .map(|row| (0..tokens).fold(0, |b, c| if row[c] > row[b] { c } else { b }))

@@ -2575,7 +2575,15 @@ fn a_question_answerer_trains_evaluates_and_answers_from_the_command_line() {
         "{stdout}"
     );
     let epoch = stdout.lines().find(|l| l.starts_with("Epoch 1/1")).unwrap();
-    let value = |name: &str| epoch.split(&format!(" - {name}: ")).nth(1).unwrap().split(' ').next().unwrap();
+    let value = |name: &str| {
+        epoch
+            .split(&format!(" - {name}: "))
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+    };
     let held_out = dir.join("held-out");
     std::fs::create_dir_all(&held_out).unwrap();
     let lines: String = (18..24)
@@ -2590,7 +2598,13 @@ fn a_question_answerer_trains_evaluates_and_answers_from_the_command_line() {
     for name in ["train.jsonl", "test.jsonl"] {
         std::fs::write(held_out.join(name), &lines).unwrap();
     }
-    let stdout = succeeds(&["eval", "--weights", &watched, "--data", held_out.to_str().unwrap()]);
+    let stdout = succeeds(&[
+        "eval",
+        "--weights",
+        &watched,
+        "--data",
+        held_out.to_str().unwrap(),
+    ]);
     let scored = format!(
         "answers: exact match {}, F1 {} (6 questions)",
         value("val_exact_match"),

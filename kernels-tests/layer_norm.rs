@@ -3,7 +3,9 @@
 //! (the two-pass variance), the twins' gradients against central differences,
 //! bad shapes refused.
 
-use wgml::kernels::layer_norm::{layer_norm_backward, layer_norm_forward, rms_norm_backward, rms_norm_forward};
+use wgml::kernels::layer_norm::{
+    layer_norm_backward, layer_norm_forward, rms_norm_backward, rms_norm_forward,
+};
 use wgml::kernels::reduce::sum_axis;
 use wgml::{Tensor, reference};
 
@@ -156,7 +158,13 @@ fn rms_norm_forward_and_backward_match_their_twins() {
                 1e-5,
                 1e-5,
             );
-            assert_close(&format!("{what} dx"), &dx.to_f32(ctx).unwrap(), &want_dx, 1e-5, 1e-4);
+            assert_close(
+                &format!("{what} dx"),
+                &dx.to_f32(ctx).unwrap(),
+                &want_dx,
+                1e-5,
+                1e-4,
+            );
             let sum_tol = 1e-4 * (rows as f32).sqrt();
             assert_close(
                 &format!("{what} dgamma"),
@@ -185,7 +193,13 @@ fn the_rms_norm_twin_gradient_equals_central_differences() {
     let (mut dx, mut dg) = (vec![0.0; rows * cols], vec![0.0; cols]);
     reference::layer_norm::rms_norm_backward(&x, &gamma, eps, &w, &mut dx, &mut dg);
     assert_close("dx", &dx, &finite_diff(&x, 1e-3, |v| loss(v, &gamma)), 2e-3, 2e-3);
-    assert_close("dgamma", &dg, &finite_diff(&gamma, 1e-3, |v| loss(&x, v)), 2e-3, 2e-3);
+    assert_close(
+        "dgamma",
+        &dg,
+        &finite_diff(&gamma, 1e-3, |v| loss(&x, v)),
+        2e-3,
+        2e-3,
+    );
     // x/rms(x) by hand: the row [3, 4] has rms √12.5.
     let (mut y, mut st) = (vec![0.0; 2], vec![0.0; 2]);
     reference::layer_norm::rms_norm_forward(&[3.0, 4.0], &[1.0, 2.0], 1e-12, &mut y, &mut st);

@@ -43,6 +43,7 @@ mod pipeline;
 mod pool;
 mod reduce;
 mod report;
+mod rotary;
 mod sequence;
 mod soak;
 mod softmax;

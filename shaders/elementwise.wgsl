@@ -281,6 +281,34 @@ fn repeat_scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     }
 }
 
+// repeat_blocks: y[i] = a[(i / (c·s))·c + i % c] for i < p.n: each block of p.c
+// consecutive values of a repeated p.s times in a row (grouped-query attention's
+// key and value heads, each shared by p.s query heads).
+@compute @workgroup_size(WG)
+fn repeat_blocks(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = a[(i / (p.c * p.s)) * p.c + i % p.c];
+    }
+}
+
+// sum_blocks: y[j] = Σ_{k < s} a[(j / c)·c·s + k·c + j % c] for j < p.n: the
+// backward of repeat_blocks, each block's p.s copies summed in order.
+@compute @workgroup_size(WG)
+fn sum_blocks(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let j = linear_index(wg, nwg, lid);
+    if (j < p.n) {
+        let first = (j / p.c) * p.c * p.s + j % p.c;
+        var total = 0.0;
+        for (var k = 0u; k < p.s; k = k + 1u) {
+            total = total + a[first + k * p.c];
+        }
+        y[j] = total;
+    }
+}
+
 // GELU, exact (Keras' gelu(approximate=False), PyTorch's nn.GELU()):
 //   gelu(x) = x·Φ(x) with Φ(x) = erfc(−x/√2)/2, the standard normal CDF;
 //   gelu'(x) = Φ(x) + x·φ(x) with φ(x) = exp(−x²/2)/√(2π).

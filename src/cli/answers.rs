@@ -130,7 +130,9 @@ pub fn read_answer_data(
 /// taken out as validation questions; `None` when that is none of them.
 fn held_out_questions(train: &mut Vec<QaExample>, share: f64) -> Result<Option<Vec<QaExample>>> {
     if !(0.0..1.0).contains(&share) {
-        return Err(Error::invalid(format!("validation split {share} is outside [0, 1)")));
+        return Err(Error::invalid(format!(
+            "validation split {share} is outside [0, 1)"
+        )));
     }
     let n = train.len();
     let n_val = (n as f64 * share).floor() as usize;

@@ -54,6 +54,8 @@ const GELU_TANH_BWD: Kernel = Shader::Elementwise.kernel("gelu_tanh_bwd");
 const SILU_FWD: Kernel = Shader::Elementwise.kernel("silu_fwd");
 const SILU_BWD: Kernel = Shader::Elementwise.kernel("silu_bwd");
 const REPEAT_SCALE: Kernel = Shader::Elementwise.kernel("repeat_scale");
+const REPEAT_BLOCKS: Kernel = Shader::Elementwise.kernel("repeat_blocks");
+const SUM_BLOCKS: Kernel = Shader::Elementwise.kernel("sum_blocks");
 const BIAS_ACT: Kernel = Shader::Elementwise.kernel("bias_act");
 const BIAS_ACT_INPLACE: Kernel = Shader::Elementwise.kernel("bias_act_inplace");
 
@@ -387,7 +389,9 @@ pub fn gated_unit_backward(
     const OP: &str = "gated_unit_backward";
     let (n, form_of_inputs) = binary(OP, dy, x, dx)?;
     let BinaryForm::Fresh(dy, x) = form_of_inputs else {
-        return Err(Error::invalid("gated_unit_backward: dx must be distinct from dy and x"));
+        return Err(Error::invalid(
+            "gated_unit_backward: dx must be distinct from dy and x",
+        ));
     };
     launch(
         ctx,
@@ -417,6 +421,57 @@ pub fn div(ctx: &Context, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<Dispat
         },
         &[(1, &out.buffer), (2, a), (3, b)],
     )
+}
+
+/// Checks [`repeat_blocks`]' shapes (`few` the blocks once, `many` repeated)
+/// and returns its uniform, `n` elements written.
+fn blocks_params(
+    op: &'static str,
+    few: &Tensor,
+    many: &Tensor,
+    block: usize,
+    times: usize,
+    n: usize,
+) -> Result<Params> {
+    few.expect_dtype(op, "the blocks", DType::F32)?;
+    many.expect_dtype(op, "the repeated blocks", DType::F32)?;
+    if block == 0 || times == 0 || !few.numel().is_multiple_of(block) || few.numel() * times != many.numel() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{} values in blocks of {block}, each repeated {times} times, are not {}",
+                few.numel(),
+                many.numel()
+            ),
+        ));
+    }
+    if same_buffer(few, many) {
+        return Err(Error::invalid(format!(
+            "{op}: input and output must be distinct buffers"
+        )));
+    }
+    Ok(Params {
+        n: count_u32(op, "output", n)?,
+        c: count_u32(op, "block", block)?,
+        s: count_u32(op, "times", times)?,
+        ..Params::default()
+    })
+}
+
+/// `y` = each block of `block` consecutive values of `x` repeated `times` times
+/// in a row (`y[i] = x[(i / (block·times))·block + i % block]`): grouped-query
+/// attention's key and value heads, each shared by `times` query heads. `y`
+/// has `times` times `x`'s values, in a distinct buffer.
+pub fn repeat_blocks(ctx: &Context, x: &Tensor, block: usize, times: usize, y: &Tensor) -> Result<Dispatch> {
+    let params = blocks_params("repeat_blocks", x, y, block, times, y.numel())?;
+    launch(ctx, REPEAT_BLOCKS, params, &[(1, &y.buffer), (2, &x.buffer)])
+}
+
+/// The backward of [`repeat_blocks`]: `dx` = the sum of each block's `times`
+/// copies in `dy`, in order (deterministic).
+pub fn sum_blocks(ctx: &Context, dy: &Tensor, block: usize, times: usize, dx: &Tensor) -> Result<Dispatch> {
+    let params = blocks_params("sum_blocks", dx, dy, block, times, dx.numel())?;
+    launch(ctx, SUM_BLOCKS, params, &[(1, &dx.buffer), (2, &dy.buffer)])
 }
 
 /// `y[i] = alpha · x[i / times]`: each value of `x` repeated `times` times (`y` has

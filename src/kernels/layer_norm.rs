@@ -153,7 +153,15 @@ pub fn layer_norm_backward(
     dx: &Tensor,
     dyx: &Tensor,
 ) -> Result<Dispatch> {
-    normalize_backward("layer_norm_backward", ctx, (x, gamma, stats), (eps, true), dy, dx, dyx)
+    normalize_backward(
+        "layer_norm_backward",
+        ctx,
+        (x, gamma, stats),
+        (eps, true),
+        dy,
+        dx,
+        dyx,
+    )
 }
 
 /// The gradient of [`rms_norm_forward`], as [`layer_norm_backward`]'s (the
@@ -169,7 +177,15 @@ pub fn rms_norm_backward(
     dx: &Tensor,
     dyx: &Tensor,
 ) -> Result<Dispatch> {
-    normalize_backward("rms_norm_backward", ctx, (x, gamma, stats), (eps, false), dy, dx, dyx)
+    normalize_backward(
+        "rms_norm_backward",
+        ctx,
+        (x, gamma, stats),
+        (eps, false),
+        dy,
+        dx,
+        dyx,
+    )
 }
 
 /// [`layer_norm_backward`], or uncentred [`rms_norm_backward`].

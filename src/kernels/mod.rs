@@ -23,6 +23,7 @@ pub mod noise;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod rotary;
 pub mod sequence;
 pub mod softmax;
 pub mod swap_axes;
@@ -76,6 +77,8 @@ pub enum Shader {
     Pool,
     /// Reductions: sums, means, row argmax and accuracy counts (`shaders/reduce.wgsl`).
     Reduce,
+    /// Rotary position embedding (`shaders/rotary.wgsl`).
+    Rotary,
     /// Padded sequences: lengths and pools (`shaders/sequence.wgsl`).
     Sequence,
     /// Row softmax and log-softmax (`shaders/softmax.wgsl`).
@@ -86,7 +89,7 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 24] = [
+    pub const ALL: [Shader; 25] = [
         Shader::Attention,
         Shader::Batchnorm,
         Shader::Clip,
@@ -108,6 +111,7 @@ impl Shader {
         Shader::Optim,
         Shader::Pool,
         Shader::Reduce,
+        Shader::Rotary,
         Shader::Sequence,
         Shader::Softmax,
         Shader::SwapAxes,
@@ -150,6 +154,7 @@ impl Shader {
             Shader::Optim => "optim",
             Shader::Pool => "pool",
             Shader::Reduce => "reduce",
+            Shader::Rotary => "rotary",
             Shader::Sequence => "sequence",
             Shader::Softmax => "softmax",
             Shader::SwapAxes => "swap_axes",
@@ -234,6 +239,7 @@ impl Shader {
                 include_str!("../../shaders/pool.wgsl")
             ),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Shader::Rotary => include_str!("../../shaders/rotary.wgsl"),
             Shader::Sequence => include_str!("../../shaders/sequence.wgsl"),
             Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),
             Shader::SwapAxes => include_str!("../../shaders/swap_axes.wgsl"),

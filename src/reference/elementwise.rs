@@ -196,3 +196,20 @@ fn gate(x: f64, form: GatedUnit) -> (f64, f64) {
         }
     }
 }
+
+/// Twin of `repeat_blocks`: each block of `block` values of `x` repeated
+/// `times` times in a row.
+pub fn repeat_blocks(x: &[f32], block: usize, times: usize) -> Vec<f32> {
+    x.chunks(block)
+        .flat_map(|b| std::iter::repeat_n(b, times).flatten().copied())
+        .collect()
+}
+
+/// Twin of `sum_blocks`: each block's `times` copies in `dy` summed (f64).
+pub fn sum_blocks(dy: &[f32], block: usize, times: usize) -> Vec<f32> {
+    dy.chunks(block * times)
+        .flat_map(|copies| {
+            (0..block).map(move |j| (0..times).map(|k| copies[k * block + j] as f64).sum::<f64>() as f32)
+        })
+        .collect()
+}

@@ -94,7 +94,11 @@ pub fn rms_norm_backward(x: &[f32], gamma: &[f32], eps: f32, dy: &[f32], dx: &mu
     for ((xr, dyr), dxr) in x.chunks(cols).zip(dy.chunks(cols)).zip(dx.chunks_mut(cols)) {
         let rstd = rms_rstd(xr, eps);
         let xh: Vec<f64> = xr.iter().map(|&v| v as f64 * rstd).collect();
-        let g: Vec<f64> = dyr.iter().zip(gamma).map(|(&d, &w)| d as f64 * w as f64).collect();
+        let g: Vec<f64> = dyr
+            .iter()
+            .zip(gamma)
+            .map(|(&d, &w)| d as f64 * w as f64)
+            .collect();
         let sgx = g.iter().zip(&xh).map(|(a, b)| a * b).sum::<f64>() / cols as f64;
         for j in 0..cols {
             dxr[j] = (rstd * (g[j] - xh[j] * sgx)) as f32;

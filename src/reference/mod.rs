@@ -18,6 +18,7 @@ pub mod noise;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod rotary;
 pub mod sequence;
 pub mod softmax;
 pub mod swap_axes;

@@ -63,7 +63,13 @@ impl Questions {
             unanswerable: self.unanswerable,
             ..AnswerOptions::default()
         };
-        best_answers(&self.examples, &self.windows.features, logits, self.tokens, &options)
+        best_answers(
+            &self.examples,
+            &self.windows.features,
+            logits,
+            self.tokens,
+            &options,
+        )
     }
 
     /// The exact match and F1 of the answers [`Questions::answers`] picks.

@@ -6,8 +6,8 @@ use crate::data::{Split, Targets};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Tensor};
 use crate::graph::PlanOptions;
-use crate::nn::Model;
 use crate::kernels::sequence::MASKED_SCORE;
+use crate::nn::Model;
 use crate::nn::model::Batch;
 use crate::train::answers::Questions;
 
@@ -385,7 +385,9 @@ fn evaluated(
         (Targets::Classes { classes, .. }, Copied::Predictions) => {
             (Tensor::zeros(ctx, &[n * per], DType::U32)?, *classes)
         }
-        (Targets::Classes { classes, .. }, Copied::Logits) => (Tensor::zeros(ctx, &[n * per], DType::F32)?, *classes),
+        (Targets::Classes { classes, .. }, Copied::Logits) => {
+            (Tensor::zeros(ctx, &[n * per], DType::F32)?, *classes)
+        }
         (Targets::Values { .. }, _) => (
             Tensor::zeros(ctx, &[n * per], DType::F32)?,
             if model.loss.is_classification() { 2 } else { 0 },
@@ -401,7 +403,10 @@ fn evaluated(
         (Targets::Classes { .. }, Copied::Predictions) => {
             let mut ran_preds = preds.to_u32(ctx)?;
             widen(&mut ran_preds, (positions, 1), &ran, 0);
-            in_data_order(ran_preds, &order).into_iter().map(|p| p as usize).collect()
+            in_data_order(ran_preds, &order)
+                .into_iter()
+                .map(|p| p as usize)
+                .collect()
         }
         (Targets::Classes { .. }, Copied::Logits) => {
             let mut ran_logits = preds.to_f32(ctx)?;
@@ -410,9 +415,7 @@ fn evaluated(
             // Each label's class: its row's highest logit, the first of equals.
             logits
                 .chunks(per / positions.max(1))
-                .map(|row| {
-                    (0..row.len()).fold(0, |best, c| if row[c] > row[best] { c } else { best })
-                })
+                .map(|row| (0..row.len()).fold(0, |best, c| if row[c] > row[best] { c } else { best }))
                 .collect()
         }
         (Targets::Values { values, dim }, _) => {

@@ -19,8 +19,8 @@ use crate::graph::plan::Accumulators;
 use crate::nn::Model;
 use crate::nn::dynamic_padding::buckets_between;
 use crate::nn::model::Batch;
-use crate::train::backup::{self, Backup};
 use crate::train::answers::Questions;
+use crate::train::backup::{self, Backup};
 use crate::train::callbacks::{BatchEnd, Callback, Control, FitEvent, PrintProgress};
 use crate::train::evaluate::{eval_plans, evaluate_sums};
 use crate::train::schedule::LrSchedule;
@@ -863,7 +863,12 @@ fn run_fit(
             (Some(_), Some(questions)) => {
                 let (e, _) = super::evaluate::evaluate_answers(model, ctx, questions, b)?;
                 let a = e.answers.as_ref();
-                (Some(e.loss), e.accuracy, a.map(|a| a.f1), a.map(|a| a.exact_match))
+                (
+                    Some(e.loss),
+                    e.accuracy,
+                    a.map(|a| a.f1),
+                    a.map(|a| a.exact_match),
+                )
             }
             // A token classifier of entity tags: its tags too, for the entity F1.
             (Some(v), None) if !config.entity_tags.is_empty() => {

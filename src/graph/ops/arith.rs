@@ -122,9 +122,15 @@ pub(crate) fn log_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId) -> Resul
     Ok(y)
 }
 
-pub(crate) fn gated_unit_forward(lw: &mut Lowering<'_>, id: NodeId, x: NodeId, form: GatedUnit) -> Result<Tensor> {
+pub(crate) fn gated_unit_forward(
+    lw: &mut Lowering<'_>,
+    id: NodeId,
+    x: NodeId,
+    form: GatedUnit,
+) -> Result<Tensor> {
     let y = lw.output(id)?;
-    lw.dispatches.push(ew::gated_unit(lw.ctx, &lw.value(x), &y, form)?);
+    lw.dispatches
+        .push(ew::gated_unit(lw.ctx, &lw.value(x), &y, form)?);
     Ok(y)
 }
 
@@ -173,7 +179,12 @@ pub(crate) fn scale_backward(
 }
 
 /// `dx = dy · (x·g(x))'`.
-pub(crate) fn gated_unit_backward(bw: &mut BackwardLowering<'_>, dy: &Tensor, x: NodeId, form: GatedUnit) -> Result<()> {
+pub(crate) fn gated_unit_backward(
+    bw: &mut BackwardLowering<'_>,
+    dy: &Tensor,
+    x: NodeId,
+    form: GatedUnit,
+) -> Result<()> {
     if let Some(dx) = bw.dx_for(x)? {
         bw.dispatches
             .push(ew::gated_unit_backward(bw.ctx, dy, &bw.value(x), &dx, form)?);

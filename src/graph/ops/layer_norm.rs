@@ -171,9 +171,15 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, dy: &[f32], op: &Op) 
     let mut dx = vec![0.0; rb.numel(x)];
     let (mut dg, mut db) = (vec![0.0; features], vec![0.0; features]);
     match beta {
-        Some(_) => {
-            r::layer_norm::layer_norm_backward(rb.value(x), rb.value(gamma), eps, dy, &mut dx, &mut dg, &mut db)
-        }
+        Some(_) => r::layer_norm::layer_norm_backward(
+            rb.value(x),
+            rb.value(gamma),
+            eps,
+            dy,
+            &mut dx,
+            &mut dg,
+            &mut db,
+        ),
         None => r::layer_norm::rms_norm_backward(rb.value(x), rb.value(gamma), eps, dy, &mut dx, &mut dg),
     }
     for (node, d) in [(Some(x), dx), (Some(gamma), dg), (beta, db)] {
