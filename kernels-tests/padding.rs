@@ -189,6 +189,8 @@ fn classifier(tokens: usize, mask_id: Option<u32>, causal: bool, pool: Layer) ->
         use_bias: true,
         causal,
         dropout: 0.0,
+        num_key_value_heads: None,
+        rope_theta: None,
         trainable: true,
     };
     let dense = |units, activation| Layer::Dense {

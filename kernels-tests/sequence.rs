@@ -40,6 +40,8 @@ fn language_model_with_rows(causal: bool, rows: usize) -> ModelSpec {
         use_bias: true,
         causal,
         dropout: 0.0,
+        num_key_value_heads: None,
+        rope_theta: None,
         trainable: true,
     };
     ModelSpec::Functional(

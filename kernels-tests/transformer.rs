@@ -37,6 +37,8 @@ fn encoder(causal: bool, cross: bool, dropout: f32) -> Functional {
         use_bias: true,
         causal,
         dropout,
+        num_key_value_heads: None,
+        rope_theta: None,
         trainable: true,
     };
     let att_inputs: &[&str] = if cross { &["pos", "x"] } else { &["pos"] };
@@ -111,6 +113,8 @@ fn wide_heads_take_the_unfused_attention_and_train_equal_to_the_reference() {
                 use_bias: true,
                 causal,
                 dropout: 0.0,
+                num_key_value_heads: None,
+                rope_theta: None,
                 trainable: true,
             };
             let f = Functional::new("x", &[3, 4])
@@ -218,6 +222,8 @@ fn embedded_tokens_train_equal_to_the_reference() {
         use_bias: true,
         causal: true,
         dropout: 0.2,
+        num_key_value_heads: None,
+        rope_theta: None,
         trainable: true,
     };
     let lm = Functional::new("ids", &[7])
@@ -409,6 +415,8 @@ fn transformer_layers_check_their_inputs() {
         use_bias: false,
         causal: true,
         dropout: 0.0,
+        num_key_value_heads: None,
+        rope_theta: None,
         trainable: true,
     };
     let e = compile(loss(
@@ -425,4 +433,126 @@ fn transformer_layers_check_their_inputs() {
     ))
     .unwrap();
     assert!(e.contains("GlobalAveragePooling1D expects a sequence"), "{e}");
+}
+
+/// A Llama block: token embedding → RMSNormalization → causal grouped-query
+/// attention (4 query heads sharing 2 key and value heads, rotary positions, no
+/// biases) → + → RMSNormalization → SiLU-gated MLP (gate·up → down) → + →
+/// RMSNormalization → per-token head; loss: mean of squares.
+fn llama_block() -> Functional {
+    let plain = |units: usize, activation: LayerActivation| Layer::Dense {
+        units,
+        activation,
+        use_bias: false,
+        trainable: true,
+    };
+    let rms = || Layer::RMSNormalization {
+        epsilon: 1e-5,
+        trainable: true,
+    };
+    let attention = Layer::MultiHeadAttention {
+        num_heads: 4,
+        key_dim: 4,
+        value_dim: None,
+        use_bias: false,
+        causal: true,
+        dropout: 0.0,
+        num_key_value_heads: Some(2),
+        rope_theta: Some(10_000.0),
+        trainable: true,
+    };
+    Functional::new("ids", &[6])
+        .layer(
+            "embed",
+            Layer::Embedding {
+                input_dim: 11,
+                output_dim: 8,
+                mask_id: None,
+                trainable: true,
+            },
+            &["ids"],
+        )
+        .layer("norm1", rms(), &["embed"])
+        .layer("att", attention, &["norm1"])
+        .op("res1", GraphOp::Add, &["att", "embed"])
+        .layer("norm2", rms(), &["res1"])
+        .layer("gate", plain(12, LayerActivation::Silu), &["norm2"])
+        .layer("up", plain(12, LayerActivation::Linear), &["norm2"])
+        .op("gated", GraphOp::Multiply, &["gate", "up"])
+        .layer("down", plain(8, LayerActivation::Linear), &["gated"])
+        .op("res2", GraphOp::Add, &["down", "res1"])
+        .layer("norm", rms(), &["res2"])
+        .layer("head", plain(5, LayerActivation::Linear), &["norm"])
+        .op("sq", GraphOp::Square, &["head"])
+        .op("loss", GraphOp::Mean, &["sq"])
+        .loss_term("loss", TermKind::Value, &["loss"], 1.0)
+}
+
+/// The Llama block trains equal to the reference executor, planned as lavapipe
+/// and as real GPUs plan, and the reference gradients of its scales, grouped
+/// projections, gate and embedding equal central differences.
+#[test]
+fn a_llama_block_trains_equal_to_the_reference() {
+    let (_g, ctx) = gpu();
+    let _restore = PlanAs(ctx);
+    let b = 3;
+    let x: Vec<f32> = (0..b * 6).map(|i| ((i * 5 + i / 4) % 11) as f32).collect();
+    for class in [AdapterClass::Native, AdapterClass::GpuWithoutSubgroups] {
+        ctx.set_adapter_class(class);
+        let what = format!("llama {class:?}");
+        let mut model = llama_block().compile(ctx, Optimizer::sgd(0.5, 0.9), 3).unwrap();
+        // Tables 10× Keras' ±0.05, so the loss and its updates are large.
+        let larger: Vec<_> = model
+            .net
+            .store
+            .download(ctx)
+            .unwrap()
+            .into_iter()
+            .map(|(n, s, v)| {
+                let k = if n == "embed.weight" { 10.0 } else { 1.0 };
+                (n, s, v.iter().map(|x| k * x).collect())
+            })
+            .collect();
+        model.net.store.load(ctx, &larger).unwrap();
+        let cpu = steps_equal_reference(ctx, &what, &mut model.net, &x, b, 3);
+        params_match_reference(ctx, &what, &model.net.store, &cpu, 1e-5, 1e-4);
+    }
+    let model = llama_block().compile(ctx, Optimizer::sgd(1.0, 0.0), 4).unwrap();
+    let names = [
+        "norm1.weight",
+        "att.query.weight",
+        "att.key.weight",
+        "att.value.weight",
+        "att.output.weight",
+        "gate.weight",
+        "up.weight",
+        "norm.weight",
+    ];
+    gradients_match_differences(ctx, &model.net, &names, &x, b, 1e-3, 2e-4, 5e-3);
+    // The embedding's rows are small (±0.05), where RMS normalization bends
+    // sharply: central differences need a finer step there.
+    gradients_match_differences(ctx, &model.net, &["embed.weight"], &x, b, 2e-4, 2e-4, 5e-3);
+    // Grouped heads must divide the query heads.
+    let mut bad = llama_block();
+    bad = bad.layer(
+        "att2",
+        Layer::MultiHeadAttention {
+            num_heads: 4,
+            key_dim: 4,
+            value_dim: None,
+            use_bias: false,
+            causal: true,
+            dropout: 0.0,
+            num_key_value_heads: Some(3),
+            rope_theta: None,
+            trainable: true,
+        },
+        &["norm"],
+    );
+    let e = bad
+        .compile(ctx, Optimizer::sgd(1.0, 0.0), 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("num_key_value_heads 3 must divide num_heads 4"), "{e}");
 }

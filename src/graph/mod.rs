@@ -291,6 +291,27 @@ pub enum Op {
         /// Added to the mean square before its square root.
         epsilon: f32,
     },
+    /// Rotary position embedding of a sequence `[T, heads·d]` of queries or keys
+    /// (see `graph::ops::rotary`): each head's halves rotated by its token's
+    /// angles, position × `frequencies[j]` for pair `j < d/2`.
+    Rotary {
+        /// Input.
+        x: NodeId,
+        /// Heads per token.
+        heads: usize,
+        /// One per pair of a head's values.
+        frequencies: Vec<f32>,
+    },
+    /// Each head of a sequence `[T, H·head_dim]` repeated `times` times in a row:
+    /// `[T, H·times·head_dim]` (grouped-query attention's keys and values).
+    RepeatHeads {
+        /// Input.
+        x: NodeId,
+        /// Values per head.
+        head_dim: usize,
+        /// Copies of each head.
+        times: usize,
+    },
     /// Scaled dot-product attention over `heads` heads (see `graph::ops::attention`):
     /// `q` `[Tq, H·dk]`, `k` `[Tk, H·dk]`, `v` `[Tk, H·dv]` → `[Tq, H·dv]`.
     Attention {
@@ -598,7 +619,9 @@ impl Graph {
             | Op::Slice { x, .. }
             | Op::SequenceLengths { ids: x, .. }
             | Op::TokenTypes { ids: x, .. }
-            | Op::Permute { x, .. } => vec![*x],
+            | Op::Permute { x, .. }
+            | Op::Rotary { x, .. }
+            | Op::RepeatHeads { x, .. } => vec![*x],
             Op::SequencePool { x, lengths, .. } => std::iter::once(*x).chain(*lengths).collect(),
             Op::MaskPositions { x, lengths } => vec![*x, *lengths],
             Op::LayerNorm { x, gamma, beta, .. } => vec![*x, *gamma, *beta],

@@ -360,11 +360,19 @@ impl Layer {
                 use_bias,
                 causal,
                 dropout,
+                num_key_value_heads,
+                rope_theta,
                 trainable,
             } => multi_head_attention(
                 b,
                 &name,
-                (*num_heads, *key_dim, value_dim.unwrap_or(*key_dim)),
+                Heads {
+                    heads: *num_heads,
+                    kv_heads: num_key_value_heads.unwrap_or(*num_heads),
+                    key_dim: *key_dim,
+                    value_dim: value_dim.unwrap_or(*key_dim),
+                    rope_theta: *rope_theta,
+                },
                 *dropout,
                 *use_bias,
                 *causal,
@@ -461,10 +469,26 @@ fn dense(
 /// MultiHeadAttention: `.query`, `.key` and `.value` Dense projections (no
 /// activation), the attention op, and the `.output` projection back to the query's
 /// features. `dims` is `(heads, key_dim, value_dim)`.
+/// A MultiHeadAttention's heads: query heads, key and value heads, their sizes
+/// and the rotary embedding's base.
+struct Heads {
+    heads: usize,
+    kv_heads: usize,
+    key_dim: usize,
+    value_dim: usize,
+    rope_theta: Option<f64>,
+}
+
 fn multi_head_attention(
     b: &mut LayerBuild<'_>,
     name: &str,
-    (heads, key_dim, value_dim): (usize, usize, usize),
+    Heads {
+        heads,
+        kv_heads,
+        key_dim,
+        value_dim,
+        rope_theta,
+    }: Heads,
     dropout: f32,
     use_bias: bool,
     causal: bool,
@@ -474,6 +498,20 @@ fn multi_head_attention(
         return Err(Error::invalid(format!(
             "layer '{name}': MultiHeadAttention needs at least 1 head of at least 1 value \
              (num_heads {heads}, key_dim {key_dim}, value_dim {value_dim})"
+        )));
+    }
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        return Err(Error::invalid(format!(
+            "layer '{name}': num_key_value_heads {kv_heads} must divide num_heads {heads} (each key \
+             and value head serves the same number of query heads)"
+        )));
+    }
+    if let Some(theta) = rope_theta
+        && (!(theta > 1.0 && theta.is_finite()) || !key_dim.is_multiple_of(2))
+    {
+        return Err(Error::invalid(format!(
+            "layer '{name}': rotary position embedding needs a rope_theta above 1 (Llama's 10000 or \
+             500000) and an even key_dim; got {theta} and {key_dim}"
         )));
     }
     if b.others.len() > 2 {
@@ -502,32 +540,42 @@ fn multi_head_attention(
     // the leading axis as a receptive field: fan_in = features·heads and fan_out =
     // features·dim in, heads·dim and heads·features out. Each projection is stored
     // as a PyTorch Linear weight [units, inputs] but drawn with those fans.
-    let project = |b: &mut LayerBuild<'_>, x: NodeId, part: &str, units: usize| -> Result<NodeId> {
-        let inputs = b.g.shape(x)[1];
-        let init = if part == "output" {
-            Init::GlorotUniform {
-                fan_in: inputs,
-                fan_out: heads * units,
-            }
-        } else {
-            Init::GlorotUniform {
-                fan_in: inputs * heads,
-                fan_out: inputs * (units / heads),
-            }
+    let project =
+        |b: &mut LayerBuild<'_>, x: NodeId, part: &str, (heads, units): (usize, usize)| -> Result<NodeId> {
+            let inputs = b.g.shape(x)[1];
+            let init = if part == "output" {
+                Init::GlorotUniform {
+                    fan_in: inputs,
+                    fan_out: heads * units,
+                }
+            } else {
+                Init::GlorotUniform {
+                    fan_in: inputs * heads,
+                    fan_out: inputs * (units / heads),
+                }
+            };
+            let w = b.param(&format!("{part}.weight"), &[units, inputs], init, trainable, name)?;
+            let bias = use_bias
+                .then(|| b.param(&format!("{part}.bias"), &[units], Init::Zeros, trainable, name))
+                .transpose()?;
+            let module = format!("{}.{part}", b.prefix);
+            b.linear((x, w, bias), Activation::Identity, &module, name)
         };
-        let w = b.param(&format!("{part}.weight"), &[units, inputs], init, trainable, name)?;
-        let bias = use_bias
-            .then(|| b.param(&format!("{part}.bias"), &[units], Init::Zeros, trainable, name))
-            .transpose()?;
-        let module = format!("{}.{part}", b.prefix);
-        b.linear((x, w, bias), Activation::Identity, &module, name)
-    };
-    let q = project(b, query, "query", heads * key_dim)?;
-    let k = project(b, key, "key", heads * key_dim)?;
-    let v = project(b, value, "value", heads * value_dim)?;
+    let mut q = project(b, query, "query", (heads, heads * key_dim))?;
+    let mut k = project(b, key, "key", (kv_heads, kv_heads * key_dim))?;
+    let mut v = project(b, value, "value", (kv_heads, kv_heads * value_dim))?;
+    if let Some(theta) = rope_theta {
+        let frequencies = crate::reference::rotary::frequencies(theta, key_dim);
+        q = b.g.rotary(q, heads, &frequencies, name)?;
+        k = b.g.rotary(k, kv_heads, &frequencies, name)?;
+    }
+    if kv_heads < heads {
+        k = b.g.repeat_heads(k, kv_heads, heads / kv_heads, name)?;
+        v = b.g.repeat_heads(v, kv_heads, heads / kv_heads, name)?;
+    }
     let attended = b.g.attention(q, k, v, heads, causal, dropout, name)?;
     let features = b.g.shape(query)[1];
-    Ok(one(project(b, attended, "output", features)?))
+    Ok(one(project(b, attended, "output", (heads, features))?))
 }
 
 /// Whether a convolution layer is Conv2D or Conv2DTranspose.

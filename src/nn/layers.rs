@@ -235,6 +235,19 @@ pub enum Layer {
         /// weights dropped while training, in `[0, 1)`; none when evaluating.
         #[serde(default, skip_serializing_if = "keras::is_zero")]
         dropout: f32,
+        /// Grouped-query attention (Keras' `GroupedQueryAttention`, Llama's
+        /// `num_key_value_heads`): keys and values have this many heads, each
+        /// shared by `num_heads / num_key_value_heads` query heads (it divides
+        /// `num_heads`). Default: `num_heads`, one key and value head per query head.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        num_key_value_heads: Option<usize>,
+        /// Rotary position embedding of the queries and keys after their
+        /// projections (Llama's `rope_theta`, keras_hub's `RotaryEmbedding`'s
+        /// `max_wavelength`): pair `j` of a head's `key_dim` values turns by
+        /// `position / rope_theta^(2j/key_dim)`, Hugging Face's halves layout.
+        /// `None`: no rotation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rope_theta: Option<f64>,
         /// False to freeze the projections.
         #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
         trainable: bool,
@@ -400,6 +413,8 @@ impl Layer {
             use_bias: true,
             causal: false,
             dropout: 0.0,
+            num_key_value_heads: None,
+            rope_theta: None,
             trainable: true,
         }
     }

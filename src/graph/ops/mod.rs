@@ -25,6 +25,7 @@ pub mod loss_terms;
 pub mod noise;
 pub mod permute;
 pub mod pool;
+pub mod rotary;
 pub mod sequence;
 pub mod shape;
 
@@ -137,6 +138,12 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
         } => sequence::token_types_forward(lw, id, *ids, *separator, *types),
         Op::AddBroadcast { x, p } => sequence::add_broadcast_forward(lw, id, *x, *p),
         Op::Permute { x, perm } => permute::forward(lw, id, *x, perm),
+        Op::Rotary {
+            x,
+            heads,
+            frequencies,
+        } => rotary::forward(lw, id, *x, *heads, frequencies),
+        Op::RepeatHeads { x, head_dim, times } => rotary::repeat_forward(lw, id, *x, *head_dim, *times),
         Op::Embedding { ids, table, .. } => embedding::forward(lw, id, *ids, *table),
     }
 }
@@ -404,6 +411,8 @@ fn lower_backward_rule(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor) -
         Op::SequenceLengths { .. } | Op::TokenTypes { .. } => Ok(()),
         Op::AddBroadcast { x, p } => sequence::add_broadcast_backward(bw, dy, *x, *p),
         Op::Permute { x, perm } => permute::backward(bw, dy, *x, perm),
+        Op::Rotary { x, heads, .. } => rotary::backward(bw, id, dy, *x, *heads),
+        Op::RepeatHeads { x, head_dim, times } => rotary::repeat_backward(bw, dy, *x, *head_dim, *times),
         Op::Embedding { ids, table, .. } => embedding::backward(bw, id, dy, *ids, *table),
     }
 }
@@ -496,6 +505,14 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
         )),
         Op::AddBroadcast { x, p } => Ok(sequence::reference_add_broadcast_forward(rf, *x, *p)),
         Op::Permute { x, perm } => Ok(permute::reference_forward(rf, *x, perm)),
+        Op::Rotary {
+            x,
+            heads,
+            frequencies,
+        } => Ok(rotary::reference_forward(rf, *x, *heads, frequencies)),
+        Op::RepeatHeads { x, head_dim, times } => {
+            Ok(r::elementwise::repeat_blocks(rf.value(*x), *head_dim, *times))
+        }
         Op::Embedding { ids, table, .. } => Ok(embedding::reference_forward(rf, id, *ids, *table)),
     }
 }
@@ -615,6 +632,18 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
             Ok(())
         }
         Op::SequenceLengths { .. } | Op::TokenTypes { .. } => Ok(()),
+        Op::Rotary {
+            x,
+            heads,
+            frequencies,
+        } => {
+            rotary::reference_backward(rb, &dy, *x, *heads, frequencies);
+            Ok(())
+        }
+        Op::RepeatHeads { x, head_dim, times } => {
+            rotary::reference_repeat_backward(rb, &dy, *x, *head_dim, *times);
+            Ok(())
+        }
         Op::Permute { x, perm } => {
             permute::reference_backward(rb, &dy, *x, perm);
             Ok(())

@@ -244,6 +244,8 @@ fn token_wise(op: &Op) -> TokenWise {
         Op::Dense { x, .. }
         | Op::LayerNorm { x, .. }
         | Op::RmsNorm { x, .. }
+        | Op::Rotary { x, .. }
+        | Op::RepeatHeads { x, .. }
         | Op::Act { x, .. }
         | Op::GatedUnit { x, .. }
         | Op::Dropout { x, .. }
