@@ -30,6 +30,7 @@ mod gpt2;
 mod graph_ops;
 mod hostile_files;
 mod layer_norm;
+mod llama;
 mod lora;
 mod loss;
 mod matmul;

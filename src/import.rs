@@ -25,6 +25,7 @@
 //! `eval` and `train` read text as GPT-2 does.
 
 pub mod bert;
+pub mod llama;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -120,8 +121,8 @@ impl Gpt2Config {
             && t != "gpt2"
         {
             return Err(format!(
-                "describes a '{t}' model; wgml imports GPT-2 (model_type \"gpt2\") and, as classifiers \
-                 of texts, BERT (\"bert\"), RoBERTa (\"roberta\", \"xlm-roberta\", \"camembert\"), \
+                "describes a '{t}' model; wgml imports GPT-2 (model_type \"gpt2\"), Llama (\"llama\", \
+                 \"mistral\") and, as classifiers of texts, BERT (\"bert\"), RoBERTa (\"roberta\", \"xlm-roberta\", \"camembert\"), \
                  DistilBERT (\"distilbert\") and ELECTRA (\"electra\")"
             ));
         }

@@ -11,10 +11,11 @@ use wgml::{Error, Result};
 
 #[derive(Args, Debug, Clone)]
 pub struct ImportArgs {
-    /// A Hugging Face GPT-2, BERT, RoBERTa, DistilBERT or ELECTRA folder: config.json,
+    /// A Hugging Face GPT-2, Llama, BERT, RoBERTa, DistilBERT or ELECTRA folder: config.json,
     /// model.safetensors and tokenizer.json (what `save_pretrained` writes; the
-    /// Hub's gpt2, gpt2-medium, gpt2-large, gpt2-xl and distilgpt2;
-    /// bert-base-uncased, bert-base-cased, bert-large-*, roberta-base,
+    /// Hub's gpt2, gpt2-medium, gpt2-large, gpt2-xl and distilgpt2; Llama-family
+    /// LlamaForCausalLM folders, sharded ones included (TinyLlama, SmolLM, Llama
+    /// 3.2 and Llama 2; rotary scaling refused); bert-base-uncased, bert-base-cased, bert-large-*, roberta-base,
     /// xlm-roberta-base, distilbert-base-uncased and their fine-tuned
     /// classifiers). A BERT, RoBERTa, DistilBERT or ELECTRA becomes a classifier of texts.
     pub folder: PathBuf,
@@ -22,8 +23,8 @@ pub struct ImportArgs {
     #[arg(long)]
     pub save: PathBuf,
     /// Positions the wgml model reads (default: the model's own, 1,024 for GPT-2,
-    /// 512 for BERT); fewer keep the first rows of the position embedding and cost
-    /// less per token.
+    /// 512 for BERT, at most 2,048 for a Llama); fewer keep the first rows of the
+    /// position embedding and cost less per token.
     #[arg(long, value_name = "N")]
     pub context: Option<usize>,
     /// Learning rate of the model's Adam when it is fine-tuned without --lr
@@ -86,6 +87,14 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
              fine-tunes it on texts by class",
         ));
     }
+    let model_type = wgml::import::model_type(&args.folder)?;
+    let llama = matches!(model_type.as_deref(), Some("llama" | "mistral"));
+    if llama && args.peft.is_some() {
+        return Err(Error::invalid(
+            "--peft reads adapters of GPT-2 and of the BERT family; a Llama's PEFT adapter does not \
+             import yet (train LoRA adapters in wgml with `wgml train --lora`)",
+        ));
+    }
     let mut imported = if bert {
         let how = wgml::import::bert::BertImport {
             context: args.context,
@@ -102,6 +111,8 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
             },
         };
         wgml::import::bert::import_bert(&args.folder, &how)?
+    } else if llama {
+        wgml::import::llama::import_llama(&args.folder, args.context, args.lr.unwrap_or(1e-4))?
     } else {
         wgml::import::import_gpt2(&args.folder, args.context, args.lr.unwrap_or(1e-4))?
     };

@@ -1,0 +1,182 @@
+//! wgml's importer of Llama checkpoints (`wgml::import::llama`) against Hugging
+//! Face's `LlamaForCausalLM` on two tiny fixtures
+//! (`golden/make_llama_tiny.py`): grouped-query attention with an untied head,
+//! and one key and value head per query head with the head tied to the
+//! embedding. The imported models give Hugging Face's probabilities, greedy
+//! continuations and gradients.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use safetensors::SafeTensors;
+use wgml::checkpoint;
+use wgml::import::llama::import_llama;
+use wgml::nn::generate::{Sampling, generate_with};
+
+use crate::common::*;
+
+const FIXTURES: [&str; 2] = ["llama-tiny", "llama-tiny-tied"];
+
+fn fixture(name: &str) -> PathBuf {
+    repo_file(&format!("kernels-tests/golden/{name}"))
+}
+
+/// The fixture's expected values by name.
+fn expected(dir: &Path) -> HashMap<String, Vec<f32>> {
+    let bytes = std::fs::read(dir.join("expected.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, v)| (name, values(v.data())))
+        .collect()
+}
+
+/// Imports `dir` with `context` positions, saves the checkpoint and loads it back.
+fn import_and_load(ctx: &wgml::Context, dir: &Path, context: Option<usize>, name: &str) -> wgml::nn::Model {
+    let imported = import_llama(dir, context, 1e-4).unwrap();
+    let out = fresh_dir(name).join("llama.safetensors");
+    checkpoint::save_functional_tensors(
+        &out,
+        &imported.kind,
+        &imported.architecture,
+        &imported.tensors,
+        &imported.vocabulary,
+    )
+    .unwrap();
+    checkpoint::load_model(ctx, &out).unwrap().0
+}
+
+#[test]
+fn an_imported_llama_gives_hugging_faces_probabilities_and_greedy_tokens() {
+    let (_g, ctx) = gpu();
+    for name in FIXTURES {
+        let want = expected(&fixture(name));
+        let mut model = import_and_load(ctx, &fixture(name), None, name);
+        assert_eq!(model.spec.input_shape(), &[32]);
+        let ids: Vec<u32> = want["ids"].iter().map(|&v| v as u32).collect();
+        let probs = model.predict(ctx, &want["ids"], 1).unwrap();
+        let log_probs: Vec<f32> = probs.iter().map(|&p| (p as f64).ln() as f32).collect();
+        // Where the probability is not vanishing (f32 softmax underflows below e^-87).
+        let (got, expect): (Vec<f32>, Vec<f32>) = log_probs
+            .iter()
+            .zip(&want["log_probs"])
+            .filter(|(_, w)| **w > -60.0)
+            .map(|(g, w)| (*g, *w))
+            .unzip();
+        assert!(got.len() > 9000, "{name}: {} of 9600 compared", got.len());
+        assert_close(&format!("{name}: log probabilities"), &got, &expect, 2e-4, 1e-5);
+        let greedy: Vec<u32> = want["greedy"].iter().map(|&v| v as u32).collect();
+        assert!(
+            want["greedy_margin"][0] > 1e-2,
+            "{name}: the top two logits nearly tie"
+        );
+        for use_cache in [true, false] {
+            let new = generate_with(
+                &mut model,
+                ctx,
+                &ids[..8],
+                greedy.len(),
+                Sampling::GREEDY,
+                &mut rng(1),
+                |_| ControlFlow::Continue(()),
+                use_cache,
+            )
+            .unwrap();
+            assert_eq!(
+                new, greedy,
+                "{name}: greedy tokens against Hugging Face's (cache: {use_cache})"
+            );
+        }
+    }
+}
+
+/// One plain SGD step on the fixture's text moves the embedding and layer 0's
+/// query and key projections by Hugging Face's gradients of its mean
+/// next-token loss (the tied embedding's summing the head's part).
+#[test]
+fn a_fine_tuning_step_moves_the_weights_by_hugging_faces_gradients() {
+    let (_g, ctx) = gpu();
+    for name in FIXTURES {
+        let want = expected(&fixture(name));
+        // Hugging Face's loss over 32 ids reads positions 0..=30 against ids 1..=31.
+        let imported = import_llama(&fixture(name), Some(31), 1e-4).unwrap();
+        let tied = !imported.tensors.iter().any(|(n, ..)| n == "lm_head.weight");
+        assert_eq!(tied, name.ends_with("tied"), "{name}");
+        let mut model = imported
+            .architecture
+            .functional
+            .compile_supervised(ctx, wgml::kernels::optim::Optimizer::sgd(1.0, 0.0), 1)
+            .unwrap();
+        model.load_params(ctx, &imported.tensors).unwrap();
+        let ids = &want["ids"];
+        let labels: Vec<u32> = ids[1..].iter().map(|&v| v as u32).collect();
+        let batch = wgml::nn::model::Batch {
+            x: &ids[..31],
+            labels: &labels,
+            values: &[],
+            len: 1,
+        };
+        let param = |model: &wgml::nn::Model, p: &str| {
+            let p = model.store.params.iter().find(|q| q.name == p).unwrap();
+            p.value.to_f32(ctx).unwrap()
+        };
+        let names = [
+            ("model.embed_tokens.weight", "embed_grad"),
+            ("model.layers.0.self_attn.query.weight", "q_proj_grad"),
+            ("model.layers.0.self_attn.key.weight", "k_proj_grad"),
+        ];
+        let before: Vec<Vec<f32>> = names.iter().map(|(p, _)| param(&model, p)).collect();
+        model.acc.reset(ctx).unwrap();
+        model.train_step(ctx, &batch, 1.0, |_, _| {}).unwrap();
+        let loss = model.acc.read(ctx).unwrap().0 / 31.0;
+        assert!(
+            (loss - want["loss"][0] as f64).abs() < 1e-5 * loss,
+            "{name}: loss {loss} vs {}",
+            want["loss"][0]
+        );
+        for ((p, grad), before) in names.iter().zip(before) {
+            let step: Vec<f32> = before.iter().zip(param(&model, p)).map(|(b, a)| b - a).collect();
+            assert_close(
+                &format!("{name}: {p}'s gradient"),
+                &step,
+                &want[*grad],
+                1e-6,
+                1e-4,
+            );
+        }
+    }
+}
+
+/// Scaled rotary positions, a sliding window and a missing tensor are refused,
+/// naming the file and what to do.
+#[test]
+fn what_wgml_does_not_compute_is_refused() {
+    let dir = fresh_dir("llama-scaled");
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("llama-tiny").join(f), dir.join(f)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    config["rope_parameters"] =
+        serde_json::json!({ "rope_type": "llama3", "factor": 8.0, "rope_theta": 500000.0 });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let e = import_llama(&dir, None, 1e-4).err().unwrap().to_string();
+    assert!(
+        e.contains("config.json") && e.contains("scales its rotary positions ('llama3')"),
+        "{e}"
+    );
+    config["rope_parameters"] = serde_json::json!({ "rope_type": "default", "rope_theta": 10000.0 });
+    config["num_hidden_layers"] = 3.into();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let e = import_llama(&dir, None, 1e-4).err().unwrap().to_string();
+    assert!(
+        e.contains("has no tensor 'model.layers.2.input_layernorm.weight'"),
+        "{e}"
+    );
+    let e = import_llama(&fixture("llama-tiny"), Some(33), 1e-4)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("2 to 32"), "{e}");
+}
