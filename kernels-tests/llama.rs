@@ -66,6 +66,36 @@ fn an_imported_llama_gives_hugging_faces_probabilities_and_greedy_tokens() {
             .unzip();
         assert!(got.len() > 9000, "{name}: {} of 9600 compared", got.len());
         assert_close(&format!("{name}: log probabilities"), &got, &expect, 2e-4, 1e-5);
+        // One position at a time with the key/value cache (the keys turned at
+        // their own positions), and after a prefill: the whole window's
+        // probabilities at each position.
+        assert!(wgml::nn::generate::causal_by_construction(&model), "{name}");
+        let mut decoder = wgml::graph::decode::Decoder::new(ctx, &model.graph, &model.store, model.output)
+            .unwrap()
+            .expect("a Llama decodes with a key/value cache");
+        let row = |p: usize| &probs[p * 300..(p + 1) * 300];
+        for (p, &id) in ids.iter().enumerate() {
+            let cached = softmax_rows(&decoder.step(ctx, id).unwrap(), 300);
+            assert_close(
+                &format!("{name}: cached position {p}"),
+                &cached,
+                row(p),
+                1e-7,
+                1e-5,
+            );
+        }
+        for n in [3, 13] {
+            decoder.reset();
+            decoder.prefill(ctx, &ids[..n]).unwrap();
+            let cached = softmax_rows(&decoder.step(ctx, ids[n]).unwrap(), 300);
+            assert_close(
+                &format!("{name}: position {n} after a prefill"),
+                &cached,
+                row(n),
+                1e-7,
+                1e-5,
+            );
+        }
         let greedy: Vec<u32> = want["greedy"].iter().map(|&v| v as u32).collect();
         assert!(
             want["greedy_margin"][0] > 1e-2,

@@ -6,7 +6,8 @@
 //! output acts on each position alone or is causal attention
 //! ([`causal_ops`]), the values it computes keep positions on their first axis,
 //! position embeddings (`AddBroadcast`) add a parameter, Dense layers multiply by
-//! one, and each attention's
+//! one (rotary embeddings turn each position by its own angles, which a step
+//! copies in for its position), and each attention's
 //! heads fit the fused kernel (`kernels::attention::MAX_HEAD_DIM`). The
 //! position-wise ops are lowered once, through the same rules as a plan, on the
 //! graph with every sequence shortened to one position (Dense layers through
@@ -59,7 +60,10 @@ fn per_position(g: &Graph, id: NodeId) -> bool {
         | Op::Exp { .. }
         | Op::Log { .. }
         | Op::Scale { .. }
-        | Op::Square { .. } => true,
+        | Op::Square { .. }
+        | Op::RepeatHeads { .. } => true,
+        // Each position turned by its own angles.
+        Op::Rotary { .. } => true,
         Op::Add { a, b } | Op::Mul { a, b } => g.shape(*a) == g.shape(*b),
         Op::Attention { causal, .. } => *causal,
         _ => false,
@@ -140,6 +144,9 @@ pub struct Decoder {
     capacity: usize,
     /// Each position embedding's table `[T, F]` and the row `[1, F]` a step adds.
     position_rows: Vec<(Tensor, Tensor)>,
+    /// Each rotary embedding's angle table for positions `0..T` (cosines `[T,
+    /// half]`, then sines), the one-position table a step reads, and `half`.
+    rotary_rows: Vec<(Tensor, Tensor, usize)>,
     segments: Vec<Segment>,
     /// The ops after the last attention.
     tail: Vec<Dispatch>,
@@ -180,6 +187,7 @@ impl Decoder {
         // Position embeddings' parameters become the one row a step adds.
         let one = shortened(graph, &nodes, 1);
         let mut rows = Vec::new();
+        let mut rotary_rows = Vec::new();
         let step = StepUniform::new(ctx)?;
         let mut params = vec![None; graph.nodes.len()];
         let mut key_values = Vec::new();
@@ -255,6 +263,14 @@ impl Decoder {
                         .push(matvec(ctx, variant, &xv, &wv, bv.as_ref(), act, &y)?);
                     y
                 }
+                // Lowered for position 0; each step copies its position's angles in.
+                Op::Rotary { frequencies, .. } => {
+                    let y = lower_forward(&mut lw, i)?;
+                    let table = crate::reference::rotary::angle_table(frequencies, 0, t);
+                    let full = Tensor::from_f32(ctx, &table, &[table.len()])?;
+                    rotary_rows.push((full, lw.aux[&i][0].clone(), frequencies.len()));
+                    y
+                }
                 _ => lower_forward(&mut lw, i)?,
             };
             lw.values[i] = Some(value);
@@ -281,6 +297,7 @@ impl Decoder {
             input,
             capacity: t,
             position_rows: rows,
+            rotary_rows,
             segments,
             tail,
             output,
@@ -412,6 +429,19 @@ impl Decoder {
         for (table, row) in &self.position_rows {
             let bytes = (row.numel() * 4) as u64;
             encoder.copy_buffer_to_buffer(&table.buffer, p as u64 * bytes, &row.buffer, 0, bytes);
+        }
+        // Position p's cosines and sines, from rows p and T + p of the full table.
+        for (table, one, half) in &self.rotary_rows {
+            let bytes = (half * 4) as u64;
+            for (from, to) in [(p, 0), (self.capacity + p, 1)] {
+                encoder.copy_buffer_to_buffer(
+                    &table.buffer,
+                    from as u64 * bytes,
+                    &one.buffer,
+                    to * bytes,
+                    bytes,
+                );
+            }
         }
         let pass = |encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]| {
             record_pass(ctx, encoder, "decode step", dispatches)
