@@ -210,3 +210,72 @@ fn what_wgml_does_not_compute_is_refused() {
         .to_string();
     assert!(e.contains("2 to 32"), "{e}");
 }
+
+/// The tensors of a safetensors file by name.
+fn tensors_of(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(n, v)| (n, (v.shape().to_vec(), values(v.data()))))
+        .collect()
+}
+
+/// `wgml export` of an imported Llama writes Hugging Face's tensors back
+/// exactly (names, shapes, values; no head when tied), a config.json of the
+/// same settings, and a folder that imports to the same model.
+#[test]
+fn export_writes_back_what_import_read() {
+    for name in FIXTURES {
+        let imported = import_llama(&fixture(name), None, 1e-4).unwrap();
+        let dir = fresh_dir(&format!("{name}-export"));
+        let file = dir.join("model.safetensors");
+        checkpoint::save_functional_tensors(
+            &file,
+            &imported.kind,
+            &imported.architecture,
+            &imported.tensors,
+            &imported.vocabulary,
+        )
+        .unwrap();
+        let out = dir.join("hf");
+        let c = checkpoint::load(&file).unwrap();
+        let summary = wgml::export::llama::export_llama(&c, &file, &out).unwrap();
+        assert!(summary.contains("with its tokenizer"), "{summary}");
+        assert_eq!(
+            tensors_of(&out.join("model.safetensors")),
+            tensors_of(&fixture(name).join("model.safetensors")),
+            "{name}"
+        );
+        let theirs: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixture(name).join("config.json")).unwrap()).unwrap();
+        let ours: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+        for key in [
+            "architectures",
+            "model_type",
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "hidden_act",
+            "max_position_embeddings",
+            "rms_norm_eps",
+            "rope_parameters",
+            "tie_word_embeddings",
+            "attention_bias",
+            "mlp_bias",
+        ] {
+            assert_eq!(ours[key], theirs[key], "{name}: {key}");
+        }
+        let again = import_llama(&out, None, 1e-4).unwrap();
+        assert_eq!(
+            (again.architecture, again.tensors),
+            (imported.architecture, imported.tensors),
+            "{name}"
+        );
+    }
+}

@@ -17,6 +17,7 @@
 //! `AutoModelForSequenceClassification.from_pretrained(FOLDER)` loads it.
 
 pub mod bert;
+pub mod llama;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -268,7 +268,7 @@ fn rope_theta(c: &Value) -> std::result::Result<f64, String> {
 }
 
 /// The names wgml's MultiHeadAttention gives Hugging Face's projections.
-const PROJECTIONS: [(&str, &str); 4] = [
+pub(crate) const PROJECTIONS: [(&str, &str); 4] = [
     ("q_proj", "query"),
     ("k_proj", "key"),
     ("v_proj", "value"),
