@@ -1407,6 +1407,65 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `wgml import` of a Hugging Face Llama folder (the tiny grouped-query one of
+/// `kernels-tests/llama.rs`), `wgml generate` from it with and without the
+/// key/value cache, LoRA fine-tuning on text (PEFT's default targets, q_proj
+/// and v_proj), and `wgml export` of the result, merged, as a folder that
+/// imports again.
+#[test]
+fn an_imported_llama_generates_fine_tunes_and_exports() {
+    let dir = crate::common::fresh_dir("cli-llama");
+    let (ckpt, tuned) = (dir.join("llama.safetensors"), dir.join("tuned.safetensors"));
+    let (c, t) = (ckpt.to_str().unwrap(), tuned.to_str().unwrap());
+    let folder = crate::common::repo_file("kernels-tests/golden/llama-tiny");
+    let stdout = succeeds(&["import", folder.to_str().unwrap(), "--save", c, "--context", "16"]);
+    assert!(
+        stdout.contains("4 query heads of 8 sharing 2 key and value heads")
+            && stdout.contains("16 positions (of 32)")
+            && stdout.contains("continue a text with `wgml generate"),
+        "{stdout}"
+    );
+    let generate = [
+        "generate",
+        "--weights",
+        c,
+        "--prompt",
+        "The engine",
+        "--tokens",
+        "6",
+        "--temperature",
+        "0",
+    ];
+    let out = wgml(&generate);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.starts_with(b"The engine"), "{:?}", out.stdout);
+    let uncached = wgml(&[&generate[..], &["--no-cache"]].concat());
+    assert_eq!(uncached.stdout, out.stdout);
+    let text = readme_as_text_data();
+    let stdout = succeeds(&[
+        "train", "--model", c, "--data", &text, "--steps", "2", "--lr", "1e-3", "--lora", "4", "--save", t,
+    ]);
+    for want in ["self_attn.query", "self_attn.value", "bits per byte"] {
+        assert!(stdout.contains(want), "{want:?} in {stdout}");
+    }
+    let hf = dir.join("tuned-hf");
+    let stdout = succeeds(&["export", t, "--save", hf.to_str().unwrap()]);
+    assert!(stdout.contains("LlamaForCausalLM.from_pretrained"), "{stdout}");
+    let again = dir.join("again.safetensors");
+    succeeds(&["import", hf.to_str().unwrap(), "--save", again.to_str().unwrap()]);
+    fails_with(
+        &[
+            "export",
+            t,
+            "--save",
+            dir.join("adapter").to_str().unwrap(),
+            "--peft",
+        ],
+        &["export a Llama trained with --lora as a whole folder"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `wgml generate` stops at the tokenizer's end-of-text token without printing
 /// it, and goes on with `--ignore-eos`. The tiny GPT-2's tokenizer has none, so
 /// one of the tokens its greedy continuation draws (one that no merge and not

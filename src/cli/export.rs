@@ -55,6 +55,25 @@ pub fn run(args: &ExportArgs) -> Result<ExitCode> {
     // The Auto class that loads the folder: a classifier of texts or of
     // tokens, or a question answerer.
     let auto = head.map_or(Task::TextClassification, |h| h.task).auto_class();
+    let llama = c
+        .functional_architecture(&args.checkpoint)?
+        .is_some_and(|a| a.functional.layers.iter().any(|l| l.name == "model.embed_tokens"));
+    if llama {
+        if args.peft {
+            return Err(wgml::Error::invalid(
+                "--peft writes GPT-2's and the BERT family's adapters; export a Llama trained with \
+                 --lora as a whole folder (its adapters merged) instead",
+            ));
+        }
+        let summary = wgml::export::llama::export_llama(&c, &args.checkpoint, &args.save)?;
+        println!("{summary}");
+        println!(
+            "saved {} in {:.1} s: in Python, LlamaForCausalLM.from_pretrained(\"{0}\")",
+            args.save.display(),
+            start.elapsed().as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.peft && bert {
         let summary = wgml::peft::encoder::write_adapter(&c, &args.checkpoint, &args.save)?;
         println!("{summary}");
@@ -70,25 +89,6 @@ pub fn run(args: &ExportArgs) -> Result<ExitCode> {
         println!("{summary}");
         println!(
             "saved {} in {:.1} s: in Python, PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(BASE), \"{0}\")",
-            args.save.display(),
-            start.elapsed().as_secs_f64()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let llama = c
-        .functional_architecture(&args.checkpoint)?
-        .is_some_and(|a| a.functional.layers.iter().any(|l| l.name == "model.embed_tokens"));
-    if llama {
-        if args.peft {
-            return Err(wgml::Error::invalid(
-                "--peft writes GPT-2's and the BERT family's adapters; export a Llama trained with \
-                 --lora as a whole folder (its adapters merged) instead",
-            ));
-        }
-        let summary = wgml::export::llama::export_llama(&c, &args.checkpoint, &args.save)?;
-        println!("{summary}");
-        println!(
-            "saved {} in {:.1} s: in Python, LlamaForCausalLM.from_pretrained(\"{0}\")",
             args.save.display(),
             start.elapsed().as_secs_f64()
         );

@@ -255,7 +255,7 @@ pub struct TrainArgs {
     /// layers, attention projections and Conv2D layers), or all-linear (every Dense
     /// layer and projection but the output layer). Default:
     /// the query, key and value projections of a GPT-2 (PEFT's c_attn), the query
-    /// and value of a BERT (PEFT's default there), all-linear otherwise. A text
+    /// and value of a BERT or a Llama (PEFT's defaults there), all-linear otherwise. A text
     /// classifier's head (GPT-2's score, BERT's classifier) trains in full.
     #[arg(long, value_name = "MODULES", value_delimiter = ',', requires = "lora")]
     pub lora_targets: Vec<String>,
@@ -1219,8 +1219,13 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
         recipe.model = ModelSpec::Sequential(s.freeze(recipe.loss, &freeze, &values)?);
     }
     if let Some(rank) = args.lora {
+        let llama = matches!(&recipe.model, ModelSpec::Functional(f)
+            if wgml::export::llama::llama_config_of(f).is_ok());
         let defaults: &[&str] = if gpt2 {
             &["attn.query", "attn.key", "attn.value"]
+        } else if llama {
+            // PEFT's default for a Llama: q_proj and v_proj.
+            &["self_attn.query", "self_attn.value"]
         } else if bert_classes.is_some() {
             &["attention.query", "attention.value"]
         } else {
