@@ -1439,6 +1439,14 @@ fn an_imported_llama_generates_fine_tunes_and_exports() {
     let out = wgml(&generate);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stdout.starts_with(b"The engine"), "{:?}", out.stdout);
+    // The prompt as Hugging Face's tokenizer reads it: <|begin_of_text|> first.
+    let vocabulary = wgml::data::text::Vocabulary::from_file(&folder.join("tokenizer.json")).unwrap();
+    let read = vocabulary.encode(b"The engine").unwrap().len() + 1;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("reading the prompt's {read} first")),
+        "{stderr}"
+    );
     let uncached = wgml(&[&generate[..], &["--no-cache"]].concat());
     assert_eq!(uncached.stdout, out.stdout);
     let text = readme_as_text_data();

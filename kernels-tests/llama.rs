@@ -17,6 +17,8 @@ use wgml::nn::generate::{Sampling, generate_with};
 use crate::common::*;
 
 const FIXTURES: [&str; 2] = ["llama-tiny", "llama-tiny-tied"];
+/// Tokens: the byte-level BPE's 300, then <|begin_of_text|> and <|end_of_text|>.
+const VOCAB: usize = 302;
 
 fn fixture(name: &str) -> PathBuf {
     repo_file(&format!("kernels-tests/golden/{name}"))
@@ -55,6 +57,18 @@ fn an_imported_llama_gives_hugging_faces_probabilities_and_greedy_tokens() {
         let mut model = import_and_load(ctx, &fixture(name), None, name);
         assert_eq!(model.spec.input_shape(), &[32]);
         let ids: Vec<u32> = want["ids"].iter().map(|&v| v as u32).collect();
+        // The tokenizer came with the checkpoint, and frames a text as Hugging
+        // Face's does: <|begin_of_text|> first.
+        assert_eq!(ids[0], 300, "{name}");
+        let vocabulary =
+            wgml::data::text::Vocabulary::from_file(&fixture(name).join("tokenizer.json")).unwrap();
+        let text = "The engine trains real models on any GPU; it reads text as tokens.";
+        let framed = [
+            vocabulary.document_frame().unwrap().0,
+            vocabulary.encode(text.as_bytes()).unwrap(),
+        ]
+        .concat();
+        assert_eq!(framed[..32], ids[..], "{name}");
         let probs = model.predict(ctx, &want["ids"], 1).unwrap();
         let log_probs: Vec<f32> = probs.iter().map(|&p| (p as f64).ln() as f32).collect();
         // Where the probability is not vanishing (f32 softmax underflows below e^-87).
@@ -64,7 +78,12 @@ fn an_imported_llama_gives_hugging_faces_probabilities_and_greedy_tokens() {
             .filter(|(_, w)| **w > -60.0)
             .map(|(g, w)| (*g, *w))
             .unzip();
-        assert!(got.len() > 9000, "{name}: {} of 9600 compared", got.len());
+        assert!(
+            got.len() > 9000,
+            "{name}: {} of {} compared",
+            got.len(),
+            32 * VOCAB
+        );
         assert_close(&format!("{name}: log probabilities"), &got, &expect, 2e-4, 1e-5);
         // One position at a time with the key/value cache (the keys turned at
         // their own positions), and after a prefill: the whole window's
@@ -73,9 +92,9 @@ fn an_imported_llama_gives_hugging_faces_probabilities_and_greedy_tokens() {
         let mut decoder = wgml::graph::decode::Decoder::new(ctx, &model.graph, &model.store, model.output)
             .unwrap()
             .expect("a Llama decodes with a key/value cache");
-        let row = |p: usize| &probs[p * 300..(p + 1) * 300];
+        let row = |p: usize| &probs[p * VOCAB..(p + 1) * VOCAB];
         for (p, &id) in ids.iter().enumerate() {
-            let cached = softmax_rows(&decoder.step(ctx, id).unwrap(), 300);
+            let cached = softmax_rows(&decoder.step(ctx, id).unwrap(), VOCAB);
             assert_close(
                 &format!("{name}: cached position {p}"),
                 &cached,
@@ -87,7 +106,7 @@ fn an_imported_llama_gives_hugging_faces_probabilities_and_greedy_tokens() {
         for n in [3, 13] {
             decoder.reset();
             decoder.prefill(ctx, &ids[..n]).unwrap();
-            let cached = softmax_rows(&decoder.step(ctx, ids[n]).unwrap(), 300);
+            let cached = softmax_rows(&decoder.step(ctx, ids[n]).unwrap(), VOCAB);
             assert_close(
                 &format!("{name}: position {n} after a prefill"),
                 &cached,

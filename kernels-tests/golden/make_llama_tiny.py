@@ -11,8 +11,10 @@ Writes kernels-tests/golden/llama-tiny/ and llama-tiny-tied/:
                                    random weights drawn larger than Llama's init
                                    so every part shows in the output
   tokenizer.json                   gpt2-tiny's byte-level BPE (Llama 3's scheme)
+                                   with Llama 3's <|begin_of_text|> (300) put
+                                   before every text and <|end_of_text|> (301)
   expected.safetensors             ids [T] (f32 token ids of the text below, cut
-                                   to 32), log_probs [T, 300] (HF's log-softmax of
+                                   to 32, <|begin_of_text|> first), log_probs [T, 302] (HF's log-softmax of
                                    the logits, float64 forward), greedy [G] (f32:
                                    HF generate(do_sample=False) from the first 8
                                    ids), greedy_margin (the smallest gap between
@@ -29,7 +31,8 @@ import shutil
 
 import torch
 from safetensors.torch import save_file
-from tokenizers import Tokenizer
+from tokenizers import AddedToken, Tokenizer
+from tokenizers.processors import TemplateProcessing
 from transformers import LlamaConfig, LlamaForCausalLM
 
 TEXT = "The engine trains real models on any GPU; it reads text as tokens."
@@ -40,12 +43,17 @@ def make(out, kv_heads, tied, theta, seed):
     os.makedirs(out, exist_ok=True)
     shutil.copy("kernels-tests/golden/gpt2-tiny/tokenizer.json", os.path.join(out, "tokenizer.json"))
     tok = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
+    tok.add_special_tokens([AddedToken("<|begin_of_text|>", special=True), AddedToken("<|end_of_text|>", special=True)])
+    bos, eos = tok.token_to_id("<|begin_of_text|>"), tok.token_to_id("<|end_of_text|>")
+    assert (bos, eos) == (300, 301), (bos, eos)
+    tok.post_processor = TemplateProcessing(single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", bos)])
+    tok.save(os.path.join(out, "tokenizer.json"))
     vocab = tok.get_vocab_size()
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=32,
                          rms_norm_eps=1e-5, rope_parameters={"rope_theta": theta, "rope_type": "default"},
-                         tie_word_embeddings=tied, bos_token_id=0, eos_token_id=0, pad_token_id=None)
+                         tie_word_embeddings=tied, bos_token_id=bos, eos_token_id=eos, pad_token_id=None)
     model = LlamaForCausalLM(config)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -633,10 +633,15 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
         no_repeat_ngram: args.no_repeat_ngram,
     };
     sampling.validate()?;
-    let prompt = vocabulary.encode(args.prompt.as_bytes())?;
-    if prompt.is_empty() {
+    let text_ids = vocabulary.encode(args.prompt.as_bytes())?;
+    if text_ids.is_empty() {
         return Err(Error::invalid("--prompt is empty: give the text to continue"));
     }
+    // What the tokenizer puts before a text of its own (a Llama's <s> or
+    // <|begin_of_text|>; nothing for GPT-2), as Hugging Face's tokenizer(prompt)
+    // adds it before generate.
+    let (begin, _) = vocabulary.document_frame()?;
+    let prompt = [begin, text_ids.clone()].concat();
     let mut out = std::io::stdout().lock();
     let io = |e: std::io::Error| Error::Io {
         path: "standard output".into(),
@@ -648,7 +653,7 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
     // first new token decodes as it follows the prompt (a SentencePiece space, a
     // character the prompt began).
     let mut stream = vocabulary.stream();
-    for &id in &prompt {
+    for &id in &text_ids {
         stream.step(id)?;
     }
     let mut failed = None;
