@@ -56,7 +56,7 @@ pub fn rotary(
     expect_same_shape(OP, "x", x, "y", y)?;
     let width = x.shape().last().copied().unwrap_or(0);
     let rows = x.numel() / width.max(1);
-    if tokens == 0 || heads == 0 || width % (2 * heads) != 0 || rows % tokens != 0 {
+    if tokens == 0 || heads == 0 || !width.is_multiple_of(2 * heads) || !rows.is_multiple_of(tokens) {
         return Err(Error::shape(
             OP,
             format!(

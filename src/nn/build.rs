@@ -507,7 +507,7 @@ fn multi_head_attention(
         )));
     }
     if let Some(theta) = rope_theta
-        && (!(theta > 1.0 && theta.is_finite()) || !key_dim.is_multiple_of(2))
+        && !(theta > 1.0 && theta.is_finite() && key_dim.is_multiple_of(2))
     {
         return Err(Error::invalid(format!(
             "layer '{name}': rotary position embedding needs a rope_theta above 1 (Llama's 10000 or \
