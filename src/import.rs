@@ -161,7 +161,7 @@ impl Gpt2Config {
                 .ok_or_else(|| {
                     format!(
                         "uses activation_function '{name}'; wgml has gelu_new (tanh GELU), gelu, \
-                         relu, tanh and sigmoid"
+                         relu, tanh, sigmoid and silu"
                     )
                 })?,
         };
@@ -650,7 +650,7 @@ mod tests {
                 r#","scale_attn_by_inverse_layer_idx":true"#,
                 "scale_attn_by_inverse_layer_idx",
             ),
-            (r#","activation_function":"swish""#, "swish"),
+            (r#","activation_function":"mish""#, "mish"),
             (r#","n_head":3"#, "multiple"),
             (r#","resid_pdrop":1.5"#, "resid_pdrop"),
         ] {

@@ -507,7 +507,7 @@ impl BertConfig {
                 .find(|(hf, _)| *hf == name)
                 .map(|(_, wgml)| *wgml)
                 .ok_or_else(|| {
-                    format!("uses {act_key} '{name}'; wgml has gelu, gelu_new, relu, tanh and sigmoid")
+                    format!("uses {act_key} '{name}'; wgml has gelu, gelu_new, relu, tanh, sigmoid and silu")
                 })?,
         };
         let hidden_dropout = rate(key("hidden_dropout_prob", "dropout"), 0.1)?;
@@ -1487,7 +1487,7 @@ mod tests {
         for (extra, says) in [
             (r#","position_embedding_type":"relative_key""#, "relative_key"),
             (r#","is_decoder":true"#, "is_decoder"),
-            (r#","hidden_act":"swish""#, "swish"),
+            (r#","hidden_act":"mish""#, "mish"),
             (r#","num_attention_heads":5"#, "multiple"),
             (r#","hidden_dropout_prob":1.0"#, "hidden_dropout_prob"),
             (r#","pad_token_id":40000"#, "pad_token_id"),
