@@ -302,6 +302,64 @@ impl Runner<'_> {
             format!("{rows}x{cols}"),
             &[(y.to_f32(self.ctx)?, wy), (dx.to_f32(self.ctx)?, wdx)],
         );
+        // Its uncentred form, RMS normalization (Llama's).
+        let (y, stats) = (self.out(&[rows, cols])?, self.out(&[rows, 2])?);
+        let (dx, dyx) = (self.out(&[rows, cols])?, self.out(&[rows, cols])?);
+        self.run(&[
+            layer_norm::rms_norm_forward(self.ctx, &xt, &gt, eps, &y, &stats)?,
+            layer_norm::rms_norm_backward(self.ctx, &xt, &gt, &stats, eps, &dyt, &dx, &dyx)?,
+        ])?;
+        let (mut wy, mut ws) = (vec![0.0; rows * cols], vec![0.0; 2 * rows]);
+        r::layer_norm::rms_norm_forward(&x, &gamma, eps, &mut wy, &mut ws);
+        let (mut wdx, mut wg) = (vec![0.0; rows * cols], vec![0.0; cols]);
+        r::layer_norm::rms_norm_backward(&x, &gamma, eps, &dy, &mut wdx, &mut wg);
+        self.record(
+            "rms norm + input gradient",
+            format!("{rows}x{cols}"),
+            &[(y.to_f32(self.ctx)?, wy), (dx.to_f32(self.ctx)?, wdx)],
+        );
+        Ok(())
+    }
+
+    /// Rotary positions turned forward and back on `rows` rows of `tokens`
+    /// tokens by `heads` heads of `d`, and those heads repeated `times` times
+    /// (grouped-query attention's keys) and summed back.
+    fn rotary(&mut self, rows: usize, (tokens, heads, d): (usize, usize, usize), times: usize) -> Result<()> {
+        use crate::kernels::rotary::{Turn, rotary};
+        let x = self.data(rows * heads * d);
+        let table = r::rotary::angle_table(&r::rotary::frequencies(10_000.0, d), 0, tokens);
+        let (xt, tt) = (
+            self.upload(&x, &[rows, heads * d])?,
+            self.upload(&table, &[table.len()])?,
+        );
+        let (y, back) = (self.out(&[rows, heads * d])?, self.out(&[rows, heads * d])?);
+        let (many, summed) = (
+            self.out(&[rows * heads * d * times])?,
+            self.out(&[rows * heads * d])?,
+        );
+        let flat = xt.reshape(&[x.len()])?;
+        self.run(&[
+            rotary(self.ctx, &xt, &tt, (tokens, heads), Turn::Forward, &y)?,
+            rotary(self.ctx, &y, &tt, (tokens, heads), Turn::Back, &back)?,
+            elementwise::repeat_blocks(self.ctx, &flat, d, times, &many)?,
+            elementwise::sum_blocks(self.ctx, &many, d, times, &summed)?,
+        ])?;
+        let want = r::rotary::rotary(&x, &table, (tokens, heads), false);
+        self.record(
+            "rotary positions, forward and back",
+            format!("{rows}x{heads}x{d}"),
+            &[(y.to_f32(self.ctx)?, want), (back.to_f32(self.ctx)?, x.clone())],
+        );
+        let repeated = r::elementwise::repeat_blocks(&x, d, times);
+        let sums = r::elementwise::sum_blocks(&repeated, d, times);
+        self.record(
+            "repeated heads + their sums",
+            format!("{rows}x{heads}x{d} x{times}"),
+            &[
+                (many.to_f32(self.ctx)?, repeated),
+                (summed.to_f32(self.ctx)?, sums),
+            ],
+        );
         Ok(())
     }
 
@@ -981,6 +1039,7 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
     t.layer_norm(61, 64)?;
     t.sequence(37, 33, 48)?;
     t.layer_norm(3, 1_000)?;
+    t.rotary(2 * 37, (37, 3, 64), 3)?;
     for (tokens, causal, dropout, padded) in [
         (28, false, 0.0, false),
         (28, false, 0.0, true),
