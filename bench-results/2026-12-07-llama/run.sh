@@ -26,5 +26,8 @@ ours = [int(t) for t in re.findall(r"t(\d+)", open("generated.txt").read())][12:
 for row in map(json.loads, open("check.jsonl")):
     print(f"{row['folder']}: wgml's {len(ours)} greedy tokens equal transformers': {ours == row['greedy']}")
 PY
-echo "== LoRA fine-tuning, rank 8 on q_proj and v_proj, 256 tokens × batch 4"
-$W train --model smol.safetensors --data text:corpus.txt --lora 8 --steps 3 --batch-size 4 --lr 1e-3
+# Batch 2: four windows' logits ([4, 256, 49152] f32, 201 MB) exceed lavapipe's 128 MiB binding.
+echo "== LoRA fine-tuning, rank 8 on q_proj and v_proj, 256 tokens × batch 2"
+$W train --model smol.safetensors --data text:corpus.txt --lora 8 --steps 3 --batch-size 2 --lr 1e-3
+echo "== PyTorch: PEFT LoRA on the same model and windows, CPU, 2 threads"
+$PY torch_lora.py
