@@ -2,7 +2,7 @@
 //! Face's `LlamaForCausalLM` on two tiny fixtures
 //! (`golden/make_llama_tiny.py`): grouped-query attention with an untied head,
 //! and one key and value head per query head with the head tied to the
-//! embedding. The imported models give Hugging Face's probabilities, greedy
+//! embedding and Llama 3.1's scaled rotary frequencies. The imported models give Hugging Face's probabilities, greedy
 //! continuations and gradients.
 
 use std::collections::HashMap;
@@ -186,11 +186,13 @@ fn a_fine_tuning_step_moves_the_weights_by_hugging_faces_gradients() {
         );
         for ((p, grad), before) in names.iter().zip(before) {
             let step: Vec<f32> = before.iter().zip(param(&model, p)).map(|(b, a)| b - a).collect();
+            // f32 sums (the tied embedding's of 31 positions' head gradients)
+            // against float64.
             assert_close(
                 &format!("{name}: {p}'s gradient"),
                 &step,
                 &want[*grad],
-                1e-6,
+                4e-6,
                 1e-4,
             );
         }
@@ -208,11 +210,11 @@ fn what_wgml_does_not_compute_is_refused() {
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     config["rope_parameters"] =
-        serde_json::json!({ "rope_type": "llama3", "factor": 8.0, "rope_theta": 500000.0 });
+        serde_json::json!({ "rope_type": "yarn", "factor": 8.0, "rope_theta": 500000.0 });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let e = import_llama(&dir, None, 1e-4).err().unwrap().to_string();
     assert!(
-        e.contains("config.json") && e.contains("scales its rotary positions ('llama3')"),
+        e.contains("config.json") && e.contains("scales its rotary positions ('yarn')"),
         "{e}"
     );
     config["rope_parameters"] = serde_json::json!({ "rope_type": "default", "rope_theta": 10000.0 });

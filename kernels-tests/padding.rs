@@ -191,6 +191,7 @@ fn classifier(tokens: usize, mask_id: Option<u32>, causal: bool, pool: Layer) ->
         dropout: 0.0,
         num_key_value_heads: None,
         rope_theta: None,
+        rope_scaling: None,
         trainable: true,
     };
     let dense = |units, activation| Layer::Dense {

@@ -42,6 +42,7 @@ fn language_model_with_rows(causal: bool, rows: usize) -> ModelSpec {
         dropout: 0.0,
         num_key_value_heads: None,
         rope_theta: None,
+        rope_scaling: None,
         trainable: true,
     };
     ModelSpec::Functional(

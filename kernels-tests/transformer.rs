@@ -39,6 +39,7 @@ fn encoder(causal: bool, cross: bool, dropout: f32) -> Functional {
         dropout,
         num_key_value_heads: None,
         rope_theta: None,
+        rope_scaling: None,
         trainable: true,
     };
     let att_inputs: &[&str] = if cross { &["pos", "x"] } else { &["pos"] };
@@ -115,6 +116,7 @@ fn wide_heads_take_the_unfused_attention_and_train_equal_to_the_reference() {
                 dropout: 0.0,
                 num_key_value_heads: None,
                 rope_theta: None,
+                rope_scaling: None,
                 trainable: true,
             };
             let f = Functional::new("x", &[3, 4])
@@ -224,6 +226,7 @@ fn embedded_tokens_train_equal_to_the_reference() {
         dropout: 0.2,
         num_key_value_heads: None,
         rope_theta: None,
+        rope_scaling: None,
         trainable: true,
     };
     let lm = Functional::new("ids", &[7])
@@ -417,6 +420,7 @@ fn transformer_layers_check_their_inputs() {
         dropout: 0.0,
         num_key_value_heads: None,
         rope_theta: None,
+        rope_scaling: None,
         trainable: true,
     };
     let e = compile(loss(
@@ -459,6 +463,7 @@ fn llama_block() -> Functional {
         dropout: 0.0,
         num_key_value_heads: Some(2),
         rope_theta: Some(10_000.0),
+        rope_scaling: None,
         trainable: true,
     };
     Functional::new("ids", &[6])
@@ -556,6 +561,7 @@ fn a_llama_block_trains_equal_to_the_reference() {
             dropout: 0.0,
             num_key_value_heads: Some(3),
             rope_theta: None,
+            rope_scaling: None,
             trainable: true,
         },
         &["norm"],

@@ -6,7 +6,10 @@ Writes kernels-tests/golden/llama-tiny/ and llama-tiny-tied/:
                                    width 32, 4 query heads of 8 sharing 2 key and
                                    value heads (grouped-query attention; the tied
                                    one: 4 and 4, its head tied to the embedding),
-                                   SiLU MLP of 48, rope_theta 10000 (tied: 500000),
+                                   SiLU MLP of 48, rope_theta 10000 (tied: 10 with
+                                   Llama 3.1's "llama3" scaling, factor 8 from 16
+                                   positions, so that its four frequencies meet
+                                   every branch: kept, blended, divided),
                                    rms_norm_eps 1e-5, 32 positions, 300 tokens;
                                    random weights drawn larger than Llama's init
                                    so every part shows in the output
@@ -39,7 +42,7 @@ TEXT = "The engine trains real models on any GPU; it reads text as tokens."
 NEW = 16
 
 
-def make(out, kv_heads, tied, theta, seed):
+def make(out, kv_heads, tied, rope, seed):
     os.makedirs(out, exist_ok=True)
     shutil.copy("kernels-tests/golden/gpt2-tiny/tokenizer.json", os.path.join(out, "tokenizer.json"))
     tok = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
@@ -52,7 +55,7 @@ def make(out, kv_heads, tied, theta, seed):
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=32,
-                         rms_norm_eps=1e-5, rope_parameters={"rope_theta": theta, "rope_type": "default"},
+                         rms_norm_eps=1e-5, rope_parameters=rope,
                          tie_word_embeddings=tied, bos_token_id=bos, eos_token_id=eos, pad_token_id=None)
     model = LlamaForCausalLM(config)
     with torch.no_grad():
@@ -94,5 +97,8 @@ def make(out, kv_heads, tied, theta, seed):
     print(f"{out}: {len(ids)} ids, greedy {greedy.tolist()}, smallest margin {margin:.4f}, loss {loss.item():.6f}")
 
 
-make("kernels-tests/golden/llama-tiny", kv_heads=2, tied=False, theta=10000.0, seed=11)
-make("kernels-tests/golden/llama-tiny-tied", kv_heads=4, tied=True, theta=500000.0, seed=12)
+make("kernels-tests/golden/llama-tiny", kv_heads=2, tied=False,
+     rope={"rope_theta": 10000.0, "rope_type": "default"}, seed=11)
+make("kernels-tests/golden/llama-tiny-tied", kv_heads=4, tied=True,
+     rope={"rope_theta": 10.0, "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+           "high_freq_factor": 2.0, "original_max_position_embeddings": 16}, seed=12)

@@ -54,6 +54,7 @@ pub fn llama_config_of(f: &Functional) -> std::result::Result<(LlamaConfig, usiz
         key_dim: head_dim,
         num_key_value_heads,
         rope_theta: Some(rope_theta),
+        rope_scaling,
         use_bias: attention_bias,
         dropout,
         ..
@@ -94,6 +95,7 @@ pub fn llama_config_of(f: &Functional) -> std::result::Result<(LlamaConfig, usiz
         inner,
         epsilon: decimal(epsilon),
         rope_theta,
+        rope_scaling,
         positions: context,
         activation,
         attention_bias,
@@ -146,8 +148,9 @@ pub fn export_llama(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     ))
 }
 
-/// `config.json` for `c`: the settings wgml uses, the rotary base both as
-/// transformers 5's `rope_parameters` and as the `rope_theta` earlier versions read.
+/// `config.json` for `c`: the settings wgml uses, the rotary base and scaling
+/// both as transformers 5's `rope_parameters` and as the `rope_theta` and
+/// `rope_scaling` earlier versions read.
 fn hf_config(c: &LlamaConfig) -> serde_json::Value {
     let activation = ACTIVATIONS
         .iter()
@@ -167,13 +170,44 @@ fn hf_config(c: &LlamaConfig) -> serde_json::Value {
         "max_position_embeddings": c.positions,
         "rms_norm_eps": c.epsilon,
         "rope_theta": c.rope_theta,
-        "rope_parameters": { "rope_theta": c.rope_theta, "rope_type": "default" },
+        "rope_parameters": rope_parameters(c),
+        "rope_scaling": c.rope_scaling.map(|_| {
+            let mut old = rope_parameters(c);
+            old.as_object_mut().map(|o| o.remove("rope_theta"));
+            old
+        }),
         "attention_bias": c.attention_bias,
         "mlp_bias": c.mlp_bias,
         "attention_dropout": c.attention_dropout,
         "tie_word_embeddings": c.tied_head,
         "initializer_range": 0.02,
     })
+}
+
+/// transformers 5's `rope_parameters`: the base, the type and its factors.
+fn rope_parameters(c: &LlamaConfig) -> serde_json::Value {
+    use crate::nn::RopeScaling;
+    let mut p = json!({ "rope_theta": c.rope_theta, "rope_type": "default" });
+    match c.rope_scaling {
+        None => {}
+        Some(RopeScaling::Linear { factor }) => {
+            p["rope_type"] = json!("linear");
+            p["factor"] = json!(factor);
+        }
+        Some(RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        }) => {
+            p["rope_type"] = json!("llama3");
+            p["factor"] = json!(factor);
+            p["low_freq_factor"] = json!(low_freq_factor);
+            p["high_freq_factor"] = json!(high_freq_factor);
+            p["original_max_position_embeddings"] = json!(original_max_position_embeddings);
+        }
+    }
+    p
 }
 
 /// The checkpoint's tensors in `LlamaForCausalLM`'s names: the inverse of the

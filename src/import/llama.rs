@@ -18,9 +18,9 @@
 //! names `query`, `key`, `value` and `output` (`q_proj`, `k_proj`, `v_proj`,
 //! `o_proj`). `lm_head` reads `model.embed_tokens.weight` where
 //! `tie_word_embeddings` says so (Llama 3.2, SmolLM). Rotary positions follow
-//! Hugging Face's `rotate_half` layout and its default frequencies; a
-//! `rope_scaling` of another type (Llama 3.1's `llama3`, `linear`, `dynamic`,
-//! `yarn`) is refused rather than computed differently.
+//! Hugging Face's `rotate_half` layout and its frequencies, scaled as "linear"
+//! or Llama 3.1's "llama3" rope types scale them; the other types (`dynamic`,
+//! `yarn`, `longrope`) are refused rather than computed differently.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,6 +32,7 @@ use super::{ACTIVATIONS, Folder, Imported, Settings, layer, op, to_f32};
 use crate::checkpoint::FunctionalArchitecture;
 use crate::error::{Error, Result};
 use crate::graph::params::NamedValues;
+use crate::nn::RopeScaling;
 
 /// The context a model gets when `--context` is not given: its own positions,
 /// at most this many (a window's plans grow with it; Llama 3's 131,072 would
@@ -59,6 +60,9 @@ pub struct LlamaConfig {
     pub epsilon: f64,
     /// The rotary positions' base (`rope_theta`, or `rope_parameters.rope_theta`).
     pub rope_theta: f64,
+    /// How the rotary frequencies are scaled (`rope_parameters` or
+    /// `rope_scaling` of type "linear" or "llama3"); `None` for "default".
+    pub rope_scaling: Option<RopeScaling>,
     /// Positions it was trained on (`max_position_embeddings`).
     pub positions: usize,
     /// The MLP's gate activation as a wgml layer activation (`hidden_act`).
@@ -144,6 +148,7 @@ impl LlamaConfig {
             inner: size("intermediate_size")?,
             epsilon: settings.float("rms_norm_eps", 1e-6)?,
             rope_theta: rope_theta(&c)?,
+            rope_scaling: rope_scaling(&c)?,
             positions: size("max_position_embeddings")?,
             activation,
             attention_bias: flag("attention_bias"),
@@ -167,6 +172,9 @@ impl LlamaConfig {
         });
         if self.attention_dropout > 0.0 {
             attention["dropout"] = json!(self.attention_dropout);
+        }
+        if let Some(scaling) = self.rope_scaling {
+            attention["rope_scaling"] = json!(scaling);
         }
         let dense = |units: usize, activation: &str| json!({ "Dense": { "units": units, "activation": activation, "use_bias": self.mlp_bias } });
         let mut layers = vec![layer(
@@ -237,24 +245,61 @@ impl LlamaConfig {
     }
 }
 
-/// The rotary base: transformers 5's `rope_parameters`, or the `rope_theta` and
-/// `rope_scaling` of earlier files; scaled rotary positions are refused.
-fn rope_theta(c: &Value) -> std::result::Result<f64, String> {
+/// The rotary scaling of transformers 5's `rope_parameters` or of earlier
+/// files' `rope_scaling`: "default" (none), "linear" or "llama3"; the types
+/// that change more than the frequencies ("dynamic", "yarn", "longrope") and a
+/// partial rotation are refused.
+fn rope_scaling(c: &Value) -> std::result::Result<Option<RopeScaling>, String> {
     let parameters = c.get("rope_parameters").filter(|v| !v.is_null());
     let scaling = c.get("rope_scaling").filter(|v| !v.is_null());
+    let mut found = None;
     for p in [parameters, scaling].into_iter().flatten() {
         let kind = p
             .get("rope_type")
             .or_else(|| p.get("type"))
             .and_then(Value::as_str)
             .unwrap_or("default");
-        if kind != "default" {
-            return Err(format!(
-                "scales its rotary positions ('{kind}'), which wgml does not compute yet (it has \
-                 the default frequencies, rope_theta^(-2j/d))"
-            ));
+        let number = |key: &str| {
+            p.get(key)
+                .and_then(Value::as_f64)
+                .ok_or_else(|| format!("its {kind} rotary scaling has no number '{key}'"))
+        };
+        if p.get("partial_rotary_factor")
+            .and_then(Value::as_f64)
+            .is_some_and(|f| f != 1.0)
+        {
+            return Err("turns only part of each head (partial_rotary_factor), which wgml does not".into());
         }
+        let this = match kind {
+            "default" => None,
+            "linear" => Some(RopeScaling::Linear {
+                factor: number("factor")?,
+            }),
+            "llama3" => Some(RopeScaling::Llama3 {
+                factor: number("factor")?,
+                low_freq_factor: number("low_freq_factor")?,
+                high_freq_factor: number("high_freq_factor")?,
+                original_max_position_embeddings: number("original_max_position_embeddings")? as usize,
+            }),
+            other => {
+                return Err(format!(
+                    "scales its rotary positions ('{other}'), which wgml does not compute yet (it has \
+                     the default frequencies, 'linear' and Llama 3's 'llama3')"
+                ));
+            }
+        };
+        if let Some(s) = this {
+            s.validate()?;
+        }
+        found = found.or(this);
     }
+    Ok(found)
+}
+
+/// The rotary base: transformers 5's `rope_parameters.rope_theta`, or the
+/// `rope_theta` of earlier files (default 10,000).
+fn rope_theta(c: &Value) -> std::result::Result<f64, String> {
+    let parameters = c.get("rope_parameters").filter(|v| !v.is_null());
     let theta = parameters
         .and_then(|p| p.get("rope_theta"))
         .or_else(|| c.get("rope_theta"))
@@ -463,11 +508,36 @@ mod tests {
         let old = config(r#","rope_theta":500000.0,"rope_scaling":null,"num_key_value_heads":2"#).unwrap();
         assert_eq!((old.rope_theta, old.kv_heads), (500_000.0, 2));
         let new = config(r#","rope_parameters":{"rope_theta":1e6,"rope_type":"default"}"#).unwrap();
-        assert_eq!(new.rope_theta, 1e6);
+        assert_eq!((new.rope_theta, new.rope_scaling), (1e6, None));
+        let llama3 = config(
+            r#","rope_scaling":{"rope_type":"llama3","factor":32.0,"low_freq_factor":1.0,
+               "high_freq_factor":4.0,"original_max_position_embeddings":8192}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            llama3.rope_scaling,
+            Some(RopeScaling::Llama3 {
+                factor: 32.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192
+            })
+        );
+        let linear =
+            config(r#","rope_parameters":{"rope_theta":1e4,"rope_type":"linear","factor":2.0}"#).unwrap();
+        assert_eq!(linear.rope_scaling, Some(RopeScaling::Linear { factor: 2.0 }));
         for (extra, want) in [
             (
+                r#","rope_scaling":{"rope_type":"yarn","factor":8.0}"#,
+                "scales its rotary positions ('yarn')",
+            ),
+            (
                 r#","rope_scaling":{"rope_type":"llama3","factor":8.0}"#,
-                "scales its rotary positions ('llama3')",
+                "has no number 'low_freq_factor'",
+            ),
+            (
+                r#","rope_scaling":{"rope_type":"linear","factor":0.5}"#,
+                "at least 1",
             ),
             (r#","num_key_value_heads":3"#, "does not divide"),
             (r#","hidden_act":"mish""#, "hidden_act 'mish'"),

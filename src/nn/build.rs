@@ -362,6 +362,7 @@ impl Layer {
                 dropout,
                 num_key_value_heads,
                 rope_theta,
+                rope_scaling,
                 trainable,
             } => multi_head_attention(
                 b,
@@ -372,6 +373,7 @@ impl Layer {
                     key_dim: *key_dim,
                     value_dim: value_dim.unwrap_or(*key_dim),
                     rope_theta: *rope_theta,
+                    rope_scaling: *rope_scaling,
                 },
                 *dropout,
                 *use_bias,
@@ -477,6 +479,7 @@ struct Heads {
     key_dim: usize,
     value_dim: usize,
     rope_theta: Option<f64>,
+    rope_scaling: Option<crate::nn::layers::RopeScaling>,
 }
 
 fn multi_head_attention(
@@ -488,6 +491,7 @@ fn multi_head_attention(
         key_dim,
         value_dim,
         rope_theta,
+        rope_scaling,
     }: Heads,
     dropout: f32,
     use_bias: bool,
@@ -564,8 +568,21 @@ fn multi_head_attention(
     let mut q = project(b, query, "query", (heads, heads * key_dim))?;
     let mut k = project(b, key, "key", (kv_heads, kv_heads * key_dim))?;
     let mut v = project(b, value, "value", (kv_heads, kv_heads * value_dim))?;
+    if let Some(scaling) = rope_scaling {
+        if rope_theta.is_none() {
+            return Err(Error::invalid(format!(
+                "layer '{name}': rope_scaling scales rotary positions, which need a rope_theta"
+            )));
+        }
+        scaling
+            .validate()
+            .map_err(|e| Error::invalid(format!("layer '{name}': {e}")))?;
+    }
     if let Some(theta) = rope_theta {
-        let frequencies = crate::reference::rotary::frequencies(theta, key_dim);
+        let mut frequencies = crate::reference::rotary::frequencies(theta, key_dim);
+        if let Some(scaling) = rope_scaling {
+            scaling.apply(&mut frequencies);
+        }
         q = b.g.rotary(q, heads, &frequencies, name)?;
         k = b.g.rotary(k, kv_heads, &frequencies, name)?;
     }

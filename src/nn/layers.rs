@@ -60,6 +60,90 @@ impl LayerActivation {
     }
 }
 
+/// How a rotary embedding's frequencies are scaled for contexts longer than a
+/// model was first trained on: Hugging Face's `rope_type`s that change the
+/// frequencies alone, computed in f32 as transformers computes them.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum RopeScaling {
+    /// Every frequency divided by `factor` (positions interpolated; "linear").
+    Linear {
+        /// The divisor, at least 1.
+        factor: f64,
+    },
+    /// Llama 3.1's ("llama3"): frequencies whose wavelength is longer than
+    /// `original_max_position_embeddings / low_freq_factor` divided by
+    /// `factor`, those shorter than `original_max_position_embeddings /
+    /// high_freq_factor` kept, those between blended smoothly.
+    Llama3 {
+        /// The divisor of the low frequencies (8 for Llama 3.1, 32 for 3.2).
+        factor: f64,
+        /// Wavelengths past `original_max_position_embeddings` over this are low.
+        low_freq_factor: f64,
+        /// Wavelengths under `original_max_position_embeddings` over this are high.
+        high_freq_factor: f64,
+        /// The context the frequencies were first trained for (8,192).
+        original_max_position_embeddings: usize,
+    },
+}
+
+impl RopeScaling {
+    /// An error unless the factors are finite, `factor` at least 1 and
+    /// Llama 3's low factor below its high factor.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let ok = match *self {
+            RopeScaling::Linear { factor } => factor.is_finite() && factor >= 1.0,
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
+                factor.is_finite()
+                    && factor >= 1.0
+                    && low_freq_factor > 0.0
+                    && high_freq_factor.is_finite()
+                    && low_freq_factor < high_freq_factor
+                    && original_max_position_embeddings > 0
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "rotary scaling {self:?}: factor must be at least 1 (and Llama 3's low_freq_factor \
+                 positive and below high_freq_factor)"
+            ))
+        }
+    }
+
+    /// `freqs` (one per pair, `1/θ^(2j/d)`) scaled.
+    pub fn apply(&self, freqs: &mut [f32]) {
+        match *self {
+            RopeScaling::Linear { factor } => freqs.iter_mut().for_each(|f| *f /= factor as f32),
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
+                let (factor, low, high) = (factor as f32, low_freq_factor as f32, high_freq_factor as f32);
+                let old = original_max_position_embeddings as f32;
+                let (low_wavelen, high_wavelen) = (old / low, old / high);
+                for f in freqs {
+                    let wavelen = 2.0 * std::f32::consts::PI / *f;
+                    if wavelen > low_wavelen {
+                        *f /= factor;
+                    } else if wavelen >= high_wavelen {
+                        let smooth = (old / wavelen - low) / (high - low);
+                        *f = (1.0 - smooth) * *f / factor + smooth * *f;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// One layer of a [`Sequential`](super::Sequential) model.
 ///
 /// In JSON (a checkpoint's architecture, `wgml train --model FILE.json`), fields left
@@ -248,6 +332,11 @@ pub enum Layer {
         /// `None`: no rotation.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rope_theta: Option<f64>,
+        /// How the rotary frequencies are scaled for contexts longer than the
+        /// model was first trained on (Hugging Face's `rope_type`); `None`: as
+        /// they are. Needs `rope_theta`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rope_scaling: Option<RopeScaling>,
         /// False to freeze the projections.
         #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
         trainable: bool,
@@ -415,6 +504,7 @@ impl Layer {
             dropout: 0.0,
             num_key_value_heads: None,
             rope_theta: None,
+            rope_scaling: None,
             trainable: true,
         }
     }

@@ -17,7 +17,7 @@ pub mod zoo;
 pub use functional::{Functional, FunctionalModel, GraphOp};
 pub use gan::{Gan, GanModel, GanStats};
 pub use graph_model::GraphModel;
-pub use layers::{Layer, LayerActivation};
+pub use layers::{Layer, LayerActivation, RopeScaling};
 pub use lora::LoraConfig;
 pub use model::{Model, Sequential};
 pub use summary::{LayerSummary, Summary};
