@@ -192,6 +192,7 @@ fn classifier(tokens: usize, mask_id: Option<u32>, causal: bool, pool: Layer) ->
         num_key_value_heads: None,
         rope_theta: None,
         rope_scaling: None,
+        output_bias: None,
         trainable: true,
     };
     let dense = |units, activation| Layer::Dense {

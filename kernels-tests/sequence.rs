@@ -43,6 +43,7 @@ fn language_model_with_rows(causal: bool, rows: usize) -> ModelSpec {
         num_key_value_heads: None,
         rope_theta: None,
         rope_scaling: None,
+        output_bias: None,
         trainable: true,
     };
     ModelSpec::Functional(

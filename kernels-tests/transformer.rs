@@ -40,6 +40,7 @@ fn encoder(causal: bool, cross: bool, dropout: f32) -> Functional {
         num_key_value_heads: None,
         rope_theta: None,
         rope_scaling: None,
+        output_bias: None,
         trainable: true,
     };
     let att_inputs: &[&str] = if cross { &["pos", "x"] } else { &["pos"] };
@@ -117,6 +118,7 @@ fn wide_heads_take_the_unfused_attention_and_train_equal_to_the_reference() {
                 num_key_value_heads: None,
                 rope_theta: None,
                 rope_scaling: None,
+                output_bias: None,
                 trainable: true,
             };
             let f = Functional::new("x", &[3, 4])
@@ -227,6 +229,7 @@ fn embedded_tokens_train_equal_to_the_reference() {
         num_key_value_heads: None,
         rope_theta: None,
         rope_scaling: None,
+        output_bias: None,
         trainable: true,
     };
     let lm = Functional::new("ids", &[7])
@@ -421,6 +424,7 @@ fn transformer_layers_check_their_inputs() {
         num_key_value_heads: None,
         rope_theta: None,
         rope_scaling: None,
+        output_bias: None,
         trainable: true,
     };
     let e = compile(loss(
@@ -464,6 +468,7 @@ fn llama_block() -> Functional {
         num_key_value_heads: Some(2),
         rope_theta: Some(10_000.0),
         rope_scaling: None,
+        output_bias: None,
         trainable: true,
     };
     Functional::new("ids", &[6])
@@ -562,6 +567,7 @@ fn a_llama_block_trains_equal_to_the_reference() {
             num_key_value_heads: Some(3),
             rope_theta: None,
             rope_scaling: None,
+            output_bias: None,
             trainable: true,
         },
         &["norm"],

@@ -122,7 +122,7 @@ impl Gpt2Config {
         {
             return Err(format!(
                 "describes a '{t}' model; wgml imports GPT-2 (model_type \"gpt2\"), Llama (\"llama\", \
-                 \"mistral\") and, as classifiers of texts, BERT (\"bert\"), RoBERTa (\"roberta\", \"xlm-roberta\", \"camembert\"), \
+                 \"mistral\", \"qwen2\") and, as classifiers of texts, BERT (\"bert\"), RoBERTa (\"roberta\", \"xlm-roberta\", \"camembert\"), \
                  DistilBERT (\"distilbert\") and ELECTRA (\"electra\")"
             ));
         }

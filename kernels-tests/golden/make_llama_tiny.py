@@ -1,7 +1,9 @@
 """Tiny Llamas in Hugging Face's files, and what Hugging Face computes with
 them, for kernels-tests/llama.rs (wgml's importer of Llama checkpoints).
 
-Writes kernels-tests/golden/llama-tiny/ and llama-tiny-tied/:
+Writes kernels-tests/golden/llama-tiny/, llama-tiny-tied/ and qwen2-tiny/ (a
+Qwen2ForCausalLM: a Llama with biases on the attention's query, key and value
+projections, here with 4 query heads sharing 2, a tied head and θ 1,000,000):
   config.json, model.safetensors   LlamaForCausalLM.save_pretrained: 2 layers of
                                    width 32, 4 query heads of 8 sharing 2 key and
                                    value heads (grouped-query attention; the tied
@@ -36,13 +38,13 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import AddedToken, Tokenizer
 from tokenizers.processors import TemplateProcessing
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 TEXT = "The engine trains real models on any GPU; it reads text as tokens."
 NEW = 16
 
 
-def make(out, kv_heads, tied, rope, seed):
+def make(out, kv_heads, tied, rope, seed, family=(LlamaConfig, LlamaForCausalLM)):
     os.makedirs(out, exist_ok=True)
     shutil.copy("kernels-tests/golden/gpt2-tiny/tokenizer.json", os.path.join(out, "tokenizer.json"))
     tok = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
@@ -53,11 +55,12 @@ def make(out, kv_heads, tied, rope, seed):
     tok.save(os.path.join(out, "tokenizer.json"))
     vocab = tok.get_vocab_size()
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+    config_class, model_class = family
+    config = config_class(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=32,
                          rms_norm_eps=1e-5, rope_parameters=rope,
                          tie_word_embeddings=tied, bos_token_id=bos, eos_token_id=eos, pad_token_id=None)
-    model = LlamaForCausalLM(config)
+    model = model_class(config)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
@@ -102,3 +105,5 @@ make("kernels-tests/golden/llama-tiny", kv_heads=2, tied=False,
 make("kernels-tests/golden/llama-tiny-tied", kv_heads=4, tied=True,
      rope={"rope_theta": 10.0, "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
            "high_freq_factor": 2.0, "original_max_position_embeddings": 16}, seed=12)
+make("kernels-tests/golden/qwen2-tiny", kv_heads=2, tied=True,
+     rope={"rope_theta": 1000000.0, "rope_type": "default"}, seed=13, family=(Qwen2Config, Qwen2ForCausalLM))

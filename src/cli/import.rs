@@ -88,7 +88,7 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
         ));
     }
     let model_type = wgml::import::model_type(&args.folder)?;
-    let llama = matches!(model_type.as_deref(), Some("llama" | "mistral"));
+    let llama = matches!(model_type.as_deref(), Some("llama" | "mistral" | "qwen2"));
     if llama && args.peft.is_some() {
         return Err(Error::invalid(
             "--peft reads adapters of GPT-2 and of the BERT family; a Llama's PEFT adapter does not \

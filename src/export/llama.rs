@@ -55,7 +55,8 @@ pub fn llama_config_of(f: &Functional) -> std::result::Result<(LlamaConfig, usiz
         num_key_value_heads,
         rope_theta: Some(rope_theta),
         rope_scaling,
-        use_bias: attention_bias,
+        use_bias: qkv_bias,
+        output_bias,
         dropout,
         ..
     }) = layer("model.layers.0.self_attn")
@@ -98,13 +99,21 @@ pub fn llama_config_of(f: &Functional) -> std::result::Result<(LlamaConfig, usiz
         rope_scaling,
         positions: context,
         activation,
-        attention_bias,
+        qkv_bias,
+        output_bias: output_bias.unwrap_or(qkv_bias),
         mlp_bias,
         attention_dropout: decimal(dropout),
         tied_head,
     };
     if layers == 0 {
         return Err("has no block (model.layers.0.input_layernorm)".into());
+    }
+    if config.output_bias && !config.qkv_bias {
+        return Err(
+            "has a bias on its attention's output projection alone: neither a Llama (all four or \
+             none) nor a Qwen2 (the query, key and value only)"
+                .into(),
+        );
     }
     let want = config
         .architecture(context, 1e-4)
@@ -157,8 +166,8 @@ fn hf_config(c: &LlamaConfig) -> serde_json::Value {
         .find(|(_, wgml)| *wgml == c.activation)
         .map_or("silu", |(hf, _)| *hf);
     json!({
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
+        "architectures": [if qwen2(c) { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
+        "model_type": if qwen2(c) { "qwen2" } else { "llama" },
         "vocab_size": c.vocab,
         "hidden_size": c.width,
         "intermediate_size": c.inner,
@@ -176,12 +185,19 @@ fn hf_config(c: &LlamaConfig) -> serde_json::Value {
             old.as_object_mut().map(|o| o.remove("rope_theta"));
             old
         }),
-        "attention_bias": c.attention_bias,
+        "attention_bias": c.output_bias,
+        "use_sliding_window": false,
         "mlp_bias": c.mlp_bias,
         "attention_dropout": c.attention_dropout,
         "tie_word_embeddings": c.tied_head,
         "initializer_range": 0.02,
     })
+}
+
+/// Whether `c` is a Qwen2 (biases on the query, key and value projections
+/// only); else a Llama, whose projections all have biases or none.
+fn qwen2(c: &LlamaConfig) -> bool {
+    c.qkv_bias && !c.output_bias
 }
 
 /// transformers 5's `rope_parameters`: the base, the type and its factors.
@@ -236,7 +252,7 @@ fn hf_tensors(tensors: &[NamedValues], c: &LlamaConfig) -> std::result::Result<V
                 &format!("{l}.self_attn.{ours}.weight"),
                 format!("{l}.self_attn.{hf}.weight"),
             )?;
-            if c.attention_bias {
+            if if hf == "o_proj" { c.output_bias } else { c.qkv_bias } {
                 put(
                     &format!("{l}.self_attn.{ours}.bias"),
                     format!("{l}.self_attn.{hf}.bias"),

@@ -1,6 +1,7 @@
 //! Llama-family decoders from Hugging Face's files (`LlamaForCausalLM`: Llama
-//! 2 and 3, TinyLlama, SmolLM, Mistral without a sliding window), described as
-//! a functional wgml model:
+//! 2 and 3, TinyLlama, SmolLM, Mistral without a sliding window; and
+//! `Qwen2ForCausalLM`, the same with biases on the attention's query, key and
+//! value projections), described as a functional wgml model:
 //!
 //! ```text
 //! model.embed_tokens (Embedding)
@@ -67,8 +68,12 @@ pub struct LlamaConfig {
     pub positions: usize,
     /// The MLP's gate activation as a wgml layer activation (`hidden_act`).
     pub activation: &'static str,
-    /// Biases on the attention's projections (`attention_bias`).
-    pub attention_bias: bool,
+    /// Biases on the attention's query, key and value projections (a Llama's
+    /// `attention_bias`; always for Qwen2).
+    pub qkv_bias: bool,
+    /// A bias on the attention's output projection (a Llama's
+    /// `attention_bias`; never for Qwen2).
+    pub output_bias: bool,
     /// Biases on the MLP's projections (`mlp_bias`).
     pub mlp_bias: bool,
     /// Dropout on the attention weights (`attention_dropout`).
@@ -82,8 +87,21 @@ impl LlamaConfig {
     /// does not compute as Hugging Face does.
     pub fn parse(text: &str) -> std::result::Result<LlamaConfig, String> {
         let c: Value = serde_json::from_str(text).map_err(|e| format!("is not JSON: {e}"))?;
-        match c.get("model_type").and_then(Value::as_str) {
-            Some("llama") => {}
+        let model_type = c.get("model_type").and_then(Value::as_str);
+        let flag = |key: &str| c.get(key).and_then(Value::as_bool).unwrap_or(false);
+        let sliding_layers = c
+            .get("layer_types")
+            .and_then(Value::as_array)
+            .is_some_and(|types| types.iter().any(|t| t.as_str() == Some("sliding_attention")));
+        if sliding_layers || (model_type == Some("qwen2") && flag("use_sliding_window")) {
+            return Err(
+                "attends within a sliding window on some layers, which wgml's attention does not compute \
+                 (each token sees every earlier one)"
+                    .into(),
+            );
+        }
+        match model_type {
+            Some("llama" | "qwen2") => {}
             Some("mistral") => {
                 if let Some(w) = c.get("sliding_window").and_then(Value::as_u64) {
                     return Err(format!(
@@ -95,14 +113,13 @@ impl LlamaConfig {
             }
             other => {
                 return Err(format!(
-                    "describes a '{}' model, not a Llama (model_type \"llama\" or \"mistral\")",
+                    "describes a '{}' model, not a Llama (model_type \"llama\", \"mistral\" or \"qwen2\")",
                     other.unwrap_or("unnamed")
                 ));
             }
         }
         let settings = Settings(&c);
         let size = |key: &str| settings.size(key);
-        let flag = |key: &str| c.get(key).and_then(Value::as_bool).unwrap_or(false);
         let width = size("hidden_size")?;
         let heads = size("num_attention_heads")?;
         let kv_heads = match c.get("num_key_value_heads") {
@@ -151,7 +168,9 @@ impl LlamaConfig {
             rope_scaling: rope_scaling(&c)?,
             positions: size("max_position_embeddings")?,
             activation,
-            attention_bias: flag("attention_bias"),
+            // Qwen2: biases on the query, key and value, none on the output.
+            qkv_bias: model_type == Some("qwen2") || flag("attention_bias"),
+            output_bias: model_type != Some("qwen2") && flag("attention_bias"),
             mlp_bias: flag("mlp_bias"),
             attention_dropout: settings.rate("attention_dropout", 0.0)?,
             tied_head: flag("tie_word_embeddings"),
@@ -167,7 +186,7 @@ impl LlamaConfig {
             "key_dim": self.head_dim,
             "num_key_value_heads": self.kv_heads,
             "rope_theta": self.rope_theta,
-            "use_bias": self.attention_bias,
+            "use_bias": self.qkv_bias,
             "causal": true,
         });
         if self.attention_dropout > 0.0 {
@@ -175,6 +194,9 @@ impl LlamaConfig {
         }
         if let Some(scaling) = self.rope_scaling {
             attention["rope_scaling"] = json!(scaling);
+        }
+        if self.output_bias != self.qkv_bias {
+            attention["output_bias"] = json!(self.output_bias);
         }
         let dense = |units: usize, activation: &str| json!({ "Dense": { "units": units, "activation": activation, "use_bias": self.mlp_bias } });
         let mut layers = vec![layer(
@@ -372,7 +394,7 @@ fn llama_tensors(
                 &format!("{to}.weight"),
                 &[units, inputs],
             )?;
-            if c.attention_bias {
+            if if hf == "o_proj" { c.output_bias } else { c.qkv_bias } {
                 take(&format!("{from}.bias"), &format!("{to}.bias"), &[units])?;
             }
         }
@@ -458,8 +480,13 @@ pub fn import_llama(dir: &Path, context: Option<usize>, lr: f64) -> Result<Impor
     let tensors = llama_tensors(&parsed, &config).map_err(|m| files.bad("model.safetensors", m))?;
     let architecture = config.architecture(context, lr)?;
     let count: usize = tensors.iter().map(|(_, _, v)| v.len()).sum();
+    let family = if config.qkv_bias && !config.output_bias {
+        "Qwen2"
+    } else {
+        "Llama"
+    };
     let summary = format!(
-        "Llama: {} blocks of width {}, {} query heads of {} sharing {} key and value heads, rotary \
+        "{family}: {} blocks of width {}, {} query heads of {} sharing {} key and value heads, rotary \
          positions (θ {}), MLP {} ({}), {context} positions (of {}), {} tokens; {count} parameters{}",
         config.layers,
         config.width,
@@ -478,7 +505,7 @@ pub fn import_llama(dir: &Path, context: Option<usize>, lr: f64) -> Result<Impor
         }
     );
     Ok(Imported {
-        kind: "llama".into(),
+        kind: family.to_lowercase(),
         architecture,
         tensors,
         vocabulary,
@@ -548,6 +575,18 @@ mod tests {
         }
         let e = LlamaConfig::parse(r#"{"model_type":"mistral","sliding_window":4096}"#).unwrap_err();
         assert!(e.contains("sliding window of 4096"), "{e}");
+        let e = LlamaConfig::parse(r#"{"model_type":"qwen2","use_sliding_window":true}"#).unwrap_err();
+        assert!(e.contains("sliding window"), "{e}");
+        let e =
+            LlamaConfig::parse(r#"{"model_type":"llama","layer_types":["sliding_attention"]}"#).unwrap_err();
+        assert!(e.contains("sliding window"), "{e}");
+        let qwen = LlamaConfig::parse(
+            r#"{"model_type":"qwen2","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,
+               "num_attention_heads":4,"intermediate_size":12,"max_position_embeddings":16,
+               "use_sliding_window":false,"sliding_window":32768}"#,
+        )
+        .unwrap();
+        assert_eq!((qwen.qkv_bias, qwen.output_bias), (true, false));
         let e = LlamaConfig::parse(r#"{"model_type":"gpt2"}"#).unwrap_err();
         assert!(e.contains("'gpt2'"), "{e}");
     }

@@ -363,6 +363,7 @@ impl Layer {
                 num_key_value_heads,
                 rope_theta,
                 rope_scaling,
+                output_bias,
                 trainable,
             } => multi_head_attention(
                 b,
@@ -376,7 +377,7 @@ impl Layer {
                     rope_scaling: *rope_scaling,
                 },
                 *dropout,
-                *use_bias,
+                (*use_bias, output_bias.unwrap_or(*use_bias)),
                 *causal,
                 *trainable,
             ),
@@ -494,7 +495,7 @@ fn multi_head_attention(
         rope_scaling,
     }: Heads,
     dropout: f32,
-    use_bias: bool,
+    (use_bias, output_bias): (bool, bool),
     causal: bool,
     trainable: bool,
 ) -> Result<Added> {
@@ -559,7 +560,8 @@ fn multi_head_attention(
                 }
             };
             let w = b.param(&format!("{part}.weight"), &[units, inputs], init, trainable, name)?;
-            let bias = use_bias
+            let biased = if part == "output" { output_bias } else { use_bias };
+            let bias = biased
                 .then(|| b.param(&format!("{part}.bias"), &[units], Init::Zeros, trainable, name))
                 .transpose()?;
             let module = format!("{}.{part}", b.prefix);

@@ -337,6 +337,11 @@ pub enum Layer {
         /// they are. Needs `rope_theta`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rope_scaling: Option<RopeScaling>,
+        /// Whether the output projection adds a bias; default `use_bias`
+        /// (Qwen2's attention has biases on its query, key and value
+        /// projections only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output_bias: Option<bool>,
         /// False to freeze the projections.
         #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
         trainable: bool,
@@ -505,6 +510,7 @@ impl Layer {
             num_key_value_heads: None,
             rope_theta: None,
             rope_scaling: None,
+            output_bias: None,
             trainable: true,
         }
     }
