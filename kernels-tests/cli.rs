@@ -1411,7 +1411,8 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
 /// `kernels-tests/llama.rs`), `wgml generate` from it with and without the
 /// key/value cache, LoRA fine-tuning on text (PEFT's default targets, q_proj
 /// and v_proj), and `wgml export` of the result, merged, as a folder that
-/// imports again.
+/// imports again, and its adapters alone, as a PEFT folder that imports back
+/// onto the base.
 #[test]
 fn an_imported_llama_generates_fine_tunes_and_exports() {
     let dir = crate::common::fresh_dir("cli-llama");
@@ -1461,15 +1462,27 @@ fn an_imported_llama_generates_fine_tunes_and_exports() {
     assert!(stdout.contains("LlamaForCausalLM.from_pretrained"), "{stdout}");
     let again = dir.join("again.safetensors");
     succeeds(&["import", hf.to_str().unwrap(), "--save", again.to_str().unwrap()]);
-    fails_with(
-        &[
-            "export",
-            t,
-            "--save",
-            dir.join("adapter").to_str().unwrap(),
-            "--peft",
-        ],
-        &["export a Llama trained with --lora as a whole folder"],
+    // The adapters alone, as PEFT's folder, which imports back onto the base.
+    let adapter = dir.join("adapter");
+    let stdout = succeeds(&["export", t, "--save", adapter.to_str().unwrap(), "--peft"]);
+    assert!(
+        stdout.contains("on 4 modules") && stdout.contains("CAUSAL_LM"),
+        "{stdout}"
+    );
+    let readapted = dir.join("readapted.safetensors");
+    let stdout = succeeds(&[
+        "import",
+        folder.to_str().unwrap(),
+        "--save",
+        readapted.to_str().unwrap(),
+        "--context",
+        "16",
+        "--peft",
+        adapter.to_str().unwrap(),
+    ]);
+    assert!(
+        stdout.contains("LoRA adapter: rank 4") && stdout.contains("on 4 modules"),
+        "{stdout}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

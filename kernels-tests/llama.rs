@@ -305,3 +305,122 @@ fn export_writes_back_what_import_read() {
         );
     }
 }
+
+/// A PEFT adapter on the grouped-query Llama (`golden/make_llama_lora.py`: rank
+/// 4, rank 2 on v_proj, on the four attention projections, gate_proj and
+/// down_proj) gives PEFT's float64 log probabilities and loss, one SGD step
+/// moves every adapter tensor by PEFT's gradient, and `write_adapter` gives the
+/// file's tensors back.
+#[test]
+fn a_peft_adapter_gives_pefts_probabilities_and_gradients_and_writes_back() {
+    let (_g, ctx) = gpu();
+    let dir = fixture("llama-tiny-lora");
+    let want = expected(&dir);
+    let ids = expected(&fixture("llama-tiny"))["ids"].clone();
+    let mut imported = import_llama(&fixture("llama-tiny"), None, 1e-4).unwrap();
+    let summary = wgml::peft::decoder::add_adapter(&mut imported, &dir).unwrap();
+    assert!(
+        summary.contains("rank 4, alpha 6") && summary.contains("on 12 modules"),
+        "{summary}"
+    );
+    let mut model = imported.model(ctx).unwrap();
+    let log_probs: Vec<f32> = model
+        .predict(ctx, &ids, 1)
+        .unwrap()
+        .iter()
+        .map(|&p| (p as f64).ln() as f32)
+        .collect();
+    let (got, expect): (Vec<f32>, Vec<f32>) = log_probs
+        .iter()
+        .zip(&want["log_probs"])
+        .filter(|(_, w)| **w > -60.0)
+        .map(|(g, w)| (*g, *w))
+        .unzip();
+    assert!(got.len() > 9000, "{} compared", got.len());
+    assert_close("adapted log probabilities", &got, &expect, 2e-4, 1e-5);
+
+    // One SGD step at rate 1 on positions 0..=30 against ids 1..=31.
+    let mut short = import_llama(&fixture("llama-tiny"), Some(31), 1e-4).unwrap();
+    wgml::peft::decoder::add_adapter(&mut short, &dir).unwrap();
+    let mut model = short
+        .architecture
+        .functional
+        .compile_supervised(ctx, wgml::kernels::optim::Optimizer::sgd(1.0, 0.0), 1)
+        .unwrap();
+    model.load_params(ctx, &short.tensors).unwrap();
+    let labels: Vec<u32> = ids[1..].iter().map(|&v| v as u32).collect();
+    let batch = wgml::nn::model::Batch {
+        x: &ids[..31],
+        labels: &labels,
+        values: &[],
+        len: 1,
+    };
+    let adapters: Vec<(String, Vec<f32>)> = model
+        .store
+        .params
+        .iter()
+        .filter(|p| p.name.contains("lora_"))
+        .map(|p| (p.name.clone(), p.value.to_f32(ctx).unwrap()))
+        .collect();
+    assert_eq!(adapters.len(), 24);
+    model.acc.reset(ctx).unwrap();
+    model.train_step(ctx, &batch, 1.0, |_, _| {}).unwrap();
+    let loss = model.acc.read(ctx).unwrap().0 / 31.0;
+    assert!((loss - want["loss"][0] as f64).abs() < 1e-5 * loss, "loss {loss}");
+    for (name, before) in &adapters {
+        let after = model
+            .store
+            .params
+            .iter()
+            .find(|p| &p.name == name)
+            .unwrap()
+            .value
+            .to_f32(ctx)
+            .unwrap();
+        let step: Vec<f32> = before.iter().zip(&after).map(|(b, a)| b - a).collect();
+        let theirs = name
+            .replace("self_attn.query", "self_attn.q_proj")
+            .replace("self_attn.key", "self_attn.k_proj")
+            .replace("self_attn.value", "self_attn.v_proj")
+            .replace("self_attn.output", "self_attn.o_proj");
+        assert_close(&format!("{name}'s gradient"), &step, &want[&theirs], 4e-6, 1e-4);
+    }
+
+    // Written back: the adapter file's tensors, and settings PEFT reads the same way.
+    let out = fresh_dir("llama-lora-write");
+    let file = out.join("adapted.safetensors");
+    checkpoint::save_functional_tensors(
+        &file,
+        &imported.kind,
+        &imported.architecture,
+        &imported.tensors,
+        &imported.vocabulary,
+    )
+    .unwrap();
+    let c = checkpoint::load(&file).unwrap();
+    let summary = wgml::peft::decoder::write_adapter(&c, &file, &out.join("adapter")).unwrap();
+    assert!(
+        summary.contains("on 12 modules") && summary.contains("CAUSAL_LM"),
+        "{summary}"
+    );
+    assert_eq!(
+        tensors_of(&out.join("adapter/adapter_model.safetensors")),
+        tensors_of(&dir.join("adapter_model.safetensors"))
+    );
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("adapter/adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(
+        (written["r"].clone(), written["lora_alpha"].clone()),
+        (4.into(), 6.0.into())
+    );
+    assert_eq!(written["task_type"], "CAUSAL_LM");
+    assert_eq!(written["modules_to_save"], serde_json::Value::Null);
+    let patterns = written["rank_pattern"].as_object().unwrap();
+    assert_eq!(patterns.len(), 2, "{patterns:?}");
+    assert!(
+        patterns
+            .iter()
+            .all(|(k, v)| k.ends_with("self_attn.v_proj") && *v == 2),
+        "{patterns:?}"
+    );
+}

@@ -30,6 +30,7 @@
 //! onto the query, key and value); their keys must be module names (PEFT takes
 //! regular expressions).
 
+pub mod decoder;
 pub mod encoder;
 
 use std::collections::{BTreeMap, HashMap};

@@ -60,10 +60,14 @@ pub fn run(args: &ExportArgs) -> Result<ExitCode> {
         .is_some_and(|a| a.functional.layers.iter().any(|l| l.name == "model.embed_tokens"));
     if llama {
         if args.peft {
-            return Err(wgml::Error::invalid(
-                "--peft writes GPT-2's and the BERT family's adapters; export a Llama trained with \
-                 --lora as a whole folder (its adapters merged) instead",
-            ));
+            let summary = wgml::peft::decoder::write_adapter(&c, &args.checkpoint, &args.save)?;
+            println!("{summary}");
+            println!(
+                "saved {} in {:.1} s: in Python, PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), \"{0}\")",
+                args.save.display(),
+                start.elapsed().as_secs_f64()
+            );
+            return Ok(ExitCode::SUCCESS);
         }
         let summary = wgml::export::llama::export_llama(&c, &args.checkpoint, &args.save)?;
         println!("{summary}");

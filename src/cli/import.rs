@@ -32,7 +32,7 @@ pub struct ImportArgs {
     /// default, as full fine-tuning of an encoder takes small steps).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// A PEFT LoRA adapter folder for this GPT-2, BERT, RoBERTa, DistilBERT or ELECTRA (adapter_config.json and
+    /// A PEFT LoRA adapter folder for this GPT-2, Llama, BERT, RoBERTa, DistilBERT or ELECTRA (adapter_config.json and
     /// adapter_model.safetensors, what PeftModel.save_pretrained writes): the
     /// checkpoint keeps the adapters beside the frozen base, so `generate` runs the
     /// adapted model and `train` goes on training the adapters.
@@ -89,12 +89,6 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
     }
     let model_type = wgml::import::model_type(&args.folder)?;
     let llama = matches!(model_type.as_deref(), Some("llama" | "mistral" | "qwen2"));
-    if llama && args.peft.is_some() {
-        return Err(Error::invalid(
-            "--peft reads adapters of GPT-2 and of the BERT family; a Llama's PEFT adapter does not \
-             import yet (train LoRA adapters in wgml with `wgml train --lora`)",
-        ));
-    }
     let mut imported = if bert {
         let how = wgml::import::bert::BertImport {
             context: args.context,
@@ -118,6 +112,7 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
     };
     let adapter = match &args.peft {
         Some(dir) if bert => Some(wgml::peft::encoder::add_adapter(&mut imported, dir)?),
+        Some(dir) if llama => Some(wgml::peft::decoder::add_adapter(&mut imported, dir)?),
         Some(dir) => Some(wgml::peft::add_adapter(&mut imported, dir)?),
         None => None,
     };

@@ -24,6 +24,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::error::{Error, Result};
 use crate::graph::params::NamedValues;
 use crate::import::bert::{EncoderHead, Family, Task, encoder_head_of};
+use crate::nn::LoraConfig;
 use crate::nn::lora::{LORA_A, LORA_B, is_adapter};
 
 /// Layers saved whole beside the head (PEFT's `modules_to_save`, by the module
@@ -52,9 +53,10 @@ const PROJECTIONS: [&str; 4] = [
     "attention.output",
 ];
 
-/// The wgml module of PEFT module `hf` (a full name, as PEFT saves it).
-fn wgml_module(hf: &str, family: Family) -> String {
-    for (ours, theirs) in PROJECTIONS.iter().zip(family.names().hf) {
+/// The wgml module of PEFT module `hf` (a full name, as PEFT saves it), with
+/// `renamed` the modules whose last parts differ (wgml's, Hugging Face's).
+fn wgml_module(hf: &str, renamed: &[(String, String)]) -> String {
+    for (ours, theirs) in renamed {
         if let Some(stem) = hf.strip_suffix(&format!(".{theirs}")) {
             return format!("{stem}.{ours}");
         }
@@ -63,13 +65,42 @@ fn wgml_module(hf: &str, family: Family) -> String {
 }
 
 /// The PEFT (Hugging Face) module of wgml module `module`.
-fn hf_module(module: &str, family: Family) -> String {
-    for (ours, theirs) in PROJECTIONS.iter().zip(family.names().hf) {
+fn hf_module(module: &str, renamed: &[(String, String)]) -> String {
+    for (ours, theirs) in renamed {
         if let Some(stem) = module.strip_suffix(&format!(".{ours}")) {
             return format!("{stem}.{theirs}");
         }
     }
     module.to_string()
+}
+
+/// What reading or writing a PEFT adapter needs to know of the model it adapts.
+pub(crate) struct AdapterModel<'a> {
+    /// The model's name in messages ("BERT", "Llama").
+    pub name: &'a str,
+    /// PEFT's `task_type` of its adapters.
+    pub task: &'static str,
+    /// Layers trained in full beside the adapters, saved whole (a classifier's head).
+    pub heads: Vec<&'a str>,
+    /// Layers saved whole beside the head: wgml's layer and PEFT's module name.
+    pub beside: &'a [(&'static str, &'static str)],
+    /// Modules whose last parts wgml names otherwise: (wgml's, Hugging Face's).
+    pub renamed: Vec<(String, String)>,
+}
+
+/// The BERT family's adapted model of classifier `head`.
+fn encoder_model(head: EncoderHead) -> AdapterModel<'static> {
+    AdapterModel {
+        name: head.family.name(),
+        task: head.task.peft_task_type(),
+        heads: head.layers().to_vec(),
+        beside: saved_beside_head(head),
+        renamed: PROJECTIONS
+            .iter()
+            .zip(head.family.names().hf)
+            .map(|(ours, theirs)| (ours.to_string(), theirs.to_string()))
+            .collect(),
+    }
 }
 
 /// Puts the PEFT adapter in folder `dir` on `imported`, a BERT-family classifier
@@ -79,7 +110,31 @@ fn hf_module(module: &str, family: Family) -> String {
 pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result<String> {
     let head = encoder_head_of(&imported.architecture.functional)
         .ok_or_else(|| Error::invalid("the model is not a BERT-family classifier"))?;
-    let (family, classes) = (head.family, head.classes);
+    let what = match head.task {
+        Task::TextClassification => "a classifier of texts",
+        Task::TokenClassification => "a classifier of tokens",
+        Task::QuestionAnswering => "a question answerer",
+    };
+    let model = encoder_model(head);
+    let (lora, modules, saved) = read_onto(imported, dir, &model, what)?;
+    Ok(format!(
+        "LoRA adapter: rank {}, alpha {}, dropout {}, on {modules} {} modules; the head's {saved} tensors \
+         from the adapter",
+        lora.rank, lora.alpha, lora.dropout, model.name
+    ))
+}
+
+/// Puts the PEFT adapter in folder `dir` on `imported`, a `model` (`what` says
+/// which, in messages): its model gets the adapters (every other tensor frozen
+/// but the head), its tensors the adapter's, and the layers the adapter saved
+/// whole replace the file's. Returns the adapters' settings, how many modules
+/// they adapt and how many tensors the adapter saved whole.
+pub(crate) fn read_onto(
+    imported: &mut crate::import::Imported,
+    dir: &Path,
+    model: &AdapterModel<'_>,
+    what: &str,
+) -> Result<(LoraConfig, usize, usize)> {
     let file_err = |name: &str, message: String| Error::Data {
         path: dir.join(name).display().to_string(),
         message,
@@ -92,9 +147,9 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
     };
     let settings: Value = serde_json::from_slice(&read(CONFIG_FILE)?)
         .map_err(|e| file_err(CONFIG_FILE, format!("is not JSON: {e}")))?;
-    let heads: Vec<&str> = head.layers().to_vec();
+    let heads = &model.heads;
     let mut allowed = heads.clone();
-    allowed.extend(saved_beside_head(head).iter().map(|(_, peft)| *peft));
+    allowed.extend(model.beside.iter().map(|(_, peft)| *peft));
     let mut lora = settings_of(&settings, &allowed).map_err(|m| file_err(CONFIG_FILE, m))?;
     // Patterns by PEFT's module names, resolved on the adapted modules below.
     let pattern = |name: &str| -> Vec<(String, Value)> {
@@ -107,19 +162,14 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
     let (rank_keys, alpha_keys) = (pattern("rank_pattern"), pattern("alpha_pattern"));
     lora.rank_pattern.clear();
     lora.alpha_pattern.clear();
-    let task = head.task.peft_task_type();
+    let task = model.task;
     if settings.get("task_type").and_then(Value::as_str) != Some(task) {
         return Err(file_err(
             CONFIG_FILE,
             format!(
-                "is not an adapter of this {} (task_type {task}, {}); give the adapter of the \
+                "is not an adapter of this {} (task_type {task}, {what}); give the adapter of the \
                  model's own head",
-                family.name(),
-                match head.task {
-                    Task::TextClassification => "a classifier of texts",
-                    Task::TokenClassification => "a classifier of tokens",
-                    Task::QuestionAnswering => "a question answerer",
-                }
+                model.name
             ),
         ));
     }
@@ -144,7 +194,7 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
             .iter()
             .find_map(|s| short.strip_suffix(&format!(".{s}")).map(|m| (m, *s)))
         {
-            let module = wgml_module(hf, family);
+            let module = wgml_module(hf, &model.renamed);
             // The longest key naming the module wins, as in wgml's patterns.
             let best = |keys: &[(String, Value)]| {
                 keys.iter()
@@ -172,7 +222,7 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
                 return Err(bad(format!(
                     "has an adapter on '{hf}', which is no Linear layer of this {}: an adapter for \
                      another model?",
-                    family.name()
+                    model.name
                 )));
             };
             let r = lora.rank_of(&module);
@@ -188,7 +238,7 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
             adapters.push((format!("{module}.{suffix}"), shape, values));
         } else if heads
             .iter()
-            .chain(saved_beside_head(head).iter().map(|(layer, _)| layer))
+            .chain(model.beside.iter().map(|(layer, _)| layer))
             .any(|h| short.starts_with(&format!("{h}.")))
         {
             let Some(own) = shape_of.get(short) else {
@@ -196,8 +246,8 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
             };
             if own != &shape {
                 return Err(bad(format!(
-                    "holds '{name}' of shape {shape:?}, where the model (a classifier of {classes} \
-                     classes) has {own:?}: import the base with --num-labels {} to match the adapter",
+                    "holds '{name}' of shape {shape:?}, where the model has {own:?}: import the base \
+                     with --num-labels {} to match the adapter",
                     shape.first().copied().unwrap_or(0)
                 )));
             }
@@ -215,7 +265,7 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
         if !adapters.iter().any(|(n, ..)| *n == format!("{module}.{LORA_B}")) {
             return Err(file_err(
                 TENSORS_FILE,
-                format!("has only {LORA_A} for '{}'", hf_module(module, family)),
+                format!("has only {LORA_A} for '{}'", hf_module(module, &model.renamed)),
             ));
         }
     }
@@ -229,15 +279,7 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
     }
     imported.architecture.functional.lora = Some(lora.clone());
     imported.tensors.extend(adapters);
-    Ok(format!(
-        "LoRA adapter: rank {}, alpha {}, dropout {}, on {} {} modules; the head's {saved_count} tensors \
-         from the adapter",
-        lora.rank,
-        lora.alpha,
-        lora.dropout,
-        modules.len(),
-        family.name()
-    ))
+    Ok((lora, modules.len(), saved_count))
 }
 
 /// Writes the adapters of BERT-family classifier checkpoint `c` (read from
@@ -245,6 +287,47 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
 /// that `PeftModel.from_pretrained(AutoModelForSequenceClassification, dir)`
 /// loads; returns one line on what was written.
 pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
+    let a = c
+        .functional_architecture(path)?
+        .ok_or_else(|| Error::invalid(format!("{}: holds no functional model", path.display())))?;
+    let head = encoder_head_of(&a.functional).ok_or_else(|| Error::Data {
+        path: path.display().to_string(),
+        message: "is not a BERT-family classifier".into(),
+    })?;
+    let model = encoder_model(head);
+    // PEFT saves the module named `classifier` for SEQ_CLS; DistilBERT's
+    // pre_classifier, which wgml trains too, and BERT's pooler are listed by name.
+    let mut saved = vec!["classifier"];
+    saved.extend(model.heads.iter().filter(|h| !h.starts_with("classifier")));
+    saved.extend(model.beside.iter().map(|(_, peft)| *peft));
+    saved.push("score");
+    let (lora, modules, head_tensors) = write_from(c, path, dir, &model, &saved)?;
+    let classes = head.classes;
+    let what = match classes {
+        _ if head.task == Task::QuestionAnswering => "start and end scores of each token".to_string(),
+        n if head.task.per_token() => format!("{n} classes of each token"),
+        1 => "one score (a regression)".to_string(),
+        n => format!("{n} classes"),
+    };
+    let auto = head.task.auto_class();
+    Ok(format!(
+        "LoRA adapter: rank {}, alpha {}, on {modules} {} modules, and the head ({head_tensors} tensors) of \
+         {what} (PEFT's {}: load it onto {auto}.from_pretrained(BASE, num_labels={classes}))",
+        lora.rank, lora.alpha, model.name, model.task
+    ))
+}
+
+/// Writes the adapters of checkpoint `c` (read from `path`, named in errors), a
+/// `model`, as a PEFT adapter folder `dir` (created if missing), the layers it
+/// trains in full saved whole under `modules_to_save`; returns the adapters'
+/// settings, how many modules they adapt and how many tensors were saved whole.
+pub(crate) fn write_from(
+    c: &Checkpoint,
+    path: &Path,
+    dir: &Path,
+    model: &AdapterModel<'_>,
+    modules_to_save: &[&str],
+) -> Result<(LoraConfig, usize, usize)> {
     let bad = |message: String| Error::Data {
         path: path.display().to_string(),
         message,
@@ -252,16 +335,14 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     let a = c
         .functional_architecture(path)?
         .ok_or_else(|| bad("holds no functional model".into()))?;
-    let head = encoder_head_of(&a.functional).ok_or_else(|| bad("is not a BERT-family classifier".into()))?;
-    let (family, classes) = (head.family, head.classes);
     let lora = a.functional.lora.as_ref().ok_or_else(|| {
         bad("has no LoRA adapters to write (train it with --lora, or export the whole model)".into())
     })?;
-    let heads = head.layers();
+    let heads = &model.heads;
     if let Some(other) = lora.train.iter().find(|t| !heads.contains(&t.as_str())) {
         return Err(bad(format!(
             "trains '{other}' in full beside its adapters; a PEFT adapter folder holds adapters and \
-             the classifier's head only: export the merged model instead"
+             a classifier's head only: export the merged model instead"
         )));
     }
     // Layers saved whole (the head, BERT's pooler): PEFT puts no adapter on
@@ -269,7 +350,7 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     let saved_layers: Vec<&str> = heads
         .iter()
         .copied()
-        .chain(saved_beside_head(head).iter().map(|(layer, _)| *layer))
+        .chain(model.beside.iter().map(|(layer, _)| *layer))
         .collect();
     let in_saved = |name: &str| saved_layers.iter().any(|h| name.starts_with(&format!("{h}.")));
     let merged = crate::nn::lora::merged(&c.tensors, lora).map_err(|e| e.in_file(path, "its adapters"))?;
@@ -282,7 +363,7 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
             .iter()
             .find_map(|s| name.strip_suffix(&format!(".{s}")).map(|m| (m, *s)))
             .ok_or_else(|| bad(format!("tensor '{name}' is no adapter's A or B")))?;
-        let hf = hf_module(module, family);
+        let hf = hf_module(module, &model.renamed);
         // Pattern keys drop the model's root (`bert.`), so that PEFT's match of a
         // key after a dot finds the module in every version.
         let key = hf
@@ -316,15 +397,9 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
             head_tensors += 1;
         }
     }
-    // PEFT saves the module named `classifier` for SEQ_CLS; DistilBERT's
-    // pre_classifier, which wgml trains too, and BERT's pooler are listed by name.
-    let mut saved = vec!["classifier"];
-    saved.extend(heads.iter().filter(|h| !h.starts_with("classifier")));
-    saved.extend(saved_beside_head(head).iter().map(|(_, peft)| *peft));
-    saved.push("score");
     let settings = json!({
         "peft_type": "LORA",
-        "task_type": head.task.peft_task_type(),
+        "task_type": model.task,
         "base_model_name_or_path": null,
         "r": lora.rank,
         "lora_alpha": lora.alpha,
@@ -334,27 +409,12 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
         "alpha_pattern": alpha_pattern,
         "fan_in_fan_out": false,
         "bias": "none",
-        "modules_to_save": saved,
+        "modules_to_save": if heads.is_empty() { json!(null) } else { json!(modules_to_save) },
         "init_lora_weights": true,
         "inference_mode": true,
         "use_rslora": false,
         "use_dora": false,
     });
     super::write_folder(dir, &entries, &settings)?;
-    let what = match classes {
-        _ if head.task == Task::QuestionAnswering => "start and end scores of each token".to_string(),
-        n if head.task.per_token() => format!("{n} classes of each token"),
-        1 => "one score (a regression)".to_string(),
-        n => format!("{n} classes"),
-    };
-    let auto = head.task.auto_class();
-    Ok(format!(
-        "LoRA adapter: rank {}, alpha {}, on {} {} modules, and the head ({head_tensors} tensors) of \
-         {what} (PEFT's {}: load it onto {auto}.from_pretrained(BASE, num_labels={classes}))",
-        lora.rank,
-        lora.alpha,
-        modules.len(),
-        family.name(),
-        head.task.peft_task_type()
-    ))
+    Ok((lora.clone(), modules.len(), head_tensors))
 }
