@@ -231,6 +231,17 @@ fn what_wgml_does_not_compute_is_refused() {
         .unwrap()
         .to_string();
     assert!(e.contains("2 to 32"), "{e}");
+    // A Mistral's sliding window: the same as full attention up to its length.
+    config["num_hidden_layers"] = 2.into();
+    config["model_type"] = "mistral".into();
+    config["sliding_window"] = 16.into();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let e = import_llama(&dir, None, 1e-4).err().unwrap().to_string();
+    assert!(
+        e.contains("sliding window of 16 tokens") && e.contains("--context 16 or less"),
+        "{e}"
+    );
+    assert!(import_llama(&dir, Some(16), 1e-4).is_ok());
 }
 
 /// The tensors of a safetensors file by name.

@@ -6,9 +6,10 @@
 //
 //   y1 = x1·cos(θ) − s·x2·sin(θ),  y2 = x2·cos(θ) + s·x1·sin(θ)
 //
-// with θ = (p.start + t)·freq[j] for pair j < p.half, its cosine and sine read from a
+// with θ = (start + t)·freq[j] for pair j < p.half, its cosine and sine read from a
 // table computed on the CPU (`table[t·half + j]` cosines, then `table[tokens·half +
-// t·half + j]` sines, for positions p.start .. p.start + tokens): s = 1 rotates
+// t·half + j]` sines, for positions start .. start + tokens, the start a decoder's
+// step is at, baked into the table): s = 1 rotates
 // (forward); s = −1 rotates back, the transpose, which is the backward pass.
 // One invocation per pair (p.n = rows·heads·half of them).
 //

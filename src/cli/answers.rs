@@ -58,7 +58,8 @@ pub fn read_answer_data(
         )));
     };
     let mut splits = read_splits(path)?;
-    let held_out = splits.validation.is_none() && hold_out > 0.0;
+    // A negative share reaches held_out_questions, which refuses it.
+    let held_out = splits.validation.is_none() && hold_out != 0.0;
     if held_out {
         splits.validation = held_out_questions(&mut splits.train, hold_out)?;
     }

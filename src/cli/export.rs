@@ -72,7 +72,7 @@ pub fn run(args: &ExportArgs) -> Result<ExitCode> {
         let summary = wgml::export::llama::export_llama(&c, &args.checkpoint, &args.save)?;
         println!("{summary}");
         println!(
-            "saved {} in {:.1} s: in Python, LlamaForCausalLM.from_pretrained(\"{0}\")",
+            "saved {} in {:.1} s: in Python, AutoModelForCausalLM.from_pretrained(\"{0}\")",
             args.save.display(),
             start.elapsed().as_secs_f64()
         );

@@ -104,6 +104,7 @@ pub fn llama_config_of(f: &Functional) -> std::result::Result<(LlamaConfig, usiz
         mlp_bias,
         attention_dropout: decimal(dropout),
         tied_head,
+        sliding_window: None,
     };
     if layers == 0 {
         return Err("has no block (model.layers.0.input_layernorm)".into());
@@ -141,8 +142,9 @@ pub fn export_llama(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     let tokenizer = write_folder(dir, &tensors, &hf_config(&config), &c.vocabulary(path)?, context)?;
     let count: usize = tensors.iter().map(|(_, _, v)| v.len()).sum();
     Ok(format!(
-        "Llama: {} blocks of width {}, {} query heads sharing {} key and value heads, {context} positions, \
+        "{}: {} blocks of width {}, {} query heads sharing {} key and value heads, {context} positions, \
          {} tokens; {count} parameters{}{}",
+        if qwen2(&config) { "Qwen2" } else { "Llama" },
         config.layers,
         config.width,
         config.heads,

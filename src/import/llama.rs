@@ -80,6 +80,10 @@ pub struct LlamaConfig {
     pub attention_dropout: f64,
     /// Whether the head is the token embedding (`tie_word_embeddings`).
     pub tied_head: bool,
+    /// A Mistral's `sliding_window` (transformers' default 4,096 when the key
+    /// is missing; `None` when null): each token attends to that many tokens
+    /// at most, which equals wgml's full causal attention for contexts up to it.
+    pub sliding_window: Option<usize>,
 }
 
 impl LlamaConfig {
@@ -102,15 +106,7 @@ impl LlamaConfig {
         }
         match model_type {
             Some("llama" | "qwen2") => {}
-            Some("mistral") => {
-                if let Some(w) = c.get("sliding_window").and_then(Value::as_u64) {
-                    return Err(format!(
-                        "is a Mistral with a sliding window of {w} tokens, which wgml's attention does not \
-                         compute (each token sees every earlier one); a Mistral with \"sliding_window\": \
-                         null imports"
-                    ));
-                }
-            }
+            Some("mistral") => {}
             other => {
                 return Err(format!(
                     "describes a '{}' model, not a Llama (model_type \"llama\", \"mistral\" or \"qwen2\")",
@@ -174,6 +170,17 @@ impl LlamaConfig {
             mlp_bias: flag("mlp_bias"),
             attention_dropout: settings.rate("attention_dropout", 0.0)?,
             tied_head: flag("tie_word_embeddings"),
+            sliding_window: match c.get("sliding_window") {
+                _ if model_type != Some("mistral") => None,
+                None => Some(4096),
+                Some(Value::Null) => None,
+                Some(v) => Some(
+                    v.as_u64()
+                        .filter(|&w| w > 0)
+                        .ok_or("'sliding_window' is not a positive whole number")?
+                        as usize,
+                ),
+            },
         })
     }
 
@@ -470,6 +477,13 @@ pub fn import_llama(dir: &Path, context: Option<usize>, lr: f64) -> Result<Impor
             config.positions
         )));
     }
+    if let Some(window) = config.sliding_window.filter(|&w| context > w) {
+        return Err(Error::invalid(format!(
+            "a context of {context} positions: this Mistral attends within a sliding window of \
+             {window} tokens, which wgml's attention does not compute (each token sees every \
+             earlier one); give --context {window} or less, where the two are the same"
+        )));
+    }
     let vocabulary = files.tokenizer(config.vocab, "the Llama")?;
     let bytes = weight_files(&files)?;
     let parsed = bytes
@@ -573,8 +587,16 @@ mod tests {
             let e = config(extra).unwrap_err();
             assert!(e.contains(want), "{extra}: {e}");
         }
-        let e = LlamaConfig::parse(r#"{"model_type":"mistral","sliding_window":4096}"#).unwrap_err();
-        assert!(e.contains("sliding window of 4096"), "{e}");
+        let mistral = |extra: &str| {
+            LlamaConfig::parse(&format!(
+                r#"{{"model_type":"mistral","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,
+                   "num_attention_heads":4,"intermediate_size":12,"max_position_embeddings":16{extra}}}"#
+            ))
+        };
+        assert_eq!(mistral("").unwrap().sliding_window, Some(4096));
+        assert_eq!(mistral(r#","sliding_window":null"#).unwrap().sliding_window, None);
+        assert_eq!(mistral(r#","sliding_window":8"#).unwrap().sliding_window, Some(8));
+        assert_eq!(config(r#","sliding_window":8"#).unwrap().sliding_window, None);
         let e = LlamaConfig::parse(r#"{"model_type":"qwen2","use_sliding_window":true}"#).unwrap_err();
         assert!(e.contains("sliding window"), "{e}");
         let e =

@@ -469,11 +469,8 @@ fn dense(
     })
 }
 
-/// MultiHeadAttention: `.query`, `.key` and `.value` Dense projections (no
-/// activation), the attention op, and the `.output` projection back to the query's
-/// features. `dims` is `(heads, key_dim, value_dim)`.
 /// A MultiHeadAttention's heads: query heads, key and value heads, their sizes
-/// and the rotary embedding's base.
+/// and the rotary embedding's base and scaling.
 struct Heads {
     heads: usize,
     kv_heads: usize,
@@ -483,6 +480,10 @@ struct Heads {
     rope_scaling: Option<crate::nn::layers::RopeScaling>,
 }
 
+/// MultiHeadAttention: `.query`, `.key` and `.value` Dense projections (no
+/// activation), the rotary turn of the queries and keys, the key and value heads
+/// repeated for grouped queries, the attention op, and the `.output` projection
+/// back to the query's features.
 fn multi_head_attention(
     b: &mut LayerBuild<'_>,
     name: &str,

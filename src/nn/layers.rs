@@ -112,7 +112,8 @@ impl RopeScaling {
         } else {
             Err(format!(
                 "rotary scaling {self:?}: factor must be at least 1 (and Llama 3's low_freq_factor \
-                 positive and below high_freq_factor)"
+                 positive and below a finite high_freq_factor, original_max_position_embeddings at \
+                 least 1)"
             ))
         }
     }
@@ -295,8 +296,9 @@ pub enum Layer {
     },
     /// Keras' `MultiHeadAttention(num_heads, key_dim)` on sequences `[tokens,
     /// features]`: queries, keys and values are Dense projections of the inputs
-    /// (`.query`, `.key`, `.value`: `num_heads·key_dim` units, `num_heads·value_dim`
-    /// for values), each head attends with `softmax(Q·Kᵀ/√key_dim)·V`, and a Dense
+    /// (`.query`: `num_heads·key_dim` units; `.key` and `.value`:
+    /// `num_key_value_heads·key_dim` and `num_key_value_heads·value_dim`, the
+    /// same heads as the queries by default), each head attends with `softmax(Q·Kᵀ/√key_dim)·V`, and a Dense
     /// `.output` projection maps the heads back to the query's features. In a
     /// Sequential model it is self-attention; in a functional model its inputs are
     /// `[query]`, `[query, value]` or `[query, value, key]` (Keras' call order, key
@@ -309,7 +311,8 @@ pub enum Layer {
         /// Size of each head's values (default: `key_dim`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         value_dim: Option<usize>,
-        /// Whether the projections add a learned bias.
+        /// Whether the projections add a learned bias (the output's: see
+        /// `output_bias`).
         #[serde(default = "keras::use_bias")]
         use_bias: bool,
         /// Keras' `use_causal_mask=True`: token `i` attends to tokens `j ≤ i` only.

@@ -167,8 +167,8 @@ pub(crate) fn read_onto(
         return Err(file_err(
             CONFIG_FILE,
             format!(
-                "is not an adapter of this {} (task_type {task}, {what}); give the adapter of the \
-                 model's own head",
+                "is not an adapter of this {} (task_type {task}, {what}); give an adapter made for \
+                 this model",
                 model.name
             ),
         ));
@@ -254,7 +254,8 @@ pub(crate) fn read_onto(
             saved.push((short.to_string(), shape, values));
         } else {
             return Err(bad(format!(
-                "holds '{name}', which is no LoRA A or B weight and no part of the classifier's head"
+                "holds '{name}', which is no LoRA A or B weight and no part of a layer the model \
+                 trains in full (a classifier's head)"
             )));
         }
     }
@@ -287,13 +288,14 @@ pub(crate) fn read_onto(
 /// that `PeftModel.from_pretrained(AutoModelForSequenceClassification, dir)`
 /// loads; returns one line on what was written.
 pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
+    let bad = |message: &str| Error::Data {
+        path: path.display().to_string(),
+        message: message.into(),
+    };
     let a = c
         .functional_architecture(path)?
-        .ok_or_else(|| Error::invalid(format!("{}: holds no functional model", path.display())))?;
-    let head = encoder_head_of(&a.functional).ok_or_else(|| Error::Data {
-        path: path.display().to_string(),
-        message: "is not a BERT-family classifier".into(),
-    })?;
+        .ok_or_else(|| bad("holds no functional model"))?;
+    let head = encoder_head_of(&a.functional).ok_or_else(|| bad("is not a BERT-family classifier"))?;
     let model = encoder_model(head);
     // PEFT saves the module named `classifier` for SEQ_CLS; DistilBERT's
     // pre_classifier, which wgml trains too, and BERT's pooler are listed by name.

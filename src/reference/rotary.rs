@@ -3,12 +3,12 @@
 
 /// Llama's rotary frequencies for heads of `head_dim` values: `1 / θ^(2j/d)`
 /// for each pair `j < d/2`, in f32 as Hugging Face's `_compute_default_rope_parameters`
-/// computes them (the exponent and the power in f32).
+/// computes them (the exponent, the power and the quotient in f32).
 pub fn frequencies(theta: f64, head_dim: usize) -> Vec<f32> {
     (0..head_dim / 2)
         .map(|j| {
             let exponent = (2 * j) as f32 / head_dim as f32;
-            1.0 / (theta.powf(exponent as f64) as f32)
+            1.0 / (theta as f32).powf(exponent)
         })
         .collect()
 }

@@ -53,7 +53,7 @@ impl Graph {
     /// times in a row: `[T, heads·times·d]`.
     pub fn repeat_heads(&mut self, x: NodeId, heads: usize, times: usize, layer: &str) -> Result<NodeId> {
         let shape = self.shape(x).to_vec();
-        if heads == 0 || times == 0 || shape.len() != 2 || !shape[1].is_multiple_of(heads) {
+        if heads == 0 || times == 0 || shape.len() != 2 || shape[1] == 0 || !shape[1].is_multiple_of(heads) {
             return Err(shape_err(
                 layer,
                 format!(
