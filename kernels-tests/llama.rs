@@ -2,8 +2,9 @@
 //! Face's `LlamaForCausalLM` on two tiny fixtures
 //! (`golden/make_llama_tiny.py`): grouped-query attention with an untied head,
 //! and one key and value head per query head with the head tied to the
-//! embedding and Llama 3.1's scaled rotary frequencies; and a Qwen2 (biases on
-//! the query, key and value projections, a tied head). The imported models give Hugging Face's probabilities, greedy
+//! embedding and Llama 3.1's scaled rotary frequencies; a Qwen2 (biases on
+//! the query, key and value projections, a tied head); and a Qwen3 (each query
+//! and key head RMS-normalized before the rotary turn). The imported models give Hugging Face's probabilities, greedy
 //! continuations and gradients.
 
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use wgml::nn::generate::{Sampling, generate_with};
 
 use crate::common::*;
 
-const FIXTURES: [&str; 3] = ["llama-tiny", "llama-tiny-tied", "qwen2-tiny"];
+const FIXTURES: [&str; 4] = ["llama-tiny", "llama-tiny-tied", "qwen2-tiny", "qwen3-tiny"];
 /// Tokens: the byte-level BPE's 300, then <|begin_of_text|> and <|end_of_text|>.
 const VOCAB: usize = 302;
 
@@ -152,7 +153,7 @@ fn a_fine_tuning_step_moves_the_weights_by_hugging_faces_gradients() {
         // Hugging Face's loss over 32 ids reads positions 0..=30 against ids 1..=31.
         let imported = import_llama(&fixture(name), Some(31), 1e-4).unwrap();
         let tied = !imported.tensors.iter().any(|(n, ..)| n == "lm_head.weight");
-        assert_eq!(tied, name != "llama-tiny", "{name}");
+        assert_eq!(tied, matches!(name, "llama-tiny-tied" | "qwen2-tiny"), "{name}");
         let mut model = imported
             .architecture
             .functional

@@ -193,6 +193,7 @@ fn classifier(tokens: usize, mask_id: Option<u32>, causal: bool, pool: Layer) ->
         rope_theta: None,
         rope_scaling: None,
         output_bias: None,
+        qk_norm: None,
         trainable: true,
     };
     let dense = |units, activation| Layer::Dense {

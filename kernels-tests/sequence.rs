@@ -44,6 +44,7 @@ fn language_model_with_rows(causal: bool, rows: usize) -> ModelSpec {
         rope_theta: None,
         rope_scaling: None,
         output_bias: None,
+        qk_norm: None,
         trainable: true,
     };
     ModelSpec::Functional(

@@ -41,6 +41,7 @@ fn encoder(causal: bool, cross: bool, dropout: f32) -> Functional {
         rope_theta: None,
         rope_scaling: None,
         output_bias: None,
+        qk_norm: None,
         trainable: true,
     };
     let att_inputs: &[&str] = if cross { &["pos", "x"] } else { &["pos"] };
@@ -119,6 +120,7 @@ fn wide_heads_take_the_unfused_attention_and_train_equal_to_the_reference() {
                 rope_theta: None,
                 rope_scaling: None,
                 output_bias: None,
+                qk_norm: None,
                 trainable: true,
             };
             let f = Functional::new("x", &[3, 4])
@@ -230,6 +232,7 @@ fn embedded_tokens_train_equal_to_the_reference() {
         rope_theta: None,
         rope_scaling: None,
         output_bias: None,
+        qk_norm: None,
         trainable: true,
     };
     let lm = Functional::new("ids", &[7])
@@ -425,6 +428,7 @@ fn transformer_layers_check_their_inputs() {
         rope_theta: None,
         rope_scaling: None,
         output_bias: None,
+        qk_norm: None,
         trainable: true,
     };
     let e = compile(loss(
@@ -469,6 +473,7 @@ fn llama_block() -> Functional {
         rope_theta: Some(10_000.0),
         rope_scaling: None,
         output_bias: None,
+        qk_norm: None,
         trainable: true,
     };
     Functional::new("ids", &[6])
@@ -568,6 +573,7 @@ fn a_llama_block_trains_equal_to_the_reference() {
             rope_theta: None,
             rope_scaling: None,
             output_bias: None,
+            qk_norm: None,
             trainable: true,
         },
         &["norm"],

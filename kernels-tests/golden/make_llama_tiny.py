@@ -1,9 +1,11 @@
 """Tiny Llamas in Hugging Face's files, and what Hugging Face computes with
 them, for kernels-tests/llama.rs (wgml's importer of Llama checkpoints).
 
-Writes kernels-tests/golden/llama-tiny/, llama-tiny-tied/ and qwen2-tiny/ (a
+Writes kernels-tests/golden/llama-tiny/, llama-tiny-tied/, qwen2-tiny/ (a
 Qwen2ForCausalLM: a Llama with biases on the attention's query, key and value
-projections, here with 4 query heads sharing 2, a tied head and θ 1,000,000):
+projections, here with 4 query heads sharing 2, a tied head and θ 1,000,000) and
+qwen3-tiny/ (a Qwen3ForCausalLM: no biases, each query and key head RMS-normalized
+before the rotary turn; 4 query heads sharing 2, an untied head):
   config.json, model.safetensors   LlamaForCausalLM.save_pretrained: 2 layers of
                                    width 32, 4 query heads of 8 sharing 2 key and
                                    value heads (grouped-query attention; the tied
@@ -38,7 +40,8 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import AddedToken, Tokenizer
 from tokenizers.processors import TemplateProcessing
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config,
+                          Qwen3ForCausalLM)
 
 TEXT = "The engine trains real models on any GPU; it reads text as tokens."
 NEW = 16
@@ -57,7 +60,7 @@ def make(out, kv_heads, tied, rope, seed, family=(LlamaConfig, LlamaForCausalLM)
     torch.manual_seed(seed)
     config_class, model_class = family
     config = config_class(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=32,
+                         num_attention_heads=4, num_key_value_heads=kv_heads, head_dim=8, max_position_embeddings=32,
                          rms_norm_eps=1e-5, rope_parameters=rope,
                          tie_word_embeddings=tied, bos_token_id=bos, eos_token_id=eos, pad_token_id=None)
     model = model_class(config)
@@ -107,3 +110,5 @@ make("kernels-tests/golden/llama-tiny-tied", kv_heads=4, tied=True,
            "high_freq_factor": 2.0, "original_max_position_embeddings": 16}, seed=12)
 make("kernels-tests/golden/qwen2-tiny", kv_heads=2, tied=True,
      rope={"rope_theta": 1000000.0, "rope_type": "default"}, seed=13, family=(Qwen2Config, Qwen2ForCausalLM))
+make("kernels-tests/golden/qwen3-tiny", kv_heads=2, tied=False,
+     rope={"rope_theta": 1000000.0, "rope_type": "default"}, seed=14, family=(Qwen3Config, Qwen3ForCausalLM))

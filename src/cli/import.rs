@@ -88,7 +88,10 @@ pub fn run(args: &ImportArgs) -> Result<ExitCode> {
         ));
     }
     let model_type = wgml::import::model_type(&args.folder)?;
-    let llama = matches!(model_type.as_deref(), Some("llama" | "mistral" | "qwen2"));
+    let llama = matches!(
+        model_type.as_deref(),
+        Some("llama" | "mistral" | "qwen2" | "qwen3")
+    );
     let mut imported = if bert {
         let how = wgml::import::bert::BertImport {
             context: args.context,

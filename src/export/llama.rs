@@ -57,6 +57,7 @@ pub fn llama_config_of(f: &Functional) -> std::result::Result<(LlamaConfig, usiz
         rope_scaling,
         use_bias: qkv_bias,
         output_bias,
+        qk_norm,
         dropout,
         ..
     }) = layer("model.layers.0.self_attn")
@@ -101,6 +102,7 @@ pub fn llama_config_of(f: &Functional) -> std::result::Result<(LlamaConfig, usiz
         activation,
         qkv_bias,
         output_bias: output_bias.unwrap_or(qkv_bias),
+        qk_norm: qk_norm.is_some(),
         mlp_bias,
         attention_dropout: decimal(dropout),
         tied_head,
@@ -144,7 +146,7 @@ pub fn export_llama(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
     Ok(format!(
         "{}: {} blocks of width {}, {} query heads sharing {} key and value heads, {context} positions, \
          {} tokens; {count} parameters{}{}",
-        if qwen2(&config) { "Qwen2" } else { "Llama" },
+        config.family(),
         config.layers,
         config.width,
         config.heads,
@@ -168,8 +170,8 @@ fn hf_config(c: &LlamaConfig) -> serde_json::Value {
         .find(|(_, wgml)| *wgml == c.activation)
         .map_or("silu", |(hf, _)| *hf);
     json!({
-        "architectures": [if qwen2(c) { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
-        "model_type": if qwen2(c) { "qwen2" } else { "llama" },
+        "architectures": [format!("{}ForCausalLM", c.family())],
+        "model_type": c.family().to_lowercase(),
         "vocab_size": c.vocab,
         "hidden_size": c.width,
         "intermediate_size": c.inner,
@@ -194,12 +196,6 @@ fn hf_config(c: &LlamaConfig) -> serde_json::Value {
         "tie_word_embeddings": c.tied_head,
         "initializer_range": 0.02,
     })
-}
-
-/// Whether `c` is a Qwen2 (biases on the query, key and value projections
-/// only); else a Llama, whose projections all have biases or none.
-fn qwen2(c: &LlamaConfig) -> bool {
-    c.qkv_bias && !c.output_bias
 }
 
 /// transformers 5's `rope_parameters`: the base, the type and its factors.
@@ -258,6 +254,14 @@ fn hf_tensors(tensors: &[NamedValues], c: &LlamaConfig) -> std::result::Result<V
                 put(
                     &format!("{l}.self_attn.{ours}.bias"),
                     format!("{l}.self_attn.{hf}.bias"),
+                )?;
+            }
+        }
+        if c.qk_norm {
+            for (hf, ours) in [("q_norm", "query_norm"), ("k_norm", "key_norm")] {
+                put(
+                    &format!("{l}.self_attn.{ours}.weight"),
+                    format!("{l}.self_attn.{hf}.weight"),
                 )?;
             }
         }

@@ -282,7 +282,8 @@ pub enum Op {
     },
     /// RMS normalization of each sample's last axis, the uncentred
     /// [`Op::LayerNorm`]: `x/√(mean(x²) + ε)·γ` (Keras' `RMSNormalization`,
-    /// PyTorch's `nn.RMSNorm`, Llama's `LlamaRMSNorm`).
+    /// PyTorch's `nn.RMSNorm`, Llama's `LlamaRMSNorm`); with a `γ` shorter than
+    /// the axis, of each group of its length in the axis (Qwen3's heads).
     RmsNorm {
         /// Input, normalised over its last per-sample axis.
         x: NodeId,

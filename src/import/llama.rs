@@ -74,6 +74,9 @@ pub struct LlamaConfig {
     /// A bias on the attention's output projection (a Llama's
     /// `attention_bias`; never for Qwen2).
     pub output_bias: bool,
+    /// Qwen3's RMS normalization of each query and key head (`q_norm`,
+    /// `k_norm`, with `rms_norm_eps`).
+    pub qk_norm: bool,
     /// Biases on the MLP's projections (`mlp_bias`).
     pub mlp_bias: bool,
     /// Dropout on the attention weights (`attention_dropout`).
@@ -97,7 +100,7 @@ impl LlamaConfig {
             .get("layer_types")
             .and_then(Value::as_array)
             .is_some_and(|types| types.iter().any(|t| t.as_str() == Some("sliding_attention")));
-        if sliding_layers || (model_type == Some("qwen2") && flag("use_sliding_window")) {
+        if sliding_layers || (matches!(model_type, Some("qwen2" | "qwen3")) && flag("use_sliding_window")) {
             return Err(
                 "attends within a sliding window on some layers, which wgml's attention does not compute \
                  (each token sees every earlier one)"
@@ -105,11 +108,12 @@ impl LlamaConfig {
             );
         }
         match model_type {
-            Some("llama" | "qwen2") => {}
+            Some("llama" | "qwen2" | "qwen3") => {}
             Some("mistral") => {}
             other => {
                 return Err(format!(
-                    "describes a '{}' model, not a Llama (model_type \"llama\", \"mistral\" or \"qwen2\")",
+                    "describes a '{}' model, not a Llama (model_type \"llama\", \"mistral\", \"qwen2\" \
+                     or \"qwen3\")",
                     other.unwrap_or("unnamed")
                 ));
             }
@@ -167,6 +171,7 @@ impl LlamaConfig {
             // Qwen2: biases on the query, key and value, none on the output.
             qkv_bias: model_type == Some("qwen2") || flag("attention_bias"),
             output_bias: model_type != Some("qwen2") && flag("attention_bias"),
+            qk_norm: model_type == Some("qwen3"),
             mlp_bias: flag("mlp_bias"),
             attention_dropout: settings.rate("attention_dropout", 0.0)?,
             tied_head: flag("tie_word_embeddings"),
@@ -182,6 +187,19 @@ impl LlamaConfig {
                 ),
             },
         })
+    }
+
+    /// Which of the family it is, by what it computes: "Qwen3" (normalized
+    /// query and key heads), "Qwen2" (biases on the query, key and value
+    /// only) or "Llama".
+    pub fn family(&self) -> &'static str {
+        if self.qk_norm {
+            "Qwen3"
+        } else if self.qkv_bias && !self.output_bias {
+            "Qwen2"
+        } else {
+            "Llama"
+        }
     }
 
     /// The wgml functional model of this Llama with `context` positions,
@@ -204,6 +222,9 @@ impl LlamaConfig {
         }
         if self.output_bias != self.qkv_bias {
             attention["output_bias"] = json!(self.output_bias);
+        }
+        if self.qk_norm {
+            attention["qk_norm"] = json!(self.epsilon);
         }
         let dense = |units: usize, activation: &str| json!({ "Dense": { "units": units, "activation": activation, "use_bias": self.mlp_bias } });
         let mut layers = vec![layer(
@@ -405,6 +426,15 @@ fn llama_tensors(
                 take(&format!("{from}.bias"), &format!("{to}.bias"), &[units])?;
             }
         }
+        if c.qk_norm {
+            for (hf, ours) in [("q_norm", "query_norm"), ("k_norm", "key_norm")] {
+                take(
+                    &format!("{l}.self_attn.{hf}.weight"),
+                    &format!("{l}.self_attn.{ours}.weight"),
+                    &[c.head_dim],
+                )?;
+            }
+        }
         for (part, units, inputs) in [
             ("gate_proj", c.inner, d),
             ("up_proj", c.inner, d),
@@ -494,11 +524,7 @@ pub fn import_llama(dir: &Path, context: Option<usize>, lr: f64) -> Result<Impor
     let tensors = llama_tensors(&parsed, &config).map_err(|m| files.bad("model.safetensors", m))?;
     let architecture = config.architecture(context, lr)?;
     let count: usize = tensors.iter().map(|(_, _, v)| v.len()).sum();
-    let family = if config.qkv_bias && !config.output_bias {
-        "Qwen2"
-    } else {
-        "Llama"
-    };
+    let family = config.family();
     let summary = format!(
         "{family}: {} blocks of width {}, {} query heads of {} sharing {} key and value heads, rotary \
          positions (θ {}), MLP {} ({}), {context} positions (of {}), {} tokens; {count} parameters{}",

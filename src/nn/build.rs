@@ -364,6 +364,7 @@ impl Layer {
                 rope_theta,
                 rope_scaling,
                 output_bias,
+                qk_norm,
                 trainable,
             } => multi_head_attention(
                 b,
@@ -375,6 +376,7 @@ impl Layer {
                     value_dim: value_dim.unwrap_or(*key_dim),
                     rope_theta: *rope_theta,
                     rope_scaling: *rope_scaling,
+                    qk_norm: *qk_norm,
                 },
                 *dropout,
                 (*use_bias, output_bias.unwrap_or(*use_bias)),
@@ -478,6 +480,7 @@ struct Heads {
     value_dim: usize,
     rope_theta: Option<f64>,
     rope_scaling: Option<crate::nn::layers::RopeScaling>,
+    qk_norm: Option<f32>,
 }
 
 /// MultiHeadAttention: `.query`, `.key` and `.value` Dense projections (no
@@ -494,6 +497,7 @@ fn multi_head_attention(
         value_dim,
         rope_theta,
         rope_scaling,
+        qk_norm,
     }: Heads,
     dropout: f32,
     (use_bias, output_bias): (bool, bool),
@@ -580,6 +584,12 @@ fn multi_head_attention(
         scaling
             .validate()
             .map_err(|e| Error::invalid(format!("layer '{name}': {e}")))?;
+    }
+    if let Some(epsilon) = qk_norm {
+        let qg = b.param("query_norm.weight", &[key_dim], Init::Ones, trainable, name)?;
+        let kg = b.param("key_norm.weight", &[key_dim], Init::Ones, trainable, name)?;
+        q = b.g.rms_norm(q, qg, epsilon, name)?;
+        k = b.g.rms_norm(k, kg, epsilon, name)?;
     }
     if let Some(theta) = rope_theta {
         let mut frequencies = crate::reference::rotary::frequencies(theta, key_dim);

@@ -345,6 +345,12 @@ pub enum Layer {
         /// projections only).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output_bias: Option<bool>,
+        /// RMS normalization of each head of the queries and of the keys after
+        /// their projections, before the rotary turn, with this epsilon (Qwen3's
+        /// `q_norm` and `k_norm`; scales `.query_norm` and `.key_norm` of
+        /// `key_dim` values). `None`: none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        qk_norm: Option<f32>,
         /// False to freeze the projections.
         #[serde(default = "keras::trainable", skip_serializing_if = "keras::is_true")]
         trainable: bool,
@@ -514,6 +520,7 @@ impl Layer {
             rope_theta: None,
             rope_scaling: None,
             output_bias: None,
+            qk_norm: None,
             trainable: true,
         }
     }

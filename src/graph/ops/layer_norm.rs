@@ -55,15 +55,19 @@ impl Graph {
     }
 
     /// RMS normalization of `x` over its last per-sample axis with scale `gamma`
-    /// (a parameter of that axis' length).
+    /// (a parameter of that axis' length), or over each of the equal groups
+    /// the axis holds side by side when `gamma` is one group long (Qwen3's
+    /// normalization of each head of its queries and keys).
     pub fn rms_norm(&mut self, x: NodeId, gamma: NodeId, epsilon: f32, layer: &str) -> Result<NodeId> {
         let shape = self.shape(x).to_vec();
         let features = *shape.last().expect("per-sample shapes are non-empty");
-        if self.shape(gamma) != [features] {
+        let fits = matches!(self.shape(gamma), &[g] if g > 0 && features.is_multiple_of(g));
+        if !fits {
             return Err(shape_err(
                 layer,
                 format!(
-                    "RMSNormalization of {shape:?} needs a scale of [{features}], got {:?}",
+                    "RMSNormalization of {shape:?} needs a scale of [{features}] (or of a length \
+                     dividing it, one scale per group), got {:?}",
                     self.shape(gamma)
                 ),
             ));
@@ -76,6 +80,15 @@ impl Graph {
         }
         Ok(self.push(Op::RmsNorm { x, gamma, epsilon }, shape, layer))
     }
+}
+
+/// `(rows, values)` of the rows normalised: `x`'s values in rows of the
+/// scale's length (the last axis; for an RMS normalization, possibly each of
+/// the heads side by side in it).
+fn rows_of(graph: &Graph, batch: usize, x: NodeId, gamma: NodeId) -> (usize, usize) {
+    let (rows, features) = super::rows_features(graph, batch, x);
+    let width = graph.shape(gamma)[0];
+    (rows * (features / width), width)
 }
 
 /// An `Op::LayerNorm`'s or `Op::RmsNorm`'s input, scale, shift (`None`:
@@ -95,7 +108,7 @@ fn fields(op: &Op) -> (NodeId, NodeId, Option<NodeId>, f32) {
 
 pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tensor> {
     let (x, gamma, beta, eps) = fields(op);
-    let (rows, features) = super::rows_features(lw.graph, lw.batch, x);
+    let (rows, features) = rows_of(lw.graph, lw.batch, x, gamma);
     let y = lw.output(id)?;
     let stats = Tensor::zeros(lw.ctx, &[rows, 2], DType::F32)?;
     let view = [rows, features];
@@ -110,7 +123,7 @@ pub(crate) fn forward(lw: &mut Lowering<'_>, id: NodeId, op: &Op) -> Result<Tens
 
 pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, op: &Op) -> Result<()> {
     let (x, gamma, beta, eps) = fields(op);
-    let (rows, features) = super::rows_features(bw.graph, bw.batch, x);
+    let (rows, features) = rows_of(bw.graph, bw.batch, x, gamma);
     let view = [rows, features];
     let (want_gamma, want_beta) = (bw.req[gamma], beta.is_some_and(|b| bw.req[b]));
     if !bw.req[x] && !want_gamma && !want_beta {
@@ -148,7 +161,7 @@ pub(crate) fn backward(bw: &mut BackwardLowering<'_>, id: NodeId, dy: &Tensor, o
 
 pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId, op: &Op) -> Vec<f32> {
     let (x, gamma, beta, eps) = fields(op);
-    let (rows, _) = super::rows_features(rf.graph, rf.batch, x);
+    let (rows, _) = rows_of(rf.graph, rf.batch, x, gamma);
     let mut y = vec![0.0; rf.numel(id)];
     let mut stats = vec![0.0; rows * 2];
     match beta {
