@@ -14,8 +14,8 @@ pub struct ImportArgs {
     /// A Hugging Face GPT-2, Llama, BERT, RoBERTa, DistilBERT or ELECTRA folder: config.json,
     /// model.safetensors and tokenizer.json (what `save_pretrained` writes; the
     /// Hub's gpt2, gpt2-medium, gpt2-large, gpt2-xl and distilgpt2; Llama-family
-    /// LlamaForCausalLM and Qwen2ForCausalLM folders, sharded ones included
-    /// (TinyLlama, SmolLM, Llama 2, 3.1 and 3.2, Qwen2.5); bert-base-uncased, bert-base-cased, bert-large-*, roberta-base,
+    /// LlamaForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM folders, sharded ones included
+    /// (TinyLlama, SmolLM, Llama 2, 3.1 and 3.2, Qwen2.5, Qwen3); bert-base-uncased, bert-base-cased, bert-large-*, roberta-base,
     /// xlm-roberta-base, distilbert-base-uncased and their fine-tuned
     /// classifiers). A BERT, RoBERTa, DistilBERT or ELECTRA becomes a classifier of texts.
     pub folder: PathBuf,
