@@ -17,6 +17,9 @@
 #                                       # benches/transformer_torch.py, byte_lm_torch.py,
 #                                       # gpt2_torch.py and bert_torch.py on the GPU
 #   bash benches/gpu_session.sh tests   # every kernel test alone, 8 at a time, 60 s each at most
+#   bash benches/gpu_session.sh llama   # (not in `all`) a SmolLM2-135M-shaped Llama from random
+#                                       # weights: training and LoRA steps at batch 8 x 1,024,
+#                                       # their profile, generation with and without the cache
 # Without .gl (e.g. a local try on lavapipe) the loader set-up is skipped.
 set -uo pipefail
 stage="${1:-all}"
@@ -197,6 +200,21 @@ if [ "$stage" = torch ] || [ "$stage" = all ]; then
             > "$logs/torch-transformer-b$b.json" 2> "$logs/torch-transformer-b$b.log"
         echo "== torch transformer batch $b: exit $?" | tee -a "$logs/torch-transformer-b$b.log"
     done
+fi
+if [ "$stage" = llama ]; then
+    # examples/models/smollm2_135m.json: what `wgml import` gives HuggingFaceTB/SmolLM2-135M at
+    # 1,024 positions (random weights, bytes as tokens; lavapipe's figures and transformers'
+    # agreement: bench-results/2026-12-07-llama/).
+    run smollm2-b8 240 "$wgml" train --model examples/models/smollm2_135m.json --data text:README.md \
+        --batch-size 8 --steps 20 --save /tmp/smollm2.safetensors --metrics "$logs/smollm2-b8.json"
+    run profile-smollm2-b8 120 "$wgml" train --model examples/models/smollm2_135m.json \
+        --data text:README.md --profile --batch-size 8
+    run smollm2-lora-b8 240 "$wgml" train --model /tmp/smollm2.safetensors --data text:README.md \
+        --batch-size 8 --steps 20 --lora 8 --metrics "$logs/smollm2-lora-b8.json"
+    run smollm2-generate 120 "$wgml" generate --weights /tmp/smollm2.safetensors --prompt "Th" \
+        --tokens 100 --temperature 0
+    run smollm2-generate-no-cache 180 "$wgml" generate --weights /tmp/smollm2.safetensors \
+        --prompt "Th" --tokens 100 --temperature 0 --no-cache
 fi
 if [ "$stage" = tests ] || [ "$stage" = all ]; then
     if [ -x .device/kernels ]; then

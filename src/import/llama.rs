@@ -565,6 +565,23 @@ mod tests {
         ))
     }
 
+    /// `examples/models/smollm2_135m.json` is what importing the Hub's
+    /// `HuggingFaceTB/SmolLM2-135M` describes at 1,024 positions (its
+    /// config.json's settings), so the GPU session times a Llama of that shape
+    /// from random weights.
+    #[test]
+    fn the_smollm2_example_is_the_imported_architecture() {
+        let hub = r#"{"model_type":"llama","vocab_size":49152,"hidden_size":576,"intermediate_size":1536,
+            "num_hidden_layers":30,"num_attention_heads":9,"num_key_value_heads":3,"head_dim":64,
+            "max_position_embeddings":8192,"rms_norm_eps":1e-05,"rope_theta":100000,
+            "rope_scaling":null,"tie_word_embeddings":true,"hidden_act":"silu","attention_bias":false,
+            "mlp_bias":false}"#;
+        let want = LlamaConfig::parse(hub).unwrap().architecture(1024, 1e-4).unwrap();
+        let example: FunctionalArchitecture =
+            serde_json::from_str(include_str!("../../examples/models/smollm2_135m.json")).unwrap();
+        assert_eq!(example, want);
+    }
+
     #[test]
     fn configs_read_both_rope_layouts_and_refuse_what_wgml_does_not_compute() {
         let plain = config("").unwrap();
