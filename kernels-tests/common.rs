@@ -440,3 +440,25 @@ pub fn save_imported(imported: &wgml::import::Imported, path: &std::path::Path) 
     )
     .unwrap();
 }
+
+/// Log probabilities from `probs` (a model's softmax outputs) against a
+/// float64 reference's `want`, where the probability is not vanishing (f32
+/// softmax underflows below e^-87): at least `min` of them compared, each within
+/// 2e-4 + 1e-5 relative.
+pub fn log_probs_match(what: &str, probs: &[f32], want: &[f32], min: usize) {
+    assert_eq!(probs.len(), want.len(), "{what}: outputs");
+    let (got, expect): (Vec<f32>, Vec<f32>) = probs
+        .iter()
+        .map(|&p| (p as f64).ln() as f32)
+        .zip(want)
+        .filter(|(_, w)| **w > -60.0)
+        .map(|(g, w)| (g, *w))
+        .unzip();
+    assert!(
+        got.len() > min,
+        "{what}: {} of {} compared",
+        got.len(),
+        want.len()
+    );
+    assert_close(what, &got, &expect, 2e-4, 1e-5);
+}

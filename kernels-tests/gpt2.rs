@@ -98,22 +98,11 @@ fn an_imported_gpt2_gives_hugging_faces_probabilities_and_greedy_tokens() {
     }
     assert!(model.predict_position(ctx, &x, 32).is_err());
     assert!(wgml::nn::generate::causal_by_construction(&model));
-    let log_probs: Vec<f32> = probs.iter().map(|&p| (p as f64).ln() as f32).collect();
-    assert_eq!(log_probs.len(), want["log_probs"].len());
-    // Where the probability is not vanishing (f32 softmax underflows below e^-87).
-    let (got, expect): (Vec<f32>, Vec<f32>) = log_probs
-        .iter()
-        .zip(&want["log_probs"])
-        .filter(|(_, w)| **w > -60.0)
-        .map(|(g, w)| (*g, *w))
-        .unzip();
-    assert!(got.len() > 9000, "{} of 9600 compared", got.len());
-    assert_close(
+    log_probs_match(
         "log probabilities against Hugging Face",
-        &got,
-        &expect,
-        2e-4,
-        1e-5,
+        &probs,
+        &want["log_probs"],
+        9000,
     );
 
     // One position at a time with the key/value cache: each position's

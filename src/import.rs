@@ -245,26 +245,41 @@ impl Gpt2Config {
             x = format!("{h}.res2");
         }
         layers.push(layer("ln_f", &[&x], norm));
-        let mut head = layer(
-            "lm_head",
-            &["ln_f"],
-            json!({ "Dense": { "units": self.vocab, "activation": "Softmax", "use_bias": false } }),
-        );
-        if self.tied_head {
-            head["tied"] = json!({ "weight": "wte.weight" });
-        }
-        layers.push(head);
-        let description = json!({
-            "functional": {
-                "input": { "name": "tokens", "shape": [context] },
-                "layers": layers,
-                "objective": { "Supervised": { "output": "lm_head", "loss": "SparseCategoricalCrossentropy" } }
-            },
-            "optimizer": { "Adam": { "lr": lr } }
-        });
-        serde_json::from_value(description)
-            .map_err(|e| Error::invalid(format!("the GPT-2 description wgml wrote does not parse: {e}")))
+        let tied = self.tied_head.then_some("wte.weight");
+        language_model(layers, ("ln_f", self.vocab, tied), context, lr, "GPT-2")
     }
+}
+
+/// The functional model of a decoder's `layers` (reading `[context]` token
+/// ids as `tokens`) topped by `lm_head`, a Dense of `vocab` units without bias
+/// after layer `last`, tied to the embedding `tied` names if any, under softmax
+/// cross-entropy, trained with Adam at `lr`; `what` names the model in errors.
+pub(crate) fn language_model(
+    mut layers: Vec<Value>,
+    (last, vocab, tied): (&str, usize, Option<&str>),
+    context: usize,
+    lr: f64,
+    what: &str,
+) -> Result<FunctionalArchitecture> {
+    let mut head = layer(
+        "lm_head",
+        &[last],
+        json!({ "Dense": { "units": vocab, "activation": "Softmax", "use_bias": false } }),
+    );
+    if let Some(weight) = tied {
+        head["tied"] = json!({ "weight": weight });
+    }
+    layers.push(head);
+    let description = json!({
+        "functional": {
+            "input": { "name": "tokens", "shape": [context] },
+            "layers": layers,
+            "objective": { "Supervised": { "output": "lm_head", "loss": "SparseCategoricalCrossentropy" } }
+        },
+        "optimizer": { "Adam": { "lr": lr } }
+    });
+    serde_json::from_value(description)
+        .map_err(|e| Error::invalid(format!("the {what} description wgml wrote does not parse: {e}")))
 }
 
 /// A `config.json`'s settings read with errors that name the key.

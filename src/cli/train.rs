@@ -1015,7 +1015,7 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     };
     // A question answerer's data keeps its test and validation questions, to
     // score the answers; its validation questions are held out whole.
-    let (mut data, bytes_per_token, answer_splits) = if labels == TableLabels::Answers {
+    let (mut data, bytes_per_token, mut answer_splits) = if labels == TableLabels::Answers {
         let (d, questions) = super::answers::read_answer_data(
             Path::new(&data_name),
             recipe.model.input_shape(),
@@ -1410,8 +1410,8 @@ pub fn run(gpu: &GpuArgs, args: &TrainArgs) -> Result<ExitCode> {
     }
     // A question answerer scores its validation answers every epoch.
     recipe.fit.answers = answer_splits
-        .as_ref()
-        .and_then(|a| a.validation.clone())
+        .as_mut()
+        .and_then(|a| a.validation.take())
         .filter(|_| data.validation.is_some())
         .map(std::sync::Arc::new);
     let fitted = match &data.validation {

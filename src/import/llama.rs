@@ -29,7 +29,7 @@ use std::path::Path;
 use safetensors::SafeTensors;
 use serde_json::{Value, json};
 
-use super::{ACTIVATIONS, Folder, Imported, Settings, layer, op, to_f32};
+use super::{ACTIVATIONS, Folder, Imported, Settings, language_model, layer, op, to_f32};
 use crate::checkpoint::FunctionalArchitecture;
 use crate::error::{Error, Result};
 use crate::graph::params::NamedValues;
@@ -273,25 +273,14 @@ impl LlamaConfig {
             x = name("res2");
         }
         layers.push(layer("model.norm", &[&x], norm));
-        let mut head = layer(
-            "lm_head",
-            &["model.norm"],
-            json!({ "Dense": { "units": self.vocab, "activation": "Softmax", "use_bias": false } }),
-        );
-        if self.tied_head {
-            head["tied"] = json!({ "weight": "model.embed_tokens.weight" });
-        }
-        layers.push(head);
-        let description = json!({
-            "functional": {
-                "input": { "name": "tokens", "shape": [context] },
-                "layers": layers,
-                "objective": { "Supervised": { "output": "lm_head", "loss": "SparseCategoricalCrossentropy" } }
-            },
-            "optimizer": { "Adam": { "lr": lr } }
-        });
-        serde_json::from_value(description)
-            .map_err(|e| Error::invalid(format!("the Llama description wgml wrote does not parse: {e}")))
+        let tied = self.tied_head.then_some("model.embed_tokens.weight");
+        language_model(
+            layers,
+            ("model.norm", self.vocab, tied),
+            context,
+            lr,
+            self.family(),
+        )
     }
 }
 

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use super::encoder::{AdapterModel, read_onto, write_from};
 use crate::checkpoint::Checkpoint;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::import::llama::PROJECTIONS;
 
 /// A Llama-family decoder as its adapters see it.
@@ -46,7 +46,11 @@ pub fn add_adapter(imported: &mut crate::import::Imported, dir: &Path) -> Result
 /// `PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), dir)`
 /// loads; returns one line on what was written.
 pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> {
-    let (lora, modules, _) = write_from(c, path, dir, &llama_model(), &[])?;
+    let a = c.functional_architecture(path)?.ok_or_else(|| Error::Data {
+        path: path.display().to_string(),
+        message: "holds no functional model, so no Llama".into(),
+    })?;
+    let (lora, modules, _) = write_from((c, &a.functional), path, dir, &llama_model(), &[])?;
     Ok(format!(
         "LoRA adapter: rank {}, alpha {}, on {modules} modules (PEFT's CAUSAL_LM: load it onto \
          AutoModelForCausalLM.from_pretrained(BASE))",

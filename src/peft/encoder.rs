@@ -303,7 +303,7 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     saved.extend(model.heads.iter().filter(|h| !h.starts_with("classifier")));
     saved.extend(model.beside.iter().map(|(_, peft)| *peft));
     saved.push("score");
-    let (lora, modules, head_tensors) = write_from(c, path, dir, &model, &saved)?;
+    let (lora, modules, head_tensors) = write_from((c, &a.functional), path, dir, &model, &saved)?;
     let classes = head.classes;
     let what = match classes {
         _ if head.task == Task::QuestionAnswering => "start and end scores of each token".to_string(),
@@ -319,12 +319,13 @@ pub fn write_adapter(c: &Checkpoint, path: &Path, dir: &Path) -> Result<String> 
     ))
 }
 
-/// Writes the adapters of checkpoint `c` (read from `path`, named in errors), a
-/// `model`, as a PEFT adapter folder `dir` (created if missing), the layers it
-/// trains in full saved whole under `modules_to_save`; returns the adapters'
-/// settings, how many modules they adapt and how many tensors were saved whole.
+/// Writes the adapters of checkpoint `c` (read from `path`, named in errors),
+/// whose functional model `f` is a `model`, as a PEFT adapter folder `dir`
+/// (created if missing), the layers it trains in full saved whole under
+/// `modules_to_save`; returns the adapters' settings, how many modules they
+/// adapt and how many tensors were saved whole.
 pub(crate) fn write_from(
-    c: &Checkpoint,
+    (c, f): (&Checkpoint, &crate::nn::Functional),
     path: &Path,
     dir: &Path,
     model: &AdapterModel<'_>,
@@ -334,10 +335,7 @@ pub(crate) fn write_from(
         path: path.display().to_string(),
         message,
     };
-    let a = c
-        .functional_architecture(path)?
-        .ok_or_else(|| bad("holds no functional model".into()))?;
-    let lora = a.functional.lora.as_ref().ok_or_else(|| {
+    let lora = f.lora.as_ref().ok_or_else(|| {
         bad("has no LoRA adapters to write (train it with --lora, or export the whole model)".into())
     })?;
     let heads = &model.heads;

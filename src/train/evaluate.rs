@@ -362,7 +362,18 @@ pub fn evaluate_answers(
     questions: &Questions,
     batch_size: usize,
 ) -> Result<(Evaluation, Vec<usize>)> {
-    let (mut e, predicted, logits) = evaluated(model, ctx, &questions.split(), batch_size, Copied::Logits)?;
+    evaluate_answers_of(model, ctx, (&questions.split(), questions), batch_size)
+}
+
+/// [`evaluate_answers`] of `windows`, the split of `questions` made once by
+/// the caller (`fit`'s validation, every epoch).
+pub(crate) fn evaluate_answers_of(
+    model: &mut Model,
+    ctx: &Context,
+    (windows, questions): (&Split, &Questions),
+    batch_size: usize,
+) -> Result<(Evaluation, Vec<usize>)> {
+    let (mut e, predicted, logits) = evaluated(model, ctx, windows, batch_size, Copied::Logits)?;
     e.answers = Some(questions.scores(&logits));
     Ok((e, predicted))
 }

@@ -860,8 +860,9 @@ fn run_fit(
         let seconds = start.elapsed().as_secs_f64();
         let (val_loss, val_accuracy, val_f1, val_exact_match) = match (&val, &config.answers) {
             // A question answerer: its answers too, from the same pass's logits.
-            (Some(_), Some(questions)) => {
-                let (e, _) = super::evaluate::evaluate_answers(model, ctx, questions, b)?;
+            // The validation data are the questions' windows (checked in `sizes`).
+            (Some(v), Some(questions)) => {
+                let (e, _) = super::evaluate::evaluate_answers_of(model, ctx, (v, questions), b)?;
                 let a = e.answers.as_ref();
                 (
                     Some(e.loss),
