@@ -1407,6 +1407,109 @@ fn an_imported_gpt2_generates_and_fine_tunes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An instruct model's folder (llama-tiny with a chat template and a stop
+/// list, golden/make_chat.py): `generate --chat` writes the conversation in
+/// its template and stops at a stop token where transformers' generate stops,
+/// printing the reply alone; fine-tuning keeps the settings, and the export
+/// writes them where transformers reads them. A model without a template
+/// refuses --chat.
+#[test]
+fn an_instruct_model_chats_in_its_template_and_stops_where_transformers_does() {
+    let dir = crate::common::fresh_dir("cli-chat");
+    let (folder, plain) = (
+        dir.join("instruct"),
+        crate::common::repo_file("kernels-tests/golden/llama-tiny"),
+    );
+    std::fs::create_dir_all(&folder).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(plain.join(f), folder.join(f)).unwrap();
+    }
+    let golden: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(crate::common::repo_file("kernels-tests/golden/chat.json")).unwrap(),
+    )
+    .unwrap();
+    let g = &golden["generation"];
+    let config = serde_json::json!({
+        "chat_template": g["template"],
+        "bos_token": "<|begin_of_text|>",
+        "eos_token": "<|end_of_text|>",
+    });
+    std::fs::write(folder.join("tokenizer_config.json"), config.to_string()).unwrap();
+    let stops = serde_json::json!({ "eos_token_id": g["stop_ids"] });
+    std::fs::write(folder.join("generation_config.json"), stops.to_string()).unwrap();
+    let ckpt = dir.join("instruct.safetensors");
+    let c = ckpt.to_str().unwrap();
+    succeeds(&["import", folder.to_str().unwrap(), "--save", c]);
+    let chat = |weights: &str| {
+        wgml(&[
+            "generate",
+            "--weights",
+            weights,
+            "--chat",
+            "--system",
+            g["system"].as_str().unwrap(),
+            "--prompt",
+            g["prompt"].as_str().unwrap(),
+            "--tokens",
+            "12",
+            "--temperature",
+            "0",
+        ])
+    };
+    let out = chat(c);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n", g["reply"].as_str().unwrap()),
+        "the reply alone, as transformers decodes it"
+    );
+    let stop = g["ids"].as_array().unwrap().last().unwrap();
+    assert!(stderr.contains(&format!("stopped at token {stop} ")), "{stderr}");
+    // Fine-tuned, the checkpoint keeps its template and stops.
+    let tuned = dir.join("tuned.safetensors");
+    let text = readme_as_text_data();
+    succeeds(&[
+        "train",
+        "--model",
+        c,
+        "--data",
+        &text,
+        "--steps",
+        "1",
+        "--save",
+        tuned.to_str().unwrap(),
+    ]);
+    let kept = wgml::checkpoint::load(&tuned)
+        .unwrap()
+        .vocabulary(&tuned)
+        .unwrap();
+    let read = wgml::data::chat::ChatSettings::from_folder(&folder).unwrap();
+    assert_eq!(kept.chat(), Some(&read));
+    // Exported, transformers finds them where it reads them.
+    let hf = dir.join("hf");
+    succeeds(&["export", tuned.to_str().unwrap(), "--save", hf.to_str().unwrap()]);
+    assert_eq!(wgml::data::chat::ChatSettings::from_folder(&hf).unwrap(), read);
+    // A base model has no template to chat in.
+    let base = dir.join("base.safetensors");
+    succeeds(&[
+        "import",
+        plain.to_str().unwrap(),
+        "--save",
+        base.to_str().unwrap(),
+    ]);
+    let out = chat(base.to_str().unwrap());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("no chat template"),
+        "{stderr}"
+    );
+    fails_with(
+        &["generate", "--weights", c, "--system", "x"],
+        &["--system", "--chat"],
+    );
+}
+
 /// `wgml import` of a Hugging Face Llama folder (the tiny grouped-query one of
 /// `kernels-tests/llama.rs`), `wgml generate` from it with and without the
 /// key/value cache, LoRA fine-tuning on text (PEFT's default targets, q_proj

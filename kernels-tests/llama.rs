@@ -85,6 +85,15 @@ fn an_imported_llama_gives_hugging_faces_probabilities_and_greedy_tokens() {
         let mut decoder = wgml::graph::decode::Decoder::new(ctx, &model.graph, &model.store, model.output)
             .unwrap()
             .expect("a Llama decodes with a key/value cache");
+        // Grouped key/value heads are cached once, not repeated per query head.
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixture(name).join("config.json")).unwrap()).unwrap();
+        let field = |k: &str| config[k].as_u64().unwrap();
+        assert_eq!(
+            decoder.cache_bytes(),
+            field("num_hidden_layers") * 2 * 32 * field("num_key_value_heads") * field("head_dim") * 4,
+            "{name}"
+        );
         let row = |p: usize| &probs[p * VOCAB..(p + 1) * VOCAB];
         for (p, &id) in ids.iter().enumerate() {
             let cached = softmax_rows(&decoder.step(ctx, id).unwrap(), VOCAB);

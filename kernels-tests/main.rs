@@ -8,9 +8,11 @@ mod common;
 static ALLOCATOR: alloc::Recording = alloc::Recording;
 
 mod attention;
+mod attention_decode;
 mod batchnorm;
 mod bench;
 mod bert;
+mod chat;
 mod cli;
 mod clip;
 mod context;

@@ -1,12 +1,14 @@
 //! Rotary position embedding (`kernels::rotary`) against
 //! `wgml::reference::rotary`: odd shapes, both turns, Hugging Face's
-//! `rotate_half` formula by hand, the relative-position property; and the
+//! `rotate_half` formula by hand, the relative-position property, the turn at a
+//! decoder's position (`rotary_at`) equal to the turn of that position; and the
 //! repeated key and value heads of grouped-query attention
 //! (`elementwise::repeat_blocks`, `sum_blocks`).
 
 use wgml::Tensor;
+use wgml::kernels::attention_decode::DecodePosition;
 use wgml::kernels::elementwise::{repeat_blocks, sum_blocks};
-use wgml::kernels::rotary::{Turn, rotary};
+use wgml::kernels::rotary::{Turn, rotary, rotary_at};
 use wgml::reference::elementwise as ew_ref;
 use wgml::reference::rotary::{angle_table, frequencies};
 
@@ -75,6 +77,57 @@ fn rotary_turns_match_their_twin_and_undo_each_other() {
             }
         }
     }
+}
+
+/// `rotary_at` turns every row by the position the uniform holds, as `rotary`
+/// turns a token at that position, both ways; a table of the wrong size is
+/// refused.
+#[test]
+fn rotary_at_turns_rows_by_the_decoders_position() {
+    let (_g, ctx) = gpu();
+    let (rows, heads, d, positions) = (3, 3, 10, 37);
+    let freqs = frequencies(500.0, d);
+    let table = angle_table(&freqs, 0, positions);
+    let x = uniform(&mut rng(240), rows * heads * d, -2.0, 2.0);
+    let t = |v: &[f32], s: &[usize]| Tensor::from_f32(ctx, v, s).unwrap();
+    let (xt, tt) = (t(&x, &[rows, heads * d]), t(&table, &[table.len()]));
+    let position = DecodePosition::new(ctx, positions).unwrap();
+    let (y, back) = (
+        nan_tensor(ctx, &[rows, heads * d]),
+        nan_tensor(ctx, &[rows, heads * d]),
+    );
+    let forward = rotary_at(ctx, &xt, &tt, heads, Turn::Forward, &position, &y).unwrap();
+    let undo = rotary_at(ctx, &y, &tt, heads, Turn::Back, &position, &back).unwrap();
+    for at in [0, 1, 20, positions - 1] {
+        position.set(ctx, at).unwrap();
+        ctx.run(&[&forward, &undo]).unwrap();
+        let want = wgml::reference::rotary::rotary_at(&x, &table, (positions, at), heads, false);
+        let one = wgml::reference::rotary::rotary(&x, &angle_table(&freqs, at, 1), (1, heads), false);
+        assert_eq!(
+            want, one,
+            "position {at}: the twin turns as a table of that position alone"
+        );
+        assert_close(
+            &format!("position {at}"),
+            &y.to_f32(ctx).unwrap(),
+            &want,
+            1e-6,
+            1e-5,
+        );
+        assert_close(
+            &format!("position {at} back"),
+            &back.to_f32(ctx).unwrap(),
+            &x,
+            1e-5,
+            1e-5,
+        );
+    }
+    let short = t(&table[..table.len() - 2 * (d / 2)], &[table.len() - d]);
+    let e = rotary_at(ctx, &xt, &short, heads, Turn::Forward, &position, &y)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("37 positions of 5 angles need 370"), "{e}");
 }
 
 /// A rotated query's dot product with a rotated key depends on their

@@ -6,16 +6,18 @@
 //
 //   y1 = x1·cos(θ) − s·x2·sin(θ),  y2 = x2·cos(θ) + s·x1·sin(θ)
 //
-// with θ = (start + t)·freq[j] for pair j < p.half, its cosine and sine read from a
-// table computed on the CPU (`table[t·half + j]` cosines, then `table[tokens·half +
-// t·half + j]` sines, for positions start .. start + tokens, the start a decoder's
-// step is at, baked into the table): s = 1 rotates
-// (forward); s = −1 rotates back, the transpose, which is the backward pass.
-// One invocation per pair (p.n = rows·heads·half of them).
+// with θ = a·freq[j] for pair j < p.half at table position a, its cosine and sine
+// read from a table computed on the CPU for p.positions positions
+// (`table[a·half + j]` cosines, then `table[(positions + a)·half + j]` sines).
+// `rotary` turns token t by table position a = t (the table has one row per token);
+// `rotary_at` turns every row by a = cursor.at, the position a key/value-cache
+// decoder's step is at (position.wgsl), the table covering the whole cache.
+// s = 1 rotates (forward); s = −1 rotates back, the transpose, which is the
+// backward pass. One invocation per pair (p.n = rows·heads·half of them).
 //
 // Launcher: src/kernels/rotary.rs; CPU twin: src/reference/rotary.rs.
 // Bindings: @binding(1) y written; @binding(2) x read; @binding(3) the table
-// (x and y distinct buffers).
+// (x and y distinct buffers); `rotary_at`: @binding(4) the position.
 
 struct Params {
     n: u32,
@@ -23,7 +25,7 @@ struct Params {
     heads: u32,
     half: u32,
     sign: f32,
-    _pad0: u32,
+    positions: u32, // rows of the table
     _pad1: u32,
     _pad2: u32,
 }
@@ -34,22 +36,33 @@ override WG: u32 = 256;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> table: array<f32>;
+@group(0) @binding(4) var<uniform> cursor: Position;
 
 @compute @workgroup_size(WG)
 fn rotary(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
     let e = (wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * WG + lid;
+    let row = e / p.half / p.heads;
+    turn(e, row % p.tokens);
+}
+
+@compute @workgroup_size(WG)
+fn rotary_at(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    turn((wg.x + wg.y * nwg.x + wg.z * nwg.x * nwg.y) * WG + lid, cursor.at);
+}
+
+// Turns pair e (row·heads·half + head·half + j) by table position a.
+fn turn(e: u32, a: u32) {
     if (e >= p.n) {
         return;
     }
     let j = e % p.half;
     let rh = e / p.half;            // row·heads + head
-    let row = rh / p.heads;
-    let t = row % p.tokens;
     let i1 = rh * 2u * p.half + j;
     let i2 = i1 + p.half;
-    let c = table[t * p.half + j];
-    let s = p.sign * table[(p.tokens + t) * p.half + j];
+    let c = table[a * p.half + j];
+    let s = p.sign * table[(p.positions + a) * p.half + j];
     let x1 = x[i1];
     let x2 = x[i2];
     y[i1] = x1 * c - x2 * s;

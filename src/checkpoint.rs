@@ -38,6 +38,24 @@ pub const ARCHITECTURE_KEY: &str = "architecture";
 /// Metadata key holding a language model's tokenizer (`tokenizer.json` text); a
 /// language model without it reads bytes.
 pub const TOKENIZER_KEY: &str = "tokenizer";
+/// Metadata key holding the tokenizer's chat template, special tokens' texts and
+/// stop ids ([`crate::data::chat::ChatSettings`] as JSON), when it has any.
+pub const CHAT_KEY: &str = "chat";
+
+/// The metadata entries of `vocabulary`: its tokenizer, and its chat settings
+/// when it has any (nothing for bytes).
+fn vocabulary_entries(vocabulary: &Vocabulary) -> Result<Vec<(&'static str, String)>> {
+    let mut out = Vec::new();
+    if let Some(json) = vocabulary.to_json()? {
+        out.push((TOKENIZER_KEY, json));
+    }
+    if let Some(chat) = vocabulary.chat() {
+        let json = serde_json::to_string(chat)
+            .map_err(|e| Error::invalid(format!("writing the chat settings: {e}")))?;
+        out.push((CHAT_KEY, json));
+    }
+    Ok(out)
+}
 
 /// What it takes to rebuild a model: its layers, its loss and its optimizer (the
 /// optimizer's settings; its state is a backup's business, see
@@ -268,9 +286,7 @@ fn save_model_with(
         ),
     };
     let mut more = vec![description];
-    if let Some(json) = vocabulary.to_json()? {
-        more.push((TOKENIZER_KEY, json));
-    }
+    more.extend(vocabulary_entries(vocabulary)?);
     let tensors = model.store.download(ctx)?;
     write_atomic(path, &checkpoint_bytes(name, &tensors, model.draws as u64, more)?)
 }
@@ -287,9 +303,7 @@ pub fn save_functional_tensors(
     vocabulary: &Vocabulary,
 ) -> Result<()> {
     let mut more = vec![(FUNCTIONAL_KEY, architecture_json(architecture)?)];
-    if let Some(json) = vocabulary.to_json()? {
-        more.push((TOKENIZER_KEY, json));
-    }
+    more.extend(vocabulary_entries(vocabulary)?);
     write_atomic(path, &checkpoint_bytes(name, tensors, 0, more)?)
 }
 
@@ -427,16 +441,25 @@ impl Checkpoint {
             .unwrap_or_default())
     }
 
-    /// How the model's token ids read text: the tokenizer the file holds, else
-    /// bytes (`path` names the file in errors).
+    /// How the model's token ids read text: the tokenizer the file holds, with
+    /// its chat settings, else bytes (`path` names the file in errors).
     pub fn vocabulary(&self, path: &Path) -> Result<Vocabulary> {
-        match self.metadata.get(TOKENIZER_KEY) {
-            None => Ok(Vocabulary::Bytes),
-            Some(json) => Vocabulary::from_json(json).map_err(|e| Error::Data {
-                path: path.display().to_string(),
-                message: format!("its '{TOKENIZER_KEY}' entry: {e}"),
-            }),
+        let bad = |key: &str, message: String| Error::Data {
+            path: path.display().to_string(),
+            message: format!("its '{key}' entry: {message}"),
+        };
+        let mut vocabulary = match self.metadata.get(TOKENIZER_KEY) {
+            None => Vocabulary::Bytes,
+            Some(json) => Vocabulary::from_json(json).map_err(|e| bad(TOKENIZER_KEY, e.to_string()))?,
+        };
+        if let Some(json) = self.metadata.get(CHAT_KEY) {
+            let chat = serde_json::from_str(json)
+                .map_err(|e| bad(CHAT_KEY, format!("not chat settings wgml reads: {e}")))?;
+            vocabulary
+                .set_chat(chat)
+                .map_err(|e| bad(CHAT_KEY, e.to_string()))?;
         }
+        Ok(vocabulary)
     }
 
     /// The functional model the file describes, if it does (`path` names it in errors).

@@ -200,7 +200,9 @@ pub(crate) fn merged_tensors<'a>(
 /// of `tensors`, `config.json` of `settings`, and when the vocabulary is a
 /// tokenizer `tokenizer.json` and `tokenizer_config.json` (its `model_max_length`
 /// the model's `window`, so `tokenizer(text, truncation=True)` cuts texts to what
-/// the model reads); returns whether the tokenizer was written.
+/// the model reads; the chat template and special tokens when the tokenizer has
+/// them) and, when it has stop ids, `generation_config.json`; returns whether
+/// the tokenizer was written.
 pub(crate) fn write_folder(
     dir: &Path,
     tensors: &[NamedValues],
@@ -236,6 +238,27 @@ pub(crate) fn write_folder(
             if normalizer["type"] == "BertNormalizer" {
                 config["do_lower_case"] = normalizer["lowercase"].clone();
                 config["strip_accents"] = normalizer["strip_accents"].clone();
+            }
+            // The chat template and special tokens where transformers reads them,
+            // and the ids that end a reply where generate reads them.
+            if let Some(chat) = vocabulary.chat() {
+                if let Some(template) = &chat.template {
+                    config["chat_template"] = json!(template);
+                }
+                for (key, text) in &chat.special_tokens {
+                    config[key] = json!(text);
+                }
+                if !chat.stop_ids.is_empty() {
+                    let ids = match chat.stop_ids.as_slice() {
+                        [one] => json!(one),
+                        many => json!(many),
+                    };
+                    let generation = json!({ "eos_token_id": ids });
+                    checkpoint::write_atomic(
+                        &dir.join("generation_config.json"),
+                        generation.to_string().as_bytes(),
+                    )?;
+                }
             }
             checkpoint::write_atomic(&dir.join("tokenizer_config.json"), config.to_string().as_bytes())?;
             true

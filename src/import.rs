@@ -34,6 +34,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::{Value, json};
 
 use crate::checkpoint::FunctionalArchitecture;
+use crate::data::chat::ChatSettings;
 use crate::data::text::Vocabulary;
 use crate::error::{Error, Result};
 use crate::graph::params::NamedValues;
@@ -355,7 +356,8 @@ impl Folder<'_> {
     }
 
     /// The folder's `tokenizer.json`, which must fit a model of `vocab` token ids
-    /// (the model `what` names).
+    /// (the model `what` names), with the chat template, special tokens and stop
+    /// ids the folder's other files give it ([`ChatSettings::from_folder`]).
     pub(crate) fn tokenizer(&self, vocab: usize, what: &str) -> Result<Vocabulary> {
         let name = "tokenizer.json";
         if !self.path(name).exists() {
@@ -367,7 +369,8 @@ impl Folder<'_> {
                 ),
             ));
         }
-        let vocabulary = Vocabulary::from_file(&self.path(name))?;
+        let mut vocabulary = Vocabulary::from_file(&self.path(name))?;
+        vocabulary.set_chat(ChatSettings::from_folder(self.0)?)?;
         if vocabulary.size() > vocab {
             return Err(self.bad(
                 name,

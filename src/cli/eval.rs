@@ -12,6 +12,7 @@ use super::GpuArgs;
 use super::train::{
     keep_classes, load_data_with, print_bits_per_byte, print_evaluation, write_metrics_json, write_run_report,
 };
+use wgml::data::chat::Message;
 use wgml::data::text::Vocabulary;
 
 #[derive(Args, Debug, Clone)]
@@ -135,10 +136,20 @@ pub struct GenerateArgs {
     /// given several times.
     #[arg(long, value_name = "TEXT")]
     pub stop: Vec<String>,
-    /// Go on past the tokenizer's end-of-text token (GPT-2's `<|endoftext|>`),
-    /// where generation otherwise stops (without printing it).
+    /// Go on past the tokens that end a text (the stop ids imported from
+    /// generation_config.json, e.g. Llama 3's <|eot_id|>, else the tokenizer's
+    /// end of text, GPT-2's <|endoftext|>), where generation otherwise stops
+    /// (without printing them).
     #[arg(long)]
     pub ignore_eos: bool,
+    /// Read the prompt as a user's message to an instruct model: write it in the
+    /// tokenizer's chat template (imported with it), open the assistant's turn,
+    /// and print the reply alone.
+    #[arg(long)]
+    pub chat: bool,
+    /// With --chat: a system message before the user's.
+    #[arg(long, value_name = "TEXT", requires = "chat")]
+    pub system: Option<String>,
     /// Seed of the draws.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -633,21 +644,37 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
         no_repeat_ngram: args.no_repeat_ngram,
     };
     sampling.validate()?;
-    let text_ids = vocabulary.encode(args.prompt.as_bytes())?;
-    if text_ids.is_empty() {
+    if args.prompt.is_empty() {
         return Err(Error::invalid("--prompt is empty: give the text to continue"));
     }
-    // What the tokenizer puts before a text of its own (a Llama's <s> or
-    // <|begin_of_text|>; nothing for GPT-2), as Hugging Face's tokenizer(prompt)
-    // adds it before generate.
-    let (begin, _) = vocabulary.document_frame()?;
-    let prompt = [begin, text_ids.clone()].concat();
+    let (text_ids, prompt) = if args.chat {
+        // The conversation as the template writes it, tokenized as
+        // apply_chat_template does: the template writes its own special tokens.
+        let messages: Vec<Message> = args
+            .system
+            .iter()
+            .map(|s| Message::new("system", s))
+            .chain([Message::new("user", &args.prompt)])
+            .collect();
+        let chat = vocabulary.chat().cloned().unwrap_or_default();
+        let ids = vocabulary.encode(chat.render(&messages, true)?.as_bytes())?;
+        (ids.clone(), ids)
+    } else {
+        // What the tokenizer puts before a text of its own (a Llama's <s> or
+        // <|begin_of_text|>; nothing for GPT-2), as Hugging Face's
+        // tokenizer(prompt) adds it before generate.
+        let ids = vocabulary.encode(args.prompt.as_bytes())?;
+        let (begin, _) = vocabulary.document_frame()?;
+        (ids.clone(), [begin, ids].concat())
+    };
     let mut out = std::io::stdout().lock();
     let io = |e: std::io::Error| Error::Io {
         path: "standard output".into(),
         source: e,
     };
-    out.write_all(args.prompt.as_bytes()).map_err(io)?;
+    if !args.chat {
+        out.write_all(args.prompt.as_bytes()).map_err(io)?;
+    }
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(args.seed);
     // The decoder sees the prompt first (and prints nothing of it again), so the
     // first new token decodes as it follows the prompt (a SentencePiece space, a
@@ -659,12 +686,16 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
     let mut failed = None;
     let mut text = Vec::new();
     let mut stopped = None;
-    let end_of_text = vocabulary.end_of_text().filter(|_| !args.ignore_eos);
-    let mut ended = false;
+    let stop_ids = if args.ignore_eos {
+        Vec::new()
+    } else {
+        vocabulary.stop_ids()
+    };
+    let mut ended = None;
     let start = std::time::Instant::now();
     let on_token = |id| {
-        if Some(id) == end_of_text {
-            ended = true;
+        if stop_ids.contains(&id) {
+            ended = Some(id);
             return ControlFlow::Break(());
         }
         let written = stream.step(id).and_then(|bytes| {
@@ -719,8 +750,9 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
         prompt.len(),
         if args.no_cache { "; no key/value cache" } else { "" }
     );
-    if ended {
-        eprintln!("stopped at the tokenizer's end-of-text token (--ignore-eos goes on)");
+    if let Some(id) = ended {
+        let text = vocabulary.decode(&[id]).unwrap_or_default();
+        eprintln!("stopped at token {id} ({text:?}), which ends a text (--ignore-eos goes on)");
     }
     if let Some(stop) = stopped {
         eprintln!("stopped at {stop:?}");

@@ -4,6 +4,7 @@
 //! examples.
 
 pub mod augment;
+pub mod chat;
 pub mod dataset;
 pub mod idx;
 pub mod image_folder;

@@ -438,7 +438,7 @@ impl QaReader {
             ))
         })?;
         let added = frame.before.len() + frame.between.len() + frame.after.len();
-        let mut tokenizer = (**t).clone();
+        let mut tokenizer = t.tokenizer.clone();
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(None)

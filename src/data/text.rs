@@ -25,6 +25,7 @@ use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::PostProcessorWrapper;
 
+use crate::data::chat::ChatSettings;
 use crate::data::{Dataset, Split, Targets};
 use crate::error::{Error, Result};
 
@@ -96,6 +97,39 @@ pub fn longest_first(n1: usize, n2: usize, room: usize) -> (usize, usize) {
 /// id, the index of its word, and its span of characters in the text.
 pub type WordPiece = (u32, u32, (usize, usize));
 
+/// A Hugging Face tokenizer and what its folder adds for chat: the template,
+/// the special tokens' texts, the ids that end a reply ([`ChatSettings`]).
+/// Dereferences to the tokenizer.
+#[derive(Clone, Debug)]
+pub struct HfTokenizer {
+    /// The tokenizer (`tokenizer.json`).
+    pub tokenizer: Tokenizer,
+    /// Its chat template and stop ids (empty when it came without them).
+    pub chat: ChatSettings,
+}
+
+impl std::ops::Deref for HfTokenizer {
+    type Target = Tokenizer;
+    fn deref(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+}
+
+impl std::ops::DerefMut for HfTokenizer {
+    fn deref_mut(&mut self) -> &mut Tokenizer {
+        &mut self.tokenizer
+    }
+}
+
+impl From<Tokenizer> for HfTokenizer {
+    fn from(tokenizer: Tokenizer) -> Self {
+        HfTokenizer {
+            tokenizer,
+            chat: ChatSettings::default(),
+        }
+    }
+}
+
 /// How text becomes token ids and back.
 #[derive(Clone, Debug, Default)]
 pub enum Vocabulary {
@@ -103,7 +137,7 @@ pub enum Vocabulary {
     #[default]
     Bytes,
     /// A Hugging Face tokenizer; reads UTF-8 text only.
-    Tokenizer(Box<Tokenizer>),
+    Tokenizer(Box<HfTokenizer>),
 }
 
 /// The stream decoder of a Hugging Face tokenizer.
@@ -168,6 +202,40 @@ impl Vocabulary {
         self.special_token(&["<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "</s>", "<eos>"])
     }
 
+    /// The ids that end a generated text: the chat settings' stop ids (an
+    /// instruct model's end of turn among them) when the tokenizer came with
+    /// some, else its end of text ([`Vocabulary::end_of_text`]), else none.
+    pub fn stop_ids(&self) -> Vec<u32> {
+        match self.chat() {
+            Some(c) if !c.stop_ids.is_empty() => c.stop_ids.clone(),
+            _ => self.end_of_text().into_iter().collect(),
+        }
+    }
+
+    /// The tokenizer's chat settings (template, special tokens, stop ids), if
+    /// it has any.
+    pub fn chat(&self) -> Option<&ChatSettings> {
+        match self {
+            Vocabulary::Tokenizer(t) if !t.chat.is_empty() => Some(&t.chat),
+            _ => None,
+        }
+    }
+
+    /// Gives the tokenizer `chat` (replacing what it had); an error for bytes
+    /// unless `chat` is empty.
+    pub fn set_chat(&mut self, chat: ChatSettings) -> Result<()> {
+        match self {
+            Vocabulary::Tokenizer(t) => {
+                t.chat = chat;
+                Ok(())
+            }
+            Vocabulary::Bytes if chat.is_empty() => Ok(()),
+            Vocabulary::Bytes => Err(Error::invalid(
+                "a model reading bytes has no tokenizer to hold a chat template or stop tokens",
+            )),
+        }
+    }
+
     /// The id padding takes when text is padded to a model's tokens (text
     /// classification): byte 0 (NUL) for bytes; a tokenizer's padding token
     /// (`<pad>`, `[PAD]`, `<|padding|>`), else its end of text, as Hugging Face
@@ -213,7 +281,7 @@ impl Vocabulary {
         t.with_truncation(None)
             .map_err(|e| tokenizer_error("dropping the tokenizer's truncation", e))?;
         t.with_padding(None);
-        Ok(Vocabulary::Tokenizer(Box::new(t)))
+        Ok(Vocabulary::Tokenizer(Box::new(t.into())))
     }
 
     /// The tokenizer read from the `tokenizer.json` file at `path`.
@@ -277,7 +345,7 @@ impl Vocabulary {
         tokenizer
             .train(&mut trainer, texts.iter())
             .map_err(|e| tokenizer_error("training the BPE tokenizer", e))?;
-        Ok(Vocabulary::Tokenizer(Box::new(tokenizer)))
+        Ok(Vocabulary::Tokenizer(Box::new(tokenizer.into())))
     }
 
     /// The token ids of `text`: its bytes, or what the tokenizer makes of it

@@ -6,17 +6,20 @@
 //! output acts on each position alone or is causal attention
 //! ([`causal_ops`]), the values it computes keep positions on their first axis,
 //! position embeddings (`AddBroadcast`) add a parameter, Dense layers multiply by
-//! one (rotary embeddings turn each position by its own angles, which a step
-//! copies in for its position), and each attention's
-//! heads fit the fused kernel (`kernels::attention::MAX_HEAD_DIM`). The
-//! position-wise ops are lowered once, through the same rules as a plan, on the
-//! graph with every sequence shortened to one position (Dense layers through
-//! `kernels::matvec`, shaped for one row, its variant measured by the tuner
-//! where it measures); at each step wgml copies
-//! row p of each position embedding, runs the ops up to an attention, appends that
-//! position's keys and values to the attention's cache (rows `0..=p`), runs the
-//! attention of the one query over the cache, and goes on. The output is the
-//! model's output node (before the loss's softmax) at position p.
+//! one, and each attention's heads fit the decode kernel
+//! (`kernels::attention_decode::MAX_DECODE_HEAD_DIM`). The position-wise ops are
+//! lowered once, through the same rules as a plan, on the graph with every
+//! sequence shortened to one position (Dense layers through `kernels::matvec`,
+//! shaped for one row, its variant measured by the tuner where it measures), and
+//! the whole step is recorded once: every kernel that depends on the position
+//! reads it from one uniform ([`DecodePosition`]) written before each step. Rotary
+//! embeddings turn by that position's row of a table of every position; each
+//! attention (`kernels::attention_decode`) appends the position's keys and values
+//! to its cache (rows `0..=p`) and runs the one query over it. Grouped key/value
+//! heads (`Op::RepeatHeads` feeding only an attention) are cached and read in
+//! place, never repeated. Position embeddings' row p is copied in before the
+//! step. The output is the model's output node (before the loss's softmax) at
+//! position p.
 //!
 //! A prompt's tokens but the last need only their keys and values:
 //! [`Decoder::prefill`] computes them for all those positions at once, through
@@ -33,9 +36,11 @@ use crate::error::{Error, Result};
 use crate::gpu::{Context, DType, Dispatch, Tensor};
 use crate::graph::ops::{Lowering, batched, lower_forward};
 use crate::graph::{Graph, NodeId, Op, ParamStore};
-use crate::kernels::attention::{self as fused, AttentionDims, MAX_HEAD_DIM};
+use crate::kernels::attention_decode::{DecodeDims, DecodePosition, attention_decode};
 use crate::kernels::matvec::matvec;
 use crate::kernels::optim::StepUniform;
+use crate::kernels::rotary::{Turn, rotary_at};
+use std::collections::HashMap;
 
 /// Whether every op between the graph's input and `output` acts on each position
 /// alone (the Embedding, position embeddings, Dense and layer normalization over
@@ -109,24 +114,42 @@ fn record_pass(ctx: &Context, encoder: &mut wgpu::CommandEncoder, label: &str, d
     ctx.record(&mut pass, dispatches);
 }
 
-/// One attention's cache and the tensors its step reads and writes.
-struct CachedAttention {
-    dims: AttentionDims,
-    /// This position's key and value (`[1, H·d]`).
-    k: Tensor,
-    v: Tensor,
-    /// Keys and values of positions `0..T`, `[T, H·d]`.
-    k_cache: Tensor,
-    v_cache: Tensor,
-    /// The query over the cache, made once; each step sets its key count
-    /// (`kernels::attention::set_forward_keys`).
-    forward: Dispatch,
+/// The attentions whose grouped key/value heads the decoder reads in place: for
+/// each such attention node, the nodes its repeated keys and values repeat
+/// (`Op::RepeatHeads`, the same number of times, read by nothing else among
+/// `nodes`) and that number.
+fn grouped_heads(graph: &Graph, nodes: &[NodeId]) -> HashMap<NodeId, (NodeId, NodeId, usize)> {
+    let mut readers = vec![0usize; graph.nodes.len()];
+    for &i in nodes {
+        for j in graph.inputs(i) {
+            readers[j] += 1;
+        }
+    }
+    let repeated = |n: NodeId| match graph.nodes[n].op {
+        Op::RepeatHeads { x, times, .. } if readers[n] == 1 => Some((x, times)),
+        _ => None,
+    };
+    let mut out = HashMap::new();
+    for &i in nodes {
+        if let Op::Attention { k, v, .. } = graph.nodes[i].op
+            && k != v
+            && let (Some((ks, kt)), Some((vs, vt))) = (repeated(k), repeated(v))
+            && kt == vt
+        {
+            out.insert(i, (ks, vs, kt));
+        }
+    }
+    out
 }
 
-/// The ops before one attention, then the attention.
-struct Segment {
-    before: Vec<Dispatch>,
-    attention: CachedAttention,
+/// One attention's key/value cache, and the nodes whose one-position values it
+/// caches (the keys and values before grouped heads are repeated).
+struct Cache {
+    k: NodeId,
+    v: NodeId,
+    /// `[T, kv_heads·dk]` and `[T, kv_heads·dv]`.
+    k_cache: Tensor,
+    v_cache: Tensor,
 }
 
 /// A model's forward pass one position at a time (see the module docs).
@@ -137,19 +160,16 @@ pub struct Decoder {
     prefill_nodes: Vec<NodeId>,
     /// Parameter values by node.
     params: Vec<Option<Tensor>>,
-    /// Each segment's attention's key and value nodes.
-    key_values: Vec<(NodeId, NodeId)>,
+    caches: Vec<Cache>,
     input: Tensor,
     /// Positions the model reads (its T): the cache's capacity.
     capacity: usize,
+    /// The position every kernel of a step reads.
+    position: DecodePosition,
     /// Each position embedding's table `[T, F]` and the row `[1, F]` a step adds.
     position_rows: Vec<(Tensor, Tensor)>,
-    /// Each rotary embedding's angle table for positions `0..T` (cosines `[T,
-    /// half]`, then sines), the one-position table a step reads, and `half`.
-    rotary_rows: Vec<(Tensor, Tensor, usize)>,
-    segments: Vec<Segment>,
-    /// The ops after the last attention.
-    tail: Vec<Dispatch>,
+    /// A step's kernels, in order, recorded once.
+    kernels: Vec<Dispatch>,
     output: Tensor,
     /// Positions cached so far.
     next: usize,
@@ -175,8 +195,8 @@ impl Decoder {
                     Op::AddBroadcast { p, .. } => is_param(*p),
                     Op::Dense { w, .. } => is_param(*w),
                     Op::Attention { q, v, heads, .. } => {
-                        graph.shape(*q)[1] / heads <= MAX_HEAD_DIM
-                            && graph.shape(*v)[1] / heads <= MAX_HEAD_DIM
+                        let (dk, dv) = (graph.shape(*q)[1] / heads, graph.shape(*v)[1] / heads);
+                        DecodeDims::new(*heads, 1, (dk, dv)).fits()
                     }
                     _ => true,
                 }
@@ -184,13 +204,21 @@ impl Decoder {
         if t < 2 || !qualifies {
             return Ok(None);
         }
+        let grouped = grouped_heads(graph, &nodes);
+        let read_in_place: Vec<NodeId> = grouped
+            .keys()
+            .flat_map(|&a| match graph.nodes[a].op {
+                Op::Attention { k, v, .. } => vec![k, v],
+                _ => vec![],
+            })
+            .collect();
         // Position embeddings' parameters become the one row a step adds.
         let one = shortened(graph, &nodes, 1);
         let mut rows = Vec::new();
-        let mut rotary_rows = Vec::new();
+        let position = DecodePosition::new(ctx, t)?;
         let step = StepUniform::new(ctx)?;
         let mut params = vec![None; graph.nodes.len()];
-        let mut key_values = Vec::new();
+        let mut caches = Vec::new();
         let mut lw = Lowering {
             ctx,
             graph: &one,
@@ -203,8 +231,10 @@ impl Decoder {
             dispatches: Vec::new(),
         };
         let input = Tensor::zeros(ctx, &[1, 1], DType::F32)?;
-        let mut segments = Vec::new();
         for &i in &nodes {
+            if read_in_place.contains(&i) {
+                continue;
+            }
             let value = match &graph.nodes[i].op {
                 Op::Input => input.clone(),
                 Op::Param { name, .. } => {
@@ -222,34 +252,29 @@ impl Decoder {
                         table
                     }
                 }
+                // The one query over the cache, this position's keys and values
+                // appended by the same kernel.
                 &Op::Attention { q, k, v, heads, .. } => {
-                    key_values.push((k, v));
-                    let (dk, dv) = (graph.shape(q)[1] / heads, graph.shape(v)[1] / heads);
-                    let dims = AttentionDims::new(1, heads, (1, t), (dk, dv), false);
-                    let k_cache = Tensor::zeros(ctx, &[t, heads * dk], DType::F32)?;
-                    let v_cache = Tensor::zeros(ctx, &[t, heads * dv], DType::F32)?;
+                    let (k, v, times) = grouped.get(&i).copied().unwrap_or((k, v, 1));
+                    let (dk, dv) = (graph.shape(q)[1] / heads, graph.shape(v)[1] * times / heads);
+                    let dims = DecodeDims::new(heads, heads / times, (dk, dv));
+                    let k_cache = Tensor::zeros(ctx, &[t, dims.kv_heads * dk], DType::F32)?;
+                    let v_cache = Tensor::zeros(ctx, &[t, dims.kv_heads * dv], DType::F32)?;
                     let o = lw.output(i)?;
-                    let stats = Tensor::zeros(ctx, &[dims.stats_len()], DType::F32)?;
-                    let forward = fused::attention_forward(
+                    lw.dispatches.push(attention_decode(
                         ctx,
                         &dims,
-                        (&lw.value(q), &k_cache, &v_cache),
-                        None,
+                        &lw.value(q),
+                        (&lw.value(k), &lw.value(v)),
+                        (&k_cache, &v_cache),
+                        &position,
                         &o,
-                        &stats,
-                        None,
-                    )?;
-                    let attention = CachedAttention {
-                        dims,
-                        k: lw.value(k),
-                        v: lw.value(v),
+                    )?);
+                    caches.push(Cache {
+                        k,
+                        v,
                         k_cache,
                         v_cache,
-                        forward,
-                    };
-                    segments.push(Segment {
-                        before: std::mem::take(&mut lw.dispatches),
-                        attention,
                     });
                     o
                 }
@@ -263,12 +288,24 @@ impl Decoder {
                         .push(matvec(ctx, variant, &xv, &wv, bv.as_ref(), act, &y)?);
                     y
                 }
-                // Lowered for position 0; each step copies its position's angles in.
-                Op::Rotary { frequencies, .. } => {
-                    let y = lower_forward(&mut lw, i)?;
+                // Turned by the angles of the step's position, from a table of all.
+                Op::Rotary {
+                    x,
+                    heads,
+                    frequencies,
+                } => {
                     let table = crate::reference::rotary::angle_table(frequencies, 0, t);
-                    let full = Tensor::from_f32(ctx, &table, &[table.len()])?;
-                    rotary_rows.push((full, lw.aux[&i][0].clone(), frequencies.len()));
+                    let angles = Tensor::from_f32(ctx, &table, &[table.len()])?;
+                    let y = lw.output(i)?;
+                    lw.dispatches.push(rotary_at(
+                        ctx,
+                        &lw.value(*x),
+                        &angles,
+                        *heads,
+                        Turn::Forward,
+                        &position,
+                        &y,
+                    )?);
                     y
                 }
                 _ => lower_forward(&mut lw, i)?,
@@ -276,16 +313,11 @@ impl Decoder {
             lw.values[i] = Some(value);
         }
         let output = lw.value(output);
-        let tail = lw.dispatches;
-        let all: Vec<&Dispatch> = segments
-            .iter()
-            .flat_map(|s: &Segment| s.before.iter().chain([&s.attention.forward]))
-            .chain(&tail)
-            .collect();
-        ctx.ready(&all)?;
+        let kernels = lw.dispatches;
+        ctx.ready(&kernels.iter().collect::<Vec<_>>())?;
         let mut needed = vec![false; graph.nodes.len()];
-        for &(k, v) in &key_values {
-            for n in reachable(graph, k).into_iter().chain(reachable(graph, v)) {
+        for c in &caches {
+            for n in reachable(graph, c.k).into_iter().chain(reachable(graph, c.v)) {
                 needed[n] = true;
             }
         }
@@ -293,13 +325,12 @@ impl Decoder {
             graph: graph.clone(),
             prefill_nodes: (0..graph.nodes.len()).filter(|&i| needed[i]).collect(),
             params,
-            key_values,
+            caches,
             input,
             capacity: t,
+            position,
             position_rows: rows,
-            rotary_rows,
-            segments,
-            tail,
+            kernels,
             output,
             next: 0,
         }))
@@ -308,6 +339,15 @@ impl Decoder {
     /// Positions the cache holds at most (the model's T).
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Bytes the key/value caches hold: keys and values of every position, for
+    /// each attention (grouped heads once, not repeated).
+    pub fn cache_bytes(&self) -> u64 {
+        self.caches
+            .iter()
+            .map(|c| ((c.k_cache.numel() + c.v_cache.numel()) * 4) as u64)
+            .sum()
     }
 
     /// Positions cached so far: the next token's position.
@@ -392,9 +432,8 @@ impl Decoder {
             encoder.copy_buffer_to_buffer(&table.buffer, 0, &prefix.buffer, 0, (prefix.numel() * 4) as u64);
         }
         record_pass(ctx, &mut encoder, "decode prefill", &dispatches);
-        for (s, &(k, v)) in self.segments.iter().zip(&self.key_values) {
-            let a = &s.attention;
-            for (value, cache) in [(lw.value(k), &a.k_cache), (lw.value(v), &a.v_cache)] {
+        for c in &self.caches {
+            for (value, cache) in [(lw.value(c.k), &c.k_cache), (lw.value(c.v), &c.v_cache)] {
                 let bytes = (value.numel() / len * n * 4) as u64;
                 encoder.copy_buffer_to_buffer(&value.buffer, 0, &cache.buffer, 0, bytes);
             }
@@ -415,12 +454,8 @@ impl Decoder {
                 self.capacity
             )));
         }
+        self.position.set(ctx, p)?;
         self.input.write(ctx, &[token as f32])?;
-        for s in &self.segments {
-            let a = &s.attention;
-            let dims = AttentionDims { tk: p + 1, ..a.dims };
-            fused::set_forward_keys(ctx, &a.forward, &dims, self.capacity)?;
-        }
         let mut encoder = ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -430,32 +465,12 @@ impl Decoder {
             let bytes = (row.numel() * 4) as u64;
             encoder.copy_buffer_to_buffer(&table.buffer, p as u64 * bytes, &row.buffer, 0, bytes);
         }
-        // Position p's cosines and sines, from rows p and T + p of the full table.
-        for (table, one, half) in &self.rotary_rows {
-            let bytes = (half * 4) as u64;
-            for (from, to) in [(p, 0), (self.capacity + p, 1)] {
-                encoder.copy_buffer_to_buffer(
-                    &table.buffer,
-                    from as u64 * bytes,
-                    &one.buffer,
-                    to * bytes,
-                    bytes,
-                );
-            }
-        }
-        let pass = |encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch]| {
-            record_pass(ctx, encoder, "decode step", dispatches)
-        };
-        for s in &self.segments {
-            pass(&mut encoder, &s.before.iter().collect::<Vec<_>>());
-            let a = &s.attention;
-            for (value, cache) in [(&a.k, &a.k_cache), (&a.v, &a.v_cache)] {
-                let bytes = (value.numel() * 4) as u64;
-                encoder.copy_buffer_to_buffer(&value.buffer, 0, &cache.buffer, p as u64 * bytes, bytes);
-            }
-            pass(&mut encoder, &[&a.forward]);
-        }
-        pass(&mut encoder, &self.tail.iter().collect::<Vec<_>>());
+        record_pass(
+            ctx,
+            &mut encoder,
+            "decode step",
+            &self.kernels.iter().collect::<Vec<_>>(),
+        );
         ctx.submit(encoder.finish())?;
         let out = self.output.to_f32(ctx)?;
         self.next += 1;

@@ -6,6 +6,7 @@
 //! [`crate::reference`] under the same module name.
 
 pub mod attention;
+pub mod attention_decode;
 pub mod batchnorm;
 pub mod clip;
 pub mod conv;
@@ -34,6 +35,8 @@ pub mod tune;
 pub enum Shader {
     /// Fused scaled dot-product attention over heads (`shaders/attention.wgsl`).
     Attention,
+    /// One key/value-cache decoding step's attention (`shaders/attention_decode.wgsl`).
+    AttentionDecode,
     /// Batch normalization with its activation (`shaders/batchnorm.wgsl`).
     Batchnorm,
     /// Gradient clipping by global norm (`shaders/clip.wgsl`).
@@ -89,8 +92,9 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader, for validation and `selftest`.
-    pub const ALL: [Shader; 25] = [
+    pub const ALL: [Shader; 26] = [
         Shader::Attention,
+        Shader::AttentionDecode,
         Shader::Batchnorm,
         Shader::Clip,
         Shader::Conv,
@@ -134,6 +138,7 @@ impl Shader {
     pub const fn name(self) -> &'static str {
         match self {
             Shader::Attention => "attention",
+            Shader::AttentionDecode => "attention_decode",
             Shader::Batchnorm => "batchnorm",
             Shader::Clip => "clip",
             Shader::Conv => "conv",
@@ -239,7 +244,14 @@ impl Shader {
                 include_str!("../../shaders/pool.wgsl")
             ),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
-            Shader::Rotary => include_str!("../../shaders/rotary.wgsl"),
+            Shader::Rotary => concat!(
+                include_str!("../../shaders/position.wgsl"),
+                include_str!("../../shaders/rotary.wgsl")
+            ),
+            Shader::AttentionDecode => concat!(
+                include_str!("../../shaders/position.wgsl"),
+                include_str!("../../shaders/attention_decode.wgsl")
+            ),
             Shader::Sequence => include_str!("../../shaders/sequence.wgsl"),
             Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),
             Shader::SwapAxes => include_str!("../../shaders/swap_axes.wgsl"),

@@ -2,6 +2,7 @@
 //! [`crate::kernels`]. Plain loops, f64 accumulation: slow and obviously right.
 
 pub mod attention;
+pub mod attention_decode;
 pub mod batchnorm;
 pub mod clip;
 pub mod conv;

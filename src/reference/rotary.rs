@@ -53,3 +53,22 @@ pub fn rotary(x: &[f32], table: &[f32], (tokens, heads): (usize, usize), back: b
     }
     y
 }
+
+/// [`rotary`] with every row of `x` turned by the angles of table position `at`
+/// (the decoder's position; `kernels::rotary::rotary_at`), `table` holding
+/// `positions` positions' cosines, then their sines.
+pub fn rotary_at(
+    x: &[f32],
+    table: &[f32],
+    (positions, at): (usize, usize),
+    heads: usize,
+    back: bool,
+) -> Vec<f32> {
+    let half = table.len() / (2 * positions);
+    let row = [
+        &table[at * half..(at + 1) * half],
+        &table[(positions + at) * half..(positions + at + 1) * half],
+    ]
+    .concat();
+    rotary(x, &row, (1, heads), back)
+}
