@@ -363,6 +363,56 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// One decoding step at position `at` of a cache of `positions`: a query
+    /// and key turned at that position (`rotary_at`), then the query over the
+    /// cache of `kv_heads` heads of `d` shared by `heads` query heads
+    /// (`attention_decode`), the earlier rows written straight into the cache.
+    fn decode_step(&mut self, (heads, kv_heads, d): (usize, usize, usize), positions: usize, at: usize) -> Result<()> {
+        use crate::kernels::attention_decode::{DecodeDims, DecodePosition, attention_decode};
+        use crate::kernels::rotary::{Turn, rotary_at};
+        let dims = DecodeDims::new(heads, kv_heads, (d, d));
+        let w = kv_heads * d;
+        let (q, k, v) = (self.data(heads * d), self.data(w), self.data(w));
+        let (mut kc, mut vc) = (self.data(positions * w), self.data(positions * w));
+        let table = r::rotary::angle_table(&r::rotary::frequencies(10_000.0, d), 0, positions);
+        let (qt, kt, vt, tt) = (
+            self.upload(&q, &[1, heads * d])?,
+            self.upload(&k, &[1, w])?,
+            self.upload(&v, &[w])?,
+            self.upload(&table, &[table.len()])?,
+        );
+        let (k_cache, v_cache) = (self.upload(&kc, &[kc.len()])?, self.upload(&vc, &[vc.len()])?);
+        let (qr, kr, out) = (self.out(&[1, heads * d])?, self.out(&[1, w])?, self.out(&[heads * d])?);
+        let position = DecodePosition::new(self.ctx, positions)?;
+        position.set(self.ctx, at)?;
+        self.run(&[
+            rotary_at(self.ctx, &qt, &tt, heads, Turn::Forward, &position, &qr)?,
+            rotary_at(self.ctx, &kt, &tt, kv_heads, Turn::Forward, &position, &kr)?,
+            attention_decode(
+                self.ctx,
+                &dims,
+                &qr.reshape(&[heads * d])?,
+                (&kr.reshape(&[w])?, &vt),
+                (&k_cache, &v_cache),
+                &position,
+                &out,
+            )?,
+        ])?;
+        let want_q = r::rotary::rotary_at(&q, &table, (positions, at), heads, false);
+        let want_k = r::rotary::rotary_at(&k, &table, (positions, at), kv_heads, false);
+        let want = r::attention_decode::attention_decode(&dims, at, &want_q, (&want_k, &v), (&mut kc, &mut vc));
+        self.record(
+            "decoding step: rotary at position + cached attention",
+            format!("{heads}/{kv_heads} heads of {d}, {at} of {positions}"),
+            &[
+                (qr.to_f32(self.ctx)?, want_q),
+                (out.to_f32(self.ctx)?, want),
+                (k_cache.to_f32(self.ctx)?, kc),
+            ],
+        );
+        Ok(())
+    }
+
     /// Padded sequences: each sample's length from its ids (padding id 0 ending
     /// samples of every length), then the masked mean and last-token pools and
     /// their gradients over `batch` samples of `tokens × features`.
@@ -1040,6 +1090,8 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
     t.sequence(37, 33, 48)?;
     t.layer_norm(3, 1_000)?;
     t.rotary(2 * 37, (37, 3, 64), 3)?;
+    t.decode_step((9, 3, 64), 300, 237)?;
+    t.decode_step((4, 1, 128), 40, 39)?;
     for (tokens, causal, dropout, padded) in [
         (28, false, 0.0, false),
         (28, false, 0.0, true),
