@@ -69,12 +69,21 @@ fn fused_attention_matches_its_twin() {
         dims(1, 2, 130, 130, 16, 16, true),
         dims(3, 1, 33, 100, MAX_HEAD_DIM, MAX_HEAD_DIM, false),
         dims(1, 4, 70, 3, 5, 7, false),
+        // One query over 500 keys of 64 values (a decoder's step without
+        // attention_decode): on Mesa's llvmpipe (lavapipe, and its GL) these
+        // kernels leave their outputs unwritten past a few hundred keys of 64
+        // values (see BENCHMARKS.md, 2026-12-08), so this runs on GPUs only,
+        // where the fused path is the one taken.
+        dims(1, 1, 1, 500, 64, 64, false),
         // Dropout on the weights.
         dims(2, 3, 5, 7, 4, 3, false).with_dropout(0.5, 3),
         dims(2, 2, 9, 9, 8, 8, true).with_dropout(0.3, 4),
         dims(1, 2, 130, 130, 16, 16, true).with_dropout(0.1, 5),
     ];
     for (n, d) in cases.iter().enumerate() {
+        if ctx.is_cpu_device() && d.tk * d.dk > 300 * 64 {
+            continue;
+        }
         let [q, k, v, g] = inputs(d, 70 + n as u64);
         let keys = padded(d);
         // Every key, then padding (unfolded only: the folds check the grid).

@@ -1490,6 +1490,25 @@ fn an_instruct_model_chats_in_its_template_and_stops_where_transformers_does() {
     let hf = dir.join("hf");
     succeeds(&["export", tuned.to_str().unwrap(), "--save", hf.to_str().unwrap()]);
     assert_eq!(wgml::data::chat::ChatSettings::from_folder(&hf).unwrap(), read);
+    // A conversation on standard input: each line a message, each reply
+    // transformers' (the second read with the first turn's keys and values
+    // kept), printed a line each.
+    let talk = &golden["conversation"];
+    assert_eq!(talk["template"], g["template"]);
+    let turns: Vec<&str> = talk["turns"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let replies: Vec<&str> = talk["replies"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let mut child = Command::new(crate::common::wgml_bin())
+        .args(["chat", "--weights", c, "--temperature", "0", "--tokens", "4"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = format!("{}\n\n{}\n", turns[0], turns[1]);
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n{}\n", replies[0], replies[1]));
     // A base model has no template to chat in.
     let base = dir.join("base.safetensors");
     succeeds(&[

@@ -21,6 +21,9 @@ Writes kernels-tests/golden/chat.json:
               eos_token_id = [301, the third greedy token without a stop], so
               generation stops after two tokens; the ids, the reply as
               tokenizer.decode gives it, and the stop list
+  conversation  two user turns with the same model and template, each reply
+              greedy (at most 4 tokens, or to <|end_of_text|>) and joining the
+              conversation as its text, stripped: what wgml chat must print
 
 Needs torch, transformers and tokenizers. Run from the repo root after
 make_llama_tiny.py:
@@ -142,6 +145,22 @@ generation = {
     "ids": new,
     "reply": tok.decode(new[:-1]),
 }
-json.dump({"templates": TEMPLATES, "cases": cases, "refusals": refusals, "generation": generation},
+# A conversation of two turns (wgml chat): each reply greedy, at most 4 tokens or
+# to <|end_of_text|>, joins the messages as its decoded text, stripped.
+# (Turns whose replies decode to whole printable characters.)
+turns, replies = ["b", "Yes"], []
+messages = []
+for turn in turns:
+    messages.append({"role": "user", "content": turn})
+    ids = torch.tensor([render("brief", messages, True, True)])
+    out = model.generate(ids, max_new_tokens=4, do_sample=False, eos_token_id=[301], pad_token_id=301)
+    new = [i for i in out[0, ids.shape[1]:].tolist() if i != 301]
+    replies.append(tok.decode(new))
+    messages.append({"role": "assistant", "content": tok.decode(new).strip()})
+assert ids.shape[1] + 4 <= 32, ids.shape
+conversation = {"template": TEMPLATES["brief"], "turns": turns, "tokens": 4, "replies": replies}
+json.dump({"templates": TEMPLATES, "cases": cases, "refusals": refusals, "generation": generation,
+           "conversation": conversation},
           open(f"{DIR}/chat.json", "w"), indent=1, ensure_ascii=False)
-print(len(cases), "cases,", len(refusals), "refusals; generation stops after", new)
+print(len(cases), "cases,", len(refusals), "refusals; generation stops after", generation["ids"],
+      "; replies", replies)

@@ -12,7 +12,6 @@ use super::GpuArgs;
 use super::train::{
     keep_classes, load_data_with, print_bits_per_byte, print_evaluation, write_metrics_json, write_run_report,
 };
-use wgml::data::chat::Message;
 use wgml::data::text::Vocabulary;
 
 #[derive(Args, Debug, Clone)]
@@ -100,82 +99,23 @@ pub struct PredictArgs {
     pub allow_no_answer: bool,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct GenerateArgs {
-    /// Safetensors checkpoint of a language model, written by `wgml train --data
-    /// text:FILE --save` (its tokenizer, if it was trained with one, comes with it).
-    #[arg(long)]
-    pub weights: PathBuf,
-    /// The text to continue.
-    #[arg(long, default_value = "The ")]
-    pub prompt: String,
-    /// Tokens to generate (bytes, or the tokenizer's tokens).
-    #[arg(long, default_value_t = 200)]
-    pub tokens: usize,
-    /// Sampling temperature: 0 takes the most probable token every time; below 1
-    /// sharper, above 1 more varied.
-    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
-    pub temperature: f32,
-    /// Draw among the K most probable tokens only.
-    #[arg(long, value_name = "K")]
-    pub top_k: Option<usize>,
-    /// Nucleus sampling: draw among the most probable tokens whose probabilities
-    /// first add up to P (after the temperature and top-k), in (0, 1].
-    #[arg(long, value_name = "P")]
-    pub top_p: Option<f32>,
-    /// Hugging Face's repetition_penalty: the logit of every token already in the
-    /// text is divided by R when positive, multiplied by it otherwise (R > 1
-    /// discourages repeats; 1.2 is a common choice).
-    #[arg(long, value_name = "R")]
-    pub repetition_penalty: Option<f32>,
-    /// Hugging Face's no_repeat_ngram_size: never draw a token that would repeat an
-    /// N-gram of the text.
-    #[arg(long, value_name = "N")]
-    pub no_repeat_ngram: Option<usize>,
-    /// Stop once the generated text contains TEXT (which is printed); may be
-    /// given several times.
-    #[arg(long, value_name = "TEXT")]
-    pub stop: Vec<String>,
-    /// Go on past the tokens that end a text (the stop ids imported from
-    /// generation_config.json, e.g. Llama 3's <|eot_id|>, else the tokenizer's
-    /// end of text, GPT-2's <|endoftext|>), where generation otherwise stops
-    /// (without printing them).
-    #[arg(long)]
-    pub ignore_eos: bool,
-    /// Read the prompt as a user's message to an instruct model: write it in the
-    /// tokenizer's chat template (imported with it), open the assistant's turn,
-    /// and print the reply alone.
-    #[arg(long)]
-    pub chat: bool,
-    /// With --chat: a system message before the user's.
-    #[arg(long, value_name = "TEXT", requires = "chat")]
-    pub system: Option<String>,
-    /// Seed of the draws.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Run the whole window for every token instead of keeping each attention's
-    /// keys and values (the same tokens, slower; for comparing the two).
-    #[arg(long)]
-    pub no_cache: bool,
-}
-
 /// A model read back for `eval`, `predict` and `generate`.
-struct Loaded {
+pub(super) struct Loaded {
     /// The name the file gives it (or the `--model` given).
-    name: String,
+    pub(super) name: String,
     /// The dataset a wgml model is trained on, if it is one of wgml's.
-    default_data: Option<&'static str>,
+    pub(super) default_data: Option<&'static str>,
     /// Names of the classes by label, when the file records them.
-    class_names: Vec<String>,
+    pub(super) class_names: Vec<String>,
     /// How text becomes the model's token ids: the file's tokenizer, else bytes.
-    vocabulary: Vocabulary,
-    model: wgml::nn::Model,
+    pub(super) vocabulary: Vocabulary,
+    pub(super) model: wgml::nn::Model,
 }
 
 /// Compiles the model and loads `weights` into it: wgml's model `model` when given
 /// (the file must hold its weights), else the model the file describes, else the
 /// wgml model the file names, else the CNN.
-fn load_model(ctx: &wgml::Context, model: Option<&str>, weights: &Path) -> Result<Loaded> {
+pub(super) fn load_model(ctx: &wgml::Context, model: Option<&str>, weights: &Path) -> Result<Loaded> {
     let mut c = checkpoint::load(weights)?;
     // Inference runs the adapters merged into the weights: the same outputs up to
     // f32 rounding, without the adapters' dispatches.
@@ -613,149 +553,3 @@ fn predict_table(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
-    use std::io::Write;
-    use std::ops::ControlFlow;
-    use wgml::nn::generate::{Sampling, generate_with, lm_shape};
-    if args.stop.iter().any(String::is_empty) {
-        return Err(Error::invalid("--stop is empty: give the text to stop at"));
-    }
-    let ctx = gpu.context()?;
-    let Loaded {
-        name,
-        mut model,
-        vocabulary,
-        ..
-    } = load_model(&ctx, None, &args.weights)?;
-    let (_, outputs) = lm_shape(&model).map_err(|e| e.in_file(&args.weights, ""))?;
-    if outputs < vocabulary.size() {
-        return Err(Error::invalid(format!(
-            "model '{name}' has {outputs} outputs per position but reads text as {} \
-             (the checkpoint's): it cannot give every token",
-            vocabulary.describe()
-        )));
-    }
-    let sampling = Sampling {
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        vocabulary: Some(vocabulary.size()),
-        repetition_penalty: args.repetition_penalty,
-        no_repeat_ngram: args.no_repeat_ngram,
-    };
-    sampling.validate()?;
-    if args.prompt.is_empty() {
-        return Err(Error::invalid("--prompt is empty: give the text to continue"));
-    }
-    let (text_ids, prompt) = if args.chat {
-        // The conversation as the template writes it, tokenized as
-        // apply_chat_template does: the template writes its own special tokens.
-        let messages: Vec<Message> = args
-            .system
-            .iter()
-            .map(|s| Message::new("system", s))
-            .chain([Message::new("user", &args.prompt)])
-            .collect();
-        let chat = vocabulary.chat().cloned().unwrap_or_default();
-        let ids = vocabulary.encode(chat.render(&messages, true)?.as_bytes())?;
-        (ids.clone(), ids)
-    } else {
-        // What the tokenizer puts before a text of its own (a Llama's <s> or
-        // <|begin_of_text|>; nothing for GPT-2), as Hugging Face's
-        // tokenizer(prompt) adds it before generate.
-        let ids = vocabulary.encode(args.prompt.as_bytes())?;
-        let (begin, _) = vocabulary.document_frame()?;
-        (ids.clone(), [begin, ids].concat())
-    };
-    let mut out = std::io::stdout().lock();
-    let io = |e: std::io::Error| Error::Io {
-        path: "standard output".into(),
-        source: e,
-    };
-    if !args.chat {
-        out.write_all(args.prompt.as_bytes()).map_err(io)?;
-    }
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(args.seed);
-    // The decoder sees the prompt first (and prints nothing of it again), so the
-    // first new token decodes as it follows the prompt (a SentencePiece space, a
-    // character the prompt began).
-    let mut stream = vocabulary.stream();
-    for &id in &text_ids {
-        stream.step(id)?;
-    }
-    let mut failed = None;
-    let mut text = Vec::new();
-    let mut stopped = None;
-    let stop_ids = if args.ignore_eos {
-        Vec::new()
-    } else {
-        vocabulary.stop_ids()
-    };
-    let mut ended = None;
-    let start = std::time::Instant::now();
-    let on_token = |id| {
-        if stop_ids.contains(&id) {
-            ended = Some(id);
-            return ControlFlow::Break(());
-        }
-        let written = stream.step(id).and_then(|bytes| {
-            text.extend_from_slice(&bytes);
-            out.write_all(&bytes)
-                .and_then(|_| out.flush())
-                .map_err(io)
-                .map(|_| bytes.len())
-        });
-        match written {
-            Ok(added) => {
-                // A stop text not found before ends in this token's bytes.
-                stopped = args
-                    .stop
-                    .iter()
-                    .find(|s| {
-                        let from = text.len().saturating_sub(added + s.len() - 1);
-                        text[from..].windows(s.len()).any(|w| w == s.as_bytes())
-                    })
-                    .cloned();
-                if stopped.is_some() {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            }
-            Err(e) => {
-                failed = Some(e);
-                ControlFlow::Break(())
-            }
-        }
-    };
-    let new = generate_with(
-        &mut model,
-        &ctx,
-        &prompt,
-        args.tokens,
-        sampling,
-        &mut rng,
-        on_token,
-        !args.no_cache,
-    )?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    writeln!(out).map_err(io)?;
-    let seconds = start.elapsed().as_secs_f64();
-    eprintln!(
-        "{} tokens in {seconds:.2} s: {:.1} tokens/s, reading the prompt's {} first included{}",
-        new.len(),
-        new.len() as f64 / seconds,
-        prompt.len(),
-        if args.no_cache { "; no key/value cache" } else { "" }
-    );
-    if let Some(id) = ended {
-        let text = vocabulary.decode(&[id]).unwrap_or_default();
-        eprintln!("stopped at token {id} ({text:?}), which ends a text (--ignore-eos goes on)");
-    }
-    if let Some(stop) = stopped {
-        eprintln!("stopped at {stop:?}");
-    }
-    Ok(ExitCode::SUCCESS)
-}

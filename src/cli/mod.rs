@@ -6,6 +6,7 @@ mod eval;
 mod export;
 mod functional;
 mod gan;
+mod generate;
 mod import;
 mod info;
 mod selftest;
@@ -106,7 +107,10 @@ pub enum Command {
     Predict(eval::PredictArgs),
     /// Continue a text with a language model (trained with `--data text:FILE`,
     /// e.g. examples/models/byte_lm.json or bpe_lm.json).
-    Generate(eval::GenerateArgs),
+    Generate(generate::GenerateArgs),
+    /// Talk with an instruct model (imported with its chat template): each line
+    /// of standard input is a message; each reply is printed as it comes.
+    Chat(generate::ChatArgs),
     /// Turn a pretrained model from another program's files (a Hugging Face GPT-2
     /// folder) into a wgml checkpoint, for generate, eval and fine-tuning.
     Import(import::ImportArgs),
@@ -129,7 +133,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(args) => train::run(&cli.gpu, &args),
         Command::Eval(args) => eval::run_eval(&cli.gpu, &args),
         Command::Predict(args) => eval::run_predict(&cli.gpu, &args),
-        Command::Generate(args) => eval::run_generate(&cli.gpu, &args),
+        Command::Generate(args) => generate::run_generate(&cli.gpu, &args),
+        Command::Chat(args) => generate::run_chat(&cli.gpu, &args),
         Command::Import(args) => import::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Selftest => selftest::run(&cli.gpu),

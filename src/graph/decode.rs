@@ -360,6 +360,20 @@ impl Decoder {
         self.next = 0;
     }
 
+    /// Keeps the first `positions` cached positions and forgets the rest: the
+    /// next step is at position `positions` (a text that shares only its start
+    /// with what was cached). Errors when fewer positions are cached.
+    pub fn rewind(&mut self, positions: usize) -> Result<()> {
+        if positions > self.next {
+            return Err(Error::invalid(format!(
+                "cannot rewind the key/value cache to {positions} positions: it holds {}",
+                self.next
+            )));
+        }
+        self.next = positions;
+        Ok(())
+    }
+
     /// Caches the keys and values of `tokens` at positions `0..tokens.len()` in
     /// one pass (see the module docs), on an empty cache; then the next
     /// [`Decoder::step`] is at position `tokens.len()`. Feed a prompt's tokens

@@ -9,7 +9,8 @@
 //! without a cache) each new token runs the model on the last T tokens (padded
 //! after the context's end while shorter: a causal model's position i reads
 //! positions ≤ i only). Either way it draws from the probabilities at the
-//! context's last position, the only ones read back.
+//! context's last position, the only ones read back. A [`Session`] keeps the
+//! cache between texts that share their start (a chat's turns).
 
 use std::ops::ControlFlow;
 
@@ -321,65 +322,117 @@ pub fn generate_with(
     count: usize,
     sampling: Sampling,
     rng: &mut impl Rng,
-    mut on_token: impl FnMut(u32) -> ControlFlow<()>,
+    on_token: impl FnMut(u32) -> ControlFlow<()>,
     use_cache: bool,
 ) -> Result<Vec<u32>> {
-    sampling.validate()?;
-    let (t, vocab) = lm_shape(model)?;
-    let limit = token_limit(model, vocab);
-    let drawn = sampling.vocabulary.map_or(limit, |v| v.min(limit));
-    if prompt.is_empty() {
-        return Err(Error::invalid("the prompt holds no token"));
-    }
-    if let Some(&id) = prompt.iter().find(|&&id| id as usize >= drawn) {
-        return Err(Error::invalid(format!(
-            "prompt token {id} is outside the model's vocabulary of {drawn}"
-        )));
-    }
-    check_causal(model, ctx)?;
-    let mut context = prompt.to_vec();
-    let mut new = Vec::with_capacity(count);
-    let mut x = vec![0f32; t];
-    let mut cache = if use_cache {
-        Decoder::new(ctx, &model.graph, &model.store, model.output)?
-    } else {
-        None
-    };
-    for _ in 0..count {
-        let logits = match cache.as_mut().filter(|_| context.len() <= t) {
-            // Every token not yet cached (the prompt, prefilled but for its last
-            // token when it is long enough; then the last one drawn), at its own
-            // position.
-            Some(decoder) => {
-                if decoder.position() == 0 && context.len() > PREFILL_FROM {
-                    decoder.prefill(ctx, &context[..context.len() - 1])?;
-                }
-                let mut logits = Vec::new();
-                for &id in &context[decoder.position()..] {
-                    logits = decoder.step(ctx, id)?;
-                }
-                logits
-            }
-            // Past T tokens the window slides: every position moves, so the whole
-            // window runs again.
-            None => {
-                let window = &context[context.len().saturating_sub(t)..];
-                x.fill(0.0);
-                for (slot, &id) in x.iter_mut().zip(window) {
-                    *slot = id as f32;
-                }
-                model.logits_at_position(ctx, &x, window.len() - 1)?
-            }
+    Session::new(model, ctx, use_cache)?.generate(model, ctx, prompt, count, sampling, rng, on_token)
+}
+
+/// A text a model continues, turn after turn (a chat), and the key/value cache
+/// of what it has read: each [`Session::generate`] is given the whole text so
+/// far and reuses the cache for the tokens it shares, from its start, with what
+/// the model read before (a chat's earlier turns), so only the new tokens cost
+/// a step each.
+pub struct Session {
+    decoder: Option<Decoder>,
+    /// The tokens the decoder holds the keys and values of, in order.
+    cached: Vec<u32>,
+}
+
+impl Session {
+    /// A session of `model` (checked causal: [`check_causal`]), with a
+    /// key/value cache when `use_cache` and the model's ops allow one.
+    pub fn new(model: &mut Model, ctx: &Context, use_cache: bool) -> Result<Session> {
+        check_causal(model, ctx)?;
+        let decoder = if use_cache {
+            Decoder::new(ctx, &model.graph, &model.store, model.output)?
+        } else {
+            None
         };
-        let probs = sampling.probabilities(&logits, &context);
-        let next = sampling.draw(&probs[..drawn], rng) as u32;
-        context.push(next);
-        new.push(next);
-        if on_token(next).is_break() {
-            break;
-        }
+        Ok(Session {
+            decoder,
+            cached: Vec::new(),
+        })
     }
-    Ok(new)
+
+    /// Continues `text` (token ids, at least one; the whole text so far) by up
+    /// to `count` tokens, as [`generate`] does; the model must be the session's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate(
+        &mut self,
+        model: &mut Model,
+        ctx: &Context,
+        text: &[u32],
+        count: usize,
+        sampling: Sampling,
+        rng: &mut impl Rng,
+        mut on_token: impl FnMut(u32) -> ControlFlow<()>,
+    ) -> Result<Vec<u32>> {
+        sampling.validate()?;
+        let (t, vocab) = lm_shape(model)?;
+        let limit = token_limit(model, vocab);
+        let drawn = sampling.vocabulary.map_or(limit, |v| v.min(limit));
+        if text.is_empty() {
+            return Err(Error::invalid("the prompt holds no token"));
+        }
+        if let Some(&id) = text.iter().find(|&&id| id as usize >= drawn) {
+            return Err(Error::invalid(format!(
+                "prompt token {id} is outside the model's vocabulary of {drawn}"
+            )));
+        }
+        // What the cache holds of this text: the shared start, short of the
+        // text's last token, whose step gives the first logits.
+        let shared = self
+            .cached
+            .iter()
+            .zip(text)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(text.len() - 1);
+        if let Some(decoder) = &mut self.decoder {
+            decoder.rewind(shared)?;
+        }
+        self.cached.truncate(shared);
+        let mut context = text.to_vec();
+        let mut new = Vec::with_capacity(count);
+        let mut x = vec![0f32; t];
+        for _ in 0..count {
+            let logits = match self.decoder.as_mut().filter(|_| context.len() <= t) {
+                // Every token not yet cached (the prompt, prefilled but for its
+                // last token when it is long enough and the cache empty; then the
+                // last one drawn), at its own position.
+                Some(decoder) => {
+                    if decoder.position() == 0 && context.len() > PREFILL_FROM {
+                        decoder.prefill(ctx, &context[..context.len() - 1])?;
+                    }
+                    let mut logits = Vec::new();
+                    for &id in &context[decoder.position()..] {
+                        logits = decoder.step(ctx, id)?;
+                    }
+                    self.cached = context.clone();
+                    logits
+                }
+                // Past T tokens the window slides: every position moves, so the
+                // whole window runs again.
+                None => {
+                    let window = &context[context.len().saturating_sub(t)..];
+                    x.fill(0.0);
+                    for (slot, &id) in x.iter_mut().zip(window) {
+                        *slot = id as f32;
+                    }
+                    model.logits_at_position(ctx, &x, window.len() - 1)?
+                }
+            };
+            let probs = sampling.probabilities(&logits, &context);
+            let next = sampling.draw(&probs[..drawn], rng) as u32;
+            context.push(next);
+            new.push(next);
+            if on_token(next).is_break() {
+                break;
+            }
+        }
+        Ok(new)
+    }
 }
 
 #[cfg(test)]
