@@ -17,6 +17,9 @@ for w, folder in [("smol", "model"), ("wide", "wide")]:
         margin = min(float(torch.topk(l[0], 2).values[0] - torch.topk(l[0], 2).values[1]) for l in out.logits)
         for bin in ("BASE", "NEW"):
             got = [int(t) for t in re.findall(r"t(\d+)", open(f"out-{bin}-{w}-{n}.txt").read())][n:]
+            if not got:
+                print(f"{bin} {w}, {n}-word prompt: no tokens (the run failed)")
+                continue
             same = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
             print(f"{bin} {w}, {n}-word prompt: {len(got)} tokens; transformers' 33 greedy tokens "
                   f"{'equal' if got == want else f'differ from token {same}'} "
