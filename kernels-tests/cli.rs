@@ -1495,8 +1495,18 @@ fn an_instruct_model_chats_in_its_template_and_stops_where_transformers_does() {
     // kept), printed a line each.
     let talk = &golden["conversation"];
     assert_eq!(talk["template"], g["template"]);
-    let turns: Vec<&str> = talk["turns"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-    let replies: Vec<&str> = talk["replies"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let turns: Vec<&str> = talk["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let replies: Vec<&str> = talk["replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     let mut child = Command::new(crate::common::wgml_bin())
         .args(["chat", "--weights", c, "--temperature", "0", "--tokens", "4"])
         .stdin(std::process::Stdio::piped())
@@ -1508,7 +1518,10 @@ fn an_instruct_model_chats_in_its_template_and_stops_where_transformers_does() {
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n{}\n", replies[0], replies[1]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n{}\n", replies[0], replies[1])
+    );
     // A base model has no template to chat in.
     let base = dir.join("base.safetensors");
     succeeds(&[

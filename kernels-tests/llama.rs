@@ -4,8 +4,10 @@
 //! and one key and value head per query head with the head tied to the
 //! embedding and Llama 3.1's scaled rotary frequencies; a Qwen2 (biases on
 //! the query, key and value projections, a tied head); and a Qwen3 (each query
-//! and key head RMS-normalized before the rotary turn). The imported models give Hugging Face's probabilities, greedy
-//! continuations and gradients.
+//! and key head RMS-normalized before the rotary turn); and a Llama whose rotary
+//! positions YaRN scales (`golden/make_llama_yarn.py`: frequencies kept, blended
+//! and divided, cosines and sines times the attention factor). The imported
+//! models give Hugging Face's probabilities, greedy continuations and gradients.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -18,7 +20,13 @@ use wgml::nn::generate::{Sampling, generate_with};
 
 use crate::common::*;
 
-const FIXTURES: [&str; 4] = ["llama-tiny", "llama-tiny-tied", "qwen2-tiny", "qwen3-tiny"];
+const FIXTURES: [&str; 5] = [
+    "llama-tiny",
+    "llama-tiny-tied",
+    "qwen2-tiny",
+    "qwen3-tiny",
+    "llama-tiny-yarn",
+];
 /// Tokens: the byte-level BPE's 300, then <|begin_of_text|> and <|end_of_text|>.
 const VOCAB: usize = 302;
 
@@ -212,11 +220,11 @@ fn what_wgml_does_not_compute_is_refused() {
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     config["rope_parameters"] =
-        serde_json::json!({ "rope_type": "yarn", "factor": 8.0, "rope_theta": 500000.0 });
+        serde_json::json!({ "rope_type": "longrope", "factor": 8.0, "rope_theta": 500000.0 });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let e = import_llama(&dir, None, 1e-4).err().unwrap().to_string();
     assert!(
-        e.contains("config.json") && e.contains("scales its rotary positions ('yarn')"),
+        e.contains("config.json") && e.contains("scales its rotary positions ('longrope')"),
         "{e}"
     );
     config["rope_parameters"] = serde_json::json!({ "rope_type": "default", "rope_theta": 10000.0 });

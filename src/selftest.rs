@@ -367,7 +367,12 @@ impl Runner<'_> {
     /// and key turned at that position (`rotary_at`), then the query over the
     /// cache of `kv_heads` heads of `d` shared by `heads` query heads
     /// (`attention_decode`), the earlier rows written straight into the cache.
-    fn decode_step(&mut self, (heads, kv_heads, d): (usize, usize, usize), positions: usize, at: usize) -> Result<()> {
+    fn decode_step(
+        &mut self,
+        (heads, kv_heads, d): (usize, usize, usize),
+        positions: usize,
+        at: usize,
+    ) -> Result<()> {
         use crate::kernels::attention_decode::{DecodeDims, DecodePosition, attention_decode};
         use crate::kernels::rotary::{Turn, rotary_at};
         let dims = DecodeDims::new(heads, kv_heads, (d, d));
@@ -382,7 +387,11 @@ impl Runner<'_> {
             self.upload(&table, &[table.len()])?,
         );
         let (k_cache, v_cache) = (self.upload(&kc, &[kc.len()])?, self.upload(&vc, &[vc.len()])?);
-        let (qr, kr, out) = (self.out(&[1, heads * d])?, self.out(&[1, w])?, self.out(&[heads * d])?);
+        let (qr, kr, out) = (
+            self.out(&[1, heads * d])?,
+            self.out(&[1, w])?,
+            self.out(&[heads * d])?,
+        );
         let position = DecodePosition::new(self.ctx, positions)?;
         position.set(self.ctx, at)?;
         self.run(&[
@@ -400,7 +409,8 @@ impl Runner<'_> {
         ])?;
         let want_q = r::rotary::rotary_at(&q, &table, (positions, at), heads, false);
         let want_k = r::rotary::rotary_at(&k, &table, (positions, at), kv_heads, false);
-        let want = r::attention_decode::attention_decode(&dims, at, &want_q, (&want_k, &v), (&mut kc, &mut vc));
+        let want =
+            r::attention_decode::attention_decode(&dims, at, &want_q, (&want_k, &v), (&mut kc, &mut vc));
         self.record(
             "decoding step: rotary at position + cached attention",
             format!("{heads}/{kv_heads} heads of {d}, {at} of {positions}"),

@@ -103,12 +103,13 @@ def make(out, kv_heads, tied, rope, seed, family=(LlamaConfig, LlamaForCausalLM)
     print(f"{out}: {len(ids)} ids, greedy {greedy.tolist()}, smallest margin {margin:.4f}, loss {loss.item():.6f}")
 
 
-make("kernels-tests/golden/llama-tiny", kv_heads=2, tied=False,
-     rope={"rope_theta": 10000.0, "rope_type": "default"}, seed=11)
-make("kernels-tests/golden/llama-tiny-tied", kv_heads=4, tied=True,
-     rope={"rope_theta": 10.0, "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-           "high_freq_factor": 2.0, "original_max_position_embeddings": 16}, seed=12)
-make("kernels-tests/golden/qwen2-tiny", kv_heads=2, tied=True,
-     rope={"rope_theta": 1000000.0, "rope_type": "default"}, seed=13, family=(Qwen2Config, Qwen2ForCausalLM))
-make("kernels-tests/golden/qwen3-tiny", kv_heads=2, tied=False,
-     rope={"rope_theta": 1000000.0, "rope_type": "default"}, seed=14, family=(Qwen3Config, Qwen3ForCausalLM))
+if __name__ == "__main__":
+    make("kernels-tests/golden/llama-tiny", kv_heads=2, tied=False,
+         rope={"rope_theta": 10000.0, "rope_type": "default"}, seed=11)
+    make("kernels-tests/golden/llama-tiny-tied", kv_heads=4, tied=True,
+         rope={"rope_theta": 10.0, "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 2.0, "original_max_position_embeddings": 16}, seed=12)
+    make("kernels-tests/golden/qwen2-tiny", kv_heads=2, tied=True,
+         rope={"rope_theta": 1000000.0, "rope_type": "default"}, seed=13, family=(Qwen2Config, Qwen2ForCausalLM))
+    make("kernels-tests/golden/qwen3-tiny", kv_heads=2, tied=False,
+         rope={"rope_theta": 1000000.0, "rope_type": "default"}, seed=14, family=(Qwen3Config, Qwen3ForCausalLM))

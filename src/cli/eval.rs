@@ -552,4 +552,3 @@ fn predict_table(
     }
     Ok(ExitCode::SUCCESS)
 }
-

@@ -160,7 +160,13 @@ impl<'v, W: Write> Printer<'v, W> {
     /// A printer of what follows `read` (token ids the stream decoder sees
     /// first and prints nothing of, so the first new token decodes as it follows
     /// them: a SentencePiece space, a character they began).
-    fn new(vocabulary: &'v Vocabulary, read: &[u32], args: &SamplingArgs, stops: &'v [String], out: W) -> Result<Self> {
+    fn new(
+        vocabulary: &'v Vocabulary,
+        read: &[u32],
+        args: &SamplingArgs,
+        stops: &'v [String],
+        out: W,
+    ) -> Result<Self> {
         let mut stream = vocabulary.stream();
         for &id in read {
             stream.step(id)?;
@@ -371,7 +377,11 @@ pub fn run_chat(gpu: &GpuArgs, args: &ChatArgs) -> Result<ExitCode> {
         printer.finish()?;
         if interactive {
             let seconds = start.elapsed().as_secs_f64();
-            eprintln!("({} tokens, {:.1} tokens/s)", new.len(), new.len() as f64 / seconds);
+            eprintln!(
+                "({} tokens, {:.1} tokens/s)",
+                new.len(),
+                new.len() as f64 / seconds
+            );
         }
         messages.push(Message::new(
             "assistant",

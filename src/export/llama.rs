@@ -220,6 +220,43 @@ fn rope_parameters(c: &LlamaConfig) -> serde_json::Value {
             p["high_freq_factor"] = json!(high_freq_factor);
             p["original_max_position_embeddings"] = json!(original_max_position_embeddings);
         }
+        Some(RopeScaling::Dynamic { factor }) => {
+            p["rope_type"] = json!("dynamic");
+            p["factor"] = json!(factor);
+        }
+        Some(RopeScaling::Yarn {
+            factor,
+            original_max_position_embeddings,
+            beta_fast,
+            beta_slow,
+            attention_factor,
+            mscale,
+            mscale_all_dim,
+            truncate,
+        }) => {
+            p["rope_type"] = json!("yarn");
+            p["factor"] = json!(factor);
+            p["original_max_position_embeddings"] = json!(original_max_position_embeddings);
+            // The defaults stay implicit, as the Hub's files leave them.
+            if beta_fast != 32.0 {
+                p["beta_fast"] = json!(beta_fast);
+            }
+            if beta_slow != 1.0 {
+                p["beta_slow"] = json!(beta_slow);
+            }
+            if !truncate {
+                p["truncate"] = json!(false);
+            }
+            for (key, value) in [
+                ("attention_factor", attention_factor),
+                ("mscale", mscale),
+                ("mscale_all_dim", mscale_all_dim),
+            ] {
+                if let Some(v) = value {
+                    p[key] = json!(v);
+                }
+            }
+        }
     }
     p
 }

@@ -293,8 +293,9 @@ impl Decoder {
                     x,
                     heads,
                     frequencies,
+                    scale,
                 } => {
-                    let table = crate::reference::rotary::angle_table(frequencies, 0, t);
+                    let table = crate::graph::ops::rotary::scaled_table(frequencies, *scale, 0, t);
                     let angles = Tensor::from_f32(ctx, &table, &[table.len()])?;
                     let y = lw.output(i)?;
                     lw.dispatches.push(rotary_at(

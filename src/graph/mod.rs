@@ -302,6 +302,8 @@ pub enum Op {
         heads: usize,
         /// One per pair of a head's values.
         frequencies: Vec<f32>,
+        /// Factor of the cosines and sines (YaRN's attention factor; 1 otherwise).
+        scale: f32,
     },
     /// Each head of a sequence `[T, H·head_dim]` repeated `times` times in a row:
     /// `[T, H·times·head_dim]` (grouped-query attention's keys and values).

@@ -19,9 +19,11 @@
 //! names `query`, `key`, `value` and `output` (`q_proj`, `k_proj`, `v_proj`,
 //! `o_proj`). `lm_head` reads `model.embed_tokens.weight` where
 //! `tie_word_embeddings` says so (Llama 3.2, SmolLM). Rotary positions follow
-//! Hugging Face's `rotate_half` layout and its frequencies, scaled as "linear"
-//! or Llama 3.1's "llama3" rope types scale them; the other types (`dynamic`,
-//! `yarn`, `longrope`) are refused rather than computed differently.
+//! Hugging Face's `rotate_half` layout and its frequencies, scaled as the
+//! "linear", "dynamic" (the default frequencies up to `max_position_embeddings`,
+//! as far as wgml's contexts go), Llama 3.1's "llama3" and "yarn" (its cosines
+//! and sines scaled too) rope types scale them; "longrope" is refused rather than
+//! computed differently.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -285,9 +287,8 @@ impl LlamaConfig {
 }
 
 /// The rotary scaling of transformers 5's `rope_parameters` or of earlier
-/// files' `rope_scaling`: "default" (none), "linear" or "llama3"; the types
-/// that change more than the frequencies ("dynamic", "yarn", "longrope") and a
-/// partial rotation are refused.
+/// files' `rope_scaling`: "default" (none), "linear", "dynamic", "llama3" or
+/// "yarn"; "longrope" and a partial rotation are refused.
 fn rope_scaling(c: &Value) -> std::result::Result<Option<RopeScaling>, String> {
     let parameters = c.get("rope_parameters").filter(|v| !v.is_null());
     let scaling = c.get("rope_scaling").filter(|v| !v.is_null());
@@ -320,10 +321,36 @@ fn rope_scaling(c: &Value) -> std::result::Result<Option<RopeScaling>, String> {
                 high_freq_factor: number("high_freq_factor")?,
                 original_max_position_embeddings: number("original_max_position_embeddings")? as usize,
             }),
+            // The default frequencies up to max_position_embeddings, past which
+            // no wgml context goes.
+            "dynamic" => Some(RopeScaling::Dynamic {
+                factor: number("factor")?,
+            }),
+            "yarn" => {
+                let optional = |key: &str| p.get(key).and_then(Value::as_f64);
+                let positions = c.get("max_position_embeddings").and_then(Value::as_f64);
+                let original = optional("original_max_position_embeddings")
+                    .or(positions)
+                    .ok_or("its yarn rotary scaling names no original_max_position_embeddings".to_string())?;
+                Some(RopeScaling::Yarn {
+                    // DeepSeek's files leave the factor to the ratio of the contexts.
+                    factor: match optional("factor") {
+                        Some(f) => f,
+                        None => positions.ok_or("its yarn rotary scaling has no factor")? / original,
+                    },
+                    original_max_position_embeddings: original as usize,
+                    beta_fast: optional("beta_fast").filter(|&b| b != 0.0).unwrap_or(32.0),
+                    beta_slow: optional("beta_slow").filter(|&b| b != 0.0).unwrap_or(1.0),
+                    attention_factor: optional("attention_factor"),
+                    mscale: optional("mscale"),
+                    mscale_all_dim: optional("mscale_all_dim"),
+                    truncate: p.get("truncate").and_then(Value::as_bool).unwrap_or(true),
+                })
+            }
             other => {
                 return Err(format!(
                     "scales its rotary positions ('{other}'), which wgml does not compute yet (it has \
-                     the default frequencies, 'linear' and Llama 3's 'llama3')"
+                     the default frequencies, 'linear', 'dynamic', Llama 3's 'llama3' and 'yarn')"
                 ));
             }
         };
@@ -599,10 +626,40 @@ mod tests {
         let linear =
             config(r#","rope_parameters":{"rope_theta":1e4,"rope_type":"linear","factor":2.0}"#).unwrap();
         assert_eq!(linear.rope_scaling, Some(RopeScaling::Linear { factor: 2.0 }));
+        // YaRN: the Hub's defaults filled in; DeepSeek's factor from the contexts.
+        let yarn = config(
+            r#","rope_scaling":{"rope_type":"yarn","factor":4.0,"original_max_position_embeddings":32768}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            yarn.rope_scaling,
+            Some(RopeScaling::Yarn {
+                factor: 4.0,
+                original_max_position_embeddings: 32768,
+                beta_fast: 32.0,
+                beta_slow: 1.0,
+                attention_factor: None,
+                mscale: None,
+                mscale_all_dim: None,
+                truncate: true,
+            })
+        );
+        let ratio =
+            config(r#","rope_scaling":{"rope_type":"yarn","original_max_position_embeddings":4}"#).unwrap();
+        assert!(matches!(
+            ratio.rope_scaling,
+            Some(RopeScaling::Yarn { factor: 4.0, .. })
+        ));
+        let dynamic = config(r#","rope_scaling":{"rope_type":"dynamic","factor":2.0}"#).unwrap();
+        assert_eq!(dynamic.rope_scaling, Some(RopeScaling::Dynamic { factor: 2.0 }));
         for (extra, want) in [
             (
-                r#","rope_scaling":{"rope_type":"yarn","factor":8.0}"#,
-                "scales its rotary positions ('yarn')",
+                r#","rope_scaling":{"rope_type":"longrope","factor":8.0}"#,
+                "scales its rotary positions ('longrope')",
+            ),
+            (
+                r#","rope_scaling":{"rope_type":"yarn","factor":0.5,"original_max_position_embeddings":8}"#,
+                "at least 1",
             ),
             (
                 r#","rope_scaling":{"rope_type":"llama3","factor":8.0}"#,

@@ -11,7 +11,7 @@ use crate::kernels::conv::Padding;
 use crate::kernels::matmul::Activation;
 use crate::kernels::sequence::SequencePool;
 use crate::nn::lora::{LORA_A, LORA_B};
-use crate::nn::{Layer, LayerActivation, LoraConfig, Loss};
+use crate::nn::{Layer, LayerActivation, LoraConfig, Loss, RopeScaling};
 
 /// One layer being added to a graph.
 pub(crate) struct LayerBuild<'a> {
@@ -479,7 +479,7 @@ struct Heads {
     key_dim: usize,
     value_dim: usize,
     rope_theta: Option<f64>,
-    rope_scaling: Option<crate::nn::layers::RopeScaling>,
+    rope_scaling: Option<RopeScaling>,
     qk_norm: Option<f32>,
 }
 
@@ -592,12 +592,10 @@ fn multi_head_attention(
         k = b.g.rms_norm(k, kg, epsilon, name)?;
     }
     if let Some(theta) = rope_theta {
-        let mut frequencies = crate::reference::rotary::frequencies(theta, key_dim);
-        if let Some(scaling) = rope_scaling {
-            scaling.apply(&mut frequencies);
-        }
-        q = b.g.rotary(q, heads, &frequencies, name)?;
-        k = b.g.rotary(k, kv_heads, &frequencies, name)?;
+        let frequencies = RopeScaling::frequencies(rope_scaling.as_ref(), theta, key_dim);
+        let scale = rope_scaling.map_or(1.0, |s| s.attention_scaling());
+        q = b.g.rotary(q, heads, (&frequencies, scale), name)?;
+        k = b.g.rotary(k, kv_heads, (&frequencies, scale), name)?;
     }
     if kv_heads < heads {
         k = b.g.repeat_heads(k, kv_heads, heads / kv_heads, name)?;

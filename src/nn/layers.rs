@@ -61,8 +61,9 @@ impl LayerActivation {
 }
 
 /// How a rotary embedding's frequencies are scaled for contexts longer than a
-/// model was first trained on: Hugging Face's `rope_type`s that change the
-/// frequencies alone, computed in f32 as transformers computes them.
+/// model was first trained on: Hugging Face's `rope_type`s, computed in f32 as
+/// transformers computes them. YaRN also scales the cosines and sines
+/// ([`RopeScaling::attention_scaling`]).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum RopeScaling {
@@ -85,6 +86,45 @@ pub enum RopeScaling {
         /// The context the frequencies were first trained for (8,192).
         original_max_position_embeddings: usize,
     },
+    /// Dynamic NTK ("dynamic"): the base grows with the sequence past
+    /// `max_position_embeddings`; up to it, which is as far as wgml's contexts
+    /// go, the frequencies are the default ones.
+    Dynamic {
+        /// How far past `max_position_embeddings` the base stretches.
+        factor: f64,
+    },
+    /// YaRN ("yarn"): each frequency blended between itself (short
+    /// wavelengths, fewer than `beta_slow`… `beta_fast` turns over the original
+    /// context) and itself over `factor` (long ones), along a linear ramp;
+    /// the cosines and sines scaled by the attention factor.
+    Yarn {
+        /// The divisor of the long wavelengths' frequencies.
+        factor: f64,
+        /// The context the frequencies were first trained for.
+        original_max_position_embeddings: usize,
+        /// Turns over the original context at which the ramp ends (32).
+        beta_fast: f64,
+        /// Turns at which it starts (1).
+        beta_slow: f64,
+        /// The cosines' and sines' factor; `None`: `0.1·ln(factor) + 1` (or,
+        /// with `mscale` and `mscale_all_dim`, their ratio of such terms).
+        attention_factor: Option<f64>,
+        /// DeepSeek's numerator weight of `ln(factor)` in the attention factor.
+        mscale: Option<f64>,
+        /// DeepSeek's denominator weight.
+        mscale_all_dim: Option<f64>,
+        /// Whether the ramp's ends are rounded to whole pairs (true).
+        truncate: bool,
+    },
+}
+
+/// YaRN's `0.1·m·ln(scale) + 1` (1 for a scale up to 1).
+fn yarn_mscale(scale: f64, m: f64) -> f64 {
+    if scale <= 1.0 {
+        1.0
+    } else {
+        0.1 * m * scale.ln() + 1.0
+    }
 }
 
 impl RopeScaling {
@@ -106,6 +146,23 @@ impl RopeScaling {
                     && low_freq_factor < high_freq_factor
                     && original_max_position_embeddings > 0
             }
+            RopeScaling::Dynamic { factor } => factor.is_finite() && factor >= 1.0,
+            RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings,
+                beta_fast,
+                beta_slow,
+                attention_factor,
+                ..
+            } => {
+                factor.is_finite()
+                    && factor >= 1.0
+                    && original_max_position_embeddings > 0
+                    && beta_fast.is_finite()
+                    && beta_slow > 0.0
+                    && beta_fast > 0.0
+                    && attention_factor.is_none_or(|a| a.is_finite() && a > 0.0)
+            }
         };
         if ok {
             Ok(())
@@ -113,14 +170,80 @@ impl RopeScaling {
             Err(format!(
                 "rotary scaling {self:?}: factor must be at least 1 (and Llama 3's low_freq_factor \
                  positive and below a finite high_freq_factor, original_max_position_embeddings at \
-                 least 1)"
+                 least 1; YaRN's betas positive, its attention factor positive)"
             ))
         }
     }
 
-    /// `freqs` (one per pair, `1/θ^(2j/d)`) scaled.
-    pub fn apply(&self, freqs: &mut [f32]) {
+    /// The frequencies of heads of `head_dim` values under base `theta`
+    /// (`1/θ^(2j/d)`, [`crate::reference::rotary::frequencies`]) as `scaling`
+    /// scales them.
+    pub fn frequencies(scaling: Option<&RopeScaling>, theta: f64, head_dim: usize) -> Vec<f32> {
+        let mut freqs = crate::reference::rotary::frequencies(theta, head_dim);
+        match scaling {
+            Some(&RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings,
+                beta_fast,
+                beta_slow,
+                truncate,
+                ..
+            }) => {
+                // transformers' _compute_yarn_parameters: the ramp's ends in f64,
+                // the frequencies and the ramp in f32.
+                let dim = head_dim as f64;
+                let turns_at = |turns: f64| {
+                    dim * (original_max_position_embeddings as f64 / (turns * 2.0 * std::f64::consts::PI))
+                        .ln()
+                        / (2.0 * theta.ln())
+                };
+                let (mut low, mut high) = (turns_at(beta_fast), turns_at(beta_slow));
+                if truncate {
+                    (low, high) = (low.floor(), high.ceil());
+                }
+                let (low, mut high) = (low.max(0.0), high.min(dim - 1.0));
+                if low == high {
+                    high += 0.001;
+                }
+                for (j, f) in freqs.iter_mut().enumerate() {
+                    let base = (theta as f32).powf((2 * j) as f32 / head_dim as f32);
+                    let (kept, divided) = (1.0 / base, 1.0 / (factor as f32 * base));
+                    let ramp = ((j as f32 - low as f32) / (high - low) as f32).clamp(0.0, 1.0);
+                    let keep = 1.0 - ramp;
+                    *f = divided * (1.0 - keep) + kept * keep;
+                }
+            }
+            Some(s) => s.apply(&mut freqs),
+            None => {}
+        }
+        freqs
+    }
+
+    /// The factor of the cosines and sines: YaRN's attention factor, 1 for the
+    /// other types.
+    pub fn attention_scaling(&self) -> f32 {
         match *self {
+            RopeScaling::Yarn {
+                factor,
+                attention_factor,
+                mscale,
+                mscale_all_dim,
+                ..
+            } => attention_factor.unwrap_or_else(|| match (mscale, mscale_all_dim) {
+                (Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
+                    yarn_mscale(factor, m) / yarn_mscale(factor, all)
+                }
+                _ => yarn_mscale(factor, 1.0),
+            }) as f32,
+            _ => 1.0,
+        }
+    }
+
+    /// `freqs` (one per pair, `1/θ^(2j/d)`) scaled by the types that scale each
+    /// frequency alone (YaRN needs the base: [`RopeScaling::frequencies`]).
+    fn apply(&self, freqs: &mut [f32]) {
+        match *self {
+            RopeScaling::Dynamic { .. } | RopeScaling::Yarn { .. } => {}
             RopeScaling::Linear { factor } => freqs.iter_mut().for_each(|f| *f /= factor as f32),
             RopeScaling::Llama3 {
                 factor,
@@ -604,5 +727,46 @@ impl Layer {
             Layer::Embedding { .. } => "Embedding",
             Layer::AddPositionEmbedding { .. } => "AddPositionEmbedding",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yarn(mscale: Option<f64>, mscale_all_dim: Option<f64>) -> RopeScaling {
+        RopeScaling::Yarn {
+            factor: 4.0,
+            original_max_position_embeddings: 64,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            attention_factor: None,
+            mscale,
+            mscale_all_dim,
+            truncate: true,
+        }
+    }
+
+    /// transformers 5.25's `inv_freq` and `attention_scaling` for θ 10,000,
+    /// heads of 8, factor 4 from 64 positions (golden/make_llama_yarn.py's):
+    /// kept, blended halfway, divided twice.
+    #[test]
+    fn yarn_gives_transformers_frequencies_and_attention_factor() {
+        let got = RopeScaling::frequencies(Some(&yarn(None, None)), 10_000.0, 8);
+        assert_eq!(got, [1.0, 0.0625, 0.0025, 0.000_25]);
+        assert!((yarn(None, None).attention_scaling() - 1.138_629_4).abs() < 1e-6);
+        // DeepSeek's equal weights cancel; a given factor wins.
+        assert_eq!(yarn(Some(1.0), Some(1.0)).attention_scaling(), 1.0);
+        let mut given = yarn(None, None);
+        if let RopeScaling::Yarn { attention_factor, .. } = &mut given {
+            *attention_factor = Some(0.5);
+        }
+        assert_eq!(given.attention_scaling(), 0.5);
+        // The others keep the cosines and sines; dynamic keeps the frequencies.
+        assert_eq!(RopeScaling::Dynamic { factor: 2.0 }.attention_scaling(), 1.0);
+        assert_eq!(
+            RopeScaling::frequencies(Some(&RopeScaling::Dynamic { factor: 2.0 }), 10_000.0, 8),
+            crate::reference::rotary::frequencies(10_000.0, 8)
+        );
     }
 }

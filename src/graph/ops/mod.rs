@@ -142,7 +142,8 @@ pub(crate) fn lower_forward(lw: &mut Lowering<'_>, id: NodeId) -> Result<Tensor>
             x,
             heads,
             frequencies,
-        } => rotary::forward(lw, id, *x, *heads, frequencies),
+            scale,
+        } => rotary::forward(lw, id, *x, *heads, (frequencies, *scale)),
         Op::RepeatHeads { x, head_dim, times } => rotary::repeat_forward(lw, id, *x, *head_dim, *times),
         Op::Embedding { ids, table, .. } => embedding::forward(lw, id, *ids, *table),
     }
@@ -509,7 +510,8 @@ pub(crate) fn reference_forward(rf: &mut RefForward<'_>, id: NodeId) -> Result<V
             x,
             heads,
             frequencies,
-        } => Ok(rotary::reference_forward(rf, *x, *heads, frequencies)),
+            scale,
+        } => Ok(rotary::reference_forward(rf, *x, *heads, (frequencies, *scale))),
         Op::RepeatHeads { x, head_dim, times } => {
             Ok(r::elementwise::repeat_blocks(rf.value(*x), *head_dim, *times))
         }
@@ -636,8 +638,9 @@ pub(crate) fn reference_backward(rb: &mut RefBackward<'_>, id: NodeId, dy: Vec<f
             x,
             heads,
             frequencies,
+            scale,
         } => {
-            rotary::reference_backward(rb, &dy, *x, *heads, frequencies);
+            rotary::reference_backward(rb, &dy, *x, *heads, (frequencies, *scale));
             Ok(())
         }
         Op::RepeatHeads { x, head_dim, times } => {

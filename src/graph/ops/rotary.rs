@@ -20,13 +20,22 @@ use crate::reference as r;
 
 impl Graph {
     /// Rotary position embedding of `x`, a sequence `[T, heads·d]`, with one
-    /// frequency per pair of each head's values (`d / 2` of them).
-    pub fn rotary(&mut self, x: NodeId, heads: usize, frequencies: &[f32], layer: &str) -> Result<NodeId> {
+    /// frequency per pair of each head's values (`d / 2` of them) and the
+    /// cosines and sines multiplied by `scale` (YaRN's attention factor; 1 for
+    /// a plain turn).
+    pub fn rotary(
+        &mut self,
+        x: NodeId,
+        heads: usize,
+        (frequencies, scale): (&[f32], f32),
+        layer: &str,
+    ) -> Result<NodeId> {
         let shape = self.shape(x).to_vec();
         let fits = heads > 0
             && shape.len() == 2
             && shape[1] == heads * 2 * frequencies.len()
-            && !frequencies.is_empty();
+            && !frequencies.is_empty()
+            && scale.is_finite();
         if !fits {
             return Err(shape_err(
                 layer,
@@ -43,6 +52,7 @@ impl Graph {
                 x,
                 heads,
                 frequencies: frequencies.to_vec(),
+                scale,
             },
             shape,
             layer,
@@ -70,10 +80,20 @@ impl Graph {
     }
 }
 
+/// The angle table of `frequencies` for positions `start .. start + tokens`
+/// (`r::rotary::angle_table`), its cosines and sines multiplied by `scale`.
+pub(crate) fn scaled_table(frequencies: &[f32], scale: f32, start: usize, tokens: usize) -> Vec<f32> {
+    let mut table = r::rotary::angle_table(frequencies, start, tokens);
+    if scale != 1.0 {
+        table.iter_mut().for_each(|v| *v *= scale);
+    }
+    table
+}
+
 /// The angle table of `frequencies` for the tokens of node `x`'s sequence.
-fn table(graph: &Graph, x: NodeId, frequencies: &[f32]) -> (usize, Vec<f32>) {
+fn table(graph: &Graph, x: NodeId, frequencies: &[f32], scale: f32) -> (usize, Vec<f32>) {
     let tokens = graph.shape(x)[0];
-    (tokens, r::rotary::angle_table(frequencies, 0, tokens))
+    (tokens, scaled_table(frequencies, scale, 0, tokens))
 }
 
 pub(crate) fn forward(
@@ -81,10 +101,10 @@ pub(crate) fn forward(
     id: NodeId,
     x: NodeId,
     heads: usize,
-    frequencies: &[f32],
+    (frequencies, scale): (&[f32], f32),
 ) -> Result<Tensor> {
     let y = lw.output(id)?;
-    let (tokens, values) = table(lw.graph, x, frequencies);
+    let (tokens, values) = table(lw.graph, x, frequencies, scale);
     let angles = Tensor::from_f32(lw.ctx, &values, &[values.len()])?;
     lw.dispatches.push(rotary(
         lw.ctx,
@@ -125,9 +145,9 @@ pub(crate) fn reference_forward(
     rf: &RefForward<'_>,
     x: NodeId,
     heads: usize,
-    frequencies: &[f32],
+    (frequencies, scale): (&[f32], f32),
 ) -> Vec<f32> {
-    let (tokens, values) = table(rf.graph, x, frequencies);
+    let (tokens, values) = table(rf.graph, x, frequencies, scale);
     r::rotary::rotary(rf.value(x), &values, (tokens, heads), false)
 }
 
@@ -136,10 +156,10 @@ pub(crate) fn reference_backward(
     dy: &[f32],
     x: NodeId,
     heads: usize,
-    frequencies: &[f32],
+    (frequencies, scale): (&[f32], f32),
 ) {
     if rb.req[x] {
-        let (tokens, values) = table(rb.graph, x, frequencies);
+        let (tokens, values) = table(rb.graph, x, frequencies, scale);
         let dx = r::rotary::rotary(dy, &values, (tokens, heads), true);
         rb.add_grad(x, dx);
     }
