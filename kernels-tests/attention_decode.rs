@@ -14,78 +14,85 @@ fn decoding_attention_matches_its_twin_step_after_step() {
     // (heads, kv_heads, dk, dv, positions): one value; a group of two over
     // two tiles; SmolLM2's 9 heads sharing 3 of 64 values over three tiles of 58;
     // Llama 3's 128-value heads (tiles of 29); 256/200-value heads (tiles of 14,
-    // four output values per invocation); values wider than keys.
+    // four output values per invocation); values wider than keys. Each also
+    // split over workgroups: splits that begin empty and fill as the positions
+    // pass them, and as many splits as positions (the long caches below give
+    // chunks of several tiles).
     let shapes = [
-        (1, 1, 1, 1, 3),
-        (4, 2, 8, 6, 70),
-        (9, 3, 64, 64, 130),
-        (2, 1, 128, 128, 40),
-        (3, 3, 256, 200, 20),
-        (6, 2, 5, 130, 9),
+        (1, 1, 1, 1, 3, 3),
+        (4, 2, 8, 6, 70, 2),
+        (9, 3, 64, 64, 130, 3),
+        (2, 1, 128, 128, 40, 7),
+        (3, 3, 256, 200, 20, 4),
+        (6, 2, 5, 130, 9, 9),
     ];
-    for (s, &(heads, kv_heads, dk, dv, t)) in shapes.iter().enumerate() {
-        let dims = DecodeDims::new(heads, kv_heads, (dk, dv));
-        let what = format!("{dims:?} over {t} positions");
-        let (kw, vw) = (kv_heads * dk, kv_heads * dv);
-        let position = DecodePosition::new(ctx, t).unwrap();
-        let (k_cache, v_cache) = (nan_tensor(ctx, &[t, kw]), nan_tensor(ctx, &[t, vw]));
-        let (mut k_want, mut v_want) = (vec![f32::NAN; t * kw], vec![f32::NAN; t * vw]);
-        let q = nan_tensor(ctx, &[heads * dk]);
-        let (k_new, v_new) = (nan_tensor(ctx, &[kw]), nan_tensor(ctx, &[vw]));
-        let out = nan_tensor(ctx, &[heads * dv]);
-        let step = attention_decode(
-            ctx,
-            &dims,
-            &q,
-            (&k_new, &v_new),
-            (&k_cache, &v_cache),
-            &position,
-            &out,
-        )
-        .unwrap();
-        let mut r = rng(600 + s as u64);
-        for at in 0..t {
-            // Keys grow with the position, so later tiles raise the running max.
-            // (Scores reach about ±15: f32 rounds them to about 2e-6, which
-            // bounds the outputs' absolute error, values being at most 1.)
-            let grow = 1.0 + at as f32 / 40.0;
-            let qv = uniform(&mut r, heads * dk, -1.5, 1.5);
-            let kv: Vec<f32> = uniform(&mut r, kw, -1.5, 1.5).iter().map(|x| x * grow).collect();
-            let vv = uniform(&mut r, vw, -1.0, 1.0);
-            q.write(ctx, &qv).unwrap();
-            k_new.write(ctx, &kv).unwrap();
-            v_new.write(ctx, &vv).unwrap();
-            position.set(ctx, at).unwrap();
-            ctx.run(&[&step]).unwrap();
-            let want = wgml::reference::attention_decode::attention_decode(
+    for (s, &(heads, kv_heads, dk, dv, t, splits)) in shapes.iter().enumerate() {
+        for splits in [1, splits] {
+            let dims = DecodeDims::new(heads, kv_heads, (dk, dv)).with_splits(splits);
+            let what = format!("{dims:?} over {t} positions");
+            let (kw, vw) = (kv_heads * dk, kv_heads * dv);
+            let position = DecodePosition::new(ctx, t).unwrap();
+            let (k_cache, v_cache) = (nan_tensor(ctx, &[t, kw]), nan_tensor(ctx, &[t, vw]));
+            let (mut k_want, mut v_want) = (vec![f32::NAN; t * kw], vec![f32::NAN; t * vw]);
+            let q = nan_tensor(ctx, &[heads * dk]);
+            let (k_new, v_new) = (nan_tensor(ctx, &[kw]), nan_tensor(ctx, &[vw]));
+            let out = nan_tensor(ctx, &[heads * dv]);
+            let step = attention_decode(
+                ctx,
                 &dims,
-                at,
-                &qv,
-                (&kv, &vv),
-                (&mut k_want, &mut v_want),
-            );
-            assert_close(
-                &format!("{what}, position {at}"),
-                &out.to_f32(ctx).unwrap(),
-                &want,
-                4e-6,
-                1e-5,
-            );
+                &q,
+                (&k_new, &v_new),
+                (&k_cache, &v_cache),
+                &position,
+                &out,
+            )
+            .unwrap();
+            let mut r = rng(600 + s as u64);
+            for at in 0..t {
+                // Keys grow with the position, so later tiles raise the running max.
+                // (Scores reach about ±15: f32 rounds them to about 2e-6, which
+                // bounds the outputs' absolute error, values being at most 1.)
+                let grow = 1.0 + at as f32 / 40.0;
+                let qv = uniform(&mut r, heads * dk, -1.5, 1.5);
+                let kv: Vec<f32> = uniform(&mut r, kw, -1.5, 1.5).iter().map(|x| x * grow).collect();
+                let vv = uniform(&mut r, vw, -1.0, 1.0);
+                q.write(ctx, &qv).unwrap();
+                k_new.write(ctx, &kv).unwrap();
+                v_new.write(ctx, &vv).unwrap();
+                position.set(ctx, at).unwrap();
+                ctx.run(&step.iter().collect::<Vec<_>>()).unwrap();
+                let want = wgml::reference::attention_decode::attention_decode(
+                    &dims,
+                    at,
+                    &qv,
+                    (&kv, &vv),
+                    (&mut k_want, &mut v_want),
+                );
+                assert_close(
+                    &format!("{what}, position {at}"),
+                    &out.to_f32(ctx).unwrap(),
+                    &want,
+                    4e-6,
+                    1e-5,
+                );
+            }
+            // The appended rows are the keys and values, bit for bit; every row written.
+            assert_eq!(k_cache.to_f32(ctx).unwrap(), k_want, "{what}: keys");
+            assert_eq!(v_cache.to_f32(ctx).unwrap(), v_want, "{what}: values");
         }
-        // The appended rows are the keys and values, bit for bit; every row written.
-        assert_eq!(k_cache.to_f32(ctx).unwrap(), k_want, "{what}: keys");
-        assert_eq!(v_cache.to_f32(ctx).unwrap(), v_want, "{what}: values");
     }
 }
 
 /// Deep into a long cache: positions 1,499 of 1,500 over 128-value heads (52
 /// tiles of 29 keys) and 2,047 of 2,048 over 64-value heads, the earlier rows
-/// written straight into the caches.
+/// written straight into the caches; whole, and split in 8 (chunks of several
+/// tiles) as a GPU runs them.
 #[test]
 fn decoding_attention_reads_long_caches() {
     let (_g, ctx) = gpu();
-    for (s, &(heads, kv_heads, d, t)) in [(4, 2, 128, 1500), (9, 3, 64, 2048)].iter().enumerate() {
-        let dims = DecodeDims::new(heads, kv_heads, (d, d));
+    let cases = [(4, 2, 128, 1500, 1), (4, 2, 128, 1500, 8), (9, 3, 64, 2048, 8)];
+    for (s, &(heads, kv_heads, d, t, splits)) in cases.iter().enumerate() {
+        let dims = DecodeDims::new(heads, kv_heads, (d, d)).with_splits(splits);
         let w = kv_heads * d;
         let mut r = rng(620 + s as u64);
         let (mut kc, mut vc) = (
@@ -113,7 +120,7 @@ fn decoding_attention_reads_long_caches() {
             &out,
         )
         .unwrap();
-        ctx.run(&[&step]).unwrap();
+        ctx.run(&step.iter().collect::<Vec<_>>()).unwrap();
         let want = wgml::reference::attention_decode::attention_decode(
             &dims,
             t - 1,
@@ -184,6 +191,13 @@ fn decoding_attention_refuses_what_it_cannot_take() {
     assert!(e.contains("exceed the decode kernel's 256"), "{e}");
     let e = run(DecodeDims::new(2, 1, (4, 4)), (12, 16));
     assert!(e.contains("k_cache has 12 elements"), "{e}");
+    for splits in [0, 5] {
+        let e = run(DecodeDims::new(1, 1, (4, 4)).with_splits(splits), (16, 16));
+        assert!(
+            e.contains(&format!("{splits} splits of a cache of 4 positions")),
+            "{e}"
+        );
+    }
     // The caches are written: one may not be the other.
     let kc = t(16);
     let e = attention_decode(

@@ -366,16 +366,18 @@ impl Runner<'_> {
     /// One decoding step at position `at` of a cache of `positions`: a query
     /// and key turned at that position (`rotary_at`), then the query over the
     /// cache of `kv_heads` heads of `d` shared by `heads` query heads
-    /// (`attention_decode`), the earlier rows written straight into the cache.
+    /// (`attention_decode`, over `splits` workgroups per head), the earlier
+    /// rows written straight into the cache.
     fn decode_step(
         &mut self,
         (heads, kv_heads, d): (usize, usize, usize),
+        splits: usize,
         positions: usize,
         at: usize,
     ) -> Result<()> {
         use crate::kernels::attention_decode::{DecodeDims, DecodePosition, attention_decode};
         use crate::kernels::rotary::{Turn, rotary_at};
-        let dims = DecodeDims::new(heads, kv_heads, (d, d));
+        let dims = DecodeDims::new(heads, kv_heads, (d, d)).with_splits(splits);
         let w = kv_heads * d;
         let (q, k, v) = (self.data(heads * d), self.data(w), self.data(w));
         let (mut kc, mut vc) = (self.data(positions * w), self.data(positions * w));
@@ -394,26 +396,27 @@ impl Runner<'_> {
         );
         let position = DecodePosition::new(self.ctx, positions)?;
         position.set(self.ctx, at)?;
-        self.run(&[
+        let mut step = vec![
             rotary_at(self.ctx, &qt, &tt, heads, Turn::Forward, &position, &qr)?,
             rotary_at(self.ctx, &kt, &tt, kv_heads, Turn::Forward, &position, &kr)?,
-            attention_decode(
-                self.ctx,
-                &dims,
-                &qr.reshape(&[heads * d])?,
-                (&kr.reshape(&[w])?, &vt),
-                (&k_cache, &v_cache),
-                &position,
-                &out,
-            )?,
-        ])?;
+        ];
+        step.extend(attention_decode(
+            self.ctx,
+            &dims,
+            &qr.reshape(&[heads * d])?,
+            (&kr.reshape(&[w])?, &vt),
+            (&k_cache, &v_cache),
+            &position,
+            &out,
+        )?);
+        self.run(&step)?;
         let want_q = r::rotary::rotary_at(&q, &table, (positions, at), heads, false);
         let want_k = r::rotary::rotary_at(&k, &table, (positions, at), kv_heads, false);
         let want =
             r::attention_decode::attention_decode(&dims, at, &want_q, (&want_k, &v), (&mut kc, &mut vc));
         self.record(
             "decoding step: rotary at position + cached attention",
-            format!("{heads}/{kv_heads} heads of {d}, {at} of {positions}"),
+            format!("{heads}/{kv_heads} heads of {d}, {at} of {positions}, {splits} split(s)"),
             &[
                 (qr.to_f32(self.ctx)?, want_q),
                 (out.to_f32(self.ctx)?, want),
@@ -1100,8 +1103,9 @@ pub fn run(ctx: &Context) -> Result<Vec<Check>> {
     t.sequence(37, 33, 48)?;
     t.layer_norm(3, 1_000)?;
     t.rotary(2 * 37, (37, 3, 64), 3)?;
-    t.decode_step((9, 3, 64), 300, 237)?;
-    t.decode_step((4, 1, 128), 40, 39)?;
+    t.decode_step((9, 3, 64), 1, 300, 237)?;
+    t.decode_step((9, 3, 64), 5, 300, 237)?;
+    t.decode_step((4, 1, 128), 1, 40, 39)?;
     for (tokens, causal, dropout, padded) in [
         (28, false, 0.0, false),
         (28, false, 0.0, true),

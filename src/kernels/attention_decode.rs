@@ -3,11 +3,13 @@
 //! position's key and value appended to the cache by the same dispatch, and
 //! grouped key/value heads read in place. The position comes from a uniform shared
 //! by every kernel of the step ([`DecodePosition`]), so a step's dispatches are
-//! recorded once and never rewritten. CPU twin:
+//! recorded once and never rewritten. A long cache can be split over several
+//! workgroups per head ([`DecodeDims::splits`], flash-decoding's second level)
+//! and their results combined by a second dispatch. CPU twin:
 //! [`crate::reference::attention_decode`].
 
 use crate::error::{Error, Result};
-use crate::gpu::{Context, Dispatch, Tensor};
+use crate::gpu::{Context, DType, Dispatch, Tensor};
 use crate::kernels::elementwise::{count_u32, expect_f32_sizes, expect_separate};
 use crate::kernels::{Kernel, Shader};
 
@@ -20,6 +22,13 @@ const WG: usize = 64;
 const TILE_FLOATS: usize = 3776;
 
 const DECODE: Kernel = Shader::AttentionDecode.kernel("attention_decode");
+const DECODE_SPLIT: Kernel = Shader::AttentionDecode.kernel("attention_decode_split");
+const DECODE_COMBINE: Kernel = Shader::AttentionDecode.kernel("attention_decode_combine");
+
+/// Keys per split that [`DecodeDims::splits_for`] aims at.
+const KEYS_PER_SPLIT: usize = 256;
+/// Most splits [`DecodeDims::splits_for`] gives a head.
+const MAX_SPLITS: usize = 32;
 
 /// Mirrors `Position` in `shaders/position.wgsl`.
 #[repr(C)]
@@ -93,6 +102,10 @@ pub struct DecodeDims {
     pub dv: usize,
     /// Factor of the scores `q·k` (usually `1/√dk`).
     pub scale: f32,
+    /// Workgroups per head over the cached keys: 1 runs one dispatch; more
+    /// give each workgroup a share of the keys and combine the shares in a
+    /// second dispatch.
+    pub splits: usize,
 }
 
 impl DecodeDims {
@@ -105,6 +118,24 @@ impl DecodeDims {
             dk,
             dv,
             scale: 1.0 / (dk as f32).sqrt(),
+            splits: 1,
+        }
+    }
+
+    /// The same attention over `splits` workgroups per head.
+    pub fn with_splits(self, splits: usize) -> Self {
+        DecodeDims { splits, ..self }
+    }
+
+    /// Splits for a cache of `capacity` positions on a GPU: one per 256 keys
+    /// (at most 32), so that a long cache keeps many workgroups busy where
+    /// `heads` alone would leave most of a GPU idle; 1 on CPU adapters, whose few
+    /// threads the heads already fill (a second dispatch would only add its cost).
+    pub fn splits_for(ctx: &Context, capacity: usize) -> usize {
+        if ctx.is_cpu() {
+            1
+        } else {
+            capacity.div_ceil(KEYS_PER_SPLIT).clamp(1, MAX_SPLITS)
         }
     }
 
@@ -113,7 +144,7 @@ impl DecodeDims {
         self.dk <= MAX_DECODE_HEAD_DIM && self.dv <= MAX_DECODE_HEAD_DIM
     }
 
-    fn params(&self, op: &'static str) -> Result<Params> {
+    fn params(&self, op: &'static str, capacity: usize) -> Result<Params> {
         let ok = self.heads > 0
             && self.kv_heads > 0
             && self.heads.is_multiple_of(self.kv_heads)
@@ -141,6 +172,13 @@ impl DecodeDims {
                 self.scale
             )));
         }
+        if self.splits == 0 || self.splits > capacity || self.splits > u16::MAX as usize {
+            return Err(Error::invalid(format!(
+                "{op}: {} splits of a cache of {capacity} positions; give 1 to {}",
+                self.splits,
+                capacity.min(u16::MAX as usize)
+            )));
+        }
         let stride = self.dk.max(self.dv) | 1;
         Ok(Params {
             heads: count_u32(op, "heads", self.heads)?,
@@ -150,7 +188,9 @@ impl DecodeDims {
             scale: self.scale,
             tile: WG.min(TILE_FLOATS / stride) as u32,
             stride: stride as u32,
-            _pad0: 0,
+            splits: self.splits as u32,
+            chunk: count_u32(op, "keys per split", capacity.div_ceil(self.splits))?,
+            ..Params::default()
         })
     }
 }
@@ -166,7 +206,11 @@ struct Params {
     scale: f32,
     tile: u32,
     stride: u32,
+    splits: u32,
+    chunk: u32,
     _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 /// At the position `position` holds when it runs (P): appends `k_new`
@@ -174,7 +218,8 @@ struct Params {
 /// `[T, kv_heads·dk]` and `v_cache` `[T, kv_heads·dv]` (T the position's
 /// capacity), and writes `out` `[heads·dv]`: each query head of `q` `[heads·dk]`
 /// attending over rows `0..=P`. The caches and `out` are separate from each other
-/// and from the inputs.
+/// and from the inputs. One dispatch, or with [`DecodeDims::splits`] above 1
+/// two: the splits, then their combination (with a buffer of their own).
 pub fn attention_decode(
     ctx: &Context,
     dims: &DecodeDims,
@@ -183,10 +228,10 @@ pub fn attention_decode(
     (k_cache, v_cache): (&Tensor, &Tensor),
     position: &DecodePosition,
     out: &Tensor,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     const OP: &str = "attention_decode";
-    let params = dims.params(OP)?;
     let t = position.capacity;
+    let params = dims.params(OP, t)?;
     let (kw, vw) = (dims.kv_heads * dims.dk, dims.kv_heads * dims.dv);
     let cache = |width: usize| {
         t.checked_mul(width).ok_or_else(|| {
@@ -215,19 +260,42 @@ pub fn attention_decode(
         &[("k_cache", k_cache), ("v_cache", v_cache), ("out", out)],
         &[q, k_new, v_new],
     )?;
-    ctx.dispatch(
-        DECODE,
-        &[],
-        &params,
-        &[
-            (1, &q.buffer),
-            (2, &k_new.buffer),
-            (3, &v_new.buffer),
-            (4, &k_cache.buffer),
-            (5, &v_cache.buffer),
-            (6, &out.buffer),
-            (7, &position.buffer),
-        ],
-        [params.heads, 1, 1],
-    )
+    let mut bindings = vec![
+        (1, &q.buffer),
+        (2, &k_new.buffer),
+        (3, &v_new.buffer),
+        (4, &k_cache.buffer),
+        (5, &v_cache.buffer),
+        (6, &out.buffer),
+        (7, &position.buffer),
+    ];
+    if dims.splits == 1 {
+        return Ok(vec![ctx.dispatch(
+            DECODE,
+            &[],
+            &params,
+            &bindings,
+            [params.heads, 1, 1],
+        )?]);
+    }
+    // The splits write their shares, not the output.
+    let partial = Tensor::zeros(ctx, &[dims.heads * dims.splits * (dims.dv + 2)], DType::F32)?;
+    bindings.retain(|&(b, _)| b != 6);
+    bindings.push((8, &partial.buffer));
+    Ok(vec![
+        ctx.dispatch(
+            DECODE_SPLIT,
+            &[],
+            &params,
+            &bindings,
+            [params.heads, params.splits, 1],
+        )?,
+        ctx.dispatch(
+            DECODE_COMBINE,
+            &[],
+            &params,
+            &[(6, &out.buffer), (8, &partial.buffer)],
+            [params.heads, 1, 1],
+        )?,
+    ])
 }
