@@ -1,5 +1,5 @@
 //! Chat templates (`wgml::data::chat`) against transformers' apply_chat_template
-//! (`golden/make_chat.py`): three templates written for the test, each leaning
+//! (`golden/make_chat.py`): four templates written for the test, each leaning
 //! on the Jinja features real ones use (a default system turn, a namespace,
 //! |trim, loop.index0, .strip(), raise_exception), render the same text and,
 //! through llama-tiny's tokenizer, the same ids; a template's refusal is its own

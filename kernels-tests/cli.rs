@@ -1522,6 +1522,28 @@ fn an_instruct_model_chats_in_its_template_and_stops_where_transformers_does() {
         String::from_utf8_lossy(&out.stdout),
         format!("{}\n{}\n", replies[0], replies[1])
     );
+    // A template that reads messages[0] before anything else (Llama 3's
+    // shape) starts a conversation without a system message too.
+    let headers = serde_json::json!({ "chat_template": golden["templates"]["headers"] });
+    std::fs::write(folder.join("tokenizer_config.json"), headers.to_string()).unwrap();
+    let llama3 = dir.join("llama3.safetensors");
+    let l3 = llama3.to_str().unwrap();
+    succeeds(&["import", folder.to_str().unwrap(), "--save", l3]);
+    let mut child = Command::new(crate::common::wgml_bin())
+        .args(["chat", "--weights", l3, "--temperature", "0", "--tokens", "2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"Hi\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.stdout.iter().filter(|&&b| b == b'\n').count(),
+        1,
+        "one reply line"
+    );
     // A base model has no template to chat in.
     let base = dir.join("base.safetensors");
     succeeds(&[

@@ -2,12 +2,14 @@
 CLI's chat test: wgml renders Hugging Face chat templates with minijinja, and
 these cases hold it to what transformers' apply_chat_template (jinja2) gives.
 
-The three templates are written here for the test (not copied from a model):
+The four templates are written here for the test (not copied from a model):
 each uses the Jinja features real templates lean on. "turns" is ChatML-shaped
 (a default system turn when none is given, loop.first); "headers" is Llama
-3-shaped (bos_token, a namespace, |trim, loop.index0, a fixed date unless
-strftime_now is defined, which it is not here); "inst" is [INST]-shaped
-(roles must alternate, else raise_exception; .strip(); eos_token after replies).
+3-shaped (bos_token, a namespace, |trim, loop.index0, a date_string that falls
+back to a fixed date: not strftime_now, whose date would tie the expected text
+to the day it was made); "brief" is short enough for llama-tiny's 32 positions;
+"inst" is [INST]-shaped (roles must alternate, else raise_exception; .strip();
+eos_token after replies).
 
 Writes kernels-tests/golden/chat.json:
   templates   the templates by name
@@ -52,8 +54,8 @@ TEMPLATES = {
     {%- set ns.system = messages[0]['content'] | trim %}
     {%- set messages = messages[1:] %}
 {%- endif %}
-{%- if strftime_now is defined %}
-    {%- set today = strftime_now('%d %b %Y') %}
+{%- if date_string is defined %}
+    {%- set today = date_string %}
 {%- else %}
     {%- set today = '01 Dec 2026' %}
 {%- endif %}

@@ -258,7 +258,9 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
         return Err(Error::invalid("--stop is empty: give the text to stop at"));
     }
     if args.prompt.is_empty() {
-        return Err(Error::invalid("--prompt is empty: give the text to continue"));
+        return Err(Error::invalid(
+            "--prompt is empty: give the text to continue (with --chat, the message)",
+        ));
     }
     let ctx = gpu.context()?;
     let (mut model, vocabulary) = load_language_model(&ctx, &args.weights)?;
@@ -307,11 +309,13 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
             ""
         }
     );
-    // Time to the first token (the prompt read), then the pace of the rest.
+    // Time to the first token (the model prepared and the prompt read), then the
+    // pace of the rest.
     if let Some(first) = first.filter(|_| new.len() > 1) {
         let rest = first.elapsed().as_secs_f64();
         eprintln!(
-            "first token after {:.2} s, then {} tokens at {:.2} tokens/s",
+            "first token after {:.2} s (the decoder built, the prompt read), then {} tokens at \
+             {:.2} tokens/s",
             (first - start).as_secs_f64(),
             new.len() - 1,
             (new.len() - 1) as f64 / rest
@@ -331,7 +335,7 @@ pub fn run_chat(gpu: &GpuArgs, args: &ChatArgs) -> Result<ExitCode> {
     let chat = vocabulary.chat().cloned().unwrap_or_default();
     let mut messages: Vec<Message> = args.system.iter().map(|s| Message::new("system", s)).collect();
     // Refuse a model without a template before reading anything.
-    chat.render(&messages, true)?;
+    chat.template()?;
     let (positions, _) = lm_shape(&model)?;
     let mut session = Session::new(&mut model, &ctx, !args.sampling.no_cache)?;
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(args.sampling.seed);
@@ -363,9 +367,11 @@ pub fn run_chat(gpu: &GpuArgs, args: &ChatArgs) -> Result<ExitCode> {
         if ids.len() + args.tokens > positions && !outgrown {
             outgrown = true;
             eprintln!(
-                "note: the conversation ({} tokens and a reply) outgrows the model's {positions} \
-                 positions: the model now reads its last {positions} tokens, without the cache",
-                ids.len()
+                "note: the conversation ({} tokens) and a reply of up to {} may outgrow the model's \
+                 {positions} positions; past them it reads its last {positions} tokens, without the \
+                 key/value cache",
+                ids.len(),
+                args.tokens
             );
         }
         let out = std::io::stdout().lock();

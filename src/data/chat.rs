@@ -53,10 +53,24 @@ pub struct ChatSettings {
     pub stop_ids: Vec<u32>,
 }
 
+/// What marks a `raise_exception` call's error, to tell its message from
+/// minijinja's own.
+const RAISED: &str = "raise_exception: ";
+
 /// The special tokens a template may read, by their `tokenizer_config.json` keys.
 pub const SPECIAL_TOKEN_KEYS: [&str; 4] = ["bos_token", "eos_token", "pad_token", "unk_token"];
 
 impl ChatSettings {
+    /// The template; an error saying so when there is none.
+    pub fn template(&self) -> Result<&str> {
+        self.template.as_deref().ok_or_else(|| {
+            Error::invalid(
+                "the tokenizer has no chat template (tokenizer_config.json's chat_template or \
+                 chat_template.jinja when imported): give the prompt as plain text instead",
+            )
+        })
+    }
+
     /// True when it holds nothing (no template, no special token, no stop id).
     pub fn is_empty(&self) -> bool {
         *self == ChatSettings::default()
@@ -67,17 +81,12 @@ impl ChatSettings {
     /// without a template, on a template wgml cannot render, and with the
     /// message of the template's own `raise_exception`.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
-        let Some(source) = &self.template else {
-            return Err(Error::invalid(
-                "the tokenizer has no chat template (tokenizer_config.json's chat_template or \
-                 chat_template.jinja when imported): give the prompt as plain text instead",
-            ));
-        };
+        let source = self.template()?;
         let bad = |e: minijinja::Error| {
             // A raise_exception call's message is the template's own words.
-            let message = match e.kind() {
-                minijinja::ErrorKind::InvalidOperation => e.detail().unwrap_or_default().to_string(),
-                _ => format!("{e:#}"),
+            let message = match e.detail().and_then(|d| d.strip_prefix(RAISED)) {
+                Some(raised) => raised.to_string(),
+                None => format!("{e:#}"),
             };
             Error::invalid(format!("the chat template: {message}"))
         };
@@ -95,7 +104,7 @@ impl ChatSettings {
             |message: String| -> std::result::Result<String, minijinja::Error> {
                 Err(minijinja::Error::new(
                     minijinja::ErrorKind::InvalidOperation,
-                    message,
+                    format!("{RAISED}{message}"),
                 ))
             },
         );
@@ -118,7 +127,8 @@ impl ChatSettings {
 
     /// What a Hugging Face folder `dir` says: the template from
     /// `chat_template.jinja`, else `tokenizer_config.json`'s `chat_template`
-    /// (its `default` when it names several), else `chat_template.json`'s; the
+    /// (its `default` when it names several, else the first), else
+    /// `chat_template.json`'s; the
     /// special tokens' texts from `tokenizer_config.json`; the stop ids from
     /// `generation_config.json`'s `eos_token_id`, else `config.json`'s. Missing
     /// files and keys leave their parts empty; a file that is there but not

@@ -126,15 +126,17 @@ fn grouped_heads(graph: &Graph, nodes: &[NodeId]) -> HashMap<NodeId, (NodeId, No
             readers[j] += 1;
         }
     }
-    let repeated = |n: NodeId| match graph.nodes[n].op {
-        Op::RepeatHeads { x, times, .. } if readers[n] == 1 => Some((x, times)),
+    // A node repeating heads of `d` values, read by nothing else.
+    let repeated = |n: NodeId, d: usize| match graph.nodes[n].op {
+        Op::RepeatHeads { x, head_dim, times } if readers[n] == 1 && head_dim == d => Some((x, times)),
         _ => None,
     };
     let mut out = HashMap::new();
     for &i in nodes {
-        if let Op::Attention { k, v, .. } = graph.nodes[i].op
+        if let Op::Attention { q, k, v, heads, .. } = graph.nodes[i].op
             && k != v
-            && let (Some((ks, kt)), Some((vs, vt))) = (repeated(k), repeated(v))
+            && let (dk, dv) = (graph.shape(q)[1] / heads, graph.shape(v)[1] / heads)
+            && let (Some((ks, kt)), Some((vs, vt))) = (repeated(k, dk), repeated(v, dv))
             && kt == vt
         {
             out.insert(i, (ks, vs, kt));
@@ -232,6 +234,7 @@ impl Decoder {
             dispatches: Vec::new(),
         };
         let input = Tensor::zeros(ctx, &[1, 1], DType::F32)?;
+        let mut tables: HashMap<(Vec<u32>, u32), Tensor> = HashMap::new();
         for &i in &nodes {
             if read_in_place.contains(&i) {
                 continue;
@@ -297,8 +300,18 @@ impl Decoder {
                     frequencies,
                     scale,
                 } => {
-                    let table = crate::graph::ops::rotary::scaled_table(frequencies, *scale, 0, t);
-                    let angles = Tensor::from_f32(ctx, &table, &[table.len()])?;
+                    // One table of every position per set of angles, shared by
+                    // the queries and keys of every layer that turn alike.
+                    let key = (frequencies.iter().map(|f| f.to_bits()).collect(), scale.to_bits());
+                    let angles = match tables.get(&key) {
+                        Some(angles) => angles,
+                        None => {
+                            let table = crate::graph::ops::rotary::scaled_table(frequencies, *scale, 0, t);
+                            let angles = Tensor::from_f32(ctx, &table, &[table.len()])?;
+                            tables.entry(key).or_insert(angles)
+                        }
+                    }
+                    .clone();
                     let y = lw.output(i)?;
                     lw.dispatches.push(rotary_at(
                         ctx,

@@ -93,18 +93,18 @@ pub enum RopeScaling {
         /// How far past `max_position_embeddings` the base stretches.
         factor: f64,
     },
-    /// YaRN ("yarn"): each frequency blended between itself (short
-    /// wavelengths, fewer than `beta_slow`… `beta_fast` turns over the original
-    /// context) and itself over `factor` (long ones), along a linear ramp;
-    /// the cosines and sines scaled by the attention factor.
+    /// YaRN ("yarn"): frequencies that turn more than `beta_fast` times over the
+    /// original context kept, those that turn fewer than `beta_slow` times
+    /// divided by `factor`, those between blended along a linear ramp over the
+    /// pairs; the cosines and sines scaled by the attention factor.
     Yarn {
         /// The divisor of the long wavelengths' frequencies.
         factor: f64,
         /// The context the frequencies were first trained for.
         original_max_position_embeddings: usize,
-        /// Turns over the original context at which the ramp ends (32).
+        /// Turns over the original context above which a frequency is kept (32).
         beta_fast: f64,
-        /// Turns at which it starts (1).
+        /// Turns below which it is divided (1).
         beta_slow: f64,
         /// The cosines' and sines' factor; `None`: `0.1·ln(factor) + 1` (or,
         /// with `mscale` and `mscale_all_dim`, their ratio of such terms).
@@ -153,15 +153,20 @@ impl RopeScaling {
                 beta_fast,
                 beta_slow,
                 attention_factor,
+                mscale,
+                mscale_all_dim,
                 ..
             } => {
                 factor.is_finite()
                     && factor >= 1.0
                     && original_max_position_embeddings > 0
                     && beta_fast.is_finite()
+                    && beta_slow.is_finite()
                     && beta_slow > 0.0
                     && beta_fast > 0.0
                     && attention_factor.is_none_or(|a| a.is_finite() && a > 0.0)
+                    && mscale.is_none_or(f64::is_finite)
+                    && mscale_all_dim.is_none_or(f64::is_finite)
             }
         };
         if ok {
