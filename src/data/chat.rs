@@ -262,12 +262,14 @@ mod tests {
         );
     }
 
-    /// Block tags own their lines (trim_blocks, lstrip_blocks), Python's string
-    /// methods work, the special tokens are there, and raise_exception's
-    /// message is the error's.
+    /// Block tags own their lines (trim_blocks, lstrip_blocks: the newline after
+    /// a tag goes, so the blank line after `endif` ends each turn), Python's
+    /// string methods work, the special tokens are there, and raise_exception's
+    /// message is the error's. The expected text is jinja2's (Python) with
+    /// `trim_blocks=True, lstrip_blocks=True`.
     #[test]
     fn templates_get_what_transformers_gives_them() {
-        let template = "{{ bos_token }}\n{% for m in messages %}\n    {% if m.role == 'system' %}\n{{ raise_exception('no system messages') }}\n    {% endif %}\n[{{ m.role.upper() }}] {{ m.content.strip() }}{% if m.content.startswith('Q') %}?{% endif %}\n{% endfor %}";
+        let template = "{{ bos_token }}\n{% for m in messages %}\n    {% if m.role == 'system' %}\n{{ raise_exception('no system messages') }}\n    {% endif %}\n[{{ m.role.upper() }}] {{ m.content.strip() }}{% if m.content.startswith('Q') %}?{% endif %}\n\n{% endfor %}";
         let settings = ChatSettings {
             template: Some(template.into()),
             special_tokens: BTreeMap::from([("bos_token".into(), "<s>".into())]),
@@ -275,7 +277,7 @@ mod tests {
         };
         let got = settings
             .render(
-                &[Message::new("user", "  Q one "), Message::new("assistant", "A")],
+                &[Message::new("user", "Q one "), Message::new("assistant", " A")],
                 false,
             )
             .unwrap();
