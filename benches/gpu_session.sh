@@ -19,7 +19,8 @@
 #   bash benches/gpu_session.sh tests   # every kernel test alone, 8 at a time, 60 s each at most
 #   bash benches/gpu_session.sh llama   # (not in `all`) a SmolLM2-135M-shaped Llama from random
 #                                       # weights: training and LoRA steps at batch 8 x 1,024,
-#                                       # their profile, generation with and without the cache
+#                                       # their profile, generation with and without the cache,
+#                                       # and after a 700-token prompt
 # Without .gl (e.g. a local try on lavapipe) the loader set-up is skipped.
 set -uo pipefail
 stage="${1:-all}"
@@ -215,6 +216,11 @@ if [ "$stage" = llama ]; then
         --tokens 100 --temperature 0
     run smollm2-generate-no-cache 180 "$wgml" generate --weights /tmp/smollm2.safetensors \
         --prompt "Th" --tokens 100 --temperature 0 --no-cache
+    # A long context: 700 prompt tokens (bytes), then 200 steps, each reading 700-900
+    # cached positions through attention_decode (split over the keys on a GPU);
+    # stderr gives the time to the first token and the pace after it.
+    run smollm2-generate-long 120 "$wgml" generate --weights /tmp/smollm2.safetensors \
+        --prompt "$(head -c 700 README.md | tr -cd '[:print:]\n')" --tokens 200 --temperature 0
 fi
 if [ "$stage" = tests ] || [ "$stage" = all ]; then
     if [ -x .device/kernels ]; then

@@ -228,6 +228,7 @@ fn a_language_model_learns_its_rule_with_fit_and_refuses_other_labels() {
         vocabulary: None,
         repetition_penalty: None,
         no_repeat_ngram: None,
+        min_p: None,
     };
     let drawn = generate::generate(&mut narrow, ctx, &[1], 40, plain, &mut r, |_| {
         ControlFlow::Continue(())
@@ -240,6 +241,7 @@ fn a_language_model_learns_its_rule_with_fit_and_refuses_other_labels() {
         let rule = Sampling {
             temperature,
             no_repeat_ngram: Some(2),
+            min_p: None,
             ..Sampling::GREEDY
         };
         let prompt = [1u32, 2, 1];

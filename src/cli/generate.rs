@@ -38,6 +38,11 @@ pub struct SamplingArgs {
     /// N-gram of the text.
     #[arg(long, value_name = "N")]
     pub no_repeat_ngram: Option<usize>,
+    /// Hugging Face's min_p: draw only among the tokens at least P times as
+    /// probable as the most probable one (after the temperature, top-k and
+    /// top-p), in (0, 1]; 0.05 to 0.1 are common choices.
+    #[arg(long, value_name = "P")]
+    pub min_p: Option<f32>,
     /// Seed of the draws.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -63,6 +68,7 @@ impl SamplingArgs {
             vocabulary: Some(vocabulary),
             repetition_penalty: self.repetition_penalty,
             no_repeat_ngram: self.no_repeat_ngram,
+            min_p: self.min_p,
         };
         sampling.validate()?;
         Ok(sampling)
@@ -238,7 +244,10 @@ impl<'v, W: Write> Printer<'v, W> {
     fn note_end(&self, vocabulary: &Vocabulary) {
         if let Some(id) = self.ended {
             let text = vocabulary.decode(&[id]).unwrap_or_default();
-            eprintln!("stopped at token {id} ({text:?}), which ends a text (--ignore-eos goes on)");
+            eprintln!(
+                "stopped at token {id} ({text:?}), an end-of-text or end-of-turn token \
+                 (--ignore-eos goes on)"
+            );
         }
         if let Some(stop) = &self.stopped {
             eprintln!("stopped at {stop:?}");

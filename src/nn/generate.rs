@@ -45,6 +45,10 @@ pub struct Sampling {
     /// n-gram the text already holds is never drawn (unless every token would; then
     /// the rule is skipped for that token). `None`: no rule.
     pub no_repeat_ngram: Option<usize>,
+    /// Hugging Face's `min_p`, in `(0, 1]`: draw only among the tokens at
+    /// least `p` times as probable as the most probable one (after the
+    /// temperature, `top_k` and `top_p`). `None`: no floor.
+    pub min_p: Option<f32>,
 }
 
 impl Sampling {
@@ -56,6 +60,7 @@ impl Sampling {
         vocabulary: None,
         repetition_penalty: None,
         no_repeat_ngram: None,
+        min_p: None,
     };
 
     /// Checks the settings: the temperature finite and not negative, `top_k` at
@@ -90,6 +95,14 @@ impl Sampling {
         }
         if self.no_repeat_ngram == Some(0) {
             return Err(Error::invalid("no-repeat n-gram size must be at least 1"));
+        }
+        if let Some(p) = self.min_p
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return Err(Error::invalid(format!(
+                "min-p {p} must be in (0, 1]: the least probability a drawn token has, as a share \
+                 of the most probable one's"
+            )));
         }
         Ok(())
     }
@@ -157,6 +170,12 @@ impl Sampling {
                     covered >= p as f64
                 })
                 .map_or(weights.len(), |i| i + 1);
+            weights.truncate(keep);
+        }
+        if let Some(p) = self.min_p {
+            // The weights are relative to the most probable token's (1), as
+            // renormalised probabilities keep their ratios.
+            let keep = weights.iter().take_while(|&&w| w >= p as f64).count().max(1);
             weights.truncate(keep);
         }
         let mut pick = rng.random::<f64>() * weights.iter().sum::<f64>();
@@ -452,6 +471,7 @@ mod tests {
             vocabulary: None,
             repetition_penalty: None,
             no_repeat_ngram: None,
+            min_p: None,
         };
         let mut counts = [0usize; 3];
         for _ in 0..10_000 {
@@ -469,6 +489,7 @@ mod tests {
             vocabulary: None,
             repetition_penalty: None,
             no_repeat_ngram: None,
+            min_p: None,
         };
         assert!((0..1000).all(|_| top2.draw(&probs, &mut rng) != 0));
         let cold = Sampling {
@@ -478,6 +499,7 @@ mod tests {
             vocabulary: None,
             repetition_penalty: None,
             no_repeat_ngram: None,
+            min_p: None,
         };
         assert!((0..1000).filter(|_| cold.draw(&probs, &mut rng) == 1).count() > 990);
         assert!(
@@ -488,6 +510,7 @@ mod tests {
                 vocabulary: None,
                 repetition_penalty: None,
                 no_repeat_ngram: None,
+                min_p: None,
             }
             .validate()
             .is_err()
@@ -500,6 +523,7 @@ mod tests {
                 vocabulary: None,
                 repetition_penalty: None,
                 no_repeat_ngram: None,
+                min_p: None,
             }
             .validate()
             .is_err()
@@ -528,6 +552,7 @@ mod tests {
         assert_eq!(repeated_ngram_ends(&[1, 2], 4), Vec::<u32>::new());
         let rule = Sampling {
             no_repeat_ngram: Some(2),
+            min_p: None,
             ..Sampling::GREEDY
         };
         let probs = rule.probabilities(&[0.0, 0.0, 5.0, 0.0], &[2, 2]);
@@ -546,6 +571,7 @@ mod tests {
             },
             Sampling {
                 no_repeat_ngram: Some(0),
+                min_p: None,
                 ..Sampling::GREEDY
             },
         ] {
@@ -564,6 +590,7 @@ mod tests {
             vocabulary: None,
             repetition_penalty: None,
             no_repeat_ngram: None,
+            min_p: None,
         };
         // 0.5 + 0.3 reach 0.75: tokens 1 and 3, drawn 5 : 3.
         let mut counts = [0usize; 4];
@@ -588,6 +615,39 @@ mod tests {
         for bad in [0.0, -0.5, 1.5, f32::NAN] {
             let e = nucleus(bad).validate().unwrap_err().to_string();
             assert!(e.contains("top-p"), "{e}");
+        }
+    }
+
+    /// Min-p keeps the tokens at least p times as probable as the most
+    /// probable, after the temperature, as Hugging Face's MinPLogitsWarper.
+    #[test]
+    fn min_p_keeps_the_tokens_near_the_most_probable() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let probs = [0.15, 0.5, 0.05, 0.3];
+        let floor = |p, temperature| Sampling {
+            temperature,
+            min_p: Some(p),
+            ..Sampling::GREEDY
+        };
+        // 0.3 / 0.5 = 0.6 and 0.15 / 0.5 = 0.3: a floor of 0.5 keeps tokens 1
+        // and 3, drawn 5 : 3.
+        let mut counts = [0usize; 4];
+        for _ in 0..10_000 {
+            counts[floor(0.5, 1.0).draw(&probs, &mut rng)] += 1;
+        }
+        assert_eq!((counts[0], counts[2]), (0, 0), "{counts:?}");
+        assert!((counts[1] as f64 / 10_000.0 - 0.625).abs() < 0.02, "{counts:?}");
+        // At temperature 2 the ratios are square roots: 0.3 / 0.5 → 0.77,
+        // 0.15 / 0.5 → 0.55, 0.05 / 0.5 → 0.32; a floor of 0.5 keeps three.
+        let mut seen = [false; 4];
+        for _ in 0..4000 {
+            seen[floor(0.5, 2.0).draw(&probs, &mut rng)] = true;
+        }
+        assert_eq!(seen, [true, true, false, true]);
+        assert!((0..100).all(|_| floor(1.0, 1.0).draw(&probs, &mut rng) == 1));
+        for bad in [0.0, -0.1, 1.5, f32::NAN] {
+            let e = floor(bad, 1.0).validate().unwrap_err().to_string();
+            assert!(e.contains("min-p"), "{e}");
         }
     }
 }
