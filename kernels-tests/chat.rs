@@ -29,7 +29,7 @@ fn settings(name: &str) -> ChatSettings {
             ("bos_token".into(), "<|begin_of_text|>".into()),
             ("eos_token".into(), "<|end_of_text|>".into()),
         ]),
-        stop_ids: vec![],
+        ..Default::default()
     }
 }
 
@@ -95,11 +95,29 @@ fn a_folders_chat_settings_are_read_where_transformers_reads_them() {
         ])
     );
     assert_eq!(s.stop_ids, vec![2]);
-    // chat_template.jinja wins over the config's; generation_config.json over config.json.
+    // chat_template.jinja wins over the config's; generation_config.json over
+    // config.json, with the sampling it states.
     write("chat_template.jinja", "J");
-    write("generation_config.json", r#"{"eos_token_id": [7, 9]}"#);
+    write(
+        "generation_config.json",
+        r#"{"eos_token_id": [7, 9], "do_sample": true, "temperature": 0.6, "top_p": 0.9, "top_k": 20}"#,
+    );
     let s = ChatSettings::from_folder(&dir).unwrap();
-    assert_eq!((s.template.as_deref(), s.stop_ids), (Some("J"), vec![7, 9]));
+    assert_eq!((s.template.as_deref(), &s.stop_ids), (Some("J"), &vec![7, 9]));
+    let want = wgml::data::chat::SamplingDefaults {
+        do_sample: Some(true),
+        temperature: Some(0.6),
+        top_k: Some(20),
+        top_p: Some(0.9),
+        ..Default::default()
+    };
+    assert_eq!(s.sampling, want);
+    write("generation_config.json", r#"{"temperature": "hot"}"#);
+    let e = ChatSettings::from_folder(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("generation_config.json") && e.contains("temperature is not a number"),
+        "{e}"
+    );
     write("generation_config.json", r#"{"eos_token_id": "9"}"#);
     let e = ChatSettings::from_folder(&dir).unwrap_err().to_string();
     assert!(

@@ -1435,7 +1435,8 @@ fn an_instruct_model_chats_in_its_template_and_stops_where_transformers_does() {
         "eos_token": "<|end_of_text|>",
     });
     std::fs::write(folder.join("tokenizer_config.json"), config.to_string()).unwrap();
-    let stops = serde_json::json!({ "eos_token_id": g["stop_ids"] });
+    // Greedy by the model's own word: no --temperature below.
+    let stops = serde_json::json!({ "eos_token_id": g["stop_ids"], "do_sample": false });
     std::fs::write(folder.join("generation_config.json"), stops.to_string()).unwrap();
     let ckpt = dir.join("instruct.safetensors");
     let c = ckpt.to_str().unwrap();
@@ -1452,8 +1453,6 @@ fn an_instruct_model_chats_in_its_template_and_stops_where_transformers_does() {
             g["prompt"].as_str().unwrap(),
             "--tokens",
             "12",
-            "--temperature",
-            "0",
         ])
     };
     let out = chat(c);
@@ -1466,6 +1465,10 @@ fn an_instruct_model_chats_in_its_template_and_stops_where_transformers_does() {
     );
     let stop = g["ids"].as_array().unwrap().last().unwrap();
     assert!(stderr.contains(&format!("stopped at token {stop} ")), "{stderr}");
+    assert!(
+        stderr.contains(r#"generation_config.json says {"do_sample":false}"#),
+        "{stderr}"
+    );
     // Fine-tuned, the checkpoint keeps its template and stops.
     let tuned = dir.join("tuned.safetensors");
     let text = readme_as_text_data();
@@ -1508,7 +1511,7 @@ fn an_instruct_model_chats_in_its_template_and_stops_where_transformers_does() {
         .map(|t| t.as_str().unwrap())
         .collect();
     let mut child = Command::new(crate::common::wgml_bin())
-        .args(["chat", "--weights", c, "--temperature", "0", "--tokens", "4"])
+        .args(["chat", "--weights", c, "--tokens", "4"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

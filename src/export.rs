@@ -201,7 +201,7 @@ pub(crate) fn merged_tensors<'a>(
 /// tokenizer `tokenizer.json` and `tokenizer_config.json` (its `model_max_length`
 /// the model's `window`, so `tokenizer(text, truncation=True)` cuts texts to what
 /// the model reads; the chat template and special tokens when the tokenizer has
-/// them) and, when it has stop ids, `generation_config.json`; returns whether
+/// them) and, when it has stop ids or sampling defaults, `generation_config.json`; returns whether
 /// the tokenizer was written.
 pub(crate) fn write_folder(
     dir: &Path,
@@ -248,12 +248,14 @@ pub(crate) fn write_folder(
                 for (key, text) in &chat.special_tokens {
                     config[key] = json!(text);
                 }
+                let mut generation = chat.sampling.to_json();
                 if !chat.stop_ids.is_empty() {
-                    let ids = match chat.stop_ids.as_slice() {
+                    generation["eos_token_id"] = match chat.stop_ids.as_slice() {
                         [one] => json!(one),
                         many => json!(many),
                     };
-                    let generation = json!({ "eos_token_id": ids });
+                }
+                if generation.as_object().is_some_and(|o| !o.is_empty()) {
                     checkpoint::write_atomic(
                         &dir.join("generation_config.json"),
                         generation.to_string().as_bytes(),

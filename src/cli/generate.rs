@@ -19,9 +19,10 @@ use super::eval::{Loaded, load_model};
 #[derive(Args, Debug, Clone)]
 pub struct SamplingArgs {
     /// Sampling temperature: 0 takes the most probable token every time; below 1
-    /// sharper, above 1 more varied.
-    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
-    pub temperature: f32,
+    /// sharper, above 1 more varied. Default: the model's generation_config.json
+    /// (imported with it; do_sample false is 0), else 0.8.
+    #[arg(long, allow_negative_numbers = true)]
+    pub temperature: Option<f32>,
     /// Draw among the K most probable tokens only.
     #[arg(long, value_name = "K")]
     pub top_k: Option<usize>,
@@ -58,19 +59,37 @@ pub struct SamplingArgs {
     pub no_cache: bool,
 }
 
+/// The temperature where neither an option nor the model says one.
+const TEMPERATURE: f32 = 0.8;
+
 impl SamplingArgs {
-    /// The draw's settings for a tokenizer of `vocabulary` tokens, checked.
-    fn sampling(&self, vocabulary: usize) -> Result<Sampling> {
+    /// The draw's settings for `vocabulary`'s tokens, checked: the options,
+    /// and where one is not given what the model's `generation_config.json`
+    /// says (`do_sample: false` draws greedily), as transformers' `generate`
+    /// takes them; a note on stderr names the model's.
+    fn sampling(&self, vocabulary: &Vocabulary) -> Result<Sampling> {
+        let model = vocabulary.chat().map(|c| c.sampling).unwrap_or_default();
+        let greedy = (model.do_sample == Some(false)).then_some(0.0);
         let sampling = Sampling {
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            vocabulary: Some(vocabulary),
-            repetition_penalty: self.repetition_penalty,
+            temperature: self
+                .temperature
+                .or(greedy)
+                .or(model.temperature)
+                .unwrap_or(TEMPERATURE),
+            top_k: self.top_k.or(model.top_k),
+            top_p: self.top_p.or(model.top_p),
+            vocabulary: Some(vocabulary.size()),
+            repetition_penalty: self.repetition_penalty.or(model.repetition_penalty),
             no_repeat_ngram: self.no_repeat_ngram,
-            min_p: self.min_p,
+            min_p: self.min_p.or(model.min_p),
         };
         sampling.validate()?;
+        if !model.is_empty() {
+            eprintln!(
+                "note: the model's generation_config.json says {} (options override it)",
+                model.to_json()
+            );
+        }
         Ok(sampling)
     }
 }
@@ -273,7 +292,7 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
     }
     let ctx = gpu.context()?;
     let (mut model, vocabulary) = load_language_model(&ctx, &args.weights)?;
-    let sampling = args.sampling.sampling(vocabulary.size())?;
+    let sampling = args.sampling.sampling(&vocabulary)?;
     let (text_ids, prompt) = if args.chat {
         let messages: Vec<Message> = args
             .system
@@ -340,7 +359,7 @@ pub fn run_generate(gpu: &GpuArgs, args: &GenerateArgs) -> Result<ExitCode> {
 pub fn run_chat(gpu: &GpuArgs, args: &ChatArgs) -> Result<ExitCode> {
     let ctx = gpu.context()?;
     let (mut model, vocabulary) = load_language_model(&ctx, &args.weights)?;
-    let sampling = args.sampling.sampling(vocabulary.size())?;
+    let sampling = args.sampling.sampling(&vocabulary)?;
     let chat = vocabulary.chat().cloned().unwrap_or_default();
     let mut messages: Vec<Message> = args.system.iter().map(|s| Message::new("system", s)).collect();
     // Refuse a model without a template before reading anything.

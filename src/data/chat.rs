@@ -38,7 +38,7 @@ impl Message {
 
 /// A tokenizer's chat template, its special tokens' texts and the ids that end
 /// a reply (see the module docs). The default holds none of them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatSettings {
     /// The Jinja chat template, if the tokenizer has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,6 +51,72 @@ pub struct ChatSettings {
     /// `eos_token_id`, else `config.json`'s); empty: the tokenizer's end of text.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop_ids: Vec<u32>,
+    /// How the model's makers would have it sample (`generation_config.json`).
+    #[serde(default, skip_serializing_if = "SamplingDefaults::is_empty")]
+    pub sampling: SamplingDefaults,
+}
+
+/// The sampling settings a `generation_config.json` states, which `wgml
+/// generate` and `wgml chat` take where no option says otherwise, as
+/// transformers' `generate` does. Unstated settings stay `None`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SamplingDefaults {
+    /// `do_sample`: false draws greedily.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub do_sample: Option<bool>,
+    /// `temperature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// `top_k`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<usize>,
+    /// `top_p`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// `min_p`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f32>,
+    /// `repetition_penalty`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repetition_penalty: Option<f32>,
+}
+
+impl SamplingDefaults {
+    /// True when the file stated none of them.
+    pub fn is_empty(&self) -> bool {
+        *self == SamplingDefaults::default()
+    }
+
+    /// The settings `config` (a `generation_config.json`) states; an error
+    /// naming the key whose value is not of its kind.
+    fn from_json(config: &serde_json::Value) -> std::result::Result<Self, String> {
+        let number = |key: &str| match &config[key] {
+            serde_json::Value::Null => Ok(None),
+            v => v
+                .as_f64()
+                .map(|x| Some(x as f32))
+                .ok_or_else(|| format!("its {key} is not a number")),
+        };
+        Ok(SamplingDefaults {
+            do_sample: match &config["do_sample"] {
+                serde_json::Value::Null => None,
+                v => Some(v.as_bool().ok_or("its do_sample is neither true nor false")?),
+            },
+            temperature: number("temperature")?,
+            top_k: match &config["top_k"] {
+                serde_json::Value::Null => None,
+                v => Some(v.as_u64().ok_or("its top_k is not a whole number")? as usize),
+            },
+            top_p: number("top_p")?,
+            min_p: number("min_p")?,
+            repetition_penalty: number("repetition_penalty")?,
+        })
+    }
+
+    /// As `generation_config.json` keys.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
 }
 
 /// What marks a `raise_exception` call's error, to tell its message from
@@ -130,7 +196,8 @@ impl ChatSettings {
     /// (its `default` when it names several, else the first), else
     /// `chat_template.json`'s; the
     /// special tokens' texts from `tokenizer_config.json`; the stop ids from
-    /// `generation_config.json`'s `eos_token_id`, else `config.json`'s. Missing
+    /// `generation_config.json`'s `eos_token_id`, else `config.json`'s; the
+    /// sampling defaults from `generation_config.json`. Missing
     /// files and keys leave their parts empty; a file that is there but not
     /// what Hugging Face writes is an error naming it.
     pub fn from_folder(dir: &Path) -> Result<ChatSettings> {
@@ -185,6 +252,12 @@ impl ChatSettings {
             && let Some(config) = json_file(dir, "chat_template.json")?
         {
             settings.template = config["chat_template"].as_str().map(String::from);
+        }
+        if let Some(config) = json_file(dir, "generation_config.json")? {
+            settings.sampling = SamplingDefaults::from_json(&config).map_err(|message| Error::Data {
+                path: dir.join("generation_config.json").display().to_string(),
+                message,
+            })?;
         }
         for name in ["generation_config.json", "config.json"] {
             if let Some(config) = json_file(dir, name)? {
