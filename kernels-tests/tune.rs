@@ -3,7 +3,8 @@
 //! reference), it survives a new context through the cache file, a corrupt file
 //! is ignored, a failing candidate is skipped, the budget is kept, and
 //! `WGML_TUNE=off` (per context here) returns to the built-in rules. The same for
-//! the one-row product's variants (`kernels::matvec`).
+//! the one-row product's variants (`kernels::matvec`) and the decoding
+//! attention's split count (`kernels::attention_decode`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -117,6 +118,75 @@ fn tuner_keeps_the_fastest_and_matmul_runs_it() {
     again.set_tune_mode(Some("sometimes"));
     let e = matmul::choose(&again, &desc).unwrap_err().to_string();
     assert!(e.contains("WGML_TUNE") && e.contains("auto"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A decoding step's attention: the tuner keeps the split count the clock says
+/// is fastest, `decode_splits` then returns it (from the file too), the step
+/// split that way equals its twin, and with tuning off the built-in rule serves.
+#[test]
+fn the_decoding_split_is_the_one_measured_fastest() {
+    use wgml::kernels::attention_decode::{DecodeDims, DecodePosition, attention_decode};
+    let (_g, _) = gpu();
+    let dir = fresh_dir("tune-decode");
+    let ctx = own_context(&dir);
+    let (dims, t) = (DecodeDims::new(4, 2, (16, 16)), 300);
+    let rule = DecodeDims::splits_for(&ctx, t);
+    let mut clock = FakeClock::default();
+    clock.times.insert("1 splits".into(), 3.0);
+    clock.times.insert("4 splits".into(), 1.0);
+    clock.times.insert("8 splits".into(), 2.0);
+    let report =
+        tune::tune_decode_among(&ctx, &dims, t, &[1, 4, 8], &mut clock, Duration::from_secs(600)).unwrap();
+    assert_eq!(clock.asked, ["1 splits", "4 splits", "8 splits"]);
+    assert_eq!(report.best, Some((4, 1.0)));
+    let key = tune::decode_key(&dims, t);
+    assert_eq!(key, "attention_decode h4/2 d16x16 t300");
+    assert_eq!(ctx.tuned(&key).unwrap().choice, "4 splits");
+    let splits = tune::decode_splits(&ctx, &dims, t).unwrap();
+    assert_eq!(splits, 4);
+    // Split that way, the step computes its twin's attention.
+    let mut r = rng(5);
+    let w = dims.kv_heads * dims.dk;
+    let (qv, kv, vv) = (
+        uniform(&mut r, 64, -1.0, 1.0),
+        uniform(&mut r, w, -1.0, 1.0),
+        uniform(&mut r, w, -1.0, 1.0),
+    );
+    let (mut kc, mut vc) = (
+        uniform(&mut r, t * w, -1.0, 1.0),
+        uniform(&mut r, t * w, -1.0, 1.0),
+    );
+    let tensor = |v: &[f32]| Tensor::from_f32(&ctx, v, &[v.len()]).unwrap();
+    let (k_cache, v_cache) = (tensor(&kc), tensor(&vc));
+    let out = nan_tensor(&ctx, &[64]);
+    let position = DecodePosition::new(&ctx, t).unwrap();
+    position.set(&ctx, 200).unwrap();
+    let dims = dims.with_splits(splits);
+    let step = attention_decode(
+        &ctx,
+        &dims,
+        &tensor(&qv),
+        (&tensor(&kv), &tensor(&vv)),
+        (&k_cache, &v_cache),
+        &position,
+        &out,
+    )
+    .unwrap();
+    ctx.run_all(&step).unwrap();
+    let want = reference::attention_decode::attention_decode(&dims, 200, &qv, (&kv, &vv), (&mut kc, &mut vc));
+    assert_close(
+        "tuned decoding step",
+        &out.to_f32(&ctx).unwrap(),
+        &want,
+        4e-6,
+        1e-5,
+    );
+    // A new context reads it from the file; off, the built-in rule serves.
+    let again = own_context(&dir);
+    assert_eq!(tune::decode_splits(&again, &dims, t).unwrap(), 4);
+    again.set_tune_mode(Some("off"));
+    assert_eq!(tune::decode_splits(&again, &dims, t).unwrap(), rule);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -121,7 +121,7 @@ pub enum Command {
     Selftest,
     /// Measure the kernel choices (matmul variant and split-K factor) of a model's
     /// training and evaluation steps on this GPU (and, for a causal language model,
-    /// the matvec variants of its key/value-cached generation) and keep them in the
+    /// the matvec variants and attention splits of its key/value-cached generation) and keep them in the
     /// tuning cache, so later runs start with them. Takes `wgml train`'s options.
     Tune(Box<train::TrainArgs>),
 }

@@ -16,7 +16,8 @@
 //! embeddings turn by that position's row of a table of every position; each
 //! attention (`kernels::attention_decode`) appends the position's keys and values
 //! to its cache (rows `0..=p`) and runs the one query over it (on GPUs, a long
-//! cache split over several workgroups a head and combined). Grouped key/value
+//! cache split over several workgroups a head and combined, the count measured
+//! by the tuner where it measures). Grouped key/value
 //! heads (`Op::RepeatHeads` feeding only an attention) are cached and read in
 //! place, never repeated. Position embeddings' row p is copied in before the
 //! step. The output is the model's output node (before the loss's softmax) at
@@ -261,8 +262,8 @@ impl Decoder {
                 &Op::Attention { q, k, v, heads, .. } => {
                     let (k, v, times) = grouped.get(&i).copied().unwrap_or((k, v, 1));
                     let (dk, dv) = (graph.shape(q)[1] / heads, graph.shape(v)[1] * times / heads);
-                    let dims = DecodeDims::new(heads, heads / times, (dk, dv))
-                        .with_splits(DecodeDims::splits_for(ctx, t));
+                    let dims = DecodeDims::new(heads, heads / times, (dk, dv));
+                    let dims = dims.with_splits(crate::kernels::tune::decode_splits(ctx, &dims, t)?);
                     let k_cache = Tensor::zeros(ctx, &[t, dims.kv_heads * dk], DType::F32)?;
                     let v_cache = Tensor::zeros(ctx, &[t, dims.kv_heads * dv], DType::F32)?;
                     let o = lw.output(i)?;

@@ -127,7 +127,9 @@ impl DecodeDims {
         DecodeDims { splits, ..self }
     }
 
-    /// Splits for a cache of `capacity` positions on a GPU: one per 256 keys
+    /// The built-in rule, which the tuner measures against
+    /// (`kernels::tune::decode_splits`): for a cache of `capacity` positions on a
+    /// GPU, one split per 256 keys
     /// (at most 32), so that a long cache keeps many workgroups busy where
     /// `heads` alone would leave most of a GPU idle; 1 on CPU adapters, whose few
     /// threads the heads already fill (a second dispatch would only add its cost).

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Dispatch, Tensor, Timer, TunedEntry};
+use crate::kernels::attention_decode::{DecodeDims, DecodePosition, attention_decode};
 use crate::kernels::matmul::{self, MatmulChoice, MatmulDesc, MatmulVariant};
 use crate::kernels::matvec::{self as mv, MatvecVariant};
 
@@ -419,6 +420,106 @@ pub fn tune_matvec_among(
         matvec_key(rows, n, k),
         candidates,
         |v| v.name().to_string(),
+        launch,
+        clock,
+        budget,
+        start,
+    ))
+}
+
+/// The cache key of a decoding step's attention (`kernels::attention_decode`):
+/// `heads` query heads over `kv_heads`, heads of `dk`/`dv` values, a cache of
+/// `capacity` positions.
+pub fn decode_key(dims: &DecodeDims, capacity: usize) -> String {
+    format!(
+        "attention_decode h{}/{} d{}x{} t{capacity}",
+        dims.heads, dims.kv_heads, dims.dk, dims.dv
+    )
+}
+
+/// How many workgroups per head a decoding step's attention over a cache of
+/// `capacity` positions should split its keys into on `ctx`: the measured
+/// count when the tuner has it, measured now (at the cache's last position,
+/// where splitting matters most) if the mode allows and nothing is known, as
+/// [`matvec_variant`], else the built-in rule ([`DecodeDims::splits_for`]).
+pub fn decode_splits(ctx: &Context, dims: &DecodeDims, capacity: usize) -> Result<usize> {
+    let rule = DecodeDims::splits_for(ctx, capacity);
+    let mode = mode(ctx)?;
+    if mode == TuneMode::Off {
+        return Ok(rule);
+    }
+    let key = decode_key(dims, capacity);
+    if let Some(s) = ctx.tuned(&key).and_then(|e| parse_splits(&e.choice)) {
+        return Ok(s);
+    }
+    if !may_measure(ctx, mode) {
+        return Ok(rule);
+    }
+    let mut candidates = vec![rule];
+    candidates.extend(
+        [1, 2, 4, 8, 16, 32]
+            .into_iter()
+            .filter(|&s| s != rule && s <= capacity),
+    );
+    let report = tune_decode_among(
+        ctx,
+        dims,
+        capacity,
+        &candidates,
+        &mut GpuClock::new(ctx),
+        budget(ctx),
+    )?;
+    ctx.add_tuning_spent(Duration::from_secs_f64(report.elapsed_ms / 1e3));
+    Ok(report.best.map_or(rule, |(s, _)| s))
+}
+
+/// A split count as the tuner names it.
+fn splits_name(splits: usize) -> String {
+    format!("{splits} splits")
+}
+
+/// The split count a cached choice names, if it names one.
+fn parse_splits(name: &str) -> Option<usize> {
+    name.strip_suffix(" splits")?.parse().ok().filter(|&s| s > 0)
+}
+
+/// Times a decoding step's attention split `candidates` ways over a full cache
+/// of `capacity` positions of scratch keys and values (the query at its last
+/// position) with `clock` within `budget`, and records the fastest on `ctx`
+/// (and in the cache file).
+pub fn tune_decode_among(
+    ctx: &Context,
+    dims: &DecodeDims,
+    capacity: usize,
+    candidates: &[usize],
+    clock: &mut dyn TuneClock,
+    budget: Duration,
+) -> Result<TuneReport<usize>> {
+    let start = Instant::now();
+    let (kw, vw) = (dims.kv_heads * dims.dk, dims.kv_heads * dims.dv);
+    let q = pattern(ctx, dims.heads * dims.dk, 0.37)?;
+    let (k_new, v_new) = (pattern(ctx, kw, 0.41)?, pattern(ctx, vw, 0.43)?);
+    let k_cache = pattern(ctx, capacity * kw, 0.61)?;
+    let v_cache = pattern(ctx, capacity * vw, 0.67)?;
+    let out = Tensor::zeros(ctx, &[dims.heads * dims.dv], crate::gpu::DType::F32)?;
+    let position = DecodePosition::new(ctx, capacity)?;
+    position.set(ctx, capacity - 1)?;
+    let launch = |&splits: &usize| {
+        attention_decode(
+            ctx,
+            &dims.with_splits(splits),
+            &q,
+            (&k_new, &v_new),
+            (&k_cache, &v_cache),
+            &position,
+            &out,
+        )
+    };
+    Ok(measure(
+        ctx,
+        decode_key(dims, capacity),
+        candidates,
+        |&s| splits_name(s),
         launch,
         clock,
         budget,
