@@ -503,7 +503,7 @@ pub fn tune_decode_among(
     let v_cache = pattern(ctx, capacity * vw, 0.67)?;
     let out = Tensor::zeros(ctx, &[dims.heads * dims.dv], crate::gpu::DType::F32)?;
     let position = DecodePosition::new(ctx, capacity)?;
-    position.set(ctx, capacity - 1)?;
+    position.set(ctx, capacity.saturating_sub(1))?;
     let launch = |&splits: &usize| {
         attention_decode(
             ctx,
