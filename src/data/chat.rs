@@ -253,23 +253,28 @@ impl ChatSettings {
         {
             settings.template = config["chat_template"].as_str().map(String::from);
         }
-        if let Some(config) = json_file(dir, "generation_config.json")? {
-            settings.sampling = SamplingDefaults::from_json(&config).map_err(|message| Error::Data {
+        let generation = json_file(dir, "generation_config.json")?;
+        if let Some(config) = &generation {
+            settings.sampling = SamplingDefaults::from_json(config).map_err(|message| Error::Data {
                 path: dir.join("generation_config.json").display().to_string(),
                 message,
             })?;
         }
-        for name in ["generation_config.json", "config.json"] {
-            if let Some(config) = json_file(dir, name)? {
-                let ids = token_ids(&config["eos_token_id"]).ok_or_else(|| Error::Data {
-                    path: dir.join(name).display().to_string(),
-                    message: "its eos_token_id is neither a token id nor a list of them".into(),
-                })?;
-                if !ids.is_empty() {
-                    settings.stop_ids = ids;
-                    break;
-                }
-            }
+        // Each file read once: config.json only when generation_config.json names no stop.
+        let stops = |name: &str, config: &serde_json::Value| {
+            token_ids(&config["eos_token_id"]).ok_or_else(|| Error::Data {
+                path: dir.join(name).display().to_string(),
+                message: "its eos_token_id is neither a token id nor a list of them".into(),
+            })
+        };
+        settings.stop_ids = match &generation {
+            Some(config) => stops("generation_config.json", config)?,
+            None => Vec::new(),
+        };
+        if settings.stop_ids.is_empty()
+            && let Some(config) = json_file(dir, "config.json")?
+        {
+            settings.stop_ids = stops("config.json", &config)?;
         }
         Ok(settings)
     }

@@ -166,9 +166,7 @@ pub struct Decoder {
     params: Vec<Option<Tensor>>,
     caches: Vec<Cache>,
     input: Tensor,
-    /// Positions the model reads (its T): the cache's capacity.
-    capacity: usize,
-    /// The position every kernel of a step reads.
+    /// The position every kernel of a step reads; its capacity is the model's T.
     position: DecodePosition,
     /// Each position embedding's table `[T, F]` and the row `[1, F]` a step adds.
     position_rows: Vec<(Tensor, Tensor)>,
@@ -344,7 +342,6 @@ impl Decoder {
             params,
             caches,
             input,
-            capacity: t,
             position,
             position_rows: rows,
             kernels,
@@ -355,7 +352,7 @@ impl Decoder {
 
     /// Positions the cache holds at most (the model's T).
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.position.capacity()
     }
 
     /// Bytes the key/value caches hold: keys and values of every position, for
@@ -403,19 +400,19 @@ impl Decoder {
                 self.next
             )));
         }
-        if tokens.len() >= self.capacity {
+        if tokens.len() >= self.capacity() {
             return Err(Error::invalid(format!(
                 "{} tokens to prefill, but the key/value cache holds {} positions and the last \
                  token goes to step",
                 tokens.len(),
-                self.capacity
+                self.capacity()
             )));
         }
         if tokens.is_empty() {
             return Ok(());
         }
         let n = tokens.len();
-        let len = n.next_power_of_two().min(self.capacity);
+        let len = n.next_power_of_two().min(self.capacity());
         // Position embeddings keep their first rows.
         let short = shortened(&self.graph, &self.prefill_nodes, len);
         let mut prefixes = Vec::new();
@@ -479,10 +476,10 @@ impl Decoder {
     /// cache is full ([`Decoder::capacity`] positions).
     pub fn step(&mut self, ctx: &Context, token: u32) -> Result<Vec<f32>> {
         let p = self.next;
-        if p >= self.capacity {
+        if p >= self.capacity() {
             return Err(Error::invalid(format!(
                 "the key/value cache holds {} positions and is full: reset it",
-                self.capacity
+                self.capacity()
             )));
         }
         self.position.set(ctx, p)?;
